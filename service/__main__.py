@@ -1,0 +1,57 @@
+"""Command line: ``xent serve`` starts the service, ``xent openapi`` prints its OpenAPI document."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from service.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers") and v is not None}
+    settings = Settings(**overrides)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from service.app import create_app
+
+    text = json.dumps(create_app(Settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xent`` console script."""
+    parser = argparse.ArgumentParser(prog="xent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP service (settings from XENT_* env)")
+    serve.add_argument("--host", help="interface to bind (XENT_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (XENT_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (XENT_WORKERS, default 1)")
+    serve.set_defaults(handler=_serve)
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document as JSON")
+    openapi.add_argument("--output", "-o", help="write to this file instead of stdout")
+    openapi.set_defaults(handler=_openapi)
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""HTTP layer: routes, request/response models and problem+json errors."""

@@ -1,0 +1,112 @@
+"""Turn a parsed JSON body into validated core inputs: options, predictions, truth."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.core import (
+    Distribution,
+    InputError,
+    check_labels,
+    check_logits,
+    check_probabilities,
+    check_same_length,
+    check_targets,
+    default_tolerance,
+)
+from service.core._typing import FloatArray, IntArray
+
+from .payload import ArrayReader
+from .schemas.common import ProbabilityOptions
+
+
+@dataclass
+class Body:
+    """A parsed request: its arrays (still raw JSON values) and a reader for them."""
+
+    fields: dict[str, Any]
+    reader: ArrayReader
+
+    def scalars(self, array_fields: tuple[str, ...]) -> dict[str, Any]:
+        """The fields other than `array_fields`: small options for a Pydantic model to validate."""
+        return {k: v for k, v in self.fields.items() if k not in array_fields}
+
+    def pick(self, first: str, second: str) -> str:
+        """The one field of the pair that was sent, or raise."""
+        sent = [name for name in (first, second) if self.fields.get(name) is not None]
+        if len(sent) == 1:
+            return sent[0]
+        got = "both" if sent else "neither"
+        raise InputError(
+            second if sent else first,
+            f"exactly one of `{first}` or `{second}` is required; got {got}",
+        )
+
+    def array(self, name: str) -> np.ndarray:
+        """Decode the array field `name`."""
+        return self.reader.read(self.fields[name], name)
+
+
+@dataclass
+class Prediction:
+    """Validated predictions and how they were sent."""
+
+    dist: Distribution
+    field: str
+    dtype: str
+    tolerance: float
+    n_normalized: int
+
+
+def read_prediction(
+    body: Body, probs_field: str, logits_field: str, options: ProbabilityOptions
+) -> Prediction:
+    """Build the predicted distributions from whichever of the two fields was sent."""
+    name = body.pick(logits_field, probs_field)
+    raw = body.array(name)
+    tolerance = options.tolerance or default_tolerance(raw.dtype)
+    if name == logits_field:
+        logits = check_logits(raw, field=name)
+        return Prediction(
+            Distribution.from_logits(logits, validate=False), name, logits.dtype.name, tolerance, 0
+        )
+    probs = check_probabilities(raw, field=name, tolerance=tolerance, normalize=options.normalize)
+    n_normalized = _count_renormalised(raw, probs) if options.normalize else 0
+    dist = Distribution.from_probs(probs, eps=options.eps, validate=False)
+    return Prediction(dist, name, probs.dtype.name, tolerance, n_normalized)
+
+
+def _count_renormalised(raw: np.ndarray, probs: FloatArray) -> int:
+    if probs.ndim == 1:
+        return 0
+    return int(np.count_nonzero(np.any(raw != probs, axis=1)))
+
+
+@dataclass
+class Truth:
+    """Validated hard labels or soft targets (N×K, binary widened to [1 - t, t])."""
+
+    labels: IntArray | None
+    targets: FloatArray | None
+
+    @property
+    def field(self) -> str:
+        """Which truth field was sent."""
+        return "labels" if self.labels is not None else "targets"
+
+
+def read_truth(body: Body, prediction: Prediction, *, ignore_index: int | None = None) -> Truth:
+    """Read exactly one of `labels` or `targets`, shaped like the predictions."""
+    name = body.pick("labels", "targets")
+    raw = body.array(name)
+    dist = prediction.dist
+    check_same_length(name, raw.shape[0] if raw.ndim else 0, dist.log_probs.shape[0], other=prediction.field)
+    if name == "labels":
+        return Truth(check_labels(raw, dist.n_classes, ignore_index=ignore_index), None)
+    if ignore_index is not None:
+        raise InputError("ignore_index", "applies to hard `labels` only; got soft `targets`")
+    targets = check_targets(raw, dist.n_classes, binary=dist.binary, tolerance=prediction.tolerance)
+    if dist.binary:
+        targets = np.stack([1 - targets, targets], axis=1)
+    return Truth(None, targets.astype(dist.log_probs.dtype, copy=False))

@@ -1,0 +1,219 @@
+"""Read a JSON body once with orjson and turn its array fields into ndarrays.
+
+Arrays arrive as nested JSON lists or as Open Inference Protocol (KServe v2)
+tensor objects ``{"shape": [N, K], "datatype": "FP32", "data": [...]}``.
+Pydantic never sees them element by element; NumPy converts and checks them.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import Request
+
+from service.core import InputError
+
+from .problems import ProblemError
+
+#: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to.
+DATATYPES: dict[str, type[np.generic]] = {
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+}
+_TENSOR_KEYS = {"shape", "datatype", "data", "name", "parameters"}
+# `true`/`false` right after `[` or `,` can only be an array element (keys are strings).
+_BOOLEAN_ELEMENT = re.compile(rb"[\[,]\s*(?:true|false)\b")
+_JSON_TYPES = {"application/json"}
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """Read the body, refusing (413) as soon as it exceeds `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ProblemError(413, f"request body is {declared} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ProblemError(413, f"request body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_json_content_type(request: Request) -> None:
+    """415 unless the body is declared JSON (a missing Content-Type is taken as JSON)."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.split(";")[0].strip().lower()
+    if media not in _JSON_TYPES and not media.endswith("+json"):
+        raise ProblemError(
+            415,
+            f"Content-Type {media!r} is not supported; send application/json",
+            headers={"Accept-Post": "application/json"},
+        )
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Parse `body` as a JSON object, or raise 400."""
+    if not body.strip():
+        raise ProblemError(400, "request body is empty; send a JSON object")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProblemError(400, f"request body must be a JSON object; got {type(value).__name__}")
+    return value
+
+
+@dataclass
+class ArrayReader:
+    """Decodes array fields of one request, remembering which came as tensor objects."""
+
+    max_elements: int
+    may_hold_booleans: bool
+    tensor_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    elements: int = 0
+
+    @classmethod
+    def for_body(cls, body: bytes, max_elements: int) -> "ArrayReader":
+        """A reader for arrays of `body` (scanned once for boolean array elements)."""
+        return cls(max_elements, _BOOLEAN_ELEMENT.search(body) is not None)
+
+    def read(self, value: Any, name: str) -> np.ndarray:
+        """Return the array in `value` (nested list or tensor object) for the field `name`."""
+        if isinstance(value, dict):
+            array = self._read_tensor(value, name)
+        elif isinstance(value, list):
+            self._count(name, _nested_size_hint(value))
+            array = self._read_list(value, name)
+        else:
+            raise InputError(name, f"must be a JSON array or a tensor object; got {_json_type(value)}")
+        return array
+
+    def _count(self, name: str, n: int) -> None:
+        self.elements += n
+        if self.elements > self.max_elements:
+            raise ProblemError(
+                413,
+                f"`{name}` brings the request to {self.elements} elements; the limit is {self.max_elements}",
+                field=name,
+            )
+
+    def _read_list(self, value: list[Any], name: str) -> np.ndarray:
+        try:
+            array = np.array(value)
+        except (ValueError, OverflowError):
+            array = None
+        if array is None or array.dtype.kind not in "fiu" or self.may_hold_booleans:
+            problem = _first_bad_leaf(value, ())
+            if problem is not None:
+                index, reason = problem
+                raise InputError(name, reason, index=index)
+        if array is None or array.dtype.kind not in "fiu":
+            raise InputError(name, f"must hold numbers; got {_describe_dtype(array)}")
+        return array
+
+    def _read_tensor(self, value: dict[str, Any], name: str) -> np.ndarray:
+        unknown = sorted(set(value) - _TENSOR_KEYS)
+        if unknown:
+            raise InputError(f"{name}.{unknown[0]}", "is not a tensor field (shape, datatype, data)")
+        for key in ("shape", "datatype", "data"):
+            if key not in value:
+                raise InputError(f"{name}.{key}", "is required in a tensor object")
+        shape = value["shape"]
+        if not (
+            isinstance(shape, list)
+            and 1 <= len(shape) <= 2
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            raise InputError(
+                f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {shape!r}"
+            )
+        datatype = value["datatype"]
+        if datatype not in DATATYPES:
+            raise InputError(f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {datatype!r}")
+        size = math.prod(shape)
+        self._count(name, size)
+        data = value["data"]
+        if not isinstance(data, list):
+            raise InputError(f"{name}.data", f"must be a JSON array; got {_json_type(data)}")
+        flat = self._read_list(data, f"{name}.data").reshape(-1)
+        if flat.size != size:
+            raise InputError(
+                f"{name}.data",
+                f"must hold prod(shape) = {size} values for shape {shape}; got {flat.size}",
+            )
+        dtype = np.dtype(DATATYPES[datatype])
+        if dtype.kind in "iu" and flat.dtype.kind == "f":
+            raise InputError(f"{name}.data", f"must hold integers for datatype {datatype}")
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            outside = (flat < info.min) | (flat > info.max)
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                raise InputError(f"{name}.data", f"must fit {datatype}; got {flat[i]}", index=(i,))
+        self.tensor_shapes[name] = tuple(shape)
+        with np.errstate(over="ignore"):
+            return flat.astype(dtype, copy=False).reshape(shape)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
+def _describe_dtype(array: np.ndarray | None) -> str:
+    if array is None:
+        return "ragged or non-numeric rows"
+    return {"b": "booleans", "U": "strings", "O": "mixed values"}.get(array.dtype.kind, str(array.dtype))
+
+
+def _nested_size_hint(value: list[Any]) -> int:
+    """Element count of a (maybe nested) list from its first row: cheap, before conversion."""
+    if value and isinstance(value[0], list):
+        return len(value) * len(value[0])
+    return len(value)
+
+
+def _first_bad_leaf(value: Any, index: tuple[int, ...]) -> tuple[tuple[int, ...], str] | None:
+    """Locate the first non-number, ragged row or over-deep nesting (error path only)."""
+    if isinstance(value, list):
+        if len(index) >= 2:
+            return index, "must be nested at most two levels deep (N×K)"
+        lengths = {len(v) if isinstance(v, list) else -1 for v in value}
+        if len(lengths) > 1:
+            first = value[0]
+            expected = len(first) if isinstance(first, list) else None
+            for i, row in enumerate(value):
+                got = len(row) if isinstance(row, list) else None
+                if got != expected:
+                    what = "a number" if expected is None else f"a row of {expected}"
+                    found = "a number" if got is None else f"a row of {got}"
+                    return (*index, i), f"is ragged: expected {what} like row 0; got {found}"
+        for i, item in enumerate(value):
+            problem = _first_bad_leaf(item, (*index, i))
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return index, f"must be a number; got {_json_type(value)}"
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return index, f"must fit in 64 bits; got {value}"
+    return None

@@ -1,0 +1,122 @@
+"""RFC 9457 ``application/problem+json`` responses for every error, in one place."""
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from service.core import InputError
+
+PROBLEM_JSON = "application/problem+json"
+#: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+class ProblemError(Exception):
+    """An HTTP-level problem raised by the API layer (malformed body, too large, ...)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.headers = dict(headers or {})
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, str]] = (),
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem+json response with ``type: about:blank`` and the status phrase as title."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = list(errors)
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _pointer(request: Request, error: InputError) -> str:
+    """JSON pointer to the offending element, into a tensor object's flat ``data`` if one was sent."""
+    shapes: dict[str, tuple[int, ...]] = getattr(request.state, "tensor_shapes", {})
+    shape = shapes.get(error.field)
+    if shape is not None and error.index and len(error.index) <= len(shape):
+        row_start = error.index + (0,) * (len(shape) - len(error.index))
+        flat = int(np.ravel_multi_index(row_start, shape))
+        return f"#/{error.field.replace('.', '/')}/data/{flat}"
+    return "#/" + "/".join([error.field.replace(".", "/"), *map(str, error.index)])
+
+
+async def input_error_handler(request: Request, exc: Exception) -> Response:
+    """422 for values the core rejected, pointing at the field and first bad index."""
+    assert isinstance(exc, InputError)
+    return problem_response(
+        422,
+        str(exc),
+        errors=[{"pointer": _pointer(request, exc), "detail": f"`{exc.location}` {exc.reason}"}],
+    )
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    out = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+        out.append({"pointer": "#/" + "/".join(loc), "detail": str(error.get("msg", "invalid"))})
+    return out
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    """422 for options that failed their schema (unknown field, wrong type, out of range)."""
+    assert isinstance(exc, ValidationError | RequestValidationError)
+    errors = _validation_errors(exc.errors())
+    detail = "; ".join(f"`{e['pointer'][2:] or 'body'}`: {e['detail']}" for e in errors)
+    return problem_response(422, detail, errors=errors)
+
+
+async def problem_error_handler(request: Request, exc: Exception) -> Response:
+    """The status the API layer chose (400 malformed JSON, 413, 415, ...)."""
+    assert isinstance(exc, ProblemError)
+    errors = [{"pointer": f"#/{exc.field}", "detail": exc.detail}] if exc.field else []
+    return problem_response(exc.status, exc.detail, errors=errors, headers=exc.headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (404, 405, 413 from the server) as problem+json."""
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug: report 500 as problem+json without leaking internals."""
+    return problem_response(500, "internal error; the request was not scored")
+
+
+PROBLEM_HANDLERS = {
+    InputError: input_error_handler,
+    ValidationError: validation_error_handler,
+    RequestValidationError: validation_error_handler,
+    ProblemError: problem_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: unhandled_error_handler,
+}

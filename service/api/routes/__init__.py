@@ -1,0 +1,56 @@
+"""All routers of the service, and helpers shared by routes."""
+
+import math
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from service.api.schemas import ProblemDetails
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": ProblemDetails,
+        "description": text,
+        "content": {"application/problem+json": {}},
+    }
+    for status, text in {
+        400: "Malformed JSON body.",
+        413: "Body or element count over the configured limit.",
+        415: "Unsupported Content-Type.",
+        422: "A field is missing, unknown, or has the wrong shape or values.",
+    }.items()
+}
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` publishing `model` as the JSON request body (parsed by orjson, not FastAPI)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def json_response(result: BaseModel) -> Response:
+    """Serialise `result` in Rust; non-finite floats become "Infinity"/"-Infinity"/"NaN"."""
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+def unit_of(base: Any) -> str:
+    """The unit name of a log base."""
+    return {"e": "nats", 2: "bits", 10: "hartleys"}[base]
+
+
+def log_base(base: Any) -> float:
+    """The numeric value of a log base option."""
+    return math.e if base == "e" else float(base)
+
+
+def build_router() -> APIRouter:
+    """The service's routes: /v1 scoring endpoints and health probes."""
+    from . import cross_entropy, divergence, health
+
+    router = APIRouter()
+    router.include_router(cross_entropy.router)
+    router.include_router(divergence.router)
+    router.include_router(health.router)
+    return router

@@ -1,0 +1,134 @@
+"""``POST /v1/cross-entropy``."""
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import BodyDep
+from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.schemas import (
+    CrossEntropyBody,
+    CrossEntropyConvention,
+    CrossEntropyOptions,
+    CrossEntropyResult,
+)
+from service.core._typing import FloatArray
+
+from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+
+router = APIRouter(prefix="/v1", tags=["scores"])
+
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights")
+
+
+@router.post(
+    "/cross-entropy",
+    response_model=CrossEntropyResult,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=request_body(CrossEntropyBody),
+)
+def score_cross_entropy(body: BodyDep) -> Response:
+    """Cross-entropy of labels (or soft targets) under logits or probabilities.
+
+    Categorical logits go through log-softmax by log-sum-exp, binary logits through
+    the softplus form; probabilities are logged under the `eps` policy. Options
+    follow torch.nn.functional.cross_entropy (label_smoothing, class weights,
+    ignore_index, reduction); probabilities match sklearn.metrics.log_loss.
+    """
+    options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    prediction = read_prediction(body, "probs", "logits", options)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    weights = _class_weights(body, prediction)
+    return json_response(_score(prediction, truth, weights, options))
+
+
+def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
+    if body.fields.get("class_weights") is None:
+        return None
+    weights = core.check_class_weights(body.array("class_weights"), prediction.dist.n_classes)
+    return weights.astype(prediction.dist.log_probs.dtype, copy=False)
+
+
+def _score(
+    prediction: Prediction, truth: Truth, weights: FloatArray | None, options: CrossEntropyOptions
+) -> CrossEntropyResult:
+    dist = prediction.dist
+    smoothing = options.label_smoothing
+    if truth.labels is not None:
+        labels = truth.labels
+        losses = core.nll(
+            labels,
+            dist.log_probs,
+            class_weights=weights,
+            label_smoothing=smoothing,
+            ignore_index=options.ignore_index,
+        )
+        denominators = core.label_weights(labels, class_weights=weights, ignore_index=options.ignore_index)
+        kept = np.ones(labels.shape, bool) if options.ignore_index is None else labels != options.ignore_index
+        true_class = labels
+    else:
+        assert truth.targets is not None
+        losses = core.soft_cross_entropy(
+            truth.targets, dist.log_probs, class_weights=weights, label_smoothing=smoothing
+        )
+        denominators = np.ones(losses.shape)
+        kept = np.ones(losses.shape, bool)
+        true_class = np.argmax(truth.targets, axis=1)
+    n = int(np.count_nonzero(kept))
+    if n == 0:
+        raise core.InputError("labels", f"must hold a label other than ignore_index ({options.ignore_index})")
+    base = log_base(options.base)
+    losses = core.to_base(losses, base)
+    loss = _reduce(losses, denominators, options.reduction)
+    correct = dist.predicted()[kept] == true_class[kept]
+    entropies = core.to_base(core.entropy(dist.probs, dist.log_probs), base)[kept]
+    per_sample = options.reduction == "none" or options.per_sample
+    return CrossEntropyResult(
+        n=n,
+        n_ignored=int(kept.size - n),
+        loss=loss,
+        losses=losses.tolist() if per_sample else None,
+        accuracy=float(np.mean(correct)),
+        mean_entropy=float(np.mean(entropies, dtype=np.float64)),
+        convention=CrossEntropyConvention(
+            input=prediction.field,
+            form="binary" if dist.binary else "categorical",
+            truth=truth.field,
+            dtype=dist.log_probs.dtype.name,
+            base=options.base,
+            unit=unit_of(options.base),
+            reduction=options.reduction,
+            eps=dist.eps,
+            n_clipped=dist.n_clipped,
+            tolerance=prediction.tolerance,
+            n_normalized=prediction.n_normalized,
+            label_smoothing=smoothing,
+            class_weights=weights is not None,
+            ignore_index=options.ignore_index,
+            matches=_peer(prediction, truth),
+        ),
+    )
+
+
+def _reduce(losses: FloatArray, denominators: FloatArray, reduction: str) -> float | None:
+    if reduction == "none":
+        return None
+    total = float(losses.sum(dtype=np.float64))
+    if reduction == "sum":
+        return total
+    weight = float(denominators.sum(dtype=np.float64))
+    if weight == 0:
+        raise core.InputError(
+            "class_weights",
+            "give the scored samples zero total weight; the weighted mean is undefined",
+        )
+    return total / weight
+
+
+def _peer(prediction: Prediction, truth: Truth) -> str:
+    if prediction.field == "probs":
+        return "sklearn.metrics.log_loss (≥1.5; eps clips the zero side only)"
+    if prediction.dist.binary:
+        return "torch.nn.functional.binary_cross_entropy_with_logits (class_weights: [w0, w1])"
+    return "torch.nn.functional.cross_entropy"

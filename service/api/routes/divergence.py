@@ -1,0 +1,85 @@
+"""``POST /v1/divergence``."""
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import BodyDep
+from service.api.inputs import Prediction, read_prediction
+from service.api.schemas import (
+    DivergenceBody,
+    DivergenceConvention,
+    DivergenceOptions,
+    DivergenceResult,
+)
+from service.api.schemas.divergence import DivergenceRows, DivergenceStats
+from service.core._typing import FloatArray
+
+from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+
+router = APIRouter(prefix="/v1", tags=["scores"])
+
+ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits")
+
+
+@router.post(
+    "/divergence",
+    response_model=DivergenceResult,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=request_body(DivergenceBody),
+)
+def score_divergence(body: BodyDep) -> Response:
+    """KL both ways, Jensen–Shannon divergence and distance, H(p), H(q) and H(p, q), per row and mean.
+
+    0·log 0 = 0 (scipy.special.rel_entr); where p > 0 but q = 0, the `eps` policy
+    applies (eps 0: KL is "Infinity"). JS needs no eps: it is always finite.
+    """
+    options = DivergenceOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    p = read_prediction(body, "p_probs", "p_logits", options)
+    q = read_prediction(body, "q_probs", "q_logits", options)
+    if q.dist.log_probs.shape != p.dist.log_probs.shape:
+        raise core.InputError(
+            q.field,
+            f"must have the shape of `{p.field}` {p.dist.log_probs.shape}; got {q.dist.log_probs.shape}",
+        )
+    rows = _rows(p, q, log_base(options.base))
+    means = {name: float(np.mean(values, dtype=np.float64)) for name, values in rows.items()}
+    return json_response(
+        DivergenceResult(
+            n=p.dist.log_probs.shape[0],
+            mean=DivergenceStats(**means),
+            per_sample=DivergenceRows(**{k: v.tolist() for k, v in rows.items()})
+            if options.per_sample
+            else None,
+            convention=DivergenceConvention(
+                p=p.field.removeprefix("p_"),
+                q=q.field.removeprefix("q_"),
+                dtype=np.result_type(p.dist.log_probs, q.dist.log_probs).name,
+                base=options.base,
+                unit=unit_of(options.base),
+                eps=max(p.dist.eps, q.dist.eps),
+                n_clipped=p.dist.n_clipped + q.dist.n_clipped,
+                tolerance=p.tolerance,
+                n_normalized=p.n_normalized + q.n_normalized,
+                zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
+                "log(1/eps) terms, or Infinity when eps is 0",
+                matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon",
+            ),
+        )
+    )
+
+
+def _rows(p: Prediction, q: Prediction, base: float) -> dict[str, FloatArray]:
+    pp, lp = p.dist.probs, p.dist.log_probs
+    qq, lq = q.dist.probs, q.dist.log_probs
+    js = core.to_base(core.js_divergence(pp, lp, qq, lq), base)
+    rows = {
+        "kl_pq": core.kl_divergence(pp, lp, lq),
+        "kl_qp": core.kl_divergence(qq, lq, lp),
+        "entropy_p": core.entropy(pp, lp),
+        "entropy_q": core.entropy(qq, lq),
+        "cross_entropy_pq": core.cross_entropy_rows(pp, lq),
+    }
+    converted = {name: core.to_base(values, base) for name, values in rows.items()}
+    return {**converted, "js_divergence": js, "js_distance": np.sqrt(js)}

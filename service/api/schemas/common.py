@@ -1,0 +1,106 @@
+"""Models shared by every endpoint: tensors, array fields, common options, problems."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+#: A float that may be infinite or NaN: JSON has no such numbers, so these are sent as the
+#: strings "Infinity", "-Infinity" and "NaN" (the proto3 JSON mapping's convention).
+JsonFloat = Annotated[
+    float,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "string", "enum": ["Infinity", "-Infinity", "NaN"]},
+            ]
+        }
+    ),
+]
+
+RESULT_CONFIG = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+OPTIONS_CONFIG = ConfigDict(extra="forbid")
+
+
+class Tensor(BaseModel):
+    """An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: list[Annotated[int, Field(ge=0)]] = Field(
+        min_length=1, max_length=2, description="[N] or [N, K]; prod(shape) must equal len(data)."
+    )
+    datatype: Literal[
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    ] = Field(
+        description="Element type. FP32 is computed in float32 and FP16 widened to float32; "
+        "FP64 and integers in float64."
+    )
+    data: list[float] | list[list[float]] = Field(
+        description="The values in row-major order, flat or nested as the protocol allows."
+    )
+    name: str | None = Field(default=None, description="Ignored; allowed so OIP outputs can be forwarded.")
+    parameters: dict[str, Any] | None = Field(default=None, description="Ignored.")
+
+
+FloatArrayField = Annotated[
+    list[list[float]] | list[float] | Tensor,
+    Field(description="N×K nested list (categorical) or length-N list (binary), or a tensor object."),
+]
+IntArrayField = Annotated[
+    list[int] | Tensor, Field(description="Length-N list of integers, or a tensor object.")
+]
+
+Base = Literal["e", 2, 10]
+Eps = Annotated[float, Field(ge=0, lt=1)] | Literal["auto"]
+
+
+class ProbabilityOptions(BaseModel):
+    """How probabilities are checked and logged: shared by every scoring endpoint."""
+
+    model_config = OPTIONS_CONFIG
+
+    eps: Eps = Field(
+        default="auto",
+        description='Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the '
+        "machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), "
+        "as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "
+        '"Infinity". The response counts the values clipped. Logits are never clipped.',
+    )
+    tolerance: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None,
+        description="Allowed |sum(row) - 1| for probability rows and soft targets. Default by the "
+        "dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.",
+    )
+    normalize: bool = Field(
+        default=False,
+        description="Divide each probability row by its sum instead of rejecting rows that do not "
+        "sum to 1 (rows must then be non-negative with a positive sum). The response counts them.",
+    )
+    base: Base = Field(
+        default="e", description='Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).'
+    )
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: what went wrong and which field caused it."""
+
+    type: str = Field(default="about:blank", description="Problem type URI.")
+    title: str = Field(description="The HTTP status phrase.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What is wrong, naming the field: `probs[17]` must sum to 1 ...")
+    errors: list[dict[str, str]] | None = Field(
+        default=None,
+        description='One entry per problem: {"pointer": "#/probs/17", "detail": "..."}; the pointer '
+        "is a JSON pointer into the request body.",
+    )

@@ -1,0 +1,108 @@
+"""Request and response models of ``POST /v1/cross-entropy``."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from .common import (
+    RESULT_CONFIG,
+    Base,
+    FloatArrayField,
+    IntArrayField,
+    JsonFloat,
+    ProbabilityOptions,
+)
+
+
+class CrossEntropyOptions(ProbabilityOptions):
+    """The scalar options of a cross-entropy request."""
+
+    label_smoothing: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0,
+        description="ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), "
+        "as torch.nn.functional.cross_entropy's label_smoothing.",
+    )
+    ignore_index: int | None = Field(
+        default=None,
+        description="Samples whose label equals this value are left out of every reduction and get "
+        "loss 0 in `losses` (PyTorch uses -100). Hard labels only.",
+    )
+    reduction: Literal["mean", "sum", "none"] = Field(
+        default="mean",
+        description="mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; "
+        "with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.",
+    )
+    per_sample: bool = Field(default=False, description="Also return per-sample `losses`.")
+
+
+class CrossEntropyBody(CrossEntropyOptions):
+    """Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`)."""
+
+    logits: FloatArrayField | None = Field(
+        default=None,
+        description="N×K unnormalised log-probabilities (log-softmax by log-sum-exp), or a length-N "
+        "vector of positive-class logits (binary, sigmoid).",
+    )
+    probs: FloatArrayField | None = Field(
+        default=None,
+        description="N×K probabilities (rows sum to 1 within `tolerance`), or a length-N vector of "
+        "positive-class probabilities (binary).",
+    )
+    labels: IntArrayField | None = Field(
+        default=None, description="N true class indices in [0, K) (binary: 0 or 1)."
+    )
+    targets: FloatArrayField | None = Field(
+        default=None,
+        description="Soft labels: N×K rows summing to 1, or for binary a length-N vector of "
+        "positive-class probabilities.",
+    )
+    class_weights: Annotated[list[float], Field(min_length=2)] | None = Field(
+        default=None,
+        description="K non-negative per-class weights w, as PyTorch's `weight` (binary: [w0, w1]).",
+    )
+
+
+class CrossEntropyConvention(BaseModel):
+    """Exactly how the numbers were computed."""
+
+    model_config = RESULT_CONFIG
+
+    input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
+    form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
+    truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
+    dtype: Literal["float32", "float64"] = Field(description="Precision of the computation.")
+    base: Base = Field(description="Logarithm base of every reported loss and entropy.")
+    unit: Literal["nats", "bits", "hartleys"] = Field(description="Unit implied by `base`.")
+    reduction: Literal["mean", "sum", "none"] = Field(description="How `loss` reduces `losses`.")
+    eps: float = Field(description="Floor applied to probabilities before the log (0: none).")
+    n_clipped: int = Field(description="How many probabilities were raised to `eps`.")
+    tolerance: float = Field(description="Row-sum tolerance applied to probabilities and targets.")
+    n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
+    label_smoothing: float = Field(description="ε as applied.")
+    class_weights: bool = Field(description="Whether per-class weights were applied.")
+    ignore_index: int | None = Field(description="Label value left out, if any.")
+    matches: str = Field(description="The peer implementation these numbers agree with.")
+
+
+class CrossEntropyResult(BaseModel):
+    """Cross-entropy of a batch, with accuracy and predictive entropy."""
+
+    model_config = RESULT_CONFIG
+
+    n: int = Field(description="Samples scored (ignored samples excluded).")
+    n_ignored: int = Field(description="Samples whose label equals `ignore_index`.")
+    loss: JsonFloat | None = Field(
+        description='Reduced loss in `unit`; null when reduction is "none". "Infinity" when a '
+        "true class has probability 0 and eps is 0."
+    )
+    losses: list[JsonFloat] | None = Field(
+        default=None,
+        description="Per-sample losses (reduction none or per_sample true), class-weighted as in "
+        "PyTorch's reduction='none'; 0 for ignored samples.",
+    )
+    accuracy: float = Field(
+        description="Top-1 accuracy: argmax of the prediction equals the label (soft targets: the "
+        "argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class."
+    )
+    mean_entropy: JsonFloat = Field(description="Mean entropy of the predicted distributions, in `unit`.")
+    convention: CrossEntropyConvention

@@ -1,0 +1,53 @@
+"""Xent's scoring core: pure NumPy, no web framework.
+
+Functions take arrays (rows = samples, columns = classes) and return one value
+per sample; callers reduce.
+"""
+
+from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps, softplus
+from .entropy import (
+    cross_entropy,
+    cross_entropy_rows,
+    entropy,
+    js_divergence,
+    kl_divergence,
+    label_weights,
+    nll,
+    soft_cross_entropy,
+    to_base,
+)
+from .errors import InputError
+from .validation import (
+    check_class_weights,
+    check_labels,
+    check_logits,
+    check_probabilities,
+    check_same_length,
+    check_targets,
+    default_tolerance,
+)
+
+__all__ = [
+    "Distribution",
+    "InputError",
+    "binary_log_probs",
+    "check_class_weights",
+    "check_labels",
+    "check_logits",
+    "check_probabilities",
+    "check_same_length",
+    "check_targets",
+    "cross_entropy",
+    "cross_entropy_rows",
+    "default_tolerance",
+    "entropy",
+    "js_divergence",
+    "kl_divergence",
+    "label_weights",
+    "log_softmax",
+    "nll",
+    "resolve_eps",
+    "soft_cross_entropy",
+    "softplus",
+    "to_base",
+]

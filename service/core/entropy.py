@@ -1,0 +1,206 @@
+"""Cross-entropy, entropy and divergences, per sample, in nats.
+
+All functions take log-probabilities (see :class:`~service.core.Distribution`)
+and return one value per row; callers reduce. Convert to bits by dividing by
+``log(2)`` (:func:`to_base`).
+"""
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._typing import FloatArray, IntArray
+from .distribution import Distribution
+from .validation import check_labels
+
+
+def to_base(values: FloatArray, base: float) -> FloatArray:
+    """Convert nats to log-base `base` units (``base=2``: bits).
+
+    Examples
+    --------
+    >>> to_base(np.array([np.log(2)]), 2)
+    array([1.])
+    """
+    return values if base == np.e else values / np.log(base)
+
+
+def _xlogy_rows(p: FloatArray, log_q: FloatArray) -> FloatArray:
+    """Row sums of ``p * log_q`` with ``0 * log_q = 0`` even where ``log_q = -inf``."""
+    terms = np.zeros(np.broadcast_shapes(p.shape, log_q.shape), dtype=np.result_type(p, log_q))
+    np.multiply(p, log_q, out=terms, where=p > 0)
+    return terms.sum(axis=1)
+
+
+def _safe_labels(labels: IntArray, ignored: np.ndarray | None) -> IntArray:
+    return labels if ignored is None else np.where(ignored, 0, labels)
+
+
+def label_weights(
+    labels: ArrayLike,
+    *,
+    class_weights: FloatArray | None = None,
+    ignore_index: int | None = None,
+) -> FloatArray:
+    """Per-sample weight ``w[y_i]`` (1 without class weights; 0 where ``y_i == ignore_index``).
+
+    The weighted mean of :func:`nll` losses is ``losses.sum() / label_weights(...).sum()``,
+    PyTorch's ``reduction="mean"`` with ``weight``.
+
+    Examples
+    --------
+    >>> label_weights([0, 1, -100], class_weights=np.array([1.0, 3.0]), ignore_index=-100)
+    array([1., 3., 0.])
+    """
+    y = np.asarray(labels)
+    ignored = None if ignore_index is None else y == ignore_index
+    safe = _safe_labels(y, ignored)
+    weights = np.ones(y.shape) if class_weights is None else class_weights[safe].astype(np.float64)
+    if ignored is not None:
+        weights[ignored] = 0.0
+    return weights
+
+
+def nll(
+    labels: ArrayLike,
+    log_probs: FloatArray,
+    *,
+    class_weights: FloatArray | None = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+) -> FloatArray:
+    """Cross-entropy of integer labels under row distributions ``exp(log_probs)``, per sample.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_samples,)
+        True classes in ``[0, n_classes)`` (or `ignore_index`). Not validated here.
+    log_probs : ndarray, shape (n_samples, n_classes)
+        Log-probabilities, e.g. ``Distribution.from_logits(z).log_probs``.
+    class_weights : ndarray of shape (n_classes,), optional
+        Per-class weights ``w``.
+    label_smoothing : float, default=0.0
+        ε in [0, 1]: the target becomes ``(1 - ε) onehot(y) + ε / K``.
+    ignore_index : int, optional
+        Samples with this label get loss 0.
+
+    Returns
+    -------
+    losses : ndarray of shape (n_samples,)
+        ``(1 - ε) w[y] (-log p[y]) + (ε / K) Σ_c w[c] (-log p[c])`` in nats, 0 for ignored
+        samples. This is PyTorch's ``F.cross_entropy(..., reduction="none")``;
+        divide the sum by :func:`label_weights` for its ``"mean"``.
+
+    Examples
+    --------
+    >>> nll([1], np.log([[0.5, 0.5]]))
+    array([0.69314718])
+    """
+    y = np.asarray(labels)
+    ignored = None if ignore_index is None else y == ignore_index
+    safe = _safe_labels(y, ignored)
+    rows = np.arange(y.shape[0])
+    losses = 0.0 - log_probs[rows, safe]  # 0 - x, not -x: p = 1 gives +0.0, not -0.0
+    if class_weights is not None:
+        losses = losses * class_weights[safe]
+    if label_smoothing:
+        k = log_probs.shape[1]
+        weighted = log_probs if class_weights is None else log_probs * class_weights
+        smooth = -weighted.sum(axis=1)
+        losses = (1 - label_smoothing) * losses + (label_smoothing / k) * smooth
+    if ignored is not None:
+        losses = np.where(ignored, 0.0, losses).astype(log_probs.dtype, copy=False)
+    return losses
+
+
+def soft_cross_entropy(
+    targets: FloatArray,
+    log_probs: FloatArray,
+    *,
+    class_weights: FloatArray | None = None,
+    label_smoothing: float = 0.0,
+) -> FloatArray:
+    """Cross-entropy ``-Σ_c w[c] t[c] log p[c]`` of soft targets, per sample.
+
+    With ``label_smoothing`` ε the targets become ``(1 - ε) t + ε / K`` first.
+    Matches PyTorch's ``F.cross_entropy`` with probability targets
+    (``reduction="mean"`` there divides the sum by N, not by weights).
+    Terms with target 0 contribute 0 even where ``log p = -inf``.
+
+    Examples
+    --------
+    >>> soft_cross_entropy(np.array([[0.5, 0.5]]), np.log([[0.5, 0.5]]))
+    array([0.69314718])
+    """
+    t = targets
+    if label_smoothing:
+        t = (1 - label_smoothing) * t + label_smoothing / log_probs.shape[1]
+    if class_weights is not None:
+        t = t * class_weights
+    return -_xlogy_rows(t, log_probs)
+
+
+def cross_entropy(labels: ArrayLike, logits: ArrayLike, *, validate: bool = True) -> FloatArray:
+    """Cross-entropy of integer labels under ``softmax(logits)``, per sample, in nats.
+
+    ``logsumexp(z) - z[y]``, never ``-log(softmax(z)[y])``. Matches
+    ``-scipy.special.log_softmax(logits, axis=1)[range(n), labels]``.
+    Binary (length-N) logits use ``σ(z)``, as PyTorch's
+    ``binary_cross_entropy_with_logits``.
+
+    Examples
+    --------
+    >>> cross_entropy([1], [[0.0, 0.0]])
+    array([0.69314718])
+    """
+    dist = Distribution.from_logits(logits, validate=validate)
+    y = check_labels(labels, dist.n_classes) if validate else np.asarray(labels)
+    return nll(y, dist.log_probs)
+
+
+def entropy(probs: FloatArray, log_probs: FloatArray) -> FloatArray:
+    """Shannon entropy ``H(p) = -Σ p log p`` per row, with ``0 log 0 = 0``.
+
+    Matches ``scipy.stats.entropy(p, axis=1)``.
+
+    Examples
+    --------
+    >>> entropy(np.array([[0.5, 0.5, 0.0]]), np.array([[-np.log(2), -np.log(2), -np.inf]]))
+    array([0.69314718])
+    """
+    return -_xlogy_rows(probs, log_probs)
+
+
+def cross_entropy_rows(probs: FloatArray, log_q: FloatArray) -> FloatArray:
+    """Cross-entropy ``H(p, q) = -Σ p log q`` per row; ``+inf`` where p > 0 = q (eps 0)."""
+    return -_xlogy_rows(probs, log_q)
+
+
+def kl_divergence(probs: FloatArray, log_p: FloatArray, log_q: FloatArray) -> FloatArray:
+    """``KL(p‖q) = Σ p (log p - log q)`` per row, ``0 log 0 = 0``; ``+inf`` where p > 0 = q.
+
+    Matches ``scipy.special.rel_entr(p, q).sum(axis=1)``.
+
+    Examples
+    --------
+    >>> kl_divergence(np.array([[1.0, 0.0]]), np.log([[1.0, 1e-300]]), np.log([[0.5, 0.5]]))
+    array([0.69314718])
+    """
+    with np.errstate(invalid="ignore"):
+        return _xlogy_rows(probs, log_p - log_q)
+
+
+def js_divergence(p: FloatArray, log_p: FloatArray, q: FloatArray, log_q: FloatArray) -> FloatArray:
+    """Jensen–Shannon divergence ``½ KL(p‖m) + ½ KL(q‖m)``, ``m = (p + q) / 2``, per row.
+
+    Always finite and at most ``log 2`` nats. Its square root is the
+    Jensen–Shannon distance (``scipy.spatial.distance.jensenshannon``).
+
+    Examples
+    --------
+    >>> js_divergence(np.array([[1.0, 0.0]]), np.log([[1.0, 1e-300]]),
+    ...               np.array([[0.0, 1.0]]), np.log([[1e-300, 1.0]]))
+    array([0.69314718])
+    """
+    log_m = np.logaddexp(log_p, log_q) - np.log(2)
+    js = 0.5 * (_xlogy_rows(p, log_p - log_m) + _xlogy_rows(q, log_q - log_m))
+    return np.maximum(js, 0)
