@@ -9,8 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from service import __version__
 from service.api.problems import PROBLEM_HANDLERS
-from service.api.routes import build_router
-from service.api.schemas import CrossEntropyBody, DivergenceBody
+from service.api.routes import REQUEST_MODELS, build_router
 from service.settings import Settings
 
 DESCRIPTION = """\
@@ -22,10 +21,6 @@ Every array may be a nested JSON list or an Open Inference Protocol tensor objec
 Every response echoes the conventions used (log base, eps policy, reduction, ...).
 Non-finite results are sent as the strings "Infinity", "-Infinity" and "NaN".
 """
-
-#: Request bodies parsed by orjson rather than FastAPI, published in components/schemas.
-REQUEST_MODELS = (CrossEntropyBody, DivergenceBody)
-
 
 def _route_id(route: APIRoute) -> str:
     return route.name

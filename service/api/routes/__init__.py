@@ -24,8 +24,14 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: Request-body models published by reference; the app adds them to components/schemas.
+REQUEST_MODELS: list[type[BaseModel]] = []
+
+
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` publishing `model` as the JSON request body (parsed by orjson, not FastAPI)."""
+    if model not in REQUEST_MODELS:
+        REQUEST_MODELS.append(model)
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 

@@ -1,0 +1,40 @@
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def assert_problem(response, status: int, pointer: str | None = None, match: str | None = None) -> dict:
+    """Check a problem+json response and return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    if pointer is not None:
+        assert body["errors"][0]["pointer"] == pointer, body
+    if match is not None:
+        import re
+
+        assert re.search(match, body["detail"]), body["detail"]
+    return body
