@@ -202,5 +202,6 @@ def js_divergence(p: FloatArray, log_p: FloatArray, q: FloatArray, log_q: FloatA
     array([0.69314718])
     """
     log_m = np.logaddexp(log_p, log_q) - np.log(2)
-    js = 0.5 * (_xlogy_rows(p, log_p - log_m) + _xlogy_rows(q, log_q - log_m))
+    with np.errstate(invalid="ignore"):  # -inf - -inf where p = q = 0: masked by p > 0
+        js = 0.5 * (_xlogy_rows(p, log_p - log_m) + _xlogy_rows(q, log_q - log_m))
     return np.maximum(js, 0)
