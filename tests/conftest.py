@@ -38,3 +38,12 @@ def assert_problem(response, status: int, pointer: str | None = None, match: str
 
         assert re.search(match, body["detail"]), body["detail"]
     return body
+
+
+@pytest.fixture(scope="session")
+def live_url() -> Iterator[str]:
+    """URL of the real app served by uvicorn over a loopback socket for the whole session."""
+    from tests.live import running
+
+    with running(create_app(Settings())) as url:
+        yield url

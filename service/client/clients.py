@@ -1,0 +1,314 @@
+"""`XentClient` and `AsyncXentClient`: one method per endpoint, NumPy arrays in, typed results out.
+
+Both share everything but the sending loop: the endpoint table, body encoding,
+the retry decisions and the mapping of error responses to :class:`XentAPIError`.
+Adding an endpoint takes an :class:`Endpoint` and a short method on each class.
+"""
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import httpx
+import numpy as np
+import orjson
+from pydantic import BaseModel
+
+from service import __version__
+from service.api.schemas import CrossEntropyResult, DivergenceResult
+
+from .encoding import encode_json
+from .errors import XentAPIError, XentConnectionError, XentTimeoutError, problem_of
+from .retry import RETRY_ERRORS, Retry
+
+R = TypeVar("R", bound=BaseModel)
+Array = Any  # anything numpy.asarray accepts: ndarray, nested lists, torch CPU tensors ...
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[R]):
+    """A scoring route: its path and the model its JSON answer is parsed into."""
+
+    path: str
+    result: type[R]
+
+
+CROSS_ENTROPY = Endpoint("/v1/cross-entropy", CrossEntropyResult)
+DIVERGENCE = Endpoint("/v1/divergence", DivergenceResult)
+
+
+def _fields(options: Mapping[str, Any], **arrays: Array | None) -> dict[str, Any]:
+    """A request's fields: arrays as ndarrays (sent as tensors), then the scalar options."""
+    fields: dict[str, Any] = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
+    fields.update(options)
+    return fields
+
+
+def _weights(class_weights: Array | None) -> list[float] | None:
+    return None if class_weights is None else np.asarray(class_weights, dtype=np.float64).tolist()
+
+
+class _Base:
+    """Settings and decisions shared by the sync and async clients."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None,
+        timeout: float | httpx.Timeout,
+        retry: Retry | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self.retry = retry if retry is not None else Retry()
+        self._options: dict[str, Any] = {
+            "base_url": base_url,
+            "timeout": timeout,
+            "headers": {
+                "User-Agent": f"xent-client/{__version__}",
+                "Accept": "application/json, application/problem+json",
+                **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
+                **(headers or {}),
+            },
+        }
+
+    def _wait(self, attempt: int, outcome: httpx.Response | Exception) -> float | None:
+        """Seconds to wait before sending again, or None to stop and report `outcome`."""
+        if attempt >= self.retry.retries:
+            return None
+        if isinstance(outcome, httpx.Response):
+            if outcome.status_code not in self.retry.statuses:
+                return None
+            return self.retry.delay(attempt, outcome)
+        return self.retry.delay(attempt) if isinstance(outcome, RETRY_ERRORS) else None
+
+    @staticmethod
+    def _outcome(outcome: httpx.Response | Exception) -> httpx.Response:
+        """The successful response, or the typed exception for a failure."""
+        if isinstance(outcome, httpx.TimeoutException):
+            raise XentTimeoutError(f"request timed out: {outcome!r}") from outcome
+        if isinstance(outcome, Exception):
+            raise XentConnectionError(f"could not reach the Xent server: {outcome!r}") from outcome
+        if outcome.is_error:
+            raise XentAPIError(problem_of(outcome), outcome)
+        return outcome
+
+    @staticmethod
+    def _request_args(path: str, body: Mapping[str, Any] | None, method: str | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"method": method or ("GET" if body is None else "POST"), "url": path}
+        if body is not None:
+            args["content"] = encode_json(body)
+            args["headers"] = {"Content-Type": "application/json"}
+        return args
+
+
+class XentClient(_Base):
+    """Synchronous client of a Xent server.
+
+    Parameters
+    ----------
+    base_url : str
+        Where the server listens, e.g. ``"http://127.0.0.1:8000"``.
+    api_key : str, optional
+        Sent as ``Authorization: Bearer <key>`` when the server requires keys.
+    timeout : float or httpx.Timeout, default=30.0
+        Seconds for connecting, sending, waiting and reading (see httpx).
+    retry : Retry, optional
+        When to send again: by default 3 retries with jittered exponential backoff on
+        connection errors and 502/503/504, honouring ``Retry-After``.
+    headers : mapping, optional
+        Extra headers for every request (``X-Request-ID``, ...).
+    transport : httpx.BaseTransport, optional
+        A custom httpx transport (e.g. ``httpx.WSGITransport`` or a mock) for tests.
+
+    Examples
+    --------
+    >>> with XentClient("http://127.0.0.1:8000") as xent:  # doctest: +SKIP
+    ...     result = xent.cross_entropy(logits=logits, labels=labels)
+    ...     result.loss, result.accuracy
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        retry: Retry | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers)
+        self._http = httpx.Client(transport=transport, **self._options)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def request(self, path: str, body: Mapping[str, Any] | None = None, *, method: str | None = None) -> Any:
+        """Call any route and return its decoded JSON (ndarrays in `body` are sent as tensors).
+
+        GET without a body, POST with one, unless `method` says otherwise.
+        """
+        return orjson.loads(self._send(**self._request_args(path, body, method)).content)
+
+    def ready(self) -> bool:
+        """Whether the server answers ``/readyz`` with 200 (no retries)."""
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def cross_entropy(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        class_weights: Array | None = None,
+        **options: Any,
+    ) -> CrossEntropyResult:
+        """``POST /v1/cross-entropy``: one of `logits`/`probs`, one of `labels`/`targets`.
+
+        `options` are the endpoint's scalar fields (``base=2``, ``eps=0``,
+        ``label_smoothing=0.1``, ``reduction="sum"``, ``per_sample=True``, ...).
+        """
+        fields = _fields(options, logits=logits, probs=probs, labels=labels, targets=targets)
+        return self._post(CROSS_ENTROPY, {**fields, "class_weights": _weights(class_weights)})
+
+    def divergence(
+        self,
+        *,
+        p_probs: Array | None = None,
+        p_logits: Array | None = None,
+        q_probs: Array | None = None,
+        q_logits: Array | None = None,
+        **options: Any,
+    ) -> DivergenceResult:
+        """``POST /v1/divergence``: KL both ways, JS, entropies between p and q (one field of each)."""
+        fields = _fields(options, p_probs=p_probs, p_logits=p_logits, q_probs=q_probs, q_logits=q_logits)
+        return self._post(DIVERGENCE, fields)
+
+    def _post(self, endpoint: Endpoint[R], fields: Mapping[str, Any]) -> R:
+        response = self._send(**self._request_args(endpoint.path, fields, "POST"))
+        return endpoint.result.model_validate_json(response.content)
+
+    def _send(self, **args: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = self._http.request(**args)
+            except httpx.TransportError as exc:
+                outcome = exc
+            wait = self._wait(attempt, outcome)
+            if wait is None:
+                return self._outcome(outcome)
+            time.sleep(wait)
+            attempt += 1
+
+
+class AsyncXentClient(_Base):
+    """Asynchronous client of a Xent server: :class:`XentClient`'s methods, awaited.
+
+    Examples
+    --------
+    >>> async with AsyncXentClient("http://127.0.0.1:8000") as xent:  # doctest: +SKIP
+    ...     result = await xent.divergence(p_probs=p, q_probs=q)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        retry: Retry | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers)
+        self._http = httpx.AsyncClient(transport=transport, **self._options)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def request(
+        self, path: str, body: Mapping[str, Any] | None = None, *, method: str | None = None
+    ) -> Any:
+        """Call any route and return its decoded JSON (see :meth:`XentClient.request`)."""
+        response = await self._send(**self._request_args(path, body, method))
+        return orjson.loads(response.content)
+
+    async def ready(self) -> bool:
+        """Whether the server answers ``/readyz`` with 200 (no retries)."""
+        try:
+            return (await self._http.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def cross_entropy(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        class_weights: Array | None = None,
+        **options: Any,
+    ) -> CrossEntropyResult:
+        """``POST /v1/cross-entropy`` (see :meth:`XentClient.cross_entropy`)."""
+        fields = _fields(options, logits=logits, probs=probs, labels=labels, targets=targets)
+        return await self._post(CROSS_ENTROPY, {**fields, "class_weights": _weights(class_weights)})
+
+    async def divergence(
+        self,
+        *,
+        p_probs: Array | None = None,
+        p_logits: Array | None = None,
+        q_probs: Array | None = None,
+        q_logits: Array | None = None,
+        **options: Any,
+    ) -> DivergenceResult:
+        """``POST /v1/divergence`` (see :meth:`XentClient.divergence`)."""
+        fields = _fields(options, p_probs=p_probs, p_logits=p_logits, q_probs=q_probs, q_logits=q_logits)
+        return await self._post(DIVERGENCE, fields)
+
+    async def _post(self, endpoint: Endpoint[R], fields: Mapping[str, Any]) -> R:
+        response = await self._send(**self._request_args(endpoint.path, fields, "POST"))
+        return endpoint.result.model_validate_json(response.content)
+
+    async def _send(self, **args: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = await self._http.request(**args)
+            except httpx.TransportError as exc:
+                outcome = exc
+            wait = self._wait(attempt, outcome)
+            if wait is None:
+                return self._outcome(outcome)
+            await asyncio.sleep(wait)
+            attempt += 1
