@@ -1,10 +1,11 @@
-"""Command line: ``xent serve`` starts the service, ``xent openapi`` prints its OpenAPI document."""
+"""Command line: ``xent serve`` runs the service, ``xent openapi`` its spec, ``xent score`` scores files."""
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
 
+from service.cli import score
 from service.settings import Settings
 
 
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="print the OpenAPI document as JSON")
     openapi.add_argument("--output", "-o", help="write to this file instead of stdout")
     openapi.set_defaults(handler=_openapi)
+    score.add_parser(commands)
     args = parser.parse_args(argv)
     code: int = args.handler(args)
     return code
