@@ -5,7 +5,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from service.cli import score
+from service.cli import health, score
 from service.settings import Settings
 
 
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     openapi.add_argument("--output", "-o", help="write to this file instead of stdout")
     openapi.set_defaults(handler=_openapi)
     score.add_parser(commands)
+    health.add_parser(commands)
     args = parser.parse_args(argv)
     code: int = args.handler(args)
     return code
