@@ -17,7 +17,7 @@ def test_client_retries_until_a_late_server_comes_up():
     sock = bound_socket()  # bound but not listening yet: connections are refused
     with (
         running(create_app(Settings()), sock, delay=0.5) as url,
-        XentClient(url, retry=Retry(retries=8, backoff=0.1, cap=0.5)) as client,
+        XentClient(url, retry=Retry(retries=20, backoff=0.1, cap=0.5)) as client,
     ):
         result = client.cross_entropy(logits=np.zeros((2, 2)), labels=[0, 1])
     assert result.loss == pytest.approx(np.log(2))
