@@ -99,7 +99,9 @@ def _timed(call) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", default="1,2")
@@ -116,7 +118,9 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
         q = np.quantile(latencies, [0.5, 0.99]) * 1e3
-        print(f"{workers:>7}  {rate:>7.0f}  {q[0]:>7.1f}  {q[1]:>7.1f}  {statistics.median(big) * 1e3:>26.1f}")
+        print(
+            f"{workers:>7}  {rate:>7.0f}  {q[0]:>7.1f}  {q[1]:>7.1f}  {statistics.median(big) * 1e3:>26.1f}"
+        )
 
 
 if __name__ == "__main__":

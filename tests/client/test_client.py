@@ -165,3 +165,12 @@ def test_connection_refused_raises_after_retries():
         pytest.raises(XentConnectionError, match="could not reach"),
     ):
         client.request("/healthz")
+
+
+def test_client_import_stays_free_of_the_server_stack():
+    import subprocess
+    import sys
+
+    code = "import sys, service.client; print(sorted({'fastapi', 'starlette', 'uvicorn'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
