@@ -88,7 +88,7 @@ def test_nll_options_match_torch(rng, smoothing, weighted, ignore):
     if ignore is not None:
         labels[::7] = ignore
     weights = rng.uniform(0.2, 3.0, size=k) if weighted else None
-    kwargs = dict(label_smoothing=smoothing, weight=None if weights is None else torch.from_numpy(weights))
+    kwargs = {"label_smoothing": smoothing, "weight": None if weights is None else torch.from_numpy(weights)}
     kwargs["ignore_index"] = -100 if ignore is None else ignore
     t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
     expected_none = F.cross_entropy(t_logits, t_labels, reduction="none", **kwargs).numpy()
@@ -220,7 +220,9 @@ def test_divergences_from_logits_match_probabilities(rng):
     np.testing.assert_allclose(
         kl_divergence(dp.probs, dp.log_probs, dq.log_probs), sp.rel_entr(p, q).sum(1), rtol=1e-12
     )
-    np.testing.assert_allclose(cross_entropy_rows(dp.probs, dq.log_probs), -(p * np.log(q)).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(
+        cross_entropy_rows(dp.probs, dq.log_probs), -(p * np.log(q)).sum(1), rtol=1e-12
+    )
 
 
 def test_to_base_two_gives_bits():
