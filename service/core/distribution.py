@@ -8,7 +8,7 @@ cache-blocked pass (:func:`~service.core.logsumexp.softmax_summary`).
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -63,7 +63,7 @@ def binary_log_probs(logits: ArrayLike) -> FloatArray:
     return np.stack([-softplus(z), -softplus(-z)], axis=1)
 
 
-def resolve_eps(eps: EpsPolicy, dtype: np.dtype[np.floating]) -> float:  # type: ignore[type-arg]
+def resolve_eps(eps: EpsPolicy, dtype: np.dtype[Any]) -> float:
     """The clipping floor: ``"auto"`` is the machine epsilon of `dtype` (scikit-learn ≥ 1.5)."""
     if eps == "auto":
         return float(np.finfo(dtype).eps)
@@ -133,7 +133,7 @@ class Distribution:
     # --- shape ---------------------------------------------------------------------------
 
     @property
-    def dtype(self) -> np.dtype[np.floating]:  # type: ignore[type-arg]
+    def dtype(self) -> np.dtype[Any]:
         """The computation dtype (float32 or float64)."""
         source = self.logits if self.logits is not None else self.given_probs
         assert source is not None

@@ -54,12 +54,9 @@ def softmax_summary(logits: FloatArray) -> SoftmaxSummary:
     (array([6.93147181e-01, 1.00000000e+04]), array([0, 0]), array([0.69314718, 0.        ]))
     """
     n, k = logits.shape
-    out = [
-        np.empty(n, logits.dtype),
-        np.empty(n, logits.dtype),
-        np.empty(n, np.intp),
-        np.empty(n, logits.dtype),
-    ]
+    shift, log_norm, entropy = (np.empty(n, logits.dtype) for _ in range(3))
+    top = np.empty(n, np.intp)
+    out = (shift, log_norm, top, entropy)
     rows = max(1, BLOCK_BYTES // (k * logits.itemsize))
     narrow = k < NARROW_K
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
@@ -67,7 +64,7 @@ def softmax_summary(logits: FloatArray) -> SoftmaxSummary:
         z = np.ascontiguousarray(logits[block].T) if narrow else logits[block]
         for target, values in zip(out, _summarise(z, axis=0 if narrow else 1), strict=True):
             target[block] = values
-    return SoftmaxSummary(*out)
+    return SoftmaxSummary(shift, log_norm, top, entropy)
 
 
 def _summarise(z: FloatArray, axis: int) -> tuple[FloatArray, FloatArray, IntArray, FloatArray]:
