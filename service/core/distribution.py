@@ -6,7 +6,7 @@ materialising an N×K log-softmax when it was given logits: those come from one 
 cache-blocked pass (:func:`~service.core.logsumexp.softmax_summary`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -105,6 +105,7 @@ class Distribution:
     eps: float = 0.0
     n_clipped: int = 0
     binary: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_logits(cls, logits: ArrayLike, *, validate: bool = True) -> "Distribution":
@@ -169,7 +170,7 @@ class Distribution:
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
-        return self.logits - self.summary.lse[:, None]
+        return self.logits - self.summarise().lse[:, None]
 
     @cached_property
     def probs(self) -> FloatArray:
@@ -178,18 +179,37 @@ class Distribution:
 
     # --- row statistics -------------------------------------------------------------------
 
-    @cached_property
-    def summary(self) -> SoftmaxSummary:
-        """Log-sum-exp, top class and entropy per row, in one fused pass over the logits."""
+    def summarise(self, *, top: bool = False, entropy: bool = False) -> SoftmaxSummary:
+        """Log-normaliser per row (and top class, entropy if asked), from one fused pass over the logits.
+
+        The result is cached; ask for everything a response needs on the first call so
+        the logits are read once.
+        """
         if self.logits is None:
-            raise ValueError("summary needs logits")
+            raise ValueError("summarise needs logits")
+        cached = self._cache.get("summary")
+        if (
+            cached is not None
+            and (cached.top is not None or not top)
+            and (cached.entropy is not None or not entropy)
+        ):
+            return cached
+        if cached is not None:
+            top, entropy = top or cached.top is not None, entropy or cached.entropy is not None
+        summary = (
+            self._binary_summary() if self.binary else softmax_summary(self.logits, top=top, entropy=entropy)
+        )
+        self._cache["summary"] = summary
+        return summary
+
+    def _binary_summary(self) -> SoftmaxSummary:
+        """Closed forms for two classes [0, z]: no cancellation, exact at z = ±1e4."""
+        assert self.logits is not None
         z = self.logits
-        if self.binary:
-            a = np.abs(z)
-            tail = softplus(-a)  # log(1 + exp(-|z|))
-            entropy = tail + a * np.exp(-a - tail)  # H = softplus(-|z|) + |z| σ(-|z|)
-            return SoftmaxSummary(np.maximum(z, 0), tail, (z > 0).astype(np.intp), entropy)
-        return softmax_summary(z)
+        a = np.abs(z)
+        tail = softplus(-a)  # log(1 + exp(-|z|))
+        entropy = tail + a * np.exp(-a - tail)  # H = softplus(-|z|) + |z| σ(-|z|)
+        return SoftmaxSummary(np.maximum(z, 0), tail, (z > 0).astype(np.intp), entropy)
 
     def log_prob_at(self, labels: IntArray) -> FloatArray:
         """``log p[i, labels[i]]`` per row (labels must be valid indices)."""
@@ -198,7 +218,7 @@ class Distribution:
         assert self.logits is not None
         if self.binary:
             return -softplus(np.where(labels == 1, -self.logits, self.logits))
-        summary = self.summary
+        summary = self.summarise()
         # (z[y] - m) - log_norm: exact 0 - log1p(r) for the top class, no cancellation against m.
         return (self.logits[np.arange(labels.shape[0]), labels] - summary.shift) - summary.log_norm
 
@@ -209,17 +229,21 @@ class Distribution:
         assert self.logits is not None
         z = self.logits
         if weights.ndim == 1:
-            return z @ weights - self.summary.lse * weights.sum(dtype=z.dtype)
-        return np.einsum("ij,ij->i", weights, z) - self.summary.lse * weights.sum(axis=1)
+            return z @ weights - self.summarise().lse * weights.sum(dtype=z.dtype)
+        return np.einsum("ij,ij->i", weights, z) - self.summarise().lse * weights.sum(axis=1)
 
     def entropy(self) -> FloatArray:
         """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""
         if self.logits is not None:
-            return self.summary.entropy
+            values = self.summarise(entropy=True).entropy
+            assert values is not None
+            return values
         return -masked_row_dot(self.probs, self.log_probs)
 
     def predicted(self) -> IntArray:
         """Top-1 class per row (ties go to the lowest index, like ``argmax``)."""
         if self.logits is not None:
-            return self.summary.top
+            values = self.summarise(top=True).top
+            assert values is not None
+            return values
         return np.argmax(self.probs, axis=1)

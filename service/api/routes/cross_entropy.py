@@ -54,6 +54,8 @@ def _score(
     prediction: Prediction, truth: Truth, weights: FloatArray | None, options: CrossEntropyOptions
 ) -> CrossEntropyResult:
     dist = prediction.dist
+    if dist.logits is not None:
+        dist.summarise(top=True, entropy=True)  # one fused pass serves loss, accuracy and entropy
     smoothing = options.label_smoothing
     if truth.labels is not None:
         labels = truth.labels
