@@ -1,3 +1,4 @@
+import mpmath
 import numpy as np
 import pytest
 import scipy.special as sp
@@ -58,7 +59,26 @@ def test_cross_entropy_matches_scipy(rng):
     logits = 10 * rng.standard_normal((64, 5))
     labels = rng.integers(0, 5, size=64)
     expected = -sp.log_softmax(logits, axis=1)[np.arange(64), labels]
-    np.testing.assert_allclose(cross_entropy(labels, logits), expected, rtol=1e-12)
+    np.testing.assert_allclose(cross_entropy(labels, logits), expected, rtol=1e-12, atol=1e-15)
+
+
+def _exact_cross_entropy(logits, labels):
+    mpmath.mp.dps = 60
+    out = []
+    for row, label in zip(logits, labels, strict=True):
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in row))
+        out.append(float(lse - mpmath.mpf(float(row[label]))))
+    return np.array(out)
+
+
+def test_small_losses_are_exact_to_full_relative_precision(rng):
+    """Where the true class dominates, CE ~ 1e-6..1e-14: scipy and torch lose digits, Xent must not."""
+    logits = 10 * rng.standard_normal((200, 5))
+    labels = logits.argmax(axis=1)
+    logits[np.arange(200), labels] += rng.uniform(0, 25, size=200)
+    exact = _exact_cross_entropy(logits, labels)
+    assert exact.min() < 1e-10
+    np.testing.assert_allclose(cross_entropy(labels, logits), exact, rtol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -88,13 +108,17 @@ def test_nll_options_match_torch(rng, smoothing, weighted, ignore):
     if ignore is not None:
         labels[::7] = ignore
     weights = rng.uniform(0.2, 3.0, size=k) if weighted else None
-    kwargs = dict(label_smoothing=smoothing, weight=None if weights is None else torch.from_numpy(weights))
+    kwargs = {"label_smoothing": smoothing, "weight": None if weights is None else torch.from_numpy(weights)}
     kwargs["ignore_index"] = -100 if ignore is None else ignore
     t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
     expected_none = F.cross_entropy(t_logits, t_labels, reduction="none", **kwargs).numpy()
     expected_mean = F.cross_entropy(t_logits, t_labels, reduction="mean", **kwargs).item()
     losses = nll(
-        labels, log_softmax(logits), class_weights=weights, label_smoothing=smoothing, ignore_index=ignore
+        labels,
+        Distribution.from_logits(logits),
+        class_weights=weights,
+        label_smoothing=smoothing,
+        ignore_index=ignore,
     )
     np.testing.assert_allclose(losses, expected_none, rtol=1e-12, atol=1e-14)
     denominators = label_weights(labels, class_weights=weights, ignore_index=ignore)
@@ -115,7 +139,9 @@ def test_soft_cross_entropy_matches_torch(rng, smoothing, weighted):
         label_smoothing=smoothing,
         reduction="none",
     ).numpy()
-    got = soft_cross_entropy(targets, log_softmax(logits), class_weights=weights, label_smoothing=smoothing)
+    got = soft_cross_entropy(
+        targets, Distribution.from_logits(logits), class_weights=weights, label_smoothing=smoothing
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
@@ -127,7 +153,7 @@ def test_binary_cross_entropy_matches_torch_with_logits(rng, dtype):
     expected = F.binary_cross_entropy_with_logits(
         torch.from_numpy(z), torch.from_numpy(y.astype(dtype)), reduction="none"
     ).numpy()
-    got = nll(y, Distribution.from_logits(z).log_probs)
+    got = nll(y, Distribution.from_logits(z))
     assert got.dtype == dtype
     # torch computes log(1 + exp(-|z|)) without log1p: losses below ~1e-7 carry its rounding error.
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 if dtype == np.float32 else 1e-14)
@@ -144,12 +170,12 @@ def test_probabilities_match_sklearn_log_loss_with_exact_zeros_and_ones(rng):
     labels = rng.integers(0, 3, size=30)
     labels[:2] = [1, 1]  # row 0: true class has p = 0; row 1: p = 1
     dist = Distribution.from_probs(probs)
-    ours = nll(labels, dist.log_probs).mean()
+    ours = nll(labels, dist).mean()
     theirs = log_loss(labels, probs, labels=[0, 1, 2])
     # sklearn also lowers p = 1 to 1 - eps: the two differ by at most 2 eps per sample.
     assert abs(ours - theirs) < 1e-14
     assert dist.n_clipped == 4
-    np.testing.assert_allclose(nll(labels[:1], dist.log_probs[:1]), [-np.log(np.finfo(float).eps)])
+    np.testing.assert_allclose(nll(labels, dist)[:1], [-np.log(np.finfo(float).eps)])
 
 
 def test_binary_probabilities_match_sklearn_log_loss(rng):
@@ -157,12 +183,12 @@ def test_binary_probabilities_match_sklearn_log_loss(rng):
     p[:2] = [0.0, 1.0]
     y = rng.integers(0, 2, size=100)
     dist = Distribution.from_probs(p)
-    assert abs(nll(y, dist.log_probs).mean() - log_loss(y, p)) < 1e-14
+    assert abs(nll(y, dist).mean() - log_loss(y, p)) < 1e-14
 
 
 def test_eps_zero_gives_honest_infinity():
     dist = Distribution.from_probs(np.array([[0.0, 1.0], [0.5, 0.5]]), eps=0)
-    losses = nll([0, 0], dist.log_probs)
+    losses = nll([0, 0], dist)
     assert losses[0] == np.inf
     assert losses[1] == pytest.approx(np.log(2))
     assert dist.n_clipped == 0
@@ -220,9 +246,22 @@ def test_divergences_from_logits_match_probabilities(rng):
     np.testing.assert_allclose(
         kl_divergence(dp.probs, dp.log_probs, dq.log_probs), sp.rel_entr(p, q).sum(1), rtol=1e-12
     )
-    np.testing.assert_allclose(cross_entropy_rows(dp.probs, dq.log_probs), -(p * np.log(q)).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(
+        cross_entropy_rows(dp.probs, dq.log_probs), -(p * np.log(q)).sum(1), rtol=1e-12
+    )
 
 
 def test_to_base_two_gives_bits():
     np.testing.assert_allclose(to_base(np.array([np.log(8)]), 2), [3.0])
     np.testing.assert_allclose(to_base(np.array([np.log(100)]), 10), [2.0])
+
+
+def test_nll_takes_log_probability_arrays_as_logits(rng):
+    logits = 3 * rng.standard_normal((20, 4))
+    labels = rng.integers(0, 4, size=20)
+    log_probs = sp.log_softmax(logits, axis=1)
+    np.testing.assert_allclose(nll(labels, log_probs), -log_probs[np.arange(20), labels], rtol=1e-12)
+    targets = sp.softmax(rng.standard_normal((20, 4)), axis=1)
+    np.testing.assert_allclose(
+        soft_cross_entropy(targets, log_probs), -(targets * log_probs).sum(1), rtol=1e-12
+    )

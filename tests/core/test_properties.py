@@ -53,9 +53,12 @@ def test_cross_entropy_is_entropy_plus_kl(pair):
     dp, dq = Distribution.from_probs(p), Distribution.from_probs(q)
     ce = cross_entropy_rows(dp.probs, dq.log_probs)
     np.testing.assert_allclose(
-        ce, entropy(dp.probs, dp.log_probs) + kl_divergence(dp.probs, dp.log_probs, dq.log_probs), rtol=1e-9, atol=1e-12
+        ce,
+        entropy(dp.probs, dp.log_probs) + kl_divergence(dp.probs, dp.log_probs, dq.log_probs),
+        rtol=1e-9,
+        atol=1e-12,
     )
-    np.testing.assert_allclose(soft_cross_entropy(p, dq.log_probs), ce, rtol=1e-12)
+    np.testing.assert_allclose(soft_cross_entropy(p, dq), ce, rtol=1e-12)
 
 
 @given(zp=moderate_logits, data=st.data())
