@@ -1,11 +1,12 @@
 """Throughput of the service by worker count, through the Python client, on loopback.
 
-    python benchmarks/deploy.py [--requests 3000] [--concurrency 32]
+    python -m benchmarks.deploy [--requests 3000] [--concurrency 32]
 
 For each worker count it starts ``python -m service serve`` (the image's CMD) on a free
 loopback port, warms it up, then sends small batches (32×10 float32 logits) from
 `concurrency` concurrent AsyncXentClient calls and reports requests/s and p50/p99
-latency; then one large batch (100,000×10 float32) several times. The load generator
+latency; then one large batch (100,000×10 float32) several times, as JSON tensors and as
+the OIP binary tensor extension. The load generator
 runs on the same machine, so on 2 cores it competes with the workers for CPU.
 It also times the client's request encoding (ndarray → tensor JSON) against
 ``ndarray.tolist()`` + orjson.
@@ -72,12 +73,12 @@ async def small_batches(url: str, requests: int, concurrency: int) -> tuple[floa
     return requests / elapsed, latencies
 
 
-def large_batch(url: str, repeats: int) -> list[float]:
+def large_batch(url: str, repeats: int, payload: str) -> list[float]:
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((100_000, 10)).astype(np.float32)
     labels = rng.integers(0, 10, size=100_000)
     times = []
-    with XentClient(url, timeout=60) as client:
+    with XentClient(url, timeout=60, payload=payload) as client:  # type: ignore[arg-type]
         for _ in range(repeats + 1):
             started = time.perf_counter()
             client.cross_entropy(logits=logits, labels=labels)
@@ -108,19 +109,18 @@ def main() -> None:
     args = parser.parse_args()
     tensor, lists = encoding()
     print(f"client encoding of 1M float32: tensor {tensor * 1e3:.1f} ms, tolist+orjson {lists * 1e3:.1f} ms")
-    print(f"{'workers':>7}  {'req/s':>7}  {'p50 ms':>7}  {'p99 ms':>7}  {'1M-float batch ms (median)':>26}")
+    print("workers  req/s  p50 ms  p99 ms  1M float32 as JSON ms  as binary ms  (medians)")
     for workers in map(int, args.workers.split(",")):
         process, url = start(workers)
         try:
             rate, latencies = asyncio.run(small_batches(url, args.requests, args.concurrency))
-            big = large_batch(url, 5)
+            big = {payload: large_batch(url, 5, payload) for payload in ("json", "binary")}
         finally:
             process.terminate()
             process.wait(timeout=30)
         q = np.quantile(latencies, [0.5, 0.99]) * 1e3
-        print(
-            f"{workers:>7}  {rate:>7.0f}  {q[0]:>7.1f}  {q[1]:>7.1f}  {statistics.median(big) * 1e3:>26.1f}"
-        )
+        json_ms, binary_ms = (statistics.median(big[p]) * 1e3 for p in ("json", "binary"))
+        print(f"{workers:>7}  {rate:>5.0f}  {q[0]:>6.1f}  {q[1]:>6.1f}  {json_ms:>20.1f}  {binary_ms:>12.1f}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
 >>> with XentClient("http://127.0.0.1:8000") as xent:  # doctest: +SKIP
 ...     xent.cross_entropy(logits=logits, labels=labels).loss
 
-Arrays go out as Open Inference Protocol tensor objects in their own dtype; answers
-come back as the service's own Pydantic result models; errors are raised as
-:class:`XentAPIError` carrying the RFC 9457 problem details.
+Arrays go out in their own dtype, as Open Inference Protocol tensor objects (JSON) or,
+for large requests, as the OIP binary tensor extension; answers come back as the
+service's own Pydantic result models; errors are raised as :class:`XentAPIError`
+carrying the RFC 9457 problem details.
 """
 
 from service.api.schemas import CrossEntropyResult, DivergenceResult

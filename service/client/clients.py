@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar
 
 import httpx
 import numpy as np
@@ -20,12 +20,15 @@ from pydantic import BaseModel
 from service import __version__
 from service.api.schemas import CrossEntropyResult, DivergenceResult
 
-from .encoding import encode_json
+from .encoding import Encoded, encode_binary, encode_json, n_elements
 from .errors import XentAPIError, XentConnectionError, XentTimeoutError, problem_of
 from .retry import RETRY_ERRORS, Retry
 
 R = TypeVar("R", bound=BaseModel)
 Array = Any  # anything numpy.asarray accepts: ndarray, nested lists, torch CPU tensors ...
+Payload = Literal["auto", "json", "binary"]
+#: With payload="auto", requests holding at least this many array elements go out binary.
+BINARY_THRESHOLD = 65_536
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,12 @@ class _Base:
         timeout: float | httpx.Timeout,
         retry: Retry | None,
         headers: Mapping[str, str] | None,
+        payload: Payload,
     ) -> None:
+        if payload not in ("auto", "json", "binary"):
+            raise ValueError(f'payload must be "auto", "json" or "binary"; got {payload!r}')
         self.retry = retry if retry is not None else Retry()
+        self.payload = payload
         self._options: dict[str, Any] = {
             "base_url": base_url,
             "timeout": timeout,
@@ -96,12 +103,17 @@ class _Base:
             raise XentAPIError(problem_of(outcome), outcome)
         return outcome
 
-    @staticmethod
-    def _request_args(path: str, body: Mapping[str, Any] | None, method: str | None) -> dict[str, Any]:
+    def _encode(self, body: Mapping[str, Any]) -> Encoded:
+        """JSON for small requests, the binary tensor extension for large ones (see `payload`)."""
+        binary = self.payload == "binary" or (self.payload == "auto" and n_elements(body) >= BINARY_THRESHOLD)
+        return encode_binary(body) if binary else encode_json(body)
+
+    def _request_args(self, path: str, body: Mapping[str, Any] | None, method: str | None) -> dict[str, Any]:
         args: dict[str, Any] = {"method": method or ("GET" if body is None else "POST"), "url": path}
         if body is not None:
-            args["content"] = encode_json(body)
-            args["headers"] = {"Content-Type": "application/json"}
+            encoded = self._encode(body)
+            args["content"] = encoded.content
+            args["headers"] = encoded.headers
         return args
 
 
@@ -123,6 +135,10 @@ class XentClient(_Base):
         Extra headers for every request (``X-Request-ID``, ...).
     transport : httpx.BaseTransport, optional
         A custom httpx transport (e.g. ``httpx.WSGITransport`` or a mock) for tests.
+    payload : {"auto", "json", "binary"}, default="auto"
+        How arrays travel: "json" as tensor objects, "binary" as the OIP binary tensor
+        extension (raw little-endian bytes after a JSON header), "auto" binary from
+        :data:`BINARY_THRESHOLD` array elements per request on.
 
     Examples
     --------
@@ -140,8 +156,11 @@ class XentClient(_Base):
         retry: Retry | None = None,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        payload: Payload = "auto",
     ) -> None:
-        super().__init__(base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers)
+        super().__init__(
+            base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers, payload=payload
+        )
         self._http = httpx.Client(transport=transport, **self._options)
 
     def __enter__(self) -> Self:
@@ -238,8 +257,11 @@ class AsyncXentClient(_Base):
         retry: Retry | None = None,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        payload: Payload = "auto",
     ) -> None:
-        super().__init__(base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers)
+        super().__init__(
+            base_url, api_key=api_key, timeout=timeout, retry=retry, headers=headers, payload=payload
+        )
         self._http = httpx.AsyncClient(transport=transport, **self._options)
 
     async def __aenter__(self) -> Self:
