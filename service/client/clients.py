@@ -105,7 +105,8 @@ class _Base:
 
     def _encode(self, body: Mapping[str, Any]) -> Encoded:
         """JSON for small requests, the binary tensor extension for large ones (see `payload`)."""
-        binary = self.payload == "binary" or (self.payload == "auto" and n_elements(body) >= BINARY_THRESHOLD)
+        n = n_elements(body)  # a body without arrays has nothing to send binary
+        binary = n > 0 and (self.payload == "binary" or (self.payload == "auto" and n >= BINARY_THRESHOLD))
         return encode_binary(body) if binary else encode_json(body)
 
     def _request_args(self, path: str, body: Mapping[str, Any] | None, method: str | None) -> dict[str, Any]:

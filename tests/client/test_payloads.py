@@ -95,6 +95,12 @@ def test_auto_payload_switches_to_binary_for_large_batches(rows, expected):
     assert seen[1].headers["content-type"] == "application/json"
 
 
+def test_binary_payload_without_arrays_goes_as_json(live_url):
+    with XentClient(live_url, payload="binary") as client:
+        body = client.request("/v1/cross-entropy", {"probs": [0.25], "labels": [1]})
+    assert body["loss"] == pytest.approx(np.log(4))
+
+
 def test_unknown_payload_is_refused():
     with pytest.raises(ValueError, match='payload must be "auto", "json" or "binary"'):
         XentClient("http://xent", payload="xml")  # type: ignore[arg-type]
