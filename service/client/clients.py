@@ -14,13 +14,12 @@ from typing import Any, Generic, Literal, Self, TypeVar
 
 import httpx
 import numpy as np
-import orjson
 from pydantic import BaseModel
 
 from service import __version__
 from service.api.schemas import CrossEntropyResult, DivergenceResult
 
-from .encoding import Encoded, encode_binary, encode_json, n_elements
+from .encoding import HEADER_LENGTH, Encoded, decode_response, encode_binary, encode_json, n_elements
 from .errors import XentAPIError, XentConnectionError, XentTimeoutError, problem_of
 from .retry import RETRY_ERRORS, Retry
 
@@ -52,6 +51,21 @@ def _fields(options: Mapping[str, Any], **arrays: Array | None) -> dict[str, Any
 
 def _weights(class_weights: Array | None) -> list[float] | None:
     return None if class_weights is None else np.asarray(class_weights, dtype=np.float64).tolist()
+
+
+def _decoded(response: httpx.Response) -> Any:
+    """The decoded JSON answer; binary outputs (``binary_data_output``) as ndarrays."""
+    return decode_response(response.content, response.headers.get(HEADER_LENGTH))
+
+
+def _parsed(endpoint: Endpoint[R], response: httpx.Response) -> R:
+    """The answer as the endpoint's result model (binary outputs converted to lists)."""
+    header_length = response.headers.get(HEADER_LENGTH)
+    if header_length is None:
+        return endpoint.result.model_validate_json(response.content)
+    body = decode_response(response.content, header_length)
+    arrays = {name: value.tolist() for name, value in body.items() if isinstance(value, np.ndarray)}
+    return endpoint.result.model_validate({**body, **arrays})
 
 
 class _Base:
@@ -181,7 +195,7 @@ class XentClient(_Base):
 
         GET without a body, POST with one, unless `method` says otherwise.
         """
-        return orjson.loads(self._send(**self._request_args(path, body, method)).content)
+        return _decoded(self._send(**self._request_args(path, body, method)))
 
     def ready(self) -> bool:
         """Whether the server answers ``/readyz`` with 200 (no retries)."""
@@ -222,8 +236,7 @@ class XentClient(_Base):
         return self._post(DIVERGENCE, fields)
 
     def _post(self, endpoint: Endpoint[R], fields: Mapping[str, Any]) -> R:
-        response = self._send(**self._request_args(endpoint.path, fields, "POST"))
-        return endpoint.result.model_validate_json(response.content)
+        return _parsed(endpoint, self._send(**self._request_args(endpoint.path, fields, "POST")))
 
     def _send(self, **args: Any) -> httpx.Response:
         attempt = 0
@@ -281,8 +294,7 @@ class AsyncXentClient(_Base):
         self, path: str, body: Mapping[str, Any] | None = None, *, method: str | None = None
     ) -> Any:
         """Call any route and return its decoded JSON (see :meth:`XentClient.request`)."""
-        response = await self._send(**self._request_args(path, body, method))
-        return orjson.loads(response.content)
+        return _decoded(await self._send(**self._request_args(path, body, method)))
 
     async def ready(self) -> bool:
         """Whether the server answers ``/readyz`` with 200 (no retries)."""
@@ -319,8 +331,7 @@ class AsyncXentClient(_Base):
         return await self._post(DIVERGENCE, fields)
 
     async def _post(self, endpoint: Endpoint[R], fields: Mapping[str, Any]) -> R:
-        response = await self._send(**self._request_args(endpoint.path, fields, "POST"))
-        return endpoint.result.model_validate_json(response.content)
+        return _parsed(endpoint, await self._send(**self._request_args(endpoint.path, fields, "POST")))
 
     async def _send(self, **args: Any) -> httpx.Response:
         attempt = 0

@@ -107,3 +107,29 @@ def encode_binary(fields: Mapping[str, Any]) -> Encoded:
 def n_elements(fields: Mapping[str, Any]) -> int:
     """Total array elements in `fields` (what decides between JSON and binary)."""
     return sum(value.size for value in fields.values() if isinstance(value, np.ndarray))
+
+
+#: NumPy dtype of each OIP datatype, little-endian.
+DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(f"<{code}") for code, name in DATATYPES.items()}
+
+
+def decode_response(content: bytes, header_length: str | None) -> dict[str, Any]:
+    """The JSON object of a response body; a binary-output body's ``outputs`` become ndarrays.
+
+    With ``binary_data_output: true`` the server sends a JSON header of `header_length`
+    bytes whose ``outputs`` list describes raw little-endian tensors that follow it;
+    each is put back under its name (e.g. ``losses``).
+    """
+    if header_length is None:
+        body: dict[str, Any] = orjson.loads(content)
+        return body
+    length = int(header_length)
+    body = orjson.loads(content[:length])
+    offset = length
+    for output in body.pop("outputs", []):
+        dtype = DTYPES[output["datatype"]]
+        count = int(np.prod(output["shape"]))
+        array = np.frombuffer(content, dtype=dtype, count=count, offset=offset)
+        body[output["name"]] = array.reshape(output["shape"])
+        offset += output["parameters"]["binary_data_size"]
+    return body

@@ -104,3 +104,20 @@ def test_binary_payload_without_arrays_goes_as_json(live_url):
 def test_unknown_payload_is_refused():
     with pytest.raises(ValueError, match='payload must be "auto", "json" or "binary"'):
         XentClient("http://xent", payload="xml")  # type: ignore[arg-type]
+
+
+def test_binary_data_output_is_decoded(live_url, rng):
+    logits = rng.standard_normal((25, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=25)
+    with XentClient(live_url, payload="binary") as client:
+        result = client.cross_entropy(logits=logits, labels=labels, reduction="none", binary_data_output=True)
+        raw = client.request(
+            "/v1/cross-entropy",
+            {"logits": logits, "labels": labels, "per_sample": True, "binary_data_output": True},
+        )
+    np.testing.assert_allclose(result.losses, reference_losses(logits, labels), rtol=1e-5)
+    assert result.loss is None
+    assert isinstance(raw["losses"], np.ndarray)
+    assert raw["losses"].dtype == np.float32
+    np.testing.assert_array_equal(raw["losses"], np.asarray(result.losses, np.float32))
+    assert raw["loss"] == pytest.approx(reference_losses(logits, labels).mean(), rel=1e-5)
