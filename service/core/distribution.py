@@ -90,8 +90,9 @@ class Distribution:
     ----------
     logits : ndarray or None
         N×K logits, or the length-N positive-class logits (binary), when built from logits.
-    given_probs : ndarray or None
-        N×K probabilities as sent (binary: widened to [1 - p, p]), when built from probabilities.
+    sent_probs : ndarray or None
+        The probabilities as sent (N×K, or the length-N positive-class vector), when built
+        from probabilities; :attr:`given_probs` is the N×K view (binary: [1 - p, p]).
     eps : float
         Floor applied to probabilities before the log (0: none; always 0 for logits).
     n_clipped : int
@@ -101,7 +102,7 @@ class Distribution:
     """
 
     logits: FloatArray | None = None
-    given_probs: FloatArray | None = None
+    sent_probs: FloatArray | None = None
     eps: float = 0.0
     n_clipped: int = 0
     binary: bool = False
@@ -125,25 +126,35 @@ class Distribution:
         """
         p = check_probabilities(probs) if validate else np.asarray(probs)
         binary = p.ndim == 1
-        if binary:
-            p = np.stack([1 - p, p], axis=1)
         floor = resolve_eps(eps, p.dtype)
-        n_clipped = int(np.count_nonzero(p < floor)) if floor > 0 else 0
-        return cls(given_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
+        n_clipped = 0
+        if floor > 0:
+            n_clipped = int(np.count_nonzero(p < floor))
+            if binary:
+                n_clipped += int(np.count_nonzero(1 - p < floor))
+        return cls(sent_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
 
     # --- shape ---------------------------------------------------------------------------
+
+    @cached_property
+    def given_probs(self) -> FloatArray | None:
+        """N×K probabilities as sent (binary: [1 - p, p]), or None when built from logits."""
+        p = self.sent_probs
+        if p is None or not self.binary:
+            return p
+        return np.stack([1 - p, p], axis=1)
 
     @property
     def dtype(self) -> np.dtype[Any]:
         """The computation dtype (float32 or float64)."""
-        source = self.logits if self.logits is not None else self.given_probs
+        source = self.logits if self.logits is not None else self.sent_probs
         assert source is not None
         return source.dtype
 
     @property
     def n_samples(self) -> int:
         """Number of rows N."""
-        source = self.logits if self.logits is not None else self.given_probs
+        source = self.logits if self.logits is not None else self.sent_probs
         assert source is not None
         return int(source.shape[0])
 
@@ -152,7 +163,7 @@ class Distribution:
         """Number of classes K (2 for binary input)."""
         if self.binary:
             return 2
-        source = self.logits if self.logits is not None else self.given_probs
+        source = self.logits if self.logits is not None else self.sent_probs
         assert source is not None
         return int(source.shape[1])
 
@@ -162,15 +173,18 @@ class Distribution:
     def log_probs(self) -> FloatArray:
         """N×K natural-log probabilities (``-inf`` only where p = 0 and eps = 0)."""
         if self.given_probs is not None:
-            p = self.given_probs
-            if self.eps == 0:
-                with np.errstate(divide="ignore"):
-                    return np.log(p)
-            return np.log(np.maximum(p, self.eps))
+            return self._log(self.given_probs)
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
         return self.logits - self.summarise().lse[:, None]
+
+    def _log(self, p: FloatArray) -> FloatArray:
+        """``log(max(p, eps))``; ``log 0 = -inf`` when eps is 0."""
+        if self.eps == 0:
+            with np.errstate(divide="ignore"):
+                return np.log(p)
+        return np.log(np.maximum(p, self.eps))
 
     @cached_property
     def probs(self) -> FloatArray:
@@ -213,6 +227,9 @@ class Distribution:
 
     def log_prob_at(self, labels: IntArray) -> FloatArray:
         """``log p[i, labels[i]]`` per row (labels must be valid indices)."""
+        if self.sent_probs is not None and self.binary:
+            p = np.where(labels == 1, self.sent_probs, 1 - self.sent_probs)
+            return self._log(p)
         if self.given_probs is not None:
             return self.log_probs[np.arange(labels.shape[0]), labels]
         assert self.logits is not None

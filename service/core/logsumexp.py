@@ -84,7 +84,7 @@ def _summarise(z: FloatArray, axis: int, *, top: bool, entropy: bool) -> dict[st
     e = np.exp(z)
     e -= is_top  # exp(0) = 1 exactly: the maxima now contribute 0
     rest = e.sum(axis=axis) + (ties - 1)  # Σ exp(z - m) - 1, without rounding the 1 in
-    log_norm = _log1p(rest)
+    log_norm = log1p(rest)
     stats["log_norm"] = log_norm
     if entropy:
         z *= e  # the maxima have (z - m) = 0: nothing lost by zeroing their e
@@ -92,10 +92,15 @@ def _summarise(z: FloatArray, axis: int, *, top: bool, entropy: bool) -> dict[st
     return stats
 
 
-def _log1p(x: FloatArray) -> FloatArray:
+def log1p(x: FloatArray) -> FloatArray:
     """``log(1 + x)`` to a few ulps via ``log(u) · x / (u - 1)``, ``u = 1 + x`` (Goldberg 1991).
 
     NumPy's own ``log1p`` is scalar code, several times slower than the SIMD ``log``.
+
+    Examples
+    --------
+    >>> log1p(np.array([1e-20, 1.0]))
+    array([1.00000000e-20, 6.93147181e-01])
     """
     u = 1 + x
     with np.errstate(invalid="ignore", divide="ignore"):

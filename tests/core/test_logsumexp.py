@@ -61,3 +61,22 @@ def test_log_prob_dot_from_logits_matches_probs(rng, weights_kind):
         (np.broadcast_to(w, z.shape) * sp.log_softmax(z, axis=1)).sum(1),
         rtol=1e-12,
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_log1p_is_accurate_to_a_few_ulps(dtype):
+    from service.core.logsumexp import log1p
+
+    x = np.concatenate([[0.0], np.logspace(-30, 4, 20_000)]).astype(dtype)
+    expected = np.log1p(x.astype(np.float64))
+    got = log1p(x)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_binary_probabilities_count_clipping_on_both_sides():
+    dist = Distribution.from_probs(np.array([0.0, 1.0, 0.5]))
+    assert dist.n_clipped == 2
+    np.testing.assert_allclose(
+        dist.log_prob_at(np.array([1, 0, 1])), np.log([np.finfo(float).eps] * 2 + [0.5])
+    )
