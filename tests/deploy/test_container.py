@@ -14,7 +14,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from service.client import XentClient
+from service.client import XentAPIError, XentClient
 
 from .processes import ROOT, Dockerfile, free_port, get, host_env, serving, worker_processes
 
@@ -138,6 +138,10 @@ def test_dashboard_queries_name_metrics_the_app_exports(live_url):
     import json
     import re
 
+    with XentClient(live_url) as client:  # a scored request and a rejected one, so every series has samples
+        client.cross_entropy(logits=[[0.0, 1.0]], labels=[0])
+        with pytest.raises(XentAPIError):
+            client.cross_entropy(logits=[[0.0, 1.0]], labels=[5])
     status, body = get(f"{live_url}/metrics")
     if status == 404:
         pytest.skip("the app has no /metrics yet (issue 6)")
@@ -145,4 +149,5 @@ def test_dashboard_queries_name_metrics_the_app_exports(live_url):
     exported = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", body.decode(), flags=re.MULTILINE))
     dashboard = (ROOT / "deploy/grafana/dashboards/xent.json").read_text()
     wanted = set(re.findall(r"\bxent_[a-z_]+", json.dumps(json.loads(dashboard))))
+    assert len(wanted) >= 4
     assert wanted <= exported, f"dashboard queries metrics the app does not export: {wanted - exported}"
