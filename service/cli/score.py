@@ -175,7 +175,7 @@ def add_parser(commands: Any) -> None:
     )
     progress = score.add_mutually_exclusive_group()
     progress.add_argument(
-        "--progress", dest="progress", action="store_true", default=None, help="always show"
+        "--progress", dest="progress", action="store_true", default=None, help="always show read progress"
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     score.set_defaults(handler=run, parser=score)
