@@ -190,3 +190,16 @@ def test_openapi_command_prints_the_spec(capsys):
 
     assert main(["openapi"]) == 0
     assert json.loads(capsys.readouterr().out) == create_app(Settings()).openapi()
+
+
+def test_large_files_are_read_in_chunks_exactly(tmp_path, rng, capsys):
+    from service.cli.files import read_array
+
+    logits = rng.standard_normal((700_000, 2)).astype(np.float32)  # 5.6 MB: two 4 MiB chunks
+    np.save(tmp_path / "big.npy", logits)
+    np.testing.assert_array_equal(read_array(str(tmp_path / "big.npy"), role="predictions").array, logits)
+    probs = rng.dirichlet(np.ones(3), size=120_000)  # ~7 MB of CSV: a line straddles the chunk edge
+    np.savetxt(tmp_path / "big.csv", probs, delimiter=",", header="a,b,c", comments="")
+    loaded = read_array(str(tmp_path / "big.csv"), role="predictions", progress=True).array
+    np.testing.assert_array_equal(loaded, np.loadtxt(tmp_path / "big.csv", delimiter=",", skiprows=1))
+    assert "reading" in capsys.readouterr().err
