@@ -114,3 +114,43 @@ def test_non_json_error_body_becomes_a_problem():
     assert caught.value.status == 502
     assert caught.value.problem.title == "Bad Gateway"
     assert caught.value.detail == "<html>bad gateway</html>"
+
+
+def test_async_client_retries_503_and_connection_errors():
+    import asyncio
+
+    from service.client import AsyncXentClient
+
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        if len(calls) == 2:
+            return httpx.Response(503, json={"title": "Service Unavailable", "status": 503, "detail": "busy"})
+        return httpx.Response(200, json={"status": "ok"})
+
+    async def call():
+        transport = httpx.MockTransport(handle)
+        async with AsyncXentClient("http://xent", transport=transport, retry=Retry(backoff=0.001)) as client:
+            return await client.request("/readyz")
+
+    assert asyncio.run(call()) == {"status": "ok"}
+    assert len(calls) == 3
+
+
+def test_async_client_retries_until_a_late_server_comes_up():
+    import asyncio
+
+    from service.client import AsyncXentClient
+
+    sock = bound_socket()
+
+    async def call(url):
+        async with AsyncXentClient(url, retry=Retry(retries=20, backoff=0.1, cap=0.5)) as client:
+            return await client.divergence(p_probs=[[0.5, 0.5]], q_probs=[[0.5, 0.5]])
+
+    with running(create_app(Settings()), sock, delay=0.5) as url:
+        result = asyncio.run(call(url))
+    assert result.mean.kl_pq == 0
