@@ -17,6 +17,8 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .fit_metrics import FitMetrics, fit_metrics
+from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
     check_class_weights,
     check_labels,
@@ -29,7 +31,10 @@ from .validation import (
 
 __all__ = [
     "Distribution",
+    "FitMetrics",
     "InputError",
+    "TemperatureFit",
+    "apply_temperature",
     "binary_log_probs",
     "check_class_weights",
     "check_labels",
@@ -41,6 +46,8 @@ __all__ = [
     "cross_entropy_rows",
     "default_tolerance",
     "entropy",
+    "fit_metrics",
+    "fit_temperature",
     "js_divergence",
     "kl_divergence",
     "label_weights",
