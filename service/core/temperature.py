@@ -230,8 +230,8 @@ def fit_temperature(
     Examples
     --------
     >>> fit = fit_temperature([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]], labels=[0, 1, 1])
-    >>> round(fit.temperature, 6), fit.converged
-    (2.885390, True)
+    >>> round(fit.temperature, 4), fit.converged
+    (2.8854, True)
     """
     z, t, y = _as_logits_and_targets(labels, targets, logits, validate)
     weights = _check_weights(sample_weight, z.shape[0])
