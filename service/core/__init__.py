@@ -17,7 +17,8 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
-from .fit_metrics import FitMetrics, fit_metrics
+from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .splits import fold_splits, holdout_split
 from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
     check_class_weights,
@@ -30,6 +31,7 @@ from .validation import (
 )
 
 __all__ = [
+    "ECE_BINS",
     "Distribution",
     "FitMetrics",
     "InputError",
@@ -47,6 +49,8 @@ __all__ = [
     "default_tolerance",
     "entropy",
     "fit_metrics",
+    "fold_splits",
+    "holdout_split",
     "fit_temperature",
     "js_divergence",
     "kl_divergence",
