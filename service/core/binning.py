@@ -6,6 +6,7 @@ then each row is divided by its sum (a row summing to 0 becomes uniform), as
 scikit-learn's ``CalibratedClassifierCV`` does.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,8 @@ class IsotonicCalibration:
     hold (scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``).
     """
 
-    x: list[FloatArray]
-    y: list[FloatArray]
+    x: Sequence[FloatArray]
+    y: Sequence[FloatArray]
 
     def log_probs(self, scores: FloatArray) -> FloatArray:
         """Recalibrated N×K log-probabilities."""

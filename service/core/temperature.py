@@ -315,3 +315,14 @@ def apply_temperature(logits: ArrayLike, temperature: float, *, validate: bool =
     if np.isinf(temperature):
         return np.full(z.shape, -np.log(z.shape[1]), dtype=z.dtype)
     return log_softmax(z * z.dtype.type(1 / temperature))
+
+
+@dataclass(frozen=True)
+class TemperatureScaling:
+    """The map ``softmax(z / T)`` as an object, like the other recalibration maps."""
+
+    temperature: float
+
+    def log_probs(self, scores: FloatArray) -> FloatArray:
+        """Recalibrated N×K log-probabilities (see :func:`apply_temperature`)."""
+        return apply_temperature(scores, self.temperature, validate=False)

@@ -185,14 +185,22 @@ def test_temperature_bad_input_is_problem_json(client, payload, pointer, match):
     [
         ({"logits": [[0.0, 1.0]]}, "#/parameters", "exactly one of `parameters` or `temperature`"),
         (
-            {"logits": [[0.0, 1.0]], "temperature": 1, "parameters": {"temperature": 1}},
+            {
+                "logits": [[0.0, 1.0]],
+                "temperature": 1,
+                "parameters": {"method": "temperature", "temperature": 1},
+            },
             "#/parameters",
             "both",
         ),
         ({"logits": [[0.0, 1.0]], "temperature": -1}, "#/temperature", "must be ≥ 0"),
         ({"logits": [[0.0, 1.0]], "temperature": "NaN"}, "#/temperature", "must be ≥ 0"),
         ({"logits": [[0.0, 1.0]], "parameters": {"method": "nope", "temperature": 1}}, None, None),
-        ({"logits": [[0.0, 1.0]], "parameters": {"temperature": -2}}, "#/parameters/temperature", "≥ 0"),
+        (
+            {"logits": [[0.0, 1.0]], "parameters": {"method": "temperature", "temperature": -2}},
+            "#/parameters/temperature",
+            "≥ 0",
+        ),
         ({"temperature": 1}, "#/logits", "exactly one of `logits` or `probs`"),
     ],
 )

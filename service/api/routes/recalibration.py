@@ -10,6 +10,7 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import BodyDep
 from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.recalibration import (
     ApplyBody,
@@ -19,6 +20,9 @@ from service.api.schemas.recalibration import (
     FoldsValidation,
     Metrics,
     Parameters,
+    RecalibrateBody,
+    RecalibrateOptions,
+    RecalibrateResult,
     RecalibrationConvention,
     TemperatureBody,
     TemperatureOptions,
@@ -70,7 +74,7 @@ def fit_temperature(body: BodyDep) -> Response:
         validate=False,
     )
     parameters = TemperatureParameters(temperature=fit.temperature)
-    after = apply_parameters(parameters, scores)
+    after = apply_parameters(parameters, scores, prediction.field)
     return json_response(
         TemperatureResult(
             temperature=fit.temperature,
@@ -90,6 +94,67 @@ def fit_temperature(body: BodyDep) -> Response:
 
 
 @router.post(
+    "/recalibrate",
+    response_model=RecalibrateResult,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=request_body(RecalibrateBody),
+)
+def fit_recalibration(body: BodyDep) -> Response:
+    """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
+
+    | method | fits | parameters | cost | prefer when |
+    |---|---|---|---|---|
+    | temperature | softmax(z/T) | 1 | a few passes (exact Newton) | the default; any K, small N |
+    | vector | softmax(w⊙z + b) | 2K | L-BFGS, O(NK) per step | classes miscalibrated differently |
+    | matrix | softmax(zWᵀ + b) | K² + K | L-BFGS, O(NK²) per step | moderate K, large N, use off_diagonal |
+    | platt | σ(a·s + b) | 2 | L-BFGS, O(N) | binary scores (SVM margins, logits) |
+    | beta | σ(c + a ln q − b ln(1−q)) | 3 | L-BFGS, O(N) | binary probabilities bunched near 0/1 |
+    | isotonic | monotone knots | ≤ distinct q | PAVA, O(N log N) per class | thousands of samples |
+    | histogram | equal-width bins | bins per class | one pass | a simple, robust baseline |
+
+    Maps act on the logits as sent, or on log(max(p, eps)) for probabilities;
+    isotonic and histogram map softmax/sigmoid probabilities, one-vs-rest for
+    K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
+    reproduces `after` exactly.
+    """
+    options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    prediction, scores = read_scores(body, options)
+    check_form(options.method, scores, prediction.field)
+    truth = read_truth(body, prediction)
+    fitter = FITTERS[options.method]
+    fitted = fitter(scores, truth, options)
+    after = apply_parameters(fitted.parameters, scores, prediction.field)
+    return json_response(
+        RecalibrateResult(
+            method=options.method,
+            parameters=fitted.parameters,
+            converged=fitted.converged,
+            iterations=fitted.iterations,
+            message=fitted.message,
+            n=after.shape[0],
+            before=metrics(prediction.dist.log_probs, truth, options.base),
+            after=metrics(after, truth, options.base),
+            probs=_probs_out(after, prediction) if options.return_probs else None,
+            validation=_validation(
+                options, prediction, scores, truth, lambda s, t: fitter(s, t, options).parameters
+            ),
+            convention=convention(prediction, truth, options, _PEERS[options.method]),
+        )
+    )
+
+
+_PEERS = {
+    "temperature": TEMPERATURE_PEER,
+    "vector": "torch autograd gradient zero at the fit (Guo et al. 2017)",
+    "matrix": "sklearn LogisticRegression(C=inf) on the logits when unpenalised (Kull et al. 2019 ODIR)",
+    "platt": "sklearn CalibratedClassifierCV(method='sigmoid') with target_smoothing (A = -a, B = -b)",
+    "beta": "sklearn LogisticRegression(C=inf) on [ln q, -ln(1-q)] when a, b > 0 (Kull et al. 2017)",
+    "isotonic": "sklearn IsotonicRegression(out_of_bounds='clip'), one-vs-rest as CalibratedClassifierCV",
+    "histogram": "mean label per equal-width bin (Zadrozny & Elkan 2001)",
+}
+
+
+@router.post(
     "/apply",
     response_model=ApplyResult,
     responses=PROBLEM_RESPONSES,
@@ -105,7 +170,7 @@ def apply_recalibration(body: BodyDep) -> Response:
     options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
     parameters = _pick_parameters(options)
     prediction, scores = read_scores(body, options)
-    after = apply_parameters(parameters, scores)
+    after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction) if scored else None
     return json_response(
@@ -131,15 +196,6 @@ def _pick_parameters(options: ApplyOptions) -> Parameters:
     if not options.temperature >= 0:
         raise core.InputError("temperature", f"must be ≥ 0 (or Infinity); got {options.temperature}")
     return TemperatureParameters(temperature=options.temperature)
-
-
-def apply_parameters(parameters: Parameters, log_probs: FloatArray) -> FloatArray:
-    """Recalibrated N×K log-probabilities of `log_probs` under `parameters`."""
-    if not parameters.temperature >= 0:
-        raise core.InputError(
-            "parameters.temperature", f"must be ≥ 0 (or Infinity); got {parameters.temperature}"
-        )
-    return core.apply_temperature(log_probs, parameters.temperature, validate=False)
 
 
 def _temperature_fitter(options: TemperatureOptions) -> Fitter:
@@ -204,7 +260,7 @@ def _validation(
     for fit_rows, eval_rows in splits:  # k fits: a loop over folds, not samples
         parameters = fit(scores[fit_rows], _subset(truth, fit_rows))
         fitted.append(parameters.model_dump(mode="json"))
-        recalibrated[eval_rows] = apply_parameters(parameters, scores[eval_rows])
+        recalibrated[eval_rows] = apply_parameters(parameters, scores[eval_rows], prediction.field)
     evaluated = np.sort(np.concatenate([rows for _, rows in splits]))
     scored = _subset(truth, evaluated)
     return ValidationReport(

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 from .common import (
     OPTIONS_CONFIG,
@@ -17,10 +17,13 @@ from .common import (
 Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
 
 
+_PARAMETERS_CONFIG = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+
+
 class TemperatureParameters(BaseModel):
     """Temperature scaling: ``softmax(z / T)`` (binary: ``σ(z / T)``); probabilities are logged first."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+    model_config = _PARAMETERS_CONFIG
 
     method: Literal["temperature"] = "temperature"
     temperature: JsonFloat = Field(
@@ -28,7 +31,92 @@ class TemperatureParameters(BaseModel):
     )
 
 
-Parameters = TemperatureParameters
+class VectorParameters(BaseModel):
+    """Vector scaling (Guo et al. 2017): ``softmax(scale ⊙ z + bias)``."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["vector"]
+    scale: list[FiniteFloat] = Field(min_length=2, description="K per-class multipliers of the logits.")
+    bias: list[FiniteFloat] = Field(min_length=2, description="K per-class offsets.")
+
+
+class MatrixParameters(BaseModel):
+    """Matrix scaling (Guo et al. 2017; Kull et al. 2019): ``softmax(z Wᵀ + bias)``."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["matrix"]
+    weights: list[list[FiniteFloat]] = Field(min_length=2, description="K×K matrix W (row c gives class c).")
+    bias: list[FiniteFloat] = Field(min_length=2, description="K offsets.")
+
+
+class PlattParameters(BaseModel):
+    """Platt scaling: ``σ(a·s + b)``, s the positive-class logit (sklearn's A = −a, B = −b)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["platt"]
+    a: FiniteFloat = Field(description="Slope on the logit.")
+    b: FiniteFloat = Field(description="Intercept.")
+
+
+class BetaParameters(BaseModel):
+    """Beta calibration (Kull et al. 2017): ``σ(c + a·ln q − b·ln(1 − q))``, q = P(positive)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["beta"]
+    a: Annotated[FiniteFloat, Field(ge=0)] = Field(description="Weight of ln q (≥ 0).")
+    b: Annotated[FiniteFloat, Field(ge=0)] = Field(description="Weight of −ln(1 − q) (≥ 0).")
+    c: FiniteFloat = Field(description="Intercept.")
+
+
+class Knots(BaseModel):
+    """A non-decreasing piecewise-linear map through (x, y); constant beyond the end knots."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    x: list[FiniteFloat] = Field(min_length=1, description="Probabilities, non-decreasing.")
+    y: list[Annotated[FiniteFloat, Field(ge=0, le=1)]] = Field(
+        min_length=1, description="Mapped probabilities, as many as x."
+    )
+
+
+class IsotonicParameters(BaseModel):
+    """Isotonic regression: one knot set for the positive class (binary) or per class (one-vs-rest)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["isotonic"]
+    knots: list[Knots] = Field(
+        min_length=1, description="Binary: one set, mapping q. K > 2: K sets; rows are then renormalised."
+    )
+
+
+class HistogramParameters(BaseModel):
+    """Histogram binning: p in (edges[b], edges[b+1]] (0 in the first bin) maps to values[c][b]."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["histogram"]
+    edges: list[FiniteFloat] = Field(min_length=2, description="B + 1 increasing edges from 0 to 1.")
+    values: list[list[Annotated[FiniteFloat, Field(ge=0, le=1)]]] = Field(
+        min_length=1, description="B values per mapped class: one row (binary) or K rows (renormalised)."
+    )
+
+
+Parameters = Annotated[
+    TemperatureParameters
+    | VectorParameters
+    | MatrixParameters
+    | PlattParameters
+    | BetaParameters
+    | IsotonicParameters
+    | HistogramParameters,
+    Field(discriminator="method"),
+]
+Method = Literal["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram"]
 
 
 class HoldoutValidation(BaseModel):
@@ -91,6 +179,47 @@ _PREDICTIONS = {
 
 class TemperatureBody(TemperatureOptions):
     """Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`)."""
+
+    logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
+    probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
+    targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+
+
+class RecalibrateOptions(FitOptions):
+    """The scalar options of /v1/recalibrate: the method, and the options of some methods."""
+
+    method: Method = Field(
+        description="temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale "
+        "and bias. matrix: K² + K, for moderate K with regularisation. platt: σ(a·s + b), binary. "
+        "beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. "
+        "histogram: equal-width bins, binary or one-vs-rest."
+    )
+    l2: Annotated[float, Field(ge=0)] = Field(
+        default=0.0,
+        description="vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the "
+        "fitted objective, not to the reported NLL.",
+    )
+    off_diagonal: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij²."
+    )
+    bias_l2: Annotated[float, Field(ge=0)] = Field(default=0.0, description="matrix: μ·mean b².")
+    target_smoothing: bool = Field(
+        default=False,
+        description="platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); "
+        "hard labels only.",
+    )
+    n_bins: Annotated[int, Field(ge=1, le=10_000)] = Field(default=15, description="histogram: bins.")
+    rtol: Annotated[float, Field(gt=0, le=1e-2)] = Field(
+        default=1e-10, description="temperature: as /v1/temperature."
+    )
+    max_iter: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=100, description="temperature: as /v1/temperature."
+    )
+
+
+class RecalibrateBody(RecalibrateOptions):
+    """A method, predictions (exactly one of `logits`, `probs`) and truth (one of `labels`, `targets`)."""
 
     logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
@@ -171,6 +300,26 @@ class TemperatureResult(BaseModel):
     before: Metrics = Field(description="The predictions as sent.")
     after: Metrics = Field(description="The predictions at the fitted temperature.")
     parameters: TemperatureParameters = Field(description="Send to /v1/apply to recalibrate new predictions.")
+    probs: list[list[float]] | list[float] | None = Field(
+        default=None, description="Recalibrated probabilities (return_probs: true)."
+    )
+    validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
+    convention: RecalibrationConvention
+
+
+class RecalibrateResult(BaseModel):
+    """Fitted parameters of the chosen map, the fit's diagnostics and before/after metrics."""
+
+    model_config = RESULT_CONFIG
+
+    method: Method = Field(description="The map fitted.")
+    parameters: Parameters = Field(description="Plain JSON: send to /v1/apply, or apply it yourself.")
+    converged: bool = Field(description="The optimiser met its tolerance (closed-form fits: true).")
+    iterations: int = Field(description="Optimiser iterations (closed-form fits: 1).")
+    message: str = Field(description="The optimiser's account, or the temperature fit's `reason`.")
+    n: int = Field(description="Samples fitted.")
+    before: Metrics = Field(description="The predictions as sent.")
+    after: Metrics = Field(description="The recalibrated predictions (exactly what /v1/apply returns).")
     probs: list[list[float]] | list[float] | None = Field(
         default=None, description="Recalibrated probabilities (return_probs: true)."
     )
