@@ -81,7 +81,7 @@ def fit_metrics(
     confidence = probs[rows, predicted].astype(np.float64)
     if labels is not None:
         with np.errstate(invalid="ignore"):
-            nll = -float(np.mean(log_probs[rows, labels], dtype=np.float64))
+            nll = 0.0 - float(np.mean(log_probs[rows, labels], dtype=np.float64))  # 0.0 - x: never -0.0
         correct = (predicted == labels).astype(np.float64)
         residual = probs.astype(np.float64, copy=True)
         residual[rows, labels] -= 1
@@ -89,7 +89,7 @@ def fit_metrics(
         assert targets is not None
         terms = np.zeros(log_probs.shape, dtype=np.float64)
         np.multiply(targets, log_probs, out=terms, where=targets > 0)
-        nll = -float(terms.sum(axis=1).mean())
+        nll = 0.0 - float(terms.sum(axis=1).mean())
         correct = targets[rows, predicted].astype(np.float64)
         residual = probs.astype(np.float64) - targets
     brier = float(np.einsum("nk,nk->", residual, residual) / n) / (2 if k == 2 else 1)
