@@ -163,7 +163,9 @@ def _fit_temperature(scores: FloatArray, truth: Truth, options: RecalibrateOptio
 
 
 def _fit_vector(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
-    fit, info = fit_vector_scaling(scores, labels=truth.labels, targets=truth.targets, l2=options.l2)
+    fit, info = fit_vector_scaling(
+        scores, labels=truth.labels, targets=truth.targets, l2=options.l2, max_iter=options.max_iter
+    )
     return _fitted(VectorParameters(method="vector", scale=fit.scale.tolist(), bias=fit.bias.tolist()), info)
 
 
@@ -175,6 +177,7 @@ def _fit_matrix(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -
         l2=options.l2,
         off_diagonal=options.off_diagonal,
         bias_l2=options.bias_l2,
+        max_iter=options.max_iter,
     )
     return _fitted(
         MatrixParameters(method="matrix", weights=fit.weights.tolist(), bias=fit.bias.tolist()), info
@@ -183,13 +186,17 @@ def _fit_matrix(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -
 
 def _fit_platt(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
     fit, info = fit_platt(
-        scores, labels=truth.labels, targets=truth.targets, target_smoothing=options.target_smoothing
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        target_smoothing=options.target_smoothing,
+        max_iter=options.max_iter,
     )
     return _fitted(PlattParameters(method="platt", a=fit.a, b=fit.b), info)
 
 
 def _fit_beta(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
-    fit, info = fit_beta(scores, labels=truth.labels, targets=truth.targets)
+    fit, info = fit_beta(scores, labels=truth.labels, targets=truth.targets, max_iter=options.max_iter)
     return _fitted(BetaParameters(method="beta", a=fit.a, b=fit.b, c=fit.c), info)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .distribution import binary_log_probs, softplus
 from .errors import InputError
-from .recalibration import FitInfo, minimize_mean_loss, positive_logit
+from .recalibration import MAX_ITER, FitInfo, minimize_mean_loss, positive_logit
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ def _logistic_fit(
     t: FloatArray,
     x0: FloatArray,
     bounds: list[tuple[float | None, float | None]] | None,
+    max_iter: int,
 ) -> tuple[FloatArray, FitInfo]:
     """Minimise mean ``softplus(u) − t·u`` over u = features @ x."""
     n = features.shape[0]
@@ -72,7 +73,7 @@ def _logistic_fit(
         residual = np.exp(-softplus(-u)) - t  # σ(u) without overflow
         return loss, features.T @ residual / n
 
-    return minimize_mean_loss(loss_grad, x0, bounds=bounds)
+    return minimize_mean_loss(loss_grad, x0, bounds=bounds, max_iter=max_iter)
 
 
 def fit_platt(
@@ -81,6 +82,7 @@ def fit_platt(
     labels: IntArray | None = None,
     targets: FloatArray | None = None,
     target_smoothing: bool = False,
+    max_iter: int = MAX_ITER,
 ) -> tuple[PlattScaling, FitInfo]:
     """Fit Platt scaling ``σ(a·s + b)`` on the positive-class logit s.
 
@@ -104,12 +106,16 @@ def fit_platt(
         negatives = labels.size - positives
         t = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     features = np.stack([s, np.ones_like(s)], axis=1)
-    x, info = _logistic_fit(features, t, np.array([1.0, 0.0]), None)
+    x, info = _logistic_fit(features, t, np.array([1.0, 0.0]), None, max_iter)
     return PlattScaling(float(x[0]), float(x[1])), info
 
 
 def fit_beta(
-    scores: FloatArray, *, labels: IntArray | None = None, targets: FloatArray | None = None
+    scores: FloatArray,
+    *,
+    labels: IntArray | None = None,
+    targets: FloatArray | None = None,
+    max_iter: int = MAX_ITER,
 ) -> tuple[BetaCalibration, FitInfo]:
     """Fit beta calibration: logistic regression on ``[ln q, −ln(1 − q)]`` with a, b ≥ 0.
 
@@ -127,5 +133,6 @@ def fit_beta(
     log_q, log_not_q = _log_q(scores)
     t = _binary_targets(labels, targets)
     features = np.stack([log_q, -log_not_q, np.ones_like(log_q)], axis=1).astype(np.float64)
-    x, info = _logistic_fit(features, t, np.array([1.0, 1.0, 0.0]), [(0.0, None), (0.0, None), (None, None)])
+    bounds: list[tuple[float | None, float | None]] = [(0.0, None), (0.0, None), (None, None)]
+    x, info = _logistic_fit(features, t, np.array([1.0, 1.0, 0.0]), bounds, max_iter)
     return BetaCalibration(float(x[0]), float(x[1]), float(x[2])), info

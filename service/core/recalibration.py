@@ -43,6 +43,8 @@ LossGrad = Callable[[FloatArray], tuple[float, FloatArray]]
 #: L-BFGS-B tolerances: projected gradient of the *mean* NLL, and relative decrease.
 GTOL = 1e-9
 FTOL = 1e-15
+#: Default iteration cap of the L-BFGS-B fits: a bound on the time of a request, not a tolerance.
+MAX_ITER = 200
 
 
 def categorical_scores(scores: FloatArray) -> FloatArray:
@@ -77,15 +79,19 @@ def as_targets(labels: IntArray | None, targets: FloatArray | None, n_classes: i
 
 
 def minimize_mean_loss(
-    loss_grad: LossGrad, x0: ArrayLike, *, bounds: list[tuple[float | None, float | None]] | None = None
+    loss_grad: LossGrad,
+    x0: ArrayLike,
+    *,
+    bounds: list[tuple[float | None, float | None]] | None = None,
+    max_iter: int = MAX_ITER,
 ) -> tuple[FloatArray, FitInfo]:
-    """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ 2000 iterations)."""
+    """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ `max_iter` steps)."""
     result = minimize(
         loss_grad,
         np.asarray(x0, dtype=np.float64),
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": 2000, "gtol": GTOL, "ftol": FTOL, "maxcor": 20},
+        options={"maxiter": max_iter, "gtol": GTOL, "ftol": FTOL, "maxcor": 20},
     )
     return np.asarray(result.x), FitInfo(bool(result.success), int(result.nit), str(result.message))

@@ -11,7 +11,10 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .distribution import log_softmax
 from .errors import InputError
-from .recalibration import FitInfo, as_targets, categorical_scores, minimize_mean_loss
+from .recalibration import MAX_ITER, FitInfo, as_targets, categorical_scores, minimize_mean_loss
+
+#: Largest K for matrix scaling: K² + K parameters at O(NK²) per evaluation.
+MAX_MATRIX_CLASSES = 50
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ def fit_vector_scaling(
     labels: IntArray | None = None,
     targets: FloatArray | None = None,
     l2: float = 0.0,
+    max_iter: int = MAX_ITER,
 ) -> tuple[VectorScaling, FitInfo]:
     """Fit vector scaling: minimise ``NLL + l2 · (mean (scale - 1)² + mean bias²)``.
 
@@ -88,7 +92,7 @@ def fit_vector_scaling(
             grad += (2 * l2 / k) * np.concatenate([scale - 1, bias])
         return loss, grad
 
-    x, info = minimize_mean_loss(loss_grad, np.concatenate([np.ones(k), np.zeros(k)]))
+    x, info = minimize_mean_loss(loss_grad, np.concatenate([np.ones(k), np.zeros(k)]), max_iter=max_iter)
     return VectorScaling(x[:k], x[k:]), info
 
 
@@ -100,6 +104,7 @@ def fit_matrix_scaling(
     l2: float = 0.0,
     off_diagonal: float = 0.0,
     bias_l2: float = 0.0,
+    max_iter: int = MAX_ITER,
 ) -> tuple[MatrixScaling, FitInfo]:
     """Fit matrix scaling with Kull et al. (2019)'s ODIR penalty and an optional ridge.
 
@@ -116,6 +121,12 @@ def fit_matrix_scaling(
     """
     z = categorical_scores(scores).astype(np.float64)
     n, k = z.shape
+    if k > MAX_MATRIX_CLASSES:
+        raise InputError(
+            "method",
+            f"matrix scaling fits K² + K parameters and is offered for K ≤ {MAX_MATRIX_CLASSES}; "
+            f"got K = {k} (use vector or temperature scaling)",
+        )
     t = as_targets(labels, targets, k).astype(np.float64)
     off = ~np.eye(k, dtype=bool)
     n_off = max(k * (k - 1), 1)
@@ -136,5 +147,7 @@ def fit_matrix_scaling(
             grad_b = grad_b + (2 * bias_l2 / k) * b
         return loss, np.concatenate([grad_w.ravel(), grad_b])
 
-    x, info = minimize_mean_loss(loss_grad, np.concatenate([np.eye(k).ravel(), np.zeros(k)]))
+    x, info = minimize_mean_loss(
+        loss_grad, np.concatenate([np.eye(k).ravel(), np.zeros(k)]), max_iter=max_iter
+    )
     return MatrixScaling(x[: k * k].reshape(k, k), x[k * k :]), info

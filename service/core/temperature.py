@@ -241,7 +241,8 @@ def fit_temperature(
     z, t, y = _as_logits_and_targets(labels, targets, logits, validate)
     weights = _check_weights(sample_weight, z.shape[0])
     problem = _prepare(z, t, y, weights)
-    nll_initial = problem.moments(1.0)[0]
+    initial = problem.moments(1.0)
+    nll_initial = initial[0]
 
     if not np.any(problem.shifted):
         return TemperatureFit(1.0, 1.0, nll_initial, nll_initial, 0.0, 0, False, "constant_logits")
@@ -261,22 +262,31 @@ def fit_temperature(
         stages = [(problem, max(rtol, _FLOAT32_RTOL)), (wide, rtol)]
     beta, iterations = 1.0, 0
     loss, grad, converged = nll_initial, np.nan, False
+    known: tuple[float, float, float] | None = initial  # the pass at T = 1 is the first iteration
     for stage, tolerance in stages:
         # Each stage brackets afresh: float32 signs of L' near the root are noise.
-        beta, loss, grad, used, converged = _newton(stage, beta, tolerance, max_iter - iterations)
+        beta, loss, grad, used, converged = _newton(stage, beta, tolerance, max_iter - iterations, known)
         iterations += used
+        known = None
     reason: Reason = "optimum" if converged else "max_iter"
     return TemperatureFit(1 / beta, beta, loss, nll_initial, -grad * beta**2, iterations, converged, reason)
 
 
 def _newton(
-    problem: _Problem, beta: float, rtol: float, max_iter: int
+    problem: _Problem,
+    beta: float,
+    rtol: float,
+    max_iter: int,
+    known: tuple[float, float, float] | None = None,
 ) -> tuple[float, float, float, int, bool]:
-    """Safeguarded Newton on the increasing L' from `beta`, keeping a bracket ``[lo, hi]`` of its root."""
+    """Safeguarded Newton on the increasing L' from `beta`, keeping a bracket ``[lo, hi]`` of its root.
+
+    `known` holds ``L, L', L''`` at `beta` if a pass already computed them.
+    """
     lo, hi = 0.0, np.inf
     loss, grad = np.nan, np.nan
     for iteration in range(1, max_iter + 1):
-        loss, grad, curvature = problem.moments(beta)
+        loss, grad, curvature = known if known is not None and iteration == 1 else problem.moments(beta)
         step = grad / curvature if curvature > 0 else np.inf
         if abs(step) <= rtol * beta or hi - lo <= 4 * np.finfo(np.float64).eps * beta:
             return beta, loss, grad, iteration, True

@@ -105,6 +105,7 @@ def test_recalibrate_soft_targets_with_matrix_scaling(client, rng):
         ),
         ({"method": "histogram", "n_bins": 0, "logits": [0.1], "labels": [1]}, "#/n_bins", None),
         ({"method": "matrix", "off_diagonal": -1, "logits": [[0, 1]], "labels": [0]}, "#/off_diagonal", None),
+        ({"method": "matrix", "logits": [list(range(51))], "labels": [0]}, "#/method", r"K ≤ 50"),
     ],
 )
 def test_recalibrate_bad_input_is_problem_json(client, payload, pointer, match):
@@ -150,3 +151,12 @@ def test_recalibrate_bad_input_is_problem_json(client, payload, pointer, match):
 def test_apply_bad_parameters_are_problem_json(client, parameters, pointer, match):
     payload = {"logits": [[0.0, 1.0, 2.0]], "parameters": parameters}
     assert_problem(client.post("/v1/apply", json=payload), 422, pointer, match)
+
+
+def test_recalibrate_iteration_cap_is_reported(client, rng):
+    logits, labels = categorical(rng, n=300)
+    body = client.post(
+        "/v1/recalibrate", json={"logits": logits, "labels": labels, "method": "vector", "max_iter": 2}
+    ).json()
+    assert (body["converged"], body["iterations"]) == (False, 2)
+    assert "ITERATIONS" in body["message"]

@@ -106,7 +106,7 @@ def fit_recalibration(body: BodyDep) -> Response:
     |---|---|---|---|---|
     | temperature | softmax(z/T) | 1 | a few passes (exact Newton) | the default; any K, small N |
     | vector | softmax(w⊙z + b) | 2K | L-BFGS, O(NK) per step | classes miscalibrated differently |
-    | matrix | softmax(zWᵀ + b) | K² + K | L-BFGS, O(NK²) per step | moderate K, large N, use off_diagonal |
+    | matrix | softmax(zWᵀ + b) | K² + K | L-BFGS, O(NK²) per step | K ≤ 50, large N, use off_diagonal |
     | platt | σ(a·s + b) | 2 | L-BFGS, O(N) | binary scores (SVM margins, logits) |
     | beta | σ(c + a ln q − b ln(1−q)) | 3 | L-BFGS, O(N) | binary probabilities bunched near 0/1 |
     | isotonic | monotone knots | ≤ distinct q | PAVA, O(N log N) per class | thousands of samples |

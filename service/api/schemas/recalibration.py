@@ -191,7 +191,7 @@ class RecalibrateOptions(FitOptions):
 
     method: Method = Field(
         description="temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale "
-        "and bias. matrix: K² + K, for moderate K with regularisation. platt: σ(a·s + b), binary. "
+        "and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. "
         "beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. "
         "histogram: equal-width bins, binary or one-vs-rest."
     )
@@ -214,7 +214,9 @@ class RecalibrateOptions(FitOptions):
         default=1e-10, description="temperature: as /v1/temperature."
     )
     max_iter: Annotated[int, Field(ge=1, le=1000)] = Field(
-        default=100, description="temperature: as /v1/temperature."
+        default=200,
+        description="Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, "
+        "beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.",
     )
 
 
