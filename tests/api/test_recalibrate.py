@@ -160,3 +160,28 @@ def test_recalibrate_iteration_cap_is_reported(client, rng):
     ).json()
     assert (body["converged"], body["iterations"]) == (False, 2)
     assert "ITERATIONS" in body["message"]
+
+
+DEGENERATE = {
+    "n1": ([0.3], [1]),
+    "single_class": ([2.0, -1.0, 0.5], [1, 1, 1]),
+    "separable": ([3.0, -2.0, 1.0, -1.0], [1, 0, 1, 0]),
+    "all_wrong": ([3.0, -2.0, 1.0, -1.0], [0, 1, 0, 1]),
+    "constant": ([[1.0, 1.0], [1.0, 1.0]], [0, 1]),
+    "extreme": ([1e4, -1e4, 3.0], [1, 0, 0]),
+}
+
+
+@pytest.mark.parametrize(
+    "method", ["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram"]
+)
+@pytest.mark.parametrize("case", sorted(DEGENERATE))
+def test_recalibrate_degenerate_batches_are_answered(client, method, case):
+    logits, labels = DEGENERATE[case]
+    payload = {"logits": logits, "labels": labels}
+    response = client.post("/v1/recalibrate", json=payload | {"method": method})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["converged"], bool) and body["message"]
+    applied = client.post("/v1/apply", json=payload | {"parameters": body["parameters"]})
+    assert applied.json()["metrics"] == body["after"]
