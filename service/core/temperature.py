@@ -40,6 +40,8 @@ _TRANSPOSE_BELOW = 64
 _EXP_FLOOR = {4: -50.0, 8: -600.0}
 #: Relative Newton-step tolerance reached in float32 before the float64 polish.
 _FLOAT32_RTOL = 1e-5
+#: Most float32 passes before the float64 polish takes over (float32 noise can stall a hard case).
+_FLOAT32_MAX_ITER = 30
 
 
 @dataclass(frozen=True)
@@ -255,19 +257,23 @@ def fit_temperature(
         limit = _separable_limit(problem)
         return TemperatureFit(0.0, np.inf, limit, nll_initial, 0.0, 0, False, "separable")
 
-    stages = [(problem, rtol)]
+    # (problem, tolerance, most passes, L/L'/L'' already known at the starting β)
+    stages: list[tuple[_Problem, float, int, tuple[float, float, float] | None]] = [
+        (problem, rtol, max_iter, initial)
+    ]
     if problem.shifted.dtype != np.float64:
         # z - max(z) rounds in float32: the polish re-shifts the original logits in float64.
         wide = _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)
-        stages = [(problem, max(rtol, _FLOAT32_RTOL)), (wide, rtol)]
+        coarse = min(max_iter - 1, _FLOAT32_MAX_ITER)  # leave the polish at least one pass
+        stages = [(problem, max(rtol, _FLOAT32_RTOL), coarse, initial), (wide, rtol, max_iter - coarse, None)]
     beta, iterations = 1.0, 0
     loss, grad, converged = nll_initial, np.nan, False
-    known: tuple[float, float, float] | None = initial  # the pass at T = 1 is the first iteration
-    for stage, tolerance in stages:
+    for stage, tolerance, budget, known in stages:
+        if budget < 1:
+            continue
         # Each stage brackets afresh: float32 signs of L' near the root are noise.
-        beta, loss, grad, used, converged = _newton(stage, beta, tolerance, max_iter - iterations, known)
+        beta, loss, grad, used, converged = _newton(stage, beta, tolerance, budget, known)
         iterations += used
-        known = None
     reason: Reason = "optimum" if converged else "max_iter"
     return TemperatureFit(1 / beta, beta, loss, nll_initial, -grad * beta**2, iterations, converged, reason)
 
@@ -281,12 +287,15 @@ def _newton(
 ) -> tuple[float, float, float, int, bool]:
     """Safeguarded Newton on the increasing L' from `beta`, keeping a bracket ``[lo, hi]`` of its root.
 
-    `known` holds ``L, L', L''`` at `beta` if a pass already computed them.
+    `known` holds ``L, L', L''`` at `beta` if a pass already computed them. Out of passes,
+    it returns the evaluated point of lowest NLL, with the values computed there.
     """
     lo, hi = 0.0, np.inf
-    loss, grad = np.nan, np.nan
+    best = (beta, np.inf, np.nan)
     for iteration in range(1, max_iter + 1):
         loss, grad, curvature = known if known is not None and iteration == 1 else problem.moments(beta)
+        if loss <= best[1]:
+            best = (beta, loss, grad)
         step = grad / curvature if curvature > 0 else np.inf
         if abs(step) <= rtol * beta or hi - lo <= 4 * np.finfo(np.float64).eps * beta:
             return beta, loss, grad, iteration, True
@@ -298,7 +307,7 @@ def _newton(
         if not lo < candidate < min(hi, 8 * beta):
             candidate = 0.5 * (lo + hi) if np.isfinite(hi) else 8 * beta
         beta = candidate
-    return beta, loss, grad, max_iter, False
+    return best[0], best[1], best[2], max_iter, False
 
 
 def _separable_limit(problem: _Problem) -> float:

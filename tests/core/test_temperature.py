@@ -296,3 +296,14 @@ def test_fit_temperature_never_raises_the_nll(logits, data):
     if fit.converged:
         assert fit.nll == pytest.approx(nll_at(logits, labels, fit.temperature), rel=1e-9, abs=1e-12)
         assert fit.nll <= nll_at(logits, labels, fit.temperature * 1.001) + 1e-12
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 3])
+def test_fit_temperature_float32_small_budgets_report_real_values(rng, max_iter):
+    logits, labels = synthetic(rng, n=500, k=5)
+    fit = fit_temperature(logits.astype(np.float32), labels=labels, max_iter=max_iter)
+    assert fit.iterations <= max_iter
+    assert np.isfinite(fit.nll) and np.isfinite(fit.gradient)
+    assert fit.nll == pytest.approx(
+        nll_at(logits.astype(np.float32).astype(np.float64), labels, fit.temperature)
+    )
