@@ -145,7 +145,7 @@ def _prepare(
     """Shift rows by their max, take ``t·z'``, and choose the layout (one pass)."""
     transpose = z.shape[1] < _TRANSPOSE_BELOW
     if transpose:
-        zt = np.ascontiguousarray(z.T)
+        zt = np.array(z.T, order="C")  # always a copy: shifted in place below
         zt -= zt.max(axis=0)
         shifted, axis = zt, 0
         if labels is not None:

@@ -307,3 +307,11 @@ def test_fit_temperature_float32_small_budgets_report_real_values(rng, max_iter)
     assert fit.nll == pytest.approx(
         nll_at(logits.astype(np.float32).astype(np.float64), labels, fit.temperature)
     )
+
+
+def test_fit_temperature_leaves_its_input_alone(rng):
+    logits, labels = synthetic(rng, n=200, k=4)
+    column_major = np.asfortranarray(logits)
+    before = column_major.copy()
+    fit_temperature(column_major, labels=labels)
+    np.testing.assert_array_equal(column_major, before)
