@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import expit, log_softmax, logit
-from sklearn.calibration import _sigmoid_calibration
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV, _sigmoid_calibration
+from sklearn.frozen import FrozenEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -85,6 +87,31 @@ def test_platt_with_smoothing_matches_sklearn_sigmoid(rng):
     a, b = _sigmoid_calibration(s, labels)
     assert info.converged
     assert (fit.a, fit.b) == pytest.approx((-a, -b), rel=1e-4)
+
+
+class BinaryPassthrough(ClassifierMixin, BaseEstimator):
+    """A binary 'classifier' whose decision function is its single feature."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def decision_function(self, X):
+        return X[:, 0]
+
+    def predict(self, X):
+        return (X[:, 0] > 0).astype(int)
+
+
+def test_platt_with_smoothing_matches_calibrated_classifier_sigmoid(rng):
+    s, labels = binary(rng)
+    features = s[:, None]
+    calibrated = CalibratedClassifierCV(
+        FrozenEstimator(BinaryPassthrough().fit(features, labels)), method="sigmoid"
+    )
+    calibrated.fit(features, labels)
+    fit, _ = fit_platt(s, labels=labels, target_smoothing=True)
+    np.testing.assert_allclose(np.exp(fit.log_probs(s)), calibrated.predict_proba(features), rtol=1e-4)
 
 
 def test_platt_matches_logistic_regression(rng):
