@@ -315,3 +315,26 @@ def test_fit_temperature_leaves_its_input_alone(rng):
     before = column_major.copy()
     fit_temperature(column_major, labels=labels)
     np.testing.assert_array_equal(column_major, before)
+
+
+def test_fit_temperature_binary_matches_sklearn(rng):
+    """sklearn turns a binary decision value x into logits (-x, x): its β is half of σ(βx)'s."""
+    z = 2 * rng.standard_normal(3000)
+    labels = (rng.random(3000) < expit(z / 2)).astype(np.int64)
+    features = z[:, None]
+
+    class Binary(Passthrough):
+        def decision_function(self, X):
+            return X[:, 0]
+
+        def predict(self, X):
+            return (X[:, 0] > 0).astype(int)
+
+    calibrated = CalibratedClassifierCV(FrozenEstimator(Binary().fit(features, labels)), method="temperature")
+    calibrated.fit(features, labels)
+    beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
+    fit = fit_temperature(z, labels=labels)
+    assert fit.beta == pytest.approx(2 * beta, rel=1e-6)
+    np.testing.assert_allclose(
+        np.exp(apply_temperature(z, fit.temperature)), calibrated.predict_proba(features), rtol=1e-6
+    )
