@@ -17,6 +17,9 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .splits import fold_splits, holdout_split
+from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
     check_class_weights,
     check_labels,
@@ -28,8 +31,12 @@ from .validation import (
 )
 
 __all__ = [
+    "ECE_BINS",
     "Distribution",
+    "FitMetrics",
     "InputError",
+    "TemperatureFit",
+    "apply_temperature",
     "binary_log_probs",
     "check_class_weights",
     "check_labels",
@@ -41,6 +48,10 @@ __all__ = [
     "cross_entropy_rows",
     "default_tolerance",
     "entropy",
+    "fit_metrics",
+    "fold_splits",
+    "holdout_split",
+    "fit_temperature",
     "js_divergence",
     "kl_divergence",
     "label_weights",
