@@ -51,6 +51,15 @@ class Scorer(Protocol):
     @property
     def mean_entropy(self) -> float: ...  # noqa: D102
 
+    @property
+    def ece(self) -> float: ...  # noqa: D102
+
+    @property
+    def brier(self) -> float: ...  # noqa: D102
+
+    @property
+    def temperature(self) -> float: ...  # noqa: D102
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -66,8 +75,11 @@ METRICS: dict[str, Metric] = {
     "ce": Metric("cross-entropy", lambda s: s.cross_entropy, True),
     "accuracy": Metric("accuracy", lambda s: s.accuracy, False),
     "entropy": Metric("mean entropy", lambda s: s.mean_entropy, True),
+    "ece": Metric("ECE (top-label, 15 bins)", lambda s: s.ece, False),
+    "brier": Metric("Brier score", lambda s: s.brier, False),
+    "temperature": Metric("fitted temperature", lambda s: s.temperature, False),
 }
-DEFAULT_METRICS = "ce,accuracy,entropy"
+DEFAULT_METRICS = "ce,accuracy,entropy,ece,brier"
 
 
 class LocalScorer:
@@ -75,10 +87,13 @@ class LocalScorer:
 
     def __init__(self, predictions: np.ndarray, labels: np.ndarray, kind: Kind, eps: Any, base: Any) -> None:
         if kind == "logits":
-            self.dist = core.Distribution.from_logits(core.check_logits(predictions))
+            logits = core.check_logits(predictions)
+            self.dist = core.Distribution.from_logits(logits, validate=False)
+            self.scores = logits  # what a temperature divides: the logits as given
         else:
             probs = core.check_probabilities(predictions)
             self.dist = core.Distribution.from_probs(probs, eps=eps, validate=False)
+            self.scores = self.dist.log_probs
         n = self.dist.log_probs.shape[0]
         core.check_same_length("labels", labels.shape[0] if labels.ndim else 0, n, other=kind)
         self.labels: IntArray = core.check_labels(labels, self.dist.n_classes)
@@ -104,6 +119,27 @@ class LocalScorer:
     def mean_entropy(self) -> float:
         """Mean entropy of the predicted distributions, in the chosen base."""
         return self._mean(core.entropy(self.dist.probs, self.dist.log_probs))
+
+    @cached_property
+    def _fit_metrics(self) -> core.FitMetrics:
+        return core.fit_metrics(self.dist.log_probs, labels=self.labels)
+
+    @property
+    def ece(self) -> float:
+        """Top-label ECE, 15 equal-width bins (b/15, (b+1)/15]."""
+        return self._fit_metrics.ece
+
+    @property
+    def brier(self) -> float:
+        """Mean Brier score (halved for K = 2, as scikit-learn's brier_score_loss)."""
+        return self._fit_metrics.brier
+
+    @cached_property
+    def temperature(self) -> float:
+        """The temperature minimising the NLL of softmax(scores / T)."""
+        if np.isneginf(self.scores).any():
+            raise core.InputError("eps", "must be positive to fit a temperature to probabilities with zeros")
+        return core.fit_temperature(self.scores, labels=self.labels, validate=False).temperature
 
 
 class RemoteScorer:
@@ -135,6 +171,25 @@ class RemoteScorer:
     def mean_entropy(self) -> float:
         """The server's mean predictive entropy."""
         return float(self._cross_entropy.mean_entropy)
+
+    @cached_property
+    def _temperature(self) -> Any:
+        return self.client.temperature(**self.fields)
+
+    @property
+    def ece(self) -> float:
+        """The server's top-label ECE of the predictions as sent."""
+        return float(self._temperature.before.ece)
+
+    @property
+    def brier(self) -> float:
+        """The server's Brier score of the predictions as sent."""
+        return float(self._temperature.before.brier)
+
+    @property
+    def temperature(self) -> float:
+        """The server's fitted temperature."""
+        return float(self._temperature.temperature)
 
 
 def add_parser(commands: Any) -> None:

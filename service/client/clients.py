@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from service import __version__
 from service.api.schemas import CrossEntropyResult, DivergenceResult
+from service.api.schemas.recalibration import ApplyResult, RecalibrateResult, TemperatureResult
 
 from .encoding import HEADER_LENGTH, Encoded, decode_response, encode_binary, encode_json, n_elements
 from .errors import XentAPIError, XentConnectionError, XentTimeoutError, problem_of
@@ -40,12 +41,23 @@ class Endpoint(Generic[R]):
 
 CROSS_ENTROPY = Endpoint("/v1/cross-entropy", CrossEntropyResult)
 DIVERGENCE = Endpoint("/v1/divergence", DivergenceResult)
+TEMPERATURE = Endpoint("/v1/temperature", TemperatureResult)
+RECALIBRATE = Endpoint("/v1/recalibrate", RecalibrateResult)
+APPLY = Endpoint("/v1/apply", ApplyResult)
 
 
 def _fields(options: Mapping[str, Any], **arrays: Array | None) -> dict[str, Any]:
-    """A request's fields: arrays as ndarrays (sent as tensors), then the scalar options."""
+    """A request's fields: arrays as ndarrays (sent as tensors), then the scalar options.
+
+    Options that are result models (e.g. the ``parameters`` a fit returned) are sent as their JSON.
+    """
     fields: dict[str, Any] = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
-    fields.update(options)
+    fields.update(
+        {
+            name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+            for name, value in options.items()
+        }
+    )
     return fields
 
 
@@ -235,6 +247,55 @@ class XentClient(_Base):
         fields = _fields(options, p_probs=p_probs, p_logits=p_logits, q_probs=q_probs, q_logits=q_logits)
         return self._post(DIVERGENCE, fields)
 
+    def temperature(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        **options: Any,
+    ) -> TemperatureResult:
+        """``POST /v1/temperature``: the T minimising the NLL of softmax(logits / T), exactly."""
+        fields = _fields(options, logits=logits, probs=probs, labels=labels, targets=targets)
+        return self._post(TEMPERATURE, fields)
+
+    def recalibrate(
+        self,
+        method: str,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        **options: Any,
+    ) -> RecalibrateResult:
+        """``POST /v1/recalibrate``: fit `method` (vector, matrix, platt, beta, isotonic, histogram, ...)."""
+        fields = _fields(
+            {"method": method, **options}, logits=logits, probs=probs, labels=labels, targets=targets
+        )
+        return self._post(RECALIBRATE, fields)
+
+    def apply(
+        self,
+        parameters: Any = None,
+        *,
+        temperature: float | None = None,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        **options: Any,
+    ) -> ApplyResult:
+        """``POST /v1/apply``: recalibrate predictions with a fit's `parameters` (or a bare `temperature`).
+
+        `parameters` is the ``parameters`` of a :meth:`temperature` or :meth:`recalibrate`
+        result, as the model or its JSON. Send `labels` or `targets` to have the output scored.
+        """
+        options = {"parameters": parameters, "temperature": temperature, **options}
+        fields = _fields(options, logits=logits, probs=probs, labels=labels, targets=targets)
+        return self._post(APPLY, fields)
+
     def _post(self, endpoint: Endpoint[R], fields: Mapping[str, Any]) -> R:
         return _parsed(endpoint, self._send(**self._request_args(endpoint.path, fields, "POST")))
 
@@ -329,6 +390,55 @@ class AsyncXentClient(_Base):
         """``POST /v1/divergence`` (see :meth:`XentClient.divergence`)."""
         fields = _fields(options, p_probs=p_probs, p_logits=p_logits, q_probs=q_probs, q_logits=q_logits)
         return await self._post(DIVERGENCE, fields)
+
+    async def temperature(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        **options: Any,
+    ) -> TemperatureResult:
+        """``POST /v1/temperature``: the T minimising the NLL of softmax(logits / T), exactly."""
+        fields = _fields(options, logits=logits, probs=probs, labels=labels, targets=targets)
+        return await self._post(TEMPERATURE, fields)
+
+    async def recalibrate(
+        self,
+        method: str,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        **options: Any,
+    ) -> RecalibrateResult:
+        """``POST /v1/recalibrate``: fit `method` (vector, matrix, platt, beta, isotonic, histogram, ...)."""
+        fields = _fields(
+            {"method": method, **options}, logits=logits, probs=probs, labels=labels, targets=targets
+        )
+        return await self._post(RECALIBRATE, fields)
+
+    async def apply(
+        self,
+        parameters: Any = None,
+        *,
+        temperature: float | None = None,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        targets: Array | None = None,
+        **options: Any,
+    ) -> ApplyResult:
+        """``POST /v1/apply``: recalibrate predictions with a fit's `parameters` (or a bare `temperature`).
+
+        `parameters` is the ``parameters`` of a :meth:`temperature` or :meth:`recalibrate`
+        result, as the model or its JSON. Send `labels` or `targets` to have the output scored.
+        """
+        options = {"parameters": parameters, "temperature": temperature, **options}
+        fields = _fields(options, logits=logits, probs=probs, labels=labels, targets=targets)
+        return await self._post(APPLY, fields)
 
     async def _post(self, endpoint: Endpoint[R], fields: Mapping[str, Any]) -> R:
         return _parsed(endpoint, await self._send(**self._request_args(endpoint.path, fields, "POST")))

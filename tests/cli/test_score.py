@@ -1,6 +1,7 @@
 """``xent score``: files in, the core's numbers out, documented exit codes."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -15,7 +16,9 @@ from service.__main__ import main
 @pytest.fixture
 def files(tmp_path, rng):
     logits = (3 * rng.standard_normal((500, 6))).astype(np.float32)
-    labels = rng.integers(0, 6, size=500)
+    # labels drawn from softmax(logits / 2): the logits are overconfident, the fitted T is near 2
+    cumulative = np.cumsum(np.exp(log_softmax(logits.astype(np.float64) / 2, axis=1)), axis=1)
+    labels = np.argmax(cumulative > rng.random((500, 1)), axis=1)
     probs = np.exp(log_softmax(logits.astype(np.float64), axis=1))
     np.save(tmp_path / "logits.npy", logits)
     np.save(tmp_path / "labels.npy", labels)
@@ -89,8 +92,9 @@ def test_score_prints_a_readable_table(files, capsys):
     assert main(["score", str(path / "logits.npy"), str(path / "labels.npy")]) == 0
     out = capsys.readouterr().out
     assert "logits (detected), categorical, float32" in out
-    assert f"cross-entropy  {expected_ce(logits, labels):.6f} nats" in out
+    assert re.search(rf"^cross-entropy +{expected_ce(logits, labels):.6f} nats$", out, re.MULTILINE)
     assert "samples      500" in out
+    assert "ECE (top-label, 15 bins)" in out
 
 
 def test_score_shows_progress_when_asked(files, capsys):
@@ -203,3 +207,41 @@ def test_large_files_are_read_in_chunks_exactly(tmp_path, rng, capsys):
     loaded = read_array(str(tmp_path / "big.csv"), role="predictions", progress=True).array
     np.testing.assert_array_equal(loaded, np.loadtxt(tmp_path / "big.csv", delimiter=",", skiprows=1))
     assert "reading" in capsys.readouterr().err
+
+
+def reference_ece(probs, labels, n_bins=15):
+    """Guo et al.'s _ECELoss: bins (lo, hi], |accuracy - confidence| weighted by bin mass."""
+    confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)
+    correct = predicted == labels
+    ece = 0.0
+    for lo, hi in zip(np.arange(n_bins) / n_bins, np.arange(1, n_bins + 1) / n_bins, strict=True):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return ece
+
+
+def test_score_calibration_metrics_match_independent_references(files, capsys):
+    from scipy.optimize import minimize_scalar
+
+    path, logits, labels, probs = files
+    report = score_json(
+        capsys, path / "logits.npy", path / "labels.npy", "--metrics", "ece,brier,temperature"
+    )
+    z = logits.astype(np.float64)
+    onehot = np.eye(6)[labels]
+    assert report["metrics"]["brier"] == pytest.approx(((probs - onehot) ** 2).sum(axis=1).mean(), rel=1e-5)
+    assert report["metrics"]["ece"] == pytest.approx(reference_ece(probs, labels), abs=1e-6)
+    best = minimize_scalar(
+        lambda t: expected_ce(z / t, labels), bounds=(0.05, 50), method="bounded", options={"xatol": 1e-10}
+    ).x
+    assert report["metrics"]["temperature"] == pytest.approx(best, rel=1e-4)
+
+
+def test_score_calibration_metrics_on_a_server_match_local(files, capsys, live_url):
+    path, *_ = files
+    args = (path / "probs.csv", path / "labels.csv", "--metrics", "ce,ece,brier,temperature")
+    local = score_json(capsys, *args)
+    remote = score_json(capsys, *args, "--url", live_url)
+    for name, value in local["metrics"].items():
+        assert remote["metrics"][name] == pytest.approx(value, rel=1e-9), name
