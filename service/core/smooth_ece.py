@@ -26,8 +26,7 @@ def _round_to_grid(f: FloatArray, values: FloatArray, n_grid: int) -> FloatArray
     frac = scaled - lower
     below = np.bincount(lower, weights=(1 - frac) * values, minlength=n_grid)
     above = np.bincount(lower + 1, weights=frac * values, minlength=n_grid)
-    total: FloatArray = below + above
-    return total
+    return np.asarray(below + above, dtype=np.float64)
 
 
 def _reflected_smooth(grid: FloatArray, sigma: float) -> FloatArray:
