@@ -4,6 +4,17 @@ Functions take arrays (rows = samples, columns = classes) and return one value
 per sample; callers reduce.
 """
 
+from .calibration import (
+    METRICS,
+    PRESETS,
+    CalibrationReport,
+    Convention,
+    Reliability,
+    ace_nixon,
+    calibration_report,
+    resolve_convention,
+    wilson_interval,
+)
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps, softplus
 from .entropy import (
     cross_entropy,
@@ -28,6 +39,15 @@ from .validation import (
 )
 
 __all__ = [
+    "METRICS",
+    "PRESETS",
+    "CalibrationReport",
+    "Convention",
+    "Reliability",
+    "ace_nixon",
+    "calibration_report",
+    "resolve_convention",
+    "wilson_interval",
     "Distribution",
     "InputError",
     "binary_log_probs",
