@@ -56,33 +56,31 @@ def bin_sums(
     n_slots : int
         Number of bins S.
     weights : ndarray, shape (R, N), optional
-        Per-sample multiplicities (bootstrap); one resample of ones when omitted.
+        Per-sample multiplicities of R resamples (keys then run over R·G·(S+1) cells).
     second_moments : bool, default=False
         Also sum c² and c·o (for the Brier decomposition).
     """
     n_groups, n = conf.shape
     width = n_slots + 1
-    keys = (np.arange(n_groups)[:, None] * width + index).ravel()
-    if weights is None:
-        n_res = 1
-        flat = keys
-        w: FloatArray | None = None
-    else:
-        n_res = weights.shape[0]
-        flat = ((np.arange(n_res) * (n_groups * width))[:, None] + keys[None, :]).ravel()
-        w = np.broadcast_to(weights[:, None, :], (n_res, n_groups, n)).reshape(n_res, -1)
-    size = n_res * n_groups * width
-
-    def total(values: FloatArray | None) -> FloatArray:
-        if values is None:
-            data = None if w is None else w.ravel()
-        else:
-            data = values.ravel() if w is None else (w * values.reshape(1, -1)).ravel()
-        sums = np.bincount(flat, weights=data, minlength=size).astype(np.float64, copy=False)
-        return sums.reshape(n_res, n_groups, width)[..., :n_slots]
-
     c = conf.astype(np.float64, copy=False)
     o = outcome.astype(np.float64, copy=False)
+    if weights is not None and n_groups == 1 and np.all(index[0, 1:] >= index[0, :-1]):
+        return _segment_sums(c, o, index, width, weights, second_moments)
+    keys = (np.arange(n_groups)[:, None] * width + index).ravel()
+    n_res = 1 if weights is None else weights.shape[0]
+    size = n_res * n_groups * width
+    if weights is not None:
+        keys = ((np.arange(n_res) * (n_groups * width))[:, None] + keys[None, :]).ravel()
+        w = np.broadcast_to(weights[:, None, :], (n_res, n_groups, n)).reshape(n_res, -1)
+
+    def total(values: FloatArray | None) -> FloatArray:
+        if weights is None:
+            data = None if values is None else values.ravel()
+        else:
+            data = w.ravel() if values is None else (w * values.reshape(1, -1)).ravel()
+        sums = np.bincount(keys, weights=data, minlength=size).astype(np.float64, copy=False)
+        return sums.reshape(n_res, n_groups, width)[..., :n_slots]
+
     zero = np.zeros((n_res, n_groups, n_slots))
     return BinSums(
         count=total(None),
@@ -91,6 +89,30 @@ def bin_sums(
         conf_sq=total(c * c) if second_moments else zero,
         conf_outcome=total(c * o) if second_moments else zero,
         n=float(n if weights is None else weights[0].sum()),
+    )
+
+
+def _segment_sums(
+    c: FloatArray, o: FloatArray, index: IntArray, width: int, weights: FloatArray, second_moments: bool
+) -> BinSums:
+    """Bin sums when pairs are already in bin order: ``np.add.reduceat`` over each bin's run."""
+    n_res = weights.shape[0]
+    bins, starts = np.unique(index[0], return_index=True)
+
+    def total(values: FloatArray | None) -> FloatArray:
+        data = weights if values is None else weights * values[0]
+        out = np.zeros((n_res, 1, width))
+        out[:, 0, bins] = np.add.reduceat(data, starts, axis=1)
+        return out[..., : width - 1]
+
+    zero = np.zeros((n_res, 1, width - 1))
+    return BinSums(
+        count=total(None),
+        conf=total(c),
+        outcome=total(o),
+        conf_sq=total(c * c) if second_moments else zero,
+        conf_outcome=total(c * o) if second_moments else zero,
+        n=float(weights[0].sum()),
     )
 
 

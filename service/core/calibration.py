@@ -82,7 +82,16 @@ METRICS: dict[str, tuple[str, ...]] = {
     "reliability": (),
 }
 #: Scalars the bootstrap does not resample (see :mod:`service.core.bootstrap`).
-NOT_BOOTSTRAPPED = ("ace_nixon", "smooth_ece", "smooth_ece_sigma")
+NOT_BOOTSTRAPPED = (
+    "ace_nixon",
+    "smooth_ece",
+    "smooth_ece_sigma",
+    "brier_reliability",
+    "brier_resolution",
+    "brier_uncertainty",
+    "brier_within_bin_variance",
+    "brier_within_bin_covariance",
+)
 
 
 @dataclass(frozen=True)
@@ -403,8 +412,18 @@ def _reduce(per_group: FloatArray, target: Target, norm: Norm) -> FloatArray:
     return reduce_groups(per_group, norm, "marginal" if target == "marginal" else "mean")
 
 
-def binned_scalars(prep: Prepared, weights: FloatArray | None = None) -> dict[str, FloatArray]:
-    """Every bootstrap-able scalar, one value per resample (R = 1 without `weights`).
+_BINNED = {"calibration_error", "ece", "rmsce", "mce", "ace_netcal", "debiased_l2"}
+_MURPHY = {name for name in NOT_BOOTSTRAPPED if name.startswith("brier_")}
+
+
+def binned_scalars(
+    prep: Prepared,
+    weights: FloatArray | None = None,
+    *,
+    names: Collection[str] | None = None,
+    presorted: bool = False,
+) -> dict[str, FloatArray]:
+    """Scalars from sums over samples, one value per resample (R = 1 without `weights`).
 
     Parameters
     ----------
@@ -412,54 +431,91 @@ def binned_scalars(prep: Prepared, weights: FloatArray | None = None) -> dict[st
         The request's pairs and per-sample values.
     weights : ndarray, shape (R, N), optional
         Per-sample multiplicities of R resamples.
+    names : collection of str, optional
+        Compute only these scalars (and what they need); all when omitted.
+    presorted : bool, default=False
+        The samples are already in order of test confidence (the bootstrap sorts once).
     """
-    conv = prep.convention
-    p = prep.binned
-    sums = bin_sums(p.conf, p.outcome, p.index, p.n_slots, weights=weights)
-    means = bin_means(sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting)
-    out: dict[str, FloatArray] = {}
-    errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
-    out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
-    out["ece"] = _reduce(errors["l1"], prep.target, "l1")
-    out["rmsce"] = _reduce(errors["l2"], prep.target, "l2")
-    out["mce"] = _reduce(errors["max"], prep.target, "max")
-    uniform = bin_means(sums, min_bin_count=conv.min_bin_count, weighting="uniform")
-    out["ace_netcal"] = _reduce(binned_error(uniform, "l1"), prep.target, "l1")
-    square = debiased_square(means, sums)
-    if prep.target == "marginal":
-        out["debiased_l2"] = np.sqrt(np.maximum(square.mean(axis=-1), 0.0))
-    else:
-        out["debiased_l2"] = np.sqrt(np.maximum(square, 0.0)).mean(axis=-1)
+    wanted = set(names) if names is not None else None
 
-    b = prep.brier_pairs
-    bsums = bin_sums(b.conf, b.outcome, b.index, b.n_slots, weights=weights, second_moments=True)
-    terms = murphy_terms(bsums, prep.brier_factor)
+    def need(group: set[str] | tuple[str, ...]) -> bool:
+        return wanted is None or bool(wanted & set(group))
+
+    conv = prep.convention
+    out: dict[str, FloatArray] = {}
+    if need(_BINNED) or weights is None:
+        p = prep.binned
+        sums = bin_sums(p.conf, p.outcome, p.index, p.n_slots, weights=weights)
+        means = bin_means(sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting)
+        errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
+        out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
+        out["ece"] = _reduce(errors["l1"], prep.target, "l1")
+        out["rmsce"] = _reduce(errors["l2"], prep.target, "l2")
+        out["mce"] = _reduce(errors["max"], prep.target, "max")
+        uniform = bin_means(sums, min_bin_count=conv.min_bin_count, weighting="uniform")
+        out["ace_netcal"] = _reduce(binned_error(uniform, "l1"), prep.target, "l1")
+        square = debiased_square(means, sums)
+        if prep.target == "marginal":
+            out["debiased_l2"] = np.sqrt(np.maximum(square.mean(axis=-1), 0.0))
+        else:
+            out["debiased_l2"] = np.sqrt(np.maximum(square, 0.0)).mean(axis=-1)
+        out["_means"] = means  # type: ignore[assignment]
+        out["_sums"] = sums  # type: ignore[assignment]
+    if weights is None and need(_MURPHY):
+        b = prep.brier_pairs
+        bsums = bin_sums(b.conf, b.outcome, b.index, b.n_slots, second_moments=True)
+        terms = murphy_terms(bsums, prep.brier_factor)
+        out["brier_reliability"] = terms.reliability
+        out["brier_resolution"] = terms.resolution
+        out["brier_uncertainty"] = terms.uncertainty
+        out["brier_within_bin_variance"] = terms.within_bin_variance
+        out["brier_within_bin_covariance"] = terms.within_bin_covariance
     n = float(prep.brier.shape[0])
 
     def mean(values: FloatArray) -> FloatArray:
         return values.sum(keepdims=True) / n if weights is None else (weights @ values) / n
 
-    out["brier"] = mean(prep.brier)
-    out["brier_reliability"] = terms.reliability
-    out["brier_resolution"] = terms.resolution
-    out["brier_uncertainty"] = terms.uncertainty
-    out["brier_within_bin_variance"] = terms.within_bin_variance
-    out["brier_within_bin_covariance"] = terms.within_bin_covariance
-    out["nll"] = mean(prep.nll)
-    out["accuracy"] = mean(prep.correct)
-    out["mean_confidence"] = mean(prep.top)
-    out["confidence_gap"] = out["mean_confidence"] - out["accuracy"]
-    z = spiegelhalter_z(prep.test_conf, prep.test_outcome, weights)
-    out["spiegelhalter_z"] = z
-    out["spiegelhalter_p"] = two_sided_p(z)
-    cumulative = cumulative_stats(prep.test_conf, prep.test_outcome, weights)
-    out["ks_statistic"] = cumulative.ks
-    out["ks_p"] = ks_brownian_p(cumulative.ks)
-    out["kuiper_statistic"] = cumulative.kuiper
-    out["kuiper_p"] = kuiper_brownian_p(cumulative.kuiper)
-    out["_means"] = means  # type: ignore[assignment]
-    out["_sums"] = sums  # type: ignore[assignment]
+    if need(("brier",)):
+        out["brier"] = mean(prep.brier)
+    if need(("nll",)):
+        out["nll"] = mean(prep.nll)
+    if need(("accuracy", "mean_confidence", "confidence_gap")):
+        out["accuracy"] = mean(prep.correct)
+        out["mean_confidence"] = mean(prep.top)
+        out["confidence_gap"] = out["mean_confidence"] - out["accuracy"]
+    if need(("spiegelhalter_z", "spiegelhalter_p")):
+        z = spiegelhalter_z(prep.test_conf, prep.test_outcome, weights)
+        out["spiegelhalter_z"] = z
+        out["spiegelhalter_p"] = two_sided_p(z)
+    if need(("ks_statistic", "ks_p", "kuiper_statistic", "kuiper_p")):
+        cumulative = cumulative_stats(prep.test_conf, prep.test_outcome, weights, presorted=presorted)
+        out["ks_statistic"] = cumulative.ks
+        out["ks_p"] = ks_brownian_p(cumulative.ks)
+        out["kuiper_statistic"] = cumulative.kuiper
+        out["kuiper_p"] = kuiper_brownian_p(cumulative.kuiper)
     return out
+
+
+def sort_for_tests(prep: Prepared) -> Prepared:
+    """The same request with samples reordered by test confidence (stable), for resampling."""
+    order = np.argsort(prep.test_conf, kind="stable")
+
+    def take(pairs: Pairs) -> Pairs:
+        return replace(
+            pairs, conf=pairs.conf[:, order], outcome=pairs.outcome[:, order], index=pairs.index[:, order]
+        )
+
+    return replace(
+        prep,
+        binned=take(prep.binned),
+        brier_pairs=take(prep.brier_pairs),
+        test_conf=prep.test_conf[order],
+        test_outcome=prep.test_outcome[order],
+        brier=prep.brier[order],
+        nll=prep.nll[order],
+        correct=prep.correct[order],
+        top=prep.top[order],
+    )
 
 
 def ace_nixon(labels: IntArray, probs: FloatArray, n_ranges: int) -> float:

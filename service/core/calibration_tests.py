@@ -70,7 +70,7 @@ class CumulativeStats:
 
 
 def cumulative_stats(
-    conf: FloatArray, outcome: FloatArray, weights: FloatArray | None = None
+    conf: FloatArray, outcome: FloatArray, weights: FloatArray | None = None, *, presorted: bool = False
 ) -> CumulativeStats:
     """Cumulative differences of outcomes and confidences in order of confidence.
 
@@ -79,16 +79,20 @@ def cumulative_stats(
     Tygert & Xu 2022, "Metrics of calibration for probabilistic predictions"). Under
     calibration ``C / σ`` tends to standard Brownian motion on [0, 1].
     """
-    order = np.argsort(conf, kind="stable")
-    c = conf[order].astype(np.float64)
-    d = outcome[order].astype(np.float64) - c
+    if presorted:
+        c = conf.astype(np.float64, copy=False)
+        d = outcome.astype(np.float64) - c
+    else:
+        order = np.argsort(conf, kind="stable")
+        c = conf[order].astype(np.float64)
+        d = outcome[order].astype(np.float64) - c
+        weights = None if weights is None else weights[:, order]
     if weights is None:
         path = np.cumsum(d)[None, :]
         var = np.sum(c * (1 - c), keepdims=True)
     else:
-        w = weights[:, order]
-        path = np.cumsum(w * d, axis=1)
-        var = w @ (c * (1 - c))
+        path = np.cumsum(weights * d, axis=1)
+        var = weights @ (c * (1 - c))
     top = np.maximum(path.max(axis=1), 0.0)
     bottom = np.minimum(path.min(axis=1), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
