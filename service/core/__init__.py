@@ -4,6 +4,7 @@ Functions take arrays (rows = samples, columns = classes) and return one value
 per sample; callers reduce.
 """
 
+from .binning import check_edges
 from .calibration import (
     METRICS,
     PRESETS,
@@ -46,6 +47,7 @@ __all__ = [
     "Reliability",
     "ace_nixon",
     "calibration_report",
+    "check_edges",
     "resolve_convention",
     "wilson_interval",
     "Distribution",

@@ -326,8 +326,8 @@ def _prepare_confidence(conf: FloatArray, convention: Convention, *, float32: bo
 
 def _edge_rule_for(convention: Convention, float32: bool) -> Convention:
     if convention.edge_rule == "torch" and float32:
-        return replace(convention, edge_rule="torch_float32")
-    return convention
+        return replace(convention, edge_rule="torch_float32", float32_confidence=True)
+    return replace(convention, float32_confidence=float32)
 
 
 @dataclass(frozen=True)
@@ -400,7 +400,7 @@ def prepare(labels: IntArray, dist: Distribution, convention: Convention) -> Pre
         nll=nll(labels, dist.log_probs).astype(np.float64),
         correct=(predicted == labels).astype(np.float64),
         top=top,
-        convention=convention,
+        convention=effective,
         target=target,
         n_bins=n_bins,
     )
@@ -645,7 +645,7 @@ def calibration_report(
         scalars={k: v for k, v in scalars.items() if k in selected},
         per_class=per_class,
         reliability=reliability,
-        convention=convention,
+        convention=prep.convention,
         n_bins=prep.n_bins,
         target=prep.target,
         n_excluded_bins=excluded,
