@@ -59,7 +59,7 @@ def bootstrap_intervals(
     # nothing but spares each resample a sort for the cumulative statistics.
     prep = sort_for_tests(prep)
     wanted = None if names is None else set(names) - set(NOT_BOOTSTRAPPED)
-    n = prep.brier.shape[0]
+    n = prep.correct.shape[0]
     chunk = max(1, max_elements // n)
     parts: dict[str, list[FloatArray]] = {}
     for start in range(0, n_resamples, chunk):

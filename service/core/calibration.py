@@ -275,15 +275,28 @@ class Pairs:
     upper: FloatArray
 
 
-def _target_pairs(target: Target, probs: FloatArray, labels: IntArray) -> tuple[FloatArray, FloatArray]:
+@dataclass(frozen=True)
+class _Columns:
+    """Probabilities as contiguous K×N columns, with the top-label class and probability."""
+
+    cols: FloatArray
+    predicted: IntArray
+    top: FloatArray
+
+    @classmethod
+    def of(cls, probs: FloatArray) -> "_Columns":
+        # Reducing a short last axis is slow; one transpose makes argmax/max run along axis 0.
+        cols = np.ascontiguousarray(probs.T)
+        return cls(cols, cols.argmax(axis=0), cols.max(axis=0))
+
+
+def _target_pairs(target: Target, columns: _Columns, labels: IntArray) -> tuple[FloatArray, FloatArray]:
     if target == "top_label":
-        predicted = np.argmax(probs, axis=1)
-        conf = np.take_along_axis(probs, predicted[:, None], axis=1)[:, 0]
-        return conf[None, :], (predicted == labels).astype(np.float64)[None, :]
+        return columns.top[None, :], (columns.predicted == labels).astype(np.float64)[None, :]
     if target == "positive_class":
-        return probs[:, 1][None, :], (labels == 1).astype(np.float64)[None, :]
-    classes = np.arange(probs.shape[1])[:, None]
-    return np.ascontiguousarray(probs.T), (labels[None, :] == classes).astype(np.float64)
+        return columns.cols[1:2], (labels == 1).astype(np.float64)[None, :]
+    classes = np.arange(columns.cols.shape[0])[:, None]
+    return columns.cols, (labels[None, :] == classes).astype(np.float64)
 
 
 def _bin_pairs(
@@ -341,12 +354,12 @@ class Prepared:
     """
 
     binned: Pairs
-    brier_pairs: Pairs
+    brier_pairs: Pairs | None
     brier_factor: float
     test_conf: FloatArray
     test_outcome: FloatArray
-    brier: FloatArray
-    nll: FloatArray
+    brier: FloatArray | None
+    nll: FloatArray | None
     correct: FloatArray
     top: FloatArray
     convention: Convention
@@ -364,8 +377,16 @@ def resolve_target(convention: Convention, dist: Distribution) -> Target:
     return target
 
 
-def prepare(labels: IntArray, dist: Distribution, convention: Convention) -> Prepared:
-    """Pairs, bins and per-sample values of one request."""
+_BRIER = {"brier", "brier_reliability", "brier_resolution", "brier_uncertainty"} | {
+    "brier_within_bin_variance",
+    "brier_within_bin_covariance",
+}
+
+
+def prepare(
+    labels: IntArray, dist: Distribution, convention: Convention, *, names: Collection[str] | None = None
+) -> Prepared:
+    """Pairs, bins and per-sample values of one request (Brier and NLL terms only if in `names`)."""
     probs = dist.probs
     n = probs.shape[0]
     target = resolve_target(convention, dist)
@@ -376,30 +397,33 @@ def prepare(labels: IntArray, dist: Distribution, convention: Convention) -> Pre
         convention.preset == "torchmetrics" and (target == "top_label" or probs.dtype == np.float32)
     )
     effective = _edge_rule_for(convention, tm_float32)
-    conf, outcome = _target_pairs(target, probs, labels)
+    columns = _Columns.of(probs)
+    conf, outcome = _target_pairs(target, columns, labels)
     binned = _bin_pairs(_prepare_confidence(conf, convention, float32=tm_float32), outcome, effective, n_bins)
 
-    if dist.binary:
-        b_conf, b_out = _target_pairs("positive_class", probs, labels)
-    else:
-        b_conf, b_out = _target_pairs("classwise", probs, labels)
-    brier_pairs = _bin_pairs(b_conf, b_out, effective, n_bins, for_brier=True)
+    wanted = None if names is None else set(names)
+    brier_pairs, brier = None, None
     factor = brier_factor(convention.brier_scale, dist.n_classes, binary=dist.binary)
+    if wanted is None or wanted & _BRIER:
+        b_conf, b_out = _target_pairs("positive_class" if dist.binary else "classwise", columns, labels)
+        brier_pairs = _bin_pairs(b_conf, b_out, effective, n_bins, for_brier=True)
+        brier = factor * brier_rows(labels, probs)
+    log_loss = None
+    if wanted is None or "nll" in wanted:
+        log_loss = nll(labels, dist.log_probs).astype(np.float64)
 
     test_target: Target = "positive_class" if target == "positive_class" else "top_label"
-    t_conf, t_out = (conf, outcome) if target == test_target else _target_pairs(test_target, probs, labels)
-    predicted = dist.predicted()
-    top = np.take_along_axis(probs, predicted[:, None], axis=1)[:, 0].astype(np.float64)
+    t_conf, t_out = (conf, outcome) if target == test_target else _target_pairs(test_target, columns, labels)
     return Prepared(
         binned=binned,
         brier_pairs=brier_pairs,
         brier_factor=factor * (2.0 if dist.binary else 1.0),
         test_conf=t_conf[0],
         test_outcome=t_out[0],
-        brier=factor * brier_rows(labels, probs),
-        nll=nll(labels, dist.log_probs).astype(np.float64),
-        correct=(predicted == labels).astype(np.float64),
-        top=top,
+        brier=brier,
+        nll=log_loss,
+        correct=(columns.predicted == labels).astype(np.float64),
+        top=columns.top.astype(np.float64),
         convention=effective,
         target=target,
         n_bins=n_bins,
@@ -461,7 +485,7 @@ def binned_scalars(
             out["debiased_l2"] = np.sqrt(np.maximum(square, 0.0)).mean(axis=-1)
         out["_means"] = means  # type: ignore[assignment]
         out["_sums"] = sums  # type: ignore[assignment]
-    if weights is None and need(_MURPHY):
+    if weights is None and need(_MURPHY) and prep.brier_pairs is not None:
         b = prep.brier_pairs
         bsums = bin_sums(b.conf, b.outcome, b.index, b.n_slots, second_moments=True)
         terms = murphy_terms(bsums, prep.brier_factor)
@@ -470,14 +494,14 @@ def binned_scalars(
         out["brier_uncertainty"] = terms.uncertainty
         out["brier_within_bin_variance"] = terms.within_bin_variance
         out["brier_within_bin_covariance"] = terms.within_bin_covariance
-    n = float(prep.brier.shape[0])
+    n = float(prep.correct.shape[0])
 
     def mean(values: FloatArray) -> FloatArray:
         return values.sum(keepdims=True) / n if weights is None else (weights @ values) / n
 
-    if need(("brier",)):
+    if need(("brier",)) and prep.brier is not None:
         out["brier"] = mean(prep.brier)
-    if need(("nll",)):
+    if need(("nll",)) and prep.nll is not None:
         out["nll"] = mean(prep.nll)
     if need(("accuracy", "mean_confidence", "confidence_gap")):
         out["accuracy"] = mean(prep.correct)
@@ -508,11 +532,11 @@ def sort_for_tests(prep: Prepared) -> Prepared:
     return replace(
         prep,
         binned=take(prep.binned),
-        brier_pairs=take(prep.brier_pairs),
+        brier_pairs=None if prep.brier_pairs is None else take(prep.brier_pairs),
         test_conf=prep.test_conf[order],
         test_outcome=prep.test_outcome[order],
-        brier=prep.brier[order],
-        nll=prep.nll[order],
+        brier=None if prep.brier is None else prep.brier[order],
+        nll=None if prep.nll is None else prep.nll[order],
         correct=prep.correct[order],
         top=prep.top[order],
     )
@@ -619,8 +643,9 @@ def calibration_report(
         raise InputError("metrics", f"must name metrics from {', '.join(METRICS)}; got {unknown[0]!r}")
     if not 0 < convention.level < 1:
         raise InputError("level", f"must lie in (0, 1); got {convention.level}")
-    prep = prepare(labels, dist, convention)
-    values = binned_scalars(prep)
+    selected = {name for metric in wanted for name in METRICS[metric]}
+    prep = prepare(labels, dist, convention, names=selected)
+    values = binned_scalars(prep, names=selected)
     means: BinMeans = values.pop("_means")  # type: ignore[assignment]
     sums: BinSums = values.pop("_sums")  # type: ignore[assignment]
     scalars = {name: float(v[0]) for name, v in values.items()}
@@ -629,7 +654,6 @@ def calibration_report(
     if "smooth_ece" in wanted:
         result = smooth_ece(prep.test_conf, prep.test_outcome)
         scalars["smooth_ece"], scalars["smooth_ece_sigma"] = result.value, result.sigma
-    selected = {name for metric in wanted for name in METRICS[metric]}
     per_class: dict[str, list[float]] = {}
     if prep.target in ("classwise", "marginal"):
         per_class = {

@@ -109,7 +109,7 @@ def _bootstrap(
 ) -> BootstrapResult:
     spec = options.bootstrap
     assert spec is not None
-    prep = prepare(labels, prediction.dist, convention)
+    prep = prepare(labels, prediction.dist, convention, names=set(report.scalars))
     intervals = bootstrap_intervals(
         prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
     )
