@@ -47,12 +47,21 @@ def _interpolate(t: FloatArray, y: FloatArray) -> FloatArray:
     return y[idx] * (1 - residual) + y[idx + 1] * residual
 
 
-def _kernel_apply(f: FloatArray, values: FloatArray, mesh: FloatArray, sigma: float) -> FloatArray:
-    n_grid = max(2000, round(20 / sigma)) // 2 + 1
-    return _interpolate(mesh, _reflected_smooth(_round_to_grid(f, values, n_grid), sigma))
+def _kernel_apply(grid: FloatArray, mesh: FloatArray, sigma: float) -> FloatArray:
+    return _interpolate(mesh, _reflected_smooth(grid, sigma))
 
 
-def smooth_ece_at(conf: FloatArray, outcome: FloatArray, sigma: float) -> float:
+def _grid_size(sigma: float) -> int:
+    return max(2000, round(20 / sigma)) // 2 + 1
+
+
+def smooth_ece_at(
+    conf: FloatArray,
+    outcome: FloatArray,
+    sigma: float,
+    *,
+    grids: dict[int, tuple[FloatArray, FloatArray]] | None = None,
+) -> float:
     """Smooth ECE at a fixed bandwidth σ (``relplot.smECE_sigma``).
 
     Examples
@@ -60,11 +69,17 @@ def smooth_ece_at(conf: FloatArray, outcome: FloatArray, sigma: float) -> float:
     >>> round(smooth_ece_at(np.array([0.9, 0.9]), np.array([1.0, 1.0]), 0.1), 6)
     0.099995
     """
-    f = conf.astype(np.float64, copy=False)
-    residual = f - outcome.astype(np.float64, copy=False)
+    n_grid = _grid_size(sigma)
+    cached = None if grids is None else grids.get(n_grid)
+    if cached is None:
+        f = conf.astype(np.float64, copy=False)
+        residual = f - outcome.astype(np.float64, copy=False)
+        cached = (_round_to_grid(f, residual, n_grid), _round_to_grid(f, np.ones_like(f), n_grid))
+        if grids is not None:
+            grids[n_grid] = cached
     mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
-    smoothed = _kernel_apply(f, residual, mesh, sigma)
-    density = _kernel_apply(f, np.ones_like(f), mesh, sigma) + DENSITY_FLOOR
+    smoothed = _kernel_apply(cached[0], mesh, sigma)
+    density = _kernel_apply(cached[1], mesh, sigma) + DENSITY_FLOOR
     return float(np.sum(np.abs(smoothed / density) * density) / np.sum(density))
 
 
@@ -88,9 +103,10 @@ def smooth_ece(conf: FloatArray, outcome: FloatArray, *, eps: float = 1e-3) -> S
     >>> round(result.sigma, 6)
     0.183594
     """
+    grids: Grids = {}  # the grids depend on σ only through their size
 
     def accepted(sigma: float) -> bool:
-        return sigma < eps or sigma < smooth_ece_at(conf, outcome, sigma)
+        return sigma < eps or sigma < smooth_ece_at(conf, outcome, sigma, grids=grids)
 
     start = 1.0
     if not accepted(start):
@@ -101,4 +117,4 @@ def smooth_ece(conf: FloatArray, outcome: FloatArray, *, eps: float = 1e-3) -> S
                 end = midpoint
             else:
                 start = midpoint
-    return SmoothECE(smooth_ece_at(conf, outcome, start), start)
+    return SmoothECE(smooth_ece_at(conf, outcome, start, grids=grids), start)
