@@ -55,13 +55,11 @@ def _grid_size(sigma: float) -> int:
     return max(2000, round(20 / sigma)) // 2 + 1
 
 
-def smooth_ece_at(
-    conf: FloatArray,
-    outcome: FloatArray,
-    sigma: float,
-    *,
-    grids: dict[int, tuple[FloatArray, FloatArray]] | None = None,
-) -> float:
+#: Grid values per grid size: the rounded residuals and the rounded ones (density).
+Grids = dict[int, tuple[FloatArray, FloatArray]]
+
+
+def smooth_ece_at(conf: FloatArray, outcome: FloatArray, sigma: float, *, grids: Grids | None = None) -> float:
     """Smooth ECE at a fixed bandwidth σ (``relplot.smECE_sigma``).
 
     Examples
