@@ -59,7 +59,9 @@ def _grid_size(sigma: float) -> int:
 Grids = dict[int, tuple[FloatArray, FloatArray]]
 
 
-def smooth_ece_at(conf: FloatArray, outcome: FloatArray, sigma: float, *, grids: Grids | None = None) -> float:
+def smooth_ece_at(
+    conf: FloatArray, outcome: FloatArray, sigma: float, *, grids: Grids | None = None
+) -> float:
     """Smooth ECE at a fixed bandwidth σ (``relplot.smECE_sigma``).
 
     Examples
