@@ -15,7 +15,7 @@ from service.api.schemas import (
 )
 from service.core._typing import FloatArray
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -25,7 +25,7 @@ ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights")
 @router.post(
     "/cross-entropy",
     response_model=CrossEntropyResult,
-    responses=PROBLEM_RESPONSES,
+    responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(CrossEntropyBody),
 )
 def score_cross_entropy(body: BodyDep) -> Response:
@@ -40,26 +40,30 @@ def score_cross_entropy(body: BodyDep) -> Response:
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)
-    return json_response(_score(prediction, truth, weights, options))
+    result, losses = _score(prediction, truth, weights, options)
+    per_sample = {"losses": losses} if options.reduction == "none" or options.per_sample else {}
+    return respond(result, per_sample, binary=options.binary_data_output)
 
 
 def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
     if body.fields.get("class_weights") is None:
         return None
     weights = core.check_class_weights(body.array("class_weights"), prediction.dist.n_classes)
-    return weights.astype(prediction.dist.log_probs.dtype, copy=False)
+    return weights.astype(prediction.dist.dtype, copy=False)
 
 
 def _score(
     prediction: Prediction, truth: Truth, weights: FloatArray | None, options: CrossEntropyOptions
-) -> CrossEntropyResult:
+) -> tuple[CrossEntropyResult, FloatArray]:
     dist = prediction.dist
+    if dist.logits is not None:
+        dist.summarise(top=True, entropy=True)  # one fused pass serves loss, accuracy and entropy
     smoothing = options.label_smoothing
     if truth.labels is not None:
         labels = truth.labels
         losses = core.nll(
             labels,
-            dist.log_probs,
+            dist,
             class_weights=weights,
             label_smoothing=smoothing,
             ignore_index=options.ignore_index,
@@ -70,7 +74,7 @@ def _score(
     else:
         assert truth.targets is not None
         losses = core.soft_cross_entropy(
-            truth.targets, dist.log_probs, class_weights=weights, label_smoothing=smoothing
+            truth.targets, dist, class_weights=weights, label_smoothing=smoothing
         )
         denominators = np.ones(losses.shape)
         kept = np.ones(losses.shape, bool)
@@ -82,20 +86,18 @@ def _score(
     losses = core.to_base(losses, base)
     loss = _reduce(losses, denominators, options.reduction)
     correct = dist.predicted()[kept] == true_class[kept]
-    entropies = core.to_base(core.entropy(dist.probs, dist.log_probs), base)[kept]
-    per_sample = options.reduction == "none" or options.per_sample
-    return CrossEntropyResult(
+    entropies = core.to_base(dist.entropy(), base)[kept]
+    result = CrossEntropyResult(
         n=n,
         n_ignored=int(kept.size - n),
         loss=loss,
-        losses=losses.tolist() if per_sample else None,
         accuracy=float(np.mean(correct)),
         mean_entropy=float(np.mean(entropies, dtype=np.float64)),
         convention=CrossEntropyConvention(
             input=prediction.field,
             form="binary" if dist.binary else "categorical",
             truth=truth.field,
-            dtype=dist.log_probs.dtype.name,
+            dtype=dist.dtype.name,
             base=options.base,
             unit=unit_of(options.base),
             reduction=options.reduction,
@@ -109,6 +111,7 @@ def _score(
             matches=_peer(prediction, truth),
         ),
     )
+    return result, losses
 
 
 def _reduce(losses: FloatArray, denominators: FloatArray, reduction: str) -> float | None:
