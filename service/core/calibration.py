@@ -9,6 +9,7 @@ reliability bins with Wilson intervals. :data:`PRESETS` reproduce peer libraries
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from statistics import NormalDist
 from typing import Literal
 
@@ -275,26 +276,25 @@ class Pairs:
     upper: FloatArray
 
 
-@dataclass(frozen=True)
 class _Columns:
-    """Probabilities as contiguous K×N columns, with the top-label class and probability."""
+    """Top-label class and probability per row, and (built on first use) K×N columns."""
 
-    cols: FloatArray
-    predicted: IntArray
-    top: FloatArray
+    def __init__(self, probs: FloatArray) -> None:
+        self.probs = probs
+        self.predicted = probs.argmax(axis=1)
+        self.top = np.take_along_axis(probs, self.predicted[:, None], axis=1)[:, 0]
 
-    @classmethod
-    def of(cls, probs: FloatArray) -> "_Columns":
-        # Reducing a short last axis is slow; one transpose makes argmax/max run along axis 0.
-        cols = np.ascontiguousarray(probs.T)
-        return cls(cols, cols.argmax(axis=0), cols.max(axis=0))
+    @cached_property
+    def cols(self) -> FloatArray:
+        """Contiguous K×N probabilities: per-class rows for class-wise pairs."""
+        return np.ascontiguousarray(self.probs.T)
 
 
 def _target_pairs(target: Target, columns: _Columns, labels: IntArray) -> tuple[FloatArray, FloatArray]:
     if target == "top_label":
         return columns.top[None, :], (columns.predicted == labels).astype(np.float64)[None, :]
     if target == "positive_class":
-        return columns.cols[1:2], (labels == 1).astype(np.float64)[None, :]
+        return columns.probs[:, 1][None, :], (labels == 1).astype(np.float64)[None, :]
     classes = np.arange(columns.cols.shape[0])[:, None]
     return columns.cols, (labels[None, :] == classes).astype(np.float64)
 
@@ -397,7 +397,7 @@ def prepare(
         convention.preset == "torchmetrics" and (target == "top_label" or probs.dtype == np.float32)
     )
     effective = _edge_rule_for(convention, tm_float32)
-    columns = _Columns.of(probs)
+    columns = _Columns(probs)
     conf, outcome = _target_pairs(target, columns, labels)
     binned = _bin_pairs(_prepare_confidence(conf, convention, float32=tm_float32), outcome, effective, n_bins)
 
