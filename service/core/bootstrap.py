@@ -1,8 +1,9 @@
 """Percentile bootstrap intervals for calibration scalars, vectorised over resamples.
 
-A resample is represented by per-sample multiplicities (how often each sample was
-drawn), so every binned sum is one matrix product ``W @ A`` and every per-sample mean
-``W @ x / N``. Resamples are processed in chunks so that ``W`` (R×N) stays under
+A resample is represented by per-sample multiplicities W (how often each sample was
+drawn), so every binned sum is one weighted ``np.bincount`` (or ``np.add.reduceat`` over
+bins already in order) and every per-sample mean ``W @ x / N``. Resamples are processed in
+chunks so that W (R×N), times the number of groups for class-wise targets, stays under
 ``max_elements`` values; there is no loop over samples.
 """
 
@@ -60,7 +61,8 @@ def bootstrap_intervals(
     prep = sort_for_tests(prep)
     wanted = None if names is None else set(names) - set(NOT_BOOTSTRAPPED)
     n = prep.correct.shape[0]
-    chunk = max(1, max_elements // n)
+    groups = prep.binned.conf.shape[0]  # class-wise targets sum K pairs per sample
+    chunk = max(1, max_elements // (n * groups))
     parts: dict[str, list[FloatArray]] = {}
     for start in range(0, n_resamples, chunk):
         weights = resample_weights(rng, min(chunk, n_resamples - start), n)
