@@ -97,7 +97,9 @@ def _segment_sums(
 ) -> BinSums:
     """Bin sums when pairs are already in bin order: ``np.add.reduceat`` over each bin's run."""
     n_res = weights.shape[0]
-    bins, starts = np.unique(index[0], return_index=True)
+    row = index[0]
+    starts = np.concatenate([[0], np.flatnonzero(row[1:] != row[:-1]) + 1])
+    bins = row[starts]
 
     def total(values: FloatArray | None) -> FloatArray:
         data = weights if values is None else weights * values[0]

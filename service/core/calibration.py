@@ -525,9 +525,8 @@ def sort_for_tests(prep: Prepared) -> Prepared:
     order = np.argsort(prep.test_conf, kind="stable")
 
     def take(pairs: Pairs) -> Pairs:
-        return replace(
-            pairs, conf=pairs.conf[:, order], outcome=pairs.outcome[:, order], index=pairs.index[:, order]
-        )
+        conf = pairs.conf[:, order].astype(np.float64)  # bins are assigned: sums run in float64
+        return replace(pairs, conf=conf, outcome=pairs.outcome[:, order], index=pairs.index[:, order])
 
     return replace(
         prep,
