@@ -77,6 +77,9 @@ def bootstrap_intervals(
         if np.all(np.isnan(samples)):
             out[name] = Interval(float("nan"), float("nan"))
             continue
-        low, high = np.nanpercentile(samples, tails)
+        # Interpolating between two infinities gives NaN: percentiles of a finite stand-in.
+        big = np.finfo(np.float64).max
+        low, high = np.nanpercentile(np.clip(samples, -big, big), tails)
+        low, high = (float(np.inf * np.sign(v)) if abs(v) >= big / 2 else v for v in (low, high))
         out[name] = Interval(float(low), float(high))
     return {k: v for k, v in out.items() if k not in NOT_BOOTSTRAPPED}

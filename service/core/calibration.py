@@ -497,7 +497,14 @@ def binned_scalars(
     n = float(prep.correct.shape[0])
 
     def mean(values: FloatArray) -> FloatArray:
-        return values.sum(keepdims=True) / n if weights is None else (weights @ values) / n
+        if weights is None:
+            return values.sum(keepdims=True) / n
+        finite = np.isfinite(values)
+        if finite.all():
+            return (weights @ values) / n
+        # +inf losses (eps 0): a resample is +inf when it draws one, never 0·inf = NaN.
+        drawn = weights @ (~finite).astype(np.float64)
+        return np.where(drawn > 0, np.inf, weights @ np.where(finite, values, 0.0)) / n
 
     if need(("brier",)) and prep.brier is not None:
         out["brier"] = mean(prep.brier)

@@ -96,3 +96,11 @@ def test_bootstrap_rejects_bad_options(rng):
         bootstrap_intervals(prep, n_resamples=0)
     with pytest.raises(InputError, match=r"`bootstrap.level` must lie in"):
         bootstrap_intervals(prep, level=1.0)
+
+
+def test_infinite_losses_give_infinite_bounds_not_nan():
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    probs = np.array([0.2, 0.7, 0.1, 0.9, 0.3, 0.6, 1.0, 0.8])  # sample 6: p(y=0) = 0 with eps 0
+    prep = prepare(labels, Distribution.from_probs(probs, eps=0), Convention())
+    interval = bootstrap_intervals(prep, n_resamples=300, seed=0, names={"nll"})["nll"]
+    assert np.isfinite(interval.low) and interval.high == np.inf
