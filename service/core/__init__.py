@@ -4,7 +4,7 @@ Functions take arrays (rows = samples, columns = classes) and return one value
 per sample; callers reduce.
 """
 
-from .binning import check_edges
+from .bin_edges import check_edges
 from .calibration import (
     METRICS,
     PRESETS,
@@ -29,6 +29,9 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .splits import fold_splits, holdout_split
+from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
     check_class_weights,
     check_labels,
@@ -40,6 +43,7 @@ from .validation import (
 )
 
 __all__ = [
+    "ECE_BINS",
     "METRICS",
     "PRESETS",
     "CalibrationReport",
@@ -51,7 +55,10 @@ __all__ = [
     "resolve_convention",
     "wilson_interval",
     "Distribution",
+    "FitMetrics",
     "InputError",
+    "TemperatureFit",
+    "apply_temperature",
     "binary_log_probs",
     "check_class_weights",
     "check_labels",
@@ -63,6 +70,10 @@ __all__ = [
     "cross_entropy_rows",
     "default_tolerance",
     "entropy",
+    "fit_metrics",
+    "fold_splits",
+    "holdout_split",
+    "fit_temperature",
     "js_divergence",
     "kl_divergence",
     "label_weights",

@@ -1,164 +1,164 @@
-"""Bin edges and bin assignment for calibration metrics, with every convention explicit.
+"""Non-parametric maps of probabilities: isotonic regression and histogram binning.
 
-Edges are built one of four ways (``EDGE_RULES``): ``exact`` (``i / B``, each edge the
-correctly rounded quotient), ``numpy`` (``np.linspace(0, 1, B + 1)``, so the edge 3/5 is
-``0.6000000000000001``), ``torch`` (``torch.linspace`` in float64 or float32, whose
-second half is computed as ``1 - step * (B - i)`` with one rounding) or ``quantile``
-(equal-mass edges from the data). A value on an edge goes to the bin below it with
-``closed="right"`` (bins ``(a, b]``, 0 in the first bin) and to the bin above it with
-``closed="left"`` (bins ``[a, b)``, 1 in the last bin).
+Binary predictions map the positive-class probability q (and set 1 − q' for the
+negative class). Categorical predictions are mapped one-vs-rest, class by class,
+then each row is divided by its sum (a row summing to 0 becomes uniform), as
+scikit-learn's ``CalibratedClassifierCV`` does.
 """
 
-import math
-from fractions import Fraction
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 from ._typing import FloatArray, IntArray
 from .errors import InputError
+from .recalibration import FitInfo, as_targets, log_probs_of
 
-Closed = Literal["right", "left"]
-BinRule = Literal["sqrt", "cube_root"]
-EdgeRule = Literal["exact", "numpy", "torch", "torch_float32"]
-
-#: Largest number of bins accepted (edges and per-bin results are returned to clients).
-MAX_BINS = 10_000
+OPTIMUM = FitInfo(True, 1, "optimum")
 
 
-def bins_for_rule(rule: int | BinRule, n_samples: int) -> int:
-    """Number of bins: an integer as given, or ``ceil(sqrt(N))`` / ``ceil(N ** (1/3))``.
-
-    Examples
-    --------
-    >>> bins_for_rule("sqrt", 10), bins_for_rule("cube_root", 1000), bins_for_rule(15, 7)
-    (4, 10, 15)
-    """
-    if rule == "sqrt":
-        return max(1, math.isqrt(n_samples - 1) + 1) if n_samples > 1 else 1
-    if rule == "cube_root":
-        root = round(n_samples ** (1 / 3))
-        return max(1, root if root**3 >= n_samples else root + 1)
-    if not isinstance(rule, int) or not 1 <= rule <= MAX_BINS:
-        raise InputError(
-            "n_bins", f'must be an integer in [1, {MAX_BINS}] or "sqrt" / "cube_root"; got {rule!r}'
-        )
-    return rule
+def _columns(scores: FloatArray) -> tuple[FloatArray, bool]:
+    """The probabilities mapped: q as an N×1 column (binary), or all N×K columns."""
+    probs = np.exp(log_probs_of(scores)).astype(np.float64)
+    binary = scores.ndim == 1 or scores.shape[1] == 2
+    return (probs[:, 1:] if binary else probs), binary
 
 
-def _torch_linspace(n_bins: int, dtype: type[np.floating]) -> FloatArray:
-    """``torch.linspace(0, 1, B + 1)``: ``step * i`` below halfway, ``1 - step * (B - i)`` above.
-
-    PyTorch's CPU kernel evaluates both halves with a fused multiply-add (one
-    rounding); here the products are exact integers times a power of two.
-    """
-    step = dtype(1) / dtype(n_bins)
-    if dtype == np.float32:
-        i = np.arange(n_bins + 1, dtype=np.float64)
-        exact = np.where(i < (n_bins + 1) // 2, float(step) * i, 1.0 - float(step) * (n_bins - i))
-        return exact.astype(np.float32)
-    num, den = float(step).as_integer_ratio()
-    half = (n_bins + 1) // 2
-    values = [
-        float(Fraction(num * i, den)) if i < half else float(1 - Fraction(num * (n_bins - i), den))
-        for i in range(n_bins + 1)
-    ]
-    return np.array(values, dtype=np.float64)
+def _truth_columns(
+    labels: IntArray | None, targets: FloatArray | None, n_classes: int, binary: bool
+) -> FloatArray:
+    t = as_targets(labels, targets, n_classes).astype(np.float64)
+    return t[:, 1:] if binary else t
 
 
-def uniform_edges(n_bins: int, rule: EdgeRule = "exact") -> FloatArray:
-    """``B + 1`` equal-width edges on [0, 1] built by `rule` (see the module docstring).
-
-    Examples
-    --------
-    >>> uniform_edges(5)[3], uniform_edges(5, "numpy")[3], uniform_edges(5, "torch")[3]
-    (np.float64(0.6), np.float64(0.6000000000000001), np.float64(0.6))
-    """
-    if rule == "exact":
-        return np.arange(n_bins + 1, dtype=np.float64) / n_bins
-    if rule == "numpy":
-        return np.linspace(0.0, 1.0, n_bins + 1)
-    if rule == "torch":
-        return _torch_linspace(n_bins, np.float64)
-    return _torch_linspace(n_bins, np.float32).astype(np.float64)
-
-
-def quantile_edges(conf: FloatArray, n_bins: int, *, method: Literal["quantile", "percentile"]) -> FloatArray:
-    """Equal-mass edges per row of `conf` (G×N): ``np.quantile`` at ``i / B``, outer edges 0 and 1.
-
-    ``method="percentile"`` evaluates ``np.percentile(conf, linspace(0, 1, B + 1) * 100)``,
-    scikit-learn's ``calibration_curve(strategy="quantile")``; ``"quantile"`` is
-    ``np.quantile(conf, linspace(0, 1, B + 1))``, netcal's. Both interpolate linearly.
-    Returns G×(B+1).
-    """
-    q = np.linspace(0.0, 1.0, n_bins + 1)
-    if method == "percentile":
-        edges = np.percentile(conf, q * 100, axis=1).T
+def _assemble(mapped: FloatArray, binary: bool) -> FloatArray:
+    """N×K log-probabilities from mapped columns (binary: [1 − q', q']; else rows renormalised)."""
+    if binary:
+        probs = np.concatenate([1 - mapped, mapped], axis=1)
     else:
-        edges = np.quantile(conf, q, axis=1).T
-    edges = np.ascontiguousarray(edges, dtype=np.float64)
-    edges[:, 0] = 0.0
-    edges[:, -1] = 1.0
-    return edges
+        totals = mapped.sum(axis=1, keepdims=True)
+        k = mapped.shape[1]
+        probs = np.divide(mapped, totals, out=np.full_like(mapped, 1 / k), where=totals > 0)
+    with np.errstate(divide="ignore"):
+        return np.log(probs)
 
 
-def check_edges(edges: object) -> FloatArray:
-    """Return explicit edges as a strictly increasing float64 vector from 0 to 1, or raise.
+@dataclass(frozen=True)
+class IsotonicCalibration:
+    """Piecewise-linear non-decreasing maps through knots (x, y), one per mapped class.
+
+    Between knots values are interpolated linearly; outside them the end values
+    hold (scikit-learn's ``IsotonicRegression(out_of_bounds="clip")``).
+    """
+
+    x: Sequence[FloatArray]
+    y: Sequence[FloatArray]
+
+    def log_probs(self, scores: FloatArray) -> FloatArray:
+        """Recalibrated N×K log-probabilities."""
+        columns, binary = _columns(scores)
+        if columns.shape[1] != len(self.x):
+            raise InputError(
+                "parameters.knots",
+                f"must hold one knot set per mapped class ({columns.shape[1]}); got {len(self.x)}",
+            )
+        mapped = np.stack(  # one np.interp per class: knot sets differ in length
+            [np.interp(columns[:, c], self.x[c], self.y[c]) for c in range(columns.shape[1])], axis=1
+        )
+        return _assemble(mapped, binary)
+
+
+def _isotonic_knots(q: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """PAVA on (q, t) with ties in q pooled first; keep the ends of each constant run (as scikit-learn)."""
+    xs, inverse = np.unique(q, return_inverse=True)
+    counts = np.bincount(inverse).astype(np.float64)
+    means = np.bincount(inverse, weights=t) / counts
+    fitted = np.clip(isotonic_regression(means, weights=counts, increasing=True).x, 0, 1)
+    keep = np.ones(fitted.size, dtype=bool)
+    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
+    return xs[keep], fitted[keep]
+
+
+def fit_isotonic(
+    scores: FloatArray, *, labels: IntArray | None = None, targets: FloatArray | None = None
+) -> tuple[IsotonicCalibration, FitInfo]:
+    """Fit isotonic regression of the truth on the predicted probability (one-vs-rest for K > 2).
+
+    Cost: a sort and pool-adjacent-violators pass per mapped class, O(N log N);
+    the knots returned are at most the distinct probabilities. Prefer it with
+    many samples (thousands) and an arbitrary monotone miscalibration; it may
+    map to exactly 0 or 1 (an infinite NLL on a later surprise).
 
     Examples
     --------
-    >>> check_edges([0, 0.5, 1])
-    array([0. , 0.5, 1. ])
+    >>> fit, _ = fit_isotonic(np.array([-2.0, -1.0, 1.0, 2.0]), labels=np.array([0, 1, 0, 1]))
+    >>> fit.y[0].tolist()
+    [0.0, 0.5, 0.5, 1.0]
     """
-    array = np.asarray(edges, dtype=object if not isinstance(edges, list | tuple | np.ndarray) else None)
-    if array.ndim != 1 or array.dtype.kind not in "fiu" or not 2 <= array.size <= MAX_BINS + 1:
-        raise InputError("edges", f"must be a list of 2 to {MAX_BINS + 1} numbers; got {edges!r}")
-    values = array.astype(np.float64)
-    if not np.all(np.isfinite(values)) or values[0] != 0.0 or values[-1] != 1.0:
-        raise InputError("edges", f"must start at 0 and end at 1; got {values[0]} … {values[-1]}")
-    if np.any(np.diff(values) <= 0):
-        i = int(np.flatnonzero(np.diff(values) <= 0)[0]) + 1
-        reason = f"must increase strictly; got {values[i]} after {values[i - 1]}"
-        raise InputError("edges", reason, index=(i,))
-    return values
+    columns, binary = _columns(scores)
+    k = 2 if binary else columns.shape[1]
+    truth = _truth_columns(labels, targets, k, binary)
+    knots = [_isotonic_knots(columns[:, c], truth[:, c]) for c in range(columns.shape[1])]
+    return IsotonicCalibration([x for x, _ in knots], [y for _, y in knots]), OPTIMUM
 
 
-def assign_shared(conf: FloatArray, edges: FloatArray, closed: Closed) -> IntArray:
-    """Bin index of every confidence for one shared edge vector (any shape of `conf`).
+@dataclass(frozen=True)
+class HistogramBinning:
+    """Equal-width bins on [0, 1] with one value per bin and mapped class (Zadrozny & Elkan 2001).
 
-    ``closed="right"``: ``edges[i] < c <= edges[i + 1]``, values at or below ``edges[1]``
-    in bin 0. ``closed="left"``: ``edges[i] <= c < edges[i + 1]``, values at or above
-    ``edges[-2]`` in the last bin.
+    A probability in ``(edges[b], edges[b+1]]`` (0 in the first bin) maps to ``values[c][b]``.
+    """
+
+    edges: FloatArray
+    values: FloatArray
+
+    def log_probs(self, scores: FloatArray) -> FloatArray:
+        """Recalibrated N×K log-probabilities."""
+        columns, binary = _columns(scores)
+        if self.values.shape[0] != columns.shape[1]:
+            raise InputError(
+                "parameters.values",
+                f"must hold one row per mapped class ({columns.shape[1]}); got {self.values.shape[0]}",
+            )
+        bins = _bin_index(columns, self.edges)
+        mapped = np.take_along_axis(self.values.T, bins, axis=0)
+        return _assemble(mapped, binary)
+
+
+def _bin_index(columns: FloatArray, edges: FloatArray) -> IntArray:
+    """Bin of each probability: b with ``edges[b] < p ≤ edges[b+1]``, 0 in the first bin."""
+    n_bins = edges.size - 1
+    return np.clip(np.searchsorted(edges, columns, side="left") - 1, 0, n_bins - 1)
+
+
+def fit_histogram(
+    scores: FloatArray,
+    *,
+    labels: IntArray | None = None,
+    targets: FloatArray | None = None,
+    n_bins: int = 15,
+) -> tuple[HistogramBinning, FitInfo]:
+    """Fit histogram binning: each bin's value is the mean truth of the samples in it.
+
+    An empty bin keeps its midpoint (the identity there). Cost: one pass, O(N·K);
+    n_bins·K values. Simple and robust for moderate N, but piecewise constant:
+    it changes rankings within a bin and loses resolution.
 
     Examples
     --------
-    >>> assign_shared(np.array([0.0, 0.2, 0.3, 1.0]), uniform_edges(5), "right")
-    array([0, 0, 1, 4])
-    >>> assign_shared(np.array([0.0, 0.2, 0.3, 1.0]), uniform_edges(5), "left")
-    array([0, 1, 1, 4])
+    >>> fit, _ = fit_histogram(np.array([-2.0, -1.0, 1.0, 2.0]), labels=np.array([0, 1, 0, 1]), n_bins=2)
+    >>> fit.values.tolist()
+    [[0.5, 0.5]]
     """
-    side: Literal["left", "right"] = "left" if closed == "right" else "right"
-    return np.searchsorted(edges[1:-1], conf, side=side)
-
-
-def assign_per_row(conf: FloatArray, edges: FloatArray, closed: Closed) -> IntArray:
-    """Bin index of each element of `conf` (G×N) against the edges of its own row (G×(B+1)).
-
-    One stable sort per row of values and inner edges together: with
-    ``closed="right"`` a value tied with an edge sorts before it (so the edge is not
-    counted below it), with ``closed="left"`` after it. No loop over rows.
-    """
-    n_groups, n = conf.shape
-    inner = edges[:, 1:-1]
-    n_inner = inner.shape[1]
-    parts = (conf, inner) if closed == "right" else (inner, conf)
-    merged = np.concatenate(parts, axis=1)
-    order = np.argsort(merged, axis=1, kind="stable")
-    value_offset = 0 if closed == "right" else n_inner
-    is_edge = (order < n_inner) if closed == "left" else (order >= n)
-    edges_below = np.cumsum(is_edge, axis=1)
-    index = np.empty((n_groups, n), dtype=np.int64)
-    is_value = ~is_edge
-    rows = np.broadcast_to(np.arange(n_groups)[:, None], order.shape)[is_value]
-    index[rows, order[is_value] - value_offset] = edges_below[is_value]
-    return index
+    columns, binary = _columns(scores)
+    k = 2 if binary else columns.shape[1]
+    truth = _truth_columns(labels, targets, k, binary)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = _bin_index(columns, edges) + n_bins * np.arange(columns.shape[1])
+    counts = np.bincount(bins.ravel(), minlength=n_bins * columns.shape[1])
+    sums = np.bincount(bins.ravel(), weights=truth.ravel(), minlength=counts.size)
+    midpoints = np.tile((edges[:-1] + edges[1:]) / 2, columns.shape[1])
+    values = np.divide(sums, counts, out=midpoints, where=counts > 0)
+    return HistogramBinning(edges, values.reshape(columns.shape[1], n_bins)), OPTIMUM

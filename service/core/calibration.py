@@ -16,6 +16,17 @@ from typing import Literal
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .bin_edges import (
+    BinRule,
+    Closed,
+    EdgeRule,
+    assign_per_row,
+    assign_shared,
+    bins_for_rule,
+    check_edges,
+    quantile_edges,
+    uniform_edges,
+)
 from .binned import (
     BinMeans,
     BinSums,
@@ -26,17 +37,6 @@ from .binned import (
     binned_error,
     debiased_square,
     reduce_groups,
-)
-from .binning import (
-    BinRule,
-    Closed,
-    EdgeRule,
-    assign_per_row,
-    assign_shared,
-    bins_for_rule,
-    check_edges,
-    quantile_edges,
-    uniform_edges,
 )
 from .brier import BrierScale, brier_factor, brier_rows, murphy_terms
 from .calibration_tests import (

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest, norm
 
 from service.core import Convention, Distribution, InputError, ace_nixon, calibration_report, wilson_interval
-from service.core.binning import assign_per_row, assign_shared, bins_for_rule, check_edges, quantile_edges
+from service.core.bin_edges import assign_per_row, assign_shared, bins_for_rule, check_edges, quantile_edges
 from service.core.calibration import resolve_convention
 from service.core.calibration_tests import (
     cumulative_stats,
