@@ -9,7 +9,7 @@ import numpy as np
 from service import core
 from service.core._typing import FloatArray
 from service.core.binary_maps import BetaCalibration, PlattScaling, fit_beta, fit_platt
-from service.core.binning import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
+from service.core.nonparametric import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
 from service.core.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
 from service.core.temperature import TemperatureScaling
 

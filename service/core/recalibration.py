@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize
 
+from ._optional import scipy_optimize
 from ._typing import FloatArray, IntArray
 from .distribution import binary_log_probs, log_softmax
 from .errors import InputError
@@ -86,7 +86,8 @@ def minimize_mean_loss(
     max_iter: int = MAX_ITER,
 ) -> tuple[FloatArray, FitInfo]:
     """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ `max_iter` steps)."""
-    result = minimize(
+    optimize = scipy_optimize("L-BFGS-B fitting (vector, matrix, platt, beta)")
+    result = optimize.minimize(
         loss_grad,
         np.asarray(x0, dtype=np.float64),
         jac=True,

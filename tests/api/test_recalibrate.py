@@ -185,3 +185,22 @@ def test_recalibrate_degenerate_batches_are_answered(client, method, case):
     assert isinstance(body["converged"], bool) and body["message"]
     applied = client.post("/v1/apply", json=payload | {"parameters": body["parameters"]})
     assert applied.json()["metrics"] == body["after"]
+
+
+@pytest.mark.parametrize("method", ["isotonic", "matrix", "platt"])
+def test_maps_without_scipy_answer_501(client, rng, monkeypatch, method):
+    """scipy is the optional `maps` extra: without it these methods say so, temperature still works."""
+    import service.core._optional as optional
+
+    def no_scipy(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(optional.importlib, "import_module", no_scipy)
+    logits, labels = binary(rng) if method == "platt" else categorical(rng)
+    response = client.post("/v1/recalibrate", json={"logits": logits, "labels": labels, "method": method})
+    body = assert_problem(response, 501, match=r"needs scipy.*xent-service\[maps\]")
+    assert body["status"] == 501
+    response = client.post(
+        "/v1/recalibrate", json={"logits": logits, "labels": labels, "method": "temperature"}
+    )
+    assert response.status_code == 200

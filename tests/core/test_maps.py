@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from service.core import InputError, fit_temperature
 from service.core.binary_maps import fit_beta, fit_platt
-from service.core.binning import fit_histogram, fit_isotonic
+from service.core.nonparametric import fit_histogram, fit_isotonic
 from service.core.scaling import fit_matrix_scaling, fit_vector_scaling
 
 

@@ -11,6 +11,7 @@ from service import core
 from service.api.deps import BodyDep
 from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
+from service.api.schemas import ProblemDetails
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.recalibration import (
     ApplyBody,
@@ -35,6 +36,14 @@ from service.core._typing import FloatArray
 from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
+
+
+MISSING_EXTRA_RESPONSE = {
+    "model": ProblemDetails,
+    "description": "The method needs scipy, which this installation lacks (install the `maps` extra).",
+    "content": {"application/problem+json": {}},
+}
+
 
 ARRAY_FIELDS = ("logits", "probs", "labels", "targets")
 
@@ -96,7 +105,7 @@ def fit_temperature(body: BodyDep) -> Response:
 @router.post(
     "/recalibrate",
     response_model=RecalibrateResult,
-    responses=PROBLEM_RESPONSES,
+    responses={**PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
     openapi_extra=request_body(RecalibrateBody),
 )
 def fit_recalibration(body: BodyDep) -> Response:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
+from ._optional import scipy_optimize
 from ._typing import FloatArray, IntArray
 from .errors import InputError
 from .recalibration import FitInfo, as_targets, log_probs_of
@@ -75,7 +75,11 @@ def _isotonic_knots(q: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArra
     xs, inverse = np.unique(q, return_inverse=True)
     counts = np.bincount(inverse).astype(np.float64)
     means = np.bincount(inverse, weights=t) / counts
-    fitted = np.clip(isotonic_regression(means, weights=counts, increasing=True).x, 0, 1)
+    fitted = np.clip(
+        scipy_optimize("isotonic regression").isotonic_regression(means, weights=counts, increasing=True).x,
+        0,
+        1,
+    )
     keep = np.ones(fitted.size, dtype=bool)
     keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
     return xs[keep], fitted[keep]
