@@ -4,6 +4,18 @@ Functions take arrays (rows = samples, columns = classes) and return one value
 per sample; callers reduce.
 """
 
+from .bin_edges import check_edges
+from .calibration import (
+    METRICS,
+    PRESETS,
+    CalibrationReport,
+    Convention,
+    Reliability,
+    ace_nixon,
+    calibration_report,
+    resolve_convention,
+    wilson_interval,
+)
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps, softplus
 from .entropy import (
     cross_entropy,
@@ -32,6 +44,16 @@ from .validation import (
 
 __all__ = [
     "ECE_BINS",
+    "METRICS",
+    "PRESETS",
+    "CalibrationReport",
+    "Convention",
+    "Reliability",
+    "ace_nixon",
+    "calibration_report",
+    "check_edges",
+    "resolve_convention",
+    "wilson_interval",
     "Distribution",
     "FitMetrics",
     "InputError",

@@ -1,8 +1,7 @@
 """The before/after scores reported with every recalibration fit: NLL, ECE, Brier, accuracy.
 
-A self-contained top-label ECE lives here because the calibration module is
-developed separately; its convention is stated below and matches Guo et al.
-(2017)'s reference code.
+The ECE is /v1/calibration's top-label ECE with its default convention (15 bins,
+exact edges i/15, closed on the right), which is also Guo et al. (2017)'s.
 """
 
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .bin_edges import assign_shared, uniform_edges
 
 #: Equal-width bins of the top-label ECE (Guo et al. 2017).
 ECE_BINS = 15
@@ -93,7 +93,7 @@ def fit_metrics(
         correct = targets[rows, predicted].astype(np.float64)
         residual = probs.astype(np.float64) - targets
     brier = float(np.einsum("nk,nk->", residual, residual) / n) / (2 if k == 2 else 1)
-    bins = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
+    bins = assign_shared(confidence, uniform_edges(ECE_BINS), "right")  # /v1/calibration's exact i/15 edges
     gap = np.bincount(bins, weights=correct - confidence, minlength=ECE_BINS)
     ece = float(np.abs(gap).sum() / n)
     return FitMetrics(nll=nll, ece=ece, brier=brier, accuracy=float(correct.mean()))
