@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from service import __version__
 from service.api.schemas import CrossEntropyResult, DivergenceResult
+from service.api.schemas.calibration import CalibrationResult
 from service.api.schemas.recalibration import ApplyResult, RecalibrateResult, TemperatureResult
 
 from .encoding import HEADER_LENGTH, Encoded, decode_response, encode_binary, encode_json, n_elements
@@ -41,6 +42,8 @@ class Endpoint(Generic[R]):
 
 CROSS_ENTROPY = Endpoint("/v1/cross-entropy", CrossEntropyResult)
 DIVERGENCE = Endpoint("/v1/divergence", DivergenceResult)
+CALIBRATION = Endpoint("/v1/calibration", CalibrationResult)
+RELIABILITY_DIAGRAM = "/v1/reliability-diagram"
 TEMPERATURE = Endpoint("/v1/temperature", TemperatureResult)
 RECALIBRATE = Endpoint("/v1/recalibrate", RecalibrateResult)
 APPLY = Endpoint("/v1/apply", ApplyResult)
@@ -52,13 +55,15 @@ def _fields(options: Mapping[str, Any], **arrays: Array | None) -> dict[str, Any
     Options that are result models (e.g. the ``parameters`` a fit returned) are sent as their JSON.
     """
     fields: dict[str, Any] = {name: np.asarray(value) for name, value in arrays.items() if value is not None}
-    fields.update(
-        {
-            name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-            for name, value in options.items()
-        }
-    )
+    fields.update({name: _option(value) for name, value in options.items()})
     return fields
+
+
+def _option(value: Any) -> Any:
+    """An option as JSON: result models (a fit's ``parameters``) dumped, arrays (``edges``) as lists."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value.tolist() if isinstance(value, np.ndarray) else value
 
 
 def _weights(class_weights: Array | None) -> list[float] | None:
@@ -247,6 +252,33 @@ class XentClient(_Base):
         fields = _fields(options, p_probs=p_probs, p_logits=p_logits, q_probs=q_probs, q_logits=q_logits)
         return self._post(DIVERGENCE, fields)
 
+    def calibration(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        **options: Any,
+    ) -> CalibrationResult:
+        """``POST /v1/calibration``: ECE and its variants, Brier, tests, reliability bins.
+
+        `options`: ``preset="torchmetrics"``, ``n_bins=15``, ``binning="quantile"``,
+        ``target="classwise"``, ``metrics=["ece", "smooth_ece"]``, ``bootstrap={...}``, ...
+        """
+        return self._post(CALIBRATION, _fields(options, logits=logits, probs=probs, labels=labels))
+
+    def reliability_diagram(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        **options: Any,
+    ) -> str:
+        """``POST /v1/reliability-diagram``: the SVG document (options as :meth:`calibration`)."""
+        fields = _fields(options, logits=logits, probs=probs, labels=labels)
+        return self._send(**self._request_args(RELIABILITY_DIAGRAM, fields, "POST")).text
+
     def temperature(
         self,
         *,
@@ -390,6 +422,34 @@ class AsyncXentClient(_Base):
         """``POST /v1/divergence`` (see :meth:`XentClient.divergence`)."""
         fields = _fields(options, p_probs=p_probs, p_logits=p_logits, q_probs=q_probs, q_logits=q_logits)
         return await self._post(DIVERGENCE, fields)
+
+    async def calibration(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        **options: Any,
+    ) -> CalibrationResult:
+        """``POST /v1/calibration``: ECE and its variants, Brier, tests, reliability bins.
+
+        `options`: ``preset="torchmetrics"``, ``n_bins=15``, ``binning="quantile"``,
+        ``target="classwise"``, ``metrics=["ece", "smooth_ece"]``, ``bootstrap={...}``, ...
+        """
+        return await self._post(CALIBRATION, _fields(options, logits=logits, probs=probs, labels=labels))
+
+    async def reliability_diagram(
+        self,
+        *,
+        logits: Array | None = None,
+        probs: Array | None = None,
+        labels: Array | None = None,
+        **options: Any,
+    ) -> str:
+        """``POST /v1/reliability-diagram``: the SVG document (options as :meth:`calibration`)."""
+        fields = _fields(options, logits=logits, probs=probs, labels=labels)
+        response = await self._send(**self._request_args(RELIABILITY_DIAGRAM, fields, "POST"))
+        return response.text
 
     async def temperature(
         self,
