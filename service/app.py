@@ -22,6 +22,7 @@ Every response echoes the conventions used (log base, eps policy, reduction, ...
 Non-finite results are sent as the strings "Infinity", "-Infinity" and "NaN".
 """
 
+
 def _route_id(route: APIRoute) -> str:
     return route.name
 

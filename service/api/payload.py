@@ -16,6 +16,7 @@ from fastapi import Request
 
 from service.core import InputError
 
+from .json_keys import check_unique_keys
 from .problems import ProblemError
 
 #: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to.
@@ -76,7 +77,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ProblemError(400, f"request body must be a JSON object; got {type(value).__name__}")
+        raise ProblemError(400, f"request body must be a JSON object; got {_json_type(value)}")
+    check_unique_keys(body, value)
     return value
 
 
