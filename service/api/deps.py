@@ -22,7 +22,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 async def raw_body(request: Request, settings: SettingsDep) -> bytes:
     """The request body as bytes, checked for content type and size while it streams in."""
     check_json_content_type(request)
-    return await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
+    request.state.bytes_in = len(body)
+    return body
 
 
 RawBodyDep = Annotated[bytes, Depends(raw_body)]
@@ -32,7 +34,9 @@ def json_body(request: Request, body: RawBodyDep, settings: SettingsDep) -> Body
     """Parse the body with orjson (in the threadpool: this is CPU work)."""
     reader = ArrayReader.for_body(body, settings.max_elements)
     request.state.tensor_shapes = reader.tensor_shapes
-    return Body(parse_json_object(body), reader)
+    parsed = Body(parse_json_object(body), reader)
+    request.state.body = parsed  # its `rows` are read by the metrics and the access log
+    return parsed
 
 
 BodyDep = Annotated[Body, Depends(json_body)]

@@ -53,10 +53,11 @@ def log_base(base: Any) -> float:
 
 def build_router() -> APIRouter:
     """The service's routes: /v1 scoring endpoints and health probes."""
-    from . import cross_entropy, divergence, health
+    from . import cross_entropy, divergence, health, metrics
 
     router = APIRouter()
     router.include_router(cross_entropy.router)
     router.include_router(divergence.router)
     router.include_router(health.router)
+    router.include_router(metrics.router)
     return router
