@@ -40,6 +40,6 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Scoring requests in flight per worker (503 + Retry-After beyond)."
     )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with every 503.")
-    shutdown_grace_s: float = Field(
-        default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may run on."
+    shutdown_grace_s: int = Field(
+        default=30, ge=0, description="On SIGTERM, how long in-flight requests may run on."
     )

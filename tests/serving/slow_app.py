@@ -1,13 +1,16 @@
 """The real app plus a test-only route that holds a worker thread, for limit, fault and shutdown tests.
 
 ``POST /v1/test/sleep?seconds=S`` sleeps S seconds in the threadpool, as a long NumPy kernel would,
-then answers ``{"slept": S, "pid": <worker pid>}``. uvicorn can serve it with
+then answers ``{"slept": S, "pid": <worker pid>}``. With ``XENT_TEST_MARK_DIR`` set, it first
+touches ``entered-<pid>`` there. uvicorn can serve it with
 ``--factory tests.serving.slow_app:create_app``.
 """
 
 import os
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -19,8 +22,11 @@ ENTERED = threading.Event()
 FINISHED: list[float] = []
 
 
-def sleep(seconds: float = 0.0) -> dict[str, float]:
+def sleep(seconds: float = 0.0) -> dict[str, Any]:
     ENTERED.set()
+    marks = os.environ.get("XENT_TEST_MARK_DIR")
+    if marks:  # tell an out-of-process test which worker holds the request
+        (Path(marks) / f"entered-{os.getpid()}").touch()
     time.sleep(seconds)
     FINISHED.append(seconds)
     return {"slept": seconds, "pid": os.getpid()}
