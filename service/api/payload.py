@@ -147,7 +147,7 @@ class ArrayReader:
                 f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {shape!r}"
             )
         datatype = value["datatype"]
-        if datatype not in DATATYPES:
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
             raise InputError(f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {datatype!r}")
         size = math.prod(shape)
         self._count(name, size)

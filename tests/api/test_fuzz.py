@@ -53,7 +53,7 @@ rows = st.integers(0, 4).flatmap(lambda k: st.lists(st.lists(numbers, min_size=k
 tensors = st.fixed_dictionaries(
     {
         "shape": st.lists(st.integers(-2, 6) | st.booleans() | st.none(), max_size=3),
-        "datatype": st.sampled_from([*DATATYPES, "BOOL", "BYTES", ""]),
+        "datatype": st.sampled_from([*DATATYPES, "BOOL", "BYTES", ""]) | json_values,
         "data": st.lists(numbers | scalars, max_size=12) | json_values,
     },
     optional={"name": st.text(max_size=8), "parameters": json_values},

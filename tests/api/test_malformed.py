@@ -119,6 +119,16 @@ FIELD_LEVEL = {
         "#/logits/datatype",
         None,
     ),
+    "datatype of the wrong JSON type": (
+        {"logits": {"shape": [1, 2], "datatype": {}, "data": [1, 2]}, "labels": [0]},
+        "#/logits/datatype",
+        None,
+    ),
+    "datatype as a list": (
+        {"logits": {"shape": [1, 2], "datatype": ["FP32"], "data": [1, 2]}, "labels": [0]},
+        "#/logits/datatype",
+        None,
+    ),
     "floats for an INT datatype": (
         {"logits": [[1, 0]], "labels": {"shape": [1], "datatype": "INT64", "data": [0.5]}},
         "#/labels/data",
