@@ -104,7 +104,7 @@ def read_truth(body: Body, prediction: Prediction, *, ignore_index: int | None =
     name = body.pick("labels", "targets")
     raw = body.array(name)
     dist = prediction.dist
-    check_same_length(name, raw.shape[0] if raw.ndim else 0, dist.log_probs.shape[0], other=prediction.field)
+    check_same_length(name, raw.shape[0] if raw.ndim else 0, dist.n_samples, other=prediction.field)
     if name == "labels":
         return Truth(check_labels(raw, dist.n_classes, ignore_index=ignore_index), None)
     if ignore_index is not None:
@@ -112,4 +112,4 @@ def read_truth(body: Body, prediction: Prediction, *, ignore_index: int | None =
     targets = check_targets(raw, dist.n_classes, binary=dist.binary, tolerance=prediction.tolerance)
     if dist.binary:
         targets = np.stack([1 - targets, targets], axis=1)
-    return Truth(None, targets.astype(dist.log_probs.dtype, copy=False))
+    return Truth(None, targets.astype(dist.dtype, copy=False))

@@ -36,7 +36,12 @@ DATATYPES: dict[str, type[np.generic]] = {
 _TENSOR_KEYS = {"shape", "datatype", "data", "name", "parameters"}
 # `true`/`false` right after `[` or `,` can only be an array element (keys are strings).
 _BOOLEAN_ELEMENT = re.compile(rb"[\[,]\s*(?:true|false)\b")
-_JSON_TYPES = {"application/json"}
+#: Accepted request media types and the body format each names.
+MEDIA_TYPES = {
+    "application/json": "json",
+    "application/octet-stream": "binary",
+    "application/x-npz": "npz",
+}
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -54,18 +59,29 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_json_content_type(request: Request) -> None:
-    """415 unless the body is declared JSON (a missing Content-Type is taken as JSON)."""
+def body_format(request: Request) -> str:
+    """``json``, ``binary`` (OIP binary tensor extension) or ``npz``, or raise 415.
+
+    A missing Content-Type is taken as JSON.
+    """
     content_type = request.headers.get("content-type")
     if content_type is None:
-        return
+        return "json"
     media = content_type.split(";")[0].strip().lower()
-    if media not in _JSON_TYPES and not media.endswith("+json"):
+    if media.endswith("+json"):
+        return "json"
+    if media not in MEDIA_TYPES:
         raise ProblemError(
             415,
-            f"Content-Type {media!r} is not supported; send application/json",
-            headers={"Accept-Post": "application/json"},
+            f"Content-Type {media!r} is not supported; send one of {', '.join(MEDIA_TYPES)}",
+            headers={"Accept-Post": ", ".join(MEDIA_TYPES)},
         )
+    return MEDIA_TYPES[media]
+
+
+def has_boolean_elements(text: bytes | memoryview) -> bool:
+    """Whether JSON `text` may hold ``true``/``false`` inside an array (NumPy would take them as 1/0)."""
+    return _BOOLEAN_ELEMENT.search(text) is not None
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -91,23 +107,21 @@ class ArrayReader:
     tensor_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     elements: int = 0
 
-    @classmethod
-    def for_body(cls, body: bytes, max_elements: int) -> "ArrayReader":
-        """A reader for arrays of `body` (scanned once for boolean array elements)."""
-        return cls(max_elements, _BOOLEAN_ELEMENT.search(body) is not None)
-
     def read(self, value: Any, name: str) -> np.ndarray:
-        """Return the array in `value` (nested list or tensor object) for the field `name`."""
+        """Return the array in `value` (nested list, tensor object, or decoded binary) for `name`."""
+        if isinstance(value, np.ndarray):
+            return value  # decoded from binary; counted when it was framed
         if isinstance(value, dict):
             array = self._read_tensor(value, name)
         elif isinstance(value, list):
-            self._count(name, _nested_size_hint(value))
+            self.count(name, _nested_size_hint(value))
             array = self._read_list(value, name)
         else:
             raise InputError(name, f"must be a JSON array or a tensor object; got {_json_type(value)}")
         return array
 
-    def _count(self, name: str, n: int) -> None:
+    def count(self, name: str, n: int) -> None:
+        """Add `n` elements of `name` to the request's total, or raise 413 past the limit."""
         self.elements += n
         if self.elements > self.max_elements:
             raise ProblemError(
@@ -131,36 +145,18 @@ class ArrayReader:
         return array
 
     def _read_tensor(self, value: dict[str, Any], name: str) -> np.ndarray:
-        unknown = sorted(set(value) - _TENSOR_KEYS)
-        if unknown:
-            raise InputError(f"{name}.{unknown[0]}", "is not a tensor field (shape, datatype, data)")
-        for key in ("shape", "datatype", "data"):
-            if key not in value:
-                raise InputError(f"{name}.{key}", "is required in a tensor object")
-        shape = value["shape"]
-        if not (
-            isinstance(shape, list)
-            and 1 <= len(shape) <= 2
-            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise InputError(
-                f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {shape!r}"
-            )
-        datatype = value["datatype"]
-        if not isinstance(datatype, str) or datatype not in DATATYPES:
-            raise InputError(f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {datatype!r}")
+        shape, dtype = tensor_meta(value, name, require_data=True)
         size = math.prod(shape)
-        self._count(name, size)
+        self.count(name, size)
         data = value["data"]
         if not isinstance(data, list):
             raise InputError(f"{name}.data", f"must be a JSON array; got {_json_type(data)}")
         flat = self._read_list(data, f"{name}.data").reshape(-1)
         if flat.size != size:
             raise InputError(
-                f"{name}.data",
-                f"must hold prod(shape) = {size} values for shape {shape}; got {flat.size}",
+                f"{name}.data", f"must hold prod(shape) = {size} values for shape {shape}; got {flat.size}"
             )
-        dtype = np.dtype(DATATYPES[datatype])
+        datatype = value["datatype"]
         if dtype.kind in "iu" and flat.dtype.kind == "f":
             raise InputError(f"{name}.data", f"must hold integers for datatype {datatype}")
         if dtype.kind in "iu":
@@ -169,9 +165,32 @@ class ArrayReader:
             if outside.any():
                 i = int(np.flatnonzero(outside)[0])
                 raise InputError(f"{name}.data", f"must fit {datatype}; got {flat[i]}", index=(i,))
-        self.tensor_shapes[name] = tuple(shape)
+        self.tensor_shapes[name] = shape
         with np.errstate(over="ignore"):
             return flat.astype(dtype, copy=False).reshape(shape)
+
+
+def tensor_meta(
+    value: dict[str, Any], name: str, *, require_data: bool
+) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Check a tensor object's keys, shape and datatype; return the shape and NumPy dtype."""
+    unknown = sorted(set(value) - _TENSOR_KEYS)
+    if unknown:
+        raise InputError(f"{name}.{unknown[0]}", "is not a tensor field (shape, datatype, data)")
+    for key in ("shape", "datatype", "data") if require_data else ("shape", "datatype"):
+        if key not in value:
+            raise InputError(f"{name}.{key}", "is required in a tensor object")
+    shape = value["shape"]
+    if not (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 2
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise InputError(f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {shape!r}")
+    datatype = value["datatype"]
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise InputError(f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {datatype!r}")
+    return tuple(shape), np.dtype(DATATYPES[datatype])
 
 
 def _json_type(value: Any) -> str:

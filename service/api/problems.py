@@ -57,14 +57,20 @@ def problem_response(
 
 
 def _pointer(request: Request, error: InputError) -> str:
-    """JSON pointer to the offending element, into a tensor object's flat ``data`` if one was sent."""
+    """JSON pointer to the offending element of the request body.
+
+    Follows the field into an inference request's ``inputs[i]`` and into a tensor
+    object's flat ``data`` when that is how the array was sent.
+    """
+    head, _, rest = error.field.partition(".")
+    prefixes: dict[str, str] = getattr(request.state, "field_pointers", {})
+    base = prefixes.get(head, f"#/{head}") + "".join(f"/{part}" for part in rest.split(".") if part)
     shapes: dict[str, tuple[int, ...]] = getattr(request.state, "tensor_shapes", {})
     shape = shapes.get(error.field)
     if shape is not None and error.index and len(error.index) <= len(shape):
         row_start = error.index + (0,) * (len(shape) - len(error.index))
-        flat = int(np.ravel_multi_index(row_start, shape))
-        return f"#/{error.field.replace('.', '/')}/data/{flat}"
-    return "#/" + "/".join([error.field.replace(".", "/"), *map(str, error.index)])
+        return f"{base}/data/{int(np.ravel_multi_index(row_start, shape))}"
+    return base + "".join(f"/{i}" for i in error.index)
 
 
 async def input_error_handler(request: Request, exc: Exception) -> Response:
@@ -77,19 +83,22 @@ async def input_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-def _validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+def _validation_errors(request: Request, errors: Sequence[Any]) -> list[dict[str, str]]:
+    prefixes: dict[str, str] = getattr(request.state, "field_pointers", {})
     out = []
     for error in errors:
         loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        out.append({"pointer": "#/" + "/".join(loc), "detail": str(error.get("msg", "invalid"))})
+        head = prefixes.get(loc[0], f"#/{loc[0]}") if loc else "#"
+        pointer = "/".join([head, *loc[1:]])
+        out.append({"pointer": pointer, "detail": str(error.get("msg", "invalid")), "field": ".".join(loc)})
     return out
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     """422 for options that failed their schema (unknown field, wrong type, out of range)."""
     assert isinstance(exc, ValidationError | RequestValidationError)
-    errors = _validation_errors(exc.errors())
-    detail = "; ".join(f"`{e['pointer'][2:] or 'body'}`: {e['detail']}" for e in errors)
+    errors = _validation_errors(request, exc.errors())
+    detail = "; ".join(f"`{e.pop('field') or 'body'}`: {e['detail']}" for e in errors)
     return problem_response(422, detail, errors=errors)
 
 

@@ -1,14 +1,21 @@
-"""Predicted class distributions, held as log-probabilities, built from logits or probabilities."""
+"""Predicted class distributions, built from logits or probabilities.
+
+A :class:`Distribution` answers the few questions every metric asks — the log-probability of
+given classes, weighted sums of log-probabilities, entropy, the top class — without
+materialising an N×K log-softmax when it was given logits: those come from one fused,
+cache-blocked pass (:func:`~service.core.logsumexp.softmax_summary`).
+"""
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
 from .errors import InputError
+from .logsumexp import SoftmaxSummary, softmax_summary
 from .validation import check_logits, check_probabilities
 
 EpsPolicy = float | Literal["auto"]
@@ -26,9 +33,7 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     array([[-0.69314718, -0.69314718]])
     """
     z = np.asarray(logits)
-    shifted = z - z.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return shifted
+    return z - softmax_summary(z).lse[:, None]
 
 
 def softplus(x: ArrayLike) -> FloatArray:
@@ -47,7 +52,7 @@ def binary_log_probs(logits: ArrayLike) -> FloatArray:
     """N×2 log-probabilities ``[log(1 - σ(z)), log σ(z)]`` of positive-class logits `z`.
 
     ``log σ(z) = -softplus(-z)``, exact for z = ±1e4 (PyTorch's
-    ``binary_cross_entropy_with_logits`` form).
+    ``binary_cross_entropy_with_logits`` form, with ``log1p`` where PyTorch has ``log``).
 
     Examples
     --------
@@ -58,7 +63,7 @@ def binary_log_probs(logits: ArrayLike) -> FloatArray:
     return np.stack([-softplus(z), -softplus(-z)], axis=1)
 
 
-def resolve_eps(eps: EpsPolicy, dtype: np.dtype[np.floating]) -> float:
+def resolve_eps(eps: EpsPolicy, dtype: np.dtype[Any]) -> float:
     """The clipping floor: ``"auto"`` is the machine epsilon of `dtype` (scikit-learn ≥ 1.5)."""
     if eps == "auto":
         return float(np.finfo(dtype).eps)
@@ -67,25 +72,35 @@ def resolve_eps(eps: EpsPolicy, dtype: np.dtype[np.floating]) -> float:
     return float(eps)
 
 
+def masked_row_dot(weights: FloatArray, log_p: FloatArray) -> FloatArray:
+    """Row sums of ``weights * log_p`` with ``0 * log_p = 0`` even where ``log_p = -inf``."""
+    terms = np.zeros(np.broadcast_shapes(weights.shape, log_p.shape), dtype=np.result_type(weights, log_p))
+    np.multiply(weights, log_p, out=terms, where=weights != 0)
+    return terms.sum(axis=1)
+
+
 @dataclass(frozen=True, eq=False)
 class Distribution:
     """A batch of categorical distributions, one per row.
 
+    Build with :meth:`from_logits` or :meth:`from_probs`. Binary input (a length-N
+    positive-class vector) is a two-class distribution with columns [negative, positive].
+
     Attributes
     ----------
-    log_probs : ndarray, shape (n_samples, n_classes)
-        Natural-log probabilities; ``-inf`` only where a probability was 0 and eps is 0.
+    logits : ndarray or None
+        N×K logits, or the length-N positive-class logits (binary), when built from logits.
     given_probs : ndarray or None
-        The probabilities as sent (before clipping), when sent as probabilities.
+        N×K probabilities as sent (binary: widened to [1 - p, p]), when built from probabilities.
     eps : float
-        Floor applied to probabilities before the log (0: none).
+        Floor applied to probabilities before the log (0: none; always 0 for logits).
     n_clipped : int
         How many probabilities were raised to `eps` before the log.
     binary : bool
-        Built from a length-N positive-class vector (columns are [negative, positive]).
+        Built from a length-N positive-class vector.
     """
 
-    log_probs: FloatArray
+    logits: FloatArray | None = None
     given_probs: FloatArray | None = None
     eps: float = 0.0
     n_clipped: int = 0
@@ -95,15 +110,13 @@ class Distribution:
     def from_logits(cls, logits: ArrayLike, *, validate: bool = True) -> "Distribution":
         """Distributions ``softmax(logits)`` (N×K) or ``σ(z)`` (length-N binary logits)."""
         z = check_logits(logits) if validate else np.asarray(logits)
-        if z.ndim == 1:
-            return cls(binary_log_probs(z), binary=True)
-        return cls(log_softmax(z))
+        return cls(logits=z, binary=z.ndim == 1)
 
     @classmethod
     def from_probs(
         cls, probs: ArrayLike, *, eps: EpsPolicy = "auto", validate: bool = True
     ) -> "Distribution":
-        """Distributions given as probabilities; ``log(max(p, eps))`` is taken.
+        """Distributions given as probabilities; logs are ``log(max(p, eps))``.
 
         Only the zero side is clipped: p = 1 keeps log 1 = 0 exactly, where
         scikit-learn's ``log_loss`` also lowers it to ``1 - eps`` (a change below
@@ -114,22 +127,99 @@ class Distribution:
         if binary:
             p = np.stack([1 - p, p], axis=1)
         floor = resolve_eps(eps, p.dtype)
-        if floor == 0:
-            with np.errstate(divide="ignore"):
-                return cls(np.log(p), p, 0.0, 0, binary)
-        n_clipped = int(np.count_nonzero(p < floor))
-        return cls(np.log(np.maximum(p, floor)), p, floor, n_clipped, binary)
+        n_clipped = int(np.count_nonzero(p < floor)) if floor > 0 else 0
+        return cls(given_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
 
-    @cached_property
-    def probs(self) -> FloatArray:
-        """The probabilities: as given, or ``exp(log_probs)``."""
-        return self.given_probs if self.given_probs is not None else np.exp(self.log_probs)
+    # --- shape ---------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The computation dtype (float32 or float64)."""
+        source = self.logits if self.logits is not None else self.given_probs
+        assert source is not None
+        return source.dtype
+
+    @property
+    def n_samples(self) -> int:
+        """Number of rows N."""
+        source = self.logits if self.logits is not None else self.given_probs
+        assert source is not None
+        return int(source.shape[0])
 
     @property
     def n_classes(self) -> int:
         """Number of classes K (2 for binary input)."""
-        return int(self.log_probs.shape[1])
+        if self.binary:
+            return 2
+        source = self.logits if self.logits is not None else self.given_probs
+        assert source is not None
+        return int(source.shape[1])
+
+    # --- full matrices, materialised only when asked -------------------------------------
+
+    @cached_property
+    def log_probs(self) -> FloatArray:
+        """N×K natural-log probabilities (``-inf`` only where p = 0 and eps = 0)."""
+        if self.given_probs is not None:
+            p = self.given_probs
+            if self.eps == 0:
+                with np.errstate(divide="ignore"):
+                    return np.log(p)
+            return np.log(np.maximum(p, self.eps))
+        assert self.logits is not None
+        if self.binary:
+            return binary_log_probs(self.logits)
+        return self.logits - self.summary.lse[:, None]
+
+    @cached_property
+    def probs(self) -> FloatArray:
+        """N×K probabilities: as given, or ``exp(log_probs)``."""
+        return self.given_probs if self.given_probs is not None else np.exp(self.log_probs)
+
+    # --- row statistics -------------------------------------------------------------------
+
+    @cached_property
+    def summary(self) -> SoftmaxSummary:
+        """Log-sum-exp, top class and entropy per row, in one fused pass over the logits."""
+        if self.logits is None:
+            raise ValueError("summary needs logits")
+        z = self.logits
+        if self.binary:
+            a = np.abs(z)
+            tail = softplus(-a)  # log(1 + exp(-|z|))
+            entropy = tail + a * np.exp(-a - tail)  # H = softplus(-|z|) + |z| σ(-|z|)
+            return SoftmaxSummary(np.maximum(z, 0), tail, (z > 0).astype(np.intp), entropy)
+        return softmax_summary(z)
+
+    def log_prob_at(self, labels: IntArray) -> FloatArray:
+        """``log p[i, labels[i]]`` per row (labels must be valid indices)."""
+        if self.given_probs is not None:
+            return self.log_probs[np.arange(labels.shape[0]), labels]
+        assert self.logits is not None
+        if self.binary:
+            return -softplus(np.where(labels == 1, -self.logits, self.logits))
+        summary = self.summary
+        # (z[y] - m) - log_norm: exact 0 - log1p(r) for the top class, no cancellation against m.
+        return (self.logits[np.arange(labels.shape[0]), labels] - summary.shift) - summary.log_norm
+
+    def log_prob_dot(self, weights: FloatArray) -> FloatArray:
+        """``Σ_c w[c] log p[i, c]`` per row; `weights` is (K,) or (N, K); ``0 · log 0 = 0``."""
+        if self.given_probs is not None or self.binary:
+            return masked_row_dot(weights, self.log_probs)
+        assert self.logits is not None
+        z = self.logits
+        if weights.ndim == 1:
+            return z @ weights - self.summary.lse * weights.sum(dtype=z.dtype)
+        return np.einsum("ij,ij->i", weights, z) - self.summary.lse * weights.sum(axis=1)
+
+    def entropy(self) -> FloatArray:
+        """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""
+        if self.logits is not None:
+            return self.summary.entropy
+        return -masked_row_dot(self.probs, self.log_probs)
 
     def predicted(self) -> IntArray:
         """Top-1 class per row (ties go to the lowest index, like ``argmax``)."""
-        return np.argmax(self.log_probs, axis=1)
+        if self.logits is not None:
+            return self.summary.top
+        return np.argmax(self.probs, axis=1)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
-from .distribution import Distribution
+from .distribution import Distribution, masked_row_dot
 from .validation import check_labels
 
 
@@ -22,13 +22,6 @@ def to_base(values: FloatArray, base: float) -> FloatArray:
     array([1.])
     """
     return values if base == np.e else values / np.log(base)
-
-
-def _xlogy_rows(p: FloatArray, log_q: FloatArray) -> FloatArray:
-    """Row sums of ``p * log_q`` with ``0 * log_q = 0`` even where ``log_q = -inf``."""
-    terms = np.zeros(np.broadcast_shapes(p.shape, log_q.shape), dtype=np.result_type(p, log_q))
-    np.multiply(p, log_q, out=terms, where=p > 0)
-    return terms.sum(axis=1)
 
 
 def _safe_labels(labels: IntArray, ignored: np.ndarray | None) -> IntArray:
@@ -62,20 +55,20 @@ def label_weights(
 
 def nll(
     labels: ArrayLike,
-    log_probs: FloatArray,
+    dist: Distribution,
     *,
     class_weights: FloatArray | None = None,
     label_smoothing: float = 0.0,
     ignore_index: int | None = None,
 ) -> FloatArray:
-    """Cross-entropy of integer labels under row distributions ``exp(log_probs)``, per sample.
+    """Cross-entropy of integer labels under the predicted distributions, per sample.
 
     Parameters
     ----------
     labels : array-like of int, shape (n_samples,)
         True classes in ``[0, n_classes)`` (or `ignore_index`). Not validated here.
-    log_probs : ndarray, shape (n_samples, n_classes)
-        Log-probabilities, e.g. ``Distribution.from_logits(z).log_probs``.
+    dist : Distribution
+        The predictions, e.g. ``Distribution.from_logits(z)``.
     class_weights : ndarray of shape (n_classes,), optional
         Per-class weights ``w``.
     label_smoothing : float, default=0.0
@@ -87,39 +80,40 @@ def nll(
     -------
     losses : ndarray of shape (n_samples,)
         ``(1 - ε) w[y] (-log p[y]) + (ε / K) Σ_c w[c] (-log p[c])`` in nats, 0 for ignored
-        samples. This is PyTorch's ``F.cross_entropy(..., reduction="none")``;
-        divide the sum by :func:`label_weights` for its ``"mean"``.
+        samples, in the dtype of the predictions. This is PyTorch's
+        ``F.cross_entropy(..., reduction="none")``; divide the sum by
+        :func:`label_weights` for its ``"mean"``. From logits, ``-log p[y]`` is
+        ``logsumexp(z) - z[y]``: no N×K log-softmax is materialised.
 
     Examples
     --------
-    >>> nll([1], np.log([[0.5, 0.5]]))
+    >>> nll([1], Distribution.from_logits([[0.0, 0.0]]))
     array([0.69314718])
     """
     y = np.asarray(labels)
     ignored = None if ignore_index is None else y == ignore_index
     safe = _safe_labels(y, ignored)
-    rows = np.arange(y.shape[0])
-    losses = 0.0 - log_probs[rows, safe]  # 0 - x, not -x: p = 1 gives +0.0, not -0.0
+    losses = 0.0 - dist.log_prob_at(safe)  # 0 - x, not -x: p = 1 gives +0.0, not -0.0
     if class_weights is not None:
         losses = losses * class_weights[safe]
     if label_smoothing:
-        k = log_probs.shape[1]
-        weighted = log_probs if class_weights is None else log_probs * class_weights
-        smooth = -weighted.sum(axis=1)
+        k = dist.n_classes
+        weights = np.ones(k, dist.dtype) if class_weights is None else class_weights
+        smooth = -dist.log_prob_dot(weights)
         losses = (1 - label_smoothing) * losses + (label_smoothing / k) * smooth
     if ignored is not None:
-        losses = np.where(ignored, 0.0, losses).astype(log_probs.dtype, copy=False)
+        losses = np.where(ignored, 0.0, losses).astype(dist.dtype, copy=False)
     return losses
 
 
 def soft_cross_entropy(
     targets: FloatArray,
-    log_probs: FloatArray,
+    dist: Distribution,
     *,
     class_weights: FloatArray | None = None,
     label_smoothing: float = 0.0,
 ) -> FloatArray:
-    """Cross-entropy ``-Σ_c w[c] t[c] log p[c]`` of soft targets, per sample.
+    """Cross-entropy ``-Σ_c w[c] t[c] log p[c]`` of soft targets (N×K), per sample.
 
     With ``label_smoothing`` ε the targets become ``(1 - ε) t + ε / K`` first.
     Matches PyTorch's ``F.cross_entropy`` with probability targets
@@ -128,15 +122,15 @@ def soft_cross_entropy(
 
     Examples
     --------
-    >>> soft_cross_entropy(np.array([[0.5, 0.5]]), np.log([[0.5, 0.5]]))
+    >>> soft_cross_entropy(np.array([[0.5, 0.5]]), Distribution.from_probs([[0.5, 0.5]]))
     array([0.69314718])
     """
     t = targets
     if label_smoothing:
-        t = (1 - label_smoothing) * t + label_smoothing / log_probs.shape[1]
+        t = (1 - label_smoothing) * t + label_smoothing / dist.n_classes
     if class_weights is not None:
         t = t * class_weights
-    return -_xlogy_rows(t, log_probs)
+    return 0.0 - dist.log_prob_dot(t)
 
 
 def cross_entropy(labels: ArrayLike, logits: ArrayLike, *, validate: bool = True) -> FloatArray:
@@ -154,7 +148,7 @@ def cross_entropy(labels: ArrayLike, logits: ArrayLike, *, validate: bool = True
     """
     dist = Distribution.from_logits(logits, validate=validate)
     y = check_labels(labels, dist.n_classes) if validate else np.asarray(labels)
-    return nll(y, dist.log_probs)
+    return nll(y, dist)
 
 
 def entropy(probs: FloatArray, log_probs: FloatArray) -> FloatArray:
@@ -167,12 +161,12 @@ def entropy(probs: FloatArray, log_probs: FloatArray) -> FloatArray:
     >>> entropy(np.array([[0.5, 0.5, 0.0]]), np.array([[-np.log(2), -np.log(2), -np.inf]]))
     array([0.69314718])
     """
-    return -_xlogy_rows(probs, log_probs)
+    return -masked_row_dot(probs, log_probs)
 
 
 def cross_entropy_rows(probs: FloatArray, log_q: FloatArray) -> FloatArray:
     """Cross-entropy ``H(p, q) = -Σ p log q`` per row; ``+inf`` where p > 0 = q (eps 0)."""
-    return -_xlogy_rows(probs, log_q)
+    return -masked_row_dot(probs, log_q)
 
 
 def kl_divergence(probs: FloatArray, log_p: FloatArray, log_q: FloatArray) -> FloatArray:
@@ -186,7 +180,7 @@ def kl_divergence(probs: FloatArray, log_p: FloatArray, log_q: FloatArray) -> Fl
     array([0.69314718])
     """
     with np.errstate(invalid="ignore"):
-        return _xlogy_rows(probs, log_p - log_q)
+        return masked_row_dot(probs, log_p - log_q)
 
 
 def js_divergence(p: FloatArray, log_p: FloatArray, q: FloatArray, log_q: FloatArray) -> FloatArray:
@@ -202,5 +196,6 @@ def js_divergence(p: FloatArray, log_p: FloatArray, q: FloatArray, log_q: FloatA
     array([0.69314718])
     """
     log_m = np.logaddexp(log_p, log_q) - np.log(2)
-    js = 0.5 * (_xlogy_rows(p, log_p - log_m) + _xlogy_rows(q, log_q - log_m))
+    with np.errstate(invalid="ignore"):  # -inf - -inf where p = q = 0: masked by p > 0
+        js = 0.5 * (masked_row_dot(p, log_p - log_m) + masked_row_dot(q, log_q - log_m))
     return np.maximum(js, 0)

@@ -28,6 +28,7 @@ def get_routes() -> list[str]:
 def body_fields(path: str) -> dict[str, Any]:
     """Property schemas of the JSON request body of `path`."""
     document = _document()
-    ref = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    ref = schema["$ref"] if "$ref" in schema else schema["oneOf"][0]["$ref"]  # the route's own model first
     properties: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     return properties

@@ -1,12 +1,15 @@
 """Issue 6: hypothesis-generated garbage for every route is a 4xx (or a 200), never a 5xx."""
 
+import io
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as npst
 
 from service.api.payload import DATATYPES
 from service.app import create_app
@@ -120,3 +123,72 @@ def test_garbage_headers_and_methods_are_never_a_server_error(client, path, cont
 def test_get_routes_ignore_garbage(client, path, query, data):
     response = client.request("GET", path, params=query, content=data)
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", post_routes())
+@FUZZ
+@given(
+    data=st.binary(max_size=512),
+    header_length=st.none() | st.integers(-3, 600).map(str) | st.text(max_size=6),
+)
+def test_random_binary_extension_bodies_are_never_a_server_error(client, path, data, header_length):
+    headers = {"content-type": "application/octet-stream"}
+    if header_length is not None and header_length.isascii() and header_length.isprintable():
+        headers["inference-header-content-length"] = header_length
+    check(client.post(path, content=data, headers=headers))
+
+
+inference_inputs = st.lists(
+    st.fixed_dictionaries(
+        {
+            "name": st.text(max_size=6),
+            "shape": st.lists(st.integers(-1, 5) | json_values, max_size=3),
+            "datatype": st.sampled_from([*DATATYPES, "BOOL", "BYTES"]) | json_values,
+        },
+        optional={
+            "parameters": st.fixed_dictionaries(
+                {},
+                optional={
+                    "role": st.sampled_from(["logits", "probs", "labels", "targets", "p_probs", "q_logits"])
+                    | json_values,
+                    "binary_data_size": st.integers(-8, 200) | json_values,
+                },
+            ),
+            "data": json_values,
+        },
+    ),
+    max_size=3,
+)
+
+
+@pytest.mark.parametrize("path", post_routes())
+@FUZZ
+@given(inputs=inference_inputs, tail=st.binary(max_size=256), parameters=st.none() | json_values)
+def test_binary_headers_that_lie_are_never_a_server_error(client, path, inputs, tail, parameters):
+    """A well-formed JSON header whose shapes, datatypes and sizes disagree with the bytes after it."""
+    header: dict[str, Any] = {"inputs": inputs}
+    if parameters is not None:
+        header["parameters"] = parameters
+    head = json.dumps(header).encode()
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(head))}
+    check(client.post(path, content=head + tail, headers=headers))
+
+
+@pytest.mark.parametrize("path", post_routes())
+@FUZZ
+@given(data=st.data())
+def test_corrupted_npz_is_never_a_server_error(client, path, data):
+    names = data.draw(st.lists(st.sampled_from([*body_fields(path), "parameters", "x"]), max_size=3))
+    dtypes = st.sampled_from(["<f4", "<f8", "<i8", "u1", "?", ">f8", "<U3"])
+    arrays = {
+        name: data.draw(npst.arrays(dtypes, npst.array_shapes(min_dims=0, max_dims=3, max_side=4)))
+        for name in names
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    blob = buffer.getvalue()
+    cut = data.draw(st.integers(0, len(blob)))
+    blob = (
+        blob[:cut] + data.draw(st.binary(max_size=4)) + blob[cut + 1 :] if data.draw(st.booleans()) else blob
+    )
+    check(client.post(path, content=blob, headers={"content-type": "application/x-npz"}))

@@ -206,7 +206,7 @@ def test_wrong_content_type_is_415(strict, path, content_type):
     response = strict.post(path, content=b'{"logits": [[1, 0]]}', headers={"content-type": content_type})
     body = assert_problem(response, 415, match="application/json")
     assert body["detail"].startswith("Content-Type")
-    assert response.headers["accept-post"] == "application/json"
+    assert "application/json" in response.headers["accept-post"]
 
 
 @pytest.mark.parametrize("path", ROUTES)

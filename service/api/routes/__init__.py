@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from service.api.schemas import ProblemDetails
+from service.api.schemas.envelope import InferenceRequest
 
 #: Models published by reference (request bodies, and the problem document); the app adds them
 #: to components/schemas.
@@ -31,10 +32,32 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` publishing `model` as the JSON request body (parsed by orjson, not FastAPI)."""
-    if model not in REQUEST_MODELS:
-        REQUEST_MODELS.append(model)
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+    for published in (model, InferenceRequest):
+        if published not in REQUEST_MODELS:
+            REQUEST_MODELS.append(published)
+    json_schema = {
+        "oneOf": [
+            {"$ref": f"#/components/schemas/{model.__name__}"},
+            {"$ref": "#/components/schemas/InferenceRequest"},
+        ]
+    }
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "JSON fields, or the same as an Open Inference Protocol inference request "
+            "(tensors in `inputs` with `parameters.role`, options in `parameters`). "
+            "`application/octet-stream`: the OIP binary tensor extension (a JSON inference-request "
+            "header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian "
+            "bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive "
+            "with one array per field and an optional `parameters` string holding the options as JSON.",
+            "content": {
+                "application/json": {"schema": json_schema},
+                "application/octet-stream": binary,
+                "application/x-npz": binary,
+            },
+        }
+    }
 
 
 def json_response(result: BaseModel) -> Response:

@@ -47,7 +47,7 @@ def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
     if body.fields.get("class_weights") is None:
         return None
     weights = core.check_class_weights(body.array("class_weights"), prediction.dist.n_classes)
-    return weights.astype(prediction.dist.log_probs.dtype, copy=False)
+    return weights.astype(prediction.dist.dtype, copy=False)
 
 
 def _score(
@@ -59,7 +59,7 @@ def _score(
         labels = truth.labels
         losses = core.nll(
             labels,
-            dist.log_probs,
+            dist,
             class_weights=weights,
             label_smoothing=smoothing,
             ignore_index=options.ignore_index,
@@ -70,7 +70,7 @@ def _score(
     else:
         assert truth.targets is not None
         losses = core.soft_cross_entropy(
-            truth.targets, dist.log_probs, class_weights=weights, label_smoothing=smoothing
+            truth.targets, dist, class_weights=weights, label_smoothing=smoothing
         )
         denominators = np.ones(losses.shape)
         kept = np.ones(losses.shape, bool)
@@ -82,7 +82,7 @@ def _score(
     losses = core.to_base(losses, base)
     loss = _reduce(losses, denominators, options.reduction)
     correct = dist.predicted()[kept] == true_class[kept]
-    entropies = core.to_base(core.entropy(dist.probs, dist.log_probs), base)[kept]
+    entropies = core.to_base(dist.entropy(), base)[kept]
     per_sample = options.reduction == "none" or options.per_sample
     return CrossEntropyResult(
         n=n,
@@ -95,7 +95,7 @@ def _score(
             input=prediction.field,
             form="binary" if dist.binary else "categorical",
             truth=truth.field,
-            dtype=dist.log_probs.dtype.name,
+            dtype=dist.dtype.name,
             base=options.base,
             unit=unit_of(options.base),
             reduction=options.reduction,

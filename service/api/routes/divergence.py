@@ -38,16 +38,18 @@ def score_divergence(body: BodyDep) -> Response:
     options = DivergenceOptions.model_validate(body.scalars(ARRAY_FIELDS))
     p = read_prediction(body, "p_probs", "p_logits", options)
     q = read_prediction(body, "q_probs", "q_logits", options)
-    if q.dist.log_probs.shape != p.dist.log_probs.shape:
+    p_shape = (p.dist.n_samples, p.dist.n_classes)
+    q_shape = (q.dist.n_samples, q.dist.n_classes)
+    if q_shape != p_shape:
         raise core.InputError(
             q.field,
-            f"must have the shape of `{p.field}` {p.dist.log_probs.shape}; got {q.dist.log_probs.shape}",
+            f"must have the shape of `{p.field}` {p_shape}; got {q_shape}",
         )
     rows = _rows(p, q, log_base(options.base))
     means = {name: float(np.mean(values, dtype=np.float64)) for name, values in rows.items()}
     return json_response(
         DivergenceResult(
-            n=p.dist.log_probs.shape[0],
+            n=p.dist.n_samples,
             mean=DivergenceStats(**means),
             per_sample=DivergenceRows(**{k: v.tolist() for k, v in rows.items()})
             if options.per_sample
@@ -55,7 +57,7 @@ def score_divergence(body: BodyDep) -> Response:
             convention=DivergenceConvention(
                 p=p.field.removeprefix("p_"),
                 q=q.field.removeprefix("q_"),
-                dtype=np.result_type(p.dist.log_probs, q.dist.log_probs).name,
+                dtype=np.result_type(p.dist.dtype, q.dist.dtype).name,
                 base=options.base,
                 unit=unit_of(options.base),
                 eps=max(p.dist.eps, q.dist.eps),

@@ -1,0 +1,48 @@
+"""The Open Inference Protocol (KServe v2) inference-request shape, accepted by every scoring route."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class InferenceInputParameters(BaseModel):
+    """Per-input parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str | None = Field(
+        default=None,
+        description="Which field of the endpoint this tensor fills (logits, probs, labels, targets, "
+        "p_probs, ...). Defaults to the input's `name`.",
+    )
+    binary_data_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="Binary tensor extension: the tensor's bytes follow the JSON header "
+        "(little-endian, row-major), in input order; must equal prod(shape) × itemsize.",
+    )
+
+
+class InferenceInput(BaseModel):
+    """One input tensor, as an inference server's `outputs` entry holds it."""
+
+    name: str = Field(description="Tensor name; used as the role when `parameters.role` is absent.")
+    shape: list[int] = Field(description="[N] or [N, K].")
+    datatype: Literal[
+        "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
+    ] = Field(description="Element type.")
+    data: list[Any] | None = Field(
+        default=None, description="Row-major values, flat or nested; absent for binary inputs."
+    )
+    parameters: InferenceInputParameters | None = None
+
+
+class InferenceRequest(BaseModel):
+    """An OIP inference request: tensors in `inputs`, the endpoint's options in `parameters`."""
+
+    id: str | None = Field(default=None, description="Ignored.")
+    inputs: list[InferenceInput] = Field(min_length=1, description="The arrays, one tensor each.")
+    outputs: list[dict[str, Any]] | None = Field(default=None, description="Ignored.")
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="The endpoint's scalar options (eps, base, reduction, ...)."
+    )

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import scipy.special as sp
+from scipy.stats import entropy as scipy_entropy
+
+from service.core import Distribution
+from service.core.logsumexp import BLOCK_BYTES, NARROW_K, softmax_summary
+
+
+@pytest.mark.parametrize("k", [2, 10, NARROW_K - 1, NARROW_K, 300])
+def test_summary_matches_scipy_across_block_boundaries(rng, k):
+    rows_per_block = BLOCK_BYTES // (k * 8)
+    n = 2 * rows_per_block + 7  # two full blocks and a ragged tail
+    z = 5 * rng.standard_normal((n, k))
+    s = softmax_summary(z)
+    np.testing.assert_allclose(s.lse, sp.logsumexp(z, axis=1), rtol=1e-14)
+    np.testing.assert_array_equal(s.top, z.argmax(axis=1))
+    np.testing.assert_allclose(
+        s.entropy, scipy_entropy(sp.softmax(z, axis=1), axis=1), rtol=1e-12, atol=1e-15
+    )
+
+
+def test_summary_ties_go_to_the_first_maximum():
+    z = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, -1.0, 0.0]])
+    s = softmax_summary(z)
+    np.testing.assert_array_equal(s.top, [1, 0, 0])
+    np.testing.assert_allclose(s.lse, sp.logsumexp(z, axis=1), rtol=1e-15)
+    np.testing.assert_allclose(s.entropy[1], np.log(3), rtol=1e-15)
+
+
+def test_summary_float32_stays_float32_and_accurate(rng):
+    z = (4 * rng.standard_normal((5000, 10))).astype(np.float32)
+    s = softmax_summary(z)
+    assert s.lse.dtype == np.float32 and s.entropy.dtype == np.float32
+    np.testing.assert_allclose(s.lse, sp.logsumexp(z.astype(np.float64), axis=1), rtol=2e-6)
+
+
+def test_entropy_has_no_cancellation_at_extreme_logits():
+    z = np.array([[1e4, 1e4 - 1.0]], dtype=np.float32)
+    expected = scipy_entropy(sp.softmax(np.array([[0.0, -1.0]]), axis=1), axis=1)
+    np.testing.assert_allclose(softmax_summary(z).entropy, expected, rtol=1e-6)
+
+
+def test_binary_entropy_is_exact_for_large_logits():
+    z = np.array([0.0, 50.0, -50.0, 1e4])
+    p = sp.expit(z)
+    expected = -(sp.xlogy(p, p) + sp.xlogy(1 - p, 1 - p))
+    expected[1] = expected[2] = 50 * np.exp(-50) + np.log1p(np.exp(-50))  # 1 - p rounds to 0 above
+    np.testing.assert_allclose(Distribution.from_logits(z).entropy(), expected, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("weights_kind", ["vector", "matrix"])
+def test_log_prob_dot_from_logits_matches_probs(rng, weights_kind):
+    z = 3 * rng.standard_normal((50, 6))
+    w = rng.uniform(size=6) if weights_kind == "vector" else rng.uniform(size=(50, 6))
+    from_logits = Distribution.from_logits(z)
+    from_probs = Distribution.from_probs(sp.softmax(z, axis=1), eps=0)
+    np.testing.assert_allclose(from_logits.log_prob_dot(w), from_probs.log_prob_dot(w), rtol=1e-10)
+    np.testing.assert_allclose(
+        from_logits.log_prob_dot(w),
+        (np.broadcast_to(w, z.shape) * sp.log_softmax(z, axis=1)).sum(1),
+        rtol=1e-12,
+    )

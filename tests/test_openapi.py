@@ -1,0 +1,40 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from service.app import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_openapi_matches_app():
+    committed = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    assert committed == create_app().openapi(), "openapi/openapi.json is stale: run `make openapi`"
+
+
+def test_every_operation_documents_its_body_and_problems():
+    spec = create_app().openapi()
+    schemas = spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert operation.get("description") or operation.get("summary"), (method, path)
+            if method == "post":
+                content = operation["requestBody"]["content"]
+                assert {"application/json", "application/octet-stream", "application/x-npz"} <= set(content)
+                for ref in content["application/json"]["schema"]["oneOf"]:
+                    assert ref["$ref"].split("/")[-1] in schemas
+                assert {"400", "422"} <= set(operation["responses"])
+
+
+def test_request_fields_are_described():
+    schemas = create_app().openapi()["components"]["schemas"]
+    for name in ("CrossEntropyBody", "DivergenceBody"):
+        for field, schema in schemas[name]["properties"].items():
+            assert schema.get("description"), f"{name}.{field} has no description"
+
+
+def test_core_does_not_import_the_web_stack():
+    code = "import sys, service.core; print('fastapi' in sys.modules or 'pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
