@@ -7,6 +7,7 @@ Pydantic never sees them element by element; NumPy converts and checks them.
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,10 +187,14 @@ def tensor_meta(
         and 1 <= len(shape) <= 2
         and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
-        raise InputError(f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {shape!r}")
+        raise InputError(
+            f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {reprlib.repr(shape)}"
+        )
     datatype = value["datatype"]
     if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise InputError(f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {datatype!r}")
+        raise InputError(
+            f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {reprlib.repr(datatype)}"
+        )
     return tuple(shape), np.dtype(DATATYPES[datatype])
 
 

@@ -116,6 +116,11 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, detail, headers=exc.headers)
 
 
+async def recursion_error_handler(request: Request, exc: Exception) -> Response:
+    """400 for input nested deeper than some step can walk (orjson alone accepts 1,023 levels)."""
+    return problem_response(400, "request body is nested too deeply")
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """A bug: report 500 as problem+json without leaking internals."""
     return problem_response(500, "internal error; the request was not scored")
@@ -127,5 +132,6 @@ PROBLEM_HANDLERS = {
     RequestValidationError: validation_error_handler,
     ProblemError: problem_error_handler,
     HTTPException: http_exception_handler,
+    RecursionError: recursion_error_handler,
     Exception: unhandled_error_handler,
 }

@@ -222,3 +222,47 @@ def test_wrong_method_is_405_with_allow(strict, path, method):
 )
 def test_unknown_path_is_404(strict, path):
     assert_problem(strict.post(path, json={}), 404)
+
+
+def _nest(depth: int, opening: bytes, closing: bytes, leaf: bytes = b"1") -> bytes:
+    return opening * depth + leaf + closing * depth
+
+
+#: Nesting just under orjson's own limit of 1,024 levels, so the parse succeeds and every later step
+#: (duplicate-key check, tensor checks, option validation, error messages) must cope with the depth.
+DEEP = {
+    "objects": lambda d: _nest(d, b'{"a":', b"}"),
+    "objects under a field": lambda d: _nest(d, b'{"logits":', b"}"),
+    "objects under an option": lambda d: _nest(d, b'{"base":', b"}"),
+    "arrays under a field": lambda d: b'{"logits": ' + _nest(d - 1, b"[", b"]", b"") + b', "labels": [0]}',
+    "arrays as a tensor shape": lambda d: (
+        b'{"logits": {"shape": ' + _nest(d - 2, b"[", b"]", b"") + b', "datatype": "FP32", "data": []}}'
+    ),
+    "arrays as a datatype": lambda d: (
+        b'{"logits": {"shape": [1], "datatype": ' + _nest(d - 2, b"[", b"]", b"") + b', "data": [1]}}'
+    ),
+    "objects inside arrays": lambda d: b'{"a": [' + _nest(d // 2 - 1, b'{"a":[', b"]}", b"") + b"]}",
+    "envelope inputs": lambda d: (
+        b'{"inputs": [{"name": "logits", "shape": [1], "datatype": "FP32", "data": '
+        + _nest(d - 4, b"[", b"]")
+        + b"}]}"
+    ),
+}
+
+
+@pytest.mark.parametrize("depth", [999, 1000, 1023])
+@pytest.mark.parametrize("case", DEEP)
+def test_nesting_just_under_the_parser_limit_is_4xx(strict, case, depth):
+    body = DEEP[case](depth)
+    response = strict.post("/v1/cross-entropy", content=body, headers=JSON)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_huge_values_are_not_echoed_whole(strict):
+    shape = [-1] * 100_000
+    response = strict.post(
+        "/v1/cross-entropy", json={"logits": {"shape": shape, "datatype": "FP32", "data": []}}
+    )
+    assert_problem(response, 422, pointer="#/logits/shape")
+    assert len(response.content) < 2_000
