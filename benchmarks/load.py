@@ -30,6 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_MARKS = (1_000, 20_000)
+RSS_EVERY = 5_000  # also sample the workers' RSS every this many requests, to show the curve
 
 
 def _free_port() -> int:
@@ -118,6 +119,7 @@ class Report:
     by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     rss_mib: dict[str, float] = field(default_factory=dict)
     rss_growth: float | None = None
+    rss_growth_second_half: float | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -161,9 +163,8 @@ async def _drive(
                 key = str(response.status_code)
                 statuses[key] = statuses.get(key, 0) + 1
                 done += 1
-                for mark in RSS_MARKS:
-                    if done == mark:
-                        sample_rss(f"after_{mark}")
+                if done in RSS_MARKS or done % RSS_EVERY == 0:
+                    sample_rss(f"after_{done}")
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(clients)))
@@ -189,6 +190,9 @@ async def _drive(
     first, last = report.rss_mib.get("after_1000"), report.rss_mib.get("after_20000")
     if first and last:
         report.rss_growth = round(last / first - 1, 4)
+    middle = report.rss_mib.get("after_10000")
+    if middle and last:
+        report.rss_growth_second_half = round(last / middle - 1, 4)
 
 
 def run_load(
@@ -268,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:10} {stats['bytes']:>9} B  n={stats['n']:<6} "
                 f"p50 {stats['p50_ms']} ms  p99 {stats['p99_ms']} ms"
             )
-        print(f"worker RSS (MiB): {report.rss_mib}; growth 1k→20k: {report.rss_growth}")
+        print(
+            f"worker RSS (MiB): {report.rss_mib}; growth 1k→20k: {report.rss_growth}, "
+            f"10k→20k: {report.rss_growth_second_half}"
+        )
         for error in report.errors:
             print(f"  error: {error}")
     ok = report.server_errors == 0 and report.dropped == 0
