@@ -11,11 +11,11 @@ from service.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api.serving import log_config, prepare_metrics_dir
+    from service.api.serving import log_config, prepare_workers
 
     overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers") and v is not None}
     settings = Settings(**overrides)
-    prepare_metrics_dir(settings.workers)
+    prepare_workers(settings.workers)
     uvicorn.run(
         args.app,
         factory=True,

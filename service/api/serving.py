@@ -1,4 +1,4 @@
-"""Process-level set-up for ``python -m service serve``: metrics directory and log format."""
+"""Process-level set-up for ``python -m service serve``: worker environment and log format."""
 
 import atexit
 import os
@@ -9,13 +9,18 @@ from typing import Any
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def prepare_metrics_dir(workers: int) -> None:
-    """With several workers, give prometheus-client a fresh shared directory (removed at exit).
+def prepare_workers(workers: int) -> None:
+    """Environment for spawned workers: a shared metrics directory, and fewer malloc arenas.
 
-    Must run before any worker imports prometheus_client: workers are spawned and
-    inherit the environment. An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is kept.
+    Must run before the workers start: they are spawned and inherit the environment.
+    ``MALLOC_ARENA_MAX=2`` keeps glibc from giving each of the threadpool's threads an
+    arena of its own; in the 20,000-request soak it cut the workers' RSS by ~40% and
+    flattened its growth (README, Reliability). Values the operator set are kept.
     """
-    if workers < 2 or os.environ.get(MULTIPROC_ENV):
+    if workers < 2:
+        return
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    if os.environ.get(MULTIPROC_ENV):
         return
     path = tempfile.mkdtemp(prefix="xent-metrics-")
     os.environ[MULTIPROC_ENV] = path
