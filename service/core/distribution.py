@@ -6,7 +6,7 @@ materialising an N×K log-softmax when it was given logits: those come from one 
 cache-blocked pass (:func:`~service.core.logsumexp.softmax_summary`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -90,8 +90,9 @@ class Distribution:
     ----------
     logits : ndarray or None
         N×K logits, or the length-N positive-class logits (binary), when built from logits.
-    given_probs : ndarray or None
-        N×K probabilities as sent (binary: widened to [1 - p, p]), when built from probabilities.
+    sent_probs : ndarray or None
+        The probabilities as sent (N×K, or the length-N positive-class vector), when built
+        from probabilities; :attr:`given_probs` is the N×K view (binary: [1 - p, p]).
     eps : float
         Floor applied to probabilities before the log (0: none; always 0 for logits).
     n_clipped : int
@@ -101,10 +102,11 @@ class Distribution:
     """
 
     logits: FloatArray | None = None
-    given_probs: FloatArray | None = None
+    sent_probs: FloatArray | None = None
     eps: float = 0.0
     n_clipped: int = 0
     binary: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_logits(cls, logits: ArrayLike, *, validate: bool = True) -> "Distribution":
@@ -124,25 +126,35 @@ class Distribution:
         """
         p = check_probabilities(probs) if validate else np.asarray(probs)
         binary = p.ndim == 1
-        if binary:
-            p = np.stack([1 - p, p], axis=1)
         floor = resolve_eps(eps, p.dtype)
-        n_clipped = int(np.count_nonzero(p < floor)) if floor > 0 else 0
-        return cls(given_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
+        n_clipped = 0
+        if floor > 0:
+            n_clipped = int(np.count_nonzero(p < floor))
+            if binary:
+                n_clipped += int(np.count_nonzero(1 - p < floor))
+        return cls(sent_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
 
     # --- shape ---------------------------------------------------------------------------
+
+    @cached_property
+    def given_probs(self) -> FloatArray | None:
+        """N×K probabilities as sent (binary: [1 - p, p]), or None when built from logits."""
+        p = self.sent_probs
+        if p is None or not self.binary:
+            return p
+        return np.stack([1 - p, p], axis=1)
 
     @property
     def dtype(self) -> np.dtype[Any]:
         """The computation dtype (float32 or float64)."""
-        source = self.logits if self.logits is not None else self.given_probs
+        source = self.logits if self.logits is not None else self.sent_probs
         assert source is not None
         return source.dtype
 
     @property
     def n_samples(self) -> int:
         """Number of rows N."""
-        source = self.logits if self.logits is not None else self.given_probs
+        source = self.logits if self.logits is not None else self.sent_probs
         assert source is not None
         return int(source.shape[0])
 
@@ -151,7 +163,7 @@ class Distribution:
         """Number of classes K (2 for binary input)."""
         if self.binary:
             return 2
-        source = self.logits if self.logits is not None else self.given_probs
+        source = self.logits if self.logits is not None else self.sent_probs
         assert source is not None
         return int(source.shape[1])
 
@@ -161,15 +173,18 @@ class Distribution:
     def log_probs(self) -> FloatArray:
         """N×K natural-log probabilities (``-inf`` only where p = 0 and eps = 0)."""
         if self.given_probs is not None:
-            p = self.given_probs
-            if self.eps == 0:
-                with np.errstate(divide="ignore"):
-                    return np.log(p)
-            return np.log(np.maximum(p, self.eps))
+            return self._log(self.given_probs)
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
-        return self.logits - self.summary.lse[:, None]
+        return self.logits - self.summarise().lse[:, None]
+
+    def _log(self, p: FloatArray) -> FloatArray:
+        """``log(max(p, eps))``; ``log 0 = -inf`` when eps is 0."""
+        if self.eps == 0:
+            with np.errstate(divide="ignore"):
+                return np.log(p)
+        return np.log(np.maximum(p, self.eps))
 
     @cached_property
     def probs(self) -> FloatArray:
@@ -178,27 +193,49 @@ class Distribution:
 
     # --- row statistics -------------------------------------------------------------------
 
-    @cached_property
-    def summary(self) -> SoftmaxSummary:
-        """Log-sum-exp, top class and entropy per row, in one fused pass over the logits."""
+    def summarise(self, *, top: bool = False, entropy: bool = False) -> SoftmaxSummary:
+        """Log-normaliser per row (and top class, entropy if asked), from one fused pass over the logits.
+
+        The result is cached; ask for everything a response needs on the first call so
+        the logits are read once.
+        """
         if self.logits is None:
-            raise ValueError("summary needs logits")
+            raise ValueError("summarise needs logits")
+        cached = self._cache.get("summary")
+        if (
+            cached is not None
+            and (cached.top is not None or not top)
+            and (cached.entropy is not None or not entropy)
+        ):
+            return cached
+        if cached is not None:
+            top, entropy = top or cached.top is not None, entropy or cached.entropy is not None
+        summary = (
+            self._binary_summary() if self.binary else softmax_summary(self.logits, top=top, entropy=entropy)
+        )
+        self._cache["summary"] = summary
+        return summary
+
+    def _binary_summary(self) -> SoftmaxSummary:
+        """Closed forms for two classes [0, z]: no cancellation, exact at z = ±1e4."""
+        assert self.logits is not None
         z = self.logits
-        if self.binary:
-            a = np.abs(z)
-            tail = softplus(-a)  # log(1 + exp(-|z|))
-            entropy = tail + a * np.exp(-a - tail)  # H = softplus(-|z|) + |z| σ(-|z|)
-            return SoftmaxSummary(np.maximum(z, 0), tail, (z > 0).astype(np.intp), entropy)
-        return softmax_summary(z)
+        a = np.abs(z)
+        tail = softplus(-a)  # log(1 + exp(-|z|))
+        entropy = tail + a * np.exp(-a - tail)  # H = softplus(-|z|) + |z| σ(-|z|)
+        return SoftmaxSummary(np.maximum(z, 0), tail, (z > 0).astype(np.intp), entropy)
 
     def log_prob_at(self, labels: IntArray) -> FloatArray:
         """``log p[i, labels[i]]`` per row (labels must be valid indices)."""
+        if self.sent_probs is not None and self.binary:
+            p = np.where(labels == 1, self.sent_probs, 1 - self.sent_probs)
+            return self._log(p)
         if self.given_probs is not None:
             return self.log_probs[np.arange(labels.shape[0]), labels]
         assert self.logits is not None
         if self.binary:
             return -softplus(np.where(labels == 1, -self.logits, self.logits))
-        summary = self.summary
+        summary = self.summarise()
         # (z[y] - m) - log_norm: exact 0 - log1p(r) for the top class, no cancellation against m.
         return (self.logits[np.arange(labels.shape[0]), labels] - summary.shift) - summary.log_norm
 
@@ -209,17 +246,21 @@ class Distribution:
         assert self.logits is not None
         z = self.logits
         if weights.ndim == 1:
-            return z @ weights - self.summary.lse * weights.sum(dtype=z.dtype)
-        return np.einsum("ij,ij->i", weights, z) - self.summary.lse * weights.sum(axis=1)
+            return z @ weights - self.summarise().lse * weights.sum(dtype=z.dtype)
+        return np.einsum("ij,ij->i", weights, z) - self.summarise().lse * weights.sum(axis=1)
 
     def entropy(self) -> FloatArray:
         """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""
         if self.logits is not None:
-            return self.summary.entropy
+            values = self.summarise(entropy=True).entropy
+            assert values is not None
+            return values
         return -masked_row_dot(self.probs, self.log_probs)
 
     def predicted(self) -> IntArray:
         """Top-1 class per row (ties go to the lowest index, like ``argmax``)."""
         if self.logits is not None:
-            return self.summary.top
+            values = self.summarise(top=True).top
+            assert values is not None
+            return values
         return np.argmax(self.probs, axis=1)

@@ -28,6 +28,17 @@ def _safe_labels(labels: IntArray, ignored: np.ndarray | None) -> IntArray:
     return labels if ignored is None else np.where(ignored, 0, labels)
 
 
+def as_distribution(predictions: "Distribution | FloatArray") -> Distribution:
+    """`predictions` as a :class:`Distribution`; an array is taken as logits.
+
+    Log-probabilities are logits whose log-sum-exp is 0, so an N×K ``log_probs``
+    array may be passed as it is.
+    """
+    if isinstance(predictions, Distribution):
+        return predictions
+    return Distribution.from_logits(predictions, validate=False)
+
+
 def label_weights(
     labels: ArrayLike,
     *,
@@ -55,7 +66,7 @@ def label_weights(
 
 def nll(
     labels: ArrayLike,
-    dist: Distribution,
+    predictions: Distribution | FloatArray,
     *,
     class_weights: FloatArray | None = None,
     label_smoothing: float = 0.0,
@@ -67,8 +78,9 @@ def nll(
     ----------
     labels : array-like of int, shape (n_samples,)
         True classes in ``[0, n_classes)`` (or `ignore_index`). Not validated here.
-    dist : Distribution
-        The predictions, e.g. ``Distribution.from_logits(z)``.
+    predictions : Distribution or ndarray of shape (n_samples, n_classes)
+        The predictions, e.g. ``Distribution.from_logits(z)``; an array is taken as
+        logits (log-probabilities are logits too).
     class_weights : ndarray of shape (n_classes,), optional
         Per-class weights ``w``.
     label_smoothing : float, default=0.0
@@ -90,6 +102,7 @@ def nll(
     >>> nll([1], Distribution.from_logits([[0.0, 0.0]]))
     array([0.69314718])
     """
+    dist = as_distribution(predictions)
     y = np.asarray(labels)
     ignored = None if ignore_index is None else y == ignore_index
     safe = _safe_labels(y, ignored)
@@ -108,7 +121,7 @@ def nll(
 
 def soft_cross_entropy(
     targets: FloatArray,
-    dist: Distribution,
+    predictions: Distribution | FloatArray,
     *,
     class_weights: FloatArray | None = None,
     label_smoothing: float = 0.0,
@@ -125,6 +138,7 @@ def soft_cross_entropy(
     >>> soft_cross_entropy(np.array([[0.5, 0.5]]), Distribution.from_probs([[0.5, 0.5]]))
     array([0.69314718])
     """
+    dist = as_distribution(predictions)
     t = targets
     if label_smoothing:
         t = (1 - label_smoothing) * t + label_smoothing / dist.n_classes

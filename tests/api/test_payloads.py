@@ -241,3 +241,28 @@ def test_npz_element_limit_is_checked_from_the_header(rng):
     with TestClient(create_app(Settings(max_elements=500))) as small:
         response = small.post(URL, content=content, headers={"content-type": "application/x-npz"})
     assert_problem(response, 413, match="limit is 500")
+
+
+def test_binary_data_output_returns_raw_losses(client, rng):
+    logits = rng.standard_normal((7, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, size=7)
+    content, headers = binary_request(
+        [("logits", logits, "FP32"), ("labels", labels, "INT64")],
+        {"reduction": "none", "binary_data_output": True},
+    )
+    response = client.post(URL, content=content, headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    size = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:size])
+    (output,) = header["outputs"]
+    assert output == {
+        "name": "losses",
+        "shape": [7],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 28},
+    }
+    losses = np.frombuffer(response.content[size:], dtype="<f4")
+    expected = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), reduction="none").numpy()
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    assert header["loss"] is None and header["n"] == 7

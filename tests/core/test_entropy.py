@@ -254,3 +254,14 @@ def test_divergences_from_logits_match_probabilities(rng):
 def test_to_base_two_gives_bits():
     np.testing.assert_allclose(to_base(np.array([np.log(8)]), 2), [3.0])
     np.testing.assert_allclose(to_base(np.array([np.log(100)]), 10), [2.0])
+
+
+def test_nll_takes_log_probability_arrays_as_logits(rng):
+    logits = 3 * rng.standard_normal((20, 4))
+    labels = rng.integers(0, 4, size=20)
+    log_probs = sp.log_softmax(logits, axis=1)
+    np.testing.assert_allclose(nll(labels, log_probs), -log_probs[np.arange(20), labels], rtol=1e-12)
+    targets = sp.softmax(rng.standard_normal((20, 4)), axis=1)
+    np.testing.assert_allclose(
+        soft_cross_entropy(targets, log_probs), -(targets * log_probs).sum(1), rtol=1e-12
+    )

@@ -13,7 +13,7 @@ def test_summary_matches_scipy_across_block_boundaries(rng, k):
     n = 2 * rows_per_block + 7  # two full blocks and a ragged tail
     z = 5 * rng.standard_normal((n, k))
     s = softmax_summary(z)
-    np.testing.assert_allclose(s.lse, sp.logsumexp(z, axis=1), rtol=1e-14)
+    np.testing.assert_allclose(s.lse, sp.logsumexp(z, axis=1), rtol=1e-14, atol=1e-15)
     np.testing.assert_array_equal(s.top, z.argmax(axis=1))
     np.testing.assert_allclose(
         s.entropy, scipy_entropy(sp.softmax(z, axis=1), axis=1), rtol=1e-12, atol=1e-15
@@ -60,4 +60,23 @@ def test_log_prob_dot_from_logits_matches_probs(rng, weights_kind):
         from_logits.log_prob_dot(w),
         (np.broadcast_to(w, z.shape) * sp.log_softmax(z, axis=1)).sum(1),
         rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_log1p_is_accurate_to_a_few_ulps(dtype):
+    from service.core.logsumexp import log1p
+
+    x = np.concatenate([[0.0], np.logspace(-30, 4, 20_000)]).astype(dtype)
+    expected = np.log1p(x.astype(np.float64))
+    got = log1p(x)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_binary_probabilities_count_clipping_on_both_sides():
+    dist = Distribution.from_probs(np.array([0.0, 1.0, 0.5]))
+    assert dist.n_clipped == 2
+    np.testing.assert_allclose(
+        dist.log_prob_at(np.array([1, 0, 1])), np.log([np.finfo(float).eps] * 2 + [0.5])
     )

@@ -3,6 +3,8 @@
 import math
 from typing import Any
 
+import numpy as np
+import orjson
 from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -63,6 +65,44 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 def json_response(result: BaseModel) -> Response:
     """Serialise `result` in Rust; non-finite floats become "Infinity"/"-Infinity"/"NaN"."""
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+#: The 200 response of routes that can answer with the OIP binary tensor extension.
+BINARY_OUTPUT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The result as JSON; with `binary_data_output: true`, an "
+        "`application/octet-stream` body instead: the JSON result (per-sample arrays moved to an OIP "
+        "`outputs` list with `parameters.binary_data_size`) of `Inference-Header-Content-Length` bytes, "
+        "then each output's raw little-endian bytes in order.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_OIP_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}
+
+
+def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -> Response:
+    """`result` with its per-sample `arrays`: inline JSON lists, or binary tensors after a JSON header."""
+    if not binary or not arrays:
+        return json_response(result.model_copy(update={name: a.tolist() for name, a in arrays.items()}))
+    header = orjson.loads(result.model_dump_json())
+    header["outputs"] = [
+        {
+            "name": name,
+            "shape": list(a.shape),
+            "datatype": _OIP_DATATYPES[a.dtype.name],
+            "parameters": {"binary_data_size": a.nbytes},
+        }
+        for name, a in arrays.items()
+    ]
+    head = orjson.dumps(header)
+    payload = b"".join(
+        np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes() for a in arrays.values()
+    )
+    return Response(
+        head + payload,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
 
 
 def unit_of(base: Any) -> str:

@@ -15,7 +15,7 @@ from service.api.schemas import (
 )
 from service.core._typing import FloatArray
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -25,7 +25,7 @@ ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights")
 @router.post(
     "/cross-entropy",
     response_model=CrossEntropyResult,
-    responses=PROBLEM_RESPONSES,
+    responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(CrossEntropyBody),
 )
 def score_cross_entropy(body: BodyDep) -> Response:
@@ -40,7 +40,9 @@ def score_cross_entropy(body: BodyDep) -> Response:
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)
-    return json_response(_score(prediction, truth, weights, options))
+    result, losses = _score(prediction, truth, weights, options)
+    per_sample = {"losses": losses} if options.reduction == "none" or options.per_sample else {}
+    return respond(result, per_sample, binary=options.binary_data_output)
 
 
 def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
@@ -52,8 +54,10 @@ def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
 
 def _score(
     prediction: Prediction, truth: Truth, weights: FloatArray | None, options: CrossEntropyOptions
-) -> CrossEntropyResult:
+) -> tuple[CrossEntropyResult, FloatArray]:
     dist = prediction.dist
+    if dist.logits is not None:
+        dist.summarise(top=True, entropy=True)  # one fused pass serves loss, accuracy and entropy
     smoothing = options.label_smoothing
     if truth.labels is not None:
         labels = truth.labels
@@ -83,12 +87,10 @@ def _score(
     loss = _reduce(losses, denominators, options.reduction)
     correct = dist.predicted()[kept] == true_class[kept]
     entropies = core.to_base(dist.entropy(), base)[kept]
-    per_sample = options.reduction == "none" or options.per_sample
-    return CrossEntropyResult(
+    result = CrossEntropyResult(
         n=n,
         n_ignored=int(kept.size - n),
         loss=loss,
-        losses=losses.tolist() if per_sample else None,
         accuracy=float(np.mean(correct)),
         mean_entropy=float(np.mean(entropies, dtype=np.float64)),
         convention=CrossEntropyConvention(
@@ -109,6 +111,7 @@ def _score(
             matches=_peer(prediction, truth),
         ),
     )
+    return result, losses
 
 
 def _reduce(losses: FloatArray, denominators: FloatArray, reduction: str) -> float | None:

@@ -33,6 +33,11 @@ class CrossEntropyOptions(ProbabilityOptions):
         "with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.",
     )
     per_sample: bool = Field(default=False, description="Also return per-sample `losses`.")
+    binary_data_output: bool = Field(
+        default=False,
+        description="Send per-sample `losses` as a raw binary tensor (OIP binary extension, "
+        "application/octet-stream) instead of a JSON list.",
+    )
 
 
 class CrossEntropyBody(CrossEntropyOptions):

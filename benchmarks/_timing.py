@@ -1,0 +1,29 @@
+"""Shared timing helpers: single-threaded, medians over repeats, one table."""
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median CPU time of the calling thread running `fn`, in milliseconds, after one warm-up call.
+
+    Thread CPU time rather than wall time: everything here runs on one thread, and CPU time
+    is far less disturbed by other processes on a shared 2-core machine.
+    """
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.thread_time()
+        fn()
+        times.append(time.thread_time() - start)
+    return float(np.median(times) * 1e3)
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    """A GitHub-markdown table of `rows` (all with the same keys)."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Core kernels against the peers, single-threaded, same seeded data, one process.
+
+    python -m benchmarks.core [--quick]
+
+Each line: Xent's time, each peer's time as a ratio to Xent (> 1: Xent is faster), and Xent as
+a ratio to the floor of one ``np.exp`` pass over the same array in its dtype.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+import scipy.special as sp
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import log_loss
+
+from benchmarks._timing import median_ms, table
+from service.core import Distribution, kl_divergence, nll
+
+torch.set_num_threads(1)
+
+
+def _xent_ce_logits(z: np.ndarray, y: np.ndarray) -> float:
+    return float(nll(y, Distribution.from_logits(z, validate=False)).mean(dtype=np.float64))
+
+
+def _xent_ce_probs(p: np.ndarray, y: np.ndarray) -> float:
+    return float(nll(y, Distribution.from_probs(p, validate=False)).mean(dtype=np.float64))
+
+
+def _xent_kl(p: np.ndarray, q: np.ndarray) -> float:
+    dp, dq = Distribution.from_probs(p, validate=False), Distribution.from_probs(q, validate=False)
+    return float(kl_divergence(dp.probs, dp.log_probs, dq.log_probs).mean(dtype=np.float64))
+
+
+def categorical(n: int, k: int, dtype: type, repeats: int) -> list[dict[str, object]]:
+    rng = np.random.default_rng(0)
+    z = (3 * rng.standard_normal((n, k))).astype(dtype)
+    y = rng.integers(0, k, size=n)
+    p = sp.softmax(z.astype(np.float64), axis=1).astype(dtype)
+    q = sp.softmax(rng.standard_normal((n, k)), axis=1).astype(dtype)
+    tz, ty, tp, tlogq = (
+        torch.from_numpy(z),
+        torch.from_numpy(y),
+        torch.from_numpy(p),
+        torch.from_numpy(np.log(q)),
+    )
+    floor = median_ms(lambda: np.exp(z), repeats)
+    name = f"{n:,}×{k} {np.dtype(dtype).name}"
+    rows = []
+    xent = median_ms(lambda: _xent_ce_logits(z, y), repeats)
+    peers = {
+        "torch F.cross_entropy": median_ms(lambda: F.cross_entropy(tz, ty), repeats),
+        "scipy log_softmax+gather": median_ms(
+            lambda: -sp.log_softmax(z, axis=1)[np.arange(n), y].mean(dtype=np.float64), repeats
+        ),
+    }
+    rows += [_row(f"CE from logits, {name}", xent, floor, peers)]
+    xent = median_ms(lambda: _xent_ce_probs(p, y), repeats)
+    peers = {"sklearn log_loss": median_ms(lambda: log_loss(y, p, labels=np.arange(k)), max(1, repeats // 2))}
+    rows += [_row(f"CE from probs, {name}", xent, floor, peers)]
+    xent = median_ms(lambda: _xent_kl(p, q), repeats)
+    peers = {
+        "torch F.kl_div": median_ms(lambda: F.kl_div(tlogq, tp, reduction="batchmean"), repeats),
+        "scipy rel_entr": median_ms(lambda: sp.rel_entr(p, q).sum(axis=1).mean(), repeats),
+    }
+    rows += [_row(f"KL(p‖q) from probs, {name}", xent, floor, peers)]
+    return rows
+
+
+def binary(n: int, dtype: type, repeats: int) -> list[dict[str, object]]:
+    rng = np.random.default_rng(1)
+    z = (3 * rng.standard_normal(n)).astype(dtype)
+    y = rng.integers(0, 2, size=n)
+    p = sp.expit(z)
+    tz, ty = torch.from_numpy(z), torch.from_numpy(y.astype(dtype))
+    floor = median_ms(lambda: np.exp(z), repeats)
+    name = f"binary {n:,} {np.dtype(dtype).name}"
+    xent = median_ms(lambda: _xent_ce_logits(z, y), repeats)
+    peers = {"torch BCE with logits": median_ms(lambda: F.binary_cross_entropy_with_logits(tz, ty), repeats)}
+    rows = [_row(f"CE from logits, {name}", xent, floor, peers)]
+    xent = median_ms(lambda: _xent_ce_probs(p, y), repeats)
+    peers = {"sklearn log_loss": median_ms(lambda: log_loss(y, p), max(1, repeats // 2))}
+    rows.append(_row(f"CE from probs, {name}", xent, floor, peers))
+    return rows
+
+
+def _row(case: str, xent: float, floor: float, peers: dict[str, float]) -> dict[str, object]:
+    return {
+        "case": case,
+        "Xent ms": f"{xent:.1f}",
+        "Xent / one exp pass": f"{xent / floor:.2f}",
+        "peers (time / Xent)": ", ".join(f"{name} {ms / xent:.2f}×" for name, ms in peers.items()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="sizes / 10 and fewer repeats")
+    args = parser.parse_args(argv)
+    scale, repeats = (10, 3) if args.quick else (1, 5)
+    rows: list[dict[str, object]] = []
+    for dtype in (np.float32, np.float64):
+        rows += categorical(1_000_000 // scale, 10, dtype, repeats)
+        rows += categorical(100_000 // scale, 1_000, dtype, repeats)
+        rows += binary(10_000_000 // scale, dtype, repeats)
+    sys.stdout.write(table(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

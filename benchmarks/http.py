@@ -1,0 +1,223 @@
+"""HTTP benchmarks over loopback: small-batch throughput against a bare FastAPI floor,
+large-batch end-to-end time as JSON / OIP binary / npz, server peak RSS, and /healthz
+latency while a large request is being scored.
+
+    python -m benchmarks.http [--quick]
+
+Servers run as subprocesses (one uvicorn worker each); the client is httpx in this process.
+"""
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks._timing import table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A uvicorn subprocess serving `app` on a free port."""
+
+    def __init__(self, app: str, factory: bool) -> None:
+        self.port = _free_port()
+        args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
+        env = {**os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20)}
+        self.process = subprocess.Popen([*args, "--factory"] if factory else args, cwd=ROOT, env=env)
+        self.url = f"http://127.0.0.1:{self.port}"
+        for _ in range(200):
+            try:
+                httpx.get(self.url + "/docs", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{app} did not start")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+async def _load(url: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=clients)) as client:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                response = await client.post(url, content=body, headers=headers)
+                latencies.append(time.perf_counter() - start)
+                assert response.status_code == 200, response.text
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1e3
+    return {
+        "rps": len(ms) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+    }
+
+
+def small_batches(xent: Server, bare: Server, clients: int, seconds: float) -> list[dict[str, object]]:
+    rng = np.random.default_rng(0)
+    body = json.dumps(
+        {"logits": rng.standard_normal((32, 10)).tolist(), "labels": rng.integers(0, 10, 32).tolist()}
+    )
+    rows = []
+    results = {}
+    for name, server in (("bare FastAPI (constant)", bare), ("Xent /v1/cross-entropy", xent)):
+        results[name] = asyncio.run(_load(server.url + "/v1/cross-entropy", body.encode(), clients, seconds))
+    floor = results["bare FastAPI (constant)"]["rps"]
+    for name, r in results.items():
+        rows.append(
+            {
+                "server": name,
+                "requests/s": f"{r['rps']:.0f}",
+                "p50 ms": f"{r['p50']:.2f}",
+                "p99 ms": f"{r['p99']:.2f}",
+                "share of floor": f"{r['rps'] / floor:.0%}",
+            }
+        )
+    return rows
+
+
+def _bodies(n: int, k: int) -> dict[str, tuple[bytes, dict[str, str]]]:
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((n, k)).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    as_json = json.dumps({"logits": logits.tolist(), "labels": labels.tolist()}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "logits",
+                    "shape": [n, k],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": logits.nbytes},
+                },
+                {
+                    "name": "labels",
+                    "shape": [n],
+                    "datatype": "INT64",
+                    "parameters": {"binary_data_size": labels.nbytes},
+                },
+            ]
+        }
+    ).encode()
+    binary = header + logits.tobytes() + labels.tobytes()
+    buffer = io.BytesIO()
+    np.savez(buffer, logits=logits, labels=labels)
+    return {
+        "JSON": (as_json, {"content-type": "application/json"}),
+        "OIP binary": (
+            binary,
+            {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))},
+        ),
+        "npz": (buffer.getvalue(), {"content-type": "application/x-npz"}),
+    }
+
+
+def large_batches(xent: Server, n: int, k: int, repeats: int) -> list[dict[str, object]]:
+    decoded_mb = (n * k * 4 + n * 8) / 2**20
+    rows = []
+    with httpx.Client(timeout=300) as client:
+        for name, (body, headers) in _bodies(n, k).items():
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                response = client.post(xent.url + "/v1/cross-entropy", content=body, headers=headers)
+                times.append(time.perf_counter() - start)
+                assert response.status_code == 200, response.text
+            t = float(np.median(times))
+            rows.append(
+                {
+                    "payload": f"{name}, {n:,}×{k} FP32 + labels",
+                    "body MB": f"{len(body) / 2**20:.1f}",
+                    "end-to-end ms": f"{t * 1e3:.1f}",
+                    "MB/s": f"{len(body) / 2**20 / t:.0f}",
+                    "rows/s": f"{n / t:,.0f}",
+                    "server peak RSS MB (after)": f"{xent.peak_rss_mb():.0f}",
+                    "decoded arrays MB": f"{decoded_mb:.1f}",
+                }
+            )
+    return rows
+
+
+async def _health_during(url: str, body: bytes, headers: dict[str, str]) -> dict[str, float]:
+    async with httpx.AsyncClient(timeout=300) as client:
+        big = asyncio.create_task(client.post(url + "/v1/cross-entropy", content=body, headers=headers))
+        latencies = []
+        while not big.done():
+            start = time.perf_counter()
+            response = await client.get(url + "/healthz")
+            latencies.append((time.perf_counter() - start) * 1e3)
+            assert response.status_code == 200
+            await asyncio.sleep(0.005)
+        assert (await big).status_code == 200
+    return {"probes": len(latencies), "max": max(latencies), "p50": float(np.median(latencies))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="shorter runs, smaller large batch")
+    args = parser.parse_args(argv)
+    seconds, n, repeats = (3.0, 10_000, 2) if args.quick else (10.0, 100_000, 5)
+    xent = Server("service.app:create_app", factory=True)
+    bare = Server("benchmarks.bare_app:app", factory=False)
+    try:
+        out = [
+            "## Small batches (32×10 JSON, 16 concurrent clients, 1 worker)",
+            table(small_batches(xent, bare, 16, seconds)),
+        ]
+        idle = xent.rss_mb()
+        out += [
+            f"\n## Large batches (server RSS idle before: {idle:.0f} MB)",
+            table(large_batches(xent, n, 10, repeats)),
+        ]
+        body, headers = _bodies(10 * n, 10)["OIP binary"]
+        health = asyncio.run(_health_during(xent.url, body, headers))
+        out += [
+            f"\n## /healthz while scoring {10 * n:,}×10 (OIP binary, {len(body) / 2**20:.0f} MB): "
+            f"{health['probes']} probes, p50 {health['p50']:.1f} ms, max {health['max']:.1f} ms"
+        ]
+    finally:
+        xent.stop()
+        bare.stop()
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
