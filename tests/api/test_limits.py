@@ -90,6 +90,7 @@ def test_draining_refuses_new_scoring_requests_but_not_probes():
         assert response.headers["retry-after"] == "1"
         assert response.headers["connection"] == "close"
         assert client.get("/healthz").status_code == 200
+        assert_problem(client.get("/readyz"), 503, match="shutting down")
 
 
 def test_sigterm_closes_the_gate_and_reaches_the_previous_handler():
