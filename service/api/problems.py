@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from service.core import InputError
+from service.core.errors import MissingDependency
 
 PROBLEM_JSON = "application/problem+json"
 #: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
@@ -121,6 +122,12 @@ async def recursion_error_handler(request: Request, exc: Exception) -> Response:
     return problem_response(400, "request body is nested too deeply")
 
 
+async def missing_dependency_handler(request: Request, exc: Exception) -> Response:
+    """501 when a method needs an optional package this installation lacks."""
+    assert isinstance(exc, MissingDependency)
+    return problem_response(501, str(exc))
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """A bug: report 500 as problem+json without leaking internals."""
     return problem_response(500, "internal error; the request was not scored")
@@ -133,5 +140,6 @@ PROBLEM_HANDLERS = {
     ProblemError: problem_error_handler,
     HTTPException: http_exception_handler,
     RecursionError: recursion_error_handler,
+    MissingDependency: missing_dependency_handler,
     Exception: unhandled_error_handler,
 }

@@ -4,6 +4,18 @@ Functions take arrays (rows = samples, columns = classes) and return one value
 per sample; callers reduce.
 """
 
+from .bin_edges import check_edges
+from .calibration import (
+    METRICS,
+    PRESETS,
+    CalibrationReport,
+    Convention,
+    Reliability,
+    ace_nixon,
+    calibration_report,
+    resolve_convention,
+    wilson_interval,
+)
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps, softplus
 from .entropy import (
     cross_entropy,
@@ -17,6 +29,9 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .splits import fold_splits, holdout_split
+from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
     check_class_weights,
     check_labels,
@@ -28,8 +43,22 @@ from .validation import (
 )
 
 __all__ = [
+    "ECE_BINS",
+    "METRICS",
+    "PRESETS",
+    "CalibrationReport",
+    "Convention",
+    "Reliability",
+    "ace_nixon",
+    "calibration_report",
+    "check_edges",
+    "resolve_convention",
+    "wilson_interval",
     "Distribution",
+    "FitMetrics",
     "InputError",
+    "TemperatureFit",
+    "apply_temperature",
     "binary_log_probs",
     "check_class_weights",
     "check_labels",
@@ -41,6 +70,10 @@ __all__ = [
     "cross_entropy_rows",
     "default_tolerance",
     "entropy",
+    "fit_metrics",
+    "fold_splits",
+    "holdout_split",
+    "fit_temperature",
     "js_divergence",
     "kl_divergence",
     "label_weights",

@@ -24,3 +24,23 @@ class InputError(ValueError):
     def location(self) -> str:
         """The field with the offending index, e.g. ``probs[17][3]``."""
         return self.field + "".join(f"[{i}]" for i in self.index)
+
+
+class MissingDependency(ImportError):
+    """A method needs an optional package that is not installed.
+
+    Parameters
+    ----------
+    package : str
+        The missing distribution, e.g. ``"scipy"``.
+    feature : str
+        What needs it, e.g. ``"isotonic regression"``.
+    extra : str
+        The ``xent-service`` extra that installs it.
+    """
+
+    def __init__(self, package: str, feature: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {package}; install it with `pip install 'xent-service[{extra}]'`")
+        self.package = package
+        self.feature = feature
+        self.extra = extra

@@ -18,7 +18,7 @@ from service.settings import Settings
 from .routes import body_fields, get_routes, post_routes
 
 FUZZ = settings(
-    max_examples=100,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -85,7 +85,7 @@ def test_random_json_is_never_a_server_error(client, path, value):
 
 
 @pytest.mark.parametrize("path", post_routes())
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=100)
 @given(data=st.data())
 def test_route_shaped_garbage_is_never_a_server_error(client, path, data):
     body = data.draw(structured_bodies(path))

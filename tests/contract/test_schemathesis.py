@@ -35,7 +35,7 @@ schema.app = create_app(Settings())
 
 
 @schema.parametrize()
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case):
     CASES[f"{case.method} {case.path}"] += 1
     case.call_and_validate()

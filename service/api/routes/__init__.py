@@ -117,11 +117,14 @@ def log_base(base: Any) -> float:
 
 def build_router() -> APIRouter:
     """The service's routes: /v1 scoring endpoints and health probes."""
-    from . import cross_entropy, divergence, health, metrics
+    from . import calibration, cross_entropy, divergence, health, metrics, recalibration, reliability_diagram
 
     router = APIRouter()
     router.include_router(cross_entropy.router)
     router.include_router(divergence.router)
+    router.include_router(recalibration.router)
+    router.include_router(calibration.router)
+    router.include_router(reliability_diagram.router)
     router.include_router(health.router)
     router.include_router(metrics.router)
     return router

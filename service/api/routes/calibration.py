@@ -1,0 +1,227 @@
+"""``POST /v1/calibration``."""
+
+import math
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import BodyDep
+from service.api.inputs import Body, Prediction, read_prediction, read_truth
+from service.api.schemas.calibration import (
+    BootstrapResult,
+    CalibrationBody,
+    CalibrationConvention,
+    CalibrationMetrics,
+    CalibrationOptions,
+    CalibrationResult,
+    IntervalResult,
+    ReliabilityBins,
+)
+from service.core.bootstrap import bootstrap_intervals
+from service.core.brier import brier_factor
+from service.core.calibration import prepare
+
+from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+
+router = APIRouter(prefix="/v1", tags=["calibration"])
+
+ARRAY_FIELDS = ("logits", "probs", "labels")
+#: Reliability cells (groups × bins) a response may carry.
+MAX_RELIABILITY_CELLS = 200_000
+_CONVENTION_FIELDS = (
+    "binning",
+    "edges",
+    "n_bins",
+    "closed",
+    "min_bin_count",
+    "target",
+    "norm",
+    "bin_weighting",
+    "brier_scale",
+    "level",
+)
+P_VALUES = (
+    "spiegelhalter_p two-sided, 2(1 - Φ(|Z|)); ks_p and kuiper_p one-sided upper tails of sup|W| and "
+    "max W - min W for standard Brownian motion W on [0, 1] (asymptotic in N)"
+)
+
+
+@router.post(
+    "/calibration",
+    response_model=CalibrationResult,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=request_body(CalibrationBody),
+)
+def score_calibration(body: BodyDep) -> Response:
+    """Calibration metrics with every convention named and echoed back.
+
+    Binned errors (ECE, MCE, RMSCE, class-wise and marginal variants), adaptive and
+    debiased estimators, smooth ECE, the Brier score with its Murphy decomposition,
+    NLL and accuracy, Spiegelhalter's Z and cumulative KS/Kuiper tests, reliability
+    bins with Wilson intervals, and optional bootstrap intervals. `preset` reproduces
+    torchmetrics, scikit-learn, netcal or Guo et al.'s _ECELoss exactly.
+    """
+    options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    prediction, labels, convention = read_calibration_request(body, options)
+    report = core.calibration_report(labels, prediction.dist, convention, metrics=options.metrics)
+    boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
+    return json_response(_result(options, prediction, report, boot))
+
+
+def read_calibration_request(
+    body: Body, options: CalibrationOptions
+) -> tuple[Prediction, np.ndarray, core.Convention]:
+    """Predictions, labels and the resolved convention of a calibration-style request."""
+    prediction = read_prediction(body, "probs", "logits", options)
+    truth = read_truth(body, prediction)
+    assert truth.labels is not None  # `targets` is not an accepted field here
+    return prediction, truth.labels, convention_of(options)
+
+
+def convention_of(options: CalibrationOptions) -> core.Convention:
+    """The core convention for the options that were sent (a preset refuses the ones it fixes)."""
+    sent: dict[str, Any] = {
+        name: getattr(options, name) for name in _CONVENTION_FIELDS if name in options.model_fields_set
+    }
+    if options.edges is not None:
+        if options.binning not in (None, "edges"):
+            raise core.InputError("edges", f'applies to binning "edges"; got binning "{options.binning}"')
+        sent["binning"] = "edges"
+        sent["edges"] = tuple(core.check_edges(options.edges).tolist())
+    elif options.binning == "edges":
+        raise core.InputError("edges", 'is required with binning "edges"')
+    if sent.get("binning") is None:
+        sent.pop("binning", None)
+    if sent.get("target") is None:
+        sent.pop("target", None)
+    return core.resolve_convention(options.preset, sent)
+
+
+def _bootstrap(
+    options: CalibrationOptions,
+    labels: np.ndarray,
+    prediction: Prediction,
+    convention: core.Convention,
+    report: core.CalibrationReport,
+) -> BootstrapResult:
+    spec = options.bootstrap
+    assert spec is not None
+    prep = prepare(labels, prediction.dist, convention, names=set(report.scalars))
+    intervals = bootstrap_intervals(
+        prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
+    )
+    scale = _nll_scale(options)
+    out = {}
+    for name, interval in intervals.items():
+        factor = scale if name == "nll" else 1.0
+        out[name] = IntervalResult(low=interval.low * factor, high=interval.high * factor)
+    return BootstrapResult(
+        n=spec.n,
+        level=spec.level,
+        seed=spec.seed,
+        method="resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
+        "fixed from the full sample; percentile interval (np.nanpercentile, linear). ace_nixon, "
+        "smooth_ece and the Brier decomposition terms are not resampled.",
+        intervals=out,
+    )
+
+
+def _nll_scale(options: CalibrationOptions) -> float:
+    return 1.0 / math.log(log_base(options.base))
+
+
+def _none_if_nan(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
+    cells = sum(r.count.size for r in report.reliability)
+    if cells > MAX_RELIABILITY_CELLS:
+        raise core.InputError(
+            "metrics",
+            f"would return {cells} reliability bins (limit {MAX_RELIABILITY_CELLS}); "
+            "request fewer bins or leave out reliability",
+        )
+    return [
+        ReliabilityBins(
+            group=r.group,
+            lower=r.lower.tolist(),
+            upper=r.upper.tolist(),
+            count=r.count.astype(np.int64).tolist(),
+            confidence=_none_if_nan(r.confidence),
+            accuracy=_none_if_nan(r.accuracy),
+            gap=_none_if_nan(r.gap),
+            wilson_low=_none_if_nan(r.wilson_low),
+            wilson_high=_none_if_nan(r.wilson_high),
+        )
+        for r in report.reliability
+    ]
+
+
+def convention_result(
+    options: CalibrationOptions, prediction: Prediction, report: core.CalibrationReport
+) -> CalibrationConvention:
+    """The `convention` object echoed with every calibration-style response."""
+    conv = report.convention
+    dist = prediction.dist
+    factor = brier_factor(conv.brier_scale, dist.n_classes, binary=dist.binary)
+    matches = (
+        core.PRESETS[conv.preset].matches
+        if conv.preset
+        else "Xent conventions as stated; any preset reproduces its peer exactly"
+    )
+    return CalibrationConvention(
+        input="logits" if prediction.field == "logits" else "probs",
+        form="binary" if dist.binary else "categorical",
+        dtype="float32" if dist.probs.dtype == np.float32 else "float64",
+        preset=conv.preset,
+        binning=conv.binning,
+        edge_rule=conv.edge_rule,
+        quantile_method=conv.quantile_method,
+        n_bins=report.n_bins,
+        closed=conv.closed,
+        overflow_bin=conv.overflow_bin,
+        exclude_zero=conv.exclude_zero,
+        clip=conv.clip,
+        float32_confidence=conv.float32_confidence,
+        min_bin_count=conv.min_bin_count,
+        n_excluded_bins=report.n_excluded_bins,
+        target=report.target,
+        norm=conv.norm,
+        bin_weighting=conv.bin_weighting,
+        brier_scale="half" if factor == 0.5 else "sum",
+        base=options.base,
+        unit=unit_of(options.base),
+        eps=dist.eps,
+        n_clipped=dist.n_clipped,
+        tolerance=prediction.tolerance,
+        n_normalized=prediction.n_normalized,
+        level=conv.level,
+        tests_on="positive_class" if report.target == "positive_class" else "top_label",
+        p_values=P_VALUES,
+        matches=matches,
+    )
+
+
+def _result(
+    options: CalibrationOptions,
+    prediction: Prediction,
+    report: core.CalibrationReport,
+    boot: BootstrapResult | None,
+) -> CalibrationResult:
+    scalars = dict(report.scalars)
+    if "nll" in scalars:
+        scalars["nll"] *= _nll_scale(options)
+    dist = prediction.dist
+    return CalibrationResult(
+        n=int(dist.log_probs.shape[0]),
+        n_classes=dist.n_classes,
+        metrics=CalibrationMetrics(**scalars),
+        per_class=report.per_class or None,
+        reliability=_reliability(report) if report.reliability else None,
+        bootstrap=boot,
+        convention=convention_result(options, prediction, report),
+    )

@@ -1,0 +1,319 @@
+"""``POST /v1/temperature``, ``POST /v1/recalibrate`` and ``POST /v1/apply``."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import BodyDep
+from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.maps import FITTERS, apply_parameters, check_form
+from service.api.schemas import ProblemDetails
+from service.api.schemas.common import ProbabilityOptions
+from service.api.schemas.recalibration import (
+    ApplyBody,
+    ApplyOptions,
+    ApplyResult,
+    FitOptions,
+    FoldsValidation,
+    Metrics,
+    Parameters,
+    RecalibrateBody,
+    RecalibrateOptions,
+    RecalibrateResult,
+    RecalibrationConvention,
+    TemperatureBody,
+    TemperatureOptions,
+    TemperatureParameters,
+    TemperatureResult,
+    ValidationReport,
+)
+from service.core._typing import FloatArray
+
+from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+
+router = APIRouter(prefix="/v1", tags=["recalibration"])
+
+
+MISSING_EXTRA_RESPONSE = {
+    "model": ProblemDetails,
+    "description": "The method needs scipy, which this installation lacks (install the `maps` extra).",
+    "content": {"application/problem+json": {}},
+}
+
+
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets")
+
+#: Fits a parameter set on (log-probabilities, truth).
+Fitter = Callable[[FloatArray, Truth], Parameters]
+
+TEMPERATURE_PEER = (
+    "scipy.optimize.minimize_scalar on the same NLL (to 1e-6 relative); "
+    'sklearn CalibratedClassifierCV(method="temperature") (≥1.8)'
+)
+
+
+@router.post(
+    "/temperature",
+    response_model=TemperatureResult,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=request_body(TemperatureBody),
+)
+def fit_temperature(body: BodyDep) -> Response:
+    """Fit the temperature T minimising the mean NLL of softmax(logits / T) (binary: σ(z / T)).
+
+    Exact: a safeguarded Newton iteration on β = 1/T (the NLL is convex in β) with
+    analytic first and second derivatives, one pass over the data per iteration,
+    until the Newton step is below `rtol`·β. Probabilities are fitted as logits
+    log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
+    `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
+    """
+    options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    prediction, scores = read_scores(body, options)
+    truth = read_truth(body, prediction)
+    fit = core.fit_temperature(
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        rtol=options.rtol,
+        max_iter=options.max_iter,
+        validate=False,
+    )
+    parameters = TemperatureParameters(temperature=fit.temperature)
+    after = apply_parameters(parameters, scores, prediction.field)
+    return json_response(
+        TemperatureResult(
+            temperature=fit.temperature,
+            converged=fit.converged,
+            reason=fit.reason,
+            iterations=fit.iterations,
+            gradient=fit.gradient,
+            n=after.shape[0],
+            before=metrics(prediction.dist.log_probs, truth, options.base),
+            after=metrics(after, truth, options.base),
+            parameters=parameters,
+            probs=_probs_out(after, prediction) if options.return_probs else None,
+            validation=_validation(options, prediction, scores, truth, _temperature_fitter(options)),
+            convention=convention(prediction, truth, options, TEMPERATURE_PEER),
+        )
+    )
+
+
+@router.post(
+    "/recalibrate",
+    response_model=RecalibrateResult,
+    responses={**PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
+    openapi_extra=request_body(RecalibrateBody),
+)
+def fit_recalibration(body: BodyDep) -> Response:
+    """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
+
+    | method | fits | parameters | cost | prefer when |
+    |---|---|---|---|---|
+    | temperature | softmax(z/T) | 1 | a few passes (exact Newton) | the default; any K, small N |
+    | vector | softmax(w⊙z + b) | 2K | L-BFGS, O(NK) per step | classes miscalibrated differently |
+    | matrix | softmax(zWᵀ + b) | K² + K | L-BFGS, O(NK²) per step | K ≤ 50, large N, use off_diagonal |
+    | platt | σ(a·s + b) | 2 | L-BFGS, O(N) | binary scores (SVM margins, logits) |
+    | beta | σ(c + a ln q − b ln(1−q)) | 3 | L-BFGS, O(N) | binary probabilities bunched near 0/1 |
+    | isotonic | monotone knots | ≤ distinct q | PAVA, O(N log N) per class | thousands of samples |
+    | histogram | equal-width bins | bins per class | one pass | a simple, robust baseline |
+
+    Maps act on the logits as sent, or on log(max(p, eps)) for probabilities;
+    isotonic and histogram map softmax/sigmoid probabilities, one-vs-rest for
+    K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
+    reproduces `after` exactly.
+    """
+    options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    prediction, scores = read_scores(body, options)
+    check_form(options.method, scores, prediction.field)
+    truth = read_truth(body, prediction)
+    fitter = FITTERS[options.method]
+    fitted = fitter(scores, truth, options)
+    after = apply_parameters(fitted.parameters, scores, prediction.field)
+    return json_response(
+        RecalibrateResult(
+            method=options.method,
+            parameters=fitted.parameters,
+            converged=fitted.converged,
+            iterations=fitted.iterations,
+            message=fitted.message,
+            n=after.shape[0],
+            before=metrics(prediction.dist.log_probs, truth, options.base),
+            after=metrics(after, truth, options.base),
+            probs=_probs_out(after, prediction) if options.return_probs else None,
+            validation=_validation(
+                options, prediction, scores, truth, lambda s, t: fitter(s, t, options).parameters
+            ),
+            convention=convention(prediction, truth, options, _PEERS[options.method]),
+        )
+    )
+
+
+_PEERS = {
+    "temperature": TEMPERATURE_PEER,
+    "vector": "torch autograd gradient zero at the fit (Guo et al. 2017)",
+    "matrix": "sklearn LogisticRegression(C=inf) on the logits when unpenalised (Kull et al. 2019 ODIR)",
+    "platt": "sklearn CalibratedClassifierCV(method='sigmoid') with target_smoothing (A = -a, B = -b)",
+    "beta": "sklearn LogisticRegression(C=inf) on [ln q, -ln(1-q)] when a, b > 0 (Kull et al. 2017)",
+    "isotonic": "sklearn IsotonicRegression(out_of_bounds='clip'), one-vs-rest as CalibratedClassifierCV",
+    "histogram": "mean label per equal-width bin (Zadrozny & Elkan 2001)",
+}
+
+
+@router.post(
+    "/apply",
+    response_model=ApplyResult,
+    responses=PROBLEM_RESPONSES,
+    openapi_extra=request_body(ApplyBody),
+)
+def apply_recalibration(body: BodyDep) -> Response:
+    """Apply fitted parameters (as /v1/temperature or /v1/recalibrate returned them) to new predictions.
+
+    Send `parameters` (the object from a fit) or a bare `temperature`. Send
+    `labels` or `targets` too to have the output scored: on the fitting batch this
+    reproduces the fit's "after" metrics exactly.
+    """
+    options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    parameters = _pick_parameters(options)
+    prediction, scores = read_scores(body, options)
+    after = apply_parameters(parameters, scores, prediction.field)
+    scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
+    truth = read_truth(body, prediction) if scored else None
+    return json_response(
+        ApplyResult(
+            n=after.shape[0],
+            method=parameters.method,
+            probs=_probs_out(after, prediction),
+            metrics=metrics(after, truth, options.base) if truth is not None else None,
+            convention=convention(prediction, truth, options, "") if truth is not None else None,
+        )
+    )
+
+
+def _pick_parameters(options: ApplyOptions) -> Parameters:
+    if (options.parameters is None) == (options.temperature is None):
+        got = "both" if options.parameters is not None else "neither"
+        raise core.InputError(
+            "parameters", f"exactly one of `parameters` or `temperature` is required; got {got}"
+        )
+    if options.parameters is not None:
+        return options.parameters
+    assert options.temperature is not None
+    if not options.temperature >= 0:
+        raise core.InputError("temperature", f"must be ≥ 0 (or Infinity); got {options.temperature}")
+    return TemperatureParameters(temperature=options.temperature)
+
+
+def _temperature_fitter(options: TemperatureOptions) -> Fitter:
+    def fit(scores: FloatArray, truth: Truth) -> Parameters:
+        result = core.fit_temperature(
+            scores,
+            labels=truth.labels,
+            targets=truth.targets,
+            rtol=options.rtol,
+            max_iter=options.max_iter,
+            validate=False,
+        )
+        return TemperatureParameters(temperature=result.temperature)
+
+    return fit
+
+
+def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
+    """The predictions and what maps act on: the logits as sent (binary: length N), else log(max(p, eps)).
+
+    Logits are fitted as sent, not through log-softmax, so float32 input loses
+    nothing to an extra rounding.
+    """
+    name = body.pick("logits", "probs")
+    if name == "probs":
+        prediction = read_prediction(body, "probs", "logits", options)
+        if prediction.dist.eps == 0 and np.isneginf(prediction.dist.log_probs).any():
+            raise core.InputError(
+                "eps",
+                "must be positive (or auto) to fit or apply a map to probabilities containing 0: "
+                "log 0 = -inf is not a logit",
+            )
+        return prediction, prediction.dist.log_probs
+    raw = body.array(name)
+    logits = core.check_logits(raw, field=name)
+    tolerance = options.tolerance or core.default_tolerance(raw.dtype)
+    dist = core.Distribution.from_logits(logits, validate=False)
+    return Prediction(dist, name, logits.dtype.name, tolerance, 0), logits
+
+
+def _subset(truth: Truth, rows: np.ndarray) -> Truth:
+    return Truth(
+        None if truth.labels is None else truth.labels[rows],
+        None if truth.targets is None else truth.targets[rows],
+    )
+
+
+def _validation(
+    options: FitOptions, prediction: Prediction, scores: FloatArray, truth: Truth, fit: Fitter
+) -> ValidationReport | None:
+    check = options.validation
+    if check is None:
+        return None
+    log_probs = prediction.dist.log_probs
+    n = log_probs.shape[0]
+    if isinstance(check, FoldsValidation):
+        splits = core.fold_splits(n, check.folds, seed=check.seed)
+    else:
+        splits = core.holdout_split(n, check.holdout, seed=check.seed)
+    recalibrated = np.empty_like(log_probs)
+    fitted: list[dict[str, Any]] = []
+    for fit_rows, eval_rows in splits:  # k fits: a loop over folds, not samples
+        parameters = fit(scores[fit_rows], _subset(truth, fit_rows))
+        fitted.append(parameters.model_dump(mode="json"))
+        recalibrated[eval_rows] = apply_parameters(parameters, scores[eval_rows], prediction.field)
+    evaluated = np.sort(np.concatenate([rows for _, rows in splits]))
+    scored = _subset(truth, evaluated)
+    return ValidationReport(
+        scheme="folds" if isinstance(check, FoldsValidation) else "holdout",
+        seed=check.seed,
+        n_fit=max(rows.size for rows, _ in splits),
+        n_eval=int(evaluated.size),
+        parameters=fitted,
+        before=metrics(log_probs[evaluated], scored, options.base),
+        after=metrics(recalibrated[evaluated], scored, options.base),
+    )
+
+
+def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
+    """The reported scores of `log_probs` against `truth`, NLL in the unit of `base`."""
+    scores = core.fit_metrics(log_probs, labels=truth.labels, targets=truth.targets)
+    return Metrics(
+        nll=scores.nll / np.log(log_base(base)),
+        ece=scores.ece,
+        brier=scores.brier,
+        accuracy=scores.accuracy,
+    )
+
+
+def _probs_out(log_probs: FloatArray, prediction: Prediction) -> list[list[float]] | list[float]:
+    probs = np.exp(log_probs)
+    values: list[list[float]] | list[float] = (probs[:, 1] if prediction.dist.binary else probs).tolist()
+    return values
+
+
+def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) -> RecalibrationConvention:
+    """How the numbers of a fit or an apply were computed."""
+    dist = prediction.dist
+    return RecalibrationConvention(
+        input=prediction.field,
+        form="binary" if dist.binary else "categorical",
+        truth=truth.field,
+        dtype=dist.log_probs.dtype.name,
+        base=options.base,
+        unit=unit_of(options.base),
+        eps=dist.eps,
+        n_clipped=dist.n_clipped,
+        tolerance=prediction.tolerance,
+        n_normalized=prediction.n_normalized,
+        ece_bins=core.ECE_BINS,
+        matches=peer,
+    )

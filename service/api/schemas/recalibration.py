@@ -1,0 +1,372 @@
+"""Request and response models of ``/v1/temperature``, ``/v1/recalibrate`` and ``/v1/apply``."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+
+from .common import (
+    OPTIONS_CONFIG,
+    RESULT_CONFIG,
+    Base,
+    FloatArrayField,
+    IntArrayField,
+    JsonFloat,
+    ProbabilityOptions,
+)
+
+Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
+
+
+_PARAMETERS_CONFIG = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+
+
+class TemperatureParameters(BaseModel):
+    """Temperature scaling: ``softmax(z / T)`` (binary: ``σ(z / T)``); probabilities are logged first."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["temperature"] = "temperature"
+    temperature: JsonFloat = Field(
+        description='T ≥ 0. "Infinity" gives uniform predictions; 0 the arg-max limit (uniform over ties).'
+    )
+
+
+class VectorParameters(BaseModel):
+    """Vector scaling (Guo et al. 2017): ``softmax(scale ⊙ z + bias)``."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["vector"]
+    scale: list[FiniteFloat] = Field(min_length=2, description="K per-class multipliers of the logits.")
+    bias: list[FiniteFloat] = Field(min_length=2, description="K per-class offsets.")
+
+
+class MatrixParameters(BaseModel):
+    """Matrix scaling (Guo et al. 2017; Kull et al. 2019): ``softmax(z Wᵀ + bias)``."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["matrix"]
+    weights: list[list[FiniteFloat]] = Field(min_length=2, description="K×K matrix W (row c gives class c).")
+    bias: list[FiniteFloat] = Field(min_length=2, description="K offsets.")
+
+
+class PlattParameters(BaseModel):
+    """Platt scaling: ``σ(a·s + b)``, s the positive-class logit (sklearn's A = −a, B = −b)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["platt"]
+    a: FiniteFloat = Field(description="Slope on the logit.")
+    b: FiniteFloat = Field(description="Intercept.")
+
+
+class BetaParameters(BaseModel):
+    """Beta calibration (Kull et al. 2017): ``σ(c + a·ln q − b·ln(1 − q))``, q = P(positive)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["beta"]
+    a: Annotated[FiniteFloat, Field(ge=0)] = Field(description="Weight of ln q (≥ 0).")
+    b: Annotated[FiniteFloat, Field(ge=0)] = Field(description="Weight of −ln(1 − q) (≥ 0).")
+    c: FiniteFloat = Field(description="Intercept.")
+
+
+class Knots(BaseModel):
+    """A non-decreasing piecewise-linear map through (x, y); constant beyond the end knots."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    x: list[FiniteFloat] = Field(min_length=1, description="Probabilities, non-decreasing.")
+    y: list[Annotated[FiniteFloat, Field(ge=0, le=1)]] = Field(
+        min_length=1, description="Mapped probabilities, as many as x."
+    )
+
+
+class IsotonicParameters(BaseModel):
+    """Isotonic regression: one knot set for the positive class (binary) or per class (one-vs-rest)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["isotonic"]
+    knots: list[Knots] = Field(
+        min_length=1, description="Binary: one set, mapping q. K > 2: K sets; rows are then renormalised."
+    )
+
+
+class HistogramParameters(BaseModel):
+    """Histogram binning: p in (edges[b], edges[b+1]] (0 in the first bin) maps to values[c][b]."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["histogram"]
+    edges: list[FiniteFloat] = Field(min_length=2, description="B + 1 increasing edges from 0 to 1.")
+    values: list[list[Annotated[FiniteFloat, Field(ge=0, le=1)]]] = Field(
+        min_length=1, description="B values per mapped class: one row (binary) or K rows (renormalised)."
+    )
+
+
+Parameters = Annotated[
+    TemperatureParameters
+    | VectorParameters
+    | MatrixParameters
+    | PlattParameters
+    | BetaParameters
+    | IsotonicParameters
+    | HistogramParameters,
+    Field(discriminator="method"),
+]
+Method = Literal["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram"]
+
+
+class HoldoutValidation(BaseModel):
+    """Fit on a random part of the batch and score the rest."""
+
+    model_config = OPTIONS_CONFIG
+
+    holdout: Annotated[float, Field(gt=0, lt=1)] = Field(
+        description="Fraction of samples held out of the fit and scored (rounded, at least 1 each side)."
+    )
+    seed: int = Field(default=0, description="Seed of the random split (numpy.random.default_rng).")
+
+
+class FoldsValidation(BaseModel):
+    """k-fold cross-fitting: each fold is recalibrated by a fit on the other folds."""
+
+    model_config = OPTIONS_CONFIG
+
+    folds: Annotated[int, Field(ge=2, le=100)] = Field(description="Number of folds k (≤ N).")
+    seed: int = Field(default=0, description="Seed of the random fold assignment.")
+
+
+class FitOptions(ProbabilityOptions):
+    """Options shared by the fitting endpoints."""
+
+    return_probs: bool = Field(
+        default=False,
+        description="Also return the recalibrated probabilities of the fitting batch (binary: the "
+        "positive-class probability per sample).",
+    )
+    validation: HoldoutValidation | FoldsValidation | None = Field(
+        default=None,
+        description='Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. '
+        "Reports before/after metrics on samples the fit did not see.",
+    )
+
+
+class TemperatureOptions(FitOptions):
+    """The scalar options of a temperature fit."""
+
+    rtol: Annotated[float, Field(gt=0, le=1e-2)] = Field(
+        default=1e-10,
+        description="Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within "
+        "about rtol relative of the exact optimum.",
+    )
+    max_iter: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=100, description="Most Newton iterations (passes over the data)."
+    )
+
+
+_PREDICTIONS = {
+    "logits": "N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).",
+    "probs": "N×K probabilities, or a length-N vector of positive-class probabilities. They are "
+    "turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.",
+    "labels": "N true class indices in [0, K) (binary: 0 or 1).",
+    "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
+    "probabilities (binary).",
+}
+
+
+class TemperatureBody(TemperatureOptions):
+    """Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`)."""
+
+    logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
+    probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
+    targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+
+
+class RecalibrateOptions(FitOptions):
+    """The scalar options of /v1/recalibrate: the method, and the options of some methods."""
+
+    method: Method = Field(
+        description="temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale "
+        "and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. "
+        "beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. "
+        "histogram: equal-width bins, binary or one-vs-rest."
+    )
+    l2: Annotated[float, Field(ge=0)] = Field(
+        default=0.0,
+        description="vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the "
+        "fitted objective, not to the reported NLL.",
+    )
+    off_diagonal: Annotated[float, Field(ge=0)] = Field(
+        default=0.0, description="matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij²."
+    )
+    bias_l2: Annotated[float, Field(ge=0)] = Field(default=0.0, description="matrix: μ·mean b².")
+    target_smoothing: bool = Field(
+        default=False,
+        description="platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); "
+        "hard labels only.",
+    )
+    n_bins: Annotated[int, Field(ge=1, le=10_000)] = Field(default=15, description="histogram: bins.")
+    rtol: Annotated[float, Field(gt=0, le=1e-2)] = Field(
+        default=1e-10, description="temperature: as /v1/temperature."
+    )
+    max_iter: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=200,
+        description="Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, "
+        "beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.",
+    )
+
+
+class RecalibrateBody(RecalibrateOptions):
+    """A method, predictions (exactly one of `logits`, `probs`) and truth (one of `labels`, `targets`)."""
+
+    logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
+    probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
+    targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+
+
+class Metrics(BaseModel):
+    """Scores of a set of predictions (means over samples)."""
+
+    model_config = RESULT_CONFIG
+
+    nll: JsonFloat = Field(description="Mean negative log-likelihood in `unit`.")
+    ece: float = Field(
+        description="Top-label ECE: 15 equal-width bins (b/15, (b+1)/15], Σ (n_b/N)|acc_b − conf_b| "
+        "(Guo et al. 2017); with soft targets a sample's accuracy is t[argmax p]."
+    )
+    brier: float = Field(
+        description="Mean Σ_c (p_c − t_c)² over classes, halved for K = 2 (sklearn's brier_score_loss)."
+    )
+    accuracy: float = Field(description="Mean t[argmax p] (hard labels: top-1 accuracy).")
+
+
+class ValidationReport(BaseModel):
+    """Before/after metrics on samples the fit did not see."""
+
+    model_config = RESULT_CONFIG
+
+    scheme: Literal["holdout", "folds"] = Field(description="How samples were held out.")
+    seed: int = Field(description="Seed of the split.")
+    n_fit: int = Field(description="Samples in each fit (holdout) or in the largest fold's fit.")
+    n_eval: int = Field(description="Samples scored: the held-out part, or all N out of fold.")
+    parameters: list[dict[str, object]] = Field(
+        description="The parameters fitted on each training part (one per fold)."
+    )
+    before: Metrics = Field(description="The given predictions on the scored samples.")
+    after: Metrics = Field(description="Out-of-sample recalibrated predictions on the same samples.")
+
+
+class RecalibrationConvention(BaseModel):
+    """Exactly how the numbers were computed."""
+
+    model_config = RESULT_CONFIG
+
+    input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
+    form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
+    truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
+    dtype: Literal["float32", "float64"] = Field(description="Precision of the input.")
+    base: Base = Field(description="Logarithm base of every reported NLL.")
+    unit: Literal["nats", "bits", "hartleys"] = Field(description="Unit implied by `base`.")
+    eps: float = Field(description="Floor applied to probabilities before the log (0: none).")
+    n_clipped: int = Field(description="How many probabilities were raised to `eps`.")
+    tolerance: float = Field(description="Row-sum tolerance applied to probabilities and targets.")
+    n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
+    ece_bins: int = Field(description="Equal-width bins of the top-label ECE.")
+    matches: str = Field(description="The peer implementation the fit agrees with.")
+
+
+class TemperatureResult(BaseModel):
+    """The fitted temperature, the fit's diagnostics and before/after metrics."""
+
+    model_config = RESULT_CONFIG
+
+    temperature: JsonFloat = Field(
+        description='Fitted T: "Infinity" when the optimum is at T → ∞ (reason uninformative), 0 when '
+        "at T → 0 (reason separable), 1 for constant logits."
+    )
+    converged: bool = Field(description="True only when an interior optimum was found to `rtol`.")
+    reason: Reason = Field(
+        description="optimum: converged. separable: every sample's truth is on its arg-max, the NLL "
+        "falls as T → 0. uninformative: dNLL/dβ ≥ 0 at β = 1/T = 0, the NLL falls as T → ∞ "
+        "(e.g. all wrong). constant_logits: every row constant, every T gives the same NLL. "
+        "max_iter: ran out of iterations; the last iterate is returned."
+    )
+    iterations: int = Field(description="Newton iterations, each one pass over the data.")
+    gradient: float = Field(description="dNLL/dT (nats) at the returned T: 0 at the optimum.")
+    n: int = Field(description="Samples fitted.")
+    before: Metrics = Field(description="The predictions as sent.")
+    after: Metrics = Field(description="The predictions at the fitted temperature.")
+    parameters: TemperatureParameters = Field(description="Send to /v1/apply to recalibrate new predictions.")
+    probs: list[list[float]] | list[float] | None = Field(
+        default=None, description="Recalibrated probabilities (return_probs: true)."
+    )
+    validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
+    convention: RecalibrationConvention
+
+
+class RecalibrateResult(BaseModel):
+    """Fitted parameters of the chosen map, the fit's diagnostics and before/after metrics."""
+
+    model_config = RESULT_CONFIG
+
+    method: Method = Field(description="The map fitted.")
+    parameters: Parameters = Field(description="Plain JSON: send to /v1/apply, or apply it yourself.")
+    converged: bool = Field(description="The optimiser met its tolerance (closed-form fits: true).")
+    iterations: int = Field(description="Optimiser iterations (closed-form fits: 1).")
+    message: str = Field(description="The optimiser's account, or the temperature fit's `reason`.")
+    n: int = Field(description="Samples fitted.")
+    before: Metrics = Field(description="The predictions as sent.")
+    after: Metrics = Field(description="The recalibrated predictions (exactly what /v1/apply returns).")
+    probs: list[list[float]] | list[float] | None = Field(
+        default=None, description="Recalibrated probabilities (return_probs: true)."
+    )
+    validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
+    convention: RecalibrationConvention
+
+
+class ApplyOptions(ProbabilityOptions):
+    """The scalar options of an apply request."""
+
+    parameters: Parameters | None = Field(
+        default=None,
+        description="A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.",
+    )
+    temperature: JsonFloat | None = Field(
+        default=None, description="A bare temperature T ≥ 0 (instead of `parameters`)."
+    )
+
+
+class ApplyBody(ApplyOptions):
+    """Parameters (or a bare temperature), predictions, and optionally the truth to score them."""
+
+    logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
+    probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    labels: IntArrayField | None = Field(
+        default=None, description="Optional: " + _PREDICTIONS["labels"] + " Scores the output."
+    )
+    targets: FloatArrayField | None = Field(
+        default=None, description="Optional: " + _PREDICTIONS["targets"] + " Scores the output."
+    )
+
+
+class ApplyResult(BaseModel):
+    """Recalibrated probabilities, and their metrics when the truth was sent."""
+
+    model_config = RESULT_CONFIG
+
+    n: int = Field(description="Samples recalibrated.")
+    method: str = Field(description="The map applied.")
+    probs: list[list[float]] | list[float] = Field(
+        description="N×K probabilities, or the positive-class probability per sample (binary input)."
+    )
+    metrics: Metrics | None = Field(
+        default=None, description="Scores of `probs` when `labels` or `targets` were sent."
+    )
+    convention: RecalibrationConvention | None = Field(
+        default=None, description="Conventions of `metrics` (when scored)."
+    )

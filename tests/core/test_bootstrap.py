@@ -1,0 +1,106 @@
+"""Bootstrap: multiplicity weights reproduce explicit resamples; intervals are reproducible."""
+
+import numpy as np
+import pytest
+
+from service.core import Convention, Distribution, InputError
+from service.core.binned import bin_sums
+from service.core.bootstrap import bootstrap_intervals, resample_weights
+from service.core.calibration import NOT_BOOTSTRAPPED, binned_scalars, prepare, sort_for_tests
+
+
+def sample(rng, n=300, k=4):
+    probs = rng.dirichlet(np.ones(k), size=n)
+    labels = rng.integers(0, k, size=n)
+    return labels, probs
+
+
+@pytest.mark.parametrize("target", ["top_label", "classwise", "marginal"])
+def test_weighted_scalars_equal_scalars_of_the_explicit_resample(rng, target):
+    """Multiplicities w give the metrics of the data set holding sample i w_i times (fixed bins)."""
+    labels, probs = sample(rng)
+    conv = Convention(target=target, n_bins=8)
+    prep = prepare(labels, Distribution.from_probs(probs), conv)
+    weights = resample_weights(rng, 3, labels.size)
+    weighted = binned_scalars(prep, weights)
+    for r in range(3):
+        idx = np.repeat(np.arange(labels.size), weights[r].astype(int))
+        direct = binned_scalars(prepare(labels[idx], Distribution.from_probs(probs[idx]), conv))
+        for name, value in direct.items():
+            if name.startswith("_") or name in NOT_BOOTSTRAPPED:
+                continue
+            assert weighted[name][r] == pytest.approx(value[0], rel=1e-10, abs=1e-12, nan_ok=True), name
+
+
+def test_segment_path_equals_bincount_path(rng):
+    conf = np.sort(rng.uniform(size=(1, 500)), axis=1)
+    outcome = (rng.uniform(size=(1, 500)) < conf).astype(float)
+    index = np.minimum((conf * 10).astype(np.int64), 9)
+    weights = resample_weights(rng, 4, 500)
+    fast = bin_sums(conf, outcome, index, 10, weights=weights, second_moments=True)
+    shuffled = rng.permutation(500)
+    slow = bin_sums(
+        conf[:, shuffled], outcome[:, shuffled], index[:, shuffled], 10, weights=weights[:, shuffled]
+    )
+    np.testing.assert_allclose(fast.count, slow.count)
+    np.testing.assert_allclose(fast.conf, slow.conf, rtol=1e-12)
+    np.testing.assert_allclose(fast.outcome, slow.outcome, rtol=1e-12)
+
+
+def test_sorting_for_tests_changes_no_scalar(rng):
+    labels, probs = sample(rng)
+    prep = prepare(labels, Distribution.from_probs(probs), Convention())
+    a = binned_scalars(prep)
+    b = binned_scalars(sort_for_tests(prep), presorted=True)
+    for name in a:
+        if not name.startswith("_"):
+            assert a[name][0] == pytest.approx(b[name][0], rel=1e-12, abs=1e-15, nan_ok=True), name
+
+
+def test_resample_weights_are_multinomial_counts(rng):
+    weights = resample_weights(rng, 50, 20)
+    assert weights.shape == (50, 20)
+    np.testing.assert_array_equal(weights.sum(axis=1), 20)
+    assert abs(weights.mean() - 1) < 0.1
+
+
+def test_intervals_are_reproducible_and_bracket_the_estimate(rng):
+    labels, probs = sample(rng, n=2000)
+    prep = prepare(labels, Distribution.from_probs(probs), Convention())
+    a = bootstrap_intervals(prep, n_resamples=200, seed=3, max_elements=5000)
+    b = bootstrap_intervals(prep, n_resamples=200, seed=3)
+    point = binned_scalars(prep)
+    assert a.keys() == b.keys()
+    assert not set(a) & set(NOT_BOOTSTRAPPED)
+    for name in ("ece", "brier", "nll", "accuracy", "spiegelhalter_z", "ks_statistic"):
+        # Chunking does not change the draws, only BLAS summation order.
+        assert a[name].low == pytest.approx(b[name].low, rel=1e-12)
+        assert a[name].high == pytest.approx(b[name].high, rel=1e-12)
+        assert a[name].low <= point[name][0] <= a[name].high, name
+
+
+def test_interval_width_matches_binomial_standard_error(rng):
+    labels = rng.integers(0, 2, size=4000)
+    probs = np.full(4000, 0.5)
+    prep = prepare(labels, Distribution.from_probs(probs), Convention())
+    interval = bootstrap_intervals(prep, n_resamples=2000, seed=0, names={"accuracy"})["accuracy"]
+    acc = np.mean(labels == 0)  # p = 0.5 ties predict class 0
+    se = np.sqrt(acc * (1 - acc) / 4000)
+    assert interval.high - interval.low == pytest.approx(2 * 1.96 * se, rel=0.1)
+
+
+def test_bootstrap_rejects_bad_options(rng):
+    labels, probs = sample(rng, n=10)
+    prep = prepare(labels, Distribution.from_probs(probs), Convention())
+    with pytest.raises(InputError, match=r"`bootstrap.n` must lie in"):
+        bootstrap_intervals(prep, n_resamples=0)
+    with pytest.raises(InputError, match=r"`bootstrap.level` must lie in"):
+        bootstrap_intervals(prep, level=1.0)
+
+
+def test_infinite_losses_give_infinite_bounds_not_nan():
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    probs = np.array([0.2, 0.7, 0.1, 0.9, 0.3, 0.6, 1.0, 0.8])  # sample 6: p(y=0) = 0 with eps 0
+    prep = prepare(labels, Distribution.from_probs(probs, eps=0), Convention())
+    interval = bootstrap_intervals(prep, n_resamples=300, seed=0, names={"nll"})["nll"]
+    assert np.isfinite(interval.low) and interval.high == np.inf
