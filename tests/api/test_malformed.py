@@ -1,7 +1,10 @@
 """Issue 6: every kind of malformed input is a 4xx problem+json, never a 500 and never a hang."""
 
+import io
 import json
+import zipfile
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -266,3 +269,47 @@ def test_huge_values_are_not_echoed_whole(strict):
     )
     assert_problem(response, 422, pointer="#/logits/shape")
     assert len(response.content) < 2_000
+
+
+def _npz(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _lying_npy(shape: tuple[int, ...], dtype: str) -> bytes:
+    """A .npy member whose header declares `shape` but which holds 8 bytes of data."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return header.getvalue() + b"\x00" * 8
+
+
+def _zip(members: dict[str, bytes], flag_bits: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            archive.writestr(info, data)
+    blob = bytearray(buffer.getvalue())
+    if flag_bits:  # set general-purpose flag bits in the local and central headers
+        for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = blob.find(signature)
+            blob[at + offset] |= flag_bits
+    return bytes(blob)
+
+
+NPZ = {"content-type": "application/x-npz"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (_zip({"logits.npy": _npz(a=np.zeros(2))}, flag_bits=0x01), 400),  # "encrypted" member
+        (_zip({"logits.npy": _lying_npy((10**6, 10**6), "<U1000")}), 422),  # strings: 4 PB declared
+        (_zip({"parameters.npy": _lying_npy((10**5,), "<U1000")}), 422),
+        (_zip({"logits.npy": _lying_npy((1000, 100), "<f8")}), 400),  # 800 kB declared, 8 B held
+        (_zip({"logits.npy": _lying_npy((10**6, 10**3), "<f8")}), 413),  # over the element limit
+    ],
+)
+def test_npz_members_that_lie_are_refused_before_allocation(strict, body, status):
+    assert_problem(strict.post("/v1/cross-entropy", content=body, headers=NPZ), status)
