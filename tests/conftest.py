@@ -47,3 +47,17 @@ def live_url() -> Iterator[str]:
 
     with running(create_app(Settings())) as url:
         yield url
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Report how many schemathesis cases ran per operation (issue 6 asks for the figure)."""
+    module = __import__("sys").modules.get("tests.contract.test_schemathesis")
+    if module is None or not module.CASES:
+        return
+    cases = module.CASES
+    documented = {op: n for op, n in cases.items() if n > 1}
+    probes = sum(n for op, n in cases.items() if op not in documented)
+    detail = ", ".join(f"{op}: {n}" for op, n in sorted(documented.items()))
+    terminalreporter.write_line(
+        f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
+    )
