@@ -7,8 +7,10 @@ whichever value the parser happened to keep.
 The check is cheap on the common path: every key/value pair of a JSON document is
 followed by exactly one structural ``:``, so if the raw body holds as many colons
 as the parsed objects have keys (plus the colons inside their strings), no key was
-dropped. Only when the counts disagree (a colon escaped as ``\u003a``, objects
-inside arrays) is the body parsed again with the standard library, key by key.
+dropped. Lists of objects (an inference request's ``inputs``) are counted too; lists of
+numbers are never walked. Only when the counts disagree (a colon escaped as ``\u003a``,
+objects nested deeper inside arrays) is the body parsed again with the standard library,
+key by key.
 """
 
 import json
@@ -41,6 +43,10 @@ def _expected_colons(value: dict[str, Any]) -> int:
                 stack.append(item)
             elif isinstance(item, str):
                 n += item.count(":")
+            elif isinstance(item, list) and item and isinstance(item[0], dict):
+                # A list of objects (an inference request's `inputs`): count them too. Lists of
+                # numbers hold no colons and are never walked.
+                stack.extend(x for x in item if isinstance(x, dict))
     return n
 
 

@@ -266,3 +266,20 @@ def test_binary_data_output_returns_raw_losses(client, rng):
     expected = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), reduction="none").numpy()
     np.testing.assert_allclose(losses, expected, rtol=1e-6)
     assert header["loss"] is None and header["n"] == 7
+
+
+def test_envelope_duplicate_keys_are_400_and_clean_envelopes_skip_the_reparse(client, monkeypatch):
+    import service.api.json_keys as json_keys
+
+    body = (
+        b'{"inputs": [{"name": "logits", "shape": [1, 2], "datatype": "FP64", "data": [0.0, 0.0]},'
+        b' {"name": "labels", "shape": [1], "datatype": "INT64", "data": [1], "data": [0]}]}'
+    )
+    assert_problem(
+        client.post(URL, content=body, headers={"content-type": "application/json"}), 400, match="repeats"
+    )
+    calls = []
+    monkeypatch.setattr(json_keys.json, "loads", lambda *a, **k: calls.append(1))
+    clean = body.replace(b', "data": [0]', b"")
+    assert client.post(URL, content=clean, headers={"content-type": "application/json"}).status_code == 200
+    assert calls == []
