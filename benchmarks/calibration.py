@@ -99,7 +99,8 @@ def main() -> None:
         print(f"{task:28s} {who:20s} {seconds:8.3f} s   ECE {ece:.6f}")
 
     n_boot = args.bootstrap_n
-    prep = prepare(labels[:n_boot], Distribution.from_probs(probs[:n_boot]), Convention(n_bins=15))
+    dist = Distribution.from_probs(probs[:n_boot])
+    prep = prepare(labels[:n_boot], dist, Convention(n_bins=15), resample=True)
     for names, label in (({"ece"}, "ECE"), (None, "every resampled scalar")):
         start = time.perf_counter()
         cpu, _ = timed(lambda names=names: bootstrap_intervals(prep, n_resamples=1000, names=names), 1)
