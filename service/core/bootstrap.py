@@ -37,9 +37,15 @@ class Interval:
 
 
 def resample_weights(rng: np.random.Generator, n_resamples: int, n: int) -> FloatArray:
-    """Multiplicities of `n_resamples` draws of n indices with replacement (R×N float64)."""
-    draws = rng.integers(0, n, size=(n_resamples, n), dtype=np.int64)
-    draws += (np.arange(n_resamples, dtype=np.int64) * n)[:, None]
+    """Multiplicities of `n_resamples` draws of n indices with replacement (R×N float64).
+
+    Indices are ``rng.integers(0, n, size=(R, n), dtype=np.int32)`` (int64 when R·n does
+    not fit in int32), counted per resample by one ``np.bincount`` over offset indices.
+    """
+    # Same values as dtype=int64 (NumPy draws bounds below 2**32 from 32 bits), half the memory.
+    narrow = n_resamples * n < np.iinfo(np.int32).max
+    draws = rng.integers(0, n, size=(n_resamples, n), dtype=np.int32 if narrow else np.int64)
+    draws += (np.arange(n_resamples, dtype=draws.dtype) * n)[:, None]
     counts = np.bincount(draws.ravel(), minlength=n_resamples * n)
     return counts.reshape(n_resamples, n).astype(np.float64)
 

@@ -33,6 +33,7 @@ from .binned import (
     Norm,
     Weighting,
     bin_means,
+    bin_runs,
     bin_sums,
     binned_error,
     debiased_square,
@@ -265,6 +266,7 @@ class Pairs:
     n_slots: int
     lower: FloatArray
     upper: FloatArray
+    runs: IntArray | None = None  # set by sort_for_tests when one group is in bin order
 
 
 class _Columns:
@@ -472,7 +474,7 @@ def binned_scalars(
     out: dict[str, FloatArray] = {}
     if need(_BINNED) or weights is None:
         p = prep.binned
-        sums = bin_sums(p.conf, p.outcome, p.index, p.n_slots, weights=weights)
+        sums = bin_sums(p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs)
         means = bin_means(sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting)
         errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
         out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
@@ -490,7 +492,9 @@ def binned_scalars(
         out["_sums"] = sums  # type: ignore[assignment]
     if need(_MURPHY) and prep.brier_pairs is not None:
         b = prep.brier_pairs
-        bsums = bin_sums(b.conf, b.outcome, b.index, b.n_slots, weights=weights, second_moments=True)
+        bsums = bin_sums(
+            b.conf, b.outcome, b.index, b.n_slots, weights=weights, second_moments=True, runs=b.runs
+        )
         terms = murphy_terms(bsums, prep.brier_factor)
         out["brier_reliability"] = terms.reliability
         out["brier_resolution"] = terms.resolution
@@ -547,7 +551,8 @@ def sort_for_tests(prep: Prepared) -> Prepared:
 
     def take(pairs: Pairs) -> Pairs:
         conf = pairs.conf[:, order].astype(np.float64)  # bins are assigned: sums run in float64
-        return replace(pairs, conf=conf, outcome=pairs.outcome[:, order], index=pairs.index[:, order])
+        index = pairs.index[:, order]
+        return replace(pairs, conf=conf, outcome=pairs.outcome[:, order], index=index, runs=bin_runs(index))
 
     return replace(
         prep,

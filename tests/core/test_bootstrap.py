@@ -189,3 +189,11 @@ def test_weighted_smooth_ece_equals_smooth_ece_of_the_explicit_resample(seed):
         direct = smooth_ece(conf[idx], outcome[idx])
         assert sigmas[r] == direct.sigma
         assert values[r] == pytest.approx(direct.value, rel=1e-9, abs=1e-12)
+
+
+def test_int32_draws_are_the_int64_stream():
+    """resample_weights draws int32 indices: the same values NumPy gives for int64 (bounds < 2**32)."""
+    a = np.random.default_rng(7).integers(0, 1000, size=(3, 1000), dtype=np.int64)
+    weights = resample_weights(np.random.default_rng(7), 3, 1000)
+    expected = np.stack([np.bincount(row, minlength=1000) for row in a])
+    np.testing.assert_array_equal(weights, expected)
