@@ -272,10 +272,20 @@ class Pairs:
 class _Columns:
     """Top-label class and probability per row, and (built on first use) K×N columns."""
 
-    def __init__(self, probs: FloatArray) -> None:
+    def __init__(self, probs: FloatArray, labels: IntArray) -> None:
         self.probs = probs
+        self.labels = labels
         self.predicted = probs.argmax(axis=1)
-        self.top = np.take_along_axis(probs, self.predicted[:, None], axis=1)[:, 0]
+        n, k = probs.shape
+        if probs.flags.c_contiguous:  # one flat gather: cheaper than take_along_axis
+            self.top = probs.reshape(-1).take(np.arange(0, n * k, k) + self.predicted)
+        else:
+            self.top = np.take_along_axis(probs, self.predicted[:, None], axis=1)[:, 0]
+
+    @cached_property
+    def correct(self) -> FloatArray:
+        """1.0 where the top-label class is the label (computed on first use)."""
+        return (self.predicted == self.labels).astype(np.float64)
 
     @cached_property
     def cols(self) -> FloatArray:
@@ -285,7 +295,7 @@ class _Columns:
 
 def _target_pairs(target: Target, columns: _Columns, labels: IntArray) -> tuple[FloatArray, FloatArray]:
     if target == "top_label":
-        return columns.top[None, :], (columns.predicted == labels).astype(np.float64)[None, :]
+        return columns.top[None, :], columns.correct[None, :]
     if target == "positive_class":
         return columns.probs[:, 1][None, :], (labels == 1).astype(np.float64)[None, :]
     classes = np.arange(columns.cols.shape[0])[:, None]
@@ -399,7 +409,7 @@ def prepare(
         convention.preset == "torchmetrics" and (target == "top_label" or probs.dtype == np.float32)
     )
     effective = _edge_rule_for(convention, tm_float32)
-    columns = _Columns(probs)
+    columns = _Columns(probs, labels)
     conf, outcome = _target_pairs(target, columns, labels)
     binned = _bin_pairs(_prepare_confidence(conf, convention, float32=tm_float32), outcome, effective, n_bins)
 
@@ -424,7 +434,7 @@ def prepare(
         test_outcome=t_out[0],
         brier=brier,
         nll=log_loss,
-        correct=(columns.predicted == labels).astype(np.float64),
+        correct=columns.correct,
         top=columns.top.astype(np.float64),
         convention=effective,
         target=target,
