@@ -30,6 +30,7 @@ from .bin_edges import (
 from .binned import (
     BinMeans,
     BinSums,
+    GroupRuns,
     Norm,
     Weighting,
     bin_means,
@@ -37,6 +38,7 @@ from .binned import (
     bin_sums,
     binned_error,
     debiased_square,
+    group_runs,
     reduce_groups,
 )
 from .brier import BrierScale, brier_factor, brier_rows, murphy_terms
@@ -267,6 +269,7 @@ class Pairs:
     lower: FloatArray
     upper: FloatArray
     runs: IntArray | None = None  # set by sort_for_tests when one group is in bin order
+    grouped: GroupRuns | None = None  # set by sort_for_tests for several groups
 
 
 class _Columns:
@@ -484,7 +487,9 @@ def binned_scalars(
     out: dict[str, FloatArray] = {}
     if need(_BINNED) or weights is None:
         p = prep.binned
-        sums = bin_sums(p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs)
+        sums = bin_sums(
+            p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs, grouped=p.grouped
+        )
         means = bin_means(sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting)
         errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
         out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
@@ -503,7 +508,14 @@ def binned_scalars(
     if need(_MURPHY) and prep.brier_pairs is not None:
         b = prep.brier_pairs
         bsums = bin_sums(
-            b.conf, b.outcome, b.index, b.n_slots, weights=weights, second_moments=True, runs=b.runs
+            b.conf,
+            b.outcome,
+            b.index,
+            b.n_slots,
+            weights=weights,
+            second_moments=True,
+            runs=b.runs,
+            grouped=b.grouped,
         )
         terms = murphy_terms(bsums, prep.brier_factor)
         out["brier_reliability"] = terms.reliability
@@ -562,7 +574,9 @@ def sort_for_tests(prep: Prepared) -> Prepared:
     def take(pairs: Pairs) -> Pairs:
         conf = pairs.conf[:, order].astype(np.float64)  # bins are assigned: sums run in float64
         index = pairs.index[:, order]
-        return replace(pairs, conf=conf, outcome=pairs.outcome[:, order], index=index, runs=bin_runs(index))
+        outcome = pairs.outcome[:, order]
+        grouped = group_runs(conf, outcome, index, pairs.n_slots + 1) if index.shape[0] > 1 else None
+        return replace(pairs, conf=conf, outcome=outcome, index=index, runs=bin_runs(index), grouped=grouped)
 
     return replace(
         prep,

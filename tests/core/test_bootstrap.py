@@ -166,13 +166,15 @@ def test_bootstrap_gives_intervals_for_ace_nixon_and_brier_terms(rng):
 def test_sorting_for_tests_keeps_ace_nixon_resamples(rng):
     """Relabelling samples in confidence order remaps the class order consistently."""
     labels, probs = sample(rng, n=150)
-    prep = prepare(labels, Distribution.from_probs(probs), Convention(), resample=True)
-    weights = resample_weights(rng, 3, labels.size)
-    order = np.argsort(prep.test_conf, kind="stable")
-    a = binned_scalars(prep, weights, names={"ace_nixon", "brier_reliability"})
-    b = binned_scalars(sort_for_tests(prep), weights[:, order], names={"ace_nixon", "brier_reliability"})
-    for name in ("ace_nixon", "brier_reliability"):
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-12)
+    for target in ("top_label", "classwise", "marginal"):  # sorted: grouped reduceat path
+        prep = prepare(labels, Distribution.from_probs(probs), Convention(target=target), resample=True)
+        weights = resample_weights(rng, 3, labels.size)
+        order = np.argsort(prep.test_conf, kind="stable")
+        a = binned_scalars(prep, weights)
+        b = binned_scalars(sort_for_tests(prep), weights[:, order], presorted=True)
+        for name in a:
+            if not name.startswith("_"):
+                np.testing.assert_allclose(a[name], b[name], rtol=1e-11, atol=1e-15, err_msg=name)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
