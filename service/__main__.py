@@ -1,25 +1,32 @@
-"""Command line: ``xent serve`` starts the service, ``xent openapi`` prints its OpenAPI document."""
+"""Command line: ``xent serve`` runs the service, ``xent openapi`` its spec, ``xent score`` scores files."""
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
 
+from service.cli import health, score
 from service.settings import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.api.serving import log_config, prepare_workers
+
     overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers") and v is not None}
     settings = Settings(**overrides)
+    prepare_workers(settings.workers)
     uvicorn.run(
-        "service.app:create_app",
+        args.app,
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+        access_log=False,  # the app writes its own JSON access log
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return 0
 
@@ -44,10 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to bind (XENT_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (XENT_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (XENT_WORKERS, default 1)")
+    serve.add_argument("--app", default="service.app:create_app", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
     openapi = commands.add_parser("openapi", help="print the OpenAPI document as JSON")
     openapi.add_argument("--output", "-o", help="write to this file instead of stdout")
     openapi.set_defaults(handler=_openapi)
+    score.add_parser(commands)
+    health.add_parser(commands)
     args = parser.parse_args(argv)
     code: int = args.handler(args)
     return code

@@ -1,13 +1,20 @@
 """The application factory."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
 from service import __version__
+from service.api.access_log import RequestIdMiddleware, log_exchange
+from service.api.auth import APIKeyMiddleware, load_api_keys
+from service.api.limits import Gate, LimitsMiddleware, install_drain_hook
+from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, build_router
 from service.settings import Settings
@@ -29,17 +36,60 @@ def _route_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Xent ASGI app with `settings` (default: read from the environment)."""
+    settings = settings or Settings()
+    gate = Gate()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        restore = install_drain_hook(gate)
+        yield
+        restore()
+
     app = FastAPI(
         title="Xent",
         version=__version__,
         description=DESCRIPTION,
         generate_unique_id_function=_route_id,
         exception_handlers=PROBLEM_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
     )
-    app.state.settings = settings or Settings()
+    app.state.settings = settings
+    app.state.gate = gate
+    app.state.metrics = Metrics()
     app.include_router(build_router())
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    _add_middleware(app, settings, gate)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, gate: Gate) -> None:
+    """Innermost first: limits, auth, CORS, then timing/metrics/logs and the request id outside all."""
+    app.add_middleware(LimitsMiddleware, settings=settings, gate=gate)
+    keys = load_api_keys(settings)
+    if keys:
+        app.add_middleware(APIKeyMiddleware, keys=keys, protect_metrics=settings.protect_metrics)
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    observers = [app.state.metrics.observe]
+    if settings.access_log:
+        observers.append(log_exchange)
+    known: list[frozenset[str]] = []
+
+    def known_paths() -> frozenset[str]:
+        if not known:
+            known.append(frozenset(app.openapi()["paths"]))
+        return known[0]
+
+    app.add_middleware(ExchangeMiddleware, observers=observers, known_paths=known_paths)
+    app.add_middleware(RequestIdMiddleware)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

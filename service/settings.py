@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,3 +21,25 @@ class Settings(BaseSettings):
         default=50_000_000, gt=0, description="Most array elements in one request (413 beyond)."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(default=True, description="One JSON line per request on stdout.")
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="API keys, comma-separated, or the path of a file with one key per line. "
+        "Unset: no authentication. Set: every /v1 route needs `Authorization: Bearer <key>` or "
+        "`X-API-Key: <key>`.",
+    )
+    protect_metrics: bool = Field(default=False, description="Require an API key for /metrics too.")
+    cors_origins: str = Field(
+        default="",
+        description='Origins allowed by CORS, comma-separated ("*" for any). Empty: CORS off.',
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Compute deadline of one request (503 + Retry-After beyond)."
+    )
+    max_concurrency: int = Field(
+        default=64, ge=1, description="Scoring requests in flight per worker (503 + Retry-After beyond)."
+    )
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with every 503.")
+    shutdown_grace_s: int = Field(
+        default=30, ge=0, description="On SIGTERM, how long in-flight requests may run on."
+    )

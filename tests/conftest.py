@@ -38,3 +38,26 @@ def assert_problem(response, status: int, pointer: str | None = None, match: str
 
         assert re.search(match, body["detail"]), body["detail"]
     return body
+
+
+@pytest.fixture(scope="session")
+def live_url() -> Iterator[str]:
+    """URL of the real app served by uvicorn over a loopback socket for the whole session."""
+    from tests.live import running
+
+    with running(create_app(Settings())) as url:
+        yield url
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Report how many schemathesis cases ran per operation (issue 6 asks for the figure)."""
+    module = __import__("sys").modules.get("tests.contract.test_schemathesis")
+    if module is None or not module.CASES:
+        return
+    cases = module.CASES
+    documented = {op: n for op, n in cases.items() if n > 1}
+    probes = sum(n for op, n in cases.items() if op not in documented)
+    detail = ", ".join(f"{op}: {n}" for op, n in sorted(documented.items()))
+    terminalreporter.write_line(
+        f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
+    )

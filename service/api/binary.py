@@ -6,8 +6,10 @@ only when misaligned. Nothing is ever unpickled.
 """
 
 import io
+import lzma
 import math
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,19 @@ from .payload import ArrayReader, parse_json_object, tensor_meta
 from .problems import ProblemError
 
 HEADER_LENGTH = "inference-header-content-length"
+_MAX_STRING_BYTES = 65_536
+#: What zipfile, zlib and numpy raise on a damaged archive (encrypted or unknown-compression members
+#: raise RuntimeError / NotImplementedError).
+_BROKEN_ARCHIVE = (
+    ValueError,
+    OSError,
+    zipfile.BadZipFile,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 def split_header(body: bytes, declared: str | None) -> tuple[dict[str, Any], int]:
@@ -104,11 +119,20 @@ def _read_member(
             shape, _, dtype = reader_fn(handle)
         if dtype.hasobject:
             raise InputError(name, "must be a numeric array; object arrays are never unpickled")
+        needed = math.prod(shape) * dtype.itemsize
         if dtype.kind not in "U":
             reader.count(name, math.prod(shape))
+        elif needed > _MAX_STRING_BYTES:  # strings carry options only; never allocate for a lie
+            raise InputError(name, f"a string array may hold at most {_MAX_STRING_BYTES} bytes; got {needed}")
+        if needed > member.file_size:  # numpy allocates the whole array before reading it
+            raise ProblemError(
+                400,
+                f"npz member {member.filename!r} declares {needed} bytes of data "
+                f"but holds {member.file_size}",
+            )
         with archive.open(member) as handle:
             return np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except _BROKEN_ARCHIVE as exc:
         if isinstance(exc, InputError):
             raise
         raise ProblemError(400, f"npz member {member.filename!r} is not a valid .npy array: {exc}") from None

@@ -24,7 +24,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 async def raw_body(request: Request, settings: SettingsDep) -> bytes:
     """The request body as bytes, checked for content type and size while it streams in."""
     body_format(request)
-    return await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
+    request.state.bytes_in = len(body)  # reported by the metrics and the access log
+    return body
 
 
 RawBodyDep = Annotated[bytes, Depends(raw_body)]
@@ -33,8 +35,15 @@ RawBodyDep = Annotated[bytes, Depends(raw_body)]
 def parsed_body(request: Request, body: RawBodyDep, settings: SettingsDep) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
-    Runs in the threadpool: this is CPU work.
+    Runs in the threadpool: this is CPU work. The metrics and the access log read the
+    rows of the returned body (``request.state.body``) once the response is sent.
     """
+    parsed = _parse(request, body, settings)
+    request.state.body = parsed
+    return parsed
+
+
+def _parse(request: Request, body: bytes, settings: Settings) -> Body:
     kind = body_format(request)
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)

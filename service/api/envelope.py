@@ -5,6 +5,7 @@
 An input's role is ``parameters.role``, or its ``name`` when that is already a field name.
 """
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,9 @@ def unwrap(body: dict[str, Any], roles: frozenset[str] | None = None) -> Envelop
     for i, tensor in enumerate(inputs):
         role, size = _role_and_size(tensor, i)
         if roles is not None and role not in roles:
-            raise InputError(f"inputs.{i}.parameters.role", f"must be one of {sorted(roles)}; got {role!r}")
+            raise InputError(
+                f"inputs.{i}.parameters.role", f"must be one of {sorted(roles)}; got {reprlib.repr(role)}"
+            )
         if role in envelope.fields:
             raise InputError(f"inputs.{i}", f"repeats the role {role!r}")
         envelope.fields[role] = {k: v for k, v in tensor.items() if k in ("shape", "datatype", "data")}
@@ -75,6 +78,7 @@ def _role_and_size(tensor: Any, i: int) -> tuple[str, int | None]:
     size = parameters.get("binary_data_size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise InputError(
-            f"inputs.{i}.parameters.binary_data_size", f"must be a non-negative integer; got {size!r}"
+            f"inputs.{i}.parameters.binary_data_size",
+            f"must be a non-negative integer; got {reprlib.repr(size)}",
         )
     return role, size

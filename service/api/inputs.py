@@ -27,6 +27,7 @@ class Body:
 
     fields: dict[str, Any]
     reader: ArrayReader
+    rows: int = 0  # most rows of any array decoded so far (reported by metrics and access logs)
 
     def scalars(self, array_fields: tuple[str, ...]) -> dict[str, Any]:
         """The fields other than `array_fields`: small options for a Pydantic model to validate."""
@@ -45,7 +46,9 @@ class Body:
 
     def array(self, name: str) -> np.ndarray:
         """Decode the array field `name`."""
-        return self.reader.read(self.fields[name], name)
+        array = self.reader.read(self.fields[name], name)
+        self.rows = max(self.rows, len(array) if array.ndim else 0)
+        return array
 
 
 @dataclass

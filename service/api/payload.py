@@ -7,6 +7,7 @@ Pydantic never sees them element by element; NumPy converts and checks them.
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi import Request
 
 from service.core import InputError
 
+from .json_keys import check_unique_keys
 from .problems import ProblemError
 
 #: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to.
@@ -92,7 +94,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ProblemError(400, f"request body must be a JSON object; got {type(value).__name__}")
+        raise ProblemError(400, f"request body must be a JSON object; got {_json_type(value)}")
+    check_unique_keys(body, value)
     return value
 
 
@@ -184,10 +187,14 @@ def tensor_meta(
         and 1 <= len(shape) <= 2
         and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
-        raise InputError(f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {shape!r}")
+        raise InputError(
+            f"{name}.shape", f"must be a list of 1 or 2 non-negative integers; got {reprlib.repr(shape)}"
+        )
     datatype = value["datatype"]
-    if datatype not in DATATYPES:
-        raise InputError(f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {datatype!r}")
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise InputError(
+            f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {reprlib.repr(datatype)}"
+        )
     return tuple(shape), np.dtype(DATATYPES[datatype])
 
 

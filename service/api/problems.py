@@ -117,6 +117,11 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, detail, headers=exc.headers)
 
 
+async def recursion_error_handler(request: Request, exc: Exception) -> Response:
+    """400 for input nested deeper than some step can walk (orjson alone accepts 1,023 levels)."""
+    return problem_response(400, "request body is nested too deeply")
+
+
 async def missing_dependency_handler(request: Request, exc: Exception) -> Response:
     """501 when a method needs an optional package this installation lacks."""
     assert isinstance(exc, MissingDependency)
@@ -134,6 +139,7 @@ PROBLEM_HANDLERS = {
     RequestValidationError: validation_error_handler,
     ProblemError: problem_error_handler,
     HTTPException: http_exception_handler,
+    RecursionError: recursion_error_handler,
     MissingDependency: missing_dependency_handler,
     Exception: unhandled_error_handler,
 }

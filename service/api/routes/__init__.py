@@ -12,23 +12,24 @@ from starlette.responses import Response
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
 
+#: Models published by reference (request bodies, and the problem document); the app adds them
+#: to components/schemas.
+REQUEST_MODELS: list[type[BaseModel]] = [ProblemDetails]
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
-        "model": ProblemDetails,
         "description": text,
-        "content": {"application/problem+json": {}},
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
     }
     for status, text in {
         400: "Malformed JSON body.",
+        401: "API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`).",
         413: "Body or element count over the configured limit.",
         415: "Unsupported Content-Type.",
         422: "A field is missing, unknown, or has the wrong shape or values.",
+        503: "Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`.",
     }.items()
 }
-
-
-#: Request-body models published by reference; the app adds them to components/schemas.
-REQUEST_MODELS: list[type[BaseModel]] = []
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def log_base(base: Any) -> float:
 
 def build_router() -> APIRouter:
     """The service's routes: /v1 scoring endpoints and health probes."""
-    from . import calibration, cross_entropy, divergence, health, recalibration, reliability_diagram
+    from . import calibration, cross_entropy, divergence, health, metrics, recalibration, reliability_diagram
 
     router = APIRouter()
     router.include_router(cross_entropy.router)
@@ -125,4 +126,5 @@ def build_router() -> APIRouter:
     router.include_router(calibration.router)
     router.include_router(reliability_diagram.router)
     router.include_router(health.router)
+    router.include_router(metrics.router)
     return router

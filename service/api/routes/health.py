@@ -1,7 +1,11 @@
 """Liveness and readiness probes."""
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+
+from service.api.problems import ProblemError
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +22,17 @@ def healthz() -> HealthResult:
     return HealthResult(status="ok")
 
 
-@router.get("/readyz")
-def readyz() -> HealthResult:
-    """Readiness: the app is built and can score requests."""
+_DRAINING: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "Shutting down (SIGTERM seen): take this instance out of rotation.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
+}
+
+
+@router.get("/readyz", responses=_DRAINING)
+def readyz(request: Request) -> HealthResult:
+    """Readiness: the app is built and can score requests; 503 once it is shutting down."""
+    if request.app.state.gate.draining:
+        raise ProblemError(503, "shutting down", headers={"Retry-After": "1"})
     return HealthResult(status="ready")

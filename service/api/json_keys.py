@@ -1,0 +1,53 @@
+r"""Reject JSON objects that repeat a key: orjson silently keeps the last one.
+
+A body such as ``{"logits": [[9, 0]], "logits": [[0, 9]]}`` is ambiguous (RFC 8259
+says names SHOULD be unique), so it is refused with 400 rather than scored with
+whichever value the parser happened to keep.
+
+The check is cheap on the common path: every key/value pair of a JSON document is
+followed by exactly one structural ``:``, so if the raw body holds as many colons
+as the parsed objects have keys (plus the colons inside their strings), no key was
+dropped. Only when the counts disagree (a colon escaped as ``\u003a``, objects
+inside arrays) is the body parsed again with the standard library, key by key.
+"""
+
+import json
+from typing import Any
+
+from .problems import ProblemError
+
+
+def check_unique_keys(body: bytes, value: Any) -> None:
+    """Raise 400 if some object in `body` (already parsed into `value`) repeats a key."""
+    if isinstance(value, dict) and body.count(b":") == _expected_colons(value):
+        return
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except RecursionError:
+        raise ProblemError(400, "request body is nested too deeply") from None
+
+
+def _expected_colons(value: dict[str, Any]) -> int:
+    """Colons a duplicate-free encoding of `value` holds, through its objects and strings.
+
+    Iterative: orjson accepts 1,023 levels of nesting, deeper than Python's recursion limit.
+    """
+    n = 0
+    stack = [value]
+    while stack:
+        for key, item in stack.pop().items():
+            n += 1 + key.count(":")
+            if isinstance(item, dict):
+                stack.append(item)
+            elif isinstance(item, str):
+                n += item.count(":")
+    return n
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ProblemError(400, f"request body repeats the key {key!r} in one object")
+        seen.add(key)
+    return dict(pairs)

@@ -1,0 +1,144 @@
+"""Load limits on the scoring routes: a concurrency cap, a compute deadline, and draining.
+
+All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After``:
+
+- more than ``max_concurrency`` scoring requests in flight in this worker (so memory
+  stays bounded under a burst: a refused request is never read);
+- a request still computing after ``request_timeout_s``. Its 503 goes out at once and
+  the event loop moves on. A NumPy kernel running in a thread cannot be interrupted
+  (and cancelling the task would only detach it from the thread), so the abandoned
+  request runs to its end in the background and its response is dropped. It keeps its
+  slot in the concurrency cap until then, so abandoned work still counts against the
+  cap and memory stays bounded;
+- the worker is shutting down (SIGTERM seen): requests in flight complete, new ones
+  are refused with ``Connection: close``.
+"""
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.settings import Settings
+
+from .problems import problem_response
+
+PREFIX = "/v1/"
+
+
+@dataclass
+class Gate:
+    """Per-worker load state shared by the middleware and the shutdown hook."""
+
+    in_flight: int = 0
+    draining: bool = False
+
+
+def install_drain_hook(gate: Gate) -> Callable[[], None]:
+    """Chain SIGTERM/SIGINT so the gate closes before the server's own handler runs.
+
+    uvicorn installs its handlers before the app's lifespan starts; this wraps them, so a
+    signal first marks the worker as draining (new scoring requests get 503) and then
+    lets uvicorn stop accepting connections and wait for requests in flight. Returns a
+    function that puts the previous handlers back. Does nothing off the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(sig)
+        if not callable(handler):
+            continue
+
+        def drain(signum: int, frame: FrameType | None, _next: Callable[..., Any] = handler) -> None:
+            gate.draining = True
+            _next(signum, frame)
+
+        previous[sig] = handler
+        signal.signal(sig, drain)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+class LimitsMiddleware:
+    """Concurrency cap, compute deadline and drain for paths under /v1/."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, gate: Gate) -> None:
+        self.app = app
+        self.max_concurrency = settings.max_concurrency
+        self.timeout = settings.request_timeout_s
+        self.retry_after = str(settings.retry_after_s)
+        self.gate = gate
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse, or run the request under the deadline while holding a slot."""
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if self.gate.draining:
+            await self._refuse(scope, receive, send, "draining", "the server is shutting down; retry")
+            return
+        if self.gate.in_flight >= self.max_concurrency:
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                "overloaded",
+                f"{self.gate.in_flight} requests are in flight, the limit is {self.max_concurrency}; retry",
+            )
+            return
+        self.gate.in_flight += 1
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                return  # the 503 has been sent; the late result is dropped
+            started = True
+            await send(message)
+
+        timed_out = False
+        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        task.add_done_callback(self._release)
+        done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        if done:
+            task.result()
+            return
+        if started:  # the response is already streaming: let it finish
+            await task
+            return
+        timed_out = True
+        self._background.add(task)  # keep a reference until it ends (and releases its slot)
+        await self._refuse(
+            scope,
+            receive,
+            send,
+            "timeout",
+            f"the request did not finish within {self.timeout:g} s; it was abandoned",
+        )
+
+    def _release(self, task: "asyncio.Task[Any]") -> None:
+        self.gate.in_flight -= 1
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        with contextlib.suppress(Exception):
+            task.exception()  # retrieved, so an abandoned task's error is not reported twice
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, kind: str, detail: str) -> None:
+        scope.setdefault("state", {})["error_type"] = kind
+        headers = {"Retry-After": self.retry_after}
+        if kind == "draining":
+            headers["Connection"] = "close"
+        await problem_response(503, detail, headers=headers)(scope, receive, send)

@@ -1,0 +1,18 @@
+"""``GET /metrics``: Prometheus text exposition."""
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+router = APIRouter(tags=["health"])
+#: The format `generate_latest` writes (text 0.0.4), which every Prometheus version scrapes.
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {}}}},
+)
+def metrics(request: Request) -> Response:
+    """Request counts, latency histograms, rows and bytes scored, errors by kind (all workers)."""
+    return Response(request.app.state.metrics.exposition(), media_type=TEXT_FORMAT)

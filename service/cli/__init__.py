@@ -1,0 +1,1 @@
+"""Subcommands of the ``xent`` console script beyond ``serve`` and ``openapi``."""

@@ -1,0 +1,34 @@
+"""The routes of the app and the request-body fields each publishes, read from its OpenAPI document.
+
+Fuzzing and malformed-input tests iterate over these, so a route added later is covered without edits.
+"""
+
+from functools import cache
+from typing import Any
+
+from service.app import create_app
+from service.settings import Settings
+
+
+@cache
+def _document() -> dict[str, Any]:
+    return create_app(Settings()).openapi()
+
+
+def post_routes() -> list[str]:
+    """Paths of every POST operation under /v1."""
+    return sorted(p for p, ops in _document()["paths"].items() if "post" in ops and p.startswith("/v1/"))
+
+
+def get_routes() -> list[str]:
+    """Paths of every GET operation the app publishes."""
+    return sorted(p for p, ops in _document()["paths"].items() if "get" in ops)
+
+
+def body_fields(path: str) -> dict[str, Any]:
+    """Property schemas of the JSON request body of `path`."""
+    document = _document()
+    schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    ref = schema["$ref"] if "$ref" in schema else schema["oneOf"][0]["$ref"]  # the route's own model first
+    properties: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+    return properties

@@ -1,0 +1,147 @@
+"""Issue 6: /metrics in Prometheus text format, JSON access logs, X-Request-ID."""
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.settings import Settings
+
+BODY = {"logits": [[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], "labels": [0, 1, 0]}
+
+
+@pytest.fixture
+def fresh() -> TestClient:
+    return TestClient(create_app(Settings()), raise_server_exceptions=False)
+
+
+def samples(client: TestClient) -> dict[tuple[str, frozenset], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    out = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(table, name, **labels) -> float:
+    return table.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_count_requests_rows_bytes_and_errors(fresh):
+    ok = json.dumps(BODY).encode()
+    for _ in range(3):
+        assert (
+            fresh.post(
+                "/v1/cross-entropy", content=ok, headers={"content-type": "application/json"}
+            ).status_code
+            == 200
+        )
+    assert fresh.post("/v1/cross-entropy", json={"logits": [[1, 0]], "labels": [5]}).status_code == 422
+    assert (
+        fresh.post(
+            "/v1/cross-entropy", content=b"{", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
+    assert (
+        fresh.post("/v1/cross-entropy", content=b"{}", headers={"content-type": "text/csv"}).status_code
+        == 415
+    )
+    assert fresh.get("/random/path/1").status_code == 404
+    assert fresh.get("/v1/cross-entropy").status_code == 405
+    table = samples(fresh)
+    route = "/v1/cross-entropy"
+    assert value(table, "xent_http_requests_total", route=route, method="POST", status="200") == 3
+    assert value(table, "xent_http_requests_total", route=route, method="POST", status="422") == 1
+    assert (
+        value(table, "xent_http_request_duration_seconds_count", route=route, method="POST", status="200")
+        == 3
+    )
+    assert (
+        value(table, "xent_http_request_duration_seconds_sum", route=route, method="POST", status="200") > 0
+    )
+    assert value(table, "xent_scored_rows_total", route=route) == 9
+    assert value(table, "xent_scored_bytes_total", route=route) == 3 * len(ok)
+    assert value(table, "xent_errors_total", route=route, type="invalid_input") == 1
+    assert value(table, "xent_errors_total", route=route, type="malformed_body") == 1
+    assert value(table, "xent_errors_total", route=route, type="unsupported_media_type") == 1
+    assert value(table, "xent_errors_total", route=route, type="method_not_allowed") == 1
+    assert value(table, "xent_errors_total", route="unmatched", type="not_found") == 1
+    assert value(table, "xent_http_requests_total", route="unmatched", method="GET", status="404") == 1
+
+
+def test_metric_names_follow_prometheus_conventions(fresh):
+    fresh.post("/v1/cross-entropy", json=BODY)
+    names = {family.name for family in text_string_to_metric_families(fresh.get("/metrics").text)}
+    assert {
+        "xent_http_requests",
+        "xent_http_request_duration_seconds",
+        "xent_scored_rows",
+        "xent_scored_bytes",
+    } <= names
+    text = fresh.get("/metrics").text
+    assert "# TYPE xent_http_request_duration_seconds histogram" in text
+    assert "# TYPE xent_scored_bytes_total counter" in text
+
+
+def test_server_error_is_counted_as_internal(fresh):
+    def boom() -> None:
+        raise RuntimeError("bug")
+
+    fresh.app.add_api_route("/v1/test/boom", boom, methods=["POST"])
+    response = fresh.post("/v1/test/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "bug" not in response.text
+    assert value(samples(fresh), "xent_errors_total", route="/v1/test/boom", type="internal") == 1
+
+
+def test_request_id_is_echoed_or_generated(fresh):
+    given = fresh.post("/v1/cross-entropy", json=BODY, headers={"X-Request-ID": "batch-42.eval:7"})
+    assert given.headers["x-request-id"] == "batch-42.eval:7"
+    made = fresh.get("/healthz")
+    assert len(made.headers["x-request-id"]) == 32
+    other = fresh.get("/healthz")
+    assert other.headers["x-request-id"] != made.headers["x-request-id"]
+    problem = fresh.post("/v1/cross-entropy", content=b"[", headers={"X-Request-ID": "r1"})
+    assert problem.headers["x-request-id"] == "r1"
+
+
+@pytest.mark.parametrize("bad", ["x" * 129, "has space", "semi;colon", "é"])
+def test_insane_request_id_is_replaced(fresh, bad):
+    response = fresh.get("/healthz", headers={"X-Request-ID": bad.encode()})
+    assert response.headers["x-request-id"] != bad
+    assert len(response.headers["x-request-id"]) == 32
+
+
+def test_access_log_is_one_json_line_without_payload(fresh, caplog):
+    caplog.set_level(logging.INFO, logger="xent.access")
+    secret_value = 0.123456789
+    body = {"logits": [[secret_value, 0.0], [0.0, 1.0]], "labels": [0, 1]}
+    content = json.dumps(body).encode()
+    headers = {"X-Request-ID": "log-1", "content-type": "application/json"}
+    fresh.post("/v1/cross-entropy?token=abc", content=content, headers=headers)
+    records = [r for r in caplog.records if r.name == "xent.access"]
+    assert len(records) == 1
+    line = json.loads(records[0].getMessage())
+    assert line["request_id"] == "log-1"
+    assert line["route"] == "/v1/cross-entropy"
+    assert line["path"] == "/v1/cross-entropy"
+    assert line["status"] == 200
+    assert line["rows"] == 2
+    assert line["bytes_in"] == len(content)
+    assert line["duration_ms"] > 0
+    assert line["error"] is None
+    assert str(secret_value) not in caplog.text and "token" not in caplog.text
+
+
+def test_access_log_can_be_turned_off(caplog):
+    caplog.set_level(logging.INFO, logger="xent.access")
+    TestClient(create_app(Settings(access_log=False))).get("/healthz")
+    assert not [r for r in caplog.records if r.name == "xent.access"]
