@@ -44,6 +44,8 @@ def bin_sums(
     *,
     weights: FloatArray | None = None,
     second_moments: bool = False,
+    runs: IntArray | None = None,
+    grouped: "GroupRuns | None" = None,
 ) -> BinSums:
     """Sum pairs into bins with ``np.bincount``: one pass per statistic, no loop.
 
@@ -59,13 +61,23 @@ def bin_sums(
         Per-sample multiplicities of R resamples (keys then run over R·G·(S+1) cells).
     second_moments : bool, default=False
         Also sum c² and c·o (for the Brier decomposition).
+    runs : ndarray of int, optional
+        Start of each run of equal bins when G = 1 and pairs are in bin order
+        (:func:`bin_runs`); found on each call when omitted.
+    grouped : GroupRuns, optional
+        Every group's pairs put in (group, bin) order once (:func:`group_runs`): with
+        `weights`, each statistic is one gather and one ``np.add.reduceat``.
     """
     n_groups, n = conf.shape
     width = n_slots + 1
     c = conf.astype(np.float64, copy=False)
     o = outcome.astype(np.float64, copy=False)
-    if weights is not None and n_groups == 1 and np.all(index[0, 1:] >= index[0, :-1]):
-        return _segment_sums(c, o, index, width, weights, second_moments)
+    if weights is not None and grouped is not None:
+        return _grouped_sums(c, o, weights, grouped, width, second_moments)
+    if weights is not None and runs is None:
+        runs = bin_runs(index)
+    if weights is not None and runs is not None:
+        return _segment_sums(c, o, index, width, weights, second_moments, runs)
     keys = (np.arange(n_groups)[:, None] * width + index).ravel()
     n_res = 1 if weights is None else weights.shape[0]
     size = n_res * n_groups * width
@@ -92,28 +104,91 @@ def bin_sums(
     )
 
 
-def _segment_sums(
-    c: FloatArray, o: FloatArray, index: IntArray, width: int, weights: FloatArray, second_moments: bool
-) -> BinSums:
-    """Bin sums when pairs are already in bin order: ``np.add.reduceat`` over each bin's run."""
-    n_res = weights.shape[0]
+def bin_runs(index: IntArray) -> IntArray | None:
+    """Start of each run of equal bins if there is one group in bin order, else None."""
+    if index.shape[0] != 1 or index.shape[1] == 0 or not np.all(index[0, 1:] >= index[0, :-1]):
+        return None
     row = index[0]
-    starts = np.concatenate([[0], np.flatnonzero(row[1:] != row[:-1]) + 1])
-    bins = row[starts]
+    return np.concatenate([[0], np.flatnonzero(row[1:] != row[:-1]) + 1])
 
-    def total(values: FloatArray | None) -> FloatArray:
-        data = weights if values is None else weights * values[0]
-        out = np.zeros((n_res, 1, width))
-        out[:, 0, bins] = np.add.reduceat(data, starts, axis=1)
-        return out[..., : width - 1]
 
+def _segment_sums(
+    c: FloatArray,
+    o: FloatArray,
+    index: IntArray,
+    width: int,
+    weights: FloatArray,
+    second_moments: bool,
+    starts: IntArray,
+) -> BinSums:
+    """Bin sums when pairs are already in bin order: one ``np.add.reduceat`` over each bin's run."""
+    n_res = weights.shape[0]
+    bins = index[0][starts]
+    values = [c[0], o[0]] + ([c[0] * c[0], c[0] * o[0]] if second_moments else [])
+    data = np.empty((len(values), n_res, weights.shape[1]))
+    for row, v in zip(data, values, strict=True):  # 2 or 4 statistics, each over all samples
+        np.multiply(weights, v, out=row)
+    out = np.zeros((1 + len(values), n_res, 1, width))
+    out[0][:, 0, bins] = np.add.reduceat(weights, starts, axis=1)
+    out[1:, :, 0, bins] = np.add.reduceat(data, starts, axis=2)
+    out = out[..., : width - 1]
     zero = np.zeros((n_res, 1, width - 1))
     return BinSums(
-        count=total(None),
-        conf=total(c),
-        outcome=total(o),
-        conf_sq=total(c * c) if second_moments else zero,
-        conf_outcome=total(c * o) if second_moments else zero,
+        count=out[0],
+        conf=out[1],
+        outcome=out[2],
+        conf_sq=out[3] if second_moments else zero,
+        conf_outcome=out[4] if second_moments else zero,
+        n=float(weights[0].sum()),
+    )
+
+
+@dataclass(frozen=True)
+class GroupRuns:
+    """Pairs of G groups in (group, bin) order: their samples, confidences, outcomes, runs, cells."""
+
+    sample: IntArray
+    conf: FloatArray
+    outcome: FloatArray
+    starts: IntArray
+    cells: IntArray
+
+
+def group_runs(conf: FloatArray, outcome: FloatArray, index: IntArray, width: int) -> GroupRuns:
+    """Sort the G×N pairs once by cell ``g·width + bin`` (stable) for :func:`bin_sums`."""
+    n_groups, n = index.shape
+    keys = (np.arange(n_groups)[:, None] * width + index).ravel()
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])
+    c = conf.astype(np.float64).ravel()[order]
+    o = outcome.astype(np.float64).ravel()[order]
+    return GroupRuns(order % n, c, o, starts, ordered[starts])
+
+
+def _grouped_sums(
+    c: FloatArray, o: FloatArray, weights: FloatArray, runs: GroupRuns, width: int, second_moments: bool
+) -> BinSums:
+    """Bin sums of G groups from pairs in cell order: one gather of the weights, one reduceat."""
+    n_res = weights.shape[0]
+    n_groups = c.shape[0]
+    cf, of = runs.conf, runs.outcome
+    w = weights[:, runs.sample]
+    values = [cf, of] + ([cf * cf, cf * of] if second_moments else [])
+    data = np.empty((1 + len(values), n_res, w.shape[1]))
+    data[0] = w
+    for row, v in zip(data[1:], values, strict=True):  # 2 or 4 statistics, each over all pairs
+        np.multiply(w, v, out=row)
+    out = np.zeros((data.shape[0], n_res, n_groups * width))
+    out[:, :, runs.cells] = np.add.reduceat(data, runs.starts, axis=2)
+    out = out.reshape(data.shape[0], n_res, n_groups, width)[..., : width - 1]
+    zero = np.zeros((n_res, n_groups, width - 1))
+    return BinSums(
+        count=out[0],
+        conf=out[1],
+        outcome=out[2],
+        conf_sq=out[3] if second_moments else zero,
+        conf_outcome=out[4] if second_moments else zero,
         n=float(weights[0].sum()),
     )
 

@@ -15,6 +15,15 @@ from ._typing import FloatArray
 from .calibration import NOT_BOOTSTRAPPED, Prepared, binned_scalars, sort_for_tests
 from .errors import InputError
 
+_PER_CLASS = {
+    "ace_nixon",
+    "brier_reliability",
+    "brier_resolution",
+    "brier_uncertainty",
+    "brier_within_bin_variance",
+    "brier_within_bin_covariance",
+}
+
 #: Largest number of resamples accepted.
 MAX_RESAMPLES = 10_000
 
@@ -28,9 +37,15 @@ class Interval:
 
 
 def resample_weights(rng: np.random.Generator, n_resamples: int, n: int) -> FloatArray:
-    """Multiplicities of `n_resamples` draws of n indices with replacement (R×N float64)."""
-    draws = rng.integers(0, n, size=(n_resamples, n), dtype=np.int64)
-    draws += (np.arange(n_resamples, dtype=np.int64) * n)[:, None]
+    """Multiplicities of `n_resamples` draws of n indices with replacement (R×N float64).
+
+    Indices are ``rng.integers(0, n, size=(R, n), dtype=np.int32)`` (int64 when R·n does
+    not fit in int32), counted per resample by one ``np.bincount`` over offset indices.
+    """
+    # Same values as dtype=int64 (NumPy draws bounds below 2**32 from 32 bits), half the memory.
+    narrow = n_resamples * n < np.iinfo(np.int32).max
+    draws = rng.integers(0, n, size=(n_resamples, n), dtype=np.int32 if narrow else np.int64)
+    draws += (np.arange(n_resamples, dtype=draws.dtype) * n)[:, None]
     counts = np.bincount(draws.ravel(), minlength=n_resamples * n)
     return counts.reshape(n_resamples, n).astype(np.float64)
 
@@ -49,7 +64,8 @@ def bootstrap_intervals(
     Resamples draw N samples with replacement (``numpy.random.default_rng(seed)``);
     bins stay those of the full sample (quantile edges are not recomputed). The
     interval is ``np.nanpercentile`` at ``(1 - level)/2`` and ``(1 + level)/2``
-    (linear interpolation). ``ace_nixon`` and ``smooth_ece`` are not resampled.
+    (linear interpolation). ``ace_nixon`` is resampled when `prep` was prepared with
+    ``resample=True`` (its ranges re-cut per resample); ``smooth_ece`` finds σ* per resample.
     """
     if not 1 <= n_resamples <= MAX_RESAMPLES:
         raise InputError("bootstrap.n", f"must lie in [1, {MAX_RESAMPLES}]; got {n_resamples}")
@@ -62,6 +78,9 @@ def bootstrap_intervals(
     wanted = None if names is None else set(names) - set(NOT_BOOTSTRAPPED)
     n = prep.correct.shape[0]
     groups = prep.binned.conf.shape[0]  # class-wise targets sum K pairs per sample
+    for per_class in (prep.brier_pairs, prep.classes):
+        if per_class is not None and (wanted is None or wanted & _PER_CLASS):
+            groups = max(groups, per_class.conf.shape[0])
     chunk = max(1, max_elements // (n * groups))
     parts: dict[str, list[FloatArray]] = {}
     for start in range(0, n_resamples, chunk):

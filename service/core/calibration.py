@@ -30,12 +30,15 @@ from .bin_edges import (
 from .binned import (
     BinMeans,
     BinSums,
+    GroupRuns,
     Norm,
     Weighting,
     bin_means,
+    bin_runs,
     bin_sums,
     binned_error,
     debiased_square,
+    group_runs,
     reduce_groups,
 )
 from .brier import BrierScale, brier_factor, brier_rows, murphy_terms
@@ -49,7 +52,7 @@ from .calibration_tests import (
 from .distribution import Distribution
 from .entropy import nll
 from .errors import InputError
-from .smooth_ece import smooth_ece
+from .smooth_ece import smooth_ece, smooth_ece_weighted
 
 Target = Literal["top_label", "positive_class", "classwise", "marginal"]
 Binning = Literal["uniform", "quantile", "edges"]
@@ -83,16 +86,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "reliability": (),
 }
 #: Scalars the bootstrap does not resample (see :mod:`service.core.bootstrap`).
-NOT_BOOTSTRAPPED = (
-    "ace_nixon",
-    "smooth_ece",
-    "smooth_ece_sigma",
-    "brier_reliability",
-    "brier_resolution",
-    "brier_uncertainty",
-    "brier_within_bin_variance",
-    "brier_within_bin_covariance",
-)
+NOT_BOOTSTRAPPED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,15 +268,27 @@ class Pairs:
     n_slots: int
     lower: FloatArray
     upper: FloatArray
+    runs: IntArray | None = None  # set by sort_for_tests when one group is in bin order
+    grouped: GroupRuns | None = None  # set by sort_for_tests for several groups
 
 
 class _Columns:
     """Top-label class and probability per row, and (built on first use) K×N columns."""
 
-    def __init__(self, probs: FloatArray) -> None:
+    def __init__(self, probs: FloatArray, labels: IntArray) -> None:
         self.probs = probs
+        self.labels = labels
         self.predicted = probs.argmax(axis=1)
-        self.top = np.take_along_axis(probs, self.predicted[:, None], axis=1)[:, 0]
+        n, k = probs.shape
+        if probs.flags.c_contiguous:  # one flat gather: cheaper than take_along_axis
+            self.top = probs.reshape(-1).take(np.arange(0, n * k, k) + self.predicted)
+        else:
+            self.top = np.take_along_axis(probs, self.predicted[:, None], axis=1)[:, 0]
+
+    @cached_property
+    def correct(self) -> FloatArray:
+        """1.0 where the top-label class is the label (computed on first use)."""
+        return (self.predicted == self.labels).astype(np.float64)
 
     @cached_property
     def cols(self) -> FloatArray:
@@ -292,7 +298,7 @@ class _Columns:
 
 def _target_pairs(target: Target, columns: _Columns, labels: IntArray) -> tuple[FloatArray, FloatArray]:
     if target == "top_label":
-        return columns.top[None, :], (columns.predicted == labels).astype(np.float64)[None, :]
+        return columns.top[None, :], columns.correct[None, :]
     if target == "positive_class":
         return columns.probs[:, 1][None, :], (labels == 1).astype(np.float64)[None, :]
     classes = np.arange(columns.cols.shape[0])[:, None]
@@ -365,6 +371,7 @@ class Prepared:
     convention: Convention
     target: Target
     n_bins: int
+    classes: "ClassOrder | None" = None
 
 
 def resolve_target(convention: Convention, dist: Distribution) -> Target:
@@ -384,9 +391,17 @@ _BRIER = {"brier", "brier_reliability", "brier_resolution", "brier_uncertainty"}
 
 
 def prepare(
-    labels: IntArray, dist: Distribution, convention: Convention, *, names: Collection[str] | None = None
+    labels: IntArray,
+    dist: Distribution,
+    convention: Convention,
+    *,
+    names: Collection[str] | None = None,
+    resample: bool = False,
 ) -> Prepared:
-    """Pairs, bins and per-sample values of one request (Brier and NLL terms only if in `names`)."""
+    """Pairs, bins and per-sample values of one request (Brier and NLL terms only if in `names`).
+
+    With `resample`, also each class column in sorted order for ``ace_nixon`` (if wanted).
+    """
     probs = dist.probs
     n = probs.shape[0]
     target = resolve_target(convention, dist)
@@ -397,7 +412,7 @@ def prepare(
         convention.preset == "torchmetrics" and (target == "top_label" or probs.dtype == np.float32)
     )
     effective = _edge_rule_for(convention, tm_float32)
-    columns = _Columns(probs)
+    columns = _Columns(probs, labels)
     conf, outcome = _target_pairs(target, columns, labels)
     binned = _bin_pairs(_prepare_confidence(conf, convention, float32=tm_float32), outcome, effective, n_bins)
 
@@ -422,11 +437,14 @@ def prepare(
         test_outcome=t_out[0],
         brier=brier,
         nll=log_loss,
-        correct=(columns.predicted == labels).astype(np.float64),
+        correct=columns.correct,
         top=columns.top.astype(np.float64),
         convention=effective,
         target=target,
         n_bins=n_bins,
+        classes=class_order(labels, probs)
+        if resample and (wanted is None or "ace_nixon" in wanted)
+        else None,
     )
 
 
@@ -437,7 +455,7 @@ def _reduce(per_group: FloatArray, target: Target, norm: Norm) -> FloatArray:
 
 
 _BINNED = {"calibration_error", "ece", "rmsce", "mce", "ace_netcal", "debiased_l2"}
-_MURPHY = {name for name in NOT_BOOTSTRAPPED if name.startswith("brier_")}
+_MURPHY = _BRIER - {"brier"}
 
 
 def binned_scalars(
@@ -469,7 +487,9 @@ def binned_scalars(
     out: dict[str, FloatArray] = {}
     if need(_BINNED) or weights is None:
         p = prep.binned
-        sums = bin_sums(p.conf, p.outcome, p.index, p.n_slots, weights=weights)
+        sums = bin_sums(
+            p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs, grouped=p.grouped
+        )
         means = bin_means(sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting)
         errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
         out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
@@ -485,9 +505,18 @@ def binned_scalars(
             out["debiased_l2"] = np.sqrt(np.maximum(square, 0.0)).mean(axis=-1)
         out["_means"] = means  # type: ignore[assignment]
         out["_sums"] = sums  # type: ignore[assignment]
-    if weights is None and need(_MURPHY) and prep.brier_pairs is not None:
+    if need(_MURPHY) and prep.brier_pairs is not None:
         b = prep.brier_pairs
-        bsums = bin_sums(b.conf, b.outcome, b.index, b.n_slots, second_moments=True)
+        bsums = bin_sums(
+            b.conf,
+            b.outcome,
+            b.index,
+            b.n_slots,
+            weights=weights,
+            second_moments=True,
+            runs=b.runs,
+            grouped=b.grouped,
+        )
         terms = murphy_terms(bsums, prep.brier_factor)
         out["brier_reliability"] = terms.reliability
         out["brier_resolution"] = terms.resolution
@@ -514,6 +543,12 @@ def binned_scalars(
         out["accuracy"] = mean(prep.correct)
         out["mean_confidence"] = mean(prep.top)
         out["confidence_gap"] = out["mean_confidence"] - out["accuracy"]
+    if weights is not None and need(("smooth_ece", "smooth_ece_sigma")):
+        out["smooth_ece"], out["smooth_ece_sigma"] = smooth_ece_weighted(
+            prep.test_conf, prep.test_outcome, weights
+        )
+    if weights is not None and need(("ace_nixon",)) and prep.classes is not None:
+        out["ace_nixon"] = ace_nixon_weighted(prep.classes, prep.n_bins, weights)
     if need(("spiegelhalter_z", "spiegelhalter_p")):
         z = spiegelhalter_z(prep.test_conf, prep.test_outcome, weights)
         out["spiegelhalter_z"] = z
@@ -530,10 +565,18 @@ def binned_scalars(
 def sort_for_tests(prep: Prepared) -> Prepared:
     """The same request with samples reordered by test confidence (stable), for resampling."""
     order = np.argsort(prep.test_conf, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    classes = prep.classes
+    if classes is not None:  # sample i moves to position[i]
+        classes = replace(classes, order=position[classes.order])
 
     def take(pairs: Pairs) -> Pairs:
         conf = pairs.conf[:, order].astype(np.float64)  # bins are assigned: sums run in float64
-        return replace(pairs, conf=conf, outcome=pairs.outcome[:, order], index=pairs.index[:, order])
+        index = pairs.index[:, order]
+        outcome = pairs.outcome[:, order]
+        grouped = group_runs(conf, outcome, index, pairs.n_slots + 1) if index.shape[0] > 1 else None
+        return replace(pairs, conf=conf, outcome=outcome, index=index, runs=bin_runs(index), grouped=grouped)
 
     return replace(
         prep,
@@ -545,6 +588,7 @@ def sort_for_tests(prep: Prepared) -> Prepared:
         nll=None if prep.nll is None else prep.nll[order],
         correct=prep.correct[order],
         top=prep.top[order],
+        classes=classes,
     )
 
 
@@ -578,6 +622,64 @@ def ace_nixon(labels: IntArray, probs: FloatArray, n_ranges: int) -> float:
     acc = np.bincount(keys, weights=sorted_o.ravel(), minlength=size)
     used = count > 0
     return float(np.mean(np.abs(acc[used] - conf[used]) / count[used]))
+
+
+@dataclass(frozen=True)
+class ClassOrder:
+    """Every class's probabilities in ascending order, with outcomes and sample indices (K×N)."""
+
+    conf: FloatArray
+    outcome: FloatArray
+    order: IntArray
+
+
+def class_order(labels: IntArray, probs: FloatArray) -> ClassOrder:
+    """Sort each class column once (stable) for :func:`ace_nixon_weighted`."""
+    k = probs.shape[1]
+    cols = np.ascontiguousarray(probs.T)
+    order = np.argsort(cols, axis=1, kind="stable")
+    conf = np.take_along_axis(cols, order, axis=1).astype(np.float64)
+    outcome = (labels[order] == np.arange(k)[:, None]).astype(np.float64)
+    return ClassOrder(conf, outcome, order)
+
+
+def ace_nixon_weighted(sorted_: ClassOrder, n_ranges: int, weights: FloatArray) -> FloatArray:
+    """:func:`ace_nixon` of R resamples given as multiplicities (R×N), one value per resample.
+
+    A resample lists sample i ``w_i`` times; in each class's sorted order, the first
+    ``s`` entries sum to ``F_{j-1} + (s - C_{j-1}) p_j`` where ``C`` and ``F`` are
+    cumulative sums of w and w·p and j holds entry s. Range boundaries are those of
+    ``np.array_split`` on N entries, so sums over ranges are differences at fixed
+    positions: no sort and no loop per resample or class. Tied probabilities of
+    distinct samples are kept in sample order (stable), copies of a sample together.
+    """
+    n_res, n = weights.shape
+    k = sorted_.conf.shape[0]
+    q, r = divmod(n, n_ranges)
+    sizes = np.array([q + 1] * r + [q] * (n_ranges - r), dtype=np.float64)
+    bounds = np.concatenate([[0.0], np.cumsum(sizes)])  # positions 0..N
+    w = weights[:, sorted_.order]  # R×K×N, each class's sorted order
+    cum_w = np.cumsum(w, axis=-1)
+    rows = n_res * k
+    offset = (np.arange(rows, dtype=np.float64) * (n + 1))[:, None]
+    flat = (cum_w.reshape(rows, n) + offset).ravel()
+    at = np.searchsorted(flat, (bounds[None, :] + offset).ravel(), side="left")
+    at = np.minimum(at, flat.size - 1)  # position 0 of an all-zero prefix still lands in its row
+    w_at = w.reshape(-1)[at]
+    before = flat[at] - w_at - np.repeat(offset[:, 0], bounds.size)  # C_{j-1}
+    pos = np.tile(bounds, rows)
+
+    def prefix(values: FloatArray) -> FloatArray:
+        v = np.broadcast_to(values, w.shape)
+        cum = np.cumsum(w * v, axis=-1).reshape(-1)
+        v_at = v.reshape(-1)[at]
+        return (cum[at] - w_at * v_at + (pos - before) * v_at).reshape(n_res, k, bounds.size)
+
+    conf = np.diff(prefix(sorted_.conf), axis=-1)
+    acc = np.diff(prefix(sorted_.outcome), axis=-1)
+    used = sizes > 0
+    gap = np.abs(acc[..., used] - conf[..., used]) / sizes[used]
+    return np.asarray(gap.mean(axis=(-2, -1)), dtype=np.float64)
 
 
 def _reliability(

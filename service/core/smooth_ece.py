@@ -118,3 +118,85 @@ def smooth_ece(conf: FloatArray, outcome: FloatArray, *, eps: float = 1e-3) -> S
             else:
                 start = midpoint
     return SmoothECE(smooth_ece_at(conf, outcome, start, grids=grids), start)
+
+
+def _round_rows(f: FloatArray, values: FloatArray, weights: FloatArray, n_grid: int) -> FloatArray:
+    """:func:`_round_to_grid` of R weighted copies of the sample at once (R×n_grid)."""
+    scaled = f * (n_grid - 1)
+    lower = scaled.astype(np.int64).clip(0, n_grid - 2)
+    frac = scaled - lower
+    n_res, n = weights.shape
+    keys = (np.arange(n_res)[:, None] * (n_grid + 1) + lower[None, :]).ravel()
+    size = n_res * (n_grid + 1)
+    below = np.bincount(keys, weights=(weights * ((1 - frac) * values)).ravel(), minlength=size)
+    above = np.bincount(keys + 1, weights=(weights * (frac * values)).ravel(), minlength=size)
+    return np.asarray((below + above).reshape(n_res, n_grid + 1)[:, :n_grid], dtype=np.float64)
+
+
+def _smooth_rows(grid: FloatArray, mesh: FloatArray, sigma: float) -> FloatArray:
+    """:func:`_kernel_apply` on every row: reflected Gaussian convolution by FFT, then interpolation."""
+    n = grid.shape[1]
+    t = np.linspace(0, 1, n)
+    kernel = np.exp(-(t - 0.5) * (t - 0.5) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
+    flipped = grid[:, ::-1]
+    extended = np.concatenate([flipped[:, :-1], grid, flipped[:, 1:]], axis=1)
+    size = 1 << int(4 * n - 3).bit_length()
+    full = np.fft.irfft(np.fft.rfft(extended, size, axis=1) * np.fft.rfft(kernel, size), size, axis=1)
+    start = n - 1 + n // 2  # np.convolve(..., "valid") begins at n - 1 of the full convolution
+    smoothed = full[:, start : start + n]
+    step = 1 / (n - 1)
+    idx = (mesh * (n - 1)).astype(np.int64).clip(0, n - 2)
+    residual = (mesh - idx * step) / step
+    return np.asarray(smoothed[:, idx] * (1 - residual) + smoothed[:, idx + 1] * residual, dtype=np.float64)
+
+
+def smooth_ece_weighted(
+    conf: FloatArray, outcome: FloatArray, weights: FloatArray, *, eps: float = 1e-3
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`smooth_ece` of R resamples given as multiplicities (R×N): values and σ* per resample.
+
+    Grids are weighted sums (one ``np.bincount`` per grid size over all resamples); the
+    kernel smoothing runs on every resample's grid at once (FFT convolution, equal to
+    ``np.convolve`` up to rounding), and the bisection steps all resamples together,
+    grouping those at the same candidate σ: a loop over the ten steps and the distinct
+    σ values, never over samples or resamples.
+    """
+    f = conf.astype(np.float64, copy=False)
+    residual = f - outcome.astype(np.float64, copy=False)
+    ones = np.ones_like(f)
+    n_res = weights.shape[0]
+    cache: dict[int, tuple[FloatArray, FloatArray]] = {}
+
+    def at(sigma: float, rows: np.ndarray) -> FloatArray:
+        n_grid = _grid_size(sigma)
+        if n_grid not in cache:
+            cache[n_grid] = (_round_rows(f, residual, weights, n_grid), _round_rows(f, ones, weights, n_grid))
+        grid_r, grid_d = cache[n_grid]
+        mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
+        smoothed = _smooth_rows(grid_r[rows], mesh, sigma)
+        density = _smooth_rows(grid_d[rows], mesh, sigma) + DENSITY_FLOOR
+        return np.asarray(np.sum(np.abs(smoothed / density) * density, axis=1) / np.sum(density, axis=1))
+
+    def evaluate(sigmas: FloatArray, rows: np.ndarray) -> FloatArray:
+        values = np.zeros(rows.size)
+        for sigma in np.unique(sigmas):
+            pick = sigmas == sigma
+            values[pick] = at(float(sigma), rows[pick])
+        return values
+
+    def accepted(sigmas: FloatArray, rows: np.ndarray) -> np.ndarray:
+        ok = sigmas < eps
+        check = ~ok
+        ok[check] = sigmas[check] < evaluate(sigmas[check], rows[check])
+        return ok
+
+    all_rows = np.arange(n_res)
+    start = np.ones(n_res)
+    searching = all_rows[~accepted(start, all_rows)]
+    end = np.zeros(n_res)
+    for _ in range(10):
+        midpoint = (start[searching] + end[searching]) / 2
+        ok = accepted(midpoint, searching)
+        end[searching[ok]] = midpoint[ok]
+        start[searching[~ok]] = midpoint[~ok]
+    return evaluate(start, all_rows), start

@@ -104,12 +104,17 @@ def test_bootstrap_intervals(client, rng):
         json={
             "probs": p.tolist(),
             "labels": y.tolist(),
-            "metrics": ["ece", "brier", "smooth_ece"],
+            "metrics": ["ece", "brier", "ace_nixon", "smooth_ece"],
             "bootstrap": {"n": 200, "seed": 1},
         },
     ).json()
     intervals = body["bootstrap"]["intervals"]
-    assert set(intervals) == {"ece", "brier"}  # smooth_ece is not resampled
+    murphy = {"brier_reliability", "brier_resolution", "brier_uncertainty"}
+    murphy |= {"brier_within_bin_variance", "brier_within_bin_covariance"}
+    smooth = {"smooth_ece", "smooth_ece_sigma"}
+    assert set(intervals) == {"ece", "brier", "ace_nixon"} | murphy | smooth
+    for name in ("ace_nixon", "brier_reliability", "brier_uncertainty", "smooth_ece"):
+        assert intervals[name]["low"] <= body["metrics"][name] <= intervals[name]["high"], name
     assert intervals["brier"]["low"] <= body["metrics"]["brier"] <= intervals["brier"]["high"]
     again = client.post(
         "/v1/calibration",

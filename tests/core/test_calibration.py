@@ -7,7 +7,14 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest, norm
 
 from service.core import Convention, Distribution, InputError, ace_nixon, calibration_report, wilson_interval
-from service.core.bin_edges import assign_per_row, assign_shared, bins_for_rule, check_edges, quantile_edges
+from service.core.bin_edges import (
+    assign_per_row,
+    assign_shared,
+    bins_for_rule,
+    check_edges,
+    quantile_edges,
+    uniform_edges,
+)
 from service.core.calibration import resolve_convention
 from service.core.calibration_tests import (
     cumulative_stats,
@@ -313,3 +320,21 @@ def test_float32_input_bins_on_float32_values():
     result = calibration_report(np.array([1]), Distribution.from_probs(p32), Convention(n_bins=5))
     bins = result.reliability[0]
     assert bins.count[3] == 1
+
+
+@pytest.mark.parametrize("n_bins", [2, 3, 7, 10, 15, 100, 1000])
+@pytest.mark.parametrize("rule", ["exact", "numpy", "torch", "torch_float32"])
+@pytest.mark.parametrize("closed", ["right", "left"])
+def test_uniform_bin_guess_equals_searchsorted(rng, n_bins, rule, closed):
+    """The floor(c·B)-and-correct path gives searchsorted's index, at edges and one ulp either side."""
+    edges = uniform_edges(n_bins, rule)
+    conf = np.concatenate([rng.uniform(size=5000), edges, np.nextafter(edges, 2), np.nextafter(edges, -1)])
+    conf = np.clip(conf, 0.0, 1.0)
+    side = "left" if closed == "right" else "right"
+    for values in (conf, conf.astype(np.float32)):
+        expected = np.searchsorted(edges[1:-1], values, side=side)
+        np.testing.assert_array_equal(assign_shared(values, edges, closed), expected)
+    irregular = np.array([0.0, 0.05, 0.9, 1.0])  # far from i/B: the searchsorted path
+    np.testing.assert_array_equal(
+        assign_shared(conf, irregular, closed), np.searchsorted(irregular[1:-1], conf, side=side)
+    )

@@ -109,7 +109,7 @@ def _bootstrap(
 ) -> BootstrapResult:
     spec = options.bootstrap
     assert spec is not None
-    prep = prepare(labels, prediction.dist, convention, names=set(report.scalars))
+    prep = prepare(labels, prediction.dist, convention, names=set(report.scalars), resample=True)
     intervals = bootstrap_intervals(
         prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
     )
@@ -123,8 +123,8 @@ def _bootstrap(
         level=spec.level,
         seed=spec.seed,
         method="resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
-        "fixed from the full sample; percentile interval (np.nanpercentile, linear). ace_nixon, "
-        "smooth_ece and the Brier decomposition terms are not resampled.",
+        "fixed from the full sample (ace_nixon's ranges and smooth_ece's bandwidth found anew per "
+        "resample); percentile interval (np.nanpercentile, linear).",
         intervals=out,
     )
 
