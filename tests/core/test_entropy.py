@@ -265,3 +265,16 @@ def test_nll_takes_log_probability_arrays_as_logits(rng):
     np.testing.assert_allclose(
         soft_cross_entropy(targets, log_probs), -(targets * log_probs).sum(1), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_matches_logaddexp_and_keeps_dtype(rng, dtype):
+    from service.core import softplus
+
+    x = np.concatenate([30 * rng.standard_normal(1000), [0.0, 1e4, -1e4, 50.0, -50.0]]).astype(dtype)
+    got = softplus(x)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(
+        got, np.logaddexp(0, x.astype(np.float64)), rtol=4 * np.finfo(dtype).eps, atol=0
+    )
+    assert softplus(0) == pytest.approx(np.log(2))
