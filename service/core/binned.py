@@ -131,16 +131,7 @@ def _segment_sums(
     out = np.zeros((1 + len(values), n_res, 1, width))
     out[0][:, 0, bins] = np.add.reduceat(weights, starts, axis=1)
     out[1:, :, 0, bins] = np.add.reduceat(data, starts, axis=2)
-    out = out[..., : width - 1]
-    zero = np.zeros((n_res, 1, width - 1))
-    return BinSums(
-        count=out[0],
-        conf=out[1],
-        outcome=out[2],
-        conf_sq=out[3] if second_moments else zero,
-        conf_outcome=out[4] if second_moments else zero,
-        n=float(weights[0].sum()),
-    )
+    return _stacked(out[..., : width - 1], second_moments, float(weights[0].sum()))
 
 
 @dataclass(frozen=True)
@@ -182,14 +173,19 @@ def _grouped_sums(
     out = np.zeros((data.shape[0], n_res, n_groups * width))
     out[:, :, runs.cells] = np.add.reduceat(data, runs.starts, axis=2)
     out = out.reshape(data.shape[0], n_res, n_groups, width)[..., : width - 1]
-    zero = np.zeros((n_res, n_groups, width - 1))
+    return _stacked(out, second_moments, float(weights[0].sum()))
+
+
+def _stacked(out: FloatArray, second_moments: bool, n: float) -> BinSums:
+    """BinSums from stacked (count, conf, outcome[, conf², conf·outcome]) sums of shape (S, R, G, B)."""
+    zero = np.zeros(out.shape[1:])
     return BinSums(
         count=out[0],
         conf=out[1],
         outcome=out[2],
         conf_sq=out[3] if second_moments else zero,
         conf_outcome=out[4] if second_moments else zero,
-        n=float(weights[0].sum()),
+        n=n,
     )
 
 
