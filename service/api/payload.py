@@ -80,9 +80,30 @@ def body_format(request: Request) -> str:
     return MEDIA_TYPES[media]
 
 
-def has_boolean_elements(text: bytes | memoryview) -> bool:
-    """Whether JSON `text` may hold ``true``/``false`` inside an array (NumPy would take them as 1/0)."""
-    return _BOOLEAN_ELEMENT.search(text) is not None
+def has_boolean_elements(text: bytes, end: int | None = None) -> bool:
+    """Whether JSON ``text[:end]`` may hold ``true``/``false`` inside an array (NumPy would take them as 1/0).
+
+    Looks for the literals with ``bytes.find`` and checks only where they occur: a body of
+    numbers is scanned at memchr speed (a regex over every ``[`` and ``,`` of 1M floats took ~0.5 s).
+
+    Examples
+    --------
+    >>> has_boolean_elements(b'{"per_sample": true, "labels": [0, 1]}')
+    False
+    >>> has_boolean_elements(b'{"labels": [0,  true]}')
+    True
+    """
+    end = len(text) if end is None else end
+    for word in (b"true", b"false"):
+        at = text.find(word, 0, end)
+        while at != -1:
+            start = max(0, at - 64)
+            if _BOOLEAN_ELEMENT.search(text, start, at + len(word)) is not None:
+                return True
+            if start > 0 and not text[start:at].strip():  # a run of whitespace longer than the window
+                return _BOOLEAN_ELEMENT.search(text, 0, end) is not None
+            at = text.find(word, at + 1, end)
+    return False
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
