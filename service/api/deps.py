@@ -11,13 +11,14 @@ from starlette.responses import Response
 
 from service.settings import Settings
 
-from .binary import HEADER_LENGTH, attach_binary, read_npz, split_header
+from .binary import HEADER_LENGTH, attach_binary, split_header
 from .envelope import is_inference_request, unwrap
 from .inputs import Body
+from .npz import read_npz
 from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
-async def raw_body(request: Request, settings: Settings) -> bytes:
+async def raw_body(request: Request, settings: Settings) -> bytearray:
     """The request body as bytes, checked for content type and size while it streams in."""
     body_format(request)
     body = await read_body(request, settings.max_body_bytes)
@@ -25,7 +26,7 @@ async def raw_body(request: Request, settings: Settings) -> bytes:
     return body
 
 
-def parsed_body(request: Request, body: bytes, settings: Settings) -> Body:
+def parsed_body(request: Request, body: bytearray, settings: Settings) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
     CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
@@ -36,7 +37,7 @@ def parsed_body(request: Request, body: bytes, settings: Settings) -> Body:
     return parsed
 
 
-def _parse(request: Request, body: bytes, settings: Settings) -> Body:
+def _parse(request: Request, body: bytearray, settings: Settings) -> Body:
     kind = body_format(request)
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)

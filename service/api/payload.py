@@ -45,19 +45,21 @@ MEDIA_TYPES = {
 }
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """Read the body, refusing (413) as soon as it exceeds `max_bytes`."""
+async def read_body(request: Request, max_bytes: int) -> bytearray:
+    """Read the body, refusing (413) as soon as it exceeds `max_bytes`.
+
+    Chunks are appended to one growing buffer, so a large body is held once (joining a list
+    of chunks would hold it twice at the peak); tensors decoded from it are read-only views.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ProblemError(413, f"request body is {declared} bytes; the limit is {max_bytes}")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
+        if len(body) + len(chunk) > max_bytes:
             raise ProblemError(413, f"request body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def body_format(request: Request) -> str:
@@ -80,7 +82,7 @@ def body_format(request: Request) -> str:
     return MEDIA_TYPES[media]
 
 
-def has_boolean_elements(text: bytes, end: int | None = None) -> bool:
+def has_boolean_elements(text: bytes | bytearray, end: int | None = None) -> bool:
     """Whether JSON ``text[:end]`` may hold ``true``/``false`` inside an array (NumPy would take them as 1/0).
 
     Looks for the literals with ``bytes.find`` and checks only where they occur: a body of
@@ -106,7 +108,7 @@ def has_boolean_elements(text: bytes, end: int | None = None) -> bool:
     return False
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
+def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     """Parse `body` as a JSON object, or raise 400."""
     if not body.strip():
         raise ProblemError(400, "request body is empty; send a JSON object")
