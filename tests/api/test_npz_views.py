@@ -66,7 +66,9 @@ def test_a_damaged_stored_member_fails_its_crc(rng):
 def test_damaged_stored_member_over_http_is_400(client, rng):
     body = _npz(logits=rng.standard_normal((20, 4)), labels=np.zeros(20, np.int64))
     body[-200] ^= 0xFF  # inside the central directory or the labels: either way a 400
-    response = client.post("/v1/cross-entropy", content=bytes(body), headers={"content-type": "application/x-npz"})
+    response = client.post(
+        "/v1/cross-entropy", content=bytes(body), headers={"content-type": "application/x-npz"}
+    )
     assert_problem(response, 400, None, "npz")
 
 
