@@ -48,17 +48,26 @@ MEDIA_TYPES = {
 async def read_body(request: Request, max_bytes: int) -> bytearray:
     """Read the body, refusing (413) as soon as it exceeds `max_bytes`.
 
-    Chunks are appended to one growing buffer, so a large body is held once (joining a list
-    of chunks would hold it twice at the peak); tensors decoded from it are read-only views.
+    The body is written into one buffer sized from Content-Length (grown chunk by chunk when
+    there is none), so a large body is held once: joining a list of chunks holds it twice at
+    the peak. Tensors decoded from it are read-only views.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    size = int(declared) if declared is not None and declared.isdigit() else None
+    if size is not None and size > max_bytes:
         raise ProblemError(413, f"request body is {declared} bytes; the limit is {max_bytes}")
-    body = bytearray()
+    body = bytearray(size or 0)
+    filled = 0
     async for chunk in request.stream():
-        if len(body) + len(chunk) > max_bytes:
+        end = filled + len(chunk)
+        if end > max_bytes:
             raise ProblemError(413, f"request body exceeds the limit of {max_bytes} bytes")
-        body += chunk
+        if end <= len(body):
+            body[filled:end] = chunk
+        else:  # no Content-Length (chunked transfer): grow
+            body[filled:] = chunk
+        filled = end
+    del body[filled:]
     return body
 
 
