@@ -10,17 +10,13 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
   request runs to its end in the background and its response is dropped. It keeps its
   slot in the concurrency cap until then, so abandoned work still counts against the
   cap and memory stays bounded;
-- the worker is shutting down (SIGTERM seen): requests in flight complete, new ones
-  are refused with ``Connection: close``.
+- the worker is shutting down (SIGTERM seen, see :mod:`service.api.drain`): requests
+  in flight complete, new ones are refused with ``Connection: close``.
 """
 
 import asyncio
 import contextlib
-import signal
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,36 +34,6 @@ class Gate:
 
     in_flight: int = 0
     draining: bool = False
-
-
-def install_drain_hook(gate: Gate) -> Callable[[], None]:
-    """Chain SIGTERM/SIGINT so the gate closes before the server's own handler runs.
-
-    uvicorn installs its handlers before the app's lifespan starts; this wraps them, so a
-    signal first marks the worker as draining (new scoring requests get 503) and then
-    lets uvicorn stop accepting connections and wait for requests in flight. Returns a
-    function that puts the previous handlers back. Does nothing off the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        handler = signal.getsignal(sig)
-        if not callable(handler):
-            continue
-
-        def drain(signum: int, frame: FrameType | None, _next: Callable[..., Any] = handler) -> None:
-            gate.draining = True
-            _next(signum, frame)
-
-        previous[sig] = handler
-        signal.signal(sig, drain)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
 
 
 class LimitsMiddleware:

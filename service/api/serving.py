@@ -3,10 +3,18 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: After the drain (``service.api.drain``) hands over, uvicorn only has idle connections to
+#: close and responses already computed to send, or requests past the grace to cancel.
+CLOSE_S = 5
 
 
 def prepare_workers(workers: int) -> None:
@@ -25,6 +33,32 @@ def prepare_workers(workers: int) -> None:
     path = tempfile.mkdtemp(prefix="xent-metrics-")
     os.environ[MULTIPROC_ENV] = path
     atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
+def close_timeout(settings: "Settings") -> int:
+    """The graceful-shutdown timeout given to uvicorn, which starts once the drain has handed over.
+
+    The drain already waited up to ``shutdown_grace_s`` for the requests in flight, so
+    uvicorn gets a short while more, never more than the grace itself: a shutdown takes
+    at most ``shutdown_grace_s + min(shutdown_grace_s, 5)`` seconds.
+    """
+    return min(settings.shutdown_grace_s, CLOSE_S)
+
+
+def exit_zero_on_sigterm() -> None:
+    """Make a SIGTERM stop ``xent serve`` with status 0 rather than "killed by SIGTERM".
+
+    uvicorn re-raises the signal it caught once its graceful shutdown is complete, into
+    the handler that was there before it; with the default one the process would die of
+    it (status 143). uvicorn installs its own handlers when it starts serving (and the
+    multiprocess supervisor its own), so this one only sees a SIGTERM that arrives
+    before (while the app is imported) or after (the re-raise) serving.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def log_config(level: str) -> dict[str, Any]:
