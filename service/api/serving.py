@@ -62,7 +62,7 @@ def exit_zero_on_sigterm() -> None:
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """Uvicorn's logging set-up plus ``xent.access``: bare JSON lines on stdout."""
+    """Uvicorn's logging set-up plus ``xent.access`` (bare JSON lines on stdout) and ``xent.error`` (stderr)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = {
@@ -80,5 +80,6 @@ def log_config(level: str) -> dict[str, Any]:
     config["loggers"] = {
         **config["loggers"],
         "xent.access": {"handlers": ["xent_access"], "level": level.upper(), "propagate": False},
+        "xent.error": {"handlers": ["default"], "level": "INFO", "propagate": False},
     }
     return config
