@@ -62,7 +62,7 @@ def exit_zero_on_sigterm() -> None:
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """Uvicorn's logging set-up plus ``xent.access`` (bare JSON lines on stdout) and ``xent.error`` (stderr)."""
+    """Uvicorn's logging set-up plus ``xent.access`` (JSON lines, stdout) and ``xent.error`` (stderr)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = {
