@@ -1,6 +1,7 @@
-"""Process-level set-up for ``python -m service serve``: worker environment and log format."""
+"""Process-level set-up for ``python -m service serve``: worker environment, malloc, shutdown, log format."""
 
 import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -17,22 +18,47 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CLOSE_S = 5
 
 
+#: glibc malloc settings for the workers (README, Reliability): two arenas, not one per
+#: threadpool thread; and a fixed 128 KiB mmap threshold, so every large NumPy array or
+#: buffer is mmap-ed and given back to the system when freed. Without it glibc raises the
+#: threshold to the largest block freed so far (up to 32 MiB), and later large arrays are
+#: carved out of the heap, which fragments and keeps growing (+17% worker RSS over the
+#: 20,000-request soak; with it, -1.5%, and no loss of throughput).
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt parameters, glibc <malloc.h>
+
+
 def prepare_workers(workers: int) -> None:
-    """Environment for spawned workers: a shared metrics directory, and fewer malloc arenas.
+    """Environment for spawned workers: a shared metrics directory and glibc malloc settings.
 
     Must run before the workers start: they are spawned and inherit the environment.
-    ``MALLOC_ARENA_MAX=2`` keeps glibc from giving each of the threadpool's threads an
-    arena of its own; in the 20,000-request soak it cut the workers' RSS by ~40% and
-    flattened its growth (README, Reliability). Values the operator set are kept.
+    With one worker uvicorn serves from this process, whose malloc has already read its
+    environment: :func:`tune_malloc` sets the same values with ``mallopt`` instead. Values
+    the operator set are kept.
     """
     if workers < 2:
+        tune_malloc()
         return
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    for name, value in MALLOC_ENV.items():
+        os.environ.setdefault(name, value)
     if os.environ.get(MULTIPROC_ENV):
         return
     path = tempfile.mkdtemp(prefix="xent-metrics-")
     os.environ[MULTIPROC_ENV] = path
     atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
+def tune_malloc() -> bool:
+    """Apply :data:`MALLOC_ENV` to this process through glibc's ``mallopt``; False where there is none."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    ok = True
+    for name, param in (("MALLOC_ARENA_MAX", _M_ARENA_MAX), ("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD)):
+        if name not in os.environ:
+            ok = mallopt(param, int(MALLOC_ENV[name])) == 1 and ok
+    return ok
 
 
 def close_timeout(settings: "Settings") -> int:
