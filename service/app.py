@@ -13,7 +13,8 @@ from pydantic.json_schema import models_json_schema
 from service import __version__
 from service.api.access_log import RequestIdMiddleware, log_exchange
 from service.api.auth import APIKeyMiddleware, load_api_keys
-from service.api.limits import Gate, LimitsMiddleware, install_drain_hook
+from service.api.drain import install_drain_hook
+from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, build_router
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        restore = install_drain_hook(gate)
+        restore = install_drain_hook(gate, drain_s=settings.drain_s, grace_s=settings.shutdown_grace_s)
         yield
         restore()
 

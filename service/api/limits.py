@@ -5,26 +5,26 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
 - more than ``max_concurrency`` scoring requests in flight in this worker (so memory
   stays bounded under a burst: a refused request is never read);
 - a request still computing after ``request_timeout_s``. Its 503 goes out at once and
-  the event loop moves on. A NumPy kernel running in a thread cannot be interrupted
-  (and cancelling the task would only detach it from the thread), so the abandoned
-  request runs to its end in the background and its response is dropped. It keeps its
-  slot in the concurrency cap until then, so abandoned work still counts against the
-  cap and memory stays bounded;
-- the worker is shutting down (SIGTERM seen): requests in flight complete, new ones
-  are refused with ``Connection: close``.
+  the event loop moves on. The request runs under a deadline (:mod:`service.core.cancel`,
+  set here before the request's task starts and copied into its worker thread), and the
+  core's long loops check it between blocks of work, so the computation stops within one
+  block (milliseconds) with :class:`~service.core.cancel.Cancelled`: the thread, the
+  memory and the concurrency slot are freed. That exception is swallowed here, so it makes
+  no second response, no 500 and no error log; the request counts once, as ``timeout``.
+  A single NumPy call between two checkpoints cannot be interrupted: until it returns,
+  the request keeps its slot, so abandoned work still counts against the cap;
+- the worker is shutting down (SIGTERM seen, see :mod:`service.api.drain`): requests
+  in flight complete, new ones are refused with ``Connection: close``.
 """
 
 import asyncio
 import contextlib
-import signal
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core.cancel import Cancelled, deadline
 from service.settings import Settings
 
 from .problems import problem_response
@@ -38,36 +38,6 @@ class Gate:
 
     in_flight: int = 0
     draining: bool = False
-
-
-def install_drain_hook(gate: Gate) -> Callable[[], None]:
-    """Chain SIGTERM/SIGINT so the gate closes before the server's own handler runs.
-
-    uvicorn installs its handlers before the app's lifespan starts; this wraps them, so a
-    signal first marks the worker as draining (new scoring requests get 503) and then
-    lets uvicorn stop accepting connections and wait for requests in flight. Returns a
-    function that puts the previous handlers back. Does nothing off the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        handler = signal.getsignal(sig)
-        if not callable(handler):
-            continue
-
-        def drain(signum: int, frame: FrameType | None, _next: Callable[..., Any] = handler) -> None:
-            gate.draining = True
-            _next(signum, frame)
-
-        previous[sig] = handler
-        signal.signal(sig, drain)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
 
 
 class LimitsMiddleware:
@@ -109,23 +79,25 @@ class LimitsMiddleware:
             await send(message)
 
         timed_out = False
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        with deadline(self.timeout):  # copied into the task's context, and from there into its threads
+            task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         task.add_done_callback(self._release)
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
-        if done:
+        if done and not (_was_cancelled(task) and not started):
             task.result()
             return
         if started:  # the response is already streaming: let it finish
             await task
             return
         timed_out = True
-        self._background.add(task)  # keep a reference until it ends (and releases its slot)
+        if not done:
+            self._background.add(task)  # keep a reference until it stops (and releases its slot)
         await self._refuse(
             scope,
             receive,
             send,
             "timeout",
-            f"the request did not finish within {self.timeout:g} s; it was abandoned",
+            f"the request did not finish within {self.timeout:g} s; it was stopped",
         )
 
     def _release(self, task: "asyncio.Task[Any]") -> None:
@@ -142,3 +114,8 @@ class LimitsMiddleware:
         if kind == "draining":
             headers["Connection"] = "close"
         await problem_response(503, detail, headers=headers)(scope, receive, send)
+
+
+def _was_cancelled(task: "asyncio.Task[Any]") -> bool:
+    """Whether the request stopped at a checkpoint because its deadline passed."""
+    return not task.cancelled() and isinstance(task.exception(), Cancelled)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 
 BLOCK_BYTES = 1 << 19
 NARROW_K = 64
@@ -63,6 +64,7 @@ def softmax_summary(logits: FloatArray, *, top: bool = True, entropy: bool = Tru
     rows = max(1, BLOCK_BYTES // (k * logits.itemsize))
     narrow = k < NARROW_K
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
+        checkpoint()
         block = slice(start, start + rows)
         z = np.array(logits[block].T if narrow else logits[block], order="C")  # always a scratch copy
         for name, values in _summarise(z, 0 if narrow else 1, top=top, entropy=entropy).items():
