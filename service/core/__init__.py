@@ -16,7 +16,7 @@ from .calibration import (
     resolve_convention,
     wilson_interval,
 )
-from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps, softplus
+from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
 from .entropy import (
     cross_entropy,
     cross_entropy_rows,
@@ -30,6 +30,7 @@ from .entropy import (
 )
 from .errors import InputError
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
 from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (

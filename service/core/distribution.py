@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .errors import InputError
 from .logsumexp import SoftmaxSummary, softmax_summary
+from .sigmoid import binary_nll, softplus
 from .validation import check_logits, check_probabilities
 
 EpsPolicy = float | Literal["auto"]
@@ -34,24 +35,6 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     """
     z = np.asarray(logits)
     return z - softmax_summary(z).lse[:, None]
-
-
-def softplus(x: ArrayLike) -> FloatArray:
-    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``.
-
-    Examples
-    --------
-    >>> softplus([0.0, 1e4])
-    array([6.93147181e-01, 1.00000000e+04])
-    """
-    x = np.asarray(x)
-    x = x if x.dtype.kind == "f" else x.astype(np.float64)
-    out = np.abs(x, out=np.empty_like(x))  # one temporary, then in place: 14–35% faster than new arrays
-    np.negative(out, out=out)
-    np.exp(out, out=out)
-    np.log1p(out, out=out)
-    out += np.maximum(x, 0)
-    return out
 
 
 def binary_log_probs(logits: ArrayLike) -> FloatArray:
@@ -240,11 +223,17 @@ class Distribution:
             return self.log_probs[np.arange(labels.shape[0]), labels]
         assert self.logits is not None
         if self.binary:
-            losses = softplus(np.where(labels == 1, -self.logits, self.logits))
+            losses = binary_nll(labels, self.logits)
             return np.negative(losses, out=losses)
         summary = self.summarise()
         # (z[y] - m) - log_norm: exact 0 - log1p(r) for the top class, no cancellation against m.
         return (self.logits[np.arange(labels.shape[0]), labels] - summary.shift) - summary.log_norm
+
+    def nll_at(self, labels: IntArray) -> FloatArray:
+        """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""
+        if self.logits is not None and self.binary:
+            return binary_nll(labels, self.logits)  # one fused pass, no negations
+        return 0.0 - self.log_prob_at(labels)
 
     def log_prob_dot(self, weights: FloatArray) -> FloatArray:
         """``Σ_c w[c] log p[i, c]`` per row; `weights` is (K,) or (N, K); ``0 · log 0 = 0``."""
