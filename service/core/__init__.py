@@ -30,6 +30,7 @@ from .entropy import (
 )
 from .errors import InputError
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .relative_entropy import relative_entropy
 from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
 from .temperature import TemperatureFit, apply_temperature, fit_temperature
@@ -80,6 +81,7 @@ __all__ = [
     "label_weights",
     "log_softmax",
     "nll",
+    "relative_entropy",
     "resolve_eps",
     "soft_cross_entropy",
     "softplus",
