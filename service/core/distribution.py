@@ -225,14 +225,28 @@ class Distribution:
         if self.binary:
             losses = binary_nll(labels, self.logits)
             return np.negative(losses, out=losses)
-        summary = self.summarise()
+        picked, log_norm = self._picked(labels)
         # (z[y] - m) - log_norm: exact 0 - log1p(r) for the top class, no cancellation against m.
-        return (self.logits[np.arange(labels.shape[0]), labels] - summary.shift) - summary.log_norm
+        return picked - log_norm
+
+    def _picked(self, labels: IntArray) -> tuple[FloatArray, FloatArray]:
+        """``(z[i, labels[i]] - m, log_norm)``: gathered inside the fused pass when it has not run yet."""
+        assert self.logits is not None
+        if "summary" not in self._cache:
+            summary = softmax_summary(self.logits, top=False, entropy=False, labels=labels)
+            self._cache["summary"] = summary  # its `picked` belongs to these labels: used here only
+            assert summary.picked is not None
+            return summary.picked, summary.log_norm
+        summary = self.summarise()
+        return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
 
     def nll_at(self, labels: IntArray) -> FloatArray:
         """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""
         if self.logits is not None and self.binary:
             return binary_nll(labels, self.logits)  # one fused pass, no negations
+        if self.logits is not None and self.given_probs is None:
+            picked, log_norm = self._picked(labels)
+            return log_norm - picked  # = 0 - (picked - log_norm), +0.0 where both are 0
         return 0.0 - self.log_prob_at(labels)
 
     def log_prob_dot(self, weights: FloatArray) -> FloatArray:

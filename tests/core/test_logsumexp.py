@@ -80,3 +80,28 @@ def test_binary_probabilities_count_clipping_on_both_sides():
     np.testing.assert_allclose(
         dist.log_prob_at(np.array([1, 0, 1])), np.log([np.finfo(float).eps] * 2 + [0.5])
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [2, 10, NARROW_K - 1, NARROW_K, 300])
+def test_labelled_summary_gathers_the_label_logit_across_blocks(rng, dtype, k):
+    from service.core import logsumexp
+
+    rows_per_block = logsumexp.BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
+    n = 2 * rows_per_block + 5  # two full blocks and a ragged tail
+    z = (5 * rng.standard_normal((n, k))).astype(dtype)
+    z[0, :] = 1e4
+    z[1, 0], z[2, -1] = 1e4, -1e4  # extreme logits
+    labels = rng.integers(0, k, size=n).astype(np.int32)  # any integer dtype
+    s = softmax_summary(z, top=False, entropy=False, labels=labels)
+    np.testing.assert_array_equal(s.picked, z[np.arange(n), labels] - s.shift)  # same float operations
+    expected = -sp.log_softmax(z.astype(np.float64), axis=1)[np.arange(n), labels]
+    losses = Distribution.from_logits(z).nll_at(labels)
+    assert losses.dtype == dtype
+    # scipy's log_softmax has absolute (not relative) error ~eps on small losses: atol. In float32,
+    # z - m itself rounds (ulp(16) ~ 2e-6 absolute), so a tiny loss exp(z - m) carries ~10 ulps.
+    np.testing.assert_allclose(losses, expected, rtol=64 * np.finfo(dtype).eps, atol=1e-14)
+    assert not np.signbit(losses).any()  # +0.0 where p = 1, never -0.0
+    cached = Distribution.from_logits(z)
+    cached.summarise(top=True, entropy=True)  # the gather then runs on the cached summary
+    np.testing.assert_array_equal(cached.nll_at(labels), losses)
