@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
+from .binary_probs import binary_nll_probs, count_clipped
 from .errors import InputError
 from .logsumexp import SoftmaxSummary, softmax_summary
 from .sigmoid import binary_nll, softplus
@@ -118,9 +119,7 @@ class Distribution:
         floor = resolve_eps(eps, p.dtype)
         n_clipped = 0
         if floor > 0:
-            n_clipped = int(np.count_nonzero(p < floor))
-            if binary:
-                n_clipped += int(np.count_nonzero(1 - p < floor))
+            n_clipped = count_clipped(p, floor) if binary else int(np.count_nonzero(p < floor))
         return cls(sent_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
 
     # --- shape ---------------------------------------------------------------------------
@@ -244,6 +243,8 @@ class Distribution:
         """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""
         if self.logits is not None and self.binary:
             return binary_nll(labels, self.logits)  # one fused pass, no negations
+        if self.sent_probs is not None and self.binary:
+            return binary_nll_probs(labels, self.sent_probs, self.eps)
         if self.logits is not None and self.given_probs is None:
             picked, log_norm = self._picked(labels)
             return log_norm - picked  # = 0 - (picked - log_norm), +0.0 where both are 0
