@@ -219,7 +219,10 @@ class Distribution:
             p = np.where(labels == 1, self.sent_probs, 1 - self.sent_probs)
             return self._log(p)
         if self.given_probs is not None:
-            return self.log_probs[np.arange(labels.shape[0]), labels]
+            rows = np.arange(labels.shape[0])
+            if "log_probs" in self.__dict__:  # already materialised
+                return self.log_probs[rows, labels]
+            return self._log(self.given_probs[rows, labels])  # log of N gathered values, not of N×K
         assert self.logits is not None
         if self.binary:
             losses = binary_nll(labels, self.logits)

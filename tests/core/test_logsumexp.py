@@ -87,7 +87,8 @@ def test_binary_probabilities_count_clipping_on_both_sides():
 def test_labelled_summary_gathers_the_label_logit_across_blocks(rng, dtype, k):
     from service.core import logsumexp
 
-    rows_per_block = logsumexp.BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
+    block_bytes = logsumexp.BLOCK_BYTES if k < NARROW_K else logsumexp.WIDE_BLOCK_BYTES
+    rows_per_block = block_bytes // (k * np.dtype(dtype).itemsize)
     n = 2 * rows_per_block + 5  # two full blocks and a ragged tail
     z = (5 * rng.standard_normal((n, k))).astype(dtype)
     z[0, :] = 1e4
@@ -105,3 +106,21 @@ def test_labelled_summary_gathers_the_label_logit_across_blocks(rng, dtype, k):
     cached = Distribution.from_logits(z)
     cached.summarise(top=True, entropy=True)  # the gather then runs on the cached summary
     np.testing.assert_array_equal(cached.nll_at(labels), losses)
+
+
+@pytest.mark.parametrize("eps", ["auto", 0])
+def test_nll_from_probabilities_logs_only_the_gathered_values(rng, eps):
+    p = sp.softmax(3 * rng.standard_normal((40, 5)), axis=1)
+    p[0], p[1] = [1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]
+    labels = rng.integers(0, 5, size=40)
+    labels[:2] = [0, 0]  # p_y = 1 and p_y = 0
+    dist = Distribution.from_probs(p, eps=eps)
+    floor = np.finfo(float).eps if eps == "auto" else 0.0
+    with np.errstate(divide="ignore"):
+        expected = -np.log(np.maximum(p[np.arange(40), labels], floor))
+    losses = dist.nll_at(labels)
+    np.testing.assert_array_equal(losses, expected)
+    assert losses[0] == 0.0 and not np.signbit(losses[0])
+    assert losses[1] == (np.inf if eps == 0 else -np.log(floor))
+    np.testing.assert_array_equal(dist.log_probs[np.arange(40), labels], -losses)  # materialised: same
+    np.testing.assert_array_equal(dist.nll_at(labels), losses)
