@@ -1,5 +1,6 @@
 """The application factory."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,7 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         restore = install_drain_hook(gate, drain_s=settings.drain_s, grace_s=settings.shutdown_grace_s)
+        # Everything built so far (modules, the app, its schemas) lives as long as the worker:
+        # moved out of the collector's reach, full collections stop re-scanning it. Measured with
+        # 16 clients on 32×10 requests: p99 latency ~85–127 ms -> ~33–40 ms, same throughput.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         restore()
 
     app = FastAPI(
