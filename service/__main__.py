@@ -12,11 +12,12 @@ from service.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api.serving import log_config, prepare_workers
+    from service.api.serving import close_timeout, exit_zero_on_sigterm, log_config, prepare_workers
 
     overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers") and v is not None}
     settings = Settings(**overrides)
     prepare_workers(settings.workers)
+    exit_zero_on_sigterm()
     uvicorn.run(
         args.app,
         factory=True,
@@ -26,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
         access_log=False,  # the app writes its own JSON access log
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        timeout_graceful_shutdown=close_timeout(settings),
     )
     return 0
 

@@ -13,7 +13,8 @@ from pydantic.json_schema import models_json_schema
 from service import __version__
 from service.api.access_log import RequestIdMiddleware, log_exchange
 from service.api.auth import APIKeyMiddleware, load_api_keys
-from service.api.limits import Gate, LimitsMiddleware, install_drain_hook
+from service.api.drain import install_drain_hook
+from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, build_router
@@ -41,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        restore = install_drain_hook(gate)
+        restore = install_drain_hook(gate, drain_s=settings.drain_s, grace_s=settings.shutdown_grace_s)
         yield
         restore()
 
@@ -64,7 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _add_middleware(app: FastAPI, settings: Settings, gate: Gate) -> None:
     """Innermost first: limits, auth, CORS, then timing/metrics/logs and the request id outside all."""
-    app.add_middleware(LimitsMiddleware, settings=settings, gate=gate)
+    inline = {
+        route.path: int(getattr(route.endpoint, "inline_bytes", 0))
+        for route in app.routes
+        if isinstance(route, APIRoute) and getattr(route.endpoint, "inline_bytes", 0) > 0
+    }
+    app.add_middleware(LimitsMiddleware, settings=settings, gate=gate, inline_bytes=inline)
     keys = load_api_keys(settings)
     if keys:
         app.add_middleware(APIKeyMiddleware, keys=keys, protect_metrics=settings.protect_metrics)

@@ -43,3 +43,11 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         default=30, ge=0, description="On SIGTERM, how long in-flight requests may run on."
     )
+    drain_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM, the least time a worker keeps answering 503 to new requests (and "
+        "/readyz) before it closes its socket, even when nothing is in flight, so load balancers "
+        "see it leave. Raise it to your readiness-probe period behind Kubernetes.",
+    )

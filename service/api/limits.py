@@ -5,26 +5,29 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
 - more than ``max_concurrency`` scoring requests in flight in this worker (so memory
   stays bounded under a burst: a refused request is never read);
 - a request still computing after ``request_timeout_s``. Its 503 goes out at once and
-  the event loop moves on. A NumPy kernel running in a thread cannot be interrupted
-  (and cancelling the task would only detach it from the thread), so the abandoned
-  request runs to its end in the background and its response is dropped. It keeps its
-  slot in the concurrency cap until then, so abandoned work still counts against the
-  cap and memory stays bounded;
-- the worker is shutting down (SIGTERM seen): requests in flight complete, new ones
-  are refused with ``Connection: close``.
+  the event loop moves on. The request runs under a deadline (:mod:`service.core.cancel`,
+  set here before the request's task starts and copied into its worker thread), and the
+  core's long loops check it between blocks of work, so the computation stops within one
+  block (milliseconds) with :class:`~service.core.cancel.Cancelled`: the thread, the
+  memory and the concurrency slot are freed. That exception is swallowed here, so it makes
+  no second response, no 500 and no error log; the request counts once, as ``timeout``.
+  A single NumPy call between two checkpoints cannot be interrupted: until it returns,
+  the request keeps its slot, so abandoned work still counts against the cap.
+  Small bodies that their route scores on the event loop (``inline_bytes``, see
+  :func:`service.api.deps.scoring`) skip the task: their computation is bounded by their
+  size, and a plain timeout still bounds a slow upload;
+- the worker is shutting down (SIGTERM seen, see :mod:`service.api.drain`): requests
+  in flight complete, new ones are refused with ``Connection: close``.
 """
 
 import asyncio
 import contextlib
-import signal
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core.cancel import Cancelled, deadline
 from service.settings import Settings
 
 from .problems import problem_response
@@ -40,41 +43,14 @@ class Gate:
     draining: bool = False
 
 
-def install_drain_hook(gate: Gate) -> Callable[[], None]:
-    """Chain SIGTERM/SIGINT so the gate closes before the server's own handler runs.
-
-    uvicorn installs its handlers before the app's lifespan starts; this wraps them, so a
-    signal first marks the worker as draining (new scoring requests get 503) and then
-    lets uvicorn stop accepting connections and wait for requests in flight. Returns a
-    function that puts the previous handlers back. Does nothing off the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        handler = signal.getsignal(sig)
-        if not callable(handler):
-            continue
-
-        def drain(signum: int, frame: FrameType | None, _next: Callable[..., Any] = handler) -> None:
-            gate.draining = True
-            _next(signum, frame)
-
-        previous[sig] = handler
-        signal.signal(sig, drain)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
 class LimitsMiddleware:
     """Concurrency cap, compute deadline and drain for paths under /v1/."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, gate: Gate) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings, gate: Gate, inline_bytes: dict[str, int] | None = None
+    ) -> None:
         self.app = app
+        self.inline_bytes = inline_bytes or {}  # path -> largest body its route scores on the event loop
         self.max_concurrency = settings.max_concurrency
         self.timeout = settings.request_timeout_s
         self.retry_after = str(settings.retry_after_s)
@@ -98,6 +74,9 @@ class LimitsMiddleware:
                 f"{self.gate.in_flight} requests are in flight, the limit is {self.max_concurrency}; retry",
             )
             return
+        if self._is_inline(scope):
+            await self._run_inline(scope, receive, send)
+            return
         self.gate.in_flight += 1
         started = False
 
@@ -109,24 +88,67 @@ class LimitsMiddleware:
             await send(message)
 
         timed_out = False
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        with deadline(self.timeout):  # copied into the task's context, and from there into its threads
+            task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         task.add_done_callback(self._release)
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
-        if done:
+        if done and not (_was_cancelled(task) and not started):
             task.result()
             return
         if started:  # the response is already streaming: let it finish
             await task
             return
         timed_out = True
-        self._background.add(task)  # keep a reference until it ends (and releases its slot)
+        if not done:
+            self._background.add(task)  # keep a reference until it stops (and releases its slot)
         await self._refuse(
             scope,
             receive,
             send,
             "timeout",
-            f"the request did not finish within {self.timeout:g} s; it was abandoned",
+            f"the request did not finish within {self.timeout:g} s; it was stopped",
         )
+
+    def _is_inline(self, scope: Scope) -> bool:
+        """Whether the route scores this body on the event loop (small, declared by Content-Length)."""
+        limit = self.inline_bytes.get(scope["path"], 0)
+        if not limit:
+            return False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return value.isdigit() and int(value) <= limit
+        return False
+
+    async def _run_inline(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A small body scored on the event loop: no task of its own, the deadline as a plain timeout.
+
+        Its computation cannot be interrupted (it holds the loop), but it is bounded by the body
+        size; the timeout bounds a slow upload, which would otherwise hold a slot indefinitely.
+        """
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        self.gate.in_flight += 1
+        try:
+            with deadline(self.timeout):
+                async with asyncio.timeout(self.timeout):
+                    await self.app(scope, receive, tracking_send)
+        except (TimeoutError, Cancelled):
+            if started:
+                raise
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                "timeout",
+                f"the request did not finish within {self.timeout:g} s; it was stopped",
+            )
+        finally:
+            self.gate.in_flight -= 1
 
     def _release(self, task: "asyncio.Task[Any]") -> None:
         self.gate.in_flight -= 1
@@ -142,3 +164,8 @@ class LimitsMiddleware:
         if kind == "draining":
             headers["Connection"] = "close"
         await problem_response(503, detail, headers=headers)(scope, receive, send)
+
+
+def _was_cancelled(task: "asyncio.Task[Any]") -> bool:
+    """Whether the request stopped at a checkpoint because its deadline passed."""
+    return not task.cancelled() and isinstance(task.exception(), Cancelled)

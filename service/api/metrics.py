@@ -12,6 +12,11 @@ Series (labels in brackets):
   ``unsupported_media_type``, ``invalid_input``, ``overloaded``, ``timeout``, ``draining``,
   ``internal``)
 
+An exception that escapes the app before its response has started is answered here, so
+every 500 passes the request-id middleware outside: a problem+json 500 carrying
+``X-Request-ID``, one access-log line and one ``internal`` error, and the traceback on
+the ``xent.error`` logger. It is not re-raised (uvicorn would only log it a second time).
+
 ``route`` is the route template, or ``unmatched`` for paths the app does not serve, so
 random URLs cannot blow up the label space. With several uvicorn workers,
 ``python -m service serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory
@@ -20,6 +25,7 @@ before the workers start; each worker then writes its samples there and ``/metri
 counters never go backwards when a worker is replaced.
 """
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +34,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .problems import problem_response
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ERROR_TYPES = {
@@ -42,6 +50,7 @@ ERROR_TYPES = {
     503: "unavailable",
 }
 UNMATCHED = "unmatched"
+ERROR_LOGGER = logging.getLogger("xent.error")
 
 
 class Metrics:
@@ -163,9 +172,12 @@ class ExchangeMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = Exchange(scope)
+        started = False
 
         async def watching_send(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 exchange.status = message["status"]
             elif message["type"] == "http.response.body":
                 exchange.bytes_out += len(message.get("body", b""))
@@ -173,6 +185,20 @@ class ExchangeMiddleware:
 
         try:
             await self.app(scope, receive, watching_send)
+        except Exception:
+            if started:  # too late for a 500: let the server drop the connection
+                exchange.status = 500
+                raise
+            state = scope.setdefault("state", {})
+            state["error_type"] = "internal"
+            ERROR_LOGGER.exception(
+                "Unhandled error in %s %s (request %s): answered 500",
+                exchange.method,
+                exchange.path,
+                state.get("request_id"),
+            )
+            response = problem_response(500, "internal error; the request was not scored")
+            await response(scope, receive, watching_send)
         except BaseException:
             exchange.status = 500
             raise

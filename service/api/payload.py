@@ -16,6 +16,7 @@ import orjson
 from fastapi import Request
 
 from service.core import InputError
+from service.core.cancel import checkpoint
 
 from .json_keys import check_unique_keys
 from .problems import ProblemError
@@ -266,6 +267,7 @@ def _first_bad_leaf(value: Any, index: tuple[int, ...]) -> tuple[tuple[int, ...]
                     found = "a number" if got is None else f"a row of {got}"
                     return (*index, i), f"is ragged: expected {what} like row 0; got {found}"
         for i, item in enumerate(value):
+            checkpoint()
             problem = _first_bad_leaf(item, (*index, i))
             if problem is not None:
                 return problem

@@ -16,6 +16,7 @@ from .calibration import (
     resolve_convention,
     wilson_interval,
 )
+from .cancel import Cancelled, checkpoint, deadline
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
 from .entropy import (
     cross_entropy,
@@ -45,6 +46,9 @@ from .validation import (
 )
 
 __all__ = [
+    "Cancelled",
+    "checkpoint",
+    "deadline",
     "ECE_BINS",
     "METRICS",
     "PRESETS",

@@ -8,6 +8,7 @@ temporaries.
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 
 BLOCK_BYTES = 1 << 16
 
@@ -24,6 +25,7 @@ def count_clipped(p: FloatArray, eps: float) -> int:
     scratch = np.empty(min(step, p.size), p.dtype)
     total = 0
     for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
+        checkpoint()
         pb = p[start : start + step]
         q = np.subtract(1, pb, out=scratch[: pb.size])
         total += int(np.count_nonzero(pb < eps)) + int(np.count_nonzero(q < eps))
@@ -44,6 +46,7 @@ def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:
     step = max(1, BLOCK_BYTES // p.itemsize)
     chosen = np.empty(min(step, p.size), p.dtype)
     for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
+        checkpoint()
         block = slice(start, start + step)
         pb = p[block]
         c = chosen[: pb.size]

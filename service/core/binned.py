@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 
 Norm = Literal["l1", "l2", "max"]
 Weighting = Literal["mass", "uniform"]
@@ -127,6 +128,7 @@ def _segment_sums(
     values = [c[0], o[0]] + ([c[0] * c[0], c[0] * o[0]] if second_moments else [])
     data = np.empty((len(values), n_res, weights.shape[1]))
     for row, v in zip(data, values, strict=True):  # 2 or 4 statistics, each over all samples
+        checkpoint()
         np.multiply(weights, v, out=row)
     out = np.zeros((1 + len(values), n_res, 1, width))
     out[0][:, 0, bins] = np.add.reduceat(weights, starts, axis=1)
@@ -169,6 +171,7 @@ def _grouped_sums(
     data = np.empty((1 + len(values), n_res, w.shape[1]))
     data[0] = w
     for row, v in zip(data[1:], values, strict=True):  # 2 or 4 statistics, each over all pairs
+        checkpoint()
         np.multiply(w, v, out=row)
     out = np.zeros((data.shape[0], n_res, n_groups * width))
     out[:, :, runs.cells] = np.add.reduceat(data, runs.starts, axis=2)

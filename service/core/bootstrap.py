@@ -13,6 +13,7 @@ import numpy as np
 
 from ._typing import FloatArray
 from .calibration import NOT_BOOTSTRAPPED, Prepared, binned_scalars, sort_for_tests
+from .cancel import checkpoint
 from .errors import InputError
 
 _PER_CLASS = {
@@ -84,6 +85,7 @@ def bootstrap_intervals(
     chunk = max(1, max_elements // (n * groups))
     parts: dict[str, list[FloatArray]] = {}
     for start in range(0, n_resamples, chunk):
+        checkpoint()
         weights = resample_weights(rng, min(chunk, n_resamples - start), n)
         values = binned_scalars(prep, weights, names=wanted, presorted=True)
         for name, value in values.items():

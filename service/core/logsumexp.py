@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 
 BLOCK_BYTES = 1 << 17  # narrow rows: z, e and the tie mask of a block together stay within a 512 KB L2
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
@@ -75,6 +76,7 @@ def softmax_summary(
     scratch = np.empty((2, min(rows, n) * k), logits.dtype)  # reused by every block: stays in cache
     offsets = np.arange(min(rows, n)) * (1 if narrow else k)  # flat index of each row's class 0
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
+        checkpoint()
         block = slice(start, start + rows)
         source = logits[block].T if narrow else logits[block]
         z, e = (buffer[: source.size].reshape(source.shape) for buffer in scratch)

@@ -9,6 +9,7 @@ K×rows, and every reduction then runs along the long contiguous axis. Wide rows
 import numpy as np
 
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 
 BLOCK_BYTES = 1 << 17
 NARROW_K = 64
@@ -35,6 +36,7 @@ def row_argmax(values: FloatArray) -> tuple[IntArray, FloatArray]:
     ranks = np.arange(k, 0, -1, dtype=np.int8 if k < 128 else np.int16)[:, None]  # k, ..., 1
     scratch = np.empty((k, min(rows, n)), values.dtype)
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
+        checkpoint()
         block = slice(start, start + rows)
         zt = scratch[:, : values[block].shape[0]]
         zt[...] = values[block].T  # K×rows: reductions along the long axis

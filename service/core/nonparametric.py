@@ -13,6 +13,7 @@ import numpy as np
 
 from ._optional import scipy_optimize
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 from .errors import InputError
 from .recalibration import FitInfo, as_targets, log_probs_of
 
@@ -72,6 +73,7 @@ class IsotonicCalibration:
 
 def _isotonic_knots(q: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
     """PAVA on (q, t) with ties in q pooled first; keep the ends of each constant run (as scikit-learn)."""
+    checkpoint()  # called once per class
     xs, inverse = np.unique(q, return_inverse=True)
     counts = np.bincount(inverse).astype(np.float64)
     means = np.bincount(inverse, weights=t) / counts

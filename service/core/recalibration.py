@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 
 from ._optional import scipy_optimize
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 from .distribution import binary_log_probs, log_softmax
 from .errors import InputError
 
@@ -87,8 +88,13 @@ def minimize_mean_loss(
 ) -> tuple[FloatArray, FitInfo]:
     """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ `max_iter` steps)."""
     optimize = scipy_optimize("L-BFGS-B fitting (vector, matrix, platt, beta)")
+
+    def checked(x: FloatArray) -> tuple[float, FloatArray]:
+        checkpoint()  # once per evaluation: an optimiser step
+        return loss_grad(x)
+
     result = optimize.minimize(
-        loss_grad,
+        checked,
         np.asarray(x0, dtype=np.float64),
         jac=True,
         method="L-BFGS-B",

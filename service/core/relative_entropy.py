@@ -8,6 +8,7 @@ materialising the N×K ``log p``, ``log q``, their difference and the products.
 import numpy as np
 
 from ._typing import FloatArray
+from .cancel import checkpoint
 from .distribution import Distribution
 from .entropy import kl_divergence
 
@@ -46,6 +47,7 @@ def _blocked_kl(p: FloatArray, q: FloatArray, eps_p: float, eps_q: float) -> Flo
     # log of the ratio replaces two logs (scipy's rel_entr form) and p = 0 gives 0 exactly.
     ratio = eps_p > 0 and eps_q >= np.finfo(p.dtype).tiny
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
+        checkpoint()
         block = slice(start, start + rows)
         pb, qb = p[block], q[block]
         d, lq = scratch[:, : pb.shape[0]]

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
 
 BLOCK_BYTES = 1 << 16
 
@@ -52,6 +53,7 @@ def _blocked(x: FloatArray, labels: IntArray | None) -> FloatArray:
     step = max(1, BLOCK_BYTES // x.itemsize)
     scratch = np.empty((3, min(step, flat.size)), x.dtype)
     for start in range(0, flat.size, step):  # blocks sized for the cache, never single samples
+        checkpoint()
         block = slice(start, start + step)
         xb = flat[block]
         t, u, c = scratch[:, : xb.size]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._typing import FloatArray
+from .cancel import checkpoint
 
 #: relplot's ``config.smECE_mesh_pts`` and ``BaseKernelMixin.smooth`` density floor.
 MESH_POINTS = 200
@@ -112,6 +113,7 @@ def smooth_ece(conf: FloatArray, outcome: FloatArray, *, eps: float = 1e-3) -> S
     if not accepted(start):
         end = 0.0
         for _ in range(10):
+            checkpoint()
             midpoint = (start + end) / 2
             if accepted(midpoint):
                 end = midpoint
@@ -180,6 +182,7 @@ def smooth_ece_weighted(
     def evaluate(sigmas: FloatArray, rows: np.ndarray) -> FloatArray:
         values = np.zeros(rows.size)
         for sigma in np.unique(sigmas):
+            checkpoint()
             pick = sigmas == sigma
             values[pick] = at(float(sigma), rows[pick])
         return values
@@ -195,6 +198,7 @@ def smooth_ece_weighted(
     searching = all_rows[~accepted(start, all_rows)]
     end = np.zeros(n_res)
     for _ in range(10):
+        checkpoint()
         midpoint = (start[searching] + end[searching]) / 2
         ok = accepted(midpoint, searching)
         end[searching[ok]] = midpoint[ok]

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import FloatArray
+from .cancel import checkpoint
 from .distribution import log_softmax
 from .errors import InputError
 from .validation import check_labels, check_logits, check_targets
@@ -293,6 +294,7 @@ def _newton(
     lo, hi = 0.0, np.inf
     best = (beta, np.inf, np.nan)
     for iteration in range(1, max_iter + 1):
+        checkpoint()
         loss, grad, curvature = known if known is not None and iteration == 1 else problem.moments(beta)
         if loss <= best[1]:
             best = (beta, loss, grad)
