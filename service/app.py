@@ -17,7 +17,7 @@ from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
-from service.api.routes import REQUEST_MODELS, build_router
+from service.api.routes import REQUEST_MODELS, routers
 from service.settings import Settings
 
 DESCRIPTION = """\
@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.gate = gate
     app.state.metrics = Metrics()
-    app.include_router(build_router())
+    for router in routers():
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _add_middleware(app, settings, gate)
     return app
