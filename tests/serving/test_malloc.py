@@ -64,3 +64,40 @@ def test_large_arrays_stay_mmap_ed_after_a_larger_one_was_freed():
     # 4 MiB array came from the heap, where freed space fragments rather than going back.
     assert mmapped_mib("default") == 0
     assert mmapped_mib("tuned") == 4
+
+
+TRIM_PROBE = """
+import numpy as np
+from service.api.memory import heap_trimmer
+from service.api.serving import tune_malloc
+
+tune_malloc()
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) >> 10
+
+class Exchange:
+    def __init__(self, size):
+        self.bytes_in, self.bytes_out = size, 0
+
+arrays = [np.ones(8192) for _ in range(4000)]  # 64 KiB each, under the mmap threshold: 250 MiB of heap
+kept = arrays[::50]  # survivors pin the heap's top: glibc cannot shrink it by itself
+del arrays
+trim = heap_trimmer()
+before = rss()
+trim(Exchange(10_000), {})
+after_small = rss()
+trim(Exchange(2 << 20), {})
+print(before, after_small, rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_a_large_request_gives_the_free_heap_back_and_a_small_one_does_not():
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], check=True, capture_output=True, text=True)
+    before, after_small, after_large = map(int, out.stdout.split())
+    assert before > 200
+    assert after_small > before - 20  # small requests never pay for a trim
+    assert after_large < before - 150
