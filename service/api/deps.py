@@ -1,27 +1,24 @@
-"""FastAPI dependencies: settings and the once-parsed request body."""
+"""The request body of the scoring routes, read and parsed once.
 
-from typing import Annotated
+:func:`scoring` turns ``score(body) -> Response`` into an endpoint.
+"""
 
-from fastapi import Depends, Request
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from service.settings import Settings
 
-from .binary import HEADER_LENGTH, attach_binary, read_npz, split_header
+from .binary import HEADER_LENGTH, attach_binary, split_header
 from .envelope import is_inference_request, unwrap
 from .inputs import Body
+from .npz import read_npz
 from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
-def get_settings(request: Request) -> Settings:
-    """The settings the app was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-async def raw_body(request: Request, settings: SettingsDep) -> bytes:
+async def raw_body(request: Request, settings: Settings) -> bytearray:
     """The request body as bytes, checked for content type and size while it streams in."""
     body_format(request)
     body = await read_body(request, settings.max_body_bytes)
@@ -29,13 +26,10 @@ async def raw_body(request: Request, settings: SettingsDep) -> bytes:
     return body
 
 
-RawBodyDep = Annotated[bytes, Depends(raw_body)]
-
-
-def parsed_body(request: Request, body: RawBodyDep, settings: SettingsDep) -> Body:
+def parsed_body(request: Request, body: bytearray, settings: Settings) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
-    Runs in the threadpool: this is CPU work. The metrics and the access log read the
+    CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
     rows of the returned body (``request.state.body``) once the response is sent.
     """
     parsed = _parse(request, body, settings)
@@ -43,7 +37,7 @@ def parsed_body(request: Request, body: RawBodyDep, settings: SettingsDep) -> Bo
     return parsed
 
 
-def _parse(request: Request, body: bytes, settings: Settings) -> Body:
+def _parse(request: Request, body: bytearray, settings: Settings) -> Body:
     kind = body_format(request)
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
@@ -53,7 +47,7 @@ def _parse(request: Request, body: bytes, settings: Settings) -> Body:
         fields, offset = split_header(body, request.headers.get(HEADER_LENGTH))
     else:
         fields, offset = parse_json_object(body), len(body)
-    reader = ArrayReader(settings.max_elements, has_boolean_elements(memoryview(body)[:offset]))
+    reader = ArrayReader(settings.max_elements, has_boolean_elements(body, offset))
     request.state.tensor_shapes = reader.tensor_shapes  # error pointers follow tensors and envelopes
     if kind == "binary" or is_inference_request(fields):
         envelope = unwrap(fields)
@@ -64,4 +58,33 @@ def _parse(request: Request, body: bytes, settings: Settings) -> Body:
     return Body(fields, reader)
 
 
-BodyDep = Annotated[Body, Depends(parsed_body)]
+#: Bodies up to this size are parsed and scored on the event loop by the linear-cost routes:
+#: a thread hop costs more than scoring 32×10 does (README, Performance).
+INLINE_BYTES = 1 << 16
+
+Score = Callable[[Body], Response]
+
+
+def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], Awaitable[Response]]]:
+    """Make an endpoint of ``score(body)``: read the body, then parse and score it.
+
+    Bodies up to `inline_bytes` are parsed and scored right on the event loop (pass 0 for
+    routes whose cost is not linear in the input, such as fits and bootstraps); larger ones
+    go to the threadpool, parse and score in one hop. The endpoint takes only the request,
+    so FastAPI resolves no dependencies per call; the request body is documented by each
+    route's ``openapi_extra``.
+    """
+
+    def wrap(score: Score) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            settings: Settings = request.app.state.settings
+            body = await raw_body(request, settings)
+            if len(body) <= inline_bytes:
+                return score(parsed_body(request, body, settings))
+            return await run_in_threadpool(lambda: score(parsed_body(request, body, settings)))
+
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(endpoint, name, getattr(score, name))
+        return endpoint
+
+    return wrap

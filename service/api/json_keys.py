@@ -19,7 +19,7 @@ from typing import Any
 from .problems import ProblemError
 
 
-def check_unique_keys(body: bytes, value: Any) -> None:
+def check_unique_keys(body: bytes | bytearray, value: Any) -> None:
     """Raise 400 if some object in `body` (already parsed into `value`) repeats a key."""
     if isinstance(value, dict) and body.count(b":") == _expected_colons(value):
         return

@@ -46,19 +46,30 @@ MEDIA_TYPES = {
 }
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """Read the body, refusing (413) as soon as it exceeds `max_bytes`."""
+async def read_body(request: Request, max_bytes: int) -> bytearray:
+    """Read the body, refusing (413) as soon as it exceeds `max_bytes`.
+
+    The body is written into one buffer sized from Content-Length (grown chunk by chunk when
+    there is none), so a large body is held once: joining a list of chunks holds it twice at
+    the peak. Tensors decoded from it are read-only views.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    size = int(declared) if declared is not None and declared.isdigit() else None
+    if size is not None and size > max_bytes:
         raise ProblemError(413, f"request body is {declared} bytes; the limit is {max_bytes}")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray(size or 0)
+    filled = 0
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
+        end = filled + len(chunk)
+        if end > max_bytes:
             raise ProblemError(413, f"request body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if end <= len(body):
+            body[filled:end] = chunk
+        else:  # no Content-Length (chunked transfer): grow
+            body[filled:] = chunk
+        filled = end
+    del body[filled:]
+    return body
 
 
 def body_format(request: Request) -> str:
@@ -81,12 +92,33 @@ def body_format(request: Request) -> str:
     return MEDIA_TYPES[media]
 
 
-def has_boolean_elements(text: bytes | memoryview) -> bool:
-    """Whether JSON `text` may hold ``true``/``false`` inside an array (NumPy would take them as 1/0)."""
-    return _BOOLEAN_ELEMENT.search(text) is not None
+def has_boolean_elements(text: bytes | bytearray, end: int | None = None) -> bool:
+    """Whether JSON ``text[:end]`` may hold ``true``/``false`` inside an array (NumPy would take them as 1/0).
+
+    Looks for the literals with ``bytes.find`` and checks only where they occur: a body of
+    numbers is scanned at memchr speed (a regex over every ``[`` and ``,`` of 1M floats took ~0.5 s).
+
+    Examples
+    --------
+    >>> has_boolean_elements(b'{"per_sample": true, "labels": [0, 1]}')
+    False
+    >>> has_boolean_elements(b'{"labels": [0,  true]}')
+    True
+    """
+    end = len(text) if end is None else end
+    for word in (b"true", b"false"):
+        at = text.find(word, 0, end)
+        while at != -1:
+            start = max(0, at - 64)
+            if _BOOLEAN_ELEMENT.search(text, start, at + len(word)) is not None:
+                return True
+            if start > 0 and not text[start:at].strip():  # a run of whitespace longer than the window
+                return _BOOLEAN_ELEMENT.search(text, 0, end) is not None
+            at = text.find(word, at + 1, end)
+    return False
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
+def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     """Parse `body` as a JSON object, or raise 400."""
     if not body.strip():
         raise ProblemError(400, "request body is empty; send a JSON object")

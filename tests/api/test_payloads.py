@@ -283,3 +283,24 @@ def test_envelope_duplicate_keys_are_400_and_clean_envelopes_skip_the_reparse(cl
     clean = body.replace(b', "data": [0]', b"")
     assert client.post(URL, content=clean, headers={"content-type": "application/json"}).status_code == 200
     assert calls == []
+
+
+@pytest.mark.parametrize("pad", range(8))
+def test_binary_tensors_are_aligned_views_into_the_body_whatever_the_header_length(pad, rng):
+    from service.api.binary import attach_binary, split_header
+    from service.api.envelope import unwrap
+    from service.api.payload import ArrayReader
+
+    logits = rng.standard_normal((32, 3)).astype(np.float32)  # 384 bytes: the labels after it stay aligned
+    labels = rng.integers(0, 3, 32)
+    blob, headers = binary_request([("logits", logits, "FP32"), ("labels", labels, "INT64")])
+    length = int(headers["inference-header-content-length"])
+    body = bytearray(blob[:length] + b" " * pad + blob[length:])  # JSON allows trailing spaces
+    fields, offset = split_header(body, str(length + pad))
+    envelope = unwrap(fields)
+    attach_binary(envelope, body, offset, ArrayReader(10**6, may_hold_booleans=False))
+    raw = np.frombuffer(body, np.uint8)
+    for role, expected in (("logits", logits), ("labels", labels)):
+        array = envelope.fields[role]
+        np.testing.assert_array_equal(array, expected)
+        assert np.shares_memory(array, raw) and array.flags.aligned and not array.flags.writeable

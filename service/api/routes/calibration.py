@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import BodyDep
+from service.api.deps import scoring
 from service.api.inputs import Body, Prediction, read_prediction, read_truth
 from service.api.schemas.calibration import (
     BootstrapResult,
@@ -55,7 +55,8 @@ P_VALUES = (
     responses=PROBLEM_RESPONSES,
     openapi_extra=request_body(CalibrationBody),
 )
-def score_calibration(body: BodyDep) -> Response:
+@scoring(inline_bytes=0)
+def score_calibration(body: Body) -> Response:
     """Calibration metrics with every convention named and echoed back.
 
     Binned errors (ECE, MCE, RMSCE, class-wise and marginal variants), adaptive and

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import BodyDep
+from service.api.deps import INLINE_BYTES, scoring
 from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
 from service.api.schemas import (
     CrossEntropyBody,
@@ -28,7 +28,8 @@ ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights")
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(CrossEntropyBody),
 )
-def score_cross_entropy(body: BodyDep) -> Response:
+@scoring(inline_bytes=INLINE_BYTES)
+def score_cross_entropy(body: Body) -> Response:
     """Cross-entropy of labels (or soft targets) under logits or probabilities.
 
     Categorical logits go through log-softmax by log-sum-exp, binary logits through

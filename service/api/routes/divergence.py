@@ -5,8 +5,8 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import BodyDep
-from service.api.inputs import Prediction, read_prediction
+from service.api.deps import INLINE_BYTES, scoring
+from service.api.inputs import Body, Prediction, read_prediction
 from service.api.schemas import (
     DivergenceBody,
     DivergenceConvention,
@@ -29,7 +29,8 @@ ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits")
     responses=PROBLEM_RESPONSES,
     openapi_extra=request_body(DivergenceBody),
 )
-def score_divergence(body: BodyDep) -> Response:
+@scoring(inline_bytes=INLINE_BYTES)
+def score_divergence(body: Body) -> Response:
     """KL both ways, Jensen–Shannon divergence and distance, H(p), H(q) and H(p, q), per row and mean.
 
     0·log 0 = 0 (scipy.special.rel_entr); where p > 0 but q = 0, the `eps` policy

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import BodyDep
+from service.api.deps import INLINE_BYTES, scoring
 from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas import ProblemDetails
@@ -62,7 +62,8 @@ TEMPERATURE_PEER = (
     responses=PROBLEM_RESPONSES,
     openapi_extra=request_body(TemperatureBody),
 )
-def fit_temperature(body: BodyDep) -> Response:
+@scoring(inline_bytes=0)
+def fit_temperature(body: Body) -> Response:
     """Fit the temperature T minimising the mean NLL of softmax(logits / T) (binary: σ(z / T)).
 
     Exact: a safeguarded Newton iteration on β = 1/T (the NLL is convex in β) with
@@ -108,7 +109,8 @@ def fit_temperature(body: BodyDep) -> Response:
     responses={**PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
     openapi_extra=request_body(RecalibrateBody),
 )
-def fit_recalibration(body: BodyDep) -> Response:
+@scoring(inline_bytes=0)
+def fit_recalibration(body: Body) -> Response:
     """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
 
     | method | fits | parameters | cost | prefer when |
@@ -169,7 +171,8 @@ _PEERS = {
     responses=PROBLEM_RESPONSES,
     openapi_extra=request_body(ApplyBody),
 )
-def apply_recalibration(body: BodyDep) -> Response:
+@scoring(inline_bytes=INLINE_BYTES)
+def apply_recalibration(body: Body) -> Response:
     """Apply fitted parameters (as /v1/temperature or /v1/recalibrate returned them) to new predictions.
 
     Send `parameters` (the object from a fit) or a bare `temperature`. Send

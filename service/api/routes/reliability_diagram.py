@@ -4,7 +4,8 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import BodyDep
+from service.api.deps import scoring
+from service.api.inputs import Body
 from service.api.reliability_svg import reliability_svg
 from service.api.schemas.calibration import CalibrationBody, CalibrationOptions
 
@@ -26,7 +27,8 @@ _CAPTION_METRICS = ("ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confi
     response_class=Response,
     openapi_extra=request_body(CalibrationBody),
 )
-def draw_reliability_diagram(body: BodyDep) -> Response:
+@scoring(inline_bytes=0)
+def draw_reliability_diagram(body: Body) -> Response:
     """Reliability diagram (SVG, 600×600, light and dark themes) of a calibration request.
 
     Takes the body of POST /v1/calibration; the bins follow the same options and
