@@ -66,7 +66,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _add_middleware(app: FastAPI, settings: Settings, gate: Gate) -> None:
     """Innermost first: limits, auth, CORS, then timing/metrics/logs and the request id outside all."""
-    app.add_middleware(LimitsMiddleware, settings=settings, gate=gate)
+    inline = {
+        route.path: int(getattr(route.endpoint, "inline_bytes", 0))
+        for route in app.routes
+        if isinstance(route, APIRoute) and getattr(route.endpoint, "inline_bytes", 0) > 0
+    }
+    app.add_middleware(LimitsMiddleware, settings=settings, gate=gate, inline_bytes=inline)
     keys = load_api_keys(settings)
     if keys:
         app.add_middleware(APIKeyMiddleware, keys=keys, protect_metrics=settings.protect_metrics)

@@ -85,6 +85,7 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
 
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, name, getattr(score, name))
+        endpoint.inline_bytes = inline_bytes  # type: ignore[attr-defined]  # read by LimitsMiddleware
         return endpoint
 
     return wrap

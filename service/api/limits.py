@@ -12,7 +12,10 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
   memory and the concurrency slot are freed. That exception is swallowed here, so it makes
   no second response, no 500 and no error log; the request counts once, as ``timeout``.
   A single NumPy call between two checkpoints cannot be interrupted: until it returns,
-  the request keeps its slot, so abandoned work still counts against the cap;
+  the request keeps its slot, so abandoned work still counts against the cap.
+  Small bodies that their route scores on the event loop (``inline_bytes``, see
+  :func:`service.api.deps.scoring`) skip the task: their computation is bounded by their
+  size, and a plain timeout still bounds a slow upload;
 - the worker is shutting down (SIGTERM seen, see :mod:`service.api.drain`): requests
   in flight complete, new ones are refused with ``Connection: close``.
 """
@@ -43,8 +46,11 @@ class Gate:
 class LimitsMiddleware:
     """Concurrency cap, compute deadline and drain for paths under /v1/."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, gate: Gate) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings, gate: Gate, inline_bytes: dict[str, int] | None = None
+    ) -> None:
         self.app = app
+        self.inline_bytes = inline_bytes or {}  # path -> largest body its route scores on the event loop
         self.max_concurrency = settings.max_concurrency
         self.timeout = settings.request_timeout_s
         self.retry_after = str(settings.retry_after_s)
@@ -67,6 +73,9 @@ class LimitsMiddleware:
                 "overloaded",
                 f"{self.gate.in_flight} requests are in flight, the limit is {self.max_concurrency}; retry",
             )
+            return
+        if self._is_inline(scope):
+            await self._run_inline(scope, receive, send)
             return
         self.gate.in_flight += 1
         started = False
@@ -99,6 +108,47 @@ class LimitsMiddleware:
             "timeout",
             f"the request did not finish within {self.timeout:g} s; it was stopped",
         )
+
+    def _is_inline(self, scope: Scope) -> bool:
+        """Whether the route scores this body on the event loop (small, declared by Content-Length)."""
+        limit = self.inline_bytes.get(scope["path"], 0)
+        if not limit:
+            return False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return value.isdigit() and int(value) <= limit
+        return False
+
+    async def _run_inline(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A small body scored on the event loop: no task of its own, the deadline as a plain timeout.
+
+        Its computation cannot be interrupted (it holds the loop), but it is bounded by the body
+        size; the timeout bounds a slow upload, which would otherwise hold a slot indefinitely.
+        """
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        self.gate.in_flight += 1
+        try:
+            with deadline(self.timeout):
+                async with asyncio.timeout(self.timeout):
+                    await self.app(scope, receive, tracking_send)
+        except (TimeoutError, Cancelled):
+            if started:
+                raise
+            await self._refuse(
+                scope,
+                receive,
+                send,
+                "timeout",
+                f"the request did not finish within {self.timeout:g} s; it was stopped",
+            )
+        finally:
+            self.gate.in_flight -= 1
 
     def _release(self, task: "asyncio.Task[Any]") -> None:
         self.gate.in_flight -= 1

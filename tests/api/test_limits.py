@@ -144,3 +144,45 @@ def test_draining_refuses_new_scoring_requests_but_not_probes():
 def test_limits_refuse_nonsense_settings(field):
     with pytest.raises(ValueError):
         Settings(**{field: 0})
+
+
+def test_small_inline_requests_skip_the_task_and_still_time_out_on_a_slow_upload():
+    """A small cross-entropy body is scored on the loop; a client that never finishes its body gets 503."""
+    import asyncio
+
+    from service.api.limits import Gate, LimitsMiddleware
+
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(asyncio.current_task())
+        await receive()  # waits forever: the body never arrives
+
+    gate = Gate()
+    settings = Settings(request_timeout_s=0.05)
+    middleware = LimitsMiddleware(app, settings=settings, gate=gate, inline_bytes={"/v1/cross-entropy": 100})
+    sent = []
+
+    async def receive():
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    async def run(length: int):
+        scope = {
+            "type": "http",
+            "path": "/v1/cross-entropy",
+            "headers": [(b"content-length", str(length).encode())],
+        }
+        outer = asyncio.current_task()
+        await middleware(scope, receive, send)
+        return outer
+
+    outer = asyncio.run(run(50))
+    assert calls[-1] is outer  # no task of its own
+    assert sent[0]["status"] == 503 and gate.in_flight == 0
+    sent.clear()
+    outer = asyncio.run(run(500))  # too large to score inline: a task of its own
+    assert calls[-1] is not outer
+    assert sent[0]["status"] == 503
