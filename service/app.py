@@ -15,7 +15,6 @@ from service.api.access_log import RequestIdMiddleware, log_exchange
 from service.api.auth import APIKeyMiddleware, load_api_keys
 from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
-from service.api.memory import heap_trimmer
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, build_router
@@ -88,9 +87,6 @@ def _add_middleware(app: FastAPI, settings: Settings, gate: Gate) -> None:
     observers = [app.state.metrics.observe]
     if settings.access_log:
         observers.append(log_exchange)
-    trimmer = heap_trimmer()
-    if trimmer is not None:
-        observers.append(trimmer)
     known: list[frozenset[str]] = []
 
     def known_paths() -> frozenset[str]:
