@@ -17,7 +17,7 @@ from .calibration import (
     wilson_interval,
 )
 from .cancel import Cancelled, checkpoint, deadline
-from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps, softplus
+from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
 from .entropy import (
     cross_entropy,
     cross_entropy_rows,
@@ -31,6 +31,8 @@ from .entropy import (
 )
 from .errors import InputError
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .relative_entropy import relative_entropy
+from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
 from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
@@ -83,6 +85,7 @@ __all__ = [
     "label_weights",
     "log_softmax",
     "nll",
+    "relative_entropy",
     "resolve_eps",
     "soft_cross_entropy",
     "softplus",

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._typing import FloatArray, IntArray
-from .distribution import binary_log_probs, softplus
+from .distribution import binary_log_probs
 from .errors import InputError
 from .recalibration import MAX_ITER, FitInfo, minimize_mean_loss, positive_logit
+from .sigmoid import softplus
 
 
 @dataclass(frozen=True)

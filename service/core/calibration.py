@@ -52,6 +52,7 @@ from .calibration_tests import (
 from .distribution import Distribution
 from .entropy import nll
 from .errors import InputError
+from .narrow_rows import row_argmax
 from .smooth_ece import smooth_ece, smooth_ece_weighted
 
 Target = Literal["top_label", "positive_class", "classwise", "marginal"]
@@ -278,12 +279,7 @@ class _Columns:
     def __init__(self, probs: FloatArray, labels: IntArray) -> None:
         self.probs = probs
         self.labels = labels
-        self.predicted = probs.argmax(axis=1)
-        n, k = probs.shape
-        if probs.flags.c_contiguous:  # one flat gather: cheaper than take_along_axis
-            self.top = probs.reshape(-1).take(np.arange(0, n * k, k) + self.predicted)
-        else:
-            self.top = np.take_along_axis(probs, self.predicted[:, None], axis=1)[:, 0]
+        self.predicted, self.top = row_argmax(probs)  # transposed blocks: no short-axis argmax
 
     @cached_property
     def correct(self) -> FloatArray:

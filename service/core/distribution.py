@@ -14,8 +14,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
+from .binary_probs import binary_nll_probs, count_clipped
 from .errors import InputError
 from .logsumexp import SoftmaxSummary, softmax_summary
+from .sigmoid import binary_nll, softplus
 from .validation import check_logits, check_probabilities
 
 EpsPolicy = float | Literal["auto"]
@@ -34,24 +36,6 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     """
     z = np.asarray(logits)
     return z - softmax_summary(z).lse[:, None]
-
-
-def softplus(x: ArrayLike) -> FloatArray:
-    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``.
-
-    Examples
-    --------
-    >>> softplus([0.0, 1e4])
-    array([6.93147181e-01, 1.00000000e+04])
-    """
-    x = np.asarray(x)
-    x = x if x.dtype.kind == "f" else x.astype(np.float64)
-    out = np.abs(x, out=np.empty_like(x))  # one temporary, then in place: 14–35% faster than new arrays
-    np.negative(out, out=out)
-    np.exp(out, out=out)
-    np.log1p(out, out=out)
-    out += np.maximum(x, 0)
-    return out
 
 
 def binary_log_probs(logits: ArrayLike) -> FloatArray:
@@ -135,9 +119,7 @@ class Distribution:
         floor = resolve_eps(eps, p.dtype)
         n_clipped = 0
         if floor > 0:
-            n_clipped = int(np.count_nonzero(p < floor))
-            if binary:
-                n_clipped += int(np.count_nonzero(1 - p < floor))
+            n_clipped = count_clipped(p, floor) if binary else int(np.count_nonzero(p < floor))
         return cls(sent_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
 
     # --- shape ---------------------------------------------------------------------------
@@ -237,14 +219,39 @@ class Distribution:
             p = np.where(labels == 1, self.sent_probs, 1 - self.sent_probs)
             return self._log(p)
         if self.given_probs is not None:
-            return self.log_probs[np.arange(labels.shape[0]), labels]
+            rows = np.arange(labels.shape[0])
+            if "log_probs" in self.__dict__:  # already materialised
+                return self.log_probs[rows, labels]
+            return self._log(self.given_probs[rows, labels])  # log of N gathered values, not of N×K
         assert self.logits is not None
         if self.binary:
-            losses = softplus(np.where(labels == 1, -self.logits, self.logits))
+            losses = binary_nll(labels, self.logits)
             return np.negative(losses, out=losses)
-        summary = self.summarise()
+        picked, log_norm = self._picked(labels)
         # (z[y] - m) - log_norm: exact 0 - log1p(r) for the top class, no cancellation against m.
-        return (self.logits[np.arange(labels.shape[0]), labels] - summary.shift) - summary.log_norm
+        return picked - log_norm
+
+    def _picked(self, labels: IntArray) -> tuple[FloatArray, FloatArray]:
+        """``(z[i, labels[i]] - m, log_norm)``: gathered inside the fused pass when it has not run yet."""
+        assert self.logits is not None
+        if "summary" not in self._cache:
+            summary = softmax_summary(self.logits, top=False, entropy=False, labels=labels)
+            self._cache["summary"] = summary  # its `picked` belongs to these labels: used here only
+            assert summary.picked is not None
+            return summary.picked, summary.log_norm
+        summary = self.summarise()
+        return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
+
+    def nll_at(self, labels: IntArray) -> FloatArray:
+        """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""
+        if self.logits is not None and self.binary:
+            return binary_nll(labels, self.logits)  # one fused pass, no negations
+        if self.sent_probs is not None and self.binary:
+            return binary_nll_probs(labels, self.sent_probs, self.eps)
+        if self.logits is not None and self.given_probs is None:
+            picked, log_norm = self._picked(labels)
+            return log_norm - picked  # = 0 - (picked - log_norm), +0.0 where both are 0
+        return 0.0 - self.log_prob_at(labels)
 
     def log_prob_dot(self, weights: FloatArray) -> FloatArray:
         """``Σ_c w[c] log p[i, c]`` per row; `weights` is (K,) or (N, K); ``0 · log 0 = 0``."""

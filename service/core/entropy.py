@@ -106,7 +106,7 @@ def nll(
     y = np.asarray(labels)
     ignored = None if ignore_index is None else y == ignore_index
     safe = _safe_labels(y, ignored)
-    losses = 0.0 - dist.log_prob_at(safe)  # 0 - x, not -x: p = 1 gives +0.0, not -0.0
+    losses = dist.nll_at(safe)
     if class_weights is not None:
         losses = losses * class_weights[safe]
     if label_smoothing:

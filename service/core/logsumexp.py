@@ -12,7 +12,8 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-BLOCK_BYTES = 1 << 19
+BLOCK_BYTES = 1 << 17  # narrow rows: z, e and the tie mask of a block together stay within a 512 KB L2
+WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64
 
 
@@ -31,12 +32,15 @@ class SoftmaxSummary:
         The first index of the row maximum (``argmax``), when asked for.
     entropy : ndarray of shape (n_samples,), or None
         ``H = log_norm - Σ p (z - m)`` (no cancellation against ``m``), when asked for.
+    picked : ndarray of shape (n_samples,), or None
+        ``z[i, labels[i]] - m``, when labels were given.
     """
 
     shift: FloatArray
     log_norm: FloatArray
     top: IntArray | None = None
     entropy: FloatArray | None = None
+    picked: FloatArray | None = None
 
     @property
     def lse(self) -> FloatArray:
@@ -44,60 +48,83 @@ class SoftmaxSummary:
         return self.shift + self.log_norm
 
 
-def softmax_summary(logits: FloatArray, *, top: bool = True, entropy: bool = True) -> SoftmaxSummary:
+def softmax_summary(
+    logits: FloatArray, *, top: bool = True, entropy: bool = True, labels: IntArray | None = None
+) -> SoftmaxSummary:
     """Row maximum and log-normaliser of every row of `logits` (N×K), and optionally argmax and entropy.
 
-    One pass over the data, in its dtype, in cache-sized blocks of rows.
+    One pass over the data, in its dtype, in cache-sized blocks of rows. With `labels`,
+    also ``z[i, labels[i]] - m`` (:attr:`SoftmaxSummary.picked`), gathered from the block in
+    cache rather than by a fancy index over the whole array.
 
     Examples
     --------
-    >>> s = softmax_summary(np.array([[0.0, 0.0], [1e4, 0.0]]))
+    >>> s = softmax_summary(np.array([[0.0, 0.0], [1e4, 0.0]]), labels=np.array([1, 1]))
     >>> s.lse, s.top, s.entropy
     (array([6.93147181e-01, 1.00000000e+04]), array([0, 0]), array([0.69314718, 0.        ]))
+    >>> s.picked
+    array([     0., -10000.])
     """
     n, k = logits.shape
-    out: dict[str, np.ndarray] = {name: np.empty(n, logits.dtype) for name in ("shift", "log_norm")}
+    names = ["shift", "log_norm"] + ["entropy"] * entropy + ["picked"] * (labels is not None)
+    out: dict[str, np.ndarray] = {name: np.empty(n, logits.dtype) for name in names}
     if top:
         out["top"] = np.empty(n, np.intp)
-    if entropy:
-        out["entropy"] = np.empty(n, logits.dtype)
-    rows = max(1, BLOCK_BYTES // (k * logits.itemsize))
     narrow = k < NARROW_K
+    rows = max(1, (BLOCK_BYTES if narrow else WIDE_BLOCK_BYTES) // (k * logits.itemsize))
+    axis = 0 if narrow else 1
+    scratch = np.empty((2, min(rows, n) * k), logits.dtype)  # reused by every block: stays in cache
+    offsets = np.arange(min(rows, n)) * (1 if narrow else k)  # flat index of each row's class 0
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
         checkpoint()
         block = slice(start, start + rows)
-        z = np.array(logits[block].T if narrow else logits[block], order="C")  # always a scratch copy
-        for name, values in _summarise(z, 0 if narrow else 1, top=top, entropy=entropy).items():
-            out[name][block] = values
+        source = logits[block].T if narrow else logits[block]
+        z, e = (buffer[: source.size].reshape(source.shape) for buffer in scratch)
+        np.copyto(z, source)  # always a scratch copy
+        picks = (
+            None if labels is None else offsets[: z.size // k] + labels[block] * (z.shape[1] if narrow else 1)
+        )
+        _summarise(z, e, axis, {name: values[block] for name, values in out.items()}, picks)
     return SoftmaxSummary(**out)
 
 
-def _summarise(z: FloatArray, axis: int, *, top: bool, entropy: bool) -> dict[str, np.ndarray]:
-    """One block, classes along `axis`; `z` is a scratch copy, overwritten."""
+def _summarise(
+    z: FloatArray, e: FloatArray, axis: int, out: dict[str, np.ndarray], picks: IntArray | None
+) -> None:
+    """One block, classes along `axis`, into the `out` views; `z` and `e` are scratch, overwritten.
+
+    `picks` are flat indices into `z` of each row's label: ``out["picked"]`` gets ``z - m`` there.
+    """
     k = z.shape[axis]
     m = z.max(axis=axis, keepdims=True)
     z -= m  # z - m ≤ 0, exactly 0 at every maximum
     is_top = z == 0
-    stats: dict[str, np.ndarray] = {"shift": np.squeeze(m, axis)}
-    if top:
+    out["shift"][...] = np.squeeze(m, axis)
+    if picks is not None:
+        z.reshape(-1).take(picks, out=out["picked"])
+    if "top" in out:
         ranks = np.arange(k, 0, -1, dtype=np.int32).reshape((k, 1) if axis == 0 else (1, k))
-        stats["top"] = k - (is_top * ranks).max(axis=axis)  # first maximum, reduced along the long axis
+        out["top"][...] = k - (is_top * ranks).max(axis=axis)  # first maximum, along the long axis
     ties = is_top.view(np.uint8).sum(axis=axis, dtype=np.uint8 if k < 256 else np.int32).astype(z.dtype)
-    e = np.exp(z)
+    if "entropy" not in out:
+        e = z  # z is not needed after the exp: one scratch buffer, half the cache footprint
+    np.exp(z, out=e)
     e -= is_top  # exp(0) = 1 exactly: the maxima now contribute 0
     rest = e.sum(axis=axis) + (ties - 1)  # Σ exp(z - m) - 1, without rounding the 1 in
     log_norm = log1p(rest)
-    stats["log_norm"] = log_norm
-    if entropy:
+    out["log_norm"][...] = log_norm
+    if "entropy" in out:
         z *= e  # the maxima have (z - m) = 0: nothing lost by zeroing their e
-        stats["entropy"] = np.maximum(log_norm - z.sum(axis=axis) / (rest + 1), 0)
-    return stats
+        out["entropy"][...] = np.maximum(log_norm - z.sum(axis=axis) / (rest + 1), 0)
 
 
 def log1p(x: FloatArray) -> FloatArray:
-    """``log(1 + x)`` to a few ulps via ``log(u) · x / (u - 1)``, ``u = 1 + x`` (Goldberg 1991).
+    """``log(1 + x)`` for ``x ≥ 0`` to a few ulps: ``log(u) + (x - (u - 1)) / u``, ``u = fl(1 + x)``.
 
-    NumPy's own ``log1p`` is scalar code, several times slower than the SIMD ``log``.
+    ``x - (u - 1)`` is the exact rounding error of ``1 + x``, so the SIMD ``log`` of ``u``
+    plus that correction keeps full relative precision down to ``x = 1e-30``, with no
+    branch and no division by ``u - 1``. NumPy's own ``log1p`` is scalar code, several
+    times slower than the SIMD ``log``.
 
     Examples
     --------
@@ -105,5 +132,9 @@ def log1p(x: FloatArray) -> FloatArray:
     array([1.00000000e-20, 6.93147181e-01])
     """
     u = 1 + x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(u == 1, x, np.log(u) * (x / (u - 1)))
+    c = u - 1
+    np.subtract(x, c, out=c)
+    c /= u
+    np.log(u, out=u)
+    u += c
+    return u

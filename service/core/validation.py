@@ -94,6 +94,26 @@ def _check_row_sums(array: FloatArray, field: str, tolerance: float) -> None:
         )
 
 
+def _plainly_valid(array: FloatArray, tolerance: float) -> bool:
+    """True when N×K `array` is plainly valid probabilities; False means "run the exact checks".
+
+    Plainly valid: every value is finite and in [0, 1], and every row sums to 1 within
+    `tolerance` with room to spare for rounding.
+
+    Two whole-array reductions and, for short rows, one ``einsum`` row sum in the array's dtype
+    (3–4× faster than ``sum(axis=1)`` on K = 10); its rounding error, at most ~K·eps, is kept
+    out of the margin so a row passing here passes the float64 check too.
+    """
+    if not (array.min() >= 0 and array.max() <= 1):  # NaN fails both comparisons, ±inf one
+        return False
+    k = array.shape[1]
+    margin = 4 * k * float(np.finfo(array.dtype).eps)
+    if k >= 64 or margin >= tolerance / 2:
+        return False
+    error = np.abs(np.einsum("ij->i", array) - 1)
+    return bool(error.max() <= tolerance - margin)
+
+
 def check_probabilities(
     probs: ArrayLike,
     *,
@@ -131,6 +151,8 @@ def check_probabilities(
         tolerance = default_tolerance(raw.dtype)
     array = as_float_array(raw, field=field)
     _check_prediction_shape(array, field)
+    if array.ndim == 2 and not normalize and _plainly_valid(array, tolerance):
+        return array  # finite, in [0, 1], rows summing to 1: the exact checks below would all pass
     _check_finite(array, field)
     if array.ndim == 1:
         _check_unit_interval(array, field)

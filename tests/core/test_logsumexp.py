@@ -80,3 +80,47 @@ def test_binary_probabilities_count_clipping_on_both_sides():
     np.testing.assert_allclose(
         dist.log_prob_at(np.array([1, 0, 1])), np.log([np.finfo(float).eps] * 2 + [0.5])
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [2, 10, NARROW_K - 1, NARROW_K, 300])
+def test_labelled_summary_gathers_the_label_logit_across_blocks(rng, dtype, k):
+    from service.core import logsumexp
+
+    block_bytes = logsumexp.BLOCK_BYTES if k < NARROW_K else logsumexp.WIDE_BLOCK_BYTES
+    rows_per_block = block_bytes // (k * np.dtype(dtype).itemsize)
+    n = 2 * rows_per_block + 5  # two full blocks and a ragged tail
+    z = (5 * rng.standard_normal((n, k))).astype(dtype)
+    z[0, :] = 1e4
+    z[1, 0], z[2, -1] = 1e4, -1e4  # extreme logits
+    labels = rng.integers(0, k, size=n).astype(np.int32)  # any integer dtype
+    s = softmax_summary(z, top=False, entropy=False, labels=labels)
+    np.testing.assert_array_equal(s.picked, z[np.arange(n), labels] - s.shift)  # same float operations
+    expected = -sp.log_softmax(z.astype(np.float64), axis=1)[np.arange(n), labels]
+    losses = Distribution.from_logits(z).nll_at(labels)
+    assert losses.dtype == dtype
+    # scipy's log_softmax has absolute (not relative) error ~eps on small losses: atol. In float32,
+    # z - m itself rounds (ulp(16) ~ 2e-6 absolute), so a tiny loss exp(z - m) carries ~10 ulps.
+    np.testing.assert_allclose(losses, expected, rtol=64 * np.finfo(dtype).eps, atol=1e-14)
+    assert not np.signbit(losses).any()  # +0.0 where p = 1, never -0.0
+    cached = Distribution.from_logits(z)
+    cached.summarise(top=True, entropy=True)  # the gather then runs on the cached summary
+    np.testing.assert_array_equal(cached.nll_at(labels), losses)
+
+
+@pytest.mark.parametrize("eps", ["auto", 0])
+def test_nll_from_probabilities_logs_only_the_gathered_values(rng, eps):
+    p = sp.softmax(3 * rng.standard_normal((40, 5)), axis=1)
+    p[0], p[1] = [1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]
+    labels = rng.integers(0, 5, size=40)
+    labels[:2] = [0, 0]  # p_y = 1 and p_y = 0
+    dist = Distribution.from_probs(p, eps=eps)
+    floor = np.finfo(float).eps if eps == "auto" else 0.0
+    with np.errstate(divide="ignore"):
+        expected = -np.log(np.maximum(p[np.arange(40), labels], floor))
+    losses = dist.nll_at(labels)
+    np.testing.assert_array_equal(losses, expected)
+    assert losses[0] == 0.0 and not np.signbit(losses[0])
+    assert losses[1] == (np.inf if eps == 0 else -np.log(floor))
+    np.testing.assert_array_equal(dist.log_probs[np.arange(40), labels], -losses)  # materialised: same
+    np.testing.assert_array_equal(dist.nll_at(labels), losses)

@@ -1,0 +1,60 @@
+"""Binary log-loss from positive-class probabilities in cache-sized blocks.
+
+``-log max(p_y, eps)`` with ``p_1 = p`` and ``p_0 = 1 - p``, and the count of clipped values,
+each in one pass over blocks of ``BLOCK_BYTES``: no N-sized ``1 - p``, mask or ``where``
+temporaries.
+"""
+
+import numpy as np
+
+from ._typing import FloatArray, IntArray
+from .cancel import checkpoint
+
+BLOCK_BYTES = 1 << 16
+
+
+def count_clipped(p: FloatArray, eps: float) -> int:
+    """How many of ``p`` and ``1 - p`` lie below `eps` (both sides of a binary probability).
+
+    Examples
+    --------
+    >>> count_clipped(np.array([0.0, 1.0, 0.5]), 1e-7)
+    2
+    """
+    step = max(1, BLOCK_BYTES // p.itemsize)
+    scratch = np.empty(min(step, p.size), p.dtype)
+    total = 0
+    for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
+        checkpoint()
+        pb = p[start : start + step]
+        q = np.subtract(1, pb, out=scratch[: pb.size])
+        total += int(np.count_nonzero(pb < eps)) + int(np.count_nonzero(q < eps))
+    return total
+
+
+def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:
+    """``-log max(p_y, eps)`` per sample, ``p_1 = p``, ``p_0 = 1 - p``; eps 0 gives ``+inf`` at p_y = 0.
+
+    ``+0.0`` where ``p_y = 1``. In the dtype of `p`.
+
+    Examples
+    --------
+    >>> binary_nll_probs(np.array([1, 0, 1]), np.array([0.5, 0.5, 0.0]), 0.0)
+    array([0.69314718, 0.69314718,        inf])
+    """
+    out = np.empty(p.shape, p.dtype)
+    step = max(1, BLOCK_BYTES // p.itemsize)
+    chosen = np.empty(min(step, p.size), p.dtype)
+    for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
+        checkpoint()
+        block = slice(start, start + step)
+        pb = p[block]
+        c = chosen[: pb.size]
+        np.subtract(1, pb, out=c)
+        np.copyto(c, pb, where=labels[block] == 1)
+        if eps > 0:
+            np.maximum(c, eps, out=c)
+        with np.errstate(divide="ignore"):
+            np.log(c, out=c)
+        np.subtract(0.0, c, out=out[block])  # 0 - x, not -x: p_y = 1 gives +0.0
+    return out

@@ -1,0 +1,55 @@
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss
+
+from service.core import Distribution, nll
+from service.core.binary_probs import binary_nll_probs, count_clipped
+
+kernel = sys.modules["service.core.binary_probs"]
+
+
+def _probs(rng: np.random.Generator, n: int, dtype: type) -> np.ndarray:
+    p = rng.random(n)
+    p[::9], p[::13], p[5] = 0.0, 1.0, 1e-300  # exact 0 and 1, and a value below any eps
+    return p.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_nll_probs_matches_sklearn_log_loss_across_blocks(rng, monkeypatch, dtype):
+    monkeypatch.setattr(kernel, "BLOCK_BYTES", 50 * np.dtype(dtype).itemsize)  # 50 per block
+    p = _probs(rng, 1013, dtype)  # not a multiple of the block
+    y = rng.integers(0, 2, size=p.size)
+    dist = Distribution.from_probs(p)
+    losses = nll(y, dist)
+    assert losses.dtype == dtype
+    eps = float(np.finfo(dtype).eps)
+    p64 = p.astype(np.float64)
+    chosen = np.where(y == 1, p, 1 - p).astype(np.float64)  # 1 - p rounds in the input's dtype
+    expected = -np.log(np.maximum(chosen, eps))  # the zero side clipped only
+    np.testing.assert_allclose(losses, expected, rtol=4 * eps, atol=0)
+    # scikit-learn also lowers p = 1 to 1 - eps: the same loss to within eps per sample.
+    assert losses.mean(dtype=np.float64) == pytest.approx(log_loss(y, p), abs=4 * eps)
+    assert not np.signbit(losses).any()  # +0.0 where p_y = 1
+    ones, zeros = p64 == 1, p64 < eps
+    assert dist.n_clipped == int(np.count_nonzero(zeros) + np.count_nonzero(ones))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_nll_probs_with_eps_zero_gives_inf_and_exact_zero(dtype):
+    p = np.array([0.0, 0.0, 1.0, 1.0, 0.25], dtype)
+    y = np.array([1, 0, 1, 0, 0])
+    losses = nll(y, Distribution.from_probs(p, eps=0))
+    np.testing.assert_array_equal(losses, np.array([np.inf, 0.0, 0.0, np.inf, -np.log(0.75)], dtype))
+    assert not np.signbit(losses).any()
+    np.testing.assert_array_equal(binary_nll_probs(y, p, 0.0), losses)
+
+
+def test_count_clipped_counts_both_sides_across_blocks(rng, monkeypatch):
+    monkeypatch.setattr(kernel, "BLOCK_BYTES", 8 * 7)
+    p = _probs(rng, 100, np.float64)
+    p[7] = 1 - 1e-17  # rounds to 1.0: 1 - p = 0 is clipped
+    expected = int(np.count_nonzero(p < 1e-6) + np.count_nonzero(1 - p < 1e-6))
+    assert count_clipped(p, 1e-6) == expected
+    assert count_clipped(np.array([0.5]), 1e-6) == 0
