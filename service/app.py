@@ -1,5 +1,6 @@
 """The application factory."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
-from service.api.routes import REQUEST_MODELS, build_router
+from service.api.routes import REQUEST_MODELS, routers
 from service.settings import Settings
 
 DESCRIPTION = """\
@@ -43,7 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         restore = install_drain_hook(gate, drain_s=settings.drain_s, grace_s=settings.shutdown_grace_s)
+        # Everything built so far (modules, the app, its schemas) lives as long as the worker:
+        # moved out of the collector's reach, full collections stop re-scanning it. Measured with
+        # 16 clients on 32×10 requests: p99 latency ~85–127 ms -> ~33–40 ms, same throughput.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         restore()
 
     app = FastAPI(
@@ -57,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.gate = gate
     app.state.metrics = Metrics()
-    app.include_router(build_router())
+    for router in routers():
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _add_middleware(app, settings, gate)
     return app
