@@ -90,16 +90,17 @@ def _worker_pids(parent: int) -> list[int]:
     return pids
 
 
-def _rss_mib(pids: list[int]) -> float:
+def _rss_mib(pids: list[int], field: str = "VmRSS") -> float:
+    """Summed ``/proc/<pid>/status`` `field` (kB) of `pids`, in MiB (``Threads``: a plain count)."""
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
         except OSError:
             continue
-    return round(total / 1024, 1)
+    return float(total) if field == "Threads" else round(total / 1024, 1)
 
 
 @dataclass
@@ -118,6 +119,8 @@ class Report:
     p99_ms: float = 0.0
     by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
     rss_mib: dict[str, float] = field(default_factory=dict)
+    #: RSS by kind (anonymous, file-backed, shared memory) and thread count, at the same marks
+    rss_parts: dict[str, dict[str, float]] = field(default_factory=dict)
     rss_growth: float | None = None
     rss_growth_second_half: float | None = None
     errors: list[str] = field(default_factory=list)
@@ -141,7 +144,11 @@ async def _drive(
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
 
     def sample_rss(label: str) -> None:
-        report.rss_mib[label] = _rss_mib(_worker_pids(server_pid))
+        pids = _worker_pids(server_pid)
+        report.rss_mib[label] = _rss_mib(pids)
+        report.rss_parts[label] = {
+            kind: _rss_mib(pids, kind) for kind in ("RssAnon", "RssFile", "RssShmem", "Threads")
+        }
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
