@@ -21,7 +21,6 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
 """
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.core.cancel import Cancelled, deadline
 from service.settings import Settings
 
+from .metrics import ERROR_LOGGER
 from .problems import problem_response
 
 PREFIX = "/v1/"
@@ -152,11 +152,14 @@ class LimitsMiddleware:
 
     def _release(self, task: "asyncio.Task[Any]") -> None:
         self.gate.in_flight -= 1
+        abandoned = task in self._background
         self._background.discard(task)
         if task.cancelled():
             return
-        with contextlib.suppress(Exception):
-            task.exception()  # retrieved, so an abandoned task's error is not reported twice
+        error = task.exception()  # retrieved here: a request still being awaited re-raises it itself
+        if abandoned and error is not None and not isinstance(error, Cancelled):
+            # Its 503 went out at the deadline; nobody else will see this error.
+            ERROR_LOGGER.error("Unhandled error in a request abandoned at its deadline", exc_info=error)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, kind: str, detail: str) -> None:
         scope.setdefault("state", {})["error_type"] = kind

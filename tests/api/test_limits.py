@@ -186,3 +186,35 @@ def test_small_inline_requests_skip_the_task_and_still_time_out_on_a_slow_upload
     outer = asyncio.run(run(500))  # too large to score inline: a task of its own
     assert calls[-1] is not outer
     assert sent[0]["status"] == 503
+
+
+def test_an_abandoned_request_that_fails_later_is_logged_once(caplog):
+    """Past its deadline a request is answered 503; if it then raises, the error reaches xent.error."""
+    import asyncio
+
+    from service.api.limits import Gate, LimitsMiddleware
+
+    async def app(scope, receive, send):
+        await asyncio.sleep(0.1)
+        raise RuntimeError("broke after the deadline")
+
+    gate = Gate()
+    middleware = LimitsMiddleware(app, settings=Settings(request_timeout_s=0.02), gate=gate)
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        scope = {"type": "http", "path": "/v1/calibration", "headers": []}
+        await middleware(scope, receive, send)
+        await asyncio.sleep(0.3)
+
+    with caplog.at_level(logging.ERROR, logger="xent.error"):
+        asyncio.run(run())
+    assert sent[0]["status"] == 503 and gate.in_flight == 0
+    records = [r for r in caplog.records if r.name == "xent.error"]
+    assert len(records) == 1 and "broke after the deadline" in str(records[0].exc_info[1])
