@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from benchmarks._timing import load_summary
 
 
 async def _client(port: int, request: bytes, deadline: float, latencies: list[float], bad: list[int]) -> None:
@@ -50,13 +50,7 @@ async def run(
     deadline = start + seconds
     await asyncio.gather(*(_client(port, request, deadline, latencies, bad) for _ in range(clients)))
     elapsed = time.perf_counter() - start
-    ms = np.array(latencies) * 1e3
-    return {
-        "rps": len(ms) / elapsed,
-        "p50": float(np.percentile(ms, 50)),
-        "p99": float(np.percentile(ms, 99)),
-        "non_200": float(len(bad)),
-    }
+    return {**load_summary(latencies, elapsed), "non_200": float(len(bad))}
 
 
 def main(argv: list[str]) -> int:

@@ -27,3 +27,13 @@ def table(rows: list[dict[str, object]]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def load_summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    """Requests per second and p50/p99 latency in ms of a load run that lasted `elapsed` seconds."""
+    ms = np.array(latencies) * 1e3
+    return {
+        "rps": len(ms) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+    }

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks._timing import table
+from benchmarks._timing import load_summary, table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,12 +89,7 @@ async def _load(url: str, body: bytes, clients: int, seconds: float) -> dict[str
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - start
-    ms = np.array(latencies) * 1e3
-    return {
-        "rps": len(ms) / elapsed,
-        "p50": float(np.percentile(ms, 50)),
-        "p99": float(np.percentile(ms, 99)),
-    }
+    return load_summary(latencies, elapsed)
 
 
 def _raw_load(server: Server, body: bytes, clients: int, seconds: float) -> dict[str, float]:

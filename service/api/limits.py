@@ -101,13 +101,7 @@ class LimitsMiddleware:
         timed_out = True
         if not done:
             self._background.add(task)  # keep a reference until it stops (and releases its slot)
-        await self._refuse(
-            scope,
-            receive,
-            send,
-            "timeout",
-            f"the request did not finish within {self.timeout:g} s; it was stopped",
-        )
+        await self._refuse_timeout(scope, receive, send)
 
     def _is_inline(self, scope: Scope) -> bool:
         """Whether the route scores this body on the event loop (small, declared by Content-Length)."""
@@ -140,13 +134,7 @@ class LimitsMiddleware:
         except (TimeoutError, Cancelled):
             if started:
                 raise
-            await self._refuse(
-                scope,
-                receive,
-                send,
-                "timeout",
-                f"the request did not finish within {self.timeout:g} s; it was stopped",
-            )
+            await self._refuse_timeout(scope, receive, send)
         finally:
             self.gate.in_flight -= 1
 
@@ -160,6 +148,10 @@ class LimitsMiddleware:
         if abandoned and error is not None and not isinstance(error, Cancelled):
             # Its 503 went out at the deadline; nobody else will see this error.
             ERROR_LOGGER.error("Unhandled error in a request abandoned at its deadline", exc_info=error)
+
+    async def _refuse_timeout(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request did not finish within {self.timeout:g} s; it was stopped"
+        await self._refuse(scope, receive, send, "timeout", detail)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, kind: str, detail: str) -> None:
         scope.setdefault("state", {})["error_type"] = kind
