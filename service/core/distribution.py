@@ -181,11 +181,14 @@ class Distribution:
 
     # --- row statistics -------------------------------------------------------------------
 
-    def summarise(self, *, top: bool = False, entropy: bool = False) -> SoftmaxSummary:
+    def summarise(
+        self, *, top: bool = False, entropy: bool = False, labels: IntArray | None = None
+    ) -> SoftmaxSummary:
         """Log-normaliser per row (and top class, entropy if asked), from one fused pass over the logits.
 
         The result is cached; ask for everything a response needs on the first call so
-        the logits are read once.
+        the logits are read once. `labels` (valid class indices) are the ones a later
+        :meth:`nll_at` will be called with: their logits are gathered inside the same pass.
         """
         if self.logits is None:
             raise ValueError("summarise needs logits")
@@ -194,13 +197,16 @@ class Distribution:
             cached is not None
             and (cached.top is not None or not top)
             and (cached.entropy is not None or not entropy)
+            and (labels is None or self._cache.get("picked_for") is labels)
         ):
             return cached
         if cached is not None:
             top, entropy = top or cached.top is not None, entropy or cached.entropy is not None
-        summary = (
-            self._binary_summary() if self.binary else softmax_summary(self.logits, top=top, entropy=entropy)
-        )
+        if self.binary:
+            summary = self._binary_summary()
+        else:
+            summary = softmax_summary(self.logits, top=top, entropy=entropy, labels=labels)
+            self._cache["picked_for"] = labels  # `summary.picked` belongs to these labels only
         self._cache["summary"] = summary
         return summary
 
@@ -235,11 +241,10 @@ class Distribution:
         """``(z[i, labels[i]] - m, log_norm)``: gathered inside the fused pass when it has not run yet."""
         assert self.logits is not None
         if "summary" not in self._cache:
-            summary = softmax_summary(self.logits, top=False, entropy=False, labels=labels)
-            self._cache["summary"] = summary  # its `picked` belongs to these labels: used here only
-            assert summary.picked is not None
-            return summary.picked, summary.log_norm
+            self.summarise(labels=labels)
         summary = self.summarise()
+        if summary.picked is not None and self._cache.get("picked_for") is labels:
+            return summary.picked, summary.log_norm
         return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
 
     def nll_at(self, labels: IntArray) -> FloatArray:

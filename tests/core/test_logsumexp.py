@@ -106,6 +106,11 @@ def test_labelled_summary_gathers_the_label_logit_across_blocks(rng, dtype, k):
     cached = Distribution.from_logits(z)
     cached.summarise(top=True, entropy=True)  # the gather then runs on the cached summary
     np.testing.assert_array_equal(cached.nll_at(labels), losses)
+    fused = Distribution.from_logits(z)
+    full = fused.summarise(top=True, entropy=True, labels=labels)  # gathered inside the full pass
+    np.testing.assert_array_equal(full.picked, s.picked)
+    np.testing.assert_array_equal(fused.nll_at(labels), losses)
+    np.testing.assert_array_equal(fused.nll_at(labels[::-1].copy()), cached.nll_at(labels[::-1].copy()))
 
 
 @pytest.mark.parametrize("eps", ["auto", 0])

@@ -57,8 +57,9 @@ def _score(
     prediction: Prediction, truth: Truth, weights: FloatArray | None, options: CrossEntropyOptions
 ) -> tuple[CrossEntropyResult, FloatArray]:
     dist = prediction.dist
-    if dist.logits is not None:
-        dist.summarise(top=True, entropy=True)  # one fused pass serves loss, accuracy and entropy
+    if dist.logits is not None:  # one fused pass serves loss, accuracy and entropy
+        gathered = truth.labels if options.ignore_index is None else None  # ignored labels are no index
+        dist.summarise(top=True, entropy=True, labels=gathered)
     smoothing = options.label_smoothing
     if truth.labels is not None:
         labels = truth.labels
