@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(
         default=64, ge=1, description="Scoring requests in flight per worker (503 + Retry-After beyond)."
     )
+    scoring_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Requests parsed and scored at once in threads per worker (bodies over 64 KiB, "
+        "fits, bootstraps); more wait their turn within their deadline. Bounds the memory a burst "
+        "of large requests takes: CPU-bound work gains nothing from more threads than cores.",
+    )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with every 503.")
     shutdown_grace_s: int = Field(
         default=30, ge=0, description="On SIGTERM, how long in-flight requests may run on."

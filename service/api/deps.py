@@ -5,8 +5,8 @@
 
 from collections.abc import Awaitable, Callable
 
+import anyio
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.settings import Settings
@@ -70,9 +70,10 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
 
     Bodies up to `inline_bytes` are parsed and scored right on the event loop (pass 0 for
     routes whose cost is not linear in the input, such as fits and bootstraps); larger ones
-    go to the threadpool, parse and score in one hop. The endpoint takes only the request,
-    so FastAPI resolves no dependencies per call; the request body is documented by each
-    route's ``openapi_extra``.
+    go to a worker thread, parse and score in one hop, at most ``XENT_SCORING_THREADS`` at once
+    (a burst of large bodies queues instead of holding every parsed body in memory together).
+    The endpoint takes only the request, so FastAPI resolves no dependencies per call; the
+    request body is documented by each route's ``openapi_extra``.
     """
 
     def wrap(score: Score) -> Callable[[Request], Awaitable[Response]]:
@@ -81,7 +82,10 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
             body = await raw_body(request, settings)
             if len(body) <= inline_bytes:
                 return score(parsed_body(request, body, settings))
-            return await run_in_threadpool(lambda: score(parsed_body(request, body, settings)))
+            limiter = getattr(request.app.state, "scoring_limiter", None)  # XENT_SCORING_THREADS at once
+            return await anyio.to_thread.run_sync(
+                lambda: score(parsed_body(request, body, settings)), limiter=limiter
+            )
 
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, name, getattr(score, name))

@@ -12,7 +12,9 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-BLOCK_BYTES = 1 << 19  # narrow rows: 128k-element blocks; 2.5× faster than 32k on a 1 MiB L2 with ~20 calls per block
+BLOCK_BYTES = (
+    1 << 19
+)  # narrow rows: 128k-element blocks; 2.5× faster than 32k on a 1 MiB L2 with ~20 calls per block
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64
 
@@ -73,38 +75,64 @@ def softmax_summary(
     narrow = k < NARROW_K
     rows = max(1, (BLOCK_BYTES if narrow else WIDE_BLOCK_BYTES) // (k * logits.itemsize))
     axis = 0 if narrow else 1
-    scratch = np.empty((2, min(rows, n) * k), logits.dtype)  # reused by every block: stays in cache
+    work = _Workspace(min(rows, n) * k, logits.dtype, k, top)
     offsets = np.arange(min(rows, n)) * (1 if narrow else k)  # flat index of each row's class 0
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
         checkpoint()
         block = slice(start, start + rows)
         source = logits[block].T if narrow else logits[block]
-        z, e = (buffer[: source.size].reshape(source.shape) for buffer in scratch)
-        np.copyto(z, source)  # always a scratch copy
         picks = (
-            None if labels is None else offsets[: z.size // k] + labels[block] * (z.shape[1] if narrow else 1)
+            None
+            if labels is None
+            else offsets[: source.size // k] + labels[block] * (source.shape[1] if narrow else 1)
         )
-        _summarise(z, e, axis, {name: values[block] for name, values in out.items()}, picks)
+        _summarise(work.views(source), axis, {name: values[block] for name, values in out.items()}, picks)
     return SoftmaxSummary(**out)
 
 
+class _Workspace:
+    """Block-sized scratch reused by every block: it stays in cache.
+
+    No block allocates a block-sized temporary: each would be a fresh ``mmap`` under
+    ``xent serve``'s malloc threshold, page-faulted in and given back every block.
+    """
+
+    def __init__(self, size: int, dtype: np.dtype, k: int, top: bool) -> None:
+        self.floats = np.empty((2, size), dtype)
+        self.mask = np.empty(size, bool)
+        self.ranked = np.empty(size if top else 0, np.uint8 if k < 256 else np.int32)
+
+    def views(self, source: FloatArray) -> tuple[FloatArray, FloatArray, np.ndarray, np.ndarray]:
+        """``(z, e, mask, ranked)`` shaped like `source`; `z` holds a copy of it."""
+        size, shape = source.size, source.shape
+        z, e = (buffer[:size].reshape(shape) for buffer in self.floats)
+        np.copyto(z, source)  # always a scratch copy
+        ranked = self.ranked[:size].reshape(shape) if self.ranked.size else self.ranked
+        return z, e, self.mask[:size].reshape(shape), ranked
+
+
 def _summarise(
-    z: FloatArray, e: FloatArray, axis: int, out: dict[str, np.ndarray], picks: IntArray | None
+    views: tuple[FloatArray, FloatArray, np.ndarray, np.ndarray],
+    axis: int,
+    out: dict[str, np.ndarray],
+    picks: IntArray | None,
 ) -> None:
-    """One block, classes along `axis`, into the `out` views; `z` and `e` are scratch, overwritten.
+    """One block, classes along `axis`, into the `out` views; the `views` are scratch, overwritten.
 
     `picks` are flat indices into `z` of each row's label: ``out["picked"]`` gets ``z - m`` there.
     """
+    z, e, is_top, ranked = views
     k = z.shape[axis]
     m = z.max(axis=axis, keepdims=True)
     z -= m  # z - m ≤ 0, exactly 0 at every maximum
-    is_top = z == 0
+    np.equal(z, 0, out=is_top)
     out["shift"][...] = np.squeeze(m, axis)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])
     if "top" in out:
-        ranks = np.arange(k, 0, -1, dtype=np.int32).reshape((k, 1) if axis == 0 else (1, k))
-        out["top"][...] = k - (is_top * ranks).max(axis=axis)  # first maximum, along the long axis
+        ranks = np.arange(k, 0, -1, dtype=ranked.dtype).reshape((k, 1) if axis == 0 else (1, k))
+        np.multiply(is_top, ranks, out=ranked)
+        out["top"][...] = k - ranked.max(axis=axis).astype(np.intp)  # first maximum, along the long axis
     ties = is_top.view(np.uint8).sum(axis=axis, dtype=np.uint8 if k < 256 else np.int32).astype(z.dtype)
     if "entropy" not in out:
         e = z  # z is not needed after the exp: one scratch buffer, half the cache footprint

@@ -3,7 +3,10 @@ and the boolean-literal scan that guards NumPy's list conversion."""
 
 import json
 import threading
+import time
 
+import anyio
+import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -80,3 +83,46 @@ def test_bad_input_is_a_problem_inline_and_in_the_threadpool(n: int) -> None:
     with TestClient(create_app(Settings())) as client:
         response = client.post("/v1/cross-entropy", json={"logits": logits, "labels": [0] * n})
     assert_problem(response, 422, f"#/logits/{n - 1}/1", "boolean")
+
+
+def test_at_most_scoring_threads_bodies_are_scored_at_once() -> None:
+    app = FastAPI()
+    app.state.settings = Settings()
+    app.state.scoring_limiter = anyio.CapacityLimiter(2)
+    running, peak, lock = 0, 0, threading.Lock()
+
+    @scoring(inline_bytes=0)
+    def slow(body: Body) -> Response:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return JSONResponse({"rows": len(body.array("labels"))})
+
+    app.post("/slow")(slow)
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        statuses: list[int] = []
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+            anyio.create_task_group() as group,
+        ):
+
+            async def one() -> None:
+                response = await client.post("/slow", json={"labels": [0, 1, 2]})
+                statuses.append(response.status_code)
+
+            for _ in range(6):
+                group.start_soon(one)
+        return statuses
+
+    assert anyio.run(burst) == [200] * 6
+    assert peak == 2  # six requests, two threads at a time: the others waited their turn
+
+
+def test_scoring_threads_setting_sizes_the_app_limiter() -> None:
+    assert create_app(Settings(scoring_threads=3)).state.scoring_limiter.total_tokens == 3
