@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 
 from benchmarks._timing import load_summary, table
+from service.api.serving import MALLOC_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,8 @@ class Server:
     def __init__(self, app: str, factory: bool) -> None:
         self.port = _free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
-        env = {**os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20)}
+        # the glibc malloc settings `xent serve` gives its workers, for every server alike
+        env = {**MALLOC_ENV, **os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20)}
         self.process = subprocess.Popen([*args, "--factory"] if factory else args, cwd=ROOT, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(200):

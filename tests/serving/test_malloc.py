@@ -17,6 +17,7 @@ def test_spawned_workers_inherit_the_malloc_settings(monkeypatch, tmp_path):
     assert {name: serving.os.environ[name] for name in serving.MALLOC_ENV} == {
         "MALLOC_ARENA_MAX": "2",
         "MALLOC_MMAP_THRESHOLD_": "131072",
+        "MALLOC_TRIM_THRESHOLD_": str(8 << 20),
     }
 
 
@@ -64,3 +65,32 @@ def test_large_arrays_stay_mmap_ed_after_a_larger_one_was_freed():
     # 4 MiB array came from the heap, where freed space fragments rather than going back.
     assert mmapped_mib("default") == 0
     assert mmapped_mib("tuned") == 4
+
+
+TRIM_PROBE = """
+import ctypes, sys
+from service.api.serving import tune_malloc
+if sys.argv[1] == "tuned":
+    assert tune_malloc()
+class MallInfo2(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+blocks = [bytes(100_000) for _ in range(40)]  # 4 MB of heap blocks, each under the mmap threshold
+del blocks
+print(libc.mallinfo2().keepcost >> 10)  # KiB of free heap top kept rather than given back
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_the_heap_keeps_a_freed_top_instead_of_faulting_it_in_again():
+    def kept_kib(mode: str) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        out = subprocess.run(
+            [sys.executable, "-c", TRIM_PROBE, mode], env=env, check=True, capture_output=True
+        )
+        return int(out.stdout)
+
+    assert kept_kib("default") < 256  # glibc trims a free top over 128 KiB straight back
+    assert kept_kib("tuned") > 3_000  # within the 8 MiB trim threshold: kept for the next request
