@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (benchmarks.core; PERF-NOTES)
+BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (README, Performance)
 
 
 def softplus(x: ArrayLike) -> FloatArray:
