@@ -240,9 +240,7 @@ class Distribution:
     def _picked(self, labels: IntArray) -> tuple[FloatArray, FloatArray]:
         """``(z[i, labels[i]] - m, log_norm)``: gathered inside the fused pass when it has not run yet."""
         assert self.logits is not None
-        if "summary" not in self._cache:
-            self.summarise(labels=labels)
-        summary = self.summarise()
+        summary = self._cache.get("summary") or self.summarise(labels=labels)  # first pass: gather inside
         if summary.picked is not None and self._cache.get("picked_for") is labels:
             return summary.picked, summary.log_norm
         return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm

@@ -37,7 +37,9 @@ def test_a_single_worker_tunes_its_own_malloc(monkeypatch):
     assert "MALLOC_ARENA_MAX" not in serving.os.environ  # nothing to pass on
 
 
-PROBE = """
+#: Run in a fresh interpreter (glibc reads MALLOC_* at start-up), tuned by `tune_malloc` or not;
+#: the script that follows prints one number read from `mallinfo2`.
+PROLOGUE = """
 import ctypes, sys
 import numpy as np
 from service.api.serving import tune_malloc
@@ -48,6 +50,18 @@ class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
+"""
+
+
+def _probe(script: str, mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", PROLOGUE + script, mode], env=env, check=True, capture_output=True
+    )
+    return int(out.stdout)
+
+
+MMAPPED_MIB = """
 big = np.ones(2 << 20); del big  # 16 MiB, mmap-ed then freed
 kept = np.ones(1 << 19)          # 4 MiB
 print(libc.mallinfo2().hblkhd >> 20)  # MiB held in mmap-ed blocks
@@ -56,27 +70,13 @@ print(libc.mallinfo2().hblkhd >> 20)  # MiB held in mmap-ed blocks
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_large_arrays_stay_mmap_ed_after_a_larger_one_was_freed():
-    def mmapped_mib(mode: str) -> int:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-        out = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, check=True, capture_output=True)
-        return int(out.stdout)
-
     # glibc's default: freeing the 16 MiB block raised the mmap threshold to 16 MiB, so the
     # 4 MiB array came from the heap, where freed space fragments rather than going back.
-    assert mmapped_mib("default") == 0
-    assert mmapped_mib("tuned") == 4
+    assert _probe(MMAPPED_MIB, "default") == 0
+    assert _probe(MMAPPED_MIB, "tuned") == 4
 
 
-TRIM_PROBE = """
-import ctypes, sys
-from service.api.serving import tune_malloc
-if sys.argv[1] == "tuned":
-    assert tune_malloc()
-class MallInfo2(ctypes.Structure):
-    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-    _fields_ = [(n, ctypes.c_size_t) for n in names.split()]
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype = MallInfo2
+KEPT_KIB = """
 blocks = [bytes(100_000) for _ in range(40)]  # 4 MB of heap blocks, each under the mmap threshold
 del blocks
 print(libc.mallinfo2().keepcost >> 10)  # KiB of free heap top kept rather than given back
@@ -85,12 +85,5 @@ print(libc.mallinfo2().keepcost >> 10)  # KiB of free heap top kept rather than 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_the_heap_keeps_a_freed_top_instead_of_faulting_it_in_again():
-    def kept_kib(mode: str) -> int:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-        out = subprocess.run(
-            [sys.executable, "-c", TRIM_PROBE, mode], env=env, check=True, capture_output=True
-        )
-        return int(out.stdout)
-
-    assert kept_kib("default") < 256  # glibc trims a free top over 128 KiB straight back
-    assert kept_kib("tuned") > 3_000  # within the 8 MiB trim threshold: kept for the next request
+    assert _probe(KEPT_KIB, "default") < 256  # glibc trims a free top over 128 KiB straight back
+    assert _probe(KEPT_KIB, "tuned") > 3_000  # within the 8 MiB trim threshold: kept for the next request
