@@ -7,7 +7,11 @@ and divergence requests until `duration` seconds pass or `max_requests` are sent
 
 Reports requests served, status counts, 5xx, dropped connections (transport errors),
 p50/p99 latency overall and per size, and the workers' summed RSS after the first
-1,000 requests, after 20,000, and at the end.
+1,000 requests, every 5,000, after 20,000, and at the end. RSS is sampled at rest: at each
+mark the clients stop sending, the requests in flight finish, and the server is left idle
+for ``SETTLE_S`` (longer than its idle trim, ``XENT_IDLE_TRIM_S``) before the sample, so
+the figures compare the memory a worker keeps, not whichever requests happen to be in
+flight at that instant. Pauses do not count towards the duration or the throughput.
 
     python -m benchmarks.load                      # 60 s, 64 clients, 2 workers
     python -m benchmarks.load --duration 10 --json # short run, machine-readable
@@ -31,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RSS_MARKS = (1_000, 20_000)
 RSS_EVERY = 5_000  # also sample the workers' RSS every this many requests, to show the curve
+SETTLE_S = 2.0  # idle time before each RSS sample: above the server's default 1 s idle trim
 
 
 def _free_port() -> int:
@@ -115,6 +120,7 @@ class Report:
     server_errors: int = 0
     dropped: int = 0
     throughput_rps: float = 0.0
+    paused_s: float = 0.0  # time spent at rest for the RSS samples, not in duration_s
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -137,7 +143,11 @@ async def _drive(
     statuses: dict[str, int] = {}
     next_index = 0
     done = 0
-    deadline = time.perf_counter() + duration
+    in_flight = 0
+    running = asyncio.Event()  # cleared while the clients rest for an RSS sample
+    running.set()
+    samplers: list[asyncio.Task[None]] = []
+    started = time.perf_counter()
     headers = {"content-type": "application/json"}
     # Idle connections are retired by the client well before uvicorn's 5 s keep-alive timeout, so
     # a request never races the server closing an idle connection (that race is a client bug).
@@ -150,32 +160,54 @@ async def _drive(
             kind: _rss_mib(pids, kind) for kind in ("RssAnon", "RssFile", "RssShmem", "Threads")
         }
 
+    async def sample_at_rest(label: str) -> None:
+        """Let the requests in flight finish and the server idle, sample, and let the clients go on."""
+        paused = time.perf_counter()
+        while in_flight:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(SETTLE_S)
+        sample_rss(label)
+        report.paused_s += time.perf_counter() - paused
+        running.set()
+
+    def active_s() -> float:
+        return time.perf_counter() - started - report.paused_s
+
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
         async def one_client() -> None:
-            nonlocal next_index, done
-            while time.perf_counter() < deadline and next_index < max_requests:
+            nonlocal next_index, done, in_flight
+            while True:
+                await running.wait()
+                if active_s() >= duration or next_index >= max_requests:
+                    return
                 name = names[plan[next_index]]
                 next_index += 1
                 path, body, _ = kinds[name]
-                started = time.perf_counter()
+                sent = time.perf_counter()
+                in_flight += 1
                 try:
                     response = await client.post(path, content=body, headers=headers)
                 except httpx.TransportError as exc:
                     report.dropped += 1
                     if len(report.errors) < 5:
-                        report.errors.append(f"{name}: {exc!r} after {time.perf_counter() - started:.2f} s")
+                        report.errors.append(f"{name}: {exc!r} after {time.perf_counter() - sent:.2f} s")
                     continue
-                latencies[name].append(time.perf_counter() - started)
+                finally:
+                    in_flight -= 1
+                latencies[name].append(time.perf_counter() - sent)
                 key = str(response.status_code)
                 statuses[key] = statuses.get(key, 0) + 1
                 done += 1
                 if done in RSS_MARKS or done % RSS_EVERY == 0:
-                    sample_rss(f"after_{done}")
+                    running.clear()
+                    samplers.append(asyncio.create_task(sample_at_rest(f"after_{done}")))
 
-        started = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(clients)))
-        report.duration_s = round(time.perf_counter() - started, 2)
+        await asyncio.gather(*samplers)
+        report.duration_s = round(active_s(), 2)
+        report.paused_s = round(report.paused_s, 2)
+    await asyncio.sleep(SETTLE_S)
     sample_rss("at_end")
     everything = np.concatenate([np.asarray(v) for v in latencies.values()]) * 1000
     report.requests = done

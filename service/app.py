@@ -19,6 +19,7 @@ from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
+from service.api.serving import trim_malloc
 from service.api.routes import REQUEST_MODELS, routers
 from service.settings import Settings
 
@@ -40,7 +41,7 @@ def _route_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Xent ASGI app with `settings` (default: read from the environment)."""
     settings = settings or Settings()
-    gate = Gate()
+    gate = Gate(on_idle=trim_malloc if settings.idle_trim_s > 0 else None, idle_s=settings.idle_trim_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

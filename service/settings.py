@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         "fits, bootstraps); more wait their turn within their deadline. Bounds the memory a burst "
         "of large requests takes: CPU-bound work gains nothing from more threads than cores.",
     )
+    idle_trim_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Once a worker has had no scoring request for this long, it gives the memory its "
+        "allocator holds free back to the system (glibc malloc_trim); 0 turns this off.",
+    )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with every 503.")
     shutdown_grace_s: int = Field(
         default=30, ge=0, description="On SIGTERM, how long in-flight requests may run on."

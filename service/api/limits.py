@@ -18,10 +18,15 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
   size, and a plain timeout still bounds a slow upload;
 - the worker is shutting down (SIGTERM seen, see :mod:`service.api.drain`): requests
   in flight complete, new ones are refused with ``Connection: close``.
+
+The :class:`Gate` also tells when a worker has gone idle: ``idle_s`` after its last scoring
+request finished with none since, it calls ``on_idle`` once (``xent serve``: give the freed
+memory back to the system, :func:`service.api.serving.trim_malloc`).
 """
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,10 +42,42 @@ PREFIX = "/v1/"
 
 @dataclass
 class Gate:
-    """Per-worker load state shared by the middleware and the shutdown hook."""
+    """Per-worker load state shared by the middleware and the shutdown hook.
+
+    :meth:`enter` and :meth:`leave` run on the event loop. When the last request in flight
+    leaves, a timer is set (one at a time) for ``idle_s`` later; it calls ``on_idle`` if no
+    request has come in the meantime, and re-arms for the rest of the wait if one came and went.
+    """
 
     in_flight: int = 0
     draining: bool = False
+    on_idle: Callable[[], object] | None = None
+    idle_s: float = 1.0
+    _idle_since: float = 0.0
+    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def enter(self) -> None:
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight or self.on_idle is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_since = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_at(self._idle_since + self.idle_s, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self.in_flight:
+            return  # its leave() arms the next timer
+        loop = asyncio.get_running_loop()
+        due = self._idle_since + self.idle_s
+        if loop.time() < due:  # a request came and went meanwhile: wait out the rest
+            self._timer = loop.call_at(due, self._check_idle)
+        elif self.on_idle is not None:
+            self.on_idle()
 
 
 class LimitsMiddleware:
@@ -77,7 +114,7 @@ class LimitsMiddleware:
         if self._is_inline(scope):
             await self._run_inline(scope, receive, send)
             return
-        self.gate.in_flight += 1
+        self.gate.enter()
         started = False
 
         async def guarded_send(message: Message) -> None:
@@ -126,7 +163,7 @@ class LimitsMiddleware:
             started = True
             await send(message)
 
-        self.gate.in_flight += 1
+        self.gate.enter()
         try:
             with deadline(self.timeout):
                 async with asyncio.timeout(self.timeout):
@@ -136,10 +173,10 @@ class LimitsMiddleware:
                 raise
             await self._refuse_timeout(scope, receive, send)
         finally:
-            self.gate.in_flight -= 1
+            self.gate.leave()
 
     def _release(self, task: "asyncio.Task[Any]") -> None:
-        self.gate.in_flight -= 1
+        self.gate.leave()
         abandoned = task in self._background
         self._background.discard(task)
         if task.cancelled():

@@ -2,6 +2,7 @@
 
 import atexit
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -70,6 +71,25 @@ def tune_malloc() -> bool:
         if name not in os.environ:
             ok = mallopt(param, int(MALLOC_ENV[name])) == 1 and ok
     return ok
+
+
+def trim_malloc() -> bool:
+    """Give the memory glibc holds free back to the system (``malloc_trim(0)``); False where there is none.
+
+    Called once a worker has been idle for ``XENT_IDLE_TRIM_S`` (:class:`service.api.limits.Gate`):
+    the 8 MiB trim threshold keeps free heap for the next request while requests come, and this
+    hands it back, with any whole free pages inside the heaps, once they stop.
+    """
+    trim = _malloc_trim()
+    return trim is not None and trim(0) == 1
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
 
 
 def close_timeout(settings: "Settings") -> int:

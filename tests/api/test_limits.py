@@ -218,3 +218,94 @@ def test_an_abandoned_request_that_fails_later_is_logged_once(caplog):
     assert sent[0]["status"] == 503 and gate.in_flight == 0
     records = [r for r in caplog.records if r.name == "xent.error"]
     assert len(records) == 1 and "broke after the deadline" in str(records[0].exc_info[1])
+
+
+def _idle_run(script) -> list[float]:
+    """Run `script(gate)` on a loop with a 0.05 s idle hook; return when (loop time) it fired."""
+    import asyncio
+
+    from service.api.limits import Gate
+
+    fired: list[float] = []
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        gate = Gate(on_idle=lambda: fired.append(loop.time()), idle_s=0.05)
+        await script(gate, loop)
+        await asyncio.sleep(0.2)
+        assert gate.in_flight == 0
+
+    asyncio.run(run())
+    return fired
+
+
+def test_the_idle_hook_fires_once_idle_s_after_the_last_request_left():
+    import asyncio
+
+    left = []
+
+    async def script(gate, loop):
+        for _ in range(3):  # three requests back to back: one idle period after the last
+            gate.enter()
+            await asyncio.sleep(0.01)
+            gate.leave()
+        left.append(loop.time())
+
+    fired = _idle_run(script)
+    assert len(fired) == 1
+    assert 0.05 <= fired[0] - left[0] < 0.15
+
+
+def test_the_idle_hook_waits_while_requests_are_in_flight_and_after_one_that_came_and_went():
+    import asyncio
+
+    marks = {}
+
+    async def script(gate, loop):
+        gate.enter()
+        gate.leave()  # arms the timer for t0 + 0.05
+        await asyncio.sleep(0.03)
+        gate.enter()  # in flight when the timer comes due: no call
+        await asyncio.sleep(0.05)
+        gate.leave()
+        await asyncio.sleep(0.02)
+        gate.enter()
+        gate.leave()  # came and went: the wait restarts from here
+        marks["last"] = loop.time()
+
+    fired = _idle_run(script)
+    assert len(fired) == 1
+    assert fired[0] - marks["last"] >= 0.05
+
+
+def test_no_idle_hook_no_timer():
+    import asyncio
+
+    from service.api.limits import Gate
+
+    async def run():
+        gate = Gate()
+        gate.enter()
+        gate.leave()
+        return gate._timer
+
+    assert asyncio.run(run()) is None
+
+
+def test_the_app_trims_malloc_when_idle_unless_turned_off():
+    from service.api.serving import trim_malloc
+    from service.app import create_app
+
+    def gate_of(app):
+        layer = app.middleware_stack
+        while not hasattr(layer, "gate"):
+            layer = layer.app
+        return layer.gate
+
+    with TestClient(create_app(Settings(idle_trim_s=0.5))) as client:
+        gate = gate_of(client.app)
+        assert gate.on_idle is trim_malloc and gate.idle_s == 0.5
+    with TestClient(create_app(Settings(idle_trim_s=0))) as client:
+        assert gate_of(client.app).on_idle is None
+    with pytest.raises(ValueError):
+        Settings(idle_trim_s=-1)
