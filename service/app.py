@@ -19,8 +19,8 @@ from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
-from service.api.serving import trim_malloc
 from service.api.routes import REQUEST_MODELS, routers
+from service.api.serving import trim_malloc
 from service.settings import Settings
 
 DESCRIPTION = """\

@@ -57,9 +57,11 @@ class Gate:
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def enter(self) -> None:
+        """A scoring request starts."""
         self.in_flight += 1
 
     def leave(self) -> None:
+        """A scoring request is done (answered, refused after entering, or abandoned and stopped)."""
         self.in_flight -= 1
         if self.in_flight or self.on_idle is None:
             return
