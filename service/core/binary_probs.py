@@ -2,7 +2,9 @@
 
 ``-log max(p_y, eps)`` with ``p_1 = p`` and ``p_0 = 1 - p``, and the count of clipped values,
 each in one pass over blocks of ``BLOCK_BYTES``: no N-sized ``1 - p``, mask or ``where``
-temporaries.
+temporaries. ``p_y`` is gathered as ``|p - [y = 0]|`` (``p - 1 = -(1 - p)`` exactly as rounded),
+three cheap passes where ``copyto(..., where=)`` took four times the ``log`` (measured in the
+README, Performance).
 """
 
 import numpy as np
@@ -21,6 +23,8 @@ def count_clipped(p: FloatArray, eps: float) -> int:
     >>> count_clipped(np.array([0.0, 1.0, 0.5]), 1e-7)
     2
     """
+    if p.size == 0 or (p.min() >= eps and 1 - p.max() >= eps):  # NaN fails both: counted below
+        return 0  # two reductions; `1 - max p` rounds as `min (1 - p)` does, in p's dtype
     step = max(1, BLOCK_BYTES // p.itemsize)
     scratch = np.empty(min(step, p.size), p.dtype)
     total = 0
@@ -45,13 +49,15 @@ def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:
     out = np.empty(p.shape, p.dtype)
     step = max(1, BLOCK_BYTES // p.itemsize)
     chosen = np.empty(min(step, p.size), p.dtype)
+    negative = np.empty(min(step, p.size), bool)
     for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
         checkpoint()
         block = slice(start, start + step)
         pb = p[block]
-        c = chosen[: pb.size]
-        np.subtract(1, pb, out=c)
-        np.copyto(c, pb, where=labels[block] == 1)
+        c, y0 = chosen[: pb.size], negative[: pb.size]
+        np.equal(labels[block], 0, out=y0)
+        np.subtract(pb, y0, out=c)  # p, or p - 1 = -(1 - p) where y = 0
+        np.abs(c, out=c)
         if eps > 0:
             np.maximum(c, eps, out=c)
         with np.errstate(divide="ignore"):

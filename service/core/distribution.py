@@ -62,6 +62,13 @@ def resolve_eps(eps: EpsPolicy, dtype: np.dtype[Any]) -> float:
     return float(eps)
 
 
+def _count_below(p: FloatArray, floor: float) -> int:
+    """How many of `p` lie below `floor`: one reduction when none do (NaN falls through to the count)."""
+    if p.size == 0 or p.min() >= floor:
+        return 0
+    return int(np.count_nonzero(p < floor))
+
+
 def masked_row_dot(weights: FloatArray, log_p: FloatArray) -> FloatArray:
     """Row sums of ``weights * log_p`` with ``0 * log_p = 0`` even where ``log_p = -inf``."""
     terms = np.zeros(np.broadcast_shapes(weights.shape, log_p.shape), dtype=np.result_type(weights, log_p))
@@ -119,7 +126,7 @@ class Distribution:
         floor = resolve_eps(eps, p.dtype)
         n_clipped = 0
         if floor > 0:
-            n_clipped = count_clipped(p, floor) if binary else int(np.count_nonzero(p < floor))
+            n_clipped = count_clipped(p, floor) if binary else _count_below(p, floor)
         return cls(sent_probs=p, eps=floor, n_clipped=n_clipped, binary=binary)
 
     # --- shape ---------------------------------------------------------------------------
@@ -250,7 +257,8 @@ class Distribution:
         if self.logits is not None and self.binary:
             return binary_nll(labels, self.logits)  # one fused pass, no negations
         if self.sent_probs is not None and self.binary:
-            return binary_nll_probs(labels, self.sent_probs, self.eps)
+            floor = self.eps if self.n_clipped else 0.0  # nothing under eps: no clipping pass
+            return binary_nll_probs(labels, self.sent_probs, floor)
         if self.logits is not None and self.given_probs is None:
             picked, log_norm = self._picked(labels)
             return log_norm - picked  # = 0 - (picked - log_norm), +0.0 where both are 0
