@@ -13,7 +13,8 @@ from service.api.problems import ProblemError
 def _request(chunks: list[bytes], declared: int | None) -> Request:
     headers = [] if declared is None else [(b"content-length", str(declared).encode())]
     messages = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
     ]
 
     async def receive():
