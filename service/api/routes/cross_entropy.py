@@ -71,7 +71,7 @@ def _score(
             ignore_index=options.ignore_index,
         )
         denominators = core.label_weights(labels, class_weights=weights, ignore_index=options.ignore_index)
-        kept = np.ones(labels.shape, bool) if options.ignore_index is None else labels != options.ignore_index
+        kept = None if options.ignore_index is None else labels != options.ignore_index
         true_class = labels
     else:
         assert truth.targets is not None
@@ -79,21 +79,22 @@ def _score(
             truth.targets, dist, class_weights=weights, label_smoothing=smoothing
         )
         denominators = np.ones(losses.shape)
-        kept = np.ones(losses.shape, bool)
+        kept = None
         true_class = np.argmax(truth.targets, axis=1)
-    n = int(np.count_nonzero(kept))
+    n = losses.size if kept is None else int(np.count_nonzero(kept))
     if n == 0:
         raise core.InputError("labels", f"must hold a label other than ignore_index ({options.ignore_index})")
     base = log_base(options.base)
     losses = core.to_base(losses, base)
     loss = _reduce(losses, denominators, options.reduction)
-    correct = dist.predicted()[kept] == true_class[kept]
-    entropies = core.to_base(dist.entropy(), base)[kept]
+    predicted, entropies = dist.predicted(), core.to_base(dist.entropy(), base)
+    if kept is not None:  # no all-true masks: each would copy N values
+        predicted, true_class, entropies = predicted[kept], true_class[kept], entropies[kept]
     result = CrossEntropyResult(
         n=n,
-        n_ignored=int(kept.size - n),
+        n_ignored=0 if kept is None else int(kept.size - n),
         loss=loss,
-        accuracy=float(np.mean(correct)),
+        accuracy=np.count_nonzero(predicted == true_class) / n,
         mean_entropy=float(np.mean(entropies, dtype=np.float64)),
         convention=CrossEntropyConvention(
             input=prediction.field,
