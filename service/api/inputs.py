@@ -14,6 +14,7 @@ from service.core import (
     check_same_length,
     check_targets,
     default_tolerance,
+    dtype_name,
 )
 from service.core._typing import FloatArray, IntArray
 
@@ -78,12 +79,12 @@ def read_prediction(
     if name == logits_field:
         logits = check_logits(raw, field=name)
         return Prediction(
-            Distribution.from_logits(logits, validate=False), name, logits.dtype.name, tolerance, 0
+            Distribution.from_logits(logits, validate=False), name, dtype_name(logits.dtype), tolerance, 0
         )
     probs = check_probabilities(raw, field=name, tolerance=tolerance, normalize=options.normalize)
     n_normalized = _count_renormalised(raw, probs) if options.normalize else 0
     dist = Distribution.from_probs(probs, eps=options.eps, validate=False)
-    return Prediction(dist, name, probs.dtype.name, tolerance, n_normalized)
+    return Prediction(dist, name, dtype_name(probs.dtype), tolerance, n_normalized)
 
 
 def _count_renormalised(raw: np.ndarray, probs: FloatArray) -> int:

@@ -43,6 +43,7 @@ from .validation import (
     check_same_length,
     check_targets,
     default_tolerance,
+    dtype_name,
 )
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_rows",
     "default_tolerance",
+    "dtype_name",
     "entropy",
     "fit_metrics",
     "fold_splits",

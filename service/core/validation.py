@@ -4,6 +4,7 @@ Every check is one vectorised pass; the first offending element is located only
 on the error path.
 """
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,19 @@ SUM_TOLERANCE: dict[str, float] = {"float16": 1e-2, "float32": 1e-4, "float64": 
 
 def default_tolerance(dtype: np.dtype[Any]) -> float:
     """Row-sum tolerance for probabilities sent in `dtype` (integers count as float64)."""
-    return SUM_TOLERANCE.get(np.dtype(dtype).name, SUM_TOLERANCE["float64"])
+    return SUM_TOLERANCE.get(dtype_name(dtype), SUM_TOLERANCE["float64"])
+
+
+@functools.cache
+def dtype_name(dtype: Any) -> str:
+    """``np.dtype(dtype).name``, cached: NumPy computes it in Python, ~4 µs a call.
+
+    Examples
+    --------
+    >>> dtype_name(np.float32), dtype_name(np.dtype("<f8"))
+    ('float32', 'float64')
+    """
+    return np.dtype(dtype).name
 
 
 def first_index(mask: BoolArray) -> tuple[int, ...]:

@@ -100,7 +100,7 @@ def _score(
             input=prediction.field,
             form="binary" if dist.binary else "categorical",
             truth=truth.field,
-            dtype=dist.dtype.name,
+            dtype=prediction.dtype,
             base=options.base,
             unit=unit_of(options.base),
             reduction=options.reduction,

@@ -58,7 +58,7 @@ def score_divergence(body: Body) -> Response:
             convention=DivergenceConvention(
                 p=p.field.removeprefix("p_"),
                 q=q.field.removeprefix("q_"),
-                dtype=np.result_type(p.dist.dtype, q.dist.dtype).name,
+                dtype=core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
                 base=options.base,
                 unit=unit_of(options.base),
                 eps=max(p.dist.eps, q.dist.eps),

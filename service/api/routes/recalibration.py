@@ -245,7 +245,7 @@ def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, Fl
     logits = core.check_logits(raw, field=name)
     tolerance = options.tolerance or core.default_tolerance(raw.dtype)
     dist = core.Distribution.from_logits(logits, validate=False)
-    return Prediction(dist, name, logits.dtype.name, tolerance, 0), logits
+    return Prediction(dist, name, core.dtype_name(logits.dtype), tolerance, 0), logits
 
 
 def _subset(truth: Truth, rows: np.ndarray) -> Truth:
@@ -310,7 +310,7 @@ def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) ->
         input=prediction.field,
         form="binary" if dist.binary else "categorical",
         truth=truth.field,
-        dtype=dist.log_probs.dtype.name,
+        dtype=core.dtype_name(dist.log_probs.dtype),
         base=options.base,
         unit=unit_of(options.base),
         eps=dist.eps,
