@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -67,20 +67,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = gate
     app.state.scoring_limiter = anyio.CapacityLimiter(settings.scoring_threads)
     app.state.metrics = Metrics()
-    for router in routers():
+    included = routers()
+    for router in included:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    _add_middleware(app, settings, gate)
+    _add_middleware(app, settings, gate, _inline_bytes(included))
     return app
 
 
-def _add_middleware(app: FastAPI, settings: Settings, gate: Gate) -> None:
-    """Innermost first: limits, auth, CORS, then timing/metrics/logs and the request id outside all."""
-    inline = {
+def _inline_bytes(included: list[APIRouter]) -> dict[str, int]:
+    """Path -> largest body its route scores on the event loop, for the routes that do.
+
+    Read from the routers themselves: since FastAPI 0.165 ``app.routes`` lists included
+    routers, not their routes.
+    """
+    return {
         route.path: int(getattr(route.endpoint, "inline_bytes", 0))
-        for route in app.routes
+        for router in included
+        for route in router.routes
         if isinstance(route, APIRoute) and getattr(route.endpoint, "inline_bytes", 0) > 0
     }
+
+
+def _add_middleware(app: FastAPI, settings: Settings, gate: Gate, inline: dict[str, int]) -> None:
+    """Innermost first: limits, auth, CORS, then timing/metrics/logs and the request id outside all."""
     app.add_middleware(LimitsMiddleware, settings=settings, gate=gate, inline_bytes=inline)
     keys = load_api_keys(settings)
     if keys:

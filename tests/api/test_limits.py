@@ -292,20 +292,38 @@ def test_no_idle_hook_no_timer():
     assert asyncio.run(run()) is None
 
 
+def _limits_of(app):
+    from service.api.limits import LimitsMiddleware
+
+    layer = app.middleware_stack
+    while not isinstance(layer, LimitsMiddleware):
+        layer = layer.app
+    return layer
+
+
 def test_the_app_trims_malloc_when_idle_unless_turned_off():
     from service.api.serving import trim_malloc
     from service.app import create_app
 
-    def gate_of(app):
-        layer = app.middleware_stack
-        while not hasattr(layer, "gate"):
-            layer = layer.app
-        return layer.gate
-
     with TestClient(create_app(Settings(idle_trim_s=0.5))) as client:
-        gate = gate_of(client.app)
+        gate = _limits_of(client.app).gate
         assert gate.on_idle is trim_malloc and gate.idle_s == 0.5
     with TestClient(create_app(Settings(idle_trim_s=0))) as client:
-        assert gate_of(client.app).on_idle is None
+        assert _limits_of(client.app).gate.on_idle is None
     with pytest.raises(ValueError):
         Settings(idle_trim_s=-1)
+
+
+def test_the_app_runs_small_bodies_of_its_linear_routes_without_a_task_of_their_own():
+    """The limits know which routes score small bodies on the loop (FastAPI 0.165 hid them once)."""
+    from service.api.deps import INLINE_BYTES
+    from service.app import create_app
+
+    with TestClient(create_app(Settings())) as client:
+        inline = _limits_of(client.app).inline_bytes
+        for path in ("/v1/cross-entropy", "/v1/divergence", "/v1/apply"):
+            assert inline[path] == INLINE_BYTES
+        for path in ("/v1/calibration", "/v1/temperature", "/v1/recalibrate"):  # fits and bootstraps
+            assert path not in inline
+        response = client.post("/v1/cross-entropy", json={"logits": [[2.0, 0.0]], "labels": [0]})
+        assert response.status_code == 200
