@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from service import __version__
 from service.api.access_log import RequestIdMiddleware, log_exchange
 from service.api.auth import APIKeyMiddleware, load_api_keys
+from service.api.dispatch import ScoringDispatch
 from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
@@ -71,26 +72,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in included:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    _add_middleware(app, settings, gate, _inline_bytes(included))
+    _add_middleware(app, settings, gate, _scoring_routes(included))
     return app
 
 
-def _inline_bytes(included: list[APIRouter]) -> dict[str, int]:
-    """Path -> largest body its route scores on the event loop, for the routes that do.
+def _scoring_routes(included: list[APIRouter]) -> dict[str, APIRoute]:
+    """Path -> route of every POST endpoint made by :func:`service.api.deps.scoring`.
 
     Read from the routers themselves: since FastAPI 0.165 ``app.routes`` lists included
     routers, not their routes.
     """
     return {
-        route.path: int(getattr(route.endpoint, "inline_bytes", 0))
+        route.path: route
         for router in included
         for route in router.routes
-        if isinstance(route, APIRoute) and getattr(route.endpoint, "inline_bytes", 0) > 0
+        if isinstance(route, APIRoute)
+        and "POST" in (route.methods or ())
+        and hasattr(route.endpoint, "inline_bytes")
     }
 
 
-def _add_middleware(app: FastAPI, settings: Settings, gate: Gate, inline: dict[str, int]) -> None:
-    """Innermost first: limits, auth, CORS, then timing/metrics/logs and the request id outside all."""
+def _add_middleware(app: FastAPI, settings: Settings, gate: Gate, scoring: dict[str, APIRoute]) -> None:
+    """Innermost first: scoring dispatch, limits, auth, CORS, then timing/metrics/logs and the request id."""
+    app.add_middleware(ScoringDispatch, routes=scoring, handlers=app.exception_handlers)
+    inline = {path: int(getattr(route.endpoint, "inline_bytes", 0)) for path, route in scoring.items()}
+    inline = {path: limit for path, limit in inline.items() if limit > 0}
     app.add_middleware(LimitsMiddleware, settings=settings, gate=gate, inline_bytes=inline)
     keys = load_api_keys(settings)
     if keys:

@@ -1,0 +1,95 @@
+"""Scoring POSTs go straight to their endpoints (service.api.dispatch); all else through FastAPI."""
+
+import logging
+
+from fastapi.testclient import TestClient
+
+from service.api import dispatch
+from service.api.routes import cross_entropy
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import assert_problem
+
+BODY = {"logits": [[2.0, 0.0], [0.0, 1.0]], "labels": [0, 1]}
+
+
+def _passed_on(app) -> list[tuple[str, str]]:
+    """Build `app`'s middleware stack; return the (method, path) list its dispatch passes to FastAPI."""
+    app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not isinstance(layer, dispatch.ScoringDispatch):
+        layer = layer.app
+    passed: list[tuple[str, str]] = []
+    inner = layer.app
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http":
+            passed.append((scope["method"], scope["path"]))
+        await inner(scope, receive, send)
+
+    layer.app = counting
+    return passed
+
+
+def test_every_scoring_route_is_dispatched_and_nothing_else():
+    app = create_app(Settings())
+    layer = app.build_middleware_stack()
+    while not isinstance(layer, dispatch.ScoringDispatch):
+        layer = layer.app
+    assert sorted(layer.routes) == [
+        "/v1/apply",
+        "/v1/calibration",
+        "/v1/cross-entropy",
+        "/v1/divergence",
+        "/v1/recalibrate",
+        "/v1/reliability-diagram",
+        "/v1/temperature",
+    ]
+
+
+def test_a_dispatched_request_is_scored_counted_and_logged_like_any_other(caplog):
+    caplog.set_level(logging.INFO)
+    with TestClient(create_app(Settings())) as client:
+        response = client.post("/v1/cross-entropy", json=BODY, headers={"X-Request-ID": "fast-1"})
+        assert response.status_code == 200 and response.headers["x-request-id"] == "fast-1"
+        metrics = client.get("/metrics").text
+    assert 'xent_http_requests_total{method="POST",route="/v1/cross-entropy",status="200"} 1.0' in metrics
+    assert 'xent_scored_rows_total{route="/v1/cross-entropy"} 2.0' in metrics
+
+
+def test_errors_of_a_dispatched_request_are_the_app_s_problems():
+    with TestClient(create_app(Settings())) as client:
+        assert_problem(client.post("/v1/cross-entropy", json={"logits": [[1.0]], "labels": [3]}), 422)
+        assert_problem(client.post("/v1/cross-entropy", content=b"{", headers={"content-type": "text/csv"}), 415)
+        assert_problem(client.post("/v1/cross-entropy", json={**BODY, "reduction": "median"}), 422)
+
+
+def test_a_bug_in_a_dispatched_route_is_one_logged_500(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in scoring")
+
+    monkeypatch.setattr(cross_entropy, "_score", broken)
+    with TestClient(create_app(Settings())) as client:
+        response = client.post("/v1/cross-entropy", json=BODY, headers={"X-Request-ID": "bug-1"})
+        assert_problem(response, 500, match="internal error")
+        metrics = client.get("/metrics").text
+    assert 'xent_errors_total{route="/v1/cross-entropy",type="internal"} 1.0' in metrics
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].name == "xent.error" and "bug-1" in errors[0].getMessage()
+
+
+def test_other_methods_paths_and_mounts_go_through_fastapi():
+    app = create_app(Settings())
+    passed = _passed_on(app)
+    with TestClient(app) as client:
+        assert client.post("/v1/cross-entropy", json=BODY).status_code == 200
+        assert passed == []  # dispatched
+        assert_problem(client.get("/v1/cross-entropy"), 405)
+        assert_problem(client.post("/v1/cross-entropy/x", json=BODY), 404)
+        assert client.get("/healthz").status_code == 200
+    assert passed == [("GET", "/v1/cross-entropy"), ("POST", "/v1/cross-entropy/x"), ("GET", "/healthz")]
+    app = create_app(Settings())
+    passed = _passed_on(app)
+    with TestClient(app, root_path="/xent") as client:
+        assert client.post("/v1/cross-entropy", json=BODY).status_code == 200
+    assert [method for method, _ in passed] == ["POST"]  # under a root path FastAPI's router matches
