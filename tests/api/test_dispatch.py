@@ -60,7 +60,8 @@ def test_a_dispatched_request_is_scored_counted_and_logged_like_any_other(caplog
 def test_errors_of_a_dispatched_request_are_the_app_s_problems():
     with TestClient(create_app(Settings())) as client:
         assert_problem(client.post("/v1/cross-entropy", json={"logits": [[1.0]], "labels": [3]}), 422)
-        assert_problem(client.post("/v1/cross-entropy", content=b"{", headers={"content-type": "text/csv"}), 415)
+        csv = client.post("/v1/cross-entropy", content=b"{", headers={"content-type": "text/csv"})
+        assert_problem(csv, 415)
         assert_problem(client.post("/v1/cross-entropy", json={**BODY, "reduction": "median"}), 422)
 
 
