@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
+from service.core import dtype_name
 
 #: Models published by reference (request bodies, and the problem document); the app adds them
 #: to components/schemas.
@@ -82,14 +83,16 @@ _OIP_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32
 
 def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -> Response:
     """`result` with its per-sample `arrays`: inline JSON lists, or binary tensors after a JSON header."""
-    if not binary or not arrays:
+    if not arrays:
+        return json_response(result)
+    if not binary:
         return json_response(result.model_copy(update={name: a.tolist() for name, a in arrays.items()}))
     header = orjson.loads(result.model_dump_json())
     header["outputs"] = [
         {
             "name": name,
             "shape": list(a.shape),
-            "datatype": _OIP_DATATYPES[a.dtype.name],
+            "datatype": _OIP_DATATYPES[dtype_name(a.dtype)],
             "parameters": {"binary_data_size": a.nbytes},
         }
         for name, a in arrays.items()
