@@ -95,8 +95,11 @@ def _scoring_routes(included: list[APIRouter]) -> dict[str, APIRoute]:
 def _add_middleware(app: FastAPI, settings: Settings, gate: Gate, scoring: dict[str, APIRoute]) -> None:
     """Innermost first: scoring dispatch, limits, auth, CORS, then timing/metrics/logs and the request id."""
     app.add_middleware(ScoringDispatch, routes=scoring, handlers=app.exception_handlers)
-    inline = {path: int(getattr(route.endpoint, "inline_bytes", 0)) for path, route in scoring.items()}
-    inline = {path: limit for path, limit in inline.items() if limit > 0}
+    inline = {
+        path: limit
+        for path, route in scoring.items()
+        if (limit := int(getattr(route.endpoint, "inline_bytes", 0))) > 0
+    }
     app.add_middleware(LimitsMiddleware, settings=settings, gate=gate, inline_bytes=inline)
     keys = load_api_keys(settings)
     if keys:

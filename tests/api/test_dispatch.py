@@ -1,5 +1,6 @@
 """Scoring POSTs go straight to their endpoints (service.api.dispatch); all else through FastAPI."""
 
+import json
 import logging
 
 from fastapi.testclient import TestClient
@@ -13,12 +14,18 @@ from tests.conftest import assert_problem
 BODY = {"logits": [[2.0, 0.0], [0.0, 1.0]], "labels": [0, 1]}
 
 
-def _passed_on(app) -> list[tuple[str, str]]:
-    """Build `app`'s middleware stack; return the (method, path) list its dispatch passes to FastAPI."""
+def _dispatch_of(app) -> dispatch.ScoringDispatch:
+    """Build `app`'s middleware stack (kept for its requests) and return its dispatch layer."""
     app.middleware_stack = app.build_middleware_stack()
     layer = app.middleware_stack
     while not isinstance(layer, dispatch.ScoringDispatch):
         layer = layer.app
+    return layer
+
+
+def _passed_on(app) -> list[tuple[str, str]]:
+    """The (method, path) list `app`'s dispatch passes on to FastAPI, filled as requests come."""
+    layer = _dispatch_of(app)
     passed: list[tuple[str, str]] = []
     inner = layer.app
 
@@ -32,11 +39,7 @@ def _passed_on(app) -> list[tuple[str, str]]:
 
 
 def test_every_scoring_route_is_dispatched_and_nothing_else():
-    app = create_app(Settings())
-    layer = app.build_middleware_stack()
-    while not isinstance(layer, dispatch.ScoringDispatch):
-        layer = layer.app
-    assert sorted(layer.routes) == [
+    assert sorted(_dispatch_of(create_app(Settings())).routes) == [
         "/v1/apply",
         "/v1/calibration",
         "/v1/cross-entropy",
@@ -55,6 +58,9 @@ def test_a_dispatched_request_is_scored_counted_and_logged_like_any_other(caplog
         metrics = client.get("/metrics").text
     assert 'xent_http_requests_total{method="POST",route="/v1/cross-entropy",status="200"} 1.0' in metrics
     assert 'xent_scored_rows_total{route="/v1/cross-entropy"} 2.0' in metrics
+    access = [json.loads(r.getMessage()) for r in caplog.records if r.name == "xent.access"]
+    line = next(line for line in access if line["request_id"] == "fast-1")
+    assert (line["route"], line["status"], line["rows"]) == ("/v1/cross-entropy", 200, 2)
 
 
 def test_errors_of_a_dispatched_request_are_the_app_s_problems():
