@@ -5,6 +5,7 @@ transposed to K×rows first, so every reduction runs along the long contiguous a
 (reductions along a short last axis are ~8× slower than the ``exp`` itself).
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,11 @@ def softmax_summary(
     axis = 0 if narrow else 1
     work = _Workspace(min(rows, n) * k, logits.dtype, k, top)
     offsets = np.arange(min(rows, n)) * (1 if narrow else k)  # flat index of each row's class 0
+    if n <= rows:  # one block (every small request): no per-block views or bookkeeping
+        checkpoint()
+        picks = None if labels is None else offsets + labels * (n if narrow else 1)
+        _summarise(work.views(logits.T if narrow else logits), axis, out, picks)
+        return SoftmaxSummary(**out)
     for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
         checkpoint()
         block = slice(start, start + rows)
@@ -122,27 +128,40 @@ def _summarise(
     """
     z, e, is_top, ranked = views
     k = z.shape[axis]
-    m = z.max(axis=axis, keepdims=True)
+    shift = out["shift"]
+    m = shift.reshape((1, -1) if axis == 0 else (-1, 1))  # broadcasts along the classes
+    np.maximum.reduce(z, axis=axis, out=shift)
     z -= m  # z - m ≤ 0, exactly 0 at every maximum
     np.equal(z, 0, out=is_top)
-    out["shift"][...] = np.squeeze(m, axis)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])
     if "top" in out:
-        ranks = np.arange(k, 0, -1, dtype=ranked.dtype).reshape((k, 1) if axis == 0 else (1, k))
-        np.multiply(is_top, ranks, out=ranked)
-        out["top"][...] = k - ranked.max(axis=axis).astype(np.intp)  # first maximum, along the long axis
-    ties = is_top.view(np.uint8).sum(axis=axis, dtype=np.uint8 if k < 256 else np.int32).astype(z.dtype)
+        np.multiply(is_top, _ranks(k, ranked.dtype, axis), out=ranked)
+        np.subtract(k, np.maximum.reduce(ranked, axis=axis), out=out["top"])  # first maximum
+    ties = np.add.reduce(is_top.view(np.uint8), axis=axis, dtype=np.uint8 if k < 256 else np.int32)
     if "entropy" not in out:
         e = z  # z is not needed after the exp: one scratch buffer, half the cache footprint
     np.exp(z, out=e)
     e -= is_top  # exp(0) = 1 exactly: the maxima now contribute 0
-    rest = e.sum(axis=axis) + (ties - 1)  # Σ exp(z - m) - 1, without rounding the 1 in
+    rest = np.add.reduce(e, axis=axis)
+    rest += ties - 1  # Σ exp(z - m) - 1, without rounding the 1 in
     log_norm = log1p(rest)
     out["log_norm"][...] = log_norm
     if "entropy" in out:
         z *= e  # the maxima have (z - m) = 0: nothing lost by zeroing their e
-        out["entropy"][...] = np.maximum(log_norm - z.sum(axis=axis) / (rest + 1), 0)
+        rest += 1
+        h = np.add.reduce(z, axis=axis)
+        h /= rest
+        np.subtract(log_norm, h, out=h)
+        np.maximum(h, 0, out=out["entropy"])
+
+
+@functools.cache
+def _ranks(k: int, dtype: np.dtype, axis: int) -> np.ndarray:
+    """``k, k-1, ..., 1`` along `axis`: times the maxima mask, the largest marks the first maximum."""
+    ranks = np.arange(k, 0, -1, dtype=dtype)
+    ranks.flags.writeable = False
+    return ranks.reshape((k, 1) if axis == 0 else (1, k))
 
 
 def log1p(x: FloatArray) -> FloatArray:
