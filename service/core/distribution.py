@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .binary_probs import binary_nll_probs, count_clipped
 from .errors import InputError
-from .logsumexp import SoftmaxSummary, softmax_summary
+from .logsumexp import SoftmaxSummary, label_nll, softmax_summary
 from .sigmoid import binary_nll, softplus
 from .validation import check_logits, check_probabilities
 
@@ -260,6 +260,8 @@ class Distribution:
             floor = self.eps if self.n_clipped else 0.0  # nothing under eps: no clipping pass
             return binary_nll_probs(labels, self.sent_probs, floor)
         if self.logits is not None and self.given_probs is None:
+            if "summary" not in self._cache:  # the loss alone: one label-shifted pass, nothing to share
+                return label_nll(self.logits, labels)
             picked, log_norm = self._picked(labels)
             return log_norm - picked  # = 0 - (picked - log_norm), +0.0 where both are 0
         return 0.0 - self.log_prob_at(labels)

@@ -106,6 +106,8 @@ def nll(
     y = np.asarray(labels)
     ignored = None if ignore_index is None else y == ignore_index
     safe = _safe_labels(y, ignored)
+    if label_smoothing and dist.logits is not None and not dist.binary:
+        dist.summarise(labels=safe)  # one fused pass serves both -log p[y] and the smoothing term
     losses = dist.nll_at(safe)
     if class_weights is not None:
         losses = losses * class_weights[safe]

@@ -6,6 +6,7 @@ transposed to K×rows first, so every reduction runs along the long contiguous a
 """
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,27 +73,89 @@ def softmax_summary(
     out: dict[str, np.ndarray] = {name: np.empty(n, logits.dtype) for name in names}
     if top:
         out["top"] = np.empty(n, np.intp)
-    narrow = k < NARROW_K
-    rows = max(1, (BLOCK_BYTES if narrow else WIDE_BLOCK_BYTES) // (k * logits.itemsize))
-    axis = 0 if narrow else 1
-    work = _Workspace(min(rows, n) * k, logits.dtype, k, top)
-    offsets = np.arange(min(rows, n)) * (1 if narrow else k)  # flat index of each row's class 0
-    if n <= rows:  # one block (every small request): no per-block views or bookkeeping
-        checkpoint()
-        picks = None if labels is None else offsets + labels * (n if narrow else 1)
-        _summarise(work.views(logits.T if narrow else logits), axis, out, picks)
-        return SoftmaxSummary(**out)
-    for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
-        checkpoint()
-        block = slice(start, start + rows)
-        source = logits[block].T if narrow else logits[block]
-        picks = (
-            None
-            if labels is None
-            else offsets[: source.size // k] + labels[block] * (source.shape[1] if narrow else 1)
-        )
-        _summarise(work.views(source), axis, {name: values[block] for name, values in out.items()}, picks)
+    blocks = _Blocks(logits)
+    work = _Workspace(blocks.rows * k, logits.dtype, k, top)
+    for block, source, layout in blocks:
+        picks = None if labels is None else layout.index(labels[block])
+        views = out if block.stop >= n and block.start == 0 else {name: v[block] for name, v in out.items()}
+        _summarise(work.views(source), layout, views, picks)
     return SoftmaxSummary(**out)
+
+
+def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
+    """``-log softmax(logits)[i, labels[i]]`` per row (N×K, valid labels), in one pass over the logits.
+
+    Shifted by the label's own logit instead of the row maximum: the loss is
+    ``log1p(Σ_{c≠y} exp(z_c - z_y))``, so no maximum, tie count or maxima mask is needed (four
+    passes over each block instead of eight), and it keeps full relative precision where the
+    label is the top class (every term ≤ 1, the loss as small as 1e-15). Rows where some
+    ``z_c - z_y`` overflows ``exp`` (the label ~88 below the top in float32, ~709 in float64)
+    or is undefined (a label logit of ``-inf``: a loss of ``inf``) are recomputed by
+    :func:`softmax_summary`.
+
+    Examples
+    --------
+    >>> label_nll(np.array([[0.0, 0.0], [1e4, 0.0]]), np.array([1, 1]))
+    array([6.93147181e-01, 1.00000000e+04])
+    """
+    n, k = logits.shape
+    losses = np.empty(n, logits.dtype)
+    blocks = _Blocks(logits)
+    work = _Workspace(blocks.rows * k, logits.dtype, k, top=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # such rows are found and redone below
+        for block, source, layout in blocks:
+            z, _, _, _ = work.views(source)
+            picks = layout.index(labels[block])
+            flat = z.reshape(-1)
+            own = flat.take(picks)  # z_y
+            z -= own.reshape(layout.across)
+            np.exp(z, out=z)
+            flat.put(picks, 0)  # the label's own exp(0) = 1 is left out of the sum, not subtracted
+            log1p(np.add.reduce(z, axis=layout.axis), out=losses[block])
+    if not losses.max() < np.inf:  # overflow (inf, inf - inf = nan in log1p) or a label at -inf
+        rows = np.flatnonzero(~np.isfinite(losses))
+        summary = softmax_summary(logits[rows], top=False, entropy=False, labels=labels[rows])
+        assert summary.picked is not None
+        losses[rows] = summary.log_norm - summary.picked
+    return losses
+
+
+class _Layout:
+    """Where a block's classes lie: along `axis`; class c of row i at flat ``first[i] + c·stride``."""
+
+    __slots__ = ("across", "axis", "first", "stride")
+
+    def __init__(self, axis: int, first: IntArray, stride: int) -> None:
+        self.axis, self.first, self.stride = axis, first, stride
+        self.across = (1, -1) if axis == 0 else (-1, 1)  # broadcasts a per-row vector along the classes
+
+    def index(self, classes: IntArray) -> IntArray:
+        """Flat indices into the block of ``(row i, classes[i])``."""
+        return self.first + classes * self.stride
+
+
+class _Blocks:
+    """Cache-sized blocks of rows of an N×K array; narrow ones (K < ``NARROW_K``) transposed to K×rows."""
+
+    def __init__(self, logits: FloatArray) -> None:
+        self.logits = logits
+        n, k = logits.shape
+        self.narrow = k < NARROW_K
+        block_bytes = BLOCK_BYTES if self.narrow else WIDE_BLOCK_BYTES
+        self.rows = min(n, max(1, block_bytes // (k * logits.itemsize)))
+        self._first = np.arange(self.rows) * (1 if self.narrow else k)  # flat index of each row's class 0
+
+    def __iter__(self) -> Iterator[tuple[slice, FloatArray, _Layout]]:
+        n, k = self.logits.shape
+        for start in range(0, n, self.rows):  # blocks of rows sized for the cache, never single samples
+            checkpoint()
+            block = slice(start, start + self.rows)
+            rows = self.logits[block]
+            width = rows.shape[0]
+            if self.narrow:
+                yield block, rows.T, _Layout(0, self._first[:width], width)
+            else:
+                yield block, rows, _Layout(1, self._first[:width], 1)
 
 
 class _Workspace:
@@ -118,37 +181,41 @@ class _Workspace:
 
 def _summarise(
     views: tuple[FloatArray, FloatArray, np.ndarray, np.ndarray],
-    axis: int,
+    layout: _Layout,
     out: dict[str, np.ndarray],
     picks: IntArray | None,
 ) -> None:
-    """One block, classes along `axis`, into the `out` views; the `views` are scratch, overwritten.
+    """One block, classes along ``layout.axis``, into the `out` views; the `views` are scratch, overwritten.
 
     `picks` are flat indices into `z` of each row's label: ``out["picked"]`` gets ``z - m`` there.
     """
     z, e, is_top, ranked = views
+    axis = layout.axis
     k = z.shape[axis]
     shift = out["shift"]
-    m = shift.reshape((1, -1) if axis == 0 else (-1, 1))  # broadcasts along the classes
     np.maximum.reduce(z, axis=axis, out=shift)
-    z -= m  # z - m ≤ 0, exactly 0 at every maximum
+    z -= shift.reshape(layout.across)  # z - m ≤ 0, exactly 0 at every maximum
     np.equal(z, 0, out=is_top)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])
-    if "top" in out:
-        np.multiply(is_top, _ranks(k, ranked.dtype, axis), out=ranked)
-        np.subtract(k, np.maximum.reduce(ranked, axis=axis), out=out["top"])  # first maximum
-    ties = np.add.reduce(is_top.view(np.uint8), axis=axis, dtype=np.uint8 if k < 256 else np.int32)
     if "entropy" not in out:
         e = z  # z is not needed after the exp: one scratch buffer, half the cache footprint
-    np.exp(z, out=e)
-    e -= is_top  # exp(0) = 1 exactly: the maxima now contribute 0
-    rest = np.add.reduce(e, axis=axis)
-    rest += ties - 1  # Σ exp(z - m) - 1, without rounding the 1 in
-    log_norm = log1p(rest)
-    out["log_norm"][...] = log_norm
+    if "top" in out:
+        top = out["top"]
+        np.multiply(is_top, _ranks(k, ranked.dtype, axis), out=ranked)
+        np.subtract(k, np.maximum.reduce(ranked, axis=axis), out=top)  # the first maximum
+        np.exp(z, out=e)
+        e.reshape(-1).put(layout.index(top), 0)  # its exp(0) = 1 leaves the sum; other maxima count 1
+        rest = np.add.reduce(e, axis=axis)  # Σ exp(z - m) - 1, without rounding the 1 in
+    else:
+        ties = np.add.reduce(is_top.view(np.uint8), axis=axis, dtype=np.uint8 if k < 256 else np.int32)
+        np.exp(z, out=e)
+        e -= is_top  # exp(0) = 1 exactly: the maxima now contribute 0
+        rest = np.add.reduce(e, axis=axis)
+        rest += ties - 1  # Σ exp(z - m) - 1, without rounding the 1 in
+    log_norm = log1p(rest, out=out["log_norm"])
     if "entropy" in out:
-        z *= e  # the maxima have (z - m) = 0: nothing lost by zeroing their e
+        z *= e  # the maxima have (z - m) = 0: nothing lost by their e
         rest += 1
         h = np.add.reduce(z, axis=axis)
         h /= rest
@@ -164,7 +231,7 @@ def _ranks(k: int, dtype: np.dtype, axis: int) -> np.ndarray:
     return ranks.reshape((k, 1) if axis == 0 else (1, k))
 
 
-def log1p(x: FloatArray) -> FloatArray:
+def log1p(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
     """``log(1 + x)`` for ``x ≥ 0`` to a few ulps: ``log(u) + (x - (u - 1)) / u``, ``u = fl(1 + x)``.
 
     ``x - (u - 1)`` is the exact rounding error of ``1 + x``, so the SIMD ``log`` of ``u``
@@ -177,7 +244,7 @@ def log1p(x: FloatArray) -> FloatArray:
     >>> log1p(np.array([1e-20, 1.0]))
     array([1.00000000e-20, 6.93147181e-01])
     """
-    u = 1 + x
+    u = np.add(x, 1, out=out)
     c = u - 1
     np.subtract(x, c, out=c)
     c /= u

@@ -103,13 +103,16 @@ def test_labelled_summary_gathers_the_label_logit_across_blocks(rng, dtype, k):
     # z - m itself rounds (ulp(16) ~ 2e-6 absolute), so a tiny loss exp(z - m) carries ~10 ulps.
     np.testing.assert_allclose(losses, expected, rtol=64 * np.finfo(dtype).eps, atol=1e-14)
     assert not np.signbit(losses).any()  # +0.0 where p = 1, never -0.0
+    # The loss alone is shifted by the label's logit, the summaries by the row maximum: the same
+    # value to an ulp or two, each within the tolerance above.
     cached = Distribution.from_logits(z)
     cached.summarise(top=True, entropy=True)  # the gather then runs on the cached summary
-    np.testing.assert_array_equal(cached.nll_at(labels), losses)
+    np.testing.assert_allclose(cached.nll_at(labels), losses, rtol=4 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(cached.nll_at(labels), expected, rtol=64 * np.finfo(dtype).eps, atol=1e-14)
     fused = Distribution.from_logits(z)
     full = fused.summarise(top=True, entropy=True, labels=labels)  # gathered inside the full pass
     np.testing.assert_array_equal(full.picked, s.picked)
-    np.testing.assert_array_equal(fused.nll_at(labels), losses)
+    np.testing.assert_array_equal(fused.nll_at(labels), cached.nll_at(labels))
     np.testing.assert_array_equal(fused.nll_at(labels[::-1].copy()), cached.nll_at(labels[::-1].copy()))
 
 
@@ -129,3 +132,21 @@ def test_nll_from_probabilities_logs_only_the_gathered_values(rng, eps):
     assert losses[1] == (np.inf if eps == 0 else -np.log(floor))
     np.testing.assert_array_equal(dist.log_probs[np.arange(40), labels], -losses)  # materialised: same
     np.testing.assert_array_equal(dist.nll_at(labels), losses)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_label_shifted_loss_redoes_rows_whose_exp_overflows(dtype):
+    from service.core.logsumexp import label_nll
+
+    big = 100.0 if dtype == np.float32 else 800.0  # exp(big) overflows in this dtype
+    z = np.array([[0.0, big, 1.0], [big, 0.0, 1.0], [-np.inf, 0.0, 1.0], [2.0, 2.0, 2.0]], dtype)
+    labels = np.array([0, 0, 0, 1])
+    with np.errstate(over="raise", invalid="raise"):  # nothing escapes: overflowing rows are redone
+        losses = label_nll(z, labels)
+    expected = -sp.log_softmax(z.astype(np.float64), axis=1)[np.arange(4), labels]
+    assert losses.dtype == dtype
+    rows = [0, 2, 3]  # row 1's loss is exp(-big)-small: scipy's float64 log_softmax gives -0.0 there
+    np.testing.assert_allclose(losses[rows], expected[rows], rtol=4 * np.finfo(dtype).eps)
+    assert losses[0] == big and losses[2] == np.inf
+    tiny = np.log1p(np.exp(-big) + np.exp(1 - big))  # float32: a subnormal, 1.4e-43 (ulp 1.4e-45)
+    assert losses[1] == pytest.approx(tiny, rel=1e-2 if dtype == np.float32 else 0, abs=0)
