@@ -145,3 +145,22 @@ def test_access_log_can_be_turned_off(caplog):
     caplog.set_level(logging.INFO, logger="xent.access")
     TestClient(create_app(Settings(access_log=False))).get("/healthz")
     assert not [r for r in caplog.records if r.name == "xent.access"]
+
+
+def test_generated_request_ids_differ_in_a_forked_worker():
+    import os
+
+    from service.api.access_log import _new_id
+
+    parent = [_new_id(), _new_id()]
+    assert parent[0][:16] == parent[1][:16] and parent[0] != parent[1]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in parent)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, _new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read), os.close(write)
+    assert len(child) == 32 and child[:16] != parent[0][:16]  # a fork draws its own prefix

@@ -31,6 +31,8 @@ from tests.conftest import assert_problem
         (b'{"labels": [0,' + b" " * 500 + b"true]}", True),  # whitespace longer than the scan window
         (b'{"note": "a,true", "labels": [0]}', True),  # inside a string: a harmless false alarm
         (b'{"truex": [1], "false_alarm": [0]}', False),
+        (b'{"logits": [[1e-05, -2.5]], "labels": [0]}', False),  # no "u" or "f" byte: two memchr scans
+        (b'{"reduction": "sum", "labels": [0]}', False),  # a "u" in a key: the words are looked for
     ],
 )
 def test_boolean_scan_matches_the_regular_expression(text: bytes, expected: bool) -> None:
