@@ -218,6 +218,8 @@ def check_labels(
     elif array.dtype.kind not in "iu":
         raise InputError(field, f"must hold integers; got dtype {array.dtype}")
     array = array.astype(np.int64, copy=False)
+    if ignore_index is None and array.view(np.uint64).max() < n_classes:
+        return array  # one reduction: negative labels are above 2**63 as unsigned
     outside = (array < 0) | (array >= n_classes)
     if ignore_index is not None:
         outside &= array != ignore_index

@@ -70,7 +70,11 @@ def _score(
             label_smoothing=smoothing,
             ignore_index=options.ignore_index,
         )
-        denominators = core.label_weights(labels, class_weights=weights, ignore_index=options.ignore_index)
+        denominators = (
+            None  # every sample weighs 1: the mean divides by N
+            if weights is None and options.ignore_index is None
+            else core.label_weights(labels, class_weights=weights, ignore_index=options.ignore_index)
+        )
         kept = None if options.ignore_index is None else labels != options.ignore_index
         true_class = labels
     else:
@@ -78,7 +82,7 @@ def _score(
         losses = core.soft_cross_entropy(
             truth.targets, dist, class_weights=weights, label_smoothing=smoothing
         )
-        denominators = np.ones(losses.shape)
+        denominators = None
         kept = None
         true_class = np.argmax(truth.targets, axis=1)
     n = losses.size if kept is None else int(np.count_nonzero(kept))
@@ -95,7 +99,7 @@ def _score(
         n_ignored=0 if kept is None else int(kept.size - n),
         loss=loss,
         accuracy=np.count_nonzero(predicted == true_class) / n,
-        mean_entropy=float(np.mean(entropies, dtype=np.float64)),
+        mean_entropy=float(np.add.reduce(entropies, dtype=np.float64)) / entropies.size,
         convention=CrossEntropyConvention(
             input=prediction.field,
             form="binary" if dist.binary else "categorical",
@@ -117,13 +121,13 @@ def _score(
     return result, losses
 
 
-def _reduce(losses: FloatArray, denominators: FloatArray, reduction: str) -> float | None:
+def _reduce(losses: FloatArray, denominators: FloatArray | None, reduction: str) -> float | None:
     if reduction == "none":
         return None
-    total = float(losses.sum(dtype=np.float64))
+    total = float(np.add.reduce(losses, dtype=np.float64))
     if reduction == "sum":
         return total
-    weight = float(denominators.sum(dtype=np.float64))
+    weight = losses.size if denominators is None else float(np.add.reduce(denominators, dtype=np.float64))
     if weight == 0:
         raise core.InputError(
             "class_weights",
