@@ -147,14 +147,14 @@ class Exchange:
         self.rows = 0
         self.error: str | None = None
 
-    def finish(self, scope: Scope, known_paths: Callable[[], frozenset[str]]) -> None:
+    def finish(self, scope: Scope, known_paths: frozenset[str]) -> None:
         """Close the record once the response is sent (or the app raised)."""
         self.duration = time.perf_counter() - self.started
         route = scope.get("route")
         path = getattr(route, "path", None)
         if isinstance(path, str):
             self.route = path
-        elif self.path in known_paths():
+        elif self.path in known_paths:
             self.route = self.path
         state: dict[str, Any] = scope.get("state") or {}
         self.bytes_in = int(state.get("bytes_in", 0))
@@ -172,7 +172,7 @@ class ExchangeMiddleware:
         app: ASGIApp,
         *,
         observers: list[Callable[[Exchange, Scope], None]],
-        known_paths: Callable[[], frozenset[str]],
+        known_paths: frozenset[str],
     ) -> None:
         self.app = app
         self.observers = observers

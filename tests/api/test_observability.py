@@ -164,3 +164,17 @@ def test_generated_request_ids_differ_in_a_forked_worker():
     child = os.read(read, 64).decode()
     os.close(read), os.close(write)
     assert len(child) == 32 and child[:16] != parent[0][:16]  # a fork draws its own prefix
+
+
+def test_unmatched_paths_are_labelled_without_building_the_openapi_document(fresh):
+    assert fresh.get("/nowhere").status_code == 404
+    assert fresh.get("/v1/cross-entropy").status_code == 405  # a known path: labelled by its template
+    assert fresh.app.openapi_schema is None  # ~0.2 s of the first such request's event loop, before
+    table = samples(fresh)
+    assert value(table, "xent_errors_total", route="unmatched", type="not_found") == 1
+    assert value(table, "xent_errors_total", route="/v1/cross-entropy", type="method_not_allowed") == 1
+    documented = frozenset(fresh.app.openapi()["paths"])
+    layer = fresh.app.middleware_stack
+    while not hasattr(layer, "known_paths"):
+        layer = layer.app
+    assert layer.known_paths == documented
