@@ -150,3 +150,26 @@ def test_label_shifted_loss_redoes_rows_whose_exp_overflows(dtype):
     assert losses[0] == big and losses[2] == np.inf
     tiny = np.log1p(np.exp(-big) + np.exp(1 - big))  # float32: a subnormal, 1.4e-43 (ulp 1.4e-45)
     assert losses[1] == pytest.approx(tiny, rel=1e-2 if dtype == np.float32 else 0, abs=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (3, 1000), (1, 2)])
+def test_small_inputs_agree_with_the_blocked_pass(monkeypatch, rng, dtype, shape):
+    from service.core import logsumexp
+
+    z = (6 * rng.standard_normal(shape)).astype(dtype)
+    z[0, :2] = z[0].max() + 1  # a tie at the maximum: the first one is the top class
+    labels = rng.integers(0, shape[1], size=shape[0])
+    small = softmax_summary(z, labels=labels)
+    monkeypatch.setattr(logsumexp, "SMALL_ELEMENTS", 0)
+    blocked = softmax_summary(z, labels=labels)
+    assert small.top is not None and small.top[0] == 0
+    np.testing.assert_array_equal(small.top, blocked.top)
+    np.testing.assert_array_equal(small.shift, blocked.shift)
+    np.testing.assert_array_equal(small.picked, blocked.picked)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(small.log_norm, blocked.log_norm, rtol=4 * eps, atol=0)
+    np.testing.assert_allclose(small.entropy, blocked.entropy, rtol=16 * eps, atol=4 * eps)
+    expected = scipy_entropy(sp.softmax(z.astype(np.float64), axis=1), axis=1)
+    np.testing.assert_allclose(small.entropy, expected, rtol=64 * eps, atol=4 * eps)
+    np.testing.assert_allclose(small.lse, sp.logsumexp(z.astype(np.float64), axis=1), rtol=4 * eps)
