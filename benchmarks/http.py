@@ -183,31 +183,42 @@ def _bodies(n: int, k: int) -> dict[str, tuple[bytes, dict[str, str]]]:
 
 
 def large_batches(n: int, k: int, repeats: int) -> list[dict[str, object]]:
+    """Xent per payload format, then the bare endpoint reading the binary body: the transport floor."""
     decoded_mb = (n * k * 4 + n * 8) / 2**20
     warmups = _bodies(8, k)
     rows = []
-    for name, (body, headers) in _bodies(n, k).items():
-        xent = Server("service.app:create_app", factory=True)
+    bodies = _bodies(n, k)
+    runs = [(name, "service.app:create_app", name) for name in bodies]
+    runs.append(
+        (
+            "bare FastAPI reading the OIP binary body (transport floor)",
+            "benchmarks.bare_app:app",
+            "OIP binary",
+        )
+    )
+    for label, app, name in runs:
+        body, headers = bodies[name]
+        server = Server(app, factory=app.startswith("service"))
         try:
             with httpx.Client(timeout=300) as client:
                 warm_body, warm_headers = warmups[name]
                 assert client.post(
-                    xent.url + "/v1/cross-entropy", content=warm_body, headers=warm_headers
+                    server.url + "/v1/cross-entropy", content=warm_body, headers=warm_headers
                 ).is_success
-                idle = xent.rss_mb()
+                idle = server.rss_mb()
                 times = []
                 for _ in range(repeats):
                     start = time.perf_counter()
-                    response = client.post(xent.url + "/v1/cross-entropy", content=body, headers=headers)
+                    response = client.post(server.url + "/v1/cross-entropy", content=body, headers=headers)
                     times.append(time.perf_counter() - start)
                     assert response.status_code == 200, response.text
-            peak = xent.peak_rss_mb()
+            peak = server.peak_rss_mb()
         finally:
-            xent.stop()
+            server.stop()
         t = float(np.median(times))
         rows.append(
             {
-                "payload": f"{name}, {n:,}×{k} FP32 + labels",
+                "payload": f"{label}, {n:,}×{k} FP32 + labels",
                 "body MB": f"{len(body) / 2**20:.1f}",
                 "end-to-end ms": f"{t * 1e3:.1f}",
                 "MB/s": f"{len(body) / 2**20 / t:.0f}",
@@ -270,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         xent.stop()
         bare.stop()
-    large = large_batches(n, 10, repeats) + ([] if args.quick else large_batches(10 * n, 10, 2))
+    large = large_batches(n, 10, 3 * repeats) + ([] if args.quick else large_batches(10 * n, 10, 2))
     out += ["\n## Large batches (a fresh server per row)", table(large)]
     out += [
         f"\n## /healthz while scoring {10 * n:,}×10 (OIP binary, {len(body) / 2**20:.0f} MB, sent by another "

@@ -14,30 +14,36 @@ import numpy as np
 from service.core import InputError
 
 from .envelope import Envelope
-from .payload import ArrayReader, parse_json_object, tensor_meta
+from .payload import ALIGNMENT, ArrayReader, parse_json_object, tensor_meta
 from .problems import ProblemError
 
 HEADER_LENGTH = "inference-header-content-length"
-ALIGNMENT = 64
 
 
-def split_header(body: bytes | bytearray, declared: str | None) -> tuple[dict[str, Any], int]:
-    """The JSON header of a binary-extension body and its length in bytes, or raise 400."""
+def declared_header_length(declared: str | None) -> int:
+    """The Inference-Header-Content-Length as an integer, or raise 400."""
     if declared is None or not declared.strip().isdigit():
         raise ProblemError(
             400,
             "application/octet-stream bodies need an Inference-Header-Content-Length header "
             f"giving the JSON header's length in bytes; got {declared!r}",
         )
-    length = int(declared)
+    return int(declared)
+
+
+def split_header(body: bytes | bytearray | memoryview, declared: str | None) -> tuple[dict[str, Any], int]:
+    """The JSON header of a binary-extension body and its length in bytes, or raise 400."""
+    length = declared_header_length(declared)
     if length > len(body):
         raise ProblemError(
             400, f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes"
         )
-    return parse_json_object(body[:length]), length
+    return parse_json_object(memoryview(body)[:length].tobytes()), length
 
 
-def attach_binary(envelope: Envelope, body: bytes | bytearray, offset: int, reader: ArrayReader) -> None:
+def attach_binary(
+    envelope: Envelope, body: bytes | bytearray | memoryview, offset: int, reader: ArrayReader
+) -> None:
     """Decode the binary inputs of `envelope` from `body[offset:]`, in input order, in place.
 
     Byte positions in error messages are those of the body as sent.
@@ -77,13 +83,15 @@ def attach_binary(envelope: Envelope, body: bytes | bytearray, offset: int, read
         )
 
 
-def align_tensors(body: bytes | bytearray, offset: int) -> int:
+def align_tensors(body: bytes | bytearray | memoryview, offset: int) -> int:
     """Move ``body[offset:]`` down to a 64-byte boundary in place; return how many bytes it moved.
 
     The JSON header before `offset` has been parsed already, so its tail may be overwritten.
     Triton clients do not pad the header, so without this the first tensor is misaligned
     three times in four and NumPy needs an aligned copy of it (one more body's worth of RSS).
-    Immutable `bytes` and headers shorter than the move are left as they are.
+    Immutable `bytes`, headers shorter than the move, and bodies that
+    :func:`service.api.payload.read_body` read into an aligned buffer (memoryviews) are left
+    as they are.
     """
     if not isinstance(body, bytearray) or offset == len(body):
         return 0

@@ -11,22 +11,23 @@ from starlette.responses import Response
 
 from service.settings import Settings
 
-from .binary import HEADER_LENGTH, attach_binary, split_header
+from .binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
 from .envelope import is_inference_request, unwrap
 from .inputs import Body
 from .npz import read_npz
 from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
-async def raw_body(request: Request, settings: Settings) -> bytearray:
+async def raw_body(request: Request, settings: Settings) -> bytearray | memoryview:
     """The request body as bytes, checked for content type and size while it streams in."""
-    body_format(request)
-    body = await read_body(request, settings.max_body_bytes)
+    kind = body_format(request)
+    align_at = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
+    body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=align_at)
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
     return body
 
 
-def parsed_body(request: Request, body: bytearray, settings: Settings) -> Body:
+def parsed_body(request: Request, body: bytearray | memoryview, settings: Settings) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
     CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
@@ -37,7 +38,7 @@ def parsed_body(request: Request, body: bytearray, settings: Settings) -> Body:
     return parsed
 
 
-def _parse(request: Request, body: bytearray, settings: Settings) -> Body:
+def _parse(request: Request, body: bytearray | memoryview, settings: Settings) -> Body:
     kind = body_format(request)
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
@@ -46,8 +47,10 @@ def _parse(request: Request, body: bytearray, settings: Settings) -> Body:
     if kind == "binary":
         fields, offset = split_header(body, request.headers.get(HEADER_LENGTH))
     else:
+        assert isinstance(body, bytearray)  # JSON is always read into a bytearray
         fields, offset = parse_json_object(body), len(body)
-    reader = ArrayReader(settings.max_elements, has_boolean_elements(body, offset))
+    text = body if isinstance(body, bytearray) else body[:offset].tobytes()  # a binary body's header
+    reader = ArrayReader(settings.max_elements, has_boolean_elements(text, offset))
     request.state.tensor_shapes = reader.tensor_shapes  # error pointers follow tensors and envelopes
     if kind == "binary" or is_inference_request(fields):
         envelope = unwrap(fields)

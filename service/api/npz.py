@@ -81,7 +81,7 @@ class BufferFile(io.RawIOBase):
         return len(chunk)
 
 
-def read_npz(body: bytes | bytearray, reader: ArrayReader) -> dict[str, Any]:
+def read_npz(body: bytes | bytearray | memoryview, reader: ArrayReader) -> dict[str, Any]:
     """Arrays of an ``.npz`` body by name (``logits.npy`` → ``logits``).
 
     An optional member ``parameters`` holds the options as a JSON string
@@ -103,7 +103,11 @@ def read_npz(body: bytes | bytearray, reader: ArrayReader) -> dict[str, Any]:
 
 
 def _read_member(
-    body: bytes | bytearray, archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, reader: ArrayReader
+    body: bytes | bytearray | memoryview,
+    archive: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    name: str,
+    reader: ArrayReader,
 ) -> np.ndarray:
     try:
         with archive.open(member) as handle:
@@ -139,7 +143,7 @@ def _read_member(
 
 
 def _stored_view(
-    body: bytes | bytearray,
+    body: bytes | bytearray | memoryview,
     member: zipfile.ZipInfo,
     header_bytes: int,
     shape: tuple[int, ...],

@@ -304,3 +304,20 @@ def test_binary_tensors_are_aligned_views_into_the_body_whatever_the_header_leng
         array = envelope.fields[role]
         np.testing.assert_array_equal(array, expected)
         assert np.shares_memory(array, raw) and array.flags.aligned and not array.flags.writeable
+
+
+@pytest.mark.parametrize("kind", ["binary", "npz"])
+def test_bodies_over_a_mebibyte_are_scored_from_the_preallocated_buffer(client, rng, kind):
+    from service.api.payload import PREALLOCATE_BYTES
+
+    logits = rng.standard_normal((40_000, 10)).astype(np.float32)  # 1.6 MB
+    labels = rng.integers(0, 10, 40_000)
+    if kind == "binary":
+        blob, headers = binary_request([("logits", logits, "FP32"), ("labels", labels, "INT64")])
+    else:
+        blob, headers = _npz(logits=logits, labels=labels), {"content-type": "application/x-npz"}
+    assert len(blob) >= PREALLOCATE_BYTES
+    response = client.post("/v1/cross-entropy", content=blob, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["loss"] == pytest.approx(_expected(logits, labels), rel=1e-5)
+    assert response.json()["n"] == 40_000
