@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 from service import __version__
 from service.api.access_log import RequestIdMiddleware, log_exchange
 from service.api.auth import APIKeyMiddleware, load_api_keys
-from service.api.dispatch import ScoringDispatch
+from service.api.dispatch import ScoringApp, ScoringDispatch
 from service.api.drain import install_drain_hook
 from service.api.limits import Gate, LimitsMiddleware
 from service.api.metrics import ExchangeMiddleware, Metrics
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.unfreeze()
         restore()
 
-    app = FastAPI(
+    app = ScoringApp(
         title="Xent",
         version=__version__,
         description=DESCRIPTION,
@@ -72,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in included:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    _add_middleware(app, settings, gate, included, _scoring_routes(included))
+    scoring = _scoring_routes(included)
+    app.scoring_paths = frozenset(scoring)
+    _add_middleware(app, settings, gate, included, scoring)
     return app
 
 

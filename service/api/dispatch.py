@@ -15,6 +15,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -59,3 +60,48 @@ class ScoringDispatch:
             if kind in self.handlers:
                 return self.handlers[kind]
         return None
+
+
+class ScoringApp(FastAPI):
+    """FastAPI, with the scoring POSTs entering at Xent's own outermost middleware.
+
+    FastAPI's ``__call__`` asks its native telemetry whether OpenTelemetry is configured on
+    every request, and its outer layers (the server-error, exception-telemetry and body-limit
+    middleware) wrap every request; for the scoring POSTs none of that does anything — Xent's
+    :class:`~service.api.metrics.ExchangeMiddleware` already answers an escaping error with a
+    problem+json 500 before they could see it, and there is no body limit of FastAPI's to apply.
+    Those requests start at the first user middleware instead (the request id), so they pass
+    through exactly Xent's stack; anything else, an app with a ``root_path``, and every request
+    when FastAPI's telemetry was found configured as the stack was built, take FastAPI's way.
+    """
+
+    scoring_paths: frozenset[str] = frozenset()
+    _scoring_entry: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """FastAPI's stack; remember where Xent's own middleware starts in it."""
+        stack = super().build_middleware_stack()
+        telemetry = getattr(self, "_native_telemetry", None)
+        if telemetry is None or not telemetry.enabled():
+            first: Any = self.user_middleware[0].cls if self.user_middleware else None
+            layer: Any = stack
+            while layer is not None and not (first is not None and isinstance(layer, first)):
+                layer = getattr(layer, "app", None)
+            self._scoring_entry = layer
+        return stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A scoring POST enters at Xent's middleware; anything else goes FastAPI's way."""
+        entry = self._scoring_entry
+        if (
+            entry is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in self.scoring_paths
+            and not self.root_path
+            and not scope.get("root_path")
+        ):
+            scope["app"] = self
+            await entry(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -100,3 +100,55 @@ def test_other_methods_paths_and_mounts_go_through_fastapi():
     with TestClient(app, root_path="/xent") as client:
         assert client.post("/v1/cross-entropy", json=BODY).status_code == 200
     assert [method for method, _ in passed] == ["POST"]  # under a root path FastAPI's router matches
+
+
+def _outer_calls(app) -> list[tuple[str, str]]:
+    """The (method, path) of each request that enters FastAPI's own outer middleware."""
+    app.middleware_stack = app.build_middleware_stack()
+    outer = app.middleware_stack
+    calls: list[tuple[str, str]] = []
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http":
+            calls.append((scope["method"], scope["path"]))
+        await outer(scope, receive, send)
+
+    app.middleware_stack = counting
+    return calls
+
+
+def test_scoring_posts_enter_at_xent_s_own_middleware():
+    app = create_app(Settings())
+    calls = _outer_calls(app)
+    with TestClient(app) as client:
+        response = client.post("/v1/cross-entropy", json=BODY, headers={"X-Request-ID": "front-1"})
+        assert response.status_code == 200 and response.headers["x-request-id"] == "front-1"
+        assert_problem(client.post("/v1/cross-entropy", json={"logits": [[1.0]], "labels": [3]}), 422)
+        assert client.get("/healthz").status_code == 200
+        assert_problem(client.get("/v1/cross-entropy"), 405)
+    assert calls == [("GET", "/healthz"), ("GET", "/v1/cross-entropy")]  # FastAPI's outer layers: not
+    # for the scoring POSTs, which still passed the request id, metrics and limits layers above.
+
+
+def test_with_fastapi_telemetry_or_a_root_path_every_request_takes_fastapi_s_way(monkeypatch):
+    app = create_app(Settings())
+    telemetry = getattr(app, "_native_telemetry", None)
+    if telemetry is not None:
+        monkeypatch.setattr(telemetry, "enabled", lambda: True)
+        monkeypatch.setattr(type(app).__mro__[1], "__call__", _plain_starlette_call)
+        calls = _outer_calls(app)
+        with TestClient(app) as client:
+            assert client.post("/v1/cross-entropy", json=BODY).status_code == 200
+        assert calls == [("POST", "/v1/cross-entropy")]
+        monkeypatch.undo()
+    app = create_app(Settings())
+    calls = _outer_calls(app)
+    with TestClient(app, root_path="/xent") as client:
+        assert client.post("/v1/cross-entropy", json=BODY).status_code == 200
+    assert calls == [("POST", "/v1/cross-entropy")]
+
+
+async def _plain_starlette_call(self, scope, receive, send):
+    """FastAPI's ``__call__`` without the OpenTelemetry wrapping (no provider in the tests)."""
+    scope["app"] = self
+    await self.middleware_stack(scope, receive, send)
