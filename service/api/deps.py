@@ -24,6 +24,7 @@ async def raw_body(request: Request, settings: Settings) -> bytearray | memoryvi
     align_at = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
     body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=align_at)
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
+    request.state.body_kind = kind  # for the parse: the Content-Type is read once
     return body
 
 
@@ -39,7 +40,7 @@ def parsed_body(request: Request, body: bytearray | memoryview, settings: Settin
 
 
 def _parse(request: Request, body: bytearray | memoryview, settings: Settings) -> Body:
-    kind = body_format(request)
+    kind = getattr(request.state, "body_kind", None) or body_format(request)
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
         request.state.tensor_shapes = reader.tensor_shapes
