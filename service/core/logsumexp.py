@@ -2,7 +2,9 @@
 
 Rows are processed in blocks of about ``BLOCK_BYTES``. Narrow blocks (K < ``NARROW_K``) are
 transposed to K×rows first, so every reduction runs along the long contiguous axis
-(reductions along a short last axis are ~8× slower than the ``exp`` itself).
+(reductions along a short last axis are ~8× slower than the ``exp`` itself). Inputs of at
+most ``SMALL_ELEMENTS`` logits skip the blocks (:func:`_small_summary`), and the loss alone
+has a cheaper pass of its own, shifted by the label's logit (:func:`label_nll`).
 """
 
 import functools
