@@ -23,18 +23,22 @@ def _dispatch_of(app) -> dispatch.ScoringDispatch:
     return layer
 
 
+def _counting(inner, calls: list[tuple[str, str]]):
+    """An ASGI app that notes each HTTP request's (method, path) in `calls`, then runs `inner`."""
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http":
+            calls.append((scope["method"], scope["path"]))
+        await inner(scope, receive, send)
+
+    return counting
+
+
 def _passed_on(app) -> list[tuple[str, str]]:
     """The (method, path) list `app`'s dispatch passes on to FastAPI, filled as requests come."""
     layer = _dispatch_of(app)
     passed: list[tuple[str, str]] = []
-    inner = layer.app
-
-    async def counting(scope, receive, send):
-        if scope["type"] == "http":
-            passed.append((scope["method"], scope["path"]))
-        await inner(scope, receive, send)
-
-    layer.app = counting
+    layer.app = _counting(layer.app, passed)
     return passed
 
 
@@ -104,16 +108,8 @@ def test_other_methods_paths_and_mounts_go_through_fastapi():
 
 def _outer_calls(app) -> list[tuple[str, str]]:
     """The (method, path) of each request that enters FastAPI's own outer middleware."""
-    app.middleware_stack = app.build_middleware_stack()
-    outer = app.middleware_stack
     calls: list[tuple[str, str]] = []
-
-    async def counting(scope, receive, send):
-        if scope["type"] == "http":
-            calls.append((scope["method"], scope["path"]))
-        await outer(scope, receive, send)
-
-    app.middleware_stack = counting
+    app.middleware_stack = _counting(app.build_middleware_stack(), calls)
     return calls
 
 
