@@ -18,29 +18,27 @@ from .npz import read_npz
 from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
-async def raw_body(request: Request, settings: Settings) -> bytearray | memoryview:
-    """The request body as bytes, checked for content type and size while it streams in."""
+async def raw_body(request: Request, settings: Settings) -> tuple[bytearray | memoryview, str]:
+    """The request body as bytes and its format, checked for content type and size as it streams in."""
     kind = body_format(request)
     align_at = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
     body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=align_at)
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
-    request.state.body_kind = kind  # for the parse: the Content-Type is read once
-    return body
+    return body, kind
 
 
-def parsed_body(request: Request, body: bytearray | memoryview, settings: Settings) -> Body:
+def parsed_body(request: Request, body: bytearray | memoryview, kind: str, settings: Settings) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
     CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
     rows of the returned body (``request.state.body``) once the response is sent.
     """
-    parsed = _parse(request, body, settings)
+    parsed = _parse(request, body, kind, settings)
     request.state.body = parsed
     return parsed
 
 
-def _parse(request: Request, body: bytearray | memoryview, settings: Settings) -> Body:
-    kind = getattr(request.state, "body_kind", None) or body_format(request)
+def _parse(request: Request, body: bytearray | memoryview, kind: str, settings: Settings) -> Body:
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
         request.state.tensor_shapes = reader.tensor_shapes
@@ -83,12 +81,12 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
     def wrap(score: Score) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             settings: Settings = request.app.state.settings
-            body = await raw_body(request, settings)
+            body, kind = await raw_body(request, settings)
             if len(body) <= inline_bytes:
-                return score(parsed_body(request, body, settings))
+                return score(parsed_body(request, body, kind, settings))
             limiter = getattr(request.app.state, "scoring_limiter", None)  # XENT_SCORING_THREADS at once
             return await anyio.to_thread.run_sync(
-                lambda: score(parsed_body(request, body, settings)), limiter=limiter
+                lambda: score(parsed_body(request, body, kind, settings)), limiter=limiter
             )
 
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
