@@ -7,7 +7,8 @@ a ratio to the floor of one ``np.exp`` pass over the same array in its dtype.
 
 Every contender starts from the same arrays: KL(p‖q) is timed from the two probability arrays
 for all three (torch as ``F.kl_div(torch.log(q), p)``, its log inside the timed region; Xent
-with its default eps floor on both sides; scipy as ``rel_entr``).
+with its default eps floor on both sides; scipy as ``rel_entr``). The six statistics of
+``/v1/divergence`` are timed the same way against scipy's functions for each.
 """
 
 import argparse
@@ -17,10 +18,12 @@ import numpy as np
 import scipy.special as sp
 import torch
 import torch.nn.functional as F
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy as scipy_entropy
 from sklearn.metrics import log_loss
 
 from benchmarks._timing import median_ms, table
-from service.core import Distribution, nll, relative_entropy
+from service.core import Distribution, DivergenceRows, divergence_rows, nll, relative_entropy
 
 torch.set_num_threads(1)
 
@@ -65,7 +68,34 @@ def categorical(n: int, k: int, dtype: type, repeats: int) -> list[dict[str, obj
         "scipy rel_entr": median_ms(lambda: sp.rel_entr(p, q).sum(axis=1).mean(), repeats),
     }
     rows += [_row(f"KL(p‖q) from probs, {name}", xent, floor, peers)]
+    few = max(1, repeats // 2)
+    xent = median_ms(lambda: _xent_divergences(p, q), few)
+    peers = {
+        "scipy (rel_entr ×2, jensenshannon, entropy ×2, xlogy)": median_ms(
+            lambda: _scipy_divergences(p, q), few
+        )
+    }
+    rows += [_row(f"KL both ways, JS, H(p), H(q), H(p, q) from probs, {name}", xent, floor, peers)]
     return rows
+
+
+def _xent_divergences(p: np.ndarray, q: np.ndarray) -> list[float]:
+    rows = divergence_rows(Distribution.from_probs(p), Distribution.from_probs(q))
+    return [
+        float(np.mean(getattr(rows, name), dtype=np.float64)) for name in DivergenceRows.__dataclass_fields__
+    ]
+
+
+def _scipy_divergences(p: np.ndarray, q: np.ndarray) -> list[float]:
+    rows = [
+        sp.rel_entr(p, q).sum(axis=1),
+        sp.rel_entr(q, p).sum(axis=1),
+        jensenshannon(p, q, axis=1) ** 2,
+        scipy_entropy(p, axis=1),
+        scipy_entropy(q, axis=1),
+        -sp.xlogy(p, q).sum(axis=1),
+    ]
+    return [float(np.mean(values, dtype=np.float64)) for values in rows]
 
 
 def binary(n: int, dtype: type, repeats: int) -> list[dict[str, object]]:

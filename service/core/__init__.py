@@ -18,6 +18,7 @@ from .calibration import (
 )
 from .cancel import Cancelled, checkpoint, deadline
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
+from .divergences import DivergenceRows, divergence_rows
 from .entropy import (
     cross_entropy,
     cross_entropy_rows,
@@ -62,6 +63,8 @@ __all__ = [
     "resolve_convention",
     "wilson_interval",
     "Distribution",
+    "DivergenceRows",
+    "divergence_rows",
     "FitMetrics",
     "InputError",
     "TemperatureFit",
