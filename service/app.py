@@ -47,9 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         restore = install_drain_hook(gate, drain_s=settings.drain_s, grace_s=settings.shutdown_grace_s)
-        # Everything built so far (modules, the app, its schemas) lives as long as the worker:
-        # moved out of the collector's reach, full collections stop re-scanning it. Measured with
-        # 16 clients on 32×10 requests: p99 latency ~85–127 ms -> ~33–40 ms, same throughput.
+        # The OpenAPI document, built now rather than by a worker's first /docs or /openapi.json
+        # request, which held its event loop ~0.2 s (every request waited behind it).
+        app.openapi()
+        # Everything built so far (modules, the app, its schemas, that document) lives as long as
+        # the worker: moved out of the collector's reach, full collections stop re-scanning it.
+        # Measured with 16 clients on 32×10 requests: p99 latency ~85–127 ms -> ~33–40 ms.
         gc.collect()
         gc.freeze()
         yield

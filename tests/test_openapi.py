@@ -38,3 +38,14 @@ def test_core_does_not_import_the_web_stack():
     code = "import sys, service.core; print('fastapi' in sys.modules or 'pydantic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_document_is_built_at_start_up_not_by_the_first_request():
+    from fastapi.testclient import TestClient
+
+    app = create_app()
+    assert app.openapi_schema is None
+    with TestClient(app) as client:  # runs the lifespan
+        assert app.openapi_schema is not None  # a first /docs would otherwise hold the event loop ~0.2 s
+        built = app.openapi_schema
+        assert client.get("/openapi.json").json() == built
