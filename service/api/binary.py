@@ -31,9 +31,8 @@ def declared_header_length(declared: str | None) -> int:
     return int(declared)
 
 
-def split_header(body: bytes | bytearray | memoryview, declared: str | None) -> tuple[dict[str, Any], int]:
-    """The JSON header of a binary-extension body and its length in bytes, or raise 400."""
-    length = declared_header_length(declared)
+def split_header(body: bytes | bytearray | memoryview, length: int) -> tuple[dict[str, Any], int]:
+    """The JSON header (the first `length` bytes, as declared) of a binary-extension body, or raise 400."""
     if length > len(body):
         raise ProblemError(
             400, f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes"

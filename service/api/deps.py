@@ -4,6 +4,7 @@
 """
 
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import anyio
 from fastapi import Request
@@ -18,33 +19,42 @@ from .npz import read_npz
 from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
-async def raw_body(request: Request, settings: Settings) -> tuple[bytearray | memoryview, str]:
-    """The request body as bytes and its format, checked for content type and size as it streams in."""
+class RawBody(NamedTuple):
+    """A request body as read: bytes, format and (binary extension) the JSON header's length."""
+
+    data: bytearray | memoryview
+    kind: str
+    header_length: int = 0
+
+
+async def raw_body(request: Request, settings: Settings) -> RawBody:
+    """The request body and its format, checked for content type and size as it streams in."""
     kind = body_format(request)
-    align_at = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
-    body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=align_at)
+    header_length = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
+    body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=header_length)
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
-    return body, kind
+    return RawBody(body, kind, header_length)
 
 
-def parsed_body(request: Request, body: bytearray | memoryview, kind: str, settings: Settings) -> Body:
+def parsed_body(request: Request, raw: RawBody, settings: Settings) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
     CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
     rows of the returned body (``request.state.body``) once the response is sent.
     """
-    parsed = _parse(request, body, kind, settings)
+    parsed = _parse(request, raw, settings)
     request.state.body = parsed
     return parsed
 
 
-def _parse(request: Request, body: bytearray | memoryview, kind: str, settings: Settings) -> Body:
+def _parse(request: Request, raw: RawBody, settings: Settings) -> Body:
+    body, kind = raw.data, raw.kind
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
         request.state.tensor_shapes = reader.tensor_shapes
         return Body(read_npz(body, reader), reader)
     if kind == "binary":
-        fields, offset = split_header(body, request.headers.get(HEADER_LENGTH))
+        fields, offset = split_header(body, raw.header_length)
     else:
         assert isinstance(body, bytearray)  # JSON is always read into a bytearray
         fields, offset = parse_json_object(body), len(body)
@@ -81,12 +91,12 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
     def wrap(score: Score) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             settings: Settings = request.app.state.settings
-            body, kind = await raw_body(request, settings)
-            if len(body) <= inline_bytes:
-                return score(parsed_body(request, body, kind, settings))
+            raw = await raw_body(request, settings)
+            if len(raw.data) <= inline_bytes:
+                return score(parsed_body(request, raw, settings))
             limiter = getattr(request.app.state, "scoring_limiter", None)  # XENT_SCORING_THREADS at once
             return await anyio.to_thread.run_sync(
-                lambda: score(parsed_body(request, body, kind, settings)), limiter=limiter
+                lambda: score(parsed_body(request, raw, settings)), limiter=limiter
             )
 
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):

@@ -136,10 +136,11 @@ def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
     n, k = logits.shape
     losses = np.empty(n, logits.dtype)
     blocks = _Blocks(logits)
-    work = _Workspace(blocks.rows * k, logits.dtype, k, top=False)
+    scratch = np.empty(blocks.rows * k, logits.dtype)  # one block-sized buffer, reused: it stays in cache
     with np.errstate(over="ignore", invalid="ignore"):  # such rows are found and redone below
         for block, source, layout in blocks:
-            z, _, _, _ = work.views(source)
+            z = scratch[: source.size].reshape(source.shape)
+            np.copyto(z, source)
             picks = layout.index(labels[block])
             flat = z.reshape(-1)
             own = flat.take(picks)  # z_y
