@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
 from service import __version__
-from service.api.access_log import RequestIdMiddleware, log_exchange
+from service.api.access_log import log_exchange
 from service.api.auth import APIKeyMiddleware, load_api_keys
 from service.api.dispatch import ScoringApp, ScoringDispatch
 from service.api.drain import install_drain_hook
@@ -100,7 +100,7 @@ def _scoring_routes(included: list[APIRouter]) -> dict[str, APIRoute]:
 def _add_middleware(
     app: FastAPI, settings: Settings, gate: Gate, included: list[APIRouter], scoring: dict[str, APIRoute]
 ) -> None:
-    """Innermost first: scoring dispatch, limits, auth, CORS, then timing/metrics/logs and the request id."""
+    """Innermost first: scoring dispatch, limits, auth, CORS, then the exchange (id, timing, metrics, log)."""
     app.add_middleware(ScoringDispatch, routes=scoring, handlers=app.exception_handlers)
     inline = {
         path: limit
@@ -132,8 +132,7 @@ def _add_middleware(
         for route in router.routes
         if isinstance(route, APIRoute) and route.include_in_schema
     )
-    app.add_middleware(ExchangeMiddleware, observers=observers, known_paths=known_paths)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ExchangeMiddleware, observers=observers, known_paths=known_paths)  # and request ids
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class ScoringApp(FastAPI):
     middleware) wrap every request; for the scoring POSTs none of that does anything — Xent's
     :class:`~service.api.metrics.ExchangeMiddleware` already answers an escaping error with a
     problem+json 500 before they could see it, and there is no body limit of FastAPI's to apply.
-    Those requests start at the first user middleware instead (the request id), so they pass
+    Those requests start at the first user middleware instead (the exchange), so they pass
     through exactly Xent's stack; anything else, an app with a ``root_path``, and every request
     when FastAPI's telemetry was found configured as the stack was built, take FastAPI's way.
     """

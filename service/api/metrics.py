@@ -12,8 +12,8 @@ Series (labels in brackets):
   ``unsupported_media_type``, ``invalid_input``, ``overloaded``, ``timeout``, ``draining``,
   ``internal``)
 
-An exception that escapes the app before its response has started is answered here, so
-every 500 passes the request-id middleware outside: a problem+json 500 carrying
+An exception that escapes the app before its response has started is answered here, by the
+middleware that also gives every request its id: a problem+json 500 carrying
 ``X-Request-ID``, one access-log line and one ``internal`` error, and the traceback on
 the ``xent.error`` logger. It is not re-raised (uvicorn would only log it a second time).
 
@@ -36,6 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .problems import problem_response
+from .request_ids import REQUEST_ID_HEADER, request_id
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ERROR_TYPES = {
@@ -165,7 +166,11 @@ class Exchange:
 
 
 class ExchangeMiddleware:
-    """Times each HTTP request and hands the finished :class:`Exchange` to its observers."""
+    """Gives each HTTP request its id, times it, and hands the finished :class:`Exchange` to its observers.
+
+    The id (:mod:`service.api.request_ids`) is echoed as ``X-Request-ID`` on every response,
+    the 500 this layer answers included. Outermost of Xent's middleware.
+    """
 
     def __init__(
         self,
@@ -179,11 +184,14 @@ class ExchangeMiddleware:
         self.known_paths = known_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request through, noting status and size, then notify the observers."""
+        """Pass the request through with its id, noting status and size, then notify the observers."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         exchange = Exchange(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = identifier = request_id(scope)
+        echoed = (REQUEST_ID_HEADER, identifier.encode())
         started = False
 
         async def watching_send(message: Message) -> None:
@@ -191,6 +199,8 @@ class ExchangeMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 exchange.status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                message["headers"] = [*headers, echoed]
             elif message["type"] == "http.response.body":
                 exchange.bytes_out += len(message.get("body", b""))
             await send(message)
@@ -201,13 +211,12 @@ class ExchangeMiddleware:
             if started:  # too late for a 500: let the server drop the connection
                 exchange.status = 500
                 raise
-            state = scope.setdefault("state", {})
             state["error_type"] = "internal"
             ERROR_LOGGER.exception(
                 "Unhandled error in %s %s (request %s): answered 500",
                 exchange.method,
                 exchange.path,
-                state.get("request_id"),
+                identifier,
             )
             response = problem_response(500, "internal error; the request was not scored")
             await response(scope, receive, watching_send)
