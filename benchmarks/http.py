@@ -43,11 +43,11 @@ def _free_port() -> int:
 class Server:
     """A uvicorn subprocess serving `app` on a free port."""
 
-    def __init__(self, app: str, factory: bool) -> None:
+    def __init__(self, app: str, factory: bool, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
         # the glibc malloc settings `xent serve` gives its workers, for every server alike
-        env = {**MALLOC_ENV, **os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20)}
+        env = {**MALLOC_ENV, **os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20), **(env or {})}
         self.process = subprocess.Popen([*args, "--factory"] if factory else args, cwd=ROOT, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(200):
@@ -151,6 +151,18 @@ def _bodies(n: int, k: int) -> dict[str, tuple[bytes, dict[str, str]]]:
     logits = rng.standard_normal((n, k)).astype(np.float32)
     labels = rng.integers(0, k, n).astype(np.int64)
     as_json = json.dumps({"logits": logits.tolist(), "labels": labels.tolist()}).encode()
+    buffer = io.BytesIO()
+    np.savez(buffer, logits=logits, labels=labels)
+    return {  # binary formats first: the server's peak RSS only grows, so JSON's comes last
+        "OIP binary": _binary_body(logits, labels),
+        "npz": (buffer.getvalue(), {"content-type": "application/x-npz"}),
+        "JSON": (as_json, {"content-type": "application/json"}),
+    }
+
+
+def _binary_body(logits: np.ndarray, labels: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """An OIP binary-extension body of float32 `logits` (N×K) and int64 `labels`, with its headers."""
+    n, k = logits.shape
     header = json.dumps(
         {
             "inputs": [
@@ -169,17 +181,38 @@ def _bodies(n: int, k: int) -> dict[str, tuple[bytes, dict[str, str]]]:
             ]
         }
     ).encode()
-    binary = header + logits.tobytes() + labels.tobytes()
-    buffer = io.BytesIO()
-    np.savez(buffer, logits=logits, labels=labels)
-    return {  # binary formats first: the server's peak RSS only grows, so JSON's comes last
-        "OIP binary": (
-            binary,
-            {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))},
-        ),
-        "npz": (buffer.getvalue(), {"content-type": "application/x-npz"}),
-        "JSON": (as_json, {"content-type": "application/json"}),
+    length = str(len(header))
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": length}
+    return header + logits.tobytes() + labels.tobytes(), headers
+
+
+def health_at_size(gigabytes: float) -> str:
+    """/healthz latency while a fresh server scores one OIP binary request of about `gigabytes` GB.
+
+    The server's body and element limits are raised to admit it (``XENT_MAX_BODY_BYTES``,
+    ``XENT_MAX_ELEMENTS``); K = 10 float32 logits and int64 labels, 48 bytes a row.
+    """
+    n = int(gigabytes * 1e9 / 48)
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((n, 10), dtype=np.float32)
+    body, headers = _binary_body(logits, rng.integers(0, 10, n))
+    del logits
+    limits = {
+        "XENT_MAX_BODY_BYTES": str(len(body) + 2**20),
+        "XENT_MAX_ELEMENTS": str(11 * n),
+        "XENT_REQUEST_TIMEOUT_S": "600",
     }
+    server = Server("service.app:create_app", factory=True, env=limits)
+    try:
+        health = asyncio.run(_health_during(server.url, body, headers))
+        peak = server.peak_rss_mb()
+    finally:
+        server.stop()
+    return (
+        f"## /healthz while scoring {n:,}×10 (OIP binary, {len(body) / 1e9:.2f} GB, sent by another "
+        f"process, answered in {health['request_s']:.1f} s): {health['probes']} probes, "
+        f"p50 {health['p50']:.1f} ms, max {health['max']:.1f} ms; server peak RSS {peak:,.0f} MB"
+    )
 
 
 def large_batches(n: int, k: int, repeats: int) -> list[dict[str, object]]:
@@ -232,11 +265,23 @@ def large_batches(n: int, k: int, repeats: int) -> list[dict[str, object]]:
 
 
 _SEND = """
-import sys, httpx
-body = open(sys.argv[2], "rb").read()
-headers = {"content-type": "application/octet-stream", "inference-header-content-length": sys.argv[3]}
-r = httpx.post(sys.argv[1], content=body, headers=headers, timeout=300)
-assert r.status_code == 200, r.text
+import socket, sys, time
+from urllib.parse import urlsplit
+url, body = urlsplit(sys.argv[1]), open(sys.argv[2], "rb").read()
+head = (
+    f"POST {url.path} HTTP/1.1\\r\\nhost: {url.netloc}\\r\\ncontent-type: application/octet-stream\\r\\n"
+    f"inference-header-content-length: {sys.argv[3]}\\r\\ncontent-length: {len(body)}\\r\\n\\r\\n"
+).encode()
+start = time.perf_counter()
+with socket.create_connection((url.hostname, url.port)) as sock:
+    sock.sendall(head)
+    sock.sendall(body)  # one call: httpx took 116 s over 1 GB that this sends in ~5
+    answer = b""
+    while b"\\r\\n\\r\\n" not in answer:
+        answer += sock.recv(65536)
+    status = answer.split(b" ", 2)[1]
+assert status == b"200", answer[:500]
+print(f"{time.perf_counter() - start:.2f}")
 """
 
 
@@ -253,7 +298,9 @@ async def _health_during(url: str, body: bytes, headers: dict[str, str]) -> dict
         latencies = []
         async with httpx.AsyncClient(timeout=300) as client:
             (await client.get(url + "/healthz")).raise_for_status()
-            sender = subprocess.Popen([sys.executable, "-c", _SEND, *args], cwd=ROOT)
+            sender = subprocess.Popen(
+                [sys.executable, "-c", _SEND, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            )
             while sender.poll() is None:
                 start = time.perf_counter()
                 response = await client.get(url + "/healthz")
@@ -261,13 +308,29 @@ async def _health_during(url: str, body: bytes, headers: dict[str, str]) -> dict
                 assert response.status_code == 200
                 await asyncio.sleep(0.005)
         assert sender.wait() == 0
-    return {"probes": len(latencies), "max": max(latencies), "p50": float(np.median(latencies))}
+        assert sender.stdout is not None
+        request_s = float(sender.stdout.read())
+    return {
+        "probes": len(latencies),
+        "max": max(latencies),
+        "p50": float(np.median(latencies)),
+        "request_s": request_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, smaller large batch")
+    parser.add_argument(
+        "--health-gb",
+        type=float,
+        metavar="GB",
+        help="only: /healthz latency while one OIP binary request of about GB gigabytes is scored",
+    )
     args = parser.parse_args(argv)
+    if args.health_gb:
+        sys.stdout.write(health_at_size(args.health_gb) + "\n")
+        return 0
     seconds, n, repeats = (3.0, 10_000, 2) if args.quick else (10.0, 100_000, 5)
     xent = Server("service.app:create_app", factory=True)
     bare = Server("benchmarks.bare_app:app", factory=False)
