@@ -27,3 +27,30 @@ def test_startup_objects_are_frozen_out_of_the_collector_while_the_app_runs():
         assert gc.get_freeze_count() > 10_000  # the modules and the app, not a handful of objects
         assert client.get("/healthz").status_code == 200
     assert gc.get_freeze_count() == 0
+
+
+def test_probes_answer_while_the_thread_pool_is_exhausted():
+    """The probes run on the event loop: no worker thread is needed to answer them."""
+    import anyio
+    import httpx
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings())
+
+    async def probe_with_every_thread_taken() -> list[int]:
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        holders = [object() for _ in range(int(limiter.total_tokens))]
+        for holder in holders:
+            await limiter.acquire_on_behalf_of(holder)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                with anyio.fail_after(5):  # a probe needing a thread would wait here forever
+                    return [(await client.get(path)).status_code for path in ("/healthz", "/readyz")]
+        finally:
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+
+    assert anyio.run(probe_with_every_thread_taken) == [200, 200]

@@ -16,8 +16,12 @@ class HealthResult(BaseModel):
     status: str = Field(description='"ok" when live, "ready" when ready to score.')
 
 
+# Both probes are coroutines: FastAPI answers them on the event loop, where a plain `def` took a
+# hop to its thread pool, whose threads the scoring work also runs on.
+
+
 @router.get("/healthz")
-def healthz() -> HealthResult:
+async def healthz() -> HealthResult:
     """Liveness: the process answers HTTP."""
     return HealthResult(status="ok")
 
@@ -31,7 +35,7 @@ _DRAINING: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/readyz", responses=_DRAINING)
-def readyz(request: Request) -> HealthResult:
+async def readyz(request: Request) -> HealthResult:
     """Readiness: the app is built and can score requests; 503 once it is shutting down."""
     if request.app.state.gate.draining:
         raise ProblemError(503, "shutting down", headers={"Retry-After": "1"})
