@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks._timing import load_summary, table
 from service.api.serving import MALLOC_ENV
@@ -206,13 +207,29 @@ def health_at_size(gigabytes: float) -> str:
     try:
         health = asyncio.run(_health_during(server.url, body, headers))
         peak = server.peak_rss_mb()
+        lag = _loop_lag(httpx.get(server.url + "/metrics").text)
     finally:
         server.stop()
     return (
         f"## /healthz while scoring {n:,}×10 (OIP binary, {len(body) / 1e9:.2f} GB, sent by another "
         f"process, answered in {health['request_s']:.1f} s): {health['probes']} probes, "
-        f"p50 {health['p50']:.1f} ms, max {health['max']:.1f} ms; server peak RSS {peak:,.0f} MB"
+        f"p50 {health['p50']:.1f} ms, max {health['max']:.1f} ms; server peak RSS {peak:,.0f} MB; "
+        f"server event-loop lag, {lag}"
     )
+
+
+def _loop_lag(exposition: str) -> str:
+    """The server's own ``xent_event_loop_lag_seconds``: how many checks, and the bound all were under."""
+    buckets = sorted(
+        (float(sample.labels["le"]), sample.value)
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "xent_event_loop_lag_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    )
+    total = buckets[-1][1]
+    bound = next(le for le, count in buckets if count == total)
+    return f"{total:.0f} checks, every one ≤ {bound * 1e3:g} ms"
 
 
 def large_batches(n: int, k: int, repeats: int) -> list[dict[str, object]]:

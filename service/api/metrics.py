@@ -7,6 +7,8 @@ Series (labels in brackets):
   byte of the request to the last byte of the response, as the app sees it
 - ``xent_scored_rows_total`` and ``xent_scored_bytes_total`` [route]: rows (samples) and
   request-body bytes of the requests that were scored (2xx)
+- ``xent_event_loop_lag_seconds`` histogram: how late the event loop woke a 20 ms timer
+  (:mod:`service.api.loop_lag`), i.e. how long it was kept from answering anything
 - ``xent_errors_total`` [route, type]: every 4xx/5xx by kind (``malformed_body``,
   ``unauthorized``, ``not_found``, ``method_not_allowed``, ``too_large``,
   ``unsupported_media_type``, ``invalid_input``, ``overloaded``, ``timeout``, ``draining``,
@@ -39,6 +41,7 @@ from .problems import problem_response
 from .request_ids import REQUEST_ID_HEADER, request_id
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 ERROR_TYPES = {
     400: "malformed_body",
     401: "unauthorized",
@@ -84,6 +87,12 @@ class Metrics:
         )
         self.errors = Counter(
             "xent_errors", "Error responses by kind.", ["route", "type"], registry=self.registry
+        )
+        self.loop_lag = Histogram(
+            "xent_event_loop_lag_seconds",
+            "How late the event loop woke a 20 ms timer: time it spent unable to answer anything.",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
         )
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
