@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.cancel import Cancelled, deadline
@@ -184,8 +185,9 @@ class LimitsMiddleware:
         if task.cancelled():
             return
         error = task.exception()  # retrieved here: a request still being awaited re-raises it itself
-        if abandoned and error is not None and not isinstance(error, Cancelled):
-            # Its 503 went out at the deadline; nobody else will see this error.
+        if abandoned and error is not None and not isinstance(error, Cancelled | ClientDisconnect):
+            # Its 503 went out at the deadline; nobody else will see this error. (A client that
+            # hung up after that 503 while its body was still being read is no error of ours.)
             ERROR_LOGGER.error("Unhandled error in a request abandoned at its deadline", exc_info=error)
 
     async def _refuse_timeout(self, scope: Scope, receive: Receive, send: Send) -> None:

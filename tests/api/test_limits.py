@@ -220,6 +220,38 @@ def test_an_abandoned_request_that_fails_later_is_logged_once(caplog):
     assert len(records) == 1 and "broke after the deadline" in str(records[0].exc_info[1])
 
 
+def test_a_client_leaving_after_its_timeout_503_is_not_logged_as_an_error(caplog):
+    """A slow upload past the deadline gets its 503; the client then hangs up mid-body: no traceback."""
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from service.api.limits import Gate, LimitsMiddleware
+
+    async def app(scope, receive, send):
+        await asyncio.sleep(0.1)  # still reading the body when the deadline passes
+        raise ClientDisconnect()  # what Starlette raises once the client has gone
+
+    gate = Gate()
+    middleware = LimitsMiddleware(app, settings=Settings(request_timeout_s=0.02), gate=gate)
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await middleware({"type": "http", "path": "/v1/cross-entropy", "headers": []}, receive, send)
+        await asyncio.sleep(0.3)
+
+    with caplog.at_level(logging.ERROR, logger="xent.error"):
+        asyncio.run(run())
+    assert sent[0]["status"] == 503 and gate.in_flight == 0
+    assert not [r for r in caplog.records if r.name == "xent.error"]
+
+
 def _idle_run(script) -> list[float]:
     """Run `script(gate)` on a loop with a 0.05 s idle hook; return when (loop time) it fired."""
     import asyncio
