@@ -188,19 +188,22 @@ def test_small_inline_requests_skip_the_task_and_still_time_out_on_a_slow_upload
     assert sent[0]["status"] == 503
 
 
-def test_an_abandoned_request_that_fails_later_is_logged_once(caplog):
-    """Past its deadline a request is answered 503; if it then raises, the error reaches xent.error."""
+def _abandoned(error: Exception, caplog) -> tuple[list, list]:
+    """Run a /v1 request that raises `error` 0.1 s in, past its 0.02 s deadline.
+
+    Returns the messages sent and the ``xent.error`` records; the gate must be empty again.
+    """
     import asyncio
 
     from service.api.limits import Gate, LimitsMiddleware
 
     async def app(scope, receive, send):
         await asyncio.sleep(0.1)
-        raise RuntimeError("broke after the deadline")
+        raise error
 
     gate = Gate()
     middleware = LimitsMiddleware(app, settings=Settings(request_timeout_s=0.02), gate=gate)
-    sent = []
+    sent: list = []
 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -209,47 +212,27 @@ def test_an_abandoned_request_that_fails_later_is_logged_once(caplog):
         sent.append(message)
 
     async def run():
-        scope = {"type": "http", "path": "/v1/calibration", "headers": []}
-        await middleware(scope, receive, send)
+        await middleware({"type": "http", "path": "/v1/calibration", "headers": []}, receive, send)
         await asyncio.sleep(0.3)
 
     with caplog.at_level(logging.ERROR, logger="xent.error"):
         asyncio.run(run())
     assert sent[0]["status"] == 503 and gate.in_flight == 0
-    records = [r for r in caplog.records if r.name == "xent.error"]
+    return sent, [r for r in caplog.records if r.name == "xent.error"]
+
+
+def test_an_abandoned_request_that_fails_later_is_logged_once(caplog):
+    """Past its deadline a request is answered 503; if it then raises, the error reaches xent.error."""
+    _, records = _abandoned(RuntimeError("broke after the deadline"), caplog)
     assert len(records) == 1 and "broke after the deadline" in str(records[0].exc_info[1])
 
 
 def test_a_client_leaving_after_its_timeout_503_is_not_logged_as_an_error(caplog):
     """A slow upload past the deadline gets its 503; the client then hangs up mid-body: no traceback."""
-    import asyncio
-
     from starlette.requests import ClientDisconnect
 
-    from service.api.limits import Gate, LimitsMiddleware
-
-    async def app(scope, receive, send):
-        await asyncio.sleep(0.1)  # still reading the body when the deadline passes
-        raise ClientDisconnect()  # what Starlette raises once the client has gone
-
-    gate = Gate()
-    middleware = LimitsMiddleware(app, settings=Settings(request_timeout_s=0.02), gate=gate)
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    async def run():
-        await middleware({"type": "http", "path": "/v1/cross-entropy", "headers": []}, receive, send)
-        await asyncio.sleep(0.3)
-
-    with caplog.at_level(logging.ERROR, logger="xent.error"):
-        asyncio.run(run())
-    assert sent[0]["status"] == 503 and gate.in_flight == 0
-    assert not [r for r in caplog.records if r.name == "xent.error"]
+    _, records = _abandoned(ClientDisconnect(), caplog)  # what Starlette raises once the client has gone
+    assert not records
 
 
 def _idle_run(script) -> list[float]:
