@@ -121,3 +121,14 @@ def test_binary_data_output_is_decoded(live_url, rng):
     assert raw["losses"].dtype == np.float32
     np.testing.assert_array_equal(raw["losses"], np.asarray(result.losses, np.float32))
     assert raw["loss"] == pytest.approx(reference_losses(logits, labels).mean(), rel=1e-5)
+
+
+def test_recalibrated_probs_as_binary_output_are_decoded(live_url, rng):
+    logits = (3 * rng.standard_normal((30, 5))).astype(np.float32)
+    with XentClient(live_url, payload="binary") as client:
+        typed = client.apply(temperature=1.5, logits=logits, binary_data_output=True)
+        raw = client.request("/v1/apply", {"logits": logits, "temperature": 1.5, "binary_data_output": True})
+    expected = np.exp(logits / 1.5) / np.exp(logits / 1.5).sum(axis=1, keepdims=True)
+    assert isinstance(raw["probs"], np.ndarray) and raw["probs"].dtype == np.float32
+    np.testing.assert_allclose(raw["probs"], expected, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(typed.probs, np.float32), raw["probs"])

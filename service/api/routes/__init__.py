@@ -86,7 +86,7 @@ def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -
     if not arrays:
         return json_response(result)
     if not binary:
-        return json_response(result.model_copy(update={name: a.tolist() for name, a in arrays.items()}))
+        return _json_with_arrays(result, arrays)
     header = orjson.loads(result.model_dump_json())
     header["outputs"] = [
         {
@@ -106,6 +106,23 @@ def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(len(head))},
     )
+
+
+def _json_with_arrays(result: BaseModel, arrays: dict[str, np.ndarray]) -> Response:
+    """`result` as JSON with its per-sample `arrays` in place, serialised by orjson from their buffers.
+
+    ``ndarray.tolist()`` made a Python float per value for Pydantic to print (1M float32 losses:
+    ~210 ms; orjson from the buffer ~55 ms). Arrays are printed as float64, so the text is byte
+    for byte what the Pydantic path gives (a float32 value prints as the double it is).
+    Non-finite values keep that path: they are sent as "Infinity"/"-Infinity"/"NaN", which
+    orjson would write as null.
+    """
+    if not all(np.isfinite(a).all() for a in arrays.values()):
+        return json_response(result.model_copy(update={name: a.tolist() for name, a in arrays.items()}))
+    body = orjson.loads(result.model_dump_json())  # small: the scalars and the convention
+    for name, a in arrays.items():
+        body[name] = np.ascontiguousarray(a, dtype=np.float64)  # the fields are floats: 2 prints as 2.0
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def unit_of(base: Any) -> str:

@@ -33,7 +33,7 @@ from service.api.schemas.recalibration import (
 )
 from service.core._typing import FloatArray
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
 
@@ -59,7 +59,7 @@ TEMPERATURE_PEER = (
 @router.post(
     "/temperature",
     response_model=TemperatureResult,
-    responses=PROBLEM_RESPONSES,
+    responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(TemperatureBody),
 )
 @scoring(inline_bytes=0)
@@ -85,7 +85,7 @@ def fit_temperature(body: Body) -> Response:
     )
     parameters = TemperatureParameters(temperature=fit.temperature)
     after = apply_parameters(parameters, scores, prediction.field)
-    return json_response(
+    return respond(
         TemperatureResult(
             temperature=fit.temperature,
             converged=fit.converged,
@@ -96,17 +96,18 @@ def fit_temperature(body: Body) -> Response:
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
             parameters=parameters,
-            probs=_probs_out(after, prediction) if options.return_probs else None,
             validation=_validation(options, prediction, scores, truth, _temperature_fitter(options)),
             convention=convention(prediction, truth, options, TEMPERATURE_PEER),
-        )
+        ),
+        _probs_out(after, prediction) if options.return_probs else {},
+        binary=options.binary_data_output,
     )
 
 
 @router.post(
     "/recalibrate",
     response_model=RecalibrateResult,
-    responses={**PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
+    responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
     openapi_extra=request_body(RecalibrateBody),
 )
 @scoring(inline_bytes=0)
@@ -135,7 +136,7 @@ def fit_recalibration(body: Body) -> Response:
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
-    return json_response(
+    return respond(
         RecalibrateResult(
             method=options.method,
             parameters=fitted.parameters,
@@ -145,12 +146,13 @@ def fit_recalibration(body: Body) -> Response:
             n=after.shape[0],
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
-            probs=_probs_out(after, prediction) if options.return_probs else None,
             validation=_validation(
                 options, prediction, scores, truth, lambda s, t: fitter(s, t, options).parameters
             ),
             convention=convention(prediction, truth, options, _PEERS[options.method]),
-        )
+        ),
+        _probs_out(after, prediction) if options.return_probs else {},
+        binary=options.binary_data_output,
     )
 
 
@@ -168,7 +170,7 @@ _PEERS = {
 @router.post(
     "/apply",
     response_model=ApplyResult,
-    responses=PROBLEM_RESPONSES,
+    responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(ApplyBody),
 )
 @scoring(inline_bytes=INLINE_BYTES)
@@ -185,14 +187,15 @@ def apply_recalibration(body: Body) -> Response:
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction) if scored else None
-    return json_response(
+    return respond(
         ApplyResult(
             n=after.shape[0],
             method=parameters.method,
-            probs=_probs_out(after, prediction),
             metrics=metrics(after, truth, options.base) if truth is not None else None,
             convention=convention(prediction, truth, options, "") if truth is not None else None,
-        )
+        ),
+        _probs_out(after, prediction),
+        binary=options.binary_data_output,
     )
 
 
@@ -297,10 +300,10 @@ def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
     )
 
 
-def _probs_out(log_probs: FloatArray, prediction: Prediction) -> list[list[float]] | list[float]:
+def _probs_out(log_probs: FloatArray, prediction: Prediction) -> dict[str, FloatArray]:
+    """The recalibrated probabilities as the per-sample output `probs` (binary: the positive class)."""
     probs = np.exp(log_probs)
-    values: list[list[float]] | list[float] = (probs[:, 1] if prediction.dist.binary else probs).tolist()
-    return values
+    return {"probs": probs[:, 1] if prediction.dist.binary else probs}
 
 
 def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) -> RecalibrationConvention:

@@ -147,6 +147,12 @@ class FitOptions(ProbabilityOptions):
         description="Also return the recalibrated probabilities of the fitting batch (binary: the "
         "positive-class probability per sample).",
     )
+    binary_data_output: bool = Field(
+        default=False,
+        description="With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP "
+        "binary extension, application/octet-stream: the JSON result with `probs` null and the "
+        "tensor described in `outputs`, then its bytes) instead of a JSON list.",
+    )
     validation: HoldoutValidation | FoldsValidation | None = Field(
         default=None,
         description='Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. '
@@ -339,6 +345,12 @@ class ApplyOptions(ProbabilityOptions):
     temperature: JsonFloat | None = Field(
         default=None, description="A bare temperature T ≥ 0 (instead of `parameters`)."
     )
+    binary_data_output: bool = Field(
+        default=False,
+        description="Send the recalibrated `probs` as a raw binary tensor (OIP binary extension, "
+        "application/octet-stream: the JSON result with `probs` null and the tensor described in "
+        "`outputs`, then its bytes) instead of a JSON list.",
+    )
 
 
 class ApplyBody(ApplyOptions):
@@ -361,8 +373,10 @@ class ApplyResult(BaseModel):
 
     n: int = Field(description="Samples recalibrated.")
     method: str = Field(description="The map applied.")
-    probs: list[list[float]] | list[float] = Field(
-        description="N×K probabilities, or the positive-class probability per sample (binary input)."
+    probs: list[list[float]] | list[float] | None = Field(
+        default=None,
+        description="N×K probabilities, or the positive-class probability per sample (binary input); "
+        "null with `binary_data_output`, which sends them as a binary tensor after the JSON.",
     )
     metrics: Metrics | None = Field(
         default=None, description="Scores of `probs` when `labels` or `targets` were sent."

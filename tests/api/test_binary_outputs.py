@@ -1,0 +1,96 @@
+"""Per-sample arrays in responses: recalibrated probabilities as binary tensors, and the JSON path."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.special as sp
+
+from service.api.routes import json_response, respond
+from service.api.schemas import CrossEntropyConvention, CrossEntropyResult
+
+
+def _binary_answer(response) -> tuple[dict, dict[str, np.ndarray]]:
+    """The JSON header and the output tensors of an OIP binary-extension response."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    size = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:size])
+    tensors, offset = {}, size
+    for output in header["outputs"]:
+        dtype = {"FP32": "<f4", "FP64": "<f8"}[output["datatype"]]
+        nbytes = output["parameters"]["binary_data_size"]
+        tensors[output["name"]] = np.frombuffer(response.content[offset : offset + nbytes], dtype)
+        tensors[output["name"]] = tensors[output["name"]].reshape(output["shape"])
+        offset += nbytes
+    assert offset == len(response.content)
+    return header, tensors
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_apply_sends_recalibrated_probs_as_a_binary_tensor(client, rng, dtype):
+    logits = (3 * rng.standard_normal((9, 4))).astype(dtype)
+    datatype = "FP32" if dtype == np.float32 else "FP64"
+    tensor = {"shape": [9, 4], "datatype": datatype, "data": logits.ravel().tolist()}
+    body = {"logits": tensor, "temperature": 2.0}
+    as_json = client.post("/v1/apply", json=body).json()
+    header, tensors = _binary_answer(client.post("/v1/apply", json={**body, "binary_data_output": True}))
+    assert header["probs"] is None and header["n"] == 9 and header["method"] == as_json["method"]
+    probs = tensors["probs"]
+    assert probs.shape == (9, 4) and header["outputs"][0]["datatype"] == datatype  # float32 stays float32
+    np.testing.assert_array_equal(probs, np.asarray(as_json["probs"], dtype=probs.dtype))
+    expected = sp.softmax(logits.astype(np.float64) / 2.0, axis=1)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_binary_apply_sends_the_positive_class_vector(client):
+    body = {"logits": [0.0, 2.0, -1.0], "temperature": 1.0, "binary_data_output": True}
+    header, tensors = _binary_answer(client.post("/v1/apply", json=body))
+    assert header["outputs"][0]["shape"] == [3]
+    np.testing.assert_allclose(tensors["probs"], sp.expit([0.0, 2.0, -1.0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["/v1/temperature", "/v1/recalibrate"])
+def test_fits_send_their_probs_as_a_binary_tensor_when_returned(client, rng, path):
+    logits = 3 * rng.standard_normal((40, 3))
+    body = {"logits": logits.tolist(), "labels": rng.integers(0, 3, 40).tolist(), "return_probs": True}
+    if path == "/v1/recalibrate":
+        body["method"] = "vector"
+    as_json = client.post(path, json=body).json()
+    header, tensors = _binary_answer(client.post(path, json={**body, "binary_data_output": True}))
+    np.testing.assert_array_equal(tensors["probs"], np.asarray(as_json["probs"]))
+    assert header["probs"] is None and header["parameters"] == as_json["parameters"]
+    # without return_probs there is no array to send: plain JSON
+    plain = client.post(path, json={**body, "return_probs": False, "binary_data_output": True})
+    assert plain.headers["content-type"] == "application/json" and plain.json()["probs"] is None
+
+
+def _result() -> CrossEntropyResult:
+    convention = CrossEntropyConvention(
+        input="logits", form="categorical", truth="labels", dtype="float32", base="e", unit="nats",
+        reduction="none", eps=0.0, n_clipped=0, tolerance=1e-6, n_normalized=0, label_smoothing=0.0,
+        class_weights=False, ignore_index=None, matches="torch",
+    )  # fmt: skip
+    return CrossEntropyResult(
+        n=3, n_ignored=0, loss=None, accuracy=0.5, mean_entropy=2.0, convention=convention
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([0.1, 1e-7, 2.0, 5e-324, 1.7976931348623157e308, 1 / 3, 0.0]),
+        np.array([0.1, 1e-7, 2.0, 3.4e38, 1e-45, 1 / 3], dtype=np.float32),  # printed as the doubles they are
+        np.arange(6, dtype=np.int64),
+    ],
+)
+def test_json_arrays_from_buffers_print_exactly_what_the_pydantic_path_printed(values):
+    result = _result()
+    fast = respond(result, {"losses": values}, binary=False).body
+    slow = json_response(result.model_copy(update={"losses": values.tolist()})).body
+    assert fast == slow
+
+
+def test_non_finite_values_keep_their_string_form():
+    body = json.loads(respond(_result(), {"losses": np.array([np.inf, np.nan, 1.0])}, binary=False).body)
+    assert body["losses"] == ["Infinity", "NaN", 1.0]
