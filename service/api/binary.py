@@ -31,13 +31,14 @@ def declared_header_length(declared: str | None) -> int:
     return int(declared)
 
 
-def split_header(body: bytes | bytearray | memoryview, length: int) -> tuple[dict[str, Any], int]:
-    """The JSON header (the first `length` bytes, as declared) of a binary-extension body, or raise 400."""
+def split_header(body: bytes | bytearray | memoryview, length: int) -> tuple[dict[str, Any], bytes]:
+    """The parsed JSON header of a binary-extension body and its bytes (the first `length`), or raise 400."""
     if length > len(body):
         raise ProblemError(
             400, f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes"
         )
-    return parse_json_object(memoryview(body)[:length].tobytes()), length
+    text = memoryview(body)[:length].tobytes()
+    return parse_json_object(text), text
 
 
 def attach_binary(

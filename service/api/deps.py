@@ -53,19 +53,19 @@ def _parse(request: Request, raw: RawBody, settings: Settings) -> Body:
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
         request.state.tensor_shapes = reader.tensor_shapes
         return Body(read_npz(body, reader), reader)
+    text: bytes | bytearray  # the JSON: the whole body, or a binary body's header
     if kind == "binary":
-        fields, offset = split_header(body, raw.header_length)
+        fields, text = split_header(body, raw.header_length)
     else:
         assert isinstance(body, bytearray)  # JSON is always read into a bytearray
-        fields, offset = parse_json_object(body), len(body)
-    text = body if isinstance(body, bytearray) else body[:offset].tobytes()  # a binary body's header
-    reader = ArrayReader(settings.max_elements, has_boolean_elements(text, offset))
+        fields, text = parse_json_object(body), body
+    reader = ArrayReader(settings.max_elements, has_boolean_elements(text))
     request.state.tensor_shapes = reader.tensor_shapes  # error pointers follow tensors and envelopes
     if kind == "binary" or is_inference_request(fields):
         envelope = unwrap(fields)
         request.state.field_pointers = envelope.pointers
         if kind == "binary":
-            attach_binary(envelope, body, offset, reader)
+            attach_binary(envelope, body, raw.header_length, reader)
         fields = envelope.fields
     return Body(fields, reader)
 

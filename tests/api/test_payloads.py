@@ -296,9 +296,10 @@ def test_binary_tensors_are_aligned_views_into_the_body_whatever_the_header_leng
     blob, headers = binary_request([("logits", logits, "FP32"), ("labels", labels, "INT64")])
     length = int(headers["inference-header-content-length"])
     body = bytearray(blob[:length] + b" " * pad + blob[length:])  # JSON allows trailing spaces
-    fields, offset = split_header(body, length + pad)
+    fields, header = split_header(body, length + pad)
+    assert header == bytes(body[: length + pad])
     envelope = unwrap(fields)
-    attach_binary(envelope, body, offset, ArrayReader(10**6, may_hold_booleans=False))
+    attach_binary(envelope, body, length + pad, ArrayReader(10**6, may_hold_booleans=False))
     raw = np.frombuffer(body, np.uint8)
     for role, expected in (("logits", logits), ("labels", labels)):
         array = envelope.fields[role]
