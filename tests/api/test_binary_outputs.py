@@ -8,23 +8,19 @@ import scipy.special as sp
 
 from service.api.routes import json_response, respond
 from service.api.schemas import CrossEntropyConvention, CrossEntropyResult
+from service.client.encoding import decode_response
 
 
 def _binary_answer(response) -> tuple[dict, dict[str, np.ndarray]]:
-    """The JSON header and the output tensors of an OIP binary-extension response."""
+    """The JSON header and the output tensors (decoded as the Python client does) of a binary answer."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/octet-stream"
-    size = int(response.headers["inference-header-content-length"])
-    header = json.loads(response.content[:size])
-    tensors, offset = {}, size
-    for output in header["outputs"]:
-        dtype = {"FP32": "<f4", "FP64": "<f8"}[output["datatype"]]
-        nbytes = output["parameters"]["binary_data_size"]
-        tensors[output["name"]] = np.frombuffer(response.content[offset : offset + nbytes], dtype)
-        tensors[output["name"]] = tensors[output["name"]].reshape(output["shape"])
-        offset += nbytes
-    assert offset == len(response.content)
-    return header, tensors
+    size = response.headers["inference-header-content-length"]
+    header = json.loads(response.content[: int(size)])
+    sizes = [output["parameters"]["binary_data_size"] for output in header["outputs"]]
+    assert int(size) + sum(sizes) == len(response.content)  # the tensors fill the rest, exactly
+    decoded = decode_response(response.content, size)
+    return header, {output["name"]: decoded[output["name"]] for output in header["outputs"]}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
