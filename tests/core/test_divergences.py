@@ -15,16 +15,10 @@ from service.core import (
     js_divergence,
     kl_divergence,
 )
+from tests.core.test_relative_entropy import _probs  # exact zeros and one-hot rows
 
 kernel = sys.modules["service.core.divergences"]
 NAMES = ("kl_pq", "kl_qp", "js", "entropy_p", "entropy_q", "cross_entropy_pq")
-
-
-def _probs(rng: np.random.Generator, n: int, k: int, dtype: type = np.float64) -> np.ndarray:
-    p = sp.softmax(3 * rng.standard_normal((n, k)), axis=1)
-    p[::7, 0] = 0.0  # exact zeros
-    p[::11] = np.eye(k)[rng.integers(0, k, size=p[::11].shape[0])]  # one-hot rows
-    return (p / p.sum(axis=1, keepdims=True)).astype(dtype)
 
 
 def _whole_array(p: Distribution, q: Distribution) -> dict[str, np.ndarray]:
@@ -44,7 +38,7 @@ def _whole_array(p: Distribution, q: Distribution) -> dict[str, np.ndarray]:
 def test_matches_scipy_across_blocks_with_zeros(rng, monkeypatch, k):
     monkeypatch.setattr(kernel, "BLOCK_BYTES", 7 * k * 8)  # 7 rows a block
     n = 101  # not a multiple of the block
-    p, q = _probs(rng, n, k), sp.softmax(rng.standard_normal((n, k)), axis=1)
+    p, q = _probs(rng, n, k, np.float64), sp.softmax(rng.standard_normal((n, k)), axis=1)
     rows = divergence_rows(Distribution.from_probs(p, eps=0), Distribution.from_probs(q, eps=0))
     tol = {"rtol": 1e-13, "atol": 1e-15}
     np.testing.assert_allclose(rows.kl_pq, sp.rel_entr(p, q).sum(axis=1), **tol)
