@@ -9,6 +9,7 @@ import scipy.special as sp
 from service.api.routes import json_response, respond
 from service.api.schemas import CrossEntropyConvention, CrossEntropyResult
 from service.client.encoding import decode_response
+from tests.conftest import assert_problem
 
 
 def _binary_answer(response) -> tuple[dict, dict[str, np.ndarray]]:
@@ -90,3 +91,10 @@ def test_json_arrays_from_buffers_print_exactly_what_the_pydantic_path_printed(v
 def test_non_finite_values_keep_their_string_form():
     body = json.loads(respond(_result(), {"losses": np.array([np.inf, np.nan, 1.0])}, binary=False).body)
     assert body["losses"] == ["Infinity", "NaN", 1.0]
+
+
+@pytest.mark.parametrize("path", ["/v1/apply", "/v1/temperature"])
+def test_a_binary_data_output_that_is_not_a_boolean_is_a_422_naming_it(client, path):
+    body = {"logits": [[1.0, 0.0]], "binary_data_output": "sometimes"}
+    body |= {"temperature": 1.0} if path == "/v1/apply" else {"labels": [0]}
+    assert_problem(client.post(path, json=body), 422, "#/binary_data_output", "boolean")
