@@ -65,6 +65,14 @@ def test_binary_cross_entropy_from_logits_uses_the_fused_pass_through_nll(rng):
     np.testing.assert_array_equal(Distribution.from_logits(z).log_prob_at(y), -losses)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_of_infinities_nan_and_signed_zeros(dtype):
+    got = softplus(np.array([np.inf, -np.inf, np.nan, -0.0, 0.0], dtype))
+    np.testing.assert_array_equal(got[:3], [np.inf, 0.0, np.nan])
+    np.testing.assert_array_equal(got[3:], dtype(np.log(2.0)))  # -|x| is set by the sign bit: -0.0 as 0.0
+    assert got.dtype == dtype and not np.signbit(got[1])
+
+
 def test_softplus_keeps_shape_of_2d_and_scalar_input():
     assert softplus(np.zeros((3, 4), np.float32)).shape == (3, 4)
     assert softplus(np.float64(0.0)).shape == ()
