@@ -80,9 +80,19 @@ def _parsed(endpoint: Endpoint[R], response: httpx.Response) -> R:
     header_length = response.headers.get(HEADER_LENGTH)
     if header_length is None:
         return endpoint.result.model_validate_json(response.content)
-    body = decode_response(response.content, header_length)
-    arrays = {name: value.tolist() for name, value in body.items() if isinstance(value, np.ndarray)}
-    return endpoint.result.model_validate({**body, **arrays})
+    return endpoint.result.model_validate(_listed(decode_response(response.content, header_length)))
+
+
+def _listed(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with its ndarrays, nested ones too, as lists for the result model."""
+    return {
+        name: value.tolist()
+        if isinstance(value, np.ndarray)
+        else _listed(value)
+        if isinstance(value, dict)
+        else value
+        for name, value in body.items()
+    }
 
 
 class _Base:

@@ -118,7 +118,8 @@ def decode_response(content: bytes, header_length: str | None) -> dict[str, Any]
 
     With ``binary_data_output: true`` the server sends a JSON header of `header_length`
     bytes whose ``outputs`` list describes raw little-endian tensors that follow it;
-    each is put back under its name (e.g. ``losses``).
+    each is put back under its name (e.g. ``losses``), a dotted name in a nested object
+    (``per_sample.kl_pq`` as ``body["per_sample"]["kl_pq"]``), where the JSON answer has it.
     """
     if header_length is None:
         body: dict[str, Any] = orjson.loads(content)
@@ -130,6 +131,12 @@ def decode_response(content: bytes, header_length: str | None) -> dict[str, Any]
         dtype = DTYPES[output["datatype"]]
         count = int(np.prod(output["shape"]))
         array = np.frombuffer(content, dtype=dtype, count=count, offset=offset)
-        body[output["name"]] = array.reshape(output["shape"])
+        *parents, leaf = output["name"].split(".")
+        into = body
+        for key in parents:
+            if into.get(key) is None:
+                into[key] = {}
+            into = into[key]
+        into[leaf] = array.reshape(output["shape"])
         offset += output["parameters"]["binary_data_size"]
     return body

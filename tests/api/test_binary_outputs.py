@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.special as sp
+from scipy.spatial.distance import jensenshannon
 
 from service.api.routes import json_response, respond
 from service.api.schemas import CrossEntropyConvention, CrossEntropyResult
@@ -21,7 +22,15 @@ def _binary_answer(response) -> tuple[dict, dict[str, np.ndarray]]:
     sizes = [output["parameters"]["binary_data_size"] for output in header["outputs"]]
     assert int(size) + sum(sizes) == len(response.content)  # the tensors fill the rest, exactly
     decoded = decode_response(response.content, size)
-    return header, {output["name"]: decoded[output["name"]] for output in header["outputs"]}
+    return header, {output["name"]: _at(decoded, output["name"]) for output in header["outputs"]}
+
+
+def _at(body: dict, name: str) -> np.ndarray:
+    """Where the client put output `name`: a dotted name in the nested object the JSON answer has."""
+    for key in name.split("."):
+        body = body[key]
+    assert isinstance(body, np.ndarray)
+    return body
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -88,9 +97,44 @@ def test_json_arrays_from_buffers_print_exactly_what_the_pydantic_path_printed(v
     assert fast == slow
 
 
-def test_non_finite_values_keep_their_string_form():
-    body = json.loads(respond(_result(), {"losses": np.array([np.inf, np.nan, 1.0])}, binary=False).body)
-    assert body["losses"] == ["Infinity", "NaN", 1.0]
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_values_keep_their_string_form(dtype):
+    values = np.array([np.inf, np.nan, 1.0, -np.inf, 0.1], dtype)
+    answer = respond(_result(), {"losses": values}, binary=False).body
+    assert json.loads(answer)["losses"] == ["Infinity", "NaN", 1.0, "-Infinity", float(dtype(0.1))]
+    assert answer == json_response(_result().model_copy(update={"losses": values.tolist()})).body
+
+
+def test_divergence_rows_come_as_binary_tensors_named_under_per_sample(client, rng):
+    p = sp.softmax(rng.standard_normal((12, 4)), axis=1).astype(np.float32)
+    q = sp.softmax(rng.standard_normal((12, 4)), axis=1).astype(np.float32)
+    body = {
+        name: {"shape": [12, 4], "datatype": "FP32", "data": values.ravel().tolist()}
+        for name, values in (("p_probs", p), ("q_probs", q))
+    }
+    body["per_sample"] = True
+    as_json = client.post("/v1/divergence", json=body).json()
+    header, tensors = _binary_answer(client.post("/v1/divergence", json={**body, "binary_data_output": True}))
+    assert header["per_sample"] is None and header["mean"] == as_json["mean"]
+    assert list(tensors) == [f"per_sample.{name}" for name in as_json["per_sample"]]
+    for name, values in as_json["per_sample"].items():
+        tensor = tensors[f"per_sample.{name}"]
+        assert tensor.dtype == np.float32 and tensor.shape == (12,)  # float32 rows stay float32
+        np.testing.assert_array_equal(tensor, np.asarray(values, np.float32))
+    np.testing.assert_allclose(tensors["per_sample.kl_pq"], sp.rel_entr(p, q).sum(axis=1), rtol=1e-5)
+
+
+def test_divergence_rows_with_infinities_keep_their_strings_in_json(client):
+    body = {
+        "p_probs": [[0.5, 0.5], [1.0, 0.0]],
+        "q_probs": [[1.0, 0.0], [0.5, 0.5]],
+        "eps": 0,
+        "per_sample": True,
+    }
+    rows = client.post("/v1/divergence", json=body).json()["per_sample"]
+    assert rows["kl_pq"] == ["Infinity", pytest.approx(np.log(2))]
+    assert rows["kl_qp"] == [pytest.approx(np.log(2)), "Infinity"]
+    np.testing.assert_allclose(rows["js_divergence"], jensenshannon([0.5, 0.5], [1.0, 0.0]) ** 2, rtol=1e-12)
 
 
 @pytest.mark.parametrize("path", ["/v1/apply", "/v1/temperature"])

@@ -4,6 +4,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+import scipy.special as sp
 from scipy.special import log_softmax
 
 from service.client import XentAPIError, XentClient
@@ -132,3 +133,18 @@ def test_recalibrated_probs_as_binary_output_are_decoded(live_url, rng):
     assert isinstance(raw["probs"], np.ndarray) and raw["probs"].dtype == np.float32
     np.testing.assert_allclose(raw["probs"], expected, rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(typed.probs, np.float32), raw["probs"])
+
+
+def test_divergence_rows_as_binary_outputs_are_decoded_where_json_has_them(live_url, rng):
+    p = sp.softmax(rng.standard_normal((20, 3)), axis=1).astype(np.float32)
+    q = sp.softmax(rng.standard_normal((20, 3)), axis=1).astype(np.float32)
+    with XentClient(live_url, payload="binary") as client:
+        typed = client.divergence(p_probs=p, q_probs=q, per_sample=True, binary_data_output=True)
+        raw = client.request(
+            "/v1/divergence", {"p_probs": p, "q_probs": q, "per_sample": True, "binary_data_output": True}
+        )
+    rows = raw["per_sample"]
+    assert isinstance(rows["kl_pq"], np.ndarray) and rows["kl_pq"].dtype == np.float32
+    np.testing.assert_allclose(rows["kl_pq"], sp.rel_entr(p, q).sum(axis=1), rtol=1e-5)
+    assert typed.per_sample is not None
+    np.testing.assert_array_equal(np.asarray(typed.per_sample.js_distance, np.float32), rows["js_distance"])

@@ -82,7 +82,11 @@ _OIP_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32
 
 
 def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -> Response:
-    """`result` with its per-sample `arrays`: inline JSON lists, or binary tensors after a JSON header."""
+    """`result` with its per-sample `arrays`: inline JSON lists, or binary tensors after a JSON header.
+
+    A dotted name (``per_sample.kl_pq``) puts its array in a nested object of the JSON answer,
+    and names the binary output the same way.
+    """
     if not arrays:
         return json_response(result)
     if not binary:
@@ -114,16 +118,37 @@ def _json_with_arrays(result: BaseModel, arrays: dict[str, np.ndarray]) -> Respo
     ``ndarray.tolist()`` made a Python float per value for Pydantic to print (1M float32 losses:
     136 ms; orjson from the buffer 31 ms, ``python -m benchmarks.replaced``). Arrays are printed
     as float64, so the text is byte for byte what the Pydantic path gives (a float32 value
-    prints as the double it is).
-    Non-finite values keep that path: they are sent as "Infinity"/"-Infinity"/"NaN", which
-    orjson would write as null.
+    prints as the double it is). An array with non-finite values, which orjson would write as
+    null, goes as a list with "Infinity"/"-Infinity"/"NaN" strings in their places, as the
+    result models write them.
     """
-    if not all(np.isfinite(a).all() for a in arrays.values()):
-        return json_response(result.model_copy(update={name: a.tolist() for name, a in arrays.items()}))
     body = orjson.loads(result.model_dump_json())  # small: the scalars and the convention
     for name, a in arrays.items():
-        body[name] = np.ascontiguousarray(a, dtype=np.float64)  # the fields are floats: 2 prints as 2.0
+        *parents, leaf = name.split(".")
+        into = body
+        for key in parents:
+            if into.get(key) is None:
+                into[key] = {}
+            into = into[key]
+        finite = np.isfinite(a)
+        into[leaf] = (
+            np.ascontiguousarray(a, dtype=np.float64)  # the fields are floats: 2 prints as 2.0
+            if finite.all()
+            else _with_non_finite_strings(a.astype(np.float64).tolist(), a, finite)
+        )
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
+def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarray) -> list[Any]:
+    """`values` (``a.tolist()``) with each non-finite entry replaced by its JSON string form."""
+    for index in np.argwhere(~finite):
+        *outer, last = index.tolist()
+        row = values
+        for i in outer:
+            row = row[i]
+        value = row[last]
+        row[last] = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return values
 
 
 def unit_of(base: Any) -> str:

@@ -16,7 +16,7 @@ from service.api.schemas import (
 from service.api.schemas.divergence import DivergenceRows, DivergenceStats
 from service.core._typing import FloatArray
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -26,7 +26,7 @@ ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits")
 @router.post(
     "/divergence",
     response_model=DivergenceResult,
-    responses=PROBLEM_RESPONSES,
+    responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(DivergenceBody),
 )
 @scoring(inline_bytes=INLINE_BYTES)
@@ -48,29 +48,27 @@ def score_divergence(body: Body) -> Response:
         )
     rows = _rows(p, q, log_base(options.base))
     means = {name: float(np.mean(values, dtype=np.float64)) for name, values in rows.items()}
-    return json_response(
-        DivergenceResult(
-            n=p.dist.n_samples,
-            mean=DivergenceStats(**means),
-            per_sample=DivergenceRows(**{k: v.tolist() for k, v in rows.items()})
-            if options.per_sample
-            else None,
-            convention=DivergenceConvention(
-                p=p.field.removeprefix("p_"),
-                q=q.field.removeprefix("q_"),
-                dtype=core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
-                base=options.base,
-                unit=unit_of(options.base),
-                eps=max(p.dist.eps, q.dist.eps),
-                n_clipped=p.dist.n_clipped + q.dist.n_clipped,
-                tolerance=p.tolerance,
-                n_normalized=p.n_normalized + q.n_normalized,
-                zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
-                "log(1/eps) terms, or Infinity when eps is 0",
-                matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon",
-            ),
-        )
+    result = DivergenceResult(
+        n=p.dist.n_samples,
+        mean=DivergenceStats(**means),
+        per_sample=None,  # placed by `respond`, from the arrays
+        convention=DivergenceConvention(
+            p=p.field.removeprefix("p_"),
+            q=q.field.removeprefix("q_"),
+            dtype=core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
+            base=options.base,
+            unit=unit_of(options.base),
+            eps=max(p.dist.eps, q.dist.eps),
+            n_clipped=p.dist.n_clipped + q.dist.n_clipped,
+            tolerance=p.tolerance,
+            n_normalized=p.n_normalized + q.n_normalized,
+            zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
+            "log(1/eps) terms, or Infinity when eps is 0",
+            matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon",
+        ),
     )
+    per_sample = {f"per_sample.{name}": rows[name] for name in DivergenceRows.model_fields}
+    return respond(result, per_sample if options.per_sample else {}, binary=options.binary_data_output)
 
 
 def _rows(p: Prediction, q: Prediction, base: float) -> dict[str, FloatArray]:

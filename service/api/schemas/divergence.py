@@ -11,6 +11,13 @@ class DivergenceOptions(ProbabilityOptions):
     """The scalar options of a divergence request."""
 
     per_sample: bool = Field(default=False, description="Also return every quantity per row.")
+    binary_data_output: bool = Field(
+        default=False,
+        description="With `per_sample`, send the per-row quantities as raw binary tensors (OIP binary "
+        "extension, application/octet-stream: the JSON result with `per_sample` null and one "
+        "`outputs` entry per quantity, named `per_sample.kl_pq` and so on, then their bytes) "
+        "instead of JSON lists.",
+    )
 
 
 def _side(name: str, kind: str) -> FloatArrayField | None:
