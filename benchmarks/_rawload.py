@@ -17,20 +17,26 @@ from pathlib import Path
 from benchmarks._timing import load_summary
 
 
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+    """Send prebuilt `request` bytes; read the answer by its Content-Length. Whether it was a 200."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return head.startswith(b"HTTP/1.1 200")
+
+
 async def _client(port: int, request: bytes, deadline: float, latencies: list[float], bad: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            ok = await exchange(reader, writer, request)
             latencies.append(time.perf_counter() - start)
-            if not head.startswith(b"HTTP/1.1 200"):
+            if not ok:
                 bad.append(1)
     finally:
         writer.close()
