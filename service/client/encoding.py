@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.api.outputs import put_output
+
 #: OIP datatype by NumPy kind and item size (booleans are sent as UINT8).
 DATATYPES: dict[str, str] = {
     "f2": "FP16",
@@ -131,12 +133,6 @@ def decode_response(content: bytes, header_length: str | None) -> dict[str, Any]
         dtype = DTYPES[output["datatype"]]
         count = int(np.prod(output["shape"]))
         array = np.frombuffer(content, dtype=dtype, count=count, offset=offset)
-        *parents, leaf = output["name"].split(".")
-        into = body
-        for key in parents:
-            if into.get(key) is None:
-                into[key] = {}
-            into = into[key]
-        into[leaf] = array.reshape(output["shape"])
+        put_output(body, output["name"], array.reshape(output["shape"]))
         offset += output["parameters"]["binary_data_size"]
     return body

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from service.api.outputs import put_output
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
 from service.core import dtype_name
@@ -124,17 +125,13 @@ def _json_with_arrays(result: BaseModel, arrays: dict[str, np.ndarray]) -> Respo
     """
     body = orjson.loads(result.model_dump_json())  # small: the scalars and the convention
     for name, a in arrays.items():
-        *parents, leaf = name.split(".")
-        into = body
-        for key in parents:
-            if into.get(key) is None:
-                into[key] = {}
-            into = into[key]
         finite = np.isfinite(a)
-        into[leaf] = (
+        put_output(
+            body,
+            name,
             np.ascontiguousarray(a, dtype=np.float64)  # the fields are floats: 2 prints as 2.0
             if finite.all()
-            else _with_non_finite_strings(a.astype(np.float64).tolist(), a, finite)
+            else _with_non_finite_strings(a.astype(np.float64).tolist(), a, finite),
         )
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
