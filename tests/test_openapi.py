@@ -49,3 +49,24 @@ def test_the_document_is_built_at_start_up_not_by_the_first_request():
         assert app.openapi_schema is not None  # a first /docs would otherwise hold the event loop ~0.2 s
         built = app.openapi_schema
         assert client.get("/openapi.json").json() == built
+
+
+def test_openapi_json_is_printed_once_and_lists_a_root_path_as_fastapi_does(monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import service.app as app_module
+
+    printed = []
+    dumps = app_module.orjson.dumps
+    monkeypatch.setattr(app_module.orjson, "dumps", lambda *a, **k: printed.append(a[0]) or dumps(*a, **k))
+    app = create_app()
+    with TestClient(app) as client:
+        first, second = client.get("/openapi.json"), client.get("/openapi.json")
+    assert first.headers["content-type"] == "application/json"
+    assert first.content == second.content
+    assert sum(value is app.openapi() for value in printed) == 1  # printed by the first request only
+    assert json.loads(first.content) == app.openapi()
+    with TestClient(app, root_path="/scoring") as client:
+        document = client.get("/openapi.json").json()
+    assert document["servers"] == [{"url": "/scoring"}]
+    assert document["paths"] == app.openapi()["paths"] and "servers" not in app.openapi()
