@@ -8,6 +8,9 @@ Servers run as subprocesses (one uvicorn worker each). Small batches are driven 
 httpx clients in this process (what a Python caller sees; on two cores the client itself is
 the bottleneck) and by a raw keep-alive HTTP/1.1 generator in its own process
 (``benchmarks._rawload``), which saturates the server and so measures the framework's floor.
+A third server, ``benchmarks.essential_app``, does only the work any such service must do for
+the request (parse, arrays, checks, Xent's core, the same answer) as raw ASGI: its share of the
+floor is the ceiling for Xent's.
 Peak RSS is measured on a fresh server per payload format and size (peak RSS only grows),
 after a small warm-up request of the same format. The large request scored during the
 /healthz probes is sent from another process, so the probes time the server alone.
@@ -117,11 +120,15 @@ def _raw_load(server: Server, body: bytes, clients: int, seconds: float) -> dict
     return result
 
 
-def small_batches(xent: Server, bare: Server, clients: int, seconds: float) -> list[dict[str, object]]:
+def small_batches(servers: dict[str, Server], clients: int, seconds: float) -> list[dict[str, object]]:
+    """Each server in `servers` (the first is the floor) under both clients; their shares of the floor."""
     rng = np.random.default_rng(0)
     body = json.dumps(
         {"logits": rng.standard_normal((32, 10)).tolist(), "labels": rng.integers(0, 10, 32).tolist()}
     ).encode()
+    scorers = list(servers.values())[1:]
+    answers = [httpx.post(s.url + "/v1/cross-entropy", content=body).json() for s in scorers]
+    assert all(answer["loss"] == answers[0]["loss"] for answer in answers), answers  # the same work
     rows = []
     for client, load in (
         ("raw keep-alive generator (server-bound)", lambda s: _raw_load(s, body, clients, seconds)),
@@ -130,11 +137,8 @@ def small_batches(xent: Server, bare: Server, clients: int, seconds: float) -> l
             lambda s: asyncio.run(_load(s.url + "/v1/cross-entropy", body, clients, seconds)),
         ),
     ):
-        results = {
-            name: load(server)
-            for name, server in (("bare FastAPI (constant)", bare), ("Xent /v1/cross-entropy", xent))
-        }
-        floor = results["bare FastAPI (constant)"]["rps"]
+        results = {name: load(server) for name, server in servers.items()}
+        floor = next(iter(results.values()))["rps"]
         for name, r in results.items():
             rows.append(
                 {
@@ -356,18 +360,24 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(health_at_size(args.health_gb) + "\n")
         return 0
     seconds, n, repeats = (3.0, 10_000, 2) if args.quick else (10.0, 100_000, 5)
-    xent = Server("service.app:create_app", factory=True)
-    bare = Server("benchmarks.bare_app:app", factory=False)
+    servers = {
+        "bare FastAPI (constant)": Server("benchmarks.bare_app:app", factory=False),
+        "Xent /v1/cross-entropy": Server("service.app:create_app", factory=True),
+        "essential work only (raw ASGI, see benchmarks/essential_app.py)": Server(
+            "benchmarks.essential_app:app", factory=False
+        ),
+    }
+    xent = servers["Xent /v1/cross-entropy"]
     try:
         out = [
             "## Small batches (32×10 JSON, 16 concurrent clients, 1 worker)",
-            table(small_batches(xent, bare, 16, seconds)),
+            table(small_batches(servers, 16, seconds)),
         ]
         body, headers = _bodies(10 * n, 10)["OIP binary"]
         health = asyncio.run(_health_during(xent.url, body, headers))
     finally:
-        xent.stop()
-        bare.stop()
+        for server in servers.values():
+            server.stop()
     large = large_batches(n, 10, 3 * repeats) + ([] if args.quick else large_batches(10 * n, 10, 2))
     out += ["\n## Large batches (a fresh server per row)", table(large)]
     out += [
