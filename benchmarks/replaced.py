@@ -6,6 +6,10 @@
   the whole-array formulas of ``service.core.entropy`` the route used before (still in the core
   API), 1M×10 float32 from probabilities and from logits: time, and the peak of traced
   allocations (NumPy reports its buffers to ``tracemalloc``).
+- Binary cross-entropy from logits, 10M values with int64 labels, float32 and float64:
+  ``service.core.sigmoid.binary_nll`` against the kernel it replaced (session 7's, copied here
+  as ``_binary_nll_before``: ``-|x|`` by abs and negate, NumPy's scalar-operand ``maximum``, a
+  fresh label mask per block, the ``1/u`` of the ``log1p`` correction).
 - A JSON answer with 1M per-sample losses: ``respond`` (orjson from the array's buffer) against
   the Pydantic path it replaced (``tolist()``, then ``model_dump_json``), float32 and float64.
 """
@@ -23,6 +27,7 @@ from benchmarks._timing import median_ms, table
 from service.api.routes import json_response, respond
 from service.api.schemas import CrossEntropyConvention, CrossEntropyResult
 from service.core import Distribution, divergence_rows
+from service.core.sigmoid import BLOCK_BYTES, binary_nll
 
 # `service.core` re-exports a function named `entropy`: the module is imported by name.
 entropy_formulas = importlib.import_module("service.core.entropy")
@@ -80,6 +85,46 @@ def divergences(n: int, repeats: int) -> list[dict[str, object]]:
     return rows
 
 
+def _binary_nll_before(labels: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Session 7's ``service.core.sigmoid._blocked`` with labels, as it was."""
+    flat, y = x.reshape(-1), labels.reshape(-1)
+    out = np.empty(flat.shape, x.dtype)
+    step = max(1, BLOCK_BYTES // x.itemsize)
+    scratch = np.empty((3, min(step, flat.size)), x.dtype)
+    for start in range(0, flat.size, step):
+        block = slice(start, start + step)
+        xb = flat[block]
+        t, u, c = scratch[:, : xb.size]
+        np.abs(xb, out=c)
+        np.negative(c, out=t)
+        np.exp(t, out=t)
+        np.add(t, 1, out=u)
+        np.subtract(u, 1, out=c)
+        np.subtract(t, c, out=c)
+        np.divide(c, u, out=c)
+        np.log(u, out=u)
+        u += c
+        np.maximum(xb, 0, out=c)
+        np.multiply(xb, y[block] == 1, out=t)
+        c -= t
+        np.add(c, u, out=out[block])
+    return out.reshape(x.shape)
+
+
+def binary_logits(n: int, repeats: int) -> list[dict[str, object]]:
+    rows = []
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(1)
+        z = (3 * rng.standard_normal(n)).astype(dtype)
+        y = rng.integers(0, 2, size=n)
+        now, before = binary_nll(y, z), _binary_nll_before(y, z)
+        np.testing.assert_allclose(now, before, rtol=4 * np.finfo(dtype).eps)  # the same losses
+        case = f"binary CE from logits, {n:,} {np.dtype(dtype).name} + int64 labels"
+        for code, kernel in (("binary_nll", binary_nll), ("session 7's kernel (before)", _binary_nll_before)):
+            rows.append(_row(case, code, lambda k=kernel, y=y, z=z: k(y, z), repeats))
+    return rows
+
+
 def _result() -> CrossEntropyResult:
     convention = CrossEntropyConvention(
         input="logits", form="categorical", truth="labels", dtype="float32", base="e", unit="nats",
@@ -117,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="sizes / 10")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else 1_000_000
-    sys.stdout.write(table(divergences(n, 5) + json_losses(n, 5)) + "\n")
+    rows = divergences(n, 5) + binary_logits(10 * n, 5) + json_losses(n, 5)
+    sys.stdout.write(table(rows) + "\n")
     return 0
 
 
