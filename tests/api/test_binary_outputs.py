@@ -105,6 +105,14 @@ def test_non_finite_values_keep_their_string_form(dtype):
     assert answer == json_response(_result().model_copy(update={"losses": values.tolist()})).body
 
 
+def test_non_finite_values_of_a_matrix_are_replaced_in_place():
+    from service.api.routes import _with_non_finite_strings
+
+    a = np.array([[0.5, np.inf], [-np.inf, np.nan], [1.0, 2.0]])
+    got = _with_non_finite_strings(a.tolist(), a, np.isfinite(a))
+    assert got == [[0.5, "Infinity"], ["-Infinity", "NaN"], [1.0, 2.0]]
+
+
 def test_divergence_rows_come_as_binary_tensors_named_under_per_sample(client, rng):
     p = sp.softmax(rng.standard_normal((12, 4)), axis=1).astype(np.float32)
     q = sp.softmax(rng.standard_normal((12, 4)), axis=1).astype(np.float32)
