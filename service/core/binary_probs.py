@@ -25,15 +25,36 @@ def count_clipped(p: FloatArray, eps: float) -> int:
     """
     if p.size == 0 or (p.min() >= eps and 1 - p.max() >= eps):  # NaN fails both: counted below
         return 0  # two reductions; `1 - max p` rounds as `min (1 - p)` does, in p's dtype
+    top = high_side_threshold(p.dtype, eps)
     step = max(1, BLOCK_BYTES // p.itemsize)
-    scratch = np.empty(min(step, p.size), p.dtype)
+    hit = np.empty(min(step, p.size), bool)
     total = 0
     for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
         checkpoint()
         pb = p[start : start + step]
-        q = np.subtract(1, pb, out=scratch[: pb.size])
-        total += int(np.count_nonzero(pb < eps)) + int(np.count_nonzero(q < eps))
+        h = hit[: pb.size]
+        total += int(np.count_nonzero(np.less(pb, eps, out=h)))
+        total += int(np.count_nonzero(np.greater_equal(pb, top, out=h)))  # 1 - p < eps, no 1 - p formed
     return total
+
+
+def high_side_threshold(dtype: np.dtype, eps: float) -> np.generic:
+    """The least value ``t`` of `dtype` with ``1 - t < eps`` as NumPy rounds it in `dtype`.
+
+    ``1 - p`` rounds monotonically, so ``1 - p < eps`` holds exactly for ``p >= t``: one
+    comparison instead of a subtraction and a comparison. Found from ``1 - eps`` by stepping an
+    ulp at a time with the very operation it replaces.
+    """
+
+    def clipped(x: np.ndarray) -> bool:
+        return bool(np.subtract(1, x) < eps)
+
+    t = np.array(1 - eps, dtype)
+    while not clipped(t):
+        t = np.nextafter(t, np.array(2, dtype))
+    while clipped(below := np.nextafter(t, np.array(-1, dtype))):
+        t = below
+    return t[()]
 
 
 def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:

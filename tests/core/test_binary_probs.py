@@ -46,6 +46,28 @@ def test_binary_nll_probs_with_eps_zero_gives_inf_and_exact_zero(dtype):
     np.testing.assert_array_equal(binary_nll_probs(y, p, 0.0), losses)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("eps", ["auto", 1e-7, 1e-15, 1e-300, 0.3, 0.6])
+def test_count_clipped_agrees_with_its_definition_at_every_boundary(rng, monkeypatch, dtype, eps):
+    monkeypatch.setattr(kernel, "BLOCK_BYTES", 16 * np.dtype(dtype).itemsize)
+    eps = float(np.finfo(dtype).eps) if eps == "auto" else eps
+    one, edges = np.array(1, dtype), []
+    for start in (np.array(1 - eps, dtype), np.array(eps, dtype), one):  # ulps around both thresholds
+        x = start
+        for _ in range(6):
+            x = np.nextafter(x, np.array(-1, dtype))
+        for _ in range(12):
+            edges.append(x[()])
+            x = np.nextafter(x, np.array(2, dtype))
+    p = np.concatenate(
+        [np.array(edges, dtype), rng.random(50).astype(dtype), np.array([0, 1, np.nan], dtype)]
+    )
+    rng.shuffle(p)
+    with np.errstate(invalid="ignore"):
+        expected = int(np.count_nonzero(p < eps) + np.count_nonzero(np.subtract(1, p) < eps))
+    assert count_clipped(p, eps) == expected > 0
+
+
 def test_count_clipped_counts_both_sides_across_blocks(rng, monkeypatch):
     monkeypatch.setattr(kernel, "BLOCK_BYTES", 8 * 7)
     p = _probs(rng, 100, np.float64)
