@@ -7,6 +7,8 @@ three cheap passes where ``copyto(..., where=)`` took four times the ``log`` (me
 README, Performance).
 """
 
+from typing import Any
+
 import numpy as np
 
 from ._typing import FloatArray, IntArray
@@ -38,8 +40,8 @@ def count_clipped(p: FloatArray, eps: float) -> int:
     return total
 
 
-def high_side_threshold(dtype: np.dtype, eps: float) -> np.generic:
-    """The least value ``t`` of `dtype` with ``1 - t < eps`` as NumPy rounds it in `dtype`.
+def high_side_threshold(dtype: np.dtype[Any], eps: float) -> np.ndarray:
+    """The least value ``t`` of `dtype` (a 0-d array) with ``1 - t < eps`` as NumPy rounds it in `dtype`.
 
     ``1 - p`` rounds monotonically, so ``1 - p < eps`` holds exactly for ``p >= t``: one
     comparison instead of a subtraction and a comparison. Found from ``1 - eps`` by stepping an
@@ -54,7 +56,7 @@ def high_side_threshold(dtype: np.dtype, eps: float) -> np.generic:
         t = np.nextafter(t, np.array(2, dtype))
     while clipped(below := np.nextafter(t, np.array(-1, dtype))):
         t = below
-    return t[()]
+    return np.asarray(t, dtype)
 
 
 def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:
