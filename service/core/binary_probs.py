@@ -51,12 +51,16 @@ def high_side_threshold(dtype: np.dtype[Any], eps: float) -> np.ndarray:
     def clipped(x: np.ndarray) -> bool:
         return bool(np.subtract(1, x) < eps)
 
+    up, down = np.array(2, dtype), np.array(-1, dtype)
     t = np.array(1 - eps, dtype)
-    while not clipped(t):
-        t = np.nextafter(t, np.array(2, dtype))
-    while clipped(below := np.nextafter(t, np.array(-1, dtype))):
-        t = below
-    return np.asarray(t, dtype)
+    for _ in range(64):  # 1 - eps lands within an ulp or two of it; a bound, never a hang
+        if not clipped(t):
+            t = np.nextafter(t, up)
+        elif clipped(below := np.nextafter(t, down)):
+            t = below
+        else:
+            return np.asarray(t, dtype)
+    raise ValueError(f"eps must be a number in [0, 1); got {eps!r}")
 
 
 def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:

@@ -68,6 +68,11 @@ def test_count_clipped_agrees_with_its_definition_at_every_boundary(rng, monkeyp
     assert count_clipped(p, eps) == expected > 0
 
 
+def test_the_high_side_threshold_of_a_nan_eps_is_an_error_not_a_hang():
+    with pytest.raises(ValueError, match="eps"):
+        kernel.high_side_threshold(np.dtype(np.float32), float("nan"))
+
+
 def test_count_clipped_counts_both_sides_across_blocks(rng, monkeypatch):
     monkeypatch.setattr(kernel, "BLOCK_BYTES", 8 * 7)
     p = _probs(rng, 100, np.float64)
