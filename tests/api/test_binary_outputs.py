@@ -130,6 +130,9 @@ def test_divergence_rows_come_as_binary_tensors_named_under_per_sample(client, r
         assert tensor.dtype == np.float32 and tensor.shape == (12,)  # float32 rows stay float32
         np.testing.assert_array_equal(tensor, np.asarray(values, np.float32))
     np.testing.assert_allclose(tensors["per_sample.kl_pq"], sp.rel_entr(p, q).sum(axis=1), rtol=1e-5)
+    # without per_sample there is no array to send: plain JSON
+    plain = client.post("/v1/divergence", json={**body, "per_sample": False, "binary_data_output": True})
+    assert plain.headers["content-type"] == "application/json" and plain.json()["per_sample"] is None
 
 
 def test_divergence_rows_with_infinities_keep_their_strings_in_json(client):
