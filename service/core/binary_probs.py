@@ -25,15 +25,17 @@ def count_clipped(p: FloatArray, eps: float) -> int:
     >>> count_clipped(np.array([0.0, 1.0, 0.5]), 1e-7)
     2
     """
-    if p.size == 0 or (p.min() >= eps and 1 - p.max() >= eps):  # NaN fails both: counted below
-        return 0  # two reductions; `1 - max p` rounds as `min (1 - p)` does, in p's dtype
-    top = high_side_threshold(p.dtype, eps)
     step = max(1, BLOCK_BYTES // p.itemsize)
     hit = np.empty(min(step, p.size), bool)
+    top = None
     total = 0
     for start in range(0, p.size, step):  # blocks sized for the cache, never single samples
         checkpoint()
         pb = p[start : start + step]
+        if pb.min() >= eps and 1 - pb.max() >= eps:  # `1 - max p` rounds as `min (1 - p)` does
+            continue  # two reductions of a block in cache; NaN fails both and is looked at
+        if top is None:
+            top = high_side_threshold(p.dtype, eps)
         h = hit[: pb.size]
         total += int(np.count_nonzero(np.less(pb, eps, out=h)))
         total += int(np.count_nonzero(np.greater_equal(pb, top, out=h)))  # 1 - p < eps, no 1 - p formed
