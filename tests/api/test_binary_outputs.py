@@ -148,8 +148,14 @@ def test_divergence_rows_with_infinities_keep_their_strings_in_json(client):
     np.testing.assert_allclose(rows["js_divergence"], jensenshannon([0.5, 0.5], [1.0, 0.0]) ** 2, rtol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["/v1/apply", "/v1/temperature"])
-def test_a_binary_data_output_that_is_not_a_boolean_is_a_422_naming_it(client, path):
-    body = {"logits": [[1.0, 0.0]], "binary_data_output": "sometimes"}
-    body |= {"temperature": 1.0} if path == "/v1/apply" else {"labels": [0]}
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/v1/apply", {"logits": [[1.0, 0.0]], "temperature": 1.0}),
+        ("/v1/temperature", {"logits": [[1.0, 0.0]], "labels": [0]}),
+        ("/v1/divergence", {"p_probs": [[0.5, 0.5]], "q_probs": [[0.5, 0.5]], "per_sample": True}),
+    ],
+)
+def test_a_binary_data_output_that_is_not_a_boolean_is_a_422_naming_it(client, path, fields):
+    body = {**fields, "binary_data_output": "sometimes"}
     assert_problem(client.post(path, json=body), 422, "#/binary_data_output", "boolean")
