@@ -109,18 +109,29 @@ class FineHistogram:
         if weights is not None:
             c = c * weights
             o = o * weights
-        return cls.reduce(fine_cells(conf), np.ones(conf.shape[0], np.int64), c, o, weights)
+        n = conf.shape[0]
+        return cls.reduce(fine_cells(conf), np.ones(n, np.int64), c, o, weights, rows=n)
 
     @classmethod
     def reduce(
-        cls, cells: IntArray, count: IntArray, conf: FloatArray, hits: FloatArray, weight: FloatArray | None
+        cls,
+        cells: IntArray,
+        count: np.ndarray,
+        conf: FloatArray,
+        hits: FloatArray,
+        weight: FloatArray | None,
+        *,
+        rows: int,
     ) -> "FineHistogram":
-        """Add up entries that share a cell (any order, repeats allowed): one ``np.bincount`` per sum."""
-        rows = _exact_sum(cells, count)
-        nz = np.flatnonzero(rows)
+        """Add up entries that share a cell (any order, repeats allowed): one ``np.bincount`` per sum.
+
+        `count` (integers, as int or float64) adds up to `rows`; below 2**53 float64 sums are exact.
+        """
+        total = exact_bincount(cells, count, N_CELLS, rows)
+        nz = np.flatnonzero(total)
         sums = [np.bincount(cells, weights=v, minlength=N_CELLS)[nz] for v in (conf, hits)]
-        total = None if weight is None else np.bincount(cells, weights=weight, minlength=N_CELLS)[nz]
-        return cls(nz.astype(np.int64), rows[nz], sums[0], sums[1], total)
+        weights = None if weight is None else np.bincount(cells, weights=weight, minlength=N_CELLS)[nz]
+        return cls(nz.astype(np.int64), total[nz], sums[0], sums[1], weights)
 
     @property
     def weights(self) -> FloatArray:
@@ -141,10 +152,10 @@ class FineHistogram:
         )
 
 
-def _exact_sum(index: IntArray, counts: IntArray) -> IntArray:
-    """Integer ``bincount`` over cells: float64 sums are exact while the total stays below 2**53."""
-    if counts.size and int(counts.sum(dtype=np.uint64)) >= 2**53:
-        out = np.zeros(N_CELLS, np.int64)
-        np.add.at(out, index, counts)
+def exact_bincount(index: IntArray, counts: np.ndarray, size: int, total: int) -> IntArray:
+    """Integer sums per index of counts adding up to `total`: float64 ``bincount``, exact below 2**53."""
+    if total >= 2**53:  # float64 would round: add integers (slower)
+        out = np.zeros(size, np.int64)
+        np.add.at(out, index, counts.astype(np.int64))
         return out
-    return np.bincount(index, weights=counts, minlength=N_CELLS).astype(np.int64)
+    return np.bincount(index, weights=counts, minlength=size).astype(np.int64)

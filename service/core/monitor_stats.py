@@ -319,10 +319,15 @@ def merge_stats(items: Iterable["MonitorStats | bytes"]) -> MonitorStats:
     >>> merge_stats([a, a.to_bytes(), a]).n_labelled
     3
     """
-    objects: list[MonitorStats] = []
-    blobs: list[bytes] = []
-    for item in items:  # sorts items by kind, never rows
-        (objects if isinstance(item, MonitorStats) else blobs).append(item)  # type: ignore[arg-type]
+    everything = list(items)
+    kinds = set(map(type, everything))
+    if kinds <= {MonitorStats}:
+        objects, blobs = everything, []
+    elif kinds <= {bytes, bytearray, memoryview}:
+        objects, blobs = [], everything
+    else:
+        objects = [item for item in everything if isinstance(item, MonitorStats)]
+        blobs = [item for item in everything if not isinstance(item, MonitorStats)]
     if blobs:
         from .monitor_codec import decode_many
 
@@ -487,15 +492,15 @@ def _merge_objects(items: list[MonitorStats]) -> MonitorStats:
         correct_weight=floats("correct_weight"),
         labelled_confidence_sum=floats("labelled_confidence_sum"),
         label_counts=labels,
-        top=merge_histograms([s.top for s in items], weighted),
-        positive=merge_histograms(positive, weighted) if positive else None,
+        top=merge_histograms([s.top for s in items], weighted, ints("n_labelled")),
+        positive=merge_histograms(positive, weighted, ints("n_labelled")) if positive else None,
         predicted_weights=predicted_w,
         label_weights=labels_w,
     )
 
 
-def merge_histograms(hists: Sequence[FineHistogram], weighted: bool) -> FineHistogram:
-    """One histogram of every row of `hists` (concatenated, then one ``bincount`` per sum)."""
+def merge_histograms(hists: Sequence[FineHistogram], weighted: bool, rows: int) -> FineHistogram:
+    """One histogram of every row of `hists` (`rows` in all): concatenated, one ``bincount`` per sum."""
     cat = np.concatenate
     weight = cat([h.weights for h in hists]) if weighted else None
     return FineHistogram.reduce(
@@ -504,6 +509,7 @@ def merge_histograms(hists: Sequence[FineHistogram], weighted: bool) -> FineHist
         cat([h.conf for h in hists]),
         cat([h.hits for h in hists]),
         weight,
+        rows=rows,
     )
 
 
