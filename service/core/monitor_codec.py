@@ -141,6 +141,8 @@ def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, dtype)
+    if counts.size == 1:  # one blob: its records are contiguous
+        return np.frombuffer(data, dtype, total, int(offsets[0]))
     size = dtype.itemsize
     steps = np.full(total, size, np.int64)  # consecutive records of a blob are `size` apart ...
     first = np.cumsum(counts) - counts
@@ -172,7 +174,7 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
         or (binary and n_classes != 2)
         or (flags & ~np.uint8(BINARY | WEIGHTED | POSITIVE)).any()
         or (positive != (n_classes == 2)).any()
-        or not np.isin(width, (1, 2, 4, 8)).all()
+        or ((width != 1) & (width != 2) & (width != 4) & (width != 8)).any()
         or (head["index_width"] != index_width(n_classes)).any()
     ):
         raise _bad("is not a valid MonitorStats header (flags, width or K)")
