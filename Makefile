@@ -31,9 +31,10 @@ lint: $(VENV)/.dev
 	$(PY) -m mypy service
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict turns every warning (a broken
-# link or anchor, a nav entry without its page) into a failure.
+# link or anchor, a nav entry without its page) into a failure. (NO_MKDOCS_2_WARNING silences Material's
+# banner about its end of life in May 2027 and its successor, Zensical.)
 docs: $(VENV)/.dev
-	$(PY) -m mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 openapi: $(VENV)/.runtime
 	$(PY) -m service openapi --output openapi/openapi.json
