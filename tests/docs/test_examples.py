@@ -1,7 +1,9 @@
 """Every runnable example in README.md and docs/ runs against a live server and prints what the page shows."""
 
 import os
+import re
 import shutil
+import unicodedata
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +60,27 @@ def test_pages_have_runnable_examples() -> None:
 def test_readme_is_short() -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= README_MAX_LINES
+
+
+def slug(heading: str) -> str:
+    """The anchor Python-Markdown's toc extension gives a heading (its default slugify)."""
+    text = unicodedata.normalize("NFKD", heading).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_readme_links_resolve() -> None:
+    """mkdocs --strict checks the site's links; the README is outside it, so check its own here."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert len(links) >= 20
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), link
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), re.MULTILINE)
+            assert anchor in {slug(heading) for heading in headings}, link
 
 
 def test_a_marker_without_a_code_fence_is_refused(tmp_path: Path) -> None:
