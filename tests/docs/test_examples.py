@@ -3,9 +3,9 @@
 import os
 import re
 import shutil
-import unicodedata
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 
