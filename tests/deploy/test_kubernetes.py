@@ -80,8 +80,10 @@ def test_every_base_file_is_listed_and_valid_on_its_own():
 def test_overlay_pins_the_image_namespace_and_replicas(rendered):
     pod = rendered["Deployment"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "registry.example.com/xent:0.1.0"
-    assert {doc["metadata"].get("namespace") for kind, doc in rendered.items() if kind != "Namespace"} == {"xent"}
-    assert rendered["Deployment"]["spec"]["replicas"] == rendered["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
+    namespaces = {doc["metadata"].get("namespace") for kind, doc in rendered.items() if kind != "Namespace"}
+    assert namespaces == {"xent"}
+    hpa = rendered["HorizontalPodAutoscaler"]["spec"]
+    assert rendered["Deployment"]["spec"]["replicas"] == hpa["minReplicas"]
 
 
 def test_deployment_is_non_root_read_only_and_bounded():
@@ -92,7 +94,8 @@ def test_deployment_is_non_root_read_only_and_bounded():
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) <= set(container["resources"]["limits"])
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) <= set(resources["limits"])
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/tmp" in mounts  # the multiprocess metrics directory and temporary files
 
@@ -132,7 +135,8 @@ def test_termination_grace_covers_the_drain_and_the_grace():
     # SIGTERM: answer 503 for XENT_DRAIN_S (at least one readiness period, so the pod leaves the
     # endpoints first), then let requests in flight run XENT_SHUTDOWN_GRACE_S; SIGKILL comes after.
     assert float(data["XENT_DRAIN_S"]) >= readiness["periodSeconds"] * readiness["failureThreshold"]
-    assert pod["terminationGracePeriodSeconds"] > float(data["XENT_DRAIN_S"]) + float(data["XENT_SHUTDOWN_GRACE_S"])
+    shutdown = float(data["XENT_DRAIN_S"]) + float(data["XENT_SHUTDOWN_GRACE_S"])
+    assert pod["terminationGracePeriodSeconds"] > shutdown
 
 
 def test_deployment_command_serves_with_the_configmap_and_its_probes_answer():
