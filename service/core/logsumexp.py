@@ -106,7 +106,7 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
         d = zt - m
         first = d.argmax(axis=0)  # the first maximum
         at_first: tuple[IntArray, IntArray] = (first, cols)
-        at_label = None if labels is None else (labels, cols)
+        at_label: tuple[IntArray, IntArray] | None = None if labels is None else (labels, cols)
         axis = 0
     else:
         m = np.maximum.reduce(z, axis=1)
