@@ -20,7 +20,7 @@ from .cancel import checkpoint
 BLOCK_BYTES = 1 << 19
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64
-#: Up to this many logits, one row-major pass of whole-array calls (:func:`_small_summary`).
+#: Up to this many logits, one pass of whole-array calls (:func:`_small_summary`).
 SMALL_ELEMENTS = 1 << 12
 
 
