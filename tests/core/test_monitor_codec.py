@@ -149,3 +149,20 @@ def test_bad_cell_and_mixed_classes_raise():
         MonitorStats.from_bytes("not bytes")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="at least one"):
         merge_stats([])
+
+
+def test_buffers_other_than_bytes_decode_the_same():
+    stats = stats_of(64, 5)
+    blob = stats.to_bytes()
+    for kind in (bytearray, memoryview):
+        assert_identical(merge_stats([kind(blob)]), stats)
+    merged = merge_stats([bytearray(blob), blob, memoryview(blob)])
+    assert merged.n_predictions == 3 * stats.n_predictions
+
+
+def test_a_batch_with_no_label_yet_has_only_a_prediction_side():
+    stats = MonitorStats.summarise(Distribution.from_probs(np.array([0.2, 0.9, 0.6])), [-1, -1, -1])
+    assert (stats.n_predictions, stats.n_labelled, stats.top.cells.size) == (3, 0, 0)
+    assert stats.mean_confidence() == pytest.approx((0.8 + 0.9 + 0.6) / 3, rel=1e-15)
+    assert np.isnan(stats.cross_entropy()) and np.isnan(stats.calibration_errors()["ece"])
+    assert_identical(MonitorStats.from_bytes(stats.to_bytes()), stats)
