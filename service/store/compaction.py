@@ -82,8 +82,9 @@ def _merge_group(store: "SqlStore", name: str, segment: str, target: int, low: i
         rows = cur.fetchall()
     if not rows or (len(rows) == 1 and rows[0][1] == target):
         return None
+    blobs = [bytes(row[2]) for row in rows]
     try:
-        blob = store.merge([bytes(row[2]) for row in rows])
+        blob = store.merge(blobs)
     except Exception:  # a blob the app cannot read: leave the group as it is, and say so
         logger.exception("monitor %r: cannot merge %d stats rows of bucket %d", name, len(rows), target)
         return None

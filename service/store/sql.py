@@ -172,7 +172,7 @@ COMPACTION_GROUPS = (
     "ORDER BY target, segment"
 )
 SELECT_GROUP = (
-    "SELECT id, blob FROM stats WHERE monitor = ? AND segment = ? AND bucket_start >= ? "
+    "SELECT id, bucket_start, blob FROM stats WHERE monitor = ? AND segment = ? AND bucket_start >= ? "
     "AND bucket_start <= ? ORDER BY id LIMIT ?"
 )
 DELETE_STATS_IDS = "DELETE FROM stats WHERE id IN ({ids}) RETURNING id"
