@@ -9,12 +9,17 @@ from tests.store.test_batches import pending
 
 def fold_by_minute(rows, labels):
     """One stats row per joined row, in the minute bucket of its prediction: [1, label]."""
-    return [(int(row.time) // 60 * 60, row.segment, blob(1, label)) for row, label in zip(rows, labels, strict=True)]
+    return [
+        (int(row.time) // 60 * 60, row.segment, blob(1, label))
+        for row, label in zip(rows, labels, strict=True)
+    ]
 
 
 @pytest.fixture
 def ttl_monitor(store) -> MonitorConfig:
-    return store.put_monitor(MonitorConfig("m", n_classes=3, binary=False, class_names=None, label_ttl_s=1000))[0]
+    return store.put_monitor(
+        MonitorConfig("m", n_classes=3, binary=False, class_names=None, label_ttl_s=1000)
+    )[0]
 
 
 def test_join_labels_counts_joined_unknown_duplicate_and_expired(store, ttl_monitor):
