@@ -48,7 +48,7 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
     with store._transaction() as cur:
         cur.execute(q(sql.DELETE_STATS_BEFORE), (name, int(now - config.retention_s)))
         cur.execute(q(sql.DELETE_RESERVOIR_BEFORE), (name, now - config.retention_s))
-        cur.execute(q(sql.TRIM_RESERVOIR), (name, name, config.reservoir_size))
+        store._trim_reservoir(cur, name, config.reservoir_size, added=-cur.rowcount)
         cur.execute(q(sql.DELETE_PENDING_BEFORE), (name, now - 2 * config.label_ttl_s))
         if dropped := cur.rowcount:
             cur.execute(q(sql.ADD_PENDING), (-dropped, name))

@@ -61,6 +61,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE monitors ADD COLUMN output_tensor TEXT",
             "ALTER TABLE monitors ADD COLUMN output_kind TEXT",
             "ALTER TABLE monitors ADD COLUMN n_pending BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE monitors ADD COLUMN n_reservoir BIGINT NOT NULL DEFAULT 0",
             """CREATE TABLE pending (
                 monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
                 id TEXT NOT NULL,
@@ -139,14 +140,16 @@ DELETE_PENDING_IDS = (
 )
 DELETE_PENDING_BEFORE = "DELETE FROM pending WHERE monitor = ? AND event_time < ?"
 
-# Reservoir: bottom-k sample, keep the reservoir_size smallest random keys per monitor.
+# Reservoir: bottom-k sample, keep the reservoir_size smallest random keys per monitor. n_reservoir
+# counts its rows (kept in step like n_pending), so trimming deletes just the excess largest keys.
 INSERT_RESERVOIR = (
     "INSERT INTO reservoir (monitor, sample_key, event_time, segment, kind, dtype, payload, label) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, sample_key) DO NOTHING"
 )
-TRIM_RESERVOIR = (
-    "DELETE FROM reservoir WHERE monitor = ? AND sample_key >= "
-    "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key LIMIT 1 OFFSET ?)"
+ADD_RESERVOIR = "UPDATE monitors SET n_reservoir = n_reservoir + ? WHERE name = ? RETURNING n_reservoir"
+DELETE_LARGEST_KEYS = (
+    "DELETE FROM reservoir WHERE monitor = ? AND sample_key IN "
+    "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
 )
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "

@@ -2,7 +2,7 @@ import pytest
 
 from service.store import PendingRow, StoreLimit, StoreLimits
 from tests.store.blobs import blob
-from tests.store.conftest import make_store
+from tests.store.conftest import assert_counters_match, make_store
 from tests.store.test_monitors import config
 
 
@@ -79,6 +79,7 @@ def test_pending_rows_cap_refuses_the_batch_whole(db_path):
     store.write_batch("m", [], pending=[pending("d0"), pending("d1")], now=100.0)  # joined rows freed room
     with pytest.raises(StoreLimit):
         store.write_batch("m", [], pending=[pending("e0")], now=100.0)
+    assert_counters_match(db_path)
     store.close()
 
 
@@ -89,4 +90,5 @@ def test_pending_rows_cap_first_drops_expired_rows(db_path):
     store.write_batch("m", [], pending=[pending(f"new{i}", time=200.0) for i in range(3)], now=200.0)
     counts = store.join_labels("m", ["old0", "new0", "new1", "new2"], 200.0, lambda rows, labels: [], [0] * 4)
     assert (counts.joined, counts.unknown) == (3, 1)
+    assert_counters_match(db_path)
     store.close()

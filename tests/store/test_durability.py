@@ -10,7 +10,7 @@ import pytest
 
 from service.store import MonitorConfig, PendingRow, StoreLimits, StoreUnavailable
 from tests.store.blobs import blob, total
-from tests.store.conftest import make_store
+from tests.store.conftest import assert_counters_match, make_store
 from tests.store.writer import PENDING, batch
 
 
@@ -98,6 +98,7 @@ def test_processes_and_threads_writing_at_once_lose_nothing(db_path):
     ids += [f"{w}-{i}-{j}" for w in (8, 9) for i in range(100) for j in range(PENDING)]
     assert store.join_labels("m", ids, 0.0, lambda rows, labels: [], [0] * len(ids)).joined == len(ids)
     assert compactions > 1
+    assert_counters_match(db_path)
     store.close()
 
 
@@ -144,4 +145,5 @@ def test_a_full_database_raises_store_unavailable_and_writes_nothing(db_path):
     counts = store.join_labels("m", ids, 0.0, lambda rows, labels: [], [0] * len(ids))
     assert (counts.joined, counts.unknown) == (3 * failed, 3)  # the failed batch left nothing
     store.write_batch("m", [(0, "a", blob(1))], pending=[PendingRow("after", 0.0, "a", "probs", "<f8", big)])
+    assert_counters_match(db_path)
     store.close()

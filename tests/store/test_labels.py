@@ -4,6 +4,7 @@ import pytest
 
 from service.store import JoinCounts, MonitorConfig
 from tests.store.blobs import blob, total
+from tests.store.conftest import assert_counters_match
 from tests.store.test_batches import pending
 
 
@@ -54,6 +55,7 @@ def test_expired_rows_count_as_expired_until_swept_then_unknown(store, ttl_monit
     store.compact(2101.0)  # past two TTLs: swept
     assert store.join_labels("m", ["c"], 2101.0, fold_by_minute, [0]) == JoinCounts(unknown=1)
     assert store.read_stats("m", 0, 10**9) == []
+    assert_counters_match(store.path)
 
 
 def test_join_labels_that_fails_to_fold_changes_nothing(store, ttl_monitor):

@@ -3,7 +3,7 @@ import random
 import numpy as np
 
 from service.store import LabelledRow, MonitorConfig
-from tests.store.conftest import make_store
+from tests.store.conftest import assert_counters_match, make_store
 from tests.store.test_batches import pending
 from tests.store.test_labels import fold_by_minute
 
@@ -41,6 +41,7 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db_path):
     # a time window and a limit: the smallest keys among the rows in the window
     window = [i for i in expected[:k] if 150 <= 100.0 + i < 250][:5]
     assert [row.label for row in store.reservoir("m", 150.0, 250.0, 5)] == window
+    assert_counters_match(db_path)
     store.close()
 
 
