@@ -157,13 +157,20 @@ SELECT_RESERVOIR = (
 )
 
 # Retention and compaction
-DELETE_STATS_BEFORE = "DELETE FROM stats WHERE monitor = ? AND bucket_start < ?"
+DELETE_STATS_BEFORE = (
+    "DELETE FROM stats WHERE id IN (SELECT id FROM stats WHERE monitor = ? AND bucket_start < ? LIMIT ?)"
+)
+DELETE_PENDING_BEFORE_SOME = (
+    "DELETE FROM pending WHERE monitor = ? AND id IN "
+    "(SELECT id FROM pending WHERE monitor = ? AND event_time < ? LIMIT ?)"
+)
 DELETE_RESERVOIR_BEFORE = "DELETE FROM reservoir WHERE monitor = ? AND event_time < ?"
-DELETE_EMPTY_SEGMENTS = (
-    "DELETE FROM segments WHERE monitor = ? AND NOT EXISTS "
-    "(SELECT 1 FROM stats WHERE stats.monitor = segments.monitor AND stats.segment = segments.segment) "
-    "AND NOT EXISTS (SELECT 1 FROM pending "
-    "WHERE pending.monitor = segments.monitor AND pending.segment = segments.segment)"
+SELECT_STATS_SEGMENTS = "SELECT DISTINCT segment FROM stats WHERE monitor = ?"
+SELECT_PENDING_SEGMENTS = "SELECT DISTINCT segment FROM pending WHERE monitor = ?"
+DELETE_EMPTY_SEGMENT = (
+    "DELETE FROM segments WHERE monitor = ? AND segment = ? "
+    "AND NOT EXISTS (SELECT 1 FROM stats WHERE monitor = ? AND segment = ?) "
+    "AND NOT EXISTS (SELECT 1 FROM pending WHERE monitor = ? AND segment = ?)"
 )
 # Groups worth merging: several rows of one bucket, or (before `cutoff`, an hour boundary) rows of
 # one coarse bucket. Parameters: cutoff, width, width, monitor, min_rows (1 + any row off-grid).

@@ -167,3 +167,21 @@ def test_compactor_thread_runs_compaction_in_the_background(store):
     assert compactor.runs >= 1
     assert store.read_stats("m", 0, 10**10) == [(now, "a", blob(3))]
     assert np.array_equal(total(store.read_stats("m", 0, 10**10)), [3])
+
+
+def test_retention_deletes_in_chunks_until_nothing_old_is_left(store, monkeypatch):
+    from service.store import compaction
+    from tests.store.conftest import assert_counters_match
+
+    monkeypatch.setattr(compaction, "MAX_DELETE_ROWS", 3)
+    store.put_monitor(
+        MonitorConfig("m", n_classes=2, binary=False, class_names=None, retention_s=DAY, label_ttl_s=60)
+    )
+    store.write_batch("m", [(NOW - 2 * DAY + i, "old", blob(1)) for i in range(10)] + [(NOW, "a", blob(5))])
+    old = [PendingRow(f"p{i}", NOW - 1000.0, "old", "probs", "<f8", b"") for i in range(8)]
+    store.write_batch("m", [], pending=[*old, PendingRow("q", NOW - 10.0, "a", "probs", "<f8", b"")], now=NOW)
+    store.compact(NOW)
+    assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(5))]
+    assert store.segments("m") == ["a"]
+    assert store.join_labels("m", ["p0", "q"], NOW, lambda rows, labels: [], [0, 0]).joined == 1
+    assert_counters_match(store.path)

@@ -147,3 +147,19 @@ def test_a_full_database_raises_store_unavailable_and_writes_nothing(db_path):
     store.write_batch("m", [(0, "a", blob(1))], pending=[PendingRow("after", 0.0, "a", "probs", "<f8", big)])
     assert_counters_match(db_path)
     store.close()
+
+
+def _write_from_child(store):
+    store.write_batch("m", [(60, "child", blob(2))])
+
+
+def test_a_forked_child_opens_its_own_connection(store):
+    import multiprocessing
+
+    store.put_monitor(MonitorConfig("m", n_classes=2, binary=False, class_names=None))
+    store.write_batch("m", [(0, "parent", blob(1))])  # the parent's connection exists before the fork
+    child = multiprocessing.get_context("fork").Process(target=_write_from_child, args=(store,))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    assert store.read_stats("m", 0, 10**9) == [(0, "parent", blob(1)), (60, "child", blob(2))]
