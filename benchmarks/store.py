@@ -1,13 +1,14 @@
 """Ingest rate of the SQLite monitor store: `write_batch` calls per second, 1 and 2 processes.
 
-    python -m benchmarks.store [--seconds 3] [--blob-bytes 1200] [--synchronous NORMAL]
+    python -m benchmarks.store [--seconds 2] [--repeats 3] [--blob-bytes 1200] [--synchronous NORMAL]
 
 Each call is one committed transaction (WAL) appending what one scored batch of 32 rows of
 K=10 would: one stats row whose blob has `--blob-bytes` bytes (about the size of a serialised
 MonitorStats of 32 rows; the store never looks inside), plus, by variant, the 32 rows as pending
 rows waiting for late labels (40-byte float32 logits each, with ids) or as labelled rows offered to
 the reservoir (size 10,000). Every process writes to the same file, one minute bucket per second
-of the run, for `--seconds` seconds after a common start; the figure is the sum of their calls.
+of the run, for `--seconds` seconds after a common start; the figure is the sum of their calls per
+second, the median of `--repeats` runs (each on a fresh file) with the range in brackets.
 """
 
 import argparse
@@ -16,6 +17,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks._timing import table
 from service.store import LabelledRow, MonitorConfig, PendingRow, SqliteStore, StoreLimits
@@ -75,21 +78,23 @@ def run(variant: str, processes: int, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--blob-bytes", type=int, default=1200)
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     args = parser.parse_args()
     rows = []
     for variant in VARIANTS:
-        rates = {p: run(variant, p, args) for p in (1, 2)}
-        rows.append(
-            {
-                "write_batch": variant,
-                "1 process (/s)": f"{rates[1]:,.0f}",
-                "2 processes (/s)": f"{rates[2]:,.0f}",
-            }
-        )
-    print(f"synchronous={args.synchronous}, blob {args.blob_bytes} B, {args.seconds:g} s per run")
+        row = {"write_batch": variant}
+        for processes in (1, 2):
+            rates = sorted(run(variant, processes, args) for _ in range(args.repeats))
+            label = f"{processes} process{'es' if processes > 1 else ''} (/s)"
+            row[label] = f"{np.median(rates):,.0f} [{rates[0]:,.0f}-{rates[-1]:,.0f}]"
+        rows.append(row)
+    print(
+        f"synchronous={args.synchronous}, blob {args.blob_bytes} B, {args.seconds:g} s per run, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(table(rows))
 
 
