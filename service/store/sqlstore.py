@@ -363,6 +363,12 @@ class SqlStore:
         entries = [
             (config.name, bits(64) - 2**63, r.time, r.segment, r.kind, r.dtype, r.row, r.label) for r in rows
         ]
+        cur.execute(self._q(sql.RESERVOIR_FILL), (config.name, config.name))
+        count, largest = cur.fetchone()
+        if count >= config.reservoir_size:  # full: a key above the largest kept would be trimmed at once
+            entries = [entry for entry in entries if entry[1] < largest]
+            if not entries:
+                return
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
         self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
 
