@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-#: After the drain (``service.api.drain``) hands over, uvicorn only has idle connections to
+#: After the drain (``service.api.middleware.drain``) hands over, uvicorn only has idle connections to
 #: close and responses already computed to send, or requests past the grace to cancel.
 CLOSE_S = 5
 
 
-#: glibc malloc settings for the workers (README, Reliability): two arenas, not one per
+#: glibc malloc settings for the workers (docs/operations.md, Memory): two arenas, not one per
 #: threadpool thread; a fixed 128 KiB mmap threshold, so every large NumPy array or buffer is
 #: mmap-ed and given back to the system when freed (without it glibc raises the threshold to
 #: the largest block freed so far, up to 32 MiB, and later large arrays are carved out of the
@@ -76,7 +76,7 @@ def tune_malloc() -> bool:
 def trim_malloc() -> bool:
     """Give the memory glibc holds free back to the system (``malloc_trim(0)``); False where there is none.
 
-    Called once a worker has been idle for ``XENT_IDLE_TRIM_S`` (:class:`service.api.limits.Gate`):
+    Called once a worker has been idle for ``XENT_IDLE_TRIM_S`` (:class:`service.api.middleware.limits.Gate`):
     the 8 MiB trim threshold keeps free heap for the next request while requests come, and this
     hands it back, with any whole free pages inside the heaps, once they stop.
     """
