@@ -359,9 +359,10 @@ class SqlStore:
     def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
         if config.reservoir_size <= 0 or not rows:
             return
-        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers
+        keys = memoryview(self._rng.randbytes(8 * len(rows))).cast("q")  # uniform signed 64-bit
         entries = [
-            (config.name, bits(64) - 2**63, r.time, r.segment, r.kind, r.dtype, r.row, r.label) for r in rows
+            (config.name, key, r.time, r.segment, r.kind, r.dtype, r.row, r.label)
+            for key, r in zip(keys, rows, strict=True)
         ]
         cur.execute(self._q(sql.RESERVOIR_FILL), (config.name, config.name))
         count, largest = cur.fetchone()
