@@ -32,6 +32,7 @@ class MonitorConfig:
     output_kind: Literal["logits", "probs"] | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    temperature: float | None = None  # fitted on the reservoir (set_temperature); kept across updates
 
 
 #: Fields of `MonitorConfig` that cannot change once a monitor holds data.
@@ -148,6 +149,10 @@ class MonitorStore(Protocol):
 
     def get_monitor(self, name: str) -> MonitorConfig | None:
         """The monitor's config, or None."""
+        ...
+
+    def set_temperature(self, name: str, temperature: float | None) -> MonitorConfig:
+        """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
         ...
 
     def list_monitors(self) -> list[MonitorConfig]:
