@@ -64,10 +64,7 @@ def coarse_index(cells: IntArray, n_bins: int, closed: Literal["right", "left"])
     """The B-bin (B dividing 2520) of every cell under the `closed` convention (module docstring)."""
     m = FINE_BINS // n_bins
     half = cells >> 1
-    if closed == "right":
-        on_edge = np.maximum(half - 1, 0)
-    else:
-        on_edge = np.minimum(half, FINE_BINS - 1)
+    on_edge = np.maximum(half - 1, 0) if closed == "right" else np.minimum(half, FINE_BINS - 1)
     return np.where(cells & 1, half, on_edge) // m
 
 
@@ -109,18 +106,29 @@ class FineHistogram:
         if weights is not None:
             c = c * weights
             o = o * weights
-        return cls.reduce(fine_cells(conf), np.ones(conf.shape[0], np.int64), c, o, weights)
+        n = conf.shape[0]
+        return cls.reduce(fine_cells(conf), np.ones(n, np.int64), c, o, weights, rows=n)
 
     @classmethod
     def reduce(
-        cls, cells: IntArray, count: IntArray, conf: FloatArray, hits: FloatArray, weight: FloatArray | None
+        cls,
+        cells: IntArray,
+        count: np.ndarray,
+        conf: FloatArray,
+        hits: FloatArray,
+        weight: FloatArray | None,
+        *,
+        rows: int,
     ) -> "FineHistogram":
-        """Add up entries that share a cell (any order, repeats allowed): one ``np.bincount`` per sum."""
-        rows = _exact_sum(cells, count)
-        nz = np.flatnonzero(rows)
-        sums = [np.bincount(cells, weights=v, minlength=N_CELLS)[nz] for v in (conf, hits)]
-        total = None if weight is None else np.bincount(cells, weights=weight, minlength=N_CELLS)[nz]
-        return cls(nz.astype(np.int64), rows[nz], sums[0], sums[1], total)
+        """Add up entries that share a cell (any order, repeats allowed): one ``np.bincount`` per sum.
+
+        `count` (integers, as int or float64) adds up to `rows`; below 2**53 float64 sums are exact.
+        """
+        total = exact_bincount(cells, count, N_CELLS, rows)
+        nz = np.flatnonzero(total)
+        sums = [weighted_bincount(cells, v, N_CELLS)[nz] for v in (conf, hits)]
+        weights = None if weight is None else weighted_bincount(cells, weight, N_CELLS)[nz]
+        return cls(nz.astype(np.int64), total[nz], sums[0], sums[1], weights)
 
     @property
     def weights(self) -> FloatArray:
@@ -132,19 +140,24 @@ class FineHistogram:
     ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
         """``(rows, Σ w, Σ w·c, Σ w·outcome)`` per B-bin; B must divide 2520 (:func:`check_bins`)."""
         index = coarse_index(self.cells, n_bins, closed)
-        rows = np.bincount(index, weights=self.count, minlength=n_bins).astype(np.int64)
+        rows = exact_bincount(index, self.count, n_bins, int(self.count.sum()))
         return (
             rows,
-            np.bincount(index, weights=self.weights, minlength=n_bins),
-            np.bincount(index, weights=self.conf, minlength=n_bins),
-            np.bincount(index, weights=self.hits, minlength=n_bins),
+            weighted_bincount(index, self.weights, n_bins),
+            weighted_bincount(index, self.conf, n_bins),
+            weighted_bincount(index, self.hits, n_bins),
         )
 
 
-def _exact_sum(index: IntArray, counts: IntArray) -> IntArray:
-    """Integer ``bincount`` over cells: float64 sums are exact while the total stays below 2**53."""
-    if counts.size and int(counts.sum(dtype=np.uint64)) >= 2**53:
-        out = np.zeros(N_CELLS, np.int64)
-        np.add.at(out, index, counts)
+def weighted_bincount(index: IntArray, weights: np.ndarray, size: int) -> FloatArray:
+    """``Σ weights`` per index in ``[0, size)``, in float64 (``np.bincount`` adds in index order)."""
+    return np.asarray(np.bincount(index, weights=weights, minlength=size), dtype=np.float64)
+
+
+def exact_bincount(index: IntArray, counts: np.ndarray, size: int, total: int) -> IntArray:
+    """Integer sums per index of counts adding up to `total`: float64 ``bincount``, exact below 2**53."""
+    if total >= 2**53:  # float64 would round: add integers (slower)
+        out = np.zeros(size, np.int64)
+        np.add.at(out, index, counts.astype(np.int64))
         return out
-    return np.bincount(index, weights=counts, minlength=N_CELLS).astype(np.int64)
+    return np.bincount(index, weights=counts, minlength=size).astype(np.int64)

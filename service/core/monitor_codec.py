@@ -11,15 +11,16 @@ Version 1, little-endian, no padding::
       f8 weight_predictions, confidence_sum, weight_labelled, nll_sum, brier_sum,
          correct_weight, labelled_confidence_sum
       u4 n_predicted, n_label (non-zero classes stored) | u2 n_top, n_positive (cells stored)
-    predicted classes:  index × n_predicted, count × n_predicted [, f8 weight × n_predicted]
-    label classes:      the same with n_label
-    top histogram:      u2 cell × n_top, count × n_top, f8 Σ w·c × n_top,
-                        hits × n_top (a count, or f8 when weighted) [, f8 Σ w × n_top]
-    positive histogram: the same with n_positive (when flag 4)
+    n_predicted class records  (index, count [, f8 Σ w])
+    n_label class records      (index, count [, f8 Σ w])
+    n_top cell records         (u2 cell, count, f8 Σ w·c, hits [, f8 Σ w]), cells increasing
+    n_positive cell records    the same, when flag 4 (K = 2)
 
-Only non-empty classes and cells are stored, so a small batch is small whatever K is.
-:func:`decode_many` reads any number of blobs with a fixed number of NumPy calls (one
-gather per field per group of blobs sharing width and weighting), not a loop per blob.
+``index`` and ``count`` are unsigned of `index_width` and `width` bytes; ``hits``
+(``Σ w · outcome``) is a count, or f8 when weighted. Only non-empty classes and cells are
+stored, so a small batch is small whatever K is. :func:`decode_many` reads any number of
+blobs with a fixed number of NumPy calls (one gather per section per group of blobs sharing
+width and weighting), never one per blob.
 """
 
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ import numpy as np
 
 from ._typing import FloatArray, IntArray
 from .errors import InputError
-from .fine_histogram import N_CELLS, FineHistogram
+from .fine_histogram import N_CELLS, FineHistogram, exact_bincount, weighted_bincount
 from .monitor_stats import MonitorStats
 
 VERSION = 1
@@ -65,12 +66,6 @@ _FLOATS = (
     "correct_weight",
     "labelled_confidence_sum",
 )
-_F8 = np.dtype("<f8")
-_CELL = np.dtype("<u2")
-
-
-def _unsigned(width: int) -> np.dtype:
-    return np.dtype(f"<u{width}")
 
 
 def count_width(largest: int) -> int:
@@ -83,36 +78,52 @@ def index_width(n_classes: int) -> int:
     return 1 if n_classes <= 256 else 2 if n_classes <= 65536 else 4
 
 
+def class_record(width: int, index: int, weighted: bool) -> np.dtype:
+    """One stored class: its index, its row count and (weighted) its ``Σ w``; packed."""
+    fields = [("index", f"<u{index}"), ("count", f"<u{width}")] + [("weight", "<f8")] * weighted
+    return np.dtype(fields)
+
+
+def cell_record(width: int, weighted: bool) -> np.dtype:
+    """One stored cell: cell, rows, ``Σ w·c``, ``Σ w·outcome`` (a count unless weighted), ``Σ w``; packed."""
+    hits = "<f8" if weighted else f"<u{width}"
+    fields = [("cell", "<u2"), ("count", f"<u{width}"), ("conf", "<f8"), ("hits", hits)]
+    return np.dtype(fields + [("weight", "<f8")] * weighted)
+
+
 def encode(stats: MonitorStats) -> bytes:
     """Bytes of `stats` (format in the module docstring)."""
     width = count_width(max(stats.n_predictions, stats.n_labelled))
-    counts, index = _unsigned(width), _unsigned(index_width(stats.n_classes))
     weighted = stats.weighted
     head = np.zeros((), HEADER)
     flags = BINARY * stats.binary | WEIGHTED * weighted | POSITIVE * (stats.positive is not None)
     head["version"], head["flags"], head["width"] = VERSION, flags, width
-    head["index_width"], head["n_classes"] = index.itemsize, stats.n_classes
+    head["index_width"], head["n_classes"] = index_width(stats.n_classes), stats.n_classes
     for name in ("n_predictions", "n_labelled", "correct", *_FLOATS):
         head[name] = getattr(stats, name)
     parts: list[bytes] = []
-    for name, key, size in (
-        ("predicted_counts", "predicted_weights", "n_predicted"),
-        ("label_counts", "label_weights", "n_label"),
+    classes = class_record(width, index_width(stats.n_classes), weighted)
+    for counts, weights, size in (
+        (stats.predicted_counts, stats.predicted_weights, "n_predicted"),
+        (stats.label_counts, stats.label_weights, "n_label"),
     ):
-        values = getattr(stats, name)
-        nz = np.flatnonzero(values)
+        nz = np.flatnonzero(counts)
         head[size] = nz.size
-        parts += [nz.astype(index).tobytes(), values[nz].astype(counts).tobytes()]
-        if weighted:
-            parts.append(getattr(stats, key)[nz].astype(_F8).tobytes())
+        records = np.empty(nz.size, classes)
+        records["index"], records["count"] = nz, counts[nz]
+        if weights is not None:
+            records["weight"] = weights[nz]
+        parts.append(records.tobytes())
+    cells = cell_record(width, weighted)
     hists = [("n_top", stats.top)] + ([("n_positive", stats.positive)] if stats.positive is not None else [])
     for size, hist in hists:
         head[size] = hist.cells.size
-        parts += [hist.cells.astype(_CELL).tobytes(), hist.count.astype(counts).tobytes()]
-        parts.append(hist.conf.astype(_F8).tobytes())
-        parts.append(hist.hits.astype(_F8 if weighted else counts).tobytes())
+        records = np.empty(hist.cells.size, cells)
+        records["cell"], records["count"], records["conf"] = hist.cells, hist.count, hist.conf
+        records["hits"] = hist.hits
         if weighted:
-            parts.append(hist.weights.astype(_F8).tobytes())
+            records["weight"] = hist.weights
+        parts.append(records.tobytes())
     return head.tobytes() + b"".join(parts)
 
 
@@ -126,14 +137,21 @@ def _window(data: bytes, dtype: np.dtype) -> np.ndarray:
 
 
 def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -> np.ndarray:
-    """The ``counts[b]`` values of `dtype` stored from byte ``offsets[b]`` of each blob, concatenated."""
+    """The ``counts[b]`` records of `dtype` stored from byte ``offsets[b]`` of each blob, concatenated."""
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, dtype)
     size = dtype.itemsize
-    before = np.cumsum(counts) - counts
-    positions = np.repeat(offsets - before * size, counts) + np.arange(total) * size
-    return _window(data, dtype)[positions]
+    steps = np.full(total, size, np.int64)  # consecutive records of a blob are `size` apart ...
+    first = np.cumsum(counts) - counts
+    has = counts > 0
+    starts = offsets[has]
+    steps[first[has]] = (
+        np.diff(starts - first[has] * size, prepend=0) + size
+    )  # ... a blob's first jumps to it
+    steps[0] = starts[0]
+    raw = _window(data, np.dtype(f"V{size}"))[np.cumsum(steps)]  # opaque records: a plain memcpy each
+    return raw.view(dtype)
 
 
 def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
@@ -169,7 +187,9 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
     expected = HEADER.itemsize + classes * per_class + cells * per_cell
     if (expected != lengths).any():
         i = int(np.flatnonzero(expected != lengths)[0])
-        raise _bad(f"has the wrong length: blob {i} holds {lengths[i]} bytes, its header implies {expected[i]}")
+        raise _bad(
+            f"has the wrong length: blob {i} holds {lengths[i]} bytes, its header implies {expected[i]}"
+        )
     return n_classes, binary
 
 
@@ -185,75 +205,74 @@ def decode_many(blobs: Sequence[bytes]) -> MonitorStats:
     if (lengths < HEADER.itemsize).any():
         raise _bad(f"must be at least {HEADER.itemsize} bytes (a MonitorStats header); got {lengths.min()}")
     starts = np.cumsum(lengths) - lengths
-    head = _window(data, HEADER)[starts]
+    head = _window(data, np.dtype(f"V{HEADER.itemsize}"))[starts].view(HEADER)
     n_classes, binary = _check_headers(head, lengths)
-    classes: dict[str, list[np.ndarray]] = {}
-    cells: dict[str, list[np.ndarray]] = {}
     weighted = (head["flags"] & WEIGHTED) != 0
-    index = _unsigned(index_width(n_classes))
-    for group in np.unique(head["width"].astype(np.int64) * 2 + weighted):  # ≤ 8 kinds of blob, not blobs
+    kind = head["width"].astype(np.int64) * 2 + weighted
+    iw = index_width(n_classes)
+    sections: dict[str, list[np.ndarray]] = {"predicted": [], "label": [], "top": [], "positive": []}
+    for group in np.unique(kind):  # ≤ 8 kinds of blob (count width, weighted), never one call per blob
         width, is_weighted = int(group) // 2, bool(group % 2)
-        mine = np.flatnonzero(head["width"].astype(np.int64) * 2 + weighted == group)
+        mine = np.flatnonzero(kind == group) if kind.size > 1 else np.zeros(1, np.int64)
         h = head[mine]
         pos = starts[mine] + HEADER.itemsize
-        count = _unsigned(width)
-
-        def take(n: IntArray, dtype: np.dtype) -> np.ndarray:
-            nonlocal pos
-            values = _gather(data, pos, n, dtype)
-            pos = pos + n * dtype.itemsize
-            return values
-
-        for side in ("predicted", "label"):
+        for side, record in (
+            ("predicted", class_record(width, iw, is_weighted)),
+            ("label", class_record(width, iw, is_weighted)),
+            ("top", cell_record(width, is_weighted)),
+            ("positive", cell_record(width, is_weighted)),
+        ):
             n = h[f"n_{side}"].astype(np.int64)
-            idx, cnt = take(n, index), take(n, count).astype(np.int64)
-            classes.setdefault(side, []).append(idx.astype(np.int64))
-            classes.setdefault(f"{side}_count", []).append(cnt)
-            classes.setdefault(f"{side}_weight", []).append(take(n, _F8) if is_weighted else cnt.astype(float))
-        for side in ("top", "positive"):
-            n = h[f"n_{side}"].astype(np.int64) * ((h["flags"] & POSITIVE != 0) | (side == "top"))
-            cell, cnt = take(n, _CELL).astype(np.int64), take(n, count).astype(np.int64)
-            conf = take(n, _F8)
-            hits = take(n, _F8) if is_weighted else take(n, count).astype(np.float64)
-            weight = take(n, _F8) if is_weighted else cnt.astype(np.float64)
-            for name, values in zip(("cell", "count", "conf", "hits", "weight"), (cell, cnt, conf, hits, weight)):
-                cells.setdefault(f"{side}_{name}", []).append(values)
-    return _assemble(head, n_classes, binary, bool(weighted.any()), classes, cells)
+            if side == "positive" and n_classes != 2:
+                continue
+            sections[side].append(_gather(data, pos, n, record))
+            pos = pos + n * record.itemsize
+    return _assemble(head, n_classes, binary, bool(weighted.any()), sections)
+
+
+def _field(records: list[np.ndarray], name: str, dtype: type) -> np.ndarray:
+    """One field of every group's records, as one contiguous array of `dtype`."""
+    if len(records) == 1:
+        return records[0][name].astype(dtype)
+    return np.concatenate([r[name].astype(dtype) for r in records])
+
+
+def _weights(records: list[np.ndarray]) -> FloatArray:
+    """``Σ w`` of every record: the stored weight, or the row count in unweighted blobs."""
+    return np.concatenate(
+        [r["weight" if "weight" in (r.dtype.names or ()) else "count"].astype(np.float64) for r in records]
+    )
 
 
 def _assemble(
-    head: np.ndarray,
-    n_classes: int,
-    binary: bool,
-    weighted: bool,
-    classes: dict[str, list[np.ndarray]],
-    cells: dict[str, list[np.ndarray]],
+    head: np.ndarray, n_classes: int, binary: bool, weighted: bool, sections: dict[str, list[np.ndarray]]
 ) -> MonitorStats:
-    cat = {name: np.concatenate(parts) for name, parts in {**classes, **cells}.items()}
-    for side in ("predicted", "label"):
-        if cat[side].size and cat[side].max() >= n_classes:
+    def per_class(side: str, rows: int) -> tuple[IntArray, FloatArray | None]:
+        records = sections[side]
+        index = _field(records, "index", np.intp)
+        if index.size and index.max() >= n_classes:
             raise _bad(f"holds a class index ≥ K = {n_classes}")
-    for side in ("top", "positive"):
-        if cat[f"{side}_cell"].size and cat[f"{side}_cell"].max() >= N_CELLS:
-            raise _bad(f"holds a histogram cell ≥ {N_CELLS}")
-
-    def per_class(side: str) -> tuple[IntArray, FloatArray | None]:
-        idx = cat[side]
-        total = _exact_bincount(idx, cat[f"{side}_count"], n_classes)
-        weight = np.bincount(idx, weights=cat[f"{side}_weight"], minlength=n_classes) if weighted else None
-        return total, weight
+        total = exact_bincount(index, _field(records, "count", np.float64), n_classes, rows)
+        return total, weighted_bincount(index, _weights(records), n_classes) if weighted else None
 
     def hist(side: str) -> FineHistogram:
-        c = {name: cat[f"{side}_{name}"] for name in ("cell", "count", "conf", "hits", "weight")}
-        return FineHistogram.reduce(c["cell"], c["count"], c["conf"], c["hits"], c["weight"] if weighted else None)
+        records = sections[side]
+        cells = _field(records, "cell", np.intp)
+        if cells.size and cells.max() >= N_CELLS:
+            raise _bad(f"holds a histogram cell ≥ {N_CELLS}")
+        count = _field(records, "count", np.float64)  # bincount adds in float64 (exact: see reduce)
+        conf, hits = _field(records, "conf", np.float64), _field(records, "hits", np.float64)
+        return FineHistogram.reduce(
+            cells, count, conf, hits, _weights(records) if weighted else None, rows=n_labelled
+        )
 
-    predicted, predicted_w = per_class("predicted")
-    labels, labels_w = per_class("label")
     ints = {name: int(head[name].sum(dtype=np.uint64)) for name in ("n_predictions", "n_labelled", "correct")}
+    predicted, predicted_w = per_class("predicted", ints["n_predictions"])
+    labels, labels_w = per_class("label", ints["n_labelled"])
     floats = {name: float(np.add.reduce(head[name])) for name in _FLOATS}
+    n_labelled = ints["n_labelled"]
     top = hist("top")
     positive = hist("positive") if n_classes == 2 else None
-    n_labelled = ints["n_labelled"]
     if (
         int(predicted.sum()) != ints["n_predictions"]
         or int(labels.sum()) != n_labelled
@@ -265,21 +284,20 @@ def _assemble(
     return MonitorStats(
         n_classes=n_classes,
         binary=binary,
+        n_predictions=ints["n_predictions"],
+        weight_predictions=floats["weight_predictions"],
+        confidence_sum=floats["confidence_sum"],
         predicted_counts=predicted,
+        n_labelled=n_labelled,
+        weight_labelled=floats["weight_labelled"],
+        nll_sum=floats["nll_sum"],
+        brier_sum=floats["brier_sum"],
+        correct=ints["correct"],
+        correct_weight=floats["correct_weight"],
+        labelled_confidence_sum=floats["labelled_confidence_sum"],
         label_counts=labels,
         top=top,
         positive=positive,
         predicted_weights=predicted_w,
         label_weights=labels_w,
-        **ints,
-        **floats,
     )
-
-
-def _exact_bincount(index: IntArray, counts: IntArray, size: int) -> IntArray:
-    """Integer sums per index: float64 ``bincount`` while exact (total < 2**53), else ``np.add.at``."""
-    if counts.size and int(counts.sum(dtype=np.uint64)) >= 2**53:
-        out = np.zeros(size, np.int64)
-        np.add.at(out, index, counts)
-        return out
-    return np.bincount(index, weights=counts, minlength=size).astype(np.int64)

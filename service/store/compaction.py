@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Most stats rows merged in one transaction.
 MAX_GROUP_ROWS = 1000
+#: Most stats (and pending) rows deleted by retention in one transaction.
+MAX_DELETE_ROWS = 10_000
 
 
 class _Raced(Exception):
@@ -45,15 +47,40 @@ def compact(store: "SqlStore", now: float) -> int:
 
 def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
     q, name = store._q, config.name
+    deleted = 0
+    while True:  # in chunks: a long outage or a shortened retention must not hold the lock long
+        with store._transaction() as cur:
+            cur.execute(q(sql.DELETE_STATS_BEFORE), (name, int(now - config.retention_s), MAX_DELETE_ROWS))
+            deleted += (stats := cur.rowcount)
+            cur.execute(
+                q(sql.DELETE_PENDING_BEFORE_SOME), (name, name, now - 2 * config.label_ttl_s, MAX_DELETE_ROWS)
+            )
+            if pending := cur.rowcount:
+                deleted += pending
+                cur.execute(q(sql.ADD_PENDING), (-pending, name))
+                cur.fetchall()
+        if max(stats, pending) < MAX_DELETE_ROWS:
+            break
     with store._transaction() as cur:
-        cur.execute(q(sql.DELETE_STATS_BEFORE), (name, int(now - config.retention_s)))
         cur.execute(q(sql.DELETE_RESERVOIR_BEFORE), (name, now - config.retention_s))
-        cur.execute(q(sql.TRIM_RESERVOIR), (name, name, config.reservoir_size))
-        cur.execute(q(sql.DELETE_PENDING_BEFORE), (name, now - 2 * config.label_ttl_s))
-        if dropped := cur.rowcount:
-            cur.execute(q(sql.ADD_PENDING), (-dropped, name))
-            cur.fetchall()
-        cur.execute(q(sql.DELETE_EMPTY_SEGMENTS), (name,))
+        store._trim_reservoir(cur, name, config.reservoir_size, added=-cur.rowcount)
+    if deleted:
+        _forget_empty_segments(store, name)
+
+
+def _forget_empty_segments(store: "SqlStore", name: str) -> None:
+    """Delete segments left with no stats or pending rows (found first with no lock held)."""
+    with store._reading() as cur:
+
+        def segments(statement: str) -> set[str]:
+            cur.execute(store._q(statement), (name,))
+            return {row[0] for row in cur.fetchall()}
+
+        known = segments(sql.SELECT_SEGMENTS)
+        used = segments(sql.SELECT_STATS_SEGMENTS) | segments(sql.SELECT_PENDING_SEGMENTS)
+    if empty := sorted(known - used):
+        with store._transaction() as cur:  # each checked again: a write may have used it meanwhile
+            cur.executemany(store._q(sql.DELETE_EMPTY_SEGMENT), [(name, s, name, s, name, s) for s in empty])
 
 
 def _merge_buckets(store: "SqlStore", config: MonitorConfig, now: float) -> int:

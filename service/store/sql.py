@@ -61,6 +61,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE monitors ADD COLUMN output_tensor TEXT",
             "ALTER TABLE monitors ADD COLUMN output_kind TEXT",
             "ALTER TABLE monitors ADD COLUMN n_pending BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE monitors ADD COLUMN n_reservoir BIGINT NOT NULL DEFAULT 0",
             """CREATE TABLE pending (
                 monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
                 id TEXT NOT NULL,
@@ -143,14 +144,16 @@ DELETE_PENDING_IDS = (
 )
 DELETE_PENDING_BEFORE = "DELETE FROM pending WHERE monitor = ? AND event_time < ?"
 
-# Reservoir: bottom-k sample, keep the reservoir_size smallest random keys per monitor.
+# Reservoir: bottom-k sample, keep the reservoir_size smallest random keys per monitor. n_reservoir
+# counts its rows (kept in step like n_pending), so trimming deletes just the excess largest keys.
 INSERT_RESERVOIR = (
     "INSERT INTO reservoir (monitor, sample_key, event_time, segment, kind, dtype, payload, label) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, sample_key) DO NOTHING"
 )
-TRIM_RESERVOIR = (
-    "DELETE FROM reservoir WHERE monitor = ? AND sample_key >= "
-    "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key LIMIT 1 OFFSET ?)"
+ADD_RESERVOIR = "UPDATE monitors SET n_reservoir = n_reservoir + ? WHERE name = ? RETURNING n_reservoir"
+DELETE_LARGEST_KEYS = (
+    "DELETE FROM reservoir WHERE monitor = ? AND sample_key IN "
+    "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
 )
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "
@@ -158,13 +161,20 @@ SELECT_RESERVOIR = (
 )
 
 # Retention and compaction
-DELETE_STATS_BEFORE = "DELETE FROM stats WHERE monitor = ? AND bucket_start < ?"
+DELETE_STATS_BEFORE = (
+    "DELETE FROM stats WHERE id IN (SELECT id FROM stats WHERE monitor = ? AND bucket_start < ? LIMIT ?)"
+)
+DELETE_PENDING_BEFORE_SOME = (
+    "DELETE FROM pending WHERE monitor = ? AND id IN "
+    "(SELECT id FROM pending WHERE monitor = ? AND event_time < ? LIMIT ?)"
+)
 DELETE_RESERVOIR_BEFORE = "DELETE FROM reservoir WHERE monitor = ? AND event_time < ?"
-DELETE_EMPTY_SEGMENTS = (
-    "DELETE FROM segments WHERE monitor = ? AND NOT EXISTS "
-    "(SELECT 1 FROM stats WHERE stats.monitor = segments.monitor AND stats.segment = segments.segment) "
-    "AND NOT EXISTS (SELECT 1 FROM pending "
-    "WHERE pending.monitor = segments.monitor AND pending.segment = segments.segment)"
+SELECT_STATS_SEGMENTS = "SELECT DISTINCT segment FROM stats WHERE monitor = ?"
+SELECT_PENDING_SEGMENTS = "SELECT DISTINCT segment FROM pending WHERE monitor = ?"
+DELETE_EMPTY_SEGMENT = (
+    "DELETE FROM segments WHERE monitor = ? AND segment = ? "
+    "AND NOT EXISTS (SELECT 1 FROM stats WHERE monitor = ? AND segment = ?) "
+    "AND NOT EXISTS (SELECT 1 FROM pending WHERE monitor = ? AND segment = ?)"
 )
 # Groups worth merging: several rows of one bucket, or (before `cutoff`, an hour boundary) rows of
 # one coarse bucket. Parameters: cutoff, width, width, monitor, min_rows (1 + any row off-grid).

@@ -7,6 +7,7 @@ processes may share the file: writers queue on SQLite's lock for up to ``busy_ti
 get `StoreUnavailable`; readers never wait for writers.
 """
 
+import os
 import random
 import sqlite3
 import threading
@@ -115,8 +116,8 @@ class SqliteStore(SqlStore):
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection
+        if connection is not None and self._local.pid == os.getpid():
+            return connection  # (a forked child opens its own: SQLite connections must not cross a fork)
         if self._closed:
             raise StoreError("the monitor store is closed")
         connection = sqlite3.connect(
@@ -135,7 +136,7 @@ class SqliteStore(SqlStore):
             raise
         with self._lock:
             self._connections.append(connection)
-        self._local.connection = connection
+        self._local.connection, self._local.pid = connection, os.getpid()
         return connection
 
     @contextmanager

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import astuple, replace
+from dataclasses import replace
 from typing import Any, ClassVar, Literal, Protocol, cast
 
 from service.store import sql
@@ -346,7 +346,7 @@ class SqlStore:
         self, cur: Cursor, config: MonitorConfig, pending: Sequence[PendingRow], now: float
     ) -> int:
         name = config.name
-        rows = [(name, *astuple(row)) for row in pending]
+        rows = [(name, p.id, p.time, p.segment, p.kind, p.dtype, p.row) for p in pending]
         cur.executemany(self._q(sql.INSERT_PENDING), rows)
         added = cur.rowcount
         if added:
@@ -368,13 +368,24 @@ class SqlStore:
         return len(rows) - added
 
     def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
-        if config.reservoir_size <= 0:
+        if config.reservoir_size <= 0 or not rows:
             return
+        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers
         entries = [
-            (config.name, self._rng.getrandbits(64) - 2**63, *astuple(row)) for row in rows
-        ]  # keys uniform over signed 64-bit integers
+            (config.name, bits(64) - 2**63, r.time, r.segment, r.kind, r.dtype, r.row, r.label) for r in rows
+        ]
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
-        cur.execute(self._q(sql.TRIM_RESERVOIR), (config.name, config.name, config.reservoir_size))
+        self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
+
+    def _trim_reservoir(self, cur: Cursor, name: str, size: int, *, added: int = 0) -> None:
+        """Count `added` rows into n_reservoir, then delete the rows with the largest keys past `size`."""
+        cur.execute(self._q(sql.ADD_RESERVOIR), (added, name))
+        count = cur.fetchone()[0]
+        cur.fetchall()
+        if count > size:
+            cur.execute(self._q(sql.DELETE_LARGEST_KEYS), (name, name, count - size))
+            cur.execute(self._q(sql.ADD_RESERVOIR), (-cur.rowcount, name))
+            cur.fetchall()
 
     def _ids(self, ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
         """``DELETE ... WHERE id IN (...)`` statements with their ids, in chunks."""

@@ -27,3 +27,16 @@ def monitor(store) -> MonitorConfig:
     config, created = store.put_monitor(MonitorConfig("m", n_classes=3, binary=False, class_names=None))
     assert created
     return config
+
+
+def assert_counters_match(path) -> None:
+    """The per-monitor counters the caps rely on equal the rows they count."""
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT name, n_pending, (SELECT count(*) FROM pending WHERE monitor = name), "
+            "n_reservoir, (SELECT count(*) FROM reservoir WHERE monitor = name) FROM monitors"
+        ).fetchall()
+    for name, n_pending, pending, n_reservoir, reservoir in rows:
+        assert (name, n_pending, n_reservoir) == (name, pending, reservoir)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from service.store import Compactor, MonitorConfig, PendingRow
-from tests.store.blobs import blob, merge, total, values
+from tests.store.blobs import blob, merge, total
 from tests.store.conftest import make_store
 
 DAY = 86400
@@ -13,12 +13,19 @@ NOW = 100 * DAY  # a day boundary, so hours line up
 
 @pytest.fixture
 def minutes(store) -> MonitorConfig:
-    return store.put_monitor(MonitorConfig("m", n_classes=2, binary=False, class_names=None, retention_s=30 * DAY))[0]
+    return store.put_monitor(
+        MonitorConfig("m", n_classes=2, binary=False, class_names=None, retention_s=30 * DAY)
+    )[0]
 
 
 def write_rows(store, rng, buckets, segments=("a", "b"), per_bucket=3):
     """Several rows per bucket and segment, random integer-valued blobs; returns them."""
-    rows = [(b, s, blob(*rng.integers(0, 1000, size=4))) for b in buckets for s in segments for _ in range(per_bucket)]
+    rows = [
+        (b, s, blob(*rng.integers(0, 1000, size=4)))
+        for b in buckets
+        for s in segments
+        for _ in range(per_bucket)
+    ]
     for start in range(0, len(rows), 5):
         store.write_batch("m", rows[start : start + 5])
     return rows
@@ -67,7 +74,11 @@ def test_compaction_leaves_other_monitors_segments_and_buckets_alone(store, minu
     store.write_batch("other", [(NOW, "a", blob(1)), (NOW, "a", blob(2))])
     store.write_batch("m", [(NOW, "a", blob(1)), (NOW, "b", blob(2)), (NOW + 60, "a", blob(3))])
     assert store.compact(NOW) == 1
-    assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(1)), (NOW, "b", blob(2)), (NOW + 60, "a", blob(3))]
+    assert store.read_stats("m", 0, 10**10) == [
+        (NOW, "a", blob(1)),
+        (NOW, "b", blob(2)),
+        (NOW + 60, "a", blob(3)),
+    ]
     assert store.read_stats("other", 0, 10**10) == [(NOW, "a", blob(3))]
 
 
@@ -106,16 +117,26 @@ def test_two_compactors_racing_merge_each_row_once(store, minutes):
 
 
 def test_a_group_that_cannot_be_merged_is_left_as_it_is(store, minutes, caplog):
-    store.write_batch("m", [(NOW, "a", blob(1)), (NOW, "a", blob(1, 2)), (NOW + 60, "a", blob(3)), (NOW + 60, "a", blob(4))])
+    store.write_batch(
+        "m", [(NOW, "a", blob(1)), (NOW, "a", blob(1, 2)), (NOW + 60, "a", blob(3)), (NOW + 60, "a", blob(4))]
+    )
     assert store.compact(NOW) == 1  # the bucket of mismatched blobs fails, the next one merges
-    assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(1)), (NOW, "a", blob(1, 2)), (NOW + 60, "a", blob(7))]
+    assert store.read_stats("m", 0, 10**10) == [
+        (NOW, "a", blob(1)),
+        (NOW, "a", blob(1, 2)),
+        (NOW + 60, "a", blob(7)),
+    ]
     assert "cannot merge 2 stats rows of bucket" in caplog.text
 
 
 def test_retention_deletes_old_buckets_reservoir_rows_and_empty_segments(store):
     store.put_monitor(MonitorConfig("m", n_classes=2, binary=False, class_names=None, retention_s=DAY))
-    store.write_batch("m", [(NOW - DAY - 60, "gone", blob(1)), (NOW - DAY, "a", blob(2)), (NOW, "a", blob(3))])
-    store.write_batch("m", [], pending=[PendingRow("p", NOW - 2 * DAY, "waits", "probs", "<f8", b"")], now=NOW - 2 * DAY)
+    store.write_batch(
+        "m", [(NOW - DAY - 60, "gone", blob(1)), (NOW - DAY, "a", blob(2)), (NOW, "a", blob(3))]
+    )
+    store.write_batch(
+        "m", [], pending=[PendingRow("p", NOW - 2 * DAY, "waits", "probs", "<f8", b"")], now=NOW - 2 * DAY
+    )
     from tests.store.test_reservoir import labelled
 
     store.write_batch("m", [], labelled=[labelled(0, time=NOW - DAY - 1.0), labelled(1, time=NOW - DAY)])
@@ -146,3 +167,21 @@ def test_compactor_thread_runs_compaction_in_the_background(store):
     assert compactor.runs >= 1
     assert store.read_stats("m", 0, 10**10) == [(now, "a", blob(3))]
     assert np.array_equal(total(store.read_stats("m", 0, 10**10)), [3])
+
+
+def test_retention_deletes_in_chunks_until_nothing_old_is_left(store, monkeypatch):
+    from service.store import compaction
+    from tests.store.conftest import assert_counters_match
+
+    monkeypatch.setattr(compaction, "MAX_DELETE_ROWS", 3)
+    store.put_monitor(
+        MonitorConfig("m", n_classes=2, binary=False, class_names=None, retention_s=DAY, label_ttl_s=60)
+    )
+    store.write_batch("m", [(NOW - 2 * DAY + i, "old", blob(1)) for i in range(10)] + [(NOW, "a", blob(5))])
+    old = [PendingRow(f"p{i}", NOW - 1000.0, "old", "probs", "<f8", b"") for i in range(8)]
+    store.write_batch("m", [], pending=[*old, PendingRow("q", NOW - 10.0, "a", "probs", "<f8", b"")], now=NOW)
+    store.compact(NOW)
+    assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(5))]
+    assert store.segments("m") == ["a"]
+    assert store.join_labels("m", ["p0", "q"], NOW, lambda rows, labels: [], [0, 0]).joined == 1
+    assert_counters_match(store.path)

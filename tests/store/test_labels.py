@@ -4,17 +4,23 @@ import pytest
 
 from service.store import JoinCounts, MonitorConfig
 from tests.store.blobs import blob, total
+from tests.store.conftest import assert_counters_match
 from tests.store.test_batches import pending
 
 
 def fold_by_minute(rows, labels):
     """One stats row per joined row, in the minute bucket of its prediction: [1, label]."""
-    return [(int(row.time) // 60 * 60, row.segment, blob(1, label)) for row, label in zip(rows, labels, strict=True)]
+    return [
+        (int(row.time) // 60 * 60, row.segment, blob(1, label))
+        for row, label in zip(rows, labels, strict=True)
+    ]
 
 
 @pytest.fixture
 def ttl_monitor(store) -> MonitorConfig:
-    return store.put_monitor(MonitorConfig("m", n_classes=3, binary=False, class_names=None, label_ttl_s=1000))[0]
+    return store.put_monitor(
+        MonitorConfig("m", n_classes=3, binary=False, class_names=None, label_ttl_s=1000)
+    )[0]
 
 
 def test_join_labels_counts_joined_unknown_duplicate_and_expired(store, ttl_monitor):
@@ -49,6 +55,7 @@ def test_expired_rows_count_as_expired_until_swept_then_unknown(store, ttl_monit
     store.compact(2101.0)  # past two TTLs: swept
     assert store.join_labels("m", ["c"], 2101.0, fold_by_minute, [0]) == JoinCounts(unknown=1)
     assert store.read_stats("m", 0, 10**9) == []
+    assert_counters_match(store.path)
 
 
 def test_join_labels_that_fails_to_fold_changes_nothing(store, ttl_monitor):

@@ -48,9 +48,16 @@ def test_put_monitor_same_config_is_not_an_update(store):
 
 def test_put_monitor_updates_mutable_fields(store):
     store.put_monitor(config(), now=1.0)
-    updated, created = store.put_monitor(config(retention_s=3600, class_names=("a", "b", "c"), label_ttl_s=60), now=5.0)
+    updated, created = store.put_monitor(
+        config(retention_s=3600, class_names=("a", "b", "c"), label_ttl_s=60), now=5.0
+    )
     assert not created
-    assert (updated.created_at, updated.updated_at, updated.retention_s, updated.label_ttl_s) == (1.0, 5.0, 3600, 60)
+    assert (updated.created_at, updated.updated_at, updated.retention_s, updated.label_ttl_s) == (
+        1.0,
+        5.0,
+        3600,
+        60,
+    )
     assert updated.class_names == ("a", "b", "c")
     assert store.get_monitor("m") == updated
 

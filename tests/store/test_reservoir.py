@@ -3,7 +3,7 @@ import random
 import numpy as np
 
 from service.store import LabelledRow, MonitorConfig
-from tests.store.conftest import make_store
+from tests.store.conftest import assert_counters_match, make_store
 from tests.store.test_batches import pending
 from tests.store.test_labels import fold_by_minute
 
@@ -23,7 +23,9 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db_path):
     for batch in range(30):
         if batch % 3 == 2:  # late labels join the reservoir too
             ids = [f"{batch}-{i}" for i in range(10)]
-            store.write_batch("m", [], pending=[pending(i, time=100.0 + label + j) for j, i in enumerate(ids)])
+            store.write_batch(
+                "m", [], pending=[pending(i, time=100.0 + label + j) for j, i in enumerate(ids)]
+            )
             labels = list(range(label, label + 10))
             assert store.join_labels("m", ids, 200.0, fold_by_minute, labels).joined == 10
         else:
@@ -39,6 +41,7 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db_path):
     # a time window and a limit: the smallest keys among the rows in the window
     window = [i for i in expected[:k] if 150 <= 100.0 + i < 250][:5]
     assert [row.label for row in store.reservoir("m", 150.0, 250.0, 5)] == window
+    assert_counters_match(db_path)
     store.close()
 
 
@@ -51,7 +54,9 @@ def test_reservoir_shrinks_to_the_smallest_keys_when_its_size_is_lowered(db_path
     keys = [twin.getrandbits(64) for _ in range(40)]
     store.put_monitor(MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=10))
     store.compact(200.0)
-    assert [row.label for row in store.reservoir("m", 0.0, 1e9, 100)] == sorted(range(40), key=keys.__getitem__)[:10]
+    assert [row.label for row in store.reservoir("m", 0.0, 1e9, 100)] == sorted(
+        range(40), key=keys.__getitem__
+    )[:10]
     store.close()
 
 
