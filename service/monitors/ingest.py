@@ -178,7 +178,7 @@ def ingest(
             stats.append((start, segment + TEMPERED, summary.to_bytes()))
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = _pending_rows(dist, t, row_ids, labelled, segment)
-    reservoir = _reservoir_rows(dist, t, labels, labelled, segment) if config.reservoir_size > 0 else []
+    reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
     duplicates = store.write_batch(config.name, stats, pending, reservoir)
     return IngestCounts(
         n, int(np.count_nonzero(labelled)), len(pending) - duplicates, duplicates, unique.size
@@ -202,15 +202,25 @@ def _pending_rows(
 
 
 def _reservoir_rows(
-    dist: Distribution, t: FloatArray, labels: IntArray | None, labelled: np.ndarray, segment: str
+    dist: Distribution, t: FloatArray, labels: IntArray | None, labelled: np.ndarray, segment: str, size: int
 ) -> list[LabelledRow]:
+    """The batch's labelled rows that may enter a bottom-`size` reservoir, with their sample keys.
+
+    Keys are iid uniform 64-bit integers; a row that is not among the `size` smallest keys of its
+    own batch cannot be among the `size` smallest of all rows, so only those are sent.
+    """
     rows = np.flatnonzero(labelled)
-    if labels is None or rows.size == 0:
+    if labels is None or rows.size == 0 or size <= 0:
         return []
+    keys = np.random.default_rng().integers(
+        -(2**63), 2**63 - 1, size=rows.size, dtype=np.int64, endpoint=True
+    )
+    if rows.size > size:
+        keep = np.sort(np.argpartition(keys, size - 1)[:size])
+        rows, keys = rows[keep], keys[keep]
     kind, dtype, raw = _raw_rows(dist, rows)
-    y = labels[rows].tolist()
-    times = t[rows].tolist()
-    return [LabelledRow(times[j], segment, kind, dtype, data, y[j]) for j, data in enumerate(raw)]
+    y, times, k = labels[rows].tolist(), t[rows].tolist(), keys.tolist()
+    return [LabelledRow(times[j], segment, kind, dtype, data, y[j], k[j]) for j, data in enumerate(raw)]
 
 
 def rows_distribution(rows: Sequence[PendingRow | LabelledRow], config: MonitorConfig) -> Distribution:

@@ -61,6 +61,7 @@ class LabelledRow:
     dtype: str
     row: bytes
     label: int
+    key: int | None = None  # its bottom-k sample key in [-2**63, 2**63); None: the store draws one
 
 
 @dataclass(frozen=True)

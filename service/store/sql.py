@@ -155,6 +155,9 @@ DELETE_LARGEST_KEYS = (
     "DELETE FROM reservoir WHERE monitor = ? AND sample_key IN "
     "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
 )
+RESERVOIR_THRESHOLD = (
+    "SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key LIMIT 1 OFFSET ?"
+)
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "
     "WHERE monitor = ? AND event_time >= ? AND event_time < ? ORDER BY sample_key LIMIT ?"

@@ -370,10 +370,26 @@ class SqlStore:
     def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
         if config.reservoir_size <= 0 or not rows:
             return
-        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers
+        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
         entries = [
-            (config.name, bits(64) - 2**63, r.time, r.segment, r.kind, r.dtype, r.row, r.label) for r in rows
+            (
+                config.name,
+                bits(64) - 2**63 if r.key is None else r.key,
+                r.time,
+                r.segment,
+                r.kind,
+                r.dtype,
+                r.row,
+                r.label,
+            )
+            for r in rows
         ]
+        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.reservoir_size - 1))
+        full = cur.fetchone()
+        if full is not None:  # a full reservoir would trim every key above its largest at once
+            entries = [entry for entry in entries if entry[1] < full[0]]
+            if not entries:
+                return
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
         self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
 
