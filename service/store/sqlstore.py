@@ -384,9 +384,11 @@ class SqlStore:
             )
             for r in rows
         ]
-        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.reservoir_size - 1))
+        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
         full = cur.fetchone()
-        if full is not None:  # a full reservoir would trim every key above its largest at once
+        if (
+            full is not None and full[0] is not None
+        ):  # a full reservoir would trim every key above its largest at once
             entries = [entry for entry in entries if entry[1] < full[0]]
             if not entries:
                 return
