@@ -5,14 +5,17 @@ window's metrics are exactly those of its rows at once. A point of a series cove
 whose start lies in ``[point, point + step)``.
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from service.core import Distribution, MonitorStats, merge_stats
 from service.core._typing import FloatArray, IntArray
+from service.core.monitor_series import SeriesMetrics, series_metrics
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
 from .ingest import TEMPERED, rows_distribution
@@ -51,21 +54,38 @@ def window(store: MonitorStore, config: MonitorConfig, start: int, end: int, seg
     return Point(start, _merged(plain), _merged(scaled))
 
 
+@dataclass(frozen=True)
+class Series:
+    """A time series: point starts, their metrics, and the mean confidence after the temperature."""
+
+    starts: list[int]
+    metrics: SeriesMetrics
+    tempered_confidence: FloatArray  # NaN where no batch of the point was recorded under a temperature
+
+
 def series(
-    store: MonitorStore, config: MonitorConfig, start: int, end: int, step: int, segment: str | None
-) -> list[Point]:
-    """One :class:`Point` per `step` from `start` to `end` (the last may be shorter)."""
+    store: MonitorStore,
+    config: MonitorConfig,
+    start: int,
+    end: int,
+    step: int,
+    segment: str | None,
+    *,
+    n_bins: int = 15,
+    closed: Literal["right", "left"] = "right",
+    base: float = math.e,
+) -> Series:
+    """One point per `step` from `start` to `end` (the last may be shorter), all read at once."""
     plain, scaled = _split(store.read_stats(config.name, start, end), segment)
-    by_point: dict[int, list[StatsRow]] = defaultdict(list)
-    scaled_by_point: dict[int, list[StatsRow]] = defaultdict(list)
-    for rows, target in ((plain, by_point), (scaled, scaled_by_point)):
-        for row in rows:
-            target[(row[0] - start) // step].append(row)
     n_points = -(-(end - start) // step)
-    return [
-        Point(start + i * step, _merged(by_point.get(i, ())), _merged(scaled_by_point.get(i, ())))
-        for i in range(n_points)
-    ]
+
+    def groups(rows: list[StatsRow]) -> IntArray:
+        return (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
+
+    blobs = [row[2] for row in plain]
+    metrics = series_metrics(blobs, groups(plain), n_points, n_bins=n_bins, closed=closed, base=base)
+    tempered = series_metrics([row[2] for row in scaled], groups(scaled), n_points).mean_confidence
+    return Series([start + i * step for i in range(n_points)], metrics, tempered)
 
 
 def reservoir_logits(rows: Sequence[LabelledRow], config: MonitorConfig) -> tuple[FloatArray, IntArray]:

@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
@@ -23,7 +24,7 @@ from service.core import MonitorStats
 from service.core._typing import FloatArray
 from service.core.fine_histogram import check_bins
 from service.monitors import query
-from service.monitors.query import Point, reservoir_logits, series
+from service.monitors.query import Series, reservoir_logits, series
 from service.settings import Settings
 from service.store import MonitorConfig, MonitorStore
 
@@ -102,26 +103,36 @@ def _value(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _point(
-    point: Point, end: int, n_bins: int, closed: Literal["right", "left"], base: float
-) -> MetricsPoint:
-    s = point.stats
-    labelled = s is not None and s.n_labelled > 0
-    errors = s.calibration_errors(n_bins, closed=closed) if s is not None and labelled else {}
-    tempered = point.tempered
-    return MetricsPoint(
-        start=point.start,
-        end=end,
-        n=0 if s is None else s.n_predictions,
-        n_labelled=0 if s is None else s.n_labelled,
-        cross_entropy=_value(s.cross_entropy(base=base)) if s is not None and labelled else None,
-        accuracy=_value(s.accuracy()) if s is not None and labelled else None,
-        brier=_value(s.brier()) if s is not None and labelled else None,
-        ece=errors.get("ece"),
-        mce=errors.get("mce"),
-        mean_confidence=None if s is None or s.n_predictions == 0 else _value(s.mean_confidence()),
-        expected_accuracy_calibrated=None if tempered is None else _value(tempered.mean_confidence()),
+def _points(series: Series, end: int, step: int) -> list[MetricsPoint]:
+    m = series.metrics
+
+    def values(a: np.ndarray) -> list[float | None]:
+        return [None if math.isnan(v) else v for v in a.tolist()]
+
+    columns = zip(
+        series.starts,
+        m.n.tolist(),
+        m.n_labelled.tolist(),
+        *(values(a) for a in (m.cross_entropy, m.accuracy, m.brier, m.ece, m.mce, m.mean_confidence)),
+        values(series.tempered_confidence),
+        strict=True,
     )
+    return [
+        MetricsPoint(
+            start=start,
+            end=min(start + step, end),
+            n=n,
+            n_labelled=n_labelled,
+            cross_entropy=ce,
+            accuracy=accuracy,
+            brier=brier,
+            ece=ece,
+            mce=mce,
+            mean_confidence=confidence,
+            expected_accuracy_calibrated=tempered,
+        )
+        for start, n, n_labelled, ce, accuracy, brier, ece, mce, confidence, tempered in columns
+    ]
 
 
 NBins = Annotated[int, Query(description="Equal-width bins of the ECE / MCE; must divide 2520.")]
@@ -171,8 +182,9 @@ def monitor_metrics(
         )
     n_bins = check_bins(n_bins)
     numeric_base: Literal["e", 2, 10] = "e" if base == "e" else int(base)  # type: ignore[assignment]
-    points = series(store, config, begin, end, step_s, segment)
-    log = log_base(numeric_base)
+    points = series(
+        store, config, begin, end, step_s, segment, n_bins=n_bins, closed=closed, base=log_base(numeric_base)
+    )
     result = MetricsResult(
         monitor=name,
         start=begin,
@@ -190,7 +202,7 @@ def monitor_metrics(
             brier=BRIER,
             matches=MATCHES,
         ),
-        points=[_point(p, min(p.start + step_s, end), n_bins, closed, log) for p in points],
+        points=_points(points, end, step_s),
     )
     return json_response(result)
 
