@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .brier import brier_factor
 from .errors import InputError
-from .fine_histogram import check_bins, coarse_index
+from .fine_histogram import N_CELLS, check_bins, coarse_index
 from .monitor_codec import (
     HEADER,
     WEIGHTED,
@@ -105,12 +105,15 @@ def series_metrics(
     for name in ("n_predictions", "n_labelled"):
         sums[name] = np.bincount(g, weights=head[name].astype(np.float64), minlength=n_groups)
     cells = _histogram_records(data, head, starts, g, n_classes, side == "positive_class")
-    index = cells["group"] * n_bins + coarse_index(cells["cell"], n_bins, closed)
+    bin_of_cell = coarse_index(np.arange(N_CELLS), n_bins, closed)  # a lookup table, gathered once per record
+    index = cells["group"] * n_bins + bin_of_cell[cells["cell"]]
     size = n_groups * n_bins
-    hist = {
-        name: np.bincount(index, weights=cells[name], minlength=size).reshape(n_groups, n_bins)
-        for name in ("count", "weight", "conf", "hits")
-    }
+
+    def add(values: np.ndarray) -> FloatArray:
+        return np.bincount(index, weights=values, minlength=size).reshape(n_groups, n_bins)
+
+    hist = {name: add(cells[name]) for name in ("count", "conf", "hits")}
+    hist["weight"] = add(cells["weight"]) if "weight" in cells else hist["count"]
     factor = brier_factor("auto", n_classes, binary=binary)
     return _metrics(hist, sums, n_groups, factor, base)
 
@@ -142,13 +145,15 @@ def _histogram_records(
         n = h["n_positive" if positive else "n_top"].astype(np.int64)
         records = _gather(data, starts[mine] + HEADER.itemsize + skip, n, record)
         out["group"].append(np.repeat(groups[mine], n))
-        out["cell"].append(records["cell"].astype(np.intp))
+        out["cell"].append(records["cell"])
         count = records["count"].astype(np.float64)
         out["count"].append(count)
         out["weight"].append(records["weight"] if is_weighted else count)
         out["conf"].append(records["conf"])
         out["hits"].append(records["hits"].astype(np.float64))
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    if not weighted.any():
+        del out["weight"]  # the row counts are the weights
+    return {name: parts[0] if len(parts) == 1 else np.concatenate(parts) for name, parts in out.items()}
 
 
 def _metrics(
