@@ -32,7 +32,9 @@ from .entropy import (
 )
 from .errors import InputError
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .relative_entropy import relative_entropy
+from .sequences import TokenScores, token_scores
 from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
 from .temperature import TemperatureFit, apply_temperature, fit_temperature
@@ -91,6 +93,11 @@ __all__ = [
     "log_softmax",
     "nll",
     "relative_entropy",
+    "PerplexityTotals",
+    "TokenScores",
+    "lm_eval_counts",
+    "sequence_perplexity",
+    "token_scores",
     "resolve_eps",
     "soft_cross_entropy",
     "softplus",
