@@ -32,6 +32,8 @@ from .entropy import (
 )
 from .errors import InputError
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .logprob_metrics import LogprobScores, score_logprobs, top1_calibration
+from .logprobs import ParsedLogprobs, parse_logprobs
 from .perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .relative_entropy import relative_entropy
 from .sequences import TokenScores, token_scores
@@ -94,6 +96,11 @@ __all__ = [
     "nll",
     "relative_entropy",
     "PerplexityTotals",
+    "LogprobScores",
+    "ParsedLogprobs",
+    "parse_logprobs",
+    "score_logprobs",
+    "top1_calibration",
     "TokenScores",
     "lm_eval_counts",
     "sequence_perplexity",

@@ -6,6 +6,7 @@ semantics: negative values count from the end), e.g. ``[context_length, -1]`` fo
 lm-evaluation-harness's echoed scoring call (``token_logprobs[ctxlen:-1]``).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,7 @@ class LogprobScores:
 def score_logprobs(
     parsed: ParsedLogprobs,
     *,
-    ranges: ArrayLike | None = None,
+    ranges: Sequence[Sequence[int | None]] | None = None,
     vocab_size: int | None = None,
     n_bytes: ArrayLike | None = None,
     n_words: ArrayLike | None = None,
@@ -194,7 +195,7 @@ def top1_calibration(confidence: FloatArray, correct: BoolArray) -> dict[str, fl
 
 
 def _in_range(
-    parsed: ParsedLogprobs, ranges: ArrayLike | None, lengths: IntArray, seq_id: IntArray
+    parsed: ParsedLogprobs, ranges: Sequence[Sequence[int | None]] | None, lengths: IntArray, seq_id: IntArray
 ) -> BoolArray:
     """Positions inside each sequence's ``[start, stop)``, slice semantics."""
     if ranges is None:

@@ -99,6 +99,7 @@ def parse_logprobs(
     prompt_token_ids: Sequence[Sequence[int] | None] | None = None,
     use: Use = "auto",
     field: str = "responses",
+    names: Sequence[str] | None = None,
 ) -> ParsedLogprobs:
     """Parse response objects (or their logprobs parts) into one :class:`ParsedLogprobs`.
 
@@ -114,7 +115,9 @@ def parse_logprobs(
         Where a response has both, score its ``prompt_logprobs`` ("prompt", and "auto") or the
         sampled tokens' ``logprobs`` ("sampled").
     field : str, default="responses"
-        Name of `items` in error paths.
+        Name of `items` in error paths (``responses[0]``).
+    names : sequence of str, optional
+        The path of each item instead (``["response"]`` for a single one).
 
     Examples
     --------
@@ -128,7 +131,7 @@ def parse_logprobs(
     cursor = [0]
     seqs: list[SequenceLogprobs] = []
     for i, item in enumerate(items):
-        seqs.extend(_item(item, f"{field}[{i}]", use, ids, cursor))
+        seqs.extend(_item(item, names[i] if names is not None else f"{field}[{i}]", use, ids, cursor))
     if ids is not None and cursor[0] != len(ids):
         raise InputError(
             "prompt_token_ids", f"must hold one list per prompt_logprobs ({cursor[0]}); got {len(ids)}"
