@@ -16,7 +16,8 @@ sequence becomes a run of positions in :class:`ParsedLogprobs`; metrics are in
 :mod:`~service.core.logprob_metrics`. Python loops here walk JSON, one comprehension per field.
 """
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,8 @@ from .errors import InputError
 from .logprob_formats import (
     SENTINEL,
     SequenceLogprobs,
+    floats,
+    is_number,
     is_prompt_entry,
     kind_of,
     parse_chat,
@@ -84,13 +87,7 @@ class ParsedLogprobs:
 
     def position_path(self, position: int, what: Literal["logprob", "top_logprobs"]) -> str:
         """Path of flat `position`'s realised logprob or alternatives, for error messages."""
-        s = int(np.searchsorted(self.offsets, position, side="right")) - 1
-        j, base = position - int(self.offsets[s]), self.bases[s]
-        if self.styles[s] == "chat":
-            return f"{base}[{j}].{what}"
-        if self.styles[s] == "legacy":
-            return f"{base}.{'token_logprobs' if what == 'logprob' else 'top_logprobs'}[{j}]"
-        return f"{base}[{j}]"
+        return position_path(self.offsets, self.styles, self.bases, position, what)
 
 
 def parse_logprobs(
@@ -227,34 +224,116 @@ def _take_ids(
 
 
 def _combine(seqs: list[SequenceLogprobs]) -> ParsedLogprobs:
-    lengths = np.array([s.logprob.size for s in seqs], np.int64)
+    """Concatenate every sequence's lists and convert each field once; then check the whole."""
+    lengths = np.array([len(s.logprob) for s in seqs], np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    counts = np.concatenate([s.counts for s in seqs])
-    width = int(counts.max()) if counts.size else 0
-    flat = np.concatenate([s.alt for s in seqs])
-    alternatives = np.full((counts.size, width), -np.inf)
-    rows = np.repeat(np.arange(counts.size), counts)
-    cols = np.arange(flat.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    alternatives[rows, cols] = flat
-    lp = np.concatenate([s.logprob for s in seqs])
+    styles, bases = [s.style for s in seqs], [s.base for s in seqs]
+
+    def where(i: int, what: Literal["logprob", "top_logprobs"]) -> str:
+        return position_path(offsets, styles, bases, i, what)
+
+    lp = _numbers(_chain(s.logprob for s in seqs), where, "logprob")
     first = np.zeros(lp.size, bool)
     first[offsets[:-1][[s.first_null for s in seqs]]] = True
+    null = np.isnan(lp) & ~first
+    if null.any():
+        i = int(np.flatnonzero(null)[0])
+        raise InputError(
+            where(i, "logprob"), "must be a number; got null (only a prompt's first position may be)"
+        )
+    counts = np.array(_chain(s.counts for s in seqs), np.int64)
+    rows = np.repeat(np.arange(lp.size), counts)
+    alt = _numbers(_chain(s.alt for s in seqs), lambda k, what: where(int(rows[k]), what), "top_logprobs")
+    if np.isnan(alt).any():
+        raise InputError(
+            where(int(rows[np.flatnonzero(np.isnan(alt))[0]]), "top_logprobs"), "must hold numbers; got null"
+        )
+    tokens = _objects(_chain(s.tokens for s in seqs))
+    alt_tokens = _objects(_chain(s.alt_tokens for s in seqs))
+    realised_in = np.zeros(lp.size, bool)
+    realised_in[rows[alt_tokens == tokens[rows]]] = True
+    _check_realised(lp, alt, counts, realised_in, where)
+    width = int(counts.max()) if counts.size else 0
+    alternatives = np.full((lp.size, width), -np.inf)
+    alternatives[rows, np.arange(alt.size) - np.repeat(np.cumsum(counts) - counts, counts)] = alt
     outside = lp == SENTINEL
-    lp = np.where(outside, np.nan, lp)
+    try:
+        rank = np.array(_chain(s.rank or [-1] * len(s.logprob) for s in seqs), np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(_first_prompt(seqs), "must give each `rank` as an integer") from None
     return ParsedLogprobs(
         offsets=offsets,
         paths=[s.path for s in seqs],
         teacher_forced=np.array([s.teacher_forced for s in seqs], bool),
-        logprob=lp,
+        logprob=np.where(outside, np.nan, lp),
         unconditioned=first,
         outside_top=outside,
-        n_bytes=np.concatenate([s.n_bytes for s in seqs]),
+        n_bytes=np.array(_chain(s.n_bytes or [-1] * len(s.logprob) for s in seqs), np.int64),
         alternatives=alternatives,
-        realised_in_alternatives=np.concatenate([s.realised_in for s in seqs]),
-        rank=np.concatenate([s.rank for s in seqs]),
-        styles=[s.style for s in seqs],
-        bases=[s.base for s in seqs],
+        realised_in_alternatives=realised_in,
+        rank=rank,
+        styles=styles,
+        bases=bases,
     )
 
 
-# --- checks --------------------------------------------------------------------------------
+def position_path(
+    offsets: IntArray, styles: list[str], bases: list[str], i: int, what: Literal["logprob", "top_logprobs"]
+) -> str:
+    """The JSON path of flat position `i`'s realised logprob or alternatives."""
+    s = int(np.searchsorted(offsets, i, side="right")) - 1
+    j, base = i - int(offsets[s]), bases[s]
+    if styles[s] == "chat":
+        return f"{base}[{j}].{what}"
+    if styles[s] == "legacy":
+        return f"{base}.{'token_logprobs' if what == 'logprob' else 'top_logprobs'}[{j}]"
+    return f"{base}[{j}]"
+
+
+def _chain(lists: Iterable[list[Any]]) -> list[Any]:
+    return list(itertools.chain.from_iterable(lists))
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-D object array of `values` (never a 2-D one, whatever the values are)."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _numbers(values: list[Any], where: Callable[[int, Any], str], what: str) -> FloatArray:
+    """`values` as float64 (``null`` as NaN), or an InputError at the first value that is no number."""
+    try:
+        return floats(values)
+    except (TypeError, ValueError):
+        bad = next(k for k, v in enumerate(values) if v is not None and not is_number(v))
+        raise InputError(where(bad, what), f"must be a number; got {kind_of(values[bad])}") from None
+
+
+def _check_realised(
+    lp: FloatArray,
+    alt: FloatArray,
+    counts: IntArray,
+    realised_in: BoolArray,
+    where: Callable[[int, Any], str],
+) -> None:
+    """The realised token must be among the alternatives when its logprob ranks it there.
+
+    Alternatives are the top of the distribution: a realised token missing from them with a
+    logprob above the smallest of them contradicts the list (1e-6 of slack for printing).
+    """
+    has = counts > 0
+    if not has.any():
+        return
+    smallest = np.full(lp.size, np.inf)
+    smallest[has] = np.minimum.reduceat(alt, (np.cumsum(counts) - counts)[has])
+    bad = has & ~realised_in & (lp > smallest + 1e-6) & (lp != SENTINEL)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            where(i, "top_logprobs"),
+            f"must contain the realised token: its logprob {lp[i]} is above the smallest alternative "
+            f"{smallest[i]}",
+        )
+
+
+def _first_prompt(seqs: list[SequenceLogprobs]) -> str:
+    return next((s.path for s in seqs if s.rank is not None), seqs[0].path)
