@@ -101,7 +101,8 @@ def logprobs(n_choices: int, length: int, k: int) -> list[dict[str, object]]:
 
     def score(obj: object) -> None:
         scores = score_logprobs(parse_logprobs([obj]))
-        top1_calibration(scores.confidence, scores.correct)
+        if scores.confidence.size:
+            top1_calibration(scores.confidence, scores.correct)
 
     from fastapi.testclient import TestClient
 
