@@ -209,3 +209,24 @@ def test_calibration_asked_without_alternatives_warns(client):
     body = client.post(URL, json={"response": [{"token": "a", "logprob": -1.0}], "calibration": True}).json()
     assert body["calibration"] is None
     assert any("no top_logprobs" in w for w in body["warnings"])
+
+
+def test_large_body_with_a_repeated_key_deep_inside_is_400(client, rng):
+    """Past WALK_COLONS the duplicate-key count comes from orjson.dumps: a repeat still shows."""
+    import gc
+
+    import orjson
+
+    logp, tokens = _model(rng, 40, 30)
+    raw = orjson.dumps({"response": _chat_response(logp, tokens, k=5)})
+    assert raw.count(b":") > 4096 and len(raw) < 1 << 20
+    assert client.post(URL, content=raw, headers={"content-type": "application/json"}).status_code == 200
+    doubled = raw.replace(b'"logprob":', b'"logprob":-1.0,"logprob":', 1)
+    problem = assert_problem(
+        client.post(URL, content=doubled, headers={"content-type": "application/json"}), 400
+    )
+    assert "repeats the key 'logprob'" in problem["detail"]
+    big = orjson.dumps({"response": _chat_response(*_model(rng, 200, 60), k=5)})
+    assert len(big) > 1 << 20  # decoded with the collector paused, and it is running again after
+    assert client.post(URL, content=big, headers={"content-type": "application/json"}).status_code == 200
+    assert gc.isenabled()

@@ -5,9 +5,12 @@ tensor objects ``{"shape": [N, K], "datatype": "FP32", "data": [...]}``.
 Pydantic never sees them element by element; NumPy converts and checks them.
 """
 
+import contextlib
+import gc
 import math
 import re
 import reprlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,12 +149,37 @@ def has_boolean_elements(text: bytes | bytearray, end: int | None = None) -> boo
     return False
 
 
+#: Bodies from this size are decoded with the cyclic garbage collector paused (see below).
+PAUSE_GC_BYTES = 1 << 20
+
+
+@contextlib.contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while orjson builds a large body's objects.
+
+    Decoding allocates one container per JSON object and array; each 700 of them start a
+    collection that re-scans every young (and, as the tree grows, old) object, though
+    orjson's output holds no reference cycle to find. On 6 MB of chat logprobs (100k objects)
+    ``orjson.loads`` took ~220 ms with the collector running and ~45 ms paused. The collector
+    is process-wide: it is re-enabled at once, only if it was enabled before.
+    """
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     """Parse `body` as a JSON object, or raise 400."""
     if not body.strip():
         raise ProblemError(400, "request body is empty; send a JSON object")
     try:
-        value = orjson.loads(body)
+        with _collector_paused(len(body) >= PAUSE_GC_BYTES):
+            value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
