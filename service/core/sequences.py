@@ -6,22 +6,18 @@ second B×T×K array is ever allocated, whatever the vocabulary size K. Per-sequ
 the corpus metrics built from them live in :mod:`~service.core.perplexity`.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._typing import BoolArray, FloatArray, IntArray
-from .cancel import checkpoint
 from .distribution import EpsPolicy, resolve_eps
 from .errors import InputError
-from .logsumexp import log1p, softmax_summary
+from .sequence_blocks import Kernel, LogitKernel, Outputs, ProbKernel, Scratch, blocks
 from .validation import SUM_TOLERANCE
 
-#: Bytes of float32/float64 scratch per block (a few rows of a wide vocabulary).
-SEQUENCE_BLOCK_BYTES = 1 << 20
 PredictionKind = Literal["logits", "probs"]
 
 
@@ -41,6 +37,8 @@ class TokenScores:
         class); 0 where not scored. ``rank < k`` is a top-k hit.
     confidence : ndarray of shape (B, T), or None
         The top-1 probability ``max_c p_c``; 0 where not scored.
+    entropy : ndarray of shape (B, T), or None
+        The entropy of the predicted distribution, nats; 0 where not scored.
     n_clipped : int
         Scored probabilities raised to `eps` before the log (probabilities only).
     """
@@ -50,6 +48,7 @@ class TokenScores:
     rank: IntArray | None = None
     confidence: FloatArray | None = None
     n_clipped: int = 0
+    entropy: FloatArray | None = None
 
     @property
     def tokens(self) -> IntArray:
@@ -79,6 +78,7 @@ def token_scores(
     eps: EpsPolicy = "auto",
     ranks: bool = True,
     confidence: bool = False,
+    entropy: bool = False,
     field: str | None = None,
 ) -> TokenScores:
     """Cross-entropy of each label of (B, T) `labels` under (B, T, K) `values`, in nats.
@@ -104,8 +104,9 @@ def token_scores(
     eps : float or "auto", default="auto"
         Probabilities only: the floor of ``log(max(p, eps))``; "auto" is float32's (float64's)
         machine epsilon. 0 keeps ``-log 0 = inf``.
-    ranks, confidence : bool
-        Also return each label's rank and the top-1 probability (one extra pass each).
+    ranks, confidence, entropy : bool
+        Also return each label's rank, the top-1 probability and the predictive entropy
+        (one or two extra passes each, over the block in cache).
     field : str, optional
         Name of `values` in error messages (default: `kind`).
 
@@ -139,14 +140,14 @@ def token_scores(
     _check_scored_labels(y, scored, k)
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
     safe = np.where(scored, y, 0).reshape(-1)
-    out = _Outputs(b * t, work, ranks, confidence)
+    out = Outputs(b * t, work, ranks, confidence, entropy)
     if kind == "logits":
-        kernel: _Kernel = _LogitKernel(name, t, bfloat16)
+        kernel: Kernel = LogitKernel(name, t, bfloat16)
     else:
         sent = "bfloat16" if bfloat16 else z.dtype.name
-        kernel = _ProbKernel(name, t, bfloat16, resolve_eps(eps, work), SUM_TOLERANCE.get(sent, 1e-2))
-    scratch = _Scratch(k, work)
-    for run, source in _blocks(z, scratch.rows):
+        kernel = ProbKernel(name, t, bfloat16, resolve_eps(eps, work), SUM_TOLERANCE.get(sent, 1e-2))
+    scratch = Scratch(k, work, second=entropy)
+    for run, source in blocks(z, scratch.rows):
         block = scratch.load(source, bfloat16=bfloat16)
         kernel(block, safe[run], scratch, out.at(run), run.start, source)
     off = ~scored.reshape(-1)
@@ -160,6 +161,7 @@ def token_scores(
         out.rank.reshape(b, t) if ranks else None,
         out.confidence.reshape(b, t) if confidence else None,
         n_clipped,
+        out.entropy.reshape(b, t) if entropy else None,
     )
 
 
@@ -215,185 +217,3 @@ def _check_scored_labels(y: IntArray, scored: BoolArray, k: int) -> None:
     if outside.any():
         index = tuple(int(i) for i in np.argwhere(outside)[0])
         raise InputError("labels", f"must lie in [0, {k}) at scored positions; got {y[index]}", index=index)
-
-
-class _Scratch:
-    """One reused float block and one bool block of ``SEQUENCE_BLOCK_BYTES``: they stay in cache."""
-
-    def __init__(self, k: int, dtype: np.dtype[Any]) -> None:
-        self.rows = max(1, SEQUENCE_BLOCK_BYTES // (k * dtype.itemsize))
-        self.floats = np.empty((self.rows, k), dtype)
-        self.flags = np.empty((self.rows, k), bool)
-        self.first = np.arange(self.rows) * k  # flat index of each row's class 0
-
-    def load(self, source: np.ndarray, *, bfloat16: bool) -> FloatArray:
-        """Copy `source` rows into the scratch, widened to its dtype."""
-        block = self.floats[: source.shape[0]]
-        _widen(source, block, bfloat16=bfloat16)
-        return block
-
-
-def _widen(source: np.ndarray, out: FloatArray, *, bfloat16: bool) -> None:
-    """Copy `source` into `out` (float32/64); bfloat16 bit patterns become float32 as ``bits << 16``."""
-    if bfloat16:
-        np.left_shift(source, 16, out=out.view(np.uint32), dtype=np.uint32)
-    else:
-        np.copyto(out, source)
-
-
-class _Outputs:
-    """Flat (B·T) outputs; a block writes the slice of its positions."""
-
-    def __init__(self, n: int, dtype: np.dtype[Any], ranks: bool, confidence: bool) -> None:
-        self.nll = np.empty(n, dtype)
-        self.rank = np.empty(n if ranks else 0, np.int32)
-        self.confidence = np.empty(n if confidence else 0, dtype)
-        self.clipped = np.zeros(n, bool)
-
-    def arrays(self) -> list[np.ndarray]:
-        """The outputs asked for (zeroed where not scored)."""
-        return [a for a in (self.nll, self.rank, self.confidence) if a.size]
-
-    def at(self, run: slice) -> dict[str, np.ndarray]:
-        """Views of the outputs of one block of positions."""
-        out = {"nll": self.nll[run], "clipped": self.clipped[run]}
-        if self.rank.size:
-            out["rank"] = self.rank[run]
-        if self.confidence.size:
-            out["confidence"] = self.confidence[run]
-        return out
-
-
-def _blocks(z: np.ndarray, rows: int) -> Iterator[tuple[slice, np.ndarray]]:
-    """Runs of at most `rows` positions as (flat slice of B·T, rows×K view), never copying.
-
-    A C-contiguous array is read as one (B·T)×K matrix; otherwise (e.g. ``logits[:, :-1]``)
-    each sequence's T×K slice is cut into blocks of its own.
-    """
-    b, t, k = z.shape
-    if z.flags.c_contiguous:
-        flat = z.reshape(b * t, k)
-        for start in range(0, b * t, rows):  # cache-sized blocks of positions, never single ones
-            checkpoint()
-            yield slice(start, min(start + rows, b * t)), flat[start : start + rows]
-        return
-    for i in range(b):
-        for start in range(0, t, rows):
-            checkpoint()
-            stop = min(start + rows, t)
-            yield slice(i * t + start, i * t + stop), z[i, start:stop]
-
-
-class _Kernel:
-    """Scores one block of rows (in the scratch, overwritten) into the `out` views."""
-
-    def __init__(self, field: str, t: int, bfloat16: bool) -> None:
-        self.field, self.t, self.bfloat16 = field, t, bfloat16
-
-    def __call__(
-        self,
-        z: FloatArray,
-        labels: IntArray,
-        scratch: _Scratch,
-        out: dict[str, np.ndarray],
-        first: int,
-        source: np.ndarray,
-    ) -> None:
-        raise NotImplementedError
-
-    def _raise(self, bad: BoolArray, z: FloatArray, first: int, rule: str) -> None:
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        b, t = divmod(first + row, self.t)
-        raise InputError(self.field, f"{rule}; got {z[row, col]}", index=(b, t, col))
-
-
-class _LogitKernel(_Kernel):
-    """``log1p(Σ_{c≠y} exp(z_c - z_y))``, the label's rank and the top-1 probability, per row."""
-
-    def __call__(
-        self,
-        z: FloatArray,
-        labels: IntArray,
-        scratch: _Scratch,
-        out: dict[str, np.ndarray],
-        first: int,
-        source: np.ndarray,
-    ) -> None:
-        if not z.max() < np.inf:  # NaN or +inf somewhere (-inf is an impossible token, allowed)
-            self._raise(~(z < np.inf), z, first, "must be finite or -inf")
-        picks = scratch.first[: z.shape[0]] + labels
-        flat = z.reshape(-1)
-        own = flat.take(picks)
-        with np.errstate(invalid="ignore", over="ignore"):  # overflow or a label at -inf: redone below
-            z -= own[:, None]
-            if "rank" in out:
-                gt = scratch.flags[: z.shape[0]]
-                np.greater(z, 0, out=gt)
-                np.add.reduce(gt.view(np.uint8), axis=1, dtype=np.int32, out=out["rank"])
-            gap = np.maximum.reduce(z, axis=1) if "confidence" in out else None
-            np.exp(z, out=z)
-            flat.put(picks, 0)  # the label's exp(0) = 1 leaves the sum, exactly
-            nll = log1p(np.add.reduce(z, axis=1), out=out["nll"])
-        if gap is not None:
-            np.exp(np.minimum(gap - nll, 0), out=out["confidence"])  # p_top = exp((m - z_y) - nll)
-        if not nll.max() < np.inf:
-            self._redo(np.flatnonzero(~(nll < np.inf)), labels, out, first, source)
-
-    def _redo(
-        self, rows: IntArray, labels: IntArray, out: dict[str, np.ndarray], first: int, source: np.ndarray
-    ) -> None:
-        """Rows whose shifted sum overflowed (or whose label is at -inf): shift by the row maximum."""
-        z = np.empty((rows.size, source.shape[1]), out["nll"].dtype)
-        _widen(source[rows], z, bfloat16=self.bfloat16)
-        empty = ~(z.max(axis=1) > -np.inf)
-        if empty.any():
-            row = int(rows[np.flatnonzero(empty)[0]])
-            b, t = divmod(first + row, self.t)
-            raise InputError(
-                self.field, "must hold a finite logit in every scored row; got all -inf", index=(b, t)
-            )
-        summary = softmax_summary(z, top=False, entropy=False, labels=labels[rows])
-        assert summary.picked is not None
-        out["nll"][rows] = summary.log_norm - summary.picked
-        if "confidence" in out:
-            out["confidence"][rows] = np.exp(-summary.log_norm)
-
-
-class _ProbKernel(_Kernel):
-    """``-log max(p_y, eps)``, the label's rank and ``max p``, per row; rows checked on the way."""
-
-    def __init__(self, field: str, t: int, bfloat16: bool, eps: float, tolerance: float) -> None:
-        super().__init__(field, t, bfloat16)
-        self.eps, self.tolerance = eps, tolerance
-
-    def __call__(
-        self,
-        z: FloatArray,
-        labels: IntArray,
-        scratch: _Scratch,
-        out: dict[str, np.ndarray],
-        first: int,
-        source: np.ndarray,
-    ) -> None:
-        if not (z.min() >= 0 and z.max() <= 1):  # NaN fails both
-            self._raise(~((z >= 0) & (z <= 1)), z, first, "must lie in [0, 1]")
-        error = np.abs(np.add.reduce(z, axis=1) - 1)
-        if not error.max() <= self.tolerance:
-            row = int(np.flatnonzero(~(error <= self.tolerance))[0])
-            b, t = divmod(first + row, self.t)
-            total = float(z[row].sum(dtype=np.float64))
-            raise InputError(
-                self.field, f"must sum to 1 within {self.tolerance:g}; got {total:.10g}", index=(b, t)
-            )
-        rows = np.arange(z.shape[0])
-        p = z[rows, labels]
-        if "rank" in out:
-            gt = scratch.flags[: z.shape[0]]
-            np.greater(z, p[:, None], out=gt)
-            np.add.reduce(gt.view(np.uint8), axis=1, dtype=np.int32, out=out["rank"])
-        if "confidence" in out:
-            np.maximum.reduce(z, axis=1, out=out["confidence"])
-        np.less(p, self.eps, out=out["clipped"])
-        with np.errstate(divide="ignore"):  # eps = 0 and p = 0: inf, as asked
-            np.log(np.maximum(p, self.eps), out=out["nll"])
-        np.negative(out["nll"], out=out["nll"])

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from service.core import InputError, PerplexityTotals, lm_eval_counts, sequence_perplexity, token_scores
-from service.core import sequences as seq
+from service.core import sequence_blocks as blocks
 
 
 def _torch_ce(z: np.ndarray, y: np.ndarray, reduction: str, ignore_index: int = -100) -> np.ndarray:
@@ -33,7 +33,9 @@ def test_token_scores_match_torch_cross_entropy_each_reduction(rng, reduction):
 
 
 def test_token_scores_cross_block_boundaries(rng, monkeypatch):
-    monkeypatch.setattr(seq, "SEQUENCE_BLOCK_BYTES", 3 * 37 * 8)  # 3 rows a block: blocks straddle sequences
+    monkeypatch.setattr(
+        blocks, "SEQUENCE_BLOCK_BYTES", 3 * 37 * 8
+    )  # 3 rows a block: blocks straddle sequences
     z, y = _batch(rng)
     s = token_scores(y, z, confidence=True)
     np.testing.assert_allclose(s.nll, _torch_ce(z, y, "none"), rtol=1e-12, atol=1e-14)
@@ -42,7 +44,7 @@ def test_token_scores_cross_block_boundaries(rng, monkeypatch):
 
 
 def test_token_scores_non_contiguous_shifted_logits(rng, monkeypatch):
-    monkeypatch.setattr(seq, "SEQUENCE_BLOCK_BYTES", 4 * 37 * 8)
+    monkeypatch.setattr(blocks, "SEQUENCE_BLOCK_BYTES", 4 * 37 * 8)
     z, y = _batch(rng, t=10)
     shifted, labels = z[:, :-1], y[:, 1:]  # the usual causal-LM shift: a non-contiguous view
     assert not shifted.flags.c_contiguous
@@ -259,3 +261,19 @@ def test_perplexity_totals_empty_sequences_and_missing_counts():
     assert m["byte_perplexity"] is None and m["bits_per_byte"] is None
     with pytest.raises(InputError, match="`bytes` must hold one count per sequence"):
         PerplexityTotals.from_sequences([1.0], [1], bytes=[1, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_token_scores_entropy_matches_scipy(rng, dtype, monkeypatch):
+    from scipy.stats import entropy
+
+    monkeypatch.setattr(blocks, "SEQUENCE_BLOCK_BYTES", 5 * 37 * 16)
+    z, y = _batch(rng, dtype=dtype)
+    z[1, 2, 4] = -np.inf  # an impossible token: 0 · log 0
+    z[2, 3, 0] = 1e4 if dtype == np.float64 else 200  # the label far below the top: the shifted sum overflows
+    p = torch.softmax(torch.from_numpy(z).double(), -1).numpy()
+    expected = np.where(y != -100, entropy(p, axis=-1), 0)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(token_scores(y, z, entropy=True).entropy, expected, rtol=tol, atol=tol)
+    from_probs = token_scores(y, p.astype(dtype), kind="probs", entropy=True).entropy
+    np.testing.assert_allclose(from_probs, expected, rtol=tol, atol=tol)
