@@ -117,6 +117,9 @@ class LanguageModelMetrics(BaseModel):
     accuracy: JsonFloat | None = Field(
         default=None, description="Scored tokens that were the top-1 token (ties count as top-1)."
     )
+    top_5_accuracy: JsonFloat | None = Field(
+        default=None, description="Scored tokens among the 5 most probable (sequence inputs)."
+    )
 
 
 class Top1Calibration(BaseModel):
