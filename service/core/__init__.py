@@ -31,7 +31,9 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .fine_histogram import ALLOWED_BINS, FINE_BINS, FineHistogram
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .monitor_stats import MonitorStats, js_drift, merge_stats
 from .relative_entropy import relative_entropy
 from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
@@ -52,6 +54,12 @@ __all__ = [
     "checkpoint",
     "deadline",
     "ECE_BINS",
+    "ALLOWED_BINS",
+    "FINE_BINS",
+    "FineHistogram",
+    "MonitorStats",
+    "js_drift",
+    "merge_stats",
     "METRICS",
     "PRESETS",
     "CalibrationReport",
