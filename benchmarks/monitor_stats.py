@@ -43,7 +43,14 @@ def sizes(rng: np.random.Generator) -> list[dict[str, object]]:
                 }
             )
         bound = 100 + 2 * k * (2 + 8) + N_CELLS * (2 + 8 + 8 + 8)
-        rows.append({"K": k, "bucket": "upper bound (every class and cell, 8-byte counts)", "cells": N_CELLS, "bytes": bound})
+        rows.append(
+            {
+                "K": k,
+                "bucket": "upper bound (every class and cell, 8-byte counts)",
+                "cells": N_CELLS,
+                "bytes": bound,
+            }
+        )
     return rows
 
 

@@ -64,10 +64,7 @@ def coarse_index(cells: IntArray, n_bins: int, closed: Literal["right", "left"])
     """The B-bin (B dividing 2520) of every cell under the `closed` convention (module docstring)."""
     m = FINE_BINS // n_bins
     half = cells >> 1
-    if closed == "right":
-        on_edge = np.maximum(half - 1, 0)
-    else:
-        on_edge = np.minimum(half, FINE_BINS - 1)
+    on_edge = np.maximum(half - 1, 0) if closed == "right" else np.minimum(half, FINE_BINS - 1)
     return np.where(cells & 1, half, on_edge) // m
 
 
@@ -129,8 +126,8 @@ class FineHistogram:
         """
         total = exact_bincount(cells, count, N_CELLS, rows)
         nz = np.flatnonzero(total)
-        sums = [np.bincount(cells, weights=v, minlength=N_CELLS)[nz] for v in (conf, hits)]
-        weights = None if weight is None else np.bincount(cells, weights=weight, minlength=N_CELLS)[nz]
+        sums = [weighted_bincount(cells, v, N_CELLS)[nz] for v in (conf, hits)]
+        weights = None if weight is None else weighted_bincount(cells, weight, N_CELLS)[nz]
         return cls(nz.astype(np.int64), total[nz], sums[0], sums[1], weights)
 
     @property
@@ -143,13 +140,18 @@ class FineHistogram:
     ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
         """``(rows, Σ w, Σ w·c, Σ w·outcome)`` per B-bin; B must divide 2520 (:func:`check_bins`)."""
         index = coarse_index(self.cells, n_bins, closed)
-        rows = np.bincount(index, weights=self.count, minlength=n_bins).astype(np.int64)
+        rows = exact_bincount(index, self.count, n_bins, int(self.count.sum()))
         return (
             rows,
-            np.bincount(index, weights=self.weights, minlength=n_bins),
-            np.bincount(index, weights=self.conf, minlength=n_bins),
-            np.bincount(index, weights=self.hits, minlength=n_bins),
+            weighted_bincount(index, self.weights, n_bins),
+            weighted_bincount(index, self.conf, n_bins),
+            weighted_bincount(index, self.hits, n_bins),
         )
+
+
+def weighted_bincount(index: IntArray, weights: np.ndarray, size: int) -> FloatArray:
+    """``Σ weights`` per index in ``[0, size)``, in float64 (``np.bincount`` adds in index order)."""
+    return np.asarray(np.bincount(index, weights=weights, minlength=size), dtype=np.float64)
 
 
 def exact_bincount(index: IntArray, counts: np.ndarray, size: int, total: int) -> IntArray:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._typing import FloatArray, IntArray
 from .errors import InputError
-from .fine_histogram import N_CELLS, FineHistogram, exact_bincount
+from .fine_histogram import N_CELLS, FineHistogram, exact_bincount, weighted_bincount
 from .monitor_stats import MonitorStats
 
 VERSION = 1
@@ -66,6 +66,8 @@ _FLOATS = (
     "correct_weight",
     "labelled_confidence_sum",
 )
+
+
 def count_width(largest: int) -> int:
     """Bytes of the narrowest unsigned integer holding `largest` (1, 2, 4 or 8)."""
     return next(w for w in (1, 2, 4, 8) if largest < 256**w)
@@ -144,7 +146,9 @@ def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -
     first = np.cumsum(counts) - counts
     has = counts > 0
     starts = offsets[has]
-    steps[first[has]] = np.diff(starts - first[has] * size, prepend=0) + size  # ... a blob's first jumps to it
+    steps[first[has]] = (
+        np.diff(starts - first[has] * size, prepend=0) + size
+    )  # ... a blob's first jumps to it
     steps[0] = starts[0]
     raw = _window(data, np.dtype(f"V{size}"))[np.cumsum(steps)]  # opaque records: a plain memcpy each
     return raw.view(dtype)
@@ -183,7 +187,9 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
     expected = HEADER.itemsize + classes * per_class + cells * per_cell
     if (expected != lengths).any():
         i = int(np.flatnonzero(expected != lengths)[0])
-        raise _bad(f"has the wrong length: blob {i} holds {lengths[i]} bytes, its header implies {expected[i]}")
+        raise _bad(
+            f"has the wrong length: blob {i} holds {lengths[i]} bytes, its header implies {expected[i]}"
+        )
     return n_classes, binary
 
 
@@ -233,7 +239,9 @@ def _field(records: list[np.ndarray], name: str, dtype: type) -> np.ndarray:
 
 def _weights(records: list[np.ndarray]) -> FloatArray:
     """``Σ w`` of every record: the stored weight, or the row count in unweighted blobs."""
-    return np.concatenate([r["weight" if "weight" in r.dtype.names else "count"].astype(np.float64) for r in records])
+    return np.concatenate(
+        [r["weight" if "weight" in (r.dtype.names or ()) else "count"].astype(np.float64) for r in records]
+    )
 
 
 def _assemble(
@@ -244,8 +252,8 @@ def _assemble(
         index = _field(records, "index", np.intp)
         if index.size and index.max() >= n_classes:
             raise _bad(f"holds a class index ≥ K = {n_classes}")
-        total = exact_bincount(index, _field(records, "count", np.int64), n_classes, rows)
-        return total, np.bincount(index, weights=_weights(records), minlength=n_classes) if weighted else None
+        total = exact_bincount(index, _field(records, "count", np.float64), n_classes, rows)
+        return total, weighted_bincount(index, _weights(records), n_classes) if weighted else None
 
     def hist(side: str) -> FineHistogram:
         records = sections[side]
@@ -254,7 +262,9 @@ def _assemble(
             raise _bad(f"holds a histogram cell ≥ {N_CELLS}")
         count = _field(records, "count", np.float64)  # bincount adds in float64 (exact: see reduce)
         conf, hits = _field(records, "conf", np.float64), _field(records, "hits", np.float64)
-        return FineHistogram.reduce(cells, count, conf, hits, _weights(records) if weighted else None, rows=n_labelled)
+        return FineHistogram.reduce(
+            cells, count, conf, hits, _weights(records) if weighted else None, rows=n_labelled
+        )
 
     ints = {name: int(head[name].sum(dtype=np.uint64)) for name in ("n_predictions", "n_labelled", "correct")}
     predicted, predicted_w = per_class("predicted", ints["n_predictions"])
@@ -274,12 +284,20 @@ def _assemble(
     return MonitorStats(
         n_classes=n_classes,
         binary=binary,
+        n_predictions=ints["n_predictions"],
+        weight_predictions=floats["weight_predictions"],
+        confidence_sum=floats["confidence_sum"],
         predicted_counts=predicted,
+        n_labelled=n_labelled,
+        weight_labelled=floats["weight_labelled"],
+        nll_sum=floats["nll_sum"],
+        brier_sum=floats["brier_sum"],
+        correct=ints["correct"],
+        correct_weight=floats["correct_weight"],
+        labelled_confidence_sum=floats["labelled_confidence_sum"],
         label_counts=labels,
         top=top,
         positive=positive,
         predicted_weights=predicted_w,
         label_weights=labels_w,
-        **ints,
-        **floats,
     )

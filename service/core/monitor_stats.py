@@ -120,7 +120,9 @@ class MonitorStats:
         hist = FineHistogram.empty(weighted=weighted)
         w = np.zeros(n_classes) if weighted else None
         positive = hist if n_classes == 2 else None
-        return cls(n_classes, binary, 0, 0.0, 0.0, zeros, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, zeros, hist, positive, w, w)
+        return cls(
+            n_classes, binary, 0, 0.0, 0.0, zeros, 0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, zeros, hist, positive, w, w
+        )
 
     @classmethod
     def summarise(
@@ -150,7 +152,7 @@ class MonitorStats:
         >>> dist = Distribution.from_probs(np.array([[0.9, 0.1], [0.3, 0.7]]))
         >>> stats = MonitorStats.summarise(dist, [0, 0])
         >>> stats.accuracy(), round(stats.cross_entropy(), 6)
-        (0.5, 0.654671)
+        (0.5, 0.654667)
         """
         if part not in _PARTS:
             raise InputError("part", f'must be "all", "predictions" or "labels"; got {part!r}')
@@ -163,7 +165,7 @@ class MonitorStats:
         w = _check_weights(sample_weight, n)
         labelled = None if y is None or part == "predictions" else y >= 0
         every = labelled is not None and bool(labelled.all())
-        safe = None if labelled is None else (y if every else np.where(labelled, y, 0))
+        safe = None if y is None or labelled is None else (y if every else np.where(labelled, y, 0))
         if dist.logits is not None and not dist.binary:
             dist.summarise(top=True, labels=safe)  # /v1/cross-entropy's fused pass (same per-row values)
         probs = dist.probs
@@ -321,10 +323,12 @@ def merge_stats(items: Iterable["MonitorStats | bytes"]) -> MonitorStats:
     """
     everything = list(items)
     kinds = set(map(type, everything))
+    objects: list[MonitorStats]
+    blobs: list[bytes]
     if kinds <= {MonitorStats}:
-        objects, blobs = everything, []
-    elif kinds <= {bytes, bytearray, memoryview}:
-        objects, blobs = [], everything
+        objects, blobs = everything, []  # type: ignore[assignment]
+    elif kinds <= {bytes}:
+        objects, blobs = [], everything  # type: ignore[assignment]
     else:
         objects = [item for item in everything if isinstance(item, MonitorStats)]
         blobs = [item for item in everything if not isinstance(item, MonitorStats)]
@@ -367,7 +371,7 @@ def js_drift(current: ArrayLike, reference: ArrayLike, *, base: float = 2) -> fl
 def _check_closed(closed: object) -> Closed:
     if closed not in ("right", "left"):
         raise InputError("closed", f'must be "right" or "left"; got {closed!r}')
-    return closed  # type: ignore[return-value]
+    return closed
 
 
 def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None:
@@ -384,7 +388,9 @@ def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None
 def _distribution(values: ArrayLike, field: str) -> FloatArray:
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v) & (v >= 0)) or v.sum() <= 0:
-        raise InputError(field, "must be a non-empty vector of finite, non-negative numbers with a positive sum")
+        raise InputError(
+            field, "must be a non-empty vector of finite, non-negative numbers with a positive sum"
+        )
     return v / v.sum()
 
 
@@ -441,7 +447,7 @@ def _labelled_side(
 def _replace(stats: MonitorStats, fields: dict[str, object]) -> MonitorStats:
     values = {name: getattr(stats, name) for name in MonitorStats.__dataclass_fields__}
     values.update(fields)
-    return MonitorStats(**values)  # type: ignore[arg-type]
+    return MonitorStats(**values)
 
 
 def _sum_classes(arrays: list[np.ndarray]) -> np.ndarray:

@@ -59,7 +59,11 @@ def test_round_trip_is_exact(case):
 
 
 def test_empty_round_trips():
-    for stats in (MonitorStats.empty(5), MonitorStats.empty(2, binary=True), MonitorStats.empty(3, weighted=True)):
+    for stats in (
+        MonitorStats.empty(5),
+        MonitorStats.empty(2, binary=True),
+        MonitorStats.empty(3, weighted=True),
+    ):
         blob = stats.to_bytes()
         assert len(blob) == HEADER.itemsize
         assert_identical(MonitorStats.from_bytes(blob), stats)

@@ -32,7 +32,7 @@ from service.settings import Settings
 KINDS = ("logits", "probs", "binary_logits", "binary_probs")
 DTYPES = (np.float64, np.float32)
 BINS = (1, 2, 3, 5, 10, 15, 20, 2520)
-#: Confidences exactly on common edges (0.5, 0.25, 0.1, 0.6, 0.75, 0.2, 1) — in float32 only the dyadic ones stay.
+#: Confidences exactly on common edges; in float32 only the dyadic ones (0.5, 0.25, 0.125, ...) stay.
 EDGE_VALUES = np.array([0.5, 0.25, 0.1, 0.6, 0.75, 0.2, 1.0, 0.0, 0.4, 0.125])
 
 
@@ -191,7 +191,9 @@ def test_any_partition_and_merge_order_gives_the_same_stats(data, kind, dtype):
     whole = MonitorStats.summarise(distribution(kind, values), labels)
     assert_same_stats(fold_merge(parts, rng), whole)
     assert_same_stats(tree_merge(parts, rng), whole)
-    assert_same_stats(merge_stats([*parts[: pieces // 2], *(p.to_bytes() for p in parts[pieces // 2 :])]), whole)
+    assert_same_stats(
+        merge_stats([*parts[: pieces // 2], *(p.to_bytes() for p in parts[pieces // 2 :])]), whole
+    )
     n_bins = data.draw(st.sampled_from(BINS), label="n_bins")
     closed = data.draw(st.sampled_from(["right", "left"]), label="closed")
     expected = expected_metrics(kind, values, labels, n_bins, closed)
@@ -199,7 +201,7 @@ def test_any_partition_and_merge_order_gives_the_same_stats(data, kind, dtype):
 
 
 def test_every_allowed_binning_is_an_exact_coarsening():
-    """The B-bin of a value's fine cell is the B-bin assign_shared gives the value, for all 48 B, both sides."""
+    """A value's fine cell lies in the B-bin assign_shared gives the value: all 48 B, both sides."""
     j = np.arange(FINE_BINS + 1)
     edges = j / FINE_BINS
     near = np.concatenate([edges, np.nextafter(edges, 2), np.nextafter(edges, -1)])
@@ -226,7 +228,7 @@ def test_n_bins_must_divide_2520(n_bins):
 
 
 def test_allowed_bins_are_the_divisors_of_2520():
-    assert ALLOWED_BINS == tuple(b for b in range(1, 2521) if 2520 % b == 0)
+    assert tuple(b for b in range(1, 2521) if 2520 % b == 0) == ALLOWED_BINS
     assert len(ALLOWED_BINS) == 48
     assert set(range(1, 11)) | {12, 14, 15, 20, 30, 40, 60, 90} <= set(ALLOWED_BINS)
 
@@ -261,7 +263,11 @@ def test_merged_stats_match_the_http_routes(http, kind, dtype):
     assert ce["convention"]["dtype"] == np.dtype(dtype).name
     np.testing.assert_allclose(merged.cross_entropy(base=2), ce["loss"], rtol=1e-12)
     for n_bins, closed in ((15, "right"), (10, "left"), (4, "right"), (20, "left")):
-        options = {"n_bins": n_bins, "closed": closed, "metrics": ["ece", "mce", "rmsce", "brier", "accuracy"]}
+        options = {
+            "n_bins": n_bins,
+            "closed": closed,
+            "metrics": ["ece", "mce", "rmsce", "brier", "accuracy"],
+        }
         body = _npz(**{field: values}, labels=labels, parameters=np.array(json.dumps(options)))
         result = http.post("/v1/calibration", content=body, headers=headers).json()
         metrics = result["metrics"]
@@ -350,7 +356,9 @@ def test_integer_weights_equal_repeated_rows():
     values, labels = dataset("probs", np.float64, 60, 3, seed=8)
     repeats = np.random.default_rng(0).integers(0, 4, 60)
     weighted = MonitorStats.summarise(Distribution.from_probs(values), labels, sample_weight=repeats)
-    repeated = MonitorStats.summarise(Distribution.from_probs(values.repeat(repeats, axis=0)), labels.repeat(repeats))
+    repeated = MonitorStats.summarise(
+        Distribution.from_probs(values.repeat(repeats, axis=0)), labels.repeat(repeats)
+    )
     assert weighted.weighted and not repeated.weighted
     for n_bins in (5, 15):
         for name, value in weighted.calibration_errors(n_bins).items():
@@ -388,7 +396,9 @@ def test_positive_class_target_needs_two_classes():
     values, labels = dataset("probs", np.float64, 50, 2, seed=3)
     stats = MonitorStats.summarise(Distribution.from_probs(values), labels)
     report = calibration_report(labels, Distribution.from_probs(values), Convention(target="positive_class"))
-    assert stats.calibration_errors(target="positive_class")["ece"] == pytest.approx(report.scalars["ece"], rel=1e-12)
+    assert stats.calibration_errors(target="positive_class")["ece"] == pytest.approx(
+        report.scalars["ece"], rel=1e-12
+    )
     with pytest.raises(InputError, match="positive_class"):
         MonitorStats.empty(3).calibration_errors(target="positive_class")
 
