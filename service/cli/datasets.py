@@ -190,7 +190,7 @@ def read(part: Partition, columns: Columns, *, n_classes: int, batch_size: int) 
     """The partition as :class:`Batch` es of at most `batch_size` rows, checked against K."""
     _check_columns(part, columns)
     offset = 0
-    for record in _record_batches(part, columns.names(), batch_size):
+    for record in _record_batches(part, columns.names(), batch_rows(part.rows, batch_size)):
         reader = _BatchReader(part, record, offset, n_classes)
         yield Batch(
             reader.predictions(columns),
@@ -200,6 +200,23 @@ def read(part: Partition, columns: Columns, *, n_classes: int, batch_size: int) 
             offset,
         )
         offset += len(record)
+
+
+def batch_rows(rows: int, batch_size: int) -> int:
+    """The smallest size ≥ max(`batch_size`, 2) that leaves no one-row tail batch in `rows` rows.
+
+    The core's blocked log-sum-exp rounds a lone row differently from the same row among others
+    (:func:`service.cli.reduce._kernel_path`); a partition of one row is then the only one-row batch.
+
+    Examples
+    --------
+    >>> batch_rows(65_537, 65_536), batch_rows(10, 3), batch_rows(10, 1), batch_rows(1, 100)
+    (65537, 4, 2, 100)
+    """
+    size = max(batch_size, 2)
+    while rows > size and rows % size == 1:
+        size += 1
+    return size
 
 
 def _check_columns(part: Partition, columns: Columns) -> Any:
