@@ -9,7 +9,8 @@ commands, each in a fresh process:
 2. ``xent score DIR --scheduler local`` (starts a 2-worker ``LocalCluster``: startup included);
 3. ``xent score DIR --scheduler tcp://…`` on a 2-worker cluster this script started beforehand.
 
-Reported per command: wall time, rows per second, and peak memory: the summed RSS of every
+Reported per command: wall time, rows per second, CPU seconds (the command and every process it
+waited for, plus the pre-started workers' CPU time during the run), and peak memory: the summed RSS of every
 process involved (the command, its children, the pre-started workers), sampled every 20 ms with
 psutil; for the one-process run also its exact ``ru_maxrss``. Finally the reports are checked
 against the core on every row: ``calibration_report`` (the ``/v1/calibration`` computation)
@@ -63,6 +64,8 @@ def run(argv: list[str], extra_pids: list[int]) -> dict[str, float]:
     import psutil
 
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    workers = [psutil.Process(p) for p in extra_pids]
+    cpu_before = sum(sum(w.cpu_times()[:2]) for w in workers)
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "score", *argv], env=env, stdout=subprocess.PIPE
@@ -91,11 +94,13 @@ def run(argv: list[str], extra_pids: list[int]) -> dict[str, float]:
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
+    cpu = usage.ru_utime + usage.ru_stime + sum(sum(w.cpu_times()[:2]) for w in workers) - cpu_before
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"xent score failed ({proc.returncode})")
     return {
         "wall": wall,
+        "cpu": cpu,
         "peak_mb": peak[0] / 2**20,
         "maxrss_mb": usage.ru_maxrss / 1024,
         "report": json.loads(out),
@@ -149,12 +154,15 @@ def main() -> None:
         results["--scheduler tcp:// (2 running workers)"] = run(
             [directory, "--json", "--no-progress", "--scheduler", address], sorted(set(pids))
         )
-    print("\n| run | wall s | rows/s | peak RSS, all processes (MB) | ru_maxrss of the command (MB) |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| run | wall s | rows/s | CPU s, all processes | peak RSS, all processes (MB) | ru_maxrss (MB) |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         cells = (
             f"{r['wall']:.1f}",
             f"{rows / r['wall']:,.0f}",
+            f"{r['cpu']:.1f}",
             f"{r['peak_mb']:.0f}",
             f"{r['maxrss_mb']:.0f}",
         )

@@ -234,6 +234,19 @@ def _table(result: dict[str, Any]) -> str:
         suffix = f" {unit}" if name in ("nll", "cross_entropy") else ""
         lines.append(f"{name:<18} {shown}{suffix}")
     if "series" in result:
-        lines.append(f"\n{len(result['series']['groups'])} groups by {result['series']['by']} (see --json)")
+        lines += [
+            "",
+            f"by {result['series']['by']:<10} {'n':>9}  {'cross_entropy':>13}  {'accuracy':>8}  {'ece':>8}",
+        ]
+        for group in result["series"]["groups"]:
+            m = group["metrics"]
+            cells = [
+                f"{m[name]:.6f}" if isinstance(m[name], float) else m[name]
+                for name in ("cross_entropy", "accuracy", "ece")
+            ]
+            lines.append(
+                f"{str(group['key']):<13} {group['n']:>9}  {cells[0]:>13}  {cells[1]:>8}  {cells[2]:>8}"
+            )
+    lines.append("")
     lines.append(f"left out (not mergeable): {', '.join(result['left_out'])}")
     return "\n".join(lines) + "\n"
