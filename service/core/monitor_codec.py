@@ -159,15 +159,10 @@ def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -
     if counts.size == 1:  # one blob: its records are contiguous
         return np.frombuffer(data, dtype, total, int(offsets[0]))
     size = dtype.itemsize
-    steps = np.full(total, size, np.int64)  # consecutive records of a blob are `size` apart ...
-    first = np.cumsum(counts) - counts
-    has = counts > 0
-    starts = offsets[has]
-    steps[first[has]] = (
-        np.diff(starts - first[has] * size, prepend=0) + size
-    )  # ... a blob's first jumps to it
-    steps[0] = starts[0]
-    raw = _window(data, np.dtype(f"V{size}"))[np.cumsum(steps)]  # opaque records: a plain memcpy each
+    first = np.cumsum(counts) - counts  # index of each blob's first record among all
+    positions = np.repeat(offsets - first * size, counts)
+    positions += np.arange(total) * size
+    raw = _window(data, np.dtype(f"V{size}"))[positions]  # opaque records: a plain memcpy each
     return raw.view(dtype)
 
 
