@@ -357,3 +357,36 @@ def test_timestamps_are_utc_days(tmp_path, capsys):
         ("2024-10-04", 2),
         ("2024-10-05", 1),
     ]
+
+
+def test_float32_logits_with_a_one_row_tail_equal_the_routes(tmp_path, capsys, http):
+    """257-row row groups read 128 rows at a time would end in a lone row; K = 10 rounds one apart."""
+    rng = np.random.default_rng(12)
+    values, labels, *_ = make_dataset(
+        tmp_path,
+        kind="logits",
+        layout="fixed",
+        dtype=np.float32,
+        k=10,
+        sizes=(514, 300),
+        rng=rng,
+        row_group=257,
+    )
+    code, report, err = score(capsys, tmp_path, "--batch-size", 128)
+    assert code == 0, err
+    assert_matches(report["metrics"], *http_reference(http, "logits", values, labels))
+
+
+def test_batches_are_bounded_and_never_a_lone_row(tmp_path):
+    from service.cli.datasets import Columns, find_files, partitions, read
+
+    rng = np.random.default_rng(13)
+    make_dataset(
+        tmp_path, kind="probs", layout="list", dtype=np.float64, k=3, sizes=(257, 100), rng=rng, row_group=257
+    )
+    parts = partitions(find_files(str(tmp_path)))
+    assert [p.rows for p in parts] == [257, 100]
+    sizes = [
+        [len(b.labels) for b in read(p, Columns("probs", "probs"), n_classes=3, batch_size=64)] for p in parts
+    ]
+    assert sizes == [[65, 65, 65, 62], [64, 36]]
