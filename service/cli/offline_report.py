@@ -129,7 +129,10 @@ def _series(summary: Summary, by: By, *, n_bins: int, closed: str, base: str) ->
     for key in sorted(summary.groups, key=order):
         stats = summary.groups[key]
         values = metrics(stats, n_bins=n_bins, closed=closed, base=base)
-        label = (date(1970, 1, 1) + timedelta(days=int(key))).isoformat() if by == "day" else key
+        if by == "day":
+            label = (date(1970, 1, 1) + timedelta(days=int(key))).isoformat()
+        else:  # JSON keeps strings, numbers, booleans and null; anything else (dates, bytes) as text
+            label = key if key is None or isinstance(key, str | int | float | bool) else str(key)
         rows.append(
             {
                 "key": label,

@@ -390,3 +390,14 @@ def test_batches_are_bounded_and_never_a_lone_row(tmp_path):
         [len(b.labels) for b in read(p, Columns("probs", "probs"), n_classes=3, batch_size=64)] for p in parts
     ]
     assert sizes == [[65, 65, 65, 62], [64, 36]]
+
+
+def test_segments_of_any_type_are_json_keys(tmp_path, capsys):
+    z, y = _good_table(6)
+    days = pa.array(
+        np.array([0, 1, 0, 1, 1, 0], dtype="datetime64[D]").astype("datetime64[D]"), type=pa.date32()
+    )
+    pq.write_table(pa.table({"logits": _fixed(z), "label": pa.array(y), "seg": days}), tmp_path / "s.parquet")
+    code, report, err = score(capsys, tmp_path / "s.parquet", "--by", "segment", "--segment-column", "seg")
+    assert code == 0, err
+    assert [(g["key"], g["n"]) for g in report["series"]["groups"]] == [("1970-01-01", 3), ("1970-01-02", 3)]
