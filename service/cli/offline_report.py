@@ -129,6 +129,7 @@ def _series(summary: Summary, by: By, *, n_bins: int, closed: str, base: str) ->
     for key in sorted(summary.groups, key=order):
         stats = summary.groups[key]
         values = metrics(stats, n_bins=n_bins, closed=closed, base=base)
+        label: object
         if by == "day":
             label = (date(1970, 1, 1) + timedelta(days=int(key))).isoformat()
         else:  # JSON keeps strings, numbers, booleans and null; anything else (dates, bytes) as text
