@@ -50,22 +50,50 @@ def add_arguments(score: argparse.ArgumentParser) -> None:
     add = group.add_argument
     add(
         "--column",
+        metavar="NAME",
         help="predictions: a list / fixed-size list column, or a float column (binary); default logits/probs",
     )
-    add("--class-columns", help="predictions as one float column per class: A,B,C")
-    add("--class-prefix", help="predictions as the columns PREFIX0, PREFIX1, ... (ordered by number)")
-    add("--label-column", default="label", help="integer class labels (default: label)")
-    add("--weight-column", help="non-negative row weights")
-    add("--time-column", help="timestamps or dates, for --by day (UTC days)")
-    add("--segment-column", help="any column, for --by segment")
+    add("--class-columns", metavar="A,B,C", help="predictions as one float column per class: A,B,C")
+    add(
+        "--class-prefix",
+        metavar="PREFIX",
+        help="predictions as the columns PREFIX0, PREFIX1, ... (ordered by number)",
+    )
+    add("--label-column", metavar="NAME", default="label", help="integer class labels (default: label)")
+    add("--weight-column", metavar="NAME", help="non-negative row weights")
+    add("--time-column", metavar="NAME", help="timestamps or dates, for --by day (UTC days)")
+    add("--segment-column", metavar="NAME", help="any column, for --by segment")
     add("--by", choices=["day", "segment"], help="also report the metrics per UTC day or per segment")
-    add("--n-bins", type=int, default=15, help="equal-width bins, a divisor of 2520 (default 15)")
+    add(
+        "--n-bins", metavar="B", type=int, default=15, help="equal-width bins, a divisor of 2520 (default 15)"
+    )
     add("--closed", choices=["right", "left"], default="right", help="bins (a, b] or [a, b) (default right)")
-    add("--batch-size", type=int, default=65_536, help="rows per record batch read (default 65536)")
-    add("--output", "-o", help="write the JSON report to this file (it appears only on success)")
-    add("--svg", help="write the reliability diagram (SVG) to this file")
-    add("--scheduler", help='run on Dask: a scheduler address (tcp://host:8786) or "local" (a LocalCluster)')
-    add("--n-workers", type=int, default=2, help="worker processes of --scheduler local (default 2)")
+    add(
+        "--batch-size",
+        metavar="ROWS",
+        type=int,
+        default=65_536,
+        help="rows per record batch read (default 65536)",
+    )
+    add(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the JSON report to this file (it appears only on success)",
+    )
+    add("--svg", metavar="FILE", help="write the reliability diagram (SVG) to this file")
+    add(
+        "--scheduler",
+        metavar="ADDRESS",
+        help='run on Dask: a scheduler address (tcp://host:8786) or "local" (a LocalCluster)',
+    )
+    add(
+        "--n-workers",
+        metavar="N",
+        type=int,
+        default=2,
+        help="worker processes of --scheduler local (default 2)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
