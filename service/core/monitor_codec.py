@@ -230,10 +230,11 @@ def decode_many(blobs: Sequence[bytes]) -> MonitorStats:
     sections: dict[str, list[np.ndarray]] = {
         name: [] for name in ("predicted", "label", "predicted_dense", "label_dense", "top", "positive")
     }
-    for group in np.unique(layout):  # a few layouts (width, weighted, dense sections), never one per blob
+    groups = np.unique(layout)
+    for group in groups:  # a few layouts (width, weighted, dense sections), never one per blob
         width, group_flags = int(group) % 16, int(group) // 16
         is_weighted = bool(group_flags & WEIGHTED)
-        mine = np.flatnonzero(layout == group) if layout.size > 1 else np.zeros(1, np.int64)
+        mine = slice(None) if groups.size == 1 else np.flatnonzero(layout == group)
         h = head[mine]
         pos = starts[mine] + HEADER.itemsize
         for side, flag in (("predicted", PREDICTED_DENSE), ("label", LABEL_DENSE)):
