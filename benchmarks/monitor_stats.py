@@ -43,7 +43,8 @@ def sizes(rng: np.random.Generator) -> list[dict[str, object]]:
                     "bytes": len(stats.to_bytes()),
                 }
             )
-        bound = HEADER.itemsize + 2 * k * (index_width(k) + 8) + N_CELLS * (2 + 8 + 8 + 8)
+        classes = 2 * k * min(index_width(k) + 8, 8)  # a class section is dense when that is smaller
+        bound = HEADER.itemsize + classes + N_CELLS * (2 + 8 + 8 + 8)
         rows.append(
             {
                 "K": k,
