@@ -32,6 +32,7 @@ class MonitorConfig:
     output_kind: Literal["logits", "probs"] | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    temperature: float | None = None  # fitted on the reservoir (set_temperature); kept across updates
 
 
 #: Fields of `MonitorConfig` that cannot change once a monitor holds data.
@@ -60,6 +61,7 @@ class LabelledRow:
     dtype: str
     row: bytes
     label: int
+    key: int | None = None  # its bottom-k sample key in [-2**63, 2**63); None: the store draws one
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,10 @@ class MonitorStore(Protocol):
 
     def get_monitor(self, name: str) -> MonitorConfig | None:
         """The monitor's config, or None."""
+        ...
+
+    def set_temperature(self, name: str, temperature: float | None) -> MonitorConfig:
+        """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
         ...
 
     def list_monitors(self) -> list[MonitorConfig]:

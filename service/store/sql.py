@@ -88,6 +88,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
 )
+MIGRATIONS += (
+    (3, ("ALTER TABLE monitors ADD COLUMN temperature DOUBLE PRECISION",)),  # fitted on the reservoir
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 # Monitors
@@ -95,8 +98,9 @@ _MONITOR_COLUMNS = (
     "name, n_classes, is_binary, class_names, bucket_s, retention_s, label_ttl_s, reservoir_size, "
     "output_tensor, output_kind, created_at, updated_at"
 )
-SELECT_MONITOR = f"SELECT {_MONITOR_COLUMNS} FROM monitors WHERE name = ?"
-LIST_MONITORS = f"SELECT {_MONITOR_COLUMNS} FROM monitors ORDER BY name"
+SELECT_MONITOR = f"SELECT {_MONITOR_COLUMNS}, temperature FROM monitors WHERE name = ?"
+LIST_MONITORS = f"SELECT {_MONITOR_COLUMNS}, temperature FROM monitors ORDER BY name"
+SET_TEMPERATURE = "UPDATE monitors SET temperature = ?, updated_at = ? WHERE name = ?"
 COUNT_MONITORS = "SELECT count(*) FROM monitors"
 INSERT_MONITOR = (
     f"INSERT INTO monitors ({_MONITOR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -146,14 +150,15 @@ INSERT_RESERVOIR = (
     "INSERT INTO reservoir (monitor, sample_key, event_time, segment, kind, dtype, payload, label) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, sample_key) DO NOTHING"
 )
-RESERVOIR_FILL = (
-    "SELECT n_reservoir, (SELECT max(sample_key) FROM reservoir WHERE monitor = ?) "
-    "FROM monitors WHERE name = ?"
-)
 ADD_RESERVOIR = "UPDATE monitors SET n_reservoir = n_reservoir + ? WHERE name = ? RETURNING n_reservoir"
 DELETE_LARGEST_KEYS = (
     "DELETE FROM reservoir WHERE monitor = ? AND sample_key IN "
     "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
+)
+# The largest key of a full reservoir (NULL when it is not full): max() reads one index entry.
+RESERVOIR_THRESHOLD = (
+    "SELECT max(sample_key) FROM reservoir WHERE monitor = ? "
+    "AND (SELECT n_reservoir FROM monitors WHERE name = ?) >= ?"
 )
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "

@@ -73,6 +73,7 @@ def _config(row: Sequence[Any]) -> MonitorConfig:
         output_kind=cast(Literal["logits", "probs"] | None, row[9]),
         created_at=float(row[10]),
         updated_at=float(row[11]),
+        temperature=None if row[12] is None else float(row[12]),
     )
 
 
@@ -174,7 +175,9 @@ class SqlStore:
                     )
             if _mutable(existing) == _mutable(config):
                 return existing, False
-            stored = replace(config, created_at=existing.created_at, updated_at=now)
+            stored = replace(
+                config, created_at=existing.created_at, updated_at=now, temperature=existing.temperature
+            )
             cur.execute(self._q(sql.UPDATE_MONITOR), (*_mutable(stored), now, stored.name))
             return stored, False
 
@@ -182,6 +185,14 @@ class SqlStore:
         """The monitor's config, or None."""
         with self._reading() as cur:
             return self._select_monitor(cur, name)
+
+    def set_temperature(self, name: str, temperature: float | None) -> MonitorConfig:
+        """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
+        now = time.time()
+        with self._transaction() as cur:
+            config = self._require(cur, name)
+            cur.execute(self._q(sql.SET_TEMPERATURE), (temperature, now, name))
+            return replace(config, temperature=temperature, updated_at=now)
 
     def list_monitors(self) -> list[MonitorConfig]:
         """Every monitor, by name."""
@@ -359,15 +370,26 @@ class SqlStore:
     def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
         if config.reservoir_size <= 0 or not rows:
             return
-        keys = memoryview(self._rng.randbytes(8 * len(rows))).cast("q")  # uniform signed 64-bit
+        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
         entries = [
-            (config.name, key, r.time, r.segment, r.kind, r.dtype, r.row, r.label)
-            for key, r in zip(keys, rows, strict=True)
+            (
+                config.name,
+                bits(64) - 2**63 if r.key is None else r.key,
+                r.time,
+                r.segment,
+                r.kind,
+                r.dtype,
+                r.row,
+                r.label,
+            )
+            for r in rows
         ]
-        cur.execute(self._q(sql.RESERVOIR_FILL), (config.name, config.name))
-        count, largest = cur.fetchone()
-        if count >= config.reservoir_size:  # full: a key above the largest kept would be trimmed at once
-            entries = [entry for entry in entries if entry[1] < largest]
+        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
+        full = cur.fetchone()
+        if (
+            full is not None and full[0] is not None
+        ):  # a full reservoir would trim every key above its largest at once
+            entries = [entry for entry in entries if entry[1] < full[0]]
             if not entries:
                 return
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)

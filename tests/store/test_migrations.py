@@ -42,7 +42,7 @@ def test_fresh_database_is_created_at_the_latest_version_in_wal_mode(db_path):
 def test_version_1_database_migrates_to_the_latest_keeping_its_data(db_path):
     create_version_1(db_path)
     store = make_store(db_path)
-    assert versions(db_path) == [1, 2] == [v for v, _ in sql.MIGRATIONS]
+    assert versions(db_path) == [1, 2, 3] == [v for v, _ in sql.MIGRATIONS]
     old = store.get_monitor("old")
     assert (old.n_classes, old.class_names, old.retention_s, old.created_at) == (
         4,
@@ -68,7 +68,7 @@ def test_migration_is_idempotent(db_path):
     make_store(db_path).close()
     store = make_store(db_path)
     assert store.migrate() == sql.LATEST_VERSION
-    assert versions(db_path) == [1, 2]
+    assert versions(db_path) == [1, 2, 3]
     assert store.read_stats("old", 0, 10**9) == [(60, "s", blob(7))]
     store.close()
 
@@ -77,8 +77,8 @@ def test_migrate_to_an_intermediate_version_then_on(db_path):
     store = make_store(db_path, migrate=False)
     assert store.migrate(1) == 1
     assert versions(db_path) == [1]
-    assert store.migrate() == 2
-    assert versions(db_path) == [1, 2]
+    assert store.migrate() == 3
+    assert versions(db_path) == [1, 2, 3]
     store.close()
 
 
@@ -86,7 +86,9 @@ def test_a_database_from_a_newer_xent_is_refused(db_path):
     make_store(db_path).close()
     with sqlite3.connect(db_path) as connection:
         connection.execute(sql.INSERT_SCHEMA_VERSION, (sql.LATEST_VERSION + 1, 0))
-    with pytest.raises(StoreError, match="schema version 3 is newer than this Xent's"):
+    with pytest.raises(
+        StoreError, match=f"schema version {sql.LATEST_VERSION + 1} is newer than this Xent's"
+    ):
         make_store(db_path)
 
 
@@ -109,7 +111,7 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_once(db_path):
     command = [sys.executable, "-c", OPEN_AND_CREATE, str(db_path)]
     processes = [subprocess.Popen([*command, f"w{i}"], env=env) for i in range(4)]
     assert [p.wait(timeout=120) for p in processes] == [0] * 4
-    assert versions(db_path) == [1, 2]
+    assert versions(db_path) == [v for v, _ in sql.MIGRATIONS]
     store = make_store(db_path)
     assert [m.name for m in store.list_monitors()] == ["w0", "w1", "w2", "w3"]
     store.close()
