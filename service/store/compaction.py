@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 #: Most stats rows merged in one transaction.
 MAX_GROUP_ROWS = 100
 #: Most stats (and pending) rows deleted by retention in one transaction.
-MAX_DELETE_ROWS = 10_000
+MAX_DELETE_ROWS = 1000
 
 
 class _Raced(Exception):
