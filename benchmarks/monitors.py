@@ -104,7 +104,7 @@ def small_batches(server: Serve, rounds: int, seconds: float) -> list[dict[str, 
     for _ in range(rounds):
         for path, runs in paths.items():
             runs.append(_raw_load(server.port, path, body, clients=8, seconds=seconds))
-    rows = []
+    rows: list[dict[str, object]] = []
     for path, runs in paths.items():
         rps = float(np.median([r["rps"] for r in runs]))
         p50 = float(np.median([r["p50"] for r in runs]))
@@ -195,7 +195,7 @@ def main() -> None:
         finally:
             server.stop()
     label = "30 days of minute buckets, step=1h (720 points)"
-    rows = [
+    rows: list[dict[str, object]] = [
         {label: "43,200 rows", "median ms": f"{raw_ms:.0f}"},
         {label: f"compacted ({merged} rows merged away)", "median ms": f"{compacted_ms:.0f}"},
     ]
