@@ -72,7 +72,7 @@ def _parse(request: Request, raw: RawBody, settings: Settings) -> Body:
 
 
 #: Bodies up to this size are parsed and scored on the event loop by the linear-cost routes:
-#: a thread hop costs more than scoring 32×10 does (README, Performance).
+#: a thread hop costs more than scoring 32×10 does (docs/internals.md, Small requests).
 INLINE_BYTES = 1 << 16
 
 Score = Callable[[Body], Response]

@@ -16,7 +16,7 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-#: narrow rows: 128k float32 per block; on a 1 MiB L2, ~20 NumPy calls a block (README, Performance)
+#: narrow rows: 128k float32 per block; on a 1 MiB L2, ~20 NumPy calls a block (docs/internals.md)
 BLOCK_BYTES = 1 << 19
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64

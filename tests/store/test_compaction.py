@@ -1,3 +1,4 @@
+import threading
 import time
 
 import numpy as np
@@ -185,3 +186,30 @@ def test_retention_deletes_in_chunks_until_nothing_old_is_left(store, monkeypatc
     assert store.segments("m") == ["a"]
     assert store.join_labels("m", ["p0", "q"], NOW, lambda rows, labels: [], [0, 0]).joined == 1
     assert_counters_match(store.path)
+
+
+def test_readers_during_compaction_see_the_rows_or_their_merge_never_both(store, minutes, rng):
+    rows = write_rows(
+        store, rng, [NOW - 2 * DAY + 60 * i for i in range(120)] + [NOW + 60 * i for i in range(30)]
+    )
+    expected = total(rows).tolist()
+    seen, stop = [], threading.Event()
+
+    def read_totals():
+        while not stop.is_set():
+            seen.append(total(store.read_stats("m", 0, 10**10)).tolist())
+
+    def slow_merge(blobs):
+        time.sleep(0.002)  # leaves the reader time to read between the groups
+        return merge(blobs)
+
+    compactor = make_store(store.path, merge=slow_merge)
+    reader = threading.Thread(target=read_totals)
+    reader.start()
+    merged = compactor.compact(NOW)
+    stop.set()
+    reader.join()
+    compactor.close()
+    assert merged == len(rows) - 2 * (2 + 30)  # two segments: 2 hours and 30 minutes each
+    assert len(seen) > 10
+    assert all(t == expected for t in seen)

@@ -90,3 +90,41 @@ def test_a_database_from_a_newer_xent_is_refused(db_path):
         StoreError, match=f"schema version {sql.LATEST_VERSION + 1} is newer than this Xent's"
     ):
         make_store(db_path)
+
+
+OPEN_AND_CREATE = """
+import sys
+from service.store import MonitorConfig, SqliteStore
+from tests.store.blobs import merge
+store = SqliteStore(sys.argv[1], merge=merge, busy_timeout_s=30)
+store.put_monitor(MonitorConfig(sys.argv[2], n_classes=2, binary=False, class_names=None))
+store.close()
+"""
+
+
+def test_processes_opening_a_fresh_database_at_once_migrate_it_once(db_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    command = [sys.executable, "-c", OPEN_AND_CREATE, str(db_path)]
+    processes = [subprocess.Popen([*command, f"w{i}"], env=env) for i in range(4)]
+    assert [p.wait(timeout=120) for p in processes] == [0] * 4
+    assert versions(db_path) == [v for v, _ in sql.MIGRATIONS]
+    store = make_store(db_path)
+    assert [m.name for m in store.list_monitors()] == ["w0", "w1", "w2", "w3"]
+    store.close()
+
+
+def test_a_database_path_that_cannot_be_opened_is_unavailable(tmp_path):
+    from service.store import StoreUnavailable
+
+    with pytest.raises(StoreUnavailable, match="unable to open database file"):
+        make_store(tmp_path)  # a directory
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreUnavailable, match="cannot create"):
+        make_store(tmp_path / "file" / "sub" / "monitors.sqlite3")
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreUnavailable, match="file is not a database"):
+        make_store(tmp_path / "junk.db")
