@@ -13,6 +13,7 @@ import numpy as np
 from benchmarks._timing import median_ms, table
 from service.core import Distribution, MonitorStats, merge_stats
 from service.core.fine_histogram import N_CELLS
+from service.core.monitor_codec import HEADER, index_width
 
 
 def batch(rng: np.random.Generator, rows: int, k: int) -> MonitorStats:
@@ -42,11 +43,12 @@ def sizes(rng: np.random.Generator) -> list[dict[str, object]]:
                     "bytes": len(stats.to_bytes()),
                 }
             )
-        bound = 100 + 2 * k * (2 + 8) + N_CELLS * (2 + 8 + 8 + 8)
+        classes = 2 * k * min(index_width(k) + 8, 8)  # a class section is dense when that is smaller
+        bound = HEADER.itemsize + classes + N_CELLS * (2 + 8 + 8 + 8)
         rows.append(
             {
                 "K": k,
-                "bucket": "upper bound (every class and cell, 8-byte counts)",
+                "bucket": "upper bound: every class and cell, 8-byte counts (weighted: +8 B each)",
                 "cells": N_CELLS,
                 "bytes": bound,
             }

@@ -21,8 +21,11 @@ Rows carry a label or ``-1`` (not labelled yet): every row counts on the *predic
 *labelled side* (NLL, Brier, correct, label counts, fine histograms). ``part="predictions"``
 and ``part="labels"`` split a batch so a late label can join its prediction's bucket.
 
-Bytes (:mod:`~service.core.monitor_codec`): 100-byte header plus sparse sections; a 32-row
-batch takes ~0.6 KB at K = 10 and K = 1,000 (see docs/monitor-statistics.md for measured sizes).
+Bytes (:mod:`~service.core.monitor_codec`): a 100-byte header and packed records for non-empty
+classes and cells only. Measured (``python -m benchmarks.monitor_stats``): a 32-row batch takes
+522 bytes at K = 10 and 676 at K = 1,000; a dense bucket of 1,000,000 rows 37,856 and 55,876;
+the upper bound (every class and all 5,041 cells, 8-byte counts) is 131,346 and 151,166 bytes
+(+8 per class and cell with sample weights; binary input adds a second histogram).
 """
 
 import math
@@ -37,9 +40,10 @@ from ._typing import FloatArray, IntArray
 from .brier import BrierScale, brier_factor, brier_rows
 from .calibration import Reliability, wilson_interval  # public in service.core
 from .distribution import Distribution
+from .drift import js_drift
 from .entropy import nll
 from .errors import InputError
-from .fine_histogram import FINE_BINS, FineHistogram, check_bins, coarse_index
+from .fine_histogram import FINE_BINS, FineHistogram, check_bins
 from .narrow_rows import row_argmax
 from .validation import check_labels, check_same_length
 
@@ -47,7 +51,6 @@ Part = Literal["all", "predictions", "labels"]
 Closed = Literal["right", "left"]
 Target = Literal["top_label", "positive_class"]
 _PARTS = ("all", "predictions", "labels")
-_CHUNK = 1024  # per-class arrays stacked this many at a time when merging objects
 
 
 @dataclass(frozen=True, eq=False)
@@ -340,29 +343,9 @@ def merge_stats(items: Iterable["MonitorStats | bytes"]) -> MonitorStats:
         raise InputError("stats", "must hold at least one item to merge; got none")
     if len(objects) == 1:
         return objects[0]
-    return _merge_objects(objects)
+    from .monitor_merge import merge_objects
 
-
-def js_drift(current: ArrayLike, reference: ArrayLike, *, base: float = 2) -> float:
-    """Jensen–Shannon *divergence* between two class distributions (counts are normalised first).
-
-    ``½ KL(p‖m) + ½ KL(q‖m)``, ``m = (p + q) / 2``, in log-base `base` (``2``: in [0, 1]).
-    It is the square of ``scipy.spatial.distance.jensenshannon(current, reference, base)``
-    (the JS *distance*).
-
-    Examples
-    --------
-    >>> js_drift([1, 0], [0, 1])
-    1.0
-    """
-    p = _distribution(current, "current")
-    q = _distribution(reference, "reference")
-    if p.shape != q.shape:
-        raise InputError("reference", f"must have as many classes as `current` ({p.size}); got {q.size}")
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p / m), 0.0) + np.where(q > 0, q * np.log(q / m), 0.0)
-    return max(float(terms.sum()) / 2 / math.log(base), 0.0)
+    return merge_objects(objects)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -383,15 +366,6 @@ def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None
     if not np.all(np.isfinite(w) & (w >= 0)):
         raise InputError("sample_weight", "must be finite and non-negative")
     return None if np.all(w == 1) else w
-
-
-def _distribution(values: ArrayLike, field: str) -> FloatArray:
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v) & (v >= 0)) or v.sum() <= 0:
-        raise InputError(
-            field, "must be a non-empty vector of finite, non-negative numbers with a positive sum"
-        )
-    return v / v.sum()
 
 
 def _share(values: np.ndarray) -> FloatArray:
@@ -450,73 +424,4 @@ def _replace(stats: MonitorStats, fields: dict[str, object]) -> MonitorStats:
     return MonitorStats(**values)
 
 
-def _sum_classes(arrays: list[np.ndarray]) -> np.ndarray:
-    """Sum of equal-length per-class vectors, stacked a chunk at a time (no loop over items)."""
-    chunks = [np.stack(arrays[i : i + _CHUNK]).sum(axis=0) for i in range(0, len(arrays), _CHUNK)]
-    return np.sum(chunks, axis=0) if len(chunks) > 1 else chunks[0]
-
-
-def _merge_objects(items: list[MonitorStats]) -> MonitorStats:
-    first = items[0]
-    for item in items[1:]:
-        if item.n_classes != first.n_classes or item.binary != first.binary:
-            raise InputError(
-                "stats",
-                f"must share K and binary to merge; got K = {first.n_classes} (binary {first.binary}) "
-                f"and K = {item.n_classes} (binary {item.binary})",
-            )
-    weighted = any(s.weighted for s in items)
-
-    def floats(name: str) -> float:
-        return float(np.add.reduce(np.array([getattr(s, name) for s in items], dtype=np.float64)))
-
-    def ints(name: str) -> int:
-        return sum(int(getattr(s, name)) for s in items)
-
-    def per_class(counts: str, weights: str) -> tuple[np.ndarray, np.ndarray | None]:
-        total = _sum_classes([getattr(s, counts) for s in items]).astype(np.int64)
-        if not weighted:
-            return total, None
-        w = [getattr(s, weights) if s.weighted else getattr(s, counts).astype(np.float64) for s in items]
-        return total, _sum_classes(w)
-
-    predicted, predicted_w = per_class("predicted_counts", "predicted_weights")
-    labels, labels_w = per_class("label_counts", "label_weights")
-    positive = [s.positive for s in items if s.positive is not None]
-    return MonitorStats(
-        n_classes=first.n_classes,
-        binary=first.binary,
-        n_predictions=ints("n_predictions"),
-        weight_predictions=floats("weight_predictions"),
-        confidence_sum=floats("confidence_sum"),
-        predicted_counts=predicted,
-        n_labelled=ints("n_labelled"),
-        weight_labelled=floats("weight_labelled"),
-        nll_sum=floats("nll_sum"),
-        brier_sum=floats("brier_sum"),
-        correct=ints("correct"),
-        correct_weight=floats("correct_weight"),
-        labelled_confidence_sum=floats("labelled_confidence_sum"),
-        label_counts=labels,
-        top=merge_histograms([s.top for s in items], weighted, ints("n_labelled")),
-        positive=merge_histograms(positive, weighted, ints("n_labelled")) if positive else None,
-        predicted_weights=predicted_w,
-        label_weights=labels_w,
-    )
-
-
-def merge_histograms(hists: Sequence[FineHistogram], weighted: bool, rows: int) -> FineHistogram:
-    """One histogram of every row of `hists` (`rows` in all): concatenated, one ``bincount`` per sum."""
-    cat = np.concatenate
-    weight = cat([h.weights for h in hists]) if weighted else None
-    return FineHistogram.reduce(
-        cat([h.cells for h in hists]),
-        cat([h.count for h in hists]),
-        cat([h.conf for h in hists]),
-        cat([h.hits for h in hists]),
-        weight,
-        rows=rows,
-    )
-
-
-__all__ = ["FINE_BINS", "MonitorStats", "coarse_index", "js_drift", "merge_stats"]
+__all__ = ["FINE_BINS", "MonitorStats", "js_drift", "merge_stats"]

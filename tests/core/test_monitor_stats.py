@@ -137,20 +137,6 @@ def assert_metrics(stats: MonitorStats, expected: dict, n_bins: int, closed: str
     np.testing.assert_allclose(stats.cross_entropy(), expected["nll"], rtol=max(rtol, 1e-6), atol=0)
 
 
-def rtol_for(kind: str, dtype: type, n: int, k: int, batch_rows: int) -> float:
-    """1e-12, except float32 categorical logits summarised through a different log-sum-exp kernel path.
-
-    ``softmax_summary`` takes a row-major path for ≤ 4,096 logits and a blocked, transposed
-    one above; in float32 they may round a row's log-normaliser differently by an ulp
-    (its docstring says so). Batches and the whole set on the same side of that line agree
-    to 1e-12; across it, to float32 rounding.
-    """
-    small = 4096
-    if kind == "logits" and dtype == np.float32 and (n * k <= small) != (batch_rows * k <= small):
-        return 1e-6
-    return 1e-12
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("closed", ["right", "left"])
@@ -164,19 +150,19 @@ def test_merged_batches_match_all_rows_at_once(kind, dtype, closed):
         assert_same_stats(merged, whole)
         for n_bins in BINS:
             expected = expected_metrics(kind, values, labels, n_bins, closed)
-            assert_metrics(merged, expected, n_bins, closed, rtol_for(kind, dtype, n, k, n))
+            assert_metrics(merged, expected, n_bins, closed, 1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", [40, 500])
-def test_float32_logits_on_either_kernel_path(dtype, rows):
-    """Batches of `rows` × 10 logits; the whole set (2,000 × 10) takes the blocked log-sum-exp path."""
+def test_logits_on_either_kernel_path(dtype, rows):
+    """40-row batches: the small-input log-sum-exp pass; 500-row ones and all 2,000 rows: the blocked one."""
     n, k = 2000, 10
     values, labels = dataset("logits", dtype, n, k, seed=3)
     slices = [slice(i, i + rows) for i in range(0, n, rows)]
     merged = merge_stats(batch_stats("logits", values, labels, slices))
     expected = expected_metrics("logits", values, labels, 15, "right")
-    assert_metrics(merged, expected, 15, "right", rtol_for("logits", dtype, n, k, rows))
+    assert_metrics(merged, expected, 15, "right", 1e-12)
 
 
 @settings(max_examples=25, deadline=None)
@@ -197,7 +183,7 @@ def test_any_partition_and_merge_order_gives_the_same_stats(data, kind, dtype):
     n_bins = data.draw(st.sampled_from(BINS), label="n_bins")
     closed = data.draw(st.sampled_from(["right", "left"]), label="closed")
     expected = expected_metrics(kind, values, labels, n_bins, closed)
-    assert_metrics(tree_merge(parts, rng), expected, n_bins, closed, rtol_for(kind, dtype, n, k, n))
+    assert_metrics(tree_merge(parts, rng), expected, n_bins, closed, 1e-12)
 
 
 def test_every_allowed_binning_is_an_exact_coarsening():
@@ -276,6 +262,29 @@ def test_merged_stats_match_the_http_routes(http, kind, dtype):
             np.testing.assert_allclose(got[name], metrics[name], rtol=1e-12, atol=0, err_msg=name)
         np.testing.assert_allclose(merged.brier(), metrics["brier"], rtol=1e-12)
         np.testing.assert_allclose(merged.accuracy(), metrics["accuracy"], rtol=1e-12)
+
+
+def test_32_row_float32_batches_match_one_large_request(http):
+    """The monitor's case: many small batches against one request of every row (another kernel path)."""
+    values, labels = dataset("logits", np.float32, 3000, 10, seed=12)
+    merged = merge_stats(
+        [
+            p.to_bytes()
+            for p in batch_stats("logits", values, labels, partition(np.random.default_rng(0), 3000, 94))
+        ]
+    )
+    headers = {"content-type": "application/x-npz"}
+    ce = http.post("/v1/cross-entropy", content=_npz(logits=values, labels=labels), headers=headers).json()
+    np.testing.assert_allclose(merged.cross_entropy(), ce["loss"], rtol=1e-12)
+    options = np.array(
+        json.dumps({"metrics": ["ece", "mce", "rmsce", "brier", "accuracy", "mean_confidence"]})
+    )
+    body = _npz(logits=values, labels=labels, parameters=options)
+    metrics = http.post("/v1/calibration", content=body, headers=headers).json()["metrics"]
+    got = {**merged.calibration_errors(), "brier": merged.brier(), "accuracy": merged.accuracy()}
+    got["mean_confidence"] = merged.mean_confidence()
+    for name, value in got.items():
+        np.testing.assert_allclose(value, metrics[name], rtol=1e-12, err_msg=name)
 
 
 def test_reliability_matches_the_route(http):
@@ -406,5 +415,5 @@ def test_positive_class_target_needs_two_classes():
 def test_struct_is_little_endian_header():
     blob = MonitorStats.summarise(Distribution.from_probs(np.array([0.5, 0.9])), [1, 1]).to_bytes()
     version, flags, width, index_width, k = struct.unpack_from("<BBBBI", blob)
-    assert (version, flags, width, index_width, k) == (1, 1 | 4, 1, 1, 2)
+    assert (version, flags, width, index_width, k) == (1, 1 | 4 | 8, 1, 1, 2)  # binary, positive, dense
     assert struct.unpack_from("<QQQ", blob, 8) == (2, 2, 1)
