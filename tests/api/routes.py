@@ -16,13 +16,17 @@ def _document() -> dict[str, Any]:
 
 
 def post_routes() -> list[str]:
-    """Paths of every POST operation under /v1."""
-    return sorted(p for p, ops in _document()["paths"].items() if "post" in ops and p.startswith("/v1/"))
+    """Paths of every POST operation under /v1 that takes a request body."""
+    return sorted(
+        p
+        for p, ops in _document()["paths"].items()
+        if "post" in ops and p.startswith("/v1/") and "requestBody" in ops["post"]
+    )
 
 
 def get_routes() -> list[str]:
-    """Paths of every GET operation the app publishes."""
-    return sorted(p for p, ops in _document()["paths"].items() if "get" in ops)
+    """Paths of every GET operation the app publishes, but those naming a resource (``{name}``)."""
+    return sorted(p for p, ops in _document()["paths"].items() if "get" in ops and "{" not in p)
 
 
 def body_fields(path: str) -> dict[str, Any]:
