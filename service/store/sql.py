@@ -156,6 +156,10 @@ DELETE_LARGEST_KEYS = (
     "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
 )
 # The largest key of a full reservoir (NULL when it is not full): max() reads one index entry.
+RESERVOIR_THRESHOLD = (
+    "SELECT max(sample_key) FROM reservoir WHERE monitor = ? "
+    "AND (SELECT n_reservoir FROM monitors WHERE name = ?) >= ?"
+)
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "
     "WHERE monitor = ? AND event_time >= ? AND event_time < ? ORDER BY sample_key LIMIT ?"

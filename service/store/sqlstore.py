@@ -370,11 +370,11 @@ class SqlStore:
     def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
         if config.reservoir_size <= 0 or not rows:
             return
-        draws = iter(memoryview(self._rng.randbytes(8 * len(rows))).cast("q"))  # uniform signed 64-bit
+        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
         entries = [
             (
                 config.name,
-                next(draws) if r.key is None else r.key,
+                bits(64) - 2**63 if r.key is None else r.key,
                 r.time,
                 r.segment,
                 r.kind,
