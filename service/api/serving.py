@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-#: After the drain (``service.api.drain``) hands over, uvicorn only has idle connections to
+#: After the drain (``service.api.middleware.drain``) hands over, uvicorn only has idle connections to
 #: close and responses already computed to send, or requests past the grace to cancel.
 CLOSE_S = 5
 
@@ -76,7 +76,7 @@ def tune_malloc() -> bool:
 def trim_malloc() -> bool:
     """Give the memory glibc holds free back to the system (``malloc_trim(0)``); False where there is none.
 
-    Called once a worker has been idle for ``XENT_IDLE_TRIM_S`` (:class:`service.api.limits.Gate`):
+    Called once a worker has been idle for ``XENT_IDLE_TRIM_S`` (:class:`service.api.middleware.limits.Gate`):
     the 8 MiB trim threshold keeps free heap for the next request while requests come, and this
     hands it back, with any whole free pages inside the heaps, once they stop.
     """

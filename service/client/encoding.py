@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.api.outputs import put_output
+from service.api.formats.outputs import put_output
 
 #: OIP datatype by NumPy kind and item size (booleans are sent as UINT8).
 DATATYPES: dict[str, str] = {

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.api.auth import load_api_keys
+from service.api.middleware.auth import load_api_keys
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import assert_problem

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
-from service.api.payload import ALIGNMENT, PREALLOCATE_BYTES, read_body
+from service.api.formats.payload import ALIGNMENT, PREALLOCATE_BYTES, read_body
 from service.api.problems import ProblemError
 
 

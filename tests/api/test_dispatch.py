@@ -1,11 +1,11 @@
-"""Scoring POSTs go straight to their endpoints (service.api.dispatch); all else through FastAPI."""
+"""Scoring POSTs go straight to their endpoints (api.middleware.dispatch); all else through FastAPI."""
 
 import json
 import logging
 
 from fastapi.testclient import TestClient
 
-from service.api import dispatch
+from service.api.middleware import dispatch
 from service.api.routes import cross_entropy
 from service.app import create_app
 from service.settings import Settings

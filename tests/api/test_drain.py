@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from service.api.drain import install_drain_hook
-from service.api.limits import Gate
+from service.api.middleware.drain import install_drain_hook
+from service.api.middleware.limits import Gate
 
 
 @pytest.fixture

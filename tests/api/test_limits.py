@@ -150,7 +150,7 @@ def test_small_inline_requests_skip_the_task_and_still_time_out_on_a_slow_upload
     """A small cross-entropy body is scored on the loop; a client that never finishes its body gets 503."""
     import asyncio
 
-    from service.api.limits import Gate, LimitsMiddleware
+    from service.api.middleware.limits import Gate, LimitsMiddleware
 
     calls = []
 
@@ -195,7 +195,7 @@ def _abandoned(error: Exception, caplog) -> tuple[list, list]:
     """
     import asyncio
 
-    from service.api.limits import Gate, LimitsMiddleware
+    from service.api.middleware.limits import Gate, LimitsMiddleware
 
     async def app(scope, receive, send):
         await asyncio.sleep(0.1)
@@ -239,7 +239,7 @@ def _idle_run(script) -> list[float]:
     """Run `script(gate)` on a loop with a 0.05 s idle hook; return when (loop time) it fired."""
     import asyncio
 
-    from service.api.limits import Gate
+    from service.api.middleware.limits import Gate
 
     fired: list[float] = []
 
@@ -296,7 +296,7 @@ def test_the_idle_hook_waits_while_requests_are_in_flight_and_after_one_that_cam
 def test_no_idle_hook_no_timer():
     import asyncio
 
-    from service.api.limits import Gate
+    from service.api.middleware.limits import Gate
 
     async def run():
         gate = Gate()
@@ -308,7 +308,7 @@ def test_no_idle_hook_no_timer():
 
 
 def _limits_of(app):
-    from service.api.limits import LimitsMiddleware
+    from service.api.middleware.limits import LimitsMiddleware
 
     layer = app.middleware_stack
     while not isinstance(layer, LimitsMiddleware):

@@ -4,7 +4,7 @@ import time
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.api.loop_lag import watch_loop_lag
+from service.api.middleware.loop_lag import watch_loop_lag
 from service.app import create_app
 from service.settings import Settings
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from service.api.npz import BufferFile, read_npz
-from service.api.payload import ArrayReader
+from service.api.formats.npz import BufferFile, read_npz
+from service.api.formats.payload import ArrayReader
 from service.api.problems import ProblemError
 from tests.conftest import assert_problem
 

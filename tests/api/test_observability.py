@@ -150,7 +150,7 @@ def test_access_log_can_be_turned_off(caplog):
 def test_generated_request_ids_differ_in_a_forked_worker():
     import os
 
-    from service.api.request_ids import new_id as _new_id
+    from service.api.middleware.request_ids import new_id as _new_id
 
     parent = [_new_id(), _new_id()]
     assert parent[0][:16] == parent[1][:16] and parent[0] != parent[1]

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse, Response
 
 from service.api.deps import INLINE_BYTES, scoring
-from service.api.inputs import Body
-from service.api.payload import has_boolean_elements
+from service.api.formats.inputs import Body
+from service.api.formats.payload import has_boolean_elements
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import assert_problem

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from service.api.outputs import put_output
+from service.api.formats.outputs import put_output
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
 from service.core import dtype_name

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import scoring
-from service.api.inputs import Body, Prediction, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, read_prediction, read_truth
 from service.api.schemas.calibration import (
     BootstrapResult,
     CalibrationBody,

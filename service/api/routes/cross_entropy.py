@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
-from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
 from service.api.schemas import (
     CrossEntropyBody,
     CrossEntropyConvention,

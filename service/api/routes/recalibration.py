@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
-from service.api.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas import ProblemDetails
 from service.api.schemas.common import ProbabilityOptions

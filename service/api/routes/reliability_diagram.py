@@ -5,8 +5,8 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import scoring
-from service.api.inputs import Body
-from service.api.reliability_svg import reliability_svg
+from service.api.formats.inputs import Body
+from service.api.formats.reliability_svg import reliability_svg
 from service.api.schemas.calibration import CalibrationBody, CalibrationOptions
 
 from . import PROBLEM_RESPONSES, request_body

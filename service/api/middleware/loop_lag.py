@@ -4,7 +4,7 @@ The service keeps CPU-bound scoring off the event loop (worker threads, small bo
 excepted), so that probes and other requests are answered while a large request is scored.
 :func:`watch_loop_lag` checks that this holds in production: every ``interval`` seconds it
 sleeps and records by how much the wake-up overshot, into the
-``xent_event_loop_lag_seconds`` histogram (:class:`service.api.metrics.Metrics`). A stall
+``xent_event_loop_lag_seconds`` histogram (:class:`service.api.middleware.metrics.Metrics`). A stall
 shorter than the interval can fall between two checks; any longer one is seen.
 """
 

@@ -7,7 +7,7 @@ cost a 32×10 request ~120 µs of ~540 (README, Performance). :class:`ScoringDis
 innermost among Xent's middleware and sends a ``POST`` to an exact scoring path straight to
 its endpoint, with the app's exception handlers (problem+json) around it; everything else
 (other methods, other paths, a ``root_path``) goes on to FastAPI. An error no handler takes
-propagates exactly as before, to :class:`service.api.metrics.ExchangeMiddleware`, which
+propagates exactly as before, to :class:`service.api.middleware.metrics.ExchangeMiddleware`, which
 answers 500. The routes stay FastAPI's, so the OpenAPI document is unchanged.
 """
 
@@ -68,7 +68,7 @@ class ScoringApp(FastAPI):
     FastAPI's ``__call__`` asks its native telemetry whether OpenTelemetry is configured on
     every request, and its outer layers (the server-error, exception-telemetry and body-limit
     middleware) wrap every request; for the scoring POSTs none of that does anything — Xent's
-    :class:`~service.api.metrics.ExchangeMiddleware` already answers an escaping error with a
+    :class:`~service.api.middleware.metrics.ExchangeMiddleware` already answers an escaping error with a
     problem+json 500 before they could see it, and there is no body limit of FastAPI's to apply.
     Those requests start at the first user middleware instead (the exchange), so they pass
     through exactly Xent's stack; anything else, an app with a ``root_path``, and every request

@@ -16,7 +16,7 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
   Small bodies that their route scores on the event loop (``inline_bytes``, see
   :func:`service.api.deps.scoring`) skip the task: their computation is bounded by their
   size, and a plain timeout still bounds a slow upload;
-- the worker is shutting down (SIGTERM seen, see :mod:`service.api.drain`): requests
+- the worker is shutting down (SIGTERM seen, see :mod:`service.api.middleware.drain`): requests
   in flight complete, new ones are refused with ``Connection: close``.
 
 The :class:`Gate` also tells when a worker has gone idle: ``idle_s`` after its last scoring
@@ -35,8 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.core.cancel import Cancelled, deadline
 from service.settings import Settings
 
+from ..problems import problem_response
 from .metrics import ERROR_LOGGER
-from .problems import problem_response
 
 PREFIX = "/v1/"
 

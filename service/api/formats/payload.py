@@ -18,8 +18,8 @@ from fastapi import Request
 from service.core import InputError
 from service.core.cancel import checkpoint
 
+from ..problems import ProblemError
 from .json_keys import check_unique_keys
-from .problems import ProblemError
 
 #: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to.
 DATATYPES: dict[str, type[np.generic]] = {

@@ -18,8 +18,8 @@ from service.core import (
 )
 from service.core._typing import FloatArray, IntArray
 
+from ..schemas.common import ProbabilityOptions
 from .payload import ArrayReader
-from .schemas.common import ProbabilityOptions
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Request ids: taken from ``X-Request-ID`` when sane, otherwise made up, once per request.
 
 A sane id is 1-128 characters of ``A-Z a-z 0-9 . _ : @ / + = -``. A generated one is 32 hex
-digits: a random per-process prefix and a counter. :class:`service.api.metrics.ExchangeMiddleware`
+digits: a random per-process prefix and a counter. :class:`service.api.middleware.metrics.ExchangeMiddleware`
 keeps it in ``scope["state"]["request_id"]``, echoes it on the response and the access log
 writes it.
 """

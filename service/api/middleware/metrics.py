@@ -8,7 +8,7 @@ Series (labels in brackets):
 - ``xent_scored_rows_total`` and ``xent_scored_bytes_total`` [route]: rows (samples) and
   request-body bytes of the requests that were scored (2xx)
 - ``xent_event_loop_lag_seconds`` histogram: how late the event loop woke a 20 ms timer
-  (:mod:`service.api.loop_lag`), i.e. how long it was kept from answering anything
+  (:mod:`service.api.middleware.loop_lag`), i.e. how long it was kept from answering anything
 - ``xent_errors_total`` [route, type]: every 4xx/5xx by kind (``malformed_body``,
   ``unauthorized``, ``not_found``, ``method_not_allowed``, ``too_large``,
   ``unsupported_media_type``, ``invalid_input``, ``overloaded``, ``timeout``, ``draining``,
@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .problems import problem_response
+from ..problems import problem_response
 from .request_ids import REQUEST_ID_HEADER, request_id
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -177,7 +177,7 @@ class Exchange:
 class ExchangeMiddleware:
     """Gives each HTTP request its id, times it, and hands the finished :class:`Exchange` to its observers.
 
-    The id (:mod:`service.api.request_ids`) is echoed as ``X-Request-ID`` on every response,
+    The id (:mod:`service.api.middleware.request_ids`) is echoed as ``X-Request-ID`` on every response,
     the 500 this layer answers included. Outermost of Xent's middleware.
     """
 

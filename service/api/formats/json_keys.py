@@ -16,7 +16,7 @@ key by key.
 import json
 from typing import Any
 
-from .problems import ProblemError
+from ..problems import ProblemError
 
 
 def check_unique_keys(body: bytes | bytearray, value: Any) -> None:

@@ -19,8 +19,8 @@ import orjson
 
 from service.core import InputError
 
+from ..problems import ProblemError
 from .payload import ArrayReader
-from .problems import ProblemError
 
 _MAX_STRING_BYTES = 65_536
 #: What zipfile, zlib and numpy raise on a damaged archive (encrypted or unknown-compression members

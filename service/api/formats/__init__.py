@@ -1,0 +1,1 @@
+"""Request and response payload formats: JSON, OIP tensors, binary tensors, npz, SVG."""
