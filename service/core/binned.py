@@ -205,8 +205,10 @@ class BinMeans:
 def bin_means(sums: BinSums, *, min_bin_count: int, weighting: Weighting) -> BinMeans:
     """Mean confidence and accuracy per bin, and each bin's weight in the error.
 
-    ``mass``: ``n_b / N`` with N every sample (so bins excluded by `min_bin_count`
-    still count in N: netcal's ``sample_threshold``). ``uniform``: ``1 / #counted bins``.
+    Bins excluded by `min_bin_count` weigh 0 but still count in the normaliser, as in
+    netcal's ``sample_threshold`` (issue #20): ``mass`` is ``n_b / N`` with N every sample,
+    ``uniform`` is ``1 / #non-empty bins`` (netcal's ACE divides by ``count_nonzero`` of the
+    histogram, thresholded bins included).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = sums.conf / sums.count
@@ -215,8 +217,8 @@ def bin_means(sums: BinSums, *, min_bin_count: int, weighting: Weighting) -> Bin
     if weighting == "mass":
         weight = np.where(valid, sums.count / sums.n, 0.0)
     else:
-        n_valid = valid.sum(axis=-1, keepdims=True)
-        weight = np.where(valid, 1.0 / np.maximum(n_valid, 1), 0.0)
+        n_filled = (sums.count > 0).sum(axis=-1, keepdims=True)
+        weight = np.where(valid, 1.0 / np.maximum(n_filled, 1), 0.0)
     return BinMeans(confidence, accuracy, valid, weight)
 
 

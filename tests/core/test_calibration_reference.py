@@ -220,3 +220,33 @@ def test_guo_preset_matches_ece_loss_on_logits(rng):
     conv = resolve_convention("guo", {})
     report = calibration_report(labels.numpy(), Distribution.from_logits(logits.numpy()), conv)
     assert report.scalars["ece"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_netcal_ace_sample_threshold_keeps_thresholded_bins_in_the_divisor():
+    """Issue #20, disagreement 1: the issue's case, netcal 0.125 (Xent gave 0.375)."""
+    probs = np.array([[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.5, 0.3, 0.2], [0.35, 0.33, 0.32]])
+    labels = np.array([0, 1, 0, 2])
+    conv = resolve_convention("netcal", {"n_bins": 5, "min_bin_count": 2})
+    scalars = calibration_report(labels, Distribution.from_probs(probs), conv).scalars
+    assert scalars["ace_netcal"] == pytest.approx(
+        ACE(bins=5, sample_threshold=2).measure(probs, labels), abs=1e-15
+    )
+    assert scalars["ace_netcal"] == pytest.approx(0.125, abs=1e-15)
+    assert scalars["ece"] == pytest.approx(ECE(bins=5, sample_threshold=2).measure(probs, labels), abs=1e-15)
+    assert scalars["mce"] == pytest.approx(MCE(bins=5, sample_threshold=2).measure(probs, labels), abs=1e-15)
+
+
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+@pytest.mark.parametrize(("n_bins", "threshold"), [(10, 7), (20, 4), (5, 25)])  # above N/B = 60/B
+@pytest.mark.parametrize("binary", [False, True])
+def test_netcal_ace_ece_mce_with_sample_threshold(rng, binning, n_bins, threshold, binary):
+    probs = rng.dirichlet(np.full(3, 0.4), size=60)
+    labels = rng.integers(0, 3, size=60)
+    if binary:
+        probs, labels = probs[:, 0], (labels == 0).astype(int)
+    kwargs = {"bins": n_bins, "equal_intervals": binning == "uniform", "sample_threshold": threshold}
+    conv = resolve_convention("netcal", {"n_bins": n_bins, "binning": binning, "min_bin_count": threshold})
+    report = calibration_report(labels, Distribution.from_probs(probs), conv)
+    assert report.n_excluded_bins > 0
+    for name, metric in (("ace_netcal", ACE), ("ece", ECE), ("mce", MCE)):
+        assert report.scalars[name] == pytest.approx(metric(**kwargs).measure(probs, labels), abs=1e-12), name

@@ -91,7 +91,8 @@ class CalibrationOptions(ProbabilityOptions):
     min_bin_count: Annotated[int, Field(ge=1)] = Field(
         default=1,
         description="Bins with fewer pairs are left out of every binned error (netcal's "
-        "sample_threshold); with mass weighting they still count in N.",
+        "sample_threshold) but still count in its normaliser: N (mass weighting) or the number of "
+        "non-empty bins (uniform weighting, ace_netcal).",
     )
     target: TargetName | None = Field(
         default=None,
@@ -106,7 +107,7 @@ class CalibrationOptions(ProbabilityOptions):
     )
     bin_weighting: Literal["mass", "uniform"] = Field(
         default="mass",
-        description="Weight w of a bin: its share of samples n_b / N, or 1 / (number of counted bins).",
+        description="Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).",
     )
     brier_scale: Literal["auto", "sum", "half"] = Field(
         default="auto",
@@ -198,7 +199,8 @@ class CalibrationMetrics(BaseModel):
         "unweighted mean of |accuracy - confidence| over classes and ranges."
     )
     ace_netcal: JsonFloat | None = _metric(
-        "netcal's ACE: unweighted mean of |gap| over non-empty counted bins of this binning."
+        "netcal's ACE: Σ |gap| over counted bins / the number of non-empty bins of this binning "
+        "(bins under min_bin_count add 0 but count, as netcal's sample_threshold)."
     )
     debiased_l2: JsonFloat | None = _metric(
         "Kumar, Liang & Ma 2019: sqrt(max(Σ w (gap² - ā(1-ā)/(n_b - 1)), 0)) over bins with ≥ 2 pairs."

@@ -59,7 +59,8 @@ class Convention:
         ``(a, b]`` with 0 in the first bin, or ``[a, b)`` with 1 in the last bin.
     min_bin_count : int
         Bins with fewer pairs are left out of every binned error (netcal's
-        ``sample_threshold``); with ``mass`` weighting N still counts them.
+        ``sample_threshold``) but still count in its normaliser: N with ``mass``
+        weighting, the number of non-empty bins with ``uniform`` (netcal's ACE).
     target : {"top_label", "positive_class", "classwise", "marginal"} or None
         None: ``positive_class`` for binary (length-N) input, ``top_label`` otherwise.
     edge_rule : {"exact", "numpy", "torch", "torch_float32"}
