@@ -188,6 +188,7 @@ def convention_result(
         exclude_zero=conv.exclude_zero,
         clip=conv.clip,
         float32_confidence=conv.float32_confidence,
+        input_dtype_means=conv.input_dtype_means,
         min_bin_count=conv.min_bin_count,
         n_excluded_bins=report.n_excluded_bins,
         target=report.target,

@@ -160,6 +160,10 @@ class CalibrationConvention(BaseModel):
     exclude_zero: bool = Field(description="Confidence 0 in no bin but counted in N (Guo et al.).")
     clip: bool = Field(description="Confidences clipped to [eps, 1 - eps] first (netcal).")
     float32_confidence: bool = Field(description="Confidences rounded to float32 before binning.")
+    input_dtype_means: bool = Field(
+        description="float32 input: bin means over the edges rounded to float32, counts over the "
+        "float64 edges (netcal: scipy binned_statistic_dd keeps the sample dtype, np.histogramdd not)."
+    )
     min_bin_count: int = Field(description="Smallest counted bin.")
     n_excluded_bins: int = Field(description="Non-empty bins left out by `min_bin_count`.")
     target: TargetName = Field(description="Which (confidence, outcome) pairs were binned.")
