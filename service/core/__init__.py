@@ -32,6 +32,7 @@ from .entropy import (
 )
 from .errors import InputError
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .ranking import label_rank, top_k_accuracy
 from .relative_entropy import relative_entropy
 from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
@@ -91,6 +92,8 @@ __all__ = [
     "log_softmax",
     "nll",
     "relative_entropy",
+    "label_rank",
+    "top_k_accuracy",
     "resolve_eps",
     "soft_cross_entropy",
     "softplus",

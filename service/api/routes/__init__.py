@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from service import core
 from service.api.formats.outputs import put_output
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
@@ -168,3 +169,16 @@ def routers() -> list[APIRouter]:
 
     modules = (cross_entropy, divergence, recalibration, calibration, reliability_diagram, health, metrics)
     return [module.router for module in modules]
+
+
+def top_k_result(
+    ks: list[int] | None, labels: np.ndarray, dist: core.Distribution, kept: np.ndarray | None = None
+) -> dict[str, float] | None:
+    """Top-k accuracy by k (string keys) over the `kept` rows, for the options' `top_k`; None if not asked."""
+    if ks is None:
+        return None
+    scores = dist.logits if dist.logits is not None and not dist.binary else dist.probs
+    if kept is not None:
+        scores, labels = scores[kept], labels[kept]
+    values = core.top_k_accuracy(core.label_rank(labels, scores), ks)
+    return {str(k): float(v) for k, v in zip(ks, values, strict=True)}

@@ -24,7 +24,7 @@ from service.core.bootstrap import bootstrap_intervals
 from service.core.brier import brier_factor
 from service.core.calibration import prepare
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+from . import PROBLEM_RESPONSES, json_response, log_base, request_body, top_k_result, unit_of
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
@@ -69,7 +69,8 @@ def score_calibration(body: Body) -> Response:
     prediction, labels, convention = read_calibration_request(body, options)
     report = core.calibration_report(labels, prediction.dist, convention, metrics=options.metrics)
     boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
-    return json_response(_result(options, prediction, report, boot))
+    top_k = top_k_result(options.top_k, labels, prediction.dist)
+    return json_response(_result(options, prediction, report, boot, top_k))
 
 
 def read_calibration_request(
@@ -189,6 +190,7 @@ def convention_result(
         clip=conv.clip,
         float32_confidence=conv.float32_confidence,
         input_dtype_means=conv.input_dtype_means,
+        top_k=options.top_k,
         min_bin_count=conv.min_bin_count,
         n_excluded_bins=report.n_excluded_bins,
         target=report.target,
@@ -213,6 +215,7 @@ def _result(
     prediction: Prediction,
     report: core.CalibrationReport,
     boot: BootstrapResult | None,
+    top_k: dict[str, float] | None = None,
 ) -> CalibrationResult:
     scalars = dict(report.scalars)
     if "nll" in scalars:
@@ -224,6 +227,7 @@ def _result(
         metrics=CalibrationMetrics(**scalars),
         per_class=report.per_class or None,
         reliability=_reliability(report) if report.reliability else None,
+        top_k_accuracy=top_k,
         bootstrap=boot,
         convention=convention_result(options, prediction, report),
     )

@@ -15,7 +15,15 @@ from service.api.schemas import (
 )
 from service.core._typing import FloatArray
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from . import (
+    BINARY_OUTPUT_RESPONSE,
+    PROBLEM_RESPONSES,
+    log_base,
+    request_body,
+    respond,
+    top_k_result,
+    unit_of,
+)
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -92,6 +100,7 @@ def _score(
     losses = core.to_base(losses, base)
     loss = _reduce(losses, denominators, options.reduction)
     predicted, entropies = dist.predicted(), core.to_base(dist.entropy(), base)
+    top_k = top_k_result(options.top_k, true_class, dist, kept)
     if kept is not None:  # no all-true masks: each would copy N values
         predicted, true_class, entropies = predicted[kept], true_class[kept], entropies[kept]
     result = CrossEntropyResult(
@@ -99,6 +108,7 @@ def _score(
         n_ignored=0 if kept is None else int(kept.size - n),
         loss=loss,
         accuracy=np.count_nonzero(predicted == true_class) / n,
+        top_k_accuracy=top_k,
         mean_entropy=float(np.add.reduce(entropies, dtype=np.float64)) / entropies.size,
         convention=CrossEntropyConvention(
             input=prediction.field,
@@ -115,6 +125,7 @@ def _score(
             label_smoothing=smoothing,
             class_weights=weights is not None,
             ignore_index=options.ignore_index,
+            top_k=options.top_k,
             matches=_peer(prediction, truth),
         ),
     )

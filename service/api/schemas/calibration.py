@@ -4,7 +4,16 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, ProbabilityOptions
+from .common import (
+    RESULT_CONFIG,
+    TOP_K_DESCRIPTION,
+    Base,
+    FloatArrayField,
+    IntArrayField,
+    JsonFloat,
+    ProbabilityOptions,
+    TopK,
+)
 
 MetricName = Literal[
     "calibration_error",
@@ -61,6 +70,7 @@ class BootstrapOptions(BaseModel):
 class CalibrationOptions(ProbabilityOptions):
     """The scalar options of a calibration request; every one is echoed in `convention`."""
 
+    top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     preset: PresetName | None = Field(
         default=None,
         description="Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics "
@@ -160,6 +170,7 @@ class CalibrationConvention(BaseModel):
     exclude_zero: bool = Field(description="Confidence 0 in no bin but counted in N (Guo et al.).")
     clip: bool = Field(description="Confidences clipped to [eps, 1 - eps] first (netcal).")
     float32_confidence: bool = Field(description="Confidences rounded to float32 before binning.")
+    top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
     input_dtype_means: bool = Field(
         description="float32 input: bin means over the edges rounded to float32, counts over the "
         "float64 edges (netcal: scipy binned_statistic_dd keeps the sample dtype, np.histogramdd not)."
@@ -291,6 +302,9 @@ class CalibrationResult(BaseModel):
     )
     reliability: list[ReliabilityBins] | None = Field(
         default=None, description="Reliability bins: one diagram, or one per class for classwise targets."
+    )
+    top_k_accuracy: dict[str, JsonFloat] | None = Field(
+        default=None, description="Top-k accuracy by k (as a string key) for each k of `top_k`."
     )
     bootstrap: BootstrapResult | None = None
     convention: CalibrationConvention

@@ -6,11 +6,13 @@ from pydantic import BaseModel, Field
 
 from .common import (
     RESULT_CONFIG,
+    TOP_K_DESCRIPTION,
     Base,
     FloatArrayField,
     IntArrayField,
     JsonFloat,
     ProbabilityOptions,
+    TopK,
 )
 
 
@@ -33,6 +35,7 @@ class CrossEntropyOptions(ProbabilityOptions):
         "with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.",
     )
     per_sample: bool = Field(default=False, description="Also return per-sample `losses`.")
+    top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     binary_data_output: bool = Field(
         default=False,
         description="Send per-sample `losses` as a raw binary tensor (OIP binary extension, "
@@ -86,6 +89,7 @@ class CrossEntropyConvention(BaseModel):
     label_smoothing: float = Field(description="ε as applied.")
     class_weights: bool = Field(description="Whether per-class weights were applied.")
     ignore_index: int | None = Field(description="Label value left out, if any.")
+    top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
     matches: str = Field(description="The peer implementation these numbers agree with.")
 
 
@@ -108,6 +112,11 @@ class CrossEntropyResult(BaseModel):
     accuracy: float = Field(
         description="Top-1 accuracy: argmax of the prediction equals the label (soft targets: the "
         "argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class."
+    )
+    top_k_accuracy: dict[str, JsonFloat] | None = Field(
+        default=None,
+        description="Top-k accuracy by k (as a string key) for each k of `top_k`, over the scored samples "
+        "(soft targets: the argmax of the target is the true class).",
     )
     mean_entropy: JsonFloat = Field(description="Mean entropy of the predicted distributions, in `unit`.")
     convention: CrossEntropyConvention
