@@ -18,6 +18,7 @@ from .calibration import (
 )
 from .cancel import Cancelled, checkpoint, deadline
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
+from .divergence_terms import DivergenceTerms, divergence_terms
 from .divergences import DivergenceRows, divergence_rows
 from .entropy import (
     cross_entropy,
@@ -66,6 +67,8 @@ __all__ = [
     "Distribution",
     "DivergenceRows",
     "divergence_rows",
+    "DivergenceTerms",
+    "divergence_terms",
     "FitMetrics",
     "InputError",
     "TemperatureFit",

@@ -150,8 +150,11 @@ def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarra
 
 
 def unit_of(base: Any) -> str:
-    """The unit name of a log base."""
-    return {"e": "nats", 2: "bits", 10: "hartleys"}[base]
+    """The unit name of a log base ("log base 3" for one without a name)."""
+    named = {"e": "nats", 2: "bits", 10: "hartleys"}
+    if base in named:
+        return named[base]
+    return f"log base {base:g}"
 
 
 def log_base(base: Any) -> float:
