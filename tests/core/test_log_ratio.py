@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.special as sp
 
-from service.core import Distribution, divergence_rows, js_divergence, relative_entropy
+from service.core import Distribution, divergence_rows, divergence_terms, js_divergence, relative_entropy
 from service.core.log_ratio import log_ratio
 
 mpmath.mp.prec = 200
@@ -121,3 +121,23 @@ def test_kl_of_the_issue_pair_as_binary_rows_is_second_order():
         assert abs(got - exact) <= 4 * np.finfo(np.float64).eps * terms
     binary = relative_entropy(Distribution.from_probs(np.array([P])), Distribution.from_probs(np.array([Q])))
     assert abs(binary[0] - exact) <= 4 * np.finfo(np.float64).eps * terms
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_terms_are_within_a_few_ulps_of_mpmath(rng, dtype):
+    """divergence_terms: each p log(p/q) and q log(q/p) of an N×2 batch, against mpmath."""
+    p, q = _pairs(rng, dtype, n=200)
+    pp, qq = np.stack([p, q], axis=1), np.stack([q, p], axis=1)  # rows need not be normalised here
+    terms = divergence_terms(
+        Distribution.from_probs(pp, eps=0, validate=False), Distribution.from_probs(qq, eps=0, validate=False)
+    )
+    exact = [
+        mpmath.mpf(float(a)) * _mp_log_ratio(float(a), float(b))
+        for a, b in zip(pp.ravel(), qq.ravel(), strict=True)
+    ]
+    assert _ulps(terms.kl_pq, exact, dtype).max() <= 4
+    exact_qp = [
+        mpmath.mpf(float(b)) * _mp_log_ratio(float(b), float(a))
+        for a, b in zip(pp.ravel(), qq.ravel(), strict=True)
+    ]
+    assert _ulps(terms.kl_qp, exact_qp, dtype).max() <= 4
