@@ -1,5 +1,7 @@
 """``POST /v1/cross-entropy``."""
 
+import math
+
 import numpy as np
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -94,11 +96,9 @@ def _score(
         kept = None
         true_class = np.argmax(truth.targets, axis=1)
     n = losses.size if kept is None else int(np.count_nonzero(kept))
-    if n == 0:
-        raise core.InputError("labels", f"must hold a label other than ignore_index ({options.ignore_index})")
     base = log_base(options.base)
     losses = core.to_base(losses, base)
-    loss = _reduce(losses, denominators, options.reduction)
+    loss = _reduce(losses, denominators, options.reduction, n)
     predicted, entropies = dist.predicted(), core.to_base(dist.entropy(), base)
     top_k = top_k_result(options.top_k, true_class, dist, kept)
     if kept is not None:  # no all-true masks: each would copy N values
@@ -107,9 +107,9 @@ def _score(
         n=n,
         n_ignored=0 if kept is None else int(kept.size - n),
         loss=loss,
-        accuracy=np.count_nonzero(predicted == true_class) / n,
+        accuracy=np.count_nonzero(predicted == true_class) / n if n else math.nan,
         top_k_accuracy=top_k,
-        mean_entropy=float(np.add.reduce(entropies, dtype=np.float64)) / entropies.size,
+        mean_entropy=float(np.add.reduce(entropies, dtype=np.float64)) / entropies.size if n else math.nan,
         convention=CrossEntropyConvention(
             input=prediction.field,
             form="binary" if dist.binary else "categorical",
@@ -132,12 +132,15 @@ def _score(
     return result, losses
 
 
-def _reduce(losses: FloatArray, denominators: FloatArray | None, reduction: str) -> float | None:
+def _reduce(losses: FloatArray, denominators: FloatArray | None, reduction: str, n: int) -> float | None:
+    """PyTorch's reductions; every label ignored (n = 0): sum 0, mean NaN (0 / 0), as PyTorch."""
     if reduction == "none":
         return None
     total = float(np.add.reduce(losses, dtype=np.float64))
     if reduction == "sum":
         return total
+    if n == 0:
+        return math.nan
     weight = losses.size if denominators is None else float(np.add.reduce(denominators, dtype=np.float64))
     if weight == 0:
         raise core.InputError(

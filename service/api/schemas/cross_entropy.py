@@ -98,25 +98,30 @@ class CrossEntropyResult(BaseModel):
 
     model_config = RESULT_CONFIG
 
-    n: int = Field(description="Samples scored (ignored samples excluded).")
+    n: int = Field(description="Samples scored (ignored samples excluded; 0 when every label is ignored).")
     n_ignored: int = Field(description="Samples whose label equals `ignore_index`.")
     loss: JsonFloat | None = Field(
         description='Reduced loss in `unit`; null when reduction is "none". "Infinity" when a '
-        "true class has probability 0 and eps is 0."
+        "true class has probability 0 and eps is 0. Every label ignored (n = 0): sum 0, mean "
+        '"NaN", as PyTorch (a padded window is not an error).'
     )
     losses: list[JsonFloat] | None = Field(
         default=None,
         description="Per-sample losses (reduction none or per_sample true), class-weighted as in "
         "PyTorch's reduction='none'; 0 for ignored samples.",
     )
-    accuracy: float = Field(
+    accuracy: JsonFloat = Field(
         description="Top-1 accuracy: argmax of the prediction equals the label (soft targets: the "
-        "argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class."
+        'argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class. "NaN" when '
+        "every label is ignored (n = 0)."
     )
     top_k_accuracy: dict[str, JsonFloat] | None = Field(
         default=None,
         description="Top-k accuracy by k (as a string key) for each k of `top_k`, over the scored samples "
         "(soft targets: the argmax of the target is the true class).",
     )
-    mean_entropy: JsonFloat = Field(description="Mean entropy of the predicted distributions, in `unit`.")
+    mean_entropy: JsonFloat = Field(
+        description='Mean entropy of the predicted distributions of the scored samples, in `unit` ("NaN" '
+        "when n = 0)."
+    )
     convention: CrossEntropyConvention
