@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import scoring
-from service.api.formats.inputs import Body, Prediction, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
 from service.api.schemas.calibration import (
     BootstrapResult,
     CalibrationBody,
@@ -66,21 +66,22 @@ def score_calibration(body: Body) -> Response:
     torchmetrics, scikit-learn, netcal or Guo et al.'s _ECELoss exactly.
     """
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, labels, convention = read_calibration_request(body, options)
+    prediction, labels, convention, n_ignored = read_calibration_request(body, options)
     report = core.calibration_report(labels, prediction.dist, convention, metrics=options.metrics)
     boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
     top_k = top_k_result(options.top_k, labels, prediction.dist)
-    return json_response(_result(options, prediction, report, boot, top_k))
+    return json_response(_result(options, prediction, report, boot, top_k, n_ignored))
 
 
 def read_calibration_request(
     body: Body, options: CalibrationOptions
-) -> tuple[Prediction, np.ndarray, core.Convention]:
-    """Predictions, labels and the resolved convention of a calibration-style request."""
+) -> tuple[Prediction, np.ndarray, core.Convention, int]:
+    """Predictions, labels, the resolved convention of a calibration-style request, and rows ignored."""
     prediction = read_prediction(body, "probs", "logits", options)
-    truth = read_truth(body, prediction)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     assert truth.labels is not None  # `targets` is not an accepted field here
-    return prediction, truth.labels, convention_of(options)
+    prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
+    return prediction, labels, convention_of(options), n_ignored
 
 
 def convention_of(options: CalibrationOptions) -> core.Convention:
@@ -191,6 +192,7 @@ def convention_result(
         float32_confidence=conv.float32_confidence,
         input_dtype_means=conv.input_dtype_means,
         top_k=options.top_k,
+        ignore_index=options.ignore_index,
         min_bin_count=conv.min_bin_count,
         n_excluded_bins=report.n_excluded_bins,
         target=report.target,
@@ -216,6 +218,7 @@ def _result(
     report: core.CalibrationReport,
     boot: BootstrapResult | None,
     top_k: dict[str, float] | None = None,
+    n_ignored: int = 0,
 ) -> CalibrationResult:
     scalars = dict(report.scalars)
     if "nll" in scalars:
@@ -223,6 +226,7 @@ def _result(
     dist = prediction.dist
     return CalibrationResult(
         n=int(dist.log_probs.shape[0]),
+        n_ignored=n_ignored,
         n_classes=dist.n_classes,
         metrics=CalibrationMetrics(**scalars),
         per_class=report.per_class or None,

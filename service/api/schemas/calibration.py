@@ -70,6 +70,11 @@ class BootstrapOptions(BaseModel):
 class CalibrationOptions(ProbabilityOptions):
     """The scalar options of a calibration request; every one is echoed in `convention`."""
 
+    ignore_index: int | None = Field(
+        default=None,
+        description="Samples whose label equals this value are dropped before anything is computed "
+        "and counted in `n_ignored` (PyTorch uses -100). Hard labels only.",
+    )
     top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     preset: PresetName | None = Field(
         default=None,
@@ -171,6 +176,7 @@ class CalibrationConvention(BaseModel):
     clip: bool = Field(description="Confidences clipped to [eps, 1 - eps] first (netcal).")
     float32_confidence: bool = Field(description="Confidences rounded to float32 before binning.")
     top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
+    ignore_index: int | None = Field(default=None, description="Label value dropped, if any.")
     input_dtype_means: bool = Field(
         description="float32 input: bin means over the edges rounded to float32, counts over the "
         "float64 edges (netcal: scipy binned_statistic_dd keeps the sample dtype, np.histogramdd not)."
@@ -295,6 +301,7 @@ class CalibrationResult(BaseModel):
     model_config = RESULT_CONFIG
 
     n: int = Field(description="Samples scored.")
+    n_ignored: int = Field(default=0, description="Samples dropped for their label `ignore_index`.")
     n_classes: int = Field(description="K (2 for binary input).")
     metrics: CalibrationMetrics
     per_class: dict[str, list[JsonFloat]] | None = Field(
