@@ -50,17 +50,20 @@ def label_rank(labels: ArrayLike, scores: ArrayLike) -> IntArray:
     return out
 
 
-def top_k_accuracy(rank: IntArray, ks: ArrayLike) -> FloatArray:
+def top_k_accuracy(rank: IntArray, ks: ArrayLike, *, sample_weight: FloatArray | None = None) -> FloatArray:
     """``mean(rank < k)`` for each k of `ks` (from :func:`label_rank`), in float64; NaN for no samples.
+
+    With `sample_weight` s, ``Σ s·[rank < k] / Σ s`` (scikit-learn's ``sample_weight``).
 
     Examples
     --------
     >>> top_k_accuracy(np.array([0, 2, 1]), [1, 2, 5])
     array([0.33333333, 0.66666667, 1.        ])
     """
-    counts = np.bincount(rank, minlength=1).cumsum()
+    counts = np.bincount(rank, weights=sample_weight, minlength=1).cumsum()
     k = np.asarray(ks, dtype=np.intp)
     hits = np.where(k >= 1, counts[np.clip(k - 1, 0, counts.size - 1)], 0)
-    if rank.size == 0:
+    total = rank.size if sample_weight is None else float(sample_weight.sum())
+    if total == 0:
         return np.full(k.shape, np.nan)
-    return hits / rank.size
+    return np.asarray(hits / total, dtype=np.float64)

@@ -175,7 +175,11 @@ def routers() -> list[APIRouter]:
 
 
 def top_k_result(
-    ks: list[int] | None, labels: np.ndarray, dist: core.Distribution, kept: np.ndarray | None = None
+    ks: list[int] | None,
+    labels: np.ndarray,
+    dist: core.Distribution,
+    kept: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, float] | None:
     """Top-k accuracy by k (string keys) over the `kept` rows, for the options' `top_k`; None if not asked."""
     if ks is None:
@@ -183,5 +187,6 @@ def top_k_result(
     scores = dist.logits if dist.logits is not None and not dist.binary else dist.probs
     if kept is not None:
         scores, labels = scores[kept], labels[kept]
-    values = core.top_k_accuracy(core.label_rank(labels, scores), ks)
+        sample_weight = None if sample_weight is None else sample_weight[kept]
+    values = core.top_k_accuracy(core.label_rank(labels, scores), ks, sample_weight=sample_weight)
     return {str(k): float(v) for k, v in zip(ks, values, strict=True)}

@@ -68,6 +68,12 @@ class CrossEntropyBody(CrossEntropyOptions):
         default=None,
         description="K non-negative per-class weights w, as PyTorch's `weight` (binary: [w0, w1]).",
     )
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s, as scikit-learn's `sample_weight`: mean "
+        "Σ s·w[y]·loss / Σ s·w[y] (w the class weights, 1 without), sum Σ s·w[y]·loss, `losses` "
+        "s·w[y]·loss; accuracy, top-k accuracy and mean entropy are s-weighted means.",
+    )
 
 
 class CrossEntropyConvention(BaseModel):
@@ -88,6 +94,7 @@ class CrossEntropyConvention(BaseModel):
     n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
     label_smoothing: float = Field(description="ε as applied.")
     class_weights: bool = Field(description="Whether per-class weights were applied.")
+    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
     ignore_index: int | None = Field(description="Label value left out, if any.")
     top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
     matches: str = Field(description="The peer implementation these numbers agree with.")
