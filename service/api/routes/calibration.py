@@ -28,7 +28,7 @@ from . import PROBLEM_RESPONSES, json_response, log_base, request_body, top_k_re
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels")
+ARRAY_FIELDS = ("logits", "probs", "labels", "sample_weight")
 #: Reliability cells (groups × bins) a response may carry.
 MAX_RELIABILITY_CELLS = 200_000
 _CONVENTION_FIELDS = (
@@ -67,10 +67,16 @@ def score_calibration(body: Body) -> Response:
     """
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, labels, convention, n_ignored = read_calibration_request(body, options)
-    report = core.calibration_report(labels, prediction.dist, convention, metrics=options.metrics)
+    weights = read_sample_weight(body)
+    report = core.calibration_report(
+        labels, prediction.dist, convention, metrics=options.metrics, sample_weight=weights
+    )
+    if weights is not None and options.bootstrap:
+        raise core.InputError("sample_weight", "does not apply with bootstrap; send one or the other")
     boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
-    top_k = top_k_result(options.top_k, labels, prediction.dist)
-    return json_response(_result(options, prediction, report, boot, top_k, n_ignored))
+    top_k = top_k_result(options.top_k, labels, prediction.dist, sample_weight=weights)
+    result = _result(options, prediction, report, boot, top_k, n_ignored, weighted=weights is not None)
+    return json_response(result)
 
 
 def read_calibration_request(
@@ -80,8 +86,19 @@ def read_calibration_request(
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     assert truth.labels is not None  # `targets` is not an accepted field here
+    if body.fields.get("sample_weight") is not None:  # read at full length, dropped with the rows
+        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+        if options.ignore_index is not None:
+            body.fields["sample_weight"] = weights[truth.labels != options.ignore_index]
     prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
     return prediction, labels, convention_of(options), n_ignored
+
+
+def read_sample_weight(body: Body) -> np.ndarray | None:
+    """The per-sample weights of the rows kept (read by :func:`read_calibration_request`), if sent."""
+    if body.fields.get("sample_weight") is None:
+        return None
+    return np.asarray(body.fields["sample_weight"], dtype=np.float64)
 
 
 def convention_of(options: CalibrationOptions) -> core.Convention:
@@ -165,7 +182,11 @@ def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
 
 
 def convention_result(
-    options: CalibrationOptions, prediction: Prediction, report: core.CalibrationReport
+    options: CalibrationOptions,
+    prediction: Prediction,
+    report: core.CalibrationReport,
+    *,
+    weighted: bool = False,
 ) -> CalibrationConvention:
     """The `convention` object echoed with every calibration-style response."""
     conv = report.convention
@@ -193,6 +214,7 @@ def convention_result(
         input_dtype_means=conv.input_dtype_means,
         top_k=options.top_k,
         ignore_index=options.ignore_index,
+        sample_weight=weighted,
         min_bin_count=conv.min_bin_count,
         n_excluded_bins=report.n_excluded_bins,
         target=report.target,
@@ -219,6 +241,8 @@ def _result(
     boot: BootstrapResult | None,
     top_k: dict[str, float] | None = None,
     n_ignored: int = 0,
+    *,
+    weighted: bool = False,
 ) -> CalibrationResult:
     scalars = dict(report.scalars)
     if "nll" in scalars:
@@ -233,5 +257,5 @@ def _result(
         reliability=_reliability(report) if report.reliability else None,
         top_k_accuracy=top_k,
         bootstrap=boot,
-        convention=convention_result(options, prediction, report),
+        convention=convention_result(options, prediction, report, weighted=weighted),
     )

@@ -151,6 +151,13 @@ class CalibrationBody(CalibrationOptions):
         description="N×K probabilities, or a length-N vector of positive-class probabilities (binary).",
     )
     labels: IntArrayField = Field(description="N true class indices in [0, K) (binary: 0 or 1).")
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s: every sum over samples becomes a sum of s "
+        "(bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s "
+        "(scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, "
+        "nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).",
+    )
 
 
 class CalibrationConvention(BaseModel):
@@ -177,6 +184,7 @@ class CalibrationConvention(BaseModel):
     float32_confidence: bool = Field(description="Confidences rounded to float32 before binning.")
     top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
     ignore_index: int | None = Field(default=None, description="Label value dropped, if any.")
+    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
     input_dtype_means: bool = Field(
         description="float32 input: bin means over the edges rounded to float32, counts over the "
         "float64 edges (netcal: scipy binned_statistic_dd keeps the sample dtype, np.histogramdd not)."

@@ -326,7 +326,8 @@ def binned_scalars(
         out["brier_uncertainty"] = terms.uncertainty
         out["brier_within_bin_variance"] = terms.within_bin_variance
         out["brier_within_bin_covariance"] = terms.within_bin_covariance
-    n = float(prep.correct.shape[0])
+    # Bootstrap multiplicities sum to N; sample weights (one row) to their own total.
+    n: float | FloatArray = float(prep.correct.shape[0]) if weights is None else weights.sum(axis=1)
 
     def mean(values: FloatArray) -> FloatArray:
         if weights is None:
