@@ -1,4 +1,4 @@
-"""Issue 21, /metrics rough edges: process and Python collectors, FastAPI's pages labelled, probes unlogged."""
+"""Issue 21, /metrics rough edges: process and Python collectors, FastAPI pages labelled, probes unlogged."""
 
 import gc
 import json
