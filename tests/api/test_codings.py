@@ -3,6 +3,7 @@
 import asyncio
 import gzip
 import json
+import sys
 import tracemalloc
 import zlib
 
@@ -58,6 +59,24 @@ def test_a_gzip_body_in_several_members_and_network_pieces_is_decoded_whole(rng)
     response = asyncio.run(post())
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(response.json()["losses"], expected, rtol=1e-12)
+
+
+def test_a_zstd_body_is_decoded_when_the_extra_is_installed(client, rng):
+    zstd = (
+        pytest.importorskip("backports.zstd")
+        if sys.version_info < (3, 14)
+        else pytest.importorskip("compression.zstd")
+    )
+    body, expected = _body(rng, 3_000)
+    text = json.dumps(body).encode()
+    packed = zstd.compress(text[:1000]) + zstd.compress(text[1000:])  # two frames
+    response = client.post("/v1/cross-entropy", content=packed, headers={**JSON, "content-encoding": "zstd"})
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(response.json()["losses"], expected, rtol=1e-12)
+    bomb = zstd.compress(b" " * (64 << 20))
+    with TestClient(create_app(Settings(max_body_bytes=1 << 20))) as small:
+        refused = small.post("/v1/cross-entropy", content=bomb, headers={**JSON, "content-encoding": "zstd"})
+    assert_problem(refused, 413, match="once zstd-decoded")
 
 
 def test_identity_is_the_body_as_it_is(client, rng):
