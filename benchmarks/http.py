@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -443,6 +444,69 @@ async def _health_during(url: str, body: bytes, headers: dict[str, str]) -> dict
     }
 
 
+def compression(rows: int = 10_000, k: int = 10, repeats: int = 20) -> list[dict[str, object]]:
+    """A `rows`-row per-sample cross-entropy answer, plain and gzipped: size, server and end-to-end cost.
+
+    The compression itself is timed in this process on the answer's bytes (thread CPU, the
+    levels Xent could use); end to end is one client over loopback with and without
+    ``Accept-Encoding: gzip`` (httpx inflates the answer, as any client would).
+    """
+    from benchmarks._timing import median_ms
+    from service.api.middleware import codings
+
+    rng = np.random.default_rng(3)
+    body = json.dumps(
+        {
+            "logits": rng.standard_normal((rows, k)).tolist(),
+            "labels": rng.integers(0, k, rows).tolist(),
+            "per_sample": True,
+        }
+    ).encode()
+    server = Server("service.app:create_app", factory=True)
+    out = []
+    try:
+        with httpx.Client(timeout=60) as client:
+            for accept in ("identity", "gzip"):
+                headers = {"content-type": "application/json", "accept-encoding": accept}
+                times, wire = [], 0
+                for _ in range(repeats + 1):
+                    start = time.perf_counter()
+                    request = client.build_request(
+                        "POST", server.url + "/v1/cross-entropy", content=body, headers=headers
+                    )
+                    response = client.send(request, stream=True)
+                    wire = sum(len(chunk) for chunk in response.iter_raw())
+                    times.append(time.perf_counter() - start)
+                    response.close()
+                answer = client.post(server.url + "/v1/cross-entropy", content=body, headers=headers).content
+                out.append(
+                    {
+                        "Accept-Encoding": accept,
+                        "answer bytes": f"{len(answer):,}",
+                        "bytes on the wire": f"{wire:,}",
+                        "end-to-end ms (median)": f"{np.median(times[1:]) * 1e3:.1f}",
+                    }
+                )
+    finally:
+        server.stop()
+    for level in (1, 6):
+
+        def pack(level: int = level) -> bytes:
+            compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+            return compressor.compress(answer) + compressor.flush()
+
+        out.append(
+            {
+                "Accept-Encoding": f"gzip level {level} alone"
+                + (" (Xent's)" if level == codings.GZIP_LEVEL else ""),
+                "answer bytes": f"{len(answer):,}",
+                "bytes on the wire": f"{len(pack()):,}",
+                "end-to-end ms (median)": f"{median_ms(pack, repeats):.1f} (compression CPU)",
+            }
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, smaller large batch")
@@ -455,7 +519,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--small-only", action="store_true", help="only the small-batch sections (servers, routes, workers)"
     )
+    parser.add_argument(
+        "--compression", action="store_true", help="only: a 10,000-row per-sample answer, plain and gzipped"
+    )
     args = parser.parse_args(argv)
+    if args.compression:
+        sys.stdout.write(
+            "## Compression (10,000×10 cross-entropy, per_sample)\n" + table(compression()) + "\n"
+        )
+        return 0
     if args.health_gb:
         sys.stdout.write(health_at_size(args.health_gb) + "\n")
         return 0
