@@ -50,7 +50,14 @@ def _free_port() -> int:
 class Server:
     """A uvicorn subprocess serving `app` on a free port; `workers` > 0: ``xent serve`` with that many."""
 
-    def __init__(self, app: str, factory: bool, env: dict[str, str] | None = None, workers: int = 0) -> None:
+    def __init__(
+        self,
+        app: str,
+        factory: bool,
+        env: dict[str, str] | None = None,
+        workers: int = 0,
+        cwd: str | None = None,
+    ) -> None:
         self.port = _free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
         if factory:
@@ -64,7 +71,7 @@ class Server:
                 {"XENT_PORT": str(self.port), "XENT_WORKERS": str(workers), "XENT_LOG_LEVEL": "warning"}
             )
             output = subprocess.DEVNULL
-        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=output)
+        self.process = subprocess.Popen(args, cwd=cwd or ROOT, env=env, stdout=output)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(200):
             try:
