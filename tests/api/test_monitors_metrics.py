@@ -29,8 +29,10 @@ def _reference(client, key, values, labels, **options):
     return calibration, ce["loss"], ce2["loss"]
 
 
-def _only_point(client, name, **params):
-    result = client.get(f"/v1/monitors/{name}/metrics", params={"window": "2h", **params})
+def _only_point(client, name, start, **params):
+    """The one point with rows in the 2 h block from `start` (a multiple of 2 h: points align to steps)."""
+    query = {"from": start, "to": start + 7200, "step": "2h", **params}
+    result = client.get(f"/v1/monitors/{name}/metrics", params=query)
     assert result.status_code == 200, result.text
     points = [p for p in result.json()["points"] if p["n"]]
     assert len(points) == 1, points
@@ -50,8 +52,8 @@ def test_batches_in_every_format_equal_scoring_all_rows_at_once(tmp_path, rng, k
         values = values[:, 1] if binary else values
         values[:7] = np.round(values[:7] * 15) / 15 if binary else values[:7]  # confidences on edges
     labels = rng.integers(0, k, size=n)
-    now = time.time()
-    times = now - rng.uniform(0, 3000, size=n)  # within the last hour
+    start = (int(time.time()) // 7200 - 1) * 7200  # the last whole 2 h block: no bucket edge splits it
+    times = start + rng.uniform(0, 7199, size=n)
     with monitor_client(tmp_path) as client:
         spec = {"binary": True} if binary else {"n_classes": k}
         assert client.put("/v1/monitors/m", json=spec).status_code == 201
@@ -71,7 +73,7 @@ def test_batches_in_every_format_equal_scoring_all_rows_at_once(tmp_path, rng, k
         assert joined.json()["joined"] == len(late)
         calibration, nll, nll_bits = _reference(client, key, values, labels)
         for closed in ("right", "left"):
-            result, point = _only_point(client, "m", step="2h", closed=closed)
+            result, point = _only_point(client, "m", start, closed=closed)
             if closed == "right":
                 _close(point["ece"], calibration["ece"])
                 _close(point["mce"], calibration["mce"])
@@ -87,7 +89,7 @@ def test_batches_in_every_format_equal_scoring_all_rows_at_once(tmp_path, rng, k
         _close(point["brier"], calibration["brier"])
         if not binary:
             _close(point["mean_confidence"], calibration["mean_confidence"])
-        _, bits = _only_point(client, "m", step="2h", base="2")
+        _, bits = _only_point(client, "m", start, base="2")
         _close(bits["cross_entropy"], nll_bits)
         assert result["convention"]["target"] == ("positive_class" if binary else "top_label")
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from service.core import InputError
 from service.core.cancel import checkpoint
@@ -80,7 +81,14 @@ async def read_body(
     if kind != "json" and size is not None and size >= PREALLOCATE_BYTES:
         return await _read_into_buffer(request, size, align_at)
     body = bytearray()
-    async for chunk in request.stream():
+    receive = request.receive  # not request.stream(): an async generator per request (~2 µs) for one chunk
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         if len(body) + len(chunk) > max_bytes:
             raise ProblemError(413, f"request body exceeds the limit of {max_bytes} bytes")
         body += chunk
