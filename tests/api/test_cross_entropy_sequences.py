@@ -152,3 +152,17 @@ def test_bf16_json_tensor_is_rounded_like_torch(client, rng):
         422,
     )
     assert problem["errors"][0]["pointer"] == "#/logits/datatype"
+
+
+def test_sequence_top1_calibration_matches_torchmetrics(client, rng):
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    z, y = _batch(rng, b=4, t=25, k=6)
+    body = client.post(URL, json={"logits": z.tolist(), "labels": y.tolist(), "ignore_index": -100}).json()
+    calibration = body["language_model"]["calibration"]
+    ok = y != -100
+    probs = torch.softmax(torch.from_numpy(z[ok]), -1)
+    expected = multiclass_calibration_error(probs, torch.from_numpy(y[ok]), num_classes=6, n_bins=15, norm="l1")
+    # torchmetrics bins [a, b) with torch.linspace edges, Xent (a, b]: equal unless a confidence sits on an edge
+    assert calibration["ece"] == pytest.approx(float(expected), rel=1e-5)
+    assert calibration["teacher_forced"] is True and calibration["n_tokens"] == int(ok.sum())

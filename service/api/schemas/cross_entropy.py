@@ -13,7 +13,7 @@ from .common import (
     ProbabilityOptions,
     Tensor,
 )
-from .logprobs import LanguageModelMetrics, MergeableTotals
+from .logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
 
 class CrossEntropyOptions(ProbabilityOptions):
@@ -153,5 +153,9 @@ class SequenceSummary(BaseModel):
 
     n_sequences: int
     metrics: LanguageModelMetrics
+    calibration: Top1Calibration = Field(
+        description="Token-level calibration of the top-1 token over scored positions (teacher-forced "
+        "by construction: the labels are given text)."
+    )
     per_sequence: SequenceRows
     totals: MergeableTotals
