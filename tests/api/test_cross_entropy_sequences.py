@@ -162,7 +162,8 @@ def test_sequence_top1_calibration_matches_torchmetrics(client, rng):
     calibration = body["language_model"]["calibration"]
     ok = y != -100
     probs = torch.softmax(torch.from_numpy(z[ok]), -1)
-    expected = multiclass_calibration_error(probs, torch.from_numpy(y[ok]), num_classes=6, n_bins=15, norm="l1")
-    # torchmetrics bins [a, b) with torch.linspace edges, Xent (a, b]: equal unless a confidence sits on an edge
+    labels = torch.from_numpy(y[ok])
+    expected = multiclass_calibration_error(probs, labels, num_classes=6, n_bins=15, norm="l1")
+    # torchmetrics bins [a, b) on torch.linspace edges, Xent (a, b]: equal unless a confidence is on an edge
     assert calibration["ece"] == pytest.approx(float(expected), rel=1e-5)
     assert calibration["teacher_forced"] is True and calibration["n_tokens"] == int(ok.sum())
