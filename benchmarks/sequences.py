@@ -142,16 +142,80 @@ def logprobs(n_choices: int, length: int, k: int) -> list[dict[str, object]]:
     return rows
 
 
+def sequences_http(b: int, t: int, k: int) -> list[dict[str, object]]:
+    """B×T×K float32 logits as an OIP binary body to /v1/cross-entropy, in process, vs the core."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((b, t, k), dtype=np.float32) * 3
+    y = rng.integers(0, k, (b, t))
+    header = {
+        "inputs": [
+            {
+                "name": "z",
+                "shape": [b, t, k],
+                "datatype": "FP32",
+                "parameters": {"role": "logits", "binary_data_size": z.nbytes},
+            },
+            {
+                "name": "y",
+                "shape": [b, t],
+                "datatype": "INT64",
+                "parameters": {"role": "labels", "binary_data_size": y.nbytes},
+            },
+        ],
+        "parameters": {"ignore_index": -100},
+    }
+    head = orjson.dumps(header)
+    blob = head + z.tobytes() + y.tobytes()
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(head))}
+    settings = Settings(max_body_bytes=len(blob) + 1024, max_elements=z.size + y.size + 1)
+    expected = float(F.cross_entropy(torch.from_numpy(z).view(-1, k), torch.from_numpy(y).view(-1)))
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/cross-entropy", content=blob, headers=headers)
+        assert r.status_code == 200, r.text
+        assert abs(r.json()["loss"] - expected) < 1e-5 * expected
+        wall = []
+        for _ in range(3):
+            start = time.perf_counter()
+            client.post("/v1/cross-entropy", content=blob, headers=headers)
+            wall.append(time.perf_counter() - start)
+    core_ms = median_ms(lambda: token_scores(y, z, confidence=True, entropy=True), repeats=3)
+    torch_ms = median_ms(
+        lambda: F.cross_entropy(torch.from_numpy(z).view(-1, k), torch.from_numpy(y).view(-1)), 3
+    )
+    label = f"B={b} T={t} K={k} float32 ({z.nbytes / 2**20:.0f} MiB, binary)"
+    return [
+        {
+            "case": label,
+            "path": "POST /v1/cross-entropy (TestClient, wall)",
+            "ms": f"{np.median(wall) * 1e3:.0f}",
+        },
+        {
+            "case": label,
+            "path": "core token_scores (loss, rank, confidence, entropy)",
+            "ms": f"{core_ms:.0f}",
+        },
+        {"case": label, "path": "torch F.cross_entropy (mean)", "ms": f"{torch_ms:.0f}"},
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="B=2 T=512 and 100 choices")
-    parser.add_argument("--part", choices=["all", "sequences", "logprobs"], default="all")
+    parser.add_argument("--part", choices=["all", "sequences", "http", "logprobs"], default="all")
     args = parser.parse_args()
     b, t = (2, 512) if args.quick else (8, 2048)
-    if args.part != "logprobs":
+    if args.part in ("all", "sequences"):
         print(table(sequences(b, t, 32_000)))
         print()
-    if args.part == "sequences":
+    if args.part in ("all", "http"):
+        print(table(sequences_http(2, 512, 32_000)))
+        print()
+    if args.part in ("sequences", "http"):
         return
     n = 100 if args.quick else 1000
     print(table(logprobs(n, 16, 5) + logprobs(n, 64, 5) + logprobs(n, 16, 0)))
