@@ -167,3 +167,10 @@ def test_sequence_top1_calibration_matches_torchmetrics(client, rng):
     # torchmetrics bins [a, b) on torch.linspace edges, Xent (a, b]: equal unless a confidence is on an edge
     assert calibration["ece"] == pytest.approx(float(expected), rel=1e-5)
     assert calibration["teacher_forced"] is True and calibration["n_tokens"] == int(ok.sum())
+
+
+def test_ragged_sequence_logits_are_422_naming_the_row(client):
+    ragged = [[[0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [0.0]]]
+    problem = assert_problem(client.post(URL, json={"logits": ragged, "labels": [[0, 1], [1, 0]]}), 422)
+    assert problem["errors"][0]["pointer"] == "#/logits/1/1"
+    assert "ragged" in problem["detail"]
