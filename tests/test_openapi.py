@@ -21,7 +21,7 @@ def test_every_operation_documents_its_body_and_problems():
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             assert operation.get("description") or operation.get("summary"), (method, path)
-            if method == "post":
+            if method == "post" and (not path.startswith("/v1/monitors/") or path.endswith("/observations")):
                 content = operation["requestBody"]["content"]
                 json_schema = content["application/json"]["schema"]
                 if path not in JSON_ONLY:  # array routes also take binary tensors and npz

@@ -31,9 +31,11 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .fine_histogram import ALLOWED_BINS, FINE_BINS, FineHistogram
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
 from .logprob_metrics import LogprobScores, score_logprobs, top1_calibration
 from .logprobs import ParsedLogprobs, parse_logprobs
+from .monitor_stats import MonitorStats, js_drift, merge_stats
 from .perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .relative_entropy import relative_entropy
 from .sequences import TokenScores, token_scores
@@ -56,6 +58,12 @@ __all__ = [
     "checkpoint",
     "deadline",
     "ECE_BINS",
+    "ALLOWED_BINS",
+    "FINE_BINS",
+    "FineHistogram",
+    "MonitorStats",
+    "js_drift",
+    "merge_stats",
     "METRICS",
     "PRESETS",
     "CalibrationReport",

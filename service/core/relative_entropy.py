@@ -12,7 +12,7 @@ from .cancel import checkpoint
 from .distribution import Distribution
 from .entropy import kl_divergence
 
-BLOCK_BYTES = 1 << 19  # measured best on a 1 MiB L2 (README, Performance)
+BLOCK_BYTES = 1 << 19  # measured best on a 1 MiB L2 (docs/internals.md, Block sizes)
 NARROW_K = 64
 
 

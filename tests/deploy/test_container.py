@@ -4,6 +4,7 @@ No Docker engine runs on the build machines, so the image's CMD and HEALTHCHECK 
 compose service's command are run outside a container with the same argv and environment.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -119,12 +120,35 @@ def test_grafana_dashboard_uses_the_provisioned_datasource():
         assert all(target["expr"] and target["datasource"]["uid"] == uid for target in panel["targets"])
 
 
-def test_compose_file_is_valid():
+def _compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     tool = _tool("docker-compose")
     if tool is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose; .ci/run does)")
-    done = subprocess.run([tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True, check=False)
+    environ = {k: v for k, v in os.environ.items() if not k.endswith("_BIND") and "GRAFANA" not in k}
+    return subprocess.run(
+        [tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True, check=False, env={**environ, **env}
+    )
+
+
+def test_compose_file_is_valid():
+    done = _compose_config(GRAFANA_ADMIN_PASSWORD="a-long-secret")
     assert done.returncode == 0, done.stderr
+
+
+def test_compose_refuses_to_start_without_a_grafana_password():
+    done = _compose_config()
+    assert done.returncode != 0
+    assert "GRAFANA_ADMIN_PASSWORD" in done.stderr
+
+
+def test_compose_publishes_on_loopback_with_limits_and_no_anonymous_admin():
+    grafana = COMPOSE["services"]["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "admin" not in grafana["GF_SECURITY_ADMIN_PASSWORD"]
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("${") and ":-127.0.0.1}:" in port, (name, port)
+        assert service.get("cpus") and service.get("mem_limit"), name
 
 
 def test_dockerfile_passes_hadolint():

@@ -50,7 +50,7 @@ class Body:
 
         The decoded array replaces the JSON value, so a large list of Python floats is freed as
         soon as it is read rather than when the response is sent: fewer live objects to fragment
-        the allocator's arenas under load (README, Reliability).
+        the allocator's arenas under load (docs/operations.md, Memory).
         """
         array = self.reader.read(self.fields[name], name)
         if name in self.reader.bfloat16 and not bfloat16:  # uint16 bit patterns, not numbers

@@ -68,7 +68,7 @@ async def read_body(
     of that size instead, returned as a ``memoryview`` of it: its pages are touched only as
     the bytes arrive (no zero-fill: ``bytearray(46 MB)`` held the event loop ~40 ms), and
     NumPy advises huge pages for it, so a 4.6 MB body costs ~3 page faults rather than
-    ~1,200 (~5 ms of a 25 ms request on this VM, README Performance). The buffer starts so
+    ~1,200 (~5 ms of a 25 ms request on this VM, docs/internals.md, Transport). The buffer starts so
     that byte `align_at` of the body (where the binary extension's tensors begin) sits on a
     64-byte boundary: the tensors are aligned views, never moved or copied. Tensors decoded
     from either kind of body are read-only views.

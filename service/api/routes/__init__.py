@@ -171,6 +171,8 @@ def routers() -> list[APIRouter]:
         health,
         logprobs,
         metrics,
+        monitor_queries,
+        monitors,
         recalibration,
         reliability_diagram,
     )
@@ -178,10 +180,12 @@ def routers() -> list[APIRouter]:
     modules = (
         cross_entropy,
         divergence,
-        logprobs,
         recalibration,
         calibration,
         reliability_diagram,
+        monitors,
+        monitor_queries,
+        logprobs,
         health,
         metrics,
     )

@@ -64,7 +64,7 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
         n_ignored=int(scores.scored.size - n),
         loss=loss,
         accuracy=int(hits[1].sum()) / n,
-        mean_entropy=entropy / np.log(base) if base != np.e else entropy,
+        mean_entropy=float(core.to_base(np.asarray(entropy), base)),
         convention=CrossEntropyConvention(
             input=kind,
             form="sequence",
