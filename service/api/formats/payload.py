@@ -165,8 +165,8 @@ PAUSE_GC_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
-def _collector_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector while orjson builds a large body's objects.
+def collector_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large body's objects are built (or walked).
 
     Decoding allocates one container per JSON object and array; each 700 of them start a
     collection that re-scans every young (and, as the tree grows, old) object, though
@@ -189,7 +189,7 @@ def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     if not body.strip():
         raise ProblemError(400, "request body is empty; send a JSON object")
     try:
-        with _collector_paused(len(body) >= PAUSE_GC_BYTES):
+        with collector_paused(len(body) >= PAUSE_GC_BYTES):
             value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None

@@ -15,7 +15,7 @@ from .common import (
     Tensor,
     TopK,
 )
-from .logprobs import LanguageModelMetrics, MergeableTotals
+from .logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
 
 class CrossEntropyOptions(ProbabilityOptions):
@@ -174,5 +174,9 @@ class SequenceSummary(BaseModel):
 
     n_sequences: int
     metrics: LanguageModelMetrics
+    calibration: Top1Calibration = Field(
+        description="Token-level calibration of the top-1 token over scored positions (teacher-forced "
+        "by construction: the labels are given text)."
+    )
     per_sequence: SequenceRows
     totals: MergeableTotals
