@@ -1,5 +1,6 @@
 """Runtime configuration, read from ``XENT_*`` environment variables."""
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -64,4 +65,43 @@ class Settings(BaseSettings):
         description="On SIGTERM, the least time a worker keeps answering 503 to new requests (and "
         "/readyz) before it closes its socket, even when nothing is in flight, so load balancers "
         "see it leave. Raise it to your readiness-probe period behind Kubernetes.",
+    )
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory of the embedded SQLite database of monitors (monitors.sqlite3, WAL), "
+        "created on first start.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Where monitors live instead of data_dir: sqlite:///<path> (relative) or "
+        "sqlite:////<absolute path>. PostgreSQL (postgresql://) is not supported yet.",
+    )
+    max_monitors: int = Field(default=100, ge=1, le=100_000, description="Most monitors.")
+    max_segments: int = Field(
+        default=256, ge=1, le=100_000, description="Most segments one monitor may hold."
+    )
+    max_pending_rows: int = Field(
+        default=100_000,
+        ge=0,
+        le=100_000_000,
+        description="Most rows waiting for a late label, per monitor (their logits are kept until "
+        "labelled or expired); a batch past it is refused.",
+    )
+    max_reservoir: int = Field(
+        default=100_000,
+        ge=0,
+        le=10_000_000,
+        description="Largest reservoir of labelled rows (kept for temperature refits) a monitor may ask for.",
+    )
+    compaction_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between background runs of retention and compaction of monitors' data.",
+    )
+    max_query_points: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most points one monitor time-series query may return (422 naming `step` beyond).",
     )

@@ -19,7 +19,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CLOSE_S = 5
 
 
-#: glibc malloc settings for the workers (README, Reliability): two arenas, not one per
+#: glibc malloc settings for the workers (docs/operations.md, Memory): two arenas, not one per
 #: threadpool thread; a fixed 128 KiB mmap threshold, so every large NumPy array or buffer is
 #: mmap-ed and given back to the system when freed (without it glibc raises the threshold to
 #: the largest block freed so far, up to 32 MiB, and later large arrays are carved out of the

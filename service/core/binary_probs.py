@@ -4,7 +4,7 @@
 each in one pass over blocks of ``BLOCK_BYTES``: no N-sized ``1 - p``, mask or ``where``
 temporaries. ``p_y`` is gathered as ``|p - [y = 0]|`` (``p - 1 = -(1 - p)`` exactly as rounded),
 three cheap passes where ``copyto(..., where=)`` took four times the ``log`` (measured in the
-README, Performance).
+docs/internals.md, Binary cross-entropy).
 """
 
 from typing import Any
@@ -14,7 +14,7 @@ import numpy as np
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (README, Performance)
+BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (docs/internals.md, Block sizes)
 
 
 def count_clipped(p: FloatArray, eps: float) -> int:

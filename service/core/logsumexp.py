@@ -10,17 +10,19 @@ has a cheaper pass of its own, shifted by the label's logit (:func:`label_nll`).
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-#: narrow rows: 128k float32 per block; on a 1 MiB L2, ~20 NumPy calls a block (README, Performance)
+#: narrow rows: 128k float32 per block; on a 1 MiB L2, ~20 NumPy calls a block (docs/internals.md)
 BLOCK_BYTES = 1 << 19
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64
-#: Up to this many logits, one row-major pass of whole-array calls (:func:`_small_summary`).
+#: Up to this many logits, one pass of whole-array calls (:func:`_small_summary`).
 SMALL_ELEMENTS = 1 << 12
 
 
@@ -89,32 +91,61 @@ def softmax_summary(
 
 
 def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray | None) -> SoftmaxSummary:
-    """:func:`softmax_summary` of a few rows: row-major, whole-array calls, no blocks or scratch.
+    """:func:`softmax_summary` of a few rows: whole-array calls, no blocks or scratch.
 
-    The same formulas; on a 32×10 request each NumPy call costs microseconds whatever its
-    size, and this makes ~15 of them where the blocked pass makes ~30. Sums run along the
-    rows in NumPy's order and ``log1p`` is NumPy's, so values may differ from the blocked
-    pass's in the last ulp.
+    On a 32×10 request each NumPy call costs microseconds whatever its size, and this makes
+    ~20 of them where the blocked pass makes ~30. Every per-row value is the blocked pass's
+    bit for bit (rows without tied maxima): the classes lie along the same axis (a K×N copy
+    for narrow rows, so sums run over the classes in the same order), and ``log1p`` is this
+    module's. A row's values thus do not depend on how many rows came with it.
     """
     checkpoint()
-    rows = np.arange(z.shape[0])
-    m = np.maximum.reduce(z, axis=1)
-    d = z - m[:, None]  # ≤ 0, exactly 0 at every maximum
-    first = d.argmax(axis=1)  # the first maximum
-    e = np.exp(d)
-    e[rows, first] = 0  # its exp(0) = 1 leaves the sum; any other maximum counts 1
-    rest = np.add.reduce(e, axis=1)  # Σ exp(z - m) - 1, without rounding the 1 in
-    log_norm = np.log1p(rest)
+    n, k = z.shape
+    if n == 1 and k < NARROW_K:  # a K×1 column would be summed pairwise, not row by row: pair it
+        two = _small_summary(np.repeat(z, 2, axis=0), top=top, entropy=entropy, labels=_paired(labels))
+        return SoftmaxSummary(
+            two.shift[:1], two.log_norm[:1], _head(two.top), _head(two.entropy), _head(two.picked)
+        )
+    cols = np.arange(n)
+    if k < NARROW_K:  # as the blocked pass: K×rows, every reduction along axis 0
+        zt = np.ascontiguousarray(z.T)
+        m = np.maximum.reduce(zt, axis=0)
+        d = zt - m
+        first = d.argmax(axis=0)  # the first maximum
+        at_first: tuple[IntArray, IntArray] = (first, cols)
+        at_label: tuple[IntArray, IntArray] | None = None if labels is None else (labels, cols)
+        axis = 0
+    else:
+        m = np.maximum.reduce(z, axis=1)
+        d = z - m[:, None]
+        first = d.argmax(axis=1)
+        at_first = (cols, first)
+        at_label = None if labels is None else (cols, labels)
+        axis = 1
+    e = np.exp(d)  # d ≤ 0, exactly 0 at every maximum
+    e[at_first] = 0  # the first maximum's exp(0) = 1 leaves the sum; any other maximum counts 1
+    rest = np.add.reduce(e, axis=axis)  # Σ exp(z - m) - 1, without rounding the 1 in
+    log_norm = log1p(rest)
     h = None
     if entropy:
         e *= d  # the first maximum has d = 0: nothing lost by its zeroed e
-        h = np.add.reduce(e, axis=1)
         rest += 1
+        h = np.add.reduce(e, axis=axis)
         h /= rest
         np.subtract(log_norm, h, out=h)
         np.maximum(h, 0, out=h)
-    picked = None if labels is None else d[rows, labels]
+    picked = None if at_label is None else d[at_label]
     return SoftmaxSummary(m, log_norm, first if top else None, h, picked)
+
+
+def _head(values: NDArray[Any] | None) -> NDArray[Any] | None:
+    """The first row's value, if any."""
+    return None if values is None else values[:1]
+
+
+def _paired(labels: IntArray | None) -> IntArray | None:
+    """The labels of a row sent twice (see :func:`_small_summary`)."""
+    return None if labels is None else np.repeat(labels, 2)
 
 
 def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
@@ -134,6 +165,8 @@ def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
     array([6.93147181e-01, 1.00000000e+04])
     """
     n, k = logits.shape
+    if n == 1 and k < NARROW_K:  # as in _small_summary: a lone K×1 column is paired
+        return label_nll(np.repeat(logits, 2, axis=0), np.repeat(labels, 2))[:1]
     losses = np.empty(n, logits.dtype)
     blocks = _Blocks(logits)
     scratch = np.empty(blocks.rows * k, logits.dtype)  # one block-sized buffer, reused: it stays in cache
@@ -186,6 +219,10 @@ class _Blocks:
         for start in range(0, n, self.rows):  # blocks of rows sized for the cache, never single samples
             checkpoint()
             block = slice(start, start + self.rows)
+            if self.narrow and n - start == 1 and start > 0:
+                # A lone K×1 tail would be summed pairwise, its row rounded unlike the same row in
+                # a wider block: take the row before along (its values come out the same again).
+                block = slice(start - 1, n)
             rows = self.logits[block]
             width = rows.shape[0]
             if self.narrow:

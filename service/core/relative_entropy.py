@@ -15,7 +15,7 @@ from .distribution import Distribution, masked_row_dot
 from .entropy import kl_divergence
 from .log_ratio import log_ratio_into
 
-BLOCK_BYTES = 1 << 19  # measured best on a 1 MiB L2 (README, Performance)
+BLOCK_BYTES = 1 << 19  # measured best on a 1 MiB L2 (docs/internals.md, Block sizes)
 NARROW_K = 64
 
 

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 
-BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (README, Performance)
+BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (docs/internals.md, Block sizes)
 
 
 def softplus(x: ArrayLike) -> FloatArray:

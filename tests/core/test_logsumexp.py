@@ -153,7 +153,7 @@ def test_label_shifted_loss_redoes_rows_whose_exp_overflows(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(32, 10), (3, 1000), (1, 2)])
+@pytest.mark.parametrize("shape", [(32, 10), (3, 1000), (1, 2), (60, 63), (50, 64)])
 def test_small_inputs_agree_with_the_blocked_pass(monkeypatch, rng, dtype, shape):
     from service.core import logsumexp
 
@@ -167,9 +167,37 @@ def test_small_inputs_agree_with_the_blocked_pass(monkeypatch, rng, dtype, shape
     np.testing.assert_array_equal(small.top, blocked.top)
     np.testing.assert_array_equal(small.shift, blocked.shift)
     np.testing.assert_array_equal(small.picked, blocked.picked)
+    np.testing.assert_array_equal(small.log_norm, blocked.log_norm)  # bit for bit: a row's values
+    np.testing.assert_array_equal(small.entropy, blocked.entropy)  # do not depend on N (monitors)
     eps = np.finfo(dtype).eps
-    np.testing.assert_allclose(small.log_norm, blocked.log_norm, rtol=4 * eps, atol=0)
-    np.testing.assert_allclose(small.entropy, blocked.entropy, rtol=16 * eps, atol=4 * eps)
     expected = scipy_entropy(sp.softmax(z.astype(np.float64), axis=1), axis=1)
     np.testing.assert_allclose(small.entropy, expected, rtol=64 * eps, atol=4 * eps)
     np.testing.assert_allclose(small.lse, sp.logsumexp(z.astype(np.float64), axis=1), rtol=4 * eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_gives_the_same_bits_alone_and_among_others(rng, dtype):
+    """A lone row (and a one-row tail block) is summed in the order of a row among others.
+
+    A K×1 column is reduced pairwise by NumPy where K×rows are reduced row by row: before the
+    fix, a single float32 row with K = 10, 13, 18, ... came out an ulp apart (monitors and
+    offline scoring merge batches, so their answers depended on how rows were batched).
+    """
+    from service.core.logsumexp import label_nll
+
+    for k in range(2, NARROW_K + 3):
+        z = (5 * rng.standard_normal((1, k))).astype(dtype)
+        y = np.array([k // 2])
+        others = (5 * rng.standard_normal((4096 // k + 3, k))).astype(dtype)
+        many, labels = np.concatenate([z, others]), np.concatenate([y, np.zeros(len(others), int)])
+        alone, among = softmax_summary(z, labels=y), softmax_summary(many, labels=labels)
+        for field in ("shift", "log_norm", "top", "entropy", "picked"):
+            np.testing.assert_array_equal(getattr(alone, field), getattr(among, field)[:1], err_msg=f"{k}")
+        np.testing.assert_array_equal(label_nll(z, y), label_nll(many, labels)[:1], err_msg=f"{k}")
+    k = 10
+    n = 2 * (BLOCK_BYTES // (k * np.dtype(dtype).itemsize)) + 1  # blocks, then a one-row tail
+    z = (5 * rng.standard_normal((n, k))).astype(dtype)
+    y = rng.integers(0, k, n)
+    tail, head = np.concatenate([z[-1:], z[:3]]), np.concatenate([y[-1:], y[:3]])
+    np.testing.assert_array_equal(softmax_summary(z).lse[-1:], softmax_summary(tail).lse[:1])
+    np.testing.assert_array_equal(label_nll(z, y)[-1:], label_nll(tail, head)[:1])

@@ -3,7 +3,7 @@
 The scoring endpoints (:func:`service.api.deps.scoring`) take only the request and return a
 finished response: FastAPI has no dependencies to solve, no body to validate and no model to
 serialise for them. Its router, exception middleware, exit stack and endpoint wrapper still
-cost a 32×10 request ~120 µs of ~540 (README, Performance). :class:`ScoringDispatch` sits
+cost a 32×10 request ~120 µs of ~540 (docs/internals.md, Small requests). :class:`ScoringDispatch` sits
 innermost among Xent's middleware and sends a ``POST`` to an exact scoring path straight to
 its endpoint, with the app's exception handlers (problem+json) around it; everything else
 (other methods, other paths, a ``root_path``) goes on to FastAPI. An error no handler takes

@@ -26,10 +26,21 @@ from . import (
     top_k_result,
     unit_of,
 )
+from .cross_entropy_sequences import score_sequences
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights", "sample_weight")
+ARRAY_FIELDS = (
+    "logits",
+    "probs",
+    "labels",
+    "targets",
+    "class_weights",
+    "sample_weight",
+    "mask",
+    "bytes",
+    "words",
+)
 
 
 @router.post(
@@ -46,8 +57,17 @@ def score_cross_entropy(body: Body) -> Response:
     the softplus form; probabilities are logged under the `eps` policy. Options
     follow torch.nn.functional.cross_entropy (label_smoothing, class weights,
     ignore_index, reduction); probabilities match sklearn.metrics.log_loss.
+    B×T×K logits or probabilities with B×T labels (and an optional B×T mask) score
+    token sequences: per-token losses, and per-sequence sums with the perplexities
+    lm-evaluation-harness and Hugging Face evaluate report (`language_model`).
     """
     options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    name = body.pick("logits", "probs")
+    values = body.array(name, bfloat16=True)
+    if values.ndim == 3:  # B×T×K token sequences
+        return score_sequences(body, options, name, values)
+    if name in body.reader.bfloat16:
+        raise core.InputError(f"{name}.datatype", "may be BF16 only for B×T×K sequence logits or probs")
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)

@@ -1,0 +1,210 @@
+"""The monitor store's interface: row types, limits, errors and the `MonitorStore` protocol.
+
+The store persists opaque bytes (a serialised ``service.core.MonitorStats`` in the app) and knows no
+metric. Stats are append-only rows ``(bucket_start, segment, blob)``; readers merge them, and the
+background compaction merges many rows of one bucket into one with the ``merge`` callable the
+caller passes in.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+#: A stats row: ``(bucket_start, segment, blob)``, bucket_start in integer epoch seconds.
+StatsRow = tuple[int, str, bytes]
+#: Merges serialised statistics into one (associative and commutative).
+Merge = Callable[[Sequence[bytes]], bytes]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """A monitor's configuration; `created_at` and `updated_at` are set by the store."""
+
+    name: str
+    n_classes: int
+    binary: bool
+    class_names: tuple[str, ...] | None
+    bucket_s: int = 60
+    retention_s: int = 30 * 86400
+    label_ttl_s: int = 7 * 86400
+    reservoir_size: int = 10_000
+    output: str | None = None
+    output_kind: Literal["logits", "probs"] | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    temperature: float | None = None  # fitted on the reservoir (set_temperature); kept across updates
+
+
+#: Fields of `MonitorConfig` that cannot change once a monitor holds data.
+IMMUTABLE_FIELDS = ("n_classes", "binary", "bucket_s")
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """A prediction waiting for its label: the row's logits or probabilities as raw bytes."""
+
+    id: str
+    time: float
+    segment: str
+    kind: Literal["logits", "probs"]
+    dtype: str
+    row: bytes
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """A reservoir entry (a labelled row kept for temperature refits)."""
+
+    time: float
+    segment: str
+    kind: str
+    dtype: str
+    row: bytes
+    label: int
+    key: int | None = None  # its bottom-k sample key in [-2**63, 2**63); None: the store draws one
+
+
+@dataclass(frozen=True)
+class JoinCounts:
+    """What became of the ids of one `join_labels` call (each id counted once).
+
+    ``joined``: its pending row was folded into its bucket; ``unknown``: no pending row (never sent,
+    already joined, or expired long ago); ``duplicate``: a repeat of an id earlier in the same call;
+    ``expired``: its pending row was older than the monitor's ``label_ttl_s`` (it is dropped).
+    """
+
+    joined: int = 0
+    unknown: int = 0
+    duplicate: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """Caps the store enforces; the values come from the app's settings."""
+
+    max_monitors: int = 100
+    max_segments: int = 256  # per monitor
+    max_pending_rows: int = 100_000  # per monitor
+    max_reservoir: int = 100_000  # largest reservoir_size a monitor may ask for
+
+
+class StoreError(Exception):
+    """Base of the errors the store raises on purpose."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be written or read now (locked past the busy timeout, full, I/O error).
+
+    Nothing of the failed call was written; the API answers 503 with Retry-After.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"monitor store unavailable: {reason}")
+        self.reason = reason
+
+
+class StoreLimit(StoreError):
+    """A call would exceed a cap (`limit` names the setting); nothing was written.
+
+    ``field`` names the input that asks for too much, ``reason`` says why, phrased to follow it.
+    """
+
+    def __init__(self, field: str, reason: str, *, limit: str) -> None:
+        super().__init__(f"`{field}` {reason}")
+        self.field = field
+        self.reason = reason
+        self.limit = limit
+
+
+class MonitorNotFound(StoreError):
+    """No monitor of that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no monitor named {name!r}")
+        self.name = name
+
+
+class MonitorConflict(StoreError):
+    """`put_monitor` would change a field that cannot change (one of `IMMUTABLE_FIELDS`)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"`{field}` {reason}")
+        self.field = field
+        self.reason = reason
+
+
+Fold = Callable[[list[PendingRow], list[int]], Sequence[StatsRow]]
+
+
+class MonitorStore(Protocol):
+    """Persistent state of monitors. Every write method commits before it returns."""
+
+    def put_monitor(self, config: MonitorConfig) -> tuple[MonitorConfig, bool]:
+        """Create or update a monitor; return the stored config and whether it was created.
+
+        Raises `MonitorConflict` for a change of an immutable field, `StoreLimit` past
+        ``max_monitors`` or ``max_reservoir``.
+        """
+        ...
+
+    def get_monitor(self, name: str) -> MonitorConfig | None:
+        """The monitor's config, or None."""
+        ...
+
+    def set_temperature(self, name: str, temperature: float | None) -> MonitorConfig:
+        """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
+        ...
+
+    def list_monitors(self) -> list[MonitorConfig]:
+        """Every monitor, by name."""
+        ...
+
+    def delete_monitor(self, name: str) -> bool:
+        """Delete a monitor and all its data; False if there was none."""
+        ...
+
+    def write_batch(
+        self,
+        name: str,
+        stats: Sequence[StatsRow],
+        pending: Sequence[PendingRow] = (),
+        labelled: Sequence[LabelledRow] = (),
+    ) -> int:
+        """Append stats rows, pending rows and reservoir rows in one transaction.
+
+        Returns the number of pending rows not stored because their id was already pending (or
+        repeated in `pending`): the first row of an id wins. Raises `MonitorNotFound`, or
+        `StoreLimit` past ``max_segments`` / ``max_pending_rows`` (then nothing is written).
+        """
+        ...
+
+    def join_labels(
+        self, name: str, ids: Sequence[str], now: float, fold: Fold, labels: Sequence[int]
+    ) -> JoinCounts:
+        """Fold late labels into the buckets of their predictions, in one transaction.
+
+        Deletes the pending rows of `ids` (so only one caller ever joins a row), inserts the stats
+        rows that ``fold(rows, labels)`` returns and the rows into the reservoir.
+        """
+        ...
+
+    def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
+        """Stats rows with ``start <= bucket_start < end`` (of one segment, or all)."""
+        ...
+
+    def segments(self, name: str) -> list[str]:
+        """The segments the monitor has seen, sorted."""
+        ...
+
+    def reservoir(self, name: str, start: float, end: float, limit: int) -> list[LabelledRow]:
+        """Up to `limit` reservoir rows with ``start <= time < end``: a uniform sample of them."""
+        ...
+
+    def compact(self, now: float) -> int:
+        """Retention, expiry and compaction; returns the number of stats rows merged away."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...

@@ -1,0 +1,411 @@
+"""`MonitorStore` over a DB-API connection with the SQL of `service.store.sql`.
+
+A backend subclasses `SqlStore` and supplies two context managers: `_transaction` (a write
+transaction that takes the write lock at its start, commits on exit, rolls back on error, and
+turns the engine's "locked / full / I/O" errors into `StoreUnavailable`) and `_reading` (a cursor
+for one or more reads). Everything else, compaction included, is shared.
+"""
+
+import json
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import Any, ClassVar, Literal, Protocol, cast
+
+from service.store import sql
+from service.store.base import (
+    IMMUTABLE_FIELDS,
+    Fold,
+    JoinCounts,
+    LabelledRow,
+    Merge,
+    MonitorConfig,
+    MonitorConflict,
+    MonitorNotFound,
+    PendingRow,
+    StatsRow,
+    StoreLimit,
+    StoreLimits,
+    StoreUnavailable,
+)
+from service.store.compaction import compact
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store uses."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows changed by the last statement (summed over executemany)."""
+        ...
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any:
+        """Run one statement."""
+        ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        """Run one statement per parameter tuple."""
+        ...
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        ...
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+        ...
+
+
+def _config(row: Sequence[Any]) -> MonitorConfig:
+    names = row[3]
+    return MonitorConfig(
+        name=row[0],
+        n_classes=int(row[1]),
+        binary=bool(row[2]),
+        class_names=None if names is None else tuple(json.loads(names)),
+        bucket_s=int(row[4]),
+        retention_s=int(row[5]),
+        label_ttl_s=int(row[6]),
+        reservoir_size=int(row[7]),
+        output=row[8],
+        output_kind=cast(Literal["logits", "probs"] | None, row[9]),
+        created_at=float(row[10]),
+        updated_at=float(row[11]),
+        temperature=None if row[12] is None else float(row[12]),
+    )
+
+
+def _mutable(config: MonitorConfig) -> tuple[Any, ...]:
+    names = None if config.class_names is None else json.dumps(list(config.class_names))
+    return (
+        names,
+        config.retention_s,
+        config.label_ttl_s,
+        config.reservoir_size,
+        config.output,
+        config.output_kind,
+    )
+
+
+class SqlStore:
+    """The store's logic in portable SQL; see the module docstring for what a backend adds."""
+
+    dialect: ClassVar[str] = "sqlite"
+    #: Most ids bound in one ``IN (...)`` list.
+    max_params: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        *,
+        merge: Merge,
+        limits: StoreLimits,
+        rng: random.Random | None = None,
+        coarsen_after_s: int = 86400,
+        coarse_bucket_s: int = 3600,
+    ) -> None:
+        self.merge = merge
+        self.limits = limits
+        self.coarsen_after_s = coarsen_after_s
+        self.coarse_bucket_s = coarse_bucket_s
+        self._rng = rng or random.SystemRandom()
+
+    # Supplied by a backend.
+    def _transaction(self) -> AbstractContextManager[Cursor]:
+        raise NotImplementedError
+
+    def _reading(self) -> AbstractContextManager[Cursor]:
+        raise NotImplementedError
+
+    def _q(self, statement: str) -> str:
+        """The statement in the driver's placeholder style."""
+        return statement
+
+    def close(self) -> None:
+        """Close every connection."""
+
+    # Schema
+    def migrate(self, target: int = sql.LATEST_VERSION) -> int:
+        """Bring the schema to version `target` (idempotent, in one transaction); return the version."""
+        with self._transaction() as cur:
+            cur.execute(self._q(sql.CREATE_SCHEMA_VERSION))
+            cur.execute(self._q(sql.SELECT_SCHEMA_VERSION))
+            current = cur.fetchone()[0] or 0
+            if current > sql.LATEST_VERSION:
+                raise StoreUnavailable(  # a deployment to fix, not a bug: the routes answer 503 with it
+                    f"the database's schema version {current} is newer than this Xent's "
+                    f"({sql.LATEST_VERSION}); upgrade Xent"
+                )
+            for version, _ in sql.MIGRATIONS:
+                if current < version <= target:
+                    for statement in sql.ddl(version, self.dialect):
+                        cur.execute(statement)
+                    cur.execute(self._q(sql.INSERT_SCHEMA_VERSION), (version, int(time.time())))
+                    current = version
+        return int(current)
+
+    # Monitors
+    def put_monitor(self, config: MonitorConfig, *, now: float | None = None) -> tuple[MonitorConfig, bool]:
+        """Create or update a monitor; return the stored config and whether it was created."""
+        if config.reservoir_size > self.limits.max_reservoir:
+            raise self._limit("reservoir_size", f"got {config.reservoir_size}", "max_reservoir")
+        now = time.time() if now is None else now
+        with self._transaction() as cur:
+            existing = self._select_monitor(cur, config.name)
+            if existing is None:
+                cur.execute(self._q(sql.COUNT_MONITORS))
+                if cur.fetchone()[0] >= self.limits.max_monitors:
+                    raise self._limit(
+                        "name", f"would be monitor {self.limits.max_monitors + 1}", "max_monitors"
+                    )
+                stored = replace(config, created_at=now, updated_at=now)
+                names, *rest = _mutable(stored)
+                fixed = (stored.name, stored.n_classes, int(stored.binary), names, stored.bucket_s)
+                cur.execute(self._q(sql.INSERT_MONITOR), (*fixed, *rest, now, now))
+                if cur.rowcount == 1:
+                    return stored, True
+                existing = self._select_monitor(cur, config.name)  # created meanwhile (PostgreSQL)
+                assert existing is not None
+            for field in IMMUTABLE_FIELDS:
+                old, new = getattr(existing, field), getattr(config, field)
+                if old != new:
+                    raise MonitorConflict(
+                        field, f"cannot change from {old!r} to {new!r}; delete the monitor to change it"
+                    )
+            if _mutable(existing) == _mutable(config):
+                return existing, False
+            stored = replace(
+                config, created_at=existing.created_at, updated_at=now, temperature=existing.temperature
+            )
+            cur.execute(self._q(sql.UPDATE_MONITOR), (*_mutable(stored), now, stored.name))
+            return stored, False
+
+    def get_monitor(self, name: str) -> MonitorConfig | None:
+        """The monitor's config, or None."""
+        with self._reading() as cur:
+            return self._select_monitor(cur, name)
+
+    def set_temperature(self, name: str, temperature: float | None) -> MonitorConfig:
+        """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
+        now = time.time()
+        with self._transaction() as cur:
+            config = self._require(cur, name)
+            cur.execute(self._q(sql.SET_TEMPERATURE), (temperature, now, name))
+            return replace(config, temperature=temperature, updated_at=now)
+
+    def list_monitors(self) -> list[MonitorConfig]:
+        """Every monitor, by name."""
+        with self._reading() as cur:
+            cur.execute(self._q(sql.LIST_MONITORS))
+            return [_config(row) for row in cur.fetchall()]
+
+    def delete_monitor(self, name: str) -> bool:
+        """Delete a monitor and all its data; False if there was none."""
+        with self._transaction() as cur:
+            for statement in sql.DELETE_MONITOR_DATA:
+                cur.execute(self._q(statement), (name,))
+            cur.execute(self._q(sql.DELETE_MONITOR), (name,))
+            return bool(cur.rowcount)
+
+    # Writes
+    def write_batch(
+        self,
+        name: str,
+        stats: Sequence[StatsRow],
+        pending: Sequence[PendingRow] = (),
+        labelled: Sequence[LabelledRow] = (),
+        *,
+        now: float | None = None,
+    ) -> int:
+        """Append stats, pending and reservoir rows in one transaction; return duplicate pending ids.
+
+        A pending row whose id is already pending for this monitor (or repeats one earlier in
+        `pending`) is not stored: the first row of an id wins, the count of the others is returned.
+        """
+        now = time.time() if now is None else now
+        with self._transaction() as cur:
+            config = self._require(cur, name)
+            self._insert_stats(cur, name, stats)
+            self._add_segments(cur, name, {s for _, s, _ in stats} | {row.segment for row in pending})
+            duplicates = self._insert_pending(cur, config, pending, now) if pending else 0
+            if labelled:
+                self._add_to_reservoir(cur, config, labelled)
+            return duplicates
+
+    def join_labels(
+        self, name: str, ids: Sequence[str], now: float, fold: Fold, labels: Sequence[int]
+    ) -> JoinCounts:
+        """Fold late labels into the buckets of their predictions, in one transaction.
+
+        An id whose pending row is older than ``label_ttl_s`` at `now` counts as expired (its row is
+        dropped); expired rows are swept by `compact` one more ``label_ttl_s`` later, after which
+        their ids count as unknown.
+        """
+        if len(ids) != len(labels):
+            raise ValueError(f"`labels` must have one label per id; got {len(labels)} for {len(ids)} ids")
+        label_of: dict[str, int] = {}
+        for id_, label in zip(ids, labels, strict=True):
+            label_of.setdefault(id_, int(label))
+        unique = list(label_of)
+        with self._transaction() as cur:
+            config = self._require(cur, name)
+            found: list[Any] = []
+            for chunk in sql.chunks(unique, self.max_params):
+                cur.execute(
+                    self._q(sql.DELETE_PENDING_IDS.format(ids=sql.placeholders(len(chunk)))), (name, *chunk)
+                )
+                found += cur.fetchall()
+            if found:
+                cur.execute(self._q(sql.ADD_PENDING), (-len(found), name))
+                cur.fetchall()
+            order = {id_: i for i, id_ in enumerate(unique)}
+            rows = sorted((PendingRow(*row) for row in found), key=lambda row: order[row.id])
+            live = [row for row in rows if row.time >= now - config.label_ttl_s]
+            if live:
+                live_labels = [label_of[row.id] for row in live]
+                stats = fold(live, live_labels)
+                self._insert_stats(cur, name, stats)
+                self._add_segments(cur, name, {s for _, s, _ in stats})
+                reservoir = [
+                    LabelledRow(row.time, row.segment, row.kind, row.dtype, row.row, label)
+                    for row, label in zip(live, live_labels, strict=True)
+                ]
+                self._add_to_reservoir(cur, config, reservoir)
+        return JoinCounts(
+            joined=len(live),
+            unknown=len(unique) - len(found),
+            duplicate=len(ids) - len(unique),
+            expired=len(found) - len(live),
+        )
+
+    def compact(self, now: float) -> int:
+        """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""
+        return compact(self, now)
+
+    # Reads
+    def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
+        """Stats rows with ``start <= bucket_start < end`` (of one segment, or all), oldest first."""
+        with self._reading() as cur:
+            self._require(cur, name)
+            if segment is None:
+                cur.execute(self._q(sql.SELECT_STATS), (name, start, end))
+            else:
+                cur.execute(self._q(sql.SELECT_SEGMENT_STATS), (name, start, end, segment))
+            return [(int(b), s, bytes(blob)) for b, s, blob in cur.fetchall()]
+
+    def segments(self, name: str) -> list[str]:
+        """The segments the monitor has seen, sorted."""
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(sql.SELECT_SEGMENTS), (name,))
+            return [row[0] for row in cur.fetchall()]
+
+    def reservoir(self, name: str, start: float, end: float, limit: int) -> list[LabelledRow]:
+        """Up to `limit` reservoir rows with ``start <= time < end``: a uniform sample of them."""
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(sql.SELECT_RESERVOIR), (name, start, end, limit))
+            return [
+                LabelledRow(float(t), s, k, d, bytes(p), int(label))
+                for t, s, k, d, p, label in cur.fetchall()
+            ]
+
+    # Helpers (all run inside the caller's transaction)
+    def _select_monitor(self, cur: Cursor, name: str) -> MonitorConfig | None:
+        cur.execute(self._q(sql.SELECT_MONITOR), (name,))
+        row = cur.fetchone()
+        return None if row is None else _config(row)
+
+    def _require(self, cur: Cursor, name: str) -> MonitorConfig:
+        config = self._select_monitor(cur, name)
+        if config is None:
+            raise MonitorNotFound(name)
+        return config
+
+    def _limit(self, field: str, reason: str, limit: str) -> StoreLimit:
+        value = getattr(self.limits, limit)
+        return StoreLimit(field, f"exceeds {limit}={value}: {reason}", limit=limit)
+
+    def _insert_stats(self, cur: Cursor, name: str, stats: Sequence[StatsRow]) -> None:
+        if stats:
+            rows = [(name, int(b), str(s), bytes(blob)) for b, s, blob in stats]
+            cur.executemany(self._q(sql.INSERT_STATS), rows)
+
+    def _add_segments(self, cur: Cursor, name: str, segments: set[str]) -> None:
+        if not segments:
+            return
+        cur.executemany(self._q(sql.INSERT_SEGMENT), [(name, s) for s in sorted(segments)])
+        if cur.rowcount > 0:
+            cur.execute(self._q(sql.COUNT_SEGMENTS), (name,))
+            count = cur.fetchone()[0]
+            if count > self.limits.max_segments:
+                raise self._limit("segment", f"monitor {name!r} would have {count} segments", "max_segments")
+
+    def _insert_pending(
+        self, cur: Cursor, config: MonitorConfig, pending: Sequence[PendingRow], now: float
+    ) -> int:
+        name = config.name
+        rows = [(name, p.id, p.time, p.segment, p.kind, p.dtype, p.row) for p in pending]
+        cur.executemany(self._q(sql.INSERT_PENDING), rows)
+        added = cur.rowcount
+        if added:
+            cur.execute(self._q(sql.ADD_PENDING), (added, name))
+            total = cur.fetchone()[0]
+            cur.fetchall()
+            if total > self.limits.max_pending_rows:  # make room by dropping expired rows first
+                cur.execute(self._q(sql.DELETE_PENDING_BEFORE), (name, now - config.label_ttl_s))
+                dropped = cur.rowcount
+                if dropped:
+                    cur.execute(self._q(sql.ADD_PENDING), (-dropped, name))
+                    cur.fetchall()
+                if total - dropped > self.limits.max_pending_rows:
+                    raise self._limit(
+                        "ids",
+                        f"monitor {name!r} would hold {total - dropped} unlabelled rows",
+                        "max_pending_rows",
+                    )
+        return len(rows) - added
+
+    def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
+        if config.reservoir_size <= 0 or not rows:
+            return
+        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
+        entries = [
+            (
+                config.name,
+                bits(64) - 2**63 if r.key is None else r.key,
+                r.time,
+                r.segment,
+                r.kind,
+                r.dtype,
+                r.row,
+                r.label,
+            )
+            for r in rows
+        ]
+        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
+        full = cur.fetchone()
+        if (
+            full is not None and full[0] is not None
+        ):  # a full reservoir would trim every key above its largest at once
+            entries = [entry for entry in entries if entry[1] < full[0]]
+            if not entries:
+                return
+        cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
+        self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
+
+    def _trim_reservoir(self, cur: Cursor, name: str, size: int, *, added: int = 0) -> None:
+        """Count `added` rows into n_reservoir, then delete the rows with the largest keys past `size`."""
+        cur.execute(self._q(sql.ADD_RESERVOIR), (added, name))
+        count = cur.fetchone()[0]
+        cur.fetchall()
+        if count > size:
+            cur.execute(self._q(sql.DELETE_LARGEST_KEYS), (name, name, count - size))
+            cur.execute(self._q(sql.ADD_RESERVOIR), (-cur.rowcount, name))
+            cur.fetchall()
+
+    def _ids(self, ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+        """``DELETE ... WHERE id IN (...)`` statements with their ids, in chunks."""
+        for chunk in sql.chunks(ids, self.max_params):
+            yield self._q(sql.DELETE_STATS_IDS.format(ids=sql.placeholders(len(chunk)))), chunk
