@@ -101,6 +101,7 @@ class Truth:
 
     labels: IntArray | None
     targets: FloatArray | None
+    sample_weight: FloatArray | None = None  # per-sample weights, where the endpoint takes them
 
     @property
     def field(self) -> str:

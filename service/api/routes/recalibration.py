@@ -1,6 +1,7 @@
 """``POST /v1/temperature``, ``POST /v1/recalibrate`` and ``POST /v1/apply``."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ MISSING_EXTRA_RESPONSE = {
 }
 
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets")
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -74,10 +75,12 @@ def fit_temperature(body: Body) -> Response:
     """
     options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores, truth, n_ignored = read_fit(body, options)
+    weights = truth.sample_weight
     fit = core.fit_temperature(
         scores,
         labels=truth.labels,
         targets=truth.targets,
+        sample_weight=weights,
         rtol=options.rtol,
         max_iter=options.max_iter,
         validate=False,
@@ -132,6 +135,10 @@ def fit_recalibration(body: Body) -> Response:
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
+    if truth.sample_weight is not None and options.method != "temperature":
+        raise core.InputError(
+            "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
+        )
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
@@ -187,6 +194,9 @@ def apply_recalibration(body: Body) -> Response:
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction) if scored else None
+    if truth is not None and body.fields.get("sample_weight") is not None:
+        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+        truth = replace(truth, sample_weight=weights.astype(np.float64))
     return respond(
         ApplyResult(
             n=after.shape[0],
@@ -219,6 +229,7 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
             scores,
             labels=truth.labels,
             targets=truth.targets,
+            sample_weight=truth.sample_weight,
             rtol=options.rtol,
             max_iter=options.max_iter,
             validate=False,
@@ -232,13 +243,17 @@ def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, T
     """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
     prediction, scores = read_scores(body, options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    if body.fields.get("sample_weight") is not None:
+        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+        truth = replace(truth, sample_weight=weights.astype(np.float64))
     if options.ignore_index is None or truth.labels is None:
         return prediction, scores, truth, 0
     kept = truth.labels != options.ignore_index
     prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
     if n_ignored:
         scores = scores[kept]
-    return prediction, scores, Truth(labels, None), n_ignored
+        truth = _subset(truth, kept)
+    return prediction, scores, truth, n_ignored
 
 
 def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
@@ -268,6 +283,7 @@ def _subset(truth: Truth, rows: np.ndarray) -> Truth:
     return Truth(
         None if truth.labels is None else truth.labels[rows],
         None if truth.targets is None else truth.targets[rows],
+        None if truth.sample_weight is None else truth.sample_weight[rows],
     )
 
 
@@ -304,7 +320,9 @@ def _validation(
 
 def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
     """The reported scores of `log_probs` against `truth`, NLL in the unit of `base`."""
-    scores = core.fit_metrics(log_probs, labels=truth.labels, targets=truth.targets)
+    scores = core.fit_metrics(
+        log_probs, labels=truth.labels, targets=truth.targets, sample_weight=truth.sample_weight
+    )
     return Metrics(
         nll=scores.nll / np.log(log_base(base)),
         ece=scores.ece,
@@ -335,5 +353,6 @@ def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) ->
         n_normalized=prediction.n_normalized,
         ece_bins=core.ECE_BINS,
         ignore_index=getattr(options, "ignore_index", None),
+        sample_weight=truth.sample_weight is not None,
         matches=peer,
     )

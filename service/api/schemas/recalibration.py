@@ -195,6 +195,12 @@ class TemperatureBody(TemperatureOptions):
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every "
+        "reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far "
+        "(/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.",
+    )
 
 
 class RecalibrateOptions(FitOptions):
@@ -238,6 +244,12 @@ class RecalibrateBody(RecalibrateOptions):
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every "
+        "reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far "
+        "(/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.",
+    )
 
 
 class Metrics(BaseModel):
@@ -289,6 +301,7 @@ class RecalibrationConvention(BaseModel):
     n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
     ece_bins: int = Field(description="Equal-width bins of the top-label ECE.")
     ignore_index: int | None = Field(default=None, description="Label value dropped, if any.")
+    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
     matches: str = Field(description="The peer implementation the fit agrees with.")
 
 
@@ -371,6 +384,9 @@ class ApplyBody(ApplyOptions):
     )
     targets: FloatArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["targets"] + " Scores the output."
+    )
+    sample_weight: FloatArrayField | None = Field(
+        default=None, description="Optional, with the truth: per-sample weights of the metrics, as a fit's."
     )
 
 
