@@ -27,6 +27,7 @@ from service.api.middleware.metrics import ExchangeMiddleware, Metrics
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, routers
 from service.api.serving import trim_malloc
+from service.monitors.holder import StoreHolder
 from service.settings import Settings
 
 DESCRIPTION = """\
@@ -61,7 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         monitor = asyncio.ensure_future(watch_loop_lag(app.state.metrics.loop_lag.observe))
+        # The monitor store, opened once per worker (in a thread: it may create and migrate the
+        # database); its compaction runs in a thread of its own, never on the event loop.
+        await anyio.to_thread.run_sync(monitors.open)
         yield
+        await anyio.to_thread.run_sync(monitors.close)
         monitor.cancel()
         gc.unfreeze()
         restore()
@@ -78,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = gate
     app.state.scoring_limiter = anyio.CapacityLimiter(settings.scoring_threads)
     app.state.metrics = Metrics()
+    monitors = StoreHolder(settings, compaction_interval_s=settings.compaction_interval_s)
+    app.state.monitors = monitors
     included = routers()
     for router in included:
         app.include_router(router)
@@ -152,7 +159,7 @@ def _add_middleware(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
             max_age=600,

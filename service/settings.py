@@ -99,3 +99,9 @@ class Settings(BaseSettings):
         le=86_400,
         description="Seconds between background runs of retention and compaction of monitors' data.",
     )
+    max_query_points: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most points one monitor time-series query may return (422 naming `step` beyond).",
+    )

@@ -1,3 +1,7 @@
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -6,6 +10,11 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+
+# Apps built by the tests keep their monitors in a scratch directory, never in ./data.
+if "XENT_DATA_DIR" not in os.environ:
+    os.environ["XENT_DATA_DIR"] = tempfile.mkdtemp(prefix="xent-test-data-")
+    atexit.register(shutil.rmtree, os.environ["XENT_DATA_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

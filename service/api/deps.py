@@ -4,13 +4,14 @@
 """
 
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.responses import Response
 
 from service.settings import Settings
+from service.store import MonitorStore
 
 from .formats.binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
 from .formats.envelope import is_inference_request, unwrap
@@ -105,3 +106,12 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
         return endpoint
 
     return wrap
+
+
+def get_store(request: Request) -> MonitorStore:
+    """The app's monitor store (opened at start-up, or now); `StoreUnavailable` (503) if it cannot be."""
+    store: MonitorStore = request.app.state.monitors.get()
+    return store
+
+
+StoreDep = Annotated[MonitorStore, Depends(get_store)]

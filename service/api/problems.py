@@ -1,5 +1,6 @@
 """RFC 9457 ``application/problem+json`` responses for every error, in one place."""
 
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -14,8 +15,10 @@ from starlette.responses import Response
 
 from service.core import InputError
 from service.core.errors import MissingDependency
+from service.store import MonitorConflict, MonitorNotFound, StoreLimit, StoreUnavailable
 
 PROBLEM_JSON = "application/problem+json"
+_INDEX = re.compile(r"\[(\d+)\]")
 #: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
@@ -61,11 +64,15 @@ def _pointer(request: Request, error: InputError) -> str:
     """JSON pointer to the offending element of the request body.
 
     Follows the field into an inference request's ``inputs[i]`` and into a tensor
-    object's flat ``data`` when that is how the array was sent.
+    object's flat ``data`` when that is how the array was sent. A path with list indices
+    (``responses[0].choices[1].logprobs``) becomes ``#/responses/0/choices/1/logprobs``.
     """
     head, _, rest = error.field.partition(".")
+    head, bracket, head_rest = head.partition("[")
+    rest = (f"[{head_rest}.{rest}" if rest else f"[{head_rest}") if bracket else rest
     prefixes: dict[str, str] = getattr(request.state, "field_pointers", {})
-    base = prefixes.get(head, f"#/{head}") + "".join(f"/{part}" for part in rest.split(".") if part)
+    parts = _INDEX.sub(r".\1", rest).split(".")
+    base = prefixes.get(head, f"#/{head}") + "".join(f"/{part}" for part in parts if part)
     shapes: dict[str, tuple[int, ...]] = getattr(request.state, "tensor_shapes", {})
     shape = shapes.get(error.field)
     if shape is not None and error.index and len(error.index) <= len(shape):
@@ -128,6 +135,45 @@ async def missing_dependency_handler(request: Request, exc: Exception) -> Respon
     return problem_response(501, str(exc))
 
 
+async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """503 + Retry-After when the monitor store is locked, full or cannot be opened (nothing written)."""
+    assert isinstance(exc, StoreUnavailable)
+    settings = getattr(request.app.state, "settings", None)
+    retry_after = str(getattr(settings, "retry_after_s", 1))
+    scope_state = request.scope.setdefault("state", {})
+    scope_state["error_type"] = "store_unavailable"
+    return problem_response(503, f"{exc}; nothing was written, retry", headers={"Retry-After": retry_after})
+
+
+#: Caps that a value of the request exceeds by itself (422); the others depend on what the store
+#: holds already (409).
+_VALUE_LIMITS = {"max_reservoir"}
+
+
+async def store_limit_handler(request: Request, exc: Exception) -> Response:
+    """409 (the store is full for this monitor) or 422 (a value over its cap), naming field and setting."""
+    assert isinstance(exc, StoreLimit)
+    status = 422 if exc.limit in _VALUE_LIMITS else 409
+    detail = f"{exc} (setting XENT_{exc.limit.upper()}); nothing was written"
+    return problem_response(status, detail, errors=[{"pointer": f"#/{exc.field}", "detail": exc.reason}])
+
+
+async def monitor_not_found_handler(request: Request, exc: Exception) -> Response:
+    """404 for a monitor name that does not exist."""
+    assert isinstance(exc, MonitorNotFound)
+    return problem_response(
+        404,
+        f"{exc}; create it with PUT /v1/monitors/{exc.name}",
+        errors=[{"pointer": "#/name", "detail": str(exc)}],
+    )
+
+
+async def monitor_conflict_handler(request: Request, exc: Exception) -> Response:
+    """409 for a change of a monitor field that cannot change."""
+    assert isinstance(exc, MonitorConflict)
+    return problem_response(409, str(exc), errors=[{"pointer": f"#/{exc.field}", "detail": exc.reason}])
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """A bug: report 500 as problem+json without leaking internals."""
     return problem_response(500, "internal error; the request was not scored")
@@ -141,5 +187,9 @@ PROBLEM_HANDLERS = {
     HTTPException: http_exception_handler,
     RecursionError: recursion_error_handler,
     MissingDependency: missing_dependency_handler,
+    StoreUnavailable: store_unavailable_handler,
+    StoreLimit: store_limit_handler,
+    MonitorNotFound: monitor_not_found_handler,
+    MonitorConflict: monitor_conflict_handler,
     Exception: unhandled_error_handler,
 }

@@ -20,7 +20,7 @@ from .cancel import checkpoint
 BLOCK_BYTES = 1 << 19
 WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call overhead dominates otherwise)
 NARROW_K = 64
-#: Up to this many logits, one row-major pass of whole-array calls (:func:`_small_summary`).
+#: Up to this many logits, one pass of whole-array calls (:func:`_small_summary`).
 SMALL_ELEMENTS = 1 << 12
 
 
@@ -89,31 +89,45 @@ def softmax_summary(
 
 
 def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray | None) -> SoftmaxSummary:
-    """:func:`softmax_summary` of a few rows: row-major, whole-array calls, no blocks or scratch.
+    """:func:`softmax_summary` of a few rows: whole-array calls, no blocks or scratch.
 
-    The same formulas; on a 32×10 request each NumPy call costs microseconds whatever its
-    size, and this makes ~15 of them where the blocked pass makes ~30. Sums run along the
-    rows in NumPy's order and ``log1p`` is NumPy's, so values may differ from the blocked
-    pass's in the last ulp.
+    On a 32×10 request each NumPy call costs microseconds whatever its size, and this makes
+    ~20 of them where the blocked pass makes ~30. Every per-row value is the blocked pass's
+    bit for bit (rows without tied maxima): the classes lie along the same axis (a K×N copy
+    for narrow rows, so sums run over the classes in the same order), and ``log1p`` is this
+    module's. A row's values thus do not depend on how many rows came with it.
     """
     checkpoint()
-    rows = np.arange(z.shape[0])
-    m = np.maximum.reduce(z, axis=1)
-    d = z - m[:, None]  # ≤ 0, exactly 0 at every maximum
-    first = d.argmax(axis=1)  # the first maximum
-    e = np.exp(d)
-    e[rows, first] = 0  # its exp(0) = 1 leaves the sum; any other maximum counts 1
-    rest = np.add.reduce(e, axis=1)  # Σ exp(z - m) - 1, without rounding the 1 in
-    log_norm = np.log1p(rest)
+    n, k = z.shape
+    cols = np.arange(n)
+    if k < NARROW_K:  # as the blocked pass: K×rows, every reduction along axis 0
+        zt = np.ascontiguousarray(z.T)
+        m = np.maximum.reduce(zt, axis=0)
+        d = zt - m
+        first = d.argmax(axis=0)  # the first maximum
+        at_first: tuple[IntArray, IntArray] = (first, cols)
+        at_label: tuple[IntArray, IntArray] | None = None if labels is None else (labels, cols)
+        axis = 0
+    else:
+        m = np.maximum.reduce(z, axis=1)
+        d = z - m[:, None]
+        first = d.argmax(axis=1)
+        at_first = (cols, first)
+        at_label = None if labels is None else (cols, labels)
+        axis = 1
+    e = np.exp(d)  # d ≤ 0, exactly 0 at every maximum
+    e[at_first] = 0  # the first maximum's exp(0) = 1 leaves the sum; any other maximum counts 1
+    rest = np.add.reduce(e, axis=axis)  # Σ exp(z - m) - 1, without rounding the 1 in
+    log_norm = log1p(rest)
     h = None
     if entropy:
         e *= d  # the first maximum has d = 0: nothing lost by its zeroed e
-        h = np.add.reduce(e, axis=1)
         rest += 1
+        h = np.add.reduce(e, axis=axis)
         h /= rest
         np.subtract(log_norm, h, out=h)
         np.maximum(h, 0, out=h)
-    picked = None if labels is None else d[rows, labels]
+    picked = None if at_label is None else d[at_label]
     return SoftmaxSummary(m, log_norm, first if top else None, h, picked)
 
 

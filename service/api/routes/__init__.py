@@ -164,7 +164,29 @@ def routers() -> list[APIRouter]:
     The app includes each one itself: FastAPI resolves included routers per request, so
     a router of routers would cost every request one more level of matching.
     """
-    from . import calibration, cross_entropy, divergence, health, metrics, recalibration, reliability_diagram
+    from . import (
+        calibration,
+        cross_entropy,
+        divergence,
+        health,
+        logprobs,
+        metrics,
+        monitor_queries,
+        monitors,
+        recalibration,
+        reliability_diagram,
+    )
 
-    modules = (cross_entropy, divergence, recalibration, calibration, reliability_diagram, health, metrics)
+    modules = (
+        cross_entropy,
+        divergence,
+        recalibration,
+        calibration,
+        reliability_diagram,
+        monitors,
+        monitor_queries,
+        logprobs,
+        health,
+        metrics,
+    )
     return [module.router for module in modules]

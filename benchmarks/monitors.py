@@ -1,0 +1,199 @@
+"""Monitor benchmarks: ingestion beside scoring the same data, and a 30-day time-series query.
+
+    python -m benchmarks.monitors [--quick]
+
+One ``python -m service serve`` worker (XENT_WORKERS=1) on a scratch XENT_DATA_DIR:
+
+- small batches (32×10 JSON logits and labels): requests per second of
+  ``POST /v1/monitors/{name}/observations`` and of ``POST /v1/cross-entropy`` with the same body,
+  driven by the raw keep-alive load generator (``benchmarks._rawload``, its own process), in
+  alternating rounds;
+- a 10,000×10 float32 batch with labels in the OIP binary tensor extension: median wall time of
+  each route, alternating;
+- a query over 30 days of minute buckets (43,200 stats rows written straight into the store, then
+  the same after the background compaction merged those older than a day into hours):
+  median wall time of ``GET …/metrics?window=30d&step=1h`` (720 points).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks._timing import table
+from service.client.encoding import encode_binary
+from service.core import Distribution, MonitorStats
+from service.monitors.holder import merge_blobs
+from service.store import DATABASE_FILE, MonitorConfig, SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Serve:
+    """``python -m service serve`` with one worker on `data_dir`."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XENT_")}
+        env.update(
+            XENT_PORT=str(self.port),
+            XENT_WORKERS="1",
+            XENT_DATA_DIR=data_dir,
+            XENT_ACCESS_LOG="false",
+            XENT_MAX_BODY_BYTES=str(512 * 2**20),
+            XENT_MAX_PENDING_ROWS="10000000",
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"], cwd=ROOT, env=env, start_new_session=True
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        for _ in range(300):
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(30)
+
+
+def _raw_load(port: int, path: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as file:
+        file.write(body)
+        file.flush()
+        args = [str(port), path, str(clients), str(seconds), file.name, "application/json"]
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks._rawload", *args], cwd=ROOT, capture_output=True, check=True
+        )
+    result: dict[str, float] = json.loads(out.stdout)
+    assert result["non_200"] == 0, result
+    return result
+
+
+def small_batches(server: Serve, rounds: int, seconds: float) -> list[dict[str, object]]:
+    rng = np.random.default_rng(0)
+    body = json.dumps(
+        {"logits": rng.standard_normal((32, 10)).tolist(), "labels": rng.integers(0, 10, 32).tolist()}
+    ).encode()
+    paths = {"/v1/cross-entropy": [], "/v1/monitors/bench/observations": []}
+    for _ in range(rounds):
+        for path, runs in paths.items():
+            runs.append(_raw_load(server.port, path, body, clients=8, seconds=seconds))
+    rows = []
+    for path, runs in paths.items():
+        rps = float(np.median([r["rps"] for r in runs]))
+        p50 = float(np.median([r["p50"] for r in runs]))
+        rows.append({"route (32×10 JSON)": path, "req/s per worker": f"{rps:.0f}", "p50 ms": f"{p50:.2f}"})
+    return rows
+
+
+def large_batch(server: Serve, repeats: int) -> list[dict[str, object]]:
+    rng = np.random.default_rng(1)
+    fields = {
+        "logits": rng.standard_normal((10_000, 10)).astype(np.float32),
+        "labels": rng.integers(0, 10, 10_000),
+    }
+    encoded = encode_binary(fields)
+    paths = {"/v1/cross-entropy": [], "/v1/monitors/bench/observations": []}
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for _ in range(repeats + 1):
+            for path, times in paths.items():
+                start = time.perf_counter()
+                answer = client.post(path, content=encoded.content, headers=encoded.headers)
+                times.append(time.perf_counter() - start)
+                assert answer.status_code == 200, answer.text
+    return [
+        {"route (10,000×10 float32 binary)": path, "median ms": f"{np.median(times[1:]) * 1e3:.1f}"}
+        for path, times in paths.items()
+    ]
+
+
+def fill_30_days(data_dir: str, now: float) -> None:
+    """43,200 minute buckets of one monitor (K = 10), each a 32-row batch, written into the store."""
+    store = SqliteStore(Path(data_dir) / DATABASE_FILE, merge=merge_blobs)
+    store.put_monitor(MonitorConfig(name="month", n_classes=10, binary=False, class_names=None))
+    rng = np.random.default_rng(2)
+    blobs = [
+        MonitorStats.summarise(
+            Distribution.from_logits(rng.standard_normal((32, 10))), rng.integers(0, 10, 32)
+        ).to_bytes()
+        for _ in range(64)
+    ]
+    first = int(now // 60) * 60 - 30 * 86400 + 60
+    rows = [(first + 60 * i, "", blobs[i % len(blobs)]) for i in range(30 * 1440)]
+    for start in range(0, len(rows), 5000):
+        store.write_batch("month", rows[start : start + 5000])
+    store.close()
+
+
+def compact(data_dir: str, now: float) -> int:
+    store = SqliteStore(Path(data_dir) / DATABASE_FILE, merge=merge_blobs)
+    merged = store.compact(now)
+    store.close()
+    return merged
+
+
+def query(server: Serve, repeats: int) -> float:
+    times = []
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            answer = client.get("/v1/monitors/month/metrics", params={"window": "30d", "step": "1h"})
+            times.append(time.perf_counter() - start)
+            assert answer.status_code == 200, answer.text
+            assert sum(p["n"] for p in answer.json()["points"]) >= 32 * 43_000
+    return float(np.median(times[1:]) * 1e3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    args = parser.parse_args()
+    rounds, seconds, repeats = (1, 2.0, 3) if args.quick else (3, 4.0, 7)
+    with tempfile.TemporaryDirectory() as data_dir:
+        now = time.time()
+        fill_30_days(data_dir, now)
+        server = Serve(data_dir)
+        try:
+            httpx.put(f"{server.url}/v1/monitors/bench", json={"n_classes": 10}).raise_for_status()
+            print(table(small_batches(server, rounds, seconds)), end="\n\n")
+            print(table(large_batch(server, repeats)), end="\n\n")
+            raw_ms = query(server, repeats)
+        finally:
+            server.stop()
+        merged = compact(data_dir, time.time())
+        server = Serve(data_dir)
+        try:
+            compacted_ms = query(server, repeats)
+        finally:
+            server.stop()
+    label = "30 days of minute buckets, step=1h (720 points)"
+    rows = [
+        {label: "43,200 rows", "median ms": f"{raw_ms:.0f}"},
+        {label: f"compacted ({merged} rows merged away)", "median ms": f"{compacted_ms:.0f}"},
+    ]
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""``/v1/monitors``: create, read and delete monitors; record predictions and late labels."""
+
+import time
+from typing import Annotated, Any
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import StoreDep, parsed_body, raw_body
+from service.api.formats.inputs import Body, read_prediction
+from service.api.formats.payload import parse_json_object
+from service.api.schemas.common import ProbabilityOptions
+from service.api.schemas.monitors import (
+    NAME_PATTERN,
+    LabelsBody,
+    LabelsResult,
+    MonitorBody,
+    MonitorDetail,
+    MonitorList,
+    MonitorResult,
+    MonitorTotals,
+    ObservationsBody,
+    ObservationsResult,
+)
+from service.monitors import TEMPERED, fold_labels, ingest
+from service.settings import Settings
+from service.store import MonitorConfig, MonitorNotFound, MonitorStore
+
+from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
+
+router = APIRouter(prefix="/v1", tags=["monitors"])
+
+MonitorName = Annotated[str, Path(pattern=NAME_PATTERN, description="The monitor's name.")]
+MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **PROBLEM_RESPONSES,
+    404: {**PROBLEM_RESPONSES[422], "description": "No monitor of that name."},
+    409: {
+        **PROBLEM_RESPONSES[422],
+        "description": "A field that cannot change, or a cap the store has reached.",
+    },
+}
+ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
+REQUEST_MODELS.append(LabelsBody)
+
+
+class ObservationOptions(BaseModel):
+    """The small fields of an observations body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment: Annotated[str, Field(max_length=64)] | None = None
+    tolerance: Annotated[float, Field(gt=0, le=1)] | None = None
+    normalize: bool = False
+
+
+def require(store: MonitorStore, name: str) -> MonitorConfig:
+    """The monitor's config, or raise MonitorNotFound (404)."""
+    config = store.get_monitor(name)
+    if config is None:
+        raise MonitorNotFound(name)
+    return config
+
+
+def monitor_result(config: MonitorConfig) -> MonitorResult:
+    """The public view of a stored config."""
+    return MonitorResult(
+        name=config.name,
+        n_classes=config.n_classes,
+        binary=config.binary,
+        class_names=None if config.class_names is None else list(config.class_names),
+        bucket_s=config.bucket_s,
+        retention_s=config.retention_s,
+        label_ttl_s=config.label_ttl_s,
+        reservoir_size=config.reservoir_size,
+        temperature=config.temperature,
+        created_at=config.created_at,
+        updated_at=config.updated_at,
+    )
+
+
+@router.put("/monitors/{name}", response_model=MonitorResult, status_code=200, responses=MONITOR_RESPONSES)
+def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep) -> Response:
+    """Create a monitor (201) or update it (200): K or binary, class names, buckets, retention, reservoir.
+
+    K, `binary` and `bucket_s` cannot change once the monitor exists (409); delete it to change them.
+    """
+    config = MonitorConfig(
+        name=name,
+        n_classes=body.k,
+        binary=body.binary,
+        class_names=None if body.class_names is None else tuple(body.class_names),
+        bucket_s=body.bucket_s,
+        retention_s=body.retention_s,
+        label_ttl_s=body.label_ttl_s,
+        reservoir_size=body.reservoir_size,
+    )
+    stored, created = store.put_monitor(config)
+    response = json_response(monitor_result(stored))
+    response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = f"/v1/monitors/{name}"
+    return response
+
+
+@router.get("/monitors", response_model=MonitorList, responses=PROBLEM_RESPONSES)
+def list_monitors(store: StoreDep) -> Response:
+    """Every monitor's configuration, by name."""
+    return json_response(MonitorList(monitors=[monitor_result(c) for c in store.list_monitors()]))
+
+
+@router.get("/monitors/{name}", response_model=MonitorDetail, responses=MONITOR_RESPONSES)
+def get_monitor(name: MonitorName, store: StoreDep) -> Response:
+    """A monitor's configuration and totals over everything it holds."""
+    config = require(store, name)
+    rows = [row for row in store.read_stats(name, -(2**62), 2**62) if not row[1].endswith(TEMPERED)]
+    stats = core.merge_stats([row[2] for row in rows]) if rows else None
+    segments = [s for s in store.segments(name) if not s.endswith(TEMPERED)]
+    totals = MonitorTotals(
+        n=0 if stats is None else stats.n_predictions,
+        n_labelled=0 if stats is None else stats.n_labelled,
+        cross_entropy=None if stats is None or stats.n_labelled == 0 else stats.cross_entropy(),
+        accuracy=None if stats is None or stats.n_labelled == 0 else stats.accuracy(),
+        first_bucket=min((r[0] for r in rows), default=None),
+        last_bucket=max((r[0] for r in rows), default=None),
+        segments=segments,
+    )
+    return json_response(MonitorDetail(**monitor_result(config).model_dump(), totals=totals))
+
+
+@router.delete("/monitors/{name}", status_code=204, response_class=Response, responses=MONITOR_RESPONSES)
+def delete_monitor(name: MonitorName, store: StoreDep) -> Response:
+    """Delete a monitor and all its data."""
+    if not store.delete_monitor(name):
+        raise MonitorNotFound(name)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/monitors/{name}/observations",
+    response_model=ObservationsResult,
+    responses=MONITOR_RESPONSES,
+    openapi_extra=request_body(ObservationsBody),
+)
+async def record_observations(request: Request, name: MonitorName) -> Response:
+    """Record a batch of predictions, with labels where known; answered once it is durable.
+
+    Predictions are `logits` or `probs` (N×K, or N positive-class values for a binary monitor)
+    in any payload format the scoring routes take. `labels` (-1: not yet known), `ids` (for
+    late labels), `timestamps` (epoch seconds; default now) and `segment` are optional.
+    Probabilities are logged with eps "auto" (the dtype's machine epsilon).
+    """
+    settings: Settings = request.app.state.settings
+    raw = await raw_body(request, settings)
+    holder = request.app.state.monitors
+
+    def record() -> Response:
+        body = parsed_body(request, raw, settings)
+        return _record(body, holder.get(), name)
+
+    return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
+
+
+def _record(body: Body, store: MonitorStore, name: str) -> Response:
+    config = require(store, name)
+    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    _names_to_indices(body, config)
+    probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
+    prediction = read_prediction(body, "probs", "logits", probability)
+    dist = prediction.dist
+    if dist.binary != config.binary or dist.n_classes != config.n_classes:
+        want = "a length-N vector of positive-class values" if config.binary else f"N×{config.n_classes}"
+        got = "a length-N vector" if dist.binary else f"N×{dist.n_classes}"
+        raise core.InputError(prediction.field, f"must be {want} for monitor {name!r}; got {got}")
+    labels = None
+    if body.fields.get("labels") is not None:
+        labels = core.check_labels(body.array("labels"), config.n_classes, ignore_index=-1)
+        core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
+    times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
+    counts = ingest(store, config, dist, labels, body.fields.get("ids"), times, options.segment or "")
+    result = ObservationsResult(
+        monitor=name,
+        n=counts.rows,
+        n_labelled=counts.labelled,
+        n_pending=counts.pending,
+        n_duplicate_ids=counts.duplicate_ids,
+        buckets=counts.buckets,
+        segment=options.segment or "",
+    )
+    return json_response(result)
+
+
+def _names_to_indices(body: Body, config: MonitorConfig) -> None:
+    """JSON labels given as class names (null: not known yet) become indices (-1)."""
+    value = body.fields.get("labels")
+    if not isinstance(value, list) or not any(isinstance(v, str) for v in value):
+        return
+    body.fields["labels"] = np.array(class_indices(value, config, allow_null=True), np.int64)
+
+
+def class_indices(values: list[Any], config: MonitorConfig, *, allow_null: bool = False) -> list[int]:
+    """Class indices of names (or indices), per the monitor's class_names."""
+    index = {n: i for i, n in enumerate(config.class_names or ())}
+    out = []
+    for i, value in enumerate(values):
+        if value is None and allow_null:
+            out.append(-1)
+        elif isinstance(value, str):
+            if value not in index:
+                known = "the monitor has no class_names" if not index else f"one of {sorted(index)}"
+                raise core.InputError("labels", f"must be a class name ({known}); got {value!r}", index=(i,))
+            out.append(index[value])
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out.append(value)
+        else:
+            raise core.InputError("labels", f"must be a class index or name; got {value!r}", index=(i,))
+    return out
+
+
+@router.post(
+    "/monitors/{name}/labels",
+    response_model=LabelsResult,
+    responses=MONITOR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LabelsBody"}}},
+        }
+    },
+)
+async def record_labels(request: Request, name: MonitorName) -> Response:
+    """Late labels by id: each joins its prediction in the bucket of the prediction's time.
+
+    The answer counts joined, unknown, duplicate and expired ids; these are not errors.
+    """
+    settings: Settings = request.app.state.settings
+    raw = await raw_body(request, settings)
+    holder = request.app.state.monitors
+
+    def join() -> Response:
+        fields = parse_json_object(bytes(raw.data))
+        body = LabelsBody.model_validate(fields)
+        store = holder.get()
+        config = require(store, name)
+        if len(body.labels) != len(body.ids):
+            raise core.InputError(
+                "labels", f"must hold one label per id ({len(body.ids)}); got {len(body.labels)}"
+            )
+        labels = core.check_labels(
+            np.array(class_indices(list(body.labels), config), np.int64), config.n_classes
+        )
+        counts = store.join_labels(name, body.ids, time.time(), fold_labels(config), labels.tolist())
+        return json_response(
+            LabelsResult(
+                monitor=name,
+                joined=counts.joined,
+                unknown=counts.unknown,
+                duplicate=counts.duplicate,
+                expired=counts.expired,
+            )
+        )
+
+    return await anyio.to_thread.run_sync(join, limiter=request.app.state.scoring_limiter)

@@ -1,0 +1,29 @@
+"""Monitors: ingestion of scored batches and late labels, and queries over time.
+
+Between the HTTP layer and the store: :func:`ingest` turns a validated batch into statistics
+rows, pending rows and reservoir rows written in one store transaction; :func:`fold_labels`
+turns late labels into statistics of their predictions' buckets; :mod:`.query` merges stored
+statistics into windows and time series. No FastAPI or Pydantic here.
+"""
+
+from service.monitors.ingest import (
+    MAX_FUTURE_S,
+    TEMPERED,
+    IngestCounts,
+    bucket_starts,
+    check_segment,
+    fold_labels,
+    ingest,
+    rows_distribution,
+)
+
+__all__ = [
+    "MAX_FUTURE_S",
+    "TEMPERED",
+    "IngestCounts",
+    "bucket_starts",
+    "check_segment",
+    "fold_labels",
+    "ingest",
+    "rows_distribution",
+]

@@ -1,0 +1,66 @@
+"""The app's monitor store: opened at start-up (or first use), compacted in the background, closed at exit."""
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from service.core import merge_stats
+from service.store import Compactor, MonitorStore, StoreSettings, StoreUnavailable, open_store
+
+logger = logging.getLogger(__name__)
+
+
+def merge_blobs(blobs: Sequence[bytes]) -> bytes:
+    """Merge serialised statistics into one blob (the store's compaction calls this)."""
+    return merge_stats(blobs).to_bytes()
+
+
+class StoreHolder:
+    """Opens the store once and hands it out; retries the opening while it fails.
+
+    A data directory that cannot be opened does not stop the server from starting (scoring
+    needs no store): the monitor routes answer 503 with the reason until it can be opened.
+    """
+
+    def __init__(self, settings: StoreSettings, *, compaction_interval_s: float | None = None) -> None:
+        self.settings = settings
+        self.compaction_interval_s = compaction_interval_s
+        self._store: MonitorStore | None = None
+        self._compactor: Compactor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self) -> MonitorStore:
+        """The open store, opening it first if needed; `StoreUnavailable` if it cannot be opened."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the server is shutting down")
+            if self._store is None:
+                try:
+                    self._store = open_store(self.settings, merge=merge_blobs)
+                except (OSError, ValueError) as error:
+                    raise StoreUnavailable(str(error)) from error
+                if self.compaction_interval_s:
+                    self._compactor = Compactor(self._store, self.compaction_interval_s).start()
+            return self._store
+
+    def open(self) -> None:
+        """Open the store now (start-up); a failure is logged, and retried on first use."""
+        try:
+            self.get()
+        except StoreUnavailable as error:
+            logger.warning("monitor store not opened at start-up: %s", error)
+
+    def close(self) -> None:
+        """Stop the compaction thread and close the store."""
+        with self._lock:
+            self._closed = True
+            compactor, store = self._compactor, self._store
+            self._compactor = self._store = None
+        if compactor is not None:
+            compactor.stop(timeout=30)
+        if store is not None:
+            store.close()

@@ -1,0 +1,252 @@
+"""Ingestion: a validated batch → statistics per (bucket, segment), pending rows, reservoir rows.
+
+:func:`ingest` is the one way rows enter a monitor (the observations route, and the events
+route to come): it checks timestamps, ids and the segment, summarises the rows of each bucket
+with :meth:`MonitorStats.summarise`, and hands everything to ``store.write_batch`` — one
+transaction, committed before it returns, so a caller that answers 2xx afterwards answers for
+durable data.
+
+Rows are bucketed by ``floor(time / bucket_s) * bucket_s``. A row with a label (≥ 0) counts on
+both sides of its bucket's statistics and joins the reservoir; a row without one (−1, or no
+labels sent) counts on the prediction side only, and if it has an id it waits in the pending
+store, its logits or probabilities kept as raw little-endian bytes, until
+:func:`fold_labels` folds its label into the same bucket.
+
+When the monitor has a fitted temperature, each bucket also gets a prediction-side row of the
+batch under that temperature, in the segment ``segment + TEMPERED``: its mean confidence is the
+expected accuracy after temperature scaling, as fitted when the batch arrived.
+"""
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.core import Distribution, InputError, MonitorStats, dtype_name
+from service.core._typing import FloatArray, IntArray
+from service.store import Fold, LabelledRow, MonitorConfig, MonitorStore, PendingRow, StatsRow
+
+#: How far ahead of the server's clock a timestamp may lie, in seconds.
+MAX_FUTURE_S = 300.0
+#: Appended to a segment's name for its temperature-scaled prediction-side rows.
+TEMPERED = "\x1ftemperature"
+MAX_SEGMENT_CHARS = 64
+MAX_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    """What one batch did: rows, labelled rows, rows left pending, ids already pending, buckets."""
+
+    rows: int
+    labelled: int
+    pending: int
+    duplicate_ids: int
+    buckets: int
+
+
+def check_segment(segment: object) -> str:
+    """`segment` as a string: printable, at most 64 characters ("" is the default segment)."""
+    if segment is None:
+        return ""
+    if not isinstance(segment, str):
+        raise InputError("segment", f"must be a string; got {type(segment).__name__}")
+    if len(segment) > MAX_SEGMENT_CHARS or not segment.isprintable():
+        raise InputError("segment", f"must be printable and at most {MAX_SEGMENT_CHARS} characters")
+    return segment
+
+
+def bucket_starts(times: FloatArray, bucket_s: int) -> IntArray:
+    """The start (integer epoch seconds) of each time's bucket."""
+    return np.floor(np.asarray(times, np.float64) / bucket_s).astype(np.int64) * bucket_s
+
+
+def _check_times(times: object, n: int, config: MonitorConfig, now: float) -> FloatArray:
+    if times is None:
+        return np.full(n, now)
+    t = np.asarray(times)
+    if t.ndim != 1 or t.shape[0] != n:
+        raise InputError("timestamps", f"must hold one epoch time per row ({n}); got shape {t.shape}")
+    if t.dtype.kind not in "fiu":
+        raise InputError("timestamps", f"must hold numbers (epoch seconds); got {t.dtype}")
+    t = t.astype(np.float64)
+    low, high = now - config.retention_s, now + MAX_FUTURE_S
+    bad = ~np.isfinite(t) | (t < low) | (t > high)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            "timestamps",
+            f"must lie within the retention ({config.retention_s} s back) and at most "
+            f"{MAX_FUTURE_S:g} s ahead of the server clock, [{low:.3f}, {high:.3f}]; got {t[i]}",
+            index=(i,),
+        )
+    return t
+
+
+def _check_ids(ids: Sequence[object] | None, n: int) -> list[str | None] | None:
+    if ids is None:
+        return None
+    if isinstance(ids, np.ndarray):
+        ids = ids.tolist()
+    if not isinstance(ids, list | tuple) or len(ids) != n:
+        got = len(ids) if isinstance(ids, list | tuple) else type(ids).__name__
+        raise InputError("ids", f"must hold one id (string or null) per row ({n}); got {got}")
+    for i, value in enumerate(ids):
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS):
+            raise InputError("ids", f"must be null or a string of 1 to {MAX_ID_CHARS} characters", index=(i,))
+    return list(ids)
+
+
+def _subset(dist: Distribution, rows: IntArray | None) -> Distribution:
+    if rows is None:
+        return dist
+    if dist.logits is not None:
+        return Distribution.from_logits(dist.logits[rows], validate=False)
+    assert dist.sent_probs is not None
+    return Distribution.from_probs(dist.sent_probs[rows], eps=dist.eps, validate=False)
+
+
+def tempered(dist: Distribution, temperature: float) -> Distribution:
+    """The batch after temperature scaling: ``softmax(z / T)`` (probabilities: ``z = log max(p, eps)``)."""
+    if dist.logits is not None:
+        return Distribution.from_logits(dist.logits / temperature, validate=False)
+    log_p = dist.log_probs
+    z = log_p[:, 1] - log_p[:, 0] if dist.binary else log_p
+    return Distribution.from_logits(z / temperature, validate=False)
+
+
+def _raw_rows(dist: Distribution, rows: IntArray) -> tuple[str, str, list[bytes]]:
+    """Kind, dtype and the little-endian bytes of each of `rows` (its logits or probabilities)."""
+    kind = "logits" if dist.logits is not None else "probs"
+    source = dist.logits if dist.logits is not None else dist.sent_probs
+    assert source is not None
+    picked = np.ascontiguousarray(source[rows], dtype=source.dtype.newbyteorder("<"))
+    data = picked.tobytes()
+    step = picked.itemsize * (1 if picked.ndim == 1 else picked.shape[1])
+    return kind, dtype_name(source.dtype), [data[i * step : (i + 1) * step] for i in range(rows.size)]
+
+
+def ingest(
+    store: MonitorStore,
+    config: MonitorConfig,
+    dist: Distribution,
+    labels: IntArray | None,
+    ids: Sequence[object] | None,
+    times: object,
+    segment: str,
+    *,
+    now: float | None = None,
+) -> IngestCounts:
+    """Record a batch in one store transaction and return what it did.
+
+    Parameters
+    ----------
+    store, config
+        The store and the monitor's configuration (K and binary already checked against `dist`).
+    dist : Distribution
+        The batch's validated predictions.
+    labels : int array or None
+        Class indices, −1 where the label is not known yet.
+    ids : sequence of str or None, or None
+        Row ids for late labels (a null id: none for that row).
+    times : float array or None
+        Epoch seconds of each prediction; None: the server clock (`now`).
+    segment : str
+        Checked by :func:`check_segment`.
+    """
+    now = time.time() if now is None else now
+    n = dist.n_samples
+    t = _check_times(times, n, config, now)
+    row_ids = _check_ids(ids, n)
+    segment = check_segment(segment)
+    buckets = bucket_starts(t, config.bucket_s)
+    unique, inverse = np.unique(buckets, return_inverse=True)
+    order = None if unique.size == 1 else np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order] if order is not None else inverse, np.arange(unique.size + 1))
+    scaled = None
+    if config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0:
+        scaled = tempered(dist, config.temperature)
+    stats: list[StatsRow] = []
+    for b, start in enumerate(unique.tolist()):  # one summary per bucket, never per row
+        rows = None if order is None else order[bounds[b] : bounds[b + 1]]
+        y = None if labels is None else (labels if rows is None else labels[rows])
+        stats.append((start, segment, MonitorStats.summarise(_subset(dist, rows), y).to_bytes()))
+        if scaled is not None:
+            summary = MonitorStats.summarise(_subset(scaled, rows), None, part="predictions")
+            stats.append((start, segment + TEMPERED, summary.to_bytes()))
+    labelled = np.zeros(n, bool) if labels is None else labels >= 0
+    pending = _pending_rows(dist, t, row_ids, labelled, segment)
+    reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
+    duplicates = store.write_batch(config.name, stats, pending, reservoir)
+    return IngestCounts(
+        n, int(np.count_nonzero(labelled)), len(pending) - duplicates, duplicates, unique.size
+    )
+
+
+def _pending_rows(
+    dist: Distribution, t: FloatArray, ids: list[str | None] | None, labelled: np.ndarray, segment: str
+) -> list[PendingRow]:
+    if ids is None:
+        return []
+    has_id = np.fromiter((i is not None for i in ids), bool, len(ids))
+    rows = np.flatnonzero(has_id & ~labelled)
+    if rows.size == 0:
+        return []
+    kind, dtype, raw = _raw_rows(dist, rows)
+    return [
+        PendingRow(ids[i], float(t[i]), segment, kind, dtype, data)  # type: ignore[arg-type]
+        for i, data in zip(rows.tolist(), raw, strict=True)
+    ]
+
+
+def _reservoir_rows(
+    dist: Distribution, t: FloatArray, labels: IntArray | None, labelled: np.ndarray, segment: str, size: int
+) -> list[LabelledRow]:
+    """The batch's labelled rows that may enter a bottom-`size` reservoir, with their sample keys.
+
+    Keys are iid uniform 64-bit integers; a row that is not among the `size` smallest keys of its
+    own batch cannot be among the `size` smallest of all rows, so only those are sent.
+    """
+    rows = np.flatnonzero(labelled)
+    if labels is None or rows.size == 0 or size <= 0:
+        return []
+    keys = np.random.default_rng().integers(
+        -(2**63), 2**63 - 1, size=rows.size, dtype=np.int64, endpoint=True
+    )
+    if rows.size > size:
+        keep = np.sort(np.argpartition(keys, size - 1)[:size])
+        rows, keys = rows[keep], keys[keep]
+    kind, dtype, raw = _raw_rows(dist, rows)
+    y, times, k = labels[rows].tolist(), t[rows].tolist(), keys.tolist()
+    return [LabelledRow(times[j], segment, kind, dtype, data, y[j], k[j]) for j, data in enumerate(raw)]
+
+
+def rows_distribution(rows: Sequence[PendingRow | LabelledRow], config: MonitorConfig) -> Distribution:
+    """The predictions of stored rows that share one kind and dtype, as a Distribution."""
+    dtype = np.dtype(rows[0].dtype).newbyteorder("<")
+    data = np.frombuffer(b"".join(row.row for row in rows), dtype).astype(dtype.newbyteorder("="))
+    values = data if config.binary else data.reshape(len(rows), config.n_classes)
+    if rows[0].kind == "logits":
+        return Distribution.from_logits(values, validate=False)
+    return Distribution.from_probs(values, validate=False)
+
+
+def fold_labels(config: MonitorConfig) -> Fold:
+    """The ``fold`` for ``store.join_labels``: labelled-side statistics in each prediction's bucket."""
+
+    def fold(rows: list[PendingRow], labels: list[int]) -> list[StatsRow]:
+        groups: dict[tuple[int, str, str, str], list[int]] = {}
+        starts = bucket_starts(np.array([row.time for row in rows]), config.bucket_s).tolist()
+        for i, row in enumerate(rows):
+            groups.setdefault((starts[i], row.segment, row.kind, row.dtype), []).append(i)
+        y = np.asarray(labels, np.int64)
+        out: list[StatsRow] = []
+        for (start, segment, _, _), members in groups.items():
+            dist = rows_distribution([rows[i] for i in members], config)
+            stats = MonitorStats.summarise(dist, y[members], part="labels")
+            out.append((start, segment, stats.to_bytes()))
+        return out
+
+    return fold

@@ -1,0 +1,111 @@
+"""Queries over a monitor's stored statistics: windows, time series, reservoir fits.
+
+Statistics rows are merged with :func:`service.core.merge_stats` (vectorised over blobs), so a
+window's metrics are exactly those of its rows at once. A point of a series covers the buckets
+whose start lies in ``[point, point + step)``.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from service.core import Distribution, MonitorStats, merge_stats
+from service.core._typing import FloatArray, IntArray
+from service.core.monitor_series import SeriesMetrics, series_metrics
+from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
+
+from .ingest import TEMPERED, rows_distribution
+
+
+@dataclass(frozen=True)
+class Point:
+    """One step of a series: its start, the merged statistics, and those under the temperature."""
+
+    start: int
+    stats: MonitorStats | None
+    tempered: MonitorStats | None
+
+
+def _split(rows: Sequence[StatsRow], segment: str | None) -> tuple[list[StatsRow], list[StatsRow]]:
+    """The plain rows and the temperature-scaled rows of `segment` (None: every segment)."""
+    plain: list[StatsRow] = []
+    scaled: list[StatsRow] = []
+    for row in rows:
+        name = row[1]
+        if name.endswith(TEMPERED):
+            if segment is None or name == segment + TEMPERED:
+                scaled.append(row)
+        elif segment is None or name == segment:
+            plain.append(row)
+    return plain, scaled
+
+
+def _merged(rows: Sequence[StatsRow]) -> MonitorStats | None:
+    return merge_stats([row[2] for row in rows]) if rows else None
+
+
+def window(store: MonitorStore, config: MonitorConfig, start: int, end: int, segment: str | None) -> Point:
+    """The statistics of every bucket starting in ``[start, end)``."""
+    plain, scaled = _split(store.read_stats(config.name, start, end), segment)
+    return Point(start, _merged(plain), _merged(scaled))
+
+
+@dataclass(frozen=True)
+class Series:
+    """A time series: point starts, their metrics, and the mean confidence after the temperature."""
+
+    starts: list[int]
+    metrics: SeriesMetrics
+    tempered_confidence: FloatArray  # NaN where no batch of the point was recorded under a temperature
+
+
+def series(
+    store: MonitorStore,
+    config: MonitorConfig,
+    start: int,
+    end: int,
+    step: int,
+    segment: str | None,
+    *,
+    n_bins: int = 15,
+    closed: Literal["right", "left"] = "right",
+    base: float = math.e,
+) -> Series:
+    """One point per `step` from `start` to `end` (the last may be shorter), all read at once."""
+    plain, scaled = _split(store.read_stats(config.name, start, end), segment)
+    n_points = -(-(end - start) // step)
+
+    def groups(rows: list[StatsRow]) -> IntArray:
+        return (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
+
+    blobs = [row[2] for row in plain]
+    metrics = series_metrics(blobs, groups(plain), n_points, n_bins=n_bins, closed=closed, base=base)
+    tempered = series_metrics([row[2] for row in scaled], groups(scaled), n_points).mean_confidence
+    return Series([start + i * step for i in range(n_points)], metrics, tempered)
+
+
+def reservoir_logits(rows: Sequence[LabelledRow], config: MonitorConfig) -> tuple[FloatArray, IntArray]:
+    """Logits (probabilities: ``log max(p, eps)``; binary: the positive-class log-odds) and labels.
+
+    ``softmax(z / T)`` of these is the temperature-scaled prediction of each row, as
+    :func:`service.core.fit_temperature` expects.
+    """
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        groups[(row.kind, row.dtype)].append(i)
+    width = () if config.binary else (config.n_classes,)
+    z = np.empty((len(rows), *width))
+    for members in groups.values():
+        z[members] = _logits(rows_distribution([rows[i] for i in members], config))
+    return z, np.array([row.label for row in rows], np.int64)
+
+
+def _logits(dist: Distribution) -> FloatArray:
+    if dist.logits is not None:
+        return dist.logits.astype(np.float64)
+    log_p = dist.log_probs.astype(np.float64)
+    return log_p[:, 1] - log_p[:, 0] if dist.binary else log_p
