@@ -205,8 +205,7 @@ def read(part: Partition, columns: Columns, *, n_classes: int, batch_size: int) 
 def batch_rows(rows: int, batch_size: int) -> int:
     """The smallest size ≥ max(`batch_size`, 2) that leaves no one-row tail batch in `rows` rows.
 
-    The core's blocked log-sum-exp rounds a lone row differently from the same row among others
-    (:func:`service.cli.reduce._kernel_path`); a partition of one row is then the only one-row batch.
+    Batches of at least two rows keep every per-row value independent of the batching.
 
     Examples
     --------

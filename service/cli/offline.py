@@ -15,7 +15,6 @@ from typing import Any
 from service.core import InputError, MonitorStats
 from service.core.errors import MissingDependency
 from service.core.fine_histogram import check_bins
-from service.core.logsumexp import SMALL_ELEMENTS
 
 from .datasets import (
     SUFFIXES,
@@ -133,8 +132,7 @@ def _score(args: argparse.Namespace, n_bins: int) -> int:
     n_classes, binary = n_classes_of(first, columns)
     eps: Any = "auto" if args.eps == "auto" else _float(args.parser, args.eps)
     total = sum(p.rows for p in parts)
-    blocked = total * n_classes > SMALL_ELEMENTS  # the kernel path of one request with every row
-    job = Job(columns, n_classes, binary, eps, args.batch_size, args.by, blocked)
+    job = Job(columns, n_classes, binary, eps, args.batch_size, args.by)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     if args.scheduler:
         from .dask_reduce import reduce_on_dask

@@ -7,8 +7,7 @@ rounding. :func:`summarise_packed` / :func:`merge_packed` work on the bytes form
 (:meth:`MonitorStats.to_bytes`), which is what Dask ships between workers.
 """
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +19,6 @@ from service.core import (
     MonitorStats,
     check_logits,
     check_probabilities,
-    logsumexp,
     merge_stats,
 )
 from service.core.distribution import EpsPolicy
@@ -42,7 +40,6 @@ class Job:
     eps: EpsPolicy = "auto"
     batch_size: int = 65_536
     by: By | None = None
-    blocked: bool = True  # the dataset holds more than SMALL_ELEMENTS logits (see _kernel_path)
 
 
 @dataclass(frozen=True)
@@ -120,29 +117,8 @@ def reduce_local(
     return running
 
 
-@contextmanager
-def _kernel_path(blocked: bool) -> Iterator[None]:
-    """Every batch through the log-sum-exp path the routes take for the whole dataset at once.
-
-    :func:`service.core.logsumexp.softmax_summary` runs inputs of at most ``SMALL_ELEMENTS``
-    logits row-major and larger ones in transposed blocks, which may round a row's
-    log-normaliser an ulp apart. A dataset of more logits than that takes the blocked path in
-    one request, and its blocks compute each row alike whatever the rows around it (two rows or
-    more; :func:`~service.cli.datasets.batch_rows` never makes a one-row tail), so its batches
-    take that path too, and per-row values equal the single request's bit for bit.
-    """
-    saved = logsumexp.SMALL_ELEMENTS
-    if blocked:
-        logsumexp.SMALL_ELEMENTS = -1
-    try:
-        yield
-    finally:
-        logsumexp.SMALL_ELEMENTS = saved
-
-
 def _summarise_batch(batch: Batch, part: Partition, job: Job) -> Summary:
-    with _kernel_path(job.blocked and job.columns.kind == "logits"):
-        return _summarise_rows(batch, part, job)
+    return _summarise_rows(batch, part, job)
 
 
 def _summarise_rows(batch: Batch, part: Partition, job: Job) -> Summary:

@@ -166,6 +166,21 @@ def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -
     return raw.view(dtype)
 
 
+def class_bytes(head: np.ndarray, n_classes: int) -> IntArray:
+    """Bytes of the two class sections of every blob (sparse or dense), from its header.
+
+    The top-label histogram of a blob starts ``HEADER.itemsize + class_bytes`` bytes in.
+    """
+    weighted = ((head["flags"] & WEIGHTED) != 0).astype(np.int64)
+    w = head["width"].astype(np.int64)
+    per_class = index_width(n_classes) + w + 8 * weighted
+    per_dense = w + 8 * weighted
+    total = np.zeros(head.shape, np.int64)
+    for size, flag in (("n_predicted", PREDICTED_DENSE), ("n_label", LABEL_DENSE)):
+        total += head[size].astype(np.int64) * np.where(head["flags"] & flag, per_dense, per_class)
+    return total
+
+
 def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
     """Validate every header against its blob's length; return (K, binary)."""
     version = head["version"]
@@ -194,13 +209,9 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
         raise _bad("holds a non-finite sum in its header")
     weighted = ((flags & WEIGHTED) != 0).astype(np.int64)
     w = width.astype(np.int64)
-    per_class = head["index_width"].astype(np.int64) + w + 8 * weighted
-    per_dense = w + 8 * weighted
     per_cell = 2 + w + 8 + np.where(weighted, 8, w) + 8 * weighted
     cells = head["n_top"].astype(np.int64) + np.where(positive, head["n_positive"], 0)
-    expected = HEADER.itemsize + cells * per_cell
-    for size, flag in (("n_predicted", PREDICTED_DENSE), ("n_label", LABEL_DENSE)):
-        expected += head[size].astype(np.int64) * np.where(flags & flag, per_dense, per_class)
+    expected = HEADER.itemsize + class_bytes(head, n_classes) + cells * per_cell
     if (expected != lengths).any():
         i = int(np.flatnonzero(expected != lengths)[0])
         raise _bad(

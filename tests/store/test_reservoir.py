@@ -36,8 +36,8 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db_path):
             labels = list(range(label, label + 10))
             offered |= {i: labelled(i, time=100.0 + i) for i in labels}
             store.write_batch("m", [], labelled=[offered[i] for i in labels])
-        drawn = memoryview(twin.randbytes(8 * len(labels))).cast("q")  # one draw per call, as the store
-        keys.update(zip(labels, drawn, strict=True))
+        for i in labels:
+            keys[i] = twin.getrandbits(64) - 2**63
         label += 10
     expected = sorted(keys, key=keys.__getitem__)
     kept = store.reservoir("m", 0.0, 1e9, 1000)
@@ -60,7 +60,7 @@ def test_reservoir_shrinks_to_the_smallest_keys_when_its_size_is_lowered(db_path
     config = MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=40)
     store.put_monitor(config)
     store.write_batch("m", [], labelled=[labelled(i) for i in range(40)])
-    keys = memoryview(twin.randbytes(8 * 40)).cast("q").tolist()
+    keys = [twin.getrandbits(64) for _ in range(40)]
     store.put_monitor(MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=10))
     store.compact(200.0)
     assert [row.label for row in store.reservoir("m", 0.0, 1e9, 100)] == sorted(

@@ -1,13 +1,17 @@
 """``/v1/monitors``: create, read and delete monitors; record predictions and late labels."""
 
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Path, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from service import core
 from service.api.deps import StoreDep, parsed_body, raw_body
@@ -32,7 +36,29 @@ from service.store import MonitorConfig, MonitorNotFound, MonitorStore
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
 
-router = APIRouter(prefix="/v1", tags=["monitors"])
+
+class SharedPathRoute(APIRoute):
+    """A route whose 405 answer lists the methods of every route on its path in ``Allow``.
+
+    Starlette's 405 names only the first route that matched the path (``PUT`` of
+    ``/v1/monitors/{name}``), though ``GET`` and ``DELETE`` serve it too.
+    """
+
+    methods_by_path: ClassVar[dict[str, set[str]]] = {}
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.methods_by_path.setdefault(self.path, set()).update(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 405 with every method of the path; otherwise as APIRoute."""
+        if self.methods and scope["method"] not in self.methods:
+            allowed = ", ".join(sorted(self.methods_by_path[self.path]))
+            raise HTTPException(status_code=405, headers={"Allow": allowed})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 
 MonitorName = Annotated[str, Path(pattern=NAME_PATTERN, description="The monitor's name.")]
 MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -82,7 +108,15 @@ def monitor_result(config: MonitorConfig) -> MonitorResult:
     )
 
 
-@router.put("/monitors/{name}", response_model=MonitorResult, status_code=200, responses=MONITOR_RESPONSES)
+@router.put(
+    "/monitors/{name}",
+    response_model=MonitorResult,
+    status_code=200,
+    responses={
+        **MONITOR_RESPONSES,
+        201: {"model": MonitorResult, "description": "Created (`Location` names it); 200: updated."},
+    },
+)
 def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep) -> Response:
     """Create a monitor (201) or update it (200): K or binary, class names, buckets, retention, reservoir.
 
@@ -165,11 +199,11 @@ async def record_observations(request: Request, name: MonitorName) -> Response:
 
 
 def _record(body: Body, store: MonitorStore, name: str) -> Response:
-    config = require(store, name)
-    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    _names_to_indices(body, config)
+    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
     probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
+    config = require(store, name)
+    _names_to_indices(body, config)
     dist = prediction.dist
     if dist.binary != config.binary or dist.n_classes != config.n_classes:
         want = "a length-N vector of positive-class values" if config.binary else f"N×{config.n_classes}"

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, Tensor
 
@@ -179,7 +179,7 @@ class LabelsBody(BaseModel):
     ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         min_length=1, description="Row ids."
     )
-    labels: list[int] | list[str] = Field(
+    labels: list[StrictInt] | list[StrictStr] = Field(
         description="One true class per id: an index in [0, K), or a class name (monitors with class_names)."
     )
 
