@@ -1,5 +1,6 @@
 """RFC 9457 ``application/problem+json`` responses for every error, in one place."""
 
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +18,7 @@ from service.core.errors import MissingDependency
 from service.store import MonitorConflict, MonitorNotFound, StoreLimit, StoreUnavailable
 
 PROBLEM_JSON = "application/problem+json"
+_INDEX = re.compile(r"\[(\d+)\]")
 #: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
@@ -62,11 +64,15 @@ def _pointer(request: Request, error: InputError) -> str:
     """JSON pointer to the offending element of the request body.
 
     Follows the field into an inference request's ``inputs[i]`` and into a tensor
-    object's flat ``data`` when that is how the array was sent.
+    object's flat ``data`` when that is how the array was sent. A path with list indices
+    (``responses[0].choices[1].logprobs``) becomes ``#/responses/0/choices/1/logprobs``.
     """
     head, _, rest = error.field.partition(".")
+    head, bracket, head_rest = head.partition("[")
+    rest = (f"[{head_rest}.{rest}" if rest else f"[{head_rest}") if bracket else rest
     prefixes: dict[str, str] = getattr(request.state, "field_pointers", {})
-    base = prefixes.get(head, f"#/{head}") + "".join(f"/{part}" for part in rest.split(".") if part)
+    parts = _INDEX.sub(r".\1", rest).split(".")
+    base = prefixes.get(head, f"#/{head}") + "".join(f"/{part}" for part in parts if part)
     shapes: dict[str, tuple[int, ...]] = getattr(request.state, "tensor_shapes", {})
     shape = shapes.get(error.field)
     if shape is not None and error.index and len(error.index) <= len(shape):

@@ -33,8 +33,12 @@ from .entropy import (
 from .errors import InputError
 from .fine_histogram import ALLOWED_BINS, FINE_BINS, FineHistogram
 from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .logprob_metrics import LogprobScores, score_logprobs, top1_calibration
+from .logprobs import ParsedLogprobs, parse_logprobs
 from .monitor_stats import MonitorStats, js_drift, merge_stats
+from .perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .relative_entropy import relative_entropy
+from .sequences import TokenScores, token_scores
 from .sigmoid import softplus
 from .splits import fold_splits, holdout_split
 from .temperature import TemperatureFit, apply_temperature, fit_temperature
@@ -99,6 +103,16 @@ __all__ = [
     "log_softmax",
     "nll",
     "relative_entropy",
+    "PerplexityTotals",
+    "LogprobScores",
+    "ParsedLogprobs",
+    "parse_logprobs",
+    "score_logprobs",
+    "top1_calibration",
+    "TokenScores",
+    "lm_eval_counts",
+    "sequence_perplexity",
+    "token_scores",
     "resolve_eps",
     "soft_cross_entropy",
     "softplus",

@@ -159,16 +159,26 @@ def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -
     if counts.size == 1:  # one blob: its records are contiguous
         return np.frombuffer(data, dtype, total, int(offsets[0]))
     size = dtype.itemsize
-    steps = np.full(total, size, np.int64)  # consecutive records of a blob are `size` apart ...
-    first = np.cumsum(counts) - counts
-    has = counts > 0
-    starts = offsets[has]
-    steps[first[has]] = (
-        np.diff(starts - first[has] * size, prepend=0) + size
-    )  # ... a blob's first jumps to it
-    steps[0] = starts[0]
-    raw = _window(data, np.dtype(f"V{size}"))[np.cumsum(steps)]  # opaque records: a plain memcpy each
+    first = np.cumsum(counts) - counts  # index of each blob's first record among all
+    positions = np.repeat(offsets - first * size, counts)
+    positions += np.arange(total) * size
+    raw = _window(data, np.dtype(f"V{size}"))[positions]  # opaque records: a plain memcpy each
     return raw.view(dtype)
+
+
+def class_bytes(head: np.ndarray, n_classes: int) -> IntArray:
+    """Bytes of the two class sections of every blob (sparse or dense), from its header.
+
+    The top-label histogram of a blob starts ``HEADER.itemsize + class_bytes`` bytes in.
+    """
+    weighted = ((head["flags"] & WEIGHTED) != 0).astype(np.int64)
+    w = head["width"].astype(np.int64)
+    per_class = index_width(n_classes) + w + 8 * weighted
+    per_dense = w + 8 * weighted
+    total = np.zeros(head.shape, np.int64)
+    for size, flag in (("n_predicted", PREDICTED_DENSE), ("n_label", LABEL_DENSE)):
+        total += head[size].astype(np.int64) * np.where(head["flags"] & flag, per_dense, per_class)
+    return total
 
 
 def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
@@ -199,13 +209,9 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
         raise _bad("holds a non-finite sum in its header")
     weighted = ((flags & WEIGHTED) != 0).astype(np.int64)
     w = width.astype(np.int64)
-    per_class = head["index_width"].astype(np.int64) + w + 8 * weighted
-    per_dense = w + 8 * weighted
     per_cell = 2 + w + 8 + np.where(weighted, 8, w) + 8 * weighted
     cells = head["n_top"].astype(np.int64) + np.where(positive, head["n_positive"], 0)
-    expected = HEADER.itemsize + cells * per_cell
-    for size, flag in (("n_predicted", PREDICTED_DENSE), ("n_label", LABEL_DENSE)):
-        expected += head[size].astype(np.int64) * np.where(flags & flag, per_dense, per_class)
+    expected = HEADER.itemsize + class_bytes(head, n_classes) + cells * per_cell
     if (expected != lengths).any():
         i = int(np.flatnonzero(expected != lengths)[0])
         raise _bad(
@@ -235,10 +241,11 @@ def decode_many(blobs: Sequence[bytes]) -> MonitorStats:
     sections: dict[str, list[np.ndarray]] = {
         name: [] for name in ("predicted", "label", "predicted_dense", "label_dense", "top", "positive")
     }
-    for group in np.unique(layout):  # a few layouts (width, weighted, dense sections), never one per blob
+    groups = np.unique(layout)
+    for group in groups:  # a few layouts (width, weighted, dense sections), never one per blob
         width, group_flags = int(group) % 16, int(group) // 16
         is_weighted = bool(group_flags & WEIGHTED)
-        mine = np.flatnonzero(layout == group) if layout.size > 1 else np.zeros(1, np.int64)
+        mine = slice(None) if groups.size == 1 else np.flatnonzero(layout == group)
         h = head[mine]
         pos = starts[mine] + HEADER.itemsize
         for side, flag in (("predicted", PREDICTED_DENSE), ("label", LABEL_DENSE)):

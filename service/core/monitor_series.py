@@ -24,7 +24,15 @@ from ._typing import FloatArray, IntArray
 from .brier import brier_factor
 from .errors import InputError
 from .fine_histogram import N_CELLS, check_bins, coarse_index
-from .monitor_codec import HEADER, POSITIVE, WEIGHTED, _check_headers, _gather, _window, cell_record
+from .monitor_codec import (
+    HEADER,
+    WEIGHTED,
+    _check_headers,
+    _gather,
+    _window,
+    cell_record,
+    class_bytes,
+)
 
 _SUMS = ("weight_predictions", "confidence_sum", "weight_labelled", "nll_sum", "brier_sum", "correct_weight")
 
@@ -95,13 +103,14 @@ def series_metrics(
     sums = {name: np.bincount(g, weights=head[name], minlength=n_groups) for name in _SUMS}
     for name in ("n_predictions", "n_labelled"):
         sums[name] = np.bincount(g, weights=head[name].astype(np.float64), minlength=n_groups)
-    cells = _histogram_records(data, head, starts + lengths, g, side == "positive_class")
+    cells = _histogram_records(data, head, starts, g, n_classes, side == "positive_class")
     bin_of_cell = coarse_index(np.arange(N_CELLS), n_bins, closed)  # a lookup table, gathered once per record
     index = cells["group"] * n_bins + bin_of_cell[cells["cell"]]
     size = n_groups * n_bins
 
-    def add(values: np.ndarray) -> np.ndarray:
-        return np.bincount(index, weights=values, minlength=size).reshape(n_groups, n_bins)
+    def add(values: np.ndarray) -> FloatArray:
+        sums = np.bincount(index, weights=values, minlength=size).astype(np.float64, copy=False)
+        return sums.reshape(n_groups, n_bins)
 
     hist = {name: add(cells[name]) for name in ("count", "conf", "hits")}
     hist["weight"] = add(cells["weight"]) if "weight" in cells else hist["count"]
@@ -110,13 +119,9 @@ def series_metrics(
 
 
 def _histogram_records(
-    data: bytes, head: np.ndarray, ends: IntArray, groups: IntArray, positive: bool
+    data: bytes, head: np.ndarray, starts: IntArray, groups: IntArray, n_classes: int, positive: bool
 ) -> dict[str, np.ndarray]:
-    """The cell records of one histogram section of every blob, with each record's group.
-
-    The cell sections close a blob (top, then positive-class when K = 2), so each is found from
-    the blob's end, whatever the layout of the class sections before them.
-    """
+    """The cell records of one histogram section of every blob, with each record's group."""
     weighted = (head["flags"] & WEIGHTED) != 0
     kind = head["width"].astype(np.int64) * 2 + weighted
     out: dict[str, list[np.ndarray]] = {
@@ -132,11 +137,11 @@ def _histogram_records(
         mine = np.flatnonzero(kind == group)
         h = head[mine]
         record = cell_record(width, is_weighted)
-        n_positive = h["n_positive"].astype(np.int64) * (h["flags"] & POSITIVE != 0)
-        n = n_positive if positive else h["n_top"].astype(np.int64)
-        records = _gather(
-            data, ends[mine] - (n_positive + (0 if positive else n)) * record.itemsize, n, record
-        )
+        skip = class_bytes(h, n_classes)  # sparse or dense class sections
+        if positive:
+            skip = skip + h["n_top"].astype(np.int64) * record.itemsize
+        n = h["n_positive" if positive else "n_top"].astype(np.int64)
+        records = _gather(data, starts[mine] + HEADER.itemsize + skip, n, record)
         out["group"].append(np.repeat(groups[mine], n))
         out["cell"].append(records["cell"])
         count = records["count"].astype(np.float64)

@@ -26,9 +26,9 @@ from service.store.base import (
     MonitorNotFound,
     PendingRow,
     StatsRow,
-    StoreError,
     StoreLimit,
     StoreLimits,
+    StoreUnavailable,
 )
 from service.store.compaction import compact
 
@@ -133,7 +133,7 @@ class SqlStore:
             cur.execute(self._q(sql.SELECT_SCHEMA_VERSION))
             current = cur.fetchone()[0] or 0
             if current > sql.LATEST_VERSION:
-                raise StoreError(
+                raise StoreUnavailable(  # a deployment to fix, not a bug: the routes answer 503 with it
                     f"the database's schema version {current} is newer than this Xent's "
                     f"({sql.LATEST_VERSION}); upgrade Xent"
                 )

@@ -95,7 +95,8 @@ FIELD_LEVEL = {
     "object in logits": ({"logits": [[{}, 1]], "labels": [0]}, "#/logits/0/0", "got an object"),
     "string as logits": ({"logits": "[[1, 0]]", "labels": [0]}, "#/logits", "got a string"),
     "ragged rows": ({"logits": [[1, 0], [1]], "labels": [0, 1]}, "#/logits/1", "ragged"),
-    "three levels": ({"logits": [[[1, 0]]], "labels": [0]}, "#/logits", None),
+    "four levels": ({"logits": [[[[1, 0]]]], "labels": [0]}, "#/logits", None),
+    "three levels, labels not B×T": ({"logits": [[[1, 0]]], "labels": [0]}, "#/labels", "B×T"),
     "label too big for 64 bits": ({"logits": [[1, 0]], "labels": [2**70]}, "#/labels", None),
     "negative shape": (
         {"logits": {"shape": [-1, 2], "datatype": "FP32", "data": [1, 2]}, "labels": [0]},
@@ -107,8 +108,8 @@ FIELD_LEVEL = {
         "#/logits/shape",
         None,
     ),
-    "3-D shape": (
-        {"logits": {"shape": [1, 1, 2], "datatype": "FP32", "data": [1, 2]}, "labels": [0]},
+    "4-D shape": (
+        {"logits": {"shape": [1, 1, 1, 2], "datatype": "FP32", "data": [1, 2]}, "labels": [0]},
         "#/logits/shape",
         None,
     ),
@@ -118,7 +119,7 @@ FIELD_LEVEL = {
         r"prod\(shape\) = 4",
     ),
     "unknown datatype": (
-        {"logits": {"shape": [1, 2], "datatype": "BF16", "data": [1, 2]}, "labels": [0]},
+        {"logits": {"shape": [1, 2], "datatype": "FP8", "data": [1, 2]}, "labels": [0]},
         "#/logits/datatype",
         None,
     ),

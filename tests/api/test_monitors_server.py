@@ -143,7 +143,9 @@ def test_kill_9_during_writes_keeps_every_acknowledged_batch(served):
     threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60  # kill once enough went through, however loaded the machine is
+    while sum(map(len, acknowledged)) < 60 * ROWS and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.kill()  # mid-write: requests are in flight
     stop.set()
     for thread in threads:

@@ -7,7 +7,7 @@ import pytest
 
 from service.core import Distribution, InputError, MonitorStats, merge_stats
 from service.core.fine_histogram import N_CELLS, FineHistogram
-from service.core.monitor_codec import HEADER, LABEL_DENSE, PREDICTED_DENSE, count_width
+from service.core.monitor_codec import HEADER, LABEL_DENSE, PREDICTED_DENSE, class_bytes, count_width
 
 
 def stats_of(n: int, k: int, *, seed: int = 0, binary: bool = False, weights: bool = False) -> MonitorStats:
@@ -188,3 +188,13 @@ def test_a_batch_with_no_label_yet_has_only_a_prediction_side():
     assert stats.mean_confidence() == pytest.approx((0.8 + 0.9 + 0.6) / 3, rel=1e-15)
     assert np.isnan(stats.cross_entropy()) and np.isnan(stats.calibration_errors()["ece"])
     assert_identical(MonitorStats.from_bytes(stats.to_bytes()), stats)
+
+
+@pytest.mark.parametrize("case", [(2000, 10), (8, 1000), (500, 4)])
+def test_class_bytes_locates_the_histogram(case):
+    """Readers that skip to the histogram (monitor_series) find it after dense or sparse class sections."""
+    stats = stats_of(*case, weights=case[1] == 4)
+    blob = stats.to_bytes()
+    head = np.frombuffer(blob[: HEADER.itemsize], HEADER)
+    start = HEADER.itemsize + int(class_bytes(head, stats.n_classes)[0])
+    assert int.from_bytes(blob[start : start + 2], "little") == stats.top.cells[0]

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from service.store import StoreError, sql
+from service.store import StoreUnavailable, sql
 from tests.store.blobs import blob
 from tests.store.conftest import make_store
 from tests.store.test_batches import pending
@@ -87,7 +87,7 @@ def test_a_database_from_a_newer_xent_is_refused(db_path):
     with sqlite3.connect(db_path) as connection:
         connection.execute(sql.INSERT_SCHEMA_VERSION, (sql.LATEST_VERSION + 1, 0))
     with pytest.raises(
-        StoreError, match=f"schema version {sql.LATEST_VERSION + 1} is newer than this Xent's"
+        StoreUnavailable, match=f"schema version {sql.LATEST_VERSION + 1} is newer than this Xent's"
     ):
         make_store(db_path)
 

