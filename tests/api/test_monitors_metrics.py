@@ -228,3 +228,48 @@ def test_reliability_diagram_of_a_window(tmp_path, rng):
             "/v1/calibration", json={"logits": logits.tolist(), "labels": labels.tolist(), "n_bins": 10}
         ).json()["metrics"]["ece"]
         assert f"ece {ece:.4f}" in svg.text
+
+
+def test_segments_are_queried_apart_and_together(tmp_path, rng):
+    k = 3
+    logits, labels = rng.standard_normal((90, k)), rng.integers(0, k, size=90)
+    segment = np.array(["a", "b", "c"])[rng.integers(0, 3, size=90)]
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/seg", json={"n_classes": k})
+        for name in ("a", "b", "c"):
+            rows = segment == name
+            observe(
+                client, "seg", {"logits": logits[rows], "labels": labels[rows], "segment": name}, "tensor"
+            )
+        assert client.get("/v1/monitors/seg").json()["totals"]["segments"] == ["a", "b", "c"]
+        for name in ("a", None):
+            rows = segment == name if name else np.ones(90, bool)
+            params = {"step": "2h"} | ({"segment": name} if name else {})
+            _, point = _only_point(client, "seg", **params)
+            calibration, nll, _ = _reference(client, "logits", logits[rows], labels[rows])
+            assert point["n"] == rows.sum()
+            _close(point["ece"], calibration["ece"])
+            _close(point["cross_entropy"], nll)
+
+
+def test_compaction_into_hours_keeps_every_hourly_value(tmp_path, rng):
+    k, n = 4, 400
+    logits, labels = rng.standard_normal((n, k)), rng.integers(0, k, size=n)
+    hour = 3600
+    end = math.floor(time.time() / hour) * hour - 2 * 86400  # two days ago: old enough to be coarsened
+    times = end - rng.uniform(0, 3 * hour, size=n)
+    params = {"from": end - 3 * hour, "to": end, "step": "1h", "n_bins": 20}
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/old", json={"n_classes": k})
+        for rows in np.array_split(np.arange(n), 8):
+            observe(
+                client, "old", {"logits": logits[rows], "labels": labels[rows], "timestamps": times[rows]}
+            )
+        before = client.get("/v1/monitors/old/metrics", params=params).json()["points"]
+        merged = client.app.state.monitors.get().compact(time.time())
+        assert merged > 0
+        after = client.get("/v1/monitors/old/metrics", params=params).json()["points"]
+        for b, a in zip(before, after, strict=True):
+            assert (a["n"], a["n_labelled"]) == (b["n"], b["n_labelled"])
+            for key in ("cross_entropy", "accuracy", "brier", "ece", "mce", "mean_confidence"):
+                _close(a[key], b[key])
