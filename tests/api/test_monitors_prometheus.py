@@ -181,6 +181,17 @@ def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
             ("mean_confidence", "mean_confidence"),
         ):
             assert ranged[name] == pytest.approx(point[key], rel=1e-10), name
+        # the compose stack's Grafana panels run the same expressions with $monitor and $window
+        dashboard = json.loads((ROOT / "deploy/grafana/dashboards/xent.json").read_text())
+        panels = {p["title"]: p for p in dashboard["panels"]}
+        for title, key in (
+            ("Monitor cross-entropy", "cross_entropy"),
+            ("Monitor ECE (10 bins)", "ece"),
+            ("Monitor accuracy", "accuracy"),
+        ):
+            expr = panels[title]["targets"][0]["expr"]
+            expr = expr.replace("$monitor", MONITOR).replace("$window", "10m")
+            assert prometheus.scalar(expr) == pytest.approx(point[key], rel=1e-10), title
         # the same expressions on the counters themselves (totals since the server started)
         totals = {
             name: prometheus.scalar(re.sub(r"increase\((.*?)\[1h\]\)", r"\1", q))
