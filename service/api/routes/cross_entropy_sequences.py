@@ -1,5 +1,6 @@
 """``POST /v1/cross-entropy`` with B×T×K token sequences: the language-model branch of the route."""
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -63,7 +64,7 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
         n_ignored=int(scores.scored.size - n),
         loss=loss,
         accuracy=int(hits[1].sum()) / n,
-        mean_entropy=entropy / np.log(base) if base != np.e else entropy,
+        mean_entropy=entropy / np.log(base) if base != math.e else entropy,
         convention=CrossEntropyConvention(
             input=kind,
             form="sequence",

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
-from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas import ProblemDetails
 from service.api.schemas.common import ProbabilityOptions
@@ -73,8 +73,7 @@ def fit_temperature(body: Body) -> Response:
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
     """
     options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, scores = read_scores(body, options)
-    truth = read_truth(body, prediction)
+    prediction, scores, truth, n_ignored = read_fit(body, options)
     fit = core.fit_temperature(
         scores,
         labels=truth.labels,
@@ -93,6 +92,7 @@ def fit_temperature(body: Body) -> Response:
             iterations=fit.iterations,
             gradient=fit.gradient,
             n=after.shape[0],
+            n_ignored=n_ignored,
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
             parameters=parameters,
@@ -130,9 +130,8 @@ def fit_recalibration(body: Body) -> Response:
     reproduces `after` exactly.
     """
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, scores = read_scores(body, options)
+    prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
-    truth = read_truth(body, prediction)
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
@@ -144,6 +143,7 @@ def fit_recalibration(body: Body) -> Response:
             iterations=fitted.iterations,
             message=fitted.message,
             n=after.shape[0],
+            n_ignored=n_ignored,
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
             validation=_validation(
@@ -226,6 +226,19 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
         return TemperatureParameters(temperature=result.temperature)
 
     return fit
+
+
+def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, Truth, int]:
+    """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
+    prediction, scores = read_scores(body, options)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    if options.ignore_index is None or truth.labels is None:
+        return prediction, scores, truth, 0
+    kept = truth.labels != options.ignore_index
+    prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
+    if n_ignored:
+        scores = scores[kept]
+    return prediction, scores, Truth(labels, None), n_ignored
 
 
 def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
@@ -321,5 +334,6 @@ def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) ->
         tolerance=prediction.tolerance,
         n_normalized=prediction.n_normalized,
         ece_bins=core.ECE_BINS,
+        ignore_index=getattr(options, "ignore_index", None),
         matches=peer,
     )
