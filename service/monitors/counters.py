@@ -82,11 +82,6 @@ class MonitorCounters:
         """Create the series of (monitor, segment) at 0, so a scrape sees them before the first row."""
         self._series(monitor, segment)
 
-    def forget(self, monitor: str) -> None:
-        """Drop the cached series of a deleted monitor (the exported ones stay until restart)."""
-        for key in [k for k in self._children if k[0] == monitor]:
-            del self._children[key]
-
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
         """Add each ``(segment, statistics)`` of a committed write."""
         for segment, stats in rows:

@@ -224,3 +224,40 @@ def test_unknown_monitor_and_non_json_body(client):
     assert post(client, "nope", event).status_code == 404
     client.put("/v1/monitors/m", json={"n_classes": 2})
     assert_problem(_raw(client, "m", BASE_HEADERS, b"{not json"), 422, "#/body", "JSON")
+
+
+def test_gos_nanosecond_times_and_structured_base64_data(client, rng):
+    """sdk-go writes ``time`` as RFC 3339 with nanoseconds; structured mode may carry ``data_base64``."""
+    import base64
+
+    client.put("/v1/monitors/m", json={"n_classes": 3})
+    at = datetime.fromtimestamp(time.time() - 600, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+    headers = {**BASE_HEADERS, "ce-time": at}
+    probs = rng.dirichlet(np.ones(3), size=2)
+    answer = _raw(client, "m", headers, json.dumps({"predictions": probs.tolist()}).encode())
+    assert answer.status_code == 200, answer.text
+    envelope = {
+        "specversion": "1.0",
+        "id": "s1",
+        "source": "http://localhost:9081/",
+        "type": RESPONSE,
+        "data_base64": base64.b64encode(json.dumps({"predictions": probs.tolist()}).encode()).decode(),
+    }
+    answer = _raw(
+        client, "m", {"content-type": "application/cloudevents+json"}, json.dumps(envelope).encode()
+    )
+    assert answer.status_code == 200 and answer.json()["ids"] == ["s1:0", "s1:1"], answer.text
+    joined = client.post(
+        "/v1/monitors/m/labels", json={"ids": ["e1:0", "e1:1", "s1:0", "s1:1"], "labels": [0, 1, 2, 0]}
+    ).json()
+    assert joined["joined"] == 4
+    at_s = datetime.fromisoformat(at[:26] + "+00:00").timestamp()
+    got = client.get("/v1/monitors/m/metrics", params={"window": "20m", "step": "1m"}).json()["points"]
+    # the event at `ce-time` (10 minutes ago) is in its minute; the one without a time, now
+    assert [p["n"] for p in got if p["start"] <= at_s < p["end"]] == [2]
+    assert sum(p["n"] for p in got) == 4
+    y = np.array([0, 1, 2, 0])
+    p_all = np.vstack([probs, probs])
+    expected = -np.mean(np.log(p_all[np.arange(4), y]))
+    merged = client.get("/v1/monitors/m/metrics", params={"window": "1h", "step": "1w"}).json()["points"]
+    assert next(p for p in merged if p["n"])["cross_entropy"] == pytest.approx(expected, rel=1e-12)
