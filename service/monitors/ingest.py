@@ -1,9 +1,9 @@
 """Ingestion: a validated batch → statistics per (bucket, segment), pending rows, reservoir rows.
 
-:func:`ingest` is the one way rows enter a monitor (the observations route, and the events
-route to come): it checks timestamps, ids and the segment, summarises the rows of each bucket
-with :meth:`MonitorStats.summarise`, and hands everything to ``store.write_batch`` — one
-transaction, committed before it returns, so a caller that answers 2xx afterwards answers for
+:func:`ingest` is the one way rows enter a monitor (the observations and events routes): it
+checks timestamps, ids and the segment, summarises the rows of each bucket with
+:meth:`MonitorStats.summarise`, and hands everything to ``store.write_batch`` — one transaction,
+committed before it returns, so a caller that answers 2xx afterwards answers for
 durable data.
 
 Rows are bucketed by ``floor(time / bucket_s) * bucket_s``. A row with a label (≥ 0) counts on
