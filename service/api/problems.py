@@ -16,6 +16,7 @@ from service.core import InputError
 from service.core.errors import MissingDependency
 
 PROBLEM_JSON = "application/problem+json"
+OIP_PREFIX = "/v2"
 #: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
@@ -44,8 +45,13 @@ def problem_response(
     *,
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
+    request: Request | None = None,
 ) -> Response:
-    """A problem+json response with ``type: about:blank`` and the status phrase as title."""
+    """A problem+json response with ``type: about:blank`` and the status phrase as title.
+
+    Under /v2 (the Open Inference Protocol) it also carries the protocol's ``error`` member, the
+    message Triton's and KServe's clients raise.
+    """
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": _TITLES.get(status) or HTTPStatus(status).phrase,
@@ -54,6 +60,8 @@ def problem_response(
     }
     if errors:
         body["errors"] = list(errors)
+    if request is not None and request.url.path.startswith(OIP_PREFIX):
+        body["error"] = detail
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -81,6 +89,7 @@ async def input_error_handler(request: Request, exc: Exception) -> Response:
         422,
         str(exc),
         errors=[{"pointer": _pointer(request, exc), "detail": f"`{exc.location}` {exc.reason}"}],
+        request=request,
     )
 
 
@@ -100,21 +109,21 @@ async def validation_error_handler(request: Request, exc: Exception) -> Response
     assert isinstance(exc, ValidationError | RequestValidationError)
     errors = _validation_errors(request, exc.errors())
     detail = "; ".join(f"`{e.pop('field') or 'body'}`: {e['detail']}" for e in errors)
-    return problem_response(422, detail, errors=errors)
+    return problem_response(422, detail, errors=errors, request=request)
 
 
 async def problem_error_handler(request: Request, exc: Exception) -> Response:
     """The status the API layer chose (400 malformed JSON, 413, 415, ...)."""
     assert isinstance(exc, ProblemError)
     errors = [{"pointer": f"#/{exc.field}", "detail": exc.detail}] if exc.field else []
-    return problem_response(exc.status, exc.detail, errors=errors, headers=exc.headers)
+    return problem_response(exc.status, exc.detail, errors=errors, headers=exc.headers, request=request)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (404, 405, 413 from the server) as problem+json."""
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem_response(exc.status_code, detail, headers=exc.headers)
+    return problem_response(exc.status_code, detail, headers=exc.headers, request=request)
 
 
 async def recursion_error_handler(request: Request, exc: Exception) -> Response:

@@ -242,7 +242,7 @@ def test_extreme_logits_are_finite(client):
             "non-negative integers",
         ),
         (
-            {"logits": {"shape": [1, 2], "datatype": "BF16", "data": [0.0, 1.0]}, "labels": [0]},
+            {"logits": {"shape": [1, 2], "datatype": "FP8", "data": [0.0, 1.0]}, "labels": [0]},
             "#/logits/datatype",
             "must be one of",
         ),

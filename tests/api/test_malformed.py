@@ -118,7 +118,7 @@ FIELD_LEVEL = {
         r"prod\(shape\) = 4",
     ),
     "unknown datatype": (
-        {"logits": {"shape": [1, 2], "datatype": "BF16", "data": [1, 2]}, "labels": [0]},
+        {"logits": {"shape": [1, 2], "datatype": "FP8", "data": [1, 2]}, "labels": [0]},
         "#/logits/datatype",
         None,
     ),

@@ -119,8 +119,8 @@ def test_envelope_errors_point_into_inputs(client):
                     {"name": "weird", "shape": [1], "datatype": "INT32", "data": [0]},
                 ]
             },
-            "#/inputs/1",
-            "Extra inputs",
+            "#/inputs/1/parameters/role",
+            r"name 'weird' is not a field of this endpoint; set `parameters.role` to `logits`, `probs`",
         ),
     ],
 )

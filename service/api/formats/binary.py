@@ -15,7 +15,7 @@ from service.core import InputError
 
 from ..problems import ProblemError
 from .envelope import Envelope
-from .payload import ALIGNMENT, ArrayReader, parse_json_object, tensor_meta
+from .payload import ALIGNMENT, ArrayReader, parse_json_object, tensor_meta, widen_bf16
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -55,6 +55,9 @@ def attach_binary(
         if "data" in tensor:
             raise InputError(f"{role}.data", "must be absent when parameters.binary_data_size is given")
         shape, dtype = tensor_meta(tensor, role, require_data=False)
+        bf16 = tensor["datatype"] == "BF16"
+        if bf16:
+            dtype = np.dtype(np.uint16)  # raw bfloat16 words, widened to float32 once framed
         count = math.prod(shape)
         if size != count * dtype.itemsize:
             raise InputError(
@@ -70,7 +73,9 @@ def attach_binary(
             )
         reader.count(role, count)
         array = np.frombuffer(body, dtype=dtype.newbyteorder("<"), count=count, offset=position)
-        if not array.flags.aligned:
+        if bf16:
+            array = widen_bf16(array)
+        elif not array.flags.aligned:
             array = array.copy()
         array.flags.writeable = False  # a view into the request's buffer: never written
         envelope.fields[role] = array.reshape(shape)

@@ -1,6 +1,7 @@
 """All routers of the service, and helpers shared by routes."""
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,22 @@ def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarra
     return values
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A scoring result before it is written: the result model and its per-sample arrays.
+
+    /v1 writes it with :func:`respond`; /v2 (the Open Inference Protocol) maps it to output tensors.
+    """
+
+    result: BaseModel
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    binary: bool = False
+
+    def response(self) -> Response:
+        """The /v1 answer: JSON, or the binary tensor extension when asked and there are arrays."""
+        return respond(self.result, self.arrays, binary=self.binary)
+
+
 def unit_of(base: Any) -> str:
     """The unit name of a log base."""
     return {"e": "nats", 2: "bits", 10: "hartleys"}[base]
@@ -164,7 +181,25 @@ def routers() -> list[APIRouter]:
     The app includes each one itself: FastAPI resolves included routers per request, so
     a router of routers would cost every request one more level of matching.
     """
-    from . import calibration, cross_entropy, divergence, health, metrics, recalibration, reliability_diagram
+    from . import (
+        calibration,
+        cross_entropy,
+        divergence,
+        health,
+        metrics,
+        oip,
+        recalibration,
+        reliability_diagram,
+    )
 
-    modules = (cross_entropy, divergence, recalibration, calibration, reliability_diagram, health, metrics)
+    modules = (
+        cross_entropy,
+        divergence,
+        recalibration,
+        calibration,
+        reliability_diagram,
+        oip,
+        health,
+        metrics,
+    )
     return [module.router for module in modules]

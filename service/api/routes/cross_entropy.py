@@ -15,7 +15,7 @@ from service.api.schemas import (
 )
 from service.core._typing import FloatArray
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -28,7 +28,7 @@ ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights")
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(CrossEntropyBody),
 )
-@scoring(inline_bytes=INLINE_BYTES)
+@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def score_cross_entropy(body: Body) -> Response:
     """Cross-entropy of labels (or soft targets) under logits or probabilities.
 
@@ -37,13 +37,18 @@ def score_cross_entropy(body: Body) -> Response:
     follow torch.nn.functional.cross_entropy (label_smoothing, class weights,
     ignore_index, reduction); probabilities match sklearn.metrics.log_loss.
     """
+    return cross_entropy_answer(body).response()
+
+
+def cross_entropy_answer(body: Body) -> Answer:
+    """The cross-entropy result of `body`, with per-sample `losses` when asked."""
     options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)
     result, losses = _score(prediction, truth, weights, options)
     per_sample = {"losses": losses} if options.reduction == "none" or options.per_sample else {}
-    return respond(result, per_sample, binary=options.binary_data_output)
+    return Answer(result, per_sample, options.binary_data_output)
 
 
 def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:

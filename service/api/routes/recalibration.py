@@ -33,7 +33,7 @@ from service.api.schemas.recalibration import (
 )
 from service.core._typing import FloatArray
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
 
@@ -62,7 +62,7 @@ TEMPERATURE_PEER = (
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(TemperatureBody),
 )
-@scoring(inline_bytes=0)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_temperature(body: Body) -> Response:
     """Fit the temperature T minimising the mean NLL of softmax(logits / T) (binary: σ(z / T)).
 
@@ -72,6 +72,11 @@ def fit_temperature(body: Body) -> Response:
     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
     """
+    return temperature_answer(body).response()
+
+
+def temperature_answer(body: Body) -> Answer:
+    """The temperature fit of `body`, with the recalibrated probabilities when asked."""
     options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores = read_scores(body, options)
     truth = read_truth(body, prediction)
@@ -85,7 +90,7 @@ def fit_temperature(body: Body) -> Response:
     )
     parameters = TemperatureParameters(temperature=fit.temperature)
     after = apply_parameters(parameters, scores, prediction.field)
-    return respond(
+    return Answer(
         TemperatureResult(
             temperature=fit.temperature,
             converged=fit.converged,
@@ -100,7 +105,7 @@ def fit_temperature(body: Body) -> Response:
             convention=convention(prediction, truth, options, TEMPERATURE_PEER),
         ),
         _probs_out(after, prediction) if options.return_probs else {},
-        binary=options.binary_data_output,
+        options.binary_data_output,
     )
 
 
@@ -110,7 +115,7 @@ def fit_temperature(body: Body) -> Response:
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
     openapi_extra=request_body(RecalibrateBody),
 )
-@scoring(inline_bytes=0)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_recalibration(body: Body) -> Response:
     """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
 
@@ -129,6 +134,11 @@ def fit_recalibration(body: Body) -> Response:
     K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
     reproduces `after` exactly.
     """
+    return recalibrate_answer(body).response()
+
+
+def recalibrate_answer(body: Body) -> Answer:
+    """The fitted map of `body`, with the recalibrated probabilities when asked."""
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores = read_scores(body, options)
     check_form(options.method, scores, prediction.field)
@@ -136,7 +146,7 @@ def fit_recalibration(body: Body) -> Response:
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
-    return respond(
+    return Answer(
         RecalibrateResult(
             method=options.method,
             parameters=fitted.parameters,
@@ -152,7 +162,7 @@ def fit_recalibration(body: Body) -> Response:
             convention=convention(prediction, truth, options, _PEERS[options.method]),
         ),
         _probs_out(after, prediction) if options.return_probs else {},
-        binary=options.binary_data_output,
+        options.binary_data_output,
     )
 
 
@@ -173,7 +183,7 @@ _PEERS = {
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(ApplyBody),
 )
-@scoring(inline_bytes=INLINE_BYTES)
+@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def apply_recalibration(body: Body) -> Response:
     """Apply fitted parameters (as /v1/temperature or /v1/recalibrate returned them) to new predictions.
 
@@ -181,13 +191,18 @@ def apply_recalibration(body: Body) -> Response:
     `labels` or `targets` too to have the output scored: on the fitting batch this
     reproduces the fit's "after" metrics exactly.
     """
+    return apply_answer(body).response()
+
+
+def apply_answer(body: Body) -> Answer:
+    """The recalibrated probabilities of `body`, scored when the truth was sent."""
     options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
     parameters = _pick_parameters(options)
     prediction, scores = read_scores(body, options)
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction) if scored else None
-    return respond(
+    return Answer(
         ApplyResult(
             n=after.shape[0],
             method=parameters.method,
@@ -195,7 +210,7 @@ def apply_recalibration(body: Body) -> Response:
             convention=convention(prediction, truth, options, "") if truth is not None else None,
         ),
         _probs_out(after, prediction),
-        binary=options.binary_data_output,
+        options.binary_data_output,
     )
 
 

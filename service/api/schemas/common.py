@@ -31,6 +31,7 @@ class Tensor(BaseModel):
         min_length=1, max_length=2, description="[N] or [N, K]; prod(shape) must equal len(data)."
     )
     datatype: Literal[
+        "BF16",
         "FP16",
         "FP32",
         "FP64",
@@ -43,7 +44,8 @@ class Tensor(BaseModel):
         "UINT32",
         "UINT64",
     ] = Field(
-        description="Element type. FP32 is computed in float32 and FP16 widened to float32; "
+        description="Element type. FP32 is computed in float32, FP16 and BF16 widened to float32 (BF16 "
+        "binary tensors are raw 16-bit words, the top half of a float32); "
         "FP64 and integers in float64."
     )
     data: list[float] | list[list[float]] = Field(
