@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_route_id,
         exception_handlers=PROBLEM_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        redirect_slashes=False,  # `/v1/cross-entropy/` is a problem+json 404 naming the route, not a bare 307
     )
     app.state.settings = settings
     app.state.gate = gate

@@ -15,6 +15,8 @@ from starlette.responses import Response
 from service.core import InputError
 from service.core.errors import MissingDependency
 
+from .option_errors import describe
+
 PROBLEM_JSON = "application/problem+json"
 OIP_PREFIX = "/v2"
 #: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
@@ -93,22 +95,15 @@ async def input_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
-def _validation_errors(request: Request, errors: Sequence[Any]) -> list[dict[str, str]]:
-    prefixes: dict[str, str] = getattr(request.state, "field_pointers", {})
-    out = []
-    for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        head = prefixes.get(loc[0], f"#/{loc[0]}") if loc else "#"
-        pointer = "/".join([head, *loc[1:]])
-        out.append({"pointer": pointer, "detail": str(error.get("msg", "invalid")), "field": ".".join(loc)})
-    return out
-
-
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     """422 for options that failed their schema (unknown field, wrong type, out of range)."""
     assert isinstance(exc, ValidationError | RequestValidationError)
-    errors = _validation_errors(request, exc.errors())
-    detail = "; ".join(f"`{e.pop('field') or 'body'}`: {e['detail']}" for e in errors)
+    body = getattr(request.state, "body", None)
+    pointers: dict[str, str] = getattr(request.state, "field_pointers", {})
+    errors = describe(exc.errors(), getattr(body, "fields", None), pointers)
+    for error in errors:
+        error.pop("field")
+    detail = "; ".join(error["detail"] for error in errors)
     return problem_response(422, detail, errors=errors, request=request)
 
 
@@ -123,7 +118,18 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (404, 405, 413 from the server) as problem+json."""
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    path = request.url.path
+    if exc.status_code == 404 and path.endswith("/") and path.rstrip("/") in _routes(request):
+        detail = f"no route {path}; the route is {path.rstrip('/')}, without the trailing slash"
     return problem_response(exc.status_code, detail, headers=exc.headers, request=request)
+
+
+def _routes(request: Request) -> set[str]:
+    schema = request.app.openapi()  # built at start-up
+    return {request.scope.get("root_path", "") + path for path in schema.get("paths", {})} | {
+        "/docs",
+        "/redoc",
+    }
 
 
 async def recursion_error_handler(request: Request, exc: Exception) -> Response:

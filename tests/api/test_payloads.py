@@ -155,7 +155,9 @@ def test_binary_tensor_extension_with_misaligned_offset(client, rng):
     content = content[:head_len] + b" " + content[head_len:]
     headers_pad["inference-header-content-length"] = str(head_len + 1)
     response = client.post(URL, content=content, headers=headers_pad)
-    assert_problem(response, 422, "#/parameters/x", "Extra inputs")  # options are validated too
+    assert_problem(
+        response, 422, "#/parameters/x", "`x` is not a field of this request"
+    )  # options are validated too
 
 
 def test_binary_misaligned_tensors_are_copied_and_correct(client):

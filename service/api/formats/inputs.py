@@ -39,11 +39,9 @@ class Body:
         sent = [name for name in (first, second) if self.fields.get(name) is not None]
         if len(sent) == 1:
             return sent[0]
-        got = "both" if sent else "neither"
-        raise InputError(
-            second if sent else first,
-            f"exactly one of `{first}` or `{second}` is required; got {got}",
-        )
+        if sent:
+            raise InputError(second, f"must not be sent with `{first}` (exactly one of the two); got both")
+        raise InputError(first, f"or `{second}` is required (exactly one of the two); got neither")
 
     def array(self, name: str) -> np.ndarray:
         """Decode the array field `name`.

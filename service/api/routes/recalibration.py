@@ -215,10 +215,13 @@ def apply_answer(body: Body) -> Answer:
 
 
 def _pick_parameters(options: ApplyOptions) -> Parameters:
-    if (options.parameters is None) == (options.temperature is None):
-        got = "both" if options.parameters is not None else "neither"
+    if options.parameters is not None and options.temperature is not None:
         raise core.InputError(
-            "parameters", f"exactly one of `parameters` or `temperature` is required; got {got}"
+            "temperature", "must not be sent with `parameters` (exactly one of the two); got both"
+        )
+    if options.parameters is None and options.temperature is None:
+        raise core.InputError(
+            "parameters", "or `temperature` is required (exactly one of the two); got neither"
         )
     if options.parameters is not None:
         return options.parameters
