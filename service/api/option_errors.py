@@ -62,16 +62,16 @@ def _name(path: list[Any]) -> str:
 
 
 def _path(loc: list[Any], root: Any, error: Mapping[str, Any]) -> list[Any]:
-    """`loc` without the names of union members: the parts that index into `root` (a missing
-    field, the last part, is kept too)."""
+    """`loc` without the names of union members: the parts that index into `root`.
+
+    A missing field (the last part of its location) is kept too.
+    """
     if root is None:
         return loc
     kept, value = [], root
     for i, part in enumerate(loc):
-        if isinstance(value, dict) and part in value:
-            kept.append(part)
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        in_list = isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value)
+        if in_list or (isinstance(value, dict) and part in value):
             kept.append(part)
             value = value[part]
         elif i == len(loc) - 1 and isinstance(value, dict) and error.get("type") == "missing":

@@ -198,7 +198,7 @@ def test_temperature_bad_input_is_problem_json(client, payload, pointer, match):
                 "temperature": 1,
                 "parameters": {"method": "temperature", "temperature": 1},
             },
-            "#/parameters",
+            "#/temperature",
             "both",
         ),
         ({"logits": [[0.0, 1.0]], "temperature": -1}, "#/temperature", "must be ≥ 0"),
