@@ -75,3 +75,59 @@ def test_openapi_json_is_printed_once_and_lists_a_root_path_as_fastapi_does(monk
         document = client.get("/openapi.json").json()
     assert document["servers"] == [{"url": "/scoring"}]
     assert document["paths"] == app.openapi()["paths"] and "servers" not in app.openapi()
+
+
+def test_every_request_example_in_the_document_is_accepted(client):
+    """Issue 21: each operation's request example, posted as the document gives it, gets a 2xx."""
+    spec = create_app().openapi()
+    posted = 0
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method != "post":
+                continue
+            example = operation["requestBody"]["content"]["application/json"]["example"]
+            response = client.post(path, json=example)
+            assert 200 <= response.status_code < 300, (path, response.text)
+            posted += 1
+    assert posted == 13  # 7 endpoints under /v1, 6 models under /v2
+
+
+def test_the_document_declares_the_api_key_schemes_the_middleware_reads():
+    spec = create_app().openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert (schemes["apiKey"]["in"], schemes["apiKey"]["name"]) == ("header", "X-API-Key")
+    for path, item in spec["paths"].items():
+        guarded = path.startswith("/v1/") or (path.startswith("/v2") and not path.startswith("/v2/health"))
+        for operation in item.values():
+            assert ("security" in operation) == guarded, path
+
+
+def test_the_exactly_one_of_rules_are_in_the_schemas():
+    import jsonschema
+
+    spec = create_app().openapi()
+    schemas = spec["components"]["schemas"]
+
+    def valid(name, body):
+        resolver = {"components": {"schemas": schemas}}
+        schema = {**schemas[name], "components": resolver["components"]}
+        return jsonschema.Draft202012Validator(schema).is_valid(body)
+
+    logits, labels = [[1.0, 0.0]], [0]
+    assert valid("CrossEntropyBody", {"logits": logits, "labels": labels})
+    assert not valid("CrossEntropyBody", {})
+    assert not valid("CrossEntropyBody", {"logits": logits, "probs": logits, "labels": labels})
+    assert valid("CrossEntropyBody", {"logits": logits, "probs": None, "labels": labels})  # null: not sent
+    assert not valid("ApplyBody", {"logits": logits})
+    assert not valid("ApplyBody", {"logits": logits, "temperature": 1, "labels": labels, "targets": logits})
+    assert valid("ApplyBody", {"logits": logits, "temperature": 1, "labels": labels})
+
+
+def test_binary_bodies_declare_their_header():
+    spec = create_app().openapi()
+    for path, item in spec["paths"].items():
+        post = item.get("post")
+        if post is not None:
+            names = [p["name"] for p in post.get("parameters", []) if p["in"] == "header"]
+            assert names == ["Inference-Header-Content-Length"], path
