@@ -30,7 +30,9 @@ class RawBody(NamedTuple):
 async def raw_body(request: Request, settings: Settings) -> RawBody:
     """The request body and its format, checked for content type and size as it streams in."""
     kind = body_format(request)
-    header_length = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
+    declared = request.headers.get(HEADER_LENGTH)
+    # Checked whenever sent (a malformed header is a 400 with any body); used by binary bodies only.
+    header_length = declared_header_length(declared) if kind == "binary" or declared is not None else 0
     body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=header_length)
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
     return RawBody(body, kind, header_length)

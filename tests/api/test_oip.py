@@ -181,3 +181,12 @@ def test_versioned_paths_answer_as_the_plain_ones(client, name):
     versioned = client.post(f"/v2/models/{name}/versions/1/infer", json=example_request(name)).json()
     assert plain == versioned
     assert_problem(client.get(f"/v2/models/{name}/versions/2/ready"), 404)
+
+
+@pytest.mark.parametrize("path", ["/v1/apply", "/v2/models/apply/infer"])
+def test_a_malformed_binary_header_is_a_400_with_any_body(client, path):
+    from service.api.examples import V1
+
+    body = V1["apply"] if path.startswith("/v1") else example_request("apply")
+    response = client.post(path, json=body, headers={"Inference-Header-Content-Length": "-1"})
+    assert_problem(response, 400, match="Inference-Header-Content-Length")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 from schemathesis.config import SchemathesisConfig
 
 from service.app import create_app
@@ -19,19 +20,23 @@ CASES: Counter[str] = Counter()
 #: rows summing to 1, labels below K): a 422 naming the field. Binary-extension and npz bodies are opaque
 #: strings in the schema, so bytes that do not frame tensors are a 400, and a schema-valid shape may declare
 #: more elements than the limit: a 413. An invalid body may likewise be refused for its size first.
+#: The document declares the API-key schemes, so the app runs with a key, and schemathesis sends it (and
+#: checks that requests with a wrong or no key are refused: `ignored_auth`).
+KEY = "schemathesis-key"
 CONFIG = SchemathesisConfig.from_dict(
     {
+        "auth": {"openapi": {"bearer": {"bearer": KEY}, "apiKey": {"api_key": KEY}}},
         "checks": {
             "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "413", "422"]},
             "negative_data_rejection": {"expected-statuses": ["400", "413", "415", "422"]},
-        }
+        },
     }
 )
 # npz bodies are opaque bytes in the schema ({"type": "string", "format": "binary"}): send them as is.
 schemathesis.serializer.alias("application/x-npz", "application/octet-stream")
 
 schema = schemathesis.openapi.from_path(ROOT / "openapi" / "openapi.json", config=CONFIG)
-schema.app = create_app(Settings())
+schema.app = create_app(Settings(api_keys=SecretStr(KEY)))
 
 
 @schema.parametrize()

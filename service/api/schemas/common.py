@@ -22,12 +22,15 @@ RESULT_CONFIG = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 OPTIONS_CONFIG = ConfigDict(extra="forbid")
 
 
+_Row = Annotated[list[float], Field(min_length=1)]  # an empty batch or row is a 422: say so in the schema
+
+
 class Tensor(BaseModel):
     """An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data."""
 
     model_config = ConfigDict(extra="forbid")
 
-    shape: list[Annotated[int, Field(ge=0)]] = Field(
+    shape: list[Annotated[int, Field(ge=1)]] = Field(
         min_length=1, max_length=2, description="[N] or [N, K]; prod(shape) must equal len(data)."
     )
     datatype: Literal[
@@ -48,7 +51,7 @@ class Tensor(BaseModel):
         "binary tensors are raw 16-bit words, the top half of a float32); "
         "FP64 and integers in float64."
     )
-    data: list[float] | list[list[float]] = Field(
+    data: Annotated[list[float], Field(min_length=1)] | Annotated[list[_Row], Field(min_length=1)] = Field(
         description="The values in row-major order, flat or nested as the protocol allows."
     )
     name: str | None = Field(default=None, description="Ignored; allowed so OIP outputs can be forwarded.")
@@ -56,11 +59,12 @@ class Tensor(BaseModel):
 
 
 FloatArrayField = Annotated[
-    list[list[float]] | list[float] | Tensor,
+    Annotated[list[_Row], Field(min_length=1)] | _Row | Tensor,
     Field(description="N×K nested list (categorical) or length-N list (binary), or a tensor object."),
 ]
 IntArrayField = Annotated[
-    list[int] | Tensor, Field(description="Length-N list of integers, or a tensor object.")
+    Annotated[list[int], Field(min_length=1)] | Tensor,
+    Field(description="Length-N list of integers, or a tensor object."),
 ]
 
 Base = Literal["e", 2, 10]
