@@ -106,3 +106,18 @@ def test_a_trailing_slash_is_a_problem_naming_the_route(client, method, path):
     problem = assert_problem(response, 404)
     assert problem["detail"] == f"no route {path}; the route is {path[:-1]}, without the trailing slash"
     assert "location" not in response.headers
+
+
+def test_a_level_next_to_one_is_scored_not_a_500(client):
+    """Found by schemathesis: level 0.9999999999999999 made 0.5 + level/2 round to 1 (inv_cdf raised)."""
+    from statistics import NormalDist
+
+    body = {"probs": [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], "labels": [0, 1, 1], "level": 0.9999999999999999}
+    response = client.post("/v1/calibration", json=body)
+    assert response.status_code == 200, response.text
+    bins = response.json()["reliability"][0]
+    assert all(
+        0 <= low <= high <= 1 for low, high in zip(bins["wilson_low"], bins["wilson_high"]) if low is not None
+    )
+    z = -NormalDist().inv_cdf((1 - 0.9999999999999999) / 2)  # the z used: Wilson bounds at the extremes
+    assert z > 8
