@@ -38,6 +38,10 @@ SECURITY_SCHEMES = {
         "description": "The same key as an `X-API-Key` header.",
     },
 }
+UNAUTHORIZED = {
+    "description": "API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`).",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+}
 HEADER_LENGTH_PARAMETER = {
     "name": "Inference-Header-Content-Length",
     "in": "header",
@@ -72,6 +76,7 @@ def complete(schema: dict[str, Any]) -> None:
         for method, operation in item.items():
             if guarded:
                 operation["security"] = security
+                operation["responses"].setdefault("401", UNAUTHORIZED)
             body = operation.get("requestBody", {}).get("content", {})
             if method != "post" or "application/octet-stream" not in body:
                 continue

@@ -127,3 +127,12 @@ def test_a_level_next_to_one_is_scored_not_a_500(client):
         p, d = k / n, 1 + z * z / n  # the Wilson score interval, closed form
         centre, half = (p + z * z / (2 * n)) / d, z / d * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
         np.testing.assert_allclose([low, high], [centre - half, centre + half], rtol=1e-12)
+
+
+def test_fp16_labels_are_read_without_an_overflow_warning(client):
+    """Found by schemathesis: comparing float16 labels with 2**53 overflowed (a 500 under -W error)."""
+    body = {"labels": {"data": [0.0, 1.0], "datatype": "FP16", "shape": [2]}, "probs": [0.2, 0.9]}
+    as_ints = client.post("/v1/calibration", json={**body, "labels": [0, 1]}).json()
+    response = client.post("/v1/calibration", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["metrics"] == as_ints["metrics"]
