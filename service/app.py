@@ -24,21 +24,39 @@ from service.api.middleware.exchange import ExchangeMiddleware
 from service.api.middleware.limits import Gate
 from service.api.middleware.loop_lag import watch_loop_lag
 from service.api.middleware.metrics import Metrics, refresh_worker_stats
+from service.api.openapi_doc import complete
 from service.api.problems import PROBLEM_HANDLERS
-from service.api.routes import REQUEST_MODELS, routers
+from service.api.routes import REQUEST_MODELS, docs, routers
 from service.api.serving import trim_malloc
 from service.monitors.counters import MonitorCounters
 from service.monitors.holder import StoreHolder
 from service.settings import Settings
 
 DESCRIPTION = """\
-Scores batches of classifier outputs: cross-entropy, divergences and entropies.
+Xent scores batches of probabilistic classifier outputs and recalibrates them.
+
+- **Scores** — `/v1/cross-entropy` (PyTorch's options: label smoothing, class weights,
+  ignore_index, reductions; per-sample losses), `/v1/divergence` (KL both ways, Jensen–Shannon,
+  entropies and cross-entropy per row).
+- **Calibration** — `/v1/calibration` (binned ECE/MCE/RMSCE with every convention named, class-wise
+  and marginal targets, adaptive and debiased estimators, smooth ECE, Brier with its decomposition,
+  Spiegelhalter's Z, KS and Kuiper tests, reliability bins, bootstrap intervals, presets reproducing
+  torchmetrics, scikit-learn, netcal and Guo et al.) and `/v1/reliability-diagram` (SVG).
+- **Recalibration** — `/v1/temperature` (exact temperature fit), `/v1/recalibrate` (temperature,
+  vector, matrix, Platt, beta, isotonic, histogram; optional hold-out or k-fold check) and
+  `/v1/apply` (apply fitted parameters to new predictions).
+- **Open Inference Protocol** — `/v2`: every scoring endpoint is a KServe v2 / Triton model
+  (metadata, readiness, `infer` with JSON or binary tensors), so tritonclient and KServe clients call
+  Xent unchanged.
+- **Operations** — `/healthz`, `/readyz`, `/metrics` (Prometheus); API keys (`Authorization: Bearer`
+  or `X-API-Key`) when `XENT_API_KEYS` is set; limits on body size, elements, concurrency and time.
 
 Every array may be a nested JSON list or an Open Inference Protocol tensor object
-(`{"shape": [N, K], "datatype": "FP32", "data": [...]}`). Errors are RFC 9457
-`application/problem+json` naming the field and the first offending index.
-Every response echoes the conventions used (log base, eps policy, reduction, ...).
-Non-finite results are sent as the strings "Infinity", "-Infinity" and "NaN".
+(`{"shape": [N, K], "datatype": "FP32", "data": [...]}`); whole bodies may be OIP inference requests,
+the OIP binary tensor extension (`application/octet-stream`) or `.npz` archives. Errors are RFC 9457
+`application/problem+json` naming the field and the first offending index. Every response echoes the
+conventions used (log base, eps policy, reduction, ...). Non-finite results are sent as the strings
+"Infinity", "-Infinity" and "NaN".
 """
 
 
@@ -81,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_route_id,
         exception_handlers=PROBLEM_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,  # /docs and /redoc: service.api.routes.docs, assets served here, no CDN
+        redoc_url=None,  # `/v1/cross-entropy/` is a problem+json 404 naming the route, not a bare 307
     )
     app.state.settings = settings
     app.state.gate = gate
@@ -92,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     included = routers()
     for router in included:
         app.include_router(router)
+    docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _serve_openapi_as_bytes(app)
     scoring = _scoring_routes(included)
@@ -218,5 +240,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             ref_template="#/components/schemas/{model}",
         )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        complete(schema)  # rules, examples, security schemes, the binary header
         app.openapi_schema = schema
     return app.openapi_schema

@@ -21,7 +21,14 @@ def test_every_operation_documents_its_body_and_problems():
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             assert operation.get("description") or operation.get("summary"), (method, path)
-            if method == "post" and (not path.startswith("/v1/monitors/") or path.endswith("/observations")):
+            if method == "post" and path.startswith("/v2/"):  # OIP: inference requests, JSON or binary
+                content = operation["requestBody"]["content"]
+                assert {"application/json", "application/octet-stream"} <= set(content)
+                assert content["application/json"]["schema"]["$ref"].endswith("/InferenceRequest")
+                assert {"400", "422"} <= set(operation["responses"])
+            elif method == "post" and (
+                not path.startswith("/v1/monitors/") or path.endswith("/observations")
+            ):
                 content = operation["requestBody"]["content"]
                 json_schema = content["application/json"]["schema"]
                 if path not in JSON_ONLY:  # array routes also take binary tensors and npz
@@ -74,3 +81,66 @@ def test_openapi_json_is_printed_once_and_lists_a_root_path_as_fastapi_does(monk
         document = client.get("/openapi.json").json()
     assert document["servers"] == [{"url": "/scoring"}]
     assert document["paths"] == app.openapi()["paths"] and "servers" not in app.openapi()
+
+
+def test_every_request_example_in_the_document_is_accepted(client):
+    """Issue 21: each operation's request example, posted as the document gives it, gets a 2xx."""
+    spec = create_app().openapi()
+    paths = spec["paths"]
+    # Monitor routes act on a monitor: the document's own PUT example creates it first.
+    create = paths["/v1/monitors/{name}"]["put"]["requestBody"]["content"]["application/json"]["example"]
+    assert client.put("/v1/monitors/example", json=create).status_code in (200, 201)
+    posted = 0
+    for path, item in paths.items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if method not in ("post", "put") or "application/json" not in content:
+                continue
+            if path.endswith("/events"):  # CloudEvents: its headers make the request (docs/monitors.md)
+                continue
+            example = content["application/json"]["example"]
+            response = client.request(method.upper(), path.replace("{name}", "example"), json=example)
+            assert 200 <= response.status_code < 300, (path, response.text)
+            posted += 1
+    assert posted == 17  # 8 scoring endpoints and 3 monitor routes under /v1, 6 models under /v2
+
+
+def test_the_document_declares_the_api_key_schemes_the_middleware_reads():
+    spec = create_app().openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert (schemes["apiKey"]["in"], schemes["apiKey"]["name"]) == ("header", "X-API-Key")
+    for path, item in spec["paths"].items():
+        guarded = path.startswith("/v1/") or (path.startswith("/v2") and not path.startswith("/v2/health"))
+        for operation in item.values():
+            assert ("security" in operation) == guarded, path
+
+
+def test_the_exactly_one_of_rules_are_in_the_schemas():
+    import jsonschema
+
+    spec = create_app().openapi()
+    schemas = spec["components"]["schemas"]
+
+    def valid(name, body):
+        resolver = {"components": {"schemas": schemas}}
+        schema = {**schemas[name], "components": resolver["components"]}
+        return jsonschema.Draft202012Validator(schema).is_valid(body)
+
+    logits, labels = [[1.0, 0.0]], [0]
+    assert valid("CrossEntropyBody", {"logits": logits, "labels": labels})
+    assert not valid("CrossEntropyBody", {})
+    assert not valid("CrossEntropyBody", {"logits": logits, "probs": logits, "labels": labels})
+    assert valid("CrossEntropyBody", {"logits": logits, "probs": None, "labels": labels})  # null: not sent
+    assert not valid("ApplyBody", {"logits": logits})
+    assert not valid("ApplyBody", {"logits": logits, "temperature": 1, "labels": labels, "targets": logits})
+    assert valid("ApplyBody", {"logits": logits, "temperature": 1, "labels": labels})
+
+
+def test_binary_bodies_declare_their_header():
+    spec = create_app().openapi()
+    for path, item in spec["paths"].items():
+        post = item.get("post")
+        if post is not None and "application/octet-stream" in post.get("requestBody", {}).get("content", {}):
+            names = [p["name"] for p in post.get("parameters", []) if p["in"] == "header"]
+            assert names == ["Inference-Header-Content-Length"], path

@@ -31,24 +31,30 @@ class RawBody(NamedTuple):
 async def raw_body(request: Request, settings: Settings) -> RawBody:
     """The request body and its format, checked for content type and size as it streams in."""
     kind = body_format(request)
-    header_length = declared_header_length(request.headers.get(HEADER_LENGTH)) if kind == "binary" else 0
+    declared = request.headers.get(HEADER_LENGTH)
+    # Checked whenever sent (a malformed header is a 400 with any body); used by binary bodies only.
+    header_length = declared_header_length(declared) if kind == "binary" or declared is not None else 0
     body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=header_length)
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
     return RawBody(body, kind, header_length)
 
 
-def parsed_body(request: Request, raw: RawBody, settings: Settings) -> Body:
+def parsed_body(
+    request: Request, raw: RawBody, settings: Settings, roles: frozenset[str] | None = None
+) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
+
+    `roles`, when given, are the array fields an inference request's inputs may fill.
 
     CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
     rows of the returned body (``request.state.body``) once the response is sent.
     """
-    parsed = _parse(request, raw, settings)
+    parsed = _parse(request, raw, settings, roles)
     request.state.body = parsed
     return parsed
 
 
-def _parse(request: Request, raw: RawBody, settings: Settings) -> Body:
+def _parse(request: Request, raw: RawBody, settings: Settings, roles: frozenset[str] | None) -> Body:
     body, kind = raw.data, raw.kind
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
@@ -63,7 +69,7 @@ def _parse(request: Request, raw: RawBody, settings: Settings) -> Body:
     reader = ArrayReader(settings.max_elements, has_boolean_elements(text))
     request.state.tensor_shapes = reader.tensor_shapes  # error pointers follow tensors and envelopes
     if kind == "binary" or is_inference_request(fields):
-        envelope = unwrap(fields)
+        envelope = unwrap(fields, roles)
         request.state.field_pointers = envelope.pointers
         if kind == "binary":
             attach_binary(envelope, body, raw.header_length, reader)
@@ -76,10 +82,21 @@ def _parse(request: Request, raw: RawBody, settings: Settings) -> Body:
 INLINE_BYTES = 1 << 16
 
 Score = Callable[[Body], Response]
+Read = Callable[[Request, Settings], Awaitable[RawBody]]
+Parse = Callable[[Request, RawBody, Settings], Body]
 
 
-def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], Awaitable[Response]]]:
+def scoring(
+    *,
+    inline_bytes: int = 0,
+    roles: tuple[str, ...] | None = None,
+    read: Read = raw_body,
+    parse: Parse | None = None,
+) -> Callable[[Score], Callable[[Request], Awaitable[Response]]]:
     """Make an endpoint of ``score(body)``: read the body, then parse and score it.
+
+    `roles` are the route's array fields (the roles an inference request's inputs may take);
+    `read` and `parse` replace the default body reader and parser (the /v2 routes use their own).
 
     Bodies up to `inline_bytes` are parsed and scored right on the event loop (pass 0 for
     routes whose cost is not linear in the input, such as fits and bootstraps); larger ones
@@ -88,16 +105,22 @@ def scoring(*, inline_bytes: int = 0) -> Callable[[Score], Callable[[Request], A
     The endpoint takes only the request, so FastAPI resolves no dependencies per call; the
     request body is documented by each route's ``openapi_extra``.
     """
+    allowed = None if roles is None else frozenset(roles)
+
+    def default_parse(request: Request, raw: RawBody, settings: Settings) -> Body:
+        return parsed_body(request, raw, settings, allowed)
+
+    parse_body = parse or default_parse
 
     def wrap(score: Score) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             settings: Settings = request.app.state.settings
-            raw = await raw_body(request, settings)
+            raw = await read(request, settings)
             if len(raw.data) <= inline_bytes:
-                return score(parsed_body(request, raw, settings))
+                return score(parse_body(request, raw, settings))
             limiter = getattr(request.app.state, "scoring_limiter", None)  # XENT_SCORING_THREADS at once
             return await anyio.to_thread.run_sync(
-                lambda: score(parsed_body(request, raw, settings)), limiter=limiter
+                lambda: score(parse_body(request, raw, settings)), limiter=limiter
             )
 
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):

@@ -17,8 +17,11 @@ from service.core import InputError
 from service.core.errors import MissingDependency
 from service.store import MonitorConflict, MonitorNotFound, StoreLimit, StoreUnavailable
 
+from .option_errors import describe
+
 PROBLEM_JSON = "application/problem+json"
 _INDEX = re.compile(r"\[(\d+)\]")
+OIP_PREFIX = "/v2"
 #: RFC 9110 reason phrases where Python's `http.HTTPStatus` still has the older ones.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
@@ -47,8 +50,13 @@ def problem_response(
     *,
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
+    request: Request | None = None,
 ) -> Response:
-    """A problem+json response with ``type: about:blank`` and the status phrase as title."""
+    """A problem+json response with ``type: about:blank`` and the status phrase as title.
+
+    Under /v2 (the Open Inference Protocol) it also carries the protocol's ``error`` member, the
+    message Triton's and KServe's clients raise.
+    """
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": _TITLES.get(status) or HTTPStatus(status).phrase,
@@ -57,6 +65,8 @@ def problem_response(
     }
     if errors:
         body["errors"] = list(errors)
+    if request is not None and request.url.path.startswith(OIP_PREFIX):
+        body["error"] = detail
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -88,40 +98,45 @@ async def input_error_handler(request: Request, exc: Exception) -> Response:
         422,
         str(exc),
         errors=[{"pointer": _pointer(request, exc), "detail": f"`{exc.location}` {exc.reason}"}],
+        request=request,
     )
-
-
-def _validation_errors(request: Request, errors: Sequence[Any]) -> list[dict[str, str]]:
-    prefixes: dict[str, str] = getattr(request.state, "field_pointers", {})
-    out = []
-    for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-        head = prefixes.get(loc[0], f"#/{loc[0]}") if loc else "#"
-        pointer = "/".join([head, *loc[1:]])
-        out.append({"pointer": pointer, "detail": str(error.get("msg", "invalid")), "field": ".".join(loc)})
-    return out
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
     """422 for options that failed their schema (unknown field, wrong type, out of range)."""
     assert isinstance(exc, ValidationError | RequestValidationError)
-    errors = _validation_errors(request, exc.errors())
-    detail = "; ".join(f"`{e.pop('field') or 'body'}`: {e['detail']}" for e in errors)
-    return problem_response(422, detail, errors=errors)
+    body = getattr(request.state, "body", None)
+    pointers: dict[str, str] = getattr(request.state, "field_pointers", {})
+    errors = describe(exc.errors(), getattr(body, "fields", None), pointers)
+    for error in errors:
+        error.pop("field")
+    detail = "; ".join(error["detail"] for error in errors)
+    return problem_response(422, detail, errors=errors, request=request)
 
 
 async def problem_error_handler(request: Request, exc: Exception) -> Response:
     """The status the API layer chose (400 malformed JSON, 413, 415, ...)."""
     assert isinstance(exc, ProblemError)
     errors = [{"pointer": f"#/{exc.field}", "detail": exc.detail}] if exc.field else []
-    return problem_response(exc.status, exc.detail, errors=errors, headers=exc.headers)
+    return problem_response(exc.status, exc.detail, errors=errors, headers=exc.headers, request=request)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (404, 405, 413 from the server) as problem+json."""
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem_response(exc.status_code, detail, headers=exc.headers)
+    path = request.url.path
+    if exc.status_code == 404 and path.endswith("/") and path.rstrip("/") in _routes(request):
+        detail = f"no route {path}; the route is {path.rstrip('/')}, without the trailing slash"
+    return problem_response(exc.status_code, detail, headers=exc.headers, request=request)
+
+
+def _routes(request: Request) -> set[str]:
+    schema = request.app.openapi()  # built at start-up
+    return {request.scope.get("root_path", "") + path for path in schema.get("paths", {})} | {
+        "/docs",
+        "/redoc",
+    }
 
 
 async def recursion_error_handler(request: Request, exc: Exception) -> Response:

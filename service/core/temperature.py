@@ -121,7 +121,7 @@ def _as_logits_and_targets(
     """N×K logits (binary z → [0, z]) with either int labels or N×K soft targets."""
     z = check_logits(logits) if validate else np.asarray(logits)
     if (labels is None) == (targets is None):
-        raise InputError("labels", "exactly one of `labels` or `targets` is required")
+        raise InputError("labels", "or `targets` must be given, not both nor neither")
     binary = z.ndim == 1
     if binary:
         z = np.stack([np.zeros_like(z), z], axis=1)

@@ -212,7 +212,7 @@ def check_labels(
         if fractional.any():
             index = first_index(fractional)
             raise InputError(field, f"must hold integers; got {array[index]}", index=index)
-        if np.abs(array).max() > 2**53:
+        if float(np.abs(array).max()) > 2**53:  # a Python float: 2**53 overflows float16
             raise InputError(field, "must hold integers below 2**53 when sent as floats")
         array = array.astype(np.int64)
     elif array.dtype.kind not in "iu":

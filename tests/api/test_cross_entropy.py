@@ -205,7 +205,11 @@ def test_extreme_logits_are_finite(client):
         ({"labels": [0]}, "#/logits", "got neither"),
         ({"logits": [[0.0, 1.0]]}, "#/labels", "got neither"),
         ({"logits": [[0.0, 1.0]], "labels": [0], "targets": [[1.0, 0.0]]}, "#/targets", "got both"),
-        ({"logits": [[0.0, 1.0]], "labels": [0], "unknown": 1}, "#/unknown", "Extra inputs"),
+        (
+            {"logits": [[0.0, 1.0]], "labels": [0], "unknown": 1},
+            "#/unknown",
+            "`unknown` is not a field of this request",
+        ),
         ({"logits": [[0.0, 1.0]], "labels": [0], "reduction": "avg"}, "#/reduction", "mean"),
         ({"logits": [[0.0, 1.0]], "labels": [0], "label_smoothing": 1.5}, "#/label_smoothing", "less than"),
         ({"logits": [[0.0, 1.0]], "labels": [0], "base": 3}, "#/base", None),

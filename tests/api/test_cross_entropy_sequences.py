@@ -120,17 +120,17 @@ def test_sequence_bad_input_names_the_field(client, rng, extra, pointer, match):
     assert match in problem["detail"]
 
 
-def test_bf16_is_refused_outside_sequences(client, rng):
-    z = (
-        torch.from_numpy(rng.standard_normal((4, 3)))
-        .to(torch.bfloat16)
-        .view(torch.int16)
-        .numpy()
-        .view(np.uint16)
-    )
-    blob, headers = binary_request([("logits", z, "BF16"), ("labels", np.array([0, 1, 2, 0]), "INT64")])
-    problem = assert_problem(client.post(URL, content=blob, headers=headers), 422)
-    assert "BF16 only for B×T×K" in problem["detail"]
+def test_bf16_outside_sequences_is_widened_exactly(client, rng):
+    """Issue 21: OIP BF16 input is accepted on N×K requests too, widened to float32 (exact)."""
+    bf16 = torch.from_numpy(rng.standard_normal((4, 3))).to(torch.bfloat16)
+    z = bf16.view(torch.int16).numpy().view(np.uint16)
+    labels = np.array([0, 1, 2, 0])
+    blob, headers = binary_request([("logits", z, "BF16"), ("labels", labels, "INT64")])
+    answer = client.post(URL, content=blob, headers=headers)
+    assert answer.status_code == 200, answer.text
+    expected = torch.nn.functional.cross_entropy(bf16.float(), torch.from_numpy(labels))
+    assert answer.json()["loss"] == pytest.approx(float(expected), rel=1e-6)
+    assert answer.json()["convention"]["dtype"] == "float32"
 
 
 def test_bf16_json_tensor_is_rounded_like_torch(client, rng):
@@ -145,13 +145,10 @@ def test_bf16_json_tensor_is_rounded_like_torch(client, rng):
     ).json()
     rounded = torch.from_numpy(z).to(torch.bfloat16).double().numpy()  # round to nearest even, as torch does
     assert body["loss"] == pytest.approx(float(_torch(rounded, y, "mean")), rel=2e-6)
-    problem = assert_problem(
-        client.post(
-            URL, json={"logits": {"shape": [1, 2], "datatype": "BF16", "data": [0.0, 1.0]}, "labels": [0]}
-        ),
-        422,
-    )
-    assert problem["errors"][0]["pointer"] == "#/logits/datatype"
+    flat = client.post(  # an N×K BF16 JSON tensor: the same rounding, then float32
+        URL, json={"logits": {"shape": [1, 2], "datatype": "BF16", "data": [0.0, 1.0]}, "labels": [0]}
+    ).json()
+    assert flat["loss"] == pytest.approx(math.log1p(math.e), rel=1e-6)
 
 
 def test_sequence_top1_calibration_matches_torchmetrics(client, rng):

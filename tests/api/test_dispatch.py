@@ -52,6 +52,8 @@ def test_every_scoring_route_is_dispatched_and_nothing_else():
         "/v1/recalibrate",
         "/v1/reliability-diagram",
         "/v1/temperature",
+        *(f"/v2/models/{name}/infer" for name in ("apply", "calibration", "cross-entropy", "divergence")),
+        *(f"/v2/models/{name}/infer" for name in ("recalibrate", "temperature")),
     ]
 
 

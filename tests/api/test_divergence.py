@@ -71,7 +71,11 @@ def test_binary_vectors_are_bernoulli(client):
         ),
         ({"p_probs": [[0.5, 0.5]], "q_probs": [[0.2, 0.2, 0.6]]}, "#/q_probs", "must have the shape"),
         ({"p_probs": [[0.5, 0.6]], "q_probs": [[0.5, 0.5]]}, "#/p_probs/0", "must sum to 1"),
-        ({"p_probs": [[0.5, 0.5]], "q_probs": [[0.5, 0.5]], "labels": [0]}, "#/labels", "Extra inputs"),
+        (
+            {"p_probs": [[0.5, 0.5]], "q_probs": [[0.5, 0.5]], "labels": [0]},
+            "#/labels",
+            "`labels` is not a field of this request",
+        ),
     ],
 )
 def test_bad_divergence_input_is_problem_json(client, body, pointer, match):

@@ -60,10 +60,24 @@ BODY_LEVEL = {
 }
 
 
+#: A KServe logger event's attributes, so the events route reads its (malformed) body.
+EVENT = {
+    "ce-id": "malformed-1",
+    "ce-type": "org.kubeflow.serving.inference.response",
+    "ce-source": "tests",
+    "ce-specversion": "1.0",
+}
+
+
 @pytest.mark.parametrize("path", ROUTES)
 @pytest.mark.parametrize("case", BODY_LEVEL)
 def test_malformed_body_is_problem_json(strict, path, case):
     body, status, match = BODY_LEVEL[case]
+    if path.endswith("/events"):  # a CloudEvent: its own checks (tests/api/test_monitor_events.py)
+        response = strict.post(path, content=body, headers=JSON | EVENT)
+        assert 400 <= response.status_code < 500, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        return
     assert_problem(strict.post(path, content=body, headers=JSON), status, match=match)
 
 

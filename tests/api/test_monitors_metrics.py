@@ -234,18 +234,18 @@ def test_segments_are_queried_apart_and_together(tmp_path, rng):
     k = 3
     logits, labels = rng.standard_normal((90, k)), rng.integers(0, k, size=90)
     segment = np.array(["a", "b", "c"])[rng.integers(0, 3, size=90)]
+    start = (int(time.time()) // 7200 - 1) * 7200  # the last whole 2 h block
     with monitor_client(tmp_path) as client:
         client.put("/v1/monitors/seg", json={"n_classes": k})
         for name in ("a", "b", "c"):
             rows = segment == name
-            observe(
-                client, "seg", {"logits": logits[rows], "labels": labels[rows], "segment": name}, "tensor"
-            )
+            fields = {"logits": logits[rows], "labels": labels[rows], "segment": name}
+            observe(client, "seg", fields | {"timestamps": np.full(rows.sum(), start + 100.0)}, "tensor")
         assert client.get("/v1/monitors/seg").json()["totals"]["segments"] == ["a", "b", "c"]
         for name in ("a", None):
             rows = segment == name if name else np.ones(90, bool)
-            params = {"step": "2h"} | ({"segment": name} if name else {})
-            _, point = _only_point(client, "seg", **params)
+            params = {"segment": name} if name else {}
+            _, point = _only_point(client, "seg", start, **params)
             calibration, nll, _ = _reference(client, "logits", logits[rows], labels[rows])
             assert point["n"] == rows.sum()
             _close(point["ece"], calibration["ece"])

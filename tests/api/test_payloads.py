@@ -119,8 +119,8 @@ def test_envelope_errors_point_into_inputs(client):
                     {"name": "weird", "shape": [1], "datatype": "INT32", "data": [0]},
                 ]
             },
-            "#/inputs/1",
-            "Extra inputs",
+            "#/inputs/1/parameters/role",
+            r"name 'weird' is not a field of this endpoint; set `parameters.role` to `logits`, `probs`",
         ),
     ],
 )
@@ -155,7 +155,9 @@ def test_binary_tensor_extension_with_misaligned_offset(client, rng):
     content = content[:head_len] + b" " + content[head_len:]
     headers_pad["inference-header-content-length"] = str(head_len + 1)
     response = client.post(URL, content=content, headers=headers_pad)
-    assert_problem(response, 422, "#/parameters/x", "Extra inputs")  # options are validated too
+    assert_problem(
+        response, 422, "#/parameters/x", "`x` is not a field of this request"
+    )  # options are validated too
 
 
 def test_binary_misaligned_tensors_are_copied_and_correct(client):

@@ -127,10 +127,10 @@ def test_recalibrate_bad_input_is_problem_json(client, payload, pointer, match):
             "rectangular",
         ),
         ({"method": "platt", "a": 1, "b": 0}, "#/logits", "must be binary"),
-        ({"method": "beta", "a": -1, "b": 0, "c": 0}, "#/parameters/beta/a", None),
+        ({"method": "beta", "a": -1, "b": 0, "c": 0}, "#/parameters/a", None),
         (
             {"method": "vector", "scale": [1, "NaN", 1], "bias": [0, 0, 0]},
-            "#/parameters/vector/scale/1",
+            "#/parameters/scale/1",
             None,
         ),
         ({"method": "isotonic", "knots": [{"x": [0, 1], "y": [0, 1]}]}, "#/parameters/knots", "3 knot set"),

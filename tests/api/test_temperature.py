@@ -156,7 +156,11 @@ def test_temperature_fold_validation_scores_every_sample(client, rng):
 @pytest.mark.parametrize(
     ("payload", "pointer", "match"),
     [
-        ({"logits": [[0.0, 1.0]]}, "#/labels", "exactly one of `labels` or `targets`"),
+        (
+            {"logits": [[0.0, 1.0]]},
+            "#/labels",
+            r"^`labels` or `targets` is required \(exactly one of the two\); got neither$",
+        ),
         ({"logits": [[0.0, 1.0]], "labels": [2]}, "#/labels/0", r"must lie in \[0, 2\)"),
         ({"logits": [[0.0, 1.0]], "labels": [0, 1]}, "#/labels", "as many samples"),
         ({"logits": [[0.0, 1.0]], "labels": [0], "rtol": 0}, "#/rtol", "greater than 0"),
@@ -183,14 +187,18 @@ def test_temperature_bad_input_is_problem_json(client, payload, pointer, match):
 @pytest.mark.parametrize(
     ("payload", "pointer", "match"),
     [
-        ({"logits": [[0.0, 1.0]]}, "#/parameters", "exactly one of `parameters` or `temperature`"),
+        (
+            {"logits": [[0.0, 1.0]]},
+            "#/parameters",
+            r"^`parameters` or `temperature` is required \(exactly one of the two\)",
+        ),
         (
             {
                 "logits": [[0.0, 1.0]],
                 "temperature": 1,
                 "parameters": {"method": "temperature", "temperature": 1},
             },
-            "#/parameters",
+            "#/temperature",
             "both",
         ),
         ({"logits": [[0.0, 1.0]], "temperature": -1}, "#/temperature", "must be ≥ 0"),
@@ -201,7 +209,7 @@ def test_temperature_bad_input_is_problem_json(client, payload, pointer, match):
             "#/parameters/temperature",
             "≥ 0",
         ),
-        ({"temperature": 1}, "#/logits", "exactly one of `logits` or `probs`"),
+        ({"temperature": 1}, "#/logits", r"^`logits` or `probs` is required \(exactly one of the two\)"),
     ],
 )
 def test_apply_bad_input_is_problem_json(client, payload, pointer, match):

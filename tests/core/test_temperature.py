@@ -270,7 +270,7 @@ def test_fit_temperature_nearly_separable_stops_honestly():
 
 
 def test_fit_temperature_requires_exactly_one_truth():
-    with pytest.raises(InputError, match="exactly one of `labels` or `targets`"):
+    with pytest.raises(InputError, match="`labels` or `targets` must be given, not both nor neither"):
         fit_temperature([[0.0, 1.0]])
 
 

@@ -55,6 +55,9 @@ def attach_binary(
         if "data" in tensor:
             raise InputError(f"{role}.data", "must be absent when parameters.binary_data_size is given")
         shape, dtype = tensor_meta(tensor, role, require_data=False)
+        bf16 = tensor["datatype"] == "BF16"
+        if bf16:
+            dtype = np.dtype(np.uint16)  # raw bfloat16 words (widened where read: Body.array)
         count = math.prod(shape)
         if size != count * dtype.itemsize:
             raise InputError(

@@ -54,9 +54,7 @@ def unwrap(body: dict[str, Any], roles: frozenset[str] | None = None) -> Envelop
     for i, tensor in enumerate(inputs):
         role, size = _role_and_size(tensor, i)
         if roles is not None and role not in roles:
-            raise InputError(
-                f"inputs.{i}.parameters.role", f"must be one of {sorted(roles)}; got {reprlib.repr(role)}"
-            )
+            _refuse_role(tensor, i, role, roles)
         if role in envelope.fields:
             raise InputError(f"inputs.{i}", f"repeats the role {role!r}")
         envelope.fields[role] = {k: v for k, v in tensor.items() if k in ("shape", "datatype", "data")}
@@ -64,6 +62,28 @@ def unwrap(body: dict[str, Any], roles: frozenset[str] | None = None) -> Envelop
         if size is not None:
             envelope.binary_sizes.append((role, size))
     return envelope
+
+
+def _refuse_role(tensor: dict[str, Any], i: int, role: str, roles: frozenset[str]) -> None:
+    """Raise for a role the endpoint does not take, saying how to give one (a Triton ``output__0``)."""
+    choices = _one_of([name for name in _ROLE_ORDER if name in roles] + sorted(roles - set(_ROLE_ORDER)))
+    parameters = tensor.get("parameters") or {}
+    if "role" in parameters:
+        raise InputError(f"inputs.{i}.parameters.role", f"must be {choices}; got {reprlib.repr(role)}")
+    raise InputError(
+        f"inputs.{i}.parameters.role",
+        f"is required: the input's name {reprlib.repr(role)} is not a field of this endpoint; "
+        f"set `parameters.role` to {choices}",
+    )
+
+
+#: Roles in the order an error lists them: predictions first.
+_ROLE_ORDER = ("logits", "probs", "p_logits", "p_probs", "q_logits", "q_probs", "labels", "targets")
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [f"`{name}`" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _role_and_size(tensor: Any, i: int) -> tuple[str, int | None]:

@@ -19,7 +19,7 @@ from service.core import (
 from service.core._typing import FloatArray, IntArray
 
 from ..schemas.common import ProbabilityOptions
-from .payload import ArrayReader
+from .payload import ArrayReader, widen_bf16
 
 
 @dataclass
@@ -39,22 +39,21 @@ class Body:
         sent = [name for name in (first, second) if self.fields.get(name) is not None]
         if len(sent) == 1:
             return sent[0]
-        got = "both" if sent else "neither"
-        raise InputError(
-            second if sent else first,
-            f"exactly one of `{first}` or `{second}` is required; got {got}",
-        )
+        if sent:
+            raise InputError(second, f"must not be sent with `{first}` (exactly one of the two); got both")
+        raise InputError(first, f"or `{second}` is required (exactly one of the two); got neither")
 
     def array(self, name: str, *, bfloat16: bool = False) -> np.ndarray:
-        """Decode the array field `name`; a BF16 tensor only where the caller reads it (`bfloat16`).
+        """Decode the array field `name`; a BF16 tensor as float32, or as its raw words with `bfloat16`.
 
         The decoded array replaces the JSON value, so a large list of Python floats is freed as
         soon as it is read rather than when the response is sent: fewer live objects to fragment
         the allocator's arenas under load (docs/operations.md, Memory).
         """
         array = self.reader.read(self.fields[name], name)
-        if name in self.reader.bfloat16 and not bfloat16:  # uint16 bit patterns, not numbers
-            raise InputError(f"{name}.datatype", "may be BF16 only for B×T×K sequence logits or probs")
+        if name in self.reader.bfloat16 and not bfloat16:  # uint16 bit patterns: widen them exactly
+            array = widen_bf16(array)
+            self.reader.bfloat16.discard(name)
         self.fields[name] = array
         self.rows = max(self.rows, len(array) if array.ndim else 0)
         return array

@@ -25,7 +25,9 @@ from service.core.cancel import checkpoint
 from ..problems import ProblemError
 from .json_keys import check_unique_keys
 
-#: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to.
+#: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to. BF16 tensors are
+#: kept as their raw 16-bit words (JSON numbers rounded to them), widened to float32 where they are
+#: read (:func:`widen_bf16`), or a block at a time by the sequence kernels.
 DATATYPES: dict[str, type[np.generic]] = {
     "FP16": np.float16,
     "FP32": np.float32,
@@ -309,6 +311,17 @@ def tensor_meta(
             f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {reprlib.repr(datatype)}"
         )
     return tuple(shape), np.dtype(DATATYPES[datatype])
+
+
+def widen_bf16(words: np.ndarray) -> np.ndarray:
+    """bfloat16 values given as their raw 16-bit words, as float32 (exact: bfloat16 is float32's top half).
+
+    Examples
+    --------
+    >>> widen_bf16(np.array([0x3F80, 0xC040, 0x7F80], dtype=np.uint16))
+    array([ 1., -3., inf], dtype=float32)
+    """
+    return (words.astype(np.uint32) << 16).view(np.float32)
 
 
 def _json_type(value: Any) -> str:

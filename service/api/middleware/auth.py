@@ -1,4 +1,6 @@
-"""API-key authentication: an ASGI middleware guarding /v1 (and /metrics on request).
+"""API-key authentication: an ASGI middleware guarding /v1 and /v2 (and /metrics on request).
+
+/v2's health probes (``/v2/health/live``, ``/v2/health/ready``) stay open, as /healthz and /readyz do.
 
 Keys come from ``XENT_API_KEYS``: a comma-separated list, or the path of a file with
 one key per line (blank lines and ``#`` comments skipped). A request shows its key as
@@ -49,11 +51,11 @@ class APIKeys:
 
     def __init__(self, keys: list[bytes], *, protect_metrics: bool) -> None:
         self.digests = [_digest(key) for key in keys]
-        self.prefixes = ("/v1/", "/metrics") if protect_metrics else ("/v1/",)
+        self.prefixes = ("/v1/", "/v2", "/metrics") if protect_metrics else ("/v1/", "/v2")
 
     def protects(self, path: str) -> bool:
-        """Whether a request for `path` must show a key."""
-        return path.startswith(self.prefixes) or path == "/v1"
+        """Whether a request for `path` must show a key (OIP health probes stay open, as /healthz)."""
+        return (path.startswith(self.prefixes) and not path.startswith("/v2/health/")) or path == "/v1"
 
     def _valid(self, presented: bytes) -> bool:
         digest = _digest(presented)

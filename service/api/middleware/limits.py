@@ -38,7 +38,7 @@ from service.settings import Settings
 from ..problems import problem_response
 from .metrics import ERROR_LOGGER
 
-PREFIX = "/v1/"
+PREFIX = ("/v1/", "/v2/models/")  # /v1 scoring and /v2 (Open Inference Protocol) models
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Gate:
 
 
 class LimitsMiddleware:
-    """Concurrency cap, compute deadline and drain for paths under /v1/."""
+    """Concurrency cap, compute deadline and drain for paths under /v1/ and /v2/models/."""
 
     def __init__(
         self, app: ASGIApp, *, settings: Settings, gate: Gate, inline_bytes: dict[str, int] | None = None

@@ -1,6 +1,7 @@
 """All routers of the service, and helpers shared by routes."""
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,22 @@ def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarra
     return values
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A scoring result before it is written: the result model and its per-sample arrays.
+
+    /v1 writes it with :func:`respond`; /v2 (the Open Inference Protocol) maps it to output tensors.
+    """
+
+    result: BaseModel
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    binary: bool = False
+
+    def response(self) -> Response:
+        """The /v1 answer: JSON, or the binary tensor extension when asked and there are arrays."""
+        return respond(self.result, self.arrays, binary=self.binary)
+
+
 def unit_of(base: Any) -> str:
     """The unit name of a log base ("log base 3" for one without a name)."""
     named = {"e": "nats", 2: "bits", 10: "hartleys"}
@@ -178,6 +195,7 @@ def routers() -> list[APIRouter]:
         monitor_events,
         monitor_queries,
         monitors,
+        oip,
         recalibration,
         reliability_diagram,
     )
@@ -192,6 +210,7 @@ def routers() -> list[APIRouter]:
         monitor_events,
         monitor_queries,
         logprobs,
+        oip,
         health,
         metrics,
     )

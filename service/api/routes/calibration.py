@@ -24,7 +24,7 @@ from service.core.bootstrap import bootstrap_intervals
 from service.core.brier import brier_factor
 from service.core.calibration import prepare
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, top_k_result, unit_of
+from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result, unit_of
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
@@ -55,7 +55,7 @@ P_VALUES = (
     responses=PROBLEM_RESPONSES,
     openapi_extra=request_body(CalibrationBody),
 )
-@scoring(inline_bytes=0)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def score_calibration(body: Body) -> Response:
     """Calibration metrics with every convention named and echoed back.
 
@@ -65,6 +65,11 @@ def score_calibration(body: Body) -> Response:
     bins with Wilson intervals, and optional bootstrap intervals. `preset` reproduces
     torchmetrics, scikit-learn, netcal or Guo et al.'s _ECELoss exactly.
     """
+    return calibration_answer(body).response()
+
+
+def calibration_answer(body: Body) -> Answer:
+    """The calibration result of `body`."""
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, labels, convention, n_ignored = read_calibration_request(body, options)
     weights = read_sample_weight(body)
@@ -76,7 +81,7 @@ def score_calibration(body: Body) -> Response:
     boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
     top_k = top_k_result(options.top_k, labels, prediction.dist, sample_weight=weights)
     result = _result(options, prediction, report, boot, top_k, n_ignored, weighted=weights is not None)
-    return json_response(result)
+    return Answer(result)
 
 
 def read_calibration_request(

@@ -20,9 +20,9 @@ from service.core._typing import FloatArray
 from . import (
     BINARY_OUTPUT_RESPONSE,
     PROBLEM_RESPONSES,
+    Answer,
     log_base,
     request_body,
-    respond,
     top_k_result,
     unit_of,
 )
@@ -49,7 +49,7 @@ ARRAY_FIELDS = (
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(CrossEntropyBody),
 )
-@scoring(inline_bytes=INLINE_BYTES)
+@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def score_cross_entropy(body: Body) -> Response:
     """Cross-entropy of labels (or soft targets) under logits or probabilities.
 
@@ -61,13 +61,16 @@ def score_cross_entropy(body: Body) -> Response:
     token sequences: per-token losses, and per-sequence sums with the perplexities
     lm-evaluation-harness and Hugging Face evaluate report (`language_model`).
     """
+    return cross_entropy_answer(body).response()
+
+
+def cross_entropy_answer(body: Body) -> Answer:
+    """The cross-entropy result of `body`, with per-sample `losses` when asked."""
     options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
     name = body.pick("logits", "probs")
     values = body.array(name, bfloat16=True)
     if values.ndim == 3:  # B×T×K token sequences
         return score_sequences(body, options, name, values)
-    if name in body.reader.bfloat16:
-        raise core.InputError(f"{name}.datatype", "may be BF16 only for B×T×K sequence logits or probs")
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)
@@ -76,7 +79,7 @@ def score_cross_entropy(body: Body) -> Response:
         sample_weight = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
     result, losses = _score(prediction, truth, weights, options, sample_weight)
     per_sample = {"losses": losses} if options.reduction == "none" or options.per_sample else {}
-    return respond(result, per_sample, binary=options.binary_data_output)
+    return Answer(result, per_sample, options.binary_data_output)
 
 
 def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:

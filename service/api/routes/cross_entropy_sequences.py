@@ -3,7 +3,6 @@
 from typing import Literal
 
 import numpy as np
-from starlette.responses import Response
 
 from service import core
 from service.api.formats.inputs import Body
@@ -11,13 +10,13 @@ from service.api.schemas import CrossEntropyConvention, CrossEntropyOptions, Cro
 from service.api.schemas.cross_entropy import SequenceRows, SequenceSummary
 from service.api.schemas.logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
-from . import log_base, respond, unit_of
+from . import Answer, log_base, unit_of
 
 #: Options of the N×K route that have no sequence form yet.
 _NOT_FOR_SEQUENCES = ("targets", "class_weights")
 
 
-def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values: np.ndarray) -> Response:
+def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values: np.ndarray) -> Answer:
     """Token cross-entropy of B×T `labels` under B×T×K `values` (field `name`), and perplexities."""
     for field in _NOT_FOR_SEQUENCES:
         if body.fields.get(field) is not None:
@@ -86,7 +85,7 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
         language_model=_summary(scores, totals),
     )
     per_token = options.reduction == "none" or options.per_sample
-    return respond(result, {"losses": losses} if per_token else {}, binary=options.binary_data_output)
+    return Answer(result, {"losses": losses} if per_token else {}, options.binary_data_output)
 
 
 def _summary(scores: core.TokenScores, totals: core.PerplexityTotals) -> SequenceSummary:

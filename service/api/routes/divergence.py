@@ -16,7 +16,7 @@ from service.api.schemas import (
 from service.api.schemas.divergence import DivergenceRows, DivergenceStats
 from service.core._typing import FloatArray
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -29,13 +29,18 @@ ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits")
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(DivergenceBody),
 )
-@scoring(inline_bytes=INLINE_BYTES)
+@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def score_divergence(body: Body) -> Response:
     """KL both ways, Jensen–Shannon divergence and distance, H(p), H(q) and H(p, q), per row and mean.
 
     0·log 0 = 0 (scipy.special.rel_entr); where p > 0 but q = 0, the `eps` policy
     applies (eps 0: KL is "Infinity"). JS needs no eps: it is always finite.
     """
+    return divergence_answer(body).response()
+
+
+def divergence_answer(body: Body) -> Answer:
+    """The divergence result of `body`, with the per-row quantities when asked."""
     options = DivergenceOptions.model_validate(body.scalars(ARRAY_FIELDS))
     p = read_prediction(body, "p_probs", "p_logits", options)
     q = read_prediction(body, "q_probs", "q_logits", options)
@@ -80,7 +85,7 @@ def score_divergence(body: Body) -> Response:
         terms = core.divergence_terms(p_dist, q_dist)
         for name, field in (("kl_pq", "kl_pq"), ("kl_qp", "kl_qp"), ("js", "js_divergence")):
             arrays[f"terms.{field}"] = core.to_base(getattr(terms, name), base)
-    return respond(result, arrays, binary=options.binary_data_output)
+    return Answer(result, arrays, options.binary_data_output)
 
 
 def _broadcast(p: Prediction, q: Prediction) -> tuple[core.Distribution, core.Distribution, str | None]:

@@ -34,7 +34,7 @@ from service.api.schemas.recalibration import (
 )
 from service.core._typing import FloatArray
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
 
@@ -63,7 +63,7 @@ TEMPERATURE_PEER = (
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(TemperatureBody),
 )
-@scoring(inline_bytes=0)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_temperature(body: Body) -> Response:
     """Fit the temperature T minimising the mean NLL of softmax(logits / T) (binary: σ(z / T)).
 
@@ -73,6 +73,11 @@ def fit_temperature(body: Body) -> Response:
     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
     """
+    return temperature_answer(body).response()
+
+
+def temperature_answer(body: Body) -> Answer:
+    """The temperature fit of `body`, with the recalibrated probabilities when asked."""
     options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores, truth, n_ignored = read_fit(body, options)
     weights = truth.sample_weight
@@ -87,7 +92,7 @@ def fit_temperature(body: Body) -> Response:
     )
     parameters = TemperatureParameters(temperature=fit.temperature)
     after = apply_parameters(parameters, scores, prediction.field)
-    return respond(
+    return Answer(
         TemperatureResult(
             temperature=fit.temperature,
             converged=fit.converged,
@@ -103,7 +108,7 @@ def fit_temperature(body: Body) -> Response:
             convention=convention(prediction, truth, options, TEMPERATURE_PEER),
         ),
         _probs_out(after, prediction) if options.return_probs else {},
-        binary=options.binary_data_output,
+        options.binary_data_output,
     )
 
 
@@ -113,7 +118,7 @@ def fit_temperature(body: Body) -> Response:
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
     openapi_extra=request_body(RecalibrateBody),
 )
-@scoring(inline_bytes=0)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_recalibration(body: Body) -> Response:
     """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
 
@@ -132,6 +137,11 @@ def fit_recalibration(body: Body) -> Response:
     K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
     reproduces `after` exactly.
     """
+    return recalibrate_answer(body).response()
+
+
+def recalibrate_answer(body: Body) -> Answer:
+    """The fitted map of `body`, with the recalibrated probabilities when asked."""
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
@@ -142,7 +152,7 @@ def fit_recalibration(body: Body) -> Response:
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
-    return respond(
+    return Answer(
         RecalibrateResult(
             method=options.method,
             parameters=fitted.parameters,
@@ -159,7 +169,7 @@ def fit_recalibration(body: Body) -> Response:
             convention=convention(prediction, truth, options, _PEERS[options.method]),
         ),
         _probs_out(after, prediction) if options.return_probs else {},
-        binary=options.binary_data_output,
+        options.binary_data_output,
     )
 
 
@@ -180,7 +190,7 @@ _PEERS = {
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(ApplyBody),
 )
-@scoring(inline_bytes=INLINE_BYTES)
+@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def apply_recalibration(body: Body) -> Response:
     """Apply fitted parameters (as /v1/temperature or /v1/recalibrate returned them) to new predictions.
 
@@ -188,6 +198,11 @@ def apply_recalibration(body: Body) -> Response:
     `labels` or `targets` too to have the output scored: on the fitting batch this
     reproduces the fit's "after" metrics exactly.
     """
+    return apply_answer(body).response()
+
+
+def apply_answer(body: Body) -> Answer:
+    """The recalibrated probabilities of `body`, scored when the truth was sent."""
     options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
     parameters = _pick_parameters(options)
     prediction, scores = read_scores(body, options)
@@ -197,7 +212,7 @@ def apply_recalibration(body: Body) -> Response:
     if truth is not None and body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
-    return respond(
+    return Answer(
         ApplyResult(
             n=after.shape[0],
             method=parameters.method,
@@ -205,15 +220,18 @@ def apply_recalibration(body: Body) -> Response:
             convention=convention(prediction, truth, options, "") if truth is not None else None,
         ),
         _probs_out(after, prediction),
-        binary=options.binary_data_output,
+        options.binary_data_output,
     )
 
 
 def _pick_parameters(options: ApplyOptions) -> Parameters:
-    if (options.parameters is None) == (options.temperature is None):
-        got = "both" if options.parameters is not None else "neither"
+    if options.parameters is not None and options.temperature is not None:
         raise core.InputError(
-            "parameters", f"exactly one of `parameters` or `temperature` is required; got {got}"
+            "temperature", "must not be sent with `parameters` (exactly one of the two); got both"
+        )
+    if options.parameters is None and options.temperature is None:
+        raise core.InputError(
+            "parameters", "or `temperature` is required (exactly one of the two); got neither"
         )
     if options.parameters is not None:
         return options.parameters

@@ -27,7 +27,7 @@ _CAPTION_METRICS = ("ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confi
     response_class=Response,
     openapi_extra=request_body(CalibrationBody),
 )
-@scoring(inline_bytes=0)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def draw_reliability_diagram(body: Body) -> Response:
     """Reliability diagram (SVG, 600×600, light and dark themes) of a calibration request.
 

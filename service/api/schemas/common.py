@@ -22,18 +22,22 @@ RESULT_CONFIG = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 OPTIONS_CONFIG = ConfigDict(extra="forbid")
 
 
+_Row = Annotated[list[float], Field(min_length=1)]  # an empty batch or row is a 422: say so in the schema
+
+
 class Tensor(BaseModel):
     """An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data."""
 
     model_config = ConfigDict(extra="forbid")
 
-    shape: list[Annotated[int, Field(ge=0)]] = Field(
+    shape: list[Annotated[int, Field(ge=1)]] = Field(
         min_length=1,
         max_length=3,
         description="[N], [N, K], or [B, T, K] for token sequences (/v1/cross-entropy); prod(shape) "
         "must equal len(data).",
     )
     datatype: Literal[
+        "BF16",
         "FP16",
         "FP32",
         "FP64",
@@ -45,13 +49,12 @@ class Tensor(BaseModel):
         "UINT16",
         "UINT32",
         "UINT64",
-        "BF16",
     ] = Field(
-        description="Element type. FP32 is computed in float32 and FP16 widened to float32; "
-        "FP64 and integers in float64. BF16 (sequence logits or probabilities): raw bfloat16 bit "
-        "patterns in the binary extension, widened to float32 a block at a time; as JSON, numbers."
+        description="Element type. FP32 is computed in float32, FP16 and BF16 widened to float32 (BF16 "
+        "binary tensors are raw 16-bit words, the top half of a float32, widened a block at a time); "
+        "FP64 and integers in float64."
     )
-    data: list[float] | list[list[float]] = Field(
+    data: Annotated[list[float], Field(min_length=1)] | Annotated[list[_Row], Field(min_length=1)] = Field(
         description="The values in row-major order, flat or nested as the protocol allows."
     )
     name: str | None = Field(default=None, description="Ignored; allowed so OIP outputs can be forwarded.")
@@ -59,11 +62,12 @@ class Tensor(BaseModel):
 
 
 FloatArrayField = Annotated[
-    list[list[float]] | list[float] | Tensor,
+    Annotated[list[_Row], Field(min_length=1)] | _Row | Tensor,
     Field(description="N×K nested list (categorical) or length-N list (binary), or a tensor object."),
 ]
 IntArrayField = Annotated[
-    list[int] | Tensor, Field(description="Length-N list of integers, or a tensor object.")
+    Annotated[list[int], Field(min_length=1)] | Tensor,
+    Field(description="Length-N list of integers, or a tensor object."),
 ]
 
 Base = Literal["e", 2, 10]

@@ -29,7 +29,18 @@ class InferenceInput(BaseModel):
     name: str = Field(description="Tensor name; used as the role when `parameters.role` is absent.")
     shape: list[int] = Field(description="[N] or [N, K].")
     datatype: Literal[
-        "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
+        "BF16",
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
     ] = Field(description="Element type.")
     data: list[Any] | None = Field(
         default=None, description="Row-major values, flat or nested; absent for binary inputs."

@@ -62,7 +62,10 @@ def wilson_interval(successes: FloatArray, count: FloatArray, level: float) -> t
     >>> round(float(low[0]), 4), round(float(high[0]), 4)
     (0.2366, 0.7634)
     """
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+    # 0.5 + level/2 rounds to 1 (inv_cdf raises) for a level within 1e-16 of 1: then the upper
+    # quantile is minus the lower tail's, (1 - level)/2 staying positive.
+    upper = 0.5 + level / 2
+    z = NormalDist().inv_cdf(upper) if upper < 1 else -NormalDist().inv_cdf((1 - level) / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = successes / count
         denom = 1 + z * z / count

@@ -1,0 +1,86 @@
+"""What the OpenAPI document states beyond FastAPI's: rules, examples, security and the binary header.
+
+- The "exactly one of" rules the service enforces (`logits` | `probs`, `labels` | `targets`,
+  `parameters` | `temperature`, ...) as ``oneOf`` of ``required`` in the request-body schemas (a
+  field sent as null counts as not sent, as the service reads it).
+- A request example for every scoring endpoint (:mod:`service.api.examples`).
+- The API-key schemes (HTTP Bearer, ``X-API-Key``) on every /v1 and /v2 operation but /v2's
+  health probes, so Swagger UI's Authorize sends the key.
+- The ``Inference-Header-Content-Length`` header of binary-extension bodies as a parameter.
+"""
+
+from typing import Any
+
+from .examples import V1
+
+#: Per request-body schema: groups of fields of which exactly one must be sent (not null).
+EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
+    "CrossEntropyBody": [("logits", "probs"), ("labels", "targets")],
+    "DivergenceBody": [("p_probs", "p_logits"), ("q_probs", "q_logits")],
+    "CalibrationBody": [("logits", "probs")],
+    "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
+    "RecalibrateBody": [("logits", "probs"), ("labels", "targets")],
+    "ApplyBody": [("logits", "probs"), ("parameters", "temperature")],
+}
+#: Per request-body schema: groups of fields of which at most one may be sent.
+AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {"ApplyBody": [("labels", "targets")]}
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from XENT_API_KEYS as `Authorization: Bearer <key>` (when keys are set).",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The same key as an `X-API-Key` header.",
+    },
+}
+UNAUTHORIZED = {
+    "description": "API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`).",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+}
+HEADER_LENGTH_PARAMETER = {
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
+    "description": "Binary tensor extension: the length in bytes of the JSON header at the start of the "
+    "body; the raw tensors follow it. Required with `application/octet-stream` bodies, "
+    "unused otherwise.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
+def _sent(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def add_rules(schemas: dict[str, Any]) -> None:
+    """State the exactly-one-of and at-most-one-of rules in the request-body schemas."""
+    for name, groups in EXACTLY_ONE.items():
+        rules: list[dict[str, Any]] = [{"oneOf": [_sent(field) for field in group]} for group in groups]
+        rules += [{"not": {"allOf": [_sent(field) for field in g]}} for g in AT_MOST_ONE.get(name, [])]
+        schemas[name]["allOf"] = rules
+
+
+def complete(schema: dict[str, Any]) -> None:
+    """Add rules, examples, security and the binary header to the FastAPI-built `schema`, in place."""
+    components = schema.setdefault("components", {})
+    add_rules(components.get("schemas", {}))
+    components["securitySchemes"] = SECURITY_SCHEMES
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+    for path, item in schema.get("paths", {}).items():
+        guarded = path.startswith("/v1/") or (path.startswith("/v2") and not path.startswith("/v2/health/"))
+        for method, operation in item.items():
+            if guarded:
+                operation["security"] = security
+                operation["responses"].setdefault("401", UNAUTHORIZED)
+            body = operation.get("requestBody", {}).get("content", {})
+            endpoint = path.removeprefix("/v1/")
+            if endpoint in V1 and "application/json" in body and "example" not in body["application/json"]:
+                body["application/json"]["example"] = V1[endpoint]
+            if method != "post" or "application/octet-stream" not in body:
+                continue
+            operation.setdefault("parameters", []).append(HEADER_LENGTH_PARAMETER)
