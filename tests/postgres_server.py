@@ -61,7 +61,9 @@ def cluster(*, fast: bool = True) -> Iterator[str]:
     """
     bindir = binaries()
     if bindir is None:
-        raise FileNotFoundError("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql")
+        raise FileNotFoundError(
+            "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql"
+        )
     root = Path(tempfile.mkdtemp(prefix="xent-pg-"))
     prefix: list[str] = []
     if os.geteuid() == 0:
@@ -84,7 +86,17 @@ def cluster(*, fast: bool = True) -> Iterator[str]:
     if fast:
         options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=on"
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run(
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
         try:
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"

@@ -147,7 +147,11 @@ class PostgresStore(SqlStore):
         self._pid = os.getpid()
         self._closed = False
         if migrate:
-            self.migrate()
+            try:
+                self.migrate()
+            except BaseException:
+                self.close()  # stop the pool's threads retrying a server we give up on
+                raise
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.url)!r})"
@@ -166,7 +170,8 @@ class PostgresStore(SqlStore):
                     max_size=self.pool_size,
                     timeout=self.timeout_s,
                     kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout_s))},
-                    check=ConnectionPool.check_connection,  # a connection broken by a server restart is replaced
+                    # a connection broken by a server restart is replaced, not handed out
+                    check=ConnectionPool.check_connection,
                     name="xent-monitors",
                     open=False,
                 )
@@ -189,9 +194,13 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _transaction(self) -> Iterator[Cursor]:
         """A READ COMMITTED transaction: commit on exit, rollback on error."""
-        with self._errors(), self._pool().connection() as connection, connection.transaction():
-            with connection.cursor() as cursor:
-                yield cursor
+        with (
+            self._errors(),
+            self._pool().connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            yield cursor
 
     @contextmanager
     def _reading(self) -> Iterator[Cursor]:
