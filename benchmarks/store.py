@@ -1,6 +1,7 @@
-"""Ingest rate of the SQLite monitor store: `write_batch` calls per second, 1 and 2 processes.
+"""Ingest rate of the monitor store (SQLite, PostgreSQL): `write_batch` calls per second, 1 and 2 processes.
 
-    python -m benchmarks.store [--seconds 2] [--repeats 3] [--blob-bytes 1200] [--synchronous NORMAL]
+    python -m benchmarks.store [--backend sqlite|postgresql] [--database-url URL] [--seconds 2]
+                               [--repeats 3] [--blob-bytes 1200] [--synchronous NORMAL]
 
 Each call is one committed transaction (WAL) appending what one scored batch of 32 rows of
 K=10 would: one stats row whose blob has `--blob-bytes` bytes (about the size of a serialised
@@ -9,6 +10,13 @@ rows waiting for late labels (40-byte float32 logits each, with ids) or as label
 the reservoir (size 10,000). Every process writes to the same file, one minute bucket per second
 of the run, for `--seconds` seconds after a common start; the figure is the sum of their calls per
 second, the median of `--repeats` runs (each on a fresh file) with the range in brackets.
+
+PostgreSQL: every run in a fresh database on the server `--database-url` names (a superuser, or a
+role allowed to create databases), else on a throw-away local cluster started like the tests' one
+but with the server's durable defaults (fsync on, ``synchronous_commit=on``). The extra variant
+"upsert counters" is the design not taken: each call adds to one row per (monitor, bucket, segment)
+with ``INSERT ... ON CONFLICT DO UPDATE SET n = n + EXCLUDED.n`` (two numbers, not a histogram),
+so writers of one bucket queue on that row.
 """
 
 import argparse
@@ -16,29 +24,52 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks._timing import table
 from service.store import LabelledRow, MonitorConfig, PendingRow, SqliteStore, StoreLimits
+from service.store.sqlstore import SqlStore
 
-VARIANTS = ("stats", "stats+32 pending", "stats+32 labelled")
+VARIANTS = ("stats", "stats+32 pending", "stats+32 labelled", "upsert counters")
+UPSERT_TABLE = (
+    "CREATE TABLE IF NOT EXISTS bench_counters (monitor TEXT NOT NULL, bucket_start BIGINT NOT NULL, "
+    "segment TEXT NOT NULL, n BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL, "
+    "PRIMARY KEY (monitor, bucket_start, segment))"
+)
+UPSERT = (
+    "INSERT INTO bench_counters (monitor, bucket_start, segment, n, total) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (monitor, bucket_start, segment) DO UPDATE SET n = bench_counters.n + EXCLUDED.n, "
+    "total = bench_counters.total + EXCLUDED.total"
+)
 
 
 def _merge(blobs: list[bytes]) -> bytes:
     return blobs[0]  # compaction does not run here
 
 
-def _open(path: Path, synchronous: str) -> SqliteStore:
+def _open(location: Path | str, synchronous: str) -> SqlStore:
     limits = StoreLimits(max_pending_rows=10**9)
-    return SqliteStore(path, merge=_merge, limits=limits, synchronous=synchronous, busy_timeout_s=60)  # type: ignore[arg-type]
+    if isinstance(location, str):
+        from service.store.postgres import PostgresStore
+
+        return PostgresStore(location, merge=_merge, limits=limits, timeout_s=60)
+    return SqliteStore(location, merge=_merge, limits=limits, synchronous=synchronous, busy_timeout_s=60)  # type: ignore[arg-type]
 
 
 def _writer(
-    path: Path, synchronous: str, variant: str, blob_bytes: int, worker: int, start: float, seconds: float
+    location: Path | str,
+    synchronous: str,
+    variant: str,
+    blob_bytes: int,
+    worker: int,
+    start: float,
+    seconds: float,
 ) -> int:
-    store = _open(path, synchronous)
+    store = _open(location, synchronous)
     blob = os.urandom(blob_bytes)
     row = os.urandom(40)
     n = 0
@@ -51,17 +82,34 @@ def _writer(
             pending = [PendingRow(f"{worker}-{n}-{j}", now, "s", "logits", "<f4", row) for j in range(32)]
         elif variant == "stats+32 labelled":
             labelled = [LabelledRow(now, "s", "logits", "<f4", row, j % 10) for j in range(32)]
-        store.write_batch("m", [(bucket, "s", blob)], pending=pending, labelled=labelled, now=now)
+        if variant == "upsert counters":
+            with store._transaction() as cur:
+                cur.execute(store._q(UPSERT), ("m", bucket, "s", 32, 1.5))
+        else:
+            store.write_batch("m", [(bucket, "s", blob)], pending=pending, labelled=labelled, now=now)
         n += 1
     store.close()
     return n
 
 
+@contextmanager
+def _fresh(args: argparse.Namespace) -> Iterator[Path | str]:
+    if args.backend == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            yield Path(directory) / "monitors.sqlite3"
+    else:
+        from tests.postgres_server import fresh_database
+
+        with fresh_database(args.database_url) as url:
+            yield url
+
+
 def run(variant: str, processes: int, args: argparse.Namespace) -> float:
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "monitors.sqlite3"
+    with _fresh(args) as path:
         store = _open(path, args.synchronous)
         store.put_monitor(MonitorConfig("m", n_classes=10, binary=False, class_names=None))
+        with store._transaction() as cur:
+            cur.execute(UPSERT_TABLE)
         store.close()
         start = time.time() + 1.0 + 0.5 * processes  # after the processes have imported
         context = multiprocessing.get_context("spawn")
@@ -81,8 +129,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--blob-bytes", type=int, default=1200)
-    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL", help="SQLite only")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--database-url", help="PostgreSQL server (default: a throw-away local cluster)")
     args = parser.parse_args()
+    if args.backend == "postgresql" and not args.database_url:
+        from tests.postgres_server import cluster
+
+        with cluster(fast=False) as url:
+            args.database_url = url
+            _report(args)
+    else:
+        _report(args)
+
+
+def _report(args: argparse.Namespace) -> None:
     rows = []
     for variant in VARIANTS:
         row = {"write_batch": variant}
@@ -91,8 +152,9 @@ def main() -> None:
             label = f"{processes} process{'es' if processes > 1 else ''} (/s)"
             row[label] = f"{np.median(rates):,.0f} [{rates[0]:,.0f}-{rates[-1]:,.0f}]"
         rows.append(row)
+    durability = f"synchronous={args.synchronous}" if args.backend == "sqlite" else "synchronous_commit=on"
     print(
-        f"synchronous={args.synchronous}, blob {args.blob_bytes} B, {args.seconds:g} s per run, "
+        f"{args.backend}, {durability}, blob {args.blob_bytes} B, {args.seconds:g} s per run, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(table(rows))
