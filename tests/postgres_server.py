@@ -114,9 +114,10 @@ def fresh_database(server_url: str) -> Iterator[str]:
     name = f"xent_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = server_url.rpartition("/")
+    url, _, query = server_url.partition("?")
+    base, _, _ = url.rpartition("/")
     try:
-        yield f"{base}/{name}"
+        yield f"{base}/{name}" + (f"?{query}" if query else "")
     finally:
         with psycopg.connect(server_url, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -207,10 +207,13 @@ class SqlStore:
     def delete_monitor(self, name: str) -> bool:
         """Delete a monitor and all its data; False if there was none."""
         with self._transaction() as cur:
-            for statement in sql.DELETE_MONITOR_DATA:
-                cur.execute(self._q(statement), (name,))
+            # The monitor's row first: on PostgreSQL this waits for the writers holding it (they lock
+            # it first too), so no writer is left waiting on a child row this transaction deleted.
             cur.execute(self._q(sql.DELETE_MONITOR), (name,))
-            return bool(cur.rowcount)
+            deleted = bool(cur.rowcount)
+            for statement in sql.DELETE_MONITOR_DATA:  # (the foreign keys cascade; this is explicit)
+                cur.execute(self._q(statement), (name,))
+            return deleted
 
     # Writes
     def write_batch(
