@@ -22,6 +22,7 @@ so writers of one bucket queue on that row.
 import argparse
 import multiprocessing
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -111,7 +112,7 @@ def run(variant: str, processes: int, args: argparse.Namespace) -> float:
         with store._transaction() as cur:
             cur.execute(UPSERT_TABLE)
         store.close()
-        start = time.time() + 1.0 + 0.5 * processes  # after the processes have imported
+        start = time.time() + 3.0 + 1.0 * processes  # after the processes have imported
         context = multiprocessing.get_context("spawn")
         with context.Pool(processes) as pool:
             counts = pool.starmap(
@@ -152,9 +153,18 @@ def _report(args: argparse.Namespace) -> None:
             label = f"{processes} process{'es' if processes > 1 else ''} (/s)"
             row[label] = f"{np.median(rates):,.0f} [{rates[0]:,.0f}-{rates[-1]:,.0f}]"
         rows.append(row)
-    durability = f"synchronous={args.synchronous}" if args.backend == "sqlite" else "synchronous_commit=on"
+    if args.backend == "sqlite":
+        durability = f"SQLite {sqlite3.sqlite_version}, synchronous={args.synchronous}"
+    else:
+        import psycopg
+
+        with psycopg.connect(args.database_url) as connection:
+            version = connection.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            commit = connection.execute("SHOW synchronous_commit").fetchone()[0]  # type: ignore[index]
+            fsync = connection.execute("SHOW fsync").fetchone()[0]  # type: ignore[index]
+        durability = f"PostgreSQL {version}, synchronous_commit={commit}, fsync={fsync}"
     print(
-        f"{args.backend}, {durability}, blob {args.blob_bytes} B, {args.seconds:g} s per run, "
+        f"{durability}, blob {args.blob_bytes} B, {args.seconds:g} s per run, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(table(rows))
