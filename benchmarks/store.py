@@ -14,9 +14,12 @@ second, the median of `--repeats` runs (each on a fresh file) with the range in 
 PostgreSQL: every run in a fresh database on the server `--database-url` names (a superuser, or a
 role allowed to create databases), else on a throw-away local cluster started like the tests' one
 but with the server's durable defaults (fsync on, ``synchronous_commit=on``). The extra variant
-"upsert counters" is the design not taken: each call adds to one row per (monitor, bucket, segment)
-with ``INSERT ... ON CONFLICT DO UPDATE SET n = n + EXCLUDED.n`` (two numbers, not a histogram),
-so writers of one bucket queue on that row.
+"upsert counters" and "read-merge-write blob" are the designs not taken, one row per (monitor,
+bucket, segment) updated in place: the first adds two numbers with ``INSERT ... ON CONFLICT DO
+UPDATE SET n = n + EXCLUDED.n`` (what SQL can add; not the statistics), the second does what a
+serialised histogram needs: ``SELECT ... FOR UPDATE`` the bucket's blob, merge it in Python (here a
+float64 vector of `--blob-bytes` bytes, summed), ``UPDATE`` it. Writers of one bucket queue on its
+row in both. ``--variants`` picks some (comma-separated names).
 """
 
 import argparse
@@ -35,12 +38,22 @@ from benchmarks._timing import table
 from service.store import LabelledRow, MonitorConfig, PendingRow, SqliteStore, StoreLimits
 from service.store.sqlstore import SqlStore
 
-VARIANTS = ("stats", "stats+32 pending", "stats+32 labelled", "upsert counters")
+VARIANTS = ("stats", "stats+32 pending", "stats+32 labelled", "upsert counters", "read-merge-write blob")
 UPSERT_TABLE = (
     "CREATE TABLE IF NOT EXISTS bench_counters (monitor TEXT NOT NULL, bucket_start BIGINT NOT NULL, "
     "segment TEXT NOT NULL, n BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL, "
     "PRIMARY KEY (monitor, bucket_start, segment))"
 )
+BLOB_TABLE = (
+    "CREATE TABLE IF NOT EXISTS bench_blobs (monitor TEXT NOT NULL, bucket_start BIGINT NOT NULL, "
+    "segment TEXT NOT NULL, blob {blob} NOT NULL, PRIMARY KEY (monitor, bucket_start, segment))"
+)
+BLOB_CREATE = (
+    "INSERT INTO bench_blobs (monitor, bucket_start, segment, blob) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (monitor, bucket_start, segment) DO NOTHING"
+)
+BLOB_LOCK = "SELECT blob FROM bench_blobs WHERE monitor = ? AND bucket_start = ? AND segment = ?{lock}"
+BLOB_UPDATE = "UPDATE bench_blobs SET blob = ? WHERE monitor = ? AND bucket_start = ? AND segment = ?"
 UPSERT = (
     "INSERT INTO bench_counters (monitor, bucket_start, segment, n, total) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (monitor, bucket_start, segment) DO UPDATE SET n = bench_counters.n + EXCLUDED.n, "
@@ -86,6 +99,15 @@ def _writer(
         if variant == "upsert counters":
             with store._transaction() as cur:
                 cur.execute(store._q(UPSERT), ("m", bucket, "s", 32, 1.5))
+        elif variant == "read-merge-write blob":
+            key = ("m", bucket, "s")
+            lock = " FOR UPDATE" if store.dialect == "postgresql" else ""  # SQLite: BEGIN IMMEDIATE
+            with store._transaction() as cur:
+                cur.execute(store._q(BLOB_CREATE), (*key, bytes(len(blob))))
+                cur.execute(store._q(BLOB_LOCK.format(lock=lock)), key)
+                old = np.frombuffer(bytes(cur.fetchone()[0]), dtype="<f8")
+                new = old + 1.0  # the merge: decode, add, encode
+                cur.execute(store._q(BLOB_UPDATE), (new.tobytes(), *key))
         else:
             store.write_batch("m", [(bucket, "s", blob)], pending=pending, labelled=labelled, now=now)
         n += 1
@@ -111,6 +133,7 @@ def run(variant: str, processes: int, args: argparse.Namespace) -> float:
         store.put_monitor(MonitorConfig("m", n_classes=10, binary=False, class_names=None))
         with store._transaction() as cur:
             cur.execute(UPSERT_TABLE)
+            cur.execute(BLOB_TABLE.format(blob="BYTEA" if store.dialect == "postgresql" else "BLOB"))
         store.close()
         start = time.time() + 3.0 + 1.0 * processes  # after the processes have imported
         context = multiprocessing.get_context("spawn")
@@ -132,6 +155,7 @@ def main() -> None:
     parser.add_argument("--blob-bytes", type=int, default=1200)
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL", help="SQLite only")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}")
     parser.add_argument("--database-url", help="PostgreSQL server (default: a throw-away local cluster)")
     args = parser.parse_args()
     if args.backend == "postgresql" and not args.database_url:
@@ -146,7 +170,7 @@ def main() -> None:
 
 def _report(args: argparse.Namespace) -> None:
     rows = []
-    for variant in VARIANTS:
+    for variant in args.variants.split(","):
         row = {"write_batch": variant}
         for processes in (1, 2):
             rates = sorted(run(variant, processes, args) for _ in range(args.repeats))
