@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,14 +48,30 @@ def _free_port() -> int:
 
 
 class Server:
-    """A uvicorn subprocess serving `app` on a free port."""
+    """A uvicorn subprocess serving `app` on a free port; `workers` > 0: ``xent serve`` with that many."""
 
-    def __init__(self, app: str, factory: bool, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        factory: bool,
+        env: dict[str, str] | None = None,
+        workers: int = 0,
+        cwd: str | None = None,
+    ) -> None:
         self.port = _free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
+        if factory:
+            args.append("--factory")
         # the glibc malloc settings `xent serve` gives its workers, for every server alike
         env = {**MALLOC_ENV, **os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20), **(env or {})}
-        self.process = subprocess.Popen([*args, "--factory"] if factory else args, cwd=ROOT, env=env)
+        output = None
+        if workers:  # `xent serve`: its own logging (the access log to stdout, discarded here)
+            args = [sys.executable, "-m", "service", "serve"]
+            env.update(
+                {"XENT_PORT": str(self.port), "XENT_WORKERS": str(workers), "XENT_LOG_LEVEL": "warning"}
+            )
+            output = subprocess.DEVNULL
+        self.process = subprocess.Popen(args, cwd=cwd or ROOT, env=env, stdout=output)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(200):
             try:
@@ -100,23 +117,48 @@ async def _load(url: str, body: bytes, clients: int, seconds: float) -> dict[str
     return load_summary(latencies, elapsed)
 
 
-def _raw_load(server: Server, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and of its live descendants (uvicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) / tick
+    tree, total = {pid}, 0.0
+    for child in sorted(times):  # children have higher pids than their parent, except after wrap-around
+        if parents[child] in tree:
+            tree.add(child)
+    for member in tree:
+        total += times.get(member, 0.0)
+    return total
+
+
+def _raw_load(
+    server: "Server", body: bytes, clients: int, seconds: float, path: str = "/v1/cross-entropy"
+) -> dict[str, float]:
+    """The raw generator against `server`: rps, p50/p99, and the server's CPU µs per request.
+
+    CPU time per request is the steadier figure on a shared machine: other processes slow
+    the server's wall clock, much less the CPU it spends on each request.
+    """
     with tempfile.NamedTemporaryFile(suffix=".json") as file:
         file.write(body)
         file.flush()
-        args = [
-            str(server.port),
-            "/v1/cross-entropy",
-            str(clients),
-            str(seconds),
-            file.name,
-            "application/json",
-        ]
+        args = [str(server.port), path, str(clients), str(seconds), file.name, "application/json"]
+        before = _cpu_seconds(server.process.pid)
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks._rawload", *args], cwd=ROOT, capture_output=True, check=True
         )
+        spent = _cpu_seconds(server.process.pid) - before
     result: dict[str, float] = json.loads(out.stdout)
     assert result["non_200"] == 0, result
+    result["cpu_us"] = spent / (result["rps"] * seconds) * 1e6
     return result
 
 
@@ -138,8 +180,9 @@ def small_batches(servers: dict[str, Server], clients: int, seconds: float) -> l
         ),
     ):
         results = {name: load(server) for name, server in servers.items()}
-        floor = next(iter(results.values()))["rps"]
+        floor = next(iter(results.values()))
         for name, r in results.items():
+            cpu = "cpu_us" in r
             rows.append(
                 {
                     "client": client,
@@ -147,9 +190,71 @@ def small_batches(servers: dict[str, Server], clients: int, seconds: float) -> l
                     "requests/s": f"{r['rps']:.0f}",
                     "p50 ms": f"{r['p50']:.2f}",
                     "p99 ms": f"{r['p99']:.2f}",
-                    "share of floor": f"{r['rps'] / floor:.0%}",
+                    "share of floor": f"{r['rps'] / floor['rps']:.0%}",
+                    "server CPU µs/request": f"{r['cpu_us']:.0f}" if cpu else "",
+                    "share of floor by CPU": f"{floor['cpu_us'] / r['cpu_us']:.0%}" if cpu else "",
                 }
             )
+    return rows
+
+
+def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
+    """A small JSON body for every route that takes one (calibration with its default metrics)."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((n, k))
+    other = rng.standard_normal((n, k))
+    labels = rng.integers(0, k, n).tolist()
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    bodies = {
+        "/v1/cross-entropy": {"logits": logits.tolist(), "labels": labels},
+        "/v1/divergence": {"p_logits": logits.tolist(), "q_logits": other.tolist()},
+        "/v1/calibration": {"probs": probs.tolist(), "labels": labels},
+        "/v1/apply": {"logits": logits.tolist(), "temperature": 1.5},
+    }
+    return {path: json.dumps(body).encode() for path, body in bodies.items()}
+
+
+def routes(floor: Server, xent: Server, clients: int, seconds: float) -> list[dict[str, object]]:
+    """Every small-body route of one Xent worker under the raw generator, against the bare floor."""
+    bare = _raw_load(floor, route_bodies()["/v1/cross-entropy"], clients, seconds)
+    rows = []
+    for path, body in route_bodies().items():
+        r = _raw_load(xent, body, clients, seconds, path)
+        rows.append(
+            {
+                "route (32×10 JSON)": path,
+                "requests/s": f"{r['rps']:.0f}",
+                "p50 ms": f"{r['p50']:.2f}",
+                "server CPU µs/request": f"{r['cpu_us']:.0f}",
+                "share of bare FastAPI": f"{r['rps'] / bare['rps']:.0%}",
+                "share by CPU": f"{bare['cpu_us'] / r['cpu_us']:.0%}",
+            }
+        )
+    return rows
+
+
+def workers(clients: int, seconds: float) -> list[dict[str, object]]:
+    """``xent serve`` with 1 and 2 workers, the raw generator in its own process, 32×10 cross-entropy."""
+    body = route_bodies()["/v1/cross-entropy"]
+    rows, base = [], 0.0
+    for count in (1, 2):
+        server = Server("", factory=False, workers=count)
+        try:
+            _raw_load(server, body, clients, 1.0)  # every worker warm
+            r = _raw_load(server, body, clients, seconds)
+        finally:
+            server.stop()
+        base = base or r["rps"]
+        rows.append(
+            {
+                "xent serve": f"--workers {count}",
+                "requests/s": f"{r['rps']:.0f}",
+                "p50 ms": f"{r['p50']:.2f}",
+                "p99 ms": f"{r['p99']:.2f}",
+                "server CPU µs/request": f"{r['cpu_us']:.0f}",
+                "vs 1 worker": f"{r['rps'] / base:.2f}×",
+            }
+        )
     return rows
 
 
@@ -346,6 +451,69 @@ async def _health_during(url: str, body: bytes, headers: dict[str, str]) -> dict
     }
 
 
+def compression(rows: int = 10_000, k: int = 10, repeats: int = 20) -> list[dict[str, object]]:
+    """A `rows`-row per-sample cross-entropy answer, plain and gzipped: size, server and end-to-end cost.
+
+    The compression itself is timed in this process on the answer's bytes (thread CPU, the
+    levels Xent could use); end to end is one client over loopback with and without
+    ``Accept-Encoding: gzip`` (httpx inflates the answer, as any client would).
+    """
+    from benchmarks._timing import median_ms
+    from service.api.middleware import codings
+
+    rng = np.random.default_rng(3)
+    body = json.dumps(
+        {
+            "logits": rng.standard_normal((rows, k)).tolist(),
+            "labels": rng.integers(0, k, rows).tolist(),
+            "per_sample": True,
+        }
+    ).encode()
+    server = Server("service.app:create_app", factory=True)
+    out = []
+    try:
+        with httpx.Client(timeout=60) as client:
+            for accept in ("identity", "gzip"):
+                headers = {"content-type": "application/json", "accept-encoding": accept}
+                times, wire = [], 0
+                for _ in range(repeats + 1):
+                    start = time.perf_counter()
+                    request = client.build_request(
+                        "POST", server.url + "/v1/cross-entropy", content=body, headers=headers
+                    )
+                    response = client.send(request, stream=True)
+                    wire = sum(len(chunk) for chunk in response.iter_raw())
+                    times.append(time.perf_counter() - start)
+                    response.close()
+                answer = client.post(server.url + "/v1/cross-entropy", content=body, headers=headers).content
+                out.append(
+                    {
+                        "Accept-Encoding": accept,
+                        "answer bytes": f"{len(answer):,}",
+                        "bytes on the wire": f"{wire:,}",
+                        "end-to-end ms (median)": f"{np.median(times[1:]) * 1e3:.1f}",
+                    }
+                )
+    finally:
+        server.stop()
+    for level in (1, 6):
+
+        def pack(level: int = level) -> bytes:
+            compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+            return compressor.compress(answer) + compressor.flush()
+
+        out.append(
+            {
+                "Accept-Encoding": f"gzip level {level} alone"
+                + (" (Xent's)" if level == codings.GZIP_LEVEL else ""),
+                "answer bytes": f"{len(answer):,}",
+                "bytes on the wire": f"{len(pack()):,}",
+                "end-to-end ms (median)": f"{median_ms(pack, repeats):.1f} (compression CPU)",
+            }
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, smaller large batch")
@@ -355,7 +523,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="GB",
         help="only: /healthz latency while one OIP binary request of about GB gigabytes is scored",
     )
+    parser.add_argument(
+        "--small-only", action="store_true", help="only the small-batch sections (servers, routes, workers)"
+    )
+    parser.add_argument(
+        "--compression", action="store_true", help="only: a 10,000-row per-sample answer, plain and gzipped"
+    )
     args = parser.parse_args(argv)
+    if args.compression:
+        sys.stdout.write(
+            "## Compression (10,000×10 cross-entropy, per_sample)\n" + table(compression()) + "\n"
+        )
+        return 0
     if args.health_gb:
         sys.stdout.write(health_at_size(args.health_gb) + "\n")
         return 0
@@ -372,12 +551,19 @@ def main(argv: list[str] | None = None) -> int:
         out = [
             "## Small batches (32×10 JSON, 16 concurrent clients, 1 worker)",
             table(small_batches(servers, 16, seconds)),
+            "\n## Every small-body route (raw generator, 16 clients, 1 worker)",
+            table(routes(servers["bare FastAPI (constant)"], xent, 16, seconds)),
         ]
-        body, headers = _bodies(10 * n, 10)["OIP binary"]
-        health = asyncio.run(_health_during(xent.url, body, headers))
+        if not args.small_only:
+            body, headers = _bodies(10 * n, 10)["OIP binary"]
+            health = asyncio.run(_health_during(xent.url, body, headers))
     finally:
         for server in servers.values():
             server.stop()
+    out += ["\n## Workers (raw generator in its own process, 32 clients)", table(workers(32, seconds))]
+    if args.small_only:
+        sys.stdout.write("\n".join(out) + "\n")
+        return 0
     large = large_batches(n, 10, 3 * repeats) + ([] if args.quick else large_batches(10 * n, 10, 2))
     out += ["\n## Large batches (a fresh server per row)", table(large)]
     out += [

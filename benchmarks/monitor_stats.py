@@ -43,7 +43,8 @@ def sizes(rng: np.random.Generator) -> list[dict[str, object]]:
                     "bytes": len(stats.to_bytes()),
                 }
             )
-        bound = HEADER.itemsize + 2 * k * (index_width(k) + 8) + N_CELLS * (2 + 8 + 8 + 8)
+        classes = 2 * k * min(index_width(k) + 8, 8)  # a class section is dense when that is smaller
+        bound = HEADER.itemsize + classes + N_CELLS * (2 + 8 + 8 + 8)
         rows.append(
             {
                 "K": k,
@@ -76,12 +77,12 @@ def timings(rng: np.random.Generator, repeats: int) -> list[dict[str, object]]:
         (1000, 2_136, 1000, "K = 1,000: 1 day of minutes + 29 days of hours, 1,000 rows/min"),
     ]
     for k, n_blobs, rows_per_blob, label in scenarios:
-        pool = [bucket(rng, rows_per_blob, k).to_bytes() for _ in range(24)]
-        if n_blobs == 2_136:  # 696 hourly blobs: 60 minutes merged each
-            hourly = [merge_stats(pool[i % 24 : i % 24 + 1] * 60).to_bytes() for i in range(24)]
-            blobs = [pool[i % 24] for i in range(1440)] + [hourly[i % 24] for i in range(696)]
+        pool = [bucket(rng, rows_per_blob, k).to_bytes() for _ in range(60)]
+        if n_blobs == 2_136:  # 1,440 minute blobs and 696 hourly ones, each the merge of 60 distinct minutes
+            hourly = merge_stats(pool).to_bytes()
+            blobs = [pool[i % 60] for i in range(1440)] + [hourly] * 696
         else:
-            blobs = [pool[i % 24] for i in range(n_blobs)]
+            blobs = [pool[i % 60] for i in range(n_blobs)]
         ms = median_ms(lambda blobs=blobs: query(blobs), repeats)
         rows.append(
             {

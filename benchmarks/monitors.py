@@ -5,7 +5,8 @@
 One ``python -m service serve`` worker (XENT_WORKERS=1) on a scratch XENT_DATA_DIR:
 
 - small batches (32×10 JSON logits and labels): requests per second of
-  ``POST /v1/monitors/{name}/observations`` and of ``POST /v1/cross-entropy`` with the same body,
+  ``POST /v1/monitors/{name}/observations`` (``bench``: a 10,000-row reservoir of labelled rows
+  for temperature refits; ``bench0``: none) and of ``POST /v1/cross-entropy`` with the same body,
   driven by the raw keep-alive load generator (``benchmarks._rawload``, its own process), in
   alternating rounds;
 - a 10,000×10 float32 batch with labels in the OIP binary tensor extension: median wall time of
@@ -77,6 +78,10 @@ class Serve:
         self.process.wait(30)
 
 
+#: Scoring, then ingestion into a monitor with the default 10,000-row reservoir and one without.
+PATHS = ("/v1/cross-entropy", "/v1/monitors/bench/observations", "/v1/monitors/bench0/observations")
+
+
 def _raw_load(port: int, path: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as file:
         file.write(body)
@@ -95,11 +100,11 @@ def small_batches(server: Serve, rounds: int, seconds: float) -> list[dict[str, 
     body = json.dumps(
         {"logits": rng.standard_normal((32, 10)).tolist(), "labels": rng.integers(0, 10, 32).tolist()}
     ).encode()
-    paths = {"/v1/cross-entropy": [], "/v1/monitors/bench/observations": []}
+    paths: dict[str, list[dict[str, float]]] = {path: [] for path in PATHS}
     for _ in range(rounds):
         for path, runs in paths.items():
             runs.append(_raw_load(server.port, path, body, clients=8, seconds=seconds))
-    rows = []
+    rows: list[dict[str, object]] = []
     for path, runs in paths.items():
         rps = float(np.median([r["rps"] for r in runs]))
         p50 = float(np.median([r["p50"] for r in runs]))
@@ -114,7 +119,7 @@ def large_batch(server: Serve, repeats: int) -> list[dict[str, object]]:
         "labels": rng.integers(0, 10, 10_000),
     }
     encoded = encode_binary(fields)
-    paths = {"/v1/cross-entropy": [], "/v1/monitors/bench/observations": []}
+    paths: dict[str, list[float]] = {path: [] for path in PATHS}
     with httpx.Client(base_url=server.url, timeout=60) as client:
         for _ in range(repeats + 1):
             for path, times in paths.items():
@@ -176,6 +181,8 @@ def main() -> None:
         server = Serve(data_dir)
         try:
             httpx.put(f"{server.url}/v1/monitors/bench", json={"n_classes": 10}).raise_for_status()
+            spec = {"n_classes": 10, "reservoir_size": 0}
+            httpx.put(f"{server.url}/v1/monitors/bench0", json=spec).raise_for_status()
             print(table(small_batches(server, rounds, seconds)), end="\n\n")
             print(table(large_batch(server, repeats)), end="\n\n")
             raw_ms = query(server, repeats)
@@ -188,11 +195,12 @@ def main() -> None:
         finally:
             server.stop()
     label = "30 days of minute buckets, step=1h (720 points)"
-    rows = [
+    rows: list[dict[str, object]] = [
         {label: "43,200 rows", "median ms": f"{raw_ms:.0f}"},
         {label: f"compacted ({merged} rows merged away)", "median ms": f"{compacted_ms:.0f}"},
     ]
     print(table(rows))
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def _whole_array(p: Distribution, q: Distribution) -> list[np.ndarray]:
     return [
         e.kl_divergence(pp, lp, lq),
         e.kl_divergence(qq, lq, lp),
-        e.js_divergence(pp, lp, qq, lq),
+        e.js_divergence(pp, qq),
         e.entropy(pp, lp),
         e.entropy(qq, lq),
         e.cross_entropy_rows(pp, lq),

@@ -1,15 +1,17 @@
 """Ingest rate of the monitor store (SQLite, PostgreSQL): `write_batch` calls per second, 1 and 2 processes.
 
     python -m benchmarks.store [--backend sqlite|postgresql] [--database-url URL] [--seconds 2]
-                               [--repeats 3] [--blob-bytes 1200] [--synchronous NORMAL]
+                               [--repeats 3] [--blob-bytes 520] [--synchronous NORMAL]
 
 Each call is one committed transaction (WAL) appending what one scored batch of 32 rows of
-K=10 would: one stats row whose blob has `--blob-bytes` bytes (about the size of a serialised
+K=10 would: one stats row whose blob has `--blob-bytes` bytes (the size of a serialised
 MonitorStats of 32 rows; the store never looks inside), plus, by variant, the 32 rows as pending
 rows waiting for late labels (40-byte float32 logits each, with ids) or as labelled rows offered to
 the reservoir (size 10,000). Every process writes to the same file, one minute bucket per second
 of the run, for `--seconds` seconds after a common start; the figure is the sum of their calls per
-second, the median of `--repeats` runs (each on a fresh file) with the range in brackets.
+second, the median of `--repeats` runs (each on a fresh file) with the range in brackets, and the
+CPU time of the writing thread per call (in the driver and Python; less disturbed by other load than
+the rates).
 
 PostgreSQL: every run in a fresh database on the server `--database-url` names (a superuser, or a
 role allowed to create databases), else on a throw-away local cluster started like the tests' one
@@ -82,13 +84,14 @@ def _writer(
     worker: int,
     start: float,
     seconds: float,
-) -> int:
+) -> tuple[int, float]:
     store = _open(location, synchronous)
     blob = os.urandom(blob_bytes)
     row = os.urandom(40)
     n = 0
     while time.time() < start:
         time.sleep(0.001)
+    cpu = time.thread_time()
     while (now := time.time()) < start + seconds:
         bucket = int(now) // 60 * 60
         pending = labelled = ()
@@ -111,8 +114,9 @@ def _writer(
         else:
             store.write_batch("m", [(bucket, "s", blob)], pending=pending, labelled=labelled, now=now)
         n += 1
+    cpu = time.thread_time() - cpu
     store.close()
-    return n
+    return n, cpu
 
 
 @contextmanager
@@ -127,7 +131,8 @@ def _fresh(args: argparse.Namespace) -> Iterator[Path | str]:
             yield url
 
 
-def run(variant: str, processes: int, args: argparse.Namespace) -> float:
+def run(variant: str, processes: int, args: argparse.Namespace) -> tuple[float, float]:
+    """Calls per second summed over the processes, and CPU microseconds per call."""
     with _fresh(args) as path:
         store = _open(path, args.synchronous)
         store.put_monitor(MonitorConfig("m", n_classes=10, binary=False, class_names=None))
@@ -138,21 +143,22 @@ def run(variant: str, processes: int, args: argparse.Namespace) -> float:
         start = time.time() + 3.0 + 1.0 * processes  # after the processes have imported
         context = multiprocessing.get_context("spawn")
         with context.Pool(processes) as pool:
-            counts = pool.starmap(
+            results = pool.starmap(
                 _writer,
                 [
                     (path, args.synchronous, variant, args.blob_bytes, w, start, args.seconds)
                     for w in range(processes)
                 ],
             )
-    return sum(counts) / args.seconds
+    calls = sum(n for n, _ in results)
+    return calls / args.seconds, sum(cpu for _, cpu in results) / max(calls, 1) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--blob-bytes", type=int, default=1200)
+    parser.add_argument("--blob-bytes", type=int, default=520)
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL", help="SQLite only")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}")
@@ -172,10 +178,14 @@ def _report(args: argparse.Namespace) -> None:
     rows = []
     for variant in args.variants.split(","):
         row = {"write_batch": variant}
+        cpu = []
         for processes in (1, 2):
-            rates = sorted(run(variant, processes, args) for _ in range(args.repeats))
+            runs = [run(variant, processes, args) for _ in range(args.repeats)]
+            rates = sorted(rate for rate, _ in runs)
             label = f"{processes} process{'es' if processes > 1 else ''} (/s)"
             row[label] = f"{np.median(rates):,.0f} [{rates[0]:,.0f}-{rates[-1]:,.0f}]"
+            cpu += [] if processes > 1 else [us for _, us in runs]
+        row["CPU per call, 1 process (µs)"] = f"{np.median(cpu):,.0f}"
         rows.append(row)
     if args.backend == "sqlite":
         durability = f"SQLite {sqlite3.sqlite_version}, synchronous={args.synchronous}"

@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import orjson
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
@@ -17,16 +16,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import __version__
-from service.api.middleware.access_log import log_exchange
-from service.api.middleware.auth import APIKeyMiddleware, load_api_keys
+from service.api.middleware.access_log import log_exchange, log_exchange_but_probes
+from service.api.middleware.auth import APIKeys, load_api_keys
 from service.api.middleware.dispatch import ScoringApp, ScoringDispatch
 from service.api.middleware.drain import install_drain_hook
-from service.api.middleware.limits import Gate, LimitsMiddleware
+from service.api.middleware.exchange import ExchangeMiddleware
+from service.api.middleware.limits import Gate
 from service.api.middleware.loop_lag import watch_loop_lag
-from service.api.middleware.metrics import ExchangeMiddleware, Metrics
+from service.api.middleware.metrics import Metrics, refresh_worker_stats
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, routers
 from service.api.serving import trim_malloc
+from service.monitors.counters import MonitorCounters
 from service.monitors.holder import StoreHolder
 from service.settings import Settings
 
@@ -62,11 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         monitor = asyncio.ensure_future(watch_loop_lag(app.state.metrics.loop_lag.observe))
+        stats = asyncio.ensure_future(refresh_worker_stats(app.state.metrics))
         # The monitor store, opened once per worker (in a thread: it may create and migrate the
         # database); its compaction runs in a thread of its own, never on the event loop.
         await anyio.to_thread.run_sync(monitors.open)
         yield
         await anyio.to_thread.run_sync(monitors.close)
+        stats.cancel()
         monitor.cancel()
         gc.unfreeze()
         restore()
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = gate
     app.state.scoring_limiter = anyio.CapacityLimiter(settings.scoring_threads)
     app.state.metrics = Metrics()
+    app.state.monitor_counters = MonitorCounters(app.state.metrics.registry)
     monitors = StoreHolder(settings, compaction_interval_s=settings.compaction_interval_s)
     app.state.monitors = monitors
     included = routers()
@@ -141,32 +145,37 @@ def _scoring_routes(included: list[APIRouter]) -> dict[str, APIRoute]:
 
 
 def _add_middleware(
-    app: FastAPI, settings: Settings, gate: Gate, included: list[APIRouter], scoring: dict[str, APIRoute]
+    app: ScoringApp, settings: Settings, gate: Gate, included: list[APIRouter], scoring: dict[str, APIRoute]
 ) -> None:
-    """Innermost first: scoring dispatch, limits, auth, CORS, then the exchange (id, timing, metrics, log)."""
+    """Xent's one layer (ids, auth, codings, limits, metrics, log), then the scoring dispatch inside it."""
     app.add_middleware(ScoringDispatch, routes=scoring, handlers=app.exception_handlers)
     inline = {
         path: limit
         for path, route in scoring.items()
         if (limit := int(getattr(route.endpoint, "inline_bytes", 0))) > 0
     }
-    app.add_middleware(LimitsMiddleware, settings=settings, gate=gate, inline_bytes=inline)
     keys = load_api_keys(settings)
-    if keys:
-        app.add_middleware(APIKeyMiddleware, keys=keys, protect_metrics=settings.protect_metrics)
     origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "WWW-Authenticate"],
-            max_age=600,
-        )
+    cors = (
+        {
+            "allow_origins": origins,
+            "allow_methods": ["GET", "POST", "PUT", "DELETE"],
+            "allow_headers": [
+                "Authorization",
+                "Content-Type",
+                "Content-Encoding",
+                "X-API-Key",
+                "X-Request-ID",
+            ],
+            "expose_headers": ["X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            "max_age": 600,
+        }
+        if origins
+        else None
+    )
     observers = [app.state.metrics.observe]
     if settings.access_log:
-        observers.append(log_exchange)
+        observers.append(log_exchange if settings.log_probes else log_exchange_but_probes)
     # The documented paths, read from the routers: building them from `app.openapi()` on the
     # first unmatched request held that worker's event loop ~0.2 s.
     known_paths = frozenset(
@@ -175,7 +184,24 @@ def _add_middleware(
         for route in router.routes
         if isinstance(route, APIRoute) and route.include_in_schema
     )
-    app.add_middleware(ExchangeMiddleware, observers=observers, known_paths=known_paths)  # and request ids
+    app.add_middleware(
+        ExchangeMiddleware,
+        settings=settings,
+        gate=gate,
+        inline_bytes=inline,
+        observers=observers,
+        known_paths=known_paths,
+        served_paths=_served_paths(app),
+        keys=APIKeys(keys, protect_metrics=settings.protect_metrics) if keys else None,
+        cors=cors,
+        on_build=app.enter_scoring_at,
+    )
+
+
+def _served_paths(app: FastAPI) -> frozenset[str]:
+    """The pages and documents FastAPI serves itself (``/docs``, ``/openapi.json``, ...)."""
+    urls = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    return frozenset(url for url in urls if url)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

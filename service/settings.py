@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = Field(default=True, description="One JSON line per request on stdout.")
+    log_probes: bool = Field(
+        default=False,
+        description="Also log /healthz, /readyz and /metrics requests that succeed (left out by default: "
+        "probes and scrapes every few seconds drown the scoring requests).",
+    )
     api_keys: SecretStr | None = Field(
         default=None,
         description="API keys, comma-separated, or the path of a file with one key per line. "

@@ -153,6 +153,7 @@ def _fit_temperature(scores: FloatArray, truth: Truth, options: RecalibrateOptio
         scores,
         labels=truth.labels,
         targets=truth.targets,
+        sample_weight=truth.sample_weight,
         rtol=options.rtol,
         max_iter=options.max_iter,
         validate=False,

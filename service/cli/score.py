@@ -1,12 +1,16 @@
 """``xent score PREDICTIONS LABELS``: score a file of predictions, locally or on a server.
 
+``xent score DATASET`` scores a Parquet / Arrow dataset (a file, a directory or a glob) in
+bounded memory, here or on a Dask cluster (:mod:`service.cli.offline`).
+
 Exit codes
 ----------
 0  scored
 2  bad command line (unknown option or metric)
 3  a file is missing, unreadable, or holds no usable array
 4  the arrays were rejected (wrong shape, non-finite values, labels out of range, ...)
-5  the server could not be reached, or answered with a server error (``--url``)
+5  the server (``--url``) or the Dask scheduler could not be reached, or a server error
+6  an optional dependency is missing (the message names the extra to install)
 """
 
 import argparse
@@ -25,6 +29,7 @@ import numpy as np
 from service import core
 from service.core._typing import IntArray
 
+from . import offline
 from .files import FileError, Loaded, read_array
 
 if TYPE_CHECKING:
@@ -201,9 +206,12 @@ def add_parser(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     score.add_argument(
-        "predictions", help="N×K (or length-N binary) array: FILE.npy, FILE.csv, FILE.npz[:NAME]"
+        "predictions",
+        help="N×K (or length-N binary) array: FILE.npy, FILE.csv, FILE.npz[:NAME], or a Parquet dataset",
     )
-    score.add_argument("labels", help="length-N integer class labels: FILE.npy, FILE.csv, FILE.npz[:NAME]")
+    score.add_argument(
+        "labels", nargs="?", help="length-N integer class labels: FILE.npy, FILE.csv, FILE.npz[:NAME]"
+    )
     kind = score.add_mutually_exclusive_group()
     kind.add_argument(
         "--logits", dest="kind", action="store_const", const="logits", help="predictions are logits"
@@ -233,6 +241,7 @@ def add_parser(commands: Any) -> None:
         "--progress", dest="progress", action="store_true", default=None, help="always show read progress"
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    offline.add_arguments(score)
     score.set_defaults(handler=run, parser=score)
 
 
@@ -240,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``xent score``; return the exit code."""
     from service.client import XentAPIError, XentConnectionError
 
+    if offline.is_dataset(args.predictions):
+        return offline.run(args)
+    if args.labels is None:
+        args.parser.error("LABELS is required for .npy / .npz / .csv predictions")
     names = [name.strip() for name in args.metrics.split(",") if name.strip()]
     unknown = [name for name in names if name not in METRICS]
     if unknown or not names:

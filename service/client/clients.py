@@ -6,6 +6,7 @@ Adding an endpoint takes an :class:`Endpoint` and a short method on each class.
 """
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,10 +61,33 @@ def _fields(options: Mapping[str, Any], **arrays: Array | None) -> dict[str, Any
 
 
 def _option(value: Any) -> Any:
-    """An option as JSON: result models (a fit's ``parameters``) dumped, arrays (``edges``) as lists."""
+    """An option as JSON: result models (a fit's ``parameters``) dumped, arrays (``edges``) as lists.
+
+    Non-finite numbers anywhere in it become the strings the server writes and reads
+    (``"Infinity"``, ``"-Infinity"``, ``"NaN"``): JSON has no literal for them, and orjson
+    would send ``null`` instead, so a fit at T = ∞ could not be applied (issue #20).
+    """
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return value.tolist() if isinstance(value, np.ndarray) else value
+        value = value.model_dump(mode="python")
+    elif isinstance(value, np.ndarray):
+        value = value.tolist()
+    return _json_numbers(value)
+
+
+def _json_numbers(value: Any) -> Any:
+    """`value` with every non-finite float, nested in dicts, lists and tuples too, as its JSON string."""
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isfinite(number):
+            return number if isinstance(value, np.floating) else value
+        return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {name: _json_numbers(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_numbers(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _json_numbers(value.tolist())
+    return value
 
 
 def _weights(class_weights: Array | None) -> list[float] | None:

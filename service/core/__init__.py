@@ -18,6 +18,7 @@ from .calibration import (
 )
 from .cancel import Cancelled, checkpoint, deadline
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
+from .divergence_terms import DivergenceTerms, divergence_terms
 from .divergences import DivergenceRows, divergence_rows
 from .entropy import (
     cross_entropy,
@@ -37,6 +38,7 @@ from .logprob_metrics import LogprobScores, score_logprobs, top1_calibration
 from .logprobs import ParsedLogprobs, parse_logprobs
 from .monitor_stats import MonitorStats, js_drift, merge_stats
 from .perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
+from .ranking import label_rank, top_k_accuracy
 from .relative_entropy import relative_entropy
 from .sequences import TokenScores, token_scores
 from .sigmoid import softplus
@@ -48,6 +50,7 @@ from .validation import (
     check_logits,
     check_probabilities,
     check_same_length,
+    check_sample_weight,
     check_targets,
     default_tolerance,
     dtype_name,
@@ -77,6 +80,8 @@ __all__ = [
     "Distribution",
     "DivergenceRows",
     "divergence_rows",
+    "DivergenceTerms",
+    "divergence_terms",
     "FitMetrics",
     "InputError",
     "TemperatureFit",
@@ -87,6 +92,7 @@ __all__ = [
     "check_logits",
     "check_probabilities",
     "check_same_length",
+    "check_sample_weight",
     "check_targets",
     "cross_entropy",
     "cross_entropy_rows",
@@ -113,6 +119,8 @@ __all__ = [
     "lm_eval_counts",
     "sequence_perplexity",
     "token_scores",
+    "label_rank",
+    "top_k_accuracy",
     "resolve_eps",
     "soft_cross_entropy",
     "softplus",

@@ -202,21 +202,32 @@ class BinMeans:
     weight: FloatArray
 
 
-def bin_means(sums: BinSums, *, min_bin_count: int, weighting: Weighting) -> BinMeans:
+def bin_means(
+    sums: BinSums, *, min_bin_count: int, weighting: Weighting, means_from: BinSums | None = None
+) -> BinMeans:
     """Mean confidence and accuracy per bin, and each bin's weight in the error.
 
-    ``mass``: ``n_b / N`` with N every sample (so bins excluded by `min_bin_count`
-    still count in N: netcal's ``sample_threshold``). ``uniform``: ``1 / #counted bins``.
+    Bins excluded by `min_bin_count` weigh 0 but still count in the normaliser, as in
+    netcal's ``sample_threshold`` (issue #20): ``mass`` is ``n_b / N`` with N every sample,
+    ``uniform`` is ``1 / #non-empty bins`` (netcal's ACE divides by ``count_nonzero`` of the
+    histogram, thresholded bins included). `means_from`, when given, are sums over other bin
+    memberships (netcal's float32 edges) that the means are taken from; a bin empty there
+    but not in `sums` has mean 0 (netcal's ``nan_to_num``).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = sums.conf / sums.count
-        accuracy = sums.outcome / sums.count
+        if means_from is None:
+            confidence = sums.conf / sums.count
+            accuracy = sums.outcome / sums.count
+        else:
+            held = (means_from.count > 0) | (sums.count == 0)  # NaN stays NaN only where both are empty
+            confidence = np.where(held, means_from.conf / means_from.count, 0.0)
+            accuracy = np.where(held, means_from.outcome / means_from.count, 0.0)
     valid = sums.count >= max(min_bin_count, 1)
     if weighting == "mass":
         weight = np.where(valid, sums.count / sums.n, 0.0)
     else:
-        n_valid = valid.sum(axis=-1, keepdims=True)
-        weight = np.where(valid, 1.0 / np.maximum(n_valid, 1), 0.0)
+        n_filled = (sums.count > 0).sum(axis=-1, keepdims=True)
+        weight = np.where(valid, 1.0 / np.maximum(n_filled, 1), 0.0)
     return BinMeans(confidence, accuracy, valid, weight)
 
 

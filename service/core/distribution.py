@@ -162,6 +162,30 @@ class Distribution:
         assert source is not None
         return int(source.shape[1])
 
+    def broadcast(self, n_samples: int) -> "Distribution":
+        """A one-row batch as `n_samples` identical rows: read-only views, nothing copied.
+
+        Scores one reference distribution against many (SciPy's broadcasting of ``rel_entr``,
+        PyTorch's of ``kl_div``). `n_clipped` stays the count of the row as sent.
+
+        Examples
+        --------
+        >>> Distribution.from_probs([[0.25, 0.75]]).broadcast(3).probs.shape
+        (3, 2)
+        """
+        if self.n_samples == n_samples:
+            return self
+        if self.n_samples != 1:
+            raise ValueError(f"only a one-row batch broadcasts; this one has {self.n_samples} rows")
+        shape = (n_samples,) if self.binary else (n_samples, self.n_classes)
+        return Distribution(
+            logits=None if self.logits is None else np.broadcast_to(self.logits, shape),
+            sent_probs=None if self.sent_probs is None else np.broadcast_to(self.sent_probs, shape),
+            eps=self.eps,
+            n_clipped=self.n_clipped,
+            binary=self.binary,
+        )
+
     # --- full matrices, materialised only when asked -------------------------------------
 
     @cached_property

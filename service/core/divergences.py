@@ -15,8 +15,9 @@ import numpy as np
 from ._typing import FloatArray
 from .cancel import checkpoint
 from .distribution import Distribution
+from .log_ratio import js_terms_into, log_ratio_into
 
-BLOCK_BYTES = 1 << 17  # per scratch buffer; six of them stay within a 1 MiB L2
+BLOCK_BYTES = 1 << 17  # per scratch buffer; the seven of them stay within a 1 MiB L2
 NARROW_K = 64
 Out = dict[str, Any]  # statistic name -> its rows of the block
 
@@ -51,7 +52,12 @@ def divergence_rows(p: Distribution, q: Distribution) -> DivergenceRows:
 
     Logs follow each side's eps policy (``log max(p, eps)``; eps 0 keeps ``log 0 = -inf``,
     so ``KL`` and ``H(p, q)`` are ``+inf`` where p > 0 = q); logits give exact
-    ``z - logsumexp(z)`` logs. Values equal :func:`~service.core.entropy.kl_divergence`,
+    ``z - logsumexp(z)`` logs. When both sides are probabilities, each KL term
+    ``p log(p/q)`` comes from :func:`~service.core.log_ratio.log_ratio` of the floored values
+    and each JS term from :func:`~service.core.log_ratio.js_terms_into`: within a few ulps of
+    the exact term even where p ≈ q (two logs subtracted would cancel), as
+    ``scipy.special.rel_entr``. With a logits side, KL terms are ``p (log p - log q)`` of the
+    exact log-softmax values. Values equal :func:`~service.core.relative_entropy`,
     :func:`~service.core.entropy.entropy` and :func:`~service.core.entropy.cross_entropy_rows`
     on the whole arrays (``scipy.special.rel_entr`` and ``scipy.stats.entropy`` when nothing is
     clipped), and ``scipy.spatial.distance.jensenshannon(p, q) ** 2`` for JS. The result is in
@@ -68,18 +74,33 @@ def divergence_rows(p: Distribution, q: Distribution) -> DivergenceRows:
     dtype = np.result_type(p.dtype, q.dtype)
     out = {name: np.empty(n, dtype) for name in DivergenceRows.__dataclass_fields__}
     rows = min(n, max(1, BLOCK_BYTES // (k * dtype.itemsize)))
-    scratch = np.empty((6, rows, k), dtype)
+    scratch = np.empty((7, rows, k), dtype)
     lse_p, lse_q = _log_normaliser(p), _log_normaliser(q)
+    subnormal = min(p.eps, q.eps) < np.finfo(dtype).tiny
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # 0·log 0 terms are zeroed
         for start in range(0, n, rows):  # blocks of rows sized for the cache, never single samples
             checkpoint()
             block = slice(start, min(n, start + rows))
             width = block.stop - block.start
             buffers = scratch[:, :width]
-            pb, lp = _side(p, lse_p, block, buffers[0], buffers[1])
-            qb, lq = _side(q, lse_q, block, buffers[2], buffers[3])
-            _statistics(pb, lp, qb, lq, buffers[4], buffers[5], {name: v[block] for name, v in out.items()})
+            pb, lp, fp = _side(p, lse_p, block, buffers[0], buffers[1], buffers[4])
+            qb, lq, fq = _side(q, lse_q, block, buffers[2], buffers[3], buffers[5])
+            sides = _Block(pb, lp, fp, qb, lq, fq, subnormal)
+            _statistics(sides, buffers[6], {name: v[block] for name, v in out.items()})
     return DivergenceRows(**out)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One block of both sides: probabilities, logs, and floored probabilities (None for logits)."""
+
+    p: FloatArray
+    lp: FloatArray
+    fp: FloatArray | None
+    q: FloatArray
+    lq: FloatArray
+    fq: FloatArray | None
+    subnormal: bool  # a floored value may be below the smallest normal number
 
 
 def _log_normaliser(dist: Distribution) -> FloatArray | None:
@@ -90,9 +111,14 @@ def _log_normaliser(dist: Distribution) -> FloatArray | None:
 
 
 def _side(
-    dist: Distribution, lse: FloatArray | None, block: slice, probs: FloatArray, logs: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """A block of `dist`'s probabilities and logs, written into `probs` and `logs` where they are formed."""
+    dist: Distribution,
+    lse: FloatArray | None,
+    block: slice,
+    probs: FloatArray,
+    logs: FloatArray,
+    floor: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+    """A block of `dist`'s probabilities, logs and (probabilities only) ``max(p, eps)``, in the buffers."""
     if dist.binary:  # two columns: the exact binary forms, on the block's rows only
         part = Distribution(
             logits=None if dist.logits is None else dist.logits[block],
@@ -102,29 +128,30 @@ def _side(
         )
         np.copyto(probs, part.probs)
         np.copyto(logs, part.log_probs)
-        return probs, logs
+        if dist.logits is not None:
+            return probs, logs, None
+        return probs, logs, np.maximum(probs, dist.eps, out=floor)
     if lse is not None:
         assert dist.logits is not None
         np.subtract(dist.logits[block], lse[block, None], out=logs)  # exact log-softmax
         np.exp(logs, out=probs)
-        return probs, logs
+        return probs, logs, None
     assert dist.sent_probs is not None
     sent = dist.sent_probs[block]
-    if dist.eps > 0:
-        np.maximum(sent, dist.eps, out=logs)
-        np.log(logs, out=logs)
-    else:
-        np.log(sent, out=logs)
-    if sent.dtype == probs.dtype:
-        return sent, logs  # no copy
-    np.copyto(probs, sent)
-    return probs, logs
+    if sent.dtype != probs.dtype:
+        np.copyto(probs, sent)
+        sent = probs
+    floored = np.maximum(sent, dist.eps, out=floor) if dist.eps > 0 and dist.n_clipped else sent
+    np.log(floored, out=logs)
+    return sent, logs, floored
 
 
-def _statistics(
-    p: FloatArray, lp: FloatArray, q: FloatArray, lq: FloatArray, t: FloatArray, u: FloatArray, out: Out
-) -> None:
-    """Every row statistic of one block; `t` and `u` are scratch of the block's shape."""
+def _statistics(b: _Block, t: FloatArray, out: Out) -> None:
+    """Every row statistic of one block; `t` is scratch of the block's shape.
+
+    The logs (and the floored probabilities) are overwritten once the entropies are taken.
+    """
+    p, lp, q, lq = b.p, b.lp, b.q, b.lq
     p_zero, q_zero = _zeros(p), _zeros(q)
     np.multiply(p, lp, out=t)
     _negated_row_sum(t, p_zero, out["entropy_p"])
@@ -132,23 +159,29 @@ def _statistics(
     _negated_row_sum(t, q_zero, out["entropy_q"])
     np.multiply(p, lq, out=t)
     _negated_row_sum(t, p_zero, out["cross_entropy_pq"])
-    np.subtract(lp, lq, out=u)  # log p - log q
-    np.multiply(p, u, out=t)
+    if b.fp is not None and b.fq is not None:  # log(p/q) from the probabilities: no cancellation
+        ratio = log_ratio_into(b.fp, b.fq, lp, lq, subnormal=b.subnormal)
+    else:
+        ratio = np.subtract(lp, lq, out=lp)  # exact log-softmax values on a logits side
+    np.multiply(p, ratio, out=t)
     _row_sum(t, p_zero, out["kl_pq"])
-    np.multiply(q, u, out=t)
+    np.multiply(q, ratio, out=t)
     _negated_row_sum(t, q_zero, out["kl_qp"])
-    # JS from the probabilities: p log(p / m) with m = (p + q)/2 ≥ p/2, finite wherever p > 0.
-    js, half = out["js"], np.empty_like(out["js"])
-    np.add(p, q, out=u)
-    u *= 0.5
-    for x, zero, into in ((p, p_zero, js), (q, q_zero, half)):
-        np.divide(x, u, out=t)
-        np.log(t, out=t)
-        t *= x
-        _row_sum(t, zero, into)
-    js += half
+    # JS from the probabilities, each term p log(p/m) to a few ulps, finite wherever p > 0.
+    zero = None if p_zero is None and q_zero is None else _either(p_zero, q_zero)
+    js = out["js"]
+    _row_sum(js_terms_into(p, q, lp, lq, t, zero), None, js)
     js *= 0.5
-    np.maximum(js, 0, out=js)  # rounding may leave -1e-17 where p = q
+    np.maximum(js, 0, out=js)  # rounding may leave -1e-17 where p ≈ q
+
+
+def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    """``a | b`` for masks of which at most one is None."""
+    if a is None or b is None:
+        mask = a if b is None else b
+        assert mask is not None
+        return mask
+    return a | b
 
 
 def _zeros(x: FloatArray) -> np.ndarray | None:

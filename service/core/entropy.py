@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
 from .distribution import Distribution, masked_row_dot
+from .log_ratio import js_terms_into
 from .validation import check_labels
 
 
@@ -188,7 +189,10 @@ def cross_entropy_rows(probs: FloatArray, log_q: FloatArray) -> FloatArray:
 def kl_divergence(probs: FloatArray, log_p: FloatArray, log_q: FloatArray) -> FloatArray:
     """``KL(p‖q) = Σ p (log p - log q)`` per row, ``0 log 0 = 0``; ``+inf`` where p > 0 = q.
 
-    Matches ``scipy.special.rel_entr(p, q).sum(axis=1)``.
+    The log-space form, exact for the logs it is given (log-softmax of logits). Where p
+    and q are probabilities use :func:`~service.core.relative_entropy`: ``log p - log q``
+    cancels where p ≈ q (issue #20), its ``log1p`` form does not. Matches
+    ``scipy.special.rel_entr(p, q).sum(axis=1)`` to the rounding of the logs.
 
     Examples
     --------
@@ -199,19 +203,25 @@ def kl_divergence(probs: FloatArray, log_p: FloatArray, log_q: FloatArray) -> Fl
         return masked_row_dot(probs, log_p - log_q)
 
 
-def js_divergence(p: FloatArray, log_p: FloatArray, q: FloatArray, log_q: FloatArray) -> FloatArray:
+def js_divergence(p: FloatArray, q: FloatArray) -> FloatArray:
     """Jensen–Shannon divergence ``½ KL(p‖m) + ½ KL(q‖m)``, ``m = (p + q) / 2``, per row.
 
-    Always finite and at most ``log 2`` nats. Its square root is the
-    Jensen–Shannon distance (``scipy.spatial.distance.jensenshannon``).
+    From the probabilities themselves (no eps): always finite and at most ``log 2`` nats,
+    each term ``p log(p/m)`` within a few ulps (:func:`~service.core.log_ratio.js_terms_into`).
+    Its square root is the Jensen–Shannon distance (``scipy.spatial.distance.jensenshannon``).
 
     Examples
     --------
-    >>> js_divergence(np.array([[1.0, 0.0]]), np.log([[1.0, 1e-300]]),
-    ...               np.array([[0.0, 1.0]]), np.log([[1e-300, 1.0]]))
+    >>> js_divergence(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
     array([0.69314718])
     """
-    log_m = np.logaddexp(log_p, log_q) - np.log(2)
-    with np.errstate(invalid="ignore"):  # -inf - -inf where p = q = 0: masked by p > 0
-        js = 0.5 * (masked_row_dot(p, log_p - log_m) + masked_row_dot(q, log_q - log_m))
-    return np.maximum(js, 0)
+    x, y = np.asarray(p), np.asarray(q)
+    dtype = np.result_type(x, y, np.float32)
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    x, y = (
+        np.broadcast_to(x, shape).astype(dtype, copy=False),
+        np.broadcast_to(y, shape).astype(dtype, copy=False),
+    )
+    zero = (x == 0) | (y == 0)
+    terms = js_terms_into(x, y, np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape, dtype), zero)
+    return np.maximum(0.5 * terms.sum(axis=1), 0)

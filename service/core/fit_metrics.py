@@ -38,7 +38,11 @@ class FitMetrics:
 
 
 def fit_metrics(
-    log_probs: FloatArray, *, labels: IntArray | None = None, targets: FloatArray | None = None
+    log_probs: FloatArray,
+    *,
+    labels: IntArray | None = None,
+    targets: FloatArray | None = None,
+    sample_weight: FloatArray | None = None,
 ) -> FitMetrics:
     """NLL, top-label ECE, Brier score and accuracy of ``exp(log_probs)`` (N×K) against the truth.
 
@@ -50,6 +54,9 @@ def fit_metrics(
         True classes; exactly one of `labels` and `targets`.
     targets : ndarray, shape (n_samples, n_classes), optional
         Soft labels (rows summing to 1).
+    sample_weight : ndarray, shape (n_samples,), optional
+        Non-negative weights s with a positive sum: every mean becomes ``Σ s·x / Σ s`` and ECE's
+        bin shares ``Σ_b s / Σ s`` (scikit-learn's ``sample_weight``).
 
     Returns
     -------
@@ -79,9 +86,18 @@ def fit_metrics(
     probs = np.exp(log_probs)
     predicted = np.argmax(log_probs, axis=1)
     confidence = probs[rows, predicted].astype(np.float64)
+    s = sample_weight
+    total = float(n) if s is None else float(np.sum(s, dtype=np.float64))
+
+    def mean(values: FloatArray) -> float:
+        if s is None:
+            return float(np.mean(values, dtype=np.float64))
+        kept = np.where(s == 0, 0.0, values)  # a 0-weight -inf log p stays out, as repeated 0 times
+        return float(np.dot(kept, s) / total)
+
     if labels is not None:
         with np.errstate(invalid="ignore"):
-            nll = 0.0 - float(np.mean(log_probs[rows, labels], dtype=np.float64))  # 0.0 - x: never -0.0
+            nll = 0.0 - mean(log_probs[rows, labels].astype(np.float64))  # 0.0 - x: never -0.0
         correct = (predicted == labels).astype(np.float64)
         residual = probs.astype(np.float64, copy=True)
         residual[rows, labels] -= 1
@@ -89,11 +105,12 @@ def fit_metrics(
         assert targets is not None
         terms = np.zeros(log_probs.shape, dtype=np.float64)
         np.multiply(targets, log_probs, out=terms, where=targets > 0)
-        nll = 0.0 - float(terms.sum(axis=1).mean())
+        nll = 0.0 - mean(terms.sum(axis=1))
         correct = targets[rows, predicted].astype(np.float64)
         residual = probs.astype(np.float64) - targets
-    brier = float(np.einsum("nk,nk->", residual, residual) / n) / (2 if k == 2 else 1)
+    brier = mean(np.einsum("nk,nk->n", residual, residual)) / (2 if k == 2 else 1)
     bins = assign_shared(confidence, uniform_edges(ECE_BINS), "right")  # /v1/calibration's exact i/15 edges
-    gap = np.bincount(bins, weights=correct - confidence, minlength=ECE_BINS)
-    ece = float(np.abs(gap).sum() / n)
-    return FitMetrics(nll=nll, ece=ece, brier=brier, accuracy=float(correct.mean()))
+    gaps = correct - confidence if s is None else (correct - confidence) * s
+    gap = np.bincount(bins, weights=gaps, minlength=ECE_BINS)
+    ece = float(np.abs(gap).sum() / total)
+    return FitMetrics(nll=nll, ece=ece, brier=brier, accuracy=mean(correct))

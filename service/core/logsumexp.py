@@ -10,8 +10,10 @@ has a cheaper pass of its own, shifted by the label's logit (:func:`label_nll`).
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
@@ -99,6 +101,11 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     """
     checkpoint()
     n, k = z.shape
+    if n == 1 and k < NARROW_K:  # a K×1 column would be summed pairwise, not row by row: pair it
+        two = _small_summary(np.repeat(z, 2, axis=0), top=top, entropy=entropy, labels=_paired(labels))
+        return SoftmaxSummary(
+            two.shift[:1], two.log_norm[:1], _head(two.top), _head(two.entropy), _head(two.picked)
+        )
     cols = np.arange(n)
     if k < NARROW_K:  # as the blocked pass: K×rows, every reduction along axis 0
         zt = np.ascontiguousarray(z.T)
@@ -131,6 +138,16 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     return SoftmaxSummary(m, log_norm, first if top else None, h, picked)
 
 
+def _head(values: NDArray[Any] | None) -> NDArray[Any] | None:
+    """The first row's value, if any."""
+    return None if values is None else values[:1]
+
+
+def _paired(labels: IntArray | None) -> IntArray | None:
+    """The labels of a row sent twice (see :func:`_small_summary`)."""
+    return None if labels is None else np.repeat(labels, 2)
+
+
 def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
     """``-log softmax(logits)[i, labels[i]]`` per row (N×K, valid labels), in one pass over the logits.
 
@@ -148,6 +165,8 @@ def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
     array([6.93147181e-01, 1.00000000e+04])
     """
     n, k = logits.shape
+    if n == 1 and k < NARROW_K:  # as in _small_summary: a lone K×1 column is paired
+        return label_nll(np.repeat(logits, 2, axis=0), np.repeat(labels, 2))[:1]
     losses = np.empty(n, logits.dtype)
     blocks = _Blocks(logits)
     scratch = np.empty(blocks.rows * k, logits.dtype)  # one block-sized buffer, reused: it stays in cache
@@ -200,6 +219,10 @@ class _Blocks:
         for start in range(0, n, self.rows):  # blocks of rows sized for the cache, never single samples
             checkpoint()
             block = slice(start, start + self.rows)
+            if self.narrow and n - start == 1 and start > 0:
+                # A lone K×1 tail would be summed pairwise, its row rounded unlike the same row in
+                # a wider block: take the row before along (its values come out the same again).
+                block = slice(start - 1, n)
             rows = self.logits[block]
             width = rows.shape[0]
             if self.narrow:

@@ -3,7 +3,8 @@
 Version 1, little-endian, no padding::
 
     header (100 bytes)
-      u1 version = 1 | u1 flags (1 binary, 2 weighted, 4 positive-class histogram)
+      u1 version = 1 | u1 flags (1 binary, 2 weighted, 4 positive-class histogram,
+         8 predicted classes dense, 16 label classes dense)
       u1 width: bytes of every stored count (1, 2, 4 or 8: the fewest that hold the blob's
          largest count) | u1 index_width: bytes of a class index (1 if K ≤ 256, 2 if
          K ≤ 65,536, else 4) | u4 n_classes
@@ -11,16 +12,17 @@ Version 1, little-endian, no padding::
       f8 weight_predictions, confidence_sum, weight_labelled, nll_sum, brier_sum,
          correct_weight, labelled_confidence_sum
       u4 n_predicted, n_label (non-zero classes stored) | u2 n_top, n_positive (cells stored)
-    n_predicted class records  (index, count [, f8 Σ w])
-    n_label class records      (index, count [, f8 Σ w])
+    n_predicted class records  (index, count [, f8 Σ w]), or with flag 8 K records (count [, f8 Σ w])
+    n_label class records      the same (flag 16 for dense)
     n_top cell records         (u2 cell, count, f8 Σ w·c, hits [, f8 Σ w]), cells increasing
     n_positive cell records    the same, when flag 4 (K = 2)
 
 ``index`` and ``count`` are unsigned of `index_width` and `width` bytes; ``hits``
 (``Σ w · outcome``) is a count, or f8 when weighted. Only non-empty classes and cells are
-stored, so a small batch is small whatever K is. :func:`decode_many` reads any number of
-blobs with a fixed number of NumPy calls (one gather per section per group of blobs sharing
-width and weighting), never one per blob.
+stored, so a small batch is small whatever K is; a class section is written dense (every
+class, no index) when that is smaller. :func:`decode_many` reads any number of blobs with a
+fixed number of NumPy calls (one gather per section per group of blobs sharing a layout; a
+dense section is one row per blob, added as rows), never one per blob.
 """
 
 from collections.abc import Sequence
@@ -33,7 +35,8 @@ from .fine_histogram import N_CELLS, FineHistogram, exact_bincount, weighted_bin
 from .monitor_stats import MonitorStats
 
 VERSION = 1
-BINARY, WEIGHTED, POSITIVE = 1, 2, 4
+BINARY, WEIGHTED, POSITIVE, PREDICTED_DENSE, LABEL_DENSE = 1, 2, 4, 8, 16
+_FLAGS = BINARY | WEIGHTED | POSITIVE | PREDICTED_DENSE | LABEL_DENSE
 HEADER = np.dtype(
     [
         ("version", "u1"),
@@ -84,6 +87,11 @@ def class_record(width: int, index: int, weighted: bool) -> np.dtype:
     return np.dtype(fields)
 
 
+def dense_record(width: int, weighted: bool) -> np.dtype:
+    """One class of a dense section: its row count and (weighted) its ``Σ w``; packed."""
+    return np.dtype([("count", f"<u{width}")] + [("weight", "<f8")] * weighted)
+
+
 def cell_record(width: int, weighted: bool) -> np.dtype:
     """One stored cell: cell, rows, ``Σ w·c``, ``Σ w·outcome`` (a count unless weighted), ``Σ w``; packed."""
     hits = "<f8" if weighted else f"<u{width}"
@@ -103,14 +111,21 @@ def encode(stats: MonitorStats) -> bytes:
         head[name] = getattr(stats, name)
     parts: list[bytes] = []
     classes = class_record(width, index_width(stats.n_classes), weighted)
-    for counts, weights, size in (
-        (stats.predicted_counts, stats.predicted_weights, "n_predicted"),
-        (stats.label_counts, stats.label_weights, "n_label"),
+    dense = dense_record(width, weighted)
+    for counts, weights, size, flag in (
+        (stats.predicted_counts, stats.predicted_weights, "n_predicted", PREDICTED_DENSE),
+        (stats.label_counts, stats.label_weights, "n_label", LABEL_DENSE),
     ):
         nz = np.flatnonzero(counts)
+        if counts.size * dense.itemsize < nz.size * classes.itemsize:
+            head["flags"] |= flag
+            nz = np.arange(counts.size)
+            records = np.empty(nz.size, dense)
+        else:
+            records = np.empty(nz.size, classes)
+            records["index"] = nz
         head[size] = nz.size
-        records = np.empty(nz.size, classes)
-        records["index"], records["count"] = nz, counts[nz]
+        records["count"] = counts[nz]
         if weights is not None:
             records["weight"] = weights[nz]
         parts.append(records.tobytes())
@@ -144,16 +159,26 @@ def _gather(data: bytes, offsets: IntArray, counts: IntArray, dtype: np.dtype) -
     if counts.size == 1:  # one blob: its records are contiguous
         return np.frombuffer(data, dtype, total, int(offsets[0]))
     size = dtype.itemsize
-    steps = np.full(total, size, np.int64)  # consecutive records of a blob are `size` apart ...
-    first = np.cumsum(counts) - counts
-    has = counts > 0
-    starts = offsets[has]
-    steps[first[has]] = (
-        np.diff(starts - first[has] * size, prepend=0) + size
-    )  # ... a blob's first jumps to it
-    steps[0] = starts[0]
-    raw = _window(data, np.dtype(f"V{size}"))[np.cumsum(steps)]  # opaque records: a plain memcpy each
+    first = np.cumsum(counts) - counts  # index of each blob's first record among all
+    positions = np.repeat(offsets - first * size, counts)
+    positions += np.arange(total) * size
+    raw = _window(data, np.dtype(f"V{size}"))[positions]  # opaque records: a plain memcpy each
     return raw.view(dtype)
+
+
+def class_bytes(head: np.ndarray, n_classes: int) -> IntArray:
+    """Bytes of the two class sections of every blob (sparse or dense), from its header.
+
+    The top-label histogram of a blob starts ``HEADER.itemsize + class_bytes`` bytes in.
+    """
+    weighted = ((head["flags"] & WEIGHTED) != 0).astype(np.int64)
+    w = head["width"].astype(np.int64)
+    per_class = index_width(n_classes) + w + 8 * weighted
+    per_dense = w + 8 * weighted
+    total = np.zeros(head.shape, np.int64)
+    for size, flag in (("n_predicted", PREDICTED_DENSE), ("n_label", LABEL_DENSE)):
+        total += head[size].astype(np.int64) * np.where(head["flags"] & flag, per_dense, per_class)
+    return total
 
 
 def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
@@ -172,7 +197,9 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
     if (
         n_classes < 2
         or (binary and n_classes != 2)
-        or (flags & ~np.uint8(BINARY | WEIGHTED | POSITIVE)).any()
+        or (flags & ~np.uint8(_FLAGS)).any()
+        or ((flags & PREDICTED_DENSE != 0) & (head["n_predicted"] != n_classes)).any()
+        or ((flags & LABEL_DENSE != 0) & (head["n_label"] != n_classes)).any()
         or (positive != (n_classes == 2)).any()
         or ((width != 1) & (width != 2) & (width != 4) & (width != 8)).any()
         or (head["index_width"] != index_width(n_classes)).any()
@@ -182,11 +209,9 @@ def _check_headers(head: np.ndarray, lengths: IntArray) -> tuple[int, bool]:
         raise _bad("holds a non-finite sum in its header")
     weighted = ((flags & WEIGHTED) != 0).astype(np.int64)
     w = width.astype(np.int64)
-    per_class = head["index_width"].astype(np.int64) + w + 8 * weighted
     per_cell = 2 + w + 8 + np.where(weighted, 8, w) + 8 * weighted
     cells = head["n_top"].astype(np.int64) + np.where(positive, head["n_positive"], 0)
-    classes = head["n_predicted"].astype(np.int64) + head["n_label"]
-    expected = HEADER.itemsize + classes * per_class + cells * per_cell
+    expected = HEADER.itemsize + class_bytes(head, n_classes) + cells * per_cell
     if (expected != lengths).any():
         i = int(np.flatnonzero(expected != lengths)[0])
         raise _bad(
@@ -209,24 +234,34 @@ def decode_many(blobs: Sequence[bytes]) -> MonitorStats:
     starts = np.cumsum(lengths) - lengths
     head = _window(data, np.dtype(f"V{HEADER.itemsize}"))[starts].view(HEADER)
     n_classes, binary = _check_headers(head, lengths)
-    weighted = (head["flags"] & WEIGHTED) != 0
-    kind = head["width"].astype(np.int64) * 2 + weighted
+    flags = head["flags"]
+    weighted = (flags & WEIGHTED) != 0
+    layout = (flags & (WEIGHTED | PREDICTED_DENSE | LABEL_DENSE)).astype(np.int64) * 16 + head["width"]
     iw = index_width(n_classes)
-    sections: dict[str, list[np.ndarray]] = {"predicted": [], "label": [], "top": [], "positive": []}
-    for group in np.unique(kind):  # ≤ 8 kinds of blob (count width, weighted), never one call per blob
-        width, is_weighted = int(group) // 2, bool(group % 2)
-        mine = np.flatnonzero(kind == group) if kind.size > 1 else np.zeros(1, np.int64)
+    sections: dict[str, list[np.ndarray]] = {
+        name: [] for name in ("predicted", "label", "predicted_dense", "label_dense", "top", "positive")
+    }
+    groups = np.unique(layout)
+    for group in groups:  # a few layouts (width, weighted, dense sections), never one per blob
+        width, group_flags = int(group) % 16, int(group) // 16
+        is_weighted = bool(group_flags & WEIGHTED)
+        mine = slice(None) if groups.size == 1 else np.flatnonzero(layout == group)
         h = head[mine]
         pos = starts[mine] + HEADER.itemsize
-        for side, record in (
-            ("predicted", class_record(width, iw, is_weighted)),
-            ("label", class_record(width, iw, is_weighted)),
-            ("top", cell_record(width, is_weighted)),
-            ("positive", cell_record(width, is_weighted)),
-        ):
+        for side, flag in (("predicted", PREDICTED_DENSE), ("label", LABEL_DENSE)):
             n = h[f"n_{side}"].astype(np.int64)
-            if side == "positive" and n_classes != 2:
-                continue
+            if group_flags & flag:  # every blob holds K records: one row each, summed as rows
+                record = dense_record(width, is_weighted)
+                row = np.dtype(f"V{n_classes * record.itemsize}")
+                rows = _gather(data, pos, np.ones(n.size, np.int64), row).view(record)
+                sections[f"{side}_dense"].append(rows.reshape(n.size, n_classes))
+            else:
+                record = class_record(width, iw, is_weighted)
+                sections[side].append(_gather(data, pos, n, record))
+            pos = pos + n * record.itemsize
+        for side in ("top", "positive") if n_classes == 2 else ("top",):
+            record = cell_record(width, is_weighted)
+            n = h[f"n_{side}"].astype(np.int64)
             sections[side].append(_gather(data, pos, n, record))
             pos = pos + n * record.itemsize
     return _assemble(head, n_classes, binary, bool(weighted.any()), sections)
@@ -236,14 +271,15 @@ def _field(records: list[np.ndarray], name: str, dtype: type) -> np.ndarray:
     """One field of every group's records, as one contiguous array of `dtype`."""
     if len(records) == 1:
         return records[0][name].astype(dtype)
-    return np.concatenate([r[name].astype(dtype) for r in records])
+    return np.concatenate([r[name].astype(dtype) for r in records] or [np.zeros(0, dtype)])
 
 
 def _weights(records: list[np.ndarray]) -> FloatArray:
     """``Σ w`` of every record: the stored weight, or the row count in unweighted blobs."""
-    return np.concatenate(
-        [r["weight" if "weight" in (r.dtype.names or ()) else "count"].astype(np.float64) for r in records]
-    )
+    parts = [
+        r["weight" if "weight" in (r.dtype.names or ()) else "count"].astype(np.float64) for r in records
+    ]
+    return np.concatenate(parts or [np.zeros(0)])
 
 
 def _assemble(
@@ -255,7 +291,13 @@ def _assemble(
         if index.size and index.max() >= n_classes:
             raise _bad(f"holds a class index ≥ K = {n_classes}")
         total = exact_bincount(index, _field(records, "count", np.float64), n_classes, rows)
-        return total, weighted_bincount(index, _weights(records), n_classes) if weighted else None
+        weight = weighted_bincount(index, _weights(records), n_classes) if weighted else None
+        for dense in sections[f"{side}_dense"]:  # blobs × K
+            total += dense["count"].sum(axis=0, dtype=np.int64)
+            if weight is not None:
+                names = dense.dtype.names or ()
+                weight += dense["weight" if "weight" in names else "count"].sum(axis=0, dtype=np.float64)
+        return total, weight
 
     def hist(side: str) -> FineHistogram:
         records = sections[side]

@@ -31,8 +31,7 @@ from .monitor_codec import (
     _gather,
     _window,
     cell_record,
-    class_record,
-    index_width,
+    class_bytes,
 )
 
 _SUMS = ("weight_predictions", "confidence_sum", "weight_labelled", "nll_sum", "brier_sum", "correct_weight")
@@ -125,7 +124,6 @@ def _histogram_records(
     """The cell records of one histogram section of every blob, with each record's group."""
     weighted = (head["flags"] & WEIGHTED) != 0
     kind = head["width"].astype(np.int64) * 2 + weighted
-    iw = index_width(n_classes)
     out: dict[str, list[np.ndarray]] = {
         "group": [],
         "cell": [],
@@ -138,9 +136,8 @@ def _histogram_records(
         width, is_weighted = int(group) // 2, bool(group % 2)
         mine = np.flatnonzero(kind == group)
         h = head[mine]
-        classes = class_record(width, iw, is_weighted).itemsize
         record = cell_record(width, is_weighted)
-        skip = (h["n_predicted"].astype(np.int64) + h["n_label"]) * classes
+        skip = class_bytes(h, n_classes)  # sparse or dense class sections
         if positive:
             skip = skip + h["n_top"].astype(np.int64) * record.itemsize
         n = h["n_positive" if positive else "n_top"].astype(np.int64)

@@ -22,10 +22,11 @@ Rows carry a label or ``-1`` (not labelled yet): every row counts on the *predic
 and ``part="labels"`` split a batch so a late label can join its prediction's bucket.
 
 Bytes (:mod:`~service.core.monitor_codec`): a 100-byte header and packed records for non-empty
-classes and cells only. Measured (``python -m benchmarks.monitor_stats``): a 32-row batch takes
-522 bytes at K = 10 and 676 at K = 1,000; a dense bucket of 1,000,000 rows 37,856 and 55,876;
-the upper bound (every class and all 5,041 cells, 8-byte counts) is 131,346 and 151,166 bytes
-(+8 per class and cell with sample weights; binary input adds a second histogram).
+classes and cells only (a class section dense when that is smaller). Measured
+(``python -m benchmarks.monitor_stats``): a 32-row batch takes 504 bytes at K = 10 and 676 at
+K = 1,000; a bucket of 1,000,000 rows 37,836 and 51,876; the upper bound (every class and all
+5,041 cells, 8-byte counts) is 131,326 and 147,166 bytes (+8 per class and cell with sample
+weights; binary input adds a second histogram).
 """
 
 import math

@@ -271,6 +271,25 @@ def check_class_weights(weights: ArrayLike, n_classes: int, *, field: str = "cla
     return array
 
 
+def check_sample_weight(weights: ArrayLike, n_samples: int, *, field: str = "sample_weight") -> FloatArray:
+    """Return per-sample weights: a length-N vector of finite, non-negative floats (scikit-learn's).
+
+    Examples
+    --------
+    >>> check_sample_weight([1, 0.5], 2)
+    array([1. , 0.5])
+    """
+    array = as_float_array(weights, field=field)
+    if array.shape != (n_samples,):
+        raise InputError(field, f"must hold one weight per sample ({n_samples}); got shape {array.shape}")
+    _check_finite(array, field)
+    negative = array < 0
+    if negative.any():
+        index = first_index(negative)
+        raise InputError(field, f"must be non-negative; got {array[index]}", index=index)
+    return array
+
+
 def check_same_length(field: str, length: int, expected: int, *, other: str) -> None:
     """Raise unless `field` has as many samples as `other`."""
     if length != expected:

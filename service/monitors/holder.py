@@ -49,6 +49,8 @@ class StoreHolder:
 
     def open(self) -> None:
         """Open the store now (start-up); a failure is logged, and retried on first use."""
+        with self._lock:
+            self._closed = False  # an app may be started again after a shutdown (tests do)
         try:
             self.get()
         except StoreUnavailable as error:

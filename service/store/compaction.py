@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Most stats rows merged in one transaction.
-MAX_GROUP_ROWS = 1000
+MAX_GROUP_ROWS = 100
 #: Most stats (and pending) rows deleted by retention in one transaction.
-MAX_DELETE_ROWS = 10_000
+MAX_DELETE_ROWS = 1000
 
 
 class _Raced(Exception):

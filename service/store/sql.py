@@ -154,16 +154,16 @@ INSERT_RESERVOIR = (
     "INSERT INTO reservoir (monitor, sample_key, event_time, segment, kind, dtype, payload, label) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, sample_key) DO NOTHING"
 )
-RESERVOIR_FILL = (
-    "SELECT n_reservoir, (SELECT max(sample_key) FROM reservoir WHERE monitor = ?) "
-    "FROM monitors WHERE name = ?"
-)
 ADD_RESERVOIR = "UPDATE monitors SET n_reservoir = n_reservoir + ? WHERE name = ? RETURNING n_reservoir"
 DELETE_LARGEST_KEYS = (
     "DELETE FROM reservoir WHERE monitor = ? AND sample_key IN "
     "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
 )
 # The largest key of a full reservoir (NULL when it is not full): max() reads one index entry.
+RESERVOIR_THRESHOLD = (
+    "SELECT max(sample_key) FROM reservoir WHERE monitor = ? "
+    "AND (SELECT n_reservoir FROM monitors WHERE name = ?) >= ?"
+)
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "
     "WHERE monitor = ? AND event_time >= ? AND event_time < ? ORDER BY sample_key LIMIT ?"

@@ -26,9 +26,9 @@ from service.store.base import (
     MonitorNotFound,
     PendingRow,
     StatsRow,
-    StoreError,
     StoreLimit,
     StoreLimits,
+    StoreUnavailable,
 )
 from service.store.compaction import compact
 
@@ -137,7 +137,7 @@ class SqlStore:
             cur.execute(self._q(sql.SELECT_SCHEMA_VERSION))
             current = cur.fetchone()[0] or 0
             if current > sql.LATEST_VERSION:
-                raise StoreError(
+                raise StoreUnavailable(  # a deployment to fix, not a bug: the routes answer 503 with it
                     f"the database's schema version {current} is newer than this Xent's "
                     f"({sql.LATEST_VERSION}); upgrade Xent"
                 )
@@ -379,11 +379,11 @@ class SqlStore:
     def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
         if config.reservoir_size <= 0 or not rows:
             return
-        draws = iter(memoryview(self._rng.randbytes(8 * len(rows))).cast("q"))  # uniform signed 64-bit
+        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
         entries = [
             (
                 config.name,
-                next(draws) if r.key is None else r.key,
+                bits(64) - 2**63 if r.key is None else r.key,
                 r.time,
                 r.segment,
                 r.kind,
@@ -393,10 +393,12 @@ class SqlStore:
             )
             for r in rows
         ]
-        cur.execute(self._q(sql.RESERVOIR_FILL), (config.name, config.name))
-        count, largest = cur.fetchone()
-        if count >= config.reservoir_size:  # full: a key above the largest kept would be trimmed at once
-            entries = [entry for entry in entries if entry[1] < largest]
+        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
+        full = cur.fetchone()
+        if (
+            full is not None and full[0] is not None
+        ):  # a full reservoir would trim every key above its largest at once
+            entries = [entry for entry in entries if entry[1] < full[0]]
             if not entries:
                 return
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)

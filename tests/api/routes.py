@@ -15,19 +15,35 @@ def _document() -> dict[str, Any]:
     return create_app(Settings()).openapi()
 
 
+#: A value for each path parameter, so a templated route is called at a real path.
+PATH_PARAMETERS = {"{name}": "fuzzed"}
+
+
+def concrete(template: str) -> str:
+    """`template` with each path parameter replaced by its value in PATH_PARAMETERS."""
+    for parameter, value in PATH_PARAMETERS.items():
+        template = template.replace(parameter, value)
+    return template
+
+
 def post_routes() -> list[str]:
-    """Paths of every POST operation under /v1."""
-    return sorted(p for p, ops in _document()["paths"].items() if "post" in ops and p.startswith("/v1/"))
+    """Paths of every POST operation under /v1 that takes a request body (parameters filled in)."""
+    return sorted(
+        concrete(p)
+        for p, ops in _document()["paths"].items()
+        if "post" in ops and p.startswith("/v1/") and "requestBody" in ops["post"]
+    )
 
 
 def get_routes() -> list[str]:
-    """Paths of every GET operation the app publishes."""
-    return sorted(p for p, ops in _document()["paths"].items() if "get" in ops)
+    """Paths of every GET operation the app publishes, but those naming a resource (``{name}``)."""
+    return sorted(p for p, ops in _document()["paths"].items() if "get" in ops and "{" not in p)
 
 
 def body_fields(path: str) -> dict[str, Any]:
     """Property schemas of the JSON request body of `path`."""
     document = _document()
+    path = next(template for template in document["paths"] if concrete(template) == path)
     schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
     ref = schema["$ref"] if "$ref" in schema else schema["oneOf"][0]["$ref"]  # the route's own model first
     properties: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]

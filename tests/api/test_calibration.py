@@ -170,3 +170,28 @@ def test_reliability_size_is_bounded(client, rng):
     assert_problem(client.post("/v1/calibration", json=body), 422, "#/metrics", "reliability bins")
     body["metrics"] = ["ece"]
     assert client.post("/v1/calibration", json=body).status_code == 200
+
+
+def test_netcal_preset_on_an_fp32_tensor_matches_netcal(client):
+    """Issue #20, disagreement 3, over HTTP: FP32 probabilities, quantile bins, a sample threshold."""
+    from netcal.metrics import ACE, ECE, MCE
+
+    rng = np.random.default_rng(3)
+    logits = 6 * rng.standard_normal((400, 4))
+    probs = softmax(logits, axis=1).astype(np.float32)
+    labels = rng.integers(0, 4, size=400)
+    body = {
+        "probs": {"shape": [400, 4], "datatype": "FP32", "data": probs.ravel().tolist()},
+        "labels": labels.tolist(),
+        "preset": "netcal",
+        "binning": "quantile",
+        "n_bins": 10,
+        "min_bin_count": 2,
+    }
+    response = client.post("/v1/calibration", json=body)
+    assert response.status_code == 200, response.text
+    got = response.json()
+    assert got["convention"]["dtype"] == "float32" and got["convention"]["input_dtype_means"]
+    kwargs = {"bins": 10, "equal_intervals": False, "sample_threshold": 2}
+    for name, metric in (("ece", ECE), ("mce", MCE), ("ace_netcal", ACE)):
+        assert got["metrics"][name] == pytest.approx(metric(**kwargs).measure(probs, labels), abs=1e-12), name

@@ -225,7 +225,6 @@ def test_extreme_logits_are_finite(client):
         ({"logits": "0.5", "labels": [0]}, "#/logits", "JSON array or a tensor object"),
         ({"logits": [[0.0, 1.0]], "targets": [[0.5, 0.4]]}, "#/targets/0", "must sum to 1"),
         ({"logits": [[0.0, 1.0]], "targets": [[0.5, 0.5]], "ignore_index": 0}, "#/ignore_index", "hard"),
-        ({"logits": [[0.0, 1.0]], "labels": [-100], "ignore_index": -100}, "#/labels", "other than"),
         (
             {"logits": [[0.0, 1.0]], "labels": [0], "class_weights": [0.0, 1.0]},
             "#/class_weights",
@@ -313,3 +312,41 @@ def test_wrong_method_is_405(client):
 
 def test_unknown_path_is_404(client):
     assert_problem(client.post("/v1/nope", json={}), 404)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_every_label_ignored_follows_pytorch(client, rng, reduction, weighted):
+    """Issue #20: a padded window is not an error; sum 0, none zeros, mean NaN sent as "NaN"."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = rng.standard_normal((4, 3))
+    labels = np.full(4, -100)
+    weight = np.array([1.0, 2.0, 0.5]) if weighted else None
+    body = {
+        "logits": logits.tolist(),
+        "labels": labels.tolist(),
+        "ignore_index": -100,
+        "reduction": reduction,
+    }
+    body |= {"class_weights": weight.tolist()} if weighted else {}
+    response = client.post("/v1/cross-entropy", json={**body, "top_k": [1, 2]})
+    assert response.status_code == 200, response.text
+    got = response.json()
+    expected = F.cross_entropy(
+        torch.from_numpy(logits),
+        torch.from_numpy(labels),
+        weight=None if weight is None else torch.from_numpy(weight),
+        ignore_index=-100,
+        reduction=reduction,
+    ).numpy()
+    assert (got["n"], got["n_ignored"]) == (0, 4)
+    if reduction == "none":
+        assert got["loss"] is None and got["losses"] == expected.tolist() == [0.0] * 4
+    elif reduction == "sum":
+        assert got["loss"] == float(expected) == 0.0
+    else:
+        assert np.isnan(expected) and got["loss"] == "NaN"
+    assert got["accuracy"] == "NaN" and got["mean_entropy"] == "NaN"
+    assert got["top_k_accuracy"] == {"1": "NaN", "2": "NaN"}

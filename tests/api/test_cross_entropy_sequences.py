@@ -152,3 +152,25 @@ def test_bf16_json_tensor_is_rounded_like_torch(client, rng):
         422,
     )
     assert problem["errors"][0]["pointer"] == "#/logits/datatype"
+
+
+def test_sequence_top1_calibration_matches_torchmetrics(client, rng):
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    z, y = _batch(rng, b=4, t=25, k=6)
+    body = client.post(URL, json={"logits": z.tolist(), "labels": y.tolist(), "ignore_index": -100}).json()
+    calibration = body["language_model"]["calibration"]
+    ok = y != -100
+    probs = torch.softmax(torch.from_numpy(z[ok]), -1)
+    labels = torch.from_numpy(y[ok])
+    expected = multiclass_calibration_error(probs, labels, num_classes=6, n_bins=15, norm="l1")
+    # torchmetrics bins [a, b) on torch.linspace edges, Xent (a, b]: equal unless a confidence is on an edge
+    assert calibration["ece"] == pytest.approx(float(expected), rel=1e-5)
+    assert calibration["teacher_forced"] is True and calibration["n_tokens"] == int(ok.sum())
+
+
+def test_ragged_sequence_logits_are_422_naming_the_row(client):
+    ragged = [[[0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [0.0]]]
+    problem = assert_problem(client.post(URL, json={"logits": ragged, "labels": [[0, 1], [1, 0]]}), 422)
+    assert problem["errors"][0]["pointer"] == "#/logits/1/1"
+    assert "ragged" in problem["detail"]

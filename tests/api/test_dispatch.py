@@ -48,6 +48,7 @@ def test_every_scoring_route_is_dispatched_and_nothing_else():
         "/v1/calibration",
         "/v1/cross-entropy",
         "/v1/divergence",
+        "/v1/logprobs",
         "/v1/recalibrate",
         "/v1/reliability-diagram",
         "/v1/temperature",

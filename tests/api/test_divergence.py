@@ -64,7 +64,11 @@ def test_binary_vectors_are_bernoulli(client):
     [
         ({"p_probs": [[0.5, 0.5]]}, "#/q_logits", "got neither"),
         ({"p_probs": [[0.5, 0.5]], "p_logits": [[0, 0]], "q_probs": [[0.5, 0.5]]}, "#/p_probs", "got both"),
-        ({"p_probs": [[0.5, 0.5]], "q_probs": [[0.5, 0.5], [0.5, 0.5]]}, "#/q_probs", "must have the shape"),
+        (  # neither side one row: no broadcasting
+            {"p_probs": [[0.5, 0.5]] * 2, "q_probs": [[0.5, 0.5]] * 3},
+            "#/q_probs",
+            "must have the shape",
+        ),
         ({"p_probs": [[0.5, 0.5]], "q_probs": [[0.2, 0.2, 0.6]]}, "#/q_probs", "must have the shape"),
         ({"p_probs": [[0.5, 0.6]], "q_probs": [[0.5, 0.5]]}, "#/p_probs/0", "must sum to 1"),
         ({"p_probs": [[0.5, 0.5]], "q_probs": [[0.5, 0.5]], "labels": [0]}, "#/labels", "Extra inputs"),

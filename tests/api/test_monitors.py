@@ -194,3 +194,18 @@ def test_locked_database_is_503_and_nothing_is_written(tmp_path, rng):
         assert_problem(answer, 503, match="database is locked")
         assert answer.headers["retry-after"] == "1"
         assert client.get("/v1/monitors/m").json()["totals"]["n"] == 0
+
+
+def test_monitor_routes_need_the_api_key_when_keys_are_set(tmp_path):
+    with monitor_client(tmp_path, api_keys="k1") as client:
+        assert_problem(client.get("/v1/monitors"), 401)
+        assert_problem(client.put("/v1/monitors/m", json={"n_classes": 2}), 401)
+        headers = {"Authorization": "Bearer k1"}
+        assert client.put("/v1/monitors/m", json={"n_classes": 2}, headers=headers).status_code == 201
+        assert client.get("/v1/monitors/m/metrics", headers={"X-API-Key": "k1"}).status_code == 200
+
+
+def test_a_body_over_the_size_limit_is_413(tmp_path):
+    with monitor_client(tmp_path, max_body_bytes=1000) as client:
+        client.put("/v1/monitors/m", json={"n_classes": 2})
+        assert_problem(observe(client, "m", {"logits": np.zeros((200, 2))}), 413)

@@ -29,8 +29,10 @@ def _reference(client, key, values, labels, **options):
     return calibration, ce["loss"], ce2["loss"]
 
 
-def _only_point(client, name, **params):
-    result = client.get(f"/v1/monitors/{name}/metrics", params={"window": "2h", **params})
+def _only_point(client, name, start, **params):
+    """The one point with rows in the 2 h block from `start` (a multiple of 2 h: points align to steps)."""
+    query = {"from": start, "to": start + 7200, "step": "2h", **params}
+    result = client.get(f"/v1/monitors/{name}/metrics", params=query)
     assert result.status_code == 200, result.text
     points = [p for p in result.json()["points"] if p["n"]]
     assert len(points) == 1, points
@@ -50,8 +52,8 @@ def test_batches_in_every_format_equal_scoring_all_rows_at_once(tmp_path, rng, k
         values = values[:, 1] if binary else values
         values[:7] = np.round(values[:7] * 15) / 15 if binary else values[:7]  # confidences on edges
     labels = rng.integers(0, k, size=n)
-    now = time.time()
-    times = now - rng.uniform(0, 3000, size=n)  # within the last hour
+    start = (int(time.time()) // 7200 - 1) * 7200  # the last whole 2 h block: no bucket edge splits it
+    times = start + rng.uniform(0, 7199, size=n)
     with monitor_client(tmp_path) as client:
         spec = {"binary": True} if binary else {"n_classes": k}
         assert client.put("/v1/monitors/m", json=spec).status_code == 201
@@ -71,7 +73,7 @@ def test_batches_in_every_format_equal_scoring_all_rows_at_once(tmp_path, rng, k
         assert joined.json()["joined"] == len(late)
         calibration, nll, nll_bits = _reference(client, key, values, labels)
         for closed in ("right", "left"):
-            result, point = _only_point(client, "m", step="2h", closed=closed)
+            result, point = _only_point(client, "m", start, closed=closed)
             if closed == "right":
                 _close(point["ece"], calibration["ece"])
                 _close(point["mce"], calibration["mce"])
@@ -87,7 +89,7 @@ def test_batches_in_every_format_equal_scoring_all_rows_at_once(tmp_path, rng, k
         _close(point["brier"], calibration["brier"])
         if not binary:
             _close(point["mean_confidence"], calibration["mean_confidence"])
-        _, bits = _only_point(client, "m", step="2h", base="2")
+        _, bits = _only_point(client, "m", start, base="2")
         _close(bits["cross_entropy"], nll_bits)
         assert result["convention"]["target"] == ("positive_class" if binary else "top_label")
 
@@ -226,3 +228,48 @@ def test_reliability_diagram_of_a_window(tmp_path, rng):
             "/v1/calibration", json={"logits": logits.tolist(), "labels": labels.tolist(), "n_bins": 10}
         ).json()["metrics"]["ece"]
         assert f"ece {ece:.4f}" in svg.text
+
+
+def test_segments_are_queried_apart_and_together(tmp_path, rng):
+    k = 3
+    logits, labels = rng.standard_normal((90, k)), rng.integers(0, k, size=90)
+    segment = np.array(["a", "b", "c"])[rng.integers(0, 3, size=90)]
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/seg", json={"n_classes": k})
+        for name in ("a", "b", "c"):
+            rows = segment == name
+            observe(
+                client, "seg", {"logits": logits[rows], "labels": labels[rows], "segment": name}, "tensor"
+            )
+        assert client.get("/v1/monitors/seg").json()["totals"]["segments"] == ["a", "b", "c"]
+        for name in ("a", None):
+            rows = segment == name if name else np.ones(90, bool)
+            params = {"step": "2h"} | ({"segment": name} if name else {})
+            _, point = _only_point(client, "seg", **params)
+            calibration, nll, _ = _reference(client, "logits", logits[rows], labels[rows])
+            assert point["n"] == rows.sum()
+            _close(point["ece"], calibration["ece"])
+            _close(point["cross_entropy"], nll)
+
+
+def test_compaction_into_hours_keeps_every_hourly_value(tmp_path, rng):
+    k, n = 4, 400
+    logits, labels = rng.standard_normal((n, k)), rng.integers(0, k, size=n)
+    hour = 3600
+    end = math.floor(time.time() / hour) * hour - 2 * 86400  # two days ago: old enough to be coarsened
+    times = end - rng.uniform(0, 3 * hour, size=n)
+    params = {"from": end - 3 * hour, "to": end, "step": "1h", "n_bins": 20}
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/old", json={"n_classes": k})
+        for rows in np.array_split(np.arange(n), 8):
+            observe(
+                client, "old", {"logits": logits[rows], "labels": labels[rows], "timestamps": times[rows]}
+            )
+        before = client.get("/v1/monitors/old/metrics", params=params).json()["points"]
+        merged = client.app.state.monitors.get().compact(time.time())
+        assert merged > 0
+        after = client.get("/v1/monitors/old/metrics", params=params).json()["points"]
+        for b, a in zip(before, after, strict=True):
+            assert (a["n"], a["n_labelled"]) == (b["n"], b["n_labelled"])
+            for key in ("cross_entropy", "accuracy", "brier", "ece", "mce", "mean_confidence"):
+                _close(a[key], b[key])

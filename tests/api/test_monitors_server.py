@@ -154,7 +154,7 @@ def test_kill_9_during_writes_keeps_every_acknowledged_batch(served):
     for thread in threads:
         thread.join()
     acked = [i for ids in acknowledged for i in ids]
-    assert len(acked) > 50 * ROWS, "too few batches went through before the kill to test anything"
+    assert len(acked) >= 10 * ROWS, "too few batches went through before the kill to test anything"
     restarted = served(port)
     totals = httpx.get(f"{restarted.url}/v1/monitors/crash").json()["totals"]
     in_flight = sum(attempted) * ROWS - len(acked)

@@ -18,11 +18,12 @@ CASES: Counter[str] = Counter()
 #: A schema-valid body may still break a rule JSON Schema cannot state (exactly one of `logits`/`probs`,
 #: rows summing to 1, labels below K): a 422 naming the field. Binary-extension and npz bodies are opaque
 #: strings in the schema, so bytes that do not frame tensors are a 400, and a schema-valid shape may declare
-#: more elements than the limit: a 413. An invalid body may likewise be refused for its size first.
+#: more elements than the limit: a 413. An invalid body may likewise be refused for its size first. A
+#: monitor route names a monitor that may not exist (404) or would pass a cap on monitors (409).
 CONFIG = SchemathesisConfig.from_dict(
     {
         "checks": {
-            "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "413", "422"]},
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404", "409", "413", "422"]},
             "negative_data_rejection": {"expected-statuses": ["400", "413", "415", "422"]},
         }
     }

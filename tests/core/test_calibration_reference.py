@@ -1,5 +1,7 @@
 """Calibration metrics against peer libraries (test-only dependencies, versions in pyproject)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -220,3 +222,81 @@ def test_guo_preset_matches_ece_loss_on_logits(rng):
     conv = resolve_convention("guo", {})
     report = calibration_report(labels.numpy(), Distribution.from_logits(logits.numpy()), conv)
     assert report.scalars["ece"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_netcal_ace_sample_threshold_keeps_thresholded_bins_in_the_divisor():
+    """Issue #20, disagreement 1: the issue's case, netcal 0.125 (Xent gave 0.375)."""
+    probs = np.array([[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.5, 0.3, 0.2], [0.35, 0.33, 0.32]])
+    labels = np.array([0, 1, 0, 2])
+    conv = resolve_convention("netcal", {"n_bins": 5, "min_bin_count": 2})
+    scalars = calibration_report(labels, Distribution.from_probs(probs), conv).scalars
+    assert scalars["ace_netcal"] == pytest.approx(
+        ACE(bins=5, sample_threshold=2).measure(probs, labels), abs=1e-15
+    )
+    assert scalars["ace_netcal"] == pytest.approx(0.125, abs=1e-15)
+    assert scalars["ece"] == pytest.approx(ECE(bins=5, sample_threshold=2).measure(probs, labels), abs=1e-15)
+    assert scalars["mce"] == pytest.approx(MCE(bins=5, sample_threshold=2).measure(probs, labels), abs=1e-15)
+
+
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+@pytest.mark.parametrize(("n_bins", "threshold"), [(10, 7), (20, 4), (5, 25)])  # above N/B = 60/B
+@pytest.mark.parametrize("binary", [False, True])
+def test_netcal_ace_ece_mce_with_sample_threshold(rng, binning, n_bins, threshold, binary):
+    probs = rng.dirichlet(np.full(3, 0.4), size=60)
+    labels = rng.integers(0, 3, size=60)
+    if binary:
+        probs, labels = probs[:, 0], (labels == 0).astype(int)
+    kwargs = {"bins": n_bins, "equal_intervals": binning == "uniform", "sample_threshold": threshold}
+    conv = resolve_convention("netcal", {"n_bins": n_bins, "binning": binning, "min_bin_count": threshold})
+    report = calibration_report(labels, Distribution.from_probs(probs), conv)
+    assert report.n_excluded_bins > 0
+    for name, metric in (("ace_netcal", ACE), ("ece", ECE), ("mce", MCE)):
+        assert report.scalars[name] == pytest.approx(metric(**kwargs).measure(probs, labels), abs=1e-12), name
+
+
+def _sharp_float32(rng, n, k, scale):
+    """float32 softmax rows, many confidences at 1 - eps after netcal's clip: quantile edges on data."""
+    logits = scale * rng.standard_normal((n, k))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32), rng.integers(0, k, size=n)
+
+
+@pytest.mark.parametrize("binning", ["quantile", "uniform"])
+@pytest.mark.parametrize("scale", [1, 5, 20])
+@pytest.mark.parametrize("binary", [False, True])
+def test_netcal_float32_matches_exactly(rng, binning, scale, binary):
+    """Issue #20, disagreement 3: netcal averages over float32-rounded edges, counts over float64 ones."""
+    probs, labels = _sharp_float32(rng, 500, 4, scale)
+    if binary:
+        probs, labels = probs[:, 0].copy(), (labels == 0).astype(int)
+    for n_bins, threshold in ((5, 1), (10, 1), (20, 1), (10, 30)):
+        kwargs = {"bins": n_bins, "equal_intervals": binning == "uniform", "sample_threshold": threshold}
+        options = {"n_bins": n_bins, "binning": binning, "min_bin_count": threshold}
+        report = calibration_report(
+            labels, Distribution.from_probs(probs), resolve_convention("netcal", options)
+        )
+        for name, metric in (("ece", ECE), ("mce", MCE), ("ace_netcal", ACE)):
+            try:
+                expected = metric(**kwargs).measure(probs, labels)
+            except ValueError:  # scipy: "The smallest edge difference is numerically 0." (tied edges)
+                continue
+            assert report.scalars[name] == pytest.approx(expected, abs=1e-12), (name, n_bins)
+
+
+def test_netcal_float32_quantile_cases_that_differed():
+    """Seeds where float64-edge means were off netcal's ECE (up to 1e-3): now exact."""
+    differed = 0
+    conv = resolve_convention("netcal", {"n_bins": 5, "binning": "quantile"})
+    for seed in range(10):
+        probs, labels = _sharp_float32(np.random.default_rng(seed), 500, 4, 20)
+        got = calibration_report(labels, Distribution.from_probs(probs), conv).scalars["ece"]
+        try:
+            expected = ECE(bins=5, equal_intervals=False).measure(probs, labels)
+        except ValueError:  # float32-rounded edges tied: scipy's binned_statistic_dd refuses
+            continue
+        assert got == pytest.approx(expected, abs=1e-12)
+        plain = calibration_report(
+            labels, Distribution.from_probs(probs), replace(conv, input_dtype_means=False)
+        )
+        differed += abs(plain.scalars["ece"] - got) > 1e-6
+    assert differed >= 2

@@ -27,7 +27,7 @@ def _whole_array(p: Distribution, q: Distribution) -> dict[str, np.ndarray]:
     return {
         "kl_pq": kl_divergence(pp, lp, lq),
         "kl_qp": kl_divergence(qq, lq, lp),
-        "js": js_divergence(pp, lp, qq, lq),
+        "js": js_divergence(pp, qq),
         "entropy_p": entropy(pp, lp),
         "entropy_q": entropy(qq, lq),
         "cross_entropy_pq": cross_entropy_rows(pp, lq),

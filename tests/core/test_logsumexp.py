@@ -173,3 +173,31 @@ def test_small_inputs_agree_with_the_blocked_pass(monkeypatch, rng, dtype, shape
     expected = scipy_entropy(sp.softmax(z.astype(np.float64), axis=1), axis=1)
     np.testing.assert_allclose(small.entropy, expected, rtol=64 * eps, atol=4 * eps)
     np.testing.assert_allclose(small.lse, sp.logsumexp(z.astype(np.float64), axis=1), rtol=4 * eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_row_gives_the_same_bits_alone_and_among_others(rng, dtype):
+    """A lone row (and a one-row tail block) is summed in the order of a row among others.
+
+    A K×1 column is reduced pairwise by NumPy where K×rows are reduced row by row: before the
+    fix, a single float32 row with K = 10, 13, 18, ... came out an ulp apart (monitors and
+    offline scoring merge batches, so their answers depended on how rows were batched).
+    """
+    from service.core.logsumexp import label_nll
+
+    for k in range(2, NARROW_K + 3):
+        z = (5 * rng.standard_normal((1, k))).astype(dtype)
+        y = np.array([k // 2])
+        others = (5 * rng.standard_normal((4096 // k + 3, k))).astype(dtype)
+        many, labels = np.concatenate([z, others]), np.concatenate([y, np.zeros(len(others), int)])
+        alone, among = softmax_summary(z, labels=y), softmax_summary(many, labels=labels)
+        for field in ("shift", "log_norm", "top", "entropy", "picked"):
+            np.testing.assert_array_equal(getattr(alone, field), getattr(among, field)[:1], err_msg=f"{k}")
+        np.testing.assert_array_equal(label_nll(z, y), label_nll(many, labels)[:1], err_msg=f"{k}")
+    k = 10
+    n = 2 * (BLOCK_BYTES // (k * np.dtype(dtype).itemsize)) + 1  # blocks, then a one-row tail
+    z = (5 * rng.standard_normal((n, k))).astype(dtype)
+    y = rng.integers(0, k, n)
+    tail, head = np.concatenate([z[-1:], z[:3]]), np.concatenate([y[-1:], y[:3]])
+    np.testing.assert_array_equal(softmax_summary(z).lse[-1:], softmax_summary(tail).lse[:1])
+    np.testing.assert_array_equal(label_nll(z, y)[-1:], label_nll(tail, head)[:1])

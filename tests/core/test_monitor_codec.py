@@ -7,7 +7,7 @@ import pytest
 
 from service.core import Distribution, InputError, MonitorStats, merge_stats
 from service.core.fine_histogram import N_CELLS, FineHistogram
-from service.core.monitor_codec import HEADER, count_width
+from service.core.monitor_codec import HEADER, LABEL_DENSE, PREDICTED_DENSE, class_bytes, count_width
 
 
 def stats_of(n: int, k: int, *, seed: int = 0, binary: bool = False, weights: bool = False) -> MonitorStats:
@@ -58,6 +58,26 @@ def test_round_trip_is_exact(case):
     assert again.to_bytes() == blob
 
 
+def test_class_sections_are_dense_when_that_is_smaller():
+    many = stats_of(2000, 10)  # every class present: K counts beat K (index, count) pairs
+    few = stats_of(8, 1000)
+    assert many.to_bytes()[1] & (PREDICTED_DENSE | LABEL_DENSE) == PREDICTED_DENSE | LABEL_DENSE
+    assert few.to_bytes()[1] & (PREDICTED_DENSE | LABEL_DENSE) == 0
+    weighted = stats_of(500, 4, weights=True)
+    assert weighted.to_bytes()[1] & PREDICTED_DENSE
+    for stats in (many, few, weighted):
+        assert_identical(MonitorStats.from_bytes(stats.to_bytes()), stats)
+    mixed = merge_stats(
+        [s.to_bytes() for s in (many, stats_of(3, 10, seed=1), stats_of(5, 10, weights=True))]
+    )
+    direct = merge_stats([many, stats_of(3, 10, seed=1), stats_of(5, 10, weights=True)])
+    np.testing.assert_array_equal(mixed.predicted_counts, direct.predicted_counts)
+    np.testing.assert_array_equal(mixed.label_counts, direct.label_counts)
+    assert mixed.label_weights is not None and direct.label_weights is not None
+    np.testing.assert_allclose(mixed.label_weights, direct.label_weights, rtol=1e-13)
+    np.testing.assert_allclose(mixed.predicted_weights, direct.predicted_weights, rtol=1e-13)
+
+
 def test_empty_round_trips():
     for stats in (
         MonitorStats.empty(5),
@@ -102,7 +122,9 @@ def test_many_blobs_decode_to_the_merge_of_their_objects():
 
 
 def _blob() -> bytes:
-    return stats_of(40, 3).to_bytes()
+    blob = stats_of(20, 50).to_bytes()  # sparse class sections: fewer classes present than K
+    assert blob[1] & (PREDICTED_DENSE | LABEL_DENSE) == 0
+    return blob
 
 
 def _patched(offset: int, value: bytes) -> bytes:
@@ -124,7 +146,7 @@ def _patched(offset: int, value: bytes) -> bytes:
         (_patched(1, b"\x40"), "not a valid MonitorStats header"),
         (_patched(4, (1).to_bytes(4, "little")), "not a valid MonitorStats header"),
         (_patched(40, np.float64(np.nan).tobytes()), "non-finite"),
-        (_patched(HEADER.itemsize, b"\x07"), "class index"),
+        (_patched(HEADER.itemsize, b"\xff"), "class index"),
         (_patched(8, (41).to_bytes(8, "little")), "inconsistent"),
     ],
 )
@@ -135,7 +157,7 @@ def test_bad_bytes_raise_input_error(data, match):
 
 
 def test_bad_cell_and_mixed_classes_raise():
-    stats = stats_of(40, 3)
+    stats = stats_of(20, 50)
     blob = bytearray(stats.to_bytes())
     head = np.frombuffer(bytes(blob[: HEADER.itemsize]), HEADER)[0]
     classes = int(head["n_predicted"]) + int(head["n_label"])  # each a 1-byte index and a 1-byte count
@@ -166,3 +188,13 @@ def test_a_batch_with_no_label_yet_has_only_a_prediction_side():
     assert stats.mean_confidence() == pytest.approx((0.8 + 0.9 + 0.6) / 3, rel=1e-15)
     assert np.isnan(stats.cross_entropy()) and np.isnan(stats.calibration_errors()["ece"])
     assert_identical(MonitorStats.from_bytes(stats.to_bytes()), stats)
+
+
+@pytest.mark.parametrize("case", [(2000, 10), (8, 1000), (500, 4)])
+def test_class_bytes_locates_the_histogram(case):
+    """Readers that skip to the histogram (monitor_series) find it after dense or sparse class sections."""
+    stats = stats_of(*case, weights=case[1] == 4)
+    blob = stats.to_bytes()
+    head = np.frombuffer(blob[: HEADER.itemsize], HEADER)
+    start = HEADER.itemsize + int(class_bytes(head, stats.n_classes)[0])
+    assert int.from_bytes(blob[start : start + 2], "little") == stats.top.cells[0]

@@ -415,5 +415,5 @@ def test_positive_class_target_needs_two_classes():
 def test_struct_is_little_endian_header():
     blob = MonitorStats.summarise(Distribution.from_probs(np.array([0.5, 0.9])), [1, 1]).to_bytes()
     version, flags, width, index_width, k = struct.unpack_from("<BBBBI", blob)
-    assert (version, flags, width, index_width, k) == (1, 1 | 4, 1, 1, 2)
+    assert (version, flags, width, index_width, k) == (1, 1 | 4 | 8, 1, 1, 2)  # binary, positive, dense
     assert struct.unpack_from("<QQQ", blob, 8) == (2, 2, 1)

@@ -277,3 +277,22 @@ def test_token_scores_entropy_matches_scipy(rng, dtype, monkeypatch):
     np.testing.assert_allclose(token_scores(y, z, entropy=True).entropy, expected, rtol=tol, atol=tol)
     from_probs = token_scores(y, p.astype(dtype), kind="probs", entropy=True).entropy
     np.testing.assert_allclose(from_probs, expected, rtol=tol, atol=tol)
+
+
+def test_token_scores_invariant_to_a_shift_of_each_position(rng):
+    """CE(z + c) = CE(z) for any per-position constant c (DESIGN.md identity), ranks unchanged."""
+    z, y = _batch(rng)
+    shift = 1e3 * rng.standard_normal(y.shape)[..., None]
+    a, b = token_scores(y, z, confidence=True), token_scores(y, z + shift, confidence=True)
+    np.testing.assert_allclose(b.nll, a.nll, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(b.rank, a.rank)
+    np.testing.assert_allclose(b.confidence, a.confidence, rtol=1e-9)
+
+
+def test_token_scores_probabilities_are_exp_of_minus_nll(rng):
+    """exp(-nll) is the label's probability: it equals softmax(z)[y] (identity perplexity = exp(mean NLL))."""
+    z, y = _batch(rng)
+    s = token_scores(y, z)
+    p = torch.softmax(torch.from_numpy(z), -1).numpy()
+    picked = np.take_along_axis(p, np.where(y < 0, 0, y)[..., None], -1)[..., 0]
+    np.testing.assert_allclose(np.exp(-s.nll)[s.scored], picked[s.scored], rtol=1e-12)

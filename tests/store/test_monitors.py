@@ -126,3 +126,15 @@ def test_reservoir_size_cap(db):
     assert store.list_monitors() == []
     assert store.put_monitor(config(reservoir_size=100))[1]
     store.close()
+
+
+def test_set_temperature_is_stored_and_kept_across_updates(store):
+    store.put_monitor(config(), now=1.0)
+    fitted = store.set_temperature("m", 1.75)
+    assert (fitted.temperature, store.get_monitor("m").temperature) == (1.75, 1.75)
+    updated, _ = store.put_monitor(config(retention_s=3600))  # a config update keeps the fit
+    assert updated.temperature == store.get_monitor("m").temperature == 1.75
+    assert store.set_temperature("m", None).temperature is None
+    assert store.get_monitor("m").temperature is None
+    with pytest.raises(MonitorNotFound):
+        store.set_temperature("nope", 1.0)

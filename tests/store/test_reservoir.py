@@ -1,3 +1,4 @@
+import dataclasses
 import random
 
 import numpy as np
@@ -34,8 +35,8 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db):
             labels = list(range(label, label + 10))
             offered |= {i: labelled(i, time=100.0 + i) for i in labels}
             store.write_batch("m", [], labelled=[offered[i] for i in labels])
-        drawn = memoryview(twin.randbytes(8 * len(labels))).cast("q")  # one draw per call, as the store
-        keys.update(zip(labels, drawn, strict=True))
+        for i in labels:
+            keys[i] = twin.getrandbits(64) - 2**63
         label += 10
     expected = sorted(keys, key=keys.__getitem__)
     kept = store.reservoir("m", 0.0, 1e9, 1000)
@@ -55,7 +56,7 @@ def test_reservoir_shrinks_to_the_smallest_keys_when_its_size_is_lowered(db):
     config = MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=40)
     store.put_monitor(config)
     store.write_batch("m", [], labelled=[labelled(i) for i in range(40)])
-    keys = memoryview(twin.randbytes(8 * 40)).cast("q").tolist()
+    keys = [twin.getrandbits(64) for _ in range(40)]
     store.put_monitor(MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=10))
     store.compact(200.0)
     assert [row.label for row in store.reservoir("m", 0.0, 1e9, 100)] == sorted(
@@ -68,3 +69,17 @@ def test_reservoir_of_size_zero_keeps_nothing(store):
     store.put_monitor(MonitorConfig("m", n_classes=2, binary=False, class_names=None, reservoir_size=0))
     store.write_batch("m", [], labelled=[labelled(1)])
     assert store.reservoir("m", 0.0, 1e9, 10) == []
+
+
+def test_reservoir_keeps_the_smallest_caller_drawn_keys(store):
+    """Keys drawn by the caller (LabelledRow.key) are kept as given: the k smallest win."""
+    store.put_monitor(MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=5))
+    draw = random.Random(11).getrandbits
+    keys = [draw(64) - 2**63 for _ in range(30)]
+    for start in range(0, 30, 7):
+        rows = [dataclasses.replace(labelled(i), key=keys[i]) for i in range(start, min(start + 7, 30))]
+        store.write_batch("m", [], labelled=rows)
+    assert [row.label for row in store.reservoir("m", 0.0, 1e9, 10)] == sorted(
+        range(30), key=keys.__getitem__
+    )[:5]
+    assert_counters_match(store.path)

@@ -1,6 +1,6 @@
 """Turn a parsed JSON body into validated core inputs: options, predictions, truth."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,7 @@ class Truth:
 
     labels: IntArray | None
     targets: FloatArray | None
+    sample_weight: FloatArray | None = None  # per-sample weights, where the endpoint takes them
 
     @property
     def field(self) -> str:
@@ -122,3 +123,27 @@ def read_truth(body: Body, prediction: Prediction, *, ignore_index: int | None =
     if dist.binary:
         targets = np.stack([1 - targets, targets], axis=1)
     return Truth(None, targets.astype(dist.dtype, copy=False))
+
+
+def drop_ignored(
+    prediction: Prediction, labels: IntArray, ignore_index: int | None
+) -> tuple[Prediction, IntArray, int]:
+    """The rows whose label is not `ignore_index`, and how many were dropped.
+
+    Every label ignored is a 422 naming `labels`: there is nothing to calibrate or fit.
+    """
+    if ignore_index is None:
+        return prediction, labels, 0
+    kept = labels != ignore_index
+    n_kept = int(np.count_nonzero(kept))
+    if n_kept == labels.size:
+        return prediction, labels, 0
+    if n_kept == 0:
+        raise InputError("labels", f"must hold a label other than ignore_index ({ignore_index})")
+    dist = prediction.dist
+    if dist.logits is not None:
+        subset = Distribution.from_logits(dist.logits[kept], validate=False)
+    else:
+        assert dist.sent_probs is not None
+        subset = Distribution.from_probs(dist.sent_probs[kept], eps=dist.eps, validate=False)
+    return replace(prediction, dist=subset), labels[kept], labels.size - n_kept

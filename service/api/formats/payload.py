@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from service.core import InputError
 from service.core.cancel import checkpoint
@@ -80,7 +81,14 @@ async def read_body(
     if kind != "json" and size is not None and size >= PREALLOCATE_BYTES:
         return await _read_into_buffer(request, size, align_at)
     body = bytearray()
-    async for chunk in request.stream():
+    receive = request.receive  # not request.stream(): an async generator per request (~2 µs) for one chunk
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         if len(body) + len(chunk) > max_bytes:
             raise ProblemError(413, f"request body exceeds the limit of {max_bytes} bytes")
         body += chunk
@@ -157,8 +165,8 @@ PAUSE_GC_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
-def _collector_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector while orjson builds a large body's objects.
+def collector_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector while a large body's objects are built (or walked).
 
     Decoding allocates one container per JSON object and array; each 700 of them start a
     collection that re-scans every young (and, as the tree grows, old) object, though
@@ -181,7 +189,7 @@ def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     if not body.strip():
         raise ProblemError(400, "request body is empty; send a JSON object")
     try:
-        with _collector_paused(len(body) >= PAUSE_GC_BYTES):
+        with collector_paused(len(body) >= PAUSE_GC_BYTES):
             value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None

@@ -2,7 +2,8 @@
 
 A line holds the request id, method, path, route template, status,
 duration, rows and body bytes, and the error kind; never headers (so never an API key),
-query strings or bodies.
+query strings or bodies. Probes (``/healthz``, ``/readyz``, ``/metrics``) are left out unless
+``XENT_LOG_PROBES`` is set: polled every few seconds, they would drown the requests.
 """
 
 import logging
@@ -11,7 +12,7 @@ import time
 import orjson
 from starlette.types import Scope
 
-from .metrics import Exchange
+from .exchange import Exchange
 
 LOGGER = logging.getLogger("xent.access")
 
@@ -35,3 +36,14 @@ def log_exchange(exchange: Exchange, scope: Scope) -> None:
         "error": exchange.error,
     }
     LOGGER.info(orjson.dumps(line).decode())
+
+
+#: Paths polled by orchestrators and scrapers, left out of the access log by default.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def log_exchange_but_probes(exchange: Exchange, scope: Scope) -> None:
+    """:func:`log_exchange`, except for a probe answered 2xx (a failing probe is still logged)."""
+    if exchange.path in PROBE_PATHS and exchange.status < 400:
+        return
+    log_exchange(exchange, scope)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.settings import Settings
@@ -43,15 +44,15 @@ def _digest(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()
 
 
-class APIKeyMiddleware:
-    """Refuse (401 problem+json) protected requests without a valid API key."""
+class APIKeys:
+    """The configured keys' digests and the paths they guard."""
 
-    def __init__(self, app: ASGIApp, *, keys: list[bytes], protect_metrics: bool) -> None:
-        self.app = app
+    def __init__(self, keys: list[bytes], *, protect_metrics: bool) -> None:
         self.digests = [_digest(key) for key in keys]
         self.prefixes = ("/v1/", "/metrics") if protect_metrics else ("/v1/",)
 
-    def _protected(self, path: str) -> bool:
+    def protects(self, path: str) -> bool:
+        """Whether a request for `path` must show a key."""
         return path.startswith(self.prefixes) or path == "/v1"
 
     def _valid(self, presented: bytes) -> bool:
@@ -61,28 +62,46 @@ class APIKeyMiddleware:
             matched |= hmac.compare_digest(digest, known)
         return matched
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, or answer 401 with a Bearer challenge."""
-        if scope["type"] != "http" or not self._protected(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        presented = _presented_keys(scope)
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> Response | None:
+        """None if `headers` show a valid key, else the 401 to answer."""
+        presented = _presented_keys(headers)
         if any(self._valid(key) for key in presented):
-            await self.app(scope, receive, send)
-            return
+            return None
         detail = (
             "the API key is not valid"
             if presented
             else "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
         )
+        return problem_response(401, detail, headers={"WWW-Authenticate": CHALLENGE})
+
+
+class APIKeyMiddleware:
+    """Refuse (401 problem+json) protected requests without a valid API key.
+
+    The app checks keys in its one layer (:class:`service.api.middleware.exchange.ExchangeMiddleware`);
+    this standalone middleware applies the same :class:`APIKeys` to any other ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp, *, keys: list[bytes], protect_metrics: bool) -> None:
+        self.app = app
+        self.keys = APIKeys(keys, protect_metrics=protect_metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or answer 401 with a Bearer challenge."""
+        if scope["type"] != "http" or not self.keys.protects(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        refusal = self.keys.refusal(scope["headers"])
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
         scope.setdefault("state", {})["error_type"] = "unauthorized"
-        response = problem_response(401, detail, headers={"WWW-Authenticate": CHALLENGE})
-        await response(scope, receive, send)
+        await refusal(scope, receive, send)
 
 
-def _presented_keys(scope: Scope) -> list[bytes]:
+def _presented_keys(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
     keys = []
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, credentials = value.partition(b" ")
             if scheme.lower() == b"bearer" and credentials.strip():

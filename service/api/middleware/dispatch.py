@@ -7,8 +7,8 @@ cost a 32×10 request ~120 µs of ~540 (docs/internals.md, Small requests). :cla
 innermost among Xent's middleware and sends a ``POST`` to an exact scoring path straight to
 its endpoint, with the app's exception handlers (problem+json) around it; everything else
 (other methods, other paths, a ``root_path``) goes on to FastAPI. An error no handler takes
-propagates exactly as before, to :class:`service.api.middleware.metrics.ExchangeMiddleware`, which
-answers 500. The routes stay FastAPI's, so the OpenAPI document is unchanged.
+propagates exactly as before, to :class:`service.api.middleware.exchange.ExchangeMiddleware`,
+which answers 500. The routes stay FastAPI's, so the OpenAPI document is unchanged.
 """
 
 import inspect
@@ -63,31 +63,35 @@ class ScoringDispatch:
 
 
 class ScoringApp(FastAPI):
-    """FastAPI, with the scoring POSTs entering at Xent's own outermost middleware.
+    """FastAPI, with the scoring POSTs entering at Xent's own middleware.
 
     FastAPI's ``__call__`` asks its native telemetry whether OpenTelemetry is configured on
     every request, and its outer layers (the server-error, exception-telemetry and body-limit
     middleware) wrap every request; for the scoring POSTs none of that does anything — Xent's
-    :class:`~service.api.middleware.metrics.ExchangeMiddleware` already answers an escaping error with a
-    problem+json 500 before they could see it, and there is no body limit of FastAPI's to apply.
-    Those requests start at the first user middleware instead (the exchange), so they pass
-    through exactly Xent's stack; anything else, an app with a ``root_path``, and every request
-    when FastAPI's telemetry was found configured as the stack was built, take FastAPI's way.
+    :class:`~service.api.middleware.exchange.ExchangeMiddleware` already answers an escaping
+    error with a problem+json 500 before they could see it, and applies the body limit itself.
+    Those requests start at that layer instead, which hands itself over as it is built
+    (:meth:`enter_scoring_at`), so they pass through exactly Xent's stack; anything else, an
+    app with a ``root_path``, and every request when FastAPI's telemetry was found configured
+    as the stack was built, take FastAPI's way.
+
+    What this skips of FastAPI is checked against the versions it was written for by
+    ``tests/api/test_fastapi_pins.py``, which fails when an upgrade changes it.
     """
 
     scoring_paths: frozenset[str] = frozenset()
     _scoring_entry: ASGIApp | None = None
+    _built_entry: ASGIApp | None = None
+
+    def enter_scoring_at(self, layer: ASGIApp) -> None:
+        """Where the scoring POSTs enter: called by Xent's outermost middleware as it is built."""
+        self._built_entry = layer
 
     def build_middleware_stack(self) -> ASGIApp:
-        """FastAPI's stack; remember where Xent's own middleware starts in it."""
+        """FastAPI's stack; the scoring entry is the layer built with it, unless telemetry is on."""
+        self._built_entry = None
         stack = super().build_middleware_stack()
-        telemetry = getattr(self, "_native_telemetry", None)
-        if telemetry is None or not telemetry.enabled():
-            first: Any = self.user_middleware[0].cls if self.user_middleware else None
-            layer: Any = stack
-            while layer is not None and not (first is not None and isinstance(layer, first)):
-                layer = getattr(layer, "app", None)
-            self._scoring_entry = layer
+        self._scoring_entry = None if fastapi_telemetry_on(self) else self._built_entry
         return stack
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,3 +109,13 @@ class ScoringApp(FastAPI):
             await entry(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def fastapi_telemetry_on(app: FastAPI) -> bool:
+    """Whether FastAPI's native telemetry (FastAPI ≥ 0.165) would trace this app's requests.
+
+    Read from FastAPI's private ``_native_telemetry``, the one internal this module uses;
+    ``tests/api/test_fastapi_pins.py`` checks it is still there and still means this.
+    """
+    telemetry = getattr(app, "_native_telemetry", None)
+    return telemetry is not None and bool(telemetry.enabled())

@@ -102,6 +102,14 @@ class LimitsMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
+        await self.limit(scope, receive, send, declared_length(scope["headers"]))
+
+    async def limit(self, scope: Scope, receive: Receive, send: Send, length: int | None) -> None:
+        """Apply the limits to a /v1 request whose body declared `length` bytes (None: not declared).
+
+        :class:`~service.api.middleware.exchange.ExchangeMiddleware` calls this with the length
+        it read in its one pass over the headers.
+        """
         if self.gate.draining:
             await self._refuse(scope, receive, send, "draining", "the server is shutting down; retry")
             return
@@ -114,7 +122,8 @@ class LimitsMiddleware:
                 f"{self.gate.in_flight} requests are in flight, the limit is {self.max_concurrency}; retry",
             )
             return
-        if self._is_inline(scope):
+        limit = self.inline_bytes.get(scope["path"], 0)
+        if limit and length is not None and length <= limit:
             await self._run_inline(scope, receive, send)
             return
         self.gate.enter()
@@ -142,16 +151,6 @@ class LimitsMiddleware:
         if not done:
             self._background.add(task)  # keep a reference until it stops (and releases its slot)
         await self._refuse_timeout(scope, receive, send)
-
-    def _is_inline(self, scope: Scope) -> bool:
-        """Whether the route scores this body on the event loop (small, declared by Content-Length)."""
-        limit = self.inline_bytes.get(scope["path"], 0)
-        if not limit:
-            return False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                return value.isdigit() and int(value) <= limit
-        return False
 
     async def _run_inline(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A small body scored on the event loop: no task of its own, the deadline as a plain timeout.
@@ -200,6 +199,14 @@ class LimitsMiddleware:
         if kind == "draining":
             headers["Connection"] = "close"
         await problem_response(503, detail, headers=headers)(scope, receive, send)
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request's Content-Length, or None when it sent none (or not a number)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _was_cancelled(task: "asyncio.Task[Any]") -> bool:

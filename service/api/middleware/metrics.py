@@ -14,31 +14,46 @@ Series (labels in brackets):
   ``unsupported_media_type``, ``invalid_input``, ``overloaded``, ``timeout``, ``draining``,
   ``internal``)
 
-An exception that escapes the app before its response has started is answered here, by the
-middleware that also gives every request its id: a problem+json 500 carrying
-``X-Request-ID``, one access-log line and one ``internal`` error, and the traceback on
-the ``xent.error`` logger. It is not re-raised (uvicorn would only log it a second time).
+- the process and Python runtime: ``process_*`` (CPU seconds, resident and virtual memory,
+  open and max file descriptors, start time), ``python_gc_*`` (collections, objects collected
+  and uncollectable, by generation) and ``python_info``
 
-``route`` is the route template, or ``unmatched`` for paths the app does not serve, so
-random URLs cannot blow up the label space. With several uvicorn workers,
+The requests are observed by :class:`service.api.middleware.exchange.ExchangeMiddleware`.
+``route`` is the route template (``/docs``, ``/openapi.json`` and the other pages FastAPI
+serves included), or ``unmatched`` for paths the app does not serve, so random URLs cannot
+blow up the label space. With several uvicorn workers,
 ``python -m service serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory
 before the workers start; each worker then writes its samples there and ``/metrics``
 (answered by any one worker) sums them over all workers, dead ones included, so
-counters never go backwards when a worker is replaced.
+counters never go backwards when a worker is replaced. The process and Python metrics are
+per worker then: each worker writes its own (every :data:`WORKER_STATS_S` seconds, and just
+before it answers ``/metrics``) as gauges labelled with its ``pid``, and a worker that has
+gone is dropped from them when the next one starts.
 """
 
+import asyncio
 import logging
 import os
-import time
-from collections.abc import Callable
-from typing import Any
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from starlette.types import Scope
 
-from ..problems import problem_response
-from .request_ids import REQUEST_ID_HEADER, request_id
+if TYPE_CHECKING:
+    from .exchange import Exchange
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -55,6 +70,9 @@ ERROR_TYPES = {
 }
 UNMATCHED = "unmatched"
 ERROR_LOGGER = logging.getLogger("xent.error")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds between two writes of a worker's process and Python metrics in multiprocess mode.
+WORKER_STATS_S = 5.0
 
 
 class Metrics:
@@ -94,145 +112,115 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.worker_stats: WorkerStats | None = None
+        if self.multiprocess:
+            self.worker_stats = WorkerStats(self.registry)
+        else:
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                self.registry.register(collector)
+        # (route, method, status) -> (request counter, latency histogram); route -> (rows, bytes)
+        self._exchanges: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._scored: dict[str, tuple[Any, Any]] = {}
+        self._errors: dict[tuple[str, str], Any] = {}
 
     def observe(self, exchange: "Exchange", scope: Scope) -> None:
-        """Record one finished request."""
-        labels = (exchange.route, exchange.method, str(exchange.status))
-        self._series(self.requests, labels).inc()
-        self._series(self.latency, labels).observe(exchange.duration)
-        if 200 <= exchange.status < 300:
-            if exchange.rows:
-                self._series(self.rows, (exchange.route,)).inc(exchange.rows)
-            if exchange.bytes_in:
-                self._series(self.bytes, (exchange.route,)).inc(exchange.bytes_in)
-        elif exchange.error:
-            self._series(self.errors, (exchange.route, exchange.error)).inc()
+        """Record one finished request.
 
-    def _series(self, family: Any, labels: tuple[str, ...]) -> Any:
-        """``family.labels(*labels)``, kept for the next request.
-
-        That call takes a lock and builds its key every time (~5 µs; a scored request made
-        four). Label sets are bounded: route templates, methods, statuses, error kinds.
+        ``family.labels(...)`` takes a lock and builds its key on every call (~5 µs; a scored
+        request made four): the series of each label set are looked up once and kept. Label
+        sets are bounded: route templates, methods, statuses, error kinds.
         """
-        series = self._children.get((family, labels))
+        route, status = exchange.route, exchange.status
+        key = (route, exchange.method, status)
+        series = self._exchanges.get(key)
         if series is None:
-            series = self._children[family, labels] = family.labels(*labels)
-        return series
+            labels = (route, exchange.method, str(status))
+            series = self._exchanges[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        series[0].inc()
+        series[1].observe(exchange.duration)
+        if 200 <= status < 300:
+            if exchange.rows or exchange.bytes_in:
+                scored = self._scored.get(route)
+                if scored is None:
+                    scored = self._scored[route] = (self.rows.labels(route), self.bytes.labels(route))
+                if exchange.rows:
+                    scored[0].inc(exchange.rows)
+                if exchange.bytes_in:
+                    scored[1].inc(exchange.bytes_in)
+        elif exchange.error:
+            error = self._errors.get((route, exchange.error))
+            if error is None:
+                error = self._errors[route, exchange.error] = self.errors.labels(route, exchange.error)
+            error.inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format: of this process, or of all workers in multiprocess mode."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if self.worker_stats is not None:
+            self.worker_stats.refresh()
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(PLATFORM_COLLECTOR)  # the same in every worker
             return generate_latest(registry)
         return generate_latest(self.registry)
 
 
-class Exchange:
-    """What one request did, gathered as it passes through the middleware."""
+class WorkerStats:
+    """A worker's own process and Python metrics, written as gauges that every worker's /metrics reads.
 
-    __slots__ = (
-        "method",
-        "path",
-        "route",
-        "status",
-        "started",
-        "duration",
-        "bytes_in",
-        "bytes_out",
-        "rows",
-        "error",
-    )
-
-    def __init__(self, scope: Scope) -> None:
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.route = UNMATCHED
-        self.status = 500
-        self.started = time.perf_counter()
-        self.duration = 0.0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.rows = 0
-        self.error: str | None = None
-
-    def finish(self, scope: Scope, known_paths: frozenset[str]) -> None:
-        """Close the record once the response is sent (or the app raised)."""
-        self.duration = time.perf_counter() - self.started
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if isinstance(path, str):
-            self.route = path
-        elif self.path in known_paths:
-            self.route = self.path
-        state: dict[str, Any] = scope.get("state") or {}
-        self.bytes_in = int(state.get("bytes_in", 0))
-        body = state.get("body")
-        self.rows = int(getattr(body, "rows", 0))
-        if self.status >= 400:
-            self.error = state.get("error_type") or ERROR_TYPES.get(self.status, f"http_{self.status}")
-
-
-class ExchangeMiddleware:
-    """Gives each HTTP request its id, times it, and hands the finished :class:`Exchange` to its observers.
-
-    The id (:mod:`service.api.middleware.request_ids`) is echoed as ``X-Request-ID`` on every response,
-    the 500 this layer answers included. Outermost of Xent's middleware.
+    prometheus_client's process and GC collectors read the process they run in, so in
+    multiprocess mode ``/metrics`` would show only the worker that answered. Here each worker
+    copies their samples into ``liveall`` gauges (one series per live worker, labelled with
+    its ``pid``) from :meth:`refresh`, which the app calls every :data:`WORKER_STATS_S`
+    seconds and before every exposition. Files of workers that have gone are removed when a
+    worker starts.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        observers: list[Callable[[Exchange, Scope], None]],
-        known_paths: frozenset[str],
-    ) -> None:
-        self.app = app
-        self.observers = observers
-        self.known_paths = known_paths
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.sources: list[Collector] = [PROCESS_COLLECTOR, GC_COLLECTOR]
+        self.gauges: dict[str, Gauge] = {}
+        _forget_dead_workers(os.environ[MULTIPROC_ENV])
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request through with its id, noting status and size, then notify the observers."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        exchange = Exchange(scope)
-        state = scope.setdefault("state", {})
-        state["request_id"] = identifier = request_id(scope)
-        echoed = (REQUEST_ID_HEADER, identifier.encode())
-        started = False
+    def refresh(self) -> None:
+        """Copy this worker's current process and GC samples into its gauges."""
+        for source in self.sources:
+            for family in source.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_created"):
+                        continue
+                    gauge = self.gauges.get(sample.name)
+                    if gauge is None:
+                        gauge = self.gauges[sample.name] = Gauge(
+                            sample.name,
+                            family.documentation + " (per worker)",
+                            list(sample.labels),
+                            registry=self.registry,
+                            multiprocess_mode="liveall",
+                        )
+                    (gauge.labels(**sample.labels) if sample.labels else gauge).set(sample.value)
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                exchange.status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
-                message["headers"] = [*headers, echoed]
-            elif message["type"] == "http.response.body":
-                exchange.bytes_out += len(message.get("body", b""))
-            await send(message)
 
+def _forget_dead_workers(path: str) -> None:
+    """Drop the ``live*`` gauge files of processes that no longer run."""
+    pids = {
+        int(match[1])
+        for f in Path(path).glob("gauge_live*_*.db")
+        if (match := re.search(r"_(\d+)\.db$", f.name))
+    }
+    for pid in pids:
         try:
-            await self.app(scope, receive, watching_send)
-        except Exception:
-            if started:  # too late for a 500: let the server drop the connection
-                exchange.status = 500
-                raise
-            state["error_type"] = "internal"
-            ERROR_LOGGER.exception(
-                "Unhandled error in %s %s (request %s): answered 500",
-                exchange.method,
-                exchange.path,
-                identifier,
-            )
-            response = problem_response(500, "internal error; the request was not scored")
-            await response(scope, receive, watching_send)
-        except BaseException:
-            exchange.status = 500
-            raise
-        finally:
-            exchange.finish(scope, self.known_paths)
-            for observer in self.observers:
-                observer(exchange, scope)
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, another user's
+            pass
+
+
+async def refresh_worker_stats(metrics: Metrics, interval: float = WORKER_STATS_S) -> None:
+    """Forever, in multiprocess mode: write this worker's process and Python metrics every `interval` s."""
+    if metrics.worker_stats is None:
+        return
+    while True:
+        metrics.worker_stats.refresh()
+        await asyncio.sleep(interval)

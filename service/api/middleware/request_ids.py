@@ -1,7 +1,7 @@
 """Request ids: taken from ``X-Request-ID`` when sane, otherwise made up, once per request.
 
 A sane id is 1-128 characters of ``A-Z a-z 0-9 . _ : @ / + = -``. A generated one is 32 hex
-digits: a random per-process prefix and a counter. :class:`service.api.middleware.metrics.ExchangeMiddleware`
+digits: a random per-process prefix and a counter. :class:`service.api.middleware.exchange.ExchangeMiddleware`
 keeps it in ``scope["state"]["request_id"]``, echoes it on the response and the access log
 writes it.
 """
@@ -14,13 +14,13 @@ import secrets
 from starlette.types import Scope
 
 REQUEST_ID_HEADER = b"x-request-id"
-_SANE_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+SANE_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 def request_id(scope: Scope) -> str:
     """The request's own id when it sent a sane one, else a new one."""
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER and _SANE_ID.fullmatch(value):
+        if name == REQUEST_ID_HEADER and SANE_ID.fullmatch(value):
             return value.decode()
     return new_id()
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from service import core
 from service.api.formats.outputs import put_output
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
@@ -149,8 +150,11 @@ def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarra
 
 
 def unit_of(base: Any) -> str:
-    """The unit name of a log base."""
-    return {"e": "nats", 2: "bits", 10: "hartleys"}[base]
+    """The unit name of a log base ("log base 3" for one without a name)."""
+    named = {"e": "nats", 2: "bits", 10: "hartleys"}
+    if base in named:
+        return named[base]
+    return f"log base {base:g}"
 
 
 def log_base(base: Any) -> float:
@@ -171,6 +175,7 @@ def routers() -> list[APIRouter]:
         health,
         logprobs,
         metrics,
+        monitor_events,
         monitor_queries,
         monitors,
         recalibration,
@@ -184,9 +189,28 @@ def routers() -> list[APIRouter]:
         calibration,
         reliability_diagram,
         monitors,
+        monitor_events,
         monitor_queries,
         logprobs,
         health,
         metrics,
     )
     return [module.router for module in modules]
+
+
+def top_k_result(
+    ks: list[int] | None,
+    labels: np.ndarray,
+    dist: core.Distribution,
+    kept: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, float] | None:
+    """Top-k accuracy by k (string keys) over the `kept` rows, for the options' `top_k`; None if not asked."""
+    if ks is None:
+        return None
+    scores = dist.logits if dist.logits is not None and not dist.binary else dist.probs
+    if kept is not None:
+        scores, labels = scores[kept], labels[kept]
+        sample_weight = None if sample_weight is None else sample_weight[kept]
+    values = core.top_k_accuracy(core.label_rank(labels, scores), ks, sample_weight=sample_weight)
+    return {str(k): float(v) for k, v in zip(ks, values, strict=True)}

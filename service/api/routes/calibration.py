@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import scoring
-from service.api.formats.inputs import Body, Prediction, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
 from service.api.schemas.calibration import (
     BootstrapResult,
     CalibrationBody,
@@ -24,11 +24,11 @@ from service.core.bootstrap import bootstrap_intervals
 from service.core.brier import brier_factor
 from service.core.calibration import prepare
 
-from . import PROBLEM_RESPONSES, json_response, log_base, request_body, unit_of
+from . import PROBLEM_RESPONSES, json_response, log_base, request_body, top_k_result, unit_of
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels")
+ARRAY_FIELDS = ("logits", "probs", "labels", "sample_weight")
 #: Reliability cells (groups × bins) a response may carry.
 MAX_RELIABILITY_CELLS = 200_000
 _CONVENTION_FIELDS = (
@@ -66,20 +66,39 @@ def score_calibration(body: Body) -> Response:
     torchmetrics, scikit-learn, netcal or Guo et al.'s _ECELoss exactly.
     """
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, labels, convention = read_calibration_request(body, options)
-    report = core.calibration_report(labels, prediction.dist, convention, metrics=options.metrics)
+    prediction, labels, convention, n_ignored = read_calibration_request(body, options)
+    weights = read_sample_weight(body)
+    report = core.calibration_report(
+        labels, prediction.dist, convention, metrics=options.metrics, sample_weight=weights
+    )
+    if weights is not None and options.bootstrap:
+        raise core.InputError("sample_weight", "does not apply with bootstrap; send one or the other")
     boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
-    return json_response(_result(options, prediction, report, boot))
+    top_k = top_k_result(options.top_k, labels, prediction.dist, sample_weight=weights)
+    result = _result(options, prediction, report, boot, top_k, n_ignored, weighted=weights is not None)
+    return json_response(result)
 
 
 def read_calibration_request(
     body: Body, options: CalibrationOptions
-) -> tuple[Prediction, np.ndarray, core.Convention]:
-    """Predictions, labels and the resolved convention of a calibration-style request."""
+) -> tuple[Prediction, np.ndarray, core.Convention, int]:
+    """Predictions, labels, the resolved convention of a calibration-style request, and rows ignored."""
     prediction = read_prediction(body, "probs", "logits", options)
-    truth = read_truth(body, prediction)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     assert truth.labels is not None  # `targets` is not an accepted field here
-    return prediction, truth.labels, convention_of(options)
+    if body.fields.get("sample_weight") is not None:  # read at full length, dropped with the rows
+        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+        if options.ignore_index is not None:
+            body.fields["sample_weight"] = weights[truth.labels != options.ignore_index]
+    prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
+    return prediction, labels, convention_of(options), n_ignored
+
+
+def read_sample_weight(body: Body) -> np.ndarray | None:
+    """The per-sample weights of the rows kept (read by :func:`read_calibration_request`), if sent."""
+    if body.fields.get("sample_weight") is None:
+        return None
+    return np.asarray(body.fields["sample_weight"], dtype=np.float64)
 
 
 def convention_of(options: CalibrationOptions) -> core.Convention:
@@ -163,7 +182,11 @@ def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
 
 
 def convention_result(
-    options: CalibrationOptions, prediction: Prediction, report: core.CalibrationReport
+    options: CalibrationOptions,
+    prediction: Prediction,
+    report: core.CalibrationReport,
+    *,
+    weighted: bool = False,
 ) -> CalibrationConvention:
     """The `convention` object echoed with every calibration-style response."""
     conv = report.convention
@@ -188,6 +211,10 @@ def convention_result(
         exclude_zero=conv.exclude_zero,
         clip=conv.clip,
         float32_confidence=conv.float32_confidence,
+        input_dtype_means=conv.input_dtype_means,
+        top_k=options.top_k,
+        ignore_index=options.ignore_index,
+        sample_weight=weighted,
         min_bin_count=conv.min_bin_count,
         n_excluded_bins=report.n_excluded_bins,
         target=report.target,
@@ -212,6 +239,10 @@ def _result(
     prediction: Prediction,
     report: core.CalibrationReport,
     boot: BootstrapResult | None,
+    top_k: dict[str, float] | None = None,
+    n_ignored: int = 0,
+    *,
+    weighted: bool = False,
 ) -> CalibrationResult:
     scalars = dict(report.scalars)
     if "nll" in scalars:
@@ -219,10 +250,12 @@ def _result(
     dist = prediction.dist
     return CalibrationResult(
         n=int(dist.log_probs.shape[0]),
+        n_ignored=n_ignored,
         n_classes=dist.n_classes,
         metrics=CalibrationMetrics(**scalars),
         per_class=report.per_class or None,
         reliability=_reliability(report) if report.reliability else None,
+        top_k_accuracy=top_k,
         bootstrap=boot,
-        convention=convention_result(options, prediction, report),
+        convention=convention_result(options, prediction, report, weighted=weighted),
     )

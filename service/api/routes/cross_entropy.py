@@ -1,5 +1,7 @@
 """``POST /v1/cross-entropy``."""
 
+import math
+
 import numpy as np
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -15,12 +17,30 @@ from service.api.schemas import (
 )
 from service.core._typing import FloatArray
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, log_base, request_body, respond, unit_of
+from . import (
+    BINARY_OUTPUT_RESPONSE,
+    PROBLEM_RESPONSES,
+    log_base,
+    request_body,
+    respond,
+    top_k_result,
+    unit_of,
+)
 from .cross_entropy_sequences import score_sequences
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "class_weights", "mask", "bytes", "words")
+ARRAY_FIELDS = (
+    "logits",
+    "probs",
+    "labels",
+    "targets",
+    "class_weights",
+    "sample_weight",
+    "mask",
+    "bytes",
+    "words",
+)
 
 
 @router.post(
@@ -51,7 +71,10 @@ def score_cross_entropy(body: Body) -> Response:
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     weights = _class_weights(body, prediction)
-    result, losses = _score(prediction, truth, weights, options)
+    sample_weight = None
+    if body.fields.get("sample_weight") is not None:
+        sample_weight = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+    result, losses = _score(prediction, truth, weights, options, sample_weight)
     per_sample = {"losses": losses} if options.reduction == "none" or options.per_sample else {}
     return respond(result, per_sample, binary=options.binary_data_output)
 
@@ -64,7 +87,11 @@ def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
 
 
 def _score(
-    prediction: Prediction, truth: Truth, weights: FloatArray | None, options: CrossEntropyOptions
+    prediction: Prediction,
+    truth: Truth,
+    weights: FloatArray | None,
+    options: CrossEntropyOptions,
+    sample_weight: FloatArray | None = None,
 ) -> tuple[CrossEntropyResult, FloatArray]:
     dist = prediction.dist
     if dist.logits is not None:  # one fused pass serves loss, accuracy and entropy
@@ -96,20 +123,31 @@ def _score(
         kept = None
         true_class = np.argmax(truth.targets, axis=1)
     n = losses.size if kept is None else int(np.count_nonzero(kept))
-    if n == 0:
-        raise core.InputError("labels", f"must hold a label other than ignore_index ({options.ignore_index})")
+    if sample_weight is not None:  # sklearn's Σ s·loss / Σ s, times PyTorch's w[y] in both
+        losses = (losses * sample_weight).astype(losses.dtype, copy=False)
+        denominators = sample_weight if denominators is None else denominators * sample_weight
     base = log_base(options.base)
     losses = core.to_base(losses, base)
-    loss = _reduce(losses, denominators, options.reduction)
+    loss = _reduce(
+        losses,
+        denominators,
+        options.reduction,
+        n,
+        "class_weights" if sample_weight is None else "sample_weight",
+    )
     predicted, entropies = dist.predicted(), core.to_base(dist.entropy(), base)
+    top_k = top_k_result(options.top_k, true_class, dist, kept, sample_weight)
+    s = sample_weight
     if kept is not None:  # no all-true masks: each would copy N values
         predicted, true_class, entropies = predicted[kept], true_class[kept], entropies[kept]
+        s = None if s is None else s[kept]
     result = CrossEntropyResult(
         n=n,
         n_ignored=0 if kept is None else int(kept.size - n),
         loss=loss,
-        accuracy=np.count_nonzero(predicted == true_class) / n,
-        mean_entropy=float(np.add.reduce(entropies, dtype=np.float64)) / entropies.size,
+        accuracy=_mean((predicted == true_class).astype(np.float64), s),
+        top_k_accuracy=top_k,
+        mean_entropy=_mean(entropies, s),
         convention=CrossEntropyConvention(
             input=prediction.field,
             form="binary" if dist.binary else "categorical",
@@ -124,23 +162,39 @@ def _score(
             n_normalized=prediction.n_normalized,
             label_smoothing=smoothing,
             class_weights=weights is not None,
+            sample_weight=sample_weight is not None,
             ignore_index=options.ignore_index,
+            top_k=options.top_k,
             matches=_peer(prediction, truth),
         ),
     )
     return result, losses
 
 
-def _reduce(losses: FloatArray, denominators: FloatArray | None, reduction: str) -> float | None:
+def _mean(values: FloatArray, weights: FloatArray | None) -> float:
+    """Mean of `values` (weighted by `weights` as scikit-learn's metrics); NaN for no weight at all."""
+    total = values.size if weights is None else float(np.add.reduce(weights, dtype=np.float64))
+    if total == 0:
+        return math.nan
+    summed = np.add.reduce(values, dtype=np.float64) if weights is None else np.dot(values, weights)
+    return float(summed) / total
+
+
+def _reduce(
+    losses: FloatArray, denominators: FloatArray | None, reduction: str, n: int, weight_field: str
+) -> float | None:
+    """PyTorch's reductions; every label ignored (n = 0): sum 0, mean NaN (0 / 0), as PyTorch."""
     if reduction == "none":
         return None
     total = float(np.add.reduce(losses, dtype=np.float64))
     if reduction == "sum":
         return total
+    if n == 0:
+        return math.nan
     weight = losses.size if denominators is None else float(np.add.reduce(denominators, dtype=np.float64))
     if weight == 0:
         raise core.InputError(
-            "class_weights",
+            weight_field,
             "give the scored samples zero total weight; the weighted mean is undefined",
         )
     return total / weight

@@ -9,7 +9,7 @@ from service import core
 from service.api.formats.inputs import Body
 from service.api.schemas import CrossEntropyConvention, CrossEntropyOptions, CrossEntropyResult
 from service.api.schemas.cross_entropy import SequenceRows, SequenceSummary
-from service.api.schemas.logprobs import LanguageModelMetrics, MergeableTotals
+from service.api.schemas.logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
 from . import log_base, respond, unit_of
 
@@ -39,6 +39,7 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
         bfloat16=bfloat16,
         eps=options.eps,
         entropy=True,
+        confidence=True,
         field=name,
     )
     n = int(np.count_nonzero(scores.scored))
@@ -63,7 +64,7 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
         n_ignored=int(scores.scored.size - n),
         loss=loss,
         accuracy=int(hits[1].sum()) / n,
-        mean_entropy=entropy / np.log(base) if base != np.e else entropy,
+        mean_entropy=float(core.to_base(np.asarray(entropy), base)),
         convention=CrossEntropyConvention(
             input=kind,
             form="sequence",
@@ -89,9 +90,16 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
 
 
 def _summary(scores: core.TokenScores, totals: core.PerplexityTotals) -> SequenceSummary:
+    assert scores.confidence is not None and scores.rank is not None
+    confidence = scores.confidence[scores.scored]
     return SequenceSummary(
         n_sequences=totals.sequences,
         metrics=LanguageModelMetrics(**totals.metrics()),
+        calibration=Top1Calibration(
+            n_tokens=int(confidence.size),
+            teacher_forced=True,
+            **core.top1_calibration(confidence, scores.rank[scores.scored] == 0),
+        ),
         per_sequence=SequenceRows(
             nll=scores.sequence_nll.tolist(),
             tokens=scores.tokens.tolist(),

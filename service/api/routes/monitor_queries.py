@@ -29,9 +29,9 @@ from service.settings import Settings
 from service.store import MonitorConfig, MonitorStore
 
 from . import json_response, log_base, unit_of
-from .monitors import MONITOR_RESPONSES, MonitorName, require
+from .monitors import MONITOR_RESPONSES, MonitorName, SharedPathRoute, require
 
-router = APIRouter(prefix="/v1", tags=["monitors"])
+router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 
 SVG = "image/svg+xml"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -1,13 +1,17 @@
 """``/v1/monitors``: create, read and delete monitors; record predictions and late labels."""
 
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Path, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from service import core
 from service.api.deps import StoreDep, parsed_body, raw_body
@@ -27,12 +31,35 @@ from service.api.schemas.monitors import (
     ObservationsResult,
 )
 from service.monitors import TEMPERED, fold_labels, ingest
+from service.monitors.counters import MonitorCounters
 from service.settings import Settings
 from service.store import MonitorConfig, MonitorNotFound, MonitorStore
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
 
-router = APIRouter(prefix="/v1", tags=["monitors"])
+
+class SharedPathRoute(APIRoute):
+    """A route whose 405 answer lists the methods of every route on its path in ``Allow``.
+
+    Starlette's 405 names only the first route that matched the path (``PUT`` of
+    ``/v1/monitors/{name}``), though ``GET`` and ``DELETE`` serve it too.
+    """
+
+    methods_by_path: ClassVar[dict[str, set[str]]] = {}
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.methods_by_path.setdefault(self.path, set()).update(self.methods or ())
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 405 with every method of the path; otherwise as APIRoute."""
+        if self.methods and scope["method"] not in self.methods:
+            allowed = ", ".join(sorted(self.methods_by_path[self.path]))
+            raise HTTPException(status_code=405, headers={"Allow": allowed})
+        await super().handle(scope, receive, send)
+
+
+router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 
 MonitorName = Annotated[str, Path(pattern=NAME_PATTERN, description="The monitor's name.")]
 MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -76,18 +103,29 @@ def monitor_result(config: MonitorConfig) -> MonitorResult:
         retention_s=config.retention_s,
         label_ttl_s=config.label_ttl_s,
         reservoir_size=config.reservoir_size,
+        output=config.output,
+        output_kind=config.output_kind,
         temperature=config.temperature,
         created_at=config.created_at,
         updated_at=config.updated_at,
     )
 
 
-@router.put("/monitors/{name}", response_model=MonitorResult, status_code=200, responses=MONITOR_RESPONSES)
-def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep) -> Response:
+@router.put(
+    "/monitors/{name}",
+    response_model=MonitorResult,
+    status_code=200,
+    responses={
+        **MONITOR_RESPONSES,
+        201: {"model": MonitorResult, "description": "Created (`Location` names it); 200: updated."},
+    },
+)
+def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep, request: Request) -> Response:
     """Create a monitor (201) or update it (200): K or binary, class names, buckets, retention, reservoir.
 
     K, `binary` and `bucket_s` cannot change once the monitor exists (409); delete it to change them.
     """
+    counters: MonitorCounters = request.app.state.monitor_counters
     config = MonitorConfig(
         name=name,
         n_classes=body.k,
@@ -97,8 +135,11 @@ def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep) -> Respon
         retention_s=body.retention_s,
         label_ttl_s=body.label_ttl_s,
         reservoir_size=body.reservoir_size,
+        output=body.output,
+        output_kind=body.output_kind,
     )
     stored, created = store.put_monitor(config)
+    counters.touch(name)
     response = json_response(monitor_result(stored))
     response.status_code = 201 if created else 200
     if created:
@@ -159,17 +200,17 @@ async def record_observations(request: Request, name: MonitorName) -> Response:
 
     def record() -> Response:
         body = parsed_body(request, raw, settings)
-        return _record(body, holder.get(), name)
+        return _record(body, holder.get(), name, request.app.state.monitor_counters)
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
 
 
-def _record(body: Body, store: MonitorStore, name: str) -> Response:
-    config = require(store, name)
-    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    _names_to_indices(body, config)
+def _record(body: Body, store: MonitorStore, name: str, counters: MonitorCounters) -> Response:
+    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
     probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
+    config = require(store, name)
+    _names_to_indices(body, config)
     dist = prediction.dist
     if dist.binary != config.binary or dist.n_classes != config.n_classes:
         want = "a length-N vector of positive-class values" if config.binary else f"N×{config.n_classes}"
@@ -181,6 +222,7 @@ def _record(body: Body, store: MonitorStore, name: str) -> Response:
         core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
     times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
     counts = ingest(store, config, dist, labels, body.fields.get("ids"), times, options.segment or "")
+    counters.add(name, counts.stats)
     result = ObservationsResult(
         monitor=name,
         n=counts.rows,
@@ -252,7 +294,9 @@ async def record_labels(request: Request, name: MonitorName) -> Response:
         labels = core.check_labels(
             np.array(class_indices(list(body.labels), config), np.int64), config.n_classes
         )
-        counts = store.join_labels(name, body.ids, time.time(), fold_labels(config), labels.tolist())
+        folded: list[tuple[str, core.MonitorStats]] = []
+        counts = store.join_labels(name, body.ids, time.time(), fold_labels(config, folded), labels.tolist())
+        request.app.state.monitor_counters.add(name, folded)
         return json_response(
             LabelsResult(
                 monitor=name,

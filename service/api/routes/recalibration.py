@@ -1,6 +1,7 @@
 """``POST /v1/temperature``, ``POST /v1/recalibrate`` and ``POST /v1/apply``."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
-from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas import ProblemDetails
 from service.api.schemas.common import ProbabilityOptions
@@ -45,7 +46,7 @@ MISSING_EXTRA_RESPONSE = {
 }
 
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets")
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -73,12 +74,13 @@ def fit_temperature(body: Body) -> Response:
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
     """
     options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, scores = read_scores(body, options)
-    truth = read_truth(body, prediction)
+    prediction, scores, truth, n_ignored = read_fit(body, options)
+    weights = truth.sample_weight
     fit = core.fit_temperature(
         scores,
         labels=truth.labels,
         targets=truth.targets,
+        sample_weight=weights,
         rtol=options.rtol,
         max_iter=options.max_iter,
         validate=False,
@@ -93,6 +95,7 @@ def fit_temperature(body: Body) -> Response:
             iterations=fit.iterations,
             gradient=fit.gradient,
             n=after.shape[0],
+            n_ignored=n_ignored,
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
             parameters=parameters,
@@ -130,9 +133,12 @@ def fit_recalibration(body: Body) -> Response:
     reproduces `after` exactly.
     """
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, scores = read_scores(body, options)
+    prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
-    truth = read_truth(body, prediction)
+    if truth.sample_weight is not None and options.method != "temperature":
+        raise core.InputError(
+            "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
+        )
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
@@ -144,6 +150,7 @@ def fit_recalibration(body: Body) -> Response:
             iterations=fitted.iterations,
             message=fitted.message,
             n=after.shape[0],
+            n_ignored=n_ignored,
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
             validation=_validation(
@@ -187,6 +194,9 @@ def apply_recalibration(body: Body) -> Response:
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction) if scored else None
+    if truth is not None and body.fields.get("sample_weight") is not None:
+        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+        truth = replace(truth, sample_weight=weights.astype(np.float64))
     return respond(
         ApplyResult(
             n=after.shape[0],
@@ -219,6 +229,7 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
             scores,
             labels=truth.labels,
             targets=truth.targets,
+            sample_weight=truth.sample_weight,
             rtol=options.rtol,
             max_iter=options.max_iter,
             validate=False,
@@ -226,6 +237,23 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
         return TemperatureParameters(temperature=result.temperature)
 
     return fit
+
+
+def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, Truth, int]:
+    """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
+    prediction, scores = read_scores(body, options)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    if body.fields.get("sample_weight") is not None:
+        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
+        truth = replace(truth, sample_weight=weights.astype(np.float64))
+    if options.ignore_index is None or truth.labels is None:
+        return prediction, scores, truth, 0
+    kept = truth.labels != options.ignore_index
+    prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
+    if n_ignored:
+        scores = scores[kept]
+        truth = _subset(truth, kept)
+    return prediction, scores, truth, n_ignored
 
 
 def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
@@ -255,6 +283,7 @@ def _subset(truth: Truth, rows: np.ndarray) -> Truth:
     return Truth(
         None if truth.labels is None else truth.labels[rows],
         None if truth.targets is None else truth.targets[rows],
+        None if truth.sample_weight is None else truth.sample_weight[rows],
     )
 
 
@@ -291,7 +320,9 @@ def _validation(
 
 def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
     """The reported scores of `log_probs` against `truth`, NLL in the unit of `base`."""
-    scores = core.fit_metrics(log_probs, labels=truth.labels, targets=truth.targets)
+    scores = core.fit_metrics(
+        log_probs, labels=truth.labels, targets=truth.targets, sample_weight=truth.sample_weight
+    )
     return Metrics(
         nll=scores.nll / np.log(log_base(base)),
         ece=scores.ece,
@@ -321,5 +352,7 @@ def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) ->
         tolerance=prediction.tolerance,
         n_normalized=prediction.n_normalized,
         ece_bins=core.ECE_BINS,
+        ignore_index=getattr(options, "ignore_index", None),
+        sample_weight=truth.sample_weight is not None,
         matches=peer,
     )

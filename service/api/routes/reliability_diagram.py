@@ -36,7 +36,7 @@ def draw_reliability_diagram(body: Body) -> Response:
     positive-class targets only (one diagram).
     """
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, labels, convention = read_calibration_request(body, options)
+    prediction, labels, convention, _ = read_calibration_request(body, options)
     wanted = ["reliability", "ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confidence"]
     report = core.calibration_report(labels, prediction.dist, convention, metrics=wanted)
     if report.target in ("classwise", "marginal"):

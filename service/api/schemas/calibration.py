@@ -4,7 +4,16 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, ProbabilityOptions
+from .common import (
+    RESULT_CONFIG,
+    TOP_K_DESCRIPTION,
+    Base,
+    FloatArrayField,
+    IntArrayField,
+    JsonFloat,
+    ProbabilityOptions,
+    TopK,
+)
 
 MetricName = Literal[
     "calibration_error",
@@ -61,6 +70,12 @@ class BootstrapOptions(BaseModel):
 class CalibrationOptions(ProbabilityOptions):
     """The scalar options of a calibration request; every one is echoed in `convention`."""
 
+    ignore_index: int | None = Field(
+        default=None,
+        description="Samples whose label equals this value are dropped before anything is computed "
+        "and counted in `n_ignored` (PyTorch uses -100). Hard labels only.",
+    )
+    top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     preset: PresetName | None = Field(
         default=None,
         description="Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics "
@@ -91,7 +106,8 @@ class CalibrationOptions(ProbabilityOptions):
     min_bin_count: Annotated[int, Field(ge=1)] = Field(
         default=1,
         description="Bins with fewer pairs are left out of every binned error (netcal's "
-        "sample_threshold); with mass weighting they still count in N.",
+        "sample_threshold) but still count in its normaliser: N (mass weighting) or the number of "
+        "non-empty bins (uniform weighting, ace_netcal).",
     )
     target: TargetName | None = Field(
         default=None,
@@ -106,7 +122,7 @@ class CalibrationOptions(ProbabilityOptions):
     )
     bin_weighting: Literal["mass", "uniform"] = Field(
         default="mass",
-        description="Weight w of a bin: its share of samples n_b / N, or 1 / (number of counted bins).",
+        description="Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).",
     )
     brier_scale: Literal["auto", "sum", "half"] = Field(
         default="auto",
@@ -135,6 +151,13 @@ class CalibrationBody(CalibrationOptions):
         description="N×K probabilities, or a length-N vector of positive-class probabilities (binary).",
     )
     labels: IntArrayField = Field(description="N true class indices in [0, K) (binary: 0 or 1).")
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s: every sum over samples becomes a sum of s "
+        "(bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s "
+        "(scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, "
+        "nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).",
+    )
 
 
 class CalibrationConvention(BaseModel):
@@ -159,6 +182,13 @@ class CalibrationConvention(BaseModel):
     exclude_zero: bool = Field(description="Confidence 0 in no bin but counted in N (Guo et al.).")
     clip: bool = Field(description="Confidences clipped to [eps, 1 - eps] first (netcal).")
     float32_confidence: bool = Field(description="Confidences rounded to float32 before binning.")
+    top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
+    ignore_index: int | None = Field(default=None, description="Label value dropped, if any.")
+    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
+    input_dtype_means: bool = Field(
+        description="float32 input: bin means over the edges rounded to float32, counts over the "
+        "float64 edges (netcal: scipy binned_statistic_dd keeps the sample dtype, np.histogramdd not)."
+    )
     min_bin_count: int = Field(description="Smallest counted bin.")
     n_excluded_bins: int = Field(description="Non-empty bins left out by `min_bin_count`.")
     target: TargetName = Field(description="Which (confidence, outcome) pairs were binned.")
@@ -198,7 +228,8 @@ class CalibrationMetrics(BaseModel):
         "unweighted mean of |accuracy - confidence| over classes and ranges."
     )
     ace_netcal: JsonFloat | None = _metric(
-        "netcal's ACE: unweighted mean of |gap| over non-empty counted bins of this binning."
+        "netcal's ACE: Σ |gap| over counted bins / the number of non-empty bins of this binning "
+        "(bins under min_bin_count add 0 but count, as netcal's sample_threshold)."
     )
     debiased_l2: JsonFloat | None = _metric(
         "Kumar, Liang & Ma 2019: sqrt(max(Σ w (gap² - ā(1-ā)/(n_b - 1)), 0)) over bins with ≥ 2 pairs."
@@ -278,6 +309,7 @@ class CalibrationResult(BaseModel):
     model_config = RESULT_CONFIG
 
     n: int = Field(description="Samples scored.")
+    n_ignored: int = Field(default=0, description="Samples dropped for their label `ignore_index`.")
     n_classes: int = Field(description="K (2 for binary input).")
     metrics: CalibrationMetrics
     per_class: dict[str, list[JsonFloat]] | None = Field(
@@ -285,6 +317,9 @@ class CalibrationResult(BaseModel):
     )
     reliability: list[ReliabilityBins] | None = Field(
         default=None, description="Reliability bins: one diagram, or one per class for classwise targets."
+    )
+    top_k_accuracy: dict[str, JsonFloat] | None = Field(
+        default=None, description="Top-k accuracy by k (as a string key) for each k of `top_k`."
     )
     bootstrap: BootstrapResult | None = None
     convention: CalibrationConvention

@@ -67,6 +67,13 @@ IntArrayField = Annotated[
 ]
 
 Base = Literal["e", 2, 10]
+TopK = Annotated[list[Annotated[int, Field(ge=1, le=1_000_000)]], Field(min_length=1, max_length=64)]
+TOP_K_DESCRIPTION = (
+    "Also report top-k accuracy for each k: the share of samples whose true class is among the k "
+    "highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; "
+    "k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), "
+    "sklearn.metrics.top_k_accuracy_score."
+)
 Eps = Annotated[float, Field(ge=0, lt=1)] | Literal["auto"]
 
 

@@ -6,14 +6,16 @@ from pydantic import BaseModel, Field
 
 from .common import (
     RESULT_CONFIG,
+    TOP_K_DESCRIPTION,
     Base,
     FloatArrayField,
     IntArrayField,
     JsonFloat,
     ProbabilityOptions,
     Tensor,
+    TopK,
 )
-from .logprobs import LanguageModelMetrics, MergeableTotals
+from .logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
 
 class CrossEntropyOptions(ProbabilityOptions):
@@ -35,6 +37,7 @@ class CrossEntropyOptions(ProbabilityOptions):
         "with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.",
     )
     per_sample: bool = Field(default=False, description="Also return per-sample `losses`.")
+    top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     binary_data_output: bool = Field(
         default=False,
         description="Send per-sample `losses` as a raw binary tensor (OIP binary extension, "
@@ -83,6 +86,12 @@ class CrossEntropyBody(CrossEntropyOptions):
         default=None,
         description="K non-negative per-class weights w, as PyTorch's `weight` (binary: [w0, w1]).",
     )
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s, as scikit-learn's `sample_weight`: mean "
+        "Σ s·w[y]·loss / Σ s·w[y] (w the class weights, 1 without), sum Σ s·w[y]·loss, `losses` "
+        "s·w[y]·loss; accuracy, top-k accuracy and mean entropy are s-weighted means.",
+    )
 
 
 class CrossEntropyConvention(BaseModel):
@@ -105,7 +114,9 @@ class CrossEntropyConvention(BaseModel):
     n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
     label_smoothing: float = Field(description="ε as applied.")
     class_weights: bool = Field(description="Whether per-class weights were applied.")
+    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
     ignore_index: int | None = Field(description="Label value left out, if any.")
+    top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
     matches: str = Field(description="The peer implementation these numbers agree with.")
 
 
@@ -114,22 +125,32 @@ class CrossEntropyResult(BaseModel):
 
     model_config = RESULT_CONFIG
 
-    n: int = Field(description="Samples scored (ignored samples excluded).")
+    n: int = Field(description="Samples scored (ignored samples excluded; 0 when every label is ignored).")
     n_ignored: int = Field(description="Samples whose label equals `ignore_index`.")
     loss: JsonFloat | None = Field(
         description='Reduced loss in `unit`; null when reduction is "none". "Infinity" when a '
-        "true class has probability 0 and eps is 0."
+        "true class has probability 0 and eps is 0. Every label ignored (n = 0): sum 0, mean "
+        '"NaN", as PyTorch (a padded window is not an error).'
     )
     losses: list[JsonFloat] | None = Field(
         default=None,
         description="Per-sample losses (reduction none or per_sample true), class-weighted as in "
         "PyTorch's reduction='none'; 0 for ignored samples.",
     )
-    accuracy: float = Field(
+    accuracy: JsonFloat = Field(
         description="Top-1 accuracy: argmax of the prediction equals the label (soft targets: the "
-        "argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class."
+        'argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class. "NaN" when '
+        "every label is ignored (n = 0)."
     )
-    mean_entropy: JsonFloat = Field(description="Mean entropy of the predicted distributions, in `unit`.")
+    top_k_accuracy: dict[str, JsonFloat] | None = Field(
+        default=None,
+        description="Top-k accuracy by k (as a string key) for each k of `top_k`, over the scored samples "
+        "(soft targets: the argmax of the target is the true class).",
+    )
+    mean_entropy: JsonFloat = Field(
+        description='Mean entropy of the predicted distributions of the scored samples, in `unit` ("NaN" '
+        "when n = 0)."
+    )
     convention: CrossEntropyConvention
     language_model: "SequenceSummary | None" = Field(
         default=None, description="Sequence inputs: per-sequence sums and the perplexities they give."
@@ -153,5 +174,9 @@ class SequenceSummary(BaseModel):
 
     n_sequences: int
     metrics: LanguageModelMetrics
+    calibration: Top1Calibration = Field(
+        description="Token-level calibration of the top-1 token over scored positions (teacher-forced "
+        "by construction: the labels are given text)."
+    )
     per_sequence: SequenceRows
     totals: MergeableTotals

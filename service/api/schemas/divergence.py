@@ -1,15 +1,52 @@
 """Request and response models of ``POST /v1/divergence``."""
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
-from .common import RESULT_CONFIG, Base, FloatArrayField, JsonFloat, ProbabilityOptions
+from .common import RESULT_CONFIG, FloatArrayField, JsonFloat, ProbabilityOptions
+
+
+def _check_base(value: str | float) -> str | float:
+    if value == "e" or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    ):
+        if value == 1:
+            raise ValueError("must not be 1 (log base 1 is undefined)")
+        return value
+    raise ValueError(f'must be "e" or a number > 0 other than 1; got {value!r}')
+
+
+# One validator for the union, so an error points at `base` itself, not at a union member.
+AnyBase = Annotated[
+    str | float,
+    AfterValidator(_check_base),
+    WithJsonSchema({"anyOf": [{"enum": ["e"]}, {"type": "number", "exclusiveMinimum": 0}]}),
+]
+Reduction = Literal["mean", "batchmean", "sum", "none"]
 
 
 class DivergenceOptions(ProbabilityOptions):
     """The scalar options of a divergence request."""
 
+    base: AnyBase = Field(  # type: ignore[assignment]
+        default="e",
+        description='Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 '
+        "other than 1 (scipy.stats.entropy's base).",
+    )
+    reduction: Reduction = Field(
+        default="mean",
+        description="mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted "
+        "as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row "
+        "values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and "
+        "its reduction='mean' (over N·K elements) is `sum` / (N·K).",
+    )
+    elementwise: bool = Field(
+        default=False,
+        description="Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` "
+        "(scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).",
+    )
     per_sample: bool = Field(default=False, description="Also return every quantity per row.")
     binary_data_output: bool = Field(
         default=False,
@@ -45,8 +82,13 @@ class DivergenceConvention(BaseModel):
     p: Literal["probs", "logits"] = Field(description="How p was sent.")
     q: Literal["probs", "logits"] = Field(description="How q was sent.")
     dtype: Literal["float32", "float64"] = Field(description="Precision of the computation.")
-    base: Base = Field(description="Logarithm base of every reported value.")
-    unit: Literal["nats", "bits", "hartleys"] = Field(description="Unit implied by `base`.")
+    base: str | float = Field(description='Logarithm base of every reported value ("e" or a number).')
+    unit: str = Field(description='Unit implied by `base`: nats, bits, hartleys, or "log base b".')
+    reduction: Reduction = Field(description="How rows were reduced, as sent.")
+    elementwise: bool = Field(description="Whether N×K `terms` were returned.")
+    broadcast: Literal["p", "q"] | None = Field(
+        description="The side sent as one row and compared with every row of the other, if any."
+    )
     eps: float = Field(description="Floor applied to probabilities before the log (0: none).")
     n_clipped: int = Field(description="How many probabilities (p and q) were raised to `eps`.")
     tolerance: float = Field(description="Row-sum tolerance applied to probabilities.")
@@ -63,7 +105,10 @@ class DivergenceStats(BaseModel):
     kl_pq: JsonFloat = Field(description="KL(p‖q) = Σ p log(p/q).")
     kl_qp: JsonFloat = Field(description="KL(q‖p) = Σ q log(q/p).")
     js_divergence: JsonFloat = Field(description="½KL(p‖m) + ½KL(q‖m), m = (p+q)/2; ≤ log 2.")
-    js_distance: JsonFloat = Field(description="sqrt(js_divergence) per row (then averaged).")
+    js_distance: JsonFloat = Field(
+        description='sqrt(js_divergence) per row (then averaged); "NaN" for a base below 1, as '
+        "scipy.spatial.distance.jensenshannon."
+    )
     entropy_p: JsonFloat = Field(description="H(p) = -Σ p log p.")
     entropy_q: JsonFloat = Field(description="H(q) = -Σ q log q.")
     cross_entropy_pq: JsonFloat = Field(description="H(p, q) = -Σ p log q = H(p) + KL(p‖q).")
@@ -83,14 +128,30 @@ class DivergenceRows(BaseModel):
     cross_entropy_pq: list[JsonFloat]
 
 
+class DivergenceTerms(BaseModel):
+    """N×K elementwise terms; each row sums to the per-row value."""
+
+    model_config = RESULT_CONFIG
+
+    kl_pq: list[list[JsonFloat]] = Field(description="p log(p/q) (0 where p = 0).")
+    kl_qp: list[list[JsonFloat]] = Field(description="q log(q/p) (0 where q = 0).")
+    js_divergence: list[list[JsonFloat]] = Field(description="½ (p log(p/m) + q log(q/m)), m = (p+q)/2.")
+
+
 class DivergenceResult(BaseModel):
-    """Divergences and entropies between p and q, averaged over rows."""
+    """Divergences and entropies between p and q, reduced over rows as asked."""
 
     model_config = RESULT_CONFIG
 
     n: int = Field(description="Rows compared.")
-    mean: DivergenceStats = Field(description="Each quantity averaged over rows, in `unit`.")
-    per_sample: DivergenceRows | None = Field(
-        default=None, description="Each quantity per row (per_sample: true)."
+    mean: DivergenceStats | None = Field(
+        description="Each quantity averaged over rows, in `unit` (reduction mean or batchmean; else null)."
     )
+    sum: DivergenceStats | None = Field(
+        default=None, description="Each quantity summed over rows, in `unit` (reduction sum)."
+    )
+    per_sample: DivergenceRows | None = Field(
+        default=None, description="Each quantity per row (per_sample: true, or reduction none)."
+    )
+    terms: DivergenceTerms | None = Field(default=None, description="N×K terms (elementwise: true).")
     convention: DivergenceConvention

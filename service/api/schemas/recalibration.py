@@ -158,6 +158,11 @@ class FitOptions(ProbabilityOptions):
         description='Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. '
         "Reports before/after metrics on samples the fit did not see.",
     )
+    ignore_index: int | None = Field(
+        default=None,
+        description="Samples whose label equals this value are dropped before anything is computed "
+        "and counted in `n_ignored` (PyTorch uses -100). Hard labels only.",
+    )
 
 
 class TemperatureOptions(FitOptions):
@@ -190,6 +195,12 @@ class TemperatureBody(TemperatureOptions):
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every "
+        "reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far "
+        "(/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.",
+    )
 
 
 class RecalibrateOptions(FitOptions):
@@ -233,6 +244,12 @@ class RecalibrateBody(RecalibrateOptions):
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every "
+        "reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far "
+        "(/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.",
+    )
 
 
 class Metrics(BaseModel):
@@ -283,6 +300,8 @@ class RecalibrationConvention(BaseModel):
     tolerance: float = Field(description="Row-sum tolerance applied to probabilities and targets.")
     n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
     ece_bins: int = Field(description="Equal-width bins of the top-label ECE.")
+    ignore_index: int | None = Field(default=None, description="Label value dropped, if any.")
+    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
     matches: str = Field(description="The peer implementation the fit agrees with.")
 
 
@@ -305,6 +324,7 @@ class TemperatureResult(BaseModel):
     iterations: int = Field(description="Newton iterations, each one pass over the data.")
     gradient: float = Field(description="dNLL/dT (nats) at the returned T: 0 at the optimum.")
     n: int = Field(description="Samples fitted.")
+    n_ignored: int = Field(default=0, description="Samples dropped for their label `ignore_index`.")
     before: Metrics = Field(description="The predictions as sent.")
     after: Metrics = Field(description="The predictions at the fitted temperature.")
     parameters: TemperatureParameters = Field(description="Send to /v1/apply to recalibrate new predictions.")
@@ -326,6 +346,7 @@ class RecalibrateResult(BaseModel):
     iterations: int = Field(description="Optimiser iterations (closed-form fits: 1).")
     message: str = Field(description="The optimiser's account, or the temperature fit's `reason`.")
     n: int = Field(description="Samples fitted.")
+    n_ignored: int = Field(default=0, description="Samples dropped for their label `ignore_index`.")
     before: Metrics = Field(description="The predictions as sent.")
     after: Metrics = Field(description="The recalibrated predictions (exactly what /v1/apply returns).")
     probs: list[list[float]] | list[float] | None = Field(
@@ -363,6 +384,9 @@ class ApplyBody(ApplyOptions):
     )
     targets: FloatArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["targets"] + " Scores the output."
+    )
+    sample_weight: FloatArrayField | None = Field(
+        default=None, description="Optional, with the truth: per-sample weights of the metrics, as a fit's."
     )
 
 

@@ -59,7 +59,8 @@ class Convention:
         ``(a, b]`` with 0 in the first bin, or ``[a, b)`` with 1 in the last bin.
     min_bin_count : int
         Bins with fewer pairs are left out of every binned error (netcal's
-        ``sample_threshold``); with ``mass`` weighting N still counts them.
+        ``sample_threshold``) but still count in its normaliser: N with ``mass``
+        weighting, the number of non-empty bins with ``uniform`` (netcal's ACE).
     target : {"top_label", "positive_class", "classwise", "marginal"} or None
         None: ``positive_class`` for binary (length-N) input, ``top_label`` otherwise.
     edge_rule : {"exact", "numpy", "torch", "torch_float32"}
@@ -75,6 +76,12 @@ class Convention:
         Round top-label confidences to float32 before binning (torchmetrics multiclass).
     quantile_method : {"quantile", "percentile"}
         ``np.quantile(c, q)`` (netcal) or ``np.percentile(c, 100 q)`` (scikit-learn).
+    input_dtype_means : bool
+        For float32 confidences, take each bin's mean confidence and accuracy over the
+        pairs the edges *rounded to float32* put in it, while counts (weights, thresholds)
+        keep the float64 edges: netcal 1.4.0 counts with ``np.histogramdd`` (float64 edges)
+        and averages with ``scipy.stats.binned_statistic_dd``, which casts the edges to the
+        sample's dtype. A bin whose rounded edges hold no pair has mean 0 and gap 0.
     """
 
     binning: Binning = "uniform"
@@ -92,6 +99,7 @@ class Convention:
     clip: bool = False
     float32_confidence: bool = False
     quantile_method: Literal["quantile", "percentile"] = "quantile"
+    input_dtype_means: bool = False
     level: float = 0.95
     preset: Preset | None = None
 
@@ -120,10 +128,17 @@ PRESETS: dict[str, PresetSpec] = {
         "or np.percentile edges, searchsorted(edges[1:-1], p) = (a, b] bins, ECE weighted by mass",
     ),
     "netcal": PresetSpec(
-        {"edge_rule": "numpy", "closed": "left", "clip": True, "quantile_method": "quantile"},
+        {
+            "edge_rule": "numpy",
+            "closed": "left",
+            "clip": True,
+            "quantile_method": "quantile",
+            "input_dtype_means": True,
+        },
         (*_COMMON_FREE, "binning", "min_bin_count", "bin_weighting"),
         "netcal 1.4.0 ECE/MCE/ACE(bins, equal_intervals, sample_threshold): confidences clipped to "
-        "[eps, 1-eps], np.linspace or np.quantile edges, np.histogramdd [a, b) bins",
+        "[eps, 1-eps], np.linspace or np.quantile edges, np.histogramdd [a, b) bins; float32 input: "
+        "bin means over the edges rounded to float32 (scipy binned_statistic_dd), counts over float64",
     ),
     "guo": PresetSpec(
         {"binning": "uniform", "edge_rule": "torch_float32", "closed": "right", "exclude_zero": True},

@@ -90,12 +90,41 @@ def _reliability(
     ]
 
 
+#: The metrics `sample_weight` applies to: those built from sums over samples.
+WEIGHTED_METRICS: tuple[str, ...] = (
+    "calibration_error",
+    "ece",
+    "mce",
+    "rmsce",
+    "ace_netcal",
+    "debiased_l2",
+    "brier",
+    "nll",
+    "accuracy",
+    "mean_confidence",
+    "confidence_gap",
+)
+
+
+def _check_weighted(sample_weight: FloatArray, wanted: set[str], convention: Convention) -> FloatArray:
+    """Sample weights as one (1, N) row of multiplicities, or raise for what they do not apply to."""
+    unsupported = sorted(wanted - set(WEIGHTED_METRICS))
+    if unsupported:
+        raise InputError("sample_weight", f"does not apply to {', '.join(unsupported)}; leave those out")
+    if convention.binning == "quantile":
+        raise InputError("sample_weight", 'does not apply to binning "quantile" (unweighted quantiles)')
+    if not sample_weight.sum() > 0:
+        raise InputError("sample_weight", "must have a positive total; got 0")
+    return sample_weight[None, :].astype(np.float64)
+
+
 def calibration_report(
     labels: IntArray,
     dist: Distribution,
     convention: Convention | None = None,
     *,
     metrics: Collection[str] | None = None,
+    sample_weight: FloatArray | None = None,
 ) -> CalibrationReport:
     """Calibration metrics of predictions `dist` against integer `labels`.
 
@@ -109,7 +138,13 @@ def calibration_report(
         Binning and reduction conventions; defaults: 15 uniform bins with edges i/15,
         ``(a, b]``, top-label (positive-class for binary input), l1, mass weighting.
     metrics : collection of str, optional
-        Names from :data:`METRICS`; all when omitted.
+        Names from :data:`METRICS`; all when omitted (with `sample_weight`: all of
+        :data:`WEIGHTED_METRICS`).
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights s: every sum over samples becomes a sum of s (bin counts, bin
+        means, N), so integer weights equal repeating each row s times; the Brier score is
+        ``Σ s·b / Σ s`` (scikit-learn's ``brier_score_loss(sample_weight=…)``). Only the
+        metrics in :data:`WEIGHTED_METRICS`, with uniform or explicit edges.
 
     Returns
     -------
@@ -135,15 +170,17 @@ def calibration_report(
     0.485714
     """
     convention = convention or Convention()
-    wanted = set(METRICS) if metrics is None else set(metrics)
+    default = METRICS if sample_weight is None else WEIGHTED_METRICS
+    wanted = set(default) if metrics is None else set(metrics)
     unknown = sorted(wanted - set(METRICS))
     if unknown:
         raise InputError("metrics", f"must name metrics from {', '.join(METRICS)}; got {unknown[0]!r}")
     if not 0 < convention.level < 1:
         raise InputError("level", f"must lie in (0, 1); got {convention.level}")
     selected = {name for metric in wanted for name in METRICS[metric]}
+    weights = None if sample_weight is None else _check_weighted(sample_weight, wanted, convention)
     prep = prepare(labels, dist, convention, names=selected)
-    values = binned_scalars(prep, names=selected)
+    values = binned_scalars(prep, weights, names=selected)
     means: BinMeans = values.pop("_means")  # type: ignore[assignment]
     sums: BinSums = values.pop("_sums")  # type: ignore[assignment]
     scalars = {name: float(v[0]) for name, v in values.items()}

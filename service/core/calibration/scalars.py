@@ -61,6 +61,7 @@ class Pairs:
     lower: FloatArray
     upper: FloatArray
     runs: IntArray | None = None  # set by sort_for_tests when one group is in bin order
+    mean_index: IntArray | None = None  # bins of the per-bin means when not `index` (input_dtype_means)
     grouped: GroupRuns | None = None  # set by sort_for_tests for several groups
 
 
@@ -96,9 +97,13 @@ def _bin_pairs(
     conf: FloatArray, outcome: FloatArray, convention: Convention, n_bins: int, *, for_brier: bool = False
 ) -> Pairs:
     """Assign pairs to bins per the convention (the Brier decomposition keeps every pair)."""
+    rounded = convention.input_dtype_means and conf.dtype == np.float32 and not for_brier
+    mean_index = None
     if convention.binning == "quantile":
         edges = quantile_edges(conf, n_bins, method=convention.quantile_method)
         index = assign_per_row(conf, edges, convention.closed)
+        if rounded:
+            mean_index = assign_per_row(conf, edges.astype(np.float32).astype(np.float64), convention.closed)
         lower, upper = edges[:, :-1], edges[:, 1:]
     else:
         shared = (
@@ -107,8 +112,12 @@ def _bin_pairs(
             else uniform_edges(n_bins, convention.edge_rule)
         )
         index = assign_shared(conf, shared, convention.closed)
+        if rounded:
+            mean_index = assign_shared(conf, shared.astype(np.float32).astype(np.float64), convention.closed)
         lower = np.broadcast_to(shared[:-1], (conf.shape[0], shared.size - 1))
         upper = np.broadcast_to(shared[1:], (conf.shape[0], shared.size - 1))
+    if mean_index is not None and np.array_equal(mean_index, index):
+        mean_index = None  # no pair on a rounded edge: one set of sums serves both
     n_slots = lower.shape[1]
     if convention.overflow_bin:
         index = np.where(conf >= upper[:, -1:], n_slots, index)
@@ -118,7 +127,7 @@ def _bin_pairs(
         n_slots += 1
     if convention.exclude_zero and not for_brier:
         index = np.where(conf <= lower[:, :1], n_slots, index)
-    return Pairs(conf, outcome, index, n_slots, lower, upper)
+    return Pairs(conf, outcome, index, n_slots, lower, upper, mean_index=mean_index)
 
 
 def _prepare_confidence(conf: FloatArray, convention: Convention, *, float32: bool) -> FloatArray:
@@ -277,13 +286,20 @@ def binned_scalars(
         sums = bin_sums(
             p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs, grouped=p.grouped
         )
-        means = bin_means(sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting)
+        mean_sums = (
+            None
+            if p.mean_index is None
+            else bin_sums(p.conf, p.outcome, p.mean_index, p.n_slots, weights=weights)
+        )
+        means = bin_means(
+            sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting, means_from=mean_sums
+        )
         errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
         out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
         out["ece"] = _reduce(errors["l1"], prep.target, "l1")
         out["rmsce"] = _reduce(errors["l2"], prep.target, "l2")
         out["mce"] = _reduce(errors["max"], prep.target, "max")
-        uniform = bin_means(sums, min_bin_count=conv.min_bin_count, weighting="uniform")
+        uniform = bin_means(sums, min_bin_count=conv.min_bin_count, weighting="uniform", means_from=mean_sums)
         out["ace_netcal"] = _reduce(binned_error(uniform, "l1"), prep.target, "l1")
         square = debiased_square(means, sums)
         if prep.target == "marginal":
@@ -310,7 +326,8 @@ def binned_scalars(
         out["brier_uncertainty"] = terms.uncertainty
         out["brier_within_bin_variance"] = terms.within_bin_variance
         out["brier_within_bin_covariance"] = terms.within_bin_covariance
-    n = float(prep.correct.shape[0])
+    # Bootstrap multiplicities sum to N; sample weights (one row) to their own total.
+    n: float | FloatArray = float(prep.correct.shape[0]) if weights is None else weights.sum(axis=1)
 
     def mean(values: FloatArray) -> FloatArray:
         if weights is None:
@@ -361,9 +378,18 @@ def sort_for_tests(prep: Prepared) -> Prepared:
     def take(pairs: Pairs) -> Pairs:
         conf = pairs.conf[:, order].astype(np.float64)  # bins are assigned: sums run in float64
         index = pairs.index[:, order]
+        mean_index = None if pairs.mean_index is None else pairs.mean_index[:, order]
         outcome = pairs.outcome[:, order]
         grouped = group_runs(conf, outcome, index, pairs.n_slots + 1) if index.shape[0] > 1 else None
-        return replace(pairs, conf=conf, outcome=outcome, index=index, runs=bin_runs(index), grouped=grouped)
+        return replace(
+            pairs,
+            conf=conf,
+            outcome=outcome,
+            index=index,
+            runs=bin_runs(index),
+            grouped=grouped,
+            mean_index=mean_index,
+        )
 
     return replace(
         prep,
