@@ -71,7 +71,7 @@ def test_reservoir_of_size_zero_keeps_nothing(store):
     assert store.reservoir("m", 0.0, 1e9, 10) == []
 
 
-def test_reservoir_keeps_the_smallest_caller_drawn_keys(store):
+def test_reservoir_keeps_the_smallest_caller_drawn_keys(store, db):
     """Keys drawn by the caller (LabelledRow.key) are kept as given: the k smallest win."""
     store.put_monitor(MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=5))
     draw = random.Random(11).getrandbits
@@ -82,4 +82,4 @@ def test_reservoir_keeps_the_smallest_caller_drawn_keys(store):
     assert [row.label for row in store.reservoir("m", 0.0, 1e9, 10)] == sorted(
         range(30), key=keys.__getitem__
     )[:5]
-    assert_counters_match(store.path)
+    assert_counters_match(db)
