@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Xent in two stages. The build stage installs the pinned, hashed runtime dependencies of
-# deploy/requirements.lock (with the `maps` extra, scipy, for /v1/recalibrate; no test or dev
-# extras) into a virtualenv, then the service itself without resolving anything; the runtime
+# deploy/requirements.lock (with the `maps` extra, scipy, for /v1/recalibrate, and the `postgres`
+# extra, psycopg, for monitors in PostgreSQL; no test or dev extras) into a virtualenv, then the service itself without resolving anything; the runtime
 # stage copies only that virtualenv.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -56,9 +56,9 @@ bench: $(VENV)/.dev
 # The container's pinned runtime dependencies (deploy/requirements.lock), from pyproject.toml.
 lock: $(PY)
 	$(PY) -m pip install --quiet uv
-	$(VENV)/bin/uv pip compile pyproject.toml --extra maps --universal --python-version 3.11 --generate-hashes \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra maps --extra postgres --universal --python-version 3.11 --generate-hashes \
 		--no-header --quiet --output-file deploy/requirements.lock
-	sed -i '1i # Runtime dependencies of xent-service and its maps extra, pinned with hashes for the container image (no test or dev extras).\n# Regenerate after changing [project] dependencies in pyproject.toml: make lock' deploy/requirements.lock
+	sed -i '1i # Runtime dependencies of xent-service and its maps and postgres extras, pinned with hashes for the container image (no test or dev extras).\n# Regenerate after changing [project] dependencies in pyproject.toml: make lock' deploy/requirements.lock
 
 # Linters for the Dockerfile and compose file, kubectl (kustomize) and the Kubernetes schemas,
 # where the registries have them (tests skip without).

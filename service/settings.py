@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="Where monitors live instead of data_dir: sqlite:///<path> (relative) or "
-        "sqlite:////<absolute path>. PostgreSQL (postgresql://) is not supported yet.",
+        "sqlite:////<absolute path>, or PostgreSQL: postgresql://user:password@host:5432/dbname "
+        "(needs the postgres extra: pip install 'xent-service[postgres]'; several replicas may share it).",
     )
     max_monitors: int = Field(default=100, ge=1, le=100_000, description="Most monitors.")
     max_segments: int = Field(

@@ -70,3 +70,33 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(
         f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL superuser: ``XENT_TEST_DATABASE_URL``, else a throw-away local cluster.
+
+    Skips (saying why) when neither the psycopg extra nor server binaries are there.
+    """
+    pytest.importorskip("psycopg", reason="the PostgreSQL tests need the postgres extra (psycopg)")
+    if url := os.environ.get("XENT_TEST_DATABASE_URL"):
+        yield url
+        return
+    from tests.postgres_server import binaries, cluster
+
+    if binaries() is None:
+        pytest.skip(
+            "no PostgreSQL server: initdb/pg_ctl not on PATH nor in /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql, or set XENT_TEST_DATABASE_URL to an existing server)"
+        )
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """An empty database of its own on the test PostgreSQL server, dropped after the test."""
+    from tests.postgres_server import fresh_database
+
+    with fresh_database(postgres_server) as url:
+        yield url

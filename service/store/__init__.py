@@ -1,8 +1,9 @@
-"""Persistent state of monitors: one interface (`MonitorStore`), an embedded SQLite backend.
+"""Persistent state of monitors: one interface (`MonitorStore`), SQLite and PostgreSQL backends.
 
 The store persists and merges bytes (serialised ``service.core.MonitorStats``) and knows no metric.
 `open_store` picks the backend from settings: SQLite in ``data_dir`` unless ``database_url`` says
-otherwise.
+otherwise (``postgresql://`` selects `service.store.postgres.PostgresStore`, which needs the
+``postgres`` extra; it is imported only then).
 """
 
 from pathlib import Path
@@ -94,8 +95,9 @@ def open_store(settings: StoreSettings, *, merge: Merge) -> MonitorStore:
     """Open (creating and migrating as needed) the store that `settings` select.
 
     ``database_url`` unset: SQLite at ``data_dir/monitors.sqlite3``. ``sqlite:///relative.db`` or
-    ``sqlite:////absolute.db``: SQLite at that path. Anything else raises ValueError (PostgreSQL
-    arrives with issue #18).
+    ``sqlite:////absolute.db``: SQLite at that path. ``postgresql://`` (or ``postgres://``): that
+    PostgreSQL database (an ImportError naming the ``postgres`` extra when psycopg is missing).
+    Anything else raises ValueError.
     """
     limits = StoreLimits(
         max_monitors=settings.max_monitors,
@@ -109,9 +111,10 @@ def open_store(settings: StoreSettings, *, merge: Merge) -> MonitorStore:
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and not parts.netloc and parts.path.startswith("/") and len(parts.path) > 1:
         return SqliteStore(parts.path[1:], merge=merge, limits=limits)
-    if parts.scheme.startswith("postgres"):
-        raise ValueError(
-            "`database_url` postgresql:// is not supported yet (the PostgreSQL backend is issue #18); "
-            "unset it to keep monitors in SQLite under data_dir"
-        )
-    raise ValueError(f"`database_url` must be sqlite:///<path>; got scheme {parts.scheme!r}")
+    if parts.scheme in ("postgresql", "postgres"):
+        from service.store.postgres import PostgresStore  # needs the postgres extra
+
+        return PostgresStore(url, merge=merge, limits=limits)
+    raise ValueError(
+        f"`database_url` must be sqlite:///<path> or postgresql://...; got scheme {parts.scheme!r}"
+    )

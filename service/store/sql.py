@@ -100,6 +100,10 @@ _MONITOR_COLUMNS = (
 )
 SELECT_MONITOR = f"SELECT {_MONITOR_COLUMNS}, temperature FROM monitors WHERE name = ?"
 LIST_MONITORS = f"SELECT {_MONITOR_COLUMNS}, temperature FROM monitors ORDER BY name"
+# Appended to SELECT_MONITOR in a write transaction: PostgreSQL keeps the row from being deleted
+# (a concurrent delete_monitor waits) without blocking other writers; SQLite's BEGIN IMMEDIATE
+# already excludes every other writer.
+MONITOR_ROW_LOCK = {"sqlite": "", "postgresql": " FOR KEY SHARE"}
 SET_TEMPERATURE = "UPDATE monitors SET temperature = ?, updated_at = ? WHERE name = ?"
 COUNT_MONITORS = "SELECT count(*) FROM monitors"
 INSERT_MONITOR = (

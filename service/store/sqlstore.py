@@ -122,6 +122,9 @@ class SqlStore:
         """The statement in the driver's placeholder style."""
         return statement
 
+    def _lock_schema(self, cur: Cursor) -> None:
+        """Serialise migrations of processes opening the database at once (SQLite: BEGIN IMMEDIATE did)."""
+
     def close(self) -> None:
         """Close every connection."""
 
@@ -129,6 +132,7 @@ class SqlStore:
     def migrate(self, target: int = sql.LATEST_VERSION) -> int:
         """Bring the schema to version `target` (idempotent, in one transaction); return the version."""
         with self._transaction() as cur:
+            self._lock_schema(cur)
             cur.execute(self._q(sql.CREATE_SCHEMA_VERSION))
             cur.execute(self._q(sql.SELECT_SCHEMA_VERSION))
             current = cur.fetchone()[0] or 0
@@ -190,7 +194,7 @@ class SqlStore:
         """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
         now = time.time()
         with self._transaction() as cur:
-            config = self._require(cur, name)
+            config = self._require(cur, name, lock=True)
             cur.execute(self._q(sql.SET_TEMPERATURE), (temperature, now, name))
             return replace(config, temperature=temperature, updated_at=now)
 
@@ -203,10 +207,13 @@ class SqlStore:
     def delete_monitor(self, name: str) -> bool:
         """Delete a monitor and all its data; False if there was none."""
         with self._transaction() as cur:
-            for statement in sql.DELETE_MONITOR_DATA:
-                cur.execute(self._q(statement), (name,))
+            # The monitor's row first: on PostgreSQL this waits for the writers holding it (they lock
+            # it first too), so no writer is left waiting on a child row this transaction deleted.
             cur.execute(self._q(sql.DELETE_MONITOR), (name,))
-            return bool(cur.rowcount)
+            deleted = bool(cur.rowcount)
+            for statement in sql.DELETE_MONITOR_DATA:  # (the foreign keys cascade; this is explicit)
+                cur.execute(self._q(statement), (name,))
+            return deleted
 
     # Writes
     def write_batch(
@@ -225,7 +232,7 @@ class SqlStore:
         """
         now = time.time() if now is None else now
         with self._transaction() as cur:
-            config = self._require(cur, name)
+            config = self._require(cur, name, lock=True)
             self._insert_stats(cur, name, stats)
             self._add_segments(cur, name, {s for _, s, _ in stats} | {row.segment for row in pending})
             duplicates = self._insert_pending(cur, config, pending, now) if pending else 0
@@ -249,7 +256,7 @@ class SqlStore:
             label_of.setdefault(id_, int(label))
         unique = list(label_of)
         with self._transaction() as cur:
-            config = self._require(cur, name)
+            config = self._require(cur, name, lock=True)
             found: list[Any] = []
             for chunk in sql.chunks(unique, self.max_params):
                 cur.execute(
@@ -312,13 +319,15 @@ class SqlStore:
             ]
 
     # Helpers (all run inside the caller's transaction)
-    def _select_monitor(self, cur: Cursor, name: str) -> MonitorConfig | None:
-        cur.execute(self._q(sql.SELECT_MONITOR), (name,))
+    def _select_monitor(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig | None:
+        statement = sql.SELECT_MONITOR + (sql.MONITOR_ROW_LOCK[self.dialect] if lock else "")
+        cur.execute(self._q(statement), (name,))
         row = cur.fetchone()
         return None if row is None else _config(row)
 
-    def _require(self, cur: Cursor, name: str) -> MonitorConfig:
-        config = self._select_monitor(cur, name)
+    def _require(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig:
+        """The monitor's config; `lock` (in a write transaction): keep it from being deleted until commit."""
+        config = self._select_monitor(cur, name, lock=lock)
         if config is None:
             raise MonitorNotFound(name)
         return config

@@ -24,7 +24,9 @@ K = 3
 class Served:
     """``python -m service serve`` in a session of its own, so kill -9 takes every worker with it."""
 
-    def __init__(self, data_dir: Path, port: int, workers: int = 2) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, workers: int = 2, extra: dict[str, str] | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("XENT_")}
         env.update(
@@ -34,6 +36,7 @@ class Served:
             XENT_ACCESS_LOG="false",
             XENT_MAX_CONCURRENCY="256",
         )
+        env.update(extra or {})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service", "serve"],
             cwd=ROOT,

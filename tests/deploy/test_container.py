@@ -5,6 +5,7 @@ compose service's command are run outside a container with the same argv and env
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,7 @@ def test_dockerignore_keeps_every_copied_path():
 
 
 def test_lock_pins_every_runtime_dependency_within_its_bounds():
-    """The image gets the runtime dependencies and the `maps` extra (scipy), nothing from test or dev."""
+    """The image gets the runtime dependencies, the `maps` and `postgres` extras, nothing from test or dev."""
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -88,7 +89,8 @@ def test_lock_pins_every_runtime_dependency_within_its_bounds():
             requirement = Requirement(line.split("\\")[0].strip())
             if requirement.marker is None or requirement.marker.evaluate({"python_full_version": "3.11.7"}):
                 pins[requirement.name] = Version(next(iter(requirement.specifier)).version)
-    for text in project["dependencies"] + project["optional-dependencies"]["maps"]:
+    extras = project["optional-dependencies"]
+    for text in project["dependencies"] + extras["maps"] + extras["postgres"]:
         wanted = Requirement(text)
         assert wanted.name in pins, f"{wanted.name} is not in {LOCK.name}: run make lock"
         assert pins[wanted.name] in wanted.specifier, f"{wanted} vs {pins[wanted.name]}: run make lock"
@@ -96,12 +98,29 @@ def test_lock_pins_every_runtime_dependency_within_its_bounds():
         assert extra not in pins
 
 
-def test_prometheus_scrapes_the_xent_service():
+def test_prometheus_scrapes_every_xent_replica():
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     port = COMPOSE["services"]["xent"]["environment"]["XENT_PORT"]
     assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == [f"xent:{port}"]
+    assert job["static_configs"][0]["targets"] == [f"xent:{port}", f"xent-2:{port}"]
+
+
+def test_compose_runs_two_identical_replicas_on_postgresql_behind_the_proxy():
+    services = COMPOSE["services"]
+    assert services["xent"] == services["xent-2"]  # one definition, two names
+    environment = services["xent"]["environment"]
+    assert environment["XENT_DATABASE_URL"] == "postgresql://xent@postgres:5432/xent"
+    assert environment["PGPASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert "ports" not in services["xent"] and "ports" not in services["postgres"]  # only via the proxy
+    assert services["proxy"]["ports"] == ["${XENT_BIND:-127.0.0.1}:8000:8000"]
+    assert "postgres-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    conf = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    port = environment["XENT_PORT"]
+    upstream = re.search(r"upstream xent \{(.*?)\}", conf, flags=re.DOTALL)
+    assert upstream is not None
+    assert re.findall(r"server (\S+)", upstream.group(1)) == [f"xent:{port}", f"xent-2:{port}"]
+    assert "listen 8000;" in conf and "proxy_pass http://xent;" in conf
 
 
 def test_grafana_dashboard_uses_the_provisioned_datasource():
@@ -125,21 +144,31 @@ def _compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     tool = _tool("docker-compose")
     if tool is None:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose; .ci/run does)")
-    environ = {k: v for k, v in os.environ.items() if not k.endswith("_BIND") and "GRAFANA" not in k}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_BIND") and "GRAFANA" not in k and "POSTGRES" not in k
+    }
     return subprocess.run(
         [tool, "config", "-q"], cwd=ROOT, capture_output=True, text=True, check=False, env={**environ, **env}
     )
 
 
 def test_compose_file_is_valid():
-    done = _compose_config(GRAFANA_ADMIN_PASSWORD="a-long-secret")
+    done = _compose_config(GRAFANA_ADMIN_PASSWORD="a-long-secret", POSTGRES_PASSWORD="another-secret")
     assert done.returncode == 0, done.stderr
 
 
 def test_compose_refuses_to_start_without_a_grafana_password():
-    done = _compose_config()
+    done = _compose_config(POSTGRES_PASSWORD="another-secret")
     assert done.returncode != 0
     assert "GRAFANA_ADMIN_PASSWORD" in done.stderr
+
+
+def test_compose_refuses_to_start_without_a_postgres_password():
+    done = _compose_config(GRAFANA_ADMIN_PASSWORD="a-long-secret")
+    assert done.returncode != 0
+    assert "POSTGRES_PASSWORD" in done.stderr
 
 
 def test_compose_publishes_on_loopback_with_limits_and_no_anonymous_admin():

@@ -1,23 +1,40 @@
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from service.store import MonitorConfig, SqliteStore, StoreLimits
+from service.store.sqlstore import SqlStore
 from tests.store.blobs import merge
 
 
-def make_store(path, **kwargs) -> SqliteStore:
-    return SqliteStore(path, merge=kwargs.pop("merge", merge), **kwargs)
+def make_store(location, **kwargs) -> SqlStore:
+    """A store at `location`: an SQLite path, or a postgresql:// URL (SQLite-only options dropped)."""
+    merge_ = kwargs.pop("merge", merge)
+    if isinstance(location, str) and location.startswith("postgresql://"):
+        from service.store.postgres import PostgresStore
+
+        return PostgresStore(location, merge=merge_, **kwargs)
+    return SqliteStore(location, merge=merge_, **kwargs)
 
 
 @pytest.fixture
-def db_path(tmp_path):
+def db_path(tmp_path) -> Path:
+    """An SQLite file (for the tests of SQLite itself)."""
     return tmp_path / "data" / "monitors.sqlite3"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Path | str:
+    """Where a store lives, once per backend: an SQLite path, or an empty PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "data" / "monitors.sqlite3"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-def store(db_path) -> Iterator[SqliteStore]:
-    store = make_store(db_path, limits=StoreLimits())
+def store(db) -> Iterator[SqlStore]:
+    store = make_store(db, limits=StoreLimits())
     yield store
     store.close()
 
@@ -29,14 +46,25 @@ def monitor(store) -> MonitorConfig:
     return config
 
 
-def assert_counters_match(path) -> None:
-    """The per-monitor counters the caps rely on equal the rows they count."""
+def query(location, statement: str) -> list[tuple]:
+    """Rows of one SELECT, read straight from the database (not through the store)."""
+    if isinstance(location, str) and location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location) as connection:
+            return [tuple(row) for row in connection.execute(statement).fetchall()]
     import sqlite3
 
-    with sqlite3.connect(path) as connection:
-        rows = connection.execute(
-            "SELECT name, n_pending, (SELECT count(*) FROM pending WHERE monitor = name), "
-            "n_reservoir, (SELECT count(*) FROM reservoir WHERE monitor = name) FROM monitors"
-        ).fetchall()
+    with sqlite3.connect(location) as connection:
+        return connection.execute(statement).fetchall()
+
+
+def assert_counters_match(location) -> None:
+    """The per-monitor counters the caps rely on equal the rows they count."""
+    rows = query(
+        location,
+        "SELECT name, n_pending, (SELECT count(*) FROM pending WHERE monitor = name), "
+        "n_reservoir, (SELECT count(*) FROM reservoir WHERE monitor = name) FROM monitors",
+    )
     for name, n_pending, pending, n_reservoir, reservoir in rows:
         assert (name, n_pending, n_reservoir) == (name, pending, reservoir)

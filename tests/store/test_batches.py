@@ -46,8 +46,8 @@ def test_write_batch_counts_duplicate_pending_ids_and_keeps_the_first(store, mon
     assert [row.row for row in seen] == [b"first", b"\x01\x02"]
 
 
-def test_segments_cap_refuses_the_batch_whole(db_path):
-    store = make_store(db_path, limits=StoreLimits(max_segments=2))
+def test_segments_cap_refuses_the_batch_whole(db):
+    store = make_store(db, limits=StoreLimits(max_segments=2))
     store.put_monitor(config())
     store.write_batch("m", [(0, "a", blob(1)), (0, "b", blob(1))])
     with pytest.raises(
@@ -63,8 +63,8 @@ def test_segments_cap_refuses_the_batch_whole(db_path):
     store.close()
 
 
-def test_pending_rows_cap_refuses_the_batch_whole(db_path):
-    store = make_store(db_path, limits=StoreLimits(max_pending_rows=5))
+def test_pending_rows_cap_refuses_the_batch_whole(db):
+    store = make_store(db, limits=StoreLimits(max_pending_rows=5))
     store.put_monitor(config(label_ttl_s=1000))
     store.write_batch("m", [], pending=[pending(f"a{i}") for i in range(3)], now=100.0)
     with pytest.raises(
@@ -79,16 +79,16 @@ def test_pending_rows_cap_refuses_the_batch_whole(db_path):
     store.write_batch("m", [], pending=[pending("d0"), pending("d1")], now=100.0)  # joined rows freed room
     with pytest.raises(StoreLimit):
         store.write_batch("m", [], pending=[pending("e0")], now=100.0)
-    assert_counters_match(db_path)
+    assert_counters_match(db)
     store.close()
 
 
-def test_pending_rows_cap_first_drops_expired_rows(db_path):
-    store = make_store(db_path, limits=StoreLimits(max_pending_rows=3))
+def test_pending_rows_cap_first_drops_expired_rows(db):
+    store = make_store(db, limits=StoreLimits(max_pending_rows=3))
     store.put_monitor(config(label_ttl_s=10))
     store.write_batch("m", [], pending=[pending(f"old{i}", time=100.0) for i in range(3)], now=100.0)
     store.write_batch("m", [], pending=[pending(f"new{i}", time=200.0) for i in range(3)], now=200.0)
     counts = store.join_labels("m", ["old0", "new0", "new1", "new2"], 200.0, lambda rows, labels: [], [0] * 4)
     assert (counts.joined, counts.unknown) == (3, 1)
-    assert_counters_match(db_path)
+    assert_counters_match(db)
     store.close()

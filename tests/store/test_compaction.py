@@ -83,7 +83,7 @@ def test_compaction_leaves_other_monitors_segments_and_buckets_alone(store, minu
     assert store.read_stats("other", 0, 10**10) == [(NOW, "a", blob(3))]
 
 
-def test_a_write_during_compaction_is_not_lost(store, minutes):
+def test_a_write_during_compaction_is_not_lost(store, db, minutes):
     """The merge runs between the read of a group and the delete; a row written then must survive."""
     store.write_batch("m", [(NOW, "a", blob(1, 1)), (NOW, "a", blob(2, 2))])
 
@@ -94,23 +94,23 @@ def test_a_write_during_compaction_is_not_lost(store, minutes):
             written.append(store.write_batch("m", [(NOW, "a", blob(100, 100))]))
         return merge(blobs)
 
-    racing = make_store(store.path, merge=merge_while_writing)
+    racing = make_store(db, merge=merge_while_writing)
     racing.compact(NOW)
     assert written
     assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(103, 103))]  # merged by the next pass
     racing.close()
 
 
-def test_two_compactors_racing_merge_each_row_once(store, minutes):
+def test_two_compactors_racing_merge_each_row_once(store, db, minutes):
     """A compactor whose rows were merged by another meanwhile rolls back instead of double counting."""
     store.write_batch("m", [(NOW, "a", blob(1)), (NOW, "a", blob(2)), (NOW, "a", blob(4))])
-    other = make_store(store.path)
+    other = make_store(db)
 
     def merge_after_the_other(blobs):
         other.compact(NOW)  # merges the same three rows first
         return merge(blobs)
 
-    first = make_store(store.path, merge=merge_after_the_other)
+    first = make_store(db, merge=merge_after_the_other)
     assert first.compact(NOW) == 0  # its transaction saw the rows gone and rolled back
     assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(7))]
     first.close()
@@ -170,7 +170,7 @@ def test_compactor_thread_runs_compaction_in_the_background(store):
     assert np.array_equal(total(store.read_stats("m", 0, 10**10)), [3])
 
 
-def test_retention_deletes_in_chunks_until_nothing_old_is_left(store, monkeypatch):
+def test_retention_deletes_in_chunks_until_nothing_old_is_left(store, db, monkeypatch):
     from service.store import compaction
     from tests.store.conftest import assert_counters_match
 
@@ -185,10 +185,10 @@ def test_retention_deletes_in_chunks_until_nothing_old_is_left(store, monkeypatc
     assert store.read_stats("m", 0, 10**10) == [(NOW, "a", blob(5))]
     assert store.segments("m") == ["a"]
     assert store.join_labels("m", ["p0", "q"], NOW, lambda rows, labels: [], [0, 0]).joined == 1
-    assert_counters_match(store.path)
+    assert_counters_match(db)
 
 
-def test_readers_during_compaction_see_the_rows_or_their_merge_never_both(store, minutes, rng):
+def test_readers_during_compaction_see_the_rows_or_their_merge_never_both(store, db, minutes, rng):
     rows = write_rows(
         store, rng, [NOW - 2 * DAY + 60 * i for i in range(120)] + [NOW + 60 * i for i in range(30)]
     )
@@ -203,7 +203,7 @@ def test_readers_during_compaction_see_the_rows_or_their_merge_never_both(store,
         time.sleep(0.002)  # leaves the reader time to read between the groups
         return merge(blobs)
 
-    compactor = make_store(store.path, merge=slow_merge)
+    compactor = make_store(db, merge=slow_merge)
     reader = threading.Thread(target=read_totals)
     reader.start()
     merged = compactor.compact(NOW)

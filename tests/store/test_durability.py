@@ -32,7 +32,8 @@ def create_monitor(path):
 
 
 @pytest.mark.parametrize("kill_after", [37, 300])
-def test_every_acknowledged_batch_survives_kill_9(db_path, kill_after):
+def test_every_acknowledged_batch_survives_kill_9(db, kill_after):
+    db_path = db
     create_monitor(db_path).close()
     writer = start_writer(db_path, 1, -1)
     acknowledged = []
@@ -45,8 +46,9 @@ def test_every_acknowledged_batch_survives_kill_9(db_path, kill_after):
     writer.wait()
     writer.stdout.close()
     assert writer.returncode == -signal.SIGKILL
-    with sqlite3.connect(db_path) as connection:
-        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if not isinstance(db_path, str):
+        with sqlite3.connect(db_path) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     store = make_store(db_path)
     rows = store.read_stats("m", 0, 10**12)
     found = {b // 60 for b, _, _ in rows}
@@ -60,7 +62,8 @@ def test_every_acknowledged_batch_survives_kill_9(db_path, kill_after):
     store.close()
 
 
-def test_processes_and_threads_writing_at_once_lose_nothing(db_path):
+def test_processes_and_threads_writing_at_once_lose_nothing(db):
+    db_path = db
     """8 processes x 200 batches and 2 threads x 100 batches on one file, compaction running: totals exact."""
     store = create_monitor(db_path)
     writers = [start_writer(db_path, worker, 200) for worker in range(8)]

@@ -46,7 +46,7 @@ def test_a_joined_row_cannot_be_joined_twice(store, ttl_monitor):
     assert total(store.read_stats("m", 0, 10**9)).tolist() == [1, 1]
 
 
-def test_expired_rows_count_as_expired_until_swept_then_unknown(store, ttl_monitor):
+def test_expired_rows_count_as_expired_until_swept_then_unknown(store, db, ttl_monitor):
     store.write_batch("m", [], pending=[pending("a", time=100.0), pending("b", time=100.0)], now=100.0)
     assert store.join_labels("m", ["a"], 1101.0, fold_by_minute, [0]) == JoinCounts(expired=1)
     store.compact(2099.0)  # within two TTLs: kept
@@ -55,7 +55,7 @@ def test_expired_rows_count_as_expired_until_swept_then_unknown(store, ttl_monit
     store.compact(2101.0)  # past two TTLs: swept
     assert store.join_labels("m", ["c"], 2101.0, fold_by_minute, [0]) == JoinCounts(unknown=1)
     assert store.read_stats("m", 0, 10**9) == []
-    assert_counters_match(store.path)
+    assert_counters_match(db)
 
 
 def test_join_labels_that_fails_to_fold_changes_nothing(store, ttl_monitor):

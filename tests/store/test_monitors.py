@@ -105,8 +105,8 @@ def test_unknown_monitor_raises_monitor_not_found(store):
     assert store.get_monitor("nope") is None
 
 
-def test_monitors_cap_refuses_one_more_but_allows_updates(db_path):
-    store = make_store(db_path, limits=StoreLimits(max_monitors=2))
+def test_monitors_cap_refuses_one_more_but_allows_updates(db):
+    store = make_store(db, limits=StoreLimits(max_monitors=2))
     store.put_monitor(config("a"))
     store.put_monitor(config("b"))
     with pytest.raises(StoreLimit, match=r"`name` exceeds max_monitors=2") as info:
@@ -119,8 +119,8 @@ def test_monitors_cap_refuses_one_more_but_allows_updates(db_path):
     store.close()
 
 
-def test_reservoir_size_cap(db_path):
-    store = make_store(db_path, limits=StoreLimits(max_reservoir=100))
+def test_reservoir_size_cap(db):
+    store = make_store(db, limits=StoreLimits(max_reservoir=100))
     with pytest.raises(StoreLimit, match=r"`reservoir_size` exceeds max_reservoir=100: got 101"):
         store.put_monitor(config(reservoir_size=101))
     assert store.list_monitors() == []

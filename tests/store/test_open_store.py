@@ -31,8 +31,7 @@ def test_open_store_takes_a_sqlite_url(tmp_path):
 @pytest.mark.parametrize(
     ("url", "match"),
     [
-        ("postgresql://user@host/db", "postgresql:// is not supported yet"),
-        ("mysql://host/db", "must be sqlite:///<path>; got scheme 'mysql'"),
+        ("mysql://host/db", "must be sqlite:///<path> or postgresql://...; got scheme 'mysql'"),
         ("sqlite://", "must be sqlite:///<path>"),
     ],
 )

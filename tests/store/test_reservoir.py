@@ -1,11 +1,10 @@
 import dataclasses
 import random
-import sqlite3
 
 import numpy as np
 
 from service.store import LabelledRow, MonitorConfig
-from tests.store.conftest import assert_counters_match, make_store
+from tests.store.conftest import assert_counters_match, make_store, query
 from tests.store.test_batches import pending
 from tests.store.test_labels import fold_by_minute
 
@@ -14,9 +13,9 @@ def labelled(label, time=100.0):
     return LabelledRow(time, "s", "logits", "<f4", np.float32([label]).tobytes(), label)
 
 
-def test_reservoir_keeps_exactly_the_k_smallest_keys(db_path):
+def test_reservoir_keeps_exactly_the_k_smallest_keys(db):
     """Bottom-k: the reservoir holds the rows whose random keys are the k smallest (a uniform sample)."""
-    store = make_store(db_path, rng=random.Random(7))
+    store = make_store(db, rng=random.Random(7))
     twin = random.Random(7)  # draws the same keys, in the same order, as the store
     k = 50
     store.put_monitor(MonitorConfig("m", n_classes=1000, binary=False, class_names=None, reservoir_size=k))
@@ -45,17 +44,14 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db_path):
     # a time window and a limit: the smallest keys among the rows in the window
     window = [i for i in expected[:k] if 150 <= 100.0 + i < 250][:5]
     assert [row.label for row in store.reservoir("m", 150.0, 250.0, 5)] == window
-    with sqlite3.connect(db_path) as connection:
-        stored = [
-            key for (key,) in connection.execute("SELECT sample_key FROM reservoir ORDER BY sample_key")
-        ]
+    stored = [key for (key,) in query(db, "SELECT sample_key FROM reservoir ORDER BY sample_key")]
     assert stored == sorted(keys.values())[:k]
-    assert_counters_match(db_path)
+    assert_counters_match(db)
     store.close()
 
 
-def test_reservoir_shrinks_to_the_smallest_keys_when_its_size_is_lowered(db_path):
-    store = make_store(db_path, rng=random.Random(3))
+def test_reservoir_shrinks_to_the_smallest_keys_when_its_size_is_lowered(db):
+    store = make_store(db, rng=random.Random(3))
     twin = random.Random(3)
     config = MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=40)
     store.put_monitor(config)
@@ -75,7 +71,7 @@ def test_reservoir_of_size_zero_keeps_nothing(store):
     assert store.reservoir("m", 0.0, 1e9, 10) == []
 
 
-def test_reservoir_keeps_the_smallest_caller_drawn_keys(store):
+def test_reservoir_keeps_the_smallest_caller_drawn_keys(store, db):
     """Keys drawn by the caller (LabelledRow.key) are kept as given: the k smallest win."""
     store.put_monitor(MonitorConfig("m", n_classes=100, binary=False, class_names=None, reservoir_size=5))
     draw = random.Random(11).getrandbits
@@ -86,4 +82,4 @@ def test_reservoir_keeps_the_smallest_caller_drawn_keys(store):
     assert [row.label for row in store.reservoir("m", 0.0, 1e9, 10)] == sorted(
         range(30), key=keys.__getitem__
     )[:5]
-    assert_counters_match(store.path)
+    assert_counters_match(db)
