@@ -171,6 +171,7 @@ def routers() -> list[APIRouter]:
     from . import (
         calibration,
         cross_entropy,
+        dashboard,
         divergence,
         health,
         logprobs,
@@ -192,6 +193,7 @@ def routers() -> list[APIRouter]:
         logprobs,
         health,
         metrics,
+        dashboard,
     )
     return [module.router for module in modules]
 
