@@ -7,6 +7,7 @@ import time
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -85,7 +86,7 @@ def _dump_dom(url: str, tmp_path: Path) -> Elements:
     return parser
 
 
-def _monitor_with_data(http: httpx.Client, rng: np.random.Generator, n: int = 400, k: int = 4):
+def _monitor_with_data(http: Any, rng: np.random.Generator, n: int = 400, k: int = 4):
     name = f"dash-{uuid.uuid4().hex[:10]}"
     assert http.put(f"/v1/monitors/{name}", json={"n_classes": k}).status_code == 201
     logits = 2 * rng.standard_normal((n, k))
@@ -173,3 +174,14 @@ def test_dashboard_loads_nothing_from_elsewhere(client):
         text = (STATIC / name).read_text()
         urls = re.findall(r"(?:https?:)?//[\w.-]+", text)
         assert urls == ["http://www.w3.org"] * len(urls), (name, urls)  # the SVG namespace, never fetched
+
+
+def test_metrics_without_step_are_one_point_over_the_window(client, rng):
+    # The dashboard's current numbers: one point over exactly the aligned window (it was cut in two
+    # on the grid of its own width, reaching back up to an hour further).
+    name, _, labels = _monitor_with_data(client, rng, n=20)
+    answer = client.get(f"/v1/monitors/{name}/metrics", params={"window": "1h"}).json()
+    (point,) = answer["points"]
+    assert (point["start"], point["end"]) == (answer["start"], answer["end"])
+    assert answer["end"] % 60 == 0 and 3600 <= answer["end"] - answer["start"] <= 3660
+    assert answer["end"] - 60 < time.time() <= answer["end"] and point["n"] == len(labels)
