@@ -142,6 +142,7 @@ def test_dashboard_draws_one_polyline_per_chart(rng, tmp_path):
     for chart in ("cross_entropy", "ece", "accuracy", "n"):
         svg = re.search(rf'<svg id="chart-{chart}".*?</svg>', html, re.S)
         assert svg is not None and svg.group(0).count("<polyline") == 1, chart
+        assert svg.group(0).count("<circle") == 1, chart  # all rows in one bucket: one point
 
 
 def test_dashboard_with_api_keys_serves_the_page_and_asks_for_a_key(tmp_path):

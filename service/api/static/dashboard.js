@@ -89,8 +89,14 @@ function drawChart(svg, points, name) {
   for (const p of points) {
     const v = p[name];
     if (v === null || !Number.isFinite(Number(v))) { flush(); continue; }
-    const xm = x((p.start + p.end) / 2);
-    run.push(`${xm.toFixed(1)},${y(Number(v)).toFixed(1)}`);
+    const xm = x((p.start + p.end) / 2).toFixed(1);
+    const ym = y(Number(v)).toFixed(1);
+    run.push(`${xm},${ym}`);
+    const dot = document.createElementNS(ns, "circle"); // a lone point shows too
+    dot.setAttribute("cx", xm);
+    dot.setAttribute("cy", ym);
+    dot.setAttribute("r", "1.5");
+    svg.appendChild(dot);
   }
   flush();
   for (const [v, yy] of [[hi, 12], [lo, 112]]) {
