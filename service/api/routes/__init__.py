@@ -188,6 +188,7 @@ def routers() -> list[APIRouter]:
     from . import (
         calibration,
         cross_entropy,
+        dashboard,
         divergence,
         health,
         logprobs,
@@ -213,6 +214,7 @@ def routers() -> list[APIRouter]:
         oip,
         health,
         metrics,
+        dashboard,
     )
     return [module.router for module in modules]
 

@@ -173,7 +173,10 @@ def monitor_metrics(
             "step", f"must be a whole multiple of the bucket width {config.bucket_s} s; got {step}"
         )
     step_s = int(step_s)
-    begin = begin // step_s * step_s  # points on the step's grid (hourly steps on hourly buckets)
+    if width is not None:  # points on the step's grid (hourly steps on hourly buckets)
+        begin = begin // step_s * step_s
+    # Without a step, the one point is the whole aligned range: on the grid of its own width it
+    # would be cut in two (and reach back up to a width further).
     n_points = -(-(end - begin) // step_s)
     if n_points > settings.max_query_points:
         raise core.InputError(
