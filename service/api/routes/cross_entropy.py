@@ -71,7 +71,7 @@ def score_cross_entropy(body: Body) -> Response:
     if name in body.reader.bfloat16:
         raise core.InputError(f"{name}.datatype", "may be BF16 only for B×T×K sequence logits or probs")
     prediction = read_prediction(body, "probs", "logits", options)
-    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     weights = _class_weights(body, prediction)
     sample_weight = None
     if body.fields.get("sample_weight") is not None:
@@ -175,6 +175,8 @@ def _score(
             sample_weight=sample_weight is not None,
             ignore_index=options.ignore_index,
             top_k=options.top_k,
+            classes=options.classes,
+            pos_label=options.pos_label,
             matches=_peer(prediction, truth, bce),
         ),
     )

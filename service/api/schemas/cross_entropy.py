@@ -8,6 +8,7 @@ from .common import (
     RESULT_CONFIG,
     TOP_K_DESCRIPTION,
     Base,
+    ClassVocabulary,
     FloatArrayField,
     IntArrayField,
     JsonFloat,
@@ -18,7 +19,7 @@ from .common import (
 from .logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
 
-class CrossEntropyOptions(ProbabilityOptions):
+class CrossEntropyOptions(ProbabilityOptions, ClassVocabulary):
     """The scalar options of a cross-entropy request."""
 
     label_smoothing: Annotated[float, Field(ge=0, le=1)] = Field(
@@ -114,6 +115,11 @@ class CrossEntropyConvention(BaseModel):
     """Exactly how the numbers were computed."""
 
     model_config = RESULT_CONFIG
+
+    classes: list[int] | list[str] | None = Field(default=None, description="The class vocabulary, as sent.")
+    pos_label: int | str | None = Field(
+        default=None, description="The positive class of binary input, as sent."
+    )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
     form: Literal["categorical", "binary", "sequence"] = Field(
