@@ -18,8 +18,9 @@ from service.core import (
 )
 from service.core._typing import FloatArray, IntArray
 
-from ..schemas.common import ProbabilityOptions
+from ..schemas.common import ClassVocabulary, ProbabilityOptions
 from .payload import ArrayReader, widen_bf16
+from .vocabulary import map_labels
 
 
 @dataclass
@@ -108,9 +109,17 @@ class Truth:
         return "labels" if self.labels is not None else "targets"
 
 
-def read_truth(body: Body, prediction: Prediction, *, ignore_index: int | None = None) -> Truth:
-    """Read exactly one of `labels` or `targets`, shaped like the predictions."""
+def read_truth(
+    body: Body,
+    prediction: Prediction,
+    *,
+    ignore_index: int | None = None,
+    vocabulary: ClassVocabulary | None = None,
+) -> Truth:
+    """Read exactly one of `labels` or `targets`, shaped like the predictions (`classes`: names)."""
     name = body.pick("labels", "targets")
+    if vocabulary is not None and (vocabulary.classes is not None or vocabulary.pos_label is not None):
+        return _named_truth(body, prediction, name, vocabulary, ignore_index)
     raw = body.array(name)
     dist = prediction.dist
     check_same_length(name, raw.shape[0] if raw.ndim else 0, dist.n_samples, other=prediction.field)
@@ -122,6 +131,24 @@ def read_truth(body: Body, prediction: Prediction, *, ignore_index: int | None =
     if dist.binary:
         targets = np.stack([1 - targets, targets], axis=1)
     return Truth(None, targets.astype(dist.dtype, copy=False))
+
+
+def _named_truth(
+    body: Body, prediction: Prediction, name: str, vocabulary: ClassVocabulary, ignore_index: int | None
+) -> Truth:
+    if vocabulary.classes is None:
+        raise InputError("pos_label", "needs `classes` (the two class names it picks from)")
+    if name != "labels":
+        raise InputError("classes", "applies to hard `labels` only; got soft `targets`")
+    if ignore_index is not None:
+        raise InputError("ignore_index", "cannot be combined with `classes` (name no ignored class)")
+    raw = body.fields["labels"]
+    raw = raw if isinstance(raw, list) else body.array("labels")
+    dist = prediction.dist
+    n = len(raw) if isinstance(raw, list) else int(raw.shape[0]) if raw.ndim else 0
+    check_same_length("labels", n, dist.n_samples, other=prediction.field)
+    labels = map_labels(raw, vocabulary.classes, vocabulary.pos_label, dist.n_classes, binary=dist.binary)
+    return Truth(labels, None)
 
 
 def drop_ignored(

@@ -89,7 +89,7 @@ def read_calibration_request(
 ) -> tuple[Prediction, np.ndarray, core.Convention, int]:
     """Predictions, labels, the resolved convention of a calibration-style request, and rows ignored."""
     prediction = read_prediction(body, "probs", "logits", options)
-    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     assert truth.labels is not None  # `targets` is not an accepted field here
     if body.fields.get("sample_weight") is not None:  # read at full length, dropped with the rows
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
@@ -219,6 +219,8 @@ def convention_result(
         input_dtype_means=conv.input_dtype_means,
         top_k=options.top_k,
         ignore_index=options.ignore_index,
+        classes=options.classes,
+        pos_label=options.pos_label,
         sample_weight=weighted,
         min_bin_count=conv.min_bin_count,
         n_excluded_bins=report.n_excluded_bins,

@@ -26,6 +26,7 @@ from . import (
     top_k_result,
     unit_of,
 )
+from .binary_weights import BinaryWeights, read_binary_weights
 from .cross_entropy_sequences import score_sequences
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -37,6 +38,7 @@ ARRAY_FIELDS = (
     "targets",
     "class_weights",
     "sample_weight",
+    "weight",
     "mask",
     "bytes",
     "words",
@@ -72,12 +74,13 @@ def cross_entropy_answer(body: Body) -> Answer:
     if values.ndim == 3:  # B×T×K token sequences
         return score_sequences(body, options, name, values)
     prediction = read_prediction(body, "probs", "logits", options)
-    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     weights = _class_weights(body, prediction)
     sample_weight = None
     if body.fields.get("sample_weight") is not None:
         sample_weight = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
-    result, losses = _score(prediction, truth, weights, options, sample_weight)
+    bce = read_binary_weights(body, options, prediction)
+    result, losses = _score(prediction, truth, weights, options, sample_weight, bce)
     per_sample = {"losses": losses} if options.reduction == "none" or options.per_sample else {}
     return Answer(result, per_sample, options.binary_data_output)
 
@@ -95,8 +98,11 @@ def _score(
     weights: FloatArray | None,
     options: CrossEntropyOptions,
     sample_weight: FloatArray | None = None,
+    bce: BinaryWeights | None = None,
 ) -> tuple[CrossEntropyResult, FloatArray]:
     dist = prediction.dist
+    if bce is not None:  # PyTorch's BCE: pos_weight as class weights [1, p], the mean over N
+        weights = bce.class_weights
     if dist.logits is not None:  # one fused pass serves loss, accuracy and entropy
         gathered = truth.labels if options.ignore_index is None else None  # ignored labels are no index
         dist.summarise(top=True, entropy=True, labels=gathered)
@@ -112,7 +118,7 @@ def _score(
         )
         denominators = (
             None  # every sample weighs 1: the mean divides by N
-            if weights is None and options.ignore_index is None
+            if (weights is None or bce is not None) and options.ignore_index is None
             else core.label_weights(labels, class_weights=weights, ignore_index=options.ignore_index)
         )
         kept = None if options.ignore_index is None else labels != options.ignore_index
@@ -126,6 +132,8 @@ def _score(
         kept = None
         true_class = np.argmax(truth.targets, axis=1)
     n = losses.size if kept is None else int(np.count_nonzero(kept))
+    if bce is not None and bce.element is not None:  # PyTorch's `weight`: v·loss, the mean still / N
+        losses = (losses * bce.element).astype(losses.dtype, copy=False)
     if sample_weight is not None:  # sklearn's Σ s·loss / Σ s, times PyTorch's w[y] in both
         losses = (losses * sample_weight).astype(losses.dtype, copy=False)
         denominators = sample_weight if denominators is None else denominators * sample_weight
@@ -164,11 +172,15 @@ def _score(
             tolerance=prediction.tolerance,
             n_normalized=prediction.n_normalized,
             label_smoothing=smoothing,
-            class_weights=weights is not None,
+            class_weights=weights is not None and bce is None,
+            pos_weight=None if bce is None else bce.pos_weight,
+            weight=bce is not None and bce.element is not None,
             sample_weight=sample_weight is not None,
             ignore_index=options.ignore_index,
             top_k=options.top_k,
-            matches=_peer(prediction, truth),
+            classes=options.classes,
+            pos_label=options.pos_label,
+            matches=_peer(prediction, truth, bce),
         ),
     )
     return result, losses
@@ -203,7 +215,12 @@ def _reduce(
     return total / weight
 
 
-def _peer(prediction: Prediction, truth: Truth) -> str:
+def _peer(prediction: Prediction, truth: Truth, bce: BinaryWeights | None = None) -> str:
+    if bce is not None:
+        if prediction.field == "logits":
+            return "torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=, weight=)"
+        extra = " (pos_weight: defined as for logits; torch has none)" if bce.pos_weight else ""
+        return "torch.nn.functional.binary_cross_entropy(weight=)" + extra
     if prediction.field == "probs":
         return "sklearn.metrics.log_loss (≥1.5; eps clips the zero side only)"
     if prediction.dist.binary:

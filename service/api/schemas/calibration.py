@@ -8,6 +8,7 @@ from .common import (
     RESULT_CONFIG,
     TOP_K_DESCRIPTION,
     Base,
+    ClassVocabulary,
     FloatArrayField,
     IntArrayField,
     JsonFloat,
@@ -67,7 +68,7 @@ class BootstrapOptions(BaseModel):
     )
 
 
-class CalibrationOptions(ProbabilityOptions):
+class CalibrationOptions(ProbabilityOptions, ClassVocabulary):
     """The scalar options of a calibration request; every one is echoed in `convention`."""
 
     ignore_index: int | None = Field(
@@ -164,6 +165,11 @@ class CalibrationConvention(BaseModel):
     """Exactly how the numbers were computed."""
 
     model_config = RESULT_CONFIG
+
+    classes: list[int] | list[str] | None = Field(default=None, description="The class vocabulary, as sent.")
+    pos_label: int | str | None = Field(
+        default=None, description="The positive class of binary input, as sent."
+    )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
     form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")

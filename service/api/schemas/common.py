@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
 
 #: A float that may be infinite or NaN: JSON has no such numbers, so these are sent as the
 #: strings "Infinity", "-Infinity" and "NaN" (the proto3 JSON mapping's convention).
@@ -119,4 +119,25 @@ class ProblemDetails(BaseModel):
         default=None,
         description='One entry per problem: {"pointer": "#/probs/17", "detail": "..."}; the pointer '
         "is a JSON pointer into the request body.",
+    )
+
+
+class ClassVocabulary(BaseModel):
+    """Labels named by a class vocabulary, as scikit-learn's ``labels=`` and ``pos_label=``."""
+
+    model_config = OPTIONS_CONFIG
+
+    classes: list[StrictInt] | list[StrictStr] | None = Field(
+        default=None,
+        description="K class names (all integers or all strings), column j being classes[j]; `labels` "
+        "are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): "
+        "a `labels` holding a single class is scored against every declared class. scikit-learn "
+        "orders columns by sorted names: send `classes` sorted to match it. K must equal the "
+        "prediction columns (2 for binary input), else a 422 naming both counts; a label not in "
+        "`classes` is a 422 naming its index. Hard labels only; not with ignore_index.",
+    )
+    pos_label: StrictInt | StrictStr | None = Field(
+        default=None,
+        description="Binary input with `classes`: which of the two declared classes the positive-class "
+        "probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).",
     )

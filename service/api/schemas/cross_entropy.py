@@ -8,6 +8,7 @@ from .common import (
     RESULT_CONFIG,
     TOP_K_DESCRIPTION,
     Base,
+    ClassVocabulary,
     FloatArrayField,
     IntArrayField,
     JsonFloat,
@@ -18,7 +19,7 @@ from .common import (
 from .logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
 
 
-class CrossEntropyOptions(ProbabilityOptions):
+class CrossEntropyOptions(ProbabilityOptions, ClassVocabulary):
     """The scalar options of a cross-entropy request."""
 
     label_smoothing: Annotated[float, Field(ge=0, le=1)] = Field(
@@ -37,6 +38,14 @@ class CrossEntropyOptions(ProbabilityOptions):
         "with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.",
     )
     per_sample: bool = Field(default=False, description="Also return per-sample `losses`.")
+    pos_weight: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="Binary input only: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·"
+        "log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's "
+        "binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same "
+        "way (log p for log σ). The mean divides by N, not by the weights; no class_weights, "
+        "sample_weight, label_smoothing or ignore_index with it.",
+    )
     top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     binary_data_output: bool = Field(
         default=False,
@@ -92,12 +101,25 @@ class CrossEntropyBody(CrossEntropyOptions):
         "Σ s·w[y]·loss / Σ s·w[y] (w the class weights, 1 without), sum Σ s·w[y]·loss, `losses` "
         "s·w[y]·loss; accuracy, top-k accuracy and mean entropy are s-weighted means.",
     )
+    weight: FloatArrayField | None = Field(
+        default=None,
+        description="Binary input only: N non-negative per-element weights v, as PyTorch's `weight=` of "
+        "binary_cross_entropy(_with_logits): `losses` v·loss, sum Σ v·loss, mean Σ v·loss / N (PyTorch "
+        "divides by N, NOT by Σ v: unlike `sample_weight`'s scikit-learn mean Σ s·loss / Σ s). Loss "
+        "only: accuracy and entropy are unweighted. No class_weights, sample_weight, label_smoothing "
+        "or ignore_index with it.",
+    )
 
 
 class CrossEntropyConvention(BaseModel):
     """Exactly how the numbers were computed."""
 
     model_config = RESULT_CONFIG
+
+    classes: list[int] | list[str] | None = Field(default=None, description="The class vocabulary, as sent.")
+    pos_label: int | str | None = Field(
+        default=None, description="The positive class of binary input, as sent."
+    )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
     form: Literal["categorical", "binary", "sequence"] = Field(
@@ -115,6 +137,8 @@ class CrossEntropyConvention(BaseModel):
     label_smoothing: float = Field(description="ε as applied.")
     class_weights: bool = Field(description="Whether per-class weights were applied.")
     sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
+    pos_weight: float | None = Field(default=None, description="The binary pos_weight applied, if any.")
+    weight: bool = Field(default=False, description="Whether PyTorch's per-element `weight` was applied.")
     ignore_index: int | None = Field(description="Label value left out, if any.")
     top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
     matches: str = Field(description="The peer implementation these numbers agree with.")
