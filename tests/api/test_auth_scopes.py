@@ -37,6 +37,7 @@ ROUTES = [
     ("POST", "/v1/monitors/a/observations", LOGITS, "write"),
     ("POST", "/v1/monitors/a/labels", {"ids": ["x"], "labels": [0]}, "write"),
     ("POST", "/v1/monitors/a/temperature", {}, "write"),
+    ("POST", "/v1/monitors/a/events", {"events": []}, "write"),
     ("PUT", "/v1/monitors/a", {"n_classes": 2}, "admin"),
     ("DELETE", "/v1/monitors/never-made", None, "admin"),
     ("POST", "/v1/cross-entropy", LOGITS, None),
