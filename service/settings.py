@@ -32,7 +32,10 @@ class Settings(BaseSettings):
         default=None,
         description="API keys, comma-separated, or the path of a file with one key per line. "
         "Unset: no authentication. Set: every /v1 route needs `Authorization: Bearer <key>` or "
-        "`X-API-Key: <key>`.",
+        "`X-API-Key: <key>`. An entry is `KEY[:SCOPES[:MONITORS]]`: SCOPES is `read`, `write`, "
+        "`admin` joined by `+`, MONITORS monitor names joined by `+` (the key may use only those); "
+        "a bare KEY has full access. Trailing `:` fields count only when they parse as such, so "
+        "`a:b` is the key `a:b`. KEY may be `sha256:<hex digest of the key>`.",
     )
     protect_metrics: bool = Field(default=False, description="Require an API key for /metrics too.")
     cors_origins: str = Field(

@@ -6,7 +6,8 @@ request id, the declared body length, the content and accepted codings and the A
 1. the request id goes into ``scope["state"]["request_id"]`` and onto the response
    (``X-Request-ID``), the 500 answered here included (:mod:`.request_ids`);
 2. CORS, when configured, wraps everything below (preflights never need a key);
-3. a protected path without a valid key is answered 401 (:class:`.auth.APIKeys`);
+3. a protected path without a valid key is answered 401, without the key's scope (or
+   monitor) 403 (:class:`.auth.APIKeys`);
 4. a body in a coding Xent does not decode is answered 415 naming it; a gzip (or zstd)
    body is decoded as it streams, bounded by the body limit (:mod:`.codings`);
 5. ``/v1/`` requests go through the limits: drain, concurrency cap, deadline
@@ -188,9 +189,8 @@ class ExchangeMiddleware(LimitsMiddleware):
         path: str = scope["path"]
         state = scope["state"]
         if self.keys is not None and self.keys.protects(path):
-            refusal = self.keys.refusal(scope["headers"])
+            refusal = self.keys.admit(scope)
             if refusal is not None:
-                state["error_type"] = "unauthorized"
                 await refusal(scope, receive, send)
                 return
         length = state["declared_length"]

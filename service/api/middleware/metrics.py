@@ -10,7 +10,7 @@ Series (labels in brackets):
 - ``xent_event_loop_lag_seconds`` histogram: how late the event loop woke a 20 ms timer
   (:mod:`service.api.middleware.loop_lag`), i.e. how long it was kept from answering anything
 - ``xent_errors_total`` [route, type]: every 4xx/5xx by kind (``malformed_body``,
-  ``unauthorized``, ``not_found``, ``method_not_allowed``, ``too_large``,
+  ``unauthorized``, ``forbidden``, ``not_found``, ``method_not_allowed``, ``too_large``,
   ``unsupported_media_type``, ``invalid_input``, ``overloaded``, ``timeout``, ``draining``,
   ``internal``)
 
@@ -60,6 +60,7 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 ERROR_TYPES = {
     400: "malformed_body",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",

@@ -148,9 +148,11 @@ def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep, request: 
 
 
 @router.get("/monitors", response_model=MonitorList, responses=PROBLEM_RESPONSES)
-def list_monitors(store: StoreDep) -> Response:
-    """Every monitor's configuration, by name."""
-    return json_response(MonitorList(monitors=[monitor_result(c) for c in store.list_monitors()]))
+def list_monitors(request: Request, store: StoreDep) -> Response:
+    """Every monitor's configuration, by name (those the API key may use, if it is limited)."""
+    allowed = getattr(request.state, "api_key_monitors", None)
+    configs = [c for c in store.list_monitors() if allowed is None or c.name in allowed]
+    return json_response(MonitorList(monitors=[monitor_result(c) for c in configs]))
 
 
 @router.get("/monitors/{name}", response_model=MonitorDetail, responses=MONITOR_RESPONSES)
