@@ -9,7 +9,6 @@ answers the script prints must equal what httpx gets from the same server for th
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +61,33 @@ def test_generated_types_match_the_committed_document(installed: Path, tmp_path:
     done = run(cli, str(DOCUMENT), "--default-non-nullable", "false", "-o", str(fresh))
     assert done.returncode == 0, done.stderr
     committed = (PACKAGE / "src" / "schema.d.ts").read_text()
-    assert fresh.read_text() == committed, "src/schema.d.ts is stale: run `npm run generate` in clients/typescript"
+    assert fresh.read_text() == committed, (
+        "src/schema.d.ts is stale: run `npm run generate` in clients/typescript"
+    )
 
 
 def test_calls_type_check_against_the_generated_types(installed: Path) -> None:
     done = run(str(BIN / "tsc"), "--noEmit")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_misspelt_field_fails_the_type_check(installed: Path) -> None:
+    wrong = PACKAGE / "test" / "misspelt-field.tmp.ts"
+    wrong.write_text(
+        'import createClient from "openapi-fetch";\n'
+        'import type { components, paths } from "../src/schema.js";\n'
+        'const client = createClient<paths>({ baseUrl: "http://127.0.0.1:1" });\n'
+        'const body: components["schemas"]["CrossEntropyBody"] = '
+        "{ logits: [[1, 2]], labels: [0], label_smothing: 0.1 };\n"
+        'export const sent = client.POST("/v1/cross-entropy", { body });\n'
+    )
+    try:
+        flags = ["--strict", "--target", "ES2022", "--module", "NodeNext", "--moduleResolution", "NodeNext"]
+        done = run(str(BIN / "tsc"), "--noEmit", "--skipLibCheck", *flags, str(wrong))
+    finally:
+        wrong.unlink()
+    assert done.returncode != 0
+    assert "'label_smothing' does not exist in type" in done.stdout, done.stdout
 
 
 def test_every_v1_operation_in_the_document_is_called(answers: list[dict[str, Any]]) -> None:

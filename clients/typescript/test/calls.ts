@@ -3,7 +3,14 @@
 // object, each call's method, path template, request (body and query) and answer (status, body).
 // Usage: node dist/test/calls.js <base-url> <monitor-name>
 import createClient from "openapi-fetch";
-import type { paths } from "../src/schema.js";
+import type { components, paths } from "../src/schema.js";
+
+// Each request is declared with its generated type: openapi-fetch infers `init` generically, so an
+// inline literal is not checked for excess properties; an annotated one is (a misspelt field fails tsc).
+type Schema<N extends keyof components["schemas"]> = components["schemas"][N];
+type Query<P extends keyof paths, M extends "get" | "post"> = NonNullable<
+  NonNullable<paths[P][M]> extends { parameters: { query?: infer Q } } ? Q : never
+>;
 
 const [baseUrl, monitor = "ts-client"] = process.argv.slice(2);
 if (!baseUrl) throw new Error("usage: calls.js <base-url> [monitor-name]");
@@ -37,34 +44,34 @@ const probs = [
   [0.4, 0.4, 0.2],
 ];
 
-const crossEntropy = { logits, labels, reduction: "mean" as const, label_smoothing: 0.1 };
+const crossEntropy: Schema<"CrossEntropyBody"> = { logits, labels, reduction: "mean" as const, label_smoothing: 0.1 };
 await record("POST", "/v1/cross-entropy", crossEntropy,
   client.POST("/v1/cross-entropy", { body: crossEntropy }));
 
-const divergence = { p_probs: probs, q_logits: logits, reduction: "none" as const };
+const divergence: Schema<"DivergenceBody"> = { p_probs: probs, q_logits: logits, reduction: "none" as const };
 await record("POST", "/v1/divergence", divergence,
   client.POST("/v1/divergence", { body: divergence }));
 
-const calibration = { probs, labels, n_bins: 5, metrics: ["ece" as const, "brier" as const, "nll" as const] };
+const calibration: Schema<"CalibrationBody"> = { probs, labels, n_bins: 5, metrics: ["ece" as const, "brier" as const, "nll" as const] };
 await record("POST", "/v1/calibration", calibration,
   client.POST("/v1/calibration", { body: calibration }));
 
-const diagram = { probs, labels, n_bins: 4 };
+const diagram: Schema<"CalibrationBody"> = { probs, labels, n_bins: 4 };
 await record("POST", "/v1/reliability-diagram", diagram,
   client.POST("/v1/reliability-diagram", { body: diagram, parseAs: "text" }));
 
-const temperature = { logits, labels };
+const temperature: Schema<"TemperatureBody"> = { logits, labels };
 await record("POST", "/v1/temperature", temperature,
   client.POST("/v1/temperature", { body: temperature }));
 
-const recalibrate = { logits, labels, method: "vector" as const, l2: 0.01 };
+const recalibrate: Schema<"RecalibrateBody"> = { logits, labels, method: "vector" as const, l2: 0.01 };
 await record("POST", "/v1/recalibrate", recalibrate,
   client.POST("/v1/recalibrate", { body: recalibrate }));
 
-const apply = { logits, temperature: 1.5 };
+const apply: Schema<"ApplyBody"> = { logits, temperature: 1.5 };
 await record("POST", "/v1/apply", apply, client.POST("/v1/apply", { body: apply }));
 
-const logprobs = {
+const logprobs: Schema<"LogprobsBody"> = {
   response: {
     choices: [
       {
@@ -82,27 +89,27 @@ await record("POST", "/v1/logprobs", logprobs, client.POST("/v1/logprobs", { bod
 
 // Monitors: create, read, list, feed, label, query, then delete.
 const name = { name: monitor };
-const config = { class_names: ["cat", "dog", "bird"], bucket_s: 60 };
+const config: Schema<"MonitorBody"> = { class_names: ["cat", "dog", "bird"], bucket_s: 60 };
 await record("PUT", "/v1/monitors/{name}", config,
   client.PUT("/v1/monitors/{name}", { params: { path: name }, body: config }));
 await record("GET", "/v1/monitors/{name}", null,
   client.GET("/v1/monitors/{name}", { params: { path: name } }));
 await record("GET", "/v1/monitors", null, client.GET("/v1/monitors"));
 
-const observations = { probs, ids: ["r0", "r1", "r2", "r3"], segment: "eu" };
+const observations: Schema<"ObservationsBody"> = { probs, ids: ["r0", "r1", "r2", "r3"], segment: "eu" };
 await record("POST", "/v1/monitors/{name}/observations", observations,
   client.POST("/v1/monitors/{name}/observations", { params: { path: name }, body: observations }));
-const late = { ids: ["r0", "r1", "r2", "r3"], labels: ["cat", "dog", "bird", "dog"] };
+const late: Schema<"LabelsBody"> = { ids: ["r0", "r1", "r2", "r3"], labels: ["cat", "dog", "bird", "dog"] };
 await record("POST", "/v1/monitors/{name}/labels", late,
   client.POST("/v1/monitors/{name}/labels", { params: { path: name }, body: late }));
 
-const metricsQuery = { window: "1h", n_bins: 5 };
+const metricsQuery: Query<"/v1/monitors/{name}/metrics", "get"> = { window: "1h", n_bins: 5 };
 await record("GET", "/v1/monitors/{name}/metrics", metricsQuery,
   client.GET("/v1/monitors/{name}/metrics", { params: { path: name, query: metricsQuery } }));
-const diagramQuery = { window: "1h", n_bins: 4 };
+const diagramQuery: Query<"/v1/monitors/{name}/reliability-diagram", "get"> = { window: "1h", n_bins: 4 };
 await record("GET", "/v1/monitors/{name}/reliability-diagram", diagramQuery,
   client.GET("/v1/monitors/{name}/reliability-diagram", { params: { path: name, query: diagramQuery }, parseAs: "text" }));
-const windowQuery = { window: "1h" };
+const windowQuery: Query<"/v1/monitors/{name}/drift", "get"> & Query<"/v1/monitors/{name}/temperature", "post"> = { window: "1h" };
 await record("POST", "/v1/monitors/{name}/temperature", windowQuery,
   client.POST("/v1/monitors/{name}/temperature", { params: { path: name, query: windowQuery } }));
 await record("GET", "/v1/monitors/{name}/drift", windowQuery,
