@@ -27,6 +27,7 @@ from service.api.middleware.metrics import Metrics, refresh_worker_stats
 from service.api.problems import PROBLEM_HANDLERS
 from service.api.routes import REQUEST_MODELS, routers
 from service.api.serving import trim_malloc
+from service.monitors.counters import MonitorCounters
 from service.monitors.holder import StoreHolder
 from service.settings import Settings
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gate = gate
     app.state.scoring_limiter = anyio.CapacityLimiter(settings.scoring_threads)
     app.state.metrics = Metrics()
+    app.state.monitor_counters = MonitorCounters(app.state.metrics.registry)
     monitors = StoreHolder(settings, compaction_interval_s=settings.compaction_interval_s)
     app.state.monitors = monitors
     included = routers()

@@ -1,9 +1,9 @@
 """Ingestion: a validated batch → statistics per (bucket, segment), pending rows, reservoir rows.
 
-:func:`ingest` is the one way rows enter a monitor (the observations route, and the events
-route to come): it checks timestamps, ids and the segment, summarises the rows of each bucket
-with :meth:`MonitorStats.summarise`, and hands everything to ``store.write_batch`` — one
-transaction, committed before it returns, so a caller that answers 2xx afterwards answers for
+:func:`ingest` is the one way rows enter a monitor (the observations and events routes): it
+checks timestamps, ids and the segment, summarises the rows of each bucket with
+:meth:`MonitorStats.summarise`, and hands everything to ``store.write_batch`` — one transaction,
+committed before it returns, so a caller that answers 2xx afterwards answers for
 durable data.
 
 Rows are bucketed by ``floor(time / bucket_s) * bucket_s``. A row with a label (≥ 0) counts on
@@ -45,6 +45,8 @@ class IngestCounts:
     pending: int
     duplicate_ids: int
     buckets: int
+    #: ``(segment, statistics)`` of each bucket written (not the tempered rows): for the counters.
+    stats: tuple[tuple[str, MonitorStats], ...] = ()
 
 
 def check_segment(segment: object) -> str:
@@ -169,19 +171,27 @@ def ingest(
     if config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0:
         scaled = tempered(dist, config.temperature)
     stats: list[StatsRow] = []
+    summaries: list[tuple[str, MonitorStats]] = []
     for b, start in enumerate(unique.tolist()):  # one summary per bucket, never per row
         rows = None if order is None else order[bounds[b] : bounds[b + 1]]
         y = None if labels is None else (labels if rows is None else labels[rows])
-        stats.append((start, segment, MonitorStats.summarise(_subset(dist, rows), y).to_bytes()))
+        summary = MonitorStats.summarise(_subset(dist, rows), y)
+        summaries.append((segment, summary))
+        stats.append((start, segment, summary.to_bytes()))
         if scaled is not None:
-            summary = MonitorStats.summarise(_subset(scaled, rows), None, part="predictions")
-            stats.append((start, segment + TEMPERED, summary.to_bytes()))
+            scaled_summary = MonitorStats.summarise(_subset(scaled, rows), None, part="predictions")
+            stats.append((start, segment + TEMPERED, scaled_summary.to_bytes()))
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = _pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
     duplicates = store.write_batch(config.name, stats, pending, reservoir)
     return IngestCounts(
-        n, int(np.count_nonzero(labelled)), len(pending) - duplicates, duplicates, unique.size
+        n,
+        int(np.count_nonzero(labelled)),
+        len(pending) - duplicates,
+        duplicates,
+        unique.size,
+        tuple(summaries),
     )
 
 
@@ -233,10 +243,15 @@ def rows_distribution(rows: Sequence[PendingRow | LabelledRow], config: MonitorC
     return Distribution.from_probs(values, validate=False)
 
 
-def fold_labels(config: MonitorConfig) -> Fold:
-    """The ``fold`` for ``store.join_labels``: labelled-side statistics in each prediction's bucket."""
+def fold_labels(config: MonitorConfig, sink: list[tuple[str, MonitorStats]] | None = None) -> Fold:
+    """The ``fold`` for ``store.join_labels``: labelled-side statistics in each prediction's bucket.
+
+    `sink` receives the ``(segment, statistics)`` of the last call (for the counters).
+    """
 
     def fold(rows: list[PendingRow], labels: list[int]) -> list[StatsRow]:
+        if sink is not None:
+            sink.clear()
         groups: dict[tuple[int, str, str, str], list[int]] = {}
         starts = bucket_starts(np.array([row.time for row in rows]), config.bucket_s).tolist()
         for i, row in enumerate(rows):
@@ -246,6 +261,8 @@ def fold_labels(config: MonitorConfig) -> Fold:
         for (start, segment, _, _), members in groups.items():
             dist = rows_distribution([rows[i] for i in members], config)
             stats = MonitorStats.summarise(dist, y[members], part="labels")
+            if sink is not None:
+                sink.append((segment, stats))
             out.append((start, segment, stats.to_bytes()))
         return out
 

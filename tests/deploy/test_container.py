@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from service.client import XentAPIError, XentClient
+from tests.api.monitoring import monitor_client
 
 from .processes import ROOT, Dockerfile, free_port, get, host_env, serving, worker_processes
 
@@ -159,7 +160,7 @@ def test_dockerfile_passes_hadolint():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_dashboard_queries_name_metrics_the_app_exports(live_url):
+def test_dashboard_queries_name_metrics_the_app_exports(live_url, tmp_path):
     import json
     import re
 
@@ -172,6 +173,13 @@ def test_dashboard_queries_name_metrics_the_app_exports(live_url):
         pytest.skip("the app has no /metrics yet (issue 6)")
     assert status == 200
     exported = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", body.decode(), flags=re.MULTILINE))
+    # the monitors' series, once a monitor has recorded a labelled row (a private data directory)
+    with monitor_client(tmp_path) as client:
+        assert client.put("/v1/monitors/m", json={"n_classes": 2}).status_code == 201
+        answer = client.post("/v1/monitors/m/observations", json={"logits": [[0.0, 1.0]], "labels": [1]})
+        assert answer.status_code == 200, answer.text
+        text = client.get("/metrics").text
+    exported |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", text, flags=re.MULTILINE))
     dashboard = (ROOT / "deploy/grafana/dashboards/xent.json").read_text()
     wanted = set(re.findall(r"\bxent_[a-z_]+", json.dumps(json.loads(dashboard))))
     assert len(wanted) >= 4

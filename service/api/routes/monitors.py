@@ -31,6 +31,7 @@ from service.api.schemas.monitors import (
     ObservationsResult,
 )
 from service.monitors import TEMPERED, fold_labels, ingest
+from service.monitors.counters import MonitorCounters
 from service.settings import Settings
 from service.store import MonitorConfig, MonitorNotFound, MonitorStore
 
@@ -102,6 +103,8 @@ def monitor_result(config: MonitorConfig) -> MonitorResult:
         retention_s=config.retention_s,
         label_ttl_s=config.label_ttl_s,
         reservoir_size=config.reservoir_size,
+        output=config.output,
+        output_kind=config.output_kind,
         temperature=config.temperature,
         created_at=config.created_at,
         updated_at=config.updated_at,
@@ -117,11 +120,12 @@ def monitor_result(config: MonitorConfig) -> MonitorResult:
         201: {"model": MonitorResult, "description": "Created (`Location` names it); 200: updated."},
     },
 )
-def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep) -> Response:
+def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep, request: Request) -> Response:
     """Create a monitor (201) or update it (200): K or binary, class names, buckets, retention, reservoir.
 
     K, `binary` and `bucket_s` cannot change once the monitor exists (409); delete it to change them.
     """
+    counters: MonitorCounters = request.app.state.monitor_counters
     config = MonitorConfig(
         name=name,
         n_classes=body.k,
@@ -131,8 +135,11 @@ def put_monitor(name: MonitorName, body: MonitorBody, store: StoreDep) -> Respon
         retention_s=body.retention_s,
         label_ttl_s=body.label_ttl_s,
         reservoir_size=body.reservoir_size,
+        output=body.output,
+        output_kind=body.output_kind,
     )
     stored, created = store.put_monitor(config)
+    counters.touch(name)
     response = json_response(monitor_result(stored))
     response.status_code = 201 if created else 200
     if created:
@@ -193,12 +200,12 @@ async def record_observations(request: Request, name: MonitorName) -> Response:
 
     def record() -> Response:
         body = parsed_body(request, raw, settings)
-        return _record(body, holder.get(), name)
+        return _record(body, holder.get(), name, request.app.state.monitor_counters)
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
 
 
-def _record(body: Body, store: MonitorStore, name: str) -> Response:
+def _record(body: Body, store: MonitorStore, name: str, counters: MonitorCounters) -> Response:
     options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
     probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
@@ -215,6 +222,7 @@ def _record(body: Body, store: MonitorStore, name: str) -> Response:
         core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
     times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
     counts = ingest(store, config, dist, labels, body.fields.get("ids"), times, options.segment or "")
+    counters.add(name, counts.stats)
     result = ObservationsResult(
         monitor=name,
         n=counts.rows,
@@ -286,7 +294,9 @@ async def record_labels(request: Request, name: MonitorName) -> Response:
         labels = core.check_labels(
             np.array(class_indices(list(body.labels), config), np.int64), config.n_classes
         )
-        counts = store.join_labels(name, body.ids, time.time(), fold_labels(config), labels.tolist())
+        folded: list[tuple[str, core.MonitorStats]] = []
+        counts = store.join_labels(name, body.ids, time.time(), fold_labels(config, folded), labels.tolist())
+        request.app.state.monitor_counters.add(name, folded)
         return json_response(
             LabelsResult(
                 monitor=name,

@@ -44,6 +44,15 @@ class MonitorBody(BaseModel):
         description="Labelled rows kept (a uniform bottom-k sample) for temperature refits; 0: none. "
         "At most XENT_MAX_RESERVOIR.",
     )
+    output: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="Events (KServe's logger, V2 responses): the name of the output tensor that holds "
+        "the predictions; default: the only one.",
+    )
+    output_kind: Literal["logits", "probs"] | None = Field(
+        default=None,
+        description='Events: whether that tensor holds logits or probabilities (default "probs").',
+    )
 
     @model_validator(mode="after")
     def _classes_agree(self) -> "MonitorBody":
@@ -86,6 +95,8 @@ class MonitorResult(BaseModel):
     retention_s: int
     label_ttl_s: int
     reservoir_size: int
+    output: str | None = Field(default=None, description="Events: the output tensor read.")
+    output_kind: Literal["logits", "probs"] | None = Field(default=None, description="Events: its kind.")
     temperature: JsonFloat | None = Field(description="The temperature last fitted on the reservoir, if any.")
     created_at: float = Field(description="Epoch seconds.")
     updated_at: float = Field(description="Epoch seconds.")
@@ -292,3 +303,21 @@ class DriftResult(BaseModel):
     reference_label_distribution: list[JsonFloat] | None
     predicted_distribution: list[JsonFloat] | None
     reference_predicted_distribution: list[JsonFloat] | None
+
+
+class EventResult(BaseModel):
+    """What a CloudEvent did: a response event's rows recorded, or a request event acknowledged."""
+
+    model_config = RESULT_CONFIG
+
+    monitor: str
+    id: str = Field(description="The event's `ce-id`.")
+    type: str = Field(description="The event's `ce-type`.")
+    recorded: bool = Field(
+        description="A response event's predictions were recorded (request events: false)."
+    )
+    n: int = Field(description="Rows recorded.")
+    n_pending: int = Field(description="Rows now waiting for a label, by id.")
+    n_duplicate_ids: int = Field(description="Rows whose id was already pending (a repeated event).")
+    ids: list[str] = Field(description="The rows' ids for `/labels`: `<ce-id>` (one row) or `<ce-id>:<row>`.")
+    segment: str

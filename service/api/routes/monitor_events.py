@@ -1,0 +1,113 @@
+"""``POST /v1/monitors/{name}/events``: KServe's inference logger (CloudEvents) as a monitor source."""
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import raw_body
+from service.api.schemas.monitors import EventResult
+from service.monitors import ingest
+from service.monitors.counters import MonitorCounters
+from service.monitors.events import RESPONSE, predictions, read_event, row_ids
+from service.monitors.ingest import MAX_ID_CHARS
+from service.settings import Settings
+
+from . import json_response
+from .monitors import MONITOR_RESPONSES, MonitorName, SharedPathRoute, require
+
+router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
+
+JSON_SCHEMA: dict[str, Any] = {"type": "object", "description": "A V1 or V2 (OIP) inference response."}
+EVENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "Binary mode: the inference request or response, with `ce-*` headers. "
+        "Structured mode: the whole CloudEvent.",
+        "content": {
+            "application/json": {"schema": JSON_SCHEMA},
+            "application/cloudevents+json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/monitors/{name}/events",
+    response_model=EventResult,
+    responses=MONITOR_RESPONSES,
+    openapi_extra=EVENT_BODY,
+)
+async def record_event(
+    request: Request,
+    name: MonitorName,
+    segment: Annotated[
+        str | None, Query(max_length=64, description="Segment of the rows (default none).")
+    ] = None,
+) -> Response:
+    """Record a CloudEvent of KServe's inference logger (binary or structured mode).
+
+    `org.kubeflow.serving.inference.response`: its predictions (V1 `predictions` or V2 `outputs`,
+    the tensor named by the monitor's `output`, read as its `output_kind`) are recorded at
+    `ce-time`, each row waiting for its label under the id `<ce-id>` (one row) or
+    `<ce-id>:<row>`. `org.kubeflow.serving.inference.request` is checked and acknowledged only.
+    """
+    settings: Settings = request.app.state.settings
+    raw = await raw_body(request, settings)
+    if raw.kind != "json":
+        raise core.InputError(
+            "content-type", "must be JSON (application/json or application/cloudevents+json)"
+        )
+    holder = request.app.state.monitors
+    counters: MonitorCounters = request.app.state.monitor_counters
+    media = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+
+    def record() -> Response:
+        event = read_event(headers, bytes(raw.data), media)
+        store = holder.get()
+        config = require(store, name)
+        label = segment or ""
+        if event.type != RESPONSE:
+            return json_response(
+                EventResult(
+                    monitor=name,
+                    id=event.id,
+                    type=event.type,
+                    recorded=False,
+                    n=0,
+                    n_pending=0,
+                    n_duplicate_ids=0,
+                    ids=[],
+                    segment=label,
+                )
+            )
+        dist, _ = predictions(event.data, config)
+        ids = row_ids(event.id, dist.n_samples)
+        if len(ids[-1]) > MAX_ID_CHARS:
+            raise core.InputError("ce-id", f"must leave room for `:<row>` within {MAX_ID_CHARS} characters")
+        times = None if event.time is None else [event.time] * dist.n_samples
+        try:
+            counts = ingest(store, config, dist, None, ids, times, label)
+        except core.InputError as error:
+            if error.field == "timestamps":
+                raise core.InputError("ce-time", error.reason) from None
+            raise
+        counters.add(name, counts.stats)
+        return json_response(
+            EventResult(
+                monitor=name,
+                id=event.id,
+                type=event.type,
+                recorded=True,
+                n=counts.rows,
+                n_pending=counts.pending,
+                n_duplicate_ids=counts.duplicate_ids,
+                ids=ids,
+                segment=label,
+            )
+        )
+
+    return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)

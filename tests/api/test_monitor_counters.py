@@ -1,0 +1,70 @@
+"""The monitors' Prometheus counters (one process): their sums are the statistics of the rows recorded."""
+
+import numpy as np
+import pytest
+import scipy.special
+from prometheus_client.parser import text_string_to_metric_families
+
+from .monitoring import monitor_client
+
+
+def samples(text: str, monitor: str) -> dict[tuple[str, str], float]:
+    """``{(sample name, bin or ""): value}`` of one monitor's series, summed over segments."""
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name
+            if (
+                name.startswith("xent_monitor_")
+                and name.endswith("_total")
+                and sample.labels["monitor"] == monitor
+            ):
+                key = (name, sample.labels.get("bin", ""))
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def test_counters_add_up_ingested_and_late_labelled_rows(tmp_path, rng):
+    n, k = 90, 3
+    logits = 2 * rng.standard_normal((n, k))
+    labels = rng.integers(0, k, size=n)
+    late = rng.random(n) < 0.4
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/m", json={"n_classes": k})
+        before = samples(client.get("/metrics").text, "m")
+        assert (
+            before[("xent_monitor_samples_total", "")] == 0
+            and before[("xent_monitor_bin_count_total", "1.0")] == 0
+        )
+        sent = np.where(late, -1, labels)
+        ids = [f"r{i}" if late[i] else None for i in range(n)]
+        body = {"logits": logits.tolist(), "labels": sent.tolist(), "ids": ids, "segment": "v2"}
+        assert client.post("/v1/monitors/m/observations", json=body).status_code == 200
+        mid = samples(client.get("/metrics").text, "m")
+        assert mid[("xent_monitor_labelled_total", "")] == n - late.sum()
+        rows = np.flatnonzero(late)
+        joined = client.post(
+            "/v1/monitors/m/labels", json={"ids": [f"r{i}" for i in rows], "labels": labels[rows].tolist()}
+        )
+        assert joined.json()["joined"] == rows.size
+        got = samples(client.get("/metrics").text, "m")
+    # independently: scipy's softmax, equal-width bins closed on the right
+    p = scipy.special.softmax(logits, axis=1)
+    nll = scipy.special.logsumexp(logits, axis=1) - logits[np.arange(n), labels]
+    conf, correct = p.max(1), (p.argmax(1) == labels).astype(float)
+    onehot = np.eye(k)[labels]
+    assert got[("xent_monitor_samples_total", "")] == n
+    assert got[("xent_monitor_labelled_total", "")] == n
+    assert got[("xent_monitor_correct_total", "")] == correct.sum()
+    assert got[("xent_monitor_nll_nats_total", "")] == pytest.approx(nll.sum(), rel=1e-12)
+    assert got[("xent_monitor_confidence_total", "")] == pytest.approx(conf.sum(), rel=1e-12)
+    assert got[("xent_monitor_brier_total", "")] == pytest.approx(((p - onehot) ** 2).sum(), rel=1e-12)
+    bins = np.clip(np.ceil(conf * 10).astype(int) - 1, 0, 9)
+    for b in range(10):
+        edge = f"{(b + 1) / 10:.1f}"
+        inside = bins == b
+        assert got[("xent_monitor_bin_count_total", edge)] == inside.sum()
+        assert got[("xent_monitor_bin_confidence_total", edge)] == pytest.approx(
+            conf[inside].sum(), rel=1e-12
+        )
+        assert got[("xent_monitor_bin_correct_total", edge)] == correct[inside].sum()
