@@ -287,6 +287,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/monitors/{name}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record Event
+         * @description Record a CloudEvent of KServe's inference logger (binary or structured mode).
+         *
+         *     `org.kubeflow.serving.inference.response`: its predictions (V1 `predictions` or V2 `outputs`,
+         *     the tensor named by the monitor's `output`, read as its `output_kind`) are recorded at
+         *     `ce-time`, each row waiting for its label under the id `<ce-id>` (one row) or
+         *     `<ce-id>:<row>`. `org.kubeflow.serving.inference.request` is checked and acknowledged only.
+         */
+        post: operations["record_event"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/monitors/{name}/metrics": {
         parameters: {
             query?: never;
@@ -1289,6 +1314,51 @@ export interface components {
             reference_predicted_distribution: (number | ("Infinity" | "-Infinity" | "NaN"))[] | null;
         };
         /**
+         * EventResult
+         * @description What a CloudEvent did: a response event's rows recorded, or a request event acknowledged.
+         */
+        EventResult: {
+            /** Monitor */
+            monitor: string;
+            /**
+             * Id
+             * @description The event's `ce-id`.
+             */
+            id: string;
+            /**
+             * Type
+             * @description The event's `ce-type`.
+             */
+            type: string;
+            /**
+             * Recorded
+             * @description A response event's predictions were recorded (request events: false).
+             */
+            recorded: boolean;
+            /**
+             * N
+             * @description Rows recorded.
+             */
+            n: number;
+            /**
+             * N Pending
+             * @description Rows now waiting for a label, by id.
+             */
+            n_pending: number;
+            /**
+             * N Duplicate Ids
+             * @description Rows whose id was already pending (a repeated event).
+             */
+            n_duplicate_ids: number;
+            /**
+             * Ids
+             * @description The rows' ids for `/labels`: `<ce-id>` (one row) or `<ce-id>:<row>`.
+             */
+            ids: string[];
+            /** Segment */
+            segment: string;
+        };
+        /**
          * HealthResult
          * @description Probe answer.
          */
@@ -1750,6 +1820,16 @@ export interface components {
              * @default 10000
              */
             reservoir_size?: number;
+            /**
+             * Output
+             * @description Events (KServe's logger, V2 responses): the name of the output tensor that holds the predictions; default: the only one.
+             */
+            output?: string | null;
+            /**
+             * Output Kind
+             * @description Events: whether that tensor holds logits or probabilities (default "probs").
+             */
+            output_kind?: ("logits" | "probs") | null;
         };
         /**
          * MonitorDetail
@@ -1772,6 +1852,16 @@ export interface components {
             label_ttl_s: number;
             /** Reservoir Size */
             reservoir_size: number;
+            /**
+             * Output
+             * @description Events: the output tensor read.
+             */
+            output?: string | null;
+            /**
+             * Output Kind
+             * @description Events: its kind.
+             */
+            output_kind?: ("logits" | "probs") | null;
             /**
              * Temperature
              * @description The temperature last fitted on the reservoir, if any.
@@ -1818,6 +1908,16 @@ export interface components {
             label_ttl_s: number;
             /** Reservoir Size */
             reservoir_size: number;
+            /**
+             * Output
+             * @description Events: the output tensor read.
+             */
+            output?: string | null;
+            /**
+             * Output Kind
+             * @description Events: its kind.
+             */
+            output_kind?: ("logits" | "probs") | null;
             /**
              * Temperature
              * @description The temperature last fitted on the reservoir, if any.
@@ -4522,6 +4622,110 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LabelsResult"];
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field that cannot change, or a cap the store has reached. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    record_event: {
+        parameters: {
+            query?: {
+                /** @description Segment of the rows (default none). */
+                segment?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description The monitor's name. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** @description Binary mode: the inference request or response, with `ce-*` headers. Structured mode: the whole CloudEvent. */
+        requestBody: {
+            content: {
+                "application/json": Record<string, unknown>;
+                "application/cloudevents+json": Record<string, unknown>;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventResult"];
                 };
             };
             /** @description Malformed JSON body. */

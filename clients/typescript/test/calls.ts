@@ -99,7 +99,20 @@ await record("GET", "/v1/monitors", null, client.GET("/v1/monitors"));
 const observations: Schema<"ObservationsBody"> = { probs, ids: ["r0", "r1", "r2", "r3"], segment: "eu" };
 await record("POST", "/v1/monitors/{name}/observations", observations,
   client.POST("/v1/monitors/{name}/observations", { params: { path: name }, body: observations }));
-const late: Schema<"LabelsBody"> = { ids: ["r0", "r1", "r2", "r3"], labels: ["cat", "dog", "bird", "dog"] };
+// A KServe inference-logger response event in binary mode: V1 predictions, attributes in ce-* headers.
+const eventHeaders = {
+  "ce-specversion": "1.0",
+  "ce-id": "ev",
+  "ce-source": "http://ts-client/",
+  "ce-type": "org.kubeflow.serving.inference.response",
+};
+const event = { predictions: [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]] };
+await record("POST", "/v1/monitors/{name}/events", { headers: eventHeaders, body: event },
+  client.POST("/v1/monitors/{name}/events", { params: { path: name }, headers: eventHeaders, body: event }));
+const late: Schema<"LabelsBody"> = {
+  ids: ["r0", "r1", "r2", "r3", "ev:0", "ev:1"],
+  labels: ["cat", "dog", "bird", "dog", "cat", "dog"],
+};
 await record("POST", "/v1/monitors/{name}/labels", late,
   client.POST("/v1/monitors/{name}/labels", { params: { path: name }, body: late }));
 
