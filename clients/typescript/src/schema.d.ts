@@ -229,7 +229,7 @@ export interface paths {
         };
         /**
          * List Monitors
-         * @description Every monitor's configuration, by name.
+         * @description Every monitor's configuration, by name (those the API key may use, if it is limited).
          */
         get: operations["list_monitors"];
         put?: never;
@@ -431,6 +431,426 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v2": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Server Metadata
+         * @description OIP server metadata: name, version and the protocol extensions served.
+         */
+        get: operations["server_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Server Live
+         * @description OIP liveness: the server answers HTTP (as /healthz).
+         */
+        get: operations["server_live"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Server Ready
+         * @description OIP readiness: every model can score; 503 once the server is shutting down (as /readyz).
+         */
+        get: operations["server_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/cross-entropy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Cross Entropy Metadata
+         * @description OIP model metadata of `cross-entropy` (/v1/cross-entropy).
+         */
+        get: operations["cross_entropy_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/cross-entropy/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Cross Entropy Ready
+         * @description OIP readiness of `cross-entropy`.
+         */
+        get: operations["cross_entropy_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/cross-entropy/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cross Entropy Infer
+         * @description Score an OIP inference request as POST /v1/cross-entropy does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         */
+        post: operations["cross_entropy_infer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/divergence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Divergence Metadata
+         * @description OIP model metadata of `divergence` (/v1/divergence).
+         */
+        get: operations["divergence_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/divergence/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Divergence Ready
+         * @description OIP readiness of `divergence`.
+         */
+        get: operations["divergence_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/divergence/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Divergence Infer
+         * @description Score an OIP inference request as POST /v1/divergence does. Inputs: exactly one of `p_probs`, `p_logits`; exactly one of `q_probs`, `q_logits` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         */
+        post: operations["divergence_infer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/calibration": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Calibration Metadata
+         * @description OIP model metadata of `calibration` (/v1/calibration).
+         */
+        get: operations["calibration_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/calibration/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Calibration Ready
+         * @description OIP readiness of `calibration`.
+         */
+        get: operations["calibration_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/calibration/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Calibration Infer
+         * @description Score an OIP inference request as POST /v1/calibration does. Inputs: exactly one of `logits`, `probs`; `labels` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         */
+        post: operations["calibration_infer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/temperature": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Temperature Metadata
+         * @description OIP model metadata of `temperature` (/v1/temperature).
+         */
+        get: operations["temperature_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/temperature/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Temperature Ready
+         * @description OIP readiness of `temperature`.
+         */
+        get: operations["temperature_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/temperature/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Temperature Infer
+         * @description Score an OIP inference request as POST /v1/temperature does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         */
+        post: operations["temperature_infer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/recalibrate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recalibrate Metadata
+         * @description OIP model metadata of `recalibrate` (/v1/recalibrate).
+         */
+        get: operations["recalibrate_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/recalibrate/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recalibrate Ready
+         * @description OIP readiness of `recalibrate`.
+         */
+        get: operations["recalibrate_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/recalibrate/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Recalibrate Infer
+         * @description Score an OIP inference request as POST /v1/recalibrate does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         */
+        post: operations["recalibrate_infer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/apply": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Apply Metadata
+         * @description OIP model metadata of `apply` (/v1/apply).
+         */
+        get: operations["apply_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/apply/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Apply Ready
+         * @description OIP readiness of `apply`.
+         */
+        get: operations["apply_ready"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/apply/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Apply Infer
+         * @description Score an OIP inference request as POST /v1/apply does. Inputs: exactly one of `logits`, `probs` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         */
+        post: operations["apply_infer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -584,6 +1004,16 @@ export interface components {
          * @description Exactly how the numbers were computed.
          */
         CalibrationConvention: {
+            /**
+             * Classes
+             * @description The class vocabulary, as sent.
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description The positive class of binary input, as sent.
+             */
+            pos_label?: number | string | null;
             /**
              * Input
              * @description Which prediction field was sent.
@@ -946,6 +1376,16 @@ export interface components {
          */
         CrossEntropyConvention: {
             /**
+             * Classes
+             * @description The class vocabulary, as sent.
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description The positive class of binary input, as sent.
+             */
+            pos_label?: number | string | null;
+            /**
              * Input
              * @description Which prediction field was sent.
              * @enum {string}
@@ -1023,6 +1463,17 @@ export interface components {
              * @default false
              */
             sample_weight?: boolean;
+            /**
+             * Pos Weight
+             * @description The binary pos_weight applied, if any.
+             */
+            pos_weight?: number | null;
+            /**
+             * Weight
+             * @description Whether PyTorch's per-element `weight` was applied.
+             * @default false
+             */
+            weight?: boolean;
             /**
              * Ignore Index
              * @description Label value left out, if any.
@@ -1391,6 +1842,39 @@ export interface components {
             values: number[][];
         };
         /**
+         * InferenceResponse
+         * @description An OIP inference response.
+         */
+        InferenceResponse: {
+            /**
+             * Model Name
+             * @description The model that answered.
+             */
+            model_name: string;
+            /**
+             * Model Version
+             * @description "1".
+             */
+            model_version: string;
+            /**
+             * Id
+             * @description The request's `id`, echoed.
+             */
+            id?: string | null;
+            /**
+             * Parameters
+             * @description The convention used (the /v1 result's `convention`), field by field.
+             */
+            parameters?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Outputs
+             * @description The result's fields as tensors.
+             */
+            outputs: components["schemas"]["OutputTensor"][];
+        };
+        /**
          * IntervalResult
          * @description A percentile bootstrap interval.
          */
@@ -1517,6 +2001,17 @@ export interface components {
             top_5_accuracy?: number | ("Infinity" | "-Infinity" | "NaN") | null;
         };
         /**
+         * LiveResult
+         * @description ``GET /v2/health/live``.
+         */
+        LiveResult: {
+            /**
+             * Live
+             * @description Always true: the server answers.
+             */
+            live: boolean;
+        };
+        /**
          * LogprobsResult
          * @description NLL, perplexities and, with alternatives, accuracy, calibration and entropy bounds.
          */
@@ -1620,6 +2115,34 @@ export interface components {
             words: number | null;
             /** Top1 Hits */
             top1_hits: number | null;
+        };
+        /**
+         * MetadataTensor
+         * @description An input or output of a model: name, datatype, shape (-1: any size).
+         */
+        MetadataTensor: {
+            /**
+             * Name
+             * @description Inputs: the role (logits, probs, labels, ...). Outputs: the result field.
+             */
+            name: string;
+            /**
+             * Datatype
+             * @description The datatype sent or answered (inputs accept others: see parameters).
+             */
+            datatype: string;
+            /**
+             * Shape
+             * @description -1 for a dimension of any size.
+             */
+            shape: number[];
+            /**
+             * Parameters
+             * @description Inputs: role, rule (required, optional, exactly one of ...), datatypes and shapes accepted. Per-sample outputs: the option that turns them on.
+             */
+            parameters?: {
+                [key: string]: unknown;
+            } | null;
         };
         /**
          * Metrics
@@ -1774,6 +2297,60 @@ export interface components {
             convention: components["schemas"]["MetricsConvention"];
             /** Points */
             points: components["schemas"]["MetricsPoint"][];
+        };
+        /**
+         * ModelMetadata
+         * @description ``GET /v2/models/{name}``.
+         */
+        ModelMetadata: {
+            /**
+             * Name
+             * @description The model: a scoring endpoint of /v1.
+             */
+            name: string;
+            /**
+             * Versions
+             * @description The one version, "1".
+             */
+            versions: string[];
+            /**
+             * Platform
+             * @description "xent".
+             */
+            platform: string;
+            /**
+             * Inputs
+             * @description Tensors the model takes, by role.
+             */
+            inputs: components["schemas"]["MetadataTensor"][];
+            /**
+             * Outputs
+             * @description Tensors the model answers (those of its example).
+             */
+            outputs: components["schemas"]["MetadataTensor"][];
+            /**
+             * Parameters
+             * @description The /v1 endpoint, its options, how outputs are named.
+             */
+            parameters: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * ModelReady
+         * @description ``GET /v2/models/{name}/ready``.
+         */
+        ModelReady: {
+            /**
+             * Name
+             * @description The model.
+             */
+            name: string;
+            /**
+             * Ready
+             * @description True: the model can score.
+             */
+            ready: boolean;
         };
         /**
          * MonitorBody
@@ -2005,6 +2582,39 @@ export interface components {
             segment: string;
         };
         /**
+         * OutputTensor
+         * @description One output tensor of an inference response.
+         */
+        OutputTensor: {
+            /**
+             * Name
+             * @description The /v1 result's field, dotted for nested ones (mean.kl_pq).
+             */
+            name: string;
+            /**
+             * Datatype
+             * @description FP64, FP32, INT64, BOOL or BYTES.
+             */
+            datatype: string;
+            /**
+             * Shape
+             * @description [1] for a scalar, [N] or [N, K] for arrays.
+             */
+            shape: number[];
+            /**
+             * Data
+             * @description Row-major values (absent when binary).
+             */
+            data?: unknown[] | null;
+            /**
+             * Parameters
+             * @description Binary outputs: `binary_data_size`, the bytes after the JSON.
+             */
+            parameters?: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /**
          * PlattParameters
          * @description Platt scaling: ``σ(a·s + b)``, s the positive-class logit (sklearn's A = −a, B = −b).
          */
@@ -2059,6 +2669,17 @@ export interface components {
             errors?: {
                 [key: string]: string;
             }[] | null;
+        };
+        /**
+         * ReadyResult
+         * @description ``GET /v2/health/ready``.
+         */
+        ReadyResult: {
+            /**
+             * Ready
+             * @description True: every model can score (503 problem+json when shutting down).
+             */
+            ready: boolean;
         };
         /**
          * RecalibrateResult
@@ -2318,6 +2939,27 @@ export interface components {
             calibration: components["schemas"]["Top1Calibration"];
             per_sequence: components["schemas"]["SequenceRows"];
             totals: components["schemas"]["MergeableTotals"];
+        };
+        /**
+         * ServerMetadata
+         * @description ``GET /v2``.
+         */
+        ServerMetadata: {
+            /**
+             * Name
+             * @description The server: "xent".
+             */
+            name: string;
+            /**
+             * Version
+             * @description Xent's version.
+             */
+            version: string;
+            /**
+             * Extensions
+             * @description Protocol extensions served.
+             */
+            extensions: string[];
         };
         /**
          * TemperatureParameters
@@ -2624,7 +3266,15 @@ export interface components {
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        };
+        } & (({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        }) & ({
+            parameters: unknown;
+        } | {
+            temperature: unknown;
+        }) & unknown);
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -2654,6 +3304,18 @@ export interface components {
          * @description Predictions (exactly one of `logits`, `probs`) and hard `labels`.
          */
         CalibrationBody: {
+            /**
+             * Classes
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @default null
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+             * @default null
+             */
+            pos_label?: number | string | null;
             /**
              * Eps
              * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
@@ -2795,12 +3457,28 @@ export interface components {
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        };
+        } & ({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        });
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
          */
         CrossEntropyBody: {
+            /**
+             * Classes
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @default null
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+             * @default null
+             */
+            pos_label?: number | string | null;
             /**
              * Eps
              * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
@@ -2851,6 +3529,12 @@ export interface components {
              * @default false
              */
             per_sample?: boolean;
+            /**
+             * Pos Weight
+             * @description Binary input only: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it.
+             * @default null
+             */
+            pos_weight?: number | null;
             /**
              * Top K
              * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
@@ -2917,7 +3601,21 @@ export interface components {
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        };
+            /**
+             * Weight
+             * @description Binary input only: N non-negative per-element weights v, as PyTorch's `weight=` of binary_cross_entropy(_with_logits): `losses` v·loss, sum Σ v·loss, mean Σ v·loss / N (PyTorch divides by N, NOT by Σ v: unlike `sample_weight`'s scikit-learn mean Σ s·loss / Σ s). Loss only: accuracy and entropy are unweighted. No class_weights, sample_weight, label_smoothing or ignore_index with it.
+             * @default null
+             */
+            weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+        } & (({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        }) & ({
+            labels: unknown;
+        } | {
+            targets: unknown;
+        }));
         /**
          * DivergenceBody
          * @description Two batches of distributions p and q, each as probabilities or logits (exactly one of each pair).
@@ -2996,7 +3694,15 @@ export interface components {
              * @default null
              */
             q_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        };
+        } & (({
+            p_probs: unknown;
+        } | {
+            p_logits: unknown;
+        }) & ({
+            q_probs: unknown;
+        } | {
+            q_logits: unknown;
+        }));
         /**
          * FoldsValidation
          * @description k-fold cross-fitting: each fold is recalibrated by a fit on the other folds.
@@ -3051,7 +3757,7 @@ export interface components {
              * @description Element type.
              * @enum {string}
              */
-            datatype: "FP16" | "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64";
+            datatype: "BF16" | "FP16" | "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64";
             /**
              * Data
              * @description Row-major values, flat or nested; absent for binary inputs.
@@ -3402,7 +4108,15 @@ export interface components {
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        };
+        } & (({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        }) & ({
+            labels: unknown;
+        } | {
+            targets: unknown;
+        }));
         /**
          * TemperatureBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -3499,7 +4213,15 @@ export interface components {
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        };
+        } & (({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        }) & ({
+            labels: unknown;
+        } | {
+            targets: unknown;
+        }));
         /**
          * Tensor
          * @description An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data.
@@ -3512,10 +4234,10 @@ export interface components {
             shape: number[];
             /**
              * Datatype
-             * @description Element type. FP32 is computed in float32 and FP16 widened to float32; FP64 and integers in float64. BF16 (sequence logits or probabilities): raw bfloat16 bit patterns in the binary extension, widened to float32 a block at a time; as JSON, numbers.
+             * @description Element type. FP32 is computed in float32, FP16 and BF16 widened to float32 (BF16 binary tensors are raw 16-bit words, the top half of a float32, widened a block at a time); FP64 and integers in float64.
              * @enum {string}
              */
-            datatype: "FP16" | "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64" | "BF16";
+            datatype: "BF16" | "FP16" | "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64";
             /**
              * Data
              * @description The values in row-major order, flat or nested as the protocol allows.
@@ -3548,13 +4270,54 @@ export interface operations {
     score_cross_entropy: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "logits": [
+                 *         [
+                 *           2,
+                 *           0.5,
+                 *           -1
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           1.2,
+                 *           0.3
+                 *         ],
+                 *         [
+                 *           1.5,
+                 *           -0.5,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.2,
+                 *           2.2
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1,
+                 *           1.1
+                 *         ]
+                 *       ],
+                 *       "labels": [
+                 *         0,
+                 *         1,
+                 *         2,
+                 *         2,
+                 *         1
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["CrossEntropyBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -3630,13 +4393,44 @@ export interface operations {
     score_divergence: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "p_probs": [
+                 *         [
+                 *           0.7,
+                 *           0.2,
+                 *           0.1
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           0.6,
+                 *           0.3
+                 *         ]
+                 *       ],
+                 *       "q_logits": [
+                 *         [
+                 *           1,
+                 *           0,
+                 *           -1
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1,
+                 *           0.5
+                 *         ]
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["DivergenceBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -3712,13 +4506,54 @@ export interface operations {
     fit_temperature: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "logits": [
+                 *         [
+                 *           2,
+                 *           0.5,
+                 *           -1
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           1.2,
+                 *           0.3
+                 *         ],
+                 *         [
+                 *           1.5,
+                 *           -0.5,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.2,
+                 *           2.2
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1,
+                 *           1.1
+                 *         ]
+                 *       ],
+                 *       "labels": [
+                 *         0,
+                 *         1,
+                 *         2,
+                 *         2,
+                 *         1
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["TemperatureBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -3794,13 +4629,55 @@ export interface operations {
     fit_recalibration: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "method": "temperature",
+                 *       "logits": [
+                 *         [
+                 *           2,
+                 *           0.5,
+                 *           -1
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           1.2,
+                 *           0.3
+                 *         ],
+                 *         [
+                 *           1.5,
+                 *           -0.5,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.2,
+                 *           2.2
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1,
+                 *           1.1
+                 *         ]
+                 *       ],
+                 *       "labels": [
+                 *         0,
+                 *         1,
+                 *         2,
+                 *         2,
+                 *         1
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["RecalibrateBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -3886,13 +4763,33 @@ export interface operations {
     apply_recalibration: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "logits": [
+                 *         [
+                 *           2,
+                 *           0.5,
+                 *           -1
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           1.2,
+                 *           0.3
+                 *         ]
+                 *       ],
+                 *       "temperature": 1.5
+                 *     }
+                 */
                 "application/json": components["schemas"]["ApplyBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -3968,13 +4865,50 @@ export interface operations {
     score_calibration: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "probs": [
+                 *         [
+                 *           0.8,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.7
+                 *         ],
+                 *         [
+                 *           0.6,
+                 *           0.4
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           0.9
+                 *         ],
+                 *         [
+                 *           0.45,
+                 *           0.55
+                 *         ]
+                 *       ],
+                 *       "labels": [
+                 *         0,
+                 *         1,
+                 *         1,
+                 *         1,
+                 *         0
+                 *       ],
+                 *       "n_bins": 5
+                 *     }
+                 */
                 "application/json": components["schemas"]["CalibrationBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -4049,13 +4983,50 @@ export interface operations {
     draw_reliability_diagram: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path?: never;
             cookie?: never;
         };
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "probs": [
+                 *         [
+                 *           0.8,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.7
+                 *         ],
+                 *         [
+                 *           0.6,
+                 *           0.4
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           0.9
+                 *         ],
+                 *         [
+                 *           0.45,
+                 *           0.55
+                 *         ]
+                 *       ],
+                 *       "labels": [
+                 *         0,
+                 *         1,
+                 *         1,
+                 *         1,
+                 *         0
+                 *       ],
+                 *       "n_bins": 5
+                 *     }
+                 */
                 "application/json": components["schemas"]["CalibrationBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -4234,6 +5205,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "n_classes": 3
+                 *     }
+                 */
                 "application/json": components["schemas"]["MonitorBody"];
             };
         };
@@ -4500,7 +5476,10 @@ export interface operations {
     record_observations: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
             path: {
                 /** @description The monitor's name. */
                 name: string;
@@ -4510,6 +5489,51 @@ export interface operations {
         /** @description JSON fields, or the same as an Open Inference Protocol inference request (tensors in `inputs` with `parameters.role`, options in `parameters`). `application/octet-stream`: the OIP binary tensor extension (a JSON inference-request header of `Inference-Header-Content-Length` bytes, then each input's raw little-endian bytes, sized by `parameters.binary_data_size`). `application/x-npz`: an `np.savez` archive with one array per field and an optional `parameters` string holding the options as JSON. */
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "logits": [
+                 *         [
+                 *           2,
+                 *           0.5,
+                 *           -1
+                 *         ],
+                 *         [
+                 *           0.1,
+                 *           1.2,
+                 *           0.3
+                 *         ],
+                 *         [
+                 *           1.5,
+                 *           -0.5,
+                 *           0.2
+                 *         ],
+                 *         [
+                 *           0.3,
+                 *           0.2,
+                 *           2.2
+                 *         ],
+                 *         [
+                 *           0,
+                 *           1,
+                 *           1.1
+                 *         ]
+                 *       ],
+                 *       "labels": [
+                 *         0,
+                 *         1,
+                 *         -1,
+                 *         2,
+                 *         -1
+                 *       ],
+                 *       "ids": [
+                 *         "a",
+                 *         "b",
+                 *         "c",
+                 *         "d",
+                 *         "e"
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["ObservationsBody"] | components["schemas"]["InferenceRequest"];
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -4611,6 +5635,18 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "ids": [
+                 *         "c",
+                 *         "e"
+                 *       ],
+                 *       "labels": [
+                 *         2,
+                 *         1
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["LabelsBody"];
             };
         };
@@ -5235,6 +6271,37 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "response": {
+                 *         "choices": [
+                 *           {
+                 *             "logprobs": {
+                 *               "content": [
+                 *                 {
+                 *                   "token": "Hi",
+                 *                   "logprob": -0.5,
+                 *                   "bytes": [
+                 *                     72,
+                 *                     105
+                 *                   ],
+                 *                   "top_logprobs": []
+                 *                 },
+                 *                 {
+                 *                   "token": "!",
+                 *                   "logprob": -1.5,
+                 *                   "bytes": [
+                 *                     33
+                 *                   ],
+                 *                   "top_logprobs": []
+                 *                 }
+                 *               ]
+                 *             }
+                 *           }
+                 *         ]
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["LogprobsBody"];
             };
         };
@@ -5246,6 +6313,1240 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LogprobsResult"];
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    server_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServerMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    server_live: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LiveResult"];
+                };
+            };
+        };
+    };
+    server_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReadyResult"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    cross_entropy_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    cross_entropy_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelReady"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    cross_entropy_infer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "example-1",
+                 *       "inputs": [
+                 *         {
+                 *           "name": "logits",
+                 *           "shape": [
+                 *             5,
+                 *             3
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             2,
+                 *             0.5,
+                 *             -1,
+                 *             0.1,
+                 *             1.2,
+                 *             0.3,
+                 *             1.5,
+                 *             -0.5,
+                 *             0.2,
+                 *             0.3,
+                 *             0.2,
+                 *             2.2,
+                 *             0,
+                 *             1,
+                 *             1.1
+                 *           ]
+                 *         },
+                 *         {
+                 *           "name": "labels",
+                 *           "shape": [
+                 *             5
+                 *           ],
+                 *           "datatype": "INT64",
+                 *           "data": [
+                 *             0,
+                 *             1,
+                 *             2,
+                 *             2,
+                 *             1
+                 *           ]
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["InferenceRequest"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The OIP inference response. Outputs asked binary (`binary_data_output`, or an output's `parameters.binary_data`) make it `application/octet-stream`: the JSON response of `Inference-Header-Content-Length` bytes, then each binary output's raw bytes in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InferenceResponse"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    divergence_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    divergence_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelReady"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    divergence_infer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "example-1",
+                 *       "inputs": [
+                 *         {
+                 *           "name": "p_probs",
+                 *           "shape": [
+                 *             2,
+                 *             3
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             0.7,
+                 *             0.2,
+                 *             0.1,
+                 *             0.1,
+                 *             0.6,
+                 *             0.3
+                 *           ]
+                 *         },
+                 *         {
+                 *           "name": "q_logits",
+                 *           "shape": [
+                 *             2,
+                 *             3
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             1,
+                 *             0,
+                 *             -1,
+                 *             0,
+                 *             1,
+                 *             0.5
+                 *           ]
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["InferenceRequest"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The OIP inference response. Outputs asked binary (`binary_data_output`, or an output's `parameters.binary_data`) make it `application/octet-stream`: the JSON response of `Inference-Header-Content-Length` bytes, then each binary output's raw bytes in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InferenceResponse"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    calibration_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    calibration_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelReady"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    calibration_infer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "example-1",
+                 *       "inputs": [
+                 *         {
+                 *           "name": "probs",
+                 *           "shape": [
+                 *             5,
+                 *             2
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             0.8,
+                 *             0.2,
+                 *             0.3,
+                 *             0.7,
+                 *             0.6,
+                 *             0.4,
+                 *             0.1,
+                 *             0.9,
+                 *             0.45,
+                 *             0.55
+                 *           ]
+                 *         },
+                 *         {
+                 *           "name": "labels",
+                 *           "shape": [
+                 *             5
+                 *           ],
+                 *           "datatype": "INT64",
+                 *           "data": [
+                 *             0,
+                 *             1,
+                 *             1,
+                 *             1,
+                 *             0
+                 *           ]
+                 *         }
+                 *       ],
+                 *       "parameters": {
+                 *         "n_bins": 5
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["InferenceRequest"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The OIP inference response. Outputs asked binary (`binary_data_output`, or an output's `parameters.binary_data`) make it `application/octet-stream`: the JSON response of `Inference-Header-Content-Length` bytes, then each binary output's raw bytes in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InferenceResponse"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    temperature_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    temperature_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelReady"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    temperature_infer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "example-1",
+                 *       "inputs": [
+                 *         {
+                 *           "name": "logits",
+                 *           "shape": [
+                 *             5,
+                 *             3
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             2,
+                 *             0.5,
+                 *             -1,
+                 *             0.1,
+                 *             1.2,
+                 *             0.3,
+                 *             1.5,
+                 *             -0.5,
+                 *             0.2,
+                 *             0.3,
+                 *             0.2,
+                 *             2.2,
+                 *             0,
+                 *             1,
+                 *             1.1
+                 *           ]
+                 *         },
+                 *         {
+                 *           "name": "labels",
+                 *           "shape": [
+                 *             5
+                 *           ],
+                 *           "datatype": "INT64",
+                 *           "data": [
+                 *             0,
+                 *             1,
+                 *             2,
+                 *             2,
+                 *             1
+                 *           ]
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["InferenceRequest"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The OIP inference response. Outputs asked binary (`binary_data_output`, or an output's `parameters.binary_data`) make it `application/octet-stream`: the JSON response of `Inference-Header-Content-Length` bytes, then each binary output's raw bytes in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InferenceResponse"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    recalibrate_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    recalibrate_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelReady"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    recalibrate_infer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "example-1",
+                 *       "inputs": [
+                 *         {
+                 *           "name": "logits",
+                 *           "shape": [
+                 *             5,
+                 *             3
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             2,
+                 *             0.5,
+                 *             -1,
+                 *             0.1,
+                 *             1.2,
+                 *             0.3,
+                 *             1.5,
+                 *             -0.5,
+                 *             0.2,
+                 *             0.3,
+                 *             0.2,
+                 *             2.2,
+                 *             0,
+                 *             1,
+                 *             1.1
+                 *           ]
+                 *         },
+                 *         {
+                 *           "name": "labels",
+                 *           "shape": [
+                 *             5
+                 *           ],
+                 *           "datatype": "INT64",
+                 *           "data": [
+                 *             0,
+                 *             1,
+                 *             2,
+                 *             2,
+                 *             1
+                 *           ]
+                 *         }
+                 *       ],
+                 *       "parameters": {
+                 *         "method": "temperature"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["InferenceRequest"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The OIP inference response. Outputs asked binary (`binary_data_output`, or an output's `parameters.binary_data`) make it `application/octet-stream`: the JSON response of `Inference-Header-Content-Length` bytes, then each binary output's raw bytes in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InferenceResponse"];
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    apply_metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelMetadata"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    apply_ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelReady"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Shutting down: take this instance out of rotation. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    apply_infer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                "Inference-Header-Content-Length"?: number;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": "example-1",
+                 *       "inputs": [
+                 *         {
+                 *           "name": "logits",
+                 *           "shape": [
+                 *             2,
+                 *             3
+                 *           ],
+                 *           "datatype": "FP64",
+                 *           "data": [
+                 *             2,
+                 *             0.5,
+                 *             -1,
+                 *             0.1,
+                 *             1.2,
+                 *             0.3
+                 *           ]
+                 *         }
+                 *       ],
+                 *       "parameters": {
+                 *         "temperature": 1.5
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["InferenceRequest"];
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description The OIP inference response. Outputs asked binary (`binary_data_output`, or an output's `parameters.binary_data`) make it `application/octet-stream`: the JSON response of `Inference-Header-Content-Length` bytes, then each binary output's raw bytes in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InferenceResponse"];
+                    "application/octet-stream": string;
                 };
             };
             /** @description Malformed JSON body. */
