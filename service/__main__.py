@@ -5,6 +5,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from service import __version__
 from service.cli import health, score
 from service.settings import Settings
 
@@ -47,6 +48,7 @@ def _openapi(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xent`` console script."""
     parser = argparse.ArgumentParser(prog="xent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"xent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the HTTP service (settings from XENT_* env)")
     serve.add_argument("--host", help="interface to bind (XENT_HOST, default 127.0.0.1)")

@@ -62,7 +62,7 @@ def read_array(spec: str, *, role: str, progress: bool | None = None) -> Loaded:
     `progress` None shows progress for files of at least :data:`PROGRESS_BYTES` when
     stderr is a terminal; True or False forces it.
     """
-    path, name = _split(spec)
+    path, name = split_spec(spec)
     if not os.path.isfile(path):
         raise FileError(f"{path}: no such file")
     size = os.path.getsize(path)
@@ -85,7 +85,7 @@ def read_array(spec: str, *, role: str, progress: bool | None = None) -> Loaded:
         meter.close()
 
 
-def _split(spec: str) -> tuple[str, str | None]:
+def split_spec(spec: str) -> tuple[str, str | None]:
     """``data.npz:logits`` → (``data.npz``, ``logits``); a path that exists is never split."""
     if os.path.exists(spec) or ":" not in spec:
         return spec, None

@@ -30,7 +30,7 @@ from service import core
 from service.core._typing import IntArray
 
 from . import offline
-from .files import FileError, Loaded, read_array
+from .files import FileError, Loaded, read_array, split_spec
 
 if TYPE_CHECKING:
     from service.client import XentClient
@@ -252,7 +252,10 @@ def run(args: argparse.Namespace) -> int:
     if offline.is_dataset(args.predictions):
         return offline.run(args)
     if args.labels is None:
-        args.parser.error("LABELS is required for .npy / .npz / .csv predictions")
+        archive, _ = split_spec(args.predictions)
+        if not archive.lower().endswith(".npz"):
+            args.parser.error("LABELS is required for .npy / .csv predictions (one .npz may hold both)")
+        args.labels = archive  # the labels array of the same archive (labels, y, targets, ...)
     names = [name.strip() for name in args.metrics.split(",") if name.strip()]
     unknown = [name for name in names if name not in METRICS]
     if unknown or not names:

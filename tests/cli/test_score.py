@@ -245,3 +245,28 @@ def test_score_calibration_metrics_on_a_server_match_local(files, capsys, live_u
     remote = score_json(capsys, *args, "--url", live_url)
     for name, value in local["metrics"].items():
         assert remote["metrics"][name] == pytest.approx(value, rel=1e-9), name
+
+
+def test_score_one_npz_holding_predictions_and_labels(files, capsys):
+    """Issue 21: `xent score batch.npz` finds the predictions and the labels in the one archive."""
+    path, logits, labels, _ = files
+    report = score_json(capsys, path / "batch.npz")
+    assert report["metrics"]["ce"] == pytest.approx(expected_ce(logits, labels), rel=1e-5)
+    assert report["n"] == 500
+
+
+def test_score_without_labels_for_npy_is_a_usage_error(files, capsys):
+    path, *_ = files
+    with pytest.raises(SystemExit) as exited:
+        main(["score", str(path / "logits.npy")])
+    assert exited.value.code == 2
+    assert "LABELS is required" in capsys.readouterr().err
+
+
+def test_version_flag_prints_the_package_version(capsys):
+    from service import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xent {__version__}"
