@@ -260,15 +260,7 @@ def check_class_weights(weights: ArrayLike, n_classes: int, *, field: str = "cla
     >>> check_class_weights([1, 2], 2)
     array([1., 2.])
     """
-    array = as_float_array(weights, field=field)
-    if array.shape != (n_classes,):
-        raise InputError(field, f"must hold one weight per class ({n_classes}); got {array.shape}")
-    _check_finite(array, field)
-    negative = array < 0
-    if negative.any():
-        index = first_index(negative)
-        raise InputError(field, f"must be non-negative; got {array[index]}", index=index)
-    return array
+    return _weights(weights, (n_classes,), f"one weight per class ({n_classes})", field)
 
 
 def check_sample_weight(weights: ArrayLike, n_samples: int, *, field: str = "sample_weight") -> FloatArray:
@@ -279,9 +271,16 @@ def check_sample_weight(weights: ArrayLike, n_samples: int, *, field: str = "sam
     >>> check_sample_weight([1, 0.5], 2)
     array([1. , 0.5])
     """
+    return _weights(weights, (n_samples,), f"one weight per sample ({n_samples})", field, shape_word="shape ")
+
+
+def _weights(
+    weights: ArrayLike, shape: tuple[int], what: str, field: str, *, shape_word: str = ""
+) -> FloatArray:
+    """`weights` as finite, non-negative floats of `shape`, or an InputError naming `field`."""
     array = as_float_array(weights, field=field)
-    if array.shape != (n_samples,):
-        raise InputError(field, f"must hold one weight per sample ({n_samples}); got shape {array.shape}")
+    if array.shape != shape:
+        raise InputError(field, f"must hold {what}; got {shape_word}{array.shape}")
     _check_finite(array, field)
     negative = array < 0
     if negative.any():
