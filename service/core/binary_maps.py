@@ -41,7 +41,9 @@ class BetaCalibration:
     def log_probs(self, scores: FloatArray) -> FloatArray:
         """Recalibrated N×2 log-probabilities."""
         log_q, log_not_q = _log_q(scores)
-        return binary_log_probs(self.c + self.a * log_q - self.b * log_not_q)
+        with np.errstate(over="ignore"):  # a huge a or b saturates the logit at ±inf: p exactly 0 or 1
+            logit = self.c + self.a * log_q - self.b * log_not_q
+        return binary_log_probs(logit)
 
 
 def _log_q(scores: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -45,6 +45,8 @@ def body_fields(path: str) -> dict[str, Any]:
     document = _document()
     path = next(template for template in document["paths"] if concrete(template) == path)
     schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" not in schema and "oneOf" not in schema:  # a free-form body (a CloudEvent): no named fields
+        return {}
     ref = schema["$ref"] if "$ref" in schema else schema["oneOf"][0]["$ref"]  # the route's own model first
     properties: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     return properties

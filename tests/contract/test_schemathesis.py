@@ -36,7 +36,8 @@ CONFIG = SchemathesisConfig.from_dict(
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "400", "404", "409", "413", "422", "503"]
             },
-            "negative_data_rejection": {"expected-statuses": ["400", "401", "413", "415", "422"]},
+            # A monitor route answers 404 for an unknown monitor before it reads the body.
+            "negative_data_rejection": {"expected-statuses": ["400", "401", "404", "413", "415", "422"]},
         },
     }
 )

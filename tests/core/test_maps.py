@@ -179,3 +179,13 @@ def test_histogram_binning_is_the_mean_label_per_bin(rng):
         assert fit.values[0, b] == pytest.approx(expected, rel=1e-12)
     mapped = np.exp(fit.log_probs(s))[:, 1]
     np.testing.assert_allclose(mapped, fit.values[0, np.clip(np.ceil(q * 10).astype(int) - 1, 0, 9)])
+
+
+def test_beta_map_with_huge_parameters_saturates_without_overflow_warnings():
+    """Found by schemathesis: a and b near the float64 limit overflowed a · ln q (a RuntimeWarning, a 500)."""
+    from service.core.binary_maps import BetaCalibration
+
+    scores = logit(np.array([0.001, 0.5, 0.999]))  # the map takes positive-class logits
+    log_p = BetaCalibration(a=1e308, b=1e308, c=0.0).log_probs(scores)
+    # q < 0.5: ln q < ln(1 - q), the logit runs to -inf (p = 0); q > 0.5 to +inf (p = 1)
+    np.testing.assert_array_equal(np.exp(log_p[:, 1]), [0.0, 0.5, 1.0])
