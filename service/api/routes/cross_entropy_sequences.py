@@ -104,16 +104,7 @@ def _summary(scores: core.TokenScores, totals: core.PerplexityTotals) -> Sequenc
             tokens=scores.tokens.tolist(),
             perplexity=core.sequence_perplexity(scores.sequence_nll, scores.tokens).tolist(),
         ),
-        totals=MergeableTotals(
-            sequences=totals.sequences,
-            nll=totals.nll,
-            tokens=totals.tokens,
-            perplexity_sum=totals.perplexity_sum,
-            sequences_with_tokens=totals.sequences_with_tokens,
-            bytes=totals.bytes,
-            words=totals.words,
-            top1_hits=totals.hits.get(1),
-        ),
+        totals=MergeableTotals.of(totals),
     )
 
 

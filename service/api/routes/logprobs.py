@@ -88,16 +88,7 @@ def score_logprobs(body: Body) -> Response:
         calibration=calibration,
         entropy=_entropy(scores),
         per_sequence=_per_sequence(parsed, scores) if options.per_sequence else None,
-        totals=MergeableTotals(
-            sequences=totals.sequences,
-            nll=totals.nll,
-            tokens=totals.tokens,
-            perplexity_sum=totals.perplexity_sum,
-            sequences_with_tokens=totals.sequences_with_tokens,
-            bytes=totals.bytes,
-            words=totals.words,
-            top1_hits=totals.hits.get(1),
-        ),
+        totals=MergeableTotals.of(totals),
         warnings=warnings,
     )
     return json_response(result)

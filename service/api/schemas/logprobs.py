@@ -4,6 +4,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from service.core import PerplexityTotals
+
 from .common import OPTIONS_CONFIG, RESULT_CONFIG, JsonFloat
 
 SAMPLING_NOTE = (
@@ -177,6 +179,20 @@ class MergeableTotals(BaseModel):
     bytes: int | None
     words: int | None
     top1_hits: int | None
+
+    @classmethod
+    def of(cls, totals: PerplexityTotals) -> "MergeableTotals":
+        """The answer's form of the core's additive totals."""
+        return cls(
+            sequences=totals.sequences,
+            nll=totals.nll,
+            tokens=totals.tokens,
+            perplexity_sum=totals.perplexity_sum,
+            sequences_with_tokens=totals.sequences_with_tokens,
+            bytes=totals.bytes,
+            words=totals.words,
+            top1_hits=totals.hits.get(1),
+        )
 
 
 class LogprobsResult(BaseModel):
