@@ -24,6 +24,11 @@ OPTIONS_CONFIG = ConfigDict(extra="forbid")
 
 _Row = Annotated[list[float], Field(min_length=1)]  # an empty batch or row is a 422: say so in the schema
 
+#: The Open Inference Protocol numeric datatypes Xent reads (service.api.formats.payload.DATATYPES).
+Datatype = Literal[
+    "BF16", "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
+]
+
 
 class Tensor(BaseModel):
     """An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data."""
@@ -36,20 +41,7 @@ class Tensor(BaseModel):
         description="[N], [N, K], or [B, T, K] for token sequences (/v1/cross-entropy); prod(shape) "
         "must equal len(data).",
     )
-    datatype: Literal[
-        "BF16",
-        "FP16",
-        "FP32",
-        "FP64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-    ] = Field(
+    datatype: Datatype = Field(
         description="Element type. FP32 is computed in float32, FP16 and BF16 widened to float32 (BF16 "
         "binary tensors are raw 16-bit words, the top half of a float32, widened a block at a time); "
         "FP64 and integers in float64."

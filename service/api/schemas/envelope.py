@@ -1,8 +1,10 @@
 """The Open Inference Protocol (KServe v2) inference-request shape, accepted by every scoring route."""
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .common import Datatype
 
 
 class InferenceInputParameters(BaseModel):
@@ -28,20 +30,7 @@ class InferenceInput(BaseModel):
 
     name: str = Field(description="Tensor name; used as the role when `parameters.role` is absent.")
     shape: list[int] = Field(description="[N] or [N, K].")
-    datatype: Literal[
-        "BF16",
-        "FP16",
-        "FP32",
-        "FP64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-    ] = Field(description="Element type.")
+    datatype: Datatype = Field(description="Element type.")
     data: list[Any] | None = Field(
         default=None, description="Row-major values, flat or nested; absent for binary inputs."
     )
