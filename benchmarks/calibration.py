@@ -41,8 +41,8 @@ def main() -> None:
     from torchmetrics.functional.classification import multiclass_calibration_error
 
     from service.core import Convention, Distribution, calibration_report
-    from service.core.bootstrap import bootstrap_intervals
     from service.core.calibration import prepare
+    from service.core.calibration.bootstrap import bootstrap_intervals
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

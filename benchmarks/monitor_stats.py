@@ -12,8 +12,8 @@ import numpy as np
 
 from benchmarks._timing import median_ms, table
 from service.core import Distribution, MonitorStats, merge_stats
-from service.core.fine_histogram import N_CELLS
-from service.core.monitor_codec import HEADER, index_width
+from service.core.monitoring.codec import HEADER, index_width
+from service.core.monitoring.fine_histogram import N_CELLS
 
 
 def batch(rng: np.random.Generator, rows: int, k: int) -> MonitorStats:

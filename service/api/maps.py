@@ -8,10 +8,10 @@ import numpy as np
 
 from service import core
 from service.core._typing import FloatArray
-from service.core.binary_maps import BetaCalibration, PlattScaling, fit_beta, fit_platt
-from service.core.nonparametric import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
-from service.core.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
-from service.core.temperature import TemperatureScaling
+from service.core.maps.binary import BetaCalibration, PlattScaling, fit_beta, fit_platt
+from service.core.maps.nonparametric import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
+from service.core.maps.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
+from service.core.maps.temperature import TemperatureScaling
 
 from .formats.inputs import Truth
 from .schemas.recalibration import (

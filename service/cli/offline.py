@@ -14,7 +14,7 @@ from typing import Any
 
 from service.core import InputError, MonitorStats
 from service.core.errors import MissingDependency
-from service.core.fine_histogram import check_bins
+from service.core.monitoring.fine_histogram import check_bins
 
 from .datasets import (
     SUFFIXES,

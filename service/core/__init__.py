@@ -4,7 +4,6 @@ Functions take arrays (rows = samples, columns = classes) and return one value
 per sample; callers reduce.
 """
 
-from .bin_edges import check_edges
 from .calibration import (
     METRICS,
     PRESETS,
@@ -16,10 +15,12 @@ from .calibration import (
     resolve_convention,
     wilson_interval,
 )
+from .calibration.bin_edges import check_edges
 from .cancel import Cancelled, checkpoint, deadline
 from .distribution import Distribution, binary_log_probs, log_softmax, resolve_eps
-from .divergence_terms import DivergenceTerms, divergence_terms
-from .divergences import DivergenceRows, divergence_rows
+from .divergence.relative_entropy import relative_entropy
+from .divergence.rows import DivergenceRows, divergence_rows
+from .divergence.terms import DivergenceTerms, divergence_terms
 from .entropy import (
     cross_entropy,
     cross_entropy_rows,
@@ -32,18 +33,17 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
-from .fine_histogram import ALLOWED_BINS, FINE_BINS, FineHistogram
-from .fit_metrics import ECE_BINS, FitMetrics, fit_metrics
-from .logprob_metrics import LogprobScores, score_logprobs, top1_calibration
-from .logprobs import ParsedLogprobs, parse_logprobs
-from .monitor_stats import MonitorStats, js_drift, merge_stats
-from .perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
+from .language.logprob_metrics import LogprobScores, score_logprobs, top1_calibration
+from .language.logprobs import ParsedLogprobs, parse_logprobs
+from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
+from .language.sequences import TokenScores, token_scores
+from .maps.fit_metrics import ECE_BINS, FitMetrics, fit_metrics
+from .maps.splits import fold_splits, holdout_split
+from .maps.temperature import TemperatureFit, apply_temperature, fit_temperature
+from .monitoring.fine_histogram import ALLOWED_BINS, FINE_BINS, FineHistogram
+from .monitoring.stats import MonitorStats, js_drift, merge_stats
 from .ranking import label_rank, top_k_accuracy
-from .relative_entropy import relative_entropy
-from .sequences import TokenScores, token_scores
 from .sigmoid import softplus
-from .splits import fold_splits, holdout_split
-from .temperature import TemperatureFit, apply_temperature, fit_temperature
 from .validation import (
     check_class_weights,
     check_labels,

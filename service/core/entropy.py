@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 
 from ._typing import FloatArray, IntArray
 from .distribution import Distribution, masked_row_dot
-from .log_ratio import js_terms_into
+from .divergence.log_ratio import js_terms_into
 from .validation import check_labels
 
 
@@ -190,7 +190,7 @@ def kl_divergence(probs: FloatArray, log_p: FloatArray, log_q: FloatArray) -> Fl
     """``KL(p‖q) = Σ p (log p - log q)`` per row, ``0 log 0 = 0``; ``+inf`` where p > 0 = q.
 
     The log-space form, exact for the logs it is given (log-softmax of logits). Where p
-    and q are probabilities use :func:`~service.core.relative_entropy`: ``log p - log q``
+    and q are probabilities use :func:`~service.core.divergence.relative_entropy`: ``log p - log q``
     cancels where p ≈ q (issue #20), its ``log1p`` form does not. Matches
     ``scipy.special.rel_entr(p, q).sum(axis=1)`` to the rounding of the logs.
 
@@ -207,7 +207,7 @@ def js_divergence(p: FloatArray, q: FloatArray) -> FloatArray:
     """Jensen–Shannon divergence ``½ KL(p‖m) + ½ KL(q‖m)``, ``m = (p + q) / 2``, per row.
 
     From the probabilities themselves (no eps): always finite and at most ``log 2`` nats,
-    each term ``p log(p/m)`` within a few ulps (:func:`~service.core.log_ratio.js_terms_into`).
+    each term ``p log(p/m)`` within a few ulps (:func:`~service.core.divergence.log_ratio.js_terms_into`).
     Its square root is the Jensen–Shannon distance (``scipy.spatial.distance.jensenshannon``).
 
     Examples

@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from service.core import MonitorStats
-from service.core.brier import brier_factor
+from service.core.calibration.brier import brier_factor
 
 N_BINS = 10
 BIN_LABELS = tuple(f"{(b + 1) / N_BINS:.1f}" for b in range(N_BINS))

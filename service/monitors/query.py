@@ -15,7 +15,7 @@ import numpy as np
 
 from service.core import Distribution, MonitorStats, merge_stats
 from service.core._typing import FloatArray, IntArray
-from service.core.monitor_series import SeriesMetrics, series_metrics
+from service.core.monitoring.series import SeriesMetrics, series_metrics
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
 from .ingest import TEMPERED, rows_distribution

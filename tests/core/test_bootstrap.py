@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 
 from service.core import Convention, Distribution, InputError
-from service.core.binned import bin_sums
-from service.core.bootstrap import bootstrap_intervals, resample_weights
 from service.core.calibration import (
     NOT_BOOTSTRAPPED,
     ace_nixon,
@@ -15,7 +13,9 @@ from service.core.calibration import (
     prepare,
     sort_for_tests,
 )
-from service.core.smooth_ece import smooth_ece, smooth_ece_weighted
+from service.core.calibration.binned import bin_sums
+from service.core.calibration.bootstrap import bootstrap_intervals, resample_weights
+from service.core.calibration.smooth_ece import smooth_ece, smooth_ece_weighted
 
 
 def sample(rng, n=300, k=4):

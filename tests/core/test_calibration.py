@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from scipy.stats import binomtest, norm
 
 from service.core import Convention, Distribution, InputError, ace_nixon, calibration_report, wilson_interval
-from service.core.bin_edges import (
+from service.core.calibration import resolve_convention
+from service.core.calibration.bin_edges import (
     assign_per_row,
     assign_shared,
     bins_for_rule,
@@ -15,8 +16,7 @@ from service.core.bin_edges import (
     quantile_edges,
     uniform_edges,
 )
-from service.core.calibration import resolve_convention
-from service.core.calibration_tests import (
+from service.core.calibration.statistical_tests import (
     cumulative_stats,
     ks_brownian_p,
     kuiper_brownian_p,

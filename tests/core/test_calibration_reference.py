@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import binary_calibration_error, mul
 from torchmetrics.functional.classification.calibration_error import _ce_compute
 
 from service.core import Convention, Distribution, calibration_report, resolve_convention
-from service.core.bin_edges import uniform_edges
+from service.core.calibration.bin_edges import uniform_edges
 
 # The 7-point case: confidences and whether each prediction was correct.
 GOLDEN_CONF = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.1, 0.3])

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from service.core import Cancelled, Convention, Distribution, checkpoint, deadline, fit_temperature
-from service.core.bootstrap import bootstrap_intervals
 from service.core.calibration import prepare
+from service.core.calibration.bootstrap import bootstrap_intervals
+from service.core.calibration.smooth_ece import smooth_ece
 from service.core.logsumexp import softmax_summary
-from service.core.nonparametric import fit_isotonic
-from service.core.scaling import fit_vector_scaling
-from service.core.smooth_ece import smooth_ece
+from service.core.maps.nonparametric import fit_isotonic
+from service.core.maps.scaling import fit_vector_scaling
 
 
 def test_no_deadline_never_raises():

@@ -17,7 +17,7 @@ from service.core import (
 )
 from tests.core.test_relative_entropy import _probs  # exact zeros and one-hot rows
 
-kernel = sys.modules["service.core.divergences"]
+kernel = sys.modules["service.core.divergence.rows"]
 NAMES = ("kl_pq", "kl_qp", "js", "entropy_p", "entropy_q", "cross_entropy_pq")
 
 

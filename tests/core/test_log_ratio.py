@@ -6,7 +6,7 @@ import pytest
 import scipy.special as sp
 
 from service.core import Distribution, divergence_rows, divergence_terms, js_divergence, relative_entropy
-from service.core.log_ratio import log_ratio
+from service.core.divergence.log_ratio import log_ratio
 
 mpmath.mp.prec = 200
 P, Q = 0.9456657713430001, 0.9456657713430094  # the pair of the issue

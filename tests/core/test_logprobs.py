@@ -6,8 +6,8 @@ from scipy.special import log_softmax
 from scipy.stats import entropy
 
 from service.core import InputError
-from service.core.logprob_metrics import score_logprobs, top1_calibration
-from service.core.logprobs import parse_logprobs
+from service.core.language.logprob_metrics import score_logprobs, top1_calibration
+from service.core.language.logprobs import parse_logprobs
 
 V = 40  # vocabulary of the hand-built model
 VOCAB = [f"t{i}" for i in range(V)]

@@ -9,9 +9,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from service.core import InputError, fit_temperature
-from service.core.binary_maps import fit_beta, fit_platt
-from service.core.nonparametric import fit_histogram, fit_isotonic
-from service.core.scaling import fit_matrix_scaling, fit_vector_scaling
+from service.core.maps.binary import fit_beta, fit_platt
+from service.core.maps.nonparametric import fit_histogram, fit_isotonic
+from service.core.maps.scaling import fit_matrix_scaling, fit_vector_scaling
 
 
 def categorical(rng, n=2000, k=4):
@@ -183,7 +183,7 @@ def test_histogram_binning_is_the_mean_label_per_bin(rng):
 
 def test_beta_map_with_huge_parameters_saturates_without_overflow_warnings():
     """Found by schemathesis: a and b near the float64 limit overflowed a · ln q (a RuntimeWarning, a 500)."""
-    from service.core.binary_maps import BetaCalibration
+    from service.core.maps.binary import BetaCalibration
 
     scores = logit(np.array([0.001, 0.5, 0.999]))  # the map takes positive-class logits
     log_p = BetaCalibration(a=1e308, b=1e308, c=0.0).log_probs(scores)

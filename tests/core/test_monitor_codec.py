@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from service.core import Distribution, InputError, MonitorStats, merge_stats
-from service.core.fine_histogram import N_CELLS, FineHistogram
-from service.core.monitor_codec import HEADER, LABEL_DENSE, PREDICTED_DENSE, class_bytes, count_width
+from service.core.monitoring.codec import HEADER, LABEL_DENSE, PREDICTED_DENSE, class_bytes, count_width
+from service.core.monitoring.fine_histogram import N_CELLS, FineHistogram
 
 
 def stats_of(n: int, k: int, *, seed: int = 0, binary: bool = False, weights: bool = False) -> MonitorStats:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from service.core import Distribution, InputError, MonitorStats, merge_stats
-from service.core.monitor_series import series_metrics
+from service.core.monitoring.series import series_metrics
 
 
 def _blob(rng, k, binary, weighted):

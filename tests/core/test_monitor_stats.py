@@ -25,8 +25,8 @@ from service.core import (
     merge_stats,
     nll,
 )
-from service.core.bin_edges import assign_shared, uniform_edges
-from service.core.fine_histogram import coarse_index, fine_cells
+from service.core.calibration.bin_edges import assign_shared, uniform_edges
+from service.core.monitoring.fine_histogram import coarse_index, fine_cells
 from service.settings import Settings
 
 KINDS = ("logits", "probs", "binary_logits", "binary_probs")

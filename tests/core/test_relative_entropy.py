@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from service.core import Distribution, kl_divergence, relative_entropy
 
-kernel = sys.modules["service.core.relative_entropy"]
+kernel = sys.modules["service.core.divergence.relative_entropy"]
 
 
 def _probs(rng: np.random.Generator, n: int, k: int, dtype: type) -> np.ndarray:

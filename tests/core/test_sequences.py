@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from service.core import InputError, PerplexityTotals, lm_eval_counts, sequence_perplexity, token_scores
-from service.core import sequence_blocks as blocks
+from service.core.language import blocks
 
 
 def _torch_ce(z: np.ndarray, y: np.ndarray, reduction: str, ignore_index: int = -100) -> np.ndarray:

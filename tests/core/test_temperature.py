@@ -11,7 +11,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
 from service.core import InputError
-from service.core.temperature import apply_temperature, fit_temperature
+from service.core.maps.temperature import apply_temperature, fit_temperature
 
 
 def sample_labels(rng, logits):

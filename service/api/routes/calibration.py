@@ -20,9 +20,9 @@ from service.api.schemas.calibration import (
     IntervalResult,
     ReliabilityBins,
 )
-from service.core.bootstrap import bootstrap_intervals
-from service.core.brier import brier_factor
 from service.core.calibration import prepare
+from service.core.calibration.bootstrap import bootstrap_intervals
+from service.core.calibration.brier import brier_factor
 
 from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result, unit_of
 

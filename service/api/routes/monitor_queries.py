@@ -22,7 +22,7 @@ from service.api.schemas.monitors import (
 )
 from service.core import MonitorStats
 from service.core._typing import FloatArray
-from service.core.fine_histogram import check_bins
+from service.core.monitoring.fine_histogram import check_bins
 from service.monitors import query
 from service.monitors.query import Series, reservoir_logits, series
 from service.settings import Settings

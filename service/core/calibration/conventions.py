@@ -3,10 +3,10 @@
 from dataclasses import dataclass
 from typing import Literal
 
-from ..bin_edges import BinRule, Closed, EdgeRule
-from ..binned import Norm, Weighting
-from ..brier import BrierScale
 from ..errors import InputError
+from .bin_edges import BinRule, Closed, EdgeRule
+from .binned import Norm, Weighting
+from .brier import BrierScale
 
 Target = Literal["top_label", "positive_class", "classwise", "marginal"]
 Binning = Literal["uniform", "quantile", "edges"]
@@ -39,7 +39,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "kuiper": ("kuiper_statistic", "kuiper_p"),
     "reliability": (),
 }
-#: Scalars the bootstrap does not resample (see :mod:`service.core.bootstrap`).
+#: Scalars the bootstrap does not resample (see :mod:`service.core.calibration.bootstrap`).
 NOT_BOOTSTRAPPED: tuple[str, ...] = ()
 
 

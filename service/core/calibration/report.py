@@ -7,13 +7,13 @@ from statistics import NormalDist
 import numpy as np
 
 from .._typing import FloatArray, IntArray
-from ..binned import BinMeans, BinSums, binned_error
 from ..distribution import Distribution
 from ..errors import InputError
-from ..smooth_ece import smooth_ece
 from .ace import ace_nixon
+from .binned import BinMeans, BinSums, binned_error
 from .conventions import METRICS, Convention, Target
 from .scalars import Pairs, binned_scalars, prepare
+from .smooth_ece import smooth_ece
 
 
 @dataclass(frozen=True)

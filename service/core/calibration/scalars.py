@@ -11,7 +11,12 @@ from functools import cached_property
 import numpy as np
 
 from .._typing import FloatArray, IntArray
-from ..bin_edges import (
+from ..distribution import Distribution
+from ..entropy import nll
+from ..errors import InputError
+from ..narrow_rows import row_argmax
+from .ace import ClassOrder, ace_nixon_weighted, class_order
+from .bin_edges import (
     assign_per_row,
     assign_shared,
     bins_for_rule,
@@ -19,7 +24,7 @@ from ..bin_edges import (
     quantile_edges,
     uniform_edges,
 )
-from ..binned import (
+from .binned import (
     GroupRuns,
     Norm,
     bin_means,
@@ -30,21 +35,16 @@ from ..binned import (
     group_runs,
     reduce_groups,
 )
-from ..brier import brier_factor, brier_rows, murphy_terms
-from ..calibration_tests import (
+from .brier import brier_factor, brier_rows, murphy_terms
+from .conventions import Convention, Target
+from .smooth_ece import smooth_ece_weighted
+from .statistical_tests import (
     cumulative_stats,
     ks_brownian_p,
     kuiper_brownian_p,
     spiegelhalter_z,
     two_sided_p,
 )
-from ..distribution import Distribution
-from ..entropy import nll
-from ..errors import InputError
-from ..narrow_rows import row_argmax
-from ..smooth_ece import smooth_ece_weighted
-from .ace import ClassOrder, ace_nixon_weighted, class_order
-from .conventions import Convention, Target
 
 
 @dataclass(frozen=True)

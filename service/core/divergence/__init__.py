@@ -1,0 +1,1 @@
+"""Divergences between distributions: per-row KL/JS, elementwise terms, exact log-ratios."""

@@ -1,0 +1,1 @@
+"""Language models: token cross-entropy over sequences, perplexities, and servers' logprobs."""

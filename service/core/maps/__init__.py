@@ -1,0 +1,1 @@
+"""Recalibration maps: temperature, vector/matrix scaling, Platt/beta, isotonic/histogram, fit metrics."""

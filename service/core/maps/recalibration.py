@@ -1,0 +1,104 @@
+"""What every recalibration map shares: its input ("scores"), the truth as targets, and the optimiser.
+
+A map acts on *scores*: the logits as sent (N×K, or a length-N vector of
+positive-class logits) or, for probabilities, ``log(max(p, eps))`` (N×K).
+Every map returns N×K log-probabilities. Maps with parameters beyond a
+temperature are fitted by L-BFGS-B (scipy) on their convex NLL with analytic
+gradients; isotonic regression uses scipy's pool-adjacent-violators.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._optional import scipy_optimize
+from .._typing import FloatArray, IntArray
+from ..cancel import checkpoint
+from ..distribution import binary_log_probs, log_softmax
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How an iterative fit ended.
+
+    Attributes
+    ----------
+    converged : bool
+        The optimiser met its tolerance.
+    iterations : int
+        Iterations taken.
+    message : str
+        The optimiser's own account ("optimum" for closed-form fits).
+    """
+
+    converged: bool
+    iterations: int
+    message: str
+
+
+LossGrad = Callable[[FloatArray], tuple[float, FloatArray]]
+
+#: L-BFGS-B tolerances: projected gradient of the *mean* NLL, and relative decrease.
+GTOL = 1e-9
+FTOL = 1e-15
+#: Default iteration cap of the L-BFGS-B fits: a bound on the time of a request, not a tolerance.
+MAX_ITER = 200
+
+
+def categorical_scores(scores: FloatArray) -> FloatArray:
+    """N×K scores; a binary logit vector z becomes columns ``[0, z]`` (``softmax = [1 - σ(z), σ(z)]``)."""
+    if scores.ndim == 1:
+        return np.stack([np.zeros_like(scores), scores], axis=1)
+    return scores
+
+
+def log_probs_of(scores: FloatArray) -> FloatArray:
+    """N×K log-probabilities of scores: ``log_softmax`` (binary: the softplus form)."""
+    return binary_log_probs(scores) if scores.ndim == 1 else log_softmax(scores)
+
+
+def positive_logit(scores: FloatArray, *, field: str) -> FloatArray:
+    """The positive-class logit ``log p1 - log p0`` of binary scores, or raise for K > 2."""
+    if scores.ndim == 1:
+        return scores
+    if scores.shape[1] != 2:
+        raise InputError(
+            field, f"must be binary (a length-N vector or N×2) for this method; got K = {scores.shape[1]}"
+        )
+    return scores[:, 1] - scores[:, 0]
+
+
+def as_targets(labels: IntArray | None, targets: FloatArray | None, n_classes: int) -> FloatArray:
+    """N×K target rows: one-hot labels, or the soft targets as given."""
+    if targets is not None:
+        return targets
+    assert labels is not None
+    return np.eye(n_classes)[labels]
+
+
+def minimize_mean_loss(
+    loss_grad: LossGrad,
+    x0: ArrayLike,
+    *,
+    bounds: list[tuple[float | None, float | None]] | None = None,
+    max_iter: int = MAX_ITER,
+) -> tuple[FloatArray, FitInfo]:
+    """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ `max_iter` steps)."""
+    optimize = scipy_optimize("L-BFGS-B fitting (vector, matrix, platt, beta)")
+
+    def checked(x: FloatArray) -> tuple[float, FloatArray]:
+        checkpoint()  # once per evaluation: an optimiser step
+        return loss_grad(x)
+
+    result = optimize.minimize(
+        checked,
+        np.asarray(x0, dtype=np.float64),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": max_iter, "gtol": GTOL, "ftol": FTOL, "maxcor": 20},
+    )
+    return np.asarray(result.x), FitInfo(bool(result.success), int(result.nit), str(result.message))

@@ -1,0 +1,354 @@
+"""Temperature scaling: the exact minimiser of the NLL of ``softmax(logits / T)``, and its application.
+
+The mean negative log-likelihood as a function of the inverse temperature
+``β = 1 / T`` is
+
+    L(β)   = mean_i [ log Σ_c exp(β z_ic) − β t_i·z_i ]
+    L'(β)  = mean_i [ E_p[z_i] − t_i·z_i ]           p = softmax(β z_i)
+    L''(β) = mean_i Var_p[z_i] ≥ 0
+
+so L is convex in β and its minimiser is the root of the increasing function
+L'. :func:`fit_temperature` finds it with a safeguarded Newton iteration
+(Newton steps inside a shrinking bracket, bisection or expansion otherwise),
+each iteration one vectorised pass over the data giving L, L' and L''.
+
+Rows are shifted once by their maximum, ``z' = z − max_c z``, so every
+``exp(β z')`` lies in (0, 1] with the argmax term exactly 1: no overflow, no
+per-iteration max, and the variance ``E[z'²] − E[z']²`` loses little to
+cancellation when p concentrates on the argmax (large β).
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import FloatArray
+from ..cancel import checkpoint
+from ..distribution import log_softmax
+from ..errors import InputError
+from ..validation import check_labels, check_logits, check_targets
+
+#: Why a fit stopped. ``"optimum"``: the Newton step fell below ``rtol · β`` (or the
+#: bracket closed at machine precision); the others are documented in :func:`fit_temperature`.
+Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
+
+#: Below this many classes the data is held transposed (K×N) so reductions run along the long axis.
+_TRANSPOSE_BELOW = 64
+#: Lower clamp of ``β z'`` before ``exp`` by itemsize: ``exp`` stays a normal number (also after
+#: two products with z'), at a relative cost below 1e-20 of the row sum (whose argmax term is 1).
+_EXP_FLOOR = {4: -50.0, 8: -600.0}
+#: Relative Newton-step tolerance reached in float32 before the float64 polish.
+_FLOAT32_RTOL = 1e-5
+#: Most float32 passes before the float64 polish takes over (float32 noise can stall a hard case).
+_FLOAT32_MAX_ITER = 30
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """The result of :func:`fit_temperature`.
+
+    Attributes
+    ----------
+    temperature : float
+        The fitted T (``inf`` when the optimum is at T → ∞, ``0`` when at T → 0).
+    beta : float
+        ``1 / T``.
+    nll : float
+        Mean NLL in nats at the returned T (its limit for T = 0 or ∞).
+    nll_initial : float
+        Mean NLL at T = 1 (the logits as given).
+    gradient : float
+        ``dNLL/dT`` at the returned T (0 at the boundaries).
+    iterations : int
+        Passes over the data taken by the Newton iteration.
+    converged : bool
+        True only when an interior optimum was found to tolerance.
+    reason : str
+        ``"optimum"``, ``"separable"``, ``"uninformative"``, ``"constant_logits"`` or ``"max_iter"``.
+    """
+
+    temperature: float
+    beta: float
+    nll: float
+    nll_initial: float
+    gradient: float
+    iterations: int
+    converged: bool
+    reason: Reason
+
+
+@dataclass
+class _Problem:
+    """Max-shifted logits ``z'`` (K×N or N×K), ``t·z'`` per row and normalised sample weights."""
+
+    shifted: FloatArray
+    axis: int
+    target_dot: FloatArray
+    weights: FloatArray | None
+
+    def mean(self, values: FloatArray) -> float:
+        """Weighted mean over samples, accumulated in float64."""
+        if self.weights is None:
+            return float(np.mean(values, dtype=np.float64))
+        return float(np.dot(self.weights, values.astype(np.float64, copy=False)))
+
+    def moments(self, beta: float) -> tuple[float, float, float]:
+        """``L(β), L'(β), L''(β)`` in one pass over the data (see the module docstring)."""
+        z = self.shifted
+        dtype = z.dtype.type
+        e = np.multiply(dtype(beta), z)
+        np.maximum(e, _EXP_FLOOR[z.dtype.itemsize], out=e)  # no subnormals: they are ~100× slower
+        np.exp(e, out=e)
+        total = e.sum(axis=self.axis)
+        e *= z
+        first = e.sum(axis=self.axis)
+        e *= z
+        second = e.sum(axis=self.axis)
+        first /= total
+        second /= total
+        second -= first * first
+        loss = np.log(total)
+        loss -= dtype(beta) * self.target_dot
+        first -= self.target_dot
+        return self.mean(loss), self.mean(first), max(self.mean(second), 0.0)
+
+
+def _as_logits_and_targets(
+    labels: ArrayLike | None, targets: ArrayLike | None, logits: ArrayLike, validate: bool
+) -> tuple[FloatArray, FloatArray | None, np.ndarray | None]:
+    """N×K logits (binary z → [0, z]) with either int labels or N×K soft targets."""
+    z = check_logits(logits) if validate else np.asarray(logits)
+    if (labels is None) == (targets is None):
+        raise InputError("labels", "or `targets` must be given, not both nor neither")
+    binary = z.ndim == 1
+    if binary:
+        z = np.stack([np.zeros_like(z), z], axis=1)
+    n, k = z.shape
+    if labels is not None:
+        y = check_labels(labels, k) if validate else np.asarray(labels)
+        if y.shape[0] != n:
+            raise InputError("labels", f"must have as many samples as `logits` ({n}); got {y.shape[0]}")
+        return z, None, y
+    assert targets is not None
+    t = check_targets(targets, k, binary=binary) if validate else np.asarray(targets)
+    if binary and t.ndim == 1:
+        t = np.stack([1 - t, t], axis=1)
+    if t.shape[0] != n:
+        raise InputError("targets", f"must have as many samples as `logits` ({n}); got {t.shape[0]}")
+    return z, t.astype(z.dtype, copy=False), None
+
+
+def _prepare(
+    z: FloatArray, targets: FloatArray | None, labels: np.ndarray | None, weights: FloatArray | None
+) -> _Problem:
+    """Shift rows by their max, take ``t·z'``, and choose the layout (one pass)."""
+    transpose = z.shape[1] < _TRANSPOSE_BELOW
+    if transpose:
+        zt = np.array(z.T, order="C")  # always a copy: shifted in place below
+        zt -= zt.max(axis=0)
+        shifted, axis = zt, 0
+        if labels is not None:
+            target_dot = zt[labels, np.arange(zt.shape[1])]
+        else:
+            assert targets is not None
+            target_dot = np.einsum("kn,nk->n", zt, targets)
+    else:
+        shifted = z - z.max(axis=1, keepdims=True)
+        axis = 1
+        if labels is not None:
+            target_dot = shifted[np.arange(shifted.shape[0]), labels]
+        else:
+            assert targets is not None
+            target_dot = np.einsum("nk,nk->n", shifted, targets)
+    return _Problem(shifted, axis, np.ascontiguousarray(target_dot), weights)
+
+
+def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise InputError("sample_weight", f"must hold one weight per sample ({n}); got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise InputError("sample_weight", "must be finite, non-negative, with a positive sum")
+    return w / w.sum()
+
+
+def fit_temperature(
+    logits: ArrayLike,
+    *,
+    labels: ArrayLike | None = None,
+    targets: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
+    rtol: float = 1e-10,
+    max_iter: int = 100,
+    validate: bool = True,
+) -> TemperatureFit:
+    """Fit the temperature T > 0 minimising the mean NLL of ``softmax(logits / T)``.
+
+    Parameters
+    ----------
+    logits : array-like, shape (n_samples, n_classes) or (n_samples,)
+        Unnormalised log-probabilities, or positive-class logits (binary:
+        ``σ(z / T)``). For probabilities pass ``log(p)`` (floored at some eps):
+        ``softmax(log(p) / T)`` is the standard temperature-scaled probability,
+        and T = 1 gives back ``p``.
+    labels : array-like of int, shape (n_samples,), optional
+        True classes. Exactly one of `labels` and `targets`.
+    targets : array-like, shape like `logits`, optional
+        Soft labels: rows summing to 1 (binary: positive-class probabilities).
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights; the loss is their weighted mean.
+    rtol : float, default=1e-10
+        Stop when the Newton step ``|L'(β) / L''(β)|`` is at most ``rtol · β``, i.e. the
+        gradient ``|dL/dβ| ≤ rtol · β · d²L/dβ²``: β (and T) is then within about
+        `rtol` relative of the optimum. Also stops when the bracket around the root
+        closes to ``4 · machine eps · β``.
+    max_iter : int, default=100
+        Most passes over the data.
+    validate : bool, default=True
+        Check inputs first.
+
+    Returns
+    -------
+    TemperatureFit
+        See its attributes. Degenerate data gives ``converged=False`` and a reason:
+
+        - ``"constant_logits"``: every row is constant, so the NLL is the same for
+          every T; T = 1 is returned.
+        - ``"uninformative"``: ``dL/dβ ≥ 0`` already at β = 0, so the NLL falls as T
+          grows without bound (the logits rank the truth no better than uniform,
+          e.g. an all-wrong batch); T = ∞ (uniform predictions) is returned.
+        - ``"separable"``: every row's target mass sits on its arg-max (e.g. an
+          all-correct batch, or a single class always predicted), so the NLL falls
+          as T → 0; T = 0 (arg-max one-hot) is returned.
+        - ``"max_iter"``: the iteration ran out (nearly separable data, a very
+          small tolerance); the last iterate is returned.
+
+    Notes
+    -----
+    float32 input is iterated in float32 to ``rtol = 1e-5`` and then polished in
+    float64 (Newton converges quadratically: usually one or two float64 passes);
+    float64 input is iterated in float64 throughout. The NLL is in nats.
+    Matches ``scipy.optimize.minimize_scalar`` on the same objective and
+    scikit-learn's ``CalibratedClassifierCV(method="temperature")`` (≥ 1.8).
+
+    Examples
+    --------
+    >>> fit = fit_temperature([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]], labels=[0, 1, 1])
+    >>> round(fit.temperature, 4), fit.converged
+    (2.8854, True)
+    """
+    z, t, y = _as_logits_and_targets(labels, targets, logits, validate)
+    weights = _check_weights(sample_weight, z.shape[0])
+    problem = _prepare(z, t, y, weights)
+    initial = problem.moments(1.0)
+    nll_initial = initial[0]
+
+    if not np.any(problem.shifted):
+        return TemperatureFit(1.0, 1.0, nll_initial, nll_initial, 0.0, 0, False, "constant_logits")
+    # L'(0) = mean(mean_c z' - t·z'); L'(∞) = mean(max_c z' - t·z') = mean(-t·z').
+    slope_at_zero = problem.mean(problem.shifted.mean(axis=problem.axis) - problem.target_dot)
+    if slope_at_zero >= 0:
+        limit = float(np.log(z.shape[1]))  # uniform predictions, whatever the targets
+        return TemperatureFit(np.inf, 0.0, limit, nll_initial, 0.0, 0, False, "uninformative")
+    if problem.mean(-problem.target_dot) <= 0:
+        limit = _separable_limit(problem)
+        return TemperatureFit(0.0, np.inf, limit, nll_initial, 0.0, 0, False, "separable")
+
+    # (problem, tolerance, most passes, L/L'/L'' already known at the starting β)
+    stages: list[tuple[_Problem, float, int, tuple[float, float, float] | None]] = [
+        (problem, rtol, max_iter, initial)
+    ]
+    if problem.shifted.dtype != np.float64:
+        # z - max(z) rounds in float32: the polish re-shifts the original logits in float64.
+        wide = _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)
+        coarse = min(max_iter - 1, _FLOAT32_MAX_ITER)  # leave the polish at least one pass
+        stages = [(problem, max(rtol, _FLOAT32_RTOL), coarse, initial), (wide, rtol, max_iter - coarse, None)]
+    beta, iterations = 1.0, 0
+    loss, grad, converged = nll_initial, np.nan, False
+    for stage, tolerance, budget, known in stages:
+        if budget < 1:
+            continue
+        # Each stage brackets afresh: float32 signs of L' near the root are noise.
+        beta, loss, grad, used, converged = _newton(stage, beta, tolerance, budget, known)
+        iterations += used
+    reason: Reason = "optimum" if converged else "max_iter"
+    return TemperatureFit(1 / beta, beta, loss, nll_initial, -grad * beta**2, iterations, converged, reason)
+
+
+def _newton(
+    problem: _Problem,
+    beta: float,
+    rtol: float,
+    max_iter: int,
+    known: tuple[float, float, float] | None = None,
+) -> tuple[float, float, float, int, bool]:
+    """Safeguarded Newton on the increasing L' from `beta`, keeping a bracket ``[lo, hi]`` of its root.
+
+    `known` holds ``L, L', L''`` at `beta` if a pass already computed them. Out of passes,
+    it returns the evaluated point of lowest NLL, with the values computed there.
+    """
+    lo, hi = 0.0, np.inf
+    best = (beta, np.inf, np.nan)
+    for iteration in range(1, max_iter + 1):
+        checkpoint()
+        loss, grad, curvature = known if known is not None and iteration == 1 else problem.moments(beta)
+        if loss <= best[1]:
+            best = (beta, loss, grad)
+        step = grad / curvature if curvature > 0 else np.inf
+        if abs(step) <= rtol * beta or hi - lo <= 4 * np.finfo(np.float64).eps * beta:
+            return beta, loss, grad, iteration, True
+        if grad < 0:
+            lo = beta
+        else:
+            hi = beta
+        candidate = beta - step
+        if not lo < candidate < min(hi, 8 * beta):
+            candidate = 0.5 * (lo + hi) if np.isfinite(hi) else 8 * beta
+        beta = candidate
+    return best[0], best[1], best[2], max_iter, False
+
+
+def _separable_limit(problem: _Problem) -> float:
+    """NLL as T → 0: mean of log(#ties at the row max) (0 without ties), for separable data."""
+    ties = np.count_nonzero(problem.shifted == 0, axis=problem.axis)
+    return problem.mean(np.log(ties.astype(np.float64)))
+
+
+def apply_temperature(logits: ArrayLike, temperature: float, *, validate: bool = True) -> FloatArray:
+    """Log-probabilities ``log_softmax(logits / T)``, N×K (binary z: columns ``[1 - σ(z/T), σ(z/T)]``).
+
+    ``T = ∞`` gives uniform rows; ``T = 0`` the limit: uniform over each row's
+    arg-max set, 0 elsewhere (log 0 = -inf).
+
+    Examples
+    --------
+    >>> np.exp(apply_temperature([[0.0, np.log(3.0)]], 1.0))
+    array([[0.25, 0.75]])
+    """
+    z = check_logits(logits) if validate else np.asarray(logits)
+    if not temperature >= 0:
+        raise InputError("temperature", f"must be ≥ 0 (or Infinity); got {temperature}")
+    if z.ndim == 1:
+        z = np.stack([np.zeros_like(z), z], axis=1)
+    if temperature == 0:
+        top = z == z.max(axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            return np.log(top / np.count_nonzero(top, axis=1, keepdims=True)).astype(z.dtype)
+    if np.isinf(temperature):
+        return np.full(z.shape, -np.log(z.shape[1]), dtype=z.dtype)
+    return log_softmax(z * z.dtype.type(1 / temperature))
+
+
+@dataclass(frozen=True)
+class TemperatureScaling:
+    """The map ``softmax(z / T)`` as an object, like the other recalibration maps."""
+
+    temperature: float
+
+    def log_probs(self, scores: FloatArray) -> FloatArray:
+        """Recalibrated N×K log-probabilities (see :func:`apply_temperature`)."""
+        return apply_temperature(scores, self.temperature, validate=False)

@@ -1,0 +1,1 @@
+"""Monitors' mergeable statistics: the fine histogram, the versioned bytes, merging, series and drift."""
