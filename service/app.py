@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import __version__
+from service.api.errors.problems import PROBLEM_HANDLERS
 from service.api.middleware.access_log import log_exchange, log_exchange_but_probes
 from service.api.middleware.auth import APIKeys, load_api_keys
 from service.api.middleware.dispatch import ScoringApp, ScoringDispatch
@@ -24,8 +25,7 @@ from service.api.middleware.exchange import ExchangeMiddleware
 from service.api.middleware.limits import Gate
 from service.api.middleware.loop_lag import watch_loop_lag
 from service.api.middleware.metrics import Metrics, refresh_worker_stats
-from service.api.openapi_doc import complete
-from service.api.problems import PROBLEM_HANDLERS
+from service.api.openapi.document import complete
 from service.api.routes import REQUEST_MODELS, docs, routers
 from service.api.serving import trim_malloc
 from service.monitors.counters import MonitorCounters

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
+from service.api.errors.problems import ProblemError
 from service.api.formats.payload import ALIGNMENT, PREALLOCATE_BYTES, read_body
-from service.api.problems import ProblemError
 
 
 def _request(chunks: list[bytes], declared: int | None) -> Request:

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy.special import log_softmax
 
+from service.api.errors.problems import ProblemError
 from service.api.middleware.codings import CHUNK, MIN_GZIP_BYTES, DecodedReceive, accepts_gzip
-from service.api.problems import ProblemError
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import assert_problem

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from service.api.errors.problems import ProblemError
 from service.api.formats.npz import BufferFile, read_npz
 from service.api.formats.payload import ArrayReader
-from service.api.problems import ProblemError
 from tests.conftest import assert_problem
 
 

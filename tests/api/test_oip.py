@@ -77,7 +77,7 @@ def test_binary_output_frames_bytes_and_strings(client):
 
 
 def example_request_as_v1(name: str) -> dict:
-    from service.api.examples import V1
+    from service.api.openapi.examples import V1
 
     return V1[name]
 
@@ -185,7 +185,7 @@ def test_versioned_paths_answer_as_the_plain_ones(client, name):
 
 @pytest.mark.parametrize("path", ["/v1/apply", "/v2/models/apply/infer"])
 def test_a_malformed_binary_header_is_a_400_with_any_body(client, path):
-    from service.api.examples import V1
+    from service.api.openapi.examples import V1
 
     body = V1["apply"] if path.startswith("/v1") else example_request("apply")
     response = client.post(path, json=body, headers={"Inference-Header-Content-Length": "-1"})

@@ -12,7 +12,7 @@ import scipy.special as sp
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from service.api.examples import V1
+from service.api.openapi.examples import V1
 from service.api.routes.oip import MODELS
 
 DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64"}

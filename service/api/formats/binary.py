@@ -13,7 +13,7 @@ import numpy as np
 
 from service.core import InputError
 
-from ..problems import ProblemError
+from ..errors.problems import ProblemError
 from .envelope import Envelope
 from .payload import ALIGNMENT, ArrayReader, parse_json_object, tensor_meta
 

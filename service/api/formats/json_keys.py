@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..problems import ProblemError
+from ..errors.problems import ProblemError
 
 #: Above this many colons in the body, count the parsed value's colons from orjson.dumps.
 WALK_COLONS = 4096

@@ -19,7 +19,7 @@ import orjson
 
 from service.core import InputError
 
-from ..problems import ProblemError
+from ..errors.problems import ProblemError
 from .payload import ArrayReader
 
 _MAX_STRING_BYTES = 65_536

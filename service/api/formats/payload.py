@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from service.core import InputError
 from service.core.cancel import checkpoint
 
-from ..problems import ProblemError
+from ..errors.problems import ProblemError
 from .json_keys import check_unique_keys
 
 #: OIP datatypes accepted for numeric tensors, and the dtype each is decoded to. BF16 tensors are

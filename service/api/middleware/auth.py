@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.settings import Settings
 
-from ..problems import problem_response
+from ..errors.problems import problem_response
 
 CHALLENGE = 'Bearer realm="xent"'
 SCOPES = ("read", "write", "admin")

@@ -23,7 +23,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
-from ..problems import ProblemError, problem_response
+from ..errors.problems import ProblemError, problem_response
 
 #: Largest piece of decoded body handed to the app at once.
 CHUNK = 64 * 1024

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
 
-from ..problems import problem_response
+from ..errors.problems import problem_response
 from .auth import APIKeys
 from .codings import DECODERS, DecodedReceive, GzipSend, accepts_gzip, coding_of, unsupported_coding
 from .limits import PREFIX, Gate, LimitsMiddleware

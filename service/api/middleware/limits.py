@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.core.cancel import Cancelled, deadline
 from service.settings import Settings
 
-from ..problems import problem_response
+from ..errors.problems import problem_response
 from .metrics import ERROR_LOGGER
 
 PREFIX = ("/v1/", "/v2/models/")  # /v1 scoring and /v2 (Open Inference Protocol) models

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from service.api.problems import ProblemError
+from service.api.errors.problems import ProblemError
 
 router = APIRouter(tags=["health"])
 

@@ -3,7 +3,7 @@
 - The "exactly one of" rules the service enforces (`logits` | `probs`, `labels` | `targets`,
   `parameters` | `temperature`, ...) as ``oneOf`` of ``required`` in the request-body schemas (a
   field sent as null counts as not sent, as the service reads it).
-- A request example for every scoring endpoint (:mod:`service.api.examples`).
+- A request example for every scoring endpoint (:mod:`service.api.openapi.examples`).
 - The API-key schemes (HTTP Bearer, ``X-API-Key``) on every /v1 and /v2 operation but /v2's
   health probes, so Swagger UI's Authorize sends the key.
 - The ``Inference-Header-Content-Length`` header of binary-extension bodies as a parameter.

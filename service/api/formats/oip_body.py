@@ -17,12 +17,12 @@ from fastapi import Request
 from service.core import InputError
 from service.settings import Settings
 
-from .deps import Parse, RawBody
-from .formats.binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
-from .formats.envelope import is_inference_request, unwrap
-from .formats.inputs import Body
-from .formats.payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
-from .problems import ProblemError
+from ..deps import Parse, RawBody
+from ..errors.problems import ProblemError
+from .binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
+from .envelope import is_inference_request, unwrap
+from .inputs import Body
+from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
 
 
 @dataclass

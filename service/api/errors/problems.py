@@ -17,7 +17,7 @@ from service.core import InputError
 from service.core.errors import MissingDependency
 from service.store import MonitorConflict, MonitorNotFound, StoreLimit, StoreUnavailable
 
-from .option_errors import describe
+from .options import describe
 
 PROBLEM_JSON = "application/problem+json"
 _INDEX = re.compile(r"\[(\d+)\]")
