@@ -193,6 +193,21 @@ def test_weighted_smooth_ece_equals_smooth_ece_of_the_explicit_resample(seed):
         assert values[r] == pytest.approx(direct.value, rel=1e-9, abs=1e-12)
 
 
+def test_weighted_smooth_ece_of_a_small_sample_smooths_each_sample_once():
+    """More resamples than samples (the per-sample path) == relplot's rule on each resample."""
+    rng = np.random.default_rng(11)
+    for n in (3, 7, 30):
+        conf = rng.uniform(size=n)
+        outcome = (rng.uniform(size=n) < conf).astype(float)
+        weights = resample_weights(rng, 4 * n + 5, n)
+        values, sigmas = smooth_ece_weighted(conf, outcome, weights)
+        for r in range(weights.shape[0]):
+            idx = np.repeat(np.arange(n), weights[r].astype(int))
+            direct = smooth_ece(conf[idx], outcome[idx])
+            assert sigmas[r] == direct.sigma
+            assert values[r] == pytest.approx(direct.value, rel=1e-9, abs=1e-12)
+
+
 def test_int32_draws_are_the_int64_stream():
     """resample_weights draws int32 indices: the same values NumPy gives for int64 (bounds < 2**32)."""
     a = np.random.default_rng(7).integers(0, 1000, size=(3, 1000), dtype=np.int64)

@@ -15,6 +15,9 @@ import numpy as np
 from .._typing import FloatArray
 from ..cancel import checkpoint
 
+#: Largest samples × grid points smoothed one sample at a time (see :func:`smooth_ece_weighted`).
+_UNIT_GRID_ELEMENTS = 1 << 22
+
 #: relplot's ``config.smECE_mesh_pts`` and ``BaseKernelMixin.smooth`` density floor.
 MESH_POINTS = 200
 DENSITY_FLOOR = 1e-4
@@ -161,7 +164,10 @@ def smooth_ece_weighted(
     kernel smoothing runs on every resample's grid at once (FFT convolution, equal to
     ``np.convolve`` up to rounding), and the bisection steps all resamples together,
     grouping those at the same candidate σ: a loop over the ten steps and the distinct
-    σ values, never over samples or resamples.
+    σ values, never over samples or resamples. When a σ is shared by more resamples than there
+    are samples, each sample's own grid is smoothed instead and the resamples are their
+    weighted sums (R×N @ N×mesh): the bootstrap of a small sample costs N smoothings per σ,
+    not R.
     """
     f = conf.astype(np.float64, copy=False)
     residual = f - outcome.astype(np.float64, copy=False)
@@ -171,12 +177,21 @@ def smooth_ece_weighted(
 
     def at(sigma: float, rows: np.ndarray) -> FloatArray:
         n_grid = _grid_size(sigma)
-        if n_grid not in cache:
-            cache[n_grid] = (_round_rows(f, residual, weights, n_grid), _round_rows(f, ones, weights, n_grid))
-        grid_r, grid_d = cache[n_grid]
         mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
-        smoothed = _smooth_rows(grid_r[rows], mesh, sigma)
-        density = _smooth_rows(grid_d[rows], mesh, sigma) + DENSITY_FLOOR
+        if rows.size > f.size and f.size * n_grid <= _UNIT_GRID_ELEMENTS:
+            # Fewer samples than resamples: smoothing is linear in the grid and the grid in the
+            # weights, so smooth each sample's own grid once and weight the results.
+            unit = np.eye(f.size)
+            smoothed = weights[rows] @ _smooth_rows(_round_rows(f, residual, unit, n_grid), mesh, sigma)
+            density = weights[rows] @ _smooth_rows(_round_rows(f, ones, unit, n_grid), mesh, sigma)
+        else:
+            if n_grid not in cache:
+                grids = (_round_rows(f, residual, weights, n_grid), _round_rows(f, ones, weights, n_grid))
+                cache[n_grid] = grids
+            grid_r, grid_d = cache[n_grid]
+            smoothed = _smooth_rows(grid_r[rows], mesh, sigma)
+            density = _smooth_rows(grid_d[rows], mesh, sigma)
+        density = density + DENSITY_FLOOR
         return np.asarray(np.sum(np.abs(smoothed / density) * density, axis=1) / np.sum(density, axis=1))
 
     def evaluate(sigmas: FloatArray, rows: np.ndarray) -> FloatArray:
