@@ -53,7 +53,7 @@ def _check_width(z: FloatArray, k: int, field: str) -> None:
 def _residual(logits: FloatArray, targets: FloatArray, weights: FloatArray) -> tuple[float, FloatArray]:
     """Weighted mean NLL ``Σ w·nll`` of ``softmax(logits)`` (Σ w = 1) and its gradient ``w·(p - t)``."""
     log_p = log_softmax(logits)
-    loss = -float(np.einsum("n,nk,nk->", weights, targets, log_p))
+    loss = -float(np.dot(weights, np.einsum("nk,nk->n", targets, log_p)))
     return loss, (np.exp(log_p) - targets) * weights[:, None]
 
 
