@@ -29,7 +29,9 @@ def test_weighted_fit_reports_weighted_metrics_and_round_trips_through_apply(cli
     k = 2 if form == "binary" else probs.shape[1]
     table = np.stack([1 - probs, probs], axis=1) if form == "binary" else probs
     y = np.asarray(labels)
-    assert got["after"]["nll"] == pytest.approx(log_loss(y, table, sample_weight=s, labels=range(k)), rel=1e-9)
+    assert got["after"]["nll"] == pytest.approx(
+        log_loss(y, table, sample_weight=s, labels=range(k)), rel=1e-9
+    )
     assert got["after"]["accuracy"] == pytest.approx(accuracy_score(y, table.argmax(1), sample_weight=s))
     brier = brier_score_loss(y, probs if form == "binary" else table, sample_weight=s, labels=list(range(k)))
     assert got["after"]["brier"] == pytest.approx(brier, rel=1e-9)
@@ -86,7 +88,9 @@ def test_weights_with_ignore_index_and_validation(client, rng):
     ignored = labels.copy()
     ignored[::5] = -100
     body = {"logits": logits, "labels": ignored.tolist(), "sample_weight": s.tolist(), "method": "vector"}
-    got = _post(client, "/v1/recalibrate", body | {"ignore_index": -100, "validation": {"folds": 3, "seed": 0}})
+    got = _post(
+        client, "/v1/recalibrate", body | {"ignore_index": -100, "validation": {"folds": 3, "seed": 0}}
+    )
     kept = ignored != -100
     alone = _post(
         client,
@@ -103,7 +107,9 @@ def test_weights_with_ignore_index_and_validation(client, rng):
     assert got["validation"]["n_eval"] == 320
     zero_kept = np.where(kept, 0.0, 1.0)
     assert_problem(
-        client.post("/v1/recalibrate", json=body | {"ignore_index": -100, "sample_weight": zero_kept.tolist()}),
+        client.post(
+            "/v1/recalibrate", json=body | {"ignore_index": -100, "sample_weight": zero_kept.tolist()}
+        ),
         422,
         "#/sample_weight",
         "rows not ignored",

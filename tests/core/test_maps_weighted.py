@@ -40,7 +40,9 @@ def test_weighted_beta_matches_weighted_logistic_regression(rng):
     w = rng.uniform(0, 3, size=3000)
     fit, info = fit_beta(logit(q), labels=labels, sample_weight=w)
     features = np.stack([np.log(q), -np.log1p(-q)], axis=1)
-    reference = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(features, labels, sample_weight=w)
+    reference = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(
+        features, labels, sample_weight=w
+    )
     assert info.converged and fit.a > 0 and fit.b > 0
     assert (fit.a, fit.b, fit.c) == pytest.approx((*reference.coef_[0], reference.intercept_[0]), rel=1e-5)
 
