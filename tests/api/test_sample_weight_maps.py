@@ -1,4 +1,4 @@
-"""`sample_weight` on /v1/recalibrate for every map: weighted fits, weighted metrics, apply round trip (#20)."""
+"""`sample_weight` on /v1/recalibrate, every map: weighted fits and metrics, apply round trip (#20)."""
 
 import numpy as np
 import pytest

@@ -115,8 +115,9 @@ def fit_matrix_scaling(
 
     Minimises ``NLL + off_diagonal · mean_{i≠j} W_ij² + bias_l2 · mean b² + l2 · mean (W - I)²``
     from W = I, b = 0; the NLL is ``Σ s·nll / Σ s`` with `sample_weight` (unpenalised:
-    ``LogisticRegression(C=inf).fit(z, y, sample_weight=s)``). Cost: O(NK²) per evaluation and K² + K parameters; for
-    moderate K (tens), with thousands of samples or a penalty, else it overfits.
+    ``LogisticRegression(C=inf).fit(z, y, sample_weight=s)``). Cost: O(NK²) per evaluation
+    and K² + K parameters; for moderate K (tens), with thousands of samples or a penalty,
+    else it overfits.
 
     Examples
     --------
