@@ -183,7 +183,7 @@ _PREDICTIONS = {
     "logits": "N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).",
     "probs": "N×K probabilities, or a length-N vector of positive-class probabilities. They are "
     "turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.",
-    "labels": "N true class indices in [0, K) (binary: 0 or 1).",
+    "labels": "N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.",
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
 }
