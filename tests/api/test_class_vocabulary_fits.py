@@ -70,7 +70,9 @@ def test_pos_label_picks_the_class_the_scores_are_for(client, rng, pos_label):
     assert (got["parameters"]["a"], got["parameters"]["b"]) == pytest.approx((-a, -b), rel=1e-4)
     assert got["convention"]["pos_label"] == pos_label
     temperature = _post(client, "/v1/temperature", body)
-    indexed = _post(client, "/v1/temperature", {"logits": s, "labels": (names == pos_label).astype(int).tolist()})
+    indexed = _post(
+        client, "/v1/temperature", {"logits": s, "labels": (names == pos_label).astype(int).tolist()}
+    )
     assert temperature["temperature"] == indexed["temperature"]
     applied = _post(client, "/v1/apply", body | {"parameters": got["parameters"]})
     assert applied["metrics"] == got["after"]

@@ -117,3 +117,14 @@ def test_bad_weights_are_problems_naming_sample_weight(client, weights, pointer,
         "sample_weight": weights,
     }
     assert_problem(client.post("/v1/divergence", json=body), 422, pointer, match)
+
+
+@pytest.mark.parametrize("payload", ["json", "binary"])
+def test_the_python_client_sends_weights_in_both_payloads(live_url, pq, payload):
+    from service.client import XentClient
+
+    p, q, s = pq
+    with XentClient(live_url, payload=payload) as xent:
+        got = xent.divergence(p_probs=p, q_probs=q, sample_weight=s, reduction="sum")
+    assert got.convention.sample_weight
+    assert got.sum.kl_pq == pytest.approx(np.dot(s, entropy(p, q, axis=1)), rel=1e-10)

@@ -34,6 +34,8 @@ def test_every_weighted_map_round_trips_through_apply(live_url, rng, payload, me
         )
         assert fit.convention.sample_weight and fit.convention.classes == classes
         for parameters in (fit.parameters, fit.parameters.model_dump(mode="json")):
-            applied = xent.apply(parameters, logits=logits, labels=names, classes=classes, sample_weight=weights)
+            applied = xent.apply(
+                parameters, logits=logits, labels=names, classes=classes, sample_weight=weights
+            )
             assert applied.probs == fit.probs
             assert applied.metrics == fit.after
