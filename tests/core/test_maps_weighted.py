@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import expit, log_softmax, logit
-from sklearn.calibration import _sigmoid_calibration
+from sklearn.calibration import CalibratedClassifierCV, _sigmoid_calibration
+from sklearn.frozen import FrozenEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -12,7 +13,7 @@ from service.core import InputError
 from service.core.maps.binary import fit_beta, fit_platt
 from service.core.maps.nonparametric import fit_histogram, fit_isotonic
 from service.core.maps.scaling import fit_matrix_scaling, fit_vector_scaling
-from tests.core.test_maps import binary, categorical, torch_gradient
+from tests.core.test_maps import BinaryPassthrough, binary, categorical, torch_gradient
 
 
 def test_weighted_platt_with_smoothing_matches_sklearn_sigmoid(rng):
@@ -24,6 +25,28 @@ def test_weighted_platt_with_smoothing_matches_sklearn_sigmoid(rng):
     assert (fit.a, fit.b) == pytest.approx((-a, -b), rel=1e-4)
     unweighted, _ = fit_platt(s, labels=labels, target_smoothing=True)
     assert abs(unweighted.a - fit.a) > 1e-3  # the weights matter
+
+
+# The frozen estimator is not refitted: the weights go to the calibration only, which is what is compared.
+@pytest.mark.filterwarnings("ignore:Since FrozenEstimator does not appear to accept sample_weight")
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_weighted_fits_match_calibrated_classifier_cv_fit_with_sample_weight(rng, method):
+    s, labels = binary(rng)
+    w = rng.uniform(0, 3, size=s.size)
+    features = s[:, None]
+    calibrated = CalibratedClassifierCV(
+        FrozenEstimator(BinaryPassthrough().fit(features, labels)), method=method
+    )
+    calibrated.fit(features, labels, sample_weight=w)
+    if method == "sigmoid":
+        fit, _ = fit_platt(s, labels=labels, target_smoothing=True, sample_weight=w)
+        rtol, atol = 1e-4, 0.0
+    else:  # isotonic on σ(s) and on s pool the same rows: equal at the fitted points
+        fit, _ = fit_isotonic(s, labels=labels, sample_weight=w)
+        rtol, atol = 0.0, 1e-12
+    np.testing.assert_allclose(
+        np.exp(fit.log_probs(s)), calibrated.predict_proba(features), rtol=rtol, atol=atol
+    )
 
 
 def test_weighted_platt_matches_weighted_logistic_regression(rng):
