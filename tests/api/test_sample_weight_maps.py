@@ -114,3 +114,24 @@ def test_weights_with_ignore_index_and_validation(client, rng):
         "#/sample_weight",
         "rows not ignored",
     )
+
+
+@pytest.mark.parametrize(
+    "method", ["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram", "divergence"]
+)
+def test_weights_near_the_float_maximum_give_the_answer_of_their_ratios(client, rng, method):
+    """Σ s·x / Σ s depends on ratios only: weights near 1e308 must not overflow their sum (or warn)."""
+    logits, labels = binary(rng, n=50) if method in ("platt", "beta") else categorical(rng, n=50, k=3)
+    s = rng.uniform(0.5, 1.0, size=50)
+    if method == "divergence":
+        p = np.exp(np.asarray(logits) - np.logaddexp.reduce(logits, axis=1, keepdims=True))
+        body = {"p_probs": p.tolist(), "q_logits": np.flip(logits, axis=1).tolist()}
+        small = _post(client, "/v1/divergence", body | {"sample_weight": s.tolist()})["mean"]
+        huge = _post(client, "/v1/divergence", body | {"sample_weight": (s * 1e308).tolist()})["mean"]
+        assert huge == pytest.approx(small, rel=1e-12)
+        return
+    body = {"logits": logits, "labels": labels, "method": method}
+    small = _post(client, "/v1/recalibrate", body | {"sample_weight": s.tolist()})
+    huge = _post(client, "/v1/recalibrate", body | {"sample_weight": (s * 1e308).tolist()})
+    assert huge["after"] == pytest.approx(small["after"], rel=1e-6)
+    assert huge["before"] == pytest.approx(small["before"], rel=1e-12)

@@ -95,7 +95,7 @@ def _sample_weight(body: Body, n: int, broadcast: str | None) -> FloatArray | No
     if body.fields.get("sample_weight") is None:
         return None
     weights = core.check_sample_weight(body.array("sample_weight"), n).astype(np.float64)
-    if not weights.sum() > 0:
+    if not weights.max(initial=0.0) > 0:
         raise core.InputError("sample_weight", "must have a positive sum; got all zero")
     return weights
 
@@ -105,10 +105,12 @@ def _reduce(values: FloatArray, weights: FloatArray | None, reduction: str) -> f
     if weights is None:
         fn = np.mean if reduction == "mean" else np.sum
         return float(fn(values, dtype=np.float64))
-    with np.errstate(invalid="ignore"):  # NaN rows (JS distance at base < 1) stay NaN
-        weighted = np.where(weights == 0, 0.0, values.astype(np.float64) * weights)
-    total = float(np.sum(weighted))
-    return total / float(weights.sum()) if reduction == "mean" else total
+    # mean: only ratios matter, so weights near 1e308 are scaled down first (a sum may overflow: inf)
+    w = weights if reduction == "sum" else weights / float(weights.max())
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN rows (JS distance, base < 1) stay NaN
+        weighted = np.where(w == 0, 0.0, values.astype(np.float64) * w)
+        total = float(np.sum(weighted))
+    return total if reduction == "sum" else total / float(np.sum(w))
 
 
 def _broadcast(p: Prediction, q: Prediction) -> tuple[core.Distribution, core.Distribution, str | None]:

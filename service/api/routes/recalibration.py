@@ -273,7 +273,7 @@ def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, T
 
 def _check_weight_sum(truth: Truth, n_ignored: int) -> int:
     """`n_ignored`, once the weights (of the rows kept) are known not to be all zero."""
-    if truth.sample_weight is not None and not truth.sample_weight.sum() > 0:
+    if truth.sample_weight is not None and not truth.sample_weight.max(initial=0.0) > 0:
         kept = " of the rows not ignored" if n_ignored else ""
         raise core.InputError("sample_weight", f"must have a positive sum{kept}; got all zero")
     return n_ignored

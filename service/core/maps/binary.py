@@ -79,6 +79,11 @@ def _logistic_fit(
     return minimize_mean_loss(loss_grad, x0, bounds=bounds, max_iter=max_iter)
 
 
+def _smoothed(positives: float) -> float:
+    """Platt's positive target ``(N₊ + 1)/(N₊ + 2)``; 1 when a sum of huge weights overflowed to inf."""
+    return (positives + 1) / (positives + 2) if np.isfinite(positives) else 1.0
+
+
 def fit_platt(
     scores: FloatArray,
     *,
@@ -110,9 +115,10 @@ def fit_platt(
         if labels is None:
             raise InputError("target_smoothing", "applies to hard `labels` only; got soft `targets`")
         counts = np.ones(s.size) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        positives = float(np.sum(counts, where=labels == 1))
-        negatives = float(np.sum(counts, where=labels != 1))
-        t = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+        with np.errstate(over="ignore"):  # sums of weights near 1e308: inf, handled by _smoothed
+            positives = float(np.sum(counts, where=labels == 1))
+            negatives = float(np.sum(counts, where=labels != 1))
+        t = np.where(labels == 1, _smoothed(positives), 1 / (negatives + 2))
     features = np.stack([s, np.ones_like(s)], axis=1)
     x, info = _logistic_fit(features, t, np.array([1.0, 0.0]), None, max_iter, weights)
     return PlattScaling(float(x[0]), float(x[1])), info

@@ -83,7 +83,7 @@ def _kept_rows(
     fit_weights(sample_weight, columns.shape[0])  # validates; all zero is an error
     s = np.asarray(sample_weight, dtype=np.float64)
     kept = s > 0
-    return columns[kept], truth[kept], s[kept]
+    return columns[kept], truth[kept], s[kept] / s.max()  # ratios only: no overflow near 1e308
 
 
 def _isotonic_knots(q: FloatArray, t: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:

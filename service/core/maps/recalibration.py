@@ -100,10 +100,11 @@ def fit_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray:
         raise InputError("sample_weight", f"must hold one weight per sample ({n}); got shape {s.shape}")
     if not np.all(np.isfinite(s)) or np.any(s < 0):
         raise InputError("sample_weight", "must be finite and non-negative")
-    total = float(s.sum())
-    if not total > 0:
-        raise InputError("sample_weight", f"must have a positive sum (not all zero); got {total}")
-    return s / total
+    top = float(s.max(initial=0.0))
+    if not top > 0:
+        raise InputError("sample_weight", "must have a positive sum (not all zero); got 0")
+    scaled = s / top  # weights near 1e308 would overflow the sum
+    return scaled / scaled.sum()
 
 
 def minimize_mean_loss(
