@@ -128,3 +128,18 @@ def test_the_python_client_sends_weights_in_both_payloads(live_url, pq, payload)
         got = xent.divergence(p_probs=p, q_probs=q, sample_weight=s, reduction="sum")
     assert got.convention.sample_weight
     assert got.sum.kl_pq == pytest.approx(np.dot(s, entropy(p, q, axis=1)), rel=1e-10)
+
+
+def test_weights_as_a_binary_tensor(client, pq):
+    from tests.api.test_payloads import binary_request
+
+    p, q, s = pq
+    content, headers = binary_request(
+        [("p_probs", p, "FP64"), ("q_probs", q, "FP64"), ("sample_weight", s.astype(np.float32), "FP32")]
+    )
+    response = client.post("/v1/divergence", content=content, headers=headers)
+    assert response.status_code == 200, response.text
+    expected = np.dot(s.astype(np.float32), entropy(p, q, axis=1)) / s.astype(np.float32).sum(
+        dtype=np.float64
+    )
+    assert response.json()["mean"]["kl_pq"] == pytest.approx(expected, rel=1e-10)
