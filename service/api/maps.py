@@ -165,7 +165,12 @@ def _fit_temperature(scores: FloatArray, truth: Truth, options: RecalibrateOptio
 
 def _fit_vector(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
     fit, info = fit_vector_scaling(
-        scores, labels=truth.labels, targets=truth.targets, l2=options.l2, max_iter=options.max_iter
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        l2=options.l2,
+        sample_weight=truth.sample_weight,
+        max_iter=options.max_iter,
     )
     return _fitted(VectorParameters(method="vector", scale=fit.scale.tolist(), bias=fit.bias.tolist()), info)
 
@@ -178,6 +183,7 @@ def _fit_matrix(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -
         l2=options.l2,
         off_diagonal=options.off_diagonal,
         bias_l2=options.bias_l2,
+        sample_weight=truth.sample_weight,
         max_iter=options.max_iter,
     )
     return _fitted(
@@ -191,24 +197,39 @@ def _fit_platt(scores: FloatArray, truth: Truth, options: RecalibrateOptions) ->
         labels=truth.labels,
         targets=truth.targets,
         target_smoothing=options.target_smoothing,
+        sample_weight=truth.sample_weight,
         max_iter=options.max_iter,
     )
     return _fitted(PlattParameters(method="platt", a=fit.a, b=fit.b), info)
 
 
 def _fit_beta(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
-    fit, info = fit_beta(scores, labels=truth.labels, targets=truth.targets, max_iter=options.max_iter)
+    fit, info = fit_beta(
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        sample_weight=truth.sample_weight,
+        max_iter=options.max_iter,
+    )
     return _fitted(BetaParameters(method="beta", a=fit.a, b=fit.b, c=fit.c), info)
 
 
 def _fit_isotonic(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
-    fit, info = fit_isotonic(scores, labels=truth.labels, targets=truth.targets)
+    fit, info = fit_isotonic(
+        scores, labels=truth.labels, targets=truth.targets, sample_weight=truth.sample_weight
+    )
     knots = [Knots(x=x.tolist(), y=y.tolist()) for x, y in zip(fit.x, fit.y, strict=True)]
     return _fitted(IsotonicParameters(method="isotonic", knots=knots), info)
 
 
 def _fit_histogram(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
-    fit, info = fit_histogram(scores, labels=truth.labels, targets=truth.targets, n_bins=options.n_bins)
+    fit, info = fit_histogram(
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        sample_weight=truth.sample_weight,
+        n_bins=options.n_bins,
+    )
     parameters = HistogramParameters(method="histogram", edges=fit.edges.tolist(), values=fit.values.tolist())
     return _fitted(parameters, info)
 

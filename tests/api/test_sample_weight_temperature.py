@@ -75,14 +75,21 @@ def test_integer_weights_equal_repeated_rows_and_recalibrate_agrees(client, batc
     assert weighted["after"] == pytest.approx(repeated["after"], rel=1e-9)
 
 
-def test_other_maps_refuse_sample_weight_naming_it(client):
+@pytest.mark.parametrize(
+    "method", ["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram"]
+)
+def test_all_zero_weights_are_a_problem_naming_sample_weight(client, method):
     body = {
         "logits": [[0.0, 1.0], [1.0, 0.0]],
         "labels": [0, 1],
-        "sample_weight": [1.0, 2.0],
-        "method": "vector",
+        "sample_weight": [0.0, 0.0],
+        "method": method,
     }
-    assert_problem(client.post("/v1/recalibrate", json=body), 422, "#/sample_weight", "temperature")
+    assert_problem(client.post("/v1/recalibrate", json=body), 422, "#/sample_weight", "positive sum")
+    body.pop("method")
+    assert_problem(client.post("/v1/temperature", json=body), 422, "#/sample_weight", "positive sum")
+    apply = {**body, "temperature": 1.0}
+    assert_problem(client.post("/v1/apply", json=apply), 422, "#/sample_weight", "positive sum")
 
 
 def test_bad_sample_weight_is_a_problem(client):

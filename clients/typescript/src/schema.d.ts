@@ -1586,6 +1586,12 @@ export interface components {
              */
             broadcast: ("p" | "q") | null;
             /**
+             * Sample Weight
+             * @description Whether the reductions (mean, sum) were weighted by `sample_weight`.
+             * @default false
+             */
+            sample_weight?: boolean;
+            /**
              * Eps
              * @description Floor applied to probabilities before the log (0: none).
              */
@@ -2146,7 +2152,7 @@ export interface components {
         };
         /**
          * Metrics
-         * @description Scores of a set of predictions (means over samples).
+         * @description Scores of a set of predictions (means over samples; Σ s·x / Σ s with `sample_weight`).
          */
         Metrics: {
             /**
@@ -2809,10 +2815,20 @@ export interface components {
             ignore_index?: number | null;
             /**
              * Sample Weight
-             * @description Whether per-sample weights were applied.
+             * @description Whether per-sample weights were applied: to the fit's objective and to every reported metric (before, after, validation: Σ s·x / Σ s).
              * @default false
              */
             sample_weight?: boolean;
+            /**
+             * Classes
+             * @description The class vocabulary, as sent.
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description The positive class of binary input, as sent.
+             */
+            pos_label?: number | string | null;
             /**
              * Matches
              * @description The peer implementation the fit agrees with.
@@ -3194,6 +3210,18 @@ export interface components {
          */
         ApplyBody: {
             /**
+             * Classes
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @default null
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+             * @default null
+             */
+            pos_label?: number | string | null;
+            /**
              * Eps
              * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
              * @default auto
@@ -3250,7 +3278,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description Optional: N true class indices in [0, K) (binary: 0 or 1). Scores the output.
+             * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. Scores the output.
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
@@ -3694,6 +3722,12 @@ export interface components {
              * @default null
              */
             q_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Sample Weight
+             * @description N non-negative row weights s (N the rows compared, after broadcasting one row against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` are not weighted. All zero is a 422.
+             * @default null
+             */
+            sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
         } & (({
             p_probs: unknown;
         } | {
@@ -3982,6 +4016,18 @@ export interface components {
          */
         RecalibrateBody: {
             /**
+             * Classes
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @default null
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+             * @default null
+             */
+            pos_label?: number | string | null;
+            /**
              * Eps
              * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
              * @default auto
@@ -4092,7 +4138,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1).
+             * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
@@ -4104,7 +4150,7 @@ export interface components {
             targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
-             * @description N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far (/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.
+             * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
@@ -4122,6 +4168,18 @@ export interface components {
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
          */
         TemperatureBody: {
+            /**
+             * Classes
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @default null
+             */
+            classes?: number[] | string[] | null;
+            /**
+             * Pos Label
+             * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+             * @default null
+             */
+            pos_label?: number | string | null;
             /**
              * Eps
              * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
@@ -4197,7 +4255,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1).
+             * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
@@ -4209,7 +4267,7 @@ export interface components {
             targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
-             * @description N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far (/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.
+             * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;

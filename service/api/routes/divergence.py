@@ -20,7 +20,7 @@ from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, reque
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
-ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits")
+ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits", "sample_weight")
 
 
 @router.post(
@@ -47,11 +47,12 @@ def divergence_answer(body: Body) -> Answer:
     p_dist, q_dist, broadcast = _broadcast(p, q)
     base = log_base(options.base)
     rows = _rows(p_dist, q_dist, base)
+    weights = _sample_weight(body, p_dist.n_samples, broadcast)
     stats = {
         reduction: DivergenceStats(
-            **{name: float(fn(values, dtype=np.float64)) for name, values in rows.items()}
+            **{name: _reduce(values, weights, reduction) for name, values in rows.items()}
         )
-        for reduction, fn in (("mean", np.mean), ("sum", np.sum))
+        for reduction in ("mean", "sum")
     }
     reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
     result = DivergenceResult(
@@ -68,6 +69,7 @@ def divergence_answer(body: Body) -> Answer:
             reduction=options.reduction,
             elementwise=options.elementwise,
             broadcast=broadcast,
+            sample_weight=weights is not None,
             eps=max(p.dist.eps, q.dist.eps),
             n_clipped=p.dist.n_clipped + q.dist.n_clipped,
             tolerance=p.tolerance,
@@ -86,6 +88,29 @@ def divergence_answer(body: Body) -> Answer:
         for name, field in (("kl_pq", "kl_pq"), ("kl_qp", "kl_qp"), ("js", "js_divergence")):
             arrays[f"terms.{field}"] = core.to_base(getattr(terms, name), base)
     return Answer(result, arrays, options.binary_data_output)
+
+
+def _sample_weight(body: Body, n: int, broadcast: str | None) -> FloatArray | None:
+    """The N row weights s (N the rows compared, after broadcasting), or None; all zero is a 422."""
+    if body.fields.get("sample_weight") is None:
+        return None
+    weights = core.check_sample_weight(body.array("sample_weight"), n).astype(np.float64)
+    if not weights.max(initial=0.0) > 0:
+        raise core.InputError("sample_weight", "must have a positive sum; got all zero")
+    return weights
+
+
+def _reduce(values: FloatArray, weights: FloatArray | None, reduction: str) -> float:
+    """Mean or sum over rows; weighted: ``Σ s·x / Σ s`` or ``Σ s·x`` (a row of weight 0 adds 0, even inf)."""
+    if weights is None:
+        fn = np.mean if reduction == "mean" else np.sum
+        return float(fn(values, dtype=np.float64))
+    # mean: only ratios matter, so weights near 1e308 are scaled down first (a sum may overflow: inf)
+    w = weights if reduction == "sum" else weights / float(weights.max())
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN rows (JS distance, base < 1) stay NaN
+        weighted = np.where(w == 0, 0.0, values.astype(np.float64) * w)
+        total = float(np.sum(weighted))
+    return total if reduction == "sum" else total / float(np.sum(w))
 
 
 def _broadcast(p: Prediction, q: Prediction) -> tuple[core.Distribution, core.Distribution, str | None]:

@@ -145,10 +145,6 @@ def recalibrate_answer(body: Body) -> Answer:
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
-    if truth.sample_weight is not None and options.method != "temperature":
-        raise core.InputError(
-            "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
-        )
     fitter = FITTERS[options.method]
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
@@ -208,10 +204,11 @@ def apply_answer(body: Body) -> Answer:
     prediction, scores = read_scores(body, options)
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
-    truth = read_truth(body, prediction) if scored else None
+    truth = read_truth(body, prediction, vocabulary=options) if scored else None
     if truth is not None and body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
+        _check_weight_sum(truth, 0)
     return Answer(
         ApplyResult(
             n=after.shape[0],
@@ -260,18 +257,26 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
 def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, Truth, int]:
     """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
     prediction, scores = read_scores(body, options)
-    truth = read_truth(body, prediction, ignore_index=options.ignore_index)
+    truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     if body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
     if options.ignore_index is None or truth.labels is None:
-        return prediction, scores, truth, 0
+        return prediction, scores, truth, _check_weight_sum(truth, 0)
     kept = truth.labels != options.ignore_index
     prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
     if n_ignored:
         scores = scores[kept]
         truth = _subset(truth, kept)
-    return prediction, scores, truth, n_ignored
+    return prediction, scores, truth, _check_weight_sum(truth, n_ignored)
+
+
+def _check_weight_sum(truth: Truth, n_ignored: int) -> int:
+    """`n_ignored`, once the weights (of the rows kept) are known not to be all zero."""
+    if truth.sample_weight is not None and not truth.sample_weight.max(initial=0.0) > 0:
+        kept = " of the rows not ignored" if n_ignored else ""
+        raise core.InputError("sample_weight", f"must have a positive sum{kept}; got all zero")
+    return n_ignored
 
 
 def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
@@ -372,5 +377,7 @@ def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) ->
         ece_bins=core.ECE_BINS,
         ignore_index=getattr(options, "ignore_index", None),
         sample_weight=truth.sample_weight is not None,
+        classes=getattr(options, "classes", None),
+        pos_label=getattr(options, "pos_label", None),
         matches=peer,
     )

@@ -72,6 +72,13 @@ class DivergenceBody(DivergenceOptions):
     p_logits: FloatArrayField | None = _side("p", "logits (softmax / sigmoid)")
     q_probs: FloatArrayField | None = _side("q", "probabilities")
     q_logits: FloatArrayField | None = _side("q", "logits (softmax / sigmoid)")
+    sample_weight: FloatArrayField | None = Field(
+        default=None,
+        description="N non-negative row weights s (N the rows compared, after broadcasting one row "
+        "against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for "
+        "every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` "
+        "are not weighted. All zero is a 422.",
+    )
 
 
 class DivergenceConvention(BaseModel):
@@ -88,6 +95,9 @@ class DivergenceConvention(BaseModel):
     elementwise: bool = Field(description="Whether N×K `terms` were returned.")
     broadcast: Literal["p", "q"] | None = Field(
         description="The side sent as one row and compared with every row of the other, if any."
+    )
+    sample_weight: bool = Field(
+        default=False, description="Whether the reductions (mean, sum) were weighted by `sample_weight`."
     )
     eps: float = Field(description="Floor applied to probabilities before the log (0: none).")
     n_clipped: int = Field(description="How many probabilities (p and q) were raised to `eps`.")

@@ -8,6 +8,7 @@ from .common import (
     OPTIONS_CONFIG,
     RESULT_CONFIG,
     Base,
+    ClassVocabulary,
     FloatArrayField,
     IntArrayField,
     JsonFloat,
@@ -139,7 +140,7 @@ class FoldsValidation(BaseModel):
     seed: int = Field(default=0, description="Seed of the random fold assignment.")
 
 
-class FitOptions(ProbabilityOptions):
+class FitOptions(ProbabilityOptions, ClassVocabulary):
     """Options shared by the fitting endpoints."""
 
     return_probs: bool = Field(
@@ -182,7 +183,7 @@ _PREDICTIONS = {
     "logits": "N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).",
     "probs": "N×K probabilities, or a length-N vector of positive-class probabilities. They are "
     "turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.",
-    "labels": "N true class indices in [0, K) (binary: 0 or 1).",
+    "labels": "N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.",
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
 }
@@ -197,9 +198,12 @@ class TemperatureBody(TemperatureOptions):
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
     sample_weight: FloatArrayField | None = Field(
         default=None,
-        description="N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every "
-        "reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far "
-        "(/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.",
+        description="N non-negative per-sample weights s (scikit-learn's sample_weight): every fit "
+        "minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of "
+        "weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and "
+        "every reported metric (before, after, validation) is s-weighted. Integer weights equal "
+        "repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights "
+        "of dropped rows go too.",
     )
 
 
@@ -246,14 +250,17 @@ class RecalibrateBody(RecalibrateOptions):
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
     sample_weight: FloatArrayField | None = Field(
         default=None,
-        description="N non-negative per-sample weights s: the fit minimises Σ s·NLL / Σ s and every "
-        "reported metric is s-weighted (scikit-learn's sample_weight). Temperature only so far "
-        "(/v1/recalibrate: method temperature); with ignore_index, the weights of dropped rows go too.",
+        description="N non-negative per-sample weights s (scikit-learn's sample_weight): every fit "
+        "minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of "
+        "weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and "
+        "every reported metric (before, after, validation) is s-weighted. Integer weights equal "
+        "repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights "
+        "of dropped rows go too.",
     )
 
 
 class Metrics(BaseModel):
-    """Scores of a set of predictions (means over samples)."""
+    """Scores of a set of predictions (means over samples; Σ s·x / Σ s with `sample_weight`)."""
 
     model_config = RESULT_CONFIG
 
@@ -301,7 +308,15 @@ class RecalibrationConvention(BaseModel):
     n_normalized: int = Field(description="Rows divided by their sum (normalize: true).")
     ece_bins: int = Field(description="Equal-width bins of the top-label ECE.")
     ignore_index: int | None = Field(default=None, description="Label value dropped, if any.")
-    sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
+    sample_weight: bool = Field(
+        default=False,
+        description="Whether per-sample weights were applied: to the fit's objective and to every "
+        "reported metric (before, after, validation: Σ s·x / Σ s).",
+    )
+    classes: list[int] | list[str] | None = Field(default=None, description="The class vocabulary, as sent.")
+    pos_label: int | str | None = Field(
+        default=None, description="The positive class of binary input, as sent."
+    )
     matches: str = Field(description="The peer implementation the fit agrees with.")
 
 
@@ -356,7 +371,7 @@ class RecalibrateResult(BaseModel):
     convention: RecalibrationConvention
 
 
-class ApplyOptions(ProbabilityOptions):
+class ApplyOptions(ProbabilityOptions, ClassVocabulary):
     """The scalar options of an apply request."""
 
     parameters: Parameters | None = Field(

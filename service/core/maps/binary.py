@@ -12,7 +12,7 @@ from .._typing import FloatArray, IntArray
 from ..distribution import binary_log_probs
 from ..errors import InputError
 from ..sigmoid import softplus
-from .recalibration import MAX_ITER, FitInfo, minimize_mean_loss, positive_logit
+from .recalibration import MAX_ITER, FitInfo, fit_weights, minimize_mean_loss, positive_logit
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,22 @@ def _logistic_fit(
     x0: FloatArray,
     bounds: list[tuple[float | None, float | None]] | None,
     max_iter: int,
+    weights: FloatArray,
 ) -> tuple[FloatArray, FitInfo]:
-    """Minimise mean ``softplus(u) − t·u`` over u = features @ x."""
-    n = features.shape[0]
+    """Minimise the weighted mean ``Σ w·(softplus(u) − t·u)`` over u = features @ x (Σ w = 1)."""
 
     def loss_grad(x: FloatArray) -> tuple[float, FloatArray]:
         u = features @ x
-        loss = float(np.mean(softplus(u) - t * u))
+        loss = float(np.dot(weights, softplus(u) - t * u))
         residual = np.exp(-softplus(-u)) - t  # σ(u) without overflow
-        return loss, features.T @ residual / n
+        return loss, features.T @ (weights * residual)
 
     return minimize_mean_loss(loss_grad, x0, bounds=bounds, max_iter=max_iter)
+
+
+def _smoothed(positives: float) -> float:
+    """Platt's positive target ``(N₊ + 1)/(N₊ + 2)``; 1 when a sum of huge weights overflowed to inf."""
+    return (positives + 1) / (positives + 2) if np.isfinite(positives) else 1.0
 
 
 def fit_platt(
@@ -85,6 +90,7 @@ def fit_platt(
     labels: IntArray | None = None,
     targets: FloatArray | None = None,
     target_smoothing: bool = False,
+    sample_weight: FloatArray | None = None,
     max_iter: int = MAX_ITER,
 ) -> tuple[PlattScaling, FitInfo]:
     """Fit Platt scaling ``σ(a·s + b)`` on the positive-class logit s.
@@ -93,6 +99,8 @@ def fit_platt(
     ``(N₊ + 1)/(N₊ + 2)`` and ``1/(N₋ + 2)`` instead of 1 and 0, as scikit-learn's
     ``CalibratedClassifierCV(method="sigmoid")`` always does; this also keeps a
     and b finite on separable data. Cost: O(N) per evaluation, 2 parameters.
+    With `sample_weight` the NLL is ``Σ s·nll / Σ s`` and N₊, N₋ are sums of
+    weights, as scikit-learn's ``_sigmoid_calibration(…, sample_weight)``.
 
     Examples
     --------
@@ -102,14 +110,17 @@ def fit_platt(
     """
     s = positive_logit(scores, field="logits").astype(np.float64)
     t = _binary_targets(labels, targets)
+    weights = fit_weights(sample_weight, s.size)
     if target_smoothing:
         if labels is None:
             raise InputError("target_smoothing", "applies to hard `labels` only; got soft `targets`")
-        positives = float(np.count_nonzero(labels == 1))
-        negatives = labels.size - positives
-        t = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+        counts = np.ones(s.size) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        with np.errstate(over="ignore"):  # sums of weights near 1e308: inf, handled by _smoothed
+            positives = float(np.sum(counts, where=labels == 1))
+            negatives = float(np.sum(counts, where=labels != 1))
+        t = np.where(labels == 1, _smoothed(positives), 1 / (negatives + 2))
     features = np.stack([s, np.ones_like(s)], axis=1)
-    x, info = _logistic_fit(features, t, np.array([1.0, 0.0]), None, max_iter)
+    x, info = _logistic_fit(features, t, np.array([1.0, 0.0]), None, max_iter, weights)
     return PlattScaling(float(x[0]), float(x[1])), info
 
 
@@ -118,6 +129,7 @@ def fit_beta(
     *,
     labels: IntArray | None = None,
     targets: FloatArray | None = None,
+    sample_weight: FloatArray | None = None,
     max_iter: int = MAX_ITER,
 ) -> tuple[BetaCalibration, FitInfo]:
     """Fit beta calibration: logistic regression on ``[ln q, −ln(1 − q)]`` with a, b ≥ 0.
@@ -125,7 +137,8 @@ def fit_beta(
     Kull et al. refit without a feature whose coefficient comes out negative;
     here the bounds give the constrained optimum directly (the same map when both
     come out positive). Cost: O(N) per evaluation, 3 parameters. Prefer it to
-    Platt scaling when the scores are probabilities bunched near 0 or 1.
+    Platt scaling when the scores are probabilities bunched near 0 or 1. With
+    `sample_weight` the NLL is ``Σ s·nll / Σ s`` (``LogisticRegression.fit(…, sample_weight)``).
 
     Examples
     --------
@@ -137,5 +150,6 @@ def fit_beta(
     t = _binary_targets(labels, targets)
     features = np.stack([log_q, -log_not_q, np.ones_like(log_q)], axis=1).astype(np.float64)
     bounds: list[tuple[float | None, float | None]] = [(0.0, None), (0.0, None), (None, None)]
-    x, info = _logistic_fit(features, t, np.array([1.0, 1.0, 0.0]), bounds, max_iter)
+    weights = fit_weights(sample_weight, t.size)
+    x, info = _logistic_fit(features, t, np.array([1.0, 1.0, 0.0]), bounds, max_iter, weights)
     return BetaCalibration(float(x[0]), float(x[1]), float(x[2])), info

@@ -37,6 +37,12 @@ class FitMetrics:
     accuracy: float
 
 
+def _scaled(weights: FloatArray) -> FloatArray:
+    """`weights` divided by their maximum (kept when 0): sums of weights near 1e308 cannot overflow."""
+    top = float(np.max(weights)) if weights.size else 0.0
+    return np.asarray(weights, dtype=np.float64) / top if top > 0 else np.asarray(weights, dtype=np.float64)
+
+
 def fit_metrics(
     log_probs: FloatArray,
     *,
@@ -86,7 +92,7 @@ def fit_metrics(
     probs = np.exp(log_probs)
     predicted = np.argmax(log_probs, axis=1)
     confidence = probs[rows, predicted].astype(np.float64)
-    s = sample_weight
+    s = None if sample_weight is None else _scaled(sample_weight)  # only ratios of weights matter
     total = float(n) if s is None else float(np.sum(s, dtype=np.float64))
 
     def mean(values: FloatArray) -> float:

@@ -15,7 +15,7 @@ from .._optional import scipy_optimize
 from .._typing import FloatArray, IntArray
 from ..cancel import checkpoint
 from ..errors import InputError
-from .recalibration import FitInfo, as_targets, log_probs_of
+from .recalibration import FitInfo, as_targets, fit_weights, log_probs_of
 
 OPTIMUM = FitInfo(True, 1, "optimum")
 
@@ -71,12 +71,31 @@ class IsotonicCalibration:
         return _assemble(mapped, binary)
 
 
-def _isotonic_knots(q: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """PAVA on (q, t) with ties in q pooled first; keep the ends of each constant run (as scikit-learn)."""
+def _kept_rows(
+    columns: FloatArray, truth: FloatArray, sample_weight: FloatArray | None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The rows of positive weight and their weights (1 each without `sample_weight`).
+
+    A zero weight is a dropped row, as scikit-learn's ``IsotonicRegression`` drops them.
+    """
+    if sample_weight is None:
+        return columns, truth, np.ones(columns.shape[0])
+    fit_weights(sample_weight, columns.shape[0])  # validates; all zero is an error
+    s = np.asarray(sample_weight, dtype=np.float64)
+    kept = s > 0
+    return columns[kept], truth[kept], s[kept] / s.max()  # ratios only: no overflow near 1e308
+
+
+def _isotonic_knots(q: FloatArray, t: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Weighted PAVA on (q, t, s) with ties in q pooled first; keep the ends of each constant run.
+
+    As scikit-learn's ``IsotonicRegression.fit(q, t, sample_weight=s)``: tied q pool
+    into their weighted mean with their total weight.
+    """
     checkpoint()  # called once per class
     xs, inverse = np.unique(q, return_inverse=True)
-    counts = np.bincount(inverse).astype(np.float64)
-    means = np.bincount(inverse, weights=t) / counts
+    counts = np.bincount(inverse, weights=s)
+    means = np.bincount(inverse, weights=s * t) / counts
     fitted = np.clip(
         scipy_optimize("isotonic regression").isotonic_regression(means, weights=counts, increasing=True).x,
         0,
@@ -88,9 +107,17 @@ def _isotonic_knots(q: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArra
 
 
 def fit_isotonic(
-    scores: FloatArray, *, labels: IntArray | None = None, targets: FloatArray | None = None
+    scores: FloatArray,
+    *,
+    labels: IntArray | None = None,
+    targets: FloatArray | None = None,
+    sample_weight: FloatArray | None = None,
 ) -> tuple[IsotonicCalibration, FitInfo]:
     """Fit isotonic regression of the truth on the predicted probability (one-vs-rest for K > 2).
+
+    With `sample_weight`, weighted pool-adjacent-violators (``scipy.optimize.isotonic_regression``
+    weights; scikit-learn's ``IsotonicRegression.fit(…, sample_weight)``): rows of weight 0 are
+    dropped, integer weights equal repeated rows.
 
     Cost: a sort and pool-adjacent-violators pass per mapped class, O(N log N);
     the knots returned are at most the distinct probabilities. Prefer it with
@@ -106,7 +133,8 @@ def fit_isotonic(
     columns, binary = _columns(scores)
     k = 2 if binary else columns.shape[1]
     truth = _truth_columns(labels, targets, k, binary)
-    knots = [_isotonic_knots(columns[:, c], truth[:, c]) for c in range(columns.shape[1])]
+    columns, truth, s = _kept_rows(columns, truth, sample_weight)
+    knots = [_isotonic_knots(columns[:, c], truth[:, c], s) for c in range(columns.shape[1])]
     return IsotonicCalibration([x for x, _ in knots], [y for _, y in knots]), OPTIMUM
 
 
@@ -144,10 +172,12 @@ def fit_histogram(
     *,
     labels: IntArray | None = None,
     targets: FloatArray | None = None,
+    sample_weight: FloatArray | None = None,
     n_bins: int = 15,
 ) -> tuple[HistogramBinning, FitInfo]:
     """Fit histogram binning: each bin's value is the mean truth of the samples in it.
 
+    With `sample_weight` the weighted mean ``Σ s·t / Σ s`` (rows of weight 0 are dropped).
     An empty bin keeps its midpoint (the identity there). Cost: one pass, O(N·K);
     n_bins·K values. Simple and robust for moderate N, but piecewise constant:
     it changes rankings within a bin and loses resolution.
@@ -161,10 +191,12 @@ def fit_histogram(
     columns, binary = _columns(scores)
     k = 2 if binary else columns.shape[1]
     truth = _truth_columns(labels, targets, k, binary)
+    columns, truth, s = _kept_rows(columns, truth, sample_weight)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bins = _bin_index(columns, edges) + n_bins * np.arange(columns.shape[1])
-    counts = np.bincount(bins.ravel(), minlength=n_bins * columns.shape[1])
-    sums = np.bincount(bins.ravel(), weights=truth.ravel(), minlength=counts.size)
+    weights = np.broadcast_to(s[:, None], bins.shape).ravel()
+    counts = np.bincount(bins.ravel(), weights=weights, minlength=n_bins * columns.shape[1])
+    sums = np.bincount(bins.ravel(), weights=(truth * s[:, None]).ravel(), minlength=counts.size)
     midpoints = np.tile((edges[:-1] + edges[1:]) / 2, columns.shape[1])
     values = np.divide(sums, counts, out=midpoints, where=counts > 0)
     return HistogramBinning(edges, values.reshape(columns.shape[1], n_bins)), OPTIMUM

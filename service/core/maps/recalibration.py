@@ -79,6 +79,34 @@ def as_targets(labels: IntArray | None, targets: FloatArray | None, n_classes: i
     return np.eye(n_classes)[labels]
 
 
+def fit_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray:
+    """Weights of a fit's mean loss ``Σ s·loss / Σ s``, normalised to sum to 1 (``1/N`` each without).
+
+    scikit-learn's ``sample_weight`` semantics: integer weights equal repeated rows and
+    zero weights equal dropped rows. An all-zero (or wrongly shaped, negative,
+    non-finite) `sample_weight` raises an :class:`InputError` naming it.
+
+    Examples
+    --------
+    >>> fit_weights([1, 3], 2).tolist()
+    [0.25, 0.75]
+    >>> fit_weights(None, 4).tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    """
+    if sample_weight is None:
+        return np.full(n, 1.0 / n)
+    s = np.asarray(sample_weight, dtype=np.float64)
+    if s.shape != (n,):
+        raise InputError("sample_weight", f"must hold one weight per sample ({n}); got shape {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise InputError("sample_weight", "must be finite and non-negative")
+    top = float(s.max(initial=0.0))
+    if not top > 0:
+        raise InputError("sample_weight", "must have a positive sum (not all zero); got 0")
+    scaled = s / top  # weights near 1e308 would overflow the sum
+    return scaled / scaled.sum()
+
+
 def minimize_mean_loss(
     loss_grad: LossGrad,
     x0: ArrayLike,

@@ -11,7 +11,7 @@ import numpy as np
 from .._typing import FloatArray, IntArray
 from ..distribution import log_softmax
 from ..errors import InputError
-from .recalibration import MAX_ITER, FitInfo, as_targets, categorical_scores, minimize_mean_loss
+from .recalibration import MAX_ITER, FitInfo, as_targets, categorical_scores, fit_weights, minimize_mean_loss
 
 #: Largest K for matrix scaling: K² + K parameters at O(NK²) per evaluation.
 MAX_MATRIX_CLASSES = 50
@@ -50,12 +50,11 @@ def _check_width(z: FloatArray, k: int, field: str) -> None:
         raise InputError(field, f"must have one entry per class of the predictions ({z.shape[1]}); got {k}")
 
 
-def _residual(logits: FloatArray, targets: FloatArray) -> tuple[float, FloatArray]:
-    """Mean NLL of ``softmax(logits)`` and its gradient ``(p - t) / N`` with respect to the logits."""
+def _residual(logits: FloatArray, targets: FloatArray, weights: FloatArray) -> tuple[float, FloatArray]:
+    """Weighted mean NLL ``Σ w·nll`` of ``softmax(logits)`` (Σ w = 1) and its gradient ``w·(p - t)``."""
     log_p = log_softmax(logits)
-    n = logits.shape[0]
-    loss = -float(np.einsum("nk,nk->", targets, log_p)) / n
-    return loss, (np.exp(log_p) - targets) / n
+    loss = -float(np.dot(weights, np.einsum("nk,nk->n", targets, log_p)))
+    return loss, (np.exp(log_p) - targets) * weights[:, None]
 
 
 def fit_vector_scaling(
@@ -64,9 +63,13 @@ def fit_vector_scaling(
     labels: IntArray | None = None,
     targets: FloatArray | None = None,
     l2: float = 0.0,
+    sample_weight: FloatArray | None = None,
     max_iter: int = MAX_ITER,
 ) -> tuple[VectorScaling, FitInfo]:
     """Fit vector scaling: minimise ``NLL + l2 · (mean (scale - 1)² + mean bias²)``.
+
+    The NLL is the mean over samples, or ``Σ s·nll / Σ s`` with `sample_weight`
+    (scikit-learn's semantics; PyTorch's ``F.cross_entropy(reduction="none")`` weighted).
 
     Starts from the identity (scale 1, bias 0). Cost: one softmax pass over the
     data per L-BFGS evaluation, O(NK). Prefer it to temperature scaling when the
@@ -82,10 +85,11 @@ def fit_vector_scaling(
     z = categorical_scores(scores).astype(np.float64)
     n, k = z.shape
     t = as_targets(labels, targets, k).astype(np.float64)
+    weights = fit_weights(sample_weight, n)
 
     def loss_grad(x: FloatArray) -> tuple[float, FloatArray]:
         scale, bias = x[:k], x[k:]
-        loss, g = _residual(z * scale + bias, t)
+        loss, g = _residual(z * scale + bias, t, weights)
         grad = np.concatenate([np.einsum("nk,nk->k", g, z), g.sum(axis=0)])
         if l2:
             loss += l2 * float(np.mean((scale - 1) ** 2) + np.mean(bias**2))
@@ -104,13 +108,16 @@ def fit_matrix_scaling(
     l2: float = 0.0,
     off_diagonal: float = 0.0,
     bias_l2: float = 0.0,
+    sample_weight: FloatArray | None = None,
     max_iter: int = MAX_ITER,
 ) -> tuple[MatrixScaling, FitInfo]:
     """Fit matrix scaling with Kull et al. (2019)'s ODIR penalty and an optional ridge.
 
     Minimises ``NLL + off_diagonal · mean_{i≠j} W_ij² + bias_l2 · mean b² + l2 · mean (W - I)²``
-    from W = I, b = 0. Cost: O(NK²) per evaluation and K² + K parameters; for
-    moderate K (tens), with thousands of samples or a penalty, else it overfits.
+    from W = I, b = 0; the NLL is ``Σ s·nll / Σ s`` with `sample_weight` (unpenalised:
+    ``LogisticRegression(C=inf).fit(z, y, sample_weight=s)``). Cost: O(NK²) per evaluation
+    and K² + K parameters; for moderate K (tens), with thousands of samples or a penalty,
+    else it overfits.
 
     Examples
     --------
@@ -128,12 +135,13 @@ def fit_matrix_scaling(
             f"got K = {k} (use vector or temperature scaling)",
         )
     t = as_targets(labels, targets, k).astype(np.float64)
+    weights = fit_weights(sample_weight, n)
     off = ~np.eye(k, dtype=bool)
     n_off = max(k * (k - 1), 1)
 
     def loss_grad(x: FloatArray) -> tuple[float, FloatArray]:
         w, b = x[: k * k].reshape(k, k), x[k * k :]
-        loss, g = _residual(z @ w.T + b, t)
+        loss, g = _residual(z @ w.T + b, t, weights)
         grad_w = g.T @ z
         grad_b = g.sum(axis=0)
         if off_diagonal:

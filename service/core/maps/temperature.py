@@ -171,8 +171,9 @@ def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None
     w = np.asarray(sample_weight, dtype=np.float64)
     if w.shape != (n,):
         raise InputError("sample_weight", f"must hold one weight per sample ({n}); got shape {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.max(initial=0.0) > 0:
         raise InputError("sample_weight", "must be finite, non-negative, with a positive sum")
+    w = w / w.max()  # weights near 1e308 would overflow the sum
     return w / w.sum()
 
 
