@@ -8,7 +8,7 @@ caller passes in.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 #: A stats row: ``(bucket_start, segment, blob)``, bucket_start in integer epoch seconds.
 StatsRow = tuple[int, str, bytes]
@@ -87,10 +87,45 @@ class StoreLimits:
     max_segments: int = 256  # per monitor
     max_pending_rows: int = 100_000  # per monitor
     max_reservoir: int = 100_000  # largest reservoir_size a monitor may ask for
+    idempotency_ttl_s: float = 86_400.0  # how long an idempotency key is remembered
+    max_idempotency_keys: int = 100_000  # per monitor; compaction forgets the oldest past it
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A write's idempotency key: stored with the write, in its transaction.
+
+    ``fingerprint`` identifies the request (a digest of its route and body); ``answer`` turns the
+    write method's result into the bytes a retry is answered with.
+    """
+
+    key: str
+    fingerprint: bytes
+    answer: Callable[[Any], bytes]
 
 
 class StoreError(Exception):
     """Base of the errors the store raises on purpose."""
+
+
+class Replayed(StoreError):
+    """The idempotency key was written before with the same request: nothing was written again.
+
+    ``answer`` holds the bytes stored with the first write.
+    """
+
+    def __init__(self, key: str, answer: bytes) -> None:
+        super().__init__(f"idempotency key {key!r} was used before; replaying its answer")
+        self.key = key
+        self.answer = answer
+
+
+class KeyReused(StoreError):
+    """The idempotency key was written before with a different request (nothing was written)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was used with a different request")
+        self.key = key
 
 
 class StoreUnavailable(StoreError):
@@ -170,22 +205,33 @@ class MonitorStore(Protocol):
         stats: Sequence[StatsRow],
         pending: Sequence[PendingRow] = (),
         labelled: Sequence[LabelledRow] = (),
+        *,
+        key: IdempotencyKey | None = None,
     ) -> int:
         """Append stats rows, pending rows and reservoir rows in one transaction.
 
         Returns the number of pending rows not stored because their id was already pending (or
         repeated in `pending`): the first row of an id wins. Raises `MonitorNotFound`, or
         `StoreLimit` past ``max_segments`` / ``max_pending_rows`` (then nothing is written).
+        With `key`: `Replayed` or `KeyReused` if it was used before (nothing is written).
         """
         ...
 
     def join_labels(
-        self, name: str, ids: Sequence[str], now: float, fold: Fold, labels: Sequence[int]
+        self,
+        name: str,
+        ids: Sequence[str],
+        now: float,
+        fold: Fold,
+        labels: Sequence[int],
+        *,
+        key: IdempotencyKey | None = None,
     ) -> JoinCounts:
         """Fold late labels into the buckets of their predictions, in one transaction.
 
         Deletes the pending rows of `ids` (so only one caller ever joins a row), inserts the stats
-        rows that ``fold(rows, labels)`` returns and the rows into the reservoir.
+        rows that ``fold(rows, labels)`` returns and the rows into the reservoir. `key` as in
+        `write_batch`.
         """
         ...
 

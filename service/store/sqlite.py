@@ -3,21 +3,26 @@
 Durability: a write method returns after ``COMMIT``; in WAL mode with ``synchronous=NORMAL`` a
 committed transaction survives the process being killed (``kill -9``), though not a power loss
 or OS crash (``synchronous="FULL"`` adds an fsync per commit for that). Several threads and
-processes may share the file: writers queue on SQLite's lock for up to ``busy_timeout_s``, then
-get `StoreUnavailable`; readers never wait for writers.
+processes may share the file. The threads of one process queue on a lock of their own, and the
+batch and label writes of those waiting are committed together (`GroupCommit`); processes queue
+on SQLite's lock. Past ``busy_timeout_s`` a writer gets `StoreUnavailable`; readers never wait
+for writers.
 """
 
 import os
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from service.store.base import Merge, StoreError, StoreLimits, StoreUnavailable
-from service.store.sqlstore import SqlStore
+from service.store.group_commit import GroupCommit
+from service.store.sqlstore import Cursor, SqlStore
+
+T = TypeVar("T")
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - Python 3.11 wheels ship 3.40+
     raise ImportError(f"the monitor store needs SQLite >= 3.35 (RETURNING); found {sqlite3.sqlite_version}")
@@ -107,6 +112,9 @@ class SqliteStore(SqlStore):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: The process's write lock: this process's writers queue here, not in SQLite's busy handler.
+        self._writer = threading.Lock()
+        self.group_commit = GroupCommit(self._connection, self._errors, self._writer, busy_timeout_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -139,22 +147,31 @@ class SqliteStore(SqlStore):
         self._local.connection, self._local.pid = connection, os.getpid()
         return connection
 
+    def _write(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in a write transaction shared with other threads' writes (`GroupCommit`)."""
+        return self.group_commit.run(work)
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
         """A write transaction: the write lock from the start, commit on exit, rollback on error."""
-        with self._errors():
-            connection = self._connection()
-            cursor = connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-                    with suppress(sqlite3.Error):  # the original error says more
-                        connection.execute("ROLLBACK")
-                raise
-            finally:
-                cursor.close()
+        if not self._writer.acquire(timeout=self.busy_timeout_s):
+            raise StoreUnavailable(_UNAVAILABLE[sqlite3.SQLITE_BUSY])
+        try:
+            with self._errors():
+                connection = self._connection()
+                cursor = connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+                        with suppress(sqlite3.Error):  # the original error says more
+                            connection.execute("ROLLBACK")
+                    raise
+                finally:
+                    cursor.close()
+        finally:
+            self._writer.release()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Cursor]:
