@@ -26,7 +26,15 @@ import numpy as np
 
 from service.core import Distribution, InputError, MonitorStats, dtype_name
 from service.core._typing import FloatArray, IntArray
-from service.store import Fold, LabelledRow, MonitorConfig, MonitorStore, PendingRow, StatsRow
+from service.store import (
+    Fold,
+    IdempotencyKey,
+    LabelledRow,
+    MonitorConfig,
+    MonitorStore,
+    PendingRow,
+    StatsRow,
+)
 
 #: How far ahead of the server's clock a timestamp may lie, in seconds.
 MAX_FUTURE_S = 300.0
@@ -140,6 +148,7 @@ def ingest(
     segment: str,
     *,
     now: float | None = None,
+    key: IdempotencyKey | None = None,
 ) -> IngestCounts:
     """Record a batch in one store transaction and return what it did.
 
@@ -157,6 +166,9 @@ def ingest(
         Epoch seconds of each prediction; None: the server clock (`now`).
     segment : str
         Checked by :func:`check_segment`.
+    key : IdempotencyKey, optional
+        Stored with the batch; its ``answer`` gets the batch's `IngestCounts`. A key used before
+        raises the store's `Replayed` or `KeyReused` and nothing is written.
     """
     now = time.time() if now is None else now
     n = dist.n_samples
@@ -184,15 +196,17 @@ def ingest(
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = _pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
-    duplicates = store.write_batch(config.name, stats, pending, reservoir)
-    return IngestCounts(
-        n,
-        int(np.count_nonzero(labelled)),
-        len(pending) - duplicates,
-        duplicates,
-        unique.size,
-        tuple(summaries),
+
+    def counts(duplicates: int) -> IngestCounts:
+        n_labelled = int(np.count_nonzero(labelled))
+        return IngestCounts(
+            n, n_labelled, len(pending) - duplicates, duplicates, unique.size, tuple(summaries)
+        )
+
+    stored = (
+        None if key is None else IdempotencyKey(key.key, key.fingerprint, lambda d: key.answer(counts(d)))
     )
+    return counts(store.write_batch(config.name, stats, pending, reservoir, key=stored))
 
 
 def _pending_rows(

@@ -102,7 +102,9 @@ class GroupCommit:
         except BaseException as error:  # the transaction failed as a whole: nothing of it was written
             for work in works:
                 if work.error is None:
-                    work.error = StoreUnavailable(error.reason) if isinstance(error, StoreUnavailable) else error
+                    work.error = (
+                        StoreUnavailable(error.reason) if isinstance(error, StoreUnavailable) else error
+                    )
                 work.result = None
         finally:
             for work in works:
@@ -113,7 +115,9 @@ class GroupCommit:
         live = [work for work in works if not _late(work)]
         for work in works:
             if _late(work):
-                work.error = Cancelled("the request's deadline passed before its write began; nothing written")
+                work.error = Cancelled(
+                    "the request's deadline passed before its write began; nothing written"
+                )
         if not live:
             return
         alone = len(live) == 1

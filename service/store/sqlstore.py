@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 from service.core.cancel import Cancelled, current_deadline
-
 from service.store import sql
 from service.store.base import (
     IMMUTABLE_FIELDS,

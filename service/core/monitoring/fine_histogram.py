@@ -138,8 +138,10 @@ class FineHistogram:
         if cells.size * SPARSE_RATIO < N_CELLS:
             # Few entries: count over the distinct cells only (one sort) instead of all 5,041.
             # ``bincount`` still adds each cell's entries in entry order: the same sums, bit for bit.
-            used, index = np.unique(cells, return_inverse=True)
-            size = used.size
+            distinct, inverse = np.unique(cells, return_inverse=True)
+            used: IntArray | None = distinct
+            index: IntArray = inverse
+            size = distinct.size
         else:
             used, index, size = None, cells, N_CELLS
         total = exact_bincount(index, count, size, rows)
