@@ -33,6 +33,7 @@ from service.store import (
     MonitorConfig,
     MonitorStore,
     PendingRow,
+    ReservoirBatch,
     StatsRow,
 )
 
@@ -227,7 +228,7 @@ def _pending_rows(
 
 def _reservoir_rows(
     dist: Distribution, t: FloatArray, labels: IntArray | None, labelled: np.ndarray, segment: str, size: int
-) -> list[LabelledRow]:
+) -> ReservoirBatch | tuple[()]:
     """The batch's labelled rows that may enter a bottom-`size` reservoir, with their sample keys.
 
     Keys are iid uniform 64-bit integers; a row that is not among the `size` smallest keys of its
@@ -235,16 +236,27 @@ def _reservoir_rows(
     """
     rows = np.flatnonzero(labelled)
     if labels is None or rows.size == 0 or size <= 0:
-        return []
+        return ()
     keys = np.random.default_rng().integers(
         -(2**63), 2**63 - 1, size=rows.size, dtype=np.int64, endpoint=True
     )
     if rows.size > size:
         keep = np.sort(np.argpartition(keys, size - 1)[:size])
         rows, keys = rows[keep], keys[keep]
-    kind, dtype, raw = _raw_rows(dist, rows)
-    y, times, k = labels[rows].tolist(), t[rows].tolist(), keys.tolist()
-    return [LabelledRow(times[j], segment, kind, dtype, data, y[j], k[j]) for j, data in enumerate(raw)]
+    kind = "logits" if dist.logits is not None else "probs"
+    source = dist.logits if dist.logits is not None else dist.sent_probs
+    assert source is not None
+    picked = np.ascontiguousarray(source[rows], dtype=source.dtype.newbyteorder("<"))
+    payload = picked.reshape(rows.size, -1).view(np.uint8)
+    return ReservoirBatch(
+        segment,
+        kind,
+        dtype_name(source.dtype),
+        t[rows].astype(np.float64),
+        labels[rows].astype(np.int64),
+        keys,
+        payload,
+    )
 
 
 def rows_distribution(rows: Sequence[PendingRow | LabelledRow], config: MonitorConfig) -> Distribution:

@@ -29,6 +29,7 @@ from service.store.base import (
     MonitorNotFound,
     PendingRow,
     Replayed,
+    ReservoirBatch,
     StatsRow,
     StoreLimit,
     StoreLimits,
@@ -239,7 +240,7 @@ class SqlStore:
         name: str,
         stats: Sequence[StatsRow],
         pending: Sequence[PendingRow] = (),
-        labelled: Sequence[LabelledRow] = (),
+        labelled: Sequence[LabelledRow] | ReservoirBatch = (),
         *,
         now: float | None = None,
         key: IdempotencyKey | None = None,
@@ -258,7 +259,7 @@ class SqlStore:
             self._insert_stats(cur, name, stats)
             self._add_segments(cur, name, {s for _, s, _ in stats} | {row.segment for row in pending})
             duplicates = self._insert_pending(cur, config, pending, at) if pending else 0
-            if labelled:
+            if len(labelled):
                 self._add_to_reservoir(cur, config, labelled)
             self._answer(cur, name, key, duplicates)
             return duplicates
@@ -444,31 +445,36 @@ class SqlStore:
                     )
         return len(rows) - added
 
-    def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
-        if config.reservoir_size <= 0 or not rows:
+    def _add_to_reservoir(
+        self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow] | ReservoirBatch
+    ) -> None:
+        if config.reservoir_size <= 0 or not len(rows):
             return
-        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
-        entries = [
-            (
-                config.name,
-                bits(64) - 2**63 if r.key is None else r.key,
-                r.time,
-                r.segment,
-                r.kind,
-                r.dtype,
-                r.row,
-                r.label,
-            )
-            for r in rows
-        ]
         cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
         full = cur.fetchone()
-        if (
-            full is not None and full[0] is not None
-        ):  # a full reservoir would trim every key above its largest at once
-            entries = [entry for entry in entries if entry[1] < full[0]]
-            if not entries:
-                return
+        # a full reservoir would trim every key above its largest at once: those are not inserted
+        below = None if full is None or full[0] is None else int(full[0])
+        if isinstance(rows, ReservoirBatch):
+            entries = rows.entries(config.name, below)
+        else:
+            bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
+            entries = [
+                (
+                    config.name,
+                    bits(64) - 2**63 if r.key is None else r.key,
+                    r.time,
+                    r.segment,
+                    r.kind,
+                    r.dtype,
+                    r.row,
+                    r.label,
+                )
+                for r in rows
+            ]
+            if below is not None:
+                entries = [entry for entry in entries if entry[1] < below]
+        if not entries:
+            return
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
         self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
 
