@@ -48,7 +48,7 @@ def fine_cells(conf: FloatArray) -> IntArray:
     """
     # assign_shared(conf, _FINE_EDGES, "right"): E[f] < c <= E[f + 1], 0 in bin 0
     right = np.multiply(conf, FINE_BINS).astype(np.intp)
-    np.clip(right, 0, FINE_BINS - 1, out=right)
+    np.minimum(np.maximum(right, 0, out=right), FINE_BINS - 1, out=right)  # np.clip, without its wrapper
     right += conf > _UPPER[right]
     right -= conf <= _LOWER[right]
     cells = 2 * right + 1
@@ -135,13 +135,11 @@ class FineHistogram:
 
         `count` (integers, as int or float64) adds up to `rows`; below 2**53 float64 sums are exact.
         """
-        if cells.size * SPARSE_RATIO < N_CELLS:
+        if 0 < cells.size and cells.size * SPARSE_RATIO < N_CELLS:
             # Few entries: count over the distinct cells only (one sort) instead of all 5,041.
             # ``bincount`` still adds each cell's entries in entry order: the same sums, bit for bit.
-            distinct, inverse = np.unique(cells, return_inverse=True)
-            used: IntArray | None = distinct
-            index: IntArray = inverse
-            size = distinct.size
+            used, index = _distinct(cells)
+            size = used.size
         else:
             used, index, size = None, cells, N_CELLS
         total = exact_bincount(index, count, size, rows)
@@ -168,6 +166,18 @@ class FineHistogram:
             weighted_bincount(index, self.conf, n_bins),
             weighted_bincount(index, self.hits, n_bins),
         )
+
+
+def _distinct(cells: IntArray) -> tuple[IntArray, IntArray]:
+    """``np.unique(cells, return_inverse=True)`` (non-empty `cells`) in a few ufunc calls."""
+    order = np.argsort(cells, kind="stable")
+    ranked = cells[order]
+    first = np.empty(ranked.size, bool)
+    first[0] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=first[1:])
+    inverse = np.empty(ranked.size, np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    return ranked[first], inverse
 
 
 def weighted_bincount(index: IntArray, weights: np.ndarray, size: int) -> FloatArray:
