@@ -23,6 +23,8 @@ from service.store.group_commit import GroupCommit
 from service.store.sqlstore import Cursor, SqlStore
 
 T = TypeVar("T")
+#: Page cache of the write connection (KiB); SQLite's default is 2,000 KiB per connection.
+WRITER_CACHE_KIB = 16384
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - Python 3.11 wheels ship 3.40+
     raise ImportError(f"the monitor store needs SQLite >= 3.35 (RETURNING); found {sqlite3.sqlite_version}")
@@ -114,7 +116,8 @@ class SqliteStore(SqlStore):
         self._closed = False
         #: The process's write lock: this process's writers queue here, not in SQLite's busy handler.
         self._writer = threading.Lock()
-        self.group_commit = GroupCommit(self._connection, self._errors, self._writer, busy_timeout_s)
+        self._write_connection_: tuple[sqlite3.Connection, int] | None = None
+        self.group_commit = GroupCommit(self._write_connection, self._errors, self._writer, busy_timeout_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -122,10 +125,30 @@ class SqliteStore(SqlStore):
         if migrate:
             self.migrate()
 
+    def _write_connection(self) -> sqlite3.Connection:
+        """The process's one connection for writes, used only by the holder of the write lock.
+
+        One connection keeps its page cache across transactions (SQLite drops a connection's cache
+        whenever another connection wrote): a reservoir's random keys touch index pages all over,
+        and with a connection per thread every write read them again.
+        """
+        held = self._write_connection_
+        if held is not None and held[1] == os.getpid():
+            return held[0]
+        connection = self._open()
+        connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        self._write_connection_ = (connection, os.getpid())
+        return connection
+
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is not None and self._local.pid == os.getpid():
             return connection  # (a forked child opens its own: SQLite connections must not cross a fork)
+        connection = self._open()
+        self._local.connection, self._local.pid = connection, os.getpid()
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("the monitor store is closed")
         connection = sqlite3.connect(
@@ -144,7 +167,6 @@ class SqliteStore(SqlStore):
             raise
         with self._lock:
             self._connections.append(connection)
-        self._local.connection, self._local.pid = connection, os.getpid()
         return connection
 
     def _write(self, work: Callable[[Cursor], T]) -> T:
@@ -158,7 +180,7 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(_UNAVAILABLE[sqlite3.SQLITE_BUSY])
         try:
             with self._errors():
-                connection = self._connection()
+                connection = self._write_connection()
                 cursor = connection.execute("BEGIN IMMEDIATE")
                 try:
                     yield cursor
@@ -201,3 +223,4 @@ class SqliteStore(SqlStore):
         for connection in connections:
             connection.close()
         self._local = threading.local()
+        self._write_connection_ = None
