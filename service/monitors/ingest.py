@@ -177,9 +177,12 @@ def ingest(
     row_ids = _check_ids(ids, n)
     segment = check_segment(segment)
     buckets = bucket_starts(t, config.bucket_s)
-    unique, inverse = np.unique(buckets, return_inverse=True)
-    order = None if unique.size == 1 else np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order] if order is not None else inverse, np.arange(unique.size + 1))
+    if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # the usual batch: one bucket
+        unique, order, bounds = buckets[:1], None, np.array([0, n])
+    else:
+        unique, inverse = np.unique(buckets, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(unique.size + 1))
     scaled = None
     if config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0:
         scaled = tempered(dist, config.temperature)

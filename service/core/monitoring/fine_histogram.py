@@ -135,7 +135,7 @@ class FineHistogram:
 
         `count` (integers, as int or float64) adds up to `rows`; below 2**53 float64 sums are exact.
         """
-        if 0 < cells.size and cells.size * SPARSE_RATIO < N_CELLS:
+        if cells.size > 0 and cells.size * SPARSE_RATIO < N_CELLS:
             # Few entries: count over the distinct cells only (one sort) instead of all 5,041.
             # ``bincount`` still adds each cell's entries in entry order: the same sums, bit for bit.
             used, index = _distinct(cells)
