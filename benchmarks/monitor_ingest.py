@@ -6,12 +6,17 @@ One thread, a scratch SQLite store (``synchronous=NORMAL``). For a 32×10 float6
 labels: ``MonitorStats.summarise`` + ``to_bytes`` alone, and ``service.monitors.ingest`` into a
 monitor without a reservoir and into one with a full 10,000-row reservoir; for a 10,000×10
 float32 batch, ingest without and with that reservoir. Process CPU time per call (median of 5
-runs), beside the core's ``cross_entropy`` (per-row values, then their mean) of the same batch. Runs against any checkout that has
-``service.monitors.ingest`` (e.g. a ``git archive`` of an older commit on ``PYTHONPATH``).
+runs), beside the core's ``cross_entropy`` (per-row values, then their mean) of the same batch.
+Runs against any checkout that has ``service.monitors.ingest`` (e.g. a ``git archive`` of an
+older commit on ``PYTHONPATH``).
+
+Then 8 threads ingesting 200 batches each into one store, with ``synchronous`` NORMAL and FULL:
+batches per second, and how many writes each COMMIT carried (group commit).
 """
 
 import argparse
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +78,39 @@ def main() -> None:
         for label, call, repeats in cases:
             rows.append({"in process, one thread": label, "CPU µs per call": f"{cpu_us(call, repeats):,.0f}"})
         store.close()
-    print(table(rows))
+    print(table(rows), end="\n\n")
+    print(table([concurrent(sync, small, small_y) for sync in ("NORMAL", "FULL")]))
+
+
+def concurrent(
+    synchronous: str, z: np.ndarray, y: np.ndarray, threads: int = 8, batches: int = 200
+) -> dict[str, object]:
+    """`threads` threads each ingesting `batches` 32×10 batches into one store (no reservoir)."""
+    with tempfile.TemporaryDirectory(dir=".") as data_dir:  # the disk the data would live on
+        store = SqliteStore(Path(data_dir) / "m.sqlite3", merge=merge_blobs, synchronous=synchronous)  # type: ignore[arg-type]
+        config, _ = store.put_monitor(MonitorConfig("m", 10, False, None, reservoir_size=0))
+        group = getattr(store, "group_commit", None)  # (absent before group commit)
+        if group is not None:
+            group.commits = group.works = 0
+
+        def work() -> None:
+            for _ in range(batches):
+                ingest(store, config, Distribution.from_logits(z), y, None, None, "")
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        start = time.perf_counter()
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        elapsed = time.perf_counter() - start
+        store.close()
+    per_commit = f"{group.works / group.commits:.2f}" if group is not None and group.commits else "1"
+    return {
+        f"{threads} threads × {batches} batches of 32×10": f"synchronous={synchronous}",
+        "batches/s": f"{threads * batches / elapsed:,.0f}",
+        "writes per commit": per_commit,
+    }
 
 
 if __name__ == "__main__":
