@@ -16,7 +16,7 @@ from service.monitors.events import RESPONSE, predictions, read_event, row_ids
 from service.monitors.idempotency import check_key, event_key, fingerprint
 from service.monitors.ingest import MAX_ID_CHARS
 from service.settings import Settings
-from service.store import IdempotencyKey
+from service.store import IdempotencyKey, Replayed
 
 from . import json_response
 from .monitors import (
@@ -106,7 +106,7 @@ async def record_event(
             raise core.InputError("ce-id", f"must leave room for `:<row>` within {MAX_ID_CHARS} characters")
         times = None if event.time is None else [event.time] * dist.n_samples
 
-        def result(counts: IngestCounts) -> EventResult:
+        def result(counts: IngestCounts, row_ids: list[str]) -> EventResult:
             return EventResult(
                 monitor=name,
                 id=event.id,
@@ -115,7 +115,7 @@ async def record_event(
                 n=counts.rows,
                 n_pending=counts.pending,
                 n_duplicate_ids=counts.duplicate_ids,
-                ids=ids,
+                ids=row_ids,
                 segment=label,
             )
 
@@ -128,8 +128,9 @@ async def record_event(
         ]
         source = str(headers.get("ce-source", "")) if media != STRUCTURED else ""
         key = header or event_key(source, event.id, parts)
+        # The stored answer leaves out the row ids (one per row; they follow from ce-id and n).
         stored = IdempotencyKey(
-            key, fingerprint(["events", *parts]), lambda counts: answer_bytes(result(counts))
+            key, fingerprint(["events", *parts]), lambda counts: answer_bytes(result(counts, []))
         )
         try:
             counts = ingest(store, config, dist, None, ids, times, label, key=stored)
@@ -137,7 +138,10 @@ async def record_event(
             if error.field == "timestamps":
                 raise core.InputError("ce-time", error.reason) from None
             raise
+        except Replayed as replay:  # the first answer, its ids put back
+            first = EventResult.model_validate_json(replay.answer).model_copy(update={"ids": ids})
+            raise Replayed(replay.key, answer_bytes(first)) from None
         counters.add(name, counts.stats)
-        return json_response(result(counts))
+        return json_response(result(counts, ids))
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
