@@ -4,7 +4,8 @@
 
 One ``python -m service serve`` worker (XENT_WORKERS=1) on a scratch XENT_DATA_DIR:
 
-- small batches (32×10 JSON logits and labels): requests per second of
+- small batches (32×10 JSON logits and labels): requests per second and the server's CPU per
+  request (steadier than the rate on a shared machine) of
   ``POST /v1/monitors/{name}/observations`` (``bench``: a 10,000-row reservoir of labelled rows
   for temperature refits; ``bench0``: none) and of ``POST /v1/cross-entropy`` with the same body,
   driven by the raw keep-alive load generator (``benchmarks._rawload``, its own process), in
@@ -30,6 +31,7 @@ import httpx
 import numpy as np
 
 from benchmarks._timing import table
+from benchmarks.http import _cpu_seconds
 from service.client.encoding import encode_binary
 from service.core import Distribution, MonitorStats
 from service.monitors.holder import merge_blobs
@@ -82,16 +84,20 @@ class Serve:
 PATHS = ("/v1/cross-entropy", "/v1/monitors/bench/observations", "/v1/monitors/bench0/observations")
 
 
-def _raw_load(port: int, path: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+def _raw_load(server: Serve, path: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+    """Requests/s and latency from the load generator, and the server's CPU µs per request."""
     with tempfile.NamedTemporaryFile(suffix=".json") as file:
         file.write(body)
         file.flush()
-        args = [str(port), path, str(clients), str(seconds), file.name, "application/json"]
+        args = [str(server.port), path, str(clients), str(seconds), file.name, "application/json"]
+        before = _cpu_seconds(server.process.pid)
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks._rawload", *args], cwd=ROOT, capture_output=True, check=True
         )
+        spent = _cpu_seconds(server.process.pid) - before
     result: dict[str, float] = json.loads(out.stdout)
     assert result["non_200"] == 0, result
+    result["cpu_us"] = spent / max(result["rps"] * seconds, 1) * 1e6
     return result
 
 
@@ -103,12 +109,22 @@ def small_batches(server: Serve, rounds: int, seconds: float) -> list[dict[str, 
     paths: dict[str, list[dict[str, float]]] = {path: [] for path in PATHS}
     for _ in range(rounds):
         for path, runs in paths.items():
-            runs.append(_raw_load(server.port, path, body, clients=8, seconds=seconds))
+            runs.append(_raw_load(server, path, body, clients=8, seconds=seconds))
     rows: list[dict[str, object]] = []
+    scoring = float(np.median([r["cpu_us"] for r in paths[PATHS[0]]]))
     for path, runs in paths.items():
         rps = float(np.median([r["rps"] for r in runs]))
         p50 = float(np.median([r["p50"] for r in runs]))
-        rows.append({"route (32×10 JSON)": path, "req/s per worker": f"{rps:.0f}", "p50 ms": f"{p50:.2f}"})
+        cpu = float(np.median([r["cpu_us"] for r in runs]))
+        rows.append(
+            {
+                "route (32×10 JSON)": path,
+                "req/s per worker": f"{rps:.0f}",
+                "p50 ms": f"{p50:.2f}",
+                "server CPU µs/request": f"{cpu:.0f}",
+                "× scoring (CPU)": f"{cpu / scoring:.2f}",
+            }
+        )
     return rows
 
 
@@ -127,8 +143,13 @@ def large_batch(server: Serve, repeats: int) -> list[dict[str, object]]:
                 answer = client.post(path, content=encoded.content, headers=encoded.headers)
                 times.append(time.perf_counter() - start)
                 assert answer.status_code == 200, answer.text
+    scoring = float(np.median(paths[PATHS[0]][1:]))
     return [
-        {"route (10,000×10 float32 binary)": path, "median ms": f"{np.median(times[1:]) * 1e3:.1f}"}
+        {
+            "route (10,000×10 float32 binary)": path,
+            "median ms": f"{np.median(times[1:]) * 1e3:.1f}",
+            "× scoring": f"{np.median(times[1:]) / scoring:.2f}",
+        }
         for path, times in paths.items()
     ]
 

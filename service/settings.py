@@ -102,6 +102,26 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Largest reservoir of labelled rows (kept for temperature refits) a monitor may ask for.",
     )
+    idempotency_ttl_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=30 * 86_400,
+        description="How long a monitor remembers an `Idempotency-Key` of observations, labels and "
+        "events (a retry within it is answered like the first request and counts once).",
+    )
+    max_idempotency_keys: int = Field(
+        default=100_000,
+        ge=1,
+        le=100_000_000,
+        description="Most idempotency keys one monitor remembers; the background compaction "
+        "forgets the oldest past it (and any older than idempotency_ttl_s).",
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite's synchronous mode for the monitor store (WAL): NORMAL, a 2xx survives "
+        "the server process being killed (kill -9, OOM); FULL, it also survives an OS crash or "
+        "power loss (an fsync per commit, shared by the writes committed together).",
+    )
     compaction_interval_s: float = Field(
         default=60.0,
         gt=0,

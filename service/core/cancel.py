@@ -61,3 +61,17 @@ class deadline:  # noqa: N801 (used as a function: ``with deadline(30):``)
 
     def __exit__(self, *exc_info: object) -> None:
         _DEADLINE.reset(self._token)
+
+
+def current_deadline() -> float | None:
+    """The current context's deadline in ``time.monotonic()`` seconds (None: no limit).
+
+    For work handed to another thread that does not run in this context (a store's group
+    commit): it checks ``time.monotonic() >= deadline`` itself.
+
+    Examples
+    --------
+    >>> current_deadline() is None
+    True
+    """
+    return _DEADLINE.get()

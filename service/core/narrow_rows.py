@@ -13,6 +13,8 @@ from .cancel import checkpoint
 
 BLOCK_BYTES = 1 << 18  # measured best on a 1 MiB L2 (docs/internals.md, Block sizes)
 NARROW_K = 64
+#: Below this many elements the blocks' set-up costs more than NumPy's slow short-axis reduction.
+SMALL_ELEMENTS = 4096
 
 
 def row_argmax(values: FloatArray) -> tuple[IntArray, FloatArray]:
@@ -27,9 +29,9 @@ def row_argmax(values: FloatArray) -> tuple[IntArray, FloatArray]:
     (array([1, 0]), array([0.4, 0.9]))
     """
     n, k = values.shape
-    if k >= NARROW_K:
+    if k >= NARROW_K or n * k <= SMALL_ELEMENTS:
         index = values.argmax(axis=1)
-        return index, np.take_along_axis(values, index[:, None], axis=1)[:, 0]
+        return index, values[np.arange(n), index]
     index = np.empty(n, np.intp)
     maxima = np.empty(n, values.dtype)
     rows = max(1, BLOCK_BYTES // (k * values.itemsize))

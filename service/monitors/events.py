@@ -14,7 +14,6 @@ never stored; labels arrive later by id (``ce-id`` for a one-row response, ``<ce
 row ``row`` of a larger one), so no request/response pairing state is kept.
 """
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from service.core import Distribution, InputError, check_logits, check_probabilities
 from service.store import MonitorConfig
@@ -77,15 +77,16 @@ def _parse_time(value: object, field: str) -> float:
     return parsed.timestamp()
 
 
-def read_event(headers: Mapping[str, str], body: bytes, media: str) -> Event:
+def read_event(headers: Mapping[str, str], body: Any, media: str) -> Event:
     """The event of a binary-mode (``ce-*`` headers) or structured-mode request.
 
-    `headers` lower-cased; `media` the Content-Type without parameters.
+    `headers` lower-cased; `body` the request's JSON, already parsed (the HTTP layer reads it,
+    duplicate keys and all; None for an empty body); `media` the Content-Type without parameters.
     """
     structured = media == "application/cloudevents+json"
     envelope: Any = None
     if structured:
-        envelope = _json(body, "body")
+        envelope = body
         if not isinstance(envelope, dict):
             raise InputError("body", "must be a JSON object (a structured CloudEvent)")
         attributes = {str(k).lower(): v for k, v in envelope.items() if k not in ("data", "data_base64")}
@@ -107,7 +108,7 @@ def read_event(headers: Mapping[str, str], body: bytes, media: str) -> Event:
     time = attributes.get("time")
     when = None if time is None else _parse_time(time, _header_field("time", structured))
     extensions = {k: str(v) for k, v in attributes.items() if k in KSERVE_EXTENSIONS}
-    data = _structured_data(envelope) if structured else (_json(body, "body") if body else None)
+    data = _structured_data(envelope) if structured else body
     return Event(attributes["id"], attributes["type"], when, extensions, data)
 
 
@@ -128,9 +129,10 @@ def _structured_data(envelope: dict[str, Any]) -> Any:
 
 
 def _json(raw: bytes, field: str) -> Any:
+    """JSON nested in a structured event's `data` / `data_base64` (a field of the request: 422)."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
         raise InputError(field, f"must be JSON (an inference request or response): {error}") from None
 
 

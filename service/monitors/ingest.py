@@ -26,7 +26,16 @@ import numpy as np
 
 from service.core import Distribution, InputError, MonitorStats, dtype_name
 from service.core._typing import FloatArray, IntArray
-from service.store import Fold, LabelledRow, MonitorConfig, MonitorStore, PendingRow, StatsRow
+from service.store import (
+    Fold,
+    IdempotencyKey,
+    LabelledRow,
+    MonitorConfig,
+    MonitorStore,
+    PendingRow,
+    ReservoirBatch,
+    StatsRow,
+)
 
 #: How far ahead of the server's clock a timestamp may lie, in seconds.
 MAX_FUTURE_S = 300.0
@@ -140,6 +149,7 @@ def ingest(
     segment: str,
     *,
     now: float | None = None,
+    key: IdempotencyKey | None = None,
 ) -> IngestCounts:
     """Record a batch in one store transaction and return what it did.
 
@@ -157,6 +167,9 @@ def ingest(
         Epoch seconds of each prediction; None: the server clock (`now`).
     segment : str
         Checked by :func:`check_segment`.
+    key : IdempotencyKey, optional
+        Stored with the batch; its ``answer`` gets the batch's `IngestCounts`. A key used before
+        raises the store's `Replayed` or `KeyReused` and nothing is written.
     """
     now = time.time() if now is None else now
     n = dist.n_samples
@@ -164,9 +177,12 @@ def ingest(
     row_ids = _check_ids(ids, n)
     segment = check_segment(segment)
     buckets = bucket_starts(t, config.bucket_s)
-    unique, inverse = np.unique(buckets, return_inverse=True)
-    order = None if unique.size == 1 else np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order] if order is not None else inverse, np.arange(unique.size + 1))
+    if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # the usual batch: one bucket
+        unique, order, bounds = buckets[:1], None, np.array([0, n])
+    else:
+        unique, inverse = np.unique(buckets, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(unique.size + 1))
     scaled = None
     if config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0:
         scaled = tempered(dist, config.temperature)
@@ -184,15 +200,17 @@ def ingest(
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = _pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
-    duplicates = store.write_batch(config.name, stats, pending, reservoir)
-    return IngestCounts(
-        n,
-        int(np.count_nonzero(labelled)),
-        len(pending) - duplicates,
-        duplicates,
-        unique.size,
-        tuple(summaries),
+
+    def counts(duplicates: int) -> IngestCounts:
+        n_labelled = int(np.count_nonzero(labelled))
+        return IngestCounts(
+            n, n_labelled, len(pending) - duplicates, duplicates, unique.size, tuple(summaries)
+        )
+
+    stored = (
+        None if key is None else IdempotencyKey(key.key, key.fingerprint, lambda d: key.answer(counts(d)))
     )
+    return counts(store.write_batch(config.name, stats, pending, reservoir, key=stored))
 
 
 def _pending_rows(
@@ -213,7 +231,7 @@ def _pending_rows(
 
 def _reservoir_rows(
     dist: Distribution, t: FloatArray, labels: IntArray | None, labelled: np.ndarray, segment: str, size: int
-) -> list[LabelledRow]:
+) -> ReservoirBatch | tuple[()]:
     """The batch's labelled rows that may enter a bottom-`size` reservoir, with their sample keys.
 
     Keys are iid uniform 64-bit integers; a row that is not among the `size` smallest keys of its
@@ -221,16 +239,27 @@ def _reservoir_rows(
     """
     rows = np.flatnonzero(labelled)
     if labels is None or rows.size == 0 or size <= 0:
-        return []
+        return ()
     keys = np.random.default_rng().integers(
         -(2**63), 2**63 - 1, size=rows.size, dtype=np.int64, endpoint=True
     )
     if rows.size > size:
         keep = np.sort(np.argpartition(keys, size - 1)[:size])
         rows, keys = rows[keep], keys[keep]
-    kind, dtype, raw = _raw_rows(dist, rows)
-    y, times, k = labels[rows].tolist(), t[rows].tolist(), keys.tolist()
-    return [LabelledRow(times[j], segment, kind, dtype, data, y[j], k[j]) for j, data in enumerate(raw)]
+    kind = "logits" if dist.logits is not None else "probs"
+    source = dist.logits if dist.logits is not None else dist.sent_probs
+    assert source is not None
+    picked = np.ascontiguousarray(source[rows], dtype=source.dtype.newbyteorder("<"))
+    payload = picked.reshape(rows.size, -1).view(np.uint8)
+    return ReservoirBatch(
+        segment,
+        kind,
+        dtype_name(source.dtype),
+        t[rows].astype(np.float64),
+        labels[rows].astype(np.int64),
+        keys,
+        payload,
+    )
 
 
 def rows_distribution(rows: Sequence[PendingRow | LabelledRow], config: MonitorConfig) -> Distribution:

@@ -7,13 +7,15 @@ otherwise (``postgresql://`` selects `service.store.postgres.PostgresStore`, whi
 """
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 from service.store.base import (
     IMMUTABLE_FIELDS,
     Fold,
+    IdempotencyKey,
     JoinCounts,
+    KeyReused,
     LabelledRow,
     Merge,
     MonitorConfig,
@@ -21,6 +23,8 @@ from service.store.base import (
     MonitorNotFound,
     MonitorStore,
     PendingRow,
+    Replayed,
+    ReservoirBatch,
     StatsRow,
     StoreError,
     StoreLimit,
@@ -34,7 +38,9 @@ __all__ = [
     "IMMUTABLE_FIELDS",
     "Compactor",
     "Fold",
+    "IdempotencyKey",
     "JoinCounts",
+    "KeyReused",
     "LabelledRow",
     "Merge",
     "MonitorConfig",
@@ -42,6 +48,8 @@ __all__ = [
     "MonitorNotFound",
     "MonitorStore",
     "PendingRow",
+    "Replayed",
+    "ReservoirBatch",
     "SqliteStore",
     "StatsRow",
     "StoreError",
@@ -90,6 +98,21 @@ class StoreSettings(Protocol):
         """Largest reservoir a monitor may ask for."""
         ...
 
+    @property
+    def idempotency_ttl_s(self) -> float:
+        """How long an idempotency key is remembered."""
+        ...
+
+    @property
+    def max_idempotency_keys(self) -> int:
+        """Most idempotency keys remembered per monitor."""
+        ...
+
+    @property
+    def sqlite_synchronous(self) -> str:
+        """SQLite's ``synchronous`` pragma (NORMAL or FULL)."""
+        ...
+
 
 def open_store(settings: StoreSettings, *, merge: Merge) -> MonitorStore:
     """Open (creating and migrating as needed) the store that `settings` select.
@@ -104,13 +127,18 @@ def open_store(settings: StoreSettings, *, merge: Merge) -> MonitorStore:
         max_segments=settings.max_segments,
         max_pending_rows=settings.max_pending_rows,
         max_reservoir=settings.max_reservoir,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        max_idempotency_keys=settings.max_idempotency_keys,
     )
+    synchronous = cast(Literal["NORMAL", "FULL"], settings.sqlite_synchronous)
     url = settings.database_url
     if not url:
-        return SqliteStore(Path(settings.data_dir) / DATABASE_FILE, merge=merge, limits=limits)
+        return SqliteStore(
+            Path(settings.data_dir) / DATABASE_FILE, merge=merge, limits=limits, synchronous=synchronous
+        )
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and not parts.netloc and parts.path.startswith("/") and len(parts.path) > 1:
-        return SqliteStore(parts.path[1:], merge=merge, limits=limits)
+        return SqliteStore(parts.path[1:], merge=merge, limits=limits, synchronous=synchronous)
     if parts.scheme in ("postgresql", "postgres"):
         from service.store.postgres import PostgresStore  # needs the postgres extra
 

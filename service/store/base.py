@@ -8,7 +8,11 @@ caller passes in.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from itertools import repeat
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 #: A stats row: ``(bucket_start, segment, blob)``, bucket_start in integer epoch seconds.
 StatsRow = tuple[int, str, bytes]
@@ -64,6 +68,49 @@ class LabelledRow:
     key: int | None = None  # its bottom-k sample key in [-2**63, 2**63); None: the store draws one
 
 
+@dataclass(frozen=True, eq=False)
+class ReservoirBatch:
+    """Labelled rows of one batch offered to the reservoir, column by column (no object per row).
+
+    ``payload`` holds row i's little-endian logits or probabilities as ``payload[i]`` (N × bytes
+    per row, uint8); ``keys`` their bottom-k sample keys in [-2**63, 2**63). The store turns only
+    the rows whose key can enter the reservoir into database rows, in key order.
+    """
+
+    segment: str
+    kind: str
+    dtype: str
+    times: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.int64]
+    keys: npt.NDArray[np.int64]
+    payload: npt.NDArray[np.uint8]
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    def entries(self, monitor: str, below: int | None) -> list[tuple[Any, ...]]:
+        """``INSERT_RESERVOIR`` parameters of the rows with a key below `below` (None: all), by key."""
+        keep = np.flatnonzero(self.keys < below) if below is not None else np.arange(len(self))
+        keep = keep[np.argsort(self.keys[keep], kind="stable")]  # neighbouring index pages, in order
+        raw = np.ascontiguousarray(self.payload[keep])
+        data, step = raw.tobytes(), raw.shape[1]
+        payloads = [data[i * step : (i + 1) * step] for i in range(keep.size)]
+        n = keep.size
+        return list(
+            zip(
+                repeat(monitor, n),
+                self.keys[keep].tolist(),
+                self.times[keep].tolist(),
+                repeat(self.segment, n),
+                repeat(self.kind, n),
+                repeat(self.dtype, n),
+                payloads,
+                self.labels[keep].tolist(),
+                strict=True,
+            )
+        )
+
+
 @dataclass(frozen=True)
 class JoinCounts:
     """What became of the ids of one `join_labels` call (each id counted once).
@@ -87,10 +134,45 @@ class StoreLimits:
     max_segments: int = 256  # per monitor
     max_pending_rows: int = 100_000  # per monitor
     max_reservoir: int = 100_000  # largest reservoir_size a monitor may ask for
+    idempotency_ttl_s: float = 86_400.0  # how long an idempotency key is remembered
+    max_idempotency_keys: int = 100_000  # per monitor; compaction forgets the oldest past it
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A write's idempotency key: stored with the write, in its transaction.
+
+    ``fingerprint`` identifies the request (a digest of its route and body); ``answer`` turns the
+    write method's result into the bytes a retry is answered with.
+    """
+
+    key: str
+    fingerprint: bytes
+    answer: Callable[[Any], bytes]
 
 
 class StoreError(Exception):
     """Base of the errors the store raises on purpose."""
+
+
+class Replayed(StoreError):
+    """The idempotency key was written before with the same request: nothing was written again.
+
+    ``answer`` holds the bytes stored with the first write.
+    """
+
+    def __init__(self, key: str, answer: bytes) -> None:
+        super().__init__(f"idempotency key {key!r} was used before; replaying its answer")
+        self.key = key
+        self.answer = answer
+
+
+class KeyReused(StoreError):
+    """The idempotency key was written before with a different request (nothing was written)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was used with a different request")
+        self.key = key
 
 
 class StoreUnavailable(StoreError):
@@ -169,23 +251,34 @@ class MonitorStore(Protocol):
         name: str,
         stats: Sequence[StatsRow],
         pending: Sequence[PendingRow] = (),
-        labelled: Sequence[LabelledRow] = (),
+        labelled: Sequence[LabelledRow] | ReservoirBatch = (),
+        *,
+        key: IdempotencyKey | None = None,
     ) -> int:
         """Append stats rows, pending rows and reservoir rows in one transaction.
 
         Returns the number of pending rows not stored because their id was already pending (or
         repeated in `pending`): the first row of an id wins. Raises `MonitorNotFound`, or
         `StoreLimit` past ``max_segments`` / ``max_pending_rows`` (then nothing is written).
+        With `key`: `Replayed` or `KeyReused` if it was used before (nothing is written).
         """
         ...
 
     def join_labels(
-        self, name: str, ids: Sequence[str], now: float, fold: Fold, labels: Sequence[int]
+        self,
+        name: str,
+        ids: Sequence[str],
+        now: float,
+        fold: Fold,
+        labels: Sequence[int],
+        *,
+        key: IdempotencyKey | None = None,
     ) -> JoinCounts:
         """Fold late labels into the buckets of their predictions, in one transaction.
 
         Deletes the pending rows of `ids` (so only one caller ever joins a row), inserts the stats
-        rows that ``fold(rows, labels)`` returns and the rows into the reservoir.
+        rows that ``fold(rows, labels)`` returns and the rows into the reservoir. `key` as in
+        `write_batch`.
         """
         ...
 

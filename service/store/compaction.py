@@ -4,7 +4,8 @@ For each monitor, `compact`:
 
 1. deletes stats buckets and reservoir rows older than ``retention_s``, pending rows older than
    twice ``label_ttl_s`` (for one TTL after expiry a late label still counts as "expired", then
-   "unknown"), reservoir rows past ``reservoir_size``, and segments left with no rows;
+   "unknown"), reservoir rows past ``reservoir_size``, idempotency keys older than
+   ``idempotency_ttl_s`` or past the newest ``max_idempotency_keys``, and segments left with no rows;
 2. merges the stats rows of each (segment, bucket) that holds several into one, and rows of minute
    buckets older than ``coarsen_after_s`` (a day) into one row per hour (``coarse_bucket_s``).
 
@@ -64,6 +65,8 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
     with store._transaction() as cur:
         cur.execute(q(sql.DELETE_RESERVOIR_BEFORE), (name, now - config.retention_s))
         store._trim_reservoir(cur, name, config.reservoir_size, added=-cur.rowcount)
+        cur.execute(q(sql.DELETE_KEYS_BEFORE), (name, now - store.limits.idempotency_ttl_s))
+        cur.execute(q(sql.DELETE_OLDEST_KEYS), (name, name, store.limits.max_idempotency_keys))
     if deleted:
         _forget_empty_segments(store, name)
 

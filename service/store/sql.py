@@ -91,6 +91,22 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 MIGRATIONS += (
     (3, ("ALTER TABLE monitors ADD COLUMN temperature DOUBLE PRECISION",)),  # fitted on the reservoir
 )
+MIGRATIONS += (
+    (
+        4,  # idempotency keys: a retried write answers like the first one and counts once
+        (
+            """CREATE TABLE idempotency (
+                monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
+                idem_key TEXT NOT NULL,
+                fingerprint {blob} NOT NULL,
+                answer {blob},
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (monitor, idem_key)
+            )""",
+            "CREATE INDEX idempotency_by_time ON idempotency (monitor, created_at)",
+        ),
+    ),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 # Monitors
@@ -115,7 +131,8 @@ UPDATE_MONITOR = (
     "output_tensor = ?, output_kind = ?, updated_at = ? WHERE name = ?"
 )
 DELETE_MONITOR_DATA = tuple(
-    f"DELETE FROM {table} WHERE monitor = ?" for table in ("stats", "segments", "pending", "reservoir")
+    f"DELETE FROM {table} WHERE monitor = ?"
+    for table in ("stats", "segments", "pending", "reservoir", "idempotency")
 )
 DELETE_MONITOR = "DELETE FROM monitors WHERE name = ?"
 
@@ -167,6 +184,25 @@ RESERVOIR_THRESHOLD = (
 SELECT_RESERVOIR = (
     "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "
     "WHERE monitor = ? AND event_time >= ? AND event_time < ? ORDER BY sample_key LIMIT ?"
+)
+
+# Idempotency keys: claimed first in a write transaction (on PostgreSQL a second transaction
+# with the same key waits here for the first to commit or roll back), answered at its end.
+CLAIM_KEY = (
+    "INSERT INTO idempotency (monitor, idem_key, fingerprint, created_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (monitor, idem_key) DO NOTHING"
+)
+SELECT_KEY = "SELECT fingerprint, answer, created_at FROM idempotency WHERE monitor = ? AND idem_key = ?"
+RENEW_KEY = (
+    "UPDATE idempotency SET fingerprint = ?, answer = NULL, created_at = ? WHERE monitor = ? AND idem_key = ?"
+)
+ANSWER_KEY = "UPDATE idempotency SET answer = ? WHERE monitor = ? AND idem_key = ?"
+DELETE_KEYS_BEFORE = "DELETE FROM idempotency WHERE monitor = ? AND created_at < ?"
+# Keys past the newest `max_idempotency_keys` of a monitor: those no newer than the one just past
+# the cap (NULL, nothing deleted, while there are fewer).
+DELETE_OLDEST_KEYS = (
+    "DELETE FROM idempotency WHERE monitor = ? AND created_at <= (SELECT created_at FROM idempotency "
+    "WHERE monitor = ? ORDER BY created_at DESC LIMIT 1 OFFSET ?)"
 )
 
 # Retention and compaction

@@ -3,21 +3,28 @@
 Durability: a write method returns after ``COMMIT``; in WAL mode with ``synchronous=NORMAL`` a
 committed transaction survives the process being killed (``kill -9``), though not a power loss
 or OS crash (``synchronous="FULL"`` adds an fsync per commit for that). Several threads and
-processes may share the file: writers queue on SQLite's lock for up to ``busy_timeout_s``, then
-get `StoreUnavailable`; readers never wait for writers.
+processes may share the file. The threads of one process queue on a lock of their own, and the
+batch and label writes of those waiting are committed together (`GroupCommit`); processes queue
+on SQLite's lock. Past ``busy_timeout_s`` a writer gets `StoreUnavailable`; readers never wait
+for writers.
 """
 
 import os
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from service.store.base import Merge, StoreError, StoreLimits, StoreUnavailable
-from service.store.sqlstore import SqlStore
+from service.store.group_commit import GroupCommit
+from service.store.sqlstore import Cursor, SqlStore
+
+T = TypeVar("T")
+#: Page cache of the write connection (KiB); SQLite's default is 2,000 KiB per connection.
+WRITER_CACHE_KIB = 16384
 
 if sqlite3.sqlite_version_info < (3, 35, 0):  # pragma: no cover - Python 3.11 wheels ship 3.40+
     raise ImportError(f"the monitor store needs SQLite >= 3.35 (RETURNING); found {sqlite3.sqlite_version}")
@@ -107,6 +114,10 @@ class SqliteStore(SqlStore):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: The process's write lock: this process's writers queue here, not in SQLite's busy handler.
+        self._writer = threading.Lock()
+        self._write_connection_: tuple[sqlite3.Connection, int] | None = None
+        self.group_commit = GroupCommit(self._write_connection, self._errors, self._writer, busy_timeout_s)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -114,10 +125,30 @@ class SqliteStore(SqlStore):
         if migrate:
             self.migrate()
 
+    def _write_connection(self) -> sqlite3.Connection:
+        """The process's one connection for writes, used only by the holder of the write lock.
+
+        One connection keeps its page cache across transactions (SQLite drops a connection's cache
+        whenever another connection wrote): a reservoir's random keys touch index pages all over,
+        and with a connection per thread every write read them again.
+        """
+        held = self._write_connection_
+        if held is not None and held[1] == os.getpid():
+            return held[0]
+        connection = self._open()
+        connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        self._write_connection_ = (connection, os.getpid())
+        return connection
+
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is not None and self._local.pid == os.getpid():
             return connection  # (a forked child opens its own: SQLite connections must not cross a fork)
+        connection = self._open()
+        self._local.connection, self._local.pid = connection, os.getpid()
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("the monitor store is closed")
         connection = sqlite3.connect(
@@ -136,25 +167,33 @@ class SqliteStore(SqlStore):
             raise
         with self._lock:
             self._connections.append(connection)
-        self._local.connection, self._local.pid = connection, os.getpid()
         return connection
+
+    def _write(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in a write transaction shared with other threads' writes (`GroupCommit`)."""
+        return self.group_commit.run(work)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
         """A write transaction: the write lock from the start, commit on exit, rollback on error."""
-        with self._errors():
-            connection = self._connection()
-            cursor = connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-                    with suppress(sqlite3.Error):  # the original error says more
-                        connection.execute("ROLLBACK")
-                raise
-            finally:
-                cursor.close()
+        if not self._writer.acquire(timeout=self.busy_timeout_s):
+            raise StoreUnavailable(_UNAVAILABLE[sqlite3.SQLITE_BUSY])
+        try:
+            with self._errors():
+                connection = self._write_connection()
+                cursor = connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cursor
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+                        with suppress(sqlite3.Error):  # the original error says more
+                            connection.execute("ROLLBACK")
+                    raise
+                finally:
+                    cursor.close()
+        finally:
+            self._writer.release()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Cursor]:
@@ -184,3 +223,4 @@ class SqliteStore(SqlStore):
         for connection in connections:
             connection.close()
         self._local = threading.local()
+        self._write_connection_ = None

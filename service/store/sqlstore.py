@@ -9,28 +9,35 @@ for one or more reads). Everything else, compaction included, is shared.
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any, ClassVar, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
+from service.core.cancel import Cancelled, current_deadline
 from service.store import sql
 from service.store.base import (
     IMMUTABLE_FIELDS,
     Fold,
+    IdempotencyKey,
     JoinCounts,
+    KeyReused,
     LabelledRow,
     Merge,
     MonitorConfig,
     MonitorConflict,
     MonitorNotFound,
     PendingRow,
+    Replayed,
+    ReservoirBatch,
     StatsRow,
     StoreLimit,
     StoreLimits,
     StoreUnavailable,
 )
 from service.store.compaction import compact
+
+T = TypeVar("T")
 
 
 class Cursor(Protocol):
@@ -117,6 +124,18 @@ class SqlStore:
 
     def _reading(self) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
+
+    def _write(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in a write transaction and commit; its result once committed.
+
+        A request whose deadline (:mod:`service.core.cancel`) passed before its transaction
+        began is not run (`Cancelled`). SQLite overrides this with a group commit.
+        """
+        deadline = current_deadline()
+        if deadline is not None and time.monotonic() >= deadline:
+            raise Cancelled("the request's deadline passed before its write began; nothing was written")
+        with self._transaction() as cur:
+            return work(cur)
 
     def _q(self, statement: str) -> str:
         """The statement in the driver's placeholder style."""
@@ -221,27 +240,41 @@ class SqlStore:
         name: str,
         stats: Sequence[StatsRow],
         pending: Sequence[PendingRow] = (),
-        labelled: Sequence[LabelledRow] = (),
+        labelled: Sequence[LabelledRow] | ReservoirBatch = (),
         *,
         now: float | None = None,
+        key: IdempotencyKey | None = None,
     ) -> int:
         """Append stats, pending and reservoir rows in one transaction; return duplicate pending ids.
 
         A pending row whose id is already pending for this monitor (or repeats one earlier in
         `pending`) is not stored: the first row of an id wins, the count of the others is returned.
+        With `key`, a key used before raises `Replayed` (same request) or `KeyReused` (another).
         """
-        now = time.time() if now is None else now
-        with self._transaction() as cur:
+        at = time.time() if now is None else now
+
+        def work(cur: Cursor) -> int:
             config = self._require(cur, name, lock=True)
+            self._claim(cur, name, key, at)
             self._insert_stats(cur, name, stats)
             self._add_segments(cur, name, {s for _, s, _ in stats} | {row.segment for row in pending})
-            duplicates = self._insert_pending(cur, config, pending, now) if pending else 0
-            if labelled:
+            duplicates = self._insert_pending(cur, config, pending, at) if pending else 0
+            if len(labelled):
                 self._add_to_reservoir(cur, config, labelled)
+            self._answer(cur, name, key, duplicates)
             return duplicates
 
+        return self._write(work)
+
     def join_labels(
-        self, name: str, ids: Sequence[str], now: float, fold: Fold, labels: Sequence[int]
+        self,
+        name: str,
+        ids: Sequence[str],
+        now: float,
+        fold: Fold,
+        labels: Sequence[int],
+        *,
+        key: IdempotencyKey | None = None,
     ) -> JoinCounts:
         """Fold late labels into the buckets of their predictions, in one transaction.
 
@@ -255,8 +288,10 @@ class SqlStore:
         for id_, label in zip(ids, labels, strict=True):
             label_of.setdefault(id_, int(label))
         unique = list(label_of)
-        with self._transaction() as cur:
+
+        def work(cur: Cursor) -> JoinCounts:
             config = self._require(cur, name, lock=True)
+            self._claim(cur, name, key, now)
             found: list[Any] = []
             for chunk in sql.chunks(unique, self.max_params):
                 cur.execute(
@@ -279,12 +314,16 @@ class SqlStore:
                     for row, label in zip(live, live_labels, strict=True)
                 ]
                 self._add_to_reservoir(cur, config, reservoir)
-        return JoinCounts(
-            joined=len(live),
-            unknown=len(unique) - len(found),
-            duplicate=len(ids) - len(unique),
-            expired=len(found) - len(live),
-        )
+            counts = JoinCounts(
+                joined=len(live),
+                unknown=len(unique) - len(found),
+                duplicate=len(ids) - len(unique),
+                expired=len(found) - len(live),
+            )
+            self._answer(cur, name, key, counts)
+            return counts
+
+        return self._write(work)
 
     def compact(self, now: float) -> int:
         """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""
@@ -332,6 +371,36 @@ class SqlStore:
             raise MonitorNotFound(name)
         return config
 
+    def _claim(self, cur: Cursor, name: str, key: IdempotencyKey | None, now: float) -> None:
+        """Store `key` for this write, or raise `Replayed` / `KeyReused` if it was used before.
+
+        On PostgreSQL a concurrent transaction holding the same key makes the insert wait until it
+        commits (then this one replays it) or rolls back (then this one goes ahead).
+        """
+        if key is None:
+            return
+        cur.execute(self._q(sql.CLAIM_KEY), (name, key.key, key.fingerprint, now))
+        if cur.rowcount == 1:
+            return
+        cur.execute(self._q(sql.SELECT_KEY), (name, key.key))
+        row = cur.fetchone()
+        if row is None:  # pragma: no cover - the holder rolled back between the two statements
+            raise StoreUnavailable("a concurrent request with the same idempotency key; retry")
+        fingerprint, answer, created_at = bytes(row[0]), row[1], float(row[2])
+        if created_at < now - self.limits.idempotency_ttl_s:  # expired, not swept yet: a new key
+            cur.execute(self._q(sql.RENEW_KEY), (key.fingerprint, now, name, key.key))
+            return
+        if fingerprint != key.fingerprint:
+            raise KeyReused(key.key)
+        if answer is None:  # pragma: no cover - a committed key always has its answer
+            raise StoreUnavailable("a concurrent request with the same idempotency key; retry")
+        raise Replayed(key.key, bytes(answer))
+
+    def _answer(self, cur: Cursor, name: str, key: IdempotencyKey | None, result: object) -> None:
+        """Store the answer a retry with `key` gets (in the write's transaction)."""
+        if key is not None:
+            cur.execute(self._q(sql.ANSWER_KEY), (key.answer(result), name, key.key))
+
     def _limit(self, field: str, reason: str, limit: str) -> StoreLimit:
         value = getattr(self.limits, limit)
         return StoreLimit(field, f"exceeds {limit}={value}: {reason}", limit=limit)
@@ -376,31 +445,36 @@ class SqlStore:
                     )
         return len(rows) - added
 
-    def _add_to_reservoir(self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow]) -> None:
-        if config.reservoir_size <= 0 or not rows:
+    def _add_to_reservoir(
+        self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow] | ReservoirBatch
+    ) -> None:
+        if config.reservoir_size <= 0 or not len(rows):
             return
-        bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
-        entries = [
-            (
-                config.name,
-                bits(64) - 2**63 if r.key is None else r.key,
-                r.time,
-                r.segment,
-                r.kind,
-                r.dtype,
-                r.row,
-                r.label,
-            )
-            for r in rows
-        ]
         cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
         full = cur.fetchone()
-        if (
-            full is not None and full[0] is not None
-        ):  # a full reservoir would trim every key above its largest at once
-            entries = [entry for entry in entries if entry[1] < full[0]]
-            if not entries:
-                return
+        # a full reservoir would trim every key above its largest at once: those are not inserted
+        below = None if full is None or full[0] is None else int(full[0])
+        if isinstance(rows, ReservoirBatch):
+            entries = rows.entries(config.name, below)
+        else:
+            bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
+            entries = [
+                (
+                    config.name,
+                    bits(64) - 2**63 if r.key is None else r.key,
+                    r.time,
+                    r.segment,
+                    r.kind,
+                    r.dtype,
+                    r.row,
+                    r.label,
+                )
+                for r in rows
+            ]
+            if below is not None:
+                entries = [entry for entry in entries if entry[1] < below]
+        if not entries:
+            return
         cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
         self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
 

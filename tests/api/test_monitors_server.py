@@ -164,3 +164,60 @@ def test_kill_9_during_writes_keeps_every_acknowledged_batch(served):
         f"{restarted.url}/v1/monitors/crash/labels", json={"ids": acked, "labels": labels}, timeout=60
     ).json()
     assert joined["joined"] == len(acked), joined  # every acknowledged row is there, waiting for its label
+
+
+def test_retries_with_idempotency_keys_after_kill_9_count_every_batch_exactly_once(served):
+    """Writers send keyed batches; kill -9 mid-write; after the restart each writer re-sends every
+    batch it attempted (answered or not) with the same key: each counts once, none is lost."""
+    port = free_port()
+    server = served(port)
+    httpx.put(f"{server.url}/v1/monitors/retry", json={"n_classes": K}).raise_for_status()
+    attempted: list[list[int]] = [[] for _ in range(WRITERS)]
+    acknowledged = [0] * WRITERS
+    stop = threading.Event()
+
+    def send(client: httpx.Client, writer: int, b: int) -> httpx.Response:
+        logits, labels = _batch(writer * 10**5 + b)
+        body = {"logits": logits.tolist(), "labels": labels.tolist()}
+        headers = {"Idempotency-Key": f"writer-{writer}-batch-{b}"}
+        return client.post("/v1/monitors/retry/observations", json=body, headers=headers)
+
+    def write(writer: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for b in range(10**5):
+                if stop.is_set():
+                    return
+                attempted[writer].append(b)
+                try:
+                    if send(client, writer, b).status_code == 200:
+                        acknowledged[writer] += 1
+                except httpx.TransportError:
+                    return  # the server is gone
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while sum(acknowledged) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.kill()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert sum(acknowledged) >= 10, "too few batches went through before the kill to test anything"
+    restarted = served(port)
+    replayed = 0
+    with httpx.Client(base_url=restarted.url, timeout=30) as client:
+        for writer, batches in enumerate(attempted):
+            for b in batches:
+                answer = send(client, writer, b)
+                assert answer.status_code == 200, answer.text
+                replayed += answer.headers.get("idempotent-replayed") == "true"
+    assert replayed >= sum(acknowledged)  # every acknowledged batch was found committed
+    totals = httpx.get(f"{restarted.url}/v1/monitors/retry").json()["totals"]
+    every = [_batch(writer * 10**5 + b) for writer, batches in enumerate(attempted) for b in batches]
+    assert totals["n"] == totals["n_labelled"] == len(every) * ROWS
+    logits = np.concatenate([z for z, _ in every])
+    labels = np.concatenate([y for _, y in every])
+    nll = -scipy.special.log_softmax(logits, axis=1)[np.arange(labels.size), labels]
+    assert totals["cross_entropy"] == pytest.approx(nll.mean(), rel=1e-12)

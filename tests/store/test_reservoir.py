@@ -83,3 +83,30 @@ def test_reservoir_keeps_the_smallest_caller_drawn_keys(store, db):
         range(30), key=keys.__getitem__
     )[:5]
     assert_counters_match(db)
+
+
+def test_a_columnar_batch_keeps_the_same_rows_as_row_objects(db):
+    """`ReservoirBatch` (what ingestion sends) stores exactly what the same rows as `LabelledRow`s would."""
+    from service.store import ReservoirBatch
+
+    store = make_store(db)
+    for name in ("rows", "columns"):
+        store.put_monitor(MonitorConfig(name, n_classes=3, binary=False, class_names=None, reservoir_size=40))
+    rng = np.random.default_rng(3)
+    for batch in range(5):
+        n = 25
+        logits = rng.standard_normal((n, 3)).astype("<f4")
+        labels = rng.integers(0, 3, n)
+        keys = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True)
+        times = 100.0 + batch + np.arange(n) / 100
+        objects = [
+            LabelledRow(times[i], "s", "logits", "<f4", logits[i].tobytes(), int(labels[i]), int(keys[i]))
+            for i in range(n)
+        ]
+        columns = ReservoirBatch("s", "logits", "<f4", times, labels, keys, logits.view(np.uint8))
+        store.write_batch("rows", [], labelled=objects)
+        store.write_batch("columns", [], labelled=columns)
+    kept = [store.reservoir(name, 0.0, 1e9, 1000) for name in ("rows", "columns")]
+    assert len(kept[0]) == 40 and kept[0] == kept[1]
+    assert_counters_match(db)
+    store.close()

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from service.core import InputError
 from service.core.errors import MissingDependency
-from service.store import MonitorConflict, MonitorNotFound, StoreLimit, StoreUnavailable
+from service.store import KeyReused, MonitorConflict, MonitorNotFound, Replayed, StoreLimit, StoreUnavailable
 
 from .options import describe
 
@@ -189,6 +189,23 @@ async def monitor_conflict_handler(request: Request, exc: Exception) -> Response
     return problem_response(409, str(exc), errors=[{"pointer": f"#/{exc.field}", "detail": exc.reason}])
 
 
+async def replayed_handler(request: Request, exc: Exception) -> Response:
+    """A retry under a stored `Idempotency-Key`: the first attempt's answer, nothing written again."""
+    assert isinstance(exc, Replayed)
+    return Response(exc.answer, media_type="application/json", headers={"Idempotent-Replayed": "true"})
+
+
+async def key_reused_handler(request: Request, exc: Exception) -> Response:
+    """422 for an `Idempotency-Key` sent before with a different request."""
+    assert isinstance(exc, KeyReused)
+    reason = "was sent before with a different request (route, body or segment); use a new key"
+    return problem_response(
+        422,
+        f"`Idempotency-Key` {reason}; nothing was written",
+        errors=[{"pointer": "#/Idempotency-Key", "detail": reason}],
+    )
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """A bug: report 500 as problem+json without leaking internals."""
     return problem_response(500, "internal error; the request was not scored")
@@ -206,5 +223,7 @@ PROBLEM_HANDLERS = {
     StoreLimit: store_limit_handler,
     MonitorNotFound: monitor_not_found_handler,
     MonitorConflict: monitor_conflict_handler,
+    Replayed: replayed_handler,
+    KeyReused: key_reused_handler,
     Exception: unhandled_error_handler,
 }

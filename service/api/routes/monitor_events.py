@@ -8,16 +8,27 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import raw_body
+from service.api.formats.payload import parse_json_object
 from service.api.schemas.monitors import EventResult
-from service.monitors import ingest
+from service.monitors import IngestCounts, ingest
 from service.monitors.counters import MonitorCounters
 from service.monitors.events import RESPONSE, predictions, read_event, row_ids
+from service.monitors.idempotency import check_key, event_key, fingerprint
 from service.monitors.ingest import MAX_ID_CHARS
 from service.settings import Settings
+from service.store import IdempotencyKey, Replayed
 
 from . import json_response
-from .monitors import MONITOR_RESPONSES, MonitorName, SharedPathRoute, require
+from .monitors import (
+    MONITOR_RESPONSES,
+    IdempotencyKeyHeader,
+    MonitorName,
+    SharedPathRoute,
+    answer_bytes,
+    require,
+)
 
+STRUCTURED = "application/cloudevents+json"
 router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 
 JSON_SCHEMA: dict[str, Any] = {"type": "object", "description": "A V1 or V2 (OIP) inference response."}
@@ -46,6 +57,7 @@ async def record_event(
     segment: Annotated[
         str | None, Query(max_length=64, description="Segment of the rows (default none).")
     ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Record a CloudEvent of KServe's inference logger (binary or structured mode).
 
@@ -53,6 +65,8 @@ async def record_event(
     the tensor named by the monitor's `output`, read as its `output_kind`) are recorded at
     `ce-time`, each row waiting for its label under the id `<ce-id>` (one row) or
     `<ce-id>:<row>`. `org.kubeflow.serving.inference.request` is checked and acknowledged only.
+    A response event sent again (the same headers and bytes) is answered like the first and counts
+    once, with or without an `Idempotency-Key`.
     """
     settings: Settings = request.app.state.settings
     raw = await raw_body(request, settings)
@@ -64,9 +78,11 @@ async def record_event(
     counters: MonitorCounters = request.app.state.monitor_counters
     media = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
     headers = {k.lower(): v for k, v in request.headers.items()}
+    header = check_key(idempotency_key)
 
     def record() -> Response:
-        event = read_event(headers, bytes(raw.data), media)
+        data = bytes(raw.data)
+        event = read_event(headers, parse_json_object(data), media)
         store = holder.get()
         config = require(store, name)
         label = segment or ""
@@ -89,15 +105,9 @@ async def record_event(
         if len(ids[-1]) > MAX_ID_CHARS:
             raise core.InputError("ce-id", f"must leave room for `:<row>` within {MAX_ID_CHARS} characters")
         times = None if event.time is None else [event.time] * dist.n_samples
-        try:
-            counts = ingest(store, config, dist, None, ids, times, label)
-        except core.InputError as error:
-            if error.field == "timestamps":
-                raise core.InputError("ce-time", error.reason) from None
-            raise
-        counters.add(name, counts.stats)
-        return json_response(
-            EventResult(
+
+        def result(counts: IngestCounts, row_ids: list[str]) -> EventResult:
+            return EventResult(
                 monitor=name,
                 id=event.id,
                 type=event.type,
@@ -105,9 +115,33 @@ async def record_event(
                 n=counts.rows,
                 n_pending=counts.pending,
                 n_duplicate_ids=counts.duplicate_ids,
-                ids=ids,
+                ids=row_ids,
                 segment=label,
             )
+
+        # The request as sent: its CloudEvents headers (binary mode), media type, segment and bytes.
+        parts: list[str | bytes] = [
+            *(f"{k}:{v}" for k, v in sorted(headers.items()) if k.startswith("ce-")),
+            media,
+            label,
+            data,
+        ]
+        source = str(headers.get("ce-source", "")) if media != STRUCTURED else ""
+        key = header or event_key(source, event.id, parts)
+        # The stored answer leaves out the row ids (one per row; they follow from ce-id and n).
+        stored = IdempotencyKey(
+            key, fingerprint(["events", *parts]), lambda counts: answer_bytes(result(counts, []))
         )
+        try:
+            counts = ingest(store, config, dist, None, ids, times, label, key=stored)
+        except core.InputError as error:
+            if error.field == "timestamps":
+                raise core.InputError("ce-time", error.reason) from None
+            raise
+        except Replayed as replay:  # the first answer, its ids put back
+            first = EventResult.model_validate_json(replay.answer).model_copy(update={"ids": ids})
+            raise Replayed(replay.key, answer_bytes(first)) from None
+        counters.add(name, counts.stats)
+        return json_response(result(counts, ids))
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
@@ -30,10 +30,11 @@ from service.api.schemas.monitors import (
     ObservationsBody,
     ObservationsResult,
 )
-from service.monitors import TEMPERED, fold_labels, ingest
+from service.monitors import TEMPERED, IngestCounts, fold_labels, ingest
 from service.monitors.counters import MonitorCounters
+from service.monitors.idempotency import HEADER, check_key, fingerprint
 from service.settings import Settings
-from service.store import MonitorConfig, MonitorNotFound, MonitorStore
+from service.store import IdempotencyKey, JoinCounts, MonitorConfig, MonitorNotFound, MonitorStore
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
 
@@ -70,6 +71,15 @@ MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "A field that cannot change, or a cap the store has reached.",
     },
 }
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description="Makes a retry safe: a request repeated with the same key (for a day, "
+        "XENT_IDEMPOTENCY_TTL_S) is answered like the first, with `Idempotent-Replayed: true`, and "
+        "counts once; the same key with a different request is a 422. 1 to 255 printable ASCII characters.",
+    ),
+]
 ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
 REQUEST_MODELS.append(LabelsBody)
 
@@ -188,7 +198,9 @@ def delete_monitor(name: MonitorName, store: StoreDep) -> Response:
     responses=MONITOR_RESPONSES,
     openapi_extra=request_body(ObservationsBody),
 )
-async def record_observations(request: Request, name: MonitorName) -> Response:
+async def record_observations(
+    request: Request, name: MonitorName, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
     """Record a batch of predictions, with labels where known; answered once it is durable.
 
     Predictions are `logits` or `probs` (N×K, or N positive-class values for a binary monitor)
@@ -199,15 +211,21 @@ async def record_observations(request: Request, name: MonitorName) -> Response:
     settings: Settings = request.app.state.settings
     raw = await raw_body(request, settings)
     holder = request.app.state.monitors
+    header = check_key(idempotency_key)
+    media = request.headers.get("content-type") or ""
 
     def record() -> Response:
+        digest = b"" if header is None else fingerprint(["observations", media, raw.data])
         body = parsed_body(request, raw, settings)
-        return _record(body, holder.get(), name, request.app.state.monitor_counters)
+        key = None if header is None else (header, digest)
+        return _record(body, holder.get(), name, request.app.state.monitor_counters, key)
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
 
 
-def _record(body: Body, store: MonitorStore, name: str, counters: MonitorCounters) -> Response:
+def _record(
+    body: Body, store: MonitorStore, name: str, counters: MonitorCounters, key: tuple[str, bytes] | None
+) -> Response:
     options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
     probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
@@ -223,18 +241,29 @@ def _record(body: Body, store: MonitorStore, name: str, counters: MonitorCounter
         labels = core.check_labels(body.array("labels"), config.n_classes, ignore_index=-1)
         core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
     times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
-    counts = ingest(store, config, dist, labels, body.fields.get("ids"), times, options.segment or "")
-    counters.add(name, counts.stats)
-    result = ObservationsResult(
-        monitor=name,
-        n=counts.rows,
-        n_labelled=counts.labelled,
-        n_pending=counts.pending,
-        n_duplicate_ids=counts.duplicate_ids,
-        buckets=counts.buckets,
-        segment=options.segment or "",
+
+    def result(counts: IngestCounts) -> ObservationsResult:
+        return ObservationsResult(
+            monitor=name,
+            n=counts.rows,
+            n_labelled=counts.labelled,
+            n_pending=counts.pending,
+            n_duplicate_ids=counts.duplicate_ids,
+            buckets=counts.buckets,
+            segment=options.segment or "",
+        )
+
+    stored = None if key is None else IdempotencyKey(*key, lambda counts: answer_bytes(result(counts)))
+    counts = ingest(
+        store, config, dist, labels, body.fields.get("ids"), times, options.segment or "", key=stored
     )
-    return json_response(result)
+    counters.add(name, counts.stats)
+    return json_response(result(counts))
+
+
+def answer_bytes(result: BaseModel) -> bytes:
+    """The JSON body `json_response` sends for `result` (stored with an idempotency key)."""
+    return result.model_dump_json().encode()
 
 
 def _names_to_indices(body: Body, config: MonitorConfig) -> None:
@@ -275,7 +304,9 @@ def class_indices(values: list[Any], config: MonitorConfig, *, allow_null: bool 
         }
     },
 )
-async def record_labels(request: Request, name: MonitorName) -> Response:
+async def record_labels(
+    request: Request, name: MonitorName, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
     """Late labels by id: each joins its prediction in the bucket of the prediction's time.
 
     The answer counts joined, unknown, duplicate and expired ids; these are not errors.
@@ -283,6 +314,7 @@ async def record_labels(request: Request, name: MonitorName) -> Response:
     settings: Settings = request.app.state.settings
     raw = await raw_body(request, settings)
     holder = request.app.state.monitors
+    header = check_key(idempotency_key)
 
     def join() -> Response:
         fields = parse_json_object(bytes(raw.data))
@@ -297,16 +329,23 @@ async def record_labels(request: Request, name: MonitorName) -> Response:
             np.array(class_indices(list(body.labels), config), np.int64), config.n_classes
         )
         folded: list[tuple[str, core.MonitorStats]] = []
-        counts = store.join_labels(name, body.ids, time.time(), fold_labels(config, folded), labels.tolist())
-        request.app.state.monitor_counters.add(name, folded)
-        return json_response(
-            LabelsResult(
+
+        def result(counts: JoinCounts) -> LabelsResult:
+            return LabelsResult(
                 monitor=name,
                 joined=counts.joined,
                 unknown=counts.unknown,
                 duplicate=counts.duplicate,
                 expired=counts.expired,
             )
-        )
+
+        key = None
+        if header is not None:
+            digest = fingerprint(["labels", raw.data])
+            key = IdempotencyKey(header, digest, lambda counts: answer_bytes(result(counts)))
+        fold = fold_labels(config, folded)
+        counts = store.join_labels(name, body.ids, time.time(), fold, labels.tolist(), key=key)
+        request.app.state.monitor_counters.add(name, folded)
+        return json_response(result(counts))
 
     return await anyio.to_thread.run_sync(join, limiter=request.app.state.scoring_limiter)

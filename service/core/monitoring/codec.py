@@ -25,6 +25,7 @@ fixed number of NumPy calls (one gather per section per group of blobs sharing a
 dense section is one row per blob, added as rows), never one per blob.
 """
 
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,6 +61,8 @@ HEADER = np.dtype(
         ("n_positive", "<u2"),
     ]
 )
+#: `HEADER` as a struct format (one ``pack`` call instead of a field-by-field record).
+_HEADER_STRUCT = struct.Struct("<BBBBIQQQ7dIIHH")
 _FLOATS = (
     "weight_predictions",
     "confidence_sum",
@@ -103,43 +106,58 @@ def encode(stats: MonitorStats) -> bytes:
     """Bytes of `stats` (format in the module docstring)."""
     width = count_width(max(stats.n_predictions, stats.n_labelled))
     weighted = stats.weighted
-    head = np.zeros((), HEADER)
     flags = BINARY * stats.binary | WEIGHTED * weighted | POSITIVE * (stats.positive is not None)
-    head["version"], head["flags"], head["width"] = VERSION, flags, width
-    head["index_width"], head["n_classes"] = index_width(stats.n_classes), stats.n_classes
-    for name in ("n_predictions", "n_labelled", "correct", *_FLOATS):
-        head[name] = getattr(stats, name)
+    sizes: list[int] = []
     parts: list[bytes] = []
     classes = class_record(width, index_width(stats.n_classes), weighted)
     dense = dense_record(width, weighted)
-    for counts, weights, size, flag in (
-        (stats.predicted_counts, stats.predicted_weights, "n_predicted", PREDICTED_DENSE),
-        (stats.label_counts, stats.label_weights, "n_label", LABEL_DENSE),
+    for counts, weights, flag in (
+        (stats.predicted_counts, stats.predicted_weights, PREDICTED_DENSE),
+        (stats.label_counts, stats.label_weights, LABEL_DENSE),
     ):
         nz = np.flatnonzero(counts)
         if counts.size * dense.itemsize < nz.size * classes.itemsize:
-            head["flags"] |= flag
+            flags |= flag
             nz = np.arange(counts.size)
             records = np.empty(nz.size, dense)
         else:
             records = np.empty(nz.size, classes)
             records["index"] = nz
-        head[size] = nz.size
+        sizes.append(nz.size)
         records["count"] = counts[nz]
         if weights is not None:
             records["weight"] = weights[nz]
         parts.append(records.tobytes())
     cells = cell_record(width, weighted)
-    hists = [("n_top", stats.top)] + ([("n_positive", stats.positive)] if stats.positive is not None else [])
-    for size, hist in hists:
-        head[size] = hist.cells.size
+    hists = [stats.top] + ([stats.positive] if stats.positive is not None else [])
+    for hist in hists:
         records = np.empty(hist.cells.size, cells)
         records["cell"], records["count"], records["conf"] = hist.cells, hist.count, hist.conf
         records["hits"] = hist.hits
         if weighted:
             records["weight"] = hist.weights
         parts.append(records.tobytes())
-    return head.tobytes() + b"".join(parts)
+    head = _HEADER_STRUCT.pack(
+        VERSION,
+        flags,
+        width,
+        index_width(stats.n_classes),
+        stats.n_classes,
+        stats.n_predictions,
+        stats.n_labelled,
+        stats.correct,
+        stats.weight_predictions,
+        stats.confidence_sum,
+        stats.weight_labelled,
+        stats.nll_sum,
+        stats.brier_sum,
+        stats.correct_weight,
+        stats.labelled_confidence_sum,
+        *sizes,
+        stats.top.cells.size,
+        0 if stats.positive is None else stats.positive.cells.size,
+    )
+    return head + b"".join(parts)
 
 
 def _bad(reason: str) -> InputError:

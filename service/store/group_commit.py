@@ -1,0 +1,156 @@
+"""Group commit for SQLite: the writes of concurrent threads share one transaction and one COMMIT.
+
+SQLite has one writer at a time. Threads that queue on its lock wait in its busy handler, which
+sleeps in steps of milliseconds; and with ``synchronous=FULL`` every COMMIT is an fsync. Here a
+thread that wants to write puts its work in a queue and takes the process's write lock; whoever
+holds the lock (the *leader*) runs every queued work in one ``BEGIN IMMEDIATE`` transaction,
+each inside its own ``SAVEPOINT`` (so one work's error rolls back that work only), commits once,
+and hands every thread its result. A thread whose work a leader took waits for the lock and
+finds its work done: each caller returns only after the COMMIT that holds its write returned,
+so a 2xx still means committed. A single writer pays two SAVEPOINT statements less: alone in its
+transaction it needs none.
+
+A work whose request deadline (:mod:`service.core.cancel`) has passed when a leader comes to
+it is not run (`Cancelled`): its request was answered 503 already, and it must not commit.
+"""
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, closing, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from service.core.cancel import Cancelled, current_deadline
+from service.store.base import StoreUnavailable
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class _Work:
+    run: Callable[[sqlite3.Cursor], Any]
+    deadline: float | None
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _late(work: _Work) -> bool:
+    return work.deadline is not None and time.monotonic() >= work.deadline
+
+
+class GroupCommit:
+    """Runs the writes of one process's threads in shared transactions (module docstring).
+
+    Parameters
+    ----------
+    connection : callable
+        The calling thread's connection (the leader's is used for the whole group).
+    errors : callable
+        A context manager turning the engine's "locked / full / I/O" errors into `StoreUnavailable`.
+    lock : threading.Lock
+        The process's write lock; every other write transaction of the store takes it too.
+    timeout_s : float
+        How long a thread waits for the lock before `StoreUnavailable` ("database is locked").
+    """
+
+    def __init__(
+        self,
+        connection: Callable[[], sqlite3.Connection],
+        errors: Callable[[], AbstractContextManager[None]],
+        lock: threading.Lock,
+        timeout_s: float,
+    ) -> None:
+        self._connection = connection
+        self._errors = errors
+        self.lock = lock
+        self.timeout_s = timeout_s
+        self._queue: list[_Work] = []
+        self._queue_lock = threading.Lock()
+        #: Transactions committed and works they held (for tests and the benchmark).
+        self.commits = 0
+        self.works = 0
+
+    def run(self, run: Callable[[sqlite3.Cursor], T]) -> T:
+        """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result."""
+        work = _Work(run, current_deadline())
+        with self._queue_lock:
+            self._queue.append(work)
+        if not self.lock.acquire(timeout=self.timeout_s):
+            with self._queue_lock:
+                if any(w is work for w in self._queue):  # no leader took it: give up, nothing written
+                    self._queue.remove(work)
+                    raise StoreUnavailable("database is locked")
+            self.lock.acquire()  # a leader is committing it: wait for the outcome
+        try:
+            if not work.done:  # not taken by an earlier leader: lead the queue, this work included
+                self._lead()
+        finally:
+            self.lock.release()
+        if work.error is not None:
+            raise work.error
+        return work.result
+
+    def _lead(self) -> None:
+        with self._queue_lock:
+            works, self._queue = self._queue, []
+        try:
+            with self._errors():
+                self._commit(works)
+        except BaseException as error:  # the transaction failed as a whole: nothing of it was written
+            for work in works:
+                if work.error is None:
+                    work.error = (
+                        StoreUnavailable(error.reason) if isinstance(error, StoreUnavailable) else error
+                    )
+                work.result = None
+        finally:
+            for work in works:
+                work.done = True
+
+    def _commit(self, works: list[_Work]) -> None:
+        connection = self._connection()
+        live = [work for work in works if not _late(work)]
+        for work in works:
+            if _late(work):
+                work.error = Cancelled(
+                    "the request's deadline passed before its write began; nothing written"
+                )
+        if not live:
+            return
+        alone = len(live) == 1
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for work in live:
+                if alone:
+                    self._run_alone(connection, work)
+                else:
+                    self._run_nested(connection, work)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+                with suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.works += sum(work.error is None for work in live)
+
+    def _run_alone(self, connection: sqlite3.Connection, work: _Work) -> None:
+        with self._errors(), closing(connection.cursor()) as cursor:
+            work.result = work.run(cursor)  # an error rolls the whole (one-work) transaction back
+
+    def _run_nested(self, connection: sqlite3.Connection, work: _Work) -> None:
+        connection.execute("SAVEPOINT work")
+        try:
+            with self._errors(), closing(connection.cursor()) as cursor:
+                work.result = work.run(cursor)
+        except Exception as error:
+            if not connection.in_transaction:  # SQLite rolled the whole transaction back
+                raise
+            connection.execute("ROLLBACK TO work")
+            connection.execute("RELEASE work")
+            work.error, work.result = error, None
+            return
+        connection.execute("RELEASE work")
