@@ -11,7 +11,8 @@
 2. 1,000-choice OpenAI chat completions (16 or 64 tokens per choice, 5 or 0 top_logprobs,
    with ``bytes``; JSON as a server sends it): ``orjson.loads`` alone, :func:`parse_logprobs`
    + :func:`score_logprobs` + top-1 calibration on the decoded object, both together, and
-   ``POST /v1/logprobs`` in-process (``TestClient``, wall time).
+   the typed chat reader the route uses on such bodies (``read_chat``: msgspec decode + flat
+   parse), and ``POST /v1/logprobs`` in-process (``TestClient``: wall time and process CPU).
 """
 
 import argparse
@@ -119,12 +120,17 @@ def logprobs(n_choices: int, length: int, k: int) -> list[dict[str, object]]:
     from service.app import create_app
 
     body = b'{"response": ' + raw + b"}"
+    from service.api.formats.chat_logprobs import read_chat
+    from service.api.routes.logprobs import FIELDS
+
+    assert read_chat(body, FIELDS) is not None
     label = f"{n_choices} × {length} tokens × {k} alternatives ({len(raw) / 2**20:.1f} MiB)"
     timed = {
         "orjson.loads alone": lambda: orjson.loads(raw),
         "orjson.loads, collector paused": lambda: _paused(raw),
         "parse + score + calibration (decoded)": lambda: score(decoded),
         "paused orjson.loads + parse + score + calibration": lambda: score(_paused(raw)),
+        "typed reader (msgspec): decode + parse, what the route runs": lambda: read_chat(body, FIELDS),
     }
     rows = [{"response": label, "path": path, "ms": f"{median_ms(fn):.1f}"} for path, fn in timed.items()]
     with TestClient(create_app()) as client:
