@@ -12,6 +12,7 @@ count of the sequences that brought it, summed like the rest.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -185,7 +186,7 @@ def _reduce(width: int, start: IntArray, columns: dict[str, np.ndarray]) -> Perp
     """Sum every column over equal bucket starts (sorted)."""
     buckets, index = np.unique(start, return_inverse=True)
     n = buckets.size
-    sums = {
+    sums: dict[str, Any] = {
         name: np.bincount(index, weights=values, minlength=n)
         if name in _FLOATS
         else _int_sums(index, values, n)
