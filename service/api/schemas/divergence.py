@@ -174,6 +174,7 @@ class DivergenceResult(BaseModel):
     terms: DivergenceTerms | None = Field(default=None, description="N×K terms (elementwise: true).")
     sequences: DivergenceSequences | None = Field(
         default=None,
-        description="B×T×K inputs: per-sequence sums over the scored positions (`n` counts those).",
+        exclude_if=lambda value: value is None,  # present only for B×T×K inputs
+        description="B×T×K inputs only: per-sequence sums over the scored positions (`n` counts those).",
     )
     convention: DivergenceConvention
