@@ -82,3 +82,36 @@ def test_bad_sequence_inputs_are_422(client, rng, change, field):
 def test_mask_on_rows_is_422(client):
     body = {"p_probs": [[0.5, 0.5]], "q_probs": [[0.5, 0.5]], "mask": [[1]]}
     assert_problem(client.post(URL, json=body), 422, "#/mask")
+
+
+def test_bad_values_are_located_in_the_b_t_k_array(client, rng):
+    teacher, student, _ = _pair(rng)
+    from tests.api.test_payloads import binary_request
+
+    z = teacher.astype(np.float32)
+    z[1, 2, 3] = np.inf
+    q = student.astype(np.float32)
+    body, headers = binary_request([("p_logits", z, "FP32"), ("q_logits", q, "FP32")])
+    problem = assert_problem(client.post(URL, content=body, headers=headers), 422)
+    assert problem["errors"][0]["pointer"] == "#/inputs/0/1/2/3"  # the OIP input, at [b, t, k]
+    p = softmax(teacher, -1)
+    p[2, 5] *= 1.1  # a row summing past 1
+    problem = assert_problem(
+        client.post(URL, json={"p_probs": p.tolist(), "q_logits": student.tolist()}), 422
+    )
+    assert problem["errors"][0]["pointer"].startswith("#/p_probs/2/5")
+
+
+def test_float32_binary_sequences_are_read_in_place(client, rng):
+    from tests.api.test_payloads import binary_request
+
+    teacher, student, mask = _pair(rng)
+    p, q = teacher.astype(np.float32), student.astype(np.float32)
+    body, headers = binary_request(
+        [("p_logits", p, "FP32"), ("q_logits", q, "FP32"), ("mask", mask, "INT64")]
+    )
+    answer = client.post(URL, content=body, headers=headers).json()
+    keep = mask.astype(bool)
+    kl = (softmax(teacher, -1) * (np.log(softmax(teacher, -1)) - np.log(softmax(student, -1)))).sum(-1)
+    assert answer["mean"]["kl_pq"] == pytest.approx(kl[keep].mean(), rel=1e-4)
+    assert answer["convention"]["dtype"] == "float32"

@@ -10,11 +10,14 @@ and sums run over the scored positions; `sequences` adds each sequence's sums an
 import numpy as np
 
 from service import core
-from service.api.formats.inputs import Body, read_prediction
+from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.schemas import DivergenceOptions
 from service.api.schemas.divergence import DivergenceRows, DivergenceSequences, DivergenceStats
 
 from . import Answer
+
+#: Bytes of input checked at a time: a block of rows, so no check allocates an input-sized mask.
+CHECK_BLOCK_BYTES = 1 << 20
 
 
 def score_sequence_divergence(
@@ -47,8 +50,8 @@ def score_sequence_divergence(
         raise core.InputError("mask", "must leave at least one position scored")
     body.fields[p_name] = p_values.reshape(b * t, k)  # a view of a C-contiguous array: no copy
     body.fields[q_name] = q_values.reshape(b * t, k)
-    p = read_prediction(body, "p_probs", "p_logits", options)
-    q = read_prediction(body, "q_probs", "q_logits", options)
+    p = _read_side(body, "p", options, t)
+    q = _read_side(body, "q", options, t)
     rows = rows_of(p.dist, q.dist, options)
     flat = scored.ravel()
     stats = {
@@ -75,3 +78,37 @@ def score_sequence_divergence(
             for name in DivergenceRows.model_fields
         }
     return Answer(result, arrays, options.binary_data_output)
+
+
+def _read_side(body: Body, side: str, options: DivergenceOptions, t: int) -> Prediction:
+    """One side as (B·T)×K, checked a block of rows at a time (float32 and float64 sent as they are).
+
+    Other dtypes (integers from JSON, float16, BF16) go through the N×K reader, which widens them.
+    Errors point at ``[b, t, k]`` of the B×T×K array.
+    """
+    name = body.pick(f"{side}_logits", f"{side}_probs")
+    raw = body.fields[name]
+    if raw.dtype not in (np.float32, np.float64):
+        return read_prediction(body, f"{side}_probs", f"{side}_logits", options)
+    tolerance = options.tolerance or core.default_tolerance(raw.dtype)
+    floor = core.resolve_eps(options.eps, raw.dtype) if name.endswith("probs") else 0.0
+    rows = max(1, CHECK_BLOCK_BYTES // (raw.shape[1] * raw.itemsize))
+    n_clipped = 0
+    for start in range(0, raw.shape[0], rows):
+        block = raw[start : start + rows]
+        try:
+            if name.endswith("logits"):
+                core.check_logits(block, field=name)
+            else:
+                core.check_probabilities(block, field=name, tolerance=tolerance)
+        except core.InputError as error:
+            if not error.index:
+                raise
+            row = start + error.index[0]
+            raise core.InputError(name, error.reason, index=(row // t, row % t, *error.index[1:])) from None
+        if floor > 0:
+            n_clipped += int(np.count_nonzero(block < floor))
+    if name.endswith("logits"):
+        return Prediction(core.Distribution(logits=raw), name, core.dtype_name(raw.dtype), tolerance, 0)
+    dist = core.Distribution(sent_probs=raw, eps=floor, n_clipped=n_clipped)
+    return Prediction(dist, name, core.dtype_name(raw.dtype), tolerance, 0)
