@@ -106,3 +106,18 @@ def test_other_shapes_are_parsed_generically(rng):
     parsed = read_chat(orjson.dumps({"response": chat}), route.FIELDS)
     assert parsed is not None
     np.testing.assert_array_equal(parsed["response"].parsed.logprob, _truth(logp, tokens)[0].ravel())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"texts": ["a b:c"] * 60, "ranges": [[1, -1]] * 60},
+        {"bytes": [10] * 60, "words": [3] * 60, "calibration": False},
+    ],
+)
+def test_options_beside_a_fast_body_answer_as_the_generic_path(client, rng, monkeypatch, options):
+    raw = orjson.dumps({"response": _big(rng)[2], **options})
+    assert read_chat(raw, route.FIELDS) is not None
+    fast, generic = _post_both(client, monkeypatch, raw)
+    assert fast.status_code == 200, fast.text
+    assert fast.json() == generic.json()
