@@ -109,3 +109,17 @@ def test_sequence_options_without_a_sequence_form_are_422(client, rng, extra, fi
 def test_mask_on_rows_is_422(client):
     response = client.post(URL, json={"logits": [[0.0, 1.0]], "labels": [1], "mask": [[1]]})
     assert_problem(response, 422, "#/mask")
+
+
+def test_reliability_diagram_of_the_top1_token(client, rng):
+    z, y, mask = _batch(rng)
+    body = {"logits": z.tolist(), "labels": y.tolist(), "mask": mask.tolist(), "ignore_index": -100}
+    ece = client.post(URL, json={**body, "metrics": ["ece"]}).json()["metrics"]["ece"]
+    zf, yf = _flat(z, y, mask)
+    flat_ece = client.post(
+        URL, json={"logits": zf.tolist(), "labels": yf.tolist(), "metrics": ["ece"]}
+    ).json()
+    assert ece == pytest.approx(flat_ece["metrics"]["ece"], rel=1e-12)
+    response = client.post("/v1/reliability-diagram", json=body)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")
+    assert f"ece {ece:.4f}" in response.text and f"N = {len(yf)}" in response.text

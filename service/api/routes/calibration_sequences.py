@@ -9,14 +9,20 @@ the N×K route's answer on the flattened scored rows. Metrics that need each row
 distribution (Brier, class-wise or marginal targets) are refused.
 """
 
-from dataclasses import replace
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
 from service import core
 from service.api.formats.inputs import Body, Prediction
-from service.api.schemas.calibration import CalibrationMetrics, CalibrationOptions, CalibrationResult
+from service.api.schemas.calibration import (
+    CalibrationConvention,
+    CalibrationMetrics,
+    CalibrationOptions,
+    CalibrationResult,
+)
 from service.core.calibration import METRICS
 
 from . import Answer
@@ -30,11 +36,48 @@ SEQUENCE_METRICS = tuple(m for m in METRICS if m not in WHOLE_DISTRIBUTION)
 _DIRECT = {"nll", "accuracy", "mean_confidence", "confidence_gap"}
 
 
+@dataclass
+class SequenceCalibration:
+    """Top-1 calibration of scored positions: the report on the pairs and what the answer states."""
+
+    report: core.CalibrationReport  # of the (top-1 probability, top-1 is right) pairs
+    scalars: dict[str, float]  # the metrics asked, as a K-class top-label answer states them
+    convention: CalibrationConvention
+    n: int
+    n_ignored: int
+    top_k: dict[str, float] | None
+
+
 def score_sequence_calibration(
     body: Body, options: CalibrationOptions, name: str, values: np.ndarray
 ) -> Answer:
     """Top-1 calibration of B×T `labels` under B×T×K `values` (field `name`)."""
-    from .calibration import _nll_scale, _reliability, convention_of, convention_result
+    from .calibration import _reliability
+
+    found = sequence_calibration(body, options, name, values)
+    result = CalibrationResult(
+        n=found.n,
+        n_ignored=found.n_ignored,
+        n_classes=int(values.shape[2]),
+        metrics=CalibrationMetrics(**found.scalars),
+        per_class=None,
+        reliability=_reliability(found.report) if found.report.reliability else None,
+        top_k_accuracy=found.top_k,
+        bootstrap=None,
+        convention=found.convention,
+    )
+    return Answer(result)
+
+
+def sequence_calibration(
+    body: Body,
+    options: CalibrationOptions,
+    name: str,
+    values: np.ndarray,
+    metrics: Collection[str] | None = None,
+) -> SequenceCalibration:
+    """Score the positions a block of rows at a time, then the top-label `metrics` (default: the options')."""
+    from .calibration import _nll_scale, convention_of, convention_result
 
     _refuse(body, options)
     convention = convention_of(options)
@@ -42,7 +85,9 @@ def score_sequence_calibration(
         raise core.InputError(
             "target", f'must be "top_label" with B×T×K sequence inputs; got "{convention.target}"'
         )
-    wanted = set(SEQUENCE_METRICS if options.metrics is None else options.metrics)
+    if metrics is None:
+        metrics = SEQUENCE_METRICS if options.metrics is None else options.metrics
+    wanted = set(metrics)
     refused = sorted(wanted & set(WHOLE_DISTRIBUTION))
     if refused:
         raise core.InputError(
@@ -103,18 +148,7 @@ def score_sequence_calibration(
     top_k = None
     if options.top_k is not None:
         top_k = {str(k): float(np.count_nonzero(scores.rank[scored] < k)) / n for k in options.top_k}
-    result = CalibrationResult(
-        n=n,
-        n_ignored=int(scored.size - n),
-        n_classes=int(values.shape[2]),
-        metrics=CalibrationMetrics(**scalars),
-        per_class=None,
-        reliability=_reliability(report) if report.reliability else None,
-        top_k_accuracy=top_k,
-        bootstrap=None,
-        convention=echo,
-    )
-    return Answer(result)
+    return SequenceCalibration(report, scalars, echo, n, int(scored.size - n), top_k)
 
 
 def _refuse(body: Body, options: CalibrationOptions) -> None:
