@@ -11,7 +11,8 @@
 2. 1,000-choice OpenAI chat completions (16 or 64 tokens per choice, 5 or 0 top_logprobs,
    with ``bytes``; JSON as a server sends it): ``orjson.loads`` alone, :func:`parse_logprobs`
    + :func:`score_logprobs` + top-1 calibration on the decoded object, both together, and
-   ``POST /v1/logprobs`` in-process (``TestClient``, wall time).
+   the typed chat reader the route uses on such bodies (``read_chat``: msgspec decode + flat
+   parse), and ``POST /v1/logprobs`` in-process (``TestClient``: wall time and process CPU).
 """
 
 import argparse
@@ -119,12 +120,17 @@ def logprobs(n_choices: int, length: int, k: int) -> list[dict[str, object]]:
     from service.app import create_app
 
     body = b'{"response": ' + raw + b"}"
+    from service.api.formats.chat_logprobs import read_chat
+    from service.api.routes.logprobs import FIELDS
+
+    assert read_chat(body, FIELDS) is not None
     label = f"{n_choices} × {length} tokens × {k} alternatives ({len(raw) / 2**20:.1f} MiB)"
     timed = {
         "orjson.loads alone": lambda: orjson.loads(raw),
         "orjson.loads, collector paused": lambda: _paused(raw),
         "parse + score + calibration (decoded)": lambda: score(decoded),
         "paused orjson.loads + parse + score + calibration": lambda: score(_paused(raw)),
+        "typed reader (msgspec): decode + parse, what the route runs": lambda: read_chat(body, FIELDS),
     }
     rows = [{"response": label, "path": path, "ms": f"{median_ms(fn):.1f}"} for path, fn in timed.items()]
     with TestClient(create_app()) as client:
@@ -209,11 +215,137 @@ def sequences_http(b: int, t: int, k: int) -> list[dict[str, object]]:
     ]
 
 
+def _status(pid: int, key: str) -> int:
+    """A /proc/<pid>/status figure (``VmHWM``, ``VmRSS``) in bytes."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def http_memory(b: int, t: int, k: int) -> list[dict[str, object]]:
+    """B×T×K float32 logits as one OIP binary body to a real server: its peak RSS against the body.
+
+    Starts ``python -m service serve`` on a free port, sends one small request (baseline), then
+    the whole body streamed from one client buffer with its Content-Length, and reads the
+    server's ``VmHWM`` (peak resident set) from /proc. The loss is checked against torch's on the
+    same tensor.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    n_logits, n_labels = b * t * k * 4, b * t * 8
+    header: dict[str, object] = {
+        "inputs": [
+            {
+                "name": "z",
+                "shape": [b, t, k],
+                "datatype": "FP32",
+                "parameters": {"role": "logits", "binary_data_size": n_logits},
+            },
+            {
+                "name": "y",
+                "shape": [b, t],
+                "datatype": "INT64",
+                "parameters": {"role": "labels", "binary_data_size": n_labels},
+            },
+        ],
+        "parameters": {"ignore_index": -100},
+    }
+    head = orjson.dumps(header)
+    head += b" " * (-len(head) % 64)  # tensors 64-byte aligned in the client's buffer too
+    total = len(head) + n_logits + n_labels
+    buffer = np.empty(total, np.uint8)
+    buffer[: len(head)] = np.frombuffer(head, np.uint8)
+    z = buffer[len(head) : len(head) + n_logits].view(np.float32).reshape(b, t, k)
+    y = buffer[len(head) + n_logits :].view(np.int64).reshape(b, t)
+    rng = np.random.default_rng(3)
+    for i in range(b):
+        z[i] = rng.standard_normal((t, k), dtype=np.float32) * 3
+    y[:] = rng.integers(0, k, (b, t))
+    y[rng.random((b, t)) < 0.05] = -100
+    expected = float(F.cross_entropy(torch.from_numpy(z).view(-1, k), torch.from_numpy(y).view(-1)))
+    env = {
+        **os.environ,
+        "XENT_MAX_BODY_BYTES": str(total + 1024),
+        "XENT_MAX_ELEMENTS": str(b * t * (k + 1) + 1),
+        "XENT_REQUEST_TIMEOUT_S": "900",
+        "XENT_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(head)),
+        "content-length": str(total),
+    }
+    view = memoryview(buffer)
+    chunk = 1 << 20
+    try:
+        with httpx.Client(base_url=url, timeout=900) as client:
+            for _ in range(300):
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            small = client.post("/v1/cross-entropy", json={"logits": [[[0.0, 1.0]]], "labels": [[1]]})
+            assert small.status_code == 200, small.text
+            baseline = _status(server.pid, "VmRSS")
+            start = time.perf_counter()
+            r = client.post(
+                "/v1/cross-entropy",
+                content=(bytes(view[i : i + chunk]) for i in range(0, total, chunk)),
+                headers=headers,
+            )
+            wall = time.perf_counter() - start
+            assert r.status_code == 200, r.text
+            peak = _status(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(30)
+    loss = r.json()["loss"]
+    assert abs(loss - expected) < 1e-5 * expected, (loss, expected)
+    mib = 2**20
+    label = f"B={b} T={t} K={k} float32, binary body {total / mib:,.0f} MiB"
+    return [
+        {
+            "case": label,
+            "figure": "server RSS before (after one small request)",
+            "value": f"{baseline / mib:,.0f} MiB",
+        },
+        {"case": label, "figure": "server peak RSS (VmHWM)", "value": f"{peak / mib:,.0f} MiB"},
+        {"case": label, "figure": "peak / body", "value": f"{peak / total:.2f}×"},
+        {"case": label, "figure": "(peak − before) / body", "value": f"{(peak - baseline) / total:.2f}×"},
+        {"case": label, "figure": "POST wall time (send + score)", "value": f"{wall:.1f} s"},
+        {"case": label, "figure": "loss vs torch F.cross_entropy", "value": f"{loss:.6f} vs {expected:.6f}"},
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="B=2 T=512 and 100 choices")
     parser.add_argument("--part", choices=["all", "sequences", "http", "logprobs"], default="all")
+    parser.add_argument(
+        "--http-memory",
+        action="store_true",
+        help="only: B×T×K (8×2048×32000, 2.1 GB; --quick 2×512) to a real server, its peak RSS",
+    )
     args = parser.parse_args()
+    if args.http_memory:
+        b, t = (2, 512) if args.quick else (8, 2048)
+        print(table(http_memory(b, t, 32_000)))
+        return
     b, t = (2, 512) if args.quick else (8, 2048)
     if args.part in ("all", "sequences"):
         print(table(sequences(b, t, 32_000)))

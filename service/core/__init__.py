@@ -36,6 +36,7 @@ from .errors import InputError
 from .language.logprob_metrics import LogprobScores, score_logprobs, top1_calibration
 from .language.logprobs import ParsedLogprobs, parse_logprobs
 from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
+from .language.perplexity_series import PerplexitySeries
 from .language.sequences import TokenScores, token_scores
 from .maps.fit_metrics import ECE_BINS, FitMetrics, fit_metrics
 from .maps.splits import fold_splits, holdout_split
@@ -109,6 +110,7 @@ __all__ = [
     "log_softmax",
     "nll",
     "relative_entropy",
+    "PerplexitySeries",
     "PerplexityTotals",
     "LogprobScores",
     "ParsedLogprobs",

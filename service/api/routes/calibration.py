@@ -25,10 +25,11 @@ from service.core.calibration.bootstrap import bootstrap_intervals
 from service.core.calibration.brier import brier_factor
 
 from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result, unit_of
+from .calibration_sequences import score_sequence_calibration
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "sample_weight")
+ARRAY_FIELDS = ("logits", "probs", "labels", "sample_weight", "mask")
 #: Reliability cells (groups × bins) a response may carry.
 MAX_RELIABILITY_CELLS = 200_000
 _CONVENTION_FIELDS = (
@@ -71,6 +72,10 @@ def score_calibration(body: Body) -> Response:
 def calibration_answer(body: Body) -> Answer:
     """The calibration result of `body`."""
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    name = body.pick("logits", "probs")
+    values = body.array(name, bfloat16=True)
+    if values.ndim == 3:  # B×T×K token sequences
+        return score_sequence_calibration(body, options, name, values)
     prediction, labels, convention, n_ignored = read_calibration_request(body, options)
     weights = read_sample_weight(body)
     report = core.calibration_report(
@@ -88,6 +93,8 @@ def read_calibration_request(
     body: Body, options: CalibrationOptions
 ) -> tuple[Prediction, np.ndarray, core.Convention, int]:
     """Predictions, labels, the resolved convention of a calibration-style request, and rows ignored."""
+    if body.fields.get("mask") is not None:
+        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     assert truth.labels is not None  # `targets` is not an accepted field here

@@ -13,14 +13,15 @@ from service.api.schemas import (
     DivergenceOptions,
     DivergenceResult,
 )
-from service.api.schemas.divergence import DivergenceRows, DivergenceStats
+from service.api.schemas.divergence import DivergenceRows, DivergenceSequences, DivergenceStats
 from service.core._typing import FloatArray
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
+from .divergence_sequences import score_sequence_divergence
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
-ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits", "sample_weight")
+ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits", "sample_weight", "mask")
 
 
 @router.post(
@@ -42,11 +43,18 @@ def score_divergence(body: Body) -> Response:
 def divergence_answer(body: Body) -> Answer:
     """The divergence result of `body`, with the per-row quantities when asked."""
     options = DivergenceOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    p_name = body.pick("p_logits", "p_probs")
+    p_values = body.array(p_name)
+    if p_values.ndim == 3:  # B×T×K token sequences (distillation: teacher and student)
+        if body.fields.get("sample_weight") is not None:
+            raise core.InputError("sample_weight", "applies to N×K rows; sequences take `mask`")
+        return score_sequence_divergence(body, options, p_name, p_values)
+    if body.fields.get("mask") is not None:
+        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
     p = read_prediction(body, "p_probs", "p_logits", options)
     q = read_prediction(body, "q_probs", "q_logits", options)
     p_dist, q_dist, broadcast = _broadcast(p, q)
-    base = log_base(options.base)
-    rows = _rows(p_dist, q_dist, base)
+    rows = rows_of(p_dist, q_dist, options)
     weights = _sample_weight(body, p_dist.n_samples, broadcast)
     stats = {
         reduction: DivergenceStats(
@@ -54,32 +62,10 @@ def divergence_answer(body: Body) -> Answer:
         )
         for reduction in ("mean", "sum")
     }
-    reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
-    result = DivergenceResult(
-        n=p_dist.n_samples,
-        mean=stats["mean"] if reduced == "mean" else None,
-        sum=stats["sum"] if reduced == "sum" else None,
-        per_sample=None,  # placed by `respond`, from the arrays
-        convention=DivergenceConvention(
-            p=p.field.removeprefix("p_"),
-            q=q.field.removeprefix("q_"),
-            dtype=core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
-            base=options.base,
-            unit=unit_of(options.base),
-            reduction=options.reduction,
-            elementwise=options.elementwise,
-            broadcast=broadcast,
-            sample_weight=weights is not None,
-            eps=max(p.dist.eps, q.dist.eps),
-            n_clipped=p.dist.n_clipped + q.dist.n_clipped,
-            tolerance=p.tolerance,
-            n_normalized=p.n_normalized + q.n_normalized,
-            zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
-            "log(1/eps) terms, or Infinity when eps is 0",
-            matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon; "
-            "torch.nn.functional.kl_div(log q, p) for reduction and elementwise terms",
-        ),
+    result = divergence_result(
+        options, p, q, stats, broadcast, p_dist.n_samples, sample_weight=weights is not None
     )
+    base = log_base(options.base)
     arrays: dict[str, FloatArray] = {}
     if options.per_sample or options.reduction == "none":
         arrays.update({f"per_sample.{name}": rows[name] for name in DivergenceRows.model_fields})
@@ -140,3 +126,50 @@ def _rows(p: core.Distribution, q: core.Distribution, base: float) -> dict[str, 
     with np.errstate(invalid="ignore"):  # a base below 1 makes JS negative: NaN, as scipy's jensenshannon
         distance = np.sqrt(js)
     return {**converted, "js_divergence": js, "js_distance": distance}
+
+
+def rows_of(p: core.Distribution, q: core.Distribution, options: DivergenceOptions) -> dict[str, FloatArray]:
+    """Every per-row quantity in the options' base."""
+    return _rows(p, q, log_base(options.base))
+
+
+def divergence_result(
+    options: DivergenceOptions,
+    p: Prediction,
+    q: Prediction,
+    stats: dict[str, DivergenceStats],
+    broadcast: str | None,
+    n: int,
+    sequences: DivergenceSequences | None = None,
+    *,
+    sample_weight: bool = False,
+) -> DivergenceResult:
+    """The result with its convention, reduced as the options ask, over `n` rows or positions."""
+    reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
+    result = DivergenceResult(
+        n=n,
+        sequences=sequences,
+        mean=stats["mean"] if reduced == "mean" else None,
+        sum=stats["sum"] if reduced == "sum" else None,
+        per_sample=None,  # placed by `respond`, from the arrays
+        convention=DivergenceConvention(
+            p=p.field.removeprefix("p_"),
+            q=q.field.removeprefix("q_"),
+            dtype=core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
+            base=options.base,
+            unit=unit_of(options.base),
+            reduction=options.reduction,
+            elementwise=options.elementwise,
+            broadcast=broadcast,
+            sample_weight=sample_weight,
+            eps=max(p.dist.eps, q.dist.eps),
+            n_clipped=p.dist.n_clipped + q.dist.n_clipped,
+            tolerance=p.tolerance,
+            n_normalized=p.n_normalized + q.n_normalized,
+            zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
+            "log(1/eps) terms, or Infinity when eps is 0",
+            matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon; "
+            "torch.nn.functional.kl_div(log q, p) for reduction and elementwise terms",
+        ),
+    )
+    return result

@@ -3,13 +3,14 @@
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import INLINE_BYTES, scoring
+from service.api.deps import INLINE_BYTES, RawBody, parsed_body, scoring
+from service.api.formats.chat_logprobs import FAST_BYTES, ParsedChat, read_chat
 from service.api.formats.inputs import Body
-from service.api.formats.payload import collector_paused
+from service.api.formats.payload import ArrayReader, collector_paused
 from service.api.schemas.logprobs import (
     LanguageModelMetrics,
     LogprobsBody,
@@ -20,6 +21,7 @@ from service.api.schemas.logprobs import (
     Top1Calibration,
     TruncatedEntropy,
 )
+from service.settings import Settings
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response
 
@@ -27,6 +29,20 @@ router = APIRouter(prefix="/v1", tags=["language models"])
 
 RAW_FIELDS = ("responses", "response", "prompt_token_ids", "texts")
 REQUEST_MODELS.append(LogprobsBody)
+#: Every top-level field of a request besides `response(s)`: what the fast chat reader decodes.
+FIELDS = tuple(sorted({*LogprobsOptions.model_fields, *RAW_FIELDS}))
+
+
+def parse_logprobs_body(request: Request, raw: RawBody, settings: Settings) -> Body:
+    """A large JSON body of chat completions through the typed reader; anything else as usual."""
+    if raw.kind == "json" and len(raw.data) >= FAST_BYTES:
+        assert isinstance(raw.data, bytearray)  # JSON is always read into a bytearray
+        fields = read_chat(raw.data, FIELDS)
+        if fields is not None:
+            body = Body(fields, ArrayReader(settings.max_elements, may_hold_booleans=False))
+            request.state.body = body
+            return body
+    return parsed_body(request, raw, settings)
 
 
 @router.post(
@@ -40,7 +56,7 @@ REQUEST_MODELS.append(LogprobsBody)
         }
     },
 )
-@scoring(inline_bytes=INLINE_BYTES)
+@scoring(inline_bytes=INLINE_BYTES, parse=parse_logprobs_body)
 def score_logprobs(body: Body) -> Response:
     """NLL, perplexities and bits per token or byte of the realised tokens in LLM server responses.
 
@@ -55,10 +71,15 @@ def score_logprobs(body: Body) -> Response:
     """
     options = LogprobsOptions.model_validate(body.scalars(RAW_FIELDS))
     items, names = _items(body)
-    # The decoded body is young: collections triggered by the parser's lists would re-scan all of it
-    # (6 MB of chat logprobs: ~90 ms of collections); the lists it builds hold no cycle.
-    with collector_paused(True):
-        parsed = core.parse_logprobs(items, prompt_token_ids=_prompt_ids(body), use=options.use, names=names)
+    if len(items) == 1 and isinstance(items[0], ParsedChat):  # read by the fast chat reader
+        parsed = items[0].parsed
+    else:
+        # The decoded body is young: collections triggered by the parser's lists would re-scan all of
+        # it (6 MB of chat logprobs: ~90 ms of collections); the lists it builds hold no cycle.
+        with collector_paused(True):
+            parsed = core.parse_logprobs(
+                items, prompt_token_ids=_prompt_ids(body), use=options.use, names=names
+            )
     n_bytes, n_words = _counts(body, options, parsed.n_sequences)
     scores = core.score_logprobs(
         parsed,
@@ -100,8 +121,8 @@ def _items(body: Body) -> tuple[list[Any], list[str] | None]:
     if len(sent) != 1:
         got = "both" if sent else "neither"
         raise core.InputError("responses", f"exactly one of `responses` or `response` is required; got {got}")
-    if sent[0] == "response":
-        return [fields["response"]], ["response"]
+    if sent[0] == "response" or isinstance(fields[sent[0]], ParsedChat):
+        return [fields[sent[0]]], [sent[0]]
     items = fields["responses"]
     if not isinstance(items, list):
         raise core.InputError("responses", f"must be a list of responses; got {type(items).__name__}")

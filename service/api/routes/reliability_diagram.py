@@ -11,6 +11,7 @@ from service.api.schemas.calibration import CalibrationBody, CalibrationOptions
 
 from . import PROBLEM_RESPONSES, request_body
 from .calibration import ARRAY_FIELDS, convention_result, read_calibration_request
+from .calibration_sequences import sequence_calibration
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
@@ -33,24 +34,30 @@ def draw_reliability_diagram(body: Body) -> Response:
 
     Takes the body of POST /v1/calibration; the bins follow the same options and
     the caption states the metric values and the convention. Top-label or
-    positive-class targets only (one diagram).
+    positive-class targets only (one diagram); B×T×K token sequences draw the top-1 token's.
     """
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, labels, convention, _ = read_calibration_request(body, options)
     wanted = ["reliability", "ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confidence"]
-    report = core.calibration_report(labels, prediction.dist, convention, metrics=wanted)
-    if report.target in ("classwise", "marginal"):
-        raise core.InputError(
-            "target", f'must be "top_label" or "positive_class" for a diagram; got "{report.target}"'
-        )
-    conv = convention_result(options, prediction, report)
-    s = report.scalars
+    name = body.pick("logits", "probs")
+    values = body.array(name, bfloat16=True)
+    if values.ndim == 3:  # B×T×K token sequences: the top-1 token's diagram (no Brier: whole rows)
+        found = sequence_calibration(body, options, name, values, [m for m in wanted if m != "brier"])
+        report, conv, s, n = found.report, found.convention, found.scalars, found.n
+    else:
+        prediction, labels, convention, _ = read_calibration_request(body, options)
+        report = core.calibration_report(labels, prediction.dist, convention, metrics=wanted)
+        if report.target in ("classwise", "marginal"):
+            raise core.InputError(
+                "target", f'must be "top_label" or "positive_class" for a diagram; got "{report.target}"'
+            )
+        conv = convention_result(options, prediction, report)
+        s, n = report.scalars, labels.shape[0]
     shown = [f"{name} {s[name]:.4f}" for name in _CAPTION_METRICS if name in s]
     preset = f"preset {conv.preset} · " if conv.preset else ""
     caption = [
         " · ".join(shown[:3]),
         " · ".join(shown[3:]),
-        f"{preset}{conv.target} · N = {labels.shape[0]}",
+        f"{preset}{conv.target} · N = {n}",
         f"{conv.binning} bins, B = {conv.n_bins} ({conv.edge_rule} edges), closed {conv.closed}, "
         f"{conv.bin_weighting} weights",
         "bars: accuracy · shaded: gap to mean confidence (red: over-, cyan: under-confident)",

@@ -13,6 +13,7 @@ from .common import (
     IntArrayField,
     JsonFloat,
     ProbabilityOptions,
+    Tensor,
     TopK,
 )
 
@@ -145,13 +146,22 @@ class CalibrationBody(CalibrationOptions):
 
     logits: FloatArrayField | None = Field(
         default=None,
-        description="N×K logits (softmax by log-sum-exp), or a length-N vector of positive-class logits.",
+        description="N×K logits (softmax by log-sum-exp), or a length-N vector of positive-class logits; "
+        "B×T×K token logits for sequences (calibration of the top-1 token).",
     )
     probs: FloatArrayField | None = Field(
         default=None,
-        description="N×K probabilities, or a length-N vector of positive-class probabilities (binary).",
+        description="N×K probabilities, or a length-N vector of positive-class probabilities (binary); "
+        "B×T×K for sequences.",
     )
-    labels: IntArrayField = Field(description="N true class indices in [0, K) (binary: 0 or 1).")
+    labels: IntArrayField = Field(
+        description="N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs."
+    )
+    mask: list[list[int]] | Tensor | None = Field(
+        default=None,
+        description="Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (with "
+        "`ignore_index`, -100 as PyTorch, for padding labels).",
+    )
     sample_weight: FloatArrayField | None = Field(
         default=None,
         description="N non-negative per-sample weights s: every sum over samples becomes a sum of s "
@@ -172,7 +182,9 @@ class CalibrationConvention(BaseModel):
     )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
-    form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
+    form: Literal["categorical", "binary", "sequence"] = Field(
+        description="N×K, positive-class vector, or B×T×K token sequences (top-1 token calibration)."
+    )
     dtype: Literal["float32", "float64"] = Field(description="Precision of the probabilities binned.")
     preset: PresetName | None = Field(description="The preset applied, if any.")
     binning: Literal["uniform", "quantile", "edges"] = Field(description="How edges were built.")

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
-from .common import RESULT_CONFIG, FloatArrayField, JsonFloat, ProbabilityOptions
+from .common import RESULT_CONFIG, FloatArrayField, JsonFloat, ProbabilityOptions, Tensor
 
 
 def _check_base(value: str | float) -> str | float:
@@ -61,7 +61,7 @@ def _side(name: str, kind: str) -> FloatArrayField | None:
     return Field(
         default=None,
         description=f"Distribution {name} as {kind}: N×K rows, or a length-N vector of "
-        "positive-class values (Bernoulli).",
+        "positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).",
     )
 
 
@@ -77,7 +77,11 @@ class DivergenceBody(DivergenceOptions):
         description="N non-negative row weights s (N the rows compared, after broadcasting one row "
         "against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for "
         "every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` "
-        "are not weighted. All zero is a 422.",
+        "are not weighted. All zero is a 422. N×K rows only (sequences use `mask`).",
+    )
+    mask: list[list[int]] | Tensor | None = Field(
+        default=None,
+        description="Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (padding).",
     )
 
 
@@ -148,6 +152,20 @@ class DivergenceTerms(BaseModel):
     js_divergence: list[list[JsonFloat]] = Field(description="½ (p log(p/m) + q log(q/m)), m = (p+q)/2.")
 
 
+class DivergenceSequences(BaseModel):
+    """Token sequences (B×T×K on both sides): each sequence's sums over its scored positions."""
+
+    model_config = RESULT_CONFIG
+
+    n_sequences: int = Field(description="B.")
+    n_ignored: int = Field(description="Positions left out by `mask`.")
+    tokens: list[int] = Field(description="Scored positions per sequence.")
+    sum: DivergenceRows = Field(
+        description="Per sequence, each quantity summed over its scored positions, in `unit` "
+        "(e.g. the sequence's total KL(p‖q), the distillation loss before averaging)."
+    )
+
+
 class DivergenceResult(BaseModel):
     """Divergences and entropies between p and q, reduced over rows as asked."""
 
@@ -164,4 +182,9 @@ class DivergenceResult(BaseModel):
         default=None, description="Each quantity per row (per_sample: true, or reduction none)."
     )
     terms: DivergenceTerms | None = Field(default=None, description="N×K terms (elementwise: true).")
+    sequences: DivergenceSequences | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # present only for B×T×K inputs
+        description="B×T×K inputs only: per-sequence sums over the scored positions (`n` counts those).",
+    )
     convention: DivergenceConvention

@@ -223,33 +223,86 @@ def _take_ids(
     return list(own)
 
 
+@dataclass
+class FlatLogprobs:
+    """Every sequence's fields concatenated, as JSON gave them (lists) or already as arrays.
+
+    What :func:`combine` turns into a :class:`ParsedLogprobs`. A decoder that reads a body's
+    logprobs straight into flat lists (``service.api.formats.chat_logprobs``) builds it without
+    a :class:`SequenceLogprobs` per sequence. ``lengths[s]`` positions belong to sequence s;
+    ``counts[j]`` of ``alt`` / ``alt_tokens`` belong to position j.
+    """
+
+    lengths: list[int]
+    paths: list[str]
+    styles: list[str]
+    bases: list[str]
+    teacher_forced: list[bool]
+    first_null: list[bool]
+    logprob: Any
+    tokens: list[Any]
+    counts: list[int]
+    alt: Any
+    alt_tokens: list[Any]
+    n_bytes: list[int]
+    rank: list[Any]
+
+
 def _combine(seqs: list[SequenceLogprobs]) -> ParsedLogprobs:
-    """Concatenate every sequence's lists and convert each field once; then check the whole."""
-    lengths = np.array([len(s.logprob) for s in seqs], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    styles, bases = [s.style for s in seqs], [s.base for s in seqs]
+    """Concatenate every sequence's lists, then :func:`combine` them."""
+    flat = FlatLogprobs(
+        lengths=[len(s.logprob) for s in seqs],
+        paths=[s.path for s in seqs],
+        styles=[s.style for s in seqs],
+        bases=[s.base for s in seqs],
+        teacher_forced=[s.teacher_forced for s in seqs],
+        first_null=[s.first_null for s in seqs],
+        logprob=_chain(s.logprob for s in seqs),
+        tokens=_chain(s.tokens for s in seqs),
+        counts=_chain(s.counts for s in seqs),
+        alt=_chain(s.alt for s in seqs),
+        alt_tokens=_chain(s.alt_tokens for s in seqs),
+        n_bytes=_chain(s.n_bytes or [-1] * len(s.logprob) for s in seqs),
+        rank=_chain(s.rank or [-1] * len(s.logprob) for s in seqs),
+    )
+    return combine(flat)
+
+
+def combine(flat: FlatLogprobs) -> ParsedLogprobs:
+    """Convert each field of `flat` once, then check the whole (every error names a JSON path).
+
+    Examples
+    --------
+    >>> flat = FlatLogprobs([2], ["s"], ["chat"], ["s.content"], [False], [False], [-0.5, -1.0],
+    ...     ["a", "b"], [1, 0], [-0.5], ["a"], [1, 1], [-1, -1])
+    >>> p = combine(flat)
+    >>> p.logprob, p.realised_in_alternatives
+    (array([-0.5, -1. ]), array([ True, False]))
+    """
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(flat.lengths, np.int64))]).astype(np.int64)
+    styles, bases = flat.styles, flat.bases
 
     def where(i: int, what: Literal["logprob", "top_logprobs"]) -> str:
         return position_path(offsets, styles, bases, i, what)
 
-    lp = _numbers(_chain(s.logprob for s in seqs), where, "logprob")
+    lp = _numbers(flat.logprob, where, "logprob")
     first = np.zeros(lp.size, bool)
-    first[offsets[:-1][[s.first_null for s in seqs]]] = True
+    first[offsets[:-1][np.asarray(flat.first_null, bool)]] = True
     null = np.isnan(lp) & ~first
     if null.any():
         i = int(np.flatnonzero(null)[0])
         raise InputError(
             where(i, "logprob"), "must be a number; got null (only a prompt's first position may be)"
         )
-    counts = np.array(_chain(s.counts for s in seqs), np.int64)
+    counts = np.asarray(flat.counts, np.int64)
     rows = np.repeat(np.arange(lp.size), counts)
-    alt = _numbers(_chain(s.alt for s in seqs), lambda k, what: where(int(rows[k]), what), "top_logprobs")
+    alt = _numbers(flat.alt, lambda k, what: where(int(rows[k]), what), "top_logprobs")
     if np.isnan(alt).any():
         raise InputError(
             where(int(rows[np.flatnonzero(np.isnan(alt))[0]]), "top_logprobs"), "must hold numbers; got null"
         )
-    tokens = _objects(_chain(s.tokens for s in seqs))
-    alt_tokens = _objects(_chain(s.alt_tokens for s in seqs))
+    tokens = _objects(flat.tokens)
+    alt_tokens = _objects(flat.alt_tokens)
     realised_in = np.zeros(lp.size, bool)
     realised_in[rows[alt_tokens == tokens[rows]]] = True
     _check_realised(lp, alt, counts, realised_in, where)
@@ -258,17 +311,18 @@ def _combine(seqs: list[SequenceLogprobs]) -> ParsedLogprobs:
     alternatives[rows, np.arange(alt.size) - np.repeat(np.cumsum(counts) - counts, counts)] = alt
     outside = lp == SENTINEL
     try:
-        rank = np.array(_chain(s.rank or [-1] * len(s.logprob) for s in seqs), np.int64)
+        rank = np.array(flat.rank, np.int64)
     except (TypeError, ValueError, OverflowError):
-        raise InputError(_first_prompt(seqs), "must give each `rank` as an integer") from None
+        prompt = next((p for p, s in zip(flat.paths, styles, strict=True) if s == "prompt"), flat.paths[0])
+        raise InputError(prompt, "must give each `rank` as an integer") from None
     return ParsedLogprobs(
         offsets=offsets,
-        paths=[s.path for s in seqs],
-        teacher_forced=np.array([s.teacher_forced for s in seqs], bool),
+        paths=flat.paths,
+        teacher_forced=np.array(flat.teacher_forced, bool),
         logprob=np.where(outside, np.nan, lp),
         unconditioned=first,
         outside_top=outside,
-        n_bytes=np.array(_chain(s.n_bytes or [-1] * len(s.logprob) for s in seqs), np.int64),
+        n_bytes=np.array(flat.n_bytes, np.int64),
         alternatives=alternatives,
         realised_in_alternatives=realised_in,
         rank=rank,
@@ -299,7 +353,7 @@ def _objects(values: list[Any]) -> np.ndarray:
     return np.fromiter(values, dtype=object, count=len(values))
 
 
-def _numbers(values: list[Any], where: Callable[[int, Any], str], what: str) -> FloatArray:
+def _numbers(values: Any, where: Callable[[int, Any], str], what: str) -> FloatArray:
     """`values` as float64 (``null`` as NaN), or an InputError at the first value that is no number."""
     try:
         return floats(values)
@@ -333,7 +387,3 @@ def _check_realised(
             f"must contain the realised token: its logprob {lp[i]} is above the smallest alternative "
             f"{smallest[i]}",
         )
-
-
-def _first_prompt(seqs: list[SequenceLogprobs]) -> str:
-    return next((s.path for s in seqs if s.rank is not None), seqs[0].path)
