@@ -70,7 +70,7 @@ def score_calibration(body: Body) -> Response:
 
 def calibration_answer(body: Body) -> Answer:
     """The calibration result of `body`."""
-    options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(CalibrationOptions, ARRAY_FIELDS)
     prediction, labels, convention, n_ignored = read_calibration_request(body, options)
     weights = read_sample_weight(body)
     report = core.calibration_report(

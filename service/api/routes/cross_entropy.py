@@ -68,7 +68,7 @@ def score_cross_entropy(body: Body) -> Response:
 
 def cross_entropy_answer(body: Body) -> Answer:
     """The cross-entropy result of `body`, with per-sample `losses` when asked."""
-    options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(CrossEntropyOptions, ARRAY_FIELDS)
     name = body.pick("logits", "probs")
     values = body.array(name, bfloat16=True)
     if values.ndim == 3:  # B×T×K token sequences

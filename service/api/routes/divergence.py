@@ -41,7 +41,7 @@ def score_divergence(body: Body) -> Response:
 
 def divergence_answer(body: Body) -> Answer:
     """The divergence result of `body`, with the per-row quantities when asked."""
-    options = DivergenceOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(DivergenceOptions, ARRAY_FIELDS)
     p = read_prediction(body, "p_probs", "p_logits", options)
     q = read_prediction(body, "q_probs", "q_logits", options)
     p_dist, q_dist, broadcast = _broadcast(p, q)

@@ -53,7 +53,7 @@ def score_logprobs(body: Body) -> Response:
     sample: calibration is meaningful on teacher-forced (prompt) logprobs, and the answer warns
     when sampled tokens are in it.
     """
-    options = LogprobsOptions.model_validate(body.scalars(RAW_FIELDS))
+    options = body.options(LogprobsOptions, RAW_FIELDS)
     items, names = _items(body)
     # The decoded body is young: collections triggered by the parser's lists would re-scan all of it
     # (6 MB of chat logprobs: ~90 ms of collections); the lists it builds hold no cycle.

@@ -78,7 +78,7 @@ def fit_temperature(body: Body) -> Response:
 
 def temperature_answer(body: Body) -> Answer:
     """The temperature fit of `body`, with the recalibrated probabilities when asked."""
-    options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(TemperatureOptions, ARRAY_FIELDS)
     prediction, scores, truth, n_ignored = read_fit(body, options)
     weights = truth.sample_weight
     fit = core.fit_temperature(
@@ -142,7 +142,7 @@ def fit_recalibration(body: Body) -> Response:
 
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
-    options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(RecalibrateOptions, ARRAY_FIELDS)
     prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
     if truth.sample_weight is not None and options.method != "temperature":
@@ -203,7 +203,7 @@ def apply_recalibration(body: Body) -> Response:
 
 def apply_answer(body: Body) -> Answer:
     """The recalibrated probabilities of `body`, scored when the truth was sent."""
-    options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(ApplyOptions, ARRAY_FIELDS)
     parameters = _pick_parameters(options)
     prediction, scores = read_scores(body, options)
     after = apply_parameters(parameters, scores, prediction.field)

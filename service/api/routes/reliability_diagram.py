@@ -35,7 +35,7 @@ def draw_reliability_diagram(body: Body) -> Response:
     the caption states the metric values and the convention. Top-label or
     positive-class targets only (one diagram).
     """
-    options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(CalibrationOptions, ARRAY_FIELDS)
     prediction, labels, convention, _ = read_calibration_request(body, options)
     wanted = ["reliability", "ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confidence"]
     report = core.calibration_report(labels, prediction.dist, convention, metrics=wanted)
