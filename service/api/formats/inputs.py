@@ -44,7 +44,7 @@ def validated_options(model: type[OptionsModel], scalars: dict[str, Any]) -> Opt
 
     Examples
     --------
-    >>> from service.api.schemas import ApplyOptions
+    >>> from service.api.schemas.recalibration import ApplyOptions
     >>> validated_options(ApplyOptions, {}) is validated_options(ApplyOptions, {})
     True
     """

@@ -6,10 +6,10 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
+from service.api.formats.answers import json_float
 from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.schemas import (
     DivergenceBody,
-    DivergenceConvention,
     DivergenceOptions,
     DivergenceResult,
 )
@@ -39,6 +39,17 @@ def score_divergence(body: Body) -> Response:
     return divergence_answer(body).response()
 
 
+#: DivergenceStats' fields, in its order.
+STATS = tuple(DivergenceStats.model_fields)
+ZERO_CONVENTION = (
+    "0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives log(1/eps) terms, or Infinity when eps is 0"
+)
+MATCHES = (
+    "scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon; "
+    "torch.nn.functional.kl_div(log q, p) for reduction and elementwise terms"
+)
+
+
 def divergence_answer(body: Body) -> Answer:
     """The divergence result of `body`, with the per-row quantities when asked."""
     options = body.options(DivergenceOptions, ARRAY_FIELDS)
@@ -47,37 +58,35 @@ def divergence_answer(body: Body) -> Answer:
     p_dist, q_dist, broadcast = _broadcast(p, q)
     base = log_base(options.base)
     rows = _rows(p_dist, q_dist, base)
-    stats = {
-        reduction: DivergenceStats(
-            **{name: float(fn(values, dtype=np.float64)) for name, values in rows.items()}
-        )
-        for reduction, fn in (("mean", np.mean), ("sum", np.sum))
-    }
     reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
-    result = DivergenceResult(
-        n=p_dist.n_samples,
-        mean=stats["mean"] if reduced == "mean" else None,
-        sum=stats["sum"] if reduced == "sum" else None,
-        per_sample=None,  # placed by `respond`, from the arrays
-        convention=DivergenceConvention(
-            p=p.field.removeprefix("p_"),
-            q=q.field.removeprefix("q_"),
-            dtype=core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
-            base=options.base,
-            unit=unit_of(options.base),
-            reduction=options.reduction,
-            elementwise=options.elementwise,
-            broadcast=broadcast,
-            eps=max(p.dist.eps, q.dist.eps),
-            n_clipped=p.dist.n_clipped + q.dist.n_clipped,
-            tolerance=p.tolerance,
-            n_normalized=p.n_normalized + q.n_normalized,
-            zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
-            "log(1/eps) terms, or Infinity when eps is 0",
-            matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon; "
-            "torch.nn.functional.kl_div(log q, p) for reduction and elementwise terms",
-        ),
-    )
+    stats = None  # only the reduction asked for is computed
+    if reduced is not None:
+        reduce = np.mean if reduced == "mean" else np.sum
+        stats = {name: json_float(reduce(rows[name], dtype=np.float64)) for name in STATS}
+    # The answer as DivergenceResult's JSON document, fields in its order (formats/answers.py).
+    result = {
+        "n": int(p_dist.n_samples),
+        "mean": stats if reduced == "mean" else None,
+        "sum": stats if reduced == "sum" else None,
+        "per_sample": None,  # placed by `respond`, from the arrays
+        "terms": None,
+        "convention": {
+            "p": p.field.removeprefix("p_"),
+            "q": q.field.removeprefix("q_"),
+            "dtype": core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
+            "base": options.base if isinstance(options.base, str) else float(options.base),
+            "unit": unit_of(options.base),
+            "reduction": options.reduction,
+            "elementwise": options.elementwise,
+            "broadcast": broadcast,
+            "eps": float(max(p.dist.eps, q.dist.eps)),
+            "n_clipped": int(p.dist.n_clipped + q.dist.n_clipped),
+            "tolerance": float(p.tolerance),
+            "n_normalized": int(p.n_normalized + q.n_normalized),
+            "zero_convention": ZERO_CONVENTION,
+            "matches": MATCHES,
+        },
+    }
     arrays: dict[str, FloatArray] = {}
     if options.per_sample or options.reduction == "none":
         arrays.update({f"per_sample.{name}": rows[name] for name in DivergenceRows.model_fields})

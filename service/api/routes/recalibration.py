@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
+from service.api.formats.answers import Document
 from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas import ProblemDetails
@@ -212,16 +213,22 @@ def apply_answer(body: Body) -> Answer:
     if truth is not None and body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
-    return Answer(
-        ApplyResult(
+    if truth is None:  # ApplyResult's JSON document, fields in its order (formats/answers.py)
+        result: ApplyResult | Document = {
+            "n": int(after.shape[0]),
+            "method": parameters.method,
+            "probs": None,  # placed by `respond`, from the arrays
+            "metrics": None,
+            "convention": None,
+        }
+    else:
+        result = ApplyResult(
             n=after.shape[0],
             method=parameters.method,
-            metrics=metrics(after, truth, options.base) if truth is not None else None,
-            convention=convention(prediction, truth, options, "") if truth is not None else None,
-        ),
-        _probs_out(after, prediction),
-        options.binary_data_output,
-    )
+            metrics=metrics(after, truth, options.base),
+            convention=convention(prediction, truth, options, ""),
+        )
+    return Answer(result, _probs_out(after, prediction), options.binary_data_output)
 
 
 def _pick_parameters(options: ApplyOptions) -> Parameters:
