@@ -24,7 +24,6 @@ from ..schemas.common import ClassVocabulary, ProbabilityOptions
 from .payload import ArrayReader, widen_bf16
 from .vocabulary import map_labels
 
-
 OptionsModel = TypeVar("OptionsModel", bound=BaseModel)
 
 #: Distinct option sets kept validated (all of them dropped when full), and the longest one kept.

@@ -156,10 +156,10 @@ def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarra
 
 @dataclass(frozen=True)
 class Answer:
-    """A scoring result before it is written: the result (a model, or its JSON document as a plain
-    dict in the model's field order) and its per-sample arrays.
+    """A scoring result before it is written: the result and its per-sample arrays.
 
-    /v1 writes it with :func:`respond`; /v2 (the Open Inference Protocol) maps it to output tensors.
+    The result is a model, or its JSON document as a plain dict in the model's field order
+    (:mod:`service.api.formats.answers`). /v1 writes it with :func:`respond`; /v2 (the Open Inference Protocol) maps it to output tensors.
     """
 
     result: BaseModel | Document
