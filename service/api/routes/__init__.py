@@ -159,7 +159,8 @@ class Answer:
     """A scoring result before it is written: the result and its per-sample arrays.
 
     The result is a model, or its JSON document as a plain dict in the model's field order
-    (:mod:`service.api.formats.answers`). /v1 writes it with :func:`respond`; /v2 (the Open Inference Protocol) maps it to output tensors.
+    (:mod:`service.api.formats.answers`). /v1 writes it with :func:`respond`; /v2 (the Open
+    Inference Protocol) maps it to output tensors.
     """
 
     result: BaseModel | Document
