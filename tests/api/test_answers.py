@@ -65,9 +65,7 @@ def test_cross_entropy_non_finite_answers_print_as_their_model(client, rng):
 
 def test_binary_cross_entropy_answers_print_as_their_model(client, rng):
     body = {"logits": rng.standard_normal(10).tolist(), "labels": rng.integers(0, 2, 10).tolist()}
-    got = _same_as_model(
-        client.post("/v1/cross-entropy", json={**body, "pos_weight": 3}), CrossEntropyResult
-    )
+    got = _same_as_model(client.post("/v1/cross-entropy", json={**body, "pos_weight": 3}), CrossEntropyResult)
     assert got["convention"]["pos_weight"] == 3.0
     assert got["convention"]["form"] == "binary"
 
