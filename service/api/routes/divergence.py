@@ -61,8 +61,9 @@ def divergence_answer(body: Body) -> Answer:
     reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
     stats = None  # only the reduction asked for is computed
     if reduced is not None:
-        reduce = np.mean if reduced == "mean" else np.sum
-        stats = {name: json_float(reduce(rows[name], dtype=np.float64)) for name in STATS}
+        # np.mean's own steps are Python (~2 µs each): its sum and division, bit for bit, directly.
+        count = p_dist.n_samples if reduced == "mean" else 1
+        stats = {name: json_float(np.add.reduce(rows[name], dtype=np.float64) / count) for name in STATS}
     # The answer as DivergenceResult's JSON document, fields in its order (formats/answers.py).
     result = {
         "n": int(p_dist.n_samples),
