@@ -203,12 +203,12 @@ MONITOR_INGEST = "/v1/monitors/bench/observations"
 
 
 def create_monitor(url: str) -> None:
-    """Create (or replace) the K = 10 monitor that :data:`MONITOR_INGEST` writes to, on the server at `url`."""
+    """Create (or replace) the K = 10 monitor that :data:`MONITOR_INGEST` writes to, at `url`."""
     httpx.put(url + "/v1/monitors/bench", json={"n_classes": 10}).raise_for_status()
 
 
 def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
-    """A small JSON body for every route that takes one (calibration with its default metrics, monitor ingest)."""
+    """A small JSON body for every route that takes one (calibration with its default metrics)."""
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((n, k))
     other = rng.standard_normal((n, k))
@@ -565,7 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     servers = {
         "bare FastAPI (constant)": Server("benchmarks.bare_app:app", factory=False),
         "Xent /v1/cross-entropy": Server(
-            "service.app:create_app", factory=True, env={"XENT_DATA_DIR": tempfile.mkdtemp(prefix="xent-bench-")}
+            "service.app:create_app",
+            factory=True,
+            env={"XENT_DATA_DIR": tempfile.mkdtemp(prefix="xent-bench-")},  # monitor ingest
         ),
         "essential work only (raw ASGI, see benchmarks/essential_app.py)": Server(
             "benchmarks.essential_app:app", factory=False

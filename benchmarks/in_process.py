@@ -6,8 +6,8 @@
 APP is ``module:name`` (``service.app:create_app`` is built by its factory, with its lifespan
 run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to PATH (default
 ``/v1/cross-entropy``; any route of :func:`benchmarks.http.route_bodies`) one after another,
-and prints the process CPU µs per request (worker threads included). ``--routes`` prints a row per small-body route of
-Xent (monitor ingest included, on a scratch ``XENT_DATA_DIR``) next to the bare FastAPI floor
+and prints the process CPU µs per request (worker threads included). ``--routes`` prints a
+row per small-body route of Xent (monitor ingest included, on a scratch ``XENT_DATA_DIR``) next to the bare FastAPI floor
 and the essential work. Run under callgrind it counts instructions, which other processes on a
 shared machine cannot disturb:
 
@@ -62,7 +62,9 @@ async def _lifespan(app: Any) -> "tuple[asyncio.Task[None], asyncio.Queue[dict[s
     return task, inbox
 
 
-async def _one(app: Any, path: str = "/v1/cross-entropy", method: str = "POST", body: bytes | None = None) -> None:
+async def _one(
+    app: Any, path: str = "/v1/cross-entropy", method: str = "POST", body: bytes | None = None
+) -> None:
     body = BODIES[path] if body is None else body
     delivered = False
 
