@@ -8,8 +8,8 @@ run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to PATH (default
 ``/v1/cross-entropy``; any route of :func:`benchmarks.http.route_bodies`) one after another,
 and prints the process CPU µs per request (worker threads included). ``--routes`` prints a
 row per small-body route of Xent (monitor ingest included, on a scratch ``XENT_DATA_DIR``) next
-to the bare FastAPI floor and the essential work. Run under callgrind it counts instructions, which other processes on a
-shared machine cannot disturb:
+to the bare FastAPI floor and the essential work. Run under callgrind it counts instructions,
+which other processes on a shared machine cannot disturb:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m benchmarks.in_process APP 100
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m benchmarks.in_process APP 300
