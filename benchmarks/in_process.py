@@ -2,6 +2,7 @@
 
     python -m benchmarks.in_process APP [REQUESTS [PATH]]
     python -m benchmarks.in_process --routes [REQUESTS]
+    python -m benchmarks.in_process --profile TOP APP [REQUESTS [PATH]]
 
 APP is ``module:name`` (``service.app:create_app`` is built by its factory, with its lifespan
 run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to PATH (default
@@ -15,10 +16,15 @@ which other processes on a shared machine cannot disturb:
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m benchmarks.in_process APP 300
 
 and (Collected₃₀₀ − Collected₁₀₀) / 200 is the instructions per request (start-up cancels out).
+``--profile TOP`` runs the measured requests under cProfile (timing thread CPU, so time the
+process spends descheduled is not charged to whatever ran last) and prints its TOP entries by
+own time.
 """
 
 import asyncio
+import cProfile
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -88,7 +94,9 @@ async def _one(
     assert statuses in ([200], [201]), statuses
 
 
-async def measure(app: Any, requests: int, path: str = "/v1/cross-entropy") -> float:
+async def measure(
+    app: Any, requests: int, path: str = "/v1/cross-entropy", profile: cProfile.Profile | None = None
+) -> float:
     """Process CPU µs per request to `path` over `requests` requests, after 100 warm-up ones."""
     lifespan, inbox = await _lifespan(app)
     if path == MONITOR_INGEST:
@@ -96,8 +104,12 @@ async def measure(app: Any, requests: int, path: str = "/v1/cross-entropy") -> f
     for _ in range(100):
         await _one(app, path)
     start = time.process_time()
+    if profile is not None:
+        profile.enable()
     for _ in range(requests):
         await _one(app, path)
+    if profile is not None:
+        profile.disable()
     spent = (time.process_time() - start) / requests * 1e6
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
@@ -133,10 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] == "--routes":
         sys.stdout.write(table(every_route(int(args[1]) if len(args) > 1 else 5_000)) + "\n")
         return 0
+    top, profile = 0, None
+    if args and args[0] == "--profile":
+        top, profile, args = int(args[1]), cProfile.Profile(time.thread_time), args[2:]  # CPU, not wall
     app, requests = load_app(args[0]), int(args[1]) if len(args) > 1 else 5_000
     path = args[2] if len(args) > 2 else "/v1/cross-entropy"
-    spent = asyncio.run(measure(app, requests, path))
+    spent = asyncio.run(measure(app, requests, path, profile))
     sys.stdout.write(f"{args[0]} {path}: {spent:.1f} µs process CPU per request\n")
+    if profile is not None:
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)
     return 0
 
 
