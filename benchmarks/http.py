@@ -562,12 +562,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(health_at_size(args.health_gb) + "\n")
         return 0
     seconds, n, repeats = (3.0, 10_000, 2) if args.quick else (10.0, 100_000, 5)
+    data_dir = tempfile.TemporaryDirectory(prefix="xent-bench-")
     servers = {
         "bare FastAPI (constant)": Server("benchmarks.bare_app:app", factory=False),
         "Xent /v1/cross-entropy": Server(
             "service.app:create_app",
             factory=True,
-            env={"XENT_DATA_DIR": tempfile.mkdtemp(prefix="xent-bench-")},  # monitor ingest
+            env={"XENT_DATA_DIR": data_dir.name},  # monitor ingest
         ),
         "essential work only (raw ASGI, see benchmarks/essential_app.py)": Server(
             "benchmarks.essential_app:app", factory=False
@@ -587,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
+        data_dir.cleanup()
     out += ["\n## Workers (raw generator in its own process, 32 clients)", table(workers(32, seconds))]
     if args.small_only:
         sys.stdout.write("\n".join(out) + "\n")
