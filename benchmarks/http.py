@@ -198,6 +198,15 @@ def small_batches(servers: dict[str, Server], clients: int, seconds: float) -> l
     return rows
 
 
+#: The monitor-ingest route measured with the others; its monitor is created by :func:`create_monitor`.
+MONITOR_INGEST = "/v1/monitors/bench/observations"
+
+
+def create_monitor(url: str) -> None:
+    """Create (or replace) the K = 10 monitor that :data:`MONITOR_INGEST` writes to, at `url`."""
+    httpx.put(url + "/v1/monitors/bench", json={"n_classes": 10}).raise_for_status()
+
+
 def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
     """A small JSON body for every route that takes one (calibration with its default metrics)."""
     rng = np.random.default_rng(0)
@@ -210,6 +219,7 @@ def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
         "/v1/divergence": {"p_logits": logits.tolist(), "q_logits": other.tolist()},
         "/v1/calibration": {"probs": probs.tolist(), "labels": labels},
         "/v1/apply": {"logits": logits.tolist(), "temperature": 1.5},
+        MONITOR_INGEST: {"logits": logits.tolist(), "labels": labels},
     }
     return {path: json.dumps(body).encode() for path, body in bodies.items()}
 
@@ -217,6 +227,7 @@ def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
 def routes(floor: Server, xent: Server, clients: int, seconds: float) -> list[dict[str, object]]:
     """Every small-body route of one Xent worker under the raw generator, against the bare floor."""
     bare = _raw_load(floor, route_bodies()["/v1/cross-entropy"], clients, seconds)
+    create_monitor(xent.url)
     rows = []
     for path, body in route_bodies().items():
         r = _raw_load(xent, body, clients, seconds, path)
@@ -529,7 +540,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compression", action="store_true", help="only: a 10,000-row per-sample answer, plain and gzipped"
     )
+    parser.add_argument(
+        "--workers-compare",
+        action="store_true",
+        help="only: xent serve with 1 and 2 workers, the raw generator in its own process (run it on an "
+        "otherwise idle machine)",
+    )
     args = parser.parse_args(argv)
+    if args.workers_compare:
+        seconds = 3.0 if args.quick else 10.0
+        sys.stdout.write(
+            "## Workers (raw generator in its own process, 32 clients)\n" + table(workers(32, seconds)) + "\n"
+        )
+        return 0
     if args.compression:
         sys.stdout.write(
             "## Compression (10,000×10 cross-entropy, per_sample)\n" + table(compression()) + "\n"
@@ -539,9 +562,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(health_at_size(args.health_gb) + "\n")
         return 0
     seconds, n, repeats = (3.0, 10_000, 2) if args.quick else (10.0, 100_000, 5)
+    data_dir = tempfile.TemporaryDirectory(prefix="xent-bench-")
     servers = {
         "bare FastAPI (constant)": Server("benchmarks.bare_app:app", factory=False),
-        "Xent /v1/cross-entropy": Server("service.app:create_app", factory=True),
+        "Xent /v1/cross-entropy": Server(
+            "service.app:create_app",
+            factory=True,
+            env={"XENT_DATA_DIR": data_dir.name},  # monitor ingest
+        ),
         "essential work only (raw ASGI, see benchmarks/essential_app.py)": Server(
             "benchmarks.essential_app:app", factory=False
         ),
@@ -560,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
+        data_dir.cleanup()
     out += ["\n## Workers (raw generator in its own process, 32 clients)", table(workers(32, seconds))]
     if args.small_only:
         sys.stdout.write("\n".join(out) + "\n")

@@ -1,27 +1,41 @@
 """One app's cost per 32×10 request without a server: ASGI calls in this process, no sockets.
 
-    python -m benchmarks.in_process APP [REQUESTS]
+    python -m benchmarks.in_process APP [REQUESTS [PATH]]
+    python -m benchmarks.in_process --routes [REQUESTS]
+    python -m benchmarks.in_process --profile TOP APP [REQUESTS [PATH]]
 
 APP is ``module:name`` (``service.app:create_app`` is built by its factory, with its lifespan
-run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to ``/v1/cross-entropy`` one
-after another, and prints the thread CPU µs per request. Run under callgrind it counts
-instructions, which other processes on a shared machine cannot disturb:
+run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to PATH (default
+``/v1/cross-entropy``; any route of :func:`benchmarks.http.route_bodies`) one after another,
+and prints the process CPU µs per request (worker threads included). ``--routes`` prints a
+row per small-body route of Xent (monitor ingest included, on a scratch ``XENT_DATA_DIR``) next
+to the bare FastAPI floor and the essential work. Run under callgrind it counts instructions,
+which other processes on a shared machine cannot disturb:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m benchmarks.in_process APP 100
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m benchmarks.in_process APP 300
 
 and (Collected₃₀₀ − Collected₁₀₀) / 200 is the instructions per request (start-up cancels out).
+``--profile TOP`` runs the measured requests under cProfile (timing thread CPU, so time the
+process spends descheduled is not charged to whatever ran last) and prints its TOP entries by
+own time.
 """
 
 import asyncio
+import cProfile
+import os
+import pstats
 import sys
+import tempfile
 import time
 from typing import Any
 
-from benchmarks.http import route_bodies
+from benchmarks._timing import table
+from benchmarks.http import MONITOR_INGEST, route_bodies
 from benchmarks.profile_server import load_app
 
-BODY = route_bodies()["/v1/cross-entropy"]
+BODIES = route_bodies()
+BODY = BODIES["/v1/cross-entropy"]
 SCOPE = {
     "type": "http",
     "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -54,14 +68,17 @@ async def _lifespan(app: Any) -> "tuple[asyncio.Task[None], asyncio.Queue[dict[s
     return task, inbox
 
 
-async def _one(app: Any) -> None:
+async def _one(
+    app: Any, path: str = "/v1/cross-entropy", method: str = "POST", body: bytes | None = None
+) -> None:
+    body = BODIES[path] if body is None else body
     delivered = False
 
     async def receive() -> dict[str, Any]:
         nonlocal delivered
         if not delivered:
             delivered = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.sleep(3600)  # the client stays connected
         return {"type": "http.disconnect"}
 
@@ -71,28 +88,72 @@ async def _one(app: Any) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    await app({**SCOPE, "state": {}}, receive, send)
-    assert statuses == [200], statuses
+    headers = [*SCOPE["headers"][:2], (b"content-length", str(len(body)).encode())]  # type: ignore[index]
+    scope = {**SCOPE, "method": method, "path": path, "raw_path": path.encode(), "headers": headers}
+    await app({**scope, "state": {}}, receive, send)
+    assert statuses in ([200], [201]), statuses
 
 
-async def measure(app: Any, requests: int) -> float:
-    """Thread CPU µs per request over `requests` requests, after 100 warm-up ones."""
+async def measure(
+    app: Any, requests: int, path: str = "/v1/cross-entropy", profile: cProfile.Profile | None = None
+) -> float:
+    """Process CPU µs per request to `path` over `requests` requests, after 100 warm-up ones."""
     lifespan, inbox = await _lifespan(app)
+    if path == MONITOR_INGEST:
+        await _one(app, "/v1/monitors/bench", "PUT", b'{"n_classes": 10}')
     for _ in range(100):
-        await _one(app)
-    start = time.thread_time()
+        await _one(app, path)
+    start = time.process_time()
+    if profile is not None:
+        profile.enable()
     for _ in range(requests):
-        await _one(app)
-    spent = (time.thread_time() - start) / requests * 1e6
+        await _one(app, path)
+    if profile is not None:
+        profile.disable()
+    spent = (time.process_time() - start) / requests * 1e6
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
     return spent
 
 
+def every_route(requests: int) -> list[dict[str, object]]:
+    """Process CPU µs per request: the floor and the essential work on cross-entropy, Xent on every route."""
+    runs = [
+        ("bare FastAPI (constant)", "benchmarks.bare_app:app", "/v1/cross-entropy"),
+        ("essential work only", "benchmarks.essential_app:app", "/v1/cross-entropy"),
+        *(("Xent", "service.app:create_app", path) for path in BODIES),
+    ]
+    rows: list[dict[str, object]] = []
+    floor = 0.0
+    for name, spec, path in runs:
+        spent = asyncio.run(measure(load_app(spec), requests, path))
+        floor = floor or spent
+        rows.append(
+            {
+                "app": name,
+                "route (32×10 JSON)": path,
+                "process CPU µs/request": f"{spent:.1f}",
+                "share of bare FastAPI": f"{floor / spent:.0%}",
+            }
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("XENT_DATA_DIR", tempfile.mkdtemp(prefix="xent-in-process-"))  # monitor ingest
+    if args and args[0] == "--routes":
+        sys.stdout.write(table(every_route(int(args[1]) if len(args) > 1 else 5_000)) + "\n")
+        return 0
+    top, profile = 0, None
+    if args and args[0] == "--profile":
+        top, profile, args = int(args[1]), cProfile.Profile(time.thread_time), args[2:]  # CPU, not wall
     app, requests = load_app(args[0]), int(args[1]) if len(args) > 1 else 5_000
-    sys.stdout.write(f"{args[0]}: {asyncio.run(measure(app, requests)):.1f} µs thread CPU per request\n")
+    path = args[2] if len(args) > 2 else "/v1/cross-entropy"
+    spent = asyncio.run(measure(app, requests, path, profile))
+    sys.stdout.write(f"{args[0]} {path}: {spent:.1f} µs process CPU per request\n")
+    if profile is not None:
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)
     return 0
 
 

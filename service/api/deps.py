@@ -13,11 +13,18 @@ from starlette.responses import Response
 from service.settings import Settings
 from service.store import MonitorStore
 
-from .formats.binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
+from .formats.binary import attach_binary, declared_header_length, split_header
 from .formats.envelope import is_inference_request, unwrap
 from .formats.inputs import Body
 from .formats.npz import read_npz
-from .formats.payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
+from .formats.payload import (
+    ArrayReader,
+    body_headers,
+    has_boolean_elements,
+    media_format,
+    parse_json_object,
+    read_body,
+)
 
 
 class RawBody(NamedTuple):
@@ -30,11 +37,14 @@ class RawBody(NamedTuple):
 
 async def raw_body(request: Request, settings: Settings) -> RawBody:
     """The request body and its format, checked for content type and size as it streams in."""
-    kind = body_format(request)
-    declared = request.headers.get(HEADER_LENGTH)
+    headers = body_headers(request)
+    kind = media_format(headers.content_type)
+    declared = headers.header_length
     # Checked whenever sent (a malformed header is a 400 with any body); used by binary bodies only.
     header_length = declared_header_length(declared) if kind == "binary" or declared is not None else 0
-    body = await read_body(request, settings.max_body_bytes, kind=kind, align_at=header_length)
+    body = await read_body(
+        request, settings.max_body_bytes, kind=kind, align_at=header_length, headers=headers
+    )
     request.state.bytes_in = len(body)  # reported by the metrics and the access log
     return RawBody(body, kind, header_length)
 

@@ -12,7 +12,7 @@ import re
 import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -61,8 +61,39 @@ MEDIA_TYPES = {
 PREALLOCATE_BYTES = 1 << 20
 
 
+class BodyHeaders(NamedTuple):
+    """The request headers that say how to read its body (None: not sent)."""
+
+    content_type: str | None
+    content_length: str | None
+    header_length: str | None  # Inference-Header-Content-Length (the OIP binary extension)
+
+
+_BODY_HEADERS = {b"content-type": 0, b"content-length": 1, b"inference-header-content-length": 2}
+
+
+def body_headers(request: Request) -> BodyHeaders:
+    """The first Content-Type, Content-Length and Inference-Header-Content-Length, in one pass.
+
+    ASGI servers give header names in lower case; three ``request.headers.get`` calls scan
+    the list three times, each call lower-casing its key and raising ``KeyError`` for a
+    header not sent.
+    """
+    found: list[str | None] = [None, None, None]
+    for name, value in request.scope["headers"]:
+        at = _BODY_HEADERS.get(name)
+        if at is not None and found[at] is None:
+            found[at] = value.decode("latin-1")
+    return BodyHeaders(*found)
+
+
 async def read_body(
-    request: Request, max_bytes: int, *, kind: str = "json", align_at: int = 0
+    request: Request,
+    max_bytes: int,
+    *,
+    kind: str = "json",
+    align_at: int = 0,
+    headers: BodyHeaders | None = None,
 ) -> bytearray | memoryview:
     """Read the body, refusing (413) as soon as it exceeds `max_bytes`.
 
@@ -76,7 +107,7 @@ async def read_body(
     64-byte boundary: the tensors are aligned views, never moved or copied. Tensors decoded
     from either kind of body are read-only views.
     """
-    declared = request.headers.get("content-length")
+    declared = request.headers.get("content-length") if headers is None else headers.content_length
     size = int(declared) if declared is not None and declared.isdigit() else None
     if size is not None and size > max_bytes:
         raise ProblemError(413, f"request body is {declared} bytes; the limit is {max_bytes}")
@@ -119,7 +150,11 @@ def body_format(request: Request) -> str:
 
     A missing Content-Type is taken as JSON.
     """
-    content_type = request.headers.get("content-type")
+    return media_format(request.headers.get("content-type"))
+
+
+def media_format(content_type: str | None) -> str:
+    """:func:`body_format` of a Content-Type header's value (None: not sent)."""
     if content_type is None:
         return "json"
     media = content_type.split(";")[0].strip().lower()

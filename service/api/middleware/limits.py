@@ -157,24 +157,42 @@ class LimitsMiddleware:
 
         Its computation cannot be interrupted (it holds the loop), but it is bounded by the body
         size; the timeout bounds a slow upload, which would otherwise hold a slot indefinitely.
+        The timeout is one timer handle that cancels this task when it fires (what
+        ``asyncio.timeout`` does, without its per-request object and rescheduling).
         """
-        started = False
+        started = expired = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
             started = True
             await send(message)
 
+        task = asyncio.current_task()
+        assert task is not None  # a request is always served by a task
+        cancelling = task.cancelling()
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
         self.gate.enter()
+        timer = asyncio.get_running_loop().call_later(self.timeout, expire)
         try:
             with deadline(self.timeout):
-                async with asyncio.timeout(self.timeout):
-                    await self.app(scope, receive, tracking_send)
-        except (TimeoutError, Cancelled):
+                await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if not expired or task.uncancel() > cancelling:
+                raise  # cancelled from outside (the client left, the server stops), not by the timer
+            if started:
+                raise TimeoutError from None
+            await self._refuse_timeout(scope, receive, send)
+        except Cancelled:
             if started:
                 raise
             await self._refuse_timeout(scope, receive, send)
         finally:
+            timer.cancel()
             self.gate.leave()
 
     def _release(self, task: "asyncio.Task[Any]") -> None:

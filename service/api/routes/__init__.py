@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from service import core
+from service.api.formats.answers import BytesResponse, Document, document_of, json_bytes
 from service.api.formats.outputs import put_output
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
@@ -66,9 +67,12 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def json_response(result: BaseModel) -> Response:
-    """Serialise `result` in Rust; non-finite floats become "Infinity"/"-Infinity"/"NaN"."""
-    return Response(result.model_dump_json(), media_type="application/json")
+def json_response(result: BaseModel | Document) -> Response:
+    """`result` as JSON: a model serialised in Rust, a plain dict by orjson (:mod:`..formats.answers`).
+
+    Non-finite floats are "Infinity"/"-Infinity"/"NaN" (a dict carries them so, :func:`json_float`).
+    """
+    return BytesResponse(json_bytes(result))
 
 
 #: The 200 response of routes that can answer with the OIP binary tensor extension.
@@ -84,7 +88,7 @@ BINARY_OUTPUT_RESPONSE: dict[int | str, dict[str, Any]] = {
 _OIP_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}
 
 
-def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -> Response:
+def respond(result: BaseModel | Document, arrays: dict[str, np.ndarray], *, binary: bool) -> Response:
     """`result` with its per-sample `arrays`: inline JSON lists, or binary tensors after a JSON header.
 
     A dotted name (``per_sample.kl_pq``) puts its array in a nested object of the JSON answer,
@@ -94,7 +98,7 @@ def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -
         return json_response(result)
     if not binary:
         return _json_with_arrays(result, arrays)
-    header = orjson.loads(result.model_dump_json())
+    header = document_of(result)
     header["outputs"] = [
         {
             "name": name,
@@ -108,14 +112,14 @@ def respond(result: BaseModel, arrays: dict[str, np.ndarray], *, binary: bool) -
     payload = b"".join(
         np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes() for a in arrays.values()
     )
-    return Response(
+    return BytesResponse(
         head + payload,
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(head))},
+        b"application/octet-stream",
+        [(b"inference-header-content-length", str(len(head)).encode())],
     )
 
 
-def _json_with_arrays(result: BaseModel, arrays: dict[str, np.ndarray]) -> Response:
+def _json_with_arrays(result: BaseModel | Document, arrays: dict[str, np.ndarray]) -> Response:
     """`result` as JSON with its per-sample `arrays` in place, serialised by orjson from their buffers.
 
     ``ndarray.tolist()`` made a Python float per value for Pydantic to print (1M float32 losses:
@@ -125,7 +129,7 @@ def _json_with_arrays(result: BaseModel, arrays: dict[str, np.ndarray]) -> Respo
     null, goes as a list with "Infinity"/"-Infinity"/"NaN" strings in their places, as the
     result models write them.
     """
-    body = orjson.loads(result.model_dump_json())  # small: the scalars and the convention
+    body = document_of(result)  # small: the scalars and the convention
     for name, a in arrays.items():
         finite = np.isfinite(a)
         put_output(
@@ -135,7 +139,7 @@ def _json_with_arrays(result: BaseModel, arrays: dict[str, np.ndarray]) -> Respo
             if finite.all()
             else _with_non_finite_strings(a.astype(np.float64).tolist(), a, finite),
         )
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+    return BytesResponse(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarray) -> list[Any]:
@@ -152,18 +156,24 @@ def _with_non_finite_strings(values: list[Any], a: np.ndarray, finite: np.ndarra
 
 @dataclass(frozen=True)
 class Answer:
-    """A scoring result before it is written: the result model and its per-sample arrays.
+    """A scoring result before it is written: the result and its per-sample arrays.
 
-    /v1 writes it with :func:`respond`; /v2 (the Open Inference Protocol) maps it to output tensors.
+    The result is a model, or its JSON document as a plain dict in the model's field order
+    (:mod:`service.api.formats.answers`). /v1 writes it with :func:`respond`; /v2 (the Open
+    Inference Protocol) maps it to output tensors.
     """
 
-    result: BaseModel
+    result: BaseModel | Document
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     binary: bool = False
 
     def response(self) -> Response:
         """The /v1 answer: JSON, or the binary tensor extension when asked and there are arrays."""
         return respond(self.result, self.arrays, binary=self.binary)
+
+    def document(self) -> Document:
+        """The result's JSON document (without the per-sample arrays): a fresh dict the caller may change."""
+        return document_of(self.result)
 
 
 def unit_of(base: Any) -> str:

@@ -71,7 +71,7 @@ def score_calibration(body: Body) -> Response:
 
 def calibration_answer(body: Body) -> Answer:
     """The calibration result of `body`."""
-    options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(CalibrationOptions, ARRAY_FIELDS)
     name = body.pick("logits", "probs")
     values = body.array(name, bfloat16=True)
     if values.ndim == 3:  # B×T×K token sequences

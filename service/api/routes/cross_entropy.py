@@ -8,10 +8,10 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
+from service.api.formats.answers import Document, json_float
 from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
 from service.api.schemas import (
     CrossEntropyBody,
-    CrossEntropyConvention,
     CrossEntropyOptions,
     CrossEntropyResult,
 )
@@ -68,7 +68,7 @@ def score_cross_entropy(body: Body) -> Response:
 
 def cross_entropy_answer(body: Body) -> Answer:
     """The cross-entropy result of `body`, with per-sample `losses` when asked."""
-    options = CrossEntropyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(CrossEntropyOptions, ARRAY_FIELDS)
     name = body.pick("logits", "probs")
     values = body.array(name, bfloat16=True)
     if values.ndim == 3:  # B×T×K token sequences
@@ -99,7 +99,7 @@ def _score(
     options: CrossEntropyOptions,
     sample_weight: FloatArray | None = None,
     bce: BinaryWeights | None = None,
-) -> tuple[CrossEntropyResult, FloatArray]:
+) -> tuple[Document, FloatArray]:
     dist = prediction.dist
     if bce is not None:  # PyTorch's BCE: pos_weight as class weights [1, p], the mean over N
         weights = bce.class_weights
@@ -152,37 +152,40 @@ def _score(
     if kept is not None:  # no all-true masks: each would copy N values
         predicted, true_class, entropies = predicted[kept], true_class[kept], entropies[kept]
         s = None if s is None else s[kept]
-    result = CrossEntropyResult(
-        n=n,
-        n_ignored=0 if kept is None else int(kept.size - n),
-        loss=loss,
-        accuracy=_mean((predicted == true_class).astype(np.float64), s),
-        top_k_accuracy=top_k,
-        mean_entropy=_mean(entropies, s),
-        convention=CrossEntropyConvention(
-            input=prediction.field,
-            form="binary" if dist.binary else "categorical",
-            truth=truth.field,
-            dtype=prediction.dtype,
-            base=options.base,
-            unit=unit_of(options.base),
-            reduction=options.reduction,
-            eps=dist.eps,
-            n_clipped=dist.n_clipped,
-            tolerance=prediction.tolerance,
-            n_normalized=prediction.n_normalized,
-            label_smoothing=smoothing,
-            class_weights=weights is not None and bce is None,
-            pos_weight=None if bce is None else bce.pos_weight,
-            weight=bce is not None and bce.element is not None,
-            sample_weight=sample_weight is not None,
-            ignore_index=options.ignore_index,
-            top_k=options.top_k,
-            classes=options.classes,
-            pos_label=options.pos_label,
-            matches=_peer(prediction, truth, bce),
-        ),
-    )
+    # The answer as CrossEntropyResult's JSON document, fields in its order (formats/answers.py).
+    result = {
+        "n": n,
+        "n_ignored": 0 if kept is None else int(kept.size - n),
+        "loss": None if loss is None else json_float(loss),
+        "losses": None,
+        "accuracy": json_float(_mean((predicted == true_class).astype(np.float64), s)),
+        "top_k_accuracy": None if top_k is None else {k: json_float(v) for k, v in top_k.items()},
+        "mean_entropy": json_float(_mean(entropies, s)),
+        "convention": {
+            "classes": None if options.classes is None else list(options.classes),
+            "pos_label": options.pos_label,
+            "input": prediction.field,
+            "form": "binary" if dist.binary else "categorical",
+            "truth": truth.field,
+            "dtype": prediction.dtype,
+            "base": options.base,
+            "unit": unit_of(options.base),
+            "reduction": options.reduction,
+            "eps": float(dist.eps),
+            "n_clipped": int(dist.n_clipped),
+            "tolerance": float(prediction.tolerance),
+            "n_normalized": int(prediction.n_normalized),
+            "label_smoothing": float(smoothing),
+            "class_weights": weights is not None and bce is None,
+            "sample_weight": sample_weight is not None,
+            "pos_weight": None if bce is None or bce.pos_weight is None else float(bce.pos_weight),
+            "weight": bce is not None and bce.element is not None,
+            "ignore_index": options.ignore_index,
+            "top_k": None if options.top_k is None else list(options.top_k),
+            "matches": _peer(prediction, truth, bce),
+        },
+        "language_model": None,
+    }
     return result, losses
 
 

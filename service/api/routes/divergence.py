@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
+from service.api.formats.answers import json_float
 from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.schemas import (
     DivergenceBody,
@@ -40,9 +41,20 @@ def score_divergence(body: Body) -> Response:
     return divergence_answer(body).response()
 
 
+#: DivergenceStats' fields, in its order.
+STATS = tuple(DivergenceStats.model_fields)
+ZERO_CONVENTION = (
+    "0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives log(1/eps) terms, or Infinity when eps is 0"
+)
+MATCHES = (
+    "scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon; "
+    "torch.nn.functional.kl_div(log q, p) for reduction and elementwise terms"
+)
+
+
 def divergence_answer(body: Body) -> Answer:
     """The divergence result of `body`, with the per-row quantities when asked."""
-    options = DivergenceOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(DivergenceOptions, ARRAY_FIELDS)
     p_name = body.pick("p_logits", "p_probs")
     p_values = body.array(p_name)
     if p_values.ndim == 3:  # B×T×K token sequences (distillation: teacher and student)
@@ -54,18 +66,42 @@ def divergence_answer(body: Body) -> Answer:
     p = read_prediction(body, "p_probs", "p_logits", options)
     q = read_prediction(body, "q_probs", "q_logits", options)
     p_dist, q_dist, broadcast = _broadcast(p, q)
-    rows = rows_of(p_dist, q_dist, options)
-    weights = _sample_weight(body, p_dist.n_samples, broadcast)
-    stats = {
-        reduction: DivergenceStats(
-            **{name: _reduce(values, weights, reduction) for name, values in rows.items()}
-        )
-        for reduction in ("mean", "sum")
-    }
-    result = divergence_result(
-        options, p, q, stats, broadcast, p_dist.n_samples, sample_weight=weights is not None
-    )
     base = log_base(options.base)
+    rows = _rows(p_dist, q_dist, base)
+    weights = _sample_weight(body, p_dist.n_samples, broadcast)
+    reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
+    stats = None  # only the reduction asked for is computed
+    if reduced is not None and weights is not None:
+        stats = {name: json_float(_reduce(rows[name], weights, reduced)) for name in STATS}
+    elif reduced is not None:
+        # np.mean's own steps are Python (~2 µs each): its sum and division, bit for bit, directly.
+        count = p_dist.n_samples if reduced == "mean" else 1
+        stats = {name: json_float(np.add.reduce(rows[name], dtype=np.float64) / count) for name in STATS}
+    # The answer as DivergenceResult's JSON document, fields in its order (formats/answers.py).
+    result = {
+        "n": int(p_dist.n_samples),
+        "mean": stats if reduced == "mean" else None,
+        "sum": stats if reduced == "sum" else None,
+        "per_sample": None,  # placed by `respond`, from the arrays
+        "terms": None,
+        "convention": {
+            "p": p.field.removeprefix("p_"),
+            "q": q.field.removeprefix("q_"),
+            "dtype": core.dtype_name(np.result_type(p.dist.dtype, q.dist.dtype)),
+            "base": options.base if isinstance(options.base, str) else float(options.base),
+            "unit": unit_of(options.base),
+            "reduction": options.reduction,
+            "elementwise": options.elementwise,
+            "broadcast": broadcast,
+            "sample_weight": weights is not None,
+            "eps": float(max(p.dist.eps, q.dist.eps)),
+            "n_clipped": int(p.dist.n_clipped + q.dist.n_clipped),
+            "tolerance": float(p.tolerance),
+            "n_normalized": int(p.n_normalized + q.n_normalized),
+            "zero_convention": ZERO_CONVENTION,
+            "matches": MATCHES,
+        },
+    }
     arrays: dict[str, FloatArray] = {}
     if options.per_sample or options.reduction == "none":
         arrays.update({f"per_sample.{name}": rows[name] for name in DivergenceRows.model_fields})
@@ -141,8 +177,6 @@ def divergence_result(
     broadcast: str | None,
     n: int,
     sequences: DivergenceSequences | None = None,
-    *,
-    sample_weight: bool = False,
 ) -> DivergenceResult:
     """The result with its convention, reduced as the options ask, over `n` rows or positions."""
     reduced = {"mean": "mean", "batchmean": "mean", "sum": "sum"}.get(options.reduction)
@@ -161,15 +195,13 @@ def divergence_result(
             reduction=options.reduction,
             elementwise=options.elementwise,
             broadcast=broadcast,
-            sample_weight=sample_weight,
+            sample_weight=False,  # N×K rows only
             eps=max(p.dist.eps, q.dist.eps),
             n_clipped=p.dist.n_clipped + q.dist.n_clipped,
             tolerance=p.tolerance,
             n_normalized=p.n_normalized + q.n_normalized,
-            zero_convention="0·log 0 = 0; log q uses max(q, eps), so p > 0 = q gives "
-            "log(1/eps) terms, or Infinity when eps is 0",
-            matches="scipy.special.rel_entr, scipy.stats.entropy, scipy.spatial.distance.jensenshannon; "
-            "torch.nn.functional.kl_div(log q, p) for reduction and elementwise terms",
+            zero_convention=ZERO_CONVENTION,
+            matches=MATCHES,
         ),
     )
     return result

@@ -69,7 +69,7 @@ def score_logprobs(body: Body) -> Response:
     sample: calibration is meaningful on teacher-forced (prompt) logprobs, and the answer warns
     when sampled tokens are in it.
     """
-    options = LogprobsOptions.model_validate(body.scalars(RAW_FIELDS))
+    options = body.options(LogprobsOptions, RAW_FIELDS)
     items, names = _items(body)
     if len(items) == 1 and isinstance(items[0], ParsedChat):  # read by the fast chat reader
         parsed = items[0].parsed

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -100,7 +99,7 @@ def infer(model: Model, body: Body) -> Response:
         if option not in body.fields and any(n == prefix or n.startswith(prefix + ".") for n in names):
             body.fields[option] = True  # asked for a per-sample output: compute it
     answer = model.answer(body)
-    result = orjson.loads(answer.result.model_dump_json())
+    result = answer.document()
     header: dict[str, Any] = {"model_name": model.name, "model_version": VERSION}
     if body.request_id is not None:
         header["id"] = body.request_id
@@ -145,7 +144,7 @@ def model_metadata(name: str) -> ModelMetadata:
     ]
     fields = {**V1[name], **dict.fromkeys(model.switches.values(), True)}
     answer = model.answer(Body(fields, ArrayReader(10**6, may_hold_booleans=False)))
-    result = orjson.loads(answer.result.model_dump_json())
+    result = answer.document()
     result.pop("convention", None)
     outputs = [
         MetadataTensor(

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
+from service.api.formats.answers import Document
 from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form
 from service.api.schemas import ProblemDetails
@@ -78,7 +79,7 @@ def fit_temperature(body: Body) -> Response:
 
 def temperature_answer(body: Body) -> Answer:
     """The temperature fit of `body`, with the recalibrated probabilities when asked."""
-    options = TemperatureOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(TemperatureOptions, ARRAY_FIELDS)
     prediction, scores, truth, n_ignored = read_fit(body, options)
     weights = truth.sample_weight
     fit = core.fit_temperature(
@@ -142,7 +143,7 @@ def fit_recalibration(body: Body) -> Response:
 
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
-    options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(RecalibrateOptions, ARRAY_FIELDS)
     prediction, scores, truth, n_ignored = read_fit(body, options)
     check_form(options.method, scores, prediction.field)
     fitter = FITTERS[options.method]
@@ -199,7 +200,7 @@ def apply_recalibration(body: Body) -> Response:
 
 def apply_answer(body: Body) -> Answer:
     """The recalibrated probabilities of `body`, scored when the truth was sent."""
-    options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(ApplyOptions, ARRAY_FIELDS)
     parameters = _pick_parameters(options)
     prediction, scores = read_scores(body, options)
     after = apply_parameters(parameters, scores, prediction.field)
@@ -209,16 +210,22 @@ def apply_answer(body: Body) -> Answer:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
         _check_weight_sum(truth, 0)
-    return Answer(
-        ApplyResult(
+    if truth is None:  # ApplyResult's JSON document, fields in its order (formats/answers.py)
+        result: ApplyResult | Document = {
+            "n": int(after.shape[0]),
+            "method": parameters.method,
+            "probs": None,  # placed by `respond`, from the arrays
+            "metrics": None,
+            "convention": None,
+        }
+    else:
+        result = ApplyResult(
             n=after.shape[0],
             method=parameters.method,
-            metrics=metrics(after, truth, options.base) if truth is not None else None,
-            convention=convention(prediction, truth, options, "") if truth is not None else None,
-        ),
-        _probs_out(after, prediction),
-        options.binary_data_output,
-    )
+            metrics=metrics(after, truth, options.base),
+            convention=convention(prediction, truth, options, ""),
+        )
+    return Answer(result, _probs_out(after, prediction), options.binary_data_output)
 
 
 def _pick_parameters(options: ApplyOptions) -> Parameters:

@@ -36,7 +36,7 @@ def draw_reliability_diagram(body: Body) -> Response:
     the caption states the metric values and the convention. Top-label or
     positive-class targets only (one diagram); B×T×K token sequences draw the top-1 token's.
     """
-    options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    options = body.options(CalibrationOptions, ARRAY_FIELDS)
     wanted = ["reliability", "ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confidence"]
     name = body.pick("logits", "probs")
     values = body.array(name, bfloat16=True)
