@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from starlette.datastructures import State
 from starlette.responses import Response
 
 from service import core
@@ -25,6 +26,7 @@ from service.core._typing import FloatArray
 from service.core.monitoring.fine_histogram import check_bins
 from service.monitors import query
 from service.monitors.query import Series, reservoir_logits, series
+from service.monitors.sums_cache import SumsCache
 from service.settings import Settings
 from service.store import MonitorConfig, MonitorStore
 
@@ -135,6 +137,14 @@ def _points(series: Series, end: int, step: int) -> list[MetricsPoint]:
     ]
 
 
+def sums_cache(state: State, settings: Settings) -> SumsCache:
+    """The app's cache of decoded statistics (created on first use, sized by XENT_MONITOR_CACHE_MB)."""
+    cache: SumsCache | None = getattr(state, "monitor_sums_cache", None)
+    if cache is None:
+        cache = state.monitor_sums_cache = SumsCache(int(settings.monitor_cache_mb * 2**20))
+    return cache
+
+
 NBins = Annotated[int, Query(description="Equal-width bins of the ECE / MCE; must divide 2520.")]
 Closed = Annotated[Literal["right", "left"], Query(description="Which side of each bin is closed.")]
 
@@ -186,7 +196,16 @@ def monitor_metrics(
     n_bins = check_bins(n_bins)
     numeric_base: Literal["e", 2, 10] = "e" if base == "e" else int(base)  # type: ignore[assignment]
     points = series(
-        store, config, begin, end, step_s, segment, n_bins=n_bins, closed=closed, base=log_base(numeric_base)
+        store,
+        config,
+        begin,
+        end,
+        step_s,
+        segment,
+        n_bins=n_bins,
+        closed=closed,
+        base=log_base(numeric_base),
+        cache=sums_cache(request.app.state, settings),
     )
     result = MetricsResult(
         monitor=name,

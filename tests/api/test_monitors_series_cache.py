@@ -1,0 +1,131 @@
+"""The series path keeps each stored blob's sums between queries: still exactly the scoring routes' values.
+
+Every check runs on SQLite and on PostgreSQL, with the cache on (the default) and the same app
+answering before and after late labels, compaction and segment filters change the rows.
+"""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from service.monitors.sums_cache import SumsCache
+
+from .monitoring import monitor_client, observe
+
+RTOL = 1e-12
+HOUR = 3600
+
+
+def _close(a, b):
+    assert a == pytest.approx(b, rel=RTOL, abs=1e-15)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_url")}
+
+
+def _check(client, name, params, logits, labels, times, segments, segment=None):
+    """Each point equals /v1/calibration and /v1/cross-entropy on the labelled rows of its step."""
+    answer = client.get(
+        f"/v1/monitors/{name}/metrics", params={**params, **({"segment": segment} if segment else {})}
+    )
+    assert answer.status_code == 200, answer.text
+    mine = np.ones(len(times), bool) if segment is None else segments == segment
+    for point in answer.json()["points"]:
+        step = mine & (times >= point["start"]) & (times < point["end"])
+        labelled = step & (labels >= 0)
+        assert (point["n"], point["n_labelled"]) == (step.sum(), labelled.sum())
+        if not labelled.any():
+            assert point["cross_entropy"] is None
+            continue
+        fields = {"logits": logits[labelled].tolist(), "labels": labels[labelled].tolist()}
+        calibration = client.post("/v1/calibration", json={**fields, "n_bins": params["n_bins"]}).json()
+        ce = client.post("/v1/cross-entropy", json=fields).json()["loss"]
+        _close(point["cross_entropy"], ce)
+        for key in ("ece", "mce", "brier", "accuracy"):
+            _close(point[key], calibration["metrics"][key])
+    return answer.json()["points"]
+
+
+def test_late_labels_compaction_and_segments_after_cached_answers(tmp_path, rng, backend):
+    k, n = 4, 240
+    logits = 2 * rng.standard_normal((n, k))
+    labels = rng.integers(0, k, size=n)
+    segments = np.array(["a", "b"])[rng.integers(0, 2, size=n)]
+    end = math.floor(time.time() / HOUR) * HOUR
+    times = end - rng.uniform(1, 3 * HOUR - 1, size=n)
+    late = rng.random(n) < 0.4  # sent without labels, labelled after the first answers
+    ids = np.array([f"r{i}" for i in range(n)])
+    params = {"from": end - 3 * HOUR, "to": end, "step": "1h", "n_bins": 12}
+    with monitor_client(tmp_path, **backend) as client:
+        client.put("/v1/monitors/c", json={"n_classes": k, "bucket_s": 60})
+        for name in ("a", "b"):
+            for rows in np.array_split(np.flatnonzero(segments == name), 4):
+                sent = np.where(late[rows], -1, labels[rows])
+                fields = {"logits": logits[rows], "labels": sent, "timestamps": times[rows]}
+                fields |= {"ids": ids[rows].tolist(), "segment": name}
+                assert observe(client, "c", fields, "tensor").status_code == 200
+        known = np.where(late, -1, labels)
+        for _ in range(2):  # the second answer comes from the cache: the same values
+            _check(client, "c", params, logits, known, times, segments)
+        cache: SumsCache = client.app.state.monitor_sums_cache
+        held = len(cache)
+        _check(client, "c", params, logits, known, times, segments)
+        assert len(cache) == held > 0  # nothing new to decode
+
+        joined = client.post(
+            "/v1/monitors/c/labels", json={"ids": ids[late].tolist(), "labels": labels[late].tolist()}
+        )
+        assert joined.json()["joined"] == late.sum()
+        _check(client, "c", params, logits, labels, times, segments)  # old buckets gained rows
+        for segment in ("a", "b"):
+            _check(client, "c", params, logits, labels, times, segments, segment)
+
+        assert client.app.state.monitors.get().compact(time.time()) > 0  # rows of a bucket merged
+        _check(client, "c", params, logits, labels, times, segments)
+        _check(client, "c", params, logits, labels, times, segments, "b")
+
+
+def test_a_cache_too_small_for_the_window_evicts_and_stays_exact(tmp_path, rng):
+    k, n = 3, 120
+    logits, labels = rng.standard_normal((n, k)), rng.integers(0, k, size=n)
+    end = math.floor(time.time() / HOUR) * HOUR
+    times = end - rng.uniform(1, 2 * HOUR - 1, size=n)
+    params = {"from": end - 2 * HOUR, "to": end, "step": "30m", "n_bins": 10}
+    with monitor_client(tmp_path, monitor_cache_mb=0.002) as client:  # ~2 KB: a few blobs
+        client.put("/v1/monitors/s", json={"n_classes": k})
+        for rows in np.array_split(np.arange(n), 12):
+            observe(client, "s", {"logits": logits[rows], "labels": labels[rows], "timestamps": times[rows]})
+        for _ in range(2):
+            _check(client, "s", params, logits, labels, times, None)
+        cache: SumsCache = client.app.state.monitor_sums_cache
+        assert 0 < cache.size <= cache.max_bytes and len(cache) < 12
+
+
+def test_sums_of_each_blob_add_up_to_the_sums_of_the_union(rng):
+    from service.core import Distribution, MonitorStats, merge_stats
+
+    blobs = [
+        MonitorStats.summarise(
+            Distribution.from_logits(rng.standard_normal((m, 5))), rng.integers(-1, 5, m)
+        ).to_bytes()
+        for m in rng.integers(1, 30, size=20)
+    ]
+    cache = SumsCache(1 << 20)
+    first = cache.sums(blobs[:12], n_bins=20, closed="left")
+    both = cache.sums(blobs, n_bins=20, closed="left")
+    assert (first.decoded, both.decoded) == (12, 8)
+    np.testing.assert_array_equal(both.rows[:12], first.rows)
+    from service.core.monitoring.series import sums_metrics
+
+    m = sums_metrics(both.rows.sum(axis=0, keepdims=True), 20, n_classes=5, binary=False)
+    s = merge_stats(blobs)
+    assert (m.n[0], m.n_labelled[0]) == (s.n_predictions, s.n_labelled)
+    _close(m.ece[0], s.calibration_errors(20, closed="left")["ece"])
+    _close(m.cross_entropy[0], s.cross_entropy())
+    _close(m.brier[0], s.brier())
