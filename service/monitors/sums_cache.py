@@ -21,7 +21,7 @@ from typing import Literal, cast
 import numpy as np
 
 from service.core._typing import FloatArray, IntArray
-from service.core.monitoring.series import group_sums
+from service.core.monitoring.series import HIST_BLOCKS, SUM_COLUMNS, group_sums
 
 Binning = tuple[int, Literal["right", "left"], Literal["top_label", "positive_class"] | None]
 _OVERHEAD = 200  # bytes per entry beyond the blob and its rows (dict slots, the entry, the array headers)
@@ -45,7 +45,7 @@ class SumsCache:
             raise ValueError(f"`max_bytes` must be ≥ 0; got {max_bytes}")
         self.max_bytes = max_bytes
         self.size = 0  # bytes held
-        self._entries: OrderedDict[bytes, dict[Binning, FloatArray]] = OrderedDict()
+        self._entries: OrderedDict[bytes, dict[Binning, bytes]] = OrderedDict()  # rows as float64 bytes
         self._kinds: dict[bytes, tuple[int, bool]] = {}
         self._lock = threading.Lock()
 
@@ -62,7 +62,7 @@ class SumsCache:
     ) -> Sums:
         """The row of sums of every blob under the binning; decodes the unseen ones together."""
         binning: Binning = (n_bins, closed, target)
-        found: list[FloatArray | None] = []
+        found: list[bytes | None] = []
         kind: tuple[int, bool] | None = None
         with self._lock:
             entries = self._entries
@@ -85,32 +85,39 @@ class SumsCache:
             )
             assert fresh.n_classes is not None
             kind = (fresh.n_classes, fresh.binary)
-            for i, row in zip(missing.tolist(), fresh.table, strict=True):
+            fresh_rows = self._add([blobs[i] for i in missing], fresh.table, binning, kind)
+            for i, row in zip(missing.tolist(), fresh_rows, strict=True):
                 found[i] = row
-            self._add([blobs[i] for i in missing], fresh.table, binning, kind)
-        table = np.stack(cast(list[FloatArray], found)) if found else np.zeros((0, 0))
+        width = len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins
+        joined = b"".join(cast(list[bytes], found))  # one copy: no array per row
+        table = np.frombuffer(joined, np.float64).reshape(len(found), width)
         return Sums(
             table, None if kind is None else kind[0], False if kind is None else kind[1], int(missing.size)
         )
 
-    def _add(self, blobs: list[bytes], table: FloatArray, binning: Binning, kind: tuple[int, bool]) -> None:
+    def _add(
+        self, blobs: list[bytes], table: FloatArray, binning: Binning, kind: tuple[int, bool]
+    ) -> list[bytes]:
+        """Keep the rows of `table` (one per blob); return them as bytes."""
+        rows = [row.tobytes() for row in np.ascontiguousarray(table, np.float64)]
         if self.max_bytes == 0:
-            return
-        row_bytes = table.shape[1] * table.itemsize + _OVERHEAD
+            return rows
+        row_bytes = table.shape[1] * 8 + _OVERHEAD
         with self._lock:
             entries = self._entries
-            for blob, row in zip(blobs, table, strict=True):
-                rows = entries.get(blob)
-                if rows is None:
-                    rows = entries[blob] = {}
+            for blob, row in zip(blobs, rows, strict=True):
+                entry = entries.get(blob)
+                if entry is None:
+                    entry = entries[blob] = {}
                     self._kinds[blob] = kind
                     self.size += len(blob) + _OVERHEAD
                 else:
                     entries.move_to_end(blob)
-                if binning not in rows:
-                    rows[binning] = row.copy()  # a row of its own: the table is not kept alive
+                if binning not in entry:
+                    entry[binning] = row
                     self.size += row_bytes
             while self.size > self.max_bytes and entries:
-                blob, rows = entries.popitem(last=False)
+                blob, evicted = entries.popitem(last=False)
                 del self._kinds[blob]
-                self.size -= len(blob) + _OVERHEAD + sum(r.nbytes + _OVERHEAD for r in rows.values())
+                self.size -= len(blob) + _OVERHEAD + sum(len(r) + _OVERHEAD for r in evicted.values())
+        return rows
