@@ -15,11 +15,12 @@ import numpy as np
 
 from service.core import Distribution, MonitorStats, merge_stats
 from service.core._typing import FloatArray, IntArray
+from service.core.calibration import Reliability, wilson_interval
 from service.core.monitoring.series import HIST_BLOCKS, SUM_COLUMNS, SeriesMetrics, sums_metrics
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
 from .ingest import TEMPERED, rows_distribution
-from .sums_cache import SumsCache
+from .sums_cache import Sums, SumsCache
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,27 @@ def series(
     return Series([start + i * step for i in range(n_points)], metrics, tempered)
 
 
+def _table(
+    cache: SumsCache,
+    rows: list[StatsRow],
+    start: int,
+    step: int,
+    n_points: int,
+    n_bins: int,
+    closed: Literal["right", "left"],
+) -> tuple[FloatArray, Sums]:
+    """The :class:`GroupSums` table of the points: the sums of each point's rows, added in row order."""
+    sums = cache.sums([row[2] for row in rows], n_bins=n_bins, closed=closed)
+    table = np.zeros((n_points, len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins))
+    if rows:
+        groups = (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
+        order = np.argsort(groups, kind="stable")  # rows come oldest first: already sorted
+        groups = groups[order]
+        firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        table[groups[firsts]] = np.add.reduceat(sums.rows[order], firsts, axis=0)
+    return table, sums
+
+
 def _points(
     cache: SumsCache,
     rows: list[StatsRow],
@@ -100,16 +122,47 @@ def _points(
     closed: Literal["right", "left"],
     base: float,
 ) -> SeriesMetrics:
-    """The metrics of each point: the sums of its rows' blobs, added in row order."""
-    sums = cache.sums([row[2] for row in rows], n_bins=n_bins, closed=closed)
-    table = np.zeros((n_points, len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins))
-    if rows:
-        groups = (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
-        order = np.argsort(groups, kind="stable")  # rows come oldest first: already sorted
-        groups = groups[order]
-        firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-        table[groups[firsts]] = np.add.reduceat(sums.rows[order], firsts, axis=0)
+    """The metrics of each point."""
+    table, sums = _table(cache, rows, start, step, n_points, n_bins, closed)
     return sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary, base=base)
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """A window's metrics (one point) and reliability bins, from the sums of its rows."""
+
+    metrics: SeriesMetrics
+    reliability: Reliability
+
+
+def window_summary(
+    store: MonitorStore,
+    config: MonitorConfig,
+    start: int,
+    end: int,
+    segment: str | None,
+    *,
+    n_bins: int = 15,
+    closed: Literal["right", "left"] = "right",
+    cache: SumsCache | None = None,
+) -> WindowSummary:
+    """Metrics and reliability bins of every bucket starting in ``[start, end)`` (read like a series).
+
+    The bins are :meth:`MonitorStats.reliability`'s: ``count`` is ``Σ w``, means and 95 % Wilson
+    intervals per equal-width bin (NaN where empty), of the monitor's default target.
+    """
+    plain, _ = _split(store.read_stats(config.name, start, end), segment)
+    cache = SumsCache(0) if cache is None else cache
+    table, sums = _table(cache, plain, start, end - start, 1, n_bins, closed)
+    metrics = sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary)
+    _, weight, conf, hits = table[0, len(SUM_COLUMNS) :].reshape(len(HIST_BLOCKS), n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence, accuracy = conf / weight, hits / weight
+    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
+    low, high = wilson_interval(hits, weight, 0.95)
+    return WindowSummary(
+        metrics, Reliability(None, edges[:-1], edges[1:], weight, confidence, accuracy, low, high)
+    )
 
 
 def reservoir_logits(rows: Sequence[LabelledRow], config: MonitorConfig) -> tuple[FloatArray, IntArray]:

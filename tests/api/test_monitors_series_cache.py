@@ -86,9 +86,42 @@ def test_late_labels_compaction_and_segments_after_cached_answers(tmp_path, rng,
         for segment in ("a", "b"):
             _check(client, "c", params, logits, labels, times, segments, segment)
 
+        _check_window(client, "c", end - 3 * HOUR, end, logits, labels, segments, "a")
+
         assert client.app.state.monitors.get().compact(time.time()) > 0  # rows of a bucket merged
         _check(client, "c", params, logits, labels, times, segments)
         _check(client, "c", params, logits, labels, times, segments, "b")
+        _check_window(client, "c", end - 3 * HOUR, end, logits, labels, segments, None)
+
+
+def _check_window(client, name, start, end, logits, labels, segments, segment):
+    """The window's reliability bins and caption equal /v1/calibration's on its rows (and merge_stats')."""
+    from service.core import merge_stats
+    from service.monitors import query
+
+    store = client.app.state.monitors.get()
+    config = store.get_monitor(name)
+    cache = client.app.state.monitor_sums_cache
+    summary = query.window_summary(store, config, start, end, segment, n_bins=12, closed="left", cache=cache)
+    mine = np.ones(len(labels), bool) if segment is None else segments == segment
+    fields = {"logits": logits[mine].tolist(), "labels": labels[mine].tolist()}
+    reference = client.post("/v1/calibration", json={**fields, "n_bins": 12, "closed": "left"}).json()
+    bins = reference["reliability"][0]
+    rel = summary.reliability
+    np.testing.assert_array_equal(rel.count, bins["count"])
+    for key in ("confidence", "accuracy", "wilson_low", "wilson_high"):
+        want = np.array([np.nan if v is None else v for v in bins[key]])
+        np.testing.assert_allclose(getattr(rel, key), want, rtol=RTOL, atol=1e-15)
+    _close(summary.metrics.ece[0], reference["metrics"]["ece"])
+    _close(summary.metrics.mce[0], reference["metrics"]["mce"])
+    rows = [r for r in store.read_stats(name, start, end) if segment in (None, r[1])]
+    merged = merge_stats([r[2] for r in rows]).reliability(12, closed="left")
+    np.testing.assert_allclose(rel.confidence, merged.confidence, rtol=RTOL, atol=1e-15)
+    svg = client.get(
+        f"/v1/monitors/{name}/reliability-diagram",
+        params={"window": "4h", **({"segment": segment} if segment else {})},
+    )
+    assert svg.status_code == 200 and f"N = {mine.sum()} labelled" in svg.text
 
 
 def test_a_cache_too_small_for_the_window_evicts_and_stays_exact(tmp_path, rng):
