@@ -1,8 +1,9 @@
 """Queries over a monitor's stored statistics: windows, time series, reservoir fits.
 
-Statistics rows are merged with :func:`service.core.merge_stats` (vectorised over blobs), so a
-window's metrics are exactly those of its rows at once. A point of a series covers the buckets
-whose start lies in ``[point, point + step)``.
+A point of a series covers the buckets whose start lies in ``[point, point + step)``. Series and
+a window's reliability bins add up each row's sums (:mod:`.sums_cache`: every blob decoded once per
+worker, keyed by its bytes); drift merges a window's rows with :func:`service.core.merge_stats`
+(it needs the class counts). Either way a window's metrics are those of its rows at once.
 """
 
 import math
