@@ -166,6 +166,26 @@ def window_summary(
     )
 
 
+@dataclass(frozen=True)
+class Totals:
+    """Everything a monitor holds (every segment, not the temperature-scaled rows), as one point."""
+
+    metrics: SeriesMetrics
+    first_bucket: int | None
+    last_bucket: int | None
+
+
+def totals(store: MonitorStore, config: MonitorConfig, *, cache: SumsCache | None = None) -> Totals:
+    """The monitor's totals: its rows' cached sums added up (as a series point)."""
+    plain, _ = _split(store.read_stats(config.name, -(2**62), 2**62), None)
+    starts = [row[0] for row in plain]
+    first, last = (min(starts), max(starts)) if starts else (0, 0)
+    cache = SumsCache(0) if cache is None else cache
+    table, sums = _table(cache, plain, first, last - first + 1, 1, 15, "right")
+    metrics = sums_metrics(table, 15, n_classes=sums.n_classes, binary=sums.binary)
+    return Totals(metrics, first if starts else None, last if starts else None)
+
+
 def reservoir_logits(rows: Sequence[LabelledRow], config: MonitorConfig) -> tuple[FloatArray, IntArray]:
     """Logits (probabilities: ``log max(p, eps)``; binary: the positive-class log-odds) and labels.
 

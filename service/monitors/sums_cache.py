@@ -121,3 +121,12 @@ class SumsCache:
                 del self._kinds[blob]
                 self.size -= len(blob) + _OVERHEAD + sum(len(r) + _OVERHEAD for r in evicted.values())
         return rows
+
+
+def shared_cache(holder: object, max_mb: float) -> SumsCache:
+    """The cache kept on `holder` (the app's state), created on first use with `max_mb` MiB."""
+    cache: SumsCache | None = getattr(holder, "monitor_sums_cache", None)
+    if cache is None:
+        cache = SumsCache(int(max_mb * 2**20))
+        setattr(holder, "monitor_sums_cache", cache)  # noqa: B010 (any object with attributes)
+    return cache

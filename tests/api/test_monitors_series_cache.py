@@ -87,6 +87,14 @@ def test_late_labels_compaction_and_segments_after_cached_answers(tmp_path, rng,
             _check(client, "c", params, logits, labels, times, segments, segment)
 
         _check_window(client, "c", end - 3 * HOUR, end, logits, labels, segments, "a")
+        held = client.get("/v1/monitors/c").json()["totals"]  # every row, from the same cached sums
+        everything = {"logits": logits.tolist(), "labels": labels.tolist()}
+        assert (held["n"], held["n_labelled"]) == (n, n)
+        _close(held["cross_entropy"], client.post("/v1/cross-entropy", json=everything).json()["loss"])
+        _close(
+            held["accuracy"], client.post("/v1/calibration", json=everything).json()["metrics"]["accuracy"]
+        )
+        assert held["first_bucket"] == min(times) // 60 * 60 and held["last_bucket"] == max(times) // 60 * 60
 
         assert client.app.state.monitors.get().compact(time.time()) > 0  # rows of a bucket merged
         _check(client, "c", params, logits, labels, times, segments)

@@ -26,7 +26,7 @@ from service.core._typing import FloatArray
 from service.core.monitoring.fine_histogram import check_bins
 from service.monitors import query
 from service.monitors.query import Series, reservoir_logits, series
-from service.monitors.sums_cache import SumsCache
+from service.monitors.sums_cache import SumsCache, shared_cache
 from service.settings import Settings
 from service.store import MonitorConfig
 
@@ -139,10 +139,7 @@ def _points(series: Series, end: int, step: int) -> list[MetricsPoint]:
 
 def sums_cache(state: State, settings: Settings) -> SumsCache:
     """The app's cache of decoded statistics (created on first use, sized by XENT_MONITOR_CACHE_MB)."""
-    cache: SumsCache | None = getattr(state, "monitor_sums_cache", None)
-    if cache is None:
-        cache = state.monitor_sums_cache = SumsCache(int(settings.monitor_cache_mb * 2**20))
-    return cache
+    return shared_cache(state, settings.monitor_cache_mb)
 
 
 NBins = Annotated[int, Query(description="Equal-width bins of the ECE / MCE; must divide 2520.")]
