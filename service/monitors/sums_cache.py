@@ -20,6 +20,7 @@ from typing import Literal, cast
 
 import numpy as np
 
+from service.core import InputError
 from service.core._typing import FloatArray, IntArray
 from service.core.monitoring.series import HIST_BLOCKS, SUM_COLUMNS, group_sums
 
@@ -63,7 +64,7 @@ class SumsCache:
         """The row of sums of every blob under the binning; decodes the unseen ones together."""
         binning: Binning = (n_bins, closed, target)
         found: list[bytes | None] = []
-        kind: tuple[int, bool] | None = None
+        kinds: set[tuple[int, bool]] = set()
         with self._lock:
             entries = self._entries
             for blob in blobs:
@@ -71,7 +72,7 @@ class SumsCache:
                 row = None if entry is None else entry.get(binning)
                 if row is not None:
                     entries.move_to_end(blob)
-                    kind = kind or self._kinds[blob]
+                    kinds.add(self._kinds[blob])
                 found.append(row)
         missing: IntArray = np.fromiter((i for i, row in enumerate(found) if row is None), np.int64)
         if missing.size:
@@ -84,13 +85,18 @@ class SumsCache:
                 target=target,
             )
             assert fresh.n_classes is not None
-            kind = (fresh.n_classes, fresh.binary)
-            fresh_rows = self._add([blobs[i] for i in missing], fresh.table, binning, kind)
+            kinds.add((fresh.n_classes, fresh.binary))
+            fresh_rows = self._add(
+                [blobs[i] for i in missing], fresh.table, binning, (fresh.n_classes, fresh.binary)
+            )
             for i, row in zip(missing.tolist(), fresh_rows, strict=True):
                 found[i] = row
         width = len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins
         joined = b"".join(cast(list[bytes], found))  # one copy: no array per row
         table = np.frombuffer(joined, np.float64).reshape(len(found), width)
+        if len(kinds) > 1:  # as merge_stats: blobs of one sum must share K and binary
+            raise InputError("stats", f"must all share K and binary to merge; got {sorted(kinds)}")
+        kind = next(iter(kinds), None)
         return Sums(
             table, None if kind is None else kind[0], False if kind is None else kind[1], int(missing.size)
         )

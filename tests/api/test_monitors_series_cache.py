@@ -170,3 +170,18 @@ def test_sums_of_each_blob_add_up_to_the_sums_of_the_union(rng):
     _close(m.ece[0], s.calibration_errors(20, closed="left")["ece"])
     _close(m.cross_entropy[0], s.cross_entropy())
     _close(m.brier[0], s.brier())
+
+
+def test_blobs_of_different_k_do_not_add_up_even_when_one_is_cached(rng):
+    from service.core import Distribution, InputError, MonitorStats
+
+    def blob(k):
+        return MonitorStats.summarise(
+            Distribution.from_logits(rng.standard_normal((3, k))), [0, 1, 0]
+        ).to_bytes()
+
+    cache = SumsCache(1 << 20)
+    three, four = blob(3), blob(4)
+    cache.sums([three], n_bins=15, closed="right")
+    with pytest.raises(InputError, match="share K"):
+        cache.sums([three, four], n_bins=15, closed="right")
