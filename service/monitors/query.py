@@ -17,7 +17,13 @@ import numpy as np
 from service.core import Distribution, MonitorStats, merge_stats
 from service.core._typing import FloatArray, IntArray
 from service.core.calibration import Reliability, wilson_interval
-from service.core.monitoring.series import HIST_BLOCKS, SUM_COLUMNS, SeriesMetrics, sums_metrics
+from service.core.monitoring.series import (
+    HIST_BLOCKS,
+    SUM_COLUMNS,
+    SeriesMetrics,
+    group_sums,
+    sums_metrics,
+)
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
 from .ingest import TEMPERED, rows_distribution
@@ -101,11 +107,18 @@ def _table(
     n_bins: int,
     closed: Literal["right", "left"],
 ) -> tuple[FloatArray, Sums]:
-    """The :class:`GroupSums` table of the points: the sums of each point's rows, added in row order."""
-    sums = cache.sums([row[2] for row in rows], n_bins=n_bins, closed=closed)
+    """The :class:`GroupSums` table of the points: the sums of each point's rows, added in row order.
+
+    Without a cache the rows are summed straight into their points (no table per blob).
+    """
+    blobs = [row[2] for row in rows]
+    groups = (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
+    if cache.max_bytes == 0:
+        direct = group_sums(blobs, groups, n_points, n_bins=n_bins, closed=closed)
+        return direct.table, Sums(direct.table, direct.n_classes, direct.binary, len(blobs))
+    sums = cache.sums(blobs, n_bins=n_bins, closed=closed)
     table = np.zeros((n_points, len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins))
     if rows:
-        groups = (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
         order = np.argsort(groups, kind="stable")  # rows come oldest first: already sorted
         groups = groups[order]
         firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])

@@ -132,20 +132,21 @@ def _check_window(client, name, start, end, logits, labels, segments, segment):
     assert svg.status_code == 200 and f"N = {mine.sum()} labelled" in svg.text
 
 
-def test_a_cache_too_small_for_the_window_evicts_and_stays_exact(tmp_path, rng):
+@pytest.mark.parametrize("cache_mb", [0.002, 0])  # ~2 KB: a few blobs; 0: no cache (summed per point)
+def test_a_cache_too_small_for_the_window_evicts_and_stays_exact(tmp_path, rng, cache_mb):
     k, n = 3, 120
     logits, labels = rng.standard_normal((n, k)), rng.integers(0, k, size=n)
     end = math.floor(time.time() / HOUR) * HOUR
     times = end - rng.uniform(1, 2 * HOUR - 1, size=n)
     params = {"from": end - 2 * HOUR, "to": end, "step": "30m", "n_bins": 10}
-    with monitor_client(tmp_path, monitor_cache_mb=0.002) as client:  # ~2 KB: a few blobs
+    with monitor_client(tmp_path, monitor_cache_mb=cache_mb) as client:
         client.put("/v1/monitors/s", json={"n_classes": k})
         for rows in np.array_split(np.arange(n), 12):
             observe(client, "s", {"logits": logits[rows], "labels": labels[rows], "timestamps": times[rows]})
         for _ in range(2):
             _check(client, "s", params, logits, labels, times, None)
         cache: SumsCache = client.app.state.monitor_sums_cache
-        assert 0 < cache.size <= cache.max_bytes and len(cache) < 12
+        assert cache.size <= cache.max_bytes and len(cache) < 12
 
 
 def test_sums_of_each_blob_add_up_to_the_sums_of_the_union(rng):
