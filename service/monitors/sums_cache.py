@@ -13,7 +13,7 @@ have written). Nothing needs invalidating; the least recently used blobs are dro
 """
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -39,19 +39,24 @@ class Sums:
 
 
 class SumsCache:
-    """Least-recently-used map ``blob bytes -> {binning: row of sums}``, bounded in bytes; thread-safe."""
+    """Least-recently-used maps ``blob bytes -> row of sums``, one per binning, bounded in bytes; thread-safe.
+
+    Each row is kept as its float64 bytes with one more column, the blob's kind (``2 K + binary``),
+    so that the rows of a query are joined into one table and their kinds checked in one call.
+    Lookups, refreshes and inserts are single C-level calls over the query's blobs (``map``,
+    ``dict.update``): no Python statement per blob.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 0:
             raise ValueError(f"`max_bytes` must be ≥ 0; got {max_bytes}")
         self.max_bytes = max_bytes
         self.size = 0  # bytes held
-        self._entries: OrderedDict[bytes, dict[Binning, bytes]] = OrderedDict()  # rows as float64 bytes
-        self._kinds: dict[bytes, tuple[int, bool]] = {}
+        self._maps: dict[Binning, OrderedDict[bytes, bytes]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(map(len, self._maps.values()))
 
     def sums(
         self,
@@ -63,21 +68,24 @@ class SumsCache:
     ) -> Sums:
         """The row of sums of every blob under the binning; decodes the unseen ones together."""
         binning: Binning = (n_bins, closed, target)
-        found: list[bytes | None] = []
-        kinds: set[tuple[int, bool]] = set()
+        width = len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins + 1  # and the kind column
         with self._lock:
-            entries = self._entries
-            for blob in blobs:
-                entry = entries.get(blob)
-                row = None if entry is None else entry.get(binning)
-                if row is not None:
-                    entries.move_to_end(blob)
-                    kinds.add(self._kinds[blob])
-                found.append(row)
-        missing: IntArray = np.fromiter((i for i, row in enumerate(found) if row is None), np.int64)
-        if missing.size:
+            held = self._maps.get(binning)
+            found: list[bytes | None] = [None] * len(blobs) if held is None else list(map(held.get, blobs))
+        absent = np.fromiter(map(_absent, found), np.bool_, len(found))
+        missing: IntArray = np.flatnonzero(absent)
+        table = np.empty((len(blobs), width))
+        if missing.size < len(blobs):  # the hits, joined in one copy (no array per row)
+            hits = [row for row in found if row is not None]
+            table[~absent] = np.frombuffer(b"".join(hits), np.float64).reshape(len(hits), width)
+            if held is not None:
+                seen = [blob for blob, row in zip(blobs, found, strict=True) if row is not None]
+                with self._lock:  # the hits become the most recently used (unless evicted meanwhile)
+                    deque(map(held.move_to_end, [blob for blob in seen if blob in held]), maxlen=0)
+        if missing.size:  # every miss decoded together, straight into the table
+            fresh_blobs = [blobs[i] for i in missing.tolist()]
             fresh = group_sums(
-                [blobs[i] for i in missing],
+                fresh_blobs,
                 np.arange(missing.size),
                 int(missing.size),
                 n_bins=n_bins,
@@ -85,48 +93,58 @@ class SumsCache:
                 target=target,
             )
             assert fresh.n_classes is not None
-            kinds.add((fresh.n_classes, fresh.binary))
-            fresh_rows = self._add(
-                [blobs[i] for i in missing], fresh.table, binning, (fresh.n_classes, fresh.binary)
-            )
-            for i, row in zip(missing.tolist(), fresh_rows, strict=True):
-                found[i] = row
-        width = len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins
-        joined = b"".join(cast(list[bytes], found))  # one copy: no array per row
-        table = np.frombuffer(joined, np.float64).reshape(len(found), width)
-        if len(kinds) > 1:  # as merge_stats: blobs of one sum must share K and binary
-            raise InputError("stats", f"must all share K and binary to merge; got {sorted(kinds)}")
-        kind = next(iter(kinds), None)
+            fresh_rows = table[missing] if missing.size < len(blobs) else table
+            fresh_rows[:, :-1] = fresh.table
+            fresh_rows[:, -1] = 2.0 * fresh.n_classes + fresh.binary
+            if missing.size < len(blobs):
+                table[missing] = fresh_rows
+            self._add(binning, fresh_blobs, fresh_rows)
+        kinds = np.unique(table[:, -1])
+        if kinds.size > 1:  # as merge_stats: blobs of one sum must share K and binary
+            shown = sorted((int(k) // 2, bool(k % 2)) for k in kinds)
+            raise InputError("stats", f"must all share K and binary to merge; got {shown}")
+        kind = int(kinds[0]) if kinds.size else None
         return Sums(
-            table, None if kind is None else kind[0], False if kind is None else kind[1], int(missing.size)
+            table[:, :-1],
+            None if kind is None else kind // 2,
+            False if kind is None else bool(kind % 2),
+            int(missing.size),
         )
 
-    def _add(
-        self, blobs: list[bytes], table: FloatArray, binning: Binning, kind: tuple[int, bool]
-    ) -> list[bytes]:
-        """Keep the rows of `table` (one per blob); return them as bytes."""
-        rows = [row.tobytes() for row in np.ascontiguousarray(table, np.float64)]
-        if self.max_bytes == 0:
-            return rows
-        row_bytes = table.shape[1] * 8 + _OVERHEAD
+    def _add(self, binning: Binning, blobs: list[bytes], table: FloatArray) -> None:
+        """Keep the rows of `table` (one per blob), dropping the least recently used past `max_bytes`."""
+        if self.max_bytes == 0 or not blobs:
+            return
+        rows = _row_bytes(table)
+        each = len(rows[0]) + _OVERHEAD
         with self._lock:
-            entries = self._entries
-            for blob, row in zip(blobs, rows, strict=True):
-                entry = entries.get(blob)
-                if entry is None:
-                    entry = entries[blob] = {}
-                    self._kinds[blob] = kind
-                    self.size += len(blob) + _OVERHEAD
-                else:
-                    entries.move_to_end(blob)
-                if binning not in entry:
-                    entry[binning] = row
-                    self.size += row_bytes
-            while self.size > self.max_bytes and entries:
-                blob, evicted = entries.popitem(last=False)
-                del self._kinds[blob]
-                self.size -= len(blob) + _OVERHEAD + sum(len(r) + _OVERHEAD for r in evicted.values())
-        return rows
+            held = self._maps.setdefault(binning, OrderedDict())
+            if any(map(held.__contains__, blobs)):  # (another query just added some)
+                kept = dict(zip(blobs, rows, strict=True))
+                for blob in [blob for blob in kept if blob in held]:
+                    del kept[blob]
+                blobs, rows = list(kept), list(kept.values())
+            before = len(held)
+            held.update(zip(blobs, rows, strict=True))
+            new = len(held) - before  # fewer than len(blobs) when a blob is listed twice
+            self.size += new * each + sum(map(len, blobs if new == len(blobs) else set(blobs)))
+            while self.size > self.max_bytes and self._maps:  # oldest first, from the largest map
+                largest = max(self._maps, key=lambda key: len(self._maps[key]))
+                victims = self._maps[largest]
+                blob, row = victims.popitem(last=False)
+                self.size -= len(blob) + len(row) + _OVERHEAD
+                if not victims:
+                    del self._maps[largest]
+
+
+def _absent(row: bytes | None) -> bool:
+    return row is None
+
+
+def _row_bytes(table: FloatArray) -> list[bytes]:
+    """Each row of `table` as its float64 bytes (one NumPy call, no array per row)."""
+    rows = np.ascontiguousarray(table, np.float64)
+    return cast(list[bytes], rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel().tolist())
 
 
 def shared_cache(holder: object, max_mb: float) -> SumsCache:
