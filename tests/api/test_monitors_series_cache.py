@@ -186,3 +186,35 @@ def test_blobs_of_different_k_do_not_add_up_even_when_one_is_cached(rng):
     cache.sums([three], n_bins=15, closed="right")
     with pytest.raises(InputError, match="share K"):
         cache.sums([three, four], n_bins=15, closed="right")
+
+
+def test_repeated_blobs_and_two_binnings_share_one_budget(rng):
+    """A blob listed twice is decoded and held once; each binning's rows equal ``group_sums``'."""
+    from service.core import Distribution, MonitorStats
+    from service.core.monitoring.series import group_sums
+
+    blobs = [
+        MonitorStats.summarise(
+            Distribution.from_logits(rng.standard_normal((m, 4))), rng.integers(0, 4, m)
+        ).to_bytes()
+        for m in rng.integers(1, 20, size=10)
+    ]
+    asked = [*blobs, blobs[3], blobs[0]]  # two repeats
+    cache = SumsCache(1 << 20)
+    for n_bins, closed in ((15, "right"), (12, "left")):
+        got = cache.sums(asked, n_bins=n_bins, closed=closed)
+        want = group_sums(asked, np.arange(len(asked)), len(asked), n_bins=n_bins, closed=closed)
+        np.testing.assert_array_equal(got.rows, want.table)
+        assert (got.decoded, got.n_classes, got.binary) == (len(asked), 4, False)
+        again = cache.sums(asked[::-1], n_bins=n_bins, closed=closed)
+        np.testing.assert_array_equal(again.rows, want.table[::-1])
+        assert again.decoded == 0
+    assert len(cache) == 2 * len(blobs)
+    row_bytes = 8 * (8 + 4 * 15 + 1) + 8 * (8 + 4 * 12 + 1)  # the sums and the kind column
+    assert cache.size == 2 * sum(map(len, blobs)) + len(blobs) * (row_bytes + 2 * 200)
+    small = SumsCache(cache.size // 2)  # room for about half: the oldest go, the answer stays exact
+    for n_bins, closed in ((15, "right"), (12, "left")):
+        got = small.sums(asked, n_bins=n_bins, closed=closed)
+        want = group_sums(asked, np.arange(len(asked)), len(asked), n_bins=n_bins, closed=closed)
+        np.testing.assert_array_equal(got.rows, want.table)
+        assert 0 < small.size <= small.max_bytes
