@@ -74,14 +74,21 @@ class SumsCache:
             found: list[bytes | None] = [None] * len(blobs) if held is None else list(map(held.get, blobs))
         absent = np.fromiter(map(_absent, found), np.bool_, len(found))
         missing: IntArray = np.flatnonzero(absent)
-        table = np.empty((len(blobs), width))
-        if missing.size < len(blobs):  # the hits, joined in one copy (no array per row)
-            hits = [row for row in found if row is not None]
-            table[~absent] = np.frombuffer(b"".join(hits), np.float64).reshape(len(hits), width)
-            if held is not None:
-                seen = [blob for blob, row in zip(blobs, found, strict=True) if row is not None]
-                with self._lock:  # the hits become the most recently used (unless evicted meanwhile)
-                    deque(map(held.move_to_end, [blob for blob in seen if blob in held]), maxlen=0)
+        if not missing.size:  # every row held: joined in one copy, no array per row
+            table = np.frombuffer(b"".join(cast(list[bytes], found)), np.float64).reshape(len(blobs), width)
+        else:
+            table = np.empty((len(blobs), width))
+        if missing.size < len(blobs) and held is not None:
+            if missing.size:
+                hits = [row for row in found if row is not None]
+                table[~absent] = np.frombuffer(b"".join(hits), np.float64).reshape(len(hits), width)
+            seen = (
+                [blob for blob, row in zip(blobs, found, strict=True) if row is not None]
+                if missing.size
+                else blobs
+            )
+            with self._lock:  # the hits become the most recently used (unless evicted meanwhile)
+                deque(map(held.move_to_end, [blob for blob in seen if blob in held]), maxlen=0)
         if missing.size:  # every miss decoded together, straight into the table
             fresh_blobs = [blobs[i] for i in missing.tolist()]
             fresh = group_sums(
@@ -99,7 +106,9 @@ class SumsCache:
             if missing.size < len(blobs):
                 table[missing] = fresh_rows
             self._add(binning, fresh_blobs, fresh_rows)
-        kinds = np.unique(table[:, -1])
+        kinds = np.unique(table[[0, -1], -1]) if len(table) else table[:0, -1]  # first and last...
+        if kinds.size == 1 and (table[:, -1] != kinds[0]).any():  # ...then all: one pass, no sort
+            kinds = np.unique(table[:, -1])
         if kinds.size > 1:  # as merge_stats: blobs of one sum must share K and binary
             shown = sorted((int(k) // 2, bool(k % 2)) for k in kinds)
             raise InputError("stats", f"must all share K and binary to merge; got {shown}")
