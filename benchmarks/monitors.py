@@ -32,10 +32,10 @@ import numpy as np
 
 from benchmarks._timing import table
 from benchmarks.http import _cpu_seconds
+from benchmarks.monitor_query import fill
 from service.client.encoding import encode_binary
-from service.core import Distribution, MonitorStats
 from service.monitors.holder import merge_blobs
-from service.store import DATABASE_FILE, MonitorConfig, SqliteStore
+from service.store import DATABASE_FILE, SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,20 +155,9 @@ def large_batch(server: Serve, repeats: int) -> list[dict[str, object]]:
 
 
 def fill_30_days(data_dir: str, now: float) -> None:
-    """43,200 minute buckets of one monitor (K = 10), each a 32-row batch, written into the store."""
+    """43,200 minute buckets of one monitor (K = 10), each its own 32-row batch, written into the store."""
     store = SqliteStore(Path(data_dir) / DATABASE_FILE, merge=merge_blobs)
-    store.put_monitor(MonitorConfig(name="month", n_classes=10, binary=False, class_names=None))
-    rng = np.random.default_rng(2)
-    blobs = [
-        MonitorStats.summarise(
-            Distribution.from_logits(rng.standard_normal((32, 10))), rng.integers(0, 10, 32)
-        ).to_bytes()
-        for _ in range(64)
-    ]
-    first = int(now // 60) * 60 - 30 * 86400 + 60
-    rows = [(first + 60 * i, "", blobs[i % len(blobs)]) for i in range(30 * 1440)]
-    for start in range(0, len(rows), 5000):
-        store.write_batch("month", rows[start : start + 5000])
+    fill(store, now)  # distinct blobs: the query's cache of decoded blobs sees each once
     store.close()
 
 

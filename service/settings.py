@@ -134,3 +134,10 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Most points one monitor time-series query may return (422 naming `step` beyond).",
     )
+    monitor_cache_mb: float = Field(
+        default=64.0,
+        ge=0,
+        le=1_048_576,
+        description="MiB per worker of decoded monitor statistics kept between time-series queries "
+        "(keyed by the stored bytes, so always exact); 0 turns the cache off.",
+    )

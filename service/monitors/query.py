@@ -1,8 +1,9 @@
 """Queries over a monitor's stored statistics: windows, time series, reservoir fits.
 
-Statistics rows are merged with :func:`service.core.merge_stats` (vectorised over blobs), so a
-window's metrics are exactly those of its rows at once. A point of a series covers the buckets
-whose start lies in ``[point, point + step)``.
+A point of a series covers the buckets whose start lies in ``[point, point + step)``. Series and
+a window's reliability bins add up each row's sums (:mod:`.sums_cache`: every blob decoded once per
+worker, keyed by its bytes); drift merges a window's rows with :func:`service.core.merge_stats`
+(it needs the class counts). Either way a window's metrics are those of its rows at once.
 """
 
 import math
@@ -15,10 +16,18 @@ import numpy as np
 
 from service.core import Distribution, MonitorStats, merge_stats
 from service.core._typing import FloatArray, IntArray
-from service.core.monitoring.series import SeriesMetrics, series_metrics
+from service.core.calibration import Reliability, wilson_interval
+from service.core.monitoring.series import (
+    HIST_BLOCKS,
+    SUM_COLUMNS,
+    SeriesMetrics,
+    group_sums,
+    sums_metrics,
+)
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
 from .ingest import TEMPERED, rows_distribution
+from .sums_cache import Sums, SumsCache
 
 
 @dataclass(frozen=True)
@@ -74,18 +83,120 @@ def series(
     n_bins: int = 15,
     closed: Literal["right", "left"] = "right",
     base: float = math.e,
+    cache: SumsCache | None = None,
 ) -> Series:
-    """One point per `step` from `start` to `end` (the last may be shorter), all read at once."""
+    """One point per `step` from `start` to `end` (the last may be shorter), all read at once.
+
+    Each stats row becomes its row of sums (:class:`SumsCache`: decoded once, then looked up by
+    its bytes), and the rows of each point are added up in one ``reduceat``.
+    """
     plain, scaled = _split(store.read_stats(config.name, start, end), segment)
     n_points = -(-(end - start) // step)
-
-    def groups(rows: list[StatsRow]) -> IntArray:
-        return (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
-
-    blobs = [row[2] for row in plain]
-    metrics = series_metrics(blobs, groups(plain), n_points, n_bins=n_bins, closed=closed, base=base)
-    tempered = series_metrics([row[2] for row in scaled], groups(scaled), n_points).mean_confidence
+    cache = SumsCache(0) if cache is None else cache
+    metrics = _points(cache, plain, start, step, n_points, n_bins, closed, base)
+    tempered = _points(cache, scaled, start, step, n_points, n_bins, closed, base).mean_confidence
     return Series([start + i * step for i in range(n_points)], metrics, tempered)
+
+
+def _table(
+    cache: SumsCache,
+    rows: list[StatsRow],
+    start: int,
+    step: int,
+    n_points: int,
+    n_bins: int,
+    closed: Literal["right", "left"],
+) -> tuple[FloatArray, Sums]:
+    """The :class:`GroupSums` table of the points: the sums of each point's rows, added in row order.
+
+    Without a cache the rows are summed straight into their points (no table per blob).
+    """
+    blobs = [row[2] for row in rows]
+    groups = (np.fromiter((row[0] for row in rows), np.int64, len(rows)) - start) // step
+    if cache.max_bytes == 0:
+        direct = group_sums(blobs, groups, n_points, n_bins=n_bins, closed=closed)
+        return direct.table, Sums(direct.table, direct.n_classes, direct.binary, len(blobs))
+    sums = cache.sums(blobs, n_bins=n_bins, closed=closed)
+    table = np.zeros((n_points, len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins))
+    if rows:
+        order = np.argsort(groups, kind="stable")  # rows come oldest first: already sorted
+        groups = groups[order]
+        firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        table[groups[firsts]] = np.add.reduceat(sums.rows[order], firsts, axis=0)
+    return table, sums
+
+
+def _points(
+    cache: SumsCache,
+    rows: list[StatsRow],
+    start: int,
+    step: int,
+    n_points: int,
+    n_bins: int,
+    closed: Literal["right", "left"],
+    base: float,
+) -> SeriesMetrics:
+    """The metrics of each point."""
+    table, sums = _table(cache, rows, start, step, n_points, n_bins, closed)
+    return sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary, base=base)
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    """A window's metrics (one point) and reliability bins, from the sums of its rows."""
+
+    metrics: SeriesMetrics
+    reliability: Reliability
+
+
+def window_summary(
+    store: MonitorStore,
+    config: MonitorConfig,
+    start: int,
+    end: int,
+    segment: str | None,
+    *,
+    n_bins: int = 15,
+    closed: Literal["right", "left"] = "right",
+    cache: SumsCache | None = None,
+) -> WindowSummary:
+    """Metrics and reliability bins of every bucket starting in ``[start, end)`` (read like a series).
+
+    The bins are :meth:`MonitorStats.reliability`'s: ``count`` is ``Σ w``, means and 95 % Wilson
+    intervals per equal-width bin (NaN where empty), of the monitor's default target.
+    """
+    plain, _ = _split(store.read_stats(config.name, start, end), segment)
+    cache = SumsCache(0) if cache is None else cache
+    table, sums = _table(cache, plain, start, end - start, 1, n_bins, closed)
+    metrics = sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary)
+    _, weight, conf, hits = table[0, len(SUM_COLUMNS) :].reshape(len(HIST_BLOCKS), n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence, accuracy = conf / weight, hits / weight
+    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
+    low, high = wilson_interval(hits, weight, 0.95)
+    return WindowSummary(
+        metrics, Reliability(None, edges[:-1], edges[1:], weight, confidence, accuracy, low, high)
+    )
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Everything a monitor holds (every segment, not the temperature-scaled rows), as one point."""
+
+    metrics: SeriesMetrics
+    first_bucket: int | None
+    last_bucket: int | None
+
+
+def totals(store: MonitorStore, config: MonitorConfig, *, cache: SumsCache | None = None) -> Totals:
+    """The monitor's totals: its rows' cached sums added up (as a series point)."""
+    plain, _ = _split(store.read_stats(config.name, -(2**62), 2**62), None)
+    starts = [row[0] for row in plain]
+    first, last = (min(starts), max(starts)) if starts else (0, 0)
+    cache = SumsCache(0) if cache is None else cache
+    table, sums = _table(cache, plain, first, last - first + 1, 1, 15, "right")
+    metrics = sums_metrics(table, 15, n_classes=sums.n_classes, binary=sums.binary)
+    return Totals(metrics, first if starts else None, last if starts else None)
 
 
 def reservoir_logits(rows: Sequence[LabelledRow], config: MonitorConfig) -> tuple[FloatArray, IntArray]:

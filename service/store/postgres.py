@@ -204,8 +204,17 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _reading(self) -> Iterator[Cursor]:
-        """A cursor in autocommit mode: each statement sees one committed snapshot."""
-        with self._errors(), self._pool().connection() as connection, connection.cursor() as cursor:
+        """A cursor in autocommit mode: each statement sees one committed snapshot.
+
+        Results come in PostgreSQL's binary format: the same Python values, but a ``bytea`` column
+        arrives as its bytes instead of hex text to decode (a 30-day series reads ~9 MB of blobs:
+        36-56 ms instead of 127-190 ms on the development VM under load).
+        """
+        with (
+            self._errors(),
+            self._pool().connection() as connection,
+            connection.cursor(binary=True) as cursor,
+        ):
             yield cursor
 
     def _lock_schema(self, cur: Cursor) -> None:

@@ -53,3 +53,32 @@ def test_bad_groups_and_bins_raise():
         series_metrics([blob], [0], 1, n_bins=16)
     with pytest.raises(InputError, match="stats"):
         series_metrics([b"short"], [0], 1)
+
+
+@pytest.mark.parametrize(("k", "binary", "weighted"), [(5, False, False), (2, True, False), (4, False, True)])
+def test_per_blob_sums_add_up_to_each_group(rng, k, binary, weighted):
+    from service.core.monitoring.series import group_sums, sums_metrics
+
+    blobs = [_blob(rng, k, binary, weighted and i % 3 == 0) for i in range(40)]
+    groups = rng.integers(0, 5, size=40)
+    each = group_sums(blobs, np.arange(40), 40, n_bins=14, closed="left")
+    grouped = group_sums(blobs, groups, 5, n_bins=14, closed="left")
+    added = np.zeros_like(grouped.table)
+    np.add.at(added, groups, each.table)
+    np.testing.assert_allclose(added, grouped.table, rtol=1e-12, atol=1e-15)
+    m = sums_metrics(added, 14, n_classes=k, binary=binary)
+    for g in range(5):
+        mine = [b for b, gg in zip(blobs, groups, strict=True) if gg == g]
+        if not mine:
+            continue
+        s = merge_stats(mine)
+        assert m.n_labelled[g] == s.n_labelled
+        assert m.ece[g] == pytest.approx(s.calibration_errors(14, closed="left")["ece"], rel=1e-12, abs=1e-15)
+        assert m.brier[g] == pytest.approx(s.brier(), rel=1e-12, abs=1e-15, nan_ok=True)
+
+
+def test_sums_table_of_the_wrong_width_raises():
+    from service.core.monitoring.series import sums_metrics
+
+    with pytest.raises(InputError, match="table"):
+        sums_metrics(np.zeros((2, 9)), 15, n_classes=3, binary=False)

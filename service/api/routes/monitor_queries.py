@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from starlette.datastructures import State
 from starlette.responses import Response
 
 from service import core
@@ -25,8 +26,9 @@ from service.core._typing import FloatArray
 from service.core.monitoring.fine_histogram import check_bins
 from service.monitors import query
 from service.monitors.query import Series, reservoir_logits, series
+from service.monitors.sums_cache import SumsCache, shared_cache
 from service.settings import Settings
-from service.store import MonitorConfig, MonitorStore
+from service.store import MonitorConfig
 
 from . import json_response, log_base, unit_of
 from .monitors import MONITOR_RESPONSES, MonitorName, SharedPathRoute, require
@@ -135,6 +137,11 @@ def _points(series: Series, end: int, step: int) -> list[MetricsPoint]:
     ]
 
 
+def sums_cache(state: State, settings: Settings) -> SumsCache:
+    """The app's cache of decoded statistics (created on first use, sized by XENT_MONITOR_CACHE_MB)."""
+    return shared_cache(state, settings.monitor_cache_mb)
+
+
 NBins = Annotated[int, Query(description="Equal-width bins of the ECE / MCE; must divide 2520.")]
 Closed = Annotated[Literal["right", "left"], Query(description="Which side of each bin is closed.")]
 
@@ -186,7 +193,16 @@ def monitor_metrics(
     n_bins = check_bins(n_bins)
     numeric_base: Literal["e", 2, 10] = "e" if base == "e" else int(base)  # type: ignore[assignment]
     points = series(
-        store, config, begin, end, step_s, segment, n_bins=n_bins, closed=closed, base=log_base(numeric_base)
+        store,
+        config,
+        begin,
+        end,
+        step_s,
+        segment,
+        n_bins=n_bins,
+        closed=closed,
+        base=log_base(numeric_base),
+        cache=sums_cache(request.app.state, settings),
     )
     result = MetricsResult(
         monitor=name,
@@ -219,6 +235,7 @@ def monitor_metrics(
     response_class=Response,
 )
 def monitor_reliability_diagram(
+    request: Request,
     name: MonitorName,
     store: StoreDep,
     window: WindowParam = None,
@@ -230,33 +247,34 @@ def monitor_reliability_diagram(
     """Reliability diagram (SVG, as POST /v1/reliability-diagram) of a window's labelled rows (default 1h)."""
     config = require(store, name)
     begin, end = time_range(config, None, to, window)
-    stats = window_stats(store, config, begin, end, segment)
     n_bins = check_bins(n_bins)
-    rel = stats.reliability(n_bins, closed=closed)
-    errors = stats.calibration_errors(n_bins, closed=closed)
+    settings: Settings = request.app.state.settings
+    summary = query.window_summary(
+        store,
+        config,
+        begin,
+        end,
+        segment,
+        n_bins=n_bins,
+        closed=closed,
+        cache=sums_cache(request.app.state, settings),
+    )
+    m = summary.metrics
+    if m.n_labelled[0] == 0:
+        raise core.InputError(
+            "window", f"holds no labelled rows of monitor {config.name!r} in [{begin}, {end})"
+        )
     target = "positive class" if config.binary else "top label"
     caption = [
-        f"ece {errors['ece']:.4f} · mce {errors['mce']:.4f} · brier {stats.brier():.4f}",
-        f"accuracy {stats.accuracy():.4f} · mean_confidence {stats.mean_confidence():.4f}",
-        f"monitor {name} · {target} · N = {stats.n_labelled} labelled of {stats.n_predictions}",
+        f"ece {m.ece[0]:.4f} · mce {m.mce[0]:.4f} · brier {m.brier[0]:.4f}",
+        f"accuracy {m.accuracy[0]:.4f} · mean_confidence {m.mean_confidence[0]:.4f}",
+        f"monitor {name} · {target} · N = {m.n_labelled[0]} labelled of {m.n[0]}",
         f"[{begin}, {end}) · equal-width bins, B = {n_bins}, closed {closed}",
         "bars: accuracy · shaded: gap to mean confidence (red: over-, cyan: under-confident)",
         "whiskers: 95% Wilson intervals",
     ]
     title = f"Reliability diagram ({target})"
-    return Response(reliability_svg(rel, title=title, caption=caption), media_type=SVG)
-
-
-def window_stats(
-    store: MonitorStore, config: MonitorConfig, begin: int, end: int, segment: str | None
-) -> MonitorStats:
-    """The merged statistics of a window, or raise (422 naming `window`) when it has no labelled row."""
-    stats = query.window(store, config, begin, end, segment).stats
-    if stats is None or stats.n_labelled == 0:
-        raise core.InputError(
-            "window", f"holds no labelled rows of monitor {config.name!r} in [{begin}, {end})"
-        )
-    return stats
+    return Response(reliability_svg(summary.reliability, title=title, caption=caption), media_type=SVG)
 
 
 @router.post("/monitors/{name}/temperature", response_model=TemperatureResult, responses=MONITOR_RESPONSES)

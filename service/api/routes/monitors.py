@@ -33,6 +33,8 @@ from service.api.schemas.monitors import (
 from service.monitors import TEMPERED, IngestCounts, fold_labels, ingest
 from service.monitors.counters import MonitorCounters
 from service.monitors.idempotency import HEADER, check_key, fingerprint
+from service.monitors.query import totals
+from service.monitors.sums_cache import shared_cache
 from service.settings import Settings
 from service.store import IdempotencyKey, JoinCounts, MonitorConfig, MonitorNotFound, MonitorStore
 
@@ -166,22 +168,24 @@ def list_monitors(request: Request, store: StoreDep) -> Response:
 
 
 @router.get("/monitors/{name}", response_model=MonitorDetail, responses=MONITOR_RESPONSES)
-def get_monitor(name: MonitorName, store: StoreDep) -> Response:
+def get_monitor(request: Request, name: MonitorName, store: StoreDep) -> Response:
     """A monitor's configuration and totals over everything it holds."""
     config = require(store, name)
-    rows = [row for row in store.read_stats(name, -(2**62), 2**62) if not row[1].endswith(TEMPERED)]
-    stats = core.merge_stats([row[2] for row in rows]) if rows else None
+    settings: Settings = request.app.state.settings
+    held = totals(store, config, cache=shared_cache(request.app.state, settings.monitor_cache_mb))
+    m = held.metrics
+    labelled = int(m.n_labelled[0]) > 0
     segments = [s for s in store.segments(name) if not s.endswith(TEMPERED)]
-    totals = MonitorTotals(
-        n=0 if stats is None else stats.n_predictions,
-        n_labelled=0 if stats is None else stats.n_labelled,
-        cross_entropy=None if stats is None or stats.n_labelled == 0 else stats.cross_entropy(),
-        accuracy=None if stats is None or stats.n_labelled == 0 else stats.accuracy(),
-        first_bucket=min((r[0] for r in rows), default=None),
-        last_bucket=max((r[0] for r in rows), default=None),
+    result = MonitorTotals(
+        n=int(m.n[0]),
+        n_labelled=int(m.n_labelled[0]),
+        cross_entropy=float(m.cross_entropy[0]) if labelled else None,
+        accuracy=float(m.accuracy[0]) if labelled else None,
+        first_bucket=held.first_bucket,
+        last_bucket=held.last_bucket,
         segments=segments,
     )
-    return json_response(MonitorDetail(**monitor_result(config).model_dump(), totals=totals))
+    return json_response(MonitorDetail(**monitor_result(config).model_dump(), totals=result))
 
 
 @router.delete("/monitors/{name}", status_code=204, response_class=Response, responses=MONITOR_RESPONSES)

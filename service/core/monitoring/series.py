@@ -84,12 +84,69 @@ def series_metrics(
     >>> m.n.tolist(), m.accuracy.tolist()[:2]
     ([4, 1, 0], [0.5, 0.0])
     """
+    sums = group_sums(blobs, groups, n_groups, n_bins=n_bins, closed=closed, target=target)
+    return sums_metrics(sums.table, n_bins, n_classes=sums.n_classes, binary=sums.binary, base=base)
+
+
+#: Columns of a :class:`GroupSums` table before its four histogram blocks (n_bins columns each).
+SUM_COLUMNS = ("n_predictions", "n_labelled", *_SUMS)
+#: The histogram blocks, in order: rows, ``Σ w``, ``Σ w·confidence``, ``Σ w·outcome`` per coarse bin.
+HIST_BLOCKS = ("count", "weight", "conf", "hits")
+
+
+@dataclass(frozen=True)
+class GroupSums:
+    """Additive sums of each group's statistics under one binning: the metrics' raw material.
+
+    Attributes
+    ----------
+    table : ndarray of float64, shape (n_groups, len(SUM_COLUMNS) + 4 * n_bins)
+        Per group: the header sums of `SUM_COLUMNS`, then the coarse histogram's `HIST_BLOCKS`
+        (``weight`` equals ``count`` for unweighted rows). Rows of two tables add: the sum of
+        the rows of several groups is the row of their union (float sums up to rounding).
+    n_classes, binary : int or None, bool
+        K and binary of the blobs (None: no blob).
+    """
+
+    table: FloatArray
+    n_classes: int | None
+    binary: bool
+
+
+def group_sums(
+    blobs: Sequence[bytes],
+    groups: ArrayLike,
+    n_groups: int,
+    *,
+    n_bins: int = 15,
+    closed: Literal["right", "left"] = "right",
+    target: Literal["top_label", "positive_class"] | None = None,
+) -> GroupSums:
+    """The additive sums of each group of `blobs` under B = `n_bins` bins (see :class:`GroupSums`).
+
+    Every blob is read once: header sums with one ``bincount`` per column, histogram records per
+    (group, coarse bin) with one ``bincount`` per sum. With ``groups = arange(len(blobs))`` the
+    table holds one row per blob, which callers may keep and add up later (a cache keyed by the
+    blob's bytes).
+
+    Examples
+    --------
+    >>> from service.core import Distribution, MonitorStats
+    >>> a = MonitorStats.summarise(Distribution.from_probs(np.array([0.9, 0.2])), [1, 1]).to_bytes()
+    >>> s = group_sums([a, a], [0, 1], 2, n_bins=2)
+    >>> s.table.shape, s.table[:, 0].tolist()  # two positive-class bins: p = 0.2 and p = 0.9
+    ((2, 16), [2.0, 2.0])
+    >>> s.table[0, len(SUM_COLUMNS) :].reshape(4, 2).tolist()  # count, weight, conf, hits
+    [[1.0, 1.0], [1.0, 1.0], [0.2, 0.9], [1.0, 1.0]]
+    """
     n_bins = check_bins(n_bins)
     g = np.asarray(groups, np.int64)
     if g.shape != (len(blobs),) or (g.size and (g.min() < 0 or g.max() >= n_groups)):
         raise InputError("groups", f"must hold one group in [0, {n_groups}) per blob")
+    width = len(SUM_COLUMNS)
+    table = np.zeros((n_groups, width + len(HIST_BLOCKS) * n_bins))
     if not blobs:
-        return _metrics({}, {}, n_groups, None, base)
+        return GroupSums(table, None, False)
     lengths = np.fromiter(map(len, blobs), np.int64, len(blobs))
     if (lengths < HEADER.itemsize).any():
         raise InputError("stats", f"must be at least {HEADER.itemsize} bytes (a MonitorStats header)")
@@ -100,22 +157,43 @@ def series_metrics(
     side = target or ("positive_class" if binary else "top_label")
     if side not in ("top_label", "positive_class") or (side == "positive_class" and n_classes != 2):
         raise InputError("target", f'must be "top_label" or "positive_class" (K = 2 only); got {side!r}')
-    sums = {name: np.bincount(g, weights=head[name], minlength=n_groups) for name in _SUMS}
-    for name in ("n_predictions", "n_labelled"):
-        sums[name] = np.bincount(g, weights=head[name].astype(np.float64), minlength=n_groups)
+    for column, name in enumerate(SUM_COLUMNS):
+        values = head[name] if name in _SUMS else head[name].astype(np.float64)
+        table[:, column] = np.bincount(g, weights=values, minlength=n_groups)
     cells = _histogram_records(data, head, starts, g, n_classes, side == "positive_class")
     bin_of_cell = coarse_index(np.arange(N_CELLS), n_bins, closed)  # a lookup table, gathered once per record
     index = cells["group"] * n_bins + bin_of_cell[cells["cell"]]
     size = n_groups * n_bins
+    hist = table[:, width:].reshape(n_groups, len(HIST_BLOCKS), n_bins)
+    for block, name in enumerate(HIST_BLOCKS):
+        values = cells.get(name, cells["count"])  # no weight: the row counts are the weights
+        hist[:, block, :] = np.bincount(index, weights=values, minlength=size).reshape(n_groups, n_bins)
+    return GroupSums(table, n_classes, binary)
 
-    def add(values: np.ndarray) -> FloatArray:
-        sums = np.bincount(index, weights=values, minlength=size).astype(np.float64, copy=False)
-        return sums.reshape(n_groups, n_bins)
 
-    hist = {name: add(cells[name]) for name in ("count", "conf", "hits")}
-    hist["weight"] = add(cells["weight"]) if "weight" in cells else hist["count"]
-    factor = brier_factor("auto", n_classes, binary=binary)
-    return _metrics(hist, sums, n_groups, factor, base)
+def sums_metrics(
+    table: FloatArray, n_bins: int, *, n_classes: int | None, binary: bool, base: float = math.e
+) -> SeriesMetrics:
+    """Metrics of each row of a :class:`GroupSums` table (rows may be sums of other tables' rows).
+
+    Examples
+    --------
+    >>> from service.core import Distribution, MonitorStats
+    >>> a = MonitorStats.summarise(Distribution.from_probs(np.array([0.9, 0.2])), [1, 1]).to_bytes()
+    >>> s = group_sums([a, a], [0, 1], 2)
+    >>> sums_metrics(s.table.sum(axis=0, keepdims=True), 15, n_classes=2, binary=True).n.tolist()
+    [4]
+    """
+    n_groups = table.shape[0]
+    width = len(SUM_COLUMNS)
+    if table.shape != (n_groups, width + len(HIST_BLOCKS) * n_bins):
+        raise InputError("table", f"must have {width} + 4 × {n_bins} columns; got shape {table.shape}")
+    if n_classes is None:
+        return _metrics({}, {}, n_groups, None, base)
+    sums = {name: table[:, column] for column, name in enumerate(SUM_COLUMNS)}
+    blocks = table[:, width:].reshape(n_groups, len(HIST_BLOCKS), n_bins)
+    hist = {name: blocks[:, block, :] for block, name in enumerate(HIST_BLOCKS)}
+    return _metrics(hist, sums, n_groups, brier_factor("auto", n_classes, binary=binary), base)
 
 
 def _histogram_records(
@@ -195,4 +273,12 @@ def _metrics(
     )
 
 
-__all__ = ["SeriesMetrics", "series_metrics"]
+__all__ = [
+    "HIST_BLOCKS",
+    "SUM_COLUMNS",
+    "GroupSums",
+    "SeriesMetrics",
+    "group_sums",
+    "series_metrics",
+    "sums_metrics",
+]
