@@ -17,7 +17,7 @@ from .examples import V1
 EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "CrossEntropyBody": [("logits", "probs"), ("labels", "targets")],
     "DivergenceBody": [("p_probs", "p_logits"), ("q_probs", "q_logits")],
-    "CalibrationBody": [("logits", "probs")],
+    "CalibrationBody": [("logits", "probs"), ("labels", "targets")],
     "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
     "RecalibrateBody": [("logits", "probs"), ("labels", "targets")],
     "ApplyBody": [("logits", "probs"), ("parameters", "temperature")],

@@ -25,10 +25,11 @@ from service.core.calibration.bootstrap import bootstrap_intervals
 from service.core.calibration.brier import brier_factor
 
 from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result, unit_of
+from .calibration_multilabel import multilabel_calibration_result
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "sample_weight")
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight")
 #: Reliability cells (groups × bins) a response may carry.
 MAX_RELIABILITY_CELLS = 200_000
 _CONVENTION_FIELDS = (
@@ -71,6 +72,8 @@ def score_calibration(body: Body) -> Response:
 def calibration_answer(body: Body) -> Answer:
     """The calibration result of `body`."""
     options = CalibrationOptions.model_validate(body.scalars(ARRAY_FIELDS))
+    if options.multilabel:
+        return Answer(multilabel_calibration_result(body, options, convention_of(options)))
     prediction, labels, convention, n_ignored = read_calibration_request(body, options)
     weights = read_sample_weight(body)
     report = core.calibration_report(
@@ -88,6 +91,10 @@ def read_calibration_request(
     body: Body, options: CalibrationOptions
 ) -> tuple[Prediction, np.ndarray, core.Convention, int]:
     """Predictions, labels, the resolved convention of a calibration-style request, and rows ignored."""
+    if options.multilabel:
+        raise core.InputError("multilabel", "applies to POST /v1/calibration only (no diagram of K classes)")
+    if body.fields.get("targets") is not None:
+        raise core.InputError("targets", "apply with multilabel: true only; send hard `labels`")
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     assert truth.labels is not None  # `targets` is not an accepted field here

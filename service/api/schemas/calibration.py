@@ -77,6 +77,14 @@ class CalibrationOptions(ProbabilityOptions, ClassVocabulary):
         "and counted in `n_ignored` (PyTorch uses -100). Hard labels only.",
     )
     top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
+    multilabel: bool = Field(
+        default=False,
+        description="N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] "
+        "against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary "
+        "problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier "
+        "((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, "
+        "`metrics` their means over classes. Those six metrics only; sample_weight allowed.",
+    )
     preset: PresetName | None = Field(
         default=None,
         description="Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics "
@@ -151,7 +159,13 @@ class CalibrationBody(CalibrationOptions):
         default=None,
         description="N×K probabilities, or a length-N vector of positive-class probabilities (binary).",
     )
-    labels: IntArrayField = Field(description="N true class indices in [0, K) (binary: 0 or 1).")
+    labels: IntArrayField | None = Field(
+        default=None,
+        description="N true class indices in [0, K) (binary: 0 or 1). Required unless multilabel.",
+    )
+    targets: FloatArrayField | None = Field(
+        default=None, description="Multilabel only: N×K outcomes in [0, 1], the shape of the predictions."
+    )
     sample_weight: FloatArrayField | None = Field(
         default=None,
         description="N non-negative per-sample weights s: every sum over samples becomes a sum of s "
@@ -172,7 +186,9 @@ class CalibrationConvention(BaseModel):
     )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
-    form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
+    form: Literal["categorical", "binary", "multilabel"] = Field(
+        description="N×K, positive-class vector, or N×K independent columns."
+    )
     dtype: Literal["float32", "float64"] = Field(description="Precision of the probabilities binned.")
     preset: PresetName | None = Field(description="The preset applied, if any.")
     binning: Literal["uniform", "quantile", "edges"] = Field(description="How edges were built.")
