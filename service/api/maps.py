@@ -11,6 +11,7 @@ from service.core._typing import FloatArray
 from service.core.maps.binary import BetaCalibration, PlattScaling, fit_beta, fit_platt
 from service.core.maps.nonparametric import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
 from service.core.maps.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
+from service.core.maps.score_isotonic import IsotonicScoreCalibration, fit_isotonic_scores
 from service.core.maps.temperature import TemperatureScaling
 
 from .formats.inputs import Truth
@@ -120,7 +121,7 @@ def _isotonic(p: IsotonicParameters, scores: FloatArray) -> Map:
             raise core.InputError("parameters.knots", "must have non-decreasing x", index=(c,))
         xs.append(x)
         ys.append(np.asarray(knots.y, dtype=np.float64))
-    return IsotonicCalibration(xs, ys)
+    return IsotonicScoreCalibration(xs, ys) if p.input == "scores" else IsotonicCalibration(xs, ys)
 
 
 def _histogram(p: HistogramParameters, scores: FloatArray) -> Map:
@@ -145,6 +146,14 @@ _BUILDERS: dict[str, Callable[[Any, FloatArray], Map]] = {
 def apply_parameters(parameters: Parameters, scores: FloatArray, field: str = "logits") -> FloatArray:
     """Recalibrated N×K log-probabilities of `scores` under `parameters` (validated against them)."""
     check_form(parameters.method, scores, field)
+    on_scores = isinstance(parameters, IsotonicParameters) and parameters.input == "scores"
+    if on_scores != (field == "scores"):
+        raise core.InputError(
+            "scores" if field == "scores" else "parameters.input",
+            "apply to isotonic parameters fitted on raw scores only (input: scores)"
+            if field == "scores"
+            else f'is "scores": these parameters map raw scores; send them as `scores`, not `{field}`',
+        )
     return _BUILDERS[parameters.method](parameters, scores).log_probs(scores)
 
 
@@ -205,6 +214,13 @@ def _fit_isotonic(scores: FloatArray, truth: Truth, options: RecalibrateOptions)
     fit, info = fit_isotonic(scores, labels=truth.labels, targets=truth.targets)
     knots = [Knots(x=x.tolist(), y=y.tolist()) for x, y in zip(fit.x, fit.y, strict=True)]
     return _fitted(IsotonicParameters(method="isotonic", knots=knots), info)
+
+
+def fit_isotonic_on_scores(scores: FloatArray, truth: Truth) -> Fitted:
+    """Isotonic maps of raw scores per class (sklearn's CalibratedClassifierCV(method="isotonic"))."""
+    fit, info = fit_isotonic_scores(scores, labels=truth.labels, targets=truth.targets)
+    knots = [Knots(x=x.tolist(), y=y.tolist()) for x, y in zip(fit.x, fit.y, strict=True)]
+    return _fitted(IsotonicParameters(method="isotonic", knots=knots, input="scores"), info)
 
 
 def _fit_histogram(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
 from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
-from service.api.maps import FITTERS, apply_parameters, check_form
+from service.api.maps import FITTERS, apply_parameters, check_form, fit_isotonic_on_scores
 from service.api.schemas import ProblemDetails
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.recalibration import (
@@ -33,6 +33,7 @@ from service.api.schemas.recalibration import (
     ValidationReport,
 )
 from service.core._typing import FloatArray
+from service.core.maps.score_isotonic import check_scores
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 
@@ -46,7 +47,7 @@ MISSING_EXTRA_RESPONSE = {
 }
 
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight")
+ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -143,13 +144,15 @@ def fit_recalibration(body: Body) -> Response:
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
-    prediction, scores, truth, n_ignored = read_fit(body, options)
+    prediction, scores, truth, n_ignored = read_fit(body, options, method=options.method)
     check_form(options.method, scores, prediction.field)
     if truth.sample_weight is not None and options.method != "temperature":
         raise core.InputError(
             "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
         )
     fitter = FITTERS[options.method]
+    if prediction.field == "scores":  # raw decision_function scores: isotonic maps in score space
+        fitter = lambda s, t, _: fit_isotonic_on_scores(s, t)  # noqa: E731
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
     return Answer(
@@ -205,7 +208,7 @@ def apply_answer(body: Body) -> Answer:
     """The recalibrated probabilities of `body`, scored when the truth was sent."""
     options = ApplyOptions.model_validate(body.scalars(ARRAY_FIELDS))
     parameters = _pick_parameters(options)
-    prediction, scores = read_scores(body, options)
+    prediction, scores = read_scores(body, options, method=parameters.method)
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction) if scored else None
@@ -257,9 +260,11 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
     return fit
 
 
-def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, Truth, int]:
+def read_fit(
+    body: Body, options: FitOptions, *, method: str = "temperature"
+) -> tuple[Prediction, FloatArray, Truth, int]:
     """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
-    prediction, scores = read_scores(body, options)
+    prediction, scores = read_scores(body, options, method=method)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index)
     if body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
@@ -274,12 +279,17 @@ def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, T
     return prediction, scores, truth, n_ignored
 
 
-def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
+def read_scores(
+    body: Body, options: ProbabilityOptions, *, method: str = "temperature"
+) -> tuple[Prediction, FloatArray]:
     """The predictions and what maps act on: the logits as sent (binary: length N), else log(max(p, eps)).
 
     Logits are fitted as sent, not through log-softmax, so float32 input loses
-    nothing to an extra rounding.
+    nothing to an extra rounding. Raw `scores` (method isotonic) are returned as sent,
+    with their softmax/sigmoid as the "before" distribution.
     """
+    if body.fields.get("scores") is not None:
+        return _raw_scores(body, options, method)
     name = body.pick("logits", "probs")
     if name == "probs":
         prediction = read_prediction(body, "probs", "logits", options)
@@ -295,6 +305,24 @@ def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, Fl
     tolerance = options.tolerance or core.default_tolerance(raw.dtype)
     dist = core.Distribution.from_logits(logits, validate=False)
     return Prediction(dist, name, core.dtype_name(logits.dtype), tolerance, 0), logits
+
+
+def _raw_scores(body: Body, options: ProbabilityOptions, method: str) -> tuple[Prediction, FloatArray]:
+    for other in ("logits", "probs"):
+        if body.fields.get(other) is not None:
+            raise core.InputError(
+                "scores", f"must not be sent with `{other}` (exactly one of the three); got both"
+            )
+    if method != "isotonic":
+        raise core.InputError(
+            "scores",
+            f'apply to method "isotonic" only (sklearn CalibratedClassifierCV); got method "{method}"',
+        )
+    raw = body.array("scores")
+    scores = check_scores(raw)
+    tolerance = options.tolerance or core.default_tolerance(scores.dtype)
+    dist = core.Distribution.from_logits(scores, validate=False)
+    return Prediction(dist, "scores", core.dtype_name(scores.dtype), tolerance, 0), scores
 
 
 def _subset(truth: Truth, rows: np.ndarray) -> Truth:

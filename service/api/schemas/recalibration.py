@@ -92,6 +92,11 @@ class IsotonicParameters(BaseModel):
     knots: list[Knots] = Field(
         min_length=1, description="Binary: one set, mapping q. K > 2: K sets; rows are then renormalised."
     )
+    input: Literal["probs", "scores"] = Field(
+        default="probs",
+        description="What x is: probs, the softmax/sigmoid probability of logits or probs; scores, the raw "
+        "`scores` as sent (fitted on them, applied to `scores` only).",
+    )
 
 
 class HistogramParameters(BaseModel):
@@ -185,6 +190,10 @@ _PREDICTIONS = {
     "labels": "N true class indices in [0, K) (binary: 0 or 1).",
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
+    "scores": "Raw classifier scores (decision_function outputs), any finite reals: a length-N vector "
+    "(binary: the positive class's score) or N×K with K ≥ 3. Method isotonic only: one "
+    "IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: "
+    "uniform), as sklearn CalibratedClassifierCV(method='isotonic'). `before` reads them as logits.",
 }
 
 
@@ -242,6 +251,7 @@ class RecalibrateBody(RecalibrateOptions):
 
     logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    scores: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["scores"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
     sample_weight: FloatArrayField | None = Field(
@@ -289,7 +299,7 @@ class RecalibrationConvention(BaseModel):
 
     model_config = RESULT_CONFIG
 
-    input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
+    input: Literal["logits", "probs", "scores"] = Field(description="Which prediction field was sent.")
     form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
     truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
     dtype: Literal["float32", "float64"] = Field(description="Precision of the input.")
@@ -379,6 +389,7 @@ class ApplyBody(ApplyOptions):
 
     logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    scores: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["scores"])
     labels: IntArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["labels"] + " Scores the output."
     )
