@@ -1022,10 +1022,10 @@ export interface components {
             input: "logits" | "probs";
             /**
              * Form
-             * @description N×K or positive-class vector.
+             * @description N×K, positive-class vector, or N×K independent columns.
              * @enum {string}
              */
-            form: "categorical" | "binary";
+            form: "categorical" | "binary" | "multilabel";
             /**
              * Dtype
              * @description Precision of the probabilities binned.
@@ -1393,10 +1393,10 @@ export interface components {
             input: "logits" | "probs";
             /**
              * Form
-             * @description N×K, positive-class vector, or B×T×K token sequences.
+             * @description N×K, positive-class vector, B×T×K token sequences, or N×K independent columns.
              * @enum {string}
              */
-            form: "categorical" | "binary" | "sequence";
+            form: "categorical" | "binary" | "sequence" | "multilabel";
             /**
              * Truth
              * @description Hard labels or soft targets.
@@ -1465,9 +1465,14 @@ export interface components {
             sample_weight?: boolean;
             /**
              * Pos Weight
-             * @description The binary pos_weight applied, if any.
+             * @description The pos_weight applied (multilabel: one per class, or one for all), if any.
              */
-            pos_weight?: number | null;
+            pos_weight?: number | number[] | null;
+            /**
+             * Multilabel Convention
+             * @description Multilabel input only (absent otherwise): the loss convention applied.
+             */
+            multilabel_convention?: ("torch" | "sklearn") | null;
             /**
              * Weight
              * @description Whether PyTorch's per-element `weight` was applied.
@@ -1512,9 +1517,9 @@ export interface components {
             loss: number | ("Infinity" | "-Infinity" | "NaN") | null;
             /**
              * Losses
-             * @description Per-sample losses (reduction none or per_sample true), class-weighted as in PyTorch's reduction='none'; 0 for ignored samples.
+             * @description Per-sample losses (reduction none or per_sample true), class-weighted as in PyTorch's reduction='none'; 0 for ignored samples. Multilabel torch convention: N×K, one per element.
              */
-            losses?: (number | ("Infinity" | "-Infinity" | "NaN"))[] | null;
+            losses?: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][] | null;
             /**
              * Accuracy
              * @description Top-1 accuracy: argmax of the prediction equals the label (soft targets: the argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class. "NaN" when every label is ignored (n = 0).
@@ -1899,6 +1904,13 @@ export interface components {
              * @description Binary: one set, mapping q. K > 2: K sets; rows are then renormalised.
              */
             knots: components["schemas"]["Knots"][];
+            /**
+             * Input
+             * @description What x is: probs, the softmax/sigmoid probability of logits or probs; scores, the raw `scores` as sent (fitted on them, applied to `scores` only).
+             * @default probs
+             * @enum {string}
+             */
+            input?: "probs" | "scores";
         };
         /**
          * Knots
@@ -2746,7 +2758,7 @@ export interface components {
              * @description Which prediction field was sent.
              * @enum {string}
              */
-            input: "logits" | "probs";
+            input: "logits" | "probs" | "scores";
             /**
              * Form
              * @description N×K or positive-class vector.
@@ -3249,6 +3261,12 @@ export interface components {
              */
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
+             * Scores
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Method isotonic only: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'). `before` reads them as logits.
+             * @default null
+             */
+            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            /**
              * Labels
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1). Scores the output.
              * @default null
@@ -3270,6 +3288,8 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             parameters: unknown;
         } | {
@@ -3353,6 +3373,12 @@ export interface components {
              * @default null
              */
             top_k?: number[] | null;
+            /**
+             * Multilabel
+             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+             * @default false
+             */
+            multilabel?: boolean;
             /**
              * Preset
              * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
@@ -3448,20 +3474,31 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1).
+             * @description N true class indices in [0, K) (binary: 0 or 1). Required unless multilabel.
+             * @default null
              */
-            labels: number[] | components["schemas"]["Tensor"];
+            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Targets
+             * @description Multilabel only: N×K outcomes in [0, 1], the shape of the predictions.
+             * @default null
+             */
+            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        } & ({
+        } & (({
             logits: unknown;
         } | {
             probs: unknown;
-        });
+        }) & ({
+            labels: unknown;
+        } | {
+            targets: unknown;
+        }));
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -3531,10 +3568,23 @@ export interface components {
             per_sample?: boolean;
             /**
              * Pos Weight
-             * @description Binary input only: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it.
+             * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
              * @default null
              */
-            pos_weight?: number | null;
+            pos_weight?: number | number[] | null;
+            /**
+             * Multilabel
+             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
+             * @default false
+             */
+            multilabel?: boolean;
+            /**
+             * Multilabel Convention
+             * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
+             * @default torch
+             * @enum {string}
+             */
+            multilabel_convention?: "torch" | "sklearn";
             /**
              * Top K
              * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
@@ -4091,6 +4141,12 @@ export interface components {
              */
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
+             * Scores
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Method isotonic only: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'). `before` reads them as logits.
+             * @default null
+             */
+            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1).
              * @default null
@@ -4112,6 +4168,8 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             labels: unknown;
         } | {

@@ -186,7 +186,9 @@ class CrossEntropyConvention(BaseModel):
         description="The pos_weight applied (multilabel: one per class, or one for all), if any.",
     )
     multilabel_convention: Literal["torch", "sklearn"] | None = Field(
-        default=None, description="Multilabel input: the loss convention applied."
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Multilabel input only (absent otherwise): the loss convention applied.",
     )
     weight: bool = Field(default=False, description="Whether PyTorch's per-element `weight` was applied.")
     ignore_index: int | None = Field(description="Label value left out, if any.")
