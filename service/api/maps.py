@@ -147,10 +147,10 @@ def apply_parameters(parameters: Parameters, scores: FloatArray, field: str = "l
     """Recalibrated N×K log-probabilities of `scores` under `parameters` (validated against them)."""
     check_form(parameters.method, scores, field)
     on_scores = isinstance(parameters, IsotonicParameters) and parameters.input == "scores"
-    if on_scores != (field == "scores"):
+    if on_scores != (field == "scores") and not isinstance(parameters, PlattParameters):
         raise core.InputError(
             "scores" if field == "scores" else "parameters.input",
-            "apply to isotonic parameters fitted on raw scores only (input: scores)"
+            "apply to platt parameters and to isotonic ones fitted on raw scores (input: scores) only"
             if field == "scores"
             else f'is "scores": these parameters map raw scores; send them as `scores`, not `{field}`',
         )

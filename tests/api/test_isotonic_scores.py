@@ -33,10 +33,10 @@ class ScorePassthrough(ClassifierMixin, BaseEstimator):
         return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)]
 
 
-def _sklearn(scores, labels):
+def _sklearn(scores, labels, method="isotonic"):
     X = scores[:, None] if scores.ndim == 1 else scores
     clf = ScorePassthrough().fit(X, labels)
-    return CalibratedClassifierCV(FrozenEstimator(clf), method="isotonic").fit(X, labels)
+    return CalibratedClassifierCV(FrozenEstimator(clf), method=method).fit(X, labels)
 
 
 def _predict(calibrated, scores):
@@ -114,7 +114,12 @@ def test_score_knots_differ_from_the_probability_map(client, rng):
 @pytest.mark.parametrize(
     ("body", "pointer", "match"),
     [
-        ({"scores": [0.5, -2.0], "labels": [0, 1], "method": "platt"}, "#/scores", "isotonic"),
+        ({"scores": [0.5, -2.0], "labels": [0, 1], "method": "beta"}, "#/scores", "isotonic"),
+        (
+            {"scores": [[0.5, -2.0, 1.0], [1.0, 3.0, 0.0]], "labels": [0, 1], "method": "platt"},
+            "#/scores",
+            "binary",
+        ),
         ({"scores": [[0.5, -2.0], [1.0, 3.0]], "labels": [0, 1], "method": "isotonic"}, "#/scores", "K ≥ 3"),
         (
             {"scores": [0.5, -2.0], "logits": [0.5, 1.0], "labels": [0, 1], "method": "isotonic"},
@@ -138,3 +143,18 @@ def test_score_parameters_apply_to_scores_only(client, rng):
     probability_map = {**parameters, "input": "probs"}
     wrong = client.post("/v1/apply", json={"parameters": probability_map, "scores": scores.tolist()})
     assert_problem(wrong, 422, "#/scores", "input: scores")
+
+
+def test_binary_scores_platt_matches_sigmoid_method(client, rng):
+    """sklearn's method="sigmoid" on binary scores is Platt's fit with smoothed targets, A = -a, B = -b."""
+    scores = 40 * rng.standard_normal(400)  # |s| ≥ 30: sklearn rescales before fitting, the optimum stays
+    labels = (rng.random(400) < 1 / (1 + np.exp(-scores / 15))).astype(np.int64)
+    calibrated = _sklearn(scores, labels, method="sigmoid")
+    fit = _fit(client, scores, labels, method="platt", target_smoothing=True)
+    sigmoid = calibrated.calibrated_classifiers_[0].calibrators[0]
+    assert fit["parameters"]["a"] == pytest.approx(-sigmoid.a_, rel=1e-5)
+    assert fit["parameters"]["b"] == pytest.approx(-sigmoid.b_, rel=1e-5, abs=1e-6)
+    new = 60 * rng.standard_normal(100)
+    np.testing.assert_allclose(
+        _apply(client, fit["parameters"], new), _predict(calibrated, new)[:, 1], atol=1e-6
+    )

@@ -151,7 +151,7 @@ def recalibrate_answer(body: Body) -> Answer:
             "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
         )
     fitter = FITTERS[options.method]
-    if prediction.field == "scores":  # raw decision_function scores: isotonic maps in score space
+    if prediction.field == "scores" and options.method == "isotonic":  # maps in score space
         fitter = lambda s, t, _: fit_isotonic_on_scores(s, t)  # noqa: E731
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
@@ -307,16 +307,20 @@ def read_scores(
     return Prediction(dist, name, core.dtype_name(logits.dtype), tolerance, 0), logits
 
 
+#: Methods that take raw `scores`: isotonic maps them as sent; Platt's σ(a·s + b) acts on them as on logits.
+SCORE_METHODS = ("isotonic", "platt")
+
+
 def _raw_scores(body: Body, options: ProbabilityOptions, method: str) -> tuple[Prediction, FloatArray]:
     for other in ("logits", "probs"):
         if body.fields.get(other) is not None:
             raise core.InputError(
                 "scores", f"must not be sent with `{other}` (exactly one of the three); got both"
             )
-    if method != "isotonic":
+    if method not in SCORE_METHODS:
         raise core.InputError(
             "scores",
-            f'apply to method "isotonic" only (sklearn CalibratedClassifierCV); got method "{method}"',
+            f'apply to methods "isotonic" and "platt" only (sklearn CalibratedClassifierCV); got "{method}"',
         )
     raw = body.array("scores")
     scores = check_scores(raw)

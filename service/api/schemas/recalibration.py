@@ -191,7 +191,8 @@ _PREDICTIONS = {
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
     "scores": "Raw classifier scores (decision_function outputs), any finite reals: a length-N vector "
-    "(binary: the positive class's score) or N×K with K ≥ 3. Method isotonic only: one "
+    "(binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: "
+    "σ(a·s + b) on the scores as sent, as on logits). Isotonic: one "
     "IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: "
     "uniform), as sklearn CalibratedClassifierCV(method='isotonic'). `before` reads them as logits.",
 }
