@@ -204,3 +204,21 @@ def test_multilabel_probs_outside_unit_interval_are_refused(client):
 def test_pos_weight_list_is_refused_for_binary_input(client):
     body = {"logits": [0.5, -1.0], "labels": [0, 1], "pos_weight": [1.0, 2.0]}
     assert_problem(client.post("/v1/cross-entropy", json=body), 422, "#/pos_weight", "multilabel")
+
+
+def test_multilabel_over_the_open_inference_protocol(client, rng):
+    logits, targets = _batch(rng, n=30, k=4)
+    body = {
+        "inputs": [
+            {"name": "z", "shape": [30, 4], "datatype": "FP64", "data": logits.ravel().tolist(),
+             "parameters": {"role": "logits"}},
+            {"name": "t", "shape": [30, 4], "datatype": "FP64", "data": targets.ravel().tolist(),
+             "parameters": {"role": "targets"}},
+        ],
+        "parameters": {"multilabel": True, "reduction": "none"},
+    }  # fmt: skip
+    response = client.post("/v2/models/cross-entropy/infer", json=body)
+    assert response.status_code == 200, response.text
+    losses = next(o for o in response.json()["outputs"] if o["name"] == "losses")
+    assert losses["shape"] == [30, 4]
+    np.testing.assert_allclose(losses["data"], _bce(logits, targets, "none").ravel(), rtol=1e-12, atol=1e-15)

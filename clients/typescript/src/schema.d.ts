@@ -662,7 +662,7 @@ export interface paths {
         put?: never;
         /**
          * Calibration Infer
-         * @description Score an OIP inference request as POST /v1/calibration does. Inputs: exactly one of `logits`, `probs`; `labels` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         * @description Score an OIP inference request as POST /v1/calibration does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
          */
         post: operations["calibration_infer"];
         delete?: never;
@@ -782,7 +782,7 @@ export interface paths {
         put?: never;
         /**
          * Recalibrate Infer
-         * @description Score an OIP inference request as POST /v1/recalibrate does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         * @description Score an OIP inference request as POST /v1/recalibrate does. Inputs: exactly one of `logits`, `probs`, `scores`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
          */
         post: operations["recalibrate_infer"];
         delete?: never;
@@ -842,7 +842,7 @@ export interface paths {
         put?: never;
         /**
          * Apply Infer
-         * @description Score an OIP inference request as POST /v1/apply does. Inputs: exactly one of `logits`, `probs` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         * @description Score an OIP inference request as POST /v1/apply does. Inputs: exactly one of `logits`, `probs`, `scores` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
          */
         post: operations["apply_infer"];
         delete?: never;
