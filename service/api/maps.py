@@ -218,7 +218,9 @@ def _fit_isotonic(scores: FloatArray, truth: Truth, options: RecalibrateOptions)
 
 def fit_isotonic_on_scores(scores: FloatArray, truth: Truth) -> Fitted:
     """Isotonic maps of raw scores per class (sklearn's CalibratedClassifierCV(method="isotonic"))."""
-    fit, info = fit_isotonic_scores(scores, labels=truth.labels, targets=truth.targets)
+    fit, info = fit_isotonic_scores(
+        scores, labels=truth.labels, targets=truth.targets, sample_weight=truth.sample_weight
+    )
     knots = [Knots(x=x.tolist(), y=y.tolist()) for x, y in zip(fit.x, fit.y, strict=True)]
     return _fitted(IsotonicParameters(method="isotonic", knots=knots, input="scores"), info)
 

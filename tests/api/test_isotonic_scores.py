@@ -5,6 +5,8 @@ scores ``S`` (a classifier whose ``decision_function`` is the identity) is the r
 its ``predict_proba`` on new scores must equal /v1/apply's output with the fitted parameters.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -158,3 +160,25 @@ def test_binary_scores_platt_matches_sigmoid_method(client, rng):
     np.testing.assert_allclose(
         _apply(client, fit["parameters"], new), _predict(calibrated, new)[:, 1], atol=1e-6
     )
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_weighted_score_fit_matches_sklearn_sample_weight(client, rng, k):
+    """Weights as IsotonicRegression.fit takes them: zero weights dropped, tied scores pooled by weight."""
+    n = 250
+    scores = np.round(3 * rng.standard_normal(n if k == 1 else (n, k)), 1)  # many ties
+    labels = rng.integers(0, 2 if k == 1 else k, size=n)
+    weights = rng.integers(0, 4, size=n).astype(np.float64)
+    X = scores[:, None] if k == 1 else scores
+    clf = ScorePassthrough().fit(X, labels)
+    with warnings.catch_warnings():  # "FrozenEstimator does not appear to accept sample_weight": it is fitted
+        warnings.filterwarnings("ignore", "Since FrozenEstimator", UserWarning)
+        calibrated = CalibratedClassifierCV(FrozenEstimator(clf), method="isotonic")
+        calibrated.fit(X, labels, sample_weight=weights)
+    fit = _fit(client, scores, labels, sample_weight=weights.tolist())
+    new = 4 * rng.standard_normal(100 if k == 1 else (100, k))
+    expected = _predict(calibrated, new)
+    np.testing.assert_allclose(
+        _apply(client, fit["parameters"], new), expected[:, 1] if k == 1 else expected, rtol=1e-12, atol=1e-12
+    )
+    assert fit["convention"]["sample_weight"]

@@ -3262,7 +3262,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Scores
-             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'). `before` reads them as logits.
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
             scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
@@ -4142,7 +4142,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Scores
-             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'). `before` reads them as logits.
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
             scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;

@@ -146,12 +146,13 @@ def recalibrate_answer(body: Body) -> Answer:
     options = RecalibrateOptions.model_validate(body.scalars(ARRAY_FIELDS))
     prediction, scores, truth, n_ignored = read_fit(body, options, method=options.method)
     check_form(options.method, scores, prediction.field)
-    if truth.sample_weight is not None and options.method != "temperature":
+    on_scores = prediction.field == "scores" and options.method == "isotonic"  # maps in score space
+    if truth.sample_weight is not None and options.method != "temperature" and not on_scores:
         raise core.InputError(
             "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
         )
     fitter = FITTERS[options.method]
-    if prediction.field == "scores" and options.method == "isotonic":  # maps in score space
+    if on_scores:
         fitter = lambda s, t, _: fit_isotonic_on_scores(s, t)  # noqa: E731
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)

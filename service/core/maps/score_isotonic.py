@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._optional import scipy_optimize
 from .._typing import FloatArray, IntArray
+from ..cancel import checkpoint
 from ..errors import InputError
-from .nonparametric import OPTIMUM, _assemble, _isotonic_knots, _truth_columns
+from .nonparametric import OPTIMUM, _assemble, _truth_columns
 from .recalibration import FitInfo
 
 
@@ -73,8 +75,27 @@ class IsotonicScoreCalibration:
         return _assemble(mapped, scores.ndim == 1)
 
 
+def _weighted_knots(s: FloatArray, t: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Knots as ``IsotonicRegression._build_y``: zero weights dropped, ties pooled, PAVA, runs trimmed."""
+    checkpoint()  # called once per class
+    kept = w > 0
+    s, t, w = s[kept], t[kept], w[kept]
+    xs, inverse = np.unique(s, return_inverse=True)
+    totals = np.bincount(inverse, weights=w)
+    means = np.bincount(inverse, weights=w * t) / totals
+    regression = scipy_optimize("isotonic regression").isotonic_regression
+    fitted = np.clip(regression(means, weights=totals, increasing=True).x, 0, 1)
+    keep = np.ones(fitted.size, dtype=bool)
+    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
+    return xs[keep], fitted[keep]
+
+
 def fit_isotonic_scores(
-    scores: FloatArray, *, labels: IntArray | None = None, targets: FloatArray | None = None
+    scores: FloatArray,
+    *,
+    labels: IntArray | None = None,
+    targets: FloatArray | None = None,
+    sample_weight: FloatArray | None = None,
 ) -> tuple[IsotonicScoreCalibration, FitInfo]:
     """Fit isotonic regression of each class's indicator on that class's raw score.
 
@@ -86,6 +107,9 @@ def fit_isotonic_scores(
         True classes (binary: 0 or 1).
     targets : ndarray of shape (N, K), optional
         Soft targets instead of labels (binary: the N×2 rows [1 − t, t]).
+    sample_weight : ndarray of shape (N,), optional
+        Non-negative weights: samples of weight 0 are left out, tied scores pooled by their
+        weighted mean (``IsotonicRegression.fit(sample_weight=…)``).
 
     Returns
     -------
@@ -105,5 +129,8 @@ def fit_isotonic_scores(
     binary = scores.ndim == 1
     k = 2 if binary else columns.shape[1]
     truth = _truth_columns(labels, targets, k, binary)
-    knots = [_isotonic_knots(columns[:, c], truth[:, c]) for c in range(columns.shape[1])]
+    weights = np.ones(columns.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if not weights.sum() > 0:
+        raise InputError("sample_weight", "must have a positive total; got 0")
+    knots = [_weighted_knots(columns[:, c], truth[:, c], weights) for c in range(columns.shape[1])]
     return IsotonicScoreCalibration([x for x, _ in knots], [y for _, y in knots]), OPTIMUM
