@@ -12,6 +12,7 @@ from service.core.maps.binary import BetaCalibration, PlattScaling, fit_beta, fi
 from service.core.maps.nonparametric import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
 from service.core.maps.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
 from service.core.maps.score_isotonic import IsotonicScoreCalibration, fit_isotonic_scores
+from service.core.maps.score_sigmoid import SigmoidScoreCalibration, fit_sigmoid_scores
 from service.core.maps.temperature import TemperatureScaling
 
 from .formats.inputs import Truth
@@ -24,6 +25,7 @@ from .schemas.recalibration import (
     Parameters,
     PlattParameters,
     RecalibrateOptions,
+    SigmoidParameters,
     TemperatureParameters,
     VectorParameters,
 )
@@ -132,6 +134,14 @@ def _histogram(p: HistogramParameters, scores: FloatArray) -> Map:
     return HistogramBinning(edges, values)
 
 
+def _sigmoid(p: SigmoidParameters, scores: FloatArray) -> Map:
+    if len(p.b) != len(p.a):
+        raise core.InputError(
+            "parameters.b", f"must hold as many intercepts as slopes ({len(p.a)}); got {len(p.b)}"
+        )
+    return SigmoidScoreCalibration(np.asarray(p.a, dtype=np.float64), np.asarray(p.b, dtype=np.float64))
+
+
 _BUILDERS: dict[str, Callable[[Any, FloatArray], Map]] = {
     "temperature": _temperature,
     "vector": _vector,
@@ -140,19 +150,22 @@ _BUILDERS: dict[str, Callable[[Any, FloatArray], Map]] = {
     "beta": _beta,
     "isotonic": _isotonic,
     "histogram": _histogram,
+    "sigmoid": _sigmoid,
 }
 
 
 def apply_parameters(parameters: Parameters, scores: FloatArray, field: str = "logits") -> FloatArray:
     """Recalibrated N×K log-probabilities of `scores` under `parameters` (validated against them)."""
     check_form(parameters.method, scores, field)
-    on_scores = isinstance(parameters, IsotonicParameters) and parameters.input == "scores"
+    on_scores = isinstance(parameters, SigmoidParameters) or (
+        isinstance(parameters, IsotonicParameters) and parameters.input == "scores"
+    )
     if on_scores != (field == "scores") and not isinstance(parameters, PlattParameters):
         raise core.InputError(
             "scores" if field == "scores" else "parameters.input",
-            "apply to platt parameters and to isotonic ones fitted on raw scores (input: scores) only"
+            "apply to platt, sigmoid and isotonic parameters fitted on raw scores (input: scores) only"
             if field == "scores"
-            else f'is "scores": these parameters map raw scores; send them as `scores`, not `{field}`',
+            else f"map raw scores (sigmoid, or isotonic with input scores); send `scores`, not `{field}`",
         )
     return _BUILDERS[parameters.method](parameters, scores).log_probs(scores)
 
@@ -225,6 +238,17 @@ def fit_isotonic_on_scores(scores: FloatArray, truth: Truth) -> Fitted:
     return _fitted(IsotonicParameters(method="isotonic", knots=knots, input="scores"), info)
 
 
+def _fit_sigmoid(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
+    fit, info = fit_sigmoid_scores(
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        sample_weight=truth.sample_weight,
+        max_iter=options.max_iter,
+    )
+    return _fitted(SigmoidParameters(method="sigmoid", a=fit.a.tolist(), b=fit.b.tolist()), info)
+
+
 def _fit_histogram(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
     fit, info = fit_histogram(scores, labels=truth.labels, targets=truth.targets, n_bins=options.n_bins)
     parameters = HistogramParameters(method="histogram", edges=fit.edges.tolist(), values=fit.values.tolist())
@@ -243,4 +267,5 @@ FITTERS: dict[str, Callable[[FloatArray, Truth, RecalibrateOptions], Fitted]] = 
     "beta": _fit_beta,
     "isotonic": _fit_isotonic,
     "histogram": _fit_histogram,
+    "sigmoid": _fit_sigmoid,
 }

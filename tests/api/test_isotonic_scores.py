@@ -182,3 +182,39 @@ def test_weighted_score_fit_matches_sklearn_sample_weight(client, rng, k):
         _apply(client, fit["parameters"], new), expected[:, 1] if k == 1 else expected, rtol=1e-12, atol=1e-12
     )
     assert fit["convention"]["sample_weight"]
+
+
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sigmoid_on_scores_matches_sklearn_one_vs_rest(client, rng, k, weighted):
+    """method sigmoid: sklearn's _SigmoidCalibration per class on raw scores, rows renormalised."""
+    n = 300
+    scores = 20 * rng.standard_normal(n if k == 1 else (n, k))  # |s| ≥ 30 in places: sklearn rescales
+    labels = rng.integers(0, 2 if k == 1 else k, size=n)
+    if k > 1:
+        labels = np.argmax(scores / 20 + rng.standard_normal((n, k)), axis=1)
+    weights = rng.integers(0, 4, size=n).astype(np.float64) if weighted else None
+    X = scores[:, None] if k == 1 else scores
+    clf = ScorePassthrough().fit(X, labels)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Since FrozenEstimator", UserWarning)
+        calibrated = CalibratedClassifierCV(FrozenEstimator(clf), method="sigmoid")
+        calibrated.fit(X, labels, sample_weight=weights)
+    extra = {} if weights is None else {"sample_weight": weights.tolist()}
+    fit = _fit(client, scores, labels, method="sigmoid", **extra)
+    assert fit["converged"], fit["message"]
+    sklearn_ab = [(-c.a_, -c.b_) for c in calibrated.calibrated_classifiers_[0].calibrators]
+    np.testing.assert_allclose(fit["parameters"]["a"], [a for a, _ in sklearn_ab], rtol=1e-4)
+    np.testing.assert_allclose(fit["parameters"]["b"], [b for _, b in sklearn_ab], rtol=1e-4, atol=1e-5)
+    new = 30 * rng.standard_normal(100 if k == 1 else (100, k))
+    expected = _predict(calibrated, new)
+    got = _apply(client, fit["parameters"], new)
+    np.testing.assert_allclose(got, expected[:, 1] if k == 1 else expected, atol=1e-6)
+
+
+def test_sigmoid_needs_raw_scores(client):
+    body = {"logits": [0.5, -2.0], "labels": [0, 1], "method": "sigmoid"}
+    assert_problem(client.post("/v1/recalibrate", json=body), 422, "#/method", "scores")
+    parameters = {"method": "sigmoid", "a": [1.0], "b": [0.0]}
+    wrong = client.post("/v1/apply", json={"parameters": parameters, "logits": [0.5, 1.0]})
+    assert_problem(wrong, 422, "#/parameters/input", "scores")

@@ -2703,12 +2703,12 @@ export interface components {
              * @description The map fitted.
              * @enum {string}
              */
-            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram";
+            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
             /**
              * Parameters
              * @description Plain JSON: send to /v1/apply, or apply it yourself.
              */
-            parameters: components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"];
+            parameters: components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"];
             /**
              * Converged
              * @description The optimiser met its tolerance (closed-form fits: true).
@@ -2974,6 +2974,27 @@ export interface components {
             extensions: string[];
         };
         /**
+         * SigmoidParameters
+         * @description sklearn's sigmoid on raw scores: P(class k) ∝ σ(a_k·s_k + b_k), one-vs-rest (A = −a, B = −b).
+         */
+        SigmoidParameters: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            method: "sigmoid";
+            /**
+             * A
+             * @description Slopes: one (binary) or K (one-vs-rest).
+             */
+            a: number[];
+            /**
+             * B
+             * @description Intercepts, as many as a.
+             */
+            b: number[];
+        };
+        /**
          * TemperatureParameters
          * @description Temperature scaling: ``softmax(z / T)`` (binary: ``σ(z / T)``); probabilities are logged first.
          */
@@ -3235,7 +3256,7 @@ export interface components {
              * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
              * @default null
              */
-            parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"]) | null;
+            parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
             /**
              * Temperature
              * @description A bare temperature T ≥ 0 (instead of `parameters`).
@@ -3262,7 +3283,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Scores
-             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
             scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
@@ -4082,10 +4103,10 @@ export interface components {
             ignore_index?: number | null;
             /**
              * Method
-             * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest.
+             * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
              * @enum {string}
              */
-            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram";
+            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
             /**
              * L2
              * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
@@ -4142,7 +4163,7 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Scores
-             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
             scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;

@@ -147,7 +147,12 @@ def recalibrate_answer(body: Body) -> Answer:
     prediction, scores, truth, n_ignored = read_fit(body, options, method=options.method)
     check_form(options.method, scores, prediction.field)
     on_scores = prediction.field == "scores" and options.method == "isotonic"  # maps in score space
-    if truth.sample_weight is not None and options.method != "temperature" and not on_scores:
+    if options.method == "sigmoid" and prediction.field != "scores":
+        raise core.InputError(
+            "method", f'"sigmoid" maps raw `scores` (decision_function outputs); got `{prediction.field}`'
+        )
+    weighted = ("temperature", "sigmoid")
+    if truth.sample_weight is not None and options.method not in weighted and not on_scores:
         raise core.InputError(
             "sample_weight", f'applies to method "temperature" only so far; got method "{options.method}"'
         )
@@ -185,6 +190,7 @@ _PEERS = {
     "beta": "sklearn LogisticRegression(C=inf) on [ln q, -ln(1-q)] when a, b > 0 (Kull et al. 2017)",
     "isotonic": "sklearn IsotonicRegression(out_of_bounds='clip'), one-vs-rest as CalibratedClassifierCV",
     "histogram": "mean label per equal-width bin (Zadrozny & Elkan 2001)",
+    "sigmoid": "sklearn CalibratedClassifierCV(method='sigmoid') on raw scores (A = -a, B = -b)",
 }
 
 
@@ -309,7 +315,7 @@ def read_scores(
 
 
 #: Methods that take raw `scores`: isotonic maps them as sent; Platt's σ(a·s + b) acts on them as on logits.
-SCORE_METHODS = ("isotonic", "platt")
+SCORE_METHODS = ("isotonic", "platt", "sigmoid")
 
 
 def _raw_scores(body: Body, options: ProbabilityOptions, method: str) -> tuple[Prediction, FloatArray]:
@@ -321,7 +327,7 @@ def _raw_scores(body: Body, options: ProbabilityOptions, method: str) -> tuple[P
     if method not in SCORE_METHODS:
         raise core.InputError(
             "scores",
-            f'apply to methods "isotonic" and "platt" only (sklearn CalibratedClassifierCV); got "{method}"',
+            f'apply to methods "isotonic", "sigmoid" and "platt" only; got "{method}"',
         )
     raw = body.array("scores")
     scores = check_scores(raw)

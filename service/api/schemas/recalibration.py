@@ -111,6 +111,16 @@ class HistogramParameters(BaseModel):
     )
 
 
+class SigmoidParameters(BaseModel):
+    """sklearn's sigmoid on raw scores: P(class k) ∝ σ(a_k·s_k + b_k), one-vs-rest (A = −a, B = −b)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["sigmoid"]
+    a: list[FiniteFloat] = Field(min_length=1, description="Slopes: one (binary) or K (one-vs-rest).")
+    b: list[FiniteFloat] = Field(min_length=1, description="Intercepts, as many as a.")
+
+
 Parameters = Annotated[
     TemperatureParameters
     | VectorParameters
@@ -118,10 +128,11 @@ Parameters = Annotated[
     | PlattParameters
     | BetaParameters
     | IsotonicParameters
-    | HistogramParameters,
+    | HistogramParameters
+    | SigmoidParameters,
     Field(discriminator="method"),
 ]
-Method = Literal["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram"]
+Method = Literal["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram", "sigmoid"]
 
 
 class HoldoutValidation(BaseModel):
@@ -191,7 +202,7 @@ _PREDICTIONS = {
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
     "scores": "Raw classifier scores (decision_function outputs), any finite reals: a length-N vector "
-    "(binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic and platt (binary: "
+    "(binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: "
     "σ(a·s + b) on the scores as sent, as on logits). Isotonic: one "
     "IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: "
     "uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it "
@@ -221,7 +232,8 @@ class RecalibrateOptions(FitOptions):
         description="temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale "
         "and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. "
         "beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. "
-        "histogram: equal-width bins, binary or one-vs-rest."
+        "histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class "
+        "with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid'))."
     )
     l2: Annotated[float, Field(ge=0)] = Field(
         default=0.0,
