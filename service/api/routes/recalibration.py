@@ -132,10 +132,13 @@ def fit_recalibration(body: Body) -> Response:
     | beta | σ(c + a ln q − b ln(1−q)) | 3 | L-BFGS, O(N) | binary probabilities bunched near 0/1 |
     | isotonic | monotone knots | ≤ distinct q | PAVA, O(N log N) per class | thousands of samples |
     | histogram | equal-width bins | bins per class | one pass | a simple, robust baseline |
+    | sigmoid | σ(a_k·s_k + b_k), raw scores | 2 per class | L-BFGS, O(NK) | decision_function outputs |
 
     Maps act on the logits as sent, or on log(max(p, eps)) for probabilities;
     isotonic and histogram map softmax/sigmoid probabilities, one-vs-rest for
-    K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
+    K > 2 with rows renormalised; with raw `scores` (decision_function outputs)
+    isotonic and sigmoid map the scores themselves, as sklearn's CalibratedClassifierCV.
+    `/v1/apply` with the returned `parameters`
     reproduces `after` exactly.
     """
     return recalibrate_answer(body).response()
