@@ -173,10 +173,11 @@ def multilabel_bce(
     array([[0.69314718, 0.69314718]])
     """
     t = targets.astype(lp.log_p.dtype, copy=False)
-    positive = t if pos_weight is None else t * pos_weight
-    losses = -(_times(positive, lp.log_p) + _times(1 - t, lp.log_q))
-    if class_weights is not None:
-        losses = losses * class_weights
+    with np.errstate(over="ignore"):  # weights near 1e308 give an honest inf, not a warning
+        positive = t if pos_weight is None else t * pos_weight
+        losses = -(_times(positive, lp.log_p) + _times(1 - t, lp.log_q))
+        if class_weights is not None:
+            losses = losses * class_weights
     return losses.astype(lp.log_p.dtype, copy=False)
 
 

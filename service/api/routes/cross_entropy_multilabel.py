@@ -73,11 +73,12 @@ def score_multilabel(body: Body, options: CrossEntropyOptions, name: str) -> Ans
             class_weights=None if class_weights is None else class_weights.astype(dtype),
         )
         per_row = k
-    if sample_weight is not None:  # scikit-learn's Σ s·loss / Σ s, every element of a row weighted s
-        scale = sample_weight if losses.ndim == 1 else sample_weight[:, None]
-        losses = (losses * scale).astype(dtype, copy=False)
-    losses = core.to_base(losses, log_base(options.base))
-    loss = _reduce(losses, options.reduction, per_row, sample_weight)
+    with np.errstate(over="ignore", invalid="ignore"):  # weights near 1e308: inf or NaN, not a 500
+        if sample_weight is not None:  # scikit-learn's Σ s·loss / Σ s, every element of a row weighted s
+            scale = sample_weight if losses.ndim == 1 else sample_weight[:, None]
+            losses = (losses * scale).astype(dtype, copy=False)
+        losses = core.to_base(losses, log_base(options.base))
+        loss = _reduce(losses, options.reduction, per_row, sample_weight)
     result = CrossEntropyResult(
         n=n,
         n_ignored=0,
@@ -161,6 +162,8 @@ def _reduce(
 def _weighted_mean(values: FloatArray, weights: FloatArray | None) -> float:
     if weights is None:
         return float(np.mean(values, dtype=np.float64))
+    if weights.max() > 0:  # a ratio: scaled so that weights near 1e308 do not overflow
+        weights = weights / weights.max()
     total = float(np.add.reduce(weights, dtype=np.float64))
     return math.nan if total == 0 else float(np.dot(values, weights)) / total
 

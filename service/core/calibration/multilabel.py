@@ -79,9 +79,9 @@ def multilabel_calibration(
     if sample_weight is not None:
         if convention.binning == "quantile":
             raise InputError("sample_weight", 'does not apply to binning "quantile" (unweighted quantiles)')
-        if not sample_weight.sum() > 0:
+        if not sample_weight.max() > 0:
             raise InputError("sample_weight", "must have a positive total; got 0")
-        weights = sample_weight[None, :].astype(np.float64)
+        weights = sample_weight[None, :].astype(np.float64)  # counts compare with min_bin_count: unscaled
     n_bins = bins_for_rule(convention.n_bins, n)
     if convention.binning == "edges":
         n_bins = len(convention.edges or ()) - 1

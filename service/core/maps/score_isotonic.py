@@ -130,7 +130,8 @@ def fit_isotonic_scores(
     k = 2 if binary else columns.shape[1]
     truth = _truth_columns(labels, targets, k, binary)
     weights = np.ones(columns.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    if not weights.sum() > 0:
+    if not weights.max() > 0:
         raise InputError("sample_weight", "must have a positive total; got 0")
+    weights = weights / weights.max()  # invariant to a common factor: no overflow near 1e308
     knots = [_weighted_knots(columns[:, c], truth[:, c], weights) for c in range(columns.shape[1])]
     return IsotonicScoreCalibration([x for x, _ in knots], [y for _, y in knots]), OPTIMUM

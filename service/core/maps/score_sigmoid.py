@@ -38,7 +38,8 @@ class SigmoidScoreCalibration:
                 "parameters.a",
                 f"must hold one slope per mapped class ({columns.shape[1]}); got {self.a.size}",
             )
-        mapped = np.exp(-softplus(-(columns * self.a + self.b)))
+        with np.errstate(over="ignore"):  # a huge slope saturates σ at 0 or 1
+            mapped = np.exp(-softplus(-(columns * self.a + self.b)))
         return _assemble(mapped, scores.ndim == 1)
 
 
@@ -67,9 +68,9 @@ def fit_sigmoid_scores(
     truth = _truth_columns(labels, targets, 2 if binary else columns.shape[1], binary)
     n, k = columns.shape
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    total = w.sum()
-    if not total > 0:
+    if not w.max() > 0:
         raise InputError("sample_weight", "must have a positive total; got 0")
+    total = w.sum()  # unscaled: Platt's priors count the weights
     positive = truth > 0  # sklearn's mask: y > 0 is a positive
     prior1 = w @ positive
     prior0 = total - prior1
