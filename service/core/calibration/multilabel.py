@@ -92,27 +92,32 @@ def multilabel_calibration(
     conf = _prepare_confidence(np.ascontiguousarray(probs.T), convention, float32=float32)
     outcome = np.ascontiguousarray(targets.T, dtype=np.float64)
     pairs = _bin_pairs(conf, outcome, effective, n_bins)
-    sums = bin_sums(pairs.conf, pairs.outcome, pairs.index, pairs.n_slots, weights=weights)
-    mean_sums = (
-        None
-        if pairs.mean_index is None
-        else bin_sums(pairs.conf, pairs.outcome, pairs.mean_index, pairs.n_slots, weights=weights)
-    )
-    means = bin_means(
-        sums, min_bin_count=convention.min_bin_count, weighting=convention.bin_weighting, means_from=mean_sums
-    )
-    per_class = {
-        "calibration_error": binned_error(means, convention.norm)[0],
-        "ece": binned_error(means, "l1")[0],
-        "mce": binned_error(means, "max")[0],
-        "rmsce": binned_error(means, "l2")[0],
-    }
+    with np.errstate(over="ignore", invalid="ignore"):  # weights near 1e308: inf/NaN bins, not a warning
+        sums = bin_sums(pairs.conf, pairs.outcome, pairs.index, pairs.n_slots, weights=weights)
+        mean_sums = (
+            None
+            if pairs.mean_index is None
+            else bin_sums(pairs.conf, pairs.outcome, pairs.mean_index, pairs.n_slots, weights=weights)
+        )
+        means = bin_means(
+            sums,
+            min_bin_count=convention.min_bin_count,
+            weighting=convention.bin_weighting,
+            means_from=mean_sums,
+        )
+        per_class = {
+            "calibration_error": binned_error(means, convention.norm)[0],
+            "ece": binned_error(means, "l1")[0],
+            "mce": binned_error(means, "max")[0],
+            "rmsce": binned_error(means, "l2")[0],
+        }
     p64 = probs.astype(np.float64)
     squared = (p64 - outcome.T) ** 2 * (2 * brier_factor(convention.brier_scale, 2, binary=True))
     nll = multilabel_bce(targets, lp).astype(np.float64)
-    total = float(n) if weights is None else float(weights.sum())
+    scaled = None if weights is None else weights[0] / weights.max()  # a ratio: no overflow near 1e308
+    total = float(n) if scaled is None else float(scaled.sum())
     for name, values in (("brier", squared), ("nll", nll)):
-        per_class[name] = (values.sum(axis=0) if weights is None else weights[0] @ values) / total
+        per_class[name] = (values.sum(axis=0) if scaled is None else scaled @ values) / total
     return MultilabelCalibration(
         per_class=per_class,
         means={name: float(values.mean()) for name, values in per_class.items()},
