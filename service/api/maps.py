@@ -11,6 +11,8 @@ from service.core._typing import FloatArray
 from service.core.maps.binary import BetaCalibration, PlattScaling, fit_beta, fit_platt
 from service.core.maps.nonparametric import HistogramBinning, IsotonicCalibration, fit_histogram, fit_isotonic
 from service.core.maps.scaling import MatrixScaling, VectorScaling, fit_matrix_scaling, fit_vector_scaling
+from service.core.maps.score_isotonic import IsotonicScoreCalibration, fit_isotonic_scores
+from service.core.maps.score_sigmoid import SigmoidScoreCalibration, fit_sigmoid_scores
 from service.core.maps.temperature import TemperatureScaling
 
 from .formats.inputs import Truth
@@ -23,6 +25,7 @@ from .schemas.recalibration import (
     Parameters,
     PlattParameters,
     RecalibrateOptions,
+    SigmoidParameters,
     TemperatureParameters,
     VectorParameters,
 )
@@ -120,7 +123,7 @@ def _isotonic(p: IsotonicParameters, scores: FloatArray) -> Map:
             raise core.InputError("parameters.knots", "must have non-decreasing x", index=(c,))
         xs.append(x)
         ys.append(np.asarray(knots.y, dtype=np.float64))
-    return IsotonicCalibration(xs, ys)
+    return IsotonicScoreCalibration(xs, ys) if p.input == "scores" else IsotonicCalibration(xs, ys)
 
 
 def _histogram(p: HistogramParameters, scores: FloatArray) -> Map:
@@ -131,6 +134,14 @@ def _histogram(p: HistogramParameters, scores: FloatArray) -> Map:
     return HistogramBinning(edges, values)
 
 
+def _sigmoid(p: SigmoidParameters, scores: FloatArray) -> Map:
+    if len(p.b) != len(p.a):
+        raise core.InputError(
+            "parameters.b", f"must hold as many intercepts as slopes ({len(p.a)}); got {len(p.b)}"
+        )
+    return SigmoidScoreCalibration(np.asarray(p.a, dtype=np.float64), np.asarray(p.b, dtype=np.float64))
+
+
 _BUILDERS: dict[str, Callable[[Any, FloatArray], Map]] = {
     "temperature": _temperature,
     "vector": _vector,
@@ -139,12 +150,23 @@ _BUILDERS: dict[str, Callable[[Any, FloatArray], Map]] = {
     "beta": _beta,
     "isotonic": _isotonic,
     "histogram": _histogram,
+    "sigmoid": _sigmoid,
 }
 
 
 def apply_parameters(parameters: Parameters, scores: FloatArray, field: str = "logits") -> FloatArray:
     """Recalibrated N×K log-probabilities of `scores` under `parameters` (validated against them)."""
     check_form(parameters.method, scores, field)
+    on_scores = isinstance(parameters, SigmoidParameters) or (
+        isinstance(parameters, IsotonicParameters) and parameters.input == "scores"
+    )
+    if on_scores != (field == "scores") and not isinstance(parameters, PlattParameters):
+        raise core.InputError(
+            "scores" if field == "scores" else "parameters.input",
+            "apply to platt, sigmoid and isotonic parameters fitted on raw scores (input: scores) only"
+            if field == "scores"
+            else f"map raw scores (sigmoid, or isotonic with input scores); send `scores`, not `{field}`",
+        )
     return _BUILDERS[parameters.method](parameters, scores).log_probs(scores)
 
 
@@ -222,6 +244,26 @@ def _fit_isotonic(scores: FloatArray, truth: Truth, options: RecalibrateOptions)
     return _fitted(IsotonicParameters(method="isotonic", knots=knots), info)
 
 
+def fit_isotonic_on_scores(scores: FloatArray, truth: Truth) -> Fitted:
+    """Isotonic maps of raw scores per class (sklearn's CalibratedClassifierCV(method="isotonic"))."""
+    fit, info = fit_isotonic_scores(
+        scores, labels=truth.labels, targets=truth.targets, sample_weight=truth.sample_weight
+    )
+    knots = [Knots(x=x.tolist(), y=y.tolist()) for x, y in zip(fit.x, fit.y, strict=True)]
+    return _fitted(IsotonicParameters(method="isotonic", knots=knots, input="scores"), info)
+
+
+def _fit_sigmoid(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
+    fit, info = fit_sigmoid_scores(
+        scores,
+        labels=truth.labels,
+        targets=truth.targets,
+        sample_weight=truth.sample_weight,
+        max_iter=options.max_iter,
+    )
+    return _fitted(SigmoidParameters(method="sigmoid", a=fit.a.tolist(), b=fit.b.tolist()), info)
+
+
 def _fit_histogram(scores: FloatArray, truth: Truth, options: RecalibrateOptions) -> Fitted:
     fit, info = fit_histogram(
         scores,
@@ -246,4 +288,5 @@ FITTERS: dict[str, Callable[[FloatArray, Truth, RecalibrateOptions], Fitted]] = 
     "beta": _fit_beta,
     "isotonic": _fit_isotonic,
     "histogram": _fit_histogram,
+    "sigmoid": _fit_sigmoid,
 }

@@ -29,7 +29,7 @@ CASES = {
         {"logits": L, "parameters": {"method": "x"}},
         "#/parameters/method",
         "`parameters.method` must be one of 'temperature', 'vector', 'matrix', 'platt', 'beta', "
-        "'isotonic', 'histogram'; got 'x'",
+        "'isotonic', 'histogram', 'sigmoid'; got 'x'",
     ),
     "missing field of a union member": (
         "/v1/apply",

@@ -103,10 +103,13 @@ export interface paths {
          *     | beta | σ(c + a ln q − b ln(1−q)) | 3 | L-BFGS, O(N) | binary probabilities bunched near 0/1 |
          *     | isotonic | monotone knots | ≤ distinct q | PAVA, O(N log N) per class | thousands of samples |
          *     | histogram | equal-width bins | bins per class | one pass | a simple, robust baseline |
+         *     | sigmoid | σ(a_k·s_k + b_k), raw scores | 2 per class | L-BFGS, O(NK) | decision_function outputs |
          *
          *     Maps act on the logits as sent, or on log(max(p, eps)) for probabilities;
          *     isotonic and histogram map softmax/sigmoid probabilities, one-vs-rest for
-         *     K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
+         *     K > 2 with rows renormalised; with raw `scores` (decision_function outputs)
+         *     isotonic and sigmoid map the scores themselves, as sklearn's CalibratedClassifierCV.
+         *     `/v1/apply` with the returned `parameters`
          *     reproduces `after` exactly.
          */
         post: operations["fit_recalibration"];
@@ -662,7 +665,7 @@ export interface paths {
         put?: never;
         /**
          * Calibration Infer
-         * @description Score an OIP inference request as POST /v1/calibration does. Inputs: exactly one of `logits`, `probs`; `labels` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         * @description Score an OIP inference request as POST /v1/calibration does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
          */
         post: operations["calibration_infer"];
         delete?: never;
@@ -782,7 +785,7 @@ export interface paths {
         put?: never;
         /**
          * Recalibrate Infer
-         * @description Score an OIP inference request as POST /v1/recalibrate does. Inputs: exactly one of `logits`, `probs`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         * @description Score an OIP inference request as POST /v1/recalibrate does. Inputs: exactly one of `logits`, `probs`, `scores`; exactly one of `labels`, `targets` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
          */
         post: operations["recalibrate_infer"];
         delete?: never;
@@ -842,7 +845,7 @@ export interface paths {
         put?: never;
         /**
          * Apply Infer
-         * @description Score an OIP inference request as POST /v1/apply does. Inputs: exactly one of `logits`, `probs` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
+         * @description Score an OIP inference request as POST /v1/apply does. Inputs: exactly one of `logits`, `probs`, `scores` (name each input by its role, or set `parameters.role`). Options go in `parameters`; an object or list option may be sent as its JSON text. The answer's `outputs` are the /v1 result's fields (dotted names), its `parameters` the convention used.
          */
         post: operations["apply_infer"];
         delete?: never;
@@ -1022,10 +1025,10 @@ export interface components {
             input: "logits" | "probs";
             /**
              * Form
-             * @description N×K or positive-class vector.
+             * @description N×K, positive-class vector, or N×K independent columns.
              * @enum {string}
              */
-            form: "categorical" | "binary";
+            form: "categorical" | "binary" | "multilabel";
             /**
              * Dtype
              * @description Precision of the probabilities binned.
@@ -1393,10 +1396,10 @@ export interface components {
             input: "logits" | "probs";
             /**
              * Form
-             * @description N×K, positive-class vector, or B×T×K token sequences.
+             * @description N×K, positive-class vector, B×T×K token sequences, or N×K independent columns.
              * @enum {string}
              */
-            form: "categorical" | "binary" | "sequence";
+            form: "categorical" | "binary" | "sequence" | "multilabel";
             /**
              * Truth
              * @description Hard labels or soft targets.
@@ -1465,9 +1468,14 @@ export interface components {
             sample_weight?: boolean;
             /**
              * Pos Weight
-             * @description The binary pos_weight applied, if any.
+             * @description The pos_weight applied (multilabel: one per class, or one for all), if any.
              */
-            pos_weight?: number | null;
+            pos_weight?: number | number[] | null;
+            /**
+             * Multilabel Convention
+             * @description Multilabel input only (absent otherwise): the loss convention applied.
+             */
+            multilabel_convention?: ("torch" | "sklearn") | null;
             /**
              * Weight
              * @description Whether PyTorch's per-element `weight` was applied.
@@ -1512,9 +1520,9 @@ export interface components {
             loss: number | ("Infinity" | "-Infinity" | "NaN") | null;
             /**
              * Losses
-             * @description Per-sample losses (reduction none or per_sample true), class-weighted as in PyTorch's reduction='none'; 0 for ignored samples.
+             * @description Per-sample losses (reduction none or per_sample true), class-weighted as in PyTorch's reduction='none'; 0 for ignored samples. Multilabel torch convention: N×K, one per element.
              */
-            losses?: (number | ("Infinity" | "-Infinity" | "NaN"))[] | null;
+            losses?: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][] | null;
             /**
              * Accuracy
              * @description Top-1 accuracy: argmax of the prediction equals the label (soft targets: the argmax of the target; binary: p > 0.5 / logit > 0). Ties go to the lower class. "NaN" when every label is ignored (n = 0).
@@ -1905,6 +1913,13 @@ export interface components {
              * @description Binary: one set, mapping q. K > 2: K sets; rows are then renormalised.
              */
             knots: components["schemas"]["Knots"][];
+            /**
+             * Input
+             * @description What x is: probs, the softmax/sigmoid probability of logits or probs; scores, the raw `scores` as sent (fitted on them, applied to `scores` only).
+             * @default probs
+             * @enum {string}
+             */
+            input?: "probs" | "scores";
         };
         /**
          * Knots
@@ -2697,12 +2712,12 @@ export interface components {
              * @description The map fitted.
              * @enum {string}
              */
-            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram";
+            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
             /**
              * Parameters
              * @description Plain JSON: send to /v1/apply, or apply it yourself.
              */
-            parameters: components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"];
+            parameters: components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"];
             /**
              * Converged
              * @description The optimiser met its tolerance (closed-form fits: true).
@@ -2752,7 +2767,7 @@ export interface components {
              * @description Which prediction field was sent.
              * @enum {string}
              */
-            input: "logits" | "probs";
+            input: "logits" | "probs" | "scores";
             /**
              * Form
              * @description N×K or positive-class vector.
@@ -2976,6 +2991,27 @@ export interface components {
              * @description Protocol extensions served.
              */
             extensions: string[];
+        };
+        /**
+         * SigmoidParameters
+         * @description sklearn's sigmoid on raw scores: P(class k) ∝ σ(a_k·s_k + b_k), one-vs-rest (A = −a, B = −b).
+         */
+        SigmoidParameters: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            method: "sigmoid";
+            /**
+             * A
+             * @description Slopes: one (binary) or K (one-vs-rest).
+             */
+            a: number[];
+            /**
+             * B
+             * @description Intercepts, as many as a.
+             */
+            b: number[];
         };
         /**
          * TemperatureParameters
@@ -3251,7 +3287,7 @@ export interface components {
              * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
              * @default null
              */
-            parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"]) | null;
+            parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
             /**
              * Temperature
              * @description A bare temperature T ≥ 0 (instead of `parameters`).
@@ -3277,6 +3313,12 @@ export interface components {
              */
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
+             * Scores
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
+             * @default null
+             */
+            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            /**
              * Labels
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. Scores the output.
              * @default null
@@ -3298,6 +3340,8 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             parameters: unknown;
         } | {
@@ -3381,6 +3425,12 @@ export interface components {
              * @default null
              */
             top_k?: number[] | null;
+            /**
+             * Multilabel
+             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+             * @default false
+             */
+            multilabel?: boolean;
             /**
              * Preset
              * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
@@ -3476,20 +3526,31 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1).
+             * @description N true class indices in [0, K) (binary: 0 or 1). Required unless multilabel.
+             * @default null
              */
-            labels: number[] | components["schemas"]["Tensor"];
+            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Targets
+             * @description Multilabel only: N×K outcomes in [0, 1], the shape of the predictions.
+             * @default null
+             */
+            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
-        } & ({
+        } & (({
             logits: unknown;
         } | {
             probs: unknown;
-        });
+        }) & ({
+            labels: unknown;
+        } | {
+            targets: unknown;
+        }));
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -3559,10 +3620,23 @@ export interface components {
             per_sample?: boolean;
             /**
              * Pos Weight
-             * @description Binary input only: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it.
+             * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
              * @default null
              */
-            pos_weight?: number | null;
+            pos_weight?: number | number[] | null;
+            /**
+             * Multilabel
+             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
+             * @default false
+             */
+            multilabel?: boolean;
+            /**
+             * Multilabel Convention
+             * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
+             * @default torch
+             * @enum {string}
+             */
+            multilabel_convention?: "torch" | "sklearn";
             /**
              * Top K
              * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
@@ -4078,10 +4152,10 @@ export interface components {
             ignore_index?: number | null;
             /**
              * Method
-             * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest.
+             * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
              * @enum {string}
              */
-            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram";
+            method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
             /**
              * L2
              * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
@@ -4137,6 +4211,12 @@ export interface components {
              */
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
+             * Scores
+             * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
+             * @default null
+             */
+            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
              * @default null
@@ -4158,6 +4238,8 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             labels: unknown;
         } | {

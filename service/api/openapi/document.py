@@ -17,10 +17,10 @@ from .examples import V1
 EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "CrossEntropyBody": [("logits", "probs"), ("labels", "targets")],
     "DivergenceBody": [("p_probs", "p_logits"), ("q_probs", "q_logits")],
-    "CalibrationBody": [("logits", "probs")],
+    "CalibrationBody": [("logits", "probs"), ("labels", "targets")],
     "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
-    "RecalibrateBody": [("logits", "probs"), ("labels", "targets")],
-    "ApplyBody": [("logits", "probs"), ("parameters", "temperature")],
+    "RecalibrateBody": [("logits", "probs", "scores"), ("labels", "targets")],
+    "ApplyBody": [("logits", "probs", "scores"), ("parameters", "temperature")],
 }
 #: Per request-body schema: groups of fields of which at most one may be sent.
 AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {"ApplyBody": [("labels", "targets")]}

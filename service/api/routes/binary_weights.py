@@ -39,15 +39,20 @@ def read_binary_weights(
             raise core.InputError(
                 field, f"cannot be combined with `{other}` (PyTorch's BCE has no such option)"
             )
+    if isinstance(options.pos_weight, list):
+        raise core.InputError(
+            "pos_weight", "must be one number for binary input (a list is per class: multilabel)"
+        )
     if options.label_smoothing:
         raise core.InputError(field, "cannot be combined with `label_smoothing` (PyTorch's BCE has none)")
     if options.ignore_index is not None:
         raise core.InputError(field, "cannot be combined with `ignore_index` (PyTorch's BCE has none)")
+    pos_weight = options.pos_weight
     class_weights = None
-    if options.pos_weight is not None:
-        class_weights = np.array([1.0, options.pos_weight], dtype=dist.dtype)
+    if pos_weight is not None:
+        class_weights = np.array([1.0, pos_weight], dtype=dist.dtype)
     element = None
     if has_weight:
         element = core.check_sample_weight(body.array("weight"), dist.n_samples, field="weight")
         element = element.astype(dist.dtype, copy=False)
-    return BinaryWeights(options.pos_weight, class_weights, element)
+    return BinaryWeights(pos_weight, class_weights, element)

@@ -25,11 +25,12 @@ from service.core.calibration.bootstrap import bootstrap_intervals
 from service.core.calibration.brier import brier_factor
 
 from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result, unit_of
+from .calibration_multilabel import multilabel_calibration_result
 from .calibration_sequences import score_sequence_calibration
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "sample_weight", "mask")
+ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight", "mask")
 #: Reliability cells (groups × bins) a response may carry.
 MAX_RELIABILITY_CELLS = 200_000
 _CONVENTION_FIELDS = (
@@ -72,6 +73,8 @@ def score_calibration(body: Body) -> Response:
 def calibration_answer(body: Body) -> Answer:
     """The calibration result of `body`."""
     options = body.options(CalibrationOptions, ARRAY_FIELDS)
+    if options.multilabel:
+        return Answer(multilabel_calibration_result(body, options, convention_of(options)))
     name = body.pick("logits", "probs")
     values = body.array(name, bfloat16=True)
     if values.ndim == 3:  # B×T×K token sequences
@@ -95,6 +98,10 @@ def read_calibration_request(
     """Predictions, labels, the resolved convention of a calibration-style request, and rows ignored."""
     if body.fields.get("mask") is not None:
         raise core.InputError("mask", "applies to B×T×K sequence inputs only")
+    if options.multilabel:
+        raise core.InputError("multilabel", "applies to POST /v1/calibration only (no diagram of K classes)")
+    if body.fields.get("targets") is not None:
+        raise core.InputError("targets", "apply with multilabel: true only; send hard `labels`")
     prediction = read_prediction(body, "probs", "logits", options)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     assert truth.labels is not None  # `targets` is not an accepted field here

@@ -27,6 +27,7 @@ from . import (
     unit_of,
 )
 from .binary_weights import BinaryWeights, read_binary_weights
+from .cross_entropy_multilabel import score_multilabel
 from .cross_entropy_sequences import score_sequences
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -70,6 +71,8 @@ def cross_entropy_answer(body: Body) -> Answer:
     """The cross-entropy result of `body`, with per-sample `losses` when asked."""
     options = body.options(CrossEntropyOptions, ARRAY_FIELDS)
     name = body.pick("logits", "probs")
+    if options.multilabel:  # N×K independent binary problems
+        return score_multilabel(body, options, name)
     values = body.array(name, bfloat16=True)
     if values.ndim == 3:  # B×T×K token sequences
         return score_sequences(body, options, name, values)

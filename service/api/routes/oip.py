@@ -72,15 +72,15 @@ MODELS = {
         Model("divergence", divergence.divergence_answer, divergence.ARRAY_FIELDS, DivergenceOptions,
               {"per_sample": "per_sample"}, (("p_probs", "p_logits"), ("q_probs", "q_logits")), linear=True),
         Model("calibration", calibration.calibration_answer, calibration.ARRAY_FIELDS, CalibrationOptions,
-              {}, (("logits", "probs"), ("labels",)), linear=False),
+              {}, (("logits", "probs"), ("labels", "targets")), linear=False),
         Model("temperature", recalibration.temperature_answer, recalibration.ARRAY_FIELDS,
               TemperatureOptions, {"probs": "return_probs"}, (("logits", "probs"), ("labels", "targets")),
               linear=False),
         Model("recalibrate", recalibration.recalibrate_answer, recalibration.ARRAY_FIELDS,
-              RecalibrateOptions, {"probs": "return_probs"}, (("logits", "probs"), ("labels", "targets")),
-              linear=False),
+              RecalibrateOptions, {"probs": "return_probs"},
+              (("logits", "probs", "scores"), ("labels", "targets")), linear=False),
         Model("apply", recalibration.apply_answer, recalibration.ARRAY_FIELDS, ApplyOptions, {},
-              (("logits", "probs"),), linear=True),
+              (("logits", "probs", "scores"),), linear=True),
     )
 }  # fmt: skip
 MODEL_NAMES = ", ".join(MODELS)

@@ -12,7 +12,7 @@ from service import core
 from service.api.deps import INLINE_BYTES, scoring
 from service.api.formats.answers import Document
 from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
-from service.api.maps import FITTERS, apply_parameters, check_form
+from service.api.maps import FITTERS, apply_parameters, check_form, fit_isotonic_on_scores
 from service.api.schemas import ProblemDetails
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.recalibration import (
@@ -34,6 +34,7 @@ from service.api.schemas.recalibration import (
     ValidationReport,
 )
 from service.core._typing import FloatArray
+from service.core.maps.score_isotonic import check_scores
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 
@@ -47,7 +48,7 @@ MISSING_EXTRA_RESPONSE = {
 }
 
 
-ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight")
+ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -132,10 +133,13 @@ def fit_recalibration(body: Body) -> Response:
     | beta | σ(c + a ln q − b ln(1−q)) | 3 | L-BFGS, O(N) | binary probabilities bunched near 0/1 |
     | isotonic | monotone knots | ≤ distinct q | PAVA, O(N log N) per class | thousands of samples |
     | histogram | equal-width bins | bins per class | one pass | a simple, robust baseline |
+    | sigmoid | σ(a_k·s_k + b_k), raw scores | 2 per class | L-BFGS, O(NK) | decision_function outputs |
 
     Maps act on the logits as sent, or on log(max(p, eps)) for probabilities;
     isotonic and histogram map softmax/sigmoid probabilities, one-vs-rest for
-    K > 2 with rows renormalised. `/v1/apply` with the returned `parameters`
+    K > 2 with rows renormalised; with raw `scores` (decision_function outputs)
+    isotonic and sigmoid map the scores themselves, as sklearn's CalibratedClassifierCV.
+    `/v1/apply` with the returned `parameters`
     reproduces `after` exactly.
     """
     return recalibrate_answer(body).response()
@@ -144,9 +148,16 @@ def fit_recalibration(body: Body) -> Response:
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
     options = body.options(RecalibrateOptions, ARRAY_FIELDS)
-    prediction, scores, truth, n_ignored = read_fit(body, options)
+    prediction, scores, truth, n_ignored = read_fit(body, options, method=options.method)
     check_form(options.method, scores, prediction.field)
+    on_scores = prediction.field == "scores" and options.method == "isotonic"  # maps in score space
+    if options.method == "sigmoid" and prediction.field != "scores":
+        raise core.InputError(
+            "method", f'"sigmoid" maps raw `scores` (decision_function outputs); got `{prediction.field}`'
+        )
     fitter = FITTERS[options.method]
+    if on_scores:
+        fitter = lambda s, t, _: fit_isotonic_on_scores(s, t)  # noqa: E731
     fitted = fitter(scores, truth, options)
     after = apply_parameters(fitted.parameters, scores, prediction.field)
     return Answer(
@@ -178,6 +189,7 @@ _PEERS = {
     "beta": "sklearn LogisticRegression(C=inf) on [ln q, -ln(1-q)] when a, b > 0 (Kull et al. 2017)",
     "isotonic": "sklearn IsotonicRegression(out_of_bounds='clip'), one-vs-rest as CalibratedClassifierCV",
     "histogram": "mean label per equal-width bin (Zadrozny & Elkan 2001)",
+    "sigmoid": "sklearn CalibratedClassifierCV(method='sigmoid') on raw scores (A = -a, B = -b)",
 }
 
 
@@ -202,7 +214,7 @@ def apply_answer(body: Body) -> Answer:
     """The recalibrated probabilities of `body`, scored when the truth was sent."""
     options = body.options(ApplyOptions, ARRAY_FIELDS)
     parameters = _pick_parameters(options)
-    prediction, scores = read_scores(body, options)
+    prediction, scores = read_scores(body, options, method=parameters.method)
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
     truth = read_truth(body, prediction, vocabulary=options) if scored else None
@@ -261,9 +273,11 @@ def _temperature_fitter(options: TemperatureOptions) -> Fitter:
     return fit
 
 
-def read_fit(body: Body, options: FitOptions) -> tuple[Prediction, FloatArray, Truth, int]:
+def read_fit(
+    body: Body, options: FitOptions, *, method: str = "temperature"
+) -> tuple[Prediction, FloatArray, Truth, int]:
     """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
-    prediction, scores = read_scores(body, options)
+    prediction, scores = read_scores(body, options, method=method)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     if body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
@@ -286,12 +300,17 @@ def _check_weight_sum(truth: Truth, n_ignored: int) -> int:
     return n_ignored
 
 
-def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, FloatArray]:
+def read_scores(
+    body: Body, options: ProbabilityOptions, *, method: str = "temperature"
+) -> tuple[Prediction, FloatArray]:
     """The predictions and what maps act on: the logits as sent (binary: length N), else log(max(p, eps)).
 
     Logits are fitted as sent, not through log-softmax, so float32 input loses
-    nothing to an extra rounding.
+    nothing to an extra rounding. Raw `scores` (method isotonic) are returned as sent,
+    with their softmax/sigmoid as the "before" distribution.
     """
+    if body.fields.get("scores") is not None:
+        return _raw_scores(body, options, method)
     name = body.pick("logits", "probs")
     if name == "probs":
         prediction = read_prediction(body, "probs", "logits", options)
@@ -307,6 +326,28 @@ def read_scores(body: Body, options: ProbabilityOptions) -> tuple[Prediction, Fl
     tolerance = options.tolerance or core.default_tolerance(raw.dtype)
     dist = core.Distribution.from_logits(logits, validate=False)
     return Prediction(dist, name, core.dtype_name(logits.dtype), tolerance, 0), logits
+
+
+#: Methods that take raw `scores`: isotonic maps them as sent; Platt's σ(a·s + b) acts on them as on logits.
+SCORE_METHODS = ("isotonic", "platt", "sigmoid")
+
+
+def _raw_scores(body: Body, options: ProbabilityOptions, method: str) -> tuple[Prediction, FloatArray]:
+    for other in ("logits", "probs"):
+        if body.fields.get(other) is not None:
+            raise core.InputError(
+                "scores", f"must not be sent with `{other}` (exactly one of the three); got both"
+            )
+    if method not in SCORE_METHODS:
+        raise core.InputError(
+            "scores",
+            f'apply to methods "isotonic", "sigmoid" and "platt" only; got "{method}"',
+        )
+    raw = body.array("scores")
+    scores = check_scores(raw)
+    tolerance = options.tolerance or core.default_tolerance(scores.dtype)
+    dist = core.Distribution.from_logits(scores, validate=False)
+    return Prediction(dist, "scores", core.dtype_name(scores.dtype), tolerance, 0), scores
 
 
 def _subset(truth: Truth, rows: np.ndarray) -> Truth:

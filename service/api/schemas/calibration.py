@@ -78,6 +78,14 @@ class CalibrationOptions(ProbabilityOptions, ClassVocabulary):
         "and counted in `n_ignored` (PyTorch uses -100). Hard labels only.",
     )
     top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
+    multilabel: bool = Field(
+        default=False,
+        description="N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] "
+        "against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary "
+        "problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier "
+        "((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, "
+        "`metrics` their means over classes. Those six metrics only; sample_weight allowed.",
+    )
     preset: PresetName | None = Field(
         default=None,
         description="Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics "
@@ -154,13 +162,18 @@ class CalibrationBody(CalibrationOptions):
         description="N×K probabilities, or a length-N vector of positive-class probabilities (binary); "
         "B×T×K for sequences.",
     )
-    labels: IntArrayField = Field(
-        description="N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs."
+    labels: IntArrayField | None = Field(
+        default=None,
+        description="N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence "
+        "inputs. Required unless multilabel.",
     )
     mask: list[list[int]] | Tensor | None = Field(
         default=None,
         description="Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (with "
         "`ignore_index`, -100 as PyTorch, for padding labels).",
+    )
+    targets: FloatArrayField | None = Field(
+        default=None, description="Multilabel only: N×K outcomes in [0, 1], the shape of the predictions."
     )
     sample_weight: FloatArrayField | None = Field(
         default=None,
@@ -182,8 +195,9 @@ class CalibrationConvention(BaseModel):
     )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
-    form: Literal["categorical", "binary", "sequence"] = Field(
-        description="N×K, positive-class vector, or B×T×K token sequences (top-1 token calibration)."
+    form: Literal["categorical", "binary", "sequence", "multilabel"] = Field(
+        description="N×K, positive-class vector, B×T×K token sequences (top-1 token calibration), "
+        "or N×K independent columns (multilabel)."
     )
     dtype: Literal["float32", "float64"] = Field(description="Precision of the probabilities binned.")
     preset: PresetName | None = Field(description="The preset applied, if any.")

@@ -1,8 +1,9 @@
 """Request and response models of ``POST /v1/cross-entropy``."""
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from .common import (
     RESULT_CONFIG,
@@ -17,6 +18,30 @@ from .common import (
     TopK,
 )
 from .logprobs import LanguageModelMetrics, MergeableTotals, Top1Calibration
+
+
+def _check_pos_weight(value: float | list[float]) -> float | list[float]:
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        raise ValueError("must hold one weight per class; got an empty list")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"must be greater than 0 and finite; got {value!r}")
+    return value
+
+
+# One validator for the union, so an error points at `pos_weight` itself, not at a union member.
+PosWeight = Annotated[
+    float | list[float],
+    AfterValidator(_check_pos_weight),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+            ]
+        }
+    ),
+]
 
 
 class CrossEntropyOptions(ProbabilityOptions, ClassVocabulary):
@@ -38,13 +63,32 @@ class CrossEntropyOptions(ProbabilityOptions, ClassVocabulary):
         "with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.",
     )
     per_sample: bool = Field(default=False, description="Also return per-sample `losses`.")
-    pos_weight: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+    pos_weight: PosWeight | None = Field(
         default=None,
-        description="Binary input only: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·"
-        "log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's "
-        "binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same "
-        "way (log p for log σ). The mean divides by N, not by the weights; no class_weights, "
-        "sample_weight, label_smoothing or ignore_index with it.",
+        description="Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + "
+        "(1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). "
+        "PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it "
+        "the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, "
+        "sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of "
+        "K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.",
+    )
+    multilabel: bool = Field(
+        default=False,
+        description="N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in "
+        "[0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; "
+        "`labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise "
+        "accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); "
+        "`mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of "
+        "a class, as BCEWithLogitsLoss(weight=…) of shape (K,).",
+    )
+    multilabel_convention: Literal["torch", "sklearn"] = Field(
+        default="torch",
+        description="torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), "
+        "BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none "
+        "N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the "
+        "rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never "
+        "count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N "
+        "`losses`.",
     )
     top_k: TopK | None = Field(default=None, description=TOP_K_DESCRIPTION)
     binary_data_output: bool = Field(
@@ -122,8 +166,8 @@ class CrossEntropyConvention(BaseModel):
     )
 
     input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
-    form: Literal["categorical", "binary", "sequence"] = Field(
-        description="N×K, positive-class vector, or B×T×K token sequences."
+    form: Literal["categorical", "binary", "sequence", "multilabel"] = Field(
+        description="N×K, positive-class vector, B×T×K token sequences, or N×K independent columns."
     )
     truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
     dtype: Literal["float32", "float64"] = Field(description="Precision of the computation.")
@@ -137,7 +181,15 @@ class CrossEntropyConvention(BaseModel):
     label_smoothing: float = Field(description="ε as applied.")
     class_weights: bool = Field(description="Whether per-class weights were applied.")
     sample_weight: bool = Field(default=False, description="Whether per-sample weights were applied.")
-    pos_weight: float | None = Field(default=None, description="The binary pos_weight applied, if any.")
+    pos_weight: float | list[float] | None = Field(
+        default=None,
+        description="The pos_weight applied (multilabel: one per class, or one for all), if any.",
+    )
+    multilabel_convention: Literal["torch", "sklearn"] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Multilabel input only (absent otherwise): the loss convention applied.",
+    )
     weight: bool = Field(default=False, description="Whether PyTorch's per-element `weight` was applied.")
     ignore_index: int | None = Field(description="Label value left out, if any.")
     top_k: list[int] | None = Field(default=None, description="The k of `top_k_accuracy`, as sent.")
@@ -156,10 +208,11 @@ class CrossEntropyResult(BaseModel):
         "true class has probability 0 and eps is 0. Every label ignored (n = 0): sum 0, mean "
         '"NaN", as PyTorch (a padded window is not an error).'
     )
-    losses: list[JsonFloat] | None = Field(
+    losses: list[JsonFloat] | list[list[JsonFloat]] | None = Field(
         default=None,
         description="Per-sample losses (reduction none or per_sample true), class-weighted as in "
-        "PyTorch's reduction='none'; 0 for ignored samples.",
+        "PyTorch's reduction='none'; 0 for ignored samples. Multilabel torch convention: N×K, one per "
+        "element.",
     )
     accuracy: JsonFloat = Field(
         description="Top-1 accuracy: argmax of the prediction equals the label (soft targets: the "

@@ -93,6 +93,11 @@ class IsotonicParameters(BaseModel):
     knots: list[Knots] = Field(
         min_length=1, description="Binary: one set, mapping q. K > 2: K sets; rows are then renormalised."
     )
+    input: Literal["probs", "scores"] = Field(
+        default="probs",
+        description="What x is: probs, the softmax/sigmoid probability of logits or probs; scores, the raw "
+        "`scores` as sent (fitted on them, applied to `scores` only).",
+    )
 
 
 class HistogramParameters(BaseModel):
@@ -107,6 +112,16 @@ class HistogramParameters(BaseModel):
     )
 
 
+class SigmoidParameters(BaseModel):
+    """sklearn's sigmoid on raw scores: P(class k) ∝ σ(a_k·s_k + b_k), one-vs-rest (A = −a, B = −b)."""
+
+    model_config = _PARAMETERS_CONFIG
+
+    method: Literal["sigmoid"]
+    a: list[FiniteFloat] = Field(min_length=1, description="Slopes: one (binary) or K (one-vs-rest).")
+    b: list[FiniteFloat] = Field(min_length=1, description="Intercepts, as many as a.")
+
+
 Parameters = Annotated[
     TemperatureParameters
     | VectorParameters
@@ -114,10 +129,11 @@ Parameters = Annotated[
     | PlattParameters
     | BetaParameters
     | IsotonicParameters
-    | HistogramParameters,
+    | HistogramParameters
+    | SigmoidParameters,
     Field(discriminator="method"),
 ]
-Method = Literal["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram"]
+Method = Literal["temperature", "vector", "matrix", "platt", "beta", "isotonic", "histogram", "sigmoid"]
 
 
 class HoldoutValidation(BaseModel):
@@ -186,6 +202,12 @@ _PREDICTIONS = {
     "labels": "N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.",
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
+    "scores": "Raw classifier scores (decision_function outputs), any finite reals: a length-N vector "
+    "(binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: "
+    "σ(a·s + b) on the scores as sent, as on logits). Isotonic: one "
+    "IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: "
+    "uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it "
+    "(weight-0 samples left out). `before` reads them as logits.",
 }
 
 
@@ -214,7 +236,8 @@ class RecalibrateOptions(FitOptions):
         description="temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale "
         "and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. "
         "beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. "
-        "histogram: equal-width bins, binary or one-vs-rest."
+        "histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class "
+        "with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid'))."
     )
     l2: Annotated[float, Field(ge=0)] = Field(
         default=0.0,
@@ -246,6 +269,7 @@ class RecalibrateBody(RecalibrateOptions):
 
     logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    scores: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["scores"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
     sample_weight: FloatArrayField | None = Field(
@@ -296,7 +320,7 @@ class RecalibrationConvention(BaseModel):
 
     model_config = RESULT_CONFIG
 
-    input: Literal["logits", "probs"] = Field(description="Which prediction field was sent.")
+    input: Literal["logits", "probs", "scores"] = Field(description="Which prediction field was sent.")
     form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
     truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
     dtype: Literal["float32", "float64"] = Field(description="Precision of the input.")
@@ -394,6 +418,7 @@ class ApplyBody(ApplyOptions):
 
     logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
+    scores: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["scores"])
     labels: IntArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["labels"] + " Scores the output."
     )

@@ -1,0 +1,117 @@
+"""``POST /v1/calibration`` with ``multilabel: true``: each of K columns calibrated as a binary problem."""
+
+import math
+
+import numpy as np
+
+from service import core
+from service.api.formats.inputs import Body
+from service.api.schemas.calibration import (
+    CalibrationConvention,
+    CalibrationMetrics,
+    CalibrationOptions,
+    CalibrationResult,
+)
+from service.core.calibration.multilabel import MULTILABEL_METRICS, multilabel_calibration
+from service.core.multilabel import check_logit_matrix, check_unit_matrix, multilabel_log_probs
+
+from . import log_base, unit_of
+
+_MATCHES = (
+    "per column: torchmetrics BinaryCalibrationError / sklearn calibration_curve under the preset's "
+    "binning, sklearn brier_score_loss, torch binary_cross_entropy; means over the K classes"
+)
+
+
+def multilabel_calibration_result(
+    body: Body, options: CalibrationOptions, convention: core.Convention
+) -> CalibrationResult:
+    """Class-wise calibration of N×K independent predictions against N×K `targets`."""
+    if body.fields.get("labels") is not None:
+        raise core.InputError(
+            "labels", "do not apply with multilabel: send N×K `targets` (0/1 indicators or probabilities)"
+        )
+    sent = {
+        "ignore_index": options.ignore_index is not None,
+        "top_k": options.top_k is not None,
+        "classes": options.classes is not None,
+        "pos_label": options.pos_label is not None,
+        "bootstrap": options.bootstrap is not None,
+        "normalize": options.normalize,
+    }
+    for field, is_sent in sent.items():
+        if is_sent:
+            raise core.InputError(field, "does not apply with multilabel input")
+    if convention.target not in (None, "classwise"):
+        raise core.InputError(
+            "target", f'must be "classwise" with multilabel input; got "{convention.target}"'
+        )
+    unsupported = sorted(set(options.metrics or ()) - set(MULTILABEL_METRICS))
+    if unsupported:
+        raise core.InputError(
+            "metrics",
+            f"with multilabel input, must name metrics from {', '.join(MULTILABEL_METRICS)}; "
+            f"got {unsupported[0]!r}",
+        )
+    name = body.pick("logits", "probs")
+    values = body.array(name)
+    if name == "logits":
+        lp = multilabel_log_probs(logits=check_logit_matrix(values, field="logits"))
+    else:
+        lp = multilabel_log_probs(probs=check_unit_matrix(values, field="probs"), eps=options.eps)
+    if body.fields.get("targets") is None:
+        raise core.InputError(
+            "targets", "are required with multilabel (an N×K matrix of 0/1 or probabilities)"
+        )
+    targets = check_unit_matrix(body.array("targets"), field="targets", shape=lp.log_p.shape)
+    n, k = targets.shape
+    weights = None
+    if body.fields.get("sample_weight") is not None:
+        weights = core.check_sample_weight(body.array("sample_weight"), n)
+    report = multilabel_calibration(targets, lp, convention, sample_weight=weights)
+    wanted: list[str] = list(options.metrics or MULTILABEL_METRICS)
+    scale = 1.0 / math.log(log_base(options.base))
+    factor = {"nll": scale}
+    metrics = {name: report.means[name] * factor.get(name, 1.0) for name in wanted}
+    per_class = {name: (report.per_class[name] * factor.get(name, 1.0)).tolist() for name in wanted}
+    conv = report.convention
+    dtype = lp.log_p.dtype
+    return CalibrationResult(
+        n=n,
+        n_classes=k,
+        metrics=CalibrationMetrics(**metrics),
+        per_class=per_class,
+        convention=CalibrationConvention(
+            input="logits" if name == "logits" else "probs",
+            form="multilabel",
+            dtype="float32" if dtype == np.float32 else "float64",
+            preset=conv.preset,
+            binning=conv.binning,
+            edge_rule=conv.edge_rule,
+            quantile_method=conv.quantile_method,
+            n_bins=report.n_bins,
+            closed=conv.closed,
+            overflow_bin=conv.overflow_bin,
+            exclude_zero=conv.exclude_zero,
+            clip=conv.clip,
+            float32_confidence=conv.float32_confidence,
+            input_dtype_means=conv.input_dtype_means,
+            sample_weight=weights is not None,
+            min_bin_count=conv.min_bin_count,
+            n_excluded_bins=0,
+            target="classwise",
+            norm=conv.norm,
+            bin_weighting=conv.bin_weighting,
+            brier_scale="sum" if conv.brier_scale == "sum" else "half",
+            base=options.base,
+            unit=unit_of(options.base),
+            eps=lp.eps,
+            n_clipped=lp.n_clipped,
+            tolerance=0.0,
+            n_normalized=0,
+            level=conv.level,
+            tests_on="positive_class",
+            p_values="none computed for multilabel input",
+            matches=(core.PRESETS[conv.preset].matches + "; " if conv.preset else "") + _MATCHES,
+        ),
+    )
