@@ -92,7 +92,9 @@ def _role_and_size(tensor: Any, i: int) -> tuple[str, int | None]:
     parameters = tensor.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InputError(f"inputs.{i}.parameters", "must be an object")
-    role = parameters.get("role", tensor.get("name"))
+    role = parameters.get("role")
+    if role is None:  # absent or null, as the document's default says: the name
+        role = tensor.get("name")
     if not isinstance(role, str):
         raise InputError(f"inputs.{i}.parameters.role", "is required (or a `name` that is a field name)")
     size = parameters.get("binary_data_size")

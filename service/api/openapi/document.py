@@ -12,6 +12,7 @@
 from typing import Any
 
 from .examples import V1
+from .inference import MARK, narrow
 
 #: Per request-body schema: groups of fields of which exactly one must be sent (not null).
 EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
@@ -21,6 +22,8 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
     "RecalibrateBody": [("logits", "probs"), ("labels", "targets")],
     "ApplyBody": [("logits", "probs"), ("parameters", "temperature")],
+    "ObservationsBody": [("logits", "probs")],
+    "LogprobsBody": [("responses", "response")],
 }
 #: Per request-body schema: groups of fields of which at most one may be sent.
 AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {"ApplyBody": [("labels", "targets")]}
@@ -47,8 +50,9 @@ HEADER_LENGTH_PARAMETER = {
     "in": "header",
     "required": False,
     "description": "Binary tensor extension: the length in bytes of the JSON header at the start of the "
-    "body; the raw tensors follow it. Required with `application/octet-stream` bodies, "
-    "unused otherwise.",
+    "body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with "
+    "`application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends "
+    "it, is the binary extension).",
     "schema": {"type": "integer", "minimum": 0},
 }
 
@@ -65,10 +69,25 @@ def add_rules(schemas: dict[str, Any]) -> None:
         schemas[name]["allOf"] = rules
 
 
+def narrow_inference_requests(schema: dict[str, Any]) -> None:
+    """State each endpoint's roles and options in its inference-request schema (:mod:`.inference`)."""
+    components = schema.get("components", {}).get("schemas", {})
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            json_body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            body = json_body.get("schema", {})
+            for candidate in [body, *body.get("oneOf", [])]:
+                if MARK in candidate:
+                    name = candidate[MARK]["body"]
+                    groups, at_most = EXACTLY_ONE.get(name, []), AT_MOST_ONE.get(name, [])
+                    narrow(candidate, components, groups, at_most, oip=path.startswith("/v2/"))
+
+
 def complete(schema: dict[str, Any]) -> None:
     """Add rules, examples, security and the binary header to the FastAPI-built `schema`, in place."""
     components = schema.setdefault("components", {})
     add_rules(components.get("schemas", {}))
+    narrow_inference_requests(schema)
     components["securitySchemes"] = SECURITY_SCHEMES
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     for path, item in schema.get("paths", {}).items():

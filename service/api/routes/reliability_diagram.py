@@ -25,7 +25,7 @@ _CAPTION_METRICS = ("ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confi
         200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "An SVG document."},
     },
     response_class=Response,
-    openapi_extra=request_body(CalibrationBody),
+    openapi_extra=request_body(CalibrationBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def draw_reliability_diagram(body: Body) -> Response:

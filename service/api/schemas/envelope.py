@@ -1,6 +1,6 @@
 """The Open Inference Protocol (KServe v2) inference-request shape, accepted by every scoring route."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +29,9 @@ class InferenceInput(BaseModel):
     """One input tensor, as an inference server's `outputs` entry holds it."""
 
     name: str = Field(description="Tensor name; used as the role when `parameters.role` is absent.")
-    shape: list[int] = Field(description="[N] or [N, K].")
+    shape: list[Annotated[int, Field(ge=0)]] = Field(
+        min_length=1, max_length=3, description="[N], [N, K], or [B, T, K] (token sequences)."
+    )
     datatype: Datatype = Field(description="Element type.")
     data: list[Any] | None = Field(
         default=None, description="Row-major values, flat or nested; absent for binary inputs."

@@ -1,6 +1,6 @@
 """Request and response models of ``/v1/temperature``, ``/v1/recalibrate`` and ``/v1/apply``."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
@@ -17,7 +17,14 @@ from .common import (
 Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
 
 
-_PARAMETERS_CONFIG = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+def _method_required(schema: dict[str, Any]) -> None:
+    """List `method` as required: the service reads it first to pick the map (answers always carry it)."""
+    schema["required"] = ["method", *(name for name in schema.get("required", []) if name != "method")]
+
+
+_PARAMETERS_CONFIG = ConfigDict(
+    extra="forbid", frozen=True, ser_json_inf_nan="strings", json_schema_extra=_method_required
+)
 
 
 class TemperatureParameters(BaseModel):

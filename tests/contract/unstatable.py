@@ -1,0 +1,54 @@
+"""Why a schema-valid request may still be refused: the rules the OpenAPI document cannot state.
+
+schemathesis' ``positive_data_acceptance`` expects every request that matches the document to be
+accepted. The document states what JSON Schema can (required fields, "exactly one of" as
+``oneOf``, enums, bounds, patterns); these rules it cannot, so a request breaking one of them is
+refused although it matches the document. :func:`excused` says whether a refusal is one of them,
+per reason; any other refusal still fails the check.
+
+- **Binary bodies**: ``application/octet-stream`` (the binary tensor extension) and
+  ``application/x-npz`` are bytes whose framing (a JSON header of the declared length, then
+  tensors of ``prod(shape) × itemsize`` bytes; a zip of ``.npy`` members) no schema can describe:
+  a generator sends random bytes, refused 400 (or 413/422 when they happen to frame something).
+- **Sizes**: the element and body limits bound a *product* of dimensions or a sum over fields
+  (``XENT_MAX_ELEMENTS``), a 413.
+- **Relations between values** (422): lengths that must agree across fields (labels and rows,
+  ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
+  bounded by another value (labels below K, ``from`` before ``to``), rows summing to 1 within the
+  tolerance, one of two query parameters (OpenAPI has no rule across parameters), a step that is a
+  multiple of the monitor's own bucket width (state on the server).
+- **The compute deadline**: a schema-valid but costly request (10,000 bootstrap resamples) is
+  stopped at ``request_timeout_s`` with its documented 503 (:mod:`service.api.middleware.limits`).
+"""
+
+import re
+
+#: Media types whose bodies the document can only call bytes.
+BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
+
+#: 422 details that name a rule between values (see the module docstring); one pattern per rule.
+RELATIONS = {
+    "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
+    r"as many .* as|has \d+ elements? but (its )?shape",
+    "below another value": r"must be (below|less than|before|smaller than|at most) |out of range \[0, ",
+    "rows sum to 1": r"sum to 1|must sum to one|do not sum",
+}
+
+
+def excused(media_type: str | None, status: int, problem: object) -> str | None:
+    """The reason a schema-valid request answered `status` with `problem` may be refused, else None."""
+    if media_type in BINARY_MEDIA_TYPES and status in (400, 413, 422):
+        return "binary body"
+    if not isinstance(problem, dict):
+        return None
+    details = [e.get("detail", "") for e in problem.get("errors") or [] if isinstance(e, dict)]
+    details = details or [str(problem.get("detail", ""))]
+    if status == 413 and all("limit" in d for d in details):
+        return "size limit"
+    if status == 503 and all("did not finish within" in d for d in details):
+        return "compute deadline"
+    if status == 422:
+        reasons = {name for d in details for name, rule in RELATIONS.items() if re.search(rule, d)}
+        if reasons and all(any(re.search(r, d) for r in RELATIONS.values()) for d in details):
+            return ", ".join(sorted(reasons))
+    return None
