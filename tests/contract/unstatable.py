@@ -12,6 +12,10 @@ per reason; any other refusal still fails the check.
   a generator sends random bytes, refused 400 (or 413/422 when they happen to frame something).
 - **Sizes**: the element and body limits bound a *product* of dimensions or a sum over fields
   (``XENT_MAX_ELEMENTS``), a 413.
+- **State on the server and media-type-dependent headers** (422): a monitor window without rows;
+  the ce-* headers of a binary-mode CloudEvent (OpenAPI headers cannot depend on the media type).
+- **Not stated yet** (422): the OpenAI / vLLM documents ``/v1/logprobs`` reads are described in
+  prose only. This one is a gap of the document, kept visible here, not a limit of JSON Schema.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
   bounded by another value (labels below K, ``from`` before ``to``), rows summing to 1 within the
@@ -26,12 +30,27 @@ import re
 #: Media types whose bodies the document can only call bytes.
 BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
 
-#: 422 details that name a rule between values (see the module docstring); one pattern per rule.
+#: 422 details that name a rule the document cannot state (see the module docstring), per reason.
 RELATIONS = {
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
-    r"as many .* as|has \d+ elements? but (its )?shape",
-    "below another value": r"must be (below|less than|before|smaller than|at most) |out of range \[0, ",
+    r"as many .* as|has \d+ elements? but (its )?shape|"
+    r"is ragged: expected a row|must hold prod\(shape\)",
+    "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
+    r"out of range \[0, ",
     "rows sum to 1": r"sum to 1|must sum to one|do not sum",
+    # The monitor's stored rows, and its own bucket width, are state on the server.
+    "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width",
+    # OpenAPI parameters cannot depend on the media type: binary-mode CloudEvents (application/json)
+    # need the ce-* headers that structured mode (application/cloudevents+json) carries in its body.
+    "CloudEvents binary mode": r"is a required CloudEvents header",
+    # NOT unstatable, only not stated yet: the OpenAI / vLLM response documents /v1/logprobs reads are
+    # described in prose, and the schema takes any object. Listed so that it stays visible.
+    "logprobs documents not described (yet)": r"must hold at least one sequence of logprobs|^`responses?\[|"
+    r"`prompt_token_ids` must be sent",
+    # Which outputs an answer has depends on the options sent (per_sample, metrics, ...).
+    "outputs follow the options": r"must name an output of this answer",
+    # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
+    "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=",
 }
 
 

@@ -34,6 +34,19 @@ def _is_role(roles: list[str]) -> dict[str, Any]:
     return {"anyOf": [by_parameter, by_name]}
 
 
+_NO_BINARY_SIZE: dict[str, Any] = {
+    "properties": {
+        "parameters": {
+            "anyOf": [
+                {"type": "null"},
+                {"not": {"required": ["binary_data_size"]}},
+                {"properties": {"binary_data_size": {"type": "null"}}},
+            ]
+        }
+    }
+}
+
+
 def _counted(roles: list[str], least: int) -> dict[str, Any]:
     return {"contains": _is_role(roles), "minContains": least, "maxContains": 1}
 
@@ -67,10 +80,11 @@ def narrow(
     grouped = {r for g in role_groups + optional_groups for r in g}
     inputs: dict[str, Any] = {
         # In a JSON body every tensor carries its `data` (only the binary extension leaves it out).
-        "items": {"allOf": [_is_role(roles), _sent("data")]},
+        # (and so no `binary_data_size`).
+        "items": {"allOf": [_is_role(roles), _sent("data"), _NO_BINARY_SIZE]},
         "allOf": [_counted(g, 1) for g in role_groups]
         + [_counted(g, 0) for g in optional_groups]
-        + [_counted([r], 0) for r in roles if r not in grouped],
+        + [_counted([r], 1 if r in body.get("required", []) else 0) for r in roles if r not in grouped],
     }
     parameters: dict[str, Any] = {"type": "object", "properties": options, "additionalProperties": False}
     narrowed: dict[str, Any] = {"properties": {"inputs": inputs, "parameters": parameters}}

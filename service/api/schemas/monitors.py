@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, model_validator
 
 from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, Tensor
 
@@ -214,7 +214,9 @@ class LabelsBody(BaseModel):
     ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         min_length=1, description="Row ids."
     )
-    labels: list[Annotated[StrictInt, BeforeValidator(_whole), Field(ge=0, lt=MAX_CLASSES)]] | list[StrictStr] = Field(
+    labels: list[Annotated[int, Field(strict=True, ge=0, lt=MAX_CLASSES), BeforeValidator(_whole)]] | list[
+        StrictStr
+    ] = Field(
         description="One true class per id: an index in [0, K), or a class name (monitors with class_names)."
     )
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, WithJsonSchema
 
 from .common import (
     OPTIONS_CONFIG,
@@ -15,6 +15,12 @@ from .common import (
 )
 
 Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
+
+
+#: A temperature as a request sends it: T ≥ 0, or "Infinity" (validated where it is used).
+Temperature = Annotated[
+    float, WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"const": "Infinity"}]})
+]
 
 
 def _method_required(schema: dict[str, Any]) -> None:
@@ -33,7 +39,7 @@ class TemperatureParameters(BaseModel):
     model_config = _PARAMETERS_CONFIG
 
     method: Literal["temperature"] = "temperature"
-    temperature: JsonFloat = Field(
+    temperature: Temperature = Field(
         description='T ≥ 0. "Infinity" gives uniform predictions; 0 the arg-max limit (uniform over ties).'
     )
 
@@ -370,7 +376,7 @@ class ApplyOptions(ProbabilityOptions):
         default=None,
         description="A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.",
     )
-    temperature: JsonFloat | None = Field(
+    temperature: Temperature | None = Field(
         default=None, description="A bare temperature T ≥ 0 (instead of `parameters`)."
     )
     binary_data_output: bool = Field(
