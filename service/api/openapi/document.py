@@ -26,7 +26,10 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "LogprobsBody": [("responses", "response")],
 }
 #: Per request-body schema: groups of fields of which at most one may be sent.
-AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {"ApplyBody": [("labels", "targets")]}
+AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {
+    "ApplyBody": [("labels", "targets")],
+    "LogprobsBody": [("texts", "bytes"), ("texts", "words")],
+}
 
 SECURITY_SCHEMES = {
     "bearer": {
@@ -63,7 +66,8 @@ def _sent(name: str) -> dict[str, Any]:
 
 def add_rules(schemas: dict[str, Any]) -> None:
     """State the exactly-one-of and at-most-one-of rules in the request-body schemas."""
-    for name, groups in EXACTLY_ONE.items():
+    for name in EXACTLY_ONE.keys() | AT_MOST_ONE.keys():
+        groups = EXACTLY_ONE.get(name, [])
         rules: list[dict[str, Any]] = [{"oneOf": [_sent(field) for field in group]} for group in groups]
         rules += [{"not": {"allOf": [_sent(field) for field in g]}} for g in AT_MOST_ONE.get(name, [])]
         schemas[name]["allOf"] = rules

@@ -61,6 +61,8 @@ class RequestedOutput(BaseModel):
 class InferenceRequest(BaseModel):
     """An OIP inference request: tensors in `inputs`, the endpoint's options in `parameters`."""
 
+    model_config = ConfigDict(extra="forbid")
+
     id: str | None = Field(default=None, description="Ignored.")
     inputs: list[InferenceInput] = Field(min_length=1, description="The arrays, one tensor each.")
     outputs: list[RequestedOutput] | None = Field(
