@@ -87,7 +87,9 @@ def no_server_error(ctx, response, case):
 
 
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same cases every run, so CI's verdict is the code's, not the draw's (vary the seed
+# locally with `--hypothesis-seed` after removing it, or run `st run` as docs/robustness.md shows).
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_openapi_document(case):
     CASES[f"{case.method} {case.path}"] += 1
     case.call_and_validate(

@@ -34,10 +34,10 @@ BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
 UNSTATABLE = {
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
-    r"must have the shape of",
+    r"must have the shape of|must be a rectangular array|must have shape .* to match",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
-    r"out of range \[0, |to fit or apply a map to probabilities containing 0",
-    "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight",
+    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1",
+    "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|with a positive sum",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
     # The monitor's stored rows, and its own bucket width, are state on the server.
@@ -59,6 +59,9 @@ NOT_STATED_YET = {
     # probabilities in [0, 1], K ≥ 2, labels 1-D, integer data for integer datatypes.
     "tensor values by role": r"must lie in \[0, 1\]|must have K ≥ 2 classes|must be a 1-D list|"
     r"must hold integers for datatype|must be N×K \(categorical\) or a length-N vector",
+    # Options that depend on another field: sample_weight with method temperature only, class_weights
+    # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
+    "options across fields": r"applies to method .* only|is not supported with B×T×K|for a diagram; got",
 }
 RELATIONS = UNSTATABLE | {f"not stated yet: {k}": v for k, v in NOT_STATED_YET.items()}
 

@@ -53,7 +53,7 @@ class LogprobsOptions(BaseModel):
         description="Top-1 accuracy and calibration of the top-1 token (needs top_logprobs or vLLM "
         "ranks). Default: computed whenever available; a warning says when sampled tokens are in it.",
     )
-    vocab_size: Annotated[int, Field(ge=2)] | None = Field(
+    vocab_size: Annotated[int, Field(ge=2, le=2**63 - 1)] | None = Field(
         default=None, description="Vocabulary size V: adds an upper bound to the truncated entropy."
     )
     per_sequence: bool = Field(
