@@ -37,7 +37,8 @@ UNSTATABLE = {
     r"must have the shape of|must be a rectangular array|must have shape .* to match",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1",
-    "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|with a positive sum",
+    "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|with a positive sum|"
+    r"must have a positive total",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
     # The monitor's stored rows, and its own bucket width, are state on the server.
@@ -48,7 +49,7 @@ UNSTATABLE = {
     # Which outputs an answer has depends on the options sent (per_sample, metrics, ...).
     "outputs follow the options": r"must name an output of this answer",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
-    "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=",
+    "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
 #: 422 details of rules JSON Schema COULD state but the document does not yet: gaps of the document,
 #: listed so that they stay visible (docs/robustness.md says which).
@@ -61,7 +62,11 @@ NOT_STATED_YET = {
     r"must hold integers for datatype|must be N×K \(categorical\) or a length-N vector",
     # Options that depend on another field: sample_weight with method temperature only, class_weights
     # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
-    "options across fields": r"applies to method .* only|is not supported with B×T×K|for a diagram; got",
+    "options across fields": r"applies to method .* only|is not supported with B×T×K|for a diagram; got|"
+    r"is required with binning",
+    # Bounds on integers (int64) and closed objects inside nested option values.
+    "nested bounds": r"must be a valid integer or a valid string; got -?\d\.\d+e\+|"
+    r"knots\[\d+\]\.\w+` is not a field",
 }
 RELATIONS = UNSTATABLE | {f"not stated yet: {k}": v for k, v in NOT_STATED_YET.items()}
 
