@@ -30,6 +30,10 @@ Datatype = Literal[
 ]
 
 
+#: An integer as JSON carries it exactly (int64; larger ones arrive as floats).
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+
+
 class Tensor(BaseModel):
     """An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data."""
 
@@ -119,7 +123,11 @@ class ClassVocabulary(BaseModel):
 
     model_config = OPTIONS_CONFIG
 
-    classes: list[StrictInt] | list[StrictStr] | None = Field(
+    classes: (
+        Annotated[list[Int64], Field(json_schema_extra={"uniqueItems": True})]
+        | Annotated[list[StrictStr], Field(json_schema_extra={"uniqueItems": True})]
+        | None
+    ) = Field(
         default=None,
         description="K class names (all integers or all strings), column j being classes[j]; `labels` "
         "are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): "
@@ -128,7 +136,7 @@ class ClassVocabulary(BaseModel):
         "prediction columns (2 for binary input), else a 422 naming both counts; a label not in "
         "`classes` is a 422 naming its index. Hard labels only; not with ignore_index.",
     )
-    pos_label: StrictInt | StrictStr | None = Field(
+    pos_label: Int64 | StrictStr | None = Field(
         default=None,
         description="Binary input with `classes`: which of the two declared classes the positive-class "
         "probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).",
