@@ -71,7 +71,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
         f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
     )
     excused = ", ".join(f"{reason}: {n}" for reason, n in sorted(module.EXCUSED.items()))
-    terminalreporter.write_line(f"schemathesis: refusals of schema-valid requests excused per reason: {excused}")
+    terminalreporter.write_line(
+        f"schemathesis: refusals of schema-valid requests excused per reason: {excused}"
+    )
 
 
 @pytest.fixture(scope="session")

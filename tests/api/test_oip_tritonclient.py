@@ -209,7 +209,9 @@ def test_refusals_before_any_route_carry_the_oip_error_the_client_reports():
             client.infer("cross-entropy", _inputs(arrays, True))
         assert info.value.status() == "401"
         headers = {"X-API-Key": "k3y-Secret_0123456789"}
-        assert client.infer("cross-entropy", _inputs(arrays, True), headers=headers).as_numpy("loss").shape == (1,)
+        assert client.infer("cross-entropy", _inputs(arrays, True), headers=headers).as_numpy(
+            "loss"
+        ).shape == (1,)
         app.state.gate.draining = True
         with pytest.raises(InferenceServerException, match="shutting down|draining") as info:
             client.infer("cross-entropy", _inputs(arrays, False), headers=headers)

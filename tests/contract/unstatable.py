@@ -18,9 +18,10 @@ per reason; any other refusal still fails the check.
   prose only. This one is a gap of the document, kept visible here, not a limit of JSON Schema.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
-  bounded by another value (labels below K, ``from`` before ``to``), sums over values (rows summing
-  to 1 within the tolerance, a positive total weight), one of two query parameters (OpenAPI has no rule across parameters), a step that is a
-  multiple of the monitor's own bucket width (state on the server).
+  bounded by another value (labels below K, ``from`` before ``to``), sums over values (rows
+  summing to 1 within the tolerance, a positive total weight), one of two query parameters
+  (OpenAPI has no rule across parameters), a step that is a multiple of the monitor's own bucket
+  width (state on the server).
 - **The compute deadline**: a schema-valid but costly request (10,000 bootstrap resamples) is
   stopped at ``request_timeout_s`` with its documented 503 (:mod:`service.api.middleware.limits`).
 """

@@ -297,11 +297,7 @@ def tensor_meta(
         if key not in value:
             raise InputError(f"{name}.{key}", "is required in a tensor object")
     shape = value["shape"]
-    if not (
-        isinstance(shape, list)
-        and 1 <= len(shape) <= 3
-        and all(_is_whole(d) and d >= 0 for d in shape)
-    ):
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(_is_whole(d) and d >= 0 for d in shape)):
         raise InputError(
             f"{name}.shape", f"must be a list of 1 to 3 non-negative integers; got {reprlib.repr(shape)}"
         )

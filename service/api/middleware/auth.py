@@ -159,7 +159,9 @@ class APIKeys:
         if grant.monitors is not None:
             if monitor is not None and monitor not in grant.monitors:
                 state["error_type"] = "forbidden"
-                return problem_response(403, f"the API key may not use monitor `{monitor}`", path=scope["path"])
+                return problem_response(
+                    403, f"the API key may not use monitor `{monitor}`", path=scope["path"]
+                )
             state["api_key_monitors"] = grant.monitors
         return None
 

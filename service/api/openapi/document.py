@@ -71,6 +71,10 @@ def add_rules(schemas: dict[str, Any]) -> None:
         rules: list[dict[str, Any]] = [{"oneOf": [_sent(field) for field in group]} for group in groups]
         rules += [{"not": {"allOf": [_sent(field) for field in g]}} for g in AT_MOST_ONE.get(name, [])]
         schemas[name]["allOf"] = rules
+    for schema in schemas.values():  # `pos_label` picks one of `classes`: it needs them
+        if {"pos_label", "classes"} <= schema.get("properties", {}).keys():
+            needs = {"anyOf": [{"not": _sent("pos_label")}, _sent("classes")]}
+            schema["allOf"] = [*schema.get("allOf", []), needs]
 
 
 def narrow_inference_requests(schema: dict[str, Any]) -> None:

@@ -7,8 +7,8 @@ roles (``logits`` | ``probs``, ...) is filled exactly once (``contains`` with
 ``minContains``/``maxContains``); ``parameters`` holds only the endpoint's options, typed as in
 its JSON body and, on /v2, ``binary_data_output``. (An object or list option may also come as its
 JSON text, as OIP parameters are scalars: said in the description, not in the schema, since no
-schema can say which strings are valid JSON.) What JSON Schema cannot say (``data`` matching ``shape``, labels below K)
-stays in the endpoint's description and its 422s.
+schema can say which strings are valid JSON.) What JSON Schema cannot say (``data`` matching
+``shape``, labels below K) stays in the endpoint's description and its 422s.
 """
 
 from typing import Any
@@ -29,7 +29,13 @@ def _is_role(roles: list[str]) -> dict[str, Any]:
         "required": ["parameters"],
         "properties": {"parameters": {"required": ["role"], "properties": {"role": {"enum": roles}}}},
     }
-    no_role = {"anyOf": [{"type": "null"}, {"not": {"required": ["role"]}}, {"properties": {"role": {"type": "null"}}}]}
+    no_role = {
+        "anyOf": [
+            {"type": "null"},
+            {"not": {"required": ["role"]}},
+            {"properties": {"role": {"type": "null"}}},
+        ]
+    }
     by_name = {"properties": {"name": {"enum": roles}, "parameters": no_role}}
     return {"anyOf": [by_parameter, by_name]}
 
@@ -69,9 +75,7 @@ def narrow(
     mark = schema.pop(MARK)
     roles: list[str] = mark["roles"]
     body = components[mark["body"]]
-    options = {
-        name: field for name, field in body.get("properties", {}).items() if name not in roles
-    }
+    options = {name: field for name, field in body.get("properties", {}).items() if name not in roles}
     if oip:
         options["binary_data_output"] = {"type": "boolean"}
     role_groups = [list(g) for g in groups if set(g) <= set(roles)]

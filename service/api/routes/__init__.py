@@ -12,8 +12,8 @@ from starlette.responses import Response
 
 from service import core
 from service.api.formats.outputs import put_output
-from service.api.schemas import ProblemDetails
 from service.api.openapi.inference import marker
+from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
 from service.core import dtype_name
 

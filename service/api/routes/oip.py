@@ -24,11 +24,11 @@ from service.api.formats.oip import convention_parameters, infer_response, outpu
 from service.api.formats.oip_body import InferBody, infer_parser, read_infer_body
 from service.api.formats.payload import ArrayReader
 from service.api.openapi.examples import V1, inference_request
+from service.api.openapi.inference import marker
 from service.api.schemas.calibration import CalibrationOptions
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.cross_entropy import CrossEntropyOptions
 from service.api.schemas.divergence import DivergenceOptions
-from service.api.openapi.inference import marker
 from service.api.schemas.envelope import InferenceRequest
 from service.api.schemas.oip import (
     InferenceResponse,
@@ -284,8 +284,8 @@ def _infer_body(model: Model) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "description": "An OIP inference request. With an `Inference-Header-Content-Length` header, "
-            "the binary tensor extension (unless the body is labelled `application/json`): that many bytes of "
-            "JSON request, "
+            "the binary tensor extension (unless the body is labelled `application/json`): that many "
+            "bytes of JSON request, "
             "then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as "
             "16-bit words).",
             "content": {

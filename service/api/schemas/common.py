@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 
 #: A float that may be infinite or NaN: JSON has no such numbers, so these are sent as the
 #: strings "Infinity", "-Infinity" and "NaN" (the proto3 JSON mapping's convention).
@@ -30,8 +30,13 @@ Datatype = Literal[
 ]
 
 
-#: An integer as JSON carries it exactly (int64; larger ones arrive as floats).
-Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+def whole(value: Any) -> Any:
+    """3.0 as 3: JSON Schema's integers include numbers with no fractional part."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: An integer as JSON carries it exactly (int64; larger ones arrive as floats); 3.0 counts as 3.
+Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1), BeforeValidator(whole)]
 
 
 class Tensor(BaseModel):

@@ -35,8 +35,8 @@ class InferenceInput(BaseModel):
         min_length=1, max_length=3, description="[N], [N, K], or [B, T, K] (token sequences)."
     )
     datatype: Datatype = Field(description="Element type.")
-    data: Annotated[list[float], Field(min_length=1)] | Annotated[list[_Row], Field(min_length=1)] | None = Field(
-        default=None, description="Row-major values, flat or nested; absent for binary inputs."
+    data: Annotated[list[float], Field(min_length=1)] | Annotated[list[_Row], Field(min_length=1)] | None = (
+        Field(default=None, description="Row-major values, flat or nested; absent for binary inputs.")
     )
     parameters: InferenceInputParameters | None = None
 
