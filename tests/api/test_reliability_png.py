@@ -54,4 +54,4 @@ def test_png_without_the_extra_is_a_406_saying_how_to_get_it(client, rng, monkey
         "/v1/reliability-diagram", json=diagram_body(rng, n=50), headers={"Accept": "image/png"}
     )
     problem = assert_problem(response, 406)
-    assert "xent[png]" in problem["detail"]
+    assert "xent-service[png]" in problem["detail"]

@@ -54,7 +54,7 @@ def check_png_available() -> None:
     except ImportError:
         raise ProblemError(
             406,
-            "image/png needs the `png` extra (pip install 'xent[png]', which adds resvg-py); "
+            "image/png needs the `png` extra (pip install 'xent-service[png]', which adds resvg-py); "
             "ask for image/svg+xml, or convert the SVG yourself (docs: reliability diagrams)",
         ) from None
 
