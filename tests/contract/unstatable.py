@@ -35,7 +35,8 @@ BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
 UNSTATABLE = {
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
-    r"must have the shape of|must be a rectangular array|must have shape .* to match",
+    r"must have the shape of|must be a rectangular array|must have shape .* to match|"
+    r"declares \d+ classes but the predictions have",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|with a positive sum|"
@@ -64,7 +65,7 @@ NOT_STATED_YET = {
     # Options that depend on another field: sample_weight with method temperature only, class_weights
     # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
     "options across fields": r"applies to method .* only|is not supported with B×T×K|for a diagram; got|"
-    r"is required with binning|is fixed by preset",
+    r"is required with binning|is fixed by preset|applies to hard `labels` only",
     # Bounds on integers (int64) and closed objects inside nested option values.
     "nested bounds": r"knots\[\d+\]\.\w+` is not a field",
 }

@@ -71,10 +71,16 @@ def add_rules(schemas: dict[str, Any]) -> None:
         rules: list[dict[str, Any]] = [{"oneOf": [_sent(field) for field in group]} for group in groups]
         rules += [{"not": {"allOf": [_sent(field) for field in g]}} for g in AT_MOST_ONE.get(name, [])]
         schemas[name]["allOf"] = rules
-    for schema in schemas.values():  # `pos_label` picks one of `classes`: it needs them
-        if {"pos_label", "classes"} <= schema.get("properties", {}).keys():
+    for schema in schemas.values():
+        properties = schema.get("properties", {}).keys()
+        if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
             needs = {"anyOf": [{"not": _sent("pos_label")}, _sent("classes")]}
             schema["allOf"] = [*schema.get("allOf", []), needs]
+        if {"classes", "targets"} <= properties:  # class names name hard labels, not soft targets
+            schema["allOf"] = [
+                *schema.get("allOf", []),
+                {"not": {"allOf": [_sent("classes"), _sent("targets")]}},
+            ]
 
 
 def narrow_inference_requests(schema: dict[str, Any]) -> None:

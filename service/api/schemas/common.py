@@ -129,8 +129,8 @@ class ClassVocabulary(BaseModel):
     model_config = OPTIONS_CONFIG
 
     classes: (
-        Annotated[list[Int64], Field(json_schema_extra={"uniqueItems": True})]
-        | Annotated[list[StrictStr], Field(json_schema_extra={"uniqueItems": True})]
+        Annotated[list[Int64], Field(min_length=2, json_schema_extra={"uniqueItems": True})]
+        | Annotated[list[StrictStr], Field(min_length=2, json_schema_extra={"uniqueItems": True})]
         | None
     ) = Field(
         default=None,
