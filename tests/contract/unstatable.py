@@ -65,7 +65,8 @@ NOT_STATED_YET = {
     # Options that depend on another field: sample_weight with method temperature only, class_weights
     # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
     "options across fields": r"applies to method .* only|is not supported with B×T×K|for a diagram; got|"
-    r"is required with binning|is fixed by preset|applies to hard `labels` only",
+    r"is required with binning|is fixed by preset|applies to hard `labels` only|"
+    r"must be a list of \w+, as `classes`",
     # Bounds on integers (int64) and closed objects inside nested option values.
     "nested bounds": r"knots\[\d+\]\.\w+` is not a field",
 }

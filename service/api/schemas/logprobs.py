@@ -15,7 +15,7 @@ SAMPLING_NOTE = (
     "prompt)."
 )
 
-Count = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # int64: larger JSON integers arrive as floats
 
 
 class LogprobsOptions(BaseModel):
