@@ -70,6 +70,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(
         f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
     )
+    excused = ", ".join(f"{reason}: {n}" for reason, n in sorted(module.EXCUSED.items()))
+    terminalreporter.write_line(
+        f"schemathesis: refusals of schema-valid requests excused per reason: {excused}"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ carrying the RFC 9457 problem details.
 
 from service.api.schemas import CrossEntropyResult, DivergenceResult
 
-from .clients import AsyncXentClient, Endpoint, XentClient
+from .clients import AsyncXentClient, XentClient
+from .endpoints import Endpoint
 from .errors import XentAPIError, XentConnectionError, XentError, XentTimeoutError, problem_of
 from .retry import Retry
 

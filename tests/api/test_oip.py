@@ -190,3 +190,22 @@ def test_a_malformed_binary_header_is_a_400_with_any_body(client, path):
     body = V1["apply"] if path.startswith("/v1") else example_request("apply")
     response = client.post(path, json=body, headers={"Inference-Header-Content-Length": "-1"})
     assert_problem(response, 400, match="Inference-Header-Content-Length")
+
+
+@pytest.mark.parametrize("declared", ["0", "7", "100000"])
+def test_a_json_labelled_body_is_json_whatever_the_binary_header_says(client, declared):
+    """The header describes binary bodies (tritonclient sends no Content-Type, KServe's client
+    octet-stream); a body labelled application/json is read as JSON, as on /v1."""
+    body = example_request("cross-entropy")
+    plain = client.post("/v2/models/cross-entropy/infer", json=body)
+    labelled = client.post(
+        "/v2/models/cross-entropy/infer", json=body, headers={"Inference-Header-Content-Length": declared}
+    )
+    assert labelled.status_code == 200, labelled.text
+    assert labelled.json() == plain.json()
+    unlabelled = client.post(
+        "/v2/models/cross-entropy/infer",
+        content=json.dumps(body).encode(),
+        headers={"Inference-Header-Content-Length": declared, "content-type": ""},
+    )
+    assert_problem(unlabelled, 400)  # no Content-Type: the binary extension, framed as declared

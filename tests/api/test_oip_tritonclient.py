@@ -191,3 +191,29 @@ def test_unknown_model_and_output_are_errors_the_client_reports(client):
         client.infer("cross-entropy", _inputs(arrays, False), outputs=[triton.InferRequestedOutput("nope")])
     with pytest.raises(InferenceServerException, match="has version '1' only"):
         client.infer("cross-entropy", _inputs(arrays, False), model_version="2")
+
+
+def test_refusals_before_any_route_carry_the_oip_error_the_client_reports():
+    """The 401 of the key check and the 503 of a draining server answer before any route runs:
+    they too carry OIP's `error` member, which tritonclient raises as the message."""
+    from pydantic import SecretStr
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.live import running
+
+    app = create_app(Settings(api_keys=SecretStr("k3y-Secret_0123456789")))
+    arrays, _ = _arrays("cross-entropy")
+    with running(app) as url, triton.InferenceServerClient(url=url.removeprefix("http://")) as client:
+        with pytest.raises(InferenceServerException, match="an API key is required") as info:
+            client.infer("cross-entropy", _inputs(arrays, True))
+        assert info.value.status() == "401"
+        headers = {"X-API-Key": "k3y-Secret_0123456789"}
+        assert client.infer("cross-entropy", _inputs(arrays, True), headers=headers).as_numpy(
+            "loss"
+        ).shape == (1,)
+        app.state.gate.draining = True
+        with pytest.raises(InferenceServerException, match="shutting down|draining") as info:
+            client.infer("cross-entropy", _inputs(arrays, False), headers=headers)
+        assert info.value.status() == "503"
+        app.state.gate.draining = False

@@ -13,7 +13,7 @@ import pytest
 from scipy.special import expit, softmax
 
 from service.client import AsyncXentClient, XentAPIError, XentClient
-from service.client.clients import _option
+from service.client.endpoints import _option
 
 ALL_WRONG = (np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0]]), np.array([1, 0, 1]))  # T → ∞
 ALL_RIGHT = (np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0]]), np.array([0, 1, 0]))  # T → 0

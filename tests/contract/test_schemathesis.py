@@ -1,43 +1,48 @@
-"""Issue 6: schemathesis generates requests from the committed openapi/openapi.json for every operation
-and checks each response: no 5xx, status and content type documented, body valid against its schema."""
+"""Issue 6 and 21: schemathesis generates requests from the committed openapi/openapi.json for every
+operation and runs every check (``--checks all``) on each response: no 5xx, status and content type
+documented, body valid against its schema, schema-valid requests accepted and invalid ones refused.
+
+Where a check's verdict is overridden, it is per reason, for the rules the document cannot state
+(:mod:`tests.contract.unstatable`): a refusal of a schema-valid request for any other reason fails.
+"""
 
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import schemathesis
 from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
+from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import ServerError
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import Settings
+from tests.contract.unstatable import excused
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Cases run per operation (read by the terminal summary in tests/conftest.py).
 CASES: Counter[str] = Counter()
+#: Refusals of schema-valid requests excused, per reason (read by the terminal summary).
+EXCUSED: Counter[str] = Counter()
 
-#: A schema-valid body may still break a rule JSON Schema cannot state (exactly one of `logits`/`probs`,
-#: rows summing to 1, labels below K): a 422 naming the field. Binary-extension and npz bodies are opaque
-#: strings in the schema, so bytes that do not frame tensors are a 400, and a schema-valid shape may declare
-#: more elements than the limit: a 413. An invalid body may likewise be refused for its size first. A
-#: monitor route names a monitor that may not exist (404) or would pass a cap on monitors (409).
-#: The document declares the API-key schemes, so the app runs with a key, and schemathesis sends it (and
-#: checks that requests with a wrong or no key are refused: `ignored_auth`).
+# The document declares the API-key schemes, so the app runs with a key, and schemathesis sends it (and
+# checks that requests with a wrong or no key are refused: `ignored_auth`).
 KEY = "schemathesis-key"
 CONFIG = SchemathesisConfig.from_dict(
     {
         "auth": {"openapi": {"bearer": {"bearer": KEY}, "apiKey": {"api_key": KEY}}},
-        # HTTP lets a client send headers a server does not know; Xent ignores them, as every server does.
+        # A recipient MUST ignore header fields it does not recognise (RFC 9110, section 5.1): Xent
+        # does, as every server does, so a request with an invented header is not "schema-violating".
         "generation": {"allow-extra-parameters": False},
+        # An invalid body may be refused for its size before its content is read: a 413 is a refusal.
         "checks": {
-            # 503 is the documented answer of the compute deadline (a bootstrap of 9,999 resamples
-            # takes over 30 s on this machine): a refusal by design, not a crash.
-            "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]},
-            "positive_data_acceptance": {
-                "expected-statuses": ["2xx", "400", "404", "409", "413", "422", "503"]
-            },
-            # A monitor route answers 404 for an unknown monitor before it reads the body.
-            "negative_data_rejection": {"expected-statuses": ["400", "401", "404", "413", "415", "422"]},
+            "negative_data_rejection": {
+                "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422"]
+            }
         },
     }
 )
@@ -50,8 +55,44 @@ schema = schemathesis.openapi.from_path(ROOT / "openapi" / "openapi.json", confi
 schema.app = create_app(Settings(api_keys=SecretStr(KEY), request_timeout_s=4))
 
 
+def _excuse(case, response) -> bool:
+    try:
+        problem = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        problem = None
+    reason = excused(case.media_type, response.status_code, problem)
+    if reason is not None:
+        EXCUSED[reason] += 1
+    return reason is not None
+
+
+def accepts_schema_valid_requests(ctx, response, case):
+    """``positive_data_acceptance``, but for a rule the document cannot state (per reason)."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        if _excuse(case, response):
+            return None
+        raise
+
+
+def no_server_error(ctx, response, case):
+    """``not_a_server_error``, but for the compute deadline's documented 503."""
+    try:
+        return not_a_server_error(ctx, response, case)
+    except ServerError:
+        if response.status_code == 503 and _excuse(case, response):
+            return None
+        raise
+
+
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same cases every run, so CI's verdict is the code's, not the draw's (vary the seed
+# locally with `--hypothesis-seed` after removing it, or run `st run` as docs/robustness.md shows).
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_openapi_document(case):
     CASES[f"{case.method} {case.path}"] += 1
-    case.call_and_validate()
+    case.call_and_validate(
+        excluded_checks=[positive_data_acceptance, not_a_server_error],
+        additional_checks=[accepts_schema_valid_requests, no_server_error],
+    )

@@ -51,11 +51,13 @@ def problem_response(
     errors: Sequence[Mapping[str, str]] = (),
     headers: Mapping[str, str] | None = None,
     request: Request | None = None,
+    path: str | None = None,
 ) -> Response:
     """A problem+json response with ``type: about:blank`` and the status phrase as title.
 
     Under /v2 (the Open Inference Protocol) it also carries the protocol's ``error`` member, the
-    message Triton's and KServe's clients raise.
+    message Triton's and KServe's clients raise: the request's path is `request`'s, else `path`
+    (middleware answering before a route, from the ASGI scope).
     """
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -65,7 +67,8 @@ def problem_response(
     }
     if errors:
         body["errors"] = list(errors)
-    if request is not None and request.url.path.startswith(OIP_PREFIX):
+    where = request.url.path if request is not None else path or ""
+    if where == OIP_PREFIX or where.startswith(OIP_PREFIX + "/"):
         body["error"] = detail
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
@@ -141,13 +144,13 @@ def _routes(request: Request) -> set[str]:
 
 async def recursion_error_handler(request: Request, exc: Exception) -> Response:
     """400 for input nested deeper than some step can walk (orjson alone accepts 1,023 levels)."""
-    return problem_response(400, "request body is nested too deeply")
+    return problem_response(400, "request body is nested too deeply", request=request)
 
 
 async def missing_dependency_handler(request: Request, exc: Exception) -> Response:
     """501 when a method needs an optional package this installation lacks."""
     assert isinstance(exc, MissingDependency)
-    return problem_response(501, str(exc))
+    return problem_response(501, str(exc), request=request)
 
 
 async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
@@ -157,7 +160,9 @@ async def store_unavailable_handler(request: Request, exc: Exception) -> Respons
     retry_after = str(getattr(settings, "retry_after_s", 1))
     scope_state = request.scope.setdefault("state", {})
     scope_state["error_type"] = "store_unavailable"
-    return problem_response(503, f"{exc}; nothing was written, retry", headers={"Retry-After": retry_after})
+    return problem_response(
+        503, f"{exc}; nothing was written, retry", headers={"Retry-After": retry_after}, request=request
+    )
 
 
 #: Caps that a value of the request exceeds by itself (422); the others depend on what the store
@@ -170,7 +175,8 @@ async def store_limit_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreLimit)
     status = 422 if exc.limit in _VALUE_LIMITS else 409
     detail = f"{exc} (setting XENT_{exc.limit.upper()}); nothing was written"
-    return problem_response(status, detail, errors=[{"pointer": f"#/{exc.field}", "detail": exc.reason}])
+    errors = [{"pointer": f"#/{exc.field}", "detail": exc.reason}]
+    return problem_response(status, detail, errors=errors, request=request)
 
 
 async def monitor_not_found_handler(request: Request, exc: Exception) -> Response:
@@ -180,13 +186,15 @@ async def monitor_not_found_handler(request: Request, exc: Exception) -> Respons
         404,
         f"{exc}; create it with PUT /v1/monitors/{exc.name}",
         errors=[{"pointer": "#/name", "detail": str(exc)}],
+        request=request,
     )
 
 
 async def monitor_conflict_handler(request: Request, exc: Exception) -> Response:
     """409 for a change of a monitor field that cannot change."""
     assert isinstance(exc, MonitorConflict)
-    return problem_response(409, str(exc), errors=[{"pointer": f"#/{exc.field}", "detail": exc.reason}])
+    errors = [{"pointer": f"#/{exc.field}", "detail": exc.reason}]
+    return problem_response(409, str(exc), errors=errors, request=request)
 
 
 async def replayed_handler(request: Request, exc: Exception) -> Response:
@@ -208,7 +216,7 @@ async def key_reused_handler(request: Request, exc: Exception) -> Response:
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     """A bug: report 500 as problem+json without leaking internals."""
-    return problem_response(500, "internal error; the request was not scored")
+    return problem_response(500, "internal error; the request was not scored", request=request)
 
 
 PROBLEM_HANDLERS = {

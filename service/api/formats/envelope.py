@@ -92,10 +92,14 @@ def _role_and_size(tensor: Any, i: int) -> tuple[str, int | None]:
     parameters = tensor.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InputError(f"inputs.{i}.parameters", "must be an object")
-    role = parameters.get("role", tensor.get("name"))
+    role = parameters.get("role")
+    if role is None:  # absent or null, as the document's default says: the name
+        role = tensor.get("name")
     if not isinstance(role, str):
         raise InputError(f"inputs.{i}.parameters.role", "is required (or a `name` that is a field name)")
     size = parameters.get("binary_data_size")
+    if isinstance(size, float) and size.is_integer():  # JSON Schema's integers include 3.0
+        size = int(size)
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise InputError(
             f"inputs.{i}.parameters.binary_data_size",

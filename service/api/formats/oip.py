@@ -115,7 +115,8 @@ def select(
                 f"outputs.{i}.name",
                 f"must name an output of this answer ({', '.join(tensors)}); got {name!r}",
             )
-        binary = (output.get("parameters") or {}).get("binary_data", binary_default)
+        binary = (output.get("parameters") or {}).get("binary_data")
+        binary = binary_default if binary is None else binary
         if not isinstance(binary, bool):
             raise InputError(f"outputs.{i}.parameters.binary_data", f"must be a boolean; got {binary!r}")
         chosen.append((name, tensors[name], binary))

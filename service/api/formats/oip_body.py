@@ -1,7 +1,9 @@
 """The body of ``POST /v2/models/{name}/infer``: an Open Inference Protocol inference request.
 
 Read as Triton reads it: an ``Inference-Header-Content-Length`` header means the binary tensor
-extension whatever the Content-Type (tritonclient sends none); without it the body is JSON.
+extension (tritonclient sends no Content-Type, KServe's client ``application/octet-stream``);
+without it the body is JSON. A body sent as ``application/json`` is JSON whatever the header says,
+as on /v1: the header describes binary bodies only (a malformed one is still a 400).
 Then parsed by the machinery of /v1's inference-request bodies (:mod:`.formats.envelope`,
 :mod:`.formats.binary`), keeping what only /v2 answers need: the request ``id``, the requested
 ``outputs`` and ``binary_data_output``.
@@ -35,9 +37,16 @@ class InferBody(Body):
 
 
 async def read_infer_body(request: Request, settings: Settings) -> RawBody:
-    """The body as sent: the binary extension when the header says so, else JSON (415 for others)."""
+    """The body as sent: JSON when labelled so, else the binary extension when the header says so, else JSON.
+
+    Other media types are a 415.
+    """
     declared = request.headers.get(HEADER_LENGTH)
-    kind = "binary" if declared is not None else body_format(request)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    labelled_json = media == "application/json" or media.endswith("+json")
+    if declared is not None:
+        declared_header_length(declared)  # a malformed header is a 400 with any body, as on /v1
+    kind = "binary" if declared is not None and not labelled_json else body_format(request)
     if kind == "npz":
         raise ProblemError(
             415,

@@ -332,11 +332,7 @@ def tensor_meta(
         if key not in value:
             raise InputError(f"{name}.{key}", "is required in a tensor object")
     shape = value["shape"]
-    if not (
-        isinstance(shape, list)
-        and 1 <= len(shape) <= 3
-        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(_is_whole(d) and d >= 0 for d in shape)):
         raise InputError(
             f"{name}.shape", f"must be a list of 1 to 3 non-negative integers; got {reprlib.repr(shape)}"
         )
@@ -345,7 +341,14 @@ def tensor_meta(
         raise InputError(
             f"{name}.datatype", f"must be one of {', '.join(DATATYPES)}; got {reprlib.repr(datatype)}"
         )
-    return tuple(shape), np.dtype(DATATYPES[datatype])
+    return tuple(int(d) for d in shape), np.dtype(DATATYPES[datatype])
+
+
+def _is_whole(value: Any) -> bool:
+    """An integer as JSON Schema counts them: 3, or 3.0 (a number with no fractional part); not a boolean."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def widen_bf16(words: np.ndarray) -> np.ndarray:

@@ -139,10 +139,10 @@ class APIKeys:
                 return grant, True
         return None, bool(presented)
 
-    def refusal(self, headers: list[tuple[bytes, bytes]]) -> Response | None:
-        """None if `headers` show a valid key, else the 401 to answer."""
+    def refusal(self, headers: list[tuple[bytes, bytes]], path: str | None = None) -> Response | None:
+        """None if `headers` show a valid key, else the 401 to answer (at `path`)."""
         grant, presented = self._grant(headers)
-        return None if grant is not None else _unauthorized(presented)
+        return None if grant is not None else _unauthorized(presented, path)
 
     def admit(self, scope: Scope) -> Response | None:
         """None if the request may go on (its key's monitors noted in the state), else the 401/403."""
@@ -150,26 +150,29 @@ class APIKeys:
         state = scope.setdefault("state", {})
         if grant is None:
             state["error_type"] = "unauthorized"
-            return _unauthorized(presented)
+            return _unauthorized(presented, scope["path"])
         needed, monitor = required_scope(scope["method"], scope["path"])
         if needed is not None and needed not in grant.scopes:
             state["error_type"] = "forbidden"
-            return problem_response(403, f"the API key lacks the `{needed}` scope this request needs")
+            detail = f"the API key lacks the `{needed}` scope this request needs"
+            return problem_response(403, detail, path=scope["path"])
         if grant.monitors is not None:
             if monitor is not None and monitor not in grant.monitors:
                 state["error_type"] = "forbidden"
-                return problem_response(403, f"the API key may not use monitor `{monitor}`")
+                return problem_response(
+                    403, f"the API key may not use monitor `{monitor}`", path=scope["path"]
+                )
             state["api_key_monitors"] = grant.monitors
         return None
 
 
-def _unauthorized(presented: bool) -> Response:
+def _unauthorized(presented: bool, path: str | None) -> Response:
     detail = (
         "the API key is not valid"
         if presented
         else "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
     )
-    return problem_response(401, detail, headers={"WWW-Authenticate": CHALLENGE})
+    return problem_response(401, detail, headers={"WWW-Authenticate": CHALLENGE}, path=path)
 
 
 class APIKeyMiddleware:

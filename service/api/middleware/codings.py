@@ -68,13 +68,14 @@ def coding_of(value: bytes) -> str:
     return value.decode("latin-1").strip().lower() or "identity"
 
 
-def unsupported_coding(coding: str) -> Response:
-    """The 415 for a request body in `coding`."""
+def unsupported_coding(coding: str, path: str | None = None) -> Response:
+    """The 415 for a request body in `coding` (sent to `path`)."""
     supported = ", ".join(sorted(DECODERS))
     return problem_response(
         415,
         f"Content-Encoding {coding!r} is not supported; send the body as it is or in one of {supported}",
         headers={"Accept-Encoding": supported},
+        path=path,
     )
 
 

@@ -174,7 +174,7 @@ class ExchangeMiddleware(LimitsMiddleware):
                 exchange.path,
                 identifier,
             )
-            response = problem_response(500, "internal error; the request was not scored")
+            response = problem_response(500, "internal error; the request was not scored", path=scope["path"])
             await response(scope, receive, watching_send)
         except BaseException:
             exchange.status = 500
@@ -197,7 +197,7 @@ class ExchangeMiddleware(LimitsMiddleware):
         coding = state.get("content_coding")
         if coding is not None and (name := coding_of(coding)) != "identity":
             if name not in DECODERS:
-                await unsupported_coding(name)(scope, receive, send)
+                await unsupported_coding(name, scope["path"])(scope, receive, send)
                 return
             receive = DecodedReceive(receive, name, self.max_body_bytes)
             scope["headers"] = [

@@ -216,7 +216,7 @@ class LimitsMiddleware:
         headers = {"Retry-After": self.retry_after}
         if kind == "draining":
             headers["Connection"] = "close"
-        await problem_response(503, detail, headers=headers)(scope, receive, send)
+        await problem_response(503, detail, headers=headers, path=scope["path"])(scope, receive, send)
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -12,6 +12,7 @@
 from typing import Any
 
 from .examples import V1
+from .inference import MARK, narrow
 
 #: Per request-body schema: groups of fields of which exactly one must be sent (not null).
 EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
@@ -21,9 +22,14 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
     "RecalibrateBody": [("logits", "probs", "scores"), ("labels", "targets")],
     "ApplyBody": [("logits", "probs", "scores"), ("parameters", "temperature")],
+    "ObservationsBody": [("logits", "probs")],
+    "LogprobsBody": [("responses", "response")],
 }
 #: Per request-body schema: groups of fields of which at most one may be sent.
-AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {"ApplyBody": [("labels", "targets")]}
+AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {
+    "ApplyBody": [("labels", "targets")],
+    "LogprobsBody": [("texts", "bytes"), ("texts", "words")],
+}
 
 SECURITY_SCHEMES = {
     "bearer": {
@@ -47,8 +53,9 @@ HEADER_LENGTH_PARAMETER = {
     "in": "header",
     "required": False,
     "description": "Binary tensor extension: the length in bytes of the JSON header at the start of the "
-    "body; the raw tensors follow it. Required with `application/octet-stream` bodies, "
-    "unused otherwise.",
+    "body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with "
+    "`application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends "
+    "it, is the binary extension).",
     "schema": {"type": "integer", "minimum": 0},
 }
 
@@ -59,16 +66,42 @@ def _sent(name: str) -> dict[str, Any]:
 
 def add_rules(schemas: dict[str, Any]) -> None:
     """State the exactly-one-of and at-most-one-of rules in the request-body schemas."""
-    for name, groups in EXACTLY_ONE.items():
+    for name in EXACTLY_ONE.keys() | AT_MOST_ONE.keys():
+        groups = EXACTLY_ONE.get(name, [])
         rules: list[dict[str, Any]] = [{"oneOf": [_sent(field) for field in group]} for group in groups]
         rules += [{"not": {"allOf": [_sent(field) for field in g]}} for g in AT_MOST_ONE.get(name, [])]
         schemas[name]["allOf"] = rules
+    for schema in schemas.values():
+        properties = schema.get("properties", {}).keys()
+        if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
+            needs = {"anyOf": [{"not": _sent("pos_label")}, _sent("classes")]}
+            schema["allOf"] = [*schema.get("allOf", []), needs]
+        if {"classes", "targets"} <= properties:  # class names name hard labels, not soft targets
+            schema["allOf"] = [
+                *schema.get("allOf", []),
+                {"not": {"allOf": [_sent("classes"), _sent("targets")]}},
+            ]
+
+
+def narrow_inference_requests(schema: dict[str, Any]) -> None:
+    """State each endpoint's roles and options in its inference-request schema (:mod:`.inference`)."""
+    components = schema.get("components", {}).get("schemas", {})
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            json_body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            body = json_body.get("schema", {})
+            for candidate in [body, *body.get("oneOf", [])]:
+                if MARK in candidate:
+                    name = candidate[MARK]["body"]
+                    groups, at_most = EXACTLY_ONE.get(name, []), AT_MOST_ONE.get(name, [])
+                    narrow(candidate, components, groups, at_most, oip=path.startswith("/v2/"))
 
 
 def complete(schema: dict[str, Any]) -> None:
     """Add rules, examples, security and the binary header to the FastAPI-built `schema`, in place."""
     components = schema.setdefault("components", {})
     add_rules(components.get("schemas", {}))
+    narrow_inference_requests(schema)
     components["securitySchemes"] = SECURITY_SCHEMES
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     for path, item in schema.get("paths", {}).items():

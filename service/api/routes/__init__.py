@@ -13,6 +13,7 @@ from starlette.responses import Response
 from service import core
 from service.api.formats.answers import BytesResponse, Document, document_of, json_bytes
 from service.api.formats.outputs import put_output
+from service.api.openapi.inference import marker
 from service.api.schemas import ProblemDetails
 from service.api.schemas.envelope import InferenceRequest
 from service.core import dtype_name
@@ -37,15 +38,19 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` publishing `model` as the JSON request body (parsed by orjson, not FastAPI)."""
+def request_body(model: type[BaseModel], roles: tuple[str, ...]) -> dict[str, Any]:
+    """``openapi_extra`` publishing `model` as the JSON request body (parsed by orjson, not FastAPI).
+
+    Or an OIP inference request whose inputs fill `roles` (narrowed by
+    :mod:`service.api.openapi.inference`).
+    """
     for published in (model, InferenceRequest):
         if published not in REQUEST_MODELS:
             REQUEST_MODELS.append(published)
     json_schema = {
         "oneOf": [
             {"$ref": f"#/components/schemas/{model.__name__}"},
-            {"$ref": "#/components/schemas/InferenceRequest"},
+            marker(model.__name__, roles),
         ]
     }
     binary = {"schema": {"type": "string", "format": "binary"}}

@@ -55,7 +55,7 @@ P_VALUES = (
     "/calibration",
     response_model=CalibrationResult,
     responses=PROBLEM_RESPONSES,
-    openapi_extra=request_body(CalibrationBody),
+    openapi_extra=request_body(CalibrationBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def score_calibration(body: Body) -> Response:

@@ -50,7 +50,7 @@ ARRAY_FIELDS = (
     "/cross-entropy",
     response_model=CrossEntropyResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
-    openapi_extra=request_body(CrossEntropyBody),
+    openapi_extra=request_body(CrossEntropyBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def score_cross_entropy(body: Body) -> Response:

@@ -29,7 +29,7 @@ ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits", "sample_weight", "
     "/divergence",
     response_model=DivergenceResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
-    openapi_extra=request_body(DivergenceBody),
+    openapi_extra=request_body(DivergenceBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def score_divergence(body: Body) -> Response:

@@ -3,7 +3,7 @@
 import math
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import numpy as np
@@ -23,7 +23,7 @@ from service.api.schemas.monitors import (
 )
 from service.core import MonitorStats
 from service.core._typing import FloatArray
-from service.core.monitoring.fine_histogram import check_bins
+from service.core.monitoring.fine_histogram import ALLOWED_BINS, check_bins
 from service.monitors import query
 from service.monitors.query import Series, reservoir_logits, series
 from service.monitors.sums_cache import SumsCache, shared_cache
@@ -38,11 +38,29 @@ router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 SVG = "image/svg+xml"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+#: What the document states of times and durations (the parsers below accept more: spaces, any digits).
+EPOCH_PATTERN = r"^[+-]?[0-9]{1,11}(\.[0-9]{1,9})?$"
+DURATION_PATTERN = r"^(0*[1-9][0-9]{0,8}(\.[0-9]{1,6})?|0+\.[0-9]{0,5}[1-9])[smhdw]?$"
 TimeParam = Annotated[
-    str | None, Query(description="Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z).")
+    str | None,
+    Query(
+        description="Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC).",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "pattern": EPOCH_PATTERN},
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ]
+        },
+    ),
 ]
+_DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "null"}]}
 WindowParam = Annotated[
-    str | None, Query(description='A duration: seconds, or a number with s, m, h, d or w ("1h", "30d").')
+    str | None,
+    Query(
+        description='A duration: seconds, or a number with s, m, h, d or w ("1h", "30d").',
+        json_schema_extra=_DURATION_SCHEMA,
+    ),
 ]
 SegmentParam = Annotated[str | None, Query(description="Only this segment (default: every segment).")]
 ECE = "Σ_b (n_b / N) |mean confidence_b - accuracy_b| over non-empty equal-width bins [fl(i/B), fl((i+1)/B)]"
@@ -60,7 +78,10 @@ def parse_time(value: str | None, field: str) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            seconds = datetime.fromisoformat(value).timestamp()
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:  # the server's local zone would be an accident of deployment
+                moment = moment.replace(tzinfo=UTC)
+            seconds = moment.timestamp()
         except ValueError:
             raise core.InputError(
                 field, f"must be epoch seconds or an ISO 8601 time; got {value!r}"
@@ -142,7 +163,13 @@ def sums_cache(state: State, settings: Settings) -> SumsCache:
     return shared_cache(state, settings.monitor_cache_mb)
 
 
-NBins = Annotated[int, Query(description="Equal-width bins of the ECE / MCE; must divide 2520.")]
+NBins = Annotated[
+    int,
+    Query(
+        description="Equal-width bins of the ECE / MCE; must divide 2520.",
+        json_schema_extra={"enum": list(ALLOWED_BINS)},
+    ),
+]
 Closed = Annotated[Literal["right", "left"], Query(description="Which side of each bin is closed.")]
 
 
@@ -156,7 +183,10 @@ def monitor_metrics(
     window: WindowParam = None,
     step: Annotated[
         str | None,
-        Query(description="Seconds per point (a duration, a multiple of bucket_s); default: one point."),
+        Query(
+            description="Seconds per point (a duration, a multiple of bucket_s); default: one point.",
+            json_schema_extra=_DURATION_SCHEMA,
+        ),
     ] = None,
     segment: SegmentParam = None,
     n_bins: NBins = 15,

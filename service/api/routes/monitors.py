@@ -200,7 +200,7 @@ def delete_monitor(name: MonitorName, store: StoreDep) -> Response:
     "/monitors/{name}/observations",
     response_model=ObservationsResult,
     responses=MONITOR_RESPONSES,
-    openapi_extra=request_body(ObservationsBody),
+    openapi_extra=request_body(ObservationsBody, ARRAY_FIELDS),
 )
 async def record_observations(
     request: Request, name: MonitorName, idempotency_key: IdempotencyKeyHeader = None

@@ -23,6 +23,7 @@ from service.api.formats.oip import convention_parameters, infer_response, outpu
 from service.api.formats.oip_body import InferBody, infer_parser, read_infer_body
 from service.api.formats.payload import ArrayReader
 from service.api.openapi.examples import V1, inference_request
+from service.api.openapi.inference import marker
 from service.api.schemas.calibration import CalibrationOptions
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.cross_entropy import CrossEntropyOptions
@@ -282,12 +283,13 @@ def _infer_body(model: Model) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "description": "An OIP inference request. With an `Inference-Header-Content-Length` header, "
-            "the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, "
+            "the binary tensor extension (unless the body is labelled `application/json`): that many "
+            "bytes of JSON request, "
             "then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as "
             "16-bit words).",
             "content": {
                 "application/json": {
-                    "schema": {"$ref": "#/components/schemas/InferenceRequest"},
+                    "schema": marker(model.options.__name__.replace("Options", "Body"), model.roles),
                     "example": example_request(model.name),
                 },
                 "application/octet-stream": binary,

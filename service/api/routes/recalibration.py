@@ -63,7 +63,7 @@ TEMPERATURE_PEER = (
     "/temperature",
     response_model=TemperatureResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
-    openapi_extra=request_body(TemperatureBody),
+    openapi_extra=request_body(TemperatureBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_temperature(body: Body) -> Response:
@@ -118,7 +118,7 @@ def temperature_answer(body: Body) -> Answer:
     "/recalibrate",
     response_model=RecalibrateResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
-    openapi_extra=request_body(RecalibrateBody),
+    openapi_extra=request_body(RecalibrateBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_recalibration(body: Body) -> Response:
@@ -197,7 +197,7 @@ _PEERS = {
     "/apply",
     response_model=ApplyResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
-    openapi_extra=request_body(ApplyBody),
+    openapi_extra=request_body(ApplyBody, ARRAY_FIELDS),
 )
 @scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
 def apply_recalibration(body: Body) -> Response:

@@ -1,11 +1,13 @@
 """``POST /v1/reliability-diagram``."""
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service import core
 from service.api.deps import scoring
 from service.api.formats.inputs import Body
+from service.api.formats.reliability_png import PNG, check_png_available, svg_to_png, wants_png
 from service.api.formats.reliability_svg import reliability_svg
 from service.api.schemas.calibration import CalibrationBody, CalibrationOptions
 
@@ -23,19 +25,45 @@ _CAPTION_METRICS = ("ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confi
     "/reliability-diagram",
     responses={
         **PROBLEM_RESPONSES,
-        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "An SVG document."},
+        200: {
+            "content": {
+                SVG: {"schema": {"type": "string"}},
+                PNG: {"schema": {"type": "string", "format": "binary"}},
+            },
+            "description": "An SVG document; a PNG when `Accept` prefers image/png (the `png` extra).",
+        },
+        406: {
+            "description": "image/png asked for, and the `png` extra (resvg-py) is not installed.",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+            },
+        },
     },
     response_class=Response,
-    openapi_extra=request_body(CalibrationBody),
+    openapi_extra=request_body(CalibrationBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
-def draw_reliability_diagram(body: Body) -> Response:
+async def draw_reliability_diagram(request: Request) -> Response:
     """Reliability diagram (SVG, 600×600, light and dark themes) of a calibration request.
 
     Takes the body of POST /v1/calibration; the bins follow the same options and
     the caption states the metric values and the convention. Top-label or
     positive-class targets only (one diagram); B×T×K token sequences draw the top-1 token's.
+    With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
+    white, rendered by resvg (the `png` extra; without it a 406).
     """
+    png = wants_png(request.headers.get("accept"))
+    if png:
+        check_png_available()  # before the body is read
+    response = await _svg(request)
+    if not png or response.status_code != 200:
+        return response
+    image = await anyio.to_thread.run_sync(svg_to_png, bytes(response.body).decode())
+    return Response(image, media_type=PNG)
+
+
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
+def _svg(body: Body) -> Response:
+    """The diagram as SVG (see :func:`draw_reliability_diagram`)."""
     options = body.options(CalibrationOptions, ARRAY_FIELDS)
     wanted = ["reliability", "ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confidence"]
     name = body.pick("logits", "probs")
@@ -66,3 +94,7 @@ def draw_reliability_diagram(body: Body) -> Response:
     title = f"Reliability diagram ({'positive class' if conv.target == 'positive_class' else 'top label'})"
     svg = reliability_svg(report.reliability[0], title=title, caption=caption)
     return Response(svg, media_type=SVG)
+
+
+# A scoring route (dispatched as one, under the compute deadline): its SVG is scored with body 0 inline.
+draw_reliability_diagram.inline_bytes = 0  # type: ignore[attr-defined]

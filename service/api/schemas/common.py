@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, WithJsonSchema
 
 #: A float that may be infinite or NaN: JSON has no such numbers, so these are sent as the
 #: strings "Infinity", "-Infinity" and "NaN" (the proto3 JSON mapping's convention).
@@ -28,6 +28,15 @@ _Row = Annotated[list[float], Field(min_length=1)]  # an empty batch or row is a
 Datatype = Literal[
     "BF16", "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
 ]
+
+
+def whole(value: Any) -> Any:
+    """3.0 as 3: JSON Schema's integers include numbers with no fractional part."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: An integer as JSON carries it exactly (int64; larger ones arrive as floats); 3.0 counts as 3.
+Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1), BeforeValidator(whole)]
 
 
 class Tensor(BaseModel):
@@ -119,7 +128,11 @@ class ClassVocabulary(BaseModel):
 
     model_config = OPTIONS_CONFIG
 
-    classes: list[StrictInt] | list[StrictStr] | None = Field(
+    classes: (
+        Annotated[list[Int64], Field(min_length=2, json_schema_extra={"uniqueItems": True})]
+        | Annotated[list[StrictStr], Field(min_length=2, json_schema_extra={"uniqueItems": True})]
+        | None
+    ) = Field(
         default=None,
         description="K class names (all integers or all strings), column j being classes[j]; `labels` "
         "are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): "
@@ -128,7 +141,7 @@ class ClassVocabulary(BaseModel):
         "prediction columns (2 for binary input), else a 422 naming both counts; a label not in "
         "`classes` is a 422 naming its index. Hard labels only; not with ignore_index.",
     )
-    pos_label: StrictInt | StrictStr | None = Field(
+    pos_label: Int64 | StrictStr | None = Field(
         default=None,
         description="Binary input with `classes`: which of the two declared classes the positive-class "
         "probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).",

@@ -15,7 +15,9 @@ SAMPLING_NOTE = (
     "prompt)."
 )
 
-Count = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # int64: larger JSON integers arrive as floats
+#: A token offset (negative: from the end), int64 as JSON integers carry it exactly.
+Offset = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class LogprobsOptions(BaseModel):
@@ -29,7 +31,7 @@ class LogprobsOptions(BaseModel):
         "continuation after a context, as lm-evaluation-harness's `token_logprobs[ctxlen:]`. "
         "Exclusive with `ranges`.",
     )
-    ranges: list[tuple[int | None, int | None]] | None = Field(
+    ranges: list[tuple[Offset | None, Offset | None]] | None = Field(
         default=None,
         description="[start, stop) positions to score per sequence, Python slice semantics (negative "
         "counts from the end, null for the end). lm-evaluation-harness's echoed scoring call "
@@ -53,7 +55,7 @@ class LogprobsOptions(BaseModel):
         description="Top-1 accuracy and calibration of the top-1 token (needs top_logprobs or vLLM "
         "ranks). Default: computed whenever available; a warning says when sampled tokens are in it.",
     )
-    vocab_size: Annotated[int, Field(ge=2)] | None = Field(
+    vocab_size: Annotated[int, Field(ge=2, le=2**63 - 1)] | None = Field(
         default=None, description="Vocabulary size V: adds an upper bound to the truncated entropy."
     )
     per_sequence: bool = Field(

@@ -1,20 +1,41 @@
 """Request and response models of the monitor routes (``/v1/monitors``)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, model_validator
 
-from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, Tensor
+from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, Tensor, whole
 
 #: A monitor's name: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_CLASSES = 100_000
 
 
+#: A binary monitor has two classes: `n_classes` 2 (or absent), at most two class names.
+_NOT_BINARY: dict[str, Any] = {"not": {"required": ["binary"], "properties": {"binary": {"const": True}}}}
+_TWO_CLASSES: dict[str, Any] = {
+    "properties": {
+        "n_classes": {"enum": [2, None]},
+        "class_names": {"anyOf": [{"maxItems": 2}, {"type": "null"}]},
+    }
+}
+
+#: One of `n_classes`, `class_names` or `binary: true` says K.
+_SAYS_K: list[dict[str, Any]] = [
+    {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+    for name in ("n_classes", "class_names")
+] + [{"required": ["binary"], "properties": {"binary": {"const": True}}}]
+
+
+def _rules(schema: dict[str, Any]) -> None:
+    """State the rules across fields: a binary monitor has two classes; one field says K."""
+    schema["allOf"] = [{"anyOf": [_NOT_BINARY, _TWO_CLASSES]}, {"anyOf": _SAYS_K}]
+
+
 class MonitorBody(BaseModel):
     """A monitor's configuration (PUT creates it or updates the fields that may change)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_rules)
 
     n_classes: Annotated[int, Field(ge=2, le=MAX_CLASSES)] | None = Field(
         default=None,
@@ -27,7 +48,11 @@ class MonitorBody(BaseModel):
         "K = 2. Cannot change once set.",
     )
     class_names: (
-        Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=2)] | None
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=128)]],
+            Field(min_length=2, json_schema_extra={"uniqueItems": True}),
+        ]
+        | None
     ) = Field(default=None, description="One distinct name per class, in class-index order.")
     bucket_s: Annotated[int, Field(ge=1, le=86_400)] = Field(
         default=60, description="Width of a time bucket in seconds (the finest resolution). Cannot change."
@@ -190,7 +215,10 @@ class LabelsBody(BaseModel):
     ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         min_length=1, description="Row ids."
     )
-    labels: list[StrictInt] | list[StrictStr] = Field(
+    labels: (
+        list[Annotated[int, Field(strict=True, ge=0, lt=MAX_CLASSES), BeforeValidator(whole)]]
+        | list[StrictStr]
+    ) = Field(
         description="One true class per id: an index in [0, K), or a class name (monitors with class_names)."
     )
 

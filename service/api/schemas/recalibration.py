@@ -1,8 +1,8 @@
 """Request and response models of ``/v1/temperature``, ``/v1/recalibrate`` and ``/v1/apply``."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, WithJsonSchema
 
 from .common import (
     OPTIONS_CONFIG,
@@ -18,7 +18,20 @@ from .common import (
 Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
 
 
-_PARAMETERS_CONFIG = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+#: A temperature as a request sends it: T ≥ 0, or "Infinity" (validated where it is used).
+Temperature = Annotated[
+    float, WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"const": "Infinity"}]})
+]
+
+
+def _method_required(schema: dict[str, Any]) -> None:
+    """List `method` as required: the service reads it first to pick the map (answers always carry it)."""
+    schema["required"] = ["method", *(name for name in schema.get("required", []) if name != "method")]
+
+
+_PARAMETERS_CONFIG = ConfigDict(
+    extra="forbid", frozen=True, ser_json_inf_nan="strings", json_schema_extra=_method_required
+)
 
 
 class TemperatureParameters(BaseModel):
@@ -27,7 +40,7 @@ class TemperatureParameters(BaseModel):
     model_config = _PARAMETERS_CONFIG
 
     method: Literal["temperature"] = "temperature"
-    temperature: JsonFloat = Field(
+    temperature: Temperature = Field(
         description='T ≥ 0. "Infinity" gives uniform predictions; 0 the arg-max limit (uniform over ties).'
     )
 
@@ -402,7 +415,7 @@ class ApplyOptions(ProbabilityOptions, ClassVocabulary):
         default=None,
         description="A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.",
     )
-    temperature: JsonFloat | None = Field(
+    temperature: Temperature | None = Field(
         default=None, description="A bare temperature T ≥ 0 (instead of `parameters`)."
     )
     binary_data_output: bool = Field(

@@ -1,0 +1,66 @@
+"""PNG reliability diagrams: the SVG rasterised by resvg (the ``png`` extra, PyPI ``resvg-py``).
+
+resvg is a Rust SVG renderer shipped as a self-contained wheel (no Cairo, no browser). Without
+the extra, a request that asks only for ``image/png`` is a 406 saying how to get it; the SVG
+stays the default answer.
+"""
+
+import re
+
+from ..errors.problems import ProblemError
+
+PNG = "image/png"
+SVG = "image/svg+xml"
+_RANGE = re.compile(r"^\s*([^;\s]+)\s*(?:;(.*))?$")
+_Q = re.compile(r"(?:^|;)\s*q\s*=\s*([0-9.]+)")
+
+
+def wants_png(accept: str | None) -> bool:
+    """Whether `accept` prefers ``image/png`` to ``image/svg+xml`` (ties, ``*/*`` and none: SVG).
+
+    Examples
+    --------
+    >>> wants_png("image/png"), wants_png("image/svg+xml, image/png"), wants_png(None)
+    (True, False, False)
+    >>> wants_png("image/svg+xml;q=0.5, image/png")
+    True
+    """
+    if not accept:
+        return False
+    quality = {PNG: 0.0, SVG: 0.0}
+    for part in accept.split(","):
+        match = _RANGE.match(part)
+        if match is None:
+            continue
+        media, params = match.group(1).lower(), match.group(2) or ""
+        q = _Q.search(params)
+        try:
+            weight = float(q.group(1)) if q else 1.0
+        except ValueError:
+            weight = 0.0
+        for candidate in quality:
+            if media == candidate or media in ("*/*", "image/*"):
+                # an exact range outranks a wildcard for the same type
+                exact = media == candidate
+                if exact or quality[candidate] == 0.0:
+                    quality[candidate] = weight if exact else max(quality[candidate], weight * 0.999)
+    return quality[PNG] > quality[SVG]
+
+
+def check_png_available() -> None:
+    """Raise the 406 of a PNG request when the ``png`` extra is not installed."""
+    try:
+        import resvg_py  # noqa: F401
+    except ImportError:
+        raise ProblemError(
+            406,
+            "image/png needs the `png` extra (pip install 'xent-service[png]', which adds resvg-py); "
+            "ask for image/svg+xml, or convert the SVG yourself (docs: reliability diagrams)",
+        ) from None
+
+
+def svg_to_png(svg: str) -> bytes:
+    """`svg` rendered to PNG at its own size (600 × 600) on a white background."""
+    import resvg_py
+
+    return bytes(resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff"))

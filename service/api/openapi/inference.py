@@ -1,0 +1,104 @@
+"""An endpoint's OIP inference request, stated as precisely as JSON Schema allows.
+
+The generic ``InferenceRequest`` takes any input names and any ``parameters``. For an endpoint
+the document narrows it (:func:`narrow`): each input's role (``parameters.role``, else its
+``name``) is one of the endpoint's array fields, at most once; each "exactly one of" group of
+roles (``logits`` | ``probs``, ...) is filled exactly once (``contains`` with
+``minContains``/``maxContains``); ``parameters`` holds only the endpoint's options, typed as in
+its JSON body and, on /v2, ``binary_data_output``. (An object or list option may also come as its
+JSON text, as OIP parameters are scalars: said in the description, not in the schema, since no
+schema can say which strings are valid JSON.) What JSON Schema cannot say (``data`` matching
+``shape``, labels below K) stays in the endpoint's description and its 422s.
+"""
+
+from typing import Any
+
+INFERENCE_REQUEST = "#/components/schemas/InferenceRequest"
+#: Marks a schema to narrow: the request-body component whose fields it serves, and its roles.
+MARK = "x-xent-inference-request"
+
+
+def marker(body: str, roles: tuple[str, ...]) -> dict[str, Any]:
+    """A placeholder for `body`'s inference request with `roles`, narrowed by :func:`narrow`."""
+    return {"$ref": INFERENCE_REQUEST, MARK: {"body": body, "roles": list(roles)}}
+
+
+def _is_role(roles: list[str]) -> dict[str, Any]:
+    """An input whose role is one of `roles`: ``parameters.role``, or its name when that is absent/null."""
+    by_parameter = {
+        "required": ["parameters"],
+        "properties": {"parameters": {"required": ["role"], "properties": {"role": {"enum": roles}}}},
+    }
+    no_role = {
+        "anyOf": [
+            {"type": "null"},
+            {"not": {"required": ["role"]}},
+            {"properties": {"role": {"type": "null"}}},
+        ]
+    }
+    by_name = {"properties": {"name": {"enum": roles}, "parameters": no_role}}
+    return {"anyOf": [by_parameter, by_name]}
+
+
+_NO_BINARY_SIZE: dict[str, Any] = {
+    "properties": {
+        "parameters": {
+            "anyOf": [
+                {"type": "null"},
+                {"not": {"required": ["binary_data_size"]}},
+                {"properties": {"binary_data_size": {"type": "null"}}},
+            ]
+        }
+    }
+}
+
+
+def _counted(roles: list[str], least: int) -> dict[str, Any]:
+    return {"contains": _is_role(roles), "minContains": least, "maxContains": 1}
+
+
+def _sent(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def narrow(
+    schema: dict[str, Any],
+    components: dict[str, Any],
+    groups: list[tuple[str, ...]],
+    at_most_one: list[tuple[str, ...]],
+    oip: bool,
+) -> None:
+    """Replace a :func:`marker` `schema` in place by its narrowed inference request.
+
+    `groups` are the body's "exactly one of" groups, `at_most_one` its "at most one of" groups.
+    """
+    mark = schema.pop(MARK)
+    roles: list[str] = mark["roles"]
+    body = components[mark["body"]]
+    options = {name: field for name, field in body.get("properties", {}).items() if name not in roles}
+    if oip:
+        options["binary_data_output"] = {"type": "boolean"}
+    role_groups = [list(g) for g in groups if set(g) <= set(roles)]
+    option_groups = [g for g in groups if not set(g) & set(roles)]
+    optional_groups = [list(g) for g in at_most_one if set(g) <= set(roles)]
+    grouped = {r for g in role_groups + optional_groups for r in g}
+    inputs: dict[str, Any] = {
+        # In a JSON body every tensor carries its `data` (only the binary extension leaves it out).
+        # (and so no `binary_data_size`).
+        "items": {"allOf": [_is_role(roles), _sent("data"), _NO_BINARY_SIZE]},
+        "allOf": [_counted(g, 1) for g in role_groups]
+        + [_counted(g, 0) for g in optional_groups]
+        + [_counted([r], 1 if r in body.get("required", []) else 0) for r in roles if r not in grouped],
+    }
+    parameters: dict[str, Any] = {"type": "object", "properties": options, "additionalProperties": False}
+    narrowed: dict[str, Any] = {"properties": {"inputs": inputs, "parameters": parameters}}
+    required = [name for name in body.get("required", []) if name not in roles]
+    if required:
+        parameters["required"] = required
+    if option_groups:
+        parameters["allOf"] = [{"oneOf": [_sent(f) for f in g]} for g in option_groups]
+    if required or option_groups:  # a required option: `parameters` is required
+        narrowed["required"] = ["parameters"]
+    else:
+        narrowed["properties"]["parameters"] = {"anyOf": [parameters, {"type": "null"}]}
+    schema["allOf"] = [{"$ref": schema.pop("$ref")}, narrowed]
