@@ -1,0 +1,174 @@
+"""``/v1/monitors/{name}/sequences`` and ``…/perplexity``: a language model's perplexity over time.
+
+A write takes what ``POST /v1/logprobs`` takes (scored by the same code) plus each sequence's
+time and a segment, and adds each sequence's sums to its bucket; the query answers, per step,
+what ``/v1/logprobs`` answers on that step's sequences.
+"""
+
+import math
+import time
+from typing import Annotated, Any
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from service import core
+from service.api.deps import StoreDep, parsed_body, raw_body
+from service.api.schemas.monitor_lm import PerplexityPoint, PerplexityResult, SequencesBody, SequencesResult
+from service.core import PerplexitySeries
+from service.monitors.idempotency import check_key, fingerprint
+from service.monitors.lm import read_series, sequence_rows
+from service.settings import Settings
+from service.store import IdempotencyKey
+
+from . import REQUEST_MODELS, json_response
+from .logprobs import score_body
+from .monitor_queries import SegmentParam, TimeParam, WindowParam, parse_duration, time_range
+from .monitors import (
+    MONITOR_RESPONSES,
+    IdempotencyKeyHeader,
+    MonitorName,
+    SharedPathRoute,
+    answer_bytes,
+    require,
+)
+
+router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
+REQUEST_MODELS.append(SequencesBody)
+
+
+@router.post(
+    "/monitors/{name}/sequences",
+    response_model=SequencesResult,
+    responses=MONITOR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SequencesBody"}}},
+        }
+    },
+)
+async def record_sequences(
+    request: Request, name: MonitorName, idempotency_key: IdempotencyKeyHeader = None
+) -> Response:
+    """Add scored sequences (a /v1/logprobs body) to the monitor's perplexity series; answered once durable.
+
+    `timestamps` (epoch seconds, one per sequence; default now) and `segment` are optional.
+    Each sequence's NLL, tokens, perplexity and, when known, bytes, words and top-1 hits are
+    added to its time bucket.
+    """
+    settings: Settings = request.app.state.settings
+    raw = await raw_body(request, settings)
+    holder = request.app.state.monitors
+    header = check_key(idempotency_key)
+    media = request.headers.get("content-type") or ""
+
+    def record() -> Response:
+        body = parsed_body(request, raw, settings)
+        times = body.fields.pop("timestamps", None)
+        segment = body.fields.pop("segment", None)
+        _, parsed, scores = score_body(body)
+        store = holder.get()
+        config = require(store, name)
+        series, tag, rows = sequence_rows(
+            config,
+            scores.sequence_nll,
+            scores.sequence_tokens,
+            times=times,
+            now=time.time(),
+            segment=segment,
+            bytes=scores.sequence_bytes,
+            words=scores.sequence_words,
+            hits=scores.sequence_hits,
+        )
+        result = SequencesResult(
+            monitor=name,
+            n_sequences=parsed.n_sequences,
+            n_tokens=scores.totals.tokens,
+            buckets=int(series.start.size),
+            segment=tag,
+        )
+        key = None
+        if header is not None:
+            digest = fingerprint(["sequences", media, raw.data])
+            key = IdempotencyKey(header, digest, lambda _: answer_bytes(result))
+        store.add_lm_sums(name, rows, key=key)
+        return json_response(result)
+
+    return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
+
+
+def _points(
+    series: PerplexitySeries, begin: int, end: int, step: int, n_points: int
+) -> list[PerplexityPoint]:
+    """One point per step; a step without sequences has zero counts and null metrics."""
+    index = (series.start - begin) // step
+    metrics = series.metrics()
+    points = []
+    for p in range(n_points):
+        start = begin + p * step
+        found = np.flatnonzero(index == p)
+        values: dict[str, Any] = dict.fromkeys(metrics)
+        n, tokens, nll = 0, 0, 0.0
+        if found.size:
+            i = int(found[0])
+            values = {k: None if math.isnan(v[i]) else float(v[i]) for k, v in metrics.items()}
+            n, tokens, nll = int(series.sequences[i]), int(series.tokens[i]), float(series.nll[i])
+        end_p = min(start + step, end)
+        points.append(
+            PerplexityPoint(start=start, end=end_p, n_sequences=n, n_tokens=tokens, nll=nll, **values)
+        )
+    return points
+
+
+@router.get("/monitors/{name}/perplexity", response_model=PerplexityResult, responses=MONITOR_RESPONSES)
+def monitor_perplexity(
+    request: Request,
+    name: MonitorName,
+    store: StoreDep,
+    start: Annotated[TimeParam, Query(alias="from")] = None,
+    to: TimeParam = None,
+    window: WindowParam = None,
+    step: Annotated[
+        str | None,
+        Query(description="Seconds per point (a duration, a multiple of bucket_s); default: one point."),
+    ] = None,
+    segment: SegmentParam = None,
+) -> Response:
+    """A language model's NLL per token, perplexities and bits per token or byte over time.
+
+    Ranges and steps as GET …/metrics. Each point, and `total`, has the values /v1/logprobs's
+    `metrics` gives on the sequences of its buckets.
+    """
+    settings: Settings = request.app.state.settings
+    config = require(store, name)
+    begin, end = time_range(config, start, to, window)
+    width = parse_duration(step, "step")
+    step_s = end - begin if width is None else width
+    if step_s != int(step_s) or int(step_s) % config.bucket_s:
+        raise core.InputError(
+            "step", f"must be a whole multiple of the bucket width {config.bucket_s} s; got {step}"
+        )
+    step_s = int(step_s)
+    if width is not None:  # points on the step's grid, as GET …/metrics
+        begin = begin // step_s * step_s
+    n_points = -(-(end - begin) // step_s)
+    if n_points > settings.max_query_points:
+        raise core.InputError(
+            "step",
+            f"gives {n_points} points; the limit is XENT_MAX_QUERY_POINTS={settings.max_query_points}",
+        )
+    series = read_series(store, config, begin, end, step_s, segment)
+    whole = read_series(store, config, begin, end, end - begin, segment)
+    result = PerplexityResult(
+        monitor=name,
+        start=begin,
+        end=end,
+        step=step_s,
+        segment=segment,
+        total=_points(whole, begin, end, end - begin, 1)[0],
+        points=_points(series, begin, end, step_s, n_points),
+    )
+    return json_response(result)
