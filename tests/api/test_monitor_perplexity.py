@@ -105,3 +105,49 @@ def test_unknown_monitor_and_bad_payloads(client):
     )
     assert_problem(client.get("/v1/monitors/lm/perplexity", params={"step": "90"}), 422, "#/step")
     assert client.get("/v1/monitors/lm/perplexity").json()["total"]["n_sequences"] == 0
+
+
+def test_sequence_logits_over_time_equal_cross_entropy_on_them(client, rng):
+    """B×T×K logits with B×T labels (padding at -100, bytes per sequence) as /v1/cross-entropy takes them."""
+    client.put("/v1/monitors/lm", json={"n_classes": 2, "bucket_s": BUCKET}).raise_for_status()
+    b, t, k = 8, 6, 11
+    logits = rng.standard_normal((b, t, k)) * 2
+    labels = rng.integers(0, k, size=(b, t))
+    labels[rng.random((b, t)) < 0.25] = -100
+    labels[:, 0] = rng.integers(0, k, size=b)  # every sequence keeps a token
+    n_bytes = rng.integers(1, 40, size=b)
+    base = math.floor(time.time() / BUCKET) * BUCKET - 5 * BUCKET
+    minute = np.array([0, 0, 1, 1, 1, 2, 2, 0])
+    times = base + minute * BUCKET + 1.0
+    for batch in (np.array([0, 5, 2]), np.array([1, 3, 4, 6, 7])):
+        body = {
+            "logits": logits[batch].tolist(),
+            "labels": labels[batch].tolist(),
+            "bytes": n_bytes[batch].tolist(),
+            "ignore_index": -100,
+            "timestamps": times[batch].tolist(),
+        }
+        answer = client.post("/v1/monitors/lm/sequences", json=body)
+        assert answer.status_code == 200, answer.text
+    got = client.get("/v1/monitors/lm/perplexity", params={"from": base, "to": base + 180, "step": 60}).json()
+
+    def reference(rows: np.ndarray) -> dict:
+        body = {
+            "logits": logits[rows].tolist(),
+            "labels": labels[rows].tolist(),
+            "bytes": n_bytes[rows].tolist(),
+            "ignore_index": -100,
+        }
+        return client.post("/v1/cross-entropy", json=body).json()["language_model"]["metrics"]
+
+    expected = reference(np.arange(b))
+    assert expected["bits_per_byte"] is not None and expected["accuracy"] is not None
+    _check(got["total"], {k: v for k, v in expected.items() if k != "top_5_accuracy"})
+    for s, point in enumerate(got["points"]):
+        want = reference(np.flatnonzero(minute == s))
+        _check(point, {k: v for k, v in want.items() if k != "top_5_accuracy"})
+    bad = {"logits": logits[0].tolist(), "labels": labels[0].tolist()}
+    assert_problem(client.post("/v1/monitors/lm/sequences", json=bad), 422, "#/logits", "B×T×K")
+    assert_problem(
+        client.post("/v1/monitors/lm/sequences", json={"logits": logits.tolist()}), 422, "#/labels"
+    )

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import StoreDep, parsed_body, raw_body
+from service.api.formats.inputs import Body
 from service.api.schemas.monitor_lm import PerplexityPoint, PerplexityResult, SequencesBody, SequencesResult
 from service.core import PerplexitySeries
 from service.monitors.idempotency import check_key, fingerprint
@@ -69,24 +70,16 @@ async def record_sequences(
         body = parsed_body(request, raw, settings)
         times = body.fields.pop("timestamps", None)
         segment = body.fields.pop("segment", None)
-        _, parsed, scores = score_body(body)
+        sums = _logits_sums(body) if _has_logits(body) else _logprobs_sums(body)
         store = holder.get()
         config = require(store, name)
         series, tag, rows = sequence_rows(
-            config,
-            scores.sequence_nll,
-            scores.sequence_tokens,
-            times=times,
-            now=time.time(),
-            segment=segment,
-            bytes=scores.sequence_bytes,
-            words=scores.sequence_words,
-            hits=scores.sequence_hits,
+            config, *sums[:2], times=times, now=time.time(), segment=segment, **sums[2]
         )
         result = SequencesResult(
             monitor=name,
-            n_sequences=parsed.n_sequences,
-            n_tokens=scores.totals.tokens,
+            n_sequences=int(series.sequences.sum()),
+            n_tokens=int(series.tokens.sum()),
             buckets=int(series.start.size),
             segment=tag,
         )
@@ -98,6 +91,50 @@ async def record_sequences(
         return json_response(result)
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
+
+
+Sums = tuple[np.ndarray, np.ndarray, dict[str, Any]]
+
+
+def _has_logits(body: Body) -> bool:
+    return any(body.fields.get(f) is not None for f in ("logits", "probs"))
+
+
+def _logprobs_sums(body: Body) -> Sums:
+    """Per-sequence NLL, tokens and counts of a /v1/logprobs body."""
+    _, _, scores = score_body(body)
+    counts = {"bytes": scores.sequence_bytes, "words": scores.sequence_words, "hits": scores.sequence_hits}
+    return scores.sequence_nll, scores.sequence_tokens, counts
+
+
+def _logits_sums(body: Body) -> Sums:
+    """Per-sequence NLL, tokens and top-1 hits of B×T×K sequences with B×T labels (as /v1/cross-entropy)."""
+    if any(body.fields.get(f) is not None for f in ("responses", "response")):
+        raise core.InputError("responses", "cannot be sent with `logits` or `probs`; send one kind of input")
+    allowed = {"logits", "probs", "labels", "mask", "ignore_index", "bytes", "words"}
+    for field in body.fields:
+        if field not in allowed:
+            raise core.InputError(field, f"is not a field of B×T×K sequences ({', '.join(sorted(allowed))})")
+    name = body.pick("logits", "probs")
+    values = body.array(name, bfloat16=True)
+    if values.ndim != 3:
+        raise core.InputError(name, f"must be B×T×K token sequences; got {values.ndim} dimension(s)")
+    if body.fields.get("labels") is None:
+        raise core.InputError("labels", "are required (B×T token ids) with B×T×K sequence inputs")
+    ignore_index = body.fields.get("ignore_index")  # none by default, as /v1/cross-entropy
+    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
+        raise core.InputError("ignore_index", f"must be an integer or null; got {ignore_index!r}")
+    scores = core.token_scores(
+        body.array("labels"),
+        values,
+        kind="logits" if name == "logits" else "probs",
+        mask=body.array("mask") if body.fields.get("mask") is not None else None,
+        ignore_index=ignore_index,
+        bfloat16=name in body.reader.bfloat16,
+        field=name,
+    )
+    counts = {f: body.array(f) if body.fields.get(f) is not None else None for f in ("bytes", "words")}
+    return scores.sequence_nll, scores.tokens, {**counts, "hits": scores.hits(1)}
 
 
 def _points(

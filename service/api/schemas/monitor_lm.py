@@ -1,6 +1,6 @@
 """Request and response models of a monitor's language-model routes (``…/sequences``, ``…/perplexity``)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -9,7 +9,18 @@ from .logprobs import LanguageModelMetrics, LogprobsBody
 
 
 class SequencesBody(LogprobsBody):
-    """A ``POST /v1/logprobs`` body, with each sequence's time and a segment."""
+    """A /v1/logprobs body, or B×T×K sequences as /v1/cross-entropy takes them; times and a segment."""
+
+    logits: list[Any] | None = Field(
+        default=None,
+        description="B×T×K token logits (instead of `responses`), with B×T `labels`, as /v1/cross-entropy.",
+    )
+    probs: list[Any] | None = Field(default=None, description="B×T×K token probabilities, as `logits`.")
+    labels: list[list[int]] | None = Field(default=None, description="B×T token ids (with `logits`/`probs`).")
+    mask: list[list[bool]] | None = Field(default=None, description="B×T: positions to score.")
+    ignore_index: int | None = Field(
+        default=None, description="Label value of unscored positions (-100 as PyTorch)."
+    )
 
     timestamps: list[float] | None = Field(
         default=None,
