@@ -151,3 +151,18 @@ def test_sequence_logits_over_time_equal_cross_entropy_on_them(client, rng):
     assert_problem(
         client.post("/v1/monitors/lm/sequences", json={"logits": logits.tolist()}), 422, "#/labels"
     )
+
+
+def test_a_retried_write_with_its_idempotency_key_counts_once(client, rng):
+    client.put("/v1/monitors/lm", json={"n_classes": 2, "bucket_s": BUCKET}).raise_for_status()
+    docs = [_chat(rng) for _ in range(3)]
+    headers = {"Idempotency-Key": "lm-1"}
+    first = client.post("/v1/monitors/lm/sequences", json={"responses": docs}, headers=headers)
+    assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+    again = client.post("/v1/monitors/lm/sequences", json={"responses": docs}, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    other = client.post("/v1/monitors/lm/sequences", json={"responses": docs[:1]}, headers=headers)
+    assert_problem(other, 422)
+    total = client.get("/v1/monitors/lm/perplexity", params={"window": "10m"}).json()["total"]
+    whole = client.post("/v1/logprobs", json={"responses": docs}).json()
+    assert total["n_sequences"] == 3 and total["nll"] == pytest.approx(whole["nll"], rel=1e-12)
