@@ -141,23 +141,28 @@ def _points(
     series: PerplexitySeries, begin: int, end: int, step: int, n_points: int
 ) -> list[PerplexityPoint]:
     """One point per step; a step without sequences has zero counts and null metrics."""
-    index = (series.start - begin) // step
-    metrics = series.metrics()
-    points = []
-    for p in range(n_points):
-        start = begin + p * step
-        found = np.flatnonzero(index == p)
-        values: dict[str, Any] = dict.fromkeys(metrics)
-        n, tokens, nll = 0, 0, 0.0
-        if found.size:
-            i = int(found[0])
-            values = {k: None if math.isnan(v[i]) else float(v[i]) for k, v in metrics.items()}
-            n, tokens, nll = int(series.sequences[i]), int(series.tokens[i]), float(series.nll[i])
-        end_p = min(start + step, end)
-        points.append(
-            PerplexityPoint(start=start, end=end_p, n_sequences=n, n_tokens=tokens, nll=nll, **values)
+    at = (series.start - begin) // step  # each of the series' buckets is one point
+    metrics: dict[str, list[float | None]] = {}
+    for key, values in series.metrics().items():
+        column = np.full(n_points, np.nan)
+        column[at] = values
+        metrics[key] = [None if math.isnan(v) else v for v in column.tolist()]
+    counts = {}
+    for key, dtype in (("sequences", np.int64), ("tokens", np.int64), ("nll", np.float64)):
+        column = np.zeros(n_points, dtype)
+        column[at] = getattr(series, key)
+        counts[key] = column.tolist()
+    return [
+        PerplexityPoint(
+            start=begin + p * step,
+            end=min(begin + (p + 1) * step, end),
+            n_sequences=counts["sequences"][p],
+            n_tokens=counts["tokens"][p],
+            nll=counts["nll"][p],
+            **{key: values[p] for key, values in metrics.items()},
         )
-    return points
+        for p in range(n_points)
+    ]
 
 
 @router.get("/monitors/{name}/perplexity", response_model=PerplexityResult, responses=MONITOR_RESPONSES)
