@@ -48,16 +48,18 @@ def sequence_rows(
 def read_series(
     store: MonitorStore, config: MonitorConfig, start: int, end: int, step: int, segment: str | None
 ) -> PerplexitySeries:
-    """The sums of `config`'s buckets in ``[start, end)`` per `step` (points on the grid of `start`)."""
-    rows = [
-        row for row in store.read_lm_sums(config.name, start, end) if segment is None or row[1] == segment
-    ]
+    """The sums of `config`'s buckets in ``[start, end)`` per `step` (points on the grid of `start`).
+
+    The database sums each point's buckets (``GROUP BY``); each point is one bucket of the result.
+    """
+    rows = store.read_lm_points(config.name, start, end, step, segment)
     if not rows:
         return PerplexitySeries.observe([], [], [], width=step)
-    columns = {c: np.array([row[2][i] for row in rows]) for i, c in enumerate(LM_COLUMNS)}
-    points = start + (np.array([row[0] for row in rows], np.int64) - start) // step * step
+    points = start + np.array([row[0] for row in rows], np.int64) * step
     typed: dict[str, Any] = {
-        c: v.astype(np.float64 if c in ("nll", "perplexity_sum") else np.int64) for c, v in columns.items()
+        c: np.array([row[1][i] for row in rows], np.float64)
+        if c in ("nll", "perplexity_sum")
+        else np.array([int(row[1][i]) for row in rows], np.int64)
+        for i, c in enumerate(LM_COLUMNS)
     }
-    as_points = PerplexitySeries(width=step, start=points, **typed)
-    return as_points.merge(PerplexitySeries.observe([], [], [], width=step))
+    return PerplexitySeries(width=step, start=points, **typed)

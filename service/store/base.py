@@ -292,6 +292,12 @@ class MonitorStore(Protocol):
         """Language-model rows with ``start <= bucket_start < end``, by bucket and segment."""
         ...
 
+    def read_lm_points(
+        self, name: str, start: int, end: int, step: int, segment: str | None = None
+    ) -> list[tuple[int, tuple[Any, ...]]]:
+        """Per point ``i`` of `step` seconds from `start` (buckets before `end`): its sums, by point."""
+        ...
+
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
         """Stats rows with ``start <= bucket_start < end`` (of one segment, or all)."""
         ...

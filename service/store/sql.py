@@ -132,6 +132,7 @@ MIGRATIONS += (
                 f"{c} {'DOUBLE PRECISION' if c in _LM_FLOATS else 'BIGINT'} NOT NULL" for c in LM_COLUMNS
             )
             + ", PRIMARY KEY (monitor, segment, bucket_start))",
+            "CREATE INDEX lm_sums_by_bucket ON lm_sums (monitor, bucket_start)",
         ),
     ),
 )
@@ -190,6 +191,13 @@ SELECT_LM_SUMS = (
     f"SELECT bucket_start, segment, {', '.join(LM_COLUMNS)} FROM lm_sums WHERE monitor = ? "
     "AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start, segment"
 )
+# Per point of a series: the sums of the buckets in [start + i·step, start + (i+1)·step). Parameters:
+# start, step, monitor, start, end (then the segment where {segment} is SEGMENT_FILTER).
+SELECT_LM_POINTS = (
+    f"SELECT (bucket_start - ?) / ? AS point, {', '.join(f'sum({c})' for c in LM_COLUMNS)} FROM lm_sums "
+    "WHERE monitor = ? AND bucket_start >= ? AND bucket_start < ?{segment} GROUP BY point ORDER BY point"
+)
+SEGMENT_FILTER = " AND segment = ?"
 DELETE_LM_SUMS_BEFORE = "DELETE FROM lm_sums WHERE monitor = ? AND bucket_start < ?"
 
 # Pending rows (late labels). n_pending counts them per monitor, kept in step in the same

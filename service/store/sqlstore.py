@@ -347,6 +347,17 @@ class SqlStore:
             cur.execute(self._q(sql.SELECT_LM_SUMS), (name, start, end))
             return [(int(row[0]), row[1], tuple(row[2:])) for row in cur.fetchall()]
 
+    def read_lm_points(
+        self, name: str, start: int, end: int, step: int, segment: str | None = None
+    ) -> list[tuple[int, tuple[Any, ...]]]:
+        """Per point ``i`` of `step` seconds from `start` (buckets before `end`): its sums, by point."""
+        statement = sql.SELECT_LM_POINTS.format(segment="" if segment is None else sql.SEGMENT_FILTER)
+        params = (start, step, name, start, end) + (() if segment is None else (segment,))
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(statement), params)
+            return [(int(row[0]), tuple(row[1:])) for row in cur.fetchall()]
+
     def compact(self, now: float) -> int:
         """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""
         return compact(self, now)

@@ -203,7 +203,9 @@ def monitor_perplexity(
             f"gives {n_points} points; the limit is XENT_MAX_QUERY_POINTS={settings.max_query_points}",
         )
     series = read_series(store, config, begin, end, step_s, segment)
-    whole = read_series(store, config, begin, end, end - begin, segment)
+    whole = PerplexitySeries(  # every point in one: the range's total
+        **{**series.__dict__, "width": end - begin, "start": np.full(series.start.size, begin)}
+    ).merge(PerplexitySeries.observe([], [], [], width=end - begin))
     result = PerplexityResult(
         monitor=name,
         start=begin,
