@@ -106,7 +106,7 @@ def test_every_request_example_in_the_document_is_accepted(client):
             response = client.request(method.upper(), path.replace("{name}", name), json=example)
             assert 200 <= response.status_code < 300, (path, response.text)
             posted += 1
-    assert posted == 17  # 8 scoring endpoints and 3 monitor routes under /v1, 6 models under /v2
+    assert posted == 18  # 8 scoring endpoints and 4 monitor routes under /v1, 6 models under /v2
 
 
 def test_the_document_declares_the_api_key_schemes_the_middleware_reads():

@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 #: A stats row: ``(bucket_start, segment, blob)``, bucket_start in integer epoch seconds.
 StatsRow = tuple[int, str, bytes]
+#: A language-model bucket row: ``(bucket_start, segment, sums)``, sums in `sql.LM_COLUMNS` order.
+LmSumsRow = tuple[int, str, tuple[Any, ...]]
 #: Merges serialised statistics into one (associative and commutative).
 Merge = Callable[[Sequence[bytes]], bytes]
 
@@ -280,6 +282,20 @@ class MonitorStore(Protocol):
         rows that ``fold(rows, labels)`` returns and the rows into the reservoir. `key` as in
         `write_batch`.
         """
+        ...
+
+    def add_lm_sums(self, name: str, rows: Sequence[LmSumsRow], *, key: IdempotencyKey | None = None) -> int:
+        """Add language-model sums to their buckets in one transaction (`key` as in `write_batch`)."""
+        ...
+
+    def read_lm_sums(self, name: str, start: int, end: int) -> list[LmSumsRow]:
+        """Language-model rows with ``start <= bucket_start < end``, by bucket and segment."""
+        ...
+
+    def read_lm_points(
+        self, name: str, start: int, end: int, step: int, segment: str | None = None
+    ) -> list[tuple[int, tuple[Any, ...]]]:
+        """Per point ``i`` of `step` seconds from `start` (buckets before `end`): its sums, by point."""
         ...
 
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:

@@ -65,6 +65,7 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
     with store._transaction() as cur:
         cur.execute(q(sql.DELETE_RESERVOIR_BEFORE), (name, now - config.retention_s))
         store._trim_reservoir(cur, name, config.reservoir_size, added=-cur.rowcount)
+        cur.execute(q(sql.DELETE_LM_SUMS_BEFORE), (name, int(now - config.retention_s)))
         cur.execute(q(sql.DELETE_KEYS_BEFORE), (name, now - store.limits.idempotency_ttl_s))
         cur.execute(q(sql.DELETE_OLDEST_KEYS), (name, name, store.limits.max_idempotency_keys))
     if deleted:

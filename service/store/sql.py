@@ -107,6 +107,35 @@ MIGRATIONS += (
         ),
     ),
 )
+#: Columns of a language-model bucket (`lm_sums`): a ``PerplexitySeries``'s additive sums, in its order.
+LM_COLUMNS = (
+    "sequences",
+    "nll",
+    "tokens",
+    "perplexity_sum",
+    "sequences_with_tokens",
+    "bytes",
+    "with_bytes",
+    "words",
+    "with_words",
+    "hits",
+    "with_hits",
+)
+_LM_FLOATS = ("nll", "perplexity_sum")
+MIGRATIONS += (
+    (
+        5,  # language-model sums per (monitor, segment, bucket): one row each, added to by every write
+        (
+            "CREATE TABLE lm_sums (monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE, "
+            "segment TEXT NOT NULL, bucket_start BIGINT NOT NULL, "
+            + ", ".join(
+                f"{c} {'DOUBLE PRECISION' if c in _LM_FLOATS else 'BIGINT'} NOT NULL" for c in LM_COLUMNS
+            )
+            + ", PRIMARY KEY (monitor, segment, bucket_start))",
+            "CREATE INDEX lm_sums_by_bucket ON lm_sums (monitor, bucket_start)",
+        ),
+    ),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 # Monitors
@@ -132,7 +161,7 @@ UPDATE_MONITOR = (
 )
 DELETE_MONITOR_DATA = tuple(
     f"DELETE FROM {table} WHERE monitor = ?"
-    for table in ("stats", "segments", "pending", "reservoir", "idempotency")
+    for table in ("stats", "segments", "pending", "reservoir", "idempotency", "lm_sums")
 )
 DELETE_MONITOR = "DELETE FROM monitors WHERE name = ?"
 
@@ -151,6 +180,25 @@ INSERT_SEGMENT = (
 )
 COUNT_SEGMENTS = "SELECT count(*) FROM segments WHERE monitor = ?"
 SELECT_SEGMENTS = "SELECT segment FROM segments WHERE monitor = ? ORDER BY segment"
+
+# Language-model sums: an upsert adds a write's sums to its bucket's row (row-locked on PostgreSQL).
+ADD_LM_SUMS = (
+    f"INSERT INTO lm_sums (monitor, segment, bucket_start, {', '.join(LM_COLUMNS)}) "
+    f"VALUES (?, ?, ?, {', '.join('?' * len(LM_COLUMNS))}) ON CONFLICT (monitor, segment, bucket_start) "
+    f"DO UPDATE SET {', '.join(f'{c} = lm_sums.{c} + excluded.{c}' for c in LM_COLUMNS)}"
+)
+SELECT_LM_SUMS = (
+    f"SELECT bucket_start, segment, {', '.join(LM_COLUMNS)} FROM lm_sums WHERE monitor = ? "
+    "AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start, segment"
+)
+# Per point of a series: the sums of the buckets in [start + i·step, start + (i+1)·step). Parameters:
+# start, step, monitor, start, end (then the segment where {segment} is SEGMENT_FILTER).
+SELECT_LM_POINTS = (
+    f"SELECT (bucket_start - ?) / ? AS point, {', '.join(f'sum({c})' for c in LM_COLUMNS)} FROM lm_sums "
+    "WHERE monitor = ? AND bucket_start >= ? AND bucket_start < ?{segment} GROUP BY point ORDER BY point"
+)
+SEGMENT_FILTER = " AND segment = ?"
+DELETE_LM_SUMS_BEFORE = "DELETE FROM lm_sums WHERE monitor = ? AND bucket_start < ?"
 
 # Pending rows (late labels). n_pending counts them per monitor, kept in step in the same
 # transaction as every insert and delete, so the cap needs no count(*) over the table.

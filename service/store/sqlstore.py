@@ -23,6 +23,7 @@ from service.store.base import (
     JoinCounts,
     KeyReused,
     LabelledRow,
+    LmSumsRow,
     Merge,
     MonitorConfig,
     MonitorConflict,
@@ -324,6 +325,38 @@ class SqlStore:
             return counts
 
         return self._write(work)
+
+    def add_lm_sums(self, name: str, rows: Sequence[LmSumsRow], *, key: IdempotencyKey | None = None) -> int:
+        """Add language-model sums to their buckets' rows in one transaction; return the rows touched."""
+
+        def work(cur: Cursor) -> int:
+            self._require(cur, name, lock=True)
+            self._claim(cur, name, key, time.time())
+            self._add_segments(cur, name, {s for _, s, _ in rows})
+            if rows:
+                cur.executemany(self._q(sql.ADD_LM_SUMS), [(name, s, int(b), *sums) for b, s, sums in rows])
+            self._answer(cur, name, key, len(rows))
+            return len(rows)
+
+        return self._write(work)
+
+    def read_lm_sums(self, name: str, start: int, end: int) -> list[LmSumsRow]:
+        """Language-model rows with ``start <= bucket_start < end``, by bucket and segment."""
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(sql.SELECT_LM_SUMS), (name, start, end))
+            return [(int(row[0]), row[1], tuple(row[2:])) for row in cur.fetchall()]
+
+    def read_lm_points(
+        self, name: str, start: int, end: int, step: int, segment: str | None = None
+    ) -> list[tuple[int, tuple[Any, ...]]]:
+        """Per point ``i`` of `step` seconds from `start` (buckets before `end`): its sums, by point."""
+        statement = sql.SELECT_LM_POINTS.format(segment="" if segment is None else sql.SEGMENT_FILTER)
+        params = (start, step, name, start, end) + (() if segment is None else (segment,))
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(statement), params)
+            return [(int(row[0]), tuple(row[1:])) for row in cur.fetchall()]
 
     def compact(self, now: float) -> int:
         """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""

@@ -42,7 +42,7 @@ def test_fresh_database_is_created_at_the_latest_version_in_wal_mode(db_path):
 def test_version_1_database_migrates_to_the_latest_keeping_its_data(db_path):
     create_version_1(db_path)
     store = make_store(db_path)
-    assert versions(db_path) == [1, 2, 3, 4] == [v for v, _ in sql.MIGRATIONS]
+    assert versions(db_path) == [1, 2, 3, 4, 5] == [v for v, _ in sql.MIGRATIONS]
     old = store.get_monitor("old")
     assert (old.n_classes, old.class_names, old.retention_s, old.created_at) == (
         4,
@@ -60,6 +60,11 @@ def test_version_1_database_migrates_to_the_latest_keeping_its_data(db_path):
     assert store.segments("old") == ["s"]
     store.write_batch("old", [], pending=[pending("x", time=100.0)], now=100.0)  # the new tables work
     assert store.join_labels("old", ["x"], 100.0, lambda rows, labels: [], [1]).joined == 1
+    sums = (1, 2.5, 3, 2.3, 1, 4, 1, 0, 0, 0, 0)  # version 5: language-model sums add up per bucket
+    assert store.add_lm_sums("old", [(60, "s", sums), (120, "s", sums)]) == 2
+    store.add_lm_sums("old", [(60, "s", sums)])
+    doubled = tuple(2 * v for v in sums)
+    assert store.read_lm_sums("old", 0, 10**9) == [(60, "s", doubled), (120, "s", sums)]
     store.close()
 
 
@@ -68,7 +73,7 @@ def test_migration_is_idempotent(db_path):
     make_store(db_path).close()
     store = make_store(db_path)
     assert store.migrate() == sql.LATEST_VERSION
-    assert versions(db_path) == [1, 2, 3, 4]
+    assert versions(db_path) == [1, 2, 3, 4, 5]
     assert store.read_stats("old", 0, 10**9) == [(60, "s", blob(7))]
     store.close()
 
@@ -77,8 +82,8 @@ def test_migrate_to_an_intermediate_version_then_on(db_path):
     store = make_store(db_path, migrate=False)
     assert store.migrate(1) == 1
     assert versions(db_path) == [1]
-    assert store.migrate() == 4
-    assert versions(db_path) == [1, 2, 3, 4]
+    assert store.migrate() == sql.LATEST_VERSION == 5
+    assert versions(db_path) == [1, 2, 3, 4, 5]
     store.close()
 
 

@@ -133,7 +133,7 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_once(postgres_url
     processes = [subprocess.Popen([*command, f"w{i}"], env=env) for i in range(4)]
     assert [p.wait(timeout=120) for p in processes] == [0] * 4
     assert query(postgres_url, "SELECT version FROM schema_version ORDER BY version") == [
-        (v,) for v in range(1, sql.LATEST_VERSION + 1)
+        (v,) for v, _ in sql.MIGRATIONS
     ]
     assert query(postgres_url, "SELECT name FROM monitors ORDER BY name") == [
         ("w0",),

@@ -47,6 +47,7 @@ V1: dict[str, dict[str, Any]] = {
     "monitors/{name}/observations": {"logits": _LOGITS, "labels": [0, 1, -1, 2, -1], "ids": list("abcde")},
     "monitors/{name}/labels": {"ids": ["c", "e"], "labels": [2, 1]},
 }
+V1["monitors/{name}/sequences"] = {**V1["logprobs"], "segment": "v1"}
 
 _DATATYPES = {int: "INT64", float: "FP64"}
 

@@ -69,25 +69,7 @@ def score_logprobs(body: Body) -> Response:
     sample: calibration is meaningful on teacher-forced (prompt) logprobs, and the answer warns
     when sampled tokens are in it.
     """
-    options = body.options(LogprobsOptions, RAW_FIELDS)
-    items, names = _items(body)
-    if len(items) == 1 and isinstance(items[0], ParsedChat):  # read by the fast chat reader
-        parsed = items[0].parsed
-    else:
-        # The decoded body is young: collections triggered by the parser's lists would re-scan all of
-        # it (6 MB of chat logprobs: ~90 ms of collections); the lists it builds hold no cycle.
-        with collector_paused(True):
-            parsed = core.parse_logprobs(
-                items, prompt_token_ids=_prompt_ids(body), use=options.use, names=names
-            )
-    n_bytes, n_words = _counts(body, options, parsed.n_sequences)
-    scores = core.score_logprobs(
-        parsed,
-        ranges=_ranges(options, parsed.n_sequences),
-        vocab_size=options.vocab_size,
-        n_bytes=n_bytes,
-        n_words=n_words,
-    )
+    options, parsed, scores = score_body(body)
     warnings: list[str] = []
     calibration = _calibration(scores, options, warnings)
     if scores.n_outside_top:
@@ -113,6 +95,30 @@ def score_logprobs(body: Body) -> Response:
         warnings=warnings,
     )
     return json_response(result)
+
+
+def score_body(body: Body) -> tuple[LogprobsOptions, core.ParsedLogprobs, core.LogprobScores]:
+    """The options, parsed sequences and scores of a /v1/logprobs body (shared with the monitors)."""
+    options = body.options(LogprobsOptions, RAW_FIELDS)
+    items, names = _items(body)
+    if len(items) == 1 and isinstance(items[0], ParsedChat):  # read by the fast chat reader
+        parsed = items[0].parsed
+    else:
+        # The decoded body is young: collections triggered by the parser's lists would re-scan all of
+        # it (6 MB of chat logprobs: ~90 ms of collections); the lists it builds hold no cycle.
+        with collector_paused(True):
+            parsed = core.parse_logprobs(
+                items, prompt_token_ids=_prompt_ids(body), use=options.use, names=names
+            )
+    n_bytes, n_words = _counts(body, options, parsed.n_sequences)
+    scores = core.score_logprobs(
+        parsed,
+        ranges=_ranges(options, parsed.n_sequences),
+        vocab_size=options.vocab_size,
+        n_bytes=n_bytes,
+        n_words=n_words,
+    )
+    return options, parsed, scores
 
 
 def _items(body: Body) -> tuple[list[Any], list[str] | None]:

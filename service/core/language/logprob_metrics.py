@@ -53,6 +53,10 @@ class LogprobScores:
         size V, the rest spread evenly over the V - n unseen tokens gives the upper bound.
     n_teacher_forced, n_sampled : int
         Scored tokens from given text (prompt logprobs) and from sampled output.
+    sequence_bytes, sequence_words, sequence_hits : ndarray of int64, shape (S,), or None
+        Per sequence: the bytes and words behind ``totals.bytes`` / ``totals.words`` and the
+        top-1 hits behind ``totals.hits[1]`` (None where the totals have none); what a
+        :class:`~service.core.language.perplexity_series.PerplexitySeries` observes.
     """
 
     totals: PerplexityTotals
@@ -68,6 +72,9 @@ class LogprobScores:
     entropy_upper: FloatArray | None
     n_teacher_forced: int
     n_sampled: int
+    sequence_bytes: IntArray | None = None
+    sequence_words: IntArray | None = None
+    sequence_hits: IntArray | None = None
 
 
 def score_logprobs(
@@ -139,12 +146,10 @@ def score_logprobs(
     hits = {1: np.bincount(seq_id, weights=calibrated & correct, minlength=n_seq)} if calibrated.any() else {}
     if hits and not np.array_equal(calibrated, scored):
         hits = {}  # accuracy needs every scored position's top-1: a partial count would mislead
+    seq_bytes = n_bytes if n_bytes is not None else _token_bytes(parsed, scored, seq_id, n_seq)
+    seq_hits = {k: v.astype(np.int64) for k, v in hits.items()}
     totals = PerplexityTotals.from_sequences(
-        seq_nll,
-        seq_tokens,
-        bytes=n_bytes if n_bytes is not None else _token_bytes(parsed, scored, seq_id, n_seq),
-        words=n_words,
-        hits={k: v.astype(np.int64) for k, v in hits.items()},
+        seq_nll, seq_tokens, bytes=seq_bytes, words=n_words, hits=seq_hits
     )
     return LogprobScores(
         totals=totals,
@@ -160,6 +165,9 @@ def score_logprobs(
         entropy_upper=entropy_upper,
         n_teacher_forced=int(seq_tokens[parsed.teacher_forced].sum()),
         n_sampled=int(seq_tokens[~parsed.teacher_forced].sum()),
+        sequence_bytes=None if totals.bytes is None else np.asarray(seq_bytes, np.int64).reshape(-1),
+        sequence_words=None if totals.words is None else np.asarray(n_words, np.int64).reshape(-1),
+        sequence_hits=seq_hits.get(1),
     )
 
 
