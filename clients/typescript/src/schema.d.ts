@@ -184,7 +184,9 @@ export interface paths {
          *
          *     Takes the body of POST /v1/calibration; the bins follow the same options and
          *     the caption states the metric values and the convention. Top-label or
-         *     positive-class targets only (one diagram).
+         *     positive-class targets only (one diagram); B×T×K token sequences draw the top-1 token's.
+         *     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
+         *     white, rendered by resvg (the `png` extra; without it a 406).
          */
         post: operations["draw_reliability_diagram"];
         delete?: never;
@@ -307,6 +309,8 @@ export interface paths {
          *     the tensor named by the monitor's `output`, read as its `output_kind`) are recorded at
          *     `ce-time`, each row waiting for its label under the id `<ce-id>` (one row) or
          *     `<ce-id>:<row>`. `org.kubeflow.serving.inference.request` is checked and acknowledged only.
+         *     A response event sent again (the same headers and bytes) is answered like the first and counts
+         *     once, with or without an `Idempotency-Key`.
          */
         post: operations["record_event"];
         delete?: never;
@@ -397,6 +401,53 @@ export interface paths {
          *     The window defaults to the last hour, the reference to the window just before it.
          */
         get: operations["monitor_drift"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/monitors/{name}/sequences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record Sequences
+         * @description Add scored sequences (a /v1/logprobs body) to the monitor's perplexity series; answered once durable.
+         *
+         *     `timestamps` (epoch seconds, one per sequence; default now) and `segment` are optional.
+         *     Each sequence's NLL, tokens, perplexity and, when known, bytes, words and top-1 hits are
+         *     added to its time bucket.
+         */
+        post: operations["record_sequences"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/monitors/{name}/perplexity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Monitor Perplexity
+         * @description A language model's NLL per token, perplexities and bits per token or byte over time.
+         *
+         *     Ranges and steps as GET …/metrics. Each point, and `total`, has the values /v1/logprobs's
+         *     `metrics` gives on the sequences of its buckets.
+         */
+        get: operations["monitor_perplexity"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1025,10 +1076,10 @@ export interface components {
             input: "logits" | "probs";
             /**
              * Form
-             * @description N×K, positive-class vector, or N×K independent columns.
+             * @description N×K, positive-class vector, B×T×K token sequences (top-1 token calibration), or N×K independent columns (multilabel).
              * @enum {string}
              */
-            form: "categorical" | "binary" | "multilabel";
+            form: "categorical" | "binary" | "sequence" | "multilabel";
             /**
              * Dtype
              * @description Precision of the probabilities binned.
@@ -1197,7 +1248,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        };
+        } & (unknown | {
+            classes: unknown;
+        });
         /**
          * CalibrationMetrics
          * @description Each requested scalar; null when not requested.
@@ -1497,7 +1550,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        };
+        } & (unknown | {
+            classes: unknown;
+        });
         /**
          * CrossEntropyResult
          * @description Cross-entropy of a batch, with accuracy and predictive entropy.
@@ -1648,6 +1703,8 @@ export interface components {
             per_sample?: components["schemas"]["DivergenceRows"] | null;
             /** @description N×K terms (elementwise: true). */
             terms?: components["schemas"]["DivergenceTerms"] | null;
+            /** @description B×T×K inputs only: per-sequence sums over the scored positions (`n` counts those). */
+            sequences?: components["schemas"]["DivergenceSequences"] | null;
             convention: components["schemas"]["DivergenceConvention"];
         };
         /**
@@ -1669,6 +1726,29 @@ export interface components {
             entropy_q: (number | ("Infinity" | "-Infinity" | "NaN"))[];
             /** Cross Entropy Pq */
             cross_entropy_pq: (number | ("Infinity" | "-Infinity" | "NaN"))[];
+        };
+        /**
+         * DivergenceSequences
+         * @description Token sequences (B×T×K on both sides): each sequence's sums over its scored positions.
+         */
+        DivergenceSequences: {
+            /**
+             * N Sequences
+             * @description B.
+             */
+            n_sequences: number;
+            /**
+             * N Ignored
+             * @description Positions left out by `mask`.
+             */
+            n_ignored: number;
+            /**
+             * Tokens
+             * @description Scored positions per sequence.
+             */
+            tokens: number[];
+            /** @description Per sequence, each quantity summed over its scored positions, in `unit` (e.g. the sequence's total KL(p‖q), the distillation loss before averaging). */
+            sum: components["schemas"]["DivergenceRows"];
         };
         /**
          * DivergenceStats
@@ -2428,7 +2508,18 @@ export interface components {
              * @description Events: whether that tensor holds logits or probabilities (default "probs").
              */
             output_kind?: ("logits" | "probs") | null;
-        };
+        } & ((unknown | {
+            /** @enum {unknown} */
+            n_classes?: 2 | null;
+            class_names?: unknown | null;
+        }) & ({
+            n_classes: unknown;
+        } | {
+            class_names: unknown;
+        } | {
+            /** @constant */
+            binary: true;
+        }));
         /**
          * MonitorDetail
          * @description A monitor's configuration and totals.
@@ -2634,6 +2725,101 @@ export interface components {
             parameters?: {
                 [key: string]: unknown;
             } | null;
+        };
+        /**
+         * PerplexityPoint
+         * @description One step of the series: the metrics of every sequence in its buckets, as /v1/logprobs on them.
+         */
+        PerplexityPoint: {
+            /**
+             * Nll Per Token
+             * @description Σ NLL / Σ tokens, nats (token-weighted).
+             */
+            nll_per_token: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Bits Per Token
+             * @description nll_per_token / ln 2.
+             */
+            bits_per_token: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Token Perplexity
+             * @description Token-weighted corpus perplexity exp(Σ NLL / Σ tokens).
+             */
+            token_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Lm Eval Perplexity
+             * @description lm-evaluation-harness `perplexity`: exp(-mean over sequences of the log-likelihood) = exp(Σ NLL / n_sequences), per document, not per token.
+             */
+            lm_eval_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Hf Mean Perplexity
+             * @description Hugging Face evaluate's `mean_perplexity`: mean over sequences of exp(NLL_i / tokens_i) (sequences without tokens left out).
+             */
+            hf_mean_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Byte Perplexity
+             * @description lm-evaluation-harness `byte_perplexity`: exp(Σ NLL / Σ bytes).
+             */
+            byte_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Bits Per Byte
+             * @description lm-evaluation-harness `bits_per_byte`: Σ NLL / Σ bytes / ln 2.
+             */
+            bits_per_byte: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Word Perplexity
+             * @description lm-evaluation-harness `word_perplexity`: exp(Σ NLL / Σ words).
+             */
+            word_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Accuracy
+             * @description Scored tokens that were the top-1 token (ties count as top-1).
+             */
+            accuracy?: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Top 5 Accuracy
+             * @description Scored tokens among the 5 most probable (sequence inputs).
+             */
+            top_5_accuracy?: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Start
+             * @description Epoch seconds (inclusive).
+             */
+            start: number;
+            /**
+             * End
+             * @description Epoch seconds (exclusive).
+             */
+            end: number;
+            /** N Sequences */
+            n_sequences: number;
+            /** N Tokens */
+            n_tokens: number;
+            /**
+             * Nll
+             * @description Σ NLL (nats).
+             */
+            nll: number;
+        };
+        /**
+         * PerplexityResult
+         * @description Perplexity over time; each point (and `total`) equals /v1/logprobs's `metrics` on its sequences.
+         */
+        PerplexityResult: {
+            /** Monitor */
+            monitor: string;
+            /** Start */
+            start: number;
+            /** End */
+            end: number;
+            /** Step */
+            step: number;
+            /** Segment */
+            segment: string | null;
+            /** @description The whole range as one point. */
+            total: components["schemas"]["PerplexityPoint"];
+            /** Points */
+            points: components["schemas"]["PerplexityPoint"][];
         };
         /**
          * PlattParameters
@@ -2849,7 +3035,9 @@ export interface components {
              * @description The peer implementation the fit agrees with.
              */
             matches: string;
-        };
+        } & (unknown | {
+            classes: unknown;
+        });
         /**
          * ReliabilityBins
          * @description One reliability diagram, column-oriented: entry i describes bin i.
@@ -2972,6 +3160,31 @@ export interface components {
             totals: components["schemas"]["MergeableTotals"];
         };
         /**
+         * SequencesResult
+         * @description What the write added; sent only after it was committed.
+         */
+        SequencesResult: {
+            /** Monitor */
+            monitor: string;
+            /**
+             * N Sequences
+             * @description Sequences added.
+             */
+            n_sequences: number;
+            /**
+             * N Tokens
+             * @description Scored tokens added (those in the NLL).
+             */
+            n_tokens: number;
+            /**
+             * Buckets
+             * @description Time buckets the write touched.
+             */
+            buckets: number;
+            /** Segment */
+            segment: string;
+        };
+        /**
          * ServerMetadata
          * @description ``GET /v2``.
          */
@@ -3027,7 +3240,7 @@ export interface components {
              * Temperature
              * @description T ≥ 0. "Infinity" gives uniform predictions; 0 the arg-max limit (uniform over ties).
              */
-            temperature: number | ("Infinity" | "-Infinity" | "NaN");
+            temperature: number | "Infinity";
         };
         /**
          * Top1Calibration
@@ -3293,7 +3506,7 @@ export interface components {
              * @description A bare temperature T ≥ 0 (instead of `parameters`).
              * @default null
              */
-            temperature?: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            temperature?: number | "Infinity" | null;
             /**
              * Binary Data Output
              * @description Send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
@@ -3346,6 +3559,8 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
+        }) & unknown & (unknown | {
+            classes: unknown;
         }) & unknown);
         /**
          * BootstrapOptions
@@ -3514,22 +3729,28 @@ export interface components {
             bootstrap?: components["schemas"]["BootstrapOptions"] | null;
             /**
              * Logits
-             * @description N×K logits (softmax by log-sum-exp), or a length-N vector of positive-class logits.
+             * @description N×K logits (softmax by log-sum-exp), or a length-N vector of positive-class logits; B×T×K token logits for sequences (calibration of the top-1 token).
              * @default null
              */
             logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Probs
-             * @description N×K probabilities, or a length-N vector of positive-class probabilities (binary).
+             * @description N×K probabilities, or a length-N vector of positive-class probabilities (binary); B×T×K for sequences.
              * @default null
              */
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1). Required unless multilabel.
+             * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs. Required unless multilabel.
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Mask
+             * @description Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
+             * @default null
+             */
+            mask?: number[][] | components["schemas"]["Tensor"] | null;
             /**
              * Targets
              * @description Multilabel only: N×K outcomes in [0, 1], the shape of the predictions.
@@ -3550,7 +3771,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }));
+        }) & (unknown | {
+            classes: unknown;
+        }) & unknown);
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -3717,7 +3940,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }));
+        }) & (unknown | {
+            classes: unknown;
+        }) & unknown);
         /**
          * DivergenceBody
          * @description Two batches of distributions p and q, each as probabilities or logits (exactly one of each pair).
@@ -3774,34 +3999,40 @@ export interface components {
             binary_data_output?: boolean;
             /**
              * P Probs
-             * @description Distribution p as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli).
+             * @description Distribution p as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
             p_probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * P Logits
-             * @description Distribution p as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli).
+             * @description Distribution p as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
             p_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Q Probs
-             * @description Distribution q as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli).
+             * @description Distribution q as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
             q_probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Q Logits
-             * @description Distribution q as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli).
+             * @description Distribution q as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
             q_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
-             * @description N non-negative row weights s (N the rows compared, after broadcasting one row against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` are not weighted. All zero is a 422.
+             * @description N non-negative row weights s (N the rows compared, after broadcasting one row against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` are not weighted. All zero is a 422. N×K rows only (sequences use `mask`).
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Mask
+             * @description Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (padding).
+             * @default null
+             */
+            mask?: number[][] | components["schemas"]["Tensor"] | null;
         } & (({
             p_probs: unknown;
         } | {
@@ -3857,7 +4088,7 @@ export interface components {
             name: string;
             /**
              * Shape
-             * @description [N] or [N, K].
+             * @description [N], [N, K], or [B, T, K] (token sequences).
              */
             shape: number[];
             /**
@@ -3871,7 +4102,7 @@ export interface components {
              * @description Row-major values, flat or nested; absent for binary inputs.
              * @default null
              */
-            data?: unknown[] | null;
+            data?: number[] | number[][] | null;
             /** @default null */
             parameters?: components["schemas"]["InferenceInputParameters"] | null;
         };
@@ -3913,12 +4144,10 @@ export interface components {
             inputs: components["schemas"]["InferenceInput"][];
             /**
              * Outputs
-             * @description Ignored.
+             * @description The outputs to return (default all); on /v1 ignored.
              * @default null
              */
-            outputs?: {
-                [key: string]: unknown;
-            }[] | null;
+            outputs?: components["schemas"]["RequestedOutput"][] | null;
             /**
              * Parameters
              * @description The endpoint's scalar options (eps, base, reduction, ...).
@@ -4029,7 +4258,11 @@ export interface components {
              * @default null
              */
             texts?: string[] | null;
-        };
+        } & (({
+            responses: unknown;
+        } | {
+            response: unknown;
+        }) & unknown & unknown);
         /**
          * ObservationsBody
          * @description A batch of predictions for a monitor (JSON form; OIP, binary tensors and npz carry the same fields).
@@ -4083,6 +4316,24 @@ export interface components {
              * @default false
              */
             normalize?: boolean;
+        } & ({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        });
+        /**
+         * OutputParameters
+         * @description A requested output's parameters.
+         */
+        OutputParameters: {
+            /**
+             * Binary Data
+             * @description Return this output as raw bytes.
+             * @default null
+             */
+            binary_data?: boolean | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * RecalibrateBody
@@ -4244,7 +4495,152 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }));
+        }) & (unknown | {
+            classes: unknown;
+        }) & unknown);
+        /**
+         * RequestedOutput
+         * @description An output asked for by name (OIP), with its parameters (``binary_data``).
+         */
+        RequestedOutput: {
+            /**
+             * Name
+             * @description The output's name.
+             */
+            name: string;
+            /** @default null */
+            parameters?: components["schemas"]["OutputParameters"] | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * SequencesBody
+         * @description A /v1/logprobs body, or B×T×K sequences as /v1/cross-entropy takes them; times and a segment.
+         */
+        SequencesBody: {
+            /**
+             * Context Length
+             * @description Score only positions from this index on (per sequence, or one for all): the continuation after a context, as lm-evaluation-harness's `token_logprobs[ctxlen:]`. Exclusive with `ranges`.
+             * @default null
+             */
+            context_length?: number | number[] | null;
+            /**
+             * Ranges
+             * @description [start, stop) positions to score per sequence, Python slice semantics (negative counts from the end, null for the end). lm-evaluation-harness's echoed scoring call (max_tokens=1) is `[ctxlen, -1]`: it drops the one generated token.
+             * @default null
+             */
+            ranges?: [
+                number | null,
+                number | null
+            ][] | null;
+            /**
+             * Bytes
+             * @description UTF-8 bytes of each sequence's scored text, for byte_perplexity and bits_per_byte. Default: the sum of the scored tokens' `bytes` lengths, when every one has them.
+             * @default null
+             */
+            bytes?: number[] | null;
+            /**
+             * Words
+             * @description Words of each sequence's scored text, for word_perplexity.
+             * @default null
+             */
+            words?: number[] | null;
+            /**
+             * Use
+             * @description Which logprobs to score where a response has both: "prompt" (vLLM prompt_logprobs; also the default "auto") or "sampled" (the generated tokens' `logprobs`).
+             * @default auto
+             * @enum {string}
+             */
+            use?: "auto" | "prompt" | "sampled";
+            /**
+             * Calibration
+             * @description Top-1 accuracy and calibration of the top-1 token (needs top_logprobs or vLLM ranks). Default: computed whenever available; a warning says when sampled tokens are in it.
+             * @default null
+             */
+            calibration?: boolean | null;
+            /**
+             * Vocab Size
+             * @description Vocabulary size V: adds an upper bound to the truncated entropy.
+             * @default null
+             */
+            vocab_size?: number | null;
+            /**
+             * Per Sequence
+             * @description Also return each sequence's NLL, tokens and perplexity.
+             * @default true
+             */
+            per_sequence?: boolean;
+            /**
+             * Responses
+             * @description Each an OpenAI chat completion (`choices[i].logprobs.content[]` of `{token, logprob, bytes, top_logprobs}`), a legacy completion (`choices[i].logprobs` of `{tokens, token_logprobs, top_logprobs, text_offset}`, echoed prompts starting with null), a vLLM response with `prompt_logprobs` (on each choice, or at the top level of a chat completion), or only a choice's `logprobs` object, a `content` list or a `prompt_logprobs` list. Each choice is one sequence; a chat completion's top-level prompt_logprobs is one more.
+             * @default null
+             */
+            responses?: ({
+                [key: string]: unknown;
+            } | unknown[])[] | null;
+            /**
+             * Response
+             * @description One response (or logprobs part), instead of `responses`.
+             * @default null
+             */
+            response?: {
+                [key: string]: unknown;
+            } | unknown[] | null;
+            /**
+             * Prompt Token Ids
+             * @description The token ids of each prompt whose prompt_logprobs are scored, in order of appearance (vLLM's entries do not mark the realised token); null to use the response's own `prompt_token_ids`.
+             * @default null
+             */
+            prompt_token_ids?: (number[] | null)[] | null;
+            /**
+             * Texts
+             * @description Each sequence's scored text: bytes and words counted as lm-evaluation-harness does (len(text.encode("utf-8")), len(re.split(r"\s+", text))). Exclusive with `bytes`/`words`.
+             * @default null
+             */
+            texts?: string[] | null;
+            /**
+             * Logits
+             * @description B×T×K token logits (instead of `responses`), with B×T `labels`, as /v1/cross-entropy.
+             * @default null
+             */
+            logits?: unknown[] | null;
+            /**
+             * Probs
+             * @description B×T×K token probabilities, as `logits`.
+             * @default null
+             */
+            probs?: unknown[] | null;
+            /**
+             * Labels
+             * @description B×T token ids (with `logits`/`probs`).
+             * @default null
+             */
+            labels?: number[][] | null;
+            /**
+             * Mask
+             * @description B×T: positions to score.
+             * @default null
+             */
+            mask?: boolean[][] | null;
+            /**
+             * Ignore Index
+             * @description Label value of unscored positions (-100 as PyTorch).
+             * @default null
+             */
+            ignore_index?: number | null;
+            /**
+             * Timestamps
+             * @description Epoch seconds, one per scored sequence (default: the server's clock); within the monitor's retention and at most 5 minutes ahead.
+             * @default null
+             */
+            timestamps?: number[] | null;
+            /**
+             * Segment
+             * @description A tag such as the model version (bounded cardinality).
+             * @default null
+             */
+            segment?: string | null;
+        };
         /**
          * TemperatureBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -4361,7 +4757,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }));
+        }) & (unknown | {
+            classes: unknown;
+        }) & unknown);
         /**
          * Tensor
          * @description An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data.
@@ -4411,7 +4809,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -4458,7 +4856,104 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["CrossEntropyBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Label Smoothing
+                         * @description ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), as torch.nn.functional.cross_entropy's label_smoothing.
+                         * @default 0
+                         */
+                        label_smoothing?: number;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are left out of every reduction and get loss 0 in `losses` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Reduction
+                         * @description mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.
+                         * @default mean
+                         * @enum {string}
+                         */
+                        reduction?: "mean" | "sum" | "none";
+                        /**
+                         * Per Sample
+                         * @description Also return per-sample `losses`.
+                         * @default false
+                         */
+                        per_sample?: boolean;
+                        /**
+                         * Pos Weight
+                         * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
+                         * @default null
+                         */
+                        pos_weight?: number | number[] | null;
+                        /**
+                         * Multilabel
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
+                         * @default false
+                         */
+                        multilabel?: boolean;
+                        /**
+                         * Multilabel Convention
+                         * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
+                         * @default torch
+                         * @enum {string}
+                         */
+                        multilabel_convention?: "torch" | "sklearn";
+                        /**
+                         * Top K
+                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
+                         * @default null
+                         */
+                        top_k?: number[] | null;
+                        /**
+                         * Binary Data Output
+                         * @description Send per-sample `losses` as a raw binary tensor (OIP binary extension, application/octet-stream) instead of a JSON list.
+                         * @default false
+                         */
+                        binary_data_output?: boolean;
+                    } | null;
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -4534,7 +5029,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -4571,7 +5066,60 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["DivergenceBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 other than 1 (scipy.stats.entropy's base).
+                         * @default e
+                         */
+                        base?: "e" | number;
+                        /**
+                         * Reduction
+                         * @description mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and its reduction='mean' (over N·K elements) is `sum` / (N·K).
+                         * @default mean
+                         * @enum {string}
+                         */
+                        reduction?: "mean" | "batchmean" | "sum" | "none";
+                        /**
+                         * Elementwise
+                         * @description Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` (scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).
+                         * @default false
+                         */
+                        elementwise?: boolean;
+                        /**
+                         * Per Sample
+                         * @description Also return every quantity per row.
+                         * @default false
+                         */
+                        per_sample?: boolean;
+                        /**
+                         * Binary Data Output
+                         * @description With `per_sample`, send the per-row quantities as raw binary tensors (OIP binary extension, application/octet-stream: the JSON result with `per_sample` null and one `outputs` entry per quantity, named `per_sample.kl_pq` and so on, then their bytes) instead of JSON lists.
+                         * @default false
+                         */
+                        binary_data_output?: boolean;
+                    } | null;
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -4647,7 +5195,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -4694,7 +5242,84 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["TemperatureBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Return Probs
+                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
+                         * @default false
+                         */
+                        return_probs?: boolean;
+                        /**
+                         * Binary Data Output
+                         * @description With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
+                         * @default false
+                         */
+                        binary_data_output?: boolean;
+                        /**
+                         * Validation
+                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
+                         * @default null
+                         */
+                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Rtol
+                         * @description Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within about rtol relative of the exact optimum.
+                         * @default 1e-10
+                         */
+                        rtol?: number;
+                        /**
+                         * Max Iter
+                         * @description Most Newton iterations (passes over the data).
+                         * @default 100
+                         */
+                        max_iter?: number;
+                    } | null;
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -4770,7 +5395,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -4818,7 +5443,120 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["RecalibrateBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown;
+                    parameters: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Return Probs
+                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
+                         * @default false
+                         */
+                        return_probs?: boolean;
+                        /**
+                         * Binary Data Output
+                         * @description With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
+                         * @default false
+                         */
+                        binary_data_output?: boolean;
+                        /**
+                         * Validation
+                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
+                         * @default null
+                         */
+                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Method
+                         * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
+                         * @enum {string}
+                         */
+                        method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
+                        /**
+                         * L2
+                         * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
+                         * @default 0
+                         */
+                        l2?: number;
+                        /**
+                         * Off Diagonal
+                         * @description matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij².
+                         * @default 0
+                         */
+                        off_diagonal?: number;
+                        /**
+                         * Bias L2
+                         * @description matrix: μ·mean b².
+                         * @default 0
+                         */
+                        bias_l2?: number;
+                        /**
+                         * Target Smoothing
+                         * @description platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); hard labels only.
+                         * @default false
+                         */
+                        target_smoothing?: boolean;
+                        /**
+                         * N Bins
+                         * @description histogram: bins.
+                         * @default 15
+                         */
+                        n_bins?: number;
+                        /**
+                         * Rtol
+                         * @description temperature: as /v1/temperature.
+                         * @default 1e-10
+                         */
+                        rtol?: number;
+                        /**
+                         * Max Iter
+                         * @description Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.
+                         * @default 200
+                         */
+                        max_iter?: number;
+                    };
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -4904,7 +5642,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -4930,7 +5668,70 @@ export interface operations {
                  *       "temperature": 1.5
                  *     }
                  */
-                "application/json": components["schemas"]["ApplyBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown;
+                    parameters: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Parameters
+                         * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
+                         * @default null
+                         */
+                        parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
+                        /**
+                         * Temperature
+                         * @description A bare temperature T ≥ 0 (instead of `parameters`).
+                         * @default null
+                         */
+                        temperature?: number | "Infinity" | null;
+                        /**
+                         * Binary Data Output
+                         * @description Send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
+                         * @default false
+                         */
+                        binary_data_output?: boolean;
+                    } & ({
+                        parameters: unknown;
+                    } | {
+                        temperature: unknown;
+                    });
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5006,7 +5807,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -5049,7 +5850,147 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Top K
+                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
+                         * @default null
+                         */
+                        top_k?: number[] | null;
+                        /**
+                         * Multilabel
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @default false
+                         */
+                        multilabel?: boolean;
+                        /**
+                         * Preset
+                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
+                         * @default null
+                         */
+                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
+                        /**
+                         * Binning
+                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
+                         * @default null
+                         */
+                        binning?: ("uniform" | "quantile" | "edges") | null;
+                        /**
+                         * Edges
+                         * @description Explicit bin edges: strictly increasing from 0 to 1.
+                         * @default null
+                         */
+                        edges?: number[] | null;
+                        /**
+                         * N Bins
+                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
+                         * @default 15
+                         */
+                        n_bins?: number | ("sqrt" | "cube_root");
+                        /**
+                         * Closed
+                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
+                         * @default right
+                         * @enum {string}
+                         */
+                        closed?: "right" | "left";
+                        /**
+                         * Min Bin Count
+                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
+                         * @default 1
+                         */
+                        min_bin_count?: number;
+                        /**
+                         * Target
+                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
+                         * @default null
+                         */
+                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
+                        /**
+                         * Norm
+                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
+                         * @default l1
+                         * @enum {string}
+                         */
+                        norm?: "l1" | "l2" | "max";
+                        /**
+                         * Bin Weighting
+                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
+                         * @default mass
+                         * @enum {string}
+                         */
+                        bin_weighting?: "mass" | "uniform";
+                        /**
+                         * Brier Scale
+                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
+                         * @default auto
+                         * @enum {string}
+                         */
+                        brier_scale?: "auto" | "sum" | "half";
+                        /**
+                         * Metrics
+                         * @description Compute only these metrics (default: all).
+                         * @default null
+                         */
+                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
+                        /**
+                         * Level
+                         * @description Coverage of each reliability bin's Wilson interval.
+                         * @default 0.95
+                         */
+                        level?: number;
+                        /**
+                         * @description Percentile bootstrap intervals for every resampled scalar.
+                         * @default null
+                         */
+                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                    } | null;
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5124,7 +6065,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
@@ -5167,19 +6108,160 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Top K
+                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
+                         * @default null
+                         */
+                        top_k?: number[] | null;
+                        /**
+                         * Multilabel
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @default false
+                         */
+                        multilabel?: boolean;
+                        /**
+                         * Preset
+                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
+                         * @default null
+                         */
+                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
+                        /**
+                         * Binning
+                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
+                         * @default null
+                         */
+                        binning?: ("uniform" | "quantile" | "edges") | null;
+                        /**
+                         * Edges
+                         * @description Explicit bin edges: strictly increasing from 0 to 1.
+                         * @default null
+                         */
+                        edges?: number[] | null;
+                        /**
+                         * N Bins
+                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
+                         * @default 15
+                         */
+                        n_bins?: number | ("sqrt" | "cube_root");
+                        /**
+                         * Closed
+                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
+                         * @default right
+                         * @enum {string}
+                         */
+                        closed?: "right" | "left";
+                        /**
+                         * Min Bin Count
+                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
+                         * @default 1
+                         */
+                        min_bin_count?: number;
+                        /**
+                         * Target
+                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
+                         * @default null
+                         */
+                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
+                        /**
+                         * Norm
+                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
+                         * @default l1
+                         * @enum {string}
+                         */
+                        norm?: "l1" | "l2" | "max";
+                        /**
+                         * Bin Weighting
+                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
+                         * @default mass
+                         * @enum {string}
+                         */
+                        bin_weighting?: "mass" | "uniform";
+                        /**
+                         * Brier Scale
+                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
+                         * @default auto
+                         * @enum {string}
+                         */
+                        brier_scale?: "auto" | "sum" | "half";
+                        /**
+                         * Metrics
+                         * @description Compute only these metrics (default: all).
+                         * @default null
+                         */
+                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
+                        /**
+                         * Level
+                         * @description Coverage of each reliability bin's Wilson interval.
+                         * @default 0.95
+                         */
+                        level?: number;
+                        /**
+                         * @description Percentile bootstrap intervals for every resampled scalar.
+                         * @default null
+                         */
+                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                    } | null;
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
         };
         responses: {
-            /** @description An SVG document. */
+            /** @description An SVG document; a PNG when `Accept` prefers image/png (the `png` extra). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "image/svg+xml": string;
+                    "image/png": string;
                 };
             };
             /** @description Malformed JSON body. */
@@ -5193,6 +6275,15 @@ export interface operations {
             };
             /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description image/png asked for, and the `png` extra (resvg-py) is not installed. */
+            406: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5617,7 +6708,9 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Makes a retry safe: a request repeated with the same key (for a day, XENT_IDEMPOTENCY_TTL_S) is answered like the first, with `Idempotent-Replayed: true`, and counts once; the same key with a different request is a 422. 1 to 255 printable ASCII characters. */
+                "Idempotency-Key"?: string | null;
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path: {
@@ -5674,7 +6767,29 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["ObservationsBody"] | components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["ObservationsBody"] | (components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Segment
+                         * @description A tag of the whole batch (model version, region); XENT_MAX_SEGMENTS per monitor.
+                         * @default null
+                         */
+                        segment?: string | null;
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows (default by dtype).
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide probability rows by their sum instead of rejecting them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                    } | null;
+                });
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5766,7 +6881,10 @@ export interface operations {
     record_labels: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: a request repeated with the same key (for a day, XENT_IDEMPOTENCY_TTL_S) is answered like the first, with `Idempotent-Replayed: true`, and counts once; the same key with a different request is a 422. 1 to 255 printable ASCII characters. */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The monitor's name. */
                 name: string;
@@ -5880,7 +6998,10 @@ export interface operations {
                 /** @description Segment of the rows (default none). */
                 segment?: string | null;
             };
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: a request repeated with the same key (for a day, XENT_IDEMPOTENCY_TTL_S) is answered like the first, with `Idempotent-Replayed: true`, and counts once; the same key with a different request is a 422. 1 to 255 printable ASCII characters. */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description The monitor's name. */
                 name: string;
@@ -5891,7 +7012,18 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": Record<string, unknown>;
-                "application/cloudevents+json": Record<string, unknown>;
+                "application/cloudevents+json": {
+                    id: string;
+                    source: string;
+                    /** @enum {unknown} */
+                    type: "org.kubeflow.serving.inference.request" | "org.kubeflow.serving.inference.response";
+                    /** @constant */
+                    specversion: "1.0";
+                    /** Format: date-time */
+                    time?: string;
+                    /** @description The inference request or response. */
+                    data: Record<string, unknown>;
+                };
             };
         };
         responses: {
@@ -5981,9 +7113,9 @@ export interface operations {
     monitor_metrics: {
         parameters: {
             query?: {
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 from?: string | null;
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 to?: string | null;
                 /** @description A duration: seconds, or a number with s, m, h, d or w ("1h", "30d"). */
                 window?: string | null;
@@ -5992,7 +7124,7 @@ export interface operations {
                 /** @description Only this segment (default: every segment). */
                 segment?: string | null;
                 /** @description Equal-width bins of the ECE / MCE; must divide 2520. */
-                n_bins?: number;
+                n_bins?: 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 12 | 14 | 15 | 18 | 20 | 21 | 24 | 28 | 30 | 35 | 36 | 40 | 42 | 45 | 56 | 60 | 63 | 70 | 72 | 84 | 90 | 105 | 120 | 126 | 140 | 168 | 180 | 210 | 252 | 280 | 315 | 360 | 420 | 504 | 630 | 840 | 1260 | 2520;
                 /** @description Which side of each bin is closed. */
                 closed?: "right" | "left";
                 /** @description Log base of cross_entropy. */
@@ -6095,12 +7227,12 @@ export interface operations {
             query?: {
                 /** @description A duration: seconds, or a number with s, m, h, d or w ("1h", "30d"). */
                 window?: string | null;
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 to?: string | null;
                 /** @description Only this segment (default: every segment). */
                 segment?: string | null;
                 /** @description Equal-width bins of the ECE / MCE; must divide 2520. */
-                n_bins?: number;
+                n_bins?: 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 12 | 14 | 15 | 18 | 20 | 21 | 24 | 28 | 30 | 35 | 36 | 40 | 42 | 45 | 56 | 60 | 63 | 70 | 72 | 84 | 90 | 105 | 120 | 126 | 140 | 168 | 180 | 210 | 252 | 280 | 315 | 360 | 420 | 504 | 630 | 840 | 1260 | 2520;
                 /** @description Which side of each bin is closed. */
                 closed?: "right" | "left";
             };
@@ -6201,7 +7333,7 @@ export interface operations {
             query?: {
                 /** @description A duration: seconds, or a number with s, m, h, d or w ("1h", "30d"). */
                 window?: string | null;
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 to?: string | null;
             };
             header?: never;
@@ -6301,11 +7433,11 @@ export interface operations {
             query?: {
                 /** @description A duration: seconds, or a number with s, m, h, d or w ("1h", "30d"). */
                 window?: string | null;
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 to?: string | null;
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 reference_from?: string | null;
-                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z). */
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
                 reference_to?: string | null;
                 /** @description Only this segment (default: every segment). */
                 segment?: string | null;
@@ -6326,6 +7458,246 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DriftResult"];
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field that cannot change, or a cap the store has reached. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    record_sequences: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: a request repeated with the same key (for a day, XENT_IDEMPOTENCY_TTL_S) is answered like the first, with `Idempotent-Replayed: true`, and counts once; the same key with a different request is a 422. 1 to 255 printable ASCII characters. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                /** @description The monitor's name. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "response": {
+                 *         "choices": [
+                 *           {
+                 *             "logprobs": {
+                 *               "content": [
+                 *                 {
+                 *                   "token": "Hi",
+                 *                   "logprob": -0.5,
+                 *                   "bytes": [
+                 *                     72,
+                 *                     105
+                 *                   ],
+                 *                   "top_logprobs": []
+                 *                 },
+                 *                 {
+                 *                   "token": "!",
+                 *                   "logprob": -1.5,
+                 *                   "bytes": [
+                 *                     33
+                 *                   ],
+                 *                   "top_logprobs": []
+                 *                 }
+                 *               ]
+                 *             }
+                 *           }
+                 *         ]
+                 *       },
+                 *       "segment": "v1"
+                 *     }
+                 */
+                "application/json": components["schemas"]["SequencesBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SequencesResult"];
+                };
+            };
+            /** @description Malformed JSON body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description API keys are configured and none valid was sent (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description No monitor of that name. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field that cannot change, or a cap the store has reached. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Body or element count over the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Unsupported Content-Type. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description A field is missing, unknown, or has the wrong shape or values. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description Too many requests in flight, compute deadline passed, or shutting down; see `Retry-After`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+        };
+    };
+    monitor_perplexity: {
+        parameters: {
+            query?: {
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
+                from?: string | null;
+                /** @description Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC). */
+                to?: string | null;
+                /** @description A duration: seconds, or a number with s, m, h, d or w ("1h", "30d"). */
+                window?: string | null;
+                /** @description Seconds per point (a duration, a multiple of bucket_s); default: one point. */
+                step?: string | null;
+                /** @description Only this segment (default: every segment). */
+                segment?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description The monitor's name. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PerplexityResult"];
                 };
             };
             /** @description Malformed JSON body. */
@@ -6660,13 +8032,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
             cookie?: never;
         };
-        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (unless the body is labelled `application/json`): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
         requestBody: {
             content: {
                 /**
@@ -6715,7 +8087,99 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Label Smoothing
+                         * @description ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), as torch.nn.functional.cross_entropy's label_smoothing.
+                         * @default 0
+                         */
+                        label_smoothing?: number;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are left out of every reduction and get loss 0 in `losses` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Reduction
+                         * @description mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.
+                         * @default mean
+                         * @enum {string}
+                         */
+                        reduction?: "mean" | "sum" | "none";
+                        /**
+                         * Per Sample
+                         * @description Also return per-sample `losses`.
+                         * @default false
+                         */
+                        per_sample?: boolean;
+                        /**
+                         * Pos Weight
+                         * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
+                         * @default null
+                         */
+                        pos_weight?: number | number[] | null;
+                        /**
+                         * Multilabel
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
+                         * @default false
+                         */
+                        multilabel?: boolean;
+                        /**
+                         * Multilabel Convention
+                         * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
+                         * @default torch
+                         * @enum {string}
+                         */
+                        multilabel_convention?: "torch" | "sklearn";
+                        /**
+                         * Top K
+                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
+                         * @default null
+                         */
+                        top_k?: number[] | null;
+                        binary_data_output?: boolean;
+                    } | null;
+                };
                 "application/octet-stream": string;
             };
         };
@@ -6857,13 +8321,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
             cookie?: never;
         };
-        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (unless the body is labelled `application/json`): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
         requestBody: {
             content: {
                 /**
@@ -6905,7 +8369,55 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 other than 1 (scipy.stats.entropy's base).
+                         * @default e
+                         */
+                        base?: "e" | number;
+                        /**
+                         * Reduction
+                         * @description mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and its reduction='mean' (over N·K elements) is `sum` / (N·K).
+                         * @default mean
+                         * @enum {string}
+                         */
+                        reduction?: "mean" | "batchmean" | "sum" | "none";
+                        /**
+                         * Elementwise
+                         * @description Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` (scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).
+                         * @default false
+                         */
+                        elementwise?: boolean;
+                        /**
+                         * Per Sample
+                         * @description Also return every quantity per row.
+                         * @default false
+                         */
+                        per_sample?: boolean;
+                        binary_data_output?: boolean;
+                    } | null;
+                };
                 "application/octet-stream": string;
             };
         };
@@ -7047,13 +8559,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
             cookie?: never;
         };
-        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (unless the body is labelled `application/json`): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
         requestBody: {
             content: {
                 /**
@@ -7100,7 +8612,148 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Top K
+                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
+                         * @default null
+                         */
+                        top_k?: number[] | null;
+                        /**
+                         * Multilabel
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @default false
+                         */
+                        multilabel?: boolean;
+                        /**
+                         * Preset
+                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
+                         * @default null
+                         */
+                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
+                        /**
+                         * Binning
+                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
+                         * @default null
+                         */
+                        binning?: ("uniform" | "quantile" | "edges") | null;
+                        /**
+                         * Edges
+                         * @description Explicit bin edges: strictly increasing from 0 to 1.
+                         * @default null
+                         */
+                        edges?: number[] | null;
+                        /**
+                         * N Bins
+                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
+                         * @default 15
+                         */
+                        n_bins?: number | ("sqrt" | "cube_root");
+                        /**
+                         * Closed
+                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
+                         * @default right
+                         * @enum {string}
+                         */
+                        closed?: "right" | "left";
+                        /**
+                         * Min Bin Count
+                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
+                         * @default 1
+                         */
+                        min_bin_count?: number;
+                        /**
+                         * Target
+                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
+                         * @default null
+                         */
+                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
+                        /**
+                         * Norm
+                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
+                         * @default l1
+                         * @enum {string}
+                         */
+                        norm?: "l1" | "l2" | "max";
+                        /**
+                         * Bin Weighting
+                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
+                         * @default mass
+                         * @enum {string}
+                         */
+                        bin_weighting?: "mass" | "uniform";
+                        /**
+                         * Brier Scale
+                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
+                         * @default auto
+                         * @enum {string}
+                         */
+                        brier_scale?: "auto" | "sum" | "half";
+                        /**
+                         * Metrics
+                         * @description Compute only these metrics (default: all).
+                         * @default null
+                         */
+                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
+                        /**
+                         * Level
+                         * @description Coverage of each reliability bin's Wilson interval.
+                         * @default 0.95
+                         */
+                        level?: number;
+                        /**
+                         * @description Percentile bootstrap intervals for every resampled scalar.
+                         * @default null
+                         */
+                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        binary_data_output?: boolean;
+                    } | null;
+                };
                 "application/octet-stream": string;
             };
         };
@@ -7242,13 +8895,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
             cookie?: never;
         };
-        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (unless the body is labelled `application/json`): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
         requestBody: {
             content: {
                 /**
@@ -7297,7 +8950,79 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown & unknown;
+                    parameters?: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Return Probs
+                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
+                         * @default false
+                         */
+                        return_probs?: boolean;
+                        binary_data_output?: boolean;
+                        /**
+                         * Validation
+                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
+                         * @default null
+                         */
+                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Rtol
+                         * @description Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within about rtol relative of the exact optimum.
+                         * @default 1e-10
+                         */
+                        rtol?: number;
+                        /**
+                         * Max Iter
+                         * @description Most Newton iterations (passes over the data).
+                         * @default 100
+                         */
+                        max_iter?: number;
+                    } | null;
+                };
                 "application/octet-stream": string;
             };
         };
@@ -7439,13 +9164,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
             cookie?: never;
         };
-        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (unless the body is labelled `application/json`): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
         requestBody: {
             content: {
                 /**
@@ -7497,7 +9222,115 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown;
+                    parameters: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Return Probs
+                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
+                         * @default false
+                         */
+                        return_probs?: boolean;
+                        binary_data_output?: boolean;
+                        /**
+                         * Validation
+                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
+                         * @default null
+                         */
+                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
+                        /**
+                         * Ignore Index
+                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
+                         * @default null
+                         */
+                        ignore_index?: number | null;
+                        /**
+                         * Method
+                         * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
+                         * @enum {string}
+                         */
+                        method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
+                        /**
+                         * L2
+                         * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
+                         * @default 0
+                         */
+                        l2?: number;
+                        /**
+                         * Off Diagonal
+                         * @description matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij².
+                         * @default 0
+                         */
+                        off_diagonal?: number;
+                        /**
+                         * Bias L2
+                         * @description matrix: μ·mean b².
+                         * @default 0
+                         */
+                        bias_l2?: number;
+                        /**
+                         * Target Smoothing
+                         * @description platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); hard labels only.
+                         * @default false
+                         */
+                        target_smoothing?: boolean;
+                        /**
+                         * N Bins
+                         * @description histogram: bins.
+                         * @default 15
+                         */
+                        n_bins?: number;
+                        /**
+                         * Rtol
+                         * @description temperature: as /v1/temperature.
+                         * @default 1e-10
+                         */
+                        rtol?: number;
+                        /**
+                         * Max Iter
+                         * @description Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.
+                         * @default 200
+                         */
+                        max_iter?: number;
+                    };
+                };
                 "application/octet-stream": string;
             };
         };
@@ -7639,13 +9472,13 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies, unused otherwise. */
+                /** @description Binary tensor extension: the length in bytes of the JSON header at the start of the body; the raw tensors follow it. Required with `application/octet-stream` bodies; ignored with `application/json` ones (on /v2 a body with the header and no Content-Type, as tritonclient sends it, is the binary extension). */
                 "Inference-Header-Content-Length"?: number;
             };
             path?: never;
             cookie?: never;
         };
-        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (whatever the Content-Type): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
+        /** @description An OIP inference request. With an `Inference-Header-Content-Length` header, the binary tensor extension (unless the body is labelled `application/json`): that many bytes of JSON request, then each binary input's raw little-endian bytes (`parameters.binary_data_size`; BF16 as 16-bit words). */
         requestBody: {
             content: {
                 /**
@@ -7674,7 +9507,65 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"];
+                "application/json": components["schemas"]["InferenceRequest"] & {
+                    inputs?: unknown & unknown & unknown;
+                    parameters: {
+                        /**
+                         * Classes
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @default null
+                         */
+                        classes?: number[] | string[] | null;
+                        /**
+                         * Pos Label
+                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
+                         * @default null
+                         */
+                        pos_label?: number | string | null;
+                        /**
+                         * Eps
+                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
+                         * @default auto
+                         */
+                        eps?: number | "auto";
+                        /**
+                         * Tolerance
+                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
+                         * @default null
+                         */
+                        tolerance?: number | null;
+                        /**
+                         * Normalize
+                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
+                         * @default false
+                         */
+                        normalize?: boolean;
+                        /**
+                         * Base
+                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
+                         * @default e
+                         * @enum {unknown}
+                         */
+                        base?: "e" | 2 | 10;
+                        /**
+                         * Parameters
+                         * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
+                         * @default null
+                         */
+                        parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
+                        /**
+                         * Temperature
+                         * @description A bare temperature T ≥ 0 (instead of `parameters`).
+                         * @default null
+                         */
+                        temperature?: number | "Infinity" | null;
+                        binary_data_output?: boolean;
+                    } & ({
+                        parameters: unknown;
+                    } | {
+                        temperature: unknown;
+                    });
+                };
                 "application/octet-stream": string;
             };
         };
