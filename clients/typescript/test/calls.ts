@@ -116,6 +116,14 @@ const late: Schema<"LabelsBody"> = {
 await record("POST", "/v1/monitors/{name}/labels", late,
   client.POST("/v1/monitors/{name}/labels", { params: { path: name }, body: late }));
 
+// A language model's sequences (the /v1/logprobs body), and its perplexity over time.
+const sequences: Schema<"SequencesBody"> = { ...logprobs, segment: "v1" };
+await record("POST", "/v1/monitors/{name}/sequences", sequences,
+  client.POST("/v1/monitors/{name}/sequences", { params: { path: name }, body: sequences }));
+const perplexityQuery: Query<"/v1/monitors/{name}/perplexity", "get"> = { window: "1h" };
+await record("GET", "/v1/monitors/{name}/perplexity", perplexityQuery,
+  client.GET("/v1/monitors/{name}/perplexity", { params: { path: name, query: perplexityQuery } }));
+
 const metricsQuery: Query<"/v1/monitors/{name}/metrics", "get"> = { window: "1h", n_bins: 5 };
 await record("GET", "/v1/monitors/{name}/metrics", metricsQuery,
   client.GET("/v1/monitors/{name}/metrics", { params: { path: name, query: metricsQuery } }));
