@@ -63,6 +63,13 @@ WindowParam = Annotated[
     ),
 ]
 SegmentParam = Annotated[str | None, Query(description="Only this segment (default: every segment).")]
+StepParam = Annotated[
+    str | None,
+    Query(
+        description="Seconds per point (a duration, a multiple of bucket_s); default: one point.",
+        json_schema_extra=_DURATION_SCHEMA,
+    ),
+]
 ECE = "Σ_b (n_b / N) |mean confidence_b - accuracy_b| over non-empty equal-width bins [fl(i/B), fl((i+1)/B)]"
 BRIER = "Σ_k (p_k - 1[y = k])², halved for two classes (brier_scale auto)"
 MATCHES = (
@@ -181,13 +188,7 @@ def monitor_metrics(
     start: Annotated[TimeParam, Query(alias="from")] = None,
     to: TimeParam = None,
     window: WindowParam = None,
-    step: Annotated[
-        str | None,
-        Query(
-            description="Seconds per point (a duration, a multiple of bucket_s); default: one point.",
-            json_schema_extra=_DURATION_SCHEMA,
-        ),
-    ] = None,
+    step: StepParam = None,
     segment: SegmentParam = None,
     n_bins: NBins = 15,
     closed: Closed = "right",

@@ -26,7 +26,7 @@ from service.store import IdempotencyKey
 
 from . import REQUEST_MODELS, json_response
 from .logprobs import score_body
-from .monitor_queries import SegmentParam, TimeParam, WindowParam, parse_duration, time_range
+from .monitor_queries import SegmentParam, StepParam, TimeParam, WindowParam, parse_duration, time_range
 from .monitors import (
     MONITOR_RESPONSES,
     IdempotencyKeyHeader,
@@ -173,10 +173,7 @@ def monitor_perplexity(
     start: Annotated[TimeParam, Query(alias="from")] = None,
     to: TimeParam = None,
     window: WindowParam = None,
-    step: Annotated[
-        str | None,
-        Query(description="Seconds per point (a duration, a multiple of bucket_s); default: one point."),
-    ] = None,
+    step: StepParam = None,
     segment: SegmentParam = None,
 ) -> Response:
     """A language model's NLL per token, perplexities and bits per token or byte over time.

@@ -86,7 +86,7 @@ def _kept_rows(
     return columns[kept], truth[kept], s[kept] / s.max()  # ratios only: no overflow near 1e308
 
 
-def _isotonic_knots(q: FloatArray, t: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
+def isotonic_knots(q: FloatArray, t: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Weighted PAVA on (q, t, s) with ties in q pooled first; keep the ends of each constant run.
 
     As scikit-learn's ``IsotonicRegression.fit(q, t, sample_weight=s)``: tied q pool
@@ -134,7 +134,7 @@ def fit_isotonic(
     k = 2 if binary else columns.shape[1]
     truth = _truth_columns(labels, targets, k, binary)
     columns, truth, s = _kept_rows(columns, truth, sample_weight)
-    knots = [_isotonic_knots(columns[:, c], truth[:, c], s) for c in range(columns.shape[1])]
+    knots = [isotonic_knots(columns[:, c], truth[:, c], s) for c in range(columns.shape[1])]
     return IsotonicCalibration([x for x, _ in knots], [y for _, y in knots]), OPTIMUM
 
 

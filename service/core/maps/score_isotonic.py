@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._optional import scipy_optimize
 from .._typing import FloatArray, IntArray
-from ..cancel import checkpoint
 from ..errors import InputError
-from .nonparametric import OPTIMUM, _assemble, _truth_columns
+from .nonparametric import OPTIMUM, _assemble, _truth_columns, isotonic_knots
 from .recalibration import FitInfo
 
 
@@ -77,17 +75,8 @@ class IsotonicScoreCalibration:
 
 def _weighted_knots(s: FloatArray, t: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Knots as ``IsotonicRegression._build_y``: zero weights dropped, ties pooled, PAVA, runs trimmed."""
-    checkpoint()  # called once per class
     kept = w > 0
-    s, t, w = s[kept], t[kept], w[kept]
-    xs, inverse = np.unique(s, return_inverse=True)
-    totals = np.bincount(inverse, weights=w)
-    means = np.bincount(inverse, weights=w * t) / totals
-    regression = scipy_optimize("isotonic regression").isotonic_regression
-    fitted = np.clip(regression(means, weights=totals, increasing=True).x, 0, 1)
-    keep = np.ones(fitted.size, dtype=bool)
-    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
-    return xs[keep], fitted[keep]
+    return isotonic_knots(s[kept], t[kept], w[kept])
 
 
 def fit_isotonic_scores(
