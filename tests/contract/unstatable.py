@@ -60,13 +60,18 @@ NOT_STATED_YET = {
     "logprobs documents": r"^`responses?(`| must|\[)|`prompt_token_ids` must be sent",
     # Per-field value ranges and ranks inside the shared tensor forms (a tensor object, an OIP input):
     # probabilities in [0, 1], K ≥ 2, labels 1-D, integer data for integer datatypes.
-    "tensor values by role": r"must lie in \[0, 1\]|must have K ≥ 2 classes|must be a 1-D list|"
+    "tensor values by role": r"must lie in \[0, 1\]|must be finite; got -?inf|must have K ≥ 2 classes|"
+    r"must be a 1-D list|"
     r"must hold integers for datatype|must be N×K \(categorical\) or a length-N vector",
     # Options that depend on another field: sample_weight with method temperature only, class_weights
     # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
-    "options across fields": r"applies to method .* only|is not supported with B×T×K|for a diagram; got|"
+    "options across fields": r"applies to method .* only|apply to methods .* only|"
+    r"do not apply with multilabel|apply with multilabel: true only|"
+    r"is not supported with B×T×K|for a diagram; got|"
     r"is required with binning|is fixed by preset|applies to hard `labels` only|"
     r"must be a list of \w+, as `classes`",
+    # Which roles an OIP request's inputs fill: exactly one prediction role among logits, probs, scores.
+    "roles of inference inputs": r"must not be sent with `\w+` \(exactly one of",
     # Bounds on integers (int64) and closed objects inside nested option values.
     "nested bounds": r"knots\[\d+\]\.\w+` is not a field",
 }

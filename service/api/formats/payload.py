@@ -299,7 +299,9 @@ class ArrayReader:
         if datatype == BFLOAT16:  # JSON numbers: rounded to bfloat16 bit patterns, as binary ones come
             self.tensor_shapes[name] = shape
             self.bfloat16.add(name)
-            return _to_bfloat16_bits(flat.astype(np.float32)).reshape(shape)
+            with np.errstate(over="ignore"):  # beyond float32's range: ±inf, refused where read as finite
+                widened = flat.astype(np.float32)
+            return _to_bfloat16_bits(widened).reshape(shape)
         if dtype.kind in "iu" and flat.dtype.kind == "f":
             raise InputError(f"{name}.data", f"must hold integers for datatype {datatype}")
         if dtype.kind in "iu":

@@ -80,6 +80,8 @@ IdempotencyKeyHeader = Annotated[
         description="Makes a retry safe: a request repeated with the same key (for a day, "
         "XENT_IDEMPOTENCY_TTL_S) is answered like the first, with `Idempotent-Replayed: true`, and "
         "counts once; the same key with a different request is a 422. 1 to 255 printable ASCII characters.",
+        # HTTP trims a value's outer spaces: the first and last characters are visible ones.
+        json_schema_extra={"pattern": "^[!-~]([ -~]{0,253}[!-~])?$"},
     ),
 ]
 ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
