@@ -66,8 +66,8 @@ NOT_STATED_YET = {
     # Options that depend on another field: sample_weight with method temperature only, class_weights
     # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
     "options across fields": r"applies to method .* only|apply to methods .* only|"
-    r"do not apply with multilabel|apply with multilabel: true only|"
-    r"is not supported with B×T×K|for a diagram; got|"
+    r"do not apply with multilabel|apply with multilabel: true only|applies to B×T×K sequence inputs only|"
+    r"is not supported with B×T×K|for a diagram; got|is not a field of B×T×K sequences|"
     r"is required with binning|is fixed by preset|applies to hard `labels` only|"
     r"must be a list of \w+, as `classes`",
     # Which roles an OIP request's inputs fill: exactly one prediction role among logits, probs, scores.

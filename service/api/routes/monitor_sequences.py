@@ -70,6 +70,12 @@ async def record_sequences(
         body = parsed_body(request, raw, settings)
         times = body.fields.pop("timestamps", None)
         segment = body.fields.pop("segment", None)
+        for field in [f for f, value in body.fields.items() if value is None]:
+            del body.fields[field]  # null stands for absent (the logprobs reader refuses B×T×K fields)
+        if not _has_logits(body):
+            for field in ("labels", "mask", "ignore_index"):
+                if field in body.fields:
+                    raise core.InputError(field, "applies to B×T×K sequence inputs only")
         sums = _logits_sums(body) if _has_logits(body) else _logprobs_sums(body)
         store = holder.get()
         config = require(store, name)
