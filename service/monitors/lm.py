@@ -14,7 +14,6 @@ import numpy as np
 from service.core import PerplexitySeries
 from service.core._typing import FloatArray, IntArray
 from service.store import LmSumsRow, MonitorConfig, MonitorStore
-from service.store.sql import LM_COLUMNS
 
 from .ingest import _check_times, check_segment
 
@@ -40,7 +39,7 @@ def sequence_rows(
     series = PerplexitySeries.observe(
         t, nll, tokens, width=config.bucket_s, bytes=bytes, words=words, hits=hits
     )
-    sums = zip(*(getattr(series, c).tolist() for c in LM_COLUMNS), strict=True)
+    sums = zip(*(getattr(series, c).tolist() for c in PerplexitySeries.COLUMNS), strict=True)
     rows: list[LmSumsRow] = [(b, tag, tuple(s)) for b, s in zip(series.start.tolist(), sums, strict=True)]
     return series, tag, rows
 
@@ -58,8 +57,8 @@ def read_series(
     points = start + np.array([row[0] for row in rows], np.int64) * step
     typed: dict[str, Any] = {
         c: np.array([row[1][i] for row in rows], np.float64)
-        if c in ("nll", "perplexity_sum")
+        if c in PerplexitySeries.FLOAT_COLUMNS
         else np.array([int(row[1][i]) for row in rows], np.int64)
-        for i, c in enumerate(LM_COLUMNS)
+        for i, c in enumerate(PerplexitySeries.COLUMNS)
     }
     return PerplexitySeries(width=step, start=points, **typed)

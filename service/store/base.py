@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 #: A stats row: ``(bucket_start, segment, blob)``, bucket_start in integer epoch seconds.
 StatsRow = tuple[int, str, bytes]
-#: A language-model bucket row: ``(bucket_start, segment, sums)``, sums in `sql.LM_COLUMNS` order.
+#: A language-model bucket row: ``(bucket_start, segment, sums)``, sums in `PerplexitySeries.COLUMNS` order.
 LmSumsRow = tuple[int, str, tuple[Any, ...]]
 #: Merges serialised statistics into one (associative and commutative).
 Merge = Callable[[Sequence[bytes]], bytes]

@@ -9,6 +9,8 @@ for buckets, ``DOUBLE PRECISION`` for times. The DDL differs in two type names o
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
+from service.core import PerplexitySeries
+
 T = TypeVar("T")
 
 DIALECTS = {
@@ -107,21 +109,11 @@ MIGRATIONS += (
         ),
     ),
 )
-#: Columns of a language-model bucket (`lm_sums`): a ``PerplexitySeries``'s additive sums, in its order.
-LM_COLUMNS = (
-    "sequences",
-    "nll",
-    "tokens",
-    "perplexity_sum",
-    "sequences_with_tokens",
-    "bytes",
-    "with_bytes",
-    "words",
-    "with_words",
-    "hits",
-    "with_hits",
-)
-_LM_FLOATS = ("nll", "perplexity_sum")
+#: Columns of a language-model bucket (`lm_sums`): the additive sums of a ``PerplexitySeries``, in
+#: its order and of its types. Migration 5 created them; a new sum field needs a new migration
+#: (``tests/store/test_lm_columns.py`` keeps the shipped columns).
+LM_COLUMNS = PerplexitySeries.COLUMNS
+_LM_FLOATS = PerplexitySeries.FLOAT_COLUMNS
 MIGRATIONS += (
     (
         5,  # language-model sums per (monitor, segment, bucket): one row each, added to by every write

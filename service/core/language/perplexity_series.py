@@ -11,8 +11,8 @@ Bytes, words and hits are known in a bucket only when every sequence in it had t
 count of the sequences that brought it, summed like the rest.
 """
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -20,22 +20,6 @@ from numpy.typing import ArrayLike
 from .._typing import FloatArray, IntArray
 from ..errors import InputError
 from .perplexity import PerplexityTotals
-
-#: Columns summed per bucket (int64 but ``nll`` and ``perplexity_sum``).
-_COLUMNS = (
-    "sequences",
-    "nll",
-    "tokens",
-    "perplexity_sum",
-    "sequences_with_tokens",
-    "bytes",
-    "with_bytes",
-    "words",
-    "with_words",
-    "hits",
-    "with_hits",
-)
-_FLOATS = ("nll", "perplexity_sum")
 
 
 @dataclass(frozen=True)
@@ -53,7 +37,13 @@ class PerplexitySeries:
         ``Σ nll_i`` and ``Σ exp(nll_i / tokens_i)`` over sequences with tokens (nats).
     bytes, words, hits : ndarray of int64, shape (n_buckets,)
         Sums over the sequences that brought them (``with_bytes``, ``with_words``, ``with_hits``).
+    COLUMNS : tuple of str
+        Class attribute: the names of the summed fields (all but `width` and `start`), in order;
+        ``FLOAT_COLUMNS`` those of float64 (the rest are int64). A store keeps one column of each.
     """
+
+    COLUMNS: ClassVar[tuple[str, ...]]
+    FLOAT_COLUMNS: ClassVar[tuple[str, ...]]
 
     width: int
     start: IntArray
@@ -172,6 +162,12 @@ class PerplexitySeries:
                 "word_perplexity": np.exp(per_word),
                 "accuracy": _ratio(self.hits, self.tokens, self.with_hits == self.sequences),
             }
+
+
+PerplexitySeries.COLUMNS = tuple(f.name for f in fields(PerplexitySeries))[2:]
+PerplexitySeries.FLOAT_COLUMNS = tuple(f.name for f in fields(PerplexitySeries)[2:] if f.type == FloatArray)
+_COLUMNS = PerplexitySeries.COLUMNS
+_FLOATS = PerplexitySeries.FLOAT_COLUMNS
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, known: np.ndarray) -> FloatArray:
