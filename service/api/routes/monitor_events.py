@@ -19,12 +19,12 @@ from service.settings import Settings
 from service.store import IdempotencyKey, Replayed
 
 from . import json_response
+from .monitor_writes import answer_bytes
 from .monitors import (
     MONITOR_RESPONSES,
     IdempotencyKeyHeader,
     MonitorName,
     SharedPathRoute,
-    answer_bytes,
     require,
 )
 

@@ -9,30 +9,27 @@ import math
 import time
 from typing import Annotated, Any
 
-import anyio
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import StoreDep, parsed_body, raw_body
+from service.api.deps import StoreDep
 from service.api.formats.inputs import Body
 from service.api.schemas.monitor_lm import PerplexityPoint, PerplexityResult, SequencesBody, SequencesResult
 from service.core import PerplexitySeries
-from service.monitors.idempotency import check_key, fingerprint
 from service.monitors.lm import read_series, sequence_rows
 from service.settings import Settings
-from service.store import IdempotencyKey
 
 from . import REQUEST_MODELS, json_response
 from .logprobs import score_body
 from .monitor_queries import SegmentParam, StepParam, TimeParam, WindowParam, parse_duration, time_range
+from .monitor_writes import MonitorWrite, run_write
 from .monitors import (
     MONITOR_RESPONSES,
     IdempotencyKeyHeader,
     MonitorName,
     SharedPathRoute,
-    answer_bytes,
     require,
 )
 
@@ -60,14 +57,9 @@ async def record_sequences(
     Each sequence's NLL, tokens, perplexity and, when known, bytes, words and top-1 hits are
     added to its time bucket.
     """
-    settings: Settings = request.app.state.settings
-    raw = await raw_body(request, settings)
-    holder = request.app.state.monitors
-    header = check_key(idempotency_key)
-    media = request.headers.get("content-type") or ""
 
-    def record() -> Response:
-        body = parsed_body(request, raw, settings)
+    def record(write: MonitorWrite) -> Response:
+        body = write.body()
         times = body.fields.pop("timestamps", None)
         segment = body.fields.pop("segment", None)
         for field in [f for f, value in body.fields.items() if value is None]:
@@ -77,7 +69,7 @@ async def record_sequences(
                 if field in body.fields:
                     raise core.InputError(field, "applies to B×T×K sequence inputs only")
         sums = _logits_sums(body) if _has_logits(body) else _logprobs_sums(body)
-        store = holder.get()
+        store = write.store()
         config = require(store, name)
         series, tag, rows = sequence_rows(
             config, *sums[:2], times=times, now=time.time(), segment=segment, **sums[2]
@@ -89,14 +81,10 @@ async def record_sequences(
             buckets=int(series.start.size),
             segment=tag,
         )
-        key = None
-        if header is not None:
-            digest = fingerprint(["sequences", media, raw.data])
-            key = IdempotencyKey(header, digest, lambda _: answer_bytes(result))
-        store.add_lm_sums(name, rows, key=key)
+        store.add_lm_sums(name, rows, key=write.key(lambda _: result))
         return json_response(result)
 
-    return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
+    return await run_write(request, idempotency_key, "sequences", record)
 
 
 Sums = tuple[np.ndarray, np.ndarray, dict[str, Any]]

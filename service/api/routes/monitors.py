@@ -4,7 +4,6 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
-import anyio
 import numpy as np
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.routing import APIRoute
@@ -14,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service import core
-from service.api.deps import StoreDep, parsed_body, raw_body
+from service.api.deps import StoreDep
 from service.api.formats.inputs import Body, read_prediction
 from service.api.formats.payload import parse_json_object
 from service.api.schemas.common import ProbabilityOptions
@@ -32,13 +31,14 @@ from service.api.schemas.monitors import (
 )
 from service.monitors import TEMPERED, IngestCounts, fold_labels, ingest
 from service.monitors.counters import MonitorCounters
-from service.monitors.idempotency import HEADER, check_key, fingerprint
+from service.monitors.idempotency import HEADER
 from service.monitors.query import totals
 from service.monitors.sums_cache import shared_cache
 from service.settings import Settings
-from service.store import IdempotencyKey, JoinCounts, MonitorConfig, MonitorNotFound, MonitorStore
+from service.store import JoinCounts, MonitorConfig, MonitorNotFound, MonitorStore
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
+from .monitor_writes import MonitorWrite, run_write
 
 
 class SharedPathRoute(APIRoute):
@@ -214,24 +214,15 @@ async def record_observations(
     late labels), `timestamps` (epoch seconds; default now) and `segment` are optional.
     Probabilities are logged with eps "auto" (the dtype's machine epsilon).
     """
-    settings: Settings = request.app.state.settings
-    raw = await raw_body(request, settings)
-    holder = request.app.state.monitors
-    header = check_key(idempotency_key)
-    media = request.headers.get("content-type") or ""
-
-    def record() -> Response:
-        digest = b"" if header is None else fingerprint(["observations", media, raw.data])
-        body = parsed_body(request, raw, settings)
-        key = None if header is None else (header, digest)
-        return _record(body, holder.get(), name, request.app.state.monitor_counters, key)
-
-    return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
+    counters: MonitorCounters = request.app.state.monitor_counters
+    return await run_write(
+        request, idempotency_key, "observations", lambda write: _record(write, name, counters)
+    )
 
 
-def _record(
-    body: Body, store: MonitorStore, name: str, counters: MonitorCounters, key: tuple[str, bytes] | None
-) -> Response:
+def _record(write: MonitorWrite, name: str, counters: MonitorCounters) -> Response:
+    body = write.body()
+    store = write.store()
     options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
     probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
@@ -259,17 +250,18 @@ def _record(
             segment=options.segment or "",
         )
 
-    stored = None if key is None else IdempotencyKey(*key, lambda counts: answer_bytes(result(counts)))
     counts = ingest(
-        store, config, dist, labels, body.fields.get("ids"), times, options.segment or "", key=stored
+        store,
+        config,
+        dist,
+        labels,
+        body.fields.get("ids"),
+        times,
+        options.segment or "",
+        key=write.key(result),
     )
     counters.add(name, counts.stats)
     return json_response(result(counts))
-
-
-def answer_bytes(result: BaseModel) -> bytes:
-    """The JSON body `json_response` sends for `result` (stored with an idempotency key)."""
-    return result.model_dump_json().encode()
 
 
 def _names_to_indices(body: Body, config: MonitorConfig) -> None:
@@ -317,15 +309,11 @@ async def record_labels(
 
     The answer counts joined, unknown, duplicate and expired ids; these are not errors.
     """
-    settings: Settings = request.app.state.settings
-    raw = await raw_body(request, settings)
-    holder = request.app.state.monitors
-    header = check_key(idempotency_key)
 
-    def join() -> Response:
-        fields = parse_json_object(bytes(raw.data))
+    def join(write: MonitorWrite) -> Response:
+        fields = parse_json_object(bytes(write.raw.data))
         body = LabelsBody.model_validate(fields)
-        store = holder.get()
+        store = write.store()
         config = require(store, name)
         if len(body.labels) != len(body.ids):
             raise core.InputError(
@@ -345,13 +333,9 @@ async def record_labels(
                 expired=counts.expired,
             )
 
-        key = None
-        if header is not None:
-            digest = fingerprint(["labels", raw.data])
-            key = IdempotencyKey(header, digest, lambda counts: answer_bytes(result(counts)))
         fold = fold_labels(config, folded)
-        counts = store.join_labels(name, body.ids, time.time(), fold, labels.tolist(), key=key)
+        counts = store.join_labels(name, body.ids, time.time(), fold, labels.tolist(), key=write.key(result))
         request.app.state.monitor_counters.add(name, folded)
         return json_response(result(counts))
 
-    return await anyio.to_thread.run_sync(join, limiter=request.app.state.scoring_limiter)
+    return await run_write(request, idempotency_key, "labels", join, media=False)
