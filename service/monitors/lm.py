@@ -62,3 +62,9 @@ def read_series(
         for i, c in enumerate(PerplexitySeries.COLUMNS)
     }
     return PerplexitySeries(width=step, start=points, **typed)
+
+
+def held_series(store: MonitorStore, config: MonitorConfig) -> PerplexitySeries:
+    """Every bucket `config`'s monitor holds, summed into one (no bucket when it holds no sequence)."""
+    everything = 2**62  # epoch seconds: past any bucket
+    return read_series(store, config, 0, everything, everything, None)

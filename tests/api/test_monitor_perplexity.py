@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import scipy.special
 
 from ..conftest import assert_problem
 from .monitoring import monitor_client
@@ -88,6 +89,16 @@ def test_series_of_random_partitions_equals_logprobs_on_the_documents(client, rn
     # a segment filter: all were sent as "v1"; another segment has nothing
     other = client.get("/v1/monitors/lm/perplexity", params={"from": base, "to": end, "segment": "v2"})
     assert other.json()["total"]["n_sequences"] == 0
+    # GET /v1/monitors/{name}: everything held, as /v1/logprobs on every document
+    held = client.get("/v1/monitors/lm").json()["totals"]
+    assert held["segments"] == ["v1"] and held["n"] == 0
+    lm = held["language_model"]
+    assert (lm["n_sequences"], lm["n_tokens"]) == (N_DOCS, whole["n_tokens"])
+    _check(lm, whole["metrics"])
+    logprobs = [t["logprob"] for d in docs for t in d["choices"][0]["logprobs"]["content"]]
+    n_bytes = sum(len(t["bytes"]) for d in docs for t in d["choices"][0]["logprobs"]["content"])
+    assert lm["token_perplexity"] == pytest.approx(math.exp(-math.fsum(logprobs) / len(logprobs)), rel=1e-12)
+    assert lm["bits_per_byte"] == pytest.approx(-math.fsum(logprobs) / n_bytes / math.log(2), rel=1e-12)
 
 
 def test_unknown_monitor_and_bad_payloads(client):
@@ -105,6 +116,7 @@ def test_unknown_monitor_and_bad_payloads(client):
     )
     assert_problem(client.get("/v1/monitors/lm/perplexity", params={"step": "90"}), 422, "#/step")
     assert client.get("/v1/monitors/lm/perplexity").json()["total"]["n_sequences"] == 0
+    assert client.get("/v1/monitors/lm").json()["totals"]["language_model"] is None
 
 
 def test_sequence_logits_over_time_equal_cross_entropy_on_them(client, rng):
@@ -146,6 +158,14 @@ def test_sequence_logits_over_time_equal_cross_entropy_on_them(client, rng):
     for s, point in enumerate(got["points"]):
         want = reference(np.flatnonzero(minute == s))
         _check(point, {k: v for k, v in want.items() if k != "top_5_accuracy"})
+    # the monitor's totals against scipy: -log_softmax at the labels, padding left out
+    held = client.get("/v1/monitors/lm").json()["totals"]["language_model"]
+    scored = labels != -100
+    nll = -scipy.special.log_softmax(logits, axis=-1)[scored, labels[scored]]
+    assert held["n_sequences"] == b and held["n_tokens"] == scored.sum()
+    assert held["nll"] == pytest.approx(nll.sum(), rel=1e-12)
+    assert held["token_perplexity"] == pytest.approx(np.exp(nll.mean()), rel=1e-12)
+    assert held["bits_per_byte"] == pytest.approx(nll.sum() / n_bytes.sum() / np.log(2), rel=1e-12)
     bad = {"logits": logits[0].tolist(), "labels": labels[0].tolist()}
     assert_problem(client.post("/v1/monitors/lm/sequences", json=bad), 422, "#/logits", "B×T×K")
     assert_problem(

@@ -36,6 +36,7 @@ def test_put_creates_then_updates_and_get_lists_it(client):
         "first_bucket": None,
         "last_bucket": None,
         "segments": [],
+        "language_model": None,
     }
 
 

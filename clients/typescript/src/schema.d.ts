@@ -2569,6 +2569,71 @@ export interface components {
             totals: components["schemas"]["MonitorTotals"];
         };
         /**
+         * MonitorLanguageModel
+         * @description Every sequence a monitor holds (within its retention): its sums and /v1/logprobs's metrics on them.
+         */
+        MonitorLanguageModel: {
+            /**
+             * Nll Per Token
+             * @description Σ NLL / Σ tokens, nats (token-weighted).
+             */
+            nll_per_token: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Bits Per Token
+             * @description nll_per_token / ln 2.
+             */
+            bits_per_token: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Token Perplexity
+             * @description Token-weighted corpus perplexity exp(Σ NLL / Σ tokens).
+             */
+            token_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Lm Eval Perplexity
+             * @description lm-evaluation-harness `perplexity`: exp(-mean over sequences of the log-likelihood) = exp(Σ NLL / n_sequences), per document, not per token.
+             */
+            lm_eval_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Hf Mean Perplexity
+             * @description Hugging Face evaluate's `mean_perplexity`: mean over sequences of exp(NLL_i / tokens_i) (sequences without tokens left out).
+             */
+            hf_mean_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Byte Perplexity
+             * @description lm-evaluation-harness `byte_perplexity`: exp(Σ NLL / Σ bytes).
+             */
+            byte_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Bits Per Byte
+             * @description lm-evaluation-harness `bits_per_byte`: Σ NLL / Σ bytes / ln 2.
+             */
+            bits_per_byte: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Word Perplexity
+             * @description lm-evaluation-harness `word_perplexity`: exp(Σ NLL / Σ words).
+             */
+            word_perplexity: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Accuracy
+             * @description Scored tokens that were the top-1 token (ties count as top-1).
+             */
+            accuracy?: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /**
+             * Top 5 Accuracy
+             * @description Scored tokens among the 5 most probable (sequence inputs).
+             */
+            top_5_accuracy?: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            /** N Sequences */
+            n_sequences: number;
+            /** N Tokens */
+            n_tokens: number;
+            /**
+             * Nll
+             * @description Σ NLL (nats).
+             */
+            nll: number;
+        };
+        /**
          * MonitorList
          * @description Every monitor.
          */
@@ -2657,6 +2722,8 @@ export interface components {
             last_bucket: number | null;
             /** Segments */
             segments: string[];
+            /** @description Sums and metrics of the scored sequences (POST …/sequences); null when there are none. */
+            language_model: components["schemas"]["MonitorLanguageModel"] | null;
         };
         /**
          * ObservationsResult

@@ -17,6 +17,7 @@ from service.api.deps import StoreDep
 from service.api.formats.inputs import Body, read_prediction
 from service.api.formats.payload import parse_json_object
 from service.api.schemas.common import ProbabilityOptions
+from service.api.schemas.monitor_lm import MonitorLanguageModel
 from service.api.schemas.monitors import (
     NAME_PATTERN,
     LabelsBody,
@@ -29,9 +30,11 @@ from service.api.schemas.monitors import (
     ObservationsBody,
     ObservationsResult,
 )
+from service.core import PerplexitySeries
 from service.monitors import TEMPERED, IngestCounts, fold_labels, ingest
 from service.monitors.counters import MonitorCounters
 from service.monitors.idempotency import HEADER
+from service.monitors.lm import held_series
 from service.monitors.query import totals
 from service.monitors.sums_cache import shared_cache
 from service.settings import Settings
@@ -186,8 +189,22 @@ def get_monitor(request: Request, name: MonitorName, store: StoreDep) -> Respons
         first_bucket=held.first_bucket,
         last_bucket=held.last_bucket,
         segments=segments,
+        language_model=_language_model(held_series(store, config)),
     )
     return json_response(MonitorDetail(**monitor_result(config).model_dump(), totals=result))
+
+
+def _language_model(series: PerplexitySeries) -> MonitorLanguageModel | None:
+    """The totals of a one-bucket series (None without one), as GET …/perplexity's `total`."""
+    if not series.start.size:
+        return None
+    metrics = {key: None if np.isnan(v[0]) else float(v[0]) for key, v in series.metrics().items()}
+    return MonitorLanguageModel(
+        n_sequences=int(series.sequences[0]),
+        n_tokens=int(series.tokens[0]),
+        nll=float(series.nll[0]),
+        **metrics,
+    )
 
 
 @router.delete("/monitors/{name}", status_code=204, response_class=Response, responses=MONITOR_RESPONSES)

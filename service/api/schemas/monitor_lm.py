@@ -54,6 +54,14 @@ class PerplexityPoint(LanguageModelMetrics):
     nll: float = Field(description="Σ NLL (nats).")
 
 
+class MonitorLanguageModel(LanguageModelMetrics):
+    """Every sequence a monitor holds (within its retention): its sums and /v1/logprobs's metrics on them."""
+
+    n_sequences: int
+    n_tokens: int
+    nll: float = Field(description="Σ NLL (nats).")
+
+
 class PerplexityResult(BaseModel):
     """Perplexity over time; each point (and `total`) equals /v1/logprobs's `metrics` on its sequences."""
 

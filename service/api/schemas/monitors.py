@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, model_validator
 
 from .common import RESULT_CONFIG, Base, FloatArrayField, IntArrayField, JsonFloat, Tensor, whole
+from .monitor_lm import MonitorLanguageModel
 
 #: A monitor's name: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -139,6 +140,9 @@ class MonitorTotals(BaseModel):
     first_bucket: int | None = Field(description="Start of the oldest bucket held (epoch seconds).")
     last_bucket: int | None = Field(description="Start of the newest bucket held (epoch seconds).")
     segments: list[str]
+    language_model: MonitorLanguageModel | None = Field(
+        description="Sums and metrics of the scored sequences (POST …/sequences); null when there are none."
+    )
 
 
 class MonitorDetail(MonitorResult):
