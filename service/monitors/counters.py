@@ -11,7 +11,14 @@ of one of 10 equal-width bins closed on the right (``"0.1"`` … ``"1.0"``, the 
   ingestion or when a late label joins;
 - ``xent_monitor_bin_count_total``, ``xent_monitor_bin_confidence_total``,
   ``xent_monitor_bin_correct_total`` [bin]: labelled rows per bin of the ECE's target (top-label;
-  positive-class for a binary monitor), their Σ confidence and Σ outcome.
+  positive-class for a binary monitor), their Σ confidence and Σ outcome;
+- ``xent_monitor_lm_sequences_total``, ``xent_monitor_lm_tokens_total``,
+  ``xent_monitor_lm_nll_nats_total``: a language model's scored sequences (``…/sequences``), their
+  tokens and Σ NLL, so ``exp(nll / tokens)`` is the token perplexity;
+  ``xent_monitor_lm_bytes_total`` / ``xent_monitor_lm_byte_nll_nats_total`` and
+  ``xent_monitor_lm_words_total`` / ``xent_monitor_lm_word_nll_nats_total``: the bytes (words) of
+  the sequences that brought them and those sequences' Σ NLL, so ``byte_nll / bytes / ln 2`` is
+  the bits per byte (the API's when every sequence brought its bytes).
 
 They are incremented by the worker that handled the request, after the store committed, in the
 app's registry: with several workers ``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all
@@ -24,7 +31,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from service.core import MonitorStats
+from service.core import MonitorStats, PerplexitySeries
 from service.core.calibration.brier import brier_factor
 
 N_BINS = 10
@@ -53,7 +60,17 @@ class MonitorCounters:
         self.bin_correct = counter(
             "xent_monitor_bin_correct", "Σ outcome of labelled rows per bin.", ("bin",)
         )
+        self.lm = {
+            "sequences": counter("xent_monitor_lm_sequences", "Sequences scored by monitors (…/sequences)."),
+            "tokens": counter("xent_monitor_lm_tokens", "Scored tokens of those sequences."),
+            "nll": counter("xent_monitor_lm_nll_nats", "Σ NLL (nats) of those sequences."),
+            "bytes": counter("xent_monitor_lm_bytes", "Bytes of the sequences that brought a byte count."),
+            "byte_nll": counter("xent_monitor_lm_byte_nll_nats", "Σ NLL (nats) of those with bytes."),
+            "words": counter("xent_monitor_lm_words", "Words of the sequences that brought a word count."),
+            "word_nll": counter("xent_monitor_lm_word_nll_nats", "Σ NLL (nats) of those with words."),
+        }
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._lm_children: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _series(self, monitor: str, segment: str) -> tuple[Any, ...]:
         """Every series of (monitor, segment), created at 0 on first use."""
@@ -78,9 +95,36 @@ class MonitorCounters:
             series = self._children[key] = (*flat, *binned)
         return series
 
+    def _lm_series(self, monitor: str, segment: str) -> dict[str, Any]:
+        """The language-model series of (monitor, segment), created at 0 on first use."""
+        key = (monitor, segment)
+        series = self._lm_children.get(key)
+        if series is None:
+            series = self._lm_children[key] = {k: f.labels(monitor, segment) for k, f in self.lm.items()}
+        return series
+
     def touch(self, monitor: str, segment: str = "") -> None:
         """Create the series of (monitor, segment) at 0, so a scrape sees them before the first row."""
         self._series(monitor, segment)
+        self._lm_series(monitor, segment)
+
+    def add_lm(self, monitor: str, rows: Iterable[tuple[int, str, tuple[Any, ...]]]) -> None:
+        """Add the language-model sums of a committed write: ``(bucket, segment, sums)`` rows.
+
+        Sums are in `PerplexitySeries.COLUMNS` order. Within one write every sequence brought its
+        bytes (words) or none did, so a row's bytes go with its whole NLL or not at all.
+        """
+        for _, segment, values in rows:
+            sums = dict(zip(PerplexitySeries.COLUMNS, values, strict=True))
+            series = self._lm_series(monitor, segment)
+            nll = max(float(sums["nll"]), 0.0)
+            series["sequences"].inc(int(sums["sequences"]))
+            series["tokens"].inc(int(sums["tokens"]))
+            series["nll"].inc(nll)
+            for count in ("bytes", "words"):
+                if sums["sequences"] and sums[f"with_{count}"] == sums["sequences"]:
+                    series[count].inc(int(sums[count]))
+                    series[count[:-1] + "_nll"].inc(nll)
 
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
         """Add each ``(segment, statistics)`` of a committed write."""

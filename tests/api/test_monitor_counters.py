@@ -68,3 +68,39 @@ def test_counters_add_up_ingested_and_late_labelled_rows(tmp_path, rng):
             conf[inside].sum(), rel=1e-12
         )
         assert got[("xent_monitor_bin_correct_total", edge)] == correct[inside].sum()
+
+
+def test_language_model_counters_add_up_the_sequences_written_once(tmp_path, rng):
+    """Chat completions with bytes, then B×T×K logits without: sums against scipy and the logprobs sent."""
+    b, t, k = 5, 7, 9
+    logits = 2 * rng.standard_normal((b, t, k))
+    labels = rng.integers(0, k, size=(b, t))
+    lp = rng.uniform(-5.0, -0.1, size=12)
+    n_bytes = rng.integers(1, 6, size=12)
+    tokens = [
+        {"token": "x", "logprob": float(v), "bytes": [120] * int(n)} for v, n in zip(lp, n_bytes, strict=True)
+    ]
+    docs = [
+        {"choices": [{"logprobs": {"content": tokens[:4]}}]},
+        {"choices": [{"logprobs": {"content": tokens[4:]}}]},
+    ]
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/lm", json={"n_classes": 2})
+        before = samples(client.get("/metrics").text, "lm")
+        assert (
+            before[("xent_monitor_lm_tokens_total", "")] == 0 == before[("xent_monitor_lm_bytes_total", "")]
+        )
+        headers = {"Idempotency-Key": "chat-1"}
+        for _ in range(2):  # the retry replays and counts nothing
+            answer = client.post("/v1/monitors/lm/sequences", json={"responses": docs}, headers=headers)
+            assert answer.status_code == 200, answer.text
+        body = {"logits": logits.tolist(), "labels": labels.tolist(), "segment": "v2"}
+        assert client.post("/v1/monitors/lm/sequences", json=body).status_code == 200
+        got = samples(client.get("/metrics").text, "lm")
+    nll = -scipy.special.log_softmax(logits, axis=-1)[np.arange(b)[:, None], np.arange(t), labels]
+    assert got[("xent_monitor_lm_sequences_total", "")] == 2 + b
+    assert got[("xent_monitor_lm_tokens_total", "")] == 12 + b * t
+    assert got[("xent_monitor_lm_nll_nats_total", "")] == pytest.approx(nll.sum() - lp.sum(), rel=1e-12)
+    assert got[("xent_monitor_lm_bytes_total", "")] == n_bytes.sum()  # the logits brought none
+    assert got[("xent_monitor_lm_byte_nll_nats_total", "")] == pytest.approx(-lp.sum(), rel=1e-12)
+    assert got[("xent_monitor_lm_words_total", "")] == 0 == got[("xent_monitor_lm_word_nll_nats_total", "")]

@@ -18,6 +18,7 @@ from service.api.deps import StoreDep
 from service.api.formats.inputs import Body
 from service.api.schemas.monitor_lm import PerplexityPoint, PerplexityResult, SequencesBody, SequencesResult
 from service.core import PerplexitySeries
+from service.monitors.counters import MonitorCounters
 from service.monitors.lm import read_series, sequence_rows
 from service.settings import Settings
 
@@ -57,6 +58,7 @@ async def record_sequences(
     Each sequence's NLL, tokens, perplexity and, when known, bytes, words and top-1 hits are
     added to its time bucket.
     """
+    counters: MonitorCounters = request.app.state.monitor_counters
 
     def record(write: MonitorWrite) -> Response:
         body = write.body()
@@ -82,6 +84,7 @@ async def record_sequences(
             segment=tag,
         )
         store.add_lm_sums(name, rows, key=write.key(lambda _: result))
+        counters.add_lm(name, rows)
         return json_response(result)
 
     return await run_write(request, idempotency_key, "sequences", record)
