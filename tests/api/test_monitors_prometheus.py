@@ -1,11 +1,14 @@
-"""The PromQL of docs/monitors.md, run by a real Prometheus scraping a live server, gives the API's CE, ECE.
+"""The PromQL of docs/monitors.md, run by a real Prometheus scraping a live server, gives the API's CE, ECE
+and a language model's perplexity.
 
 A 2-worker ``python -m service serve`` (multiprocess metrics) is scraped every second by Debian's
 ``prometheus`` (``.ci/run`` installs it); labelled rows arrive at ingestion, by late labels and
-as KServe logger events, spread over both workers. Skipped only without a prometheus binary.
+as KServe logger events, and scored sequences by ``…/sequences``, spread over both workers.
+Skipped only without a prometheus binary.
 """
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -28,13 +31,26 @@ pytestmark = pytest.mark.skipif(
 )
 MONITOR = "promql-m"
 K = 4
+#: The language-model PromQL of the docs, by the perplexity total's key it equals.
+LM = {
+    "lm_nll_per_token": "nll_per_token",
+    "lm_token_perplexity": "token_perplexity",
+    "lm_bits_per_byte": "bits_per_byte",
+}
 
 
 def documented_promql() -> dict[str, str]:
     """The ```promql blocks of docs/monitors.md, by the name in their first comment line."""
     text = (ROOT / "docs" / "monitors.md").read_text()
     blocks = re.findall(r"```promql\n# (\w+)[^\n]*\n(.*?)```", text, flags=re.S)
-    assert {name for name, _ in blocks} >= {"ce", "ece", "accuracy", "brier", "count", "mean_confidence"}
+    assert {name for name, _ in blocks} >= {
+        "ce",
+        "ece",
+        "accuracy",
+        "brier",
+        "count",
+        "mean_confidence",
+    } | set(LM)
     return dict(blocks)
 
 
@@ -109,7 +125,8 @@ def _post(url: str, path: str, **kwargs) -> dict:
 
 def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
     queries = {
-        name: q.replace('monitor="fraud"', f'monitor="{MONITOR}"') for name, q in documented_promql().items()
+        name: re.sub(r'monitor="(fraud|chat)"', f'monitor="{MONITOR}"', q)
+        for name, q in documented_promql().items()
     }
     port = free_port()
     server = Served(tmp_path / "data", port)
@@ -123,6 +140,22 @@ def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
         )
         labelled = f'sum(xent_monitor_labelled_total{{monitor="{MONITOR}"}})'
         prometheus.wait_for(labelled, 0)  # every series seen at 0 before the first row
+        lm_tokens = f'sum(xent_monitor_lm_tokens_total{{monitor="{MONITOR}"}})'
+        prometheus.wait_for(lm_tokens, 0)
+        logprobs, n_bytes = [], 0
+        for _ in range(6):  # chat completions, each token with its bytes
+            docs = []
+            for _ in range(int(rng.integers(1, 5))):
+                lp = rng.uniform(-6.0, -0.05, size=int(rng.integers(1, 30)))
+                sizes = rng.integers(1, 8, size=lp.size)
+                logprobs += lp.tolist()
+                n_bytes += int(sizes.sum())
+                content = [
+                    {"token": "w", "logprob": float(v), "bytes": [119] * int(b), "top_logprobs": []}
+                    for v, b in zip(lp, sizes, strict=True)
+                ]
+                docs.append({"choices": [{"index": 0, "logprobs": {"content": content}}]})
+            _post(server.url, f"/v1/monitors/{MONITOR}/sequences", json={"responses": docs})
         n, late = 0, {}
         for j in range(24):
             rows = int(rng.integers(1, 40))
@@ -163,6 +196,13 @@ def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
             )
             assert joined["joined"] == len(chunk)
         prometheus.wait_for(labelled, n)
+        prometheus.wait_for(lm_tokens, len(logprobs))
+        perplexity = httpx.get(f"{server.url}/v1/monitors/{MONITOR}/perplexity", params={"window": "1h"})
+        lm_total = perplexity.json()["total"]
+        # the API's perplexity itself, against the logprobs sent
+        nll = -math.fsum(logprobs)
+        assert lm_total["token_perplexity"] == pytest.approx(math.exp(nll / len(logprobs)), rel=1e-12)
+        assert lm_total["bits_per_byte"] == pytest.approx(nll / n_bytes / math.log(2), rel=1e-12)
         api = httpx.get(
             f"{server.url}/v1/monitors/{MONITOR}/metrics", params={"window": "1h", "step": "1w", "n_bins": 10}
         ).json()
@@ -181,6 +221,8 @@ def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
             ("mean_confidence", "mean_confidence"),
         ):
             assert ranged[name] == pytest.approx(point[key], rel=1e-10), name
+        for name, key in LM.items():
+            assert ranged[name] == pytest.approx(lm_total[key], rel=1e-10), name
         # the compose stack's Grafana panels run the same expressions with $monitor and $window
         dashboard = json.loads((ROOT / "deploy/grafana/dashboards/xent.json").read_text())
         panels = {p["title"]: p for p in dashboard["panels"]}
@@ -192,6 +234,13 @@ def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
             expr = panels[title]["targets"][0]["expr"]
             expr = expr.replace("$monitor", MONITOR).replace("$window", "10m")
             assert prometheus.scalar(expr) == pytest.approx(point[key], rel=1e-10), title
+        for title, key in (
+            ("Monitor token perplexity", "token_perplexity"),
+            ("Monitor bits per byte", "bits_per_byte"),
+        ):
+            expr = panels[title]["targets"][0]["expr"]
+            expr = expr.replace("$monitor", MONITOR).replace("$window", "10m")
+            assert prometheus.scalar(expr) == pytest.approx(lm_total[key], rel=1e-10), title
         # the same expressions on the counters themselves (totals since the server started)
         totals = {
             name: prometheus.scalar(re.sub(r"increase\((.*?)\[1h\]\)", r"\1", q))
@@ -200,6 +249,8 @@ def test_documented_promql_gives_the_apis_ce_and_ece(tmp_path, rng):
         assert totals["ce"] == pytest.approx(point["cross_entropy"], rel=1e-10)
         assert totals["ece"] == pytest.approx(point["ece"], rel=1e-10)
         assert totals["count"] == n
+        for name, key in LM.items():
+            assert totals[name] == pytest.approx(lm_total[key], rel=1e-10), name
     finally:
         prometheus.stop()
         server.stop()
