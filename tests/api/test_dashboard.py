@@ -128,6 +128,49 @@ def test_dashboard_shows_the_monitor_and_the_apis_numbers(rng, tmp_path):
     # The charts were drawn (a polyline each) and the reliability diagram is shown from a blob: URL.
     assert page.attrs_by_id["reliability-diagram"]["src"].startswith("blob:")
     assert "hidden" not in page.attrs_by_id["reliability-diagram"]
+    assert "hidden" in page.attrs_by_id["language-model"]  # no sequences scored: no perplexity shown
+
+
+def test_dashboard_shows_a_language_models_perplexity_as_the_api(rng, tmp_path):
+    b, t, k = 6, 9, 13
+    logits = 2 * rng.standard_normal((b, t, k))
+    labels = rng.integers(0, k, size=(b, t))
+    n_bytes = rng.integers(t, 4 * t, size=b)
+    with running(create_app(Settings())) as url, httpx.Client(base_url=url) as http:
+        name = f"dash-lm-{uuid.uuid4().hex[:10]}"
+        assert http.put(f"/v1/monitors/{name}", json={"n_classes": 2}).status_code == 201
+        for rows, ago in ((slice(0, 2), 1500), (slice(2, b), 300)):  # two minutes of the last hour
+            body = {
+                "logits": logits[rows].tolist(),
+                "labels": labels[rows].tolist(),
+                "bytes": n_bytes[rows].tolist(),
+                "timestamps": [time.time() - ago] * len(n_bytes[rows]),
+            }
+            answer = http.post(f"/v1/monitors/{name}/sequences", json=body)
+            assert answer.status_code == 200, answer.text
+        html = subprocess.run(
+            [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+             "--virtual-time-budget=5000", "--dump-dom", f"{url}/dashboard?monitor={name}&window=1h"],
+            check=True, capture_output=True, text=True, timeout=120,
+        ).stdout  # fmt: skip
+        api = http.get(f"/v1/monitors/{name}/perplexity", params={"window": "1h"}).json()["total"]
+    page = Elements()
+    page.feed(html)
+    assert "hidden" not in page.attrs_by_id["language-model"]
+    for metric in ("token_perplexity", "nll_per_token", "bits_per_byte", "n_sequences", "n_tokens"):
+        value, text = page.metrics[metric]
+        assert value == repr(api[metric]), metric
+        assert float(text) == float(f"{api[metric]:.6g}"), (metric, text, api[metric])
+    # The API's numbers against scipy: -log_softmax at the labels, every position scored.
+    nll = -log_softmax(logits, axis=-1)[np.arange(b)[:, None], np.arange(t), labels]
+    assert float(page.metrics["token_perplexity"][0]) == pytest.approx(np.exp(nll.mean()), rel=1e-12)
+    bits = nll.sum() / n_bytes.sum() / np.log(2)
+    assert float(page.metrics["bits_per_byte"][0]) == pytest.approx(bits, rel=1e-12)
+    assert int(page.metrics["n_tokens"][0]) == b * t
+    # The series: one dot per minute that has sequences (24 minutes apart: two runs of one point).
+    svg = re.search(r'<svg id="chart-token_perplexity".*?</svg>', html, re.S)
+    assert svg is not None and svg.group(0).count("<circle") == 2
 
 
 def test_dashboard_draws_one_polyline_per_chart(rng, tmp_path):

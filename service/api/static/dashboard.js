@@ -7,6 +7,7 @@ const POLL_MS = 5000;
 const POINTS = 60;
 const SECONDS = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 const METRICS = ["cross_entropy", "ece", "accuracy", "n", "n_labelled"];
+const LM_METRICS = ["token_perplexity", "nll_per_token", "bits_per_byte", "n_sequences", "n_tokens"];
 const params = new URLSearchParams(window.location.search);
 let reliabilityUrl = null;
 
@@ -43,12 +44,12 @@ function seconds(duration) {
 
 function format(name, value) {
   if (value === null || value === undefined) return "–";
-  if (name === "n" || name === "n_labelled") return String(value);
+  if (name === "n" || name.startsWith("n_")) return String(value);
   return Number(value).toPrecision(6);
 }
 
-function showCurrent(point) {
-  for (const name of METRICS) {
+function showCurrent(point, metrics = METRICS) {
+  for (const name of metrics) {
     const element = document.querySelector(`[data-metric="${name}"]`);
     const value = point ? point[name] : null;
     element.textContent = format(name, value);
@@ -154,6 +155,7 @@ async function refresh() {
     for (const chart of ["cross_entropy", "ece", "accuracy", "n"]) {
       drawChart($(`chart-${chart}`), series.points, chart);
     }
+    await showLanguageModel(name, win, step);
     await showReliability(name, win, whole.points[0]);
     setStatus(`Updated ${new Date().toLocaleTimeString()}; refreshing every ${POLL_MS / 1000} s.`);
   } catch (error) {
@@ -164,6 +166,19 @@ async function refresh() {
       setStatus(`Error: ${error.message}`, true);
     }
   }
+}
+
+// The perplexity of the sequences scored by POST …/sequences, shown when the window has any.
+async function showLanguageModel(name, win, step) {
+  const [whole, series] = await Promise.all([
+    api(`v1/monitors/${name}/perplexity?window=${win}`).then((r) => r.json()),
+    api(`v1/monitors/${name}/perplexity?window=${win}&step=${step}`).then((r) => r.json()),
+  ]);
+  const section = $("language-model");
+  section.hidden = !whole.total.n_sequences;
+  if (section.hidden) return;
+  showCurrent(whole.total, LM_METRICS);
+  drawChart($("chart-token_perplexity"), series.points, "token_perplexity");
 }
 
 async function showReliability(name, win, point) {
