@@ -66,6 +66,7 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
         cur.execute(q(sql.DELETE_RESERVOIR_BEFORE), (name, now - config.retention_s))
         store._trim_reservoir(cur, name, config.reservoir_size, added=-cur.rowcount)
         cur.execute(q(sql.DELETE_LM_SUMS_BEFORE), (name, int(now - config.retention_s)))
+        deleted += cur.rowcount
         cur.execute(q(sql.DELETE_KEYS_BEFORE), (name, now - store.limits.idempotency_ttl_s))
         cur.execute(q(sql.DELETE_OLDEST_KEYS), (name, name, store.limits.max_idempotency_keys))
     if deleted:
@@ -73,7 +74,7 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
 
 
 def _forget_empty_segments(store: "SqlStore", name: str) -> None:
-    """Delete segments left with no stats or pending rows (found first with no lock held)."""
+    """Delete segments left with no stats, pending or language-model rows (found first with no lock held)."""
     with store._reading() as cur:
 
         def segments(statement: str) -> set[str]:
@@ -82,9 +83,12 @@ def _forget_empty_segments(store: "SqlStore", name: str) -> None:
 
         known = segments(sql.SELECT_SEGMENTS)
         used = segments(sql.SELECT_STATS_SEGMENTS) | segments(sql.SELECT_PENDING_SEGMENTS)
+        used |= segments(sql.SELECT_LM_SEGMENTS)
     if empty := sorted(known - used):
         with store._transaction() as cur:  # each checked again: a write may have used it meanwhile
-            cur.executemany(store._q(sql.DELETE_EMPTY_SEGMENT), [(name, s, name, s, name, s) for s in empty])
+            cur.executemany(
+                store._q(sql.DELETE_EMPTY_SEGMENT), [(name, s, name, s, name, s, name, s) for s in empty]
+            )
 
 
 def _merge_buckets(store: "SqlStore", config: MonitorConfig, now: float) -> int:

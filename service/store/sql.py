@@ -256,10 +256,12 @@ DELETE_PENDING_BEFORE_SOME = (
 DELETE_RESERVOIR_BEFORE = "DELETE FROM reservoir WHERE monitor = ? AND event_time < ?"
 SELECT_STATS_SEGMENTS = "SELECT DISTINCT segment FROM stats WHERE monitor = ?"
 SELECT_PENDING_SEGMENTS = "SELECT DISTINCT segment FROM pending WHERE monitor = ?"
+SELECT_LM_SEGMENTS = "SELECT DISTINCT segment FROM lm_sums WHERE monitor = ?"
 DELETE_EMPTY_SEGMENT = (
     "DELETE FROM segments WHERE monitor = ? AND segment = ? "
     "AND NOT EXISTS (SELECT 1 FROM stats WHERE monitor = ? AND segment = ?) "
-    "AND NOT EXISTS (SELECT 1 FROM pending WHERE monitor = ? AND segment = ?)"
+    "AND NOT EXISTS (SELECT 1 FROM pending WHERE monitor = ? AND segment = ?) "
+    "AND NOT EXISTS (SELECT 1 FROM lm_sums WHERE monitor = ? AND segment = ?)"
 )
 # Groups worth merging: several rows of one bucket, or (before `cutoff`, an hour boundary) rows of
 # one coarse bucket. Parameters: cutoff, width, width, monitor, min_rows (1 + any row off-grid).
