@@ -51,7 +51,11 @@ def read_series(
 
     The database sums each point's buckets (``GROUP BY``); each point is one bucket of the result.
     """
-    rows = store.read_lm_points(config.name, start, end, step, segment)
+    return _series(store.read_lm_points(config.name, start, end, step, segment), start, step)
+
+
+def _series(rows: list[tuple[int, tuple[Any, ...]]], start: int, step: int) -> PerplexitySeries:
+    """The series of ``(point, sums)`` rows: point ``i`` starts at ``start + i * step``."""
     if not rows:
         return PerplexitySeries.observe([], [], [], width=step)
     points = start + np.array([row[0] for row in rows], np.int64) * step
@@ -65,6 +69,6 @@ def read_series(
 
 
 def held_series(store: MonitorStore, config: MonitorConfig) -> PerplexitySeries:
-    """Every bucket `config`'s monitor holds, summed into one (no bucket when it holds no sequence)."""
-    everything = 2**62  # epoch seconds: past any bucket
-    return read_series(store, config, 0, everything, everything, None)
+    """Every bucket of `config`'s monitor summed into one, starting at 0 (none without sequences)."""
+    sums = store.read_lm_totals(config.name)
+    return _series([] if sums is None else [(0, sums)], 0, config.bucket_s)

@@ -298,6 +298,10 @@ class MonitorStore(Protocol):
         """Per point ``i`` of `step` seconds from `start` (buckets before `end`): its sums, by point."""
         ...
 
+    def read_lm_totals(self, name: str) -> tuple[Any, ...] | None:
+        """The sums of every language-model row of the monitor (None when it has none)."""
+        ...
+
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
         """Stats rows with ``start <= bucket_start < end`` (of one segment, or all)."""
         ...

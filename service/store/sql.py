@@ -190,6 +190,10 @@ SELECT_LM_POINTS = (
     "WHERE monitor = ? AND bucket_start >= ? AND bucket_start < ?{segment} GROUP BY point ORDER BY point"
 )
 SEGMENT_FILTER = " AND segment = ?"
+# Everything a monitor holds, one row (no GROUP BY: a plain scan of its index range).
+SELECT_LM_TOTALS = (
+    f"SELECT count(*), {', '.join(f'sum({c})' for c in LM_COLUMNS)} FROM lm_sums WHERE monitor = ?"
+)
 DELETE_LM_SUMS_BEFORE = "DELETE FROM lm_sums WHERE monitor = ? AND bucket_start < ?"
 
 # Pending rows (late labels). n_pending counts them per monitor, kept in step in the same

@@ -347,6 +347,14 @@ class SqlStore:
             cur.execute(self._q(sql.SELECT_LM_SUMS), (name, start, end))
             return [(int(row[0]), row[1], tuple(row[2:])) for row in cur.fetchall()]
 
+    def read_lm_totals(self, name: str) -> tuple[Any, ...] | None:
+        """The sums of every language-model row of the monitor (None when it has none)."""
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(sql.SELECT_LM_TOTALS), (name,))
+            row = cur.fetchone()
+        return None if row is None or not row[0] else tuple(row[1:])
+
     def read_lm_points(
         self, name: str, start: int, end: int, step: int, segment: str | None = None
     ) -> list[tuple[int, tuple[Any, ...]]]:
