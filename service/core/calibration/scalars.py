@@ -168,6 +168,7 @@ class Prepared:
     target: Target
     n_bins: int
     classes: "ClassOrder | None" = None
+    sample_weight: FloatArray | None = None  # per-sample weights the bootstrap multiplies in
 
 
 def resolve_target(convention: Convention, dist: Distribution) -> Target:
@@ -260,6 +261,7 @@ def binned_scalars(
     *,
     names: Collection[str] | None = None,
     presorted: bool = False,
+    keep_bins: bool = False,
 ) -> dict[str, FloatArray]:
     """Scalars from sums over samples, one value per resample (R = 1 without `weights`).
 
@@ -273,6 +275,9 @@ def binned_scalars(
         Compute only these scalars (and what they need); all when omitted.
     presorted : bool, default=False
         The samples are already in order of test confidence (the bootstrap sorts once).
+    keep_bins : bool, default=False
+        Also return the target's bin sums and means (``_sums``, ``_means``) with `weights`
+        (always returned without them).
     """
     wanted = set(names) if names is not None else None
 
@@ -281,7 +286,7 @@ def binned_scalars(
 
     conv = prep.convention
     out: dict[str, FloatArray] = {}
-    if need(_BINNED) or weights is None:
+    if need(_BINNED) or weights is None or keep_bins:
         p = prep.binned
         sums = bin_sums(
             p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs, grouped=p.grouped
@@ -333,11 +338,12 @@ def binned_scalars(
         if weights is None:
             return values.sum(keepdims=True) / n
         finite = np.isfinite(values)
-        if finite.all():
-            return (weights @ values) / n
-        # +inf losses (eps 0): a resample is +inf when it draws one, never 0·inf = NaN.
-        drawn = weights @ (~finite).astype(np.float64)
-        return np.where(drawn > 0, np.inf, weights @ np.where(finite, values, 0.0)) / n
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample of weight 0: NaN
+            if finite.all():
+                return (weights @ values) / n
+            # +inf losses (eps 0): a resample is +inf when it draws one, never 0·inf = NaN.
+            drawn = weights @ (~finite).astype(np.float64)
+            return np.where(drawn > 0, np.inf, weights @ np.where(finite, values, 0.0)) / n
 
     if need(("brier",)) and prep.brier is not None:
         out["brier"] = mean(prep.brier)
@@ -399,6 +405,7 @@ def sort_for_tests(prep: Prepared) -> Prepared:
         test_outcome=prep.test_outcome[order],
         brier=None if prep.brier is None else prep.brier[order],
         nll=None if prep.nll is None else prep.nll[order],
+        sample_weight=None if prep.sample_weight is None else prep.sample_weight[order],
         correct=prep.correct[order],
         top=prep.top[order],
         classes=classes,
