@@ -216,7 +216,7 @@ def bin_means(
     """Mean confidence and accuracy per bin, and each bin's weight in the error.
 
     With weights, counts are sums of weights: a bin counts when its weight is positive
-    and at least `min_bin_count`. Bins excluded by `min_bin_count` weigh 0 but still
+    (and at least `min_bin_count` when that is above 1). Bins excluded by `min_bin_count` weigh 0 but still
     count in the normaliser, as in netcal's ``sample_threshold`` (issue #20): ``mass`` is
     ``n_b / N`` with N every sample, ``uniform`` is ``1 / #non-empty bins`` (netcal's ACE
     divides by ``count_nonzero`` of the histogram, thresholded bins included).
@@ -232,9 +232,9 @@ def bin_means(
             held = (means_from.count > 0) | (sums.count == 0)  # NaN stays NaN only where both are empty
             confidence = np.where(held, means_from.conf / means_from.count, 0.0)
             accuracy = np.where(held, means_from.outcome / means_from.count, 0.0)
-    # Weighted sums: a bin counts when its weight is positive and at least min_bin_count
-    # (frequency weights, so integer weights equal repeated rows; 0.3 of weight is not empty).
-    valid = (sums.count > 0) & (sums.count >= min_bin_count)
+    # Weighted sums: a bin counts when its weight is positive (0.3 of weight is not empty), and
+    # min_bin_count above 1 compares the weight (frequency weights: integer weights = repeated rows).
+    valid = sums.count >= min_bin_count if min_bin_count > 1 else sums.count > 0
     if weighting == "mass":
         with np.errstate(invalid="ignore", divide="ignore"):
             weight = np.where(valid, sums.count / sums.n, 0.0)

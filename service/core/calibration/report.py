@@ -31,11 +31,11 @@ class Reliability:
     lower: FloatArray
     upper: FloatArray
     count: FloatArray
-    weight: FloatArray
     confidence: FloatArray
     accuracy: FloatArray
     wilson_low: FloatArray
     wilson_high: FloatArray
+    weight: FloatArray
 
     @property
     def gap(self) -> FloatArray:
