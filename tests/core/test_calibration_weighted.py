@@ -12,6 +12,7 @@ from sklearn.metrics import brier_score_loss
 
 from service.core import Convention, Distribution, InputError, calibration_report
 from service.core.calibration import prepare
+from service.core.calibration.bin_edges import weighted_quantile_edges
 from service.core.calibration.bootstrap import bootstrap_intervals
 
 WEIGHTED = ["ece", "mce", "rmsce", "calibration_error", "ace_netcal", "debiased_l2", "brier"]
@@ -90,11 +91,13 @@ def _assert_same(got, expected, *, rows=True):
             np.testing.assert_array_equal(a.count, b.count)
 
 
-@pytest.mark.parametrize("target", ["top_label", "classwise"])
-def test_integer_weights_equal_repeated_rows(rng, target):
+@pytest.mark.parametrize(
+    ("target", "binning"), [("top_label", "uniform"), ("classwise", "uniform"), ("top_label", "quantile")]
+)
+def test_integer_weights_equal_repeated_rows(rng, target, binning):
     labels, probs = sample(rng)
     s = rng.integers(0, 4, size=labels.size)
-    conv = Convention(n_bins=8, target=target)
+    conv = Convention(n_bins=8, target=target, binning=binning)
     got = report(labels, probs, conv, s.astype(np.float64))
     repeated = report(np.repeat(labels, s), np.repeat(probs, s, axis=0), conv)
     _assert_same(got, repeated, rows=False)
@@ -102,15 +105,49 @@ def test_integer_weights_equal_repeated_rows(rng, target):
         np.testing.assert_array_equal(a.weight, b.count)  # the weight of a bin is its repeated rows
 
 
-def test_zero_weights_equal_dropped_rows_and_count_keeps_every_row(rng):
+@pytest.mark.parametrize("method", ["quantile", "percentile"])
+def test_weighted_quantile_edges_are_numpys_on_repeated_rows(rng, method):
+    """Bit for bit, ties and repeated values included (np.quantile / np.percentile, linear)."""
+    for _ in range(50):
+        n, groups, n_bins = int(rng.integers(1, 30)), int(rng.integers(1, 4)), int(rng.integers(1, 12))
+        conf = np.round(rng.random((groups, n)), int(rng.integers(1, 4)))
+        s = rng.integers(0, 4, size=n)
+        s[0] += 1
+        got = weighted_quantile_edges(conf, s.astype(np.float64), n_bins, method=method)
+        repeated = np.repeat(conf, s, axis=1)
+        q = np.linspace(0, 1, n_bins + 1)
+        expected = np.percentile(repeated, q * 100, axis=1).T if method == "percentile" else None
+        if expected is None:
+            expected = np.quantile(repeated, q, axis=1).T
+        expected[:, 0], expected[:, -1] = 0.0, 1.0
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_weighted_quantile_bins_match_sklearn_calibration_curve_on_repeated_rows(rng):
+    p = rng.uniform(0, 1, size=120)
+    y = (rng.random(120) < p).astype(int)
+    s = rng.integers(0, 4, size=120)
+    conv = Convention(preset="sklearn", binning="quantile", n_bins=6)
+    rel = report(y, p, conv, s.astype(np.float64)).reliability[0]
+    prob_true, prob_pred = calibration_curve(np.repeat(y, s), np.repeat(p, s), n_bins=6, strategy="quantile")
+    filled = rel.weight > 0
+    np.testing.assert_allclose(rel.accuracy[filled], prob_true, rtol=1e-12)
+    np.testing.assert_allclose(rel.confidence[filled], prob_pred, rtol=1e-12)
+
+
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+def test_zero_weights_equal_dropped_rows_and_count_keeps_every_row(rng, binning):
     labels, probs = sample(rng)
     s = rng.uniform(0.1, 2, size=labels.size)
     s[rng.random(labels.size) < 0.3] = 0.0
     kept = s > 0
-    conv = Convention(n_bins=10)
+    conv = Convention(n_bins=10, binning=binning)
     got = report(labels, probs, conv, s)
     dropped = report(labels[kept], probs[kept], conv, s[kept])
     _assert_same(got, dropped, rows=False)
+    if binning == "quantile":
+        np.testing.assert_array_equal(got.reliability[0].upper, dropped.reliability[0].upper)
+        return
     top = probs.max(axis=1)
     rows = np.bincount(np.clip(np.ceil(top * 10).astype(int) - 1, 0, 9), minlength=10)
     np.testing.assert_array_equal(got.reliability[0].count, rows)  # every row sent, weight 0 too

@@ -147,7 +147,9 @@ def _bootstrap(
 ) -> BootstrapResult:
     spec = options.bootstrap
     assert spec is not None
-    prep = prepare(labels, prediction.dist, convention, names=set(report.scalars), resample=True)
+    prep = prepare(
+        labels, prediction.dist, convention, names=set(report.scalars), resample=True, sample_weight=weights
+    )
     intervals = bootstrap_intervals(
         prep,
         n_resamples=spec.n,

@@ -91,13 +91,13 @@ def bootstrap_intervals(
     if not 0 < level < 1:
         raise InputError("bootstrap.level", f"must lie in (0, 1); got {level}")
     rng = np.random.default_rng(seed)
-    if sample_weight is not None:
+    if sample_weight is not None:  # else those `prep` was prepared with, if any
         prep = replace(prep, sample_weight=np.asarray(sample_weight, dtype=np.float64))
     # Draws are uniform over samples, so relabelling samples in confidence order changes
     # nothing but spares each resample a sort for the cumulative statistics.
     prep = sort_for_tests(prep)
     wanted = None if names is None else set(names) - set(NOT_BOOTSTRAPPED)
-    if sample_weight is not None:
+    if prep.sample_weight is not None:
         weighted = {name for metric in WEIGHTED_METRICS for name in METRICS[metric]}
         if wanted is not None and wanted - weighted:
             raise InputError(

@@ -126,19 +126,13 @@ UNWEIGHTED_REASON = (
 )
 
 
-def _check_weighted(sample_weight: FloatArray, wanted: set[str], convention: Convention) -> FloatArray:
+def _check_weighted(sample_weight: FloatArray, wanted: set[str]) -> FloatArray:
     """Sample weights as one (1, N) row of multiplicities, or raise for what they do not apply to."""
     unsupported = sorted(wanted - set(WEIGHTED_METRICS))
     if unsupported:
         raise InputError(
             "sample_weight",
             f"does not apply to {', '.join(unsupported)}: {UNWEIGHTED_REASON}; leave those out",
-        )
-    if convention.binning == "quantile":
-        raise InputError(
-            "sample_weight",
-            'does not apply to binning "quantile": no peer defines equal-mass edges of weighted samples '
-            "(np.quantile weighs only its inverted_cdf method, not the linear interpolation of these edges)",
         )
     if not sample_weight.sum() > 0:
         raise InputError("sample_weight", "must have a positive total; got 0")
@@ -173,8 +167,8 @@ def calibration_report(
         equal dropped rows; the Brier score is ``Σ s·b / Σ s`` (scikit-learn's
         ``brier_score_loss(sample_weight=…)``) and its Murphy terms use weighted bin masses
         and means; reliability bins carry weight sums and weighted means (``count`` stays
-        the number of rows). Only the metrics in :data:`WEIGHTED_METRICS`, with uniform or
-        explicit edges.
+        the number of rows); quantile edges hold equal weight (weights as frequencies). Only
+        the metrics in :data:`WEIGHTED_METRICS`.
 
     Returns
     -------
@@ -208,8 +202,8 @@ def calibration_report(
     if not 0 < convention.level < 1:
         raise InputError("level", f"must lie in (0, 1); got {convention.level}")
     selected = {name for metric in wanted for name in METRICS[metric]}
-    weights = None if sample_weight is None else _check_weighted(sample_weight, wanted, convention)
-    prep = prepare(labels, dist, convention, names=selected)
+    weights = None if sample_weight is None else _check_weighted(sample_weight, wanted)
+    prep = prepare(labels, dist, convention, names=selected, sample_weight=sample_weight)
     values = binned_scalars(prep, weights, names=selected, keep_bins=True)
     means: BinMeans = values.pop("_means")  # type: ignore[assignment]
     sums: BinSums = values.pop("_sums")  # type: ignore[assignment]

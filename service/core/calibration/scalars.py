@@ -23,6 +23,7 @@ from .bin_edges import (
     check_edges,
     quantile_edges,
     uniform_edges,
+    weighted_quantile_edges,
 )
 from .binned import (
     GroupRuns,
@@ -94,13 +95,27 @@ def _target_pairs(target: Target, columns: _Columns, labels: IntArray) -> tuple[
 
 
 def _bin_pairs(
-    conf: FloatArray, outcome: FloatArray, convention: Convention, n_bins: int, *, for_brier: bool = False
+    conf: FloatArray,
+    outcome: FloatArray,
+    convention: Convention,
+    n_bins: int,
+    *,
+    for_brier: bool = False,
+    weights: FloatArray | None = None,
 ) -> Pairs:
-    """Assign pairs to bins per the convention (the Brier decomposition keeps every pair)."""
+    """Assign pairs to bins per the convention (the Brier decomposition keeps every pair).
+
+    Quantile edges of weighted pairs hold equal weight (:func:`weighted_quantile_edges`).
+    """
     rounded = convention.input_dtype_means and conf.dtype == np.float32 and not for_brier
     mean_index = None
     if convention.binning == "quantile":
-        edges = quantile_edges(conf, n_bins, method=convention.quantile_method)
+        method = convention.quantile_method
+        edges = (
+            quantile_edges(conf, n_bins, method=method)
+            if weights is None
+            else weighted_quantile_edges(conf, weights, n_bins, method=method)
+        )
         index = assign_per_row(conf, edges, convention.closed)
         if rounded:
             mean_index = assign_per_row(conf, edges.astype(np.float32).astype(np.float64), convention.closed)
@@ -194,10 +209,13 @@ def prepare(
     *,
     names: Collection[str] | None = None,
     resample: bool = False,
+    sample_weight: FloatArray | None = None,
 ) -> Prepared:
     """Pairs, bins and per-sample values of one request (Brier and NLL terms only if in `names`).
 
     With `resample`, also each class column in sorted order for ``ace_nixon`` (if wanted).
+    With `sample_weight`, quantile edges hold equal weight and the weights are kept for
+    the bootstrap.
     """
     probs = dist.probs
     n = probs.shape[0]
@@ -211,14 +229,20 @@ def prepare(
     effective = _edge_rule_for(convention, tm_float32)
     columns = _Columns(probs, labels)
     conf, outcome = _target_pairs(target, columns, labels)
-    binned = _bin_pairs(_prepare_confidence(conf, convention, float32=tm_float32), outcome, effective, n_bins)
+    binned = _bin_pairs(
+        _prepare_confidence(conf, convention, float32=tm_float32),
+        outcome,
+        effective,
+        n_bins,
+        weights=sample_weight,
+    )
 
     wanted = None if names is None else set(names)
     brier_pairs, brier = None, None
     factor = brier_factor(convention.brier_scale, dist.n_classes, binary=dist.binary)
     if wanted is None or wanted & _BRIER:
         b_conf, b_out = _target_pairs("positive_class" if dist.binary else "classwise", columns, labels)
-        brier_pairs = _bin_pairs(b_conf, b_out, effective, n_bins, for_brier=True)
+        brier_pairs = _bin_pairs(b_conf, b_out, effective, n_bins, for_brier=True, weights=sample_weight)
         brier = factor * brier_rows(labels, probs)
     log_loss = None
     if wanted is None or "nll" in wanted:
@@ -242,6 +266,7 @@ def prepare(
         classes=class_order(labels, probs)
         if resample and (wanted is None or "ace_nixon" in wanted)
         else None,
+        sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64),
     )
 
 
