@@ -27,7 +27,10 @@ def _post(client, **body):
     return response.json()
 
 
-@pytest.mark.parametrize("options", [{}, {"target": "classwise", "n_bins": 6}, {"preset": "netcal"}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"target": "classwise", "n_bins": 6}, {"preset": "netcal"}, {"binning": "quantile", "n_bins": 5}],
+)
 def test_weighted_bins_and_brier_terms_equal_repeated_rows(client, rng, options):
     logits = 2 * rng.standard_normal((90, 3))
     labels = rng.integers(0, 3, size=90)

@@ -3766,7 +3766,7 @@ export interface components {
             targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
-             * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows and weight-0 rows dropped ones; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its Murphy decomposition (weighted bin masses and means), nll, accuracy, mean_confidence, top-k and reliability bins (`weight_sum` beside the row `count`), uniform or explicit edges; the bootstrap draws rows uniformly and weighs each resample's statistic by m·s. Not ace_nixon, smooth_ece, the tests or quantile bins (built from orderings; no peer weighs them).
+             * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows and weight-0 rows dropped ones; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its Murphy decomposition (weighted bin masses and means), nll, accuracy, mean_confidence, top-k and reliability bins (`weight_sum` beside the row `count`); quantile edges hold equal weight (np.quantile's linear rule on s as frequencies); the bootstrap draws rows uniformly and weighs each resample's statistic by m·s. Not ace_nixon, smooth_ece or the tests (built from orderings; no peer weighs them).
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
