@@ -150,13 +150,8 @@ def _bootstrap(
     prep = prepare(
         labels, prediction.dist, convention, names=set(report.scalars), resample=True, sample_weight=weights
     )
-    intervals = bootstrap_intervals(
-        prep,
-        n_resamples=spec.n,
-        level=spec.level,
-        seed=spec.seed,
-        names=set(report.scalars),
-        sample_weight=weights,
+    intervals = bootstrap_intervals(  # the weights ride with `prep`
+        prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
     )
     scale = _nll_scale(options)
     out = {}

@@ -1,5 +1,6 @@
 """The calibration report: every requested scalar, per-class errors and reliability bins."""
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -70,7 +71,7 @@ def wilson_interval(successes: FloatArray, count: FloatArray, level: float) -> t
     # quantile is minus the lower tail's, (1 - level)/2 staying positive.
     upper = 0.5 + level / 2
     z = NormalDist().inv_cdf(upper) if upper < 1 else -NormalDist().inv_cdf((1 - level) / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a count of 1e-320: NaN
         p = successes / count
         denom = 1 + z * z / count
         center = (p + z * z / (2 * count)) / denom
@@ -133,6 +134,13 @@ def _check_weighted(sample_weight: FloatArray, wanted: set[str]) -> FloatArray:
         raise InputError(
             "sample_weight",
             f"does not apply to {', '.join(unsupported)}: {UNWEIGHTED_REASON}; leave those out",
+        )
+    largest = float(sample_weight.max())
+    if not math.isfinite(largest * sample_weight.size):  # bounds every sum, resamples' included
+        raise InputError(
+            "sample_weight",
+            f"must keep N × max(sample_weight) finite; got max {largest:g} with N = {sample_weight.size} "
+            "(scale the weights down)",
         )
     if not sample_weight.sum() > 0:
         raise InputError("sample_weight", "must have a positive total; got 0")
