@@ -3067,9 +3067,9 @@ export interface components {
             count: number[];
             /**
              * Weight Sum
-             * @description Σ sample_weight over each bin's pairs: the bin's mass in the weighted means and errors (equal to `count` without sample_weight).
+             * @description With sample_weight only: Σ s over each bin's pairs, the bin's mass in the weighted means and errors (absent without sample_weight, where it would equal `count`).
              */
-            weight_sum: number[];
+            weight_sum?: number[] | null;
             /**
              * Confidence
              * @description Mean confidence, Σ s·c / Σ s with sample_weight (null when the bin weighs 0).

@@ -185,7 +185,7 @@ def _none_if_nan(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
+def _reliability(report: core.CalibrationReport, *, weighted: bool = False) -> list[ReliabilityBins]:
     cells = sum(r.count.size for r in report.reliability)
     if cells > MAX_RELIABILITY_CELLS:
         raise core.InputError(
@@ -199,7 +199,7 @@ def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
             lower=r.lower.tolist(),
             upper=r.upper.tolist(),
             count=r.count.astype(np.int64).tolist(),
-            weight_sum=r.weight.tolist(),
+            weight_sum=r.weight.tolist() if weighted else None,
             confidence=_none_if_nan(r.confidence),
             accuracy=_none_if_nan(r.accuracy),
             gap=_none_if_nan(r.gap),
@@ -330,7 +330,7 @@ def _result(
         n_classes=dist.n_classes,
         metrics=CalibrationMetrics(**scalars),
         per_class=report.per_class or None,
-        reliability=_reliability(report) if report.reliability else None,
+        reliability=_reliability(report, weighted=weighted) if report.reliability else None,
         top_k_accuracy=top_k,
         bootstrap=boot,
         convention=convention_result(options, prediction, report, weighted=weighted),

@@ -311,9 +311,11 @@ class ReliabilityBins(BaseModel):
     lower: list[float] = Field(description="Lower edge of each bin.")
     upper: list[float] = Field(description="Upper edge of each bin (an overflow bin is [1, 1]).")
     count: list[int] = Field(description="Pairs (rows) in each bin, whatever their sample_weight.")
-    weight_sum: list[float] = Field(
-        description="Σ sample_weight over each bin's pairs: the bin's mass in the weighted means and "
-        "errors (equal to `count` without sample_weight)."
+    weight_sum: list[float] | None = Field(
+        default=None,
+        description="With sample_weight only: Σ s over each bin's pairs, the bin's mass in the weighted "
+        "means and errors (absent without sample_weight, where it would equal `count`).",
+        exclude_if=lambda value: value is None,  # present only with sample_weight
     )
     confidence: list[float | None] = Field(
         description="Mean confidence, Σ s·c / Σ s with sample_weight (null when the bin weighs 0)."
