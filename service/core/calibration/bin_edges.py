@@ -112,7 +112,9 @@ def weighted_quantile_edges(
     x_(h))`` with ``h = floor((W - 1) q)`` (clamped to ``[0, W - 1]``), ``x_(t)`` the first
     value whose cumulative weight exceeds t, and NumPy's own index and interpolation
     arithmetic. Integer weights give exactly the edges of the repeated rows, weight-0 rows
-    those of the dropped rows; fractional weights keep this rule (a weight is a frequency).
+    those of the dropped rows; fractional weights keep this rule (a weight is a frequency), so
+    the scale of the weights matters: a total below 1 puts every inner edge at the smallest
+    value of positive weight.
     Returns G×(B+1), outer edges 0 and 1.
 
     Examples

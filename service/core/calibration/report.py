@@ -120,10 +120,11 @@ WEIGHTED_METRICS: tuple[str, ...] = (
     "confidence_gap",
     "reliability",
 )
-#: Why the others refuse weights: they are built from orderings or counts of rows.
+#: Why the others refuse weights: they are built from the order or the number of rows.
 UNWEIGHTED_REASON = (
-    "built from the order or the number of rows (equal-count ranges, kernel smoothing, Brownian-motion "
-    "limits), and no peer (netcal, relplot, torchmetrics, scikit-learn) defines a weighted form"
+    "built from the order or the number of rows (np.array_split's equal-count ranges, kernel smoothing, "
+    "Brownian-motion limits), and no peer (netcal, relplot, torchmetrics, scikit-learn) defines a "
+    "weighted form"
 )
 
 
