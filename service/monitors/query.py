@@ -175,7 +175,7 @@ def window_summary(
     edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
     low, high = wilson_interval(hits, weight, 0.95)
     return WindowSummary(
-        metrics, Reliability(None, edges[:-1], edges[1:], weight, confidence, accuracy, low, high)
+        metrics, Reliability(None, edges[:-1], edges[1:], weight, confidence, accuracy, low, high, weight)
     )
 
 

@@ -93,11 +93,11 @@ def test_weights_follow_the_rows_ignore_index_drops(client, rng):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"metrics": ["smooth_ece"]}, "does not apply to smooth_ece"),
-        ({"metrics": ["ece", "reliability"]}, "does not apply to reliability"),
-        ({"binning": "quantile"}, "quantile"),
-        ({"bootstrap": {"n": 10}}, "bootstrap"),
+        ({"metrics": ["smooth_ece"]}, "does not apply to smooth_ece: built from the order"),
+        ({"metrics": ["ece", "ace_nixon"]}, "does not apply to ace_nixon: .*no peer"),
+        ({"metrics": ["ks", "spiegelhalter"]}, "does not apply to ks, spiegelhalter"),
         ({"sample_weight": [0.0, 0.0, 0.0]}, "positive total"),
+        ({"sample_weight": [1e308, 1.0, 1e308]}, r"must keep N × max\(sample_weight\) finite"),
         ({"sample_weight": [1.0, -1.0, 1.0]}, "non-negative"),
         ({"sample_weight": [1.0, 1.0]}, "one weight per sample"),
     ],

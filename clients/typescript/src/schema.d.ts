@@ -185,6 +185,8 @@ export interface paths {
          *     Takes the body of POST /v1/calibration; the bins follow the same options and
          *     the caption states the metric values and the convention. Top-label or
          *     positive-class targets only (one diagram); B×T×K token sequences draw the top-1 token's.
+         *     With `sample_weight`, bars are weighted means, the histogram the weight per bin and the
+         *     caption leaves out smooth ECE (no weighted form).
          *     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
          *     white, rendered by resvg (the `png` extra; without it a 406).
          */
@@ -3127,17 +3129,22 @@ export interface components {
             upper: number[];
             /**
              * Count
-             * @description Pairs in each bin.
+             * @description Pairs (rows) in each bin, whatever their sample_weight.
              */
             count: number[];
             /**
+             * Weight Sum
+             * @description With sample_weight only: Σ s over each bin's pairs, the bin's mass in the weighted means and errors (absent without sample_weight, where it would equal `count`).
+             */
+            weight_sum?: number[] | null;
+            /**
              * Confidence
-             * @description Mean confidence (null when empty).
+             * @description Mean confidence, Σ s·c / Σ s with sample_weight (null when the bin weighs 0).
              */
             confidence: (number | null)[];
             /**
              * Accuracy
-             * @description Observed frequency of the outcome.
+             * @description Observed frequency of the outcome, Σ s·o / Σ s with sample_weight.
              */
             accuracy: (number | null)[];
             /**
@@ -3147,7 +3154,7 @@ export interface components {
             gap: (number | null)[];
             /**
              * Wilson Low
-             * @description Wilson interval lower bound on accuracy.
+             * @description Wilson interval lower bound on accuracy (`weight_sum` trials: frequency weights).
              */
             wilson_low: (number | null)[];
             /**
@@ -3826,7 +3833,7 @@ export interface components {
             targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Sample Weight
-             * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).
+             * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows and weight-0 rows dropped ones; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its Murphy decomposition (weighted bin masses and means), nll, accuracy, mean_confidence, top-k and reliability bins (`weight_sum` beside the row `count`); quantile edges hold equal weight (np.quantile's linear rule on s as frequencies); the bootstrap draws rows uniformly and weighs each resample's statistic by m·s. Not ace_nixon, smooth_ece or the tests (built from orderings; no peer weighs them).
              * @default null
              */
             sample_weight?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;

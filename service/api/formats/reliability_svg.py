@@ -100,7 +100,7 @@ def _axes() -> list[str]:
 
 def _bins(rel: Reliability) -> list[str]:
     out: list[str] = []
-    filled = rel.count > 0
+    filled = rel.weight > 0
     for i in np.flatnonzero(filled):
         lo, hi = float(rel.lower[i]), float(rel.upper[i])
         if hi <= lo:  # an overflow bin [1, 1]: draw it as a sliver at the right edge
@@ -118,17 +118,16 @@ def _bins(rel: Reliability) -> list[str]:
 
 def _histogram(rel: Reliability) -> list[str]:
     out = [_rect(_LEFT, _HIST_TOP, _LEFT + _PLOT, _HIST_TOP + _HIST_HEIGHT, "frame")]
-    peak = float(rel.count.max()) if rel.count.size else 0.0
-    for i in np.flatnonzero(rel.count > 0):
+    peak = float(rel.weight.max()) if rel.weight.size else 0.0
+    for i in np.flatnonzero(rel.weight > 0):
         lo, hi = float(rel.lower[i]), float(rel.upper[i])
         if hi <= lo:
             lo, hi = 1 - 0.006, 1.0
-        height = _HIST_HEIGHT * float(rel.count[i]) / peak
+        height = _HIST_HEIGHT * float(rel.weight[i]) / peak
         bottom = _HIST_TOP + _HIST_HEIGHT
         out.append(_rect(_x(lo) + 0.5, bottom - height, _x(hi) - 0.5, bottom, "hist"))
-    out.append(
-        f'<text class="small" x="{_LEFT - 8}" y="{_HIST_TOP + 12}" text-anchor="end">{int(peak)}</text>'
-    )
+    label = str(int(peak)) if peak.is_integer() else f"{peak:.4g}"  # sample weights: a weight sum
+    out.append(f'<text class="small" x="{_LEFT - 8}" y="{_HIST_TOP + 12}" text-anchor="end">{label}</text>')
     out.append(
         f'<text class="text" x="{_LEFT + _PLOT / 2}" y="{_HIST_TOP + _HIST_HEIGHT + 32}" '
         'text-anchor="middle">confidence (histogram of samples per bin)</text>'

@@ -1,7 +1,7 @@
 """``POST /v1/calibration``."""
 
 import math
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from fastapi import APIRouter
@@ -20,7 +20,7 @@ from service.api.schemas.calibration import (
     IntervalResult,
     ReliabilityBins,
 )
-from service.core.calibration import prepare
+from service.core.calibration import Target, prepare
 from service.core.calibration.bootstrap import bootstrap_intervals
 from service.core.calibration.brier import brier_factor
 
@@ -84,9 +84,7 @@ def calibration_answer(body: Body) -> Answer:
     report = core.calibration_report(
         labels, prediction.dist, convention, metrics=options.metrics, sample_weight=weights
     )
-    if weights is not None and options.bootstrap:
-        raise core.InputError("sample_weight", "does not apply with bootstrap; send one or the other")
-    boot = _bootstrap(options, labels, prediction, convention, report) if options.bootstrap else None
+    boot = _bootstrap(options, labels, prediction, convention, report, weights) if options.bootstrap else None
     top_k = top_k_result(options.top_k, labels, prediction.dist, sample_weight=weights)
     result = _result(options, prediction, report, boot, top_k, n_ignored, weighted=weights is not None)
     return Answer(result)
@@ -145,11 +143,14 @@ def _bootstrap(
     prediction: Prediction,
     convention: core.Convention,
     report: core.CalibrationReport,
+    weights: np.ndarray | None,
 ) -> BootstrapResult:
     spec = options.bootstrap
     assert spec is not None
-    prep = prepare(labels, prediction.dist, convention, names=set(report.scalars), resample=True)
-    intervals = bootstrap_intervals(
+    prep = prepare(
+        labels, prediction.dist, convention, names=set(report.scalars), resample=True, sample_weight=weights
+    )
+    intervals = bootstrap_intervals(  # the weights ride with `prep`
         prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
     )
     scale = _nll_scale(options)
@@ -163,9 +164,17 @@ def _bootstrap(
         seed=spec.seed,
         method="resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
         "fixed from the full sample (ace_nixon's ranges and smooth_ece's bandwidth found anew per "
-        "resample); percentile interval (np.nanpercentile, linear).",
+        "resample); percentile interval (np.nanpercentile, linear)."
+        + (_WEIGHTED_BOOTSTRAP if weights is not None else ""),
         intervals=out,
     )
+
+
+_WEIGHTED_BOOTSTRAP = (
+    " With sample_weight: rows drawn uniformly as without it, and each resample's statistic weighted, "
+    "a row drawn m times weighing m·s (the standard weighted bootstrap); a resample of total weight 0 "
+    "is left out."
+)
 
 
 def _nll_scale(options: CalibrationOptions) -> float:
@@ -176,7 +185,7 @@ def _none_if_nan(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
+def _reliability(report: core.CalibrationReport, *, weighted: bool = False) -> list[ReliabilityBins]:
     cells = sum(r.count.size for r in report.reliability)
     if cells > MAX_RELIABILITY_CELLS:
         raise core.InputError(
@@ -190,6 +199,7 @@ def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
             lower=r.lower.tolist(),
             upper=r.upper.tolist(),
             count=r.count.astype(np.int64).tolist(),
+            weight_sum=r.weight.tolist() if weighted else None,
             confidence=_none_if_nan(r.confidence),
             accuracy=_none_if_nan(r.accuracy),
             gap=_none_if_nan(r.gap),
@@ -200,31 +210,46 @@ def _reliability(report: core.CalibrationReport) -> list[ReliabilityBins]:
     ]
 
 
-def convention_result(
+class ConventionStated(TypedDict):
+    """The echoed convention's fields found by the computation rather than sent."""
+
+    n_bins: int
+    n_excluded_bins: int
+    target: Target
+    brier_scale: Literal["sum", "half"]
+    eps: float
+    n_clipped: int
+    tolerance: float
+    n_normalized: int
+    tests_on: Literal["top_label", "positive_class"]
+    p_values: str
+    matches: str
+
+
+def calibration_convention(
     options: CalibrationOptions,
-    prediction: Prediction,
-    report: core.CalibrationReport,
+    conv: core.Convention,
     *,
-    weighted: bool = False,
+    input: Literal["logits", "probs"],
+    form: Literal["categorical", "binary", "sequence", "multilabel"],
+    dtype: np.dtype[Any],
+    weighted: bool,
+    stated: ConventionStated,
 ) -> CalibrationConvention:
-    """The `convention` object echoed with every calibration-style response."""
-    conv = report.convention
-    dist = prediction.dist
-    factor = brier_factor(conv.brier_scale, dist.n_classes, binary=dist.binary)
-    matches = (
-        core.PRESETS[conv.preset].matches
-        if conv.preset
-        else "Xent conventions as stated; any preset reproduces its peer exactly"
-    )
+    """The `convention` echoed by every calibration answer (N×K, sequences, multilabel).
+
+    The options and the resolved convention `conv` give the binning and reduction fields;
+    `input`, `form`, `dtype` and `weighted` say what was sent, and `stated` what the
+    computation found (bins, target, clipping).
+    """
     return CalibrationConvention(
-        input="logits" if prediction.field == "logits" else "probs",
-        form="binary" if dist.binary else "categorical",
-        dtype="float32" if dist.probs.dtype == np.float32 else "float64",
+        input=input,
+        form=form,
+        dtype="float32" if dtype == np.float32 else "float64",
         preset=conv.preset,
         binning=conv.binning,
         edge_rule=conv.edge_rule,
         quantile_method=conv.quantile_method,
-        n_bins=report.n_bins,
         closed=conv.closed,
         overflow_bin=conv.overflow_bin,
         exclude_zero=conv.exclude_zero,
@@ -237,21 +262,51 @@ def convention_result(
         pos_label=options.pos_label,
         sample_weight=weighted,
         min_bin_count=conv.min_bin_count,
-        n_excluded_bins=report.n_excluded_bins,
-        target=report.target,
         norm=conv.norm,
         bin_weighting=conv.bin_weighting,
-        brier_scale="half" if factor == 0.5 else "sum",
         base=options.base,
         unit=unit_of(options.base),
-        eps=dist.eps,
-        n_clipped=dist.n_clipped,
-        tolerance=prediction.tolerance,
-        n_normalized=prediction.n_normalized,
         level=conv.level,
-        tests_on="positive_class" if report.target == "positive_class" else "top_label",
-        p_values=P_VALUES,
-        matches=matches,
+        **stated,
+    )
+
+
+def convention_result(
+    options: CalibrationOptions,
+    prediction: Prediction,
+    report: core.CalibrationReport,
+    *,
+    weighted: bool = False,
+) -> CalibrationConvention:
+    """The `convention` of an N×K or binary answer (:func:`calibration_convention`)."""
+    conv = report.convention
+    dist = prediction.dist
+    factor = brier_factor(conv.brier_scale, dist.n_classes, binary=dist.binary)
+    matches = (
+        core.PRESETS[conv.preset].matches
+        if conv.preset
+        else "Xent conventions as stated; any preset reproduces its peer exactly"
+    )
+    return calibration_convention(
+        options,
+        conv,
+        input="logits" if prediction.field == "logits" else "probs",
+        form="binary" if dist.binary else "categorical",
+        dtype=dist.probs.dtype,
+        weighted=weighted,
+        stated=ConventionStated(
+            n_bins=report.n_bins,
+            n_excluded_bins=report.n_excluded_bins,
+            target=report.target,
+            brier_scale="half" if factor == 0.5 else "sum",
+            eps=dist.eps,
+            n_clipped=dist.n_clipped,
+            tolerance=prediction.tolerance,
+            n_normalized=prediction.n_normalized,
+            tests_on="positive_class" if report.target == "positive_class" else "top_label",
+            p_values=P_VALUES,
+            matches=matches,
+        ),
     )
 
 
@@ -275,7 +330,7 @@ def _result(
         n_classes=dist.n_classes,
         metrics=CalibrationMetrics(**scalars),
         per_class=report.per_class or None,
-        reliability=_reliability(report) if report.reliability else None,
+        reliability=_reliability(report, weighted=weighted) if report.reliability else None,
         top_k_accuracy=top_k,
         bootstrap=boot,
         convention=convention_result(options, prediction, report, weighted=weighted),

@@ -2,12 +2,9 @@
 
 import math
 
-import numpy as np
-
 from service import core
 from service.api.formats.inputs import Body
 from service.api.schemas.calibration import (
-    CalibrationConvention,
     CalibrationMetrics,
     CalibrationOptions,
     CalibrationResult,
@@ -15,7 +12,7 @@ from service.api.schemas.calibration import (
 from service.core.calibration.multilabel import MULTILABEL_METRICS, multilabel_calibration
 from service.core.multilabel import check_logit_matrix, check_unit_matrix, multilabel_log_probs
 
-from . import log_base, unit_of
+from . import log_base
 
 _MATCHES = (
     "per column: torchmetrics BinaryCalibrationError / sklearn calibration_curve under the preset's "
@@ -27,6 +24,8 @@ def multilabel_calibration_result(
     body: Body, options: CalibrationOptions, convention: core.Convention
 ) -> CalibrationResult:
     """Class-wise calibration of N×K independent predictions against N×K `targets`."""
+    from .calibration import ConventionStated, calibration_convention
+
     if body.fields.get("labels") is not None:
         raise core.InputError(
             "labels", "do not apply with multilabel: send N×K `targets` (0/1 indicators or probabilities)"
@@ -75,43 +74,30 @@ def multilabel_calibration_result(
     metrics = {name: report.means[name] * factor.get(name, 1.0) for name in wanted}
     per_class = {name: (report.per_class[name] * factor.get(name, 1.0)).tolist() for name in wanted}
     conv = report.convention
-    dtype = lp.log_p.dtype
     return CalibrationResult(
         n=n,
         n_classes=k,
         metrics=CalibrationMetrics(**metrics),
         per_class=per_class,
-        convention=CalibrationConvention(
+        convention=calibration_convention(
+            options,
+            conv,
             input="logits" if name == "logits" else "probs",
             form="multilabel",
-            dtype="float32" if dtype == np.float32 else "float64",
-            preset=conv.preset,
-            binning=conv.binning,
-            edge_rule=conv.edge_rule,
-            quantile_method=conv.quantile_method,
-            n_bins=report.n_bins,
-            closed=conv.closed,
-            overflow_bin=conv.overflow_bin,
-            exclude_zero=conv.exclude_zero,
-            clip=conv.clip,
-            float32_confidence=conv.float32_confidence,
-            input_dtype_means=conv.input_dtype_means,
-            sample_weight=weights is not None,
-            min_bin_count=conv.min_bin_count,
-            n_excluded_bins=0,
-            target="classwise",
-            norm=conv.norm,
-            bin_weighting=conv.bin_weighting,
-            brier_scale="sum" if conv.brier_scale == "sum" else "half",
-            base=options.base,
-            unit=unit_of(options.base),
-            eps=lp.eps,
-            n_clipped=lp.n_clipped,
-            tolerance=0.0,
-            n_normalized=0,
-            level=conv.level,
-            tests_on="positive_class",
-            p_values="none computed for multilabel input",
-            matches=(core.PRESETS[conv.preset].matches + "; " if conv.preset else "") + _MATCHES,
+            dtype=lp.log_p.dtype,
+            weighted=weights is not None,
+            stated=ConventionStated(
+                n_bins=report.n_bins,
+                n_excluded_bins=0,
+                target="classwise",
+                brier_scale="sum" if conv.brier_scale == "sum" else "half",
+                eps=lp.eps,
+                n_clipped=lp.n_clipped,
+                tolerance=0.0,
+                n_normalized=0,
+                tests_on="positive_class",
+                p_values="none computed for multilabel input",
+                matches=(core.PRESETS[conv.preset].matches + "; " if conv.preset else "") + _MATCHES,
+            ),
         ),
     )

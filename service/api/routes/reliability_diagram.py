@@ -12,7 +12,7 @@ from service.api.formats.reliability_svg import reliability_svg
 from service.api.schemas.calibration import CalibrationBody, CalibrationOptions
 
 from . import PROBLEM_RESPONSES, request_body
-from .calibration import ARRAY_FIELDS, convention_result, read_calibration_request
+from .calibration import ARRAY_FIELDS, convention_result, read_calibration_request, read_sample_weight
 from .calibration_sequences import sequence_calibration
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
@@ -48,6 +48,8 @@ async def draw_reliability_diagram(request: Request) -> Response:
     Takes the body of POST /v1/calibration; the bins follow the same options and
     the caption states the metric values and the convention. Top-label or
     positive-class targets only (one diagram); B×T×K token sequences draw the top-1 token's.
+    With `sample_weight`, bars are weighted means, the histogram the weight per bin and the
+    caption leaves out smooth ECE (no weighted form).
     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
     white, rendered by resvg (the `png` extra; without it a 406).
     """
@@ -73,19 +75,25 @@ def _svg(body: Body) -> Response:
         report, conv, s, n = found.report, found.convention, found.scalars, found.n
     else:
         prediction, labels, convention, _ = read_calibration_request(body, options)
-        report = core.calibration_report(labels, prediction.dist, convention, metrics=wanted)
+        weights = read_sample_weight(body)
+        if weights is not None:  # smooth ECE is built from the order of the rows: no weighted form
+            wanted.remove("smooth_ece")
+        report = core.calibration_report(
+            labels, prediction.dist, convention, metrics=wanted, sample_weight=weights
+        )
         if report.target in ("classwise", "marginal"):
             raise core.InputError(
                 "target", f'must be "top_label" or "positive_class" for a diagram; got "{report.target}"'
             )
-        conv = convention_result(options, prediction, report)
+        conv = convention_result(options, prediction, report, weighted=weights is not None)
         s, n = report.scalars, labels.shape[0]
     shown = [f"{name} {s[name]:.4f}" for name in _CAPTION_METRICS if name in s]
     preset = f"preset {conv.preset} · " if conv.preset else ""
     caption = [
         " · ".join(shown[:3]),
         " · ".join(shown[3:]),
-        f"{preset}{conv.target} · N = {n}",
+        f"{preset}{conv.target} · N = {n}"
+        + (" · sample_weight: weighted bins" if conv.sample_weight else ""),
         f"{conv.binning} bins, B = {conv.n_bins} ({conv.edge_rule} edges), closed {conv.closed}, "
         f"{conv.bin_weighting} weights",
         "bars: accuracy · shaded: gap to mean confidence (red: over-, cyan: under-confident)",

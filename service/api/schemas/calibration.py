@@ -178,9 +178,13 @@ class CalibrationBody(CalibrationOptions):
     sample_weight: FloatArrayField | None = Field(
         default=None,
         description="N non-negative per-sample weights s: every sum over samples becomes a sum of s "
-        "(bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s "
-        "(scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, "
-        "nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).",
+        "(bin counts and means, N), so integer weights equal repeating rows and weight-0 rows dropped "
+        "ones; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, "
+        "Brier and its Murphy decomposition (weighted bin masses and means), nll, accuracy, "
+        "mean_confidence, top-k and reliability bins (`weight_sum` beside the row `count`); quantile "
+        "edges hold equal weight (np.quantile's linear rule on s as frequencies); the bootstrap draws "
+        "rows uniformly and weighs each resample's statistic by m·s. Not ace_nixon, smooth_ece or the "
+        "tests (built from orderings; no peer weighs them).",
     )
 
 
@@ -306,11 +310,23 @@ class ReliabilityBins(BaseModel):
     group: int | None = Field(description="The class, for classwise/marginal targets; else null.")
     lower: list[float] = Field(description="Lower edge of each bin.")
     upper: list[float] = Field(description="Upper edge of each bin (an overflow bin is [1, 1]).")
-    count: list[int] = Field(description="Pairs in each bin.")
-    confidence: list[float | None] = Field(description="Mean confidence (null when empty).")
-    accuracy: list[float | None] = Field(description="Observed frequency of the outcome.")
+    count: list[int] = Field(description="Pairs (rows) in each bin, whatever their sample_weight.")
+    weight_sum: list[float] | None = Field(
+        default=None,
+        description="With sample_weight only: Σ s over each bin's pairs, the bin's mass in the weighted "
+        "means and errors (absent without sample_weight, where it would equal `count`).",
+        exclude_if=lambda value: value is None,  # present only with sample_weight
+    )
+    confidence: list[float | None] = Field(
+        description="Mean confidence, Σ s·c / Σ s with sample_weight (null when the bin weighs 0)."
+    )
+    accuracy: list[float | None] = Field(
+        description="Observed frequency of the outcome, Σ s·o / Σ s with sample_weight."
+    )
     gap: list[float | None] = Field(description="confidence - accuracy (> 0: over-confident).")
-    wilson_low: list[float | None] = Field(description="Wilson interval lower bound on accuracy.")
+    wilson_low: list[float | None] = Field(
+        description="Wilson interval lower bound on accuracy (`weight_sum` trials: frequency weights)."
+    )
     wilson_high: list[float | None] = Field(description="Wilson interval upper bound on accuracy.")
 
 

@@ -102,6 +102,62 @@ def quantile_edges(conf: FloatArray, n_bins: int, *, method: Literal["quantile",
     return edges
 
 
+def weighted_quantile_edges(
+    conf: FloatArray, weights: FloatArray, n_bins: int, *, method: Literal["quantile", "percentile"]
+) -> FloatArray:
+    """Equal-mass edges of weighted pairs: :func:`quantile_edges` with weights as frequencies.
+
+    Each row's sorted values are read as a sample holding value j ``w_j`` times, of size
+    ``W = Σ w``: the edge at q is NumPy's linear rule on that sample, ``x_(h) + γ (x_(h+1) -
+    x_(h))`` with ``h = floor((W - 1) q)`` (clamped to ``[0, W - 1]``), ``x_(t)`` the first
+    value whose cumulative weight exceeds t, and NumPy's own index and interpolation
+    arithmetic. Integer weights give exactly the edges of the repeated rows, weight-0 rows
+    those of the dropped rows; fractional weights keep this rule (a weight is a frequency), so
+    the scale of the weights matters: a total below 1 puts every inner edge at the smallest
+    value of positive weight.
+    Returns G×(B+1), outer edges 0 and 1.
+
+    Examples
+    --------
+    >>> c = np.array([[0.1, 0.4, 0.7]])
+    >>> weighted_quantile_edges(c, np.array([1.0, 2.0, 1.0]), 2, method="quantile")
+    array([[0. , 0.4, 1. ]])
+    """
+    n_groups, n = conf.shape
+    q = np.linspace(0.0, 1.0, n_bins + 1)
+    if method == "percentile":
+        q = np.true_divide(q * 100, 100)  # np.percentile's own steps
+    order = np.argsort(conf, axis=1, kind="stable")
+    values = np.take_along_axis(conf, order, axis=1).astype(np.float64)
+    cum = np.cumsum(np.broadcast_to(weights, conf.shape)[np.arange(n_groups)[:, None], order], axis=1)
+    total = cum[:, -1:]
+    virtual = (total - 1) * q[None, :]  # np.quantile's (n - 1) q, n = W
+    low = np.floor(virtual)
+    high = low + 1
+    top = total - 1
+    # Clamped as np.quantile clamps; a total below 1 reads the first value of positive weight.
+    low = np.maximum(np.where(virtual >= top, top, np.where(virtual < 0, 0.0, low)), 0.0)
+    high = np.maximum(np.where(virtual >= top, top, np.where(virtual < 0, 0.0, high)), 0.0)
+    gamma = virtual - np.floor(virtual)
+    step = float(total.max()) + 2.0  # rows side by side in one sorted vector
+    offset = np.arange(n_groups, dtype=np.float64)[:, None] * step
+    flat = (cum + offset).ravel()
+
+    def order_statistic(t: FloatArray) -> FloatArray:
+        at = np.searchsorted(flat, (t + offset).ravel(), side="right")
+        rows = np.repeat(np.arange(n_groups), t.shape[1])
+        at = np.minimum(at, (rows + 1) * n - 1)  # t past the last weight: the row's last value
+        return values.ravel()[at].reshape(t.shape)
+
+    a, b = order_statistic(low), order_statistic(high)
+    diff = b - a
+    edges = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)  # np.quantile's _lerp
+    edges = np.ascontiguousarray(edges, dtype=np.float64)
+    edges[:, 0] = 0.0
+    edges[:, -1] = 1.0
+    return edges
+
+
 def check_edges(edges: object) -> FloatArray:
     """Return explicit edges as a strictly increasing float64 vector from 0 to 1, or raise.
 

@@ -25,8 +25,9 @@ class BinSums:
     ----------
     count, conf, outcome, conf_sq, conf_outcome : ndarray, shape (R, G, S)
         Σ w, Σ w·c, Σ w·o, Σ w·c², Σ w·c·o over the pairs in each bin.
-    n : float
-        Total weight per group (N, the number of samples, excluded pairs included).
+    n : ndarray, shape (R, 1, 1)
+        Total weight of each resample (N, the number of samples, without weights; excluded
+        pairs included).
     """
 
     count: FloatArray
@@ -34,7 +35,14 @@ class BinSums:
     outcome: FloatArray
     conf_sq: FloatArray
     conf_outcome: FloatArray
-    n: float
+    n: FloatArray
+
+
+def _totals(n_res: int, n: int, weights: FloatArray | None) -> FloatArray:
+    """Total weight per resample, shape (R, 1, 1): N without `weights`."""
+    if weights is None:
+        return np.full((n_res, 1, 1), float(n))
+    return weights.sum(axis=1).reshape(n_res, 1, 1)
 
 
 def bin_sums(
@@ -101,7 +109,7 @@ def bin_sums(
         outcome=total(o),
         conf_sq=total(c * c) if second_moments else zero,
         conf_outcome=total(c * o) if second_moments else zero,
-        n=float(n if weights is None else weights[0].sum()),
+        n=_totals(n_res, n, weights),
     )
 
 
@@ -133,7 +141,7 @@ def _segment_sums(
     out = np.zeros((1 + len(values), n_res, 1, width))
     out[0][:, 0, bins] = np.add.reduceat(weights, starts, axis=1)
     out[1:, :, 0, bins] = np.add.reduceat(data, starts, axis=2)
-    return _stacked(out[..., : width - 1], second_moments, float(weights[0].sum()))
+    return _stacked(out[..., : width - 1], second_moments, _totals(n_res, 0, weights))
 
 
 @dataclass(frozen=True)
@@ -176,10 +184,10 @@ def _grouped_sums(
     out = np.zeros((data.shape[0], n_res, n_groups * width))
     out[:, :, runs.cells] = np.add.reduceat(data, runs.starts, axis=2)
     out = out.reshape(data.shape[0], n_res, n_groups, width)[..., : width - 1]
-    return _stacked(out, second_moments, float(weights[0].sum()))
+    return _stacked(out, second_moments, _totals(n_res, 0, weights))
 
 
-def _stacked(out: FloatArray, second_moments: bool, n: float) -> BinSums:
+def _stacked(out: FloatArray, second_moments: bool, n: FloatArray) -> BinSums:
     """BinSums from stacked (count, conf, outcome[, conf², conf·outcome]) sums of shape (S, R, G, B)."""
     zero = np.zeros(out.shape[1:])
     return BinSums(
@@ -207,12 +215,14 @@ def bin_means(
 ) -> BinMeans:
     """Mean confidence and accuracy per bin, and each bin's weight in the error.
 
-    Bins excluded by `min_bin_count` weigh 0 but still count in the normaliser, as in
-    netcal's ``sample_threshold`` (issue #20): ``mass`` is ``n_b / N`` with N every sample,
-    ``uniform`` is ``1 / #non-empty bins`` (netcal's ACE divides by ``count_nonzero`` of the
-    histogram, thresholded bins included). `means_from`, when given, are sums over other bin
-    memberships (netcal's float32 edges) that the means are taken from; a bin empty there
-    but not in `sums` has mean 0 (netcal's ``nan_to_num``).
+    With weights, counts are sums of weights: a bin counts when its weight is positive
+    (and at least `min_bin_count` when that is above 1). Bins excluded by `min_bin_count` weigh 0 but still
+    count in the normaliser, as in netcal's ``sample_threshold`` (issue #20): ``mass`` is
+    ``n_b / N`` with N every sample, ``uniform`` is ``1 / #non-empty bins`` (netcal's ACE
+    divides by ``count_nonzero`` of the histogram, thresholded bins included).
+    `means_from`, when given, are sums over other bin memberships (netcal's float32
+    edges) that the means are taken from; a bin empty there but not in `sums` has mean 0
+    (netcal's ``nan_to_num``).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         if means_from is None:
@@ -222,9 +232,12 @@ def bin_means(
             held = (means_from.count > 0) | (sums.count == 0)  # NaN stays NaN only where both are empty
             confidence = np.where(held, means_from.conf / means_from.count, 0.0)
             accuracy = np.where(held, means_from.outcome / means_from.count, 0.0)
-    valid = sums.count >= max(min_bin_count, 1)
+    # Weighted sums: a bin counts when its weight is positive (0.3 of weight is not empty), and
+    # min_bin_count above 1 compares the weight (frequency weights: integer weights = repeated rows).
+    valid = sums.count >= min_bin_count if min_bin_count > 1 else sums.count > 0
     if weighting == "mass":
-        weight = np.where(valid, sums.count / sums.n, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = np.where(valid, sums.count / sums.n, 0.0)
     else:
         n_filled = (sums.count > 0).sum(axis=-1, keepdims=True)
         weight = np.where(valid, 1.0 / np.maximum(n_filled, 1), 0.0)

@@ -7,14 +7,15 @@ chunks so that W (R×N), times the number of groups for class-wise targets, stay
 ``max_elements`` values; there is no loop over samples.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .._typing import FloatArray
 from ..cancel import checkpoint
 from ..errors import InputError
-from . import NOT_BOOTSTRAPPED, Prepared, binned_scalars, sort_for_tests
+from . import METRICS, NOT_BOOTSTRAPPED, Prepared, binned_scalars, sort_for_tests
+from .report import UNWEIGHTED_REASON, WEIGHTED_METRICS
 
 _PER_CLASS = {
     "ace_nixon",
@@ -59,6 +60,7 @@ def bootstrap_intervals(
     seed: int = 0,
     names: set[str] | None = None,
     max_elements: int = 262_144,
+    sample_weight: FloatArray | None = None,
 ) -> dict[str, Interval]:
     """Percentile intervals at `level` for every scalar of :func:`binned_scalars`.
 
@@ -67,16 +69,42 @@ def bootstrap_intervals(
     interval is ``np.nanpercentile`` at ``(1 - level)/2`` and ``(1 + level)/2``
     (linear interpolation). ``ace_nixon`` is resampled when `prep` was prepared with
     ``resample=True`` (its ranges re-cut per resample); ``smooth_ece`` finds σ* per resample.
+
+    With `sample_weight` s, rows are drawn exactly as without (uniformly, weights
+    ignored in the draw) and each resample's statistic is the weighted one: a row drawn
+    m times weighs ``m·s`` (the usual weighted bootstrap). A resample whose drawn
+    weights total 0 gives NaN, left out by ``np.nanpercentile``.
+
+    Examples
+    --------
+    >>> from service.core import Distribution
+    >>> from service.core.calibration import Convention, prepare
+    >>> p = np.array([0.1, 0.4, 0.6, 0.8, 0.9, 0.3])
+    >>> prep = prepare(np.array([0, 1, 0, 1, 1, 0]), Distribution.from_probs(p), Convention(n_bins=4))
+    >>> s = np.array([1.0, 2.0, 0.5, 1.0, 0.0, 3.0])
+    >>> box = bootstrap_intervals(prep, n_resamples=200, names={"brier"}, sample_weight=s)
+    >>> bool(box["brier"].low <= box["brier"].high)
+    True
     """
     if not 1 <= n_resamples <= MAX_RESAMPLES:
         raise InputError("bootstrap.n", f"must lie in [1, {MAX_RESAMPLES}]; got {n_resamples}")
     if not 0 < level < 1:
         raise InputError("bootstrap.level", f"must lie in (0, 1); got {level}")
     rng = np.random.default_rng(seed)
+    if sample_weight is not None:  # else those `prep` was prepared with, if any
+        prep = replace(prep, sample_weight=np.asarray(sample_weight, dtype=np.float64))
     # Draws are uniform over samples, so relabelling samples in confidence order changes
     # nothing but spares each resample a sort for the cumulative statistics.
     prep = sort_for_tests(prep)
     wanted = None if names is None else set(names) - set(NOT_BOOTSTRAPPED)
+    if prep.sample_weight is not None:
+        weighted = {name for metric in WEIGHTED_METRICS for name in METRICS[metric]}
+        if wanted is not None and wanted - weighted:
+            raise InputError(
+                "sample_weight",
+                f"does not apply to {', '.join(sorted(wanted - weighted))}: {UNWEIGHTED_REASON}",
+            )
+        wanted = weighted if wanted is None else wanted
     n = prep.correct.shape[0]
     groups = prep.binned.conf.shape[0]  # class-wise targets sum K pairs per sample
     for per_class in (prep.brier_pairs, prep.classes):
@@ -87,6 +115,8 @@ def bootstrap_intervals(
     for start in range(0, n_resamples, chunk):
         checkpoint()
         weights = resample_weights(rng, min(chunk, n_resamples - start), n)
+        if prep.sample_weight is not None:
+            weights *= prep.sample_weight
         values = binned_scalars(prep, weights, names=wanted, presorted=True)
         for name, value in values.items():
             if not name.startswith("_") and (wanted is None or name in wanted):

@@ -59,15 +59,15 @@ class MurphyTerms:
 
 def murphy_terms(sums: BinSums, factor: float) -> MurphyTerms:
     """Decompose from per-class bin sums (G = classes), summed over classes and scaled."""
-    n = sums.n
+    n = sums.n  # (R, 1, 1): each resample's total weight
     count = sums.count
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.where(count > 0, sums.conf / count, 0.0)
         freq = np.where(count > 0, sums.outcome / count, 0.0)
         var = np.where(count > 0, sums.conf_sq / count - conf * conf, 0.0)
         cov = np.where(count > 0, sums.conf_outcome / count - conf * freq, 0.0)
-    mass = count / n
-    base = (sums.outcome.sum(axis=-1) / n)[..., None]
+        mass = count / n  # a resample of total weight 0 (all zero weights drawn): NaN terms
+        base = (sums.outcome.sum(axis=-1) / n[..., 0])[..., None]
 
     def total(per_bin: FloatArray) -> FloatArray:
         return factor * (mass * per_bin).sum(axis=(-2, -1))

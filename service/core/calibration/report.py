@@ -1,5 +1,6 @@
 """The calibration report: every requested scalar, per-class errors and reliability bins."""
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -20,8 +21,11 @@ from .smooth_ece import smooth_ece
 class Reliability:
     """One reliability diagram: per-bin edges, counts, means and Wilson intervals.
 
-    ``group`` is the class for class-wise targets, None otherwise. ``confidence``,
-    ``accuracy`` and the interval are NaN in empty bins; ``gap = confidence - accuracy``.
+    ``group`` is the class for class-wise targets, None otherwise. ``count`` is the number
+    of pairs (rows) in each bin and ``weight`` their total sample weight (``count`` without
+    weights); ``confidence`` and ``accuracy`` are weighted means ``Σ s·x / Σ s``, and the
+    Wilson interval takes ``weight`` as the number of trials (frequency weights). They are
+    NaN in bins of weight 0; ``gap = confidence - accuracy``.
     """
 
     group: int | None
@@ -32,6 +36,7 @@ class Reliability:
     accuracy: FloatArray
     wilson_low: FloatArray
     wilson_high: FloatArray
+    weight: FloatArray
 
     @property
     def gap(self) -> FloatArray:
@@ -66,7 +71,7 @@ def wilson_interval(successes: FloatArray, count: FloatArray, level: float) -> t
     # quantile is minus the lower tail's, (1 - level)/2 staying positive.
     upper = 0.5 + level / 2
     z = NormalDist().inv_cdf(upper) if upper < 1 else -NormalDist().inv_cdf((1 - level) / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # a count of 1e-320: NaN
         p = successes / count
         denom = 1 + z * z / count
         center = (p + z * z / (2 * count)) / denom
@@ -75,15 +80,22 @@ def wilson_interval(successes: FloatArray, count: FloatArray, level: float) -> t
 
 
 def _reliability(
-    pairs: Pairs, sums: BinSums, means: BinMeans, level: float, grouped: bool
+    pairs: Pairs, sums: BinSums, means: BinMeans, level: float, grouped: bool, weighted: bool
 ) -> list[Reliability]:
     low, high = wilson_interval(sums.outcome[0], sums.count[0], level)
+    rows = sums.count[0]
+    if weighted:  # rows per bin, the weight sums aside
+        groups = pairs.index.shape[0]
+        keys = (np.arange(groups)[:, None] * (pairs.n_slots + 1) + pairs.index).ravel()
+        counted = np.bincount(keys, minlength=groups * (pairs.n_slots + 1)).astype(np.float64)
+        rows = counted.reshape(groups, pairs.n_slots + 1)[:, : pairs.n_slots]
     return [
         Reliability(
             group=g if grouped else None,
             lower=np.asarray(pairs.lower[g], dtype=np.float64),
             upper=np.asarray(pairs.upper[g], dtype=np.float64),
-            count=sums.count[0, g],
+            count=rows[g],
+            weight=sums.count[0, g],
             confidence=means.confidence[0, g],
             accuracy=means.accuracy[0, g],
             wilson_low=low[g],
@@ -106,16 +118,31 @@ WEIGHTED_METRICS: tuple[str, ...] = (
     "accuracy",
     "mean_confidence",
     "confidence_gap",
+    "reliability",
+)
+#: Why the others refuse weights: they are built from the order or the number of rows.
+UNWEIGHTED_REASON = (
+    "built from the order or the number of rows (np.array_split's equal-count ranges, kernel smoothing, "
+    "Brownian-motion limits), and no peer (netcal, relplot, torchmetrics, scikit-learn) defines a "
+    "weighted form"
 )
 
 
-def _check_weighted(sample_weight: FloatArray, wanted: set[str], convention: Convention) -> FloatArray:
+def _check_weighted(sample_weight: FloatArray, wanted: set[str]) -> FloatArray:
     """Sample weights as one (1, N) row of multiplicities, or raise for what they do not apply to."""
     unsupported = sorted(wanted - set(WEIGHTED_METRICS))
     if unsupported:
-        raise InputError("sample_weight", f"does not apply to {', '.join(unsupported)}; leave those out")
-    if convention.binning == "quantile":
-        raise InputError("sample_weight", 'does not apply to binning "quantile" (unweighted quantiles)')
+        raise InputError(
+            "sample_weight",
+            f"does not apply to {', '.join(unsupported)}: {UNWEIGHTED_REASON}; leave those out",
+        )
+    largest = float(sample_weight.max())
+    if not math.isfinite(largest * sample_weight.size):  # bounds every sum, resamples' included
+        raise InputError(
+            "sample_weight",
+            f"must keep N × max(sample_weight) finite; got max {largest:g} with N = {sample_weight.size} "
+            "(scale the weights down)",
+        )
     if not sample_weight.sum() > 0:
         raise InputError("sample_weight", "must have a positive total; got 0")
     return sample_weight[None, :].astype(np.float64)
@@ -145,9 +172,12 @@ def calibration_report(
         :data:`WEIGHTED_METRICS`).
     sample_weight : ndarray of shape (n_samples,), optional
         Non-negative weights s: every sum over samples becomes a sum of s (bin counts, bin
-        means, N), so integer weights equal repeating each row s times; the Brier score is
-        ``Σ s·b / Σ s`` (scikit-learn's ``brier_score_loss(sample_weight=…)``). Only the
-        metrics in :data:`WEIGHTED_METRICS`, with uniform or explicit edges.
+        means, N), so integer weights equal repeating each row s times and weight-0 rows
+        equal dropped rows; the Brier score is ``Σ s·b / Σ s`` (scikit-learn's
+        ``brier_score_loss(sample_weight=…)``) and its Murphy terms use weighted bin masses
+        and means; reliability bins carry weight sums and weighted means (``count`` stays
+        the number of rows); quantile edges hold equal weight (weights as frequencies). Only
+        the metrics in :data:`WEIGHTED_METRICS`.
 
     Returns
     -------
@@ -181,9 +211,9 @@ def calibration_report(
     if not 0 < convention.level < 1:
         raise InputError("level", f"must lie in (0, 1); got {convention.level}")
     selected = {name for metric in wanted for name in METRICS[metric]}
-    weights = None if sample_weight is None else _check_weighted(sample_weight, wanted, convention)
-    prep = prepare(labels, dist, convention, names=selected)
-    values = binned_scalars(prep, weights, names=selected)
+    weights = None if sample_weight is None else _check_weighted(sample_weight, wanted)
+    prep = prepare(labels, dist, convention, names=selected, sample_weight=sample_weight)
+    values = binned_scalars(prep, weights, names=selected, keep_bins=True)
     means: BinMeans = values.pop("_means")  # type: ignore[assignment]
     sums: BinSums = values.pop("_sums")  # type: ignore[assignment]
     scalars = {name: float(v[0]) for name, v in values.items()}
@@ -200,7 +230,9 @@ def calibration_report(
         }
     grouped = prep.target in ("classwise", "marginal")
     reliability = (
-        _reliability(prep.binned, sums, means, convention.level, grouped) if "reliability" in wanted else []
+        _reliability(prep.binned, sums, means, convention.level, grouped, weights is not None)
+        if "reliability" in wanted
+        else []
     )
     excluded = int(np.count_nonzero((sums.count[0] > 0) & ~means.valid[0]))
     return CalibrationReport(

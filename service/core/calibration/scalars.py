@@ -23,6 +23,7 @@ from .bin_edges import (
     check_edges,
     quantile_edges,
     uniform_edges,
+    weighted_quantile_edges,
 )
 from .binned import (
     GroupRuns,
@@ -94,13 +95,27 @@ def _target_pairs(target: Target, columns: _Columns, labels: IntArray) -> tuple[
 
 
 def _bin_pairs(
-    conf: FloatArray, outcome: FloatArray, convention: Convention, n_bins: int, *, for_brier: bool = False
+    conf: FloatArray,
+    outcome: FloatArray,
+    convention: Convention,
+    n_bins: int,
+    *,
+    for_brier: bool = False,
+    weights: FloatArray | None = None,
 ) -> Pairs:
-    """Assign pairs to bins per the convention (the Brier decomposition keeps every pair)."""
+    """Assign pairs to bins per the convention (the Brier decomposition keeps every pair).
+
+    Quantile edges of weighted pairs hold equal weight (:func:`weighted_quantile_edges`).
+    """
     rounded = convention.input_dtype_means and conf.dtype == np.float32 and not for_brier
     mean_index = None
     if convention.binning == "quantile":
-        edges = quantile_edges(conf, n_bins, method=convention.quantile_method)
+        method = convention.quantile_method
+        edges = (
+            quantile_edges(conf, n_bins, method=method)
+            if weights is None
+            else weighted_quantile_edges(conf, weights, n_bins, method=method)
+        )
         index = assign_per_row(conf, edges, convention.closed)
         if rounded:
             mean_index = assign_per_row(conf, edges.astype(np.float32).astype(np.float64), convention.closed)
@@ -168,6 +183,7 @@ class Prepared:
     target: Target
     n_bins: int
     classes: "ClassOrder | None" = None
+    sample_weight: FloatArray | None = None  # per-sample weights the bootstrap multiplies in
 
 
 def resolve_target(convention: Convention, dist: Distribution) -> Target:
@@ -193,10 +209,13 @@ def prepare(
     *,
     names: Collection[str] | None = None,
     resample: bool = False,
+    sample_weight: FloatArray | None = None,
 ) -> Prepared:
     """Pairs, bins and per-sample values of one request (Brier and NLL terms only if in `names`).
 
     With `resample`, also each class column in sorted order for ``ace_nixon`` (if wanted).
+    With `sample_weight`, quantile edges hold equal weight and the weights are kept for
+    the bootstrap.
     """
     probs = dist.probs
     n = probs.shape[0]
@@ -210,14 +229,20 @@ def prepare(
     effective = _edge_rule_for(convention, tm_float32)
     columns = _Columns(probs, labels)
     conf, outcome = _target_pairs(target, columns, labels)
-    binned = _bin_pairs(_prepare_confidence(conf, convention, float32=tm_float32), outcome, effective, n_bins)
+    binned = _bin_pairs(
+        _prepare_confidence(conf, convention, float32=tm_float32),
+        outcome,
+        effective,
+        n_bins,
+        weights=sample_weight,
+    )
 
     wanted = None if names is None else set(names)
     brier_pairs, brier = None, None
     factor = brier_factor(convention.brier_scale, dist.n_classes, binary=dist.binary)
     if wanted is None or wanted & _BRIER:
         b_conf, b_out = _target_pairs("positive_class" if dist.binary else "classwise", columns, labels)
-        brier_pairs = _bin_pairs(b_conf, b_out, effective, n_bins, for_brier=True)
+        brier_pairs = _bin_pairs(b_conf, b_out, effective, n_bins, for_brier=True, weights=sample_weight)
         brier = factor * brier_rows(labels, probs)
     log_loss = None
     if wanted is None or "nll" in wanted:
@@ -241,6 +266,7 @@ def prepare(
         classes=class_order(labels, probs)
         if resample and (wanted is None or "ace_nixon" in wanted)
         else None,
+        sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64),
     )
 
 
@@ -260,6 +286,7 @@ def binned_scalars(
     *,
     names: Collection[str] | None = None,
     presorted: bool = False,
+    keep_bins: bool = False,
 ) -> dict[str, FloatArray]:
     """Scalars from sums over samples, one value per resample (R = 1 without `weights`).
 
@@ -273,6 +300,9 @@ def binned_scalars(
         Compute only these scalars (and what they need); all when omitted.
     presorted : bool, default=False
         The samples are already in order of test confidence (the bootstrap sorts once).
+    keep_bins : bool, default=False
+        Also return the target's bin sums and means (``_sums``, ``_means``) with `weights`
+        (always returned without them).
     """
     wanted = set(names) if names is not None else None
 
@@ -281,7 +311,7 @@ def binned_scalars(
 
     conv = prep.convention
     out: dict[str, FloatArray] = {}
-    if need(_BINNED) or weights is None:
+    if need(_BINNED) or weights is None or keep_bins:
         p = prep.binned
         sums = bin_sums(
             p.conf, p.outcome, p.index, p.n_slots, weights=weights, runs=p.runs, grouped=p.grouped
@@ -333,11 +363,12 @@ def binned_scalars(
         if weights is None:
             return values.sum(keepdims=True) / n
         finite = np.isfinite(values)
-        if finite.all():
-            return (weights @ values) / n
-        # +inf losses (eps 0): a resample is +inf when it draws one, never 0·inf = NaN.
-        drawn = weights @ (~finite).astype(np.float64)
-        return np.where(drawn > 0, np.inf, weights @ np.where(finite, values, 0.0)) / n
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample of weight 0: NaN
+            if finite.all():
+                return (weights @ values) / n
+            # +inf losses (eps 0): a resample is +inf when it draws one, never 0·inf = NaN.
+            drawn = weights @ (~finite).astype(np.float64)
+            return np.where(drawn > 0, np.inf, weights @ np.where(finite, values, 0.0)) / n
 
     if need(("brier",)) and prep.brier is not None:
         out["brier"] = mean(prep.brier)
@@ -399,6 +430,7 @@ def sort_for_tests(prep: Prepared) -> Prepared:
         test_outcome=prep.test_outcome[order],
         brier=None if prep.brier is None else prep.brier[order],
         nll=None if prep.nll is None else prep.nll[order],
+        sample_weight=None if prep.sample_weight is None else prep.sample_weight[order],
         correct=prep.correct[order],
         top=prep.top[order],
         classes=classes,

@@ -305,7 +305,7 @@ class MonitorStats:
             confidence, accuracy = conf / weight, hits / weight
         edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
         low, high = wilson_interval(hits, weight, level)
-        return Reliability(None, edges[:-1], edges[1:], weight, confidence, accuracy, low, high)
+        return Reliability(None, edges[:-1], edges[1:], weight, confidence, accuracy, low, high, weight)
 
     def label_distribution(self) -> FloatArray:
         """Share of labelled rows (weight) per class; NaN without any."""
