@@ -1248,9 +1248,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        } & (unknown | {
+        } & ((unknown | {
             classes: unknown;
-        });
+        }) & unknown);
         /**
          * CalibrationMetrics
          * @description Each requested scalar; null when not requested.
@@ -1550,9 +1550,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        } & (unknown | {
+        } & ((unknown | {
             classes: unknown;
-        });
+        }) & unknown);
         /**
          * CrossEntropyResult
          * @description Cross-entropy of a batch, with accuracy and predictive entropy.
@@ -3035,9 +3035,9 @@ export interface components {
              * @description The peer implementation the fit agrees with.
              */
             matches: string;
-        } & (unknown | {
+        } & ((unknown | {
             classes: unknown;
-        });
+        }) & unknown);
         /**
          * ReliabilityBins
          * @description One reliability diagram, column-oriented: entry i describes bin i.
@@ -3460,7 +3460,7 @@ export interface components {
         ApplyBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -3561,7 +3561,7 @@ export interface components {
             temperature: unknown;
         }) & unknown & (unknown | {
             classes: unknown;
-        }) & unknown);
+        }));
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -3593,7 +3593,7 @@ export interface components {
         CalibrationBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -3781,7 +3781,7 @@ export interface components {
         CrossEntropyBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -4342,7 +4342,7 @@ export interface components {
         RecalibrateBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -4648,7 +4648,7 @@ export interface components {
         TemperatureBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -4861,7 +4861,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5247,7 +5247,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5448,7 +5448,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5673,7 +5673,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5855,7 +5855,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -6113,7 +6113,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -8092,7 +8092,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -8617,7 +8617,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -8955,7 +8955,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -9227,7 +9227,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -9512,7 +9512,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
