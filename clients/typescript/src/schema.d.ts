@@ -3642,7 +3642,7 @@ export interface components {
             top_k?: number[] | null;
             /**
              * Multilabel
-             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
              * @default false
              */
             multilabel?: boolean;
@@ -5904,7 +5904,7 @@ export interface operations {
                         top_k?: number[] | null;
                         /**
                          * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
                          * @default false
                          */
                         multilabel?: boolean;
@@ -6162,7 +6162,7 @@ export interface operations {
                         top_k?: number[] | null;
                         /**
                          * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
                          * @default false
                          */
                         multilabel?: boolean;
@@ -8666,7 +8666,7 @@ export interface operations {
                         top_k?: number[] | null;
                         /**
                          * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
                          * @default false
                          */
                         multilabel?: boolean;
