@@ -233,3 +233,17 @@ def test_fits_and_apply_take_classes_with_soft_targets(client, rng, path, extra)
             torch.tensor(body["targets"], dtype=torch.float64),
         )
         assert named["metrics"]["nll"] == pytest.approx(float(want), rel=1e-9)
+
+
+def test_multilabel_cross_entropy_takes_classes_naming_the_columns(client, rng):
+    logits = rng.standard_normal((30, 3))
+    targets = (rng.random((30, 3)) < 0.5).astype(float)
+    body = {"multilabel": True, "logits": logits.tolist(), "targets": targets.tolist()}
+    named = _post(client, "/v1/cross-entropy", **body, classes=["x", "y", "z"])
+    want = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(targets))
+    assert named["loss"] == pytest.approx(float(want), rel=1e-12)
+    assert named["convention"]["classes"] == ["x", "y", "z"]
+    bad = body | {"classes": ["x", "y"]}
+    assert_problem(
+        client.post("/v1/cross-entropy", json=bad), 422, "#/classes", "2 classes but the predictions have 3"
+    )

@@ -151,7 +151,7 @@ def test_bootstrap_matches_torchmetrics_and_sklearn_on_the_same_resamples(client
 @pytest.mark.parametrize(
     ("extra", "pointer", "match"),
     [
-        ({"classes": ["a", "b"]}, "#/classes", "declares 2 classes but the targets have 3 columns"),
+        ({"classes": ["a", "b"]}, "#/classes", "declares 2 classes but the predictions have 3 columns"),
         ({"sample_weight": [1.0] * 4, "bootstrap": {"n": 10}}, "#/sample_weight", "bootstrap"),
         ({"sample_weight": [1.0] * 4, "metrics": ["ace_nixon"]}, "#/sample_weight", "ace_nixon"),
         ({"sample_weight": [1.0] * 4, "metrics": ["ece", "reliability"]}, "#/sample_weight", "reliability"),

@@ -82,7 +82,7 @@ def multilabel_calibration_result(
     n, k = targets.shape
     if options.classes is not None and len(options.classes) != k:
         raise core.InputError(
-            "classes", f"declares {len(options.classes)} classes but the targets have {k} columns"
+            "classes", f"declares {len(options.classes)} classes but the predictions have {k} columns"
         )
     weights = None
     if body.fields.get("sample_weight") is not None:
