@@ -183,7 +183,9 @@ def calibration_report(
     selected = {name for metric in wanted for name in METRICS[metric]}
     weights = None if sample_weight is None else _check_weighted(sample_weight, wanted, convention)
     prep = prepare(labels, dist, convention, names=selected)
-    values = binned_scalars(prep, weights, names=selected)
+    values = binned_scalars(
+        prep, weights, names=selected | {"ece"}
+    )  # bins: per_class, reliability, exclusions
     means: BinMeans = values.pop("_means")  # type: ignore[assignment]
     sums: BinSums = values.pop("_sums")  # type: ignore[assignment]
     scalars = {name: float(v[0]) for name, v in values.items()}
