@@ -1,6 +1,5 @@
 """/v1/calibration with sample_weight and no binned metric (found by the #20 audit over HTTP)."""
 
-import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 
