@@ -247,3 +247,10 @@ def test_multilabel_cross_entropy_takes_classes_naming_the_columns(client, rng):
     assert_problem(
         client.post("/v1/cross-entropy", json=bad), 422, "#/classes", "2 classes but the predictions have 3"
     )
+
+
+@pytest.mark.parametrize("extra", [{"classes": [5, 6, 7]}, {"classes": [0, 1, 2], "pos_label": 1}])
+def test_sequences_refuse_classes_rather_than_ignore_them(client, extra):
+    """B×T×K cross-entropy used to score B×T labels as indices and echo no classes."""
+    body = {"logits": [[[0.1, 0.2, 0.3], [0.3, 0.1, 0.0]]], "labels": [[0, 1]], **extra}
+    assert_problem(client.post("/v1/cross-entropy", json=body), 422, "#/classes", "B×T×K")
