@@ -54,12 +54,15 @@ def test_reliability_bins_per_class_match_calibration_curve(client, rng):
 @pytest.mark.parametrize("preset", [None, "netcal", "torchmetrics"])
 def test_one_column_equals_the_binary_route(client, rng, preset):
     probs, targets = _batch(rng, k=1)
-    options = {"n_bins": 6, "metrics": ["ece", "mce", "ace_netcal", "brier", "nll", "reliability"]}
+    options = {
+        "n_bins": 6,
+        "metrics": ["ece", "mce", "ace_netcal", "debiased_l2", "brier", "nll", "reliability"],
+    }
     if preset:
         options["preset"] = preset
     multi = _post(client, multilabel=True, probs=probs.tolist(), targets=targets.tolist(), **options)
     binary = _post(client, probs=probs[:, 0].tolist(), labels=targets[:, 0].astype(int).tolist(), **options)
-    for name in ("ece", "mce", "ace_netcal", "brier", "nll"):
+    for name in ("ece", "mce", "ace_netcal", "debiased_l2", "brier", "nll"):
         assert multi["metrics"][name] == pytest.approx(binary["metrics"][name], rel=1e-12, abs=1e-15), name
     ours, theirs = multi["reliability"][0], binary["reliability"][0]
     assert ours["group"] == 0 and theirs["group"] is None
@@ -170,3 +173,13 @@ def test_classes_name_the_columns_and_are_echoed(client, rng):
     plain = _post(client, **body)
     assert named["metrics"] == plain["metrics"] and named["per_class"] == plain["per_class"]
     assert named["convention"]["classes"] == ["cat", "dog", "bird"]
+
+
+def test_one_hot_columns_give_the_categorical_class_wise_debiased_l2(client, rng):
+    probs = softmax(2 * rng.standard_normal((400, 3)), axis=1)
+    labels = (np.log(probs) + rng.gumbel(size=probs.shape)).argmax(axis=1)
+    body = {"probs": probs.tolist(), "n_bins": 8, "metrics": ["debiased_l2", "ece"]}
+    multi = _post(client, multilabel=True, targets=np.eye(3)[labels].tolist(), **body)
+    categorical = _post(client, labels=labels.tolist(), target="classwise", **body)
+    for name in ("debiased_l2", "ece"):
+        assert multi["metrics"][name] == pytest.approx(categorical["metrics"][name], rel=1e-12), name

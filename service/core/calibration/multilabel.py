@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..multilabel import MultilabelLogProbs, multilabel_bce
 from .ace import ClassOrder, ace_nixon_weighted
 from .bin_edges import bins_for_rule
-from .binned import BinMeans, BinSums, bin_means, bin_sums, binned_error
+from .binned import BinMeans, BinSums, bin_means, bin_sums, binned_error, debiased_square
 from .brier import brier_factor
 from .conventions import Convention
 from .report import Reliability, _reliability
@@ -19,7 +19,7 @@ from .scalars import Pairs, _bin_pairs, _edge_rule_for, _prepare_confidence
 #: The metrics a multilabel request computes by default (each per class and as the mean over classes).
 MULTILABEL_METRICS = ("calibration_error", "ece", "mce", "rmsce", "brier", "nll")
 #: Every per-class metric a multilabel request may name (``reliability`` adds per-class bins).
-MULTILABEL_ALLOWED = (*MULTILABEL_METRICS, "ace_netcal", "ace_nixon")
+MULTILABEL_ALLOWED = (*MULTILABEL_METRICS, "ace_netcal", "ace_nixon", "debiased_l2")
 #: The metrics `sample_weight` does not apply to (Nixon's equal-count ranges count rows).
 _UNWEIGHTED = ("ace_nixon",)
 
@@ -110,6 +110,8 @@ def multilabel_scalars(
                 sums, min_bin_count=conv.min_bin_count, weighting="uniform", means_from=mean_sums
             )
             out["ace_netcal"] = binned_error(uniform, "l1")
+        if "debiased_l2" in names:  # Kumar et al.'s per-column estimate, as the class-wise route's
+            out["debiased_l2"] = np.sqrt(np.maximum(debiased_square(means, sums), 0.0))
         scaled = weights / weights.max(axis=1, keepdims=True)  # a ratio: no overflow near 1e308
         total = scaled.sum(axis=1, keepdims=True)
         out["brier"] = scaled @ prep.squared / total
@@ -195,6 +197,7 @@ def multilabel_calibration(
     calibration error), its bins scikit-learn's ``calibration_curve`` of the column, its
     Brier score scikit-learn's ``brier_score_loss(t_k, p_k)`` (``(p - t)²``;
     ``brier_scale: sum`` doubles it), its NLL the mean binary cross-entropy of the column.
+    ``debiased_l2`` is Kumar et al.'s bias-corrected L2 error of each column;
     ``ace_netcal`` weighs non-empty bins equally (netcal's ACE); ``ace_nixon`` cuts each
     column into equal-count ranges (Nixon et al. 2019), its mean over columns being
     :func:`ace_nixon` of the K columns. The mean Brier over classes is the mean of all N·K
