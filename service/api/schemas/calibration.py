@@ -85,7 +85,8 @@ class CalibrationOptions(ProbabilityOptions, ClassVocabulary):
         "problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier "
         "((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, "
         "`metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon "
-        "(Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); "
+        "(Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and "
+        "reliability (per-class bins, `group` the column); "
         "`bootstrap` resamples rows (every column of a row together) for intervals of the means; "
         "`classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or "
         "bootstrap.",
