@@ -1250,9 +1250,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        } & (unknown | {
+        } & ((unknown | {
             classes: unknown;
-        });
+        }) & unknown);
         /**
          * CalibrationMetrics
          * @description Each requested scalar; null when not requested.
@@ -1552,9 +1552,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        } & (unknown | {
+        } & ((unknown | {
             classes: unknown;
-        });
+        }) & unknown);
         /**
          * CrossEntropyResult
          * @description Cross-entropy of a batch, with accuracy and predictive entropy.
@@ -3104,9 +3104,9 @@ export interface components {
              * @description The peer implementation the fit agrees with.
              */
             matches: string;
-        } & (unknown | {
+        } & ((unknown | {
             classes: unknown;
-        });
+        }) & unknown);
         /**
          * ReliabilityBins
          * @description One reliability diagram, column-oriented: entry i describes bin i.
@@ -3534,7 +3534,7 @@ export interface components {
         ApplyBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -3635,7 +3635,7 @@ export interface components {
             temperature: unknown;
         }) & unknown & (unknown | {
             classes: unknown;
-        }) & unknown);
+        }));
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -3667,7 +3667,7 @@ export interface components {
         CalibrationBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -3716,7 +3716,7 @@ export interface components {
             top_k?: number[] | null;
             /**
              * Multilabel
-             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+             * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
              * @default false
              */
             multilabel?: boolean;
@@ -3855,7 +3855,7 @@ export interface components {
         CrossEntropyBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -4416,7 +4416,7 @@ export interface components {
         RecalibrateBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -4722,7 +4722,7 @@ export interface components {
         TemperatureBody: {
             /**
              * Classes
-             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+             * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
              * @default null
              */
             classes?: number[] | string[] | null;
@@ -4935,7 +4935,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5321,7 +5321,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5522,7 +5522,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5747,7 +5747,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5929,7 +5929,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -5978,7 +5978,7 @@ export interface operations {
                         top_k?: number[] | null;
                         /**
                          * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
                          * @default false
                          */
                         multilabel?: boolean;
@@ -6187,7 +6187,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -6236,7 +6236,7 @@ export interface operations {
                         top_k?: number[] | null;
                         /**
                          * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
                          * @default false
                          */
                         multilabel?: boolean;
@@ -8166,7 +8166,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -8691,7 +8691,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -8740,7 +8740,7 @@ export interface operations {
                         top_k?: number[] | null;
                         /**
                          * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
+                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or bootstrap.
                          * @default false
                          */
                         multilabel?: boolean;
@@ -9029,7 +9029,7 @@ export interface operations {
                     parameters?: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -9301,7 +9301,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;
@@ -9586,7 +9586,7 @@ export interface operations {
                     parameters: {
                         /**
                          * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
+                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
                          * @default null
                          */
                         classes?: number[] | string[] | null;

@@ -22,7 +22,7 @@ from service.core._typing import FloatArray, IntArray
 
 from ..schemas.common import ClassVocabulary, ProbabilityOptions
 from .payload import ArrayReader, widen_bf16
-from .vocabulary import map_labels
+from .vocabulary import check_vocabulary, ignored_sentinel, map_labels
 
 OptionsModel = TypeVar("OptionsModel", bound=BaseModel)
 
@@ -145,6 +145,9 @@ class Truth:
     labels: IntArray | None
     targets: FloatArray | None
     sample_weight: FloatArray | None = None  # per-sample weights, where the endpoint takes them
+    #: The label value that marks ignored rows in `labels` (column indices): `ignore_index` as sent,
+    #: or, once `classes` mapped names to columns, :func:`~.vocabulary.ignored_sentinel`.
+    ignore_index: int | None = None
 
     @property
     def field(self) -> str:
@@ -159,15 +162,27 @@ def read_truth(
     ignore_index: int | None = None,
     vocabulary: ClassVocabulary | None = None,
 ) -> Truth:
-    """Read exactly one of `labels` or `targets`, shaped like the predictions (`classes`: names)."""
+    """Read exactly one of `labels` or `targets`, shaped like the predictions (`classes`: names).
+
+    With `classes`, labels are names mapped to columns, `ignore_index` compared with the label as
+    sent (before mapping, as PyTorch compares it with the target as given), and soft targets'
+    columns are the declared classes (their count checked).
+    """
     name = body.pick("labels", "targets")
-    if vocabulary is not None and (vocabulary.classes is not None or vocabulary.pos_label is not None):
-        return _named_truth(body, prediction, name, vocabulary, ignore_index)
+    named = vocabulary is not None and (vocabulary.classes is not None or vocabulary.pos_label is not None)
+    if named and name == "labels":
+        assert vocabulary is not None
+        return _named_labels(body, prediction, vocabulary, ignore_index)
+    if named:
+        assert vocabulary is not None
+        _check_named_columns(prediction, vocabulary)
     raw = body.array(name)
     dist = prediction.dist
     check_same_length(name, raw.shape[0] if raw.ndim else 0, dist.n_samples, other=prediction.field)
     if name == "labels":
-        return Truth(check_labels(raw, dist.n_classes, ignore_index=ignore_index), None)
+        return Truth(
+            check_labels(raw, dist.n_classes, ignore_index=ignore_index), None, ignore_index=ignore_index
+        )
     if ignore_index is not None:
         raise InputError("ignore_index", "applies to hard `labels` only; got soft `targets`")
     targets = check_targets(raw, dist.n_classes, binary=dist.binary, tolerance=prediction.tolerance)
@@ -176,30 +191,49 @@ def read_truth(
     return Truth(None, targets.astype(dist.dtype, copy=False))
 
 
-def _named_truth(
-    body: Body, prediction: Prediction, name: str, vocabulary: ClassVocabulary, ignore_index: int | None
+def _check_named_columns(prediction: Prediction, vocabulary: ClassVocabulary) -> None:
+    """Soft targets with `classes`: the classes name the columns (binary: `pos_label` the positive one)."""
+    if vocabulary.classes is None:
+        raise InputError("pos_label", "needs `classes` (the two class names it picks from)")
+    dist = prediction.dist
+    check_vocabulary(vocabulary.classes, vocabulary.pos_label, dist.n_classes, binary=dist.binary)
+
+
+def _named_labels(
+    body: Body, prediction: Prediction, vocabulary: ClassVocabulary, ignore_index: int | None
 ) -> Truth:
     if vocabulary.classes is None:
         raise InputError("pos_label", "needs `classes` (the two class names it picks from)")
-    if name != "labels":
-        raise InputError("classes", "applies to hard `labels` only; got soft `targets`")
-    if ignore_index is not None:
-        raise InputError("ignore_index", "cannot be combined with `classes` (name no ignored class)")
+    if ignore_index is not None and isinstance(vocabulary.classes[0], str):
+        raise InputError(
+            "ignore_index",
+            "is an integer and never equals a string label: with string `classes`, leave it out "
+            "(or drop the rows)",
+        )
     raw = body.fields["labels"]
     raw = raw if isinstance(raw, list) else body.array("labels")
     dist = prediction.dist
     n = len(raw) if isinstance(raw, list) else int(raw.shape[0]) if raw.ndim else 0
     check_same_length("labels", n, dist.n_samples, other=prediction.field)
-    labels = map_labels(raw, vocabulary.classes, vocabulary.pos_label, dist.n_classes, binary=dist.binary)
-    return Truth(labels, None)
+    labels = map_labels(
+        raw,
+        vocabulary.classes,
+        vocabulary.pos_label,
+        dist.n_classes,
+        binary=dist.binary,
+        ignore_index=ignore_index,
+    )
+    sentinel = None if ignore_index is None else ignored_sentinel(ignore_index, dist.n_classes)
+    return Truth(labels, None, ignore_index=sentinel)
 
 
 def drop_ignored(
-    prediction: Prediction, labels: IntArray, ignore_index: int | None
+    prediction: Prediction, labels: IntArray, ignore_index: int | None, *, sent: int | None = None
 ) -> tuple[Prediction, IntArray, int]:
     """The rows whose label is not `ignore_index`, and how many were dropped.
 
-    Every label ignored is a 422 naming `labels`: there is nothing to calibrate or fit.
+    Every label ignored is a 422 naming `labels` and the value `sent` (default `ignore_index`):
+    there is nothing to calibrate or fit.
     """
     if ignore_index is None:
         return prediction, labels, 0
@@ -208,7 +242,8 @@ def drop_ignored(
     if n_kept == labels.size:
         return prediction, labels, 0
     if n_kept == 0:
-        raise InputError("labels", f"must hold a label other than ignore_index ({ignore_index})")
+        shown = ignore_index if sent is None else sent
+        raise InputError("labels", f"must hold a label other than ignore_index ({shown})")
     dist = prediction.dist
     if dist.logits is not None:
         subset = Distribution.from_logits(dist.logits[kept], validate=False)

@@ -76,10 +76,14 @@ def add_rules(schemas: dict[str, Any]) -> None:
         if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
             needs = {"anyOf": [{"not": _sent("pos_label")}, _sent("classes")]}
             schema["allOf"] = [*schema.get("allOf", []), needs]
-        if {"classes", "targets"} <= properties:  # class names name hard labels, not soft targets
+        if {"classes", "ignore_index"} <= properties:  # an integer never equals a string label
+            strings = {
+                "required": ["classes"],
+                "properties": {"classes": {"type": "array", "items": {"type": "string"}}},
+            }
             schema["allOf"] = [
                 *schema.get("allOf", []),
-                {"not": {"allOf": [_sent("classes"), _sent("targets")]}},
+                {"not": {"allOf": [strings, _sent("ignore_index")]}},
             ]
 
 

@@ -105,9 +105,11 @@ def read_calibration_request(
     assert truth.labels is not None  # `targets` is not an accepted field here
     if body.fields.get("sample_weight") is not None:  # read at full length, dropped with the rows
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
-        if options.ignore_index is not None:
-            body.fields["sample_weight"] = weights[truth.labels != options.ignore_index]
-    prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
+        if truth.ignore_index is not None:
+            body.fields["sample_weight"] = weights[truth.labels != truth.ignore_index]
+    prediction, labels, n_ignored = drop_ignored(
+        prediction, truth.labels, truth.ignore_index, sent=options.ignore_index
+    )
     return prediction, labels, convention_of(options), n_ignored
 
 

@@ -5,15 +5,32 @@ import math
 from service import core
 from service.api.formats.inputs import Body
 from service.api.schemas.calibration import (
+    BootstrapResult,
     CalibrationMetrics,
     CalibrationOptions,
     CalibrationResult,
+    IntervalResult,
+    ReliabilityBins,
 )
-from service.core.calibration.multilabel import MULTILABEL_METRICS, multilabel_calibration
-from service.core.multilabel import check_logit_matrix, check_unit_matrix, multilabel_log_probs
+from service.core.calibration.multilabel import (
+    MULTILABEL_ALLOWED,
+    MULTILABEL_METRICS,
+    MultilabelCalibration,
+    multilabel_calibration,
+    prepare_multilabel,
+)
+from service.core.calibration.multilabel_bootstrap import multilabel_bootstrap
+from service.core.multilabel import (
+    MultilabelLogProbs,
+    check_logit_matrix,
+    check_unit_matrix,
+    multilabel_log_probs,
+)
 
 from . import log_base
 
+#: Reliability cells (classes × bins) a response may carry, as on the categorical route.
+MAX_RELIABILITY_CELLS = 200_000
 _MATCHES = (
     "per column: torchmetrics BinaryCalibrationError / sklearn calibration_curve under the preset's "
     "binning, sklearn brier_score_loss, torch binary_cross_entropy; means over the K classes"
@@ -33,9 +50,7 @@ def multilabel_calibration_result(
     sent = {
         "ignore_index": options.ignore_index is not None,
         "top_k": options.top_k is not None,
-        "classes": options.classes is not None,
         "pos_label": options.pos_label is not None,
-        "bootstrap": options.bootstrap is not None,
         "normalize": options.normalize,
     }
     for field, is_sent in sent.items():
@@ -45,12 +60,12 @@ def multilabel_calibration_result(
         raise core.InputError(
             "target", f'must be "classwise" with multilabel input; got "{convention.target}"'
         )
-    unsupported = sorted(set(options.metrics or ()) - set(MULTILABEL_METRICS))
+    allowed = (*MULTILABEL_ALLOWED, "reliability")
+    unsupported = sorted(set(options.metrics or ()) - set(allowed))
     if unsupported:
         raise core.InputError(
             "metrics",
-            f"with multilabel input, must name metrics from {', '.join(MULTILABEL_METRICS)}; "
-            f"got {unsupported[0]!r}",
+            f"with multilabel input, must name metrics from {', '.join(allowed)}; got {unsupported[0]!r}",
         )
     name = body.pick("logits", "probs")
     values = body.array(name)
@@ -64,21 +79,33 @@ def multilabel_calibration_result(
         )
     targets = check_unit_matrix(body.array("targets"), field="targets", shape=lp.log_p.shape)
     n, k = targets.shape
+    if options.classes is not None and len(options.classes) != k:
+        raise core.InputError(
+            "classes", f"declares {len(options.classes)} classes but the predictions have {k} columns"
+        )
     weights = None
     if body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), n)
-    report = multilabel_calibration(targets, lp, convention, sample_weight=weights)
-    wanted: list[str] = list(options.metrics or MULTILABEL_METRICS)
+        if options.bootstrap is not None:
+            raise core.InputError("sample_weight", "does not apply with bootstrap; send one or the other")
+    wanted = [name for name in options.metrics or MULTILABEL_METRICS if name != "reliability"]
+    reliability = "reliability" in (options.metrics or ())
+    report = multilabel_calibration(
+        targets, lp, convention, sample_weight=weights, metrics=wanted, reliability=reliability
+    )
     scale = 1.0 / math.log(log_base(options.base))
     factor = {"nll": scale}
     metrics = {name: report.means[name] * factor.get(name, 1.0) for name in wanted}
     per_class = {name: (report.per_class[name] * factor.get(name, 1.0)).tolist() for name in wanted}
+    boot = None if options.bootstrap is None else _bootstrap(options, targets, lp, convention, wanted, scale)
     conv = report.convention
     return CalibrationResult(
         n=n,
         n_classes=k,
         metrics=CalibrationMetrics(**metrics),
         per_class=per_class,
+        reliability=_reliability(report) if reliability else None,
+        bootstrap=boot,
         convention=calibration_convention(
             options,
             conv,
@@ -100,4 +127,61 @@ def multilabel_calibration_result(
                 matches=(core.PRESETS[conv.preset].matches + "; " if conv.preset else "") + _MATCHES,
             ),
         ),
+    )
+
+
+def _reliability(report: MultilabelCalibration) -> list[ReliabilityBins]:
+    """Each column's bins (`group` = the column), as the categorical route's class-wise bins."""
+    cells = sum(r.count.size for r in report.reliability)
+    if cells > MAX_RELIABILITY_CELLS:
+        raise core.InputError(
+            "metrics",
+            f"would return {cells} reliability bins (limit {MAX_RELIABILITY_CELLS}); "
+            "request fewer bins or leave out reliability",
+        )
+
+    def nulls(values: np.ndarray) -> list[float | None]:
+        return [None if math.isnan(v) else v for v in values.tolist()]
+
+    return [
+        ReliabilityBins(
+            group=r.group,
+            lower=r.lower.tolist(),
+            upper=r.upper.tolist(),
+            count=r.count.astype(np.int64).tolist(),
+            confidence=nulls(r.confidence),
+            accuracy=nulls(r.accuracy),
+            gap=nulls(r.gap),
+            wilson_low=nulls(r.wilson_low),
+            wilson_high=nulls(r.wilson_high),
+        )
+        for r in report.reliability
+    ]
+
+
+def _bootstrap(
+    options: CalibrationOptions,
+    targets: np.ndarray,
+    lp: MultilabelLogProbs,
+    convention: core.Convention,
+    names: list[str],
+    nll_scale: float,
+) -> BootstrapResult:
+    spec = options.bootstrap
+    assert spec is not None
+    prep = prepare_multilabel(targets, lp, convention)
+    intervals = multilabel_bootstrap(prep, names, n_resamples=spec.n, level=spec.level, seed=spec.seed)
+    out = {}
+    for name, interval in intervals.items():
+        factor = nll_scale if name == "nll" else 1.0
+        out[name] = IntervalResult(low=interval.low * factor, high=interval.high * factor)
+    return BootstrapResult(
+        n=spec.n,
+        level=spec.level,
+        seed=spec.seed,
+        method="resample N rows (every column of a row together) with replacement "
+        "(numpy.random.default_rng(seed).integers), bins fixed from the full sample (ace_nixon's ranges "
+        "cut anew per resample); the mean over classes per resample; percentile interval "
+        "(np.nanpercentile, linear).",
+        intervals=out,
     )

@@ -107,7 +107,7 @@ def _score(
     if bce is not None:  # PyTorch's BCE: pos_weight as class weights [1, p], the mean over N
         weights = bce.class_weights
     if dist.logits is not None:  # one fused pass serves loss, accuracy and entropy
-        gathered = truth.labels if options.ignore_index is None else None  # ignored labels are no index
+        gathered = truth.labels if truth.ignore_index is None else None  # ignored labels are no index
         dist.summarise(top=True, entropy=True, labels=gathered)
     smoothing = options.label_smoothing
     if truth.labels is not None:
@@ -117,14 +117,14 @@ def _score(
             dist,
             class_weights=weights,
             label_smoothing=smoothing,
-            ignore_index=options.ignore_index,
+            ignore_index=truth.ignore_index,
         )
         denominators = (
             None  # every sample weighs 1: the mean divides by N
-            if (weights is None or bce is not None) and options.ignore_index is None
-            else core.label_weights(labels, class_weights=weights, ignore_index=options.ignore_index)
+            if (weights is None or bce is not None) and truth.ignore_index is None
+            else core.label_weights(labels, class_weights=weights, ignore_index=truth.ignore_index)
         )
-        kept = None if options.ignore_index is None else labels != options.ignore_index
+        kept = None if truth.ignore_index is None else labels != truth.ignore_index
         true_class = labels
     else:
         assert truth.targets is not None

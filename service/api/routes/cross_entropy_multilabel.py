@@ -48,6 +48,10 @@ def score_multilabel(body: Body, options: CrossEntropyOptions, name: str) -> Ans
         )
     targets = check_unit_matrix(body.array("targets"), field="targets", shape=shape)
     n, k = shape
+    if options.classes is not None and len(options.classes) != k:
+        raise core.InputError(
+            "classes", f"declares {len(options.classes)} classes but the predictions have {k} columns"
+        )
     sample_weight = None
     if body.fields.get("sample_weight") is not None:
         sample_weight = core.check_sample_weight(body.array("sample_weight"), n)
@@ -87,6 +91,7 @@ def score_multilabel(body: Body, options: CrossEntropyOptions, name: str) -> Ans
         mean_entropy=_weighted_mean(_binary_entropy(lp).mean(axis=1), sample_weight)
         / math.log(log_base(options.base)),
         convention=CrossEntropyConvention(
+            classes=options.classes,
             input="logits" if name == "logits" else "probs",
             form="multilabel",
             truth="targets",
@@ -124,7 +129,6 @@ def _refuse_others(body: Body, options: CrossEntropyOptions) -> None:
         "label_smoothing": bool(options.label_smoothing),
         "ignore_index": options.ignore_index is not None,
         "top_k": options.top_k is not None,
-        "classes": options.classes is not None,
         "pos_label": options.pos_label is not None,
         "normalize": options.normalize,
     }

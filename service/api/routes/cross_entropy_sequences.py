@@ -21,6 +21,9 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
     for field in _NOT_FOR_SEQUENCES:
         if body.fields.get(field) is not None:
             raise core.InputError(field, "is not supported with B×T×K sequence inputs; send B×T `labels`")
+    for option in ("classes", "pos_label"):  # token ids index the vocabulary axis: no class names
+        if getattr(options, option) is not None:
+            raise core.InputError(option, "is not supported with B×T×K sequence inputs")
     if options.label_smoothing or options.normalize:
         bad = "label_smoothing" if options.label_smoothing else "normalize"
         raise core.InputError(bad, "is not supported with B×T×K sequence inputs")

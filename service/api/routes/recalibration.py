@@ -282,10 +282,12 @@ def read_fit(
     if body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
-    if options.ignore_index is None or truth.labels is None:
+    if truth.ignore_index is None or truth.labels is None:
         return prediction, scores, truth, _check_weight_sum(truth, 0)
-    kept = truth.labels != options.ignore_index
-    prediction, labels, n_ignored = drop_ignored(prediction, truth.labels, options.ignore_index)
+    kept = truth.labels != truth.ignore_index
+    prediction, labels, n_ignored = drop_ignored(
+        prediction, truth.labels, truth.ignore_index, sent=options.ignore_index
+    )
     if n_ignored:
         scores = scores[kept]
         truth = _subset(truth, kept)

@@ -84,7 +84,12 @@ class CalibrationOptions(ProbabilityOptions, ClassVocabulary):
         "against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary "
         "problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier "
         "((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, "
-        "`metrics` their means over classes. Those six metrics only; sample_weight allowed.",
+        "`metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon "
+        "(Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and "
+        "reliability (per-class bins, `group` the column); "
+        "`bootstrap` resamples rows (every column of a row together) for intervals of the means; "
+        "`classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or "
+        "bootstrap.",
     )
     preset: PresetName | None = Field(
         default=None,

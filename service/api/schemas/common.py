@@ -139,7 +139,12 @@ class ClassVocabulary(BaseModel):
         "a `labels` holding a single class is scored against every declared class. scikit-learn "
         "orders columns by sorted names: send `classes` sorted to match it. K must equal the "
         "prediction columns (2 for binary input), else a 422 naming both counts; a label not in "
-        "`classes` is a 422 naming its index. Hard labels only; not with ignore_index.",
+        "`classes` is a 422 naming its index. With soft `targets`, column j of the targets is "
+        "classes[j] too (the count is checked the same way; binary targets are the probability of "
+        "`pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as "
+        "sent, before mapping (PyTorch compares ignore_index with the target as given): it need not "
+        "be a class, and if it is one, that class's rows are dropped. String classes with "
+        "ignore_index are a 422 (an integer never equals a string label).",
     )
     pos_label: Int64 | StrictStr | None = Field(
         default=None,
