@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 from service import core
 from service.api.formats.inputs import Body
 from service.api.schemas.calibration import (

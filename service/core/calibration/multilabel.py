@@ -235,5 +235,9 @@ def multilabel_calibration(
         means={name: float(value.mean()) for name, value in per_class.items()},
         n_bins=prep.n_bins,
         convention=prep.convention,
-        reliability=_reliability(prep.pairs, sums, means, convention.level, True) if reliability else [],
+        reliability=(
+            _reliability(prep.pairs, sums, means, convention.level, True, weights is not None)
+            if reliability
+            else []
+        ),
     )
