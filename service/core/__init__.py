@@ -38,7 +38,7 @@ from .language.logprobs import ParsedLogprobs, parse_logprobs
 from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .language.perplexity_series import PerplexitySeries
 from .language.sequences import TokenScores, token_scores
-from .language.weighted import SequenceLoss, sequence_loss
+from .language.weighted import SequenceLoss, sequence_brier, sequence_loss
 from .maps.fit_metrics import ECE_BINS, FitMetrics, fit_metrics
 from .maps.splits import fold_splits, holdout_split
 from .maps.temperature import TemperatureFit, apply_temperature, fit_temperature
@@ -123,6 +123,7 @@ __all__ = [
     "sequence_perplexity",
     "token_scores",
     "sequence_loss",
+    "sequence_brier",
     "SequenceLoss",
     "label_rank",
     "top_k_accuracy",

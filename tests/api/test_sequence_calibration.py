@@ -91,7 +91,6 @@ def test_sequence_ece_matches_torchmetrics(client, rng):
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"metrics": ["brier"]}, "metrics"),
         ({"metrics": ["ece", "ace_nixon"]}, "metrics"),
         ({"target": "classwise"}, "target"),
         ({"bootstrap": {"n": 10}}, "bootstrap"),

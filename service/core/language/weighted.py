@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import BoolArray, FloatArray
+from ..calibration.brier import brier_rows
 from ..cancel import checkpoint
 from ..distribution import Distribution, EpsPolicy, resolve_eps
 from ..entropy import nll, soft_cross_entropy
@@ -116,11 +117,7 @@ def sequence_loss(
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
     sent = "bfloat16" if bfloat16 else z.dtype.name
     floor = 0.0 if kind == "logits" else resolve_eps(eps, work)
-    kernel: Kernel = (
-        LogitKernel(name, t, bfloat16)
-        if kind == "logits"
-        else ProbKernel(name, t, bfloat16, floor, SUM_TOLERANCE.get(sent, 1e-2))
-    )
+    kernel = _kernel(kind, name, t, bfloat16, floor, sent)
     if targets is not None:
         if ignore_index is not None:
             raise InputError("ignore_index", "applies to hard `labels` only; got soft `targets`")
@@ -172,6 +169,54 @@ def sequence_loss(
             loss.reshape(b, t), weight, scored, correct.reshape(b, t), entropy.reshape(b, t), n_clipped
         )
     return SequenceLoss(loss.reshape(b, t), weight, scored)
+
+
+def sequence_brier(
+    labels: ArrayLike,
+    values: ArrayLike,
+    *,
+    kind: PredictionKind = "logits",
+    mask: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    bfloat16: bool = False,
+    field: str | None = None,
+) -> FloatArray:
+    """``Σ_k (p_k - 1[y = k])²`` per position of (B, T) `labels` under (B, T, K) `values`, float64.
+
+    The unscaled multiclass Brier term of each position (0 where not scored), computed a block of
+    rows at a time by :func:`~service.core.calibration.brier.brier_rows` (softmax of the block for
+    logits, the probabilities as sent otherwise): its mean over the scored positions is
+    scikit-learn's ``brier_score_loss(y, p, scale_by_half=False)`` on the flattened scored rows.
+    Arguments as :func:`~service.core.language.sequences.token_scores`.
+
+    Examples
+    --------
+    >>> sequence_brier([[0, 1]], np.log([[[0.75, 0.25], [0.75, 0.25]]]))
+    array([[0.125, 1.125]])
+    """
+    name = field or kind
+    z = check_values(values, name, bfloat16=bfloat16)
+    b, t, k = z.shape
+    work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
+    kernel = _kernel(kind, name, t, bfloat16, 0.0, "bfloat16" if bfloat16 else z.dtype.name)
+    y_all, scored = labelled_positions(labels, mask, ignore_index, (b, t), k)
+    y = np.where(scored, y_all, 0).reshape(-1)
+    out = np.zeros(b * t)
+    scratch = Scratch(k, work)
+    for run, block, _ in _blocks(z, None, scratch.rows):
+        z_block = scratch.load(block, bfloat16=bfloat16)
+        kernel.check(z_block, run.start)
+        probs = Distribution.from_logits(z_block, validate=False).probs if kind == "logits" else z_block
+        out[run] = brier_rows(y[run], probs)
+    out[~scored.reshape(-1)] = 0
+    return out.reshape(b, t)
+
+
+def _kernel(kind: PredictionKind, name: str, t: int, bfloat16: bool, floor: float, sent: str) -> Kernel:
+    """The block kernel whose `check` refuses values outside the kind's domain."""
+    if kind == "logits":
+        return LogitKernel(name, t, bfloat16)
+    return ProbKernel(name, t, bfloat16, floor, SUM_TOLERANCE.get(sent, 1e-2))
 
 
 def _blocks(
