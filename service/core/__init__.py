@@ -33,6 +33,7 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .language.class_sums import ClassReport, ClassSums, class_bin_sums, class_report
 from .language.logprob_metrics import LogprobScores, score_logprobs, top1_calibration
 from .language.logprobs import ParsedLogprobs, parse_logprobs
 from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
@@ -124,6 +125,10 @@ __all__ = [
     "token_scores",
     "sequence_loss",
     "sequence_brier",
+    "class_bin_sums",
+    "class_report",
+    "ClassSums",
+    "ClassReport",
     "SequenceLoss",
     "label_rank",
     "top_k_accuracy",

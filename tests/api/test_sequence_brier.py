@@ -33,7 +33,8 @@ def test_sequence_brier_matches_sklearn_and_the_flattened_rows(client, rng, scal
     assert seq["metrics"]["brier"] == pytest.approx(flat["metrics"]["brier"], rel=1e-12)
     assert seq["metrics"]["ece"] == pytest.approx(flat["metrics"]["ece"], rel=1e-12)
     assert seq["convention"]["brier_scale"] == flat["convention"]["brier_scale"]
-    assert seq["metrics"]["brier_reliability"] is None  # the binned decomposition is not computed
+    for name in ("brier_reliability", "brier_resolution", "brier_uncertainty"):  # binned class-wise
+        assert seq["metrics"][name] == pytest.approx(flat["metrics"][name], rel=1e-9), name
 
 
 def test_sequence_brier_of_probabilities_in_blocks(client, rng, monkeypatch):

@@ -92,7 +92,7 @@ def test_sequence_ece_matches_torchmetrics(client, rng):
     ("extra", "field"),
     [
         ({"metrics": ["ece", "ace_nixon"]}, "metrics"),
-        ({"target": "classwise"}, "target"),
+        ({"target": "positive_class"}, "target"),
         ({"bootstrap": {"n": 10}}, "bootstrap"),
         ({"sample_weight": [1.0] * 4}, "sample_weight"),
     ],

@@ -7,8 +7,9 @@ pairs (top-1 probability, top-1 is right), so every top-label metric is computed
 with the convention sent (binning, bins, norm, presets, HELM's 10 equal-mass bins, …) and equals
 the N×K route's answer on the flattened scored rows. The Brier score, which needs each
 position's whole distribution, is a second blocked pass (:func:`service.core.sequence_brier`),
-asked for by name; its binned decomposition, ``ace_nixon`` and class-wise or marginal targets
-(every class's pairs) are refused.
+asked for by name. Class-wise and marginal targets and the Brier decomposition bin every class's
+pairs a block of positions at a time (:func:`service.core.class_bin_sums`, shared edges only);
+``ace_nixon`` (each class sorted over all positions) is refused.
 """
 
 from collections.abc import Collection
@@ -63,7 +64,7 @@ def score_sequence_calibration(
         n_ignored=found.n_ignored,
         n_classes=int(values.shape[2]),
         metrics=CalibrationMetrics(**found.scalars),
-        per_class=None,
+        per_class=found.report.per_class or None,
         reliability=_reliability(found.report) if found.report.reliability else None,
         top_k_accuracy=found.top_k,
         bootstrap=None,
@@ -84,9 +85,11 @@ def sequence_calibration(
 
     _refuse(body, options)
     convention = convention_of(options)
-    if convention.target not in (None, "top_label"):
+    target = convention.target or "top_label"
+    if target not in ("top_label", "classwise", "marginal"):
         raise core.InputError(
-            "target", f'must be "top_label" with B×T×K sequence inputs; got "{convention.target}"'
+            "target",
+            f'must be "top_label", "classwise" or "marginal" with B×T×K sequence inputs; got "{target}"',
         )
     if metrics is None:
         metrics = SEQUENCE_METRICS if options.metrics is None else options.metrics
@@ -147,13 +150,38 @@ def sequence_calibration(
             field=name,
         )
         scalars["brier"] = factor * float(np.add.reduce(brier, axis=None)) / n
+    murphy = "brier" in wanted and convention.binning != "quantile"  # equal-mass: no decomposition
+    if target != "top_label" or murphy:
+        sums = core.class_bin_sums(
+            body.array("labels"),
+            values,
+            convention,
+            target=target,
+            brier=murphy,
+            kind=kind,
+            mask=mask,
+            ignore_index=options.ignore_index,
+            bfloat16=bfloat16,
+            field=name,
+        )
+        found = core.class_report(sums, target, brier_factor=factor, reliability="reliability" in wanted)
+        selected = {m for w in wanted for m in METRICS[w]}
+        scalars.update({k: v for k, v in found.scalars.items() if k in selected})
+        if target != "top_label":
+            report = replace(
+                report,
+                per_class=found.per_class,
+                reliability=found.reliability,
+                target=target,
+                n_excluded_bins=found.n_excluded_bins,
+            )
     prediction = Prediction(pairs, name, core.dtype_name(confidence.dtype), 0.0, 0)
     echo = convention_result(options, prediction, report)
     echo = echo.model_copy(
         update={
             "input": kind,
             "form": "sequence",
-            "target": "top_label",
+            "target": target,
             "tests_on": "top_label",
             "eps": 0.0 if kind == "logits" else core.resolve_eps(options.eps, np.dtype(np.float32)),
             "n_clipped": scores.n_clipped,
