@@ -139,10 +139,14 @@ def test_bf16_logits_with_weights_equal_float32_on_the_same_values(client, rng):
 @pytest.mark.parametrize(
     ("extra", "pointer", "match"),
     [
-        ({"targets": np.full((3, 7, 10), 0.1).tolist()}, "#/targets", "must be B×T×K [3, 7, 11]"),
+        (
+            {"targets": np.full((3, 7, 10), 0.1).tolist()},
+            "#/targets",
+            "must have the shape of `logits` [3, 7, 11]",
+        ),
         ({"targets": np.full((3, 7, 11), 0.2).tolist()}, "#/targets/0/0", "must sum to 1"),
         ({"targets": np.full((3, 7, 11), 1 / 11).tolist(), "ignore_index": -100}, "#/ignore_index", "hard"),
-        ({"targets": np.full((3, 7, 11), 1 / 11).tolist(), "bytes": [1, 2, 3]}, "#/bytes", "soft `targets`"),
+        ({"targets": np.full((3, 7, 11), 1 / 11).tolist(), "bytes": [1, 2, 3]}, "#/bytes", "B×T×K `targets`"),
         ({"labels": np.zeros((3, 7), int).tolist(), "class_weights": [0.0] * 11}, "#/class_weights", "zero"),
     ],
 )

@@ -89,7 +89,8 @@ def sequence_calibration(
     if target not in ("top_label", "classwise", "marginal"):
         raise core.InputError(
             "target",
-            f'must be "top_label", "classwise" or "marginal" with B×T×K sequence inputs; got "{target}"',
+            f'"{target}" is not supported with B×T×K sequence inputs; '
+            'send "top_label", "classwise" or "marginal"',
         )
     if metrics is None:
         metrics = SEQUENCE_METRICS if options.metrics is None else options.metrics

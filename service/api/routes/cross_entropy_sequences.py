@@ -98,7 +98,7 @@ def _soft_targets(
     """PyTorch's cross-entropy with B×T×K probability targets; no perplexities (no realised token)."""
     for field in ("bytes", "words"):
         if body.fields.get(field) is not None:
-            raise core.InputError(field, "applies to B×T `labels` (perplexities); got soft `targets`")
+            raise core.InputError(field, "is not supported with B×T×K `targets` (perplexities need `labels`)")
     bfloat16 = name in body.reader.bfloat16
     found = core.sequence_loss(
         values,

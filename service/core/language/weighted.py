@@ -124,7 +124,7 @@ def sequence_loss(
         soft = np.asarray(targets)
         if soft.shape != z.shape:
             raise InputError(
-                "targets", f"must be B×T×K {list(z.shape)} like `{name}`; got {list(soft.shape)}"
+                "targets", f"must have the shape of `{name}` {list(z.shape)} (B×T×K); got {list(soft.shape)}"
             )
         scored = scored_positions(np.zeros((b, t), np.int64), mask, None, (b, t))
         y = np.zeros(b * t, np.int64)
