@@ -155,3 +155,11 @@ def test_bad_soft_or_weighted_input_names_the_field(client, rng, extra, pointer,
     problem = assert_problem(client.post(URL, json={"logits": z.tolist(), **extra}), 422)
     assert problem["errors"][0]["pointer"] == pointer
     assert match in problem["detail"]
+
+
+def test_plain_sequences_and_rows_carry_no_sequence_loss(client, rng):
+    z, y = _batch(rng)
+    plain = client.post(URL, json={"logits": z.tolist(), "labels": y.tolist(), "ignore_index": -100}).json()
+    rows = client.post(URL, json={"logits": z[0].tolist(), "labels": [0] * 7}).json()
+    assert "sequence_loss" not in plain and "sequence_loss" not in rows
+    assert plain["loss"] == pytest.approx(float(_torch(z, y, "mean", ignore_index=-100)), rel=1e-12)

@@ -1598,7 +1598,7 @@ export interface components {
             convention: components["schemas"]["CrossEntropyConvention"];
             /** @description Sequence inputs with `labels`: per-sequence sums of the plain token NLL (never class-weighted or smoothed) and the perplexities they give. */
             language_model?: components["schemas"]["SequenceSummary"] | null;
-            /** @description Sequence inputs with class_weights, label_smoothing or `targets`: the reported loss summed per sequence, with the weight its mean divides by. */
+            /** @description Sequence inputs with class_weights, label_smoothing or `targets` (absent otherwise): the reported loss summed per sequence, with the weight its mean divides by. */
             sequence_loss?: components["schemas"]["SequenceLoss"] | null;
         };
         /**

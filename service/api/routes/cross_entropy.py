@@ -188,7 +188,6 @@ def _score(
             "matches": _peer(prediction, truth, bce),
         },
         "language_model": None,
-        "sequence_loss": None,
     }
     return result, losses
 

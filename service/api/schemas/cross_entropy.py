@@ -236,8 +236,9 @@ class CrossEntropyResult(BaseModel):
     )
     sequence_loss: "SequenceLoss | None" = Field(
         default=None,
-        description="Sequence inputs with class_weights, label_smoothing or `targets`: the reported "
-        "loss summed per sequence, with the weight its mean divides by.",
+        exclude_if=lambda value: value is None,
+        description="Sequence inputs with class_weights, label_smoothing or `targets` (absent "
+        "otherwise): the reported loss summed per sequence, with the weight its mean divides by.",
     )
 
 
