@@ -33,11 +33,13 @@ from .entropy import (
     to_base,
 )
 from .errors import InputError
+from .language.class_sums import ClassReport, ClassSums, class_bin_sums, class_report
 from .language.logprob_metrics import LogprobScores, score_logprobs, top1_calibration
 from .language.logprobs import ParsedLogprobs, parse_logprobs
 from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .language.perplexity_series import PerplexitySeries
 from .language.sequences import TokenScores, token_scores
+from .language.weighted import SequenceLoss, sequence_brier, sequence_loss
 from .maps.fit_metrics import ECE_BINS, FitMetrics, fit_metrics
 from .maps.splits import fold_splits, holdout_split
 from .maps.temperature import TemperatureFit, apply_temperature, fit_temperature
@@ -121,6 +123,13 @@ __all__ = [
     "lm_eval_counts",
     "sequence_perplexity",
     "token_scores",
+    "sequence_loss",
+    "sequence_brier",
+    "class_bin_sums",
+    "class_report",
+    "ClassSums",
+    "ClassReport",
+    "SequenceLoss",
     "label_rank",
     "top_k_accuracy",
     "resolve_eps",

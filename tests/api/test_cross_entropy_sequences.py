@@ -108,8 +108,9 @@ def test_sequence_probabilities_from_npz(client, rng):
         ({"labels": [[0, 1]]}, "#/labels", "must be B×T = 3×7"),
         ({"mask": [[1, 0]]}, "#/mask", "must be B×T = 3×7"),
         ({"labels": [[0] * 7, [0] * 7, [0] * 6 + [11]]}, "#/labels/2/6", "must lie in [0, 11)"),
-        ({"targets": [[0.5, 0.5]]}, "#/targets", "not supported with B×T×K"),
-        ({"label_smoothing": 0.1}, "#/label_smoothing", "not supported with B×T×K"),
+        ({"targets": [[0.5, 0.5]]}, "#/targets", "must not be sent with `labels`"),
+        ({"class_weights": [1.0] * 10}, "#/class_weights", "one weight per class (11)"),
+        ({"normalize": True}, "#/normalize", "not supported with B×T×K"),
     ],
 )
 def test_sequence_bad_input_names_the_field(client, rng, extra, pointer, match):

@@ -91,9 +91,8 @@ def test_sequence_ece_matches_torchmetrics(client, rng):
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"metrics": ["brier"]}, "metrics"),
         ({"metrics": ["ece", "ace_nixon"]}, "metrics"),
-        ({"target": "classwise"}, "target"),
+        ({"target": "positive_class"}, "target"),
         ({"bootstrap": {"n": 10}}, "bootstrap"),
         ({"sample_weight": [1.0] * 4}, "sample_weight"),
     ],

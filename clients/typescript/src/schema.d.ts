@@ -1598,8 +1598,10 @@ export interface components {
              */
             mean_entropy: number | ("Infinity" | "-Infinity" | "NaN");
             convention: components["schemas"]["CrossEntropyConvention"];
-            /** @description Sequence inputs: per-sequence sums and the perplexities they give. */
+            /** @description Sequence inputs with `labels`: per-sequence sums of the plain token NLL (never class-weighted or smoothed) and the perplexities they give. */
             language_model?: components["schemas"]["SequenceSummary"] | null;
+            /** @description Sequence inputs with class_weights, label_smoothing or `targets` (absent otherwise): the reported loss summed per sequence, with the weight its mean divides by. */
+            sequence_loss?: components["schemas"]["SequenceLoss"] | null;
         };
         /**
          * DivergenceConvention
@@ -3162,6 +3164,29 @@ export interface components {
              * @description Wilson interval upper bound on accuracy.
              */
             wilson_high: (number | null)[];
+        };
+        /**
+         * SequenceLoss
+         * @description The reported (weighted, smoothed or soft-target) loss of each of B sequences, in order.
+         */
+        SequenceLoss: {
+            /** N Sequences */
+            n_sequences: number;
+            /**
+             * Tokens
+             * @description Scored positions per sequence.
+             */
+            tokens: number[];
+            /**
+             * Loss
+             * @description Σ of the per-token `losses` over the sequence, in `unit`: PyTorch's reduction='sum' on that sequence alone.
+             */
+            loss: (number | ("Infinity" | "-Infinity" | "NaN"))[];
+            /**
+             * Weight
+             * @description Σ w[label] over the sequence's scored tokens (1 per token without class_weights and with soft targets): loss / weight is PyTorch's reduction='mean' on that sequence alone.
+             */
+            weight: number[];
         };
         /**
          * SequenceRows

@@ -5,8 +5,11 @@ probability and whether the label is top-1 (ties count for it) per scored positi
 second B×T×K array. Top-label calibration of a K-class prediction is the calibration of the
 pairs (top-1 probability, top-1 is right), so every top-label metric is computed on those pairs
 with the convention sent (binning, bins, norm, presets, HELM's 10 equal-mass bins, …) and equals
-the N×K route's answer on the flattened scored rows. Metrics that need each row's whole
-distribution (Brier, class-wise or marginal targets) are refused.
+the N×K route's answer on the flattened scored rows. The Brier score, which needs each
+position's whole distribution, is a second blocked pass (:func:`service.core.sequence_brier`),
+asked for by name. Class-wise and marginal targets and the Brier decomposition bin every class's
+pairs a block of positions at a time (:func:`service.core.class_bin_sums`, shared edges only);
+``ace_nixon`` (each class sorted over all positions) is refused.
 """
 
 from collections.abc import Collection
@@ -24,16 +27,17 @@ from service.api.schemas.calibration import (
     CalibrationResult,
 )
 from service.core.calibration import METRICS
+from service.core.calibration.brier import brier_factor
 
 from . import Answer
 
-#: Metrics that need each position's whole distribution, or every class's pairs.
-WHOLE_DISTRIBUTION = ("brier", "ace_nixon")
+#: Metrics that need every class's pairs.
+WHOLE_DISTRIBUTION = ("ace_nixon",)
 #: Metrics computed from the top-1 pairs alone (`nll` from the token losses, `accuracy`,
 #: `mean_confidence` and `confidence_gap` from the pairs directly: on the pairs as a binary problem
-#: they would mean something else).
-SEQUENCE_METRICS = tuple(m for m in METRICS if m not in WHOLE_DISTRIBUTION)
-_DIRECT = {"nll", "accuracy", "mean_confidence", "confidence_gap"}
+#: they would mean something else). `brier` is a second pass over the positions: asked for by name.
+SEQUENCE_METRICS = tuple(m for m in METRICS if m not in (*WHOLE_DISTRIBUTION, "brier"))
+_DIRECT = {"nll", "accuracy", "mean_confidence", "confidence_gap", "brier"}
 
 
 @dataclass
@@ -60,7 +64,7 @@ def score_sequence_calibration(
         n_ignored=found.n_ignored,
         n_classes=int(values.shape[2]),
         metrics=CalibrationMetrics(**found.scalars),
-        per_class=None,
+        per_class=found.report.per_class or None,
         reliability=_reliability(found.report) if found.report.reliability else None,
         top_k_accuracy=found.top_k,
         bootstrap=None,
@@ -81,9 +85,12 @@ def sequence_calibration(
 
     _refuse(body, options)
     convention = convention_of(options)
-    if convention.target not in (None, "top_label"):
+    target = convention.target or "top_label"
+    if target not in ("top_label", "classwise", "marginal"):
         raise core.InputError(
-            "target", f'must be "top_label" with B×T×K sequence inputs; got "{convention.target}"'
+            "target",
+            f'"{target}" is not supported with B×T×K sequence inputs; '
+            'send "top_label", "classwise" or "marginal"',
         )
     if metrics is None:
         metrics = SEQUENCE_METRICS if options.metrics is None else options.metrics
@@ -132,17 +139,55 @@ def sequence_calibration(
         "confidence_gap": mean_confidence - accuracy,
     }
     scalars.update({k: v for k, v in direct.items() if k in wanted})
+    factor = brier_factor(convention.brier_scale, int(values.shape[2]), binary=False)
+    if "brier" in wanted:  # the K-way Brier score, not the pairs' binary one; no decomposition
+        brier = core.sequence_brier(
+            body.array("labels"),
+            values,
+            kind=kind,
+            mask=mask,
+            ignore_index=options.ignore_index,
+            bfloat16=bfloat16,
+            field=name,
+        )
+        scalars["brier"] = factor * float(np.add.reduce(brier, axis=None)) / n
+    murphy = "brier" in wanted and convention.binning != "quantile"  # equal-mass: no decomposition
+    if target != "top_label" or murphy:
+        sums = core.class_bin_sums(
+            body.array("labels"),
+            values,
+            convention,
+            target=target,
+            brier=murphy,
+            kind=kind,
+            mask=mask,
+            ignore_index=options.ignore_index,
+            bfloat16=bfloat16,
+            field=name,
+        )
+        found = core.class_report(sums, target, brier_factor=factor, reliability="reliability" in wanted)
+        selected = {m for w in wanted for m in METRICS[w]}
+        scalars.update({k: v for k, v in found.scalars.items() if k in selected})
+        if target != "top_label":
+            report = replace(
+                report,
+                per_class=found.per_class,
+                reliability=found.reliability,
+                target=target,
+                n_excluded_bins=found.n_excluded_bins,
+            )
     prediction = Prediction(pairs, name, core.dtype_name(confidence.dtype), 0.0, 0)
     echo = convention_result(options, prediction, report)
     echo = echo.model_copy(
         update={
             "input": kind,
             "form": "sequence",
-            "target": "top_label",
+            "target": target,
             "tests_on": "top_label",
             "eps": 0.0 if kind == "logits" else core.resolve_eps(options.eps, np.dtype(np.float32)),
             "n_clipped": scores.n_clipped,
             "float32_confidence": convention.float32_confidence,
+            "brier_scale": "half" if factor == 0.5 else "sum",
         }
     )
     top_k = None

@@ -230,7 +230,15 @@ class CrossEntropyResult(BaseModel):
     )
     convention: CrossEntropyConvention
     language_model: "SequenceSummary | None" = Field(
-        default=None, description="Sequence inputs: per-sequence sums and the perplexities they give."
+        default=None,
+        description="Sequence inputs with `labels`: per-sequence sums of the plain token NLL (never "
+        "class-weighted or smoothed) and the perplexities they give.",
+    )
+    sequence_loss: "SequenceLoss | None" = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Sequence inputs with class_weights, label_smoothing or `targets` (absent "
+        "otherwise): the reported loss summed per sequence, with the weight its mean divides by.",
     )
 
 
@@ -242,6 +250,23 @@ class SequenceRows(BaseModel):
     nll: list[float] = Field(description="Σ NLL over the sequence's scored tokens, nats.")
     tokens: list[int] = Field(description="Scored tokens.")
     perplexity: list[JsonFloat] = Field(description="exp(nll / tokens); NaN without tokens.")
+
+
+class SequenceLoss(BaseModel):
+    """The reported (weighted, smoothed or soft-target) loss of each of B sequences, in order."""
+
+    model_config = RESULT_CONFIG
+
+    n_sequences: int
+    tokens: list[int] = Field(description="Scored positions per sequence.")
+    loss: list[JsonFloat] = Field(
+        description="Σ of the per-token `losses` over the sequence, in `unit`: PyTorch's "
+        "reduction='sum' on that sequence alone."
+    )
+    weight: list[float] = Field(
+        description="Σ w[label] over the sequence's scored tokens (1 per token without class_weights "
+        "and with soft targets): loss / weight is PyTorch's reduction='mean' on that sequence alone."
+    )
 
 
 class SequenceSummary(BaseModel):

@@ -26,6 +26,7 @@ from .bin_edges import (
     weighted_quantile_edges,
 )
 from .binned import (
+    BinSums,
     GroupRuns,
     Norm,
     bin_means,
@@ -321,23 +322,7 @@ def binned_scalars(
             if p.mean_index is None
             else bin_sums(p.conf, p.outcome, p.mean_index, p.n_slots, weights=weights)
         )
-        means = bin_means(
-            sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting, means_from=mean_sums
-        )
-        errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
-        out["calibration_error"] = _reduce(errors[conv.norm], prep.target, conv.norm)
-        out["ece"] = _reduce(errors["l1"], prep.target, "l1")
-        out["rmsce"] = _reduce(errors["l2"], prep.target, "l2")
-        out["mce"] = _reduce(errors["max"], prep.target, "max")
-        uniform = bin_means(sums, min_bin_count=conv.min_bin_count, weighting="uniform", means_from=mean_sums)
-        out["ace_netcal"] = _reduce(binned_error(uniform, "l1"), prep.target, "l1")
-        square = debiased_square(means, sums)
-        if prep.target == "marginal":
-            out["debiased_l2"] = np.sqrt(np.maximum(square.mean(axis=-1), 0.0))
-        else:
-            out["debiased_l2"] = np.sqrt(np.maximum(square, 0.0)).mean(axis=-1)
-        out["_means"] = means  # type: ignore[assignment]
-        out["_sums"] = sums  # type: ignore[assignment]
+        out.update(scalars_of_sums(sums, mean_sums, conv, prep.target))
     if need(_MURPHY) and prep.brier_pairs is not None:
         b = prep.brier_pairs
         bsums = bin_sums(
@@ -394,6 +379,34 @@ def binned_scalars(
         out["ks_p"] = ks_brownian_p(cumulative.ks)
         out["kuiper_statistic"] = cumulative.kuiper
         out["kuiper_p"] = kuiper_brownian_p(cumulative.kuiper)
+    return out
+
+
+def scalars_of_sums(
+    sums: BinSums, mean_sums: BinSums | None, conv: Convention, target: Target
+) -> dict[str, FloatArray]:
+    """The binned errors of `sums` (``_means`` and ``_sums`` too, for the report), per resample.
+
+    `mean_sums` are the sums the per-bin means come from when not `sums` (``input_dtype_means``).
+    """
+    out: dict[str, FloatArray] = {}
+    means = bin_means(
+        sums, min_bin_count=conv.min_bin_count, weighting=conv.bin_weighting, means_from=mean_sums
+    )
+    errors = {norm: binned_error(means, norm) for norm in ("l1", "l2", "max")}
+    out["calibration_error"] = _reduce(errors[conv.norm], target, conv.norm)
+    out["ece"] = _reduce(errors["l1"], target, "l1")
+    out["rmsce"] = _reduce(errors["l2"], target, "l2")
+    out["mce"] = _reduce(errors["max"], target, "max")
+    uniform = bin_means(sums, min_bin_count=conv.min_bin_count, weighting="uniform", means_from=mean_sums)
+    out["ace_netcal"] = _reduce(binned_error(uniform, "l1"), target, "l1")
+    square = debiased_square(means, sums)
+    if target == "marginal":
+        out["debiased_l2"] = np.sqrt(np.maximum(square.mean(axis=-1), 0.0))
+    else:
+        out["debiased_l2"] = np.sqrt(np.maximum(square, 0.0)).mean(axis=-1)
+    out["_means"] = means  # type: ignore[assignment]
+    out["_sums"] = sums  # type: ignore[assignment]
     return out
 
 

@@ -91,7 +91,11 @@ def blocks(z: np.ndarray, rows: int) -> Iterator[tuple[slice, np.ndarray]]:
 
 
 class Kernel:
-    """Scores one block of rows (in the scratch, overwritten) into the `out` views."""
+    """Scores one block of rows (in the scratch, overwritten) into the `out` views.
+
+    :meth:`__call__` is the set-up both kinds share: check the block, pick each row's label
+    value, count the classes above it (the rank), then :meth:`score` the rest.
+    """
 
     def __init__(self, field: str, t: int, bfloat16: bool) -> None:
         self.field, self.t, self.bfloat16 = field, t, bfloat16
@@ -105,51 +109,87 @@ class Kernel:
         first: int,
         source: np.ndarray,
     ) -> None:
-        """Score one block."""
+        """Score the block `z` (scratch) with labels `labels` into `out`; `source` is the block as sent."""
+        self.check(z, first)
+        picks = scratch.first[: z.shape[0]] + labels
+        own = z.reshape(-1).take(picks)
+        with np.errstate(invalid="ignore", over="ignore"):  # logits: redone below where it matters
+            threshold = self.shift(z, own)
+            if "rank" in out:
+                above = scratch.flags[: z.shape[0]]
+                np.greater(z, threshold, out=above)
+                np.add.reduce(above.view(np.uint8), axis=1, dtype=np.int32, out=out["rank"])
+            self.score(z, own, picks, labels, scratch, out, first, source)
+
+    def check(self, z: FloatArray, first: int) -> None:
+        """Refuse a block holding a value outside the kind's domain."""
         raise NotImplementedError
 
-    def _raise(self, bad: BoolArray, z: FloatArray, first: int, rule: str) -> None:
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        b, t = divmod(first + row, self.t)
-        raise InputError(self.field, f"{rule}; got {z[row, col]}", index=(b, t, col))
+    def shift(self, z: FloatArray, own: FloatArray) -> FloatArray | float:
+        """What a class must exceed to rank above the label (after any in-place shift of `z`)."""
+        raise NotImplementedError
 
-
-class LogitKernel(Kernel):
-    """``log1p(Σ_{c≠y} exp(z_c - z_y))``, the label's rank and the top-1 probability, per row."""
-
-    def __call__(
+    def score(
         self,
         z: FloatArray,
+        own: FloatArray,
+        picks: IntArray,
         labels: IntArray,
         scratch: Scratch,
         out: dict[str, np.ndarray],
         first: int,
         source: np.ndarray,
     ) -> None:
-        """Score the block `z` (scratch) with labels `labels` into `out`; `source` is the block as sent."""
-        if not z.max() < np.inf:  # NaN or +inf somewhere (-inf is an impossible token, allowed)
+        """Write the loss (and confidence, entropy when asked) of the block."""
+        raise NotImplementedError
+
+    def position(self, first: int, row: int) -> tuple[int, int]:
+        """(b, t) of row `row` of the block starting at flat position `first`."""
+        b, t = divmod(first + row, self.t)
+        return b, t
+
+    def _raise(self, bad: BoolArray, z: FloatArray, first: int, rule: str) -> None:
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(self.field, f"{rule}; got {z[row, col]}", index=(*self.position(first, row), col))
+
+
+class LogitKernel(Kernel):
+    """``log1p(Σ_{c≠y} exp(z_c - z_y))``, the label's rank and the top-1 probability, per row."""
+
+    def check(self, z: FloatArray, first: int) -> None:
+        """NaN or +inf refused (-inf is an impossible token, allowed)."""
+        if not z.max() < np.inf:
             self._raise(~(z < np.inf), z, first, "must be finite or -inf")
-        impossible = "entropy" in out and not z.min() > -np.inf
-        picks = scratch.first[: z.shape[0]] + labels
-        flat = z.reshape(-1)
-        own = flat.take(picks)
-        with np.errstate(invalid="ignore", over="ignore"):  # overflow or a label at -inf: redone below
-            z -= own[:, None]
-            if "rank" in out:
-                gt = scratch.flags[: z.shape[0]]
-                np.greater(z, 0, out=gt)
-                np.add.reduce(gt.view(np.uint8), axis=1, dtype=np.int32, out=out["rank"])
-            gap = np.maximum.reduce(z, axis=1) if "confidence" in out else None
-            e = scratch.second[: z.shape[0]] if "entropy" in out else z
-            np.exp(z, out=e)
-            e.reshape(-1).put(picks, 0)  # the label's exp(0) = 1 leaves the sum, exactly
-            rest = np.add.reduce(e, axis=1)
-            if "entropy" in out:
-                _entropy(e, z, rest, impossible, scratch, out["entropy"])
-            nll = log1p(rest, out=out["nll"])
-            if "entropy" in out:  # H = log S - Σ p (z - z_y) = nll - Σ e (z - z_y) / S
-                out["entropy"] += nll
-                np.maximum(out["entropy"], 0, out=out["entropy"])
+
+    def shift(self, z: FloatArray, own: FloatArray) -> float:
+        """``z -= z_y`` in place (overflow or a label at -inf is redone by :meth:`_redo`)."""
+        z -= own[:, None]
+        return 0.0
+
+    def score(
+        self,
+        z: FloatArray,
+        own: FloatArray,
+        picks: IntArray,
+        labels: IntArray,
+        scratch: Scratch,
+        out: dict[str, np.ndarray],
+        first: int,
+        source: np.ndarray,
+    ) -> None:
+        """Loss, confidence and entropy of the shifted block ``z - z_y``."""
+        impossible = "entropy" in out and not (z.min() > -np.inf)
+        gap = np.maximum.reduce(z, axis=1) if "confidence" in out else None
+        e = scratch.second[: z.shape[0]] if "entropy" in out else z
+        np.exp(z, out=e)
+        e.reshape(-1).put(picks, 0)  # the label's exp(0) = 1 leaves the sum, exactly
+        rest = np.add.reduce(e, axis=1)
+        if "entropy" in out:
+            _entropy(e, z, rest, impossible, scratch, out["entropy"])
+        nll = log1p(rest, out=out["nll"])
+        if "entropy" in out:  # H = log S - Σ p (z - z_y) = nll - Σ e (z - z_y) / S
+            out["entropy"] += nll
+            np.maximum(out["entropy"], 0, out=out["entropy"])
         if gap is not None:
             np.exp(np.minimum(gap - nll, 0), out=out["confidence"])  # p_top = exp((m - z_y) - nll)
         if not nll.max() < np.inf:
@@ -163,10 +203,10 @@ class LogitKernel(Kernel):
         _widen(source[rows], z, bfloat16=self.bfloat16)
         empty = ~(z.max(axis=1) > -np.inf)
         if empty.any():
-            row = int(rows[np.flatnonzero(empty)[0]])
-            b, t = divmod(first + row, self.t)
             raise InputError(
-                self.field, "must hold a finite logit in every scored row; got all -inf", index=(b, t)
+                self.field,
+                "must hold a finite logit in every scored row; got all -inf",
+                index=self.position(first, int(rows[np.flatnonzero(empty)[0]])),
             )
         summary = softmax_summary(z, top=False, entropy="entropy" in out, labels=labels[rows])
         assert summary.picked is not None
@@ -184,32 +224,36 @@ class ProbKernel(Kernel):
         super().__init__(field, t, bfloat16)
         self.eps, self.tolerance = eps, tolerance
 
-    def __call__(
+    def check(self, z: FloatArray, first: int) -> None:
+        """Values in [0, 1] (NaN fails both), rows summing to 1 within the tolerance."""
+        if not (z.min() >= 0 and z.max() <= 1):
+            self._raise(~((z >= 0) & (z <= 1)), z, first, "must lie in [0, 1]")
+        error = np.abs(np.add.reduce(z, axis=1) - 1)
+        if not error.max() <= self.tolerance:
+            row = int(np.flatnonzero(~(error <= self.tolerance))[0])
+            total = float(z[row].sum(dtype=np.float64))
+            raise InputError(
+                self.field,
+                f"must sum to 1 within {self.tolerance:g}; got {total:.10g}",
+                index=self.position(first, row),
+            )
+
+    def shift(self, z: FloatArray, own: FloatArray) -> FloatArray:
+        """Nothing moves: a class ranks above the label when its probability is larger."""
+        return own[:, None]
+
+    def score(
         self,
         z: FloatArray,
+        own: FloatArray,
+        picks: IntArray,
         labels: IntArray,
         scratch: Scratch,
         out: dict[str, np.ndarray],
         first: int,
         source: np.ndarray,
     ) -> None:
-        """Check the block `z` of probabilities and score it with labels `labels` into `out`."""
-        if not (z.min() >= 0 and z.max() <= 1):  # NaN fails both
-            self._raise(~((z >= 0) & (z <= 1)), z, first, "must lie in [0, 1]")
-        error = np.abs(np.add.reduce(z, axis=1) - 1)
-        if not error.max() <= self.tolerance:
-            row = int(np.flatnonzero(~(error <= self.tolerance))[0])
-            b, t = divmod(first + row, self.t)
-            total = float(z[row].sum(dtype=np.float64))
-            raise InputError(
-                self.field, f"must sum to 1 within {self.tolerance:g}; got {total:.10g}", index=(b, t)
-            )
-        rows = np.arange(z.shape[0])
-        p = z[rows, labels]
-        if "rank" in out:
-            gt = scratch.flags[: z.shape[0]]
-            np.greater(z, p[:, None], out=gt)
-            np.add.reduce(gt.view(np.uint8), axis=1, dtype=np.int32, out=out["rank"])
+        """Loss, confidence and entropy of the block of probabilities."""
         if "confidence" in out:
             np.maximum.reduce(z, axis=1, out=out["confidence"])
         if "entropy" in out:  # -Σ p log p, 0 log 0 = 0
@@ -220,9 +264,9 @@ class ProbKernel(Kernel):
             np.log(z, out=terms, where=positive)
             terms *= z
             np.negative(np.add.reduce(terms, axis=1), out=out["entropy"])
-        np.less(p, self.eps, out=out["clipped"])
+        np.less(own, self.eps, out=out["clipped"])
         with np.errstate(divide="ignore"):  # eps = 0 and p = 0: inf, as asked
-            np.log(np.maximum(p, self.eps), out=out["nll"])
+            np.log(np.maximum(own, self.eps), out=out["nll"])
         np.negative(out["nll"], out=out["nll"])
 
 

@@ -133,11 +133,9 @@ def token_scores(
     (array([[0.69314718, 0.        ]]), array([1]), array([[0.5, 0. ]]))
     """
     name = field or kind
-    z = _check_values(values, name, bfloat16=bfloat16)
+    z = check_values(values, name, bfloat16=bfloat16)
     b, t, k = z.shape
-    y = _check_labels(labels, (b, t))
-    scored = _scored(y, mask, ignore_index, (b, t))
-    _check_scored_labels(y, scored, k)
+    y, scored = labelled_positions(labels, mask, ignore_index, (b, t), k)
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
     safe = np.where(scored, y, 0).reshape(-1)
     out = Outputs(b * t, work, ranks, confidence, entropy)
@@ -165,7 +163,7 @@ def token_scores(
     )
 
 
-def _check_values(values: ArrayLike, field: str, *, bfloat16: bool) -> np.ndarray:
+def check_values(values: ArrayLike, field: str, *, bfloat16: bool) -> np.ndarray:
     """`values` as a B×T×K array of a supported dtype (no copy when it already is one)."""
     z = np.asarray(values)
     if bfloat16:
@@ -184,6 +182,16 @@ def _check_values(values: ArrayLike, field: str, *, bfloat16: bool) -> np.ndarra
     return z
 
 
+def labelled_positions(
+    labels: ArrayLike, mask: ArrayLike | None, ignore_index: int | None, shape: tuple[int, int], k: int
+) -> tuple[IntArray, BoolArray]:
+    """Checked (B, T) labels and the positions scored; scored labels must lie in [0, K)."""
+    y = _check_labels(labels, shape)
+    scored = scored_positions(y, mask, ignore_index, shape)
+    _check_scored_labels(y, scored, k)
+    return y, scored
+
+
 def _check_labels(labels: ArrayLike, shape: tuple[int, int]) -> IntArray:
     y = np.asarray(labels)
     if y.shape != shape:
@@ -193,7 +201,7 @@ def _check_labels(labels: ArrayLike, shape: tuple[int, int]) -> IntArray:
     return y.astype(np.int64, copy=False)
 
 
-def _scored(
+def scored_positions(
     y: IntArray, mask: ArrayLike | None, ignore_index: int | None, shape: tuple[int, int]
 ) -> BoolArray:
     """Positions in `mask` whose label is not `ignore_index`; their labels must lie in [0, K)."""
