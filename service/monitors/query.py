@@ -87,10 +87,13 @@ def series(
 ) -> Series:
     """One point per `step` from `start` to `end` (the last may be shorter), all read at once.
 
-    Each stats row becomes its row of sums (:class:`SumsCache`: decoded once, then looked up by
-    its bytes), and the rows of each point are added up in one ``reduceat``.
+    Each hour that lies inside one point is read as its rollup plus its rows not rolled up yet
+    (:meth:`MonitorStore.read_hours`), the rest as stats rows. Each row becomes its row of sums
+    (:class:`SumsCache`: decoded once, then looked up by its bytes), and the rows of each point are
+    added up in one ``reduceat``.
     """
-    plain, scaled = _split(store.read_stats(config.name, start, end), segment)
+    rows = store.read_hours(config.name, start, end, step)  # whole hours as their rollups
+    plain, scaled = _split(store.read_stats(config.name, start, end) if rows is None else rows, segment)
     n_points = -(-(end - start) // step)
     cache = SumsCache(0) if cache is None else cache
     metrics = _points(cache, plain, start, step, n_points, n_bins, closed, base)

@@ -302,6 +302,14 @@ class MonitorStore(Protocol):
         """Stats rows with ``start <= bucket_start < end`` (of one segment, or all)."""
         ...
 
+    def read_hours(self, name: str, start: int, end: int, step: int) -> list[StatsRow] | None:
+        """A series' rows with each hour inside one point read as its rollup (None: no such hour)."""
+        ...
+
+    def roll_up(self, now: float) -> int:
+        """Fold unrolled stats rows into their hours' rollups; return the rows folded."""
+        ...
+
     def segments(self, name: str) -> list[str]:
         """The segments the monitor has seen, sorted."""
         ...

@@ -37,6 +37,7 @@ from service.store.base import (
     StoreUnavailable,
 )
 from service.store.compaction import compact
+from service.store.rollups import roll_up
 
 T = TypeVar("T")
 
@@ -362,6 +363,34 @@ class SqlStore:
         """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""
         return compact(self, now)
 
+    def roll_up(self, now: float) -> int:
+        """Fold unrolled stats rows into their hours' rollups (`service.store.rollups`); rows folded."""
+        return roll_up(self, now)
+
+    def read_hours(self, name: str, start: int, end: int, step: int) -> list[StatsRow] | None:
+        """The rows of a series' window, with each hour that lies inside one point read as its rollup.
+
+        Returns the rows, oldest first (a rollup's ``bucket_start`` is its hour), or None when the
+        window holds no whole hour or `step` is shorter than one (read `read_stats` then). Point by
+        point of ``[start + i·step, start + (i + 1)·step)`` they merge to what `read_stats` gives.
+        """
+        width = self.coarse_bucket_s
+        first, last = -(-start // width) * width, end // width * width
+        if start < 0 or step < width or first >= last:
+            return None
+        aligned = start % width == 0 and step % width == 0
+        if aligned:
+            statement = sql.SELECT_HOURS_STATS
+            params: tuple[Any, ...] = (name, first, last, name, first, last, name, start, first, last, end)
+        else:
+            statement = sql.select_whole_hours_stats(start, step, width)
+            params = (name, first, last, name, first, last, name, start, end, first, last)
+        with self._reading() as cur:
+            self._require(cur, name)
+            cur.execute(self._q(statement), params)
+            rows = cur.fetchall()
+        return [(int(b), s, bytes(blob)) for b, s, blob in rows]
+
     # Reads
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
         """Stats rows with ``start <= bucket_start < end`` (of one segment, or all), oldest first."""
@@ -521,7 +550,9 @@ class SqlStore:
             cur.execute(self._q(sql.ADD_RESERVOIR), (-cur.rowcount, name))
             cur.fetchall()
 
-    def _ids(self, ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+    def _ids(
+        self, ids: Sequence[int], statement: str = sql.DELETE_STATS_IDS
+    ) -> Iterator[tuple[str, Sequence[int]]]:
         """``DELETE ... WHERE id IN (...)`` statements with their ids, in chunks."""
         for chunk in sql.chunks(ids, self.max_params):
-            yield self._q(sql.DELETE_STATS_IDS.format(ids=sql.placeholders(len(chunk)))), chunk
+            yield self._q(statement.format(ids=sql.placeholders(len(chunk)))), chunk
