@@ -1,0 +1,110 @@
+"""A series read through hourly rollups equals the scoring routes on its rows, and the raw-row read.
+
+On SQLite and PostgreSQL: rows over 30 hours in two segments, 40 % of them labelled late (their
+rows land in old, already rolled-up hours), then roll-up, compaction (minutes older than a day
+into hours) and steps on and off the hours' grid. Each point equals POST /v1/calibration and
+/v1/cross-entropy on the labelled rows of its step (tests/api/test_monitors_series_cache.py's
+check), and equals the same series read from the raw rows only.
+"""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from service.monitors import query
+
+from .monitoring import monitor_client, observe
+from .test_monitors_series_cache import _check, _close
+
+HOUR = 3600
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_url")}
+
+
+class RawRows:
+    """The store with rollups switched off: every series reads raw rows."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def read_hours(self, name, start, end, step):
+        return None
+
+
+def _same_as_raw(client, name, start, end, step):
+    """The series through rollups equals the one over raw rows, point by point; the rows it read."""
+    store = client.app.state.monitors.get()
+    config = store.get_monitor(name)
+    rolled = query.series(store, config, start, end, step, None, n_bins=12)
+    raw = query.series(RawRows(store), config, start, end, step, None, n_bins=12)
+    assert rolled.starts == raw.starts
+    for field in ("n", "n_labelled"):
+        np.testing.assert_array_equal(getattr(rolled.metrics, field), getattr(raw.metrics, field))
+    for field in ("cross_entropy", "accuracy", "brier", "ece", "mce", "mean_confidence"):
+        np.testing.assert_allclose(getattr(rolled.metrics, field), getattr(raw.metrics, field), rtol=1e-12)
+    return store.read_hours(name, start, end, step)
+
+
+def test_rollups_equal_the_scoring_routes_and_raw_rows(tmp_path, rng, backend):
+    k, n = 4, 600
+    logits = 2 * rng.standard_normal((n, k))
+    labels = rng.integers(0, k, size=n)
+    segments = np.array(["a", "b"])[rng.integers(0, 2, size=n)]
+    now = time.time()
+    start = math.floor(now / HOUR) * HOUR - 30 * HOUR
+    times = rng.uniform(start, now - 1, size=n)
+    late = rng.random(n) < 0.4
+    ids = np.array([f"r{i}" for i in range(n)])
+    hourly = {"from": start, "to": now, "step": "1h", "n_bins": 12}
+    off_grid = {"from": start + 600, "to": now, "step": "90m", "n_bins": 12}
+    with monitor_client(tmp_path, compaction_interval_s=86_400, **backend) as client:
+        client.put("/v1/monitors/c", json={"n_classes": k, "bucket_s": 60})
+        for name in ("a", "b"):
+            for rows in np.array_split(np.flatnonzero(segments == name), 6):
+                sent = np.where(late[rows], -1, labels[rows])
+                fields = {"logits": logits[rows], "labels": sent, "timestamps": times[rows]}
+                fields |= {"ids": ids[rows].tolist(), "segment": name}
+                assert observe(client, "c", fields, "tensor").status_code == 200
+        store = client.app.state.monitors.get()
+        known = np.where(late, -1, labels)
+        _check(client, "c", hourly, logits, known, times, segments)  # nothing rolled up: raw rows
+
+        assert store.roll_up(time.time()) > 0
+        for params in (hourly, off_grid):
+            _check(client, "c", params, logits, known, times, segments)
+        end = math.ceil(now / 60) * 60
+        read = _same_as_raw(client, "c", start, end, HOUR)
+        assert len(read) <= 2 * 31 + 2 * 60  # ~one row per hour and segment (and the last hour's minutes)
+        assert len(read) < len(store.read_stats("c", start, end)) / 4
+
+        joined = client.post(
+            "/v1/monitors/c/labels", json={"ids": ids[late].tolist(), "labels": labels[late].tolist()}
+        )
+        assert joined.json()["joined"] == late.sum()  # into old, rolled-up hours: read raw
+        for params in (hourly, off_grid):
+            _check(client, "c", params, logits, labels, times, segments)
+        _same_as_raw(client, "c", start, end, HOUR)
+        _same_as_raw(client, "c", start + 600, end, 5400)
+
+        assert store.compact(time.time()) > 0  # rolls the late rows up, merges rows, coarsens old hours
+        for params in (hourly, {**hourly, "step": "1d"}):  # (90 min points would cut the hourly rows)
+            _check(client, "c", params, logits, labels, times, segments)
+        _check(client, "c", hourly, logits, labels, times, segments, "b")
+        _same_as_raw(client, "c", start, end, HOUR)
+        _same_as_raw(client, "c", start, end, 2 * HOUR)
+        _same_as_raw(client, "c", start + 600, end, 5400)
+
+        held = client.get("/v1/monitors/c").json()["totals"]
+        everything = {"logits": logits.tolist(), "labels": labels.tolist()}
+        assert (held["n"], held["n_labelled"]) == (n, n)
+        _close(held["cross_entropy"], client.post("/v1/cross-entropy", json=everything).json()["loss"])
