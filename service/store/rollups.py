@@ -63,16 +63,20 @@ def roll_up_monitor(store: "SqlStore", config: MonitorConfig, now: float) -> int
         groups = cur.fetchall()
     rolled = 0
     for segment, hour, count in groups:
-        for _ in range(int(count) // MAX_ROLL_ROWS + 2):
+        for _ in range(int(count) // MAX_ROLL_ROWS + 3):  # (a lost race is tried again)
             done = _roll_group(store, config.name, segment, int(hour), oldest)
-            if not done:
+            if done is None:
                 break
             rolled += done
     return rolled
 
 
-def _roll_group(store: "SqlStore", name: str, segment: str, hour: int, oldest: int) -> int:
-    """Fold up to MAX_ROLL_ROWS unrolled rows of one (segment, hour) into its rollup; rows folded."""
+def _roll_group(store: "SqlStore", name: str, segment: str, hour: int, oldest: int) -> int | None:
+    """Fold up to MAX_ROLL_ROWS unrolled rows of one (segment, hour) into its rollup.
+
+    Returns the rows folded: 0 when another compactor or retention changed them first (rolled
+    back), None when none is left to fold (or none merges).
+    """
     q = store._q
     with store._reading() as cur:
         cur.execute(
@@ -83,14 +87,14 @@ def _roll_group(store: "SqlStore", name: str, segment: str, hour: int, oldest: i
         cur.execute(q(sql.SELECT_ROLLUP), (name, hour, segment))
         existing = cur.fetchone()
     if not rows:
-        return 0
+        return None
     prior = [] if existing is None else [bytes(existing[0])]
     try:
         blob = store.merge(prior + [bytes(row[2]) for row in rows])
     except Exception:  # a blob that does not merge: roll up the buckets that do, bucket by bucket
         rows, blob = _mergeable(store, name, rows, prior)
         if not rows:
-            return 0
+            return None
     ids = [int(row[0]) for row in rows]
     token = secrets.randbits(63)  # the rollup's new version: never equal to one read before
     try:
