@@ -355,14 +355,16 @@ INSERT_ROLLED_STATS = (
 # A series' rows: the rollups of the whole hours [hours_start, hours_end), the unrolled rows of those
 # hours, and every row of [start, hours_start) and [hours_end, end). One statement: one snapshot.
 # Parameters: monitor, hours_start, hours_end, monitor, hours_start, hours_end, monitor, start,
-# hours_start, hours_end, end.
+# hours_start, monitor, hours_end, end.
 SELECT_HOURS_STATS = (
     "SELECT hour_start AS b, segment, blob FROM stats_hours WHERE monitor = ? AND hour_start >= ? "
     "AND hour_start < ? UNION ALL "
     "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND rolled = 0 "
     "AND bucket_start >= ? AND bucket_start < ? UNION ALL "
-    "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND ((bucket_start >= ? "
-    "AND bucket_start < ?) OR (bucket_start >= ? AND bucket_start < ?)) ORDER BY b, segment"
+    "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
+    "AND bucket_start < ? UNION ALL "
+    "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
+    "AND bucket_start < ? ORDER BY b, segment"
 )
 
 

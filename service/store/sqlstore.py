@@ -381,7 +381,20 @@ class SqlStore:
         aligned = start % width == 0 and step % width == 0
         if aligned:
             statement = sql.SELECT_HOURS_STATS
-            params: tuple[Any, ...] = (name, first, last, name, first, last, name, start, first, last, end)
+            params: tuple[Any, ...] = (
+                name,
+                first,
+                last,
+                name,
+                first,
+                last,
+                name,
+                start,
+                first,
+                name,
+                last,
+                end,
+            )
         else:
             statement = sql.select_whole_hours_stats(start, step, width)
             params = (name, first, last, name, first, last, name, start, end, first, last)
