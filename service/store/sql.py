@@ -142,12 +142,14 @@ MIGRATIONS += (
         (
             "ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 0",
             "CREATE INDEX stats_unrolled ON stats (monitor, bucket_start, segment) WHERE rolled = 0",
-            # version: a random token replaced at every change (an optimistic check without ABA)
+            # sums: the app's digest of the blob (its sums under the default binning), read instead of
+            # it; version: a random token replaced at every change (an optimistic check without ABA)
             """CREATE TABLE stats_hours (
                 monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
                 segment TEXT NOT NULL,
                 hour_start BIGINT NOT NULL,
                 blob {blob} NOT NULL,
+                sums {blob},
                 version BIGINT NOT NULL,
                 PRIMARY KEY (monitor, hour_start, segment)
             )""",
@@ -318,11 +320,11 @@ SELECT_UNROLLED = (
 SELECT_ROLLUP = "SELECT blob, version FROM stats_hours WHERE monitor = ? AND hour_start = ? AND segment = ?"
 MARK_ROLLED = "UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({ids}) RETURNING id"
 INSERT_ROLLUP = (
-    "INSERT INTO stats_hours (monitor, segment, hour_start, blob, version) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO stats_hours (monitor, segment, hour_start, blob, sums, version) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (monitor, hour_start, segment) DO NOTHING"
 )
 UPDATE_ROLLUP = (
-    "UPDATE stats_hours SET blob = ?, version = ? "
+    "UPDATE stats_hours SET blob = ?, sums = ?, version = ? "
     "WHERE monitor = ? AND hour_start = ? AND segment = ? AND version = ?"
 )
 # Retention deletes rows with their hour and flag, so it can drop the rollups they were part of and
@@ -356,14 +358,16 @@ INSERT_ROLLED_STATS = (
 # hours, and every row of [start, hours_start) and [hours_end, end). One statement: one snapshot.
 # Parameters: monitor, hours_start, hours_end, monitor, hours_start, hours_end, monitor, start,
 # hours_start, monitor, hours_end, end.
+# {rollup} is `blob`, or `sums` (the digests; a NULL one means: read the blobs). The last column
+# says which rows are rollups.
 SELECT_HOURS_STATS = (
-    "SELECT hour_start AS b, segment, blob FROM stats_hours WHERE monitor = ? AND hour_start >= ? "
+    "SELECT hour_start AS b, segment, {rollup}, 1 FROM stats_hours WHERE monitor = ? AND hour_start >= ? "
     "AND hour_start < ? UNION ALL "
-    "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND rolled = 0 "
+    "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND rolled = 0 "
     "AND bucket_start >= ? AND bucket_start < ? UNION ALL "
-    "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
+    "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND bucket_start >= ? "
     "AND bucket_start < ? UNION ALL "
-    "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
+    "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND bucket_start >= ? "
     "AND bucket_start < ? ORDER BY b, segment"
 )
 
@@ -390,7 +394,7 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def select_whole_hours_stats(start: int, step: int, width: int) -> str:
+def select_whole_hours_stats(start: int, step: int, width: int, rollup: str = "blob") -> str:
     """`SELECT_HOURS_STATS` for points off the hours' grid.
 
     An hour in [hours_start, hours_end) is read from its rollup only when it lies inside one point,
@@ -401,17 +405,19 @@ def select_whole_hours_stats(start: int, step: int, width: int) -> str:
     hours_start, hours_end.
     """
     start, step, width = int(start), int(step), int(width)
+    if rollup not in ("blob", "sums"):
+        raise ValueError(f"`rollup` must be blob or sums; got {rollup!r}")
 
     def whole(h: str) -> str:
         return f"(({h} - {start}) / {step} = ({h} + {width - 1} - {start}) / {step})"
 
     hour = f"((bucket_start / {width}) * {width})"
     return (
-        "SELECT hour_start AS b, segment, blob FROM stats_hours WHERE monitor = ? AND hour_start >= ? "
-        f"AND hour_start < ? AND {whole('hour_start')} UNION ALL "
-        "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND rolled = 0 "
+        f"SELECT hour_start AS b, segment, {rollup}, 1 FROM stats_hours WHERE monitor = ? "
+        f"AND hour_start >= ? AND hour_start < ? AND {whole('hour_start')} UNION ALL "
+        "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND rolled = 0 "
         f"AND bucket_start >= ? AND bucket_start < ? AND {whole(hour)} UNION ALL "
-        "SELECT bucket_start AS b, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
+        "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND bucket_start >= ? "
         f"AND bucket_start < ? AND NOT (bucket_start >= ? AND bucket_start < ? AND {whole(hour)}) "
         "ORDER BY b, segment"
     )

@@ -18,7 +18,9 @@ from service.core.cancel import Cancelled, current_deadline
 from service.store import sql
 from service.store.base import (
     IMMUTABLE_FIELDS,
+    Digest,
     Fold,
+    HourRows,
     IdempotencyKey,
     JoinCounts,
     KeyReused,
@@ -115,6 +117,9 @@ class SqlStore:
         coarse_bucket_s: int = 3600,
     ) -> None:
         self.merge = merge
+        #: The app's digest of a rollup's blob (`read_hours(digests=True)` reads it instead); set by
+        #: the app after opening the store, None: rollups are stored without one.
+        self.digest: Digest | None = None
         self.limits = limits
         self.coarsen_after_s = coarsen_after_s
         self.coarse_bucket_s = coarse_bucket_s
@@ -367,42 +372,44 @@ class SqlStore:
         """Fold unrolled stats rows into their hours' rollups (`service.store.rollups`); rows folded."""
         return roll_up(self, now)
 
-    def read_hours(self, name: str, start: int, end: int, step: int) -> list[StatsRow] | None:
+    def read_hours(
+        self, name: str, start: int, end: int, step: int, *, digests: bool = False
+    ) -> HourRows | None:
         """The rows of a series' window, with each hour that lies inside one point read as its rollup.
 
         Returns the rows, oldest first (a rollup's ``bucket_start`` is its hour), or None when the
         window holds no whole hour or `step` is shorter than one (read `read_stats` then). Point by
         point of ``[start + i·step, start + (i + 1)·step)`` they merge to what `read_stats` gives.
+        `digests`: the rollups as their stored digests (`digest`), unless one has none (then
+        their blobs, read again in one statement).
         """
         width = self.coarse_bucket_s
         first, last = -(-start // width) * width, end // width * width
         if start < 0 or step < width or first >= last:
             return None
         aligned = start % width == 0 and step % width == 0
+        params: tuple[Any, ...] = (name, first, last, name, first, last, name)
         if aligned:
-            statement = sql.SELECT_HOURS_STATS
-            params: tuple[Any, ...] = (
-                name,
-                first,
-                last,
-                name,
-                first,
-                last,
-                name,
-                start,
-                first,
-                name,
-                last,
-                end,
-            )
+            params += (start, first, name, last, end)
         else:
-            statement = sql.select_whole_hours_stats(start, step, width)
-            params = (name, first, last, name, first, last, name, start, end, first, last)
-        with self._reading() as cur:
-            self._require(cur, name)
-            cur.execute(self._q(statement), params)
-            rows = cur.fetchall()
-        return [(int(b), s, bytes(blob)) for b, s, blob in rows]
+            params += (start, end, first, last)
+        rows: list[Any] = []
+        for rollup in ("sums", "blob") if digests else ("blob",):
+            if aligned:
+                statement = sql.SELECT_HOURS_STATS.format(rollup=rollup)
+            else:
+                statement = sql.select_whole_hours_stats(start, step, width, rollup)
+            with self._reading() as cur:
+                self._require(cur, name)
+                cur.execute(self._q(statement), params)
+                rows = cur.fetchall()
+            if rollup == "blob" or all(row[2] is not None for row in rows):
+                break
+        hours = HourRows([], [])
+        for b, s, data, is_rollup in rows:
+            kept = hours.digests if is_rollup and rollup == "sums" else hours.rows
+            kept.append((int(b), s, bytes(data)))
+        return hours
 
     # Reads
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:

@@ -37,22 +37,25 @@ class RawRows:
     def __getattr__(self, name):
         return getattr(self._store, name)
 
-    def read_hours(self, name, start, end, step):
+    def read_hours(self, name, start, end, step, digests=False):
         return None
 
 
 def _same_as_raw(client, name, start, end, step):
-    """The series through rollups equals the one over raw rows, point by point; the rows it read."""
+    """The series through rollups (their blobs with 12 bins, their stored digests with the default
+    15) equals the one over raw rows, point by point; the rows it read with the default binning."""
     store = client.app.state.monitors.get()
     config = store.get_monitor(name)
-    rolled = query.series(store, config, start, end, step, None, n_bins=12)
-    raw = query.series(RawRows(store), config, start, end, step, None, n_bins=12)
-    assert rolled.starts == raw.starts
-    for field in ("n", "n_labelled"):
-        np.testing.assert_array_equal(getattr(rolled.metrics, field), getattr(raw.metrics, field))
-    for field in ("cross_entropy", "accuracy", "brier", "ece", "mce", "mean_confidence"):
-        np.testing.assert_allclose(getattr(rolled.metrics, field), getattr(raw.metrics, field), rtol=1e-12)
-    return store.read_hours(name, start, end, step)
+    for n_bins in (12, 15):
+        rolled = query.series(store, config, start, end, step, None, n_bins=n_bins)
+        raw = query.series(RawRows(store), config, start, end, step, None, n_bins=n_bins)
+        assert rolled.starts == raw.starts
+        for field in ("n", "n_labelled"):
+            np.testing.assert_array_equal(getattr(rolled.metrics, field), getattr(raw.metrics, field))
+        for field in ("cross_entropy", "accuracy", "brier", "ece", "mce", "mean_confidence"):
+            want = getattr(raw.metrics, field)
+            np.testing.assert_allclose(getattr(rolled.metrics, field), want, rtol=1e-12, atol=1e-15)
+    return store.read_hours(name, start, end, step, digests=True)
 
 
 def test_rollups_equal_the_scoring_routes_and_raw_rows(tmp_path, rng, backend):
@@ -84,8 +87,10 @@ def test_rollups_equal_the_scoring_routes_and_raw_rows(tmp_path, rng, backend):
             _check(client, "c", params, logits, known, times, segments)
         end = math.ceil(now / 60) * 60
         read = _same_as_raw(client, "c", start, end, HOUR)
-        assert len(read) <= 2 * 31 + 2 * 60  # ~one row per hour and segment (and the last hour's minutes)
-        assert len(read) < len(store.read_stats("c", start, end)) / 4
+        assert len(read.digests) == 2 * 30  # one digest per whole hour and segment, no blob
+        assert len(read.rows) == len(store.read_stats("c", start + 30 * HOUR, end))  # the last hour's
+        for params in (hourly, off_grid):  # the default 15 bins: the digests
+            _check(client, "c", {**params, "n_bins": 15}, logits, known, times, segments)
 
         joined = client.post(
             "/v1/monitors/c/labels", json={"ids": ids[late].tolist(), "labels": labels[late].tolist()}
@@ -97,9 +102,10 @@ def test_rollups_equal_the_scoring_routes_and_raw_rows(tmp_path, rng, backend):
         _same_as_raw(client, "c", start + 600, end, 5400)
 
         assert store.compact(time.time()) > 0  # rolls the late rows up, merges rows, coarsens old hours
-        for params in (hourly, {**hourly, "step": "1d"}):  # (90 min points would cut the hourly rows)
-            _check(client, "c", params, logits, labels, times, segments)
+        for params in (hourly, {**hourly, "step": "1d"}, {**hourly, "n_bins": 15}):  # (not 90 min:
+            _check(client, "c", params, logits, labels, times, segments)  # it would cut hourly rows)
         _check(client, "c", hourly, logits, labels, times, segments, "b")
+        _check(client, "c", {**hourly, "n_bins": 15}, logits, labels, times, segments, "a")
         _same_as_raw(client, "c", start, end, HOUR)
         _same_as_raw(client, "c", start, end, 2 * HOUR)
         _same_as_raw(client, "c", start + 600, end, 5400)

@@ -37,12 +37,12 @@ def assert_series_agree(store, name="m", end=NOW + 1):
     for offset, step in SHAPES:
         start = first + offset
         raw = store.read_stats(name, start, end)
-        hours = store.read_hours(name, start, end, step)
+        hours = store.read_hours(name, start, end, step, digests=True)
         if step < HOUR:
             assert hours is None
             continue
-        assert hours is not None
-        assert series(hours, start, step) == series(raw, start, step), (offset, step)
+        assert hours is not None and hours.digests == []  # (no digest function: the blobs)
+        assert series(hours.rows, start, step) == series(raw, start, step), (offset, step)
 
 
 def assert_rollups_exact(location):
@@ -98,7 +98,7 @@ def test_reads_through_rollups_equal_raw_rows_through_every_change(store, db, mo
     start = (NOW - 3 * DAY) // HOUR * HOUR
     whole = {b // HOUR for b, _, _ in written if b < NOW // HOUR * HOUR}
     tail = [row for row in written if row[0] >= NOW // HOUR * HOUR]  # the partial last hour: raw
-    read = store.read_hours("m", start, NOW + 1, HOUR)
+    read = store.read_hours("m", start, NOW + 1, HOUR).rows
     assert len(read) == 2 * len(whole) + len(tail)  # one row per (hour, segment): the rollups
     assert total(read).tolist() == total(written).tolist()
 
@@ -151,7 +151,7 @@ def test_a_version_5_database_upgrades_and_rolls_up(db, rng):
         assert_series_agree(store)
         start = (NOW - 3 * DAY) // HOUR * HOUR
         hours = {b // HOUR for b, _, _ in written if b < NOW // HOUR * HOUR}
-        assert len(store.read_hours("m", start, NOW // HOUR * HOUR, HOUR)) == 2 * len(hours) == 2 * 48
+        assert len(store.read_hours("m", start, NOW // HOUR * HOUR, HOUR).rows) == 2 * len(hours) == 2 * 48
     finally:
         store.close()
 
@@ -202,6 +202,6 @@ def test_concurrent_writers_and_compactors_keep_rollups_exact(db, rng):
         assert_series_agree(store)
         kept = [row for batch in writes for row in batch if row[0] >= cut]
         start = (NOW - 3 * DAY) // HOUR * HOUR
-        assert total(store.read_hours("m", start, NOW + 1, HOUR)).tolist() == total(kept).tolist()
+        assert total(store.read_hours("m", start, NOW + 1, HOUR).rows).tolist() == total(kept).tolist()
     finally:
         store.close()
