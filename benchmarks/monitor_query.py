@@ -47,8 +47,14 @@ def open_store(location: str) -> SqlStore:
     if location.startswith("postgresql://"):
         from service.store.postgres import PostgresStore
 
-        return PostgresStore(location, merge=merge_blobs)
-    return SqliteStore(Path(location) / DATABASE_FILE, merge=merge_blobs)
+        store: SqlStore = PostgresStore(location, merge=merge_blobs)
+    else:
+        store = SqliteStore(Path(location) / DATABASE_FILE, merge=merge_blobs)
+    if hasattr(store, "digest"):  # as the app's store: rollups keep their default-binning sums
+        from service.monitors.sums_cache import rollup_digest
+
+        store.digest = rollup_digest
+    return store
 
 
 def fill(store: SqlStore, now: float, *, days: int = 30, rows: int = 32, k: int = 10) -> int:
