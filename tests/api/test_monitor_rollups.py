@@ -114,3 +114,30 @@ def test_rollups_equal_the_scoring_routes_and_raw_rows(tmp_path, rng, backend):
         everything = {"logits": logits.tolist(), "labels": labels.tolist()}
         assert (held["n"], held["n_labelled"]) == (n, n)
         _close(held["cross_entropy"], client.post("/v1/cross-entropy", json=everything).json()["loss"])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_binary_monitor_through_stored_sums_equals_raw_rows(tmp_path, rng, binary):
+    """The positive-class target of a binary monitor's digests, and the temperature-scaled rows."""
+    n = 400
+    values = 3 * rng.standard_normal(n if binary else (n, 3))
+    labels = rng.integers(0, 2 if binary else 3, size=n)
+    now = time.time()
+    start = math.floor(now / HOUR) * HOUR - 6 * HOUR
+    times = rng.uniform(start, now - 1, size=n)
+    with monitor_client(tmp_path, compaction_interval_s=86_400) as client:
+        client.put("/v1/monitors/p", json={"binary": True} if binary else {"n_classes": 3})
+        for rows in np.array_split(np.arange(n), 8):
+            fields = {"logits": values[rows], "labels": labels[rows], "timestamps": times[rows]}
+            assert observe(client, "p", fields).status_code == 200
+        store = client.app.state.monitors.get()
+        assert store.roll_up(time.time()) == len(store.read_stats("p", 0, 2**40))
+        end = math.ceil(now / 60) * 60
+        assert len(_same_as_raw(client, "p", start, end, HOUR).digests) == 6
+        fields = {"logits": values.tolist(), "labels": labels.tolist()}  # (binary: 1-D logits)
+        reference = client.post("/v1/calibration", json=fields).json()["metrics"]
+        answer = client.get("/v1/monitors/p/metrics", params={"from": start, "to": now})  # one point
+        (point,) = answer.json()["points"]
+        assert point["n_labelled"] == n
+        for key in ("ece", "brier", "accuracy"):
+            _close(point[key], reference[key])
