@@ -145,6 +145,14 @@ def _points(
 ) -> SeriesMetrics:
     """The metrics of each point (`digests`: rollups' stored sums, added to their points)."""
     table, sums = _table(cache, rows, start, step, n_points, n_bins, closed)
+    n_classes, binary = _add_digests(table, sums, digests, start, step, n_bins)
+    return sums_metrics(table, n_bins, n_classes=n_classes, binary=binary, base=base)
+
+
+def _add_digests(
+    table: FloatArray, sums: Sums, digests: list[StatsRow], start: int, step: int, n_bins: int
+) -> tuple[int | None, bool]:
+    """Add rollups' stored sums to their points' rows of `table`; K and binary of all the rows."""
     n_classes, binary = sums.n_classes, sums.binary
     if digests:
         held = digest_rows([row[2] for row in digests], n_bins)
@@ -157,7 +165,7 @@ def _points(
         n_classes, binary = int(kinds[0]) // 2, bool(kinds[0] % 2)
         groups = (np.fromiter((row[0] for row in digests), np.int64, len(digests)) - start) // step
         np.add.at(table, groups, held[:, :-1])
-    return sums_metrics(table, n_bins, n_classes=n_classes, binary=binary, base=base)
+    return n_classes, binary
 
 
 @dataclass(frozen=True)
@@ -184,10 +192,14 @@ def window_summary(
     The bins are :meth:`MonitorStats.reliability`'s: ``count`` is ``Σ w``, means and 95 % Wilson
     intervals per equal-width bin (NaN where empty), of the monitor's default target.
     """
-    plain, _ = _split(store.read_stats(config.name, start, end), segment)
+    digested = (n_bins, closed, None) == DIGEST_BINNING
+    hours = store.read_hours(config.name, start, end, end - start, digests=digested)  # (as a series)
+    plain, _ = _split(store.read_stats(config.name, start, end) if hours is None else hours.rows, segment)
+    digests, _ = _split(hours.digests, segment) if hours is not None else ([], [])
     cache = SumsCache(0) if cache is None else cache
     table, sums = _table(cache, plain, start, end - start, 1, n_bins, closed)
-    metrics = sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary)
+    n_classes, binary = _add_digests(table, sums, digests, start, end - start, n_bins)
+    metrics = sums_metrics(table, n_bins, n_classes=n_classes, binary=binary)
     _, weight, conf, hits = table[0, len(SUM_COLUMNS) :].reshape(len(HIST_BLOCKS), n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence, accuracy = conf / weight, hits / weight

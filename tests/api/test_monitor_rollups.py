@@ -55,6 +55,14 @@ def _same_as_raw(client, name, start, end, step):
         for field in ("cross_entropy", "accuracy", "brier", "ece", "mce", "mean_confidence"):
             want = getattr(raw.metrics, field)
             np.testing.assert_allclose(getattr(rolled.metrics, field), want, rtol=1e-12, atol=1e-15)
+    for n_bins, closed in ((15, "right"), (12, "left")):  # a window's bins: the dashboard's diagram
+        window = query.window_summary(store, config, start, end, None, n_bins=n_bins, closed=closed)
+        plain = query.window_summary(RawRows(store), config, start, end, None, n_bins=n_bins, closed=closed)
+        np.testing.assert_array_equal(window.reliability.count, plain.reliability.count)
+        for field in ("confidence", "accuracy", "wilson_low", "wilson_high"):
+            got, want = getattr(window.reliability, field), getattr(plain.reliability, field)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(window.metrics.ece, plain.metrics.ece, rtol=1e-12, atol=1e-15)
     return store.read_hours(name, start, end, step, digests=True)
 
 
