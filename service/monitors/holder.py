@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 from service.core import merge_stats
 from service.store import Compactor, MonitorStore, StoreSettings, StoreUnavailable, open_store
+from service.store.sqlstore import SqlStore
+
+from .sums_cache import rollup_digest
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class StoreHolder:
             if self._store is None:
                 try:
                     self._store = open_store(self.settings, merge=merge_blobs)
+                    if isinstance(self._store, SqlStore):  # rollups keep their default-binning sums
+                        self._store.digest = rollup_digest
                 except (OSError, ValueError) as error:
                     raise StoreUnavailable(str(error)) from error
                 if self.compaction_interval_s:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from service.core import Distribution, MonitorStats, merge_stats
+from service.core import Distribution, InputError, MonitorStats, merge_stats
 from service.core._typing import FloatArray, IntArray
 from service.core.calibration import Reliability, wilson_interval
 from service.core.monitoring.series import (
@@ -27,7 +27,7 @@ from service.core.monitoring.series import (
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
 from .ingest import TEMPERED, rows_distribution
-from .sums_cache import Sums, SumsCache
+from .sums_cache import DIGEST_BINNING, Sums, SumsCache, digest_rows
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,20 @@ def series(
 ) -> Series:
     """One point per `step` from `start` to `end` (the last may be shorter), all read at once.
 
-    Each stats row becomes its row of sums (:class:`SumsCache`: decoded once, then looked up by
-    its bytes), and the rows of each point are added up in one ``reduceat``.
+    Each hour that lies inside one point is read as its rollup plus its rows not rolled up yet
+    (:meth:`MonitorStore.read_hours`), the rest as stats rows. Each row becomes its row of sums
+    (:class:`SumsCache`: decoded once, then looked up by its bytes), and the rows of each point are
+    added up in one ``reduceat``.
     """
-    plain, scaled = _split(store.read_stats(config.name, start, end), segment)
+    digested = (n_bins, closed, None) == DIGEST_BINNING
+    hours = store.read_hours(config.name, start, end, step, digests=digested)  # whole hours: rollups
+    rows = store.read_stats(config.name, start, end) if hours is None else hours.rows
+    plain, scaled = _split(rows, segment)
+    digests = _split(hours.digests, segment) if hours is not None else ([], [])
     n_points = -(-(end - start) // step)
     cache = SumsCache(0) if cache is None else cache
-    metrics = _points(cache, plain, start, step, n_points, n_bins, closed, base)
-    tempered = _points(cache, scaled, start, step, n_points, n_bins, closed, base).mean_confidence
+    metrics = _points(cache, plain, start, step, n_points, n_bins, closed, base, digests[0])
+    tempered = _points(cache, scaled, start, step, n_points, n_bins, closed, base, digests[1]).mean_confidence
     return Series([start + i * step for i in range(n_points)], metrics, tempered)
 
 
@@ -135,10 +141,31 @@ def _points(
     n_bins: int,
     closed: Literal["right", "left"],
     base: float,
+    digests: list[StatsRow] = [],  # noqa: B006 (never changed)
 ) -> SeriesMetrics:
-    """The metrics of each point."""
+    """The metrics of each point (`digests`: rollups' stored sums, added to their points)."""
     table, sums = _table(cache, rows, start, step, n_points, n_bins, closed)
-    return sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary, base=base)
+    n_classes, binary = _add_digests(table, sums, digests, start, step, n_bins)
+    return sums_metrics(table, n_bins, n_classes=n_classes, binary=binary, base=base)
+
+
+def _add_digests(
+    table: FloatArray, sums: Sums, digests: list[StatsRow], start: int, step: int, n_bins: int
+) -> tuple[int | None, bool]:
+    """Add rollups' stored sums to their points' rows of `table`; K and binary of all the rows."""
+    n_classes, binary = sums.n_classes, sums.binary
+    if digests:
+        held = digest_rows([row[2] for row in digests], n_bins)
+        kinds = np.unique(held[:, -1])
+        if n_classes is not None:
+            kinds = np.union1d(kinds, [2.0 * n_classes + binary])
+        if kinds.size > 1:  # as merge_stats: statistics of one sum must share K and binary
+            shown = sorted((int(k) // 2, bool(k % 2)) for k in kinds)
+            raise InputError("stats", f"must all share K and binary to merge; got {shown}")
+        n_classes, binary = int(kinds[0]) // 2, bool(kinds[0] % 2)
+        groups = (np.fromiter((row[0] for row in digests), np.int64, len(digests)) - start) // step
+        np.add.at(table, groups, held[:, :-1])
+    return n_classes, binary
 
 
 @dataclass(frozen=True)
@@ -165,10 +192,14 @@ def window_summary(
     The bins are :meth:`MonitorStats.reliability`'s: ``count`` is ``Σ w``, means and 95 % Wilson
     intervals per equal-width bin (NaN where empty), of the monitor's default target.
     """
-    plain, _ = _split(store.read_stats(config.name, start, end), segment)
+    digested = (n_bins, closed, None) == DIGEST_BINNING
+    hours = store.read_hours(config.name, start, end, end - start, digests=digested)  # (as a series)
+    plain, _ = _split(store.read_stats(config.name, start, end) if hours is None else hours.rows, segment)
+    digests, _ = _split(hours.digests, segment) if hours is not None else ([], [])
     cache = SumsCache(0) if cache is None else cache
     table, sums = _table(cache, plain, start, end - start, 1, n_bins, closed)
-    metrics = sums_metrics(table, n_bins, n_classes=sums.n_classes, binary=sums.binary)
+    n_classes, binary = _add_digests(table, sums, digests, start, end - start, n_bins)
+    metrics = sums_metrics(table, n_bins, n_classes=n_classes, binary=binary)
     _, weight, conf, hits = table[0, len(SUM_COLUMNS) :].reshape(len(HIST_BLOCKS), n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence, accuracy = conf / weight, hits / weight

@@ -163,3 +163,26 @@ def shared_cache(holder: object, max_mb: float) -> SumsCache:
         cache = SumsCache(int(max_mb * 2**20))
         setattr(holder, "monitor_sums_cache", cache)  # noqa: B010 (any object with attributes)
     return cache
+
+
+#: The binning of a rollup's stored digest: the metrics route's defaults (``n_bins=15``,
+#: ``closed="right"``, the monitor's default target).
+DIGEST_BINNING: Binning = (15, "right", None)
+
+
+def rollup_digest(blob: bytes) -> bytes:
+    """A rollup's sums under `DIGEST_BINNING`, as a cached row: float64 bytes, kind column last.
+
+    The store keeps it beside the rollup's blob (:attr:`SqlStore.digest`), so a query with the
+    default binning reads ~0.6 KB per hour instead of decoding its blob (~16 KB for 1,920 rows).
+    """
+    n_bins, closed, target = DIGEST_BINNING
+    sums = group_sums([blob], np.zeros(1, np.int64), 1, n_bins=n_bins, closed=closed, target=target)
+    assert sums.n_classes is not None
+    return np.r_[sums.table[0], 2.0 * sums.n_classes + sums.binary].astype(np.float64).tobytes()
+
+
+def digest_rows(digests: Sequence[bytes], n_bins: int) -> FloatArray:
+    """The rows of `rollup_digest` bytes (kind column last), checked to have the binning's width."""
+    width = len(SUM_COLUMNS) + len(HIST_BLOCKS) * n_bins + 1
+    return np.frombuffer(b"".join(digests), np.float64).reshape(len(digests), width)

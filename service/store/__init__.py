@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from service.store.base import (
     IMMUTABLE_FIELDS,
     Fold,
+    HourRows,
     IdempotencyKey,
     JoinCounts,
     KeyReused,
@@ -39,6 +40,7 @@ __all__ = [
     "IMMUTABLE_FIELDS",
     "Compactor",
     "Fold",
+    "HourRows",
     "IdempotencyKey",
     "JoinCounts",
     "KeyReused",

@@ -20,6 +20,20 @@ StatsRow = tuple[int, str, bytes]
 LmSumsRow = tuple[int, str, tuple[Any, ...]]
 #: Merges serialised statistics into one (associative and commutative).
 Merge = Callable[[Sequence[bytes]], bytes]
+#: The app's digest of a rollup's blob, stored beside it and read instead of it (or None).
+Digest = Callable[[bytes], bytes]
+
+
+@dataclass(frozen=True)
+class HourRows:
+    """A series' rows read through hourly rollups (`MonitorStore.read_hours`), oldest first.
+
+    ``rows`` are stats rows and rollups' blobs (a rollup's ``bucket_start`` is its hour);
+    ``digests`` the rollups read as their digests instead, when asked and every one has one.
+    """
+
+    rows: list[tuple[int, str, bytes]]
+    digests: list[tuple[int, str, bytes]]
 
 
 @dataclass(frozen=True)
@@ -304,6 +318,16 @@ class MonitorStore(Protocol):
 
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
         """Stats rows with ``start <= bucket_start < end`` (of one segment, or all)."""
+        ...
+
+    def read_hours(
+        self, name: str, start: int, end: int, step: int, *, digests: bool = False
+    ) -> HourRows | None:
+        """A series' rows with each hour inside one point read as its rollup (None: no such hour)."""
+        ...
+
+    def roll_up(self, now: float) -> int:
+        """Fold unrolled stats rows into their hours' rollups; return the rows folded."""
         ...
 
     def segments(self, name: str) -> list[str]:

@@ -6,10 +6,13 @@ For each monitor, `compact`:
    twice ``label_ttl_s`` (for one TTL after expiry a late label still counts as "expired", then
    "unknown"), reservoir rows past ``reservoir_size``, idempotency keys older than
    ``idempotency_ttl_s`` or past the newest ``max_idempotency_keys``, and segments left with no rows;
-2. merges the stats rows of each (segment, bucket) that holds several into one, and rows of minute
-   buckets older than ``coarsen_after_s`` (a day) into one row per hour (``coarse_bucket_s``).
+2. folds every new stats row into the rollup of its hour (`service.store.rollups`), for monitors
+   with buckets finer than an hour;
+3. merges the stats rows of each (segment, bucket) that holds several into one, and rows of minute
+   buckets older than ``coarsen_after_s`` (a day) into one row per hour (``coarse_bucket_s``); on a
+   monitor with rollups, only rows already rolled up (so each hour's rollup stays their merge).
 
-Step 2 reads a group's rows and merges their blobs with no transaction open, then in one short
+Step 3 reads a group's rows and merges their blobs with no transaction open, then in one short
 write transaction deletes exactly the ids it read (``DELETE ... RETURNING``) and inserts the merged
 row. Rows are never updated, so if every id is still there the merge is exact; if another compactor
 (a second worker process, a replica) got there first the transaction rolls back and the group is
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from service.store import sql
 from service.store.base import MonitorConfig
+from service.store.rollups import expire_rows, roll_up_monitor, rolls_up
 
 if TYPE_CHECKING:
     from service.store.sqlstore import SqlStore
@@ -42,6 +46,8 @@ def compact(store: "SqlStore", now: float) -> int:
     merged = 0
     for config in store.list_monitors():
         _expire(store, config, now)
+        if rolls_up(store, config):  # every row rolled up first: compaction merges rolled rows only
+            roll_up_monitor(store, config, now)
         merged += _merge_buckets(store, config, now)
     return merged
 
@@ -51,8 +57,8 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
     deleted = 0
     while True:  # in chunks: a long outage or a shortened retention must not hold the lock long
         with store._transaction() as cur:
-            cur.execute(q(sql.DELETE_STATS_BEFORE), (name, int(now - config.retention_s), MAX_DELETE_ROWS))
-            deleted += (stats := cur.rowcount)
+            stats = expire_rows(store, cur, name, int(now - config.retention_s), MAX_DELETE_ROWS)
+            deleted += stats
             cur.execute(
                 q(sql.DELETE_PENDING_BEFORE_SOME), (name, name, now - 2 * config.label_ttl_s, MAX_DELETE_ROWS)
             )
@@ -97,23 +103,31 @@ def _merge_buckets(store: "SqlStore", config: MonitorConfig, now: float) -> int:
         cutoff = int(now - store.coarsen_after_s) // width * width  # an hour boundary
     else:
         cutoff = -(2**62)  # buckets already this coarse, or not on its grid: never coarsened
+    rolled = rolls_up(store, config)
     with store._reading() as cur:
-        cur.execute(store._q(sql.COMPACTION_GROUPS), (cutoff, width, width, config.name))
+        groups_sql = sql.COMPACTION_GROUPS_ROLLED if rolled else sql.COMPACTION_GROUPS
+        cur.execute(store._q(groups_sql), (cutoff, width, width, config.name))
         groups = cur.fetchall()
     merged = 0
     for segment, target, count, low, high in groups:
         for _ in range(int(count) // (MAX_GROUP_ROWS - 1) + 2):
-            done = _merge_group(store, config.name, segment, int(target), int(low), int(high))
+            done = _merge_group(store, config.name, segment, int(target), int(low), int(high), rolled)
             if done is None:
                 break
             merged += done
     return merged
 
 
-def _merge_group(store: "SqlStore", name: str, segment: str, target: int, low: int, high: int) -> int | None:
-    """Merge up to MAX_GROUP_ROWS rows of a group into one at `target`: rows merged away, or None if done."""
+def _merge_group(
+    store: "SqlStore", name: str, segment: str, target: int, low: int, high: int, rolled: bool
+) -> int | None:
+    """Merge up to MAX_GROUP_ROWS rows of a group into one at `target`: rows merged away, or None if done.
+
+    `rolled`: merge rolled rows only, into a rolled row (the hour's rollup already holds them).
+    """
     with store._reading() as cur:
-        cur.execute(store._q(sql.SELECT_GROUP), (name, segment, low, high, MAX_GROUP_ROWS))
+        select = sql.SELECT_GROUP_ROLLED if rolled else sql.SELECT_GROUP
+        cur.execute(store._q(select), (name, segment, low, high, MAX_GROUP_ROWS))
         rows = cur.fetchall()
     if not rows or (len(rows) == 1 and rows[0][1] == target):
         return None
@@ -127,12 +141,15 @@ def _merge_group(store: "SqlStore", name: str, segment: str, target: int, low: i
     try:
         with store._transaction() as cur:
             deleted = 0
-            for statement, chunk in store._ids(ids):
+            for statement, chunk in store._ids(
+                ids, sql.DELETE_ROLLED_IDS if rolled else sql.DELETE_STATS_IDS
+            ):
                 cur.execute(statement, tuple(chunk))
                 deleted += len(cur.fetchall())
             if deleted != len(ids):
                 raise _Raced
-            cur.execute(store._q(sql.INSERT_STATS), (name, target, segment, blob))
+            insert = sql.INSERT_ROLLED_STATS if rolled else sql.INSERT_STATS
+            cur.execute(store._q(insert), (name, target, segment, blob))
     except _Raced:
         return None
     return len(ids) - 1

@@ -12,6 +12,9 @@ logger = logging.getLogger(__name__)
 class Compactor:
     """A daemon thread calling ``store.compact(time.time())`` every `interval_s` until `stop`.
 
+    At start it first folds the rows written since the last run into their hourly rollups
+    (``store.roll_up``), so that series read ~one row per hour soon after a restart or an upgrade.
+
     The thread has its own database connection; compaction works in short transactions, so
     requests wait at most one of them. A locked database skips a run (logged), it does not stop
     the thread.
@@ -38,6 +41,10 @@ class Compactor:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        try:  # rows written since the last run (or before version 6) are rolled up at start-up
+            self.store.roll_up(time.time())
+        except Exception:  # (the next compaction retries)
+            logger.exception("rolling up at start-up failed")
         while not self._stop.wait(self.interval_s):
             try:
                 merged = self.store.compact(time.time())

@@ -128,6 +128,26 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        6,  # hourly rollups: the merge of a (segment, hour)'s rolled-up stats rows, kept by compaction
+        (
+            "ALTER TABLE stats ADD COLUMN rolled INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX stats_unrolled ON stats (monitor, bucket_start, segment) WHERE rolled = 0",
+            # sums: the app's digest of the blob (its sums under the default binning), read instead of
+            # it; version: a random token replaced at every change (an optimistic check without ABA)
+            """CREATE TABLE stats_hours (
+                monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
+                segment TEXT NOT NULL,
+                hour_start BIGINT NOT NULL,
+                blob {blob} NOT NULL,
+                sums {blob},
+                version BIGINT NOT NULL,
+                PRIMARY KEY (monitor, hour_start, segment)
+            )""",
+        ),
+    ),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 # Monitors
@@ -282,6 +302,73 @@ SELECT_GROUP = (
 )
 DELETE_STATS_IDS = "DELETE FROM stats WHERE id IN ({ids}) RETURNING id"
 
+# Hourly rollups (version 6). A stats row is "rolled" once its blob is merged into the rollup of its
+# (segment, hour) in `stats_hours`; the rollup always equals the merge of exactly the rolled rows of
+# its hour (`service.store.rollups`). Rows are written unrolled (the column's default).
+DELETE_MONITOR_DATA += ("DELETE FROM stats_hours WHERE monitor = ?",)
+# (segment, hour) groups holding unrolled rows. Parameters: width, width, monitor, oldest bucket kept.
+ROLLUP_GROUPS = (
+    "SELECT segment, (bucket_start / ?) * ? AS hour, count(*) FROM stats WHERE monitor = ? "
+    "AND rolled = 0 AND bucket_start >= ? GROUP BY segment, hour ORDER BY hour, segment"
+)
+SELECT_UNROLLED = (
+    "SELECT id, bucket_start, blob FROM stats WHERE monitor = ? AND rolled = 0 AND bucket_start >= ? "
+    "AND bucket_start < ? AND segment = ? ORDER BY id LIMIT ?"
+)
+SELECT_ROLLUP = "SELECT blob, version FROM stats_hours WHERE monitor = ? AND hour_start = ? AND segment = ?"
+MARK_ROLLED = "UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({ids}) RETURNING id"
+INSERT_ROLLUP = (
+    "INSERT INTO stats_hours (monitor, segment, hour_start, blob, sums, version) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (monitor, hour_start, segment) DO NOTHING"
+)
+UPDATE_ROLLUP = (
+    "UPDATE stats_hours SET blob = ?, sums = ?, version = ? "
+    "WHERE monitor = ? AND hour_start = ? AND segment = ? AND version = ?"
+)
+# Retention deletes rows with their hour and flag, so it can drop the rollups they were part of and
+# unroll the rest of those hours (read raw until rolled up again): a rollup never outlives a row.
+DELETE_STATS_BEFORE_RETURNING = (
+    "DELETE FROM stats WHERE id IN (SELECT id FROM stats WHERE monitor = ? AND bucket_start < ? LIMIT ?) "
+    "RETURNING segment, bucket_start, rolled"
+)
+DELETE_ROLLUP = "DELETE FROM stats_hours WHERE monitor = ? AND hour_start = ? AND segment = ?"
+UNROLL_HOUR = (
+    "UPDATE stats SET rolled = 0 WHERE monitor = ? AND rolled = 1 AND bucket_start >= ? "
+    "AND bucket_start < ? AND segment = ?"
+)
+# Compaction of a monitor with rollups merges rolled rows only (within an hour: its rollup holds).
+COMPACTION_GROUPS_ROLLED = (
+    "SELECT segment, target, count(*), min(bucket_start), max(bucket_start) FROM ("
+    "SELECT segment, bucket_start, CASE WHEN bucket_start < ? THEN (bucket_start / ?) * ? "
+    "ELSE bucket_start END AS target FROM stats WHERE monitor = ? AND rolled = 1) AS rows_ "
+    "GROUP BY segment, target HAVING count(*) > 1 OR min(bucket_start) <> target "
+    "ORDER BY target, segment"
+)
+SELECT_GROUP_ROLLED = (
+    "SELECT id, bucket_start, blob FROM stats WHERE monitor = ? AND segment = ? AND bucket_start >= ? "
+    "AND bucket_start <= ? AND rolled = 1 ORDER BY id LIMIT ?"
+)
+DELETE_ROLLED_IDS = "DELETE FROM stats WHERE rolled = 1 AND id IN ({ids}) RETURNING id"
+INSERT_ROLLED_STATS = (
+    "INSERT INTO stats (monitor, bucket_start, segment, blob, rolled) VALUES (?, ?, ?, ?, 1)"
+)
+# A series' rows: the rollups of the whole hours [hours_start, hours_end), the unrolled rows of those
+# hours, and every row of [start, hours_start) and [hours_end, end). One statement: one snapshot.
+# Parameters: monitor, hours_start, hours_end, monitor, hours_start, hours_end, monitor, start,
+# hours_start, monitor, hours_end, end.
+# {rollup} is `blob`, or `sums` (the digests; a NULL one means: read the blobs). The last column
+# says which rows are rollups.
+SELECT_HOURS_STATS = (
+    "SELECT hour_start AS b, segment, {rollup}, 1 FROM stats_hours WHERE monitor = ? AND hour_start >= ? "
+    "AND hour_start < ? UNION ALL "
+    "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND rolled = 0 "
+    "AND bucket_start >= ? AND bucket_start < ? UNION ALL "
+    "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND bucket_start >= ? "
+    "AND bucket_start < ? UNION ALL "
+    "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND bucket_start >= ? "
+    "AND bucket_start < ? ORDER BY b, segment"
+)
+
 
 def ddl(version: int, dialect: str) -> list[str]:
     """The statements of one schema version for `dialect` ("sqlite" or "postgresql")."""
@@ -303,3 +390,32 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Consecutive slices of at most `size` items (bounds the parameters of one statement)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def select_whole_hours_stats(start: int, step: int, width: int, rollup: str = "blob") -> str:
+    """`SELECT_HOURS_STATS` for points off the hours' grid.
+
+    An hour in [hours_start, hours_end) is read from its rollup only when it lies inside one point,
+    ``(h - start) // step == (h + width - 1 - start) // step`` (`start`, `step` and `width` are
+    written into the statement as integers).
+
+    Parameters: monitor, hours_start, hours_end, monitor, hours_start, hours_end, monitor, start, end,
+    hours_start, hours_end.
+    """
+    start, step, width = int(start), int(step), int(width)
+    if rollup not in ("blob", "sums"):
+        raise ValueError(f"`rollup` must be blob or sums; got {rollup!r}")
+
+    def whole(h: str) -> str:
+        return f"(({h} - {start}) / {step} = ({h} + {width - 1} - {start}) / {step})"
+
+    hour = f"((bucket_start / {width}) * {width})"
+    return (
+        f"SELECT hour_start AS b, segment, {rollup}, 1 FROM stats_hours WHERE monitor = ? "
+        f"AND hour_start >= ? AND hour_start < ? AND {whole('hour_start')} UNION ALL "
+        "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND rolled = 0 "
+        f"AND bucket_start >= ? AND bucket_start < ? AND {whole(hour)} UNION ALL "
+        "SELECT bucket_start AS b, segment, blob, 0 FROM stats WHERE monitor = ? AND bucket_start >= ? "
+        f"AND bucket_start < ? AND NOT (bucket_start >= ? AND bucket_start < ? AND {whole(hour)}) "
+        "ORDER BY b, segment"
+    )

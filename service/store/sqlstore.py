@@ -18,7 +18,9 @@ from service.core.cancel import Cancelled, current_deadline
 from service.store import sql
 from service.store.base import (
     IMMUTABLE_FIELDS,
+    Digest,
     Fold,
+    HourRows,
     IdempotencyKey,
     JoinCounts,
     KeyReused,
@@ -37,6 +39,7 @@ from service.store.base import (
     StoreUnavailable,
 )
 from service.store.compaction import compact
+from service.store.rollups import roll_up
 
 T = TypeVar("T")
 
@@ -114,6 +117,9 @@ class SqlStore:
         coarse_bucket_s: int = 3600,
     ) -> None:
         self.merge = merge
+        #: The app's digest of a rollup's blob (`read_hours(digests=True)` reads it instead); set by
+        #: the app after opening the store, None: rollups are stored without one.
+        self.digest: Digest | None = None
         self.limits = limits
         self.coarsen_after_s = coarsen_after_s
         self.coarse_bucket_s = coarse_bucket_s
@@ -370,6 +376,49 @@ class SqlStore:
         """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""
         return compact(self, now)
 
+    def roll_up(self, now: float) -> int:
+        """Fold unrolled stats rows into their hours' rollups (`service.store.rollups`); rows folded."""
+        return roll_up(self, now)
+
+    def read_hours(
+        self, name: str, start: int, end: int, step: int, *, digests: bool = False
+    ) -> HourRows | None:
+        """The rows of a series' window, with each hour that lies inside one point read as its rollup.
+
+        Returns the rows, oldest first (a rollup's ``bucket_start`` is its hour), or None when the
+        window holds no whole hour or `step` is shorter than one (read `read_stats` then). Point by
+        point of ``[start + i·step, start + (i + 1)·step)`` they merge to what `read_stats` gives.
+        `digests`: the rollups as their stored digests (`digest`), unless one has none (then
+        their blobs, read again in one statement).
+        """
+        width = self.coarse_bucket_s
+        first, last = -(-start // width) * width, end // width * width
+        if start < 0 or step < width or first >= last:
+            return None
+        aligned = start % width == 0 and step % width == 0
+        params: tuple[Any, ...] = (name, first, last, name, first, last, name)
+        if aligned:
+            params += (start, first, name, last, end)
+        else:
+            params += (start, end, first, last)
+        rows: list[Any] = []
+        for rollup in ("sums", "blob") if digests else ("blob",):
+            if aligned:
+                statement = sql.SELECT_HOURS_STATS.format(rollup=rollup)
+            else:
+                statement = sql.select_whole_hours_stats(start, step, width, rollup)
+            with self._reading() as cur:
+                self._require(cur, name)
+                cur.execute(self._q(statement), params)
+                rows = cur.fetchall()
+            if rollup == "blob" or all(row[2] is not None for row in rows):
+                break
+        hours = HourRows([], [])
+        for b, s, data, is_rollup in rows:
+            kept = hours.digests if is_rollup and rollup == "sums" else hours.rows
+            kept.append((int(b), s, bytes(data)))
+        return hours
+
     # Reads
     def read_stats(self, name: str, start: int, end: int, segment: str | None = None) -> list[StatsRow]:
         """Stats rows with ``start <= bucket_start < end`` (of one segment, or all), oldest first."""
@@ -529,7 +578,9 @@ class SqlStore:
             cur.execute(self._q(sql.ADD_RESERVOIR), (-cur.rowcount, name))
             cur.fetchall()
 
-    def _ids(self, ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+    def _ids(
+        self, ids: Sequence[int], statement: str = sql.DELETE_STATS_IDS
+    ) -> Iterator[tuple[str, Sequence[int]]]:
         """``DELETE ... WHERE id IN (...)`` statements with their ids, in chunks."""
         for chunk in sql.chunks(ids, self.max_params):
-            yield self._q(sql.DELETE_STATS_IDS.format(ids=sql.placeholders(len(chunk)))), chunk
+            yield self._q(statement.format(ids=sql.placeholders(len(chunk)))), chunk
