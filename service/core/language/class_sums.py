@@ -219,7 +219,7 @@ def class_report(sums: ClassSums, target: Target, *, brier_factor: float, reliab
         if reliability:
             empty = np.empty((sums.lower.shape[0], 0))
             edges = Pairs(empty, empty, empty.astype(np.int64), sums.lower.shape[1], sums.lower, sums.upper)
-            bins = reliability_bins(edges, sums.binned, means, conv.level, True)
+            bins = reliability_bins(edges, sums.binned, means, conv.level, True, False)
     if sums.brier is not None:
         terms = murphy_terms(sums.brier, brier_factor)
         scalars.update(
