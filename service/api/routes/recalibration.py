@@ -37,6 +37,7 @@ from service.core._typing import FloatArray
 from service.core.maps.score_isotonic import check_scores
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
+from .temperature_sequences import sequence_fit_fields, sequence_values
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
 
@@ -49,6 +50,8 @@ MISSING_EXTRA_RESPONSE = {
 
 
 ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight")
+#: The fits' array fields: B×T×K sequence inputs add a B×T `mask`.
+FIT_FIELDS = (*ARRAY_FIELDS, "mask")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -63,9 +66,9 @@ TEMPERATURE_PEER = (
     "/temperature",
     response_model=TemperatureResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
-    openapi_extra=request_body(TemperatureBody, ARRAY_FIELDS),
+    openapi_extra=request_body(TemperatureBody, FIT_FIELDS),
 )
-@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
+@scoring(inline_bytes=0, roles=FIT_FIELDS)
 def fit_temperature(body: Body) -> Response:
     """Fit the temperature T minimising the mean NLL of softmax(logits / T) (binary: σ(z / T)).
 
@@ -74,13 +77,18 @@ def fit_temperature(body: Body) -> Response:
     until the Newton step is below `rtol`·β. Probabilities are fitted as logits
     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
+    B×T×K token logits with B×T `labels` (and `mask`, `ignore_index`) fit one T over every
+    scored token, streamed a block of rows at a time; the answer echoes the shape and token counts.
     """
     return temperature_answer(body).response()
 
 
 def temperature_answer(body: Body) -> Answer:
     """The temperature fit of `body`, with the recalibrated probabilities when asked."""
-    options = body.options(TemperatureOptions, ARRAY_FIELDS)
+    options = body.options(TemperatureOptions, FIT_FIELDS)
+    sequences = sequence_values(body)
+    if sequences is not None:  # B×T×K token logits
+        return Answer(TemperatureResult(**sequence_fit_fields(body, options, *sequences)))
     prediction, scores, truth, n_ignored = read_fit(body, options)
     weights = truth.sample_weight
     fit = core.fit_temperature(
@@ -118,9 +126,9 @@ def temperature_answer(body: Body) -> Answer:
     "/recalibrate",
     response_model=RecalibrateResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
-    openapi_extra=request_body(RecalibrateBody, ARRAY_FIELDS),
+    openapi_extra=request_body(RecalibrateBody, FIT_FIELDS),
 )
-@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
+@scoring(inline_bytes=0, roles=FIT_FIELDS)
 def fit_recalibration(body: Body) -> Response:
     """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
 
@@ -140,14 +148,20 @@ def fit_recalibration(body: Body) -> Response:
     K > 2 with rows renormalised; with raw `scores` (decision_function outputs)
     isotonic and sigmoid map the scores themselves, as sklearn's CalibratedClassifierCV.
     `/v1/apply` with the returned `parameters`
-    reproduces `after` exactly.
+    reproduces `after` exactly. B×T×K token logits (B×T `labels`, `mask`, `ignore_index`)
+    take method temperature only: one T over every scored token, as /v1/temperature.
     """
     return recalibrate_answer(body).response()
 
 
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
-    options = body.options(RecalibrateOptions, ARRAY_FIELDS)
+    options = body.options(RecalibrateOptions, FIT_FIELDS)
+    sequences = sequence_values(body) if body.fields.get("scores") is None else None
+    if sequences is not None:  # B×T×K token logits
+        fields = sequence_fit_fields(body, options, *sequences)
+        del fields["temperature"], fields["gradient"]  # in `parameters`; the answer has no gradient
+        return Answer(RecalibrateResult(method=options.method, message=fields.pop("reason"), **fields))
     prediction, scores, truth, n_ignored = read_fit(body, options, method=options.method)
     check_form(options.method, scores, prediction.field)
     on_scores = prediction.field == "scores" and options.method == "isotonic"  # maps in score space
@@ -277,6 +291,8 @@ def read_fit(
     body: Body, options: FitOptions, *, method: str = "temperature"
 ) -> tuple[Prediction, FloatArray, Truth, int]:
     """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
+    if body.fields.get("mask") is not None:
+        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
     prediction, scores = read_scores(body, options, method=method)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     if body.fields.get("sample_weight") is not None:

@@ -1,0 +1,137 @@
+"""``POST /v1/temperature`` and ``/v1/recalibrate`` with B×T×K token logits: one T over every scored token.
+
+The fit is :func:`service.core.fit_sequence_temperature`: the N×K temperature fit of the scored
+positions (inside `mask`, label not `ignore_index`), streamed a block of rows at a time, never
+a second B×T×K array. Its answer is the N×K answer on those rows, plus the sequence shape and
+token counts. Only temperature scaling is offered: the other maps have K-sized parameter sets
+(vector: 2K, matrix: K² + K) or act per class (isotonic, histogram, Platt, beta), which at a
+vocabulary's K is not a token-level recalibration anyone fits.
+"""
+
+from typing import Any
+
+import numpy as np
+
+from service import core
+from service.api.formats.inputs import Body
+from service.api.schemas.recalibration import (
+    FitOptions,
+    Metrics,
+    RecalibrateOptions,
+    RecalibrationConvention,
+    SequenceFit,
+    TemperatureOptions,
+    TemperatureParameters,
+)
+
+from . import log_base, unit_of
+
+SEQUENCE_PEER = (
+    "torch.nn.functional.cross_entropy(logits.transpose(1, 2) / T, labels, ignore_index=…) minimised "
+    "over T (scipy.optimize.minimize_scalar); equals the N×K fit on the scored rows"
+)
+#: Array fields of the N×K fits that have no token-level form.
+_NOT_FOR_SEQUENCES = ("targets", "sample_weight", "scores")
+#: Options of the N×K fits that have no token-level form.
+_OPTIONS_NOT_FOR_SEQUENCES = ("validation", "classes", "pos_label")
+
+
+def sequence_values(body: Body) -> tuple[str, np.ndarray] | None:
+    """(field, B×T×K values) when the predictions sent are token sequences, else None."""
+    sent = [name for name in ("logits", "probs") if body.fields.get(name) is not None]
+    if len(sent) != 1:
+        return None  # none or both: the N×K reader says which
+    values = body.array(sent[0], bfloat16=True)
+    return (sent[0], values) if values.ndim == 3 else None
+
+
+def sequence_fit_fields(
+    body: Body, options: TemperatureOptions | RecalibrateOptions, name: str, values: np.ndarray
+) -> dict[str, Any]:
+    """The fields of a temperature or recalibrate answer: the fit of B×T `labels` under B×T×K `values`."""
+    _refuse(body, options, name)
+    mask = body.array("mask") if body.fields.get("mask") is not None else None
+    found = core.fit_sequence_temperature(
+        body.array("labels"),
+        values,
+        mask=mask,
+        ignore_index=options.ignore_index,
+        bfloat16=name in body.reader.bfloat16,
+        rtol=options.rtol,
+        max_iter=options.max_iter,
+        field=name,
+    )
+    fit, tokens = found.fit, found.tokens
+    n = int(tokens.sum())
+    return {
+        "parameters": TemperatureParameters(temperature=fit.temperature),
+        "temperature": fit.temperature,
+        "converged": fit.converged,
+        "reason": fit.reason,
+        "iterations": fit.iterations,
+        "gradient": fit.gradient,
+        "n": n,
+        "n_ignored": int(found.scored.size - n),
+        "before": _metrics(found.before, options.base),
+        "after": _metrics(found.after, options.base),
+        "sequences": SequenceFit(
+            shape=list(values.shape),
+            n_sequences=int(values.shape[0]),
+            tokens=tokens.tolist(),
+            n_ignored=int(found.scored.size - n),
+        ),
+        "convention": _convention(options, values),
+    }
+
+
+def _metrics(metrics: core.FitMetrics, base: Any) -> Metrics:
+    """The scores of the scored tokens, NLL in the unit of `base`."""
+    nll = metrics.nll / np.log(log_base(base))
+    return Metrics(nll=nll, ece=metrics.ece, brier=metrics.brier, accuracy=metrics.accuracy)
+
+
+def _refuse(body: Body, options: FitOptions, name: str) -> None:
+    """What a token-level temperature fit cannot take: a 422 naming it."""
+    if name != "logits":
+        raise core.InputError(
+            name, "B×T×K sequence fits take `logits` (a temperature divides logits); got probabilities"
+        )
+    method = getattr(options, "method", "temperature")
+    if method != "temperature":
+        raise core.InputError(
+            "method",
+            f'"{method}" is not available for B×T×K sequence inputs: only "temperature" (one T over '
+            "every scored token) fits token logits",
+        )
+    for field in _NOT_FOR_SEQUENCES:
+        if body.fields.get(field) is not None:
+            raise core.InputError(field, "is not supported with B×T×K sequence inputs; send B×T `labels`")
+    for field in _OPTIONS_NOT_FOR_SEQUENCES:
+        if getattr(options, field) is not None:
+            raise core.InputError(field, "is not supported with B×T×K sequence inputs")
+    if options.return_probs:
+        raise core.InputError(
+            "return_probs",
+            "is not supported with B×T×K sequence inputs: the probabilities would be a second B×T×K "
+            "tensor; apply softmax(logits / T) where the logits are",
+        )
+    if body.fields.get("labels") is None:
+        raise core.InputError("labels", "are required (B×T token ids) with B×T×K sequence inputs")
+
+
+def _convention(options: FitOptions, values: np.ndarray) -> RecalibrationConvention:
+    return RecalibrationConvention(
+        input="logits",
+        form="sequence",
+        truth="labels",
+        dtype="float64" if values.dtype == np.float64 else "float32",
+        base=options.base,
+        unit=unit_of(options.base),
+        eps=0.0,
+        n_clipped=0,
+        tolerance=0.0,
+        n_normalized=0,
+        ece_bins=core.ECE_BINS,
+        ignore_index=options.ignore_index,
+        matches=SEQUENCE_PEER,
+    )
