@@ -6,7 +6,6 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, WithJsonSchema
 
 from .common import (
     OPTIONS_CONFIG,
-    Tensor,
     RESULT_CONFIG,
     Base,
     ClassVocabulary,
@@ -14,6 +13,7 @@ from .common import (
     IntArrayField,
     JsonFloat,
     ProbabilityOptions,
+    Tensor,
 )
 
 Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
@@ -374,7 +374,9 @@ class SequenceFit(BaseModel):
 
     shape: list[int] = Field(description="[B, T, K] as sent.")
     n_sequences: int = Field(description="B.")
-    tokens: list[int] = Field(description="Scored positions per sequence (inside `mask`, not `ignore_index`).")
+    tokens: list[int] = Field(
+        description="Scored positions per sequence (inside `mask`, not `ignore_index`)."
+    )
     n_ignored: int = Field(description="Positions left out by `mask` or `ignore_index`.")
 
 
@@ -405,7 +407,9 @@ class TemperatureResult(BaseModel):
         default=None, description="Recalibrated probabilities (return_probs: true)."
     )
     validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
-    sequences: SequenceFit | None = Field(default=None, description="B×T×K inputs: the shape and token counts.")
+    sequences: SequenceFit | None = Field(
+        default=None, description="B×T×K inputs: the shape and token counts."
+    )
     convention: RecalibrationConvention
 
 
@@ -427,7 +431,9 @@ class RecalibrateResult(BaseModel):
         default=None, description="Recalibrated probabilities (return_probs: true)."
     )
     validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
-    sequences: SequenceFit | None = Field(default=None, description="B×T×K inputs: the shape and token counts.")
+    sequences: SequenceFit | None = Field(
+        default=None, description="B×T×K inputs: the shape and token counts."
+    )
     convention: RecalibrationConvention
 
 
