@@ -37,7 +37,11 @@ from .language.logprob_metrics import LogprobScores, score_logprobs, top1_calibr
 from .language.logprobs import ParsedLogprobs, parse_logprobs
 from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .language.perplexity_series import PerplexitySeries
-from .language.sequence_temperature import SequenceTemperatureFit, fit_sequence_temperature
+from .language.sequence_temperature import (
+    SequenceTemperatureFit,
+    fit_sequence_temperature,
+    sequence_temperature_metrics,
+)
 from .language.sequences import TokenScores, token_scores
 from .maps.fit_metrics import ECE_BINS, FitMetrics, fit_metrics
 from .maps.splits import fold_splits, holdout_split
@@ -103,6 +107,7 @@ __all__ = [
     "entropy",
     "fit_metrics",
     "fit_sequence_temperature",
+    "sequence_temperature_metrics",
     "fold_splits",
     "holdout_split",
     "fit_temperature",

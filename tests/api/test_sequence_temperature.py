@@ -132,7 +132,7 @@ def test_sequence_fit_from_npz_and_v2(client, rng):
 def test_recalibrate_other_methods_on_sequences_are_422_naming_the_method(client, rng, method):
     z, y, mask = _batch(rng)
     response = client.post("/v1/recalibrate", json=_json(z, y, mask, method=method))
-    assert_problem(response, 422, "#/method", f'"{method}" is not available for B×T×K sequence inputs')
+    assert_problem(response, 422, "#/method", f'"{method}" is not supported with B×T×K sequence inputs')
 
 
 @pytest.mark.parametrize(
@@ -156,9 +156,48 @@ def test_sequence_probabilities_and_mask_on_rows_are_422(client, rng):
     z, y, mask = _batch(rng)
     probs = torch.softmax(torch.from_numpy(z), -1).numpy()
     response = client.post(URL, json={"probs": probs.tolist(), "labels": y.tolist(), "ignore_index": -100})
-    assert_problem(response, 422, "#/probs", "sequence fits take `logits`")
+    assert_problem(response, 422, "#/probs", "a temperature divides logits; send `logits`")
     flat = {"logits": [[0.0, 1.0]], "labels": [1], "mask": [[1]]}
     assert_problem(client.post(URL, json=flat), 422, "#/mask", "applies to B×T×K sequence inputs only")
     assert_problem(
         client.post("/v1/recalibrate", json={**flat, "method": "vector"}), 422, "#/mask", "B×T×K sequence"
     )
+
+
+def test_apply_a_fitted_temperature_reproduces_the_fit_after_metrics(client, rng):
+    z, y, mask = _batch(rng, k=70)
+    fit = client.post(URL, json=_json(z, y, mask)).json()
+    applied = client.post("/v1/apply", json=_json(z, y, mask, parameters=fit["parameters"]))
+    assert applied.status_code == 200, applied.text
+    got = applied.json()
+    assert got["metrics"] == fit["after"] and got["probs"] is None
+    assert got["sequences"] == fit["sequences"] and got["n"] == fit["n"] == 53
+    bare = client.post("/v1/apply", json=_json(z, y, mask, temperature=0.5)).json()
+    zf, yf = _flat(z, y, mask)
+    flat = client.post("/v1/apply", json={"logits": zf.tolist(), "labels": yf.tolist(), "temperature": 0.5})
+    for name, value in flat.json()["metrics"].items():
+        assert bare["metrics"][name] == pytest.approx(value, rel=1e-12, abs=1e-15), name
+    nats = F.cross_entropy(
+        torch.from_numpy(z).transpose(1, 2) / 0.5, torch.from_numpy(np.where(mask == 1, y, -100))
+    )
+    assert bare["metrics"]["nll"] == pytest.approx(nats.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("extra", "pointer", "match"),
+    [
+        ({"labels": None}, "#/labels", "they score softmax"),
+        ({"binary_data_output": True}, "#/binary_data_output", "second B×T×K tensor"),
+        ({"parameters": {"method": "vector", "scale": [1.0] * 11, "bias": [0.0] * 11}, "temperature": None},
+         "#/parameters/method", '"vector" is not supported with B×T×K'),
+    ],
+)  # fmt: skip
+def test_apply_on_sequences_refusals_name_the_field(client, rng, extra, pointer, match):
+    z, y, mask = _batch(rng)
+    body = {k: v for k, v in {**_json(z, y, mask, temperature=2.0), **extra}.items() if v is not None}
+    assert_problem(client.post("/v1/apply", json=body), 422, pointer, match)
+
+
+def test_apply_ignore_index_on_rows_is_422(client):
+    body = {"logits": [[0.0, 1.0]], "labels": [1], "temperature": 2.0, "ignore_index": -100}
+    assert_problem(client.post("/v1/apply", json=body), 422, "#/ignore_index", "B×T×K sequence inputs only")

@@ -37,7 +37,7 @@ from service.core._typing import FloatArray
 from service.core.maps.score_isotonic import check_scores
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
-from .temperature_sequences import sequence_fit_fields, sequence_values
+from .temperature_sequences import sequence_apply_fields, sequence_fit_fields, sequence_values
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
 
@@ -49,9 +49,8 @@ MISSING_EXTRA_RESPONSE = {
 }
 
 
-ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight")
-#: The fits' array fields: B×T×K sequence inputs add a B×T `mask`.
-FIT_FIELDS = (*ARRAY_FIELDS, "mask")
+#: Array fields; B×T×K sequence inputs add a B×T `mask`.
+ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight", "mask")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -66,9 +65,9 @@ TEMPERATURE_PEER = (
     "/temperature",
     response_model=TemperatureResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
-    openapi_extra=request_body(TemperatureBody, FIT_FIELDS),
+    openapi_extra=request_body(TemperatureBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=0, roles=FIT_FIELDS)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_temperature(body: Body) -> Response:
     """Fit the temperature T minimising the mean NLL of softmax(logits / T) (binary: σ(z / T)).
 
@@ -85,7 +84,7 @@ def fit_temperature(body: Body) -> Response:
 
 def temperature_answer(body: Body) -> Answer:
     """The temperature fit of `body`, with the recalibrated probabilities when asked."""
-    options = body.options(TemperatureOptions, FIT_FIELDS)
+    options = body.options(TemperatureOptions, ARRAY_FIELDS)
     sequences = sequence_values(body)
     if sequences is not None:  # B×T×K token logits
         return Answer(TemperatureResult(**sequence_fit_fields(body, options, *sequences)))
@@ -126,9 +125,9 @@ def temperature_answer(body: Body) -> Answer:
     "/recalibrate",
     response_model=RecalibrateResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES, 501: MISSING_EXTRA_RESPONSE},
-    openapi_extra=request_body(RecalibrateBody, FIT_FIELDS),
+    openapi_extra=request_body(RecalibrateBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=0, roles=FIT_FIELDS)
+@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
 def fit_recalibration(body: Body) -> Response:
     """Fit a recalibration map (`method`) and return its parameters as plain JSON, with before/after metrics.
 
@@ -156,7 +155,7 @@ def fit_recalibration(body: Body) -> Response:
 
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
-    options = body.options(RecalibrateOptions, FIT_FIELDS)
+    options = body.options(RecalibrateOptions, ARRAY_FIELDS)
     sequences = sequence_values(body) if body.fields.get("scores") is None else None
     if sequences is not None:  # B×T×K token logits
         fields = sequence_fit_fields(body, options, *sequences)
@@ -219,7 +218,9 @@ def apply_recalibration(body: Body) -> Response:
 
     Send `parameters` (the object from a fit) or a bare `temperature`. Send
     `labels` or `targets` too to have the output scored: on the fitting batch this
-    reproduces the fit's "after" metrics exactly.
+    reproduces the fit's "after" metrics exactly. B×T×K token logits take a temperature
+    and B×T `labels` (`mask`, `ignore_index`): the answer scores softmax(logits / T) over
+    the scored tokens a block at a time, without returning (or building) the B×T×K `probs`.
     """
     return apply_answer(body).response()
 
@@ -228,6 +229,11 @@ def apply_answer(body: Body) -> Answer:
     """The recalibrated probabilities of `body`, scored when the truth was sent."""
     options = body.options(ApplyOptions, ARRAY_FIELDS)
     parameters = _pick_parameters(options)
+    sequences = sequence_values(body) if body.fields.get("scores") is None else None
+    if sequences is not None:  # B×T×K token logits: scored, never a second B×T×K tensor
+        return Answer(ApplyResult(**sequence_apply_fields(body, options, parameters, *sequences)))
+    if options.ignore_index is not None:
+        raise core.InputError("ignore_index", "applies to B×T×K sequence inputs only on /v1/apply")
     prediction, scores = read_scores(body, options, method=parameters.method)
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
@@ -291,8 +297,6 @@ def read_fit(
     body: Body, options: FitOptions, *, method: str = "temperature"
 ) -> tuple[Prediction, FloatArray, Truth, int]:
     """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
-    if body.fields.get("mask") is not None:
-        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
     prediction, scores = read_scores(body, options, method=method)
     truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
     if body.fields.get("sample_weight") is not None:
@@ -325,6 +329,8 @@ def read_scores(
     nothing to an extra rounding. Raw `scores` (method isotonic) are returned as sent,
     with their softmax/sigmoid as the "before" distribution.
     """
+    if body.fields.get("mask") is not None:
+        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
     if body.fields.get("scores") is not None:
         return _raw_scores(body, options, method)
     name = body.pick("logits", "probs")

@@ -15,8 +15,10 @@ import numpy as np
 from service import core
 from service.api.formats.inputs import Body
 from service.api.schemas.recalibration import (
+    ApplyOptions,
     FitOptions,
     Metrics,
+    Parameters,
     RecalibrateOptions,
     RecalibrationConvention,
     SequenceFit,
@@ -49,20 +51,19 @@ def sequence_fit_fields(
     body: Body, options: TemperatureOptions | RecalibrateOptions, name: str, values: np.ndarray
 ) -> dict[str, Any]:
     """The fields of a temperature or recalibrate answer: the fit of B×T `labels` under B×T×K `values`."""
-    _refuse(body, options, name)
-    mask = body.array("mask") if body.fields.get("mask") is not None else None
+    _refuse(body, options, name, getattr(options, "method", "temperature"))
     found = core.fit_sequence_temperature(
         body.array("labels"),
         values,
-        mask=mask,
+        mask=_mask(body),
         ignore_index=options.ignore_index,
         bfloat16=name in body.reader.bfloat16,
         rtol=options.rtol,
         max_iter=options.max_iter,
         field=name,
     )
-    fit, tokens = found.fit, found.tokens
-    n = int(tokens.sum())
+    fit = found.fit
+    n = int(found.tokens.sum())
     return {
         "parameters": TemperatureParameters(temperature=fit.temperature),
         "temperature": fit.temperature,
@@ -74,14 +75,48 @@ def sequence_fit_fields(
         "n_ignored": int(found.scored.size - n),
         "before": _metrics(found.before, options.base),
         "after": _metrics(found.after, options.base),
-        "sequences": SequenceFit(
-            shape=list(values.shape),
-            n_sequences=int(values.shape[0]),
-            tokens=tokens.tolist(),
-            n_ignored=int(found.scored.size - n),
-        ),
+        "sequences": _echo(values, found.scored),
         "convention": _convention(options, values),
     }
+
+
+def sequence_apply_fields(
+    body: Body, options: ApplyOptions, parameters: Parameters, name: str, values: np.ndarray
+) -> dict[str, Any]:
+    """The fields of an apply answer: `parameters` (a temperature) scored on B×T×K `values`."""
+    _refuse(body, options, name, parameters.method)
+    assert isinstance(parameters, TemperatureParameters)
+    found, scored = core.sequence_temperature_metrics(
+        body.array("labels"),
+        values,
+        parameters.temperature,
+        mask=_mask(body),
+        ignore_index=options.ignore_index,
+        bfloat16=name in body.reader.bfloat16,
+        field=name,
+    )
+    n = int(np.count_nonzero(scored))
+    return {
+        "n": n,
+        "method": "temperature",
+        "metrics": _metrics(found, options.base),
+        "sequences": _echo(values, scored),
+        "convention": _convention(options, values),
+    }
+
+
+def _mask(body: Body) -> np.ndarray | None:
+    return body.array("mask") if body.fields.get("mask") is not None else None
+
+
+def _echo(values: np.ndarray, scored: np.ndarray) -> SequenceFit:
+    tokens = np.count_nonzero(scored, axis=1)
+    return SequenceFit(
+        shape=list(values.shape),
+        n_sequences=int(values.shape[0]),
+        tokens=tokens.tolist(),
+        n_ignored=int(scored.size - tokens.sum()),
+    )
 
 
 def _metrics(metrics: core.FitMetrics, base: Any) -> Metrics:
@@ -90,36 +125,41 @@ def _metrics(metrics: core.FitMetrics, base: Any) -> Metrics:
     return Metrics(nll=nll, ece=metrics.ece, brier=metrics.brier, accuracy=metrics.accuracy)
 
 
-def _refuse(body: Body, options: FitOptions, name: str) -> None:
-    """What a token-level temperature fit cannot take: a 422 naming it."""
+def _refuse(body: Body, options: FitOptions | ApplyOptions, name: str, method: str) -> None:
+    """What a token-level temperature cannot take: a 422 naming it."""
     if name != "logits":
         raise core.InputError(
-            name, "B×T×K sequence fits take `logits` (a temperature divides logits); got probabilities"
+            name, "is not supported with B×T×K sequence inputs: a temperature divides logits; send `logits`"
         )
-    method = getattr(options, "method", "temperature")
     if method != "temperature":
+        field = "method" if isinstance(options, FitOptions) else "parameters.method"
         raise core.InputError(
-            "method",
-            f'"{method}" is not available for B×T×K sequence inputs: only "temperature" (one T over '
-            "every scored token) fits token logits",
+            field,
+            f'"{method}" is not supported with B×T×K sequence inputs: only "temperature" (one T over '
+            "every scored token) maps token logits",
         )
     for field in _NOT_FOR_SEQUENCES:
         if body.fields.get(field) is not None:
             raise core.InputError(field, "is not supported with B×T×K sequence inputs; send B×T `labels`")
     for field in _OPTIONS_NOT_FOR_SEQUENCES:
-        if getattr(options, field) is not None:
+        if getattr(options, field, None) is not None:
             raise core.InputError(field, "is not supported with B×T×K sequence inputs")
-    if options.return_probs:
+    probs = "binary_data_output" if isinstance(options, ApplyOptions) else "return_probs"
+    if getattr(options, probs):
         raise core.InputError(
-            "return_probs",
+            probs,
             "is not supported with B×T×K sequence inputs: the probabilities would be a second B×T×K "
             "tensor; apply softmax(logits / T) where the logits are",
         )
     if body.fields.get("labels") is None:
-        raise core.InputError("labels", "are required (B×T token ids) with B×T×K sequence inputs")
+        raise core.InputError(
+            "labels",
+            "are required (B×T token ids) with B×T×K sequence inputs"
+            + ("" if isinstance(options, FitOptions) else ": they score softmax(logits / T) token by token"),
+        )
 
 
-def _convention(options: FitOptions, values: np.ndarray) -> RecalibrationConvention:
+def _convention(options: FitOptions | ApplyOptions, values: np.ndarray) -> RecalibrationConvention:
     return RecalibrationConvention(
         input="logits",
         form="sequence",

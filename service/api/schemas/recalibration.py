@@ -453,6 +453,11 @@ class ApplyOptions(ProbabilityOptions, ClassVocabulary):
         "application/octet-stream: the JSON result with `probs` null and the tensor described in "
         "`outputs`, then its bytes) instead of a JSON list.",
     )
+    ignore_index: int | None = Field(
+        default=None,
+        description="B×T×K sequence inputs only: the label value of positions left out of the metrics "
+        "(PyTorch uses -100).",
+    )
 
 
 class ApplyBody(ApplyOptions):
@@ -464,6 +469,7 @@ class ApplyBody(ApplyOptions):
     labels: IntArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["labels"] + " Scores the output."
     )
+    mask: list[list[int]] | Tensor | None = Field(default=None, description=_PREDICTIONS["mask"])
     targets: FloatArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["targets"] + " Scores the output."
     )
@@ -486,6 +492,11 @@ class ApplyResult(BaseModel):
     )
     metrics: Metrics | None = Field(
         default=None, description="Scores of `probs` when `labels` or `targets` were sent."
+    )
+    sequences: SequenceFit | None = Field(
+        default=None,
+        description="B×T×K logits (with B×T `labels`, required): the shape and token counts; `probs` is "
+        "null (a second B×T×K tensor) and `metrics` scores softmax(logits / T) over the scored tokens.",
     )
     convention: RecalibrationConvention | None = Field(
         default=None, description="Conventions of `metrics` (when scored)."

@@ -115,7 +115,51 @@ def fit_sequence_temperature(
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
     problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, bfloat16, field)
     fit = fit_problem(problem, problem.widened, k, rtol=rtol, max_iter=max_iter)
-    return SequenceTemperatureFit(fit, scored, problem.metrics(1.0), problem.metrics(fit.beta))
+    after = problem.metrics(_beta(fit.temperature))  # as /v1/apply computes it from T
+    return SequenceTemperatureFit(fit, scored, problem.metrics(1.0), after)
+
+
+def sequence_temperature_metrics(
+    labels: ArrayLike,
+    logits: ArrayLike,
+    temperature: float,
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    bfloat16: bool = False,
+    field: str = "logits",
+) -> tuple[FitMetrics, BoolArray]:
+    """NLL, top-label ECE, Brier and accuracy of ``softmax(logits / T)`` over the scored tokens.
+
+    The metrics of :func:`~service.core.fit_metrics` on the scored rows of the recalibrated
+    B×T×K tensor, computed a block at a time without it (two passes over `logits`). Parameters
+    as :func:`fit_sequence_temperature`; ``T = 0`` is the arg-max limit, ``T = ∞`` uniform.
+    Returns the metrics and the (B, T) positions scored. At the T a fit returned, they are
+    its ``after`` exactly.
+
+    Examples
+    --------
+    >>> m, scored = sequence_temperature_metrics([[0, 1]], np.log([[[0.8, 0.2], [0.4, 0.6]]]), 1.0)
+    >>> round(m.nll, 6), round(m.brier, 6), m.accuracy
+    (0.366985, 0.1, 1.0)
+    """
+    if not temperature >= 0:
+        raise InputError("temperature", f"must be ≥ 0 (or Infinity); got {temperature}")
+    z = _check_values(logits, field, bfloat16=bfloat16)
+    b, t, k = z.shape
+    y = _check_labels(labels, (b, t))
+    scored = _scored(y, mask, ignore_index, (b, t))
+    _check_scored_labels(y, scored, k)
+    if not scored.any():
+        raise InputError("labels", "must leave at least one position scored (mask and ignore_index)")
+    work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
+    problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, bfloat16, field)
+    return problem.metrics(_beta(temperature)), scored
+
+
+def _beta(temperature: float) -> float:
+    """``1 / T``, with 1 / 0 = ∞."""
+    return np.inf if temperature == 0 else 1 / temperature
 
 
 class _Streamed:
