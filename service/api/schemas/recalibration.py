@@ -408,7 +408,9 @@ class TemperatureResult(BaseModel):
     )
     validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
     sequences: SequenceFit | None = Field(
-        default=None, description="B×T×K inputs: the shape and token counts."
+        default=None,
+        exclude_if=lambda value: value is None,  # present only for B×T×K inputs
+        description="B×T×K inputs only: the shape and token counts.",
     )
     convention: RecalibrationConvention
 
@@ -432,7 +434,9 @@ class RecalibrateResult(BaseModel):
     )
     validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
     sequences: SequenceFit | None = Field(
-        default=None, description="B×T×K inputs: the shape and token counts."
+        default=None,
+        exclude_if=lambda value: value is None,  # present only for B×T×K inputs
+        description="B×T×K inputs only: the shape and token counts.",
     )
     convention: RecalibrationConvention
 
@@ -497,6 +501,7 @@ class ApplyResult(BaseModel):
         default=None,
         description="B×T×K logits (with B×T `labels`, required): the shape and token counts; `probs` is "
         "null (a second B×T×K tensor) and `metrics` scores softmax(logits / T) over the scored tokens.",
+        exclude_if=lambda value: value is None,
     )
     convention: RecalibrationConvention | None = Field(
         default=None, description="Conventions of `metrics` (when scored)."
