@@ -28,6 +28,10 @@ from service.api.schemas.recalibration import (
 
 from . import log_base, unit_of
 
+APPLY_PEER = (
+    "nll: torch.nn.functional.cross_entropy(logits.transpose(1, 2) / T, labels, ignore_index=…); "
+    "every metric equals the N×K apply on the scored rows"
+)
 SEQUENCE_PEER = (
     "torch.nn.functional.cross_entropy(logits.transpose(1, 2) / T, labels, ignore_index=…) minimised "
     "over T (scipy.optimize.minimize_scalar); equals the N×K fit on the scored rows"
@@ -76,7 +80,7 @@ def sequence_fit_fields(
         "before": _metrics(found.before, options.base),
         "after": _metrics(found.after, options.base),
         "sequences": _echo(values, found.scored),
-        "convention": _convention(options, values),
+        "convention": _convention(options, values, SEQUENCE_PEER),
     }
 
 
@@ -101,7 +105,7 @@ def sequence_apply_fields(
         "method": "temperature",
         "metrics": _metrics(found, options.base),
         "sequences": _echo(values, scored),
-        "convention": _convention(options, values),
+        "convention": _convention(options, values, APPLY_PEER),
     }
 
 
@@ -159,7 +163,7 @@ def _refuse(body: Body, options: FitOptions | ApplyOptions, name: str, method: s
         )
 
 
-def _convention(options: FitOptions | ApplyOptions, values: np.ndarray) -> RecalibrationConvention:
+def _convention(options: FitOptions | ApplyOptions, values: np.ndarray, peer: str) -> RecalibrationConvention:
     return RecalibrationConvention(
         input="logits",
         form="sequence",
@@ -173,5 +177,5 @@ def _convention(options: FitOptions | ApplyOptions, values: np.ndarray) -> Recal
         n_normalized=0,
         ece_bins=core.ECE_BINS,
         ignore_index=options.ignore_index,
-        matches=SEQUENCE_PEER,
+        matches=peer,
     )
