@@ -188,6 +188,7 @@ class _Streamed:
             self.columns = np.empty((2, k, self.scratch.rows), dtype)
         if self.bfloat16 and dtype == np.float64:  # bit patterns widen into float32 first
             self.narrow = np.empty((self.scratch.rows, k), np.float32)
+        self.row_mean, self.varied = np.zeros(0, dtype), np.zeros(0, bool)  # set by the first pass
         self.top, self.own, self.predicted = rows if rows is not None else self._first_pass()
         self.target_dot = self.own - self.top  # t·z' = z_y − max z, rounded as the N×K fit's
 
@@ -221,9 +222,11 @@ class _Streamed:
                 yield run, block
 
     def _first_pass(self) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Check every value; keep each row's max, arg-max, label logit, mean of z' and whether it varies."""
         n = self.labels.size
         top, own = np.empty(n, self.dtype), np.empty(n, self.dtype)
         predicted = np.zeros(n, np.int64)
+        self.row_mean, self.varied = np.zeros(n, self.dtype), np.zeros(n, bool)
         t = self.z.shape[1]
         for run, source in blocks(self.z, self.scratch.rows):
             block = self._load(source)
@@ -238,6 +241,9 @@ class _Streamed:
             flat = block.reshape(-1)
             top[run] = flat.take(first + predicted[run])
             own[run] = flat.take(first + self.labels[run])
+            block -= top[run, None]  # z' as the N×K fit shifts it
+            self.row_mean[run] = block.mean(axis=1)
+            self.varied[run] = block.min(axis=1) < 0
         return top, own, predicted
 
     def _mean(self, values: FloatArray) -> float:
@@ -259,19 +265,12 @@ class _Streamed:
         return self._mean(loss), self._mean(first), max(self._mean(second), 0.0)
 
     def is_constant(self) -> bool:
-        """Every scored row is constant."""
-        return all(not np.any(block[self.keep[run]]) for run, block in self._shifted())
-
-    def _row_reduce(self, reduce: Any) -> FloatArray:
-        out = np.zeros(self.labels.size, np.float64)
-        for run, block in self._shifted():
-            out[run] = reduce(block)
-        return out
+        """Every scored row is constant (read from the first pass)."""
+        return not self.varied[self.keep].any()
 
     def slope_at_zero(self) -> float:
-        """``L'(0) = mean(mean_c z' − t·z')``."""
-        means = self._row_reduce(lambda block: block.mean(axis=1)).astype(self.dtype)
-        return self._mean(means - self.target_dot)
+        """``L'(0) = mean(mean_c z' − t·z')`` (row means from the first pass)."""
+        return self._mean(self.row_mean - self.target_dot)
 
     def separable(self) -> bool:
         """Every scored row's label is a top token."""
@@ -279,8 +278,10 @@ class _Streamed:
 
     def separable_limit(self) -> float:
         """NLL as T → 0: mean of log(#ties at the row max)."""
-        ties = self._row_reduce(lambda block: np.count_nonzero(block == 0, axis=1))
-        return self._mean(np.log(np.maximum(ties, 1)))
+        ties = np.ones(self.labels.size)
+        for run, block in self._shifted():
+            ties[run] = np.count_nonzero(block == 0, axis=1)
+        return self._mean(np.log(ties))
 
     def metrics(self, beta: float) -> FitMetrics:
         """NLL, ECE, Brier and accuracy of ``softmax(β z)`` over the scored rows: one pass.
