@@ -115,6 +115,7 @@ def test_sequence_fit_degenerate_batches_as_the_flat_fit(rng):
     worst = z.argmin(-1)
     uninformative = fit_sequence_temperature(worst, z)
     assert uninformative.fit.reason == "uninformative" and uninformative.fit.temperature == np.inf
+    assert uninformative.fit.nll == np.log(9)  # the limit log K
     assert uninformative.after.nll == pytest.approx(np.log(9), rel=1e-12)
     assert uninformative.after.accuracy == np.mean(worst == 0)
     constant = fit_sequence_temperature(y, np.ones_like(z), mask=mask)

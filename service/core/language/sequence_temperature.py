@@ -105,16 +105,8 @@ def fit_sequence_temperature(
     >>> round(found.fit.temperature, 4), found.tokens
     (2.8854, array([3]))
     """
-    z = _check_values(logits, field, bfloat16=bfloat16)
-    b, t, k = z.shape
-    y = _check_labels(labels, (b, t))
-    scored = _scored(y, mask, ignore_index, (b, t))
-    _check_scored_labels(y, scored, k)
-    if not scored.any():
-        raise InputError("labels", "must leave at least one position scored (mask and ignore_index)")
-    work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
-    problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, bfloat16, field)
-    fit = fit_problem(problem, problem.widened, k, rtol=rtol, max_iter=max_iter)
+    problem, scored = _streamed(labels, logits, mask, ignore_index, bfloat16, field)
+    fit = fit_problem(problem, problem.widened, problem.z.shape[2], rtol=rtol, max_iter=max_iter)
     after = problem.metrics(_beta(fit.temperature))  # as /v1/apply computes it from T
     return SequenceTemperatureFit(fit, scored, problem.metrics(1.0), after)
 
@@ -145,6 +137,19 @@ def sequence_temperature_metrics(
     """
     if not temperature >= 0:
         raise InputError("temperature", f"must be ≥ 0 (or Infinity); got {temperature}")
+    problem, scored = _streamed(labels, logits, mask, ignore_index, bfloat16, field)
+    return problem.metrics(_beta(temperature)), scored
+
+
+def _streamed(
+    labels: ArrayLike,
+    logits: ArrayLike,
+    mask: ArrayLike | None,
+    ignore_index: int | None,
+    bfloat16: bool,
+    field: str,
+) -> tuple["_Streamed", BoolArray]:
+    """The checked inputs as a streamed problem (one first pass), and the (B, T) positions scored."""
     z = _check_values(logits, field, bfloat16=bfloat16)
     b, t, k = z.shape
     y = _check_labels(labels, (b, t))
@@ -154,7 +159,7 @@ def sequence_temperature_metrics(
         raise InputError("labels", "must leave at least one position scored (mask and ignore_index)")
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
     problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, bfloat16, field)
-    return problem.metrics(_beta(temperature)), scored
+    return problem, scored
 
 
 def _beta(temperature: float) -> float:
