@@ -8,7 +8,9 @@
    memory, one thread), plus one ``np.exp`` pass over the array as the floor; and the peak
    extra memory each needs, measured by ``tracemalloc`` (Xent) and from the array sizes torch
    allocates (its log-softmax is a second B×T×K array).
-2. 1,000-choice OpenAI chat completions (16 or 64 tokens per choice, 5 or 0 top_logprobs,
+2. ``--part temperature``: a temperature fit on the same shape against torch's L-BFGS, time
+   and peak RSS, each in its own process (:mod:`benchmarks.sequence_temperature`).
+3. 1,000-choice OpenAI chat completions (16 or 64 tokens per choice, 5 or 0 top_logprobs,
    with ``bytes``; JSON as a server sends it): ``orjson.loads`` alone, :func:`parse_logprobs`
    + :func:`score_logprobs` + top-1 calibration on the decoded object, both together, and
    the typed chat reader the route uses on such bodies (``read_chat``: msgspec decode + flat
@@ -335,7 +337,9 @@ def http_memory(b: int, t: int, k: int) -> list[dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="B=2 T=512 and 100 choices")
-    parser.add_argument("--part", choices=["all", "sequences", "http", "logprobs"], default="all")
+    parser.add_argument(
+        "--part", choices=["all", "sequences", "http", "logprobs", "temperature"], default="all"
+    )
     parser.add_argument(
         "--http-memory",
         action="store_true",
@@ -347,6 +351,11 @@ def main() -> None:
         print(table(http_memory(b, t, 32_000)))
         return
     b, t = (2, 512) if args.quick else (8, 2048)
+    if args.part == "temperature":  # its own processes: each contender's peak RSS is its own
+        from benchmarks.sequence_temperature import temperature_fit
+
+        print(table(temperature_fit(b, t, 32_000)))
+        return
     if args.part in ("all", "sequences"):
         print(table(sequences(b, t, 32_000)))
         print()

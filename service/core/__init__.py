@@ -38,6 +38,11 @@ from .language.logprob_metrics import LogprobScores, score_logprobs, top1_calibr
 from .language.logprobs import ParsedLogprobs, parse_logprobs
 from .language.perplexity import PerplexityTotals, lm_eval_counts, sequence_perplexity
 from .language.perplexity_series import PerplexitySeries
+from .language.sequence_temperature import (
+    SequenceTemperatureFit,
+    fit_sequence_temperature,
+    sequence_temperature_metrics,
+)
 from .language.sequences import TokenScores, token_scores
 from .language.weighted import SequenceLoss, sequence_brier, sequence_loss
 from .maps.fit_metrics import ECE_BINS, FitMetrics, fit_metrics
@@ -103,6 +108,8 @@ __all__ = [
     "dtype_name",
     "entropy",
     "fit_metrics",
+    "fit_sequence_temperature",
+    "sequence_temperature_metrics",
     "fold_splits",
     "holdout_split",
     "fit_temperature",
@@ -119,6 +126,7 @@ __all__ = [
     "parse_logprobs",
     "score_logprobs",
     "top1_calibration",
+    "SequenceTemperatureFit",
     "TokenScores",
     "lm_eval_counts",
     "sequence_perplexity",

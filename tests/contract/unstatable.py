@@ -40,7 +40,7 @@ UNSTATABLE = {
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|with a positive sum|"
-    r"must have a positive total|must keep N × max\(sample_weight\) finite",
+    r"must have a positive (total|sum)|must keep N × max\(sample_weight\) finite",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
     # The monitor's stored rows, and its own bucket width, are state on the server.

@@ -37,6 +37,7 @@ from service.core._typing import FloatArray
 from service.core.maps.score_isotonic import check_scores
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
+from .temperature_sequences import sequence_apply_fields, sequence_fit_fields, sequence_values
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
 
@@ -48,7 +49,8 @@ MISSING_EXTRA_RESPONSE = {
 }
 
 
-ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight")
+#: Array fields; B×T×K sequence inputs add a B×T `mask`.
+ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight", "mask")
 
 #: Fits a parameter set on (log-probabilities, truth).
 Fitter = Callable[[FloatArray, Truth], Parameters]
@@ -74,6 +76,8 @@ def fit_temperature(body: Body) -> Response:
     until the Newton step is below `rtol`·β. Probabilities are fitted as logits
     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
+    B×T×K token logits with B×T `labels` (and `mask`, `ignore_index`) fit one T over every
+    scored token, streamed a block of rows at a time; the answer echoes the shape and token counts.
     """
     return temperature_answer(body).response()
 
@@ -81,6 +85,9 @@ def fit_temperature(body: Body) -> Response:
 def temperature_answer(body: Body) -> Answer:
     """The temperature fit of `body`, with the recalibrated probabilities when asked."""
     options = body.options(TemperatureOptions, ARRAY_FIELDS)
+    sequences = sequence_values(body)
+    if sequences is not None:  # B×T×K token logits
+        return Answer(TemperatureResult(**sequence_fit_fields(body, options, *sequences)))
     prediction, scores, truth, n_ignored = read_fit(body, options)
     weights = truth.sample_weight
     fit = core.fit_temperature(
@@ -140,7 +147,8 @@ def fit_recalibration(body: Body) -> Response:
     K > 2 with rows renormalised; with raw `scores` (decision_function outputs)
     isotonic and sigmoid map the scores themselves, as sklearn's CalibratedClassifierCV.
     `/v1/apply` with the returned `parameters`
-    reproduces `after` exactly.
+    reproduces `after` exactly. B×T×K token logits (B×T `labels`, `mask`, `ignore_index`)
+    take method temperature only: one T over every scored token, as /v1/temperature.
     """
     return recalibrate_answer(body).response()
 
@@ -148,6 +156,11 @@ def fit_recalibration(body: Body) -> Response:
 def recalibrate_answer(body: Body) -> Answer:
     """The fitted map of `body`, with the recalibrated probabilities when asked."""
     options = body.options(RecalibrateOptions, ARRAY_FIELDS)
+    sequences = sequence_values(body) if body.fields.get("scores") is None else None
+    if sequences is not None:  # B×T×K token logits
+        fields = sequence_fit_fields(body, options, *sequences)
+        del fields["temperature"], fields["gradient"]  # in `parameters`; the answer has no gradient
+        return Answer(RecalibrateResult(method=options.method, message=fields.pop("reason"), **fields))
     prediction, scores, truth, n_ignored = read_fit(body, options, method=options.method)
     check_form(options.method, scores, prediction.field)
     on_scores = prediction.field == "scores" and options.method == "isotonic"  # maps in score space
@@ -205,7 +218,9 @@ def apply_recalibration(body: Body) -> Response:
 
     Send `parameters` (the object from a fit) or a bare `temperature`. Send
     `labels` or `targets` too to have the output scored: on the fitting batch this
-    reproduces the fit's "after" metrics exactly.
+    reproduces the fit's "after" metrics exactly. B×T×K token logits take a temperature
+    and B×T `labels` (`mask`, `ignore_index`): the answer scores softmax(logits / T) over
+    the scored tokens a block at a time, without returning (or building) the B×T×K `probs`.
     """
     return apply_answer(body).response()
 
@@ -214,6 +229,11 @@ def apply_answer(body: Body) -> Answer:
     """The recalibrated probabilities of `body`, scored when the truth was sent."""
     options = body.options(ApplyOptions, ARRAY_FIELDS)
     parameters = _pick_parameters(options)
+    sequences = sequence_values(body) if body.fields.get("scores") is None else None
+    if sequences is not None:  # B×T×K token logits: scored, never a second B×T×K tensor
+        return Answer(ApplyResult(**sequence_apply_fields(body, options, parameters, *sequences)))
+    if options.ignore_index is not None:
+        raise core.InputError("ignore_index", "applies to B×T×K sequence inputs only on /v1/apply")
     prediction, scores = read_scores(body, options, method=parameters.method)
     after = apply_parameters(parameters, scores, prediction.field)
     scored = body.fields.get("labels") is not None or body.fields.get("targets") is not None
@@ -311,6 +331,8 @@ def read_scores(
     nothing to an extra rounding. Raw `scores` (method isotonic) are returned as sent,
     with their softmax/sigmoid as the "before" distribution.
     """
+    if body.fields.get("mask") is not None:
+        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
     if body.fields.get("scores") is not None:
         return _raw_scores(body, options, method)
     name = body.pick("logits", "probs")

@@ -13,6 +13,7 @@ from .common import (
     IntArrayField,
     JsonFloat,
     ProbabilityOptions,
+    Tensor,
 )
 
 Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
@@ -209,10 +210,14 @@ class TemperatureOptions(FitOptions):
 
 
 _PREDICTIONS = {
-    "logits": "N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).",
+    "logits": "N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K "
+    "token logits with B×T `labels` (temperature only: one T over every scored token).",
     "probs": "N×K probabilities, or a length-N vector of positive-class probabilities. They are "
     "turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.",
-    "labels": "N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.",
+    "labels": "N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T "
+    "token ids for B×T×K logits (`ignore_index` marks padding).",
+    "mask": "B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, "
+    "-100 as PyTorch, for padding labels).",
     "targets": "Soft labels: N×K rows summing to 1, or a length-N vector of positive-class "
     "probabilities (binary).",
     "scores": "Raw classifier scores (decision_function outputs), any finite reals: a length-N vector "
@@ -230,6 +235,7 @@ class TemperatureBody(TemperatureOptions):
     logits: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["logits"])
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
+    mask: list[list[int]] | Tensor | None = Field(default=None, description=_PREDICTIONS["mask"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
     sample_weight: FloatArrayField | None = Field(
         default=None,
@@ -284,6 +290,7 @@ class RecalibrateBody(RecalibrateOptions):
     probs: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["probs"])
     scores: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["scores"])
     labels: IntArrayField | None = Field(default=None, description=_PREDICTIONS["labels"])
+    mask: list[list[int]] | Tensor | None = Field(default=None, description=_PREDICTIONS["mask"])
     targets: FloatArrayField | None = Field(default=None, description=_PREDICTIONS["targets"])
     sample_weight: FloatArrayField | None = Field(
         default=None,
@@ -334,7 +341,10 @@ class RecalibrationConvention(BaseModel):
     model_config = RESULT_CONFIG
 
     input: Literal["logits", "probs", "scores"] = Field(description="Which prediction field was sent.")
-    form: Literal["categorical", "binary"] = Field(description="N×K or positive-class vector.")
+    form: Literal["categorical", "binary", "sequence"] = Field(
+        description="N×K, positive-class vector, or B×T×K token sequences (fitted as the N×K rows of "
+        "their scored positions)."
+    )
     truth: Literal["labels", "targets"] = Field(description="Hard labels or soft targets.")
     dtype: Literal["float32", "float64"] = Field(description="Precision of the input.")
     base: Base = Field(description="Logarithm base of every reported NLL.")
@@ -355,6 +365,19 @@ class RecalibrationConvention(BaseModel):
         default=None, description="The positive class of binary input, as sent."
     )
     matches: str = Field(description="The peer implementation the fit agrees with.")
+
+
+class SequenceFit(BaseModel):
+    """B×T×K token sequences: what was fitted, per sequence."""
+
+    model_config = RESULT_CONFIG
+
+    shape: list[int] = Field(description="[B, T, K] as sent.")
+    n_sequences: int = Field(description="B.")
+    tokens: list[int] = Field(
+        description="Scored positions per sequence (inside `mask`, not `ignore_index`)."
+    )
+    n_ignored: int = Field(description="Positions left out by `mask` or `ignore_index`.")
 
 
 class TemperatureResult(BaseModel):
@@ -384,6 +407,11 @@ class TemperatureResult(BaseModel):
         default=None, description="Recalibrated probabilities (return_probs: true)."
     )
     validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
+    sequences: SequenceFit | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # present only for B×T×K inputs
+        description="B×T×K inputs only: the shape and token counts.",
+    )
     convention: RecalibrationConvention
 
 
@@ -405,6 +433,11 @@ class RecalibrateResult(BaseModel):
         default=None, description="Recalibrated probabilities (return_probs: true)."
     )
     validation: ValidationReport | None = Field(default=None, description="Out-of-sample check, if asked.")
+    sequences: SequenceFit | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # present only for B×T×K inputs
+        description="B×T×K inputs only: the shape and token counts.",
+    )
     convention: RecalibrationConvention
 
 
@@ -424,6 +457,11 @@ class ApplyOptions(ProbabilityOptions, ClassVocabulary):
         "application/octet-stream: the JSON result with `probs` null and the tensor described in "
         "`outputs`, then its bytes) instead of a JSON list.",
     )
+    ignore_index: int | None = Field(
+        default=None,
+        description="B×T×K sequence inputs only: the label value of positions left out of the metrics "
+        "(PyTorch uses -100).",
+    )
 
 
 class ApplyBody(ApplyOptions):
@@ -435,6 +473,7 @@ class ApplyBody(ApplyOptions):
     labels: IntArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["labels"] + " Scores the output."
     )
+    mask: list[list[int]] | Tensor | None = Field(default=None, description=_PREDICTIONS["mask"])
     targets: FloatArrayField | None = Field(
         default=None, description="Optional: " + _PREDICTIONS["targets"] + " Scores the output."
     )
@@ -457,6 +496,12 @@ class ApplyResult(BaseModel):
     )
     metrics: Metrics | None = Field(
         default=None, description="Scores of `probs` when `labels` or `targets` were sent."
+    )
+    sequences: SequenceFit | None = Field(
+        default=None,
+        description="B×T×K logits (with B×T `labels`, required): the shape and token counts; `probs` is "
+        "null (a second B×T×K tensor) and `metrics` scores softmax(logits / T) over the scored tokens.",
+        exclude_if=lambda value: value is None,
     )
     convention: RecalibrationConvention | None = Field(
         default=None, description="Conventions of `metrics` (when scored)."

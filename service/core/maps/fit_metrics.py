@@ -115,8 +115,26 @@ def fit_metrics(
         correct = targets[rows, predicted].astype(np.float64)
         residual = probs.astype(np.float64) - targets
     brier = mean(np.einsum("nk,nk->n", residual, residual)) / (2 if k == 2 else 1)
-    bins = assign_shared(confidence, uniform_edges(ECE_BINS), "right")  # /v1/calibration's exact i/15 edges
-    gaps = correct - confidence if s is None else (correct - confidence) * s
-    gap = np.bincount(bins, weights=gaps, minlength=ECE_BINS)
-    ece = float(np.abs(gap).sum() / total)
+    ece = top_label_ece(confidence, correct, s, total)
     return FitMetrics(nll=nll, ece=ece, brier=brier, accuracy=mean(correct))
+
+
+def top_label_ece(
+    confidence: FloatArray, correct: FloatArray, weights: FloatArray | None = None, total: float | None = None
+) -> float:
+    """``Σ_b |Σ_{i∈b} s_i (correct_i − confidence_i)| / Σ s`` over 15 bins ``(b/15, (b+1)/15]``.
+
+    The ECE of :func:`fit_metrics` from the (top-1 probability, top-1 is right) pairs; `total` is
+    ``Σ s`` (N without `weights`).
+
+    Examples
+    --------
+    >>> round(top_label_ece(np.array([0.8, 0.6]), np.array([1.0, 0.0])), 6)
+    0.4
+    """
+    if total is None:
+        total = float(confidence.size) if weights is None else float(np.sum(weights, dtype=np.float64))
+    bins = assign_shared(confidence, uniform_edges(ECE_BINS), "right")  # /v1/calibration's exact i/15 edges
+    gaps = correct - confidence if weights is None else (correct - confidence) * weights
+    gap = np.bincount(bins, weights=gaps, minlength=ECE_BINS)
+    return float(np.abs(gap).sum() / total)

@@ -18,8 +18,9 @@ per-iteration max, and the variance ``E[z'²] − E[z']²`` loses little to
 cancellation when p concentrates on the argmax (large β).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -88,6 +89,11 @@ class _Problem:
     target_dot: FloatArray
     weights: FloatArray | None
 
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The precision of the shifted logits."""
+        return self.shifted.dtype
+
     def mean(self, values: FloatArray) -> float:
         """Weighted mean over samples, accumulated in float64."""
         if self.weights is None:
@@ -96,23 +102,50 @@ class _Problem:
 
     def moments(self, beta: float) -> tuple[float, float, float]:
         """``L(β), L'(β), L''(β)`` in one pass over the data (see the module docstring)."""
-        z = self.shifted
-        dtype = z.dtype.type
-        e = np.multiply(dtype(beta), z)
-        np.maximum(e, _EXP_FLOOR[z.dtype.itemsize], out=e)  # no subnormals: they are ~100× slower
-        np.exp(e, out=e)
-        total = e.sum(axis=self.axis)
-        e *= z
-        first = e.sum(axis=self.axis)
-        e *= z
-        second = e.sum(axis=self.axis)
-        first /= total
-        second /= total
-        second -= first * first
-        loss = np.log(total)
-        loss -= dtype(beta) * self.target_dot
-        first -= self.target_dot
+        loss, first, second = row_moments(self.shifted, self.axis, self.target_dot, beta)
         return self.mean(loss), self.mean(first), max(self.mean(second), 0.0)
+
+    def is_constant(self) -> bool:
+        """Every row is constant: the NLL is the same for every T."""
+        return not np.any(self.shifted)
+
+    def slope_at_zero(self) -> float:
+        """``L'(0) = mean(mean_c z' − t·z')``."""
+        return self.mean(self.shifted.mean(axis=self.axis) - self.target_dot)
+
+    def separable(self) -> bool:
+        """``L'(∞) = mean(−t·z') ≤ 0``: every row's target mass sits on its arg-max."""
+        return self.mean(-self.target_dot) <= 0
+
+    def separable_limit(self) -> float:
+        """NLL as T → 0: mean of log(#ties at the row max) (0 without ties), for separable data."""
+        ties = np.count_nonzero(self.shifted == 0, axis=self.axis)
+        return self.mean(np.log(ties.astype(np.float64)))
+
+
+def row_moments(
+    shifted: FloatArray, axis: int, target_dot: FloatArray, beta: float, out: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per row: ``log Σ exp(β z') − β t·z'``, ``E_p[z'] − t·z'`` and ``Var_p[z']`` (classes on `axis`).
+
+    `out` (the shape of `shifted`) is the scratch of ``exp(β z')``; one is allocated without it.
+    """
+    dtype = shifted.dtype.type
+    e = np.multiply(dtype(beta), shifted, out=out)
+    np.maximum(e, _EXP_FLOOR[shifted.dtype.itemsize], out=e)  # no subnormals: they are ~100× slower
+    np.exp(e, out=e)
+    total = e.sum(axis=axis)
+    e *= shifted
+    first = e.sum(axis=axis)
+    e *= shifted
+    second = e.sum(axis=axis)
+    first /= total
+    second /= total
+    second -= first * first
+    loss = np.log(total)
+    loss -= dtype(beta) * target_dot
+    first -= target_dot
+    return loss, first, second
 
 
 def _as_logits_and_targets(
@@ -245,43 +278,86 @@ def fit_temperature(
     z, t, y = _as_logits_and_targets(labels, targets, logits, validate)
     weights = _check_weights(sample_weight, z.shape[0])
     problem = _prepare(z, t, y, weights)
+
+    def widened() -> _Problem:  # z - max(z) rounds in float32: the polish re-shifts in float64
+        return _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)
+
+    return fit_problem(problem, widened, z.shape[1], rtol=rtol, max_iter=max_iter)
+
+
+class Problem(Protocol):
+    """What the Newton fit reads of its data: one pass per call of `moments`.
+
+    :class:`_Problem` holds N×K rows in memory; :mod:`service.core.language.sequence_temperature`
+    streams B×T×K token logits through a cache-sized scratch a block of rows at a time.
+    """
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The working precision of `moments`."""
+        ...
+
+    def moments(self, beta: float) -> tuple[float, float, float]:
+        """``L(β), L'(β), L''(β)``."""
+        ...
+
+    def is_constant(self) -> bool:
+        """Every row is constant."""
+        ...
+
+    def slope_at_zero(self) -> float:
+        """``L'(0)``."""
+        ...
+
+    def separable(self) -> bool:
+        """``L'(∞) ≤ 0``."""
+        ...
+
+    def separable_limit(self) -> float:
+        """The NLL as T → 0."""
+        ...
+
+
+def fit_problem(
+    problem: Problem, widened: Callable[[], Problem], n_classes: int, *, rtol: float, max_iter: int
+) -> TemperatureFit:
+    """The temperature fit of `problem` (see :func:`fit_temperature`); `widened` gives its float64 form."""
     initial = problem.moments(1.0)
     nll_initial = initial[0]
 
-    if not np.any(problem.shifted):
+    if problem.is_constant():
         return TemperatureFit(1.0, 1.0, nll_initial, nll_initial, 0.0, 0, False, "constant_logits")
     # L'(0) = mean(mean_c z' - t·z'); L'(∞) = mean(max_c z' - t·z') = mean(-t·z').
-    slope_at_zero = problem.mean(problem.shifted.mean(axis=problem.axis) - problem.target_dot)
-    if slope_at_zero >= 0:
-        limit = float(np.log(z.shape[1]))  # uniform predictions, whatever the targets
+    if problem.slope_at_zero() >= 0:
+        limit = float(np.log(n_classes))  # uniform predictions, whatever the targets
         return TemperatureFit(np.inf, 0.0, limit, nll_initial, 0.0, 0, False, "uninformative")
-    if problem.mean(-problem.target_dot) <= 0:
-        limit = _separable_limit(problem)
-        return TemperatureFit(0.0, np.inf, limit, nll_initial, 0.0, 0, False, "separable")
+    if problem.separable():
+        return TemperatureFit(0.0, np.inf, problem.separable_limit(), nll_initial, 0.0, 0, False, "separable")
 
     # (problem, tolerance, most passes, L/L'/L'' already known at the starting β)
-    stages: list[tuple[_Problem, float, int, tuple[float, float, float] | None]] = [
-        (problem, rtol, max_iter, initial)
+    stages: list[tuple[Callable[[], Problem], float, int, tuple[float, float, float] | None]] = [
+        (lambda: problem, rtol, max_iter, initial)
     ]
-    if problem.shifted.dtype != np.float64:
-        # z - max(z) rounds in float32: the polish re-shifts the original logits in float64.
-        wide = _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)
+    if problem.dtype != np.float64:
         coarse = min(max_iter - 1, _FLOAT32_MAX_ITER)  # leave the polish at least one pass
-        stages = [(problem, max(rtol, _FLOAT32_RTOL), coarse, initial), (wide, rtol, max_iter - coarse, None)]
+        stages = [
+            (lambda: problem, max(rtol, _FLOAT32_RTOL), coarse, initial),
+            (widened, rtol, max_iter - coarse, None),
+        ]
     beta, iterations = 1.0, 0
     loss, grad, converged = nll_initial, np.nan, False
     for stage, tolerance, budget, known in stages:
         if budget < 1:
             continue
         # Each stage brackets afresh: float32 signs of L' near the root are noise.
-        beta, loss, grad, used, converged = _newton(stage, beta, tolerance, budget, known)
+        beta, loss, grad, used, converged = _newton(stage(), beta, tolerance, budget, known)
         iterations += used
     reason: Reason = "optimum" if converged else "max_iter"
     return TemperatureFit(1 / beta, beta, loss, nll_initial, -grad * beta**2, iterations, converged, reason)
 
 
 def _newton(
-    problem: _Problem,
+    problem: Problem,
     beta: float,
     rtol: float,
     max_iter: int,
@@ -311,12 +387,6 @@ def _newton(
             candidate = 0.5 * (lo + hi) if np.isfinite(hi) else 8 * beta
         beta = candidate
     return best[0], best[1], best[2], max_iter, False
-
-
-def _separable_limit(problem: _Problem) -> float:
-    """NLL as T → 0: mean of log(#ties at the row max) (0 without ties), for separable data."""
-    ties = np.count_nonzero(problem.shifted == 0, axis=problem.axis)
-    return problem.mean(np.log(ties.astype(np.float64)))
 
 
 def apply_temperature(logits: ArrayLike, temperature: float, *, validate: bool = True) -> FloatArray:

@@ -1,0 +1,326 @@
+"""Temperature scaling of token logits: :func:`~service.core.fit_temperature` over B×T×K sequences.
+
+The fit is the N×K fit of the scored positions (inside `mask`, label not `ignore_index`), read
+as the (B·T)×K matrix of their logits: the same safeguarded Newton iteration on β = 1/T
+(:func:`~service.core.maps.temperature.fit_problem`), with each pass streamed through one
+cache-sized scratch a block of rows at a time (:mod:`~service.core.language.blocks`), so no
+second B×T×K array is ever allocated. float16 and bfloat16 blocks are widened to float32 one
+at a time; the float64 polish widens each block again instead of a float64 copy of the tensor.
+
+Every pass computes, per row, exactly what the N×K fit computes on the same row (the same
+shifted logits, the same per-row reductions in the same layout) into B·T-long vectors, and
+the means are taken over the scored rows in order: objective and gradient equal the N×K
+fit's on the flattened scored rows.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .._typing import BoolArray, FloatArray, IntArray
+from ..errors import InputError
+from ..maps.fit_metrics import FitMetrics, top_label_ece
+from ..maps.temperature import _EXP_FLOOR, _TRANSPOSE_BELOW, TemperatureFit, fit_problem, row_moments
+from .blocks import Scratch, _widen, blocks
+from .sequences import _check_labels, _check_scored_labels, _check_values, _scored
+
+
+@dataclass(frozen=True)
+class SequenceTemperatureFit:
+    """The result of :func:`fit_sequence_temperature`.
+
+    Attributes
+    ----------
+    fit : TemperatureFit
+        The temperature, its diagnostics and the mean NLL of the scored positions.
+    scored : ndarray of bool, shape (B, T)
+        Positions fitted: inside `mask` and with a label other than `ignore_index`.
+    before, after : FitMetrics
+        NLL, top-label ECE (15 bins), Brier score and top-1 accuracy of the scored positions
+        at T = 1 and at the fitted T, as :func:`~service.core.fit_metrics` states them.
+    """
+
+    fit: TemperatureFit
+    scored: BoolArray
+    before: FitMetrics
+    after: FitMetrics
+
+    @property
+    def tokens(self) -> IntArray:
+        """Scored positions per sequence, shape (B,)."""
+        return np.count_nonzero(self.scored, axis=1)
+
+
+def fit_sequence_temperature(
+    labels: ArrayLike,
+    logits: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    bfloat16: bool = False,
+    rtol: float = 1e-10,
+    max_iter: int = 100,
+    field: str = "logits",
+) -> SequenceTemperatureFit:
+    """Fit one temperature T minimising the mean NLL of ``softmax(logits / T)`` over scored tokens.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (B, T)
+        Token ids in ``[0, K)`` at scored positions; anything at unscored ones.
+    logits : array-like, shape (B, T, K)
+        Finite logits: float16, float32, float64, or bfloat16 as its raw ``uint16`` bit
+        patterns with ``bfloat16=True``.
+    mask : array-like of bool or 0/1, shape (B, T), optional
+        1 where a position is scored.
+    ignore_index : int or None, default=-100
+        Label value of positions that are not scored, as PyTorch's ``ignore_index``.
+    bfloat16 : bool, default=False
+        `logits` are bfloat16 bit patterns (OIP ``BF16``), widened a block at a time.
+    rtol, max_iter : float, int
+        As :func:`~service.core.fit_temperature`.
+    field : str, default="logits"
+        Name of `logits` in error messages.
+
+    Returns
+    -------
+    SequenceTemperatureFit
+
+    Notes
+    -----
+    The objective is PyTorch's ``F.cross_entropy(logits.transpose(1, 2) / T, labels,
+    ignore_index=ignore_index)`` (the mean over scored tokens), and the fit equals
+    :func:`~service.core.fit_temperature` on ``logits[scored]`` (N×K) with ``labels[scored]``:
+    the per-row terms are computed identically, and float32 is iterated in float32 before a
+    float64 polish. Degenerate batches give the same reasons (``"separable"``,
+    ``"uninformative"``, ``"constant_logits"``).
+
+    Examples
+    --------
+    >>> z = np.array([[[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [5.0, 1.0]]])
+    >>> found = fit_sequence_temperature([[0, 1, 1, -100]], z)
+    >>> round(found.fit.temperature, 4), found.tokens
+    (2.8854, array([3]))
+    """
+    problem, scored = _streamed(labels, logits, mask, ignore_index, bfloat16, field)
+    fit = fit_problem(problem, problem.widened, problem.z.shape[2], rtol=rtol, max_iter=max_iter)
+    after = problem.metrics(_beta(fit.temperature))  # as /v1/apply computes it from T
+    return SequenceTemperatureFit(fit, scored, problem.metrics(1.0), after)
+
+
+def sequence_temperature_metrics(
+    labels: ArrayLike,
+    logits: ArrayLike,
+    temperature: float,
+    *,
+    mask: ArrayLike | None = None,
+    ignore_index: int | None = -100,
+    bfloat16: bool = False,
+    field: str = "logits",
+) -> tuple[FitMetrics, BoolArray]:
+    """NLL, top-label ECE, Brier and accuracy of ``softmax(logits / T)`` over the scored tokens.
+
+    The metrics of :func:`~service.core.fit_metrics` on the scored rows of the recalibrated
+    B×T×K tensor, computed a block at a time without it (two passes over `logits`). Parameters
+    as :func:`fit_sequence_temperature`; ``T = 0`` is the arg-max limit, ``T = ∞`` uniform.
+    Returns the metrics and the (B, T) positions scored. At the T a fit returned, they are
+    its ``after`` exactly.
+
+    Examples
+    --------
+    >>> m, scored = sequence_temperature_metrics([[0, 1]], np.log([[[0.8, 0.2], [0.4, 0.6]]]), 1.0)
+    >>> round(m.nll, 6), round(m.brier, 6), m.accuracy
+    (0.366985, 0.1, 1.0)
+    """
+    if not temperature >= 0:
+        raise InputError("temperature", f"must be ≥ 0 (or Infinity); got {temperature}")
+    problem, scored = _streamed(labels, logits, mask, ignore_index, bfloat16, field)
+    return problem.metrics(_beta(temperature)), scored
+
+
+def _streamed(
+    labels: ArrayLike,
+    logits: ArrayLike,
+    mask: ArrayLike | None,
+    ignore_index: int | None,
+    bfloat16: bool,
+    field: str,
+) -> tuple["_Streamed", BoolArray]:
+    """The checked inputs as a streamed problem (one first pass), and the (B, T) positions scored."""
+    z = _check_values(logits, field, bfloat16=bfloat16)
+    b, t, k = z.shape
+    y = _check_labels(labels, (b, t))
+    scored = _scored(y, mask, ignore_index, (b, t))
+    _check_scored_labels(y, scored, k)
+    if not scored.any():
+        raise InputError("labels", "must leave at least one position scored (mask and ignore_index)")
+    work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
+    problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, bfloat16, field)
+    return problem, scored
+
+
+def _beta(temperature: float) -> float:
+    """``1 / T``, with 1 / 0 = ∞."""
+    return np.inf if temperature == 0 else 1 / temperature
+
+
+class _Streamed:
+    """The scored rows of B×T×K logits as a :class:`~service.core.maps.temperature.Problem`.
+
+    One pass over the tensor on creation keeps, per position, the row maximum, its arg-max and
+    the label's logit (B·T numbers each); each later pass reloads a block, shifts it by its
+    maxima and reduces it.
+    """
+
+    def __init__(
+        self,
+        z: np.ndarray,
+        labels: IntArray,
+        keep: BoolArray,
+        dtype: np.dtype[Any],
+        bfloat16: bool,
+        field: str,
+        rows: tuple[FloatArray, FloatArray, IntArray] | None = None,
+    ) -> None:
+        self.z, self.labels, self.keep, self.bfloat16, self.field = z, labels, keep, bfloat16, field
+        k = z.shape[2]
+        self.scratch = Scratch(k, dtype, second=True)
+        self.transpose = k < _TRANSPOSE_BELOW  # as the N×K fit: reduce along the long axis
+        if self.transpose:
+            self.columns = np.empty((2, k, self.scratch.rows), dtype)
+        if self.bfloat16 and dtype == np.float64:  # bit patterns widen into float32 first
+            self.narrow = np.empty((self.scratch.rows, k), np.float32)
+        self.row_mean, self.varied = np.zeros(0, dtype), np.zeros(0, bool)  # set by the first pass
+        self.top, self.own, self.predicted = rows if rows is not None else self._first_pass()
+        self.target_dot = self.own - self.top  # t·z' = z_y − max z, rounded as the N×K fit's
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The working precision."""
+        return self.scratch.floats.dtype
+
+    def widened(self) -> "_Streamed":
+        """The same problem in float64 (from the logits as sent, not from float32 shifts)."""
+        rows = (self.top.astype(np.float64), self.own.astype(np.float64), self.predicted)
+        wide = np.dtype(np.float64)
+        return _Streamed(self.z, self.labels, self.keep, wide, self.bfloat16, self.field, rows)
+
+    def _load(self, source: np.ndarray) -> FloatArray:
+        """The rows `source` in the working precision, in the scratch."""
+        if self.bfloat16 and self.dtype == np.float64:
+            narrow = self.narrow[: source.shape[0]]
+            _widen(source, narrow, bfloat16=True)
+            block = self.scratch.floats[: source.shape[0]]
+            np.copyto(block, narrow)
+            return block
+        return self.scratch.load(source, bfloat16=self.bfloat16)
+
+    def _shifted(self) -> Iterator[tuple[slice, FloatArray]]:
+        """(flat slice, rows×K shifted block ``z − max z``) for each block holding a scored row."""
+        for run, source in blocks(self.z, self.scratch.rows):
+            if self.keep[run].any():
+                block = self._load(source)
+                block -= self.top[run, None]
+                yield run, block
+
+    def _first_pass(self) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Check every value; keep each row's max, arg-max, label logit, mean of z' and whether it varies."""
+        n = self.labels.size
+        top, own = np.empty(n, self.dtype), np.empty(n, self.dtype)
+        predicted = np.zeros(n, np.int64)
+        self.row_mean, self.varied = np.zeros(n, self.dtype), np.zeros(n, bool)
+        t = self.z.shape[1]
+        for run, source in blocks(self.z, self.scratch.rows):
+            block = self._load(source)
+            if not (block.max() < np.inf and block.min() > -np.inf):  # NaN fails both
+                row, col = (int(i) for i in np.argwhere(~np.isfinite(block))[0])
+                b, position = divmod(run.start + row, t)
+                raise InputError(
+                    self.field, f"must be finite; got {block[row, col]}", index=(b, position, col)
+                )
+            first = self.scratch.first[: block.shape[0]]
+            predicted[run] = np.argmax(block, axis=1)
+            flat = block.reshape(-1)
+            top[run] = flat.take(first + predicted[run])
+            own[run] = flat.take(first + self.labels[run])
+            block -= top[run, None]  # z' as the N×K fit shifts it
+            self.row_mean[run] = block.mean(axis=1)
+            self.varied[run] = block.min(axis=1) < 0
+        return top, own, predicted
+
+    def _mean(self, values: FloatArray) -> float:
+        """Mean over the scored rows in order, accumulated in float64 (as the N×K fit's)."""
+        return float(np.mean(values[self.keep], dtype=np.float64))
+
+    def moments(self, beta: float) -> tuple[float, float, float]:
+        """``L(β), L'(β), L''(β)`` over the scored rows: one pass over the tensor."""
+        n = self.labels.size
+        loss, first, second = np.zeros(n, self.dtype), np.zeros(n, self.dtype), np.zeros(n, self.dtype)
+        for run, block in self._shifted():
+            r = block.shape[0]
+            if self.transpose:
+                shifted, out, axis = self.columns[0][:, :r], self.columns[1][:, :r], 0
+                np.copyto(shifted, block.T)
+            else:
+                shifted, out, axis = block, self.scratch.second[:r], 1
+            loss[run], first[run], second[run] = row_moments(shifted, axis, self.target_dot[run], beta, out)
+        return self._mean(loss), self._mean(first), max(self._mean(second), 0.0)
+
+    def is_constant(self) -> bool:
+        """Every scored row is constant (read from the first pass)."""
+        return not self.varied[self.keep].any()
+
+    def slope_at_zero(self) -> float:
+        """``L'(0) = mean(mean_c z' − t·z')`` (row means from the first pass)."""
+        return self._mean(self.row_mean - self.target_dot)
+
+    def separable(self) -> bool:
+        """Every scored row's label is a top token."""
+        return self._mean(-self.target_dot) <= 0
+
+    def separable_limit(self) -> float:
+        """NLL as T → 0: mean of log(#ties at the row max)."""
+        ties = np.ones(self.labels.size)
+        for run, block in self._shifted():
+            ties[run] = np.count_nonzero(block == 0, axis=1)
+        return self._mean(np.log(ties))
+
+    def metrics(self, beta: float) -> FitMetrics:
+        """NLL, ECE, Brier and accuracy of ``softmax(β z)`` over the scored rows: one pass.
+
+        Per row, with ``e_c = exp(β z'_c)`` (ties at the maximum when β = ∞) and ``S = Σ e``:
+        ``p_y = e_y / S``, ``max p = 1 / S`` and ``Σ (p − t)² = Σ e² / S² − 2 p_y + 1``.
+        """
+        n, k = self.labels.size, self.z.shape[2]
+        nll, confidence, brier = np.zeros(n), np.zeros(n), np.zeros(n)
+        for run, block in self._shifted():
+            r = block.shape[0]
+            e = self.scratch.second[:r]
+            if np.isinf(beta):
+                np.equal(block, 0, out=e)
+            else:
+                np.multiply(self.dtype.type(beta), block, out=e)
+                np.maximum(e, _EXP_FLOOR[self.dtype.itemsize], out=e)
+                np.exp(e, out=e)
+            total = np.add.reduce(e, axis=1, dtype=np.float64)
+            own = e.reshape(-1).take(self.scratch.first[:r] + self.labels[run]) / total
+            e *= e
+            squares = np.add.reduce(e, axis=1, dtype=np.float64)
+            if np.isinf(beta):
+                with np.errstate(divide="ignore"):  # the label off the arg-max: -log 0 = inf
+                    nll[run] = -np.log(own)
+            else:  # log S − β z'_y, as log_softmax: no floor, no rounding of p_y
+                nll[run] = np.log(total) - beta * self.target_dot[run]
+            confidence[run] = 1 / total
+            brier[run] = squares / total**2 - 2 * own + 1
+        predicted = self.predicted if beta > 0 else np.zeros_like(self.predicted)  # T = ∞: argmax is 0
+        correct = (predicted == self.labels).astype(np.float64)[self.keep]
+        return FitMetrics(
+            nll=self._mean(nll),
+            ece=top_label_ece(confidence[self.keep], correct),
+            brier=self._mean(brier) / (2 if k == 2 else 1),
+            accuracy=float(correct.mean()),
+        )
