@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._typing import FloatArray
+from .._typing import FloatArray, IntArray
 from ..cancel import checkpoint
 
 ComplexArray = np.ndarray[Any, np.dtype[np.complex128]]
@@ -69,8 +69,7 @@ def smooth_ece_at(
         cached = _grid_spectrum(rows)  # the grids depend on σ only through n_grid
         if grids is not None:
             grids[n_grid] = cached
-    mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
-    smoothed, density = _smooth_spectrum(cached, n_grid, mesh, sigma)  # both grids in one inverse FFT
+    smoothed, density = _smooth_spectrum(cached, n_grid, sigma)  # both grids in one inverse FFT
     density = density + DENSITY_FLOOR
     return float(np.sum(np.abs(smoothed / density) * density) / np.sum(density))
 
@@ -127,49 +126,68 @@ def _round_rows(f: FloatArray, values: FloatArray, weights: FloatArray, n_grid: 
 
 
 def _fft_size(n: int) -> int:
-    """The power of two that holds the full convolution of the reflected grid (3n - 2) and the kernel (n)."""
-    return 1 << int(4 * n - 3).bit_length()
+    """The power of two that holds the 2n - 1 reflected grid points an n-point kernel reaches."""
+    return 1 << int(2 * n - 2).bit_length()
 
 
 def _grid_spectrum(grid: FloatArray) -> ComplexArray:
-    """Real FFT of each row reflected at both ends (``[g[::-1][:-1], g, g[::-1][1:]]``)."""
+    """Real FFT of each row reflected at both ends, cut to the 2n - 1 points the outputs use.
+
+    relplot convolves ``[g[::-1][:-1], g, g[::-1][1:]]`` (3n - 2 points) with the n-point kernel
+    and keeps the n "valid" outputs from n // 2 on; those read only the points n // 2 to
+    n // 2 + 2n - 2, whose valid outputs a circular convolution of 2n - 1 points or more leaves
+    unaliased.
+    """
+    n = grid.shape[1]
     flipped = grid[:, ::-1]
-    extended = np.concatenate([flipped[:, :-1], grid, flipped[:, 1:]], axis=1)
-    return np.fft.rfft(extended, _fft_size(grid.shape[1]), axis=1)
+    extended = np.concatenate([flipped[:, :-1], grid, flipped[:, 1:]], axis=1)[:, n // 2 : n // 2 + 2 * n - 1]
+    return np.fft.rfft(extended, _fft_size(n), axis=1)
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """relplot's Gaussian kernel on n points of [0, 1], by its spectrum, and its mesh for one σ."""
+
+    spectrum: ComplexArray
+    #: Grid point at or below each mesh point, and the mesh point's share of the next one.
+    index: IntArray
+    share: FloatArray
 
 
 @lru_cache(maxsize=256)
-def _kernel_spectrum(n: int, sigma: float) -> ComplexArray:
-    """Real FFT of relplot's Gaussian kernel on n points of [0, 1] (read-only; shared by every call).
+def _kernel(n: int, sigma: float) -> _Kernel:
+    """The kernel and mesh of (n, σ), cached across calls (read-only arrays).
 
-    The bisection visits the same dyadic σ values (1, 1/2, 1/4, ...) for every sample, so the
-    kernels are cached across calls: 256 of at most 32 KiB each (n ≤ 1,001 for σ ≥ 0.01).
+    The bisection visits the same dyadic σ values (1, 1/2, 1/4, ...) for every sample: 256
+    kernels of at most 16 KiB each (n ≤ 1,001 for σ ≥ 0.01).
     """
     t = np.linspace(0, 1, n)
     kernel = np.exp(-(t - 0.5) * (t - 0.5) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
-    spectrum = np.fft.rfft(kernel, _fft_size(n))
-    spectrum.flags.writeable = False
-    return spectrum
-
-
-def _smooth_spectrum(spectrum: ComplexArray, n: int, mesh: FloatArray, sigma: float) -> FloatArray:
-    """Rows of :func:`_grid_spectrum` smoothed by the kernel, then interpolated linearly at `mesh`.
-
-    The n centred points of ``np.convolve(extended, kernel, "valid")`` are taken, as relplot does.
-    """
-    size = _fft_size(n)
-    full = np.fft.irfft(spectrum * _kernel_spectrum(n, sigma), size, axis=1)
-    start = n - 1 + n // 2  # np.convolve(..., "valid") begins at n - 1 of the full convolution
-    smoothed = full[:, start : start + n]
+    mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
     step = 1 / (n - 1)
-    idx = (mesh * (n - 1)).astype(np.int64).clip(0, n - 2)
-    residual = (mesh - idx * step) / step
-    return np.asarray(smoothed[:, idx] * (1 - residual) + smoothed[:, idx + 1] * residual, dtype=np.float64)
+    index = (mesh * (n - 1)).astype(np.int64).clip(0, n - 2)
+    share = (mesh - index * step) / step
+    made = _Kernel(np.fft.rfft(kernel, _fft_size(n)), index, share)
+    for array in (made.spectrum, made.index, made.share):
+        array.flags.writeable = False
+    return made
 
 
-def _smooth_rows(grid: FloatArray, mesh: FloatArray, sigma: float) -> FloatArray:
+def _smooth_spectrum(spectrum: ComplexArray, n: int, sigma: float) -> FloatArray:
+    """Rows of :func:`_grid_spectrum` smoothed by the kernel, interpolated linearly at σ's mesh.
+
+    The n centred points of ``np.convolve(extended, kernel, "valid")``, as relplot takes them.
+    """
+    kernel = _kernel(n, sigma)
+    full = np.fft.irfft(spectrum * kernel.spectrum, _fft_size(n), axis=1)
+    smoothed = full[:, n - 1 : 2 * n - 1]  # the valid outputs begin at n - 1 of the full convolution
+    index, share = kernel.index, kernel.share
+    return np.asarray(smoothed[:, index] * (1 - share) + smoothed[:, index + 1] * share, dtype=np.float64)
+
+
+def _smooth_rows(grid: FloatArray, sigma: float) -> FloatArray:
     """Kernel smoothing (relplot's) of each row: reflected Gaussian convolution by FFT, then interpolation."""
-    return _smooth_spectrum(_grid_spectrum(grid), grid.shape[1], mesh, sigma)
+    return _smooth_spectrum(_grid_spectrum(grid), grid.shape[1], sigma)
 
 
 def smooth_ece_weighted(
@@ -194,20 +212,19 @@ def smooth_ece_weighted(
 
     def at(sigma: float, rows: np.ndarray) -> FloatArray:
         n_grid = _grid_size(sigma)
-        mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
         if rows.size > f.size and f.size * n_grid <= _UNIT_GRID_ELEMENTS:
             # Fewer samples than resamples: smoothing is linear in the grid and the grid in the
             # weights, so smooth each sample's own grid once and weight the results.
             unit = np.eye(f.size)
-            smoothed = weights[rows] @ _smooth_rows(_round_rows(f, residual, unit, n_grid), mesh, sigma)
-            density = weights[rows] @ _smooth_rows(_round_rows(f, ones, unit, n_grid), mesh, sigma)
+            smoothed = weights[rows] @ _smooth_rows(_round_rows(f, residual, unit, n_grid), sigma)
+            density = weights[rows] @ _smooth_rows(_round_rows(f, ones, unit, n_grid), sigma)
         else:
             if n_grid not in cache:
                 grids = (_round_rows(f, residual, weights, n_grid), _round_rows(f, ones, weights, n_grid))
                 cache[n_grid] = grids
             grid_r, grid_d = cache[n_grid]
-            smoothed = _smooth_rows(grid_r[rows], mesh, sigma)
-            density = _smooth_rows(grid_d[rows], mesh, sigma)
+            smoothed = _smooth_rows(grid_r[rows], sigma)
+            density = _smooth_rows(grid_d[rows], sigma)
         density = density + DENSITY_FLOOR
         return np.asarray(np.sum(np.abs(smoothed / density) * density, axis=1) / np.sum(density, axis=1))
 
