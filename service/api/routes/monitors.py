@@ -1,7 +1,7 @@
 """``/v1/monitors``: create, read and delete monitors; record predictions and late labels."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ClassVar
 
 import anyio
@@ -17,6 +17,7 @@ from service import core
 from service.api.deps import StoreDep, parsed_body, raw_body
 from service.api.formats.inputs import Body, read_prediction
 from service.api.formats.payload import parse_json_object
+from service.api.middleware.dispatch import DirectEntry
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.monitors import (
     NAME_PATTERN,
@@ -214,6 +215,10 @@ async def record_observations(
     late labels), `timestamps` (epoch seconds; default now) and `segment` are optional.
     Probabilities are logged with eps "auto" (the dtype's machine epsilon).
     """
+    return await _observations(request, name, idempotency_key)
+
+
+async def _observations(request: Request, name: str, idempotency_key: str | None) -> Response:
     settings: Settings = request.app.state.settings
     raw = await raw_body(request, settings)
     holder = request.app.state.monitors
@@ -227,6 +232,14 @@ async def record_observations(
         return _record(body, holder.get(), name, request.app.state.monitor_counters, key)
 
     return await anyio.to_thread.run_sync(record, limiter=request.app.state.scoring_limiter)
+
+
+def _observations_direct(request: Request) -> Awaitable[Response]:
+    """:func:`record_observations` for the scoring dispatch: the name and header read here."""
+    return _observations(request, request.path_params["name"], request.headers.get(HEADER))
+
+
+record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN)  # type: ignore[attr-defined]
 
 
 def _record(
@@ -317,6 +330,10 @@ async def record_labels(
 
     The answer counts joined, unknown, duplicate and expired ids; these are not errors.
     """
+    return await _labels(request, name, idempotency_key)
+
+
+async def _labels(request: Request, name: str, idempotency_key: str | None) -> Response:
     settings: Settings = request.app.state.settings
     raw = await raw_body(request, settings)
     holder = request.app.state.monitors
@@ -355,3 +372,11 @@ async def record_labels(
         return json_response(result(counts))
 
     return await anyio.to_thread.run_sync(join, limiter=request.app.state.scoring_limiter)
+
+
+def _labels_direct(request: Request) -> Awaitable[Response]:
+    """:func:`record_labels` for the scoring dispatch: the name and header read here."""
+    return _labels(request, request.path_params["name"], request.headers.get(HEADER))
+
+
+record_labels.direct = DirectEntry(_labels_direct, NAME_PATTERN)  # type: ignore[attr-defined]
