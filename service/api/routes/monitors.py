@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
 import anyio
@@ -245,8 +246,8 @@ record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN)  # 
 def _record(
     body: Body, store: MonitorStore, name: str, counters: MonitorCounters, key: tuple[str, bytes] | None
 ) -> Response:
-    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
-    probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
+    options = body.options(ObservationOptions, ARRAY_FIELDS)  # the body first, then the name
+    probability = _probability_options(options.tolerance, options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
     config = require(store, name)
     _names_to_indices(body, config)
@@ -280,6 +281,12 @@ def _record(
     return json_response(result(counts))
 
 
+@lru_cache(maxsize=64)
+def _probability_options(tolerance: float | None, normalize: bool) -> ProbabilityOptions:
+    """The probability options of an observations body (read only: shared by requests)."""
+    return ProbabilityOptions(tolerance=tolerance, normalize=normalize)
+
+
 def answer_bytes(result: BaseModel) -> bytes:
     """The JSON body `json_response` sends for `result` (stored with an idempotency key)."""
     return result.model_dump_json().encode()
@@ -288,7 +295,7 @@ def answer_bytes(result: BaseModel) -> bytes:
 def _names_to_indices(body: Body, config: MonitorConfig) -> None:
     """JSON labels given as class names (null: not known yet) become indices (-1)."""
     value = body.fields.get("labels")
-    if not isinstance(value, list) or not any(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or str not in set(map(type, value)):
         return
     body.fields["labels"] = np.array(class_indices(value, config, allow_null=True), np.int64)
 
