@@ -154,13 +154,21 @@ class _Kernel:
     share: FloatArray
 
 
-@lru_cache(maxsize=256)
-def _kernel(n: int, sigma: float) -> _Kernel:
-    """The kernel and mesh of (n, σ), cached across calls (read-only arrays).
+#: Largest grid whose kernels are kept: relplot's smallest grid (σ ≥ 0.01), ≤ 32 KiB a kernel.
+CACHED_GRID = 1001
 
-    The bisection visits the same dyadic σ values (1, 1/2, 1/4, ...) for every sample: 256
-    kernels of at most 16 KiB each (n ≤ 1,001 for σ ≥ 0.01).
+
+def _kernel(n: int, sigma: float) -> _Kernel:
+    """The kernel and mesh of (n, σ) (read-only arrays); those of grids up to `CACHED_GRID` are cached.
+
+    The bisection visits the same dyadic σ values (1, 1/2, 1/4, ...) for every sample, so most
+    requests find their kernels made: at most 128 of ≤ 32 KiB are kept. A smaller σ has a
+    larger grid (up to 10,001 points, ~0.4 MiB a kernel) and is made each time.
     """
+    return _cached_kernel(n, sigma) if n <= CACHED_GRID else _make_kernel(n, sigma)
+
+
+def _make_kernel(n: int, sigma: float) -> _Kernel:
     t = np.linspace(0, 1, n)
     kernel = np.exp(-(t - 0.5) * (t - 0.5) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
     mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
@@ -171,6 +179,9 @@ def _kernel(n: int, sigma: float) -> _Kernel:
     for array in (made.spectrum, made.index, made.share):
         array.flags.writeable = False
     return made
+
+
+_cached_kernel = lru_cache(maxsize=128)(_make_kernel)
 
 
 def _smooth_spectrum(spectrum: ComplexArray, n: int, sigma: float) -> FloatArray:
