@@ -19,7 +19,7 @@ from service import __version__
 from service.api.errors.problems import PROBLEM_HANDLERS
 from service.api.middleware.access_log import log_exchange, log_exchange_but_probes
 from service.api.middleware.auth import APIKeys, load_api_keys
-from service.api.middleware.dispatch import ScoringApp, ScoringDispatch
+from service.api.middleware.dispatch import ScoringApp, ScoringDispatch, named_posts
 from service.api.middleware.drain import install_drain_hook
 from service.api.middleware.exchange import ExchangeMiddleware
 from service.api.middleware.limits import Gate
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _serve_openapi_as_bytes(app)
     scoring = _scoring_routes(included)
     app.scoring_paths = frozenset(scoring)
+    app.named_posts = named_posts([route for router in included for route in router.routes])
     _add_middleware(app, settings, gate, included, scoring)
     return app
 
@@ -170,7 +171,9 @@ def _add_middleware(
     app: ScoringApp, settings: Settings, gate: Gate, included: list[APIRouter], scoring: dict[str, APIRoute]
 ) -> None:
     """Xent's one layer (ids, auth, codings, limits, metrics, log), then the scoring dispatch inside it."""
-    app.add_middleware(ScoringDispatch, routes=scoring, handlers=app.exception_handlers)
+    app.add_middleware(
+        ScoringDispatch, routes=scoring, handlers=app.exception_handlers, named=app.named_posts
+    )
     inline = {
         path: limit
         for path, route in scoring.items()

@@ -18,6 +18,7 @@ expected accuracy after temperature scaling, as fitted when the batch arrived.
 """
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -240,9 +241,8 @@ def _reservoir_rows(
     rows = np.flatnonzero(labelled)
     if labels is None or rows.size == 0 or size <= 0:
         return ()
-    keys = np.random.default_rng().integers(
-        -(2**63), 2**63 - 1, size=rows.size, dtype=np.int64, endpoint=True
-    )
+    # uniform over every int64, from the OS (~5 µs for 32 keys; a fresh default_rng() was ~60)
+    keys = np.frombuffer(os.urandom(8 * rows.size), "<i8").astype(np.int64)
     if rows.size > size:
         keep = np.sort(np.argpartition(keys, size - 1)[:size])
         rows, keys = rows[keep], keys[keep]

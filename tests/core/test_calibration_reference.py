@@ -14,6 +14,7 @@ from torchmetrics.functional.classification.calibration_error import _ce_compute
 
 from service.core import Convention, Distribution, calibration_report, resolve_convention
 from service.core.calibration.bin_edges import uniform_edges
+from service.core.calibration.smooth_ece import smooth_ece
 
 # The issue's 7-point case: confidences and whether each prediction was correct.
 GOLDEN_CONF = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.1, 0.3])
@@ -99,6 +100,20 @@ def test_golden_case_smooth_ece_matches_relplot():
     report = golden(None)
     assert report.scalars["smooth_ece"] == pytest.approx(value, abs=1e-12)
     assert report.scalars["smooth_ece_sigma"] == sigma
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fft_smooth_ece_matches_relplots_direct_convolution(seed):
+    """FFT convolution with cached kernels == relplot's np.convolve, over sizes, shapes and ties."""
+    rng = np.random.default_rng(seed)
+    for i, n in enumerate([1, 2, 3, 7, 32, 200, 3000]):
+        draws = (rng.uniform(0, 1, n), rng.beta(8, 1, n), np.round(rng.uniform(0, 1, n), 1))
+        conf = draws[(i + seed) % 3]
+        outcome = (rng.uniform(size=n) < conf ** (1 + seed)).astype(float)
+        value, sigma = smECE(conf, outcome, return_width=True)
+        got = smooth_ece(conf, outcome)
+        assert got.value == pytest.approx(value, abs=1e-12)
+        assert got.sigma == sigma
 
 
 def edgy_binary(rng, n, n_bins):

@@ -1,7 +1,8 @@
 """``/v1/monitors``: create, read and delete monitors; record predictions and late labels."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
@@ -16,6 +17,7 @@ from service import core
 from service.api.deps import StoreDep
 from service.api.formats.inputs import Body, read_prediction
 from service.api.formats.payload import parse_json_object
+from service.api.middleware.dispatch import DirectEntry
 from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.monitor_lm import MonitorLanguageModel
 from service.api.schemas.monitors import (
@@ -231,17 +233,29 @@ async def record_observations(
     late labels), `timestamps` (epoch seconds; default now) and `segment` are optional.
     Probabilities are logged with eps "auto" (the dtype's machine epsilon).
     """
+    return await _observations(request, name, idempotency_key)
+
+
+async def _observations(request: Request, name: str, idempotency_key: str | None) -> Response:
     counters: MonitorCounters = request.app.state.monitor_counters
     return await run_write(
         request, idempotency_key, "observations", lambda write: _record(write, name, counters)
     )
 
 
+def _observations_direct(request: Request) -> Awaitable[Response]:
+    """:func:`record_observations` for the scoring dispatch: the name and header read here."""
+    return _observations(request, request.path_params["name"], request.headers.get(HEADER))
+
+
+record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN)  # type: ignore[attr-defined]
+
+
 def _record(write: MonitorWrite, name: str, counters: MonitorCounters) -> Response:
     body = write.body()
     store = write.store()
-    options = ObservationOptions.model_validate(body.scalars(ARRAY_FIELDS))  # the body first, then the name
-    probability = ProbabilityOptions(tolerance=options.tolerance, normalize=options.normalize)
+    options = body.options(ObservationOptions, ARRAY_FIELDS)  # the body first, then the name
+    probability = _probability_options(options.tolerance, options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
     config = require(store, name)
     _names_to_indices(body, config)
@@ -279,6 +293,12 @@ def _record(write: MonitorWrite, name: str, counters: MonitorCounters) -> Respon
     )
     counters.add(name, counts.stats)
     return json_response(result(counts))
+
+
+@lru_cache(maxsize=64)
+def _probability_options(tolerance: float | None, normalize: bool) -> ProbabilityOptions:
+    """The probability options of an observations body (read only: shared by requests)."""
+    return ProbabilityOptions(tolerance=tolerance, normalize=normalize)
 
 
 def _names_to_indices(body: Body, config: MonitorConfig) -> None:
@@ -326,7 +346,10 @@ async def record_labels(
 
     The answer counts joined, unknown, duplicate and expired ids; these are not errors.
     """
+    return await _labels(request, name, idempotency_key)
 
+
+async def _labels(request: Request, name: str, idempotency_key: str | None) -> Response:
     def join(write: MonitorWrite) -> Response:
         fields = parse_json_object(bytes(write.raw.data))
         body = LabelsBody.model_validate(fields)
@@ -356,3 +379,11 @@ async def record_labels(
         return json_response(result(counts))
 
     return await run_write(request, idempotency_key, "labels", join, media=False)
+
+
+def _labels_direct(request: Request) -> Awaitable[Response]:
+    """:func:`record_labels` for the scoring dispatch: the name and header read here."""
+    return _labels(request, request.path_params["name"], request.headers.get(HEADER))
+
+
+record_labels.direct = DirectEntry(_labels_direct, NAME_PATTERN)  # type: ignore[attr-defined]

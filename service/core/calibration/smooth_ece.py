@@ -6,14 +6,23 @@ grid points, the grid is convolved with the kernel, and the result is interpolat
 mesh points. smECE_σ = Σ |r̂(t)| d̂(t) / Σ d̂(t) over the mesh, d̂ the smoothed density
 (+1e-4). The bandwidth σ* is the fixed point σ = smECE_σ, found by ten bisection steps
 on [0, 1] (``relplot.smECE``, version 1.0.3, matched to 1e-12).
+
+relplot convolves with ``np.convolve`` (direct, O(n²) on its 1,000–3,000-point grids); here
+the convolution is a product of real FFTs of the next power of two, equal up to rounding
+(~1e-16 of the grid's mass): the grids' spectra are taken once per grid size, the kernel's
+once per (size, σ) and cached across calls, so each σ costs one inverse FFT.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from .._typing import FloatArray
+from .._typing import FloatArray, IntArray
 from ..cancel import checkpoint
+
+ComplexArray = np.ndarray[Any, np.dtype[np.complex128]]
 
 #: Largest samples × grid points smoothed one sample at a time (see :func:`smooth_ece_weighted`).
 _UNIT_GRID_ELEMENTS = 1 << 22
@@ -33,34 +42,12 @@ def _round_to_grid(f: FloatArray, values: FloatArray, n_grid: int) -> FloatArray
     return np.asarray(below + above, dtype=np.float64)
 
 
-def _reflected_smooth(grid: FloatArray, sigma: float) -> FloatArray:
-    """Convolve grid values with a Gaussian of width σ, reflecting at both ends."""
-    n = grid.size
-    t = np.linspace(0, 1, n)
-    kernel = np.exp(-(t - 0.5) * (t - 0.5) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
-    extended = np.concatenate([grid[::-1][:-1], grid, grid[::-1][1:]])
-    return np.convolve(extended, kernel, "valid")[n // 2 : n // 2 + n]
-
-
-def _interpolate(t: FloatArray, y: FloatArray) -> FloatArray:
-    """Linear interpolation of ``i / (len(y) - 1) ↦ y[i]`` at `t`."""
-    n = y.size
-    step = 1 / (n - 1)
-    idx = (t * (n - 1)).astype(np.int64).clip(0, n - 2)
-    residual = (t - idx * step) / step
-    return y[idx] * (1 - residual) + y[idx + 1] * residual
-
-
-def _kernel_apply(grid: FloatArray, mesh: FloatArray, sigma: float) -> FloatArray:
-    return _interpolate(mesh, _reflected_smooth(grid, sigma))
-
-
 def _grid_size(sigma: float) -> int:
     return max(2000, round(20 / sigma)) // 2 + 1
 
 
-#: Grid values per grid size: the rounded residuals and the rounded ones (density).
-Grids = dict[int, tuple[FloatArray, FloatArray]]
+#: Per grid size: the spectra (:func:`_grid_spectrum`) of the rounded residuals and ones (density).
+Grids = dict[int, "ComplexArray"]
 
 
 def smooth_ece_at(
@@ -78,13 +65,14 @@ def smooth_ece_at(
     if cached is None:
         f = conf.astype(np.float64, copy=False)
         residual = f - outcome.astype(np.float64, copy=False)
-        cached = (_round_to_grid(f, residual, n_grid), _round_to_grid(f, np.ones_like(f), n_grid))
+        rows = np.stack([_round_to_grid(f, residual, n_grid), _round_to_grid(f, np.ones_like(f), n_grid)])
+        cached = _grid_spectrum(rows)  # the grids depend on σ only through n_grid
         if grids is not None:
             grids[n_grid] = cached
-    mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
-    smoothed = _kernel_apply(cached[0], mesh, sigma)
-    density = _kernel_apply(cached[1], mesh, sigma) + DENSITY_FLOOR
-    return float(np.sum(np.abs(smoothed / density) * density) / np.sum(density))
+    smoothed, density = _smooth_spectrum(cached, n_grid, sigma)  # both grids in one inverse FFT
+    density = density + DENSITY_FLOOR
+    # np.add.reduce is np.sum's own reduction (the same pairwise sum) without its Python steps
+    return float(np.add.reduce(np.abs(smoothed / density) * density) / np.add.reduce(density))
 
 
 @dataclass(frozen=True)
@@ -138,21 +126,85 @@ def _round_rows(f: FloatArray, values: FloatArray, weights: FloatArray, n_grid: 
     return np.asarray((below + above).reshape(n_res, n_grid + 1)[:, :n_grid], dtype=np.float64)
 
 
-def _smooth_rows(grid: FloatArray, mesh: FloatArray, sigma: float) -> FloatArray:
-    """:func:`_kernel_apply` on every row: reflected Gaussian convolution by FFT, then interpolation."""
+def _fft_size(n: int) -> int:
+    """The power of two that holds the 2n - 1 reflected grid points an n-point kernel reaches."""
+    return 1 << int(2 * n - 2).bit_length()
+
+
+def _grid_spectrum(grid: FloatArray) -> ComplexArray:
+    """Real FFT of each row reflected at both ends, cut to the 2n - 1 points the outputs use.
+
+    relplot convolves ``[g[::-1][:-1], g, g[::-1][1:]]`` (3n - 2 points) with the n-point kernel
+    and keeps the n "valid" outputs from n // 2 on; those read only the points n // 2 to
+    n // 2 + 2n - 2, whose valid outputs a circular convolution of 2n - 1 points or more leaves
+    unaliased.
+    """
     n = grid.shape[1]
+    flipped = grid[:, ::-1]
+    extended = np.concatenate([flipped[:, :-1], grid, flipped[:, 1:]], axis=1)[:, n // 2 : n // 2 + 2 * n - 1]
+    return np.fft.rfft(extended, _fft_size(n), axis=1)
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """relplot's Gaussian kernel on n points of [0, 1], by its spectrum, and its mesh for one σ."""
+
+    spectrum: ComplexArray
+    #: Grid point at or below each mesh point and the next one, and the mesh point's shares of them.
+    below: IntArray
+    above: IntArray
+    share_below: FloatArray
+    share_above: FloatArray
+
+
+#: Largest grid whose kernels are kept: relplot's smallest grid (σ ≥ 0.01), ≤ 32 KiB a kernel.
+CACHED_GRID = 1001
+
+
+def _kernel(n: int, sigma: float) -> _Kernel:
+    """The kernel and mesh of (n, σ) (read-only arrays); those of grids up to `CACHED_GRID` are cached.
+
+    The bisection visits the same dyadic σ values (1, 1/2, 1/4, ...) for every sample, so most
+    requests find their kernels made: at most 128 of ≤ 32 KiB are kept. A smaller σ has a
+    larger grid (up to 10,001 points, ~0.4 MiB a kernel) and is made each time.
+    """
+    return _cached_kernel(n, sigma) if n <= CACHED_GRID else _make_kernel(n, sigma)
+
+
+def _make_kernel(n: int, sigma: float) -> _Kernel:
     t = np.linspace(0, 1, n)
     kernel = np.exp(-(t - 0.5) * (t - 0.5) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
-    flipped = grid[:, ::-1]
-    extended = np.concatenate([flipped[:, :-1], grid, flipped[:, 1:]], axis=1)
-    size = 1 << int(4 * n - 3).bit_length()
-    full = np.fft.irfft(np.fft.rfft(extended, size, axis=1) * np.fft.rfft(kernel, size), size, axis=1)
-    start = n - 1 + n // 2  # np.convolve(..., "valid") begins at n - 1 of the full convolution
-    smoothed = full[:, start : start + n]
+    mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
     step = 1 / (n - 1)
-    idx = (mesh * (n - 1)).astype(np.int64).clip(0, n - 2)
-    residual = (mesh - idx * step) / step
-    return np.asarray(smoothed[:, idx] * (1 - residual) + smoothed[:, idx + 1] * residual, dtype=np.float64)
+    index = (mesh * (n - 1)).astype(np.int64).clip(0, n - 2)
+    share = (mesh - index * step) / step
+    made = _Kernel(np.fft.rfft(kernel, _fft_size(n)), index, index + 1, 1 - share, share)
+    for array in (made.spectrum, made.below, made.above, made.share_below, made.share_above):
+        array.flags.writeable = False
+    return made
+
+
+_cached_kernel = lru_cache(maxsize=128)(_make_kernel)
+
+
+def _smooth_spectrum(spectrum: ComplexArray, n: int, sigma: float) -> FloatArray:
+    """Rows of :func:`_grid_spectrum` smoothed by the kernel, interpolated linearly at σ's mesh.
+
+    The n centred points of ``np.convolve(extended, kernel, "valid")``, as relplot takes them.
+    """
+    kernel = _kernel(n, sigma)
+    full = np.fft.irfft(spectrum * kernel.spectrum, _fft_size(n), axis=1)
+    smoothed = full[:, n - 1 : 2 * n - 1]  # the valid outputs begin at n - 1 of the full convolution
+    lower = smoothed[:, kernel.below]
+    lower *= kernel.share_below
+    upper = smoothed[:, kernel.above]
+    upper *= kernel.share_above
+    return np.asarray(np.add(lower, upper, out=lower), dtype=np.float64)
+
+
+def _smooth_rows(grid: FloatArray, sigma: float) -> FloatArray:
+    """Kernel smoothing (relplot's) of each row: reflected Gaussian convolution by FFT, then interpolation."""
+    return _smooth_spectrum(_grid_spectrum(grid), grid.shape[1], sigma)
 
 
 def smooth_ece_weighted(
@@ -177,20 +229,19 @@ def smooth_ece_weighted(
 
     def at(sigma: float, rows: np.ndarray) -> FloatArray:
         n_grid = _grid_size(sigma)
-        mesh = np.linspace(0, 1, max(round(10 / sigma), MESH_POINTS))
         if rows.size > f.size and f.size * n_grid <= _UNIT_GRID_ELEMENTS:
             # Fewer samples than resamples: smoothing is linear in the grid and the grid in the
             # weights, so smooth each sample's own grid once and weight the results.
             unit = np.eye(f.size)
-            smoothed = weights[rows] @ _smooth_rows(_round_rows(f, residual, unit, n_grid), mesh, sigma)
-            density = weights[rows] @ _smooth_rows(_round_rows(f, ones, unit, n_grid), mesh, sigma)
+            smoothed = weights[rows] @ _smooth_rows(_round_rows(f, residual, unit, n_grid), sigma)
+            density = weights[rows] @ _smooth_rows(_round_rows(f, ones, unit, n_grid), sigma)
         else:
             if n_grid not in cache:
                 grids = (_round_rows(f, residual, weights, n_grid), _round_rows(f, ones, weights, n_grid))
                 cache[n_grid] = grids
             grid_r, grid_d = cache[n_grid]
-            smoothed = _smooth_rows(grid_r[rows], mesh, sigma)
-            density = _smooth_rows(grid_d[rows], mesh, sigma)
+            smoothed = _smooth_rows(grid_r[rows], sigma)
+            density = _smooth_rows(grid_d[rows], sigma)
         density = density + DENSITY_FLOOR
         return np.asarray(np.sum(np.abs(smoothed / density) * density, axis=1) / np.sum(density, axis=1))
 
