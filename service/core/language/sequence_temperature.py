@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..maps.fit_metrics import FitMetrics, top_label_ece
 from ..maps.temperature import _EXP_FLOOR, _TRANSPOSE_BELOW, TemperatureFit, fit_problem, row_moments
 from .blocks import Scratch, _widen, blocks
-from .sequences import _check_labels, _check_scored_labels, _check_values, _scored
+from .sequences import check_values, labelled_positions
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,9 @@ def _streamed(
     field: str,
 ) -> tuple["_Streamed", BoolArray]:
     """The checked inputs as a streamed problem (one first pass), and the (B, T) positions scored."""
-    z = _check_values(logits, field, bfloat16=bfloat16)
+    z = check_values(logits, field, bfloat16=bfloat16)
     b, t, k = z.shape
-    y = _check_labels(labels, (b, t))
-    scored = _scored(y, mask, ignore_index, (b, t))
-    _check_scored_labels(y, scored, k)
+    y, scored = labelled_positions(labels, mask, ignore_index, (b, t), k)
     if not scored.any():
         raise InputError("labels", "must leave at least one position scored (mask and ignore_index)")
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
