@@ -73,6 +73,8 @@ export interface paths {
          *     until the Newton step is below `rtol`·β. Probabilities are fitted as logits
          *     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
          *     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
+         *     B×T×K token logits with B×T `labels` (and `mask`, `ignore_index`) fit one T over every
+         *     scored token, streamed a block of rows at a time; the answer echoes the shape and token counts.
          */
         post: operations["fit_temperature"];
         delete?: never;
@@ -110,7 +112,8 @@ export interface paths {
          *     K > 2 with rows renormalised; with raw `scores` (decision_function outputs)
          *     isotonic and sigmoid map the scores themselves, as sklearn's CalibratedClassifierCV.
          *     `/v1/apply` with the returned `parameters`
-         *     reproduces `after` exactly.
+         *     reproduces `after` exactly. B×T×K token logits (B×T `labels`, `mask`, `ignore_index`)
+         *     take method temperature only: one T over every scored token, as /v1/temperature.
          */
         post: operations["fit_recalibration"];
         delete?: never;
@@ -134,7 +137,9 @@ export interface paths {
          *
          *     Send `parameters` (the object from a fit) or a bare `temperature`. Send
          *     `labels` or `targets` too to have the output scored: on the fitting batch this
-         *     reproduces the fit's "after" metrics exactly.
+         *     reproduces the fit's "after" metrics exactly. B×T×K token logits take a temperature
+         *     and B×T `labels` (`mask`, `ignore_index`): the answer scores softmax(logits / T) over
+         *     the scored tokens a block at a time, without returning (or building) the B×T×K `probs`.
          */
         post: operations["apply_recalibration"];
         delete?: never;
@@ -993,6 +998,8 @@ export interface components {
             probs?: number[][] | number[] | null;
             /** @description Scores of `probs` when `labels` or `targets` were sent. */
             metrics?: components["schemas"]["Metrics"] | null;
+            /** @description B×T×K logits (with B×T `labels`, required): the shape and token counts; `probs` is null (a second B×T×K tensor) and `metrics` scores softmax(logits / T) over the scored tokens. */
+            sequences?: components["schemas"]["SequenceFit"] | null;
             /** @description Conventions of `metrics` (when scored). */
             convention?: components["schemas"]["RecalibrationConvention"] | null;
         };
@@ -3012,6 +3019,8 @@ export interface components {
             probs?: number[][] | number[] | null;
             /** @description Out-of-sample check, if asked. */
             validation?: components["schemas"]["ValidationReport"] | null;
+            /** @description B×T×K inputs only: the shape and token counts. */
+            sequences?: components["schemas"]["SequenceFit"] | null;
             convention: components["schemas"]["RecalibrationConvention"];
         };
         /**
@@ -3027,10 +3036,10 @@ export interface components {
             input: "logits" | "probs" | "scores";
             /**
              * Form
-             * @description N×K or positive-class vector.
+             * @description N×K, positive-class vector, or B×T×K token sequences (fitted as the N×K rows of their scored positions).
              * @enum {string}
              */
-            form: "categorical" | "binary";
+            form: "categorical" | "binary" | "sequence";
             /**
              * Truth
              * @description Hard labels or soft targets.
@@ -3164,6 +3173,32 @@ export interface components {
              * @description Wilson interval upper bound on accuracy.
              */
             wilson_high: (number | null)[];
+        };
+        /**
+         * SequenceFit
+         * @description B×T×K token sequences: what was fitted, per sequence.
+         */
+        SequenceFit: {
+            /**
+             * Shape
+             * @description [B, T, K] as sent.
+             */
+            shape: number[];
+            /**
+             * N Sequences
+             * @description B.
+             */
+            n_sequences: number;
+            /**
+             * Tokens
+             * @description Scored positions per sequence (inside `mask`, not `ignore_index`).
+             */
+            tokens: number[];
+            /**
+             * N Ignored
+             * @description Positions left out by `mask` or `ignore_index`.
+             */
+            n_ignored: number;
         };
         /**
          * SequenceLoss
@@ -3550,6 +3585,8 @@ export interface components {
             probs?: number[][] | number[] | null;
             /** @description Out-of-sample check, if asked. */
             validation?: components["schemas"]["ValidationReport"] | null;
+            /** @description B×T×K inputs only: the shape and token counts. */
+            sequences?: components["schemas"]["SequenceFit"] | null;
             convention: components["schemas"]["RecalibrationConvention"];
         };
         /**
@@ -3613,8 +3650,14 @@ export interface components {
              */
             binary_data_output?: boolean;
             /**
+             * Ignore Index
+             * @description B×T×K sequence inputs only: the label value of positions left out of the metrics (PyTorch uses -100).
+             * @default null
+             */
+            ignore_index?: number | null;
+            /**
              * Logits
-             * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).
+             * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
             logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
@@ -3632,10 +3675,16 @@ export interface components {
             scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. Scores the output.
+             * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding). Scores the output.
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Mask
+             * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
+             * @default null
+             */
+            mask?: number[][] | components["schemas"]["Tensor"] | null;
             /**
              * Targets
              * @description Optional: Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary). Scores the output.
@@ -3660,7 +3709,7 @@ export interface components {
             temperature: unknown;
         }) & unknown & (unknown | {
             classes: unknown;
-        }));
+        }) & unknown);
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -4550,7 +4599,7 @@ export interface components {
             max_iter?: number;
             /**
              * Logits
-             * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).
+             * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
             logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
@@ -4568,10 +4617,16 @@ export interface components {
             scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
+             * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Mask
+             * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
+             * @default null
+             */
+            mask?: number[][] | components["schemas"]["Tensor"] | null;
             /**
              * Targets
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
@@ -4820,7 +4875,7 @@ export interface components {
             max_iter?: number;
             /**
              * Logits
-             * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).
+             * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
             logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
@@ -4832,10 +4887,16 @@ export interface components {
             probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Labels
-             * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
+             * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
             labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            /**
+             * Mask
+             * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
+             * @default null
+             */
+            mask?: number[][] | components["schemas"]["Tensor"] | null;
             /**
              * Targets
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
@@ -5342,7 +5403,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: unknown & unknown & unknown & unknown & unknown;
                     parameters?: {
                         /**
                          * Classes
@@ -5543,7 +5604,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: unknown & unknown & unknown & unknown;
                     parameters: {
                         /**
                          * Classes
@@ -5768,7 +5829,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: unknown & unknown & unknown & unknown;
                     parameters: {
                         /**
                          * Classes
@@ -5825,6 +5886,12 @@ export interface operations {
                          * @default false
                          */
                         binary_data_output?: boolean;
+                        /**
+                         * Ignore Index
+                         * @description B×T×K sequence inputs only: the label value of positions left out of the metrics (PyTorch uses -100).
+                         * @default null
+                         */
+                        ignore_index?: number | null;
                     } & ({
                         parameters: unknown;
                     } | {
@@ -9050,7 +9117,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: unknown & unknown & unknown & unknown & unknown;
                     parameters?: {
                         /**
                          * Classes
@@ -9322,7 +9389,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: unknown & unknown & unknown & unknown;
                     parameters: {
                         /**
                          * Classes
@@ -9607,7 +9674,7 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: unknown & unknown & unknown & unknown;
                     parameters: {
                         /**
                          * Classes
@@ -9659,6 +9726,12 @@ export interface operations {
                          */
                         temperature?: number | "Infinity" | null;
                         binary_data_output?: boolean;
+                        /**
+                         * Ignore Index
+                         * @description B×T×K sequence inputs only: the label value of positions left out of the metrics (PyTorch uses -100).
+                         * @default null
+                         */
+                        ignore_index?: number | null;
                     } & ({
                         parameters: unknown;
                     } | {
