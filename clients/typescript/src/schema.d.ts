@@ -354,6 +354,9 @@ export interface paths {
         /**
          * Monitor Reliability Diagram
          * @description Reliability diagram (SVG, as POST /v1/reliability-diagram) of a window's labelled rows (default 1h).
+         *
+         *     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
+         *     white, rendered by resvg (the `png` extra; without it a 406).
          */
         get: operations["monitor_reliability_diagram"];
         put?: never;
@@ -4796,6 +4799,94 @@ export interface components {
                 [key: string]: unknown;
             } | null;
         };
+        /** @description An input of a JSON inference request: its values in `data`, no `binary_data_size` (that is the binary extension's). */
+        InferenceInputInJson: {
+            data: unknown;
+            parameters?: null | unknown | {
+                binary_data_size?: null;
+            };
+        };
+        /** @description An input's `parameters` without a `role` (absent or null): its `name` is its role. */
+        InferenceInputParametersWithoutRole: null | unknown | {
+            role?: null;
+        };
+        /** @description The inputs of an inference request for CrossEntropyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        CrossEntropyInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits" | "probs" | "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits" | "probs" | "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        /** @description The inputs of an inference request for DivergenceBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        DivergenceInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "p_probs" | "p_logits" | "q_probs" | "q_logits" | "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "p_probs" | "p_logits" | "q_probs" | "q_logits" | "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description The inputs of an inference request for TemperatureBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        TemperatureInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        RecalibrateInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
+        /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        ApplyInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
+        /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        CalibrationInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits" | "probs" | "labels" | "targets" | "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits" | "probs" | "labels" | "targets" | "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description The inputs of an inference request for ObservationsBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        ObservationsInferenceInputs: (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits" | "probs" | "labels" | "ids" | "timestamps";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits" | "probs" | "labels" | "ids" | "timestamps";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
     };
     responses: never;
     parameters: never;
@@ -4857,101 +4948,23 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Label Smoothing
-                         * @description ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), as torch.nn.functional.cross_entropy's label_smoothing.
-                         * @default 0
-                         */
-                        label_smoothing?: number;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are left out of every reduction and get loss 0 in `losses` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Reduction
-                         * @description mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "sum" | "none";
-                        /**
-                         * Per Sample
-                         * @description Also return per-sample `losses`.
-                         * @default false
-                         */
-                        per_sample?: boolean;
-                        /**
-                         * Pos Weight
-                         * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
-                         * @default null
-                         */
-                        pos_weight?: number | number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Multilabel Convention
-                         * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
-                         * @default torch
-                         * @enum {string}
-                         */
-                        multilabel_convention?: "torch" | "sklearn";
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Binary Data Output
-                         * @description Send per-sample `losses` as a raw binary tensor (OIP binary extension, application/octet-stream) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
+                        classes?: components["schemas"]["CrossEntropyBody"]["classes"];
+                        pos_label?: components["schemas"]["CrossEntropyBody"]["pos_label"];
+                        eps?: components["schemas"]["CrossEntropyBody"]["eps"];
+                        tolerance?: components["schemas"]["CrossEntropyBody"]["tolerance"];
+                        normalize?: components["schemas"]["CrossEntropyBody"]["normalize"];
+                        base?: components["schemas"]["CrossEntropyBody"]["base"];
+                        label_smoothing?: components["schemas"]["CrossEntropyBody"]["label_smoothing"];
+                        ignore_index?: components["schemas"]["CrossEntropyBody"]["ignore_index"];
+                        reduction?: components["schemas"]["CrossEntropyBody"]["reduction"];
+                        per_sample?: components["schemas"]["CrossEntropyBody"]["per_sample"];
+                        pos_weight?: components["schemas"]["CrossEntropyBody"]["pos_weight"];
+                        multilabel?: components["schemas"]["CrossEntropyBody"]["multilabel"];
+                        multilabel_convention?: components["schemas"]["CrossEntropyBody"]["multilabel_convention"];
+                        top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
+                        binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -5067,57 +5080,16 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 other than 1 (scipy.stats.entropy's base).
-                         * @default e
-                         */
-                        base?: "e" | number;
-                        /**
-                         * Reduction
-                         * @description mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and its reduction='mean' (over N·K elements) is `sum` / (N·K).
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "batchmean" | "sum" | "none";
-                        /**
-                         * Elementwise
-                         * @description Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` (scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).
-                         * @default false
-                         */
-                        elementwise?: boolean;
-                        /**
-                         * Per Sample
-                         * @description Also return every quantity per row.
-                         * @default false
-                         */
-                        per_sample?: boolean;
-                        /**
-                         * Binary Data Output
-                         * @description With `per_sample`, send the per-row quantities as raw binary tensors (OIP binary extension, application/octet-stream: the JSON result with `per_sample` null and one `outputs` entry per quantity, named `per_sample.kl_pq` and so on, then their bytes) instead of JSON lists.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
+                        eps?: components["schemas"]["DivergenceBody"]["eps"];
+                        tolerance?: components["schemas"]["DivergenceBody"]["tolerance"];
+                        normalize?: components["schemas"]["DivergenceBody"]["normalize"];
+                        base?: components["schemas"]["DivergenceBody"]["base"];
+                        reduction?: components["schemas"]["DivergenceBody"]["reduction"];
+                        elementwise?: components["schemas"]["DivergenceBody"]["elementwise"];
+                        per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
+                        binary_data_output?: components["schemas"]["DivergenceBody"]["binary_data_output"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -5243,81 +5215,20 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
-                        /**
-                         * Binary Data Output
-                         * @description With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Rtol
-                         * @description Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within about rtol relative of the exact optimum.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most Newton iterations (passes over the data).
-                         * @default 100
-                         */
-                        max_iter?: number;
+                        classes?: components["schemas"]["TemperatureBody"]["classes"];
+                        pos_label?: components["schemas"]["TemperatureBody"]["pos_label"];
+                        eps?: components["schemas"]["TemperatureBody"]["eps"];
+                        tolerance?: components["schemas"]["TemperatureBody"]["tolerance"];
+                        normalize?: components["schemas"]["TemperatureBody"]["normalize"];
+                        base?: components["schemas"]["TemperatureBody"]["base"];
+                        return_probs?: components["schemas"]["TemperatureBody"]["return_probs"];
+                        binary_data_output?: components["schemas"]["TemperatureBody"]["binary_data_output"];
+                        validation?: components["schemas"]["TemperatureBody"]["validation"];
+                        ignore_index?: components["schemas"]["TemperatureBody"]["ignore_index"];
+                        rtol?: components["schemas"]["TemperatureBody"]["rtol"];
+                        max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -5444,117 +5355,26 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
-                        /**
-                         * Binary Data Output
-                         * @description With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Method
-                         * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
-                         * @enum {string}
-                         */
-                        method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
-                        /**
-                         * L2
-                         * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
-                         * @default 0
-                         */
-                        l2?: number;
-                        /**
-                         * Off Diagonal
-                         * @description matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij².
-                         * @default 0
-                         */
-                        off_diagonal?: number;
-                        /**
-                         * Bias L2
-                         * @description matrix: μ·mean b².
-                         * @default 0
-                         */
-                        bias_l2?: number;
-                        /**
-                         * Target Smoothing
-                         * @description platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); hard labels only.
-                         * @default false
-                         */
-                        target_smoothing?: boolean;
-                        /**
-                         * N Bins
-                         * @description histogram: bins.
-                         * @default 15
-                         */
-                        n_bins?: number;
-                        /**
-                         * Rtol
-                         * @description temperature: as /v1/temperature.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.
-                         * @default 200
-                         */
-                        max_iter?: number;
+                        classes?: components["schemas"]["RecalibrateBody"]["classes"];
+                        pos_label?: components["schemas"]["RecalibrateBody"]["pos_label"];
+                        eps?: components["schemas"]["RecalibrateBody"]["eps"];
+                        tolerance?: components["schemas"]["RecalibrateBody"]["tolerance"];
+                        normalize?: components["schemas"]["RecalibrateBody"]["normalize"];
+                        base?: components["schemas"]["RecalibrateBody"]["base"];
+                        return_probs?: components["schemas"]["RecalibrateBody"]["return_probs"];
+                        binary_data_output?: components["schemas"]["RecalibrateBody"]["binary_data_output"];
+                        validation?: components["schemas"]["RecalibrateBody"]["validation"];
+                        ignore_index?: components["schemas"]["RecalibrateBody"]["ignore_index"];
+                        method: components["schemas"]["RecalibrateBody"]["method"];
+                        l2?: components["schemas"]["RecalibrateBody"]["l2"];
+                        off_diagonal?: components["schemas"]["RecalibrateBody"]["off_diagonal"];
+                        bias_l2?: components["schemas"]["RecalibrateBody"]["bias_l2"];
+                        target_smoothing?: components["schemas"]["RecalibrateBody"]["target_smoothing"];
+                        n_bins?: components["schemas"]["RecalibrateBody"]["n_bins"];
+                        rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
+                        max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
                 });
                 "application/octet-stream": string;
@@ -5669,63 +5489,17 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Parameters
-                         * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
-                         * @default null
-                         */
-                        parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
-                        /**
-                         * Temperature
-                         * @description A bare temperature T ≥ 0 (instead of `parameters`).
-                         * @default null
-                         */
-                        temperature?: number | "Infinity" | null;
-                        /**
-                         * Binary Data Output
-                         * @description Send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
+                        classes?: components["schemas"]["ApplyBody"]["classes"];
+                        pos_label?: components["schemas"]["ApplyBody"]["pos_label"];
+                        eps?: components["schemas"]["ApplyBody"]["eps"];
+                        tolerance?: components["schemas"]["ApplyBody"]["tolerance"];
+                        normalize?: components["schemas"]["ApplyBody"]["normalize"];
+                        base?: components["schemas"]["ApplyBody"]["base"];
+                        parameters?: components["schemas"]["ApplyBody"]["parameters"];
+                        temperature?: components["schemas"]["ApplyBody"]["temperature"];
+                        binary_data_output?: components["schemas"]["ApplyBody"]["binary_data_output"];
                     } & ({
                         parameters: unknown;
                     } | {
@@ -5851,144 +5625,30 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Preset
-                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
-                         * @default null
-                         */
-                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
-                        /**
-                         * Binning
-                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
-                         * @default null
-                         */
-                        binning?: ("uniform" | "quantile" | "edges") | null;
-                        /**
-                         * Edges
-                         * @description Explicit bin edges: strictly increasing from 0 to 1.
-                         * @default null
-                         */
-                        edges?: number[] | null;
-                        /**
-                         * N Bins
-                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
-                         * @default 15
-                         */
-                        n_bins?: number | ("sqrt" | "cube_root");
-                        /**
-                         * Closed
-                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
-                         * @default right
-                         * @enum {string}
-                         */
-                        closed?: "right" | "left";
-                        /**
-                         * Min Bin Count
-                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
-                         * @default 1
-                         */
-                        min_bin_count?: number;
-                        /**
-                         * Target
-                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
-                         * @default null
-                         */
-                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
-                        /**
-                         * Norm
-                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
-                         * @default l1
-                         * @enum {string}
-                         */
-                        norm?: "l1" | "l2" | "max";
-                        /**
-                         * Bin Weighting
-                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
-                         * @default mass
-                         * @enum {string}
-                         */
-                        bin_weighting?: "mass" | "uniform";
-                        /**
-                         * Brier Scale
-                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
-                         * @default auto
-                         * @enum {string}
-                         */
-                        brier_scale?: "auto" | "sum" | "half";
-                        /**
-                         * Metrics
-                         * @description Compute only these metrics (default: all).
-                         * @default null
-                         */
-                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
-                        /**
-                         * Level
-                         * @description Coverage of each reliability bin's Wilson interval.
-                         * @default 0.95
-                         */
-                        level?: number;
-                        /**
-                         * @description Percentile bootstrap intervals for every resampled scalar.
-                         * @default null
-                         */
-                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        classes?: components["schemas"]["CalibrationBody"]["classes"];
+                        pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
+                        eps?: components["schemas"]["CalibrationBody"]["eps"];
+                        tolerance?: components["schemas"]["CalibrationBody"]["tolerance"];
+                        normalize?: components["schemas"]["CalibrationBody"]["normalize"];
+                        base?: components["schemas"]["CalibrationBody"]["base"];
+                        ignore_index?: components["schemas"]["CalibrationBody"]["ignore_index"];
+                        top_k?: components["schemas"]["CalibrationBody"]["top_k"];
+                        multilabel?: components["schemas"]["CalibrationBody"]["multilabel"];
+                        preset?: components["schemas"]["CalibrationBody"]["preset"];
+                        binning?: components["schemas"]["CalibrationBody"]["binning"];
+                        edges?: components["schemas"]["CalibrationBody"]["edges"];
+                        n_bins?: components["schemas"]["CalibrationBody"]["n_bins"];
+                        closed?: components["schemas"]["CalibrationBody"]["closed"];
+                        min_bin_count?: components["schemas"]["CalibrationBody"]["min_bin_count"];
+                        target?: components["schemas"]["CalibrationBody"]["target"];
+                        norm?: components["schemas"]["CalibrationBody"]["norm"];
+                        bin_weighting?: components["schemas"]["CalibrationBody"]["bin_weighting"];
+                        brier_scale?: components["schemas"]["CalibrationBody"]["brier_scale"];
+                        metrics?: components["schemas"]["CalibrationBody"]["metrics"];
+                        level?: components["schemas"]["CalibrationBody"]["level"];
+                        bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -6109,144 +5769,30 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Preset
-                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
-                         * @default null
-                         */
-                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
-                        /**
-                         * Binning
-                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
-                         * @default null
-                         */
-                        binning?: ("uniform" | "quantile" | "edges") | null;
-                        /**
-                         * Edges
-                         * @description Explicit bin edges: strictly increasing from 0 to 1.
-                         * @default null
-                         */
-                        edges?: number[] | null;
-                        /**
-                         * N Bins
-                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
-                         * @default 15
-                         */
-                        n_bins?: number | ("sqrt" | "cube_root");
-                        /**
-                         * Closed
-                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
-                         * @default right
-                         * @enum {string}
-                         */
-                        closed?: "right" | "left";
-                        /**
-                         * Min Bin Count
-                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
-                         * @default 1
-                         */
-                        min_bin_count?: number;
-                        /**
-                         * Target
-                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
-                         * @default null
-                         */
-                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
-                        /**
-                         * Norm
-                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
-                         * @default l1
-                         * @enum {string}
-                         */
-                        norm?: "l1" | "l2" | "max";
-                        /**
-                         * Bin Weighting
-                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
-                         * @default mass
-                         * @enum {string}
-                         */
-                        bin_weighting?: "mass" | "uniform";
-                        /**
-                         * Brier Scale
-                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
-                         * @default auto
-                         * @enum {string}
-                         */
-                        brier_scale?: "auto" | "sum" | "half";
-                        /**
-                         * Metrics
-                         * @description Compute only these metrics (default: all).
-                         * @default null
-                         */
-                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
-                        /**
-                         * Level
-                         * @description Coverage of each reliability bin's Wilson interval.
-                         * @default 0.95
-                         */
-                        level?: number;
-                        /**
-                         * @description Percentile bootstrap intervals for every resampled scalar.
-                         * @default null
-                         */
-                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        classes?: components["schemas"]["CalibrationBody"]["classes"];
+                        pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
+                        eps?: components["schemas"]["CalibrationBody"]["eps"];
+                        tolerance?: components["schemas"]["CalibrationBody"]["tolerance"];
+                        normalize?: components["schemas"]["CalibrationBody"]["normalize"];
+                        base?: components["schemas"]["CalibrationBody"]["base"];
+                        ignore_index?: components["schemas"]["CalibrationBody"]["ignore_index"];
+                        top_k?: components["schemas"]["CalibrationBody"]["top_k"];
+                        multilabel?: components["schemas"]["CalibrationBody"]["multilabel"];
+                        preset?: components["schemas"]["CalibrationBody"]["preset"];
+                        binning?: components["schemas"]["CalibrationBody"]["binning"];
+                        edges?: components["schemas"]["CalibrationBody"]["edges"];
+                        n_bins?: components["schemas"]["CalibrationBody"]["n_bins"];
+                        closed?: components["schemas"]["CalibrationBody"]["closed"];
+                        min_bin_count?: components["schemas"]["CalibrationBody"]["min_bin_count"];
+                        target?: components["schemas"]["CalibrationBody"]["target"];
+                        norm?: components["schemas"]["CalibrationBody"]["norm"];
+                        bin_weighting?: components["schemas"]["CalibrationBody"]["bin_weighting"];
+                        brier_scale?: components["schemas"]["CalibrationBody"]["brier_scale"];
+                        metrics?: components["schemas"]["CalibrationBody"]["metrics"];
+                        level?: components["schemas"]["CalibrationBody"]["level"];
+                        bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -6768,26 +6314,11 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["ObservationsBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["ObservationsInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Segment
-                         * @description A tag of the whole batch (model version, region); XENT_MAX_SEGMENTS per monitor.
-                         * @default null
-                         */
-                        segment?: string | null;
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows (default by dtype).
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide probability rows by their sum instead of rejecting them.
-                         * @default false
-                         */
-                        normalize?: boolean;
+                        segment?: components["schemas"]["ObservationsBody"]["segment"];
+                        tolerance?: components["schemas"]["ObservationsBody"]["tolerance"];
+                        normalize?: components["schemas"]["ObservationsBody"]["normalize"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -7245,13 +6776,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description An SVG document. */
+            /** @description An SVG document; a PNG when `Accept` prefers image/png (the `png` extra). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "image/svg+xml": string;
+                    "image/png": string;
                 };
             };
             /** @description Malformed JSON body. */
@@ -7274,6 +6806,15 @@ export interface operations {
             };
             /** @description No monitor of that name. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description image/png asked for, and the `png` extra (resvg-py) is not installed. */
+            406: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8088,95 +7629,22 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Label Smoothing
-                         * @description ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), as torch.nn.functional.cross_entropy's label_smoothing.
-                         * @default 0
-                         */
-                        label_smoothing?: number;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are left out of every reduction and get loss 0 in `losses` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Reduction
-                         * @description mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "sum" | "none";
-                        /**
-                         * Per Sample
-                         * @description Also return per-sample `losses`.
-                         * @default false
-                         */
-                        per_sample?: boolean;
-                        /**
-                         * Pos Weight
-                         * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
-                         * @default null
-                         */
-                        pos_weight?: number | number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Multilabel Convention
-                         * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
-                         * @default torch
-                         * @enum {string}
-                         */
-                        multilabel_convention?: "torch" | "sklearn";
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
+                        classes?: components["schemas"]["CrossEntropyBody"]["classes"];
+                        pos_label?: components["schemas"]["CrossEntropyBody"]["pos_label"];
+                        eps?: components["schemas"]["CrossEntropyBody"]["eps"];
+                        tolerance?: components["schemas"]["CrossEntropyBody"]["tolerance"];
+                        normalize?: components["schemas"]["CrossEntropyBody"]["normalize"];
+                        base?: components["schemas"]["CrossEntropyBody"]["base"];
+                        label_smoothing?: components["schemas"]["CrossEntropyBody"]["label_smoothing"];
+                        ignore_index?: components["schemas"]["CrossEntropyBody"]["ignore_index"];
+                        reduction?: components["schemas"]["CrossEntropyBody"]["reduction"];
+                        per_sample?: components["schemas"]["CrossEntropyBody"]["per_sample"];
+                        pos_weight?: components["schemas"]["CrossEntropyBody"]["pos_weight"];
+                        multilabel?: components["schemas"]["CrossEntropyBody"]["multilabel"];
+                        multilabel_convention?: components["schemas"]["CrossEntropyBody"]["multilabel_convention"];
+                        top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
                 };
@@ -8370,51 +7838,15 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 other than 1 (scipy.stats.entropy's base).
-                         * @default e
-                         */
-                        base?: "e" | number;
-                        /**
-                         * Reduction
-                         * @description mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and its reduction='mean' (over N·K elements) is `sum` / (N·K).
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "batchmean" | "sum" | "none";
-                        /**
-                         * Elementwise
-                         * @description Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` (scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).
-                         * @default false
-                         */
-                        elementwise?: boolean;
-                        /**
-                         * Per Sample
-                         * @description Also return every quantity per row.
-                         * @default false
-                         */
-                        per_sample?: boolean;
+                        eps?: components["schemas"]["DivergenceBody"]["eps"];
+                        tolerance?: components["schemas"]["DivergenceBody"]["tolerance"];
+                        normalize?: components["schemas"]["DivergenceBody"]["normalize"];
+                        base?: components["schemas"]["DivergenceBody"]["base"];
+                        reduction?: components["schemas"]["DivergenceBody"]["reduction"];
+                        elementwise?: components["schemas"]["DivergenceBody"]["elementwise"];
+                        per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: boolean;
                     } | null;
                 };
@@ -8613,144 +8045,30 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Those six metrics only; sample_weight allowed.
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Preset
-                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
-                         * @default null
-                         */
-                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
-                        /**
-                         * Binning
-                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
-                         * @default null
-                         */
-                        binning?: ("uniform" | "quantile" | "edges") | null;
-                        /**
-                         * Edges
-                         * @description Explicit bin edges: strictly increasing from 0 to 1.
-                         * @default null
-                         */
-                        edges?: number[] | null;
-                        /**
-                         * N Bins
-                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
-                         * @default 15
-                         */
-                        n_bins?: number | ("sqrt" | "cube_root");
-                        /**
-                         * Closed
-                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
-                         * @default right
-                         * @enum {string}
-                         */
-                        closed?: "right" | "left";
-                        /**
-                         * Min Bin Count
-                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
-                         * @default 1
-                         */
-                        min_bin_count?: number;
-                        /**
-                         * Target
-                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
-                         * @default null
-                         */
-                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
-                        /**
-                         * Norm
-                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
-                         * @default l1
-                         * @enum {string}
-                         */
-                        norm?: "l1" | "l2" | "max";
-                        /**
-                         * Bin Weighting
-                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
-                         * @default mass
-                         * @enum {string}
-                         */
-                        bin_weighting?: "mass" | "uniform";
-                        /**
-                         * Brier Scale
-                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
-                         * @default auto
-                         * @enum {string}
-                         */
-                        brier_scale?: "auto" | "sum" | "half";
-                        /**
-                         * Metrics
-                         * @description Compute only these metrics (default: all).
-                         * @default null
-                         */
-                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
-                        /**
-                         * Level
-                         * @description Coverage of each reliability bin's Wilson interval.
-                         * @default 0.95
-                         */
-                        level?: number;
-                        /**
-                         * @description Percentile bootstrap intervals for every resampled scalar.
-                         * @default null
-                         */
-                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        classes?: components["schemas"]["CalibrationBody"]["classes"];
+                        pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
+                        eps?: components["schemas"]["CalibrationBody"]["eps"];
+                        tolerance?: components["schemas"]["CalibrationBody"]["tolerance"];
+                        normalize?: components["schemas"]["CalibrationBody"]["normalize"];
+                        base?: components["schemas"]["CalibrationBody"]["base"];
+                        ignore_index?: components["schemas"]["CalibrationBody"]["ignore_index"];
+                        top_k?: components["schemas"]["CalibrationBody"]["top_k"];
+                        multilabel?: components["schemas"]["CalibrationBody"]["multilabel"];
+                        preset?: components["schemas"]["CalibrationBody"]["preset"];
+                        binning?: components["schemas"]["CalibrationBody"]["binning"];
+                        edges?: components["schemas"]["CalibrationBody"]["edges"];
+                        n_bins?: components["schemas"]["CalibrationBody"]["n_bins"];
+                        closed?: components["schemas"]["CalibrationBody"]["closed"];
+                        min_bin_count?: components["schemas"]["CalibrationBody"]["min_bin_count"];
+                        target?: components["schemas"]["CalibrationBody"]["target"];
+                        norm?: components["schemas"]["CalibrationBody"]["norm"];
+                        bin_weighting?: components["schemas"]["CalibrationBody"]["bin_weighting"];
+                        brier_scale?: components["schemas"]["CalibrationBody"]["brier_scale"];
+                        metrics?: components["schemas"]["CalibrationBody"]["metrics"];
+                        level?: components["schemas"]["CalibrationBody"]["level"];
+                        bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
                 };
@@ -8951,76 +8269,20 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
+                        classes?: components["schemas"]["TemperatureBody"]["classes"];
+                        pos_label?: components["schemas"]["TemperatureBody"]["pos_label"];
+                        eps?: components["schemas"]["TemperatureBody"]["eps"];
+                        tolerance?: components["schemas"]["TemperatureBody"]["tolerance"];
+                        normalize?: components["schemas"]["TemperatureBody"]["normalize"];
+                        base?: components["schemas"]["TemperatureBody"]["base"];
+                        return_probs?: components["schemas"]["TemperatureBody"]["return_probs"];
                         binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Rtol
-                         * @description Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within about rtol relative of the exact optimum.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most Newton iterations (passes over the data).
-                         * @default 100
-                         */
-                        max_iter?: number;
+                        validation?: components["schemas"]["TemperatureBody"]["validation"];
+                        ignore_index?: components["schemas"]["TemperatureBody"]["ignore_index"];
+                        rtol?: components["schemas"]["TemperatureBody"]["rtol"];
+                        max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
                 };
                 "application/octet-stream": string;
@@ -9223,112 +8485,26 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
+                        classes?: components["schemas"]["RecalibrateBody"]["classes"];
+                        pos_label?: components["schemas"]["RecalibrateBody"]["pos_label"];
+                        eps?: components["schemas"]["RecalibrateBody"]["eps"];
+                        tolerance?: components["schemas"]["RecalibrateBody"]["tolerance"];
+                        normalize?: components["schemas"]["RecalibrateBody"]["normalize"];
+                        base?: components["schemas"]["RecalibrateBody"]["base"];
+                        return_probs?: components["schemas"]["RecalibrateBody"]["return_probs"];
                         binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Method
-                         * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
-                         * @enum {string}
-                         */
-                        method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
-                        /**
-                         * L2
-                         * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
-                         * @default 0
-                         */
-                        l2?: number;
-                        /**
-                         * Off Diagonal
-                         * @description matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij².
-                         * @default 0
-                         */
-                        off_diagonal?: number;
-                        /**
-                         * Bias L2
-                         * @description matrix: μ·mean b².
-                         * @default 0
-                         */
-                        bias_l2?: number;
-                        /**
-                         * Target Smoothing
-                         * @description platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); hard labels only.
-                         * @default false
-                         */
-                        target_smoothing?: boolean;
-                        /**
-                         * N Bins
-                         * @description histogram: bins.
-                         * @default 15
-                         */
-                        n_bins?: number;
-                        /**
-                         * Rtol
-                         * @description temperature: as /v1/temperature.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.
-                         * @default 200
-                         */
-                        max_iter?: number;
+                        validation?: components["schemas"]["RecalibrateBody"]["validation"];
+                        ignore_index?: components["schemas"]["RecalibrateBody"]["ignore_index"];
+                        method: components["schemas"]["RecalibrateBody"]["method"];
+                        l2?: components["schemas"]["RecalibrateBody"]["l2"];
+                        off_diagonal?: components["schemas"]["RecalibrateBody"]["off_diagonal"];
+                        bias_l2?: components["schemas"]["RecalibrateBody"]["bias_l2"];
+                        target_smoothing?: components["schemas"]["RecalibrateBody"]["target_smoothing"];
+                        n_bins?: components["schemas"]["RecalibrateBody"]["n_bins"];
+                        rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
+                        max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
                 };
                 "application/octet-stream": string;
@@ -9508,57 +8684,16 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown;
+                    inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. Hard labels only; not with ignore_index.
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Parameters
-                         * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
-                         * @default null
-                         */
-                        parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
-                        /**
-                         * Temperature
-                         * @description A bare temperature T ≥ 0 (instead of `parameters`).
-                         * @default null
-                         */
-                        temperature?: number | "Infinity" | null;
+                        classes?: components["schemas"]["ApplyBody"]["classes"];
+                        pos_label?: components["schemas"]["ApplyBody"]["pos_label"];
+                        eps?: components["schemas"]["ApplyBody"]["eps"];
+                        tolerance?: components["schemas"]["ApplyBody"]["tolerance"];
+                        normalize?: components["schemas"]["ApplyBody"]["normalize"];
+                        base?: components["schemas"]["ApplyBody"]["base"];
+                        parameters?: components["schemas"]["ApplyBody"]["parameters"];
+                        temperature?: components["schemas"]["ApplyBody"]["temperature"];
                         binary_data_output?: boolean;
                     } & ({
                         parameters: unknown;
