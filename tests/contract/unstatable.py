@@ -43,8 +43,9 @@ UNSTATABLE = {
     r"must have a positive total",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
-    # The monitor's stored rows, and its own bucket width, are state on the server.
-    "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width",
+    # The monitor's stored rows, its own bucket width and class count are state on the server.
+    "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width|"
+    r"must be .* for monitor '",
     # OpenAPI parameters cannot depend on the media type: binary-mode CloudEvents (application/json)
     # need the ce-* headers that structured mode (application/cloudevents+json) carries in its body.
     "CloudEvents binary mode": r"is a required CloudEvents header",

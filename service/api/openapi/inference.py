@@ -15,7 +15,11 @@ Nothing is copied per endpoint: an option is a ``$ref`` to its field in the JSON
 per body (``CrossEntropyInferenceInputs``) that /v1 and /v2 share.
 """
 
+from collections.abc import Sequence
 from typing import Any
+
+from .across import RULES, applicable, on_inference
+from .values import UNIT_INTERVAL, unit_interval_data
 
 INFERENCE_REQUEST = "#/components/schemas/InferenceRequest"
 #: Marks a schema to narrow: the request-body component whose fields it serves, and its roles.
@@ -68,6 +72,15 @@ _IN_JSON: dict[str, Any] = {
 }
 
 
+def _role_values(roles: list[str]) -> dict[str, Any]:
+    """An input filling one of `roles`, with its values as the role reads them (:mod:`.values`)."""
+    unit = [r for r in roles if r in UNIT_INTERVAL]
+    if not unit:
+        return _is_role(roles)
+    others = [r for r in roles if r not in unit]
+    return {"anyOf": [{"allOf": [_is_role(unit), unit_interval_data()]}, _is_role(others)]}
+
+
 def _counted(roles: list[str], least: int) -> dict[str, Any]:
     return {"contains": _is_role(roles), "minContains": least, "maxContains": 1}
 
@@ -82,10 +95,12 @@ def narrow(
     groups: list[tuple[str, ...]],
     at_most_one: list[tuple[str, ...]],
     oip: bool,
+    rules: Sequence[tuple[Any, Any]] = (),
 ) -> None:
     """Replace a :func:`marker` `schema` in place by its narrowed inference request.
 
-    `groups` are the body's "exactly one of" groups, `at_most_one` its "at most one of" groups.
+    `groups` are the body's "exactly one of" groups, `at_most_one` its "at most one of" groups,
+    `rules` its rules across fields (:mod:`.across`).
     """
     mark = schema.pop(MARK)
     roles: list[str] = mark["roles"]
@@ -107,7 +122,7 @@ def narrow(
         "of its roles (`parameters.role`, else `name`), each role at most once, one of each "
         '"exactly one of" group.',
         "type": "array",
-        "items": {"allOf": [_is_role(roles), {"$ref": f"#/components/schemas/{IN_JSON}"}]},
+        "items": {"allOf": [_role_values(roles), {"$ref": f"#/components/schemas/{IN_JSON}"}]},
         "allOf": [_counted(g, 1) for g in role_groups]
         + [_counted(g, 0) for g in optional_groups]
         + [_counted([r], 1 if r in body.get("required", []) else 0) for r in roles if r not in grouped],
@@ -124,4 +139,17 @@ def narrow(
         narrowed["required"] = ["parameters"]
     else:
         narrowed["properties"]["parameters"] = {"anyOf": [parameters, {"type": "null"}]}
+    fields = set(body.get("properties", {}))
+    shared = [r for r in rules if r in RULES.get(mark["body"], [])]
+    if applicable(shared, fields):  # the body's rules across fields: one component, as the inputs
+        rules_name = f"{mark['body'].removesuffix('Body')}InferenceRules"
+        components[rules_name] = {
+            "description": f"{mark['body']}'s rules across fields, on an inference request's inputs and "
+            "parameters.",
+            "allOf": on_inference(applicable(shared, fields), roles, _is_role),
+        }
+        narrowed["allOf"] = [{"$ref": f"#/components/schemas/{rules_name}"}]
+    own = applicable([r for r in rules if r not in shared], fields)
+    if own:
+        narrowed["allOf"] = [*narrowed.get("allOf", []), *on_inference(own, roles, _is_role)]
     schema["allOf"] = [{"$ref": schema.pop("$ref")}, narrowed]

@@ -1,0 +1,118 @@
+"""Tensor values by role: the value ranges of an array field, stated in the document.
+
+An array field is a nested list, a flat list or an OIP tensor object (``Tensor``), and an
+inference request's input is a tensor whose role is its ``parameters.role`` or ``name``. The
+shared forms take any numbers; per role the service reads them further, and the document says so:
+
+- probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
+  every number, and a ``ProbabilityTensor`` whose ``data`` is bounded alike);
+- every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
+  beyond a narrow datatype's range (FP16 ±65504, FP32 and BF16 ±3.4028234663852886e38) becomes
+  ±inf when the tensor is read in that type (an ``if``/``then`` per datatype on the tensor forms);
+- an integer datatype's ``data`` holds integers that fit it (INT8 in [-128, 127], ...).
+"""
+
+from typing import Any
+
+#: Array fields (and inference-input roles) whose values are probabilities.
+UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
+PROBABILITY_TENSOR = "ProbabilityTensor"
+DATATYPE_VALUES = "TensorDatatypeValues"
+TENSOR = "#/components/schemas/Tensor"
+FLOAT64_MAX = 1.7976931348623157e308
+#: The largest finite value of each float datatype a tensor is read in (wider ones need nothing more).
+NARROW_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "BF16": 3.3895313892515355e38}
+#: The integers each integer datatype holds (numpy.iinfo).
+INTEGER_RANGES = {
+    f"{'U' if unsigned else ''}INT{bits}": (0, 2**bits - 1)
+    if unsigned
+    else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    for unsigned in (False, True)
+    for bits in (8, 16, 32, 64)
+}
+
+
+def _bound_numbers(schema: Any, low: float, high: float) -> None:
+    """Add ``minimum``/``maximum`` to every ``"type": "number"`` in `schema` (not through $ref), in place."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "number":
+            schema["minimum"] = max(schema.get("minimum", low), low)
+            schema["maximum"] = min(schema.get("maximum", high), high)
+        for value in schema.values():
+            _bound_numbers(value, low, high)
+    elif isinstance(schema, list):
+        for value in schema:
+            _bound_numbers(value, low, high)
+
+
+def _data(item: dict[str, Any]) -> dict[str, Any]:
+    """`data` as flat or nested lists whose numbers are `item` (the shapes of ``Tensor.data``)."""
+    row = {"type": "array", "minItems": 1, "items": item}
+    return {"anyOf": [row, {"type": "array", "minItems": 1, "items": row}]}
+
+
+def datatype_rules() -> list[dict[str, Any]]:
+    """``if``/``then`` rules of a tensor (or input) form: the values its `datatype` can hold."""
+    rules: list[dict[str, Any]] = [
+        {
+            "if": {"required": ["datatype"], "properties": {"datatype": {"const": name}}},
+            "then": {"properties": {"data": _data({"minimum": -high, "maximum": high})}},
+        }
+        for name, high in NARROW_MAX.items()
+    ]
+    for name, (low, high) in INTEGER_RANGES.items():
+        rules.append(
+            {
+                "if": {"required": ["datatype"], "properties": {"datatype": {"const": name}}},
+                "then": {"properties": {"data": _data({"type": "integer", "minimum": low, "maximum": high})}},
+            }
+        )
+    return rules
+
+
+def unit_interval_data() -> dict[str, Any]:
+    """An input (or tensor) whose ``data``, when sent, holds numbers in [0, 1]."""
+    return {"properties": {"data": _data({"minimum": 0, "maximum": 1})}}
+
+
+def _retarget(schema: Any) -> None:
+    """Point every ``Tensor`` $ref in `schema` at ``ProbabilityTensor``, in place."""
+    if isinstance(schema, dict):
+        if schema.get("$ref") == TENSOR:
+            schema["$ref"] = f"#/components/schemas/{PROBABILITY_TENSOR}"
+        for value in schema.values():
+            _retarget(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _retarget(value)
+
+
+def state_values(schemas: dict[str, Any]) -> None:
+    """State the value ranges of tensors and of probability fields in the component `schemas`."""
+    tensor = schemas.get("Tensor")
+    if tensor is None:
+        return
+    _bound_numbers(tensor, -FLOAT64_MAX, FLOAT64_MAX)
+    schemas[DATATYPE_VALUES] = {
+        "description": "The values a tensor's `datatype` holds: finite in its range, integers that fit.",
+        "allOf": datatype_rules(),
+    }
+    by_datatype = {"$ref": f"#/components/schemas/{DATATYPE_VALUES}"}
+    tensor["allOf"] = [*tensor.get("allOf", []), by_datatype]
+    schemas[PROBABILITY_TENSOR] = {
+        "description": "A tensor of probabilities: a `Tensor` with every value in [0, 1].",
+        "allOf": [{"$ref": TENSOR}, unit_interval_data()],
+    }
+    for name, schema in list(schemas.items()):
+        if not name.endswith("Body"):
+            continue
+        for field, prop in schema.get("properties", {}).items():
+            if field in UNIT_INTERVAL:
+                _bound_numbers(prop, 0, 1)
+                _retarget(prop)
+            elif TENSOR in str(prop):  # any other array field: finite numbers
+                _bound_numbers(prop, -FLOAT64_MAX, FLOAT64_MAX)
+    inference_input = schemas.get("InferenceInput")
+    if inference_input is not None:
+        _bound_numbers(inference_input["properties"]["data"], -FLOAT64_MAX, FLOAT64_MAX)
+        inference_input["allOf"] = [*inference_input.get("allOf", []), by_datatype]
