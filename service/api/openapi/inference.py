@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .across import RULES, applicable, on_inference
-from .values import UNIT_INTERVAL, unit_interval_data
+from .values import role_values
 
 INFERENCE_REQUEST = "#/components/schemas/InferenceRequest"
 #: Marks a schema to narrow: the request-body component whose fields it serves, and its roles.
@@ -72,13 +72,14 @@ _IN_JSON: dict[str, Any] = {
 }
 
 
-def _role_values(roles: list[str]) -> dict[str, Any]:
+def _role_values(roles: list[str], body: str) -> dict[str, Any]:
     """An input filling one of `roles`, with its values as the role reads them (:mod:`.values`)."""
-    unit = [r for r in roles if r in UNIT_INTERVAL]
-    if not unit:
+    special = {r: extra for r in roles if (extra := role_values(r, body)) is not None}
+    if not special:
         return _is_role(roles)
-    others = [r for r in roles if r not in unit]
-    return {"anyOf": [{"allOf": [_is_role(unit), unit_interval_data()]}, _is_role(others)]}
+    others = [r for r in roles if r not in special]
+    branches = [{"allOf": [_is_role([r]), extra]} for r, extra in special.items()]
+    return {"anyOf": branches + ([_is_role(others)] if others else [])}
 
 
 def _counted(roles: list[str], least: int) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def narrow(
         "of its roles (`parameters.role`, else `name`), each role at most once, one of each "
         '"exactly one of" group.',
         "type": "array",
-        "items": {"allOf": [_role_values(roles), {"$ref": f"#/components/schemas/{IN_JSON}"}]},
+        "items": {"allOf": [_role_values(roles, mark["body"]), {"$ref": f"#/components/schemas/{IN_JSON}"}]},
         "allOf": [_counted(g, 1) for g in role_groups]
         + [_counted(g, 0) for g in optional_groups]
         + [_counted([r], 1 if r in body.get("required", []) else 0) for r in roles if r not in grouped],

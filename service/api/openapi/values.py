@@ -4,8 +4,11 @@ An array field is a nested list, a flat list or an OIP tensor object (``Tensor``
 inference request's input is a tensor whose role is its ``parameters.role`` or ``name``. The
 shared forms take any numbers; per role the service reads them further, and the document says so:
 
+- predictions (``logits``, ``probs``, ...) have K ≥ 2 classes (rows of at least 2 numbers, a tensor
+  ``shape`` whose last dimension is at least 2), ``scores`` K ≥ 3; where an endpoint takes no
+  B×T×K sequences (temperature, recalibrate, apply, a monitor's observations) at most 2 dimensions;
 - probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
-  every number, and a ``ProbabilityTensor`` whose ``data`` is bounded alike);
+  every number, and on a tensor's ``data``);
 - every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
   beyond a narrow datatype's range (FP16 ±65504, FP32 and BF16 ±3.4028234663852886e38) becomes
   ±inf when the tensor is read in that type (an ``if``/``then`` per datatype on the tensor forms);
@@ -16,7 +19,10 @@ from typing import Any
 
 #: Array fields (and inference-input roles) whose values are probabilities.
 UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
-PROBABILITY_TENSOR = "ProbabilityTensor"
+#: Array fields (and roles) that are predictions: N×K with K ≥ 2, a length-N vector, or B×T×K.
+PREDICTIONS = ("logits", "probs", "p_probs", "p_logits", "q_probs", "q_logits", "scores")
+#: Bodies whose predictions are N×K or N only (no B×T×K token sequences).
+MATRIX_BODIES = ("ObservationsBody", "TemperatureBody", "RecalibrateBody", "ApplyBody")
 DATATYPE_VALUES = "TensorDatatypeValues"
 TENSOR = "#/components/schemas/Tensor"
 FLOAT64_MAX = 1.7976931348623157e308
@@ -75,16 +81,72 @@ def unit_interval_data() -> dict[str, Any]:
     return {"properties": {"data": _data({"minimum": 0, "maximum": 1})}}
 
 
-def _retarget(schema: Any) -> None:
-    """Point every ``Tensor`` $ref in `schema` at ``ProbabilityTensor``, in place."""
+def _shape(least_k: int, most_rank: int) -> dict[str, Any]:
+    """A tensor shape [N], [N, K] (or [B, T, K] when `most_rank` is 3) with K ≥ `least_k`."""
+    forms: list[dict[str, Any]] = [
+        {"maxItems": 1},
+        {"minItems": 2, "maxItems": 2, "prefixItems": [{}, {"minimum": least_k}]},
+    ]
+    if most_rank == 3:
+        forms.append({"minItems": 3, "prefixItems": [{}, {}, {"minimum": least_k}]})
+    return {"required": ["shape"], "properties": {"shape": {"anyOf": forms}}}
+
+
+def role_values(role: str, body: str) -> dict[str, Any] | None:
+    """What a tensor (or input) filling `role` of `body` holds beyond any tensor's values, if anything.
+
+    Predictions have K ≥ 2 classes (raw `scores` K ≥ 3 when not a vector); a monitor's
+    observations are N×K or N, not B×T×K; probabilities lie in [0, 1].
+    """
+    if role not in PREDICTIONS:
+        return None
+    shape = (
+        "ScoresShape"
+        if role == "scores"
+        else "PredictionMatrixShape"
+        if body in MATRIX_BODIES
+        else "PredictionShape"
+    )
+    if role not in UNIT_INTERVAL:
+        return {"$ref": f"#/components/schemas/{shape}"}
+    return {
+        "allOf": [{"$ref": f"#/components/schemas/{shape}"}, {"$ref": "#/components/schemas/ProbabilityData"}]
+    }
+
+
+#: The shared components :func:`role_values` refers to.
+SHAPES = {
+    "PredictionShape": ("Predictions: [N], [N, K] or [B, T, K], with K ≥ 2.", 2, 3),
+    "PredictionMatrixShape": ("Predictions: [N] or [N, K], with K ≥ 2.", 2, 2),
+    "ScoresShape": ("Raw scores: [N] or [N, K], with K ≥ 3.", 3, 2),
+}
+
+
+def _nested(schema: Any, role: str) -> None:
+    """Bound the nested-list forms of `role`'s field `schema` (rows of K ≥ 2, probabilities in [0, 1])."""
     if isinstance(schema, dict):
-        if schema.get("$ref") == TENSOR:
-            schema["$ref"] = f"#/components/schemas/{PROBABILITY_TENSOR}"
+        items = schema.get("items")
+        if schema.get("type") == "array" and isinstance(items, dict) and items.get("type") == "array":
+            items["minItems"] = max(items.get("minItems", 0), 3 if role == "scores" else 2)
         for value in schema.values():
-            _retarget(value)
+            _nested(value, role)
     elif isinstance(schema, list):
         for value in schema:
-            _retarget(value)
+            _nested(value, role)
+
+
+def _retarget(schema: Any, extra: dict[str, Any]) -> None:
+    """Narrow every ``Tensor`` $ref in `schema` by `extra`, in place."""
+    if isinstance(schema, dict):
+        if schema.get("$ref") == TENSOR:
+            schema.pop("$ref")
+            schema["allOf"] = [{"$ref": TENSOR}, extra]
+            return
+        for value in schema.values():
+            _retarget(value, extra)
+    elif isinstance(schema, list):
+        for value in schema:
+            _retarget(value, extra)
 
 
 def state_values(schemas: dict[str, Any]) -> None:
@@ -99,19 +161,23 @@ def state_values(schemas: dict[str, Any]) -> None:
     }
     by_datatype = {"$ref": f"#/components/schemas/{DATATYPE_VALUES}"}
     tensor["allOf"] = [*tensor.get("allOf", []), by_datatype]
-    schemas[PROBABILITY_TENSOR] = {
-        "description": "A tensor of probabilities: a `Tensor` with every value in [0, 1].",
-        "allOf": [{"$ref": TENSOR}, unit_interval_data()],
+    for shape_name, (description, least_k, most_rank) in SHAPES.items():
+        schemas[shape_name] = {"description": description, **_shape(least_k, most_rank)}
+    schemas["ProbabilityData"] = {
+        "description": "A tensor of probabilities: `data` in [0, 1].",
+        **unit_interval_data(),
     }
     for name, schema in list(schemas.items()):
         if not name.endswith("Body"):
             continue
         for field, prop in schema.get("properties", {}).items():
-            if field in UNIT_INTERVAL:
-                _bound_numbers(prop, 0, 1)
-                _retarget(prop)
-            elif TENSOR in str(prop):  # any other array field: finite numbers
-                _bound_numbers(prop, -FLOAT64_MAX, FLOAT64_MAX)
+            if TENSOR not in str(prop):  # not an array field
+                continue
+            _bound_numbers(prop, *((0, 1) if field in UNIT_INTERVAL else (-FLOAT64_MAX, FLOAT64_MAX)))
+            extra = role_values(field, name)
+            if extra is not None:
+                _nested(prop, field)
+                _retarget(prop, extra)
     inference_input = schemas.get("InferenceInput")
     if inference_input is not None:
         _bound_numbers(inference_input["properties"]["data"], -FLOAT64_MAX, FLOAT64_MAX)
