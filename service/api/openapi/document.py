@@ -14,6 +14,7 @@ from typing import Any
 from .across import DIAGRAM_RULES, RULES, applicable, on_body
 from .examples import V1
 from .inference import MARK, narrow
+from .logprobs import state_documents
 from .sequences import state_sequence_forms
 from .values import state_values
 
@@ -78,6 +79,7 @@ def add_rules(schemas: dict[str, Any]) -> None:
     """State the exactly-one-of and at-most-one-of rules in the request-body schemas."""
     for name in EXACTLY_ONE.keys() | AT_MOST_ONE.keys():
         schemas[name]["allOf"] = _rules(name)
+    state_documents(schemas, ("LogprobsBody", "SequencesBody"))
     state_sequence_forms(schemas, _rules("LogprobsBody"))
     for name, rules in RULES.items():  # options across fields (:mod:`.across`)
         schema = schemas[name]
