@@ -3521,19 +3521,19 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Scores
              * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
-            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            scores?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["ScoresShape"])) | null;
             /**
              * Labels
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. Scores the output.
@@ -3562,7 +3562,7 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & (unknown | {
+        }) & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -3735,13 +3735,13 @@ export interface components {
              * @description N×K logits (softmax by log-sum-exp), or a length-N vector of positive-class logits; B×T×K token logits for sequences (calibration of the top-1 token).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities (binary); B×T×K for sequences.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs. Required unless multilabel.
@@ -3774,7 +3774,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -3880,13 +3880,13 @@ export interface components {
              * @description N×K unnormalised log-probabilities (log-softmax by log-sum-exp), or a length-N vector of positive-class logits (binary, sigmoid), or B×T×K logits of token sequences (FP32, FP16 or BF16 tensors welcome) with B×T `labels`.
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities (rows sum to 1 within `tolerance`), or a length-N vector of positive-class probabilities (binary), or B×T×K token probabilities with B×T `labels`.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs (a nested list, or an INT32/INT64 tensor of shape [B, T]).
@@ -3943,7 +3943,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4005,25 +4005,25 @@ export interface components {
              * @description Distribution p as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            p_probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            p_probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * P Logits
              * @description Distribution p as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            p_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            p_logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Q Probs
              * @description Distribution q as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            q_probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            q_probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Q Logits
              * @description Distribution q as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            q_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            q_logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative row weights s (N the rows compared, after broadcasting one row against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` are not weighted. All zero is a 422. N×K rows only (sequences use `mask`).
@@ -4044,7 +4044,7 @@ export interface components {
             q_probs: unknown;
         } | {
             q_logits: unknown;
-        }));
+        }) & unknown);
         /**
          * FoldsValidation
          * @description k-fold cross-fitting: each fold is recalibrated by a fit on the other folds.
@@ -4238,17 +4238,13 @@ export interface components {
              * @description Each an OpenAI chat completion (`choices[i].logprobs.content[]` of `{token, logprob, bytes, top_logprobs}`), a legacy completion (`choices[i].logprobs` of `{tokens, token_logprobs, top_logprobs, text_offset}`, echoed prompts starting with null), a vLLM response with `prompt_logprobs` (on each choice, or at the top level of a chat completion), or only a choice's `logprobs` object, a `content` list or a `prompt_logprobs` list. Each choice is one sequence; a chat completion's top-level prompt_logprobs is one more.
              * @default null
              */
-            responses?: ({
-                [key: string]: unknown;
-            } | unknown[])[] | null;
+            responses?: components["schemas"]["LogprobsDocument"][] | null;
             /**
              * Response
              * @description One response (or logprobs part), instead of `responses`.
              * @default null
              */
-            response?: {
-                [key: string]: unknown;
-            } | unknown[] | null;
+            response?: components["schemas"]["LogprobsDocument"] | null;
             /**
              * Prompt Token Ids
              * @description The token ids of each prompt whose prompt_logprobs are scored, in order of appearance (vLLM's entries do not mark the realised token); null to use the response's own `prompt_token_ids`.
@@ -4265,7 +4261,7 @@ export interface components {
             responses: unknown;
         } | {
             response: unknown;
-        }) & unknown & unknown);
+        }) & unknown & unknown & unknown);
         /**
          * ObservationsBody
          * @description A batch of predictions for a monitor (JSON form; OIP, binary tensors and npz carry the same fields).
@@ -4276,13 +4272,13 @@ export interface components {
              * @description N×K logits, or N positive-class logits (binary).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or N positive-class probabilities (binary).
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true classes; -1 where not known yet (send it later by id).
@@ -4457,19 +4453,19 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Scores
              * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
-            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            scores?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["ScoresShape"])) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
@@ -4498,7 +4494,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4520,7 +4516,7 @@ export interface components {
          * SequencesBody
          * @description A /v1/logprobs body, or B×T×K sequences as /v1/cross-entropy takes them; times and a segment.
          */
-        SequencesBody: {
+        SequencesBody: ({
             /**
              * Context Length
              * @description Score only positions from this index on (per sequence, or one for all): the continuation after a context, as lm-evaluation-harness's `token_logprobs[ctxlen:]`. Exclusive with `ranges`.
@@ -4578,17 +4574,13 @@ export interface components {
              * @description Each an OpenAI chat completion (`choices[i].logprobs.content[]` of `{token, logprob, bytes, top_logprobs}`), a legacy completion (`choices[i].logprobs` of `{tokens, token_logprobs, top_logprobs, text_offset}`, echoed prompts starting with null), a vLLM response with `prompt_logprobs` (on each choice, or at the top level of a chat completion), or only a choice's `logprobs` object, a `content` list or a `prompt_logprobs` list. Each choice is one sequence; a chat completion's top-level prompt_logprobs is one more.
              * @default null
              */
-            responses?: ({
-                [key: string]: unknown;
-            } | unknown[])[] | null;
+            responses?: components["schemas"]["LogprobsDocument"][] | null;
             /**
              * Response
              * @description One response (or logprobs part), instead of `responses`.
              * @default null
              */
-            response?: {
-                [key: string]: unknown;
-            } | unknown[] | null;
+            response?: components["schemas"]["LogprobsDocument"] | null;
             /**
              * Prompt Token Ids
              * @description The token ids of each prompt whose prompt_logprobs are scored, in order of appearance (vLLM's entries do not mark the realised token); null to use the response's own `prompt_token_ids`.
@@ -4643,7 +4635,37 @@ export interface components {
              * @default null
              */
             segment?: string | null;
-        };
+        } & unknown) | (({
+            responses: unknown;
+        } | {
+            response: unknown;
+        }) & unknown & unknown & {
+            logits?: null;
+            probs?: null;
+            labels?: null;
+            mask?: null;
+            ignore_index?: null;
+        }) | (({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        }) & {
+            labels: unknown;
+        } & {
+            context_length?: null;
+            ranges?: null;
+            use?: null;
+            calibration?: null;
+            vocab_size?: null;
+            per_sequence?: null;
+            responses?: null;
+            response?: null;
+            prompt_token_ids?: null;
+            texts?: null;
+        } & {
+            logits?: number[][][] | null;
+            probs?: number[][][] | null;
+        });
         /**
          * TemperatureBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -4727,13 +4749,13 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
@@ -4760,7 +4782,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4798,6 +4820,181 @@ export interface components {
             parameters?: {
                 [key: string]: unknown;
             } | null;
+        } & components["schemas"]["TensorDatatypeValues"];
+        /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
+        LogprobsDocument: {
+            logprob: number | null;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | [
+            null | {
+                [key: string]: {
+                    logprob: number;
+                };
+            }
+        ] | ({
+            choices: unknown[];
+        } | ({
+            choices?: unknown;
+        } & {
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        }) | {
+            prompt_logprobs?: null;
+            choices?: unknown;
+        }) | {
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } | (({
+            content: {
+                logprob: number | null;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
+        LogprobsDocumentWithOwnIds: {
+            logprob: number | null;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | ({
+            choices: unknown[];
+        } | ({
+            choices?: unknown;
+        } & ({
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        })) | {
+            prompt_logprobs?: null;
+            choices?: unknown;
+        }) | ({
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        }) | (({
+            content: {
+                logprob: number | null;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description The values a tensor's `datatype` holds: finite in its range, integers that fit. */
+        TensorDatatypeValues: {
+            /** @enum {unknown} */
+            datatype?: "FP64";
+        } | {
+            /** @constant */
+            datatype?: "FP16";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "FP32";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "BF16";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "INT8";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "INT16";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "INT32";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "INT64";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT8";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT16";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT32";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT64";
+            data?: number[] | number[][];
+        };
+        /** @description Predictions: [N], [N, K] or [B, T, K], with K ≥ 2. */
+        PredictionShape: {
+            shape: unknown | unknown | unknown;
+        };
+        /** @description Predictions: [N] or [N, K], with K ≥ 2. */
+        PredictionMatrixShape: {
+            shape: unknown | unknown;
+        };
+        /** @description Raw scores: [N] or [N, K], with K ≥ 3. */
+        ScoresShape: {
+            shape: unknown | unknown;
+        };
+        /** @description A tensor of probabilities: `data` in [0, 1]. */
+        ProbabilityData: {
+            data?: unknown[] | unknown[][];
         };
         /** @description An input of a JSON inference request: its values in `data`, no `binary_data_size` (that is the binary extension's). */
         InferenceInputInJson: {
@@ -4811,82 +5008,265 @@ export interface components {
             role?: null;
         };
         /** @description The inputs of an inference request for CrossEntropyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        CrossEntropyInferenceInputs: (({
+        CrossEntropyInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "logits" | "probs" | "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+                role: "logits";
             };
         } | {
             /** @enum {unknown} */
-            name?: "logits" | "probs" | "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            name?: "logits";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        }) & components["schemas"]["PredictionShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
+        CrossEntropyInferenceRules: unknown & unknown & unknown;
         /** @description The inputs of an inference request for DivergenceBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        DivergenceInferenceInputs: (({
+        DivergenceInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "p_probs" | "p_logits" | "q_probs" | "q_logits" | "sample_weight" | "mask";
+                role: "p_probs";
             };
         } | {
             /** @enum {unknown} */
-            name?: "p_probs" | "p_logits" | "q_probs" | "q_logits" | "sample_weight" | "mask";
+            name?: "p_probs";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "p_logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "p_logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "q_probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "q_probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "q_logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "q_logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description DivergenceBody's rules across fields, on an inference request's inputs and parameters. */
+        DivergenceInferenceRules: unknown;
         /** @description The inputs of an inference request for TemperatureBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        TemperatureInferenceInputs: (({
+        TemperatureInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+                role: "logits";
             };
         } | {
             /** @enum {unknown} */
-            name?: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            name?: "logits";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "targets" | "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "targets" | "sample_weight";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
+        TemperatureInferenceRules: unknown;
         /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        RecalibrateInferenceInputs: (({
+        RecalibrateInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+                role: "logits";
             };
         } | {
             /** @enum {unknown} */
-            name?: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            name?: "logits";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "targets" | "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "targets" | "sample_weight";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
+        /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
+        RecalibrateInferenceRules: unknown & unknown;
         /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        ApplyInferenceInputs: (({
+        ApplyInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+                role: "logits";
             };
         } | {
             /** @enum {unknown} */
-            name?: "logits" | "probs" | "scores" | "labels" | "targets" | "sample_weight";
+            name?: "logits";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "targets" | "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "targets" | "sample_weight";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
+        /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
+        ApplyInferenceRules: unknown;
         /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        CalibrationInferenceInputs: (({
+        CalibrationInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "logits" | "probs" | "labels" | "targets" | "sample_weight" | "mask";
+                role: "logits";
             };
         } | {
             /** @enum {unknown} */
-            name?: "logits" | "probs" | "labels" | "targets" | "sample_weight" | "mask";
+            name?: "logits";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        }) & components["schemas"]["PredictionShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "targets" | "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "targets" | "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
+        CalibrationInferenceRules: unknown & unknown & unknown;
         /** @description The inputs of an inference request for ObservationsBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
-        ObservationsInferenceInputs: (({
+        ObservationsInferenceInputs: (((({
             parameters: {
                 /** @enum {unknown} */
-                role: "logits" | "probs" | "labels" | "ids" | "timestamps";
+                role: "logits";
             };
         } | {
             /** @enum {unknown} */
-            name?: "logits" | "probs" | "labels" | "ids" | "timestamps";
+            name?: "logits";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "ids" | "timestamps";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "ids" | "timestamps";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
     };
     responses: never;
     parameters: never;
@@ -4947,7 +5327,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
@@ -4966,7 +5346,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
-                });
+                } & components["schemas"]["CrossEntropyInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5079,7 +5459,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
                         eps?: components["schemas"]["DivergenceBody"]["eps"];
@@ -5091,7 +5471,7 @@ export interface operations {
                         per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: components["schemas"]["DivergenceBody"]["binary_data_output"];
                     } | null;
-                });
+                } & components["schemas"]["DivergenceInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5214,7 +5594,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
@@ -5230,7 +5610,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                });
+                } & components["schemas"]["TemperatureInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5354,7 +5734,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["RecalibrateBody"]["classes"];
@@ -5376,7 +5756,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                });
+                } & components["schemas"]["RecalibrateInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5488,7 +5868,7 @@ export interface operations {
                  *       "temperature": 1.5
                  *     }
                  */
-                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["ApplyBody"]["classes"];
@@ -5505,7 +5885,7 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                });
+                } & components["schemas"]["ApplyInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5624,7 +6004,7 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -5650,7 +6030,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                });
+                } & components["schemas"]["CalibrationInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5768,7 +6148,7 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": (components["schemas"]["CalibrationBody"] & unknown & unknown) | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -5794,7 +6174,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                });
+                } & (components["schemas"]["CalibrationInferenceRules"] & unknown & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -7628,7 +8008,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
@@ -7647,7 +8027,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
-                };
+                } & components["schemas"]["CrossEntropyInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -7837,7 +8217,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
                         eps?: components["schemas"]["DivergenceBody"]["eps"];
@@ -7849,7 +8229,7 @@ export interface operations {
                         per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: boolean;
                     } | null;
-                };
+                } & components["schemas"]["DivergenceInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8044,7 +8424,7 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -8071,7 +8451,7 @@ export interface operations {
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
-                };
+                } & components["schemas"]["CalibrationInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8268,7 +8648,7 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
@@ -8284,7 +8664,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                };
+                } & components["schemas"]["TemperatureInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8484,7 +8864,7 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["RecalibrateBody"]["classes"];
@@ -8506,7 +8886,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                };
+                } & components["schemas"]["RecalibrateInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8683,7 +9063,7 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["ApplyBody"]["classes"];
@@ -8700,7 +9080,7 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                };
+                } & components["schemas"]["ApplyInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
