@@ -38,7 +38,8 @@ MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
-_SEQUENCE_SIDES = ("p_probs", "p_logits", "q_probs", "q_logits")
+#: A divergence's p side decides: B×T×K token sequences take `mask`, N×K rows `sample_weight`.
+_P_SIDE = ("p_probs", "p_logits")
 
 _PRESET_RULES: list[tuple[Term, Term]] = [
     (
@@ -79,7 +80,10 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("sent", "mask"), ("rank3", _PREDICTIONS)),
         (("sent", "targets"), ("none", ["ignore_index"])),
     ],
-    "DivergenceBody": [(("sent", "mask"), ("rank3", _SEQUENCE_SIDES))],
+    "DivergenceBody": [
+        (("sent", "mask"), ("rank3", _P_SIDE)),
+        (("rank3", _P_SIDE), ("none", ["sample_weight"])),
+    ],
     "RecalibrateBody": [
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),

@@ -34,7 +34,7 @@ CHAT_TOKEN = {
     "description": "A chat completion's token: `{token, logprob, bytes, top_logprobs}`.",
     "required": ["token", "logprob"],
     "properties": {
-        "logprob": {"type": ["number", "null"]},
+        "logprob": _NUMBER,
         "bytes": {"type": ["array", "null"]},
         # absent, or any JSON value Python reads as false, stands for no alternatives
         "top_logprobs": {

@@ -12,6 +12,7 @@ shared forms take any numbers; per role the service reads them further, and the 
 - every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
   beyond a narrow datatype's range (FP16 ±65504, FP32 and BF16 ±3.4028234663852886e38) becomes
   ±inf when the tensor is read in that type (one ``anyOf`` branch per datatype on the tensor forms);
+- an integer option is an int64, as JSON carries it exactly;
 - an integer datatype's ``data`` holds integers that fit it (INT8 in [-128, 127], ...).
 """
 
@@ -49,6 +50,19 @@ def _bound_numbers(schema: Any, low: float, high: float) -> None:
     elif isinstance(schema, list):
         for value in schema:
             _bound_numbers(value, low, high)
+
+
+def _bound_integers(schema: Any) -> None:
+    """Bound every unbounded ``"type": "integer"`` in `schema` by int64 (not through $ref), in place."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            schema.setdefault("minimum", -(2**63))
+            schema.setdefault("maximum", 2**63 - 1)
+        for value in schema.values():
+            _bound_integers(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _bound_integers(value)
 
 
 def _data(item: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +177,7 @@ def state_values(schemas: dict[str, Any]) -> None:
     for name, schema in list(schemas.items()):
         if not name.endswith("Body"):
             continue
+        _bound_integers(schema.get("properties", {}))
         for field, prop in schema.get("properties", {}).items():
             if TENSOR not in str(prop):  # not an array field
                 continue
