@@ -60,8 +60,8 @@ UNSTATABLE = {
 #: listed so that they stay visible (docs/robustness.md says which and why).
 NOT_STATED_YET = {
     # Which part of a response `use` reads ("prompt" / "sampled") when it has both.
-    "logprobs documents": r"must be present \(ask the server for logprobs\)|has no (prompt_)?logprobs to score|"
-    r"must be a number; got null \(only a prompt's first",
+    "logprobs documents": r"must be present \(ask the server for logprobs\)|"
+    r"has no (prompt_)?logprobs to score|must be a number; got null \(only a prompt's first",
     # An integer datatype's range on an inference input (stated on tensor objects): with it
     # schemathesis 4.32's canonicaliser cannot generate inference requests.
     "datatype of inference inputs": r"must hold integers for datatype|must fit U?INT\d+;|"
