@@ -4044,7 +4044,7 @@ export interface components {
             q_probs: unknown;
         } | {
             q_logits: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * FoldsValidation
          * @description k-fold cross-fitting: each fold is recalibrated by a fit on the other folds.
@@ -4778,6 +4778,8 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             labels: unknown;
         } | {
@@ -4823,7 +4825,7 @@ export interface components {
         } & components["schemas"]["TensorDatatypeValues"];
         /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
         LogprobsDocument: {
-            logprob: number | null;
+            logprob: number;
             bytes?: unknown[] | null;
             top_logprobs?: {
                 logprob: number;
@@ -4862,7 +4864,7 @@ export interface components {
             ];
         } | (({
             content: {
-                logprob: number | null;
+                logprob: number;
                 bytes?: unknown[] | null;
                 top_logprobs?: {
                     logprob: number;
@@ -4879,7 +4881,7 @@ export interface components {
         });
         /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
         LogprobsDocumentWithOwnIds: {
-            logprob: number | null;
+            logprob: number;
             bytes?: unknown[] | null;
             top_logprobs?: {
                 logprob: number;
@@ -4916,7 +4918,7 @@ export interface components {
             prompt_token_ids: unknown[];
         }) | (({
             content: {
-                logprob: number | null;
+                logprob: number;
                 bytes?: unknown[] | null;
                 top_logprobs?: {
                     logprob: number;
@@ -5086,7 +5088,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description DivergenceBody's rules across fields, on an inference request's inputs and parameters. */
-        DivergenceInferenceRules: unknown;
+        DivergenceInferenceRules: unknown & unknown;
         /** @description The inputs of an inference request for TemperatureBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         TemperatureInferenceInputs: (((({
             parameters: {
@@ -5124,7 +5126,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels" | "targets" | "sample_weight";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
         /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
         TemperatureInferenceRules: unknown;
         /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
