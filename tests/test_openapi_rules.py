@@ -99,6 +99,9 @@ CASES = [
         {"logits": [[[1.0, 2.0], [0.5, 0.1]]], "labels": [[0, 1]], "per_sequence": True},
     ),
     ("/v1/monitors/m/sequences", {"responses": [CHAT], "labels": [[0]]}),
+    ("/v1/monitors/m/sequences", {"responses": [{**PROMPT, "prompt_token_ids": True}]}),  # was a 500
+    ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [1, 2], "INT64")}),
+    ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [2], "INT64")}),
 ]
 
 

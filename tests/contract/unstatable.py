@@ -38,7 +38,8 @@ UNSTATABLE = {
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
-    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1",
+    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1|"
+    r"must contain the realised token: its logprob",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
     r"must have a positive total",
     # OpenAPI states each query parameter alone: none excludes another.

@@ -7,6 +7,7 @@ shared forms take any numbers; per role the service reads them further, and the 
 - predictions (``logits``, ``probs``, ...) have K ≥ 2 classes (rows of at least 2 numbers, a tensor
   ``shape`` whose last dimension is at least 2), ``scores`` K ≥ 3; where an endpoint takes no
   B×T×K sequences (temperature, recalibrate, apply, a monitor's observations) at most 2 dimensions;
+- hard ``labels`` of those endpoints are 1-D;
 - probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
   every number, and on a tensor's ``data``);
 - every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
@@ -20,8 +21,9 @@ from typing import Any
 
 #: Array fields (and inference-input roles) whose values are probabilities.
 UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
-#: Array fields (and roles) that are predictions: N×K with K ≥ 2, a length-N vector, or B×T×K.
-PREDICTIONS = ("logits", "probs", "p_probs", "p_logits", "q_probs", "q_logits", "scores")
+#: Array fields (and roles) that are predictions (or soft targets): N×K with K ≥ 2, a length-N
+#: vector, or B×T×K.
+PREDICTIONS = ("logits", "probs", "p_probs", "p_logits", "q_probs", "q_logits", "scores", "targets")
 #: Bodies whose predictions are N×K or N only (no B×T×K token sequences).
 MATRIX_BODIES = ("ObservationsBody", "TemperatureBody", "RecalibrateBody", "ApplyBody")
 DATATYPE_VALUES = "TensorDatatypeValues"
@@ -105,6 +107,8 @@ def role_values(role: str, body: str) -> dict[str, Any] | None:
     Predictions have K ≥ 2 classes (raw `scores` K ≥ 3 when not a vector); a monitor's
     observations are N×K or N, not B×T×K; probabilities lie in [0, 1].
     """
+    if role == "labels" and body in MATRIX_BODIES:
+        return {"$ref": "#/components/schemas/VectorShape"}
     if role not in PREDICTIONS:
         return None
     shape = (
@@ -170,6 +174,11 @@ def state_values(schemas: dict[str, Any]) -> None:
     tensor["allOf"] = [*tensor.get("allOf", []), by_datatype]
     for shape_name, (description, least_k, most_rank) in SHAPES.items():
         schemas[shape_name] = {"description": description, **_shape(least_k, most_rank)}
+    schemas["VectorShape"] = {
+        "description": "Hard labels where no token sequences are taken: [N].",
+        "required": ["shape"],
+        "properties": {"shape": {"maxItems": 1}},
+    }
     schemas["ProbabilityData"] = {
         "description": "A tensor of probabilities: `data` in [0, 1].",
         **unit_interval_data(),
