@@ -3539,13 +3539,13 @@ export interface components {
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. Scores the output.
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Targets
              * @description Optional: Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary). Scores the output.
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Sample Weight
              * @description Optional, with the truth: per-sample weights of the metrics, as a fit's.
@@ -3759,7 +3759,7 @@ export interface components {
              * @description Multilabel only: N×K outcomes in [0, 1], the shape of the predictions.
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its decomposition, nll, accuracy, mean_confidence and top-k only (uniform or explicit edges; no bootstrap).
@@ -3916,7 +3916,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or for binary a length-N vector of positive-class probabilities.
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Class Weights
              * @description K non-negative per-class weights w, as PyTorch's `weight` (binary: [w0, w1]).
@@ -4284,7 +4284,7 @@ export interface components {
              * @description N true classes; -1 where not known yet (send it later by id).
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Ids
              * @description N row ids (null: no id). An unlabelled row with an id waits for its label (POST …/labels) for the monitor's label_ttl_s.
@@ -4471,13 +4471,13 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Targets
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -4761,13 +4761,13 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it.
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Targets
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -4994,6 +4994,10 @@ export interface components {
         ScoresShape: {
             shape: unknown | unknown;
         };
+        /** @description Hard labels where no token sequences are taken: [N]. */
+        VectorShape: {
+            shape: unknown;
+        };
         /** @description A tensor of probabilities: `data` in [0, 1]. */
         ProbabilityData: {
             data?: unknown[] | unknown[][];
@@ -5028,14 +5032,23 @@ export interface components {
             /** @enum {unknown} */
             name?: "probs";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+                role: "targets";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "targets" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5117,14 +5130,32 @@ export interface components {
             /** @enum {unknown} */
             name?: "scores";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["ScoresShape"]) | ({
+        }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "targets" | "sample_weight";
+                role: "labels";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "targets" | "sample_weight";
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
         /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5157,14 +5188,32 @@ export interface components {
             /** @enum {unknown} */
             name?: "scores";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["ScoresShape"]) | ({
+        }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "targets" | "sample_weight";
+                role: "labels";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "targets" | "sample_weight";
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
         /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5197,14 +5246,32 @@ export interface components {
             /** @enum {unknown} */
             name?: "scores";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["ScoresShape"]) | ({
+        }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "targets" | "sample_weight";
+                role: "labels";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "targets" | "sample_weight";
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown);
         /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5228,14 +5295,23 @@ export interface components {
             /** @enum {unknown} */
             name?: "probs";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "targets" | "sample_weight" | "mask";
+                role: "targets";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "targets" | "sample_weight" | "mask";
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "sample_weight" | "mask";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5259,14 +5335,23 @@ export interface components {
             /** @enum {unknown} */
             name?: "probs";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | ({
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "ids" | "timestamps";
+                role: "labels";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "ids" | "timestamps";
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "ids" | "timestamps";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "ids" | "timestamps";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
     };
