@@ -41,6 +41,7 @@ UNSTATABLE = {
     r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1|"
     r"must contain the realised token: its logprob",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
+    r"summing to at most 1|"
     r"must have a positive total",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
