@@ -45,16 +45,18 @@ UNSTATABLE = {
     r"must have a positive total",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
-    # The monitor's stored rows, its own bucket width and class count are state on the server.
+    # The monitor's stored rows, its own bucket width and class count, and the idempotency keys it has
+    # seen, are state on the server.
     "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width|"
-    r"must be .* for monitor '",
+    r"must be .* for monitor '|was sent before with a different request",
     # OpenAPI parameters cannot depend on the media type: binary-mode CloudEvents (application/json)
     # need the ce-* headers that structured mode (application/cloudevents+json) carries in its body.
     "CloudEvents binary mode": r"is a required CloudEvents header",
     # Which outputs an answer has depends on the options sent (per_sample, metrics, ...).
     "outputs follow the options": r"must name an output of this answer",
     # vLLM's i-th prompt_logprobs takes the i-th list of `prompt_token_ids` (null: the response's own).
-    "paired by position": r"`prompt_token_ids` must be sent to score",
+    "paired by position": r"`prompt_token_ids` must be sent to score|"
+    r"must hold a list for each prompt_logprobs",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
