@@ -4823,8 +4823,8 @@ export interface components {
                 [key: string]: unknown;
             } | null;
         } & components["schemas"]["TensorDatatypeValues"];
-        /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
-        LogprobsDocument: {
+        /** @description A response (read with use 'auto'), a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
+        LogprobsDocumentAuto: {
             logprob: number;
             bytes?: unknown[] | null;
             top_logprobs?: {
@@ -4879,8 +4879,8 @@ export interface components {
             choices?: never;
             prompt_logprobs?: never;
         });
-        /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
-        LogprobsDocumentWithOwnIds: {
+        /** @description A response (read with use 'auto'), a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
+        LogprobsDocumentAutoWithOwnIds: {
             logprob: number;
             bytes?: unknown[] | null;
             top_logprobs?: {
@@ -4933,6 +4933,246 @@ export interface components {
             choices?: never;
             prompt_logprobs?: never;
         });
+        /** @description A response (read with use 'prompt'), a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
+        LogprobsDocumentPrompt: {
+            logprob: number;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | [
+            null | {
+                [key: string]: {
+                    logprob: number;
+                };
+            }
+        ] | ({
+            choices: ({
+                prompt_logprobs?: null;
+            } | {
+                /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+                prompt_logprobs: [
+                    null | {
+                        [key: string]: {
+                            logprob: number;
+                        };
+                    }
+                ];
+            })[];
+        } | {
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } | {
+            choices?: unknown;
+        }) | {
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } | (({
+            content: {
+                logprob: number;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description A response (read with use 'prompt'), a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
+        LogprobsDocumentPromptWithOwnIds: {
+            logprob: number;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | ({
+            choices: ({
+                prompt_logprobs?: null;
+            } | ({
+                /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+                prompt_logprobs: [
+                    null | {
+                        [key: string]: {
+                            logprob: number;
+                        };
+                    }
+                ];
+            } & {
+                prompt_token_ids: unknown[];
+            }))[];
+        } | ({
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        }) | {
+            choices?: unknown;
+        }) | ({
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        }) | (({
+            content: {
+                logprob: number;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description A response (read with use 'sampled'), a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
+        LogprobsDocumentSampled: {
+            logprob: number;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | [
+            null | {
+                [key: string]: {
+                    logprob: number;
+                };
+            }
+        ] | {
+            choices: {
+                logprobs: {
+                    content: {
+                        logprob: number;
+                        bytes?: unknown[] | null;
+                        top_logprobs?: {
+                            logprob: number;
+                        }[] | (null | false | 0 | "" | Record<string, never>);
+                    }[];
+                } | {
+                    content?: never;
+                    token_logprobs: (number | null)[];
+                    tokens?: unknown[] | null;
+                    top_logprobs?: null | (Record<string, unknown> | null)[];
+                };
+            }[];
+        } | {
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } | (({
+            content: {
+                logprob: number;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description A response (read with use 'sampled'), a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
+        LogprobsDocumentSampledWithOwnIds: {
+            logprob: number;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | {
+            choices: {
+                logprobs: {
+                    content: {
+                        logprob: number;
+                        bytes?: unknown[] | null;
+                        top_logprobs?: {
+                            logprob: number;
+                        }[] | (null | false | 0 | "" | Record<string, never>);
+                    }[];
+                } | {
+                    content?: never;
+                    token_logprobs: (number | null)[];
+                    tokens?: unknown[] | null;
+                    top_logprobs?: null | (Record<string, unknown> | null)[];
+                };
+            }[];
+        } | ({
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        }) | (({
+            content: {
+                logprob: number;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description A logprobs document, read with any `use`. */
+        LogprobsDocument: components["schemas"]["LogprobsDocumentAuto"] | components["schemas"]["LogprobsDocumentPrompt"] | components["schemas"]["LogprobsDocumentSampled"];
         /** @description The values a tensor's `datatype` holds: finite in its range, integers that fit. */
         TensorDatatypeValues: {
             /** @enum {unknown} */
