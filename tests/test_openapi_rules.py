@@ -90,10 +90,6 @@ CASES = [
     ("/v1/logprobs", {"responses": [PROMPT], "prompt_token_ids": [[1, 12]]}),
     ("/v1/logprobs", {"responses": [{**PROMPT, "prompt_token_ids": [1, 12]}]}),
     ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": None}}]}}),
-    ("/v1/logprobs", {"responses": [PROMPT], "use": "sampled"}),  # a bare prompt holder is read anyway
-    ("/v1/logprobs", {"responses": [CHAT], "use": "prompt"}),
-    ("/v1/logprobs", {"responses": [{"choices": [{**CHAT["choices"][0], **PROMPT}]}], "use": "sampled"}),
-    ("/v1/logprobs", {"responses": [{"choices": [PROMPT]}], "use": "sampled"}),
     # a monitor's sequences: a logprobs body or B×T×K sequences
     ("/v1/monitors/m/sequences", {"responses": [CHAT]}),
     ("/v1/monitors/m/sequences", {"segment": "a"}),

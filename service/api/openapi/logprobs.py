@@ -12,17 +12,15 @@ reads it:
 - a choice's ``logprobs`` object: chat (``content``) or legacy completions (``token_logprobs``).
 
 The prompt forms need the prompt's token ids (vLLM does not mark the realised token): sent as the
-body's ``prompt_token_ids``, else each holder's own. ``use`` says which part of a response is read
-(``"prompt"``: its prompt_logprobs, ``"sampled"``: its choices' logprobs, ``"auto"``: a prompt where
-there is one): one variant of the document per `use`, with and without own ids.
-What stays unstated: lengths that must agree (legacy lists, ids per prompt entry) and an id
-pairing with the prompt entry at the same position.
+body's ``prompt_token_ids``, else each holder's own; with ``use: "sampled"`` none are read.
+What stays unstated: lengths that must agree (legacy lists, ids per prompt entry), an id pairing
+with the prompt entry at the same position, and which part ``use`` reads when a response has both.
 """
 
 from typing import Any
 
 DOCUMENT = "LogprobsDocument"
-USES = ("auto", "prompt", "sampled")
+DOCUMENT_OWN_IDS = "LogprobsDocumentWithOwnIds"
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -79,8 +77,8 @@ def _ids() -> dict[str, Any]:
     return {"required": ["prompt_token_ids"], "properties": {"prompt_token_ids": {"type": "array"}}}
 
 
-def document(own_ids: bool, use: str = "auto") -> dict[str, Any]:
-    """One item of `responses` read with `use`; with `own_ids`, each prompt form read carries its ids."""
+def document(own_ids: bool) -> dict[str, Any]:
+    """One item of `responses`; with `own_ids`, every prompt form carries its own token ids."""
     with_ids = [_ids()] if own_ids else []
     prompt = {
         "allOf": [
@@ -88,52 +86,31 @@ def document(own_ids: bool, use: str = "auto") -> dict[str, Any]:
             *with_ids,
         ]
     }
-    sampled = {"required": ["logprobs"], "properties": {"logprobs": PART}}
-    top_prompt = {
-        "allOf": [
-            {"required": ["prompt_logprobs"], "properties": {"prompt_logprobs": PROMPT_LIST}},
-            *with_ids,
-        ]
+    sampled = {
+        "required": ["logprobs"],
+        "properties": {"logprobs": PART, "prompt_logprobs": {"type": "null"}},
     }
-    # A choice's own prompt_logprobs, when not null, is read (but with use "sampled").
+    choice = {"type": "object", "anyOf": [prompt, sampled]}
+    top_prompt = {"required": ["prompt_logprobs"], "properties": {"prompt_logprobs": PROMPT_LIST}}
+    # With a top-level prompt_logprobs (a chat completion's prompt), a choice is read only for its own.
     own_prompt_only = {
         "type": "object",
         "anyOf": [{"properties": {"prompt_logprobs": {"type": "null"}}}, prompt],
     }
-    if use == "sampled":  # only the choices' logprobs are read
-        response: dict[str, Any] = {
-            "type": "object",
-            "required": ["choices"],
-            "properties": {
-                "choices": {"type": "array", "minItems": 1, "items": {"type": "object", **sampled}}
+    response = {
+        "type": "object",
+        "required": ["choices"],
+        "anyOf": [
+            {"allOf": [top_prompt, *with_ids], "properties": {"choices": {"items": own_prompt_only}}},
+            {
+                "properties": {
+                    "prompt_logprobs": {"type": "null"},
+                    "choices": {"minItems": 1, "items": choice},
+                }
             },
-        }
-    elif use == "prompt":  # only prompt_logprobs are read, at least one
-        response = {
-            "type": "object",
-            "required": ["choices"],
-            "properties": {"choices": {"type": "array", "items": own_prompt_only}},
-            "anyOf": [top_prompt, {"properties": {"choices": {"contains": prompt}}}],
-        }
-    else:  # a prompt where there is one, else the sampled tokens
-        no_prompt = {
-            "properties": {"logprobs": PART, "prompt_logprobs": {"type": "null"}},
-            "required": ["logprobs"],
-        }
-        response = {
-            "type": "object",
-            "required": ["choices"],
-            "anyOf": [
-                {"allOf": [top_prompt], "properties": {"choices": {"items": own_prompt_only}}},
-                {
-                    "properties": {
-                        "prompt_logprobs": {"type": "null"},
-                        "choices": {"minItems": 1, "items": {"type": "object", "anyOf": [prompt, no_prompt]}},
-                    }
-                },
-            ],
-            "properties": {"choices": {"type": "array"}},
-        }
+        ],
+        "properties": {"choices": {"type": "array"}},
+    }
     holder = {
         "type": "object",
         "allOf": [
@@ -149,47 +126,15 @@ def document(own_ids: bool, use: str = "auto") -> dict[str, Any]:
     if not own_ids:
         forms.insert(1, PROMPT_LIST)
     return {
-        "description": f"A response (read with use {use!r}), a choice's logprobs object, a chat content "
-        "list or a vLLM prompt_logprobs list"
-        + (" (prompt forms with their own prompt_token_ids)." if own_ids else "."),
+        "description": "A response, a choice's logprobs object, a chat content list or a vLLM "
+        "prompt_logprobs list" + (" (prompt forms with their own prompt_token_ids)." if own_ids else "."),
         "anyOf": forms,
-    }
-
-
-def _variant(use: str, own_ids: bool) -> str:
-    return f"LogprobsDocument{use.capitalize()}{'WithOwnIds' if own_ids else ''}"
-
-
-def _items(name: str) -> dict[str, Any]:
-    return {
-        "properties": {
-            "responses": {"anyOf": [{"type": "array", "items": _ref(name)}, {"type": "null"}]},
-            "response": {"anyOf": [_ref(name), {"type": "null"}]},
-        }
     }
 
 
 def state_documents(schemas: dict[str, Any], bodies: tuple[str, ...]) -> None:
     """Type `responses` / `response` of the logprobs `bodies` by the documents read (:func:`document`)."""
-    for use in USES:
-        for own_ids in (False, True):
-            schemas[_variant(use, own_ids)] = document(own_ids, use)
-    any_document = {"anyOf": [_ref(_variant(use, False)) for use in USES]}
-    schemas[DOCUMENT] = {"description": "A logprobs document, read with any `use`.", **any_document}
-    # Without `prompt_token_ids`, each prompt form read carries its own; `use` says which are read.
-    no_ids = {"properties": {"prompt_token_ids": {"type": "null"}}}
-
-    def by_ids(use: str) -> dict[str, Any]:
-        return {"if": no_ids, "then": _items(_variant(use, True)), "else": _items(_variant(use, False))}
-
-    def is_use(use: str) -> dict[str, Any]:
-        return {"required": ["use"], "properties": {"use": {"const": use}}}
-
-    rule = {
-        "if": is_use("sampled"),
-        "then": by_ids("sampled"),
-        "else": {"if": is_use("prompt"), "then": by_ids("prompt"), "else": by_ids("auto")},
-    }
+    schemas[DOCUMENT], schemas[DOCUMENT_OWN_IDS] = document(own_ids=False), document(own_ids=True)
     for name in bodies:
         body = schemas.get(name)
         if body is None:
@@ -200,4 +145,15 @@ def state_documents(schemas: dict[str, Any], bodies: tuple[str, ...]) -> None:
             "anyOf": [{"type": "array", "minItems": 1, "items": _ref(DOCUMENT)}, {"type": "null"}],
         }
         properties["response"] = {**properties["response"], "anyOf": [_ref(DOCUMENT), {"type": "null"}]}
-        body["allOf"] = [*body.get("allOf", []), rule]
+        # Without `prompt_token_ids` (and unless only sampled tokens are read), each prompt form
+        # carries its own.
+        no_ids = {"properties": {"prompt_token_ids": {"type": "null"}, "use": {"not": {"const": "sampled"}}}}
+        own = {
+            "properties": {
+                "responses": {
+                    "anyOf": [{"type": "array", "items": _ref(DOCUMENT_OWN_IDS)}, {"type": "null"}]
+                },
+                "response": {"anyOf": [_ref(DOCUMENT_OWN_IDS), {"type": "null"}]},
+            }
+        }
+        body["allOf"] = [*body.get("allOf", []), {"if": no_ids, "then": own}]
