@@ -36,7 +36,8 @@ UNSTATABLE = {
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
-    r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per",
+    r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
+    r"got ragged or non-numeric rows",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1|"
     r"must contain the realised token: its logprob",
