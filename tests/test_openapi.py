@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,36 @@ JSON_ONLY = {"/v1/logprobs"}
 def test_committed_openapi_matches_app():
     committed = json.loads((ROOT / "openapi" / "openapi.json").read_text())
     assert committed == create_app().openapi(), "openapi/openapi.json is stale: run `make openapi`"
+
+
+def test_the_committed_document_is_valid_openapi_3_1_with_resolvable_refs():
+    from openapi_spec_validator import OpenAPIV31SpecValidator
+
+    document = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    errors = [error.message for error in OpenAPIV31SpecValidator(document).iter_errors()]
+    assert not errors, errors[:3]
+    # Every $ref, including those into a component's properties, points at a schema of the document.
+    text = json.dumps(document)
+    for ref in set(re.findall(r'"\$ref": "#/([^"]+)"', text)):
+        target = document
+        for part in ref.split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        assert isinstance(target, dict), ref
+
+
+def test_narrowed_inference_requests_refer_to_the_option_schemas():
+    """An OIP request's options are typed by $ref to the JSON body's fields, not copied per endpoint."""
+    document = create_app().openapi()
+    schemas = document["components"]["schemas"]
+    for path in ("/v1/cross-entropy", "/v2/models/cross-entropy/infer"):
+        body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        narrowed = next(s for s in body.get("oneOf", [body]) if "allOf" in s)["allOf"][1]
+        inputs = narrowed["properties"]["inputs"]
+        assert inputs == {"$ref": "#/components/schemas/CrossEntropyInferenceInputs"}
+        parameters = narrowed["properties"]["parameters"]
+        options = next(s for s in parameters.get("anyOf", [parameters]) if "properties" in s)["properties"]
+        assert options["eps"] == {"$ref": "#/components/schemas/CrossEntropyBody/properties/eps"}
+        assert "eps" in schemas["CrossEntropyBody"]["properties"]
 
 
 def test_every_operation_documents_its_body_and_problems():

@@ -14,8 +14,8 @@ per reason; any other refusal still fails the check.
   (``XENT_MAX_ELEMENTS``), a 413.
 - **State on the server and media-type-dependent headers** (422): a monitor window without rows;
   the ce-* headers of a binary-mode CloudEvent (OpenAPI headers cannot depend on the media type).
-- **Not stated yet** (422): the OpenAI / vLLM documents ``/v1/logprobs`` reads are described in
-  prose only. This one is a gap of the document, kept visible here, not a limit of JSON Schema.
+- **Not stated yet** (422): a few rules JSON Schema can state that the document does not, or not
+  where schemathesis could still generate from it (``NOT_STATED_YET``): gaps, kept visible here.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
   bounded by another value (labels below K, ``from`` before ``to``), sums over values (rows
@@ -36,41 +36,50 @@ UNSTATABLE = {
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
-    r"declares \d+ classes but the predictions have",
+    r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
+    r"got ragged or non-numeric rows",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
-    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1",
-    "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|with a positive sum|"
+    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1|"
+    r"must contain the realised token: its logprob",
+    "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
+    r"summing to at most 1|"
     r"must have a positive (total|sum)|must keep N × max\(sample_weight\) finite",
     # OpenAPI states each query parameter alone: none excludes another.
     "one of two parameters": r"cannot be combined with",
-    # The monitor's stored rows, and its own bucket width, are state on the server.
-    "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width",
+    # The monitor's stored rows, its own bucket width and class count, and the idempotency keys it has
+    # seen, are state on the server.
+    "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width|"
+    r"must be .* for monitor '|was sent before with a different request",
     # OpenAPI parameters cannot depend on the media type: binary-mode CloudEvents (application/json)
     # need the ce-* headers that structured mode (application/cloudevents+json) carries in its body.
     "CloudEvents binary mode": r"is a required CloudEvents header",
     # Which outputs an answer has depends on the options sent (per_sample, metrics, ...).
     "outputs follow the options": r"must name an output of this answer",
+    # vLLM's i-th prompt_logprobs takes the i-th list of `prompt_token_ids` (null: the response's own).
+    "paired by position": r"`prompt_token_ids` must be sent to score|"
+    r"must hold a list for each prompt_logprobs",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
-#: 422 details of rules JSON Schema COULD state but the document does not yet: gaps of the document,
-#: listed so that they stay visible (docs/robustness.md says which).
+#: 422 details of rules JSON Schema COULD state but the document does not (yet): gaps of the document,
+#: listed so that they stay visible (docs/robustness.md says which and why).
 NOT_STATED_YET = {
-    # The OpenAI / vLLM documents /v1/logprobs reads are described in prose; the schema takes any object.
-    "logprobs documents": r"^`responses?(`| must|\[)|`prompt_token_ids` must be sent",
-    # Per-field value ranges and ranks inside the shared tensor forms (a tensor object, an OIP input):
-    # probabilities in [0, 1], K ≥ 2, labels 1-D, integer data for integer datatypes.
-    "tensor values by role": r"must lie in \[0, 1\]|must be finite; got -?inf|must have K ≥ 2 classes|"
-    r"must be a 1-D list|"
-    r"must hold integers for datatype|must be N×K \(categorical\) or a length-N vector",
-    # Options that depend on another field: sample_weight with method temperature only, class_weights
-    # not with B×T×K inputs, a reliability diagram's target (the body is /v1/calibration's).
+    # Which part of a response `use` reads ("prompt" / "sampled") when it has both.
+    "logprobs documents": r"must be present \(ask the server for logprobs\)|"
+    r"has no (prompt_)?logprobs to score|must be a number; got null \(only a prompt's first",
+    # An integer datatype's range on an inference input (stated on tensor objects): with it
+    # schemathesis 4.32's canonicaliser cannot generate inference requests.
+    "datatype of inference inputs": r"must hold integers for datatype|must fit U?INT\d+;|"
+    r"must be finite; got -?inf",
+    # Binning and presets (with these four more conditions on /v1/calibration's body schemathesis 4.32
+    # cannot generate it), multilabel predictions as matrices, fields refused with B×T×K sequences,
+    # labels typed as `classes`.
     "options across fields": r"applies to method .* only|apply to methods .* only|"
-    r"do not apply with multilabel|apply with multilabel: true only|applies to B×T×K sequence inputs only|"
-    r"is not supported with B×T×K|for a diagram; got|is not a field of B×T×K sequences|"
-    r"is required with binning|is fixed by preset|applies to hard `labels` only|"
-    r"must be a list of \w+, as `classes`",
-    # Which roles an OIP request's inputs fill: exactly one prediction role among logits, probs, scores.
+    r"do not apply with multilabel|does not apply with multilabel|apply with multilabel: true only|"
+    r"applies to B×T×K sequence inputs only|is not supported with B×T×K|for a diagram; got|"
+    r"is not a field of B×T×K|is required with binning|applies to binning|is fixed by preset|"
+    r"applies to hard `labels` only|must be a list of \w+, as `classes`|for multilabel input; got shape|"
+    r"applies to N×K rows; sequences take",
     "roles of inference inputs": r"must not be sent with `\w+` \(exactly one of",
     # Bounds on integers (int64) and closed objects inside nested option values.
     "nested bounds": r"knots\[\d+\]\.\w+` is not a field",

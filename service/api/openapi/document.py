@@ -11,15 +11,20 @@
 
 from typing import Any
 
+from .across import DIAGRAM_RULES, RULES, applicable, on_body
 from .examples import V1
 from .inference import MARK, narrow
+from .logprobs import state_documents
+from .sequences import state_sequence_forms
+from .values import state_values
 
+DIAGRAM = "/v1/reliability-diagram"
 #: Per request-body schema: groups of fields of which exactly one must be sent (not null).
 EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "CrossEntropyBody": [("logits", "probs"), ("labels", "targets")],
     "DivergenceBody": [("p_probs", "p_logits"), ("q_probs", "q_logits")],
     "CalibrationBody": [("logits", "probs"), ("labels", "targets")],
-    "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
+    "TemperatureBody": [("logits", "probs", "scores"), ("labels", "targets")],
     "RecalibrateBody": [("logits", "probs", "scores"), ("labels", "targets")],
     "ApplyBody": [("logits", "probs", "scores"), ("parameters", "temperature")],
     "ObservationsBody": [("logits", "probs")],
@@ -64,13 +69,22 @@ def _sent(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
 
 
+def _rules(name: str) -> list[dict[str, Any]]:
+    """The exactly-one-of and at-most-one-of rules of the request-body schema `name`."""
+    rules: list[dict[str, Any]] = [{"oneOf": [_sent(f) for f in g]} for g in EXACTLY_ONE.get(name, [])]
+    return rules + [{"not": {"allOf": [_sent(f) for f in g]}} for g in AT_MOST_ONE.get(name, [])]
+
+
 def add_rules(schemas: dict[str, Any]) -> None:
     """State the exactly-one-of and at-most-one-of rules in the request-body schemas."""
     for name in EXACTLY_ONE.keys() | AT_MOST_ONE.keys():
-        groups = EXACTLY_ONE.get(name, [])
-        rules: list[dict[str, Any]] = [{"oneOf": [_sent(field) for field in group]} for group in groups]
-        rules += [{"not": {"allOf": [_sent(field) for field in g]}} for g in AT_MOST_ONE.get(name, [])]
-        schemas[name]["allOf"] = rules
+        schemas[name]["allOf"] = _rules(name)
+    state_documents(schemas, ("LogprobsBody", "SequencesBody"))
+    state_sequence_forms(schemas, _rules("LogprobsBody"))
+    for name, rules in RULES.items():  # options across fields (:mod:`.across`)
+        schema = schemas[name]
+        stated = on_body(applicable(rules, set(schema.get("properties", {}))))
+        schema["allOf"] = [*schema.get("allOf", []), *stated]
     for schema in schemas.values():
         properties = schema.get("properties", {}).keys()
         if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
@@ -98,13 +112,17 @@ def narrow_inference_requests(schema: dict[str, Any]) -> None:
                 if MARK in candidate:
                     name = candidate[MARK]["body"]
                     groups, at_most = EXACTLY_ONE.get(name, []), AT_MOST_ONE.get(name, [])
-                    narrow(candidate, components, groups, at_most, oip=path.startswith("/v2/"))
+                    rules = RULES.get(name, []) + (DIAGRAM_RULES if path == DIAGRAM else [])
+                    narrow(candidate, components, groups, at_most, oip=path.startswith("/v2/"), rules=rules)
+                elif path == DIAGRAM and "$ref" in candidate:  # the diagram's own rules on its JSON body
+                    candidate["allOf"] = [{"$ref": candidate.pop("$ref")}, *on_body(DIAGRAM_RULES)]
 
 
 def complete(schema: dict[str, Any]) -> None:
     """Add rules, examples, security and the binary header to the FastAPI-built `schema`, in place."""
     components = schema.setdefault("components", {})
     add_rules(components.get("schemas", {}))
+    state_values(components.get("schemas", {}))
     narrow_inference_requests(schema)
     components["securitySchemes"] = SECURITY_SCHEMES
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]

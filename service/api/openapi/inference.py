@@ -9,9 +9,17 @@ its JSON body and, on /v2, ``binary_data_output``. (An object or list option may
 JSON text, as OIP parameters are scalars: said in the description, not in the schema, since no
 schema can say which strings are valid JSON.) What JSON Schema cannot say (``data`` matching
 ``shape``, labels below K) stays in the endpoint's description and its 422s.
+
+Nothing is copied per endpoint: an option is a ``$ref`` to its field in the JSON body's component
+(``#/components/schemas/CrossEntropyBody/properties/eps``), and the inputs' rules are one component
+per body (``CrossEntropyInferenceInputs``) that /v1 and /v2 share.
 """
 
+from collections.abc import Sequence
 from typing import Any
+
+from .across import RULES, applicable, on_inference
+from .values import role_values
 
 INFERENCE_REQUEST = "#/components/schemas/InferenceRequest"
 #: Marks a schema to narrow: the request-body component whose fields it serves, and its roles.
@@ -29,28 +37,49 @@ def _is_role(roles: list[str]) -> dict[str, Any]:
         "required": ["parameters"],
         "properties": {"parameters": {"required": ["role"], "properties": {"role": {"enum": roles}}}},
     }
-    no_role = {
-        "anyOf": [
-            {"type": "null"},
-            {"not": {"required": ["role"]}},
-            {"properties": {"role": {"type": "null"}}},
-        ]
+    by_name = {
+        "properties": {"name": {"enum": roles}, "parameters": {"$ref": f"#/components/schemas/{NO_ROLE}"}}
     }
-    by_name = {"properties": {"name": {"enum": roles}, "parameters": no_role}}
     return {"anyOf": [by_parameter, by_name]}
 
 
-_NO_BINARY_SIZE: dict[str, Any] = {
+#: An input's parameters that name no role (absent, or null): its `name` is its role.
+NO_ROLE = "InferenceInputParametersWithoutRole"
+_NO_ROLE: dict[str, Any] = {
+    "description": "An input's `parameters` without a `role` (absent or null): its `name` is its role.",
+    "anyOf": [
+        {"type": "null"},
+        {"not": {"required": ["role"]}},
+        {"properties": {"role": {"type": "null"}}},
+    ],
+}
+#: A tensor of a JSON body: it carries its `data`, and so no `binary_data_size` (a shared component).
+IN_JSON = "InferenceInputInJson"
+_IN_JSON: dict[str, Any] = {
+    "description": "An input of a JSON inference request: its values in `data`, no `binary_data_size` "
+    "(that is the binary extension's).",
+    "required": ["data"],
     "properties": {
+        "data": {"not": {"type": "null"}},
         "parameters": {
             "anyOf": [
                 {"type": "null"},
                 {"not": {"required": ["binary_data_size"]}},
                 {"properties": {"binary_data_size": {"type": "null"}}},
             ]
-        }
-    }
+        },
+    },
 }
+
+
+def _role_values(roles: list[str], body: str) -> dict[str, Any]:
+    """An input filling one of `roles`, with its values as the role reads them (:mod:`.values`)."""
+    special = {r: extra for r in roles if (extra := role_values(r, body)) is not None}
+    if not special:
+        return _is_role(roles)
+    others = [r for r in roles if r not in special]
+    branches = [{"allOf": [_is_role([r]), extra]} for r, extra in special.items()]
+    return {"anyOf": branches + ([_is_role(others)] if others else [])}
 
 
 def _counted(roles: list[str], least: int) -> dict[str, Any]:
@@ -67,29 +96,39 @@ def narrow(
     groups: list[tuple[str, ...]],
     at_most_one: list[tuple[str, ...]],
     oip: bool,
+    rules: Sequence[tuple[Any, Any]] = (),
 ) -> None:
     """Replace a :func:`marker` `schema` in place by its narrowed inference request.
 
-    `groups` are the body's "exactly one of" groups, `at_most_one` its "at most one of" groups.
+    `groups` are the body's "exactly one of" groups, `at_most_one` its "at most one of" groups,
+    `rules` its rules across fields (:mod:`.across`).
     """
     mark = schema.pop(MARK)
     roles: list[str] = mark["roles"]
     body = components[mark["body"]]
-    options = {name: field for name, field in body.get("properties", {}).items() if name not in roles}
+    # Each option refers to its field in the JSON body's component: typed once in the document.
+    at = f"#/components/schemas/{mark['body']}/properties"
+    options = {name: {"$ref": f"{at}/{name}"} for name in body.get("properties", {}) if name not in roles}
     if oip:
         options["binary_data_output"] = {"type": "boolean"}
     role_groups = [list(g) for g in groups if set(g) <= set(roles)]
     option_groups = [g for g in groups if not set(g) & set(roles)]
     optional_groups = [list(g) for g in at_most_one if set(g) <= set(roles)]
     grouped = {r for g in role_groups + optional_groups for r in g}
-    inputs: dict[str, Any] = {
-        # In a JSON body every tensor carries its `data` (only the binary extension leaves it out).
-        # (and so no `binary_data_size`).
-        "items": {"allOf": [_is_role(roles), _sent("data"), _NO_BINARY_SIZE]},
+    # The inputs' rules are the same on /v1 and /v2: one component per body, referred to by both.
+    inputs_name = f"{mark['body'].removesuffix('Body')}InferenceInputs"
+    components[IN_JSON], components[NO_ROLE] = _IN_JSON, _NO_ROLE
+    components[inputs_name] = {
+        "description": f"The inputs of an inference request for {mark['body']}'s fields: each fills one "
+        "of its roles (`parameters.role`, else `name`), each role at most once, one of each "
+        '"exactly one of" group.',
+        "type": "array",
+        "items": {"allOf": [_role_values(roles, mark["body"]), {"$ref": f"#/components/schemas/{IN_JSON}"}]},
         "allOf": [_counted(g, 1) for g in role_groups]
         + [_counted(g, 0) for g in optional_groups]
         + [_counted([r], 1 if r in body.get("required", []) else 0) for r in roles if r not in grouped],
     }
+    inputs = {"$ref": f"#/components/schemas/{inputs_name}"}
     parameters: dict[str, Any] = {"type": "object", "properties": options, "additionalProperties": False}
     narrowed: dict[str, Any] = {"properties": {"inputs": inputs, "parameters": parameters}}
     required = [name for name in body.get("required", []) if name not in roles]
@@ -101,4 +140,17 @@ def narrow(
         narrowed["required"] = ["parameters"]
     else:
         narrowed["properties"]["parameters"] = {"anyOf": [parameters, {"type": "null"}]}
+    fields = set(body.get("properties", {}))
+    shared = [r for r in rules if r in RULES.get(mark["body"], [])]
+    if applicable(shared, fields):  # the body's rules across fields: one component, as the inputs
+        rules_name = f"{mark['body'].removesuffix('Body')}InferenceRules"
+        components[rules_name] = {
+            "description": f"{mark['body']}'s rules across fields, on an inference request's inputs and "
+            "parameters.",
+            "allOf": on_inference(applicable(shared, fields), roles, _is_role),
+        }
+        narrowed["allOf"] = [{"$ref": f"#/components/schemas/{rules_name}"}]
+    own = applicable([r for r in rules if r not in shared], fields)
+    if own:
+        narrowed["allOf"] = [*narrowed.get("allOf", []), *on_inference(own, roles, _is_role)]
     schema["allOf"] = [{"$ref": schema.pop("$ref")}, narrowed]

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import StoreDep
+from service.api.formats.reliability_png import PNG, check_png_available, svg_to_png, wants_png
 from service.api.formats.reliability_svg import reliability_svg
 from service.api.schemas.monitors import (
     DriftResult,
@@ -261,7 +262,19 @@ def monitor_metrics(
     "/monitors/{name}/reliability-diagram",
     responses={
         **MONITOR_RESPONSES,
-        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "An SVG document."},
+        200: {
+            "content": {
+                SVG: {"schema": {"type": "string"}},
+                PNG: {"schema": {"type": "string", "format": "binary"}},
+            },
+            "description": "An SVG document; a PNG when `Accept` prefers image/png (the `png` extra).",
+        },
+        406: {
+            "description": "image/png asked for, and the `png` extra (resvg-py) is not installed.",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+            },
+        },
     },
     response_class=Response,
 )
@@ -275,7 +288,14 @@ def monitor_reliability_diagram(
     n_bins: NBins = 15,
     closed: Closed = "right",
 ) -> Response:
-    """Reliability diagram (SVG, as POST /v1/reliability-diagram) of a window's labelled rows (default 1h)."""
+    """Reliability diagram (SVG, as POST /v1/reliability-diagram) of a window's labelled rows (default 1h).
+
+    With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
+    white, rendered by resvg (the `png` extra; without it a 406).
+    """
+    png = wants_png(request.headers.get("accept"))
+    if png:
+        check_png_available()  # before the store is read
     config = require(store, name)
     begin, end = time_range(config, None, to, window)
     n_bins = check_bins(n_bins)
@@ -305,7 +325,8 @@ def monitor_reliability_diagram(
         "whiskers: 95% Wilson intervals",
     ]
     title = f"Reliability diagram ({target})"
-    return Response(reliability_svg(summary.reliability, title=title, caption=caption), media_type=SVG)
+    svg = reliability_svg(summary.reliability, title=title, caption=caption)
+    return Response(svg_to_png(svg), media_type=PNG) if png else Response(svg, media_type=SVG)
 
 
 @router.post("/monitors/{name}/temperature", response_model=TemperatureResult, responses=MONITOR_RESPONSES)

@@ -64,7 +64,8 @@ def parse_legacy(part: dict[str, Any], path: str) -> SequenceLogprobs:
     for name, values in (("tokens", tokens), ("token_logprobs", lps), ("top_logprobs", tops)):
         if values is not None and not isinstance(values, list):
             raise InputError(f"{path}.{name}", f"must be a list; got {kind_of(values)}")
-    assert isinstance(lps, list)
+    if not isinstance(lps, list):
+        raise InputError(f"{path}.token_logprobs", f"must be a list; got {kind_of(lps)}")
     n = len(lps)
     for name, values in (
         ("tokens", tokens),

@@ -220,6 +220,8 @@ def _take_ids(
             "prompt_token_ids",
             f"must be sent to score {path}'s prompt_logprobs (vLLM does not mark the realised token)",
         )
+    if not isinstance(own, list):
+        raise InputError(f"{path}.prompt_token_ids", f"must be a list of token ids; got {kind_of(own)}")
     return list(own)
 
 

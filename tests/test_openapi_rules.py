@@ -1,0 +1,120 @@
+"""Issue 21: the rules the document states (values by role, options across fields, logprobs documents,
+a sequences body's two forms) agree with the service: for each request, the committed document's
+verdict (jsonschema, Draft 2020-12) equals the server's (2xx accepted, 422 refused)."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENT = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+
+L = [[1.0, 0.0], [0.0, 2.0]]
+P = [[0.9, 0.1], [0.2, 0.8]]
+
+
+def tensor(data, shape, datatype="FP32"):
+    return {"shape": shape, "datatype": datatype, "data": data}
+
+
+def inp(name, data, shape, datatype="FP32"):
+    return {"name": name, **tensor(data, shape, datatype)}
+
+
+CHAT = {
+    "choices": [
+        {"logprobs": {"content": [{"token": "Hi", "logprob": -0.5, "bytes": [72], "top_logprobs": []}]}}
+    ]
+}
+PROMPT = {"prompt_logprobs": [None, {"12": {"logprob": -1.0, "rank": 1}}]}
+LABELS = tensor([0, 1], [2], "INT64")
+CASES = [
+    # tensor values by role
+    ("/v1/cross-entropy", {"probs": P, "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"probs": [[1.5, -0.5], [0.2, 0.8]], "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"probs": tensor([0.9, 0.1, 0.2, 0.8], [2, 2]), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"probs": tensor([0.9, 1.1, 0.2, 0.8], [2, 2]), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": [[1.0], [2.0]], "labels": [0, 0]}),
+    ("/v1/cross-entropy", {"logits": tensor([1, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([1.5, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([1000, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([1e5, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    ("/v1/monitors/m/observations", {"logits": tensor([1.0, 0, 0, 2], [1, 2, 2])}),
+    ("/v1/monitors/m/observations", {"logits": L}),
+    (
+        "/v2/models/divergence/infer",
+        {"inputs": [inp("p_probs", [1.0, 1.0], [2, 1]), inp("q_probs", [1.0, 1.0], [2, 1])]},
+    ),
+    (
+        "/v2/models/divergence/infer",
+        {"inputs": [inp("p_probs", [1.0, 0, 0, 1], [2, 2]), inp("q_probs", [1.0, 0, 0, 1], [2, 2])]},
+    ),
+    # options across fields
+    ("/v1/cross-entropy", {"logits": L, "labels": [0, 1], "multilabel": True}),
+    ("/v1/cross-entropy", {"logits": L, "targets": P, "multilabel": True}),
+    ("/v1/cross-entropy", {"logits": L, "targets": P, "multilabel": True, "words": [1, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "mask": [True, True]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "sklearn", "n_bins": 5}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": [0, 0.5, 1]}),
+    ("/v1/calibration", {"logits": L, "targets": P}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "classwise"}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "top_label"}),
+    ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "beta"}),
+    ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "platt"}),
+    (
+        "/v2/models/calibration/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"multilabel": True},
+        },
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("scores", [0.1, 0.9], [2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"method": "beta"},
+        },
+    ),
+    # logprobs documents
+    ("/v1/logprobs", {"responses": [CHAT]}),
+    ("/v1/logprobs", {"responses": []}),
+    ("/v1/logprobs", {"responses": [{"foo": 1}]}),
+    ("/v1/logprobs", {"responses": [[{"logprob": -1.0}]]}),
+    ("/v1/logprobs", {"responses": [PROMPT]}),
+    ("/v1/logprobs", {"responses": [PROMPT], "prompt_token_ids": [[1, 12]]}),
+    ("/v1/logprobs", {"responses": [{**PROMPT, "prompt_token_ids": [1, 12]}]}),
+    ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": None}}]}}),
+    # a monitor's sequences: a logprobs body or B×T×K sequences
+    ("/v1/monitors/m/sequences", {"responses": [CHAT]}),
+    ("/v1/monitors/m/sequences", {"segment": "a"}),
+    ("/v1/monitors/m/sequences", {"logits": [[[1.0, 2.0], [0.5, 0.1]]], "labels": [[0, 1]]}),
+    (
+        "/v1/monitors/m/sequences",
+        {"logits": [[[1.0, 2.0], [0.5, 0.1]]], "labels": [[0, 1]], "per_sequence": True},
+    ),
+    ("/v1/monitors/m/sequences", {"responses": [CHAT], "labels": [[0]]}),
+    ("/v1/monitors/m/sequences", {"responses": [{**PROMPT, "prompt_token_ids": True}]}),  # was a 500
+    ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [1, 2], "INT64")}),
+    ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [2], "INT64")}),
+]
+
+
+def _schema(path: str) -> dict:
+    template = path.replace("/monitors/m/", "/monitors/{name}/")
+    body = DOCUMENT["paths"][template]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return {**body, "components": DOCUMENT["components"]}
+
+
+@pytest.mark.parametrize(("path", "body"), CASES, ids=[f"{i}-{p}" for i, (p, _) in enumerate(CASES)])
+def test_the_document_and_the_server_agree(client, path, body):
+    client.put("/v1/monitors/m", json={"n_classes": 2})
+    valid = jsonschema.Draft202012Validator(_schema(path)).is_valid(body)
+    response = client.post(path, json=body)
+    assert response.status_code in (200, 422), response.text
+    assert valid == (response.status_code == 200), (valid, response.text)
