@@ -15,6 +15,9 @@
    + :func:`score_logprobs` + top-1 calibration on the decoded object, both together, and
    the typed chat reader the route uses on such bodies (``read_chat``: msgspec decode + flat
    parse), and ``POST /v1/logprobs`` in-process (``TestClient``: wall time and process CPU).
+4. ``--part classwise``: the per-(class, bin) sums behind ``/v1/calibration`` on B×T×K with a
+   class-wise or marginal target or the Brier decomposition (:func:`class_bin_sums`), on
+   2×512×32,000 float32 logits (32.8M pairs), 15 uniform bins: CPU time of the call.
 """
 
 import argparse
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._timing import median_ms, table
-from service.core import parse_logprobs, score_logprobs, token_scores, top1_calibration
+from service.core import class_bin_sums, parse_logprobs, score_logprobs, token_scores, top1_calibration
 
 torch.set_num_threads(1)
 
@@ -147,6 +150,31 @@ def logprobs(n_choices: int, length: int, k: int) -> list[dict[str, object]]:
     for path, values in (("wall", wall), ("process CPU, client + server", cpu)):
         ms = f"{np.median(values) * 1e3:.1f}"
         rows.append({"response": label, "path": f"POST /v1/logprobs (TestClient, {path})", "ms": ms})
+    return rows
+
+
+def classwise(b: int, t: int, k: int) -> list[dict[str, object]]:
+    """CPU time of :func:`class_bin_sums` on (B, T, K) float32 logits, per target."""
+    from service.core.calibration.conventions import Convention
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((b, t, k), dtype=np.float32) * 3
+    y = rng.integers(0, k, (b, t))
+    convention = Convention(n_bins=15)
+    label = f"{b}×{t}×{k:,} float32 ({b * t * k / 1e6:.1f}M pairs)"
+    cases = {
+        "classwise": ("classwise", False),
+        "marginal": ("marginal", False),
+        "Brier decomposition (top_label)": ("top_label", True),
+        "classwise + Brier decomposition": ("classwise", True),
+    }
+    rows = []
+    for name, (target, brier) in cases.items():
+        ms = median_ms(
+            lambda t=target, b=brier: class_bin_sums(y, z, convention, target=t, brier=b),
+            repeats=3,
+        )
+        rows.append({"case": label, "sums": name, "ms": f"{ms:.0f}"})
     return rows
 
 
@@ -338,7 +366,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="B=2 T=512 and 100 choices")
     parser.add_argument(
-        "--part", choices=["all", "sequences", "http", "logprobs", "temperature"], default="all"
+        "--part",
+        choices=["all", "sequences", "http", "logprobs", "temperature", "classwise"],
+        default="all",
     )
     parser.add_argument(
         "--http-memory",
@@ -355,6 +385,9 @@ def main() -> None:
         from benchmarks.sequence_temperature import temperature_fit
 
         print(table(temperature_fit(b, t, 32_000)))
+        return
+    if args.part == "classwise":
+        print(table(classwise(2, 512, 32_000)))
         return
     if args.part in ("all", "sequences"):
         print(table(sequences(b, t, 32_000)))

@@ -121,3 +121,37 @@ def test_options_beside_a_fast_body_answer_as_the_generic_path(client, rng, monk
     fast, generic = _post_both(client, monkeypatch, raw)
     assert fast.status_code == 200, fast.text
     assert fast.json() == generic.json()
+
+
+def test_the_reader_colon_checks_equal_plain_python_counts(rng):
+    """The one-pass checks of the duplicate-key guard against ``bytes.count``, ``re`` and a walk."""
+    import re
+
+    from service.api.formats.chat_logprobs import _count_colons, _escaped_colon, _generic_colons
+
+    bodies = [
+        b'{"a": 1}',
+        b'{"a": "x\\\\u003b", "b": "\\n"}',  # backslashes, no escaped colon
+        b'{"a": "\\u003A"}',
+        b'{"a": "\\\\u003a"}',  # an escaped backslash before u003a: still flagged
+        b'{"a": "\\u003"}',  # cut short at the end of the body
+        bytearray(b'{"k:": "v:w", "u": "\\u0030\\u003a"}'),
+    ]
+    for body in bodies:
+        assert _escaped_colon(body) == (re.search(rb"\\u003[aA]", bytes(body)) is not None)
+        assert _count_colons(body) == bytes(body).count(b":")
+
+    def walk(value: object) -> int:
+        if isinstance(value, dict):
+            return sum(1 + key.count(":") + walk(v) for key, v in value.items())
+        if isinstance(value, list):
+            return sum(map(walk, value))
+        return value.count(":") if isinstance(value, str) else 0
+
+    values = [
+        {"role": "assistant", "content": "a: b", "tool_calls": [{"id": "x:1", "args": {"k:k": None}}]},
+        "10:30",
+        [1.5, -2, True, None, {"": ""}],
+        {"usage": {"prompt_tokens": int(rng.integers(1, 100)), "details": {}}},
+    ]
+    assert _generic_colons(values) == walk(values) == 14  # counted by hand: 9 + 1 + 1 + 3

@@ -155,9 +155,13 @@ def test_bootstrap_matches_torchmetrics_and_sklearn_on_the_same_resamples(client
     ("extra", "pointer", "match"),
     [
         ({"classes": ["a", "b"]}, "#/classes", "declares 2 classes but the predictions have 3 columns"),
-        ({"sample_weight": [1.0] * 4, "bootstrap": {"n": 10}}, "#/sample_weight", "bootstrap"),
         ({"sample_weight": [1.0] * 4, "metrics": ["ace_nixon"]}, "#/sample_weight", "ace_nixon"),
-        ({"sample_weight": [1.0] * 4, "metrics": ["ece", "reliability"]}, "#/sample_weight", "reliability"),
+        (
+            {"sample_weight": [1.0] * 4, "metrics": ["ace_nixon"], "bootstrap": {"n": 10}},
+            "#/sample_weight",
+            "ace_nixon",
+        ),
+        ({"sample_weight": [1e308] * 4, "bootstrap": {"n": 10}}, "#/sample_weight", "finite"),
         ({"metrics": ["smooth_ece"]}, "#/metrics", "multilabel"),
     ],
 )

@@ -156,7 +156,7 @@ def _read(decoder: Any, body: bytes | bytearray) -> dict[str, Any] | None:
     flat, counted = _flatten(items, names)
     # Every key the structs skip or a repeat dropped makes the count fall short of the body's; only
     # an escaped colon (counted decoded, absent from the body) could make up for one.
-    if flat is None or colons + counted != body.count(b":") or _escaped_colon(body):
+    if flat is None or colons + counted != _count_colons(body) or _escaped_colon(body):
         return None
     fields[sent[0]] = ParsedChat(combine(flat))
     return fields
@@ -188,14 +188,17 @@ def _flatten(items: list[Any], names: list[str]) -> tuple[FlatLogprobs | None, i
             refusal = choice.logprobs.refusal
             colons += 2 + (choice.index is not UNSET) + len(extra) + (refusal is not UNSET)
             generic += extra
-            generic.append(refusal)
+            if refusal is not UNSET:
+                generic.append(refusal)
             contents.append(choice.logprobs.content)
             paths.append(f"{name}.choices[{j}].logprobs")
     entries = list(itertools.chain.from_iterable(contents))
     token_bytes = list(map(attrgetter("bytes"), entries))
     tops = list(map(attrgetter("top_logprobs"), entries))
-    colons += 2 * len(entries) + len(entries) - token_bytes.count(UNSET) + len(entries) - tops.count(UNSET)
-    tops = [t if t.__class__ is list else () for t in tops]
+    n_bytes, n_tops = len(entries) - token_bytes.count(UNSET), len(entries) - tops.count(UNSET)
+    colons += 2 * len(entries) + n_bytes + n_tops
+    if n_tops < len(tops) or None in tops:  # an entry without top_logprobs: none to chain
+        tops = [t if t.__class__ is list else () for t in tops]
     alternatives = list(itertools.chain.from_iterable(tops))
     tokens = list(map(attrgetter("token"), entries))
     alt_tokens = list(map(attrgetter("token"), alternatives))
@@ -216,28 +219,41 @@ def _flatten(items: list[Any], names: list[str]) -> tuple[FlatLogprobs | None, i
         counts=list(map(len, tops)),
         alt=np.fromiter(map(attrgetter("logprob"), alternatives), np.float64, count=len(alternatives)),
         alt_tokens=alt_tokens,
-        n_bytes=[len(b) if b.__class__ is list else -1 for b in token_bytes],
+        n_bytes=(
+            list(map(len, token_bytes))
+            if n_bytes == n and None not in token_bytes
+            else [len(b) if b.__class__ is list else -1 for b in token_bytes]
+        ),
         rank=[-1] * n,
     )
     return flat, colons
 
 
 def _generic_colons(values: list[Any]) -> int:
-    """Keys (and colons inside strings) of generically decoded JSON values."""
-    n = 0
-    stack = list(values)
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            n += len(value) + sum(key.count(":") for key in value)
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif isinstance(value, str):
-            n += value.count(":")
-    return n
+    """Keys (and colons inside strings) of generically decoded JSON values.
+
+    Encoded again, each key brings one colon and a string's colons stay as they are (JSON
+    escapes no colon): the colons of the encoding, counted in one pass of C.
+    """
+    return msgspec.json.encode(values).count(b":")
+
+
+def _count_colons(body: bytes | bytearray) -> int:
+    """Colons in the body (NumPy's compare and count: a quarter of ``bytes.count``'s time)."""
+    return int(np.count_nonzero(np.frombuffer(body, np.uint8) == ord(":")))
 
 
 def _escaped_colon(body: bytes | bytearray) -> bool:
-    r"""Whether the body may spell a colon as ``\\u003a`` (decoded, it counts where the body has none)."""
-    return body.find(b"\\u003a") != -1 or body.find(b"\\u003A") != -1
+    r"""Whether the body may spell a colon as ``\\u003a`` (decoded, it counts where the body has none).
+
+    No backslash (one ``memchr``) is the common answer; otherwise one pass over each ``\\u003``.
+    """
+    at = body.find(b"\\")
+    if at == -1:
+        return False
+    at = body.find(b"\\u003", at)
+    while at != -1:
+        if body[at + 5 : at + 6] in (b"a", b"A"):
+            return True
+        at = body.find(b"\\u003", at + 5)
+    return False

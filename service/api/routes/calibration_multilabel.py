@@ -88,8 +88,6 @@ def multilabel_calibration_result(
     weights = None
     if body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), n)
-        if options.bootstrap is not None:
-            raise core.InputError("sample_weight", "does not apply with bootstrap; send one or the other")
     wanted = [name for name in options.metrics or MULTILABEL_METRICS if name != "reliability"]
     reliability = "reliability" in (options.metrics or ())
     report = multilabel_calibration(
@@ -99,14 +97,18 @@ def multilabel_calibration_result(
     factor = {"nll": scale}
     metrics = {name: report.means[name] * factor.get(name, 1.0) for name in wanted}
     per_class = {name: (report.per_class[name] * factor.get(name, 1.0)).tolist() for name in wanted}
-    boot = None if options.bootstrap is None else _bootstrap(options, targets, lp, convention, wanted, scale)
+    boot = (
+        None
+        if options.bootstrap is None
+        else _bootstrap(options, targets, lp, convention, wanted, scale, weights)
+    )
     conv = report.convention
     return CalibrationResult(
         n=n,
         n_classes=k,
         metrics=CalibrationMetrics(**metrics),
         per_class=per_class,
-        reliability=_reliability(report) if reliability else None,
+        reliability=_reliability(report, weighted=weights is not None) if reliability else None,
         bootstrap=boot,
         convention=calibration_convention(
             options,
@@ -132,7 +134,7 @@ def multilabel_calibration_result(
     )
 
 
-def _reliability(report: MultilabelCalibration) -> list[ReliabilityBins]:
+def _reliability(report: MultilabelCalibration, *, weighted: bool) -> list[ReliabilityBins]:
     """Each column's bins (`group` = the column), as the categorical route's class-wise bins."""
     cells = sum(r.count.size for r in report.reliability)
     if cells > MAX_RELIABILITY_CELLS:
@@ -151,6 +153,7 @@ def _reliability(report: MultilabelCalibration) -> list[ReliabilityBins]:
             lower=r.lower.tolist(),
             upper=r.upper.tolist(),
             count=r.count.astype(np.int64).tolist(),
+            weight_sum=r.weight.tolist() if weighted else None,
             confidence=nulls(r.confidence),
             accuracy=nulls(r.accuracy),
             gap=nulls(r.gap),
@@ -168,10 +171,13 @@ def _bootstrap(
     convention: core.Convention,
     names: list[str],
     nll_scale: float,
+    weights: np.ndarray | None,
 ) -> BootstrapResult:
+    from .calibration import _WEIGHTED_BOOTSTRAP
+
     spec = options.bootstrap
     assert spec is not None
-    prep = prepare_multilabel(targets, lp, convention)
+    prep = prepare_multilabel(targets, lp, convention, sample_weight=weights)
     intervals = multilabel_bootstrap(prep, names, n_resamples=spec.n, level=spec.level, seed=spec.seed)
     out = {}
     for name, interval in intervals.items():
@@ -184,6 +190,6 @@ def _bootstrap(
         method="resample N rows (every column of a row together) with replacement "
         "(numpy.random.default_rng(seed).integers), bins fixed from the full sample (ace_nixon's ranges "
         "cut anew per resample); the mean over classes per resample; percentile interval "
-        "(np.nanpercentile, linear).",
+        "(np.nanpercentile, linear)." + (_WEIGHTED_BOOTSTRAP if weights is not None else ""),
         intervals=out,
     )

@@ -88,8 +88,9 @@ class CalibrationOptions(ProbabilityOptions, ClassVocabulary):
         "(Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and "
         "reliability (per-class bins, `group` the column); "
         "`bootstrap` resamples rows (every column of a row together) for intervals of the means; "
-        "`classes` name the K columns. sample_weight allowed, except with ace_nixon, reliability or "
-        "bootstrap.",
+        "`classes` name the K columns. sample_weight as on the categorical route (reliability "
+        "`weight_sum`, weighted quantile edges per column, the weighted bootstrap), except with "
+        "ace_nixon.",
     )
     preset: PresetName | None = Field(
         default=None,

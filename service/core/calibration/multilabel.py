@@ -49,12 +49,22 @@ class MultilabelPairs:
     order: ClassOrder  # each column sorted, for Nixon's equal-count ranges
     n_bins: int
     convention: Convention
+    sample_weight: FloatArray | None = None  # per-row weights the bootstrap multiplies in
 
 
 def prepare_multilabel(
-    targets: FloatArray, lp: MultilabelLogProbs, convention: Convention
+    targets: FloatArray,
+    lp: MultilabelLogProbs,
+    convention: Convention,
+    *,
+    sample_weight: FloatArray | None = None,
 ) -> MultilabelPairs:
-    """Bin every column of `lp.probs` as a binary problem's positive-class probability."""
+    """Bin every column of `lp.probs` as a binary problem's positive-class probability.
+
+    With `sample_weight`, each column's quantile edges hold equal weight
+    (:func:`weighted_quantile_edges`, as the categorical route's) and the weights are kept
+    for the bootstrap.
+    """
     probs = lp.probs
     n_bins = bins_for_rule(convention.n_bins, probs.shape[0])
     if convention.binning == "edges":
@@ -66,7 +76,8 @@ def prepare_multilabel(
     cols = np.ascontiguousarray(probs.T)
     conf = _prepare_confidence(cols, convention, float32=float32)
     outcome = np.ascontiguousarray(targets.T, dtype=np.float64)
-    pairs = _bin_pairs(conf, outcome, effective, n_bins)
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    pairs = _bin_pairs(conf, outcome, effective, n_bins, weights=weights)
     p64 = probs.astype(np.float64)
     squared = (p64 - targets) ** 2 * (2 * brier_factor(convention.brier_scale, 2, binary=True))
     order = np.argsort(cols, axis=1, kind="stable")
@@ -76,7 +87,7 @@ def prepare_multilabel(
         order,
     )
     nll = multilabel_bce(targets, lp).astype(np.float64)
-    return MultilabelPairs(pairs, squared, nll, ranked, n_bins, effective)
+    return MultilabelPairs(pairs, squared, nll, ranked, n_bins, effective, weights)
 
 
 def multilabel_scalars(
@@ -176,8 +187,11 @@ def multilabel_calibration(
         ``bin_weighting``, presets' edge rules), applied to each column as to the
         positive-class probability of a binary problem.
     sample_weight : ndarray of shape (N,), optional
-        Every sum over samples a sum of weights (bin counts and means, N). Not with
-        ``ace_nixon`` nor `reliability`.
+        Every sum over samples a sum of weights (bin counts and means, N), as on the
+        categorical route: integer weights equal repeated rows, weight-0 rows dropped ones;
+        reliability bins carry each bin's weight sum beside its row count; quantile edges
+        hold equal weight per column (:func:`weighted_quantile_edges`). Not with
+        ``ace_nixon`` (equal-count ranges count rows).
     metrics : collection of str
         Names from :data:`MULTILABEL_ALLOWED`.
     reliability : bool, default=False
@@ -215,11 +229,7 @@ def multilabel_calibration(
     n = lp.probs.shape[0]
     weights = np.ones((1, n))
     if sample_weight is not None:
-        if convention.binning == "quantile":
-            raise InputError("sample_weight", 'does not apply to binning "quantile" (unweighted quantiles)')
-        unweighted = [name for name in _UNWEIGHTED if name in metrics] + (
-            ["reliability"] if reliability else []
-        )
+        unweighted = [name for name in _UNWEIGHTED if name in metrics]
         if unweighted:
             raise InputError(
                 "sample_weight", f"does not apply to {', '.join(unweighted)} with multilabel; leave it out"
@@ -227,7 +237,7 @@ def multilabel_calibration(
         if not sample_weight.max() > 0:
             raise InputError("sample_weight", "must have a positive total; got 0")
         weights = sample_weight[None, :].astype(np.float64)  # counts compare with min_bin_count: unscaled
-    prep = prepare_multilabel(targets, lp, convention)
+    prep = prepare_multilabel(targets, lp, convention, sample_weight=sample_weight)
     values, (sums, means) = multilabel_scalars(prep, weights, metrics)
     per_class = {name: value[0] for name, value in values.items()}
     return MultilabelCalibration(
@@ -236,7 +246,7 @@ def multilabel_calibration(
         n_bins=prep.n_bins,
         convention=prep.convention,
         reliability=(
-            _reliability(prep.pairs, sums, means, convention.level, True, weights is not None)
+            _reliability(prep.pairs, sums, means, convention.level, True, sample_weight is not None)
             if reliability
             else []
         ),

@@ -1,5 +1,6 @@
 """Percentile bootstrap intervals for multilabel calibration: the means over classes, resampled by rows."""
 
+import math
 from collections.abc import Collection
 
 import numpy as np
@@ -29,6 +30,12 @@ def multilabel_bootstrap(
     ``(1 + level)/2`` (linear interpolation). Resamples go in chunks of at most
     `max_elements` multiplicities times K, with no loop over samples or classes.
 
+    With weights kept in `prep` (``prepare_multilabel(..., sample_weight=s)``), rows are
+    drawn exactly as without (uniformly) and each resample's statistic is the weighted one,
+    a row drawn m times weighing ``m·s`` (the weighted bootstrap of the categorical route's
+    :func:`bootstrap_intervals`); a resample of total weight 0 gives NaN, left out by
+    ``np.nanpercentile``. ``ace_nixon`` refuses weights.
+
     Examples
     --------
     >>> from service.core.calibration.conventions import Convention
@@ -39,19 +46,40 @@ def multilabel_bootstrap(
     >>> interval = multilabel_bootstrap(prep, ["brier"], n_resamples=200, seed=1)["brier"]
     >>> 0 <= interval.low <= interval.high <= 1
     True
+    >>> s = np.array([2.0, 0.5, 1.0])
+    >>> prep = prepare_multilabel(np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), lp, sample_weight=s,
+    ...                           convention=Convention(n_bins=5))
+    >>> box = multilabel_bootstrap(prep, ["brier"], n_resamples=200, seed=1)["brier"]
+    >>> 0 <= box.low <= box.high <= 1
+    True
     """
     if not 1 <= n_resamples <= MAX_RESAMPLES:
         raise InputError("bootstrap.n", f"must lie in [1, {MAX_RESAMPLES}]; got {n_resamples}")
     if not 0 < level < 1:
         raise InputError("bootstrap.level", f"must lie in (0, 1); got {level}")
-    rng = np.random.default_rng(seed)
     n, k = prep.squared.shape
+    scale = prep.sample_weight
+    if scale is not None:
+        if "ace_nixon" in names:
+            raise InputError(
+                "sample_weight",
+                "does not apply to ace_nixon with multilabel (equal-count ranges); leave it out",
+            )
+        if not math.isfinite(float(scale.max()) * n):  # m·s stays finite, m ≤ N
+            raise InputError(
+                "sample_weight",
+                f"must keep N × max(sample_weight) finite with bootstrap; got max {float(scale.max()):g} "
+                f"with N = {n} (scale the weights down)",
+            )
+    rng = np.random.default_rng(seed)
     chunk = max(1, max_elements // (n * k))
     parts: dict[str, list[FloatArray]] = {}
     for start in range(0, n_resamples, chunk):
         checkpoint()
         weights = resample_weights(rng, min(chunk, n_resamples - start), n)
-        values, _ = multilabel_scalars(prep, weights, names, counts=True)
+        if scale is not None:
+            weights *= scale
+        values, _ = multilabel_scalars(prep, weights, names, counts=scale is None)
         for name, value in values.items():
             with np.errstate(invalid="ignore"):  # NaN columns stay NaN in their mean
                 parts.setdefault(name, []).append(value.mean(axis=1))

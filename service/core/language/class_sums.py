@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._typing import FloatArray
+from .._typing import FloatArray, IntArray
 from ..calibration.bin_edges import bins_for_rule
-from ..calibration.binned import BinMeans, BinSums, bin_sums, binned_error
+from ..calibration.binned import BinMeans, BinSums, binned_error
 from ..calibration.brier import murphy_terms
 from ..calibration.conventions import Convention, Target
 from ..calibration.report import Reliability
@@ -119,10 +119,19 @@ def class_bin_sums(
     effective = _edge_rule_for(convention, tm_float32)
     grouped = target in ("classwise", "marginal")
     rounded = grouped and effective.input_dtype_means and (tm_float32 or work == np.float32)
-    totals: dict[str, BinSums | None] = {"binned": None, "means_from": None, "brier": None}
-    classes = np.arange(k)[:, None]
+    width = n_bins + 2  # the bins, an overflow bin when asked, and the slot of pairs in no bin
+    # Unclipped, unrounded confidences with every pair kept: the Brier pairs are the target's.
+    shared = grouped and not (effective.clip or effective.exclude_zero or (tm_float32 and work != np.float32))
+    totals = {
+        key: _Totals(k, width, first=not (key == "brier" and shared), second=key == "brier")
+        for key, wanted in (("binned", grouped), ("means_from", rounded), ("brier", brier))
+        if wanted
+    }
+    offsets = (np.arange(k) * width)[:, None]  # key of each class's bin 0
+    no_outcome = np.empty((0, 0))
     edges: tuple[FloatArray, FloatArray] | None = None
     scratch = Scratch(k, work)
+    n_slots = n_bins
     for run, block, _ in _blocks(z, None, scratch.rows):
         z_block = scratch.load(block, bfloat16=bfloat16)
         kernel.check(z_block, run.start)
@@ -131,50 +140,96 @@ def class_bin_sums(
             continue
         rows = z_block[keep]
         probs = Distribution.from_logits(rows, validate=False).probs if kind == "logits" else rows
-        cols = np.ascontiguousarray(probs.T)
-        outcome = (y[run][keep][None, :] == classes).astype(np.float64)
-        found: dict[str, BinSums] = {}
+        labels_block = y[run][keep]
+        cols = np.ascontiguousarray(probs.T)  # K×rows: each class's pairs together in memory
         if grouped:
             conf = _prepare_confidence(cols, effective, float32=tm_float32)
-            pairs = _bin_pairs(conf, outcome, effective, n_bins)
-            found["binned"] = bin_sums(pairs.conf, pairs.outcome, pairs.index, pairs.n_slots)
+            pairs = _bin_pairs(conf, no_outcome, effective, n_bins)
+            totals["binned"].add(conf, pairs.index, offsets, labels_block)
             if rounded:
                 index = pairs.index if pairs.mean_index is None else pairs.mean_index
-                found["means_from"] = bin_sums(pairs.conf, pairs.outcome, index, pairs.n_slots)
-            edges = (pairs.lower, pairs.upper)
+                totals["means_from"].add(conf, index, offsets, labels_block)
+            edges, n_slots = (pairs.lower[0], pairs.upper[0]), pairs.n_slots
         if brier:
-            pairs = _bin_pairs(cols, outcome, effective, n_bins, for_brier=True)
-            found["brier"] = bin_sums(
-                pairs.conf, pairs.outcome, pairs.index, pairs.n_slots, second_moments=True
-            )
-            edges = edges or (pairs.lower, pairs.upper)
-        for key, sums in found.items():
-            totals[key] = _add(totals[key], sums)
+            if not shared:
+                pairs = _bin_pairs(cols, no_outcome, effective, n_bins, for_brier=True)
+            totals["brier"].add(cols, pairs.index, offsets, labels_block)
+            edges, n_slots = edges or (pairs.lower[0], pairs.upper[0]), pairs.n_slots
     assert edges is not None  # at least one position is scored (the caller checks)
+    found = {key: total.sums(n_slots) for key, total in totals.items()}
+    if brier and shared:
+        found["brier"] = replace(
+            found["brier"],
+            count=found["binned"].count,
+            conf=found["binned"].conf,
+            outcome=found["binned"].outcome,
+        )
     return ClassSums(
-        totals["binned"],
-        totals["means_from"],
-        totals["brier"],
-        np.asarray(edges[0], np.float64),
-        np.asarray(edges[1], np.float64),
+        found.get("binned"),
+        found.get("means_from"),
+        found.get("brier"),
+        np.broadcast_to(np.asarray(edges[0], np.float64), (k, n_slots)).copy(),
+        np.broadcast_to(np.asarray(edges[1], np.float64), (k, n_slots)).copy(),
         n_bins,
         effective,
     )
 
 
-def _add(total: BinSums | None, sums: BinSums) -> BinSums:
-    """Running totals of bin sums (``n`` counts the positions)."""
-    if total is None:
-        return sums
-    return replace(
-        total,
-        count=total.count + sums.count,
-        conf=total.conf + sums.conf,
-        outcome=total.outcome + sums.outcome,
-        conf_sq=total.conf_sq + sums.conf_sq,
-        conf_outcome=total.conf_outcome + sums.conf_outcome,
-        n=total.n + sums.n,
-    )
+class _Totals:
+    """Running per-(class, slot) sums of one set of pairs, flat (K·width), added in place per block.
+
+    Σ c and Σ c² of a block are one ``np.bincount`` each, as
+    :func:`~service.core.calibration.binned.bin_sums` makes them, added to the totals: the same
+    float64 additions in the same order. Counts and outcomes are whole numbers (exact in any
+    order), added in place; outcomes are 0/1, so Σ o and Σ c·o are summed over each row's label
+    pair only (the other terms are exact zeros), Σ c·o a block's partial sum per cell first.
+    """
+
+    def __init__(self, k: int, width: int, *, first: bool, second: bool) -> None:
+        self.size = k * width
+        self.shape = (k, width)
+        self.count = np.zeros(self.size if first else 0, np.int64)  # first moments: summed elsewhere
+        self.conf = np.zeros(self.size if first else 0)
+        self.outcome = np.zeros(self.size if first else 0)
+        self.conf_sq = np.zeros(self.size if second else 0)
+        self.conf_outcome = np.zeros(self.size if second else 0)
+        self.n = 0
+
+    def add(self, conf: FloatArray, index: IntArray, offsets: IntArray, labels: IntArray) -> None:
+        """Add the pairs of a K×rows block: `index` their slots, `labels` each row's class."""
+        rows = labels.size
+        keys = np.add(index, offsets, dtype=np.intp).ravel()
+        c = conf.astype(np.float64, copy=False).ravel()
+        at = labels * rows + np.arange(rows)  # flat position of each row's label pair
+        label_keys = keys[at]
+        if self.count.size:
+            np.add.at(self.count, keys, 1)
+            self.conf += np.bincount(keys, weights=c, minlength=self.size)
+            np.add.at(self.outcome, label_keys, 1.0)
+        if self.conf_sq.size:
+            self.conf_sq += np.bincount(keys, weights=c * c, minlength=self.size)
+            cells, where = np.unique(label_keys, return_inverse=True)
+            partial = np.zeros(cells.size)
+            np.add.at(partial, where, c[at])  # the block's Σ c·o per cell, in row order
+            self.conf_outcome[cells] += partial
+        self.n += rows
+
+    def sums(self, n_slots: int) -> BinSums:
+        """The totals as (1, K, S) bin sums (slots past `n_slots` hold pairs in no bin)."""
+
+        def cut(values: np.ndarray) -> FloatArray:
+            if not values.size:
+                return np.zeros((1, self.shape[0], n_slots))
+            return values.astype(np.float64).reshape(1, *self.shape)[..., :n_slots]
+
+        return BinSums(
+            count=cut(self.count),
+            conf=cut(self.conf),
+            outcome=cut(self.outcome),
+            conf_sq=cut(self.conf_sq),
+            conf_outcome=cut(self.conf_outcome),
+            n=np.full((1, 1, 1), float(self.n)),
+        )
 
 
 @dataclass(frozen=True)
