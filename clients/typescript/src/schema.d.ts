@@ -361,6 +361,9 @@ export interface paths {
         /**
          * Monitor Reliability Diagram
          * @description Reliability diagram (SVG, as POST /v1/reliability-diagram) of a window's labelled rows (default 1h).
+         *
+         *     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
+         *     white, rendered by resvg (the `png` extra; without it a 406).
          */
         get: operations["monitor_reliability_diagram"];
         put?: never;
@@ -3660,25 +3663,25 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Scores
              * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
-            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            scores?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["ScoresShape"])) | null;
             /**
              * Labels
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding). Scores the output.
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3690,7 +3693,7 @@ export interface components {
              * @description Optional: Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary). Scores the output.
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Sample Weight
              * @description Optional, with the truth: per-sample weights of the metrics, as a fit's.
@@ -3707,9 +3710,9 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & (unknown | {
+        }) & unknown & unknown & unknown & (unknown | {
             classes: unknown;
-        }) & unknown);
+        }));
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -3880,13 +3883,13 @@ export interface components {
              * @description N×K logits (softmax by log-sum-exp), or a length-N vector of positive-class logits; B×T×K token logits for sequences (calibration of the top-1 token).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities (binary); B×T×K for sequences.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs. Required unless multilabel.
@@ -3904,7 +3907,7 @@ export interface components {
              * @description Multilabel only: N×K outcomes in [0, 1], the shape of the predictions.
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows and weight-0 rows dropped ones; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its Murphy decomposition (weighted bin masses and means), nll, accuracy, mean_confidence, top-k and reliability bins (`weight_sum` beside the row `count`); quantile edges hold equal weight (np.quantile's linear rule on s as frequencies); the bootstrap draws rows uniformly and weighs each resample's statistic by m·s. Not ace_nixon, smooth_ece or the tests (built from orderings; no peer weighs them).
@@ -3919,7 +3922,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4025,13 +4028,13 @@ export interface components {
              * @description N×K unnormalised log-probabilities (log-softmax by log-sum-exp), or a length-N vector of positive-class logits (binary, sigmoid), or B×T×K logits of token sequences (FP32, FP16 or BF16 tensors welcome) with B×T `labels`.
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities (rows sum to 1 within `tolerance`), or a length-N vector of positive-class probabilities (binary), or B×T×K token probabilities with B×T `labels`.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs (a nested list, or an INT32/INT64 tensor of shape [B, T]).
@@ -4061,7 +4064,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or for binary a length-N vector of positive-class probabilities.
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Class Weights
              * @description K non-negative per-class weights w, as PyTorch's `weight` (binary: [w0, w1]).
@@ -4088,7 +4091,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4150,25 +4153,25 @@ export interface components {
              * @description Distribution p as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            p_probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            p_probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * P Logits
              * @description Distribution p as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            p_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            p_logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Q Probs
              * @description Distribution q as probabilities: N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            q_probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            q_probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Q Logits
              * @description Distribution q as logits (softmax / sigmoid): N×K rows, or a length-N vector of positive-class values (Bernoulli); B×T×K for token sequences (both sides the same shape).
              * @default null
              */
-            q_logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            q_logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative row weights s (N the rows compared, after broadcasting one row against many), as scikit-learn's sample_weight: `mean` is Σ s·x / Σ s and `sum` Σ s·x for every quantity (a row of weight 0 adds 0, even an infinite KL); per-row values and `terms` are not weighted. All zero is a 422. N×K rows only (sequences use `mask`).
@@ -4189,7 +4192,7 @@ export interface components {
             q_probs: unknown;
         } | {
             q_logits: unknown;
-        }));
+        }) & unknown & unknown);
         /**
          * FoldsValidation
          * @description k-fold cross-fitting: each fold is recalibrated by a fit on the other folds.
@@ -4383,17 +4386,13 @@ export interface components {
              * @description Each an OpenAI chat completion (`choices[i].logprobs.content[]` of `{token, logprob, bytes, top_logprobs}`), a legacy completion (`choices[i].logprobs` of `{tokens, token_logprobs, top_logprobs, text_offset}`, echoed prompts starting with null), a vLLM response with `prompt_logprobs` (on each choice, or at the top level of a chat completion), or only a choice's `logprobs` object, a `content` list or a `prompt_logprobs` list. Each choice is one sequence; a chat completion's top-level prompt_logprobs is one more.
              * @default null
              */
-            responses?: ({
-                [key: string]: unknown;
-            } | unknown[])[] | null;
+            responses?: components["schemas"]["LogprobsDocument"][] | null;
             /**
              * Response
              * @description One response (or logprobs part), instead of `responses`.
              * @default null
              */
-            response?: {
-                [key: string]: unknown;
-            } | unknown[] | null;
+            response?: components["schemas"]["LogprobsDocument"] | null;
             /**
              * Prompt Token Ids
              * @description The token ids of each prompt whose prompt_logprobs are scored, in order of appearance (vLLM's entries do not mark the realised token); null to use the response's own `prompt_token_ids`.
@@ -4410,7 +4409,7 @@ export interface components {
             responses: unknown;
         } | {
             response: unknown;
-        }) & unknown & unknown);
+        }) & unknown & unknown & unknown);
         /**
          * ObservationsBody
          * @description A batch of predictions for a monitor (JSON form; OIP, binary tensors and npz carry the same fields).
@@ -4421,19 +4420,19 @@ export interface components {
              * @description N×K logits, or N positive-class logits (binary).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or N positive-class probabilities (binary).
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true classes; -1 where not known yet (send it later by id).
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Ids
              * @description N row ids (null: no id). An unlabelled row with an id waits for its label (POST …/labels) for the monitor's label_ttl_s.
@@ -4602,25 +4601,25 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Scores
              * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
              * @default null
              */
-            scores?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            scores?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["ScoresShape"])) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -4632,7 +4631,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -4649,7 +4648,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4671,7 +4670,7 @@ export interface components {
          * SequencesBody
          * @description A /v1/logprobs body, or B×T×K sequences as /v1/cross-entropy takes them; times and a segment.
          */
-        SequencesBody: {
+        SequencesBody: ({
             /**
              * Context Length
              * @description Score only positions from this index on (per sequence, or one for all): the continuation after a context, as lm-evaluation-harness's `token_logprobs[ctxlen:]`. Exclusive with `ranges`.
@@ -4729,17 +4728,13 @@ export interface components {
              * @description Each an OpenAI chat completion (`choices[i].logprobs.content[]` of `{token, logprob, bytes, top_logprobs}`), a legacy completion (`choices[i].logprobs` of `{tokens, token_logprobs, top_logprobs, text_offset}`, echoed prompts starting with null), a vLLM response with `prompt_logprobs` (on each choice, or at the top level of a chat completion), or only a choice's `logprobs` object, a `content` list or a `prompt_logprobs` list. Each choice is one sequence; a chat completion's top-level prompt_logprobs is one more.
              * @default null
              */
-            responses?: ({
-                [key: string]: unknown;
-            } | unknown[])[] | null;
+            responses?: components["schemas"]["LogprobsDocument"][] | null;
             /**
              * Response
              * @description One response (or logprobs part), instead of `responses`.
              * @default null
              */
-            response?: {
-                [key: string]: unknown;
-            } | unknown[] | null;
+            response?: components["schemas"]["LogprobsDocument"] | null;
             /**
              * Prompt Token Ids
              * @description The token ids of each prompt whose prompt_logprobs are scored, in order of appearance (vLLM's entries do not mark the realised token); null to use the response's own `prompt_token_ids`.
@@ -4794,7 +4789,37 @@ export interface components {
              * @default null
              */
             segment?: string | null;
-        };
+        } & unknown) | (({
+            responses: unknown;
+        } | {
+            response: unknown;
+        }) & unknown & unknown & {
+            logits?: null;
+            probs?: null;
+            labels?: null;
+            mask?: null;
+            ignore_index?: null;
+        }) | (({
+            logits: unknown;
+        } | {
+            probs: unknown;
+        }) & {
+            labels: unknown;
+        } & {
+            context_length?: null;
+            ranges?: null;
+            use?: null;
+            calibration?: null;
+            vocab_size?: null;
+            per_sequence?: null;
+            responses?: null;
+            response?: null;
+            prompt_token_ids?: null;
+            texts?: null;
+        } & {
+            logits?: number[][][] | null;
+            probs?: number[][][] | null;
+        });
         /**
          * TemperatureBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -4878,19 +4903,19 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
-            logits?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -4902,7 +4927,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | components["schemas"]["Tensor"]) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -4913,11 +4938,13 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             labels: unknown;
         } | {
             targets: unknown;
-        }) & (unknown | {
+        }) & unknown & (unknown | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4955,7 +4982,538 @@ export interface components {
             parameters?: {
                 [key: string]: unknown;
             } | null;
+        } & components["schemas"]["TensorDatatypeValues"];
+        /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list. */
+        LogprobsDocument: {
+            logprob: number;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | [
+            null | {
+                [key: string]: {
+                    logprob: number;
+                };
+            }
+        ] | ({
+            choices: unknown[];
+        } | ({
+            choices?: unknown;
+        } & {
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        }) | {
+            prompt_logprobs?: null;
+            choices?: unknown;
+        }) | {
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } | (({
+            content: {
+                logprob: number;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description A response, a choice's logprobs object, a chat content list or a vLLM prompt_logprobs list (prompt forms with their own prompt_token_ids). */
+        LogprobsDocumentWithOwnIds: {
+            logprob: number;
+            bytes?: unknown[] | null;
+            top_logprobs?: {
+                logprob: number;
+            }[] | (null | false | 0 | "" | Record<string, never>);
+        }[] | ({
+            choices: unknown[];
+        } | ({
+            choices?: unknown;
+        } & ({
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        })) | {
+            prompt_logprobs?: null;
+            choices?: unknown;
+        }) | ({
+            choices?: never;
+            /** @description vLLM `prompt_logprobs`: null (the first token) or an entry, then entries. */
+            prompt_logprobs: [
+                null | {
+                    [key: string]: {
+                        logprob: number;
+                    };
+                }
+            ];
+        } & {
+            prompt_token_ids: unknown[];
+        }) | (({
+            content: {
+                logprob: number;
+                bytes?: unknown[] | null;
+                top_logprobs?: {
+                    logprob: number;
+                }[] | (null | false | 0 | "" | Record<string, never>);
+            }[];
+        } | {
+            content?: never;
+            token_logprobs: (number | null)[];
+            tokens?: unknown[] | null;
+            top_logprobs?: null | (Record<string, unknown> | null)[];
+        }) & {
+            choices?: never;
+            prompt_logprobs?: never;
+        });
+        /** @description The values a tensor's `datatype` holds: finite in its range, integers that fit. */
+        TensorDatatypeValues: {
+            /** @enum {unknown} */
+            datatype?: "FP64";
+        } | {
+            /** @constant */
+            datatype?: "FP16";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "FP32";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "BF16";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "INT8";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "INT16";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "INT32";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "INT64";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT8";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT16";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT32";
+            data?: number[] | number[][];
+        } | {
+            /** @constant */
+            datatype?: "UINT64";
+            data?: number[] | number[][];
         };
+        /** @description Predictions: [N], [N, K] or [B, T, K], with K ≥ 2. */
+        PredictionShape: {
+            shape: unknown | unknown | unknown;
+        };
+        /** @description Predictions: [N] or [N, K], with K ≥ 2. */
+        PredictionMatrixShape: {
+            shape: unknown | unknown;
+        };
+        /** @description Raw scores: [N] or [N, K], with K ≥ 3. */
+        ScoresShape: {
+            shape: unknown | unknown;
+        };
+        /** @description Hard labels where no token sequences are taken: [N]. */
+        VectorShape: {
+            shape: unknown;
+        };
+        /** @description A tensor of probabilities: `data` in [0, 1]. */
+        ProbabilityData: {
+            data?: unknown[] | unknown[][];
+        };
+        /** @description An input of a JSON inference request: its values in `data`, no `binary_data_size` (that is the binary extension's). */
+        InferenceInputInJson: {
+            data: unknown;
+            parameters?: null | unknown | {
+                binary_data_size?: null;
+            };
+        };
+        /** @description An input's `parameters` without a `role` (absent or null): its `name` is its role. */
+        InferenceInputParametersWithoutRole: null | unknown | {
+            role?: null;
+        };
+        /** @description The inputs of an inference request for CrossEntropyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        CrossEntropyInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
+        CrossEntropyInferenceRules: unknown & unknown & unknown;
+        /** @description The inputs of an inference request for DivergenceBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        DivergenceInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "p_probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "p_probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "p_logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "p_logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "q_probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "q_probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "q_logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "q_logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description DivergenceBody's rules across fields, on an inference request's inputs and parameters. */
+        DivergenceInferenceRules: unknown & unknown;
+        /** @description The inputs of an inference request for TemperatureBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        TemperatureInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
+        TemperatureInferenceRules: unknown;
+        /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        RecalibrateInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
+        RecalibrateInferenceRules: unknown & unknown;
+        /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        ApplyInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
+        ApplyInferenceRules: unknown;
+        /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        CalibrationInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "targets";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "targets";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels" | "sample_weight" | "mask";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels" | "sample_weight" | "mask";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
+        /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
+        CalibrationInferenceRules: unknown & unknown & unknown;
+        /** @description The inputs of an inference request for ObservationsBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
+        ObservationsInferenceInputs: (((({
+            parameters: {
+                /** @enum {unknown} */
+                role: "logits";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "logits";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "probs";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "probs";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["VectorShape"]) | ({
+            parameters: {
+                /** @enum {unknown} */
+                role: "ids" | "timestamps";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "ids" | "timestamps";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
     };
     responses: never;
     parameters: never;
@@ -5016,104 +5574,26 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Label Smoothing
-                         * @description ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), as torch.nn.functional.cross_entropy's label_smoothing.
-                         * @default 0
-                         */
-                        label_smoothing?: number;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are left out of every reduction and get loss 0 in `losses` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Reduction
-                         * @description mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "sum" | "none";
-                        /**
-                         * Per Sample
-                         * @description Also return per-sample `losses`.
-                         * @default false
-                         */
-                        per_sample?: boolean;
-                        /**
-                         * Pos Weight
-                         * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
-                         * @default null
-                         */
-                        pos_weight?: number | number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Multilabel Convention
-                         * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
-                         * @default torch
-                         * @enum {string}
-                         */
-                        multilabel_convention?: "torch" | "sklearn";
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Binary Data Output
-                         * @description Send per-sample `losses` as a raw binary tensor (OIP binary extension, application/octet-stream) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
+                        classes?: components["schemas"]["CrossEntropyBody"]["classes"];
+                        pos_label?: components["schemas"]["CrossEntropyBody"]["pos_label"];
+                        eps?: components["schemas"]["CrossEntropyBody"]["eps"];
+                        tolerance?: components["schemas"]["CrossEntropyBody"]["tolerance"];
+                        normalize?: components["schemas"]["CrossEntropyBody"]["normalize"];
+                        base?: components["schemas"]["CrossEntropyBody"]["base"];
+                        label_smoothing?: components["schemas"]["CrossEntropyBody"]["label_smoothing"];
+                        ignore_index?: components["schemas"]["CrossEntropyBody"]["ignore_index"];
+                        reduction?: components["schemas"]["CrossEntropyBody"]["reduction"];
+                        per_sample?: components["schemas"]["CrossEntropyBody"]["per_sample"];
+                        pos_weight?: components["schemas"]["CrossEntropyBody"]["pos_weight"];
+                        multilabel?: components["schemas"]["CrossEntropyBody"]["multilabel"];
+                        multilabel_convention?: components["schemas"]["CrossEntropyBody"]["multilabel_convention"];
+                        top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
+                        binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
-                });
+                } & components["schemas"]["CrossEntropyInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5226,60 +5706,19 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 other than 1 (scipy.stats.entropy's base).
-                         * @default e
-                         */
-                        base?: "e" | number;
-                        /**
-                         * Reduction
-                         * @description mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and its reduction='mean' (over N·K elements) is `sum` / (N·K).
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "batchmean" | "sum" | "none";
-                        /**
-                         * Elementwise
-                         * @description Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` (scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).
-                         * @default false
-                         */
-                        elementwise?: boolean;
-                        /**
-                         * Per Sample
-                         * @description Also return every quantity per row.
-                         * @default false
-                         */
-                        per_sample?: boolean;
-                        /**
-                         * Binary Data Output
-                         * @description With `per_sample`, send the per-row quantities as raw binary tensors (OIP binary extension, application/octet-stream: the JSON result with `per_sample` null and one `outputs` entry per quantity, named `per_sample.kl_pq` and so on, then their bytes) instead of JSON lists.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
+                        eps?: components["schemas"]["DivergenceBody"]["eps"];
+                        tolerance?: components["schemas"]["DivergenceBody"]["tolerance"];
+                        normalize?: components["schemas"]["DivergenceBody"]["normalize"];
+                        base?: components["schemas"]["DivergenceBody"]["base"];
+                        reduction?: components["schemas"]["DivergenceBody"]["reduction"];
+                        elementwise?: components["schemas"]["DivergenceBody"]["elementwise"];
+                        per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
+                        binary_data_output?: components["schemas"]["DivergenceBody"]["binary_data_output"];
                     } | null;
-                });
+                } & components["schemas"]["DivergenceInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5402,84 +5841,23 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
-                        /**
-                         * Binary Data Output
-                         * @description With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Rtol
-                         * @description Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within about rtol relative of the exact optimum.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most Newton iterations (passes over the data).
-                         * @default 100
-                         */
-                        max_iter?: number;
+                        classes?: components["schemas"]["TemperatureBody"]["classes"];
+                        pos_label?: components["schemas"]["TemperatureBody"]["pos_label"];
+                        eps?: components["schemas"]["TemperatureBody"]["eps"];
+                        tolerance?: components["schemas"]["TemperatureBody"]["tolerance"];
+                        normalize?: components["schemas"]["TemperatureBody"]["normalize"];
+                        base?: components["schemas"]["TemperatureBody"]["base"];
+                        return_probs?: components["schemas"]["TemperatureBody"]["return_probs"];
+                        binary_data_output?: components["schemas"]["TemperatureBody"]["binary_data_output"];
+                        validation?: components["schemas"]["TemperatureBody"]["validation"];
+                        ignore_index?: components["schemas"]["TemperatureBody"]["ignore_index"];
+                        rtol?: components["schemas"]["TemperatureBody"]["rtol"];
+                        max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                });
+                } & components["schemas"]["TemperatureInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5603,120 +5981,29 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
-                        /**
-                         * Binary Data Output
-                         * @description With `return_probs`, send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Method
-                         * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
-                         * @enum {string}
-                         */
-                        method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
-                        /**
-                         * L2
-                         * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
-                         * @default 0
-                         */
-                        l2?: number;
-                        /**
-                         * Off Diagonal
-                         * @description matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij².
-                         * @default 0
-                         */
-                        off_diagonal?: number;
-                        /**
-                         * Bias L2
-                         * @description matrix: μ·mean b².
-                         * @default 0
-                         */
-                        bias_l2?: number;
-                        /**
-                         * Target Smoothing
-                         * @description platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); hard labels only.
-                         * @default false
-                         */
-                        target_smoothing?: boolean;
-                        /**
-                         * N Bins
-                         * @description histogram: bins.
-                         * @default 15
-                         */
-                        n_bins?: number;
-                        /**
-                         * Rtol
-                         * @description temperature: as /v1/temperature.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.
-                         * @default 200
-                         */
-                        max_iter?: number;
+                        classes?: components["schemas"]["RecalibrateBody"]["classes"];
+                        pos_label?: components["schemas"]["RecalibrateBody"]["pos_label"];
+                        eps?: components["schemas"]["RecalibrateBody"]["eps"];
+                        tolerance?: components["schemas"]["RecalibrateBody"]["tolerance"];
+                        normalize?: components["schemas"]["RecalibrateBody"]["normalize"];
+                        base?: components["schemas"]["RecalibrateBody"]["base"];
+                        return_probs?: components["schemas"]["RecalibrateBody"]["return_probs"];
+                        binary_data_output?: components["schemas"]["RecalibrateBody"]["binary_data_output"];
+                        validation?: components["schemas"]["RecalibrateBody"]["validation"];
+                        ignore_index?: components["schemas"]["RecalibrateBody"]["ignore_index"];
+                        method: components["schemas"]["RecalibrateBody"]["method"];
+                        l2?: components["schemas"]["RecalibrateBody"]["l2"];
+                        off_diagonal?: components["schemas"]["RecalibrateBody"]["off_diagonal"];
+                        bias_l2?: components["schemas"]["RecalibrateBody"]["bias_l2"];
+                        target_smoothing?: components["schemas"]["RecalibrateBody"]["target_smoothing"];
+                        n_bins?: components["schemas"]["RecalibrateBody"]["n_bins"];
+                        rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
+                        max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                });
+                } & components["schemas"]["RecalibrateInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5828,76 +6115,25 @@ export interface operations {
                  *       "temperature": 1.5
                  *     }
                  */
-                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Parameters
-                         * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
-                         * @default null
-                         */
-                        parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
-                        /**
-                         * Temperature
-                         * @description A bare temperature T ≥ 0 (instead of `parameters`).
-                         * @default null
-                         */
-                        temperature?: number | "Infinity" | null;
-                        /**
-                         * Binary Data Output
-                         * @description Send the recalibrated `probs` as a raw binary tensor (OIP binary extension, application/octet-stream: the JSON result with `probs` null and the tensor described in `outputs`, then its bytes) instead of a JSON list.
-                         * @default false
-                         */
-                        binary_data_output?: boolean;
-                        /**
-                         * Ignore Index
-                         * @description B×T×K sequence inputs only: the label value of positions left out of the metrics (PyTorch uses -100).
-                         * @default null
-                         */
-                        ignore_index?: number | null;
+                        classes?: components["schemas"]["ApplyBody"]["classes"];
+                        pos_label?: components["schemas"]["ApplyBody"]["pos_label"];
+                        eps?: components["schemas"]["ApplyBody"]["eps"];
+                        tolerance?: components["schemas"]["ApplyBody"]["tolerance"];
+                        normalize?: components["schemas"]["ApplyBody"]["normalize"];
+                        base?: components["schemas"]["ApplyBody"]["base"];
+                        parameters?: components["schemas"]["ApplyBody"]["parameters"];
+                        temperature?: components["schemas"]["ApplyBody"]["temperature"];
+                        binary_data_output?: components["schemas"]["ApplyBody"]["binary_data_output"];
+                        ignore_index?: components["schemas"]["ApplyBody"]["ignore_index"];
                     } & ({
                         parameters: unknown;
                     } | {
                         temperature: unknown;
                     });
-                });
+                } & components["schemas"]["ApplyInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6016,147 +6252,33 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight as on the categorical route (reliability `weight_sum`, weighted quantile edges per column, the weighted bootstrap), except with ace_nixon.
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Preset
-                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
-                         * @default null
-                         */
-                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
-                        /**
-                         * Binning
-                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
-                         * @default null
-                         */
-                        binning?: ("uniform" | "quantile" | "edges") | null;
-                        /**
-                         * Edges
-                         * @description Explicit bin edges: strictly increasing from 0 to 1.
-                         * @default null
-                         */
-                        edges?: number[] | null;
-                        /**
-                         * N Bins
-                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
-                         * @default 15
-                         */
-                        n_bins?: number | ("sqrt" | "cube_root");
-                        /**
-                         * Closed
-                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
-                         * @default right
-                         * @enum {string}
-                         */
-                        closed?: "right" | "left";
-                        /**
-                         * Min Bin Count
-                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
-                         * @default 1
-                         */
-                        min_bin_count?: number;
-                        /**
-                         * Target
-                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
-                         * @default null
-                         */
-                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
-                        /**
-                         * Norm
-                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
-                         * @default l1
-                         * @enum {string}
-                         */
-                        norm?: "l1" | "l2" | "max";
-                        /**
-                         * Bin Weighting
-                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
-                         * @default mass
-                         * @enum {string}
-                         */
-                        bin_weighting?: "mass" | "uniform";
-                        /**
-                         * Brier Scale
-                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
-                         * @default auto
-                         * @enum {string}
-                         */
-                        brier_scale?: "auto" | "sum" | "half";
-                        /**
-                         * Metrics
-                         * @description Compute only these metrics (default: all).
-                         * @default null
-                         */
-                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
-                        /**
-                         * Level
-                         * @description Coverage of each reliability bin's Wilson interval.
-                         * @default 0.95
-                         */
-                        level?: number;
-                        /**
-                         * @description Percentile bootstrap intervals for every resampled scalar.
-                         * @default null
-                         */
-                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        classes?: components["schemas"]["CalibrationBody"]["classes"];
+                        pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
+                        eps?: components["schemas"]["CalibrationBody"]["eps"];
+                        tolerance?: components["schemas"]["CalibrationBody"]["tolerance"];
+                        normalize?: components["schemas"]["CalibrationBody"]["normalize"];
+                        base?: components["schemas"]["CalibrationBody"]["base"];
+                        ignore_index?: components["schemas"]["CalibrationBody"]["ignore_index"];
+                        top_k?: components["schemas"]["CalibrationBody"]["top_k"];
+                        multilabel?: components["schemas"]["CalibrationBody"]["multilabel"];
+                        preset?: components["schemas"]["CalibrationBody"]["preset"];
+                        binning?: components["schemas"]["CalibrationBody"]["binning"];
+                        edges?: components["schemas"]["CalibrationBody"]["edges"];
+                        n_bins?: components["schemas"]["CalibrationBody"]["n_bins"];
+                        closed?: components["schemas"]["CalibrationBody"]["closed"];
+                        min_bin_count?: components["schemas"]["CalibrationBody"]["min_bin_count"];
+                        target?: components["schemas"]["CalibrationBody"]["target"];
+                        norm?: components["schemas"]["CalibrationBody"]["norm"];
+                        bin_weighting?: components["schemas"]["CalibrationBody"]["bin_weighting"];
+                        brier_scale?: components["schemas"]["CalibrationBody"]["brier_scale"];
+                        metrics?: components["schemas"]["CalibrationBody"]["metrics"];
+                        level?: components["schemas"]["CalibrationBody"]["level"];
+                        bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                });
+                } & components["schemas"]["CalibrationInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6274,147 +6396,33 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": (components["schemas"]["CalibrationBody"] & unknown & unknown) | (components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight as on the categorical route (reliability `weight_sum`, weighted quantile edges per column, the weighted bootstrap), except with ace_nixon.
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Preset
-                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
-                         * @default null
-                         */
-                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
-                        /**
-                         * Binning
-                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
-                         * @default null
-                         */
-                        binning?: ("uniform" | "quantile" | "edges") | null;
-                        /**
-                         * Edges
-                         * @description Explicit bin edges: strictly increasing from 0 to 1.
-                         * @default null
-                         */
-                        edges?: number[] | null;
-                        /**
-                         * N Bins
-                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
-                         * @default 15
-                         */
-                        n_bins?: number | ("sqrt" | "cube_root");
-                        /**
-                         * Closed
-                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
-                         * @default right
-                         * @enum {string}
-                         */
-                        closed?: "right" | "left";
-                        /**
-                         * Min Bin Count
-                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
-                         * @default 1
-                         */
-                        min_bin_count?: number;
-                        /**
-                         * Target
-                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
-                         * @default null
-                         */
-                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
-                        /**
-                         * Norm
-                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
-                         * @default l1
-                         * @enum {string}
-                         */
-                        norm?: "l1" | "l2" | "max";
-                        /**
-                         * Bin Weighting
-                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
-                         * @default mass
-                         * @enum {string}
-                         */
-                        bin_weighting?: "mass" | "uniform";
-                        /**
-                         * Brier Scale
-                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
-                         * @default auto
-                         * @enum {string}
-                         */
-                        brier_scale?: "auto" | "sum" | "half";
-                        /**
-                         * Metrics
-                         * @description Compute only these metrics (default: all).
-                         * @default null
-                         */
-                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
-                        /**
-                         * Level
-                         * @description Coverage of each reliability bin's Wilson interval.
-                         * @default 0.95
-                         */
-                        level?: number;
-                        /**
-                         * @description Percentile bootstrap intervals for every resampled scalar.
-                         * @default null
-                         */
-                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        classes?: components["schemas"]["CalibrationBody"]["classes"];
+                        pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
+                        eps?: components["schemas"]["CalibrationBody"]["eps"];
+                        tolerance?: components["schemas"]["CalibrationBody"]["tolerance"];
+                        normalize?: components["schemas"]["CalibrationBody"]["normalize"];
+                        base?: components["schemas"]["CalibrationBody"]["base"];
+                        ignore_index?: components["schemas"]["CalibrationBody"]["ignore_index"];
+                        top_k?: components["schemas"]["CalibrationBody"]["top_k"];
+                        multilabel?: components["schemas"]["CalibrationBody"]["multilabel"];
+                        preset?: components["schemas"]["CalibrationBody"]["preset"];
+                        binning?: components["schemas"]["CalibrationBody"]["binning"];
+                        edges?: components["schemas"]["CalibrationBody"]["edges"];
+                        n_bins?: components["schemas"]["CalibrationBody"]["n_bins"];
+                        closed?: components["schemas"]["CalibrationBody"]["closed"];
+                        min_bin_count?: components["schemas"]["CalibrationBody"]["min_bin_count"];
+                        target?: components["schemas"]["CalibrationBody"]["target"];
+                        norm?: components["schemas"]["CalibrationBody"]["norm"];
+                        bin_weighting?: components["schemas"]["CalibrationBody"]["bin_weighting"];
+                        brier_scale?: components["schemas"]["CalibrationBody"]["brier_scale"];
+                        metrics?: components["schemas"]["CalibrationBody"]["metrics"];
+                        level?: components["schemas"]["CalibrationBody"]["level"];
+                        bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                });
+                } & (components["schemas"]["CalibrationInferenceRules"] & unknown & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6934,26 +6942,11 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["ObservationsBody"] | (components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                    inputs?: components["schemas"]["ObservationsInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Segment
-                         * @description A tag of the whole batch (model version, region); XENT_MAX_SEGMENTS per monitor.
-                         * @default null
-                         */
-                        segment?: string | null;
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows (default by dtype).
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide probability rows by their sum instead of rejecting them.
-                         * @default false
-                         */
-                        normalize?: boolean;
+                        segment?: components["schemas"]["ObservationsBody"]["segment"];
+                        tolerance?: components["schemas"]["ObservationsBody"]["tolerance"];
+                        normalize?: components["schemas"]["ObservationsBody"]["normalize"];
                     } | null;
                 });
                 "application/octet-stream": string;
@@ -7411,13 +7404,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description An SVG document. */
+            /** @description An SVG document; a PNG when `Accept` prefers image/png (the `png` extra). */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "image/svg+xml": string;
+                    "image/png": string;
                 };
             };
             /** @description Malformed JSON body. */
@@ -7440,6 +7434,15 @@ export interface operations {
             };
             /** @description No monitor of that name. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetails"];
+                };
+            };
+            /** @description image/png asked for, and the `png` extra (resvg-py) is not installed. */
+            406: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8253,99 +8256,26 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Label Smoothing
-                         * @description ε: the target becomes (1 - ε)·onehot(y) + ε/K (soft targets: (1 - ε)·t + ε/K), as torch.nn.functional.cross_entropy's label_smoothing.
-                         * @default 0
-                         */
-                        label_smoothing?: number;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are left out of every reduction and get loss 0 in `losses` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Reduction
-                         * @description mean: Σ losses / Σ w[y] over non-ignored samples (PyTorch's weighted mean; with soft targets, / N); sum: Σ losses; none: no `loss`, per-sample `losses` only.
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "sum" | "none";
-                        /**
-                         * Per Sample
-                         * @description Also return per-sample `losses`.
-                         * @default false
-                         */
-                        per_sample?: boolean;
-                        /**
-                         * Pos Weight
-                         * @description Binary or multilabel input: p multiplies the positive term, loss = -(p·t·log σ + (1 - t)·log(1 - σ)), as torch.nn.functional.binary_cross_entropy_with_logits(pos_weight=p). PyTorch's binary_cross_entropy (probabilities) has no pos_weight; with `probs` Xent defines it the same way (log p for log σ). The mean divides by N, not by the weights; no class_weights, sample_weight, label_smoothing or ignore_index with it. Multilabel: one p per class (a list of K) or one for all, as BCEWithLogitsLoss(pos_weight=…); sample_weight and class_weights allowed.
-                         * @default null
-                         */
-                        pos_weight?: number | number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` (in [0, 1], rows need not sum to 1) against N×K `targets` in [0, 1] (0/1 indicators or probabilities; `labels` are a 422). Loss per `multilabel_convention`; `accuracy` is the element-wise accuracy at 0.5 (1 - sklearn hamming_loss, torchmetrics MultilabelAccuracy(average='micro')); `mean_entropy` the mean binary entropy per element. class_weights (K) scale every term of a class, as BCEWithLogitsLoss(weight=…) of shape (K,).
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Multilabel Convention
-                         * @description torch: per-element binary cross-entropy -(p·t·log σ + (1 - t)·log(1 - σ)), BCEWithLogitsLoss / binary_cross_entropy: mean over all N·K elements, sum over them, none N×K `losses`. sklearn: sklearn.metrics.log_loss on an indicator matrix, which takes the rows as one-hot multiclass targets: -Σ_k t_k log p_k per sample (the (1 - t) terms never count, rows not renormalised), mean over N (Σ s·loss / Σ s with sample_weight), none N `losses`.
-                         * @default torch
-                         * @enum {string}
-                         */
-                        multilabel_convention?: "torch" | "sklearn";
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
+                        classes?: components["schemas"]["CrossEntropyBody"]["classes"];
+                        pos_label?: components["schemas"]["CrossEntropyBody"]["pos_label"];
+                        eps?: components["schemas"]["CrossEntropyBody"]["eps"];
+                        tolerance?: components["schemas"]["CrossEntropyBody"]["tolerance"];
+                        normalize?: components["schemas"]["CrossEntropyBody"]["normalize"];
+                        base?: components["schemas"]["CrossEntropyBody"]["base"];
+                        label_smoothing?: components["schemas"]["CrossEntropyBody"]["label_smoothing"];
+                        ignore_index?: components["schemas"]["CrossEntropyBody"]["ignore_index"];
+                        reduction?: components["schemas"]["CrossEntropyBody"]["reduction"];
+                        per_sample?: components["schemas"]["CrossEntropyBody"]["per_sample"];
+                        pos_weight?: components["schemas"]["CrossEntropyBody"]["pos_weight"];
+                        multilabel?: components["schemas"]["CrossEntropyBody"]["multilabel"];
+                        multilabel_convention?: components["schemas"]["CrossEntropyBody"]["multilabel_convention"];
+                        top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
-                };
+                } & components["schemas"]["CrossEntropyInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8535,55 +8465,19 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits), 10 (hartleys) or any number > 0 other than 1 (scipy.stats.entropy's base).
-                         * @default e
-                         */
-                        base?: "e" | number;
-                        /**
-                         * Reduction
-                         * @description mean: each quantity averaged over rows (PyTorch kl_div's batchmean, accepted as a synonym); sum: summed over rows (PyTorch's sum); none: no reduction, the per-row values in `per_sample`. PyTorch's elementwise reduction='none' is `elementwise: true`, and its reduction='mean' (over N·K elements) is `sum` / (N·K).
-                         * @default mean
-                         * @enum {string}
-                         */
-                        reduction?: "mean" | "batchmean" | "sum" | "none";
-                        /**
-                         * Elementwise
-                         * @description Also return the N×K terms of KL(p‖q), KL(q‖p) and JS in `terms` (scipy.special.rel_entr(p, q); torch.nn.functional.kl_div(log q, p, reduction='none')).
-                         * @default false
-                         */
-                        elementwise?: boolean;
-                        /**
-                         * Per Sample
-                         * @description Also return every quantity per row.
-                         * @default false
-                         */
-                        per_sample?: boolean;
+                        eps?: components["schemas"]["DivergenceBody"]["eps"];
+                        tolerance?: components["schemas"]["DivergenceBody"]["tolerance"];
+                        normalize?: components["schemas"]["DivergenceBody"]["normalize"];
+                        base?: components["schemas"]["DivergenceBody"]["base"];
+                        reduction?: components["schemas"]["DivergenceBody"]["reduction"];
+                        elementwise?: components["schemas"]["DivergenceBody"]["elementwise"];
+                        per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: boolean;
                     } | null;
-                };
+                } & components["schemas"]["DivergenceInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8778,148 +8672,34 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Top K
-                         * @description Also report top-k accuracy for each k: the share of samples whose true class is among the k highest predicted scores, ties going to the lower class as for `accuracy` (k = 1 is `accuracy`; k ≥ K gives 1, as scikit-learn). torchmetrics MulticlassAccuracy(top_k=k, average='micro'), sklearn.metrics.top_k_accuracy_score.
-                         * @default null
-                         */
-                        top_k?: number[] | null;
-                        /**
-                         * Multilabel
-                         * @description N×K independent binary problems: `logits` (a sigmoid per element) or `probs` in [0, 1] against N×K `targets` in [0, 1] (`labels` are a 422). Class-wise: each column binned as a binary problem with these conventions; `per_class` holds calibration_error, ece, mce, rmsce, brier ((p - t)², sklearn brier_score_loss per column) and nll (binary cross-entropy) per class, `metrics` their means over classes. Also ace_netcal (non-empty bins weighed equally), ace_nixon (Nixon's equal-count ranges per column), debiased_l2 (Kumar et al., per column) and reliability (per-class bins, `group` the column); `bootstrap` resamples rows (every column of a row together) for intervals of the means; `classes` name the K columns. sample_weight as on the categorical route (reliability `weight_sum`, weighted quantile edges per column, the weighted bootstrap), except with ace_nixon.
-                         * @default false
-                         */
-                        multilabel?: boolean;
-                        /**
-                         * Preset
-                         * @description Reproduce a peer's conventions exactly (see `convention.matches`): torchmetrics 1.9.0 (torch.linspace edges, [a, b) bins, p = 1 in an extra bin; multiclass in float32), sklearn 1.9.1 (calibration_curve: np.linspace or np.percentile edges, (a, b] bins), netcal 1.4.0 (confidences clipped to [eps, 1-eps], np.linspace or np.quantile edges, [a, b) bins), guo (Guo et al. 2017 _ECELoss: float32 torch.linspace edges, (lower, upper] bins, top-label). A preset fixes `closed` and the edge rule; sending a fixed option is a 422.
-                         * @default null
-                         */
-                        preset?: ("torchmetrics" | "sklearn" | "netcal" | "guo") | null;
-                        /**
-                         * Binning
-                         * @description uniform: equal-width edges i/B (each the correctly rounded quotient); quantile: equal-mass edges per group, np.quantile of the confidences at i/B with linear interpolation, outer edges 0 and 1 — tied confidences always share a bin, so ties can leave bins empty; edges: the explicit `edges`. Default: edges when `edges` is sent, else uniform.
-                         * @default null
-                         */
-                        binning?: ("uniform" | "quantile" | "edges") | null;
-                        /**
-                         * Edges
-                         * @description Explicit bin edges: strictly increasing from 0 to 1.
-                         * @default null
-                         */
-                        edges?: number[] | null;
-                        /**
-                         * N Bins
-                         * @description Number of bins B, or a rule: ceil(sqrt(N)) or ceil(N^(1/3)).
-                         * @default 15
-                         */
-                        n_bins?: number | ("sqrt" | "cube_root");
-                        /**
-                         * Closed
-                         * @description right: bins (a, b], a confidence on an edge goes to the bin below, 0 in the first bin; left: bins [a, b), a confidence on an edge goes to the bin above, 1 in the last bin.
-                         * @default right
-                         * @enum {string}
-                         */
-                        closed?: "right" | "left";
-                        /**
-                         * Min Bin Count
-                         * @description Bins with fewer pairs are left out of every binned error (netcal's sample_threshold) but still count in its normaliser: N (mass weighting) or the number of non-empty bins (uniform weighting, ace_netcal).
-                         * @default 1
-                         */
-                        min_bin_count?: number;
-                        /**
-                         * Target
-                         * @description top_label: max probability vs argmax correct (Guo et al. 2017); positive_class: p(class 1) vs label == 1 (binary); classwise: every class's probability vs label == k, errors averaged over classes (Kull et al. 2019); marginal: per-class errors in `per_class` and (mean_k e_k^p)^(1/p) (Kumar et al. 2019). Default: positive_class for binary input, else top_label.
-                         * @default null
-                         */
-                        target?: ("top_label" | "positive_class" | "classwise" | "marginal") | null;
-                        /**
-                         * Norm
-                         * @description Norm of `calibration_error`: l1 Σ w|gap| (ECE), l2 sqrt(Σ w gap²) (RMSCE), max (MCE).
-                         * @default l1
-                         * @enum {string}
-                         */
-                        norm?: "l1" | "l2" | "max";
-                        /**
-                         * Bin Weighting
-                         * @description Weight w of a bin: its share of samples n_b / N, or 1 / (number of non-empty bins).
-                         * @default mass
-                         * @enum {string}
-                         */
-                        bin_weighting?: "mass" | "uniform";
-                        /**
-                         * Brier Scale
-                         * @description Brier score scaling: sum Σ_k (p_k - 1[y=k])² (range [0, 2]); half: ½ of it (binary: (p - y)²); auto: half for two classes, else sum — scikit-learn's brier_score_loss scale_by_half='auto'.
-                         * @default auto
-                         * @enum {string}
-                         */
-                        brier_scale?: "auto" | "sum" | "half";
-                        /**
-                         * Metrics
-                         * @description Compute only these metrics (default: all).
-                         * @default null
-                         */
-                        metrics?: ("calibration_error" | "ece" | "mce" | "rmsce" | "ace_nixon" | "ace_netcal" | "debiased_l2" | "smooth_ece" | "brier" | "nll" | "accuracy" | "mean_confidence" | "confidence_gap" | "spiegelhalter" | "ks" | "kuiper" | "reliability")[] | null;
-                        /**
-                         * Level
-                         * @description Coverage of each reliability bin's Wilson interval.
-                         * @default 0.95
-                         */
-                        level?: number;
-                        /**
-                         * @description Percentile bootstrap intervals for every resampled scalar.
-                         * @default null
-                         */
-                        bootstrap?: components["schemas"]["BootstrapOptions"] | null;
+                        classes?: components["schemas"]["CalibrationBody"]["classes"];
+                        pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
+                        eps?: components["schemas"]["CalibrationBody"]["eps"];
+                        tolerance?: components["schemas"]["CalibrationBody"]["tolerance"];
+                        normalize?: components["schemas"]["CalibrationBody"]["normalize"];
+                        base?: components["schemas"]["CalibrationBody"]["base"];
+                        ignore_index?: components["schemas"]["CalibrationBody"]["ignore_index"];
+                        top_k?: components["schemas"]["CalibrationBody"]["top_k"];
+                        multilabel?: components["schemas"]["CalibrationBody"]["multilabel"];
+                        preset?: components["schemas"]["CalibrationBody"]["preset"];
+                        binning?: components["schemas"]["CalibrationBody"]["binning"];
+                        edges?: components["schemas"]["CalibrationBody"]["edges"];
+                        n_bins?: components["schemas"]["CalibrationBody"]["n_bins"];
+                        closed?: components["schemas"]["CalibrationBody"]["closed"];
+                        min_bin_count?: components["schemas"]["CalibrationBody"]["min_bin_count"];
+                        target?: components["schemas"]["CalibrationBody"]["target"];
+                        norm?: components["schemas"]["CalibrationBody"]["norm"];
+                        bin_weighting?: components["schemas"]["CalibrationBody"]["bin_weighting"];
+                        brier_scale?: components["schemas"]["CalibrationBody"]["brier_scale"];
+                        metrics?: components["schemas"]["CalibrationBody"]["metrics"];
+                        level?: components["schemas"]["CalibrationBody"]["level"];
+                        bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
-                };
+                } & components["schemas"]["CalibrationInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -9116,79 +8896,23 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
+                        classes?: components["schemas"]["TemperatureBody"]["classes"];
+                        pos_label?: components["schemas"]["TemperatureBody"]["pos_label"];
+                        eps?: components["schemas"]["TemperatureBody"]["eps"];
+                        tolerance?: components["schemas"]["TemperatureBody"]["tolerance"];
+                        normalize?: components["schemas"]["TemperatureBody"]["normalize"];
+                        base?: components["schemas"]["TemperatureBody"]["base"];
+                        return_probs?: components["schemas"]["TemperatureBody"]["return_probs"];
                         binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Rtol
-                         * @description Stop when the Newton step |L'(β)/L''(β)| ≤ rtol·β (β = 1/T): T is then within about rtol relative of the exact optimum.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most Newton iterations (passes over the data).
-                         * @default 100
-                         */
-                        max_iter?: number;
+                        validation?: components["schemas"]["TemperatureBody"]["validation"];
+                        ignore_index?: components["schemas"]["TemperatureBody"]["ignore_index"];
+                        rtol?: components["schemas"]["TemperatureBody"]["rtol"];
+                        max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                };
+                } & components["schemas"]["TemperatureInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -9388,115 +9112,29 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Return Probs
-                         * @description Also return the recalibrated probabilities of the fitting batch (binary: the positive-class probability per sample).
-                         * @default false
-                         */
-                        return_probs?: boolean;
+                        classes?: components["schemas"]["RecalibrateBody"]["classes"];
+                        pos_label?: components["schemas"]["RecalibrateBody"]["pos_label"];
+                        eps?: components["schemas"]["RecalibrateBody"]["eps"];
+                        tolerance?: components["schemas"]["RecalibrateBody"]["tolerance"];
+                        normalize?: components["schemas"]["RecalibrateBody"]["normalize"];
+                        base?: components["schemas"]["RecalibrateBody"]["base"];
+                        return_probs?: components["schemas"]["RecalibrateBody"]["return_probs"];
                         binary_data_output?: boolean;
-                        /**
-                         * Validation
-                         * @description Out-of-sample check: {"holdout": 0.2, "seed": 0} or {"folds": 5, "seed": 0}. Reports before/after metrics on samples the fit did not see.
-                         * @default null
-                         */
-                        validation?: components["schemas"]["HoldoutValidation"] | components["schemas"]["FoldsValidation"] | null;
-                        /**
-                         * Ignore Index
-                         * @description Samples whose label equals this value are dropped before anything is computed and counted in `n_ignored` (PyTorch uses -100). Hard labels only.
-                         * @default null
-                         */
-                        ignore_index?: number | null;
-                        /**
-                         * Method
-                         * @description temperature: 1 parameter, any K (the default choice). vector: 2K, per-class scale and bias. matrix: K² + K, for K ≤ 50, with regularisation. platt: σ(a·s + b), binary. beta: σ(c + a ln q − b ln(1 − q)), binary. isotonic: monotone knots, binary or one-vs-rest. histogram: equal-width bins, binary or one-vs-rest. sigmoid: raw `scores` only, Platt per class with smoothed targets, one-vs-rest (sklearn CalibratedClassifierCV(method='sigmoid')).
-                         * @enum {string}
-                         */
-                        method: "temperature" | "vector" | "matrix" | "platt" | "beta" | "isotonic" | "histogram" | "sigmoid";
-                        /**
-                         * L2
-                         * @description vector: l2·(mean (scale − 1)² + mean bias²); matrix: l2·mean (W − I)². Added to the fitted objective, not to the reported NLL.
-                         * @default 0
-                         */
-                        l2?: number;
-                        /**
-                         * Off Diagonal
-                         * @description matrix: Kull et al.'s ODIR λ·mean over i≠j of W_ij².
-                         * @default 0
-                         */
-                        off_diagonal?: number;
-                        /**
-                         * Bias L2
-                         * @description matrix: μ·mean b².
-                         * @default 0
-                         */
-                        bias_l2?: number;
-                        /**
-                         * Target Smoothing
-                         * @description platt: Platt's targets (N₊ + 1)/(N₊ + 2) and 1/(N₋ + 2) (sklearn's sigmoid method); hard labels only.
-                         * @default false
-                         */
-                        target_smoothing?: boolean;
-                        /**
-                         * N Bins
-                         * @description histogram: bins.
-                         * @default 15
-                         */
-                        n_bins?: number;
-                        /**
-                         * Rtol
-                         * @description temperature: as /v1/temperature.
-                         * @default 1e-10
-                         */
-                        rtol?: number;
-                        /**
-                         * Max Iter
-                         * @description Most iterations of an iterative fit (temperature: Newton; vector, matrix, platt, beta: L-BFGS-B). Reaching it gives converged: false with the optimiser's message.
-                         * @default 200
-                         */
-                        max_iter?: number;
+                        validation?: components["schemas"]["RecalibrateBody"]["validation"];
+                        ignore_index?: components["schemas"]["RecalibrateBody"]["ignore_index"];
+                        method: components["schemas"]["RecalibrateBody"]["method"];
+                        l2?: components["schemas"]["RecalibrateBody"]["l2"];
+                        off_diagonal?: components["schemas"]["RecalibrateBody"]["off_diagonal"];
+                        bias_l2?: components["schemas"]["RecalibrateBody"]["bias_l2"];
+                        target_smoothing?: components["schemas"]["RecalibrateBody"]["target_smoothing"];
+                        n_bins?: components["schemas"]["RecalibrateBody"]["n_bins"];
+                        rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
+                        max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                };
+                } & components["schemas"]["RecalibrateInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -9673,71 +9311,25 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & {
-                    inputs?: unknown & unknown & unknown & unknown;
+                "application/json": components["schemas"]["InferenceRequest"] & ({
+                    inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
-                        /**
-                         * Classes
-                         * @description K class names (all integers or all strings), column j being classes[j]; `labels` are then names from this list (mapped to indices). As sklearn.metrics.log_loss(labels=…): a `labels` holding a single class is scored against every declared class. scikit-learn orders columns by sorted names: send `classes` sorted to match it. K must equal the prediction columns (2 for binary input), else a 422 naming both counts; a label not in `classes` is a 422 naming its index. With soft `targets`, column j of the targets is classes[j] too (the count is checked the same way; binary targets are the probability of `pos_label`). With `ignore_index` (integer classes only), a label equal to it is dropped as sent, before mapping (PyTorch compares ignore_index with the target as given): it need not be a class, and if it is one, that class's rows are dropped. String classes with ignore_index are a 422 (an integer never equals a string label).
-                         * @default null
-                         */
-                        classes?: number[] | string[] | null;
-                        /**
-                         * Pos Label
-                         * @description Binary input with `classes`: which of the two declared classes the positive-class probability or logit refers to (default classes[1]), as brier_score_loss(pos_label=…).
-                         * @default null
-                         */
-                        pos_label?: number | string | null;
-                        /**
-                         * Eps
-                         * @description Floor applied to probabilities before the log: log(max(p, eps)). "auto" is the machine epsilon of the computation dtype (2.22e-16 for float64, 1.19e-7 for float32), as scikit-learn's log_loss (≥1.5) uses; 0 keeps log 0 = -inf, so losses may be "Infinity". The response counts the values clipped. Logits are never clipped.
-                         * @default auto
-                         */
-                        eps?: number | "auto";
-                        /**
-                         * Tolerance
-                         * @description Allowed |sum(row) - 1| for probability rows and soft targets. Default by the dtype sent: 1e-6 for float64 (JSON numbers), 1e-4 for FP32, 1e-2 for FP16.
-                         * @default null
-                         */
-                        tolerance?: number | null;
-                        /**
-                         * Normalize
-                         * @description Divide each probability row by its sum instead of rejecting rows that do not sum to 1 (rows must then be non-negative with a positive sum). The response counts them.
-                         * @default false
-                         */
-                        normalize?: boolean;
-                        /**
-                         * Base
-                         * @description Logarithm base: "e" (nats, default), 2 (bits) or 10 (hartleys).
-                         * @default e
-                         * @enum {unknown}
-                         */
-                        base?: "e" | 2 | 10;
-                        /**
-                         * Parameters
-                         * @description A parameter set exactly as /v1/temperature or /v1/recalibrate returned it.
-                         * @default null
-                         */
-                        parameters?: (components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"]) | null;
-                        /**
-                         * Temperature
-                         * @description A bare temperature T ≥ 0 (instead of `parameters`).
-                         * @default null
-                         */
-                        temperature?: number | "Infinity" | null;
+                        classes?: components["schemas"]["ApplyBody"]["classes"];
+                        pos_label?: components["schemas"]["ApplyBody"]["pos_label"];
+                        eps?: components["schemas"]["ApplyBody"]["eps"];
+                        tolerance?: components["schemas"]["ApplyBody"]["tolerance"];
+                        normalize?: components["schemas"]["ApplyBody"]["normalize"];
+                        base?: components["schemas"]["ApplyBody"]["base"];
+                        parameters?: components["schemas"]["ApplyBody"]["parameters"];
+                        temperature?: components["schemas"]["ApplyBody"]["temperature"];
                         binary_data_output?: boolean;
-                        /**
-                         * Ignore Index
-                         * @description B×T×K sequence inputs only: the label value of positions left out of the metrics (PyTorch uses -100).
-                         * @default null
-                         */
-                        ignore_index?: number | null;
+                        ignore_index?: components["schemas"]["ApplyBody"]["ignore_index"];
                     } & ({
                         parameters: unknown;
                     } | {
                         temperature: unknown;
                     });
-                };
+                } & components["schemas"]["ApplyInferenceRules"]);
                 "application/octet-stream": string;
             };
         };

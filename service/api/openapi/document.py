@@ -32,7 +32,8 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
 }
 #: Per request-body schema: groups of fields of which at most one may be sent.
 AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {
-    "ApplyBody": [("labels", "targets")],
+    # apply takes `ignore_index` with B×T×K sequences only, and sequences take no `classes`
+    "ApplyBody": [("labels", "targets"), ("classes", "ignore_index")],
     "LogprobsBody": [("texts", "bytes"), ("texts", "words")],
 }
 
@@ -85,12 +86,13 @@ def add_rules(schemas: dict[str, Any]) -> None:
         schema = schemas[name]
         stated = on_body(applicable(rules, set(schema.get("properties", {}))))
         schema["allOf"] = [*schema.get("allOf", []), *stated]
-    for schema in schemas.values():
+    for name, schema in schemas.items():
         properties = schema.get("properties", {}).keys()
         if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
             needs = {"anyOf": [{"not": _sent("pos_label")}, _sent("classes")]}
             schema["allOf"] = [*schema.get("allOf", []), needs]
-        if {"classes", "ignore_index"} <= properties:  # an integer never equals a string label
+        excluded = ("classes", "ignore_index") in AT_MOST_ONE.get(name, [])
+        if {"classes", "ignore_index"} <= properties and not excluded:  # an int never equals a string label
             strings = {
                 "required": ["classes"],
                 "properties": {"classes": {"type": "array", "items": {"type": "string"}}},
