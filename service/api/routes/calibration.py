@@ -1,6 +1,7 @@
 """``POST /v1/calibration``."""
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -187,8 +188,9 @@ def _none_if_nan(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _reliability(report: core.CalibrationReport, *, weighted: bool = False) -> list[ReliabilityBins]:
-    cells = sum(r.count.size for r in report.reliability)
+def reliability_bins(bins: Sequence[core.Reliability], *, weighted: bool = False) -> list[ReliabilityBins]:
+    """The answer's reliability bins (N×K, sequence and multilabel), `weight_sum` when `weighted`."""
+    cells = sum(r.count.size for r in bins)
     if cells > MAX_RELIABILITY_CELLS:
         raise core.InputError(
             "metrics",
@@ -208,7 +210,7 @@ def _reliability(report: core.CalibrationReport, *, weighted: bool = False) -> l
             wilson_low=_none_if_nan(r.wilson_low),
             wilson_high=_none_if_nan(r.wilson_high),
         )
-        for r in report.reliability
+        for r in bins
     ]
 
 
@@ -332,7 +334,7 @@ def _result(
         n_classes=dist.n_classes,
         metrics=CalibrationMetrics(**scalars),
         per_class=report.per_class or None,
-        reliability=_reliability(report, weighted=weighted) if report.reliability else None,
+        reliability=reliability_bins(report.reliability, weighted=weighted) if report.reliability else None,
         top_k_accuracy=top_k,
         bootstrap=boot,
         convention=convention_result(options, prediction, report, weighted=weighted),

@@ -12,12 +12,10 @@ from service.api.schemas.calibration import (
     CalibrationOptions,
     CalibrationResult,
     IntervalResult,
-    ReliabilityBins,
 )
 from service.core.calibration.multilabel import (
     MULTILABEL_ALLOWED,
     MULTILABEL_METRICS,
-    MultilabelCalibration,
     multilabel_calibration,
     prepare_multilabel,
 )
@@ -31,8 +29,6 @@ from service.core.multilabel import (
 
 from . import log_base
 
-#: Reliability cells (classes × bins) a response may carry, as on the categorical route.
-MAX_RELIABILITY_CELLS = 200_000
 _MATCHES = (
     "per column: torchmetrics BinaryCalibrationError / sklearn calibration_curve under the preset's "
     "binning, sklearn brier_score_loss, torch binary_cross_entropy; means over the K classes"
@@ -43,7 +39,7 @@ def multilabel_calibration_result(
     body: Body, options: CalibrationOptions, convention: core.Convention
 ) -> CalibrationResult:
     """Class-wise calibration of N×K independent predictions against N×K `targets`."""
-    from .calibration import ConventionStated, calibration_convention
+    from .calibration import ConventionStated, calibration_convention, reliability_bins
 
     if body.fields.get("labels") is not None:
         raise core.InputError(
@@ -108,7 +104,9 @@ def multilabel_calibration_result(
         n_classes=k,
         metrics=CalibrationMetrics(**metrics),
         per_class=per_class,
-        reliability=_reliability(report, weighted=weights is not None) if reliability else None,
+        reliability=reliability_bins(report.reliability, weighted=weights is not None)
+        if reliability
+        else None,
         bootstrap=boot,
         convention=calibration_convention(
             options,
@@ -132,36 +130,6 @@ def multilabel_calibration_result(
             ),
         ),
     )
-
-
-def _reliability(report: MultilabelCalibration, *, weighted: bool) -> list[ReliabilityBins]:
-    """Each column's bins (`group` = the column), as the categorical route's class-wise bins."""
-    cells = sum(r.count.size for r in report.reliability)
-    if cells > MAX_RELIABILITY_CELLS:
-        raise core.InputError(
-            "metrics",
-            f"would return {cells} reliability bins (limit {MAX_RELIABILITY_CELLS}); "
-            "request fewer bins or leave out reliability",
-        )
-
-    def nulls(values: np.ndarray) -> list[float | None]:
-        return [None if math.isnan(v) else v for v in values.tolist()]
-
-    return [
-        ReliabilityBins(
-            group=r.group,
-            lower=r.lower.tolist(),
-            upper=r.upper.tolist(),
-            count=r.count.astype(np.int64).tolist(),
-            weight_sum=r.weight.tolist() if weighted else None,
-            confidence=nulls(r.confidence),
-            accuracy=nulls(r.accuracy),
-            gap=nulls(r.gap),
-            wilson_low=nulls(r.wilson_low),
-            wilson_high=nulls(r.wilson_high),
-        )
-        for r in report.reliability
-    ]
 
 
 def _bootstrap(

@@ -56,7 +56,7 @@ def score_sequence_calibration(
     body: Body, options: CalibrationOptions, name: str, values: np.ndarray
 ) -> Answer:
     """Top-1 calibration of B×T `labels` under B×T×K `values` (field `name`)."""
-    from .calibration import _reliability
+    from .calibration import reliability_bins
 
     found = sequence_calibration(body, options, name, values)
     result = CalibrationResult(
@@ -65,7 +65,7 @@ def score_sequence_calibration(
         n_classes=int(values.shape[2]),
         metrics=CalibrationMetrics(**found.scalars),
         per_class=found.report.per_class or None,
-        reliability=_reliability(found.report) if found.report.reliability else None,
+        reliability=reliability_bins(found.report.reliability) if found.report.reliability else None,
         top_k_accuracy=found.top_k,
         bootstrap=None,
         convention=found.convention,
