@@ -51,17 +51,8 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
     base = log_base(options.base)
     weighted = None
     if weights is not None or options.label_smoothing:
-        weighted = core.sequence_loss(
-            values,
-            labels=body.array("labels"),
-            kind=kind,
-            mask=mask,
-            ignore_index=options.ignore_index,
-            bfloat16=bfloat16,
-            eps=options.eps,
-            class_weights=weights,
-            label_smoothing=options.label_smoothing,
-            field=name,
+        weighted = _sequence_loss_of(
+            values, kind, mask, bfloat16, options, weights, name, labels=body.array("labels")
         )
     losses = core.to_base(scores.nll if weighted is None else weighted.loss, base)
     loss = _reduce(losses, None if weighted is None else weighted, n, options.reduction)
@@ -89,6 +80,31 @@ def score_sequences(body: Body, options: CrossEntropyOptions, name: str, values:
     return Answer(result, {"losses": losses} if per_token else {}, options.binary_data_output)
 
 
+def _sequence_loss_of(
+    values: np.ndarray,
+    kind: Literal["logits", "probs"],
+    mask: np.ndarray | None,
+    bfloat16: bool,
+    options: CrossEntropyOptions,
+    weights: np.ndarray | None,
+    name: str,
+    **truth: np.ndarray,
+) -> core.SequenceLoss:
+    """PyTorch's loss of `values` against `labels` or `targets` (`truth`) under the request's options."""
+    return core.sequence_loss(
+        values,
+        kind=kind,
+        mask=mask,
+        ignore_index=options.ignore_index,
+        bfloat16=bfloat16,
+        eps=options.eps,
+        class_weights=weights,
+        label_smoothing=options.label_smoothing,
+        field=name,
+        **truth,
+    )
+
+
 def _soft_targets(
     body: Body,
     options: CrossEntropyOptions,
@@ -103,17 +119,8 @@ def _soft_targets(
         if body.fields.get(field) is not None:
             raise core.InputError(field, "is not supported with B×T×K `targets` (perplexities need `labels`)")
     bfloat16 = name in body.reader.bfloat16
-    found = core.sequence_loss(
-        values,
-        targets=body.array("targets"),
-        kind=kind,
-        mask=mask,
-        ignore_index=options.ignore_index,
-        bfloat16=bfloat16,
-        eps=options.eps,
-        class_weights=weights,
-        label_smoothing=options.label_smoothing,
-        field=name,
+    found = _sequence_loss_of(
+        values, kind, mask, bfloat16, options, weights, name, targets=body.array("targets")
     )
     assert found.correct is not None and found.entropy is not None
     n = int(np.count_nonzero(found.scored))
