@@ -182,6 +182,8 @@ def _convention(
     options: FitOptions | ApplyOptions, name: str, values: np.ndarray, peer: str, eps: float, n_clipped: int
 ) -> RecalibrationConvention:
     sent = np.dtype(np.float32) if values.dtype == np.uint16 else values.dtype  # BF16 reads as float32
+    if name == "probs":  # fitted as the logits log(max(p, eps)), as the N×K route
+        peer = peer.replace("logits.transpose", "log(max(probs, eps)).transpose")
     return RecalibrationConvention(
         input=name,
         form="sequence",
