@@ -99,3 +99,21 @@ def test_sequence_probs_refusals_name_the_field(client, rng):
     off = p.copy()
     off[2, 5] *= 1.01
     assert_problem(client.post(URL, json=_json(off, y, mask)), 422, "#/probs/2/5", "must sum to 1 within")
+
+
+def test_sequence_probs_bf16_is_the_flat_fit_of_the_same_values(client, rng):
+    """BF16 bit patterns, widened a block at a time: the N×K fit of the same values as float32."""
+    p, y, mask = _batch(rng, b=2, t=64, k=100)
+    bits = (p.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)  # truncated to bfloat16
+    wide = (bits.astype(np.uint32) << 16).view(np.float32)
+    options = {"ignore_index": -100, "tolerance": 0.05}
+    blob, headers = binary_request(
+        [("probs", bits, "BF16"), ("labels", y, "INT64"), ("mask", mask, "INT64")], options
+    )
+    got = client.post(URL, content=blob, headers=headers)
+    assert got.status_code == 200, got.text
+    pf, yf = _flat(wide, y, mask)
+    blob, headers = binary_request([("probs", pf, "FP32"), ("labels", yf, "INT64")], {"tolerance": 0.05})
+    flat = client.post(URL, content=blob, headers=headers)
+    assert flat.status_code == 200, flat.text
+    _same_answer(got.json(), flat.json(), 1e-7)

@@ -1,5 +1,7 @@
 """Temperature fit over B×T×K token probabilities: the N×K probs fit of the scored rows, exactly."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,19 @@ def test_probs_fit_refuses_what_the_flat_route_refuses(rng):
     with pytest.raises(InputError, match="log 0") as raised:  # a zero with eps = 0: -inf is not a logit
         fit_sequence_temperature(y, p, probabilities=True, eps=0)
     assert raised.value.field == "eps"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_probs_fit_memory_is_a_scratch_not_a_copy(rng, dtype):
+    """Checks, logs and the float64 polish work a block at a time: no second B×T×K array."""
+    z = rng.standard_normal((4, 256, 4000), dtype=np.float32)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    p = p.astype(dtype)
+    y = rng.integers(0, 4000, (4, 256))
+    tracemalloc.start()
+    found = fit_sequence_temperature(y, p, probabilities=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert found.fit.reason == "optimum"
+    assert peak < 0.3 * p.size * 4, peak  # a float32 copy (widened, or its logs) would be 16 MiB
