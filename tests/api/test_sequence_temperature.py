@@ -152,11 +152,11 @@ def test_sequence_bad_input_names_the_field(client, rng, extra, pointer, match):
     assert_problem(client.post(URL, json=body), 422, pointer, match)
 
 
-def test_sequence_probabilities_and_mask_on_rows_are_422(client, rng):
+def test_sequence_normalize_and_mask_on_rows_are_422(client, rng):
     z, y, mask = _batch(rng)
     probs = torch.softmax(torch.from_numpy(z), -1).numpy()
-    response = client.post(URL, json={"probs": probs.tolist(), "labels": y.tolist(), "ignore_index": -100})
-    assert_problem(response, 422, "#/probs", "a temperature divides logits; send `logits`")
+    body = {"probs": probs.tolist(), "labels": y.tolist(), "ignore_index": -100, "normalize": True}
+    assert_problem(client.post(URL, json=body), 422, "#/normalize", "not supported with B×T×K")
     flat = {"logits": [[0.0, 1.0]], "labels": [1], "mask": [[1]]}
     assert_problem(client.post(URL, json=flat), 422, "#/mask", "applies to B×T×K sequence inputs only")
     assert_problem(

@@ -73,8 +73,9 @@ export interface paths {
          *     until the Newton step is below `rtol`·β. Probabilities are fitted as logits
          *     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
          *     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
-         *     B×T×K token logits with B×T `labels` (and `mask`, `ignore_index`) fit one T over every
-         *     scored token, streamed a block of rows at a time; the answer echoes the shape and token counts.
+         *     B×T×K token logits (or probs, as log(max(p, eps))) with B×T `labels` (and `mask`,
+         *     `ignore_index`) fit one T over every scored token, streamed a block of rows at a time; the
+         *     answer echoes the shape and token counts.
          */
         post: operations["fit_temperature"];
         delete?: never;
@@ -137,7 +138,7 @@ export interface paths {
          *
          *     Send `parameters` (the object from a fit) or a bare `temperature`. Send
          *     `labels` or `targets` too to have the output scored: on the fitting batch this
-         *     reproduces the fit's "after" metrics exactly. B×T×K token logits take a temperature
+         *     reproduces the fit's "after" metrics exactly. B×T×K token logits (or probs) take a temperature
          *     and B×T `labels` (`mask`, `ignore_index`): the answer scores softmax(logits / T) over
          *     the scored tokens a block at a time, without returning (or building) the B×T×K `probs`.
          */

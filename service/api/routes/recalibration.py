@@ -76,8 +76,9 @@ def fit_temperature(body: Body) -> Response:
     until the Newton step is below `rtol`·β. Probabilities are fitted as logits
     log(max(p, eps)). Degenerate batches are answered with `converged: false` and a
     `reason`, not an error: separable (T → 0), uninformative (T → ∞), constant logits.
-    B×T×K token logits with B×T `labels` (and `mask`, `ignore_index`) fit one T over every
-    scored token, streamed a block of rows at a time; the answer echoes the shape and token counts.
+    B×T×K token logits (or probs, as log(max(p, eps))) with B×T `labels` (and `mask`,
+    `ignore_index`) fit one T over every scored token, streamed a block of rows at a time; the
+    answer echoes the shape and token counts.
     """
     return temperature_answer(body).response()
 
@@ -218,7 +219,7 @@ def apply_recalibration(body: Body) -> Response:
 
     Send `parameters` (the object from a fit) or a bare `temperature`. Send
     `labels` or `targets` too to have the output scored: on the fitting batch this
-    reproduces the fit's "after" metrics exactly. B×T×K token logits take a temperature
+    reproduces the fit's "after" metrics exactly. B×T×K token logits (or probs) take a temperature
     and B×T `labels` (`mask`, `ignore_index`): the answer scores softmax(logits / T) over
     the scored tokens a block at a time, without returning (or building) the B×T×K `probs`.
     """

@@ -2,10 +2,12 @@
 
 The fit is :func:`service.core.fit_sequence_temperature`: the N×K temperature fit of the scored
 positions (inside `mask`, label not `ignore_index`), streamed a block of rows at a time, never
-a second B×T×K array. Its answer is the N×K answer on those rows, plus the sequence shape and
-token counts. Only temperature scaling is offered: the other maps have K-sized parameter sets
-(vector: 2K, matrix: K² + K) or act per class (isotonic, histogram, Platt, beta), which at a
-vocabulary's K is not a token-level recalibration anyone fits.
+a second B×T×K array. B×T×K `probs` are read as the N×K route reads them: checked block by
+block (in [0, 1], rows summing to 1 within `tolerance`) and fitted as ``log(max(p, eps))``,
+with `eps` and the count clipped echoed. Its answer is the N×K answer on those rows, plus the
+sequence shape and token counts. Only temperature scaling is offered: the other maps have K-sized
+parameter sets (vector: 2K, matrix: K² + K) or act per class (isotonic, histogram, Platt, beta),
+which at a vocabulary's K is not a token-level recalibration anyone fits.
 """
 
 from typing import Any
@@ -65,6 +67,7 @@ def sequence_fit_fields(
         rtol=options.rtol,
         max_iter=options.max_iter,
         field=name,
+        **_reading(options, name),
     )
     fit = found.fit
     n = int(found.tokens.sum())
@@ -80,7 +83,7 @@ def sequence_fit_fields(
         "before": _metrics(found.before, options.base),
         "after": _metrics(found.after, options.base),
         "sequences": _echo(values, found.scored),
-        "convention": _convention(options, values, SEQUENCE_PEER),
+        "convention": _convention(options, name, values, SEQUENCE_PEER, found.eps, found.n_clipped),
     }
 
 
@@ -90,7 +93,7 @@ def sequence_apply_fields(
     """The fields of an apply answer: `parameters` (a temperature) scored on B×T×K `values`."""
     _refuse(body, options, name, parameters.method)
     assert isinstance(parameters, TemperatureParameters)
-    found, scored = core.sequence_temperature_metrics(
+    found, scored, n_clipped = core.sequence_temperature_metrics(
         body.array("labels"),
         values,
         parameters.temperature,
@@ -98,15 +101,26 @@ def sequence_apply_fields(
         ignore_index=options.ignore_index,
         bfloat16=name in body.reader.bfloat16,
         field=name,
+        **_reading(options, name),
     )
+    eps = core.resolve_eps(options.eps, np.dtype(np.float64 if values.dtype == np.float64 else np.float32))
     n = int(np.count_nonzero(scored))
     return {
         "n": n,
         "method": "temperature",
         "metrics": _metrics(found, options.base),
         "sequences": _echo(values, scored),
-        "convention": _convention(options, values, APPLY_PEER),
+        "convention": _convention(
+            options, name, values, APPLY_PEER, eps if name == "probs" else 0.0, n_clipped
+        ),
     }
+
+
+def _reading(options: FitOptions | ApplyOptions, name: str) -> dict[str, Any]:
+    """How the values are read: `probs` as log(max(p, eps)) under the tolerance, as the N×K route."""
+    if name != "probs":
+        return {}
+    return {"probabilities": True, "eps": options.eps, "tolerance": options.tolerance}
 
 
 def _mask(body: Body) -> np.ndarray | None:
@@ -131,9 +145,10 @@ def _metrics(metrics: core.FitMetrics, base: Any) -> Metrics:
 
 def _refuse(body: Body, options: FitOptions | ApplyOptions, name: str, method: str) -> None:
     """What a token-level temperature cannot take: a 422 naming it."""
-    if name != "logits":
+    if getattr(options, "normalize", False):
         raise core.InputError(
-            name, "is not supported with B×T×K sequence inputs: a temperature divides logits; send `logits`"
+            "normalize",
+            "is not supported with B×T×K sequence inputs: send rows summing to 1 within `tolerance`",
         )
     if method != "temperature":
         field = "method" if isinstance(options, FitOptions) else "parameters.method"
@@ -153,7 +168,7 @@ def _refuse(body: Body, options: FitOptions | ApplyOptions, name: str, method: s
         raise core.InputError(
             probs,
             "is not supported with B×T×K sequence inputs: the probabilities would be a second B×T×K "
-            "tensor; apply softmax(logits / T) where the logits are",
+            "tensor; apply softmax(log p / T) where the predictions are",
         )
     if body.fields.get("labels") is None:
         raise core.InputError(
@@ -163,17 +178,22 @@ def _refuse(body: Body, options: FitOptions | ApplyOptions, name: str, method: s
         )
 
 
-def _convention(options: FitOptions | ApplyOptions, values: np.ndarray, peer: str) -> RecalibrationConvention:
+def _convention(
+    options: FitOptions | ApplyOptions, name: str, values: np.ndarray, peer: str, eps: float, n_clipped: int
+) -> RecalibrationConvention:
+    sent = np.dtype(np.float32) if values.dtype == np.uint16 else values.dtype  # BF16 reads as float32
+    if name == "probs":  # fitted as the logits log(max(p, eps)), as the N×K route
+        peer = peer.replace("logits.transpose", "log(max(probs, eps)).transpose")
     return RecalibrationConvention(
-        input="logits",
+        input=name,
         form="sequence",
         truth="labels",
         dtype="float64" if values.dtype == np.float64 else "float32",
         base=options.base,
         unit=unit_of(options.base),
-        eps=0.0,
-        n_clipped=0,
-        tolerance=0.0,
+        eps=eps,
+        n_clipped=n_clipped,
+        tolerance=(options.tolerance or core.default_tolerance(sent)) if name == "probs" else 0.0,
         n_normalized=0,
         ece_bins=core.ECE_BINS,
         ignore_index=options.ignore_index,

@@ -6,6 +6,9 @@ as the (B·T)×K matrix of their logits: the same safeguarded Newton iteration o
 cache-sized scratch a block of rows at a time (:mod:`~service.core.language.blocks`), so no
 second B×T×K array is ever allocated. float16 and bfloat16 blocks are widened to float32 one
 at a time; the float64 polish widens each block again instead of a float64 copy of the tensor.
+B×T×K probabilities are read as the N×K fit reads them: each block is checked (values in [0, 1],
+rows summing to 1 within the tolerance) and turned into ``log(max(p, eps))`` in place, in the
+precision the N×K route computes it in (float32 for float16, bfloat16 and float32).
 
 Every pass computes, per row, exactly what the N×K fit computes on the same row (the same
 shifted logits, the same per-row reductions in the same layout) into B·T-long vectors, and
@@ -21,10 +24,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._typing import BoolArray, FloatArray, IntArray
+from ..distribution import EpsPolicy, resolve_eps
 from ..errors import InputError
 from ..maps.fit_metrics import FitMetrics, top_label_ece
 from ..maps.temperature import _EXP_FLOOR, _TRANSPOSE_BELOW, TemperatureFit, fit_problem, row_moments
-from .blocks import Scratch, _widen, blocks
+from ..validation import default_tolerance
+from .blocks import ProbKernel, Scratch, _widen, blocks
 from .sequences import check_values, labelled_positions
 
 
@@ -40,13 +45,20 @@ class SequenceTemperatureFit:
         Positions fitted: inside `mask` and with a label other than `ignore_index`.
     before, after : FitMetrics
         NLL, top-label ECE (15 bins), Brier score and top-1 accuracy of the scored positions
-        at T = 1 and at the fitted T, as :func:`~service.core.fit_metrics` states them.
+        at T = 1 and at the fitted T, as :func:`~service.core.fit_metrics` states them
+        (probabilities: ``before`` scores ``max(p, eps)`` as sent, unnormalised, as the N×K route).
+    eps : float
+        The floor of ``log(max(p, eps))`` for probabilities (0 for logits).
+    n_clipped : int
+        Probabilities of scored positions below `eps` (0 for logits).
     """
 
     fit: TemperatureFit
     scored: BoolArray
     before: FitMetrics
     after: FitMetrics
+    eps: float = 0.0
+    n_clipped: int = 0
 
     @property
     def tokens(self) -> IntArray:
@@ -64,6 +76,9 @@ def fit_sequence_temperature(
     rtol: float = 1e-10,
     max_iter: int = 100,
     field: str = "logits",
+    probabilities: bool = False,
+    eps: EpsPolicy = "auto",
+    tolerance: float | None = None,
 ) -> SequenceTemperatureFit:
     """Fit one temperature T minimising the mean NLL of ``softmax(logits / T)`` over scored tokens.
 
@@ -84,6 +99,15 @@ def fit_sequence_temperature(
         As :func:`~service.core.fit_temperature`.
     field : str, default="logits"
         Name of `logits` in error messages.
+    probabilities : bool, default=False
+        `logits` are B×T×K probabilities (rows summing to 1 within `tolerance`), fitted as the
+        logits ``log(max(p, eps))``, as :func:`~service.core.fit_temperature` fits the N×K
+        ``Distribution.from_probs(p, eps=eps).log_probs``.
+    eps : float or "auto", default="auto"
+        The floor for probabilities; ``"auto"`` is the machine epsilon of the working dtype
+        (float32 for float16 and bfloat16). With ``eps = 0`` a probability 0 is refused.
+    tolerance : float, optional
+        Allowed ``|Σ p − 1|`` per row; default by the dtype sent, as ``check_probabilities``.
 
     Returns
     -------
@@ -105,10 +129,12 @@ def fit_sequence_temperature(
     >>> round(found.fit.temperature, 4), found.tokens
     (2.8854, array([3]))
     """
-    problem, scored = _streamed(labels, logits, mask, ignore_index, bfloat16, field)
+    reading = _Reading(bfloat16, field, probabilities, eps, tolerance)
+    problem, scored = _streamed(labels, logits, mask, ignore_index, reading)
     fit = fit_problem(problem, problem.widened, problem.z.shape[2], rtol=rtol, max_iter=max_iter)
     after = problem.metrics(_beta(fit.temperature))  # as /v1/apply computes it from T
-    return SequenceTemperatureFit(fit, scored, problem.metrics(1.0), after)
+    before = problem.sent_metrics() if probabilities else problem.metrics(1.0)
+    return SequenceTemperatureFit(fit, scored, before, after, problem.eps, problem.n_clipped)
 
 
 def sequence_temperature_metrics(
@@ -120,25 +146,41 @@ def sequence_temperature_metrics(
     ignore_index: int | None = -100,
     bfloat16: bool = False,
     field: str = "logits",
-) -> tuple[FitMetrics, BoolArray]:
+    probabilities: bool = False,
+    eps: EpsPolicy = "auto",
+    tolerance: float | None = None,
+) -> tuple[FitMetrics, BoolArray, int]:
     """NLL, top-label ECE, Brier and accuracy of ``softmax(logits / T)`` over the scored tokens.
 
     The metrics of :func:`~service.core.fit_metrics` on the scored rows of the recalibrated
     B×T×K tensor, computed a block at a time without it (two passes over `logits`). Parameters
-    as :func:`fit_sequence_temperature`; ``T = 0`` is the arg-max limit, ``T = ∞`` uniform.
-    Returns the metrics and the (B, T) positions scored. At the T a fit returned, they are
-    its ``after`` exactly.
+    as :func:`fit_sequence_temperature` (probabilities act as ``log(max(p, eps))``); ``T = 0``
+    is the arg-max limit, ``T = ∞`` uniform. Returns the metrics, the (B, T) positions scored
+    and the count of scored probabilities below eps (0 for logits). At the T a fit returned,
+    they are its ``after`` exactly.
 
     Examples
     --------
-    >>> m, scored = sequence_temperature_metrics([[0, 1]], np.log([[[0.8, 0.2], [0.4, 0.6]]]), 1.0)
+    >>> m, scored, _ = sequence_temperature_metrics([[0, 1]], np.log([[[0.8, 0.2], [0.4, 0.6]]]), 1.0)
     >>> round(m.nll, 6), round(m.brier, 6), m.accuracy
     (0.366985, 0.1, 1.0)
     """
     if not temperature >= 0:
         raise InputError("temperature", f"must be ≥ 0 (or Infinity); got {temperature}")
-    problem, scored = _streamed(labels, logits, mask, ignore_index, bfloat16, field)
-    return problem.metrics(_beta(temperature)), scored
+    reading = _Reading(bfloat16, field, probabilities, eps, tolerance)
+    problem, scored = _streamed(labels, logits, mask, ignore_index, reading)
+    return problem.metrics(_beta(temperature)), scored, problem.n_clipped
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How the B×T×K values are read: bfloat16 bits or not, logits or probabilities (eps, tolerance)."""
+
+    bfloat16: bool
+    field: str
+    probabilities: bool
+    eps: EpsPolicy
+    tolerance: float | None
 
 
 def _streamed(
@@ -146,17 +188,21 @@ def _streamed(
     logits: ArrayLike,
     mask: ArrayLike | None,
     ignore_index: int | None,
-    bfloat16: bool,
-    field: str,
+    reading: _Reading,
 ) -> tuple["_Streamed", BoolArray]:
     """The checked inputs as a streamed problem (one first pass), and the (B, T) positions scored."""
-    z = check_values(logits, field, bfloat16=bfloat16)
+    z = check_values(logits, reading.field, bfloat16=reading.bfloat16)
     b, t, k = z.shape
     y, scored = labelled_positions(labels, mask, ignore_index, (b, t), k)
     if not scored.any():
         raise InputError("labels", "must leave at least one position scored (mask and ignore_index)")
     work = np.dtype(np.float64 if z.dtype == np.float64 else np.float32)
-    problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, bfloat16, field)
+    kernel = None
+    if reading.probabilities:  # the N×K route's eps (of the checked dtype) and tolerance (of the sent one)
+        sent = np.dtype(np.float32) if reading.bfloat16 else z.dtype
+        tolerance = reading.tolerance or default_tolerance(sent)
+        kernel = ProbKernel(reading.field, t, reading.bfloat16, resolve_eps(reading.eps, work), tolerance)
+    problem = _Streamed(z, np.where(scored, y, 0).reshape(-1), scored.reshape(-1), work, reading, kernel)
     return problem, scored
 
 
@@ -179,20 +225,25 @@ class _Streamed:
         labels: IntArray,
         keep: BoolArray,
         dtype: np.dtype[Any],
-        bfloat16: bool,
-        field: str,
+        reading: _Reading,
+        kernel: ProbKernel | None = None,
         rows: tuple[FloatArray, FloatArray, IntArray] | None = None,
     ) -> None:
-        self.z, self.labels, self.keep, self.bfloat16, self.field = z, labels, keep, bfloat16, field
+        self.z, self.labels, self.keep, self.reading, self.kernel = z, labels, keep, reading, kernel
+        self.bfloat16, self.field = reading.bfloat16, reading.field
         k = z.shape[2]
         self.scratch = Scratch(k, dtype, second=True)
         self.transpose = k < _TRANSPOSE_BELOW  # as the N×K fit: reduce along the long axis
         if self.transpose:
             self.columns = np.empty((2, k, self.scratch.rows), dtype)
-        if self.bfloat16 and dtype == np.float64:  # bit patterns widen into float32 first
+        # bit patterns widen into float32 first; probabilities take their log in float32 first
+        if dtype == np.float64 and (self.bfloat16 or (kernel is not None and z.dtype != np.float64)):
             self.narrow = np.empty((self.scratch.rows, k), np.float32)
+        self.eps = 0.0 if kernel is None else kernel.eps
+        self.clipped = np.zeros(labels.size if kernel is not None and rows is None else 0, np.int64)
         self.row_mean, self.varied = np.zeros(0, dtype), np.zeros(0, bool)  # set by the first pass
         self.top, self.own, self.predicted = rows if rows is not None else self._first_pass()
+        self.n_clipped = int(self.clipped[self.keep].sum()) if self.clipped.size else 0
         self.target_dot = self.own - self.top  # t·z' = z_y − max z, rounded as the N×K fit's
 
     @property
@@ -201,20 +252,39 @@ class _Streamed:
         return self.scratch.floats.dtype
 
     def widened(self) -> "_Streamed":
-        """The same problem in float64 (from the logits as sent, not from float32 shifts)."""
+        """The same problem in float64 (from the values as sent, not from float32 shifts)."""
         rows = (self.top.astype(np.float64), self.own.astype(np.float64), self.predicted)
         wide = np.dtype(np.float64)
-        return _Streamed(self.z, self.labels, self.keep, wide, self.bfloat16, self.field, rows)
+        return _Streamed(self.z, self.labels, self.keep, wide, self.reading, self.kernel, rows)
 
-    def _load(self, source: np.ndarray) -> FloatArray:
-        """The rows `source` in the working precision, in the scratch."""
-        if self.bfloat16 and self.dtype == np.float64:
+    def _load(self, source: np.ndarray, run: slice | None = None) -> FloatArray:
+        """The rows `source` in the working precision, in the scratch (probabilities: their logs).
+
+        `run` (the first pass) checks probabilities and counts those below eps.
+        """
+        if hasattr(self, "narrow"):
             narrow = self.narrow[: source.shape[0]]
-            _widen(source, narrow, bfloat16=True)
+            _widen(source, narrow, bfloat16=self.bfloat16)
+            self._log(narrow, run)
             block = self.scratch.floats[: source.shape[0]]
             np.copyto(block, narrow)
             return block
-        return self.scratch.load(source, bfloat16=self.bfloat16)
+        block = self.scratch.load(source, bfloat16=self.bfloat16)
+        self._log(block, run)
+        return block
+
+    def _log(self, block: FloatArray, run: slice | None) -> None:
+        """Probabilities: ``log(max(p, eps))`` in place, as ``Distribution.from_probs`` (no-op for logits)."""
+        if self.kernel is None:
+            return
+        if run is not None:
+            self.kernel.check(block, run.start)
+            if self.eps > 0:
+                self.clipped[run] = np.count_nonzero(block < self.eps, axis=1)
+        if self.eps > 0:
+            np.maximum(block, self.eps, out=block)
+        with np.errstate(divide="ignore"):  # eps = 0: log 0 = -inf, refused by the first pass
+            np.log(block, out=block)
 
     def _shifted(self) -> Iterator[tuple[slice, FloatArray]]:
         """(flat slice, rows×K shifted block ``z − max z``) for each block holding a scored row."""
@@ -232,10 +302,16 @@ class _Streamed:
         self.row_mean, self.varied = np.zeros(n, self.dtype), np.zeros(n, bool)
         t = self.z.shape[1]
         for run, source in blocks(self.z, self.scratch.rows):
-            block = self._load(source)
+            block = self._load(source, run)
             if not (block.max() < np.inf and block.min() > -np.inf):  # NaN fails both
                 row, col = (int(i) for i in np.argwhere(~np.isfinite(block))[0])
                 b, position = divmod(run.start + row, t)
+                if self.kernel is not None:  # a probability 0 with eps = 0, as the N×K route refuses it
+                    raise InputError(
+                        "eps",
+                        "must be positive (or auto) to fit or apply a map to probabilities containing 0: "
+                        f"log 0 = -inf is not a logit; got 0 at `{self.field}[{b}][{position}][{col}]`",
+                    )
                 raise InputError(
                     self.field, f"must be finite; got {block[row, col]}", index=(b, position, col)
                 )
@@ -320,5 +396,28 @@ class _Streamed:
             nll=self._mean(nll),
             ece=top_label_ece(confidence[self.keep], correct),
             brier=self._mean(brier) / (2 if k == 2 else 1),
+            accuracy=float(correct.mean()),
+        )
+
+    def sent_metrics(self) -> FitMetrics:
+        """The metrics of ``p' = exp(log(max(p, eps)))`` as sent, unnormalised: the N×K route's ``before``.
+
+        ``fit_metrics(log_probs)`` per row: ``-log p'_y``, confidence ``p'`` at the arg-max and
+        ``Σ (p' − t)² = Σ p'² − 2 p'_y + 1`` (squares in float64): one pass.
+        """
+        n, k = self.labels.size, self.z.shape[2]
+        squares = np.zeros(n)
+        for run, source in blocks(self.z, self.scratch.rows):
+            if self.keep[run].any():
+                block = self._load(source)
+                np.exp(block, out=block)
+                squares[run] = np.add.reduce(np.square(block, dtype=np.float64), axis=1)
+        own = np.exp(self.own).astype(np.float64)
+        confidence = np.exp(self.top).astype(np.float64)[self.keep]
+        correct = (self.predicted == self.labels).astype(np.float64)[self.keep]
+        return FitMetrics(
+            nll=0.0 - self._mean(self.own.astype(np.float64)),
+            ece=top_label_ece(confidence, correct),
+            brier=self._mean(squares - 2 * own + 1) / (2 if k == 2 else 1),
             accuracy=float(correct.mean()),
         )
