@@ -47,6 +47,9 @@ def body_fields(path: str) -> dict[str, Any]:
     schema = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
     if "$ref" not in schema and "oneOf" not in schema:  # a free-form body (a CloudEvent): no named fields
         return {}
-    ref = schema["$ref"] if "$ref" in schema else schema["oneOf"][0]["$ref"]  # the route's own model first
+    own = schema if "$ref" in schema else schema["oneOf"][0]  # the route's own model first
+    if "$ref" not in own:  # the model with the route's own rules: {"allOf": [{"$ref": ...}, rules...]}
+        own = next(part for part in own["allOf"] if "$ref" in part)
+    ref = own["$ref"]
     properties: dict[str, Any] = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     return properties

@@ -18,7 +18,8 @@ per reason; any other refusal still fails the check.
   where schemathesis could still generate from it (``NOT_STATED_YET``): gaps, kept visible here.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
-  bounded by another value (labels below K, ``from`` before ``to``), sums over values (rows
+  bounded by another value (labels below K, ``from`` before ``to``), values among another field's
+  (labels and ``pos_label`` among the declared ``classes``), sums over values (rows
   summing to 1 within the tolerance, a positive total weight), one of two query parameters
   (OpenAPI has no rule across parameters), a step that is a multiple of the monitor's own bucket
   width (state on the server).
@@ -57,7 +58,9 @@ UNSTATABLE = {
     "outputs follow the options": r"must name an output of this answer",
     # vLLM's i-th prompt_logprobs takes the i-th list of `prompt_token_ids` (null: the response's own).
     "paired by position": r"`prompt_token_ids` must be sent to score|"
-    r"must hold a list for each prompt_logprobs",
+    r"must hold a list for each prompt_logprobs|vLLM always includes it",
+    # JSON Schema's enum is a constant: it cannot say "one of the values another field holds".
+    "one of another field's values": r"is not one of `classes`",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
