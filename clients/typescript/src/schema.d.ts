@@ -4410,7 +4410,7 @@ export interface components {
             responses: unknown;
         } | {
             response: unknown;
-        }) & unknown & unknown & unknown);
+        }) & unknown & unknown & unknown & unknown);
         /**
          * ObservationsBody
          * @description A batch of predictions for a monitor (JSON form; OIP, binary tensors and npz carry the same fields).
@@ -4794,7 +4794,7 @@ export interface components {
             responses: unknown;
         } | {
             response: unknown;
-        }) & unknown & unknown & {
+        }) & unknown & unknown & unknown & {
             logits?: null;
             probs?: null;
             labels?: null;

@@ -34,7 +34,7 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
 AT_MOST_ONE: dict[str, list[tuple[str, ...]]] = {
     # apply takes `ignore_index` with B×T×K sequences only, and sequences take no `classes`
     "ApplyBody": [("labels", "targets"), ("classes", "ignore_index")],
-    "LogprobsBody": [("texts", "bytes"), ("texts", "words")],
+    "LogprobsBody": [("texts", "bytes"), ("texts", "words"), ("ranges", "context_length")],
 }
 
 SECURITY_SCHEMES = {
