@@ -8,7 +8,6 @@ caller passes in.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -89,8 +88,9 @@ class ReservoirBatch:
     """Labelled rows of one batch offered to the reservoir, column by column (no object per row).
 
     ``payload`` holds row i's little-endian logits or probabilities as ``payload[i]`` (N × bytes
-    per row, uint8); ``keys`` their bottom-k sample keys in [-2**63, 2**63). The store turns only
-    the rows whose key can enter the reservoir into database rows, in key order.
+    per row, uint8); ``keys`` their bottom-k sample keys in [-2**63, 2**63) (drawn by the caller,
+    iid uniform). The store keeps the rows whose key can enter the reservoir, as one database row
+    (`service.store.reservoir`).
     """
 
     segment: str
@@ -103,28 +103,6 @@ class ReservoirBatch:
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
-
-    def entries(self, monitor: str, below: int | None) -> list[tuple[Any, ...]]:
-        """``INSERT_RESERVOIR`` parameters of the rows with a key below `below` (None: all), by key."""
-        keep = np.flatnonzero(self.keys < below) if below is not None else np.arange(len(self))
-        keep = keep[np.argsort(self.keys[keep], kind="stable")]  # neighbouring index pages, in order
-        raw = np.ascontiguousarray(self.payload[keep])
-        data, step = raw.tobytes(), raw.shape[1]
-        payloads = [data[i * step : (i + 1) * step] for i in range(keep.size)]
-        n = keep.size
-        return list(
-            zip(
-                repeat(monitor, n),
-                self.keys[keep].tolist(),
-                self.times[keep].tolist(),
-                repeat(self.segment, n),
-                repeat(self.kind, n),
-                repeat(self.dtype, n),
-                payloads,
-                self.labels[keep].tolist(),
-                strict=True,
-            )
-        )
 
 
 @dataclass(frozen=True)

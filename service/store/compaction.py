@@ -4,7 +4,7 @@ For each monitor, `compact`:
 
 1. deletes stats buckets and reservoir rows older than ``retention_s``, pending rows older than
    twice ``label_ttl_s`` (for one TTL after expiry a late label still counts as "expired", then
-   "unknown"), reservoir rows past ``reservoir_size``, idempotency keys older than
+   "unknown"), stored reservoir rows outside the reservoir (`service.store.reservoir`), idempotency keys older than
    ``idempotency_ttl_s`` or past the newest ``max_idempotency_keys``, and segments left with no rows;
 2. folds every new stats row into the rollup of its hour (`service.store.rollups`), for monitors
    with buckets finer than an hour;
@@ -22,7 +22,7 @@ left to the next run. Writes that arrive meanwhile add rows with new ids, which 
 import logging
 from typing import TYPE_CHECKING
 
-from service.store import sql
+from service.store import reservoir, sql
 from service.store.base import MonitorConfig
 from service.store.rollups import expire_rows, roll_up_monitor, rolls_up
 
@@ -69,8 +69,7 @@ def _expire(store: "SqlStore", config: MonitorConfig, now: float) -> None:
         if max(stats, pending) < MAX_DELETE_ROWS:
             break
     with store._transaction() as cur:
-        cur.execute(q(sql.DELETE_RESERVOIR_BEFORE), (name, now - config.retention_s))
-        store._trim_reservoir(cur, name, config.reservoir_size, added=-cur.rowcount)
+        reservoir.expire(store, cur, name, now - config.retention_s)
         cur.execute(q(sql.DELETE_LM_SUMS_BEFORE), (name, int(now - config.retention_s)))
         deleted += cur.rowcount
         cur.execute(q(sql.DELETE_KEYS_BEFORE), (name, now - store.limits.idempotency_ttl_s))

@@ -148,6 +148,34 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        7,  # the reservoir in blocks: one row per write holding its sampled rows as arrays
+        (
+            # keys: little-endian int64 sample keys; times: float64 epoch seconds; labels: int64;
+            # payload: each row's bytes, n_rows equal slices. min_key and min_time index the block.
+            """CREATE TABLE reservoir_blocks (
+                id {id_pk},
+                monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
+                n_rows INTEGER NOT NULL,
+                min_key BIGINT NOT NULL,
+                min_time DOUBLE PRECISION NOT NULL,
+                segment TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                dtype TEXT NOT NULL,
+                keys {blob} NOT NULL,
+                times {blob} NOT NULL,
+                labels {blob} NOT NULL,
+                payload {blob} NOT NULL
+            )""",
+            "CREATE INDEX reservoir_blocks_by_monitor ON reservoir_blocks (monitor, min_time)",
+            # the largest key of a full reservoir (NULL until full): a write keeps only keys below it
+            "ALTER TABLE monitors ADD COLUMN reservoir_threshold BIGINT",
+        ),
+    ),
+)
+#: Run after a version's statements and its data move (`service.store.reservoir.move_rows` for 7).
+AFTER_DATA_MOVE: dict[int, tuple[str, ...]] = {7: ("DROP TABLE reservoir",)}
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 # Monitors
@@ -173,7 +201,7 @@ UPDATE_MONITOR = (
 )
 DELETE_MONITOR_DATA = tuple(
     f"DELETE FROM {table} WHERE monitor = ?"
-    for table in ("stats", "segments", "pending", "reservoir", "idempotency", "lm_sums")
+    for table in ("stats", "segments", "pending", "reservoir_blocks", "idempotency", "lm_sums")
 )
 DELETE_MONITOR = "DELETE FROM monitors WHERE name = ?"
 
@@ -229,25 +257,29 @@ DELETE_PENDING_IDS = (
 )
 DELETE_PENDING_BEFORE = "DELETE FROM pending WHERE monitor = ? AND event_time < ?"
 
-# Reservoir: bottom-k sample, keep the reservoir_size smallest random keys per monitor. n_reservoir
-# counts its rows (kept in step like n_pending), so trimming deletes just the excess largest keys.
-INSERT_RESERVOIR = (
-    "INSERT INTO reservoir (monitor, sample_key, event_time, segment, kind, dtype, payload, label) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (monitor, sample_key) DO NOTHING"
+# Reservoir (version 7): blocks of sampled rows (`service.store.reservoir`). n_reservoir counts the
+# rows stored in a monitor's blocks and reservoir_threshold is the largest key of its reservoir once
+# full (NULL before); both change only under the monitor's row lock (`RESERVOIR_STATE` + lock).
+RESERVOIR_STATE = "SELECT reservoir_threshold, n_reservoir, reservoir_size FROM monitors WHERE name = ?"
+#: Appended to RESERVOIR_STATE: PostgreSQL's writers of one monitor's reservoir queue here.
+RESERVOIR_LOCK = {"sqlite": "", "postgresql": " FOR NO KEY UPDATE"}
+SET_RESERVOIR_COUNT = "UPDATE monitors SET n_reservoir = ? WHERE name = ?"
+SET_RESERVOIR_STATE = "UPDATE monitors SET n_reservoir = ?, reservoir_threshold = ? WHERE name = ?"
+INSERT_RESERVOIR_BLOCK = (
+    "INSERT INTO reservoir_blocks (monitor, n_rows, min_key, min_time, segment, kind, dtype, keys, times, "
+    "labels, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-ADD_RESERVOIR = "UPDATE monitors SET n_reservoir = n_reservoir + ? WHERE name = ? RETURNING n_reservoir"
-DELETE_LARGEST_KEYS = (
-    "DELETE FROM reservoir WHERE monitor = ? AND sample_key IN "
-    "(SELECT sample_key FROM reservoir WHERE monitor = ? ORDER BY sample_key DESC LIMIT ?)"
+SELECT_RESERVOIR_BLOCKS = (
+    "SELECT id, segment, kind, dtype, keys, times, labels, payload FROM reservoir_blocks "
+    "WHERE monitor = ? ORDER BY id"
 )
-# The largest key of a full reservoir (NULL when it is not full): max() reads one index entry.
-RESERVOIR_THRESHOLD = (
-    "SELECT max(sample_key) FROM reservoir WHERE monitor = ? "
-    "AND (SELECT n_reservoir FROM monitors WHERE name = ?) >= ?"
-)
-SELECT_RESERVOIR = (
-    "SELECT event_time, segment, kind, dtype, payload, label FROM reservoir "
-    "WHERE monitor = ? AND event_time >= ? AND event_time < ? ORDER BY sample_key LIMIT ?"
+RESERVOIR_MIN_TIME = "SELECT min(min_time) FROM reservoir_blocks WHERE monitor = ?"
+DELETE_RESERVOIR_BLOCKS = "DELETE FROM reservoir_blocks WHERE id IN ({ids})"
+# Version 6's table, read once by the migration to version 7.
+SELECT_RESERVOIR_MONITORS = "SELECT name, reservoir_size FROM monitors ORDER BY name"
+SELECT_RESERVOIR_ROWS = (
+    "SELECT sample_key, event_time, segment, kind, dtype, payload, label FROM reservoir "
+    "WHERE monitor = ? ORDER BY sample_key"
 )
 
 # Idempotency keys: claimed first in a write transaction (on PostgreSQL a second transaction
@@ -277,7 +309,6 @@ DELETE_PENDING_BEFORE_SOME = (
     "DELETE FROM pending WHERE monitor = ? AND id IN "
     "(SELECT id FROM pending WHERE monitor = ? AND event_time < ? LIMIT ?)"
 )
-DELETE_RESERVOIR_BEFORE = "DELETE FROM reservoir WHERE monitor = ? AND event_time < ?"
 SELECT_STATS_SEGMENTS = "SELECT DISTINCT segment FROM stats WHERE monitor = ?"
 SELECT_PENDING_SEGMENTS = "SELECT DISTINCT segment FROM pending WHERE monitor = ?"
 SELECT_LM_SEGMENTS = "SELECT DISTINCT segment FROM lm_sums WHERE monitor = ?"

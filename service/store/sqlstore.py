@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 from service.core.cancel import Cancelled, current_deadline
-from service.store import sql
+from service.store import reservoir, sql
 from service.store.base import (
     IMMUTABLE_FIELDS,
     Digest,
@@ -171,6 +171,10 @@ class SqlStore:
                 if current < version <= target:
                     for statement in sql.ddl(version, self.dialect):
                         cur.execute(statement)
+                    if version == 7:
+                        reservoir.move_rows(self, cur)
+                    for statement in sql.AFTER_DATA_MOVE.get(version, ()):
+                        cur.execute(statement)
                     cur.execute(self._q(sql.INSERT_SCHEMA_VERSION), (version, int(time.time())))
                     current = version
         return int(current)
@@ -208,6 +212,8 @@ class SqlStore:
             stored = replace(
                 config, created_at=existing.created_at, updated_at=now, temperature=existing.temperature
             )
+            if existing.reservoir_size != config.reservoir_size:
+                reservoir.resize(self, cur, config.name, existing.reservoir_size, config.reservoir_size)
             cur.execute(self._q(sql.UPDATE_MONITOR), (*_mutable(stored), now, stored.name))
             return stored, False
 
@@ -440,12 +446,11 @@ class SqlStore:
     def reservoir(self, name: str, start: float, end: float, limit: int) -> list[LabelledRow]:
         """Up to `limit` reservoir rows with ``start <= time < end``: a uniform sample of them."""
         with self._reading() as cur:
-            self._require(cur, name)
-            cur.execute(self._q(sql.SELECT_RESERVOIR), (name, start, end, limit))
-            return [
-                LabelledRow(float(t), s, k, d, bytes(p), int(label))
-                for t, s, k, d, p, label in cur.fetchall()
-            ]
+            size = self._require(cur, name).reservoir_size
+            stored = reservoir.Stored.read(cur, self._q, name)
+        picked = stored.select(size)  # the reservoir, by key
+        times = stored.times[picked]
+        return stored.rows(picked[(times >= start) & (times < end)][: max(limit, 0)])
 
     # Helpers (all run inside the caller's transaction)
     def _select_monitor(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig | None:
@@ -538,45 +543,8 @@ class SqlStore:
     def _add_to_reservoir(
         self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow] | ReservoirBatch
     ) -> None:
-        if config.reservoir_size <= 0 or not len(rows):
-            return
-        cur.execute(self._q(sql.RESERVOIR_THRESHOLD), (config.name, config.name, config.reservoir_size))
-        full = cur.fetchone()
-        # a full reservoir would trim every key above its largest at once: those are not inserted
-        below = None if full is None or full[0] is None else int(full[0])
-        if isinstance(rows, ReservoirBatch):
-            entries = rows.entries(config.name, below)
-        else:
-            bits = self._rng.getrandbits  # keys uniform over signed 64-bit integers (or the caller's)
-            entries = [
-                (
-                    config.name,
-                    bits(64) - 2**63 if r.key is None else r.key,
-                    r.time,
-                    r.segment,
-                    r.kind,
-                    r.dtype,
-                    r.row,
-                    r.label,
-                )
-                for r in rows
-            ]
-            if below is not None:
-                entries = [entry for entry in entries if entry[1] < below]
-        if not entries:
-            return
-        cur.executemany(self._q(sql.INSERT_RESERVOIR), entries)
-        self._trim_reservoir(cur, config.name, config.reservoir_size, added=cur.rowcount)
-
-    def _trim_reservoir(self, cur: Cursor, name: str, size: int, *, added: int = 0) -> None:
-        """Count `added` rows into n_reservoir, then delete the rows with the largest keys past `size`."""
-        cur.execute(self._q(sql.ADD_RESERVOIR), (added, name))
-        count = cur.fetchone()[0]
-        cur.fetchall()
-        if count > size:
-            cur.execute(self._q(sql.DELETE_LARGEST_KEYS), (name, name, count - size))
-            cur.execute(self._q(sql.ADD_RESERVOIR), (-cur.rowcount, name))
-            cur.fetchall()
+        if config.reservoir_size > 0 and len(rows):
+            reservoir.add(self, cur, config.name, rows)
 
     def _ids(
         self, ids: Sequence[int], statement: str = sql.DELETE_STATS_IDS

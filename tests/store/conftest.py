@@ -64,7 +64,8 @@ def assert_counters_match(location) -> None:
     rows = query(
         location,
         "SELECT name, n_pending, (SELECT count(*) FROM pending WHERE monitor = name), "
-        "n_reservoir, (SELECT count(*) FROM reservoir WHERE monitor = name) FROM monitors",
+        "n_reservoir, (SELECT coalesce(sum(n_rows), 0) FROM reservoir_blocks WHERE monitor = name) "
+        "FROM monitors",
     )
     for name, n_pending, pending, n_reservoir, reservoir in rows:
         assert (name, n_pending, n_reservoir) == (name, pending, reservoir)

@@ -9,6 +9,12 @@ from tests.store.test_batches import pending
 from tests.store.test_labels import fold_by_minute
 
 
+def stored_keys(db, monitor="m") -> list[int]:
+    """Every sample key stored in the monitor's reservoir blocks, sorted."""
+    blobs = query(db, f"SELECT keys FROM reservoir_blocks WHERE monitor = '{monitor}'")
+    return sorted(np.frombuffer(b"".join(bytes(b) for (b,) in blobs), "<i8").tolist())
+
+
 def labelled(label, time=100.0):
     return LabelledRow(time, "s", "logits", "<f4", np.float32([label]).tobytes(), label)
 
@@ -44,8 +50,10 @@ def test_reservoir_keeps_exactly_the_k_smallest_keys(db):
     # a time window and a limit: the smallest keys among the rows in the window
     window = [i for i in expected[:k] if 150 <= 100.0 + i < 250][:5]
     assert [row.label for row in store.reservoir("m", 150.0, 250.0, 5)] == window
-    stored = [key for (key,) in query(db, "SELECT sample_key FROM reservoir ORDER BY sample_key")]
-    assert stored == sorted(keys.values())[:k]
+    assert_counters_match(db)
+    store.compact(200.0)  # the blocks rewritten into the reservoir alone: its keys, nothing else
+    assert stored_keys(db) == sorted(keys.values())[:k]
+    assert store.reservoir("m", 0.0, 1e9, 1000) == kept
     assert_counters_match(db)
     store.close()
 

@@ -1,0 +1,298 @@
+"""The labelled-row reservoir stored in blocks: one database row per write, its sampled rows as arrays.
+
+The reservoir of a monitor is a bottom-k sample: of every labelled row it received (less those that
+retention deleted), the ``reservoir_size`` rows with the smallest random 64-bit keys. Keys are iid
+uniform, so it is a uniform sample without replacement. A row offered with a key already taken is
+not kept (the first row of a key wins), as a primary key on the key would do.
+
+Storage. A write appends its rows as ONE row of ``reservoir_blocks`` (arrays of keys, times, labels
+and the rows' bytes), after dropping the keys at or above the monitor's ``reservoir_threshold``:
+the largest key of the reservoir once it is full (NULL before). Such a key can never enter it.
+The blocks hold a superset S of the reservoir R, and R is always the bottom ``reservoir_size`` of
+S (bottom-k of a union is bottom-k of the bottom-k of its parts), so reads select it from the
+blocks: `select` is exact whatever blocks there are. When S passes twice ``reservoir_size`` rows,
+the write that passes it rewrites the blocks into R itself and sets the exact threshold
+(`rewrite`); the background compaction does so whenever S holds more than R, and before retention
+deletes old rows (rows outside R must go first: they are not in the reservoir). A change of
+``reservoir_size`` rewrites too (growing: R stays what it was, and fills with later rows only).
+
+Everything here runs inside the caller's write transaction, after ``RESERVOIR_STATE`` with the
+dialect's lock (`lock_state`): on PostgreSQL one writer of a monitor's reservoir at a time.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.store import sql
+from service.store.base import LabelledRow, ReservoirBatch
+
+if TYPE_CHECKING:
+    from service.store.sqlstore import Cursor, SqlStore
+
+#: A block's parameters after the monitor's name, in `sql.INSERT_RESERVOIR_BLOCK` order.
+BlockParams = tuple[int, int, float, str, str, str, bytes, bytes, bytes, bytes]
+#: The blocks' rows pass this multiple of ``reservoir_size``: the write rewrites them.
+REWRITE_FACTOR = 2
+
+_KEY, _TIME, _LABEL = np.dtype("<i8"), np.dtype("<f8"), np.dtype("<i8")
+
+
+def _block(
+    segment: str,
+    kind: str,
+    dtype: str,
+    keys: npt.NDArray[np.int64],
+    times: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    payload: bytes,
+) -> BlockParams:
+    return (
+        int(keys.size),
+        int(keys.min()),
+        float(times.min()),
+        segment,
+        kind,
+        dtype,
+        keys.astype(_KEY, copy=False).tobytes(),
+        times.astype(_TIME, copy=False).tobytes(),
+        labels.astype(_LABEL, copy=False).tobytes(),
+        payload,
+    )
+
+
+def batch_blocks(batch: ReservoirBatch, below: int | None) -> list[BlockParams]:
+    """The block of a columnar batch's rows with a key below `below` (None: all); [] if none."""
+    if below is None:
+        keep: Any = slice(None)
+        if not len(batch):
+            return []
+    else:
+        keep = np.flatnonzero(batch.keys < below)
+        if not keep.size:
+            return []
+    payload = np.ascontiguousarray(batch.payload[keep]).tobytes()
+    return [
+        _block(
+            batch.segment,
+            batch.kind,
+            batch.dtype,
+            batch.keys[keep],
+            batch.times[keep],
+            batch.labels[keep],
+            payload,
+        )
+    ]
+
+
+def row_blocks(
+    rows: Sequence[LabelledRow], below: int | None, draw: Callable[[int], int]
+) -> list[BlockParams]:
+    """Blocks of row objects with a key below `below`: one per segment, kind, dtype and row width.
+
+    A row without a key gets ``draw(64) - 2**63``, drawn for every row in order (kept or not).
+    """
+    keys = [draw(64) - 2**63 if r.key is None else r.key for r in rows]
+    groups: dict[tuple[str, str, str, int], list[int]] = {}
+    for i, (r, key) in enumerate(zip(rows, keys, strict=True)):
+        if below is None or key < below:
+            groups.setdefault((r.segment, r.kind, r.dtype, len(r.row)), []).append(i)
+    return [
+        _block(
+            segment,
+            kind,
+            dtype,
+            np.array([keys[i] for i in members], np.int64),
+            np.array([rows[i].time for i in members], np.float64),
+            np.array([rows[i].label for i in members], np.int64),
+            b"".join(rows[i].row for i in members),
+        )
+        for (segment, kind, dtype, _), members in groups.items()
+    ]
+
+
+@dataclass
+class Stored:
+    """A monitor's stored reservoir rows, column by column, in insertion order (block by block)."""
+
+    ids: list[int]
+    blocks: list[tuple[str, str, str]]  # (segment, kind, dtype) of each block
+    payloads: list[npt.NDArray[np.uint8]]  # each block's rows, (n_rows, width)
+    block_of: npt.NDArray[np.intp]
+    keys: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.int64]
+
+    @classmethod
+    def read(cls, cur: "Cursor", q: Callable[[str], str], name: str) -> "Stored":
+        """Every block of the monitor `name`, decoded (one statement: one snapshot)."""
+        cur.execute(q(sql.SELECT_RESERVOIR_BLOCKS), (name,))
+        rows = cur.fetchall()
+        keys = [np.frombuffer(row[4], _KEY) for row in rows]
+        payloads = [
+            np.frombuffer(row[7], np.uint8).reshape(k.size, -1) for row, k in zip(rows, keys, strict=True)
+        ]
+        sizes = [k.size for k in keys]
+        return cls(
+            ids=[int(row[0]) for row in rows],
+            blocks=[(row[1], row[2], row[3]) for row in rows],
+            payloads=payloads,
+            block_of=np.repeat(np.arange(len(rows)), sizes),
+            keys=np.concatenate(keys).astype(np.int64) if rows else np.empty(0, np.int64),
+            times=np.concatenate([np.frombuffer(row[5], _TIME) for row in rows]).astype(np.float64)
+            if rows
+            else np.empty(0, np.float64),
+            labels=np.concatenate([np.frombuffer(row[6], _LABEL) for row in rows]).astype(np.int64)
+            if rows
+            else np.empty(0, np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+    def select(self, size: int) -> npt.NDArray[np.intp]:
+        """Indices of the reservoir: the `size` smallest distinct keys (the first row of a key), by key."""
+        order = np.lexsort((np.arange(len(self)), self.keys))  # by key, then by insertion
+        sorted_keys = self.keys[order]
+        first = np.ones(order.size, bool)
+        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        return order[first][: max(size, 0)]
+
+    def rows(self, picked: npt.NDArray[np.intp]) -> list[LabelledRow]:
+        """The rows at `picked`, in that order (as reads return them: without their keys)."""
+        starts = np.cumsum([0] + [p.shape[0] for p in self.payloads])
+        out = []
+        for i, b, t, y in zip(
+            picked.tolist(),
+            self.block_of[picked].tolist(),
+            self.times[picked].tolist(),
+            self.labels[picked].tolist(),
+            strict=True,
+        ):
+            segment, kind, dtype = self.blocks[b]
+            out.append(LabelledRow(t, segment, kind, dtype, self.payloads[b][i - starts[b]].tobytes(), y))
+        return out
+
+    def blocks_of(self, picked: npt.NDArray[np.intp]) -> list[BlockParams]:
+        """The rows at `picked` as blocks, one per segment, kind, dtype and width, rows in `picked` order."""
+        starts = np.cumsum([0] + [p.shape[0] for p in self.payloads])
+        groups: dict[tuple[str, str, str, int], list[int]] = {}
+        for b, (attrs, payload) in enumerate(zip(self.blocks, self.payloads, strict=True)):
+            groups.setdefault((*attrs, payload.shape[1]), []).append(b)
+        out = []
+        for (segment, kind, dtype, _), members in groups.items():
+            inside = np.isin(self.block_of[picked], members)
+            rows = picked[inside]
+            if not rows.size:
+                continue
+            matrix = np.concatenate([self.payloads[b] for b in members])
+            offset = np.zeros(len(self.blocks), np.intp)  # a row's index in `matrix`: its block's start there
+            offset[members] = np.cumsum([0] + [self.payloads[b].shape[0] for b in members[:-1]])
+            blocks = self.block_of[rows]
+            local = offset[blocks] + rows - starts[blocks]
+            out.append(
+                _block(
+                    segment,
+                    kind,
+                    dtype,
+                    self.keys[rows],
+                    self.times[rows],
+                    self.labels[rows],
+                    np.ascontiguousarray(matrix[local]).tobytes(),
+                )
+            )
+        return out
+
+
+def lock_state(store: "SqlStore", cur: "Cursor", name: str) -> tuple[int | None, int, int]:
+    """The monitor's threshold, stored row count and reservoir_size, its row locked (PostgreSQL)."""
+    cur.execute(store._q(sql.RESERVOIR_STATE + sql.RESERVOIR_LOCK[store.dialect]), (name,))
+    threshold, count, size = cur.fetchone()
+    return (None if threshold is None else int(threshold)), int(count), int(size)
+
+
+def add(store: "SqlStore", cur: "Cursor", name: str, rows: Sequence[LabelledRow] | ReservoirBatch) -> None:
+    """Offer `rows` to the monitor's reservoir: store those that may enter it as one block (or a few)."""
+    threshold, count, size = lock_state(store, cur, name)
+    if size <= 0:
+        return
+    if isinstance(rows, ReservoirBatch):
+        blocks = batch_blocks(rows, threshold)
+    else:
+        blocks = row_blocks(rows, threshold, store._rng.getrandbits)
+    if not blocks:
+        return
+    cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
+    count += sum(block[0] for block in blocks)
+    if count > REWRITE_FACTOR * size:
+        rewrite(store, cur, name, size)
+    else:
+        cur.execute(store._q(sql.SET_RESERVOIR_COUNT), (count, name))
+
+
+def rewrite(
+    store: "SqlStore",
+    cur: "Cursor",
+    name: str,
+    size: int,
+    *,
+    keep: int | None = None,
+    before: float | None = None,
+) -> None:
+    """Replace the monitor's blocks by its reservoir alone, and set its row count and exact threshold.
+
+    The reservoir is the bottom `keep` (default `size`) of the stored rows, less those with a time
+    before `before`; the threshold is its largest key when it holds `size` rows, else NULL.
+    The caller holds the monitor's row (`lock_state`).
+    """
+    stored = Stored.read(cur, store._q, name)
+    picked = stored.select(size if keep is None else keep)
+    if before is not None:
+        picked = picked[stored.times[picked] >= before]
+    for statement, chunk in store._ids(stored.ids, sql.DELETE_RESERVOIR_BLOCKS):
+        cur.execute(statement, tuple(chunk))
+    blocks = stored.blocks_of(picked)
+    if blocks:
+        cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
+    threshold = int(stored.keys[picked[-1]]) if size > 0 and picked.size >= size else None
+    cur.execute(store._q(sql.SET_RESERVOIR_STATE), (int(picked.size), threshold, name))
+
+
+def expire(store: "SqlStore", cur: "Cursor", name: str, before: float) -> None:
+    """Retention: rewrite the blocks when some row is older than `before` or some row is not in R."""
+    _, count, size = lock_state(store, cur, name)
+    cur.execute(store._q(sql.RESERVOIR_MIN_TIME), (name,))
+    oldest = cur.fetchone()[0]
+    if count > size or (oldest is not None and float(oldest) < before):
+        rewrite(store, cur, name, size, before=before)
+
+
+def resize(store: "SqlStore", cur: "Cursor", name: str, old: int, new: int) -> None:
+    """`reservoir_size` changes from `old` to `new`: keep the bottom min(old, new), threshold for `new`."""
+    lock_state(store, cur, name)
+    rewrite(store, cur, name, new, keep=min(old, new))
+
+
+def move_rows(store: "SqlStore", cur: "Cursor") -> None:
+    """Migration to version 7: every row of the per-row ``reservoir`` table into blocks, monitor by monitor.
+
+    Keeps every row (a reservoir over its size, shrunk but not yet compacted, keeps its extra rows:
+    reads and the next compaction select from them).
+    """
+    q = store._q
+    cur.execute(q(sql.SELECT_RESERVOIR_MONITORS))
+    for name, size in cur.fetchall():
+        cur.execute(q(sql.SELECT_RESERVOIR_ROWS), (name,))
+        rows = [
+            LabelledRow(float(t), s, k, d, bytes(p), int(y), int(key))
+            for key, t, s, k, d, p, y in cur.fetchall()
+        ]
+        if not rows:
+            continue
+        blocks = row_blocks(rows, None, store._rng.getrandbits)
+        cur.executemany(q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
+        threshold = rows[int(size) - 1].key if 0 < int(size) <= len(rows) else None  # rows are by key
+        cur.execute(q(sql.SET_RESERVOIR_STATE), (len(rows), threshold, name))
