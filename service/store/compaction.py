@@ -4,8 +4,9 @@ For each monitor, `compact`:
 
 1. deletes stats buckets and reservoir rows older than ``retention_s``, pending rows older than
    twice ``label_ttl_s`` (for one TTL after expiry a late label still counts as "expired", then
-   "unknown"), stored reservoir rows outside the reservoir (`service.store.reservoir`), idempotency keys older than
-   ``idempotency_ttl_s`` or past the newest ``max_idempotency_keys``, and segments left with no rows;
+   "unknown"), stored reservoir rows outside the reservoir (`service.store.reservoir`), idempotency
+   keys older than ``idempotency_ttl_s`` or past the newest ``max_idempotency_keys``, and segments
+   left with no rows;
 2. folds every new stats row into the rollup of its hour (`service.store.rollups`), for monitors
    with buckets finer than an hour;
 3. merges the stats rows of each (segment, bucket) that holds several into one, and rows of minute
