@@ -88,7 +88,8 @@ class ReservoirBatch:
     """Labelled rows of one batch offered to the reservoir, column by column (no object per row).
 
     ``payload`` holds row i's little-endian logits or probabilities as ``payload[i]`` (N × bytes
-    per row, uint8); ``keys`` their bottom-k sample keys in [-2**63, 2**63) (drawn by the caller,
+    per row, uint8), or as ``payload[rows[i]]`` when `rows` is given (the batch's whole array, read
+    only for the rows kept); ``keys`` their bottom-k sample keys in [-2**63, 2**63) (drawn by the caller,
     iid uniform). The store keeps the rows whose key can enter the reservoir, as one database row
     (`service.store.reservoir`).
     """
@@ -100,6 +101,7 @@ class ReservoirBatch:
     labels: npt.NDArray[np.int64]
     keys: npt.NDArray[np.int64]
     payload: npt.NDArray[np.uint8]
+    rows: npt.NDArray[np.intp] | None = None
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])

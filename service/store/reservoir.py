@@ -10,8 +10,9 @@ and the rows' bytes), after dropping the keys at or above the monitor's ``reserv
 the largest key of the reservoir once it is full (NULL before). Such a key can never enter it.
 The blocks hold a superset S of the reservoir R, and R is always the bottom ``reservoir_size`` of
 S (bottom-k of a union is bottom-k of the bottom-k of its parts), so reads select it from the
-blocks: `select` is exact whatever blocks there are. When S passes twice ``reservoir_size`` rows,
-the write that passes it rewrites the blocks into R itself and sets the exact threshold
+blocks: `select` is exact whatever blocks there are. When S passes `REWRITE_FACTOR` times
+``reservoir_size`` rows, the write that passes it rewrites the blocks into R itself and sets the
+exact threshold
 (`rewrite`); the background compaction does so whenever S holds more than R, and before retention
 deletes old rows (rows outside R must go first: they are not in the reservoir). A change of
 ``reservoir_size`` rewrites too (growing: R stays what it was, and fills with later rows only).
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 
 #: A block's parameters after the monitor's name, in `sql.INSERT_RESERVOIR_BLOCK` order.
 BlockParams = tuple[int, int, float, str, str, str, bytes, bytes, bytes, bytes]
-#: The blocks' rows pass this multiple of ``reservoir_size``: the write rewrites them.
-REWRITE_FACTOR = 2
+#: The blocks' rows pass this multiple of ``reservoir_size``: the write rewrites them (the
+#: compaction already does past 1×).
+REWRITE_FACTOR = 4
 
 _KEY, _TIME, _LABEL = np.dtype("<i8"), np.dtype("<f8"), np.dtype("<i8")
 
@@ -74,7 +76,8 @@ def batch_blocks(batch: ReservoirBatch, below: int | None) -> list[BlockParams]:
         keep = np.flatnonzero(batch.keys < below)
         if not keep.size:
             return []
-    payload = np.ascontiguousarray(batch.payload[keep]).tobytes()
+    rows = keep if batch.rows is None else batch.rows[keep]  # the payload's rows: gathered once
+    payload = np.ascontiguousarray(batch.payload[rows]).tobytes()
     return [
         _block(
             batch.segment,
@@ -154,12 +157,28 @@ class Stored:
         return int(self.keys.size)
 
     def select(self, size: int) -> npt.NDArray[np.intp]:
-        """Indices of the reservoir: the `size` smallest distinct keys (the first row of a key), by key."""
-        order = np.lexsort((np.arange(len(self)), self.keys))  # by key, then by insertion
-        sorted_keys = self.keys[order]
-        first = np.ones(order.size, bool)
-        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        return order[first][: max(size, 0)]
+        """Indices of the reservoir, in insertion order: the `size` smallest distinct keys.
+
+        Of rows sharing a key only the first inserted counts (as a primary key on it would).
+        """
+        n, keys = len(self), self.keys
+        if size <= 0 or n == 0:
+            return np.empty(0, np.intp)
+        if n <= size:
+            candidates = np.arange(n)
+        else:  # no sort of every key: a partition finds the size-th smallest
+            candidates = np.flatnonzero(keys <= np.partition(keys, size - 1)[size - 1])
+        ordered = np.sort(keys[candidates])
+        if candidates.size <= size and not (ordered[1:] == ordered[:-1]).any():
+            return candidates
+        order = np.lexsort((np.arange(n), keys))  # a key repeats: by key, then by insertion
+        first = np.ones(n, bool)
+        first[1:] = keys[order][1:] != keys[order][:-1]
+        return np.sort(order[first][:size])
+
+    def by_key(self, picked: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """`picked` ordered by key (distinct keys, as `select` returns them)."""
+        return picked[np.argsort(self.keys[picked], kind="stable")]
 
     def rows(self, picked: npt.NDArray[np.intp]) -> list[LabelledRow]:
         """The rows at `picked`, in that order (as reads return them: without their keys)."""
@@ -257,12 +276,12 @@ def rewrite(
     blocks = stored.blocks_of(picked)
     if blocks:
         cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
-    threshold = int(stored.keys[picked[-1]]) if size > 0 and picked.size >= size else None
+    threshold = int(stored.keys[picked].max()) if size > 0 and picked.size >= size else None
     cur.execute(store._q(sql.SET_RESERVOIR_STATE), (int(picked.size), threshold, name))
 
 
 def expire(store: "SqlStore", cur: "Cursor", name: str, before: float) -> None:
-    """Retention: rewrite the blocks when some row is older than `before` or some row is not in R."""
+    """Compaction and retention: rewrite the blocks when a row is older than `before` or is not in R."""
     _, count, size = lock_state(store, cur, name)
     cur.execute(store._q(sql.RESERVOIR_MIN_TIME), (name,))
     oldest = cur.fetchone()[0]

@@ -448,9 +448,9 @@ class SqlStore:
         with self._reading() as cur:
             size = self._require(cur, name).reservoir_size
             stored = reservoir.Stored.read(cur, self._q, name)
-        picked = stored.select(size)  # the reservoir, by key
+        picked = stored.select(size)  # the reservoir
         times = stored.times[picked]
-        return stored.rows(picked[(times >= start) & (times < end)][: max(limit, 0)])
+        return stored.rows(stored.by_key(picked[(times >= start) & (times < end)])[: max(limit, 0)])
 
     # Helpers (all run inside the caller's transaction)
     def _select_monitor(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig | None:
