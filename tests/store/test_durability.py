@@ -11,7 +11,10 @@ import pytest
 from service.store import MonitorConfig, PendingRow, StoreLimits, StoreUnavailable
 from tests.store.blobs import blob, total
 from tests.store.conftest import assert_counters_match, make_store
-from tests.store.writer import PENDING, batch
+from tests.store.writer import PENDING, batch, expected_reservoir, labelled
+
+#: The monitor's reservoir: smaller than the labelled rows written, so writes rewrite its blocks.
+RESERVOIR = 64
 
 
 def start_writer(path, worker, n):
@@ -25,7 +28,13 @@ def create_monitor(path):
     forever = 10**10  # the batches are stamped near 1970: keep them
     store.put_monitor(
         MonitorConfig(
-            "m", n_classes=2, binary=False, class_names=None, label_ttl_s=forever, retention_s=forever
+            "m",
+            n_classes=2,
+            binary=False,
+            class_names=None,
+            label_ttl_s=forever,
+            retention_s=forever,
+            reservoir_size=RESERVOIR,
         )
     )
     return store
@@ -54,6 +63,9 @@ def test_every_acknowledged_batch_survives_kill_9(db, kill_after):
     found = {b // 60 for b, _, _ in rows}
     assert set(acknowledged) <= found
     assert len(found) <= len(acknowledged) + 1  # at most the one batch in flight committed unacknowledged
+    # the reservoir holds the smallest keys of the committed batches' labelled rows, nothing else
+    kept = store.reservoir("m", 0.0, 1e12, 10**6)
+    assert kept == expected_reservoir([(1, i) for i in sorted(found)], RESERVOIR)
     for i in found:  # each batch whole: its stats row and all its pending rows, or nothing
         stats, pending = batch(1, i)
         assert store.read_stats("m", i * 60, i * 60 + 1) == stats
@@ -71,7 +83,7 @@ def test_processes_and_threads_writing_at_once_lose_nothing(db):
     def write_in_thread(worker):
         for i in range(100):
             stats, pending = batch(worker, i)
-            store.write_batch("m", stats, pending=pending, now=0.0)
+            store.write_batch("m", stats, pending=pending, labelled=labelled(worker, i), now=0.0)
 
     threads = [threading.Thread(target=write_in_thread, args=(worker,)) for worker in (8, 9)]
     for thread in threads:
@@ -97,6 +109,8 @@ def test_processes_and_threads_writing_at_once_lose_nothing(db):
         [(f"w{w}", h * 3600) for w in range(8) for h in range(4)]
         + [(f"w{w}", h * 3600) for w in (8, 9) for h in range(2)]
     )
+    written = [(w, i) for w in range(8) for i in range(200)] + [(w, i) for w in (8, 9) for i in range(100)]
+    assert store.reservoir("m", 0.0, 1e12, 10**6) == expected_reservoir(written, RESERVOIR)
     ids = [f"{w}-{i}-{j}" for w in range(8) for i in range(200) for j in range(PENDING)]
     ids += [f"{w}-{i}-{j}" for w in (8, 9) for i in range(100) for j in range(PENDING)]
     assert store.join_labels("m", ids, 0.0, lambda rows, labels: [], [0] * len(ids)).joined == len(ids)

@@ -2,19 +2,23 @@
 
     python -m tests.store.writer PATH_OR_URL WORKER N_BATCHES
 
-Batch i of worker w appends one stats row ``(bucket i*60, segment "w<w>", [1, w, i])`` and
-``PENDING`` pending rows with ids ``"w-i-j"``, in one ``write_batch``, then prints ``i`` (the
+Batch i of worker w appends one stats row ``(bucket i*60, segment "w<w>", [1, w, i])``,
+``PENDING`` pending rows with ids ``"w-i-j"`` and ``LABELLED`` labelled rows for the reservoir (their
+keys drawn from ``(w, i)``: `labelled`), in one ``write_batch``, then prints ``i`` (the
 acknowledgement) and flushes. N_BATCHES < 0: write until killed.
 """
 
 import itertools
 import sys
 
-from service.store import PendingRow, StoreLimits
+import numpy as np
+
+from service.store import LabelledRow, PendingRow, ReservoirBatch, StoreLimits
 from tests.store.blobs import blob
 from tests.store.conftest import make_store
 
 PENDING = 4
+LABELLED = 3
 
 
 def batch(worker: int, i: int) -> tuple[list[tuple[int, str, bytes]], list[PendingRow]]:
@@ -26,6 +30,25 @@ def batch(worker: int, i: int) -> tuple[list[tuple[int, str, bytes]], list[Pendi
     return stats, pending
 
 
+def labelled(worker: int, i: int) -> ReservoirBatch:
+    """Batch i's labelled rows: keys from a generator seeded with (w, i), row j holding [w, i, j]."""
+    keys = np.random.default_rng([worker, i]).integers(-(2**63), 2**63, LABELLED, dtype=np.int64)
+    rows = np.array([[worker, i, j] for j in range(LABELLED)], "<f4")
+    times, labels = np.full(LABELLED, i * 60.0), np.arange(LABELLED, dtype=np.int64)
+    return ReservoirBatch(f"w{worker}", "logits", "<f4", times, labels, keys, rows.view(np.uint8))
+
+
+def expected_reservoir(batches: list[tuple[int, int]], size: int) -> list[LabelledRow]:
+    """What the reservoir must hold after `batches` ((worker, i) pairs): the `size` smallest keys."""
+    rows = []
+    for worker, i in batches:
+        batch = labelled(worker, i)
+        for j in range(LABELLED):
+            row = batch.payload[j].tobytes()
+            rows.append((int(batch.keys[j]), LabelledRow(i * 60.0, f"w{worker}", "logits", "<f4", row, j)))
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0])[:size]]
+
+
 def main() -> None:
     path, worker, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     limits = StoreLimits(max_pending_rows=10**8)
@@ -33,7 +56,7 @@ def main() -> None:
     store = make_store(path, limits=limits, **timeout)
     for i in itertools.count() if n < 0 else range(n):
         stats, pending = batch(worker, i)
-        store.write_batch("m", stats, pending=pending, now=0.0)
+        store.write_batch("m", stats, pending=pending, labelled=labelled(worker, i), now=0.0)
         sys.stdout.write(f"{i}\n")
         sys.stdout.flush()
     store.close()
