@@ -1,0 +1,209 @@
+"""The reservoir in blocks (schema v7) against a naive bottom-k over every row offered, and its migration.
+
+The naive model is the row-per-row design: a table keyed by sample key (a repeated key is not
+inserted) trimmed to the `reservoir_size` smallest keys after every write; retention deletes its
+rows older than the cutoff; a new size trims it.
+"""
+
+import random
+
+import numpy as np
+import pytest
+
+from service.store import LabelledRow, MonitorConfig, ReservoirBatch
+from tests.store.conftest import assert_counters_match, make_store, query
+from tests.store.test_reservoir import stored_keys
+
+RETENTION = 10_000
+
+
+class Naive:
+    """The row-per-row reservoir: {key: row}, the `size` smallest keys."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.rows: dict[int, LabelledRow] = {}
+
+    def offer(self, rows: list[tuple[int, LabelledRow]]) -> None:
+        if self.size <= 0:
+            return
+        for key, row in rows:
+            self.rows.setdefault(key, row)  # ON CONFLICT (monitor, sample_key) DO NOTHING
+        self.resize(self.size)
+
+    def resize(self, size: int) -> None:
+        self.size = size
+        self.rows = dict(sorted(self.rows.items())[: max(size, 0)])
+
+    def retain(self, cutoff: float) -> None:
+        self.rows = {k: r for k, r in self.rows.items() if r.time >= cutoff}
+
+    def read(self, start: float, end: float, limit: int) -> list[LabelledRow]:
+        return [r for _, r in sorted(self.rows.items()) if start <= r.time < end][:limit]
+
+
+def config(size: int) -> MonitorConfig:
+    return MonitorConfig(
+        "m", n_classes=3, binary=False, class_names=None, reservoir_size=size, retention_s=RETENTION
+    )
+
+
+def offer(rng: np.random.Generator, now: float, small_keys: bool):
+    """A random batch as the store gets it (row objects or columns), and its labelled rows with keys."""
+    n = int(rng.integers(0, 90))
+    kind, dtype = ("logits", "<f4") if rng.random() < 0.7 else ("probs", "<f8")
+    values = rng.standard_normal((n, 3)).astype(dtype)
+    labels = rng.integers(0, 3, n)
+    labelled = rng.random(n) < 0.7  # partly labelled: only those are offered
+    times = now - rng.uniform(0, RETENTION / 2, n)  # any order
+    if small_keys:  # keys repeat: the first row of a key wins
+        keys = rng.integers(0, 400, n).astype(np.int64)
+    else:
+        keys = rng.integers(-(2**63), 2**63, n, dtype=np.int64)
+    segment = str(rng.choice(["", "a", "b"]))
+    rows = np.flatnonzero(labelled)
+    expected = [
+        (
+            int(keys[i]),
+            LabelledRow(float(times[i]), segment, kind, dtype, values[i].tobytes(), int(labels[i])),
+        )
+        for i in rows
+    ]
+    style = rng.integers(0, 3)
+    if style == 0:  # row objects, caller keys
+        batch: object = [
+            LabelledRow(row.time, row.segment, row.kind, row.dtype, row.row, row.label, key)
+            for key, row in expected
+        ]
+    elif style == 1:  # columns, the payload gathered already (what ingestion sent before)
+        payload = values[rows].view(np.uint8)
+        batch = ReservoirBatch(segment, kind, dtype, times[rows], labels[rows], keys[rows], payload)
+    else:  # columns over the whole array, with the rows' indices (what ingestion sends)
+        batch = ReservoirBatch(
+            segment, kind, dtype, times[rows], labels[rows], keys[rows], values.view(np.uint8), rows
+        )
+    return batch, expected
+
+
+@pytest.mark.parametrize(("seed", "small_keys"), [(0, False), (1, False), (2, True)])
+def test_reservoir_equals_a_naive_bottom_k_through_writes_compactions_retention_and_resizes(
+    db, seed, small_keys
+):
+    rng = np.random.default_rng(seed)
+    store = make_store(db, rng=random.Random(seed))
+    size = 40
+    store.put_monitor(config(size))
+    naive = Naive(size)
+    now = 1e6
+    rewrites = stored = compared = 0
+    for _ in range(160):
+        now += float(rng.uniform(0, 400))
+        action = rng.random()
+        if action < 0.75:
+            batch, expected = offer(rng, now, small_keys)
+            store.write_batch("m", [], labelled=batch)  # type: ignore[arg-type]
+            naive.offer(expected)
+            rewrites += len(stored_keys(db)) < stored  # the write rewrote the blocks
+        elif action < 0.87:
+            store.compact(now)
+            naive.retain(now - RETENTION)
+            keys = stored_keys(db)  # compacted: the reservoir's rows, nothing else (but a repeated key's
+            assert sorted(set(keys)) == sorted(naive.rows)  # later rows, until a write rewrites them)
+            assert len(keys) == len(naive.rows) or small_keys
+        else:
+            size = int(rng.choice([0, 5, 25, 40, 60, 90]))
+            store.put_monitor(config(size))
+            naive.resize(size)
+        assert store.reservoir("m", 0.0, 1e12, 10**6) == naive.read(0.0, 1e12, 10**6)
+        compared += len(naive.rows)
+        start = now - float(rng.uniform(0, RETENTION))
+        end, limit = start + float(rng.uniform(0, RETENTION)), int(rng.integers(0, 50))
+        assert store.reservoir("m", start, end, limit) == naive.read(start, end, limit)
+        assert_counters_match(db)
+        stored = len(stored_keys(db))
+        assert stored <= 4 * size  # bounded: a write rewrites the blocks past 4x the size
+    assert compared > 1000 and rewrites > 0
+    store.close()
+
+
+def test_a_write_keeps_only_keys_below_the_threshold_of_a_full_reservoir(db):
+    """Once full (after a rewrite), a write stores only the keys below the reservoir's largest."""
+    store = make_store(db)
+    store.put_monitor(config(10))
+    keys = np.arange(100, 0, -1, dtype=np.int64) * 1000  # decreasing: every key enters the reservoir
+
+    def batch(ks):
+        n = len(ks)
+        zeros = np.zeros((n, 3), "<f4")
+        return ReservoirBatch(
+            "", "logits", "<f4", np.full(n, 5.0), np.zeros(n, np.int64), ks, zeros.view(np.uint8)
+        )
+
+    store.write_batch("m", [], labelled=batch(keys[:50]))  # 50 rows > 4 x 10: rewritten at once
+    assert stored_keys(db) == sorted(keys[:50].tolist())[:10]
+    threshold = query(db, "SELECT reservoir_threshold FROM monitors")[0][0]
+    assert threshold == sorted(keys[:50].tolist())[9]
+    store.write_batch("m", [], labelled=batch(np.array([threshold, threshold + 1, threshold - 1])))
+    assert stored_keys(db) == sorted([*sorted(keys[:50].tolist())[:10], threshold - 1])
+    assert [r.time for r in store.reservoir("m", 0, 10, 100)] == [5.0] * 10
+    store.close()
+
+
+def test_delete_monitor_deletes_its_blocks(db):
+    store = make_store(db)
+    store.put_monitor(config(10))
+    store.write_batch("m", [], labelled=[LabelledRow(1.0, "", "logits", "<f4", b"\0" * 12, 0, 7)])
+    assert stored_keys(db) == [7]
+    assert store.delete_monitor("m")
+    assert query(db, "SELECT count(*) FROM reservoir_blocks") == [(0,)]
+    store.close()
+
+
+# Version 6's per-row reservoir, as it stored rows (the migration test writes them this way).
+OLD_INSERT = (
+    "INSERT INTO reservoir (monitor, sample_key, event_time, segment, kind, dtype, payload, label) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def test_migration_from_version_6_keeps_every_reservoir_row(db):
+    store = make_store(db, migrate=False)
+    assert store.migrate(6) == 6
+    rng = np.random.default_rng(4)
+    sizes = {"a": 50, "b": 20, "c": 10}
+    for name, size in sizes.items():
+        store.put_monitor(
+            MonitorConfig(name, n_classes=2, binary=False, class_names=None, reservoir_size=size)
+        )
+    old: dict[str, list[tuple[int, LabelledRow]]] = {"a": [], "b": [], "c": []}
+    counts = {"a": 30, "b": 20, "c": 35}  # not full; full; over its size (shrunk, not compacted yet)
+    with store._transaction() as cur:
+        for name, n in counts.items():
+            for i in range(n):
+                key = int(rng.integers(-(2**63), 2**63, dtype=np.int64))
+                kind, dtype, row = ("logits", "<f4", rng.standard_normal(2).astype("<f4").tobytes())
+                if i % 3 == 0:
+                    kind, dtype, row = ("probs", "<f8", np.float64([0.25, 0.75]).tobytes())
+                item = LabelledRow(float(rng.uniform(0, 100)), f"s{i % 2}", kind, dtype, row, i % 2)
+                old[name].append((key, item))
+                cur.execute(
+                    store._q(OLD_INSERT), (name, key, item.time, item.segment, kind, dtype, row, i % 2)
+                )
+            cur.execute(store._q("UPDATE monitors SET n_reservoir = ? WHERE name = ?"), (n, name))
+    assert store.migrate() == 7
+    for name, rows in old.items():
+        assert stored_keys(db, name) == sorted(key for key, _ in rows)  # every row kept
+        by_key = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+        assert store.reservoir(name, 0.0, 1e9, 1000) == by_key[: sizes[name]]
+        assert (
+            store.reservoir(name, 20.0, 60.0, 5)
+            == [r for r in by_key[: sizes[name]] if 20 <= r.time < 60][:5]
+        )
+    assert_counters_match(db)
+    thresholds = dict(query(db, "SELECT name, reservoir_threshold FROM monitors"))
+    assert thresholds == {
+        "a": None,
+        "b": sorted(k for k, _ in old["b"])[19],
+        "c": sorted(k for k, _ in old["c"])[9],
+    }
+    store.close()
