@@ -12,9 +12,9 @@ The blocks hold a superset S of the reservoir R, and R is always the bottom ``re
 S (bottom-k of a union is bottom-k of the bottom-k of its parts), so reads select it from the
 blocks: `select` is exact whatever blocks there are. When S passes `REWRITE_FACTOR` times
 ``reservoir_size`` rows, the write that passes it rewrites the blocks into R itself and sets the
-exact threshold (`rewrite`); the background compaction does so whenever S holds more than R, and before retention
-deletes old rows (rows outside R must go first: they are not in the reservoir). A change of
-``reservoir_size`` rewrites too (growing: R stays what it was, and fills with later rows only).
+exact threshold (`rewrite`); the background compaction does so whenever S holds more than R, and
+before retention deletes old rows (rows outside R must go first: they are not in the reservoir).
+A change of ``reservoir_size`` rewrites too (growing: R stays what it was, and fills with later rows only).
 Only a rewrite drops a row whose key repeats one stored earlier (keys the caller drew; random ones
 do not repeat): until then reads skip it.
 

@@ -142,9 +142,9 @@ def test_a_version_5_database_upgrades_and_rolls_up(db, rng):
     old.put_monitor(MonitorConfig("m", n_classes=2, binary=False, class_names=None))
     written = write(old, rng, np.arange(NOW - 2 * DAY, NOW, 60)[::5] // 60 * 60)
     old.close()
-    store = make_store(db)  # opening migrates to version 6
+    store = make_store(db)  # opening migrates to version 6 and on
     try:
-        assert query(db, "SELECT max(version) FROM schema_version") == [(sql.LATEST_VERSION,)] == [(6,)]
+        assert query(db, "SELECT max(version) FROM schema_version") == [(sql.LATEST_VERSION,)]
         assert_series_agree(store)  # every old row unrolled: read raw
         assert store.roll_up(NOW) == len(written)
         assert_rollups_exact(db)
