@@ -260,7 +260,7 @@ def _reservoir_rows(
     """
     if labels is None or size <= 0:
         return ()
-    rows = np.flatnonzero(labelled)
+    rows = labelled.nonzero()[0]
     if rows.size == 0:
         return ()
     keys = sample_keys(rows.size)
@@ -272,15 +272,16 @@ def _reservoir_rows(
     assert source is not None
     whole = np.ascontiguousarray(source, dtype=source.dtype.newbyteorder("<"))  # (no copy when it is)
     payload = whole.reshape(whole.shape[0], -1).view(np.uint8)
+    every = rows.size == t.shape[0]  # (the usual batch: every row labelled, nothing to gather)
     return ReservoirBatch(
         segment,
         kind,
         dtype_name(source.dtype),
-        t[rows].astype(np.float64),
-        labels[rows].astype(np.int64),
+        (t if every else t[rows]).astype(np.float64, copy=False),
+        (labels if every else labels[rows]).astype(np.int64, copy=False),
         keys,
         payload,
-        rows,
+        None if every else rows,
     )
 
 

@@ -74,11 +74,11 @@ def batch_blocks(batch: ReservoirBatch, below: int | None) -> list[BlockParams]:
         if not len(batch):
             return []
     else:
-        keep = np.flatnonzero(batch.keys < below)
+        keep = (batch.keys < below).nonzero()[0]
         if not keep.size:
             return []
     rows = keep if batch.rows is None else batch.rows[keep]  # the payload's rows: gathered once
-    payload = np.ascontiguousarray(batch.payload[rows]).tobytes()
+    payload = batch.payload[rows].tobytes()
     return [
         _block(
             batch.segment,

@@ -207,3 +207,27 @@ def test_migration_from_version_6_keeps_every_reservoir_row(db):
         "c": sorted(k for k, _ in old["c"])[9],
     }
     store.close()
+
+
+@pytest.mark.parametrize(("size", "dtype"), [(1000, np.float64), (10, np.float32)])
+def test_ingest_offers_exactly_the_labelled_rows_of_a_batch(db_path, size, dtype):
+    """`ingest` sends the labelled rows (partly labelled, several buckets) with their bytes, label and time."""
+    from service.core import Distribution
+    from service.monitors import ingest
+
+    store = make_store(db_path)
+    monitor, _ = store.put_monitor(config(size))
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((50, 3)).astype(dtype)
+    labels = np.where(rng.random(50) < 0.6, rng.integers(0, 3, 50), -1)
+    times = 1e9 + rng.uniform(0, 600, 50)
+    ingest(store, monitor, Distribution.from_logits(logits), labels, None, times, "s", now=1e9 + 600)
+    offered = {
+        (float(times[i]), logits[i].astype(np.dtype(dtype).newbyteorder("<")).tobytes(), int(labels[i]))
+        for i in np.flatnonzero(labels >= 0)
+    }
+    kept = store.reservoir("m", 0.0, 2e9, 10**6)
+    assert {(r.time, r.row, r.label) for r in kept} <= offered
+    assert len(kept) == min(size, len(offered)) and len({r.time for r in kept}) == len(kept)
+    assert {(r.segment, r.kind, r.dtype) for r in kept} == {("s", "logits", np.dtype(dtype).name)}
+    store.close()
