@@ -11,8 +11,8 @@ the largest key of the reservoir once it is full (NULL before). Such a key can n
 The blocks hold a superset S of the reservoir R, and R is always the bottom ``reservoir_size`` of
 S (bottom-k of a union is bottom-k of the bottom-k of its parts), so reads select it from the
 blocks: `select` is exact whatever blocks there are. When S passes `REWRITE_FACTOR` times
-``reservoir_size`` rows, the write that passes it rewrites the blocks into R itself and sets the
-exact threshold (`rewrite`); the background compaction does so whenever S holds more than R, and
+``reservoir_size`` rows (or ``reservoir_size`` with no threshold yet), the write that passes it
+rewrites the blocks into R itself and sets the exact threshold (`rewrite`); the background compaction does so whenever S holds more than R, and
 before retention deletes old rows (rows outside R must go first: they are not in the reservoir).
 A change of ``reservoir_size`` rewrites too (growing: R stays what it was, and fills with later rows only).
 Only a rewrite drops a row whose key repeats one stored earlier (keys the caller drew; random ones
@@ -247,7 +247,7 @@ def add(store: "SqlStore", cur: "Cursor", name: str, rows: Sequence[LabelledRow]
         return
     cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
     count += sum(block[0] for block in blocks)
-    if count > REWRITE_FACTOR * size:
+    if count > REWRITE_FACTOR * size or (threshold is None and count > size):  # (first full: a threshold)
         rewrite(store, cur, name, size)
     else:
         cur.execute(store._q(sql.SET_RESERVOIR_COUNT), (count, name))
