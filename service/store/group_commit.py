@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.core.cancel import Cancelled, current_deadline
-from service.store.base import StoreUnavailable
+from service.store.base import StoreUnavailable, WouldBlock
 
 T = TypeVar("T")
 
@@ -73,12 +73,17 @@ class GroupCommit:
         self.commits = 0
         self.works = 0
 
-    def run(self, run: Callable[[sqlite3.Cursor], T]) -> T:
-        """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result."""
+    def run(self, run: Callable[[sqlite3.Cursor], T], *, wait: bool = True) -> T:
+        """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result.
+
+        ``wait=False``: raise `WouldBlock` (nothing queued) unless the lock is free right now.
+        """
         work = _Work(run, current_deadline())
+        if not wait and not self.lock.acquire(blocking=False):
+            raise WouldBlock("another write holds the lock")
         with self._queue_lock:
             self._queue.append(work)
-        if not self.lock.acquire(timeout=self.timeout_s):
+        if wait and not self.lock.acquire(timeout=self.timeout_s):
             with self._queue_lock:
                 if any(w is work for w in self._queue):  # no leader took it: give up, nothing written
                     self._queue.remove(work)
