@@ -205,9 +205,9 @@ def prepare_batch(
     t = _check_times(times, n, config, now)
     row_ids = _check_ids(ids, n)
     segment = check_segment(segment)
-    buckets = bucket_starts(t, config.bucket_s)
-    if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # the usual batch: one bucket
-        unique, order, bounds = buckets[:1], None, np.array([0, n])
+    buckets = bucket_starts(t if times is not None else np.array([now]), config.bucket_s)  # none: all now
+    if buckets.size == 1 or (buckets[0] == buckets[-1] and (buckets == buckets[0]).all()):
+        unique, order, bounds = buckets[:1], None, np.array([0, n])  # the usual batch: one bucket
     else:
         unique, inverse = np.unique(buckets, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
