@@ -76,14 +76,15 @@ class GroupCommit:
     def run(self, run: Callable[[sqlite3.Cursor], T], *, wait: bool = True) -> T:
         """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result.
 
-        ``wait=False``: raise `WouldBlock` (nothing queued) unless the lock is free right now.
+        ``wait=False``: alone, now, or `WouldBlock` (:meth:`_run_now`), for a caller that must not
+        wait (an event loop).
         """
+        if not wait:
+            return self._run_now(run)
         work = _Work(run, current_deadline())
-        if not wait and not self.lock.acquire(blocking=False):
-            raise WouldBlock("another write holds the lock")
         with self._queue_lock:
             self._queue.append(work)
-        if wait and not self.lock.acquire(timeout=self.timeout_s):
+        if not self.lock.acquire(timeout=self.timeout_s):
             with self._queue_lock:
                 if any(w is work for w in self._queue):  # no leader took it: give up, nothing written
                     self._queue.remove(work)
@@ -97,6 +98,53 @@ class GroupCommit:
         if work.error is not None:
             raise work.error
         return work.result
+
+    def _run_now(self, run: Callable[[sqlite3.Cursor], T]) -> T:
+        """`run` alone in a transaction begun at once, or `WouldBlock` with nothing done.
+
+        At once: the process's lock is free and no thread queued a write, and SQLite's lock is
+        free too (``BEGIN IMMEDIATE`` under a zero busy timeout: another process writing makes
+        it fail rather than wait). In WAL mode only that BEGIN can wait for another writer.
+        """
+        if not self.lock.acquire(blocking=False):
+            raise WouldBlock("another write holds the lock")
+        try:
+            if self._queue:  # another thread is about to lead these: it goes first
+                raise WouldBlock("other writes are queued")
+            work = _Work(run, current_deadline())
+            if _late(work):
+                raise Cancelled("the request's deadline passed before its write began; nothing written")
+            with self._errors():
+                connection = self._connection()
+                self._begin_now(connection)
+                try:
+                    with closing(connection.cursor()) as cursor:
+                        result = work.run(cursor)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+                        with suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+            self.commits += 1
+            self.works += 1
+            return result
+        finally:
+            self.lock.release()
+
+    @staticmethod
+    def _begin_now(connection: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` without waiting: `WouldBlock` if another connection holds the write lock."""
+        (previous,) = connection.execute("PRAGMA busy_timeout").fetchone()
+        connection.execute("PRAGMA busy_timeout=0")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            raise WouldBlock("another process holds the database's write lock") from error
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={int(previous)}")
 
     def _lead(self) -> None:
         with self._queue_lock:

@@ -19,14 +19,15 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from service.api.deps import INLINE_BYTES, RawBody, parsed_body, raw_body
+from service.api.formats.answers import Document, json_bytes
 from service.api.formats.inputs import Body
 from service.monitors.idempotency import check_key, fingerprint
 from service.store import IdempotencyKey, MonitorStore
 
 
-def answer_bytes(result: BaseModel) -> bytes:
+def answer_bytes(result: BaseModel | Document) -> bytes:
     """The JSON body `json_response` sends for `result` (stored with an idempotency key)."""
-    return result.model_dump_json().encode()
+    return json_bytes(result)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class MonitorWrite:
         store: MonitorStore = self.request.app.state.monitors.get()
         return store
 
-    def key(self, result: Callable[[Any], BaseModel]) -> IdempotencyKey | None:
+    def key(self, result: Callable[[Any], BaseModel | Document]) -> IdempotencyKey | None:
         """The store's key (None without a header); `result` makes the answer of the write's result."""
         if self.header is None:
             return None

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import core
 from service.api.deps import StoreDep
+from service.api.formats.answers import Document
 from service.api.formats.inputs import Body, read_prediction
 from service.api.formats.payload import parse_json_object
 from service.api.middleware.dispatch import DirectEntry
@@ -316,16 +317,16 @@ def _record_with(write: MonitorWrite, store: MonitorStore, config: MonitorConfig
     times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
     segment = options.segment or ""
 
-    def result(counts: IngestCounts) -> ObservationsResult:
-        return ObservationsResult(
-            monitor=name,
-            n=counts.rows,
-            n_labelled=counts.labelled,
-            n_pending=counts.pending,
-            n_duplicate_ids=counts.duplicate_ids,
-            buckets=counts.buckets,
-            segment=segment,
-        )
+    def result(counts: IngestCounts) -> Document:  # an ObservationsResult, printed by orjson
+        return {
+            "monitor": name,
+            "n": counts.rows,
+            "n_labelled": counts.labelled,
+            "n_pending": counts.pending,
+            "n_duplicate_ids": counts.duplicate_ids,
+            "buckets": counts.buckets,
+            "segment": segment,
+        }
 
     batch = prepare_batch(config, dist, labels, body.fields.get("ids"), times, segment)
     counts = write_prepared(store, batch, key=write.key(result), expect=True, wait=wait)
