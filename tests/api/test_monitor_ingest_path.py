@@ -68,7 +68,8 @@ def test_a_longer_retention_set_elsewhere_admits_older_timestamps(tmp_path, rng)
         assert observe(client, "m", batch(rng, 4, 3)).status_code == 200
         other = other_store(tmp_path)
         try:
-            other.put_monitor(MonitorConfig("m", n_classes=3, binary=False, class_names=None, retention_s=86400))
+            longer = MonitorConfig("m", n_classes=3, binary=False, class_names=None, retention_s=86400)
+            other.put_monitor(longer)
         finally:
             other.close()
         fields = {**batch(rng, 4, 3), "timestamps": np.full(4, time.time() - 7200)}
