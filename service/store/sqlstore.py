@@ -6,6 +6,7 @@ turns the engine's "locked / full / I/O" errors into `StoreUnavailable`) and `_r
 for one or more reads). Everything else, compaction included, is shared.
 """
 
+import functools
 import json
 import random
 import time
@@ -89,6 +90,12 @@ def _config(row: Sequence[Any]) -> MonitorConfig:
         updated_at=float(row[11]),
         temperature=None if row[12] is None else float(row[12]),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _config_of(row: tuple[Any, ...]) -> MonitorConfig:
+    """`_config` of a row read before (each write reads its monitor's row): the same frozen config."""
+    return _config(row)
 
 
 def _mutable(config: MonitorConfig) -> tuple[Any, ...]:
@@ -466,7 +473,7 @@ class SqlStore:
         statement = sql.SELECT_MONITOR + (sql.MONITOR_ROW_LOCK[self.dialect] if lock else "")
         cur.execute(self._q(statement), (name,))
         row = cur.fetchone()
-        return None if row is None else _config(row)
+        return None if row is None else _config_of(tuple(row))
 
     def _require(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig:
         """The monitor's config; `lock` (in a write transaction): keep it from being deleted until commit."""
