@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from service.store import ConfigChanged, MonitorNotFound, StoreLimits, WouldBlock
+from service.store.group_commit import INLINE_CHECKPOINT_EVERY
 from tests.store.blobs import blob
 from tests.store.conftest import make_store
 from tests.store.test_monitors import config
@@ -122,3 +123,26 @@ def test_sqlite_wait_false_does_not_wait_for_another_process(db_path):
         assert store.read_stats("m", 0, 10**9) == [(60, "", blob(5))]
     finally:
         store.close()
+
+
+def test_sqlite_writes_that_do_not_wait_leave_the_wal_checkpoint_to_a_thread(tmp_path):
+    """An automatic checkpoint (~1,000 pages copied and synced) never runs in a write that must not wait."""
+    big = blob(*range(5000))  # 40 kB: ~10 pages a write
+    sizes = {}
+    for wait in (True, False):
+        path = tmp_path / str(wait) / "monitors.sqlite3"
+        store = make_store(path, limits=StoreLimits())
+        try:
+            store.put_monitor(config())
+            for i in range(INLINE_CHECKPOINT_EVERY - 2):
+                store.write_batch("m", [(60 * i, "", big)], wait=wait)
+            sizes[wait] = path.with_name(path.name + "-wal").stat().st_size
+            if not wait:  # the next one goes to a thread, whose commit checkpoints
+                store.write_batch("m", [(60 * 10**4, "", big)], wait=False)
+                with pytest.raises(WouldBlock, match="checkpoints"):
+                    store.write_batch("m", [(60 * 10**5, "", big)], wait=False)
+        finally:
+            store.close()
+    page = 4096
+    assert sizes[True] < 1100 * page  # the WAL restarted after ~1,000 pages
+    assert sizes[False] > (INLINE_CHECKPOINT_EVERY - 2) * len(big)  # every write still in it
