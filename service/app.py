@@ -28,6 +28,7 @@ from service.api.middleware.metrics import Metrics, refresh_worker_stats
 from service.api.openapi.document import complete
 from service.api.routes import REQUEST_MODELS, docs, routers
 from service.api.serving import trim_malloc
+from service.monitors.configs import ConfigCache
 from service.monitors.counters import MonitorCounters
 from service.monitors.holder import StoreHolder
 from service.settings import Settings
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.scoring_limiter = anyio.CapacityLimiter(settings.scoring_threads)
     app.state.metrics = Metrics()
     app.state.monitor_counters = MonitorCounters(app.state.metrics.registry)
+    app.state.monitor_configs = ConfigCache()
     monitors = StoreHolder(settings, compaction_interval_s=settings.compaction_interval_s)
     app.state.monitors = monitors
     included = routers()

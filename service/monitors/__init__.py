@@ -10,20 +10,26 @@ from service.monitors.ingest import (
     MAX_FUTURE_S,
     TEMPERED,
     IngestCounts,
+    PreparedBatch,
     bucket_starts,
     check_segment,
     fold_labels,
     ingest,
+    prepare_batch,
     rows_distribution,
+    write_prepared,
 )
 
 __all__ = [
     "MAX_FUTURE_S",
     "TEMPERED",
     "IngestCounts",
+    "PreparedBatch",
     "bucket_starts",
     "check_segment",
     "fold_labels",
     "ingest",
+    "prepare_batch",
     "rows_distribution",
+    "write_prepared",
 ]

@@ -33,6 +33,11 @@ class StoreHolder:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def current(self) -> MonitorStore | None:
+        """The store if it is open (None: not yet, or closed); never opens it."""
+        return self._store
+
     def get(self) -> MonitorStore:
         """The open store, opening it first if needed; `StoreUnavailable` if it cannot be opened."""
         store = self._store

@@ -142,6 +142,20 @@ def _raw_rows(dist: Distribution, rows: IntArray) -> tuple[str, str, list[bytes]
     return kind, dtype_name(source.dtype), [data[i * step : (i + 1) * step] for i in range(rows.size)]
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch made ready for one store transaction under `config` (:func:`prepare_batch`)."""
+
+    config: MonitorConfig
+    rows: int
+    labelled: int
+    buckets: int
+    stats: list[StatsRow]
+    pending: list[PendingRow]
+    reservoir: ReservoirBatch | tuple[()]
+    summaries: tuple[tuple[str, MonitorStats], ...]
+
+
 def ingest(
     store: MonitorStore,
     config: MonitorConfig,
@@ -174,14 +188,28 @@ def ingest(
         Stored with the batch; its ``answer`` gets the batch's `IngestCounts`. A key used before
         raises the store's `Replayed` or `KeyReused` and nothing is written.
     """
+    return write_prepared(store, prepare_batch(config, dist, labels, ids, times, segment, now=now), key=key)
+
+
+def prepare_batch(
+    config: MonitorConfig,
+    dist: Distribution,
+    labels: IntArray | None,
+    ids: Sequence[object] | None,
+    times: object,
+    segment: str,
+    *,
+    now: float | None = None,
+) -> PreparedBatch:
+    """The checks and the statistics of :func:`ingest`, without the store (its parameters)."""
     now = time.time() if now is None else now
     n = dist.n_samples
     t = _check_times(times, n, config, now)
     row_ids = _check_ids(ids, n)
     segment = check_segment(segment)
-    buckets = bucket_starts(t, config.bucket_s)
-    if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # the usual batch: one bucket
-        unique, order, bounds = buckets[:1], None, np.array([0, n])
+    buckets = bucket_starts(t if times is not None else np.array([now]), config.bucket_s)  # none: all now
+    if buckets.size == 1 or (buckets[0] == buckets[-1] and (buckets == buckets[0]).all()):
+        unique, order, bounds = buckets[:1], None, np.array([0, n])  # the usual batch: one bucket
     else:
         unique, inverse = np.unique(buckets, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
@@ -203,17 +231,42 @@ def ingest(
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = _pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
+    n_labelled = int(np.count_nonzero(labelled))
+    return PreparedBatch(config, n, n_labelled, unique.size, stats, pending, reservoir, tuple(summaries))
+
+
+def write_prepared(
+    store: MonitorStore,
+    batch: PreparedBatch,
+    *,
+    key: IdempotencyKey | None = None,
+    expect: bool = False,
+    wait: bool = True,
+) -> IngestCounts:
+    """Write a prepared batch in one store transaction (committed on return); what it did.
+
+    `expect`: the store checks, inside the transaction, that the monitor's config is still the
+    one the batch was prepared with (else `ConfigChanged`, nothing written). `wait`: False to
+    get `WouldBlock` rather than wait for the store's write lock (``store.write_batch``).
+    """
 
     def counts(duplicates: int) -> IngestCounts:
-        n_labelled = int(np.count_nonzero(labelled))
-        return IngestCounts(
-            n, n_labelled, len(pending) - duplicates, duplicates, unique.size, tuple(summaries)
-        )
+        pending = len(batch.pending) - duplicates
+        return IngestCounts(batch.rows, batch.labelled, pending, duplicates, batch.buckets, batch.summaries)
 
     stored = (
         None if key is None else IdempotencyKey(key.key, key.fingerprint, lambda d: key.answer(counts(d)))
     )
-    return counts(store.write_batch(config.name, stats, pending, reservoir, key=stored))
+    duplicates = store.write_batch(
+        batch.config.name,
+        batch.stats,
+        batch.pending,
+        batch.reservoir,
+        key=stored,
+        expect=batch.config if expect else None,
+        wait=wait,
+    )
+    return counts(duplicates)
 
 
 def _pending_rows(

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from service.store.base import (
     IMMUTABLE_FIELDS,
+    ConfigChanged,
     Fold,
     HourRows,
     IdempotencyKey,
@@ -32,6 +33,8 @@ from service.store.base import (
     StoreLimit,
     StoreLimits,
     StoreUnavailable,
+    WouldBlock,
+    same_config,
 )
 from service.store.compactor import Compactor
 from service.store.sqlite import SqliteStore
@@ -39,6 +42,7 @@ from service.store.sqlite import SqliteStore
 __all__ = [
     "IMMUTABLE_FIELDS",
     "Compactor",
+    "ConfigChanged",
     "Fold",
     "HourRows",
     "IdempotencyKey",
@@ -61,7 +65,9 @@ __all__ = [
     "StoreLimits",
     "StoreSettings",
     "StoreUnavailable",
+    "WouldBlock",
     "open_store",
+    "same_config",
     "DATABASE_FILE",
 ]
 

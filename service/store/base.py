@@ -203,6 +203,28 @@ class MonitorNotFound(StoreError):
         self.name = name
 
 
+class ConfigChanged(StoreError):
+    """A write's `expect`ed config is not the stored one (changed since it was read): nothing was written.
+
+    ``config`` is the stored config, read inside the write's transaction (None: the monitor is
+    gone); a caller prepares the batch again with it and retries.
+    """
+
+    def __init__(self, name: str, config: MonitorConfig | None) -> None:
+        super().__init__(f"monitor {name!r} changed since its config was read")
+        self.name = name
+        self.config = config
+
+
+class WouldBlock(StoreError):
+    """A write asked not to wait (``wait=False``) could not start at once: nothing was written."""
+
+
+def same_config(a: MonitorConfig, b: MonitorConfig) -> bool:
+    """Whether two configs are the same row (field by field; a NaN equals itself)."""
+    return a == b or repr(a) == repr(b)
+
+
 class MonitorConflict(StoreError):
     """`put_monitor` would change a field that cannot change (one of `IMMUTABLE_FIELDS`)."""
 
@@ -217,6 +239,10 @@ Fold = Callable[[list[PendingRow], list[int]], Sequence[StatsRow]]
 
 class MonitorStore(Protocol):
     """Persistent state of monitors. Every write method commits before it returns."""
+
+    #: Whether `write_batch` may be called with ``wait=False`` from an event loop (SQLite with
+    #: ``synchronous=NORMAL``: a commit does not wait for an fsync or a network round trip).
+    inline_writes: bool
 
     def put_monitor(self, config: MonitorConfig) -> tuple[MonitorConfig, bool]:
         """Create or update a monitor; return the stored config and whether it was created.
@@ -250,6 +276,8 @@ class MonitorStore(Protocol):
         labelled: Sequence[LabelledRow] | ReservoirBatch = (),
         *,
         key: IdempotencyKey | None = None,
+        expect: MonitorConfig | None = None,
+        wait: bool = True,
     ) -> int:
         """Append stats rows, pending rows and reservoir rows in one transaction.
 
@@ -257,6 +285,10 @@ class MonitorStore(Protocol):
         repeated in `pending`): the first row of an id wins. Raises `MonitorNotFound`, or
         `StoreLimit` past ``max_segments`` / ``max_pending_rows`` (then nothing is written).
         With `key`: `Replayed` or `KeyReused` if it was used before (nothing is written).
+        With `expect` (the config the rows were made with): `ConfigChanged` unless the config
+        read inside the transaction is the same (nothing is written). With ``wait=False``:
+        `WouldBlock` unless the write can start at once, holding the write lock (SQLite with
+        ``synchronous=NORMAL`` only: no fsync per commit), so an event loop may run it.
         """
         ...
 

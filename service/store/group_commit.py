@@ -12,6 +12,11 @@ transaction it needs none.
 
 A work whose request deadline (:mod:`service.core.cancel`) has passed when a leader comes to
 it is not run (`Cancelled`): its request was answered 503 already, and it must not commit.
+
+A caller that must not wait (an event loop writing a small batch) asks ``run(..., wait=False)``:
+its work runs alone, at once, if neither this process's lock nor SQLite's is held and no thread
+is queued; otherwise `WouldBlock`, with nothing done, and it calls again with ``wait=True`` from a
+thread.
 """
 
 import sqlite3
@@ -23,9 +28,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.core.cancel import Cancelled, current_deadline
-from service.store.base import StoreUnavailable
+from service.store.base import StoreUnavailable, WouldBlock
 
 T = TypeVar("T")
+#: One in this many writes asked not to wait goes to a thread, where its COMMIT checkpoints the WAL.
+INLINE_CHECKPOINT_EVERY = 128
 
 
 @dataclass(eq=False)
@@ -72,9 +79,17 @@ class GroupCommit:
         #: Transactions committed and works they held (for tests and the benchmark).
         self.commits = 0
         self.works = 0
+        self._inline = 0  # writes run at once since the last one sent to a thread
+        self._autocheckpoint: int | None = None  # the write connection's wal_autocheckpoint
 
-    def run(self, run: Callable[[sqlite3.Cursor], T]) -> T:
-        """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result."""
+    def run(self, run: Callable[[sqlite3.Cursor], T], *, wait: bool = True) -> T:
+        """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result.
+
+        ``wait=False``: alone, now, or `WouldBlock` (:meth:`_run_now`), for a caller that must not
+        wait (an event loop).
+        """
+        if not wait:
+            return self._run_now(run)
         work = _Work(run, current_deadline())
         with self._queue_lock:
             self._queue.append(work)
@@ -92,6 +107,71 @@ class GroupCommit:
         if work.error is not None:
             raise work.error
         return work.result
+
+    def _run_now(self, run: Callable[[sqlite3.Cursor], T]) -> T:
+        """`run` alone in a transaction begun at once, or `WouldBlock` with nothing done.
+
+        At once: the process's lock is free and no thread queued a write, and SQLite's lock is
+        free too (``BEGIN IMMEDIATE`` under a zero busy timeout: another process writing makes
+        it fail rather than wait). In WAL mode only that BEGIN can wait for another writer.
+
+        Its COMMIT never checkpoints the WAL (an automatic checkpoint copies ~1,000 pages and
+        syncs the database file: milliseconds); every ``INLINE_CHECKPOINT_EVERY``-th such write
+        is sent to a thread instead (`WouldBlock`), whose commit checkpoints as usual.
+        """
+        if not self.lock.acquire(blocking=False):
+            raise WouldBlock("another write holds the lock")
+        try:
+            if self._queue:  # another thread is about to lead these: it goes first
+                raise WouldBlock("other writes are queued")
+            self._inline += 1
+            if self._inline >= INLINE_CHECKPOINT_EVERY:
+                self._inline = 0
+                raise WouldBlock("this write checkpoints the WAL, in a thread")
+            work = _Work(run, current_deadline())
+            if _late(work):
+                raise Cancelled("the request's deadline passed before its write began; nothing written")
+            with self._errors():
+                connection = self._connection()
+                self._begin_now(connection)
+                try:
+                    with closing(connection.cursor()) as cursor:
+                        result = work.run(cursor)
+                    self._commit_without_checkpoint(connection)
+                except BaseException:
+                    if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+                        with suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
+                    raise
+            self.commits += 1
+            self.works += 1
+            return result
+        finally:
+            self.lock.release()
+
+    def _commit_without_checkpoint(self, connection: sqlite3.Connection) -> None:
+        """COMMIT, the connection's automatic checkpoint off for it (the setting is per connection)."""
+        if self._autocheckpoint is None:
+            (self._autocheckpoint,) = connection.execute("PRAGMA wal_autocheckpoint").fetchone()
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            connection.execute("COMMIT")
+        finally:
+            connection.execute(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint)}")
+
+    @staticmethod
+    def _begin_now(connection: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` without waiting: `WouldBlock` if another connection holds the write lock."""
+        (previous,) = connection.execute("PRAGMA busy_timeout").fetchone()
+        connection.execute("PRAGMA busy_timeout=0")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            raise WouldBlock("another process holds the database's write lock") from error
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={int(previous)}")
 
     def _lead(self) -> None:
         with self._queue_lock:

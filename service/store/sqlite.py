@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
-from service.store.base import Merge, StoreError, StoreLimits, StoreUnavailable
+from service.store.base import Merge, StoreError, StoreLimits, StoreUnavailable, WouldBlock
 from service.store.group_commit import GroupCommit
 from service.store.sqlstore import Cursor, SqlStore
 
@@ -109,6 +109,7 @@ class SqliteStore(SqlStore):
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self.synchronous = synchronous
+        self.inline_writes = synchronous == "NORMAL"  # a commit appends to the WAL, no fsync
         self.max_bytes = max_bytes
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -169,9 +170,15 @@ class SqliteStore(SqlStore):
             self._connections.append(connection)
         return connection
 
-    def _write(self, work: Callable[[Cursor], T]) -> T:
-        """Run `work` in a write transaction shared with other threads' writes (`GroupCommit`)."""
-        return self.group_commit.run(work)
+    def _write(self, work: Callable[[Cursor], T], *, wait: bool = True) -> T:
+        """Run `work` in a write transaction shared with other threads' writes (`GroupCommit`).
+
+        ``wait=False``: `WouldBlock` unless the write lock is free now and commits need no fsync
+        (``synchronous=NORMAL``), so the caller may be an event loop.
+        """
+        if not wait and not self.inline_writes:
+            raise WouldBlock("synchronous=FULL: every commit waits for an fsync")
+        return self.group_commit.run(work, wait=wait)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:

@@ -6,6 +6,7 @@ turns the engine's "locked / full / I/O" errors into `StoreUnavailable`) and `_r
 for one or more reads). Everything else, compaction included, is shared.
 """
 
+import functools
 import json
 import random
 import time
@@ -18,6 +19,7 @@ from service.core.cancel import Cancelled, current_deadline
 from service.store import reservoir, sql
 from service.store.base import (
     IMMUTABLE_FIELDS,
+    ConfigChanged,
     Digest,
     Fold,
     HourRows,
@@ -37,6 +39,8 @@ from service.store.base import (
     StoreLimit,
     StoreLimits,
     StoreUnavailable,
+    WouldBlock,
+    same_config,
 )
 from service.store.compaction import compact
 from service.store.rollups import roll_up
@@ -88,6 +92,12 @@ def _config(row: Sequence[Any]) -> MonitorConfig:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _config_of(row: tuple[Any, ...]) -> MonitorConfig:
+    """`_config` of a row read before (each write reads its monitor's row): the same frozen config."""
+    return _config(row)
+
+
 def _mutable(config: MonitorConfig) -> tuple[Any, ...]:
     names = None if config.class_names is None else json.dumps(list(config.class_names))
     return (
@@ -106,6 +116,8 @@ class SqlStore:
     dialect: ClassVar[str] = "sqlite"
     #: Most ids bound in one ``IN (...)`` list.
     max_params: ClassVar[int] = 500
+    #: See `MonitorStore`; a backend whose commits never block for long sets it.
+    inline_writes: bool = False
 
     def __init__(
         self,
@@ -132,12 +144,15 @@ class SqlStore:
     def _reading(self) -> AbstractContextManager[Cursor]:
         raise NotImplementedError
 
-    def _write(self, work: Callable[[Cursor], T]) -> T:
+    def _write(self, work: Callable[[Cursor], T], *, wait: bool = True) -> T:
         """Run `work` in a write transaction and commit; its result once committed.
 
         A request whose deadline (:mod:`service.core.cancel`) passed before its transaction
-        began is not run (`Cancelled`). SQLite overrides this with a group commit.
+        began is not run (`Cancelled`). SQLite overrides this with a group commit; here
+        ``wait=False`` always raises `WouldBlock` (a network round trip may block).
         """
+        if not wait:
+            raise WouldBlock("this backend's writes may block")
         deadline = current_deadline()
         if deadline is not None and time.monotonic() >= deadline:
             raise Cancelled("the request's deadline passed before its write began; nothing was written")
@@ -257,17 +272,23 @@ class SqlStore:
         *,
         now: float | None = None,
         key: IdempotencyKey | None = None,
+        expect: MonitorConfig | None = None,
+        wait: bool = True,
     ) -> int:
         """Append stats, pending and reservoir rows in one transaction; return duplicate pending ids.
 
         A pending row whose id is already pending for this monitor (or repeats one earlier in
         `pending`) is not stored: the first row of an id wins, the count of the others is returned.
         With `key`, a key used before raises `Replayed` (same request) or `KeyReused` (another).
+        With `expect`, a stored config other than it raises `ConfigChanged` (with the stored one);
+        ``wait=False`` raises `WouldBlock` unless the write can start at once (`MonitorStore`).
         """
         at = time.time() if now is None else now
 
         def work(cur: Cursor) -> int:
             config = self._require(cur, name, lock=True)
+            if expect is not None and not same_config(config, expect):
+                raise ConfigChanged(name, config)
             self._claim(cur, name, key, at)
             self._insert_stats(cur, name, stats)
             self._add_segments(cur, name, {s for _, s, _ in stats} | {row.segment for row in pending})
@@ -277,7 +298,7 @@ class SqlStore:
             self._answer(cur, name, key, duplicates)
             return duplicates
 
-        return self._write(work)
+        return self._write(work, wait=wait)
 
     def join_labels(
         self,
@@ -457,7 +478,7 @@ class SqlStore:
         statement = sql.SELECT_MONITOR + (sql.MONITOR_ROW_LOCK[self.dialect] if lock else "")
         cur.execute(self._q(statement), (name,))
         row = cur.fetchone()
-        return None if row is None else _config(row)
+        return None if row is None else _config_of(tuple(row))
 
     def _require(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig:
         """The monitor's config; `lock` (in a write transaction): keep it from being deleted until commit."""

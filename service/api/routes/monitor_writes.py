@@ -2,11 +2,14 @@
 
 A write route reads the body as it streams in (checked for size and type), checks the header's
 key, then runs its work in the scoring pool: parsing, scoring and the store's transaction are
-CPU or blocking work. The key's fingerprint is a digest of the route's tag, the content type
-(where the route takes several formats) and the body's bytes, taken before the body is parsed.
+CPU or blocking work. A small body (at most ``INLINE_BYTES``, as the scoring routes) may be
+written right on the event loop when the store can commit without blocking it (SQLite with
+``synchronous=NORMAL``, its write lock free: :func:`inline_store`); the thread hop cost more
+than such a write. The key's fingerprint is a digest of the route's tag, the content type
+(where the route takes several formats) and the body's bytes.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,25 +18,26 @@ from fastapi import Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from service.api.deps import RawBody, parsed_body, raw_body
+from service.api.deps import INLINE_BYTES, RawBody, parsed_body, raw_body
+from service.api.formats.answers import Document, json_bytes
 from service.api.formats.inputs import Body
 from service.monitors.idempotency import check_key, fingerprint
 from service.store import IdempotencyKey, MonitorStore
 
 
-def answer_bytes(result: BaseModel) -> bytes:
+def answer_bytes(result: BaseModel | Document) -> bytes:
     """The JSON body `json_response` sends for `result` (stored with an idempotency key)."""
-    return result.model_dump_json().encode()
+    return json_bytes(result)
 
 
 @dataclass(frozen=True)
 class MonitorWrite:
-    """One write request, in the worker thread: its raw body, and its key's header and digest."""
+    """One write request: its raw body, its key's header, and the parts its key's digest covers."""
 
     request: Request
     raw: RawBody
     header: str | None
-    digest: bytes
+    parts: tuple[str | bytearray | memoryview, ...]
 
     def body(self) -> Body:
         """The body parsed in any format the scoring routes take."""
@@ -44,11 +48,39 @@ class MonitorWrite:
         store: MonitorStore = self.request.app.state.monitors.get()
         return store
 
-    def key(self, result: Callable[[Any], BaseModel]) -> IdempotencyKey | None:
+    def key(self, result: Callable[[Any], BaseModel | Document]) -> IdempotencyKey | None:
         """The store's key (None without a header); `result` makes the answer of the write's result."""
         if self.header is None:
             return None
-        return IdempotencyKey(self.header, self.digest, lambda value: answer_bytes(result(value)))
+        return IdempotencyKey(self.header, fingerprint(self.parts), lambda value: answer_bytes(result(value)))
+
+
+async def read_write(
+    request: Request, idempotency_key: str | None, tag: str, *, media: bool = True
+) -> MonitorWrite:
+    """Read the body and check the key of a write request.
+
+    The key's fingerprint covers `tag`, the content type (unless `media` is False: a JSON-only
+    route) and the body's bytes (taken when the write asks for its key).
+    """
+    raw = await raw_body(request, request.app.state.settings)
+    header = check_key(idempotency_key)
+    content_type = request.headers.get("content-type") or ""
+    parts = (tag, content_type, raw.data) if media else (tag, raw.data)
+    return MonitorWrite(request, raw, header, parts)
+
+
+def in_pool(request: Request, work: Callable[[], Response]) -> Awaitable[Response]:
+    """Run `work` in the scoring pool (at most ``XENT_SCORING_THREADS`` at once)."""
+    return anyio.to_thread.run_sync(work, limiter=request.app.state.scoring_limiter)
+
+
+def inline_store(write: MonitorWrite) -> MonitorStore | None:
+    """The store, if a small write may run on the event loop: open, and writing without blocking."""
+    store: MonitorStore | None = write.request.app.state.monitors.current
+    if len(write.raw.data) > INLINE_BYTES or store is None or not store.inline_writes:
+        return None
+    return store
 
 
 async def run_write(
@@ -64,13 +96,5 @@ async def run_write(
     The fingerprint covers `tag`, the content type (unless `media` is False: a JSON-only route)
     and the body's bytes.
     """
-    raw = await raw_body(request, request.app.state.settings)
-    header = check_key(idempotency_key)
-    content_type = request.headers.get("content-type") or ""
-
-    def run() -> Response:
-        parts = [tag, content_type, raw.data] if media else [tag, raw.data]
-        digest = b"" if header is None else fingerprint(parts)
-        return work(MonitorWrite(request, raw, header, digest))
-
-    return await anyio.to_thread.run_sync(run, limiter=request.app.state.scoring_limiter)
+    write = await read_write(request, idempotency_key, tag, media=media)
+    return await in_pool(request, lambda: work(write))

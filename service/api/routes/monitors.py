@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import core
 from service.api.deps import StoreDep
+from service.api.formats.answers import Document
 from service.api.formats.inputs import Body, read_prediction
 from service.api.formats.payload import parse_json_object
 from service.api.middleware.dispatch import DirectEntry
@@ -33,17 +34,27 @@ from service.api.schemas.monitors import (
     ObservationsResult,
 )
 from service.core import PerplexitySeries
-from service.monitors import TEMPERED, IngestCounts, fold_labels, ingest
+from service.monitors import TEMPERED, IngestCounts, fold_labels, prepare_batch, write_prepared
+from service.monitors.configs import ConfigCache
 from service.monitors.counters import MonitorCounters
 from service.monitors.idempotency import HEADER
 from service.monitors.lm import held_series
 from service.monitors.query import totals
 from service.monitors.sums_cache import shared_cache
 from service.settings import Settings
-from service.store import JoinCounts, MonitorConfig, MonitorNotFound, MonitorStore
+from service.store import (
+    ConfigChanged,
+    JoinCounts,
+    MonitorConfig,
+    MonitorNotFound,
+    MonitorStore,
+    StoreUnavailable,
+    WouldBlock,
+    same_config,
+)
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
-from .monitor_writes import MonitorWrite, run_write
+from .monitor_writes import MonitorWrite, in_pool, inline_store, read_write, run_write
 
 
 class SharedPathRoute(APIRoute):
@@ -237,10 +248,13 @@ async def record_observations(
 
 
 async def _observations(request: Request, name: str, idempotency_key: str | None) -> Response:
-    counters: MonitorCounters = request.app.state.monitor_counters
-    return await run_write(
-        request, idempotency_key, "observations", lambda write: _record(write, name, counters)
-    )
+    write = await read_write(request, idempotency_key, "observations")
+    if inline_store(write) is not None:  # a small body, on the event loop (monitor_writes)
+        try:
+            return _record(write, name, wait=False)
+        except WouldBlock:  # another write holds the lock: this one waits in the pool
+            pass
+    return await in_pool(request, lambda: _record(write, name))
 
 
 def _observations_direct(request: Request) -> Awaitable[Response]:
@@ -251,13 +265,45 @@ def _observations_direct(request: Request) -> Awaitable[Response]:
 record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN)  # type: ignore[attr-defined]
 
 
-def _record(write: MonitorWrite, name: str, counters: MonitorCounters) -> Response:
-    body = write.body()
+def _record(write: MonitorWrite, name: str, *, wait: bool = True) -> Response:
+    """Record the batch with the process's cached config, checked by the store in the write.
+
+    The batch is prepared again, once, with the stored config when the write finds the cached
+    one stale (`ConfigChanged`), or when the cached one made an input error and the stored one
+    differs: a stale cache never writes, nor refuses, what the stored config would not.
+    """
     store = write.store()
+    configs: ConfigCache = write.request.app.state.monitor_configs
+    config, cached = configs.get(store, name)
+    try:
+        return _record_with(write, store, config, wait=wait)
+    except ConfigChanged as changed:
+        fresh = changed.config
+    except core.InputError:
+        if not cached:
+            raise
+        fresh = store.get_monitor(name)
+        if fresh is not None and same_config(fresh, config):
+            raise
+    except MonitorNotFound:
+        configs.update(store, name, None)
+        raise
+    configs.update(store, name, fresh)
+    if fresh is None:
+        raise MonitorNotFound(name) from None
+    try:
+        return _record_with(write, store, fresh, wait=wait)
+    except ConfigChanged as changed:
+        configs.update(store, name, changed.config)
+        raise StoreUnavailable(f"monitor {name!r} changed twice during this write; retry") from None
+
+
+def _record_with(write: MonitorWrite, store: MonitorStore, config: MonitorConfig, *, wait: bool) -> Response:
+    body = write.body()
+    name = config.name
     options = body.options(ObservationOptions, ARRAY_FIELDS)  # the body first, then the name
     probability = _probability_options(options.tolerance, options.normalize)
     prediction = read_prediction(body, "probs", "logits", probability)
-    config = require(store, name)
     _names_to_indices(body, config)
     dist = prediction.dist
     if dist.binary != config.binary or dist.n_classes != config.n_classes:
@@ -269,28 +315,22 @@ def _record(write: MonitorWrite, name: str, counters: MonitorCounters) -> Respon
         labels = core.check_labels(body.array("labels"), config.n_classes, ignore_index=-1)
         core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
     times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
+    segment = options.segment or ""
 
-    def result(counts: IngestCounts) -> ObservationsResult:
-        return ObservationsResult(
-            monitor=name,
-            n=counts.rows,
-            n_labelled=counts.labelled,
-            n_pending=counts.pending,
-            n_duplicate_ids=counts.duplicate_ids,
-            buckets=counts.buckets,
-            segment=options.segment or "",
-        )
+    def result(counts: IngestCounts) -> Document:  # an ObservationsResult, printed by orjson
+        return {
+            "monitor": name,
+            "n": counts.rows,
+            "n_labelled": counts.labelled,
+            "n_pending": counts.pending,
+            "n_duplicate_ids": counts.duplicate_ids,
+            "buckets": counts.buckets,
+            "segment": segment,
+        }
 
-    counts = ingest(
-        store,
-        config,
-        dist,
-        labels,
-        body.fields.get("ids"),
-        times,
-        options.segment or "",
-        key=write.key(result),
-    )
+    batch = prepare_batch(config, dist, labels, body.fields.get("ids"), times, segment)
+    counts = write_prepared(store, batch, key=write.key(result), expect=True, wait=wait)
+    counters: MonitorCounters = write.request.app.state.monitor_counters
     counters.add(name, counts.stats)
     return json_response(result(counts))
 

@@ -171,11 +171,12 @@ class MonitorStats:
         every = labelled is not None and bool(labelled.all())
         safe = None if y is None or labelled is None else (y if every else np.where(labelled, y, 0))
         if dist.logits is not None and not dist.binary:
-            dist.summarise(top=True, labels=safe)  # /v1/cross-entropy's fused pass (same per-row values)
-        probs = dist.probs
+            # /v1/cross-entropy's fused pass, without its top class (row_argmax below is the one
+            # used): the same log-normalisers, but for rounding where a row's maximum is tied
+            dist.summarise(labels=safe)
+        probs = _probs(dist)
         predicted, top = row_argmax(probs)  # /v1/calibration's top-label class and confidence
-        stats = cls.empty(k, binary=dist.binary, weighted=w is not None)
-        fields: dict[str, object] = {}
+        fields: dict[str, object] = {"n_classes": k, "binary": dist.binary}
         if part != "labels":
             fields.update(_prediction_side(predicted, top, w, k))
         if labelled is not None and safe is not None and labelled.any():
@@ -196,7 +197,7 @@ class MonitorStats:
                     k,
                 )
             )
-        return _replace(stats, fields)
+        return _build(fields, weighted=w is not None)
 
     # --- merging and bytes -------------------------------------------------------------
 
@@ -419,10 +420,23 @@ def _labelled_side(
     }
 
 
-def _replace(stats: MonitorStats, fields: dict[str, object]) -> MonitorStats:
-    values = {name: getattr(stats, name) for name in MonitorStats.__dataclass_fields__}
-    values.update(fields)
-    return MonitorStats(**values)
+def _probs(dist: Distribution) -> FloatArray:
+    """``dist.probs``; for K-class logits ``exp(z - lse)`` in one buffer (the same values, no log-probs)."""
+    if dist.logits is None or dist.binary:
+        return dist.probs
+    p = np.subtract(dist.logits, dist.summarise().lse[:, None])
+    return np.exp(p, out=p)
+
+
+def _build(fields: dict[str, object], *, weighted: bool) -> MonitorStats:
+    """MonitorStats of `fields` (with ``n_classes`` and ``binary``), a side not in them empty."""
+    if len(fields) < len(_FIELDS):  # fills the side not summarised (and K = 2's `positive`)
+        empty = MonitorStats.empty(fields["n_classes"], binary=fields["binary"], weighted=weighted)  # type: ignore[arg-type]
+        fields = {name: fields[name] if name in fields else getattr(empty, name) for name in _FIELDS}
+    return MonitorStats(**fields)  # type: ignore[arg-type]
+
+
+_FIELDS = tuple(MonitorStats.__dataclass_fields__)
 
 
 __all__ = ["FINE_BINS", "MonitorStats", "js_drift", "merge_stats"]
