@@ -144,9 +144,11 @@ def float_dict(values: dict[str, float] | None) -> dict[str, float | str] | None
 def _floats(values: np.ndarray) -> list[float | str | None]:
     """A float array as ReliabilityBins writes it: NaN as null (an empty bin), ±inf as strings."""
     listed: list[float | str | None] = values.astype(np.float64, copy=False).tolist()
-    if np.isfinite(values).all():
-        return listed
-    return [None if v != v else json_float(v) for v in listed]  # type: ignore[arg-type]
+    if np.isinf(values).any():
+        return [None if v != v else json_float(v) for v in listed]  # type: ignore[arg-type]
+    if np.isnan(values).any():  # empty bins: the common case of a few rows
+        return [None if v != v else v for v in listed]
+    return listed
 
 
 def _json_or_none(value: float | None) -> float | str | None:
