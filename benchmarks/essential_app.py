@@ -1,20 +1,32 @@
-"""The ceiling for a 32×10 request: only the work any cross-entropy service must do, as raw ASGI.
+"""The ceiling for a small request: only the work any such service must do, as raw ASGI.
 
-The body is parsed by orjson, turned into arrays, checked (finite logits, labels in range),
-scored by Xent's own core (the fused pass that serves loss, accuracy and entropy) and answered
-with the fields Xent answers. Nothing else: no FastAPI, no Pydantic, no middleware (request ids,
-metrics, limits, deadlines), no problem+json, no envelope or binary formats. Its share of the
-bare FastAPI floor bounds what any service built this way can reach (``benchmarks.http``).
+One handler per measured route (``/v1/cross-entropy``, ``/v1/divergence``, ``/v1/calibration``
+with its default metrics, ``/v1/apply`` with a bare temperature): the JSON body is parsed by
+orjson, turned into arrays, checked by Xent's own checks (finite logits, probabilities summing
+to 1, labels in range), computed by Xent's own core functions — exactly what Xent's default
+answer computes — and answered with Xent's answer, field for field (``benchmarks.http`` checks
+the two answers are equal). Nothing else: no FastAPI, no Pydantic, no middleware (request ids,
+metrics, access log, auth, limits, deadlines), no option models, no problem+json, no envelope or
+binary formats. Xent's CPU per request minus this server's is the cost of Xent's own layers.
 """
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
 
-from service.core import Distribution, nll
+from service import core
+from service.api.routes.calibration import P_VALUES
+from service.api.routes.divergence import MATCHES, ZERO_CONVENTION
+from service.core.calibration.brier import brier_factor
 
-CONVENTION = {
+Fields = dict[str, Any]
+
+CROSS_ENTROPY_CONVENTION = {
+    "classes": None,
+    "pos_label": None,
     "input": "logits",
     "form": "categorical",
     "truth": "labels",
@@ -28,13 +40,207 @@ CONVENTION = {
     "n_normalized": 0,
     "label_smoothing": 0.0,
     "class_weights": False,
+    "sample_weight": False,
+    "pos_weight": None,
+    "weight": False,
     "ignore_index": None,
+    "top_k": None,
     "matches": "torch.nn.functional.cross_entropy",
+}
+DIVERGENCE_CONVENTION = {
+    "p": "logits",
+    "q": "logits",
+    "dtype": "float64",
+    "base": "e",
+    "unit": "nats",
+    "reduction": "mean",
+    "elementwise": False,
+    "broadcast": None,
+    "sample_weight": False,
+    "eps": 0.0,
+    "n_clipped": 0,
+    "tolerance": 1e-6,
+    "n_normalized": 0,
+    "zero_convention": ZERO_CONVENTION,
+    "matches": MATCHES,
+}
+DIVERGENCE_STATS = (
+    "kl_pq",
+    "kl_qp",
+    "js_divergence",
+    "js_distance",
+    "entropy_p",
+    "entropy_q",
+    "cross_entropy_pq",
+)
+#: The default calibration convention: no preset, no option sent.
+CALIBRATION = core.resolve_convention(None, {})
+
+
+def _number(value: float) -> float | str:
+    """A float as Xent's answers write it: non-finite values as "Infinity", "-Infinity", "NaN"."""
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def cross_entropy(fields: Fields) -> bytes:
+    """Mean cross-entropy of `labels` under categorical `logits`, accuracy and mean entropy."""
+    logits = core.check_logits(np.array(fields["logits"], dtype=np.float64))
+    labels = core.check_labels(np.array(fields["labels"], dtype=np.int64), logits.shape[1])
+    dist = core.Distribution.from_logits(logits, validate=False)
+    dist.summarise(top=True, entropy=True, labels=labels)
+    losses = core.nll(labels, dist)
+    answer = {
+        "n": labels.size,
+        "n_ignored": 0,
+        "loss": _number(float(np.add.reduce(losses, dtype=np.float64)) / losses.size),
+        "losses": None,
+        "accuracy": _number(int(np.count_nonzero(dist.predicted() == labels)) / labels.size),
+        "top_k_accuracy": None,
+        "mean_entropy": _number(float(np.add.reduce(dist.entropy(), dtype=np.float64)) / labels.size),
+        "convention": CROSS_ENTROPY_CONVENTION,
+        "language_model": None,
+    }
+    return orjson.dumps(answer)
+
+
+def divergence(fields: Fields) -> bytes:
+    """Row means of KL both ways, JS divergence and distance and the entropies, `p_logits` vs `q_logits`."""
+    p_logits = core.check_logits(np.array(fields["p_logits"], dtype=np.float64), field="p_logits")
+    q_logits = core.check_logits(np.array(fields["q_logits"], dtype=np.float64), field="q_logits")
+    if p_logits.shape != q_logits.shape:
+        raise core.InputError("q_logits", "must have the shape of `p_logits`")
+    p = core.Distribution.from_logits(p_logits, validate=False)
+    q = core.Distribution.from_logits(q_logits, validate=False)
+    rows = core.divergence_rows(p, q)
+    n = p_logits.shape[0]
+    values = {
+        "kl_pq": rows.kl_pq,
+        "kl_qp": rows.kl_qp,
+        "js_divergence": rows.js,
+        "js_distance": np.sqrt(rows.js),
+        "entropy_p": rows.entropy_p,
+        "entropy_q": rows.entropy_q,
+        "cross_entropy_pq": rows.cross_entropy_pq,
+    }
+    mean = {name: _number(np.add.reduce(values[name], dtype=np.float64) / n) for name in DIVERGENCE_STATS}
+    answer = {
+        "n": n,
+        "mean": mean,
+        "sum": None,
+        "per_sample": None,
+        "terms": None,
+        "convention": DIVERGENCE_CONVENTION,
+    }
+    return orjson.dumps(answer)
+
+
+def calibration(fields: Fields) -> bytes:
+    """Every default calibration metric, the reliability bins and the convention, of `probs` and `labels`."""
+    probs = core.check_probabilities(np.array(fields["probs"], dtype=np.float64), tolerance=1e-6)
+    labels = core.check_labels(np.array(fields["labels"], dtype=np.int64), probs.shape[1])
+    dist = core.Distribution.from_probs(probs, validate=False)
+    report = core.calibration_report(labels, dist, CALIBRATION)
+    conv = report.convention
+    bins = [
+        {
+            "group": r.group,
+            "lower": r.lower.tolist(),
+            "upper": r.upper.tolist(),
+            "count": r.count.astype(np.int64).tolist(),
+            "confidence": _floats(r.confidence),
+            "accuracy": _floats(r.accuracy),
+            "gap": _floats(r.gap),
+            "wilson_low": _floats(r.wilson_low),
+            "wilson_high": _floats(r.wilson_high),
+        }
+        for r in report.reliability
+    ]
+    factor = brier_factor(conv.brier_scale, dist.n_classes, binary=dist.binary)
+    convention = {
+        "classes": None,
+        "pos_label": None,
+        "input": "probs",
+        "form": "categorical",
+        "dtype": "float64",
+        "preset": conv.preset,
+        "binning": conv.binning,
+        "edge_rule": conv.edge_rule,
+        "quantile_method": conv.quantile_method,
+        "n_bins": report.n_bins,
+        "closed": conv.closed,
+        "overflow_bin": conv.overflow_bin,
+        "exclude_zero": conv.exclude_zero,
+        "clip": conv.clip,
+        "float32_confidence": conv.float32_confidence,
+        "top_k": None,
+        "ignore_index": None,
+        "sample_weight": False,
+        "input_dtype_means": conv.input_dtype_means,
+        "min_bin_count": conv.min_bin_count,
+        "n_excluded_bins": report.n_excluded_bins,
+        "target": report.target,
+        "norm": conv.norm,
+        "bin_weighting": conv.bin_weighting,
+        "brier_scale": "half" if factor == 0.5 else "sum",
+        "base": "e",
+        "unit": "nats",
+        "eps": float(dist.eps),
+        "n_clipped": int(dist.n_clipped),
+        "tolerance": 1e-6,
+        "n_normalized": 0,
+        "level": conv.level,
+        "tests_on": "positive_class" if report.target == "positive_class" else "top_label",
+        "p_values": P_VALUES,
+        "matches": "Xent conventions as stated; any preset reproduces its peer exactly",
+    }
+    answer = {
+        "n": labels.size,
+        "n_ignored": 0,
+        "n_classes": dist.n_classes,
+        "metrics": {name: _number(value) for name, value in report.scalars.items()},
+        "per_class": report.per_class or None,
+        "reliability": bins or None,
+        "top_k_accuracy": None,
+        "bootstrap": None,
+        "convention": convention,
+    }
+    return orjson.dumps(answer)
+
+
+def apply(fields: Fields) -> bytes:
+    """softmax(logits / temperature), N×K probabilities."""
+    logits = core.check_logits(np.array(fields["logits"], dtype=np.float64))
+    temperature = float(fields["temperature"])
+    if not temperature >= 0:
+        raise core.InputError("temperature", "must be ≥ 0")
+    probs = np.exp(core.apply_temperature(logits, temperature, validate=False))
+    answer = {
+        "n": logits.shape[0],
+        "method": "temperature",
+        "probs": probs,
+        "metrics": None,
+        "convention": None,
+    }
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+ROUTES: dict[str, Callable[[Fields], bytes]] = {
+    "/v1/cross-entropy": cross_entropy,
+    "/v1/divergence": divergence,
+    "/v1/calibration": calibration,
+    "/v1/apply": apply,
 }
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """POST /v1/cross-entropy with JSON `logits` (N×K) and `labels`; 404 for anything else."""
+    """POST to one of :data:`ROUTES` with its JSON body; 404 for anything else, 422 for a bad input."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
@@ -44,28 +250,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while more:
         message = await receive()
         body, more = body + message.get("body", b""), message.get("more_body", False)
-    if scope["method"] != "POST" or scope["path"] != "/v1/cross-entropy":
+    handler = ROUTES.get(scope["path"])
+    if scope["method"] != "POST" or handler is None:
         await _answer(send, 404, b"{}")
         return
-    fields = orjson.loads(body)
-    logits = np.array(fields["logits"], dtype=np.float64)
-    labels = np.array(fields["labels"], dtype=np.int64)
-    if not np.isfinite(logits).all() or labels.min() < 0 or labels.max() >= logits.shape[1]:
+    try:
+        answer = handler(orjson.loads(body))
+    except core.InputError:
         await _answer(send, 422, b"{}")
         return
-    dist = Distribution.from_logits(logits, validate=False)
-    dist.summarise(top=True, entropy=True, labels=labels)
-    losses = nll(labels, dist)
-    answer = {
-        "n": labels.size,
-        "n_ignored": 0,
-        "loss": float(np.add.reduce(losses, dtype=np.float64)) / losses.size,
-        "losses": None,
-        "accuracy": int(np.count_nonzero(dist.predicted() == labels)) / labels.size,
-        "mean_entropy": float(np.add.reduce(dist.entropy(), dtype=np.float64)) / labels.size,
-        "convention": CONVENTION,
-    }
-    await _answer(send, 200, orjson.dumps(answer))
+    await _answer(send, 200, answer)
 
 
 async def _answer(send: Any, status: int, body: bytes) -> None:

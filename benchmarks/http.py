@@ -2,7 +2,7 @@
 large-batch end-to-end time as JSON / OIP binary / npz, server peak RSS per request size,
 and /healthz latency while a large request is being scored.
 
-    python -m benchmarks.http [--quick]
+    python -m benchmarks.http [--quick] [--small-only | --routes-only]
 
 Servers run as subprocesses (one uvicorn worker each). Small batches are driven twice: by
 httpx clients in this process (what a Python caller sees; on two cores the client itself is
@@ -10,7 +10,9 @@ the bottleneck) and by a raw keep-alive HTTP/1.1 generator in its own process
 (``benchmarks._rawload``), which saturates the server and so measures the framework's floor.
 A third server, ``benchmarks.essential_app``, does only the work any such service must do for
 the request (parse, arrays, checks, Xent's core, the same answer) as raw ASGI: its share of the
-floor is the ceiling for Xent's.
+floor is the ceiling for Xent's. It serves every measured route (cross-entropy, divergence,
+calibration with its default metrics, apply), so per route Xent's own layers are measured as
+Xent's server CPU per request minus the essential server's (``--routes-only``).
 Peak RSS is measured on a fresh server per payload format and size (peak RSS only grows),
 after a small warm-up request of the same format. The large request scored during the
 /healthz probes is sent from another process, so the probes time the server alone.
@@ -198,6 +200,9 @@ def small_batches(servers: dict[str, Server], clients: int, seconds: float) -> l
     return rows
 
 
+#: The essential-work server's row name (:mod:`benchmarks.essential_app`).
+ESSENTIAL = "essential work only (raw ASGI, see benchmarks/essential_app.py)"
+
 #: The monitor-ingest route measured with the others; its monitor is created by :func:`create_monitor`.
 MONITOR_INGEST = "/v1/monitors/bench/observations"
 
@@ -224,21 +229,42 @@ def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
     return {path: json.dumps(body).encode() for path, body in bodies.items()}
 
 
-def routes(floor: Server, xent: Server, clients: int, seconds: float) -> list[dict[str, object]]:
-    """Every small-body route of one Xent worker under the raw generator, against the bare floor."""
-    bare = _raw_load(floor, route_bodies()["/v1/cross-entropy"], clients, seconds)
+def routes(
+    floor: Server, essential: Server, xent: Server, clients: int, seconds: float
+) -> list[dict[str, object]]:
+    """Every small-body route under the raw generator: bare FastAPI, essential work and Xent, one worker each.
+
+    Per route, the three servers are loaded one after the other with the route's own body (the
+    bare floor answers a constant on every path). Xent's own layers are its server CPU per
+    request minus the essential-work server's: what Xent spends beyond parsing, checking,
+    computing and printing the same answer. The monitor-ingest route has no essential-work
+    handler (its work is a store write): its layers column is empty.
+    """
+    from benchmarks.essential_app import ROUTES
+
     create_monitor(xent.url)
     rows = []
     for path, body in route_bodies().items():
+        if path in ROUTES:  # the same answer, field for field
+            ours = httpx.post(essential.url + path, content=body).json()
+            theirs = httpx.post(xent.url + path, content=body).json()
+            assert ours == theirs, (path, ours, theirs)
+        bare = _raw_load(floor, body, clients, seconds, path)
+        work = _raw_load(essential, body, clients, seconds, path) if path in ROUTES else None
         r = _raw_load(xent, body, clients, seconds, path)
         rows.append(
             {
                 "route (32×10 JSON)": path,
-                "requests/s": f"{r['rps']:.0f}",
-                "p50 ms": f"{r['p50']:.2f}",
-                "server CPU µs/request": f"{r['cpu_us']:.0f}",
-                "share of bare FastAPI": f"{r['rps'] / bare['rps']:.0%}",
-                "share by CPU": f"{bare['cpu_us'] / r['cpu_us']:.0%}",
+                "bare FastAPI µs CPU": f"{bare['cpu_us']:.0f}",
+                "essential µs CPU": "" if work is None else f"{work['cpu_us']:.0f}",
+                "Xent µs CPU": f"{r['cpu_us']:.0f}",
+                "Xent requests/s": f"{r['rps']:.0f}",
+                "Xent p50 ms": f"{r['p50']:.2f}",
+                "Xent share of bare (CPU)": f"{bare['cpu_us'] / r['cpu_us']:.0%}",
+                "Xent share of essential (CPU)": ""
+                if work is None
+                else f"{work['cpu_us'] / r['cpu_us']:.0%}",
+                "Xent's own layers µs": "" if work is None else f"{r['cpu_us'] - work['cpu_us']:.0f}",
             }
         )
     return rows
@@ -525,6 +551,11 @@ def compression(rows: int = 10_000, k: int = 10, repeats: int = 20) -> list[dict
     return out
 
 
+def _load() -> str:
+    """The 1-minute load average now (the machine is shared: figures are ratios within one run)."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter runs, smaller large batch")
@@ -536,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--small-only", action="store_true", help="only the small-batch sections (servers, routes, workers)"
+    )
+    parser.add_argument(
+        "--routes-only",
+        action="store_true",
+        help="only: every small-body route, bare FastAPI vs essential work vs Xent, and Xent's own layers",
     )
     parser.add_argument(
         "--compression", action="store_true", help="only: a 10,000-row per-sample answer, plain and gzipped"
@@ -570,18 +606,26 @@ def main(argv: list[str] | None = None) -> int:
             factory=True,
             env={"XENT_DATA_DIR": data_dir.name},  # monitor ingest
         ),
-        "essential work only (raw ASGI, see benchmarks/essential_app.py)": Server(
-            "benchmarks.essential_app:app", factory=False
-        ),
+        ESSENTIAL: Server("benchmarks.essential_app:app", factory=False),
     }
     xent = servers["Xent /v1/cross-entropy"]
     try:
-        out = [
-            "## Small batches (32×10 JSON, 16 concurrent clients, 1 worker)",
-            table(small_batches(servers, 16, seconds)),
-            "\n## Every small-body route (raw generator, 16 clients, 1 worker)",
-            table(routes(servers["bare FastAPI (constant)"], xent, 16, seconds)),
+        out = (
+            []
+            if args.routes_only
+            else [
+                "## Small batches (32×10 JSON, 16 concurrent clients, 1 worker)",
+                table(small_batches(servers, 16, seconds)),
+                "",
+            ]
+        )
+        out += [
+            f"## Every small-body route (raw generator, 16 clients, 1 worker; load average {_load()})",
+            table(routes(servers["bare FastAPI (constant)"], servers[ESSENTIAL], xent, 16, seconds)),
         ]
+        if args.routes_only:
+            sys.stdout.write("\n".join(out) + "\n")
+            return 0
         if not args.small_only:
             body, headers = _bodies(10 * n, 10)["OIP binary"]
             health = asyncio.run(_health_during(xent.url, body, headers))

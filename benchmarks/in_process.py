@@ -8,8 +8,9 @@ APP is ``module:name`` (``service.app:create_app`` is built by its factory, with
 run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to PATH (default
 ``/v1/cross-entropy``; any route of :func:`benchmarks.http.route_bodies`) one after another,
 and prints the process CPU µs per request (worker threads included) and the event loop's share.
-``--routes`` prints a row per small-body route of Xent (monitor ingest included, on a scratch
-``XENT_DATA_DIR``) next to the bare FastAPI floor and the essential work. Run under callgrind
+``--routes`` prints a row per small-body route (monitor ingest included, on a scratch
+``XENT_DATA_DIR``): the bare FastAPI floor, the essential work and Xent on that route, and
+Xent's own layers (Xent's µs minus the essential work's). Run under callgrind
 it counts instructions, which other processes on a shared machine cannot disturb:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m benchmarks.in_process APP 100
@@ -98,11 +99,18 @@ async def _one(
 
 
 async def measure(
-    app: Any, requests: int, path: str = "/v1/cross-entropy", profile: cProfile.Profile | None = None
+    app: Any,
+    requests: int,
+    path: str = "/v1/cross-entropy",
+    profile: cProfile.Profile | None = None,
+    monitor: bool = True,
 ) -> float:
-    """Process CPU µs per request to `path` over `requests` requests, after 100 warm-up ones."""
+    """Process CPU µs per request to `path` over `requests` requests, after 100 warm-up ones.
+
+    Monitor ingest's monitor is created first unless `monitor` is false (the bare floor has none).
+    """
     lifespan, inbox = await _lifespan(app)
-    if path == MONITOR_INGEST:
+    if path == MONITOR_INGEST and monitor:
         await _one(app, "/v1/monitors/bench", "PUT", b'{"n_classes": 10}')
     for _ in range(100):
         await _one(app, path)
@@ -121,23 +129,32 @@ async def measure(
 
 
 def every_route(requests: int) -> list[dict[str, object]]:
-    """Process CPU µs per request: the floor and the essential work on cross-entropy, Xent on every route."""
-    runs = [
-        ("bare FastAPI (constant)", "benchmarks.bare_app:app", "/v1/cross-entropy"),
-        ("essential work only", "benchmarks.essential_app:app", "/v1/cross-entropy"),
-        *(("Xent", "service.app:create_app", path) for path in BODIES),
-    ]
+    """Process CPU µs per request of every small-body route: bare FastAPI, the essential work, Xent.
+
+    Xent's own layers are its µs minus the essential-work app's on the same route (monitor ingest
+    has no essential-work handler). Calibration, ~20× dearer, gets a tenth of the requests.
+    """
+    from benchmarks.essential_app import ROUTES
+
     rows: list[dict[str, object]] = []
-    floor = 0.0
-    for name, spec, path in runs:
-        spent = asyncio.run(measure(load_app(spec), requests, path))
-        floor = floor or spent
+    for path in BODIES:
+        count = requests // 10 if path == "/v1/calibration" else requests
+        bare = asyncio.run(measure(load_app("benchmarks.bare_app:app"), count, path, monitor=False))
+        work = (
+            asyncio.run(measure(load_app("benchmarks.essential_app:app"), count, path))
+            if path in ROUTES
+            else None
+        )
+        xent = asyncio.run(measure(load_app("service.app:create_app"), count, path))
         rows.append(
             {
-                "app": name,
                 "route (32×10 JSON)": path,
-                "process CPU µs/request": f"{spent:.1f}",
-                "share of bare FastAPI": f"{floor / spent:.0%}",
+                "bare FastAPI µs": f"{bare:.1f}",
+                "essential µs": "" if work is None else f"{work:.1f}",
+                "Xent µs": f"{xent:.1f}",
+                "Xent share of bare": f"{bare / xent:.0%}",
+                "Xent share of essential": "" if work is None else f"{work / xent:.0%}",
+                "Xent's own layers µs": "" if work is None else f"{xent - work:.1f}",
             }
         )
     return rows

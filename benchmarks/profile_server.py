@@ -6,7 +6,7 @@
 The server runs in this process (one uvicorn worker on uvloop and httptools, as ``xent serve``
 runs), with :mod:`cProfile` on for the whole load run; the load comes from
 :mod:`benchmarks._rawload` in its own process (16 keep-alive clients, the 32×10 JSON body of
-``benchmarks.http`` unless ``--body`` names a file). Prints the requests served and the
+``benchmarks.http`` for `--path`, unless ``--body`` names a file). Prints the requests served and the
 profile's top entries per request: calls, own time and cumulative time in µs. cProfile adds
 a fixed cost to every Python call, so code made of many small calls looks dearer than it is:
 read the entries as where the time goes, and take absolute costs from ``benchmarks.http``.
@@ -39,6 +39,13 @@ def small_body() -> bytes:
     return json.dumps(
         {"logits": rng.standard_normal((32, 10)).tolist(), "labels": rng.integers(0, 10, 32).tolist()}
     ).encode()
+
+
+def _route_body(path: str) -> bytes:
+    """The small body ``benchmarks.http`` sends to `path` (calibration, divergence, apply, ...)."""
+    from benchmarks.http import route_bodies
+
+    return route_bodies().get(path) or small_body()
 
 
 def load_app(spec: str) -> Any:
@@ -102,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--app", default="service.app:create_app")
     parser.add_argument("--path", default="/v1/cross-entropy")
-    parser.add_argument("--body", type=Path, help="JSON request body file; default: 32×10 cross-entropy")
+    parser.add_argument("--body", type=Path, help="JSON request body file; default: the route's 32×10 body")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
     args = parser.parse_args(argv)
-    body = args.body.read_bytes() if args.body else small_body()
+    body = args.body.read_bytes() if args.body else _route_body(args.path)
     load, profile = uvloop.run(
         profile_under_load(load_app(args.app), args.path, body, args.seconds, args.clients)
     )

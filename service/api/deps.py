@@ -102,6 +102,8 @@ def scoring(
     roles: tuple[str, ...] | None = None,
     read: Read = raw_body,
     parse: Parse | None = None,
+    loop_bytes: int | None = None,
+    threaded: Callable[[Body], bool] | None = None,
 ) -> Callable[[Score], Callable[[Request], Awaitable[Response]]]:
     """Make an endpoint of ``score(body)``: read the body, then parse and score it.
 
@@ -114,8 +116,16 @@ def scoring(
     (a burst of large bodies queues instead of holding every parsed body in memory together).
     The endpoint takes only the request, so FastAPI resolves no dependencies per call; the
     request body is documented by each route's ``openapi_extra``.
+
+    A route whose cost is not linear for every option may still score its small bodies on the
+    loop: `loop_bytes` (default `inline_bytes`) bounds the bodies scored there, and `threaded`
+    names the parsed bodies that go to a worker thread all the same (calibration's bootstrap).
+    Only `inline_bytes` tells the limits to run the request without a task of its own
+    (:class:`~service.api.middleware.limits.LimitsMiddleware`); with ``inline_bytes=0`` a small
+    body scored on the loop keeps its task and deadline, and saves only the thread hop.
     """
     allowed = None if roles is None else frozenset(roles)
+    on_loop = inline_bytes if loop_bytes is None else loop_bytes
 
     def default_parse(request: Request, raw: RawBody, settings: Settings) -> Body:
         return parsed_body(request, raw, settings, allowed)
@@ -126,12 +136,12 @@ def scoring(
         async def endpoint(request: Request) -> Response:
             settings: Settings = request.app.state.settings
             raw = await read(request, settings)
-            if len(raw.data) <= inline_bytes:
-                return score(parse_body(request, raw, settings))
-            limiter = getattr(request.app.state, "scoring_limiter", None)  # XENT_SCORING_THREADS at once
-            return await anyio.to_thread.run_sync(
-                lambda: score(parse_body(request, raw, settings)), limiter=limiter
-            )
+            if len(raw.data) > on_loop:
+                return await _in_thread(request, lambda: score(parse_body(request, raw, settings)))
+            body = parse_body(request, raw, settings)
+            if threaded is not None and threaded(body):
+                return await _in_thread(request, lambda: score(body))
+            return score(body)
 
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, name, getattr(score, name))
@@ -139,6 +149,12 @@ def scoring(
         return endpoint
 
     return wrap
+
+
+async def _in_thread(request: Request, work: Callable[[], Response]) -> Response:
+    """`work` in a worker thread, at most ``XENT_SCORING_THREADS`` at once."""
+    limiter = getattr(request.app.state, "scoring_limiter", None)
+    return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
 def get_store(request: Request) -> MonitorStore:

@@ -2,38 +2,49 @@
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import scoring
+from service.api.deps import INLINE_BYTES, scoring
+from service.api.formats.answers import Document, document_of
 from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
 from service.api.schemas.calibration import (
     BootstrapResult,
     CalibrationBody,
     CalibrationConvention,
-    CalibrationMetrics,
     CalibrationOptions,
     CalibrationResult,
     IntervalResult,
     ReliabilityBins,
 )
-from service.core.calibration import Target, prepare
+from service.core.calibration import prepare
 from service.core.calibration.bootstrap import bootstrap_intervals
 from service.core.calibration.brier import brier_factor
 
-from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result, unit_of
+from . import PROBLEM_RESPONSES, Answer, log_base, request_body, top_k_result
+from .calibration_document import (
+    ConventionStated,
+    convention_document,
+    float_dict,
+    float_lists,
+    metrics_document,
+    reliability_documents,
+)
 from .calibration_multilabel import multilabel_calibration_result
 from .calibration_sequences import score_sequence_calibration
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
 ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight", "mask")
-#: Reliability cells (groups × bins) a response may carry.
-MAX_RELIABILITY_CELLS = 200_000
+#: Bodies up to this size are scored on the event loop (in the request's own task, with its
+#: deadline), unless they ask for a bootstrap: the default metrics of a 32×10 batch cost less
+#: than the hop to a worker thread did. A quarter of the linear routes' bound: a 32×10 batch's
+#: default metrics cost ~14× its cross-entropy (the essential-work server, benchmarks.http).
+LOOP_BYTES = INLINE_BYTES // 4
 _CONVENTION_FIELDS = (
     "binning",
     "edges",
@@ -58,7 +69,12 @@ P_VALUES = (
     responses=PROBLEM_RESPONSES,
     openapi_extra=request_body(CalibrationBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=0, roles=ARRAY_FIELDS)
+@scoring(
+    inline_bytes=0,
+    roles=ARRAY_FIELDS,
+    loop_bytes=LOOP_BYTES,
+    threaded=lambda body: bool(body.fields.get("bootstrap")),
+)
 def score_calibration(body: Body) -> Response:
     """Calibration metrics with every convention named and echoed back.
 
@@ -184,50 +200,9 @@ def _nll_scale(options: CalibrationOptions) -> float:
     return 1.0 / math.log(log_base(options.base))
 
 
-def _none_if_nan(values: np.ndarray) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
-
-
 def reliability_bins(bins: Sequence[core.Reliability], *, weighted: bool = False) -> list[ReliabilityBins]:
-    """The answer's reliability bins (N×K, sequence and multilabel), `weight_sum` when `weighted`."""
-    cells = sum(r.count.size for r in bins)
-    if cells > MAX_RELIABILITY_CELLS:
-        raise core.InputError(
-            "metrics",
-            f"would return {cells} reliability bins (limit {MAX_RELIABILITY_CELLS}); "
-            "request fewer bins or leave out reliability",
-        )
-    return [
-        ReliabilityBins(
-            group=r.group,
-            lower=r.lower.tolist(),
-            upper=r.upper.tolist(),
-            count=r.count.astype(np.int64).tolist(),
-            weight_sum=r.weight.tolist() if weighted else None,
-            confidence=_none_if_nan(r.confidence),
-            accuracy=_none_if_nan(r.accuracy),
-            gap=_none_if_nan(r.gap),
-            wilson_low=_none_if_nan(r.wilson_low),
-            wilson_high=_none_if_nan(r.wilson_high),
-        )
-        for r in bins
-    ]
-
-
-class ConventionStated(TypedDict):
-    """The echoed convention's fields found by the computation rather than sent."""
-
-    n_bins: int
-    n_excluded_bins: int
-    target: Target
-    brier_scale: Literal["sum", "half"]
-    eps: float
-    n_clipped: int
-    tolerance: float
-    n_normalized: int
-    tests_on: Literal["top_label", "positive_class"]
-    p_values: str
-    matches: str
+    """The answer's reliability bins (sequence and multilabel answers), `weight_sum` when `weighted`."""
+    return [ReliabilityBins(**document) for document in reliability_documents(bins, weighted=weighted)]
 
 
 def calibration_convention(
@@ -244,35 +219,12 @@ def calibration_convention(
 
     The options and the resolved convention `conv` give the binning and reduction fields;
     `input`, `form`, `dtype` and `weighted` say what was sent, and `stated` what the
-    computation found (bins, target, clipping).
+    computation found (bins, target, clipping). The model of :func:`convention_document`.
     """
-    return CalibrationConvention(
-        input=input,
-        form=form,
-        dtype="float32" if dtype == np.float32 else "float64",
-        preset=conv.preset,
-        binning=conv.binning,
-        edge_rule=conv.edge_rule,
-        quantile_method=conv.quantile_method,
-        closed=conv.closed,
-        overflow_bin=conv.overflow_bin,
-        exclude_zero=conv.exclude_zero,
-        clip=conv.clip,
-        float32_confidence=conv.float32_confidence,
-        input_dtype_means=conv.input_dtype_means,
-        top_k=options.top_k,
-        ignore_index=options.ignore_index,
-        classes=options.classes,
-        pos_label=options.pos_label,
-        sample_weight=weighted,
-        min_bin_count=conv.min_bin_count,
-        norm=conv.norm,
-        bin_weighting=conv.bin_weighting,
-        base=options.base,
-        unit=unit_of(options.base),
-        level=conv.level,
-        **stated,
+    document = convention_document(
+        options, conv, input=input, form=form, dtype=dtype, weighted=weighted, stated=stated
     )
+    return CalibrationConvention(**document)
 
 
 def convention_result(
@@ -283,6 +235,12 @@ def convention_result(
     weighted: bool = False,
 ) -> CalibrationConvention:
     """The `convention` of an N×K or binary answer (:func:`calibration_convention`)."""
+    return CalibrationConvention(**_convention(options, prediction, report, weighted=weighted))
+
+
+def _convention(
+    options: CalibrationOptions, prediction: Prediction, report: core.CalibrationReport, *, weighted: bool
+) -> Document:
     conv = report.convention
     dist = prediction.dist
     factor = brier_factor(conv.brier_scale, dist.n_classes, binary=dist.binary)
@@ -291,7 +249,7 @@ def convention_result(
         if conv.preset
         else "Xent conventions as stated; any preset reproduces its peer exactly"
     )
-    return calibration_convention(
+    return convention_document(
         options,
         conv,
         input="logits" if prediction.field == "logits" else "probs",
@@ -323,19 +281,21 @@ def _result(
     n_ignored: int = 0,
     *,
     weighted: bool = False,
-) -> CalibrationResult:
+) -> Document:
+    """CalibrationResult's JSON document, fields in its order (formats/answers.py)."""
     scalars = dict(report.scalars)
     if "nll" in scalars:
         scalars["nll"] *= _nll_scale(options)
     dist = prediction.dist
-    return CalibrationResult(
-        n=int(dist.log_probs.shape[0]),
-        n_ignored=n_ignored,
-        n_classes=dist.n_classes,
-        metrics=CalibrationMetrics(**scalars),
-        per_class=report.per_class or None,
-        reliability=reliability_bins(report.reliability, weighted=weighted) if report.reliability else None,
-        top_k_accuracy=top_k,
-        bootstrap=boot,
-        convention=convention_result(options, prediction, report, weighted=weighted),
-    )
+    reliability = report.reliability
+    return {
+        "n": int(dist.log_probs.shape[0]),
+        "n_ignored": int(n_ignored),
+        "n_classes": int(dist.n_classes),
+        "metrics": metrics_document(scalars),
+        "per_class": float_lists(report.per_class),
+        "reliability": reliability_documents(reliability, weighted=weighted) if reliability else None,
+        "top_k_accuracy": float_dict(top_k),
+        "bootstrap": None if boot is None else document_of(boot),
+        "convention": _convention(options, prediction, report, weighted=weighted),
+    }

@@ -39,7 +39,8 @@ def multilabel_calibration_result(
     body: Body, options: CalibrationOptions, convention: core.Convention
 ) -> CalibrationResult:
     """Class-wise calibration of N×K independent predictions against N×K `targets`."""
-    from .calibration import ConventionStated, calibration_convention, reliability_bins
+    from .calibration import calibration_convention, reliability_bins
+    from .calibration_document import ConventionStated
 
     if body.fields.get("labels") is not None:
         raise core.InputError(

@@ -36,7 +36,8 @@ from service.api.schemas.recalibration import (
 from service.core._typing import FloatArray
 from service.core.maps.score_isotonic import check_scores
 
-from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
+from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, request_body
+from .recalibration_document import convention_document, metrics_document, scores
 from .temperature_sequences import sequence_apply_fields, sequence_fit_fields, sequence_values
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
@@ -243,21 +244,13 @@ def apply_answer(body: Body) -> Answer:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
         _check_weight_sum(truth, 0)
-    if truth is None:  # ApplyResult's JSON document, fields in its order (formats/answers.py)
-        result: ApplyResult | Document = {
-            "n": int(after.shape[0]),
-            "method": parameters.method,
-            "probs": None,  # placed by `respond`, from the arrays
-            "metrics": None,
-            "convention": None,
-        }
-    else:
-        result = ApplyResult(
-            n=after.shape[0],
-            method=parameters.method,
-            metrics=metrics(after, truth, options.base),
-            convention=convention(prediction, truth, options, ""),
-        )
+    result: Document = {  # ApplyResult's JSON document, fields in its order (formats/answers.py)
+        "n": int(after.shape[0]),
+        "method": parameters.method,
+        "probs": None,  # placed by `respond`, from the arrays
+        "metrics": None if truth is None else metrics_document(after, truth, options.base),
+        "convention": None if truth is None else convention_document(prediction, truth, options, ""),
+    }
     return Answer(result, _probs_out(after, prediction), options.binary_data_output)
 
 
@@ -416,15 +409,7 @@ def _validation(
 
 def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
     """The reported scores of `log_probs` against `truth`, NLL in the unit of `base`."""
-    scores = core.fit_metrics(
-        log_probs, labels=truth.labels, targets=truth.targets, sample_weight=truth.sample_weight
-    )
-    return Metrics(
-        nll=scores.nll / np.log(log_base(base)),
-        ece=scores.ece,
-        brier=scores.brier,
-        accuracy=scores.accuracy,
-    )
+    return Metrics(**scores(log_probs, truth, base))
 
 
 def _probs_out(log_probs: FloatArray, prediction: Prediction) -> dict[str, FloatArray]:
@@ -435,22 +420,4 @@ def _probs_out(log_probs: FloatArray, prediction: Prediction) -> dict[str, Float
 
 def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) -> RecalibrationConvention:
     """How the numbers of a fit or an apply were computed."""
-    dist = prediction.dist
-    return RecalibrationConvention(
-        input=prediction.field,
-        form="binary" if dist.binary else "categorical",
-        truth=truth.field,
-        dtype=core.dtype_name(dist.log_probs.dtype),
-        base=options.base,
-        unit=unit_of(options.base),
-        eps=dist.eps,
-        n_clipped=dist.n_clipped,
-        tolerance=prediction.tolerance,
-        n_normalized=prediction.n_normalized,
-        ece_bins=core.ECE_BINS,
-        ignore_index=getattr(options, "ignore_index", None),
-        sample_weight=truth.sample_weight is not None,
-        classes=getattr(options, "classes", None),
-        pos_label=getattr(options, "pos_label", None),
-        matches=peer,
-    )
+    return RecalibrationConvention(**convention_document(prediction, truth, options, peer))
