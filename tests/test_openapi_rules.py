@@ -41,6 +41,11 @@ CASES = [
     ("/v1/cross-entropy", {"logits": tensor([1.5, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
     ("/v1/cross-entropy", {"logits": tensor([1000, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
     ("/v1/cross-entropy", {"logits": tensor([1e5, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    # a narrow float's bound is where the server's rounding reaches inf (numpy's float16 cast)
+    ("/v1/cross-entropy", {"logits": tensor([65519.0, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([-65520.0, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([3.4028235e38, 0, 0, 2], [2, 2], "FP32"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([3.3961775e38, 0, 0, 2], [2, 2], "BF16"), "labels": [0, 1]}),
     ("/v1/monitors/m/observations", {"logits": tensor([1.0, 0, 0, 2], [1, 2, 2])}),
     ("/v1/monitors/m/observations", {"logits": L}),
     (
@@ -50,6 +55,44 @@ CASES = [
     (
         "/v2/models/divergence/infer",
         {"inputs": [inp("p_probs", [1.0, 0, 0, 1], [2, 2]), inp("q_probs", [1.0, 0, 0, 1], [2, 2])]},
+    ),
+    # an inference input's datatype: finite in a narrow float, integers in an integer type
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1e5, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1e39, 0, 0, 2], [2, 2], "FP32"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [3.39e38, 0, 0, 2], [2, 2], "BF16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1e300, 0, 0, 2], [2, 2], "FP64"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v1/cross-entropy",
+        {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "INT8"), inp("labels", [0, 1.5], [2], "INT64")]},
+    ),
+    (
+        "/v1/cross-entropy",
+        {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "UINT64"), inp("labels", [0, 1], [2], "INT32")]},
+    ),
+    (
+        "/v1/cross-entropy",
+        {
+            "inputs": [
+                inp("logits", [2.0**64, 0, 0, 2], [2, 2], "UINT64"),
+                inp("labels", [0, 1], [2], "INT32"),
+            ]
+        },
     ),
     # options across fields
     ("/v1/cross-entropy", {"logits": L, "labels": [0, 1], "multilabel": True}),
