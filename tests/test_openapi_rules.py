@@ -102,6 +102,35 @@ CASES = [
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "sklearn", "n_bins": 5}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": [0, 0.5, 1]}),
     ("/v1/calibration", {"logits": L, "targets": P}),
+    # `binning: "edges"` needs `edges`; `edges` take no other binning and no preset
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges"}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": None}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "uniform", "edges": [0, 0.5, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": None, "edges": [0, 0.5, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "uniform", "edges": None}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "netcal", "edges": [0, 0.5, 1]}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "binning": "edges"}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "edges": [0, 0.5, 1]}),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"binning": "edges"},
+        },
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"edges": [0, 0.5, 1]},
+        },
+    ),
+    # string classes take no ignore_index; integer ones do
+    ("/v1/calibration", {"logits": L, "labels": ["a", "b"], "classes": ["a", "b"], "ignore_index": -100}),
+    ("/v1/calibration", {"logits": L, "labels": [3, 4], "classes": [3, 4], "ignore_index": -100}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "pos_label": None}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "multilabel": False}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "multilabel": None, "target": None}),
     ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "classwise"}),
     ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "top_label"}),
     ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "beta"}),
