@@ -16,7 +16,9 @@ per reason; any other refusal still fails the check.
   the ce-* headers of a binary-mode CloudEvent (OpenAPI headers cannot depend on the media type).
 - **The generator's limits** (422): rules JSON Schema states but schemathesis cannot generate
   from (measured, below): each integer datatype's own width on an inference input (the document
-  says int64 ∪ uint64 for the eight), the fields a preset fixes besides ``edges``.
+  says int64 ∪ uint64 for the eight), the fields a preset fixes besides ``edges``, the options
+  B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
+  sequences body.
 - **Not stated yet** (422): a few rules JSON Schema can state that the document does not, or not
   where schemathesis could still generate from it (``NOT_STATED_YET``): gaps, kept visible here.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
@@ -78,22 +80,26 @@ UNSTATABLE = {
     # leaves the body's canonical form raw and schemathesis 4.32.5 stops with "Failed to generate
     # test cases for this API operation. Schemathesis does not support this part of it".
     "fields a preset fixes": r"is fixed by preset",
+    # The options B×T×K sequences refuse (classes, pos_label, normalize; bytes and words with B×T×K
+    # targets), stated on /v1/cross-entropy's JSON body but not on its inference requests (/v1 and
+    # /v2): with a condition on an input's shape there, schemathesis 4.32.5 stops with "Failed to
+    # generate test cases for this API operation: result is not supported in canonical form".
+    "B×T×K options of a cross-entropy inference request": r"is not supported with B×T×K",
+    # `use: "prompt"` finding a prompt in each response, stated on /v1/logprobs' body; on a monitor's
+    # sequences body (two forms already) schemathesis 4.32.5 stops with "Schemathesis does not
+    # support this part of it" (jsonschema_rs 0.60.3 leaves its canonical form raw).
+    "use: prompt on a monitor's sequences": r"has no prompt_logprobs to score",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
 #: 422 details of rules JSON Schema COULD state but the document does not (yet): gaps of the document,
 #: listed so that they stay visible (docs/robustness.md says which and why).
 NOT_STATED_YET = {
-    # Which part of a response `use` reads ("prompt" / "sampled") when it has both.
-    "logprobs documents": r"must be present \(ask the server for logprobs\)|"
-    r"has no (prompt_)?logprobs to score|must be a number; got null \(only a prompt's first",
-    # Multilabel predictions as matrices, fields refused with B×T×K sequences, labels typed as
-    # `classes`.
+    # Labels typed as `classes`, and rules across fields on paths not stated yet.
     "options across fields": r"applies to method .* only|apply to methods .* only|"
     r"do not apply with multilabel|does not apply with multilabel|apply with multilabel: true only|"
-    r"applies to B×T×K sequence inputs only|is not supported with B×T×K|for a diagram; got|"
-    r"is not a field of B×T×K|"
-    r"applies to hard `labels` only|must be a list of \w+, as `classes`|for multilabel input; got shape|"
+    r"applies to B×T×K sequence inputs only|for a diagram; got|is not a field of B×T×K|"
+    r"applies to hard `labels` only|must be a list of \w+, as `classes`|"
     r"applies to N×K rows; sequences take",
     "roles of inference inputs": r"must not be sent with `\w+` \(exactly one of",
     # Bounds on integers (int64) and closed objects inside nested option values.

@@ -11,7 +11,7 @@
 
 from typing import Any
 
-from .across import DIAGRAM_RULES, RULES, applicable, on_body
+from .across import BODY_ONLY, DIAGRAM_RULES, RULES, applicable, on_body
 from .examples import V1
 from .inference import MARK, narrow
 from .logprobs import state_documents
@@ -84,7 +84,7 @@ def add_rules(schemas: dict[str, Any]) -> None:
     state_sequence_forms(schemas, _rules("LogprobsBody"))
     for name, rules in RULES.items():  # options across fields (:mod:`.across`)
         schema = schemas[name]
-        stated = on_body(applicable(rules, set(schema.get("properties", {}))))
+        stated = on_body(applicable(rules + BODY_ONLY.get(name, []), set(schema.get("properties", {}))))
         schema["allOf"] = [*schema.get("allOf", []), *stated]
     for name, schema in schemas.items():
         properties = schema.get("properties", {}).keys()
