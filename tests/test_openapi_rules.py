@@ -30,6 +30,8 @@ CHAT = {
 }
 PROMPT = {"prompt_logprobs": [None, {"12": {"logprob": -1.0, "rank": 1}}]}
 LABELS = tensor([0, 1], [2], "INT64")
+SEQ = tensor([1.0, 0.0, 0.0, 2.0], [1, 2, 2])  # B×T×K: one sequence of two tokens, K = 2
+SEQ_LABELS = tensor([0, 1], [1, 2], "INT64")
 CASES = [
     # tensor values by role
     ("/v1/cross-entropy", {"probs": P, "labels": [0, 1]}),
@@ -41,6 +43,11 @@ CASES = [
     ("/v1/cross-entropy", {"logits": tensor([1.5, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
     ("/v1/cross-entropy", {"logits": tensor([1000, 0, 0, 2], [2, 2], "INT8"), "labels": [0, 1]}),
     ("/v1/cross-entropy", {"logits": tensor([1e5, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    # a narrow float's bound is where the server's rounding reaches inf (numpy's float16 cast)
+    ("/v1/cross-entropy", {"logits": tensor([65519.0, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([-65520.0, 0, 0, 2], [2, 2], "FP16"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([3.4028235e38, 0, 0, 2], [2, 2], "FP32"), "labels": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": tensor([3.3961775e38, 0, 0, 2], [2, 2], "BF16"), "labels": [0, 1]}),
     ("/v1/monitors/m/observations", {"logits": tensor([1.0, 0, 0, 2], [1, 2, 2])}),
     ("/v1/monitors/m/observations", {"logits": L}),
     (
@@ -51,6 +58,44 @@ CASES = [
         "/v2/models/divergence/infer",
         {"inputs": [inp("p_probs", [1.0, 0, 0, 1], [2, 2]), inp("q_probs", [1.0, 0, 0, 1], [2, 2])]},
     ),
+    # an inference input's datatype: finite in a narrow float, integers in an integer type
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1e5, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1e39, 0, 0, 2], [2, 2], "FP32"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [3.39e38, 0, 0, 2], [2, 2], "BF16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1e300, 0, 0, 2], [2, 2], "FP64"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v1/cross-entropy",
+        {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "INT8"), inp("labels", [0, 1.5], [2], "INT64")]},
+    ),
+    (
+        "/v1/cross-entropy",
+        {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "UINT64"), inp("labels", [0, 1], [2], "INT32")]},
+    ),
+    (
+        "/v1/cross-entropy",
+        {
+            "inputs": [
+                inp("logits", [2.0**64, 0, 0, 2], [2, 2], "UINT64"),
+                inp("labels", [0, 1], [2], "INT32"),
+            ]
+        },
+    ),
     # options across fields
     ("/v1/cross-entropy", {"logits": L, "labels": [0, 1], "multilabel": True}),
     ("/v1/cross-entropy", {"logits": L, "targets": P, "multilabel": True}),
@@ -59,6 +104,50 @@ CASES = [
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "sklearn", "n_bins": 5}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": [0, 0.5, 1]}),
     ("/v1/calibration", {"logits": L, "targets": P}),
+    # `binning: "edges"` needs `edges`; `edges` take no other binning and no preset
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges"}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": None}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "uniform", "edges": [0, 0.5, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": None, "edges": [0, 0.5, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "uniform", "edges": None}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "netcal", "edges": [0, 0.5, 1]}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "binning": "edges"}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "edges": [0, 0.5, 1]}),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"binning": "edges"},
+        },
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"edges": [0, 0.5, 1]},
+        },
+    ),
+    # string classes take no ignore_index; integer ones do
+    ("/v1/calibration", {"logits": L, "labels": ["a", "b"], "classes": ["a", "b"], "ignore_index": -100}),
+    ("/v1/calibration", {"logits": L, "labels": [3, 4], "classes": [3, 4], "ignore_index": -100}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "pos_label": None}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "multilabel": False}),
+    ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "multilabel": None, "target": None}),
+    # multilabel predictions are N×K; B×T×K sequences refuse the options they have no form for
+    ("/v1/calibration", {"logits": [0.5, -1.0], "targets": [[1, 0], [0, 1]], "multilabel": True}),
+    ("/v1/calibration", {"logits": tensor([0.5, -1.0], [2]), "targets": P, "multilabel": True}),
+    ("/v1/calibration", {"logits": tensor([0.5, -1, 1, 0], [2, 2]), "targets": P, "multilabel": True}),
+    ("/v1/cross-entropy", {"probs": [0.5, 0.2], "targets": [[1, 0], [0, 1]], "multilabel": True}),
+    ("/v1/cross-entropy", {"logits": SEQ, "labels": SEQ_LABELS, "classes": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": SEQ, "labels": SEQ_LABELS, "normalize": True}),
+    ("/v1/cross-entropy", {"logits": SEQ, "labels": SEQ_LABELS, "normalize": False, "bytes": [3]}),
+    ("/v1/cross-entropy", {"logits": SEQ, "targets": tensor([0.5] * 4, [1, 2, 2]), "bytes": [3]}),
+    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "sample_weight": [1.0, 1.0]}),
+    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "bootstrap": {"n_resamples": 10}}),
+    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "target": "positive_class"}),
+    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "target": "classwise"}),
+    ("/v1/divergence", {"p_logits": SEQ, "q_logits": SEQ, "elementwise": True}),
+    ("/v1/divergence", {"p_logits": SEQ, "q_logits": SEQ, "normalize": False}),
     ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "classwise"}),
     ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "top_label"}),
     ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "beta"}),
@@ -90,6 +179,22 @@ CASES = [
     ("/v1/logprobs", {"responses": [PROMPT], "prompt_token_ids": [[1, 12]]}),
     ("/v1/logprobs", {"responses": [{**PROMPT, "prompt_token_ids": [1, 12]}]}),
     ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": None}}]}}),
+    # what `use` reads: "sampled" every choice's logprobs, "prompt" a prompt_logprobs somewhere
+    ("/v1/logprobs", {"response": CHAT, "use": "sampled"}),
+    ("/v1/logprobs", {"response": CHAT, "use": "prompt"}),
+    ("/v1/logprobs", {"response": {"choices": [{**PROMPT, "prompt_token_ids": [1, 12]}]}, "use": "prompt"}),
+    ("/v1/logprobs", {"response": {"choices": [{**PROMPT, "prompt_token_ids": [1, 12]}]}, "use": "sampled"}),
+    ("/v1/logprobs", {"response": {**PROMPT, "prompt_token_ids": [1, 12], "choices": []}, "use": "prompt"}),
+    ("/v1/logprobs", {"response": {**PROMPT, "prompt_token_ids": [1, 12], "choices": []}, "use": "sampled"}),
+    (
+        "/v1/logprobs",
+        {"response": {**PROMPT, "prompt_token_ids": [1, 12], "choices": CHAT["choices"]}, "use": "sampled"},
+    ),
+    ("/v1/monitors/m/sequences", {"responses": [CHAT], "use": "sampled"}),
+    ("/v1/monitors/m/sequences", {"responses": [{"choices": [{"logprobs": None}]}], "use": "sampled"}),
+    # a legacy completion's token_logprobs: null only first (an echoed prompt)
+    ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": [None, -1.0, -0.5]}}]}}),
+    ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": [-1.0, None]}}]}}),
     # a monitor's sequences: a logprobs body or B×T×K sequences
     ("/v1/monitors/m/sequences", {"responses": [CHAT]}),
     ("/v1/monitors/m/sequences", {"segment": "a"}),

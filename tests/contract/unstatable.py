@@ -14,6 +14,11 @@ per reason; any other refusal still fails the check.
   (``XENT_MAX_ELEMENTS``), a 413.
 - **State on the server and media-type-dependent headers** (422): a monitor window without rows;
   the ce-* headers of a binary-mode CloudEvent (OpenAPI headers cannot depend on the media type).
+- **The generator's limits** (422): rules JSON Schema states but schemathesis cannot generate
+  from (measured, below): each integer datatype's own width on an inference input (the document
+  says int64 ∪ uint64 for the eight), the fields a preset fixes besides ``edges``, the options
+  B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
+  sequences body.
 - **Not stated yet** (422): a few rules JSON Schema can state that the document does not, or not
   where schemathesis could still generate from it (``NOT_STATED_YET``): gaps, kept visible here.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
@@ -61,27 +66,40 @@ UNSTATABLE = {
     r"must hold a list for each prompt_logprobs|vLLM always includes it",
     # JSON Schema's enum is a constant: it cannot say "one of the values another field holds".
     "one of another field's values": r"is not one of `classes`",
+    # Each integer datatype's own width on an inference input (INT8 in [-128, 127], ..., INT64 below
+    # 2**63, UINT64 from 0; stated on tensor objects): the document states integers within
+    # int64 ∪ uint64 for the eight at once, as
+    # a fifth constrained datatype branch makes schemathesis 4.32.5 (jsonschema_rs 0.60.3) stop with
+    # "Failed to generate test cases for this API operation: result is not supported in canonical
+    # form" on /v1/cross-entropy and /v2/models/cross-entropy/infer (tried: per-type anyOf, oneOf,
+    # if/then pairs, grouped and nested anyOf).
+    "width of an integer datatype": r"must fit U?INT\d+;",
+    # The fields a preset fixes besides `edges` (binning, closed, min_bin_count, bin_weighting;
+    # service.api.openapi.across.UNGENERATED): with them on /v1/calibration's body, in any form tried
+    # (an alternative per preset, an if/then per field, per group of presets), jsonschema_rs 0.60.3
+    # leaves the body's canonical form raw and schemathesis 4.32.5 stops with "Failed to generate
+    # test cases for this API operation. Schemathesis does not support this part of it".
+    "fields a preset fixes": r"is fixed by preset",
+    # The options B×T×K sequences refuse (classes, pos_label, normalize; bytes and words with B×T×K
+    # targets), stated on /v1/cross-entropy's JSON body but not on its inference requests (/v1 and
+    # /v2): with a condition on an input's shape there, schemathesis 4.32.5 stops with "Failed to
+    # generate test cases for this API operation: result is not supported in canonical form".
+    "B×T×K options of a cross-entropy inference request": r"is not supported with B×T×K",
+    # `use: "prompt"` finding a prompt in each response, stated on /v1/logprobs' body; on a monitor's
+    # sequences body (two forms already) schemathesis 4.32.5 stops with "Schemathesis does not
+    # support this part of it" (jsonschema_rs 0.60.3 leaves its canonical form raw).
+    "use: prompt on a monitor's sequences": r"has no prompt_logprobs to score",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
 #: 422 details of rules JSON Schema COULD state but the document does not (yet): gaps of the document,
 #: listed so that they stay visible (docs/robustness.md says which and why).
 NOT_STATED_YET = {
-    # Which part of a response `use` reads ("prompt" / "sampled") when it has both.
-    "logprobs documents": r"must be present \(ask the server for logprobs\)|"
-    r"has no (prompt_)?logprobs to score|must be a number; got null \(only a prompt's first",
-    # An integer datatype's range on an inference input (stated on tensor objects): with it
-    # schemathesis 4.32's canonicaliser cannot generate inference requests.
-    "datatype of inference inputs": r"must hold integers for datatype|must fit U?INT\d+;|"
-    r"must be finite; got -?inf",
-    # Binning and presets (with these four more conditions on /v1/calibration's body schemathesis 4.32
-    # cannot generate it), multilabel predictions as matrices, fields refused with B×T×K sequences,
-    # labels typed as `classes`.
+    # Labels typed as `classes`, and rules across fields on paths not stated yet.
     "options across fields": r"applies to method .* only|apply to methods .* only|"
     r"do not apply with multilabel|does not apply with multilabel|apply with multilabel: true only|"
-    r"applies to B×T×K sequence inputs only|is not supported with B×T×K|for a diagram; got|"
-    r"is not a field of B×T×K|is required with binning|applies to binning|is fixed by preset|"
-    r"applies to hard `labels` only|must be a list of \w+, as `classes`|for multilabel input; got shape|"
+    r"applies to B×T×K sequence inputs only|for a diagram; got|is not a field of B×T×K|"
+    r"applies to hard `labels` only|must be a list of \w+, as `classes`|"
     r"applies to N×K rows; sequences take",
     "roles of inference inputs": r"must not be sent with `\w+` \(exactly one of",
     # Bounds on integers (int64) and closed objects inside nested option values.

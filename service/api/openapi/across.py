@@ -11,6 +11,7 @@ A condition or consequence is a tuple:
 - ``("not_in", f, values)``: `f` is absent, null or none of `values`;
 - ``("none", fields)``: none of `fields` is sent (each absent or null);
 - ``("rank3", fields)``: the one of `fields` that is sent is a B×T×K tensor (a ``shape`` of 3);
+- ``("matrix", fields)``: the one of `fields` that is sent is N×K (rows, or a ``shape`` of 2);
 - ``("preset", {preset: fields})``: the preset sent leaves out the fields it fixes.
 """
 
@@ -50,23 +51,34 @@ _PRESET_RULES: list[tuple[Term, Term]] = [
         ),
     )
 ]
+#: `edges` and `binning`: one ``if``/``then``/``else`` (two closed alternatives): edges sent, with a
+#: binning that is absent, null or "edges" and no preset (every preset fixes them); or no edges, and
+#: a binning other than "edges".
+_EDGES: list[tuple[Term, Term]] = [
+    (("sent", "edges"), ("not_in", "binning", ["uniform", "quantile"])),
+    (("sent", "edges"), ("none", ["preset"])),
+    (("none", ["edges"]), ("not_in", "binning", ["edges"])),
+]
 _CALIBRATION: list[tuple[Term, Term]] = [
     (("sent", "mask"), ("rank3", _PREDICTIONS)),
     (("sent", "targets"), ("none", ["ignore_index"])),
-    # Left in :data:`UNGENERATED`: with these four more conditions on one body schemathesis
-    # 4.32 cannot generate it ("UnsupportedSchema"); they stay in the endpoint's description.
+    *_EDGES,
+    # B×T×K sequences: top-label pairs of each scored token, no per-row weights, classes or bootstrap
+    (("rank3", _PREDICTIONS), ("none", ["sample_weight", "bootstrap", "classes", "pos_label"])),
+    (("rank3", _PREDICTIONS), ("not_in", "target", ["positive_class"])),
 ]
-#: Rules JSON Schema states but the document leaves out for the generator's sake (see above).
-UNGENERATED: list[tuple[Term, Term]] = [
-    (("in", "binning", ["edges"]), ("sent", "edges")),
-    (("sent", "edges"), ("not_in", "binning", ["uniform", "quantile"])),
-    *_PRESET_RULES,
-]
+#: Rules JSON Schema states but the document leaves out for the generator's sake: the other fields a
+#: preset fixes. With them on /v1/calibration's body (in any form tried: one alternative per preset,
+#: one ``if``/``then`` per field, per group of presets) jsonschema_rs 0.60.3 leaves the body's
+#: canonical form raw, and schemathesis 4.32.5 reports "Schemathesis does not support this part of
+#: it"; the endpoint's description says them.
+UNGENERATED: list[tuple[Term, Term]] = _PRESET_RULES
 _MULTILABEL_CALIBRATION: list[tuple[Term, Term]] = [
     (("in", "multilabel", [True]), ("none", ["labels", "ignore_index", "top_k", "classes", "pos_label"])),
     (("in", "multilabel", [True]), ("none", ["bootstrap"])),
     (("in", "multilabel", [True]), ("not_in", "normalize", [True])),
     (("in", "multilabel", [True]), ("not_in", "target", ["top_label", "positive_class", "marginal"])),
+    (("in", "multilabel", [True]), ("matrix", _PREDICTIONS)),
     (("not_in", "multilabel", [True]), ("none", ["targets"])),
 ]
 #: Per request-body schema (and so per endpoint taking it): (condition, consequence) rules.
@@ -77,12 +89,15 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("in", "multilabel", [True]), ("none", ["ignore_index", "top_k", "classes", "pos_label"])),
         (("in", "multilabel", [True]), ("not_in", "label_smoothing", [NONZERO])),
         (("in", "multilabel", [True]), ("not_in", "normalize", [True])),
+        (("in", "multilabel", [True]), ("matrix", _PREDICTIONS)),
         (("sent", "mask"), ("rank3", _PREDICTIONS)),
         (("sent", "targets"), ("none", ["ignore_index"])),
     ],
     "DivergenceBody": [
         (("sent", "mask"), ("rank3", _P_SIDE)),
         (("rank3", _P_SIDE), ("none", ["sample_weight"])),
+        (("rank3", _P_SIDE), ("not_in", "elementwise", [True])),
+        (("rank3", _P_SIDE), ("not_in", "normalize", [True])),
     ],
     "RecalibrateBody": [
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
@@ -90,6 +105,17 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
     ],
     "ApplyBody": [(("sent", "scores"), ("in", "parameters.method", SCORE_METHODS))],
     "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"]))],
+}
+#: Rules stated on the JSON body only, not on the endpoint's inference request: with them there
+#: schemathesis 4.32.5 cannot generate /v1/cross-entropy's or /v2/models/cross-entropy/infer's
+#: requests ("result is not supported in canonical form": a condition on an input's shape).
+BODY_ONLY: dict[str, list[tuple[Term, Term]]] = {
+    "CrossEntropyBody": [
+        # token ids index the vocabulary axis: no class names; perplexities need hard labels
+        (("rank3", _PREDICTIONS), ("none", ["classes", "pos_label"])),
+        (("rank3", _PREDICTIONS), ("not_in", "normalize", [True])),
+        (("rank3", ["targets"]), ("none", ["bytes", "words"])),
+    ],
 }
 #: Rules of one endpoint beyond its body's: the diagram takes /v1/calibration's body.
 DIAGRAM_RULES: list[tuple[Term, Term]] = [
@@ -126,14 +152,26 @@ def _body_term(term: Term) -> dict[str, Any]:
             {"allOf": [_field("preset", {"const": p}), _body_term(("none", f))]} for p, f in term[1].items()
         ]
         return {"anyOf": fixed}
-    shape = {"type": "object", "required": ["shape"], "properties": {"shape": {"minItems": 3}}}
-    return {"anyOf": [_field(f, shape) for f in term[1]]}  # rank3: only tensor objects have 3 dimensions
+    # rank3 (only tensor objects have 3 dimensions) or matrix (rows, or a tensor of 2 dimensions)
+    dims = {"minItems": 3} if kind == "rank3" else {"minItems": 2, "maxItems": 2}
+    forms: list[dict[str, Any]] = [{"type": "object", "required": ["shape"], "properties": {"shape": dims}}]
+    if kind == "matrix":
+        forms.append({"type": "array", "items": {"type": "array"}})
+    if len(term[1]) == 1:
+        return _field(term[1][0], _any(forms))
+    # Of an "exactly one of" group: each sent field has the form (a field's own schema: no disjunction
+    # across fields, which a generator pays for).
+    return {"properties": {f: {"anyOf": [{"type": "null"}, *forms]} for f in term[1]}}
+
+
+def _any(schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
 
 
 def _names(term: Term) -> list[str]:
     if term[0] == "preset":
         return ["preset"]
-    names = term[1] if term[0] in ("none", "rank3") else [term[1]]
+    names = term[1] if term[0] in ("none", "rank3", "matrix") else [term[1]]
     return [name.partition(".")[0] for name in names]
 
 
@@ -146,7 +184,8 @@ def _merged(rules: list[tuple[Term, Term]], term: Any) -> list[dict[str, Any]]:
     """`rules` as few ``if``/``then`` schemas as they can be written with (each doubles a generator's work).
 
     One per condition (its consequences in an ``allOf``); a condition and its negation (``in`` /
-    ``not_in`` the same values) as one ``if``/``then``/``else``.
+    ``not_in`` the same values, ``sent`` / ``none`` of one field) as one ``if``/``then``/``else``; a
+    field that, when sent, must be none of some values, without a condition.
     """
     by_condition: dict[str, tuple[Term, list[Term]]] = {}
     for cond, then in rules:
@@ -156,9 +195,12 @@ def _merged(rules: list[tuple[Term, Term]], term: Any) -> list[dict[str, Any]]:
     for key, (cond, thens) in by_condition.items():
         if key in done:
             continue
+        if cond[0] == "sent" and all(t[0] == "not_in" and t[1] == cond[1] for t in thens):
+            stated.extend(term(t) for t in thens)  # "f, when sent, is none of": null is none of them
+            continue
         rule = {"if": term(cond), "then": _all([term(t) for t in thens])}
-        if cond[0] == "in":
-            negation = repr(("not_in", *cond[1:]))
+        if cond[0] in ("in", "sent"):
+            negation = repr(("not_in", *cond[1:]) if cond[0] == "in" else ("none", [cond[1]]))
             if negation in by_condition:
                 rule["else"] = _all([term(t) for t in by_condition[negation][1]])
                 done.add(negation)
@@ -177,7 +219,7 @@ def on_body(rules: list[tuple[Term, Term]]) -> list[dict[str, Any]]:
 
 def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any]:
     kind = term[0]
-    names = list(term[1]) if kind in ("none", "rank3") else [] if kind == "preset" else [term[1]]
+    names = list(term[1]) if kind in ("none", "rank3", "matrix") else [] if kind == "preset" else [term[1]]
     if not any(name in roles for name in names):  # options: the same rule inside `parameters`
         return (
             _field("parameters", _body_term(term))
@@ -192,8 +234,9 @@ def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any
         if not options:
             return inputs
         return {"allOf": [inputs, _inference_term(("none", options), roles, is_role)]}
-    # rank3
-    shaped = {"allOf": [is_role(names), {"properties": {"shape": {"minItems": 3}}}]}
+    # rank3, matrix
+    dims = {"minItems": 3} if kind == "rank3" else {"minItems": 2, "maxItems": 2}
+    shaped = {"allOf": [is_role(names), {"properties": {"shape": dims}}]}
     return _field("inputs", {"contains": shaped})
 
 

@@ -11,7 +11,7 @@
 
 from typing import Any
 
-from .across import DIAGRAM_RULES, RULES, applicable, on_body
+from .across import BODY_ONLY, DIAGRAM_RULES, RULES, applicable, on_body
 from .examples import V1
 from .inference import MARK, narrow
 from .logprobs import state_documents
@@ -84,22 +84,21 @@ def add_rules(schemas: dict[str, Any]) -> None:
     state_sequence_forms(schemas, _rules("LogprobsBody"))
     for name, rules in RULES.items():  # options across fields (:mod:`.across`)
         schema = schemas[name]
-        stated = on_body(applicable(rules, set(schema.get("properties", {}))))
+        stated = on_body(applicable(rules + BODY_ONLY.get(name, []), set(schema.get("properties", {}))))
         schema["allOf"] = [*schema.get("allOf", []), *stated]
     for name, schema in schemas.items():
         properties = schema.get("properties", {}).keys()
         if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
-            needs = {"anyOf": [{"not": _sent("pos_label")}, _sent("classes")]}
+            needs = {"anyOf": [{"properties": {"pos_label": {"type": "null"}}}, _sent("classes")]}
             schema["allOf"] = [*schema.get("allOf", []), needs]
         excluded = ("classes", "ignore_index") in AT_MOST_ONE.get(name, [])
         if {"classes", "ignore_index"} <= properties and not excluded:  # an int never equals a string label
-            strings = {
-                "required": ["classes"],
-                "properties": {"classes": {"type": "array", "items": {"type": "string"}}},
-            }
+            # `classes` are all integers or all strings: "not strings" is "integers", which a generator
+            # takes more cheaply than a `not` over the items.
+            integers = {"anyOf": [{"type": "null"}, {"items": {"type": "integer"}}]}
             schema["allOf"] = [
                 *schema.get("allOf", []),
-                {"not": {"allOf": [strings, _sent("ignore_index")]}},
+                {"if": _sent("ignore_index"), "then": {"properties": {"classes": integers}}},
             ]
 
 

@@ -13,8 +13,10 @@ reads it:
 
 The prompt forms need the prompt's token ids (vLLM does not mark the realised token): sent as the
 body's ``prompt_token_ids``, else each holder's own; with ``use: "sampled"`` none are read.
+What ``use`` asks of a response is stated as closed alternatives of the body (:func:`_reading`).
 What stays unstated: lengths that must agree (legacy lists, ids per prompt entry), an id pairing
-with the prompt entry at the same position, and which part ``use`` reads when a response has both.
+with the prompt entry at the same position, and on a monitor's sequences body ``use: "prompt"``
+finding a prompt in each response.
 """
 
 from typing import Any
@@ -60,7 +62,8 @@ LEGACY = {
     "required": ["token_logprobs"],
     "properties": {
         "content": False,
-        "token_logprobs": {"type": "array", "items": {"type": ["number", "null"]}},
+        # an echoed prompt starts with null (its first token has no logprob); no later one is null
+        "token_logprobs": {"type": "array", "prefixItems": [{"type": ["number", "null"]}], "items": _NUMBER},
         "tokens": {"type": ["array", "null"]},
         "top_logprobs": {
             "anyOf": [{"type": "null"}, {"type": "array", "items": {"type": ["object", "null"]}}]
@@ -132,9 +135,77 @@ def document(own_ids: bool) -> dict[str, Any]:
     }
 
 
+def _prompt_sent() -> dict[str, Any]:
+    return {"required": ["prompt_logprobs"], "properties": {"prompt_logprobs": {"not": {"type": "null"}}}}
+
+
+#: What ``use`` asks of a response (an object with ``choices``; other documents are read whatever
+#: ``use`` says). "sampled": every choice has its ``logprobs`` (prompts are not read); "prompt":
+#: a ``prompt_logprobs`` at the top or in a choice (choices without one are skipped).
+USE_SAMPLED = "LogprobsResponseForSampled"
+#: The body where ``use: "prompt"`` is stated too (see :func:`_reading`).
+PROMPT_USE_STATED = "LogprobsBody"
+USE_PROMPT = "LogprobsResponseForPrompt"
+_USE: dict[str, dict[str, Any]] = {
+    USE_SAMPLED: {
+        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs`.',
+        "properties": {
+            "choices": {
+                "minItems": 1,
+                "items": {"required": ["logprobs"], "properties": {"logprobs": {"not": {"type": "null"}}}},
+            }
+        },
+    },
+    USE_PROMPT: {
+        "description": 'With `use: "prompt"`, a response has a `prompt_logprobs`, at the top or in a choice.',
+        "anyOf": [
+            {"properties": {"choices": False}},
+            _prompt_sent(),
+            {"properties": {"choices": {"contains": _prompt_sent()}}},
+        ],
+    },
+}
+
+
+def _reads(name: str) -> dict[str, Any]:
+    """`responses` / `response` read as the component `name` says (when sent)."""
+    return {
+        "responses": {"anyOf": [{"type": "null"}, {"items": _ref(name)}]},
+        "response": {"anyOf": [{"type": "null"}, _ref(name)]},
+    }
+
+
+def _reading(own: dict[str, Any], prompt: bool) -> dict[str, Any]:
+    """How the body's documents are read, by ``use`` and ``prompt_token_ids``, as closed alternatives.
+
+    "sampled": every response's choices have their ``logprobs`` (no prompt ids are read); else the
+    prompt forms carry their own ids unless the body sends them (`own`); with `prompt`, also
+    ``use: "prompt"`` finds a prompt in each response (one ``anyOf`` of five: a generator pays for
+    each disjunction, and the sequences body, with its two forms, has no room for that one).
+    """
+    ids_sent = {
+        "required": ["prompt_token_ids"],
+        "properties": {"prompt_token_ids": {"not": {"type": "null"}}},
+    }
+    ids_null = {"properties": {"prompt_token_ids": {"type": "null"}, **own}}
+    sampled = {"required": ["use"], "properties": {"use": {"const": "sampled"}, **_reads(USE_SAMPLED)}}
+    if not prompt:
+        other = {"properties": {"use": {"not": {"const": "sampled"}}}}
+        return {"anyOf": [sampled, {"allOf": [other, ids_sent]}, {"allOf": [other, ids_null]}]}
+    for_prompt = {"required": ["use"], "properties": {"use": {"const": "prompt"}, **_reads(USE_PROMPT)}}
+    auto = {"properties": {"use": {"enum": ["auto", None]}}}
+    return {
+        "anyOf": [
+            sampled,
+            *({"allOf": [reading, ids]} for reading in (for_prompt, auto) for ids in (ids_sent, ids_null)),
+        ]
+    }
+
+
 def state_documents(schemas: dict[str, Any], bodies: tuple[str, ...]) -> None:
     """Type `responses` / `response` of the logprobs `bodies` by the documents read (:func:`document`)."""
     schemas[DOCUMENT], schemas[DOCUMENT_OWN_IDS] = document(own_ids=False), document(own_ids=True)
+    schemas.update(_USE)
     for name in bodies:
         body = schemas.get(name)
         if body is None:
@@ -147,13 +218,8 @@ def state_documents(schemas: dict[str, Any], bodies: tuple[str, ...]) -> None:
         properties["response"] = {**properties["response"], "anyOf": [_ref(DOCUMENT), {"type": "null"}]}
         # Without `prompt_token_ids` (and unless only sampled tokens are read), each prompt form
         # carries its own.
-        no_ids = {"properties": {"prompt_token_ids": {"type": "null"}, "use": {"not": {"const": "sampled"}}}}
         own = {
-            "properties": {
-                "responses": {
-                    "anyOf": [{"type": "array", "items": _ref(DOCUMENT_OWN_IDS)}, {"type": "null"}]
-                },
-                "response": {"anyOf": [_ref(DOCUMENT_OWN_IDS), {"type": "null"}]},
-            }
+            "responses": {"anyOf": [{"type": "array", "items": _ref(DOCUMENT_OWN_IDS)}, {"type": "null"}]},
+            "response": {"anyOf": [_ref(DOCUMENT_OWN_IDS), {"type": "null"}]},
         }
-        body["allOf"] = [*body.get("allOf", []), {"if": no_ids, "then": own}]
+        body["allOf"] = [*body.get("allOf", []), _reading(own, prompt=name == PROMPT_USE_STATED)]

@@ -11,10 +11,12 @@ shared forms take any numbers; per role the service reads them further, and the 
 - probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
   every number, and on a tensor's ``data``);
 - every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
-  beyond a narrow datatype's range (FP16 ±65504, FP32 and BF16 ±3.4028234663852886e38) becomes
-  ±inf when the tensor is read in that type (one ``anyOf`` branch per datatype on the tensor forms);
+  that rounds to ±inf when the tensor is read in a narrow datatype (FP16 from ±65520, FP32 from
+  ±3.4028235677973366e38, BF16 from ±3.396177427818412e38: its largest finite value plus half a
+  step) is refused (one ``anyOf`` branch per datatype on the tensor forms);
 - an integer option is an int64, as JSON carries it exactly;
-- an integer datatype's ``data`` holds integers that fit it (INT8 in [-128, 127], ...).
+- an integer datatype's ``data`` holds integers that fit it (INT8 in [-128, 127], ...); on an
+  inference input, integers within int64 ∪ uint64 (:func:`inference_datatype_rules`).
 """
 
 from typing import Any
@@ -29,8 +31,10 @@ MATRIX_BODIES = ("ObservationsBody", "TemperatureBody", "RecalibrateBody", "Appl
 DATATYPE_VALUES = "TensorDatatypeValues"
 TENSOR = "#/components/schemas/Tensor"
 FLOAT64_MAX = 1.7976931348623157e308
-#: The largest finite value of each float datatype a tensor is read in (wider ones need nothing more).
-NARROW_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "BF16": 3.3895313892515355e38}
+#: The smallest magnitude each narrow float datatype rounds to ±inf (the server's rounding: numpy's
+#: float16 and float32 casts; BF16 through float32, then to nearest, ties to even). Wider ones need
+#: nothing more.
+ROUNDS_TO_INF = {"FP16": 65520.0, "FP32": 3.4028235677973366e38, "BF16": 3.396177427818412e38}
 #: The integers each integer datatype holds (numpy.iinfo).
 INTEGER_RANGES = {
     f"{'U' if unsigned else ''}INT{bits}": (0, 2**bits - 1)
@@ -76,8 +80,8 @@ def _data(item: dict[str, Any]) -> dict[str, Any]:
 def datatype_rules() -> list[dict[str, Any]]:
     """The values a tensor (or input) form's `datatype` can hold: one ``anyOf`` branch per datatype."""
     branches: list[dict[str, Any]] = [{"properties": {"datatype": {"enum": ["FP64"]}}}]
-    for name, high in NARROW_MAX.items():
-        values = _data({"minimum": -high, "maximum": high})
+    for name, high in ROUNDS_TO_INF.items():
+        values = _data({"exclusiveMinimum": -high, "exclusiveMaximum": high})
         branches.append({"properties": {"datatype": {"const": name}, "data": values}})
     for name, (low, high) in INTEGER_RANGES.items():
         values = _data({"type": "integer", "minimum": low, "maximum": high})
@@ -197,7 +201,24 @@ def state_values(schemas: dict[str, Any]) -> None:
                 _retarget(prop, extra)
     inference_input = schemas.get("InferenceInput")
     if inference_input is not None:
-        # Finite numbers; the datatype's range is left out here: with it schemathesis' canonicaliser
-        # (jsonschema_rs 0.60) cannot generate inference requests ("result is not supported in
-        # canonical form"), so the contract test names it (tests/contract/unstatable.py).
         _bound_numbers(inference_input["properties"]["data"], -FLOAT64_MAX, FLOAT64_MAX)
+        inference_input["allOf"] = [*inference_input.get("allOf", []), *inference_datatype_rules()]
+
+
+def inference_datatype_rules() -> list[dict[str, Any]]:
+    """The values an inference input's `datatype` holds, in as few branches as a generator takes.
+
+    Each narrow float's range (finite when read in it) and, for every integer datatype at once,
+    integers within int64 ∪ uint64. Each integer type's own width (INT8 in [-128, 127], ...) is
+    left out: with a fifth constrained branch on an inference input schemathesis 4.32
+    (jsonschema_rs 0.60) stops with "result is not supported in canonical form", so the contract
+    test names it (tests/contract/unstatable.py).
+    """
+    branches: list[dict[str, Any]] = [{"properties": {"datatype": {"const": "FP64"}}}]
+    for name, high in ROUNDS_TO_INF.items():
+        values = _data({"exclusiveMinimum": -high, "exclusiveMaximum": high})
+        branches.append({"properties": {"datatype": {"const": name}, "data": values}})
+    low, high = min(lo for lo, _ in INTEGER_RANGES.values()), max(hi for _, hi in INTEGER_RANGES.values())
+    integers = _data({"type": "integer", "minimum": low, "maximum": high})
+    branches.append({"properties": {"datatype": {"enum": list(INTEGER_RANGES)}, "data": integers}})
+    return [{"anyOf": branches}]
