@@ -273,6 +273,7 @@ SELECT_RESERVOIR_BLOCKS = (
     "SELECT id, segment, kind, dtype, keys, times, labels, payload FROM reservoir_blocks "
     "WHERE monitor = ? ORDER BY id"
 )
+SELECT_RESERVOIR_KEYS = "SELECT keys FROM reservoir_blocks WHERE monitor = ? ORDER BY id"
 RESERVOIR_MIN_TIME = "SELECT min(min_time) FROM reservoir_blocks WHERE monitor = ?"
 DELETE_RESERVOIR_BLOCKS = "DELETE FROM reservoir_blocks WHERE id IN ({ids})"
 # Version 6's table, read once by the migration to version 7.
