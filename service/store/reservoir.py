@@ -10,13 +10,16 @@ and the rows' bytes), after dropping the keys at or above the monitor's ``reserv
 the largest key of the reservoir once it is full (NULL before). Such a key can never enter it.
 The blocks hold a superset S of the reservoir R, and R is always the bottom ``reservoir_size`` of
 S (bottom-k of a union is bottom-k of the bottom-k of its parts), so reads select it from the
-blocks: `select` is exact whatever blocks there are. When S passes `REWRITE_FACTOR` times
-``reservoir_size`` rows (or ``reservoir_size`` with no threshold yet), the write that passes it
-rewrites the blocks into R itself and sets the exact threshold (`rewrite`); the background compaction does so whenever S holds more than R, and
-before retention deletes old rows (rows outside R must go first: they are not in the reservoir).
-A change of ``reservoir_size`` rewrites too (growing: R stays what it was, and fills with later rows only).
-Only a rewrite drops a row whose key repeats one stored earlier (keys the caller drew; random ones
-do not repeat): until then reads skip it.
+blocks: `select` is exact whatever blocks there are. The threshold is kept tight from the keys
+alone (`tighten`: one column read, nothing rewritten) when S first holds ``reservoir_size`` rows
+and at each further multiple of it, so the rows a write keeps fall off as the rows seen grow. The
+background compaction rewrites the blocks into R itself whenever S holds more than R (`rewrite`),
+and before retention deletes old rows (rows outside R must go first: they are not in the
+reservoir); a write that passes `REWRITE_FACTOR` times ``reservoir_size`` rows does so too, so
+storage stays bounded without the compactor. A change of ``reservoir_size`` rewrites too
+(growing: R stays what it was, and fills with later rows only). Only a rewrite drops a row whose
+key repeats one stored earlier (keys the caller drew; random ones do not repeat): until then reads
+skip it.
 
 Everything here runs inside the caller's write transaction, after ``RESERVOIR_STATE`` with the
 dialect's lock (`lock_state`): on PostgreSQL one writer of a monitor's reservoir at a time.
@@ -38,8 +41,8 @@ if TYPE_CHECKING:
 #: A block's parameters after the monitor's name, in `sql.INSERT_RESERVOIR_BLOCK` order.
 BlockParams = tuple[int, int, float, str, str, str, bytes, bytes, bytes, bytes]
 #: The blocks' rows pass this multiple of ``reservoir_size``: the write rewrites them (the
-#: compaction already does past 1×).
-REWRITE_FACTOR = 4
+#: compaction already does past 1×; writes tighten the threshold at every multiple).
+REWRITE_FACTOR = 8
 
 _KEY, _TIME, _LABEL = np.dtype("<i8"), np.dtype("<f8"), np.dtype("<i8")
 
@@ -118,6 +121,22 @@ def row_blocks(
     ]
 
 
+def bottom(keys: npt.NDArray[np.int64], size: int) -> npt.NDArray[np.intp]:
+    """Indices of the `size` smallest distinct `keys` (the first of a repeated key), in index order."""
+    n = keys.size
+    if size <= 0 or n == 0:
+        return np.empty(0, np.intp)
+    # no sort of every key: a partition finds the size-th smallest
+    candidates = np.arange(n) if n <= size else np.flatnonzero(keys <= np.partition(keys, size - 1)[size - 1])
+    ordered = np.sort(keys[candidates])
+    if candidates.size <= size and not (ordered[1:] == ordered[:-1]).any():
+        return candidates
+    order = np.lexsort((np.arange(n), keys))  # a key repeats: by key, then by index
+    first = np.ones(n, bool)
+    first[1:] = keys[order][1:] != keys[order][:-1]
+    return np.sort(order[first][:size])
+
+
 @dataclass
 class Stored:
     """A monitor's stored reservoir rows, column by column, in insertion order (block by block)."""
@@ -158,24 +177,8 @@ class Stored:
         return int(self.keys.size)
 
     def select(self, size: int) -> npt.NDArray[np.intp]:
-        """Indices of the reservoir, in insertion order: the `size` smallest distinct keys.
-
-        Of rows sharing a key only the first inserted counts (as a primary key on it would).
-        """
-        n, keys = len(self), self.keys
-        if size <= 0 or n == 0:
-            return np.empty(0, np.intp)
-        if n <= size:
-            candidates = np.arange(n)
-        else:  # no sort of every key: a partition finds the size-th smallest
-            candidates = np.flatnonzero(keys <= np.partition(keys, size - 1)[size - 1])
-        ordered = np.sort(keys[candidates])
-        if candidates.size <= size and not (ordered[1:] == ordered[:-1]).any():
-            return candidates
-        order = np.lexsort((np.arange(n), keys))  # a key repeats: by key, then by insertion
-        first = np.ones(n, bool)
-        first[1:] = keys[order][1:] != keys[order][:-1]
-        return np.sort(order[first][:size])
+        """Indices of the reservoir, in insertion order (`bottom`)."""
+        return bottom(self.keys, size)
 
     def by_key(self, picked: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
         """`picked` ordered by key (distinct keys, as `select` returns them)."""
@@ -246,11 +249,22 @@ def add(store: "SqlStore", cur: "Cursor", name: str, rows: Sequence[LabelledRow]
     if not blocks:
         return
     cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
-    count += sum(block[0] for block in blocks)
-    if count > REWRITE_FACTOR * size or (threshold is None and count > size):  # (first full: a threshold)
+    before, count = count, count + sum(block[0] for block in blocks)
+    if count > REWRITE_FACTOR * size:
         rewrite(store, cur, name, size)
+    elif count > size and (threshold is None or count // size > before // size):
+        tighten(store, cur, name, size, count)  # full, or one more reservoir_size of rows stored
     else:
         cur.execute(store._q(sql.SET_RESERVOIR_COUNT), (count, name))
+
+
+def tighten(store: "SqlStore", cur: "Cursor", name: str, size: int, count: int) -> None:
+    """Store `count` and the exact threshold, from the stored keys alone (no row is rewritten)."""
+    cur.execute(store._q(sql.SELECT_RESERVOIR_KEYS), (name,))
+    keys = np.concatenate([np.frombuffer(row[0], _KEY) for row in cur.fetchall()])
+    picked = bottom(keys, size)
+    threshold = int(keys[picked].max()) if picked.size >= size else None
+    cur.execute(store._q(sql.SET_RESERVOIR_STATE), (count, threshold, name))
 
 
 def rewrite(

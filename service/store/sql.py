@@ -153,7 +153,8 @@ MIGRATIONS += (
         7,  # the reservoir in blocks: one row per write holding its sampled rows as arrays
         (
             # keys: little-endian int64 sample keys; times: float64 epoch seconds; labels: int64;
-            # payload: each row's bytes, n_rows equal slices. min_key and min_time index the block.
+            # payload: each row's bytes, n_rows equal slices. min_key, min_time: the block's least
+            # (retention reads min_time through the index).
             """CREATE TABLE reservoir_blocks (
                 id {id_pk},
                 monitor TEXT NOT NULL REFERENCES monitors (name) ON DELETE CASCADE,
@@ -273,6 +274,7 @@ SELECT_RESERVOIR_BLOCKS = (
     "SELECT id, segment, kind, dtype, keys, times, labels, payload FROM reservoir_blocks "
     "WHERE monitor = ? ORDER BY id"
 )
+SELECT_RESERVOIR_KEYS = "SELECT keys FROM reservoir_blocks WHERE monitor = ? ORDER BY id"
 RESERVOIR_MIN_TIME = "SELECT min(min_time) FROM reservoir_blocks WHERE monitor = ?"
 DELETE_RESERVOIR_BLOCKS = "DELETE FROM reservoir_blocks WHERE id IN ({ids})"
 # Version 6's table, read once by the migration to version 7.

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from service.store import LabelledRow, MonitorConfig, ReservoirBatch
+from service.store.reservoir import REWRITE_FACTOR
 from tests.store.conftest import assert_counters_match, make_store, query
 from tests.store.test_reservoir import stored_keys
 
@@ -95,7 +96,7 @@ def test_reservoir_equals_a_naive_bottom_k_through_writes_compactions_retention_
     store.put_monitor(config(size))
     naive = Naive(size)
     now = 1e6
-    rewrites = stored = compared = 0
+    stored = compared = tightened = 0
     for _ in range(160):
         now += float(rng.uniform(0, 400))
         action = rng.random()
@@ -103,7 +104,6 @@ def test_reservoir_equals_a_naive_bottom_k_through_writes_compactions_retention_
             batch, expected = offer(rng, now, small_keys)
             store.write_batch("m", [], labelled=batch)  # type: ignore[arg-type]
             naive.offer(expected)
-            rewrites += len(stored_keys(db)) < stored  # the write rewrote the blocks
         elif action < 0.87:
             store.compact(now)
             naive.retain(now - RETENTION)
@@ -121,31 +121,42 @@ def test_reservoir_equals_a_naive_bottom_k_through_writes_compactions_retention_
         assert store.reservoir("m", start, end, limit) == naive.read(start, end, limit)
         assert_counters_match(db)
         stored = len(stored_keys(db))
-        assert stored <= 4 * size  # bounded: a write rewrites the blocks past 4x the size
-    assert compared > 1000 and rewrites > 0
+        assert stored <= REWRITE_FACTOR * size  # bounded: a write rewrites the blocks past 8x the size
+        tightened += query(db, "SELECT reservoir_threshold FROM monitors")[0][0] is not None
+    assert compared > 1000 and tightened > 0
     store.close()
 
 
-def test_a_write_keeps_only_keys_below_the_threshold_of_a_full_reservoir(db):
-    """Once full (after a rewrite), a write stores only the keys below the reservoir's largest."""
+def test_writes_set_the_threshold_keep_only_keys_below_it_and_rewrite_past_8x(db):
+    """Full: the threshold is the reservoir's largest key; later writes store only keys below it."""
     store = make_store(db)
     store.put_monitor(config(10))
-    keys = np.arange(100, 0, -1, dtype=np.int64) * 1000  # decreasing: every key enters the reservoir
 
-    def batch(ks):
-        n = len(ks)
+    def write(keys):
+        n = len(keys)
         zeros = np.zeros((n, 3), "<f4")
-        return ReservoirBatch(
-            "", "logits", "<f4", np.full(n, 5.0), np.zeros(n, np.int64), ks, zeros.view(np.uint8)
+        keys = np.asarray(keys, np.int64)
+        batch = ReservoirBatch(
+            "", "logits", "<f4", np.full(n, 5.0), np.zeros(n, np.int64), keys, zeros.view(np.uint8)
         )
+        store.write_batch("m", [], labelled=batch)
 
-    store.write_batch("m", [], labelled=batch(keys[:50]))  # 50 rows > 4 x 10: rewritten at once
-    assert stored_keys(db) == sorted(keys[:50].tolist())[:10]
-    threshold = query(db, "SELECT reservoir_threshold FROM monitors")[0][0]
-    assert threshold == sorted(keys[:50].tolist())[9]
-    store.write_batch("m", [], labelled=batch(np.array([threshold, threshold + 1, threshold - 1])))
-    assert stored_keys(db) == sorted([*sorted(keys[:50].tolist())[:10], threshold - 1])
+    def threshold():
+        return query(db, "SELECT reservoir_threshold FROM monitors")[0][0]
+
+    write(range(9000, 8000, -100))  # 10 rows: full, no threshold yet
+    assert threshold() is None and stored_keys(db) == list(range(8100, 9001, 100))
+    write([50_000, 7000])  # 12 rows stored: the threshold, from the keys (nothing rewritten)
+    assert threshold() == 8900 and stored_keys(db) == sorted([*range(8100, 9001, 100), 50_000, 7000])
+    write([8900, 8901, 8899])  # only the key below it is stored
+    assert stored_keys(db)[-3:] == [8900, 9000, 50_000] and 8899 in stored_keys(db)
+    assert threshold() == 8900  # (13 rows: no new multiple of 10)
+    write(range(100, 1000, 100))  # 22 rows: a new multiple of 10, the threshold tightens
+    assert threshold() == 7000
+    write(range(-100, -7000, -100))  # 91 rows > 8 x 10: rewritten into the reservoir alone
+    assert stored_keys(db) == list(range(-6900, -5999, 100)) and threshold() == -6000
     assert [r.time for r in store.reservoir("m", 0, 10, 100)] == [5.0] * 10
+    assert_counters_match(db)
     store.close()
 
 
@@ -211,7 +222,7 @@ def test_migration_from_version_6_keeps_every_reservoir_row(db):
 
 @pytest.mark.parametrize(("size", "dtype"), [(1000, np.float64), (10, np.float32)])
 def test_ingest_offers_exactly_the_labelled_rows_of_a_batch(db_path, size, dtype):
-    """`ingest` sends the labelled rows (partly labelled, several buckets) with their bytes, label and time."""
+    """`ingest` sends the labelled rows (partly labelled, several buckets): their bytes, label and time."""
     from service.core import Distribution
     from service.monitors import ingest
 
