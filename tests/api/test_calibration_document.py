@@ -52,3 +52,14 @@ def test_the_answer_is_what_the_result_model_prints(client, name):
     assert response.status_code == 200, response.text
     model = CalibrationResult.model_validate_json(response.content)
     assert model.model_dump_json().encode() == response.content
+
+
+@pytest.mark.parametrize(("bootstrap", "threaded"), [({}, True), ({"n": 5}, True), (None, False)])
+def test_a_small_body_asking_a_bootstrap_still_goes_to_a_thread(bootstrap, threaded):
+    from service.api.formats.inputs import Body
+    from service.api.formats.payload import ArrayReader
+    from service.api.routes.calibration import asks_bootstrap
+
+    fields = {"probs": [[0.5, 0.5]], "labels": [0], "bootstrap": bootstrap}
+    assert asks_bootstrap(Body(fields, ArrayReader(100, False))) is threaded
+    assert asks_bootstrap(Body({"probs": [[0.5, 0.5]], "labels": [0]}, ArrayReader(100, False))) is False

@@ -73,7 +73,7 @@ P_VALUES = (
     inline_bytes=0,
     roles=ARRAY_FIELDS,
     loop_bytes=LOOP_BYTES,
-    threaded=lambda body: bool(body.fields.get("bootstrap")),
+    threaded=lambda body: asks_bootstrap(body),
 )
 def score_calibration(body: Body) -> Response:
     """Calibration metrics with every convention named and echoed back.
@@ -85,6 +85,14 @@ def score_calibration(body: Body) -> Response:
     torchmetrics, scikit-learn, netcal or Guo et al.'s _ECELoss exactly.
     """
     return calibration_answer(body).response()
+
+
+def asks_bootstrap(body: Body) -> bool:
+    """Whether `body` asks for bootstrap intervals (``{}`` too: 1,000 resamples by default).
+
+    Such a body is scored in a worker thread even when small (:func:`service.api.deps.scoring`).
+    """
+    return body.fields.get("bootstrap") is not None
 
 
 def calibration_answer(body: Body) -> Answer:
