@@ -104,6 +104,9 @@ CASES = [
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "sklearn", "n_bins": 5}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": [0, 0.5, 1]}),
     ("/v1/calibration", {"logits": L, "targets": P}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "bootstrap": {"n": 10}}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "pos_label": 1}),
     # `binning: "edges"` needs `edges`; `edges` take no other binning and no preset
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges"}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": None}),
@@ -143,7 +146,7 @@ CASES = [
     ("/v1/cross-entropy", {"logits": SEQ, "labels": SEQ_LABELS, "normalize": False, "bytes": [3]}),
     ("/v1/cross-entropy", {"logits": SEQ, "targets": tensor([0.5] * 4, [1, 2, 2]), "bytes": [3]}),
     ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "sample_weight": [1.0, 1.0]}),
-    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "bootstrap": {"n_resamples": 10}}),
+    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "bootstrap": {"n": 10}}),
     ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "target": "positive_class"}),
     ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "target": "classwise"}),
     ("/v1/divergence", {"p_logits": SEQ, "q_logits": SEQ, "elementwise": True}),

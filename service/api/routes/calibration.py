@@ -12,6 +12,7 @@ from service import core
 from service.api.deps import scoring
 from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
 from service.api.schemas.calibration import (
+    CONVENTION_FIELDS,
     BootstrapResult,
     CalibrationBody,
     CalibrationConvention,
@@ -34,18 +35,6 @@ router = APIRouter(prefix="/v1", tags=["calibration"])
 ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight", "mask")
 #: Reliability cells (groups × bins) a response may carry.
 MAX_RELIABILITY_CELLS = 200_000
-_CONVENTION_FIELDS = (
-    "binning",
-    "edges",
-    "n_bins",
-    "closed",
-    "min_bin_count",
-    "target",
-    "norm",
-    "bin_weighting",
-    "brier_scale",
-    "level",
-)
 P_VALUES = (
     "spiegelhalter_p two-sided, 2(1 - Φ(|Z|)); ks_p and kuiper_p one-sided upper tails of sup|W| and "
     "max W - min W for standard Brownian motion W on [0, 1] (asymptotic in N)"
@@ -124,7 +113,7 @@ def read_sample_weight(body: Body) -> np.ndarray | None:
 def convention_of(options: CalibrationOptions) -> core.Convention:
     """The core convention for the options that were sent (a preset refuses the ones it fixes)."""
     sent: dict[str, Any] = {
-        name: getattr(options, name) for name in _CONVENTION_FIELDS if name in options.model_fields_set
+        name: getattr(options, name) for name in CONVENTION_FIELDS if name in options.model_fields_set
     }
     if options.edges is not None:
         if options.binning not in (None, "edges"):
