@@ -1,7 +1,7 @@
 """``POST /v1/calibration``."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -13,6 +13,7 @@ from service.api.deps import scoring
 from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
 from service.api.schemas.calibration import (
     CONVENTION_FIELDS,
+    BootstrapOptions,
     BootstrapResult,
     CalibrationBody,
     CalibrationConvention,
@@ -145,19 +146,35 @@ def _bootstrap(
     intervals = bootstrap_intervals(  # the weights ride with `prep`
         prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
     )
-    scale = _nll_scale(options)
+    return bootstrap_result(
+        spec,
+        intervals,
+        _nll_scale(options),
+        "resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
+        "fixed from the full sample (ace_nixon's ranges and smooth_ece's bandwidth found anew per "
+        "resample); percentile interval (np.nanpercentile, linear).",
+        weighted=weights is not None,
+    )
+
+
+def bootstrap_result(
+    spec: BootstrapOptions,
+    intervals: Mapping[str, Any],
+    nll_scale: float,
+    method: str,
+    *,
+    weighted: bool,
+) -> BootstrapResult:
+    """The bootstrap answer: `intervals` (``nll`` in the unit of `nll_scale`) drawn as `method` says."""
     out = {}
     for name, interval in intervals.items():
-        factor = scale if name == "nll" else 1.0
+        factor = nll_scale if name == "nll" else 1.0
         out[name] = IntervalResult(low=interval.low * factor, high=interval.high * factor)
     return BootstrapResult(
         n=spec.n,
         level=spec.level,
         seed=spec.seed,
-        method="resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
-        "fixed from the full sample (ace_nixon's ranges and smooth_ece's bandwidth found anew per "
-        "resample); percentile interval (np.nanpercentile, linear)."
-        + (_WEIGHTED_BOOTSTRAP if weights is not None else ""),
+        method=method + (_WEIGHTED_BOOTSTRAP if weighted else ""),
         intervals=out,
     )
 

@@ -33,6 +33,8 @@ class MultilabelCalibration:
     n_bins: int
     convention: Convention
     reliability: list[Reliability] = field(default_factory=list)
+    #: The columns as prepared for the report, for a bootstrap to resample (bins of the full sample).
+    prep: "MultilabelPairs | None" = None
 
 
 @dataclass(frozen=True)
@@ -250,4 +252,5 @@ def multilabel_calibration(
             if reliability
             else []
         ),
+        prep=prep,
     )
