@@ -49,7 +49,8 @@ _EDGES: list[tuple[Term, Term]] = [
 ]
 _CALIBRATION: list[tuple[Term, Term]] = [
     (("sent", "mask"), ("rank3", _PREDICTIONS)),
-    (("sent", "targets"), ("none", ["ignore_index"])),
+    # (`targets` without `ignore_index` follows from the multilabel rules below: stated once, as a
+    # generator pays for each condition)
     *_EDGES,
     # B×T×K sequences: top-label pairs of each scored token, no per-row weights, classes or bootstrap
     (("rank3", _PREDICTIONS), ("none", ["sample_weight", "bootstrap", "classes", "pos_label"])),
