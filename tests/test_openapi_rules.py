@@ -182,6 +182,13 @@ CASES = [
     ),
     ("/v1/monitors/m/sequences", {"responses": [CHAT], "use": "sampled"}),
     ("/v1/monitors/m/sequences", {"responses": [{"choices": [{"logprobs": None}]}], "use": "sampled"}),
+    # log-probabilities are at most 0 (within 1e-4 of slack for printing)
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 1.5, "bytes": [97], "top_logprobs": []}]]}),
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 5e-5, "bytes": [97], "top_logprobs": []}]]}),
+    (
+        "/v1/logprobs",
+        {"responses": [{"prompt_logprobs": [None, {"12": {"logprob": 0.5}}]}], "prompt_token_ids": [[1, 12]]},
+    ),
     # a legacy completion's token_logprobs: null only first (an echoed prompt)
     ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": [None, -1.0, -0.5]}}]}}),
     ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": [-1.0, None]}}]}}),
