@@ -181,6 +181,13 @@ CASES = [
         {"response": {**PROMPT, "prompt_token_ids": [1, 12], "choices": CHAT["choices"]}, "use": "sampled"},
     ),
     ("/v1/monitors/m/sequences", {"responses": [CHAT], "use": "sampled"}),
+    (
+        "/v1/logprobs",
+        {
+            "response": {"choices": [{**PROMPT, "prompt_token_ids": [1, 12], "logprobs": {}}]},
+            "use": "sampled",
+        },
+    ),
     ("/v1/monitors/m/sequences", {"responses": [{"choices": [{"logprobs": None}]}], "use": "sampled"}),
     # log-probabilities are at most 0 (within 1e-4 of slack for printing)
     ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 1.5, "bytes": [97], "top_logprobs": []}]]}),

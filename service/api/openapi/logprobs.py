@@ -151,11 +151,11 @@ PROMPT_USE_STATED = "LogprobsBody"
 USE_PROMPT = "LogprobsResponseForPrompt"
 _USE: dict[str, dict[str, Any]] = {
     USE_SAMPLED: {
-        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs`.',
+        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs` (chat or legacy).',
         "properties": {
             "choices": {
                 "minItems": 1,
-                "items": {"required": ["logprobs"], "properties": {"logprobs": {"not": {"type": "null"}}}},
+                "items": {"required": ["logprobs"], "properties": {"logprobs": PART}},
             }
         },
     },
