@@ -151,7 +151,8 @@ PROMPT_USE_STATED = "LogprobsBody"
 USE_PROMPT = "LogprobsResponseForPrompt"
 _USE: dict[str, dict[str, Any]] = {
     USE_SAMPLED: {
-        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs` (chat or legacy).',
+        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs` '
+        "(chat or legacy).",
         "properties": {
             "choices": {
                 "minItems": 1,

@@ -2,7 +2,7 @@
 
 The fit is the N×K fit of the scored positions (inside `mask`, label not `ignore_index`), read
 as the (B·T)×K matrix of their logits: the same safeguarded Newton iteration on β = 1/T
-(:func:`~service.core.maps.temperature.fit_problem`), with each pass streamed through one
+(:func:`~service.core.maps.temperature_newton.fit_problem`), with each pass streamed through one
 cache-sized scratch a block of rows at a time (:mod:`~service.core.language.blocks`), so no
 second B×T×K array is ever allocated. float16 and bfloat16 blocks are widened to float32 one
 at a time; the float64 polish widens each block again instead of a float64 copy of the tensor.
@@ -27,7 +27,7 @@ from .._typing import BoolArray, FloatArray, IntArray
 from ..distribution import EpsPolicy, resolve_eps
 from ..errors import InputError
 from ..maps.fit_metrics import FitMetrics, top_label_ece
-from ..maps.temperature import _EXP_FLOOR, _TRANSPOSE_BELOW, TemperatureFit, fit_problem, row_moments
+from ..maps.temperature_newton import _EXP_FLOOR, _TRANSPOSE_BELOW, TemperatureFit, fit_problem, row_moments
 from ..validation import default_tolerance
 from .blocks import ProbKernel, Scratch, _widen, blocks
 from .sequences import check_values, labelled_positions
@@ -212,7 +212,7 @@ def _beta(temperature: float) -> float:
 
 
 class _Streamed:
-    """The scored rows of B×T×K logits as a :class:`~service.core.maps.temperature.Problem`.
+    """The scored rows of B×T×K logits as a :class:`~service.core.maps.temperature_newton.Problem`.
 
     One pass over the tensor on creation keeps, per position, the row maximum, its arg-max and
     the label's logit (B·T numbers each); each later pass reloads a block, shifts it by its
