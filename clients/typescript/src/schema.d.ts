@@ -5176,7 +5176,7 @@ export interface components {
             choices?: never;
             prompt_logprobs?: never;
         });
-        /** @description With `use: "sampled"`, a response's every choice has its `logprobs`. */
+        /** @description With `use: "sampled"`, a response's every choice has its `logprobs` (chat or legacy). */
         LogprobsResponseForSampled: {
             choices?: unknown;
         };
