@@ -189,6 +189,9 @@ CASES = [
         },
     ),
     ("/v1/monitors/m/sequences", {"responses": [{"choices": [{"logprobs": None}]}], "use": "sampled"}),
+    # a chat token's bytes: a list (a string or object is refused, not counted by its length)
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": -1.0, "bytes": {}, "top_logprobs": []}]]}),
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": -1.0, "bytes": "ab", "top_logprobs": []}]]}),
     # log-probabilities are at most 0 (within 1e-4 of slack for printing)
     ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 1.5, "bytes": [97], "top_logprobs": []}]]}),
     ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 5e-5, "bytes": [97], "top_logprobs": []}]]}),
