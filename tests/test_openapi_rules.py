@@ -83,6 +83,9 @@ CASES = [
         "/v1/cross-entropy",
         {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "UINT64"), inp("labels", [0, 1], [2], "INT32")]},
     ),
+    # a divergence's log base: "e" or a number > 0 other than 1
+    ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.0}),
+    ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.5}),
     # options across fields
     ("/v1/cross-entropy", {"logits": L, "labels": [0, 1], "multilabel": True}),
     ("/v1/cross-entropy", {"logits": L, "targets": P, "multilabel": True}),
