@@ -81,21 +81,11 @@ CASES = [
     ),
     (
         "/v1/cross-entropy",
-        {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "INT8"), inp("labels", [0, 1.5], [2], "INT64")]},
-    ),
-    (
-        "/v1/cross-entropy",
         {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "UINT64"), inp("labels", [0, 1], [2], "INT32")]},
     ),
-    (
-        "/v1/cross-entropy",
-        {
-            "inputs": [
-                inp("logits", [2.0**64, 0, 0, 2], [2, 2], "UINT64"),
-                inp("labels", [0, 1], [2], "INT32"),
-            ]
-        },
-    ),
+    # a divergence's log base: "e" or a number > 0 other than 1
+    ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.0}),
+    ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.5}),
     # options across fields
     ("/v1/cross-entropy", {"logits": L, "labels": [0, 1], "multilabel": True}),
     ("/v1/cross-entropy", {"logits": L, "targets": P, "multilabel": True}),
@@ -104,6 +94,9 @@ CASES = [
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "preset": "sklearn", "n_bins": 5}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": [0, 0.5, 1]}),
     ("/v1/calibration", {"logits": L, "targets": P}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "bootstrap": {"n": 10}}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "pos_label": 1}),
     # `binning: "edges"` needs `edges`; `edges` take no other binning and no preset
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges"}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": None}),
@@ -143,7 +136,7 @@ CASES = [
     ("/v1/cross-entropy", {"logits": SEQ, "labels": SEQ_LABELS, "normalize": False, "bytes": [3]}),
     ("/v1/cross-entropy", {"logits": SEQ, "targets": tensor([0.5] * 4, [1, 2, 2]), "bytes": [3]}),
     ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "sample_weight": [1.0, 1.0]}),
-    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "bootstrap": {"n_resamples": 10}}),
+    ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "bootstrap": {"n": 10}}),
     ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "target": "positive_class"}),
     ("/v1/calibration", {"logits": SEQ, "labels": SEQ_LABELS, "target": "classwise"}),
     ("/v1/divergence", {"p_logits": SEQ, "q_logits": SEQ, "elementwise": True}),
@@ -191,7 +184,24 @@ CASES = [
         {"response": {**PROMPT, "prompt_token_ids": [1, 12], "choices": CHAT["choices"]}, "use": "sampled"},
     ),
     ("/v1/monitors/m/sequences", {"responses": [CHAT], "use": "sampled"}),
+    (
+        "/v1/logprobs",
+        {
+            "response": {"choices": [{**PROMPT, "prompt_token_ids": [1, 12], "logprobs": {}}]},
+            "use": "sampled",
+        },
+    ),
     ("/v1/monitors/m/sequences", {"responses": [{"choices": [{"logprobs": None}]}], "use": "sampled"}),
+    # a chat token's bytes: a list (a string or object is refused, not counted by its length)
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": -1.0, "bytes": {}, "top_logprobs": []}]]}),
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": -1.0, "bytes": "ab", "top_logprobs": []}]]}),
+    # log-probabilities are at most 0 (within 1e-4 of slack for printing)
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 1.5, "bytes": [97], "top_logprobs": []}]]}),
+    ("/v1/logprobs", {"responses": [[{"token": "a", "logprob": 5e-5, "bytes": [97], "top_logprobs": []}]]}),
+    (
+        "/v1/logprobs",
+        {"responses": [{"prompt_logprobs": [None, {"12": {"logprob": 0.5}}]}], "prompt_token_ids": [[1, 12]]},
+    ),
     # a legacy completion's token_logprobs: null only first (an echoed prompt)
     ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": [None, -1.0, -0.5]}}]}}),
     ("/v1/logprobs", {"response": {"choices": [{"logprobs": {"token_logprobs": [-1.0, None]}}]}}),

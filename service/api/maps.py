@@ -16,7 +16,8 @@ from service.core.maps.score_sigmoid import SigmoidScoreCalibration, fit_sigmoid
 from service.core.maps.temperature import TemperatureScaling
 
 from .formats.inputs import Truth
-from .schemas.recalibration import (
+from .schemas.recalibration import RecalibrateOptions
+from .schemas.recalibration_maps import (
     BetaParameters,
     HistogramParameters,
     IsotonicParameters,
@@ -24,7 +25,6 @@ from .schemas.recalibration import (
     MatrixParameters,
     Parameters,
     PlattParameters,
-    RecalibrateOptions,
     SigmoidParameters,
     TemperatureParameters,
     VectorParameters,

@@ -15,8 +15,8 @@ per reason; any other refusal still fails the check.
 - **State on the server and media-type-dependent headers** (422): a monitor window without rows;
   the ce-* headers of a binary-mode CloudEvent (OpenAPI headers cannot depend on the media type).
 - **The generator's limits** (422): rules JSON Schema states but schemathesis cannot generate
-  from (measured, below): each integer datatype's own width on an inference input (the document
-  says int64 ∪ uint64 for the eight), the fields a preset fixes besides ``edges``, the options
+  from (measured, below): an integer datatype's values on an inference input (the document
+  states the narrow floats' ranges there), the fields a preset fixes besides ``edges``, the options
   B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
   sequences body.
 - **Not stated yet** (422): a few rules JSON Schema can state that the document does not, or not
@@ -66,14 +66,13 @@ UNSTATABLE = {
     r"must hold a list for each prompt_logprobs|vLLM always includes it",
     # JSON Schema's enum is a constant: it cannot say "one of the values another field holds".
     "one of another field's values": r"is not one of `classes`",
-    # Each integer datatype's own width on an inference input (INT8 in [-128, 127], ..., INT64 below
-    # 2**63, UINT64 from 0; stated on tensor objects): the document states integers within
-    # int64 ∪ uint64 for the eight at once, as
-    # a fifth constrained datatype branch makes schemathesis 4.32.5 (jsonschema_rs 0.60.3) stop with
-    # "Failed to generate test cases for this API operation: result is not supported in canonical
-    # form" on /v1/cross-entropy and /v2/models/cross-entropy/infer (tried: per-type anyOf, oneOf,
-    # if/then pairs, grouped and nested anyOf).
-    "width of an integer datatype": r"must fit U?INT\d+;",
+    # An integer datatype's values on an inference input (integers, within the type's width; stated
+    # on tensor objects): with the three narrow floats' ranges stated there, a fourth constrained
+    # datatype branch makes schemathesis 4.32.5 (jsonschema_rs 0.60.3) stop with "Failed to generate
+    # test cases for this API operation: result is not supported in canonical form" (negative cases
+    # of /v2/models/cross-entropy/infer; positive ones from a fifth; tried: per-type anyOf, oneOf,
+    # if/then pairs, grouped and nested anyOf, one branch for the eight integer types).
+    "values of an integer datatype": r"must hold integers for datatype|must fit U?INT\d+;",
     # The fields a preset fixes besides `edges` (binning, closed, min_bin_count, bin_weighting;
     # service.api.openapi.across.UNGENERATED): with them on /v1/calibration's body, in any form tried
     # (an alternative per preset, an if/then per field, per group of presets), jsonschema_rs 0.60.3

@@ -1261,7 +1261,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        } & ((unknown | {
+        } & (({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -1563,7 +1565,9 @@ export interface components {
              * @description The peer implementation these numbers agree with.
              */
             matches: string;
-        } & ((unknown | {
+        } & (({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -3119,7 +3123,9 @@ export interface components {
              * @description The peer implementation the fit agrees with.
              */
             matches: string;
-        } & ((unknown | {
+        } & (({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -3711,7 +3717,9 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & unknown & unknown & (unknown | {
+        }) & unknown & unknown & unknown & ({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }));
         /**
@@ -3923,7 +3931,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & unknown & (unknown | {
+        }) & unknown & unknown & unknown & unknown & ({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4092,7 +4102,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & unknown & (unknown | {
+        }) & unknown & unknown & unknown & unknown & unknown & ({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4257,7 +4269,21 @@ export interface components {
             data?: number[] | number[][] | null;
             /** @default null */
             parameters?: components["schemas"]["InferenceInputParameters"] | null;
-        };
+        } & ({
+            datatype?: unknown;
+        } | {
+            /** @constant */
+            datatype?: "FP16";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "FP32";
+            data?: unknown[] | unknown[][];
+        } | {
+            /** @constant */
+            datatype?: "BF16";
+            data?: unknown[] | unknown[][];
+        });
         /**
          * InferenceInputParameters
          * @description Per-input parameters.
@@ -4410,7 +4436,40 @@ export interface components {
             responses: unknown;
         } | {
             response: unknown;
-        }) & unknown & unknown & unknown & unknown);
+        }) & unknown & unknown & unknown & ({
+            /** @constant */
+            use: "sampled";
+            responses?: null | unknown;
+            response?: null | components["schemas"]["LogprobsResponseForSampled"];
+        } | ({
+            /** @constant */
+            use: "prompt";
+            responses?: null | unknown;
+            response?: null | components["schemas"]["LogprobsResponseForPrompt"];
+        } & {
+            prompt_token_ids: unknown;
+        }) | ({
+            /** @constant */
+            use: "prompt";
+            responses?: null | unknown;
+            response?: null | components["schemas"]["LogprobsResponseForPrompt"];
+        } & {
+            prompt_token_ids?: null;
+            responses?: components["schemas"]["LogprobsDocumentWithOwnIds"][] | null;
+            response?: components["schemas"]["LogprobsDocumentWithOwnIds"] | null;
+        }) | ({
+            /** @enum {unknown} */
+            use?: "auto" | null;
+        } & {
+            prompt_token_ids: unknown;
+        }) | ({
+            /** @enum {unknown} */
+            use?: "auto" | null;
+        } & {
+            prompt_token_ids?: null;
+            responses?: components["schemas"]["LogprobsDocumentWithOwnIds"][] | null;
+            response?: components["schemas"]["LogprobsDocumentWithOwnIds"] | null;
+        })));
         /**
          * ObservationsBody
          * @description A batch of predictions for a monitor (JSON form; OIP, binary tensors and npz carry the same fields).
@@ -4649,7 +4708,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & (unknown | {
+        }) & unknown & unknown & ({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -4790,7 +4851,22 @@ export interface components {
              * @default null
              */
             segment?: string | null;
-        } & unknown) | (({
+        } & ({
+            /** @constant */
+            use: "sampled";
+            responses?: null | unknown;
+            response?: null | components["schemas"]["LogprobsResponseForSampled"];
+        } | ({
+            use?: unknown;
+        } & {
+            prompt_token_ids: unknown;
+        }) | ({
+            use?: unknown;
+        } & {
+            prompt_token_ids?: null;
+            responses?: components["schemas"]["LogprobsDocumentWithOwnIds"][] | null;
+            response?: components["schemas"]["LogprobsDocumentWithOwnIds"] | null;
+        }))) | (({
             responses: unknown;
         } | {
             response: unknown;
@@ -4945,7 +5021,9 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & (unknown | {
+        }) & unknown & ({
+            pos_label?: null;
+        } | {
             classes: unknown;
         }) & unknown);
         /**
@@ -5033,7 +5111,9 @@ export interface components {
             }[];
         } | {
             content?: never;
-            token_logprobs: (number | null)[];
+            token_logprobs: [
+                number | null
+            ];
             tokens?: unknown[] | null;
             top_logprobs?: null | (Record<string, unknown> | null)[];
         }) & {
@@ -5087,13 +5167,27 @@ export interface components {
             }[];
         } | {
             content?: never;
-            token_logprobs: (number | null)[];
+            token_logprobs: [
+                number | null
+            ];
             tokens?: unknown[] | null;
             top_logprobs?: null | (Record<string, unknown> | null)[];
         }) & {
             choices?: never;
             prompt_logprobs?: never;
         });
+        /** @description With `use: "sampled"`, a response's every choice has its `logprobs` (chat or legacy). */
+        LogprobsResponseForSampled: {
+            choices?: unknown;
+        };
+        /** @description With `use: "prompt"`, a response has a `prompt_logprobs`, at the top or in a choice. */
+        LogprobsResponseForPrompt: {
+            choices?: never;
+        } | {
+            prompt_logprobs: unknown;
+        } | {
+            choices?: unknown;
+        };
         /** @description The values a tensor's `datatype` holds: finite in its range, integers that fit. */
         TensorDatatypeValues: {
             /** @enum {unknown} */
@@ -5476,7 +5570,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
-        CalibrationInferenceRules: unknown & unknown & unknown;
+        CalibrationInferenceRules: unknown & unknown & unknown & unknown;
         /** @description The inputs of an inference request for ObservationsBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ObservationsInferenceInputs: (((({
             parameters: {
@@ -6397,7 +6491,11 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": (components["schemas"]["CalibrationBody"] & unknown & unknown) | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": (components["schemas"]["CalibrationBody"] & {
+                    multilabel?: unknown;
+                } & {
+                    target?: unknown;
+                }) | (components["schemas"]["InferenceRequest"] & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -6423,7 +6521,15 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown & unknown)));
+                } & (components["schemas"]["CalibrationInferenceRules"] & {
+                    parameters?: null | {
+                        multilabel?: unknown;
+                    };
+                } & {
+                    parameters?: null | {
+                        target?: unknown;
+                    };
+                })));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };

@@ -6,6 +6,9 @@ stays the default answer.
 """
 
 import re
+from typing import Any
+
+from starlette.responses import Response
 
 from ..errors.problems import ProblemError
 
@@ -13,6 +16,20 @@ PNG = "image/png"
 SVG = "image/svg+xml"
 _RANGE = re.compile(r"^\s*([^;\s]+)\s*(?:;(.*))?$")
 _Q = re.compile(r"(?:^|;)\s*q\s*=\s*([0-9.]+)")
+#: The 200 and 406 answers of a reliability-diagram route (the routes add their problem answers).
+DIAGRAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            SVG: {"schema": {"type": "string"}},
+            PNG: {"schema": {"type": "string", "format": "binary"}},
+        },
+        "description": "An SVG document; a PNG when `Accept` prefers image/png (the `png` extra).",
+    },
+    406: {
+        "description": "image/png asked for, and the `png` extra (resvg-py) is not installed.",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    },
+}
 
 
 def wants_png(accept: str | None) -> bool:
@@ -45,6 +62,24 @@ def wants_png(accept: str | None) -> bool:
                 if exact or quality[candidate] == 0.0:
                     quality[candidate] = weight if exact else max(quality[candidate], weight * 0.999)
     return quality[PNG] > quality[SVG]
+
+
+def png_asked(accept: str | None) -> bool:
+    """Whether the `accept` header asks for PNG (:func:`wants_png`); its 406 first if PNG cannot be made.
+
+    Called before the request's data is read, so a 406 costs nothing.
+    """
+    png = wants_png(accept)
+    if png:
+        check_png_available()
+    return png
+
+
+def diagram_response(image: str | bytes) -> Response:
+    """The diagram's answer: SVG text, or PNG bytes (from :func:`svg_to_png`)."""
+    if isinstance(image, bytes):
+        return Response(image, media_type=PNG)
+    return Response(image, media_type=SVG)
 
 
 def check_png_available() -> None:

@@ -17,24 +17,12 @@ A condition or consequence is a tuple:
 
 from typing import Any
 
+from service.api.schemas.calibration import CONVENTION_FIELDS
 from service.core.calibration.conventions import PRESETS
 
 Term = tuple[Any, ...]
 #: Methods whose maps take raw `scores` (service.api.routes.recalibration.SCORE_METHODS).
 SCORE_METHODS = ["isotonic", "platt", "sigmoid"]
-#: The calibration options a convention reads; a preset fixes those it does not leave free.
-CONVENTION_FIELDS = (
-    "binning",
-    "edges",
-    "n_bins",
-    "closed",
-    "min_bin_count",
-    "target",
-    "norm",
-    "bin_weighting",
-    "brier_scale",
-    "level",
-)
 MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"]
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
@@ -61,7 +49,8 @@ _EDGES: list[tuple[Term, Term]] = [
 ]
 _CALIBRATION: list[tuple[Term, Term]] = [
     (("sent", "mask"), ("rank3", _PREDICTIONS)),
-    (("sent", "targets"), ("none", ["ignore_index"])),
+    # (`targets` without `ignore_index` follows from the multilabel rules below: stated once, as a
+    # generator pays for each condition)
     *_EDGES,
     # B×T×K sequences: top-label pairs of each scored token, no per-row weights, classes or bootstrap
     (("rank3", _PREDICTIONS), ("none", ["sample_weight", "bootstrap", "classes", "pos_label"])),
@@ -74,8 +63,8 @@ _CALIBRATION: list[tuple[Term, Term]] = [
 #: it"; the endpoint's description says them.
 UNGENERATED: list[tuple[Term, Term]] = _PRESET_RULES
 _MULTILABEL_CALIBRATION: list[tuple[Term, Term]] = [
-    (("in", "multilabel", [True]), ("none", ["labels", "ignore_index", "top_k", "classes", "pos_label"])),
-    (("in", "multilabel", [True]), ("none", ["bootstrap"])),
+    # (`classes` name the columns and `bootstrap` resamples rows: both apply with multilabel)
+    (("in", "multilabel", [True]), ("none", ["labels", "ignore_index", "top_k", "pos_label"])),
     (("in", "multilabel", [True]), ("not_in", "normalize", [True])),
     (("in", "multilabel", [True]), ("not_in", "target", ["top_label", "positive_class", "marginal"])),
     (("in", "multilabel", [True]), ("matrix", _PREDICTIONS)),

@@ -21,6 +21,8 @@ finding a prompt in each response.
 
 from typing import Any
 
+from service.core.language.logprob_metrics import MAX_LOGPROB
+
 DOCUMENT = "LogprobsDocument"
 DOCUMENT_OWN_IDS = "LogprobsDocumentWithOwnIds"
 
@@ -29,7 +31,8 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_NUMBER = {"type": "number"}
+#: A log-probability: at most 0, within the server's slack for printing (MAX_LOGPROB).
+_NUMBER = {"type": "number", "maximum": MAX_LOGPROB}
 _ALTERNATIVE = {"type": "object", "required": ["token", "logprob"], "properties": {"logprob": _NUMBER}}
 CHAT_TOKEN = {
     "type": "object",
@@ -148,11 +151,12 @@ PROMPT_USE_STATED = "LogprobsBody"
 USE_PROMPT = "LogprobsResponseForPrompt"
 _USE: dict[str, dict[str, Any]] = {
     USE_SAMPLED: {
-        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs`.',
+        "description": 'With `use: "sampled"`, a response\'s every choice has its `logprobs` '
+        "(chat or legacy).",
         "properties": {
             "choices": {
                 "minItems": 1,
-                "items": {"required": ["logprobs"], "properties": {"logprobs": {"not": {"type": "null"}}}},
+                "items": {"required": ["logprobs"], "properties": {"logprobs": PART}},
             }
         },
     },

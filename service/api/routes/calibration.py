@@ -1,7 +1,7 @@
 """``POST /v1/calibration``."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -13,6 +13,8 @@ from service.api.deps import INLINE_BYTES, scoring
 from service.api.formats.answers import Document, document_of
 from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
 from service.api.schemas.calibration import (
+    CONVENTION_FIELDS,
+    BootstrapOptions,
     BootstrapResult,
     CalibrationBody,
     CalibrationConvention,
@@ -45,18 +47,6 @@ ARRAY_FIELDS = ("logits", "probs", "labels", "targets", "sample_weight", "mask")
 #: than the hop to a worker thread did. A quarter of the linear routes' bound: a 32×10 batch's
 #: default metrics cost ~14× its cross-entropy (the essential-work server, benchmarks.http).
 LOOP_BYTES = INLINE_BYTES // 4
-_CONVENTION_FIELDS = (
-    "binning",
-    "edges",
-    "n_bins",
-    "closed",
-    "min_bin_count",
-    "target",
-    "norm",
-    "bin_weighting",
-    "brier_scale",
-    "level",
-)
 P_VALUES = (
     "spiegelhalter_p two-sided, 2(1 - Φ(|Z|)); ks_p and kuiper_p one-sided upper tails of sup|W| and "
     "max W - min W for standard Brownian motion W on [0, 1] (asymptotic in N)"
@@ -148,7 +138,7 @@ def read_sample_weight(body: Body) -> np.ndarray | None:
 def convention_of(options: CalibrationOptions) -> core.Convention:
     """The core convention for the options that were sent (a preset refuses the ones it fixes)."""
     sent: dict[str, Any] = {
-        name: getattr(options, name) for name in _CONVENTION_FIELDS if name in options.model_fields_set
+        name: getattr(options, name) for name in CONVENTION_FIELDS if name in options.model_fields_set
     }
     if options.edges is not None:
         if options.binning not in (None, "edges"):
@@ -180,19 +170,35 @@ def _bootstrap(
     intervals = bootstrap_intervals(  # the weights ride with `prep`
         prep, n_resamples=spec.n, level=spec.level, seed=spec.seed, names=set(report.scalars)
     )
-    scale = _nll_scale(options)
+    return bootstrap_result(
+        spec,
+        intervals,
+        _nll_scale(options),
+        "resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
+        "fixed from the full sample (ace_nixon's ranges and smooth_ece's bandwidth found anew per "
+        "resample); percentile interval (np.nanpercentile, linear).",
+        weighted=weights is not None,
+    )
+
+
+def bootstrap_result(
+    spec: BootstrapOptions,
+    intervals: Mapping[str, Any],
+    nll_scale: float,
+    method: str,
+    *,
+    weighted: bool,
+) -> BootstrapResult:
+    """The bootstrap answer: `intervals` (``nll`` in the unit of `nll_scale`) drawn as `method` says."""
     out = {}
     for name, interval in intervals.items():
-        factor = scale if name == "nll" else 1.0
+        factor = nll_scale if name == "nll" else 1.0
         out[name] = IntervalResult(low=interval.low * factor, high=interval.high * factor)
     return BootstrapResult(
         n=spec.n,
         level=spec.level,
         seed=spec.seed,
-        method="resample N samples with replacement (numpy.random.default_rng(seed).integers), bins "
-        "fixed from the full sample (ace_nixon's ranges and smooth_ece's bandwidth found anew per "
-        "resample); percentile interval (np.nanpercentile, linear)."
-        + (_WEIGHTED_BOOTSTRAP if weights is not None else ""),
+        method=method + (_WEIGHTED_BOOTSTRAP if weighted else ""),
         intervals=out,
     )
 

@@ -11,17 +11,15 @@ from service.api.schemas.calibration import (
     CalibrationMetrics,
     CalibrationOptions,
     CalibrationResult,
-    IntervalResult,
 )
 from service.core.calibration.multilabel import (
     MULTILABEL_ALLOWED,
     MULTILABEL_METRICS,
+    MultilabelPairs,
     multilabel_calibration,
-    prepare_multilabel,
 )
 from service.core.calibration.multilabel_bootstrap import multilabel_bootstrap
 from service.core.multilabel import (
-    MultilabelLogProbs,
     check_logit_matrix,
     check_unit_matrix,
     multilabel_log_probs,
@@ -94,11 +92,8 @@ def multilabel_calibration_result(
     factor = {"nll": scale}
     metrics = {name: report.means[name] * factor.get(name, 1.0) for name in wanted}
     per_class = {name: (report.per_class[name] * factor.get(name, 1.0)).tolist() for name in wanted}
-    boot = (
-        None
-        if options.bootstrap is None
-        else _bootstrap(options, targets, lp, convention, wanted, scale, weights)
-    )
+    assert report.prep is not None
+    boot = None if options.bootstrap is None else _bootstrap(options, report.prep, wanted, scale, weights)
     conv = report.convention
     return CalibrationResult(
         n=n,
@@ -135,30 +130,23 @@ def multilabel_calibration_result(
 
 def _bootstrap(
     options: CalibrationOptions,
-    targets: np.ndarray,
-    lp: MultilabelLogProbs,
-    convention: core.Convention,
+    prep: MultilabelPairs,
     names: list[str],
     nll_scale: float,
     weights: np.ndarray | None,
 ) -> BootstrapResult:
-    from .calibration import _WEIGHTED_BOOTSTRAP
+    from .calibration import bootstrap_result
 
     spec = options.bootstrap
     assert spec is not None
-    prep = prepare_multilabel(targets, lp, convention, sample_weight=weights)
     intervals = multilabel_bootstrap(prep, names, n_resamples=spec.n, level=spec.level, seed=spec.seed)
-    out = {}
-    for name, interval in intervals.items():
-        factor = nll_scale if name == "nll" else 1.0
-        out[name] = IntervalResult(low=interval.low * factor, high=interval.high * factor)
-    return BootstrapResult(
-        n=spec.n,
-        level=spec.level,
-        seed=spec.seed,
-        method="resample N rows (every column of a row together) with replacement "
+    return bootstrap_result(
+        spec,
+        intervals,
+        nll_scale,
+        "resample N rows (every column of a row together) with replacement "
         "(numpy.random.default_rng(seed).integers), bins fixed from the full sample (ace_nixon's ranges "
         "cut anew per resample); the mean over classes per resample; percentile interval "
-        "(np.nanpercentile, linear)." + (_WEIGHTED_BOOTSTRAP if weights is not None else ""),
-        intervals=out,
+        "(np.nanpercentile, linear).",
+        weighted=weights is not None,
     )

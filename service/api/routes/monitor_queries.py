@@ -1,9 +1,6 @@
 """``/v1/monitors/{name}/…`` queries: metrics over time, reliability diagram, temperature refit, drift."""
 
 import math
-import re
-import time
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import numpy as np
@@ -13,7 +10,7 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import StoreDep
-from service.api.formats.reliability_png import PNG, check_png_available, svg_to_png, wants_png
+from service.api.formats.reliability_png import DIAGRAM_RESPONSES, diagram_response, png_asked, svg_to_png
 from service.api.formats.reliability_svg import reliability_svg
 from service.api.schemas.monitors import (
     DriftResult,
@@ -29,105 +26,28 @@ from service.monitors import query
 from service.monitors.query import Series, reservoir_logits, series
 from service.monitors.sums_cache import SumsCache, shared_cache
 from service.settings import Settings
-from service.store import MonitorConfig
 
 from . import json_response, log_base, unit_of
+from .monitor_params import (  # noqa: F401  (public names of this module before the split)
+    DURATION_PATTERN,
+    EPOCH_PATTERN,
+    SegmentParam,
+    StepParam,
+    TimeParam,
+    WindowParam,
+    parse_duration,
+    parse_time,
+    time_range,
+)
 from .monitors import MONITOR_RESPONSES, MonitorName, SharedPathRoute, require
 
 router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 
-SVG = "image/svg+xml"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-#: What the document states of times and durations (the parsers below accept more: spaces, any digits).
-EPOCH_PATTERN = r"^[+-]?[0-9]{1,11}(\.[0-9]{1,9})?$"
-DURATION_PATTERN = r"^(0*[1-9][0-9]{0,8}(\.[0-9]{1,6})?|0+\.[0-9]{0,5}[1-9])[smhdw]?$"
-TimeParam = Annotated[
-    str | None,
-    Query(
-        description="Epoch seconds, or an ISO 8601 time (2026-12-05T20:00:00Z; without an offset, UTC).",
-        json_schema_extra={
-            "anyOf": [
-                {"type": "string", "pattern": EPOCH_PATTERN},
-                {"type": "string", "format": "date-time"},
-                {"type": "null"},
-            ]
-        },
-    ),
-]
-_DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "null"}]}
-WindowParam = Annotated[
-    str | None,
-    Query(
-        description='A duration: seconds, or a number with s, m, h, d or w ("1h", "30d").',
-        json_schema_extra=_DURATION_SCHEMA,
-    ),
-]
-SegmentParam = Annotated[str | None, Query(description="Only this segment (default: every segment).")]
-StepParam = Annotated[
-    str | None,
-    Query(
-        description="Seconds per point (a duration, a multiple of bucket_s); default: one point.",
-        json_schema_extra=_DURATION_SCHEMA,
-    ),
-]
 ECE = "Σ_b (n_b / N) |mean confidence_b - accuracy_b| over non-empty equal-width bins [fl(i/B), fl((i+1)/B)]"
 BRIER = "Σ_k (p_k - 1[y = k])², halved for two classes (brier_scale auto)"
 MATCHES = (
     "POST /v1/calibration (defaults, with this n_bins and closed) and POST /v1/cross-entropy on the same rows"
 )
-
-
-def parse_time(value: str | None, field: str) -> float | None:
-    """Epoch seconds from a number or an ISO 8601 string, or raise naming `field`."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is None:  # the server's local zone would be an accident of deployment
-                moment = moment.replace(tzinfo=UTC)
-            seconds = moment.timestamp()
-        except ValueError:
-            raise core.InputError(
-                field, f"must be epoch seconds or an ISO 8601 time; got {value!r}"
-            ) from None
-    if not math.isfinite(seconds):
-        raise core.InputError(field, f"must be a finite time; got {value!r}")
-    return seconds
-
-
-def parse_duration(value: str | None, field: str) -> float | None:
-    """Seconds from ``90``, ``90s``, ``5m``, ``1h``, ``30d``, ``1w``, or raise naming `field`."""
-    if value is None:
-        return None
-    match = _DURATION.match(value)
-    if match is None or float(match.group(1)) <= 0:
-        raise core.InputError(
-            field, f'must be a positive duration such as 300, "5m", "1h" or "30d"; got {value!r}'
-        )
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-def time_range(
-    config: MonitorConfig, start: str | None, end: str | None, span: str | None, *, default_span: str = "1h"
-) -> tuple[int, int]:
-    """``[from, to)`` aligned outward to buckets; `to` defaults to now, `from` to ``to - window``."""
-    to = parse_time(end, "to")
-    to = time.time() if to is None else to
-    begin = parse_time(start, "from")
-    if begin is not None and span is not None:
-        raise core.InputError("window", "cannot be combined with `from`; give one of them")
-    if begin is None:
-        seconds = parse_duration(span or default_span, "window")
-        assert seconds is not None
-        begin = to - seconds
-    if begin >= to:
-        raise core.InputError("from", f"must be before `to` ({to}); got {begin}")
-    b = config.bucket_s
-    return math.floor(begin / b) * b, math.ceil(to / b) * b
 
 
 def _value(x: float) -> float | None:
@@ -260,22 +180,7 @@ def monitor_metrics(
 
 @router.get(
     "/monitors/{name}/reliability-diagram",
-    responses={
-        **MONITOR_RESPONSES,
-        200: {
-            "content": {
-                SVG: {"schema": {"type": "string"}},
-                PNG: {"schema": {"type": "string", "format": "binary"}},
-            },
-            "description": "An SVG document; a PNG when `Accept` prefers image/png (the `png` extra).",
-        },
-        406: {
-            "description": "image/png asked for, and the `png` extra (resvg-py) is not installed.",
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
-            },
-        },
-    },
+    responses={**MONITOR_RESPONSES, **DIAGRAM_RESPONSES},
     response_class=Response,
 )
 def monitor_reliability_diagram(
@@ -293,9 +198,7 @@ def monitor_reliability_diagram(
     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
     white, rendered by resvg (the `png` extra; without it a 406).
     """
-    png = wants_png(request.headers.get("accept"))
-    if png:
-        check_png_available()  # before the store is read
+    png = png_asked(request.headers.get("accept"))  # before the store is read
     config = require(store, name)
     begin, end = time_range(config, None, to, window)
     n_bins = check_bins(n_bins)
@@ -326,7 +229,7 @@ def monitor_reliability_diagram(
     ]
     title = f"Reliability diagram ({target})"
     svg = reliability_svg(summary.reliability, title=title, caption=caption)
-    return Response(svg_to_png(svg), media_type=PNG) if png else Response(svg, media_type=SVG)
+    return diagram_response(svg_to_png(svg) if png else svg)
 
 
 @router.post("/monitors/{name}/temperature", response_model=TemperatureResult, responses=MONITOR_RESPONSES)

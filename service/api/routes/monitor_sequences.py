@@ -24,7 +24,7 @@ from service.settings import Settings
 
 from . import REQUEST_MODELS, json_response
 from .logprobs import score_body
-from .monitor_queries import SegmentParam, StepParam, TimeParam, WindowParam, parse_duration, time_range
+from .monitor_params import SegmentParam, StepParam, TimeParam, WindowParam, parse_duration, time_range
 from .monitor_writes import MonitorWrite, run_write
 from .monitors import (
     MONITOR_RESPONSES,

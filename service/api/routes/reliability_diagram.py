@@ -7,7 +7,12 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import scoring
 from service.api.formats.inputs import Body
-from service.api.formats.reliability_png import PNG, check_png_available, svg_to_png, wants_png
+from service.api.formats.reliability_png import (
+    DIAGRAM_RESPONSES,
+    diagram_response,
+    png_asked,
+    svg_to_png,
+)
 from service.api.formats.reliability_svg import reliability_svg
 from service.api.schemas.calibration import CalibrationBody, CalibrationOptions
 
@@ -17,28 +22,12 @@ from .calibration_sequences import sequence_calibration
 
 router = APIRouter(prefix="/v1", tags=["calibration"])
 
-SVG = "image/svg+xml"
 _CAPTION_METRICS = ("ece", "mce", "smooth_ece", "brier", "accuracy", "mean_confidence")
 
 
 @router.post(
     "/reliability-diagram",
-    responses={
-        **PROBLEM_RESPONSES,
-        200: {
-            "content": {
-                SVG: {"schema": {"type": "string"}},
-                PNG: {"schema": {"type": "string", "format": "binary"}},
-            },
-            "description": "An SVG document; a PNG when `Accept` prefers image/png (the `png` extra).",
-        },
-        406: {
-            "description": "image/png asked for, and the `png` extra (resvg-py) is not installed.",
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
-            },
-        },
-    },
+    responses={**PROBLEM_RESPONSES, **DIAGRAM_RESPONSES},
     response_class=Response,
     openapi_extra=request_body(CalibrationBody, ARRAY_FIELDS),
 )
@@ -53,14 +42,11 @@ async def draw_reliability_diagram(request: Request) -> Response:
     With `Accept: image/png` (preferred to image/svg+xml), the same diagram as a 600×600 PNG on
     white, rendered by resvg (the `png` extra; without it a 406).
     """
-    png = wants_png(request.headers.get("accept"))
-    if png:
-        check_png_available()  # before the body is read
+    png = png_asked(request.headers.get("accept"))
     response = await _svg(request)
     if not png or response.status_code != 200:
         return response
-    image = await anyio.to_thread.run_sync(svg_to_png, bytes(response.body).decode())
-    return Response(image, media_type=PNG)
+    return diagram_response(await anyio.to_thread.run_sync(svg_to_png, bytes(response.body).decode()))
 
 
 @scoring(inline_bytes=0, roles=ARRAY_FIELDS)
@@ -101,7 +87,7 @@ def _svg(body: Body) -> Response:
     ]
     title = f"Reliability diagram ({'positive class' if conv.target == 'positive_class' else 'top label'})"
     svg = reliability_svg(report.reliability[0], title=title, caption=caption)
-    return Response(svg, media_type=SVG)
+    return diagram_response(svg)
 
 
 # A scoring route (dispatched as one, under the compute deadline): its SVG is scored with body 0 inline.

@@ -38,6 +38,20 @@ MetricName = Literal[
 ]
 PresetName = Literal["torchmetrics", "sklearn", "netcal", "guo"]
 TargetName = Literal["top_label", "positive_class", "classwise", "marginal"]
+#: The calibration options a convention reads (a preset fixes those it does not leave free): read
+#: by the route (service.api.routes.calibration) and stated by the document (service.api.openapi).
+CONVENTION_FIELDS = (
+    "binning",
+    "edges",
+    "n_bins",
+    "closed",
+    "min_bin_count",
+    "target",
+    "norm",
+    "bin_weighting",
+    "brier_scale",
+    "level",
+)
 Level = Annotated[float, Field(gt=0, lt=1)]
 
 

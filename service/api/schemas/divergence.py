@@ -22,7 +22,9 @@ def _check_base(value: str | float) -> str | float:
 AnyBase = Annotated[
     str | float,
     AfterValidator(_check_base),
-    WithJsonSchema({"anyOf": [{"enum": ["e"]}, {"type": "number", "exclusiveMinimum": 0}]}),
+    WithJsonSchema(
+        {"anyOf": [{"enum": ["e"]}, {"type": "number", "exclusiveMinimum": 0, "not": {"const": 1}}]}
+    ),
 ]
 Reduction = Literal["mean", "batchmean", "sum", "none"]
 

@@ -22,8 +22,9 @@ from .conventions import (
     Target,
     resolve_convention,
 )
+from .pairs import Pairs, Prepared, prepare, resolve_target, sort_for_tests
 from .report import CalibrationReport, Reliability, calibration_report, wilson_interval
-from .scalars import Pairs, Prepared, binned_scalars, prepare, resolve_target, sort_for_tests
+from .scalars import binned_scalars
 
 __all__ = [
     "METRICS",

@@ -13,8 +13,8 @@ from .bin_edges import bins_for_rule
 from .binned import BinMeans, BinSums, bin_means, bin_sums, binned_error, debiased_square
 from .brier import brier_factor
 from .conventions import Convention
+from .pairs import Pairs, _bin_pairs, _edge_rule_for, _prepare_confidence
 from .report import Reliability, _reliability
-from .scalars import Pairs, _bin_pairs, _edge_rule_for, _prepare_confidence
 
 #: The metrics a multilabel request computes by default (each per class and as the mean over classes).
 MULTILABEL_METRICS = ("calibration_error", "ece", "mce", "rmsce", "brier", "nll")
@@ -33,6 +33,8 @@ class MultilabelCalibration:
     n_bins: int
     convention: Convention
     reliability: list[Reliability] = field(default_factory=list)
+    #: The columns as prepared for the report, for a bootstrap to resample (bins of the full sample).
+    prep: "MultilabelPairs | None" = None
 
 
 @dataclass(frozen=True)
@@ -250,4 +252,5 @@ def multilabel_calibration(
             if reliability
             else []
         ),
+        prep=prep,
     )

@@ -13,7 +13,8 @@ from ..errors import InputError
 from .ace import ace_nixon
 from .binned import BinMeans, BinSums, binned_error
 from .conventions import METRICS, Convention, Target
-from .scalars import Pairs, binned_scalars, prepare
+from .pairs import Pairs, prepare
+from .scalars import binned_scalars
 from .smooth_ece import smooth_ece
 
 

@@ -19,9 +19,10 @@ from ..calibration.bin_edges import bins_for_rule
 from ..calibration.binned import BinMeans, BinSums, binned_error
 from ..calibration.brier import murphy_terms
 from ..calibration.conventions import Convention, Target
+from ..calibration.pairs import Pairs, _bin_pairs, _edge_rule_for, _prepare_confidence
 from ..calibration.report import Reliability
 from ..calibration.report import _reliability as reliability_bins
-from ..calibration.scalars import Pairs, _bin_pairs, _edge_rule_for, _prepare_confidence, scalars_of_sums
+from ..calibration.scalars import scalars_of_sums
 from ..distribution import Distribution
 from ..errors import InputError
 from .blocks import Scratch

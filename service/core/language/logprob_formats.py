@@ -44,7 +44,7 @@ def parse_chat(content: list[Any], path: str, seq_path: str | None = None) -> Se
     try:
         lp = [e["logprob"] for e in content]
         tokens = [e["token"] for e in content]
-        n_bytes = [-1 if (b := e.get("bytes")) is None else len(b) for e in content]
+        n_bytes = [-1 if (b := e.get("bytes")) is None else _byte_count(b) for e in content]
         tops = [e.get("top_logprobs") or () for e in content]
         flat = [a for top in tops for a in top]
         alt = [a["logprob"] for a in flat]
@@ -152,6 +152,13 @@ def parse_prompt(entries: Any, path: str, ids: Sequence[Any]) -> SequenceLogprob
         [k for e in entries if e for k in e],
         rank=rank,
     )
+
+
+def _byte_count(value: Any) -> int:
+    """The length of a token's ``bytes`` list; a TypeError for anything else (located by the caller)."""
+    if not isinstance(value, list):
+        raise TypeError("bytes must be a list")
+    return len(value)
 
 
 def _locate_chat(content: list[Any], path: str) -> None:

@@ -1,0 +1,193 @@
+"""The temperature fit's solver: a safeguarded Newton iteration on the inverse temperature.
+
+:func:`fit_problem` minimises the convex NLL ``L(β)`` of ``softmax(β z)`` over any data that gives
+``L``, ``L'`` and ``L''`` in one pass (:class:`Problem`): N×K rows
+(:func:`service.core.maps.temperature.fit_temperature`, with :func:`row_moments`) or B×T×K token
+logits streamed a block at a time (:mod:`service.core.language.sequence_temperature`).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from .._typing import FloatArray
+from ..cancel import checkpoint
+
+#: Why a fit stopped. ``"optimum"``: the Newton step fell below ``rtol · β`` (or the
+#: bracket closed at machine precision); the others are documented in :func:`fit_temperature`.
+Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "max_iter"]
+
+#: Below this many classes the data is held transposed (K×N) so reductions run along the long axis.
+_TRANSPOSE_BELOW = 64
+#: Lower clamp of ``β z'`` before ``exp`` by itemsize: ``exp`` stays a normal number (also after
+#: two products with z'), at a relative cost below 1e-20 of the row sum (whose argmax term is 1).
+_EXP_FLOOR = {4: -50.0, 8: -600.0}
+#: Relative Newton-step tolerance reached in float32 before the float64 polish.
+_FLOAT32_RTOL = 1e-5
+#: Most float32 passes before the float64 polish takes over (float32 noise can stall a hard case).
+_FLOAT32_MAX_ITER = 30
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """The result of :func:`fit_temperature`.
+
+    Attributes
+    ----------
+    temperature : float
+        The fitted T (``inf`` when the optimum is at T → ∞, ``0`` when at T → 0).
+    beta : float
+        ``1 / T``.
+    nll : float
+        Mean NLL in nats at the returned T (its limit for T = 0 or ∞).
+    nll_initial : float
+        Mean NLL at T = 1 (the logits as given).
+    gradient : float
+        ``dNLL/dT`` at the returned T (0 at the boundaries).
+    iterations : int
+        Passes over the data taken by the Newton iteration.
+    converged : bool
+        True only when an interior optimum was found to tolerance.
+    reason : str
+        ``"optimum"``, ``"separable"``, ``"uninformative"``, ``"constant_logits"`` or ``"max_iter"``.
+    """
+
+    temperature: float
+    beta: float
+    nll: float
+    nll_initial: float
+    gradient: float
+    iterations: int
+    converged: bool
+    reason: Reason
+
+
+def row_moments(
+    shifted: FloatArray, axis: int, target_dot: FloatArray, beta: float, out: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per row: ``log Σ exp(β z') − β t·z'``, ``E_p[z'] − t·z'`` and ``Var_p[z']`` (classes on `axis`).
+
+    `out` (the shape of `shifted`) is the scratch of ``exp(β z')``; one is allocated without it.
+    """
+    dtype = shifted.dtype.type
+    e = np.multiply(dtype(beta), shifted, out=out)
+    np.maximum(e, _EXP_FLOOR[shifted.dtype.itemsize], out=e)  # no subnormals: they are ~100× slower
+    np.exp(e, out=e)
+    total = e.sum(axis=axis)
+    e *= shifted
+    first = e.sum(axis=axis)
+    e *= shifted
+    second = e.sum(axis=axis)
+    first /= total
+    second /= total
+    second -= first * first
+    loss = np.log(total)
+    loss -= dtype(beta) * target_dot
+    first -= target_dot
+    return loss, first, second
+
+
+class Problem(Protocol):
+    """What the Newton fit reads of its data: one pass per call of `moments`.
+
+    :class:`_Problem` holds N×K rows in memory; :mod:`service.core.language.sequence_temperature`
+    streams B×T×K token logits through a cache-sized scratch a block of rows at a time.
+    """
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The working precision of `moments`."""
+        ...
+
+    def moments(self, beta: float) -> tuple[float, float, float]:
+        """``L(β), L'(β), L''(β)``."""
+        ...
+
+    def is_constant(self) -> bool:
+        """Every row is constant."""
+        ...
+
+    def slope_at_zero(self) -> float:
+        """``L'(0)``."""
+        ...
+
+    def separable(self) -> bool:
+        """``L'(∞) ≤ 0``."""
+        ...
+
+    def separable_limit(self) -> float:
+        """The NLL as T → 0."""
+        ...
+
+
+def fit_problem(
+    problem: Problem, widened: Callable[[], Problem], n_classes: int, *, rtol: float, max_iter: int
+) -> TemperatureFit:
+    """The temperature fit of `problem` (see :func:`fit_temperature`); `widened` gives its float64 form."""
+    initial = problem.moments(1.0)
+    nll_initial = initial[0]
+
+    if problem.is_constant():
+        return TemperatureFit(1.0, 1.0, nll_initial, nll_initial, 0.0, 0, False, "constant_logits")
+    # L'(0) = mean(mean_c z' - t·z'); L'(∞) = mean(max_c z' - t·z') = mean(-t·z').
+    if problem.slope_at_zero() >= 0:
+        limit = float(np.log(n_classes))  # uniform predictions, whatever the targets
+        return TemperatureFit(np.inf, 0.0, limit, nll_initial, 0.0, 0, False, "uninformative")
+    if problem.separable():
+        return TemperatureFit(0.0, np.inf, problem.separable_limit(), nll_initial, 0.0, 0, False, "separable")
+
+    # (problem, tolerance, most passes, L/L'/L'' already known at the starting β)
+    stages: list[tuple[Callable[[], Problem], float, int, tuple[float, float, float] | None]] = [
+        (lambda: problem, rtol, max_iter, initial)
+    ]
+    if problem.dtype != np.float64:
+        coarse = min(max_iter - 1, _FLOAT32_MAX_ITER)  # leave the polish at least one pass
+        stages = [
+            (lambda: problem, max(rtol, _FLOAT32_RTOL), coarse, initial),
+            (widened, rtol, max_iter - coarse, None),
+        ]
+    beta, iterations = 1.0, 0
+    loss, grad, converged = nll_initial, np.nan, False
+    for stage, tolerance, budget, known in stages:
+        if budget < 1:
+            continue
+        # Each stage brackets afresh: float32 signs of L' near the root are noise.
+        beta, loss, grad, used, converged = _newton(stage(), beta, tolerance, budget, known)
+        iterations += used
+    reason: Reason = "optimum" if converged else "max_iter"
+    return TemperatureFit(1 / beta, beta, loss, nll_initial, -grad * beta**2, iterations, converged, reason)
+
+
+def _newton(
+    problem: Problem,
+    beta: float,
+    rtol: float,
+    max_iter: int,
+    known: tuple[float, float, float] | None = None,
+) -> tuple[float, float, float, int, bool]:
+    """Safeguarded Newton on the increasing L' from `beta`, keeping a bracket ``[lo, hi]`` of its root.
+
+    `known` holds ``L, L', L''`` at `beta` if a pass already computed them. Out of passes,
+    it returns the evaluated point of lowest NLL, with the values computed there.
+    """
+    lo, hi = 0.0, np.inf
+    best = (beta, np.inf, np.nan)
+    for iteration in range(1, max_iter + 1):
+        checkpoint()
+        loss, grad, curvature = known if known is not None and iteration == 1 else problem.moments(beta)
+        if loss <= best[1]:
+            best = (beta, loss, grad)
+        step = grad / curvature if curvature > 0 else np.inf
+        if abs(step) <= rtol * beta or hi - lo <= 4 * np.finfo(np.float64).eps * beta:
+            return beta, loss, grad, iteration, True
+        if grad < 0:
+            lo = beta
+        else:
+            hi = beta
+        candidate = beta - step
+        if not lo < candidate < min(hi, 8 * beta):
+            candidate = 0.5 * (lo + hi) if np.isfinite(hi) else 8 * beta
+        beta = candidate
+    return best[0], best[1], best[2], max_iter, False
