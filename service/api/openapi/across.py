@@ -20,7 +20,7 @@ from typing import Any
 from service.core.calibration.conventions import PRESETS
 
 Term = tuple[Any, ...]
-#: Methods whose maps take raw `scores` (service.api.routes.recalibration.SCORE_METHODS).
+#: Methods whose maps take raw `scores` (service.api.routes.recalibration_inputs.SCORE_METHODS).
 SCORE_METHODS = ["isotonic", "platt", "sigmoid"]
 #: The calibration options a convention reads; a preset fixes those it does not leave free.
 CONVENTION_FIELDS = (
