@@ -61,6 +61,9 @@ class GroupCommit:
         The process's write lock; every other write transaction of the store takes it too.
     timeout_s : float
         How long a thread waits for the lock before `StoreUnavailable` ("database is locked").
+    inline_connection : callable, optional
+        The connection of writes that must not wait (:meth:`_run_now`): a busy timeout of 0 and
+        no automatic WAL checkpoint, set once when it is opened.
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class GroupCommit:
         errors: Callable[[], AbstractContextManager[None]],
         lock: threading.Lock,
         timeout_s: float,
+        inline_connection: Callable[[], sqlite3.Connection] | None = None,
     ) -> None:
         self._connection = connection
+        self._inline_connection = inline_connection or connection
         self._errors = errors
         self.lock = lock
         self.timeout_s = timeout_s
@@ -80,7 +85,6 @@ class GroupCommit:
         self.commits = 0
         self.works = 0
         self._inline = 0  # writes run at once since the last one sent to a thread
-        self._autocheckpoint: int | None = None  # the write connection's wal_autocheckpoint
 
     def run(self, run: Callable[[sqlite3.Cursor], T], *, wait: bool = True) -> T:
         """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result.
@@ -112,12 +116,14 @@ class GroupCommit:
         """`run` alone in a transaction begun at once, or `WouldBlock` with nothing done.
 
         At once: the process's lock is free and no thread queued a write, and SQLite's lock is
-        free too (``BEGIN IMMEDIATE`` under a zero busy timeout: another process writing makes
-        it fail rather than wait). In WAL mode only that BEGIN can wait for another writer.
+        free too (``BEGIN IMMEDIATE`` on the inline connection, whose busy timeout is 0: another
+        process writing makes it fail rather than wait). In WAL mode only that BEGIN can wait for
+        another writer.
 
         Its COMMIT never checkpoints the WAL (an automatic checkpoint copies ~1,000 pages and
         syncs the database file: milliseconds); every ``INLINE_CHECKPOINT_EVERY``-th such write
-        is sent to a thread instead (`WouldBlock`), whose commit checkpoints as usual.
+        is sent to a thread instead (`WouldBlock`), whose commit on the other connection
+        checkpoints as usual.
         """
         if not self.lock.acquire(blocking=False):
             raise WouldBlock("another write holds the lock")
@@ -132,12 +138,12 @@ class GroupCommit:
             if _late(work):
                 raise Cancelled("the request's deadline passed before its write began; nothing written")
             with self._errors():
-                connection = self._connection()
+                connection = self._inline_connection()
                 self._begin_now(connection)
                 try:
                     with closing(connection.cursor()) as cursor:
                         result = work.run(cursor)
-                    self._commit_without_checkpoint(connection)
+                    connection.execute("COMMIT")  # no automatic checkpoint on this connection
                 except BaseException:
                     if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
                         with suppress(sqlite3.Error):
@@ -149,29 +155,15 @@ class GroupCommit:
         finally:
             self.lock.release()
 
-    def _commit_without_checkpoint(self, connection: sqlite3.Connection) -> None:
-        """COMMIT, the connection's automatic checkpoint off for it (the setting is per connection)."""
-        if self._autocheckpoint is None:
-            (self._autocheckpoint,) = connection.execute("PRAGMA wal_autocheckpoint").fetchone()
-        connection.execute("PRAGMA wal_autocheckpoint=0")
-        try:
-            connection.execute("COMMIT")
-        finally:
-            connection.execute(f"PRAGMA wal_autocheckpoint={int(self._autocheckpoint)}")
-
     @staticmethod
     def _begin_now(connection: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE`` without waiting: `WouldBlock` if another connection holds the write lock."""
-        (previous,) = connection.execute("PRAGMA busy_timeout").fetchone()
-        connection.execute("PRAGMA busy_timeout=0")
+        """``BEGIN IMMEDIATE`` (busy timeout 0): `WouldBlock` if another connection holds the write lock."""
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             if getattr(error, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             raise WouldBlock("another process holds the database's write lock") from error
-        finally:
-            connection.execute(f"PRAGMA busy_timeout={int(previous)}")
 
     def _lead(self) -> None:
         with self._queue_lock:

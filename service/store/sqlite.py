@@ -118,7 +118,14 @@ class SqliteStore(SqlStore):
         #: The process's write lock: this process's writers queue here, not in SQLite's busy handler.
         self._writer = threading.Lock()
         self._write_connection_: tuple[sqlite3.Connection, int] | None = None
-        self.group_commit = GroupCommit(self._write_connection, self._errors, self._writer, busy_timeout_s)
+        self._inline_connection_: tuple[sqlite3.Connection, int] | None = None
+        self.group_commit = GroupCommit(
+            self._write_connection,
+            self._errors,
+            self._writer,
+            busy_timeout_s,
+            inline_connection=self._inline_connection,
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -139,6 +146,22 @@ class SqliteStore(SqlStore):
         connection = self._open()
         connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._write_connection_ = (connection, os.getpid())
+        return connection
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        """The process's connection for writes that must not wait (an event loop's), under the write lock.
+
+        Busy timeout 0 (another process writing: `WouldBlock` at once) and no automatic WAL
+        checkpoint (the other write connection's commits run it), set once here.
+        """
+        held = self._inline_connection_
+        if held is not None and held[1] == os.getpid():
+            return held[0]
+        connection = self._open()
+        connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        connection.execute("PRAGMA busy_timeout=0")
+        connection.execute("PRAGMA wal_autocheckpoint=0").fetchall()
+        self._inline_connection_ = (connection, os.getpid())
         return connection
 
     def _connection(self) -> sqlite3.Connection:
@@ -230,4 +253,4 @@ class SqliteStore(SqlStore):
         for connection in connections:
             connection.close()
         self._local = threading.local()
-        self._write_connection_ = None
+        self._write_connection_ = self._inline_connection_ = None

@@ -116,9 +116,8 @@ def test_sqlite_wait_false_does_not_wait_for_another_process(db_path):
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        connection = store._write_connection()
-        assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # restored
-        assert not connection.in_transaction
+        assert not store._inline_connection().in_transaction
+        assert store._write_connection().execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # the pool's
         assert store.write_batch("m", [(60, "", blob(5))], wait=False) == 0
         assert store.read_stats("m", 0, 10**9) == [(60, "", blob(5))]
     finally:

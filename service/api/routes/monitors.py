@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from service import core
 from service.api.deps import StoreDep
 from service.api.formats.answers import Document
-from service.api.formats.inputs import Body, read_prediction
+from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.formats.payload import parse_json_object
 from service.api.middleware.dispatch import DirectEntry
 from service.api.schemas.common import ProbabilityOptions
@@ -272,11 +272,12 @@ def _record(write: MonitorWrite, name: str, *, wait: bool = True) -> Response:
     one stale (`ConfigChanged`), or when the cached one made an input error and the stored one
     differs: a stale cache never writes, nor refuses, what the stored config would not.
     """
+    observed = _read(write)  # the body first, then the name
     store = write.store()
     configs: ConfigCache = write.request.app.state.monitor_configs
     config, cached = configs.get(store, name)
     try:
-        return _record_with(write, store, config, wait=wait)
+        return _record_with(write, store, observed, config, wait=wait)
     except ConfigChanged as changed:
         fresh = changed.config
     except core.InputError:
@@ -291,19 +292,31 @@ def _record(write: MonitorWrite, name: str, *, wait: bool = True) -> Response:
     configs.update(store, name, fresh)
     if fresh is None:
         raise MonitorNotFound(name) from None
-    try:
-        return _record_with(write, store, fresh, wait=wait)
+    try:  # the body parsed again: the first try may have turned its class names into indices
+        return _record_with(write, store, _read(write), fresh, wait=wait)
     except ConfigChanged as changed:
         configs.update(store, name, changed.config)
         raise StoreUnavailable(f"monitor {name!r} changed twice during this write; retry") from None
 
 
-def _record_with(write: MonitorWrite, store: MonitorStore, config: MonitorConfig, *, wait: bool) -> Response:
+def _read(write: MonitorWrite) -> tuple[Body, ObservationOptions, Prediction]:
+    """The body, its options and its predictions: what needs no monitor."""
     body = write.body()
-    name = config.name
-    options = body.options(ObservationOptions, ARRAY_FIELDS)  # the body first, then the name
+    options = body.options(ObservationOptions, ARRAY_FIELDS)
     probability = _probability_options(options.tolerance, options.normalize)
-    prediction = read_prediction(body, "probs", "logits", probability)
+    return body, options, read_prediction(body, "probs", "logits", probability)
+
+
+def _record_with(
+    write: MonitorWrite,
+    store: MonitorStore,
+    observed: tuple[Body, ObservationOptions, Prediction],
+    config: MonitorConfig,
+    *,
+    wait: bool,
+) -> Response:
+    body, options, prediction = observed
+    name = config.name
     _names_to_indices(body, config)
     dist = prediction.dist
     if dist.binary != config.binary or dist.n_classes != config.n_classes:
