@@ -13,18 +13,13 @@ from starlette.responses import Response
 from service.settings import Settings
 from service.store import MonitorStore
 
+from .formats.arrays import ArrayReader
 from .formats.binary import attach_binary, declared_header_length, split_header
+from .formats.body import body_headers, media_format, read_body
 from .formats.envelope import is_inference_request, unwrap
 from .formats.inputs import Body
 from .formats.npz import read_npz
-from .formats.payload import (
-    ArrayReader,
-    body_headers,
-    has_boolean_elements,
-    media_format,
-    parse_json_object,
-    read_body,
-)
+from .formats.payload import has_boolean_elements, parse_json_object
 
 
 class RawBody(NamedTuple):

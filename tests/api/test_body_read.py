@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 
 from service.api.errors.problems import ProblemError
-from service.api.formats.payload import ALIGNMENT, PREALLOCATE_BYTES, read_body
+from service.api.formats.body import ALIGNMENT, PREALLOCATE_BYTES, read_body
 
 
 def _request(chunks: list[bytes], declared: int | None) -> Request:

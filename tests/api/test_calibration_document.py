@@ -56,8 +56,8 @@ def test_the_answer_is_what_the_result_model_prints(client, name):
 
 @pytest.mark.parametrize(("bootstrap", "threaded"), [({}, True), ({"n": 5}, True), (None, False)])
 def test_a_small_body_asking_a_bootstrap_still_goes_to_a_thread(bootstrap, threaded):
+    from service.api.formats.arrays import ArrayReader
     from service.api.formats.inputs import Body
-    from service.api.formats.payload import ArrayReader
     from service.api.routes.calibration import asks_bootstrap
 
     fields = {"probs": [[0.5, 0.5]], "labels": [0], "bootstrap": bootstrap}

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
-from service.api.formats.payload import DATATYPES
+from service.api.formats.arrays import DATATYPES
 from service.app import create_app
 from service.settings import Settings
 

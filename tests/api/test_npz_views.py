@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from service.api.errors.problems import ProblemError
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.npz import BufferFile, read_npz
-from service.api.formats.payload import ArrayReader
 from tests.conftest import assert_problem
 
 

@@ -289,9 +289,9 @@ def test_envelope_duplicate_keys_are_400_and_clean_envelopes_skip_the_reparse(cl
 
 @pytest.mark.parametrize("pad", range(8))
 def test_binary_tensors_are_aligned_views_into_the_body_whatever_the_header_length(pad, rng):
+    from service.api.formats.arrays import ArrayReader
     from service.api.formats.binary import attach_binary, split_header
     from service.api.formats.envelope import unwrap
-    from service.api.formats.payload import ArrayReader
 
     logits = rng.standard_normal((32, 3)).astype(np.float32)  # 384 bytes: the labels after it stay aligned
     labels = rng.integers(0, 3, 32)
@@ -311,7 +311,7 @@ def test_binary_tensors_are_aligned_views_into_the_body_whatever_the_header_leng
 
 @pytest.mark.parametrize("kind", ["binary", "npz"])
 def test_bodies_over_a_mebibyte_are_scored_from_the_preallocated_buffer(client, rng, kind):
-    from service.api.formats.payload import PREALLOCATE_BYTES
+    from service.api.formats.body import PREALLOCATE_BYTES
 
     logits = rng.standard_normal((40_000, 10)).astype(np.float32)  # 1.6 MB
     labels = rng.integers(0, 10, 40_000)

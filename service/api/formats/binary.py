@@ -14,8 +14,10 @@ import numpy as np
 from service.core import InputError
 
 from ..errors.problems import ProblemError
+from .arrays import ArrayReader, tensor_meta
+from .body import ALIGNMENT
 from .envelope import Envelope
-from .payload import ALIGNMENT, ArrayReader, parse_json_object, tensor_meta
+from .payload import parse_json_object
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -95,7 +97,7 @@ def align_tensors(body: bytes | bytearray | memoryview, offset: int) -> int:
     Triton clients do not pad the header, so without this the first tensor is misaligned
     three times in four and NumPy needs an aligned copy of it (one more body's worth of RSS).
     Immutable `bytes`, headers shorter than the move, and bodies that
-    :func:`service.api.formats.payload.read_body` read into an aligned buffer (memoryviews) are left
+    :func:`service.api.formats.body.read_body` read into an aligned buffer (memoryviews) are left
     as they are.
     """
     if not isinstance(body, bytearray) or offset == len(body):

@@ -21,7 +21,7 @@ from service.core import (
 from service.core._typing import FloatArray, IntArray
 
 from ..schemas.common import ClassVocabulary, ProbabilityOptions
-from .payload import ArrayReader, widen_bf16
+from .arrays import ArrayReader, widen_bf16
 from .vocabulary import check_vocabulary, ignored_sentinel, map_labels
 
 OptionsModel = TypeVar("OptionsModel", bound=BaseModel)

@@ -20,7 +20,7 @@ import orjson
 from service.core import InputError
 
 from ..errors.problems import ProblemError
-from .payload import ArrayReader
+from .arrays import ArrayReader
 
 _MAX_STRING_BYTES = 65_536
 #: What zipfile, zlib and numpy raise on a damaged archive (encrypted or unknown-compression members

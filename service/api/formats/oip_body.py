@@ -21,10 +21,12 @@ from service.settings import Settings
 
 from ..deps import Parse, RawBody
 from ..errors.problems import ProblemError
+from .arrays import ArrayReader
 from .binary import HEADER_LENGTH, attach_binary, declared_header_length, split_header
+from .body import body_format, read_body
 from .envelope import is_inference_request, unwrap
 from .inputs import Body
-from .payload import ArrayReader, body_format, has_boolean_elements, parse_json_object, read_body
+from .payload import has_boolean_elements, parse_json_object
 
 
 @dataclass

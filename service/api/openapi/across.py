@@ -21,7 +21,7 @@ from service.api.schemas.calibration import CONVENTION_FIELDS
 from service.core.calibration.conventions import PRESETS
 
 Term = tuple[Any, ...]
-#: Methods whose maps take raw `scores` (service.api.routes.recalibration.SCORE_METHODS).
+#: Methods whose maps take raw `scores` (service.api.routes.recalibration_inputs.SCORE_METHODS).
 SCORE_METHODS = ["isotonic", "platt", "sigmoid"]
 MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"]
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).

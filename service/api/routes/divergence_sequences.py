@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from service import core
+from service.api.formats.arrays import widen_bf16
 from service.api.formats.inputs import Body, Prediction, read_prediction
-from service.api.formats.payload import widen_bf16
 from service.api.schemas import DivergenceOptions
 from service.api.schemas.divergence import DivergenceRows, DivergenceSequences, DivergenceStats
 from service.core.cancel import checkpoint

@@ -8,9 +8,10 @@ from starlette.responses import Response
 
 from service import core
 from service.api.deps import INLINE_BYTES, RawBody, parsed_body, scoring
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.chat_logprobs import FAST_BYTES, ParsedChat, read_chat
 from service.api.formats.inputs import Body
-from service.api.formats.payload import ArrayReader, collector_paused
+from service.api.formats.payload import collector_paused
 from service.api.schemas.logprobs import (
     LanguageModelMetrics,
     LogprobsBody,

@@ -18,10 +18,10 @@ from starlette.responses import Response
 from service import __version__
 from service.api.deps import INLINE_BYTES, scoring
 from service.api.errors.problems import ProblemError
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body
 from service.api.formats.oip import convention_parameters, infer_response, output_tensors, select
 from service.api.formats.oip_body import InferBody, infer_parser, read_infer_body
-from service.api.formats.payload import ArrayReader
 from service.api.openapi.examples import V1, inference_request
 from service.api.openapi.inference import marker
 from service.api.schemas.calibration import CalibrationOptions

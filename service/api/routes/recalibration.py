@@ -1,8 +1,6 @@
 """``POST /v1/temperature``, ``POST /v1/recalibrate`` and ``POST /v1/apply``."""
 
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
@@ -11,33 +9,28 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import INLINE_BYTES, scoring
 from service.api.formats.answers import Document
-from service.api.formats.inputs import Body, Prediction, Truth, drop_ignored, read_prediction, read_truth
+from service.api.formats.inputs import Body, Prediction, read_truth
 from service.api.maps import FITTERS, apply_parameters, check_form, fit_isotonic_on_scores
 from service.api.schemas import ProblemDetails
-from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.recalibration import (
     ApplyBody,
     ApplyOptions,
     ApplyResult,
-    FitOptions,
-    FoldsValidation,
-    Metrics,
     Parameters,
     RecalibrateBody,
     RecalibrateOptions,
     RecalibrateResult,
-    RecalibrationConvention,
     TemperatureBody,
     TemperatureOptions,
     TemperatureParameters,
     TemperatureResult,
-    ValidationReport,
 )
 from service.core._typing import FloatArray
-from service.core.maps.score_isotonic import check_scores
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, request_body
-from .recalibration_document import convention_document, metrics_document, scores
+from .recalibration_document import convention, convention_document, metrics, metrics_document
+from .recalibration_inputs import check_weight_sum, read_fit, read_scores
+from .recalibration_validation import temperature_fitter, validation
 from .temperature_sequences import sequence_apply_fields, sequence_fit_fields, sequence_values
 
 router = APIRouter(prefix="/v1", tags=["recalibration"])
@@ -52,9 +45,6 @@ MISSING_EXTRA_RESPONSE = {
 
 #: Array fields; B×T×K sequence inputs add a B×T `mask`.
 ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight", "mask")
-
-#: Fits a parameter set on (log-probabilities, truth).
-Fitter = Callable[[FloatArray, Truth], Parameters]
 
 TEMPERATURE_PEER = (
     "scipy.optimize.minimize_scalar on the same NLL (to 1e-6 relative); "
@@ -115,7 +105,7 @@ def temperature_answer(body: Body) -> Answer:
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
             parameters=parameters,
-            validation=_validation(options, prediction, scores, truth, _temperature_fitter(options)),
+            validation=validation(options, prediction, scores, truth, temperature_fitter(options)),
             convention=convention(prediction, truth, options, TEMPERATURE_PEER),
         ),
         _probs_out(after, prediction) if options.return_probs else {},
@@ -186,7 +176,7 @@ def recalibrate_answer(body: Body) -> Answer:
             n_ignored=n_ignored,
             before=metrics(prediction.dist.log_probs, truth, options.base),
             after=metrics(after, truth, options.base),
-            validation=_validation(
+            validation=validation(
                 options, prediction, scores, truth, lambda s, t: fitter(s, t, options).parameters
             ),
             convention=convention(prediction, truth, options, _PEERS[options.method]),
@@ -243,7 +233,7 @@ def apply_answer(body: Body) -> Answer:
     if truth is not None and body.fields.get("sample_weight") is not None:
         weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
         truth = replace(truth, sample_weight=weights.astype(np.float64))
-        _check_weight_sum(truth, 0)
+        check_weight_sum(truth, 0)
     result: Document = {  # ApplyResult's JSON document, fields in its order (formats/answers.py)
         "n": int(after.shape[0]),
         "method": parameters.method,
@@ -271,153 +261,7 @@ def _pick_parameters(options: ApplyOptions) -> Parameters:
     return TemperatureParameters(temperature=options.temperature)
 
 
-def _temperature_fitter(options: TemperatureOptions) -> Fitter:
-    def fit(scores: FloatArray, truth: Truth) -> Parameters:
-        result = core.fit_temperature(
-            scores,
-            labels=truth.labels,
-            targets=truth.targets,
-            sample_weight=truth.sample_weight,
-            rtol=options.rtol,
-            max_iter=options.max_iter,
-            validate=False,
-        )
-        return TemperatureParameters(temperature=result.temperature)
-
-    return fit
-
-
-def read_fit(
-    body: Body, options: FitOptions, *, method: str = "temperature"
-) -> tuple[Prediction, FloatArray, Truth, int]:
-    """Predictions, the scores maps act on, and the truth of a fit, without ignored rows (and their count)."""
-    prediction, scores = read_scores(body, options, method=method)
-    truth = read_truth(body, prediction, ignore_index=options.ignore_index, vocabulary=options)
-    if body.fields.get("sample_weight") is not None:
-        weights = core.check_sample_weight(body.array("sample_weight"), prediction.dist.n_samples)
-        truth = replace(truth, sample_weight=weights.astype(np.float64))
-    if truth.ignore_index is None or truth.labels is None:
-        return prediction, scores, truth, _check_weight_sum(truth, 0)
-    kept = truth.labels != truth.ignore_index
-    prediction, labels, n_ignored = drop_ignored(
-        prediction, truth.labels, truth.ignore_index, sent=options.ignore_index
-    )
-    if n_ignored:
-        scores = scores[kept]
-        truth = _subset(truth, kept)
-    return prediction, scores, truth, _check_weight_sum(truth, n_ignored)
-
-
-def _check_weight_sum(truth: Truth, n_ignored: int) -> int:
-    """`n_ignored`, once the weights (of the rows kept) are known not to be all zero."""
-    if truth.sample_weight is not None and not truth.sample_weight.max(initial=0.0) > 0:
-        kept = " of the rows not ignored" if n_ignored else ""
-        raise core.InputError("sample_weight", f"must have a positive sum{kept}; got all zero")
-    return n_ignored
-
-
-def read_scores(
-    body: Body, options: ProbabilityOptions, *, method: str = "temperature"
-) -> tuple[Prediction, FloatArray]:
-    """The predictions and what maps act on: the logits as sent (binary: length N), else log(max(p, eps)).
-
-    Logits are fitted as sent, not through log-softmax, so float32 input loses
-    nothing to an extra rounding. Raw `scores` (method isotonic) are returned as sent,
-    with their softmax/sigmoid as the "before" distribution.
-    """
-    if body.fields.get("mask") is not None:
-        raise core.InputError("mask", "applies to B×T×K sequence inputs only")
-    if body.fields.get("scores") is not None:
-        return _raw_scores(body, options, method)
-    name = body.pick("logits", "probs")
-    if name == "probs":
-        prediction = read_prediction(body, "probs", "logits", options)
-        if prediction.dist.eps == 0 and np.isneginf(prediction.dist.log_probs).any():
-            raise core.InputError(
-                "eps",
-                "must be positive (or auto) to fit or apply a map to probabilities containing 0: "
-                "log 0 = -inf is not a logit",
-            )
-        return prediction, prediction.dist.log_probs
-    raw = body.array(name)
-    logits = core.check_logits(raw, field=name)
-    tolerance = options.tolerance or core.default_tolerance(raw.dtype)
-    dist = core.Distribution.from_logits(logits, validate=False)
-    return Prediction(dist, name, core.dtype_name(logits.dtype), tolerance, 0), logits
-
-
-#: Methods that take raw `scores`: isotonic maps them as sent; Platt's σ(a·s + b) acts on them as on logits.
-SCORE_METHODS = ("isotonic", "platt", "sigmoid")
-
-
-def _raw_scores(body: Body, options: ProbabilityOptions, method: str) -> tuple[Prediction, FloatArray]:
-    for other in ("logits", "probs"):
-        if body.fields.get(other) is not None:
-            raise core.InputError(
-                "scores", f"must not be sent with `{other}` (exactly one of the three); got both"
-            )
-    if method not in SCORE_METHODS:
-        raise core.InputError(
-            "scores",
-            f'apply to methods "isotonic", "sigmoid" and "platt" only; got "{method}"',
-        )
-    raw = body.array("scores")
-    scores = check_scores(raw)
-    tolerance = options.tolerance or core.default_tolerance(scores.dtype)
-    dist = core.Distribution.from_logits(scores, validate=False)
-    return Prediction(dist, "scores", core.dtype_name(scores.dtype), tolerance, 0), scores
-
-
-def _subset(truth: Truth, rows: np.ndarray) -> Truth:
-    return Truth(
-        None if truth.labels is None else truth.labels[rows],
-        None if truth.targets is None else truth.targets[rows],
-        None if truth.sample_weight is None else truth.sample_weight[rows],
-    )
-
-
-def _validation(
-    options: FitOptions, prediction: Prediction, scores: FloatArray, truth: Truth, fit: Fitter
-) -> ValidationReport | None:
-    check = options.validation
-    if check is None:
-        return None
-    log_probs = prediction.dist.log_probs
-    n = log_probs.shape[0]
-    if isinstance(check, FoldsValidation):
-        splits = core.fold_splits(n, check.folds, seed=check.seed)
-    else:
-        splits = core.holdout_split(n, check.holdout, seed=check.seed)
-    recalibrated = np.empty_like(log_probs)
-    fitted: list[dict[str, Any]] = []
-    for fit_rows, eval_rows in splits:  # k fits: a loop over folds, not samples
-        parameters = fit(scores[fit_rows], _subset(truth, fit_rows))
-        fitted.append(parameters.model_dump(mode="json"))
-        recalibrated[eval_rows] = apply_parameters(parameters, scores[eval_rows], prediction.field)
-    evaluated = np.sort(np.concatenate([rows for _, rows in splits]))
-    scored = _subset(truth, evaluated)
-    return ValidationReport(
-        scheme="folds" if isinstance(check, FoldsValidation) else "holdout",
-        seed=check.seed,
-        n_fit=max(rows.size for rows, _ in splits),
-        n_eval=int(evaluated.size),
-        parameters=fitted,
-        before=metrics(log_probs[evaluated], scored, options.base),
-        after=metrics(recalibrated[evaluated], scored, options.base),
-    )
-
-
-def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
-    """The reported scores of `log_probs` against `truth`, NLL in the unit of `base`."""
-    return Metrics(**scores(log_probs, truth, base))
-
-
 def _probs_out(log_probs: FloatArray, prediction: Prediction) -> dict[str, FloatArray]:
     """The recalibrated probabilities as the per-sample output `probs` (binary: the positive class)."""
     probs = np.exp(log_probs)
     return {"probs": probs[:, 1] if prediction.dist.binary else probs}
-
-
-def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) -> RecalibrationConvention:
-    """How the numbers of a fit or an apply were computed."""
-    return RecalibrationConvention(**convention_document(prediction, truth, options, peer))

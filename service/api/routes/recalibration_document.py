@@ -5,6 +5,7 @@ dicts instead of building :class:`~service.api.schemas.recalibration.Metrics` an
 :class:`~service.api.schemas.recalibration.RecalibrationConvention` per request
 (:mod:`service.api.formats.answers`); the fits build those models from the same documents, so
 both say the same (``tests/api/test_apply_document.py`` checks the bytes agree with the models').
+:func:`metrics` and :func:`convention` are those models.
 """
 
 from typing import Any
@@ -14,6 +15,7 @@ import numpy as np
 from service import core
 from service.api.formats.answers import Document, json_float
 from service.api.formats.inputs import Prediction, Truth
+from service.api.schemas.recalibration import Metrics, RecalibrationConvention
 from service.core._typing import FloatArray
 
 from . import log_base, unit_of
@@ -60,3 +62,13 @@ def convention_document(prediction: Prediction, truth: Truth, options: Any, peer
         "pos_label": getattr(options, "pos_label", None),
         "matches": peer,
     }
+
+
+def metrics(log_probs: FloatArray, truth: Truth, base: Any) -> Metrics:
+    """The reported scores of `log_probs` against `truth`, NLL in the unit of `base`."""
+    return Metrics(**scores(log_probs, truth, base))
+
+
+def convention(prediction: Prediction, truth: Truth, options: Any, peer: str) -> RecalibrationConvention:
+    """How the numbers of a fit or an apply were computed."""
+    return RecalibrationConvention(**convention_document(prediction, truth, options, peer))

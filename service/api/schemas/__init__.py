@@ -1,7 +1,7 @@
 """Pydantic request/response models: they are the OpenAPI document.
 
 Request models describe bodies for the docs and validate the small option
-fields; large arrays are decoded by :mod:`service.api.formats.payload`, not here.
+fields; large arrays are decoded by :mod:`service.api.formats.arrays`, not here.
 """
 
 from .common import JsonFloat, ProblemDetails, Tensor

@@ -24,7 +24,7 @@ OPTIONS_CONFIG = ConfigDict(extra="forbid")
 
 _Row = Annotated[list[float], Field(min_length=1)]  # an empty batch or row is a 422: say so in the schema
 
-#: The Open Inference Protocol numeric datatypes Xent reads (service.api.formats.payload.DATATYPES).
+#: The Open Inference Protocol numeric datatypes Xent reads (service.api.formats.arrays.DATATYPES).
 Datatype = Literal[
     "BF16", "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
 ]
