@@ -22,8 +22,8 @@ thread.
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, closing, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,6 +42,19 @@ class _Work:
     done: bool = False
     result: Any = None
     error: BaseException | None = None
+
+
+@contextmanager
+def committing(connection: sqlite3.Connection) -> Iterator[None]:
+    """COMMIT the transaction begun on `connection` when the block ends, ROLLBACK if it raises."""
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+            with suppress(sqlite3.Error):  # the original error says more
+                connection.execute("ROLLBACK")
+        raise
 
 
 def _late(work: _Work) -> bool:
@@ -140,15 +153,8 @@ class GroupCommit:
             with self._errors():
                 connection = self._inline_connection()
                 self._begin_now(connection)
-                try:
-                    with closing(connection.cursor()) as cursor:
-                        result = work.run(cursor)
-                    connection.execute("COMMIT")  # no automatic checkpoint on this connection
-                except BaseException:
-                    if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-                        with suppress(sqlite3.Error):
-                            connection.execute("ROLLBACK")
-                    raise
+                with committing(connection), closing(connection.cursor()) as cursor:
+                    result = work.run(cursor)  # (no automatic checkpoint on this connection)
             self.commits += 1
             self.works += 1
             return result
@@ -194,18 +200,12 @@ class GroupCommit:
             return
         alone = len(live) == 1
         connection.execute("BEGIN IMMEDIATE")
-        try:
+        with committing(connection):
             for work in live:
                 if alone:
                     self._run_alone(connection, work)
                 else:
                     self._run_nested(connection, work)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-                with suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
         self.commits += 1
         self.works += sum(work.error is None for work in live)
 

@@ -14,12 +14,12 @@ import random
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 from service.store.base import Merge, StoreError, StoreLimits, StoreUnavailable, WouldBlock
-from service.store.group_commit import GroupCommit
+from service.store.group_commit import GroupCommit, committing
 from service.store.sqlstore import Cursor, SqlStore
 
 T = TypeVar("T")
@@ -212,16 +212,8 @@ class SqliteStore(SqlStore):
             with self._errors():
                 connection = self._write_connection()
                 cursor = connection.execute("BEGIN IMMEDIATE")
-                try:
+                with committing(connection), closing(cursor):
                     yield cursor
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-                        with suppress(sqlite3.Error):  # the original error says more
-                            connection.execute("ROLLBACK")
-                    raise
-                finally:
-                    cursor.close()
         finally:
             self._writer.release()
 
