@@ -1,0 +1,53 @@
+"""A small batch held up by a write of another thread waits on the event loop, then writes there."""
+
+import threading
+import time
+
+import numpy as np
+import scipy.special
+
+from service.api.routes import monitor_observations
+
+from .monitoring import monitor_client, observe
+
+
+def test_a_small_batch_waits_on_the_loop_for_a_thread_of_this_process(tmp_path, rng, monkeypatch):
+    pooled = []
+    real = monitor_observations.in_pool
+
+    def counted(request, work):  # the real pool, counted
+        pooled.append(1)
+        return real(request, work)
+
+    monkeypatch.setattr(monitor_observations, "in_pool", counted)
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/m", json={"n_classes": 3}).raise_for_status()
+        store = client.app.state.monitors.get()
+        started, release = threading.Event(), threading.Event()
+
+        def slow(cur):  # another thread's write (a large batch, late labels) holding the lock
+            started.set()
+            release.wait(5)
+            cur.execute("SELECT 1").fetchall()
+
+        thread = threading.Thread(target=store.group_commit.run, args=(slow,))
+        thread.start()
+        started.wait(5)
+        timer = threading.Timer(0.3, release.set)
+        timer.start()
+        fields = {"logits": rng.standard_normal((4, 3)), "labels": rng.integers(0, 3, 4)}
+        try:
+            start = time.monotonic()
+            answer = observe(client, "m", fields)
+            waited = time.monotonic() - start
+        finally:
+            release.set()
+            thread.join()
+            timer.join()
+        assert answer.status_code == 200, answer.text
+        assert waited >= 0.25  # written once the other write let go
+        assert pooled == []  # and not by a thread of its own
+        totals = client.get("/v1/monitors/m").json()["totals"]
+        expected = -scipy.special.log_softmax(fields["logits"], axis=1)[np.arange(4), fields["labels"]].mean()
+        assert totals["n"] == 4
+        np.testing.assert_allclose(totals["cross_entropy"], expected, rtol=1e-12)
