@@ -1,4 +1,4 @@
-"""A small batch held up by a write of another thread waits on the event loop, then writes there."""
+"""The observations route: a small batch held up by another thread waits on the loop; binary bodies' keys."""
 
 import threading
 import time
@@ -8,7 +8,7 @@ import scipy.special
 
 from service.api.routes import monitor_observations
 
-from .monitoring import monitor_client, observe
+from .monitoring import body, monitor_client, observe
 
 
 def test_a_small_batch_waits_on_the_loop_for_a_thread_of_this_process(tmp_path, rng, monkeypatch):
@@ -51,3 +51,23 @@ def test_a_small_batch_waits_on_the_loop_for_a_thread_of_this_process(tmp_path, 
         expected = -scipy.special.log_softmax(fields["logits"], axis=1)[np.arange(4), fields["labels"]].mean()
         assert totals["n"] == 4
         np.testing.assert_allclose(totals["cross_entropy"], expected, rtol=1e-12)
+
+
+def test_a_binary_body_resent_with_its_key_replays_wherever_its_buffer_lies(tmp_path, rng):
+    """Parsing moves a binary body's tensors in place to align them, by an amount that depends on
+    where its buffer happens to lie: the key's fingerprint is of the bytes as sent."""
+    fields = {"logits": rng.standard_normal((32, 4)), "labels": rng.integers(0, 4, 32)}
+    content, headers = body(fields, "binary")
+    headers = {**headers, "Idempotency-Key": "k"}
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/m", json={"n_classes": 4}).raise_for_status()
+        first = client.post("/v1/monitors/m/observations", content=content, headers=headers)
+        assert first.status_code == 200, first.text
+        kept = []
+        for size in range(1, 25):  # buffers of other sizes in between: the next body lies elsewhere
+            kept.append(bytearray(size * 40))
+            again = client.post("/v1/monitors/m/observations", content=content, headers=headers)
+            assert again.status_code == 200, again.text
+            assert again.headers["idempotent-replayed"] == "true"
+            assert again.content == first.content
+        assert client.get("/v1/monitors/m").json()["totals"]["n"] == 32
