@@ -27,6 +27,7 @@ dense section is one row per blob, added as rows), never one per blob.
 
 import struct
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -76,7 +77,7 @@ _FLOATS = (
 
 def count_width(largest: int) -> int:
     """Bytes of the narrowest unsigned integer holding `largest` (1, 2, 4 or 8)."""
-    return next(w for w in (1, 2, 4, 8) if largest < 256**w)
+    return 1 if largest < 256 else 2 if largest < 65536 else 4 if largest < 2**32 else 8
 
 
 def index_width(n_classes: int) -> int:
@@ -84,17 +85,20 @@ def index_width(n_classes: int) -> int:
     return 1 if n_classes <= 256 else 2 if n_classes <= 65536 else 4
 
 
+@cache
 def class_record(width: int, index: int, weighted: bool) -> np.dtype:
     """One stored class: its index, its row count and (weighted) its ``Σ w``; packed."""
     fields = [("index", f"<u{index}"), ("count", f"<u{width}")] + [("weight", "<f8")] * weighted
     return np.dtype(fields)
 
 
+@cache
 def dense_record(width: int, weighted: bool) -> np.dtype:
     """One class of a dense section: its row count and (weighted) its ``Σ w``; packed."""
     return np.dtype([("count", f"<u{width}")] + [("weight", "<f8")] * weighted)
 
 
+@cache
 def cell_record(width: int, weighted: bool) -> np.dtype:
     """One stored cell: cell, rows, ``Σ w·c``, ``Σ w·outcome`` (a count unless weighted), ``Σ w``; packed."""
     hits = "<f8" if weighted else f"<u{width}"

@@ -169,6 +169,11 @@ class MonitorStats:
         w = _check_weights(sample_weight, n)
         labelled = None if y is None or part == "predictions" else y >= 0
         every = labelled is not None and bool(labelled.all())
+        if w is None and part == "all" and (y is None or every):
+            from .small_batch import fits_small, summarise_small
+
+            if fits_small(dist):  # a few dozen rows: the same statistics, fused (small_batch)
+                return summarise_small(dist, y)
         safe = None if y is None or labelled is None else (y if every else np.where(labelled, y, 0))
         if dist.logits is not None and not dist.binary:
             # /v1/cross-entropy's fused pass, without its top class (row_argmax below is the one
