@@ -20,7 +20,7 @@ from .._typing import FloatArray, IntArray
 from ..calibration.brier import brier_rows
 from ..distribution import Distribution
 from ..logsumexp import SMALL_ELEMENTS
-from .fine_histogram import N_CELLS, SPARSE_RATIO, FineHistogram, fine_cells
+from .fine_histogram import N_CELLS, SPARSE_RATIO, FineHistogram, fine_cells, weighted_bincount
 from .stats import MonitorStats
 
 #: Largest batch (rows) this path takes: its histograms stay below `FineHistogram.reduce`'s sparse threshold.
@@ -116,6 +116,6 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     inverse[order] = np.cumsum(first) - 1
     used = ranked[first]
     count = np.bincount(inverse, minlength=used.size).astype(np.int64, copy=False)
-    sums = np.bincount(inverse, weights=conf.astype(np.float64, copy=False), minlength=used.size)
-    hits = np.bincount(inverse, weights=outcome.astype(np.float64), minlength=used.size)
+    sums = weighted_bincount(inverse, conf.astype(np.float64, copy=False), used.size)
+    hits = weighted_bincount(inverse, outcome.astype(np.float64), used.size)
     return FineHistogram(used.astype(np.int64, copy=False), count, sums, hits)
