@@ -177,7 +177,8 @@ def ingest(
     dist : Distribution
         The batch's validated predictions.
     labels : int array or None
-        Class indices, −1 where the label is not known yet.
+        Class indices, −1 where the label is not known yet, one per row: validated
+        (``check_labels(..., ignore_index=-1)``), as the routes do while parsing.
     ids : sequence of str or None, or None
         Row ids for late labels (a null id: none for that row).
     times : float array or None
@@ -222,7 +223,7 @@ def prepare_batch(
     for b, start in enumerate(unique.tolist()):  # one summary per bucket, never per row
         rows = None if order is None else order[bounds[b] : bounds[b + 1]]
         y = None if labels is None else (labels if rows is None else labels[rows])
-        summary = MonitorStats.summarise(_subset(dist, rows), y)
+        summary = MonitorStats.summarise(_subset(dist, rows), y, validate=False)  # (labels: checked)
         summaries.append((segment, summary))
         stats.append((start, segment, summary.to_bytes()))
         if scaled is not None:

@@ -31,6 +31,9 @@ ALLOWED_BINS = tuple(b for b in range(1, FINE_BINS + 1) if FINE_BINS % b == 0)
 #: `FineHistogram.reduce` sorts the entries rather than counting all cells below N_CELLS / this.
 SPARSE_RATIO = 8
 _FINE_EDGES = uniform_edges(FINE_BINS)
+_FINE_EDGES.flags.writeable = False
+#: The fine edges ``fl(j / 2520)``, j = 0 … 2520 (read only).
+FINE_EDGES = _FINE_EDGES
 _ALLOWED = frozenset(ALLOWED_BINS)
 # assign_shared's guess-and-correct for these edges, with its per-call set-up done once: the
 # edges lie within 1/(4 · 2520) of j/2520 (uniform_edges rounds each quotient once), and the

@@ -20,7 +20,7 @@ from .._typing import FloatArray, IntArray
 from ..calibration.brier import brier_rows
 from ..distribution import Distribution
 from ..logsumexp import SMALL_ELEMENTS
-from .fine_histogram import N_CELLS, SPARSE_RATIO, FineHistogram, fine_cells, weighted_bincount
+from .fine_histogram import FINE_EDGES, N_CELLS, SPARSE_RATIO, FineHistogram, weighted_bincount
 from .stats import MonitorStats
 
 #: Largest batch (rows) this path takes: its histograms stay below `FineHistogram.reduce`'s sparse threshold.
@@ -106,7 +106,10 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     >>> occupied_histogram(np.array([0.5, 0.9, 0.5]), np.array([True, False, False])).count
     array([2, 1])
     """
-    cells = fine_cells(conf)
+    # fine_cells(conf), by one binary search: the first edge ≥ c is edge j; c on it: cell 2j, else 2j - 1
+    j = np.searchsorted(FINE_EDGES, conf)  # (float32 values compared as float64, as fine_cells does)
+    cells = 2 * j - 1
+    cells += FINE_EDGES[j] == conf
     order = np.argsort(cells, kind="stable")
     ranked = cells[order]
     first = np.empty(ranked.size, bool)
