@@ -119,18 +119,20 @@ def encode(stats: MonitorStats) -> bytes:
         (stats.predicted_counts, stats.predicted_weights, PREDICTED_DENSE),
         (stats.label_counts, stats.label_weights, LABEL_DENSE),
     ):
-        nz = np.flatnonzero(counts)
+        nz = counts.nonzero()[0]  # (counts is 1-D: np.flatnonzero without its wrapper)
         if counts.size * dense.itemsize < nz.size * classes.itemsize:
             flags |= flag
-            nz = np.arange(counts.size)
-            records = np.empty(nz.size, dense)
+            records = np.empty(counts.size, dense)
+            records["count"] = counts
+            if weights is not None:
+                records["weight"] = weights
         else:
             records = np.empty(nz.size, classes)
             records["index"] = nz
-        sizes.append(nz.size)
-        records["count"] = counts[nz]
-        if weights is not None:
-            records["weight"] = weights[nz]
+            records["count"] = counts[nz]
+            if weights is not None:
+                records["weight"] = weights[nz]
+        sizes.append(records.size)
         parts.append(records.tobytes())
     cells = cell_record(width, weighted)
     hists = [stats.top] + ([stats.positive] if stats.positive is not None else [])
