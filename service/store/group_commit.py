@@ -146,10 +146,10 @@ class GroupCommit:
         checkpoints as usual.
         """
         if not self.lock.acquire(blocking=False):
-            raise LockHeld("another write holds the lock", self.notify)
+            raise LockHeld("another write holds the lock", self.notify, self.timeout_s)
         try:
             if self._queue:  # another thread is about to lead these: it goes first
-                raise LockHeld("other writes are queued", self.notify)
+                raise LockHeld("other writes are queued", self.notify, self.timeout_s)
             self._inline += 1
             if self._inline >= INLINE_CHECKPOINT_EVERY:
                 self._inline = 0

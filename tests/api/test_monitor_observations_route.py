@@ -53,6 +53,35 @@ def test_a_small_batch_waits_on_the_loop_for_a_thread_of_this_process(tmp_path, 
         np.testing.assert_allclose(totals["cross_entropy"], expected, rtol=1e-12)
 
 
+def test_a_small_batch_waits_on_the_loop_no_longer_than_the_stores_busy_timeout(tmp_path, rng):
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/m", json={"n_classes": 3}).raise_for_status()
+        store = client.app.state.monitors.get()
+        store.group_commit.timeout_s = 0.2  # (5 s by default)
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store._writer:  # a long write of this process (a compaction)
+                held.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        held.wait(5)
+        fields = {"logits": rng.standard_normal((4, 3)), "labels": rng.integers(0, 3, 4)}
+        try:
+            start = time.monotonic()
+            answer = observe(client, "m", fields)
+            waited = time.monotonic() - start
+        finally:
+            release.set()
+            thread.join()
+        assert answer.status_code == 503, answer.text  # as a write waiting in the pool would get
+        assert "locked" in answer.json()["detail"]
+        assert 0.35 <= waited < 3  # the timeout on the loop, then in the pool
+        assert client.get("/v1/monitors/m").json()["totals"]["n"] == 0
+
+
 def test_a_binary_body_resent_with_its_key_replays_wherever_its_buffer_lies(tmp_path, rng):
     """Parsing moves a binary body's tensors in place to align them, by an amount that depends on
     where its buffer happens to lie: the key's fingerprint is of the bytes as sent."""

@@ -67,23 +67,30 @@ async def observations(request: Request, name: str, idempotency_key: str | None)
     write = await read_write(request, idempotency_key, "observations")
     recording = Recording(write, name)
     if inline_store(write) is not None:  # a small body, on the event loop (monitor_writes)
+        waited_since: float | None = None
         while True:
             try:
                 return recording.record(wait=False)
             except LockHeld as held:  # a thread of this process writes: wait for it here
-                if not await _freed(held):
+                waited_since = time.monotonic() if waited_since is None else waited_since
+                if not await _freed(held, waited_since):
                     break
             except WouldBlock:  # another process writes, or this write checkpoints: in a thread
                 break
     return await in_pool(request, lambda: recording.record(wait=True))
 
 
-async def _freed(held: LockHeld) -> bool:
-    """Wait on the loop until `held`'s lock is free (at most ``LOCK_WAIT_S``); False past the deadline."""
+async def _freed(held: LockHeld, since: float) -> bool:
+    """Wait on the loop until `held`'s lock is free (at most ``LOCK_WAIT_S``).
+
+    False, without waiting, past the request's deadline (the pool's write then answers
+    Cancelled, as any late write) or once the write has waited the store's busy timeout here (it
+    waits in the pool then, and gets the store's 503 if the lock is still held past it there).
+    """
     deadline = current_deadline()
     now = time.monotonic()
-    if deadline is not None and now >= deadline:
-        return False  # the pool's write answers Cancelled, as any late write
+    if (deadline is not None and now >= deadline) or now - since >= held.timeout_s:
+        return False
     loop = asyncio.get_running_loop()
     freed = loop.create_future()
 
