@@ -142,9 +142,10 @@ class MonitorCounters:
             correct.inc(stats.correct_weight if stats.weighted else stats.correct)
             brier.inc(brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum)
             hist = stats.positive if stats.binary and stats.positive is not None else stats.top
-            _, weight, sum_conf, sum_hits = hist.coarsen(N_BINS, "right")
+            _, weight, sum_conf, sum_hits = (a.tolist() for a in hist.coarsen(N_BINS, "right"))
             for b in range(N_BINS):  # ten bins, not a loop over rows
                 if weight[b]:
-                    count[b].inc(float(weight[b]))
-                    conf[b].inc(float(sum_conf[b]))
-                    hits[b].inc(float(sum_hits[b]))
+                    count[b].inc(weight[b])
+                    conf[b].inc(sum_conf[b])
+                    if sum_hits[b]:  # (adding 0 changes nothing)
+                        hits[b].inc(sum_hits[b])

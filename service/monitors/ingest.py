@@ -177,7 +177,8 @@ def ingest(
     dist : Distribution
         The batch's validated predictions.
     labels : int array or None
-        Class indices, −1 where the label is not known yet.
+        Class indices, −1 where the label is not known yet, one per row: validated
+        (``check_labels(..., ignore_index=-1)``), as the routes do while parsing.
     ids : sequence of str or None, or None
         Row ids for late labels (a null id: none for that row).
     times : float array or None
@@ -207,22 +208,24 @@ def prepare_batch(
     t = _check_times(times, n, config, now)
     row_ids = _check_ids(ids, n)
     segment = check_segment(segment)
-    buckets = bucket_starts(t if times is not None else np.array([now]), config.bucket_s)  # none: all now
-    if buckets.size == 1 or (buckets[0] == buckets[-1] and (buckets == buckets[0]).all()):
-        unique, order, bounds = buckets[:1], None, np.array([0, n])  # the usual batch: one bucket
+    if times is None:  # every row now: one bucket, floor(now / bucket_s) · bucket_s as bucket_starts
+        unique, order, bounds = [math.floor(now / config.bucket_s) * config.bucket_s], None, None
+    elif (buckets := bucket_starts(t, config.bucket_s))[0] == buckets[-1] and (buckets == buckets[0]).all():
+        unique, order, bounds = buckets[:1].tolist(), None, None  # the usual batch: one bucket
     else:
-        unique, inverse = np.unique(buckets, return_inverse=True)
+        starts, inverse = np.unique(buckets, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(unique.size + 1))
+        bounds = np.searchsorted(inverse[order], np.arange(starts.size + 1))
+        unique = starts.tolist()
     scaled = None
     if config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0:
         scaled = tempered(dist, config.temperature)
     stats: list[StatsRow] = []
     summaries: list[tuple[str, MonitorStats]] = []
-    for b, start in enumerate(unique.tolist()):  # one summary per bucket, never per row
-        rows = None if order is None else order[bounds[b] : bounds[b + 1]]
+    for b, start in enumerate(unique):  # one summary per bucket, never per row
+        rows = None if order is None or bounds is None else order[bounds[b] : bounds[b + 1]]
         y = None if labels is None else (labels if rows is None else labels[rows])
-        summary = MonitorStats.summarise(_subset(dist, rows), y)
+        summary = MonitorStats.summarise(_subset(dist, rows), y, validate=False)  # (labels: checked)
         summaries.append((segment, summary))
         stats.append((start, segment, summary.to_bytes()))
         if scaled is not None:
@@ -232,7 +235,7 @@ def prepare_batch(
     pending = _pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = _reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)
     n_labelled = int(np.count_nonzero(labelled))
-    return PreparedBatch(config, n, n_labelled, unique.size, stats, pending, reservoir, tuple(summaries))
+    return PreparedBatch(config, n, n_labelled, len(unique), stats, pending, reservoir, tuple(summaries))
 
 
 def write_prepared(

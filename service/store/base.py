@@ -220,6 +220,25 @@ class WouldBlock(StoreError):
     """A write asked not to wait (``wait=False``) could not start at once: nothing was written."""
 
 
+class LockHeld(WouldBlock):
+    """`WouldBlock` because a thread of this process holds the write lock or has a write queued.
+
+    ``notify(wake)`` calls `wake` (from whichever thread frees it, or at once if it is free
+    already) once the lock is released with no write queued: a caller on an event loop waits
+    for that and tries again without waiting, rather than sending its write to a thread of its
+    own (which would hold the lock in turn, and send the next small writes to threads too).
+    `wake` may be called more than once, and must be cheap and thread-safe. ``timeout_s`` is how
+    long a write that waits is willing to wait for the lock (the store's busy timeout).
+    """
+
+    def __init__(
+        self, reason: str, notify: Callable[[Callable[[], None]], None], timeout_s: float = 5.0
+    ) -> None:
+        super().__init__(reason)
+        self.notify = notify
+        self.timeout_s = timeout_s
+
+
 def same_config(a: MonitorConfig, b: MonitorConfig) -> bool:
     """Whether two configs are the same row (field by field; a NaN equals itself)."""
     return a == b or repr(a) == repr(b)

@@ -15,7 +15,12 @@ it is not run (`Cancelled`): its request was answered 503 already, and it must n
 
 A caller that must not wait (an event loop writing a small batch) asks ``run(..., wait=False)``:
 its work runs alone, at once, if neither this process's lock nor SQLite's is held and no thread
-is queued; otherwise `WouldBlock`, with nothing done, and it calls again with ``wait=True`` from a
+is queued; otherwise `WouldBlock`, with nothing done. When a thread of this process holds the
+lock or has a write queued, that is `LockHeld`, whose ``notify`` tells the caller when the lock is
+free again: it tries again then, still without waiting, instead of sending its write to a
+thread (which would hold the lock in turn and send the next small writes to threads, and so on:
+under steady load every write then took the slower way). Otherwise (SQLite's lock held by
+another process, or a write due to checkpoint the WAL) it calls again with ``wait=True`` from a
 thread.
 """
 
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from service.core.cancel import Cancelled, current_deadline
-from service.store.base import StoreUnavailable, WouldBlock
+from service.store.base import LockHeld, StoreUnavailable, WouldBlock
 
 T = TypeVar("T")
 #: One in this many writes asked not to wait goes to a thread, where its COMMIT checkpoints the WAL.
@@ -98,6 +103,7 @@ class GroupCommit:
         self.commits = 0
         self.works = 0
         self._inline = 0  # writes run at once since the last one sent to a thread
+        self._wakers: list[Callable[[], None]] = []  # told when the lock is free (`notify`)
 
     def run(self, run: Callable[[sqlite3.Cursor], T], *, wait: bool = True) -> T:
         """Run `run(cursor)` in a write transaction, with whatever other threads queued; its result.
@@ -121,6 +127,7 @@ class GroupCommit:
                 self._lead()
         finally:
             self.lock.release()
+            self.released()
         if work.error is not None:
             raise work.error
         return work.result
@@ -139,10 +146,10 @@ class GroupCommit:
         checkpoints as usual.
         """
         if not self.lock.acquire(blocking=False):
-            raise WouldBlock("another write holds the lock")
+            raise LockHeld("another write holds the lock", self.notify, self.timeout_s)
         try:
             if self._queue:  # another thread is about to lead these: it goes first
-                raise WouldBlock("other writes are queued")
+                raise LockHeld("other writes are queued", self.notify, self.timeout_s)
             self._inline += 1
             if self._inline >= INLINE_CHECKPOINT_EVERY:
                 self._inline = 0
@@ -160,6 +167,31 @@ class GroupCommit:
             return result
         finally:
             self.lock.release()
+
+    def notify(self, wake: Callable[[], None]) -> None:
+        """Call `wake` once the lock is free with no write queued: now if it is, else when released.
+
+        The lock is checked after `wake` is registered, under the queue's lock that
+        :meth:`released` takes after every release, so a release between a caller's failed
+        attempt and this call is never missed.
+        """
+        with self._queue_lock:
+            self._wakers.append(wake)
+        if not self.lock.locked() and not self._queue:
+            self.released()
+
+    def released(self) -> None:
+        """The lock was released: wake the callers waiting for it (:meth:`notify`), unless writes are queued.
+
+        Every holder of the lock calls this after releasing it (a queued write's own thread
+        releases it after its leader, and calls this then).
+        """
+        with self._queue_lock:
+            if self._queue or not self._wakers:
+                return
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
 
     @staticmethod
     def _begin_now(connection: sqlite3.Connection) -> None:

@@ -237,9 +237,19 @@ def lock_state(store: "SqlStore", cur: "Cursor", name: str) -> tuple[int | None,
     return (None if threshold is None else int(threshold)), int(count), int(size)
 
 
-def add(store: "SqlStore", cur: "Cursor", name: str, rows: Sequence[LabelledRow] | ReservoirBatch) -> None:
-    """Offer `rows` to the monitor's reservoir: store those that may enter it as one block (or a few)."""
-    threshold, count, size = lock_state(store, cur, name)
+def add(
+    store: "SqlStore",
+    cur: "Cursor",
+    name: str,
+    rows: Sequence[LabelledRow] | ReservoirBatch,
+    state: tuple[int | None, int, int] | None = None,
+) -> None:
+    """Offer `rows` to the monitor's reservoir: store those that may enter it as one block (or a few).
+
+    `state`: what `lock_state` returns, when the caller read it already, with the same lock, in
+    this transaction (``SELECT_MONITOR_RESERVOIR``).
+    """
+    threshold, count, size = lock_state(store, cur, name) if state is None else state
     if size <= 0:
         return
     if isinstance(rows, ReservoirBatch):

@@ -262,6 +262,11 @@ DELETE_PENDING_BEFORE = "DELETE FROM pending WHERE monitor = ? AND event_time < 
 # rows stored in a monitor's blocks and reservoir_threshold is the largest key of its reservoir once
 # full (NULL before); both change only under the monitor's row lock (`RESERVOIR_STATE` + lock).
 RESERVOIR_STATE = "SELECT reservoir_threshold, n_reservoir, reservoir_size FROM monitors WHERE name = ?"
+#: The monitor's row and its reservoir's state at once, for a write that offers rows to the
+#: reservoir (with RESERVOIR_LOCK: PostgreSQL's row lock of both reads, taken once).
+SELECT_MONITOR_RESERVOIR = (
+    f"SELECT {_MONITOR_COLUMNS}, temperature, reservoir_threshold, n_reservoir FROM monitors WHERE name = ?"
+)
 #: Appended to RESERVOIR_STATE: PostgreSQL's writers of one monitor's reservoir queue here.
 RESERVOIR_LOCK = {"sqlite": "", "postgresql": " FOR NO KEY UPDATE"}
 SET_RESERVOIR_COUNT = "UPDATE monitors SET n_reservoir = ? WHERE name = ?"

@@ -216,6 +216,7 @@ class SqliteStore(SqlStore):
                     yield cursor
         finally:
             self._writer.release()
+            self.group_commit.released()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Cursor]:

@@ -286,15 +286,18 @@ class SqlStore:
         at = time.time() if now is None else now
 
         def work(cur: Cursor) -> int:
-            config = self._require(cur, name, lock=True)
+            offered = len(labelled) > 0  # rows for the reservoir: its state read with the config, once
+            config, state = (
+                self._require_reservoir(cur, name) if offered else (self._require(cur, name, lock=True), None)
+            )
             if expect is not None and not same_config(config, expect):
                 raise ConfigChanged(name, config)
             self._claim(cur, name, key, at)
             self._insert_stats(cur, name, stats)
             self._add_segments(cur, name, {s for _, s, _ in stats} | {row.segment for row in pending})
             duplicates = self._insert_pending(cur, config, pending, at) if pending else 0
-            if len(labelled):
-                self._add_to_reservoir(cur, config, labelled)
+            if offered:
+                self._add_to_reservoir(cur, config, labelled, state)
             self._answer(cur, name, key, duplicates)
             return duplicates
 
@@ -480,6 +483,16 @@ class SqlStore:
         row = cur.fetchone()
         return None if row is None else _config_of(tuple(row))
 
+    def _require_reservoir(self, cur: Cursor, name: str) -> tuple[MonitorConfig, tuple[int | None, int, int]]:
+        """The monitor's config and its reservoir's state (as `reservoir.lock_state`), in one locked read."""
+        cur.execute(self._q(sql.SELECT_MONITOR_RESERVOIR + sql.RESERVOIR_LOCK[self.dialect]), (name,))
+        row = cur.fetchone()
+        if row is None:
+            raise MonitorNotFound(name)
+        *columns, threshold, count = tuple(row)
+        config = _config_of(tuple(columns))
+        return config, (None if threshold is None else int(threshold), int(count), config.reservoir_size)
+
     def _require(self, cur: Cursor, name: str, *, lock: bool = False) -> MonitorConfig:
         """The monitor's config; `lock` (in a write transaction): keep it from being deleted until commit."""
         config = self._select_monitor(cur, name, lock=lock)
@@ -562,10 +575,14 @@ class SqlStore:
         return len(rows) - added
 
     def _add_to_reservoir(
-        self, cur: Cursor, config: MonitorConfig, rows: Sequence[LabelledRow] | ReservoirBatch
+        self,
+        cur: Cursor,
+        config: MonitorConfig,
+        rows: Sequence[LabelledRow] | ReservoirBatch,
+        state: tuple[int | None, int, int] | None = None,
     ) -> None:
         if config.reservoir_size > 0 and len(rows):
-            reservoir.add(self, cur, config.name, rows)
+            reservoir.add(self, cur, config.name, rows, state)
 
     def _ids(
         self, ids: Sequence[int], statement: str = sql.DELETE_STATS_IDS

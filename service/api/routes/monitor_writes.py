@@ -6,7 +6,8 @@ CPU or blocking work. A small body (at most ``INLINE_BYTES``, as the scoring rou
 written right on the event loop when the store can commit without blocking it (SQLite with
 ``synchronous=NORMAL``, its write lock free: :func:`inline_store`); the thread hop cost more
 than such a write. The key's fingerprint is a digest of the route's tag, the content type
-(where the route takes several formats) and the body's bytes.
+(where the route takes several formats) and the body's bytes as they arrived: taken before the
+body is parsed, since parsing a binary body may move its tensors in place (to align them).
 """
 
 from collections.abc import Awaitable, Callable
@@ -32,12 +33,12 @@ def answer_bytes(result: BaseModel | Document) -> bytes:
 
 @dataclass(frozen=True)
 class MonitorWrite:
-    """One write request: its raw body, its key's header, and the parts its key's digest covers."""
+    """One write request: its raw body, its key's header, and its key's digest (None without a header)."""
 
     request: Request
     raw: RawBody
     header: str | None
-    parts: tuple[str | bytearray | memoryview, ...]
+    digest: bytes | None
 
     def body(self) -> Body:
         """The body parsed in any format the scoring routes take."""
@@ -52,7 +53,8 @@ class MonitorWrite:
         """The store's key (None without a header); `result` makes the answer of the write's result."""
         if self.header is None:
             return None
-        return IdempotencyKey(self.header, fingerprint(self.parts), lambda value: answer_bytes(result(value)))
+        assert self.digest is not None
+        return IdempotencyKey(self.header, self.digest, lambda value: answer_bytes(result(value)))
 
 
 async def read_write(
@@ -61,13 +63,13 @@ async def read_write(
     """Read the body and check the key of a write request.
 
     The key's fingerprint covers `tag`, the content type (unless `media` is False: a JSON-only
-    route) and the body's bytes (taken when the write asks for its key).
+    route) and the body's bytes, taken now, before anything parses the body.
     """
     raw = await raw_body(request, request.app.state.settings)
     header = check_key(idempotency_key)
     content_type = request.headers.get("content-type") or ""
     parts = (tag, content_type, raw.data) if media else (tag, raw.data)
-    return MonitorWrite(request, raw, header, parts)
+    return MonitorWrite(request, raw, header, None if header is None else fingerprint(parts))
 
 
 def in_pool(request: Request, work: Callable[[], Response]) -> Awaitable[Response]:

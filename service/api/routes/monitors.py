@@ -2,24 +2,19 @@
 
 import time
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service import core
 from service.api.deps import StoreDep
-from service.api.formats.answers import Document
-from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.formats.payload import parse_json_object
 from service.api.middleware.dispatch import DirectEntry
-from service.api.schemas.common import ProbabilityOptions
 from service.api.schemas.monitor_lm import MonitorLanguageModel
 from service.api.schemas.monitors import (
     NAME_PATTERN,
@@ -34,8 +29,7 @@ from service.api.schemas.monitors import (
     ObservationsResult,
 )
 from service.core import PerplexitySeries
-from service.monitors import TEMPERED, IngestCounts, fold_labels, prepare_batch, write_prepared
-from service.monitors.configs import ConfigCache
+from service.monitors import TEMPERED, fold_labels
 from service.monitors.counters import MonitorCounters
 from service.monitors.idempotency import HEADER
 from service.monitors.lm import held_series
@@ -43,18 +37,15 @@ from service.monitors.query import totals
 from service.monitors.sums_cache import shared_cache
 from service.settings import Settings
 from service.store import (
-    ConfigChanged,
     JoinCounts,
     MonitorConfig,
     MonitorNotFound,
     MonitorStore,
-    StoreUnavailable,
-    WouldBlock,
-    same_config,
 )
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
-from .monitor_writes import MonitorWrite, in_pool, inline_store, read_write, run_write
+from .monitor_observations import ARRAY_FIELDS, class_indices, observations
+from .monitor_writes import MonitorWrite, run_write
 
 
 class SharedPathRoute(APIRoute):
@@ -100,18 +91,7 @@ IdempotencyKeyHeader = Annotated[
         json_schema_extra={"pattern": "^[!-~]([ -~]{0,253}[!-~])?$"},
     ),
 ]
-ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
 REQUEST_MODELS.append(LabelsBody)
-
-
-class ObservationOptions(BaseModel):
-    """The small fields of an observations body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    segment: Annotated[str, Field(max_length=64)] | None = None
-    tolerance: Annotated[float, Field(gt=0, le=1)] | None = None
-    normalize: bool = False
 
 
 def require(store: MonitorStore, name: str) -> MonitorConfig:
@@ -244,141 +224,15 @@ async def record_observations(
     late labels), `timestamps` (epoch seconds; default now) and `segment` are optional.
     Probabilities are logged with eps "auto" (the dtype's machine epsilon).
     """
-    return await _observations(request, name, idempotency_key)
-
-
-async def _observations(request: Request, name: str, idempotency_key: str | None) -> Response:
-    write = await read_write(request, idempotency_key, "observations")
-    if inline_store(write) is not None:  # a small body, on the event loop (monitor_writes)
-        try:
-            return _record(write, name, wait=False)
-        except WouldBlock:  # another write holds the lock: this one waits in the pool
-            pass
-    return await in_pool(request, lambda: _record(write, name))
+    return await observations(request, name, idempotency_key)
 
 
 def _observations_direct(request: Request) -> Awaitable[Response]:
     """:func:`record_observations` for the scoring dispatch: the name and header read here."""
-    return _observations(request, request.path_params["name"], request.headers.get(HEADER))
+    return observations(request, request.path_params["name"], request.headers.get(HEADER))
 
 
 record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN)  # type: ignore[attr-defined]
-
-
-def _record(write: MonitorWrite, name: str, *, wait: bool = True) -> Response:
-    """Record the batch with the process's cached config, checked by the store in the write.
-
-    The batch is prepared again, once, with the stored config when the write finds the cached
-    one stale (`ConfigChanged`), or when the cached one made an input error and the stored one
-    differs: a stale cache never writes, nor refuses, what the stored config would not.
-    """
-    observed = _read(write)  # the body first, then the name
-    store = write.store()
-    configs: ConfigCache = write.request.app.state.monitor_configs
-    config, cached = configs.get(store, name)
-    try:
-        return _record_with(write, store, observed, config, wait=wait)
-    except ConfigChanged as changed:
-        fresh = changed.config
-    except core.InputError:
-        if not cached:
-            raise
-        fresh = store.get_monitor(name)
-        if fresh is not None and same_config(fresh, config):
-            raise
-    except MonitorNotFound:
-        configs.update(store, name, None)
-        raise
-    configs.update(store, name, fresh)
-    if fresh is None:
-        raise MonitorNotFound(name) from None
-    try:  # the body parsed again: the first try may have turned its class names into indices
-        return _record_with(write, store, _read(write), fresh, wait=wait)
-    except ConfigChanged as changed:
-        configs.update(store, name, changed.config)
-        raise StoreUnavailable(f"monitor {name!r} changed twice during this write; retry") from None
-
-
-def _read(write: MonitorWrite) -> tuple[Body, ObservationOptions, Prediction]:
-    """The body, its options and its predictions: what needs no monitor."""
-    body = write.body()
-    options = body.options(ObservationOptions, ARRAY_FIELDS)
-    probability = _probability_options(options.tolerance, options.normalize)
-    return body, options, read_prediction(body, "probs", "logits", probability)
-
-
-def _record_with(
-    write: MonitorWrite,
-    store: MonitorStore,
-    observed: tuple[Body, ObservationOptions, Prediction],
-    config: MonitorConfig,
-    *,
-    wait: bool,
-) -> Response:
-    body, options, prediction = observed
-    name = config.name
-    _names_to_indices(body, config)
-    dist = prediction.dist
-    if dist.binary != config.binary or dist.n_classes != config.n_classes:
-        want = "a length-N vector of positive-class values" if config.binary else f"N×{config.n_classes}"
-        got = "a length-N vector" if dist.binary else f"N×{dist.n_classes}"
-        raise core.InputError(prediction.field, f"must be {want} for monitor {name!r}; got {got}")
-    labels = None
-    if body.fields.get("labels") is not None:
-        labels = core.check_labels(body.array("labels"), config.n_classes, ignore_index=-1)
-        core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
-    times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
-    segment = options.segment or ""
-
-    def result(counts: IngestCounts) -> Document:  # an ObservationsResult, printed by orjson
-        return {
-            "monitor": name,
-            "n": counts.rows,
-            "n_labelled": counts.labelled,
-            "n_pending": counts.pending,
-            "n_duplicate_ids": counts.duplicate_ids,
-            "buckets": counts.buckets,
-            "segment": segment,
-        }
-
-    batch = prepare_batch(config, dist, labels, body.fields.get("ids"), times, segment)
-    counts = write_prepared(store, batch, key=write.key(result), expect=True, wait=wait)
-    counters: MonitorCounters = write.request.app.state.monitor_counters
-    counters.add(name, counts.stats)
-    return json_response(result(counts))
-
-
-@lru_cache(maxsize=64)
-def _probability_options(tolerance: float | None, normalize: bool) -> ProbabilityOptions:
-    """The probability options of an observations body (read only: shared by requests)."""
-    return ProbabilityOptions(tolerance=tolerance, normalize=normalize)
-
-
-def _names_to_indices(body: Body, config: MonitorConfig) -> None:
-    """JSON labels given as class names (null: not known yet) become indices (-1)."""
-    value = body.fields.get("labels")
-    if not isinstance(value, list) or not any(isinstance(v, str) for v in value):
-        return
-    body.fields["labels"] = np.array(class_indices(value, config, allow_null=True), np.int64)
-
-
-def class_indices(values: list[Any], config: MonitorConfig, *, allow_null: bool = False) -> list[int]:
-    """Class indices of names (or indices), per the monitor's class_names."""
-    index = {n: i for i, n in enumerate(config.class_names or ())}
-    out = []
-    for i, value in enumerate(values):
-        if value is None and allow_null:
-            out.append(-1)
-        elif isinstance(value, str):
-            if value not in index:
-                known = "the monitor has no class_names" if not index else f"one of {sorted(index)}"
-                raise core.InputError("labels", f"must be a class name ({known}); got {value!r}", index=(i,))
-            out.append(index[value])
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out.append(value)
-        else:
-            raise core.InputError("labels", f"must be a class index or name; got {value!r}", index=(i,))
-    return out
 
 
 @router.post(

@@ -27,6 +27,7 @@ dense section is one row per blob, added as rows), never one per blob.
 
 import struct
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -76,7 +77,7 @@ _FLOATS = (
 
 def count_width(largest: int) -> int:
     """Bytes of the narrowest unsigned integer holding `largest` (1, 2, 4 or 8)."""
-    return next(w for w in (1, 2, 4, 8) if largest < 256**w)
+    return 1 if largest < 256 else 2 if largest < 65536 else 4 if largest < 2**32 else 8
 
 
 def index_width(n_classes: int) -> int:
@@ -84,17 +85,20 @@ def index_width(n_classes: int) -> int:
     return 1 if n_classes <= 256 else 2 if n_classes <= 65536 else 4
 
 
+@cache
 def class_record(width: int, index: int, weighted: bool) -> np.dtype:
     """One stored class: its index, its row count and (weighted) its ``Σ w``; packed."""
     fields = [("index", f"<u{index}"), ("count", f"<u{width}")] + [("weight", "<f8")] * weighted
     return np.dtype(fields)
 
 
+@cache
 def dense_record(width: int, weighted: bool) -> np.dtype:
     """One class of a dense section: its row count and (weighted) its ``Σ w``; packed."""
     return np.dtype([("count", f"<u{width}")] + [("weight", "<f8")] * weighted)
 
 
+@cache
 def cell_record(width: int, weighted: bool) -> np.dtype:
     """One stored cell: cell, rows, ``Σ w·c``, ``Σ w·outcome`` (a count unless weighted), ``Σ w``; packed."""
     hits = "<f8" if weighted else f"<u{width}"
@@ -115,18 +119,20 @@ def encode(stats: MonitorStats) -> bytes:
         (stats.predicted_counts, stats.predicted_weights, PREDICTED_DENSE),
         (stats.label_counts, stats.label_weights, LABEL_DENSE),
     ):
-        nz = np.flatnonzero(counts)
+        nz = counts.nonzero()[0]  # (counts is 1-D: np.flatnonzero without its wrapper)
         if counts.size * dense.itemsize < nz.size * classes.itemsize:
             flags |= flag
-            nz = np.arange(counts.size)
-            records = np.empty(nz.size, dense)
+            records = np.empty(counts.size, dense)
+            records["count"] = counts
+            if weights is not None:
+                records["weight"] = weights
         else:
             records = np.empty(nz.size, classes)
             records["index"] = nz
-        sizes.append(nz.size)
-        records["count"] = counts[nz]
-        if weights is not None:
-            records["weight"] = weights[nz]
+            records["count"] = counts[nz]
+            if weights is not None:
+                records["weight"] = weights[nz]
+        sizes.append(records.size)
         parts.append(records.tobytes())
     cells = cell_record(width, weighted)
     hists = [stats.top] + ([stats.positive] if stats.positive is not None else [])

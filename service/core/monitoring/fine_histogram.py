@@ -13,6 +13,7 @@ value itself, including float32 values compared with the float64 edges.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -30,6 +31,9 @@ ALLOWED_BINS = tuple(b for b in range(1, FINE_BINS + 1) if FINE_BINS % b == 0)
 #: `FineHistogram.reduce` sorts the entries rather than counting all cells below N_CELLS / this.
 SPARSE_RATIO = 8
 _FINE_EDGES = uniform_edges(FINE_BINS)
+_FINE_EDGES.flags.writeable = False
+#: The fine edges ``fl(j / 2520)``, j = 0 … 2520 (read only).
+FINE_EDGES = _FINE_EDGES
 _ALLOWED = frozenset(ALLOWED_BINS)
 # assign_shared's guess-and-correct for these edges, with its per-call set-up done once: the
 # edges lie within 1/(4 · 2520) of j/2520 (uniform_edges rounds each quotient once), and the
@@ -77,6 +81,14 @@ def coarse_index(cells: IntArray, n_bins: int, closed: Literal["right", "left"])
     half = cells >> 1
     on_edge = np.maximum(half - 1, 0) if closed == "right" else np.minimum(half, FINE_BINS - 1)
     return np.where(cells & 1, half, on_edge) // m
+
+
+@lru_cache(maxsize=8)
+def coarse_table(n_bins: int, closed: Literal["right", "left"]) -> IntArray:
+    """``coarse_index`` of every cell, computed once per binning (read only): gathered by `coarsen`."""
+    table = coarse_index(np.arange(N_CELLS), n_bins, closed)
+    table.flags.writeable = False
+    return table
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,7 +170,7 @@ class FineHistogram:
         self, n_bins: int, closed: Literal["right", "left"]
     ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
         """``(rows, Σ w, Σ w·c, Σ w·outcome)`` per B-bin; B must divide 2520 (:func:`check_bins`)."""
-        index = coarse_index(self.cells, n_bins, closed)
+        index = coarse_table(n_bins, closed)[self.cells]
         rows = exact_bincount(index, self.count, n_bins, int(self.count.sum()))
         return (
             rows,

@@ -136,6 +136,7 @@ class MonitorStats:
         *,
         part: Part = "all",
         sample_weight: ArrayLike | None = None,
+        validate: bool = True,
     ) -> "MonitorStats":
         """Statistics of one batch of predictions and (some) labels.
 
@@ -150,6 +151,9 @@ class MonitorStats:
             (a late label joining a row whose prediction side was counted already).
         sample_weight : array-like of float, shape (n_samples,), optional
             Non-negative finite weights; every sum is weighted, counts stay row counts.
+        validate : bool, default=True
+            Check the labels first. Pass False only for labels that went through
+            :func:`~service.core.check_labels` (with ``ignore_index=-1``), one per row.
 
         Examples
         --------
@@ -161,14 +165,25 @@ class MonitorStats:
         if part not in _PARTS:
             raise InputError("part", f'must be "all", "predictions" or "labels"; got {part!r}')
         n, k = dist.n_samples, dist.n_classes
-        y = None if labels is None else check_labels(labels, k, ignore_index=-1)
-        if y is not None:
+        y = (
+            None
+            if labels is None
+            else np.asarray(labels)
+            if not validate
+            else check_labels(labels, k, ignore_index=-1)
+        )
+        if y is not None and validate:
             check_same_length("labels", y.shape[0], n, other="predictions")
         if part == "labels" and y is None:
             raise InputError("labels", 'are required with part="labels"')
         w = _check_weights(sample_weight, n)
         labelled = None if y is None or part == "predictions" else y >= 0
         every = labelled is not None and bool(labelled.all())
+        if w is None and part == "all" and (y is None or every):
+            from .small_batch import fits_small, summarise_small
+
+            if fits_small(dist):  # a few dozen rows: the same statistics, fused (small_batch)
+                return summarise_small(dist, y)
         safe = None if y is None or labelled is None else (y if every else np.where(labelled, y, 0))
         if dist.logits is not None and not dist.binary:
             # /v1/cross-entropy's fused pass, without its top class (row_argmax below is the one

@@ -1,0 +1,257 @@
+"""``POST /v1/monitors/{name}/observations``, behind its route in :mod:`.monitors`: read, prepare, write.
+
+A request's batch is prepared once (checks, statistics, reservoir rows) with the process's
+cached config and written with that config as the store's ``expect``; it is prepared again only
+when the store finds the config changed. A small body (``INLINE_BYTES``) is written on the event
+loop when the store allows it (:func:`~.monitor_writes.inline_store`). If a thread of this
+process holds the write lock (`LockHeld`), the request waits on the loop until it is free and
+tries again there: a write sent to a thread whenever the lock was busy held it in turn, so under
+steady load most small writes took the thread's way, at about twice the CPU. Only a write the
+store sends to a thread itself (another process holds SQLite's lock, or it is the write that
+checkpoints the WAL) goes to the pool, with the batch already prepared.
+"""
+
+import asyncio
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import core
+from service.api.formats.answers import Document
+from service.api.formats.inputs import Body, Prediction, read_prediction
+from service.api.schemas.common import ProbabilityOptions
+from service.core.cancel import current_deadline
+from service.monitors import IngestCounts, prepare_batch, write_prepared
+from service.monitors.configs import ConfigCache
+from service.monitors.counters import MonitorCounters
+from service.monitors.ingest import PreparedBatch
+from service.store import (
+    ConfigChanged,
+    IdempotencyKey,
+    LockHeld,
+    MonitorConfig,
+    MonitorNotFound,
+    MonitorStore,
+    StoreUnavailable,
+    WouldBlock,
+    same_config,
+)
+
+from . import json_response
+from .monitor_writes import MonitorWrite, in_pool, inline_store, read_write
+
+ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
+#: Longest single wait on the loop for the write lock before trying again (a missed wake-up costs no more).
+LOCK_WAIT_S = 0.05
+
+
+class ObservationOptions(BaseModel):
+    """The small fields of an observations body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment: Annotated[str, Field(max_length=64)] | None = None
+    tolerance: Annotated[float, Field(gt=0, le=1)] | None = None
+    normalize: bool = False
+
+
+async def observations(request: Request, name: str, idempotency_key: str | None) -> Response:
+    """Read the body and check the key; write the batch on the event loop if it may, else in the pool."""
+    write = await read_write(request, idempotency_key, "observations")
+    recording = Recording(write, name)
+    if inline_store(write) is not None:  # a small body, on the event loop (monitor_writes)
+        waited_since: float | None = None
+        while True:
+            try:
+                return recording.record(wait=False)
+            except LockHeld as held:  # a thread of this process writes: wait for it here
+                waited_since = time.monotonic() if waited_since is None else waited_since
+                if not await _freed(held, waited_since):
+                    break
+            except WouldBlock:  # another process writes, or this write checkpoints: in a thread
+                break
+    return await in_pool(request, lambda: recording.record(wait=True))
+
+
+async def _freed(held: LockHeld, since: float) -> bool:
+    """Wait on the loop until `held`'s lock is free (at most ``LOCK_WAIT_S``).
+
+    False, without waiting, past the request's deadline (the pool's write then answers
+    Cancelled, as any late write) or once the write has waited the store's busy timeout here (it
+    waits in the pool then, and gets the store's 503 if the lock is still held past it there).
+    """
+    deadline = current_deadline()
+    now = time.monotonic()
+    if (deadline is not None and now >= deadline) or now - since >= held.timeout_s:
+        return False
+    loop = asyncio.get_running_loop()
+    freed = loop.create_future()
+
+    def settle() -> None:
+        if not freed.done():
+            freed.set_result(None)
+
+    def wake() -> None:  # from the thread that released the lock
+        with suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody waits any more
+            loop.call_soon_threadsafe(settle)
+
+    held.notify(wake)
+    timeout = LOCK_WAIT_S if deadline is None else min(LOCK_WAIT_S, deadline - now)
+    await asyncio.wait((freed,), timeout=timeout)
+    return True
+
+
+@dataclass
+class _Prepared:
+    """A batch prepared under `config`, with what its answer says."""
+
+    config: MonitorConfig
+    batch: PreparedBatch
+    segment: str
+
+    def result(self, counts: IngestCounts) -> Document:
+        """The answer (an ObservationsResult, printed by orjson)."""
+        return {
+            "monitor": self.config.name,
+            "n": counts.rows,
+            "n_labelled": counts.labelled,
+            "n_pending": counts.pending,
+            "n_duplicate_ids": counts.duplicate_ids,
+            "buckets": counts.buckets,
+            "segment": self.segment,
+        }
+
+
+class Recording:
+    """One observations request: its batch prepared once per config, written by :meth:`record`."""
+
+    def __init__(self, write: MonitorWrite, name: str) -> None:
+        self.write = write
+        self.name = name
+        self.prepared: _Prepared | None = None
+
+    def record(self, *, wait: bool) -> Response:
+        """Write the batch (prepared on the first call) with the process's cached config.
+
+        The batch is prepared again, once, with the stored config when the write finds the
+        cached one stale (`ConfigChanged`), or when the cached one made an input error and the
+        stored one differs: a stale cache never writes, nor refuses, what the stored config
+        would not. ``wait=False``: `WouldBlock` (nothing written) unless the write can start
+        now; the prepared batch is kept for the next call.
+        """
+        store = self.write.store()
+        configs: ConfigCache = self.write.request.app.state.monitor_configs
+        if self.prepared is None:
+            self.prepared = self._prepare_cached(store, configs)
+        try:
+            return self._write(store, self.prepared, wait=wait)
+        except ConfigChanged as changed:
+            fresh = changed.config
+        except MonitorNotFound:
+            configs.update(store, self.name, None)
+            raise
+        configs.update(store, self.name, fresh)
+        if fresh is None:
+            raise MonitorNotFound(self.name) from None
+        self.prepared = self._prepare(fresh)
+        try:
+            return self._write(store, self.prepared, wait=wait)
+        except ConfigChanged as changed:
+            configs.update(store, self.name, changed.config)
+            raise StoreUnavailable(f"monitor {self.name!r} changed twice during this write; retry") from None
+
+    def _prepare_cached(self, store: MonitorStore, configs: ConfigCache) -> _Prepared:
+        """The batch under the cached config; an input error is checked against the stored config."""
+        observed = _read(self.write)  # the body first, then the name
+        config, cached = configs.get(store, self.name)
+        try:
+            return _prepare(observed, config)
+        except core.InputError:
+            if not cached:
+                raise
+            fresh = store.get_monitor(self.name)
+            configs.update(store, self.name, fresh)
+            if fresh is None:
+                raise MonitorNotFound(self.name) from None
+            if same_config(fresh, config):
+                raise
+        return self._prepare(fresh)
+
+    def _prepare(self, config: MonitorConfig) -> _Prepared:
+        """The batch under `config`, the body parsed again (a first try may have made class names indices)."""
+        return _prepare(_read(self.write), config)
+
+    def _write(self, store: MonitorStore, prepared: _Prepared, *, wait: bool) -> Response:
+        key: IdempotencyKey | None = self.write.key(prepared.result)
+        counts = write_prepared(store, prepared.batch, key=key, expect=True, wait=wait)
+        counters: MonitorCounters = self.write.request.app.state.monitor_counters
+        counters.add(self.name, counts.stats)
+        return json_response(prepared.result(counts))
+
+
+def _read(write: MonitorWrite) -> tuple[Body, ObservationOptions, Prediction]:
+    """The body, its options and its predictions: what needs no monitor."""
+    body = write.body()
+    options = body.options(ObservationOptions, ARRAY_FIELDS)
+    probability = _probability_options(options.tolerance, options.normalize)
+    return body, options, read_prediction(body, "probs", "logits", probability)
+
+
+def _prepare(observed: tuple[Body, ObservationOptions, Prediction], config: MonitorConfig) -> _Prepared:
+    """Check the batch against `config` and prepare it (statistics, pending and reservoir rows)."""
+    body, options, prediction = observed
+    name = config.name
+    _names_to_indices(body, config)
+    dist = prediction.dist
+    if dist.binary != config.binary or dist.n_classes != config.n_classes:
+        want = "a length-N vector of positive-class values" if config.binary else f"N×{config.n_classes}"
+        got = "a length-N vector" if dist.binary else f"N×{dist.n_classes}"
+        raise core.InputError(prediction.field, f"must be {want} for monitor {name!r}; got {got}")
+    labels = None
+    if body.fields.get("labels") is not None:
+        labels = core.check_labels(body.array("labels"), config.n_classes, ignore_index=-1)
+        core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
+    times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
+    segment = options.segment or ""
+    batch = prepare_batch(config, dist, labels, body.fields.get("ids"), times, segment)
+    return _Prepared(config, batch, segment)
+
+
+@lru_cache(maxsize=64)
+def _probability_options(tolerance: float | None, normalize: bool) -> ProbabilityOptions:
+    """The probability options of an observations body (read only: shared by requests)."""
+    return ProbabilityOptions(tolerance=tolerance, normalize=normalize)
+
+
+def _names_to_indices(body: Body, config: MonitorConfig) -> None:
+    """JSON labels given as class names (null: not known yet) become indices (-1)."""
+    value = body.fields.get("labels")
+    if not isinstance(value, list) or not any(isinstance(v, str) for v in value):
+        return
+    body.fields["labels"] = np.array(class_indices(value, config, allow_null=True), np.int64)
+
+
+def class_indices(values: list[Any], config: MonitorConfig, *, allow_null: bool = False) -> list[int]:
+    """Class indices of names (or indices), per the monitor's class_names."""
+    index = {n: i for i, n in enumerate(config.class_names or ())}
+    out = []
+    for i, value in enumerate(values):
+        if value is None and allow_null:
+            out.append(-1)
+        elif isinstance(value, str):
+            if value not in index:
+                known = "the monitor has no class_names" if not index else f"one of {sorted(index)}"
+                raise core.InputError("labels", f"must be a class name ({known}); got {value!r}", index=(i,))
+            out.append(index[value])
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out.append(value)
+        else:
+            raise core.InputError("labels", f"must be a class index or name; got {value!r}", index=(i,))
+    return out
