@@ -91,6 +91,19 @@ Read = Callable[[Request, Settings], Awaitable[RawBody]]
 Parse = Callable[[Request, RawBody, Settings], Body]
 
 
+class DirectRoute(NamedTuple):
+    """How a scoring route scores a body, for :class:`~service.api.middleware.direct.DirectScoring`.
+
+    :func:`scoring` sets it as ``endpoint.direct_scoring`` on routes that read their body the
+    default way; the direct layer serves their small JSON bodies in one pass.
+    """
+
+    score: Score
+    parse: Parse
+    on_loop: int  # the largest body the route parses and scores on the event loop
+    threaded: Callable[[Body], bool] | None  # parsed bodies that go to a worker thread all the same
+
+
 def scoring(
     *,
     inline_bytes: int = 0,
@@ -141,6 +154,8 @@ def scoring(
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, name, getattr(score, name))
         endpoint.inline_bytes = inline_bytes  # type: ignore[attr-defined]  # read by LimitsMiddleware
+        if read is raw_body and on_loop > 0:
+            endpoint.direct_scoring = DirectRoute(score, parse_body, on_loop, threaded)  # type: ignore[attr-defined]
         return endpoint
 
     return wrap
