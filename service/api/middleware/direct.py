@@ -39,6 +39,8 @@ from service.core.cancel import Cancelled, deadline
 
 from ..deps import DirectRoute, RawBody
 from ..errors.problems import problem_response
+from ..formats.answers import BytesResponse
+from ..formats.payload import has_boolean_elements, parse_json_object
 from .codings import GzipSend, accepts_gzip
 from .exchange import Exchange
 from .metrics import ERROR_LOGGER
@@ -175,12 +177,25 @@ class DirectScoring:
         if refusal is not None:
             return refusal
         request = Request(scope, receive, send)
-        scope["state"]["bytes_in"] = len(data)
+        state = scope["state"]
+        state["bytes_in"] = len(data)
+        text = bytearray(data)
+        raw = RawBody(text, "json")
         gate = layer.gate
         gate.enter()
         try:
             with deadline(layer.timeout):
-                body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings)
+                plain = spec.plain
+                if plain is None:
+                    body = spec.parse(request, raw, layer.settings)
+                else:
+                    fields = parse_json_object(text)
+                    if fields.keys() == plain.fields and not has_boolean_elements(text):
+                        answer = plain.answer(fields, layer.settings.max_elements)
+                        if answer is not None:
+                            state["rows"] = answer[1]
+                            return BytesResponse(answer[0])
+                    body = spec.parse(request, raw, layer.settings, fields)
                 if spec.threaded is not None and spec.threaded(body):
                     return None
                 return spec.score(body)
