@@ -206,10 +206,10 @@ def test_keys_limits_and_errors_hold_on_the_direct_way(rng, general_calls):
 def test_an_unexpected_error_is_a_logged_500_with_the_request_id(rng, monkeypatch, caplog):
     from service.api.routes import cross_entropy
 
-    def broken(body):
+    def broken(value):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cross_entropy, "cross_entropy_answer", broken)
+    monkeypatch.setattr(cross_entropy, "json_float", broken)  # the plain and the general answer use it
     with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
         with caplog.at_level(logging.ERROR, logger="xent.error"):
             answer = client.post("/v1/cross-entropy", json=_bodies(rng)["/v1/cross-entropy"])

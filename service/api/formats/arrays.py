@@ -209,19 +209,3 @@ def _first_bad_leaf(value: Any, index: tuple[int, ...]) -> tuple[tuple[int, ...]
     if isinstance(value, int) and not -(2**63) <= value < 2**64:
         return index, f"must fit in 64 bits; got {value}"
     return None
-
-
-def plain_array(value: Any) -> np.ndarray | None:
-    """`value` as an array when it is a JSON list NumPy converts whole into numbers; else None.
-
-    For a plain request (:class:`service.api.deps.Plain`), whose body was checked for boolean
-    elements already: anything else (a tensor object, ragged rows, strings, null) is None, and
-    the general path reads it with its exact error.
-    """
-    if type(value) is not list:
-        return None
-    try:
-        array = np.array(value)
-    except (ValueError, OverflowError):
-        return None
-    return array if array.dtype.kind in "fiu" else None

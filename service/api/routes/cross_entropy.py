@@ -12,8 +12,9 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document, json_float
-from service.api.formats.arrays import ArrayReader, plain_array
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.formats.plain import plain_array, plain_logits
 from service.api.schemas import (
     CrossEntropyBody,
     CrossEntropyOptions,
@@ -57,19 +58,15 @@ def plain_cross_entropy(fields: dict[str, Any], max_elements: int) -> tuple[byte
     accuracy and mean entropy filled into its answer to a plain request; None for the
     general path whenever the request is not that after all.
     """
-    logits, labels = plain_array(fields["logits"]), plain_array(fields["labels"])
+    logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
     if (
         logits is None
         or labels is None
-        or logits.dtype != np.float64  # integer logits: their tolerance differs; the general path
-        or logits.ndim != 2
-        or logits.shape[1] < 2
         or labels.shape != logits.shape[:1]
         or logits.size + labels.size > max_elements
     ):
         return None
     try:
-        logits = core.check_logits(logits)
         labels = core.check_labels(labels, logits.shape[1])
     except core.InputError:
         return None
