@@ -234,9 +234,11 @@ class _Reply:
 
     async def __call__(self, response: Response) -> None:
         """Send `response` (status, headers with the request id, body), then its background task."""
-        headers = response.raw_headers
-        if any(key.lower() == REQUEST_ID_HEADER for key, _ in headers):
-            headers = [(k, v) for k, v in headers if k.lower() != REQUEST_ID_HEADER]
+        headers = response.raw_headers  # lower-case names, as Starlette and BytesResponse write them
+        for key, _ in headers:
+            if key == REQUEST_ID_HEADER:  # the request's id, not one a route set
+                headers = [(k, v) for k, v in headers if k != REQUEST_ID_HEADER]
+                break
         exchange = self.exchange
         exchange.status = response.status_code
         self.started = True
