@@ -19,6 +19,7 @@ from service import __version__
 from service.api.errors.problems import PROBLEM_HANDLERS
 from service.api.middleware.access_log import log_exchange, log_exchange_but_probes
 from service.api.middleware.auth import APIKeys, load_api_keys
+from service.api.middleware.direct import DirectScoring
 from service.api.middleware.dispatch import ScoringApp, ScoringDispatch, named_posts
 from service.api.middleware.drain import install_drain_hook
 from service.api.middleware.exchange import ExchangeMiddleware
@@ -221,7 +222,9 @@ def _add_middleware(
         served_paths=_served_paths(app),
         keys=APIKeys(keys, protect_metrics=settings.protect_metrics) if keys else None,
         cors=cors,
-        on_build=app.enter_scoring_at,
+        on_build=lambda layer: app.enter_scoring_at(
+            layer if cors is not None else DirectScoring(layer, scoring, app.exception_handlers)
+        ),
     )
 
 

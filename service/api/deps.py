@@ -4,7 +4,7 @@
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import anyio
 from fastapi import Depends, Request
@@ -45,21 +45,32 @@ async def raw_body(request: Request, settings: Settings) -> RawBody:
 
 
 def parsed_body(
-    request: Request, raw: RawBody, settings: Settings, roles: frozenset[str] | None = None
+    request: Request,
+    raw: RawBody,
+    settings: Settings,
+    roles: frozenset[str] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Body:
     """Parse JSON, an OIP inference request (JSON or binary extension) or npz.
 
-    `roles`, when given, are the array fields an inference request's inputs may fill.
+    `roles`, when given, are the array fields an inference request's inputs may fill; `fields`,
+    a JSON body's object when it was parsed already (:class:`Plain`).
 
     CPU work: runs where the route's score runs (see :func:`scoring`). The metrics and the access log read the
     rows of the returned body (``request.state.body``) once the response is sent.
     """
-    parsed = _parse(request, raw, settings, roles)
+    parsed = _parse(request, raw, settings, roles, fields)
     request.state.body = parsed
     return parsed
 
 
-def _parse(request: Request, raw: RawBody, settings: Settings, roles: frozenset[str] | None) -> Body:
+def _parse(
+    request: Request,
+    raw: RawBody,
+    settings: Settings,
+    roles: frozenset[str] | None,
+    parsed: dict[str, Any] | None = None,
+) -> Body:
     body, kind = raw.data, raw.kind
     if kind == "npz":
         reader = ArrayReader(settings.max_elements, may_hold_booleans=False)
@@ -70,7 +81,7 @@ def _parse(request: Request, raw: RawBody, settings: Settings, roles: frozenset[
         fields, text = split_header(body, raw.header_length)
     else:
         assert isinstance(body, bytearray)  # JSON is always read into a bytearray
-        fields, text = parse_json_object(body), body
+        fields, text = parse_json_object(body) if parsed is None else parsed, body
     reader = ArrayReader(settings.max_elements, has_boolean_elements(text))
     request.state.tensor_shapes = reader.tensor_shapes  # error pointers follow tensors and envelopes
     if kind == "binary" or is_inference_request(fields):
@@ -91,6 +102,40 @@ Read = Callable[[Request, Settings], Awaitable[RawBody]]
 Parse = Callable[[Request, RawBody, Settings], Body]
 
 
+class Plain(NamedTuple):
+    """A route's plain request: exactly `fields`, each a JSON list of numbers, and no option.
+
+    It is the common small request (predictions and labels, nothing else), and its answer
+    differs from one plain request to the next only in a few numbers: `answer` computes them
+    with the core functions the route's general path calls, and fills them into the route's
+    answer to a plain request made once (:func:`plain_answer_template`), skipping the option
+    model, the field lookups and the answer's assembly. ``answer(fields, max_elements)`` gives
+    the answer's bytes and its rows, or None whenever the request is not plain after all (an
+    array that is not a float list of the expected shape, an input a check refuses, too many
+    elements): the general path then serves it, with its exact error. ``tests/api/
+    test_plain_requests.py`` checks each route's plain answers equal its general path's, byte
+    for byte.
+    """
+
+    fields: frozenset[str]
+    answer: Callable[[dict[str, Any], int], tuple[bytes, int] | None]
+
+
+class DirectRoute(NamedTuple):
+    """How a scoring route scores a body, for :class:`~service.api.middleware.direct.DirectScoring`.
+
+    :func:`scoring` sets it as ``endpoint.direct_scoring`` on routes that read their body the
+    default way; the direct layer serves their small JSON bodies in one pass. With `plain`,
+    `parse` also takes the body's JSON object, parsed already.
+    """
+
+    score: Score
+    parse: Callable[..., Body]
+    on_loop: int  # the largest body the route parses and scores on the event loop
+    threaded: Callable[[Body], bool] | None  # parsed bodies that go to a worker thread all the same
+    plain: Plain | None = None
+
+
 def scoring(
     *,
     inline_bytes: int = 0,
@@ -99,6 +144,7 @@ def scoring(
     parse: Parse | None = None,
     loop_bytes: int | None = None,
     threaded: Callable[[Body], bool] | None = None,
+    plain: Plain | None = None,
 ) -> Callable[[Score], Callable[[Request], Awaitable[Response]]]:
     """Make an endpoint of ``score(body)``: read the body, then parse and score it.
 
@@ -118,12 +164,18 @@ def scoring(
     Only `inline_bytes` tells the limits to run the request without a task of its own
     (:class:`~service.api.middleware.limits.LimitsMiddleware`); with ``inline_bytes=0`` a small
     body scored on the loop keeps its task and deadline, and saves only the thread hop.
+
+    `plain` is the route's answer to its plain request (:class:`Plain`), given by the direct
+    layer to small bodies; it needs the default body reader and parser.
     """
     allowed = None if roles is None else frozenset(roles)
     on_loop = inline_bytes if loop_bytes is None else loop_bytes
+    assert plain is None or (parse is None and read is raw_body), "a plain answer needs the default parse"
 
-    def default_parse(request: Request, raw: RawBody, settings: Settings) -> Body:
-        return parsed_body(request, raw, settings, allowed)
+    def default_parse(
+        request: Request, raw: RawBody, settings: Settings, fields: dict[str, Any] | None = None
+    ) -> Body:
+        return parsed_body(request, raw, settings, allowed, fields)
 
     parse_body = parse or default_parse
 
@@ -141,6 +193,9 @@ def scoring(
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(endpoint, name, getattr(score, name))
         endpoint.inline_bytes = inline_bytes  # type: ignore[attr-defined]  # read by LimitsMiddleware
+        if read is raw_body and on_loop > 0:
+            direct = DirectRoute(score, parse_body, on_loop, threaded, plain)
+            endpoint.direct_scoring = direct  # type: ignore[attr-defined]
         return endpoint
 
     return wrap

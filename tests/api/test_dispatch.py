@@ -82,7 +82,8 @@ def test_a_bug_in_a_dispatched_route_is_one_logged_500(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in scoring")
 
-    monkeypatch.setattr(cross_entropy, "_score", broken)
+    # Used by the plain answer (middleware/direct.py) and the general one alike.
+    monkeypatch.setattr(cross_entropy, "json_float", broken)
     with TestClient(create_app(Settings())) as client:
         response = client.post("/v1/cross-entropy", json=BODY, headers={"X-Request-ID": "bug-1"})
         assert_problem(response, 500, match="internal error")

@@ -104,11 +104,14 @@ def collector_paused(pause: bool) -> Iterator[None]:
 
 def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
     """Parse `body` as a JSON object, or raise 400."""
-    if not body.strip():
+    if not body or body.isspace():  # (`strip()` would copy the body to find out)
         raise ProblemError(400, "request body is empty; send a JSON object")
     try:
-        with collector_paused(len(body) >= PAUSE_GC_BYTES):
+        if len(body) < PAUSE_GC_BYTES:  # a small body: no context manager to enter (~1 µs)
             value = orjson.loads(body)
+        else:
+            with collector_paused(True):
+                value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -79,7 +79,8 @@ class Exchange:
             self.route = self.path
         state: dict[str, Any] = scope["state"]
         self.bytes_in = int(state.get("bytes_in", 0))
-        self.rows = int(getattr(state.get("body"), "rows", 0))
+        rows = state.get("rows")  # a plain request's (middleware/direct.py), else its parsed body's
+        self.rows = int(getattr(state.get("body"), "rows", 0) if rows is None else rows)
         if self.status >= 400:
             self.error = state.get("error_type") or ERROR_TYPES.get(self.status, f"http_{self.status}")
 

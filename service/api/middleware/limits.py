@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.cancel import Cancelled, deadline
@@ -90,6 +91,7 @@ class LimitsMiddleware:
         self, app: ASGIApp, *, settings: Settings, gate: Gate, inline_bytes: dict[str, int] | None = None
     ) -> None:
         self.app = app
+        self.settings = settings
         self.inline_bytes = inline_bytes or {}  # path -> largest body its route scores on the event loop
         self.max_concurrency = settings.max_concurrency
         self.timeout = settings.request_timeout_s
@@ -110,17 +112,9 @@ class LimitsMiddleware:
         :class:`~service.api.middleware.exchange.ExchangeMiddleware` calls this with the length
         it read in its one pass over the headers.
         """
-        if self.gate.draining:
-            await self._refuse(scope, receive, send, "draining", "the server is shutting down; retry")
-            return
-        if self.gate.in_flight >= self.max_concurrency:
-            await self._refuse(
-                scope,
-                receive,
-                send,
-                "overloaded",
-                f"{self.gate.in_flight} requests are in flight, the limit is {self.max_concurrency}; retry",
-            )
+        refusal = self.gate_refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         limit = self.inline_bytes.get(scope["path"], 0)
         if limit and length is not None and length <= limit:
@@ -207,16 +201,31 @@ class LimitsMiddleware:
             # hung up after that 503 while its body was still being read is no error of ours.)
             ERROR_LOGGER.error("Unhandled error in a request abandoned at its deadline", exc_info=error)
 
-    async def _refuse_timeout(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"the request did not finish within {self.timeout:g} s; it was stopped"
-        await self._refuse(scope, receive, send, "timeout", detail)
+    def gate_refusal(self, scope: Scope) -> Response | None:
+        """The 503 for a request arriving while draining or with every slot taken; None if it may go on."""
+        if self.gate.draining:
+            return self.refusal(scope, "draining", "the server is shutting down; retry")
+        if self.gate.in_flight >= self.max_concurrency:
+            in_flight, most = self.gate.in_flight, self.max_concurrency
+            detail = f"{in_flight} requests are in flight, the limit is {most}; retry"
+            return self.refusal(scope, "overloaded", detail)
+        return None
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, kind: str, detail: str) -> None:
+    def timeout_refusal(self, scope: Scope) -> Response:
+        """The 503 for a request stopped at its deadline."""
+        detail = f"the request did not finish within {self.timeout:g} s; it was stopped"
+        return self.refusal(scope, "timeout", detail)
+
+    def refusal(self, scope: Scope, kind: str, detail: str) -> Response:
+        """A 503 of `kind` (noted for the metrics and the log) with ``Retry-After``."""
         scope.setdefault("state", {})["error_type"] = kind
         headers = {"Retry-After": self.retry_after}
         if kind == "draining":
             headers["Connection"] = "close"
-        await problem_response(503, detail, headers=headers, path=scope["path"])(scope, receive, send)
+        return problem_response(503, detail, headers=headers, path=scope["path"])
+
+    async def _refuse_timeout(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.timeout_refusal(scope)(scope, receive, send)
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -1,15 +1,20 @@
 """``POST /v1/cross-entropy``."""
 
+import functools
 import math
+from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import INLINE_BYTES, scoring
+from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document, json_float
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
+from service.api.formats.plain import plain_array, plain_logits
 from service.api.schemas import (
     CrossEntropyBody,
     CrossEntropyOptions,
@@ -46,13 +51,55 @@ ARRAY_FIELDS = (
 )
 
 
+def plain_cross_entropy(fields: dict[str, Any], max_elements: int) -> tuple[bytes, int] | None:
+    """The answer to ``{"logits": N×K floats, "labels": N}``, nothing else (:class:`service.api.deps.Plain`).
+
+    What :func:`cross_entropy_answer` answers, by the same core calls: the mean loss,
+    accuracy and mean entropy filled into its answer to a plain request; None for the
+    general path whenever the request is not that after all.
+    """
+    logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
+    if (
+        logits is None
+        or labels is None
+        or labels.shape != logits.shape[:1]
+        or logits.size + labels.size > max_elements
+    ):
+        return None
+    try:
+        labels = core.check_labels(labels, logits.shape[1])
+    except core.InputError:
+        return None
+    dist = core.Distribution.from_logits(logits, validate=False)
+    dist.summarise(top=True, entropy=True, labels=labels)
+    losses = core.nll(labels, dist)
+    n = losses.size
+    answer = dict(_plain_answer())
+    answer["n"] = n
+    answer["loss"] = json_float(float(np.add.reduce(losses, dtype=np.float64)) / n)
+    answer["accuracy"] = json_float(_mean((dist.predicted() == labels).astype(np.float64), None))
+    answer["mean_entropy"] = json_float(_mean(dist.entropy(), None))
+    return orjson.dumps(answer), n
+
+
+@functools.cache
+def _plain_answer() -> Document:
+    """The general path's answer to a plain request (its convention is every plain request's)."""
+    body = Body({"logits": [[0.0, 1.0]], "labels": [0]}, ArrayReader(3, may_hold_booleans=False))
+    return cross_entropy_answer(body).document()
+
+
 @router.post(
     "/cross-entropy",
     response_model=CrossEntropyResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(CrossEntropyBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
+@scoring(
+    inline_bytes=INLINE_BYTES,
+    roles=ARRAY_FIELDS,
+    plain=Plain(frozenset({"logits", "labels"}), plain_cross_entropy),
+)
 def score_cross_entropy(body: Body) -> Response:
     """Cross-entropy of labels (or soft targets) under logits or probabilities.
 

@@ -1,13 +1,20 @@
 """``POST /v1/divergence``."""
 
+import functools
+import math
+from typing import Any
+
 import numpy as np
+import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import INLINE_BYTES, scoring
-from service.api.formats.answers import json_float
+from service.api.deps import INLINE_BYTES, Plain, scoring
+from service.api.formats.answers import Document, json_float
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_prediction
+from service.api.formats.plain import plain_logits
 from service.api.schemas import (
     DivergenceBody,
     DivergenceConvention,
@@ -25,13 +32,41 @@ router = APIRouter(prefix="/v1", tags=["scores"])
 ARRAY_FIELDS = ("p_probs", "p_logits", "q_probs", "q_logits", "sample_weight", "mask")
 
 
+def plain_divergence(fields: dict[str, Any], max_elements: int) -> tuple[bytes, int] | None:
+    """The answer to ``{"p_logits": N×K, "q_logits": N×K}`` (floats) and nothing else.
+
+    What :func:`divergence_answer` answers (:class:`service.api.deps.Plain`), by the same core
+    calls: the row means filled into its answer to a plain request; None for the general path
+    whenever the request is not that after all.
+    """
+    p, q = plain_logits(fields["p_logits"], "p_logits"), plain_logits(fields["q_logits"], "q_logits")
+    if p is None or q is None or p.shape != q.shape or p.size + q.size > max_elements:
+        return None
+    n = p.shape[0]
+    p_dist = core.Distribution.from_logits(p, validate=False)
+    rows = _rows(p_dist, core.Distribution.from_logits(q, validate=False), math.e)
+    stats = {name: json_float(np.add.reduce(rows[name], dtype=np.float64) / n) for name in STATS}
+    return orjson.dumps({**_plain_answer(), "n": n, "mean": stats}), n
+
+
+@functools.cache
+def _plain_answer() -> Document:
+    """The general path's answer to a plain request (its convention is every plain request's)."""
+    fields = {"p_logits": [[0.0, 1.0]], "q_logits": [[1.0, 0.0]]}
+    return divergence_answer(Body(fields, ArrayReader(4, may_hold_booleans=False))).document()
+
+
 @router.post(
     "/divergence",
     response_model=DivergenceResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(DivergenceBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
+@scoring(
+    inline_bytes=INLINE_BYTES,
+    roles=ARRAY_FIELDS,
+    plain=Plain(frozenset({"p_logits", "q_logits"}), plain_divergence),
+)
 def score_divergence(body: Body) -> Response:
     """KL both ways, Jensen–Shannon divergence and distance, H(p), H(q) and H(p, q), per row and mean.
 

@@ -1,15 +1,20 @@
 """``POST /v1/temperature``, ``POST /v1/recalibrate`` and ``POST /v1/apply``."""
 
+import functools
+import math
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import INLINE_BYTES, scoring
+from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_truth
+from service.api.formats.plain import plain_logits
 from service.api.maps import FITTERS, apply_parameters, check_form, fit_isotonic_on_scores
 from service.api.schemas import ProblemDetails
 from service.api.schemas.recalibration import (
@@ -198,13 +203,44 @@ _PEERS = {
 }
 
 
+def plain_apply(fields: dict[str, Any], max_elements: int) -> tuple[bytes, int] | None:
+    """The answer to ``{"logits": N×K floats, "temperature": T > 0}`` and nothing else.
+
+    What :func:`apply_answer` answers (:class:`service.api.deps.Plain`), by the same calls: the
+    probabilities softmax(logits / T) in its answer to a plain request; None for the general
+    path whenever the request is not that after all.
+    """
+    logits, temperature = plain_logits(fields["logits"], "logits"), fields["temperature"]
+    if (
+        logits is None
+        or logits.size > max_elements
+        or type(temperature) not in (int, float)
+        or not 0 < temperature < math.inf
+    ):
+        return None
+    after = apply_parameters(TemperatureParameters(temperature=temperature), logits)
+    n = int(after.shape[0])
+    return bytes(Answer({**_plain_answer(), "n": n}, {"probs": np.exp(after)}).response().body), n
+
+
+@functools.cache
+def _plain_answer() -> Document:
+    """The general path's answer to a plain request, without its probabilities."""
+    body = Body({"logits": [[0.0, 1.0]], "temperature": 1.0}, ArrayReader(2, may_hold_booleans=False))
+    return apply_answer(body).document()
+
+
 @router.post(
     "/apply",
     response_model=ApplyResult,
     responses={**BINARY_OUTPUT_RESPONSE, **PROBLEM_RESPONSES},
     openapi_extra=request_body(ApplyBody, ARRAY_FIELDS),
 )
-@scoring(inline_bytes=INLINE_BYTES, roles=ARRAY_FIELDS)
+@scoring(
+    inline_bytes=INLINE_BYTES,
+    roles=ARRAY_FIELDS,
+    plain=Plain(frozenset({"logits", "temperature"}), plain_apply),
+)
 def apply_recalibration(body: Body) -> Response:
     """Apply fitted parameters (as /v1/temperature or /v1/recalibrate returned them) to new predictions.
 

@@ -1,0 +1,304 @@
+"""Small JSON scoring POSTs served whole by DirectScoring: the same answers, errors, limits, metrics
+and log lines as the general layer, which serves everything else (issue #22)."""
+
+import asyncio
+import json
+import logging
+import re
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from service.api.middleware.direct import BodyWatch
+from service.api.middleware.exchange import ExchangeMiddleware
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import assert_problem
+
+GENERAL = {"content-encoding": "identity"}  # a coded body (even identity) goes the general way
+JSON = {"content-type": "application/json"}
+
+
+def _scope(length: int) -> dict:
+    """An ASGI scope of a JSON POST to /v1/cross-entropy declaring `length` body bytes."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/cross-entropy",
+        "raw_path": b"/v1/cross-entropy",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(length).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+
+
+def _bodies(rng: np.random.Generator) -> dict[str, dict]:
+    logits = rng.standard_normal((8, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 8).tolist()
+    return {
+        "/v1/cross-entropy": {"logits": logits.tolist(), "labels": labels},
+        "/v1/divergence": {"p_logits": logits.tolist(), "q_logits": logits[::-1].tolist()},
+        "/v1/calibration": {"probs": probs.tolist(), "labels": labels},
+        "/v1/apply": {"logits": logits.tolist(), "temperature": 1.5},
+    }
+
+
+@pytest.fixture
+def general_calls(monkeypatch) -> list[str]:
+    """The paths the general layer served."""
+    calls: list[str] = []
+    original = ExchangeMiddleware.__call__
+
+    async def counting(self, scope, receive, send):
+        if scope["type"] == "http":
+            calls.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(ExchangeMiddleware, "__call__", counting)
+    return calls
+
+
+def _series(client: TestClient, route: str) -> dict[str, float]:
+    """The request, error and scored-row counters of `route` from /metrics."""
+    found = {}
+    for line in client.get("/metrics").text.splitlines():
+        if f'route="{route}"' in line and not line.startswith("#") and "_created" not in line:
+            name, value = line.rsplit(" ", 1)
+            if name.startswith(("xent_http_requests_total", "xent_errors_total", "xent_scored_")):
+                found[name] = float(value)
+    return found
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+CASES = [
+    ("valid", None),
+    ("option", {"reduction": "sum"}),
+    ("unknown field", {"nonsense": 1}),
+    ("bad labels", {"labels": [9] * 8}),
+    ("malformed", "{not json"),
+    ("repeated key", '{"labels": [0], "labels": [1]}'),
+    ("booleans", {"labels": [True] * 8}),
+]
+
+
+@pytest.mark.parametrize(("case", "change"), CASES)
+@pytest.mark.parametrize("path", ["/v1/cross-entropy", "/v1/divergence", "/v1/calibration", "/v1/apply"])
+def test_the_direct_way_answers_as_the_general_one(rng, general_calls, path, case, change):
+    """Status, body, headers and every metric series: equal whichever way the request went."""
+    body = _bodies(rng)[path]
+    if isinstance(change, dict):
+        body = {**body, **change}
+    content = change.encode() if isinstance(change, str) else json.dumps(body).encode()
+    with TestClient(create_app(Settings())) as client:
+        answers, deltas = [], []
+        for extra in ({}, GENERAL):
+            before = _series(client, path)
+            general_calls.clear()
+            answer = client.post(path, content=content, headers={"content-type": "application/json", **extra})
+            assert general_calls == ([path] if extra else [])  # which way it went
+            answers.append(answer)
+            deltas.append(_delta(before, _series(client, path)))
+    direct, general = answers
+    assert direct.status_code == general.status_code
+    assert direct.content == general.content
+    assert direct.headers["content-type"] == general.headers["content-type"]
+    assert re.fullmatch(r"[0-9a-f]{32}", direct.headers["x-request-id"])
+    assert deltas[0] == deltas[1] and deltas[0]  # the same series counted once each way
+    if case == "valid":
+        assert direct.status_code == 200
+
+
+def test_request_ids_are_echoed_and_logged_once(rng, caplog):
+    body = _bodies(rng)["/v1/cross-entropy"]
+    with TestClient(create_app(Settings())) as client, caplog.at_level(logging.INFO, logger="xent.access"):
+        content = json.dumps(body).encode()
+        headers = {"x-request-id": "abc-123", "content-type": "application/json"}
+        answer = client.post("/v1/cross-entropy", content=content, headers=headers)
+    assert answer.headers["x-request-id"] == "abc-123"
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "xent.access"]
+    line = next(x for x in lines if x["path"] == "/v1/cross-entropy")
+    assert sum(x["path"] == "/v1/cross-entropy" for x in lines) == 1
+    assert line["request_id"] == "abc-123" and line["status"] == 200 and line["rows"] == 8
+    assert line["route"] == "/v1/cross-entropy" and line["bytes_in"] == len(content)
+    assert line["bytes_out"] == len(answer.content)
+
+
+def test_a_body_in_pieces_is_replayed_to_the_general_layer(rng, general_calls):
+    """A body that did not come in one message is served by the general layer, from its first byte."""
+    content = json.dumps(_bodies(rng)["/v1/cross-entropy"]).encode()
+    app = create_app(Settings())
+    with TestClient(app) as client:
+        whole = client.post("/v1/cross-entropy", content=content, headers=JSON)
+
+    async def run() -> tuple[int, bytes]:
+        pieces = [content[:100], content[100:]]
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = _scope(len(content))
+        general_calls.clear()
+        await app(scope, receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    status, answer = asyncio.run(run())
+    assert general_calls == ["/v1/cross-entropy"]
+    assert (status, answer) == (200, whole.content)
+
+
+def test_answers_are_gzipped_when_accepted_and_counted_as_sent(rng, caplog):
+    from service.api.middleware.codings import _gzip
+
+    logits = rng.standard_normal((64, 4))
+    body = {"logits": logits.tolist(), "labels": rng.integers(0, 4, 64).tolist(), "per_sample": True}
+    with TestClient(create_app(Settings())) as client, caplog.at_level(logging.INFO, logger="xent.access"):
+        plain = client.post("/v1/cross-entropy", json=body, headers={"accept-encoding": "identity"})
+        zipped = client.post(
+            "/v1/cross-entropy", json=body, headers={"accept-encoding": "gzip"}, extensions={"raw": True}
+        )
+    assert len(plain.content) > 1024
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.content == plain.content  # httpx decoded it
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "xent.access"]
+    sent = [x["bytes_out"] for x in lines if x["path"] == "/v1/cross-entropy"]
+    assert sent[0] == len(plain.content)
+    assert sent[1] == len(_gzip(plain.content)) < len(plain.content)
+
+
+def test_keys_limits_and_errors_hold_on_the_direct_way(rng, general_calls):
+    key = "k" * 32
+    body = _bodies(rng)["/v1/cross-entropy"]
+    app = create_app(Settings(api_keys=SecretStr(key), max_concurrency=1))
+    with TestClient(app) as client:
+        general_calls.clear()
+        refused = client.post("/v1/cross-entropy", json=body)
+        allowed = client.post("/v1/cross-entropy", json=body, headers={"authorization": f"Bearer {key}"})
+        app.state.gate.in_flight += 1  # every slot taken
+        try:
+            busy = client.post("/v1/cross-entropy", json=body, headers={"x-api-key": key})
+        finally:
+            app.state.gate.in_flight -= 1
+        assert general_calls == []
+        assert_problem(refused, 401)
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert allowed.status_code == 200
+        assert_problem(busy, 503, match="in flight")
+        assert busy.headers["retry-after"]
+        assert app.state.gate.in_flight == 0
+
+
+def test_an_unexpected_error_is_a_logged_500_with_the_request_id(rng, monkeypatch, caplog):
+    from service.api.routes import cross_entropy
+
+    def broken(value):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cross_entropy, "json_float", broken)  # the plain and the general answer use it
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+        with caplog.at_level(logging.ERROR, logger="xent.error"):
+            answer = client.post("/v1/cross-entropy", json=_bodies(rng)["/v1/cross-entropy"])
+        assert_problem(answer, 500)
+        assert answer.headers["x-request-id"]
+        assert any("a bug" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+        assert client.app.state.gate.in_flight == 0
+
+
+def test_a_bootstrap_goes_to_a_thread_by_the_general_layer(rng, general_calls):
+    body = {**_bodies(rng)["/v1/calibration"], "bootstrap": {"n": 20, "seed": 1}}
+    with TestClient(create_app(Settings())) as client:
+        general_calls.clear()
+        direct = client.post("/v1/calibration", json=body)
+        general = client.post("/v1/calibration", json=body, headers=GENERAL)
+    assert general_calls == ["/v1/calibration", "/v1/calibration"]  # replayed, then sent that way
+    assert direct.status_code == 200 and direct.content == general.content
+
+
+def _watch_run(timeout: float, receive, outside_cancel: bool = False):
+    async def run():
+        watch = BodyWatch(timeout)
+        task = asyncio.ensure_future(watch.first_message(receive))
+        if outside_cancel:
+            await asyncio.sleep(timeout / 2)
+            task.cancel()
+        try:
+            return await task, watch
+        except asyncio.CancelledError:
+            return "cancelled", watch
+
+    return asyncio.run(run())
+
+
+def test_the_body_watch_stops_a_slow_upload_within_a_period_of_its_deadline():
+    async def never():
+        await asyncio.sleep(3600)
+
+    async def timed():
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        watch = BodyWatch(0.2)
+        assert await watch.first_message(never) is None
+        return loop.time() - start, watch
+
+    took, watch = asyncio.run(timed())
+    assert 0.2 <= took <= 0.2 + watch.period + 0.05
+    assert not watch.waiting and not watch.expired
+
+
+def test_the_body_watch_passes_a_prompt_body_and_an_outside_cancellation():
+    async def prompt():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def never():
+        await asyncio.sleep(3600)
+
+    message, watch = _watch_run(0.2, prompt)
+    assert message["body"] == b"{}" and not watch.waiting
+    result, watch = _watch_run(30.0, never, outside_cancel=True)
+    assert result == "cancelled" and not watch.waiting and not watch.expired
+
+
+def test_a_slow_upload_on_the_direct_way_is_answered_503(rng):
+    """The client sends its headers and never its body: 503 at the deadline, the slot free."""
+    app = create_app(Settings(request_timeout_s=0.1))
+
+    async def run():
+        lifespan_in: asyncio.Queue = asyncio.Queue()
+        lifespan_out: asyncio.Queue = asyncio.Queue()
+        await lifespan_in.put({"type": "lifespan.startup"})
+        lifespan = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        life = asyncio.ensure_future(app(lifespan, lifespan_in.get, lifespan_out.put))
+        await lifespan_out.get()
+        sent: list[dict] = []
+
+        async def receive():
+            await asyncio.sleep(3600)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = _scope(200)
+        await asyncio.wait_for(app(scope, receive, send), 2)
+        await lifespan_in.put({"type": "lifespan.shutdown"})
+        await life
+        return sent
+
+    sent = asyncio.run(run())
+    assert sent[0]["status"] == 503
+    assert b"did not finish within" in sent[1]["body"]
+    assert app.state.gate.in_flight == 0
