@@ -8,11 +8,12 @@ the scoring. :class:`DirectScoring` does for such a request, in one pass, exactl
 layers do:
 
 1. reads the headers once: request id, Content-Length, Content-Type, the codings;
-2. checks the API key (401/403) and the limits (draining, concurrency: 503);
-3. reads the body's first message (bounded by the compute deadline, as a slow upload is);
-4. with a slot held and the deadline set, parses and scores it where the route's own
-   endpoint would (:func:`service.api.deps.scoring`), answering errors with the app's
-   problem+json handlers;
+2. reads the body's first message (bounded by the compute deadline, as a slow upload is:
+   :class:`BodyWatch`);
+3. checks the API key (401/403) and the limits (draining, concurrency: 503);
+4. with a slot held and the deadline set, parses and scores it as the route's own endpoint
+   would (:func:`service.api.deps.scoring`) — a plain request (:class:`service.api.deps.Plain`)
+   from the route's plain answer — answering errors with the app's problem+json handlers;
 5. sends the answer (gzipped when the client accepts it and it is over ~1 KB) with its
    ``X-Request-ID``, then hands the :class:`~.exchange.Exchange` to the metrics and the
    access log.
@@ -27,7 +28,7 @@ then serves it from the start.
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi.routing import APIRoute
@@ -42,6 +43,7 @@ from ..errors.problems import problem_response
 from ..formats.answers import BytesResponse
 from ..formats.payload import has_boolean_elements, parse_json_object
 from .codings import GzipSend, accepts_gzip
+from .dispatch import Handler, handler_for
 from .exchange import Exchange
 from .metrics import ERROR_LOGGER
 from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
@@ -49,8 +51,7 @@ from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
 if TYPE_CHECKING:
     from .exchange import ExchangeMiddleware
 
-Handler = Callable[[Request, Any], Response | Awaitable[Response]]
-#: Content-Type values served here as JSON; any other (or none) goes to the general layer.
+#: Content-Type values served here as JSON (as is a body without one); any other goes to the general layer.
 JSON_TYPES = frozenset(
     {b"application/json", b"application/json; charset=utf-8", b"application/json;charset=utf-8"}
 )
@@ -202,18 +203,12 @@ class DirectScoring:
         except Cancelled:
             return layer.timeout_refusal(scope)
         except Exception as error:
-            handler = self._handler(error)
+            handler = handler_for(self.handlers, error)
             if handler is None:
                 raise
             return handler(request, error)
         finally:
             gate.leave()
-
-    def _handler(self, error: Exception) -> Handler | None:
-        for kind in type(error).__mro__:
-            if kind in self.handlers:
-                return self.handlers[kind]
-        return None
 
 
 class _Reply:

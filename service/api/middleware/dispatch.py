@@ -121,18 +121,20 @@ class ScoringDispatch:
         try:
             response = await endpoint(request)
         except Exception as error:
-            handler = self._handler(error)
+            handler = handler_for(self.handlers, error)
             if handler is None:
                 raise
             answer = handler(request, error)
             response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
 
-    def _handler(self, error: Exception) -> Handler | None:
-        for kind in type(error).__mro__:
-            if kind in self.handlers:
-                return self.handlers[kind]
-        return None
+
+def handler_for(handlers: Mapping[Any, Handler], error: Exception) -> Handler | None:
+    """The exception handler for `error`: its class's, or its nearest base class's."""
+    for kind in type(error).__mro__:
+        if kind in handlers:
+            return handlers[kind]
+    return None
 
 
 class ScoringApp(FastAPI):
