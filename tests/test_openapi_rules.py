@@ -32,6 +32,7 @@ PROMPT = {"prompt_logprobs": [None, {"12": {"logprob": -1.0, "rank": 1}}]}
 LABELS = tensor([0, 1], [2], "INT64")
 SEQ = tensor([1.0, 0.0, 0.0, 2.0], [1, 2, 2])  # B×T×K: one sequence of two tokens, K = 2
 SEQ_LABELS = tensor([0, 1], [1, 2], "INT64")
+KNOTS = {"x": [0.0, 1.0], "y": [0.1, 0.9]}
 CASES = [
     # tensor values by role
     ("/v1/cross-entropy", {"probs": P, "labels": [0, 1]}),
@@ -161,6 +162,26 @@ CASES = [
         {
             "inputs": [inp("scores", [0.1, 0.9], [2]), inp("labels", [0, 1], [2], "INT64")],
             "parameters": {"method": "beta"},
+        },
+    ),
+    # an isotonic map's knots are closed objects with x and y only (no `method` of their own)
+    ("/v1/apply", {"probs": [0.2, 0.7], "parameters": {"method": "isotonic", "knots": [KNOTS]}}),
+    (
+        "/v1/apply",
+        {"probs": [0.2, 0.7], "parameters": {"method": "isotonic", "knots": [{**KNOTS, "method": None}]}},
+    ),
+    (
+        "/v2/models/apply/infer",
+        {
+            "inputs": [inp("probs", [0.2, 0.7], [2])],
+            "parameters": {"parameters": {"method": "isotonic", "knots": [{**KNOTS, "method": "isotonic"}]}},
+        },
+    ),
+    (
+        "/v2/models/apply/infer",
+        {
+            "inputs": [inp("probs", [0.2, 0.7], [2])],
+            "parameters": {"parameters": {"method": "isotonic", "knots": [KNOTS]}},
         },
     ),
     # logprobs documents
