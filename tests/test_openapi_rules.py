@@ -164,6 +164,40 @@ CASES = [
             "parameters": {"method": "beta"},
         },
     ),
+    # a temperature takes no raw `scores`; `mask` marks B×T×K tokens: refused with N×K predictions
+    (
+        "/v2/models/temperature/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/temperature/infer",
+        {"inputs": [inp("scores", [1.0, 0, 0, 2, 1, 1], [2, 3]), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    ("/v1/temperature", {"logits": L, "labels": [0, 1], "mask": [[1, 1]]}),
+    (
+        "/v1/temperature",
+        {
+            "inputs": [
+                inp("logits", [1.0, 0, 0, 2], [2, 2]),
+                inp("labels", [0, 1], [2]),
+                inp("mask", [1], [1]),
+            ]
+        },
+    ),
+    ("/v1/recalibrate", {"logits": L, "labels": [0, 1], "method": "vector", "mask": [[1, 1]]}),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("scores", [0.1, 0.9], [2]), inp("labels", [0, 1], [2]), inp("mask", [1, 1], [2])],
+            "parameters": {"method": "platt"},
+        },
+    ),
+    ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "mask": [[1, 1]]}),
+    ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "platt", "a": 1.0, "b": 0.0}}),
+    (
+        "/v2/models/apply/infer",
+        {"inputs": [inp("logits", L[0], [2]), inp("mask", [1], [1])], "parameters": {"temperature": 2}},
+    ),
     # an isotonic map's knots are closed objects with x and y only (no `method` of their own)
     ("/v1/apply", {"probs": [0.2, 0.7], "parameters": {"method": "isotonic", "knots": [KNOTS]}}),
     (

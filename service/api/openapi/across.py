@@ -27,6 +27,8 @@ MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
+#: The predictions of a recalibration map: logits, probabilities or raw scores.
+_SCORED = ("logits", "probs", "scores")
 #: A divergence's p side decides: B×T×K token sequences take `mask`, N×K rows `sample_weight`.
 _P_SIDE = ("p_probs", "p_logits")
 
@@ -88,12 +90,20 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("rank3", _P_SIDE), ("not_in", "elementwise", [True])),
         (("rank3", _P_SIDE), ("not_in", "normalize", [True])),
     ],
+    # `mask` marks the scored tokens of B×T×K sequences (raw `scores` are never B×T×K)
     "RecalibrateBody": [
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),
+        (("sent", "mask"), ("rank3", _SCORED)),
     ],
-    "ApplyBody": [(("sent", "scores"), ("in", "parameters.method", SCORE_METHODS))],
-    "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"]))],
+    "ApplyBody": [
+        (("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)),
+        (("sent", "mask"), ("rank3", _SCORED)),
+    ],
+    "TemperatureBody": [
+        (("sent", "targets"), ("none", ["ignore_index"])),
+        (("sent", "mask"), ("rank3", _PREDICTIONS)),
+    ],
 }
 #: Rules stated on the JSON body only, not on the endpoint's inference request: with them there
 #: schemathesis 4.32.5 cannot generate /v1/cross-entropy's or /v2/models/cross-entropy/infer's

@@ -24,7 +24,8 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "CrossEntropyBody": [("logits", "probs"), ("labels", "targets")],
     "DivergenceBody": [("p_probs", "p_logits"), ("q_probs", "q_logits")],
     "CalibrationBody": [("logits", "probs"), ("labels", "targets")],
-    "TemperatureBody": [("logits", "probs", "scores"), ("labels", "targets")],
+    # (a temperature takes no raw `scores`: they apply to the isotonic, Platt and sigmoid maps)
+    "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
     "RecalibrateBody": [("logits", "probs", "scores"), ("labels", "targets")],
     "ApplyBody": [("logits", "probs", "scores"), ("parameters", "temperature")],
     "ObservationsBody": [("logits", "probs")],

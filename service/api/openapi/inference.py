@@ -104,8 +104,10 @@ def narrow(
     `rules` its rules across fields (:mod:`.across`).
     """
     mark = schema.pop(MARK)
-    roles: list[str] = mark["roles"]
     body = components[mark["body"]]
+    # The roles the JSON body has a field for: the route reads its array fields from one list, but
+    # refuses those its body lacks (/v1/temperature's raw `scores`: "apply to methods ... only").
+    roles: list[str] = [r for r in mark["roles"] if r in body.get("properties", {})]
     # Each option refers to its field in the JSON body's component: typed once in the document.
     at = f"#/components/schemas/{mark['body']}/properties"
     options = {name: {"$ref": f"{at}/{name}"} for name in body.get("properties", {}) if name not in roles}
