@@ -198,6 +198,41 @@ CASES = [
         "/v2/models/apply/infer",
         {"inputs": [inp("logits", L[0], [2]), inp("mask", [1], [1])], "parameters": {"temperature": 2}},
     ),
+    # labels are typed as `classes`: names (strings) with string classes, else integers (2.0 too)
+    ("/v1/reliability-diagram", {"logits": [0.0, 1.0], "labels": [0.0, 2.0], "classes": [0, 2]}),
+    ("/v1/cross-entropy", {"logits": [0.0, 1.0], "labels": tensor([0, 1], [2]), "classes": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": [0.0, 1.0], "labels": tensor([0, 0.5], [2]), "classes": [0, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": ["a", "b"], "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "labels": tensor([0, 1], [2]), "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "labels": ["a", "b"]}),
+    ("/v1/temperature", {"logits": L, "labels": ["a", "b"], "classes": [0, 1]}),
+    ("/v1/apply", {"logits": L, "labels": ["b", "a"], "classes": ["a", "b"], "temperature": 2.0}),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"classes": ["a", "b"]},
+        },
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("targets", [1.0, 0, 0, 1], [2, 2])],
+            "parameters": {"classes": ["a", "b"]},
+        },
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1.5], [2], "FP64")]},
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [3, 4], [2], "FP64")],
+            "parameters": {"classes": [3, 4], "method": "temperature"},
+        },
+    ),
     # an isotonic map's knots are closed objects with x and y only (no `method` of their own)
     ("/v1/apply", {"probs": [0.2, 0.7], "parameters": {"method": "isotonic", "knots": [KNOTS]}}),
     (
