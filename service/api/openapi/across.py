@@ -6,6 +6,7 @@ where a field is either an input's role (in ``inputs``) or an option (in ``param
 
 A condition or consequence is a tuple:
 
+- ``("always",)`` (a condition): the consequence holds whatever is sent;
 - ``("sent", f)``: `f` is sent (not null);
 - ``("in", f, values)``: `f` is sent with one of `values`;
 - ``("not_in", f, values)``: `f` is absent, null or none of `values`;
@@ -27,8 +28,12 @@ MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
-#: The predictions of a recalibration map: logits, probabilities or raw scores.
-_SCORED = ("logits", "probs", "scores")
+#: `mask` marks the scored tokens of B×T×K sequences. The document states the recalibration bodies'
+#: predictions N×K or N (:data:`.values.MATRIX_BODIES`; their B×T×K token sequences are described in
+#: the fields, not stated), so there `mask` is never sent: as an ``if``/``then`` on the predictions'
+#: shape, /v1/apply's body is more than schemathesis 4.32.5 generates from ("Schemathesis does not
+#: support this part of it").
+_MATRIX_ONLY: list[tuple[Term, Term]] = [(("always",), ("none", ["mask"]))]
 #: A divergence's p side decides: B×T×K token sequences take `mask`, N×K rows `sample_weight`.
 _P_SIDE = ("p_probs", "p_logits")
 
@@ -90,20 +95,13 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("rank3", _P_SIDE), ("not_in", "elementwise", [True])),
         (("rank3", _P_SIDE), ("not_in", "normalize", [True])),
     ],
-    # `mask` marks the scored tokens of B×T×K sequences (raw `scores` are never B×T×K)
     "RecalibrateBody": [
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),
-        (("sent", "mask"), ("rank3", _SCORED)),
+        *_MATRIX_ONLY,
     ],
-    "ApplyBody": [
-        (("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)),
-        (("sent", "mask"), ("rank3", _SCORED)),
-    ],
-    "TemperatureBody": [
-        (("sent", "targets"), ("none", ["ignore_index"])),
-        (("sent", "mask"), ("rank3", _PREDICTIONS)),
-    ],
+    "ApplyBody": [(("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)), *_MATRIX_ONLY],
+    "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"])), *_MATRIX_ONLY],
 }
 #: Rules stated on the JSON body only, not on the endpoint's inference request: with them there
 #: schemathesis 4.32.5 cannot generate /v1/cross-entropy's or /v2/models/cross-entropy/infer's
@@ -168,6 +166,8 @@ def _any(schemas: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _names(term: Term) -> list[str]:
+    if term[0] == "always":
+        return []
     if term[0] == "preset":
         return ["preset"]
     names = term[1] if term[0] in ("none", "rank3", "matrix") else [term[1]]
@@ -193,6 +193,9 @@ def _merged(rules: list[tuple[Term, Term]], term: Any) -> list[dict[str, Any]]:
     done: set[str] = set()
     for key, (cond, thens) in by_condition.items():
         if key in done:
+            continue
+        if cond[0] == "always":
+            stated.extend(term(t) for t in thens)
             continue
         if cond[0] == "sent" and all(t[0] == "not_in" and t[1] == cond[1] for t in thens):
             stated.extend(term(t) for t in thens)  # "f, when sent, is none of": null is none of them
