@@ -193,6 +193,11 @@ CASES = [
         },
     ),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "mask": [[1, 1]]}),
+    ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "parameters": None}),
+    (
+        "/v2/models/apply/infer",
+        {"inputs": [inp("scores", [0.1, 0.9], [2])], "parameters": {"temperature": 1.0, "parameters": None}},
+    ),
     ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "platt", "a": 1.0, "b": 0.0}}),
     (
         "/v2/models/apply/infer",

@@ -130,7 +130,8 @@ def _values(values: list[Any]) -> dict[str, Any]:
 def _field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` on field `name` of an object (``a.b``: `b` inside object field `a`), `name` required."""
     head, _, rest = name.partition(".")
-    inner = _field(rest, schema) if rest else schema
+    # an object holding `rest` (``properties`` alone would let a null `head` through)
+    inner = {"type": "object", **_field(rest, schema)} if rest else schema
     return {"required": [head], "properties": {head: inner}}
 
 
