@@ -19,8 +19,6 @@ per reason; any other refusal still fails the check.
   states the narrow floats' ranges there), the fields a preset fixes besides ``edges``, the options
   B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
   sequences body.
-- **Not stated yet** (422): a few rules JSON Schema can state that the document does not, or not
-  where schemathesis could still generate from it (``NOT_STATED_YET``): gaps, kept visible here.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
   bounded by another value (labels below K, ``from`` before ``to``), values among another field's
@@ -91,20 +89,6 @@ UNSTATABLE = {
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
-#: 422 details of rules JSON Schema COULD state but the document does not (yet): gaps of the document,
-#: listed so that they stay visible (docs/robustness.md says which and why).
-NOT_STATED_YET = {
-    # Labels typed as `classes`, and rules across fields on paths not stated yet.
-    "options across fields": r"applies to method .* only|apply to methods .* only|"
-    r"do not apply with multilabel|does not apply with multilabel|apply with multilabel: true only|"
-    r"applies to B×T×K sequence inputs only|for a diagram; got|is not a field of B×T×K|"
-    r"applies to hard `labels` only|must be a list of \w+, as `classes`|"
-    r"applies to N×K rows; sequences take",
-    "roles of inference inputs": r"must not be sent with `\w+` \(exactly one of",
-    # Bounds on integers (int64) and closed objects inside nested option values.
-    "nested bounds": r"knots\[\d+\]\.\w+` is not a field",
-}
-RELATIONS = UNSTATABLE | {f"not stated yet: {k}": v for k, v in NOT_STATED_YET.items()}
 
 
 def excused(media_type: str | None, status: int, problem: object) -> str | None:
@@ -120,7 +104,7 @@ def excused(media_type: str | None, status: int, problem: object) -> str | None:
     if status == 503 and all("did not finish within" in d for d in details):
         return "compute deadline"
     if status == 422:
-        reasons = {name for d in details for name, rule in RELATIONS.items() if re.search(rule, d)}
-        if reasons and all(any(re.search(r, d) for r in RELATIONS.values()) for d in details):
+        reasons = {name for d in details for name, rule in UNSTATABLE.items() if re.search(rule, d)}
+        if reasons and all(any(re.search(r, d) for r in UNSTATABLE.values()) for d in details):
             return ", ".join(sorted(reasons))
     return None
