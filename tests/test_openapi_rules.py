@@ -194,6 +194,15 @@ CASES = [
     ),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "mask": [[1, 1]]}),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "parameters": None}),
+    ("/v1/apply", {"logits": L, "labels": [0, 1], "temperature": 1.0, "ignore_index": -100}),
+    ("/v1/apply", {"logits": L, "labels": [0, 1], "temperature": 1.0, "ignore_index": None}),
+    (
+        "/v2/models/apply/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2])],
+            "parameters": {"temperature": 1, "ignore_index": 0},
+        },
+    ),
     (
         "/v2/models/apply/infer",
         {"inputs": [inp("scores", [0.1, 0.9], [2])], "parameters": {"temperature": 1.0, "parameters": None}},

@@ -100,7 +100,11 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),
         *_MATRIX_ONLY,
     ],
-    "ApplyBody": [(("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)), *_MATRIX_ONLY],
+    # (apply drops no rows: `ignore_index` marks padding in B×T×K sequences only, as `mask`)
+    "ApplyBody": [
+        (("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)),
+        (("always",), ("none", ["mask", "ignore_index"])),
+    ],
     "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"])), *_MATRIX_ONLY],
 }
 #: Rules stated on the JSON body only, not on the endpoint's inference request: with them there
