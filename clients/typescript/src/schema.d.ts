@@ -3719,6 +3719,7 @@ export interface components {
             temperature: unknown;
         }) & unknown & unknown & unknown & {
             mask?: null;
+            ignore_index?: null;
         } & ({
             pos_label?: null;
         } | {
@@ -5542,9 +5543,13 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
-        ApplyInferenceRules: unknown & {
+        ApplyInferenceRules: unknown & ({
             inputs?: unknown;
-        };
+        } & {
+            parameters?: null | {
+                ignore_index?: null;
+            };
+        });
         /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CalibrationInferenceInputs: (((({
             parameters: {
