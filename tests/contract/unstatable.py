@@ -43,7 +43,8 @@ UNSTATABLE = {
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
     r"got ragged or non-numeric rows",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
-    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1|"
+    r"out of range \[0, |must lie in \[0, \d+\)|to fit or apply a map to probabilities containing 0|"
+    r"must start at 0 and end at 1|"
     r"must contain the realised token: its logprob",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
     r"summing to at most 1|"
