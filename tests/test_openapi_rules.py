@@ -98,6 +98,16 @@ CASES = [
     ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "classes": ["a", "b"]}),
     ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "bootstrap": {"n": 10}}),
     ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "pos_label": 1}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "metrics": ["accuracy"]}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "metrics": ["ece", "ace_nixon"]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "metrics": ["accuracy"]}),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("targets", [1.0, 0, 0, 1], [2, 2])],
+            "parameters": {"multilabel": True, "metrics": ["ks"]},
+        },
+    ),
     # `binning: "edges"` needs `edges`; `edges` take no other binning and no preset
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges"}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": None}),

@@ -11,6 +11,7 @@ A condition or consequence is a tuple:
 - ``("in", f, values)``: `f` is sent with one of `values`;
 - ``("not_in", f, values)``: `f` is absent, null or none of `values`;
 - ``("none", fields)``: none of `fields` is sent (each absent or null);
+- ``("items_in", f, values)``: `f`, when sent, lists only `values`;
 - ``("rank3", fields)``: the one of `fields` that is sent is a B×T×K tensor (a ``shape`` of 3);
 - ``("matrix", fields)``: the one of `fields` that is sent is N×K (rows, or a ``shape`` of 2);
 - ``("preset", {preset: fields})``: the preset sent leaves out the fields it fixes.
@@ -20,11 +21,13 @@ from typing import Any
 
 from service.api.schemas.calibration import CONVENTION_FIELDS
 from service.core.calibration.conventions import PRESETS
+from service.core.calibration.multilabel import MULTILABEL_ALLOWED
 
 Term = tuple[Any, ...]
 #: Methods whose maps take raw `scores` (service.api.routes.recalibration_inputs.SCORE_METHODS).
 SCORE_METHODS = ["isotonic", "platt", "sigmoid"]
-MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"]
+#: The metrics multilabel calibration reports (service.api.routes.calibration_multilabel).
+MULTILABEL_METRICS = [*MULTILABEL_ALLOWED, "reliability"]
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
@@ -75,6 +78,7 @@ _MULTILABEL_CALIBRATION: list[tuple[Term, Term]] = [
     (("in", "multilabel", [True]), ("not_in", "normalize", [True])),
     (("in", "multilabel", [True]), ("not_in", "target", ["top_label", "positive_class", "marginal"])),
     (("in", "multilabel", [True]), ("matrix", _PREDICTIONS)),
+    (("in", "multilabel", [True]), ("items_in", "metrics", MULTILABEL_METRICS)),
     (("not_in", "multilabel", [True]), ("none", ["targets"])),
 ]
 #: Per request-body schema (and so per endpoint taking it): (condition, consequence) rules.
@@ -149,6 +153,8 @@ def _body_term(term: Term) -> dict[str, Any]:
         return {"properties": {term[1]: {"not": _values(term[2])}}}
     if kind == "none":
         return {"properties": {f: {"type": "null"} for f in term[1]}}
+    if kind == "items_in":
+        return {"properties": {term[1]: {"anyOf": [{"type": "null"}, {"items": _values(term[2])}]}}}
     if kind == "preset":  # each preset leaves out the fields it fixes
         fixed = [
             {"allOf": [_field("preset", {"const": p}), _body_term(("none", f))]} for p, f in term[1].items()
