@@ -347,3 +347,14 @@ def test_the_document_and_the_server_agree(client, path, body):
     response = client.post(path, json=body)
     assert response.status_code in (200, 422), response.text
     assert valid == (response.status_code == 200), (valid, response.text)
+
+
+def test_an_overflowing_nll_is_answered_as_its_schema_says(client):
+    """Finite logprobs whose sum passes float64's range: the NLLs are "Infinity", which the schema allows."""
+    body = {"response": {"choices": [{"logprobs": {"token_logprobs": [-1e308] * 3}}]}, "per_sequence": True}
+    response = client.post("/v1/logprobs", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["nll"] == answer["totals"]["nll"] == answer["per_sequence"]["nll"][0] == "Infinity"
+    schema = {"$ref": "#/components/schemas/LogprobsResult", "components": DOCUMENT["components"]}
+    jsonschema.Draft202012Validator(schema).validate(answer)

@@ -37,11 +37,13 @@ BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
 
 #: 422 details that name a rule the document cannot state (see the module docstring), per reason.
 UNSTATABLE = {
+    # (and dimensions: labels are N for N×K predictions, B×T for B×T×K ones; a condition on an
+    # input's shape stops generation on cross-entropy's inference requests, below)
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
-    r"got ragged or non-numeric rows",
+    r"got ragged or non-numeric rows|must be a 1-D list of class indices; got shape",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |must lie in \[0, \d+\)|to fit or apply a map to probabilities containing 0|"
     r"must start at 0 and end at 1|"

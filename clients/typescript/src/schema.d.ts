@@ -2165,14 +2165,14 @@ export interface components {
             n_sampled: number;
             /**
              * Nll
-             * @description Σ NLL of the scored tokens, nats.
+             * @description Σ NLL of the scored tokens, nats (Infinity past float64's range).
              */
-            nll: number;
+            nll: number | ("Infinity" | "-Infinity" | "NaN");
             /**
              * Nll Lower Bound
              * @description Σ NLL with each outside-the-top token at the least NLL its alternatives allow; null when there is none or one has no alternatives.
              */
-            nll_lower_bound: number | null;
+            nll_lower_bound: number | ("Infinity" | "-Infinity" | "NaN") | null;
             metrics: components["schemas"]["LanguageModelMetrics"];
             calibration: components["schemas"]["Top1Calibration"] | null;
             entropy: components["schemas"]["TruncatedEntropy"] | null;
@@ -2218,8 +2218,11 @@ export interface components {
         MergeableTotals: {
             /** Sequences */
             sequences: number;
-            /** Nll */
-            nll: number;
+            /**
+             * Nll
+             * @description Σ NLL, nats (Infinity when finite logprobs sum beyond float64).
+             */
+            nll: number | ("Infinity" | "-Infinity" | "NaN");
             /** Tokens */
             tokens: number;
             /**
@@ -3268,7 +3271,7 @@ export interface components {
              * Nll
              * @description Σ NLL of the scored tokens, nats (minus the log-likelihood).
              */
-            nll: number[];
+            nll: (number | ("Infinity" | "-Infinity" | "NaN"))[];
             /**
              * Tokens
              * @description Scored tokens.
