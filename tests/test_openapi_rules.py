@@ -204,6 +204,13 @@ CASES = [
     ),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "mask": [[1, 1]]}),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "parameters": None}),
+    # Platt and beta are binary: raw scores are then a vector (scores matrices have K ≥ 3)
+    ("/v1/apply", {"scores": [[0.0, 0.5, 1.0]], "parameters": {"method": "platt", "a": 1.0, "b": 0.0}}),
+    ("/v1/recalibrate", {"scores": [[0.0, 0.5, 1.0], [1.0, 0.0, 0.5]], "labels": [0, 1], "method": "platt"}),
+    (
+        "/v1/recalibrate",
+        {"scores": [[0.0, 0.5, 1.0], [1.0, 0.0, 0.5]], "labels": [0, 1], "method": "sigmoid"},
+    ),
     ("/v1/apply", {"logits": L, "labels": [0, 1], "temperature": 1.0, "ignore_index": -100}),
     ("/v1/apply", {"logits": L, "labels": [0, 1], "temperature": 1.0, "ignore_index": None}),
     (

@@ -89,6 +89,11 @@ UNSTATABLE = {
     # sequences body (two forms already) schemathesis 4.32.5 stops with "Schemathesis does not
     # support this part of it" (jsonschema_rs 0.60.3 leaves its canonical form raw).
     "use: prompt on a monitor's sequences": r"has no prompt_logprobs to score",
+    # Platt and beta take binary predictions (a vector or N×2): stated for raw `scores`; for `logits`
+    # and `probs` (service.api.openapi.across.BINARY_METHODS) schemathesis 4.32.5 stops with "Schemathesis
+    # does not support this part of it" on /v1/apply and "result is not supported in canonical form"
+    # on /v1/recalibrate and /v2/models/recalibrate/infer.
+    "binary methods' logits and probs": r"`(logits|probs)` must be binary \(a length-N vector or N×2\)",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }

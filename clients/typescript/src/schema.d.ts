@@ -3720,7 +3720,7 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & unknown & unknown & {
+        }) & unknown & unknown & unknown & unknown & {
             mask?: null;
             ignore_index?: null;
         } & ({
@@ -4714,7 +4714,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & {
+        }) & unknown & unknown & unknown & {
             mask?: null;
         } & ({
             pos_label?: null;
@@ -5486,7 +5486,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
-        RecalibrateInferenceRules: unknown & unknown & {
+        RecalibrateInferenceRules: unknown & unknown & unknown & {
             inputs?: unknown;
         };
         /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
@@ -5546,7 +5546,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
-        ApplyInferenceRules: unknown & ({
+        ApplyInferenceRules: unknown & unknown & ({
             inputs?: unknown;
         } & {
             parameters?: null | {

@@ -11,6 +11,7 @@ A condition or consequence is a tuple:
 - ``("in", f, values)``: `f` is sent with one of `values`;
 - ``("not_in", f, values)``: `f` is absent, null or none of `values`;
 - ``("none", fields)``: none of `fields` is sent (each absent or null);
+- ``("binary", fields)``: the one of `fields` that is sent is binary (a vector, or N×2);
 - ``("items_in", f, values)``: `f`, when sent, lists only `values`;
 - ``("rank3", fields)``: the one of `fields` that is sent is a B×T×K tensor (a ``shape`` of 3);
 - ``("matrix", fields)``: the one of `fields` that is sent is N×K (rows, or a ``shape`` of 2);
@@ -27,10 +28,17 @@ Term = tuple[Any, ...]
 #: Methods whose maps take raw `scores` (service.api.routes.recalibration_inputs.SCORE_METHODS).
 SCORE_METHODS = ["isotonic", "platt", "sigmoid"]
 #: The metrics multilabel calibration reports (service.api.routes.calibration_multilabel).
+#: Methods of binary predictions only (service.api.maps.BINARY_ONLY): a vector, or N×2. Stated for
+#: raw `scores` (then a vector: scores are K ≥ 3 or N); for `logits` and `probs` too, the if/then on
+#: `method` leaves /v1/apply's body raw ("Schemathesis does not support this part of it") and
+#: /v1/recalibrate's past "result is not supported in canonical form" (schemathesis 4.32.5).
+BINARY_METHODS = ["platt", "beta"]
 MULTILABEL_METRICS = [*MULTILABEL_ALLOWED, "reliability"]
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
+#: The predictions of a recalibration map.
+_SCORED = ("logits", "probs", "scores")
 #: `mask` marks the scored tokens of B×T×K sequences. The document states the recalibration bodies'
 #: predictions N×K or N (:data:`.values.MATRIX_BODIES`; their B×T×K token sequences are described in
 #: the fields, not stated), so there `mask` is never sent: as an ``if``/``then`` on the predictions'
@@ -101,12 +109,14 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
     ],
     "RecalibrateBody": [
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
+        (("in", "method", BINARY_METHODS), ("binary", ("scores",))),
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),
         *_MATRIX_ONLY,
     ],
     # (apply drops no rows: `ignore_index` marks padding in B×T×K sequences only, as `mask`)
     "ApplyBody": [
         (("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)),
+        (("in", "parameters.method", BINARY_METHODS), ("binary", ("scores",))),
         (("always",), ("none", ["mask", "ignore_index"])),
     ],
     "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"])), *_MATRIX_ONLY],
@@ -127,6 +137,14 @@ DIAGRAM_RULES: list[tuple[Term, Term]] = [
     (("sent", "multilabel"), ("not_in", "multilabel", [True])),
     (("sent", "target"), ("not_in", "target", ["classwise", "marginal"])),
 ]
+
+
+#: Binary predictions: nested rows of at most 2 (a flat list's numbers have no length), or a tensor
+#: whose shape is [N] or [N, K ≤ 2] (``items`` does not apply to an object, ``properties`` not to a list).
+_BINARY: dict[str, Any] = {
+    "items": {"maxItems": 2},
+    "properties": {"shape": {"maxItems": 2, "prefixItems": [{}, {"maximum": 2}]}},
+}
 
 
 def _values(values: list[Any]) -> dict[str, Any]:
@@ -153,6 +171,8 @@ def _body_term(term: Term) -> dict[str, Any]:
         return {"properties": {term[1]: {"not": _values(term[2])}}}
     if kind == "none":
         return {"properties": {f: {"type": "null"} for f in term[1]}}
+    if kind == "binary":  # a vector or N×2: rows of at most 2, a shape [N] or [N, ≤ 2] (no disjunction)
+        return {"properties": dict.fromkeys(term[1], _BINARY)}
     if kind == "items_in":
         return {"properties": {term[1]: {"anyOf": [{"type": "null"}, {"items": _values(term[2])}]}}}
     if kind == "preset":  # each preset leaves out the fields it fixes
@@ -181,7 +201,7 @@ def _names(term: Term) -> list[str]:
         return []
     if term[0] == "preset":
         return ["preset"]
-    names = term[1] if term[0] in ("none", "rank3", "matrix") else [term[1]]
+    names = term[1] if term[0] in ("none", "rank3", "matrix", "binary") else [term[1]]
     return [name.partition(".")[0] for name in names]
 
 
@@ -232,7 +252,13 @@ def on_body(rules: list[tuple[Term, Term]]) -> list[dict[str, Any]]:
 
 def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any]:
     kind = term[0]
-    names = list(term[1]) if kind in ("none", "rank3", "matrix") else [] if kind == "preset" else [term[1]]
+    names = (
+        list(term[1])
+        if kind in ("none", "rank3", "matrix", "binary")
+        else []
+        if kind == "preset"
+        else [term[1]]
+    )
     if not any(name in roles for name in names):  # options: the same rule inside `parameters`
         return (
             _field("parameters", _body_term(term))
@@ -247,6 +273,9 @@ def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any
         if not options:
             return inputs
         return {"allOf": [inputs, _inference_term(("none", options), roles, is_role)]}
+    if kind == "binary":  # each input filling one of `names` has a binary shape
+        binary = {"properties": {"shape": _BINARY["properties"]["shape"]}}
+        return {"properties": {"inputs": {"items": {"if": is_role(names), "then": binary}}}}
     # rank3, matrix
     dims = {"minItems": 3} if kind == "rank3" else {"minItems": 2, "maxItems": 2}
     shaped = {"allOf": [is_role(names), {"properties": {"shape": dims}}]}
