@@ -18,7 +18,7 @@ per reason; any other refusal still fails the check.
   from (measured, below): an integer datatype's values on an inference input (the document
   states the narrow floats' ranges there), the fields a preset fixes besides ``edges``, the options
   B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
-  sequences body.
+  sequences body, Platt's and beta's binary ``logits`` and ``probs``.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
   bounded by another value (labels below K, ``from`` before ``to``), values among another field's
@@ -43,11 +43,12 @@ UNSTATABLE = {
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
-    r"got ragged or non-numeric rows|must be a 1-D list of class indices; got shape",
+    r"got ragged or non-numeric rows|must be a 1-D list of class indices; got shape|"
+    r"must hold \d+ knot set\(s\) for these predictions|must pair every x with a y",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |must lie in \[0, \d+\)|to fit or apply a map to probabilities containing 0|"
     r"must start at 0 and end at 1|"
-    r"must contain the realised token: its logprob",
+    r"must contain the realised token: its logprob|must have non-decreasing x",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
     r"summing to at most 1|"
     r"must have a positive (total|sum)|must keep N × max\(sample_weight\) finite",
