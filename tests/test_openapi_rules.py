@@ -204,6 +204,18 @@ CASES = [
     ),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "mask": [[1, 1]]}),
     ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "parameters": None}),
+    # raw scores take maps fitted on them; logits and probs the others
+    ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "isotonic", "knots": [KNOTS]}}),
+    (
+        "/v1/apply",
+        {"scores": [0.1, 0.9], "parameters": {"method": "isotonic", "knots": [KNOTS], "input": "scores"}},
+    ),
+    (
+        "/v1/apply",
+        {"probs": [0.1, 0.9], "parameters": {"method": "isotonic", "knots": [KNOTS], "input": "scores"}},
+    ),
+    ("/v1/apply", {"logits": [0.1, 0.9], "parameters": {"method": "sigmoid", "a": [1.0], "b": [0.0]}}),
+    ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "sigmoid", "a": [1.0], "b": [0.0]}}),
     # Platt and beta are binary: raw scores are then a vector (scores matrices have K ≥ 3)
     ("/v1/apply", {"scores": [[0.0, 0.5, 1.0]], "parameters": {"method": "platt", "a": 1.0, "b": 0.0}}),
     ("/v1/recalibrate", {"scores": [[0.0, 0.5, 1.0], [1.0, 0.0, 0.5]], "labels": [0, 1], "method": "platt"}),

@@ -12,6 +12,7 @@ A condition or consequence is a tuple:
 - ``("not_in", f, values)``: `f` is absent, null or none of `values`;
 - ``("none", fields)``: none of `fields` is sent (each absent or null);
 - ``("binary", fields)``: the one of `fields` that is sent is binary (a vector, or N×2);
+- ``("fitted_on_scores", bool)``: /v1/apply's `parameters` were fitted on raw scores (or not);
 - ``("items_in", f, values)``: `f`, when sent, lists only `values`;
 - ``("rank3", fields)``: the one of `fields` that is sent is a B×T×K tensor (a ``shape`` of 3);
 - ``("matrix", fields)``: the one of `fields` that is sent is N×K (rows, or a ``shape`` of 2);
@@ -115,7 +116,10 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
     ],
     # (apply drops no rows: `ignore_index` marks padding in B×T×K sequences only, as `mask`)
     "ApplyBody": [
-        (("sent", "scores"), ("in", "parameters.method", SCORE_METHODS)),
+        # raw scores take maps fitted on them (Platt, sigmoid, isotonic with input "scores"), and
+        # logits or probs the others
+        (("sent", "scores"), ("fitted_on_scores", True)),
+        (("none", ["scores"]), ("fitted_on_scores", False)),
         (("in", "parameters.method", BINARY_METHODS), ("binary", ("scores",))),
         (("always",), ("none", ["mask", "ignore_index"])),
     ],
@@ -147,6 +151,29 @@ _BINARY: dict[str, Any] = {
 }
 
 
+#: /v1/apply's `parameters` fitted on raw scores: Platt, sigmoid, or isotonic with input "scores".
+_FITTED_ON_SCORES: dict[str, Any] = {
+    "required": ["parameters"],
+    "properties": {
+        "parameters": {
+            "type": "object",
+            "required": ["method"],
+            "properties": {"method": {"enum": SCORE_METHODS}},
+            "if": {"properties": {"method": {"const": "isotonic"}}},
+            "then": {"required": ["input"], "properties": {"input": {"const": "scores"}}},
+        }
+    },
+}
+#: ... and fitted on logits or probabilities: no sigmoid, no isotonic map with input "scores".
+_FITTED_ON_PREDICTIONS: dict[str, Any] = {
+    "properties": {
+        "parameters": {
+            "properties": {"method": {"not": {"const": "sigmoid"}}, "input": {"not": {"const": "scores"}}}
+        }
+    }
+}
+
+
 def _values(values: list[Any]) -> dict[str, Any]:
     if values == [NONZERO]:  # label_smoothing: only 0 is "not sent"
         return {"not": {"const": 0}}
@@ -173,6 +200,8 @@ def _body_term(term: Term) -> dict[str, Any]:
         return {"properties": {f: {"type": "null"} for f in term[1]}}
     if kind == "binary":  # a vector or N×2: rows of at most 2, a shape [N] or [N, ≤ 2] (no disjunction)
         return {"properties": dict.fromkeys(term[1], _BINARY)}
+    if kind == "fitted_on_scores":  # /v1/apply's `parameters`: fitted on raw scores, or not
+        return _FITTED_ON_SCORES if term[1] else _FITTED_ON_PREDICTIONS
     if kind == "items_in":
         return {"properties": {term[1]: {"anyOf": [{"type": "null"}, {"items": _values(term[2])}]}}}
     if kind == "preset":  # each preset leaves out the fields it fixes
@@ -199,6 +228,8 @@ def _any(schemas: list[dict[str, Any]]) -> dict[str, Any]:
 def _names(term: Term) -> list[str]:
     if term[0] == "always":
         return []
+    if term[0] == "fitted_on_scores":
+        return ["parameters"]
     if term[0] == "preset":
         return ["preset"]
     names = term[1] if term[0] in ("none", "rank3", "matrix", "binary") else [term[1]]
@@ -256,7 +287,7 @@ def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any
         list(term[1])
         if kind in ("none", "rank3", "matrix", "binary")
         else []
-        if kind == "preset"
+        if kind in ("preset", "fitted_on_scores")
         else [term[1]]
     )
     if not any(name in roles for name in names):  # options: the same rule inside `parameters`
