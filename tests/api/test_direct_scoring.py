@@ -302,3 +302,50 @@ def test_a_slow_upload_on_the_direct_way_is_answered_503(rng):
     assert sent[0]["status"] == 503
     assert b"did not finish within" in sent[1]["body"]
     assert app.state.gate.in_flight == 0
+
+
+def test_the_deadline_runs_from_the_request_s_arrival(rng, monkeypatch):
+    """A body that comes late leaves its scoring the rest of the deadline only: 503 at a checkpoint."""
+    import time
+
+    from service.api.routes import cross_entropy
+    from service.core.cancel import checkpoint
+
+    slept: list[bool] = []
+
+    def slow(value):
+        if not slept:  # once: the body came at 0.15 s, so 0.25 s is past the 0.2 s deadline, not 0.15 + 0.2
+            slept.append(True)
+            time.sleep(0.1)
+        checkpoint()
+        return value
+
+    monkeypatch.setattr(cross_entropy, "json_float", slow)
+    content = json.dumps(_bodies(rng)["/v1/cross-entropy"]).encode()
+    app = create_app(Settings(request_timeout_s=0.2))
+
+    async def run():
+        inbox: asyncio.Queue = asyncio.Queue()
+        outbox: asyncio.Queue = asyncio.Queue()
+        await inbox.put({"type": "lifespan.startup"})
+        life = asyncio.ensure_future(
+            app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+        )
+        await outbox.get()
+        sent: list[dict] = []
+
+        async def receive():
+            await asyncio.sleep(0.15)
+            return {"type": "http.request", "body": content, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await app(_scope(len(content)), receive, send)
+        await inbox.put({"type": "lifespan.shutdown"})
+        await life
+        return sent
+
+    sent = asyncio.run(run())
+    assert sent[0]["status"] == 503
+    assert b"did not finish within" in sent[1]["body"]

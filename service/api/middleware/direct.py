@@ -28,6 +28,7 @@ then serves it from the start.
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,7 @@ class DirectScoring:
             return
         route, spec, _ = found
         layer = self.layer
+        due = time.monotonic() + layer.timeout  # the request's deadline runs from its arrival
         message = await self.watch.first_message(receive)
         if message is not None and (message["type"] != "http.request" or message.get("more_body", False)):
             await layer(scope, _Replay(message, receive), send)  # not one piece: served from the start there
@@ -136,7 +138,7 @@ class DirectScoring:
             if message is None:  # the deadline passed before the body came
                 response = layer.timeout_refusal(scope)
             else:
-                answer = self._answer(scope, receive, send, spec, message["body"])
+                answer = self._answer(scope, receive, send, spec, message["body"], due)
                 if answer is None:  # the route sends this body to a worker thread: served there
                     handed_over = True
                     await layer(scope, _Replay(message, receive), send)
@@ -163,11 +165,12 @@ class DirectScoring:
                     observer(exchange, scope)
 
     def _answer(
-        self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes
+        self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes, due: float
     ) -> Response | Awaitable[Response] | None:
         """The answer to a body that came whole; None if the route sends it to a worker thread.
 
-        An error handler's answer may be awaitable (FastAPI's validation handler is a coroutine).
+        The work stops at the request's deadline `due` (``time.monotonic()`` seconds). An error
+        handler's answer may be awaitable (FastAPI's validation handler is a coroutine).
         """
         layer = self.layer
         if layer.keys is not None and layer.keys.protects(scope["path"]):
@@ -185,7 +188,7 @@ class DirectScoring:
         gate = layer.gate
         gate.enter()
         try:
-            with deadline(layer.timeout):
+            with deadline(due - time.monotonic()):
                 plain = spec.plain
                 if plain is None:
                     body = spec.parse(request, raw, layer.settings)
