@@ -107,9 +107,9 @@ class Plain(NamedTuple):
 
     It is the common small request (predictions and labels, nothing else), and its answer
     differs from one plain request to the next only in a few numbers: `answer` computes them
-    with the core functions the route's general path calls, and fills them into the route's
-    answer to a plain request made once (:func:`plain_answer_template`), skipping the option
-    model, the field lookups and the answer's assembly. ``answer(fields, max_elements)`` gives
+    with the core functions the route's general path calls, and fills them into the general
+    path's own answer to one plain request, made once, skipping the option model, the field
+    lookups and the answer's assembly. ``answer(fields, max_elements)`` gives
     the answer's bytes and its rows, or None whenever the request is not plain after all (an
     array that is not a float list of the expected shape, an input a check refuses, too many
     elements): the general path then serves it, with its exact error. ``tests/api/
