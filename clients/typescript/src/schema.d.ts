@@ -2165,14 +2165,14 @@ export interface components {
             n_sampled: number;
             /**
              * Nll
-             * @description Σ NLL of the scored tokens, nats (Infinity past float64's range).
+             * @description Σ NLL of the scored tokens, nats.
              */
-            nll: number | ("Infinity" | "-Infinity" | "NaN");
+            nll: number;
             /**
              * Nll Lower Bound
              * @description Σ NLL with each outside-the-top token at the least NLL its alternatives allow; null when there is none or one has no alternatives.
              */
-            nll_lower_bound: number | ("Infinity" | "-Infinity" | "NaN") | null;
+            nll_lower_bound: number | null;
             metrics: components["schemas"]["LanguageModelMetrics"];
             calibration: components["schemas"]["Top1Calibration"] | null;
             entropy: components["schemas"]["TruncatedEntropy"] | null;
@@ -2218,11 +2218,8 @@ export interface components {
         MergeableTotals: {
             /** Sequences */
             sequences: number;
-            /**
-             * Nll
-             * @description Σ NLL, nats (Infinity when finite logprobs sum beyond float64).
-             */
-            nll: number | ("Infinity" | "-Infinity" | "NaN");
+            /** Nll */
+            nll: number;
             /** Tokens */
             tokens: number;
             /**
@@ -3271,7 +3268,7 @@ export interface components {
              * Nll
              * @description Σ NLL of the scored tokens, nats (minus the log-likelihood).
              */
-            nll: (number | ("Infinity" | "-Infinity" | "NaN"))[];
+            nll: number[];
             /**
              * Tokens
              * @description Scored tokens.
@@ -3691,7 +3688,7 @@ export interface components {
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding). Scores the output.
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3720,14 +3717,11 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & unknown & unknown & unknown & {
-            mask?: null;
-            ignore_index?: null;
-        } & ({
+        }) & unknown & unknown & unknown & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }));
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -3910,7 +3904,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs. Required unless multilabel.
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
+            labels?: (number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Mask
              * @description Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3941,7 +3935,7 @@ export interface components {
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown & unknown);
+        }) & unknown);
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -4057,7 +4051,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs (a nested list, or an INT32/INT64 tensor of shape [B, T]).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
+            labels?: (number[] | components["schemas"]["Tensor"]) | null;
             /**
              * Mask
              * @description Sequence inputs: B×T, 1 where a position is scored (e.g. the attention mask shifted to the labels), 0 elsewhere; labels at unscored positions are never read.
@@ -4112,7 +4106,7 @@ export interface components {
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown & unknown);
+        }) & unknown);
         /**
          * DivergenceBody
          * @description Two batches of distributions p and q, each as probabilities or logits (exactly one of each pair).
@@ -4498,7 +4492,7 @@ export interface components {
              * @description N true classes; -1 where not known yet (send it later by id).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"]))) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Ids
              * @description N row ids (null: no id). An unlabelled row with an id waits for its label (POST …/labels) for the monitor's label_ttl_s.
@@ -4685,7 +4679,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -4714,13 +4708,11 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & unknown & {
-            mask?: null;
-        } & ({
+        }) & unknown & unknown & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown & unknown);
+        }) & unknown);
         /**
          * RequestedOutput
          * @description An output asked for by name (OIP), with its parameters (``binary_data``).
@@ -5000,7 +4992,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -5023,17 +5015,17 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
+        } | {
+            scores: unknown;
         }) & ({
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & {
-            mask?: null;
-        } & ({
+        }) & unknown & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown & unknown);
+        }) & unknown);
         /**
          * Tensor
          * @description An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data.
@@ -5261,10 +5253,6 @@ export interface components {
         VectorShape: {
             shape: unknown;
         };
-        /** @description A tensor of labels: `data` holds integers (2.0 counts, as in JSON Schema). */
-        LabelData: {
-            data?: number[] | number[][];
-        };
         /** @description A tensor of probabilities: `data` in [0, 1]. */
         ProbabilityData: {
             data?: unknown[] | unknown[][];
@@ -5302,15 +5290,6 @@ export interface components {
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels";
-            };
-        } | {
-            /** @enum {unknown} */
-            name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["LabelData"]) | (({
-            parameters: {
-                /** @enum {unknown} */
                 role: "targets";
             };
         } | {
@@ -5320,11 +5299,11 @@ export interface components {
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
-                role: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+                role: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
             };
         } | {
             /** @enum {unknown} */
-            name?: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            name?: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5400,13 +5379,22 @@ export interface components {
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
+                role: "scores";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "scores";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["ScoresShape"]) | (({
+            parameters: {
+                /** @enum {unknown} */
                 role: "labels";
             };
         } | {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
+        }) & components["schemas"]["VectorShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5426,9 +5414,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
-        TemperatureInferenceRules: unknown & {
-            inputs?: unknown;
-        };
+        TemperatureInferenceRules: unknown;
         /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         RecalibrateInferenceInputs: (((({
             parameters: {
@@ -5466,7 +5452,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
+        }) & components["schemas"]["VectorShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5486,9 +5472,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
-        RecalibrateInferenceRules: unknown & unknown & unknown & {
-            inputs?: unknown;
-        };
+        RecalibrateInferenceRules: unknown & unknown;
         /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ApplyInferenceInputs: (((({
             parameters: {
@@ -5526,7 +5510,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
+        }) & components["schemas"]["VectorShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5546,13 +5530,7 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
-        ApplyInferenceRules: unknown & unknown & ({
-            inputs?: unknown;
-        } & {
-            parameters?: null | {
-                ignore_index?: null;
-            };
-        });
+        ApplyInferenceRules: unknown;
         /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CalibrationInferenceInputs: (((({
             parameters: {
@@ -5575,15 +5553,6 @@ export interface components {
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels";
-            };
-        } | {
-            /** @enum {unknown} */
-            name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["LabelData"]) | (({
-            parameters: {
-                /** @enum {unknown} */
                 role: "targets";
             };
         } | {
@@ -5593,11 +5562,11 @@ export interface components {
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
-                role: "sample_weight" | "mask";
+                role: "labels" | "sample_weight" | "mask";
             };
         } | {
             /** @enum {unknown} */
-            name?: "sample_weight" | "mask";
+            name?: "labels" | "sample_weight" | "mask";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5630,7 +5599,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | ({
+        }) & components["schemas"]["VectorShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "ids" | "timestamps";
@@ -5719,7 +5688,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
-                } & (components["schemas"]["CrossEntropyInferenceRules"] & unknown)));
+                } & components["schemas"]["CrossEntropyInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5983,7 +5952,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & (components["schemas"]["TemperatureInferenceRules"] & unknown)));
+                } & components["schemas"]["TemperatureInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6129,7 +6098,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & (components["schemas"]["RecalibrateInferenceRules"] & unknown)));
+                } & components["schemas"]["RecalibrateInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6259,7 +6228,7 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & (components["schemas"]["ApplyInferenceRules"] & unknown)));
+                } & components["schemas"]["ApplyInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6404,7 +6373,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown)));
+                } & components["schemas"]["CalibrationInferenceRules"]));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6552,7 +6521,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown & {
+                } & (components["schemas"]["CalibrationInferenceRules"] & {
                     parameters?: null | {
                         multilabel?: unknown;
                     };
@@ -8413,7 +8382,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
-                } & (components["schemas"]["CrossEntropyInferenceRules"] & unknown));
+                } & components["schemas"]["CrossEntropyInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -8837,7 +8806,7 @@ export interface operations {
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown));
+                } & components["schemas"]["CalibrationInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -9050,7 +9019,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & (components["schemas"]["TemperatureInferenceRules"] & unknown));
+                } & components["schemas"]["TemperatureInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -9272,7 +9241,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & (components["schemas"]["RecalibrateInferenceRules"] & unknown));
+                } & components["schemas"]["RecalibrateInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
@@ -9467,7 +9436,7 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & (components["schemas"]["ApplyInferenceRules"] & unknown));
+                } & components["schemas"]["ApplyInferenceRules"]);
                 "application/octet-stream": string;
             };
         };
