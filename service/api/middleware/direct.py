@@ -40,13 +40,11 @@ from starlette.types import Message, Receive, Scope, Send
 from service.core.cancel import Cancelled, deadline
 
 from ..deps import DirectRoute, RawBody
-from ..errors.problems import problem_response
 from ..formats.answers import BytesResponse
 from ..formats.payload import has_boolean_elements, parse_json_object
 from .codings import GzipSend, accepts_gzip
-from .dispatch import Handler, handler_for
-from .exchange import Exchange
-from .metrics import ERROR_LOGGER
+from .dispatch import Handler, handler_for, problem_handlers
+from .exchange import Exchange, internal_error
 from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
 
 if TYPE_CHECKING:
@@ -88,8 +86,7 @@ class DirectScoring:
             for path, route in routes.items()
             if isinstance(spec := getattr(route.endpoint, "direct_scoring", None), DirectRoute)
         }
-        # `Exception` (the 500) is answered here as the general layer answers it.
-        self.handlers = {kind: h for kind, h in handlers.items() if kind not in (Exception, 500)}
+        self.handlers = problem_handlers(handlers)
         self.watch = BodyWatch(layer.timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,20 +146,13 @@ class DirectScoring:
             if reply.started:  # too late for a 500: let the server drop the connection
                 exchange.status = 500
                 raise
-            state["error_type"] = "internal"
-            ERROR_LOGGER.exception(
-                "Unhandled error in POST %s (request %s): answered 500", scope["path"], identifier
-            )
-            detail = "internal error; the request was not scored"
-            await reply(problem_response(500, detail, path=scope["path"]))
+            await reply(internal_error(scope, exchange, identifier))
         except BaseException:
             exchange.status = 500
             raise
         finally:
             if not handed_over:
-                exchange.finish(scope, layer.labelled_paths)
-                for observer in layer.observers:
-                    observer(exchange, scope)
+                layer.observe(exchange, scope)
 
     def _answer(
         self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes, due: float

@@ -99,8 +99,7 @@ class ScoringDispatch:
         self.app = app
         self.routes = dict(routes)
         self.named = list(named)
-        # `Exception` (the 500 handler) is left to the outer middleware, as Starlette does.
-        self.handlers = {kind: handler for kind, handler in handlers.items() if kind not in (Exception, 500)}
+        self.handlers = problem_handlers(handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Score a known POST here; pass anything else on."""
@@ -127,6 +126,11 @@ class ScoringDispatch:
             answer = handler(request, error)
             response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
+
+
+def problem_handlers(handlers: Mapping[Any, Handler]) -> dict[Any, Handler]:
+    """The app's exception handlers but the 500 (`Exception`), which the exchange layer answers."""
+    return {kind: handler for kind, handler in handlers.items() if kind not in (Exception, 500)}
 
 
 def handler_for(handlers: Mapping[Any, Handler], error: Exception) -> Handler | None:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
@@ -83,6 +84,15 @@ class Exchange:
         self.rows = int(getattr(state.get("body"), "rows", 0) if rows is None else rows)
         if self.status >= 400:
             self.error = state.get("error_type") or ERROR_TYPES.get(self.status, f"http_{self.status}")
+
+
+def internal_error(scope: Scope, exchange: Exchange, identifier: str) -> Response:
+    """The problem+json 500 for an error that escaped the app, logged with its traceback on ``xent.error``."""
+    scope["state"]["error_type"] = "internal"
+    ERROR_LOGGER.exception(
+        "Unhandled error in %s %s (request %s): answered 500", exchange.method, exchange.path, identifier
+    )
+    return problem_response(500, "internal error; the request was not scored", path=scope["path"])
 
 
 class ExchangeMiddleware(LimitsMiddleware):
@@ -168,22 +178,18 @@ class ExchangeMiddleware(LimitsMiddleware):
             if started:  # too late for a 500: let the server drop the connection
                 exchange.status = 500
                 raise
-            state["error_type"] = "internal"
-            ERROR_LOGGER.exception(
-                "Unhandled error in %s %s (request %s): answered 500",
-                exchange.method,
-                exchange.path,
-                identifier,
-            )
-            response = problem_response(500, "internal error; the request was not scored", path=scope["path"])
-            await response(scope, receive, watching_send)
+            await internal_error(scope, exchange, identifier)(scope, receive, watching_send)
         except BaseException:
             exchange.status = 500
             raise
         finally:
-            exchange.finish(scope, self.labelled_paths)
-            for observer in self.observers:
-                observer(exchange, scope)
+            self.observe(exchange, scope)
+
+    def observe(self, exchange: Exchange, scope: Scope) -> None:
+        """Close `exchange` and hand it to the observers (the metrics, the access log)."""
+        exchange.finish(scope, self.labelled_paths)
+        for observer in self.observers:
+            observer(exchange, scope)
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Auth, then content codings, then (for /v1/) the limits; then the app."""
