@@ -5,11 +5,17 @@ readers give an array only when the general path would take the same value witho
 and None otherwise, so that the general path, not this one, reads it and words the error.
 """
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from service.core import InputError, check_logits
+
+from .answers import Document
+from .arrays import ArrayReader
+from .inputs import Body
 
 
 def plain_array(value: Any) -> np.ndarray | None:
@@ -36,3 +42,12 @@ def plain_logits(value: Any, field: str) -> np.ndarray | None:
         return check_logits(array, field=field)
     except InputError:
         return None
+
+
+def general_answer(answer: Callable[[Body], Any], fields: dict[str, Any]) -> Document:
+    """The JSON document `answer` (a route's general path, giving an ``Answer``) gives `fields`.
+
+    A route takes its plain answers' template from it, for one plain request, once.
+    """
+    result: Document = answer(Body(fields, ArrayReader(sys.maxsize, may_hold_booleans=False))).document()
+    return result

@@ -12,9 +12,8 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document, json_float
-from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, Truth, read_prediction, read_truth
-from service.api.formats.plain import plain_array, plain_logits
+from service.api.formats.plain import general_answer, plain_array, plain_logits
 from service.api.schemas import (
     CrossEntropyBody,
     CrossEntropyOptions,
@@ -85,8 +84,7 @@ def plain_cross_entropy(fields: dict[str, Any], max_elements: int) -> tuple[byte
 @functools.cache
 def _plain_answer() -> Document:
     """The general path's answer to a plain request (its convention is every plain request's)."""
-    body = Body({"logits": [[0.0, 1.0]], "labels": [0]}, ArrayReader(3, may_hold_booleans=False))
-    return cross_entropy_answer(body).document()
+    return general_answer(cross_entropy_answer, {"logits": [[0.0, 1.0]], "labels": [0]})
 
 
 @router.post(

@@ -12,9 +12,8 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document, json_float
-from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_prediction
-from service.api.formats.plain import plain_logits
+from service.api.formats.plain import general_answer, plain_logits
 from service.api.schemas import (
     DivergenceBody,
     DivergenceConvention,
@@ -52,8 +51,7 @@ def plain_divergence(fields: dict[str, Any], max_elements: int) -> tuple[bytes, 
 @functools.cache
 def _plain_answer() -> Document:
     """The general path's answer to a plain request (its convention is every plain request's)."""
-    fields = {"p_logits": [[0.0, 1.0]], "q_logits": [[1.0, 0.0]]}
-    return divergence_answer(Body(fields, ArrayReader(4, may_hold_booleans=False))).document()
+    return general_answer(divergence_answer, {"p_logits": [[0.0, 1.0]], "q_logits": [[1.0, 0.0]]})
 
 
 @router.post(

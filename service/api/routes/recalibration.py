@@ -12,9 +12,8 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document
-from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_truth
-from service.api.formats.plain import plain_logits
+from service.api.formats.plain import general_answer, plain_logits
 from service.api.maps import FITTERS, apply_parameters, check_form, fit_isotonic_on_scores
 from service.api.schemas import ProblemDetails
 from service.api.schemas.recalibration import (
@@ -226,8 +225,7 @@ def plain_apply(fields: dict[str, Any], max_elements: int) -> tuple[bytes, int] 
 @functools.cache
 def _plain_answer() -> Document:
     """The general path's answer to a plain request, without its probabilities."""
-    body = Body({"logits": [[0.0, 1.0]], "temperature": 1.0}, ArrayReader(2, may_hold_booleans=False))
-    return apply_answer(body).document()
+    return general_answer(apply_answer, {"logits": [[0.0, 1.0]], "temperature": 1.0})
 
 
 @router.post(
