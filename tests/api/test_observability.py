@@ -139,6 +139,9 @@ def test_access_log_is_one_json_line_without_payload(fresh, caplog):
     assert line["duration_ms"] > 0
     assert line["error"] is None
     assert str(secret_value) not in caplog.text and "token" not in caplog.text
+    # made without a stack walk, the record still names where it comes from
+    assert (records[0].levelno, records[0].funcName) == (logging.INFO, "log_exchange")
+    assert records[0].pathname.endswith("access_log.py") and records[0].lineno > 0
 
 
 def test_access_log_can_be_turned_off(caplog):
