@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from service.api.deps import DirectRoute
 from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body
+from service.api.formats.plain import numbers_only
 from service.api.routes import routers
 
 MAX_ELEMENTS = 10**7
@@ -62,10 +63,22 @@ def test_a_plain_answer_is_the_general_answer_byte_for_byte(path, n, k, scale):
     for _ in range(5):
         fields = _body(path, rng, n, k, scale)
         assert fields.keys() == spec.plain.fields
-        plain = spec.plain.answer(json.loads(json.dumps(fields)), MAX_ELEMENTS)
+        plain = _plain(spec, fields)
         assert plain is not None, "a plain body must be answered plainly"
         assert plain[0] == _general(spec, fields)
         assert plain[1] == n
+
+
+@pytest.mark.parametrize("path", sorted(ROUTES))
+def test_integers_among_float_logits_are_read_as_the_general_path_reads_them(path):
+    rng = np.random.default_rng(7)
+    spec = ROUTES[path]
+    fields = _body(path, rng, 6, 4, 3.0)
+    for name in ("logits", "p_logits", "q_logits"):
+        if name in fields:  # whole numbers sent as JSON integers, after the first element
+            fields[name] = [[row[0]] + [round(x) for x in row[1:]] for row in fields[name]]
+    plain = _plain(spec, fields)
+    assert plain is not None and plain[0] == _general(spec, fields)
 
 
 NOT_PLAIN = {
@@ -78,14 +91,35 @@ NOT_PLAIN = {
     "fewer labels": lambda b: {**b, "logits": [[0.5, 1.5], [1.0, 2.0]], "labels": [1]},
     "a tensor object": lambda b: {**b, "labels": {"shape": [1], "datatype": "INT64", "data": [0]}},
     "one class": lambda b: {**b, "logits": [[0.5], [1.5]], "labels": [0, 0]},
+    "a number string after a float": lambda b: {**b, "logits": [[0.5, "1.5"]], "labels": [0]},
+    "a null after a float": lambda b: {**b, "logits": [[0.5, 1.5], [None, 1.0]], "labels": [0, 1]},
+    "a boolean": lambda b: {**b, "logits": [[0.5, True]], "labels": [0]},
+    "a nested list": lambda b: {**b, "logits": [[0.5, [1.5]]], "labels": [0]},
+    "an object as a row": lambda b: {**b, "logits": [[0.5, 1.5], {"0": 1.0, "1": 2.0}], "labels": [0, 1]},
+    "a number as a row": lambda b: {**b, "logits": [[0.5, 1.5], 2.0], "labels": [0, 1]},
+    # as many elements as 2×2 and more: counting them would not see it
+    "a longer row after a short one": lambda b: {
+        **b,
+        "logits": [[0.5, 1.5], [0.5, 1.5, 2.5]],
+        "labels": [0, 1],
+    },
+    "a non-finite logit": lambda b: {**b, "logits": [[0.5, 1e999]], "labels": [0]},
 }
+
+
+def _plain(spec: DirectRoute, fields: dict, max_elements: int = MAX_ELEMENTS) -> tuple[bytes, int] | None:
+    """What the direct layer does with `fields` sent as JSON: the plain answer, or None (general path)."""
+    text = json.dumps(fields).encode()
+    if not numbers_only(text, json.loads(text)):
+        return None
+    return spec.plain.answer(json.loads(text), max_elements)
 
 
 @pytest.mark.parametrize("case", sorted(NOT_PLAIN))
 def test_a_request_that_is_not_plain_after_all_goes_to_the_general_path(case):
     spec = ROUTES["/v1/cross-entropy"]
     fields = NOT_PLAIN[case]({"logits": [[0.5, 1.5]], "labels": [0]})
-    assert spec.plain.answer(fields, MAX_ELEMENTS) is None
+    assert _plain(spec, fields) is None
 
 
 NOT_PLAIN_ELSEWHERE = {
@@ -107,7 +141,7 @@ NOT_PLAIN_ELSEWHERE = {
 @pytest.mark.parametrize("path", sorted(NOT_PLAIN_ELSEWHERE))
 def test_other_routes_leave_what_is_not_plain_to_the_general_path(path):
     for fields in NOT_PLAIN_ELSEWHERE[path]:
-        assert ROUTES[path].plain.answer(fields, MAX_ELEMENTS) is None, fields
+        assert _plain(ROUTES[path], fields) is None, fields
 
 
 def test_a_plain_request_over_the_element_limit_goes_to_the_general_path():

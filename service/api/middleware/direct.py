@@ -41,7 +41,8 @@ from service.core.cancel import Cancelled, deadline
 
 from ..deps import DirectRoute, RawBody
 from ..formats.answers import BytesResponse
-from ..formats.payload import has_boolean_elements, parse_json_object
+from ..formats.payload import parse_json_object
+from ..formats.plain import numbers_only
 from .codings import GzipSend, accepts_gzip
 from .dispatch import Handler, handler_for, problem_handlers
 from .exchange import Exchange, internal_error
@@ -184,7 +185,7 @@ class DirectScoring:
                     body = spec.parse(request, raw, layer.settings)
                 else:
                     fields = parse_json_object(text)
-                    if fields.keys() == plain.fields and not has_boolean_elements(text):
+                    if fields.keys() == plain.fields and numbers_only(text, fields):
                         answer = plain.answer(fields, layer.settings.max_elements)
                         if answer is not None:
                             state["rows"] = answer[1]
