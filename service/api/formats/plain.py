@@ -69,7 +69,10 @@ def numbers_only(text: bytes | bytearray, fields: dict[str, Any]) -> bool:
     so a body with exactly two per key has no string value (nor an object inside an array,
     whose keys would be strings).
     """
-    return text.count(b'"') == 2 * len(fields) and not has_boolean_elements(text)
+    at = -1
+    for _ in range(2 * len(fields)):  # memchr from quote to quote: `bytes.count` takes ~0.5 ns a byte
+        at = text.find(b'"', at + 1)
+    return text.find(b'"', at + 1) == -1 and not has_boolean_elements(text)
 
 
 def general_answer(answer: Callable[[Body], Any], fields: dict[str, Any]) -> Document:
