@@ -11,6 +11,8 @@ import scipy.special
 from service.app import create_app
 from service.settings import Settings
 
+from .test_monitor_counters import samples
+
 
 async def _started(app: Any) -> "tuple[asyncio.Task[None], asyncio.Queue[dict[str, str]]]":
     """The app's lifespan, started (the store opened); its task and inbox, for the shutdown."""
@@ -41,7 +43,7 @@ def test_concurrent_small_writes_share_commits_count_once_and_replay_by_key(tmp_
     batches = _batches(rng, 120)
     app = create_app(Settings(data_dir=tmp_path, max_concurrency=256))
 
-    async def main() -> tuple[list[httpx.Response], list[httpx.Response], tuple[int, int], dict[str, Any]]:
+    async def main() -> Any:
         lifespan, inbox = await _started(app)
         try:
             transport = httpx.ASGITransport(app=app)
@@ -59,12 +61,13 @@ def test_concurrent_small_writes_share_commits_count_once_and_replay_by_key(tmp_
                 counted = (group.commits - commits, group.works - works)
                 again = await asyncio.gather(*(post(i) for i in reversed(range(len(batches)))))
                 totals = (await client.get("/v1/monitors/m")).json()["totals"]
+                metrics = samples((await client.get("/metrics")).text, "m")
         finally:
             await inbox.put({"type": "lifespan.shutdown"})
             await lifespan
-        return first, again, counted, totals
+        return first, again, counted, totals, metrics
 
-    first, again, (commits, works), totals = asyncio.run(main())
+    first, again, (commits, works), totals, metrics = asyncio.run(main())
     assert [r.status_code for r in first] == [200] * 120, [r.text for r in first if r.status_code != 200]
     assert works == 120  # every write committed, each once
     assert commits < works / 4  # ... in shared transactions (one of 128 goes to a thread, alone)
@@ -80,6 +83,14 @@ def test_concurrent_small_writes_share_commits_count_once_and_replay_by_key(tmp_
     np.testing.assert_allclose(
         totals["accuracy"], (logits[known].argmax(1) == labels[known]).mean(), rtol=1e-12
     )
+    # the Prometheus counters (a turn's writes summed, then added once) count every row once too
+    correct = logits[known].argmax(1) == labels[known]
+    assert metrics[("xent_monitor_samples_total", "")] == 960
+    assert metrics[("xent_monitor_labelled_total", "")] == known.sum()
+    assert metrics[("xent_monitor_correct_total", "")] == correct.sum()
+    np.testing.assert_allclose(metrics[("xent_monitor_nll_nats_total", "")], expected.sum(), rtol=1e-12)
+    bins = [metrics[("xent_monitor_bin_count_total", f"{(b + 1) / 10:.1f}")] for b in range(10)]
+    assert sum(bins) == known.sum()
 
 
 def test_a_write_refused_by_the_store_in_a_shared_commit_fails_alone(tmp_path, rng):
