@@ -22,6 +22,11 @@ thread (which would hold the lock in turn and send the next small writes to thre
 under steady load every write then took the slower way). Otherwise (SQLite's lock held by
 another process, or a write due to checkpoint the WAL) it calls again with ``wait=True`` from a
 thread.
+
+An event loop's small writes go through `LoopCommit`: the writes of one turn of the loop run
+together in one such transaction (:meth:`GroupCommit.run_now` takes a list), each in its
+``SAVEPOINT``, with one COMMIT, and each request resumes after it. The one transaction in
+``INLINE_CHECKPOINT_EVERY`` sent to a thread is then a whole turn's writes.
 """
 
 import asyncio
