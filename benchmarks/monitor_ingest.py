@@ -11,10 +11,15 @@ Runs against any checkout that has ``service.monitors.ingest`` (e.g. a ``git arc
 older commit on ``PYTHONPATH``).
 
 Then 8 threads ingesting 200 batches each into one store, with ``synchronous`` NORMAL and FULL:
-batches per second, and how many writes each COMMIT carried (group commit).
+batches per second, and how many writes each COMMIT carried (group commit); and 8 coroutines
+on one event loop doing the same as the observations route does with a small body (the batch
+prepared, then written on the loop: ``write_prepared_soon``, the writes of a turn of the loop
+sharing one COMMIT, or, in a checkout without it, ``write_prepared(wait=False)``, one COMMIT
+each): CPU µs per batch and writes per COMMIT.
 """
 
 import argparse
+import asyncio
 import tempfile
 import threading
 import time
@@ -27,7 +32,7 @@ from benchmarks._timing import table
 from service.core import Distribution, MonitorStats, cross_entropy
 from service.monitors import ingest
 from service.monitors.holder import merge_blobs
-from service.store import MonitorConfig, SqliteStore
+from service.store import MonitorConfig, SqliteStore, WouldBlock
 
 
 def cpu_us(call: Callable[[], object], repeats: int) -> float:
@@ -79,7 +84,8 @@ def main() -> None:
             rows.append({"in process, one thread": label, "CPU µs per call": f"{cpu_us(call, repeats):,.0f}"})
         store.close()
     print(table(rows), end="\n\n")
-    print(table([concurrent(sync, small, small_y) for sync in ("NORMAL", "FULL")]))
+    print(table([concurrent(sync, small, small_y) for sync in ("NORMAL", "FULL")]), end="\n\n")
+    print(table([on_loop(small, small_y, clients) for clients in (1, 8)]))
 
 
 def concurrent(
@@ -110,6 +116,48 @@ def concurrent(
         f"{threads} threads × {batches} batches of 32×10": f"synchronous={synchronous}",
         "batches/s": f"{threads * batches / elapsed:,.0f}",
         "writes per commit": per_commit,
+    }
+
+
+def on_loop(z: np.ndarray, y: np.ndarray, clients: int, batches: int = 400) -> dict[str, object]:
+    """`clients` coroutines each preparing and writing `batches` 32×10 batches on one event loop."""
+    import service.monitors as monitors
+
+    soon = getattr(monitors, "write_prepared_soon", None)  # (absent before the loop's shared commits)
+    with tempfile.TemporaryDirectory(dir=".") as data_dir:
+        store = SqliteStore(Path(data_dir) / "m.sqlite3", merge=merge_blobs)
+        config, _ = store.put_monitor(MonitorConfig("m", 10, False, None, reservoir_size=0))
+        group = store.group_commit
+
+        async def client() -> None:
+            for _ in range(batches):
+                batch = monitors.prepare_batch(config, Distribution.from_logits(z), y, None, None, "")
+                while True:
+                    try:
+                        if soon is not None:
+                            await soon(store, batch)
+                        else:
+                            monitors.write_prepared(store, batch, wait=False)
+                            await asyncio.sleep(0)  # (the route's answer lets the other requests run)
+                        break
+                    except WouldBlock:  # (the route sends it to a thread: here, at once)
+                        monitors.write_prepared(store, batch)
+                        break
+
+        async def run() -> None:
+            await asyncio.gather(*(client() for _ in range(clients)))
+
+        asyncio.run(run())  # (warm-up)
+        commits, works = group.commits, group.works
+        start = time.process_time()
+        asyncio.run(run())
+        spent = time.process_time() - start
+        commits, works = group.commits - commits, group.works - works
+        store.close()
+    return {
+        "event loop, 32×10 batches": f"{clients} at a time",
+        "CPU µs per batch (prepare + write)": f"{spent / (clients * batches) * 1e6:,.0f}",
+        "writes per commit": f"{works / commits:.2f}",
     }
 
 

@@ -18,6 +18,7 @@ from service.monitors.ingest import (
     prepare_batch,
     rows_distribution,
     write_prepared,
+    write_prepared_soon,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "prepare_batch",
     "rows_distribution",
     "write_prepared",
+    "write_prepared_soon",
 ]

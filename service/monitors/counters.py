@@ -21,14 +21,19 @@ of one of 10 equal-width bins closed on the right (``"0.1"`` … ``"1.0"``, the 
   the bits per byte (the API's when every sequence brought its bytes).
 
 They are incremented by the worker that handled the request, after the store committed, in the
-app's registry: with several workers ``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all
-workers (see :mod:`service.api.middleware.metrics`). A counter restarts at 0 with the server;
-Prometheus's ``increase`` handles that. Temperature-scaled rows are not counted.
+app's registry (the writes of one turn of a worker's event loop summed first, and added once at
+the start of the next turn: the small writes of a busy turn commit together, and their
+increments cost one set of counter updates): with several workers ``PROMETHEUS_MULTIPROC_DIR``
+is set and ``/metrics`` sums all workers (see :mod:`service.api.middleware.metrics`). A counter
+restarts at 0 with the server; Prometheus's ``increase`` handles that. Temperature-scaled rows
+are not counted.
 """
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
 from service.core import MonitorStats, PerplexitySeries
@@ -71,6 +76,8 @@ class MonitorCounters:
         }
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._lm_children: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Per event loop, the sums of its turn's writes not added yet, per (monitor, segment) (`add`).
+        self._turns: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], np.ndarray]] = {}
 
     def _series(self, monitor: str, segment: str) -> tuple[Any, ...]:
         """Every series of (monitor, segment), created at 0 on first use."""
@@ -127,25 +134,66 @@ class MonitorCounters:
                     series[count[:-1] + "_nll"].inc(nll)
 
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
-        """Add each ``(segment, statistics)`` of a committed write."""
+        """Add each ``(segment, statistics)`` of a committed write.
+
+        On an event loop the values are summed with the other writes of the loop's turn and added
+        to the counters at the start of the next turn (one update per series a turn); from a
+        thread, at once.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         for segment, stats in rows:
-            samples, confidence, labelled, nll, correct, brier, count, conf, hits = self._series(
-                monitor, segment
-            )
-            if stats.weight_predictions:
-                samples.inc(stats.weight_predictions)
-                confidence.inc(max(stats.confidence_sum, 0.0))
-            if not stats.weight_labelled:
+            values = _values(stats)
+            if loop is None:
+                self._increment((monitor, segment), values)
                 continue
-            labelled.inc(stats.weight_labelled)
-            nll.inc(max(stats.nll_sum, 0.0))
-            correct.inc(stats.correct_weight if stats.weighted else stats.correct)
-            brier.inc(brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum)
-            hist = stats.positive if stats.binary and stats.positive is not None else stats.top
-            _, weight, sum_conf, sum_hits = (a.tolist() for a in hist.coarsen(N_BINS, "right"))
-            for b in range(N_BINS):  # ten bins, not a loop over rows
-                if weight[b]:
-                    count[b].inc(weight[b])
-                    conf[b].inc(sum_conf[b])
-                    if sum_hits[b]:  # (adding 0 changes nothing)
-                        hits[b].inc(sum_hits[b])
+            turn = self._turns.get(loop)
+            if turn is None:
+                turn = self._turns[loop] = {}
+                loop.call_soon(self._flush, loop)
+            held = turn.get((monitor, segment))
+            if held is None:
+                turn[(monitor, segment)] = values
+            else:
+                held += values
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Add the sums of `loop`'s last turn."""
+        for key, values in self._turns.pop(loop, {}).items():
+            self._increment(key, values)
+
+    def _increment(self, key: tuple[str, str], values: np.ndarray) -> None:
+        """Add `values` (as `_values` orders them) to the series of `key`; zeros are not added."""
+        series = self._series(*key)
+        flat = values.tolist()
+        for child, value in zip(series[:6], flat[:6], strict=True):
+            if value:
+                child.inc(value)
+        for b, family in enumerate(series[6:]):  # counts, Σ confidence, Σ outcome: ten bins each
+            for child, value in zip(family, flat[6 + b * N_BINS : 6 + (b + 1) * N_BINS], strict=True):
+                if value:
+                    child.inc(value)
+
+
+def _values(stats: MonitorStats) -> np.ndarray:
+    """The 36 increments of one statistics, in float64.
+
+    Samples, Σ confidence, labelled, Σ NLL, correct, Σ Brier, then for each of the ten bins the
+    labelled rows, then their Σ confidence, then their Σ outcome.
+    """
+    values = np.zeros(6 + 3 * N_BINS)
+    if stats.weight_predictions:
+        values[0] = stats.weight_predictions
+        values[1] = max(stats.confidence_sum, 0.0)
+    if not stats.weight_labelled:
+        return values
+    values[2] = stats.weight_labelled
+    values[3] = max(stats.nll_sum, 0.0)
+    values[4] = stats.correct_weight if stats.weighted else stats.correct
+    values[5] = brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum
+    hist = stats.positive if stats.binary and stats.positive is not None else stats.top
+    _, weight, sum_conf, sum_hits = hist.coarsen(N_BINS, "right")
+    values[6:] = np.concatenate((weight, sum_conf, sum_hits))
+    return values

@@ -252,24 +252,53 @@ def write_prepared(
     one the batch was prepared with (else `ConfigChanged`, nothing written). `wait`: False to
     get `WouldBlock` rather than wait for the store's write lock (``store.write_batch``).
     """
-
-    def counts(duplicates: int) -> IngestCounts:
-        pending = len(batch.pending) - duplicates
-        return IngestCounts(batch.rows, batch.labelled, pending, duplicates, batch.buckets, batch.summaries)
-
-    stored = (
-        None if key is None else IdempotencyKey(key.key, key.fingerprint, lambda d: key.answer(counts(d)))
-    )
+    written = _Written(batch, key)
     duplicates = store.write_batch(
         batch.config.name,
         batch.stats,
         batch.pending,
         batch.reservoir,
-        key=stored,
+        key=written.key,
         expect=batch.config if expect else None,
         wait=wait,
     )
-    return counts(duplicates)
+    return written.counts(duplicates)
+
+
+async def write_prepared_soon(
+    store: MonitorStore, batch: PreparedBatch, *, key: IdempotencyKey | None = None, expect: bool = False
+) -> IngestCounts:
+    """:func:`write_prepared` from an event loop: committed with the other writes of its turn.
+
+    `WouldBlock` (nothing written) where ``write_prepared(wait=False)`` would raise it
+    (``store.write_batch_soon``).
+    """
+    written = _Written(batch, key)
+    duplicates = await store.write_batch_soon(
+        batch.config.name,
+        batch.stats,
+        batch.pending,
+        batch.reservoir,
+        key=written.key,
+        expect=batch.config if expect else None,
+    )
+    return written.counts(duplicates)
+
+
+class _Written:
+    """A prepared batch's key as the store keeps it (its answer made from the batch's counts)."""
+
+    def __init__(self, batch: PreparedBatch, key: IdempotencyKey | None) -> None:
+        self.batch = batch
+        self.key = None
+        if key is not None:
+            self.key = IdempotencyKey(key.key, key.fingerprint, lambda d: key.answer(self.counts(d)))
+
+    def counts(self, duplicates: int) -> IngestCounts:
+        """What the batch did, `duplicates` of its pending ids being pending already."""
+        batch = self.batch
+        pending = len(batch.pending) - duplicates
+        return IngestCounts(batch.rows, batch.labelled, pending, duplicates, batch.buckets, batch.summaries)
 
 
 def _pending_rows(

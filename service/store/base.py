@@ -311,6 +311,24 @@ class MonitorStore(Protocol):
         """
         ...
 
+    async def write_batch_soon(
+        self,
+        name: str,
+        stats: Sequence[StatsRow],
+        pending: Sequence[PendingRow] = (),
+        labelled: Sequence[LabelledRow] | ReservoirBatch = (),
+        *,
+        key: IdempotencyKey | None = None,
+        expect: MonitorConfig | None = None,
+    ) -> int:
+        """`write_batch` from an event loop, committed together with the writes of the same turn.
+
+        Each write keeps its own outcome (an error of one rolls back that one only); an error
+        of the shared transaction fails every write of it, with nothing written. `WouldBlock`
+        (nothing written) where ``write_batch(wait=False)`` would raise it.
+        """
+        ...
+
     def join_labels(
         self,
         name: str,

@@ -22,8 +22,14 @@ thread (which would hold the lock in turn and send the next small writes to thre
 under steady load every write then took the slower way). Otherwise (SQLite's lock held by
 another process, or a write due to checkpoint the WAL) it calls again with ``wait=True`` from a
 thread.
+
+An event loop's small writes go through `LoopCommit`: the writes of one turn of the loop run
+together in one such transaction (:meth:`GroupCommit.run_now` takes a list), each in its
+``SAVEPOINT``, with one COMMIT, and each request resumes after it. The one transaction in
+``INLINE_CHECKPOINT_EVERY`` sent to a thread is then a whole turn's writes.
 """
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -133,40 +139,54 @@ class GroupCommit:
         return work.result
 
     def _run_now(self, run: Callable[[sqlite3.Cursor], T]) -> T:
-        """`run` alone in a transaction begun at once, or `WouldBlock` with nothing done.
+        """`run` alone in a transaction begun at once, or `WouldBlock` with nothing done (:meth:`run_now`)."""
+        work = _Work(run, current_deadline())
+        self.run_now([work])
+        if work.error is not None:
+            raise work.error
+        result: T = work.result
+        return result
+
+    def run_now(self, works: list[_Work]) -> None:
+        """`works` in one transaction begun at once, each outcome in its own ``result`` / ``error``.
 
         At once: the process's lock is free and no thread queued a write, and SQLite's lock is
         free too (``BEGIN IMMEDIATE`` on the inline connection, whose busy timeout is 0: another
         process writing makes it fail rather than wait). In WAL mode only that BEGIN can wait for
-        another writer.
+        another writer. Otherwise every work gets `LockHeld` or `WouldBlock`, and nothing is
+        written. Several works share the transaction as a leader's group does (each in its
+        own ``SAVEPOINT``): one work's error rolls back that work only, an error of the
+        transaction itself (a full disk) fails every work, with nothing written.
 
         Its COMMIT never checkpoints the WAL (an automatic checkpoint copies ~1,000 pages and
-        syncs the database file: milliseconds); every ``INLINE_CHECKPOINT_EVERY``-th such write
-        is sent to a thread instead (`WouldBlock`), whose commit on the other connection
-        checkpoints as usual.
+        syncs the database file: milliseconds); every ``INLINE_CHECKPOINT_EVERY``-th such
+        transaction is sent to a thread instead (`WouldBlock`), whose commit on the other
+        connection checkpoints as usual.
         """
         if not self.lock.acquire(blocking=False):
-            raise LockHeld("another write holds the lock", self.notify, self.timeout_s)
+            self._settle(works, lambda: LockHeld("another write holds the lock", self.notify, self.timeout_s))
+            return
         try:
             if self._queue:  # another thread is about to lead these: it goes first
-                raise LockHeld("other writes are queued", self.notify, self.timeout_s)
+                self._settle(works, lambda: LockHeld("other writes are queued", self.notify, self.timeout_s))
+                return
             self._inline += 1
             if self._inline >= INLINE_CHECKPOINT_EVERY:
                 self._inline = 0
-                raise WouldBlock("this write checkpoints the WAL, in a thread")
-            work = _Work(run, current_deadline())
-            if _late(work):
-                raise Cancelled("the request's deadline passed before its write began; nothing written")
-            with self._errors():
-                connection = self._inline_connection()
-                self._begin_now(connection)
-                with committing(connection), closing(connection.cursor()) as cursor:
-                    result = work.run(cursor)  # (no automatic checkpoint on this connection)
-            self.commits += 1
-            self.works += 1
-            return result
+                self._settle(works, lambda: WouldBlock("this write checkpoints the WAL, in a thread"))
+                return
+            self._run_group(works, self._inline_connection, self._begin_now)
         finally:
             self.lock.release()
+
+    @staticmethod
+    def _settle(works: list[_Work], error: Callable[[], BaseException]) -> None:
+        """Every work not failed yet fails with an ``error()`` of its own; nothing of them was written."""
+        for work in works:
+            if work.error is None:
+                work.error = error()
+            work.result = None
+            work.done = True
 
     def notify(self, wake: Callable[[], None]) -> None:
         """Call `wake` once the lock is free with no write queued: now if it is, else when released.
@@ -206,22 +226,35 @@ class GroupCommit:
     def _lead(self) -> None:
         with self._queue_lock:
             works, self._queue = self._queue, []
+        self._run_group(works, self._connection, self._begin)
+
+    def _run_group(
+        self,
+        works: list[_Work],
+        connection: Callable[[], sqlite3.Connection],
+        begin: Callable[[sqlite3.Connection], None],
+    ) -> None:
+        """`works` in one transaction on `connection`, begun by `begin`; each outcome in its work."""
         try:
             with self._errors():
-                self._commit(works)
+                self._commit(works, connection(), begin)
         except BaseException as error:  # the transaction failed as a whole: nothing of it was written
-            for work in works:
-                if work.error is None:
-                    work.error = (
-                        StoreUnavailable(error.reason) if isinstance(error, StoreUnavailable) else error
-                    )
-                work.result = None
+            failed = error
+            self._settle(
+                works,
+                lambda: StoreUnavailable(failed.reason) if isinstance(failed, StoreUnavailable) else failed,
+            )
         finally:
             for work in works:
                 work.done = True
 
-    def _commit(self, works: list[_Work]) -> None:
-        connection = self._connection()
+    @staticmethod
+    def _begin(connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+
+    def _commit(
+        self, works: list[_Work], connection: sqlite3.Connection, begin: Callable[[sqlite3.Connection], None]
+    ) -> None:
         live = [work for work in works if not _late(work)]
         for work in works:
             if _late(work):
@@ -231,7 +264,7 @@ class GroupCommit:
         if not live:
             return
         alone = len(live) == 1
-        connection.execute("BEGIN IMMEDIATE")
+        begin(connection)
         with committing(connection):
             for work in live:
                 if alone:
@@ -258,3 +291,53 @@ class GroupCommit:
             work.error, work.result = error, None
             return
         connection.execute("RELEASE work")
+
+
+class LoopCommit:
+    """The small writes of an event loop's requests, committed together once per turn of the loop.
+
+    A request on the loop hands its work to :meth:`run` and awaits it. The first work of a turn
+    schedules a flush (``loop.call_soon``: it runs after every callback already ready in this
+    turn, the steps of the other requests that arrived with it); the flush runs every work
+    queued by then in one transaction (:meth:`GroupCommit.run_now`, each work in its own
+    ``SAVEPOINT``) and commits once: N requests of one turn pay one ``BEGIN`` and one
+    ``COMMIT``. Each request resumes only after that COMMIT returned, with its own outcome:
+    its result, or its own error (a missing monitor, a changed config, a used key: that work
+    alone is rolled back), or the error of the transaction (a full disk, a locked database:
+    `StoreUnavailable` for every work of the group, nothing written), or `LockHeld` /
+    `WouldBlock` for every work when the transaction could not begin at once (nothing
+    written; each request then waits or goes to a thread as it would have alone). A request
+    cancelled before the flush (its deadline's timer) is dropped from the group, unwritten.
+    """
+
+    def __init__(self, group: GroupCommit) -> None:
+        self._group = group
+        self._turns: dict[asyncio.AbstractEventLoop, list[tuple[_Work, asyncio.Future[None]]]] = {}
+
+    async def run(self, run: Callable[[sqlite3.Cursor], T]) -> T:
+        """`run(cursor)` in this turn's shared transaction; its result once that committed."""
+        loop = asyncio.get_running_loop()
+        work = _Work(run, current_deadline())
+        future: asyncio.Future[None] = loop.create_future()
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = []
+            loop.call_soon(self._flush, loop)
+        turn.append((work, future))
+        await future
+        if work.error is not None:
+            raise work.error
+        result: T = work.result
+        return result
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        live = [(work, future) for work, future in self._turns.pop(loop, []) if not future.cancelled()]
+        try:
+            if live:
+                self._group.run_now([work for work, _ in live])
+        finally:
+            for work, future in live:
+                if not work.done and work.error is None:  # (run_now settles every work; never left)
+                    work.error = StoreUnavailable("the write was not run; nothing written")
+                if not future.done():
+                    future.set_result(None)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 from service.store.base import Merge, StoreError, StoreLimits, StoreUnavailable, WouldBlock
-from service.store.group_commit import GroupCommit, committing
+from service.store.group_commit import GroupCommit, LoopCommit, committing
 from service.store.sqlstore import Cursor, SqlStore
 
 T = TypeVar("T")
@@ -126,6 +126,7 @@ class SqliteStore(SqlStore):
             busy_timeout_s,
             inline_connection=self._inline_connection,
         )
+        self.loop_commit = LoopCommit(self.group_commit)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -202,6 +203,12 @@ class SqliteStore(SqlStore):
         if not wait and not self.inline_writes:
             raise WouldBlock("synchronous=FULL: every commit waits for an fsync")
         return self.group_commit.run(work, wait=wait)
+
+    async def _write_soon(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` in this loop turn's shared transaction (`LoopCommit`), or `WouldBlock`."""
+        if not self.inline_writes:
+            raise WouldBlock("synchronous=FULL: every commit waits for an fsync")
+        return await self.loop_commit.run(work)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:

@@ -159,6 +159,10 @@ class SqlStore:
         with self._transaction() as cur:
             return work(cur)
 
+    async def _write_soon(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work` from an event loop, with the other writes of its turn; here `WouldBlock` always."""
+        raise WouldBlock("this backend's writes may block")
+
     def _q(self, statement: str) -> str:
         """The statement in the driver's placeholder style."""
         return statement
@@ -283,6 +287,41 @@ class SqlStore:
         With `expect`, a stored config other than it raises `ConfigChanged` (with the stored one);
         ``wait=False`` raises `WouldBlock` unless the write can start at once (`MonitorStore`).
         """
+        work = self._batch_work(name, stats, pending, labelled, now=now, key=key, expect=expect)
+        return self._write(work, wait=wait)
+
+    async def write_batch_soon(
+        self,
+        name: str,
+        stats: Sequence[StatsRow],
+        pending: Sequence[PendingRow] = (),
+        labelled: Sequence[LabelledRow] | ReservoirBatch = (),
+        *,
+        now: float | None = None,
+        key: IdempotencyKey | None = None,
+        expect: MonitorConfig | None = None,
+    ) -> int:
+        """`write_batch` from an event loop: committed with the other small writes of its turn.
+
+        Raises `WouldBlock` (nothing written) unless the store commits without blocking
+        (SQLite's `LoopCommit`), or when the shared transaction could not begin at once.
+        """
+        return await self._write_soon(
+            self._batch_work(name, stats, pending, labelled, now=now, key=key, expect=expect)
+        )
+
+    def _batch_work(
+        self,
+        name: str,
+        stats: Sequence[StatsRow],
+        pending: Sequence[PendingRow] = (),
+        labelled: Sequence[LabelledRow] | ReservoirBatch = (),
+        *,
+        now: float | None = None,
+        key: IdempotencyKey | None = None,
+        expect: MonitorConfig | None = None,
+    ) -> Callable[[Cursor], int]:
+        """The transaction's work of `write_batch`."""
         at = time.time() if now is None else now
 
         def work(cur: Cursor) -> int:
@@ -301,7 +340,7 @@ class SqlStore:
             self._answer(cur, name, key, duplicates)
             return duplicates
 
-        return self._write(work, wait=wait)
+        return work
 
     def join_labels(
         self,

@@ -28,13 +28,12 @@ from service.api.formats.answers import Document
 from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.schemas.common import ProbabilityOptions
 from service.core.cancel import current_deadline
-from service.monitors import IngestCounts, prepare_batch, write_prepared
+from service.monitors import IngestCounts, prepare_batch, write_prepared, write_prepared_soon
 from service.monitors.configs import ConfigCache
 from service.monitors.counters import MonitorCounters
 from service.monitors.ingest import PreparedBatch
 from service.store import (
     ConfigChanged,
-    IdempotencyKey,
     LockHeld,
     MonitorConfig,
     MonitorNotFound,
@@ -70,7 +69,7 @@ async def observations(request: Request, name: str, idempotency_key: str | None)
         waited_since: float | None = None
         while True:
             try:
-                return recording.record(wait=False)
+                return await recording.record_soon()
             except LockHeld as held:  # a thread of this process writes: wait for it here
                 waited_since = time.monotonic() if waited_since is None else waited_since
                 if not await _freed(held, waited_since):
@@ -146,26 +145,60 @@ class Recording:
         would not. ``wait=False``: `WouldBlock` (nothing written) unless the write can start
         now; the prepared batch is kept for the next call.
         """
-        store = self.write.store()
-        configs: ConfigCache = self.write.request.app.state.monitor_configs
+        store, configs = self._context()
+        retried = False
+        while True:
+            prepared = self._prepared(store, configs)
+            key = self.write.key(prepared.result)
+            try:
+                counts = write_prepared(store, prepared.batch, key=key, expect=True, wait=wait)
+            except (ConfigChanged, MonitorNotFound) as error:
+                self._changed(store, configs, error, retried)
+                retried = True
+            else:
+                return self._answer(prepared, counts)
+
+    async def record_soon(self) -> Response:
+        """:meth:`record` on the event loop, committed with the other small writes of its turn.
+
+        `WouldBlock` or `LockHeld` (nothing written) as ``record(wait=False)``.
+        """
+        store, configs = self._context()
+        retried = False
+        while True:
+            prepared = self._prepared(store, configs)
+            key = self.write.key(prepared.result)
+            try:
+                counts = await write_prepared_soon(store, prepared.batch, key=key, expect=True)
+            except (ConfigChanged, MonitorNotFound) as error:
+                self._changed(store, configs, error, retried)
+                retried = True
+            else:
+                return self._answer(prepared, counts)
+
+    def _context(self) -> tuple[MonitorStore, ConfigCache]:
+        """The store and the process's config cache."""
+        return self.write.store(), self.write.request.app.state.monitor_configs
+
+    def _prepared(self, store: MonitorStore, configs: ConfigCache) -> _Prepared:
+        """The batch, prepared on the first call with the cached config."""
         if self.prepared is None:
             self.prepared = self._prepare_cached(store, configs)
-        try:
-            return self._write(store, self.prepared, wait=wait)
-        except ConfigChanged as changed:
-            fresh = changed.config
-        except MonitorNotFound:
+        return self.prepared
+
+    def _changed(
+        self, store: MonitorStore, configs: ConfigCache, error: ConfigChanged | MonitorNotFound, retried: bool
+    ) -> None:
+        """The write found the monitor gone or changed: cache that; prepare again once, else raise."""
+        if isinstance(error, MonitorNotFound):
             configs.update(store, self.name, None)
-            raise
-        configs.update(store, self.name, fresh)
-        if fresh is None:
-            raise MonitorNotFound(self.name) from None
-        self.prepared = self._prepare(fresh)
-        try:
-            return self._write(store, self.prepared, wait=wait)
-        except ConfigChanged as changed:
-            configs.update(store, self.name, changed.config)
+            raise error
+        configs.update(store, self.name, error.config)
+        if retried:
             raise StoreUnavailable(f"monitor {self.name!r} changed twice during this write; retry") from None
+        if error.config is None:
+            raise MonitorNotFound(self.name) from None
+        self.prepared = self._prepare(error.config)
 
     def _prepare_cached(self, store: MonitorStore, configs: ConfigCache) -> _Prepared:
         """The batch under the cached config; an input error is checked against the stored config."""
@@ -188,9 +221,8 @@ class Recording:
         """The batch under `config`, the body parsed again (a first try may have made class names indices)."""
         return _prepare(_read(self.write), config)
 
-    def _write(self, store: MonitorStore, prepared: _Prepared, *, wait: bool) -> Response:
-        key: IdempotencyKey | None = self.write.key(prepared.result)
-        counts = write_prepared(store, prepared.batch, key=key, expect=True, wait=wait)
+    def _answer(self, prepared: _Prepared, counts: IngestCounts) -> Response:
+        """Count the written statistics and answer."""
         counters: MonitorCounters = self.write.request.app.state.monitor_counters
         counters.add(self.name, counts.stats)
         return json_response(prepared.result(counts))
