@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -217,9 +218,12 @@ def plain_apply(fields: dict[str, Any], max_elements: int) -> tuple[bytes, int] 
         or not 0 < temperature < math.inf
     ):
         return None
-    after = apply_parameters(TemperatureParameters(temperature=temperature), logits)
-    n = int(after.shape[0])
-    return bytes(Answer({**_plain_answer(), "n": n}, {"probs": np.exp(after)}).response().body), n
+    # the general path's map (TemperatureScaling.log_probs) is this call, its parameters checked already
+    probs = np.exp(core.apply_temperature(logits, float(temperature), validate=False))
+    if not np.isfinite(probs).all():  # written with "NaN"/"Infinity" strings by the general path
+        return None
+    n = int(probs.shape[0])
+    return orjson.dumps({**_plain_answer(), "n": n, "probs": probs}, option=orjson.OPT_SERIALIZE_NUMPY), n
 
 
 @functools.cache
