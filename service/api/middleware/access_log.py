@@ -39,7 +39,7 @@ def log_exchange(exchange: Exchange, scope: Scope) -> None:
     # the caller is always this function, so the record is made naming it and handled directly.
     text = orjson.dumps(line).decode()
     LOGGER.handle(
-        LOGGER.makeRecord(LOGGER.name, logging.INFO, __file__, _LINE, text, None, None, "log_exchange")
+        LOGGER.makeRecord(LOGGER.name, logging.INFO, __file__, _LINE, text, (), None, "log_exchange")
     )
 
 
