@@ -49,11 +49,17 @@ def _body(path: str, rng: np.random.Generator, n: int, k: int, scale: float) -> 
         return {"p_logits": logits.tolist(), "q_logits": (rng.standard_normal((n, k)) * scale).tolist()}
     if path == "/v1/apply":
         return {"logits": logits.tolist(), "temperature": float(rng.uniform(0.05, 20.0))}
+    if path == "/v1/calibration":
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return {
+            "probs": (probs / probs.sum(axis=1, keepdims=True)).tolist(),
+            "labels": rng.integers(0, k, n).tolist(),
+        }
     raise AssertionError(f"no plain body for {path}")
 
 
 def test_the_scoring_routes_answer_plain_requests():
-    assert set(ROUTES) == {"/v1/cross-entropy", "/v1/divergence", "/v1/apply"}
+    assert set(ROUTES) == {"/v1/cross-entropy", "/v1/divergence", "/v1/apply", "/v1/calibration"}
 
 
 @pytest.mark.parametrize("path", sorted(ROUTES))
@@ -128,6 +134,15 @@ NOT_PLAIN_ELSEWHERE = {
         {"p_logits": [[0.5, 1.5]], "q_logits": [[0.5, 1.5], [1.0, 2.0]]},  # broadcast: general path
         {"p_logits": [[0.5, 1.5]], "q_logits": [[1, 2]]},
         {"p_logits": [[0.5, 1.5, 2.5]], "q_logits": [[0.5, 1.5]]},
+    ],
+    "/v1/calibration": [
+        {"probs": [[0.25, 0.5]], "labels": [0]},  # rows not summing to 1
+        {"probs": [[-0.5, 1.5]], "labels": [0]},
+        {"probs": [[0, 1], [1, 0]], "labels": [1, 0]},  # integers
+        {"probs": [[0.25, 0.75]], "labels": [0.0]},  # labels as floats
+        {"probs": [[0.25, 0.75]], "labels": [2]},
+        {"probs": [[0.25, 0.75], [0.5, 0.5]], "labels": [1]},
+        {"probs": [0.25, 0.75], "labels": [1, 0]},
     ],
     "/v1/apply": [
         {"logits": [[0.5, 1.5]], "temperature": 0},

@@ -35,14 +35,14 @@ def plain_array(value: Any) -> np.ndarray | None:
     return array if array.dtype.kind in "fiu" else None
 
 
-def plain_logits(value: Any, field: str) -> np.ndarray | None:
-    """N×K logits (K ≥ 2, sent as floats: integers' tolerance differs) the general path accepts; else None.
+def plain_matrix(value: Any) -> np.ndarray | None:
+    """N×K floats (K ≥ 2, sent as floats: integers' tolerance differs) as float64; else None.
 
     Read by ``np.fromiter`` over the rows, half the cost of ``np.array`` (which first walks the
     lists to find their common type), so only from a body of numbers (:func:`numbers_only`):
-    ``fromiter`` would read ``"1.5"`` as 1.5 and ``null`` as NaN (which :func:`check_logits`
-    refuses). The first element decides the type, as ``np.array`` would: all integers are read
-    as integers by the general path, floats and integers together as floats.
+    ``fromiter`` would read ``"1.5"`` as 1.5 and ``null`` as NaN (which the checks refuse). The
+    first element decides the type, as ``np.array`` would: all integers are read as integers by
+    the general path, floats and integers together as floats.
     """
     if type(value) is not list or not value:
         return None
@@ -53,8 +53,15 @@ def plain_logits(value: Any, field: str) -> np.ndarray | None:
     try:
         if set(map(len, value)) != {k}:  # ragged: `fromiter` would stop at n·k elements all the same
             return None
-        array = np.fromiter(chain.from_iterable(value), np.float64, n * k).reshape(n, k)
+        return np.fromiter(chain.from_iterable(value), np.float64, n * k).reshape(n, k)
     except (TypeError, ValueError, OverflowError):  # a row or element that is not a number
+        return None
+
+
+def plain_logits(value: Any, field: str) -> np.ndarray | None:
+    """N×K logits (:func:`plain_matrix`) the general path accepts; else None."""
+    array = plain_matrix(value)
+    if array is None:
         return None
     try:
         return check_logits(array, field=field)

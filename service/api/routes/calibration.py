@@ -9,9 +9,17 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import core
-from service.api.deps import INLINE_BYTES, scoring
+from service.api.deps import INLINE_BYTES, Plain, scoring
 from service.api.formats.answers import Document, document_of
-from service.api.formats.inputs import Body, Prediction, drop_ignored, read_prediction, read_truth
+from service.api.formats.inputs import (
+    Body,
+    Prediction,
+    drop_ignored,
+    read_prediction,
+    read_truth,
+    validated_options,
+)
+from service.api.formats.plain import plain_array, plain_matrix
 from service.api.schemas.calibration import (
     CONVENTION_FIELDS,
     BootstrapOptions,
@@ -53,6 +61,38 @@ P_VALUES = (
 )
 
 
+def plain_calibration(fields: dict[str, Any], max_elements: int) -> tuple[bytes, int] | None:
+    """The answer to ``{"probs": N×K floats, "labels": N integers}`` and nothing else.
+
+    What :func:`calibration_answer` answers (:class:`service.api.deps.Plain`), by the same calls
+    from the read arrays on (the checks, the report, the answer's document) with the options of a
+    body that sends none, validated once; None for the general path whenever the request is not
+    that after all.
+    """
+    raw, labels = plain_matrix(fields["probs"]), plain_array(fields["labels"])
+    if (
+        raw is None
+        or labels is None
+        or labels.dtype.kind != "i"
+        or labels.shape != raw.shape[:1]
+        or raw.size + labels.size > max_elements
+    ):
+        return None
+    options = validated_options(CalibrationOptions, {})
+    tolerance = options.tolerance or core.default_tolerance(raw.dtype)
+    try:
+        probs = core.check_probabilities(raw, field="probs", tolerance=tolerance, normalize=options.normalize)
+        labels = core.check_labels(labels, probs.shape[1])
+    except core.InputError:
+        return None
+    if options.normalize and np.any(raw != probs):  # renormalised rows: the general path counts them
+        return None
+    dist = core.Distribution.from_probs(probs, eps=options.eps, validate=False)
+    prediction = Prediction(dist, "probs", core.dtype_name(probs.dtype), tolerance, 0)
+    report = core.calibration_report(labels, dist, convention_of(options), metrics=options.metrics)
+    return bytes(Answer(_result(options, prediction, report, None)).response().body), int(labels.size)
+
+
 @router.post(
     "/calibration",
     response_model=CalibrationResult,
@@ -64,6 +104,7 @@ P_VALUES = (
     roles=ARRAY_FIELDS,
     loop_bytes=LOOP_BYTES,
     threaded=lambda body: asks_bootstrap(body),
+    plain=Plain(frozenset({"probs", "labels"}), plain_calibration),
 )
 def score_calibration(body: Body) -> Response:
     """Calibration metrics with every convention named and echoed back.
