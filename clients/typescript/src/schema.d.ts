@@ -2165,14 +2165,14 @@ export interface components {
             n_sampled: number;
             /**
              * Nll
-             * @description Σ NLL of the scored tokens, nats.
+             * @description Σ NLL of the scored tokens, nats (Infinity past float64's range).
              */
-            nll: number;
+            nll: number | ("Infinity" | "-Infinity" | "NaN");
             /**
              * Nll Lower Bound
              * @description Σ NLL with each outside-the-top token at the least NLL its alternatives allow; null when there is none or one has no alternatives.
              */
-            nll_lower_bound: number | null;
+            nll_lower_bound: number | ("Infinity" | "-Infinity" | "NaN") | null;
             metrics: components["schemas"]["LanguageModelMetrics"];
             calibration: components["schemas"]["Top1Calibration"] | null;
             entropy: components["schemas"]["TruncatedEntropy"] | null;
@@ -2218,8 +2218,11 @@ export interface components {
         MergeableTotals: {
             /** Sequences */
             sequences: number;
-            /** Nll */
-            nll: number;
+            /**
+             * Nll
+             * @description Σ NLL, nats (Infinity when finite logprobs sum beyond float64).
+             */
+            nll: number | ("Infinity" | "-Infinity" | "NaN");
             /** Tokens */
             tokens: number;
             /**
@@ -3268,7 +3271,7 @@ export interface components {
              * Nll
              * @description Σ NLL of the scored tokens, nats (minus the log-likelihood).
              */
-            nll: number[];
+            nll: (number | ("Infinity" | "-Infinity" | "NaN"))[];
             /**
              * Tokens
              * @description Scored tokens.
@@ -3688,7 +3691,7 @@ export interface components {
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding). Scores the output.
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3717,11 +3720,14 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & unknown & unknown & ({
+        }) & unknown & unknown & unknown & unknown & {
+            mask?: null;
+            ignore_index?: null;
+        } & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }));
+        }) & unknown);
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -3904,7 +3910,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs. Required unless multilabel.
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
             /**
              * Mask
              * @description Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3935,7 +3941,7 @@ export interface components {
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -4051,7 +4057,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs (a nested list, or an INT32/INT64 tensor of shape [B, T]).
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
             /**
              * Mask
              * @description Sequence inputs: B×T, 1 where a position is scored (e.g. the attention mask shifted to the labels), 0 elsewhere; labels at unscored positions are never read.
@@ -4106,7 +4112,7 @@ export interface components {
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * DivergenceBody
          * @description Two batches of distributions p and q, each as probabilities or logits (exactly one of each pair).
@@ -4492,7 +4498,7 @@ export interface components {
              * @description N true classes; -1 where not known yet (send it later by id).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"]))) | null;
             /**
              * Ids
              * @description N row ids (null: no id). An unlabelled row with an id waits for its label (POST …/labels) for the monitor's label_ttl_s.
@@ -4679,7 +4685,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -4708,11 +4714,13 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & ({
+        }) & unknown & unknown & unknown & {
+            mask?: null;
+        } & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * RequestedOutput
          * @description An output asked for by name (OIP), with its parameters (``binary_data``).
@@ -4992,7 +5000,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -5015,17 +5023,17 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
-        } | {
-            scores: unknown;
         }) & ({
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & ({
+        }) & unknown & {
+            mask?: null;
+        } & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * Tensor
          * @description An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data.
@@ -5253,6 +5261,10 @@ export interface components {
         VectorShape: {
             shape: unknown;
         };
+        /** @description A tensor of labels: `data` holds integers (2.0 counts, as in JSON Schema). */
+        LabelData: {
+            data?: number[] | number[][];
+        };
         /** @description A tensor of probabilities: `data` in [0, 1]. */
         ProbabilityData: {
             data?: unknown[] | unknown[][];
@@ -5290,6 +5302,15 @@ export interface components {
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["LabelData"]) | (({
+            parameters: {
+                /** @enum {unknown} */
                 role: "targets";
             };
         } | {
@@ -5299,11 +5320,11 @@ export interface components {
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+                role: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            name?: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5379,22 +5400,13 @@ export interface components {
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
-                role: "scores";
-            };
-        } | {
-            /** @enum {unknown} */
-            name?: "scores";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["ScoresShape"]) | (({
-            parameters: {
-                /** @enum {unknown} */
                 role: "labels";
             };
         } | {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | (({
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5414,7 +5426,9 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
-        TemperatureInferenceRules: unknown;
+        TemperatureInferenceRules: unknown & {
+            inputs?: unknown;
+        };
         /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         RecalibrateInferenceInputs: (((({
             parameters: {
@@ -5452,7 +5466,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | (({
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5472,7 +5486,9 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
-        RecalibrateInferenceRules: unknown & unknown;
+        RecalibrateInferenceRules: unknown & unknown & unknown & {
+            inputs?: unknown;
+        };
         /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ApplyInferenceInputs: (((({
             parameters: {
@@ -5510,7 +5526,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | (({
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5530,7 +5546,13 @@ export interface components {
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
-        ApplyInferenceRules: unknown;
+        ApplyInferenceRules: unknown & unknown & ({
+            inputs?: unknown;
+        } & {
+            parameters?: null | {
+                ignore_index?: null;
+            };
+        });
         /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CalibrationInferenceInputs: (((({
             parameters: {
@@ -5553,6 +5575,15 @@ export interface components {
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+        }) & components["schemas"]["LabelData"]) | (({
+            parameters: {
+                /** @enum {unknown} */
                 role: "targets";
             };
         } | {
@@ -5562,11 +5593,11 @@ export interface components {
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "sample_weight" | "mask";
+                role: "sample_weight" | "mask";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "sample_weight" | "mask";
+            name?: "sample_weight" | "mask";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
@@ -5599,7 +5630,7 @@ export interface components {
             /** @enum {unknown} */
             name?: "labels";
             parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | ({
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "ids" | "timestamps";
@@ -5688,7 +5719,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
-                } & components["schemas"]["CrossEntropyInferenceRules"]));
+                } & (components["schemas"]["CrossEntropyInferenceRules"] & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5952,7 +5983,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & components["schemas"]["TemperatureInferenceRules"]));
+                } & (components["schemas"]["TemperatureInferenceRules"] & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6098,7 +6129,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & components["schemas"]["RecalibrateInferenceRules"]));
+                } & (components["schemas"]["RecalibrateInferenceRules"] & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6228,7 +6259,7 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & components["schemas"]["ApplyInferenceRules"]));
+                } & (components["schemas"]["ApplyInferenceRules"] & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6373,7 +6404,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & components["schemas"]["CalibrationInferenceRules"]));
+                } & (components["schemas"]["CalibrationInferenceRules"] & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6521,7 +6552,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & {
+                } & (components["schemas"]["CalibrationInferenceRules"] & unknown & {
                     parameters?: null | {
                         multilabel?: unknown;
                     };
@@ -8382,7 +8413,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
-                } & components["schemas"]["CrossEntropyInferenceRules"]);
+                } & (components["schemas"]["CrossEntropyInferenceRules"] & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -8806,7 +8837,7 @@ export interface operations {
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
-                } & components["schemas"]["CalibrationInferenceRules"]);
+                } & (components["schemas"]["CalibrationInferenceRules"] & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9019,7 +9050,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & components["schemas"]["TemperatureInferenceRules"]);
+                } & (components["schemas"]["TemperatureInferenceRules"] & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9241,7 +9272,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & components["schemas"]["RecalibrateInferenceRules"]);
+                } & (components["schemas"]["RecalibrateInferenceRules"] & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9436,7 +9467,7 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & components["schemas"]["ApplyInferenceRules"]);
+                } & (components["schemas"]["ApplyInferenceRules"] & unknown));
                 "application/octet-stream": string;
             };
         };

@@ -82,6 +82,13 @@ def _role_values(roles: list[str], body: str) -> dict[str, Any]:
     return {"anyOf": branches + ([_is_role(others)] if others else [])}
 
 
+#: `classes` sent as names (strings): labels are then names, which no numeric tensor holds.
+STRING_CLASSES: dict[str, Any] = {
+    "required": ["classes"],
+    "properties": {"classes": {"type": "array", "items": {"type": "string"}}},
+}
+
+
 def _counted(roles: list[str], least: int) -> dict[str, Any]:
     return {"contains": _is_role(roles), "minContains": least, "maxContains": 1}
 
@@ -104,8 +111,10 @@ def narrow(
     `rules` its rules across fields (:mod:`.across`).
     """
     mark = schema.pop(MARK)
-    roles: list[str] = mark["roles"]
     body = components[mark["body"]]
+    # The roles the JSON body has a field for: the route reads its array fields from one list, but
+    # refuses those its body lacks (/v1/temperature's raw `scores`: "apply to methods ... only").
+    roles: list[str] = [r for r in mark["roles"] if r in body.get("properties", {})]
     # Each option refers to its field in the JSON body's component: typed once in the document.
     at = f"#/components/schemas/{mark['body']}/properties"
     options = {name: {"$ref": f"{at}/{name}"} for name in body.get("properties", {}) if name not in roles}
@@ -150,6 +159,12 @@ def narrow(
             "allOf": on_inference(applicable(shared, fields), roles, _is_role),
         }
         narrowed["allOf"] = [{"$ref": f"#/components/schemas/{rules_name}"}]
+    if "classes" in options and "labels" in roles:  # names are strings: no tensor holds them
+        names = {
+            "if": {"required": ["parameters"], "properties": {"parameters": STRING_CLASSES}},
+            "then": {"properties": {"inputs": {"items": {"not": _is_role(["labels"])}}}},
+        }
+        narrowed["allOf"] = [*narrowed.get("allOf", []), names]
     own = applicable([r for r in rules if r not in shared], fields)
     if own:
         narrowed["allOf"] = [*narrowed.get("allOf", []), *on_inference(own, roles, _is_role)]
