@@ -5276,10 +5276,6 @@ export interface components {
                 binary_data_size?: null;
             };
         };
-        /** @description An input's `parameters` without a `role` (absent or null): its `name` is its role. */
-        InferenceInputParametersWithoutRole: null | unknown | {
-            role?: null;
-        };
         /** @description The inputs of an inference request for CrossEntropyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CrossEntropyInferenceInputs: (((({
             parameters: {
@@ -5289,7 +5285,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5298,7 +5296,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5307,7 +5307,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["LabelData"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5316,7 +5318,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5325,7 +5329,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
         CrossEntropyInferenceRules: unknown & unknown & unknown;
@@ -5338,7 +5344,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "p_probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5347,7 +5355,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "p_logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5356,7 +5366,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "q_probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5365,7 +5377,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "q_logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5374,7 +5388,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description DivergenceBody's rules across fields, on an inference request's inputs and parameters. */
         DivergenceInferenceRules: unknown & unknown;
@@ -5387,7 +5403,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5396,7 +5414,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5405,7 +5425,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5414,7 +5436,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5423,7 +5447,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
         TemperatureInferenceRules: unknown & {
@@ -5438,7 +5464,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5447,7 +5475,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5456,7 +5486,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "scores";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5465,7 +5497,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5474,7 +5508,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5483,7 +5519,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
         RecalibrateInferenceRules: unknown & unknown & unknown & {
@@ -5498,7 +5536,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5507,7 +5547,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5516,7 +5558,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "scores";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5525,7 +5569,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5534,7 +5580,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5543,7 +5591,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
         ApplyInferenceRules: unknown & unknown & ({
@@ -5562,7 +5612,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5571,7 +5623,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5580,7 +5634,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["LabelData"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5589,7 +5645,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5598,7 +5656,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
         /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
         CalibrationInferenceRules: unknown & unknown & unknown & unknown;
@@ -5611,7 +5671,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5620,7 +5682,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5629,7 +5693,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5638,7 +5704,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "ids" | "timestamps";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
     };
     responses: never;
@@ -5700,7 +5768,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["CrossEntropyBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
@@ -5832,7 +5926,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["DivergenceBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
                         eps?: components["schemas"]["DivergenceBody"]["eps"];
@@ -5967,7 +6087,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["TemperatureBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
@@ -6107,7 +6253,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["RecalibrateBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["RecalibrateBody"]["classes"];
@@ -6241,7 +6413,33 @@ export interface operations {
                  *       "temperature": 1.5
                  *     }
                  */
-                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["ApplyBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["ApplyBody"]["classes"];
@@ -6378,7 +6576,33 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["CalibrationBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -6526,7 +6750,33 @@ export interface operations {
                     multilabel?: unknown;
                 } & {
                     target?: unknown;
-                }) | (components["schemas"]["InferenceRequest"] & ({
+                }) | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -7079,7 +7329,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["ObservationsBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["ObservationsBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & {
                     inputs?: components["schemas"]["ObservationsInferenceInputs"];
                     parameters?: {
                         segment?: components["schemas"]["ObservationsBody"]["segment"];
@@ -8394,7 +8670,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
@@ -8603,7 +8905,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
                         eps?: components["schemas"]["DivergenceBody"]["eps"];
@@ -8810,7 +9138,33 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -9034,7 +9388,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
@@ -9250,7 +9630,33 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["RecalibrateBody"]["classes"];
@@ -9449,7 +9855,33 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["ApplyBody"]["classes"];
