@@ -13,9 +13,9 @@ This test builds, with schemathesis' own builder, the positive form of every ope
 and the negative forms it was seen to fail on: the ``allOf`` or ``contains`` of each mutation target
 at most :data:`DEPTH` steps from the body, moved under ``not`` alone, as ``negate_constraints``
 does. A failure names the operation, the target's walk and the keyword. Not covered (too many to
-build in a test): deeper
-targets, the other keywords (``anyOf``, ``oneOf``, ``not``, ...), several keywords or targets negated
-at once, type changes and removed ``required`` names (schemathesis' other mutations).
+build in a test): deeper targets, the other keywords (``anyOf``, ``oneOf``, ``not``, ...), several
+keywords or targets negated at once, type changes and removed ``required`` names (schemathesis'
+other mutations).
 """
 
 from copy import deepcopy
