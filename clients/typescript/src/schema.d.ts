@@ -5333,8 +5333,6 @@ export interface components {
                 role?: null;
             };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
-        /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
-        CrossEntropyInferenceRules: unknown & unknown & unknown;
         /** @description The inputs of an inference request for DivergenceBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         DivergenceInferenceInputs: (((({
             parameters: {
@@ -5392,8 +5390,6 @@ export interface components {
                 role?: null;
             };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description DivergenceBody's rules across fields, on an inference request's inputs and parameters. */
-        DivergenceInferenceRules: unknown & unknown;
         /** @description The inputs of an inference request for TemperatureBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         TemperatureInferenceInputs: (((({
             parameters: {
@@ -5451,10 +5447,6 @@ export interface components {
                 role?: null;
             };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
-        TemperatureInferenceRules: unknown & {
-            inputs?: unknown;
-        };
         /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         RecalibrateInferenceInputs: (((({
             parameters: {
@@ -5523,10 +5515,6 @@ export interface components {
                 role?: null;
             };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
-        RecalibrateInferenceRules: unknown & unknown & unknown & {
-            inputs?: unknown;
-        };
         /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ApplyInferenceInputs: (((({
             parameters: {
@@ -5595,14 +5583,6 @@ export interface components {
                 role?: null;
             };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
-        ApplyInferenceRules: unknown & unknown & ({
-            inputs?: unknown;
-        } & {
-            parameters?: null | {
-                ignore_index?: null;
-            };
-        });
         /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CalibrationInferenceInputs: (((({
             parameters: {
@@ -5660,8 +5640,6 @@ export interface components {
                 role?: null;
             };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
-        CalibrationInferenceRules: unknown & unknown & unknown & unknown;
         /** @description The inputs of an inference request for ObservationsBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ObservationsInferenceInputs: (((({
             parameters: {
@@ -5813,7 +5791,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
-                } & (components["schemas"]["CrossEntropyInferenceRules"] & unknown)));
+                } & ((unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5964,7 +5942,7 @@ export interface operations {
                         per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: components["schemas"]["DivergenceBody"]["binary_data_output"];
                     } | null;
-                } & components["schemas"]["DivergenceInferenceRules"]));
+                } & (unknown & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6129,7 +6107,9 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & (components["schemas"]["TemperatureInferenceRules"] & unknown)));
+                } & ((unknown & {
+                    inputs?: unknown;
+                }) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6301,7 +6281,9 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & (components["schemas"]["RecalibrateInferenceRules"] & unknown)));
+                } & ((unknown & unknown & unknown & {
+                    inputs?: unknown;
+                }) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6457,7 +6439,13 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & (components["schemas"]["ApplyInferenceRules"] & unknown)));
+                } & ((unknown & unknown & ({
+                    inputs?: unknown;
+                } & {
+                    parameters: null | {
+                        ignore_index?: null;
+                    };
+                })) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6628,7 +6616,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown)));
+                } & ((unknown & unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6802,7 +6790,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown & {
+                } & ((unknown & unknown & unknown & unknown) & unknown & {
                     parameters?: null | {
                         multilabel?: unknown;
                     };
@@ -8715,7 +8703,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
-                } & (components["schemas"]["CrossEntropyInferenceRules"] & unknown));
+                } & ((unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -8943,7 +8931,7 @@ export interface operations {
                         per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: boolean;
                     } | null;
-                } & components["schemas"]["DivergenceInferenceRules"]);
+                } & (unknown & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9191,7 +9179,7 @@ export interface operations {
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & unknown));
+                } & ((unknown & unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9430,7 +9418,9 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & (components["schemas"]["TemperatureInferenceRules"] & unknown));
+                } & ((unknown & {
+                    inputs?: unknown;
+                }) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9678,7 +9668,9 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & (components["schemas"]["RecalibrateInferenceRules"] & unknown));
+                } & ((unknown & unknown & unknown & {
+                    inputs?: unknown;
+                }) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9899,7 +9891,13 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & (components["schemas"]["ApplyInferenceRules"] & unknown));
+                } & ((unknown & unknown & ({
+                    inputs?: unknown;
+                } & {
+                    parameters: null | {
+                        ignore_index?: null;
+                    };
+                })) & unknown));
                 "application/octet-stream": string;
             };
         };

@@ -153,14 +153,10 @@ def narrow(
         narrowed["properties"]["parameters"] = {"anyOf": [parameters, {"type": "null"}]}
     fields = set(body.get("properties", {}))
     shared = [r for r in rules if r in RULES.get(mark["body"], [])]
-    if applicable(shared, fields):  # the body's rules across fields: one component, as the inputs
-        rules_name = f"{mark['body'].removesuffix('Body')}InferenceRules"
-        components[rules_name] = {
-            "description": f"{mark['body']}'s rules across fields, on an inference request's inputs and "
-            "parameters.",
-            "allOf": on_inference(applicable(shared, fields), roles, _is_role),
-        }
-        narrowed["allOf"] = [{"$ref": f"#/components/schemas/{rules_name}"}]
+    if applicable(shared, fields):  # the body's rules across fields, spelled out on each request
+        # (not a pointer to one component: negated whole by a negative case, a pointer there leaves
+        # an intersection jsonschema_rs 0.60.3 cannot spell, tests/contract/test_generator_forms.py)
+        narrowed["allOf"] = [{"allOf": on_inference(applicable(shared, fields), roles, _is_role)}]
     if "classes" in options and "labels" in roles:  # names are strings: no tensor holds them
         names = {
             "if": {"required": ["parameters"], "properties": {"parameters": STRING_CLASSES}},
