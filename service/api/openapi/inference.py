@@ -10,9 +10,11 @@ JSON text, as OIP parameters are scalars: said in the description, not in the sc
 schema can say which strings are valid JSON.) What JSON Schema cannot say (``data`` matching
 ``shape``, labels below K) stays in the endpoint's description and its 422s.
 
-Nothing is copied per endpoint: an option is a ``$ref`` to its field in the JSON body's component
+Little is copied per endpoint: an option is a ``$ref`` to its field in the JSON body's component
 (``#/components/schemas/CrossEntropyBody/properties/eps``), and the inputs' rules are one component
-per body (``CrossEntropyInferenceInputs``) that /v1 and /v2 share.
+per body (``CrossEntropyInferenceInputs``) that /v1 and /v2 share. ``InferenceRequest``'s own fields
+and the rules across fields are spelled out in each request: behind a pointer, a negative case
+negating them stopped schemathesis' generator (tests/contract/test_generator_forms.py).
 """
 
 from collections.abc import Sequence
