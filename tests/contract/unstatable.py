@@ -48,7 +48,10 @@ UNSTATABLE = {
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |must lie in \[0, \d+\)|to fit or apply a map to probabilities containing 0|"
     r"must start at 0 and end at 1|"
-    r"must contain the realised token: its logprob|must have non-decreasing x",
+    r"must contain the realised token: its logprob|must have non-decreasing x|"
+    # (every label equal to `ignore_index`: nothing left to score; JSON Schema cannot say "some
+    # element differs from another field's value")
+    r"must hold a label other than ignore_index",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
     r"summing to at most 1|"
     r"must have a positive (total|sum)|must keep N × max\(sample_weight\) finite",
