@@ -32,6 +32,7 @@ PROMPT = {"prompt_logprobs": [None, {"12": {"logprob": -1.0, "rank": 1}}]}
 LABELS = tensor([0, 1], [2], "INT64")
 SEQ = tensor([1.0, 0.0, 0.0, 2.0], [1, 2, 2])  # B×T×K: one sequence of two tokens, K = 2
 SEQ_LABELS = tensor([0, 1], [1, 2], "INT64")
+KNOTS = {"x": [0.0, 1.0], "y": [0.1, 0.9]}
 CASES = [
     # tensor values by role
     ("/v1/cross-entropy", {"probs": P, "labels": [0, 1]}),
@@ -97,6 +98,16 @@ CASES = [
     ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "classes": ["a", "b"]}),
     ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "bootstrap": {"n": 10}}),
     ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "pos_label": 1}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "metrics": ["accuracy"]}),
+    ("/v1/calibration", {"logits": L, "targets": P, "multilabel": True, "metrics": ["ece", "ace_nixon"]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "metrics": ["accuracy"]}),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("targets", [1.0, 0, 0, 1], [2, 2])],
+            "parameters": {"multilabel": True, "metrics": ["ks"]},
+        },
+    ),
     # `binning: "edges"` needs `edges`; `edges` take no other binning and no preset
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges"}),
     ("/v1/calibration", {"logits": L, "labels": [0, 1], "binning": "edges", "edges": None}),
@@ -161,6 +172,128 @@ CASES = [
         {
             "inputs": [inp("scores", [0.1, 0.9], [2]), inp("labels", [0, 1], [2], "INT64")],
             "parameters": {"method": "beta"},
+        },
+    ),
+    # a temperature takes no raw `scores`; `mask` marks B×T×K tokens: refused with N×K predictions
+    (
+        "/v2/models/temperature/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/temperature/infer",
+        {"inputs": [inp("scores", [1.0, 0, 0, 2, 1, 1], [2, 3]), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    ("/v1/temperature", {"logits": L, "labels": [0, 1], "mask": [[1, 1]]}),
+    (
+        "/v1/temperature",
+        {
+            "inputs": [
+                inp("logits", [1.0, 0, 0, 2], [2, 2]),
+                inp("labels", [0, 1], [2]),
+                inp("mask", [1], [1]),
+            ]
+        },
+    ),
+    ("/v1/recalibrate", {"logits": L, "labels": [0, 1], "method": "vector", "mask": [[1, 1]]}),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("scores", [0.1, 0.9], [2]), inp("labels", [0, 1], [2]), inp("mask", [1, 1], [2])],
+            "parameters": {"method": "platt"},
+        },
+    ),
+    ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "mask": [[1, 1]]}),
+    ("/v1/apply", {"scores": [0.1, 0.9], "temperature": 1.0, "parameters": None}),
+    # raw scores take maps fitted on them; logits and probs the others
+    ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "isotonic", "knots": [KNOTS]}}),
+    (
+        "/v1/apply",
+        {"scores": [0.1, 0.9], "parameters": {"method": "isotonic", "knots": [KNOTS], "input": "scores"}},
+    ),
+    (
+        "/v1/apply",
+        {"probs": [0.1, 0.9], "parameters": {"method": "isotonic", "knots": [KNOTS], "input": "scores"}},
+    ),
+    ("/v1/apply", {"logits": [0.1, 0.9], "parameters": {"method": "sigmoid", "a": [1.0], "b": [0.0]}}),
+    ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "sigmoid", "a": [1.0], "b": [0.0]}}),
+    # Platt and beta are binary: raw scores are then a vector (scores matrices have K ≥ 3)
+    ("/v1/apply", {"scores": [[0.0, 0.5, 1.0]], "parameters": {"method": "platt", "a": 1.0, "b": 0.0}}),
+    ("/v1/recalibrate", {"scores": [[0.0, 0.5, 1.0], [1.0, 0.0, 0.5]], "labels": [0, 1], "method": "platt"}),
+    (
+        "/v1/recalibrate",
+        {"scores": [[0.0, 0.5, 1.0], [1.0, 0.0, 0.5]], "labels": [0, 1], "method": "sigmoid"},
+    ),
+    ("/v1/apply", {"logits": L, "labels": [0, 1], "temperature": 1.0, "ignore_index": -100}),
+    ("/v1/apply", {"logits": L, "labels": [0, 1], "temperature": 1.0, "ignore_index": None}),
+    (
+        "/v2/models/apply/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2])],
+            "parameters": {"temperature": 1, "ignore_index": 0},
+        },
+    ),
+    (
+        "/v2/models/apply/infer",
+        {"inputs": [inp("scores", [0.1, 0.9], [2])], "parameters": {"temperature": 1.0, "parameters": None}},
+    ),
+    ("/v1/apply", {"scores": [0.1, 0.9], "parameters": {"method": "platt", "a": 1.0, "b": 0.0}}),
+    (
+        "/v2/models/apply/infer",
+        {"inputs": [inp("logits", L[0], [2]), inp("mask", [1], [1])], "parameters": {"temperature": 2}},
+    ),
+    # labels are typed as `classes`: names (strings) with string classes, else integers (2.0 too)
+    ("/v1/reliability-diagram", {"logits": [0.0, 1.0], "labels": [0.0, 2.0], "classes": [0, 2]}),
+    ("/v1/cross-entropy", {"logits": [0.0, 1.0], "labels": tensor([0, 1], [2]), "classes": [0, 1]}),
+    ("/v1/cross-entropy", {"logits": [0.0, 1.0], "labels": tensor([0, 0.5], [2]), "classes": [0, 1]}),
+    ("/v1/calibration", {"logits": L, "labels": ["a", "b"], "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "labels": [0, 1], "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "labels": tensor([0, 1], [2]), "classes": ["a", "b"]}),
+    ("/v1/calibration", {"logits": L, "labels": ["a", "b"]}),
+    ("/v1/temperature", {"logits": L, "labels": ["a", "b"], "classes": [0, 1]}),
+    ("/v1/apply", {"logits": L, "labels": ["b", "a"], "classes": ["a", "b"], "temperature": 2.0}),
+    (
+        "/v2/models/calibration/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")],
+            "parameters": {"classes": ["a", "b"]},
+        },
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("targets", [1.0, 0, 0, 1], [2, 2])],
+            "parameters": {"classes": ["a", "b"]},
+        },
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1.5], [2], "FP64")]},
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [3, 4], [2], "FP64")],
+            "parameters": {"classes": [3, 4], "method": "temperature"},
+        },
+    ),
+    # an isotonic map's knots are closed objects with x and y only (no `method` of their own)
+    ("/v1/apply", {"probs": [0.2, 0.7], "parameters": {"method": "isotonic", "knots": [KNOTS]}}),
+    (
+        "/v1/apply",
+        {"probs": [0.2, 0.7], "parameters": {"method": "isotonic", "knots": [{**KNOTS, "method": None}]}},
+    ),
+    (
+        "/v2/models/apply/infer",
+        {
+            "inputs": [inp("probs", [0.2, 0.7], [2])],
+            "parameters": {"parameters": {"method": "isotonic", "knots": [{**KNOTS, "method": "isotonic"}]}},
+        },
+    ),
+    (
+        "/v2/models/apply/infer",
+        {
+            "inputs": [inp("probs", [0.2, 0.7], [2])],
+            "parameters": {"parameters": {"method": "isotonic", "knots": [KNOTS]}},
         },
     ),
     # logprobs documents
@@ -233,3 +366,14 @@ def test_the_document_and_the_server_agree(client, path, body):
     response = client.post(path, json=body)
     assert response.status_code in (200, 422), response.text
     assert valid == (response.status_code == 200), (valid, response.text)
+
+
+def test_an_overflowing_nll_is_answered_as_its_schema_says(client):
+    """Finite logprobs whose sum passes float64's range: the NLLs are "Infinity", which the schema allows."""
+    body = {"response": {"choices": [{"logprobs": {"token_logprobs": [-1e308] * 3}}]}, "per_sequence": True}
+    response = client.post("/v1/logprobs", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["nll"] == answer["totals"]["nll"] == answer["per_sequence"]["nll"][0] == "Infinity"
+    schema = {"$ref": "#/components/schemas/LogprobsResult", "components": DOCUMENT["components"]}
+    jsonschema.Draft202012Validator(schema).validate(answer)

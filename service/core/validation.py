@@ -208,13 +208,7 @@ def check_labels(
     if array.shape[0] == 0:
         raise InputError(field, "must hold at least one label; got an empty batch")
     if array.dtype.kind == "f":
-        fractional = ~np.isfinite(array) | (array != np.round(array))
-        if fractional.any():
-            index = first_index(fractional)
-            raise InputError(field, f"must hold integers; got {array[index]}", index=index)
-        if float(np.abs(array).max()) > 2**53:  # a Python float: 2**53 overflows float16
-            raise InputError(field, "must hold integers below 2**53 when sent as floats")
-        array = array.astype(np.int64)
+        array = integral_floats(array, field=field)
     elif array.dtype.kind not in "iu":
         raise InputError(field, f"must hold integers; got dtype {array.dtype}")
     array = array.astype(np.int64, copy=False)
@@ -227,6 +221,26 @@ def check_labels(
         index = first_index(outside)
         raise InputError(field, f"must lie in [0, {n_classes}); got {array[index]}", index=index)
     return array
+
+
+def integral_floats(array: FloatArray, *, field: str = "labels") -> IntArray:
+    """Return integers sent as floats (``2.0``, as JSON Schema counts them) as int64, or raise.
+
+    A fraction, a non-finite value or a magnitude above 2**53 (where floats skip integers) is a
+    422 naming `field`, as :func:`check_labels` reads labels.
+
+    Examples
+    --------
+    >>> integral_floats(np.array([0.0, 3.0]))
+    array([0, 3])
+    """
+    fractional = ~np.isfinite(array) | (array != np.round(array))
+    if fractional.any():
+        index = first_index(fractional)
+        raise InputError(field, f"must hold integers; got {array[index]}", index=index)
+    if array.size and float(np.abs(array).max()) > 2**53:  # a Python float: 2**53 overflows float16
+        raise InputError(field, "must hold integers below 2**53 when sent as floats")
+    return array.astype(np.int64)
 
 
 def check_targets(

@@ -18,9 +18,7 @@ per reason; any other refusal still fails the check.
   from (measured, below): an integer datatype's values on an inference input (the document
   states the narrow floats' ranges there), the fields a preset fixes besides ``edges``, the options
   B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
-  sequences body.
-- **Not stated yet** (422): a few rules JSON Schema can state that the document does not, or not
-  where schemathesis could still generate from it (``NOT_STATED_YET``): gaps, kept visible here.
+  sequences body, Platt's and beta's binary ``logits`` and ``probs``.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
   bounded by another value (labels below K, ``from`` before ``to``), values among another field's
@@ -39,14 +37,21 @@ BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
 
 #: 422 details that name a rule the document cannot state (see the module docstring), per reason.
 UNSTATABLE = {
+    # (and dimensions: labels are N for N×K predictions, B×T for B×T×K ones; a condition on an
+    # input's shape stops generation on cross-entropy's inference requests, below)
     "lengths agree": r"must have as many (samples|rows|classes|elements)|must hold (one|n_classes)|"
     r"as many .* as|has \d+ elements? but (its )?shape|is ragged: expected a row|must hold prod\(shape\)|"
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
-    r"got ragged or non-numeric rows",
+    r"got ragged or non-numeric rows|must be a 1-D list of class indices; got shape|"
+    r"must hold \d+ knot set\(s\) for these predictions|must pair every x with a y",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
-    r"out of range \[0, |to fit or apply a map to probabilities containing 0|must start at 0 and end at 1|"
-    r"must contain the realised token: its logprob",
+    r"out of range \[0, |must lie in \[0, \d+\)|to fit or apply a map to probabilities containing 0|"
+    r"must start at 0 and end at 1|"
+    r"must contain the realised token: its logprob|must have non-decreasing x|"
+    # (every label equal to `ignore_index`: nothing left to score; JSON Schema cannot say "some
+    # element differs from another field's value")
+    r"must hold a label other than ignore_index",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
     r"summing to at most 1|"
     r"must have a positive (total|sum)|must keep N × max\(sample_weight\) finite",
@@ -88,23 +93,14 @@ UNSTATABLE = {
     # sequences body (two forms already) schemathesis 4.32.5 stops with "Schemathesis does not
     # support this part of it" (jsonschema_rs 0.60.3 leaves its canonical form raw).
     "use: prompt on a monitor's sequences": r"has no prompt_logprobs to score",
+    # Platt and beta take binary predictions (a vector or N×2): stated for raw `scores`; for `logits`
+    # and `probs` (service.api.openapi.across.BINARY_METHODS) schemathesis 4.32.5 stops with "Schemathesis
+    # does not support this part of it" on /v1/apply and "result is not supported in canonical form"
+    # on /v1/recalibrate and /v2/models/recalibrate/infer.
+    "binary methods' logits and probs": r"`(logits|probs)` must be binary \(a length-N vector or N×2\)",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }
-#: 422 details of rules JSON Schema COULD state but the document does not (yet): gaps of the document,
-#: listed so that they stay visible (docs/robustness.md says which and why).
-NOT_STATED_YET = {
-    # Labels typed as `classes`, and rules across fields on paths not stated yet.
-    "options across fields": r"applies to method .* only|apply to methods .* only|"
-    r"do not apply with multilabel|does not apply with multilabel|apply with multilabel: true only|"
-    r"applies to B×T×K sequence inputs only|for a diagram; got|is not a field of B×T×K|"
-    r"applies to hard `labels` only|must be a list of \w+, as `classes`|"
-    r"applies to N×K rows; sequences take",
-    "roles of inference inputs": r"must not be sent with `\w+` \(exactly one of",
-    # Bounds on integers (int64) and closed objects inside nested option values.
-    "nested bounds": r"knots\[\d+\]\.\w+` is not a field",
-}
-RELATIONS = UNSTATABLE | {f"not stated yet: {k}": v for k, v in NOT_STATED_YET.items()}
 
 
 def excused(media_type: str | None, status: int, problem: object) -> str | None:
@@ -120,7 +116,7 @@ def excused(media_type: str | None, status: int, problem: object) -> str | None:
     if status == 503 and all("did not finish within" in d for d in details):
         return "compute deadline"
     if status == 422:
-        reasons = {name for d in details for name, rule in RELATIONS.items() if re.search(rule, d)}
-        if reasons and all(any(re.search(r, d) for r in RELATIONS.values()) for d in details):
+        reasons = {name for d in details for name, rule in UNSTATABLE.items() if re.search(rule, d)}
+        if reasons and all(any(re.search(r, d) for r in UNSTATABLE.values()) for d in details):
             return ", ".join(sorted(reasons))
     return None

@@ -2165,14 +2165,14 @@ export interface components {
             n_sampled: number;
             /**
              * Nll
-             * @description Σ NLL of the scored tokens, nats.
+             * @description Σ NLL of the scored tokens, nats (Infinity past float64's range).
              */
-            nll: number;
+            nll: number | ("Infinity" | "-Infinity" | "NaN");
             /**
              * Nll Lower Bound
              * @description Σ NLL with each outside-the-top token at the least NLL its alternatives allow; null when there is none or one has no alternatives.
              */
-            nll_lower_bound: number | null;
+            nll_lower_bound: number | ("Infinity" | "-Infinity" | "NaN") | null;
             metrics: components["schemas"]["LanguageModelMetrics"];
             calibration: components["schemas"]["Top1Calibration"] | null;
             entropy: components["schemas"]["TruncatedEntropy"] | null;
@@ -2218,8 +2218,11 @@ export interface components {
         MergeableTotals: {
             /** Sequences */
             sequences: number;
-            /** Nll */
-            nll: number;
+            /**
+             * Nll
+             * @description Σ NLL, nats (Infinity when finite logprobs sum beyond float64).
+             */
+            nll: number | ("Infinity" | "-Infinity" | "NaN");
             /** Tokens */
             tokens: number;
             /**
@@ -3268,7 +3271,7 @@ export interface components {
              * Nll
              * @description Σ NLL of the scored tokens, nats (minus the log-likelihood).
              */
-            nll: number[];
+            nll: (number | ("Infinity" | "-Infinity" | "NaN"))[];
             /**
              * Tokens
              * @description Scored tokens.
@@ -3688,7 +3691,7 @@ export interface components {
              * @description Optional: N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding). Scores the output.
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3717,11 +3720,14 @@ export interface components {
             parameters: unknown;
         } | {
             temperature: unknown;
-        }) & unknown & unknown & unknown & ({
+        }) & unknown & unknown & unknown & unknown & {
+            mask?: null;
+            ignore_index?: null;
+        } & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }));
+        }) & unknown);
         /**
          * BootstrapOptions
          * @description Percentile bootstrap over samples.
@@ -3904,7 +3910,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs. Required unless multilabel.
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
             /**
              * Mask
              * @description Sequence inputs: B×T, 1 where a position is scored, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -3935,7 +3941,7 @@ export interface components {
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * CrossEntropyBody
          * @description Predictions (exactly one of `logits`, `probs`) and truth (exactly one of `labels`, `targets`).
@@ -4051,7 +4057,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); B×T token ids for sequence inputs (a nested list, or an INT32/INT64 tensor of shape [B, T]).
              * @default null
              */
-            labels?: (number[] | components["schemas"]["Tensor"]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
             /**
              * Mask
              * @description Sequence inputs: B×T, 1 where a position is scored (e.g. the attention mask shifted to the labels), 0 elsewhere; labels at unscored positions are never read.
@@ -4106,7 +4112,7 @@ export interface components {
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * DivergenceBody
          * @description Two batches of distributions p and q, each as probabilities or logits (exactly one of each pair).
@@ -4492,7 +4498,7 @@ export interface components {
              * @description N true classes; -1 where not known yet (send it later by id).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"]))) | null;
             /**
              * Ids
              * @description N row ids (null: no id). An unlabelled row with an id waits for its label (POST …/labels) for the monitor's label_ttl_s.
@@ -4679,7 +4685,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -4708,11 +4714,13 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & ({
+        }) & unknown & unknown & unknown & {
+            mask?: null;
+        } & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * RequestedOutput
          * @description An output asked for by name (OIP), with its parameters (``binary_data``).
@@ -4992,7 +5000,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["VectorShape"])) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -5015,17 +5023,17 @@ export interface components {
             logits: unknown;
         } | {
             probs: unknown;
-        } | {
-            scores: unknown;
         }) & ({
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & ({
+        }) & unknown & {
+            mask?: null;
+        } & ({
             pos_label?: null;
         } | {
             classes: unknown;
-        }) & unknown);
+        }) & unknown & unknown);
         /**
          * Tensor
          * @description An Open Inference Protocol (KServe v2) tensor: shape, datatype and row-major data.
@@ -5253,6 +5261,10 @@ export interface components {
         VectorShape: {
             shape: unknown;
         };
+        /** @description A tensor of labels: `data` holds integers (2.0 counts, as in JSON Schema). */
+        LabelData: {
+            data?: number[] | number[][];
+        };
         /** @description A tensor of probabilities: `data` in [0, 1]. */
         ProbabilityData: {
             data?: unknown[] | unknown[][];
@@ -5264,10 +5276,6 @@ export interface components {
                 binary_data_size?: null;
             };
         };
-        /** @description An input's `parameters` without a `role` (absent or null): its `name` is its role. */
-        InferenceInputParametersWithoutRole: null | unknown | {
-            role?: null;
-        };
         /** @description The inputs of an inference request for CrossEntropyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CrossEntropyInferenceInputs: (((({
             parameters: {
@@ -5277,7 +5285,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5286,8 +5296,21 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: null | unknown | {
+                role?: null;
+            };
+        }) & components["schemas"]["LabelData"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5295,19 +5318,21 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+                role: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            name?: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
-        /** @description CrossEntropyBody's rules across fields, on an inference request's inputs and parameters. */
-        CrossEntropyInferenceRules: unknown & unknown & unknown;
         /** @description The inputs of an inference request for DivergenceBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         DivergenceInferenceInputs: (((({
             parameters: {
@@ -5317,7 +5342,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "p_probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5326,7 +5353,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "p_logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5335,7 +5364,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "q_probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5344,7 +5375,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "q_logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5353,10 +5386,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description DivergenceBody's rules across fields, on an inference request's inputs and parameters. */
-        DivergenceInferenceRules: unknown & unknown;
         /** @description The inputs of an inference request for TemperatureBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         TemperatureInferenceInputs: (((({
             parameters: {
@@ -5366,7 +5399,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5375,17 +5410,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
-            parameters: {
-                /** @enum {unknown} */
-                role: "scores";
+            parameters?: null | unknown | {
+                role?: null;
             };
-        } | {
-            /** @enum {unknown} */
-            name?: "scores";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["ScoresShape"]) | (({
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "labels";
@@ -5393,8 +5421,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | (({
+            parameters?: null | unknown | {
+                role?: null;
+            };
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5402,7 +5432,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5411,10 +5443,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description TemperatureBody's rules across fields, on an inference request's inputs and parameters. */
-        TemperatureInferenceRules: unknown;
         /** @description The inputs of an inference request for RecalibrateBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         RecalibrateInferenceInputs: (((({
             parameters: {
@@ -5424,7 +5456,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5433,7 +5467,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5442,7 +5478,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "scores";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5451,8 +5489,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | (({
+            parameters?: null | unknown | {
+                role?: null;
+            };
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5460,7 +5500,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5469,10 +5511,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description RecalibrateBody's rules across fields, on an inference request's inputs and parameters. */
-        RecalibrateInferenceRules: unknown & unknown;
         /** @description The inputs of an inference request for ApplyBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ApplyInferenceInputs: (((({
             parameters: {
@@ -5482,7 +5524,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5491,7 +5535,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5500,7 +5546,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "scores";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["ScoresShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5509,8 +5557,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | (({
+            parameters?: null | unknown | {
+                role?: null;
+            };
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5518,7 +5568,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
@@ -5527,10 +5579,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description ApplyBody's rules across fields, on an inference request's inputs and parameters. */
-        ApplyInferenceRules: unknown;
         /** @description The inputs of an inference request for CalibrationBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         CalibrationInferenceInputs: (((({
             parameters: {
@@ -5540,7 +5592,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5549,8 +5603,21 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
+            parameters: {
+                /** @enum {unknown} */
+                role: "labels";
+            };
+        } | {
+            /** @enum {unknown} */
+            name?: "labels";
+            parameters?: null | unknown | {
+                role?: null;
+            };
+        }) & components["schemas"]["LabelData"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5558,19 +5625,21 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "targets";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
-                role: "labels" | "sample_weight" | "mask";
+                role: "sample_weight" | "mask";
             };
         } | {
             /** @enum {unknown} */
-            name?: "labels" | "sample_weight" | "mask";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            name?: "sample_weight" | "mask";
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
-        /** @description CalibrationBody's rules across fields, on an inference request's inputs and parameters. */
-        CalibrationInferenceRules: unknown & unknown & unknown & unknown;
         /** @description The inputs of an inference request for ObservationsBody's fields: each fills one of its roles (`parameters.role`, else `name`), each role at most once, one of each "exactly one of" group. */
         ObservationsInferenceInputs: (((({
             parameters: {
@@ -5580,7 +5649,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "logits";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & components["schemas"]["PredictionMatrixShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5589,7 +5660,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "probs";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
@@ -5598,8 +5671,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "labels";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
-        }) & components["schemas"]["VectorShape"]) | ({
+            parameters?: null | unknown | {
+                role?: null;
+            };
+        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "ids" | "timestamps";
@@ -5607,7 +5682,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             name?: "ids" | "timestamps";
-            parameters?: components["schemas"]["InferenceInputParametersWithoutRole"];
+            parameters?: null | unknown | {
+                role?: null;
+            };
         })) & components["schemas"]["InferenceInputInJson"])[] & (unknown & unknown & unknown & unknown);
     };
     responses: never;
@@ -5669,7 +5746,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["CrossEntropyBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["CrossEntropyBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
@@ -5688,7 +5791,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
                     } | null;
-                } & components["schemas"]["CrossEntropyInferenceRules"]));
+                } & ((unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5801,7 +5904,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["DivergenceBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["DivergenceBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
                         eps?: components["schemas"]["DivergenceBody"]["eps"];
@@ -5813,7 +5942,7 @@ export interface operations {
                         per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: components["schemas"]["DivergenceBody"]["binary_data_output"];
                     } | null;
-                } & components["schemas"]["DivergenceInferenceRules"]));
+                } & (unknown & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -5936,7 +6065,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["TemperatureBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["TemperatureBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
@@ -5952,7 +6107,9 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & components["schemas"]["TemperatureInferenceRules"]));
+                } & ((unknown & {
+                    inputs?: unknown;
+                }) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6076,7 +6233,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["RecalibrateBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["RecalibrateBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["RecalibrateBody"]["classes"];
@@ -6098,7 +6281,9 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & components["schemas"]["RecalibrateInferenceRules"]));
+                } & ((unknown & unknown & unknown & {
+                    inputs?: unknown;
+                }) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6210,7 +6395,33 @@ export interface operations {
                  *       "temperature": 1.5
                  *     }
                  */
-                "application/json": components["schemas"]["ApplyBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["ApplyBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["ApplyBody"]["classes"];
@@ -6228,7 +6439,13 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & components["schemas"]["ApplyInferenceRules"]));
+                } & ((unknown & unknown & ({
+                    inputs?: unknown;
+                } & {
+                    parameters: null | {
+                        ignore_index?: null;
+                    };
+                })) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6347,7 +6564,33 @@ export interface operations {
                  *       "n_bins": 5
                  *     }
                  */
-                "application/json": components["schemas"]["CalibrationBody"] | (components["schemas"]["InferenceRequest"] & ({
+                "application/json": components["schemas"]["CalibrationBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -6373,7 +6616,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & components["schemas"]["CalibrationInferenceRules"]));
+                } & ((unknown & unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6495,7 +6738,33 @@ export interface operations {
                     multilabel?: unknown;
                 } & {
                     target?: unknown;
-                }) | (components["schemas"]["InferenceRequest"] & ({
+                }) | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -6521,7 +6790,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                     } | null;
-                } & (components["schemas"]["CalibrationInferenceRules"] & {
+                } & ((unknown & unknown & unknown & unknown) & unknown & {
                     parameters?: null | {
                         multilabel?: unknown;
                     };
@@ -7048,7 +7317,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["ObservationsBody"] | (components["schemas"]["InferenceRequest"] & {
+                "application/json": components["schemas"]["ObservationsBody"] | ({
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & {
                     inputs?: components["schemas"]["ObservationsInferenceInputs"];
                     parameters?: {
                         segment?: components["schemas"]["ObservationsBody"]["segment"];
@@ -8363,7 +8658,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
@@ -8382,7 +8703,7 @@ export interface operations {
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
                     } | null;
-                } & components["schemas"]["CrossEntropyInferenceRules"]);
+                } & ((unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -8572,7 +8893,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["DivergenceInferenceInputs"];
                     parameters?: {
                         eps?: components["schemas"]["DivergenceBody"]["eps"];
@@ -8584,7 +8931,7 @@ export interface operations {
                         per_sample?: components["schemas"]["DivergenceBody"]["per_sample"];
                         binary_data_output?: boolean;
                     } | null;
-                } & components["schemas"]["DivergenceInferenceRules"]);
+                } & (unknown & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -8779,7 +9126,33 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
@@ -8806,7 +9179,7 @@ export interface operations {
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
                     } | null;
-                } & components["schemas"]["CalibrationInferenceRules"]);
+                } & ((unknown & unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9003,7 +9376,33 @@ export interface operations {
                  *       ]
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
                     parameters?: {
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
@@ -9019,7 +9418,9 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & components["schemas"]["TemperatureInferenceRules"]);
+                } & ((unknown & {
+                    inputs?: unknown;
+                }) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9219,7 +9620,33 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["RecalibrateInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["RecalibrateBody"]["classes"];
@@ -9241,7 +9668,9 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & components["schemas"]["RecalibrateInferenceRules"]);
+                } & ((unknown & unknown & unknown & {
+                    inputs?: unknown;
+                }) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9418,7 +9847,33 @@ export interface operations {
                  *       }
                  *     }
                  */
-                "application/json": components["schemas"]["InferenceRequest"] & ({
+                "application/json": {
+                    /**
+                     * Id
+                     * @description Ignored.
+                     * @default null
+                     */
+                    id?: string | null;
+                    /**
+                     * Inputs
+                     * @description The arrays, one tensor each.
+                     */
+                    inputs: components["schemas"]["InferenceInput"][];
+                    /**
+                     * Outputs
+                     * @description The outputs to return (default all); on /v1 ignored.
+                     * @default null
+                     */
+                    outputs?: components["schemas"]["RequestedOutput"][] | null;
+                    /**
+                     * Parameters
+                     * @description The endpoint's scalar options (eps, base, reduction, ...).
+                     * @default null
+                     */
+                    parameters?: {
+                        [key: string]: unknown;
+                    } | null;
+                } & ({
                     inputs?: components["schemas"]["ApplyInferenceInputs"];
                     parameters: {
                         classes?: components["schemas"]["ApplyBody"]["classes"];
@@ -9436,7 +9891,13 @@ export interface operations {
                     } | {
                         temperature: unknown;
                     });
-                } & components["schemas"]["ApplyInferenceRules"]);
+                } & ((unknown & unknown & ({
+                    inputs?: unknown;
+                } & {
+                    parameters: null | {
+                        ignore_index?: null;
+                    };
+                })) & unknown));
                 "application/octet-stream": string;
             };
         };

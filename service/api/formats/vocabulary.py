@@ -6,7 +6,7 @@ import numpy as np
 
 from service.core import InputError, check_labels
 from service.core._typing import IntArray
-from service.core.validation import first_index
+from service.core.validation import first_index, integral_floats
 
 
 def check_vocabulary(
@@ -73,6 +73,8 @@ def map_labels(
     ranked = vocab[order]
     labels = np.asarray(raw)
     strings = vocab.dtype.kind == "U"
+    if not strings and labels.ndim == 1 and labels.dtype.kind == "f":  # 2.0, as without `classes`
+        labels = integral_floats(labels)
     if labels.ndim != 1 or (labels.dtype.kind == "U") != strings or labels.dtype.kind in "bfcO":
         kind = "strings" if strings else "integers"
         raise InputError("labels", f"must be a list of {kind}, as `classes`")

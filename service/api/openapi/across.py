@@ -6,10 +6,14 @@ where a field is either an input's role (in ``inputs``) or an option (in ``param
 
 A condition or consequence is a tuple:
 
+- ``("always",)`` (a condition): the consequence holds whatever is sent;
 - ``("sent", f)``: `f` is sent (not null);
 - ``("in", f, values)``: `f` is sent with one of `values`;
 - ``("not_in", f, values)``: `f` is absent, null or none of `values`;
 - ``("none", fields)``: none of `fields` is sent (each absent or null);
+- ``("binary", fields)``: the one of `fields` that is sent is binary (a vector, or N×2);
+- ``("fitted_on_scores", bool)``: /v1/apply's `parameters` were fitted on raw scores (or not);
+- ``("items_in", f, values)``: `f`, when sent, lists only `values`;
 - ``("rank3", fields)``: the one of `fields` that is sent is a B×T×K tensor (a ``shape`` of 3);
 - ``("matrix", fields)``: the one of `fields` that is sent is N×K (rows, or a ``shape`` of 2);
 - ``("preset", {preset: fields})``: the preset sent leaves out the fields it fixes.
@@ -19,14 +23,29 @@ from typing import Any
 
 from service.api.schemas.calibration import CONVENTION_FIELDS
 from service.core.calibration.conventions import PRESETS
+from service.core.calibration.multilabel import MULTILABEL_ALLOWED
 
 Term = tuple[Any, ...]
 #: Methods whose maps take raw `scores` (service.api.routes.recalibration_inputs.SCORE_METHODS).
 SCORE_METHODS = ["isotonic", "platt", "sigmoid"]
-MULTILABEL_METRICS = ["calibration_error", "ece", "mce", "rmsce", "brier", "nll"]
+#: The metrics multilabel calibration reports (service.api.routes.calibration_multilabel).
+#: Methods of binary predictions only (service.api.maps.BINARY_ONLY): a vector, or N×2. Stated for
+#: raw `scores` (then a vector: scores are K ≥ 3 or N); for `logits` and `probs` too, the if/then on
+#: `method` leaves /v1/apply's body raw ("Schemathesis does not support this part of it") and
+#: /v1/recalibrate's past "result is not supported in canonical form" (schemathesis 4.32.5).
+BINARY_METHODS = ["platt", "beta"]
+MULTILABEL_METRICS = [*MULTILABEL_ALLOWED, "reliability"]
 #: Stands for "any value but 0" in a rule's values (label smoothing is off at 0).
 NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
+#: The predictions of a recalibration map.
+_SCORED = ("logits", "probs", "scores")
+#: `mask` marks the scored tokens of B×T×K sequences. The document states the recalibration bodies'
+#: predictions N×K or N (:data:`.values.MATRIX_BODIES`; their B×T×K token sequences are described in
+#: the fields, not stated), so there `mask` is never sent: as an ``if``/``then`` on the predictions'
+#: shape, /v1/apply's body is more than schemathesis 4.32.5 generates from ("Schemathesis does not
+#: support this part of it").
+_MATRIX_ONLY: list[tuple[Term, Term]] = [(("always",), ("none", ["mask"]))]
 #: A divergence's p side decides: B×T×K token sequences take `mask`, N×K rows `sample_weight`.
 _P_SIDE = ("p_probs", "p_logits")
 
@@ -68,6 +87,7 @@ _MULTILABEL_CALIBRATION: list[tuple[Term, Term]] = [
     (("in", "multilabel", [True]), ("not_in", "normalize", [True])),
     (("in", "multilabel", [True]), ("not_in", "target", ["top_label", "positive_class", "marginal"])),
     (("in", "multilabel", [True]), ("matrix", _PREDICTIONS)),
+    (("in", "multilabel", [True]), ("items_in", "metrics", MULTILABEL_METRICS)),
     (("not_in", "multilabel", [True]), ("none", ["targets"])),
 ]
 #: Per request-body schema (and so per endpoint taking it): (condition, consequence) rules.
@@ -90,10 +110,20 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
     ],
     "RecalibrateBody": [
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
+        (("in", "method", BINARY_METHODS), ("binary", ("scores",))),
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),
+        *_MATRIX_ONLY,
     ],
-    "ApplyBody": [(("sent", "scores"), ("in", "parameters.method", SCORE_METHODS))],
-    "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"]))],
+    # (apply drops no rows: `ignore_index` marks padding in B×T×K sequences only, as `mask`)
+    "ApplyBody": [
+        # raw scores take maps fitted on them (Platt, sigmoid, isotonic with input "scores"), and
+        # logits or probs the others
+        (("sent", "scores"), ("fitted_on_scores", True)),
+        (("none", ["scores"]), ("fitted_on_scores", False)),
+        (("in", "parameters.method", BINARY_METHODS), ("binary", ("scores",))),
+        (("always",), ("none", ["mask", "ignore_index"])),
+    ],
+    "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"])), *_MATRIX_ONLY],
 }
 #: Rules stated on the JSON body only, not on the endpoint's inference request: with them there
 #: schemathesis 4.32.5 cannot generate /v1/cross-entropy's or /v2/models/cross-entropy/infer's
@@ -113,6 +143,37 @@ DIAGRAM_RULES: list[tuple[Term, Term]] = [
 ]
 
 
+#: Binary predictions: nested rows of at most 2 (a flat list's numbers have no length), or a tensor
+#: whose shape is [N] or [N, K ≤ 2] (``items`` does not apply to an object, ``properties`` not to a list).
+_BINARY: dict[str, Any] = {
+    "items": {"maxItems": 2},
+    "properties": {"shape": {"maxItems": 2, "prefixItems": [{}, {"maximum": 2}]}},
+}
+
+
+#: /v1/apply's `parameters` fitted on raw scores: Platt, sigmoid, or isotonic with input "scores".
+_FITTED_ON_SCORES: dict[str, Any] = {
+    "required": ["parameters"],
+    "properties": {
+        "parameters": {
+            "type": "object",
+            "required": ["method"],
+            "properties": {"method": {"enum": SCORE_METHODS}},
+            "if": {"properties": {"method": {"const": "isotonic"}}},
+            "then": {"required": ["input"], "properties": {"input": {"const": "scores"}}},
+        }
+    },
+}
+#: ... and fitted on logits or probabilities: no sigmoid, no isotonic map with input "scores".
+_FITTED_ON_PREDICTIONS: dict[str, Any] = {
+    "properties": {
+        "parameters": {
+            "properties": {"method": {"not": {"const": "sigmoid"}}, "input": {"not": {"const": "scores"}}}
+        }
+    }
+}
+
+
 def _values(values: list[Any]) -> dict[str, Any]:
     if values == [NONZERO]:  # label_smoothing: only 0 is "not sent"
         return {"not": {"const": 0}}
@@ -122,7 +183,8 @@ def _values(values: list[Any]) -> dict[str, Any]:
 def _field(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` on field `name` of an object (``a.b``: `b` inside object field `a`), `name` required."""
     head, _, rest = name.partition(".")
-    inner = _field(rest, schema) if rest else schema
+    # an object holding `rest` (``properties`` alone would let a null `head` through)
+    inner = {"type": "object", **_field(rest, schema)} if rest else schema
     return {"required": [head], "properties": {head: inner}}
 
 
@@ -136,6 +198,12 @@ def _body_term(term: Term) -> dict[str, Any]:
         return {"properties": {term[1]: {"not": _values(term[2])}}}
     if kind == "none":
         return {"properties": {f: {"type": "null"} for f in term[1]}}
+    if kind == "binary":  # a vector or N×2: rows of at most 2, a shape [N] or [N, ≤ 2] (no disjunction)
+        return {"properties": dict.fromkeys(term[1], _BINARY)}
+    if kind == "fitted_on_scores":  # /v1/apply's `parameters`: fitted on raw scores, or not
+        return _FITTED_ON_SCORES if term[1] else _FITTED_ON_PREDICTIONS
+    if kind == "items_in":
+        return {"properties": {term[1]: {"anyOf": [{"type": "null"}, {"items": _values(term[2])}]}}}
     if kind == "preset":  # each preset leaves out the fields it fixes
         fixed = [
             {"allOf": [_field("preset", {"const": p}), _body_term(("none", f))]} for p, f in term[1].items()
@@ -158,9 +226,13 @@ def _any(schemas: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _names(term: Term) -> list[str]:
+    if term[0] == "always":
+        return []
+    if term[0] == "fitted_on_scores":
+        return ["parameters"]
     if term[0] == "preset":
         return ["preset"]
-    names = term[1] if term[0] in ("none", "rank3", "matrix") else [term[1]]
+    names = term[1] if term[0] in ("none", "rank3", "matrix", "binary") else [term[1]]
     return [name.partition(".")[0] for name in names]
 
 
@@ -183,6 +255,9 @@ def _merged(rules: list[tuple[Term, Term]], term: Any) -> list[dict[str, Any]]:
     done: set[str] = set()
     for key, (cond, thens) in by_condition.items():
         if key in done:
+            continue
+        if cond[0] == "always":
+            stated.extend(term(t) for t in thens)
             continue
         if cond[0] == "sent" and all(t[0] == "not_in" and t[1] == cond[1] for t in thens):
             stated.extend(term(t) for t in thens)  # "f, when sent, is none of": null is none of them
@@ -208,7 +283,13 @@ def on_body(rules: list[tuple[Term, Term]]) -> list[dict[str, Any]]:
 
 def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any]:
     kind = term[0]
-    names = list(term[1]) if kind in ("none", "rank3", "matrix") else [] if kind == "preset" else [term[1]]
+    names = (
+        list(term[1])
+        if kind in ("none", "rank3", "matrix", "binary")
+        else []
+        if kind in ("preset", "fitted_on_scores")
+        else [term[1]]
+    )
     if not any(name in roles for name in names):  # options: the same rule inside `parameters`
         return (
             _field("parameters", _body_term(term))
@@ -223,6 +304,9 @@ def _inference_term(term: Term, roles: list[str], is_role: Any) -> dict[str, Any
         if not options:
             return inputs
         return {"allOf": [inputs, _inference_term(("none", options), roles, is_role)]}
+    if kind == "binary":  # each input filling one of `names` has a binary shape
+        binary = {"properties": {"shape": _BINARY["properties"]["shape"]}}
+        return {"properties": {"inputs": {"items": {"if": is_role(names), "then": binary}}}}
     # rank3, matrix
     dims = {"minItems": 3} if kind == "rank3" else {"minItems": 2, "maxItems": 2}
     shaped = {"allOf": [is_role(names), {"properties": {"shape": dims}}]}

@@ -13,7 +13,7 @@ from typing import Any
 
 from .across import BODY_ONLY, DIAGRAM_RULES, RULES, applicable, on_body
 from .examples import V1
-from .inference import MARK, narrow
+from .inference import MARK, STRING_CLASSES, narrow
 from .logprobs import state_documents
 from .sequences import state_sequence_forms
 from .values import state_values
@@ -24,7 +24,8 @@ EXACTLY_ONE: dict[str, list[tuple[str, ...]]] = {
     "CrossEntropyBody": [("logits", "probs"), ("labels", "targets")],
     "DivergenceBody": [("p_probs", "p_logits"), ("q_probs", "q_logits")],
     "CalibrationBody": [("logits", "probs"), ("labels", "targets")],
-    "TemperatureBody": [("logits", "probs", "scores"), ("labels", "targets")],
+    # (a temperature takes no raw `scores`: they apply to the isotonic, Platt and sigmoid maps)
+    "TemperatureBody": [("logits", "probs"), ("labels", "targets")],
     "RecalibrateBody": [("logits", "probs", "scores"), ("labels", "targets")],
     "ApplyBody": [("logits", "probs", "scores"), ("parameters", "temperature")],
     "ObservationsBody": [("logits", "probs")],
@@ -76,6 +77,32 @@ def _rules(name: str) -> list[dict[str, Any]]:
     return rules + [{"not": {"allOf": [_sent(f) for f in g]}} for g in AT_MOST_ONE.get(name, [])]
 
 
+_STRING_LABELS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string"},
+    "description": "With string `classes`: a length-N list of names from them.",
+}
+
+
+def _type_labels_as_classes(schema: dict[str, Any]) -> None:
+    """`labels` are names from string `classes` (a list of strings), else integers or a tensor."""
+    labels = schema["properties"]["labels"]["anyOf"][0]
+    labels["anyOf"] = [*labels["anyOf"], _STRING_LABELS]
+    labels["description"] = "Length-N list of integers, or a tensor object; with string `classes`, names."
+    # "not strings" is "integers" where those are the forms (a tensor object has no `items`)
+    rule = {
+        "if": STRING_CLASSES,
+        "then": {
+            "properties": {
+                "labels": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}}]}
+            }
+        },
+        "else": {"properties": {"labels": {"anyOf": [{"type": "null"}, {"items": {"type": "integer"}}]}}},
+    }
+    schema["allOf"] = [*schema.get("allOf", []), rule]
+
+
 def add_rules(schemas: dict[str, Any]) -> None:
     """State the exactly-one-of and at-most-one-of rules in the request-body schemas."""
     for name in EXACTLY_ONE.keys() | AT_MOST_ONE.keys():
@@ -91,6 +118,8 @@ def add_rules(schemas: dict[str, Any]) -> None:
         if {"pos_label", "classes"} <= properties:  # `pos_label` picks one of `classes`: it needs them
             needs = {"anyOf": [{"properties": {"pos_label": {"type": "null"}}}, _sent("classes")]}
             schema["allOf"] = [*schema.get("allOf", []), needs]
+        if {"classes", "labels"} <= properties:
+            _type_labels_as_classes(schema)
         excluded = ("classes", "ignore_index") in AT_MOST_ONE.get(name, [])
         if {"classes", "ignore_index"} <= properties and not excluded:  # an int never equals a string label
             # `classes` are all integers or all strings: "not strings" is "integers", which a generator

@@ -10,12 +10,15 @@ JSON text, as OIP parameters are scalars: said in the description, not in the sc
 schema can say which strings are valid JSON.) What JSON Schema cannot say (``data`` matching
 ``shape``, labels below K) stays in the endpoint's description and its 422s.
 
-Nothing is copied per endpoint: an option is a ``$ref`` to its field in the JSON body's component
+Little is copied per endpoint: an option is a ``$ref`` to its field in the JSON body's component
 (``#/components/schemas/CrossEntropyBody/properties/eps``), and the inputs' rules are one component
-per body (``CrossEntropyInferenceInputs``) that /v1 and /v2 share.
+per body (``CrossEntropyInferenceInputs``) that /v1 and /v2 share. ``InferenceRequest``'s own fields
+and the rules across fields are spelled out in each request: behind a pointer, a negative case
+negating them stopped schemathesis' generator (tests/contract/test_generator_forms.py).
 """
 
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import Any
 
 from .across import RULES, applicable, on_inference
@@ -31,28 +34,29 @@ def marker(body: str, roles: tuple[str, ...]) -> dict[str, Any]:
     return {"$ref": INFERENCE_REQUEST, MARK: {"body": body, "roles": list(roles)}}
 
 
-def _is_role(roles: list[str]) -> dict[str, Any]:
-    """An input whose role is one of `roles`: ``parameters.role``, or its name when that is absent/null."""
-    by_parameter = {
-        "required": ["parameters"],
-        "properties": {"parameters": {"required": ["role"], "properties": {"role": {"enum": roles}}}},
-    }
-    by_name = {
-        "properties": {"name": {"enum": roles}, "parameters": {"$ref": f"#/components/schemas/{NO_ROLE}"}}
-    }
-    return {"anyOf": [by_parameter, by_name]}
-
-
 #: An input's parameters that name no role (absent, or null): its `name` is its role.
-NO_ROLE = "InferenceInputParametersWithoutRole"
-_NO_ROLE: dict[str, Any] = {
-    "description": "An input's `parameters` without a `role` (absent or null): its `name` is its role.",
+_NO_ROLE_VALUES: dict[str, Any] = {
     "anyOf": [
         {"type": "null"},
         {"not": {"required": ["role"]}},
         {"properties": {"role": {"type": "null"}}},
     ],
 }
+
+
+def _is_role(roles: list[str]) -> dict[str, Any]:
+    """An input whose role is one of `roles`: ``parameters.role``, or its name when that is absent/null."""
+    by_parameter = {
+        "required": ["parameters"],
+        "properties": {"parameters": {"required": ["role"], "properties": {"role": {"enum": roles}}}},
+    }
+    # spelled out, not a pointer to NO_ROLE: a ``not`` over a pointer (the rules' negations, schemathesis'
+    # negative mutations) leaves an ``allOf`` schemathesis 4.32.5 intersects only when a draw reaches it,
+    # and there jsonschema_rs 0.60.3 raises "result is not supported in canonical form"
+    by_name = {"properties": {"name": {"enum": roles}, "parameters": _NO_ROLE_VALUES}}
+    return {"anyOf": [by_parameter, by_name]}
+
+
 #: A tensor of a JSON body: it carries its `data`, and so no `binary_data_size` (a shared component).
 IN_JSON = "InferenceInputInJson"
 _IN_JSON: dict[str, Any] = {
@@ -82,6 +86,13 @@ def _role_values(roles: list[str], body: str) -> dict[str, Any]:
     return {"anyOf": branches + ([_is_role(others)] if others else [])}
 
 
+#: `classes` sent as names (strings): labels are then names, which no numeric tensor holds.
+STRING_CLASSES: dict[str, Any] = {
+    "required": ["classes"],
+    "properties": {"classes": {"type": "array", "items": {"type": "string"}}},
+}
+
+
 def _counted(roles: list[str], least: int) -> dict[str, Any]:
     return {"contains": _is_role(roles), "minContains": least, "maxContains": 1}
 
@@ -104,8 +115,10 @@ def narrow(
     `rules` its rules across fields (:mod:`.across`).
     """
     mark = schema.pop(MARK)
-    roles: list[str] = mark["roles"]
     body = components[mark["body"]]
+    # The roles the JSON body has a field for: the route reads its array fields from one list, but
+    # refuses those its body lacks (/v1/temperature's raw `scores`: "apply to methods ... only").
+    roles: list[str] = [r for r in mark["roles"] if r in body.get("properties", {})]
     # Each option refers to its field in the JSON body's component: typed once in the document.
     at = f"#/components/schemas/{mark['body']}/properties"
     options = {name: {"$ref": f"{at}/{name}"} for name in body.get("properties", {}) if name not in roles}
@@ -117,7 +130,7 @@ def narrow(
     grouped = {r for g in role_groups + optional_groups for r in g}
     # The inputs' rules are the same on /v1 and /v2: one component per body, referred to by both.
     inputs_name = f"{mark['body'].removesuffix('Body')}InferenceInputs"
-    components[IN_JSON], components[NO_ROLE] = _IN_JSON, _NO_ROLE
+    components[IN_JSON] = _IN_JSON
     components[inputs_name] = {
         "description": f"The inputs of an inference request for {mark['body']}'s fields: each fills one "
         "of its roles (`parameters.role`, else `name`), each role at most once, one of each "
@@ -142,15 +155,21 @@ def narrow(
         narrowed["properties"]["parameters"] = {"anyOf": [parameters, {"type": "null"}]}
     fields = set(body.get("properties", {}))
     shared = [r for r in rules if r in RULES.get(mark["body"], [])]
-    if applicable(shared, fields):  # the body's rules across fields: one component, as the inputs
-        rules_name = f"{mark['body'].removesuffix('Body')}InferenceRules"
-        components[rules_name] = {
-            "description": f"{mark['body']}'s rules across fields, on an inference request's inputs and "
-            "parameters.",
-            "allOf": on_inference(applicable(shared, fields), roles, _is_role),
+    if applicable(shared, fields):  # the body's rules across fields, spelled out on each request
+        # (not a pointer to one component: negated whole by a negative case, a pointer there leaves
+        # an intersection jsonschema_rs 0.60.3 cannot spell, tests/contract/test_generator_forms.py)
+        narrowed["allOf"] = [{"allOf": on_inference(applicable(shared, fields), roles, _is_role)}]
+    if "classes" in options and "labels" in roles:  # names are strings: no tensor holds them
+        names = {
+            "if": {"required": ["parameters"], "properties": {"parameters": STRING_CLASSES}},
+            "then": {"properties": {"inputs": {"items": {"not": _is_role(["labels"])}}}},
         }
-        narrowed["allOf"] = [{"$ref": f"#/components/schemas/{rules_name}"}]
+        narrowed["allOf"] = [*narrowed.get("allOf", []), names]
     own = applicable([r for r in rules if r not in shared], fields)
     if own:
         narrowed["allOf"] = [*narrowed.get("allOf", []), *on_inference(own, roles, _is_role)]
-    schema["allOf"] = [{"$ref": schema.pop("$ref")}, narrowed]
+    # InferenceRequest spelled out, not ``allOf[$ref, narrowed]``: with the pointer, schemathesis 4.32.5
+    # folds the two only when a draw reaches them, and a negative case negating the rules there stops
+    # with "result is not supported in canonical form" (tests/contract/test_generator_forms.py)
+    request = components[schema.pop("$ref").rsplit("/", 1)[-1]]
+    schema["allOf"] = [{k: deepcopy(v) for k, v in request.items() if k != "description"}, narrowed]

@@ -7,7 +7,7 @@ shared forms take any numbers; per role the service reads them further, and the 
 - predictions (``logits``, ``probs``, ...) have K ≥ 2 classes (rows of at least 2 numbers, a tensor
   ``shape`` whose last dimension is at least 2), ``scores`` K ≥ 3; where an endpoint takes no
   B×T×K sequences (temperature, recalibrate, apply, a monitor's observations) at most 2 dimensions;
-- hard ``labels`` of those endpoints are 1-D;
+- hard ``labels`` hold integers (a tensor's ``data`` too; ``2.0`` is one), 1-D on those endpoints;
 - probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
   every number, and on a tensor's ``data``);
 - every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
@@ -111,8 +111,13 @@ def role_values(role: str, body: str) -> dict[str, Any] | None:
     Predictions have K ≥ 2 classes (raw `scores` K ≥ 3 when not a vector); a monitor's
     observations are N×K or N, not B×T×K; probabilities lie in [0, 1].
     """
-    if role == "labels" and body in MATRIX_BODIES:
-        return {"$ref": "#/components/schemas/VectorShape"}
+    if role == "labels":  # class indices (or token ids): integers, 1-D where no sequences are taken
+        integers = {"$ref": "#/components/schemas/LabelData"}
+        return (
+            {"allOf": [{"$ref": "#/components/schemas/VectorShape"}, integers]}
+            if body in MATRIX_BODIES
+            else integers
+        )
     if role not in PREDICTIONS:
         return None
     shape = (
@@ -182,6 +187,10 @@ def state_values(schemas: dict[str, Any]) -> None:
         "description": "Hard labels where no token sequences are taken: [N].",
         "required": ["shape"],
         "properties": {"shape": {"maxItems": 1}},
+    }
+    schemas["LabelData"] = {
+        "description": "A tensor of labels: `data` holds integers (2.0 counts, as in JSON Schema).",
+        "properties": {"data": _data({"type": "integer"})},
     }
     schemas["ProbabilityData"] = {
         "description": "A tensor of probabilities: `data` in [0, 1].",

@@ -74,7 +74,7 @@ MODELS = {
               {"per_sample": "per_sample"}, (("p_probs", "p_logits"), ("q_probs", "q_logits")), linear=True),
         Model("calibration", calibration.calibration_answer, calibration.ARRAY_FIELDS, CalibrationOptions,
               {}, (("logits", "probs"), ("labels", "targets")), linear=False),
-        Model("temperature", recalibration.temperature_answer, recalibration.ARRAY_FIELDS,
+        Model("temperature", recalibration.temperature_answer, recalibration.TEMPERATURE_FIELDS,
               TemperatureOptions, {"probs": "return_probs"}, (("logits", "probs"), ("labels", "targets")),
               linear=False),
         Model("recalibrate", recalibration.recalibrate_answer, recalibration.ARRAY_FIELDS,

@@ -50,6 +50,8 @@ MISSING_EXTRA_RESPONSE = {
 
 #: Array fields; B×T×K sequence inputs add a B×T `mask`.
 ARRAY_FIELDS = ("logits", "probs", "scores", "labels", "targets", "sample_weight", "mask")
+#: /v1/temperature's arrays: a temperature divides logits, never raw scores.
+TEMPERATURE_FIELDS = tuple(name for name in ARRAY_FIELDS if name != "scores")
 
 TEMPERATURE_PEER = (
     "scipy.optimize.minimize_scalar on the same NLL (to 1e-6 relative); "

@@ -161,7 +161,7 @@ class SequenceScores(BaseModel):
     model_config = RESULT_CONFIG
 
     path: list[str] = Field(description="Where each sequence was found in the request.")
-    nll: list[float] = Field(description="Σ NLL of the scored tokens, nats (minus the log-likelihood).")
+    nll: list[JsonFloat] = Field(description="Σ NLL of the scored tokens, nats (minus the log-likelihood).")
     tokens: list[int] = Field(description="Scored tokens.")
     perplexity: list[JsonFloat] = Field(description="exp(nll / tokens); NaN without tokens.")
     outside_top: list[int] = Field(description="Tokens in range reported as -9999.0 (outside the top).")
@@ -174,7 +174,7 @@ class MergeableTotals(BaseModel):
     model_config = RESULT_CONFIG
 
     sequences: int
-    nll: float
+    nll: JsonFloat = Field(description="Σ NLL, nats (Infinity when finite logprobs sum beyond float64).")
     tokens: int
     perplexity_sum: JsonFloat = Field(description="Σ exp(nll_i / tokens_i) over sequences with tokens.")
     sequences_with_tokens: int
@@ -211,8 +211,8 @@ class LogprobsResult(BaseModel):
     n_unconditioned: int = Field(description="A prompt's first position (null): nothing to score.")
     n_teacher_forced: int = Field(description="Scored tokens from prompt logprobs or echoed prompts.")
     n_sampled: int = Field(description="Scored tokens from sampled output.")
-    nll: float = Field(description="Σ NLL of the scored tokens, nats.")
-    nll_lower_bound: float | None = Field(
+    nll: JsonFloat = Field(description="Σ NLL of the scored tokens, nats (Infinity past float64's range).")
+    nll_lower_bound: JsonFloat | None = Field(
         description="Σ NLL with each outside-the-top token at the least NLL its alternatives allow; "
         "null when there is none or one has no alternatives."
     )

@@ -78,7 +78,8 @@ class BetaParameters(BaseModel):
 class Knots(BaseModel):
     """A non-decreasing piecewise-linear map through (x, y); constant beyond the end knots."""
 
-    model_config = _PARAMETERS_CONFIG
+    # closed and frozen as the maps, but no `method` of its own (the isotonic map's says what it is)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
     x: list[FiniteFloat] = Field(min_length=1, description="Probabilities, non-decreasing.")
     y: list[Annotated[FiniteFloat, Field(ge=0, le=1)]] = Field(
