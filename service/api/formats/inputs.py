@@ -120,12 +120,18 @@ def read_prediction(
     """Build the predicted distributions from whichever of the two fields was sent."""
     name = body.pick(logits_field, probs_field)
     raw = body.array(name)
-    tolerance = options.tolerance or default_tolerance(raw.dtype)
     if name == logits_field:
         logits = check_logits(raw, field=name)
+        tolerance = options.tolerance or default_tolerance(raw.dtype)
         return Prediction(
             Distribution.from_logits(logits, validate=False), name, dtype_name(logits.dtype), tolerance, 0
         )
+    return probs_prediction(raw, name, options)
+
+
+def probs_prediction(raw: np.ndarray, name: str, options: ProbabilityOptions) -> Prediction:
+    """The predicted distributions of probabilities `raw` sent as `name`, checked under `options`."""
+    tolerance = options.tolerance or default_tolerance(raw.dtype)
     probs = check_probabilities(raw, field=name, tolerance=tolerance, normalize=options.normalize)
     n_normalized = _count_renormalised(raw, probs) if options.normalize else 0
     dist = Distribution.from_probs(probs, eps=options.eps, validate=False)

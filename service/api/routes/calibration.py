@@ -15,6 +15,7 @@ from service.api.formats.inputs import (
     Body,
     Prediction,
     drop_ignored,
+    probs_prediction,
     read_prediction,
     read_truth,
     validated_options,
@@ -79,16 +80,12 @@ def plain_calibration(fields: dict[str, Any], max_elements: int) -> tuple[bytes,
     ):
         return None
     options = validated_options(CalibrationOptions, {})
-    tolerance = options.tolerance or core.default_tolerance(raw.dtype)
     try:
-        probs = core.check_probabilities(raw, field="probs", tolerance=tolerance, normalize=options.normalize)
-        labels = core.check_labels(labels, probs.shape[1])
+        prediction = probs_prediction(raw, "probs", options)
+        labels = core.check_labels(labels, raw.shape[1])
     except core.InputError:
         return None
-    if options.normalize and np.any(raw != probs):  # renormalised rows: the general path counts them
-        return None
-    dist = core.Distribution.from_probs(probs, eps=options.eps, validate=False)
-    prediction = Prediction(dist, "probs", core.dtype_name(probs.dtype), tolerance, 0)
+    dist = prediction.dist
     report = core.calibration_report(labels, dist, convention_of(options), metrics=options.metrics)
     return bytes(Answer(_result(options, prediction, report, None)).response().body), int(labels.size)
 
