@@ -24,9 +24,13 @@ def test_startup_objects_are_frozen_out_of_the_collector_while_the_app_runs():
 
     gc.unfreeze()
     with TestClient(create_app(Settings())) as client:
-        assert gc.get_freeze_count() > 10_000  # the modules and the app, not a handful of objects
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the modules and the app, not a handful of objects
         assert client.get("/healthz").status_code == 200
-    assert gc.get_freeze_count() == 0
+    # Once per process: a second app finds the modules frozen and neither collects nor freezes
+    # (its own objects stay with the collector; the first app's, freed, leave the frozen count).
+    with TestClient(create_app(Settings())) as client:
+        assert 10_000 < gc.get_freeze_count() <= frozen
 
 
 def test_probes_answer_while_the_thread_pool_is_exhausted():
