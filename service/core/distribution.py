@@ -35,7 +35,7 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     array([[-0.69314718, -0.69314718]])
     """
     z = np.asarray(logits)
-    return z - softmax_summary(z).lse[:, None]
+    return z - softmax_summary(z, top=False, entropy=False).lse[:, None]
 
 
 def binary_log_probs(logits: ArrayLike) -> FloatArray:

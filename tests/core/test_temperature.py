@@ -281,6 +281,38 @@ def test_apply_temperature_limits():
     np.testing.assert_allclose(np.exp(apply_temperature(np.array([0.7]), 2.0))[:, 1], expit([0.35]))
 
 
+EXTREMES = [
+    ([[1.5e10, 0.0, -3.0]], 1e-300),  # z / T overflows: was NaN
+    ([[1.0, 1.0 - 2e-300, 1.0]], 1e-300),  # gaps of the order of T stay finite
+    ([[3e38, -3e38, 0.0]], 0.5),  # float32's largest logits, T < 1: z / T overflows
+    ([[2.0, -1.0, 0.5]], 1e-310),  # a subnormal T
+    ([[0.25, 0.5, 0.75]], 1e-40),  # below float32's normal range
+]
+
+
+@pytest.mark.parametrize(
+    ("logits", "temperature", "dtype"),
+    [(z, t, dtype) for z, t in EXTREMES for dtype in (np.float64, np.float32)]
+    + [([[1e308, -1e308]], 1e-3, np.float64)],  # z - max overflows too
+)
+def test_apply_temperature_extremes_match_mpmath(logits, temperature, dtype):
+    """log softmax(z / T) at 200 bits: no NaN where z / T overflows, the limit's -inf where it is one."""
+    import mpmath
+
+    mpmath.mp.prec = 200
+    z = np.asarray(logits, dtype=dtype)
+    with np.errstate(over="ignore"):  # answers such as -1e311 are -inf in the dtype
+        scaled = [[mpmath.mpf(float(v)) / mpmath.mpf(temperature) for v in row] for row in z]
+        exact = [
+            [v - max(row) - mpmath.log(mpmath.fsum(mpmath.exp(u - max(row)) for u in row)) for v in row]
+            for row in scaled
+        ]
+        expected = np.array([[float(v) for v in row] for row in exact], dtype=dtype)
+    got = apply_temperature(z, temperature)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
 logit_batches = arrays(
     np.float64, st.tuples(st.integers(1, 30), st.integers(2, 6)), elements=st.floats(-50, 50, width=64)
 )
