@@ -293,7 +293,7 @@ EXTREMES = [
 @pytest.mark.parametrize(
     ("logits", "temperature", "dtype"),
     [(z, t, dtype) for z, t in EXTREMES for dtype in (np.float64, np.float32)]
-    + [([[1e308, -1e308]], 1e-3, np.float64)],  # z - max overflows too
+    + [([[1e308, -1e308]], 1e-3, np.float64), ([[1e308, -1e308, 0.0]], 2.0, np.float64)],  # z - max overflows
 )
 def test_apply_temperature_extremes_match_mpmath(logits, temperature, dtype):
     """log softmax(z / T) at 200 bits: no NaN where z / T overflows, the limit's -inf where it is one."""

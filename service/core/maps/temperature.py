@@ -240,6 +240,8 @@ def apply_temperature(logits: ArrayLike, temperature: float, *, validate: bool =
             return np.log(top / np.count_nonzero(top, axis=1, keepdims=True)).astype(z.dtype)
     if np.isinf(temperature):
         return np.full(z.shape, -np.log(z.shape[1]), dtype=z.dtype)
+    if temperature >= 1:  # |z / T| ≤ |z|: nothing can overflow
+        return log_softmax(z * z.dtype.type(1 / temperature))
     # Shifted by the row maximum before dividing: differences are ≤ 0, so a tiny T or a huge logit
     # saturates them to -inf (probability 0) instead of overflowing z / T to inf (inf - inf = NaN).
     # A T below the dtype's normal range (float32: 1e-300 rounds to 0) divides in float64.
