@@ -229,12 +229,12 @@ def test_a_bootstrap_goes_to_a_thread_by_the_general_layer(rng, general_calls):
     assert direct.status_code == 200 and direct.content == general.content
 
 
-def _watch_run(timeout: float, receive, outside_cancel: bool = False):
+def _watch_run(timeout: float, receive, cancel_after: float | None = None):
     async def run():
         watch = BodyWatch(timeout)
         task = asyncio.ensure_future(watch.first_message(receive))
-        if outside_cancel:
-            await asyncio.sleep(timeout / 2)
+        if cancel_after is not None:
+            await asyncio.sleep(cancel_after)
             task.cancel()
         try:
             return await task, watch
@@ -269,7 +269,7 @@ def test_the_body_watch_passes_a_prompt_body_and_an_outside_cancellation():
 
     message, watch = _watch_run(0.2, prompt)
     assert message["body"] == b"{}" and not watch.waiting
-    result, watch = _watch_run(30.0, never, outside_cancel=True)
+    result, watch = _watch_run(30.0, never, cancel_after=0.3)  # long before the deadline
     assert result == "cancelled" and not watch.waiting and not watch.expired
 
 
