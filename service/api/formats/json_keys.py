@@ -27,9 +27,15 @@ from ..errors.problems import ProblemError
 WALK_COLONS = 4096
 
 
+#: Up to this many colons, the body's are found by ``find`` (memchr) rather than counted by ``count``.
+FIND_COLONS = 64
+
+
 def check_unique_keys(body: bytes | bytearray, value: Any) -> None:
     """Raise 400 if some object in `body` (already parsed into `value`) repeats a key."""
-    colons = body.count(b":")
+    colons = _colons_up_to(body, FIND_COLONS)
+    if colons is None:
+        colons = body.count(b":")
     if isinstance(value, dict):
         expected = _expected_colons(value) if colons <= WALK_COLONS else orjson.dumps(value).count(b":")
         if colons == expected:
@@ -38,6 +44,21 @@ def check_unique_keys(body: bytes | bytearray, value: Any) -> None:
         json.loads(body, object_pairs_hook=_unique_pairs)
     except RecursionError:
         raise ProblemError(400, "request body is nested too deeply") from None
+
+
+def _colons_up_to(body: bytes | bytearray, limit: int) -> int | None:
+    """The colons in `body` if there are at most `limit`, else None.
+
+    ``bytes.count`` of one byte compares every byte in turn (~2–4 µs on a 6.8 KB 32×10 body with
+    two colons); ``find`` skips to each colon with memchr, a fraction of that when they are few.
+    """
+    n, at = 0, body.find(b":")
+    while at >= 0:
+        n += 1
+        if n > limit:
+            return None
+        at = body.find(b":", at + 1)
+    return n
 
 
 def _expected_colons(value: dict[str, Any]) -> int:
