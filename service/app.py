@@ -225,6 +225,7 @@ def _add_middleware(
         settings=settings,
         gate=gate,
         inline_bytes=inline,
+        inline_named=app.named_posts,
         observers=observers,
         known_paths=known_paths,
         served_paths=_served_paths(app),

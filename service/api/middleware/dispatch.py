@@ -39,11 +39,15 @@ class DirectEntry:
 
     `endpoint` takes the request alone (the name is in ``request.path_params["name"]``) and must
     do what FastAPI would with the route's other parameters; `name_pattern` is the path
-    parameter's own pattern, so a name FastAPI would refuse goes to FastAPI.
+    parameter's own pattern, so a name FastAPI would refuse goes to FastAPI. `inline_bytes`,
+    given the request's scope, is the largest body the endpoint would handle on the event loop
+    (0: none, now): such a request runs without a task of its own, as a scoring route's small
+    body does (:class:`~service.api.middleware.limits.LimitsMiddleware`).
     """
 
     endpoint: Endpoint
     name_pattern: str
+    inline_bytes: Callable[[Scope], int] | None = None
 
 
 class NamedPost:
@@ -54,6 +58,7 @@ class NamedPost:
         self.route = route
         self.endpoint = entry.endpoint
         self.pattern = re.compile(entry.name_pattern)
+        self.inline_bytes = entry.inline_bytes
 
     def name(self, path: str) -> str | None:
         """The name in `path`, if `path` is this route's with a name FastAPI would accept."""

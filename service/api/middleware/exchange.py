@@ -23,7 +23,7 @@ it a second time).
 """
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
@@ -35,6 +35,7 @@ from service.settings import Settings
 from ..errors.problems import problem_response
 from .auth import APIKeys
 from .codings import DECODERS, DecodedReceive, GzipSend, accepts_gzip, coding_of, unsupported_coding
+from .dispatch import NamedPost
 from .limits import PREFIX, Gate, LimitsMiddleware
 from .metrics import ERROR_LOGGER, ERROR_TYPES, UNMATCHED
 from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
@@ -113,13 +114,16 @@ class ExchangeMiddleware(LimitsMiddleware):
         gate: Gate,
         inline_bytes: dict[str, int],
         observers: list[Observer],
+        inline_named: Sequence[NamedPost] = (),
         known_paths: frozenset[str],
         served_paths: frozenset[str] = frozenset(),
         keys: APIKeys | None = None,
         cors: Mapping[str, Any] | None = None,
         on_build: Callable[["ExchangeMiddleware"], None] | None = None,
     ) -> None:
-        super().__init__(app, settings=settings, gate=gate, inline_bytes=inline_bytes)
+        super().__init__(
+            app, settings=settings, gate=gate, inline_bytes=inline_bytes, inline_named=inline_named
+        )
         self.observers = observers
         self.known_paths = known_paths
         self.labelled_paths = known_paths | served_paths

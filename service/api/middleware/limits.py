@@ -14,7 +14,8 @@ All three answer ``503 Service Unavailable`` as problem+json with ``Retry-After`
   A single NumPy call between two checkpoints cannot be interrupted: until it returns,
   the request keeps its slot, so abandoned work still counts against the cap.
   Small bodies that their route scores on the event loop (``inline_bytes``, see
-  :func:`service.api.deps.scoring`) skip the task: their computation is bounded by their
+  :func:`service.api.deps.scoring`; ``inline_named`` for a monitor's small writes while its
+  store commits without blocking) skip the task: their computation is bounded by their
   size, and a plain timeout still bounds a slow upload;
 - the worker is shutting down (SIGTERM seen, see :mod:`service.api.middleware.drain`): requests
   in flight complete, new ones are refused with ``Connection: close``.
@@ -25,7 +26,7 @@ memory back to the system, :func:`service.api.serving.trim_malloc`).
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from service.core.cancel import Cancelled, deadline
 from service.settings import Settings
 
 from ..errors.problems import problem_response
+from .dispatch import NamedPost
 from .metrics import ERROR_LOGGER
 
 PREFIX = ("/v1/", "/v2/models/")  # /v1 scoring and /v2 (Open Inference Protocol) models
@@ -88,11 +90,19 @@ class LimitsMiddleware:
     """Concurrency cap, compute deadline and drain for paths under /v1/ and /v2/models/."""
 
     def __init__(
-        self, app: ASGIApp, *, settings: Settings, gate: Gate, inline_bytes: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        gate: Gate,
+        inline_bytes: dict[str, int] | None = None,
+        inline_named: Sequence[NamedPost] = (),
     ) -> None:
         self.app = app
         self.settings = settings
         self.inline_bytes = inline_bytes or {}  # path -> largest body its route scores on the event loop
+        #: Routes with a name in their path that may handle a body on the event loop (a monitor's writes).
+        self.inline_named = [post for post in inline_named if post.inline_bytes is not None]
         self.max_concurrency = settings.max_concurrency
         self.timeout = settings.request_timeout_s
         self.retry_after = str(settings.retry_after_s)
@@ -116,7 +126,7 @@ class LimitsMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        limit = self.inline_bytes.get(scope["path"], 0)
+        limit = self.inline_bytes.get(scope["path"], 0) or self._named_limit(scope)
         if limit and length is not None and length <= limit:
             await self._run_inline(scope, receive, send)
             return
@@ -145,6 +155,13 @@ class LimitsMiddleware:
         if not done:
             self._background.add(task)  # keep a reference until it stops (and releases its slot)
         await self._refuse_timeout(scope, receive, send)
+
+    def _named_limit(self, scope: Scope) -> int:
+        """The on-loop bound of a named route's request (a monitor's write); 0 unless its route says so."""
+        for post in self.inline_named:
+            if post.inline_bytes is not None and post.name(scope["path"]) is not None:
+                return post.inline_bytes(scope)
+        return 0
 
     async def _run_inline(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A small body scored on the event loop: no task of its own, the deadline as a plain timeout.

@@ -265,7 +265,7 @@ def _probability_options(tolerance: float | None, normalize: bool) -> Probabilit
 def _names_to_indices(body: Body, config: MonitorConfig) -> None:
     """JSON labels given as class names (null: not known yet) become indices (-1)."""
     value = body.fields.get("labels")
-    if not isinstance(value, list) or not any(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or str not in map(type, value):  # (JSON strings are exactly str)
         return
     body.fields["labels"] = np.array(class_indices(value, config, allow_null=True), np.int64)
 

@@ -18,6 +18,7 @@ import anyio
 from fastapi import Request
 from pydantic import BaseModel
 from starlette.responses import Response
+from starlette.types import Scope
 
 from service.api.deps import INLINE_BYTES, RawBody, parsed_body, raw_body
 from service.api.formats.answers import Document, json_bytes
@@ -83,6 +84,17 @@ def inline_store(write: MonitorWrite) -> MonitorStore | None:
     if len(write.raw.data) > INLINE_BYTES or store is None or not store.inline_writes:
         return None
     return store
+
+
+def loop_bytes(scope: Scope) -> int:
+    """The largest body a write to `scope`'s app may make on the event loop now (as :func:`inline_store`).
+
+    Read by the limits layer, so that such a write runs without a task of its own (as the
+    scoring routes' small bodies): the deadline is a timer on the request's own task.
+    """
+    app = scope.get("app")
+    store: MonitorStore | None = None if app is None else app.state.monitors.current
+    return INLINE_BYTES if store is not None and store.inline_writes else 0
 
 
 async def run_write(

@@ -45,7 +45,7 @@ from service.store import (
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
 from .monitor_observations import ARRAY_FIELDS, class_indices, observations
-from .monitor_writes import MonitorWrite, run_write
+from .monitor_writes import MonitorWrite, loop_bytes, run_write
 
 
 class SharedPathRoute(APIRoute):
@@ -232,7 +232,7 @@ def _observations_direct(request: Request) -> Awaitable[Response]:
     return observations(request, request.path_params["name"], request.headers.get(HEADER))
 
 
-record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN)  # type: ignore[attr-defined]
+record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN, loop_bytes)  # type: ignore[attr-defined]
 
 
 @router.post(

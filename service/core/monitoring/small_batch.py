@@ -110,14 +110,12 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     j = np.searchsorted(FINE_EDGES, conf)  # (float32 values compared as float64, as fine_cells does)
     cells = 2 * j - 1
     cells += FINE_EDGES[j] == conf
-    order = np.argsort(cells, kind="stable")
-    ranked = cells[order]
-    first = np.empty(ranked.size, bool)
-    first[0] = True
-    np.not_equal(ranked[1:], ranked[:-1], out=first[1:])
-    inverse: IntArray = np.empty(ranked.size, np.intp)
-    inverse[order] = np.cumsum(first) - 1
-    used = ranked[first]
+    present = np.zeros(N_CELLS, bool)  # the occupied cells, found through a table of all 5,041
+    present[cells] = True
+    used = np.flatnonzero(present)  # increasing
+    rank = np.empty(N_CELLS, np.intp)
+    rank[used] = np.arange(used.size)
+    inverse: IntArray = rank[cells]  # each row's place among the occupied cells
     count = np.bincount(inverse, minlength=used.size).astype(np.int64, copy=False)
     sums = weighted_bincount(inverse, conf.astype(np.float64, copy=False), used.size)
     hits = weighted_bincount(inverse, outcome.astype(np.float64), used.size)
