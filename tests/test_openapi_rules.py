@@ -84,6 +84,39 @@ CASES = [
         "/v1/cross-entropy",
         {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "UINT64"), inp("labels", [0, 1], [2], "INT32")]},
     ),
+    # ... stated per datatype: an integer type's values fit it, a narrow float's bound is where it rounds
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [127, 0, -128, 2], [2, 2], "INT8"), inp("labels", [0, 1], [2], "UINT8")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [128, 0, 0, 2], [2, 2], "INT8"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.5, 0, 0, 2], [2, 2], "INT16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2], "FP64"), inp("labels", [0, -1], [2], "UINT8")]},
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {"inputs": [inp("logits", [65519.99, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT8")]},
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {"inputs": [inp("logits", [-65520.0, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT8")]},
+    ),
+    (
+        "/v1/monitors/m/observations",
+        {"inputs": [inp("logits", [2**32, 0, 0, 2], [2, 2], "UINT32")]},
+    ),
+    (
+        "/v1/monitors/m/observations",
+        {"inputs": [inp("logits", [2**32 - 1, 0, 0, 2], [2, 2], "UINT32")]},
+    ),
     # a divergence's log base: "e" or a number > 0 other than 1
     ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.0}),
     ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.5}),
@@ -156,6 +189,11 @@ CASES = [
     ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "top_label"}),
     ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "beta"}),
     ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "platt"}),
+    # integer datatypes hold integers as JSON Schema counts them: 1.0 is one
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2], "INT64"), inp("labels", [0.0, 1], [2], "INT8")]},
+    ),
     (
         "/v2/models/calibration/infer",
         {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")]},
