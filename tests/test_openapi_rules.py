@@ -386,8 +386,25 @@ CASES = [
     ),
     ("/v1/monitors/m/sequences", {"responses": [CHAT], "labels": [[0]]}),
     ("/v1/monitors/m/sequences", {"responses": [{**PROMPT, "prompt_token_ids": True}]}),  # was a 500
-    ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [1, 2], "INT64")}),
     ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [2], "INT64")}),
+    # /v1/temperature takes B×T×K token logits with B×T labels, without the options they refuse
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "mask": tensor([1, 1], [1, 2], "INT8")}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "normalize": True}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "return_probs": True}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "sample_weight": [1.0]}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "classes": [0, 1]}),
+    (
+        "/v2/models/temperature/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")]},
+    ),
+    (
+        "/v2/models/temperature/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")],
+            "parameters": {"return_probs": True},
+        },
+    ),
 ]
 
 
