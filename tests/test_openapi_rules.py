@@ -398,6 +398,28 @@ CASES = [
         "/v2/models/temperature/infer",
         {"inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")]},
     ),
+    # ... and /v1/recalibrate, with a temperature only
+    ("/v1/recalibrate", {"logits": SEQ, "labels": SEQ_LABELS, "method": "temperature"}),
+    ("/v1/recalibrate", {"logits": SEQ, "labels": SEQ_LABELS, "method": "vector"}),
+    ("/v1/recalibrate", {"logits": SEQ, "labels": SEQ_LABELS, "method": "temperature", "normalize": True}),
+    (
+        "/v1/recalibrate",
+        {"logits": SEQ, "labels": SEQ_LABELS, "method": "temperature", "mask": tensor([1, 0], [1, 2])},
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")],
+            "parameters": {"method": "temperature"},
+        },
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")],
+            "parameters": {"method": "isotonic"},
+        },
+    ),
     (
         "/v2/models/temperature/infer",
         {

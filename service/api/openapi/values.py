@@ -6,8 +6,8 @@ shared forms take any numbers; per role the service reads them further, and the 
 
 - predictions (``logits``, ``probs``, ...) have K ≥ 2 classes (rows of at least 2 numbers, a tensor
   ``shape`` whose last dimension is at least 2), ``scores`` K ≥ 3; where an endpoint takes no
-  B×T×K sequences (in the document: recalibrate, apply, a monitor's observations) at most 2
-  dimensions; /v1/temperature's B×T×K token logits are stated (with their rules, :mod:`.across`);
+  B×T×K sequences (in the document: apply, a monitor's observations) at most 2 dimensions;
+  /v1/temperature's and /v1/recalibrate's B×T×K token logits are stated (rules: :mod:`.across`);
 - hard ``labels`` hold integers (a tensor's ``data`` too; ``2.0`` is one), 1-D on those endpoints;
 - probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
   every number, and on a tensor's ``data``);
@@ -30,7 +30,7 @@ UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
 #: vector, or B×T×K.
 PREDICTIONS = ("logits", "probs", "p_probs", "p_logits", "q_probs", "q_logits", "scores", "targets")
 #: Bodies whose predictions are N×K or N only (no B×T×K token sequences).
-MATRIX_BODIES = ("ObservationsBody", "RecalibrateBody", "ApplyBody")
+MATRIX_BODIES = ("ObservationsBody", "ApplyBody")
 DATATYPE_VALUES = "TensorDatatypeValues"
 TENSOR = "#/components/schemas/Tensor"
 FLOAT64_MAX = 1.7976931348623157e308
