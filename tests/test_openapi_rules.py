@@ -84,6 +84,39 @@ CASES = [
         "/v1/cross-entropy",
         {"inputs": [inp("logits", [1, 0, 0, 2], [2, 2], "UINT64"), inp("labels", [0, 1], [2], "INT32")]},
     ),
+    # ... stated per datatype: an integer type's values fit it, a narrow float's bound is where it rounds
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [127, 0, -128, 2], [2, 2], "INT8"), inp("labels", [0, 1], [2], "UINT8")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [128, 0, 0, 2], [2, 2], "INT8"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.5, 0, 0, 2], [2, 2], "INT16"), inp("labels", [0, 1], [2], "INT64")]},
+    ),
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2], "FP64"), inp("labels", [0, -1], [2], "UINT8")]},
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {"inputs": [inp("logits", [65519.99, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT8")]},
+    ),
+    (
+        "/v2/models/calibration/infer",
+        {"inputs": [inp("logits", [-65520.0, 0, 0, 2], [2, 2], "FP16"), inp("labels", [0, 1], [2], "INT8")]},
+    ),
+    (
+        "/v1/monitors/m/observations",
+        {"inputs": [inp("logits", [2**32, 0, 0, 2], [2, 2], "UINT32")]},
+    ),
+    (
+        "/v1/monitors/m/observations",
+        {"inputs": [inp("logits", [2**32 - 1, 0, 0, 2], [2, 2], "UINT32")]},
+    ),
     # a divergence's log base: "e" or a number > 0 other than 1
     ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.0}),
     ("/v1/divergence", {"p_probs": P, "q_probs": P, "base": 1.5}),
@@ -156,6 +189,11 @@ CASES = [
     ("/v1/reliability-diagram", {"logits": L, "labels": [0, 1], "target": "top_label"}),
     ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "beta"}),
     ("/v1/recalibrate", {"scores": [0.1, 0.9], "labels": [0, 1], "method": "platt"}),
+    # integer datatypes hold integers as JSON Schema counts them: 1.0 is one
+    (
+        "/v2/models/cross-entropy/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2], "INT64"), inp("labels", [0.0, 1], [2], "INT8")]},
+    ),
     (
         "/v2/models/calibration/infer",
         {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("labels", [0, 1], [2], "INT64")]},
@@ -348,8 +386,47 @@ CASES = [
     ),
     ("/v1/monitors/m/sequences", {"responses": [CHAT], "labels": [[0]]}),
     ("/v1/monitors/m/sequences", {"responses": [{**PROMPT, "prompt_token_ids": True}]}),  # was a 500
-    ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [1, 2], "INT64")}),
     ("/v1/temperature", {"logits": L, "labels": tensor([0, 1], [2], "INT64")}),
+    # /v1/temperature takes B×T×K token logits with B×T labels, without the options they refuse
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "mask": tensor([1, 1], [1, 2], "INT8")}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "normalize": True}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "return_probs": True}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "sample_weight": [1.0]}),
+    ("/v1/temperature", {"logits": SEQ, "labels": SEQ_LABELS, "classes": [0, 1]}),
+    (
+        "/v2/models/temperature/infer",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")]},
+    ),
+    # ... and /v1/recalibrate, with a temperature only
+    ("/v1/recalibrate", {"logits": SEQ, "labels": SEQ_LABELS, "method": "temperature"}),
+    ("/v1/recalibrate", {"logits": SEQ, "labels": SEQ_LABELS, "method": "vector"}),
+    ("/v1/recalibrate", {"logits": SEQ, "labels": SEQ_LABELS, "method": "temperature", "normalize": True}),
+    (
+        "/v1/recalibrate",
+        {"logits": SEQ, "labels": SEQ_LABELS, "method": "temperature", "mask": tensor([1, 0], [1, 2])},
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")],
+            "parameters": {"method": "temperature"},
+        },
+    ),
+    (
+        "/v2/models/recalibrate/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")],
+            "parameters": {"method": "isotonic"},
+        },
+    ),
+    (
+        "/v2/models/temperature/infer",
+        {
+            "inputs": [inp("logits", [1.0, 0, 0, 2], [1, 2, 2]), inp("labels", [0, 1], [1, 2], "INT64")],
+            "parameters": {"return_probs": True},
+        },
+    ),
 ]
 
 

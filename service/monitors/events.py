@@ -89,7 +89,10 @@ def read_event(headers: Mapping[str, str], body: Any, media: str) -> Event:
         envelope = body
         if not isinstance(envelope, dict):
             raise InputError("body", "must be a JSON object (a structured CloudEvent)")
-        attributes = {str(k).lower(): v for k, v in envelope.items() if k not in ("data", "data_base64")}
+        if "data" in envelope and "data_base64" in envelope:
+            raise InputError("data_base64", "must not be sent with `data` (CloudEvents: one or the other)")
+        # attribute names are lower-case (CloudEvents 1.0): a member `ID` is an extension, not the id
+        attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
     else:
         attributes = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
     for name in REQUIRED:
@@ -166,8 +169,9 @@ def predictions(data: Any, config: MonitorConfig) -> tuple[Distribution, str]:
         tolerance = V1_TOLERANCE if dtype is np.float64 else None
         probs = check_probabilities(values, field=field, tolerance=tolerance)
         return Distribution.from_probs(probs, validate=False), field
-    except InputError as error:  # events have no `normalize` option
+    except InputError as error:  # events have no `normalize` option; the monitor says how to read them
         reason = error.reason.replace(" (or send normalize: true)", "")
+        reason += f" (read as {kind}, the output_kind of monitor {config.name!r})"
         raise InputError(error.field, reason, index=error.index) from None
     except ValueError as error:
         raise InputError(field, str(error)) from None
@@ -180,7 +184,8 @@ def _numbers(value: Any, field: str, dtype: Any) -> np.ndarray:
         raise InputError(field, "must be a rectangular array of numbers") from None
     if isinstance(value, list) and _has_bool(value):
         raise InputError(field, "must hold numbers, not booleans")
-    return array.astype(dtype)
+    with np.errstate(over="ignore"):  # past a narrow datatype's range: ±inf, refused by the checks
+        return array.astype(dtype)
 
 
 def _has_bool(value: list[Any]) -> bool:

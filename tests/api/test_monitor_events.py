@@ -262,3 +262,40 @@ def test_gos_nanosecond_times_and_structured_base64_data(client, rng):
     expected = -np.mean(np.log(p_all[np.arange(4), y]))
     merged = client.get("/v1/monitors/m/metrics", params={"window": "1h", "step": "1w"}).json()["points"]
     assert next(p for p in merged if p["n"])["cross_entropy"] == pytest.approx(expected, rel=1e-12)
+
+
+ENVELOPE = {"specversion": "1.0", "id": "s1", "source": "http://localhost:9081/", "type": RESPONSE}
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        # issue 21: a response without predictions, with an extra member, was schema-valid (seed 1)
+        {**ENVELOPE, "data": {}, "x-extra": 1},
+        {**ENVELOPE, "data": {"instances": [[1, 2]]}},
+        {**ENVELOPE, "type": REQUEST, "data": {}, "x-extra": 1},
+        {**ENVELOPE, "data": {"predictions": [[0.3, 0.7]]}},
+        {**ENVELOPE, "data": {"predictions": [[True, False]]}},
+        {**ENVELOPE, "data": {"outputs": []}},
+        {**ENVELOPE, "data": {"outputs": [tensor("probabilities", [[0.3, 0.7]])]}},
+        {**ENVELOPE, "data": {"outputs": [tensor("probabilities", [[1e5, 0.7]], "FP16")]}},
+        {**ENVELOPE, "data": {"outputs": [tensor("probabilities", [[0.3, 0.7]], "BYTES")]}},
+        # attribute names are lower-case: `ID` is an extension, not the id (it was read as one)
+        {**ENVELOPE, "data": {"predictions": [[0.3, 0.7]]}, "ID": 5},
+        # `data` and `data_base64` are one or the other (`data_base64` was read, `data` dropped)
+        {**ENVELOPE, "data": {"predictions": [[0.3, 0.7]]}, "data_base64": "e30="},
+    ],
+)
+def test_a_structured_event_is_accepted_as_the_document_says(client, event):
+    """The committed document's verdict on a structured-mode event equals the server's (2xx or 422)."""
+    import jsonschema
+
+    from tests.test_openapi_rules import DOCUMENT
+
+    client.put("/v1/monitors/m", json={"n_classes": 2})
+    operation = DOCUMENT["paths"]["/v1/monitors/{name}/events"]["post"]
+    schema = operation["requestBody"]["content"]["application/cloudevents+json"]["schema"]
+    valid = jsonschema.Draft202012Validator(schema).is_valid(event)
+    answer = _raw(client, "m", {"content-type": "application/cloudevents+json"}, json.dumps(event).encode())
+    assert answer.status_code in (200, 422), answer.text
+    assert valid == (answer.status_code == 200), (valid, answer.text)

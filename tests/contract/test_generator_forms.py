@@ -44,13 +44,12 @@ DEPTH = 3
 #: across fields and a role's count (negating a single ``anyOf`` rule builds; all of them, 560
 #: builds, take too long for a test).
 STRUCTURAL = ("allOf", "contains")
-#: Negative forms known to stop schemathesis, left in the document (a named exception, not a pass):
-#: (component title, keyword). InferenceInput's ``allOf`` holds the narrow floats' ranges per
-#: `datatype` (service.api.openapi.values.inference_datatype_rules, on main since before issue 21);
-#: negated, it meets each role's values on the inputs' items in an intersection jsonschema_rs 0.60.3
-#: cannot spell, on every /v2 inference request. Restating it (or leaving the ranges unstated, with
-#: a 422 excused in tests/contract/unstatable.py) is not done yet.
-KNOWN = {("InferenceInput", "allOf")}
+#: Components negated wherever they sit (beyond DEPTH too), with these keywords: an inference
+#: input (4 steps into a /v2 request, 5 into a /v1 one) once held the narrow floats' ranges per
+#: `datatype` as an ``allOf`` that, negated, stopped the generator on cross-entropy's inference
+#: requests and a monitor's observations (restated as one whole object per datatype:
+#: service.api.openapi.values.state_inference_input).
+DEEP = {"InferenceInput": ("allOf", "anyOf", "oneOf")}
 #: What the document's JSON Schema dialect canonicalises as (OpenAPI 3.1: draft 2020-12).
 DRAFT = 20
 
@@ -90,13 +89,16 @@ def _negated(body: dict, descriptor: object, keyword: str) -> dict:
 def _negations(body: dict) -> list[tuple[object, str]]:
     found = []
     for descriptor in compute_mutation_targets(body):
-        if len(descriptor.walk) > DEPTH:
-            continue
-        target = _materialize_one(deepcopy(body), descriptor, body.get(BUNDLE_STORAGE_KEY, {}))
+        target = _materialize_one(body, descriptor, body.get(BUNDLE_STORAGE_KEY, {}))  # (reads only)
         if target is None:
             continue
+        deep = DEEP.get(target.schema.get("title"), ())
+        if len(descriptor.walk) > DEPTH:
+            found.extend((descriptor, keyword) for keyword in deep if keyword in target.schema)
+            continue
         for keyword, value in target.schema.items():
-            if (target.schema.get("title"), keyword) in KNOWN:
+            if keyword in deep:
+                found.append((descriptor, keyword))
                 continue
             if keyword in STRUCTURAL and is_negatable_keyword(
                 keyword, value, location=ParameterLocation.BODY, allow_extra_parameters=False

@@ -15,10 +15,10 @@ per reason; any other refusal still fails the check.
 - **State on the server and media-type-dependent headers** (422): a monitor window without rows;
   the ce-* headers of a binary-mode CloudEvent (OpenAPI headers cannot depend on the media type).
 - **The generator's limits** (422): rules JSON Schema states but schemathesis cannot generate
-  from (measured, below): an integer datatype's values on an inference input (the document
-  states the narrow floats' ranges there), the fields a preset fixes besides ``edges``, the options
+  from (measured, below): the fields a preset fixes besides ``edges``, the options
   B×T×K sequences refuse on cross-entropy's inference requests, ``use: "prompt"`` on a monitor's
-  sequences body, Platt's and beta's binary ``logits`` and ``probs``.
+  sequences body, Platt's and beta's binary ``logits`` and ``probs``, a sigmoid's ``logits`` and
+  ``probs``.
 - **Relations between values** (422): lengths that must agree across fields (labels and rows,
   ids and labels, class names and ``n_classes``, an OIP tensor's ``data`` and ``shape``), values
   bounded by another value (labels below K, ``from`` before ``to``), values among another field's
@@ -44,7 +44,12 @@ UNSTATABLE = {
     r"must have the shape of|must be a rectangular array|must have shape .* to match|"
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
     r"got ragged or non-numeric rows|must be a 1-D list of class indices; got shape|"
-    r"must hold \d+ knot set\(s\) for these predictions|must pair every x with a y",
+    r"must hold \d+ knot set\(s\) for these predictions|must pair every x with a y|"
+    # (a divergence's p side decides the form: q B×T×K with p N×K or N is refused as q's shape)
+    r"`q_(logits|probs)` must be N×K \(categorical\) or a length-N vector \(binary\); "
+    r"got shape \(\d+, \d+, \d+\)|"
+    # (a CloudEvent's id and its rows: `<id>:<row>` within the ids' length)
+    r"must leave room for `:<row>`",
     "bounded by another value": r"must be (below|less than|before|smaller than|at most|at least) |"
     r"out of range \[0, |must lie in \[0, \d+\)|to fit or apply a map to probabilities containing 0|"
     r"must start at 0 and end at 1|"
@@ -60,7 +65,9 @@ UNSTATABLE = {
     # The monitor's stored rows, its own bucket width and class count, and the idempotency keys it has
     # seen, are state on the server.
     "state on the server": r"holds no (labelled|reservoir) rows|whole multiple of the bucket width|"
-    r"must be .* for monitor '|was sent before with a different request",
+    r"must be .* for monitor '|was sent before with a different request|"
+    # (a CloudEvent's predictions are read as the monitor's `output` and `output_kind`)
+    r"\(the monitor's `output`\)|set the monitor's `output`|the output_kind of monitor '",
     # OpenAPI parameters cannot depend on the media type: binary-mode CloudEvents (application/json)
     # need the ce-* headers that structured mode (application/cloudevents+json) carries in its body.
     "CloudEvents binary mode": r"is a required CloudEvents header",
@@ -71,13 +78,6 @@ UNSTATABLE = {
     r"must hold a list for each prompt_logprobs|vLLM always includes it",
     # JSON Schema's enum is a constant: it cannot say "one of the values another field holds".
     "one of another field's values": r"is not one of `classes`",
-    # An integer datatype's values on an inference input (integers, within the type's width; stated
-    # on tensor objects): with the three narrow floats' ranges stated there, a fourth constrained
-    # datatype branch makes schemathesis 4.32.5 (jsonschema_rs 0.60.3) stop with "Failed to generate
-    # test cases for this API operation: result is not supported in canonical form" (negative cases
-    # of /v2/models/cross-entropy/infer; positive ones from a fifth; tried: per-type anyOf, oneOf,
-    # if/then pairs, grouped and nested anyOf, one branch for the eight integer types).
-    "values of an integer datatype": r"must hold integers for datatype|must fit U?INT\d+;",
     # The fields a preset fixes besides `edges` (binning, closed, min_bin_count, bin_weighting;
     # service.api.openapi.across.UNGENERATED): with them on /v1/calibration's body, in any form tried
     # (an alternative per preset, an if/then per field, per group of presets), jsonschema_rs 0.60.3
@@ -98,6 +98,11 @@ UNSTATABLE = {
     # does not support this part of it" on /v1/apply and "result is not supported in canonical form"
     # on /v1/recalibrate and /v2/models/recalibrate/infer.
     "binary methods' logits and probs": r"`(logits|probs)` must be binary \(a length-N vector or N×2\)",
+    # A sigmoid (/v1/recalibrate) maps raw `scores` only: as a rule across fields on RecalibrateBody
+    # (method sigmoid -> no logits or probs; or logits or probs -> method not sigmoid), schemathesis
+    # 4.32.5 declines /v1/recalibrate's body and its inference request ("Schemathesis does not support
+    # this part of it"). Met once the inference inputs' form changed (issue 21, 2026-12-06).
+    "sigmoid of logits or probs": r"\"sigmoid\" maps raw `scores`",
     # A limit set by the deployment (XENT_MAX_RESERVOIR, XENT_MAX_QUERY_POINTS): the document is static.
     "configured limit": r"\(setting XENT_|XENT_[A-Z_]+=|exceeds max_[a-z_]+=",
 }

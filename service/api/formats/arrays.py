@@ -106,11 +106,13 @@ class ArrayReader:
             with np.errstate(over="ignore"):  # beyond float32's range: ±inf, refused where read as finite
                 widened = flat.astype(np.float32)
             return _to_bfloat16_bits(widened).reshape(shape)
-        if dtype.kind in "iu" and flat.dtype.kind == "f":
+        if dtype.kind in "iu" and flat.dtype.kind == "f" and not (flat == np.trunc(flat)).all():
+            # (2.0 is an integer, as in JSON Schema; inf and nan are not: inf - inf is nan)
             raise InputError(f"{name}.data", f"must hold integers for datatype {datatype}")
         if dtype.kind in "iu":
             info = np.iinfo(dtype)
-            outside = (flat < info.min) | (flat > info.max)
+            # info.max + 1 is a power of two, exact as a float: integral floats below it fit
+            outside = (flat < info.min) | (flat >= float(int(info.max) + 1))
             if outside.any():
                 i = int(np.flatnonzero(outside)[0])
                 raise InputError(f"{name}.data", f"must fit {datatype}; got {flat[i]}", index=(i,))

@@ -40,12 +40,13 @@ NONZERO = "nonzero"
 _PREDICTIONS = ("logits", "probs")
 #: The predictions of a recalibration map.
 _SCORED = ("logits", "probs", "scores")
-#: `mask` marks the scored tokens of B×T×K sequences. The document states the recalibration bodies'
-#: predictions N×K or N (:data:`.values.MATRIX_BODIES`; their B×T×K token sequences are described in
-#: the fields, not stated), so there `mask` is never sent: as an ``if``/``then`` on the predictions'
-#: shape, /v1/apply's body is more than schemathesis 4.32.5 generates from ("Schemathesis does not
-#: support this part of it").
-_MATRIX_ONLY: list[tuple[Term, Term]] = [(("always",), ("none", ["mask"]))]
+#: `mask` marks the scored tokens of B×T×K sequences. The document states /v1/apply's predictions
+#: N×K or N (:data:`.values.MATRIX_BODIES`; its B×T×K token sequences are described in the fields,
+#: not stated; /v1/temperature's and /v1/recalibrate's are stated), so there `mask` is never sent:
+#: as an ``if``/``then`` on the predictions' shape, /v1/apply's body is more than schemathesis
+#: 4.32.5 generates from ("Schemathesis does not support this part of it"): see ApplyBody's rules.
+#: What a temperature fit of B×T×K token sequences refuses (routes.temperature_sequences._refuse).
+_NOT_FOR_SEQUENCES = ["targets", "sample_weight", "classes", "pos_label", "validation"]
 #: A divergence's p side decides: B×T×K token sequences take `mask`, N×K rows `sample_weight`.
 _P_SIDE = ("p_probs", "p_logits")
 
@@ -112,7 +113,13 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("sent", "scores"), ("in", "method", SCORE_METHODS)),
         (("in", "method", BINARY_METHODS), ("binary", ("scores",))),
         (("sent", "targets"), ("none", ["ignore_index", "target_smoothing"])),
-        *_MATRIX_ONLY,
+        # B×T×K token logits: a temperature only, as /v1/temperature takes them (`scores` in the
+        # group: raw scores, never B×T×K, keep the condition from holding when neither is sent)
+        (("sent", "mask"), ("rank3", _SCORED)),
+        (("rank3", _SCORED), ("in", "method", ["temperature"])),
+        (("rank3", _SCORED), ("none", _NOT_FOR_SEQUENCES)),
+        (("rank3", _SCORED), ("not_in", "normalize", [True])),
+        (("rank3", _SCORED), ("not_in", "return_probs", [True])),
     ],
     # (apply drops no rows: `ignore_index` marks padding in B×T×K sequences only, as `mask`)
     "ApplyBody": [
@@ -123,7 +130,14 @@ RULES: dict[str, list[tuple[Term, Term]]] = {
         (("in", "parameters.method", BINARY_METHODS), ("binary", ("scores",))),
         (("always",), ("none", ["mask", "ignore_index"])),
     ],
-    "TemperatureBody": [(("sent", "targets"), ("none", ["ignore_index"])), *_MATRIX_ONLY],
+    "TemperatureBody": [
+        (("sent", "targets"), ("none", ["ignore_index"])),
+        # B×T×K token logits (one T over every scored token): B×T `labels`, `mask` with them only
+        (("sent", "mask"), ("rank3", _PREDICTIONS)),
+        (("rank3", _PREDICTIONS), ("none", _NOT_FOR_SEQUENCES)),
+        (("rank3", _PREDICTIONS), ("not_in", "normalize", [True])),
+        (("rank3", _PREDICTIONS), ("not_in", "return_probs", [True])),
+    ],
 }
 #: Rules stated on the JSON body only, not on the endpoint's inference request: with them there
 #: schemathesis 4.32.5 cannot generate /v1/cross-entropy's or /v2/models/cross-entropy/infer's

@@ -6,7 +6,8 @@ shared forms take any numbers; per role the service reads them further, and the 
 
 - predictions (``logits``, ``probs``, ...) have K ≥ 2 classes (rows of at least 2 numbers, a tensor
   ``shape`` whose last dimension is at least 2), ``scores`` K ≥ 3; where an endpoint takes no
-  B×T×K sequences (temperature, recalibrate, apply, a monitor's observations) at most 2 dimensions;
+  B×T×K sequences (in the document: apply, a monitor's observations) at most 2 dimensions;
+  /v1/temperature's and /v1/recalibrate's B×T×K token logits are stated (rules: :mod:`.across`);
 - hard ``labels`` hold integers (a tensor's ``data`` too; ``2.0`` is one), 1-D on those endpoints;
 - probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
   every number, and on a tensor's ``data``);
@@ -16,10 +17,12 @@ shared forms take any numbers; per role the service reads them further, and the 
   step) is refused (one ``anyOf`` branch per datatype on the tensor forms);
 - an integer option is an int64, as JSON carries it exactly;
 - an integer datatype's ``data`` holds integers that fit it (INT8 in [-128, 127], ...), on tensor
-  objects; on an inference input, the narrow floats' ranges only (:func:`inference_datatype_rules`).
+  objects and inference inputs (there one whole object per datatype: :func:`state_inference_input`).
 """
 
 from typing import Any
+
+import numpy as np
 
 #: Array fields (and inference-input roles) whose values are probabilities.
 UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
@@ -27,7 +30,7 @@ UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
 #: vector, or B×T×K.
 PREDICTIONS = ("logits", "probs", "p_probs", "p_logits", "q_probs", "q_logits", "scores", "targets")
 #: Bodies whose predictions are N×K or N only (no B×T×K token sequences).
-MATRIX_BODIES = ("ObservationsBody", "TemperatureBody", "RecalibrateBody", "ApplyBody")
+MATRIX_BODIES = ("ObservationsBody", "ApplyBody")
 DATATYPE_VALUES = "TensorDatatypeValues"
 TENSOR = "#/components/schemas/Tensor"
 FLOAT64_MAX = 1.7976931348623157e308
@@ -210,24 +213,45 @@ def state_values(schemas: dict[str, Any]) -> None:
                 _retarget(prop, extra)
     inference_input = schemas.get("InferenceInput")
     if inference_input is not None:
-        _bound_numbers(inference_input["properties"]["data"], -FLOAT64_MAX, FLOAT64_MAX)
-        inference_input["allOf"] = [*inference_input.get("allOf", []), *inference_datatype_rules()]
+        state_inference_input(inference_input)
 
 
-def inference_datatype_rules() -> list[dict[str, Any]]:
-    """The values an inference input's `datatype` holds, in as few branches as a generator takes.
+def _bounded_data(number: dict[str, Any]) -> dict[str, Any]:
+    """An input's `data`: flat or nested lists of `number`, or null (a binary input's)."""
+    return {"anyOf": [*_data(number)["anyOf"], {"type": "null"}], "default": None}
 
-    Each narrow float's range (finite when read in it). The integer datatypes' values (integers,
-    within each type's width) are left out: with a fourth constrained branch on an inference input
-    schemathesis 4.32.5 (jsonschema_rs 0.60.3) stops with "result is not supported in canonical
-    form" (positive cases from a fifth, negative ones from a fourth), so the contract test names
-    them (tests/contract/unstatable.py).
+
+def state_inference_input(schema: dict[str, Any]) -> None:
+    """Restate the ``InferenceInput`` `schema`, in place, as one alternative per `datatype`.
+
+    Each alternative is a whole input object (every field, `datatype` a ``const``) whose `data`
+    holds what that datatype reads: finite numbers below the narrow floats' rounding to ±inf
+    (plain ``minimum``/``maximum``: the largest double below it), integers within an integer
+    type's width, any finite number in FP64. Stated as constraints over one object (an ``anyOf``
+    of ``datatype``/``data`` pairs beside the fields, with a ``not`` over the other datatypes),
+    a negative case negating them stopped schemathesis 4.32.5 with "result is not supported in
+    canonical form" on cross-entropy's inference requests and a monitor's observations
+    (jsonschema_rs 0.60.3 intersecting them with each role's values); whole objects, it builds
+    (tests/contract/test_generator_forms.py).
     """
-    floats = list(ROUNDS_TO_INF)
-    branches: list[dict[str, Any]] = [
-        {"properties": {"datatype": {"not": {"enum": floats}}}},
-    ]
-    for name, high in ROUNDS_TO_INF.items():
-        values = _data({"exclusiveMinimum": -high, "exclusiveMaximum": high})
-        branches.append({"properties": {"datatype": {"const": name}, "data": values}})
-    return [{"anyOf": branches}]
+    properties = schema.pop("properties")
+    required = schema.pop("required")
+    ranges: dict[str, dict[str, Any]] = {
+        "FP64": {"type": "number", "minimum": -FLOAT64_MAX, "maximum": FLOAT64_MAX}
+    }
+    for name, rounds in ROUNDS_TO_INF.items():
+        top = float(np.nextafter(rounds, 0.0))
+        ranges[name] = {"type": "number", "minimum": -top, "maximum": top}
+    for name, (low, high) in INTEGER_RANGES.items():
+        ranges[name] = {"type": "integer", "minimum": low, "maximum": high}
+    datatype = properties["datatype"]
+    branches = []
+    for name in datatype["enum"]:
+        fields = {
+            **properties,
+            "datatype": {"const": name, "description": datatype.get("description", "")},
+            "data": _bounded_data(ranges[name]),
+        }
+        fields["data"]["description"] = properties["data"].get("description", "")
+        branches.append({"type": "object", "properties": fields, "required": required})
+    schema["oneOf"] = branches

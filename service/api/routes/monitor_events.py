@@ -9,10 +9,11 @@ from starlette.responses import Response
 from service import core
 from service.api.deps import raw_body
 from service.api.formats.payload import parse_json_object
+from service.api.openapi.events import JSON_SCHEMA, STRUCTURED_EVENT
 from service.api.schemas.monitors import EventResult
 from service.monitors import IngestCounts, ingest
 from service.monitors.counters import MonitorCounters
-from service.monitors.events import RESPONSE, TYPES, predictions, read_event, row_ids
+from service.monitors.events import RESPONSE, predictions, read_event, row_ids
 from service.monitors.idempotency import check_key, event_key, fingerprint
 from service.monitors.ingest import MAX_ID_CHARS
 from service.settings import Settings
@@ -31,20 +32,6 @@ from .monitors import (
 STRUCTURED = "application/cloudevents+json"
 router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
 
-JSON_SCHEMA: dict[str, Any] = {"type": "object", "description": "A V1 or V2 (OIP) inference response."}
-#: A structured-mode CloudEvent as read here (extension attributes may be added).
-STRUCTURED_EVENT: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "source", "type", "specversion", "data"],
-    "properties": {
-        "id": {"type": "string", "minLength": 1},
-        "source": {"type": "string", "minLength": 1},
-        "type": {"enum": list(TYPES)},
-        "specversion": {"const": "1.0"},
-        "time": {"type": "string", "format": "date-time"},
-        "data": {"type": "object", "description": "The inference request or response."},
-    },
-}
 EVENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
