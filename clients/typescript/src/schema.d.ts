@@ -4262,34 +4262,271 @@ export interface components {
              */
             shape: number[];
             /**
-             * Datatype
              * @description Element type.
-             * @enum {string}
+             * @constant
              */
-            datatype: "BF16" | "FP16" | "FP32" | "FP64" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32" | "UINT64";
+            datatype: "BF16";
             /**
-             * Data
              * @description Row-major values, flat or nested; absent for binary inputs.
              * @default null
              */
             data?: number[] | number[][] | null;
             /** @default null */
             parameters?: components["schemas"]["InferenceInputParameters"] | null;
-        } & ({
-            datatype?: unknown;
         } | {
-            /** @constant */
-            datatype?: "FP16";
-            data?: unknown[] | unknown[][];
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "FP16";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
         } | {
-            /** @constant */
-            datatype?: "FP32";
-            data?: unknown[] | unknown[][];
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "FP32";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
         } | {
-            /** @constant */
-            datatype?: "BF16";
-            data?: unknown[] | unknown[][];
-        });
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "FP64";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "INT8";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "INT16";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "INT32";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "INT64";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "UINT8";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "UINT16";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "UINT32";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        } | {
+            /**
+             * Name
+             * @description Tensor name; used as the role when `parameters.role` is absent.
+             */
+            name: string;
+            /**
+             * Shape
+             * @description [N], [N, K], or [B, T, K] (token sequences).
+             */
+            shape: number[];
+            /**
+             * @description Element type.
+             * @constant
+             */
+            datatype: "UINT64";
+            /**
+             * @description Row-major values, flat or nested; absent for binary inputs.
+             * @default null
+             */
+            data?: number[] | number[][] | null;
+            /** @default null */
+            parameters?: components["schemas"]["InferenceInputParameters"] | null;
+        };
         /**
          * InferenceInputParameters
          * @description Per-input parameters.
@@ -4667,13 +4904,13 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
-            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Scores
              * @description Raw classifier scores (decision_function outputs), any finite reals: a length-N vector (binary: the positive class's score) or N×K with K ≥ 3. Methods isotonic, sigmoid and platt (binary: σ(a·s + b) on the scores as sent, as on logits). Isotonic: one IsotonicRegression(out_of_bounds='clip') per class on its score, rows divided by their sum (all 0: uniform), as sklearn CalibratedClassifierCV(method='isotonic'), sample_weight as its fit takes it (weight-0 samples left out). `before` reads them as logits.
@@ -4685,7 +4922,7 @@ export interface components {
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -4697,7 +4934,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -4714,9 +4951,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & unknown & unknown & {
-            mask?: null;
-        } & ({
+        }) & unknown & unknown & unknown & unknown & unknown & ({
             pos_label?: null;
         } | {
             classes: unknown;
@@ -4988,19 +5223,19 @@ export interface components {
              * @description N×K logits (softmax), or a length-N vector of positive-class logits (sigmoid); B×T×K token logits with B×T `labels` (temperature only: one T over every scored token).
              * @default null
              */
-            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
+            logits?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Probs
              * @description N×K probabilities, or a length-N vector of positive-class probabilities. They are turned into logits as log(max(p, eps)) — softmax(log p) = p, so T = 1 returns them unchanged.
              * @default null
              */
-            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
+            probs?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Labels
              * @description N true class indices in [0, K) (binary: 0 or 1); with `classes`, names from it. B×T token ids for B×T×K logits (`ignore_index` marks padding).
              * @default null
              */
-            labels?: (number[] | (components["schemas"]["Tensor"] & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | string[]) | null;
+            labels?: (number[] | (components["schemas"]["Tensor"] & components["schemas"]["LabelData"]) | string[]) | null;
             /**
              * Mask
              * @description B×T×K logits only: B×T, 1 where a position is fitted, 0 elsewhere (with `ignore_index`, -100 as PyTorch, for padding labels).
@@ -5012,7 +5247,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -5027,9 +5262,7 @@ export interface components {
             labels: unknown;
         } | {
             targets: unknown;
-        }) & unknown & {
-            mask?: null;
-        } & ({
+        }) & unknown & unknown & unknown & ({
             pos_label?: null;
         } | {
             classes: unknown;
@@ -5402,7 +5635,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+        }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "probs";
@@ -5413,7 +5646,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "labels";
@@ -5424,7 +5657,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
+        }) & components["schemas"]["LabelData"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5435,7 +5668,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+        }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "sample_weight" | "mask";
@@ -5459,7 +5692,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionMatrixShape"]) | (({
+        }) & components["schemas"]["PredictionShape"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "probs";
@@ -5470,7 +5703,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | (({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "scores";
@@ -5492,7 +5725,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & (components["schemas"]["VectorShape"] & components["schemas"]["LabelData"])) | (({
+        }) & components["schemas"]["LabelData"]) | (({
             parameters: {
                 /** @enum {unknown} */
                 role: "targets";
@@ -5503,7 +5736,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+        }) & components["schemas"]["PredictionShape"]) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "sample_weight" | "mask";
@@ -6107,9 +6340,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & ((unknown & {
-                    inputs?: unknown;
-                }) & unknown)));
+                } & ((unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -6281,9 +6512,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & ((unknown & unknown & unknown & {
-                    inputs?: unknown;
-                }) & unknown)));
+                } & ((unknown & unknown & unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
             };
@@ -7584,6 +7813,7 @@ export interface operations {
                     time?: string;
                     /** @description The inference request or response. */
                     data: Record<string, unknown>;
+                    data_base64?: never;
                 };
             };
         };
@@ -9418,9 +9648,7 @@ export interface operations {
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
                     } | null;
-                } & ((unknown & {
-                    inputs?: unknown;
-                }) & unknown));
+                } & ((unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
         };
@@ -9668,9 +9896,7 @@ export interface operations {
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
                     };
-                } & ((unknown & unknown & unknown & {
-                    inputs?: unknown;
-                }) & unknown));
+                } & ((unknown & unknown & unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
         };
