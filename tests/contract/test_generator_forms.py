@@ -18,6 +18,7 @@ keywords or targets negated at once, type changes and removed ``required`` names
 other mutations).
 """
 
+import sys
 from copy import deepcopy
 from pathlib import Path
 
@@ -63,12 +64,17 @@ BODIES = {
 }
 
 
-def _cannot_build(schema: object) -> str | None:
-    """schemathesis' reason it cannot build a generator from `schema`, but a branch it routes around."""
+def _cannot_build(schema: object, positive: bool = False) -> str | None:
+    """schemathesis' reason it cannot build a generator from `schema`, but a branch it routes around.
+
+    A declined negative form ("does not support this part") costs one case, not the operation; a
+    declined positive form would leave the operation without schema-valid requests, so no
+    acceptance check would ever run on it: that is a failure.
+    """
     try:
         build(schema, draft=DRAFT, formats={}, alphabet=Alphabet())
-    except DECLINED:  # "does not support this part": schemathesis declines the case, not the operation
-        return None
+    except DECLINED as declined:
+        return f"declined: {declined}" if positive else None
     except InvalidSchema as error:
         return str(error)
     return None
@@ -111,7 +117,7 @@ def _negations(body: dict) -> list[tuple[object, str]]:
 def test_every_generator_form_of_a_body_builds(label):
     body = BODIES[label]
     failures = []
-    reason = _cannot_build(body)
+    reason = _cannot_build(body, positive=True)
     if reason is not None:
         failures.append(f"positive: {reason}")
     for descriptor, keyword in _negations(body):
@@ -122,3 +128,15 @@ def test_every_generator_form_of_a_body_builds(label):
             )
             failures.append(f"not {keyword} at /{walk}: {reason}")
     assert not failures, f"{label}: " + "; ".join(failures)
+
+
+def test_a_declined_positive_form_fails_and_a_declined_negative_one_does_not(monkeypatch):
+    """schemathesis declining a body's positive form leaves the operation without valid requests."""
+    from schemathesis.generation.jsonschema.strategy import UnsupportedSchema
+
+    def declines(*args, **kwargs):
+        raise UnsupportedSchema.from_reason("this part of it")
+
+    monkeypatch.setattr(sys.modules[__name__], "build", declines)
+    assert _cannot_build({}, positive=True).startswith("declined: ")
+    assert _cannot_build({}) is None
