@@ -101,8 +101,11 @@ class LimitsMiddleware:
         self.app = app
         self.settings = settings
         self.inline_bytes = inline_bytes or {}  # path -> largest body its route scores on the event loop
-        #: Routes with a name in their path that may handle a body on the event loop (a monitor's writes).
-        self.inline_named = [post for post in inline_named if post.inline_bytes is not None]
+        #: Routes with a name in their path that may handle a body on the event loop (a monitor's
+        #: writes), each with its bound.
+        self.inline_named = [
+            (post, bound) for post in inline_named if (bound := post.inline_bytes) is not None
+        ]
         self.max_concurrency = settings.max_concurrency
         self.timeout = settings.request_timeout_s
         self.retry_after = str(settings.retry_after_s)
@@ -158,9 +161,9 @@ class LimitsMiddleware:
 
     def _named_limit(self, scope: Scope) -> int:
         """The on-loop bound of a named route's request (a monitor's write); 0 unless its route says so."""
-        for post in self.inline_named:
-            if post.inline_bytes is not None and post.name(scope["path"]) is not None:
-                return post.inline_bytes(scope)
+        for post, bound in self.inline_named:
+            if post.name(scope["path"]) is not None:
+                return bound(scope)
         return 0
 
     async def _run_inline(self, scope: Scope, receive: Receive, send: Send) -> None:

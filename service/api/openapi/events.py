@@ -13,12 +13,10 @@
 
 from typing import Any
 
-import numpy as np
-
 from service.monitors.events import DATATYPES, RESPONSE, TYPES
 from service.monitors.ingest import MAX_ID_CHARS
 
-from .values import FLOAT64_MAX, ROUNDS_TO_INF
+from .values import FINITE_MAX, FLOAT64_MAX
 
 
 def _numbers(high: float) -> dict[str, Any]:
@@ -44,16 +42,12 @@ def _tensor(datatype: dict[str, Any], high: float) -> dict[str, Any]:
 
 def _outputs() -> dict[str, Any]:
     """V2 outputs: one whole tensor object per datatype range (a narrow float's, else float64's)."""
-    narrow = [name for name in ROUNDS_TO_INF if name in DATATYPES]
+    narrow = [name for name in FINITE_MAX if name in DATATYPES]
     wide = [name for name in DATATYPES if name not in narrow]
     tensors = [_tensor({"enum": wide}, FLOAT64_MAX)]
-    for name in narrow:  # the largest double that does not round to ±inf in `name`
-        tensors.append(_tensor({"const": name}, _below(ROUNDS_TO_INF[name])))
+    for name in narrow:
+        tensors.append(_tensor({"const": name}, FINITE_MAX[name]))
     return {"type": "array", "minItems": 1, "items": {"oneOf": tensors}}
-
-
-def _below(rounds: float) -> float:
-    return float(np.nextafter(rounds, 0.0))
 
 
 #: A response event's `data`: V1 `predictions` or V2 `outputs` (`outputs` read first).

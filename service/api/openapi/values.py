@@ -38,6 +38,8 @@ FLOAT64_MAX = 1.7976931348623157e308
 #: float16 and float32 casts; BF16 through float32, then to nearest, ties to even). Wider ones need
 #: nothing more.
 ROUNDS_TO_INF = {"FP16": 65520.0, "FP32": 3.4028235677973366e38, "BF16": 3.396177427818412e38}
+#: The largest double each narrow float datatype reads as finite (a plain ``maximum``).
+FINITE_MAX = {name: float(np.nextafter(rounds, 0.0)) for name, rounds in ROUNDS_TO_INF.items()}
 #: The integers each integer datatype holds (numpy.iinfo).
 INTEGER_RANGES = {
     f"{'U' if unsigned else ''}INT{bits}": (0, 2**bits - 1)
@@ -239,8 +241,7 @@ def state_inference_input(schema: dict[str, Any]) -> None:
     ranges: dict[str, dict[str, Any]] = {
         "FP64": {"type": "number", "minimum": -FLOAT64_MAX, "maximum": FLOAT64_MAX}
     }
-    for name, rounds in ROUNDS_TO_INF.items():
-        top = float(np.nextafter(rounds, 0.0))
+    for name, top in FINITE_MAX.items():
         ranges[name] = {"type": "number", "minimum": -top, "maximum": top}
     for name, (low, high) in INTEGER_RANGES.items():
         ranges[name] = {"type": "integer", "minimum": low, "maximum": high}
