@@ -23,9 +23,10 @@ The requests are observed by :class:`service.api.middleware.exchange.ExchangeMid
 serves included), or ``unmatched`` for paths the app does not serve, so random URLs cannot
 blow up the label space. With several uvicorn workers,
 ``python -m service serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory
-before the workers start; each worker then writes its samples there and ``/metrics``
-(answered by any one worker) sums them over all workers, dead ones included, so
-counters never go backwards when a worker is replaced. The process and Python metrics are
+before the workers start; each worker then writes its samples there (the request series
+once per turn of its event loop, :mod:`.tally`) and ``/metrics`` (answered by any one
+worker) sums them over all workers, dead ones included, so counters never go backwards
+when a worker is replaced. The process and Python metrics are
 per worker then: each worker writes its own (every :data:`WORKER_STATS_S` seconds, and just
 before it answers ``/metrics``) as gauges labelled with its ``pid``, and a worker that has
 gone is dropped from them when the next one starts.
@@ -36,7 +37,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -51,6 +52,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.types import Scope
+
+from .tally import Tally, TallyCollector
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -74,90 +77,66 @@ ERROR_LOGGER = logging.getLogger("xent.error")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Seconds between two writes of a worker's process and Python metrics in multiprocess mode.
 WORKER_STATS_S = 5.0
+#: The request series' help texts.
+DOCS = {
+    "xent_http_requests": "HTTP requests answered.",
+    "xent_http_request_duration_seconds": "Time from request to the end of the response.",
+    "xent_scored_rows": "Rows (samples) in requests that were scored.",
+    "xent_scored_bytes": "Request-body bytes of requests that were scored.",
+    "xent_errors": "Error responses by kind.",
+}
 
 
 class Metrics:
-    """The service's metric families, in a registry of their own (one per app)."""
+    """The service's metric families, in a registry of their own (one per app).
+
+    The request series are counted in a :class:`.tally.Tally` (plain numbers, no lock per
+    request): in one process a collector reads it at each scrape; with several workers it is
+    flushed into the prometheus_client families below once per turn of the event loop.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        labels = ["route", "method", "status"]
-        self.requests = Counter(
-            "xent_http_requests", "HTTP requests answered.", labels, registry=self.registry
-        )
-        self.latency = Histogram(
-            "xent_http_request_duration_seconds",
-            "Time from request to the end of the response.",
-            labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.rows = Counter(
-            "xent_scored_rows",
-            "Rows (samples) in requests that were scored.",
-            ["route"],
-            registry=self.registry,
-        )
-        self.bytes = Counter(
-            "xent_scored_bytes",
-            "Request-body bytes of requests that were scored.",
-            ["route"],
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "xent_errors", "Error responses by kind.", ["route", "type"], registry=self.registry
-        )
+        self.tally = Tally(LATENCY_BUCKETS)
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        if self.multiprocess:
+            labels = ["route", "method", "status"]
+            self.tally.families = (
+                Counter("xent_http_requests", DOCS["xent_http_requests"], labels, registry=self.registry),
+                Histogram(
+                    "xent_http_request_duration_seconds",
+                    DOCS["xent_http_request_duration_seconds"],
+                    labels,
+                    buckets=LATENCY_BUCKETS,
+                    registry=self.registry,
+                ),
+                Counter("xent_scored_rows", DOCS["xent_scored_rows"], ["route"], registry=self.registry),
+                Counter("xent_scored_bytes", DOCS["xent_scored_bytes"], ["route"], registry=self.registry),
+                Counter("xent_errors", DOCS["xent_errors"], ["route", "type"], registry=self.registry),
+            )
+        else:
+            self.registry.register(TallyCollector(self.tally, DOCS))
         self.loop_lag = Histogram(
             "xent_event_loop_lag_seconds",
             "How late the event loop woke a 20 ms timer: time it spent unable to answer anything.",
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.worker_stats: WorkerStats | None = None
         if self.multiprocess:
             self.worker_stats = WorkerStats(self.registry)
         else:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 self.registry.register(collector)
-        # (route, method, status) -> (request counter, latency histogram); route -> (rows, bytes)
-        self._exchanges: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._scored: dict[str, tuple[Any, Any]] = {}
-        self._errors: dict[tuple[str, str], Any] = {}
 
     def observe(self, exchange: "Exchange", scope: Scope) -> None:
-        """Record one finished request.
-
-        ``family.labels(...)`` takes a lock and builds its key on every call (~5 µs; a scored
-        request made four): the series of each label set are looked up once and kept. Label
-        sets are bounded: route templates, methods, statuses, error kinds.
-        """
-        route, status = exchange.route, exchange.status
-        key = (route, exchange.method, status)
-        series = self._exchanges.get(key)
-        if series is None:
-            labels = (route, exchange.method, str(status))
-            series = self._exchanges[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
-        series[0].inc()
-        series[1].observe(exchange.duration)
-        if 200 <= status < 300:
-            if exchange.rows or exchange.bytes_in:
-                scored = self._scored.get(route)
-                if scored is None:
-                    scored = self._scored[route] = (self.rows.labels(route), self.bytes.labels(route))
-                if exchange.rows:
-                    scored[0].inc(exchange.rows)
-                if exchange.bytes_in:
-                    scored[1].inc(exchange.bytes_in)
-        elif exchange.error:
-            error = self._errors.get((route, exchange.error))
-            if error is None:
-                error = self._errors[route, exchange.error] = self.errors.labels(route, exchange.error)
-            error.inc()
+        """Record one finished request."""
+        self.tally.observe(exchange)
 
     def exposition(self) -> bytes:
         """The Prometheus text format: of this process, or of all workers in multiprocess mode."""
         if self.worker_stats is not None:
+            self.tally.flush()
             self.worker_stats.refresh()
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
