@@ -129,7 +129,7 @@ def log_config(level: str) -> dict[str, Any]:
     config["handlers"] = {
         **config["handlers"],
         "xent_access": {
-            "class": "logging.StreamHandler",
+            "class": "service.api.middleware.access_log.AccessLineHandler",
             "formatter": "json_line",
             "stream": "ext://sys.stdout",
         },

@@ -181,3 +181,62 @@ def test_unmatched_paths_are_labelled_without_building_the_openapi_document(fres
     while not hasattr(layer, "known_paths"):
         layer = layer.app
     assert layer.known_paths == documented
+
+
+TWO_ROWS = {"logits": [[0.5, 0.0], [0.0, 1.0]], "labels": [0, 1]}
+
+
+def test_serve_gives_the_access_log_its_line_handler():
+    from service.api.serving import log_config
+
+    config = log_config("info")
+    handler = config["handlers"][config["loggers"]["xent.access"]["handlers"][0]]
+    assert handler["class"] == "service.api.middleware.access_log.AccessLineHandler"
+
+
+def test_the_served_access_log_writes_its_lines_straight_to_stdout(monkeypatch):
+    import io
+    from datetime import UTC, datetime
+
+    from service.api.middleware import access_log
+
+    access = logging.getLogger("xent.access")
+    saved = (access.handlers[:], access.level, access.propagate)
+    stream = io.StringIO()
+    try:
+        handler = access_log.AccessLineHandler(stream)  # as `xent serve` sets it up (test above)
+        access.handlers[:] = [handler]
+        access.setLevel(logging.INFO)
+        access.propagate = False
+        made = []
+        monkeypatch.setattr(access_log, "_record", lambda text: made.append(text))  # must not be used
+        client = TestClient(create_app(Settings()))
+        before = datetime.now(UTC).replace(microsecond=0)
+        for i in range(3):
+            client.post("/v1/cross-entropy", json=TWO_ROWS, headers={"X-Request-ID": f"direct-{i}"})
+        client.post("/v1/cross-entropy", json={"logits": [[0.0, 1.0]]}, headers={"X-Request-ID": "bad"})
+        after = datetime.now(UTC)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert not made
+        assert [(x["request_id"], x["status"], x["rows"]) for x in lines] == [
+            ("direct-0", 200, 2),
+            ("direct-1", 200, 2),
+            ("direct-2", 200, 2),
+            ("bad", 422, 1),
+        ]
+        assert lines[3]["error"] == "invalid_input"
+        for line in lines:
+            ts = datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            assert before <= ts <= after
+        # a handler of the user's beside it: every line goes through `logging` as a record
+        monkeypatch.undo()
+        seen = []
+        extra = logging.Handler()
+        extra.emit = lambda record: seen.append(record)
+        access.addHandler(extra)
+        client.post("/v1/cross-entropy", json=TWO_ROWS, headers={"X-Request-ID": "both"})
+        assert [json.loads(r.getMessage())["request_id"] for r in seen] == ["both"]
+        assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "both"
+        assert seen[0].funcName == "log_exchange" and handler.format(seen[0]) == seen[0].getMessage()
+    finally:
+        access.handlers[:], access.level, access.propagate = saved

@@ -17,13 +17,61 @@ from .exchange import Exchange
 LOGGER = logging.getLogger("xent.access")
 
 
+class AccessLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``xent serve`` gives ``xent.access``: each line written as it is, nothing added.
+
+    While it is the access logger's only handler (and nothing filters), :func:`log_exchange`
+    writes the line to it directly: no ``LogRecord`` (~9 µs), no formatting and filtering
+    (~7 µs), the same line on the same stream, flushed at once. Any other set-up (a handler of
+    the user's, pytest's caplog) gets a record through ``logging`` as usual.
+    """
+
+    def write_line(self, text: str) -> None:
+        """Write one line and flush, under the handler's lock (as ``emit`` does)."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(text + self.terminator)
+                self.flush()
+            except Exception:  # a closed or full stream: reported as `emit` reports it
+                self.handleError(_record(text))
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line itself, whatever formatter is set: both ways of writing give the same bytes."""
+        return record.getMessage()
+
+
+def _direct_handler() -> AccessLineHandler | None:
+    """The access logger's one handler when :func:`log_exchange` may write to it directly."""
+    handlers = LOGGER.handlers
+    if len(handlers) == 1 and not LOGGER.filters:
+        handler = handlers[0]
+        if type(handler) is AccessLineHandler and not handler.filters and handler.level <= logging.INFO:
+            return handler
+    return None
+
+
+class _Clock:
+    """The log's UTC timestamp to the second, formatted once per second (``strftime`` is ~1.8 µs)."""
+
+    second = -1
+    text = ""
+
+    @classmethod
+    def now(cls) -> str:
+        second = int(time.time())
+        if second != cls.second:
+            cls.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+            cls.second = second
+        return cls.text
+
+
 def log_exchange(exchange: Exchange, scope: Scope) -> None:
     """Write the access-log line of a finished request at INFO on ``xent.access``."""
     if not LOGGER.isEnabledFor(logging.INFO):
         return
     state = scope.get("state") or {}
     line = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+        "ts": _Clock.now(),
         "request_id": state.get("request_id"),
         "method": exchange.method,
         "path": exchange.path,
@@ -35,15 +83,24 @@ def log_exchange(exchange: Exchange, scope: Scope) -> None:
         "bytes_out": exchange.bytes_out,
         "error": exchange.error,
     }
-    # `LOGGER.info` would look up its caller on the stack (a third of the line's cost, ~4 µs):
-    # the caller is always this function, so the record is made naming it and handled directly.
     text = orjson.dumps(line).decode()
-    LOGGER.handle(
-        LOGGER.makeRecord(LOGGER.name, logging.INFO, __file__, _LINE, text, (), None, "log_exchange")
-    )
+    handler = _direct_handler()
+    if handler is not None:
+        handler.write_line(text)
+        return
+    LOGGER.handle(_record(text))
 
 
 _LINE = log_exchange.__code__.co_firstlineno
+
+
+def _record(text: str) -> logging.LogRecord:
+    """The access logger's record of `text`, made as ``LOGGER.info`` in :func:`log_exchange` would.
+
+    ``LOGGER.info`` would look up its caller on the stack (a third of the record's cost, ~4 µs):
+    the caller is always :func:`log_exchange`, so the record names it.
+    """
+    return LOGGER.makeRecord(LOGGER.name, logging.INFO, __file__, _LINE, text, (), None, "log_exchange")
 
 
 #: Paths polled by orchestrators and scrapers, left out of the access log by default.
