@@ -59,6 +59,7 @@ class Server:
         env: dict[str, str] | None = None,
         workers: int = 0,
         cwd: str | None = None,
+        access_log: bool = False,
     ) -> None:
         self.port = _free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
@@ -69,9 +70,8 @@ class Server:
         output = None
         if workers:  # `xent serve`: its own logging (the access log to stdout, discarded here)
             args = [sys.executable, "-m", "service", "serve"]
-            env.update(
-                {"XENT_PORT": str(self.port), "XENT_WORKERS": str(workers), "XENT_LOG_LEVEL": "warning"}
-            )
+            level = "info" if access_log else "warning"
+            env.update({"XENT_PORT": str(self.port), "XENT_WORKERS": str(workers), "XENT_LOG_LEVEL": level})
             output = subprocess.DEVNULL
         self.process = subprocess.Popen(args, cwd=cwd or ROOT, env=env, stdout=output)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -275,7 +275,7 @@ def workers(clients: int, seconds: float) -> list[dict[str, object]]:
     body = route_bodies()["/v1/cross-entropy"]
     rows, base = [], 0.0
     for count in (1, 2):
-        server = Server("", factory=False, workers=count)
+        server = Server("", factory=False, workers=count, access_log=True)
         try:
             _raw_load(server, body, clients, 1.0)  # every worker warm
             r = _raw_load(server, body, clients, seconds)
@@ -601,10 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = tempfile.TemporaryDirectory(prefix="xent-bench-")
     servers = {
         "bare FastAPI (constant)": Server("benchmarks.bare_app:app", factory=False),
+        # `xent serve` as deployed, one worker: its JSON access log written (to /dev/null here)
         "Xent /v1/cross-entropy": Server(
-            "service.app:create_app",
-            factory=True,
-            env={"XENT_DATA_DIR": data_dir.name},  # monitor ingest
+            "", factory=False, workers=1, access_log=True, env={"XENT_DATA_DIR": data_dir.name}
         ),
         ESSENTIAL: Server("benchmarks.essential_app:app", factory=False),
     }

@@ -54,7 +54,7 @@ def _wrk(url: str, body_file: str, seconds: float, connections: int) -> tuple[fl
 
 def _server(name: str, workers: int) -> Server:
     if name == "xent serve":
-        return Server("", factory=False, workers=workers)
+        return Server("", factory=False, workers=workers, access_log=True)
     env = {"WEB_CONCURRENCY": str(workers)}  # uvicorn's own --workers, read from the environment
     return Server("benchmarks.bare_app:app", factory=False, env=env)
 
