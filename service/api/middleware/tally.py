@@ -53,6 +53,8 @@ class Tally:
         #: Multiprocess mode: the families :meth:`flush` writes to, and whether one is scheduled.
         self.families: tuple[Counter, Histogram, Counter, Counter, Counter] | None = None
         self._flush_due = False
+        #: Multiprocess mode: each label set's children in :attr:`families`.
+        self._children: dict[object, Any] = {}
 
     def observe(self, exchange: "Exchange") -> None:
         """Add one finished request."""
@@ -91,12 +93,16 @@ class Tally:
         if self.families is None:
             return
         requests, latency, rows, bytes_in, errors = self.families
-        for (route, method, status), series in self.exchanges.items():
+        children = self._children
+        for key, series in self.exchanges.items():
             if not series[_COUNT]:
                 continue
-            labels = (route, method, str(status))
-            requests.labels(*labels).inc(series[_COUNT])
-            child = latency.labels(*labels)
+            pair = children.get(key)
+            if pair is None:  # `labels(...)` takes a lock and builds its key: once per label set
+                labels = (key[0], key[1], str(key[2]))
+                pair = children[key] = (requests.labels(*labels), latency.labels(*labels))
+            count, child = pair
+            count.inc(series[_COUNT])
             # prometheus_client 0.26 has no public call adding many observations at once: a
             # histogram child keeps its sum and its (not cumulative) buckets as values
             # (tests/api/test_metrics_tally.py pins this against the installed version).
@@ -105,15 +111,20 @@ class Tally:
                 if n:
                     child._buckets[i].inc(n)
             series[:] = [0] * len(series)
-        for route, (n_rows, n_bytes) in self.scored.items():
-            if n_rows:
-                rows.labels(route).inc(n_rows)
-            if n_bytes:
-                bytes_in.labels(route).inc(n_bytes)
-            self.scored[route] = [0, 0]
-        for (route, kind), error in self.errors.items():
+        for route, scored in self.scored.items():
+            if scored[0] or scored[1]:
+                pair = children.get(route)
+                if pair is None:
+                    pair = children[route] = (rows.labels(route), bytes_in.labels(route))
+                pair[0].inc(scored[0])
+                pair[1].inc(scored[1])
+                scored[0] = scored[1] = 0
+        for key2, error in self.errors.items():
             if error[0]:
-                errors.labels(route, kind).inc(error[0])
+                counter = children.get(key2)
+                if counter is None:
+                    counter = children[key2] = errors.labels(*key2)
+                counter.inc(error[0])
                 error[0] = 0
 
 
