@@ -21,15 +21,18 @@ of one of 10 equal-width bins closed on the right (``"0.1"`` … ``"1.0"``, the 
   the bits per byte (the API's when every sequence brought its bytes).
 
 They are incremented by the worker that handled the request, after the store committed, in the
-app's registry (the writes of one turn of a worker's event loop summed first, and added once at
-the start of the next turn: the small writes of a busy turn commit together, and their
-increments cost one set of counter updates): with several workers ``PROMETHEUS_MULTIPROC_DIR``
-is set and ``/metrics`` sums all workers (see :mod:`service.api.middleware.metrics`). A counter
-restarts at 0 with the server; Prometheus's ``increase`` handles that. Temperature-scaled rows
-are not counted.
+app's registry: the writes an event loop makes within ``FLUSH_S`` (50 ms) are summed first and
+added together then (one update per series for all of them, where each write's ~20 updates
+cost more than its statistics' sums), and every held sum is added before this worker answers a
+scrape (:meth:`MonitorCounters.flush`) and when it stops. With several workers
+``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all workers (see
+:mod:`service.api.middleware.metrics`): another worker's writes reach a scrape within
+``FLUSH_S`` of their answer. A counter only grows, and restarts at 0 with the server;
+Prometheus's ``increase`` handles that. Temperature-scaled rows are not counted.
 """
 
 import asyncio
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +44,8 @@ from service.core.calibration.brier import brier_factor
 
 N_BINS = 10
 BIN_LABELS = tuple(f"{(b + 1) / N_BINS:.1f}" for b in range(N_BINS))
+#: Seconds an event loop's writes' increments are held and summed before they are added.
+FLUSH_S = 0.05
 
 
 class MonitorCounters:
@@ -76,8 +81,9 @@ class MonitorCounters:
         }
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._lm_children: dict[tuple[str, str], dict[str, Any]] = {}
-        #: Per event loop, the sums of its turn's writes not added yet, per (monitor, segment) (`add`).
-        self._turns: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], np.ndarray]] = {}
+        #: Per event loop, the sums of its writes not added yet, per (monitor, segment) (`add`).
+        self._held: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], np.ndarray]] = {}
+        self._lock = threading.Lock()  # `flush` runs in the scrape's thread
 
     def _series(self, monitor: str, segment: str) -> tuple[Any, ...]:
         """Every series of (monitor, segment), created at 0 on first use."""
@@ -136,9 +142,9 @@ class MonitorCounters:
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
         """Add each ``(segment, statistics)`` of a committed write.
 
-        On an event loop the values are summed with the other writes of the loop's turn and added
-        to the counters at the start of the next turn (one update per series a turn); from a
-        thread, at once.
+        On an event loop the values are summed with the loop's other writes and added to the
+        counters ``FLUSH_S`` later, or at the next :meth:`flush` (one update per series for all
+        of them); from a thread, at once.
         """
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -149,19 +155,30 @@ class MonitorCounters:
             if loop is None:
                 self._increment((monitor, segment), values)
                 continue
-            turn = self._turns.get(loop)
-            if turn is None:
-                turn = self._turns[loop] = {}
-                loop.call_soon(self._flush, loop)
-            held = turn.get((monitor, segment))
-            if held is None:
-                turn[(monitor, segment)] = values
-            else:
-                held += values
+            with self._lock:
+                held = self._held.get(loop)
+                if held is None:
+                    held = self._held[loop] = {}
+                    loop.call_later(FLUSH_S, self._flush, loop)
+                sums = held.get((monitor, segment))
+                if sums is None:
+                    held[(monitor, segment)] = values
+                else:
+                    sums += values
+
+    def flush(self) -> None:
+        """Add every sum held (before a scrape, at shutdown): from any thread."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for sums in held.values():
+            for key, values in sums.items():
+                self._increment(key, values)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Add the sums of `loop`'s last turn."""
-        for key, values in self._turns.pop(loop, {}).items():
+        """Add the sums `loop` held (its timer)."""
+        with self._lock:
+            sums = self._held.pop(loop, {})
+        for key, values in sums.items():
             self._increment(key, values)
 
     def _increment(self, key: tuple[str, str], values: np.ndarray) -> None:
