@@ -233,7 +233,9 @@ def _add_middleware(
         keys=APIKeys(keys, protect_metrics=settings.protect_metrics) if keys else None,
         cors=cors,
         on_build=lambda layer: app.enter_scoring_at(
-            layer if cors is not None else DirectScoring(layer, scoring, app.exception_handlers)
+            layer
+            if cors is not None
+            else DirectScoring(layer, scoring, app.exception_handlers, app.named_posts)
         ),
     )
 

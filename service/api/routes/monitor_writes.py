@@ -41,9 +41,9 @@ class MonitorWrite:
     header: str | None
     digest: bytes | None
 
-    def body(self) -> Body:
-        """The body parsed in any format the scoring routes take."""
-        return parsed_body(self.request, self.raw, self.request.app.state.settings)
+    def body(self, fields: dict[str, Any] | None = None) -> Body:
+        """The body parsed in any format the scoring routes take (`fields`: its JSON object, if parsed)."""
+        return parsed_body(self.request, self.raw, self.request.app.state.settings, fields=fields)
 
     def store(self) -> MonitorStore:
         """The monitor store (opened on first use)."""
