@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from service.core import MonitorStats, PerplexitySeries
 from service.core.calibration.brier import brier_factor
+from service.core.monitoring.fine_histogram import coarse_table, weighted_bincount
 
 N_BINS = 10
 BIN_LABELS = tuple(f"{(b + 1) / N_BINS:.1f}" for b in range(N_BINS))
@@ -81,8 +82,8 @@ class MonitorCounters:
         }
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._lm_children: dict[tuple[str, str], dict[str, Any]] = {}
-        #: Per event loop, the sums of its writes not added yet, per (monitor, segment) (`add`).
-        self._held: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], np.ndarray]] = {}
+        #: Per event loop, the statistics of its writes not added yet, per (monitor, segment) (`add`).
+        self._held: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], list[MonitorStats]]] = {}
         self._lock = threading.Lock()  # `flush` runs in the scrape's thread
 
     def _series(self, monitor: str, segment: str) -> tuple[Any, ...]:
@@ -142,44 +143,44 @@ class MonitorCounters:
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
         """Add each ``(segment, statistics)`` of a committed write.
 
-        On an event loop the values are summed with the loop's other writes and added to the
-        counters ``FLUSH_S`` later, or at the next :meth:`flush` (one update per series for all
-        of them); from a thread, at once.
+        On an event loop the statistics are held with the loop's other writes and their sums
+        added to the counters ``FLUSH_S`` later, or at the next :meth:`flush` (one update per
+        series for all of them, their histograms coarsened together); from a thread, at once.
         """
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        for segment, stats in rows:
-            values = _values(stats)
-            if loop is None:
-                self._increment((monitor, segment), values)
-                continue
-            with self._lock:
-                held = self._held.get(loop)
-                if held is None:
-                    held = self._held[loop] = {}
-                    loop.call_later(FLUSH_S, self._flush, loop)
-                sums = held.get((monitor, segment))
-                if sums is None:
-                    held[(monitor, segment)] = values
+        if loop is None:
+            for segment, stats in rows:
+                self._increment((monitor, segment), _values([stats]))
+            return
+        with self._lock:
+            held = self._held.get(loop)
+            if held is None:
+                held = self._held[loop] = {}
+                loop.call_later(FLUSH_S, self._flush, loop)
+            for segment, stats in rows:
+                kept = held.get((monitor, segment))
+                if kept is None:
+                    held[(monitor, segment)] = [stats]
                 else:
-                    sums += values
+                    kept.append(stats)
 
     def flush(self) -> None:
         """Add every sum held (before a scrape, at shutdown): from any thread."""
         with self._lock:
             held, self._held = self._held, {}
-        for sums in held.values():
-            for key, values in sums.items():
-                self._increment(key, values)
+        for kept in held.values():
+            for key, stats in kept.items():
+                self._increment(key, _values(stats))
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Add the sums `loop` held (its timer)."""
+        """Add the sums of the statistics `loop` held (its timer)."""
         with self._lock:
-            sums = self._held.pop(loop, {})
-        for key, values in sums.items():
-            self._increment(key, values)
+            kept = self._held.pop(loop, {})
+        for key, stats in kept.items():
+            self._increment(key, _values(stats))
 
     def _increment(self, key: tuple[str, str], values: np.ndarray) -> None:
         """Add `values` (as `_values` orders them) to the series of `key`; zeros are not added."""
@@ -194,23 +195,37 @@ class MonitorCounters:
                     child.inc(value)
 
 
-def _values(stats: MonitorStats) -> np.ndarray:
-    """The 36 increments of one statistics, in float64.
+def _values(rows: list[MonitorStats]) -> np.ndarray:
+    """The 36 increments of the statistics `rows` together, in float64.
 
     Samples, Σ confidence, labelled, Σ NLL, correct, Σ Brier, then for each of the ten bins the
-    labelled rows, then their Σ confidence, then their Σ outcome.
+    labelled rows, then their Σ confidence, then their Σ outcome. Each statistics' Σ confidence
+    and Σ NLL count from 0 up (a rounding below 0 is not added), as when added one by one; the
+    bins of several are one coarsening of their fine cells together.
     """
     values = np.zeros(6 + 3 * N_BINS)
-    if stats.weight_predictions:
-        values[0] = stats.weight_predictions
-        values[1] = max(stats.confidence_sum, 0.0)
-    if not stats.weight_labelled:
-        return values
-    values[2] = stats.weight_labelled
-    values[3] = max(stats.nll_sum, 0.0)
-    values[4] = stats.correct_weight if stats.weighted else stats.correct
-    values[5] = brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum
-    hist = stats.positive if stats.binary and stats.positive is not None else stats.top
-    _, weight, sum_conf, sum_hits = hist.coarsen(N_BINS, "right")
-    values[6:] = np.concatenate((weight, sum_conf, sum_hits))
+    sums = [0.0] * 6
+    hists = []
+    for stats in rows:
+        if stats.weight_predictions:
+            sums[0] += stats.weight_predictions
+            sums[1] += max(stats.confidence_sum, 0.0)
+        if not stats.weight_labelled:
+            continue
+        sums[2] += stats.weight_labelled
+        sums[3] += max(stats.nll_sum, 0.0)
+        sums[4] += stats.correct_weight if stats.weighted else stats.correct
+        sums[5] += brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum
+        hists.append(stats.positive if stats.binary and stats.positive is not None else stats.top)
+    values[:6] = sums
+    if len(hists) == 1:
+        _, weight, sum_conf, sum_hits = hists[0].coarsen(N_BINS, "right")
+        values[6:] = np.concatenate((weight, sum_conf, sum_hits))
+    elif hists:
+        index = coarse_table(N_BINS, "right")[np.concatenate([h.cells for h in hists])]
+        for b, part in enumerate(
+            (np.concatenate([h.weights for h in hists]), np.concatenate([h.conf for h in hists]),
+             np.concatenate([h.hits for h in hists]))
+        ):  # fmt: skip
+            values[6 + b * N_BINS : 6 + (b + 1) * N_BINS] = weighted_bincount(index, part, N_BINS)
     return values

@@ -135,3 +135,19 @@ def test_an_event_loop_s_increments_are_held_then_added_within_flush_s():
         return [*seen, value("xent_monitor_samples_total")]
 
     assert asyncio.run(run()) == [None, 4.0, 6.0, 3.0, 6.0]
+
+
+def test_the_increments_of_statistics_held_together_are_their_increments_added_one_by_one(rng):
+    from service.core import Distribution, MonitorStats
+    from service.monitors.counters import _values
+
+    rows = []
+    for k, n in ((4, 30), (4, 1), (4, 200), (4, 7)):
+        logits = 3 * rng.standard_normal((n, k))
+        labels = np.where(rng.random(n) < 0.3, -1, rng.integers(0, k, n)) if n > 1 else None
+        rows.append(MonitorStats.summarise(Distribution.from_logits(logits), labels))
+    alone = sum(_values([stats]) for stats in rows)
+    together = _values(rows)
+    assert together[[0, 2, 4]].tolist() == alone[[0, 2, 4]].tolist()  # counts: exact
+    assert together[6:16].tolist() == alone[6:16].tolist() and together[26:].tolist() == alone[26:].tolist()
+    np.testing.assert_allclose(together, alone, rtol=1e-13, atol=0)
