@@ -258,7 +258,10 @@ def add(
         blocks = row_blocks(rows, threshold, store._rng.getrandbits)
     if not blocks:
         return
-    cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
+    if len(blocks) == 1:
+        cur.execute(store._q(sql.INSERT_RESERVOIR_BLOCK), (name, *blocks[0]))
+    else:
+        cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
     before, count = count, count + sum(block[0] for block in blocks)
     if count > REWRITE_FACTOR * size:
         rewrite(store, cur, name, size)
