@@ -82,15 +82,23 @@ def test_a_small_write_skips_the_general_layer_and_a_large_one_takes_it(tmp_path
     large = {"logits": rng.standard_normal((n, K)).tolist(), "labels": rng.integers(0, K, n).tolist()}
     with monitor_client(tmp_path) as client:
         assert client.put("/v1/monitors/m", json={"n_classes": K}).status_code == 201
-        answer = client.post("/v1/monitors/m/observations", json=small, headers={"X-Request-ID": "abc-1"})
+        headers = {"content-type": "application/json"}
+        small_bytes, large_bytes = json.dumps(small).encode(), json.dumps(large).encode()
+        answer = client.post(
+            "/v1/monitors/m/observations", content=small_bytes, headers={**headers, "X-Request-ID": "abc-1"}
+        )
         assert answer.status_code == 200 and answer.json()["n_labelled"] == 32
         assert answer.headers["x-request-id"] == "abc-1"
         assert limited == ["/v1/monitors/m"]  # the PUT only
-        assert client.post("/v1/monitors/m/observations", json=large).json()["n_labelled"] == n
+        large_answer = client.post("/v1/monitors/m/observations", content=large_bytes, headers=headers)
+        assert large_answer.json()["n_labelled"] == n
         assert limited == ["/v1/monitors/m", "/v1/monitors/m/observations"]
         metrics = client.get("/metrics").text
     route = 'route="/v1/monitors/{name}/observations"'
     assert f'xent_http_requests_total{{method="POST",{route},status="200"}} 2.0' in metrics
+    sent = len(small_bytes) + len(large_bytes)
+    assert f"xent_scored_bytes_total{{{route}}} {float(sent)}" in metrics
+    assert f"xent_scored_rows_total{{{route}}} {float(32 + n)}" in metrics
 
 
 def test_a_direct_write_past_its_deadline_answers_503_and_writes_nothing(tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service.core.cancel import Cancelled, deadline
 
-from ..deps import DirectRoute, RawBody
+from ..deps import DIRECT_BODY, DirectRoute, RawBody
 from ..formats.answers import BytesResponse
 from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
@@ -233,6 +233,13 @@ class DirectScoring:
             if message is None:  # the deadline passed before the body came
                 response = layer.timeout_refusal(scope)
             else:
+                body = message.get("body", b"")
+                if (
+                    message["type"] == "http.request"
+                    and not message.get("more_body", False)
+                    and len(body) <= layer.max_body_bytes
+                ):  # whole, JSON, within the limit: the route takes it as read (`deps.DIRECT_BODY`)
+                    state[DIRECT_BODY] = bytearray(body)
                 response = await self._written(scope, _Replay(message, receive), send, post.endpoint, due)
             await reply(response)
         except Exception:
