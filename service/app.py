@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # database); its compaction runs in a thread of its own, never on the event loop.
         await anyio.to_thread.run_sync(monitors.open)
         yield
+        app.state.monitor_counters.flush()  # the increments held (counters.FLUSH_S), before they are lost
         await anyio.to_thread.run_sync(monitors.close)
         stats.cancel()
         monitor.cancel()
@@ -232,7 +233,9 @@ def _add_middleware(
         keys=APIKeys(keys, protect_metrics=settings.protect_metrics) if keys else None,
         cors=cors,
         on_build=lambda layer: app.enter_scoring_at(
-            layer if cors is not None else DirectScoring(layer, scoring, app.exception_handlers)
+            layer
+            if cors is not None
+            else DirectScoring(layer, scoring, app.exception_handlers, app.named_posts)
         ),
     )
 

@@ -30,6 +30,21 @@ class RawBody(NamedTuple):
     header_length: int = 0
 
 
+#: The ``scope["state"]`` key of a JSON body the direct layer read whole, within the body limit
+#: (a monitor's small write, :meth:`~service.api.middleware.direct.DirectScoring._write`): the
+#: route takes it as :func:`raw_body` would have read it (:func:`taken_body`).
+DIRECT_BODY = "direct_body"
+
+
+def taken_body(request: Request) -> RawBody | None:
+    """The body the direct layer read whole (:data:`DIRECT_BODY`), as :func:`raw_body` gives it; else None."""
+    state = request.scope.get("state")
+    if state is None or (data := state.pop(DIRECT_BODY, None)) is None:
+        return None
+    state["bytes_in"] = len(data)  # reported by the metrics and the access log
+    return RawBody(data, "json")
+
+
 async def raw_body(request: Request, settings: Settings) -> RawBody:
     """The request body and its format, checked for content type and size as it streams in."""
     headers = body_headers(request)

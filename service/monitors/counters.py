@@ -21,15 +21,18 @@ of one of 10 equal-width bins closed on the right (``"0.1"`` … ``"1.0"``, the 
   the bits per byte (the API's when every sequence brought its bytes).
 
 They are incremented by the worker that handled the request, after the store committed, in the
-app's registry (the writes of one turn of a worker's event loop summed first, and added once at
-the start of the next turn: the small writes of a busy turn commit together, and their
-increments cost one set of counter updates): with several workers ``PROMETHEUS_MULTIPROC_DIR``
-is set and ``/metrics`` sums all workers (see :mod:`service.api.middleware.metrics`). A counter
-restarts at 0 with the server; Prometheus's ``increase`` handles that. Temperature-scaled rows
-are not counted.
+app's registry: the writes an event loop makes within ``FLUSH_S`` (50 ms) are summed first and
+added together then (one update per series for all of them, where each write's ~20 updates
+cost more than its statistics' sums), and every held sum is added before this worker answers a
+scrape (:meth:`MonitorCounters.flush`) and when it stops. With several workers
+``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all workers (see
+:mod:`service.api.middleware.metrics`): another worker's writes reach a scrape within
+``FLUSH_S`` of their answer. A counter only grows, and restarts at 0 with the server;
+Prometheus's ``increase`` handles that. Temperature-scaled rows are not counted.
 """
 
 import asyncio
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,9 +41,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 from service.core import MonitorStats, PerplexitySeries
 from service.core.calibration.brier import brier_factor
+from service.core.monitoring.fine_histogram import coarse_table, weighted_bincount
 
 N_BINS = 10
 BIN_LABELS = tuple(f"{(b + 1) / N_BINS:.1f}" for b in range(N_BINS))
+#: Seconds an event loop's writes' increments are held and summed before they are added.
+FLUSH_S = 0.05
 
 
 class MonitorCounters:
@@ -76,8 +82,9 @@ class MonitorCounters:
         }
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._lm_children: dict[tuple[str, str], dict[str, Any]] = {}
-        #: Per event loop, the sums of its turn's writes not added yet, per (monitor, segment) (`add`).
-        self._turns: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], np.ndarray]] = {}
+        #: Per event loop, the statistics of its writes not added yet, per (monitor, segment) (`add`).
+        self._held: dict[asyncio.AbstractEventLoop, dict[tuple[str, str], list[MonitorStats]]] = {}
+        self._lock = threading.Lock()  # `flush` runs in the scrape's thread
 
     def _series(self, monitor: str, segment: str) -> tuple[Any, ...]:
         """Every series of (monitor, segment), created at 0 on first use."""
@@ -136,33 +143,44 @@ class MonitorCounters:
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
         """Add each ``(segment, statistics)`` of a committed write.
 
-        On an event loop the values are summed with the other writes of the loop's turn and added
-        to the counters at the start of the next turn (one update per series a turn); from a
-        thread, at once.
+        On an event loop the statistics are held with the loop's other writes and their sums
+        added to the counters ``FLUSH_S`` later, or at the next :meth:`flush` (one update per
+        series for all of them, their histograms coarsened together); from a thread, at once.
         """
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        for segment, stats in rows:
-            values = _values(stats)
-            if loop is None:
-                self._increment((monitor, segment), values)
-                continue
-            turn = self._turns.get(loop)
-            if turn is None:
-                turn = self._turns[loop] = {}
-                loop.call_soon(self._flush, loop)
-            held = turn.get((monitor, segment))
+        if loop is None:
+            for segment, stats in rows:
+                self._increment((monitor, segment), _values([stats]))
+            return
+        with self._lock:
+            held = self._held.get(loop)
             if held is None:
-                turn[(monitor, segment)] = values
-            else:
-                held += values
+                held = self._held[loop] = {}
+                loop.call_later(FLUSH_S, self._flush, loop)
+            for segment, stats in rows:
+                kept = held.get((monitor, segment))
+                if kept is None:
+                    held[(monitor, segment)] = [stats]
+                else:
+                    kept.append(stats)
+
+    def flush(self) -> None:
+        """Add every sum held (before a scrape, at shutdown): from any thread."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for kept in held.values():
+            for key, stats in kept.items():
+                self._increment(key, _values(stats))
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Add the sums of `loop`'s last turn."""
-        for key, values in self._turns.pop(loop, {}).items():
-            self._increment(key, values)
+        """Add the sums of the statistics `loop` held (its timer)."""
+        with self._lock:
+            kept = self._held.pop(loop, {})
+        for key, stats in kept.items():
+            self._increment(key, _values(stats))
 
     def _increment(self, key: tuple[str, str], values: np.ndarray) -> None:
         """Add `values` (as `_values` orders them) to the series of `key`; zeros are not added."""
@@ -177,23 +195,37 @@ class MonitorCounters:
                     child.inc(value)
 
 
-def _values(stats: MonitorStats) -> np.ndarray:
-    """The 36 increments of one statistics, in float64.
+def _values(rows: list[MonitorStats]) -> np.ndarray:
+    """The 36 increments of the statistics `rows` together, in float64.
 
     Samples, Σ confidence, labelled, Σ NLL, correct, Σ Brier, then for each of the ten bins the
-    labelled rows, then their Σ confidence, then their Σ outcome.
+    labelled rows, then their Σ confidence, then their Σ outcome. Each statistics' Σ confidence
+    and Σ NLL count from 0 up (a rounding below 0 is not added), as when added one by one; the
+    bins of several are one coarsening of their fine cells together.
     """
     values = np.zeros(6 + 3 * N_BINS)
-    if stats.weight_predictions:
-        values[0] = stats.weight_predictions
-        values[1] = max(stats.confidence_sum, 0.0)
-    if not stats.weight_labelled:
-        return values
-    values[2] = stats.weight_labelled
-    values[3] = max(stats.nll_sum, 0.0)
-    values[4] = stats.correct_weight if stats.weighted else stats.correct
-    values[5] = brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum
-    hist = stats.positive if stats.binary and stats.positive is not None else stats.top
-    _, weight, sum_conf, sum_hits = hist.coarsen(N_BINS, "right")
-    values[6:] = np.concatenate((weight, sum_conf, sum_hits))
+    sums = [0.0] * 6
+    hists = []
+    for stats in rows:
+        if stats.weight_predictions:
+            sums[0] += stats.weight_predictions
+            sums[1] += max(stats.confidence_sum, 0.0)
+        if not stats.weight_labelled:
+            continue
+        sums[2] += stats.weight_labelled
+        sums[3] += max(stats.nll_sum, 0.0)
+        sums[4] += stats.correct_weight if stats.weighted else stats.correct
+        sums[5] += brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum
+        hists.append(stats.positive if stats.binary and stats.positive is not None else stats.top)
+    values[:6] = sums
+    if len(hists) == 1:
+        _, weight, sum_conf, sum_hits = hists[0].coarsen(N_BINS, "right")
+        values[6:] = np.concatenate((weight, sum_conf, sum_hits))
+    elif hists:
+        index = coarse_table(N_BINS, "right")[np.concatenate([h.cells for h in hists])]
+        for b, part in enumerate(
+            (np.concatenate([h.weights for h in hists]), np.concatenate([h.conf for h in hists]),
+             np.concatenate([h.hits for h in hists]))
+        ):  # fmt: skip
+            values[6 + b * N_BINS : 6 + (b + 1) * N_BINS] = weighted_bincount(index, part, N_BINS)
     return values

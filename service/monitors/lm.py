@@ -15,7 +15,7 @@ from service.core import PerplexitySeries
 from service.core._typing import FloatArray, IntArray
 from service.store import LmSumsRow, MonitorConfig, MonitorStore
 
-from .ingest import _check_times, check_segment
+from .batch_checks import check_segment, check_times
 
 
 def sequence_rows(
@@ -35,7 +35,7 @@ def sequence_rows(
     Raises `InputError` naming ``timestamps`` or ``segment``; `MonitorStore.add_lm_sums` writes the rows.
     """
     tag = check_segment(segment)
-    t = _check_times(times, int(np.asarray(nll).shape[0]), config, now)
+    t = check_times(times, int(np.asarray(nll).shape[0]), config, now)
     series = PerplexitySeries.observe(
         t, nll, tokens, width=config.bucket_s, bytes=bytes, words=words, hits=hits
     )

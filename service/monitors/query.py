@@ -26,7 +26,8 @@ from service.core.monitoring.series import (
 )
 from service.store import LabelledRow, MonitorConfig, MonitorStore, StatsRow
 
-from .ingest import TEMPERED, rows_distribution
+from .ingest import TEMPERED
+from .late_labels import rows_distribution
 from .sums_cache import DIGEST_BINNING, Sums, SumsCache, digest_rows
 
 

@@ -263,20 +263,29 @@ class GroupCommit:
                 )
         if not live:
             return
-        alone = len(live) == 1
         begin(connection)
-        with committing(connection):
-            for work in live:
-                if alone:
-                    self._run_alone(connection, work)
-                else:
+        try:  # (what `committing` does, without a generator's context manager per transaction)
+            if len(live) == 1:
+                self._run_alone(connection, live[0])
+            else:
+                for work in live:
                     self._run_nested(connection, work)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
+                with suppress(sqlite3.Error):  # the original error says more
+                    connection.execute("ROLLBACK")
+            raise
         self.commits += 1
         self.works += sum(work.error is None for work in live)
 
     def _run_alone(self, connection: sqlite3.Connection, work: _Work) -> None:
-        with self._errors(), closing(connection.cursor()) as cursor:
-            work.result = work.run(cursor)  # an error rolls the whole (one-work) transaction back
+        # An error rolls the whole (one-work) transaction back; `_run_group` maps SQLite's.
+        cursor = connection.cursor()
+        try:
+            work.result = work.run(cursor)
+        finally:
+            cursor.close()
 
     def _run_nested(self, connection: sqlite3.Connection, work: _Work) -> None:
         connection.execute("SAVEPOINT work")

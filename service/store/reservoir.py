@@ -36,7 +36,7 @@ from service.store import sql
 from service.store.base import LabelledRow, ReservoirBatch
 
 if TYPE_CHECKING:
-    from service.store.sqlstore import Cursor, SqlStore
+    from service.store.sql_base import Cursor, SqlBase
 
 #: A block's parameters after the monitor's name, in `sql.INSERT_RESERVOIR_BLOCK` order.
 BlockParams = tuple[int, int, float, str, str, str, bytes, bytes, bytes, bytes]
@@ -230,7 +230,7 @@ class Stored:
         return out
 
 
-def lock_state(store: "SqlStore", cur: "Cursor", name: str) -> tuple[int | None, int, int]:
+def lock_state(store: "SqlBase", cur: "Cursor", name: str) -> tuple[int | None, int, int]:
     """The monitor's threshold, stored row count and reservoir_size, its row locked (PostgreSQL)."""
     cur.execute(store._q(sql.RESERVOIR_STATE + sql.RESERVOIR_LOCK[store.dialect]), (name,))
     threshold, count, size = cur.fetchone()
@@ -238,7 +238,7 @@ def lock_state(store: "SqlStore", cur: "Cursor", name: str) -> tuple[int | None,
 
 
 def add(
-    store: "SqlStore",
+    store: "SqlBase",
     cur: "Cursor",
     name: str,
     rows: Sequence[LabelledRow] | ReservoirBatch,
@@ -258,7 +258,10 @@ def add(
         blocks = row_blocks(rows, threshold, store._rng.getrandbits)
     if not blocks:
         return
-    cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
+    if len(blocks) == 1:
+        cur.execute(store._q(sql.INSERT_RESERVOIR_BLOCK), (name, *blocks[0]))
+    else:
+        cur.executemany(store._q(sql.INSERT_RESERVOIR_BLOCK), [(name, *block) for block in blocks])
     before, count = count, count + sum(block[0] for block in blocks)
     if count > REWRITE_FACTOR * size:
         rewrite(store, cur, name, size)
@@ -268,7 +271,7 @@ def add(
         cur.execute(store._q(sql.SET_RESERVOIR_COUNT), (count, name))
 
 
-def tighten(store: "SqlStore", cur: "Cursor", name: str, size: int, count: int) -> None:
+def tighten(store: "SqlBase", cur: "Cursor", name: str, size: int, count: int) -> None:
     """Store `count` and the exact threshold, from the stored keys alone (no row is rewritten)."""
     cur.execute(store._q(sql.SELECT_RESERVOIR_KEYS), (name,))
     keys = np.concatenate([np.frombuffer(row[0], _KEY) for row in cur.fetchall()])
@@ -278,7 +281,7 @@ def tighten(store: "SqlStore", cur: "Cursor", name: str, size: int, count: int) 
 
 
 def rewrite(
-    store: "SqlStore",
+    store: "SqlBase",
     cur: "Cursor",
     name: str,
     size: int,
@@ -305,7 +308,7 @@ def rewrite(
     cur.execute(store._q(sql.SET_RESERVOIR_STATE), (int(picked.size), threshold, name))
 
 
-def expire(store: "SqlStore", cur: "Cursor", name: str, before: float) -> None:
+def expire(store: "SqlBase", cur: "Cursor", name: str, before: float) -> None:
     """Compaction and retention: rewrite the blocks when a row is older than `before` or is not in R."""
     _, count, size = lock_state(store, cur, name)
     cur.execute(store._q(sql.RESERVOIR_MIN_TIME), (name,))
@@ -314,13 +317,13 @@ def expire(store: "SqlStore", cur: "Cursor", name: str, before: float) -> None:
         rewrite(store, cur, name, size, before=before)
 
 
-def resize(store: "SqlStore", cur: "Cursor", name: str, old: int, new: int) -> None:
+def resize(store: "SqlBase", cur: "Cursor", name: str, old: int, new: int) -> None:
     """`reservoir_size` changes from `old` to `new`: keep the bottom min(old, new), threshold for `new`."""
     lock_state(store, cur, name)
     rewrite(store, cur, name, new, keep=min(old, new))
 
 
-def move_rows(store: "SqlStore", cur: "Cursor") -> None:
+def move_rows(store: "SqlBase", cur: "Cursor") -> None:
     """Migration to version 7: every row of the per-row ``reservoir`` table into blocks, monitor by monitor.
 
     Keeps every row (a reservoir over its size, shrunk but not yet compacted, keeps its extra rows:

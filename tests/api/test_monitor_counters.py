@@ -104,3 +104,50 @@ def test_language_model_counters_add_up_the_sequences_written_once(tmp_path, rng
     assert got[("xent_monitor_lm_bytes_total", "")] == n_bytes.sum()  # the logits brought none
     assert got[("xent_monitor_lm_byte_nll_nats_total", "")] == pytest.approx(-lp.sum(), rel=1e-12)
     assert got[("xent_monitor_lm_words_total", "")] == 0 == got[("xent_monitor_lm_word_nll_nats_total", "")]
+
+
+def test_an_event_loop_s_increments_are_held_then_added_within_flush_s():
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from service.core import Distribution, MonitorStats
+    from service.monitors.counters import FLUSH_S, MonitorCounters
+
+    registry = CollectorRegistry()
+    counters = MonitorCounters(registry)
+    stats = MonitorStats.summarise(Distribution.from_logits(np.array([[2.0, 0.0], [0.0, 1.0]])), [0, 0])
+    labels = {"monitor": "m", "segment": "s"}
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    async def run() -> list[float | None]:
+        counters.add("m", [("s", stats)])
+        counters.add("m", [("s", stats)])
+        seen = [value("xent_monitor_samples_total")]  # held: not added yet
+        await asyncio.sleep(3 * FLUSH_S)
+        seen.append(value("xent_monitor_samples_total"))
+        counters.add("m", [("s", stats)])
+        counters.flush()  # a scrape adds what is held at once
+        seen += [value("xent_monitor_samples_total"), value("xent_monitor_correct_total")]
+        await asyncio.sleep(3 * FLUSH_S)  # the timer finds nothing more to add
+        return [*seen, value("xent_monitor_samples_total")]
+
+    assert asyncio.run(run()) == [None, 4.0, 6.0, 3.0, 6.0]
+
+
+def test_the_increments_of_statistics_held_together_are_their_increments_added_one_by_one(rng):
+    from service.core import Distribution, MonitorStats
+    from service.monitors.counters import _values
+
+    rows = []
+    for k, n in ((4, 30), (4, 1), (4, 200), (4, 7)):
+        logits = 3 * rng.standard_normal((n, k))
+        labels = np.where(rng.random(n) < 0.3, -1, rng.integers(0, k, n)) if n > 1 else None
+        rows.append(MonitorStats.summarise(Distribution.from_logits(logits), labels))
+    alone = sum(_values([stats]) for stats in rows)
+    together = _values(rows)
+    assert together[[0, 2, 4]].tolist() == alone[[0, 2, 4]].tolist()  # counts: exact
+    assert together[6:16].tolist() == alone[6:16].tolist() and together[26:].tolist() == alone[26:].tolist()
+    np.testing.assert_allclose(together, alone, rtol=1e-13, atol=0)

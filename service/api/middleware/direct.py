@@ -18,6 +18,13 @@ layers do:
    ``X-Request-ID``, then hands the :class:`~.exchange.Exchange` to the metrics and the
    access log.
 
+A monitor's small write (a POST route with a name in its path whose :class:`~.dispatch.DirectEntry`
+takes the body on the event loop now: ``…/observations`` while the store commits without
+blocking) is served here too, by its direct endpoint (:meth:`DirectScoring._write`): the same
+steps, its awaited write under the deadline's timer as the limits layer's inline runner sets
+it (:meth:`~.limits.LimitsMiddleware._run_inline`), which cancels the request's task at the
+deadline and answers 503; a write cancelled before its turn's commit is dropped unwritten.
+
 Anything else goes to the general layer unchanged, before a byte of the body is read: another
 path or method, a body over the route's on-loop bound or the body limit, or of unknown
 length, another media type, a coded body, the OIP binary header, CORS configured. So does a
@@ -29,7 +36,7 @@ then serves it from the start.
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi.routing import APIRoute
@@ -39,12 +46,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from service.core.cancel import Cancelled, deadline
 
-from ..deps import DirectRoute, RawBody
+from ..deps import DIRECT_BODY, DirectRoute, RawBody
 from ..formats.answers import BytesResponse
 from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
 from .codings import GzipSend, accepts_gzip
-from .dispatch import Handler, handler_for, problem_handlers
+from .dispatch import Endpoint, Handler, NamedPost, handler_for, match_named, problem_handlers
 from .exchange import Exchange, internal_error
 from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
 
@@ -75,11 +82,17 @@ class DirectScoring:
     """Small JSON POSTs to the scoring routes served whole here; anything else goes to `layer`.
 
     `routes` maps paths to the scoring routes (those whose endpoint carries a
-    :class:`DirectRoute`); `handlers` are the app's exception handlers (problem+json).
+    :class:`DirectRoute`); `handlers` are the app's exception handlers (problem+json); `named`,
+    the POST routes with a name in their path, of which those with an on-loop bound are served
+    here while it admits the body.
     """
 
     def __init__(
-        self, layer: "ExchangeMiddleware", routes: Mapping[str, APIRoute], handlers: Mapping[Any, Handler]
+        self,
+        layer: "ExchangeMiddleware",
+        routes: Mapping[str, APIRoute],
+        handlers: Mapping[Any, Handler],
+        named: Sequence[NamedPost] = (),
     ) -> None:
         self.layer = layer
         self.routes: dict[str, tuple[APIRoute, DirectRoute, int]] = {
@@ -87,6 +100,7 @@ class DirectScoring:
             for path, route in routes.items()
             if isinstance(spec := getattr(route.endpoint, "direct_scoring", None), DirectRoute)
         }
+        self.named = [post for post in named if post.inline_bytes is not None]
         self.handlers = problem_handlers(handlers)
         self.watch = BodyWatch(layer.timeout)
 
@@ -94,6 +108,11 @@ class DirectScoring:
         """Serve a small JSON scoring POST here; pass anything else to the general layer."""
         http_post = scope["type"] == "http" and scope["method"] == "POST"
         found = self.routes.get(scope["path"]) if http_post else None
+        if found is None and http_post and self.named:
+            write = self._named(scope)
+            if write is not None:
+                await self._write(scope, receive, send, *write)
+                return
         length = identifier = None
         gzip_ok = False
         if found is not None:
@@ -154,6 +173,135 @@ class DirectScoring:
         finally:
             if not handed_over:
                 layer.observe(exchange, scope)
+
+    def _named(self, scope: Scope) -> tuple[NamedPost, str, int, str | None, bool] | None:
+        """A named write to serve here: its route, name, length, request id and gzip; else None.
+
+        None (the general layer serves it) unless the body is JSON of a declared length within
+        the route's on-loop bound now and the body limit, not coded, and not the OIP binary's.
+        """
+        matched = match_named(self.named, scope["path"])
+        if matched is None:
+            return None
+        post, name = matched
+        assert post.inline_bytes is not None  # (only such routes are kept)
+        length = identifier = None
+        gzip_ok = False
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif key == b"content-type":
+                if value not in JSON_TYPES:
+                    return None
+            elif key == REQUEST_ID_HEADER:
+                if SANE_ID.fullmatch(value):
+                    identifier = value.decode()
+            elif key == b"accept-encoding":
+                gzip_ok = accepts_gzip(value)
+            elif key == b"content-encoding" or key == b"inference-header-content-length":
+                return None
+        if length is None or length > min(post.inline_bytes(scope), self.layer.max_body_bytes):
+            return None
+        return post, name, length, identifier, gzip_ok
+
+    async def _write(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        post: NamedPost,
+        name: str,
+        length: int,
+        identifier: str | None,
+        gzip_ok: bool,
+    ) -> None:
+        """Serve a named write (:meth:`_named`) as the general layer would, in one pass."""
+        layer = self.layer
+        due = time.monotonic() + layer.timeout  # the request's deadline runs from its arrival
+        message = await self.watch.first_message(receive)
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        identifier = identifier or new_id()
+        state["request_id"] = identifier
+        state["declared_length"] = length
+        scope["route"], scope["endpoint"] = post.route, post.route.endpoint
+        scope["path_params"] = {"name": name}
+        exchange = Exchange("POST", scope["path"])
+        reply = _Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
+        try:
+            if message is None:  # the deadline passed before the body came
+                response = layer.timeout_refusal(scope)
+            else:
+                body = message.get("body", b"")
+                if (
+                    message["type"] == "http.request"
+                    and not message.get("more_body", False)
+                    and len(body) <= layer.max_body_bytes
+                ):  # whole, JSON, within the limit: the route takes it as read (`deps.DIRECT_BODY`)
+                    state[DIRECT_BODY] = bytearray(body)
+                response = await self._written(scope, _Replay(message, receive), send, post.endpoint, due)
+            await reply(response)
+        except Exception:
+            if reply.started:  # too late for a 500: let the server drop the connection
+                exchange.status = 500
+                raise
+            await reply(internal_error(scope, exchange, identifier))
+        except BaseException:
+            exchange.status = 500
+            raise
+        finally:
+            layer.observe(exchange, scope)
+
+    async def _written(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, due: float
+    ) -> Response:
+        """The named write's answer: `endpoint` awaited under the deadline `due`, with a slot held.
+
+        At `due` a timer cancels the request's task, as the limits layer's inline runner's does,
+        and the answer is its 503; errors are answered by the app's problem+json handlers.
+        """
+        layer = self.layer
+        if layer.keys is not None and layer.keys.protects(scope["path"]):
+            refusal = layer.keys.admit(scope)
+            if refusal is not None:
+                return refusal
+        refusal = layer.gate_refusal(scope)
+        if refusal is not None:
+            return refusal
+        request = Request(scope, receive, send)
+        task = asyncio.current_task()
+        assert task is not None  # a request is always served by a task
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        gate = layer.gate
+        gate.enter()
+        left = due - time.monotonic()
+        timer = asyncio.get_running_loop().call_later(left, expire)
+        try:
+            with deadline(left):
+                return await endpoint(request)
+        except asyncio.CancelledError:
+            if not expired or task.uncancel() > cancelling:
+                raise  # cancelled from outside (the client left, the server stops), not by the timer
+            return layer.timeout_refusal(scope)
+        except Cancelled:
+            return layer.timeout_refusal(scope)
+        except Exception as error:
+            handler = handler_for(self.handlers, error)
+            if handler is None:
+                raise
+            answer = handler(request, error)
+            return await answer if inspect.isawaitable(answer) else answer
+        finally:
+            timer.cancel()
+            gate.leave()
 
     def _answer(
         self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes, due: float

@@ -13,8 +13,8 @@
 
 from typing import Any
 
+from service.monitors.batch_checks import MAX_ID_CHARS
 from service.monitors.events import DATATYPES, RESPONSE, TYPES
-from service.monitors.ingest import MAX_ID_CHARS
 
 from .values import FINITE_MAX, FLOAT64_MAX
 

@@ -15,4 +15,5 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 )
 def metrics(request: Request) -> Response:
     """Request counts, latency histograms, rows and bytes scored, errors by kind (all workers)."""
+    request.app.state.monitor_counters.flush()  # this worker's monitor writes held (counters.FLUSH_S)
     return Response(request.app.state.metrics.exposition(), media_type=TEXT_FORMAT)

@@ -12,10 +12,10 @@ from service.api.formats.payload import parse_json_object
 from service.api.openapi.events import JSON_SCHEMA, STRUCTURED_EVENT
 from service.api.schemas.monitors import EventResult
 from service.monitors import IngestCounts, ingest
+from service.monitors.batch_checks import MAX_ID_CHARS
 from service.monitors.counters import MonitorCounters
 from service.monitors.events import RESPONSE, predictions, read_event, row_ids
 from service.monitors.idempotency import check_key, event_key, fingerprint
-from service.monitors.ingest import MAX_ID_CHARS
 from service.settings import Settings
 from service.store import IdempotencyKey, Replayed
 

@@ -25,7 +25,10 @@ from starlette.responses import Response
 
 from service import core
 from service.api.formats.answers import Document
+from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_prediction
+from service.api.formats.payload import parse_json_object
+from service.api.formats.plain import numbers_only, plain_array, plain_logits
 from service.api.schemas.common import ProbabilityOptions
 from service.core.cancel import current_deadline
 from service.monitors import IngestCounts, prepare_batch, write_prepared, write_prepared_soon
@@ -47,6 +50,8 @@ from . import json_response
 from .monitor_writes import MonitorWrite, in_pool, inline_store, read_write
 
 ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
+#: The fields of a plain body (:func:`_plain`).
+PLAIN_FIELDS = frozenset({"logits", "labels"})
 #: Longest single wait on the loop for the write lock before trying again (a missed wake-up costs no more).
 LOCK_WAIT_S = 0.05
 
@@ -59,6 +64,10 @@ class ObservationOptions(BaseModel):
     segment: Annotated[str, Field(max_length=64)] | None = None
     tolerance: Annotated[float, Field(gt=0, le=1)] | None = None
     normalize: bool = False
+
+
+#: The options of a plain body (none sent), as the general reader validates them.
+PLAIN_OPTIONS = ObservationOptions()
 
 
 async def observations(request: Request, name: str, idempotency_key: str | None) -> Response:
@@ -229,8 +238,21 @@ class Recording:
 
 
 def _read(write: MonitorWrite) -> tuple[Body, ObservationOptions, Prediction]:
-    """The body, its options and its predictions: what needs no monitor."""
-    body = write.body()
+    """The body, its options and its predictions: what needs no monitor.
+
+    A plain body (``{"logits": N×K floats, "labels": N numbers}`` and nothing else, as
+    :func:`_plain` finds it) skips the general reader; its arrays, options and predictions are
+    the values the general reader gives it, by the same checks.
+    """
+    fields = None
+    if write.raw.kind == "json":
+        assert isinstance(write.raw.data, bytearray)  # JSON is always read into a bytearray
+        fields = parse_json_object(write.raw.data)
+        if fields.keys() == PLAIN_FIELDS:
+            plain = _plain(write, write.raw.data, fields)
+            if plain is not None:
+                return plain
+    body = write.body(fields)
     options = body.options(ObservationOptions, ARRAY_FIELDS)
     probability = _probability_options(options.tolerance, options.normalize)
     return body, options, read_prediction(body, "probs", "logits", probability)
@@ -254,6 +276,30 @@ def _prepare(observed: tuple[Body, ObservationOptions, Prediction], config: Moni
     segment = options.segment or ""
     batch = prepare_batch(config, dist, labels, body.fields.get("ids"), times, segment)
     return _Prepared(config, batch, segment)
+
+
+def _plain(
+    write: MonitorWrite, data: bytearray, fields: dict[str, Any]
+) -> tuple[Body, ObservationOptions, Prediction] | None:
+    """A plain body's (:func:`_read`) arrays as the general reader reads them; None if it is not one.
+
+    None whenever the general reader could answer otherwise: a string or boolean in the body,
+    logits that are not N×K floats its checks take, labels that are not a list of numbers,
+    more elements than the limit. The labels are checked where the general path's are
+    (:func:`_prepare`).
+    """
+    max_elements = write.request.app.state.settings.max_elements
+    if not numbers_only(data, fields):
+        return None
+    logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
+    if logits is None or labels is None or logits.size + labels.size > max_elements:
+        return None
+    body = Body({"logits": logits, "labels": labels}, ArrayReader(max_elements, may_hold_booleans=False))
+    body.rows = max(logits.shape[0], labels.shape[0] if labels.ndim else 0)
+    write.request.state.body = body  # (its rows, for the metrics and the access log)
+    dist = core.Distribution.from_logits(logits, validate=False)
+    tolerance = core.default_tolerance(logits.dtype)
+    return body, PLAIN_OPTIONS, Prediction(dist, "logits", core.dtype_name(logits.dtype), tolerance, 0)
 
 
 @lru_cache(maxsize=64)

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Scope
 
-from service.api.deps import INLINE_BYTES, RawBody, parsed_body, raw_body
+from service.api.deps import INLINE_BYTES, RawBody, parsed_body, raw_body, taken_body
 from service.api.formats.answers import Document, json_bytes
 from service.api.formats.inputs import Body
 from service.monitors.idempotency import check_key, fingerprint
@@ -41,9 +41,9 @@ class MonitorWrite:
     header: str | None
     digest: bytes | None
 
-    def body(self) -> Body:
-        """The body parsed in any format the scoring routes take."""
-        return parsed_body(self.request, self.raw, self.request.app.state.settings)
+    def body(self, fields: dict[str, Any] | None = None) -> Body:
+        """The body parsed in any format the scoring routes take (`fields`: its JSON object, if parsed)."""
+        return parsed_body(self.request, self.raw, self.request.app.state.settings, fields=fields)
 
     def store(self) -> MonitorStore:
         """The monitor store (opened on first use)."""
@@ -66,7 +66,7 @@ async def read_write(
     The key's fingerprint covers `tag`, the content type (unless `media` is False: a JSON-only
     route) and the body's bytes, taken now, before anything parses the body.
     """
-    raw = await raw_body(request, request.app.state.settings)
+    raw = taken_body(request) or await raw_body(request, request.app.state.settings)
     header = check_key(idempotency_key)
     content_type = request.headers.get("content-type") or ""
     parts = (tag, content_type, raw.data) if media else (tag, raw.data)
