@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.api.middleware.direct import BodyWatch
+from service.api.middleware.body_watch import BodyWatch
 from service.api.middleware.exchange import ExchangeMiddleware
 from service.app import create_app
 from service.settings import Settings

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from service.core.cancel import Cancelled, deadline
 
@@ -50,9 +50,11 @@ from ..deps import DIRECT_BODY, DirectRoute, RawBody
 from ..formats.answers import BytesResponse
 from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
-from .codings import GzipSend, accepts_gzip
+from .body_watch import BodyWatch
+from .codings import accepts_gzip
 from .dispatch import Endpoint, Handler, NamedPost, handler_for, match_named, problem_handlers
 from .exchange import Exchange, internal_error
+from .replies import Replay, Reply
 from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
 
 if TYPE_CHECKING:
@@ -64,18 +66,30 @@ JSON_TYPES = frozenset(
 )
 
 
-class _Replay:
-    """A ``receive`` that gives `first` once more, then the request's own messages."""
+def small_json(scope: Scope, bound: int) -> tuple[int, str | None, bool] | None:
+    """A JSON body's declared length, the request id sent and whether gzip is accepted.
 
-    __slots__ = ("first", "receive")
-
-    def __init__(self, first: Message, receive: Receive) -> None:
-        self.first: Message | None = first
-        self.receive = receive
-
-    async def __call__(self) -> Message:
-        first, self.first = self.first, None
-        return first if first is not None else await self.receive()
+    One pass over the headers; None if the body is not plain JSON of a declared length within
+    `bound` (another media type, a content coding, the OIP binary header).
+    """
+    length = identifier = None
+    gzip_ok = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif name == b"content-type":
+            if value not in JSON_TYPES:
+                return None
+        elif name == REQUEST_ID_HEADER:
+            if SANE_ID.fullmatch(value):
+                identifier = value.decode()
+        elif name == b"accept-encoding":
+            gzip_ok = accepts_gzip(value)
+        elif name == b"content-encoding" or name == b"inference-header-content-length":
+            return None
+    if length is None or length > bound:
+        return None
+    return length, identifier, gzip_ok
 
 
 class DirectScoring:
@@ -113,33 +127,17 @@ class DirectScoring:
             if write is not None:
                 await self._write(scope, receive, send, *write)
                 return
-        length = identifier = None
-        gzip_ok = False
-        if found is not None:
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    length = int(value) if value.isdigit() else None
-                elif name == b"content-type":
-                    if value not in JSON_TYPES:
-                        found = None
-                        break
-                elif name == REQUEST_ID_HEADER:
-                    if SANE_ID.fullmatch(value):
-                        identifier = value.decode()
-                elif name == b"accept-encoding":
-                    gzip_ok = accepts_gzip(value)
-                elif name == b"content-encoding" or name == b"inference-header-content-length":
-                    found = None
-                    break
-        if found is None or length is None or length > found[2]:
+        plain = None if found is None else small_json(scope, found[2])
+        if found is None or plain is None:
             await self.layer(scope, receive, send)
             return
         route, spec, _ = found
+        length, identifier, gzip_ok = plain
         layer = self.layer
         due = time.monotonic() + layer.timeout  # the request's deadline runs from its arrival
         message = await self.watch.first_message(receive)
         if message is not None and (message["type"] != "http.request" or message.get("more_body", False)):
-            await layer(scope, _Replay(message, receive), send)  # not one piece: served from the start there
+            await layer(scope, Replay(message, receive), send)  # not one piece: served from the start there
             return
         state = scope.get("state")
         if state is None:
@@ -149,7 +147,7 @@ class DirectScoring:
         state["declared_length"] = length
         scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
         exchange = Exchange("POST", scope["path"])
-        reply = _Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
+        reply = Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
         handed_over = False
         try:
             if message is None:  # the deadline passed before the body came
@@ -158,7 +156,7 @@ class DirectScoring:
                 answer = self._answer(scope, receive, send, spec, message["body"], due)
                 if answer is None:  # the route sends this body to a worker thread: served there
                     handed_over = True
-                    await layer(scope, _Replay(message, receive), send)
+                    await layer(scope, Replay(message, receive), send)
                     return
                 response = await answer if inspect.isawaitable(answer) else answer
             await reply(response)
@@ -185,24 +183,8 @@ class DirectScoring:
             return None
         post, name = matched
         assert post.inline_bytes is not None  # (only such routes are kept)
-        length = identifier = None
-        gzip_ok = False
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                length = int(value) if value.isdigit() else None
-            elif key == b"content-type":
-                if value not in JSON_TYPES:
-                    return None
-            elif key == REQUEST_ID_HEADER:
-                if SANE_ID.fullmatch(value):
-                    identifier = value.decode()
-            elif key == b"accept-encoding":
-                gzip_ok = accepts_gzip(value)
-            elif key == b"content-encoding" or key == b"inference-header-content-length":
-                return None
-        if length is None or length > min(post.inline_bytes(scope), self.layer.max_body_bytes):
-            return None
-        return post, name, length, identifier, gzip_ok
+        plain = small_json(scope, min(post.inline_bytes(scope), self.layer.max_body_bytes))
+        return None if plain is None else (post, name, *plain)
 
     async def _write(
         self,
@@ -228,7 +210,7 @@ class DirectScoring:
         scope["route"], scope["endpoint"] = post.route, post.route.endpoint
         scope["path_params"] = {"name": name}
         exchange = Exchange("POST", scope["path"])
-        reply = _Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
+        reply = Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
         try:
             if message is None:  # the deadline passed before the body came
                 response = layer.timeout_refusal(scope)
@@ -240,7 +222,7 @@ class DirectScoring:
                     and len(body) <= layer.max_body_bytes
                 ):  # whole, JSON, within the limit: the route takes it as read (`deps.DIRECT_BODY`)
                     state[DIRECT_BODY] = bytearray(body)
-                response = await self._written(scope, _Replay(message, receive), send, post.endpoint, due)
+                response = await self._written(scope, Replay(message, receive), send, post.endpoint, due)
             await reply(response)
         except Exception:
             if reply.started:  # too late for a 500: let the server drop the connection
@@ -351,103 +333,3 @@ class DirectScoring:
             return handler(request, error)
         finally:
             gate.leave()
-
-
-class _Reply:
-    """Sends a finished response with the request id, noting its status and size on the exchange.
-
-    With `gzip_ok` the messages pass through :class:`~.codings.GzipSend` first, and the bytes
-    counted are those sent, as in the general layer.
-    """
-
-    __slots__ = ("send", "exchange", "echoed", "started", "out")
-
-    def __init__(self, send: Send, exchange: Exchange, echoed: tuple[bytes, bytes], gzip_ok: bool) -> None:
-        self.send = send
-        self.exchange = exchange
-        self.echoed = echoed
-        self.started = False
-        self.out: Send | None = GzipSend(self._counted) if gzip_ok else None
-
-    async def __call__(self, response: Response) -> None:
-        """Send `response` (status, headers with the request id, body), then its background task."""
-        headers = response.raw_headers  # lower-case names, as Starlette and BytesResponse write them
-        for key, _ in headers:
-            if key == REQUEST_ID_HEADER:  # the request's id, not one a route set
-                headers = [(k, v) for k, v in headers if k != REQUEST_ID_HEADER]
-                break
-        exchange = self.exchange
-        exchange.status = response.status_code
-        self.started = True
-        start = {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": [*headers, self.echoed],
-        }
-        body = {"type": "http.response.body", "body": response.body}
-        if self.out is None:
-            exchange.bytes_out += len(response.body)
-            await self.send(start)
-            await self.send(body)
-        else:
-            await self.out(start)
-            await self.out(body)
-        if response.background is not None:
-            await response.background()
-
-    async def _counted(self, message: Message) -> None:
-        if message["type"] == "http.response.body":
-            self.exchange.bytes_out += len(message.get("body", b""))
-        await self.send(message)
-
-
-class BodyWatch:
-    """The deadline of the body's first message, for every request served here, on one timer.
-
-    A timer per request (``loop.call_later``, then its cancel and its removal from the loop's
-    heap) cost ~4 µs of a ~100 µs request whose body, nearly always, has already arrived. Here
-    each waiting request is noted with its due time, and one timer, armed only while some
-    request is waiting, checks them every :attr:`period` seconds (a tenth of the timeout, at most
-    0.25 s): a slow upload is stopped between its deadline and one period after it, and answered
-    503 as the general layer answers it.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.period = min(timeout / 10, 0.25)
-        self.waiting: dict[asyncio.Task[Any], float] = {}
-        self.expired: set[asyncio.Task[Any]] = set()
-        self.timer: asyncio.TimerHandle | None = None
-
-    async def first_message(self, receive: Receive) -> Message | None:
-        """The request's first message; None if its deadline passes first."""
-        task = asyncio.current_task()
-        assert task is not None  # a request is always served by a task
-        loop = task.get_loop()
-        self.waiting[task] = loop.time() + self.timeout
-        if self.timer is None:
-            self.timer = loop.call_later(self.period, self._check)
-        cancelling = task.cancelling()
-        try:
-            return await receive()
-        except asyncio.CancelledError:
-            if task not in self.expired or task.uncancel() > cancelling:
-                raise  # cancelled from outside (the client left, the server stops), not by the deadline
-            return None
-        finally:
-            del self.waiting[task]
-            if self.expired:
-                self.expired.discard(task)
-
-    def _check(self) -> None:
-        """Cancel the requests whose deadline passed; check again in a period while any wait."""
-        self.timer = None
-        if not self.waiting:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for task, due in self.waiting.items():
-            if due <= now and task not in self.expired:
-                self.expired.add(task)
-                task.cancel()
-        self.timer = loop.call_later(self.period, self._check)
