@@ -158,7 +158,7 @@ class DirectScoring:
                     handed_over = True
                     await layer(scope, Replay(message, receive), send)
                     return
-                response = await answer if inspect.isawaitable(answer) else answer
+                response = answer if isinstance(answer, Response) else await answer
             await reply(response)
         except Exception:
             if reply.started:  # too late for a 500: let the server drop the connection
@@ -301,7 +301,7 @@ class DirectScoring:
         refusal = layer.gate_refusal(scope)
         if refusal is not None:
             return refusal
-        request = Request(scope, receive, send)
+        request = None  # made only for the general reader or an error handler
         state = scope["state"]
         state["bytes_in"] = len(data)
         text = bytearray(data)
@@ -312,6 +312,7 @@ class DirectScoring:
             with deadline(due - time.monotonic()):
                 plain = spec.plain
                 if plain is None:
+                    request = Request(scope, receive, send)
                     body = spec.parse(request, raw, layer.settings)
                 else:
                     fields = parse_json_object(text)
@@ -320,6 +321,7 @@ class DirectScoring:
                         if answer is not None:
                             state["rows"] = answer[1]
                             return BytesResponse(answer[0])
+                    request = Request(scope, receive, send)
                     body = spec.parse(request, raw, layer.settings, fields)
                 if spec.threaded is not None and spec.threaded(body):
                     return None
@@ -330,6 +332,6 @@ class DirectScoring:
             handler = handler_for(self.handlers, error)
             if handler is None:
                 raise
-            return handler(request, error)
+            return handler(request or Request(scope, receive, send), error)
         finally:
             gate.leave()
