@@ -6,6 +6,7 @@ Where a check's verdict is overridden, it is per reason, for the rules the docum
 (:mod:`tests.contract.unstatable`): a refusal of a schema-valid request for any other reason fails.
 """
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import Settings
+from tests.contract import hooks  # noqa: F401  (registers the repairs of positive cases)
 from tests.contract.unstatable import excused
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CASES: Counter[str] = Counter()
 #: Refusals of schema-valid requests excused, per reason (read by the terminal summary).
 EXCUSED: Counter[str] = Counter()
+#: A file to append each refusal of a schema-valid request to, excused or not (JSON lines), if set.
+LOG = os.environ.get("XENT_CONTRACT_REFUSALS")
 
 # The document declares the API-key schemes, so the app runs with a key, and schemathesis sends it (and
 # checks that requests with a wrong or no key are refused: `ignored_auth`).
@@ -63,6 +67,10 @@ def _excuse(case, response) -> bool:
     reason = excused(case.media_type, response.status_code, problem)
     if reason is not None:
         EXCUSED[reason] += 1
+    if LOG is not None:
+        line = {"op": f"{case.method} {case.path}", "media_type": case.media_type, "reason": reason}
+        with open(LOG, "ab") as log:
+            log.write(orjson.dumps({**line, "status": response.status_code, "problem": problem}) + b"\n")
     return reason is not None
 
 

@@ -6,10 +6,16 @@ accepted. The document states what JSON Schema can (required fields, "exactly on
 refused although it matches the document. :func:`excused` says whether a refusal is one of them,
 per reason; any other refusal still fails the check.
 
+Most of these rules are also taught to the generator: :mod:`tests.contract.hooks` repairs positive
+cases so they keep them, and sends a binary body as an encoded JSON request (refused, then, for the
+rule it breaks, named as for JSON), so a reason is met only where a repair is missing or cannot be
+made; the terminal summary prints both counts.
+
 - **Binary bodies**: ``application/octet-stream`` (the binary tensor extension) and
   ``application/x-npz`` are bytes whose framing (a JSON header of the declared length, then
   tensors of ``prod(shape) × itemsize`` bytes; a zip of ``.npy`` members) no schema can describe:
-  a generator sends random bytes, refused 400 (or 413/422 when they happen to frame something).
+  a generator sends random bytes, refused 400 (or 413/422 when they happen to frame something);
+  the hooks encode drawn JSON requests instead, except in the coverage phase.
 - **Sizes**: the element and body limits bound a *product* of dimensions or a sum over fields
   (``XENT_MAX_ELEMENTS``), a 413.
 - **State on the server and media-type-dependent headers** (422): a monitor window without rows;
@@ -31,6 +37,7 @@ per reason; any other refusal still fails the check.
 """
 
 import re
+from typing import Any
 
 #: Media types whose bodies the document can only call bytes.
 BINARY_MEDIA_TYPES = ("application/octet-stream", "application/x-npz")
@@ -110,10 +117,16 @@ UNSTATABLE = {
 
 def excused(media_type: str | None, status: int, problem: object) -> str | None:
     """The reason a schema-valid request answered `status` with `problem` may be refused, else None."""
-    if media_type in BINARY_MEDIA_TYPES and status in (400, 413, 422):
-        return "binary body"
+    binary = media_type in BINARY_MEDIA_TYPES and status in (400, 413, 422)
     if not isinstance(problem, dict):
-        return None
+        return "binary body" if binary else None
+    reason = _reason(status, problem)
+    # a binary body the hooks encoded from a repaired JSON request is refused for the rule it breaks,
+    # named as for JSON; one sent as drawn (the coverage phase) for its framing
+    return reason if reason is not None else ("binary body" if binary else None)
+
+
+def _reason(status: int, problem: dict[str, Any]) -> str | None:
     details = [e.get("detail", "") for e in problem.get("errors") or [] if isinstance(e, dict)]
     details = details or [str(problem.get("detail", ""))]
     if status == 413 and all("limit" in d for d in details):
