@@ -89,6 +89,8 @@ CASES = [
     ("bad labels", {"labels": [9] * 8}),
     ("malformed", "{not json"),
     ("repeated key", '{"labels": [0], "labels": [1]}'),
+    # keys as a plain cross-entropy request's once the repeat is dropped: the plain reader must not take it
+    ("repeated plain key", '{"labels": [0], "labels": [1], "logits": [[0.0, 1.0]]}'),
     ("booleans", {"labels": [True] * 8}),
 ]
 

@@ -102,8 +102,12 @@ def collector_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
-def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
-    """Parse `body` as a JSON object, or raise 400."""
+def parse_json_object(body: bytes | bytearray, *, unique_keys: bool = True) -> dict[str, Any]:
+    """Parse `body` as a JSON object, or raise 400; a repeated key too, unless `unique_keys` is False.
+
+    The direct layer leaves the keys to :func:`~.plain.numbers_only` (two quotes a key and no
+    more: no key was repeated) and checks them itself before any other reader takes the body.
+    """
     if not body or body.isspace():  # (`strip()` would copy the body to find out)
         raise ProblemError(400, "request body is empty; send a JSON object")
     try:
@@ -116,7 +120,8 @@ def parse_json_object(body: bytes | bytearray) -> dict[str, Any]:
         raise ProblemError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ProblemError(400, f"request body must be a JSON object; got {json_type(value)}")
-    check_unique_keys(body, value)
+    if unique_keys:
+        check_unique_keys(body, value)
     return value
 
 

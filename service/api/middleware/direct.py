@@ -48,6 +48,7 @@ from service.core.cancel import Cancelled, deadline
 
 from ..deps import DIRECT_BODY, DirectRoute, RawBody
 from ..formats.answers import BytesResponse
+from ..formats.json_keys import check_unique_keys
 from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
 from .body_watch import BodyWatch
@@ -315,12 +316,14 @@ class DirectScoring:
                     request = Request(scope, receive, send)
                     body = spec.parse(request, raw, layer.settings)
                 else:
-                    fields = parse_json_object(text)
+                    fields = parse_json_object(text, unique_keys=False)
+                    # a body with no string but its keys holds each key once (two quotes a key)
                     if fields.keys() == plain.fields and numbers_only(text, fields):
                         answer = plain.answer(fields, layer.settings.max_elements)
                         if answer is not None:
                             state["rows"] = answer[1]
                             return BytesResponse(answer[0])
+                    check_unique_keys(text, fields)
                     request = Request(scope, receive, send)
                     body = spec.parse(request, raw, layer.settings, fields)
                 if spec.threaded is not None and spec.threaded(body):
