@@ -112,7 +112,7 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     cells += FINE_EDGES[j] == conf
     present = np.zeros(N_CELLS, bool)  # the occupied cells, found through a table of all 5,041
     present[cells] = True
-    used = np.flatnonzero(present)  # increasing
+    used = present.nonzero()[0]  # increasing (1-D: np.flatnonzero without its wrapper's ravel)
     rank = np.empty(N_CELLS, np.intp)
     rank[used] = np.arange(used.size)
     inverse: IntArray = rank[cells]  # each row's place among the occupied cells
