@@ -22,6 +22,7 @@ def general(monkeypatch, dist, labels):
 
 
 def assert_same(a: MonitorStats, b: MonitorStats) -> None:
+    assert type(a) is type(b) and list(vars(a)) == list(vars(b))  # the same object, however built
     for name in MonitorStats.__dataclass_fields__:
         x, y = getattr(a, name), getattr(b, name)
         if name in ("top", "positive"):
