@@ -29,6 +29,7 @@ def assert_same(a: MonitorStats, b: MonitorStats) -> None:
             assert (x is None) == (y is None), name
             if x is None:
                 continue
+            assert type(x) is type(y) and list(vars(x)) == list(vars(y)), name
             for part in ("cells", "count", "conf", "hits"):
                 u, v = getattr(x, part), getattr(y, part)
                 assert u.dtype == v.dtype and u.tobytes() == v.tobytes(), f"{name}.{part}"

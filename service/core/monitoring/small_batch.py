@@ -29,6 +29,7 @@ from .stats import MonitorStats
 MAX_ROWS = (N_CELLS - 1) // SPARSE_RATIO
 _EMPTY_HIST = FineHistogram.empty()
 _FIELDS = tuple(field.name for field in fields(MonitorStats))
+_HIST_FIELDS = tuple(field.name for field in fields(FineHistogram))
 
 
 def fits_small(dist: Distribution) -> bool:
@@ -115,6 +116,13 @@ def _stats(*values: object) -> MonitorStats:
     return stats
 
 
+def _histogram(*values: object) -> FineHistogram:
+    """``FineHistogram(*values)`` as :func:`_stats` builds its statistics (no ``__post_init__`` either)."""
+    hist: FineHistogram = object.__new__(FineHistogram)
+    hist.__dict__.update(zip(_HIST_FIELDS, values, strict=True))
+    return hist
+
+
 def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     """``FineHistogram.of(conf, outcome, None)`` of at most `MAX_ROWS` rows: sums per occupied cell only.
 
@@ -136,4 +144,4 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     count = np.bincount(inverse, minlength=used.size).astype(np.int64, copy=False)
     sums = weighted_bincount(inverse, conf.astype(np.float64, copy=False), used.size)
     hits = weighted_bincount(inverse, outcome.astype(np.float64), used.size)
-    return FineHistogram(used.astype(np.int64, copy=False), count, sums, hits)
+    return _histogram(used.astype(np.int64, copy=False), count, sums, hits, None)
