@@ -214,6 +214,8 @@ def check_labels(
     array = array.astype(np.int64, copy=False)
     if ignore_index is None and array.view(np.uint64).max() < n_classes:
         return array  # one reduction: negative labels are above 2**63 as unsigned
+    if ignore_index == -1 and (array.view(np.uint64) + np.uint64(1)).max() <= n_classes:
+        return array  # as unsigned, label + 1 wraps -1 to 0 and every other negative above 2**63
     outside = (array < 0) | (array >= n_classes)
     if ignore_index is not None:
         outside &= array != ignore_index

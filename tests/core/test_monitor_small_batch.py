@@ -22,12 +22,14 @@ def general(monkeypatch, dist, labels):
 
 
 def assert_same(a: MonitorStats, b: MonitorStats) -> None:
+    assert type(a) is type(b) and list(vars(a)) == list(vars(b))  # the same object, however built
     for name in MonitorStats.__dataclass_fields__:
         x, y = getattr(a, name), getattr(b, name)
         if name in ("top", "positive"):
             assert (x is None) == (y is None), name
             if x is None:
                 continue
+            assert type(x) is type(y) and list(vars(x)) == list(vars(y)), name
             for part in ("cells", "count", "conf", "hits"):
                 u, v = getattr(x, part), getattr(y, part)
                 assert u.dtype == v.dtype and u.tobytes() == v.tobytes(), f"{name}.{part}"

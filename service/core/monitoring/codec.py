@@ -122,10 +122,13 @@ def encode(stats: MonitorStats) -> bytes:
         nz = counts.nonzero()[0]  # (counts is 1-D: np.flatnonzero without its wrapper)
         if counts.size * dense.itemsize < nz.size * classes.itemsize:
             flags |= flag
+            if weights is None:  # records of one packed field: its values' bytes, in one call
+                sizes.append(counts.size)
+                parts.append(counts.astype(dense["count"]).tobytes())
+                continue
             records = np.empty(counts.size, dense)
             records["count"] = counts
-            if weights is not None:
-                records["weight"] = weights
+            records["weight"] = weights
         else:
             records = np.empty(nz.size, classes)
             records["index"] = nz

@@ -14,6 +14,8 @@ reductions over the same arrays, and per-cell sums added in row order (``np.binc
 the occupied cells, as :meth:`FineHistogram.reduce` does below its sparse threshold).
 """
 
+from dataclasses import fields
+
 import numpy as np
 
 from .._typing import FloatArray, IntArray
@@ -26,6 +28,8 @@ from .stats import MonitorStats
 #: Largest batch (rows) this path takes: its histograms stay below `FineHistogram.reduce`'s sparse threshold.
 MAX_ROWS = (N_CELLS - 1) // SPARSE_RATIO
 _EMPTY_HIST = FineHistogram.empty()
+_FIELDS = tuple(field.name for field in fields(MonitorStats))
+_HIST_FIELDS = tuple(field.name for field in fields(FineHistogram))
 
 
 def fits_small(dist: Distribution) -> bool:
@@ -71,14 +75,14 @@ def summarise_small(dist: Distribution, labels: IntArray | None) -> MonitorStats
     if labels is None:
         empty = np.zeros(k, np.int64)
         positive = _EMPTY_HIST if k == 2 else None
-        return MonitorStats(
+        return _stats(
             k, False, n, float(n), confidence_sum, predicted_counts,
-            0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, empty, _EMPTY_HIST, positive,
+            0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, empty, _EMPTY_HIST, positive, None, None,
         )  # fmt: skip
     losses = dist.nll_at(labels)
     correct = predicted == labels
     n_correct = int(np.count_nonzero(correct))
-    return MonitorStats(
+    return _stats(
         k,
         False,
         n,
@@ -95,7 +99,28 @@ def summarise_small(dist: Distribution, labels: IntArray | None) -> MonitorStats
         np.bincount(labels, minlength=k).astype(np.int64, copy=False),
         occupied_histogram(top, correct),
         occupied_histogram(probs[:, 1], labels == 1) if k == 2 else None,
+        None,  # unweighted
+        None,
     )
+
+
+def _stats(*values: object) -> MonitorStats:
+    """``MonitorStats(*values)``, every field in order, without the frozen dataclass's ``__init__``.
+
+    That ``__init__`` sets each of the 18 fields through ``object.__setattr__``; filling the
+    instance's dict at once takes about a quarter of the time (~7 µs less per write). The class
+    has no ``__post_init__``: the object is the one ``__init__`` builds.
+    """
+    stats: MonitorStats = object.__new__(MonitorStats)
+    stats.__dict__.update(zip(_FIELDS, values, strict=True))
+    return stats
+
+
+def _histogram(*values: object) -> FineHistogram:
+    """``FineHistogram(*values)`` as :func:`_stats` builds its statistics (no ``__post_init__`` either)."""
+    hist: FineHistogram = object.__new__(FineHistogram)
+    hist.__dict__.update(zip(_HIST_FIELDS, values, strict=True))
+    return hist
 
 
 def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
@@ -112,11 +137,11 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     cells += FINE_EDGES[j] == conf
     present = np.zeros(N_CELLS, bool)  # the occupied cells, found through a table of all 5,041
     present[cells] = True
-    used = np.flatnonzero(present)  # increasing
+    used = present.nonzero()[0]  # increasing (1-D: np.flatnonzero without its wrapper's ravel)
     rank = np.empty(N_CELLS, np.intp)
     rank[used] = np.arange(used.size)
     inverse: IntArray = rank[cells]  # each row's place among the occupied cells
     count = np.bincount(inverse, minlength=used.size).astype(np.int64, copy=False)
     sums = weighted_bincount(inverse, conf.astype(np.float64, copy=False), used.size)
     hits = weighted_bincount(inverse, outcome.astype(np.float64), used.size)
-    return FineHistogram(used.astype(np.int64, copy=False), count, sums, hits)
+    return _histogram(used.astype(np.int64, copy=False), count, sums, hits, None)
