@@ -118,3 +118,23 @@ def test_a_direct_write_past_its_deadline_answers_503_and_writes_nothing(tmp_pat
         assert client.get("/v1/monitors/m").json()["totals"]["n"] == 0
         assert client.post("/v1/monitors/m/observations", json=body).json()["n_labelled"] == 1
         assert client.get("/v1/monitors/m").json()["totals"]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the survivors look plain: the plain reader must not take it
+        '{"labels": [0], "labels": [1], "logits": [[2.0, 0.5, -1.0]]}',
+        '{"logits": [[2.0, 0.5, -1.0]], "labels": [0], "segment": "a", "segment": "b"}',
+    ],
+)
+def test_a_repeated_key_is_refused_and_nothing_written(tmp_path, text):
+    with monitor_client(tmp_path) as client:
+        assert client.put("/v1/monitors/m", json={"n_classes": K}).status_code == 201
+        answer = client.post(
+            "/v1/monitors/m/observations", content=text, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "repeats" in answer.json()["detail"] or "duplicate" in answer.json()["detail"]
+        assert client.get("/v1/monitors/m").json()["totals"]["n"] == 0

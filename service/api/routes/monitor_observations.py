@@ -27,6 +27,7 @@ from service import core
 from service.api.formats.answers import Document
 from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_prediction
+from service.api.formats.json_keys import check_unique_keys
 from service.api.formats.payload import parse_json_object
 from service.api.formats.plain import numbers_only, plain_array, plain_logits
 from service.api.schemas.common import ProbabilityOptions
@@ -247,11 +248,13 @@ def _read(write: MonitorWrite) -> tuple[Body, ObservationOptions, Prediction]:
     fields = None
     if write.raw.kind == "json":
         assert isinstance(write.raw.data, bytearray)  # JSON is always read into a bytearray
-        fields = parse_json_object(write.raw.data)
+        # a plain body's keys are unique (numbers_only: two quotes a key); any other's are checked
+        fields = parse_json_object(write.raw.data, unique_keys=False)
         if fields.keys() == PLAIN_FIELDS:
             plain = _plain(write, write.raw.data, fields)
             if plain is not None:
                 return plain
+        check_unique_keys(write.raw.data, fields)
     body = write.body(fields)
     options = body.options(ObservationOptions, ARRAY_FIELDS)
     probability = _probability_options(options.tolerance, options.normalize)
