@@ -236,7 +236,6 @@ def repair_json(body: Any) -> None:
     _weights(body, fields)
     _multilabel_targets(body, fields)
     _soft_targets(body, fields)
-    _integer_labels(fields)
     _divergence_sides(body, fields)
     _edges(body)
 
@@ -293,14 +292,6 @@ def _soft_targets(body: dict[str, Any], fields: dict[str, Any]) -> None:
         if _is_tensor(like) and str(like.get("datatype", "")).startswith(("INT", "UINT")):
             like["datatype"] = "FP64"
         _put(body, "targets", fixed, like)
-
-
-def _integer_labels(fields: dict[str, Any]) -> None:
-    """Labels in a float tensor made INT64 (a gap: the document allows a FP datatype, the server refuses)."""
-    like = fields.get("labels")
-    if _is_tensor(like) and str(like.get("datatype", "")).startswith(("FP", "BF")):
-        like["datatype"] = "INT64"
-        REPAIRED["labels' float datatype made INT64 (a gap of the document)"] += 1
 
 
 def _array_of_or_none(value: Any) -> np.ndarray | None:
