@@ -43,3 +43,13 @@ def test_logits_spanning_nearly_float32s_range(client):
     assert response.status_code == 200, response.text
     assert response.json()["reason"] == "uninformative"
     assert response.json()["temperature"] == "Infinity"
+
+
+def test_row_sums_past_float64_keep_the_slopes_sign(client):
+    """Row 0's labelled logit is its minimum, -1e308: dL/dβ at β = 0 is mean_c z' - z'_y = +2.5e307 there
+    (Σ_c z' = -3e308 overflows float64 unless divided by K first), so the NLL falls as T grows: T = ∞."""
+    logits = [[0.0, -1e308, -1e308, -1e308], [0.0, 1.0, 0.0, 0.0]]
+    response = client.post("/v1/temperature", json={"logits": logits, "labels": [1, 1]})
+    assert response.status_code == 200, response.text
+    assert response.json()["reason"] == "uninformative"
+    assert response.json()["temperature"] == "Infinity"
