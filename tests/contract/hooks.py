@@ -238,6 +238,7 @@ def repair_json(body: Any) -> None:
     _soft_targets(body, fields)
     _divergence_sides(body, fields)
     _edges(body)
+    _pos_label_by_name(body)
 
 
 def _predictions(fields: dict[str, Any]) -> np.ndarray | None:
@@ -313,6 +314,18 @@ def _divergence_sides(body: dict[str, Any], fields: dict[str, Any]) -> None:
         fixed = np.where(sums > 0, fixed / np.where(sums > 0, sums, 1), 1 / fixed.shape[-1])
     REPAIRED["divergence: q shaped as p"] += 1
     _put(body, q_name, fixed, fields[q_name])
+
+
+def _pos_label_by_name(body: dict[str, Any]) -> None:
+    """An inference request's `pos_label` naming a class needs `classes` (its JSON body states it)."""
+    parameters = body.get("parameters") if isinstance(body.get("inputs"), list) else None
+    if (
+        isinstance(parameters, dict)
+        and isinstance(parameters.get("pos_label"), str)
+        and parameters.get("classes") is None
+    ):
+        del parameters["pos_label"]
+        REPAIRED["pos_label by name without classes"] += 1
 
 
 def _edges(body: dict[str, Any]) -> None:
