@@ -34,6 +34,23 @@ SEQ = tensor([1.0, 0.0, 0.0, 2.0], [1, 2, 2])  # B×T×K: one sequence of two to
 SEQ_LABELS = tensor([0, 1], [1, 2], "INT64")
 KNOTS = {"x": [0.0, 1.0], "y": [0.1, 0.9]}
 CASES = [
+    # soft targets lie in [0, 1] in every form (JSON rows, a tensor, an inference input, multilabel)
+    ("/v1/cross-entropy", {"logits": L, "targets": [[0.25, 0.75], [1.0, 0.0]]}),
+    ("/v1/cross-entropy", {"logits": L, "targets": [[1.5, -0.5], [1.0, 0.0]]}),
+    ("/v1/cross-entropy", {"logits": L, "targets": tensor([1.5, -0.5, 1.0, 0.0], [2, 2])}),
+    (
+        "/v1/cross-entropy",
+        {"inputs": [inp("logits", [1.0, 0, 0, 2], [2, 2]), inp("targets", [2, -1, 1, 0], [2, 2])]},
+    ),
+    ("/v1/temperature", {"logits": L, "targets": [[1.5, -0.5], [1.0, 0.0]]}),
+    ("/v1/calibration", {"logits": L, "targets": [[1.0, 0.0], [0.0, 1.0]], "multilabel": True}),
+    ("/v1/calibration", {"logits": L, "targets": [[2.0, 0.0], [0.0, 1.0]], "multilabel": True}),
+    ("/v1/calibration", {"logits": L, "targets": tensor([1, 0, 0, -1], [2, 2], "INT64"), "multilabel": True}),
+    # B×T labels as floats holding integers, as N-row labels
+    ("/v1/cross-entropy", {"logits": SEQ, "labels": tensor([0.0, 1.0], [1, 2], "FP32")}),
+    ("/v1/calibration", {"logits": SEQ, "labels": tensor([0.0, 1.0], [1, 2], "BF16")}),
+    ("/v1/temperature", {"logits": SEQ, "labels": tensor([0.0, 1.0], [1, 2], "FP16")}),
+    ("/v1/cross-entropy", {"logits": SEQ, "labels": tensor([0.5, 1.0], [1, 2], "FP32")}),
     # tensor values by role
     ("/v1/cross-entropy", {"probs": P, "labels": [0, 1]}),
     ("/v1/cross-entropy", {"probs": [[1.5, -0.5], [0.2, 0.8]], "labels": [0, 1]}),

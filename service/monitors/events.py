@@ -9,7 +9,8 @@ inference request and response as a CloudEvent 1.0 in *binary* mode: ``ce-id`` (
 body as ``Content-Type`` (the inference request's content type, JSON). Structured mode
 (``application/cloudevents+json``: attributes and ``data`` in one JSON object) is read too.
 
-A monitor needs only the response: the predictions. A request event is checked and acknowledged,
+A monitor needs only the response: the predictions. A request event is checked (its attributes, and
+in structured mode a `data` that is a JSON object, as a response's is) and acknowledged,
 never stored; labels arrive later by id (``ce-id`` for a one-row response, ``<ce-id>:<row>`` for
 row ``row`` of a larger one), so no request/response pairing state is kept.
 """
@@ -112,7 +113,20 @@ def read_event(headers: Mapping[str, str], body: Any, media: str) -> Event:
     when = None if time is None else _parse_time(time, _header_field("time", structured))
     extensions = {k: str(v) for k, v in attributes.items() if k in KSERVE_EXTENSIONS}
     data = _structured_data(envelope) if structured else body
+    if structured and not isinstance(data, dict):  # (binary mode: the body, a JSON object, 400 if not)
+        field = "data_base64" if "data_base64" in envelope else "data"
+        if field == "data" and "data" not in envelope:
+            raise InputError("data", "is required: the inference request or response, a JSON object")
+        raise InputError(
+            field, f"must be a JSON object (the inference request or response); got {_json_kind(data)}"
+        )
     return Event(attributes["id"], attributes["type"], when, extensions, data)
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON type of `value`, as a refusal names it."""
+    names = {list: "an array", str: "a string", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), "a number")
 
 
 def _structured_data(envelope: dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@ binary mode, type ``org.kubeflow.serving.inference.request`` / ``.response``, th
 ``endpoint``, ``metadata``, ``recordedtime``, and the inference request's content type.
 """
 
+import base64
 import json
 import time
 from datetime import UTC, datetime
@@ -229,7 +230,6 @@ def test_unknown_monitor_and_non_json_body(client):
 
 def test_gos_nanosecond_times_and_structured_base64_data(client, rng):
     """sdk-go writes ``time`` as RFC 3339 with nanoseconds; structured mode may carry ``data_base64``."""
-    import base64
 
     client.put("/v1/monitors/m", json={"n_classes": 3})
     at = datetime.fromtimestamp(time.time() - 600, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
@@ -284,6 +284,12 @@ ENVELOPE = {"specversion": "1.0", "id": "s1", "source": "http://localhost:9081/"
         {**ENVELOPE, "data": {"predictions": [[0.3, 0.7]]}, "ID": 5},
         # `data` and `data_base64` are one or the other (`data_base64` was read, `data` dropped)
         {**ENVELOPE, "data": {"predictions": [[0.3, 0.7]]}, "data_base64": "e30="},
+        # a request event's `data` is an object too ([null, null] was acknowledged; st, issue 21)
+        {**ENVELOPE, "type": REQUEST, "data": [None, None]},
+        {**ENVELOPE, "type": REQUEST, "data": None},
+        {**ENVELOPE, "type": REQUEST, "data": 3},
+        {**ENVELOPE, "type": REQUEST},
+        {**ENVELOPE, "type": REQUEST, "data": {"inputs": []}},
     ],
 )
 def test_a_structured_event_is_accepted_as_the_document_says(client, event):
@@ -299,3 +305,26 @@ def test_a_structured_event_is_accepted_as_the_document_says(client, event):
     answer = _raw(client, "m", {"content-type": "application/cloudevents+json"}, json.dumps(event).encode())
     assert answer.status_code in (200, 422), answer.text
     assert valid == (answer.status_code == 200), (valid, answer.text)
+
+
+@pytest.mark.parametrize(
+    ("event", "pointer", "match"),
+    [
+        (
+            {**ENVELOPE, "type": REQUEST, "data": [None, None]},
+            "#/data",
+            "must be a JSON object.*got an array",
+        ),
+        ({**ENVELOPE, "type": REQUEST}, "#/data", "is required"),
+        (
+            {**ENVELOPE, "type": REQUEST, "data_base64": base64.b64encode(b"[1]").decode()},
+            "#/data_base64",
+            "must be a JSON object.*got an array",
+        ),
+        ({**ENVELOPE, "type": REQUEST, "data": "[1]"}, "#/data", "must be a JSON object.*got an array"),
+    ],
+)
+def test_a_request_events_data_that_is_not_an_object_is_named(client, event, pointer, match):
+    client.put("/v1/monitors/m", json={"n_classes": 2})
+    answer = _raw(client, "m", {"content-type": "application/cloudevents+json"}, json.dumps(event).encode())
+    assert_problem(answer, 422, pointer, match)

@@ -236,9 +236,9 @@ def repair_json(body: Any) -> None:
     _weights(body, fields)
     _multilabel_targets(body, fields)
     _soft_targets(body, fields)
-    _integer_labels(fields)
     _divergence_sides(body, fields)
     _edges(body)
+    _pos_label_by_name(body)
 
 
 def _predictions(fields: dict[str, Any]) -> np.ndarray | None:
@@ -295,14 +295,6 @@ def _soft_targets(body: dict[str, Any], fields: dict[str, Any]) -> None:
         _put(body, "targets", fixed, like)
 
 
-def _integer_labels(fields: dict[str, Any]) -> None:
-    """Labels in a float tensor made INT64 (a gap: the document allows a FP datatype, the server refuses)."""
-    like = fields.get("labels")
-    if _is_tensor(like) and str(like.get("datatype", "")).startswith(("FP", "BF")):
-        like["datatype"] = "INT64"
-        REPAIRED["labels' float datatype made INT64 (a gap of the document)"] += 1
-
-
 def _array_of_or_none(value: Any) -> np.ndarray | None:
     return None if value is None else _array_of(value)
 
@@ -322,6 +314,18 @@ def _divergence_sides(body: dict[str, Any], fields: dict[str, Any]) -> None:
         fixed = np.where(sums > 0, fixed / np.where(sums > 0, sums, 1), 1 / fixed.shape[-1])
     REPAIRED["divergence: q shaped as p"] += 1
     _put(body, q_name, fixed, fields[q_name])
+
+
+def _pos_label_by_name(body: dict[str, Any]) -> None:
+    """An inference request's `pos_label` naming a class needs `classes` (its JSON body states it)."""
+    parameters = body.get("parameters") if isinstance(body.get("inputs"), list) else None
+    if (
+        isinstance(parameters, dict)
+        and isinstance(parameters.get("pos_label"), str)
+        and parameters.get("classes") is None
+    ):
+        del parameters["pos_label"]
+        REPAIRED["pos_label by name without classes"] += 1
 
 
 def _edges(body: dict[str, Any]) -> None:

@@ -3703,7 +3703,7 @@ export interface components {
              * @description Optional: Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary). Scores the output.
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionMatrixShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Sample Weight
              * @description Optional, with the truth: per-sample weights of the metrics, as a fit's.
@@ -3922,7 +3922,7 @@ export interface components {
              * @description Multilabel only: N×K outcomes in [0, 1], the shape of the predictions.
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s: every sum over samples becomes a sum of s (bin counts and means, N), so integer weights equal repeating rows and weight-0 rows dropped ones; brier is Σ s·b / Σ s (scikit-learn's brier_score_loss sample_weight). Binned errors, Brier and its Murphy decomposition (weighted bin masses and means), nll, accuracy, mean_confidence, top-k and reliability bins (`weight_sum` beside the row `count`); quantile edges hold equal weight (np.quantile's linear rule on s as frequencies); the bootstrap draws rows uniformly and weighs each resample's statistic by m·s. Not ace_nixon, smooth_ece or the tests (built from orderings; no peer weighs them).
@@ -4081,7 +4081,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or for binary a length-N vector of positive-class probabilities.
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Class Weights
              * @description K non-negative per-class weights w, as PyTorch's `weight` (binary: [w0, w1]).
@@ -4934,7 +4934,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -5247,7 +5247,7 @@ export interface components {
              * @description Soft labels: N×K rows summing to 1, or a length-N vector of positive-class probabilities (binary).
              * @default null
              */
-            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & components["schemas"]["PredictionShape"])) | null;
+            targets?: (number[][] | number[] | (components["schemas"]["Tensor"] & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"]))) | null;
             /**
              * Sample Weight
              * @description N non-negative per-sample weights s (scikit-learn's sample_weight): every fit minimises the weighted NLL Σ s·NLL / Σ s (Platt: N₊, N₋ of target_smoothing are sums of weights; isotonic: weighted pool-adjacent-violators; histogram: weighted bin means), and every reported metric (before, after, validation) is s-weighted. Integer weights equal repeated rows, zero weights dropped rows; all zero is a 422. With ignore_index, the weights of dropped rows go too.
@@ -5498,7 +5498,7 @@ export interface components {
         LabelData: {
             data?: number[] | number[][];
         };
-        /** @description A tensor of probabilities: `data` in [0, 1]. */
+        /** @description A tensor of probabilities (or soft targets): `data` in [0, 1]. */
         ProbabilityData: {
             data?: unknown[] | unknown[][];
         };
@@ -5554,7 +5554,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionShape"]) | ({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "class_weights" | "sample_weight" | "weight" | "mask" | "bytes" | "words";
@@ -5668,7 +5668,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionShape"]) | ({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "sample_weight" | "mask";
@@ -5736,7 +5736,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionShape"]) | ({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "sample_weight" | "mask";
@@ -5804,7 +5804,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionMatrixShape"]) | ({
+        }) & (components["schemas"]["PredictionMatrixShape"] & components["schemas"]["ProbabilityData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "sample_weight" | "mask";
@@ -5861,7 +5861,7 @@ export interface components {
             parameters?: null | unknown | {
                 role?: null;
             };
-        }) & components["schemas"]["PredictionShape"]) | ({
+        }) & (components["schemas"]["PredictionShape"] & components["schemas"]["ProbabilityData"])) | ({
             parameters: {
                 /** @enum {unknown} */
                 role: "sample_weight" | "mask";

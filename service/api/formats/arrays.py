@@ -109,16 +109,44 @@ class ArrayReader:
         if dtype.kind in "iu" and flat.dtype.kind == "f" and not (flat == np.trunc(flat)).all():
             # (2.0 is an integer, as in JSON Schema; inf and nan are not: inf - inf is nan)
             raise InputError(f"{name}.data", f"must hold integers for datatype {datatype}")
-        if dtype.kind in "iu":
+        if dtype.kind in "iu" and flat.dtype.kind == "f" and (np.abs(flat) >= 2.0**53).any():
+            # integers past 2**53 among floats were rounded by the float64 array: read them exactly
+            flat = _exact_integers(data, dtype, datatype, f"{name}.data")
+        elif dtype.kind in "iu":
             info = np.iinfo(dtype)
-            # info.max + 1 is a power of two, exact as a float: integral floats below it fit
-            outside = (flat < info.min) | (flat >= float(int(info.max) + 1))
+            if flat.dtype.kind in "iu":  # integers against integers, exactly (not through float64)
+                outside = (flat < info.min) | (flat > info.max)
+            else:  # info.max + 1 is a power of two, exact as a float: integral floats below it fit
+                outside = (flat < info.min) | (flat >= float(int(info.max) + 1))
             if outside.any():
                 i = int(np.flatnonzero(outside)[0])
                 raise InputError(f"{name}.data", f"must fit {datatype}; got {flat[i]}", index=(i,))
         self.tensor_shapes[name] = shape
         with np.errstate(over="ignore"):
             return flat.astype(dtype, copy=False).reshape(shape)
+
+
+def _exact_integers(data: list[Any], dtype: np.dtype[Any], datatype: str, name: str) -> np.ndarray:
+    """The integers of nested list `data` (integral floats among them) as `dtype`, exactly.
+
+    Python's ints and floats are exact where a float64 array rounds integers past 2**53
+    (9223372036854775806 to 2**63, which no longer fits INT64).
+    """
+    info = np.iinfo(dtype)
+    values: list[int] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            value = int(item)  # integral (checked): exact for an int, and for a float's value
+            if not info.min <= value <= info.max:
+                raise InputError(name, f"must fit {datatype}; got {item}", index=(len(values),))
+            values.append(value)
+        else:
+            stack.pop()
+    return np.array(values, dtype=dtype)
 
 
 def _to_bfloat16_bits(values: np.ndarray) -> np.ndarray:

@@ -116,13 +116,17 @@ def _requested_outputs(outputs: Any) -> list[dict[str, Any]] | None:
     return outputs
 
 
+#: Options whose string is always text (a class name, a segment tag), even one that starts like JSON.
+TEXT_OPTIONS = frozenset({"pos_label", "segment"})
+
+
 def _option(name: str, value: Any) -> Any:
     """A request parameter as the option it sets; an object or list may come as its JSON text.
 
     OIP parameters are strings, numbers or booleans only, so an object or list option
     (`parameters` of /apply, `bootstrap`, `metrics`, ...) may be sent as its JSON text.
     """
-    if isinstance(value, str) and value[:1] in ("{", "["):
+    if isinstance(value, str) and value[:1] in ("{", "[") and name not in TEXT_OPTIONS:
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as exc:

@@ -9,8 +9,8 @@ shared forms take any numbers; per role the service reads them further, and the 
   B×T×K sequences (in the document: apply, a monitor's observations) at most 2 dimensions;
   /v1/temperature's and /v1/recalibrate's B×T×K token logits are stated (rules: :mod:`.across`);
 - hard ``labels`` hold integers (a tensor's ``data`` too; ``2.0`` is one), 1-D on those endpoints;
-- probabilities (``probs``, ``p_probs``, ``q_probs``) lie in [0, 1] (``minimum``/``maximum`` on
-  every number, and on a tensor's ``data``);
+- probabilities (``probs``, ``p_probs``, ``q_probs``) and soft or multilabel ``targets`` lie in
+  [0, 1] (``minimum``/``maximum`` on every number, and on a tensor's ``data``);
 - every number is finite: a JSON number beyond ±1.7976931348623157e308 reads as ±inf, and one
   that rounds to ±inf when the tensor is read in a narrow datatype (FP16 from ±65520, FP32 from
   ±3.4028235677973366e38, BF16 from ±3.396177427818412e38: its largest finite value plus half a
@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-#: Array fields (and inference-input roles) whose values are probabilities.
-UNIT_INTERVAL = ("probs", "p_probs", "q_probs")
+#: Array fields (and inference-input roles) whose values are probabilities (`targets`: soft
+#: targets or multilabel indicators, refused outside [0, 1] by the server in every form).
+UNIT_INTERVAL = ("probs", "p_probs", "q_probs", "targets")
 #: Array fields (and roles) that are predictions (or soft targets): N×K with K ≥ 2, a length-N
 #: vector, or B×T×K.
 PREDICTIONS = ("logits", "probs", "p_probs", "p_logits", "q_probs", "q_logits", "scores", "targets")
@@ -198,7 +199,7 @@ def state_values(schemas: dict[str, Any]) -> None:
         "properties": {"data": _data({"type": "integer"})},
     }
     schemas["ProbabilityData"] = {
-        "description": "A tensor of probabilities: `data` in [0, 1].",
+        "description": "A tensor of probabilities (or soft targets): `data` in [0, 1].",
         **unit_interval_data(),
     }
     for name, schema in list(schemas.items()):

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from .._typing import BoolArray, FloatArray, IntArray
 from ..distribution import EpsPolicy, resolve_eps
 from ..errors import InputError
-from ..validation import SUM_TOLERANCE
+from ..validation import SUM_TOLERANCE, integral_floats
 from .blocks import Kernel, LogitKernel, Outputs, ProbKernel, Scratch, blocks
 
 PredictionKind = Literal["logits", "probs"]
@@ -196,6 +196,8 @@ def _check_labels(labels: ArrayLike, shape: tuple[int, int]) -> IntArray:
     y = np.asarray(labels)
     if y.shape != shape:
         raise InputError("labels", f"must be B×T = {shape[0]}×{shape[1]} like the predictions; got {y.shape}")
+    if y.dtype.kind == "f":  # 2.0 is an integer, as JSON Schema and the N-row labels count it
+        return integral_floats(y, field="labels")
     if y.dtype.kind not in "iu":
         raise InputError("labels", f"must hold integers; got dtype {y.dtype}")
     return y.astype(np.int64, copy=False)

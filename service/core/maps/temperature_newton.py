@@ -76,10 +76,13 @@ def row_moments(
     np.maximum(e, _EXP_FLOOR[shifted.dtype.itemsize], out=e)  # no subnormals: they are ~100× slower
     np.exp(e, out=e)
     total = e.sum(axis=axis)
-    e *= shifted
-    first = e.sum(axis=axis)
-    e *= shifted
-    second = e.sum(axis=axis)
+    # logits spanning past the dtype's square root (float32 ~1.8e19 at β ≈ 0): exp(β z') z'² is
+    # +inf, as its limit is; the Newton step L'/L'' then goes to 0 and the bracket decides
+    with np.errstate(over="ignore"):
+        e *= shifted
+        first = e.sum(axis=axis)
+        e *= shifted
+        second = e.sum(axis=axis)
     first /= total
     second /= total
     second -= first * first
