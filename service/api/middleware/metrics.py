@@ -135,8 +135,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text format: of this process, or of all workers in multiprocess mode."""
-        if self.worker_stats is not None:
-            self.tally.flush()
+        if self.worker_stats is not None:  # (the request series are flushed on the loop first)
             self.worker_stats.refresh()
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -13,8 +13,9 @@ numbers in a list per label set: a dict lookup and four additions.
   :meth:`Tally.flush` adds them to prometheus_client's families, which write the shared
   files every worker's ``/metrics`` sums, and zeroes them. The first request a turn of the
   event loop finishes schedules one flush (``loop.call_soon``) for all that turn finishes,
-  and ``/metrics`` flushes before it reads: another worker's requests show once the turn
-  that answered them has ended.
+  and ``/metrics`` flushes (on the loop, before it reads the files in a thread): another
+  worker's requests show once the turn that answered them has ended. A flush runs only on the
+  event loop's thread, the one that adds: it reads a count and zeroes it with nothing between.
 """
 
 import asyncio
