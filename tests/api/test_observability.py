@@ -209,7 +209,8 @@ def test_the_served_access_log_writes_its_lines_straight_to_stdout(monkeypatch):
         access.setLevel(logging.INFO)
         access.propagate = False
         made = []
-        monkeypatch.setattr(access_log, "_record", lambda text: made.append(text))  # must not be used
+        real = access_log._record
+        monkeypatch.setattr(access_log, "_record", lambda text: made.append(text) or real(text))
         client = TestClient(create_app(Settings()))
         before = datetime.now(UTC).replace(microsecond=0)
         for i in range(3):
@@ -228,6 +229,11 @@ def test_the_served_access_log_writes_its_lines_straight_to_stdout(monkeypatch):
         for line in lines:
             ts = datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             assert before <= ts <= after
+        # lines that propagate to the root's handlers too: records, through `logging`
+        access.propagate = True
+        client.post("/v1/cross-entropy", json=TWO_ROWS, headers={"X-Request-ID": "propagated"})
+        assert [json.loads(text)["request_id"] for text in made] == ["propagated"]
+        access.propagate = False
         # a handler of the user's beside it: every line goes through `logging` as a record
         monkeypatch.undo()
         seen = []
