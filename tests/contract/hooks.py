@@ -313,6 +313,10 @@ def _divergence_sides(body: dict[str, Any], fields: dict[str, Any]) -> None:
         sums = fixed.sum(axis=-1, keepdims=True)
         fixed = np.where(sums > 0, fixed / np.where(sums > 0, sums, 1), 1 / fixed.shape[-1])
     REPAIRED["divergence: q shaped as p"] += 1
+    if fixed.ndim >= 3 and not _is_tensor(fields[q_name]):
+        # B×T×K is stated as a tensor object, not as nested lists: q takes p's form
+        body[q_name] = {"datatype": "FP64", "shape": list(fixed.shape), "data": fixed.reshape(-1).tolist()}
+        return
     _put(body, q_name, fixed, fields[q_name])
 
 

@@ -52,6 +52,7 @@ UNSTATABLE = {
     r"declares \d+ classes but the predictions have|like the predictions; got|must have one entry per|"
     r"got ragged or non-numeric rows|must be a 1-D list of class indices; got shape|"
     r"must hold \d+ knot set\(s\) for these predictions|must pair every x with a y|"
+    r"must give one count per sequence|"
     # (a divergence's p side decides the form: q B×T×K with p N×K or N is refused as q's shape)
     r"`q_(logits|probs)` must be N×K \(categorical\) or a length-N vector \(binary\); "
     r"got shape \(\d+, \d+, \d+\)|"
