@@ -35,23 +35,15 @@ from service.store import (
     StatsRow,
 )
 
-from .batch_checks import MAX_FUTURE_S, MAX_ID_CHARS, bucket_starts, check_ids, check_segment, check_times
-from .batch_rows import pending_rows, reservoir_rows, sample_keys
-from .late_labels import fold_labels, rows_distribution
+from .batch_checks import bucket_starts, check_ids, check_segment, check_times
+from .batch_rows import pending_rows, reservoir_rows
 
-__all__ = [  # (the checks and the late labels' fold, from the modules that hold them)
-    "MAX_FUTURE_S",
-    "MAX_ID_CHARS",
+__all__ = [
     "TEMPERED",
     "IngestCounts",
     "PreparedBatch",
-    "bucket_starts",
-    "check_segment",
-    "fold_labels",
     "ingest",
     "prepare_batch",
-    "rows_distribution",
-    "sample_keys",
     "tempered",
     "write_prepared",
     "write_prepared_soon",
