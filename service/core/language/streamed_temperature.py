@@ -89,6 +89,7 @@ class _Streamed:
         self.eps = 0.0 if kernel is None else kernel.eps
         self.clipped = np.zeros(labels.size if kernel is not None and rows is None else 0, np.int64)
         self.row_mean, self.varied = np.zeros(0, dtype), np.zeros(0, bool)  # set by the first pass
+        self.span = np.inf  # −min z' over the tensor (`row_moments`), set by the first pass
         self.top, self.own, self.predicted = rows if rows is not None else self._first_pass()
         self.n_clipped = int(self.clipped[self.keep].sum()) if self.clipped.size else 0
         self.target_dot = self.own - self.top  # t·z' = z_y − max z, rounded as the N×K fit's
@@ -101,8 +102,11 @@ class _Streamed:
     def widened(self) -> "_Streamed":
         """The same problem in float64 (from the values as sent, not from float32 shifts)."""
         rows = (self.top.astype(np.float64), self.own.astype(np.float64), self.predicted)
-        wide = np.dtype(np.float64)
-        return _Streamed(self.z, self.labels, self.keep, wide, self.reading, self.kernel, rows)
+        wide = _Streamed(
+            self.z, self.labels, self.keep, np.dtype(np.float64), self.reading, self.kernel, rows
+        )
+        wide.span = self.span  # (as rounded in float32: it only decides where exp is clamped)
+        return wide
 
     def _load(self, source: np.ndarray, run: slice | None = None) -> FloatArray:
         """The rows `source` in the working precision, in the scratch (probabilities: their logs).
@@ -147,6 +151,7 @@ class _Streamed:
         top, own = np.empty(n, self.dtype), np.empty(n, self.dtype)
         predicted = np.zeros(n, np.int64)
         self.row_mean, self.varied = np.zeros(n, self.dtype), np.zeros(n, bool)
+        self.span = 0.0
         t = self.z.shape[1]
         for run, source in blocks(self.z, self.scratch.rows):
             block = self._load(source, run)
@@ -169,7 +174,9 @@ class _Streamed:
             own[run] = flat.take(first + self.labels[run])
             block -= top[run, None]  # z' as the N×K fit shifts it
             self.row_mean[run] = block.mean(axis=1)
-            self.varied[run] = block.min(axis=1) < 0
+            low = block.min(axis=1)
+            self.varied[run] = low < 0
+            self.span = max(self.span, -float(low.min()))
         return top, own, predicted
 
     def _mean(self, values: FloatArray) -> float:
@@ -187,7 +194,9 @@ class _Streamed:
                 np.copyto(shifted, block.T)
             else:
                 shifted, out, axis = block, self.scratch.second[:r], 1
-            loss[run], first[run], second[run] = row_moments(shifted, axis, self.target_dot[run], beta, out)
+            loss[run], first[run], second[run] = row_moments(
+                shifted, axis, self.target_dot[run], beta, out, self.span
+            )
         return self._mean(loss), self._mean(first), max(self._mean(second), 0.0)
 
     def is_constant(self) -> bool:

@@ -18,7 +18,7 @@ per-iteration max, and the variance ``E[z'²] − E[z']²`` loses little to
 cancellation when p concentrates on the argmax (large β).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,12 +40,13 @@ from .temperature_newton import (
 
 @dataclass
 class _Problem:
-    """Max-shifted logits ``z'`` (K×N or N×K), ``t·z'`` per row and normalised sample weights."""
+    """Max-shifted logits ``z'`` (K×N or N×K), ``t·z'`` per row, normalised sample weights, ``−min z'``."""
 
     shifted: FloatArray
     axis: int
     target_dot: FloatArray
     weights: FloatArray | None
+    span: float
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -60,12 +61,12 @@ class _Problem:
 
     def moments(self, beta: float) -> tuple[float, float, float]:
         """``L(β), L'(β), L''(β)`` in one pass over the data (see the module docstring)."""
-        loss, first, second = row_moments(self.shifted, self.axis, self.target_dot, beta)
+        loss, first, second = row_moments(self.shifted, self.axis, self.target_dot, beta, span=self.span)
         return self.mean(loss), self.mean(first), max(self.mean(second), 0.0)
 
     def is_constant(self) -> bool:
         """Every row is constant: the NLL is the same for every T."""
-        return not np.any(self.shifted)
+        return self.span == 0
 
     def slope_at_zero(self) -> float:
         """``L'(0) = mean(mean_c z' − t·z')``."""
@@ -133,7 +134,7 @@ def _prepare(
         else:
             assert targets is not None
             target_dot = np.einsum("nk,nk->n", shifted, targets)
-    return _Problem(shifted, axis, np.ascontiguousarray(target_dot), weights)
+    return _Problem(shifted, axis, np.ascontiguousarray(target_dot), weights, float(-shifted.min()))
 
 
 def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None:
@@ -214,8 +215,33 @@ def fit_temperature(
     (2.8854, True)
     """
     z, t, y = _as_logits_and_targets(labels, targets, logits, validate)
-    weights = _check_weights(sample_weight, z.shape[0])
-    problem = _prepare(z, t, y, weights)
+    return _fit(z, t, y, _check_weights(sample_weight, z.shape[0]), rtol=rtol, max_iter=max_iter)
+
+
+def _fit(
+    z: FloatArray,
+    t: FloatArray | None,
+    y: np.ndarray | None,
+    weights: FloatArray | None,
+    *,
+    rtol: float,
+    max_iter: int,
+) -> TemperatureFit:
+    """:func:`fit_temperature` of checked inputs.
+
+    Rows spanning past their dtype's range (``z' = −inf``) are fitted halved:
+    ``softmax(z / T) = softmax((z / 2) / (T / 2))``, and halving is exact (but for subnormals), so the
+    fit of ``z / 2`` gives T / 2, 2β and 2 ``dNLL/dT`` at the same NLL. The NLL at T = 1 stays the one
+    of the logits as sent: +inf where a label lies more than the dtype's range below its row's maximum.
+    """
+    with np.errstate(over="ignore"):  # the shift past the dtype's range gives −inf: refitted halved
+        problem = _prepare(z, t, y, weights)
+    if problem.span == np.inf:
+        fit = _fit(z * z.dtype.type(0.5), t, y, weights, rtol=rtol, max_iter=max_iter)
+        with np.errstate(over="ignore", invalid="ignore"):  # (−inf) · 0 in the moments beside the loss
+            nll_initial = problem.moments(1.0)[0]
+        t_fit, beta, gradient = 2 * fit.temperature, fit.beta / 2, fit.gradient / 2
+        return replace(fit, temperature=t_fit, beta=beta, gradient=gradient, nll_initial=nll_initial)
 
     def widened() -> _Problem:  # z - max(z) rounds in float32: the polish re-shifts in float64
         return _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)
