@@ -35,7 +35,9 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     array([[-0.69314718, -0.69314718]])
     """
     z = np.asarray(logits)
-    return z - softmax_summary(z, top=False, entropy=False).lse[:, None]
+    lse = softmax_summary(z, top=False, entropy=False).lse
+    with np.errstate(over="ignore"):  # a log-probability past the dtype's range: −inf, the limit
+        return z - lse[:, None]
 
 
 def binary_log_probs(logits: ArrayLike) -> FloatArray:
@@ -196,7 +198,9 @@ class Distribution:
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
-        return self.logits - self.summarise().lse[:, None]
+        lse = self.summarise().lse
+        with np.errstate(over="ignore"):  # a log-probability past the dtype's range: −inf, the limit
+            return self.logits - lse[:, None]
 
     def _log(self, p: FloatArray) -> FloatArray:
         """``log(max(p, eps))``; ``log 0 = -inf`` when eps is 0."""

@@ -110,14 +110,16 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     if k < NARROW_K:  # as the blocked pass: K×rows, every reduction along axis 0
         zt = np.ascontiguousarray(z.T)
         m = np.maximum.reduce(zt, axis=0)
-        d = zt - m
+        with np.errstate(over="ignore"):  # a row spanning past the dtype's range: −inf, the limit
+            d = zt - m
         first = d.argmax(axis=0)  # the first maximum
         at_first: tuple[IntArray, IntArray] = (first, cols)
         at_label: tuple[IntArray, IntArray] | None = None if labels is None else (labels, cols)
         axis = 0
     else:
         m = np.maximum.reduce(z, axis=1)
-        d = z - m[:, None]
+        with np.errstate(over="ignore"):  # (as above)
+            d = z - m[:, None]
         first = d.argmax(axis=1)
         at_first = (cols, first)
         at_label = None if labels is None else (cols, labels)
@@ -126,16 +128,26 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     e[at_first] = 0  # the first maximum's exp(0) = 1 leaves the sum; any other maximum counts 1
     rest = np.add.reduce(e, axis=axis)  # Σ exp(z - m) - 1, without rounding the 1 in
     log_norm = log1p(rest)
+    picked = None if at_label is None else d[at_label]  # −inf past the range: a loss of +inf
     h = None
     if entropy:
+        _floor_overflow(d)
         e *= d  # the first maximum has d = 0: nothing lost by its zeroed e
         rest += 1
         h = np.add.reduce(e, axis=axis)
         h /= rest
         np.subtract(log_norm, h, out=h)
         np.maximum(h, 0, out=h)
-    picked = None if at_label is None else d[at_label]
     return SoftmaxSummary(m, log_norm, first if top else None, h, picked)
+
+
+def _floor_overflow(d: FloatArray) -> None:
+    """``z − m`` past the dtype's range (−inf) → its lowest finite value, in place, before ``e · d``.
+
+    Its ``exp`` is 0 either way; ``0 · −inf`` would be NaN, ``0 · lowest`` is 0, as ``exp(d) · d``
+    is for every ``d`` below −746.
+    """
+    np.maximum(d, np.finfo(d.dtype).min, out=d)
 
 
 def _head(values: NDArray[Any] | None) -> NDArray[Any] | None:
@@ -267,7 +279,8 @@ def _summarise(
     k = z.shape[axis]
     shift = out["shift"]
     np.maximum.reduce(z, axis=axis, out=shift)
-    z -= shift.reshape(layout.across)  # z - m ≤ 0, exactly 0 at every maximum
+    with np.errstate(over="ignore"):  # a row spanning past the dtype's range: −inf, the limit
+        z -= shift.reshape(layout.across)  # z - m ≤ 0, exactly 0 at every maximum
     np.equal(z, 0, out=is_top)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])
@@ -288,6 +301,7 @@ def _summarise(
         rest += ties - 1  # Σ exp(z - m) - 1, without rounding the 1 in
     log_norm = log1p(rest, out=out["log_norm"])
     if "entropy" in out:
+        _floor_overflow(z)
         z *= e  # the maxima have (z - m) = 0: nothing lost by their e
         rest += 1
         h = np.add.reduce(z, axis=axis)

@@ -1,0 +1,65 @@
+"""Logit rows spanning past their dtype's range (``z − max z`` overflows to −inf) score as their
+limits: probability 0 there, a loss of +inf for a label there, 0 for one at the top, entropy 0 — no
+500 (a RuntimeWarning under the tests' warnings-as-errors) and no NaN (``0 · −inf`` in the entropy).
+
+Found by the contract test's draws (issue 21); production answered ``"mean_entropy": "NaN"``.
+"""
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+from scipy.stats import entropy
+
+# (datatype, a logit `big` whose row [big, −big, 0] spans past the dtype's range: 2·big > max)
+SPANS = [("FP64", 1.7e308), ("FP32", 3e38), ("BF16", 2.0**127)]
+OTHER = [0.0, 1.0, 2.0]  # an ordinary row, scored by scipy below
+
+
+def _tensor(datatype: str, rows: list[list[float]]) -> dict:
+    return {"datatype": datatype, "shape": [len(rows), len(rows[0])], "data": [v for r in rows for v in r]}
+
+
+def _rel(datatype: str) -> float:
+    return 1e-12 if datatype == "FP64" else 1e-6
+
+
+@pytest.mark.parametrize("datatype, big", SPANS)
+def test_cross_entropy_of_a_row_spanning_past_the_range(client, datatype, big):
+    rows = [[big, -big, 0.0], [big, -big, 0.0], OTHER]
+    body = {"logits": _tensor(datatype, rows), "labels": [0, 1, 2], "per_sample": True}
+    response = client.post("/v1/cross-entropy", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    other = -log_softmax(OTHER)[2]
+    assert answer["losses"][0] == 0.0  # log Σ exp(z − big) = log1p(e^(−2·big) + e^(−big)) = 0
+    assert answer["losses"][1] == "Infinity"  # 2·big + …, past the dtype's range
+    assert answer["losses"][2] == pytest.approx(other, rel=_rel(datatype))
+    assert answer["loss"] == "Infinity"
+    assert answer["accuracy"] == pytest.approx(2 / 3)
+    # entropy: 0 for both spanning rows (p = [1, 0, 0]), scipy's for the other
+    assert answer["mean_entropy"] == pytest.approx(entropy(np.exp(log_softmax(OTHER))) / 3, rel=_rel(datatype))
+
+
+@pytest.mark.parametrize("datatype, big", SPANS)
+def test_calibration_of_rows_spanning_past_the_range_equals_that_of_their_limit(client, datatype, big):
+    """[big, −big, 0] has p = [1, 0, 0] in any float: every metric but the NLL is that of [60, −60, 0]
+    (e^−60 is below half an ulp of 1 in float64, so p rounds to [1, 0, 0] there too)."""
+    labels = [0, 1, 2]
+    spanning = client.post(
+        "/v1/calibration",
+        json={"logits": _tensor(datatype, [[big, -big, 0.0], [big, -big, 0.0], OTHER]), "labels": labels},
+    )
+    limit = client.post(
+        "/v1/calibration",
+        json={"logits": _tensor(datatype, [[60.0, -60.0, 0.0], [60.0, -60.0, 0.0], OTHER]), "labels": labels},
+    )
+    assert spanning.status_code == limit.status_code == 200, spanning.text
+    a, b = spanning.json(), limit.json()
+    assert "NaN" not in spanning.text
+    metrics = b["metrics"]
+    assert metrics.keys() == a["metrics"].keys() and {"ece", "mce", "brier", "smooth_ece"} <= metrics.keys()
+    assert a["metrics"]["nll"] == "Infinity"  # row 1's label lies 2·big below the top (60: 120)
+    for name, value in metrics.items():
+        if name == "nll":
+            continue
+        assert a["metrics"][name] == pytest.approx(value, rel=_rel(datatype), abs=1e-12), name
