@@ -278,7 +278,8 @@ class Distribution:
         summary = self._cache.get("summary") or self.summarise(labels=labels)  # first pass: gather inside
         if summary.picked is not None and self._cache.get("picked_for") is labels:
             return summary.picked, summary.log_norm
-        return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
+        with np.errstate(over="ignore"):  # a label past the dtype's range below the top: −inf, the limit
+            return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
 
     def nll_at(self, labels: IntArray) -> FloatArray:
         """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""
@@ -300,9 +301,11 @@ class Distribution:
             return masked_row_dot(weights, self.log_probs)
         assert self.logits is not None
         z = self.logits
-        if weights.ndim == 1:
-            return z @ weights - self.summarise().lse * weights.sum(dtype=z.dtype)
-        return np.einsum("ij,ij->i", weights, z) - self.summarise().lse * weights.sum(axis=1)
+        lse = self.summarise().lse
+        with np.errstate(over="ignore"):  # a weight on a class past the dtype's range below the top: −inf
+            if weights.ndim == 1:
+                return z @ weights - lse * weights.sum(dtype=z.dtype)
+            return np.einsum("ij,ij->i", weights, z) - lse * weights.sum(axis=1)
 
     def entropy(self) -> FloatArray:
         """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""

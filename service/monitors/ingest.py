@@ -37,6 +37,7 @@ from service.store import (
 
 from .batch_checks import bucket_starts, check_ids, check_segment, check_times
 from .batch_rows import pending_rows, reservoir_rows
+from .finite_rows import check_finite_losses
 
 __all__ = [
     "TEMPERED",
@@ -173,6 +174,7 @@ def prepare_batch(
         if scaled is not None:
             scaled_summary = MonitorStats.summarise(_subset(scaled, rows), None, part="predictions")
             stats.append((start, segment + TEMPERED, scaled_summary.to_bytes()))
+    check_finite_losses(dist, labels, (summary for _, summary in summaries))
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)

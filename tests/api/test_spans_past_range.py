@@ -37,7 +37,9 @@ def test_cross_entropy_of_a_row_spanning_past_the_range(client, datatype, big):
     assert answer["loss"] == "Infinity"
     assert answer["accuracy"] == pytest.approx(2 / 3)
     # entropy: 0 for both spanning rows (p = [1, 0, 0]), scipy's for the other
-    assert answer["mean_entropy"] == pytest.approx(entropy(np.exp(log_softmax(OTHER))) / 3, rel=_rel(datatype))
+    assert answer["mean_entropy"] == pytest.approx(
+        entropy(np.exp(log_softmax(OTHER))) / 3, rel=_rel(datatype)
+    )
 
 
 @pytest.mark.parametrize("datatype, big", SPANS)
@@ -63,3 +65,49 @@ def test_calibration_of_rows_spanning_past_the_range_equals_that_of_their_limit(
         if name == "nll":
             continue
         assert a["metrics"][name] == pytest.approx(value, rel=_rel(datatype), abs=1e-12), name
+
+
+@pytest.mark.parametrize(
+    "targets, loss", [([1, 0, 0], 0.0), ([0.5, 0, 0.5], 0.85e308), ([0.5, 0.5, 0], 1.7e308)]
+)
+def test_soft_targets_on_a_row_spanning_past_the_range_have_the_exact_loss(client, targets, loss):
+    """−Σ t log p on [1.7e308, −1.7e308, 0]: log p = [0, −3.4e308, −1.7e308], so t = [½, ½, 0] gives
+    1.7e308, finite although log p₁ is not: the loss is t·z − log-sum-exp, never log p₁ itself."""
+    rows = [[1.7e308, -1.7e308, 0.0], OTHER]
+    body = {"logits": _tensor("FP64", rows), "targets": [targets, [0, 0, 1]], "per_sample": True}
+    response = client.post("/v1/cross-entropy", json=body)
+    assert response.status_code == 200, response.text
+    losses = response.json()["losses"]
+    assert losses[0] == pytest.approx(loss, rel=1e-15)
+    assert losses[1] == pytest.approx(-log_softmax(OTHER)[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["vector", "matrix"])
+def test_affine_maps_refuse_logits_their_fit_would_overflow(client, method):
+    rows = [[1e200, 0.0, 0.0], OTHER, [2.0, 1.0, 0.0]]
+    response = client.post("/v1/recalibrate", json={"logits": rows, "labels": [0, 1, 1], "method": method})
+    assert response.status_code == 422, response.text
+    error = response.json()["errors"][0]
+    assert error["pointer"] == "#/logits" and "±2**500" in error["detail"]
+    rows[0][0] = 2.0**500  # the bound itself is fitted
+    assert (
+        client.post(
+            "/v1/recalibrate", json={"logits": rows, "labels": [0, 1, 1], "method": method}
+        ).status_code
+        == 200
+    )
+
+
+def test_an_affine_map_taking_a_row_past_the_range_is_refused_naming_it(client):
+    rows = [OTHER, [1.7e308, -1.7e308, 0.0]]
+    parameters = {"method": "vector", "scale": [2.0, 2.0, 2.0], "bias": [0.0, 0.0, 0.0]}
+    response = client.post("/v1/apply", json={"logits": rows, "parameters": parameters})
+    assert response.status_code == 422, response.text
+    error = response.json()["errors"][0]
+    assert error["pointer"] == "#/parameters" and "row 1 past float64's range" in error["detail"]
+    parameters["scale"] = [0.5, 0.5, 0.5]  # within range: scipy's log_softmax of the mapped rows
+    response = client.post("/v1/apply", json={"logits": rows, "parameters": parameters})
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(
+        response.json()["probs"], np.exp(log_softmax(np.array(rows) * 0.5, axis=1)), rtol=1e-12
+    )

@@ -18,7 +18,7 @@ per-iteration max, and the variance ``E[z'²] − E[z']²`` loses little to
 cancellation when p concentrates on the argmax (large β).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,9 @@ from ..validation import check_labels, check_logits, check_targets
 from .temperature_newton import (
     _TRANSPOSE_BELOW,
     fit_problem,
+    mean64,
     row_moments,
+    unhalved,
 )
 from .temperature_newton import (
     TemperatureFit as TemperatureFit,
@@ -56,7 +58,7 @@ class _Problem:
     def mean(self, values: FloatArray) -> float:
         """Weighted mean over samples, accumulated in float64."""
         if self.weights is None:
-            return float(np.mean(values, dtype=np.float64))
+            return mean64(values)
         return float(np.dot(self.weights, values.astype(np.float64, copy=False)))
 
     def moments(self, beta: float) -> tuple[float, float, float]:
@@ -229,10 +231,9 @@ def _fit(
 ) -> TemperatureFit:
     """:func:`fit_temperature` of checked inputs.
 
-    Rows spanning past their dtype's range (``z' = −inf``) are fitted halved:
-    ``softmax(z / T) = softmax((z / 2) / (T / 2))``, and halving is exact (but for subnormals), so the
-    fit of ``z / 2`` gives T / 2, 2β and 2 ``dNLL/dT`` at the same NLL. The NLL at T = 1 stays the one
-    of the logits as sent: +inf where a label lies more than the dtype's range below its row's maximum.
+    Rows spanning past their dtype's range (``z' = −inf``) are fitted halved (:func:`unhalved`). The
+    NLL at T = 1 stays the one of the logits as sent: +inf where a label lies more than the dtype's
+    range below its row's maximum.
     """
     with np.errstate(over="ignore"):  # the shift past the dtype's range gives −inf: refitted halved
         problem = _prepare(z, t, y, weights)
@@ -240,8 +241,7 @@ def _fit(
         fit = _fit(z * z.dtype.type(0.5), t, y, weights, rtol=rtol, max_iter=max_iter)
         with np.errstate(over="ignore", invalid="ignore"):  # (−inf) · 0 in the moments beside the loss
             nll_initial = problem.moments(1.0)[0]
-        t_fit, beta, gradient = 2 * fit.temperature, fit.beta / 2, fit.gradient / 2
-        return replace(fit, temperature=t_fit, beta=beta, gradient=gradient, nll_initial=nll_initial)
+        return unhalved(fit, nll_initial)
 
     def widened() -> _Problem:  # z - max(z) rounds in float32: the polish re-shifts in float64
         return _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)

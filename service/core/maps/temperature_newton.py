@@ -6,8 +6,9 @@
 logits streamed a block at a time (:mod:`service.core.language.sequence_temperature`).
 """
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -68,6 +69,26 @@ class TemperatureFit:
     iterations: int
     converged: bool
     reason: Reason
+
+
+def mean64(values: FloatArray) -> float:
+    """The mean of `values`, accumulated in float64; a sum past float64's range: Σ (v / n) instead."""
+    with np.errstate(over="ignore"):
+        mean = float(np.mean(values, dtype=np.float64))
+    if math.isinf(mean) and np.isfinite(values).all():  # (values near ±1e308: the mean is finite)
+        return float(np.add.reduce(values.astype(np.float64) / values.size))
+    return mean
+
+
+def unhalved(fit: TemperatureFit, nll_initial: float) -> TemperatureFit:
+    """The fit of logits `z` from `fit`, the fit of ``z / 2`` (and the NLL of `z` at T = 1).
+
+    ``softmax(z / T) = softmax((z / 2) / (T / 2))``: the fit of the halves gives T / 2, 2β and
+    2 ``dNLL/dT`` at the same NLL. Halving is exact (but for subnormals) and brings rows spanning
+    past their dtype's range (``z − max z = −inf``) within it.
+    """
+    t, beta, gradient = 2 * fit.temperature, fit.beta / 2, fit.gradient / 2
+    return replace(fit, temperature=t, beta=beta, gradient=gradient, nll_initial=nll_initial)
 
 
 def row_moments(

@@ -63,7 +63,8 @@ def summarise_small(dist: Distribution, labels: IntArray | None) -> MonitorStats
     n, k = dist.n_samples, dist.n_classes
     if dist.logits is not None:
         summary = dist.summarise(labels=labels)  # the one pass: normalisers and the labels' logits
-        probs = np.subtract(dist.logits, summary.lse[:, None])
+        with np.errstate(over="ignore"):  # a row spanning past the dtype's range: −inf, p = 0, the limit
+            probs = np.subtract(dist.logits, summary.lse[:, None])
         np.exp(probs, out=probs)
     else:
         probs = dist.probs

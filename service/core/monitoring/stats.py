@@ -439,7 +439,9 @@ def _probs(dist: Distribution) -> FloatArray:
     """``dist.probs``; for K-class logits ``exp(z - lse)`` in one buffer (the same values, no log-probs)."""
     if dist.logits is None or dist.binary:
         return dist.probs
-    p = np.subtract(dist.logits, dist.summarise().lse[:, None])
+    lse = dist.summarise().lse
+    with np.errstate(over="ignore"):  # a row spanning past the dtype's range: −inf, p = 0, the limit
+        p = np.subtract(dist.logits, lse[:, None])
     return np.exp(p, out=p)
 
 
