@@ -82,3 +82,26 @@ def test_row_sums_past_float64_keep_the_slopes_sign(client):
     assert response.status_code == 200, response.text
     assert response.json()["reason"] == "uninformative"
     assert response.json()["temperature"] == "Infinity"
+
+
+@pytest.mark.parametrize("datatype, big", [("FP32", 3.4e38), ("BF16", 2.0**127), ("FP64", 1.7e308)])
+@pytest.mark.parametrize("labels", [[0, 0], [1, 0]])
+def test_sequences_spanning_past_the_range_fit_as_their_rows_do(client, datatype, big, labels):
+    """B×T×K logits are read halved as the N×K fit halves them: the same T, reason and NLLs."""
+    data = [big, -big, 0.0, 1.0]
+    rows = client.post(
+        "/v1/temperature",
+        json={"logits": {"datatype": datatype, "shape": [2, 2], "data": data}, "labels": labels},
+    )
+    tokens = client.post(
+        "/v1/temperature",
+        json={"logits": {"datatype": datatype, "shape": [1, 2, 2], "data": data}, "labels": [labels]},
+    )
+    assert rows.status_code == tokens.status_code == 200, tokens.text
+    a, b = rows.json(), tokens.json()
+    assert (b["reason"], b["converged"]) == (a["reason"], a["converged"])
+    assert b["temperature"] == (
+        a["temperature"] if isinstance(a["temperature"], str) else pytest.approx(a["temperature"], rel=1e-12)
+    )
+    assert b["after"]["nll"] == pytest.approx(a["after"]["nll"], rel=1e-6)
+    assert (b["before"]["nll"] == "Infinity") == (a["before"]["nll"] == "Infinity")
