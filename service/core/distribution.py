@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .binary_probs import binary_nll_probs, count_clipped
 from .errors import InputError
-from .logsumexp import SoftmaxSummary, label_nll, softmax_summary
+from .logsumexp import SoftmaxSummary, label_nll, minus, softmax_summary
 from .sigmoid import binary_nll, softplus
 from .validation import check_logits, check_probabilities
 
@@ -35,9 +35,8 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     array([[-0.69314718, -0.69314718]])
     """
     z = np.asarray(logits)
-    lse = softmax_summary(z, top=False, entropy=False).lse
-    with np.errstate(over="ignore"):  # a log-probability past the dtype's range: −inf, the limit
-        return z - lse[:, None]
+    summary = softmax_summary(z, top=False, entropy=False)
+    return minus(z, summary.lse[:, None], summary)  # −inf past the dtype's range, the limit
 
 
 def binary_log_probs(logits: ArrayLike) -> FloatArray:
@@ -198,9 +197,8 @@ class Distribution:
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
-        lse = self.summarise().lse
-        with np.errstate(over="ignore"):  # a log-probability past the dtype's range: −inf, the limit
-            return self.logits - lse[:, None]
+        summary = self.summarise()
+        return minus(self.logits, summary.lse[:, None], summary)  # −inf past the dtype's range
 
     def _log(self, p: FloatArray) -> FloatArray:
         """``log(max(p, eps))``; ``log 0 = -inf`` when eps is 0."""
@@ -278,8 +276,8 @@ class Distribution:
         summary = self._cache.get("summary") or self.summarise(labels=labels)  # first pass: gather inside
         if summary.picked is not None and self._cache.get("picked_for") is labels:
             return summary.picked, summary.log_norm
-        with np.errstate(over="ignore"):  # a label past the dtype's range below the top: −inf, the limit
-            return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
+        own = self.logits[np.arange(labels.shape[0]), labels]
+        return minus(own, summary.shift, summary), summary.log_norm  # −inf past the dtype's range
 
     def nll_at(self, labels: IntArray) -> FloatArray:
         """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""

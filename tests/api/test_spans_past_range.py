@@ -111,3 +111,30 @@ def test_an_affine_map_taking_a_row_past_the_range_is_refused_naming_it(client):
     np.testing.assert_allclose(
         response.json()["probs"], np.exp(log_softmax(np.array(rows) * 0.5, axis=1)), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("datatype, big", SPANS[:2])  # (BF16 rounds the other rows: covered above)
+def test_a_large_batch_with_a_row_spanning_past_the_range(client, rng, datatype, big):
+    """The blocked pass (over ~4,000 values) shifts each block in place: the spanning row's −inf
+    leaves the other rows' values as scipy's, and its entropy is 0."""
+    z = rng.standard_normal((600, 10))
+    z[0] = [big, -big] + [0.0] * 8
+    labels = rng.integers(0, 10, 600)
+    labels[0] = 0
+    body = {"logits": _tensor(datatype, z.tolist()), "labels": labels.tolist(), "per_sample": True}
+    answer = client.post("/v1/cross-entropy", json=body)
+    assert answer.status_code == 200, answer.text
+    sent = np.array(
+        _tensor(datatype, z.tolist())["data"], dtype=np.float32 if datatype != "FP64" else np.float64
+    )
+    if datatype == "BF16":  # (the server reads BF16 as float32's upper half)
+        sent = (sent.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    rows = sent.reshape(600, 10)[1:].astype(np.float64)
+    expected = -log_softmax(rows, axis=1)[np.arange(599), labels[1:]]
+    losses = answer.json()["losses"]
+    assert losses[0] == 0.0
+    np.testing.assert_allclose(
+        losses[1:], expected, rtol=_rel(datatype) * 10, atol=1e-6 if datatype != "FP64" else 0
+    )
+    entropies = entropy(np.exp(log_softmax(rows, axis=1)), axis=1)
+    assert answer.json()["mean_entropy"] == pytest.approx(entropies.sum() / 600, rel=_rel(datatype) * 10)

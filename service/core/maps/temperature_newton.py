@@ -29,7 +29,7 @@ _TRANSPOSE_BELOW = 64
 #: ``exp(β z') z'²`` with ``β z'`` below the floor need not be negligible there (z' = −1e200).
 _EXP_FLOOR = {4: -50.0, 8: -600.0}
 _CLAMP_SPAN = {4: 1e3, 8: 1e100}
-#: Most consecutive expansions (or shrinks) of β by a factor squared each time: 8, 64, 4096, … 8**256.
+#: Most squarings of an open side's factor (`_split`): β × 8 … 8**256, β ÷ 2 … 2**256.
 _MAX_EXPANSION = 8
 #: Relative Newton-step tolerance reached in float32 before the float64 polish.
 _FLOAT32_RTOL = 1e-5
@@ -230,9 +230,9 @@ def _newton(
         else:
             hi = beta
         candidate = beta - step
-        # Newton's step, if it stays in the bracket, moves β by at most 8× and at most half the step
-        # before last (as Numerical Recipes' rtsafe: L' like −exp(−βM) creeps, a step of 1/M a pass)
-        if lo < candidate < min(hi, 8 * beta) and candidate > beta / 8 and abs(step) <= 0.5 * older:
+        # Newton's step, if it stays in the bracket, grows β at most 8× and moves it by at most half
+        # the step before last (as Numerical Recipes' rtsafe: L' like −exp(−βM) creeps, 1/M a pass)
+        if lo < candidate < min(hi, 8 * beta) and abs(step) <= 0.5 * older:
             expansions = 0
         else:
             candidate, expansions = _split(lo, hi, beta, expansions)
@@ -242,17 +242,18 @@ def _newton(
 
 
 def _split(lo: float, hi: float, beta: float, expansions: int) -> tuple[float, int]:
-    """The next β when Newton's step leaves the bracket ``(lo, hi)`` or moves β by over 8×.
+    """The next β when Newton's step is refused (:func:`_newton`), and the count of open-side steps.
 
-    An open side grows (or shrinks) β by a factor squared at each consecutive call, from 8: an optimum
-    at β = 1e-198 (logits spanning 1e200) is found in ~10 passes, not 650 halvings. A bracket wider than
-    8× is split at its geometric mean, a narrower one at its middle.
+    An open side grows β by 8 (or halves it, below) three times, then by a factor squared at each
+    consecutive such step: an optimum at β = 1e-198 (logits spanning 1e200) is reached in ~40
+    passes, not 650 halvings. A closed bracket is split at its middle, or at its geometric mean
+    when its ends lie over 2**20 apart.
     """
-    factor = 8.0 ** (2 ** min(expansions, _MAX_EXPANSION))
+    n = min(max(expansions - 2, 0), _MAX_EXPANSION)  # (three plain steps first: the usual case)
     if hi == np.inf:
-        return min(beta * factor, np.finfo(np.float64).max), expansions + 1
+        return min(beta * 8.0 ** (2**n), np.finfo(np.float64).max), expansions + 1
     if lo == 0:
-        return max(beta / factor, np.finfo(np.float64).tiny), expansions + 1
-    if hi > 8 * lo:
+        return max(beta / 2.0 ** (2**n), np.finfo(np.float64).tiny), expansions + 1
+    if hi > 2.0**20 * lo:
         return float(np.sqrt(lo) * np.sqrt(hi)), 0
     return 0.5 * (lo + hi), 0
