@@ -286,7 +286,7 @@ class Distribution:
         if self.sent_probs is not None and self.binary:
             floor = self.eps if self.n_clipped else 0.0  # nothing under eps: no clipping pass
             return binary_nll_probs(labels, self.sent_probs, floor)
-        if self.logits is not None and self.given_probs is None:
+        if self.logits is not None and self.sent_probs is None:  # (given_probs: None, not computed again)
             if "summary" not in self._cache:  # the loss alone: one label-shifted pass, nothing to share
                 return label_nll(self.logits, labels)
             picked, log_norm = self._picked(labels)

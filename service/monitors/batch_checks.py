@@ -37,8 +37,10 @@ def bucket_starts(times: FloatArray, bucket_s: int) -> IntArray:
 
 def check_times(times: object, n: int, config: MonitorConfig, now: float) -> FloatArray:
     """`times` (epoch seconds, one per row) as float64, within the retention, not ahead; None: `now`."""
-    if times is None:
-        return np.full(n, now)
+    if times is None:  # (np.full, without its wrapper's dtype of the scalar)
+        t = np.empty(n)
+        t.fill(now)
+        return t
     t = np.asarray(times)
     if t.ndim != 1 or t.shape[0] != n:
         raise InputError("timestamps", f"must hold one epoch time per row ({n}); got shape {t.shape}")

@@ -28,8 +28,10 @@ def brier_factor(scale: BrierScale, n_classes: int, *, binary: bool) -> float:
     return 0.5 if scale == "half" else 1.0
 
 
-def brier_rows(labels: IntArray, probs: FloatArray) -> FloatArray:
+def brier_rows(labels: IntArray, probs: FloatArray, *, rows: IntArray | None = None) -> FloatArray:
     """``Σ_k (p_k - 1[y = k])²`` per row, as ``Σ p² - 2 p_y + 1`` (float64).
+
+    `rows`: ``np.arange(len(labels))`` when the caller has it already.
 
     Examples
     --------
@@ -37,7 +39,7 @@ def brier_rows(labels: IntArray, probs: FloatArray) -> FloatArray:
     array([0.125])
     """
     p = probs.astype(np.float64, copy=False)
-    rows = np.arange(labels.shape[0])
+    rows = np.arange(labels.shape[0]) if rows is None else rows
     return np.einsum("ij,ij->i", p, p) - 2 * p[rows, labels] + 1.0
 
 

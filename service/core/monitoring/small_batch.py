@@ -30,6 +30,9 @@ MAX_ROWS = (N_CELLS - 1) // SPARSE_RATIO
 _EMPTY_HIST = FineHistogram.empty()
 _FIELDS = tuple(field.name for field in fields(MonitorStats))
 _HIST_FIELDS = tuple(field.name for field in fields(FineHistogram))
+#: The cell just below fine edge j, ``2j - 1``, for every j (read only).
+_BELOW_EDGE = 2 * np.arange(FINE_EDGES.size, dtype=np.intp) - 1
+_BELOW_EDGE.flags.writeable = False
 
 
 def fits_small(dist: Distribution) -> bool:
@@ -92,7 +95,7 @@ def summarise_small(dist: Distribution, labels: IntArray | None) -> MonitorStats
         n,
         float(n),
         float(np.add.reduce(losses.astype(np.float64, copy=False))),
-        float(np.add.reduce(brier_rows(labels, probs))),
+        float(np.add.reduce(brier_rows(labels, probs, rows=rows))),
         n_correct,
         float(n_correct),
         confidence_sum,  # every row is labelled: the same sum
@@ -132,8 +135,8 @@ def occupied_histogram(conf: FloatArray, outcome: np.ndarray) -> FineHistogram:
     array([2, 1])
     """
     # fine_cells(conf), by one binary search: the first edge ≥ c is edge j; c on it: cell 2j, else 2j - 1
-    j = np.searchsorted(FINE_EDGES, conf)  # (float32 values compared as float64, as fine_cells does)
-    cells = 2 * j - 1
+    j = FINE_EDGES.searchsorted(conf)  # (float32 values compared as float64, as fine_cells does)
+    cells = _BELOW_EDGE[j]  # 2j - 1, by one lookup
     cells += FINE_EDGES[j] == conf
     present = np.zeros(N_CELLS, bool)  # the occupied cells, found through a table of all 5,041
     present[cells] = True

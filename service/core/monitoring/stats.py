@@ -29,9 +29,12 @@ K = 1,000; a bucket of 1,000,000 rows 37,836 and 51,876; the upper bound (every 
 weights; binary input adds a second histogram).
 """
 
+import importlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -48,6 +51,13 @@ from ..narrow_rows import row_argmax
 from ..validation import check_labels, check_same_length
 from .drift import js_drift
 from .fine_histogram import FINE_BINS, FineHistogram, check_bins
+
+
+@cache
+def _module(name: str) -> ModuleType:
+    """The module `name` of this package that imports this one (imported on first use, then held)."""
+    return importlib.import_module(f"{__package__}.{name}")
+
 
 Part = Literal["all", "predictions", "labels"]
 Closed = Literal["right", "left"]
@@ -181,10 +191,9 @@ class MonitorStats:
         labelled = None if y is None or part == "predictions" else y >= 0
         every = labelled is not None and bool(labelled.all())
         if w is None and part == "all" and (y is None or every):
-            from .small_batch import fits_small, summarise_small
-
-            if fits_small(dist):  # a few dozen rows: the same statistics, fused (small_batch)
-                return summarise_small(dist, y)
+            small = _module("small_batch")
+            if small.fits_small(dist):  # a few dozen rows: the same statistics, fused (small_batch)
+                return small.summarise_small(dist, y)
         safe = None if y is None or labelled is None else (y if every else np.where(labelled, y, 0))
         if dist.logits is not None and not dist.binary:
             # /v1/cross-entropy's fused pass, without its top class (row_argmax below is the one
@@ -231,9 +240,7 @@ class MonitorStats:
 
     def to_bytes(self) -> bytes:
         """Versioned little-endian bytes (:mod:`~service.core.monitoring.codec`)."""
-        from .codec import encode
-
-        return encode(self)
+        return _module("codec").encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "MonitorStats":
