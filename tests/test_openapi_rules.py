@@ -444,6 +444,21 @@ CASES = [
             "parameters": {"return_probs": True},
         },
     ),
+    # an inference request's `pos_label` needs `classes` (the contract test's draw: `classes: null`)
+    *(
+        (path, {"inputs": [inp("probs", [0.5, 0.25], [2]), inp("labels", [0, 1], [2], "INT64")], **extra})
+        for path in (
+            "/v2/models/temperature/infer",
+            "/v2/models/cross-entropy/infer",
+            "/v2/models/calibration/infer",
+            "/v1/cross-entropy",
+        )
+        for extra in (
+            {"parameters": {"pos_label": 1, "classes": None}},
+            {"parameters": {"pos_label": -330763.0}},
+            {"parameters": {"pos_label": None, "classes": None}},
+        )
+    ),
 ]
 
 
