@@ -196,7 +196,8 @@ class Distribution:
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
-        return self.logits - self.summarise().lse[:, None]
+        with np.errstate(over="ignore"):  # a row spanning past the dtype's range: -inf there, its limit
+            return self.logits - self.summarise().lse[:, None]
 
     def _log(self, p: FloatArray) -> FloatArray:
         """``log(max(p, eps))``; ``log 0 = -inf`` when eps is 0."""

@@ -110,14 +110,16 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     if k < NARROW_K:  # as the blocked pass: K×rows, every reduction along axis 0
         zt = np.ascontiguousarray(z.T)
         m = np.maximum.reduce(zt, axis=0)
-        d = zt - m
+        with np.errstate(over="ignore"):  # a row spanning past the dtype's range: -inf, exp 0 (below)
+            d = zt - m
         first = d.argmax(axis=0)  # the first maximum
         at_first: tuple[IntArray, IntArray] = (first, cols)
         at_label: tuple[IntArray, IntArray] | None = None if labels is None else (labels, cols)
         axis = 0
     else:
         m = np.maximum.reduce(z, axis=1)
-        d = z - m[:, None]
+        with np.errstate(over="ignore"):
+            d = z - m[:, None]
         first = d.argmax(axis=1)
         at_first = (cols, first)
         at_label = None if labels is None else (cols, labels)
@@ -128,14 +130,28 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     log_norm = log1p(rest)
     h = None
     if entropy:
-        e *= d  # the first maximum has d = 0: nothing lost by its zeroed e
+        with np.errstate(invalid="ignore"):
+            e *= d  # the first maximum has d = 0: nothing lost by its zeroed e
         rest += 1
-        h = np.add.reduce(e, axis=axis)
+        h = _reduce_terms(e, axis)
         h /= rest
         np.subtract(log_norm, h, out=h)
         np.maximum(h, 0, out=h)
     picked = None if at_label is None else d[at_label]
     return SoftmaxSummary(m, log_norm, first if top else None, h, picked)
+
+
+def _reduce_terms(terms: FloatArray, axis: int) -> FloatArray:
+    """Row sums of ``e · (z - m)``, a term 0 where ``z - m`` overflowed to -inf (its limit, x·eˣ → 0).
+
+    There ``0 · -inf`` is NaN (the logits are finite: nothing else makes one), so a row sum is NaN
+    only in a row spanning past the dtype's range, checked on the N sums, not the N×K terms.
+    """
+    h = np.add.reduce(terms, axis=axis)
+    if np.isnan(h).any():
+        terms[np.isnan(terms)] = 0
+        h = np.add.reduce(terms, axis=axis)
+    return h
 
 
 def _head(values: NDArray[Any] | None) -> NDArray[Any] | None:
@@ -267,7 +283,8 @@ def _summarise(
     k = z.shape[axis]
     shift = out["shift"]
     np.maximum.reduce(z, axis=axis, out=shift)
-    z -= shift.reshape(layout.across)  # z - m ≤ 0, exactly 0 at every maximum
+    with np.errstate(over="ignore"):  # a row spanning past the dtype's range: -inf, exp 0 (below)
+        z -= shift.reshape(layout.across)  # z - m ≤ 0, exactly 0 at every maximum
     np.equal(z, 0, out=is_top)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])
@@ -288,9 +305,10 @@ def _summarise(
         rest += ties - 1  # Σ exp(z - m) - 1, without rounding the 1 in
     log_norm = log1p(rest, out=out["log_norm"])
     if "entropy" in out:
-        z *= e  # the maxima have (z - m) = 0: nothing lost by their e
+        with np.errstate(invalid="ignore"):
+            z *= e  # the maxima have (z - m) = 0: nothing lost by their e
         rest += 1
-        h = np.add.reduce(z, axis=axis)
+        h = _reduce_terms(z, axis)
         h /= rest
         np.subtract(log_norm, h, out=h)
         np.maximum(h, 0, out=out["entropy"])
