@@ -4224,7 +4224,7 @@ export interface components {
             folds: number;
             /**
              * Seed
-             * @description Seed of the random fold assignment.
+             * @description Seed of the random fold assignment (numpy.random.default_rng).
              * @default 0
              */
             seed?: number;
