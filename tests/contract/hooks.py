@@ -451,8 +451,9 @@ def _classes(body: dict[str, Any], fields: dict[str, Any]) -> None:
         return
     if strings and _is_tensor(labels):
         return  # (a tensor holds numbers: string classes take no labels input; the document says so)
-    if _is_tensor(labels) and labels.get("datatype") in ("FP16", "BF16", "FP32"):
-        labels["datatype"] = "FP64"  # (a narrow float rounds a label away from the class it names)
+    if _is_tensor(labels) and labels.get("datatype") != "INT64":
+        # (integer classes within int64: a float rounds a label off its class, or past 2**53 is refused)
+        labels["datatype"] = "INT64"
         REPAIRED["labels among classes"] += 1
     ignore_index = options.get("ignore_index")
     kept = [
