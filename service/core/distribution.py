@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .binary_probs import binary_nll_probs, count_clipped
 from .errors import InputError
-from .logsumexp import SoftmaxSummary, label_nll, softmax_summary
+from .logsumexp import SoftmaxSummary, label_nll, minus, softmax_summary
 from .sigmoid import binary_nll, softplus
 from .validation import check_logits, check_probabilities
 
@@ -35,7 +35,8 @@ def log_softmax(logits: ArrayLike) -> FloatArray:
     array([[-0.69314718, -0.69314718]])
     """
     z = np.asarray(logits)
-    return z - softmax_summary(z, top=False, entropy=False).lse[:, None]
+    summary = softmax_summary(z, top=False, entropy=False)
+    return minus(z, summary.lse[:, None], summary)  # −inf past the dtype's range, the limit
 
 
 def binary_log_probs(logits: ArrayLike) -> FloatArray:
@@ -196,8 +197,8 @@ class Distribution:
         assert self.logits is not None
         if self.binary:
             return binary_log_probs(self.logits)
-        with np.errstate(over="ignore"):  # a row spanning past the dtype's range: -inf there, its limit
-            return self.logits - self.summarise().lse[:, None]
+        summary = self.summarise()
+        return minus(self.logits, summary.lse[:, None], summary)  # −inf past the dtype's range
 
     def _log(self, p: FloatArray) -> FloatArray:
         """``log(max(p, eps))``; ``log 0 = -inf`` when eps is 0."""
@@ -275,7 +276,8 @@ class Distribution:
         summary = self._cache.get("summary") or self.summarise(labels=labels)  # first pass: gather inside
         if summary.picked is not None and self._cache.get("picked_for") is labels:
             return summary.picked, summary.log_norm
-        return self.logits[np.arange(labels.shape[0]), labels] - summary.shift, summary.log_norm
+        own = self.logits[np.arange(labels.shape[0]), labels]
+        return minus(own, summary.shift, summary), summary.log_norm  # −inf past the dtype's range
 
     def nll_at(self, labels: IntArray) -> FloatArray:
         """``-log p[i, labels[i]]`` per row, ``+0.0`` (never ``-0.0``) where p = 1."""
@@ -297,9 +299,11 @@ class Distribution:
             return masked_row_dot(weights, self.log_probs)
         assert self.logits is not None
         z = self.logits
-        if weights.ndim == 1:
-            return z @ weights - self.summarise().lse * weights.sum(dtype=z.dtype)
-        return np.einsum("ij,ij->i", weights, z) - self.summarise().lse * weights.sum(axis=1)
+        lse = self.summarise().lse
+        with np.errstate(over="ignore"):  # a weight on a class past the dtype's range below the top: −inf
+            if weights.ndim == 1:
+                return z @ weights - lse * weights.sum(dtype=z.dtype)
+            return np.einsum("ij,ij->i", weights, z) - lse * weights.sum(axis=1)
 
     def entropy(self) -> FloatArray:
         """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""

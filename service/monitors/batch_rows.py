@@ -15,6 +15,8 @@ from service.core import Distribution, dtype_name
 from service.core._typing import FloatArray, IntArray
 from service.store import PendingRow, ReservoirBatch
 
+from .finite_rows import check_finite_spans
+
 
 def _raw_rows(dist: Distribution, rows: IntArray) -> tuple[str, str, list[bytes]]:
     """Kind, dtype and the little-endian bytes of each of `rows` (its logits or probabilities)."""
@@ -37,6 +39,7 @@ def pending_rows(
     rows = np.flatnonzero(has_id & ~labelled)
     if rows.size == 0:
         return []
+    check_finite_spans(dist, rows)
     kind, dtype, raw = _raw_rows(dist, rows)
     return [
         PendingRow(ids[i], float(t[i]), segment, kind, dtype, data)  # type: ignore[arg-type]

@@ -35,23 +35,16 @@ from service.store import (
     StatsRow,
 )
 
-from .batch_checks import MAX_FUTURE_S, MAX_ID_CHARS, bucket_starts, check_ids, check_segment, check_times
-from .batch_rows import pending_rows, reservoir_rows, sample_keys
-from .late_labels import fold_labels, rows_distribution
+from .batch_checks import bucket_starts, check_ids, check_segment, check_times
+from .batch_rows import pending_rows, reservoir_rows
+from .finite_rows import check_finite_losses
 
-__all__ = [  # (the checks and the late labels' fold, from the modules that hold them)
-    "MAX_FUTURE_S",
-    "MAX_ID_CHARS",
+__all__ = [
     "TEMPERED",
     "IngestCounts",
     "PreparedBatch",
-    "bucket_starts",
-    "check_segment",
-    "fold_labels",
     "ingest",
     "prepare_batch",
-    "rows_distribution",
-    "sample_keys",
     "tempered",
     "write_prepared",
     "write_prepared_soon",
@@ -181,6 +174,7 @@ def prepare_batch(
         if scaled is not None:
             scaled_summary = MonitorStats.summarise(_subset(scaled, rows), None, part="predictions")
             stats.append((start, segment + TEMPERED, scaled_summary.to_bytes()))
+    check_finite_losses(dist, labels, (summary for _, summary in summaries))
     labelled = np.zeros(n, bool) if labels is None else labels >= 0
     pending = pending_rows(dist, t, row_ids, labelled, segment)
     reservoir = reservoir_rows(dist, t, labels, labelled, segment, config.reservoir_size)

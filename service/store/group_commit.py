@@ -62,10 +62,18 @@ def committing(connection: sqlite3.Connection) -> Iterator[None]:
         yield
         connection.execute("COMMIT")
     except BaseException:
-        if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-            with suppress(sqlite3.Error):  # the original error says more
-                connection.execute("ROLLBACK")
+        roll_back(connection)
         raise
+
+
+def roll_back(connection: sqlite3.Connection) -> None:
+    """ROLLBACK the open transaction on `connection`, unless SQLite rolled it back already (a full disk).
+
+    An error of the ROLLBACK itself is dropped: the error that led here says more.
+    """
+    if connection.in_transaction:
+        with suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
 
 
 def _late(work: _Work) -> bool:
@@ -272,9 +280,7 @@ class GroupCommit:
                     self._run_nested(connection, work)
             connection.execute("COMMIT")
         except BaseException:
-            if connection.in_transaction:  # SQLite may have rolled back already (a full disk)
-                with suppress(sqlite3.Error):  # the original error says more
-                    connection.execute("ROLLBACK")
+            roll_back(connection)
             raise
         self.commits += 1
         self.works += sum(work.error is None for work in live)

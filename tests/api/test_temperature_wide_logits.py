@@ -32,17 +32,46 @@ def test_a_huge_margin_leaves_the_fit_to_the_other_rows(client, datatype):
     assert answer["temperature"] == pytest.approx(_optimum_of_the_other_rows(), rel=1e-9)
 
 
-def test_logits_spanning_nearly_float32s_range(client):
-    """Both rows wrong: dL/dβ ≥ 0 at β = 0, so T = ∞ ("uninformative"), as in float64.
-
-    (A span past float32's range, 2**127 and -2**127, still overflows `z - max(z)` where the
-    answer's `before` metrics are computed: not fixed yet, docs/robustness.md.)
-    """
-    logits = {"datatype": "FP32", "shape": [2, 2], "data": [1.7e38, -1.7e38, 0.0, 1.0]}
+@pytest.mark.parametrize(
+    "datatype, big", [("FP32", 1.7e38), ("FP32", 3.4e38), ("BF16", 2.0**127), ("FP64", 1.7e308)]
+)
+def test_logits_spanning_past_their_dtypes_range_with_both_rows_wrong(client, datatype, big):
+    """Both rows wrong: dL/dβ ≥ 0 at β = 0, so T = ∞ ("uninformative"); row 0's loss at T = 1 is
+    2·big, past the dtype's range (+inf) when big is over half of it, and the NLL before is +inf."""
+    logits = {"datatype": datatype, "shape": [2, 2], "data": [big, -big, 0.0, 1.0]}
     response = client.post("/v1/temperature", json={"logits": logits, "labels": [1, 0]})
     assert response.status_code == 200, response.text
-    assert response.json()["reason"] == "uninformative"
-    assert response.json()["temperature"] == "Infinity"
+    answer = response.json()
+    assert (answer["reason"], answer["temperature"]) == ("uninformative", "Infinity")
+    assert answer["after"]["nll"] == pytest.approx(np.log(2))
+    finite = 2 * big < float(np.finfo(np.float32 if datatype != "FP64" else np.float64).max)
+    expected = pytest.approx((2 * big + np.log1p(np.e)) / 2, rel=1e-6) if finite else "Infinity"
+    assert answer["before"]["nll"] == expected  # rows: 2·big + log1p(e^(−2·big)) and log(1 + e)
+
+
+@pytest.mark.parametrize("datatype, big", [("FP32", 3.4e38), ("BF16", 2.0**127), ("FP64", 1.7e308)])
+def test_logits_spanning_past_their_dtypes_range_fit_as_halved(client, datatype, big):
+    """Row 0 right by M = 2·big (past the dtype's range: z − max z = −inf), row 1 wrong by 1: the
+    optimum solves M σ(−βM) = σ(β) (mpmath), and the fit of z/2 gives it: T is 1/β, within range."""
+    import mpmath
+
+    mpmath.mp.dps = 60
+    dtype = np.float64 if datatype == "FP64" else np.float32
+    m = 2 * mpmath.mpf(float(dtype(big)))
+
+    def slope(u):  # 2 L'(β) at β = u / M
+        return 1 / (1 + mpmath.exp(-u / m)) - m / (1 + mpmath.exp(u))
+
+    beta = mpmath.findroot(slope, (mpmath.log(m), mpmath.log(4 * m)), solver="anderson") / m
+    logits = {"datatype": datatype, "shape": [2, 2], "data": [big, -big, 0.0, 1.0]}
+    response = client.post("/v1/temperature", json={"logits": logits, "labels": [0, 0]})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["converged"], answer["reason"]) == (True, "optimum")
+    assert answer["temperature"] == pytest.approx(float(1 / beta), rel=1e-9)
+    assert answer["before"]["nll"] == pytest.approx(float(mpmath.log1p(mpmath.e)) / 2)  # row 1: log(1 + e)
+    rel = 1e-9 if datatype == "FP64" else 1e-6  # (the metrics are computed in the dtype sent)
+    assert answer["after"]["nll"] == pytest.approx(np.log(2) / 2, rel=rel)  # row 0: ~0, row 1: log 2
 
 
 def test_row_sums_past_float64_keep_the_slopes_sign(client):
@@ -53,3 +82,26 @@ def test_row_sums_past_float64_keep_the_slopes_sign(client):
     assert response.status_code == 200, response.text
     assert response.json()["reason"] == "uninformative"
     assert response.json()["temperature"] == "Infinity"
+
+
+@pytest.mark.parametrize("datatype, big", [("FP32", 3.4e38), ("BF16", 2.0**127), ("FP64", 1.7e308)])
+@pytest.mark.parametrize("labels", [[0, 0], [1, 0]])
+def test_sequences_spanning_past_the_range_fit_as_their_rows_do(client, datatype, big, labels):
+    """B×T×K logits are read halved as the N×K fit halves them: the same T, reason and NLLs."""
+    data = [big, -big, 0.0, 1.0]
+    rows = client.post(
+        "/v1/temperature",
+        json={"logits": {"datatype": datatype, "shape": [2, 2], "data": data}, "labels": labels},
+    )
+    tokens = client.post(
+        "/v1/temperature",
+        json={"logits": {"datatype": datatype, "shape": [1, 2, 2], "data": data}, "labels": [labels]},
+    )
+    assert rows.status_code == tokens.status_code == 200, tokens.text
+    a, b = rows.json(), tokens.json()
+    assert (b["reason"], b["converged"]) == (a["reason"], a["converged"])
+    assert b["temperature"] == (
+        a["temperature"] if isinstance(a["temperature"], str) else pytest.approx(a["temperature"], rel=1e-12)
+    )
+    assert b["after"]["nll"] == pytest.approx(a["after"]["nll"], rel=1e-6)
+    assert (b["before"]["nll"] == "Infinity") == (a["before"]["nll"] == "Infinity")

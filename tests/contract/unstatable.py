@@ -67,7 +67,11 @@ UNSTATABLE = {
     r"must contain the realised token: its logprob|must have non-decreasing x|"
     # (every label equal to `ignore_index`: nothing left to score; JSON Schema cannot say "some
     # element differs from another field's value")
-    r"must hold a label other than ignore_index",
+    r"must hold a label other than ignore_index|"
+    # (an affine map's logits: `scale ⊙ z + bias` or `z Wᵀ + bias` past float64's range; logits past
+    # ±2**500 for fitting one: bounds on products of values, and of values with the method's)
+    r"past float64's range \(±1\.8e308\): its probabilities cannot be computed|"
+    r"must lie within ±2\*\*500 \(3\.3e150\) to fit vector or matrix scaling",
     "sums over values": r"sum to 1|must sum to one|do not sum|zero total weight|(with|have) a positive sum|"
     r"summing to at most 1|"
     r"must have a positive (total|sum)|must keep N × max\(sample_weight\) finite",

@@ -228,6 +228,31 @@ def test_fit_temperature_handles_extreme_logits(rng):
     assert fit.temperature == pytest.approx(scipy_temperature(logits, labels, bounds=(5, 12)), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "margin, dtype",
+    [(1e200, np.float64), (6.5e282, np.float64), (1e130, np.float64), (1e30, np.float32), (1e12, np.float32)],
+)
+def test_fit_temperature_of_logits_spanning_far_matches_mpmath(margin, dtype):
+    """One row right by `margin`, one wrong by 1: the optimum ``M σ(−βM) = σ(β)`` sits where ``β M`` is
+    ~460–650, so the terms ``exp(β z') z'²`` of ``z' = −M`` carry the curvature there. A fixed clamp of
+    ``β z'`` at −600 (−50 in float32) before ``exp`` made them ``exp(−600) M²`` at β = 1: a step of ~0
+    and a false "optimum" at T = 1."""
+    import mpmath
+
+    mpmath.mp.dps = 60
+    m = mpmath.mpf(float(dtype(margin)))
+
+    def slope(u):  # 2 L'(β) at β = u / M: the two rows' E_p[z'] − z'_y, σ(β) − M σ(−βM)
+        return 1 / (1 + mpmath.exp(-u / m)) - m / (1 + mpmath.exp(u))
+
+    bracket = (mpmath.log(m), mpmath.log(4 * m))
+    beta = float(mpmath.findroot(slope, bracket, solver="anderson", tol=mpmath.mpf(10) ** -40) / m)
+    fit = fit_temperature(np.array([[margin, 0.0], [0.0, 1.0]], dtype=dtype), labels=[0, 0])
+    assert (fit.converged, fit.reason) == (True, "optimum")
+    assert fit.beta == pytest.approx(beta, rel=1e-9)
+    assert fit.temperature == pytest.approx(1 / beta, rel=1e-9)
+
+
 def test_fit_temperature_constant_logits_are_reported():
     fit = fit_temperature(np.full((5, 3), 2.0), labels=[0, 1, 2, 0, 1])
     assert (fit.converged, fit.reason, fit.temperature) == (False, "constant_logits", 1.0)

@@ -120,24 +120,30 @@ class DirectScoring:
         self.watch = BodyWatch(layer.timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a small JSON scoring POST here; pass anything else to the general layer."""
+        """Serve a small JSON scoring POST or named write here; pass anything else to the general layer."""
+        layer = self.layer
         http_post = scope["type"] == "http" and scope["method"] == "POST"
         found = self.routes.get(scope["path"]) if http_post else None
-        if found is None and http_post and self.named:
-            write = self._named(scope)
-            if write is not None:
-                await self._write(scope, receive, send, *write)
-                return
-        plain = None if found is None else small_json(scope, found[2])
-        if found is None or plain is None:
-            await self.layer(scope, receive, send)
+        target: DirectRoute | NamedPost
+        if found is not None:
+            route, target, bound = found
+            plain = small_json(scope, bound)
+            path_params: dict[str, str] = {}
+        elif http_post and self.named and (write := self._named(scope)) is not None:
+            target, name, plain = write
+            route, path_params = target.route, {"name": name}
+        else:
+            plain = None
+        if plain is None:
+            await layer(scope, receive, send)
             return
-        route, spec, _ = found
         length, identifier, gzip_ok = plain
-        layer = self.layer
         due = time.monotonic() + layer.timeout  # the request's deadline runs from its arrival
         message = await self.watch.first_message(receive)
-        if message is not None and (message["type"] != "http.request" or message.get("more_body", False)):
+        whole = (
+            message is not None and message["type"] == "http.request" and not message.get("more_body", False)
+        )
+        if isinstance(target, DirectRoute) and message is not None and not whole:
             await layer(scope, Replay(message, receive), send)  # not one piece: served from the start there
             return
         state = scope.get("state")
@@ -146,20 +152,28 @@ class DirectScoring:
         identifier = identifier or new_id()
         state["request_id"] = identifier
         state["declared_length"] = length
-        scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
+        scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, path_params
         exchange = Exchange("POST", scope["path"])
         reply = Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
         handed_over = False
         try:
             if message is None:  # the deadline passed before the body came
                 response = layer.timeout_refusal(scope)
-            else:
-                answer = self._answer(scope, receive, send, spec, message["body"], due)
+            elif (refusal := self._refusal(scope)) is not None:  # the key, draining, the concurrency cap
+                response = refusal
+            elif isinstance(target, DirectRoute):
+                answer = self._answer(scope, receive, send, target, message["body"], due)
                 if answer is None:  # the route sends this body to a worker thread: served there
                     handed_over = True
                     await layer(scope, Replay(message, receive), send)
                     return
                 response = answer if isinstance(answer, Response) else await answer
+            else:
+                body = message.get("body", b"")
+                if whole and len(body) <= layer.max_body_bytes:
+                    # whole, JSON, within the limit: the route takes it as read (`deps.DIRECT_BODY`)
+                    state[DIRECT_BODY] = bytearray(body)
+                response = await self._written(scope, Replay(message, receive), send, target.endpoint, due)
             await reply(response)
         except Exception:
             if reply.started:  # too late for a 500: let the server drop the connection
@@ -173,85 +187,38 @@ class DirectScoring:
             if not handed_over:
                 layer.observe(exchange, scope)
 
-    def _named(self, scope: Scope) -> tuple[NamedPost, str, int, str | None, bool] | None:
-        """A named write to serve here: its route, name, length, request id and gzip; else None.
+    def _refusal(self, scope: Scope) -> Response | None:
+        """The API key's refusal (401/403) or the limits' (draining, concurrency: 503), if any."""
+        layer = self.layer
+        if layer.keys is not None and layer.keys.protects(scope["path"]):
+            refusal = layer.keys.admit(scope)
+            if refusal is not None:
+                return refusal
+        return layer.gate_refusal(scope)
 
-        None (the general layer serves it) unless the body is JSON of a declared length within
-        the route's on-loop bound now and the body limit, not coded, and not the OIP binary's.
+    def _named(self, scope: Scope) -> tuple[NamedPost, str, tuple[int, str | None, bool] | None] | None:
+        """A named write's route and name, and its body's :func:`small_json` facts; else None.
+
+        The facts are None (the general layer serves it) unless the body is JSON of a declared
+        length within the route's on-loop bound now and the body limit, not coded, and not the
+        OIP binary's.
         """
         matched = match_named(self.named, scope["path"])
         if matched is None:
             return None
         post, name = matched
         assert post.inline_bytes is not None  # (only such routes are kept)
-        plain = small_json(scope, min(post.inline_bytes(scope), self.layer.max_body_bytes))
-        return None if plain is None else (post, name, *plain)
-
-    async def _write(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        post: NamedPost,
-        name: str,
-        length: int,
-        identifier: str | None,
-        gzip_ok: bool,
-    ) -> None:
-        """Serve a named write (:meth:`_named`) as the general layer would, in one pass."""
-        layer = self.layer
-        due = time.monotonic() + layer.timeout  # the request's deadline runs from its arrival
-        message = await self.watch.first_message(receive)
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        identifier = identifier or new_id()
-        state["request_id"] = identifier
-        state["declared_length"] = length
-        scope["route"], scope["endpoint"] = post.route, post.route.endpoint
-        scope["path_params"] = {"name": name}
-        exchange = Exchange("POST", scope["path"])
-        reply = Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
-        try:
-            if message is None:  # the deadline passed before the body came
-                response = layer.timeout_refusal(scope)
-            else:
-                body = message.get("body", b"")
-                if (
-                    message["type"] == "http.request"
-                    and not message.get("more_body", False)
-                    and len(body) <= layer.max_body_bytes
-                ):  # whole, JSON, within the limit: the route takes it as read (`deps.DIRECT_BODY`)
-                    state[DIRECT_BODY] = bytearray(body)
-                response = await self._written(scope, Replay(message, receive), send, post.endpoint, due)
-            await reply(response)
-        except Exception:
-            if reply.started:  # too late for a 500: let the server drop the connection
-                exchange.status = 500
-                raise
-            await reply(internal_error(scope, exchange, identifier))
-        except BaseException:
-            exchange.status = 500
-            raise
-        finally:
-            layer.observe(exchange, scope)
+        return post, name, small_json(scope, min(post.inline_bytes(scope), self.layer.max_body_bytes))
 
     async def _written(
         self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, due: float
     ) -> Response:
-        """The named write's answer: `endpoint` awaited under the deadline `due`, with a slot held.
+        """An admitted named write's answer: `endpoint` awaited under the deadline `due`, a slot held.
 
         At `due` a timer cancels the request's task, as the limits layer's inline runner's does,
         and the answer is its 503; errors are answered by the app's problem+json handlers.
         """
         layer = self.layer
-        if layer.keys is not None and layer.keys.protects(scope["path"]):
-            refusal = layer.keys.admit(scope)
-            if refusal is not None:
-                return refusal
-        refusal = layer.gate_refusal(scope)
-        if refusal is not None:
-            return refusal
         request = Request(scope, receive, send)
         task = asyncio.current_task()
         assert task is not None  # a request is always served by a task
@@ -289,19 +256,12 @@ class DirectScoring:
     def _answer(
         self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes, due: float
     ) -> Response | Awaitable[Response] | None:
-        """The answer to a body that came whole; None if the route sends it to a worker thread.
+        """The answer to an admitted body that came whole; None if the route sends it to a worker thread.
 
         The work stops at the request's deadline `due` (``time.monotonic()`` seconds). An error
         handler's answer may be awaitable (FastAPI's validation handler is a coroutine).
         """
         layer = self.layer
-        if layer.keys is not None and layer.keys.protects(scope["path"]):
-            refusal = layer.keys.admit(scope)
-            if refusal is not None:
-                return refusal
-        refusal = layer.gate_refusal(scope)
-        if refusal is not None:
-            return refusal
         request = None  # made only for the general reader or an error handler
         state = scope["state"]
         state["bytes_in"] = len(data)

@@ -25,7 +25,7 @@ from .._typing import BoolArray, IntArray
 from ..distribution import EpsPolicy
 from ..errors import InputError
 from ..maps.fit_metrics import FitMetrics
-from ..maps.temperature_newton import TemperatureFit, fit_problem
+from ..maps.temperature_newton import TemperatureFit, fit_problem, unhalved
 from .streamed_temperature import _Reading, _streamed
 
 
@@ -128,6 +128,8 @@ def fit_sequence_temperature(
     reading = _Reading(bfloat16, field, probabilities, eps, tolerance)
     problem, scored = _streamed(labels, logits, mask, ignore_index, reading)
     fit = fit_problem(problem, problem.widened, problem.z.shape[2], rtol=rtol, max_iter=max_iter)
+    if problem.scale != 1:  # rows spanning past the dtype's range, read halved
+        fit = unhalved(fit, problem.moments(problem.scale)[0])
     after = problem.metrics(_beta(fit.temperature))  # as /v1/apply computes it from T
     before = problem.sent_metrics() if probabilities else problem.metrics(1.0)
     return SequenceTemperatureFit(fit, scored, before, after, problem.eps, problem.n_clipped)

@@ -18,7 +18,7 @@ from .._typing import BoolArray, FloatArray, IntArray
 from ..distribution import EpsPolicy, resolve_eps
 from ..errors import InputError
 from ..maps.fit_metrics import FitMetrics, top_label_ece
-from ..maps.temperature_newton import _EXP_FLOOR, _TRANSPOSE_BELOW, row_moments
+from ..maps.temperature_newton import _EXP_FLOOR, _TRANSPOSE_BELOW, mean64, row_moments
 from ..validation import default_tolerance
 from .blocks import ProbKernel, Scratch, _widen, blocks
 from .sequences import check_values, labelled_positions
@@ -89,6 +89,8 @@ class _Streamed:
         self.eps = 0.0 if kernel is None else kernel.eps
         self.clipped = np.zeros(labels.size if kernel is not None and rows is None else 0, np.int64)
         self.row_mean, self.varied = np.zeros(0, dtype), np.zeros(0, bool)  # set by the first pass
+        self.span = np.inf  # −min z' over the tensor (`row_moments`), set by the first pass
+        self.scale = 1.0  # 2: the logits are read halved, a row spanning past the dtype's range
         self.top, self.own, self.predicted = rows if rows is not None else self._first_pass()
         self.n_clipped = int(self.clipped[self.keep].sum()) if self.clipped.size else 0
         self.target_dot = self.own - self.top  # t·z' = z_y − max z, rounded as the N×K fit's
@@ -101,8 +103,12 @@ class _Streamed:
     def widened(self) -> "_Streamed":
         """The same problem in float64 (from the values as sent, not from float32 shifts)."""
         rows = (self.top.astype(np.float64), self.own.astype(np.float64), self.predicted)
-        wide = np.dtype(np.float64)
-        return _Streamed(self.z, self.labels, self.keep, wide, self.reading, self.kernel, rows)
+        wide = _Streamed(
+            self.z, self.labels, self.keep, np.dtype(np.float64), self.reading, self.kernel, rows
+        )
+        wide.span = self.span  # (as rounded in float32: it only decides where exp is clamped)
+        wide.scale = self.scale
+        return wide
 
     def _load(self, source: np.ndarray, run: slice | None = None) -> FloatArray:
         """The rows `source` in the working precision, in the scratch (probabilities: their logs).
@@ -115,9 +121,11 @@ class _Streamed:
             self._log(narrow, run)
             block = self.scratch.floats[: source.shape[0]]
             np.copyto(block, narrow)
-            return block
-        block = self.scratch.load(source, bfloat16=self.bfloat16)
-        self._log(block, run)
+        else:
+            block = self.scratch.load(source, bfloat16=self.bfloat16)
+            self._log(block, run)
+        if self.scale != 1:
+            block *= 0.5
         return block
 
     def _log(self, block: FloatArray, run: slice | None) -> None:
@@ -147,6 +155,7 @@ class _Streamed:
         top, own = np.empty(n, self.dtype), np.empty(n, self.dtype)
         predicted = np.zeros(n, np.int64)
         self.row_mean, self.varied = np.zeros(n, self.dtype), np.zeros(n, bool)
+        self.span = 0.0
         t = self.z.shape[1]
         for run, source in blocks(self.z, self.scratch.rows):
             block = self._load(source, run)
@@ -167,14 +176,20 @@ class _Streamed:
             flat = block.reshape(-1)
             top[run] = flat.take(first + predicted[run])
             own[run] = flat.take(first + self.labels[run])
-            block -= top[run, None]  # z' as the N×K fit shifts it
+            with np.errstate(over="ignore"):  # past the dtype's range: −inf, read halved below
+                block -= top[run, None]  # z' as the N×K fit shifts it
             self.row_mean[run] = block.mean(axis=1)
-            self.varied[run] = block.min(axis=1) < 0
+            low = block.min(axis=1)
+            self.varied[run] = low < 0
+            self.span = max(self.span, -float(low.min()))
+        if self.span == np.inf and self.kernel is None:  # (logs of probabilities lie within −745)
+            self.scale = 2.0
+            return self._first_pass()
         return top, own, predicted
 
     def _mean(self, values: FloatArray) -> float:
         """Mean over the scored rows in order, accumulated in float64 (as the N×K fit's)."""
-        return float(np.mean(values[self.keep], dtype=np.float64))
+        return mean64(values[self.keep])
 
     def moments(self, beta: float) -> tuple[float, float, float]:
         """``L(β), L'(β), L''(β)`` over the scored rows: one pass over the tensor."""
@@ -187,7 +202,9 @@ class _Streamed:
                 np.copyto(shifted, block.T)
             else:
                 shifted, out, axis = block, self.scratch.second[:r], 1
-            loss[run], first[run], second[run] = row_moments(shifted, axis, self.target_dot[run], beta, out)
+            loss[run], first[run], second[run] = row_moments(
+                shifted, axis, self.target_dot[run], beta, out, self.span
+            )
         return self._mean(loss), self._mean(first), max(self._mean(second), 0.0)
 
     def is_constant(self) -> bool:
@@ -212,18 +229,23 @@ class _Streamed:
     def metrics(self, beta: float) -> FitMetrics:
         """NLL, ECE, Brier and accuracy of ``softmax(β z)`` over the scored rows: one pass.
 
+        β is of the logits as sent (the problem's own, `moments`', is of the logits as read: halved
+        when :attr:`scale` is 2).
+
         Per row, with ``e_c = exp(β z'_c)`` (ties at the maximum when β = ∞) and ``S = Σ e``:
         ``p_y = e_y / S``, ``max p = 1 / S`` and ``Σ (p − t)² = Σ e² / S² − 2 p_y + 1``.
         """
         n, k = self.labels.size, self.z.shape[2]
         nll, confidence, brier = np.zeros(n), np.zeros(n), np.zeros(n)
+        scaled = beta * self.scale  # (of the logits as read: halved or not)
         for run, block in self._shifted():
             r = block.shape[0]
             e = self.scratch.second[:r]
             if np.isinf(beta):
                 np.equal(block, 0, out=e)
             else:
-                np.multiply(self.dtype.type(beta), block, out=e)
+                with np.errstate(over="ignore"):  # β z' past the dtype's range: −inf, floored
+                    np.multiply(self.dtype.type(scaled), block, out=e)
                 np.maximum(e, _EXP_FLOOR[self.dtype.itemsize], out=e)
                 np.exp(e, out=e)
             total = np.add.reduce(e, axis=1, dtype=np.float64)
@@ -233,8 +255,9 @@ class _Streamed:
             if np.isinf(beta):
                 with np.errstate(divide="ignore"):  # the label off the arg-max: -log 0 = inf
                     nll[run] = -np.log(own)
-            else:  # log S − β z'_y, as log_softmax: no floor, no rounding of p_y
-                nll[run] = np.log(total) - beta * self.target_dot[run]
+            else:  # log S − β z'_y, as log_softmax: no floor, no rounding of p_y (+inf past the range)
+                with np.errstate(over="ignore"):
+                    nll[run] = np.log(total) - scaled * self.target_dot[run]
             confidence[run] = 1 / total
             brier[run] = squares / total**2 - 2 * own + 1
         predicted = self.predicted if beta > 0 else np.zeros_like(self.predicted)  # T = ∞: argmax is 0

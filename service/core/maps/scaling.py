@@ -4,6 +4,7 @@ Both are multinomial logistic regressions on the scores, fitted by L-BFGS-B on
 the mean NLL (plus the stated penalty) with analytic gradients.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,9 @@ from .recalibration import MAX_ITER, FitInfo, as_targets, categorical_scores, fi
 
 #: Largest K for matrix scaling: K² + K parameters at O(NK²) per evaluation.
 MAX_MATRIX_CLASSES = 50
+#: Largest |logit| the affine maps are fitted on: L-BFGS-B's trial scales (and the products of a
+#: K×K matrix) overflow float64 beyond, so the NLL is NaN where it is finite.
+MAX_FITTED_LOGIT = 2.0**500
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class VectorScaling:
         """Recalibrated N×K log-probabilities."""
         z = categorical_scores(scores)
         _check_width(z, self.scale.size, "parameters.scale")
-        return log_softmax(z * self.scale + self.bias)
+        return _log_softmax_of_map(lambda: z * self.scale + self.bias)
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,30 @@ class MatrixScaling:
         """Recalibrated N×K log-probabilities."""
         z = categorical_scores(scores)
         _check_width(z, self.bias.size, "parameters.bias")
-        return log_softmax(z @ self.weights.T + self.bias)
+        return _log_softmax_of_map(lambda: z @ self.weights.T + self.bias)
+
+
+def _log_softmax_of_map(mapped: Callable[[], FloatArray]) -> FloatArray:
+    """``log_softmax`` of the affine map's logits; a 422 naming the row the map takes past float64's range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = mapped()
+    if not np.isfinite(a).all():  # (finite logits and parameters: an overflow)
+        row = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
+        raise InputError(
+            "parameters",
+            f"map `logits` row {row} past float64's range (±1.8e308): its probabilities cannot be computed",
+        )
+    return log_softmax(a)
+
+
+def _check_fitted_range(z: FloatArray) -> None:
+    """Refuse logits past ±:data:`MAX_FITTED_LOGIT` (the fits' products overflow float64 beyond)."""
+    if not np.abs(z).max(initial=0.0) <= MAX_FITTED_LOGIT:
+        raise InputError(
+            "logits",
+            "must lie within ±2**500 (3.3e150) to fit vector or matrix scaling: the fit's products "
+            "overflow float64 beyond; divide them by a power of two (the fitted scale absorbs it)",
+        )
 
 
 def _check_width(z: FloatArray, k: int, field: str) -> None:
@@ -83,6 +110,7 @@ def fit_vector_scaling(
     True
     """
     z = categorical_scores(scores).astype(np.float64)
+    _check_fitted_range(z)
     n, k = z.shape
     t = as_targets(labels, targets, k).astype(np.float64)
     weights = fit_weights(sample_weight, n)
@@ -127,6 +155,7 @@ def fit_matrix_scaling(
     True
     """
     z = categorical_scores(scores).astype(np.float64)
+    _check_fitted_range(z)
     n, k = z.shape
     if k > MAX_MATRIX_CLASSES:
         raise InputError(

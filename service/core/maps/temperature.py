@@ -31,7 +31,9 @@ from ..validation import check_labels, check_logits, check_targets
 from .temperature_newton import (
     _TRANSPOSE_BELOW,
     fit_problem,
+    mean64,
     row_moments,
+    unhalved,
 )
 from .temperature_newton import (
     TemperatureFit as TemperatureFit,
@@ -40,12 +42,13 @@ from .temperature_newton import (
 
 @dataclass
 class _Problem:
-    """Max-shifted logits ``z'`` (K×N or N×K), ``t·z'`` per row and normalised sample weights."""
+    """Max-shifted logits ``z'`` (K×N or N×K), ``t·z'`` per row, normalised sample weights, ``−min z'``."""
 
     shifted: FloatArray
     axis: int
     target_dot: FloatArray
     weights: FloatArray | None
+    span: float
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -55,17 +58,17 @@ class _Problem:
     def mean(self, values: FloatArray) -> float:
         """Weighted mean over samples, accumulated in float64."""
         if self.weights is None:
-            return float(np.mean(values, dtype=np.float64))
+            return mean64(values)
         return float(np.dot(self.weights, values.astype(np.float64, copy=False)))
 
     def moments(self, beta: float) -> tuple[float, float, float]:
         """``L(β), L'(β), L''(β)`` in one pass over the data (see the module docstring)."""
-        loss, first, second = row_moments(self.shifted, self.axis, self.target_dot, beta)
+        loss, first, second = row_moments(self.shifted, self.axis, self.target_dot, beta, span=self.span)
         return self.mean(loss), self.mean(first), max(self.mean(second), 0.0)
 
     def is_constant(self) -> bool:
         """Every row is constant: the NLL is the same for every T."""
-        return not np.any(self.shifted)
+        return self.span == 0
 
     def slope_at_zero(self) -> float:
         """``L'(0) = mean(mean_c z' − t·z')``."""
@@ -133,7 +136,7 @@ def _prepare(
         else:
             assert targets is not None
             target_dot = np.einsum("nk,nk->n", shifted, targets)
-    return _Problem(shifted, axis, np.ascontiguousarray(target_dot), weights)
+    return _Problem(shifted, axis, np.ascontiguousarray(target_dot), weights, float(-shifted.min()))
 
 
 def _check_weights(sample_weight: ArrayLike | None, n: int) -> FloatArray | None:
@@ -214,8 +217,31 @@ def fit_temperature(
     (2.8854, True)
     """
     z, t, y = _as_logits_and_targets(labels, targets, logits, validate)
-    weights = _check_weights(sample_weight, z.shape[0])
-    problem = _prepare(z, t, y, weights)
+    return _fit(z, t, y, _check_weights(sample_weight, z.shape[0]), rtol=rtol, max_iter=max_iter)
+
+
+def _fit(
+    z: FloatArray,
+    t: FloatArray | None,
+    y: np.ndarray | None,
+    weights: FloatArray | None,
+    *,
+    rtol: float,
+    max_iter: int,
+) -> TemperatureFit:
+    """:func:`fit_temperature` of checked inputs.
+
+    Rows spanning past their dtype's range (``z' = −inf``) are fitted halved (:func:`unhalved`). The
+    NLL at T = 1 stays the one of the logits as sent: +inf where a label lies more than the dtype's
+    range below its row's maximum.
+    """
+    with np.errstate(over="ignore"):  # the shift past the dtype's range gives −inf: refitted halved
+        problem = _prepare(z, t, y, weights)
+    if problem.span == np.inf:
+        fit = _fit(z * z.dtype.type(0.5), t, y, weights, rtol=rtol, max_iter=max_iter)
+        with np.errstate(over="ignore", invalid="ignore"):  # (−inf) · 0 in the moments beside the loss
+            nll_initial = problem.moments(1.0)[0]
+        return unhalved(fit, nll_initial)
 
     def widened() -> _Problem:  # z - max(z) rounds in float32: the polish re-shifts in float64
         return _prepare(z.astype(np.float64), None if t is None else t.astype(np.float64), y, weights)

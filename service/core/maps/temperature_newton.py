@@ -6,8 +6,9 @@
 logits streamed a block at a time (:mod:`service.core.language.sequence_temperature`).
 """
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -21,9 +22,15 @@ Reason = Literal["optimum", "separable", "uninformative", "constant_logits", "ma
 
 #: Below this many classes the data is held transposed (K×N) so reductions run along the long axis.
 _TRANSPOSE_BELOW = 64
-#: Lower clamp of ``β z'`` before ``exp`` by itemsize: ``exp`` stays a normal number (also after
-#: two products with z'), at a relative cost below 1e-20 of the row sum (whose argmax term is 1).
+#: Lower clamp of ``β z'`` before ``exp`` by itemsize, so that ``exp`` stays a normal number
+#: (subnormals are ~7-40× slower): used only where it changes no moment by more than
+#: ``exp(floor) · span²`` (below 1e-60 in float64, 2e-16 in float32; ``span = −min z'``), i.e.
+#: while the logits span at most :data:`_CLAMP_SPAN`. Beyond it ``exp`` runs unclamped: a term
+#: ``exp(β z') z'²`` with ``β z'`` below the floor need not be negligible there (z' = −1e200).
 _EXP_FLOOR = {4: -50.0, 8: -600.0}
+_CLAMP_SPAN = {4: 1e3, 8: 1e100}
+#: Most squarings of an open side's factor (`_split`): β × 8 … 8**256, β ÷ 2 … 2**256.
+_MAX_EXPANSION = 8
 #: Relative Newton-step tolerance reached in float32 before the float64 polish.
 _FLOAT32_RTOL = 1e-5
 #: Most float32 passes before the float64 polish takes over (float32 noise can stall a hard case).
@@ -64,31 +71,61 @@ class TemperatureFit:
     reason: Reason
 
 
+def mean64(values: FloatArray) -> float:
+    """The mean of `values`, accumulated in float64; a sum past float64's range: Σ (v / n) instead."""
+    with np.errstate(over="ignore"):
+        mean = float(np.mean(values, dtype=np.float64))
+    if math.isinf(mean) and np.isfinite(values).all():  # (values near ±1e308: the mean is finite)
+        return float(np.add.reduce(values.astype(np.float64) / values.size))
+    return mean
+
+
+def unhalved(fit: TemperatureFit, nll_initial: float) -> TemperatureFit:
+    """The fit of logits `z` from `fit`, the fit of ``z / 2`` (and the NLL of `z` at T = 1).
+
+    ``softmax(z / T) = softmax((z / 2) / (T / 2))``: the fit of the halves gives T / 2, 2β and
+    2 ``dNLL/dT`` at the same NLL. Halving is exact (but for subnormals) and brings rows spanning
+    past their dtype's range (``z − max z = −inf``) within it.
+    """
+    t, beta, gradient = 2 * fit.temperature, fit.beta / 2, fit.gradient / 2
+    return replace(fit, temperature=t, beta=beta, gradient=gradient, nll_initial=nll_initial)
+
+
 def row_moments(
-    shifted: FloatArray, axis: int, target_dot: FloatArray, beta: float, out: FloatArray | None = None
+    shifted: FloatArray,
+    axis: int,
+    target_dot: FloatArray,
+    beta: float,
+    out: FloatArray | None = None,
+    span: float = np.inf,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per row: ``log Σ exp(β z') − β t·z'``, ``E_p[z'] − t·z'`` and ``Var_p[z']`` (classes on `axis`).
 
     `out` (the shape of `shifted`) is the scratch of ``exp(β z')``; one is allocated without it.
+    `span` is ``−min z'`` over the data (or more): ``exp`` is clamped only where that changes nothing
+    (:data:`_EXP_FLOOR`).
     """
     dtype = shifted.dtype.type
-    e = np.multiply(dtype(beta), shifted, out=out)
-    np.maximum(e, _EXP_FLOOR[shifted.dtype.itemsize], out=e)  # no subnormals: they are ~100× slower
-    np.exp(e, out=e)
-    total = e.sum(axis=axis)
-    # logits spanning past the dtype's square root (float32 ~1.8e19 at β ≈ 0): exp(β z') z'² is
-    # +inf, as its limit is; the Newton step L'/L'' then goes to 0 and the bracket decides
-    with np.errstate(over="ignore"):
+    # β z' past the dtype's range is −inf (exp: 0) and β t·z' +inf (a loss of +inf), their limits;
+    # exp(β z') z'² may be +inf and the variance inf − inf: the Newton step is then unusable and the
+    # bracket decides (`_newton`)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.multiply(dtype(beta), shifted, out=out)
+        floor = _EXP_FLOOR[shifted.dtype.itemsize]
+        if beta * span > -floor and span <= _CLAMP_SPAN[shifted.dtype.itemsize]:
+            np.maximum(e, floor, out=e)
+        np.exp(e, out=e)
+        total = e.sum(axis=axis)
         e *= shifted
         first = e.sum(axis=axis)
         e *= shifted
         second = e.sum(axis=axis)
-    first /= total
-    second /= total
-    second -= first * first
-    loss = np.log(total)
-    loss -= dtype(beta) * target_dot
-    first -= target_dot
+        first /= total
+        second /= total
+        second -= first * first
+        loss = np.log(total)
+        loss -= dtype(beta) * target_dot
+        first -= target_dot
     return loss, first, second
 
 
@@ -177,12 +214,15 @@ def _newton(
     """
     lo, hi = 0.0, np.inf
     best = (beta, np.inf, np.nan)
+    expansions = 0  # consecutive steps that grew (or shrank) β without a Newton step
+    moved = older = np.inf  # |Δβ| of the last step and of the one before it
     for iteration in range(1, max_iter + 1):
         checkpoint()
         loss, grad, curvature = known if known is not None and iteration == 1 else problem.moments(beta)
         if loss <= best[1]:
             best = (beta, loss, grad)
-        step = grad / curvature if curvature > 0 else np.inf
+        # an infinite or NaN curvature (logits spanning past the dtype's range) gives no step
+        step = grad / curvature if 0 < curvature < np.inf else np.inf
         if abs(step) <= rtol * beta or hi - lo <= 4 * np.finfo(np.float64).eps * beta:
             return beta, loss, grad, iteration, True
         if grad < 0:
@@ -190,7 +230,30 @@ def _newton(
         else:
             hi = beta
         candidate = beta - step
-        if not lo < candidate < min(hi, 8 * beta):
-            candidate = 0.5 * (lo + hi) if np.isfinite(hi) else 8 * beta
+        # Newton's step, if it stays in the bracket, grows β at most 8× and moves it by at most half
+        # the step before last (as Numerical Recipes' rtsafe: L' like −exp(−βM) creeps, 1/M a pass)
+        if lo < candidate < min(hi, 8 * beta) and abs(step) <= 0.5 * older:
+            expansions = 0
+        else:
+            candidate, expansions = _split(lo, hi, beta, expansions)
+        older, moved = moved, abs(candidate - beta)
         beta = candidate
     return best[0], best[1], best[2], max_iter, False
+
+
+def _split(lo: float, hi: float, beta: float, expansions: int) -> tuple[float, int]:
+    """The next β when Newton's step is refused (:func:`_newton`), and the count of open-side steps.
+
+    An open side grows β by 8 (or halves it, below) three times, then by a factor squared at each
+    consecutive such step: an optimum at β = 1e-198 (logits spanning 1e200) is reached in ~40
+    passes, not 650 halvings. A closed bracket is split at its middle, or at its geometric mean
+    when its ends lie over 2**20 apart.
+    """
+    n = min(max(expansions - 2, 0), _MAX_EXPANSION)  # (three plain steps first: the usual case)
+    if hi == np.inf:
+        return min(beta * 8.0 ** (2**n), np.finfo(np.float64).max), expansions + 1
+    if lo == 0:
+        return max(beta / 2.0 ** (2**n), np.finfo(np.float64).tiny), expansions + 1
+    if hi > 2.0**20 * lo:
+        return float(np.sqrt(lo) * np.sqrt(hi)), 0
+    return 0.5 * (lo + hi), 0

@@ -21,7 +21,7 @@ import numpy as np
 from .._typing import FloatArray, IntArray
 from ..calibration.brier import brier_rows
 from ..distribution import Distribution
-from ..logsumexp import SMALL_ELEMENTS
+from ..logsumexp import SMALL_ELEMENTS, minus
 from .fine_histogram import FINE_EDGES, N_CELLS, SPARSE_RATIO, FineHistogram, weighted_bincount
 from .stats import MonitorStats
 
@@ -63,7 +63,7 @@ def summarise_small(dist: Distribution, labels: IntArray | None) -> MonitorStats
     n, k = dist.n_samples, dist.n_classes
     if dist.logits is not None:
         summary = dist.summarise(labels=labels)  # the one pass: normalisers and the labels' logits
-        probs = np.subtract(dist.logits, summary.lse[:, None])
+        probs = minus(dist.logits, summary.lse[:, None], summary)  # −inf past the dtype's range: p = 0
         np.exp(probs, out=probs)
     else:
         probs = dist.probs

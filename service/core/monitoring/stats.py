@@ -43,6 +43,7 @@ from ..calibration.brier import BrierScale, brier_factor, brier_rows
 from ..distribution import Distribution
 from ..entropy import nll
 from ..errors import InputError
+from ..logsumexp import minus
 from ..narrow_rows import row_argmax
 from ..validation import check_labels, check_same_length
 from .drift import js_drift
@@ -439,7 +440,8 @@ def _probs(dist: Distribution) -> FloatArray:
     """``dist.probs``; for K-class logits ``exp(z - lse)`` in one buffer (the same values, no log-probs)."""
     if dist.logits is None or dist.binary:
         return dist.probs
-    p = np.subtract(dist.logits, dist.summarise().lse[:, None])
+    summary = dist.summarise()
+    p = minus(dist.logits, summary.lse[:, None], summary)  # −inf past the dtype's range: p = 0
     return np.exp(p, out=p)
 
 
