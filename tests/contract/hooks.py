@@ -675,6 +675,9 @@ def _alternatives(value: Any) -> None:
     if _is_number(value.get("logprob")) and isinstance(tops, list) and tops:
         if all(isinstance(a, dict) and _is_number(a.get("logprob")) for a in tops):
             _position(value, "logprob", tops, [(a, "logprob") for a in tops], value.get("token"))
+    elif isinstance(lps, list) and isinstance(tops, list) and value.get("tokens") is None and any(tops):
+        del value["top_logprobs"]  # (alternatives match the realised tokens, which are not sent)
+        REPAIRED["legacy top_logprobs only with tokens"] += 1
     elif isinstance(lps, list) and isinstance(tops, list) and isinstance(value.get("tokens"), list):
         _legacy_positions(lps, tops, value["tokens"])
     for item in value.values():
@@ -816,8 +819,9 @@ def _labels(body: dict[str, Any], fields: dict[str, Any]) -> None:
     fixed = fixed.astype(np.int64)
     if fixed.shape != labels.shape or not np.array_equal(fixed, labels):
         REPAIRED["labels: one per row, below K"] += 1
-        if fixed.ndim == 2 and not _is_tensor(fields["labels"]):
-            # B×T labels are stated as a tensor object, not as nested lists: as the B×T×K predictions
+        if fixed.ndim == 2 and not _is_tensor(fields["labels"]) and _is_tensor(predictions):
+            # B×T labels take the B×T×K predictions' form: a tensor object beside a tensor (nested lists
+            # are stated beside nested lists only, on a monitor's sequences body)
             data = fixed.reshape(-1).tolist()
             body["labels"] = {"datatype": "INT64", "shape": list(fixed.shape), "data": data}
             return
