@@ -444,6 +444,26 @@ CASES = [
             "parameters": {"return_probs": True},
         },
     ),
+    # a validation's seed is numpy.random.default_rng's: non-negative (a negative one was a 500)
+    *(
+        ("/v1/recalibrate", {"logits": L, "labels": [0, 1], "method": "temperature", "validation": v})
+        for v in ({"folds": 2, "seed": -1}, {"holdout": 0.5, "seed": -5}, {"folds": 2, "seed": 3})
+    ),
+    # an inference request's `pos_label` needs `classes` (the contract test's draw: `classes: null`)
+    *(
+        (path, {"inputs": [inp("probs", [0.5, 0.25], [2]), inp("labels", [0, 1], [2], "INT64")], **extra})
+        for path in (
+            "/v2/models/temperature/infer",
+            "/v2/models/cross-entropy/infer",
+            "/v2/models/calibration/infer",
+            "/v1/cross-entropy",
+        )
+        for extra in (
+            {"parameters": {"pos_label": 1, "classes": None}},
+            {"parameters": {"pos_label": -330763.0}},
+            {"parameters": {"pos_label": None, "classes": None}},
+        )
+    ),
 ]
 
 

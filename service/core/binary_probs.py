@@ -46,23 +46,33 @@ def high_side_threshold(dtype: np.dtype[Any], eps: float) -> np.ndarray:
     """The least value ``t`` of `dtype` (a 0-d array) with ``1 - t < eps`` as NumPy rounds it in `dtype`.
 
     ``1 - p`` rounds monotonically, so ``1 - p < eps`` holds exactly for ``p >= t``: one
-    comparison instead of a subtraction and a comparison. Found from ``1 - eps`` by stepping an
-    ulp at a time with the very operation it replaces.
+    comparison instead of a subtraction and a comparison. Found by bisection over the dtype's
+    values in [0, 2] (non-negative floats are ordered as their bit patterns), with the very
+    operation it replaces: ``1 - eps`` itself can lie many ulps away, when `eps` is finer than
+    the dtype near 1 (an FP32 input with eps 1 - 2**-52 has t just above 2**-25).
+
+    Examples
+    --------
+    >>> float(high_side_threshold(np.dtype(np.float32), 1 - 2**-52)) == 2**-25 + 2**-48
+    True
     """
 
     def clipped(x: np.ndarray) -> bool:
         return bool(np.subtract(1, x) < eps)
 
-    up, down = np.array(2, dtype), np.array(-1, dtype)
-    t = np.array(1 - eps, dtype)
-    for _ in range(64):  # 1 - eps lands within an ulp or two of it; a bound, never a hang
-        if not clipped(t):
-            t = np.nextafter(t, up)
-        elif clipped(below := np.nextafter(t, down)):
-            t = below
-        else:
-            return np.asarray(t, dtype)
-    raise ValueError(f"eps must be a number in [0, 1); got {eps!r}")
+    bits = np.dtype(dtype.str.replace("f", "u"))
+
+    def value(pattern: int) -> np.ndarray:
+        return np.array([pattern], bits).view(dtype).reshape(())
+
+    low = int(np.array([0], dtype).view(bits)[0])
+    high = int(np.array([2], dtype).view(bits)[0])
+    if clipped(value(low)) or not clipped(value(high)):  # eps past 1, or not a number
+        raise ValueError(f"eps must be a number in [0, 1); got {eps!r}")
+    while high - low > 1:  # clipped(high), not clipped(low): at most 64 steps
+        middle = (low + high) // 2
+        low, high = (low, middle) if clipped(value(middle)) else (middle, high)
+    return value(high)
 
 
 def binary_nll_probs(labels: IntArray, p: FloatArray, eps: float) -> FloatArray:

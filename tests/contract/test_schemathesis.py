@@ -6,6 +6,7 @@ Where a check's verdict is overridden, it is per reason, for the rules the docum
 (:mod:`tests.contract.unstatable`): a refusal of a schema-valid request for any other reason fails.
 """
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -69,8 +70,12 @@ def _excuse(case, response) -> bool:
         EXCUSED[reason] += 1
     if LOG is not None:
         line = {"op": f"{case.method} {case.path}", "media_type": case.media_type, "reason": reason}
-        with open(LOG, "ab") as log:
-            log.write(orjson.dumps({**line, "status": response.status_code, "problem": problem}) + b"\n")
+        # the request: a JSON body as sent, a binary one as the JSON request it was encoded from
+        body = case.body if isinstance(case.body, dict | list) else None
+        body = hooks.ENCODED_FROM.get(getattr(case.body, "data", b""), body)
+        line = {**line, "status": response.status_code, "problem": problem, "body": body}
+        with open(LOG, "a") as log:  # (json: orjson refuses integers past 64 bits, which bodies hold)
+            log.write(json.dumps(line, default=repr) + "\n")
     return reason is not None
 
 

@@ -14,8 +14,11 @@ made; the terminal summary prints both counts.
 - **Binary bodies**: ``application/octet-stream`` (the binary tensor extension) and
   ``application/x-npz`` are bytes whose framing (a JSON header of the declared length, then
   tensors of ``prod(shape) × itemsize`` bytes; a zip of ``.npy`` members) no schema can describe:
-  a generator sends random bytes, refused 400 (or 413/422 when they happen to frame something);
-  the hooks encode drawn JSON requests instead, except in the coverage phase.
+  a generator sends random bytes, refused 400 (or 413/422 when they happen to frame something).
+  The hooks encode a drawn JSON request instead (the fuzzing phase), or the operation's documented
+  JSON example (the coverage phase, and a draw no binary datatype can hold), so with them this
+  reason is met only by a refusal of an encoded request under a rule named nowhere else; without
+  them (``st run`` with no ``SCHEMATHESIS_HOOKS``) by the drawn bytes.
 - **Sizes**: the element and body limits bound a *product* of dimensions or a sum over fields
   (``XENT_MAX_ELEMENTS``), a 413.
 - **State on the server and media-type-dependent headers** (422): a monitor window without rows;

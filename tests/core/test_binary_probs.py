@@ -80,3 +80,21 @@ def test_count_clipped_counts_both_sides_across_blocks(rng, monkeypatch):
     expected = int(np.count_nonzero(p < 1e-6) + np.count_nonzero(1 - p < 1e-6))
     assert count_clipped(p, 1e-6) == expected
     assert count_clipped(np.array([0.5]), 1e-6) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("eps", [0.0, 5e-324, 1e-7, 0.3, 1 - 2**-24, 1 - 2**-52, 0.9999999999999998])
+def test_the_high_side_threshold_is_the_least_value_clipped_even_for_eps_near_one(dtype, eps):
+    # eps finer than the dtype near 1 puts the threshold far from 1 - eps (the contract test's 500:
+    # probabilities with eps 1 - 2**-52, whose threshold lies ~2**23 float32 ulps away, or ~2**50
+    # float64 ones: the old search stepped 64 ulps from 1 - eps and gave up)
+    t = kernel.high_side_threshold(np.dtype(dtype), eps)
+    below = np.nextafter(t, np.array(-1, dtype))
+    assert t.dtype == dtype
+    assert np.subtract(1, t) < eps and not np.subtract(1, below) < eps  # the definition, both sides
+    if dtype is np.float32 and eps in (1 - 2**-52, 0.9999999999999998):
+        # eps rounds to 1.0 in float32; 1 - t rounds below 1 first just past half an ulp (ties to even)
+        assert float(t) == 2**-25 + 2**-48
+    if dtype is np.float64 and eps == 0.9999999999999998:
+        # 1 - t rounds below 1 - 2 * 2**-53 (even) first just past the tie at 1 - 2.5 * 2**-53
+        assert float(t) == 2.5 * 2**-53 + 2**-104

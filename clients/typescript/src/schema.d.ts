@@ -4224,7 +4224,7 @@ export interface components {
             folds: number;
             /**
              * Seed
-             * @description Seed of the random fold assignment.
+             * @description Seed of the random fold assignment (numpy.random.default_rng).
              * @default 0
              */
             seed?: number;
@@ -6007,7 +6007,7 @@ export interface operations {
                     } | null;
                 } & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
-                    parameters?: {
+                    parameters?: ({
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
                         pos_label?: components["schemas"]["CrossEntropyBody"]["pos_label"];
                         eps?: components["schemas"]["CrossEntropyBody"]["eps"];
@@ -6023,7 +6023,7 @@ export interface operations {
                         multilabel_convention?: components["schemas"]["CrossEntropyBody"]["multilabel_convention"];
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: components["schemas"]["CrossEntropyBody"]["binary_data_output"];
-                    } | null;
+                    } & unknown) | null;
                 } & ((unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -6326,7 +6326,7 @@ export interface operations {
                     } | null;
                 } & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
-                    parameters?: {
+                    parameters?: ({
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
                         pos_label?: components["schemas"]["TemperatureBody"]["pos_label"];
                         eps?: components["schemas"]["TemperatureBody"]["eps"];
@@ -6339,7 +6339,7 @@ export interface operations {
                         ignore_index?: components["schemas"]["TemperatureBody"]["ignore_index"];
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
-                    } | null;
+                    } & unknown) | null;
                 } & ((unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -6511,7 +6511,7 @@ export interface operations {
                         n_bins?: components["schemas"]["RecalibrateBody"]["n_bins"];
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
-                    };
+                    } & unknown;
                 } & ((unknown & unknown & unknown & unknown & unknown) & unknown)));
                 "application/octet-stream": string;
                 "application/x-npz": string;
@@ -6663,11 +6663,11 @@ export interface operations {
                         temperature?: components["schemas"]["ApplyBody"]["temperature"];
                         binary_data_output?: components["schemas"]["ApplyBody"]["binary_data_output"];
                         ignore_index?: components["schemas"]["ApplyBody"]["ignore_index"];
-                    } & ({
+                    } & (({
                         parameters: unknown;
                     } | {
                         temperature: unknown;
-                    });
+                    }) & unknown);
                 } & ((unknown & unknown & ({
                     inputs?: unknown;
                 } & {
@@ -8916,7 +8916,7 @@ export interface operations {
                     } | null;
                 } & ({
                     inputs?: components["schemas"]["CrossEntropyInferenceInputs"];
-                    parameters?: {
+                    parameters?: ({
                         classes?: components["schemas"]["CrossEntropyBody"]["classes"];
                         pos_label?: components["schemas"]["CrossEntropyBody"]["pos_label"];
                         eps?: components["schemas"]["CrossEntropyBody"]["eps"];
@@ -8932,7 +8932,7 @@ export interface operations {
                         multilabel_convention?: components["schemas"]["CrossEntropyBody"]["multilabel_convention"];
                         top_k?: components["schemas"]["CrossEntropyBody"]["top_k"];
                         binary_data_output?: boolean;
-                    } | null;
+                    } & unknown) | null;
                 } & ((unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
@@ -9384,7 +9384,7 @@ export interface operations {
                     } | null;
                 } & ({
                     inputs?: components["schemas"]["CalibrationInferenceInputs"];
-                    parameters?: {
+                    parameters?: ({
                         classes?: components["schemas"]["CalibrationBody"]["classes"];
                         pos_label?: components["schemas"]["CalibrationBody"]["pos_label"];
                         eps?: components["schemas"]["CalibrationBody"]["eps"];
@@ -9408,7 +9408,7 @@ export interface operations {
                         level?: components["schemas"]["CalibrationBody"]["level"];
                         bootstrap?: components["schemas"]["CalibrationBody"]["bootstrap"];
                         binary_data_output?: boolean;
-                    } | null;
+                    } & unknown) | null;
                 } & ((unknown & unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
@@ -9634,7 +9634,7 @@ export interface operations {
                     } | null;
                 } & ({
                     inputs?: components["schemas"]["TemperatureInferenceInputs"];
-                    parameters?: {
+                    parameters?: ({
                         classes?: components["schemas"]["TemperatureBody"]["classes"];
                         pos_label?: components["schemas"]["TemperatureBody"]["pos_label"];
                         eps?: components["schemas"]["TemperatureBody"]["eps"];
@@ -9647,7 +9647,7 @@ export interface operations {
                         ignore_index?: components["schemas"]["TemperatureBody"]["ignore_index"];
                         rtol?: components["schemas"]["TemperatureBody"]["rtol"];
                         max_iter?: components["schemas"]["TemperatureBody"]["max_iter"];
-                    } | null;
+                    } & unknown) | null;
                 } & ((unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
@@ -9895,7 +9895,7 @@ export interface operations {
                         n_bins?: components["schemas"]["RecalibrateBody"]["n_bins"];
                         rtol?: components["schemas"]["RecalibrateBody"]["rtol"];
                         max_iter?: components["schemas"]["RecalibrateBody"]["max_iter"];
-                    };
+                    } & unknown;
                 } & ((unknown & unknown & unknown & unknown & unknown) & unknown));
                 "application/octet-stream": string;
             };
@@ -10112,11 +10112,11 @@ export interface operations {
                         temperature?: components["schemas"]["ApplyBody"]["temperature"];
                         binary_data_output?: boolean;
                         ignore_index?: components["schemas"]["ApplyBody"]["ignore_index"];
-                    } & ({
+                    } & (({
                         parameters: unknown;
                     } | {
                         temperature: unknown;
-                    });
+                    }) & unknown);
                 } & ((unknown & unknown & ({
                     inputs?: unknown;
                 } & {

@@ -175,8 +175,11 @@ def read_sample_weight(body: Body) -> np.ndarray | None:
 
 def convention_of(options: CalibrationOptions) -> core.Convention:
     """The core convention for the options that were sent (a preset refuses the ones it fixes)."""
+    # (a field sent as null is its default, as the document says: not "sent", so no preset refuses it)
     sent: dict[str, Any] = {
-        name: getattr(options, name) for name in CONVENTION_FIELDS if name in options.model_fields_set
+        name: getattr(options, name)
+        for name in CONVENTION_FIELDS
+        if name in options.model_fields_set and getattr(options, name) is not None
     }
     if options.edges is not None:
         if options.binning not in (None, "edges"):

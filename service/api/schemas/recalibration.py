@@ -30,7 +30,10 @@ class HoldoutValidation(BaseModel):
     holdout: Annotated[float, Field(gt=0, lt=1)] = Field(
         description="Fraction of samples held out of the fit and scored (rounded, at least 1 each side)."
     )
-    seed: int = Field(default=0, description="Seed of the random split (numpy.random.default_rng).")
+    # numpy.random.default_rng takes non-negative seeds (a negative one was a 500), as `bootstrap`'s
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = Field(
+        default=0, description="Seed of the random split (numpy.random.default_rng)."
+    )
 
 
 class FoldsValidation(BaseModel):
@@ -39,7 +42,9 @@ class FoldsValidation(BaseModel):
     model_config = OPTIONS_CONFIG
 
     folds: Annotated[int, Field(ge=2, le=100)] = Field(description="Number of folds k (≤ N).")
-    seed: int = Field(default=0, description="Seed of the random fold assignment.")
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = Field(
+        default=0, description="Seed of the random fold assignment (numpy.random.default_rng)."
+    )
 
 
 class FitOptions(ProbabilityOptions, ClassVocabulary):

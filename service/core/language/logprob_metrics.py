@@ -158,7 +158,7 @@ def score_logprobs(
         sequence_outside_top=seq_outside,
         n_outside_top=int(outside.sum()),
         n_unconditioned=int((in_range & parsed.unconditioned).sum()),
-        nll_lower_bound=_nll_lower_bound(float(seq_nll.sum()), alt, mass, n_alt, outside),
+        nll_lower_bound=_nll_lower_bound(totals.nll, alt, mass, n_alt, outside),  # (sum: +inf past the range)
         confidence=confidence[calibrated],
         correct=correct[calibrated],
         entropy_lower=entropy_lower,

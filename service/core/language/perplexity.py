@@ -76,13 +76,16 @@ class PerplexityTotals:
                 "tokens", f"must have one count per sequence ({nll_.shape}); got {n_tokens.shape}"
             )
         has = n_tokens > 0
-        with np.errstate(over="ignore"):  # a huge per-token NLL: an infinite perplexity, as it is
+        # a huge per-token NLL: an infinite perplexity, as it is; sequences' NLLs past float64's range
+        # together: an infinite total, as one such sequence's is (not a warning, a 500 under tests)
+        with np.errstate(over="ignore"):
             per_sequence = np.exp(nll_[has] / n_tokens[has])
+            nll_total, perplexity_sum = float(nll_.sum()), float(per_sequence.sum())
         return cls(
             sequences=int(nll_.size),
-            nll=float(nll_.sum()),
+            nll=nll_total,
             tokens=int(n_tokens.sum()),
-            perplexity_sum=float(per_sequence.sum()),
+            perplexity_sum=perplexity_sum,
             sequences_with_tokens=int(has.sum()),
             bytes=_total(bytes, nll_.size, "bytes"),
             words=_total(words, nll_.size, "words"),

@@ -96,10 +96,17 @@ def fit_metrics(
     total = float(n) if s is None else float(np.sum(s, dtype=np.float64))
 
     def mean(values: FloatArray) -> float:
+        # (values near ±1.8e308 can overflow the sum, not the mean: then a convex combination instead)
         if s is None:
-            return float(np.mean(values, dtype=np.float64))
+            with np.errstate(over="ignore"):
+                found = float(np.mean(values, dtype=np.float64))
+            if np.isfinite(found) or not np.isfinite(values).all():
+                return found
+            return float(np.sum(values.astype(np.float64) / n))
         kept = np.where(s == 0, 0.0, values)  # a 0-weight -inf log p stays out, as repeated 0 times
-        return float(np.dot(kept, s) / total)
+        with np.errstate(over="ignore"):
+            found = float(np.dot(kept, s) / total)
+        return found if np.isfinite(found) or not np.isfinite(kept).all() else float(np.dot(kept / total, s))
 
     if labels is not None:
         with np.errstate(invalid="ignore"):
