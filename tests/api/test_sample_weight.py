@@ -95,3 +95,23 @@ def test_soft_targets_are_weighted_by_sample(client, rng):
 def test_bad_sample_weight_is_a_problem_naming_it(client, sample_weight, pointer, match):
     body = {"logits": [[0.0, 1.0], [1.0, 0.0]], "labels": [0, 1], "sample_weight": sample_weight}
     assert_problem(client.post("/v1/cross-entropy", json=body), 422, pointer, match)
+
+
+@pytest.mark.parametrize("datatype, dtype", [("FP16", np.float16), ("FP32", np.float32)])
+def test_weights_whose_products_overflow_the_dtype_give_the_finite_weighted_loss(client, datatype, dtype):
+    """A weight of 6e17 (or 1e38) on a float16 (float32) loss has no product in that dtype: the weighted
+    mean and sum are sklearn's, finite (the contract draws met a 500 on /v2/models/cross-entropy/infer)."""
+    z = np.array([[0.5, -0.5, 1.0], [1.0, 0.0, -1.0]], dtype=dtype)
+    big = 6e17 if dtype == np.float16 else 1e38
+    logits = {"datatype": datatype, "shape": [2, 3], "data": z.ravel().tolist()}
+    p = softmax(z.astype(np.float64), axis=1)
+    body = {"logits": logits, "labels": [1, 0], "sample_weight": [big, 1.0], "per_sample": True}
+    mean = client.post("/v1/cross-entropy", json=body)
+    assert mean.status_code == 200, mean.text
+    expected = log_loss([1, 0], p, sample_weight=[big, 1.0], labels=[0, 1, 2])
+    assert mean.json()["loss"] == pytest.approx(expected, rel=1e-3 if dtype == np.float16 else 1e-6)
+    total = client.post("/v1/cross-entropy", json={**body, "reduction": "sum"})
+    assert total.status_code == 200, total.text
+    assert total.json()["loss"] == pytest.approx(
+        expected * (big + 1.0), rel=1e-3 if dtype == np.float16 else 1e-6
+    )

@@ -181,9 +181,9 @@ def _score(
         true_class = np.argmax(truth.targets, axis=1)
     n = losses.size if kept is None else int(np.count_nonzero(kept))
     if bce is not None and bce.element is not None:  # PyTorch's `weight`: v·loss, the mean still / N
-        losses = (losses * bce.element).astype(losses.dtype, copy=False)
+        losses = _weighted(losses, bce.element)
     if sample_weight is not None:  # sklearn's Σ s·loss / Σ s, times PyTorch's w[y] in both
-        losses = (losses * sample_weight).astype(losses.dtype, copy=False)
+        losses = _weighted(losses, sample_weight)
         denominators = sample_weight if denominators is None else denominators * sample_weight
     base = log_base(options.base)
     losses = core.to_base(losses, base)
@@ -235,6 +235,20 @@ def _score(
         "language_model": None,
     }
     return result, losses
+
+
+def _weighted(losses: FloatArray, weights: FloatArray) -> FloatArray:
+    """``losses · weights`` in the losses' dtype, as PyTorch weights them; float64 where that overflows.
+
+    A weight of 6e17 on a float16 loss has no float16 product: the products stay float64, so the
+    weighted mean (``Σ s·loss / Σ s``) and sum are the finite values they are, not +inf.
+    """
+    product = losses * weights
+    try:
+        with np.errstate(over="raise"):
+            return product.astype(losses.dtype, copy=False)
+    except FloatingPointError:
+        return product
 
 
 def _mean(values: FloatArray, weights: FloatArray | None) -> float:
