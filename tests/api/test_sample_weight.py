@@ -115,3 +115,15 @@ def test_weights_whose_products_overflow_the_dtype_give_the_finite_weighted_loss
     assert total.json()["loss"] == pytest.approx(
         expected * (big + 1.0), rel=1e-3 if dtype == np.float16 else 1e-6
     )
+
+
+def test_weights_sent_as_a_float32_tensor_weigh_in_float64(client):
+    """FP32 weights of 1e38 on FP32 losses: the products are past float32's range, as the contract draws
+    sent them on /v2/models/cross-entropy/infer (a 500 when the product was taken in float32)."""
+    z = np.array([[0.5, -0.5, 1.0], [1.0, 0.0, -1.0]], dtype=np.float32)
+    logits = {"datatype": "FP32", "shape": [2, 3], "data": z.ravel().tolist()}
+    weights = {"datatype": "FP32", "shape": [2], "data": [3e38, 1.0]}
+    answer = _post(client, logits=logits, labels=[1, 0], sample_weight=weights)
+    p = softmax(z.astype(np.float64), axis=1)
+    w = np.array([3e38, 1.0], dtype=np.float32).astype(np.float64)
+    assert answer["loss"] == pytest.approx(log_loss([1, 0], p, sample_weight=w, labels=[0, 1, 2]), rel=1e-6)

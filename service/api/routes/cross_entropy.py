@@ -151,6 +151,8 @@ def _score(
     dist = prediction.dist
     if bce is not None:  # PyTorch's BCE: pos_weight as class weights [1, p], the mean over N
         weights = bce.class_weights
+    if sample_weight is not None:  # (an FP16 or FP32 tensor: its products and sums in float64)
+        sample_weight = sample_weight.astype(np.float64, copy=False)
     if dist.logits is not None:  # one fused pass serves loss, accuracy and entropy
         gathered = truth.labels if truth.ignore_index is None else None  # ignored labels are no index
         dist.summarise(top=True, entropy=True, labels=gathered)
@@ -243,7 +245,7 @@ def _weighted(losses: FloatArray, weights: FloatArray) -> FloatArray:
     A weight of 6e17 on a float16 loss has no float16 product: the products stay float64, so the
     weighted mean (``Σ s·loss / Σ s``) and sum are the finite values they are, not +inf.
     """
-    product = losses * weights
+    product = np.multiply(losses, weights, dtype=np.float64)
     try:
         with np.errstate(over="raise"):
             return product.astype(losses.dtype, copy=False)
