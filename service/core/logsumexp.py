@@ -147,15 +147,18 @@ def _small_summary(z: FloatArray, *, top: bool, entropy: bool, labels: IntArray 
     return SoftmaxSummary(m, log_norm, first if top else None, h, picked, spans)
 
 
-def _shifted(z: FloatArray, m: FloatArray) -> tuple[FloatArray, bool]:
-    """``z − m``, and whether a row spans past the dtype's range (its ``z − m`` is then −inf, the limit).
+def _shifted(z: FloatArray, m: FloatArray, out: FloatArray | None = None) -> tuple[FloatArray, bool]:
+    """``z − m`` (into `out`, which may be `z`), and whether a row spans past the dtype's range.
 
-    The usual batch pays for one error-state switch (:mod:`.overflow`), not a pass looking for −inf.
+    Such a row's ``z − m`` is −inf there, the limit. The usual batch pays for one error-state switch
+    (:mod:`.overflow`), not a pass looking for −inf.
     """
     token = ERROR_STATE.set(RAISE_OVER)  # (np.errstate(over="raise"), at a quarter of its cost)
     try:
-        return z - m, False
+        return np.subtract(z, m, out=out), False
     except FloatingPointError:
+        if out is not None:  # NumPy checks the error state once the whole ufunc has run: out is z − m
+            return out, True
         with np.errstate(over="ignore"):
             return z - m, True
     finally:
@@ -310,14 +313,7 @@ def _summarise(
     k = z.shape[axis]
     shift = out["shift"]
     np.maximum.reduce(z, axis=axis, out=shift)
-    token = ERROR_STATE.set(RAISE_OVER)  # (np.errstate(over="raise"), at a quarter of its cost)
-    try:
-        z -= shift.reshape(layout.across)  # z - m ≤ 0, exactly 0 at every maximum
-        spans = False
-    except FloatingPointError:  # a row spanning past the dtype's range: −inf, the limit
-        spans = True  # (NumPy checks the error state once the whole ufunc has run: z holds z − m)
-    finally:
-        ERROR_STATE.reset(token)
+    _, spans = _shifted(z, shift.reshape(layout.across), out=z)  # z - m ≤ 0, exactly 0 at every maximum
     np.equal(z, 0, out=is_top)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._typing import FloatArray, IntArray
 from ..calibration.bin_edges import assign_shared, uniform_edges
+from .temperature_newton import mean64
 
 #: Equal-width bins of the top-label ECE (Guo et al. 2017).
 ECE_BINS = 15
@@ -98,11 +99,7 @@ def fit_metrics(
     def mean(values: FloatArray) -> float:
         # (values near ±1.8e308 can overflow the sum, not the mean: then a convex combination instead)
         if s is None:
-            with np.errstate(over="ignore"):
-                found = float(np.mean(values, dtype=np.float64))
-            if np.isfinite(found) or not np.isfinite(values).all():
-                return found
-            return float(np.sum(values.astype(np.float64) / n))
+            return mean64(values)
         kept = np.where(s == 0, 0.0, values)  # a 0-weight -inf log p stays out, as repeated 0 times
         with np.errstate(over="ignore"):
             found = float(np.dot(kept, s) / total)

@@ -72,10 +72,13 @@ class TemperatureFit:
 
 
 def mean64(values: FloatArray) -> float:
-    """The mean of `values`, accumulated in float64; a sum past float64's range: Σ (v / n) instead."""
-    with np.errstate(over="ignore"):
+    """The mean of `values`, accumulated in float64; a sum past float64's range: Σ (v / n) instead.
+
+    Finite values near ±1.8e308 can overflow the sum (+inf, or NaN from +inf and −inf), not the mean.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
         mean = float(np.mean(values, dtype=np.float64))
-    if math.isinf(mean) and np.isfinite(values).all():  # (values near ±1e308: the mean is finite)
+    if not math.isfinite(mean) and np.isfinite(values).all():
         return float(np.add.reduce(values.astype(np.float64) / values.size))
     return mean
 
