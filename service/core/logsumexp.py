@@ -47,7 +47,7 @@ class SoftmaxSummary:
     spans : bool
         Some row spans past the dtype's range: its ``z - m`` (and ``z - lse``) is −inf somewhere, the
         limit. Without it neither can overflow, and callers subtract without switching NumPy's error
-        state (~9,000 instructions a switch).
+        state (~11,000 instructions a switch; benchmarks/error_state.py).
     """
 
     shift: FloatArray
