@@ -12,7 +12,7 @@ PIECE is one of `PIECES` (``none`` runs nothing: the start-up to subtract). Unde
 ``OPENBLAS_NUM_THREADS=1``: OpenBLAS's idle threads spin (``blas_thread_server``) for as long
 as the scheduler lets them, so without it two runs of the same code differ by tens of millions
 of instructions. The batch is float64 logits with every row labelled, one bucket, no ids, the
-default segment (a monitor's usual write, as ``/tmp/i7_prep.py`` of docs/monitors.md's sixth pass).
+default segment: a monitor's usual write. Figures: docs/monitors-performance.md.
 """
 
 import sys
