@@ -29,8 +29,8 @@ from ..errors.problems import ProblemError, problem_response
 CHUNK = 64 * 1024
 #: Smallest response body worth gzipping: below it the header and a round trip cost more.
 MIN_GZIP_BYTES = 1024
-#: zlib level of the responses: 1 is ~4× faster than the default 6 and loses a few % of ratio
-#: on JSON numbers (docs/performance.md, Compression).
+#: zlib level of the responses: 1 is ~6× faster than the default 6 and loses a few % of ratio
+#: on JSON numbers (docs/compression.md, Responses).
 GZIP_LEVEL = 1
 #: Responses at least this large are compressed in a worker thread.
 THREAD_BYTES = 256 * 1024
