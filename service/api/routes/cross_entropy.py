@@ -265,10 +265,15 @@ def _mean(values: FloatArray, weights: FloatArray | None) -> float:
 def _reduce(
     losses: FloatArray, denominators: FloatArray | None, reduction: str, n: int, weight_field: str
 ) -> float | None:
-    """PyTorch's reductions; every label ignored (n = 0): sum 0, mean NaN (0 / 0), as PyTorch."""
+    """PyTorch's reductions; every label ignored (n = 0): sum 0, mean NaN (0 / 0), as PyTorch.
+
+    A sum past float64's range is +inf (it has no float64); a mean whose sum alone is past it is
+    ``Σ (loss / weight)`` (PyTorch sums first and answers +inf there).
+    """
     if reduction == "none":
         return None
-    total = float(np.add.reduce(losses, dtype=np.float64))
+    with np.errstate(over="ignore"):
+        total = float(np.add.reduce(losses, dtype=np.float64))
     if reduction == "sum":
         return total
     if n == 0:
@@ -279,6 +284,9 @@ def _reduce(
             weight_field,
             "give the scored samples zero total weight; the weighted mean is undefined",
         )
+    if math.isinf(total) and np.isfinite(losses).all():
+        with np.errstate(over="ignore"):
+            return float(np.add.reduce(losses.astype(np.float64) / weight))
     return total / weight
 
 
