@@ -1,5 +1,9 @@
 """/v1/divergence with B×T×K token sequences: teacher vs student per position, with a mask."""
 
+import json
+from pathlib import Path
+
+import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,14 @@ from scipy.special import softmax
 from tests.conftest import assert_problem
 
 URL = "/v1/divergence"
+DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
+
+
+def _conforms(answer: dict) -> bool:
+    """Whether an answer is valid against the committed document's DivergenceResult."""
+    components = json.loads(DOCUMENT.read_text())["components"]
+    schema = {**components["schemas"]["DivergenceResult"], "components": components}
+    return jsonschema.Draft202012Validator(schema).is_valid(answer)
 
 
 def _pair(rng, b=3, t=8, k=7):
@@ -44,6 +56,8 @@ def test_distillation_kl_matches_torch_and_the_flattened_rows(client, rng):
     js = jensenshannon(softmax(teacher, -1), softmax(student, -1), axis=-1) ** 2
     np.testing.assert_allclose(seq["sum"]["js_divergence"], np.where(keep, js, 0).sum(1), rtol=1e-9)
     np.testing.assert_allclose(answer["per_sample"]["kl_pq"], np.where(keep, kl, 0), rtol=1e-12, atol=1e-15)
+    # (B×T per position, as the document states: it said N, found by the contract test)
+    assert _conforms(answer)
     # the N×K route on the scored rows gives the same means
     flat = client.post(
         URL, json={"p_logits": teacher[keep].tolist(), "q_logits": student[keep].tolist()}

@@ -1705,6 +1705,26 @@ export interface components {
             matches: string;
         };
         /**
+         * DivergencePositions
+         * @description Every quantity per row (N), or per position of token sequences (B×T; 0 where `mask` is 0).
+         */
+        DivergencePositions: {
+            /** Kl Pq */
+            kl_pq: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+            /** Kl Qp */
+            kl_qp: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+            /** Js Divergence */
+            js_divergence: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+            /** Js Distance */
+            js_distance: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+            /** Entropy P */
+            entropy_p: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+            /** Entropy Q */
+            entropy_q: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+            /** Cross Entropy Pq */
+            cross_entropy_pq: (number | ("Infinity" | "-Infinity" | "NaN"))[] | (number | ("Infinity" | "-Infinity" | "NaN"))[][];
+        };
+        /**
          * DivergenceResult
          * @description Divergences and entropies between p and q, reduced over rows as asked.
          */
@@ -1718,8 +1738,8 @@ export interface components {
             mean: components["schemas"]["DivergenceStats"] | null;
             /** @description Each quantity summed over rows, in `unit` (reduction sum). */
             sum?: components["schemas"]["DivergenceStats"] | null;
-            /** @description Each quantity per row (per_sample: true, or reduction none). */
-            per_sample?: components["schemas"]["DivergenceRows"] | null;
+            /** @description Each quantity per row (per_sample: true, or reduction none); B×T for token sequences. */
+            per_sample?: components["schemas"]["DivergencePositions"] | null;
             /** @description N×K terms (elementwise: true). */
             terms?: components["schemas"]["DivergenceTerms"] | null;
             /** @description B×T×K inputs only: per-sequence sums over the scored positions (`n` counts those). */

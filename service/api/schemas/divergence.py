@@ -144,6 +144,20 @@ class DivergenceRows(BaseModel):
     cross_entropy_pq: list[JsonFloat]
 
 
+class DivergencePositions(BaseModel):
+    """Every quantity per row (N), or per position of token sequences (B×T; 0 where `mask` is 0)."""
+
+    model_config = RESULT_CONFIG
+
+    kl_pq: list[JsonFloat] | list[list[JsonFloat]]
+    kl_qp: list[JsonFloat] | list[list[JsonFloat]]
+    js_divergence: list[JsonFloat] | list[list[JsonFloat]]
+    js_distance: list[JsonFloat] | list[list[JsonFloat]]
+    entropy_p: list[JsonFloat] | list[list[JsonFloat]]
+    entropy_q: list[JsonFloat] | list[list[JsonFloat]]
+    cross_entropy_pq: list[JsonFloat] | list[list[JsonFloat]]
+
+
 class DivergenceTerms(BaseModel):
     """N×K elementwise terms; each row sums to the per-row value."""
 
@@ -180,8 +194,9 @@ class DivergenceResult(BaseModel):
     sum: DivergenceStats | None = Field(
         default=None, description="Each quantity summed over rows, in `unit` (reduction sum)."
     )
-    per_sample: DivergenceRows | None = Field(
-        default=None, description="Each quantity per row (per_sample: true, or reduction none)."
+    per_sample: DivergencePositions | None = Field(
+        default=None,
+        description="Each quantity per row (per_sample: true, or reduction none); B×T for token sequences.",
     )
     terms: DivergenceTerms | None = Field(default=None, description="N×K terms (elementwise: true).")
     sequences: DivergenceSequences | None = Field(
