@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Cases run per operation (read by the terminal summary in tests/conftest.py).
 CASES: Counter[str] = Counter()
 #: The survey's file (see the module docstring), if set.
-LOG = os.environ.get("XENT_CONTRACT_REFUSALS")
+LOG = os.environ.get("XENT_CONTRACT_REFUSALS") or None
 #: Refusals and 5xx answers the survey logged, per operation (read by the terminal summary).
 SURVEYED: Counter[str] = Counter()
 
