@@ -4,6 +4,7 @@ Both are logistic regressions on features of the positive-class score, fitted
 by L-BFGS-B on the mean binary NLL with analytic gradients.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,9 @@ from .._typing import FloatArray, IntArray
 from ..distribution import binary_log_probs
 from ..errors import InputError
 from ..sigmoid import softplus
-from .recalibration import MAX_ITER, FitInfo, fit_weights, minimize_mean_loss, positive_logit
+from .recalibration import MAX_ITER, FitInfo, fit_weights, half_logit, minimize_mean_loss
+
+_ORDINARY_FEATURE = 2.0**64  # features larger than this are fitted scaled down (see _feature_scale)
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,9 @@ class PlattScaling:
 
     def log_probs(self, scores: FloatArray) -> FloatArray:
         """Recalibrated N×2 log-probabilities."""
-        return binary_log_probs(self.a * positive_logit(scores, field="logits") + self.b)
+        h = half_logit(scores, field="logits")
+        with np.errstate(over="ignore"):  # a logit past the float range saturates: p exactly 0 or 1
+            return binary_log_probs(2 * (self.a * h) + self.b)
 
 
 @dataclass(frozen=True)
@@ -39,17 +44,37 @@ class BetaCalibration:
     c: float
 
     def log_probs(self, scores: FloatArray) -> FloatArray:
-        """Recalibrated N×2 log-probabilities."""
-        log_q, log_not_q = _log_q(scores)
+        """Recalibrated N×2 log-probabilities: ``ln q = −2·lower``, ``ln(1 − q) = −2·upper``."""
+        lower, upper = _half_features(scores)
         with np.errstate(over="ignore"):  # a huge a or b saturates the logit at ±inf: p exactly 0 or 1
-            logit = self.c + self.a * log_q - self.b * log_not_q
+            logit = self.c - 2 * (self.a * lower) + 2 * (self.b * upper)
         return binary_log_probs(logit)
 
 
-def _log_q(scores: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """``ln q`` and ``ln(1 − q)`` of binary scores, by the softplus form."""
-    s = positive_logit(scores, field="logits")
-    return -softplus(-s), -softplus(s)
+def _half_features(scores: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``−ln q / 2`` and ``−ln(1 − q) / 2`` of binary scores: ``softplus(∓s) / 2``, finite for finite scores.
+
+    ``ln(1 − q)`` of logits ``[1e308, −1e308]`` is −2e308, past float64; its half is not,
+    so a zero coefficient stays zero (not ``0 · inf`` = NaN) and a small one gives the
+    finite product it should.
+    """
+    h = half_logit(scores, field="logits")
+    with np.errstate(over="ignore"):  # 2|h| past the range: exp(−inf) = 0, the term vanishes as it should
+        tail = softplus(-2 * np.abs(h)) / 2
+    return np.maximum(-h, 0) + tail, np.maximum(h, 0) + tail
+
+
+def _feature_scale(*halves: FloatArray) -> float:
+    """The k of a fit on ``k · half``: 2 (the features as they are) up to 2**64, beyond a power of two to ≤ 1.
+
+    L-BFGS from x0 = 1 on features of 1e308 overflows ``u = features @ x`` at its first
+    step; scaled by a power of two, the features fit as any others and the
+    coefficients scale back exactly.
+    """
+    peak = max(float(np.max(np.abs(half), initial=0.0)) for half in halves)
+    if not np.isfinite(peak) or 2 * peak <= _ORDINARY_FEATURE:
+        return 2.0
+    return 2.0 ** -math.ceil(math.log2(peak))
 
 
 def _binary_targets(labels: IntArray | None, targets: FloatArray | None) -> FloatArray:
@@ -71,10 +96,14 @@ def _logistic_fit(
     """Minimise the weighted mean ``Σ w·(softplus(u) − t·u)`` over u = features @ x (Σ w = 1)."""
 
     def loss_grad(x: FloatArray) -> tuple[float, FloatArray]:
-        u = features @ x
-        loss = float(np.dot(weights, softplus(u) - t * u))
-        residual = np.exp(-softplus(-u)) - t  # σ(u) without overflow
-        return loss, features.T @ (weights * residual)
+        with np.errstate(over="ignore", invalid="ignore"):  # a line search's overshoot: an infinite loss
+            u = features @ x
+            loss = float(np.dot(weights, softplus(u) - t * u))
+            residual = np.exp(-softplus(-u)) - t  # σ(u) without overflow
+            gradient = features.T @ (weights * residual)
+        if not (np.isfinite(loss) and np.all(np.isfinite(gradient))):
+            return np.inf, np.zeros_like(x)  # L-BFGS-B backtracks from a step whose loss is inf
+        return loss, gradient
 
     return minimize_mean_loss(loss_grad, x0, bounds=bounds, max_iter=max_iter)
 
@@ -108,20 +137,21 @@ def fit_platt(
     >>> bool(info.converged), round(fit.a, 4)
     (True, 0.6023)
     """
-    s = positive_logit(scores, field="logits").astype(np.float64)
+    h = half_logit(scores, field="logits").astype(np.float64)
+    k = _feature_scale(h)  # s = 2h: k = 2 fits on s itself; a is rescaled below
     t = _binary_targets(labels, targets)
-    weights = fit_weights(sample_weight, s.size)
+    weights = fit_weights(sample_weight, h.size)
     if target_smoothing:
         if labels is None:
             raise InputError("target_smoothing", "applies to hard `labels` only; got soft `targets`")
-        counts = np.ones(s.size) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        counts = np.ones(h.size) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         with np.errstate(over="ignore"):  # sums of weights near 1e308: inf, handled by _smoothed
             positives = float(np.sum(counts, where=labels == 1))
             negatives = float(np.sum(counts, where=labels != 1))
         t = np.where(labels == 1, _smoothed(positives), 1 / (negatives + 2))
-    features = np.stack([s, np.ones_like(s)], axis=1)
+    features = np.stack([k * h, np.ones_like(h)], axis=1)
     x, info = _logistic_fit(features, t, np.array([1.0, 0.0]), None, max_iter, weights)
-    return PlattScaling(float(x[0]), float(x[1])), info
+    return PlattScaling(float(x[0]) * k / 2, float(x[1])), info
 
 
 def fit_beta(
@@ -146,10 +176,11 @@ def fit_beta(
     >>> bool(info.converged)
     True
     """
-    log_q, log_not_q = _log_q(scores)
+    lower, upper = (half.astype(np.float64) for half in _half_features(scores))
+    k = _feature_scale(lower, upper)  # ln q = −2·lower: k = 2 fits on ln q itself; a, b rescaled below
     t = _binary_targets(labels, targets)
-    features = np.stack([log_q, -log_not_q, np.ones_like(log_q)], axis=1).astype(np.float64)
+    features = np.stack([-k * lower, k * upper, np.ones_like(lower)], axis=1)
     bounds: list[tuple[float | None, float | None]] = [(0.0, None), (0.0, None), (None, None)]
     weights = fit_weights(sample_weight, t.size)
     x, info = _logistic_fit(features, t, np.array([1.0, 1.0, 0.0]), bounds, max_iter, weights)
-    return BetaCalibration(float(x[0]), float(x[1]), float(x[2])), info
+    return BetaCalibration(float(x[0]) * k / 2, float(x[1]) * k / 2, float(x[2])), info

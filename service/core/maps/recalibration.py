@@ -60,15 +60,20 @@ def log_probs_of(scores: FloatArray) -> FloatArray:
     return binary_log_probs(scores) if scores.ndim == 1 else log_softmax(scores)
 
 
-def positive_logit(scores: FloatArray, *, field: str) -> FloatArray:
-    """The positive-class logit ``log p1 - log p0`` of binary scores, or raise for K > 2."""
+def half_logit(scores: FloatArray, *, field: str) -> FloatArray:
+    """Half the positive-class logit, ``(log p1 − log p0) / 2``, or raise for K > 2.
+
+    Halves never overflow: ``1e308 − (−1e308)`` does, and a map's ``0 · inf`` then
+    turned a zero coefficient into NaN. Halving is exact (barring subnormals), so
+    ``2 · (a · h)`` equals ``a · s`` bit for bit wherever ``a · s`` is finite.
+    """
     if scores.ndim == 1:
-        return scores
+        return scores / 2
     if scores.shape[1] != 2:
         raise InputError(
             field, f"must be binary (a length-N vector or N×2) for this method; got K = {scores.shape[1]}"
         )
-    return scores[:, 1] - scores[:, 0]
+    return scores[:, 1] / 2 - scores[:, 0] / 2
 
 
 def as_targets(labels: IntArray | None, targets: FloatArray | None, n_classes: int) -> FloatArray:
