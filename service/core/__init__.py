@@ -63,8 +63,11 @@ from .validation import (
     default_tolerance,
     dtype_name,
 )
+from .weighing import in_dtype, weigh
 
 __all__ = [
+    "in_dtype",
+    "weigh",
     "Cancelled",
     "checkpoint",
     "deadline",

@@ -12,6 +12,7 @@ from ._typing import FloatArray, IntArray
 from .distribution import Distribution, masked_row_dot
 from .divergence.log_ratio import js_terms_into
 from .validation import check_labels
+from .weighing import weigh
 
 
 def to_base(values: FloatArray, base: float) -> FloatArray:
@@ -111,7 +112,7 @@ def nll(
         dist.summarise(labels=safe)  # one fused pass serves both -log p[y] and the smoothing term
     losses = dist.nll_at(safe)
     if class_weights is not None:
-        losses = losses * class_weights[safe]
+        losses = weigh(losses, class_weights[safe])
     if label_smoothing:
         k = dist.n_classes
         weights = np.ones(k, dist.dtype) if class_weights is None else class_weights

@@ -15,6 +15,7 @@ from ._typing import FloatArray
 from .distribution import resolve_eps
 from .errors import InputError
 from .sigmoid import softplus
+from .weighing import in_dtype, weigh
 
 
 def check_unit_matrix(values: ArrayLike, *, field: str, shape: tuple[int, ...] | None = None) -> FloatArray:
@@ -173,12 +174,12 @@ def multilabel_bce(
     array([[0.69314718, 0.69314718]])
     """
     t = targets.astype(lp.log_p.dtype, copy=False)
-    with np.errstate(over="ignore"):  # weights near 1e308 give an honest inf, not a warning
-        positive = t if pos_weight is None else t * pos_weight
-        losses = -(_times(positive, lp.log_p) + _times(1 - t, lp.log_q))
-        if class_weights is not None:
-            losses = losses * class_weights
-    return losses.astype(lp.log_p.dtype, copy=False)
+    positive = t if pos_weight is None else weigh(t, pos_weight)
+    with np.errstate(over="ignore"):  # past float64: an honest inf (both terms ≤ 0, never inf − inf)
+        losses: FloatArray = -(_times(positive, lp.log_p) + _times(1 - t, lp.log_q))
+    if class_weights is not None:
+        losses = weigh(losses, class_weights)
+    return in_dtype(losses, lp.log_p.dtype)
 
 
 def indicator_log_loss(targets: FloatArray, lp: MultilabelLogProbs) -> FloatArray:

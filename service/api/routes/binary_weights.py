@@ -50,9 +50,9 @@ def read_binary_weights(
     pos_weight = options.pos_weight
     class_weights = None
     if pos_weight is not None:
-        class_weights = np.array([1.0, pos_weight], dtype=dist.dtype)
+        class_weights = core.in_dtype(np.array([1.0, pos_weight]), dist.dtype)
     element = None
     if has_weight:
         element = core.check_sample_weight(body.array("weight"), dist.n_samples, field="weight")
-        element = element.astype(dist.dtype, copy=False)
+        element = core.in_dtype(element, dist.dtype)
     return BinaryWeights(pos_weight, class_weights, element)

@@ -137,7 +137,7 @@ def _class_weights(body: Body, prediction: Prediction) -> FloatArray | None:
     if body.fields.get("class_weights") is None:
         return None
     weights = core.check_class_weights(body.array("class_weights"), prediction.dist.n_classes)
-    return weights.astype(prediction.dist.dtype, copy=False)
+    return core.in_dtype(weights, prediction.dist.dtype)
 
 
 def _score(
@@ -183,9 +183,9 @@ def _score(
         true_class = np.argmax(truth.targets, axis=1)
     n = losses.size if kept is None else int(np.count_nonzero(kept))
     if bce is not None and bce.element is not None:  # PyTorch's `weight`: v·loss, the mean still / N
-        losses = _weighted(losses, bce.element)
+        losses = core.weigh(losses, bce.element)
     if sample_weight is not None:  # sklearn's Σ s·loss / Σ s, times PyTorch's w[y] in both
-        losses = _weighted(losses, sample_weight)
+        losses = core.weigh(losses, sample_weight)
         denominators = sample_weight if denominators is None else denominators * sample_weight
     base = log_base(options.base)
     losses = core.to_base(losses, base)
@@ -237,20 +237,6 @@ def _score(
         "language_model": None,
     }
     return result, losses
-
-
-def _weighted(losses: FloatArray, weights: FloatArray) -> FloatArray:
-    """``losses · weights`` in the losses' dtype, as PyTorch weights them; float64 where that overflows.
-
-    A weight of 6e17 on a float16 loss has no float16 product: the products stay float64, so the
-    weighted mean (``Σ s·loss / Σ s``) and sum are the finite values they are, not +inf.
-    """
-    product = np.multiply(losses, weights, dtype=np.float64)
-    try:
-        with np.errstate(over="raise"):
-            return product.astype(losses.dtype, copy=False)
-    except FloatingPointError:
-        return product
 
 
 def _mean(values: FloatArray, weights: FloatArray | None) -> float:

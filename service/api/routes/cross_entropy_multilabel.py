@@ -73,14 +73,14 @@ def score_multilabel(body: Body, options: CrossEntropyOptions, name: str) -> Ans
         losses = multilabel_bce(
             targets,
             lp,
-            pos_weight=None if pos_weight is None else pos_weight.astype(dtype),
-            class_weights=None if class_weights is None else class_weights.astype(dtype),
+            pos_weight=None if pos_weight is None else core.in_dtype(pos_weight, dtype),
+            class_weights=None if class_weights is None else core.in_dtype(class_weights, dtype),
         )
         per_row = k
     with np.errstate(over="ignore", invalid="ignore"):  # weights near 1e308: inf or NaN, not a 500
         if sample_weight is not None:  # scikit-learn's Σ s·loss / Σ s, every element of a row weighted s
             scale = sample_weight if losses.ndim == 1 else sample_weight[:, None]
-            losses = (losses * scale).astype(dtype, copy=False)
+            losses = core.weigh(losses, scale)  # in the dtype, float64 where a product overflows it
         losses = core.to_base(losses, log_base(options.base))
         loss = _reduce(losses, options.reduction, per_row, sample_weight)
     result = CrossEntropyResult(
