@@ -12,6 +12,7 @@ from scipy.special import expit, log_expit
 from sklearn.linear_model import LogisticRegression
 
 from service.core.maps.binary import BetaCalibration, PlattScaling, fit_beta, fit_platt
+from service.core.maps.scaling import fit_matrix_scaling
 
 PAST = np.array([[-1e308, 1e308], [1e308, -1e308]])  # s = s1 − s0 = ±2e308
 
@@ -63,3 +64,18 @@ def test_beta_fit_on_logits_past_the_range_matches_logistic_regression(binary_da
     assert info.converged and reference.coef_.min() > 0  # the bounds a, b ≥ 0 are not active
     expected = (*reference.coef_[0], reference.intercept_[0])
     assert (fit.a * scale, fit.b * scale, fit.c) == pytest.approx(expected, rel=1e-6)
+
+
+def test_matrix_scaling_with_a_bias_penalty_near_the_float64_limit_fits_without_a_bias():
+    """Found by the contract test: ``bias_l2: 1.09e308`` made ``2 · bias_l2`` inf and its gradient
+    ``inf · 0`` NaN (a 500). The penalty pins b at 0: the fit is sklearn's without an intercept."""
+    rng = np.random.default_rng(3)
+    z = 2 * rng.standard_normal((1500, 3))
+    labels = (
+        np.exp(z * [0.5, 1.0, 1.5]).cumsum(1) / np.exp(z * [0.5, 1.0, 1.5]).sum(1, keepdims=True)
+        > rng.random((1500, 1))
+    ).argmax(1)
+    fit, info = fit_matrix_scaling(z, labels=labels, bias_l2=1.0895620281033633e308)
+    reference = LogisticRegression(C=np.inf, fit_intercept=False, tol=1e-12, max_iter=10_000).fit(z, labels)
+    assert info.converged and np.all(np.abs(fit.bias) < 1e-200)
+    np.testing.assert_allclose(np.exp(fit.log_probs(z)), reference.predict_proba(z), atol=1e-5)

@@ -7,6 +7,7 @@ temperature are fitted by L-BFGS-B (scipy) on their convex NLL with analytic
 gradients; isotonic regression uses scipy's pool-adjacent-violators.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,20 +119,43 @@ def minimize_mean_loss(
     *,
     bounds: list[tuple[float | None, float | None]] | None = None,
     max_iter: int = MAX_ITER,
+    scale: FloatArray | None = None,
 ) -> tuple[FloatArray, FitInfo]:
-    """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ `max_iter` steps)."""
-    optimize = scipy_optimize("L-BFGS-B fitting (vector, matrix, platt, beta)")
+    """Minimise a smooth convex mean loss by L-BFGS-B (``gtol`` 1e-9, ``ftol`` 1e-15, ≤ `max_iter` steps).
 
-    def checked(x: FloatArray) -> tuple[float, FloatArray]:
+    With `scale` s (no `bounds`), L-BFGS-B runs on ``y = s·x``: :func:`penalty_scale` of a
+    quadratic penalty's curvature, so a penalty of 1e8 (or 1e308) does not stall the line
+    search at a step too small to move the other parameters, which it then called converged.
+    """
+    optimize = scipy_optimize("L-BFGS-B fitting (vector, matrix, platt, beta)")
+    s = np.ones(np.size(x0)) if scale is None else scale
+
+    def checked(y: FloatArray) -> tuple[float, FloatArray]:
         checkpoint()  # once per evaluation: an optimiser step
-        return loss_grad(x)
+        # A penalty near 1e308 or a line search's overshoot overflows: an infinite loss, which
+        # L-BFGS-B backtracks from (or stops on, unconverged, where even x0's is not finite).
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, grad = loss_grad(y / s)
+            grad = grad / s
+        if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros_like(y)
+        return loss, grad
 
     result = optimize.minimize(
         checked,
-        np.asarray(x0, dtype=np.float64),
+        np.asarray(x0, dtype=np.float64) * s,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
         options={"maxiter": max_iter, "gtol": GTOL, "ftol": FTOL, "maxcor": 20},
     )
-    return np.asarray(result.x), FitInfo(bool(result.success), int(result.nit), str(result.message))
+    return np.asarray(result.x) / s, FitInfo(bool(result.success), int(result.nit), str(result.message))
+
+
+def penalty_scale(coefficient: float, count: int) -> float:
+    """√c for a penalty ``coefficient · mean over count (x − x0)²`` whose curvature c > 1; else 1.
+
+    c = 2·coefficient/count, taken as √2·√(coefficient/count): 2·coefficient passes float64 near 1e308.
+    """
+    ratio = coefficient / count
+    return math.sqrt(2) * math.sqrt(ratio) if ratio > 0.5 else 1.0

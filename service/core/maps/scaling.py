@@ -12,7 +12,15 @@ import numpy as np
 from .._typing import FloatArray, IntArray
 from ..distribution import log_softmax
 from ..errors import InputError
-from .recalibration import MAX_ITER, FitInfo, as_targets, categorical_scores, fit_weights, minimize_mean_loss
+from .recalibration import (
+    MAX_ITER,
+    FitInfo,
+    as_targets,
+    categorical_scores,
+    fit_weights,
+    minimize_mean_loss,
+    penalty_scale,
+)
 
 #: Largest K for matrix scaling: K² + K parameters at O(NK²) per evaluation.
 MAX_MATRIX_CLASSES = 50
@@ -121,10 +129,12 @@ def fit_vector_scaling(
         grad = np.concatenate([np.einsum("nk,nk->k", g, z), g.sum(axis=0)])
         if l2:
             loss += l2 * float(np.mean((scale - 1) ** 2) + np.mean(bias**2))
-            grad += (2 * l2 / k) * np.concatenate([scale - 1, bias])
+            grad += (l2 / k) * (2 * np.concatenate([scale - 1, bias]))  # (2·l2 may pass float64)
         return loss, grad
 
-    x, info = minimize_mean_loss(loss_grad, np.concatenate([np.ones(k), np.zeros(k)]), max_iter=max_iter)
+    scale = np.full(2 * k, penalty_scale(l2, k))
+    x0 = np.concatenate([np.ones(k), np.zeros(k)])
+    x, info = minimize_mean_loss(loss_grad, x0, max_iter=max_iter, scale=scale)
     return VectorScaling(x[:k], x[k:]), info
 
 
@@ -175,16 +185,20 @@ def fit_matrix_scaling(
         grad_b = g.sum(axis=0)
         if off_diagonal:
             loss += off_diagonal * float(np.sum(w[off] ** 2)) / n_off
-            grad_w = grad_w + (2 * off_diagonal / n_off) * np.where(off, w, 0.0)
+            grad_w = grad_w + (off_diagonal / n_off) * (2 * np.where(off, w, 0.0))
         if l2:
             loss += l2 * float(np.mean((w - np.eye(k)) ** 2))
-            grad_w = grad_w + (2 * l2 / k**2) * (w - np.eye(k))
+            grad_w = grad_w + (l2 / k**2) * (2 * (w - np.eye(k)))
         if bias_l2:
             loss += bias_l2 * float(np.mean(b**2))
-            grad_b = grad_b + (2 * bias_l2 / k) * b
+            grad_b = grad_b + (bias_l2 / k) * (2 * b)
         return loss, np.concatenate([grad_w.ravel(), grad_b])
 
-    x, info = minimize_mean_loss(
-        loss_grad, np.concatenate([np.eye(k).ravel(), np.zeros(k)]), max_iter=max_iter
+    # each parameter's penalty curvature: l2 on every weight, off_diagonal on those off it, bias_l2 on b
+    curvature = np.where(off, off_diagonal / n_off, 0.0) + l2 / k**2
+    scale = np.concatenate(
+        [[penalty_scale(c, 1) for c in curvature.ravel()], np.full(k, penalty_scale(bias_l2, k))]
     )
+    x0 = np.concatenate([np.eye(k).ravel(), np.zeros(k)])
+    x, info = minimize_mean_loss(loss_grad, x0, max_iter=max_iter, scale=scale)
     return MatrixScaling(x[: k * k].reshape(k, k), x[k * k :]), info
