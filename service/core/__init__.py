@@ -52,6 +52,7 @@ from .monitoring.fine_histogram import ALLOWED_BINS, FINE_BINS, FineHistogram
 from .monitoring.stats import MonitorStats, js_drift, merge_stats
 from .ranking import label_rank, top_k_accuracy
 from .sigmoid import softplus
+from .sums import mean64, sum64
 from .validation import (
     check_class_weights,
     check_labels,
@@ -67,6 +68,8 @@ from .weighing import in_dtype, weigh
 
 __all__ = [
     "in_dtype",
+    "mean64",
+    "sum64",
     "weigh",
     "Cancelled",
     "checkpoint",

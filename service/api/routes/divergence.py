@@ -22,6 +22,7 @@ from service.api.schemas import (
 )
 from service.api.schemas.divergence import DivergenceRows, DivergenceSequences, DivergenceStats
 from service.core._typing import FloatArray
+from service.core.overflow import ERROR_STATE, RAISE_OVER
 
 from . import BINARY_OUTPUT_RESPONSE, PROBLEM_RESPONSES, Answer, log_base, request_body, unit_of
 from .divergence_sequences import score_sequence_divergence
@@ -107,9 +108,7 @@ def divergence_answer(body: Body) -> Answer:
     if reduced is not None and weights is not None:
         stats = {name: json_float(_reduce(rows[name], weights, reduced)) for name in STATS}
     elif reduced is not None:
-        # np.mean's own steps are Python (~2 µs each): its sum and division, bit for bit, directly.
-        count = p_dist.n_samples if reduced == "mean" else 1
-        stats = {name: json_float(np.add.reduce(rows[name], dtype=np.float64) / count) for name in STATS}
+        stats = _unweighted(rows, reduced, p_dist.n_samples)
     # The answer as DivergenceResult's JSON document, fields in its order (formats/answers.py).
     result = {
         "n": int(p_dist.n_samples),
@@ -155,11 +154,28 @@ def _sample_weight(body: Body, n: int, broadcast: str | None) -> FloatArray | No
     return weights
 
 
+def _unweighted(rows: dict[str, FloatArray], reduction: str, n: int) -> dict[str, Any]:
+    """Each statistic's mean or sum over rows, in float64.
+
+    np.mean's own steps are Python (~2 µs each): its sum and division, bit for bit, directly, with
+    overflow raised for the price of a context variable (service.core.overflow). A sum past float64's
+    range is +inf, and the mean then Σ (v / n) (core.mean64): finite, not inf.
+    """
+    count = n if reduction == "mean" else 1
+    token = ERROR_STATE.set(RAISE_OVER)
+    try:
+        return {name: json_float(np.add.reduce(rows[name], dtype=np.float64) / count) for name in STATS}
+    except FloatingPointError:
+        fn = core.mean64 if reduction == "mean" else core.sum64
+        return {name: json_float(fn(rows[name])) for name in STATS}
+    finally:
+        ERROR_STATE.reset(token)
+
+
 def _reduce(values: FloatArray, weights: FloatArray | None, reduction: str) -> float:
     """Mean or sum over rows; weighted: ``Σ s·x / Σ s`` or ``Σ s·x`` (a row of weight 0 adds 0, even inf)."""
-    if weights is None:
-        fn = np.mean if reduction == "mean" else np.sum
-        return float(fn(values, dtype=np.float64))
+    if weights is None:  # (a sum past float64's range: +inf; the mean is Σ (v / n) then)
+        return core.mean64(values) if reduction == "mean" else float(core.sum64(values))
     # mean: only ratios matter, so weights near 1e308 are scaled down first (a sum may overflow: inf)
     w = weights if reduction == "sum" else weights / float(weights.max())
     with np.errstate(invalid="ignore", over="ignore"):  # NaN rows (JS distance, base < 1) stay NaN

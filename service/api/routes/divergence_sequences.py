@@ -67,16 +67,15 @@ def score_sequence_divergence(
         q = _read_side(body, "q", options, t)
         rows = rows_of(p.dist, q.dist, options)
     flat = scored.ravel()
-    stats = {
-        reduction: DivergenceStats(
-            **{name: float(fn(values[flat], dtype=np.float64)) for name, values in rows.items()}
-        )
-        for reduction, fn in (("mean", np.mean), ("sum", np.sum))
+    stats = {  # (a sum past float64's range: +inf; the mean is Σ (v / n) then)
+        reduction: DivergenceStats(**{name: float(fn(values[flat])) for name, values in rows.items()})
+        for reduction, fn in (("mean", core.mean64), ("sum", core.sum64))
     }
-    sums = {
-        name: np.where(scored, values.reshape(b, t), 0.0).sum(axis=1, dtype=np.float64)
-        for name, values in rows.items()
-    }
+    with np.errstate(over="ignore", invalid="ignore"):  # a sequence's sum past float64's range: +inf
+        sums = {
+            name: np.where(scored, values.reshape(b, t), 0.0).sum(axis=1, dtype=np.float64)
+            for name, values in rows.items()
+        }
     sequences = DivergenceSequences(
         n_sequences=b,
         n_ignored=int(scored.size - n),

@@ -198,9 +198,23 @@ def _total(counts: ArrayLike | None, n: int, name: str) -> int | None:
     array = np.asarray(counts)
     if array.shape != (n,):
         raise InputError(name, f"must hold one count per sequence ({n}); got shape {array.shape}")
+    if array.dtype.kind == "f" and _whole(array):  # 2.0 is an integer, as in JSON Schema (an FP64 tensor)
+        array = array.astype(np.int64)
     if array.dtype.kind not in "iu" or (array.size and array.min() < 0):
         raise InputError(name, "must hold non-negative integers")
+    limit = int(np.iinfo(np.int64).max)
+    if array.size and int(array.max()) > limit // array.size:  # an int64 sum could wrap: sum exactly
+        total = sum(int(v) for v in array.tolist())
+        if total > limit:
+            raise InputError(name, f"must total at most 2**63 − 1 (int64); got {total}")
+        return total
     return int(array.sum())
+
+
+def _whole(array: np.ndarray) -> bool:
+    """Whether float `array` holds whole numbers an int64 holds (non-negative ones are checked after)."""
+    with np.errstate(invalid="ignore"):  # inf − inf: NaN, not whole
+        return bool(np.all((array == np.trunc(array)) & (np.abs(array) < 2.0**63)))
 
 
 def _ratio(num: float, den: int | None) -> float | None:

@@ -18,7 +18,8 @@ from .._typing import BoolArray, FloatArray, IntArray
 from ..distribution import EpsPolicy, resolve_eps
 from ..errors import InputError
 from ..maps.fit_metrics import FitMetrics, top_label_ece
-from ..maps.temperature_newton import _EXP_FLOOR, _TRANSPOSE_BELOW, mean64, row_moments
+from ..maps.temperature_newton import _EXP_FLOOR, _TRANSPOSE_BELOW, row_moments
+from ..sums import mean64
 from ..validation import default_tolerance
 from .blocks import ProbKernel, Scratch, _widen, blocks
 from .sequences import check_values, labelled_positions

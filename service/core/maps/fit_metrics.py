@@ -10,7 +10,7 @@ import numpy as np
 
 from .._typing import FloatArray, IntArray
 from ..calibration.bin_edges import assign_shared, uniform_edges
-from .temperature_newton import mean64
+from ..sums import mean64
 
 #: Equal-width bins of the top-label ECE (Guo et al. 2017).
 ECE_BINS = 15

@@ -27,11 +27,11 @@ from numpy.typing import ArrayLike
 from .._typing import FloatArray
 from ..distribution import log_softmax
 from ..errors import InputError
+from ..sums import mean64
 from ..validation import check_labels, check_logits, check_targets
 from .temperature_newton import (
     _TRANSPOSE_BELOW,
     fit_problem,
-    mean64,
     row_moments,
     unhalved,
 )

@@ -6,7 +6,6 @@
 logits streamed a block at a time (:mod:`service.core.language.sequence_temperature`).
 """
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -69,18 +68,6 @@ class TemperatureFit:
     iterations: int
     converged: bool
     reason: Reason
-
-
-def mean64(values: FloatArray) -> float:
-    """The mean of `values`, accumulated in float64; a sum past float64's range: Σ (v / n) instead.
-
-    Finite values near ±1.8e308 can overflow the sum (+inf, or NaN from +inf and −inf), not the mean.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = float(np.mean(values, dtype=np.float64))
-    if not math.isfinite(mean) and np.isfinite(values).all():
-        return float(np.add.reduce(values.astype(np.float64) / values.size))
-    return mean
 
 
 def unhalved(fit: TemperatureFit, nll_initial: float) -> TemperatureFit:
