@@ -70,10 +70,15 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(
         f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
     )
-    excused = ", ".join(f"{reason}: {n}" for reason, n in sorted(module.EXCUSED.items()))
+    excused = ", ".join(f"{op}: {n}" for op, n in sorted(module.EXCUSED.items()))
     terminalreporter.write_line(
-        f"schemathesis: refusals of schema-valid requests excused per reason: {excused}"
+        f"schemathesis: refusals excused as state on the server (a monitor's): {excused or 'none'}"
     )
+    if module.LOG is not None:
+        surveyed = ", ".join(f"{op}: {n}" for op, n in sorted(module.SURVEYED.items()))
+        terminalreporter.write_line(
+            f"schemathesis survey: refusals and 5xx logged to {module.LOG}: {surveyed or 'none'}"
+        )
     hooks = __import__("sys").modules.get("tests.contract.hooks")
     if hooks is not None:
         repaired = ", ".join(f"{kind}: {n}" for kind, n in sorted(hooks.REPAIRED.items()))

@@ -29,6 +29,9 @@ Used by the pytest contract test (imported there) and by the command-line runner
 """
 
 import copy
+import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +42,7 @@ from schemathesis.transport.serialization import Binary
 from tests.contract.repairs.arrays import REPAIRED
 from tests.contract.repairs.binary import BINARY_MEDIA_TYPES, ENCODED_FROM, set_binary, to_binary
 from tests.contract.repairs.json_body import repair_json
-from tests.contract.repairs.monitors import ce_headers, repair_monitor, repair_query
+from tests.contract.repairs.monitors import ce_headers, labels_by_name, repair_monitor, repair_query
 
 __all__ = ["ENCODED_FROM", "REPAIRED", "flatmap_case", "map_case"]
 
@@ -62,7 +65,9 @@ def map_case(context: Any, case: Any) -> Any:
         with np.errstate(all="raise", under="ignore"):
             return _repaired(case)
     except Exception as exc:  # noqa: BLE001  (a value no repair can hold: the documented example instead)
-        REPAIRED[f"not repairable ({type(exc).__name__}): the example instead"] += 1
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        REPAIRED[f"not repairable ({type(exc).__name__} at {where}): the example instead"] += 1
         example = _example(case, case.media_type)
         if example is not None and case.media_type not in BINARY_MEDIA_TYPES:
             case.body = example
@@ -83,6 +88,8 @@ def _repaired(case: Any) -> Any:
             repair_monitor(body)
         elif media_type in ("application/json", "application/cloudevents+json"):
             repair_json(body, path)
+        if path == "/v1/monitors/{name}/labels":
+            labels_by_name(body, _monitor_config(case))
         if body != case.body:
             # set anew only when changed: schemathesis then revalidates it against the document
             case.body = body
@@ -93,6 +100,19 @@ def _repaired(case: Any) -> Any:
         if query != case.query:
             case.query = query
     return case
+
+
+def _monitor_config(case: Any) -> Any:
+    """The stored configuration of the case's monitor in the app under test, or None (none, or no app)."""
+    test = sys.modules.get("tests.contract.test_schemathesis")
+    name = (case.path_parameters or {}).get("name")
+    store = None if test is None else test.schema.app.state.monitors.current
+    if store is None or not isinstance(name, str):
+        return None
+    try:
+        return store.get_monitor(name)
+    except UnicodeError:  # (a drawn name with a lone surrogate: the server refuses it, 4xx)
+        return None
 
 
 def _example(case: Any, media_type: str) -> dict[str, Any] | None:

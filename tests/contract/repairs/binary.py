@@ -56,6 +56,8 @@ def _as_inference_request(body: dict[str, Any]) -> dict[str, Any]:
         integer = is_integer_field(value) or (name == "labels" and bool(np.all(array == np.round(array))))
         datatype = value.get("datatype") if is_tensor(value) else ("INT64" if integer else "FP64")
         data = array.reshape(-1).astype(np.int64).tolist() if integer else array.reshape(-1).tolist()
+        if integer and not is_tensor(value):  # the JSON's own integers (the array may be float64)
+            data = [int(v) for v in flat(value)]
         inputs.append({"name": name, "shape": list(array.shape), "datatype": datatype, "data": data})
     return {"inputs": inputs, "parameters": parameters}
 

@@ -26,6 +26,10 @@ def sequence_counts(body: dict[str, Any]) -> None:
     array = predictions_of(fields_of(body))
     for name, like in fields.items():
         counts = array_or_none(like)
+        if counts is not None and counts.size == 0 and body.get(name) is like:
+            del body[name]  # (no count for any sequence: as if not sent)
+            REPAIRED[f"{name}: one per sequence"] += 1
+            continue
         if counts is None or counts.size == 0:
             continue
         # (one per sequence of B×T×K predictions)
@@ -35,8 +39,13 @@ def sequence_counts(body: dict[str, Any]) -> None:
         if fixed.shape == counts.shape and not np.any((counts < 0) | (counts >= 2**31)):
             continue
         REPAIRED["bytes and words counts: one per sequence, non-negative"] += 1
-        # (a count past int64 has no integer to send: the draw's value modulo 2**31)
-        put_array(body, name, np.fmod(np.abs(np.trunc(fixed)), 2.0**31), like, integer=True)
+        # (a count past int64 has no integer to send: the draw's value modulo 2**31, or modulo its
+        # tensor's integer datatype's range: |−32768| is past INT16)
+        bound = 2.0**31
+        datatype = like.get("datatype") if isinstance(like, dict) else None
+        if isinstance(datatype, str) and datatype.startswith(("INT", "UINT")):
+            bound = min(bound, float(np.iinfo(datatype.lower()).max) + 1)
+        put_array(body, name, np.fmod(np.abs(np.trunc(fixed)), bound), like, integer=True)
 
 
 def logprobs_documents(body: dict[str, Any]) -> None:
@@ -84,8 +93,11 @@ def logprobs_documents(body: dict[str, Any]) -> None:
         REPAIRED["context_length: one per sequence"] += 1
     for name in ("texts", "bytes", "words"):  # (one text or count per sequence)
         values = body.get(name)
-        if isinstance(values, list) and values and n_sequences and len(values) != n_sequences:
-            body[name] = cycled(values, n_sequences)
+        if isinstance(values, list) and n_sequences and len(values) != n_sequences:
+            if values:
+                body[name] = cycled(values, n_sequences)
+            else:
+                del body[name]  # (none for any sequence: as if not sent)
             REPAIRED[f"{name}: one per sequence"] += 1
 
 
@@ -122,6 +134,10 @@ def _legacy_lengths(part: dict[str, Any]) -> None:
     """A legacy part's `tokens` one per `token_logprobs` entry (cycled); `top_logprobs` and `text_offset`
     of another length left out."""
     n = len(part["token_logprobs"])
+    values = part["token_logprobs"]
+    if any(is_number(v) and v > 0 for v in values):  # (a log-probability: ≤ 0)
+        part["token_logprobs"] = [-v if is_number(v) and v > 0 else v for v in values]
+        REPAIRED["legacy token_logprobs ≤ 0"] += 1
     tokens = part.get("tokens")
     if isinstance(tokens, list) and len(tokens) != n:
         if tokens and n:

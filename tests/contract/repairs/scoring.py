@@ -248,6 +248,8 @@ def labels_per_row(body: dict[str, Any], fields: dict[str, Any]) -> None:
     predictions = next((fields[name] for name in PREDICTIONS if name in fields), None)
     array = None if predictions is None else array_of(predictions)
     labels = array_of(fields["labels"])
+    if labels is None and values:  # ragged rows ([[1, 2], []]): their values, in order
+        labels = np.array(values, dtype=object)
     if array is None or labels is None or array.size == 0:
         return
     if labels.size == 0:

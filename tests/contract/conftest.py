@@ -1,0 +1,42 @@
+"""The contract test's draws are the test's alone, not what else the session imported.
+
+Hypothesis (≥ 6.131) mixes into its draws constants it reads from the source of every
+*local* module in ``sys.modules`` at the time. In ``pytest tests/contract`` those are the
+contract test's modules and the service; in the whole suite, every test module and what
+earlier tests imported. The same derandomised test then drew other cases there: CI's
+whole-suite run met refusals and 500s that ``pytest tests/contract`` never showed.
+
+Here the local constants are fixed to those of the service's own source (``service/**/*.py``),
+read from the files, so a run of this folder alone draws exactly what the whole suite's
+run draws, and those constants (limits, edges, magic numbers) still steer the draws.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis.internal.conjecture import providers
+from hypothesis.internal.constants_ast import Constants, _constants_from_source
+
+SERVICE = Path(__file__).resolve().parents[2] / "service"
+
+
+def service_constants() -> Constants:
+    """The constants Hypothesis would collect from the service's modules, in a fixed order."""
+    constants = Constants()
+    for path in sorted(SERVICE.rglob("*.py")):
+        source = path.read_bytes()
+        if len(source) <= 512 * 1024:  # Hypothesis' own limit per file
+            constants |= _constants_from_source(source, limit=True)
+    return constants
+
+
+@pytest.fixture(autouse=True, scope="package")
+def hermetic_constants() -> Iterator[None]:
+    fixed = service_constants()
+    original = providers._get_local_constants
+    providers._get_local_constants = lambda: fixed
+    providers.CONSTANTS_CACHE.cache.clear()  # the pools of permitted constants, per choice type
+    yield
+    providers._get_local_constants = original
+    providers.CONSTANTS_CACHE.cache.clear()
