@@ -70,10 +70,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(
         f"schemathesis: {sum(cases.values())} cases ({detail}; {probes} unsupported-method probes)"
     )
-    excused = ", ".join(f"{op}: {n}" for op, n in sorted(module.EXCUSED.items()))
-    terminalreporter.write_line(
-        f"schemathesis: refusals excused as state on the server (a monitor's): {excused or 'none'}"
-    )
     if module.LOG is not None:
         surveyed = ", ".join(f"{op}: {n}" for op, n in sorted(module.SURVEYED.items()))
         terminalreporter.write_line(

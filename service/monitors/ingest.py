@@ -18,12 +18,12 @@ expected accuracy after temperature scaling, as fitted when the batch arrived.
 """
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from service import clock
 from service.core import Distribution, MonitorStats
 from service.core._typing import IntArray
 from service.store import (
@@ -146,7 +146,7 @@ def prepare_batch(
     now: float | None = None,
 ) -> PreparedBatch:
     """The checks and the statistics of :func:`ingest`, without the store (its parameters)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     n = dist.n_samples
     t = check_times(times, n, config, now)
     row_ids = check_ids(ids, n)

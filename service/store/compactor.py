@@ -2,15 +2,15 @@
 
 import logging
 import threading
-import time
 
+from service import clock
 from service.store.base import MonitorStore, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 
 class Compactor:
-    """A daemon thread calling ``store.compact(time.time())`` every `interval_s` until `stop`.
+    """A daemon thread calling ``store.compact(clock.now())`` every `interval_s` until `stop`.
 
     At start it first folds the rows written since the last run into their hourly rollups
     (``store.roll_up``), so that series read ~one row per hour soon after a restart or an upgrade.
@@ -42,12 +42,12 @@ class Compactor:
 
     def _run(self) -> None:
         try:  # rows written since the last run (or before version 6) are rolled up at start-up
-            self.store.roll_up(time.time())
+            self.store.roll_up(clock.now())
         except Exception:  # (the next compaction retries)
             logger.exception("rolling up at start-up failed")
         while not self._stop.wait(self.interval_s):
             try:
-                merged = self.store.compact(time.time())
+                merged = self.store.compact(clock.now())
             except StoreUnavailable as error:
                 logger.warning("compaction skipped: %s", error)
             except Exception:  # keep compacting later runs; the traceback goes to the log

@@ -6,10 +6,10 @@ and a failed one leaves nothing (:class:`SqlWrites`, the writing part of
 :class:`~service.store.sqlstore.SqlStore`).
 """
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from service import clock
 from service.store import reservoir, sql
 from service.store.base import (
     ConfigChanged,
@@ -89,7 +89,7 @@ class SqlWrites(SqlBase):
         expect: MonitorConfig | None = None,
     ) -> Callable[[Cursor], int]:
         """The transaction's work of `write_batch`."""
-        at = time.time() if now is None else now
+        at = clock.now() if now is None else now
 
         def work(cur: Cursor) -> int:
             offered = len(labelled) > 0  # rows for the reservoir: its state read with the config, once
@@ -173,7 +173,7 @@ class SqlWrites(SqlBase):
 
         def work(cur: Cursor) -> int:
             self._require(cur, name, lock=True)
-            self._claim(cur, name, key, time.time())
+            self._claim(cur, name, key, clock.now())
             self._add_segments(cur, name, {s for _, s, _ in rows})
             if rows:
                 cur.executemany(self._q(sql.ADD_LM_SUMS), [(name, s, int(b), *sums) for b, s, sums in rows])

@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from service import clock
 from service.store import reservoir, sql
 from service.store.base import (
     IMMUTABLE_FIELDS,
@@ -64,7 +65,7 @@ class SqlStore(SqlWrites):
         """Create or update a monitor; return the stored config and whether it was created."""
         if config.reservoir_size > self.limits.max_reservoir:
             raise self._limit("reservoir_size", f"got {config.reservoir_size}", "max_reservoir")
-        now = time.time() if now is None else now
+        now = clock.now() if now is None else now
         with self._transaction() as cur:
             existing = self._select_monitor(cur, config.name)
             if existing is None:
@@ -104,7 +105,7 @@ class SqlStore(SqlWrites):
 
     def set_temperature(self, name: str, temperature: float | None) -> MonitorConfig:
         """Store the monitor's fitted temperature (None: forget it); raises `MonitorNotFound`."""
-        now = time.time()
+        now = clock.now()
         with self._transaction() as cur:
             config = self._require(cur, name, lock=True)
             cur.execute(self._q(sql.SET_TEMPERATURE), (temperature, now, name))

@@ -1,4 +1,4 @@
-"""The contract test's draws are the test's alone, not what else the session imported.
+"""The contract test's draws, and the server's answers to them, are the test's alone.
 
 Hypothesis (≥ 6.131) mixes into its draws constants it reads from the source of every
 *local* module in ``sys.modules`` at the time. In ``pytest tests/contract`` those are the
@@ -18,7 +18,11 @@ import pytest
 from hypothesis.internal.conjecture import providers
 from hypothesis.internal.constants_ast import Constants, _constants_from_source
 
+from service import clock
+
 SERVICE = Path(__file__).resolve().parents[2] / "service"
+#: The server's time during the contract test: 2026-12-01T00:00:00Z.
+NOW = 1_796_083_200.0
 
 
 def service_constants() -> Constants:
@@ -40,3 +44,11 @@ def hermetic_constants() -> Iterator[None]:
     yield
     providers._get_local_constants = original
     providers.CONSTANTS_CACHE.cache.clear()
+
+
+@pytest.fixture(autouse=True, scope="package")
+def fixed_clock() -> Iterator[None]:
+    original = clock.now
+    clock.now = lambda: NOW
+    yield
+    clock.now = original

@@ -6,13 +6,12 @@ The document states the forms (``EPOCH_PATTERN``, ``DURATION_PATTERN``); the par
 
 import math
 import re
-import time
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Query
 
-from service import core
+from service import clock, core
 from service.store import MonitorConfig
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -89,7 +88,7 @@ def time_range(
 ) -> tuple[int, int]:
     """``[from, to)`` aligned outward to buckets; `to` defaults to now, `from` to ``to - window``."""
     to = parse_time(end, "to")
-    to = time.time() if to is None else to
+    to = clock.now() if to is None else to
     begin = parse_time(start, "from")
     if begin is not None and span is not None:
         raise core.InputError("window", "cannot be combined with `from`; give one of them")

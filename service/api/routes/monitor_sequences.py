@@ -6,14 +6,13 @@ what ``/v1/logprobs`` answers on that step's sequences.
 """
 
 import math
-import time
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from service import core
+from service import clock, core
 from service.api.deps import StoreDep
 from service.api.formats.inputs import Body
 from service.api.schemas.monitor_lm import PerplexityPoint, PerplexityResult, SequencesBody, SequencesResult
@@ -74,7 +73,7 @@ async def record_sequences(
         store = write.store()
         config = require(store, name)
         series, tag, rows = sequence_rows(
-            config, *sums[:2], times=times, now=time.time(), segment=segment, **sums[2]
+            config, *sums[:2], times=times, now=clock.now(), segment=segment, **sums[2]
         )
         result = SequencesResult(
             monitor=name,

@@ -1,6 +1,5 @@
 """``/v1/monitors``: create, read and delete monitors; record predictions and late labels."""
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, ClassVar
 
@@ -11,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service import core
+from service import clock, core
 from service.api.deps import StoreDep
 from service.api.formats.payload import parse_json_object
 from service.api.middleware.dispatch import DirectEntry
@@ -281,7 +280,7 @@ async def _labels(request: Request, name: str, idempotency_key: str | None) -> R
             )
 
         fold = fold_labels(config, folded)
-        counts = store.join_labels(name, body.ids, time.time(), fold, labels.tolist(), key=write.key(result))
+        counts = store.join_labels(name, body.ids, clock.now(), fold, labels.tolist(), key=write.key(result))
         request.app.state.monitor_counters.add(name, folded)
         return json_response(result(counts))
 

@@ -3,9 +3,9 @@ binary-mode CloudEvent's ce-* headers."""
 
 import hashlib
 import json
-import time
 from typing import Any
 
+from service import clock
 from service.api.routes.monitor_params import parse_time
 from service.core import InputError
 from service.settings import Settings
@@ -95,7 +95,7 @@ def ce_headers(case: Any) -> None:
 
 
 def _two_days_ago() -> float:
-    return time.time() - 2 * 86_400
+    return clock.now() - 2 * 86_400
 
 
 def repair_query(query: dict[str, Any]) -> dict[str, Any]:
@@ -114,12 +114,7 @@ def repair_query(query: dict[str, Any]) -> dict[str, Any]:
             if begin == end:
                 del fixed[first]
             REPAIRED[f"{first} before {last}"] += 1
-        elif (
-            first == "reference_from"
-            and begin is not None
-            and end is None
-            and begin > time.time() - 2 * 86_400
-        ):
+        elif first == "reference_from" and begin is not None and end is None and begin > _two_days_ago():
             # (the reference ends where the queried window begins, by default: at most a day ago)
             del fixed[first]
             REPAIRED["reference_from before the window"] += 1
