@@ -175,7 +175,7 @@ def _unweighted(rows: dict[str, FloatArray], reduction: str, n: int) -> dict[str
 def _reduce(values: FloatArray, weights: FloatArray | None, reduction: str) -> float:
     """Mean or sum over rows; weighted: ``Σ s·x / Σ s`` or ``Σ s·x`` (a row of weight 0 adds 0, even inf)."""
     if weights is None:  # (a sum past float64's range: +inf; the mean is Σ (v / n) then)
-        return core.mean64(values) if reduction == "mean" else float(core.sum64(values))
+        return core.mean64(values) if reduction == "mean" else core.sum64(values)
     # mean: only ratios matter, so weights near 1e308 are scaled down first (a sum may overflow: inf)
     w = weights if reduction == "sum" else weights / float(weights.max())
     with np.errstate(invalid="ignore", over="ignore"):  # NaN rows (JS distance, base < 1) stay NaN

@@ -131,8 +131,8 @@ def _alternatives(value: Any) -> None:
 
 
 def _legacy_lengths(part: dict[str, Any]) -> None:
-    """A legacy part's `tokens` one per `token_logprobs` entry (cycled); `top_logprobs` and `text_offset`
-    of another length left out."""
+    """A legacy part's `token_logprobs` ≤ 0 and `tokens` one per entry (cycled); `top_logprobs` and
+    `text_offset` of another length left out."""
     n = len(part["token_logprobs"])
     values = part["token_logprobs"]
     if any(is_number(v) and v > 0 for v in values):  # (a log-probability: ≤ 0)
