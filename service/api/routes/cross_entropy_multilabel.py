@@ -77,7 +77,7 @@ def score_multilabel(body: Body, options: CrossEntropyOptions, name: str) -> Ans
             class_weights=None if class_weights is None else core.in_dtype(class_weights, dtype),
         )
         per_row = k
-    with np.errstate(over="ignore", invalid="ignore"):  # weights near 1e308: inf or NaN, not a 500
+    with np.errstate(over="ignore", invalid="ignore"):  # sums past float64 (weights ~1e308): inf, not a 500
         if sample_weight is not None:  # scikit-learn's Σ s·loss / Σ s, every element of a row weighted s
             scale = sample_weight if losses.ndim == 1 else sample_weight[:, None]
             losses = core.weigh(losses, scale)  # in the dtype, float64 where a product overflows it
