@@ -24,11 +24,13 @@ import io
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import zlib
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -62,6 +64,7 @@ class Server:
         access_log: bool = False,
     ) -> None:
         self.port = _free_port()
+        self.data_dir = (env or {}).get("XENT_DATA_DIR")
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
         if factory:
             args.append("--factory")
@@ -141,13 +144,32 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def wait_settled(data_dir: str | None, timeout_s: float = 60.0) -> None:
+    """Wait until the monitor store in `data_dir` holds no raw stats row (every small write settled).
+
+    A monitor's small write is summarised after its answer (``service.monitors.settle``): a
+    load round's CPU is read once its writes are settled, so it holds their summaries too (and
+    the next round does not).
+    """
+    path = None if data_dir is None else Path(data_dir) / "monitors.sqlite3"
+    if path is None or not path.exists():
+        return
+    deadline = time.monotonic() + timeout_s
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        while db.execute("SELECT count(*) FROM stats WHERE raw = 1").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("raw stats rows were not settled")
+            time.sleep(0.01)
+
+
 def _raw_load(
     server: "Server", body: bytes, clients: int, seconds: float, path: str = "/v1/cross-entropy"
 ) -> dict[str, float]:
     """The raw generator against `server`: rps, p50/p99, and the server's CPU µs per request.
 
     CPU time per request is the steadier figure on a shared machine: other processes slow
-    the server's wall clock, much less the CPU it spends on each request.
+    the server's wall clock, much less the CPU it spends on each request. A monitor's writes
+    are counted with their settling (:func:`wait_settled`).
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as file:
         file.write(body)
@@ -157,6 +179,7 @@ def _raw_load(
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks._rawload", *args], cwd=ROOT, capture_output=True, check=True
         )
+        wait_settled(server.data_dir)
         spent = _cpu_seconds(server.process.pid) - before
     result: dict[str, float] = json.loads(out.stdout)
     assert result["non_200"] == 0, result

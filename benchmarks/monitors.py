@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 
 from benchmarks._timing import table
-from benchmarks.http import _cpu_seconds
+from benchmarks.http import _cpu_seconds, wait_settled
 from benchmarks.monitor_query import fill
 from service.client.encoding import encode_binary
 from service.monitors.holder import merge_blobs
@@ -54,6 +54,7 @@ class Serve:
     """``python -m service serve`` with one worker on `data_dir`."""
 
     def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("XENT_")}
         env.update(
@@ -110,6 +111,7 @@ def _raw_load(server: Serve, path: str, body: bytes, clients: int, seconds: floa
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks._rawload", *args], cwd=ROOT, capture_output=True, check=True
         )
+        wait_settled(server.data_dir)  # the round's small writes summarised: their CPU is this round's
         spent = _cpu_seconds(server.process.pid) - before
     result: dict[str, float] = json.loads(out.stdout)
     assert result["non_200"] == 0, result

@@ -114,7 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.monitor_counters = MonitorCounters(app.state.metrics.registry)
     app.state.monitor_configs = ConfigCache()
-    monitors = StoreHolder(settings, compaction_interval_s=settings.compaction_interval_s)
+    monitors = StoreHolder(
+        settings,
+        compaction_interval_s=settings.compaction_interval_s,
+        on_settled=app.state.monitor_counters.add,
+    )
     app.state.monitors = monitors
     included = routers()
     for router in included:

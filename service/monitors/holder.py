@@ -6,8 +6,10 @@ from collections.abc import Sequence
 
 from service.core import merge_stats
 from service.store import Compactor, MonitorStore, StoreSettings, StoreUnavailable, open_store
+from service.store.base import OnSettled
 from service.store.sqlstore import SqlStore
 
+from .settle import Settler, settle_rows
 from .sums_cache import rollup_digest
 
 logger = logging.getLogger(__name__)
@@ -25,11 +27,19 @@ class StoreHolder:
     needs no store): the monitor routes answer 503 with the reason until it can be opened.
     """
 
-    def __init__(self, settings: StoreSettings, *, compaction_interval_s: float | None = None) -> None:
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        compaction_interval_s: float | None = None,
+        on_settled: OnSettled | None = None,
+    ) -> None:
         self.settings = settings
         self.compaction_interval_s = compaction_interval_s
+        self.on_settled = on_settled
         self._store: MonitorStore | None = None
         self._compactor: Compactor | None = None
+        self._settler: Settler | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -51,6 +61,10 @@ class StoreHolder:
                     self._store = open_store(self.settings, merge=merge_blobs)
                     if isinstance(self._store, SqlStore):  # rollups keep their default-binning sums
                         self._store.digest = rollup_digest
+                        self._store.settle_rows = settle_rows  # small writes' raw rows (settle)
+                        self._store.on_settled = self.on_settled
+                        soon = self._store.settle_soon if self._store.inline_writes else None
+                        self._settler = Settler(self._store.settle, soon).start()
                 except (OSError, ValueError) as error:
                     raise StoreUnavailable(str(error)) from error
                 if self.compaction_interval_s:
@@ -66,12 +80,19 @@ class StoreHolder:
         except StoreUnavailable as error:
             logger.warning("monitor store not opened at start-up: %s", error)
 
+    def wake_settler(self) -> None:
+        """A raw stats row was committed: have it settled soon (`settle.Settler`)."""
+        if self._settler is not None:
+            self._settler.wake()
+
     def close(self) -> None:
-        """Stop the compaction thread and close the store."""
+        """Stop the settling and compaction threads and close the store."""
         with self._lock:
             self._closed = True
-            compactor, store = self._compactor, self._store
-            self._compactor = self._store = None
+            compactor, settler, store = self._compactor, self._settler, self._store
+            self._compactor = self._settler = self._store = None
+        if settler is not None:
+            settler.stop(timeout=30)
         if compactor is not None:
             compactor.stop(timeout=30)
         if store is not None:

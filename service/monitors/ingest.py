@@ -97,6 +97,8 @@ class PreparedBatch:
     pending: list[PendingRow]
     reservoir: ReservoirBatch | tuple[()]
     summaries: tuple[tuple[str, MonitorStats], ...]
+    #: Written as a raw stats row, summarised later (:mod:`.settle`).
+    raw: bool = False
 
 
 def ingest(

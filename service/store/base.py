@@ -24,6 +24,25 @@ Digest = Callable[[bytes], bytes]
 
 
 @dataclass(frozen=True)
+class Settled:
+    """What the app made of a monitor's raw stats rows (`SettleRows`): rows to store in their place.
+
+    ``stats``: their statistics (not raw), ``reservoir``: their labelled rows offered to the
+    reservoir, ``summaries``: ``(segment, statistics)`` of each stats row, for the counters.
+    """
+
+    stats: Sequence[StatsRow]
+    reservoir: Sequence["ReservoirBatch"]
+    summaries: Sequence[tuple[str, Any]]
+
+
+#: The app's summary of raw stats rows: the monitor's config and its rows → what replaces them.
+SettleRows = Callable[["MonitorConfig", Sequence[StatsRow]], Settled]
+#: Told, after the commit, what a settle stored for a monitor: ``(name, summaries)``.
+OnSettled = Callable[[str, Sequence[tuple[str, Any]]], None]
+
+
+@dataclass(frozen=True)
 class HourRows:
     """A series' rows read through hourly rollups (`MonitorStore.read_hours`), oldest first.
 

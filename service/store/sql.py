@@ -175,6 +175,15 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        8,  # raw stats rows: a small write's logits and labels, summarised later (service.monitors.settle)
+        (
+            "ALTER TABLE stats ADD COLUMN raw INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX stats_raw ON stats (id) WHERE raw = 1",  # few rows: read in id order, any monitor
+        ),
+    ),
+)
 #: Run after a version's statements and its data move (`service.store.reservoir.move_rows` for 7).
 AFTER_DATA_MOVE: dict[int, tuple[str, ...]] = {7: ("DROP TABLE reservoir",)}
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -208,6 +217,12 @@ DELETE_MONITOR = "DELETE FROM monitors WHERE name = ?"
 
 # Stats rows and segments
 INSERT_STATS = "INSERT INTO stats (monitor, bucket_start, segment, blob) VALUES (?, ?, ?, ?)"
+# Raw rows (version 8): a batch's logits and labels, read as its statistics until `settle` (in
+# `service.store.settling`) replaces them; rollups and compaction leave them alone.
+INSERT_RAW_STATS = "INSERT INTO stats (monitor, bucket_start, segment, blob, raw) VALUES (?, ?, ?, ?, 1)"
+SELECT_RAW_IDS = "SELECT monitor, id FROM stats WHERE raw = 1 ORDER BY id LIMIT ?"
+SELECT_RAW_IDS_OF = "SELECT monitor, id FROM stats WHERE raw = 1 AND monitor = ? ORDER BY id LIMIT ?"
+DELETE_RAW_IDS = "DELETE FROM stats WHERE raw = 1 AND id IN ({ids}) RETURNING id, bucket_start, segment, blob"
 SELECT_STATS = (
     "SELECT bucket_start, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
     "AND bucket_start < ? ORDER BY bucket_start, segment, id"
@@ -330,13 +345,13 @@ DELETE_EMPTY_SEGMENT = (
 COMPACTION_GROUPS = (
     "SELECT segment, target, count(*), min(bucket_start), max(bucket_start) FROM ("
     "SELECT segment, bucket_start, CASE WHEN bucket_start < ? THEN (bucket_start / ?) * ? "
-    "ELSE bucket_start END AS target FROM stats WHERE monitor = ?) AS rows_ "
+    "ELSE bucket_start END AS target FROM stats WHERE monitor = ? AND raw = 0) AS rows_ "
     "GROUP BY segment, target HAVING count(*) > 1 OR min(bucket_start) <> target "
     "ORDER BY target, segment"
 )
 SELECT_GROUP = (
     "SELECT id, bucket_start, blob FROM stats WHERE monitor = ? AND segment = ? AND bucket_start >= ? "
-    "AND bucket_start <= ? ORDER BY id LIMIT ?"
+    "AND bucket_start <= ? AND raw = 0 ORDER BY id LIMIT ?"
 )
 DELETE_STATS_IDS = "DELETE FROM stats WHERE id IN ({ids}) RETURNING id"
 
@@ -347,11 +362,11 @@ DELETE_MONITOR_DATA += ("DELETE FROM stats_hours WHERE monitor = ?",)
 # (segment, hour) groups holding unrolled rows. Parameters: width, width, monitor, oldest bucket kept.
 ROLLUP_GROUPS = (
     "SELECT segment, (bucket_start / ?) * ? AS hour, count(*) FROM stats WHERE monitor = ? "
-    "AND rolled = 0 AND bucket_start >= ? GROUP BY segment, hour ORDER BY hour, segment"
+    "AND rolled = 0 AND raw = 0 AND bucket_start >= ? GROUP BY segment, hour ORDER BY hour, segment"
 )
 SELECT_UNROLLED = (
-    "SELECT id, bucket_start, blob FROM stats WHERE monitor = ? AND rolled = 0 AND bucket_start >= ? "
-    "AND bucket_start < ? AND segment = ? ORDER BY id LIMIT ?"
+    "SELECT id, bucket_start, blob FROM stats WHERE monitor = ? AND rolled = 0 AND raw = 0 "
+    "AND bucket_start >= ? AND bucket_start < ? AND segment = ? ORDER BY id LIMIT ?"
 )
 SELECT_ROLLUP = "SELECT blob, version FROM stats_hours WHERE monitor = ? AND hour_start = ? AND segment = ?"
 MARK_ROLLED = "UPDATE stats SET rolled = 1 WHERE rolled = 0 AND id IN ({ids}) RETURNING id"

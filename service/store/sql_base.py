@@ -21,6 +21,8 @@ from service.store.base import (
     Merge,
     MonitorConfig,
     MonitorNotFound,
+    OnSettled,
+    SettleRows,
     StoreLimit,
     StoreLimits,
     WouldBlock,
@@ -113,6 +115,10 @@ class SqlBase:
         #: The app's digest of a rollup's blob (`read_hours(digests=True)` reads it instead); set by
         #: the app after opening the store, None: rollups are stored without one.
         self.digest: Digest | None = None
+        #: The app's summary of raw stats rows (`service.store.settling`); None: they stay raw.
+        self.settle_rows: SettleRows | None = None
+        #: Told what each settle stored, after its commit (the app's counters), or None.
+        self.on_settled: OnSettled | None = None
         self.limits = limits
         self.coarsen_after_s = coarsen_after_s
         self.coarse_bucket_s = coarse_bucket_s

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from service import clock
+from service.core.monitoring.raw_batch import is_raw
 from service.store import reservoir, sql
 from service.store.base import (
     ConfigChanged,
@@ -214,12 +215,16 @@ class SqlWrites(SqlBase):
             cur.execute(self._q(sql.ANSWER_KEY), (key.answer(result), name, key.key))
 
     def _insert_stats(self, cur: Cursor, name: str, stats: Sequence[StatsRow]) -> None:
+        """Insert stats rows; a raw batch's blob (`raw_batch`) as a raw row, for `settle` to summarise."""
         if len(stats) == 1:  # the usual batch: one bucket (`execute` costs less than `executemany`)
             ((b, s, blob),) = stats
-            cur.execute(self._q(sql.INSERT_STATS), (name, int(b), str(s), bytes(blob)))
+            insert = sql.INSERT_RAW_STATS if is_raw(blob) else sql.INSERT_STATS
+            cur.execute(self._q(insert), (name, int(b), str(s), bytes(blob)))
         elif stats:
-            rows = [(name, int(b), str(s), bytes(blob)) for b, s, blob in stats]
-            cur.executemany(self._q(sql.INSERT_STATS), rows)
+            for raw in (False, True):
+                rows = [(name, int(b), str(s), bytes(blob)) for b, s, blob in stats if is_raw(blob) == raw]
+                if rows:
+                    cur.executemany(self._q(sql.INSERT_RAW_STATS if raw else sql.INSERT_STATS), rows)
 
     def _add_segments(self, cur: Cursor, name: str, segments: set[str]) -> None:
         if not segments:

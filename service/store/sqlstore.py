@@ -26,6 +26,7 @@ from service.store.base import (
 )
 from service.store.compaction import compact
 from service.store.rollups import roll_up
+from service.store.settling import SETTLE_ROWS, settle, settle_soon
 from service.store.sql_base import Cursor, SqlBase, _config, _mutable
 from service.store.sql_writes import SqlWrites
 
@@ -158,6 +159,14 @@ class SqlStore(SqlWrites):
         """Retention, expiry and compaction (see `service.store.compaction`); returns rows merged away."""
         return compact(self, now)
 
+    def settle(self, name: str | None = None) -> int:
+        """Replace raw stats rows by their statistics (`service.store.settling`); rows settled."""
+        return settle(self, name)
+
+    async def settle_soon(self) -> int:
+        """`settle` from an event loop, in its turn's shared transactions (`WouldBlock`, `LockHeld`)."""
+        return await settle_soon(self)
+
     def roll_up(self, now: float) -> int:
         """Fold unrolled stats rows into their hours' rollups (`service.store.rollups`); rows folded."""
         return roll_up(self, now)
@@ -220,7 +229,12 @@ class SqlStore(SqlWrites):
             return [row[0] for row in cur.fetchall()]
 
     def reservoir(self, name: str, start: float, end: float, limit: int) -> list[LabelledRow]:
-        """Up to `limit` reservoir rows with ``start <= time < end``: a uniform sample of them."""
+        """Up to `limit` reservoir rows with ``start <= time < end``: a uniform sample of them.
+
+        The monitor's raw rows are settled first, so the sample draws from every labelled row written.
+        """
+        while self.settle(name) >= SETTLE_ROWS:
+            pass
         with self._reading() as cur:
             size = self._require(cur, name).reservoir_size
             stored = reservoir.Stored.read(cur, self._q, name)

@@ -42,7 +42,7 @@ def test_fresh_database_is_created_at_the_latest_version_in_wal_mode(db_path):
 def test_version_1_database_migrates_to_the_latest_keeping_its_data(db_path):
     create_version_1(db_path)
     store = make_store(db_path)
-    assert versions(db_path) == [1, 2, 3, 4, 5, 6, 7] == [v for v, _ in sql.MIGRATIONS]
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6, 7, 8] == [v for v, _ in sql.MIGRATIONS]
     old = store.get_monitor("old")
     assert (old.n_classes, old.class_names, old.retention_s, old.created_at) == (
         4,
@@ -73,7 +73,7 @@ def test_migration_is_idempotent(db_path):
     make_store(db_path).close()
     store = make_store(db_path)
     assert store.migrate() == sql.LATEST_VERSION
-    assert versions(db_path) == [1, 2, 3, 4, 5, 6, 7]
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert store.read_stats("old", 0, 10**9) == [(60, "s", blob(7))]
     store.close()
 
@@ -82,8 +82,8 @@ def test_migrate_to_an_intermediate_version_then_on(db_path):
     store = make_store(db_path, migrate=False)
     assert store.migrate(1) == 1
     assert versions(db_path) == [1]
-    assert store.migrate() == sql.LATEST_VERSION == 7
-    assert versions(db_path) == [1, 2, 3, 4, 5, 6, 7]
+    assert store.migrate() == sql.LATEST_VERSION == 8
+    assert versions(db_path) == [1, 2, 3, 4, 5, 6, 7, 8]
     store.close()
 
 

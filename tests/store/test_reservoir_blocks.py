@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from service.store import LabelledRow, MonitorConfig, ReservoirBatch
+from service.store import LabelledRow, MonitorConfig, ReservoirBatch, sql
 from service.store.reservoir import REWRITE_FACTOR
 from tests.store.conftest import assert_counters_match, make_store, query
 from tests.store.test_reservoir import stored_keys
@@ -201,7 +201,7 @@ def test_migration_from_version_6_keeps_every_reservoir_row(db):
                     store._q(OLD_INSERT), (name, key, item.time, item.segment, kind, dtype, row, i % 2)
                 )
             cur.execute(store._q("UPDATE monitors SET n_reservoir = ? WHERE name = ?"), (n, name))
-    assert store.migrate() == 7
+    assert store.migrate() == sql.LATEST_VERSION
     for name, rows in old.items():
         assert stored_keys(db, name) == sorted(key for key, _ in rows)  # every row kept
         by_key = [row for _, row in sorted(rows, key=lambda pair: pair[0])]

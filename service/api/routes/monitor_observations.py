@@ -33,9 +33,11 @@ from service.api.formats.plain import numbers_only, plain_array, plain_logits
 from service.api.schemas.common import ProbabilityOptions
 from service.core.cancel import current_deadline
 from service.monitors import IngestCounts, prepare_batch, write_prepared, write_prepared_soon
+from service.monitors.batch_checks import check_segment
 from service.monitors.configs import ConfigCache
 from service.monitors.counters import MonitorCounters
 from service.monitors.ingest import PreparedBatch
+from service.monitors.settle import prepare_raw
 from service.store import (
     ConfigChanged,
     LockHeld,
@@ -233,8 +235,11 @@ class Recording:
 
     def _answer(self, prepared: _Prepared, counts: IngestCounts) -> Response:
         """Count the written statistics and answer."""
-        counters: MonitorCounters = self.write.request.app.state.monitor_counters
-        counters.add(self.name, counts.stats)
+        if prepared.batch.raw:  # counted once settled
+            self.write.request.app.state.monitors.wake_settler()
+        else:
+            counters: MonitorCounters = self.write.request.app.state.monitor_counters
+            counters.add(self.name, counts.stats)
         return json_response(prepared.result(counts))
 
 
@@ -277,7 +282,12 @@ def _prepare(observed: tuple[Body, ObservationOptions, Prediction], config: Moni
         core.check_same_length("labels", labels.shape[0], dist.n_samples, other=prediction.field)
     times = body.array("timestamps") if body.fields.get("timestamps") is not None else None
     segment = options.segment or ""
-    batch = prepare_batch(config, dist, labels, body.fields.get("ids"), times, segment)
+    ids = body.fields.get("ids")
+    batch = None
+    if times is None and ids is None:  # a small batch is written raw and summarised later (settle)
+        batch = prepare_raw(config, dist, labels, check_segment(segment))
+    if batch is None:
+        batch = prepare_batch(config, dist, labels, ids, times, segment)
     return _Prepared(config, batch, segment)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from .._typing import FloatArray, IntArray
 from ..errors import InputError
 from .fine_histogram import N_CELLS, FineHistogram, exact_bincount, weighted_bincount
+from .raw_batch import expand
 from .stats import MonitorStats
 
 VERSION = 1
@@ -257,9 +258,13 @@ def decode_many(blobs: Sequence[bytes]) -> MonitorStats:
     except TypeError as exc:
         raise _bad(f"must be bytes; got {type(blobs[0]).__name__}") from exc
     if (lengths < HEADER.itemsize).any():
+        if (expanded := expand(blobs)) is not None:  # raw batches among them (raw_batch)
+            return decode_many(expanded)
         raise _bad(f"must be at least {HEADER.itemsize} bytes (a MonitorStats header); got {lengths.min()}")
     starts = np.cumsum(lengths) - lengths
     head = _window(data, np.dtype(f"V{HEADER.itemsize}"))[starts].view(HEADER)
+    if (head["version"] != VERSION).any() and (expanded := expand(blobs)) is not None:
+        return decode_many(expanded)
     n_classes, binary = _check_headers(head, lengths)
     flags = head["flags"]
     weighted = (flags & WEIGHTED) != 0

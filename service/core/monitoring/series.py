@@ -25,6 +25,7 @@ from ..calibration.brier import brier_factor
 from ..errors import InputError
 from .codec import (
     HEADER,
+    VERSION,
     WEIGHTED,
     _check_headers,
     _gather,
@@ -33,6 +34,7 @@ from .codec import (
     class_bytes,
 )
 from .fine_histogram import N_CELLS, check_bins, coarse_index
+from .raw_batch import expand
 
 _SUMS = ("weight_predictions", "confidence_sum", "weight_labelled", "nll_sum", "brier_sum", "correct_weight")
 
@@ -149,10 +151,14 @@ def group_sums(
         return GroupSums(table, None, False)
     lengths = np.fromiter(map(len, blobs), np.int64, len(blobs))
     if (lengths < HEADER.itemsize).any():
+        if (expanded := expand(blobs)) is not None:  # raw batches among them (raw_batch)
+            return group_sums(expanded, g, n_groups, n_bins=n_bins, closed=closed, target=target)
         raise InputError("stats", f"must be at least {HEADER.itemsize} bytes (a MonitorStats header)")
     data = b"".join(blobs)
     starts = np.cumsum(lengths) - lengths
     head = _window(data, np.dtype(f"V{HEADER.itemsize}"))[starts].view(HEADER)
+    if (head["version"] != VERSION).any() and (expanded := expand(blobs)) is not None:
+        return group_sums(expanded, g, n_groups, n_bins=n_bins, closed=closed, target=target)
     n_classes, binary = _check_headers(head, lengths)
     side = target or ("positive_class" if binary else "top_label")
     if side not in ("top_label", "positive_class") or (side == "positive_class" and n_classes != 2):

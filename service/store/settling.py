@@ -1,0 +1,101 @@
+"""Settling raw stats rows: many small writes' logits and labels replaced by their statistics at once.
+
+A raw row (schema version 8, ``stats.raw = 1``) holds a batch as it came
+(:mod:`service.core.monitoring.raw_batch`); every read counts it as its statistics, so it is
+stored whole from the moment its write commits. `settle` takes up to `SETTLE_ROWS` raw rows of a
+monitor, in one transaction: it deletes them (``DELETE ... RETURNING``: a row settled by another
+worker or replica meanwhile is simply not returned, so each row is settled exactly once), asks the
+app (`SqlStore.settle_rows`) for the statistics of each (bucket, segment) group and the rows to
+offer the reservoir, inserts those statistics and offers those rows. After the commit the app is
+told what was stored (`SqlStore.on_settled`: the Prometheus counters count a row then).
+
+Rollups and compaction leave raw rows alone (they would merge a row the settle then deletes);
+retention deletes them like any row of an expired bucket.
+"""
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from service.store import sql
+from service.store.base import MonitorNotFound, Settled
+
+if TYPE_CHECKING:
+    from service.store.sql_base import Cursor
+    from service.store.sqlstore import SqlStore
+
+#: Most raw rows settled in one transaction.
+SETTLE_ROWS = 512
+
+
+def settle(store: "SqlStore", name: str | None = None, *, limit: int = SETTLE_ROWS) -> int:
+    """Settle up to `limit` raw rows (of monitor `name`, or of any); return the rows settled."""
+    settled = 0
+    for monitor, ids in _raw_ids(store, name, limit).items():
+        try:
+            done = store._write(lambda cur, m=monitor, i=ids: _settle_monitor(store, cur, m, i))  # type: ignore[misc]
+        except MonitorNotFound:  # deleted meanwhile, its rows with it
+            continue
+        settled += _told(store, monitor, done)
+    return settled
+
+
+async def settle_soon(store: "SqlStore", *, limit: int = SETTLE_ROWS) -> int:
+    """`settle` from an event loop: each transaction joins the loop's turn of small writes.
+
+    Raises `WouldBlock` or `LockHeld` (nothing settled by that transaction) where the store's
+    ``_write_soon`` does: the caller settles from a thread then.
+    """
+    settled = 0
+    for monitor, ids in _raw_ids(store, None, limit).items():
+        try:
+            done = await store._write_soon(lambda cur, m=monitor, i=ids: _settle_monitor(store, cur, m, i))  # type: ignore[misc]
+        except MonitorNotFound:
+            continue
+        settled += _told(store, monitor, done)
+    return settled
+
+
+def _raw_ids(store: "SqlStore", name: str | None, limit: int) -> dict[str, list[int]]:
+    """The ids of up to `limit` raw rows (of `name`, or any monitor's), oldest first, per monitor."""
+    if store.settle_rows is None:
+        return {}
+    with store._reading() as cur:
+        if name is None:
+            cur.execute(store._q(sql.SELECT_RAW_IDS), (limit,))
+        else:
+            cur.execute(store._q(sql.SELECT_RAW_IDS_OF), (name, limit))
+        found = cur.fetchall()
+    ids: dict[str, list[int]] = defaultdict(list)
+    for monitor, id_ in found:
+        ids[monitor].append(int(id_))
+    return ids
+
+
+def _told(store: "SqlStore", monitor: str, done: tuple[int, Settled] | None) -> int:
+    """Tell the app what a committed settle stored (`on_settled`); the rows it settled."""
+    if done is None:
+        return 0
+    rows, result = done
+    if store.on_settled is not None and result.summaries:
+        store.on_settled(monitor, result.summaries)
+    return rows
+
+
+def _settle_monitor(
+    store: "SqlStore", cur: "Cursor", name: str, ids: list[int]
+) -> tuple[int, Settled] | None:
+    """Replace the raw rows `ids` of monitor `name` still raw by their statistics, in `cur`'s transaction."""
+    assert store.settle_rows is not None
+    config, state = store._require_reservoir(cur, name)  # locked: a delete waits for this settle
+    rows: list[tuple[int, str, bytes]] = []
+    for statement, chunk in store._ids(ids, sql.DELETE_RAW_IDS):
+        cur.execute(statement, tuple(chunk))
+        rows += [(int(id_), int(b), s, bytes(blob)) for id_, b, s, blob in cur.fetchall()]  # type: ignore[misc]
+    if not rows:
+        return None
+    rows.sort()  # in write order (RETURNING's order is the engine's)
+    result = store.settle_rows(config, [(b, s, blob) for _, b, s, blob in rows])  # type: ignore[misc]
+    store._insert_stats(cur, name, result.stats)
+    for i, batch in enumerate(result.reservoir):
+        store._add_to_reservoir(cur, config, batch, state if i == 0 else None)
+    return len(rows), result
