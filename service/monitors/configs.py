@@ -17,6 +17,16 @@ class ConfigCache:
     def __init__(self) -> None:
         self._store: MonitorStore | None = None
         self._configs: dict[str, MonitorConfig] = {}
+        self._segments: set[tuple[str, float, str]] = set()
+
+    def knows_segment(self, store: MonitorStore, config: MonitorConfig, segment: str) -> bool:
+        """Whether this process wrote to `segment` of the monitor `config` is of (created then) before."""
+        return store is self._store and (config.name, config.created_at, segment) in self._segments
+
+    def know_segment(self, store: MonitorStore, config: MonitorConfig, segment: str) -> None:
+        """A write to `segment` of the monitor `config` is of committed (its segment row with it)."""
+        if store is self._store:
+            self._segments.add((config.name, config.created_at, segment))
 
     def get(self, store: MonitorStore, name: str) -> tuple[MonitorConfig, bool]:
         """The config of `name` and whether it came from the cache; `MonitorNotFound` if there is none."""
@@ -37,7 +47,7 @@ class ConfigCache:
     def update(self, store: MonitorStore, name: str, config: MonitorConfig | None) -> None:
         """Cache `config` as the one of `name` in `store` (None: forget `name`)."""
         if store is not self._store:
-            self._store, self._configs = store, {}
+            self._store, self._configs, self._segments = store, {}, set()
         if config is None:
             self._configs.pop(name, None)
         else:

@@ -5,8 +5,10 @@ import threading
 from collections.abc import Sequence
 
 from service.core import merge_stats
+from service.core.cancel import Cancelled
 from service.store import Compactor, MonitorStore, StoreSettings, StoreUnavailable, open_store
 from service.store.base import OnSettled
+from service.store.settling import SETTLE_ROWS
 from service.store.sqlstore import SqlStore
 
 from .settle import Settler, settle_rows
@@ -79,6 +81,20 @@ class StoreHolder:
             self.get()
         except StoreUnavailable as error:
             logger.warning("monitor store not opened at start-up: %s", error)
+
+    def settle_now(self) -> None:
+        """Settle every raw stats row now (before a scrape: the counters then count every acknowledged write).
+
+        A store that cannot write now (locked, full, closing) leaves them to the settler; logged.
+        """
+        store = self._store
+        if not isinstance(store, SqlStore):
+            return
+        try:
+            while store.settle() >= SETTLE_ROWS:
+                pass
+        except (StoreUnavailable, Cancelled) as error:
+            logger.warning("settling raw stats rows before a scrape skipped: %s", error)
 
     def wake_settler(self) -> None:
         """A raw stats row was committed: have it settled soon (`settle.Settler`)."""

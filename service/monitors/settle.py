@@ -26,12 +26,20 @@ from service.core import Distribution, MonitorStats
 from service.core._typing import IntArray
 from service.core.monitoring.raw_batch import decode_joined, encode_raw
 from service.core.monitoring.small_batch import MAX_ROWS
-from service.store import LockHeld, MonitorConfig, ReservoirBatch, StatsRow, StoreUnavailable, WouldBlock
+from service.store import (
+    LockHeld,
+    MonitorConfig,
+    MonitorStore,
+    ReservoirBatch,
+    StatsRow,
+    StoreUnavailable,
+    WouldBlock,
+)
 from service.store.base import Settled
 from service.store.settling import SETTLE_ROWS
 
 from .batch_rows import reservoir_rows
-from .ingest import PreparedBatch
+from .ingest import IngestCounts, PreparedBatch
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,17 @@ def prepare_raw(
     bucket = math.floor(at / config.bucket_s) * config.bucket_s
     stats: list[StatsRow] = [(bucket, segment, encode_raw(logits, y, at))]
     return PreparedBatch(config, n, labelled, 1, stats, [], (), (), raw=True)
+
+
+async def append_raw_soon(store: MonitorStore, batch: PreparedBatch) -> IngestCounts:
+    """Write a raw batch (:func:`prepare_raw`) to a segment its monitor has, batched with its loop turn's.
+
+    ``store.append_raw_soon``: `ConfigChanged` or `MonitorNotFound` if the monitor is not the
+    one `batch` was prepared for (nothing written), `WouldBlock` / `LockHeld` as any write on the loop.
+    """
+    ((row),) = batch.stats
+    await store.append_raw_soon(batch.config.name, row, expect=batch.config)
+    return IngestCounts(batch.rows, batch.labelled, 0, 0, batch.buckets)
 
 
 def settle_rows(config: MonitorConfig, rows: Sequence[StatsRow]) -> Settled:

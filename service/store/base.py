@@ -330,6 +330,15 @@ class MonitorStore(Protocol):
         """
         ...
 
+    async def append_raw_soon(self, name: str, row: StatsRow, *, expect: MonitorConfig) -> None:
+        """Append one raw stats row to a segment the monitor has, from an event loop.
+
+        Committed with the other raw rows of the loop's turn (one work for all). Raises
+        `ConfigChanged` or `MonitorNotFound` (nothing written), and `WouldBlock` / `LockHeld`
+        where `write_batch_soon` would.
+        """
+        ...
+
     async def write_batch_soon(
         self,
         name: str,

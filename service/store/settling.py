@@ -96,6 +96,10 @@ def _settle_monitor(
     rows.sort()  # in write order (RETURNING's order is the engine's)
     result = store.settle_rows(config, [(b, s, blob) for _, b, s, blob in rows])  # type: ignore[misc]
     store._insert_stats(cur, name, result.stats)
+    # a batched raw append adds no segment (its writer knew it); one deleted by retention in a race
+    # is back once its rows are settled (no cap here: the segment was counted when first written)
+    segments = sorted({segment for _, segment, _ in result.stats})
+    cur.executemany(store._q(sql.INSERT_SEGMENT), [(name, segment) for segment in segments])
     for i, batch in enumerate(result.reservoir):
         store._add_to_reservoir(cur, config, batch, state if i == 0 else None)
     return len(rows), result

@@ -119,6 +119,7 @@ class SqlBase:
         self.settle_rows: SettleRows | None = None
         #: Told what each settle stored, after its commit (the app's counters), or None.
         self.on_settled: OnSettled | None = None
+        self._raw_appends: Any = None  # `RawAppends`, made on first use (sql_writes)
         self.limits = limits
         self.coarsen_after_s = coarsen_after_s
         self.coarse_bucket_s = coarse_bucket_s

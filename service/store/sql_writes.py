@@ -28,6 +28,7 @@ from service.store.base import (
     StoreUnavailable,
     same_config,
 )
+from service.store.raw_appends import RawAppends
 from service.store.sql_base import Cursor, SqlBase
 
 
@@ -77,6 +78,17 @@ class SqlWrites(SqlBase):
         return await self._write_soon(
             self._batch_work(name, stats, pending, labelled, now=now, key=key, expect=expect)
         )
+
+    async def append_raw_soon(self, name: str, row: StatsRow, *, expect: MonitorConfig) -> None:
+        """Append one raw stats row from an event loop, with the other raw rows of its turn (`RawAppends`).
+
+        Only for a segment the monitor has (no segment is added, no key claimed). Raises
+        `ConfigChanged` / `MonitorNotFound` (nothing written) as `write_batch_soon` does with
+        `expect`, and `WouldBlock` where it would.
+        """
+        if self._raw_appends is None:
+            self._raw_appends = RawAppends(self, self._write_soon)
+        await self._raw_appends.append(name, row, expect)
 
     def _batch_work(
         self,

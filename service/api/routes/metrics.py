@@ -17,6 +17,7 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 async def metrics(request: Request) -> Response:
     """Request counts, latency histograms, rows and bytes scored, errors by kind (all workers)."""
     state = request.app.state
+    await run_in_threadpool(state.monitors.settle_now)  # small writes not summarised yet, counted now
     state.monitor_counters.flush()  # this worker's monitor writes held (counters.FLUSH_S)
     # the request series held since this turn began, flushed on the loop that adds to them (a
     # flush from another thread could zero a count added between its read and its reset)

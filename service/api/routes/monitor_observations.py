@@ -37,7 +37,7 @@ from service.monitors.batch_checks import check_segment
 from service.monitors.configs import ConfigCache
 from service.monitors.counters import MonitorCounters
 from service.monitors.ingest import PreparedBatch
-from service.monitors.settle import prepare_raw
+from service.monitors.settle import append_raw_soon, prepare_raw
 from service.store import (
     ConfigChanged,
     LockHeld,
@@ -180,8 +180,14 @@ class Recording:
         while True:
             prepared = self._prepared(store, configs)
             key = self.write.key(prepared.result)
+            batch = prepared.batch
             try:
-                counts = await write_prepared_soon(store, prepared.batch, key=key, expect=True)
+                if key is None and batch.raw and configs.knows_segment(store, batch.config, prepared.segment):
+                    counts = await append_raw_soon(store, batch)  # with the other raw rows of this turn
+                else:
+                    counts = await write_prepared_soon(store, batch, key=key, expect=True)
+                    if batch.raw:
+                        configs.know_segment(store, batch.config, prepared.segment)
             except (ConfigChanged, MonitorNotFound) as error:
                 self._changed(store, configs, error, retried)
                 retried = True
