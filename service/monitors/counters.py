@@ -21,7 +21,8 @@ of one of 10 equal-width bins closed on the right (``"0.1"`` … ``"1.0"``, the 
   the bits per byte (the API's when every sequence brought its bytes).
 
 They are incremented by the worker that handled the request, after the store committed, in the
-app's registry: the writes an event loop makes within ``FLUSH_S`` (50 ms) are summed first and
+app's registry (a small batch stored raw, by the worker that settles it: :mod:`.settle`, and a
+scrape settles first): the writes an event loop makes within ``FLUSH_S`` (50 ms) are summed first and
 added together then (one update per series for all of them, where each write's ~20 updates
 cost more than its statistics' sums), and every held sum is added before this worker answers a
 scrape (:meth:`MonitorCounters.flush`) and when it stops. With several workers

@@ -1,10 +1,11 @@
 """Ingestion: a validated batch → statistics per (bucket, segment), pending rows, reservoir rows.
 
-:func:`ingest` is the one way rows enter a monitor (the observations and events routes): it
+:func:`ingest` is the way rows enter a monitor (the observations and events routes): it
 checks timestamps, ids and the segment, summarises the rows of each bucket with
 :meth:`MonitorStats.summarise`, and hands everything to ``store.write_batch`` — one transaction,
 committed before it returns, so a caller that answers 2xx afterwards answers for
-durable data.
+durable data. A small batch that needs nothing but its statistics is written as it came
+instead and summarised later with others (:mod:`.settle`).
 
 Rows are bucketed by ``floor(time / bucket_s) * bucket_s``. A row with a label (≥ 0) counts on
 both sides of its bucket's statistics and joins the reservoir; a row without one (−1, or no

@@ -1,6 +1,7 @@
 """``POST /v1/monitors/{name}/observations``, behind its route in :mod:`.monitors`: read, prepare, write.
 
-A request's batch is prepared once (checks, statistics, reservoir rows) with the process's
+A request's batch is prepared once (checks, statistics, reservoir rows; a small batch only
+checked, to be stored raw and summarised later: ``service.monitors.settle``) with the process's
 cached config and written with that config as the store's ``expect``; it is prepared again only
 when the store finds the config changed. A small body (``INLINE_BYTES``) is written on the event
 loop when the store allows it (:func:`~.monitor_writes.inline_store`). If a thread of this
