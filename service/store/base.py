@@ -330,6 +330,10 @@ class MonitorStore(Protocol):
         """
         ...
 
+    def settle(self, name: str | None = None) -> int:
+        """Replace up to 512 raw stats rows (of `name`, or any) by their statistics; rows settled."""
+        ...
+
     async def append_raw_soon(self, name: str, row: StatsRow, *, expect: MonitorConfig) -> None:
         """Append one raw stats row to a segment the monitor has, from an event loop.
 
