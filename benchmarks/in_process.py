@@ -3,11 +3,14 @@
     python -m benchmarks.in_process APP [REQUESTS [PATH]]
     python -m benchmarks.in_process --routes [REQUESTS]
     python -m benchmarks.in_process --profile TOP APP [REQUESTS [PATH]]
+    python -m benchmarks.in_process --concurrency C [--profile TOP] APP [REQUESTS [PATH]]
 
 APP is ``module:name`` (``service.app:create_app`` is built by its factory, with its lifespan
 run). Sends 100 warm-up requests, then REQUESTS (default 5,000) to PATH (default
 ``/v1/cross-entropy``; any route of :func:`benchmarks.http.route_bodies`) one after another,
-and prints the process CPU µs per request (worker threads included) and the event loop's share.
+and prints the process CPU µs per request (worker threads included) and the event loop's share;
+``--concurrency C`` sends C at a time (a monitor's small writes then share their commits), and
+the small monitor writes still waiting to be summarised at the end are settled within the count.
 ``--routes`` prints a row per small-body route (monitor ingest included, on a scratch
 ``XENT_DATA_DIR``): the bare FastAPI floor, the essential work and Xent on that route, and
 Xent's own layers (Xent's µs minus the essential work's). Run under callgrind
@@ -104,22 +107,28 @@ async def measure(
     path: str = "/v1/cross-entropy",
     profile: cProfile.Profile | None = None,
     monitor: bool = True,
+    concurrency: int = 1,
 ) -> float:
     """Process CPU µs per request to `path` over `requests` requests, after 100 warm-up ones.
 
     Monitor ingest's monitor is created first unless `monitor` is false (the bare floor has none).
+    `concurrency` requests are sent at once (``asyncio.gather``), as clients in parallel would.
     """
     lifespan, inbox = await _lifespan(app)
     if path == MONITOR_INGEST and monitor:
         await _one(app, "/v1/monitors/bench", "PUT", b'{"n_classes": 10}')
-    for _ in range(100):
-        await _one(app, path)
+
+    async def send(count: int) -> None:
+        for _ in range(count // concurrency):
+            await asyncio.gather(*(_one(app, path) for _ in range(concurrency)))
+
+    await send(100)
     _settle(app)
     start, loop_start = time.process_time(), time.thread_time()
     if profile is not None:
         profile.enable()
-    for _ in range(requests):
-        await _one(app, path)
+    await send(requests)
+    requests = requests // concurrency * concurrency
     _settle(app)  # the requests' small monitor writes summarised, in this process's CPU
     if profile is not None:
         profile.disable()
@@ -176,15 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] == "--routes":
         sys.stdout.write(table(every_route(int(args[1]) if len(args) > 1 else 5_000)) + "\n")
         return 0
-    top, profile = 0, None
+    top, profile, concurrency = 0, None, 1
+    if args and args[0] == "--concurrency":
+        concurrency, args = int(args[1]), args[2:]
     if args and args[0] == "--profile":
         top, profile, args = int(args[1]), cProfile.Profile(time.thread_time), args[2:]  # CPU, not wall
     app, requests = load_app(args[0]), int(args[1]) if len(args) > 1 else 5_000
     path = args[2] if len(args) > 2 else "/v1/cross-entropy"
-    spent = asyncio.run(measure(app, requests, path, profile))
+    spent = asyncio.run(measure(app, requests, path, profile, concurrency=concurrency))
     loop = LOOP_CPU[path]
     sys.stdout.write(
-        f"{args[0]} {path}: {spent:.1f} µs process CPU per request ({loop:.1f} on the event loop)\n"
+        f"{args[0]} {path}: {spent:.1f} µs process CPU per request ({loop:.1f} on the event loop)"
+        f"{f', {concurrency} at a time' if concurrency > 1 else ''}\n"
     )
     if profile is not None:
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)
