@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from service.core import Distribution, MonitorStats
+from service.core.logsumexp import softmax_summary
 from service.core.monitoring import softmax_rows as rows_module
 from service.core.monitoring import stats as stats_module
 from service.core.monitoring.fine_histogram import FINE_BINS, FINE_EDGES, N_CELLS, fine_cells
-from service.core.monitoring.softmax_rows import softmax_rows
+from service.core.monitoring.softmax_rows import LSE_BLOCK_BYTES, softmax_rows
 
 
 def logits(n: int, k: int, dtype: type, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,3 +185,18 @@ def test_the_blocked_pass_equals_the_nxk_path(monkeypatch, dtype, k):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
         else:
             assert a == b or (a != a and b != b), name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [3, 10, 63])
+def test_the_log_sum_exp_pass_gives_the_same_values_in_smaller_blocks(dtype, k):
+    """The monitor's smaller blocks (under xent serve's mmap threshold) change no value of the pass."""
+    z, y = logits(20_000, k, dtype, seed=k)
+    rows = LSE_BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
+    for n in (rows + 1, 3 * rows + 1, 20_000):
+        default = softmax_summary(z[:n], top=True, entropy=True, labels=y[:n])
+        small = softmax_summary(z[:n], top=True, entropy=True, labels=y[:n], block_bytes=LSE_BLOCK_BYTES)
+        for name in ("shift", "log_norm", "top", "entropy", "picked"):
+            a, b = getattr(default, name), getattr(small, name)
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (n, name)
+        assert default.spans == small.spans

@@ -27,6 +27,9 @@ from ..logsumexp import SoftmaxSummary
 #: mmap threshold (``service.api.serving.MALLOC_ENV``), so no buffer is a fresh ``mmap``
 #: page-faulted in on every call (docs/internals.md, Block sizes).
 SCRATCH_BYTES = 120 << 10
+#: The log-sum-exp pass's blocks for such a batch: its block-sized buffers under that threshold too
+#: (its default 512 KiB blocks are a fresh ``mmap`` there, ~100 page faults a 10,000×10 call).
+LSE_BLOCK_BYTES = 120 << 10
 #: Rows at least this wide are left to the N×K path (as :mod:`~service.core.narrow_rows` leaves them).
 NARROW_K = 64
 

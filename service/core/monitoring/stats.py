@@ -51,7 +51,7 @@ from ..narrow_rows import NARROW_K, row_argmax
 from ..validation import check_labels, check_same_length
 from .drift import js_drift
 from .fine_histogram import FINE_BINS, FineHistogram, check_bins
-from .softmax_rows import softmax_rows
+from .softmax_rows import LSE_BLOCK_BYTES, softmax_rows
 
 
 @cache
@@ -200,8 +200,10 @@ class MonitorStats:
         if dist.logits is not None and not dist.binary:
             # /v1/cross-entropy's fused pass, without its top class (the probabilities' is the one
             # used): the same log-normalisers, but for rounding where a row's maximum is tied
-            summary = dist.summarise(labels=safe)
-            if k < NARROW_K and n * k > SMALL_ELEMENTS:  # (the small path's general twin unchanged)
+            large = k < NARROW_K and n * k > SMALL_ELEMENTS  # (the small path's general twin unchanged)
+            # blocks whose workspace stays under xent serve's mmap threshold (softmax_rows.SCRATCH_BYTES)
+            summary = dist.summarise(labels=safe, block_bytes=LSE_BLOCK_BYTES if large else None)
+            if large:
                 rows = softmax_rows(dist.logits, summary, safe)
         if rows is not None:  # the same classes, confidences and probabilities in one blocked pass
             predicted, top, positive = rows.predicted, rows.top, rows.positive
