@@ -215,13 +215,20 @@ class Distribution:
     # --- row statistics -------------------------------------------------------------------
 
     def summarise(
-        self, *, top: bool = False, entropy: bool = False, labels: IntArray | None = None
+        self,
+        *,
+        top: bool = False,
+        entropy: bool = False,
+        labels: IntArray | None = None,
+        block_bytes: int | None = None,
     ) -> SoftmaxSummary:
         """Log-normaliser per row (and top class, entropy if asked), from one fused pass over the logits.
 
         The result is cached; ask for everything a response needs on the first call so
         the logits are read once. `labels` (valid class indices) are the ones a later
         :meth:`nll_at` will be called with: their logits are gathered inside the same pass.
+        `block_bytes`: the pass's block size (:func:`~service.core.logsumexp.softmax_summary`; the
+        values do not depend on it).
         """
         if self.logits is None:
             raise ValueError("summarise needs logits")
@@ -238,7 +245,9 @@ class Distribution:
         if self.binary:
             summary = self._binary_summary()
         else:
-            summary = softmax_summary(self.logits, top=top, entropy=entropy, labels=labels)
+            summary = softmax_summary(
+                self.logits, top=top, entropy=entropy, labels=labels, block_bytes=block_bytes
+            )
             self._cache["picked_for"] = labels  # `summary.picked` belongs to these labels only
         self._cache["summary"] = summary
         return summary

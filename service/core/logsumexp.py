@@ -64,13 +64,19 @@ class SoftmaxSummary:
 
 
 def softmax_summary(
-    logits: FloatArray, *, top: bool = True, entropy: bool = True, labels: IntArray | None = None
+    logits: FloatArray,
+    *,
+    top: bool = True,
+    entropy: bool = True,
+    labels: IntArray | None = None,
+    block_bytes: int | None = None,
 ) -> SoftmaxSummary:
     """Row maximum and log-normaliser of every row of `logits` (N×K), and optionally argmax and entropy.
 
     One pass over the data, in its dtype, in cache-sized blocks of rows. With `labels`,
     also ``z[i, labels[i]] - m`` (:attr:`SoftmaxSummary.picked`), gathered from the block in
-    cache rather than by a fancy index over the whole array.
+    cache rather than by a fancy index over the whole array. `block_bytes`: logits per block
+    (default ``BLOCK_BYTES``, ``WIDE_BLOCK_BYTES`` for wide rows); the values do not depend on it.
 
     Examples
     --------
@@ -87,7 +93,7 @@ def softmax_summary(
     out: dict[str, np.ndarray] = {name: np.empty(n, logits.dtype) for name in names}
     if top:
         out["top"] = np.empty(n, np.intp)
-    blocks = _Blocks(logits)
+    blocks = _Blocks(logits, block_bytes)
     work = _Workspace(blocks.rows * k, logits.dtype, k, top)
     spans = False
     for block, source, layout in blocks:
@@ -250,11 +256,12 @@ class _Layout:
 class _Blocks:
     """Cache-sized blocks of rows of an N×K array; narrow ones (K < ``NARROW_K``) transposed to K×rows."""
 
-    def __init__(self, logits: FloatArray) -> None:
+    def __init__(self, logits: FloatArray, block_bytes: int | None = None) -> None:
         self.logits = logits
         n, k = logits.shape
         self.narrow = k < NARROW_K
-        block_bytes = BLOCK_BYTES if self.narrow else WIDE_BLOCK_BYTES
+        if block_bytes is None:
+            block_bytes = BLOCK_BYTES if self.narrow else WIDE_BLOCK_BYTES
         self.rows = min(n, max(1, block_bytes // (k * logits.itemsize)))
         self._first = np.arange(self.rows) * (1 if self.narrow else k)  # flat index of each row's class 0
 
@@ -283,7 +290,7 @@ class _Workspace:
     """
 
     def __init__(self, size: int, dtype: np.dtype, k: int, top: bool) -> None:
-        self.floats = np.empty((2, size), dtype)
+        self.floats = [np.empty(size, dtype) for _ in range(2)]  # two allocations: each may fit under mmap
         self.mask = np.empty(size, bool)
         self.ranked = np.empty(size if top else 0, np.uint8 if k < 256 else np.int32)
 

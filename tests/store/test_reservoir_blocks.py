@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.store import LabelledRow, MonitorConfig, ReservoirBatch, sql
-from service.store.reservoir import REWRITE_FACTOR
+from service.store.reservoir import REWRITE_FACTOR, bottom
 from tests.store.conftest import assert_counters_match, make_store, query
 from tests.store.test_reservoir import stored_keys
 
@@ -122,7 +122,10 @@ def test_reservoir_equals_a_naive_bottom_k_through_writes_compactions_retention_
         assert_counters_match(db)
         stored = len(stored_keys(db))
         assert stored <= REWRITE_FACTOR * size  # bounded: a write rewrites the blocks past 8x the size
-        tightened += query(db, "SELECT reservoir_threshold FROM monitors")[0][0] is not None
+        threshold = query(db, "SELECT reservoir_threshold FROM monitors")[0][0]
+        if threshold is not None:  # the reservoir is full, at or below it (what `tighten` ranks from)
+            assert len(naive.rows) == size and max(naive.rows) <= threshold
+        tightened += threshold is not None
     assert compared > 1000 and tightened > 0
     store.close()
 
@@ -242,3 +245,29 @@ def test_ingest_offers_exactly_the_labelled_rows_of_a_batch(db_path, size, dtype
     assert len(kept) == min(size, len(offered)) and len({r.time for r in kept}) == len(kept)
     assert {(r.segment, r.kind, r.dtype) for r in kept} == {("s", "logits", np.dtype(dtype).name)}
     store.close()
+
+
+def test_bottom_is_the_first_row_of_each_of_the_smallest_distinct_keys():
+    """`bottom` against the definition, on keys spread over its 16-bit buckets or not, repeated or not."""
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n = int(rng.integers(0, 3000))
+        style = trial % 5
+        if style == 0:  # random keys: the usual case
+            keys = rng.integers(-(2**63), 2**63, n, dtype=np.int64)
+        elif style == 1:  # small keys: one bucket, many repeats
+            keys = rng.integers(0, n // 2 + 1, n).astype(np.int64)
+        elif style == 2:  # random keys with a few repeated
+            keys = rng.integers(-(2**63), 2**63, n, dtype=np.int64)
+            if n:
+                keys[rng.integers(0, n, n // 10)] = keys[rng.integers(0, n, n // 10)]
+        elif style == 3:  # on both sides of bucket edges (multiples of 2**48)
+            keys = (rng.integers(-4, 4, n) * 2**48 + rng.integers(-3, 3, n)).astype(np.int64)
+        else:  # many keys per bucket, distinct
+            keys = rng.permutation(np.arange(n, dtype=np.int64) * 2**40 - 2**62)
+        size = int(rng.integers(-1, n + 5))
+        first: dict[int, int] = {}
+        for i, key in enumerate(keys.tolist()):
+            first.setdefault(key, i)
+        expected = sorted(first[key] for key in sorted(first)[: max(size, 0)])
+        assert bottom(keys, size).tolist() == expected, (trial, n, size)

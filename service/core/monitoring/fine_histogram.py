@@ -50,6 +50,8 @@ def fine_cells(conf: FloatArray) -> IntArray:
     >>> fine_cells(np.array([0.0, 0.5, 0.50001, 1.0]))
     array([   0, 2520, 2521, 5040])
     """
+    if conf.dtype == np.float32:
+        return _float32_cells(conf)
     # assign_shared(conf, _FINE_EDGES, "right"): E[f] < c <= E[f + 1], 0 in bin 0
     right = np.multiply(conf, FINE_BINS).astype(np.intp)
     np.minimum(np.maximum(right, 0, out=right), FINE_BINS - 1, out=right)  # np.clip, without its wrapper
@@ -59,6 +61,22 @@ def fine_cells(conf: FloatArray) -> IntArray:
     cells += conf == _FINE_EDGES[right + 1]  # on the upper edge f + 1: cell 2(f + 1)
     cells -= conf == _FINE_EDGES[right]  # only c = 0 (edge 0): cell 0
     return cells
+
+
+def _float32_cells(conf: FloatArray) -> IntArray:
+    """:func:`fine_cells` of float32 confidences: ``floor(x) + ceil(x)`` with ``x = 2520 c`` in float64.
+
+    ``x`` is exact (24 + 9 significant bits). No float32 lies between ``j / 2520`` and its
+    rounding ``fl(j / 2520)`` (they are equal for the nine multiples of 315; checked edge by edge
+    in the tests), so a float32 c is on edge j exactly when ``x = j`` (cell 2j) and strictly inside
+    fine bin f exactly when ``f < x < f + 1`` (cell 2f + 1).
+    """
+    x = conf.astype(np.float64)
+    x *= FINE_BINS
+    below = np.floor(x)
+    np.ceil(x, out=x)
+    x += below
+    return x.astype(np.intp)
 
 
 def check_bins(n_bins: object) -> int:
@@ -124,6 +142,8 @@ class FineHistogram:
     @classmethod
     def of(cls, conf: FloatArray, outcome: FloatArray, weights: FloatArray | None) -> "FineHistogram":
         """Histogram of pairs: confidences in [0, 1], 0/1 outcomes, optional per-row weights."""
+        if weights is None and conf.size * SPARSE_RATIO >= N_CELLS:
+            return cls._of_unweighted(fine_cells(conf), conf, outcome)
         c = conf.astype(np.float64)
         o = outcome.astype(np.float64)
         if weights is not None:
@@ -131,6 +151,18 @@ class FineHistogram:
             o = o * weights
         n = conf.shape[0]
         return cls.reduce(fine_cells(conf), np.ones(n, np.int64), c, o, weights, rows=n)
+
+    @classmethod
+    def _of_unweighted(cls, cells: IntArray, conf: FloatArray, outcome: np.ndarray) -> "FineHistogram":
+        """:meth:`of` without weights over all cells (as :meth:`reduce` above its sparse threshold).
+
+        The same sums: ``np.bincount`` adds each cell's entries in entry order, its weights cast to
+        float64 as :meth:`of` casts them; the counts are integer ones, not float64 sums of ones.
+        """
+        count = np.bincount(cells, minlength=N_CELLS)
+        nz = count.nonzero()[0]
+        sums = [weighted_bincount(cells, v, N_CELLS)[nz] for v in (conf, outcome)]
+        return cls(nz.astype(np.int64), count[nz].astype(np.int64, copy=False), sums[0], sums[1], None)
 
     @classmethod
     def reduce(

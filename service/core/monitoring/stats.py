@@ -46,11 +46,12 @@ from ..calibration.brier import BrierScale, brier_factor, brier_rows
 from ..distribution import Distribution
 from ..entropy import nll
 from ..errors import InputError
-from ..logsumexp import minus
-from ..narrow_rows import row_argmax
+from ..logsumexp import SMALL_ELEMENTS, minus
+from ..narrow_rows import NARROW_K, row_argmax
 from ..validation import check_labels, check_same_length
 from .drift import js_drift
 from .fine_histogram import FINE_BINS, FineHistogram, check_bins
+from .softmax_rows import LSE_BLOCK_BYTES, softmax_rows
 
 
 @cache
@@ -195,12 +196,22 @@ class MonitorStats:
             if small.fits_small(dist):  # a few dozen rows: the same statistics, fused (small_batch)
                 return small.summarise_small(dist, y)
         safe = None if y is None or labelled is None else (y if every else np.where(labelled, y, 0))
+        rows = None
         if dist.logits is not None and not dist.binary:
-            # /v1/cross-entropy's fused pass, without its top class (row_argmax below is the one
+            # /v1/cross-entropy's fused pass, without its top class (the probabilities' is the one
             # used): the same log-normalisers, but for rounding where a row's maximum is tied
-            dist.summarise(labels=safe)
-        probs = _probs(dist)
-        predicted, top = row_argmax(probs)  # /v1/calibration's top-label class and confidence
+            large = k < NARROW_K and n * k > SMALL_ELEMENTS  # (the small path's general twin unchanged)
+            # blocks whose workspace stays under xent serve's mmap threshold (softmax_rows.SCRATCH_BYTES)
+            summary = dist.summarise(labels=safe, block_bytes=LSE_BLOCK_BYTES if large else None)
+            if large:
+                rows = softmax_rows(dist.logits, summary, safe)
+        if rows is not None:  # the same classes, confidences and probabilities in one blocked pass
+            predicted, top, positive = rows.predicted, rows.top, rows.positive
+            probs = None
+        else:
+            probs = _probs(dist)
+            predicted, top = row_argmax(probs)  # /v1/calibration's top-label class and confidence
+            positive = probs[:, 1] if k == 2 else None
         fields: dict[str, object] = {"n_classes": k, "binary": dist.binary}
         if part != "labels":
             fields.update(_prediction_side(predicted, top, w, k))
@@ -210,14 +221,19 @@ class MonitorStats:
             def pick(a: np.ndarray) -> np.ndarray:
                 return a if every else a[labelled]
 
+            if rows is not None and rows.brier is not None:
+                brier = pick(rows.brier)
+            else:
+                assert probs is not None
+                brier = brier_rows(pick(safe), pick(probs))
             fields.update(
                 _labelled_side(
                     pick(safe),
                     pick(predicted),
                     pick(top),
                     pick(losses),
-                    brier_rows(pick(safe), pick(probs)),
-                    pick(probs[:, 1]) if k == 2 else None,
+                    brier,
+                    None if positive is None else pick(positive),
                     None if w is None else pick(w),
                     k,
                 )
