@@ -157,3 +157,22 @@ def test_all_zero_weights_raise_naming_sample_weight(rng, method):
     with pytest.raises(InputError, match="positive sum") as raised:
         FITS[method](z, labels, np.zeros(20))
     assert raised.value.field == "sample_weight"
+
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        [1e-320, 1e300, 5e-324, 3.0, 1e-300, 1.0, 2.0, 1e-310],  # far below the largest: 0 once divided by it
+        [1.7e308, 1e-300, 1.0, 1.5e308, 2.0, 5e-324, 1e308, 3.0],  # sums past float64: scaled down
+    ],
+)
+def test_isotonic_weights_across_the_float64_range_match_scikit_learn(w):
+    p = np.array([0.1, 0.2, 0.2, 0.35, 0.5, 0.5, 0.7, 0.9])  # ties: tied rows pool their weights
+    labels = np.array([1, 0, 1, 0, 1, 0, 1, 1])
+    w = np.array(w)
+    fit, _ = fit_isotonic(np.log(p / (1 - p)), labels=labels, sample_weight=w)
+    mapped = np.interp(p, fit.x[0], fit.y[0])
+    scale = 2.0**-20  # scikit-learn sums the weights as given: keep its sums finite, the same ratios
+    reference = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+    expected = reference.fit(p, labels, sample_weight=w * scale).predict(p)
+    np.testing.assert_allclose(mapped, expected, rtol=0, atol=1e-12)

@@ -83,7 +83,23 @@ def _kept_rows(
     fit_weights(sample_weight, columns.shape[0])  # validates; all zero is an error
     s = np.asarray(sample_weight, dtype=np.float64)
     kept = s > 0
-    return columns[kept], truth[kept], s[kept] / s.max()  # ratios only: no overflow near 1e308
+    return columns[kept], truth[kept], _summable(s[kept])
+
+
+def _summable(s: FloatArray) -> FloatArray:
+    """Positive weights scaled by a power of two so that no sum of them overflows: the same ratios.
+
+    Weights whose sum cannot overflow are returned as they are (the scale is exact). Scaled
+    down, a weight more than 2**1074 times below the largest would round to 0 and its tied
+    group's mean would be 0 / 0: it is kept at the smallest positive double instead (its weight
+    relative to the largest, < 2**-1074, is lost; a row with no weight at all is dropped before).
+    """
+    _, exponent = np.frexp(s.max())  # max = m · 2**exponent, 0.5 <= m < 1
+    headroom = 1022 - int(s.size).bit_length()  # N · 2**headroom stays below 2**1023
+    shift = int(exponent) - headroom
+    if shift <= 0:
+        return s
+    return np.maximum(np.ldexp(s, -shift), np.nextafter(0.0, 1.0))
 
 
 def isotonic_knots(q: FloatArray, t: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -27,7 +27,7 @@ from tests.contract.repairs.arrays import (
 
 
 def sample_weights(body: dict[str, Any], fields: dict[str, Any]) -> None:
-    """`sample_weight` and BCE's `weight`: a non-negative weight per row (N×K or N), a positive sum."""
+    """`sample_weight` and BCE's `weight`: a weight ≥ 0 per row (N×K or N), a positive sum, N × max finite."""
     for name in ("sample_weight", "weight"):
         if name not in fields:
             continue
@@ -38,6 +38,9 @@ def sample_weights(body: dict[str, Any], fields: dict[str, Any]) -> None:
         # (positive as sent: 1e-15 is 0 in FP16)
         if not as_sent(fixed, fields[name]).astype(np.float64).sum() > 0:
             fixed = np.ones_like(fixed)
+        largest = float(fixed.max())
+        if not np.isfinite(largest * fixed.size):  # calibration's rule: N × max(sample_weight) finite
+            fixed = fixed / (2.0 * fixed.size)
         if fixed.shape != weights.shape or not np.array_equal(fixed, weights):
             REPAIRED[f"{name}: one per row, positive sum"] += 1
             put_array(body, name, fixed, fields[name])
