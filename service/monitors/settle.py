@@ -6,10 +6,10 @@ statistics and its reservoir rows (K-class float32 or float64 logits, at most
 `small_batch.MAX_ROWS` rows, no ids, no timestamps, a monitor without a fitted temperature) is
 written as one raw stats row (:func:`prepare_raw`): its logits and labels, in the same
 transaction and with the same checks as any write, so its 2xx still means durable. Every read
-counts a raw row as its statistics (:mod:`service.core.monitoring.raw_batch`). A `Settler`
-thread per worker then replaces a monitor's raw rows by their statistics, one summary per
-(bucket, segment) (:func:`settle_rows`, run by `service.store.settling` in one transaction), offers
-their labelled rows to the reservoir and adds them to the Prometheus counters.
+counts a raw row as its statistics (:mod:`service.core.monitoring.raw_batch`). A `Settler` per
+worker (on the event loop, or in a thread) then replaces a monitor's raw rows by their statistics,
+one summary per (bucket, segment) (:func:`settle_rows`, run by `service.store.settling` in one
+transaction), offers their labelled rows to the reservoir and adds them to the Prometheus counters.
 """
 
 import asyncio
@@ -95,7 +95,7 @@ async def append_raw_soon(store: MonitorStore, batch: PreparedBatch) -> IngestCo
     ``store.append_raw_soon``: `ConfigChanged` or `MonitorNotFound` if the monitor is not the
     one `batch` was prepared for (nothing written), `WouldBlock` / `LockHeld` as any write on the loop.
     """
-    ((row),) = batch.stats
+    (row,) = batch.stats
     await store.append_raw_soon(batch.config.name, row, expect=batch.config)
     return IngestCounts(batch.rows, batch.labelled, 0, 0, batch.buckets)
 
