@@ -83,3 +83,19 @@ def test_a_damaged_raw_blob_is_refused(mangle, reason):
     logits, labels = batch(np.random.default_rng(2), 4, 3)
     with pytest.raises(InputError, match=reason):
         merge_stats([mangle(encode_raw(logits, labels, 0.0))])
+
+
+def test_float64_logits_that_are_float32_values_are_stored_in_half_the_bytes():
+    rng = np.random.default_rng(3)
+    exact = rng.standard_normal((32, 10)).astype(np.float32).astype(np.float64)  # a float32 model's, as JSON
+    labels = rng.integers(-1, 10, 32)
+    narrow, wide = encode_raw(exact, labels, 0.0), encode_raw(exact + 1e-12, labels, 0.0)
+    assert len(narrow) == 24 + 32 * (4 * 10 + 1) and len(wide) == 24 + 32 * (8 * 10 + 1)
+    got = decode_raw(narrow)
+    assert got.logits.dtype == np.float64 and np.array_equal(got.logits, exact)
+    assert merge_stats([narrow]).to_bytes() == summary(exact, labels).to_bytes()
+    # narrowed and full-width blobs of one bucket join as runs of their own layout
+    runs = decode_joined([narrow, narrow, wide])
+    assert [start for start, _ in runs] == [0, 2]
+    assert np.array_equal(runs[0][1].logits, np.concatenate([exact, exact]))
+    assert runs[0][1].logits.dtype == np.float64

@@ -11,7 +11,8 @@ Format, little-endian, no padding::
 
     header (24 bytes)
       u1 marker = 0xB7 (a statistics blob starts with its version, 1) | u1 dtype (8: float64
-         logits, 4: float32 logits) | u1 label width (1, 2, 4 or 8: signed) | u1 reserved = 0
+         logits, 4: float32 logits) | u1 label width (1, 2, 4 or 8: signed) | u1 narrowed (1:
+         float64 logits stored as the float32 values they all are exactly, 0: as they are)
       u4 n_rows | u4 n_classes | u4 reserved = 0 | f8 time (epoch seconds of every row)
     n_rows × n_classes logits of `dtype`, row-major
     n_rows labels, signed, of the label width (−1: no label)
@@ -69,27 +70,49 @@ def is_raw(blob: bytes) -> bool:
 
 
 def encode_raw(logits: FloatArray, labels: IntArray, time: float) -> bytes:
-    """The raw blob of N × K float64 or float32 `logits`, N `labels` (−1 … K − 1) at `time`."""
+    """The raw blob of N × K float64 or float32 `logits`, N `labels` (−1 … K − 1) at `time`.
+
+    float64 logits that are all float32 values exactly (a float32 model's outputs sent as JSON
+    numbers are) are stored in 4 bytes each and read back as the same float64 values.
+    """
     n, k = logits.shape
     width = 1 if k <= 127 else 2 if k <= 32767 else 4
-    head = _HEADER.pack(MARKER, logits.dtype.itemsize, width, 0, n, k, 0, time)
-    values = logits.astype(_DTYPES[logits.dtype.itemsize], copy=False).tobytes()
-    return head + values + labels.astype(_LABELS[width]).tobytes()
+    size, narrowed = logits.dtype.itemsize, 0
+    stored = logits.astype(_DTYPES[size], copy=False)
+    if size == 8:
+        narrow = logits.astype(np.float32)
+        if np.array_equal(narrow, logits):  # (every value is exactly a float32; NaN never is sent)
+            stored, narrowed = narrow.astype(_DTYPES[4], copy=False), 1
+    head = _HEADER.pack(MARKER, size, width, narrowed, n, k, 0, time)
+    return head + stored.tobytes() + labels.astype(_LABELS[width]).tobytes()
 
 
 def decode_raw(blob: bytes) -> RawBatch:
     """The batch of a raw blob; InputError("stats", ...) if its bytes are not one."""
     if len(blob) < _HEADER.size or not is_raw(blob):
         raise InputError("stats", "is not a raw batch blob")
-    marker, size, width, _, n, k, _, time = _HEADER.unpack_from(blob)
-    dtype, label = _DTYPES.get(size), _LABELS.get(width)
-    if dtype is None or label is None or k < 2 or len(blob) != _HEADER.size + n * (k * size + width):
+    marker, size, width, narrowed, n, k, _, time = _HEADER.unpack_from(blob)
+    dtype, label, stored = _DTYPES.get(size), _LABELS.get(width), _stored_size(size, narrowed)
+    if (
+        dtype is None
+        or label is None
+        or not stored
+        or k < 2
+        or len(blob) != _HEADER.size + n * (k * stored + width)
+    ):
         raise InputError("stats", "is not a valid raw batch blob (dtype, label width or length)")
-    logits = np.frombuffer(blob, dtype, n * k, _HEADER.size).reshape(n, k)
-    labels = np.frombuffer(blob, label, n, _HEADER.size + n * k * size).astype(np.intp)
+    logits = np.frombuffer(blob, _DTYPES[stored], n * k, _HEADER.size).reshape(n, k).astype(dtype, copy=False)
+    labels = np.frombuffer(blob, label, n, _HEADER.size + n * k * stored).astype(np.intp)
     if n and (labels.min() < -1 or labels.max() >= k):
         raise InputError("stats", f"holds a raw batch label outside [-1, {k})")
     return RawBatch(logits, labels, time)
+
+
+def _stored_size(size: int, narrowed: int) -> int:
+    """Bytes each logit takes in the blob (0: not a valid combination)."""
+    if narrowed == 0:
+        return size
+    return 4 if narrowed == 1 and size == 8 else 0
 
 
 def decode_joined(blobs: Sequence[bytes]) -> list[tuple[int, RawBatch]]:
@@ -107,9 +130,9 @@ def decode_joined(blobs: Sequence[bytes]) -> list[tuple[int, RawBatch]]:
         head = heads[start]
         if head is None:
             raise InputError("stats", "is not a raw batch blob")
-        layout = head[1:3] + head[5:6]
+        layout = head[1:4] + head[5:6]  # dtype, label width, narrowed, K
         end = start + 1
-        while end < len(blobs) and (h := heads[end]) is not None and h[1:3] + h[5:6] == layout:
+        while end < len(blobs) and (h := heads[end]) is not None and h[1:4] + h[5:6] == layout:
             end += 1
         out.append((start, _joined(blobs[start:end], heads[start:end])))  # type: ignore[arg-type]
         start = end
@@ -120,18 +143,18 @@ def _joined(blobs: Sequence[bytes], heads: Sequence[tuple[Any, ...]]) -> RawBatc
     """One `RawBatch` of raw blobs sharing a layout (checked as `decode_raw` checks one)."""
     if len(blobs) == 1:
         return decode_raw(blobs[0])
-    _, size, width, _, _, k, _, time = heads[0]
-    dtype, label = _DTYPES.get(size), _LABELS.get(width)
+    _, size, width, narrowed, _, k, _, time = heads[0]
+    dtype, label, stored = _DTYPES.get(size), _LABELS.get(width), _stored_size(size, narrowed)
     rows = [head[4] for head in heads]
-    if dtype is None or label is None or k < 2:
+    if dtype is None or label is None or not stored or k < 2:
         raise InputError("stats", "is not a valid raw batch blob (dtype or label width)")
-    per_row = k * size + width
+    per_row = k * stored + width
     if any(len(blob) != _HEADER.size + n * per_row for blob, n in zip(blobs, rows, strict=True)):
         raise InputError("stats", "is not a valid raw batch blob (its length)")
-    split = [_HEADER.size + n * k * size for n in rows]
+    split = [_HEADER.size + n * k * stored for n in rows]
     values = b"".join([blob[_HEADER.size : end] for blob, end in zip(blobs, split, strict=True)])
     labels_bytes = b"".join([blob[end:] for blob, end in zip(blobs, split, strict=True)])
-    logits = np.frombuffer(values, dtype).reshape(-1, k)
+    logits = np.frombuffer(values, _DTYPES[stored]).reshape(-1, k).astype(dtype, copy=False)
     labels = np.frombuffer(labels_bytes, label).astype(np.intp)
     if labels.size and (labels.min() < -1 or labels.max() >= k):
         raise InputError("stats", f"holds a raw batch label outside [-1, {k})")
