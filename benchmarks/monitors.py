@@ -231,6 +231,7 @@ def main() -> None:
             httpx.put(f"{server.url}/v1/monitors/bench0", json=spec).raise_for_status()
             waited = wait_idle(server)
             print(table(small_batches(server, rounds, seconds)), end="\n\n")
+            wait_idle(server)  # the small batches' roll-up and compaction done, not charged to these rounds
             print(table(large_batch(server, large_rounds)), end="\n\n")
             raw_ms = query(server, repeats)
         finally:
