@@ -8,7 +8,6 @@ from service.core import merge_stats
 from service.core.cancel import Cancelled
 from service.store import Compactor, MonitorStore, StoreSettings, StoreUnavailable, open_store
 from service.store.base import OnSettled
-from service.store.settling import SETTLE_ROWS
 from service.store.sqlstore import SqlStore
 
 from .settle import Settler, settle_rows
@@ -91,8 +90,7 @@ class StoreHolder:
         if not isinstance(store, SqlStore):
             return
         try:
-            while store.settle() >= SETTLE_ROWS:
-                pass
+            store.settle_all()
         except (StoreUnavailable, Cancelled) as error:
             logger.warning("settling raw stats rows before a scrape skipped: %s", error)
 

@@ -34,6 +34,8 @@ class _Append:
     expect: MonitorConfig
     deadline: float | None
     done: "asyncio.Future[None]"
+    #: Why this append was not written (its transaction otherwise committed), or None.
+    error: BaseException | None = None
 
 
 @dataclass(eq=False)
@@ -70,28 +72,26 @@ class RawAppends:
                 del self._turns[loop]  # appends from here on go to the next turn's work
             live = [a for a in turn.appends if not a.done.cancelled()]
             now = time.monotonic()
-            for a in live:
-                if a.deadline is not None and now >= a.deadline:
-                    errors[id(a)] = Cancelled("the request's deadline passed before its write began")
             by_monitor: dict[str, list[_Append]] = {}
             for a in live:
-                if id(a) not in errors:
+                if a.deadline is not None and now >= a.deadline:
+                    a.error = Cancelled("the request's deadline passed before its write began")
+                else:
                     by_monitor.setdefault(a.name, []).append(a)
             for name, appends in by_monitor.items():
                 config = self._store._select_monitor(cur, name, lock=True)
                 rows = []
                 for a in appends:
                     if config is None:
-                        errors[id(a)] = MonitorNotFound(name)
+                        a.error = MonitorNotFound(name)
                     elif not same_config(config, a.expect):
-                        errors[id(a)] = ConfigChanged(name, config)
+                        a.error = ConfigChanged(name, config)
                     else:
                         b, s, blob = a.row
                         rows.append((name, int(b), s, bytes(blob)))
                 if rows:
                     cur.executemany(self._store._q(sql.INSERT_RAW_STATS), rows)
 
-        errors: dict[int, BaseException] = {}
         failed: BaseException | None = None
         try:
             await self._write_soon(work)
@@ -103,7 +103,7 @@ class RawAppends:
         for a in turn.appends:
             if a.done.done():
                 continue
-            outcome = failed if failed is not None else errors.get(id(a))
+            outcome = failed if failed is not None else a.error
             if outcome is None:
                 a.done.set_result(None)
             elif isinstance(outcome, asyncio.CancelledError):

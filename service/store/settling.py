@@ -39,6 +39,16 @@ def settle(store: "SqlStore", name: str | None = None, *, limit: int = SETTLE_RO
     return settled
 
 
+def settle_all(store: "SqlStore", name: str | None = None) -> int:
+    """`settle` until a pass takes fewer than it may: every raw row written before it (of `name`, or any)."""
+    settled = 0
+    while (done := settle(store, name)) > 0:
+        settled += done
+        if done < SETTLE_ROWS:
+            break
+    return settled
+
+
 async def settle_soon(store: "SqlStore", *, limit: int = SETTLE_ROWS) -> int:
     """`settle` from an event loop: each transaction joins the loop's turn of small writes.
 

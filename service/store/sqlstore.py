@@ -26,7 +26,7 @@ from service.store.base import (
 )
 from service.store.compaction import compact
 from service.store.rollups import roll_up
-from service.store.settling import SETTLE_ROWS, settle, settle_soon
+from service.store.settling import settle, settle_all, settle_soon
 from service.store.sql_base import Cursor, SqlBase, _config, _mutable
 from service.store.sql_writes import SqlWrites
 
@@ -163,6 +163,10 @@ class SqlStore(SqlWrites):
         """Replace raw stats rows by their statistics (`service.store.settling`); rows settled."""
         return settle(self, name)
 
+    def settle_all(self, name: str | None = None) -> int:
+        """`settle` until every raw row written before the call is settled; rows settled."""
+        return settle_all(self, name)
+
     async def settle_soon(self) -> int:
         """`settle` from an event loop, in its turn's shared transactions (`WouldBlock`, `LockHeld`)."""
         return await settle_soon(self)
@@ -233,8 +237,7 @@ class SqlStore(SqlWrites):
 
         The monitor's raw rows are settled first, so the sample draws from every labelled row written.
         """
-        while self.settle(name) >= SETTLE_ROWS:
-            pass
+        settle_all(self, name)
         with self._reading() as cur:
             size = self._require(cur, name).reservoir_size
             stored = reservoir.Stored.read(cur, self._q, name)

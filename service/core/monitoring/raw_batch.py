@@ -91,21 +91,38 @@ def decode_raw(blob: bytes) -> RawBatch:
     """The batch of a raw blob; InputError("stats", ...) if its bytes are not one."""
     if len(blob) < _HEADER.size or not is_raw(blob):
         raise InputError("stats", "is not a raw batch blob")
-    marker, size, width, narrowed, n, k, _, time = _HEADER.unpack_from(blob)
-    dtype, label, stored = _DTYPES.get(size), _LABELS.get(width), _stored_size(size, narrowed)
-    if (
-        dtype is None
-        or label is None
-        or not stored
-        or k < 2
-        or len(blob) != _HEADER.size + n * (k * stored + width)
-    ):
-        raise InputError("stats", "is not a valid raw batch blob (dtype, label width or length)")
+    head = _HEADER.unpack_from(blob)
+    dtype, label, stored = _layout(head, [blob])
+    n, k = head[4], head[5]
     logits = np.frombuffer(blob, _DTYPES[stored], n * k, _HEADER.size).reshape(n, k).astype(dtype, copy=False)
-    labels = np.frombuffer(blob, label, n, _HEADER.size + n * k * stored).astype(np.intp)
-    if n and (labels.min() < -1 or labels.max() >= k):
+    labels = _checked(np.frombuffer(blob, label, n, _HEADER.size + n * k * stored), k)
+    return RawBatch(logits, labels, head[7])
+
+
+def _layout(
+    head: tuple[Any, ...], blobs: Sequence[bytes], rows: Sequence[int] | None = None
+) -> tuple[np.dtype[Any], np.dtype[Any], int]:
+    """The logits' dtype, the labels' dtype and bytes per stored logit of blobs with header `head`.
+
+    Checks the header's codes and that each of `blobs` (of `rows` rows each; default: the header's)
+    has the length they imply; InputError("stats", ...) otherwise.
+    """
+    _, size, width, narrowed, n, k, _, _ = head
+    dtype, label, stored = _DTYPES.get(size), _LABELS.get(width), _stored_size(size, narrowed)
+    if dtype is None or label is None or not stored or k < 2:
+        raise InputError("stats", "is not a valid raw batch blob (dtype, label width or K)")
+    per_row = k * stored + width
+    for blob, rows_ in zip(blobs, [n] if rows is None else rows, strict=True):
+        if len(blob) != _HEADER.size + rows_ * per_row:
+            raise InputError("stats", "is not a valid raw batch blob (its length)")
+    return dtype, label, stored
+
+
+def _checked(labels: np.ndarray, k: int) -> IntArray:
+    """Stored labels as intp, each in [-1, K); InputError("stats", ...) otherwise."""
+    if labels.size and (labels.min() < -1 or labels.max() >= k):
         raise InputError("stats", f"holds a raw batch label outside [-1, {k})")
-    return RawBatch(logits, labels, time)
+    return labels.astype(np.intp)
 
 
 def _stored_size(size: int, narrowed: int) -> int:
@@ -143,23 +160,16 @@ def _joined(blobs: Sequence[bytes], heads: Sequence[tuple[Any, ...]]) -> RawBatc
     """One `RawBatch` of raw blobs sharing a layout (checked as `decode_raw` checks one)."""
     if len(blobs) == 1:
         return decode_raw(blobs[0])
-    _, size, width, narrowed, _, k, _, time = heads[0]
-    dtype, label, stored = _DTYPES.get(size), _LABELS.get(width), _stored_size(size, narrowed)
     rows = [head[4] for head in heads]
-    if dtype is None or label is None or not stored or k < 2:
-        raise InputError("stats", "is not a valid raw batch blob (dtype or label width)")
-    per_row = k * stored + width
-    if any(len(blob) != _HEADER.size + n * per_row for blob, n in zip(blobs, rows, strict=True)):
-        raise InputError("stats", "is not a valid raw batch blob (its length)")
+    dtype, label, stored = _layout(heads[0], blobs, rows)
+    k = heads[0][5]
     split = [_HEADER.size + n * k * stored for n in rows]
     values = b"".join([blob[_HEADER.size : end] for blob, end in zip(blobs, split, strict=True)])
     labels_bytes = b"".join([blob[end:] for blob, end in zip(blobs, split, strict=True)])
     logits = np.frombuffer(values, _DTYPES[stored]).reshape(-1, k).astype(dtype, copy=False)
-    labels = np.frombuffer(labels_bytes, label).astype(np.intp)
-    if labels.size and (labels.min() < -1 or labels.max() >= k):
-        raise InputError("stats", f"holds a raw batch label outside [-1, {k})")
+    labels = _checked(np.frombuffer(labels_bytes, label), k)
     times = np.repeat(np.array([head[7] for head in heads]), rows)
-    return RawBatch(logits, labels, time, times)
+    return RawBatch(logits, labels, heads[0][7], times)
 
 
 def expand(blobs: Sequence[bytes]) -> Sequence[bytes] | None:
