@@ -10,7 +10,7 @@ import pytest
 import scipy.special
 
 from tests.api.monitoring import monitor_client, observe
-from tests.api.test_monitors_server import Served
+from tests.api.test_monitors_server import Served, kill_during_writes
 from tests.serving.server import free_port
 
 K = 5
@@ -106,22 +106,15 @@ def test_kill_9_keeps_every_acknowledged_raw_write_and_settles_it_after_the_rest
                 if answer.status_code == 200:
                     acknowledged[writer] += 4
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while sum(acknowledged) < 400 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    server.kill()
-    stop.set()
-    for thread in threads:
-        thread.join()
+    kill_during_writes(server, write, len(acknowledged), lambda: sum(acknowledged) >= 400, stop)
     acked = sum(acknowledged)
     assert acked >= 40
     restarted = Served(tmp_path, port, extra=extra)
     try:
         totals = httpx.get(f"{restarted.url}/v1/monitors/crash").json()["totals"]
-        assert acked <= totals["n"] <= acked + 4 * len(threads)  # at most each writer's request in flight
+        assert (
+            acked <= totals["n"] <= acked + 4 * len(acknowledged)
+        )  # at most each writer's request in flight
         wait_settled(tmp_path)  # rows left raw by the kill: settled by the restarted workers
         after = httpx.get(f"{restarted.url}/v1/monitors/crash").json()["totals"]
         assert after["n"] == totals["n"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -83,6 +84,30 @@ def served(tmp_path):
         server.stop()
 
 
+def kill_during_writes(
+    server: Served,
+    write: Callable[[int], None],
+    writers: int,
+    enough: Callable[[], bool],
+    stop: threading.Event,
+) -> None:
+    """Run `write(w)` in `writers` threads, kill -9 `server` once `enough()`, then `stop` and join them.
+
+    The kill waits at most 60 s for `enough()`, however loaded the machine is; requests are in
+    flight when it comes. Each `write` returns once `stop` is set or the server is gone.
+    """
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while not enough() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.kill()
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+
 def _batch(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((ROWS, K)), rng.integers(0, K, size=ROWS)
@@ -143,16 +168,7 @@ def test_kill_9_during_writes_keeps_every_acknowledged_batch(served):
                 if answer.status_code == 200:
                     acknowledged[writer] += ids
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60  # kill once enough went through, however loaded the machine is
-    while sum(map(len, acknowledged)) < 60 * ROWS and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.kill()  # mid-write: requests are in flight
-    stop.set()
-    for thread in threads:
-        thread.join()
+    kill_during_writes(server, write, WRITERS, lambda: sum(map(len, acknowledged)) >= 60 * ROWS, stop)
     acked = [i for ids in acknowledged for i in ids]
     assert len(acked) >= 10 * ROWS, "too few batches went through before the kill to test anything"
     restarted = served(port)
@@ -194,16 +210,7 @@ def test_retries_with_idempotency_keys_after_kill_9_count_every_batch_exactly_on
                 except httpx.TransportError:
                     return  # the server is gone
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while sum(acknowledged) < 40 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.kill()
-    stop.set()
-    for thread in threads:
-        thread.join()
+    kill_during_writes(server, write, WRITERS, lambda: sum(acknowledged) >= 40, stop)
     assert sum(acknowledged) >= 10, "too few batches went through before the kill to test anything"
     restarted = served(port)
     replayed = 0

@@ -33,6 +33,13 @@ def raw_batches(n_batches: int, seed: int = 0, start: float = NOW + 120) -> list
     return rows
 
 
+def write_raw(store, n_batches: int, *, seed: int = 0, **config) -> None:
+    """Create monitor "m" (K classes, `config`) and write `n_batches` raw rows to it (`raw_batches`)."""
+    store.put_monitor(MonitorConfig("m", n_classes=K, binary=False, class_names=None, **config))
+    for row in raw_batches(n_batches, seed=seed):
+        store.write_batch("m", [row])
+
+
 def total(store, name: str = "m") -> MonitorStats:
     return merge_stats([blob for _, _, blob in store.read_stats(name, 0, 2**40)])
 
@@ -52,10 +59,7 @@ def test_settled_rows_read_as_the_raw_rows_did_and_feed_the_reservoir(db):
     store = real_store(db)
     told: list[tuple[str, list]] = []
     store.on_settled = lambda name, rows: told.append((name, list(rows)))
-    store.put_monitor(MonitorConfig("m", n_classes=K, binary=False, class_names=None, reservoir_size=1000))
-    rows = raw_batches(12)
-    for row in rows:
-        store.write_batch("m", [row])
+    write_raw(store, 12, reservoir_size=1000)
     before = total(store)
     assert raw_count(db) == 12 and before.n_predictions == 96
     assert store.settle() == 12
@@ -73,9 +77,7 @@ def test_settled_rows_read_as_the_raw_rows_did_and_feed_the_reservoir(db):
 
 def test_the_reservoir_settles_first(db):
     store = real_store(db)
-    store.put_monitor(MonitorConfig("m", n_classes=K, binary=False, class_names=None, reservoir_size=1000))
-    for row in raw_batches(3):
-        store.write_batch("m", [row])
+    write_raw(store, 3, reservoir_size=1000)
     n_labelled = total(store).n_labelled
     assert len(store.reservoir("m", 0, 2**40, 1000)) == n_labelled and raw_count(db) == 0
     store.close()
@@ -91,9 +93,7 @@ def test_concurrent_settles_settle_each_row_once(db):
             told.extend(stats for _, stats in rows)
 
     first.on_settled = second.on_settled = tell
-    first.put_monitor(MonitorConfig("m", n_classes=K, binary=False, class_names=None, reservoir_size=0))
-    for row in raw_batches(300, seed=3):
-        first.write_batch("m", [row])
+    write_raw(first, 300, seed=3, reservoir_size=0)
     before = total(first)
     barrier = threading.Barrier(2)
 
@@ -116,9 +116,7 @@ def test_concurrent_settles_settle_each_row_once(db):
 
 def test_rollups_and_compaction_leave_raw_rows_alone(db):
     store = real_store(db)
-    store.put_monitor(MonitorConfig("m", n_classes=K, binary=False, class_names=None, reservoir_size=0))
-    for row in raw_batches(9):
-        store.write_batch("m", [row])
+    write_raw(store, 9, reservoir_size=0)
     before = total(store)
     later = NOW + 3 * 86400  # the minute buckets are past coarsening
     store.roll_up(later)
@@ -138,11 +136,7 @@ def test_rollups_and_compaction_leave_raw_rows_alone(db):
 
 def test_retention_deletes_expired_raw_rows(db):
     store = real_store(db)
-    store.put_monitor(
-        MonitorConfig("m", n_classes=K, binary=False, class_names=None, reservoir_size=0, retention_s=3600)
-    )
-    for row in raw_batches(4):
-        store.write_batch("m", [row])
+    write_raw(store, 4, reservoir_size=0, retention_s=3600)
     store.compact(NOW + 2 * 3600)
     assert raw_count(db) == 0 and store.read_stats("m", 0, 2**40) == []
     assert store.settle() == 0
