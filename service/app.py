@@ -90,8 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The monitor store, opened once per worker (in a thread: it may create and migrate the
         # database); its compaction runs in a thread of its own, never on the event loop.
         await anyio.to_thread.run_sync(monitors.open)
+        counters = app.state.monitor_counters
+        counters.bind(asyncio.get_running_loop())  # writes committed in threads count on this loop
         yield
-        app.state.monitor_counters.flush()  # the increments held (counters.FLUSH_S), before they are lost
+        counters.bind(None)
+        await asyncio.sleep(0)  # the statistics threads handed over before it: held now
+        counters.flush()  # the increments held (counters.FLUSH_S), before they are lost
         await anyio.to_thread.run_sync(monitors.close)
         stats.cancel()
         monitor.cancel()

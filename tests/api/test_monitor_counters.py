@@ -151,3 +151,57 @@ def test_the_increments_of_statistics_held_together_are_their_increments_added_o
     assert together[[0, 2, 4]].tolist() == alone[[0, 2, 4]].tolist()  # counts: exact
     assert together[6:16].tolist() == alone[6:16].tolist() and together[26:].tolist() == alone[26:].tolist()
     np.testing.assert_allclose(together, alone, rtol=1e-13, atol=0)
+
+
+def test_a_thread_s_increments_are_handed_to_the_bound_loop_and_held_there():
+    import asyncio
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from service.core import Distribution, MonitorStats
+    from service.monitors.counters import MonitorCounters
+
+    registry = CollectorRegistry()
+    counters = MonitorCounters(registry)
+    stats = MonitorStats.summarise(Distribution.from_logits(np.array([[2.0, 0.0], [0.0, 1.0]])), [0, 0])
+
+    def value() -> float | None:
+        return registry.get_sample_value("xent_monitor_samples_total", {"monitor": "m", "segment": "s"})
+
+    def from_thread() -> None:
+        thread = threading.Thread(target=counters.add, args=("m", [("s", stats)]))
+        thread.start()
+        thread.join()
+
+    async def run() -> list[float | None]:
+        counters.bind(asyncio.get_running_loop())
+        from_thread()
+        seen = [value()]  # handed to the loop: nothing added by the thread
+        await asyncio.sleep(0)  # the loop takes it and holds it with its own writes
+        counters.flush()
+        seen.append(value())
+        counters.bind(None)
+        from_thread()  # unbound: added at once
+        return [*seen, value()]
+
+    assert asyncio.run(run()) == [None, 2.0, 4.0]
+
+
+def test_a_write_committed_in_a_thread_is_counted_by_the_scrape_that_follows_its_answer(tmp_path, rng):
+    from service.client.encoding import encode_binary
+
+    n, k = 5_000, 4  # a body past the on-loop bound: prepared and committed in the scoring pool
+    logits = rng.standard_normal((n, k)).astype(np.float32)
+    labels = rng.integers(0, k, n)
+    encoded = encode_binary({"logits": logits, "labels": labels})
+    with monitor_client(tmp_path) as client:
+        client.put("/v1/monitors/m", json={"n_classes": k})
+        for i in range(1, 6):
+            answer = client.post("/v1/monitors/m/observations", content=encoded.content, headers=encoded.headers)
+            assert answer.status_code == 200, answer.text
+            got = samples(client.get("/metrics").text, "m")
+            assert got[("xent_monitor_samples_total", "")] == i * n
+            assert got[("xent_monitor_labelled_total", "")] == i * n
+    nll = -scipy.special.log_softmax(logits.astype(np.float64), axis=1)[np.arange(n), labels]
+    assert got[("xent_monitor_nll_nats_total", "")] == pytest.approx(5 * nll.sum(), rel=1e-6)
