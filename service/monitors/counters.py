@@ -27,8 +27,8 @@ added together then (one update per series for all of them, where each write's ~
 cost more than its statistics' sums: ~0.1 ms), and every held sum is added before this worker
 answers a scrape (:meth:`MonitorCounters.flush`) and when it stops. A write committed in a worker
 thread hands its statistics to the worker's event loop (:meth:`MonitorCounters.bind`) before it
-answers: they are held there with the loop's own, and a scrape that follows the answer finds them. With several workers
-``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all workers (see
+answers: they are held there with the loop's own, and a scrape that follows the answer finds them.
+With several workers ``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all workers (see
 :mod:`service.api.middleware.metrics`): another worker's writes reach a scrape within
 ``FLUSH_S`` of their answer. A counter only grows, and restarts at 0 with the server;
 Prometheus's ``increase`` handles that. Temperature-scaled rows are not counted.

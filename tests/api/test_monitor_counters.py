@@ -198,7 +198,9 @@ def test_a_write_committed_in_a_thread_is_counted_by_the_scrape_that_follows_its
     with monitor_client(tmp_path) as client:
         client.put("/v1/monitors/m", json={"n_classes": k})
         for i in range(1, 6):
-            answer = client.post("/v1/monitors/m/observations", content=encoded.content, headers=encoded.headers)
+            answer = client.post(
+                "/v1/monitors/m/observations", content=encoded.content, headers=encoded.headers
+            )
             assert answer.status_code == 200, answer.text
             got = samples(client.get("/metrics").text, "m")
             assert got[("xent_monitor_samples_total", "")] == i * n
