@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from ._typing import FloatArray, IntArray
 from .binary_probs import binary_nll_probs, count_clipped
 from .errors import InputError
-from .logsumexp import SoftmaxSummary, label_nll, minus, softmax_summary
+from .logsumexp import BlockConsumer, SoftmaxSummary, label_nll, minus, softmax_summary
 from .sigmoid import binary_nll, softplus
 from .validation import check_logits, check_probabilities
 
@@ -221,6 +221,7 @@ class Distribution:
         entropy: bool = False,
         labels: IntArray | None = None,
         block_bytes: int | None = None,
+        each: BlockConsumer | None = None,
     ) -> SoftmaxSummary:
         """Log-normaliser per row (and top class, entropy if asked), from one fused pass over the logits.
 
@@ -228,7 +229,8 @@ class Distribution:
         the logits are read once. `labels` (valid class indices) are the ones a later
         :meth:`nll_at` will be called with: their logits are gathered inside the same pass.
         `block_bytes`: the pass's block size (:func:`~service.core.logsumexp.softmax_summary`; the
-        values do not depend on it).
+        values do not depend on it); `each`: called with each block of that pass (there), not when
+        the summary was cached already.
         """
         if self.logits is None:
             raise ValueError("summarise needs logits")
@@ -246,7 +248,7 @@ class Distribution:
             summary = self._binary_summary()
         else:
             summary = softmax_summary(
-                self.logits, top=top, entropy=entropy, labels=labels, block_bytes=block_bytes
+                self.logits, top=top, entropy=entropy, labels=labels, block_bytes=block_bytes, each=each
             )
             self._cache["picked_for"] = labels  # `summary.picked` belongs to these labels only
         self._cache["summary"] = summary

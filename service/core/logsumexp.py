@@ -8,7 +8,7 @@ has a cheaper pass of its own, shifted by the label's logit (:func:`label_nll`).
 """
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,10 @@ WIDE_BLOCK_BYTES = 1 << 19  # wide rows: fewer, larger blocks (per-block call ov
 NARROW_K = 64
 #: Up to this many logits, one pass of whole-array calls (:func:`_small_summary`).
 SMALL_ELEMENTS = 1 << 12
+
+
+#: ``each`` of :func:`softmax_summary`: (rows, K×rows logits, their lse, whether a row spans past the range).
+BlockConsumer = Callable[[slice, FloatArray, FloatArray, bool], None]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ def softmax_summary(
     entropy: bool = True,
     labels: IntArray | None = None,
     block_bytes: int | None = None,
+    each: BlockConsumer | None = None,
 ) -> SoftmaxSummary:
     """Row maximum and log-normaliser of every row of `logits` (N×K), and optionally argmax and entropy.
 
@@ -77,6 +82,10 @@ def softmax_summary(
     also ``z[i, labels[i]] - m`` (:attr:`SoftmaxSummary.picked`), gathered from the block in
     cache rather than by a fancy index over the whole array. `block_bytes`: logits per block
     (default ``BLOCK_BYTES``, ``WIDE_BLOCK_BYTES`` for wide rows); the values do not depend on it.
+    `each` (narrow rows of more than ``SMALL_ELEMENTS`` logits, no `entropy`): called after each
+    block with its rows, its logits as the pass copied them (K×rows, scratch the callee may
+    overwrite), their ``lse`` (:attr:`SoftmaxSummary.lse`'s values) and whether a row of the block
+    spans past the range, while the block is still in cache.
 
     Examples
     --------
@@ -87,6 +96,8 @@ def softmax_summary(
     array([     0., -10000.])
     """
     n, k = logits.shape
+    if each is not None and (n * k <= SMALL_ELEMENTS or k >= NARROW_K or entropy):
+        raise ValueError("each: narrow rows of more than SMALL_ELEMENTS logits, without entropy")
     if n * k <= SMALL_ELEMENTS:
         return _small_summary(logits, top=top, entropy=entropy, labels=labels)
     names = ["shift", "log_norm"] + ["entropy"] * entropy + ["picked"] * (labels is not None)
@@ -99,7 +110,11 @@ def softmax_summary(
     for block, source, layout in blocks:
         picks = None if labels is None else layout.index(labels[block])
         views = out if block.stop >= n and block.start == 0 else {name: v[block] for name, v in out.items()}
-        spans |= _summarise(work.views(source), layout, views, picks)
+        scratch = work.views(source)
+        spanned = _summarise(scratch, layout, views, picks, keep=each is not None)
+        if each is not None:  # the copy of the block kept: its lse as SoftmaxSummary.lse adds it
+            each(block, scratch[0], views["shift"] + views["log_norm"], spanned)
+        spans |= spanned
     return SoftmaxSummary(**out, spans=spans)
 
 
@@ -308,19 +323,25 @@ def _summarise(
     layout: _Layout,
     out: dict[str, np.ndarray],
     picks: IntArray | None,
+    *,
+    keep: bool = False,
 ) -> bool:
     """One block, classes along ``layout.axis``, into the `out` views; the `views` are scratch, overwritten.
 
     Returns whether a row of the block spans past the dtype's range (:attr:`SoftmaxSummary.spans`).
 
     `picks` are flat indices into `z` of each row's label: ``out["picked"]`` gets ``z - m`` there.
+    `keep` (no entropy): `z` is left as it was, ``z - m`` is taken in `e`.
     """
     z, e, is_top, ranked = views
     axis = layout.axis
     k = z.shape[axis]
     shift = out["shift"]
     np.maximum.reduce(z, axis=axis, out=shift)
-    _, spans = _shifted(z, shift.reshape(layout.across), out=z)  # z - m ≤ 0, exactly 0 at every maximum
+    # z - m ≤ 0, exactly 0 at every maximum
+    _, spans = _shifted(z, shift.reshape(layout.across), out=e if keep else z)
+    if keep:
+        z = e
     np.equal(z, 0, out=is_top)
     if picks is not None:
         z.reshape(-1).take(picks, out=out["picked"])

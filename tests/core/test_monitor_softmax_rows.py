@@ -171,7 +171,7 @@ def test_the_blocked_pass_equals_the_nxk_path(monkeypatch, dtype, k):
     z, y = logits(5000, k, dtype, seed=7 * k)
     y[::5] = -1
     fast = MonitorStats.summarise(Distribution.from_logits(z, validate=False), y)
-    monkeypatch.setattr(stats_module, "softmax_rows", lambda *args: None)
+    monkeypatch.setattr(stats_module, "NARROW_K", 0)  # no row is narrow: the N×K path
     slow = MonitorStats.summarise(Distribution.from_logits(z, validate=False), y)
     for name in MonitorStats.__dataclass_fields__:
         a, b = getattr(fast, name), getattr(slow, name)
@@ -200,3 +200,42 @@ def test_the_log_sum_exp_pass_gives_the_same_values_in_smaller_blocks(dtype, k):
             a, b = getattr(default, name), getattr(small, name)
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (n, name)
         assert default.spans == small.spans
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [2, 10, 33])
+def test_rows_fed_by_the_log_sum_exp_pass_are_the_pass_of_their_own(dtype, k):
+    """RowsPass fed by softmax_summary's blocks: softmax_rows' values and the summary's, bit for bit."""
+    z, y = logits(20_000, k, dtype, seed=3 * k)
+    rows = LSE_BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
+    for n in (rows - 1, rows + 1, 3 * rows + 1, 20_000):  # one block, a lone last row, several
+        feed = rows_module.RowsPass(z[:n], y[:n])
+        fed = softmax_summary(
+            z[:n], top=False, entropy=False, labels=y[:n], block_bytes=LSE_BLOCK_BYTES, each=feed
+        )
+        alone = softmax_summary(z[:n], top=False, entropy=False, labels=y[:n], block_bytes=LSE_BLOCK_BYTES)
+        for name in ("shift", "log_norm", "picked"):
+            assert getattr(fed, name).tobytes() == getattr(alone, name).tobytes(), (n, name)
+        assert fed.spans == alone.spans
+        got, want = feed.result(), softmax_rows(z[:n], alone, y[:n])
+        assert got is not None and want is not None
+        for name in ("predicted", "top", "brier", "positive"):
+            a, b = getattr(got, name), getattr(want, name)
+            assert (a is None) == (b is None) and (a is None or a.tobytes() == b.tobytes()), (n, name)
+
+
+def test_a_summary_cached_before_gets_the_rows_of_a_pass_of_their_own(monkeypatch):
+    z, y = logits(9000, 10, np.float32, seed=5)
+    fresh = MonitorStats.summarise(Distribution.from_logits(z, validate=False), y, validate=False)
+    alone = []
+    monkeypatch.setattr(stats_module, "softmax_rows", lambda *args: alone.append(1) or softmax_rows(*args))
+    dist = Distribution.from_logits(z, validate=False)
+    dist.summarise(labels=y)  # cached: the statistics' pass feeds no block
+    cached = MonitorStats.summarise(dist, y, validate=False)
+    assert alone == [1] and fresh.to_bytes() == cached.to_bytes()
+
+
+def test_each_is_refused_where_no_block_could_feed_it():
+    z = np.zeros((10, 10))
+    with pytest.raises(ValueError, match="each"):
+        softmax_summary(z, each=lambda *args: None)
