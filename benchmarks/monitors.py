@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 
 from benchmarks._timing import table
-from benchmarks.http import _cpu_seconds, wait_settled
+from benchmarks.http import _cpu_seconds, cpu_between, task_cpu, wait_settled
 from benchmarks.monitor_query import fill
 from service.client.encoding import encode_binary
 from service.monitors.holder import merge_blobs
@@ -152,7 +152,7 @@ def large_batch(server: Serve, rounds: int, per_round: int = 20) -> list[dict[st
     """The 10,000×10 float32 batch to each path, `per_round` requests a round: wall ms and server CPU ms.
 
     Paths alternate round by round (the first round is a warm-up), so load that comes and goes
-    falls on all of them. CPU is all the server's threads, from ``/proc`` in clock ticks (10 ms):
+    falls on all of them. CPU is all the server's threads, in nanoseconds (:func:`task_cpu`):
     each path's rounds are added up and divided by their requests.
     """
     rng = np.random.default_rng(1)
@@ -166,14 +166,14 @@ def large_batch(server: Serve, rounds: int, per_round: int = 20) -> list[dict[st
     with httpx.Client(base_url=server.url, timeout=60) as client:
         for round_ in range(rounds + 1):
             for path in PATHS:
-                before, times = _cpu_seconds(server.process.pid), []
+                before, times = task_cpu(server.process.pid), []
                 for _ in range(per_round):
                     start = time.perf_counter()
                     answer = client.post(path, content=encoded.content, headers=encoded.headers)
                     times.append(time.perf_counter() - start)
                     assert answer.status_code == 200, answer.text
                 if round_:
-                    cpu[path].append((_cpu_seconds(server.process.pid) - before) / per_round)
+                    cpu[path].append(cpu_between(before, task_cpu(server.process.pid)) / per_round)
                     wall[path] += times
     cpu_per = {path: float(np.sum(cpu[path])) / len(cpu[path]) for path in PATHS}
     scoring_wall, scoring_cpu = float(np.median(wall[PATHS[0]])), cpu_per[PATHS[0]]
