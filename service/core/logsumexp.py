@@ -9,6 +9,7 @@ has a cheaper pass of its own, shifted by the label's logit (:func:`label_nll`).
 
 import functools
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 from ._typing import FloatArray, IntArray
 from .cancel import checkpoint
 from .overflow import ERROR_STATE, RAISE_OVER
+from .scratch import borrowed
 
 #: narrow rows: 128k float32 per block; on a 1 MiB L2, ~20 NumPy calls a block (docs/internals.md)
 BLOCK_BYTES = 1 << 19
@@ -105,16 +107,17 @@ def softmax_summary(
     if top:
         out["top"] = np.empty(n, np.intp)
     blocks = _Blocks(logits, block_bytes)
-    work = _Workspace(blocks.rows * k, logits.dtype, k, top)
     spans = False
-    for block, source, layout in blocks:
-        picks = None if labels is None else layout.index(labels[block])
-        views = out if block.stop >= n and block.start == 0 else {name: v[block] for name, v in out.items()}
-        scratch = work.views(source)
-        spanned = _summarise(scratch, layout, views, picks, keep=each is not None)
-        if each is not None:  # the copy of the block kept: its lse as SoftmaxSummary.lse adds it
-            each(block, scratch[0], views["shift"] + views["log_norm"], spanned)
-        spans |= spanned
+    with _Workspace.borrowed(blocks.rows * k, logits.dtype, k, top) as work:
+        for block, source, layout in blocks:
+            picks = None if labels is None else layout.index(labels[block])
+            whole = block.stop >= n and block.start == 0
+            views = out if whole else {name: v[block] for name, v in out.items()}
+            scratch = work.views(source)
+            spanned = _summarise(scratch, layout, views, picks, keep=each is not None)
+            if each is not None:  # the copy of the block kept: its lse as SoftmaxSummary.lse adds it
+                each(block, scratch[0], views["shift"] + views["log_norm"], spanned)
+            spans |= spanned
     return SoftmaxSummary(**out, spans=spans)
 
 
@@ -234,8 +237,9 @@ def label_nll(logits: FloatArray, labels: IntArray) -> FloatArray:
         return label_nll(np.repeat(logits, 2, axis=0), np.repeat(labels, 2))[:1]
     losses = np.empty(n, logits.dtype)
     blocks = _Blocks(logits)
-    scratch = np.empty(blocks.rows * k, logits.dtype)  # one block-sized buffer, reused: it stays in cache
-    with np.errstate(over="ignore", invalid="ignore"):  # such rows are found and redone below
+    # one block-sized buffer, reused by every block (it stays in cache) and by this thread's next call
+    lent = borrowed((blocks.rows * k, logits.dtype))
+    with lent as (scratch,), np.errstate(over="ignore", invalid="ignore"):
         for block, source, layout in blocks:
             z = scratch[: source.size].reshape(source.shape)
             np.copyto(z, source)
@@ -298,16 +302,22 @@ class _Blocks:
 
 
 class _Workspace:
-    """Block-sized scratch reused by every block: it stays in cache.
+    """Block-sized scratch reused by every block (it stays in cache), lent by the thread (:mod:`.scratch`).
 
-    No block allocates a block-sized temporary: each would be a fresh ``mmap`` under
-    ``xent serve``'s malloc threshold, page-faulted in and given back every block.
+    No block allocates a block-sized temporary, nor does a call: each would be a fresh ``mmap``
+    under ``xent serve``'s malloc threshold, page-faulted in and given back.
     """
 
-    def __init__(self, size: int, dtype: np.dtype, k: int, top: bool) -> None:
-        self.floats = [np.empty(size, dtype) for _ in range(2)]  # two allocations: each may fit under mmap
-        self.mask = np.empty(size, bool)
-        self.ranked = np.empty(size if top else 0, np.uint8 if k < 256 else np.int32)
+    def __init__(self, floats: list[np.ndarray], mask: np.ndarray, ranked: np.ndarray) -> None:
+        self.floats, self.mask, self.ranked = floats, mask, ranked
+
+    @staticmethod
+    @contextmanager
+    def borrowed(size: int, dtype: np.dtype, k: int, top: bool) -> Iterator["_Workspace"]:
+        """The buffers for blocks of `size` logits, this thread's own, for the duration of the ``with``."""
+        ranks = (size if top else 0, np.uint8 if k < 256 else np.int32)
+        with borrowed((size, dtype), (size, dtype), (size, bool), ranks) as (z, e, mask, ranked):
+            yield _Workspace([z, e], mask, ranked)
 
     def views(self, source: FloatArray) -> tuple[FloatArray, FloatArray, np.ndarray, np.ndarray]:
         """``(z, e, mask, ranked)`` shaped like `source`; `z` holds a copy of it."""

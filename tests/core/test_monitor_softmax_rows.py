@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from service.core import Distribution, MonitorStats
-from service.core.logsumexp import softmax_summary
+from service.core.logsumexp import BLOCK_BYTES, softmax_summary
 from service.core.monitoring import softmax_rows as rows_module
 from service.core.monitoring import stats as stats_module
 from service.core.monitoring.fine_histogram import FINE_BINS, FINE_EDGES, N_CELLS, fine_cells
-from service.core.monitoring.softmax_rows import LSE_BLOCK_BYTES, softmax_rows
+from service.core.monitoring.softmax_rows import softmax_rows
+
+#: Blocks smaller than the default (512 KiB): the values must not depend on the size.
+SMALL_BLOCK_BYTES = 120 << 10
 
 
 def logits(n: int, k: int, dtype: type, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,10 +195,10 @@ def test_the_blocked_pass_equals_the_nxk_path(monkeypatch, dtype, k):
 def test_the_log_sum_exp_pass_gives_the_same_values_in_smaller_blocks(dtype, k):
     """The monitor's smaller blocks (under xent serve's mmap threshold) change no value of the pass."""
     z, y = logits(20_000, k, dtype, seed=k)
-    rows = LSE_BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
+    rows = SMALL_BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
     for n in (rows + 1, 3 * rows + 1, 20_000):
         default = softmax_summary(z[:n], top=True, entropy=True, labels=y[:n])
-        small = softmax_summary(z[:n], top=True, entropy=True, labels=y[:n], block_bytes=LSE_BLOCK_BYTES)
+        small = softmax_summary(z[:n], top=True, entropy=True, labels=y[:n], block_bytes=SMALL_BLOCK_BYTES)
         for name in ("shift", "log_norm", "top", "entropy", "picked"):
             a, b = getattr(default, name), getattr(small, name)
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (n, name)
@@ -204,16 +207,18 @@ def test_the_log_sum_exp_pass_gives_the_same_values_in_smaller_blocks(dtype, k):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [2, 10, 33])
-def test_rows_fed_by_the_log_sum_exp_pass_are_the_pass_of_their_own(dtype, k):
+@pytest.mark.parametrize("block_bytes", [None, SMALL_BLOCK_BYTES])  # the default (512 KiB) and smaller
+def test_rows_fed_by_the_log_sum_exp_pass_are_the_pass_of_their_own(dtype, k, block_bytes):
     """RowsPass fed by softmax_summary's blocks: softmax_rows' values and the summary's, bit for bit."""
-    z, y = logits(20_000, k, dtype, seed=3 * k)
-    rows = LSE_BLOCK_BYTES // (k * np.dtype(dtype).itemsize)
-    for n in (rows - 1, rows + 1, 3 * rows + 1, 20_000):  # one block, a lone last row, several
+    z, y = logits(40_000, k, dtype, seed=3 * k)
+    rows = (block_bytes or BLOCK_BYTES) // (k * np.dtype(dtype).itemsize)
+    for n in (rows - 1, rows + 1, 3 * rows + 1, 40_000):  # one block, a lone last row, several
+        n = min(n, 40_000)
         feed = rows_module.RowsPass(z[:n], y[:n])
         fed = softmax_summary(
-            z[:n], top=False, entropy=False, labels=y[:n], block_bytes=LSE_BLOCK_BYTES, each=feed
+            z[:n], top=False, entropy=False, labels=y[:n], block_bytes=block_bytes, each=feed
         )
-        alone = softmax_summary(z[:n], top=False, entropy=False, labels=y[:n], block_bytes=LSE_BLOCK_BYTES)
+        alone = softmax_summary(z[:n], top=False, entropy=False, labels=y[:n], block_bytes=block_bytes)
         for name in ("shift", "log_norm", "picked"):
             assert getattr(fed, name).tobytes() == getattr(alone, name).tobytes(), (n, name)
         assert fed.spans == alone.spans

@@ -24,14 +24,13 @@ import numpy as np
 from .._typing import FloatArray, IntArray
 from ..cancel import checkpoint
 from ..logsumexp import SoftmaxSummary
+from ..scratch import borrowed
 
-#: Bytes of the largest scratch buffer (the block's float64 squares): below ``xent serve``'s 128 KiB
-#: mmap threshold (``service.api.serving.MALLOC_ENV``), so no buffer is a fresh ``mmap``
-#: page-faulted in on every call (docs/internals.md, Block sizes).
+#: Bytes of float64 squares taken at a time (a piece of a block, in cache), and of the blocks of
+#: :func:`softmax_rows`' own pass. The log-sum-exp pass's blocks feeding :class:`RowsPass` are its
+#: own (512 KiB); every buffer is the thread's own, lent again to its next call
+#: (:mod:`~service.core.scratch`).
 SCRATCH_BYTES = 120 << 10
-#: The log-sum-exp pass's blocks for such a batch: its block-sized buffers under that threshold too
-#: (its default 512 KiB blocks are a fresh ``mmap`` there, ~100 page faults a 10,000×10 call).
-LSE_BLOCK_BYTES = 120 << 10
 #: Rows at least this wide are left to the N×K path (as :mod:`~service.core.narrow_rows` leaves them).
 NARROW_K = 64
 
@@ -79,31 +78,37 @@ class RowsPass:
         self.positive = np.empty(n, logits.dtype) if k == 2 else None
         self.part = max(2, SCRATCH_BYTES // (k * 8))  # rows of float64 squares at a time
         self.ranks = np.arange(k, 0, -1, dtype=np.uint8)[:, None]  # k, ..., 1
-        self.width = 0  # scratch allocated for blocks this wide (the first block is the widest)
-
-    def _scratch(self, width: int) -> None:
-        """Block-sized buffers, allocated for the first (widest) block and reused."""
-        k = self.k
-        self.width = width
-        self.squares = np.empty(k * min(width, self.part) if self.labels is not None else 0, np.float64)
-        self.is_top = np.empty(k * width, bool)
-        self.ranked = np.empty(k * width, np.uint8)
-        self.first = np.arange(width)  # row i's class 0 in a K×width block, flat: class c at i + c·width
+        self.first = np.arange(0)  # row i's class 0 in a K×width block, flat: class c at i + c·width
 
     def __call__(self, block: slice, pt: FloatArray, lse: FloatArray, spans: bool) -> None:
         """One K×width block of the logits (scratch: overwritten with its probabilities), its rows' lse."""
         k, width = pt.shape
-        if width > self.width:
-            self._scratch(width)
+        if width > self.first.size:
+            self.first = np.arange(width)
+        squares = (k * min(width, self.part) if self.labels is not None else 0, np.float64)
+        with borrowed((k * width, bool), (k * width, np.uint8), squares) as scratch:  # (the thread's own)
+            self._block(block, pt, lse, spans, *scratch)
+
+    def _block(
+        self,
+        block: slice,
+        pt: FloatArray,
+        lse: FloatArray,
+        spans: bool,
+        is_top: np.ndarray,
+        ranked: np.ndarray,
+        squares: np.ndarray,
+    ) -> None:
+        k, width = pt.shape
         self.spans |= spans
         top, predicted = self.top, self.predicted
         with np.errstate(over="ignore") if spans else nullcontext():  # as logsumexp.minus: −inf, p = 0
             np.subtract(pt, lse, out=pt)
         np.exp(pt, out=pt)
         best = np.maximum.reduce(pt, axis=0, out=top[block])
-        mask = self.is_top[: k * width].reshape(k, width)
+        mask = is_top.reshape(k, width)
         np.equal(pt, best, out=mask)
-        rank = self.ranked[: k * width].reshape(k, width)
+        rank = ranked.reshape(k, width)
         np.multiply(mask, self.ranks, out=rank)
         np.subtract(k, np.maximum.reduce(rank, axis=0), out=predicted[block])  # the first maximum
         if self.positive is not None:
@@ -114,7 +119,7 @@ class RowsPass:
             pieces = -(-width // self.part)  # equal pieces: none a lone column either
             bounds = [width * i // pieces for i in range(pieces + 1)]
             for at, end in zip(bounds[:-1], bounds[1:], strict=True):
-                sq = self.squares[: k * (end - at)].reshape(k, end - at)
+                sq = squares[: k * (end - at)].reshape(k, end - at)
                 np.copyto(sq, pt[:, at:end])
                 np.multiply(sq, sq, out=sq)  # float32 p: exact
                 np.add.reduce(sq, axis=0, out=sumsq[block][at:end])  # class by class

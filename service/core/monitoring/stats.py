@@ -51,7 +51,7 @@ from ..narrow_rows import NARROW_K, row_argmax
 from ..validation import check_labels, check_same_length
 from .drift import js_drift
 from .fine_histogram import FINE_BINS, FineHistogram, check_bins
-from .softmax_rows import LSE_BLOCK_BYTES, RowsPass, softmax_rows
+from .softmax_rows import RowsPass, softmax_rows
 
 
 @cache
@@ -201,10 +201,9 @@ class MonitorStats:
             # /v1/cross-entropy's fused pass, without its top class (the probabilities' is the one
             # used): the same log-normalisers, but for rounding where a row's maximum is tied
             large = k < NARROW_K and n * k > SMALL_ELEMENTS  # (the small path's general twin unchanged)
-            # blocks whose workspace stays under xent serve's mmap threshold (softmax_rows.SCRATCH_BYTES),
-            # each one's probabilities taken while it is in cache (RowsPass)
+            # each block's probabilities taken while it is in cache (RowsPass)
             feed = RowsPass(dist.logits, safe) if large else None
-            summary = dist.summarise(labels=safe, block_bytes=LSE_BLOCK_BYTES if large else None, each=feed)
+            summary = dist.summarise(labels=safe, each=feed)
             if feed is not None:  # (a summary cached before fed nothing: a pass of its own)
                 rows = feed.result() if feed.done else softmax_rows(dist.logits, summary, safe)
         if rows is not None:  # the same classes, confidences and probabilities in one blocked pass
