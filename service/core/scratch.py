@@ -53,6 +53,9 @@ def borrowed(*wanted: tuple[int, DTypeLike]) -> Iterator[list[np.ndarray]]:
     try:
         for size, dtype in wanted:
             kind = np.dtype(dtype)
+            if size == 0:  # (nothing to lend: no buffer taken from the pool)
+                views.append(np.empty(0, kind))
+                continue
             pool = free.setdefault(kind.str, [])
             fits = [i for i, buffer in enumerate(pool) if buffer.size >= size]  # the smallest that holds it
             buffer = pool.pop(min(fits, key=lambda i: pool[i].size)) if fits else np.empty(size, kind)
