@@ -24,7 +24,7 @@ They are incremented by the worker that handled the request, after the store com
 app's registry (a small batch stored raw, by the worker that settles it: :mod:`.settle`, and a
 scrape settles first): the writes an event loop makes within ``FLUSH_S`` (50 ms) are summed first and
 added together then (one update per series for all of them, where each write's ~36 updates
-cost more than its statistics' sums: ~0.1 ms), and every held sum is added before this worker
+cost more than its statistics' sums: ~40 µs), and every held sum is added before this worker
 answers a scrape (:meth:`MonitorCounters.flush`) and when it stops. A write committed in a worker
 thread hands its statistics to the worker's event loop (:meth:`MonitorCounters.bind`) before it
 answers: they are held there with the loop's own, and a scrape that follows the answer finds them.

@@ -68,9 +68,8 @@ class RowsPass:
 
     def __init__(self, logits: FloatArray, labels: IntArray | None) -> None:
         n, k = logits.shape
-        self.n, self.k, self.labels, self.dtype = n, k, labels, logits.dtype
+        self.n, self.k, self.labels = n, k, labels
         self.done = 0  # rows fed so far
-        self.spans = False
         self.predicted = np.empty(n, np.intp)
         self.top = np.empty(n, logits.dtype)
         self.sumsq = None if labels is None else np.empty(n, np.float64)
@@ -100,7 +99,6 @@ class RowsPass:
         squares: np.ndarray,
     ) -> None:
         k, width = pt.shape
-        self.spans |= spans
         top, predicted = self.top, self.predicted
         with np.errstate(over="ignore") if spans else nullcontext():  # as logsumexp.minus: −inf, p = 0
             np.subtract(pt, lse, out=pt)
