@@ -23,6 +23,15 @@ def test_whole_floats_count_as_the_integers():
     assert (as_floats.bytes, as_floats.words) == (as_ints.bytes, as_ints.words) == (19, 6)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_whole_floats_of_every_width_count_as_the_integers(dtype):
+    """An FP16 tensor of counts too (found by the contract test: 2**63 cast to float16 overflowed)."""
+    totals = PerplexityTotals.from_sequences(
+        NLL, TOKENS, bytes=np.array([12, 7, 2048], dtype), words=[1, 2, 3]
+    )
+    assert totals.bytes == 2067 and totals.words == 6
+
+
 @pytest.mark.parametrize(
     "counts", [[1.5, 2.0, 3.0], [-1.0, 2.0, 3.0], [np.inf, 1.0, 1.0], [np.nan, 1.0, 1.0]]
 )

@@ -211,10 +211,15 @@ def _total(counts: ArrayLike | None, n: int, name: str) -> int | None:
     return int(array.sum())
 
 
+#: 2**63 as a float64 scalar: compared with a float16 array it promotes the array, where the Python
+#: float 2.0**63 would be cast to float16 (past its range: an overflow warning).
+_INT64_END = np.float64(2.0**63)
+
+
 def _whole(array: np.ndarray) -> bool:
     """Whether float `array` holds whole numbers an int64 holds (non-negative ones are checked after)."""
     with np.errstate(invalid="ignore"):  # inf − inf: NaN, not whole
-        return bool(np.all((array == np.trunc(array)) & (np.abs(array) < 2.0**63)))
+        return bool(np.all((array == np.trunc(array)) & (np.abs(array) < _INT64_END)))
 
 
 def _ratio(num: float, den: int | None) -> float | None:
