@@ -305,16 +305,28 @@ class Distribution:
         return 0.0 - self.log_prob_at(labels)
 
     def log_prob_dot(self, weights: FloatArray) -> FloatArray:
-        """``Σ_c w[c] log p[i, c]`` per row; `weights` is (K,) or (N, K); ``0 · log 0 = 0``."""
+        """``Σ_c w[c] log p[i, c]`` per row; `weights` (non-negative) is (K,) or (N, K); ``0 · log 0 = 0``.
+
+        From logits, ``Σ_c w[c] (z[c] - m) - log_norm · Σ_c w[c]`` with ``m`` the row maximum:
+        every term is ``z - m ≤ 0`` (exact near the top), so neither a large common offset of
+        the logits (``z @ w - lse · Σ w`` cancelled ~1e20 against ~1e20) nor logits near the
+        dtype's limit (``inf - inf``) spoil it. A weighted class past the dtype's range below the
+        top gives ``-inf``, a weight that large an honest overflow.
+        """
         if self.given_probs is not None or self.binary:
             return masked_row_dot(weights, self.log_probs)
         assert self.logits is not None
-        z = self.logits
-        lse = self.summarise().lse
-        with np.errstate(over="ignore"):  # a weight on a class past the dtype's range below the top: −inf
-            if weights.ndim == 1:
-                return z @ weights - lse * weights.sum(dtype=z.dtype)
-            return np.einsum("ij,ij->i", weights, z) - lse * weights.sum(axis=1)
+        summary = self.summarise()
+        shifted = minus(self.logits, summary.shift[:, None], summary)  # ≤ 0; −inf past the range
+        total = weights.sum(dtype=shifted.dtype) if weights.ndim == 1 else weights.sum(axis=1)
+        with np.errstate(over="ignore"):  # products and sums past the range: −inf, the limit
+            if summary.spans:  # 0 · −inf must be 0, not NaN
+                dot = masked_row_dot(weights, shifted)
+            elif weights.ndim == 1:
+                dot = shifted @ weights
+            else:
+                dot = np.einsum("ij,ij->i", weights, shifted)
+            return dot - summary.log_norm * total
 
     def entropy(self) -> FloatArray:
         """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""
