@@ -310,23 +310,38 @@ class Distribution:
         From logits, ``Σ_c w[c] (z[c] - m) - log_norm · Σ_c w[c]`` with ``m`` the row maximum:
         every term is ``z - m ≤ 0`` (exact near the top), so neither a large common offset of
         the logits (``z @ w - lse · Σ w`` cancelled ~1e20 against ~1e20) nor logits near the
-        dtype's limit (``inf - inf``) spoil it. A weighted class past the dtype's range below the
-        top gives ``-inf``, a weight that large an honest overflow.
+        dtype's limit (``inf - inf``) spoil it. Where ``z - m`` itself is past the dtype's range
+        its term is ``w · z - w · m``: finite when the product fits (½ · −3.4e308), ``-inf``
+        when it does not.
         """
         if self.given_probs is not None or self.binary:
             return masked_row_dot(weights, self.log_probs)
         assert self.logits is not None
         summary = self.summarise()
         shifted = minus(self.logits, summary.shift[:, None], summary)  # ≤ 0; −inf past the range
-        total = weights.sum(dtype=shifted.dtype) if weights.ndim == 1 else weights.sum(axis=1)
-        with np.errstate(over="ignore"):  # products and sums past the range: −inf, the limit
-            if summary.spans:  # 0 · −inf must be 0, not NaN
-                dot = masked_row_dot(weights, shifted)
+        with np.errstate(over="ignore"):  # products and sums past the range: ±inf, the limit
+            total = weights.sum(axis=-1, dtype=np.result_type(weights, shifted))
+            if summary.spans:
+                dot = self._spanning_dot(np.broadcast_to(weights, shifted.shape), shifted, summary.shift)
             elif weights.ndim == 1:
                 dot = shifted @ weights
             else:
                 dot = np.einsum("ij,ij->i", weights, shifted)
-            return dot - summary.log_norm * total
+            log_norm = summary.log_norm
+            normaliser = np.zeros(log_norm.shape, np.result_type(log_norm, total))
+            np.multiply(log_norm, total, out=normaliser, where=log_norm != 0)  # 0 · Σw is 0, even an inf Σw
+            return dot - normaliser
+
+    def _spanning_dot(self, w: FloatArray, shifted: FloatArray, top: FloatArray) -> FloatArray:
+        """``Σ_c w (z - m)`` per row, some ``z - m`` past the range (``-inf``): ``w z - w m`` there."""
+        assert self.logits is not None
+        terms = np.zeros(shifted.shape, np.result_type(w, shifted))
+        np.multiply(w, shifted, out=terms, where=w != 0)  # 0 · −inf is 0
+        far = np.isneginf(terms)
+        if far.any():
+            wf = w[far]
+            terms[far] = wf * self.logits[far] - wf * top[np.nonzero(far)[0]]
+        return terms.sum(axis=1)
 
     def entropy(self) -> FloatArray:
         """Shannon entropy ``-Σ p log p`` per row, ``0 log 0 = 0``."""
