@@ -336,8 +336,9 @@ class Distribution:
         """``Σ_c w (z - m)`` per row, some ``z - m`` past the range (``-inf``): ``w z - w m`` there."""
         assert self.logits is not None
         terms = np.zeros(shifted.shape, np.result_type(w, shifted))
-        np.multiply(w, shifted, out=terms, where=w != 0)  # 0 · −inf is 0
-        far = np.isneginf(terms)
+        weighted = w != 0
+        np.multiply(w, shifted, out=terms, where=weighted)  # 0 · −inf is 0
+        far = np.isneginf(shifted) & weighted  # z ≪ 0 ≪ m there: w z and −w m share their sign
         if far.any():
             wf = w[far]
             terms[far] = wf * self.logits[far] - wf * top[np.nonzero(far)[0]]

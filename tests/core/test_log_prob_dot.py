@@ -45,3 +45,6 @@ def test_a_row_past_the_range_has_the_exact_value_where_it_fits():
     np.testing.assert_allclose(got, reference(z, w), rtol=1e-6)
     huge = np.array([1e300, 1e300, 1e300])  # a term past float64's range: −inf, the limit
     assert Distribution.from_logits(z[:2], validate=False).log_prob_dot(huge)[1] == -np.inf
+    # a term that overflows though z − m does not (the batch spans elsewhere): −inf, not inf − inf
+    z2 = np.array([[3e38, -3e38, 0.0], [3e38, 1e38, 0.0]], np.float32)
+    assert Distribution.from_logits(z2, validate=False).log_prob_dot(huge)[1] == -np.inf
