@@ -97,14 +97,14 @@ def _settle_monitor(
     """Replace the raw rows `ids` of monitor `name` still raw by their statistics, in `cur`'s transaction."""
     assert store.settle_rows is not None
     config, state = store._require_reservoir(cur, name)  # locked: a delete waits for this settle
-    rows: list[tuple[int, str, bytes]] = []
+    rows: list[tuple[int, int, str, bytes]] = []  # (id, bucket, segment, blob)
     for statement, chunk in store._ids(ids, sql.DELETE_RAW_IDS):
         cur.execute(statement, tuple(chunk))
-        rows += [(int(id_), int(b), s, bytes(blob)) for id_, b, s, blob in cur.fetchall()]  # type: ignore[misc]
+        rows += [(int(id_), int(b), s, bytes(blob)) for id_, b, s, blob in cur.fetchall()]
     if not rows:
         return None
     rows.sort()  # in write order (RETURNING's order is the engine's)
-    result = store.settle_rows(config, [(b, s, blob) for _, b, s, blob in rows])  # type: ignore[misc]
+    result = store.settle_rows(config, [(b, s, blob) for _, b, s, blob in rows])
     store._insert_stats(cur, name, result.stats)
     # a batched raw append adds no segment (its writer knew it); one deleted by retention in a race
     # is back once its rows are settled (no cap here: the segment was counted when first written)
