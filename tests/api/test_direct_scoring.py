@@ -275,6 +275,63 @@ def test_the_body_watch_passes_a_prompt_body_and_an_outside_cancellation():
     assert result == "cancelled" and not watch.waiting and not watch.expired
 
 
+def test_the_body_watch_notes_nothing_for_a_body_already_there():
+    """A prompt body is returned from ``receive``'s first step: no timer armed, no task noted."""
+
+    async def prompt():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    message, watch = _watch_run(0.2, prompt)
+    assert message["body"] == b"{}"
+    assert watch.timer is None and not watch.waiting
+
+
+def test_the_body_watch_resumes_a_receive_that_had_to_wait():
+    """A body that comes later is the message ``receive`` returns, its waits resumed as ``await`` would."""
+    steps: list[str] = []
+
+    async def later():
+        steps.append("asked")
+        await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # a second suspension: resumed again
+        steps.append("came")
+        return {"type": "http.request", "body": b"[1]", "more_body": False}
+
+    message, watch = _watch_run(5.0, later)
+    assert message == {"type": "http.request", "body": b"[1]", "more_body": False}
+    assert steps == ["asked", "came"] and not watch.waiting and not watch.expired
+
+
+def test_a_cancellation_while_waiting_reaches_receive_itself():
+    """Cancelled from outside while ``receive`` waits: ``receive`` sees the cancellation and cleans up."""
+    cleaned: list[bool] = []
+
+    async def waits():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append(True)
+
+    result, watch = _watch_run(30.0, waits, cancel_after=0.05)
+    assert result == "cancelled" and cleaned == [True]
+    assert not watch.waiting and not watch.expired
+
+
+def test_a_receive_that_swallows_the_deadline_is_still_served_what_it_returns():
+    """A ``receive`` that catches the cancellation and answers anyway: its answer, as ``await`` would give."""
+
+    async def stubborn():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # waits once more after the cancellation
+            return {"type": "http.disconnect"}
+
+    result, watch = _watch_run(0.1, stubborn)
+    assert result == {"type": "http.disconnect"}
+    assert not watch.waiting and not watch.expired
+
+
 def test_a_slow_upload_on_the_direct_way_is_answered_503(rng):
     """The client sends its headers and never its body: 503 at the deadline, the slot free."""
     app = create_app(Settings(request_timeout_s=0.1))
@@ -351,3 +408,17 @@ def test_the_deadline_runs_from_the_request_s_arrival(rng, monkeypatch):
     sent = asyncio.run(run())
     assert sent[0]["status"] == 503
     assert b"did not finish within" in sent[1]["body"]
+
+
+def test_a_repeated_header_sends_the_request_the_general_way(rng, general_calls):
+    """The direct layer reads the headers as one dict: a repeated one is left to the general layer."""
+    body = json.dumps(_bodies(rng)["/v1/cross-entropy"]).encode()
+    repeated = [("content-type", "application/json"), ("x-request-id", "first"), ("x-request-id", "second")]
+    with TestClient(create_app(Settings())) as client:
+        general_calls.clear()
+        twice = client.post("/v1/cross-entropy", content=body, headers=repeated)
+        assert general_calls == ["/v1/cross-entropy"]
+        once = client.post("/v1/cross-entropy", content=body, headers={**JSON, "x-request-id": "second"})
+        assert general_calls == ["/v1/cross-entropy"]  # served directly
+    assert twice.status_code == once.status_code == 200 and twice.content == once.content
+    assert twice.headers["x-request-id"] == once.headers["x-request-id"] == "second"

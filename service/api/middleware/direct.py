@@ -70,27 +70,29 @@ JSON_TYPES = frozenset(
 def small_json(scope: Scope, bound: int) -> tuple[int, str | None, bool] | None:
     """A JSON body's declared length, the request id sent and whether gzip is accepted.
 
-    One pass over the headers; None if the body is not plain JSON of a declared length within
-    `bound` (another media type, a content coding, the OIP binary header).
+    The headers read as one dict; None if the body is not plain JSON of a declared length
+    within `bound` (another media type, a content coding, the OIP binary header), or if a
+    header is repeated (the general layer reads every one of them).
     """
-    length = identifier = None
-    gzip_ok = False
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            length = int(value) if value.isdigit() else None
-        elif name == b"content-type":
-            if value not in JSON_TYPES:
-                return None
-        elif name == REQUEST_ID_HEADER:
-            if SANE_ID.fullmatch(value):
-                identifier = value.decode()
-        elif name == b"accept-encoding":
-            gzip_ok = accepts_gzip(value)
-        elif name == b"content-encoding" or name == b"inference-header-content-length":
-            return None
-    if length is None or length > bound:
+    raw = scope["headers"]
+    headers = dict(raw)
+    if len(headers) != len(raw):
         return None
-    return length, identifier, gzip_ok
+    length = headers.get(b"content-length")
+    if length is None or not length.isdigit() or int(length) > bound:
+        return None
+    kind = headers.get(b"content-type")
+    if kind is not None and kind not in JSON_TYPES:
+        return None
+    if b"content-encoding" in headers or b"inference-header-content-length" in headers:
+        return None
+    identifier = headers.get(REQUEST_ID_HEADER)
+    coding = headers.get(b"accept-encoding")
+    return (
+        int(length),
+        identifier.decode() if identifier is not None and SANE_ID.fullmatch(identifier) else None,
+        coding is not None and accepts_gzip(coding),
+    )
 
 
 class DirectScoring:

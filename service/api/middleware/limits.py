@@ -26,6 +26,7 @@ memory back to the system, :func:`service.api.serving.trim_malloc`).
 """
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,23 +66,26 @@ class Gate:
         self.in_flight += 1
 
     def leave(self) -> None:
-        """A scoring request is done (answered, refused after entering, or abandoned and stopped)."""
+        """A scoring request is done (answered, refused after entering, or abandoned and stopped).
+
+        The last one out notes the time by ``time.monotonic`` (a request's ``loop.time()``
+        would look the loop up first, a ``getpid`` system call on Python 3.11) and arms the
+        timer if none is set.
+        """
         self.in_flight -= 1
         if self.in_flight or self.on_idle is None:
             return
-        loop = asyncio.get_running_loop()
-        self._idle_since = loop.time()
+        self._idle_since = time.monotonic()
         if self._timer is None:
-            self._timer = loop.call_at(self._idle_since + self.idle_s, self._check_idle)
+            self._timer = asyncio.get_running_loop().call_later(self.idle_s, self._check_idle)
 
     def _check_idle(self) -> None:
         self._timer = None
         if self.in_flight:
             return  # its leave() arms the next timer
-        loop = asyncio.get_running_loop()
-        due = self._idle_since + self.idle_s
-        if loop.time() < due:  # a request came and went meanwhile: wait out the rest
-            self._timer = loop.call_at(due, self._check_idle)
+        rest = self._idle_since + self.idle_s - time.monotonic()
+        if rest > 0:  # a request came and went meanwhile: wait out the rest
+            self._timer = asyncio.get_running_loop().call_later(rest, self._check_idle)
         elif self.on_idle is not None:
             self.on_idle()
 
