@@ -9,8 +9,9 @@ httpx clients in this process (what a Python caller sees; on two cores the clien
 the bottleneck) and by a raw keep-alive HTTP/1.1 generator in its own process
 (``benchmarks._rawload``), which saturates the server and so measures the framework's floor.
 A third server, ``benchmarks.essential_app``, does only the work any such service must do for
-the request (parse, arrays, checks, Xent's core, the same answer) as raw ASGI: its share of the
-floor is the ceiling for Xent's. It serves every measured route (cross-entropy, divergence,
+the request (parse, arrays, checks, Xent's core, the same answer) as raw ASGI, on the HTTP
+protocol ``xent serve`` runs (:mod:`service.api.one_write`: a turn's writes as one): its share of
+the floor is the ceiling for Xent's. It serves every measured route (cross-entropy, divergence,
 calibration with its default metrics, apply), so per route Xent's own layers are measured as
 Xent's server CPU per request minus the essential server's (``--routes-only``).
 Peak RSS is measured on a fresh server per payload format and size (peak RSS only grows),
@@ -40,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks._rawload import exchange
 from benchmarks._timing import load_summary, table
-from service.api.serving import MALLOC_ENV
+from service.api.serving import MALLOC_ENV, http_protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,12 +63,15 @@ class Server:
         workers: int = 0,
         cwd: str | None = None,
         access_log: bool = False,
+        http: str | None = None,
     ) -> None:
         self.port = _free_port()
         self.data_dir = (env or {}).get("XENT_DATA_DIR")
         args = [sys.executable, "-m", "uvicorn", app, "--port", str(self.port), "--log-level", "warning"]
         if factory:
             args.append("--factory")
+        if http is not None:  # an HTTP protocol class for uvicorn (`--http module:Class`)
+            args += ["--http", http]
         # the glibc malloc settings `xent serve` gives its workers, for every server alike
         env = {**MALLOC_ENV, **os.environ, "XENT_MAX_BODY_BYTES": str(512 * 2**20), **(env or {})}
         output = None
@@ -663,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
         "Xent /v1/cross-entropy": Server(
             "", factory=False, workers=1, access_log=True, env={"XENT_DATA_DIR": data_dir.name}
         ),
-        ESSENTIAL: Server("benchmarks.essential_app:app", factory=False),
+        # on `xent serve`'s HTTP protocol, so that Xent's layers (Xent − essential) are its own code only
+        ESSENTIAL: Server("benchmarks.essential_app:app", factory=False, http=http_protocol()),
     }
     xent = servers["Xent /v1/cross-entropy"]
     try:

@@ -13,7 +13,13 @@ from service.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.api.serving import close_timeout, exit_zero_on_sigterm, log_config, prepare_workers
+    from service.api.serving import (
+        close_timeout,
+        exit_zero_on_sigterm,
+        http_protocol,
+        log_config,
+        prepare_workers,
+    )
 
     overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers") and v is not None}
     settings = Settings(**overrides)
@@ -28,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
         access_log=False,  # the app writes its own JSON access log
+        http=http_protocol(),  # a turn's writes to a connection sent as one (service/api/one_write.py)
         timeout_graceful_shutdown=close_timeout(settings),
     )
     return 0

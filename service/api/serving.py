@@ -3,6 +3,7 @@
 import atexit
 import ctypes
 import functools
+import importlib.util
 import os
 import shutil
 import signal
@@ -90,6 +91,15 @@ def _malloc_trim() -> Any:
         return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return None
+
+
+def http_protocol() -> str:
+    """The HTTP protocol of ``xent serve``: :mod:`.one_write` where httptools is installed."""
+    if importlib.util.find_spec("httptools") is None:
+        return "auto"
+    from .one_write import PROTOCOL
+
+    return PROTOCOL
 
 
 def close_timeout(settings: "Settings") -> int:
