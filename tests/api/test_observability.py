@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -194,6 +195,14 @@ def test_serve_gives_the_access_log_its_line_handler():
     assert handler["class"] == "service.api.middleware.access_log.AccessLineHandler"
 
 
+def _lines_written(stream, count: int) -> list[str]:
+    """The first `count` lines of `stream` once written (at the end of the turn that finished them)."""
+    deadline = time.monotonic() + 5
+    while len(lines := stream.getvalue().splitlines()) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return lines[:count]
+
+
 def test_the_served_access_log_writes_its_lines_straight_to_stdout(monkeypatch):
     import io
     from datetime import UTC, datetime
@@ -217,7 +226,7 @@ def test_the_served_access_log_writes_its_lines_straight_to_stdout(monkeypatch):
             client.post("/v1/cross-entropy", json=TWO_ROWS, headers={"X-Request-ID": f"direct-{i}"})
         client.post("/v1/cross-entropy", json={"logits": [[0.0, 1.0]]}, headers={"X-Request-ID": "bad"})
         after = datetime.now(UTC)
-        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        lines = [json.loads(line) for line in _lines_written(stream, 4)]
         assert not made
         assert [(x["request_id"], x["status"], x["rows"]) for x in lines] == [
             ("direct-0", 200, 2),
@@ -242,7 +251,37 @@ def test_the_served_access_log_writes_its_lines_straight_to_stdout(monkeypatch):
         access.addHandler(extra)
         client.post("/v1/cross-entropy", json=TWO_ROWS, headers={"X-Request-ID": "both"})
         assert [json.loads(r.getMessage())["request_id"] for r in seen] == ["both"]
-        assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "both"
+        assert json.loads(_lines_written(stream, 6)[-1])["request_id"] == "both"
         assert seen[0].funcName == "log_exchange" and handler.format(seen[0]) == seen[0].getMessage()
     finally:
         access.handlers[:], access.level, access.propagate = saved
+
+
+def test_a_turns_access_lines_are_written_together_at_its_end():
+    import asyncio
+
+    from service.api.middleware.access_log import AccessLineHandler
+
+    class Counting:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> None:
+            self.writes.append(text)
+
+        def flush(self) -> None: ...
+
+    async def turns(handler: AccessLineHandler, stream: Counting) -> None:
+        for n in range(3):
+            handler.write_line(f'{{"n": {n}}}')
+        assert stream.writes == []  # held until the turn ends
+        await asyncio.sleep(0)
+        handler.write_line('{"n": 3}')
+        handler.close()  # closing writes what is held
+
+    stream = Counting()
+    handler = AccessLineHandler(stream)
+    asyncio.run(turns(handler, stream))
+    assert stream.writes == ['{"n": 0}\n{"n": 1}\n{"n": 2}\n', '{"n": 3}\n']
+    handler.write_line('{"n": 4}')  # no event loop in this thread: written at once
+    assert stream.writes[-1] == '{"n": 4}\n'

@@ -216,29 +216,33 @@ def test_a_small_answer_leaves_in_one_send(monkeypatch):
         original(self)
 
     monkeypatch.setattr(HeldWrites, "send_held", noting)
-    with _serving(OneWriteHttpTools) as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            for _ in range(3):
-                sock.sendall(_request("/small", b"{}"))
-                _read_answer(sock, bytearray())
+    with (
+        _serving(OneWriteHttpTools) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+    ):
+        for _ in range(3):
+            sock.sendall(_request("/small", b"{}"))
+            _read_answer(sock, bytearray())
     assert sent == [2, 2, 2]  # head and body of each answer: one writelines, one writev
 
 
 def test_a_streamed_body_leaves_chunk_by_chunk():
     """The first chunk reaches the client while the app still waits to send the second."""
     FIRST_READ.clear()
-    with _serving(OneWriteHttpTools) as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(_request("/stream"))
-            received = b""
-            while b"first;" not in received:
-                chunk = sock.recv(65536)
-                assert chunk, "closed before the first chunk"
-                received += chunk
-            assert b"second" not in received
-            FIRST_READ.set()
-            while not received.endswith(b"0\r\n\r\n"):
-                received += sock.recv(65536)
+    with (
+        _serving(OneWriteHttpTools) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+    ):
+        sock.sendall(_request("/stream"))
+        received = b""
+        while b"first;" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, "closed before the first chunk"
+            received += chunk
+        assert b"second" not in received
+        FIRST_READ.set()
+        while not received.endswith(b"0\r\n\r\n"):
+            received += sock.recv(65536)
     assert b"second" in received
 
 
