@@ -7,6 +7,7 @@
 from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
+from ..formats.answers import BytesResponse
 from .codings import GzipSend
 from .exchange import Exchange
 from .request_ids import REQUEST_ID_HEADER
@@ -46,26 +47,24 @@ class Reply:
     async def __call__(self, response: Response) -> None:
         """Send `response` (status, headers with the request id, body), then its background task."""
         headers = response.raw_headers  # lower-case names, as Starlette and BytesResponse write them
-        for key, _ in headers:
-            if key == REQUEST_ID_HEADER:  # the request's id, not one a route set
-                headers = [(k, v) for k, v in headers if k != REQUEST_ID_HEADER]
-                break
+        if type(response) is not BytesResponse or len(headers) > 2:  # (Xent's own answers carry no id)
+            for key, _ in headers:
+                if key == REQUEST_ID_HEADER:  # the request's id, not one a route set
+                    headers = [(k, v) for k, v in headers if k != REQUEST_ID_HEADER]
+                    break
         exchange = self.exchange
-        exchange.status = response.status_code
+        status = exchange.status = response.status_code
         self.started = True
-        start = {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": [*headers, self.echoed],
-        }
-        body = {"type": "http.response.body", "body": response.body}
+        body = response.body
+        start = {"type": "http.response.start", "status": status, "headers": [*headers, self.echoed]}
+        message = {"type": "http.response.body", "body": body}
         if self.out is None:
-            exchange.bytes_out += len(response.body)
+            exchange.bytes_out += len(body)
             await self.send(start)
-            await self.send(body)
+            await self.send(message)
         else:
             await self.out(start)
-            await self.out(body)
+            await self.out(message)
         if response.background is not None:
             await response.background()
 
