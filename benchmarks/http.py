@@ -292,28 +292,35 @@ def route_bodies(n: int = 32, k: int = 10) -> dict[str, bytes]:
 
 
 def routes(
-    floor: Server, essential: Server, xent: Server, clients: int, seconds: float
+    floor: Server, essential: Server, xent: Server, clients: int, seconds: float, rounds: int = 5
 ) -> list[dict[str, object]]:
     """Every small-body route under the raw generator: bare FastAPI, essential work and Xent, one worker each.
 
     Per route, the three servers are loaded one after the other with the route's own body (the
-    bare floor answers a constant on every path). Xent's own layers are its server CPU per
-    request minus the essential-work server's: what Xent spends beyond parsing, checking,
-    computing and printing the same answer. The monitor-ingest route has no essential-work
-    handler (its work is a store write): its layers column is empty.
+    bare floor answers a constant on every path), `rounds` times in turn, each for `seconds`
+    / `rounds`; each column is the median of its rounds (on a shared machine one round's CPU per
+    request moves by ±30 %). Xent's own layers are its median server CPU per request minus the
+    essential-work server's: what Xent spends beyond parsing, checking, computing and printing
+    the same answer. The monitor-ingest route has no essential-work handler (its work is a store
+    write): its layers column is empty.
     """
     from benchmarks.essential_app import ROUTES
 
     create_monitor(xent.url)
     rows = []
+    each = seconds / rounds
     for path, body in route_bodies().items():
         if path in ROUTES:  # the same answer, field for field
             ours = httpx.post(essential.url + path, content=body).json()
             theirs = httpx.post(xent.url + path, content=body).json()
             assert ours == theirs, (path, ours, theirs)
-        bare = _raw_load(floor, body, clients, seconds, path)
-        work = _raw_load(essential, body, clients, seconds, path) if path in ROUTES else None
-        r = _raw_load(xent, body, clients, seconds, path)
+        loaded = [floor, essential, xent] if path in ROUTES else [floor, xent]
+        runs: dict[int, list[dict[str, float]]] = {id(server): [] for server in loaded}
+        for _ in range(rounds):
+            for server in loaded:
+                runs[id(server)].append(_raw_load(server, body, clients, each, path))
+        bare, r = _median_run(runs[id(floor)]), _median_run(runs[id(xent)])
+        work = _median_run(runs[id(essential)]) if path in ROUTES else None
         rows.append(
             {
                 "route (32×10 JSON)": path,
@@ -330,6 +337,11 @@ def routes(
             }
         )
     return rows
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure of `runs` (one dict per round) as its median over the rounds."""
+    return {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
 
 
 def workers(clients: int, seconds: float) -> list[dict[str, object]]:
