@@ -55,9 +55,13 @@ __all__ = [
 TEMPERED = "\x1ftemperature"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class IngestCounts:
-    """What one batch did: rows, labelled rows, rows left pending, ids already pending, buckets."""
+    """What one batch did: rows, labelled rows, rows left pending, ids already pending, buckets.
+
+    Not frozen (nor :class:`PreparedBatch`): one is made per write, and a frozen dataclass's
+    ``__init__`` takes three times the steps.
+    """
 
     rows: int
     labelled: int
@@ -86,7 +90,7 @@ def tempered(dist: Distribution, temperature: float) -> Distribution:
     return Distribution.from_logits(z / temperature, validate=False)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PreparedBatch:
     """A batch made ready for one store transaction under `config` (:func:`prepare_batch`)."""
 

@@ -74,7 +74,9 @@ def prepare_raw(
         or logits.dtype not in RAW_LOGIT_BOUND
         or not 0 < logits.shape[0] <= MAX_ROWS
         or (config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0)
-        or not max(logits.max(), -logits.min()) <= RAW_LOGIT_BOUND[logits.dtype]
+        # (ufunc reductions: ndarray.max's Python wrapper cost more than the 32 rows' scan)
+        or not max(np.maximum.reduce(logits, axis=None), -np.minimum.reduce(logits, axis=None))
+        <= RAW_LOGIT_BOUND[logits.dtype]
     ):
         return None
     n = logits.shape[0]
@@ -83,7 +85,7 @@ def prepare_raw(
     if labels is None:
         y, labelled = np.full(n, -1, np.intp), 0
     else:
-        y, labelled = labels, n if labels.min() >= 0 else int(np.count_nonzero(labels >= 0))
+        y, labelled = labels, n if np.minimum.reduce(labels) >= 0 else int(np.count_nonzero(labels >= 0))
     bucket = math.floor(at / config.bucket_s) * config.bucket_s
     stats: list[StatsRow] = [(bucket, segment, encode_raw(logits, y, at))]
     return PreparedBatch(config, n, labelled, 1, stats, [], (), (), raw=True)

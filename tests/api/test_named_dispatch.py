@@ -83,3 +83,23 @@ def test_other_monitor_paths_and_methods_still_take_fastapi_s_way(tmp_path):
         assert_problem(client.post("/v1/monitors/a/b/observations", json=BATCH), 404)
         assert client.post("/v1/monitors/m/observations", content=json.dumps(BATCH)).status_code == 422
     assert [method for method, _ in passed] == ["PUT", "GET", "POST", "POST"]
+
+
+def test_named_posts_remember_each_path_s_match_and_start_again_past_their_bound(tmp_path, monkeypatch):
+    posts = create_app(Settings(data_dir=tmp_path)).named_posts
+    from service.api.middleware import dispatch
+
+    calls: list[str] = []
+    real = dispatch.match_named
+    monkeypatch.setattr(dispatch, "match_named", lambda p, path: calls.append(path) or real(p, path))
+    post, name = posts.match("/v1/monitors/m-1/observations")
+    assert (post.route.path, name) == ("/v1/monitors/{name}/observations", "m-1")
+    assert posts.match("/v1/monitors/m-1/observations") == (post, "m-1")
+    assert posts.match("/v1/monitors/bad name/observations") is None  # FastAPI's pattern refuses it
+    assert posts.match("/v1/monitors/bad name/observations") is None
+    assert calls == ["/v1/monitors/m-1/observations", "/v1/monitors/bad name/observations"]  # once each
+    monkeypatch.setattr(type(posts), "SEEN_PATHS", 3)
+    for i in range(5):
+        assert posts.match(f"/v1/monitors/m{i}/labels")[1] == f"m{i}"
+    assert len(posts._seen) <= 3  # cleared when full: names are the clients'
+    assert posts.match("/v1/monitors/m4/labels")[1] == "m4"

@@ -53,7 +53,7 @@ from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
 from .body_watch import BodyWatch
 from .codings import accepts_gzip
-from .dispatch import Endpoint, Handler, NamedPost, handler_for, match_named, problem_handlers
+from .dispatch import Endpoint, Handler, NamedPost, NamedPosts, handler_for, problem_handlers
 from .exchange import Exchange, internal_error
 from .replies import Replay, Reply
 from .request_ids import REQUEST_ID_HEADER, SANE_ID, new_id
@@ -117,7 +117,7 @@ class DirectScoring:
             for path, route in routes.items()
             if isinstance(spec := getattr(route.endpoint, "direct_scoring", None), DirectRoute)
         }
-        self.named = [post for post in named if post.inline_bytes is not None]
+        self.named = named if isinstance(named, NamedPosts) else NamedPosts(named)
         self.handlers = problem_handlers(handlers)
         self.watch = BodyWatch(layer.timeout)
 
@@ -205,11 +205,12 @@ class DirectScoring:
         length within the route's on-loop bound now and the body limit, not coded, and not the
         OIP binary's.
         """
-        matched = match_named(self.named, scope["path"])
+        matched = self.named.match(scope["path"])
         if matched is None:
             return None
         post, name = matched
-        assert post.inline_bytes is not None  # (only such routes are kept)
+        if post.inline_bytes is None:  # (not a route that writes on the event loop)
+            return None
         return post, name, small_json(scope, min(post.inline_bytes(scope), self.layer.max_body_bytes))
 
     async def _written(

@@ -19,7 +19,7 @@ before it, and solve the route's parameters per request (~0.3 ms of a 32×10 wri
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,9 +68,37 @@ class NamedPost:
         return name if "/" not in name and self.pattern.fullmatch(name) else None
 
 
-def named_posts(routes: Sequence[Any]) -> list[NamedPost]:
+class NamedPosts(tuple[NamedPost, ...]):
+    """The named POST routes, and what :meth:`match` found for the paths seen lately.
+
+    A request to one is matched by the app's entry, then by the layer that serves it: the
+    second match (and every later request to the same path) is a dict lookup. At most
+    ``SEEN_PATHS`` paths are kept (names are the clients'); past that the memory starts again.
+    """
+
+    SEEN_PATHS = 1024
+    _seen: dict[str, tuple[NamedPost, str] | None]
+
+    def __new__(cls, posts: Iterable[NamedPost] = ()) -> "NamedPosts":
+        """`posts`, none of their paths seen yet."""
+        self = super().__new__(cls, posts)
+        self._seen = {}
+        return self
+
+    def match(self, path: str) -> tuple[NamedPost, str] | None:
+        """The named POST `path` is, and its name (:func:`match_named`)."""
+        seen = self._seen
+        if path in seen:
+            return seen[path]
+        if len(seen) >= self.SEEN_PATHS:
+            seen.clear()
+        found = seen[path] = match_named(self, path)
+        return found
+
+
+def named_posts(routes: Sequence[Any]) -> NamedPosts:
     """The POST routes among `routes` whose endpoint carries a :class:`DirectEntry`."""
-    return [
+    return NamedPosts(
         NamedPost(route, route.endpoint.direct)  # type: ignore[attr-defined]  # checked below
         for route in routes
         if isinstance(route, APIRoute)
@@ -78,7 +106,7 @@ def named_posts(routes: Sequence[Any]) -> list[NamedPost]:
         and isinstance(getattr(route.endpoint, "direct", None), DirectEntry)
         and route.path.count("{") == 1
         and "{name}" in route.path
-    ]
+    )
 
 
 def match_named(posts: Sequence[NamedPost], path: str) -> tuple[NamedPost, str] | None:
@@ -103,7 +131,7 @@ class ScoringDispatch:
     ) -> None:
         self.app = app
         self.routes = dict(routes)
-        self.named = list(named)
+        self.named = named if isinstance(named, NamedPosts) else NamedPosts(named)
         self.handlers = problem_handlers(handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,7 +143,7 @@ class ScoringDispatch:
             route = self.routes.get(scope["path"])
             if route is not None:
                 endpoint = route.endpoint
-            elif self.named and (found := match_named(self.named, scope["path"])) is not None:
+            elif self.named and (found := self.named.match(scope["path"])) is not None:
                 route, endpoint, params = found[0].route, found[0].endpoint, {"name": found[1]}
         if route is None or endpoint is None:
             await self.app(scope, receive, send)
@@ -164,7 +192,7 @@ class ScoringApp(FastAPI):
     """
 
     scoring_paths: frozenset[str] = frozenset()
-    named_posts: Sequence[NamedPost] = ()
+    named_posts: NamedPosts = NamedPosts()
     _scoring_entry: ASGIApp | None = None
     _built_entry: ASGIApp | None = None
 
@@ -186,7 +214,7 @@ class ScoringApp(FastAPI):
             entry is not None
             and scope["type"] == "http"
             and scope["method"] == "POST"
-            and (scope["path"] in self.scoring_paths or match_named(self.named_posts, scope["path"]))
+            and (scope["path"] in self.scoring_paths or self.named_posts.match(scope["path"]))
             and not self.root_path
             and not scope.get("root_path")
         ):

@@ -197,7 +197,7 @@ class Recording:
 
     def _context(self) -> tuple[MonitorStore, ConfigCache]:
         """The store and the process's config cache."""
-        return self.write.store(), self.write.request.app.state.monitor_configs
+        return self.write.store(), self.write.app.monitor_configs
 
     def _prepared(self, store: MonitorStore, configs: ConfigCache) -> _Prepared:
         """The batch, prepared on the first call with the cached config."""
@@ -243,9 +243,9 @@ class Recording:
     def _answer(self, prepared: _Prepared, counts: IngestCounts) -> Response:
         """Count the written statistics and answer."""
         if prepared.batch.raw:  # counted once settled
-            self.write.request.app.state.monitors.wake_settler()
+            self.write.app.monitors.wake_settler()
         else:
-            counters: MonitorCounters = self.write.request.app.state.monitor_counters
+            counters: MonitorCounters = self.write.app.monitor_counters
             counters.add(self.name, counts.stats)
         return json_response(prepared.result(counts))
 
@@ -308,7 +308,7 @@ def _plain(
     more elements than the limit. The labels are checked where the general path's are
     (:func:`_prepare`).
     """
-    max_elements = write.request.app.state.settings.max_elements
+    max_elements = write.app.settings.max_elements
     if not numbers_only(data, fields):
         return None
     logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
@@ -316,7 +316,8 @@ def _plain(
         return None
     body = Body({"logits": logits, "labels": labels}, ArrayReader(max_elements, may_hold_booleans=False))
     body.rows = max(logits.shape[0], labels.shape[0] if labels.ndim else 0)
-    write.request.state.body = body  # (its rows, for the metrics and the access log)
+    # request.state.body, as the general reader sets it: its rows, for the metrics and the access log
+    write.request.scope.setdefault("state", {})["body"] = body
     dist = core.Distribution.from_logits(logits, validate=False)
     tolerance = core.default_tolerance(logits.dtype)
     return body, PLAIN_OPTIONS, Prediction(dist, "logits", core.dtype_name(logits.dtype), tolerance, 0)

@@ -44,7 +44,7 @@ from service.store import (
 
 from . import PROBLEM_RESPONSES, REQUEST_MODELS, json_response, request_body
 from .monitor_observations import ARRAY_FIELDS, class_indices, observations
-from .monitor_writes import MonitorWrite, loop_bytes, run_write
+from .monitor_writes import MonitorWrite, first_header, loop_bytes, run_write
 
 
 class SharedPathRoute(APIRoute):
@@ -69,6 +69,8 @@ class SharedPathRoute(APIRoute):
 
 
 router = APIRouter(prefix="/v1", tags=["monitors"], route_class=SharedPathRoute)
+#: The idempotency header's name as ASGI servers give it (lower case).
+HEADER_NAME = HEADER.lower().encode()
 
 MonitorName = Annotated[str, Path(pattern=NAME_PATTERN, description="The monitor's name.")]
 MONITOR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -228,7 +230,7 @@ async def record_observations(
 
 def _observations_direct(request: Request) -> Awaitable[Response]:
     """:func:`record_observations` for the scoring dispatch: the name and header read here."""
-    return observations(request, request.path_params["name"], request.headers.get(HEADER))
+    return observations(request, request.path_params["name"], first_header(request.scope, HEADER_NAME))
 
 
 record_observations.direct = DirectEntry(_observations_direct, NAME_PATTERN, loop_bytes)  # type: ignore[attr-defined]
@@ -289,7 +291,7 @@ async def _labels(request: Request, name: str, idempotency_key: str | None) -> R
 
 def _labels_direct(request: Request) -> Awaitable[Response]:
     """:func:`record_labels` for the scoring dispatch: the name and header read here."""
-    return _labels(request, request.path_params["name"], request.headers.get(HEADER))
+    return _labels(request, request.path_params["name"], first_header(request.scope, HEADER_NAME))
 
 
 record_labels.direct = DirectEntry(_labels_direct, NAME_PATTERN)  # type: ignore[attr-defined]
