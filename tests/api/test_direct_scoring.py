@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.api.middleware.body_watch import BodyWatch
+from service.api.middleware.deadline_watch import DeadlineWatch
 from service.api.middleware.exchange import ExchangeMiddleware
 from service.app import create_app
 from service.settings import Settings
@@ -233,7 +233,7 @@ def test_a_bootstrap_goes_to_a_thread_by_the_general_layer(rng, general_calls):
 
 def _watch_run(timeout: float, receive, cancel_after: float | None = None):
     async def run():
-        watch = BodyWatch(timeout)
+        watch = DeadlineWatch(timeout)
         task = asyncio.ensure_future(watch.first_message(receive))
         if cancel_after is not None:
             await asyncio.sleep(cancel_after)
@@ -253,11 +253,41 @@ def test_the_body_watch_stops_a_slow_upload_within_a_period_of_its_deadline():
     async def timed():
         loop = asyncio.get_running_loop()
         start = loop.time()
-        watch = BodyWatch(0.2)
+        watch = DeadlineWatch(0.2)
         assert await watch.first_message(never) is None
         return loop.time() - start, watch
 
     took, watch = asyncio.run(timed())
+    assert 0.2 <= took <= 0.2 + watch.period + 0.05
+    assert not watch.waiting and not watch.expired
+
+
+def test_the_watch_cancels_a_noted_wait_at_its_deadline_and_tells_it_from_an_outside_cancel():
+    """As ``DirectScoring._written`` uses it for a monitor's write awaiting its commit."""
+
+    async def waited(watch: DeadlineWatch, due_in: float, cancel_after: float | None) -> tuple[str, float]:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        start, cancelling = loop.time(), task.cancelling()
+        if cancel_after is not None:
+            loop.call_later(cancel_after, task.cancel)
+        watch.watch(task, start + due_in)
+        try:
+            await asyncio.sleep(3600)
+            outcome = "done"
+        except asyncio.CancelledError:
+            outcome = "deadline" if watch.cancelled(task, cancelling) else "outside"
+        finally:
+            watch.unwatch(task)
+        return outcome, loop.time() - start
+
+    async def run():
+        watch = DeadlineWatch(0.5)
+        both = await asyncio.gather(waited(watch, 0.2, None), waited(watch, 30.0, 0.1))
+        return both, watch
+
+    ((deadline, took), (outside, _)), watch = asyncio.run(run())
+    assert (deadline, outside) == ("deadline", "outside")
     assert 0.2 <= took <= 0.2 + watch.period + 0.05
     assert not watch.waiting and not watch.expired
 

@@ -9,7 +9,7 @@ layers do:
 
 1. reads the headers once: request id, Content-Length, Content-Type, the codings;
 2. reads the body's first message (bounded by the compute deadline, as a slow upload is:
-   :class:`BodyWatch`);
+   :class:`~.deadline_watch.DeadlineWatch`);
 3. checks the API key (401/403) and the limits (draining, concurrency: 503);
 4. with a slot held and the deadline set, parses and scores it as the route's own endpoint
    would (:func:`service.api.deps.scoring`) — a plain request (:class:`service.api.deps.Plain`)
@@ -20,10 +20,11 @@ layers do:
 
 A monitor's small write (a POST route with a name in its path whose :class:`~.dispatch.DirectEntry`
 takes the body on the event loop now: ``…/observations`` while the store commits without
-blocking) is served here too, by its direct endpoint (:meth:`DirectScoring._write`): the same
-steps, its awaited write under the deadline's timer as the limits layer's inline runner sets
-it (:meth:`~.limits.LimitsMiddleware._run_inline`), which cancels the request's task at the
-deadline and answers 503; a write cancelled before its turn's commit is dropped unwritten.
+blocking) is served here too, by its direct endpoint (:meth:`DirectScoring._written`): the same
+steps, its awaited write under the deadline, as the limits layer's inline runner bounds it
+(:meth:`~.limits.LimitsMiddleware._run_inline`) but on the shared watch's timer, which cancels
+the request's task within a period of the deadline and answers 503; a write cancelled before
+its turn's commit is dropped unwritten.
 
 Anything else goes to the general layer unchanged, before a byte of the body is read: another
 path or method, a body over the route's on-loop bound or the body limit, or of unknown
@@ -51,8 +52,8 @@ from ..formats.answers import BytesResponse
 from ..formats.json_keys import check_unique_keys
 from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
-from .body_watch import BodyWatch
 from .codings import accepts_gzip
+from .deadline_watch import DeadlineWatch
 from .dispatch import Endpoint, Handler, NamedPost, NamedPosts, handler_for, problem_handlers
 from .exchange import Exchange, internal_error
 from .replies import Replay, Reply
@@ -119,7 +120,7 @@ class DirectScoring:
         }
         self.named = named if isinstance(named, NamedPosts) else NamedPosts(named)
         self.handlers = problem_handlers(handlers)
-        self.watch = BodyWatch(layer.timeout)
+        self.watch = DeadlineWatch(layer.timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a small JSON scoring POST or named write here; pass anything else to the general layer."""
@@ -218,31 +219,26 @@ class DirectScoring:
     ) -> Response:
         """An admitted named write's answer: `endpoint` awaited under the deadline `due`, a slot held.
 
-        At `due` a timer cancels the request's task, as the limits layer's inline runner's does,
-        and the answer is its 503; errors are answered by the app's problem+json handlers.
+        Past `due` the shared deadline watch cancels the request's task (within one period: the
+        write is then dropped unwritten, or its outcome is lost), as the limits layer's inline
+        runner's timer does, and the answer is its 503; errors are answered by the app's
+        problem+json handlers.
         """
         layer = self.layer
         request = Request(scope, receive, send)
         task = asyncio.current_task()
         assert task is not None  # a request is always served by a task
         cancelling = task.cancelling()
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
+        watch = self.watch
         gate = layer.gate
         gate.enter()
-        left = due - time.monotonic()
-        timer = asyncio.get_running_loop().call_later(left, expire)
+        watch.watch(task, due)
         try:
-            with deadline(left):
+            with deadline(due - time.monotonic()):
                 return await endpoint(request)
         except asyncio.CancelledError:
-            if not expired or task.uncancel() > cancelling:
-                raise  # cancelled from outside (the client left, the server stops), not by the timer
+            if not watch.cancelled(task, cancelling):
+                raise  # cancelled from outside (the client left, the server stops), not by the deadline
             return layer.timeout_refusal(scope)
         except Cancelled:
             return layer.timeout_refusal(scope)
@@ -253,7 +249,7 @@ class DirectScoring:
             answer = handler(request, error)
             return await answer if inspect.isawaitable(answer) else answer
         finally:
-            timer.cancel()
+            watch.unwatch(task)
             gate.leave()
 
     def _answer(

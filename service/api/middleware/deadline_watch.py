@@ -1,4 +1,4 @@
-"""The deadline of a request body's first message, for every request the direct layer serves, on one timer."""
+"""The deadlines of the requests the direct layer serves while they wait, on one timer."""
 
 import asyncio
 import functools
@@ -9,16 +9,21 @@ from typing import Any
 from starlette.types import Message, Receive
 
 
-class BodyWatch:
-    """The deadline of the body's first message, for every request served here, on one timer.
+class DeadlineWatch:
+    """Cancels a waiting request at its deadline: every request the direct layer serves, on one timer.
 
     A timer per request (``loop.call_later``, then its cancel and its removal from the loop's
-    heap) cost ~4 µs of a ~100 µs request whose body, nearly always, has already arrived. Here
-    ``receive`` is first stepped once: a body already there is returned with nothing noted
-    (no task lookup, no clock). Only a request that must wait is noted with its due time, and
-    one timer, armed only while some request is waiting, checks them every :attr:`period`
-    seconds (a tenth of the timeout, at most 0.25 s): a slow upload is stopped between its
-    deadline and one period after it, and answered 503 as the general layer answers it.
+    heap) cost ~4 µs of a ~100 µs request whose body, nearly always, has already arrived, and
+    ~180 Python steps of a monitor's small write. Here a request is noted with its due time only
+    while it waits (:meth:`watch` … :meth:`unwatch`), and one timer, armed only while some
+    request is noted, checks them every :attr:`period` seconds (a tenth of the timeout, at most
+    0.25 s): a waiting request is cancelled between its deadline and one period after it.
+
+    - :meth:`first_message`: ``receive`` is first stepped once: a body already there is returned
+      with nothing noted (no task lookup, no clock); a slow upload is stopped as above and
+      answered 503, as the general layer answers it.
+    - A monitor's write awaited on the event loop is noted while it awaits its commit
+      (``DirectScoring._written``).
     """
 
     def __init__(self, timeout: float) -> None:
@@ -44,22 +49,37 @@ class BodyWatch:
         """`pending` (the rest of ``receive``) awaited under the deadline; None if it passes first."""
         task = asyncio.current_task()
         assert task is not None  # a request is always served by a task
-        loop = task.get_loop()
-        self.waiting[task] = loop.time() + self.timeout
-        if self.timer is None:
-            self.timer = loop.call_later(self.period, self._check)
         cancelling = task.cancelling()
+        self.watch(task, task.get_loop().time() + self.timeout)
         try:
             message: Message = await pending
             return message
         except asyncio.CancelledError:
-            if task not in self.expired or task.uncancel() > cancelling:
+            if not self.cancelled(task, cancelling):
                 raise  # cancelled from outside (the client left, the server stops), not by the deadline
             return None
         finally:
-            del self.waiting[task]
-            if self.expired:
-                self.expired.discard(task)
+            self.unwatch(task)
+
+    def watch(self, task: asyncio.Task[Any], due: float) -> None:
+        """Cancel `task` once the loop's clock (``time.monotonic()``) passes `due`, until :meth:`unwatch`."""
+        self.waiting[task] = due
+        if self.timer is None:
+            self.timer = task.get_loop().call_later(self.period, self._check)
+
+    def cancelled(self, task: asyncio.Task[Any], cancelling: int) -> bool:
+        """Whether `task`'s `CancelledError` is its deadline's alone (`cancelling`: its count before).
+
+        If so the cancellation is taken back (``task.uncancel()``) and the request answers 503;
+        a cancellation from outside (the client left, the server stops) is not.
+        """
+        return task in self.expired and task.uncancel() <= cancelling
+
+    def unwatch(self, task: asyncio.Task[Any]) -> None:
+        """Stop watching `task` (noted by :meth:`watch`)."""
+        del self.waiting[task]
+        if self.expired:
+            self.expired.discard(task)
 
     def _check(self) -> None:
         """Cancel the requests whose deadline passed; check again in a period while any wait."""
