@@ -28,6 +28,10 @@ class ConfigCache:
         if store is self._store:
             self._segments.add((config.name, config.created_at, segment))
 
+    def cached(self, store: MonitorStore, name: str) -> MonitorConfig | None:
+        """The cached config of `name` in `store`, or None (nothing is read)."""
+        return self._configs.get(name) if store is self._store else None
+
     def get(self, store: MonitorStore, name: str) -> tuple[MonitorConfig, bool]:
         """The config of `name` and whether it came from the cache; `MonitorNotFound` if there is none."""
         if store is self._store:

@@ -23,7 +23,7 @@ import numpy as np
 
 from service import clock
 from service.core import Distribution, MonitorStats
-from service.core._typing import IntArray
+from service.core._typing import FloatArray, IntArray
 from service.core.monitoring.raw_batch import decode_joined, encode_raw
 from service.core.monitoring.small_batch import MAX_ROWS
 from service.store import (
@@ -63,15 +63,34 @@ def prepare_raw(
     """The batch as one raw stats row at the server's clock, or None where it must be summarised now.
 
     `labels`: checked (``check_labels(..., ignore_index=-1)``), one per row, or None. None is
-    returned for binary vectors, probabilities, other dtypes, more than `MAX_ROWS` rows, logits
-    beyond `RAW_LOGIT_BOUND` (a row may span past the dtype's range), and monitors with a
-    temperature (their tempered rows are summarised at the write).
+    returned for binary vectors, probabilities, and where :func:`raw_row` returns None.
     """
     logits = dist.logits
+    if logits is None or dist.binary:
+        return None
+    raw = raw_row(config, logits, labels, segment, now=now)
+    if raw is None:
+        return None
+    row, labelled = raw
+    return PreparedBatch(config, logits.shape[0], labelled, 1, [row], [], (), (), raw=True)
+
+
+def raw_row(
+    config: MonitorConfig,
+    logits: FloatArray,
+    labels: IntArray | None,
+    segment: str,
+    *,
+    now: float | None = None,
+) -> tuple[StatsRow, int] | None:
+    """N×K `logits`' raw stats row at the server's clock and their labelled rows; None: summarise now.
+
+    `labels` as :func:`prepare_raw` takes them. None for other dtypes, more than `MAX_ROWS`
+    rows, logits beyond `RAW_LOGIT_BOUND` (a row may span past the dtype's range), and monitors
+    with a temperature (their tempered rows are summarised at the write).
+    """
     if (
-        logits is None
-        or dist.binary
-        or logits.dtype not in RAW_LOGIT_BOUND
+        logits.dtype not in RAW_LOGIT_BOUND
         or not 0 < logits.shape[0] <= MAX_ROWS
         or (config.temperature is not None and math.isfinite(config.temperature) and config.temperature > 0)
         # (ufunc reductions: ndarray.max's Python wrapper cost more than the 32 rows' scan)
@@ -87,8 +106,7 @@ def prepare_raw(
     else:
         y, labelled = labels, n if np.minimum.reduce(labels) >= 0 else int(np.count_nonzero(labels >= 0))
     bucket = math.floor(at / config.bucket_s) * config.bucket_s
-    stats: list[StatsRow] = [(bucket, segment, encode_raw(logits, y, at))]
-    return PreparedBatch(config, n, labelled, 1, stats, [], (), (), raw=True)
+    return (bucket, segment, encode_raw(logits, y, at)), labelled
 
 
 async def append_raw_soon(store: MonitorStore, batch: PreparedBatch) -> IngestCounts:

@@ -51,11 +51,10 @@ from service.store import (
 )
 
 from . import json_response
+from .monitor_plain_write import PLAIN_FIELDS, plain_write
 from .monitor_writes import MonitorWrite, in_pool, inline_store, read_write
 
 ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
-#: The fields of a plain body (:func:`_plain`).
-PLAIN_FIELDS = frozenset({"logits", "labels"})
 #: Longest single wait on the loop for the write lock before trying again (a missed wake-up costs no more).
 LOCK_WAIT_S = 0.05
 
@@ -76,6 +75,10 @@ PLAIN_OPTIONS = ObservationOptions()
 
 async def observations(request: Request, name: str, idempotency_key: str | None) -> Response:
     """Read the body and check the key; write the batch on the event loop if it may, else in the pool."""
+    if idempotency_key is None:
+        answer = await plain_write(request, name)  # a plain small write, in one pass
+        if answer is not None:
+            return answer
     write = await read_write(request, idempotency_key, "observations")
     recording = Recording(write, name)
     if inline_store(write) is not None:  # a small body, on the event loop (monitor_writes)
