@@ -2,9 +2,11 @@
 
 A raw row (schema version 8, ``stats.raw = 1``) holds a batch as it came
 (:mod:`service.core.monitoring.raw_batch`); every read counts it as its statistics, so it is
-stored whole from the moment its write commits. `settle` takes up to `SETTLE_ROWS` raw rows of a
-monitor, in one transaction: it deletes them (``DELETE ... RETURNING``: a row settled by another
-worker or replica meanwhile is simply not returned, so each row is settled exactly once), asks the
+stored whole from the moment its write commits. `settle` takes the oldest raw rows (about
+`SETTLE_ROWS`), per monitor in one transaction: it deletes the monitor's raw rows up to the
+largest id among them (``DELETE ... RETURNING``: a row settled by another worker or replica
+meanwhile is simply not returned, a row written meanwhile with a smaller id is, so each row is
+settled exactly once, by the transaction that deleted it), asks the
 app (`SqlStore.settle_rows`) for the statistics of each (bucket, segment) group and the rows to
 offer the reservoir, inserts those statistics and offers those rows. After the commit the app is
 told what was stored (`SqlStore.on_settled`: the Prometheus counters count a row then).
@@ -13,7 +15,6 @@ Rollups and compaction leave raw rows alone (they would merge a row the settle t
 retention deletes them like any row of an expired bucket.
 """
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from service.store import sql
@@ -28,11 +29,11 @@ SETTLE_ROWS = 512
 
 
 def settle(store: "SqlStore", name: str | None = None, *, limit: int = SETTLE_ROWS) -> int:
-    """Settle up to `limit` raw rows (of monitor `name`, or of any); return the rows settled."""
+    """Settle the oldest `limit` raw rows (of monitor `name`, or of any); return the rows settled."""
     settled = 0
-    for monitor, ids in _raw_ids(store, name, limit).items():
+    for monitor, upto in _raw_spans(store, name, limit).items():
         try:
-            done = store._write(lambda cur, m=monitor, i=ids: _settle_monitor(store, cur, m, i))  # type: ignore[misc]
+            done = store._write(lambda cur, m=monitor, u=upto: _settle_monitor(store, cur, m, u))  # type: ignore[misc]
         except MonitorNotFound:  # deleted meanwhile, its rows with it
             continue
         settled += _told(store, monitor, done)
@@ -56,29 +57,25 @@ async def settle_soon(store: "SqlStore", *, limit: int = SETTLE_ROWS) -> int:
     ``_write_soon`` does: the caller settles from a thread then.
     """
     settled = 0
-    for monitor, ids in _raw_ids(store, None, limit).items():
+    for monitor, upto in _raw_spans(store, None, limit).items():
         try:
-            done = await store._write_soon(lambda cur, m=monitor, i=ids: _settle_monitor(store, cur, m, i))  # type: ignore[misc]
+            done = await store._write_soon(lambda cur, m=monitor, u=upto: _settle_monitor(store, cur, m, u))  # type: ignore[misc]
         except MonitorNotFound:
             continue
         settled += _told(store, monitor, done)
     return settled
 
 
-def _raw_ids(store: "SqlStore", name: str | None, limit: int) -> dict[str, list[int]]:
-    """The ids of up to `limit` raw rows (of `name`, or any monitor's), oldest first, per monitor."""
+def _raw_spans(store: "SqlStore", name: str | None, limit: int) -> dict[str, int]:
+    """Per monitor, the largest id among the oldest `limit` raw rows (of `name`, or any monitor's)."""
     if store.settle_rows is None:
         return {}
     with store._reading() as cur:
         if name is None:
-            cur.execute(store._q(sql.SELECT_RAW_IDS), (limit,))
+            cur.execute(store._q(sql.SELECT_RAW_SPANS), (limit,))
         else:
-            cur.execute(store._q(sql.SELECT_RAW_IDS_OF), (name, limit))
-        found = cur.fetchall()
-    ids: dict[str, list[int]] = defaultdict(list)
-    for monitor, id_ in found:
-        ids[monitor].append(int(id_))
-    return ids
+            cur.execute(store._q(sql.SELECT_RAW_SPANS_OF), (name, limit))
+        return {monitor: int(upto) for monitor, upto in cur.fetchall()}
 
 
 def _told(store: "SqlStore", monitor: str, done: tuple[int, Settled] | None) -> int:
@@ -91,16 +88,13 @@ def _told(store: "SqlStore", monitor: str, done: tuple[int, Settled] | None) -> 
     return rows
 
 
-def _settle_monitor(
-    store: "SqlStore", cur: "Cursor", name: str, ids: list[int]
-) -> tuple[int, Settled] | None:
-    """Replace the raw rows `ids` of monitor `name` still raw by their statistics, in `cur`'s transaction."""
+def _settle_monitor(store: "SqlStore", cur: "Cursor", name: str, upto: int) -> tuple[int, Settled] | None:
+    """Replace monitor `name`'s raw rows up to id `upto` by their statistics, in `cur`'s transaction."""
     assert store.settle_rows is not None
     config, state = store._require_reservoir(cur, name)  # locked: a delete waits for this settle
-    rows: list[tuple[int, int, str, bytes]] = []  # (id, bucket, segment, blob)
-    for statement, chunk in store._ids(ids, sql.DELETE_RAW_IDS):
-        cur.execute(statement, tuple(chunk))
-        rows += [(int(id_), int(b), s, bytes(blob)) for id_, b, s, blob in cur.fetchall()]
+    cur.execute(store._q(sql.DELETE_RAW_UPTO), (name, upto))
+    # (id, bucket, segment, blob)
+    rows = [(int(id_), int(b), s, bytes(blob)) for id_, b, s, blob in cur.fetchall()]
     if not rows:
         return None
     rows.sort()  # in write order (RETURNING's order is the engine's)

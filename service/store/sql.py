@@ -220,9 +220,18 @@ INSERT_STATS = "INSERT INTO stats (monitor, bucket_start, segment, blob) VALUES 
 # Raw rows (version 8): a batch's logits and labels, read as its statistics until `settle` (in
 # `service.store.settling`) replaces them; rollups and compaction leave them alone.
 INSERT_RAW_STATS = "INSERT INTO stats (monitor, bucket_start, segment, blob, raw) VALUES (?, ?, ?, ?, 1)"
-SELECT_RAW_IDS = "SELECT monitor, id FROM stats WHERE raw = 1 ORDER BY id LIMIT ?"
-SELECT_RAW_IDS_OF = "SELECT monitor, id FROM stats WHERE raw = 1 AND monitor = ? ORDER BY id LIMIT ?"
-DELETE_RAW_IDS = "DELETE FROM stats WHERE raw = 1 AND id IN ({ids}) RETURNING id, bucket_start, segment, blob"
+#: Per monitor, the largest id among the oldest raw rows (of any monitor; of one): up to there they settle.
+SELECT_RAW_SPANS = (
+    "SELECT monitor, MAX(id) FROM (SELECT monitor, id FROM stats WHERE raw = 1 ORDER BY id LIMIT ?) "
+    "AS oldest GROUP BY monitor"
+)
+SELECT_RAW_SPANS_OF = (
+    "SELECT monitor, MAX(id) FROM (SELECT monitor, id FROM stats WHERE raw = 1 AND monitor = ? "
+    "ORDER BY id LIMIT ?) AS oldest GROUP BY monitor"
+)
+DELETE_RAW_UPTO = (
+    "DELETE FROM stats WHERE raw = 1 AND monitor = ? AND id <= ? RETURNING id, bucket_start, segment, blob"
+)
 SELECT_STATS = (
     "SELECT bucket_start, segment, blob FROM stats WHERE monitor = ? AND bucket_start >= ? "
     "AND bucket_start < ? ORDER BY bucket_start, segment, id"
