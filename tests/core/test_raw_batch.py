@@ -91,6 +91,10 @@ def test_float64_logits_that_are_float32_values_are_stored_in_half_the_bytes():
     labels = rng.integers(-1, 10, 32)
     narrow, wide = encode_raw(exact, labels, 0.0), encode_raw(exact + 1e-12, labels, 0.0)
     assert len(narrow) == 24 + 32 * (4 * 10 + 1) and len(wide) == 24 + 32 * (8 * 10 + 1)
+    one_off = exact.copy()
+    one_off[5, 3] += 1e-9  # the first value is a float32 one, a later one not: stored whole
+    assert np.array_equal(decode_raw(encode_raw(one_off, labels, 0.0)).logits, one_off)
+    assert len(encode_raw(one_off, labels, 0.0)) == len(wide)
     got = decode_raw(narrow)
     assert got.logits.dtype == np.float64 and np.array_equal(got.logits, exact)
     assert merge_stats([narrow]).to_bytes() == summary(exact, labels).to_bytes()
