@@ -48,7 +48,6 @@ from starlette.types import Receive, Scope, Send
 from service.core.cancel import Cancelled, deadline
 
 from ..deps import DIRECT_BODY, DirectRoute, RawBody
-from ..formats.answers import BytesResponse
 from ..formats.json_keys import check_unique_keys
 from ..formats.payload import parse_json_object
 from ..formats.plain import numbers_only
@@ -166,6 +165,9 @@ class DirectScoring:
                 response = refusal
             elif isinstance(target, DirectRoute):
                 answer = self._answer(scope, receive, send, target, message["body"], due)
+                if isinstance(answer, bytes):  # a plain request's answer: 200, JSON
+                    await reply.json(answer)
+                    return
                 if answer is None:  # the route sends this body to a worker thread: served there
                     handed_over = True
                     await layer(scope, Replay(message, receive), send)
@@ -254,11 +256,12 @@ class DirectScoring:
 
     def _answer(
         self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes, due: float
-    ) -> Response | Awaitable[Response] | None:
+    ) -> bytes | Response | Awaitable[Response] | None:
         """The answer to an admitted body that came whole; None if the route sends it to a worker thread.
 
-        The work stops at the request's deadline `due` (``time.monotonic()`` seconds). An error
-        handler's answer may be awaitable (FastAPI's validation handler is a coroutine).
+        A plain request's answer is its JSON bytes (sent as ``Reply.json`` sends them). The work
+        stops at the request's deadline `due` (``time.monotonic()`` seconds). An error handler's
+        answer may be awaitable (FastAPI's validation handler is a coroutine).
         """
         layer = self.layer
         request = None  # made only for the general reader or an error handler
@@ -281,7 +284,7 @@ class DirectScoring:
                         answer = plain.answer(fields, layer.settings.max_elements)
                         if answer is not None:
                             state["rows"] = answer[1]
-                            return BytesResponse(answer[0])
+                            return answer[0]
                     check_unique_keys(text, fields)
                     request = Request(scope, receive, send)
                     body = spec.parse(request, raw, layer.settings, fields)

@@ -7,7 +7,7 @@
 from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
-from ..formats.answers import BytesResponse
+from ..formats.answers import JSON
 from .codings import GzipSend
 from .exchange import Exchange
 from .request_ids import REQUEST_ID_HEADER
@@ -26,6 +26,10 @@ class Replay:
         """`first`, then the request's own messages."""
         first, self.first = self.first, None
         return first if first is not None else await self.receive()
+
+
+#: A JSON answer's content type header, as ``BytesResponse`` writes it.
+_JSON = (b"content-type", JSON)
 
 
 class Reply:
@@ -47,16 +51,23 @@ class Reply:
     async def __call__(self, response: Response) -> None:
         """Send `response` (status, headers with the request id, body), then its background task."""
         headers = response.raw_headers  # lower-case names, as Starlette and BytesResponse write them
-        if type(response) is not BytesResponse or len(headers) > 2:  # (Xent's own answers carry no id)
-            for key, _ in headers:
-                if key == REQUEST_ID_HEADER:  # the request's id, not one a route set
-                    headers = [(k, v) for k, v in headers if k != REQUEST_ID_HEADER]
-                    break
+        for key, _ in headers:
+            if key == REQUEST_ID_HEADER:  # the request's id, not one a route set
+                headers = [(k, v) for k, v in headers if k != REQUEST_ID_HEADER]
+                break
+        await self._send(response.status_code, [*headers, self.echoed], response.body)
+        if response.background is not None:
+            await response.background()
+
+    async def json(self, body: bytes) -> None:
+        """Send a route's plain answer: 200 and JSON `body`, with the headers ``BytesResponse(body)`` has."""
+        await self._send(200, [(b"content-length", str(len(body)).encode()), _JSON, self.echoed], body)
+
+    async def _send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes | memoryview) -> None:
         exchange = self.exchange
-        status = exchange.status = response.status_code
+        exchange.status = status
         self.started = True
-        body = response.body
-        start = {"type": "http.response.start", "status": status, "headers": [*headers, self.echoed]}
+        start = {"type": "http.response.start", "status": status, "headers": headers}
         message = {"type": "http.response.body", "body": body}
         if self.out is None:
             exchange.bytes_out += len(body)
@@ -65,8 +76,6 @@ class Reply:
         else:
             await self.out(start)
             await self.out(message)
-        if response.background is not None:
-            await response.background()
 
     async def _counted(self, message: Message) -> None:
         if message["type"] == "http.response.body":
