@@ -173,6 +173,25 @@ def test_sequence_logits_over_time_equal_cross_entropy_on_them(client, rng):
     )
 
 
+@pytest.mark.parametrize("ignore_index", [-100.0, True, -100.5, "-100"])
+def test_ignore_index_is_an_integer_as_json_schema_reads_it(client, rng, ignore_index):
+    """An integral JSON number (``-100.0``) is that integer (the OpenAPI `integer`); a boolean, a
+    fraction or a string is refused."""
+    client.put("/v1/monitors/lm", json={"n_classes": 2}).raise_for_status()
+    logits, labels = rng.standard_normal((2, 4, 5)), rng.integers(0, 5, (2, 4))
+    labels[:, 2:] = -100
+    body = {"logits": logits.tolist(), "labels": labels.tolist(), "ignore_index": ignore_index}
+    written = client.post("/v1/monitors/lm/sequences", json=body)
+    if type(ignore_index) is float and ignore_index.is_integer():
+        assert written.status_code == 200, written.text
+        scored = client.post("/v1/cross-entropy", json={**body, "ignore_index": int(ignore_index)}).json()
+        held = client.get("/v1/monitors/lm").json()["totals"]["language_model"]
+        assert held["n_tokens"] == scored["language_model"]["totals"]["tokens"] == 4
+        assert held["nll"] == scored["language_model"]["totals"]["nll"]
+    else:
+        assert_problem(written, 422, "#/ignore_index")
+
+
 def test_a_retried_write_with_its_idempotency_key_counts_once(client, rng):
     client.put("/v1/monitors/lm", json={"n_classes": 2, "bucket_s": BUCKET}).raise_for_status()
     docs = [_chat(rng) for _ in range(3)]

@@ -103,6 +103,19 @@ def _logprobs_sums(body: Body) -> Sums:
     return scores.sequence_nll, scores.sequence_tokens, counts
 
 
+def _ignore_index(value: object) -> int | None:
+    """`ignore_index` as an integer option is read elsewhere (pydantic's, and JSON Schema's `integer`).
+
+    An integral JSON number (``-100.0``) is that integer; null is None; a boolean, a fraction or
+    anything else is refused.
+    """
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise core.InputError("ignore_index", f"must be an integer or null; got {value!r}")
+
+
 def _logits_sums(body: Body) -> Sums:
     """Per-sequence NLL, tokens and top-1 hits of B×T×K sequences with B×T labels (as /v1/cross-entropy)."""
     if any(body.fields.get(f) is not None for f in ("responses", "response")):
@@ -117,9 +130,7 @@ def _logits_sums(body: Body) -> Sums:
         raise core.InputError(name, f"must be B×T×K token sequences; got {values.ndim} dimension(s)")
     if body.fields.get("labels") is None:
         raise core.InputError("labels", "are required (B×T token ids) with B×T×K sequence inputs")
-    ignore_index = body.fields.get("ignore_index")  # none by default, as /v1/cross-entropy
-    if ignore_index is not None and (not isinstance(ignore_index, int) or isinstance(ignore_index, bool)):
-        raise core.InputError("ignore_index", f"must be an integer or null; got {ignore_index!r}")
+    ignore_index = _ignore_index(body.fields.get("ignore_index"))  # none by default, as /v1/cross-entropy
     scores = core.token_scores(
         body.array("labels"),
         values,
