@@ -46,25 +46,35 @@ def _same_text(response, name: str) -> str:
     return response.text.replace(name, "NAME")
 
 
+def plain_and_general(client, body: dict) -> tuple[object, str]:
+    """`body` to monitor "plain" as it is and to "general" with a default option (the general reader's).
+
+    Both answers (status, type, text) and both monitors' last hour must be the same; returns the
+    plain answer and its series' text.
+    """
+    plain = client.post("/v1/monitors/plain/observations", json=body)
+    general = client.post("/v1/monitors/general/observations", json={**body, "normalize": False})
+    assert plain.status_code == general.status_code
+    assert plain.headers["content-type"] == general.headers["content-type"]
+    assert _same_text(plain, "plain") == _same_text(general, "general")
+    series = [
+        _same_text(client.get(f"/v1/monitors/{name}/metrics", params={"window": "1h"}), name)
+        for name in ("plain", "general")
+    ]
+    assert series[0] == series[1]
+    return plain, series[0]
+
+
 @pytest.mark.parametrize("body", PLAIN_BODIES, ids=range(len(PLAIN_BODIES)))
 def test_a_plain_body_answers_and_records_as_the_general_reader_does(tmp_path, body):
     with monitor_client(tmp_path) as client:
         for name in ("plain", "general"):
             assert client.put(f"/v1/monitors/{name}", json={"n_classes": K}).status_code == 201
-        plain = client.post("/v1/monitors/plain/observations", json=body)
-        general = client.post("/v1/monitors/general/observations", json={**body, "normalize": False})
-        assert plain.status_code == general.status_code
-        assert plain.headers["content-type"] == general.headers["content-type"]
-        assert _same_text(plain, "plain") == _same_text(general, "general")
-        series = [
-            _same_text(client.get(f"/v1/monitors/{name}/metrics", params={"window": "1h"}), name)
-            for name in ("plain", "general")
-        ]
-    assert series[0] == series[1]
+        plain, series = plain_and_general(client, body)
     if plain.status_code == 200:
         labelled = sum(1 for y in body["labels"] or () if y != -1)
         assert plain.json()["n_labelled"] == labelled
-        assert json.loads(series[0])["points"][-1]["n_labelled"] == labelled
+        assert json.loads(series)["points"][-1]["n_labelled"] == labelled
 
 
 def test_a_small_write_skips_the_general_layer_and_a_large_one_takes_it(tmp_path, monkeypatch):

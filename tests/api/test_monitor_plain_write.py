@@ -10,7 +10,7 @@ import pytest
 from service.api.routes import monitor_observations
 
 from .monitoring import monitor_client
-from .test_monitor_direct_writes import PLAIN_BODIES, K, _same_text
+from .test_monitor_direct_writes import PLAIN_BODIES, K, plain_and_general
 
 WARM_UP = {"logits": [[0.5, 0.25, -0.5]], "labels": [2]}
 #: The bodies of PLAIN_BODIES the one pass stores itself (the others, refused or summarised at once
@@ -41,18 +41,9 @@ def test_a_plain_write_answers_and_records_as_the_general_reader_does(tmp_path, 
             assert client.put(f"/v1/monitors/{name}", json={"n_classes": K}).status_code == 201
             assert client.post(f"/v1/monitors/{name}/observations", json=WARM_UP).status_code == 200
         assert taken == [False, False]  # a first write adds its segment's row: the general way
-        plain = client.post("/v1/monitors/plain/observations", json=body)
-        general = client.post("/v1/monitors/general/observations", json={**body, "normalize": False})
+        plain, series = plain_and_general(client, body)
         assert taken == [False, False, at in TAKEN, False]  # (the general body has an option)
-        assert plain.status_code == general.status_code
-        assert plain.headers["content-type"] == general.headers["content-type"]
-        assert _same_text(plain, "plain") == _same_text(general, "general")
-        series = [
-            _same_text(client.get(f"/v1/monitors/{name}/metrics", params={"window": "1h"}), name)
-            for name in ("plain", "general")
-        ]
         metrics = client.get("/metrics").text
-    assert series[0] == series[1]
     if at in TAKEN:
         labelled = sum(1 for y in body["labels"] if y != -1)
         assert plain.json() == {
@@ -64,7 +55,7 @@ def test_a_plain_write_answers_and_records_as_the_general_reader_does(tmp_path, 
             "buckets": 1,
             "segment": "",
         }
-        assert json.loads(series[0])["points"][-1]["n_labelled"] == labelled + 1
+        assert json.loads(series)["points"][-1]["n_labelled"] == labelled + 1
         route = 'route="/v1/monitors/{name}/observations"'
         rows = 1 + len(body["labels"]) + 1 + len(body["labels"])  # both monitors' writes
         assert f"xent_scored_rows_total{{{route}}} {float(rows)}" in metrics
