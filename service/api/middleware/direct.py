@@ -221,10 +221,10 @@ class DirectScoring:
     ) -> Response:
         """An admitted named write's answer: `endpoint` awaited under the deadline `due`, a slot held.
 
-        Past `due` the shared deadline watch cancels the request's task (within one period: the
-        write is then dropped unwritten, or its outcome is lost), as the limits layer's inline
-        runner's timer does, and the answer is its 503; errors are answered by the app's
-        problem+json handlers.
+        Past `due` the shared deadline watch cancels the request's task (within one period of it;
+        a write not committed by then is dropped unwritten), as the limits layer's inline runner's
+        timer does, and the answer is its 503; errors are answered by the app's problem+json
+        handlers.
         """
         layer = self.layer
         request = Request(scope, receive, send)

@@ -104,10 +104,10 @@ def _logprobs_sums(body: Body) -> Sums:
 
 
 def _ignore_index(value: object) -> int | None:
-    """`ignore_index` as an integer option is read elsewhere (pydantic's, and JSON Schema's `integer`).
+    """`ignore_index` as the OpenAPI document's `integer` (JSON Schema's) reads it.
 
-    An integral JSON number (``-100.0``) is that integer; null is None; a boolean, a fraction or
-    anything else is refused.
+    An integral JSON number (``-100.0``) is that integer; null is None; a boolean, a fraction, a
+    string or anything else is refused.
     """
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
