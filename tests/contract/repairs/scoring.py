@@ -204,15 +204,17 @@ def class_vocabulary(body: dict[str, Any], fields: dict[str, Any]) -> None:
 
 
 def sequence_mask(body: dict[str, Any], fields: dict[str, Any]) -> None:
-    """A B×T×K request's `mask`: B×T, 0/1, some position fitted."""
-    array, mask = predictions_of(fields), array_or_none(fields.get("mask"))
-    if array is None or array.ndim != 3 or mask is None:
+    """A B×T×K request's `mask`: B×T, 0/1, some position fitted (a ragged one from its values)."""
+    array, value = predictions_of(fields), fields.get("mask")
+    if array is None or array.ndim != 3 or value is None:
         return
-    drawn = mask.reshape(-1) if mask.size else np.ones(1)
-    fixed = (np.resize(drawn, array.shape[:2]) != 0).astype(np.int64)
+    mask = array_or_none(value)
+    ragged = [float(v) for v in flat(value) if isinstance(v, bool) or is_number(v)]
+    drawn = mask.reshape(-1) if mask is not None else np.asarray(ragged, np.float64)
+    fixed = (np.resize(drawn if drawn.size else np.ones(1), array.shape[:2]) != 0).astype(np.int64)
     if not fixed.any():
         fixed[...] = 1
-    if fixed.shape != mask.shape or not np.array_equal(fixed, mask):
+    if mask is None or fixed.shape != mask.shape or not np.array_equal(fixed, mask):
         REPAIRED["mask: B×T, 0/1"] += 1
         put_array(body, "mask", fixed, fields["mask"], integer=True)
 
