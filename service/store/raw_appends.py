@@ -83,12 +83,13 @@ class RawAppends:
                 rows = []
                 checked: dict[int, bool] = {}  # per config object expected (mostly one: the process's cached)
                 for a in appends:
-                    same = checked.get(id(a.expect))
-                    if same is None and config is not None:
-                        same = checked[id(a.expect)] = same_config(config, a.expect)
                     if config is None:
                         a.error = MonitorNotFound(name)
-                    elif not same:
+                        continue
+                    same = checked.get(id(a.expect))
+                    if same is None:
+                        same = checked[id(a.expect)] = same_config(config, a.expect)
+                    if not same:
                         a.error = ConfigChanged(name, config)
                     else:
                         b, s, blob = a.row

@@ -30,7 +30,6 @@ from service.api.formats.arrays import ArrayReader
 from service.api.formats.inputs import Body, Prediction, read_prediction
 from service.api.formats.json_keys import check_unique_keys
 from service.api.formats.payload import parse_json_object
-from service.api.formats.plain import numbers_only, plain_array, plain_logits
 from service.api.schemas.common import ProbabilityOptions
 from service.core.cancel import current_deadline
 from service.monitors import IngestCounts, prepare_batch, write_prepared, write_prepared_soon
@@ -51,7 +50,7 @@ from service.store import (
 )
 
 from . import json_response
-from .monitor_plain_write import PLAIN_FIELDS, plain_write
+from .monitor_plain_write import PLAIN_FIELDS, plain_arrays, plain_write
 from .monitor_writes import MonitorWrite, in_pool, inline_store, read_write
 
 ARRAY_FIELDS = ("logits", "probs", "labels", "ids", "timestamps")
@@ -304,19 +303,16 @@ def _prepare(observed: tuple[Body, ObservationOptions, Prediction], config: Moni
 def _plain(
     write: MonitorWrite, data: bytearray, fields: dict[str, Any]
 ) -> tuple[Body, ObservationOptions, Prediction] | None:
-    """A plain body's (:func:`_read`) arrays as the general reader reads them; None if it is not one.
+    """A plain body's (:func:`_read`) arrays, options and predictions; None if it is not one.
 
-    None whenever the general reader could answer otherwise: a string or boolean in the body,
-    logits that are not N×K floats its checks take, labels that are not a list of numbers,
-    more elements than the limit. The labels are checked where the general path's are
-    (:func:`_prepare`).
+    As the general reader gives them (:func:`.monitor_plain_write.plain_arrays`); the labels are
+    checked where the general path's are (:func:`_prepare`).
     """
     max_elements = write.app.settings.max_elements
-    if not numbers_only(data, fields):
+    arrays = plain_arrays(data, fields, max_elements)
+    if arrays is None:
         return None
-    logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
-    if logits is None or labels is None or logits.size + labels.size > max_elements:
-        return None
+    logits, labels = arrays
     body = Body({"logits": logits, "labels": labels}, ArrayReader(max_elements, may_hold_booleans=False))
     body.rows = max(logits.shape[0], labels.shape[0] if labels.ndim else 0)
     # request.state.body, as the general reader sets it: its rows, for the metrics and the access log

@@ -19,6 +19,7 @@ checking it against the stored config).
 
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,6 +38,24 @@ from . import json_response
 PLAIN_FIELDS = frozenset({"logits", "labels"})
 
 
+def plain_arrays(
+    data: bytearray, fields: dict[str, Any], max_elements: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A plain body's logits and labels as the general reader reads them, or None.
+
+    `fields` is its JSON, with exactly `PLAIN_FIELDS`. None whenever the general reader could
+    answer otherwise: a string or boolean in the body (so no key twice), logits that are not N×K
+    floats its checks take, labels that are not a list of numbers, more elements than
+    `max_elements`. The labels are not checked yet.
+    """
+    if not numbers_only(data, fields):
+        return None
+    logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
+    if logits is None or labels is None or logits.size + labels.size > max_elements:
+        return None
+    return logits, labels
+
+
 async def plain_write(request: Request, name: str) -> Response | None:
     """The answer to a plain small write to monitor `name`, once durable; None: the general way serves it."""
     state: dict[str, Any] = request.scope["state"]
@@ -51,11 +70,10 @@ async def plain_write(request: Request, name: str) -> Response | None:
         fields = parse_json_object(data, unique_keys=False)
     except ProblemError:
         return None
-    if fields.keys() != PLAIN_FIELDS or not numbers_only(data, fields):  # (no string: no key twice)
+    arrays = plain_arrays(data, fields, app.settings.max_elements) if fields.keys() == PLAIN_FIELDS else None
+    if arrays is None:
         return None
-    logits, labels = plain_logits(fields["logits"], "logits"), plain_array(fields["labels"])
-    if logits is None or labels is None or logits.size + labels.size > app.settings.max_elements:
-        return None
+    logits, labels = arrays
     configs: ConfigCache = app.monitor_configs
     config = configs.cached(store, name)
     if config is None or config.binary or logits.shape[1] != config.n_classes:
