@@ -26,8 +26,9 @@ scrape settles first): the writes an event loop makes within ``FLUSH_S`` (50 ms)
 added together then (one update per series for all of them, where each write's ~36 updates
 cost more than its statistics' sums: ~40 µs), and every held sum is added before this worker
 answers a scrape (:meth:`MonitorCounters.flush`) and when it stops. A write committed in a worker
-thread hands its statistics to the worker's event loop (:meth:`MonitorCounters.bind`) before it
-answers: they are held there with the loop's own, and a scrape that follows the answer finds them.
+thread holds its statistics with those of the worker's event loop (:meth:`MonitorCounters.bind`)
+before it answers, without waking the loop (but to start a window's timer): a scrape that follows
+the answer finds them.
 With several workers ``PROMETHEUS_MULTIPROC_DIR`` is set and ``/metrics`` sums all workers (see
 :mod:`service.api.middleware.metrics`): another worker's writes reach a scrape within
 ``FLUSH_S`` of their answer. A counter only grows, and restarts at 0 with the server;
@@ -37,7 +38,6 @@ Prometheus's ``increase`` handles that. Temperature-scaled rows are not counted.
 import asyncio
 import threading
 from collections.abc import Iterable
-from contextlib import suppress
 from typing import Any
 
 import numpy as np
@@ -156,37 +156,43 @@ class MonitorCounters:
     def add(self, monitor: str, rows: Iterable[tuple[str, MonitorStats]]) -> None:
         """Add each ``(segment, statistics)`` of a committed write.
 
-        On an event loop the statistics are held with the loop's other writes and their sums
-        added to the counters ``FLUSH_S`` later, or at the next :meth:`flush` (one update per
-        series for all of them, their histograms coarsened together). From a thread, they are
-        handed to the bound loop (:meth:`bind`), which holds them as its own: queued before the
-        thread's result, they are held before the write's answer is sent. With no loop bound, or
-        one closed, they are added at once.
+        The statistics are held with the other writes of their event loop (the running one, or
+        from a thread the bound one: :meth:`bind`) and their sums added to the counters
+        ``FLUSH_S`` later, or at the next :meth:`flush` (one update per series for all of them,
+        their histograms coarsened together). A thread holds them itself, under the lock, before
+        its write answers (so a scrape that follows the answer finds them), and wakes the loop
+        only to start the timer of a window it opens. With no loop bound, or one closed, they
+        are added at once.
         """
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None:
-            home = self._home
-            if home is not None:
-                with suppress(RuntimeError):  # the loop closed meanwhile: added here, at once
-                    home.call_soon_threadsafe(self.add, monitor, list(rows))
-                    return
+        home = loop if loop is not None else self._home
+        if home is None or home.is_closed():
             for segment, stats in rows:
                 self._increment((monitor, segment), _values([stats]))
             return
         with self._lock:
-            held = self._held.get(loop)
+            held = self._held.get(home)
+            opened = held is None
             if held is None:
-                held = self._held[loop] = {}
-                loop.call_later(FLUSH_S, self._flush, loop)
+                held = self._held[home] = {}
             for segment, stats in rows:
                 kept = held.get((monitor, segment))
                 if kept is None:
                     held[(monitor, segment)] = [stats]
                 else:
                     kept.append(stats)
+        if not opened:
+            return
+        if loop is not None:
+            loop.call_later(FLUSH_S, self._flush, loop)
+            return
+        try:
+            home.call_soon_threadsafe(home.call_later, FLUSH_S, self._flush, home)
+        except RuntimeError:  # the loop closed meanwhile: added here, at once
+            self._flush(home)
 
     def flush(self) -> None:
         """Add every sum held (before a scrape, at shutdown): from any thread."""

@@ -153,14 +153,14 @@ def test_the_increments_of_statistics_held_together_are_their_increments_added_o
     np.testing.assert_allclose(together, alone, rtol=1e-13, atol=0)
 
 
-def test_a_thread_s_increments_are_handed_to_the_bound_loop_and_held_there():
+def test_a_thread_s_increments_are_held_for_the_bound_loop_and_added_by_its_timer():
     import asyncio
     import threading
 
     from prometheus_client import CollectorRegistry
 
     from service.core import Distribution, MonitorStats
-    from service.monitors.counters import MonitorCounters
+    from service.monitors.counters import FLUSH_S, MonitorCounters
 
     registry = CollectorRegistry()
     counters = MonitorCounters(registry)
@@ -177,15 +177,17 @@ def test_a_thread_s_increments_are_handed_to_the_bound_loop_and_held_there():
     async def run() -> list[float | None]:
         counters.bind(asyncio.get_running_loop())
         from_thread()
-        seen = [value()]  # handed to the loop: nothing added by the thread
-        await asyncio.sleep(0)  # the loop takes it and holds it with its own writes
-        counters.flush()
+        seen = [value()]  # held for the loop: nothing added by the thread
+        counters.flush()  # a scrape right after the answer, the loop not run since: held already
+        seen.append(value())
+        from_thread()
+        await asyncio.sleep(FLUSH_S * 4)  # the window's timer, started on the loop, adds them
         seen.append(value())
         counters.bind(None)
         from_thread()  # unbound: added at once
         return [*seen, value()]
 
-    assert asyncio.run(run()) == [None, 2.0, 4.0]
+    assert asyncio.run(run()) == [None, 2.0, 4.0, 6.0]
 
 
 def test_a_write_committed_in_a_thread_is_counted_by_the_scrape_that_follows_its_answer(tmp_path, rng):
