@@ -1,7 +1,8 @@
 """The ceiling for a small request: only the work any such service must do, as raw ASGI.
 
 One handler per measured route (``/v1/cross-entropy``, ``/v1/divergence``, ``/v1/calibration``
-with its default metrics, ``/v1/apply`` with a bare temperature): the JSON body is parsed by
+with its default metrics, ``/v1/apply`` with a bare temperature, and a monitor's small write,
+``/v1/monitors/bench/observations``: :mod:`benchmarks.essential_monitor`): the JSON body is parsed by
 orjson, turned into arrays, checked by Xent's own checks (finite logits, probabilities summing
 to 1, labels in range), computed by Xent's own core functions — exactly what Xent's default
 answer computes — and answered with Xent's answer, field for field (``benchmarks.http`` checks
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from benchmarks.essential_monitor import NAME, EssentialMonitor
 from service import core
 from service.api.routes.calibration import P_VALUES
 from service.api.routes.divergence import MATCHES, ZERO_CONVENTION
@@ -231,6 +233,10 @@ def apply(fields: Fields) -> bytes:
     return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+#: The monitor write (:mod:`benchmarks.essential_monitor`), by path: the monitor's name.
+MONITOR_PATHS = {f"/v1/monitors/{NAME}/observations": NAME}
+MONITOR = EssentialMonitor()
+
 ROUTES: dict[str, Callable[[Fields], bytes]] = {
     "/v1/cross-entropy": cross_entropy,
     "/v1/divergence": divergence,
@@ -244,18 +250,25 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
+        MONITOR.close()
         await send({"type": "lifespan.shutdown.complete"})
         return
     body, more = b"", True
     while more:
         message = await receive()
         body, more = body + message.get("body", b""), message.get("more_body", False)
-    handler = ROUTES.get(scope["path"])
-    if scope["method"] != "POST" or handler is None:
+    path = scope["path"]
+    if scope["method"] == "PUT" and path == f"/v1/monitors/{NAME}":  # its monitor, made once (K = 10)
+        MONITOR.open()
+        await _answer(send, 200, b"{}")
+        return
+    handler = ROUTES.get(path)
+    if scope["method"] != "POST" or (handler is None and path not in MONITOR_PATHS):
         await _answer(send, 404, b"{}")
         return
     try:
-        answer = handler(orjson.loads(body))
+        fields = orjson.loads(body)
+        answer = handler(fields) if handler is not None else await MONITOR.write(MONITOR_PATHS[path], fields)
     except core.InputError:
         await _answer(send, 422, b"{}")
         return

@@ -301,39 +301,35 @@ def routes(
     / `rounds`; each column is the median of its rounds (on a shared machine one round's CPU per
     request moves by ±30 %). Xent's own layers are its median server CPU per request minus the
     essential-work server's: what Xent spends beyond parsing, checking, computing and printing
-    the same answer. The monitor-ingest route has no essential-work handler (its work is a store
-    write): its layers column is empty.
+    the same answer (for monitor ingest: storing the batch durably, and summarising it later, in
+    Xent's store: :mod:`benchmarks.essential_monitor`).
     """
-    from benchmarks.essential_app import ROUTES
-
     create_monitor(xent.url)
+    create_monitor(essential.url)
     rows = []
     each = seconds / rounds
     for path, body in route_bodies().items():
-        if path in ROUTES:  # the same answer, field for field
-            ours = httpx.post(essential.url + path, content=body).json()
-            theirs = httpx.post(xent.url + path, content=body).json()
-            assert ours == theirs, (path, ours, theirs)
-        loaded = [floor, essential, xent] if path in ROUTES else [floor, xent]
+        ours = httpx.post(essential.url + path, content=body).json()
+        theirs = httpx.post(xent.url + path, content=body).json()
+        assert ours == theirs, (path, ours, theirs)  # the same answer, field for field
+        loaded = [floor, essential, xent]
         runs: dict[int, list[dict[str, float]]] = {id(server): [] for server in loaded}
         for _ in range(rounds):
             for server in loaded:
                 runs[id(server)].append(_raw_load(server, body, clients, each, path))
         bare, r = _median_run(runs[id(floor)]), _median_run(runs[id(xent)])
-        work = _median_run(runs[id(essential)]) if path in ROUTES else None
+        work = _median_run(runs[id(essential)])
         rows.append(
             {
                 "route (32×10 JSON)": path,
                 "bare FastAPI µs CPU": f"{bare['cpu_us']:.0f}",
-                "essential µs CPU": "" if work is None else f"{work['cpu_us']:.0f}",
+                "essential µs CPU": f"{work['cpu_us']:.0f}",
                 "Xent µs CPU": f"{r['cpu_us']:.0f}",
                 "Xent requests/s": f"{r['rps']:.0f}",
                 "Xent p50 ms": f"{r['p50']:.2f}",
                 "Xent share of bare (CPU)": f"{bare['cpu_us'] / r['cpu_us']:.0%}",
-                "Xent share of essential (CPU)": ""
-                if work is None
-                else f"{work['cpu_us'] / r['cpu_us']:.0%}",
-                "Xent's own layers µs": "" if work is None else f"{r['cpu_us'] - work['cpu_us']:.0f}",
+                "Xent share of essential (CPU)": f"{work['cpu_us'] / r['cpu_us']:.0%}",
+                "Xent's own layers µs": f"{r['cpu_us'] - work['cpu_us']:.0f}",
             }
         )
     return rows
@@ -673,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seconds, n, repeats = (3.0, 10_000, 2) if args.quick else (10.0, 100_000, 5)
     data_dir = tempfile.TemporaryDirectory(prefix="xent-bench-")
+    essential_dir = tempfile.TemporaryDirectory(prefix="xent-bench-essential-")  # its monitor's store
     servers = {
         "bare FastAPI (constant)": Server("benchmarks.bare_app:app", factory=False),
         # `xent serve` as deployed, one worker: its JSON access log written (to /dev/null here)
@@ -680,7 +677,12 @@ def main(argv: list[str] | None = None) -> int:
             "", factory=False, workers=1, access_log=True, env={"XENT_DATA_DIR": data_dir.name}
         ),
         # on `xent serve`'s HTTP protocol, so that Xent's layers (Xent − essential) are its own code only
-        ESSENTIAL: Server("benchmarks.essential_app:app", factory=False, http=http_protocol()),
+        ESSENTIAL: Server(
+            "benchmarks.essential_app:app",
+            factory=False,
+            http=http_protocol(),
+            env={"XENT_DATA_DIR": essential_dir.name},
+        ),
     }
     xent = servers["Xent /v1/cross-entropy"]
     try:
@@ -707,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.stop()
         data_dir.cleanup()
+        essential_dir.cleanup()
     out += ["\n## Workers (raw generator in its own process, 32 clients)", table(workers(32, seconds))]
     if args.small_only:
         sys.stdout.write("\n".join(out) + "\n")

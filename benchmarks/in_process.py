@@ -141,6 +141,11 @@ async def measure(
 
 def _settle(app: Any) -> None:
     """Settle the raw stats rows of small monitor writes still waiting (``service.monitors.settle``)."""
+    from benchmarks import essential_app
+
+    if app is essential_app.app:
+        essential_app.MONITOR.settle_all()
+        return
     holder = getattr(getattr(app, "state", None), "monitors", None)
     store = None if holder is None else holder.current
     if store is not None:
@@ -150,30 +155,24 @@ def _settle(app: Any) -> None:
 def every_route(requests: int) -> list[dict[str, object]]:
     """Process CPU µs per request of every small-body route: bare FastAPI, the essential work, Xent.
 
-    Xent's own layers are its µs minus the essential-work app's on the same route (monitor ingest
-    has no essential-work handler). Calibration, ~20× dearer, gets a tenth of the requests.
+    Xent's own layers are its µs minus the essential-work app's on the same route. Calibration,
+    ~20× dearer, gets a tenth of the requests.
     """
-    from benchmarks.essential_app import ROUTES
-
     rows: list[dict[str, object]] = []
     for path in BODIES:
         count = requests // 10 if path == "/v1/calibration" else requests
         bare = asyncio.run(measure(load_app("benchmarks.bare_app:app"), count, path, monitor=False))
-        work = (
-            asyncio.run(measure(load_app("benchmarks.essential_app:app"), count, path))
-            if path in ROUTES
-            else None
-        )
+        work = asyncio.run(measure(load_app("benchmarks.essential_app:app"), count, path))
         xent = asyncio.run(measure(load_app("service.app:create_app"), count, path))
         rows.append(
             {
                 "route (32×10 JSON)": path,
                 "bare FastAPI µs": f"{bare:.1f}",
-                "essential µs": "" if work is None else f"{work:.1f}",
+                "essential µs": f"{work:.1f}",
                 "Xent µs": f"{xent:.1f}",
                 "Xent share of bare": f"{bare / xent:.0%}",
-                "Xent share of essential": "" if work is None else f"{work / xent:.0%}",
-                "Xent's own layers µs": "" if work is None else f"{xent - work:.1f}",
+                "Xent share of essential": f"{work / xent:.0%}",
+                "Xent's own layers µs": f"{xent - work:.1f}",
             }
         )
     return rows
