@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -79,15 +80,22 @@ def plain_calibration(fields: dict[str, Any], max_elements: int) -> tuple[bytes,
         or raw.size + labels.size > max_elements
     ):
         return None
-    options = validated_options(CalibrationOptions, {})
+    options, convention = _plain_convention()
     try:
         prediction = probs_prediction(raw, "probs", options)
         labels = core.check_labels(labels, raw.shape[1])
     except core.InputError:
         return None
     dist = prediction.dist
-    report = core.calibration_report(labels, dist, convention_of(options), metrics=options.metrics)
+    report = core.calibration_report(labels, dist, convention, metrics=options.metrics)
     return bytes(Answer(_result(options, prediction, report, None)).response().body), int(labels.size)
+
+
+@cache
+def _plain_convention() -> tuple[CalibrationOptions, core.Convention]:
+    """The options of a body that sends none, and their convention (both read only): resolved once."""
+    options = validated_options(CalibrationOptions, {})
+    return options, convention_of(options)
 
 
 @router.post(

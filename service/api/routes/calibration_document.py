@@ -9,6 +9,7 @@ answers still build the models, from these same documents (``tests/api/test_cali
 checks the bytes agree with the models').
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
@@ -123,7 +124,8 @@ def reliability_documents(bins: Sequence[core.Reliability], *, weighted: bool = 
 
 def metrics_document(scalars: dict[str, float]) -> Document:
     """CalibrationMetrics' document: every metric field, null where not computed."""
-    return {name: _json_or_none(scalars.get(name)) for name in METRIC_FIELDS}
+    get = scalars.get
+    return {name: None if (value := get(name)) is None else json_float(value) for name in METRIC_FIELDS}
 
 
 def float_lists(values: dict[str, Any] | None) -> dict[str, list[float | str]] | None:
@@ -142,14 +144,14 @@ def float_dict(values: dict[str, float] | None) -> dict[str, float | str] | None
 
 
 def _floats(values: np.ndarray) -> list[float | str | None]:
-    """A float array as ReliabilityBins writes it: NaN as null (an empty bin), ±inf as strings."""
+    """A float array as ReliabilityBins writes it: NaN as null (an empty bin), ±inf as strings.
+
+    A finite sum means every value is finite (NaN or ±inf make it non-finite; a sum that
+    overflows takes the value-by-value way, which gives finite values as they are): one
+    ``sum`` over the listed floats, where ``np.isinf`` / ``np.isnan`` and their ``any()`` cost
+    four NumPy calls an array of a dozen bins.
+    """
     listed: list[float | str | None] = values.astype(np.float64, copy=False).tolist()
-    if np.isinf(values).any():
-        return [None if v != v else json_float(v) for v in listed]  # type: ignore[arg-type]
-    if np.isnan(values).any():  # empty bins: the common case of a few rows
-        return [None if v != v else v for v in listed]
-    return listed
-
-
-def _json_or_none(value: float | None) -> float | str | None:
-    return None if value is None else json_float(value)
+    if math.isfinite(sum(listed)):  # type: ignore[arg-type]
+        return listed
+    return [None if v != v else json_float(v) for v in listed]  # type: ignore[arg-type]
