@@ -125,7 +125,10 @@ def reliability_documents(bins: Sequence[core.Reliability], *, weighted: bool = 
 def metrics_document(scalars: dict[str, float]) -> Document:
     """CalibrationMetrics' document: every metric field, null where not computed."""
     get = scalars.get
-    return {name: None if (value := get(name)) is None else json_float(value) for name in METRIC_FIELDS}
+    return {  # a finite float as itself (v - v is 0 only then), anything else as json_float writes it
+        name: None if (v := get(name)) is None else v if type(v) is float and v - v == 0 else json_float(v)
+        for name in METRIC_FIELDS
+    }
 
 
 def float_lists(values: dict[str, Any] | None) -> dict[str, list[float | str]] | None:
@@ -154,4 +157,5 @@ def _floats(values: np.ndarray) -> list[float | str | None]:
     listed: list[float | str | None] = values.astype(np.float64, copy=False).tolist()
     if math.isfinite(sum(listed)):  # type: ignore[arg-type]
         return listed
-    return [None if v != v else json_float(v) for v in listed]  # type: ignore[arg-type]
+    # NaN as null, finite as itself (v - v is 0 only for a finite v), ±inf as json_float writes it
+    return [None if v != v else v if v - v == 0 else json_float(v) for v in listed]  # type: ignore[operator, arg-type]
