@@ -40,9 +40,7 @@ def test_the_essential_monitor_write_stores_what_xent_stores(tmp_path, essential
     batches = [(rng.standard_normal((32, 10)), rng.integers(0, 10, 32)) for _ in range(5)]
     assert essential.put("/v1/monitors/bench").status_code == 200
     for logits, labels in batches:
-        answer = essential.post(
-            MONITOR_INGEST, json={"logits": logits.tolist(), "labels": labels.tolist()}
-        )
+        answer = essential.post(MONITOR_INGEST, json={"logits": logits.tolist(), "labels": labels.tolist()})
         assert answer.status_code == 200, answer.text
     essential_app.MONITOR.settle_all()
     with monitor_client(tmp_path / "xent") as xent:
