@@ -2,7 +2,7 @@
 large-batch end-to-end time as JSON / OIP binary / npz, server peak RSS per request size,
 and /healthz latency while a large request is being scored.
 
-    python -m benchmarks.http [--quick] [--small-only | --routes-only]
+    python -m benchmarks.http [--quick] [--small-only | --routes-only] [--rounds N]
 
 Servers run as subprocesses (one uvicorn worker each). Small batches are driven twice: by
 httpx clients in this process (what a Python caller sees; on two cores the client itself is
@@ -299,10 +299,12 @@ def routes(
     Per route, the three servers are loaded one after the other with the route's own body (the
     bare floor answers a constant on every path), `rounds` times in turn, each for `seconds`
     / `rounds`; each column is the median of its rounds (on a shared machine one round's CPU per
-    request moves by ±30 %). Xent's own layers are its median server CPU per request minus the
-    essential-work server's: what Xent spends beyond parsing, checking, computing and printing
-    the same answer (for monitor ingest: storing the batch durably, and summarising it later, in
-    Xent's store: :mod:`benchmarks.essential_monitor`).
+    request moves by ±30 %). Xent's own layers are what Xent spends beyond parsing, checking,
+    computing and printing the same answer (for monitor ingest: storing the batch durably, and
+    summarising it later, in Xent's store: :mod:`benchmarks.essential_monitor`): per round, Xent's
+    server CPU per request minus the essential-work server's, loaded right before or after it
+    (the two swap places every round, so a drift of the machine's speed falls on both alike); the
+    column is the median of those paired differences and their interquartile range.
     """
     create_monitor(xent.url)
     create_monitor(essential.url)
@@ -314,11 +316,14 @@ def routes(
         assert ours == theirs, (path, ours, theirs)  # the same answer, field for field
         loaded = [floor, essential, xent]
         runs: dict[int, list[dict[str, float]]] = {id(server): [] for server in loaded}
-        for _ in range(rounds):
-            for server in loaded:
+        for round_ in range(rounds):
+            for server in (floor, essential, xent) if round_ % 2 == 0 else (floor, xent, essential):
                 runs[id(server)].append(_raw_load(server, body, clients, each, path))
         bare, r = _median_run(runs[id(floor)]), _median_run(runs[id(xent)])
         work = _median_run(runs[id(essential)])
+        pairs = zip(runs[id(xent)], runs[id(essential)], strict=True)
+        paired = [ours["cpu_us"] - theirs["cpu_us"] for ours, theirs in pairs]
+        low, layers, high = np.percentile(paired, [25, 50, 75])
         rows.append(
             {
                 "route (32×10 JSON)": path,
@@ -329,7 +334,7 @@ def routes(
                 "Xent p50 ms": f"{r['p50']:.2f}",
                 "Xent share of bare (CPU)": f"{bare['cpu_us'] / r['cpu_us']:.0%}",
                 "Xent share of essential (CPU)": f"{work['cpu_us'] / r['cpu_us']:.0%}",
-                "Xent's own layers µs": f"{r['cpu_us'] - work['cpu_us']:.0f}",
+                "Xent's own layers µs (paired: median, p25–p75)": f"{layers:.0f} ({low:.0f}–{high:.0f})",
             }
         )
     return rows
@@ -644,6 +649,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only: every small-body route, bare FastAPI vs essential work vs Xent, and Xent's own layers",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="alternated rounds per route in the small-body routes' table (default 5; more on a noisy host)",
+    )
+    parser.add_argument(
         "--compression", action="store_true", help="only: a 10,000-row per-sample answer, plain and gzipped"
     )
     parser.add_argument(
@@ -697,7 +708,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         out += [
             f"## Every small-body route (raw generator, 16 clients, 1 worker; load average {_load()})",
-            table(routes(servers["bare FastAPI (constant)"], servers[ESSENTIAL], xent, 16, seconds)),
+            table(
+                routes(servers["bare FastAPI (constant)"], servers[ESSENTIAL], xent, 16, seconds, args.rounds)
+            ),
         ]
         if args.routes_only:
             sys.stdout.write("\n".join(out) + "\n")
