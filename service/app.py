@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         counters.bind(asyncio.get_running_loop())  # writes committed in threads count on this loop
         yield
         counters.bind(None)
-        await asyncio.sleep(0)  # the statistics threads handed over before it: held now
+        await asyncio.sleep(0)  # (a window's timer a thread asked for starts, finding nothing held)
         counters.flush()  # the increments held (counters.FLUSH_S), before they are lost
         await anyio.to_thread.run_sync(monitors.close)
         stats.cancel()
