@@ -93,9 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         counters = app.state.monitor_counters
         counters.bind(asyncio.get_running_loop())  # writes committed in threads count on this loop
         yield
-        counters.bind(None)
-        await asyncio.sleep(0)  # (a window's timer a thread asked for starts, finding nothing held)
-        counters.flush()  # the increments held (counters.FLUSH_S), before they are lost
+        counters.bind(None)  # a thread's write from now on adds its increments at once
+        counters.flush()  # the increments held (counters.FLUSH_S), threads' too, before they are lost
         await anyio.to_thread.run_sync(monitors.close)
         stats.cancel()
         monitor.cancel()
