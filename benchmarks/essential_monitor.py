@@ -7,11 +7,12 @@ Xent does (:func:`~service.monitors.settle.raw_row`, then the store's ``append_r
 raw row, committed with the other writes of the loop's turn; in a thread when the store cannot
 write on the loop, a WAL checkpoint's turn) in Xent's own store, opened and
 settled by Xent's `StoreHolder` (its `Settler` summarises the raw rows a moment later, as Xent's
-does). Nothing else: no config cache (the monitor's config is read once, at start-up), no
+does). Nothing else: no config cache (the monitor's config is read once, when the store opens), no
 idempotency keys, no Prometheus counters, no segments but the default one.
 
 The monitor is ``bench`` with K = 10, as ``benchmarks.http.create_monitor`` makes it on Xent,
-created in ``XENT_DATA_DIR`` by the first write (with its default segment, by one row of its own).
+created in ``XENT_DATA_DIR`` by its ``PUT`` or the first write (with its default segment, by one
+row of its own).
 """
 
 import asyncio

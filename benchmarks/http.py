@@ -314,15 +314,14 @@ def routes(
         ours = httpx.post(essential.url + path, content=body).json()
         theirs = httpx.post(xent.url + path, content=body).json()
         assert ours == theirs, (path, ours, theirs)  # the same answer, field for field
-        loaded = [floor, essential, xent]
-        runs: dict[int, list[dict[str, float]]] = {id(server): [] for server in loaded}
+        runs: dict[int, list[dict[str, float]]] = {id(server): [] for server in (floor, essential, xent)}
         for round_ in range(rounds):
             for server in (floor, essential, xent) if round_ % 2 == 0 else (floor, xent, essential):
                 runs[id(server)].append(_raw_load(server, body, clients, each, path))
         bare, r = _median_run(runs[id(floor)]), _median_run(runs[id(xent)])
         work = _median_run(runs[id(essential)])
         pairs = zip(runs[id(xent)], runs[id(essential)], strict=True)
-        paired = [ours["cpu_us"] - theirs["cpu_us"] for ours, theirs in pairs]
+        paired = [x["cpu_us"] - e["cpu_us"] for x, e in pairs]
         low, layers, high = np.percentile(paired, [25, 50, 75])
         rows.append(
             {
