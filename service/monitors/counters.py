@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from service.core import MonitorStats, PerplexitySeries
 from service.core.calibration.brier import brier_factor
-from service.core.monitoring.fine_histogram import coarse_table, weighted_bincount
+from service.core.monitoring.fine_histogram import FineHistogram, coarse_table, weighted_bincount
 
 N_BINS = 10
 BIN_LABELS = tuple(f"{(b + 1) / N_BINS:.1f}" for b in range(N_BINS))
@@ -228,7 +228,7 @@ def _values(rows: list[MonitorStats]) -> np.ndarray:
     Samples, Σ confidence, labelled, Σ NLL, correct, Σ Brier, then for each of the ten bins the
     labelled rows, then their Σ confidence, then their Σ outcome. Each statistics' Σ confidence
     and Σ NLL count from 0 up (a rounding below 0 is not added), as when added one by one; the
-    bins of several are one coarsening of their fine cells together.
+    bins of several are one coarsening of their fine cells together (:func:`_coarse_sums`).
     """
     values = np.zeros(6 + 3 * N_BINS)
     sums = [0.0] * 6
@@ -249,10 +249,31 @@ def _values(rows: list[MonitorStats]) -> np.ndarray:
         _, weight, sum_conf, sum_hits = hists[0].coarsen(N_BINS, "right")
         values[6:] = np.concatenate((weight, sum_conf, sum_hits))
     elif hists:
-        index = coarse_table(N_BINS, "right")[np.concatenate([h.cells for h in hists])]
-        for b, part in enumerate(
-            (np.concatenate([h.weights for h in hists]), np.concatenate([h.conf for h in hists]),
-             np.concatenate([h.hits for h in hists]))
-        ):  # fmt: skip
-            values[6 + b * N_BINS : 6 + (b + 1) * N_BINS] = weighted_bincount(index, part, N_BINS)
+        values[6:] = _coarse_sums(hists)
     return values
+
+
+def _coarse_sums(hists: list[FineHistogram]) -> np.ndarray:
+    """Σ w, Σ w·c and Σ w·outcome per bin of several histograms together (30 values).
+
+    The cells' values are added along each run of cells in one bin (``np.add.reduceat``,
+    contiguous), then the runs' sums into their bins: a histogram's cells ascend and the bin of a
+    cell never falls as the cell rises, so each histogram has a run per bin at most. Where a
+    ``bincount`` over every cell with its weight took ~80 µs per column for the ~20,000 cells of
+    a few large writes, this takes a few µs.
+    """
+    cells = np.concatenate([h.cells for h in hists])
+    if cells.size == 0:
+        return np.zeros(3 * N_BINS)
+    index = coarse_table(N_BINS, "right")[cells]
+    first = np.empty(cells.size, bool)  # the first cell of each run of one bin
+    first[0] = True
+    np.not_equal(index[1:], index[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    bins = index[starts]
+    columns = (
+        np.concatenate([h.weights for h in hists]),
+        np.concatenate([h.conf for h in hists]),
+        np.concatenate([h.hits for h in hists]),
+    )
+    return np.concatenate([weighted_bincount(bins, np.add.reduceat(c, starts), N_BINS) for c in columns])

@@ -153,6 +153,31 @@ def test_the_increments_of_statistics_held_together_are_their_increments_added_o
     np.testing.assert_allclose(together, alone, rtol=1e-13, atol=0)
 
 
+def test_bin_sums_of_several_histograms_equal_one_bincount_over_all_their_cells(rng):
+    """Runs of one bin are added along the cells, in any order of cells (`_coarse_sums`)."""
+    from service.core.monitoring.fine_histogram import N_CELLS, FineHistogram, coarse_table
+    from service.monitors.counters import N_BINS, _coarse_sums
+
+    hists = []
+    for size in (40, 1, 0, 300, 5):
+        cells = np.sort(rng.choice(N_CELLS, size, replace=False))
+        count = rng.integers(1, 5, size)
+        hists.append(FineHistogram(cells, count, rng.random(size) * count, rng.integers(0, 2, size) * 1.0))
+    unsorted = np.array([5040, 0, 2520])
+    hists.append(FineHistogram(unsorted, np.array([1, 2, 3]), np.ones(3), np.ones(3)))
+    cells = np.concatenate([h.cells for h in hists])
+    index = coarse_table(N_BINS, "right")[cells]
+    expected = [
+        np.bincount(index, weights=np.concatenate([getattr(h, name) for h in hists]), minlength=N_BINS)
+        for name in ("weights", "conf", "hits")
+    ]
+    got = _coarse_sums(hists)
+    assert got[:N_BINS].tolist() == expected[0].tolist()  # counts: exact
+    assert got[2 * N_BINS :].tolist() == expected[2].tolist()  # outcomes (0/1): exact
+    np.testing.assert_allclose(got[N_BINS : 2 * N_BINS], expected[1], rtol=1e-14, atol=0)
+    assert _coarse_sums([FineHistogram.empty()]).tolist() == [0.0] * (3 * N_BINS)
+
+
 def test_a_thread_s_increments_are_held_for_the_bound_loop_and_added_by_its_timer():
     import asyncio
     import threading
