@@ -258,9 +258,11 @@ def _coarse_sums(hists: list[FineHistogram]) -> np.ndarray:
 
     The cells' values are added along each run of cells in one bin (``np.add.reduceat``,
     contiguous), then the runs' sums into their bins: a histogram's cells ascend and the bin of a
-    cell never falls as the cell rises, so each histogram has a run per bin at most. Where a
-    ``bincount`` over every cell with its weight took ~80 µs per column for the ~20,000 cells of
-    a few large writes, this takes a few µs.
+    cell never falls as the cell rises, so each histogram has a run per bin at most. A window of
+    ~20 large writes (~30,000 cells) took 860 µs of the event loop with a weighted ``bincount``
+    over every cell per column, 610 this way (medians over ~20 windows each, alternated in one
+    process; 388 against 124 µs for 18 writes whose statistics are in cache, where the loop's
+    come from the worker threads' memory).
     """
     cells = np.concatenate([h.cells for h in hists])
     if cells.size == 0:
@@ -271,9 +273,5 @@ def _coarse_sums(hists: list[FineHistogram]) -> np.ndarray:
     np.not_equal(index[1:], index[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     bins = index[starts]
-    columns = (
-        np.concatenate([h.weights for h in hists]),
-        np.concatenate([h.conf for h in hists]),
-        np.concatenate([h.hits for h in hists]),
-    )
+    columns = [np.concatenate([getattr(h, name) for h in hists]) for name in ("weights", "conf", "hits")]
     return np.concatenate([weighted_bincount(bins, np.add.reduceat(c, starts), N_BINS) for c in columns])
