@@ -4,8 +4,9 @@ What any service that keeps a monitor durably must do for ``{"logits": N×K, "la
 it (orjson), make the arrays, check them with Xent's checks (finite logits, labels in range, one
 per row), store the batch durably and answer — and summarise it later. It stores the batch as
 Xent does (:func:`~service.monitors.settle.raw_row`, then the store's ``append_raw_soon``: one
-raw row, committed with the other writes of the loop's turn; in a thread when the store cannot
-write on the loop, a WAL checkpoint's turn) in Xent's own store, opened and
+raw row, committed with the other writes of the loop's turn, after waiting on the loop while a
+thread holds the store's lock; in a thread when the store cannot write on the loop, a WAL
+checkpoint's turn) in Xent's own store, opened and
 settled by Xent's `StoreHolder` (its `Settler` summarises the raw rows a moment later, as Xent's
 does). Nothing else: no config cache (the monitor's config is read once, when the store opens), no
 idempotency keys, no Prometheus counters, no segments but the default one.
@@ -78,9 +79,18 @@ class EssentialMonitor:
             raise core.InputError("logits", "must be a small batch (stored raw)")
         row, labelled = raw
         store = holder.current
-        try:
-            await store.append_raw_soon(NAME, row, expect=config)
-        except (LockHeld, WouldBlock):  # the store cannot write on the loop now: in a thread, as Xent
+        written = False
+        for attempt in range(2):
+            try:
+                await store.append_raw_soon(NAME, row, expect=config)
+                written = True
+                break
+            except LockHeld as held:  # a thread of this process writes (the settler): wait on the loop
+                if attempt == 0:
+                    await _freed(held)
+            except WouldBlock:  # a WAL checkpoint's turn
+                break
+        if not written:  # the store cannot write on the loop now: in a thread, as Xent does
             await asyncio.to_thread(store.write_batch, NAME, [row], expect=config)
         holder.wake_settler()
         answer = {
@@ -93,3 +103,23 @@ class EssentialMonitor:
             "segment": "",
         }
         return orjson.dumps(answer)
+
+
+async def _freed(held: LockHeld) -> None:
+    """Wait on the loop until `held`'s lock is free (at most its busy timeout), as Xent's writes do.
+
+    Sending the write to a thread instead would hold the lock in turn and send the next small
+    writes to threads too, each its own transaction (``LockHeld``'s docstring).
+    """
+    loop = asyncio.get_running_loop()
+    freed = loop.create_future()
+
+    def settle() -> None:
+        if not freed.done():
+            freed.set_result(None)
+
+    def wake() -> None:  # from the thread that frees the lock
+        loop.call_soon_threadsafe(settle)
+
+    held.notify(wake)
+    await asyncio.wait((freed,), timeout=held.timeout_s)
