@@ -86,8 +86,8 @@ class EssentialMonitor:
                 written = True
                 break
             except LockHeld as held:  # a thread of this process writes (the settler): wait on the loop
-                if attempt == 0:
-                    await _freed(held)
+                if attempt == 0:  # (sending it to a thread would hold the lock in turn: LockHeld)
+                    await held.freed(held.timeout_s)
             except WouldBlock:  # a WAL checkpoint's turn
                 break
         if not written:  # the store cannot write on the loop now: in a thread, as Xent does
@@ -103,23 +103,3 @@ class EssentialMonitor:
             "segment": "",
         }
         return orjson.dumps(answer)
-
-
-async def _freed(held: LockHeld) -> None:
-    """Wait on the loop until `held`'s lock is free (at most its busy timeout), as Xent's writes do.
-
-    Sending the write to a thread instead would hold the lock in turn and send the next small
-    writes to threads too, each its own transaction (``LockHeld``'s docstring).
-    """
-    loop = asyncio.get_running_loop()
-    freed = loop.create_future()
-
-    def settle() -> None:
-        if not freed.done():
-            freed.set_result(None)
-
-    def wake() -> None:  # from the thread that frees the lock
-        loop.call_soon_threadsafe(settle)
-
-    held.notify(wake)
-    await asyncio.wait((freed,), timeout=held.timeout_s)

@@ -6,7 +6,9 @@ background compaction merges many rows of one bucket into one with the ``merge``
 caller passes in.
 """
 
+import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -256,6 +258,22 @@ class LockHeld(WouldBlock):
         super().__init__(reason)
         self.notify = notify
         self.timeout_s = timeout_s
+
+    async def freed(self, timeout_s: float) -> None:
+        """Wait on the running event loop until the lock is free, at most `timeout_s` seconds."""
+        loop = asyncio.get_running_loop()
+        freed = loop.create_future()
+
+        def settle() -> None:
+            if not freed.done():
+                freed.set_result(None)
+
+        def wake() -> None:  # from the thread that released the lock
+            with suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody waits any more
+                loop.call_soon_threadsafe(settle)
+
+        self.notify(wake)
+        await asyncio.wait((freed,), timeout=timeout_s)
 
 
 def same_config(a: MonitorConfig, b: MonitorConfig) -> bool:

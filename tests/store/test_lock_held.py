@@ -72,3 +72,27 @@ def test_another_process_holding_sqlites_lock_is_not_lock_held(sqlite_store, db_
     finally:
         locker.execute("ROLLBACK")
         locker.close()
+
+
+def test_a_coroutine_waits_for_the_lock_on_its_loop_until_freed_or_its_timeout():
+    import asyncio
+    import time
+
+    wakes: list = []
+    held = LockHeld("held", wakes.append)
+
+    async def run() -> tuple[float, float]:
+        start = time.monotonic()
+        waiting = asyncio.ensure_future(held.freed(5.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and len(wakes) == 1
+        threading.Thread(target=wakes[0]).start()  # the lock freed, from another thread
+        await waiting
+        freed_after = time.monotonic() - start
+        start = time.monotonic()
+        await held.freed(0.1)  # never freed: back after its timeout
+        return freed_after, time.monotonic() - start
+
+    freed_after, timed_out_after = asyncio.run(run())
+    assert 0.04 <= freed_after < 2.0  # (timers may fire within the clock's resolution early)
+    assert 0.09 <= timed_out_after < 2.0

@@ -12,9 +12,7 @@ store sends to a thread itself (another process holds SQLite's lock, or it is th
 checkpoints the WAL) goes to the pool, with the batch already prepared.
 """
 
-import asyncio
 import time
-from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
@@ -105,20 +103,7 @@ async def _freed(held: LockHeld, since: float) -> bool:
     now = time.monotonic()
     if (deadline is not None and now >= deadline) or now - since >= held.timeout_s:
         return False
-    loop = asyncio.get_running_loop()
-    freed = loop.create_future()
-
-    def settle() -> None:
-        if not freed.done():
-            freed.set_result(None)
-
-    def wake() -> None:  # from the thread that released the lock
-        with suppress(RuntimeError):  # the loop closed meanwhile (shutdown): nobody waits any more
-            loop.call_soon_threadsafe(settle)
-
-    held.notify(wake)
-    timeout = LOCK_WAIT_S if deadline is None else min(LOCK_WAIT_S, deadline - now)
-    await asyncio.wait((freed,), timeout=timeout)
+    await held.freed(LOCK_WAIT_S if deadline is None else min(LOCK_WAIT_S, deadline - now))
     return True
 
 
