@@ -245,10 +245,7 @@ def _values(rows: list[MonitorStats]) -> np.ndarray:
         sums[5] += brier_factor("auto", stats.n_classes, binary=stats.binary) * stats.brier_sum
         hists.append(stats.positive if stats.binary and stats.positive is not None else stats.top)
     values[:6] = sums
-    if len(hists) == 1:
-        _, weight, sum_conf, sum_hits = hists[0].coarsen(N_BINS, "right")
-        values[6:] = np.concatenate((weight, sum_conf, sum_hits))
-    elif hists:
+    if hists:
         values[6:] = _coarse_sums(hists)
     return values
 
