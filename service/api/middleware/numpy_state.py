@@ -1,0 +1,25 @@
+"""NumPy's error state set in each request's context, so that NumPy's reads of it are cached.
+
+NumPy (2.x) keeps its error state (what ``np.errstate`` changes) in a context variable, read by
+every ufunc call. CPython caches a context variable's value per thread and context version only
+when the variable is *found* in the context: one never set there (NumPy's, unless the code set
+it) is looked up in the context's mapping on every read and not found, each time. With the few
+variables a request's context holds (its deadline, ...) that failed lookup costs ~100
+instructions; a default calibration request makes ~800 of them (callgrind, 2026-12-08: 35,000 to
+80,000 instructions a request, by where the variables' hashes place them in the mapping).
+
+Setting the variable to its current value changes nothing NumPy does, and afterwards each read
+finds it: cached until the context next changes. :meth:`ScoringApp.__call__
+<service.api.middleware.dispatch.ScoringApp.__call__>` does it once per request (~0.2 µs), so the
+worker threads a request starts (copies of its context) find it too.
+
+``_extobj_contextvar`` is NumPy's private name for the variable; ``tests/api/test_numpy_state.py``
+fails when a NumPy upgrade renames it or stops reading it.
+"""
+
+from numpy._core.umath import _extobj_contextvar as NUMPY_ERRSTATE
+
+
+def hold_numpy_state() -> None:
+    """Set NumPy's error-state variable in the current context to the value it already has."""
+    NUMPY_ERRSTATE.set(NUMPY_ERRSTATE.get())
