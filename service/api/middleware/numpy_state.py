@@ -3,10 +3,12 @@
 NumPy (2.x) keeps its error state (what ``np.errstate`` changes) in a context variable, read by
 every ufunc call. CPython caches a context variable's value per thread and context version only
 when the variable is *found* in the context: one never set there (NumPy's, unless the code set
-it) is looked up in the context's mapping on every read and not found, each time. With the few
-variables a request's context holds (its deadline, ...) that failed lookup costs ~100
-instructions; a default calibration request makes ~800 of them (callgrind, 2026-12-08: 35,000 to
-80,000 instructions a request, by where the variables' hashes place them in the mapping).
+it) is looked up in the context's mapping on every read and not found, each time. Once a
+request's context holds other variables (its deadline), those failed lookups walk the mapping: in
+one callgrind run a default calibration request spent ~80,000 instructions in them, where the
+essential-work server (an empty context) spent ~11,000; holding the variable saved 37,000-48,000
+instructions a request (2026-12-07, two runs; the rest varies with where the variables' hashes
+fall, i.e. with address-space randomisation).
 
 Setting the variable to its current value changes nothing NumPy does, and afterwards each read
 finds it: cached until the context next changes. :meth:`ScoringApp.__call__
