@@ -36,7 +36,9 @@ class DeadlineWatch:
     async def first_message(self, receive: Receive) -> Message | None:
         """The request's first message; None if its deadline passes first."""
         pending = receive()
-        if isinstance(pending, Coroutine):
+        # a native coroutine, tested by its type (the Coroutine ABC's check is a Python call);
+        # any other awaitable is watched from the start
+        if type(pending) is types.CoroutineType:
             try:
                 signal = pending.send(None)
             except StopIteration as done:  # it had come: nothing to wait for (nearly always)

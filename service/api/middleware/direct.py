@@ -268,7 +268,6 @@ class DirectScoring:
         state = scope["state"]
         state["bytes_in"] = len(data)
         text = bytearray(data)
-        raw = RawBody(text, "json")
         gate = layer.gate
         gate.enter()
         try:
@@ -276,7 +275,7 @@ class DirectScoring:
                 plain = spec.plain
                 if plain is None:
                     request = Request(scope, receive, send)
-                    body = spec.parse(request, raw, layer.settings)
+                    body = spec.parse(request, RawBody(text, "json"), layer.settings)
                 else:
                     fields = parse_json_object(text, unique_keys=False)
                     # a body with no string but its keys holds each key once (two quotes a key)
@@ -287,7 +286,7 @@ class DirectScoring:
                             return answer[0]
                     check_unique_keys(text, fields)
                     request = Request(scope, receive, send)
-                    body = spec.parse(request, raw, layer.settings, fields)
+                    body = spec.parse(request, RawBody(text, "json"), layer.settings, fields)
                 if spec.threaded is not None and spec.threaded(body):
                     return None
                 return spec.score(body)

@@ -57,8 +57,8 @@ class Tally:
         #: Multiprocess mode: each label set's children in :attr:`families`.
         self._children: dict[object, Any] = {}
 
-    def observe(self, exchange: "Exchange") -> None:
-        """Add one finished request."""
+    def observe(self, exchange: "Exchange", scope: object = None) -> None:
+        """Add one finished request (`scope` unused: an observer's signature, called by the layer itself)."""
         route, status = exchange.route, exchange.status
         key = (route, exchange.method, status)
         series = self.exchanges.get(key)
