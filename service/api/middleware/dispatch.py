@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.middleware.numpy_state import hold_numpy_state
+from service.api.middleware.numpy_state import NUMPY_ERRSTATE
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -211,7 +211,7 @@ class ScoringApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A scoring POST enters at Xent's middleware; anything else goes FastAPI's way."""
-        hold_numpy_state()  # NumPy's reads of its error state cached from here on (numpy_state)
+        NUMPY_ERRSTATE.set(NUMPY_ERRSTATE.get())  # NumPy's reads of it found and cached (numpy_state)
         entry = self._scoring_entry
         if (
             entry is not None

@@ -71,21 +71,6 @@ class Exchange:
         self.rows = 0
         self.error: str | None = None
 
-    def finish(self, scope: Scope, known_paths: frozenset[str]) -> None:
-        """Close the record once the response is sent (or the app raised)."""
-        self.duration = time.perf_counter() - self.started
-        path = getattr(scope.get("route"), "path", None)
-        if isinstance(path, str):
-            self.route = path
-        elif self.path in known_paths:
-            self.route = self.path
-        state: dict[str, Any] = scope["state"]
-        self.bytes_in = int(state.get("bytes_in", 0))
-        rows = state.get("rows")  # a plain request's (middleware/direct.py), else its parsed body's
-        self.rows = int(getattr(state.get("body"), "rows", 0) if rows is None else rows)
-        if self.status >= 400:
-            self.error = state.get("error_type") or ERROR_TYPES.get(self.status, f"http_{self.status}")
-
 
 def internal_error(scope: Scope, exchange: Exchange, identifier: str) -> Response:
     """The problem+json 500 for an error that escaped the app, logged with its traceback on ``xent.error``."""
@@ -190,8 +175,23 @@ class ExchangeMiddleware(LimitsMiddleware):
             self.observe(exchange, scope)
 
     def observe(self, exchange: Exchange, scope: Scope) -> None:
-        """Close `exchange` and hand it to the observers (the metrics, the access log)."""
-        exchange.finish(scope, self.labelled_paths)
+        """Close `exchange` once the response is sent (or the app raised), then hand it to the observers.
+
+        The observers: the request metrics, the access log.
+        """
+        exchange.duration = time.perf_counter() - exchange.started
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            exchange.route = path
+        elif exchange.path in self.labelled_paths:
+            exchange.route = exchange.path
+        state: dict[str, Any] = scope["state"]
+        exchange.bytes_in = int(state.get("bytes_in", 0))
+        rows = state.get("rows")  # a plain request's (middleware/direct.py), else its parsed body's
+        exchange.rows = int(getattr(state.get("body"), "rows", 0) if rows is None else rows)
+        status = exchange.status
+        if status >= 400:
+            exchange.error = state.get("error_type") or ERROR_TYPES.get(status, f"http_{status}")
         for observer in self.observers:
             observer(exchange, scope)
 

@@ -19,9 +19,11 @@ worker threads a request starts (copies of its context) find it too.
 fails when a NumPy upgrade renames it or stops reading it.
 """
 
-from numpy._core.umath import _extobj_contextvar as NUMPY_ERRSTATE
+from contextvars import ContextVar
+from typing import Any
 
+from numpy._core.umath import _extobj_contextvar
 
-def hold_numpy_state() -> None:
-    """Set NumPy's error-state variable in the current context to the value it already has."""
-    NUMPY_ERRSTATE.set(NUMPY_ERRSTATE.get())
+#: NumPy's error-state variable; ``NUMPY_ERRSTATE.set(NUMPY_ERRSTATE.get())`` holds it in the
+#: current context (inline where it is done: a function around it would be one more call a request).
+NUMPY_ERRSTATE: ContextVar[Any] = _extobj_contextvar
