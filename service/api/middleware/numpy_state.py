@@ -6,8 +6,8 @@ when the variable is *found* in the context: one never set there (NumPy's, unles
 it) is looked up in the context's mapping on every read and not found, each time. Once a
 request's context holds other variables (its deadline), those failed lookups walk the mapping: in
 one callgrind run a default calibration request spent ~80,000 instructions in them, where the
-essential-work server (an empty context) spent ~11,000; holding the variable saved 37,000-48,000
-instructions a request (2026-12-07, two runs; the rest varies with where the variables' hashes
+essential-work server (an empty context) spent ~11,000; holding the variable saved 37,000-56,000
+instructions a request (2026-12-07, three runs; the figure varies with where the variables' hashes
 fall, i.e. with address-space randomisation).
 
 Setting the variable to its current value changes nothing NumPy does, and afterwards each read
