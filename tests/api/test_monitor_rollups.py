@@ -90,7 +90,7 @@ def test_rollups_equal_the_scoring_routes_and_raw_rows(tmp_path, rng, backend):
         known = np.where(late, -1, labels)
         _check(client, "c", hourly, logits, known, times, segments)  # nothing rolled up: raw rows
 
-        assert store.roll_up(time.time()) > 0
+        assert store.roll_up(now) > 0
         for params in (hourly, off_grid):
             _check(client, "c", params, logits, known, times, segments)
         end = math.ceil(now / 60) * 60
@@ -139,7 +139,7 @@ def test_a_binary_monitor_through_stored_sums_equals_raw_rows(tmp_path, rng, bin
             fields = {"logits": values[rows], "labels": labels[rows], "timestamps": times[rows]}
             assert observe(client, "p", fields).status_code == 200
         store = client.app.state.monitors.get()
-        assert store.roll_up(time.time()) == len(store.read_stats("p", 0, 2**40))
+        assert store.roll_up(now) == len(store.read_stats("p", 0, 2**40))
         end = math.ceil(now / 60) * 60
         assert len(_same_as_raw(client, "p", start, end, HOUR).digests) == 6
         fields = {"logits": values.tolist(), "labels": labels.tolist()}  # (binary: 1-D logits)
