@@ -3015,7 +3015,7 @@ export interface components {
             parameters: components["schemas"]["TemperatureParameters"] | components["schemas"]["VectorParameters"] | components["schemas"]["MatrixParameters"] | components["schemas"]["PlattParameters"] | components["schemas"]["BetaParameters"] | components["schemas"]["IsotonicParameters"] | components["schemas"]["HistogramParameters"] | components["schemas"]["SigmoidParameters"];
             /**
              * Converged
-             * @description The optimiser met its tolerance (closed-form fits: true).
+             * @description The optimiser met its tolerance, or its line search found no lower loss in float64 with the projected gradient ≤ √ε·max(1, |loss|) (the message says which; closed-form fits: true).
              */
             converged: boolean;
             /**

@@ -299,7 +299,10 @@ class RecalibrateResult(BaseModel):
 
     method: Method = Field(description="The map fitted.")
     parameters: Parameters = Field(description="Plain JSON: send to /v1/apply, or apply it yourself.")
-    converged: bool = Field(description="The optimiser met its tolerance (closed-form fits: true).")
+    converged: bool = Field(
+        description="The optimiser met its tolerance, or its line search found no lower loss in float64 "
+        "with the projected gradient ≤ √ε·max(1, |loss|) (the message says which; closed-form fits: true)."
+    )
     iterations: int = Field(description="Optimiser iterations (closed-form fits: 1).")
     message: str = Field(description="The optimiser's account, or the temperature fit's `reason`.")
     n: int = Field(description="Samples fitted.")

@@ -45,6 +45,10 @@ LossGrad = Callable[[FloatArray], tuple[float, FloatArray]]
 #: L-BFGS-B tolerances: projected gradient of the *mean* NLL, and relative decrease.
 GTOL = 1e-9
 FTOL = 1e-15
+#: L-BFGS-B's status when its line search found no lower loss (its "ABNORMAL" message).
+_LINE_SEARCH_STOPPED = 2
+#: √ε of float64: the gradient below which a step changes a loss of order 1 by less than its spacing.
+_FLOAT64_STALL = math.sqrt(np.finfo(np.float64).eps)
 #: Default iteration cap of the L-BFGS-B fits: a bound on the time of a request, not a tolerance.
 MAX_ITER = 200
 
@@ -149,7 +153,38 @@ def minimize_mean_loss(
         bounds=bounds,
         options={"maxiter": max_iter, "gtol": GTOL, "ftol": FTOL, "maxcor": 20},
     )
-    return np.asarray(result.x) / s, FitInfo(bool(result.success), int(result.nit), str(result.message))
+    converged, message = bool(result.success), str(result.message)
+    if not converged and result.status == _LINE_SEARCH_STOPPED:
+        stalled = stalled_at_optimum(float(result.fun), np.asarray(result.x), np.asarray(result.jac), bounds)
+        if stalled is not None:
+            converged, message = True, stalled
+    return np.asarray(result.x) / s, FitInfo(converged, int(result.nit), message)
+
+
+def stalled_at_optimum(
+    loss: float, y: FloatArray, grad: FloatArray, bounds: list[tuple[float | None, float | None]] | None
+) -> str | None:
+    """Why a fit whose line search found no lower loss is at its optimum in float64; None if it is not.
+
+    Near the optimum a step along a gradient g changes the loss by ~g², below the float64
+    spacing of the loss itself once g ≤ √ε·max(1, |loss|) (~1.5e-8 for a mean NLL under 1):
+    L-BFGS-B then stops, "ABNORMAL", with g above :data:`GTOL` on some machines and below it
+    on others (the sums' rounding differs with the CPU's vector width). Such a stop, with the
+    projected gradient (components pushing against a bound left out) that small, is the
+    optimum float64 can tell; any other is not converged.
+    """
+    if not math.isfinite(loss):
+        return None
+    projected = grad.copy()
+    for i, (low, high) in enumerate(bounds or ()):
+        if (low is not None and y[i] <= low and grad[i] > 0) or (
+            high is not None and y[i] >= high and grad[i] < 0
+        ):
+            projected[i] = 0.0
+    largest = float(np.max(np.abs(projected), initial=0.0))
+    if not largest <= _FLOAT64_STALL * max(1.0, abs(loss)):
+        return None
+    return f"CONVERGENCE: NO LOWER LOSS IN FLOAT64 (PROJECTED GRADIENT {largest:.1e}, LINE SEARCH STOPPED)"
 
 
 def penalty_scale(coefficient: float, count: int) -> float:
