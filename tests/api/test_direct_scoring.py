@@ -305,15 +305,29 @@ def test_the_body_watch_passes_a_prompt_body_and_an_outside_cancellation():
     assert result == "cancelled" and not watch.waiting and not watch.expired
 
 
-def test_the_body_watch_notes_nothing_for_a_body_already_there():
-    """A prompt body is returned from ``receive``'s first step: no timer armed, no task noted."""
+def test_the_body_watch_arms_one_timer_for_many_prompt_bodies():
+    """Each request is noted while it awaits its body, on the one shared timer: never a timer of its own."""
 
     async def prompt():
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    message, watch = _watch_run(0.2, prompt)
-    assert message["body"] == b"{}"
-    assert watch.timer is None and not watch.waiting
+    async def run():
+        loop = asyncio.get_running_loop()
+        armed: list[float] = []
+        call_later = loop.call_later
+
+        def counted(delay, callback, *args, **kwargs):
+            armed.append(delay)
+            return call_later(delay, callback, *args, **kwargs)
+
+        loop.call_later = counted  # type: ignore[method-assign]
+        watch = DeadlineWatch(0.2)
+        messages = [await watch.first_message(prompt) for _ in range(1_000)]
+        return messages, watch, armed
+
+    messages, watch, armed = asyncio.run(run())
+    assert all(m["body"] == b"{}" for m in messages)
+    assert armed == [watch.period] and not watch.waiting and not watch.expired
 
 
 def test_the_body_watch_resumes_a_receive_that_had_to_wait():

@@ -170,6 +170,18 @@ def test_generated_request_ids_differ_in_a_forked_worker():
     assert len(child) == 32 and child[:16] != parent[0][:16]  # a fork draws its own prefix
 
 
+def test_generated_request_ids_count_on_across_their_batches():
+    from service.api.middleware.request_ids import _Ids
+
+    ids = _Ids()
+    made = [ids() for _ in range(3 * _Ids.BATCH + 5)]  # three batches and part of a fourth
+    assert len(set(made)) == len(made) and {i[:16] for i in made} == {ids.prefix}
+    assert [int(i[16:], 16) for i in made] == list(range(1, len(made) + 1))
+    ids.reset()  # as a forked worker does: its own prefix, none of the parent's batch left
+    after = ids()
+    assert after[:16] != made[0][:16] and int(after[16:], 16) == 1
+
+
 def test_unmatched_paths_are_labelled_without_building_the_openapi_document(fresh):
     assert fresh.get("/nowhere").status_code == 404
     assert fresh.get("/v1/cross-entropy").status_code == 405  # a known path: labelled by its template

@@ -1,9 +1,6 @@
 """The deadlines of the requests the direct layer serves while they wait, on one timer."""
 
 import asyncio
-import functools
-import types
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 from starlette.types import Message, Receive
@@ -19,9 +16,11 @@ class DeadlineWatch:
     request is noted, checks them every :attr:`period` seconds (a tenth of the timeout, at most
     0.25 s): a waiting request is cancelled between its deadline and one period after it.
 
-    - :meth:`first_message`: ``receive`` is first stepped once: a body already there is returned
-      with nothing noted (no task lookup, no clock); a slow upload is stopped as above and
-      answered 503, as the general layer answers it.
+    - :meth:`first_message`: the request is noted while it awaits its body; a body already
+      there is returned at once, a slow upload is stopped as above and answered 503, as the
+      general layer answers it. (Stepping ``receive`` by hand to skip the note cost more: a
+      finished coroutine's ``send`` raises ``StopIteration``, an exception made and caught on
+      every request.)
     - A monitor's write awaited on the event loop is noted while it awaits its commit
       (``DirectScoring._written``).
     """
@@ -33,28 +32,19 @@ class DeadlineWatch:
         self.expired: set[asyncio.Task[Any]] = set()
         self.timer: asyncio.TimerHandle | None = None
 
-    async def first_message(self, receive: Receive) -> Message | None:
-        """The request's first message; None if its deadline passes first."""
-        pending = receive()
-        # a native coroutine, tested by its type (the Coroutine ABC's check is a Python call);
-        # any other awaitable is watched from the start
-        if type(pending) is types.CoroutineType:
-            try:
-                signal = pending.send(None)
-            except StopIteration as done:  # it had come: nothing to wait for (nearly always)
-                message: Message = done.value
-                return message
-            return await self._watched(_resumed(pending, signal))
-        return await self._watched(pending)
+    async def first_message(self, receive: Receive, due: float | None = None) -> Message | None:
+        """The request's first message; None if its deadline `due` (default: timeout from now) passes first.
 
-    async def _watched(self, pending: Any) -> Message | None:
-        """`pending` (the rest of ``receive``) awaited under the deadline; None if it passes first."""
+        The request is noted while it awaits ``receive``: a dict entry and its removal, the
+        timer armed only if none is (nearly always the body has come, and ``await`` returns it
+        at once, without the task suspending).
+        """
         task = asyncio.current_task()
         assert task is not None  # a request is always served by a task
         cancelling = task.cancelling()
-        self.watch(task, task.get_loop().time() + self.timeout)
+        self.watch(task, task.get_loop().time() + self.timeout if due is None else due)
         try:
-            message: Message = await pending
+            message: Message = await receive()
             return message
         except asyncio.CancelledError:
             if not self.cancelled(task, cancelling):
@@ -95,24 +85,3 @@ class DeadlineWatch:
                 self.expired.add(task)
                 task.cancel()
         self.timer = loop.call_later(self.period, self._check)
-
-
-@types.coroutine
-def _resumed(coro: Coroutine[Any, Any, Message], signal: Any) -> Generator[Any, Any, Message]:
-    """The rest of `coro`, whose first step yielded `signal` to the task: what ``await`` would have done.
-
-    The task waits on `signal`, then resumes `coro` with what it sends (or throws in what it
-    throws: a cancellation reaches `coro`, which cleans up as it would have), until `coro` returns.
-    """
-    while True:
-        try:
-            sent = yield signal
-        except BaseException as error:
-            step = functools.partial(coro.throw, error)
-        else:
-            step = functools.partial(coro.send, sent)
-        try:
-            signal = step()
-        except StopIteration as done:
-            answer: Message = done.value
-            return answer

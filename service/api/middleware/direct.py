@@ -141,7 +141,7 @@ class DirectScoring:
             return
         length, identifier, gzip_ok = plain
         due = time.monotonic() + layer.timeout  # the request's deadline runs from its arrival
-        message = await self.watch.first_message(receive)
+        message = await self.watch.first_message(receive, due)
         whole = (
             message is not None and message["type"] == "http.request" and not message.get("more_body", False)
         )
@@ -157,7 +157,7 @@ class DirectScoring:
         scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, path_params
         exchange = Exchange("POST", scope["path"])
         reply = Reply(send, exchange, (REQUEST_ID_HEADER, identifier.encode()), gzip_ok)
-        handed_over = False
+        observed = False  # by the metrics and the log: here, or by the general layer it was handed to
         try:
             if message is None:  # the deadline passed before the body came
                 response = layer.timeout_refusal(scope)
@@ -165,11 +165,18 @@ class DirectScoring:
                 response = refusal
             elif isinstance(target, DirectRoute):
                 answer = self._answer(scope, receive, send, target, message["body"], due)
-                if isinstance(answer, bytes):  # a plain request's answer: 200, JSON
-                    await reply.json(answer)
+                if type(answer) is tuple:  # a plain request's answer (200, JSON) and its rows
+                    await reply.json(answer[0])
+                    exchange.route, exchange.rows, exchange.bytes_in = (
+                        route.path,
+                        answer[1],
+                        len(message["body"]),
+                    )
+                    observed = True
+                    layer.finish(exchange, scope)
                     return
                 if answer is None:  # the route sends this body to a worker thread: served there
-                    handed_over = True
+                    observed = True
                     await layer(scope, Replay(message, receive), send)
                     return
                 response = answer if isinstance(answer, Response) else await answer
@@ -189,7 +196,7 @@ class DirectScoring:
             exchange.status = 500
             raise
         finally:
-            if not handed_over:
+            if not observed:
                 layer.observe(exchange, scope)
 
     def _refusal(self, scope: Scope) -> Response | None:
@@ -256,10 +263,11 @@ class DirectScoring:
 
     def _answer(
         self, scope: Scope, receive: Receive, send: Send, spec: DirectRoute, data: bytes, due: float
-    ) -> bytes | Response | Awaitable[Response] | None:
+    ) -> tuple[bytes, int] | Response | Awaitable[Response] | None:
         """The answer to an admitted body that came whole; None if the route sends it to a worker thread.
 
-        A plain request's answer is its JSON bytes (sent as ``Reply.json`` sends them). The work
+        A plain request's answer is its JSON bytes (sent as ``Reply.json`` sends them) and its
+        rows; its body is read as it came (the general readers get a copy they may change). The work
         stops at the request's deadline `due` (``time.monotonic()`` seconds). An error handler's
         answer may be awaitable (FastAPI's validation handler is a coroutine).
         """
@@ -267,7 +275,6 @@ class DirectScoring:
         request = None  # made only for the general reader or an error handler
         state = scope["state"]
         state["bytes_in"] = len(data)
-        text = bytearray(data)
         gate = layer.gate
         gate.enter()
         try:
@@ -275,18 +282,17 @@ class DirectScoring:
                 plain = spec.plain
                 if plain is None:
                     request = Request(scope, receive, send)
-                    body = spec.parse(request, RawBody(text, "json"), layer.settings)
+                    body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings)
                 else:
-                    fields = parse_json_object(text, unique_keys=False)
+                    fields = parse_json_object(data, unique_keys=False)
                     # a body with no string but its keys holds each key once (two quotes a key)
-                    if fields.keys() == plain.fields and numbers_only(text, fields):
+                    if fields.keys() == plain.fields and numbers_only(data, fields):
                         answer = plain.answer(fields, layer.settings.max_elements)
                         if answer is not None:
-                            state["rows"] = answer[1]
-                            return answer[0]
-                    check_unique_keys(text, fields)
+                            return answer
+                    check_unique_keys(data, fields)
                     request = Request(scope, receive, send)
-                    body = spec.parse(request, RawBody(text, "json"), layer.settings, fields)
+                    body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings, fields)
                 if spec.threaded is not None and spec.threaded(body):
                     return None
                 return spec.score(body)

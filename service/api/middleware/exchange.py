@@ -179,7 +179,6 @@ class ExchangeMiddleware(LimitsMiddleware):
 
         The observers: the request metrics, the access log.
         """
-        exchange.duration = time.perf_counter() - exchange.started
         path = getattr(scope.get("route"), "path", None)
         if isinstance(path, str):
             exchange.route = path
@@ -192,6 +191,15 @@ class ExchangeMiddleware(LimitsMiddleware):
         status = exchange.status
         if status >= 400:
             exchange.error = state.get("error_type") or ERROR_TYPES.get(status, f"http_{status}")
+        self.finish(exchange, scope)
+
+    def finish(self, exchange: Exchange, scope: Scope) -> None:
+        """Hand `exchange` to the observers, its duration taken now; its route, rows and bytes in already set.
+
+        :meth:`observe` sets them from the request's scope; the direct layer sets them itself
+        for a plain request's answer.
+        """
+        exchange.duration = time.perf_counter() - exchange.started
         for observer in self.observers:
             observer(exchange, scope)
 

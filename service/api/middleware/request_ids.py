@@ -6,10 +6,10 @@ keeps it in ``scope["state"]["request_id"]``, echoes it on the response and the 
 writes it.
 """
 
-import itertools
 import os
 import re
 import secrets
+from collections.abc import Iterator
 
 from starlette.types import Scope
 
@@ -30,8 +30,13 @@ class _Ids:
 
     Unique within a worker, and across workers and restarts but for a 2^-64 chance; an id
     names a request, it is no secret. ``uuid4().hex`` read 16 bytes of ``os.urandom`` per
-    request (a system call; ~3 µs of a 32×10 request's ~400 µs in the app).
+    request (a system call; ~3 µs of a 32×10 request's ~400 µs in the app). The ids are
+    formatted :attr:`BATCH` at a time: a request takes the next one made (formatting one
+    per request ran the format-spec parser and the integer formatter each time, cold code
+    for the processor's caches amid a request's other work).
     """
+
+    BATCH = 256
 
     def __init__(self) -> None:
         self.reset()
@@ -39,10 +44,17 @@ class _Ids:
 
     def reset(self) -> None:
         self.prefix = secrets.token_hex(8)
-        self.counter = itertools.count(1)
+        self.count = 0  # ids made so far
+        self.made: Iterator[str] = iter(())
 
     def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
+        identifier = next(self.made, None)
+        if identifier is None:
+            start, prefix = self.count + 1, self.prefix
+            self.count += self.BATCH
+            self.made = iter([f"{prefix}{n:016x}" for n in range(start, start + self.BATCH)])
+            identifier = next(self.made)
+        return identifier
 
 
 new_id = _Ids()

@@ -59,34 +59,33 @@ class Tally:
 
     def observe(self, exchange: "Exchange", scope: object = None) -> None:
         """Add one finished request (`scope` unused: an observer's signature, called by the layer itself)."""
-        route, status = exchange.route, exchange.status
-        key = (route, exchange.method, status)
-        series = self.exchanges.get(key)
+        route, status, duration = exchange.route, exchange.status, exchange.duration
+        series = self.exchanges.get((route, exchange.method, status))
         if series is None:
-            series = self.exchanges[key] = [0] * (_BUCKETS + len(self.bounds))
-            self.created.setdefault(key, time.time())
-        duration = exchange.duration
+            series = self._new((route, exchange.method, status), self.exchanges, _BUCKETS + len(self.bounds))
         series[_COUNT] += 1
         series[_SUM] += duration
         series[_BUCKETS + bisect_left(self.bounds, duration)] += 1  # bound ≥ duration: Prometheus' le
         if 200 <= status < 300:
-            if exchange.rows or exchange.bytes_in:
-                scored = self.scored.get(route)
-                if scored is None:
-                    scored = self.scored[route] = [0, 0]
-                    self.created.setdefault(route, time.time())
-                scored[0] += exchange.rows
-                scored[1] += exchange.bytes_in
+            rows, bytes_in = exchange.rows, exchange.bytes_in
+            if rows or bytes_in:
+                scored = self.scored.get(route) or self._new(route, self.scored, 2)
+                scored[0] += rows
+                scored[1] += bytes_in
         elif exchange.error:
-            key2 = (route, exchange.error)
-            error = self.errors.get(key2)
-            if error is None:
-                error = self.errors[key2] = [0]
-                self.created.setdefault(key2, time.time())
+            error = self.errors.get((route, exchange.error)) or self._new(
+                (route, exchange.error), self.errors, 1
+            )
             error[0] += 1
         if self.families is not None and not self._flush_due:
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self.flush)
+
+    def _new(self, key: Any, table: dict[Any, list[Any]], size: int) -> list[Any]:
+        """A label set's first numbers in `table`, all zero, noted as created now."""
+        numbers = table[key] = [0] * size
+        self.created.setdefault(key, time.time())
+        return numbers
 
     def flush(self) -> None:
         """Multiprocess mode: add what was observed since the last flush to the shared families."""
