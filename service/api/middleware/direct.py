@@ -165,7 +165,7 @@ class DirectScoring:
                 response = refusal
             elif isinstance(target, DirectRoute):
                 answer = self._answer(scope, receive, send, target, message["body"], due)
-                if type(answer) is tuple:  # a plain request's answer (200, JSON) and its rows
+                if isinstance(answer, tuple):  # a plain request's answer (200, JSON) and its rows
                     await reply.json(answer[0])
                     exchange.route, exchange.rows, exchange.bytes_in = (
                         route.path,
