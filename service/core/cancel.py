@@ -14,7 +14,10 @@ Without a deadline, :func:`checkpoint` costs one context-variable lookup and nev
 import time
 from contextvars import ContextVar
 
-_DEADLINE: ContextVar[float | None] = ContextVar("xent_deadline", default=None)
+#: The current request's deadline, ``time.monotonic()`` seconds (None: no limit). Set it with
+#: :func:`deadline`; a caller that has the deadline as a time already may set it itself
+#: (``token = DEADLINE.set(at)`` … ``DEADLINE.reset(token)``), as the direct layer does.
+DEADLINE: ContextVar[float | None] = ContextVar("xent_deadline", default=None)
 
 
 class Cancelled(Exception):  # noqa: N818 (it is not an error of the input or of the code)
@@ -33,14 +36,14 @@ def checkpoint() -> None:
     ...
     service.core.cancel.Cancelled: the request's deadline passed
     """
-    at = _DEADLINE.get()
+    at = DEADLINE.get()
     if at is not None and time.monotonic() >= at:
         raise Cancelled("the request's deadline passed")
 
 
 def set_deadline(seconds: float | None) -> None:
     """Give the current context (and the threads it starts from now on) `seconds` to run; None: no limit."""
-    _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
 
 
 class deadline:  # noqa: N801 (used as a function: ``with deadline(30):``)
@@ -57,10 +60,10 @@ class deadline:  # noqa: N801 (used as a function: ``with deadline(30):``)
 
     def __enter__(self) -> None:
         seconds = self._seconds
-        self._token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+        self._token = DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
 
     def __exit__(self, *exc_info: object) -> None:
-        _DEADLINE.reset(self._token)
+        DEADLINE.reset(self._token)
 
 
 def current_deadline() -> float | None:
@@ -74,4 +77,4 @@ def current_deadline() -> float | None:
     >>> current_deadline() is None
     True
     """
-    return _DEADLINE.get()
+    return DEADLINE.get()

@@ -466,3 +466,54 @@ def test_a_repeated_header_sends_the_request_the_general_way(rng, general_calls)
         assert general_calls == ["/v1/cross-entropy"]  # served directly
     assert twice.status_code == once.status_code == 200 and twice.content == once.content
     assert twice.headers["x-request-id"] == once.headers["x-request-id"] == "second"
+
+
+@pytest.mark.parametrize("labels", ["valid", "out of range"])
+def test_the_request_s_deadline_is_set_while_it_is_scored_and_restored_after(rng, monkeypatch, labels):
+    """The plain way sets the deadline it computed on arrival, and leaves the caller's context as it was."""
+    from service.api.routes import cross_entropy
+    from service.core.cancel import current_deadline
+
+    seen: list[float | None] = []
+
+    def noted(value):
+        seen.append(current_deadline())
+        return value
+
+    monkeypatch.setattr(cross_entropy, "json_float", noted)
+    body = _bodies(rng)["/v1/cross-entropy"]
+    if labels != "valid":
+        body["labels"][0] = 99  # refused: the general path answers 422
+    content = json.dumps(body).encode()
+    app = create_app(Settings(request_timeout_s=7.0))
+
+    async def run():
+        inbox: asyncio.Queue = asyncio.Queue()
+        outbox: asyncio.Queue = asyncio.Queue()
+        await inbox.put({"type": "lifespan.startup"})
+        life = asyncio.ensure_future(
+            app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+        )
+        await outbox.get()
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": content, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        start = asyncio.get_running_loop().time()
+        await app(_scope(len(content)), receive, send)
+        after = current_deadline()
+        await inbox.put({"type": "lifespan.shutdown"})
+        await life
+        return sent, start, after
+
+    sent, start, after = asyncio.run(run())
+    assert after is None  # restored in the caller's context
+    if labels == "valid":
+        assert sent[0]["status"] == 200 and len(seen) == 2
+        assert all(start + 7.0 <= s <= start + 7.0 + 1.0 for s in seen)  # from its arrival, not reset
+    else:
+        assert sent[0]["status"] == 422 and seen == []

@@ -2,6 +2,7 @@
 and every long loop of the core calls it."""
 
 import asyncio
+import math
 import subprocess
 import sys
 import threading
@@ -73,9 +74,11 @@ def test_a_plain_thread_does_not_inherit_the_deadline():
 
 def test_a_deadline_passing_mid_loop_stops_the_kernel_early(rng):
     logits = rng.standard_normal((400_000, 10)).astype(np.float32)  # ~30 blocks
-    started = time.perf_counter()
-    softmax_summary(logits)
-    full = time.perf_counter() - started
+    full = math.inf
+    for _ in range(3):  # its fastest run: a first, cold or descheduled one may take 4× a later one
+        started = time.perf_counter()
+        softmax_summary(logits)
+        full = min(full, time.perf_counter() - started)
     with deadline(full / 4), pytest.raises(Cancelled):
         softmax_summary(logits)
 

@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.core.cancel import Cancelled, deadline
+from service.core.cancel import DEADLINE, Cancelled, deadline
 
 from ..deps import DIRECT_BODY, DirectRoute, RawBody
 from ..formats.json_keys import check_unique_keys
@@ -277,25 +277,25 @@ class DirectScoring:
         state["bytes_in"] = len(data)
         gate = layer.gate
         gate.enter()
+        token = DEADLINE.set(due)  # (what `deadline` does, `due` a time already)
         try:
-            with deadline(due - time.monotonic()):
-                plain = spec.plain
-                if plain is None:
-                    request = Request(scope, receive, send)
-                    body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings)
-                else:
-                    fields = parse_json_object(data, unique_keys=False)
-                    # a body with no string but its keys holds each key once (two quotes a key)
-                    if fields.keys() == plain.fields and numbers_only(data, fields):
-                        answer = plain.answer(fields, layer.settings.max_elements)
-                        if answer is not None:
-                            return answer
-                    check_unique_keys(data, fields)
-                    request = Request(scope, receive, send)
-                    body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings, fields)
-                if spec.threaded is not None and spec.threaded(body):
-                    return None
-                return spec.score(body)
+            plain = spec.plain
+            if plain is None:
+                request = Request(scope, receive, send)
+                body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings)
+            else:
+                fields = parse_json_object(data, unique_keys=False)
+                # a body with no string but its keys holds each key once (two quotes a key)
+                if fields.keys() == plain.fields and numbers_only(data, fields):
+                    answer = plain.answer(fields, layer.settings.max_elements)
+                    if answer is not None:
+                        return answer
+                check_unique_keys(data, fields)
+                request = Request(scope, receive, send)
+                body = spec.parse(request, RawBody(bytearray(data), "json"), layer.settings, fields)
+            if spec.threaded is not None and spec.threaded(body):
+                return None
+            return spec.score(body)
         except Cancelled:
             return layer.timeout_refusal(scope)
         except Exception as error:
@@ -304,4 +304,5 @@ class DirectScoring:
                 raise
             return handler(request or Request(scope, receive, send), error)
         finally:
+            DEADLINE.reset(token)
             gate.leave()
