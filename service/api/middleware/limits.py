@@ -45,7 +45,7 @@ from .metrics import ERROR_LOGGER
 PREFIX = ("/v1/", "/v2/models/")  # /v1 scoring and /v2 (Open Inference Protocol) models
 
 
-@dataclass
+@dataclass(slots=True)
 class Gate:
     """Per-worker load state shared by the middleware and the shutdown hook.
 
