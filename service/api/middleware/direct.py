@@ -167,11 +167,8 @@ class DirectScoring:
                 answer = self._answer(scope, receive, send, target, message["body"], due)
                 if isinstance(answer, tuple):  # a plain request's answer (200, JSON) and its rows
                     await reply.json(answer[0])
-                    exchange.route, exchange.rows, exchange.bytes_in = (
-                        route.path,
-                        answer[1],
-                        len(message["body"]),
-                    )
+                    exchange.route, exchange.rows = route.path, answer[1]
+                    exchange.bytes_in = len(message["body"])
                     observed = True
                     layer.finish(exchange, scope)
                     return

@@ -186,7 +186,7 @@ class ExchangeMiddleware(LimitsMiddleware):
             exchange.route = exchange.path
         state: dict[str, Any] = scope["state"]
         exchange.bytes_in = int(state.get("bytes_in", 0))
-        rows = state.get("rows")  # a plain request's (middleware/direct.py), else its parsed body's
+        rows = state.get("rows")  # a monitor's plain write's (routes/monitor_plain_write.py), else its body's
         exchange.rows = int(getattr(state.get("body"), "rows", 0) if rows is None else rows)
         status = exchange.status
         if status >= 400:
