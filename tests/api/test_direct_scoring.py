@@ -376,32 +376,34 @@ def test_a_receive_that_swallows_the_deadline_is_still_served_what_it_returns():
     assert not watch.waiting and not watch.expired
 
 
+async def _served(app, length: int, receive) -> list[dict]:
+    """What `app` sends for one POST of `length` bytes to cross-entropy, its lifespan run around it."""
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    life = asyncio.ensure_future(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    await outbox.get()
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.wait_for(app(_scope(length), receive, send), 2)
+    await inbox.put({"type": "lifespan.shutdown"})
+    await life
+    return sent
+
+
 def test_a_slow_upload_on_the_direct_way_is_answered_503(rng):
     """The client sends its headers and never its body: 503 at the deadline, the slot free."""
     app = create_app(Settings(request_timeout_s=0.1))
 
-    async def run():
-        lifespan_in: asyncio.Queue = asyncio.Queue()
-        lifespan_out: asyncio.Queue = asyncio.Queue()
-        await lifespan_in.put({"type": "lifespan.startup"})
-        lifespan = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        life = asyncio.ensure_future(app(lifespan, lifespan_in.get, lifespan_out.put))
-        await lifespan_out.get()
-        sent: list[dict] = []
+    async def receive():
+        await asyncio.sleep(3600)
 
-        async def receive():
-            await asyncio.sleep(3600)
-
-        async def send(message):
-            sent.append(message)
-
-        scope = _scope(200)
-        await asyncio.wait_for(app(scope, receive, send), 2)
-        await lifespan_in.put({"type": "lifespan.shutdown"})
-        await life
-        return sent
-
-    sent = asyncio.run(run())
+    sent = asyncio.run(_served(app, 200, receive))
     assert sent[0]["status"] == 503
     assert b"did not finish within" in sent[1]["body"]
     assert app.state.gate.in_flight == 0
@@ -427,29 +429,11 @@ def test_the_deadline_runs_from_the_request_s_arrival(rng, monkeypatch):
     content = json.dumps(_bodies(rng)["/v1/cross-entropy"]).encode()
     app = create_app(Settings(request_timeout_s=0.2))
 
-    async def run():
-        inbox: asyncio.Queue = asyncio.Queue()
-        outbox: asyncio.Queue = asyncio.Queue()
-        await inbox.put({"type": "lifespan.startup"})
-        life = asyncio.ensure_future(
-            app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-        )
-        await outbox.get()
-        sent: list[dict] = []
+    async def receive():
+        await asyncio.sleep(0.15)
+        return {"type": "http.request", "body": content, "more_body": False}
 
-        async def receive():
-            await asyncio.sleep(0.15)
-            return {"type": "http.request", "body": content, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        await app(_scope(len(content)), receive, send)
-        await inbox.put({"type": "lifespan.shutdown"})
-        await life
-        return sent
-
-    sent = asyncio.run(run())
+    sent = asyncio.run(_served(app, len(content), receive))
     assert sent[0]["status"] == 503
     assert b"did not finish within" in sent[1]["body"]
 
@@ -487,28 +471,13 @@ def test_the_request_s_deadline_is_set_while_it_is_scored_and_restored_after(rng
     content = json.dumps(body).encode()
     app = create_app(Settings(request_timeout_s=7.0))
 
+    async def receive():
+        return {"type": "http.request", "body": content, "more_body": False}
+
     async def run():
-        inbox: asyncio.Queue = asyncio.Queue()
-        outbox: asyncio.Queue = asyncio.Queue()
-        await inbox.put({"type": "lifespan.startup"})
-        life = asyncio.ensure_future(
-            app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-        )
-        await outbox.get()
-        sent: list[dict] = []
-
-        async def receive():
-            return {"type": "http.request", "body": content, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
         start = asyncio.get_running_loop().time()
-        await app(_scope(len(content)), receive, send)
-        after = current_deadline()
-        await inbox.put({"type": "lifespan.shutdown"})
-        await life
-        return sent, start, after
+        sent = await _served(app, len(content), receive)
+        return sent, start, current_deadline()
 
     sent, start, after = asyncio.run(run())
     assert after is None  # restored in the caller's context
