@@ -148,3 +148,26 @@ def test_a_repeated_key_is_refused_and_nothing_written(tmp_path, text):
         assert answer.headers["content-type"] == "application/problem+json"
         assert "repeats" in answer.json()["detail"] or "duplicate" in answer.json()["detail"]
         assert client.get("/v1/monitors/m").json()["totals"]["n"] == 0
+
+
+def test_a_direct_write_is_stored_under_the_deadline_from_its_arrival(tmp_path, monkeypatch):
+    """The write's store sees the request's deadline: its arrival plus ``request_timeout_s``."""
+    from service.core.cancel import current_deadline
+    from service.store import group_commit, raw_appends, sql_base
+
+    seen: list[float | None] = []
+
+    def noted():
+        seen.append(current_deadline())
+        return seen[-1]
+
+    for module in (group_commit, raw_appends, sql_base):  # wherever this store takes the write
+        monkeypatch.setattr(module, "current_deadline", noted)
+    body = {"logits": [[2.0, 0.5, -1.0]], "labels": [0]}
+    with monitor_client(tmp_path, request_timeout_s=7.0) as client:
+        assert client.put("/v1/monitors/m", json={"n_classes": K}).status_code == 201
+        seen.clear()
+        before = time.monotonic()
+        assert client.post("/v1/monitors/m/observations", json=body).status_code == 200
+        after = time.monotonic()
+    assert seen and all(s is not None and before + 7.0 <= s <= after + 7.0 for s in seen)

@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.core.cancel import DEADLINE, Cancelled, deadline
+from service.core.cancel import DEADLINE, Cancelled
 
 from ..deps import DIRECT_BODY, DirectRoute, RawBody
 from ..formats.json_keys import check_unique_keys
@@ -239,9 +239,9 @@ class DirectScoring:
         gate = layer.gate
         gate.enter()
         watch.watch(task, due)
+        token = DEADLINE.set(due)  # (what `deadline` does, `due` a time already)
         try:
-            with deadline(due - time.monotonic()):
-                return await endpoint(request)
+            return await endpoint(request)
         except asyncio.CancelledError:
             if not watch.cancelled(task, cancelling):
                 raise  # cancelled from outside (the client left, the server stops), not by the deadline
@@ -255,6 +255,7 @@ class DirectScoring:
             answer = handler(request, error)
             return await answer if inspect.isawaitable(answer) else answer
         finally:
+            DEADLINE.reset(token)
             watch.unwatch(task)
             gate.leave()
 
